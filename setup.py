@@ -1,0 +1,47 @@
+"""Build the native hashing core (pithead.miner._sha256d) with the package.
+
+The extension is optional: if there is no C compiler, or the build fails, pithead installs without it and
+runs on the pure-Python reference path (pithead.miner.core says so once at run time). SHA-NI is selected at
+run time inside the extension (cpuid), so one build works on CPUs with and without it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+SRC = os.path.join("src", "pithead", "miner", "_sha256d.c")
+
+
+class OptionalBuildExt(build_ext):
+    """A build_ext that warns instead of failing: the pure path is always there."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            print(f"pithead: native hashing core not built ({exc}); using the pure-Python path", file=sys.stderr)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            print(f"pithead: native hashing core not built ({exc}); using the pure-Python path", file=sys.stderr)
+
+
+def extensions() -> list[Extension]:
+    if not os.path.exists(SRC) or os.environ.get("PITHEAD_NO_NATIVE"):
+        return []
+    args = ["-O3", "-std=c11", "-Wall"]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        # Only the SHA-NI functions get target("sha,sse4.1") attributes inside the source; the rest stays
+        # portable, and the run-time cpuid check picks the path.
+        pass
+    return [Extension("pithead.miner._sha256d", sources=[SRC], extra_compile_args=args)]
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,35 @@
+"""`pithead bench NAME [ARGS]`: run the benchmark module `pithead.bench.NAME` and print its figures.
+
+Each benchmark is a module in this package with `main(argv: list[str]) -> None`, owned by its area
+(chain, hash, stratum, farm, ...); a new module becomes a subcommand with no edit here. Benchmarks print
+figures; they never assert timings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def available() -> list[str]:
+    import pithead.bench as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "cli")
+
+
+def _register(name: str) -> None:
+    @app.command(
+        name=name,
+        help=f"Benchmark: {name} (see pithead.bench.{name}; extra arguments go to it).",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    )
+    def _cmd(ctx: typer.Context) -> None:
+        importlib.import_module(f"pithead.bench.{name}").main(list(ctx.args))
+
+
+for _name in available():
+    _register(_name)

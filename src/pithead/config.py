@@ -1,0 +1,119 @@
+"""One typed configuration object, loaded from TOML; nothing here is global.
+
+Each section is a frozen dataclass with safe defaults (bind 127.0.0.1, regtest). `load(path)` reads a
+TOML file whose tables are named like the sections (`[node]`, `[pool]`, ...); unknown keys are an error
+so that a typo never silently falls back to a default. Areas add fields to their own section only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used, with the key that is wrong."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    chain: str = "regtest"  # regtest | demo
+    rpc_bind: str = "127.0.0.1"
+    rpc_port: int = 18443
+    rpc_user: str | None = None
+    rpc_password: str | None = None
+    zmq_pub_hashblock: str | None = None  # e.g. tcp://127.0.0.1:28332
+    zmq_pub_rawblock: str | None = None
+    tx_rate: float = 0.0  # generated transactions per second
+    demo_block_interval: float = 30.0  # seconds, for chain = "demo"
+
+
+@dataclass(frozen=True)
+class UpstreamNode:
+    """A Bitcoin node the pool takes work from (Bitcoin Core or pithead's)."""
+
+    url: str = "http://127.0.0.1:18443"
+    cookie_file: str | None = None
+    rpc_user: str | None = None
+    rpc_password: str | None = None
+    zmq_hashblock: str | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    bind: str = "127.0.0.1"
+    port: int = 3333
+    mode: str = "solo"  # solo | pool
+    network: str = "regtest"
+    pool_address: str | None = None
+    coinbase_tag: str = "/pithead/"
+    nodes: tuple[UpstreamNode, ...] = (UpstreamNode(),)
+    min_difficulty: float = 0.001
+    max_difficulty: float = 1e12
+    start_difficulty: float = 1.0
+    share_interval: float = 10.0  # vardiff target, seconds per share per connection
+    refresh_interval: float = 30.0  # new-transaction template refresh
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    scheme: str = "pplns"  # solo | prop | pplns | pps
+    pool_fee_percent: float = 1.0
+    pplns_n: float = 2.0  # window = N x network difficulty in share difficulty
+    payout_threshold_sat: int = 100_000
+    database: str = "sqlite:///ledger.sqlite3"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    bind: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class FarmConfig:
+    sim_devices: int = 0
+    poll_interval: float = 60.0
+    max_concurrent_polls: int = 500
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "pithead-data"
+    node: NodeConfig = field(default_factory=NodeConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    farm: FarmConfig = field(default_factory=FarmConfig)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown setting {where}{key!r}")
+        f = names[key]
+        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        if dataclasses.is_dataclass(sub) and isinstance(value, dict):
+            value = _build(type(sub), value, f"{where}{key}.")
+        elif key == "nodes" and isinstance(value, list):
+            value = tuple(_build(UpstreamNode, v, f"{where}nodes[].") for v in value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Read a TOML config (or the defaults) and apply top-level overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    cfg: Config = _build(Config, data, "")
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg

@@ -1,0 +1,1 @@
+"""pithead.miner."""

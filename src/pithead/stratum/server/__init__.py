@@ -1,0 +1,1 @@
+"""pithead.stratum.server."""
