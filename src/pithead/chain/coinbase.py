@@ -1,0 +1,142 @@
+"""The coinbase transaction, split the way Stratum needs it: coinb1 | extranonce1 | extranonce2 | coinb2.
+
+Layout of the legacy (txid) serialization that miners hash:
+
+    version | 01 | 00…00 ffffffff | len(scriptSig) | BIP34 height push, aux flags,
+    [extranonce1 | extranonce2], pool tag | sequence | outputs (payouts…, witness commitment) | locktime
+
+coinb1 ends right before extranonce1, coinb2 starts right after extranonce2. The scriptSig is bounded to
+2..100 bytes by consensus (Core's CheckTransaction, "bad-cb-length"), so the tag is what gives way: it is
+truncated to fit and never the height or the extranonce. Miners never see the witness: the block's
+coinbase gets its witness (the 32-byte reserved value, BIP141) only when the block is assembled, which
+does not change the txid the miner hashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pithead.chain.errors import ChainError
+from pithead.chain.hashes import sha256d
+from pithead.chain.script import bip34_height_push
+from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
+from pithead.chain.varint import encode_bytes, encode_varint
+from pithead.chain.witness import WITNESS_RESERVED_VALUE, commitment_script
+
+MIN_EXTRANONCE_SIZE = 2
+MAX_EXTRANONCE_SIZE = 8  # each side; miners (ESP-Miner, cgminer) assume extranonce2_size <= 8
+MAX_COINBASE_SCRIPT = 100  # consensus: coinbase scriptSig length 2..100 (Core: "bad-cb-length")
+MIN_COINBASE_SCRIPT = 2
+
+
+class CoinbaseError(ChainError):
+    """A coinbase that cannot be built as asked (sizes, values, too long a scriptSig)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CoinbaseParts:
+    """The two halves of a coinbase around the extranonce, plus what is needed to rebuild it."""
+
+    coinb1: bytes
+    coinb2: bytes
+    extranonce1_size: int
+    extranonce2_size: int
+    has_witness_commitment: bool
+
+    def serialize(self, extranonce1: bytes, extranonce2: bytes) -> bytes:
+        """The coinbase's legacy serialization for these extranonces (what its txid hashes)."""
+        if len(extranonce1) != self.extranonce1_size or len(extranonce2) != self.extranonce2_size:
+            raise CoinbaseError(
+                f"extranonce sizes {len(extranonce1)}+{len(extranonce2)} do not match "
+                f"{self.extranonce1_size}+{self.extranonce2_size}"
+            )
+        return self.coinb1 + extranonce1 + extranonce2 + self.coinb2
+
+    def txid(self, extranonce1: bytes, extranonce2: bytes) -> bytes:
+        return sha256d(self.serialize(extranonce1, extranonce2))
+
+    def transaction(self, extranonce1: bytes, extranonce2: bytes) -> Transaction:
+        """The coinbase as it goes into the block: with the witness reserved value when committed."""
+        tx = Transaction.parse(self.serialize(extranonce1, extranonce2))
+        if not self.has_witness_commitment:
+            return tx
+        (cb_in,) = tx.inputs
+        with_witness = TxIn(cb_in.prevout, cb_in.script_sig, cb_in.sequence, (WITNESS_RESERVED_VALUE,))
+        return Transaction(tx.version, (with_witness,), tx.outputs, tx.locktime)
+
+
+def build_coinbase(
+    *,
+    height: int,
+    outputs: Sequence[TxOut],
+    extranonce1_size: int = 4,
+    extranonce2_size: int = 8,
+    tag: bytes = b"/pithead/",
+    aux_flags: bytes = b"",
+    witness_commitment: bytes | None = None,
+    version: int = 2,
+    sequence: int = 0xFFFFFFFF,
+    locktime: int = 0,
+) -> CoinbaseParts:
+    """Build the Stratum split of a coinbase.
+
+    `outputs` are the payouts (at least one; their values must sum to what the block may claim — the
+    caller knows coinbasevalue). `witness_commitment` (32 bytes, or None) appends the BIP141 commitment
+    output last. `aux_flags` is GBT's coinbaseaux.flags, placed after the height as Core's miner does.
+    """
+    for name, size in (("extranonce1", extranonce1_size), ("extranonce2", extranonce2_size)):
+        if not MIN_EXTRANONCE_SIZE <= size <= MAX_EXTRANONCE_SIZE:
+            raise CoinbaseError(f"{name} size {size} outside {MIN_EXTRANONCE_SIZE}..{MAX_EXTRANONCE_SIZE}")
+    if not outputs:
+        raise CoinbaseError("a coinbase needs at least one payout output")
+    if any(o.value < 0 for o in outputs):
+        raise CoinbaseError("negative output value")
+    if witness_commitment is not None and len(witness_commitment) != 32:
+        raise CoinbaseError("witness commitment must be 32 bytes")
+
+    head = bip34_height_push(height) + aux_flags
+    room = MAX_COINBASE_SCRIPT - len(head) - extranonce1_size - extranonce2_size
+    if room < 0:
+        raise CoinbaseError("height, aux flags and extranonces do not fit in a 100-byte coinbase scriptSig")
+    tag = tag[:room]
+    script_len = len(head) + extranonce1_size + extranonce2_size + len(tag)
+    if script_len < MIN_COINBASE_SCRIPT:  # pragma: no cover - extranonces alone are >= 4 bytes
+        raise CoinbaseError("coinbase scriptSig too short")
+
+    all_outputs = list(outputs)
+    if witness_commitment is not None:
+        all_outputs.append(TxOut(0, commitment_script(witness_commitment)))
+
+    coinb1 = b"".join(
+        [
+            version.to_bytes(4, "little", signed=True),
+            b"\x01",
+            bytes(32),
+            b"\xff\xff\xff\xff",
+            encode_varint(script_len),
+            head,
+        ]
+    )
+    coinb2 = b"".join(
+        [tag, sequence.to_bytes(4, "little"), encode_varint(len(all_outputs))]
+        + [o.value.to_bytes(8, "little", signed=True) + encode_bytes(o.script_pubkey) for o in all_outputs]
+        + [locktime.to_bytes(4, "little")]
+    )
+    return CoinbaseParts(coinb1, coinb2, extranonce1_size, extranonce2_size, witness_commitment is not None)
+
+
+def split_payouts(total: int, weights: Sequence[tuple[bytes, int]]) -> list[TxOut]:
+    """Split `total` satoshis over scripts by integer weights; the remainder goes to the first output so
+    the outputs sum exactly to `total`."""
+    if total < 0:
+        raise CoinbaseError("negative total")
+    wsum = sum(w for _, w in weights)
+    if not weights or wsum <= 0:
+        raise CoinbaseError("payout weights must be positive")
+    values = [total * w // wsum for _, w in weights]
+    values[0] += total - sum(values)
+    return [TxOut(v, s) for (s, _), v in zip(weights, values, strict=True)]
+
+
+COINBASE_PREVOUT = OutPoint(bytes(32), 0xFFFFFFFF)
