@@ -1,0 +1,28 @@
+"""Sans-IO wire codecs of real mining devices, shared by the fleet manager's drivers and the simulator.
+
+- `cgminer`: the cgminer/bmminer RPC API on TCP 4028 (requests incl. `cmd1+cmd2`, NUL-terminated replies,
+  STATUS blocks, section builders and typed parsers).
+- `axeos`: the Bitaxe AxeOS HTTP JSON API (system info, asic info, settings PATCH).
+- `antminer_web`: the stock Antminer CGI JSON payloads behind HTTP Digest auth.
+- `errors`: the typed errors all of them raise.
+
+Nothing here opens sockets or reads the clock; timestamps come in as parameters.
+"""
+
+from pithead.farm.protocol.errors import (
+    AntminerWebPayloadError,
+    AxeOSPayloadError,
+    CgminerCommandError,
+    CgminerReplyError,
+    CgminerRequestError,
+    DeviceProtocolError,
+)
+
+__all__ = [
+    "AntminerWebPayloadError",
+    "AxeOSPayloadError",
+    "CgminerCommandError",
+    "CgminerReplyError",
+    "CgminerRequestError",
+    "DeviceProtocolError",
+]
