@@ -1,0 +1,322 @@
+"""Fleet alerts: pure rules over device status, a stateful open/resolve tracker, and delivery sinks.
+
+Rules (`evaluate`) are a pure function of one device's latest status, the pool's last-share time for its
+worker, the clock (passed in) and `AlertThresholds`:
+
+- OFFLINE        the device has failed every poll (timeout / refused / error) for `offline_after_s`
+- OVERHEAT       hottest chip or board sensor above its limit
+- FAN_FAILURE    a fan below `fan_min_rpm`, or fewer fans than the model has
+- BOARD_MISSING  fewer hashboards than the model has, or a board with no/too few chips found
+- LOW_HASHRATE   hashrate below `low_hashrate_ratio` x the expected hashrate the device reports
+- NO_SHARES      the device says it is hashing, but the pool has seen no share from its worker for
+                 `no_shares_after_s` -- the cross-check between device telemetry and the pool ledger
+                 that single-source monitors miss (a miner "healthy" on its own page for hours while
+                 the pool saw nothing).
+
+The pool side comes in through `ShareActivity`, a one-method protocol (worker names -> last accepted
+share time), so the farm never imports the ledger: `pithead up` plugs the ledger in, tests plug a dict.
+
+`AlertManager` is the thin shell: it diffs the conditions against the store's open alerts, opens and
+resolves rows, and hands every change to the sinks (the dashboard reads the store; `WebhookSink` POSTs
+JSON with a bounded queue, a timeout and bounded retries, so a dead webhook never blocks polling).
+
+This module does NOT poll devices and does not decide curtailment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import orjson
+
+from pithead.farm.model import ERROR_STATES, DeviceState
+from pithead.farm.store import DeviceStatus, FarmStore
+
+log = logging.getLogger(__name__)
+
+# Webhook deliveries waiting to be sent; beyond this the oldest are dropped (and counted) so a dead
+# receiver costs bounded memory. Alerts stay in the store either way.
+MAX_PENDING_WEBHOOKS = 10_000
+# One POST may take this long before it counts as failed: a webhook receiver is a small service on a LAN
+# or a chat relay; anything slower is broken.
+WEBHOOK_TIMEOUT_S = 5.0
+# Attempts per delivery (first try + retries), with exponential backoff starting at WEBHOOK_BACKOFF_S.
+WEBHOOK_ATTEMPTS = 4
+WEBHOOK_BACKOFF_S = 0.5
+
+
+class AlertKind(enum.StrEnum):
+    OFFLINE = "offline"
+    OVERHEAT = "overheat"
+    FAN_FAILURE = "fan_failure"
+    BOARD_MISSING = "board_missing"
+    LOW_HASHRATE = "low_hashrate"
+    NO_SHARES = "no_shares"
+
+
+class Severity(enum.StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertThresholds:
+    # Two missed 60 s polls and a half: one dropped packet or a reboot is not an outage.
+    offline_after_s: float = 150.0
+    # Antminer firmware protects chips near 95 °C; operators alarm PCB at 75-80 °C (MiningOS defaults).
+    chip_temp_max_c: float = 90.0
+    board_temp_max_c: float = 80.0
+    # A spinning fan reads thousands of rpm; below this it is stalled or its tach wire is gone.
+    fan_min_rpm: int = 500
+    # Hashrate wobbles +-5 % around ideal; 80 % catches a lost board or a Bitaxe stuck at half rate.
+    low_hashrate_ratio: float = 0.8
+    # N minutes without a share at pool difficulty: at vardiff's ~10 s per share, 10 min is ~60 missed.
+    no_shares_after_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCondition:
+    """An alert that should be open right now."""
+
+    device_id: str
+    kind: AlertKind
+    severity: Severity
+    message: str
+
+
+class ShareActivity(Protocol):
+    """The pool's ledger, seen from the farm: last accepted share time per worker (None = never)."""
+
+    def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]: ...
+
+
+class MappingShareActivity:
+    """A ShareActivity over a plain mapping (tests, or a snapshot taken from the ledger)."""
+
+    def __init__(self, times: Mapping[str, float]) -> None:
+        self._times = dict(times)
+
+    def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]:
+        return {w: self._times.get(w) for w in workers}
+
+
+def evaluate(
+    st: DeviceStatus,
+    now: float,
+    thresholds: AlertThresholds = AlertThresholds(),
+    last_share: float | None = None,
+    share_data: bool = False,
+) -> list[AlertCondition]:
+    """Which alerts should be open for this device now. `share_data` says whether the pool's ledger was
+    consulted at all (without it NO_SHARES is never raised, rather than raised for every device)."""
+    did = st.device.id
+    out: list[AlertCondition] = []
+    if st.state is DeviceState.CURTAILED or st.state is DeviceState.UNKNOWN:
+        return out
+    if st.state in ERROR_STATES:
+        down_for = now - st.state_since
+        if down_for >= thresholds.offline_after_s:
+            out.append(AlertCondition(did, AlertKind.OFFLINE, Severity.CRITICAL,
+                                      f"{st.state.value} for {down_for:.0f} s: {st.error}"))
+        return out  # the last good reading is stale: judge nothing else on it
+    r = st.reading
+    if r is None:
+        return out
+    ident = st.device.identity
+    chip, board = r.max_chip_temp_c, r.max_board_temp_c
+    if chip is not None and chip > thresholds.chip_temp_max_c:
+        out.append(AlertCondition(did, AlertKind.OVERHEAT, Severity.CRITICAL,
+                                  f"chip {chip:.1f} °C > {thresholds.chip_temp_max_c:.0f} °C"))
+    elif board is not None and board > thresholds.board_temp_max_c:
+        out.append(AlertCondition(did, AlertKind.OVERHEAT, Severity.CRITICAL,
+                                  f"board {board:.1f} °C > {thresholds.board_temp_max_c:.0f} °C"))
+    if r.is_mining:
+        slow = [f for f in r.fans if f.rpm < thresholds.fan_min_rpm]
+        if slow:
+            out.append(AlertCondition(did, AlertKind.FAN_FAILURE, Severity.CRITICAL,
+                                      "fan " + ", ".join(f"{f.index}: {f.rpm} rpm" for f in slow)))
+        elif ident.expected_fans is not None and len(r.fans) < ident.expected_fans:
+            out.append(AlertCondition(did, AlertKind.FAN_FAILURE, Severity.CRITICAL,
+                                      f"{len(r.fans)} of {ident.expected_fans} fans reported"))
+        missing = [b for b in r.boards if b.missing]
+        if ident.expected_boards is not None and len(r.boards) < ident.expected_boards:
+            out.append(AlertCondition(did, AlertKind.BOARD_MISSING, Severity.CRITICAL,
+                                      f"{len(r.boards)} of {ident.expected_boards} hashboards present"))
+        elif missing:
+            out.append(AlertCondition(did, AlertKind.BOARD_MISSING, Severity.CRITICAL, "board " + ", ".join(
+                f"{b.index}: {b.chips}/{b.expected_chips if b.expected_chips is not None else '?'} chips"
+                for b in missing)))
+        expected = r.expected_ths if r.expected_ths else ident.expected_ths
+        if expected and r.hashrate_ths < thresholds.low_hashrate_ratio * expected:
+            out.append(AlertCondition(did, AlertKind.LOW_HASHRATE, Severity.WARNING,
+                                      f"{r.hashrate_ths:.2f} TH/s < {thresholds.low_hashrate_ratio:.0%} "
+                                      f"of expected {expected:.2f} TH/s"))
+        if share_data and r.hashrate_ths > 0 and r.worker:
+            # Judge only after the device has been hashing for the whole window (a rebooted device, or
+            # one that just changed pools, has not had the chance to submit yet).
+            # The device's own uptime is the better clock (we may have started polling it just now).
+            hashing_for = r.uptime_s if r.uptime_s is not None else now - st.state_since
+            if hashing_for >= thresholds.no_shares_after_s:
+                silent = now - last_share if last_share is not None else None
+                if silent is None or silent >= thresholds.no_shares_after_s:
+                    what = "no share ever" if silent is None else f"no share for {silent / 60:.0f} min"
+                    out.append(AlertCondition(did, AlertKind.NO_SHARES, Severity.CRITICAL,
+                                              f"reports {r.hashrate_ths:.2f} TH/s but the pool has {what} "
+                                              f"from worker {r.worker!r}"))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """An alert that was opened or resolved."""
+
+    id: int
+    action: str  # "opened" | "resolved"
+    device_id: str
+    kind: str
+    severity: str
+    message: str
+    time: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "action": self.action, "device_id": self.device_id, "kind": self.kind,
+                "severity": self.severity, "message": self.message, "time": self.time}
+
+
+class AlertSink(Protocol):
+    def deliver(self, events: Sequence[AlertEvent]) -> None:
+        """Take events without blocking the caller."""
+        ...
+
+
+class AlertManager:
+    """Evaluate all devices, open/resolve alerts in the store, and fan changes out to sinks."""
+
+    def __init__(self, store: FarmStore, thresholds: AlertThresholds = AlertThresholds(),
+                 shares: ShareActivity | None = None, sinks: Iterable[AlertSink] = ()) -> None:
+        self.store = store
+        self.thresholds = thresholds
+        self.shares = shares
+        self.sinks = list(sinks)
+
+    def run_once(self, now: float, statuses: Sequence[DeviceStatus] | None = None) -> list[AlertEvent]:
+        sts = self.store.statuses() if statuses is None else list(statuses)
+        share_times: Mapping[str, float | None] = {}
+        if self.shares is not None:
+            workers = sorted({s.reading.worker for s in sts if s.reading and s.reading.worker})
+            share_times = self.shares.last_share_times(workers)
+        wanted: dict[tuple[str, str], AlertCondition] = {}
+        for st in sts:
+            worker = st.reading.worker if st.reading else None
+            for c in evaluate(st, now, self.thresholds, share_times.get(worker) if worker else None,
+                              share_data=self.shares is not None):
+                wanted[(c.device_id, c.kind.value)] = c
+        evaluated = {s.device.id for s in sts}
+        events: list[AlertEvent] = []
+        open_rows = {(a.device_id, a.kind): a for a in self.store.open_alerts()}
+        for key, a in open_rows.items():
+            if key not in wanted and a.device_id in evaluated:
+                self.store.resolve_alert(a.id, now)
+                events.append(AlertEvent(a.id, "resolved", a.device_id, a.kind, a.severity, a.message, now))
+        for key, c in wanted.items():
+            if key in open_rows:
+                continue
+            new_id = self.store.open_alert(c.device_id, c.kind.value, c.severity.value, c.message, now)
+            if new_id is not None:
+                events.append(AlertEvent(new_id, "opened", c.device_id, c.kind.value, c.severity.value,
+                                         c.message, now))
+        if events:
+            for sink in self.sinks:
+                sink.deliver(events)
+        return events
+
+
+class WebhookSink:
+    """POST each batch of alert events as JSON `{"events": [...]}` to a URL, in the background.
+
+    `start()` must be called inside the running loop; `aclose()` drains what it can within the timeout.
+    Deliveries that fail every attempt are logged and counted in `failed`, never raised into polling."""
+
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None,
+                 timeout_s: float = WEBHOOK_TIMEOUT_S, attempts: int = WEBHOOK_ATTEMPTS,
+                 backoff_s: float = WEBHOOK_BACKOFF_S) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must be http(s): {url!r}")
+        self.url = url
+        self.headers = {"content-type": "application/json", **(headers or {})}
+        self.timeout_s = timeout_s
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self._queue: asyncio.Queue[list[AlertEvent]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue(MAX_PENDING_WEBHOOKS)
+        self._client = httpx.AsyncClient(timeout=self.timeout_s)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="farm-webhook")
+
+    def deliver(self, events: Sequence[AlertEvent]) -> None:
+        if self._queue is None:
+            raise RuntimeError("WebhookSink.start() was not called")
+        batch = list(events)
+        try:
+            self._queue.put_nowait(batch)
+        except asyncio.QueueFull:
+            self._queue.get_nowait()  # drop the oldest batch, keep the newest
+            self.dropped += 1
+            self._queue.put_nowait(batch)
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            batch = await self._queue.get()
+            try:
+                await self._post(batch)
+            finally:
+                self._queue.task_done()
+
+    async def _post(self, batch: list[AlertEvent]) -> None:
+        assert self._client is not None
+        body = orjson.dumps({"events": [e.to_json() for e in batch]})
+        delay = self.backoff_s
+        for attempt in range(1, self.attempts + 1):
+            try:
+                resp = await self._client.post(self.url, content=body, headers=self.headers)
+                if resp.status_code < 300:
+                    self.sent += len(batch)
+                    return
+                err = f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:
+                err = f"{type(exc).__name__}: {exc}"
+            if attempt < self.attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        self.failed += len(batch)
+        log.warning("webhook %s failed after %d attempts: %s", self.url, self.attempts, err)
+
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until every queued batch was sent or given up on (bounded by `timeout_s`)."""
+        if self._queue is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._queue.join()
+
+    async def aclose(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._client is not None:
+            await self._client.aclose()

@@ -1,0 +1,1 @@
+"""Device drivers: vendor adapters that turn wire protocols into the canonical model."""

@@ -1,0 +1,220 @@
+"""The fleet poller: read every device once per interval with truly bounded concurrency.
+
+How a sweep works. A sweep starts exactly `min(max_concurrency, devices)` worker tasks -- never one task
+per device -- and they pull device indices from one shared iterator, so at most `max_concurrency` polls
+are ever in flight (the sweep report measures the peak, and a test asserts it). Each poll runs under
+`asyncio.timeout(deadline_s)`: a device that accepts TCP and then never answers is cancelled at its
+deadline, becomes a `PollResult` in state TIMEOUT (an error state, never an empty reading), and its worker
+moves on; the rest of the sweep is not held up. Starts are paced evenly over `spread_s` (most of the
+interval), so 24,000 devices at 60 s become a steady ~400 polls/s rather than a burst of 24,000
+connections, which real farm switches and the miners' tiny TCP stacks would drop. Results are handed to a
+sink (normally `FarmStore.write_results`) in batches, so storage cost is per batch, not per device.
+
+Driver failures are mapped once, here: DeviceUnreachable/OSError -> UNREACHABLE, timeout -> TIMEOUT,
+protocol/codec/refusal errors -> ERROR; an unexpected exception from a driver bug is also ERROR (with its
+type name) so one bad reply can never end a sweep.
+
+Scaling past one process (500,000 devices). At one poll per device per minute that is ~8,300 polls/s,
+and a stock Antminer read through pyasic costs 10-15 TCP connections (RPC plus digest-auth HTTP), so the
+work must be spread. Polling shards by site and subnet: each collector process owns a disjoint set of
+devices chosen by a stable key (`shard_of`: CRC32 of the device id modulo the shard count, or better an
+explicit site/rack assignment so a collector sits on the same LAN as its racks, as MiningOS runs one
+worker per rack and Braiins/Foreman run on-site agents). With the figure `pithead bench farm` reports
+for one process (devices polled per second at a given CPU), a 2-core host runs a few collectors and a
+site of 50,000 devices needs on the order of 2-4 such collectors; 500,000 devices need a few dozen,
+spread over hosts near the racks. Collectors write readings locally and forward batches (the Redis
+Streams share bus pattern, or per-collector SQLite files merged by rollup) to a central store that only
+keeps rollups, latest status and alerts; alert evaluation runs where the pool ledger is reachable and
+reads latest status from every shard. Discovery (CIDR scans, minutes to hours) runs separately from
+polling (every minute) so a /16 scan never delays readings, and a collector that dies only blinds its own
+shard, which shows up as OFFLINE there rather than as a stalled fleet.
+
+This module is NOT where vendors are parsed (drivers) or what alerts mean (alerts); it has no storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pithead.farm.drivers.base import DeviceUnreachable, Driver, DriverError
+from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
+from pithead.farm.protocol.errors import DeviceProtocolError as CodecError
+
+log = logging.getLogger(__name__)
+
+# Default cap on polls in flight: the MiningOS default is 500 per worker, Braiins Farm Monitor goes far
+# higher; 500 keeps one process under its file-descriptor budget (ulimit 1024) with room for the store,
+# the web server and webhooks, and is plenty for 400 polls/s with per-poll latencies under a second.
+DEFAULT_MAX_CONCURRENCY = 500
+# Per-device deadline: a LAN miner answers in milliseconds; Braiins Farm Monitor scrapes with a 5 s
+# timeout. A frozen device costs one worker for this long, never the sweep.
+DEFAULT_DEADLINE_S = 5.0
+# Fraction of the poll interval over which a sweep's starts are spread, leaving the rest as slack for the
+# slow tail (deadline) so sweeps do not overlap.
+SPREAD_FRACTION = 0.8
+# Results are handed to the sink in batches of this many (one storage transaction per batch).
+RESULT_BATCH = 2000
+
+ResultSink = Callable[[Sequence[PollResult]], None]
+
+
+class PollerError(FarmError):
+    """A poller misconfiguration (no driver for a device kind, bad bound)."""
+
+
+def shard_of(device_id: str, shards: int) -> int:
+    """A stable shard number for a device (CRC32 is stable across processes, unlike hash())."""
+    return zlib.crc32(device_id.encode()) % shards
+
+
+def select_shard(devices: Sequence[Device], index: int, count: int) -> list[Device]:
+    if count < 1 or not 0 <= index < count:
+        raise PollerError(f"bad shard {index}/{count}")
+    return [d for d in devices if shard_of(d.id, count) == index]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    started: float
+    finished: float
+    devices: int
+    ok: int
+    timeouts: int
+    unreachable: int
+    errors: int
+    max_in_flight: int
+    cpu_s: float  # process CPU time spent during the sweep (all of it: poller, store, anything else)
+
+    @property
+    def wall_s(self) -> float:
+        return self.finished - self.started
+
+
+class Poller:
+    """Polls devices through their drivers. One Poller can run many sweeps, one at a time."""
+
+    def __init__(self, drivers: Mapping[DriverKind, Driver], max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+                 deadline_s: float = DEFAULT_DEADLINE_S, clock: Callable[[], float] = time.time) -> None:
+        if max_concurrency < 1 or deadline_s <= 0:
+            raise PollerError("max_concurrency must be >= 1 and deadline_s > 0")
+        self.drivers = dict(drivers)
+        self.max_concurrency = max_concurrency
+        self.deadline_s = deadline_s
+        self.clock = clock
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def poll_one(self, device: Device) -> PollResult:
+        """One poll with its deadline; every outcome becomes a PollResult (nothing is raised but
+        cancellation of the caller)."""
+        driver = self.drivers.get(device.address.driver)
+        now = self.clock()
+        if driver is None:
+            return PollResult(device.id, now, DeviceState.ERROR, error=f"no driver for {device.address.driver}")
+        t0 = time.perf_counter()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                reading = await driver.read(device.id, device.address, now)
+        except TimeoutError:
+            return PollResult(device.id, now, DeviceState.TIMEOUT, error=f"no answer within {self.deadline_s:g} s",
+                              latency_s=time.perf_counter() - t0)
+        except (DeviceUnreachable, OSError) as exc:
+            return PollResult(device.id, now, DeviceState.UNREACHABLE, error=_describe(exc),
+                              latency_s=time.perf_counter() - t0)
+        except (DriverError, CodecError, FarmError) as exc:
+            return PollResult(device.id, now, DeviceState.ERROR, error=_describe(exc),
+                              latency_s=time.perf_counter() - t0)
+        except Exception as exc:  # a driver bug must not end the sweep; it is logged and recorded
+            log.exception("driver %s failed on %s", device.address.driver, device.id)
+            return PollResult(device.id, now, DeviceState.ERROR, error=f"driver bug: {_describe(exc)}",
+                              latency_s=time.perf_counter() - t0)
+        finally:
+            self.in_flight -= 1
+        return PollResult(device.id, now, DeviceState.OK, reading=reading, latency_s=time.perf_counter() - t0)
+
+    async def sweep(self, devices: Sequence[Device], sink: ResultSink | None = None, spread_s: float = 0.0,
+                    batch: int = RESULT_BATCH) -> tuple[SweepReport, list[PollResult]]:
+        """Poll every device once. Returns the report and, when no sink is given, every result."""
+        started, cpu0 = self.clock(), time.process_time()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        n = len(devices)
+        step = spread_s / n if n and spread_s > 0 else 0.0
+        self.max_in_flight = 0
+        indices = iter(range(n))
+        pending: list[PollResult] = []
+        kept: list[PollResult] = []
+        counts = dict.fromkeys(DeviceState, 0)
+
+        def flush() -> None:
+            if not pending:
+                return
+            out = pending.copy()
+            pending.clear()
+            if sink is None:
+                kept.extend(out)
+                return
+            try:
+                sink(out)
+            except Exception:  # storage trouble must not stop polling; it is loud in the log
+                log.exception("poll result sink failed; %d results lost", len(out))
+
+        async def worker() -> None:
+            for i in indices:
+                if step:
+                    delay = t0 + i * step - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                res = await self.poll_one(devices[i])
+                counts[res.state] += 1
+                pending.append(res)
+                if len(pending) >= batch:
+                    flush()
+
+        workers = min(self.max_concurrency, n)
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(workers):
+                tg.create_task(worker())
+        flush()
+        report = SweepReport(
+            started=started, finished=self.clock(), devices=n, ok=counts[DeviceState.OK],
+            timeouts=counts[DeviceState.TIMEOUT], unreachable=counts[DeviceState.UNREACHABLE],
+            errors=counts[DeviceState.ERROR], max_in_flight=self.max_in_flight,
+            cpu_s=time.process_time() - cpu0,
+        )
+        return report, kept
+
+    async def run(self, devices: Callable[[], Sequence[Device]], interval_s: float, sink: ResultSink,
+                  after_sweep: Callable[[SweepReport], None] | None = None,
+                  stop: asyncio.Event | None = None) -> None:
+        """Sweep every `interval_s` until `stop` is set. The device list is re-read each sweep, so the
+        inventory (re-scanned separately) changes what is polled without a restart. A sweep that runs
+        over its interval is followed at once by the next (missed ticks are not queued up)."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            tick = loop.time()
+            report, _ = await self.sweep(devices(), sink, spread_s=interval_s * SPREAD_FRACTION)
+            if after_sweep is not None:
+                try:
+                    after_sweep(report)
+                except Exception:
+                    log.exception("after-sweep hook failed")
+            wait = tick + interval_s - loop.time()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await stop.wait()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,495 @@
+"""The farm's own SQLite storage: inventory, latest status, readings history with rollups, alerts, audit.
+
+The farm depends on nothing else in pithead (DESIGN), so it keeps its own small database instead of
+going through `pithead.store`. One `FarmStore` wraps one `sqlite3` connection in WAL mode and is used
+from one thread (the event loop's): every write is a short transaction, and poll results are written in
+batches (one transaction per batch; 24,000 rows take tens of milliseconds), so a sweep never waits on
+per-row commits.
+
+History: raw readings are kept for `RAW_RETENTION_S`; `rollup()` folds them into fixed buckets (5 min and
+1 h by default) that are kept for good, and `prune()` deletes raw rows that are older than the retention
+and already rolled up. Energy in a bucket is average reported power x bucket length: devices that report
+no power contribute nothing rather than a guess.
+
+This module is NOT a general-purpose ORM and holds no policy: what is an alert is decided in
+`pithead.farm.alerts`, what to curtail in `pithead.farm.curtailment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time as _time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pithead.farm.model import (
+    Board,
+    Device,
+    DeviceAddress,
+    DeviceState,
+    DriverKind,
+    Fan,
+    FarmError,
+    Identity,
+    Labels,
+    PollResult,
+    PoolEntry,
+    Reading,
+)
+
+# Raw readings older than this are deleted by prune() once rolled up: at 24,000 devices x 1/min a day of
+# raw rows is ~35 M rows, so we keep two days raw and rely on rollups for anything older.
+RAW_RETENTION_S = 2 * 86_400.0
+# Rollup bucket sizes: 5 min answers "what happened in the last hours", 1 h the long charts.
+ROLLUP_BUCKETS_S: tuple[int, ...] = (300, 3600)
+# A label longer than this is refused: labels are shown on the rack map, not documents.
+MAX_LABEL_LEN = 64
+# Audit/alert list queries return at most this many rows per call (the dashboard pages through them).
+MAX_LIST_ROWS = 1000
+
+SCHEMA = """
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=NORMAL;
+CREATE TABLE IF NOT EXISTS devices (
+  id TEXT PRIMARY KEY, driver TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
+  make TEXT NOT NULL, model TEXT NOT NULL, firmware TEXT, mac TEXT, hostname TEXT, serial TEXT,
+  expected_ths REAL, expected_boards INTEGER, expected_fans INTEGER,
+  site TEXT NOT NULL DEFAULT '', rack TEXT NOT NULL DEFAULT '', position TEXT NOT NULL DEFAULT '',
+  first_seen REAL NOT NULL, last_seen REAL NOT NULL, removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS status (
+  device_id TEXT PRIMARY KEY, time REAL NOT NULL, state TEXT NOT NULL, error TEXT,
+  state_since REAL NOT NULL, failures INTEGER NOT NULL DEFAULT 0, last_ok REAL,
+  hashrate_ths REAL, power_w REAL, reading TEXT
+);
+CREATE TABLE IF NOT EXISTS readings (
+  device_id TEXT NOT NULL, time REAL NOT NULL, state TEXT NOT NULL,
+  hashrate_ths REAL, expected_ths REAL, power_w REAL, efficiency REAL,
+  max_chip_temp REAL, max_board_temp REAL, min_fan_rpm INTEGER, errors TEXT
+);
+CREATE INDEX IF NOT EXISTS readings_time ON readings(time);
+CREATE INDEX IF NOT EXISTS readings_device_time ON readings(device_id, time);
+CREATE TABLE IF NOT EXISTS rollups (
+  device_id TEXT NOT NULL, bucket_s INTEGER NOT NULL, bucket REAL NOT NULL,
+  samples INTEGER NOT NULL, ok_samples INTEGER NOT NULL,
+  avg_hashrate_ths REAL, max_hashrate_ths REAL, avg_power_w REAL, max_chip_temp REAL,
+  energy_wh REAL, PRIMARY KEY (device_id, bucket_s, bucket)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, kind TEXT NOT NULL,
+  severity TEXT NOT NULL, message TEXT NOT NULL, opened_at REAL NOT NULL, resolved_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts(device_id, kind) WHERE resolved_at IS NULL;
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, actor TEXT NOT NULL, device_id TEXT NOT NULL,
+  action TEXT NOT NULL, params TEXT NOT NULL, outcome TEXT NOT NULL, error TEXT, finished REAL
+);
+CREATE TABLE IF NOT EXISTS curtailment (
+  device_id TEXT PRIMARY KEY, curtailed INTEGER NOT NULL, since REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(FarmError):
+    """A request the store cannot honour (unknown device, bad label)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """The latest known state of one device, for alerts, the dashboard and curtailment."""
+
+    device: Device
+    state: DeviceState
+    time: float  # of the last poll (0 if never)
+    state_since: float  # when the device entered `state`
+    failures: int  # consecutive failed polls
+    last_ok: float | None
+    error: str | None
+    reading: Reading | None  # the last good reading (kept while the device is failing)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    id: int
+    device_id: str
+    kind: str
+    severity: str
+    message: str
+    opened_at: float
+    resolved_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    id: int
+    time: float
+    actor: str
+    device_id: str
+    action: str
+    params: dict[str, Any]
+    outcome: str
+    error: str | None
+    finished: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRow:
+    device_id: str
+    bucket_s: int
+    bucket: float
+    samples: int
+    ok_samples: int
+    avg_hashrate_ths: float | None
+    max_hashrate_ths: float | None
+    avg_power_w: float | None
+    max_chip_temp: float | None
+    energy_wh: float | None
+
+
+def _check_label(value: str, what: str) -> str:
+    if len(value) > MAX_LABEL_LEN or any(ord(c) < 32 for c in value):
+        raise StoreError(f"bad {what} label {value!r} (at most {MAX_LABEL_LEN} printable characters)")
+    return value
+
+
+def reading_to_json(r: Reading) -> bytes:
+    return orjson.dumps(dataclasses.asdict(r))
+
+
+def reading_from_json(data: bytes | str) -> Reading:
+    d = orjson.loads(data)
+    d["boards"] = tuple(Board(**b) for b in d["boards"])
+    d["fans"] = tuple(Fan(**f) for f in d["fans"])
+    d["pools"] = tuple(PoolEntry(**p) for p in d["pools"])
+    d["errors"] = tuple(d["errors"])
+    return Reading(**d)
+
+
+def _device_from_row(row: sqlite3.Row) -> Device:
+    return Device(
+        address=DeviceAddress(row["host"], row["port"], DriverKind(row["driver"])),
+        identity=Identity(
+            make=row["make"], model=row["model"], firmware=row["firmware"], mac=row["mac"],
+            hostname=row["hostname"], serial=row["serial"], expected_ths=row["expected_ths"],
+            expected_boards=row["expected_boards"], expected_fans=row["expected_fans"],
+        ),
+        labels=Labels(row["site"], row["rack"], row["position"]),
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+    )
+
+
+class FarmStore:
+    """SQLite storage for the farm. `path` ":memory:" gives a private in-memory database (tests)."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> FarmStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    # ---- inventory -------------------------------------------------------------------------------
+
+    def upsert_devices(self, devices: Iterable[Device]) -> int:
+        """Add new devices, refresh identity/last_seen of known ones. Labels already set are kept unless
+        the incoming device carries non-empty labels. Returns how many rows were new."""
+        rows = [
+            (
+                d.id, d.address.driver.value, d.address.host, d.address.port, d.identity.make,
+                d.identity.model, d.identity.firmware, d.identity.mac, d.identity.hostname,
+                d.identity.serial, d.identity.expected_ths, d.identity.expected_boards,
+                d.identity.expected_fans, _check_label(d.labels.site, "site"),
+                _check_label(d.labels.rack, "rack"), _check_label(d.labels.position, "position"),
+                d.first_seen, d.last_seen,
+            )
+            for d in devices
+        ]
+        with self._tx():
+            before = self._db.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
+            self._db.executemany(
+                """INSERT INTO devices (id, driver, host, port, make, model, firmware, mac, hostname, serial,
+                     expected_ths, expected_boards, expected_fans, site, rack, position, first_seen, last_seen)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(id) DO UPDATE SET make=excluded.make, model=excluded.model,
+                     firmware=excluded.firmware, mac=excluded.mac, hostname=excluded.hostname,
+                     serial=excluded.serial, expected_ths=excluded.expected_ths,
+                     expected_boards=excluded.expected_boards, expected_fans=excluded.expected_fans,
+                     site=CASE WHEN excluded.site != '' THEN excluded.site ELSE devices.site END,
+                     rack=CASE WHEN excluded.rack != '' THEN excluded.rack ELSE devices.rack END,
+                     position=CASE WHEN excluded.position != '' THEN excluded.position ELSE devices.position END,
+                     last_seen=MAX(devices.last_seen, excluded.last_seen), removed=0""",
+                rows,
+            )
+            after = self._db.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
+        return int(after - before)
+
+    def set_labels(self, device_id: str, labels: Labels) -> None:
+        for v, what in ((labels.site, "site"), (labels.rack, "rack"), (labels.position, "position")):
+            _check_label(v, what)
+        with self._tx():
+            cur = self._db.execute(
+                "UPDATE devices SET site=?, rack=?, position=? WHERE id=?",
+                (labels.site, labels.rack, labels.position, device_id),
+            )
+            if cur.rowcount == 0:
+                raise StoreError(f"unknown device {device_id!r}")
+
+    def remove_device(self, device_id: str) -> None:
+        with self._tx():
+            self._db.execute("UPDATE devices SET removed=1 WHERE id=?", (device_id,))
+
+    def devices(self) -> list[Device]:
+        rows = self._db.execute("SELECT * FROM devices WHERE removed=0 ORDER BY site, rack, position, id")
+        return [_device_from_row(r) for r in rows]
+
+    def device(self, device_id: str) -> Device:
+        row = self._db.execute("SELECT * FROM devices WHERE id=? AND removed=0", (device_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown device {device_id!r}")
+        return _device_from_row(row)
+
+    # ---- poll results ----------------------------------------------------------------------------
+
+    def write_results(self, results: Sequence[PollResult]) -> None:
+        """Record a batch of poll results: one history row each, and the per-device latest status.
+
+        A failed poll keeps the last good reading in `status` (the dashboard shows what the device last
+        said) but its history row has NULL measurements, never zeros."""
+        if not results:
+            return
+        hist: list[tuple[Any, ...]] = []
+        ok_rows: list[tuple[Any, ...]] = []
+        bad_rows: list[tuple[Any, ...]] = []
+        for res in results:
+            r = res.reading
+            if r is not None:
+                hist.append((
+                    res.device_id, res.time, res.state.value, r.hashrate_ths, r.expected_ths, r.power_w,
+                    r.efficiency_j_per_th, r.max_chip_temp_c, r.max_board_temp_c, r.min_fan_rpm,
+                    ",".join(r.errors) or None,
+                ))
+                ok_rows.append((res.device_id, res.time, res.state.value, res.time, res.time,
+                                r.hashrate_ths, r.power_w, reading_to_json(r)))
+            else:
+                hist.append((res.device_id, res.time, res.state.value, None, None, None, None, None,
+                             None, None, res.error))
+                bad_rows.append((res.device_id, res.time, res.state.value, res.error, res.time))
+        with self._tx():
+            self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?)", hist)
+            self._db.executemany(
+                """INSERT INTO status (device_id, time, state, error, state_since, failures, last_ok,
+                     hashrate_ths, power_w, reading) VALUES (?,?,?,NULL,?,0,?,?,?,?)
+                   ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
+                     error=NULL, failures=0, last_ok=excluded.last_ok, hashrate_ths=excluded.hashrate_ths,
+                     power_w=excluded.power_w, reading=excluded.reading,
+                     state_since=CASE WHEN status.state = excluded.state THEN status.state_since
+                                      ELSE excluded.state_since END""",
+                ok_rows,
+            )
+            self._db.executemany(
+                """INSERT INTO status (device_id, time, state, error, state_since, failures)
+                   VALUES (?,?,?,?,?,1)
+                   ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
+                     error=excluded.error, failures=status.failures + 1,
+                     state_since=CASE WHEN status.state IN ('timeout','unreachable','error')
+                                      THEN status.state_since ELSE excluded.state_since END""",
+                bad_rows,
+            )
+            self._db.executemany(
+                "UPDATE devices SET last_seen=MAX(last_seen, ?) WHERE id=?",
+                [(row[1], row[0]) for row in ok_rows],
+            )
+
+    def statuses(self) -> list[DeviceStatus]:
+        """Every device with its latest status (UNKNOWN if never polled)."""
+        rows = self._db.execute(
+            """SELECT d.*, s.time AS s_time, s.state AS s_state, s.error AS s_error,
+                      s.state_since AS s_since, s.failures AS s_failures, s.last_ok AS s_last_ok,
+                      s.reading AS s_reading, c.curtailed AS c_curtailed
+               FROM devices d LEFT JOIN status s ON s.device_id = d.id
+               LEFT JOIN curtailment c ON c.device_id = d.id
+               WHERE d.removed = 0 ORDER BY d.site, d.rack, d.position, d.id"""
+        )
+        out = []
+        for row in rows:
+            state = DeviceState(row["s_state"]) if row["s_state"] else DeviceState.UNKNOWN
+            if row["c_curtailed"]:  # on purpose: neither an outage nor a fault
+                state = DeviceState.CURTAILED
+            out.append(DeviceStatus(
+                device=_device_from_row(row),
+                state=state,
+                time=row["s_time"] or 0.0,
+                state_since=row["s_since"] or 0.0,
+                failures=row["s_failures"] or 0,
+                last_ok=row["s_last_ok"],
+                error=row["s_error"],
+                reading=reading_from_json(row["s_reading"]) if row["s_reading"] else None,
+            ))
+        return out
+
+    def history(self, device_id: str, since: float, until: float | None = None) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT * FROM readings WHERE device_id=? AND time>=? AND time<? ORDER BY time LIMIT ?",
+            (device_id, since, until if until is not None else float("inf"), MAX_LIST_ROWS * 10),
+        )
+        return [dict(r) for r in rows]
+
+    # ---- rollups ---------------------------------------------------------------------------------
+
+    def rollup(self, until: float, buckets: Sequence[int] = ROLLUP_BUCKETS_S) -> int:
+        """Fold raw readings into every bucket that ended at or before `until`. Idempotent: a bucket is
+        recomputed from raw rows each time, so calling it twice, or late, gives the same rows."""
+        written = 0
+        with self._tx():
+            for b in buckets:
+                key = f"rollup_watermark_{b}"
+                row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+                start = float(row[0]) if row else 0.0
+                end = (until // b) * b
+                if end <= start:
+                    continue
+                cur = self._db.execute(
+                    """INSERT OR REPLACE INTO rollups
+                       SELECT device_id, ?, CAST(time / ? AS INTEGER) * ?, COUNT(*),
+                              SUM(state = 'ok'), AVG(hashrate_ths), MAX(hashrate_ths), AVG(power_w),
+                              MAX(max_chip_temp), AVG(power_w) * ? / 3600.0
+                       FROM readings WHERE time >= ? AND time < ?
+                       GROUP BY device_id, CAST(time / ? AS INTEGER)""",
+                    (b, b, b, b, start, end, b),
+                )
+                written += cur.rowcount
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, repr(end)))
+        return written
+
+    def rollups(self, bucket_s: int, since: float, device_id: str | None = None) -> list[RollupRow]:
+        q = "SELECT * FROM rollups WHERE bucket_s=? AND bucket>=?"
+        args: list[Any] = [bucket_s, since]
+        if device_id is not None:
+            q += " AND device_id=?"
+            args.append(device_id)
+        q += " ORDER BY bucket, device_id"
+        return [RollupRow(**dict(r)) for r in self._db.execute(q, args)]
+
+    def prune(self, now: float, retention_s: float = RAW_RETENTION_S) -> int:
+        """Delete raw readings older than the retention that every rollup has already folded in."""
+        cutoff = now - retention_s
+        for b in ROLLUP_BUCKETS_S:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (f"rollup_watermark_{b}",)).fetchone()
+            cutoff = min(cutoff, float(row[0]) if row else 0.0)
+        with self._tx():
+            return int(self._db.execute("DELETE FROM readings WHERE time < ?", (cutoff,)).rowcount)
+
+    # ---- alerts ----------------------------------------------------------------------------------
+
+    def open_alerts(self) -> list[AlertRow]:
+        rows = self._db.execute("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY opened_at, id")
+        return [AlertRow(**dict(r)) for r in rows]
+
+    def alerts(self, since: float = 0.0, limit: int = MAX_LIST_ROWS) -> list[AlertRow]:
+        rows = self._db.execute(
+            "SELECT * FROM alerts WHERE opened_at >= ? OR resolved_at IS NULL ORDER BY id DESC LIMIT ?",
+            (since, min(limit, MAX_LIST_ROWS)),
+        )
+        return [AlertRow(**dict(r)) for r in rows]
+
+    def open_alert(self, device_id: str, kind: str, severity: str, message: str, now: float) -> int | None:
+        """Open an alert unless one of that kind is already open for the device. Returns the new id."""
+        with self._tx():
+            cur = self._db.execute(
+                """INSERT INTO alerts (device_id, kind, severity, message, opened_at) VALUES (?,?,?,?,?)
+                   ON CONFLICT DO NOTHING""",
+                (device_id, kind, severity, message, now),
+            )
+            return cur.lastrowid if cur.rowcount else None
+
+    def resolve_alert(self, alert_id: int, now: float) -> None:
+        with self._tx():
+            self._db.execute("UPDATE alerts SET resolved_at=? WHERE id=? AND resolved_at IS NULL", (now, alert_id))
+
+    # ---- audit -----------------------------------------------------------------------------------
+
+    def audit_begin(self, actor: str, device_id: str, action: str, params: dict[str, Any], now: float) -> int:
+        """Record an action before it is sent, so a crash mid-action still leaves a trace."""
+        with self._tx():
+            cur = self._db.execute(
+                "INSERT INTO audit (time, actor, device_id, action, params, outcome) VALUES (?,?,?,?,?,?)",
+                (now, actor, device_id, action, orjson.dumps(params).decode(), "pending"),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def audit_end(self, audit_id: int, outcome: str, error: str | None, now: float) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE audit SET outcome=?, error=?, finished=? WHERE id=?", (outcome, error, now, audit_id)
+            )
+
+    def audit_log(self, device_id: str | None = None, limit: int = MAX_LIST_ROWS) -> list[AuditRow]:
+        q = "SELECT * FROM audit"
+        args: list[Any] = []
+        if device_id is not None:
+            q += " WHERE device_id=?"
+            args.append(device_id)
+        q += " ORDER BY id DESC LIMIT ?"
+        args.append(min(limit, MAX_LIST_ROWS))
+        out = []
+        for r in self._db.execute(q, args):
+            d = dict(r)
+            d["params"] = orjson.loads(d["params"])
+            out.append(AuditRow(**d))
+        return out
+
+    # ---- curtailment -----------------------------------------------------------------------------
+
+    def set_curtailed(self, device_id: str, curtailed: bool, now: float) -> None:
+        with self._tx():
+            self._db.execute(
+                """INSERT INTO curtailment VALUES (?,?,?) ON CONFLICT(device_id) DO UPDATE SET
+                   curtailed=excluded.curtailed, since=excluded.since""",
+                (device_id, int(curtailed), now),
+            )
+
+    def curtailment(self) -> dict[str, tuple[bool, float]]:
+        """device id -> (curtailed, since)."""
+        return {r[0]: (bool(r[1]), r[2]) for r in self._db.execute("SELECT * FROM curtailment")}
+
+
+class _Tx:
+    """BEGIN/COMMIT around a block (ROLLBACK on error); nested use joins the outer transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._outer = False
+
+    def __enter__(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN")
+            self._outer = True
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if not self._outer:
+            return
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def now() -> float:
+    """The wall clock, for shells only (the store itself always takes times as arguments)."""
+    return _time.time()
