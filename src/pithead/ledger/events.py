@@ -25,6 +25,10 @@ class ShareEvent:
     reject_reason: str | None = None
     share_difficulty: float = 0.0  # the difficulty the hash actually reached (for best-share stats)
     remote: str | None = None  # peer address, for per-IP statistics
+    # What the job was worth, for PPS pricing; 0 when the pool does not say (the ledger then uses the
+    # last values it was told, see `Ledger.set_network`).
+    network_difficulty: float = 0.0
+    block_value_sat: int = 0  # the job's coinbase value (subsidy + fees)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class BlockEvent:
     fees_sat: int
     accepted_by_node: bool
     node_result: str | None = None  # BIP22 result string when refused
+    network_difficulty: float = 0.0  # the block's network difficulty (sizes the PPLNS window); 0 = unknown
 
 
 class ShareSink(Protocol):

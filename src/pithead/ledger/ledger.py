@@ -1,0 +1,386 @@
+"""The `Ledger` service: records shares and blocks, credits rewards by scheme, rolls up, answers queries.
+
+It takes batches of `ShareEvent`/`BlockEvent` (from an `EventSource`, see `pithead.ledger.bus`) and
+writes each batch, with its credits and the source's cursor, in one store transaction, so a crash either
+keeps a whole batch or none of it. Block maturity lives in `pithead.ledger.maturity`, payouts in
+`pithead.ledger.payouts`; both work on the same store.
+
+Synchronous on purpose: every call is a short database transaction. The asyncio shells (the consumer
+loop, the maturity and payout tasks) run it in a worker thread. Time always comes in as an argument.
+The reward arithmetic itself is in `pithead.ledger.schemes` (pure); this module only gathers its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from pithead.ledger import schemes
+from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
+from pithead.ledger.stats import HashrateEstimate, estimate
+from pithead.store.base import LedgerStore, iter_newest
+from pithead.store.records import (
+    Balance,
+    BlockRecord,
+    BlockStatus,
+    CreditKind,
+    CreditRecord,
+    CreditStatus,
+    PayoutBatch,
+    ShareRow,
+    WorkerRow,
+)
+
+log = logging.getLogger(__name__)
+
+# Statistics buckets: fine ones for the dashboard's 1m..1d windows, coarse ones for history.
+FINE_BUCKET_S = 10  # a 1-minute window is then counted over 60-70 s, not 60-120 s
+FINE_RETENTION_S = 26 * 3600  # the longest window (1 d) plus slack for late rollups
+COARSE_BUCKET_S = 3600  # hourly history after a day
+COARSE_RETENTION_S = 90 * 86400  # three months of hourly history per worker, then gone
+
+HASHRATE_WINDOWS_S: tuple[int, ...] = (60, 300, 3600, 86400)  # 1m, 5m, 1h, 1d
+
+# Raw shares are kept for the reward window only. PPLNS needs the last N x D of share difficulty; we keep
+# this multiple of it so that a rise in network difficulty before the next block still finds the shares.
+RAW_WINDOW_SAFETY = 2.0
+# ...and at least this long whatever the scheme, for the dashboard's "recent shares".
+RAW_MIN_RETENTION_S = 3600
+# Rows fetched per query when walking shares newest first (PPLNS window, rollup boundary).
+SHARE_PAGE = 5000
+
+ONLINE_S = 600  # a worker with a share in the last 10 minutes is online
+
+# Bounds on what query methods return, so a web request can never ask for the whole table.
+MAX_QUERY_ROWS = 1000
+
+
+class LedgerError(RuntimeError):
+    """A ledger operation that cannot proceed (bad settings, inconsistent store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    scheme: Scheme = Scheme.PPLNS
+    fee_ppm: int = 10_000
+    pplns_n: float = 2.0
+    payout_threshold_sat: int = 100_000
+
+    @classmethod
+    def from_config(cls, cfg: object) -> LedgerSettings:
+        """From `pithead.config.LedgerConfig` (duck-typed so the ledger does not import config)."""
+        try:
+            scheme = Scheme(str(getattr(cfg, "scheme")).lower())
+        except ValueError as exc:
+            raise LedgerError(f"unknown reward scheme {getattr(cfg, 'scheme')!r}") from exc
+        threshold = int(getattr(cfg, "payout_threshold_sat"))
+        n = float(getattr(cfg, "pplns_n"))
+        if threshold <= 0 or not n > 0:
+            raise LedgerError("payout threshold and PPLNS N must be positive")
+        return cls(scheme, schemes.fee_ppm_from_percent(float(getattr(cfg, "pool_fee_percent"))), n, threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    shares: int = 0
+    rejects: int = 0
+    blocks: tuple[str, ...] = ()
+    pps_credited_sat: int = 0
+    pps_unpriced: int = 0  # PPS shares that could not be priced (no network difficulty known)
+
+
+@dataclass(frozen=True, slots=True)
+class RollupResult:
+    shares_deleted: int
+    buckets_coarsened: int
+    buckets_deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkStats:
+    """What the dashboard shows for a worker, an address or the pool."""
+
+    hashrate: dict[int, HashrateEstimate]  # window seconds -> estimate
+    rejects: dict[str, int]  # reason -> count over the longest window
+    best_share: float  # all time (workers), or over the longest window (pool)
+    last_share_time: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    worker: WorkerRow
+    stats: WorkStats
+
+
+@dataclass(frozen=True, slots=True)
+class AddressStats:
+    address: str
+    stats: WorkStats
+    workers: tuple[WorkerStats, ...]
+    balance: Balance
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSummary:
+    scheme: str
+    fee_ppm: int
+    stats: WorkStats
+    workers: int
+    workers_online: int
+    blocks: dict[str, int]  # status -> count (of the last MAX_QUERY_ROWS)
+    network_difficulty: float
+    raw_shares: int
+    pool_account_sat: int  # the pool's own balance in the book: fees and PPS blocks, minus PPS paid
+    immature_sat: int
+    payable_sat: int
+    paid_sat: int
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def _aligned(now: float, window_s: float) -> float:
+    return float(int((now - window_s) // FINE_BUCKET_S) * FINE_BUCKET_S)
+
+
+class Ledger:
+    """The pool's book. One instance per store; not thread-safe beyond what the store guarantees."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        settings: LedgerSettings | None = None,
+        network_difficulty: float = 0.0,
+        block_value_sat: int = 0,
+    ) -> None:
+        self.store = store
+        self.settings = settings or LedgerSettings()
+        self.network_difficulty = network_difficulty
+        self.block_value_sat = block_value_sat
+
+    def set_network(self, difficulty: float, block_value_sat: int) -> None:
+        """The network difficulty and block value in force (from the node), used when events lack them."""
+        if difficulty > 0:
+            self.network_difficulty = difficulty
+        if block_value_sat > 0:
+            self.block_value_sat = block_value_sat
+
+    # --- writing ---------------------------------------------------------------------------------
+    def cursor(self, source: str) -> str | None:
+        return self.store.get_meta(f"cursor:{source}")
+
+    def apply(
+        self, events: Sequence[ShareEvent | BlockEvent], cursor: tuple[str, str] | None = None
+    ) -> ApplyResult:
+        """Record a batch of events, in order, in one transaction, together with the source's cursor."""
+        shares = rejects = pps_sat = unpriced = 0
+        blocks: list[str] = []
+        with self.store.transaction():
+            chunk: list[ShareEvent] = []
+
+            def flush() -> None:
+                nonlocal pps_sat, unpriced
+                if not chunk:
+                    return
+                self.store.add_shares(chunk, FINE_BUCKET_S)
+                if self.settings.scheme is Scheme.PPS:
+                    paid, skipped = self._credit_pps([e for e in chunk if e.accepted])
+                    pps_sat += paid
+                    unpriced += skipped
+                chunk.clear()
+
+            for ev in events:
+                if isinstance(ev, ShareEvent):
+                    chunk.append(ev)
+                    if ev.accepted:
+                        shares += 1
+                    else:
+                        rejects += 1
+                elif isinstance(ev, BlockEvent):
+                    flush()
+                    if self._on_block(ev):
+                        blocks.append(ev.block_hash)
+                else:
+                    raise LedgerError(f"not a ledger event: {type(ev).__name__}")
+            flush()
+            if cursor is not None:
+                self.store.set_meta(f"cursor:{cursor[0]}", cursor[1])
+        return ApplyResult(shares, rejects, tuple(blocks), pps_sat, unpriced)
+
+    def _credit_pps(self, accepted: Sequence[ShareEvent]) -> tuple[int, int]:
+        priced: list[PricedWork] = []
+        unpriced = 0
+        for ev in accepted:
+            d_net = ev.network_difficulty or self.network_difficulty
+            value = ev.block_value_sat or self.block_value_sat
+            if d_net <= 0 or value <= 0 or ev.difficulty <= 0:
+                unpriced += 1
+                continue
+            priced.append(PricedWork(ev.address, ev.difficulty, d_net, value))
+        if unpriced:
+            log.warning("%d PPS shares could not be priced: no network difficulty or block value known", unpriced)
+        if not priced:
+            return 0, unpriced
+        raw = self.store.get_meta("pps_carry")
+        carry = {str(k): int(v) for k, v in json.loads(raw).items()} if raw else {}
+        result = schemes.pps(priced, self.settings.fee_ppm, carry)
+        self.store.set_meta("pps_carry", json.dumps(dict(sorted(result.carry.items()))))
+        total = sum(result.credits.values())
+        if total:
+            now = max(ev.time for ev in accepted)
+            records = [
+                CreditRecord(a, v, CreditKind.PPS, CreditStatus.MATURE, now) for a, v in sorted(result.credits.items())
+            ]
+            records.append(CreditRecord(POOL_ACCOUNT, -total, CreditKind.PPS, CreditStatus.MATURE, now))
+            self.store.add_credits(records)
+        return total, unpriced
+
+    def _on_block(self, ev: BlockEvent) -> bool:
+        d_net = ev.network_difficulty or self.network_difficulty
+        status = BlockStatus.PENDING if ev.accepted_by_node else BlockStatus.REJECTED
+        record = BlockRecord(
+            ev.block_hash, ev.height, ev.time, ev.worker, ev.address, ev.reward_sat, ev.fees_sat, status, 0,
+            str(self.settings.scheme), d_net, ev.time, ev.node_result,
+        )
+        if not self.store.add_block(record):
+            log.info("block %s already recorded; ignoring the repeat", ev.block_hash)
+            return False
+        if not ev.accepted_by_node:
+            return True
+        split = self.split_block(ev.reward_sat, ev.address, d_net)
+        self.store.clear_round_work()  # the round ends with any accepted block, whatever the scheme
+        self.store.add_credits(
+            [
+                CreditRecord(
+                    a, v, CreditKind.FEE if a == POOL_ACCOUNT and self.settings.scheme is not Scheme.PPS else CreditKind.BLOCK,
+                    CreditStatus.IMMATURE, ev.time, ev.block_hash,
+                )
+                for a, v in sorted(split.credits.items())
+                if v
+            ]
+        )
+        return True
+
+    def split_block(self, reward_sat: int, finder: str, network_difficulty: float) -> schemes.Split:
+        """The credits a block found now would produce under the configured scheme (reads the store)."""
+        s = self.settings
+        if s.scheme is Scheme.SOLO:
+            return schemes.solo(reward_sat, finder, s.fee_ppm)
+        if s.scheme is Scheme.PROP:
+            return schemes.prop(reward_sat, self.store.round_work(), finder, s.fee_ppm)
+        if s.scheme is Scheme.PPLNS:
+            if network_difficulty > 0:
+                window = schemes.pplns_window(s.pplns_n, network_difficulty)
+            else:
+                log.warning("no network difficulty known for PPLNS: using every retained share as the window")
+                window = float("inf")
+            work: Iterable[Work] = (Work(r.address, r.difficulty) for r in iter_newest(self.store, SHARE_PAGE))
+            if window == float("inf"):
+                weights = {}
+                for w in work:
+                    weights[w.address] = weights.get(w.address, 0.0) + w.difficulty
+                return schemes.prop(reward_sat, weights, finder, s.fee_ppm)
+            return schemes.pplns(reward_sat, work, window, finder, s.fee_ppm)
+        # PPS: the pool has already paid for the shares; the block is the pool's.
+        return schemes.Split({POOL_ACCOUNT: reward_sat} if reward_sat else {}, 0, reward_sat)
+
+    # --- housekeeping ----------------------------------------------------------------------------
+    def rollup(self, now: float) -> RollupResult:
+        """Drop raw shares past the reward window and coarsen or drop old statistics buckets."""
+        keep_from: int | None = None
+        if self.settings.scheme is Scheme.PPLNS and self.network_difficulty > 0:
+            need = RAW_WINDOW_SAFETY * schemes.pplns_window(self.settings.pplns_n, self.network_difficulty)
+            seen = 0.0
+            for row in iter_newest(self.store, SHARE_PAGE):
+                seen += row.difficulty
+                if seen >= need:
+                    keep_from = row.id
+                    break
+            else:
+                keep_from = 0  # the whole history is inside the window: keep it all
+        elif self.settings.scheme is Scheme.PPLNS:
+            keep_from = 0  # window unknown: keep everything rather than lose a miner's work
+        newest = self.store.newest_shares(None, 1)
+        if keep_from is None:
+            keep_from = newest[0].id + 1 if newest else 0
+        deleted = self.store.delete_shares_before(keep_from, now - RAW_MIN_RETENTION_S) if keep_from else 0
+        coarsened = self.store.coarsen_buckets(_aligned(now, FINE_RETENTION_S), FINE_BUCKET_S, COARSE_BUCKET_S)
+        dropped = self.store.delete_buckets_before(now - COARSE_RETENTION_S, COARSE_BUCKET_S)
+        return RollupResult(deleted, coarsened, dropped)
+
+    # --- queries for the web API -------------------------------------------------------------------
+    def _work_stats(
+        self, now: float, worker: str | None, address: str | None, last_difficulty: float, best: float | None,
+        last_share: float | None,
+    ) -> WorkStats:
+        rates: dict[int, HashrateEstimate] = {}
+        best_seen = 0.0
+        for window in HASHRATE_WINDOWS_S:
+            since = _aligned(now, window)
+            sums = self.store.work_since(since, worker=worker, address=address)
+            rates[window] = estimate(sums.shares, sums.difficulty_sum, now - since, window, last_difficulty)
+            best_seen = max(best_seen, sums.best_share)
+        rejects = self.store.rejects_since(_aligned(now, max(HASHRATE_WINDOWS_S)), worker=worker, address=address)
+        return WorkStats(rates, rejects, best_seen if best is None else best, last_share)
+
+    def worker_stats(self, worker: str, now: float) -> WorkerStats | None:
+        row = self.store.worker(worker)
+        if row is None:
+            return None
+        return WorkerStats(
+            row, self._work_stats(now, worker, None, row.last_difficulty, row.best_share, row.last_share_time)
+        )
+
+    def address_stats(self, address: str, now: float) -> AddressStats | None:
+        rows = self.store.workers(address)
+        balance = next((b for b in self.store.balances() if b.address == address), None)
+        if not rows and balance is None:
+            return None
+        workers = tuple(
+            WorkerStats(r, self._work_stats(now, r.worker, None, r.last_difficulty, r.best_share, r.last_share_time))
+            for r in rows
+        )
+        last = max((r.last_share_time for r in rows if r.last_share_time is not None), default=None)
+        stats = self._work_stats(
+            now, None, address, sum(r.last_difficulty for r in rows), max((r.best_share for r in rows), default=0.0), last
+        )
+        return AddressStats(address, stats, workers, balance or Balance(address, 0, 0, 0, 0))
+
+    def pool_summary(self, now: float) -> PoolSummary:
+        rows = self.store.workers()
+        last = max((r.last_share_time for r in rows if r.last_share_time is not None), default=None)
+        online = [r for r in rows if r.last_share_time is not None and r.last_share_time >= now - ONLINE_S]
+        stats = self._work_stats(
+            now, None, None, sum(r.last_difficulty for r in online), max((r.best_share for r in rows), default=0.0), last
+        )
+        counts: dict[str, int] = {}
+        for b in self.store.blocks(MAX_QUERY_ROWS):
+            counts[str(b.status)] = counts.get(str(b.status), 0) + 1
+        balances = self.store.balances()
+        pool = next((b for b in balances if b.address == POOL_ACCOUNT), None)
+        miners = [b for b in balances if b.address != POOL_ACCOUNT]
+        return PoolSummary(
+            str(self.settings.scheme), self.settings.fee_ppm, stats, len(rows), len(online), counts,
+            self.network_difficulty, self.store.share_count(),
+            (pool.mature_sat + pool.immature_sat) if pool else 0,
+            sum(b.immature_sat for b in miners), sum(max(0, b.payable_sat) for b in miners), sum(b.paid_sat for b in miners),
+        )
+
+    def blocks(self, limit: int = 50) -> list[BlockRecord]:
+        return self.store.blocks(min(limit, MAX_QUERY_ROWS))
+
+    def balances(self) -> list[Balance]:
+        return self.store.balances()
+
+    def payouts(self, limit: int = 50) -> list[PayoutBatch]:
+        return self.store.batches(limit=min(limit, MAX_QUERY_ROWS))
+
+    def recent_shares(self, limit: int = 50, worker: str | None = None, address: str | None = None) -> list[ShareRow]:
+        return self.store.recent_shares(min(limit, MAX_QUERY_ROWS), worker=worker, address=address)
+
+    def best_shares(self, limit: int = 10) -> list[ShareRow]:
+        return self.store.best_shares(min(limit, MAX_QUERY_ROWS))
+
+    def credits(self, block_hash: str | None = None, address: str | None = None, limit: int = 100) -> list[CreditRecord]:
+        return self.store.credits(block_hash=block_hash, address=address, limit=min(limit, MAX_QUERY_ROWS))

@@ -1,0 +1,136 @@
+"""Hashrate from accepted shares, with the uncertainty that comes with counting a random process.
+
+Shares arrive as a Poisson process: a worker with hashrate H at share difficulty d finds shares at rate
+H / (d x HASHES_PER_DIFF1). Counting k shares in a span T therefore estimates H = k x d x HASHES_PER_DIFF1 / T
+with the uncertainty of a Poisson count: the exact (Garwood) interval for the mean of a count k is
+[Gamma(k).ppf(a/2), Gamma(k+1).ppf(1-a/2)] (equivalently chi-square with 2k and 2k+2 degrees of freedom,
+halved). With varying share difficulty the count is scaled by the mean difficulty of the shares counted.
+A handful of shares is not a hashrate: estimates from fewer than MIN_SHARES_RELIABLE shares are flagged.
+
+Pure functions; no clock, no store. The ledger feeds them bucket sums from the store.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Hashes expected per share at difficulty 1: 2**256 / (difficulty-1 target + 1), where the difficulty-1
+# target is 0xFFFF * 2**208 (Bitcoin Core's GetDifficulty, compact 0x1d00ffff). The common 2**32 is an
+# approximation of this, off by 1/65535.
+HASHES_PER_DIFF1 = 2**256 / (0xFFFF * 2**208 + 1)
+
+CONFIDENCE = 0.90  # the interval the dashboard shows: 5 % below, 5 % above
+
+# Fewer shares than this and the estimate is flagged as unreliable: at k = 10 the 90 % interval is already
+# about [0.54, 1.70] x the estimate; below it the interval is wider than the estimate itself.
+MIN_SHARES_RELIABLE = 10
+
+# Above this many shares the gamma quantile uses the Wilson-Hilferty approximation, whose relative error
+# there is far below the statistical uncertainty; below it the quantile is solved exactly by bisection.
+EXACT_QUANTILE_MAX_K = 10_000
+
+_BISECT_STEPS = 200  # halves the bracket to below float resolution for any k up to EXACT_QUANTILE_MAX_K
+
+# 95th percentile of the standard normal, for Wilson-Hilferty.
+_Z95 = 1.6448536269514722
+
+
+def _lower_gamma_p(a: float, x: float) -> float:
+    """Regularised lower incomplete gamma P(a, x) (series below a + 1, continued fraction above)."""
+    if x <= 0:
+        return 0.0
+    log_front = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1:
+        term = total = 1.0 / a
+        n = a
+        for _ in range(100_000):
+            n += 1
+            term *= x / n
+            total += term
+            if abs(term) < abs(total) * 1e-16:
+                break
+        return min(1.0, total * math.exp(log_front))
+    # Lentz's continued fraction for Q(a, x)
+    tiny = 1e-300
+    b = x + 1 - a
+    c = 1 / tiny
+    d = 1 / b
+    h = d
+    for i in range(1, 100_000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-16:
+            break
+    return max(0.0, 1.0 - math.exp(log_front) * h)
+
+
+def gamma_ppf(p: float, k: float) -> float:
+    """The p-quantile of Gamma(shape k, scale 1): the x with P(k, x) = p."""
+    if not 0 < p < 1 or k <= 0:
+        raise ValueError(f"gamma_ppf needs 0 < p < 1 and k > 0, got p={p}, k={k}")
+    if k > EXACT_QUANTILE_MAX_K:
+        z = _Z95 if p > 0.5 else -_Z95
+        if abs(p - 0.95) > 1e-12 and abs(p - 0.05) > 1e-12:
+            raise ValueError("the large-k approximation is only set up for the 5 % and 95 % quantiles")
+        return k * (1 - 1 / (9 * k) + z / (3 * math.sqrt(k))) ** 3
+    lo, hi = 0.0, k + 20 * math.sqrt(k) + 20
+    for _ in range(_BISECT_STEPS):
+        mid = (lo + hi) / 2
+        if _lower_gamma_p(k, mid) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * max(1.0, hi):
+            break
+    return (lo + hi) / 2
+
+
+def poisson_interval(k: int) -> tuple[float, float]:
+    """The exact 90 % interval for the mean of a Poisson count k (Garwood)."""
+    if k < 0:
+        raise ValueError(f"negative count {k}")
+    alpha = 1 - CONFIDENCE
+    low = 0.0 if k == 0 else gamma_ppf(alpha / 2, k)
+    high = gamma_ppf(1 - alpha / 2, k + 1)
+    return low, high
+
+
+@dataclass(frozen=True, slots=True)
+class HashrateEstimate:
+    """Hashes per second over a window, with its 90 % interval and whether enough shares back it."""
+
+    window_s: float  # the window asked for
+    span_s: float  # the span actually counted (the window rounded out to whole buckets)
+    shares: int
+    difficulty_sum: float
+    hashrate: float
+    low: float
+    high: float
+    reliable: bool
+
+
+def estimate(shares: int, difficulty_sum: float, span_s: float, window_s: float, last_difficulty: float) -> HashrateEstimate:
+    """Hashrate over `span_s` seconds from `shares` accepted shares summing to `difficulty_sum`.
+
+    With no share at all the upper bound still says something: it is what the worker could have been
+    doing at its last known difficulty without us seeing a share (0 if it never had one).
+    """
+    if span_s <= 0:
+        raise ValueError(f"span must be positive, got {span_s}")
+    low_k, high_k = poisson_interval(shares)
+    if shares:
+        per_share = difficulty_sum / shares * HASHES_PER_DIFF1 / span_s
+    else:
+        per_share = max(0.0, last_difficulty) * HASHES_PER_DIFF1 / span_s
+    rate = difficulty_sum * HASHES_PER_DIFF1 / span_s
+    return HashrateEstimate(
+        window_s, span_s, shares, difficulty_sum, rate, low_k * per_share, high_k * per_share, shares >= MIN_SHARES_RELIABLE
+    )

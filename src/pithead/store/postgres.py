@@ -1,0 +1,47 @@
+"""The PostgreSQL ledger backend (psycopg 3): the same schema and statements as SQLite, in a schema of
+its own so several pools (or test runs) can share one database.
+
+Autocommit connection with explicit transactions, so calls outside `transaction()` commit on their own
+exactly as they do on SQLite. This module only opens the connection and names the dialect; the SQL lives
+in `pithead.store.sql`. It does not pool connections: the ledger is one writer with one connection.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+
+from pithead.store.base import StoreError
+from pithead.store.sql import SqlStore
+
+# A schema name goes into DDL unquoted-by-parameter (identifiers cannot be bound), so it is restricted
+# to plain identifiers.
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# How long one connection attempt may take before the store reports the database unreachable.
+CONNECT_TIMEOUT_S = 10
+
+
+class PostgresStore(SqlStore):
+    placeholder = "%s"
+    id_column = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+
+    def __init__(self, conninfo: str, schema: str = "pithead") -> None:
+        if not _SCHEMA_NAME.match(schema):
+            raise StoreError(f"bad PostgreSQL schema name {schema!r}")
+        try:
+            conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            conn.execute(f'SET search_path TO "{schema}"')
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open PostgreSQL ledger: {exc}") from exc
+        super().__init__(conn)
+        self.schema = schema
+
+    def _begin(self) -> None:
+        self._conn.execute("BEGIN")
+
+    def drop_schema(self) -> None:
+        """Remove this store's schema and everything in it (tests; `pithead` never calls this)."""
+        self._exec(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')

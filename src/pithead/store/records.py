@@ -1,0 +1,130 @@
+"""The frozen rows the ledger store reads and writes, and the status vocabularies they use.
+
+These are plain values shared by every backend (SQLite, PostgreSQL) and by the services above them
+(ledger, web). They hold no behaviour beyond small derived properties; nothing here talks to a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class BlockStatus(StrEnum):
+    PENDING = "pending"  # accepted by the node, not yet 100 deep
+    CONFIRMED = "confirmed"  # 100 confirmations: the coinbase is spendable, its credits are payable
+    ORPHANED = "orphaned"  # left the best chain; its credits are void
+    REJECTED = "rejected"  # the node refused it at submitblock; never credited
+
+
+class CreditStatus(StrEnum):
+    IMMATURE = "immature"  # from a pending block
+    MATURE = "mature"  # payable
+    VOID = "void"  # from an orphaned block
+
+
+class CreditKind(StrEnum):
+    BLOCK = "block"  # a share of a found block (SOLO, PROP, PPLNS; the whole block to the pool under PPS)
+    FEE = "fee"  # the pool fee of a found block
+    PPS = "pps"  # a PPS payment for shares (and its matching debit of the pool account)
+
+
+class BatchStatus(StrEnum):
+    INTENT = "intent"  # recorded before the wallet call; the amounts are reserved
+    SENT = "sent"  # the wallet returned (or we found) its txid
+    CONFIRMED = "confirmed"  # the transaction has the confirmations we wait for
+    FAILED = "failed"  # the wallet refused it or it was conflicted; the amounts are released
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRow:
+    id: int
+    time: float
+    worker: str
+    address: str
+    difficulty: float
+    share_difficulty: float
+    job_id: str
+    height: int
+    remote: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    worker: str
+    address: str
+    first_seen: float
+    last_share_time: float | None
+    last_difficulty: float
+    best_share: float
+    best_share_time: float | None
+    accepted: int
+    rejected: int
+    accepted_difficulty: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkSums:
+    """Accepted work in a span of stat buckets."""
+
+    shares: int
+    difficulty_sum: float
+    best_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    hash: str
+    height: int
+    time: float
+    worker: str
+    address: str
+    reward_sat: int
+    fees_sat: int
+    status: BlockStatus
+    confirmations: int
+    scheme: str
+    network_difficulty: float
+    updated: float
+    node_result: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreditRecord:
+    address: str
+    amount_sat: int
+    kind: CreditKind
+    status: CreditStatus
+    time: float
+    block_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """An address's money in the ledger, in satoshis."""
+
+    address: str
+    immature_sat: int  # credited from blocks not yet confirmed
+    mature_sat: int  # credited and confirmed, in total since the beginning
+    reserved_sat: int  # in payout batches recorded but not yet sent
+    paid_sat: int  # in payout batches sent or confirmed
+
+    @property
+    def payable_sat(self) -> int:
+        return self.mature_sat - self.reserved_sat - self.paid_sat
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutBatch:
+    id: int
+    created: float
+    updated: float
+    status: BatchStatus
+    txid: str | None
+    items: tuple[tuple[str, int], ...]  # (address, sat), sorted by address
+    error: str | None = None
+
+    @property
+    def total_sat(self) -> int:
+        return sum(a for _, a in self.items)
+

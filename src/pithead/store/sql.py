@@ -1,0 +1,583 @@
+"""The SQL implementation of `LedgerStore`, shared by the SQLite and PostgreSQL backends.
+
+One schema, one set of statements, written in the subset of SQL both engines run identically
+(`INSERT ... ON CONFLICT DO UPDATE`, `RETURNING`, `CASE` instead of `MAX`/`GREATEST`, BIGINT satoshis,
+DOUBLE PRECISION difficulties). A backend supplies only a DB-API connection, its placeholder style and
+its auto-increment column type; see `pithead.store.sqlite` and `pithead.store.postgres`.
+
+Shares are written in batches: the raw accepted shares (kept by the ledger only for its reward window),
+plus, in the same transaction, per-worker statistics buckets, reject counts by reason, per-worker
+totals and the current PROP round's work per address. The buckets are therefore the rolled-up form of
+the shares from the moment they arrive, and pruning raw shares never loses a statistic.
+
+This module does not decide what to keep or whom to pay; the ledger does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pithead.ledger.events import ShareEvent
+from pithead.store.base import StoreError
+from pithead.store.records import (
+    Balance,
+    BatchStatus,
+    BlockRecord,
+    BlockStatus,
+    CreditKind,
+    CreditRecord,
+    CreditStatus,
+    PayoutBatch,
+    ShareRow,
+    WorkerRow,
+    WorkSums,
+)
+
+SCHEMA_VERSION = "1"
+
+# {ID} is the dialect's auto-increment primary key column type.
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS shares (
+        id {ID},
+        time DOUBLE PRECISION NOT NULL,
+        worker TEXT NOT NULL,
+        address TEXT NOT NULL,
+        difficulty DOUBLE PRECISION NOT NULL,
+        share_difficulty DOUBLE PRECISION NOT NULL,
+        job_id TEXT NOT NULL,
+        height BIGINT NOT NULL,
+        remote TEXT)""",
+    "CREATE INDEX IF NOT EXISTS shares_worker ON shares (worker, id)",
+    "CREATE INDEX IF NOT EXISTS shares_address ON shares (address, id)",
+    "CREATE INDEX IF NOT EXISTS shares_best ON shares (share_difficulty)",
+    """CREATE TABLE IF NOT EXISTS stat_buckets (
+        worker TEXT NOT NULL,
+        width BIGINT NOT NULL,
+        start BIGINT NOT NULL,
+        address TEXT NOT NULL,
+        shares BIGINT NOT NULL,
+        difficulty_sum DOUBLE PRECISION NOT NULL,
+        best DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (worker, width, start))""",
+    "CREATE INDEX IF NOT EXISTS stat_buckets_start ON stat_buckets (start)",
+    "CREATE INDEX IF NOT EXISTS stat_buckets_address ON stat_buckets (address, start)",
+    """CREATE TABLE IF NOT EXISTS reject_buckets (
+        worker TEXT NOT NULL,
+        width BIGINT NOT NULL,
+        start BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        address TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (worker, width, start, reason))""",
+    "CREATE INDEX IF NOT EXISTS reject_buckets_start ON reject_buckets (start)",
+    """CREATE TABLE IF NOT EXISTS workers (
+        worker TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        first_seen DOUBLE PRECISION NOT NULL,
+        last_share_time DOUBLE PRECISION,
+        last_difficulty DOUBLE PRECISION NOT NULL,
+        best_share DOUBLE PRECISION NOT NULL,
+        best_share_time DOUBLE PRECISION,
+        accepted BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        accepted_difficulty DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS workers_address ON workers (address)",
+    """CREATE TABLE IF NOT EXISTS round_work (
+        address TEXT PRIMARY KEY,
+        difficulty_sum DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS blocks (
+        hash TEXT PRIMARY KEY,
+        height BIGINT NOT NULL,
+        time DOUBLE PRECISION NOT NULL,
+        worker TEXT NOT NULL,
+        address TEXT NOT NULL,
+        reward_sat BIGINT NOT NULL,
+        fees_sat BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        confirmations BIGINT NOT NULL,
+        scheme TEXT NOT NULL,
+        network_difficulty DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL,
+        node_result TEXT)""",
+    "CREATE INDEX IF NOT EXISTS blocks_status ON blocks (status, height)",
+    """CREATE TABLE IF NOT EXISTS credits (
+        id {ID},
+        block_hash TEXT,
+        address TEXT NOT NULL,
+        amount_sat BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS credits_block ON credits (block_hash)",
+    "CREATE INDEX IF NOT EXISTS credits_address ON credits (address, status)",
+    """CREATE TABLE IF NOT EXISTS payout_batches (
+        id {ID},
+        created DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL,
+        txid TEXT,
+        error TEXT)""",
+    "CREATE INDEX IF NOT EXISTS payout_batches_status ON payout_batches (status)",
+    """CREATE TABLE IF NOT EXISTS payout_items (
+        batch_id BIGINT NOT NULL,
+        address TEXT NOT NULL,
+        amount_sat BIGINT NOT NULL,
+        PRIMARY KEY (batch_id, address))""",
+]
+
+_BLOCK_COLS = (
+    "hash, height, time, worker, address, reward_sat, fees_sat, status, confirmations, scheme, "
+    "network_difficulty, updated, node_result"
+)
+_SHARE_COLS = "id, time, worker, address, difficulty, share_difficulty, job_id, height, remote"
+_WORKER_COLS = (
+    "worker, address, first_seen, last_share_time, last_difficulty, best_share, best_share_time, "
+    "accepted, rejected, accepted_difficulty"
+)
+
+
+def _filters(worker: str | None, address: str | None) -> tuple[str, list[Any]]:
+    sql, args = "", []
+    if worker is not None:
+        sql += " AND worker = ?"
+        args.append(worker)
+    if address is not None:
+        sql += " AND address = ?"
+        args.append(address)
+    return sql, args
+
+
+class SqlStore:
+    """`LedgerStore` over a DB-API connection; subclasses open the connection and name the dialect."""
+
+    placeholder = "?"
+    id_column = "INTEGER PRIMARY KEY"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    # --- plumbing ------------------------------------------------------------------------------------
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self._conn.execute("ROLLBACK")
+
+    def _exec(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            return self._conn.execute(self._sql(sql), args)
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.executemany(self._sql(sql), rows)
+            finally:
+                cur.close()
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return list(self._exec(sql, args).fetchall())
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            return self._exec(sql, args).fetchone()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all; nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._begin()
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._rollback()
+                raise
+            self._depth = 0
+            self._commit()
+
+    def migrate(self) -> None:
+        with self.transaction():
+            for stmt in SCHEMA:
+                self._exec(stmt.replace("{ID}", self.id_column))
+            found = self.get_meta("schema_version")
+            if found is None:
+                self.set_meta("schema_version", SCHEMA_VERSION)
+            elif found != SCHEMA_VERSION:
+                raise StoreError(f"ledger schema version {found}, this pithead needs {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- meta ----------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._exec(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # --- shares --------------------------------------------------------------------------------------
+    def add_shares(self, events: Sequence[ShareEvent], bucket_width: int) -> None:
+        if bucket_width <= 0:
+            raise StoreError(f"bucket width must be positive, got {bucket_width}")
+        raw: list[tuple[Any, ...]] = []
+        buckets: dict[tuple[str, int], list[Any]] = {}  # (worker, start) -> [address, n, sum, best]
+        rejects: dict[tuple[str, int, str], list[Any]] = {}
+        workers: dict[str, list[Any]] = {}
+        round_work: dict[str, float] = {}
+        for ev in events:
+            start = int(ev.time // bucket_width) * bucket_width
+            w = workers.get(ev.worker)
+            if w is None:
+                # address, first_seen, last_share_time, last_diff, best, best_time, acc, rej, acc_diff
+                w = workers[ev.worker] = [ev.address, ev.time, None, ev.difficulty, 0.0, None, 0, 0, 0.0]
+            w[0] = ev.address
+            w[3] = ev.difficulty
+            if ev.accepted:
+                raw.append(
+                    (ev.time, ev.worker, ev.address, ev.difficulty, ev.share_difficulty, ev.job_id, ev.height, ev.remote)
+                )
+                b = buckets.setdefault((ev.worker, start), [ev.address, 0, 0.0, 0.0])
+                b[1] += 1
+                b[2] += ev.difficulty
+                b[3] = max(b[3], ev.share_difficulty)
+                w[2] = ev.time if w[2] is None else max(w[2], ev.time)
+                if ev.share_difficulty > w[4]:
+                    w[4], w[5] = ev.share_difficulty, ev.time
+                w[6] += 1
+                w[8] += ev.difficulty
+                round_work[ev.address] = round_work.get(ev.address, 0.0) + ev.difficulty
+            else:
+                reason = ev.reject_reason or "unknown"
+                r = rejects.setdefault((ev.worker, start, reason), [ev.address, 0])
+                r[1] += 1
+                w[7] += 1
+        with self.transaction():
+            self._many(
+                "INSERT INTO shares (time, worker, address, difficulty, share_difficulty, job_id, height, remote)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                raw,
+            )
+            self._many(
+                "INSERT INTO stat_buckets (worker, width, start, address, shares, difficulty_sum, best)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (worker, width, start) DO UPDATE SET"
+                " address = excluded.address,"
+                " shares = stat_buckets.shares + excluded.shares,"
+                " difficulty_sum = stat_buckets.difficulty_sum + excluded.difficulty_sum,"
+                " best = CASE WHEN excluded.best > stat_buckets.best THEN excluded.best ELSE stat_buckets.best END",
+                [(wk, bucket_width, st, *vals) for (wk, st), vals in buckets.items()],
+            )
+            self._many(
+                "INSERT INTO reject_buckets (worker, width, start, reason, address, count)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (worker, width, start, reason) DO UPDATE SET"
+                " count = reject_buckets.count + excluded.count",
+                [(wk, bucket_width, st, reason, *vals) for (wk, st, reason), vals in rejects.items()],
+            )
+            self._many(
+                "INSERT INTO workers (" + _WORKER_COLS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (worker) DO UPDATE SET"
+                " address = excluded.address,"
+                " last_share_time = CASE WHEN excluded.last_share_time IS NULL THEN workers.last_share_time"
+                "   WHEN workers.last_share_time IS NULL OR excluded.last_share_time > workers.last_share_time"
+                "   THEN excluded.last_share_time ELSE workers.last_share_time END,"
+                " last_difficulty = excluded.last_difficulty,"
+                " best_share_time = CASE WHEN excluded.best_share > workers.best_share"
+                "   THEN excluded.best_share_time ELSE workers.best_share_time END,"
+                " best_share = CASE WHEN excluded.best_share > workers.best_share"
+                "   THEN excluded.best_share ELSE workers.best_share END,"
+                " accepted = workers.accepted + excluded.accepted,"
+                " rejected = workers.rejected + excluded.rejected,"
+                " accepted_difficulty = workers.accepted_difficulty + excluded.accepted_difficulty",
+                [(wk, *vals) for wk, vals in workers.items()],
+            )
+            self._many(
+                "INSERT INTO round_work (address, difficulty_sum) VALUES (?, ?) ON CONFLICT (address)"
+                " DO UPDATE SET difficulty_sum = round_work.difficulty_sum + excluded.difficulty_sum",
+                list(round_work.items()),
+            )
+
+    @staticmethod
+    def _share(row: Sequence[Any]) -> ShareRow:
+        return ShareRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], int(row[7]), row[8])
+
+    def newest_shares(self, before_id: int | None, limit: int) -> list[ShareRow]:
+        if before_id is None:
+            rows = self._all(f"SELECT {_SHARE_COLS} FROM shares ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._all(
+                f"SELECT {_SHARE_COLS} FROM shares WHERE id < ? ORDER BY id DESC LIMIT ?", (before_id, limit)
+            )
+        return [self._share(r) for r in rows]
+
+    def recent_shares(self, limit: int, worker: str | None = None, address: str | None = None) -> list[ShareRow]:
+        where, args = _filters(worker, address)
+        rows = self._all(
+            f"SELECT {_SHARE_COLS} FROM shares WHERE 1 = 1{where} ORDER BY id DESC LIMIT ?", (*args, limit)
+        )
+        return [self._share(r) for r in rows]
+
+    def best_shares(self, limit: int) -> list[ShareRow]:
+        rows = self._all(
+            f"SELECT {_SHARE_COLS} FROM shares ORDER BY share_difficulty DESC, id ASC LIMIT ?", (limit,)
+        )
+        return [self._share(r) for r in rows]
+
+    def delete_shares_before(self, share_id: int, time_before: float) -> int:
+        cur = self._exec("DELETE FROM shares WHERE id < ? AND time < ?", (share_id, time_before))
+        return int(cur.rowcount)
+
+    def share_count(self) -> int:
+        return int(self._one("SELECT COUNT(*) FROM shares")[0])
+
+    def round_work(self) -> dict[str, float]:
+        return {str(a): float(d) for a, d in self._all("SELECT address, difficulty_sum FROM round_work")}
+
+    def clear_round_work(self) -> None:
+        self._exec("DELETE FROM round_work")
+
+    # --- statistics ----------------------------------------------------------------------------------
+    def work_since(self, since: float, worker: str | None = None, address: str | None = None) -> WorkSums:
+        where, args = _filters(worker, address)
+        row = self._one(
+            "SELECT COALESCE(SUM(shares), 0), COALESCE(SUM(difficulty_sum), 0), COALESCE(MAX(best), 0)"
+            f" FROM stat_buckets WHERE start >= ?{where}",
+            (since, *args),
+        )
+        return WorkSums(int(row[0]), float(row[1]), float(row[2]))
+
+    def rejects_since(self, since: float, worker: str | None = None, address: str | None = None) -> dict[str, int]:
+        where, args = _filters(worker, address)
+        rows = self._all(
+            f"SELECT reason, SUM(count) FROM reject_buckets WHERE start >= ?{where} GROUP BY reason ORDER BY reason",
+            (since, *args),
+        )
+        return {str(r): int(n) for r, n in rows}
+
+    def work_history(
+        self, since: float, width: int, worker: str | None = None, address: str | None = None
+    ) -> list[tuple[float, WorkSums]]:
+        where, args = _filters(worker, address)
+        rows = self._all(
+            "SELECT (start / ?) * ?, SUM(shares), SUM(difficulty_sum), MAX(best) FROM stat_buckets"
+            f" WHERE start >= ?{where} GROUP BY 1 ORDER BY 1",
+            (width, width, since, *args),
+        )
+        return [(float(r[0]), WorkSums(int(r[1]), float(r[2]), float(r[3]))) for r in rows]
+
+    def coarsen_buckets(self, before: float, from_width: int, to_width: int) -> int:
+        if to_width % from_width:
+            raise StoreError(f"bucket width {to_width} is not a multiple of {from_width}")
+        with self.transaction():
+            self._exec(
+                "INSERT INTO stat_buckets (worker, width, start, address, shares, difficulty_sum, best)"
+                " SELECT worker, ?, (start / ?) * ?, MAX(address), SUM(shares), SUM(difficulty_sum), MAX(best)"
+                " FROM stat_buckets WHERE width = ? AND start < ? GROUP BY worker, 3"
+                " ON CONFLICT (worker, width, start) DO UPDATE SET"
+                " shares = stat_buckets.shares + excluded.shares,"
+                " difficulty_sum = stat_buckets.difficulty_sum + excluded.difficulty_sum,"
+                " best = CASE WHEN excluded.best > stat_buckets.best THEN excluded.best ELSE stat_buckets.best END",
+                (to_width, to_width, to_width, from_width, before),
+            )
+            self._exec(
+                "INSERT INTO reject_buckets (worker, width, start, reason, address, count)"
+                " SELECT worker, ?, (start / ?) * ?, reason, MAX(address), SUM(count)"
+                " FROM reject_buckets WHERE width = ? AND start < ? GROUP BY worker, 3, reason"
+                " ON CONFLICT (worker, width, start, reason) DO UPDATE SET"
+                " count = reject_buckets.count + excluded.count",
+                (to_width, to_width, to_width, from_width, before),
+            )
+            n = self._exec("DELETE FROM stat_buckets WHERE width = ? AND start < ?", (from_width, before)).rowcount
+            self._exec("DELETE FROM reject_buckets WHERE width = ? AND start < ?", (from_width, before))
+        return int(n)
+
+    def delete_buckets_before(self, before: float, width: int) -> int:
+        with self.transaction():
+            n = self._exec("DELETE FROM stat_buckets WHERE width = ? AND start < ?", (width, before)).rowcount
+            self._exec("DELETE FROM reject_buckets WHERE width = ? AND start < ?", (width, before))
+        return int(n)
+
+    @staticmethod
+    def _worker(r: Sequence[Any]) -> WorkerRow:
+        return WorkerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]), int(r[8]), float(r[9]))
+
+    def workers(self, address: str | None = None) -> list[WorkerRow]:
+        if address is None:
+            rows = self._all(f"SELECT {_WORKER_COLS} FROM workers ORDER BY worker")
+        else:
+            rows = self._all(f"SELECT {_WORKER_COLS} FROM workers WHERE address = ? ORDER BY worker", (address,))
+        return [self._worker(r) for r in rows]
+
+    def worker(self, worker: str) -> WorkerRow | None:
+        row = self._one(f"SELECT {_WORKER_COLS} FROM workers WHERE worker = ?", (worker,))
+        return None if row is None else self._worker(row)
+
+    # --- blocks and credits --------------------------------------------------------------------------
+    @staticmethod
+    def _block(r: Sequence[Any]) -> BlockRecord:
+        return BlockRecord(
+            r[0], int(r[1]), r[2], r[3], r[4], int(r[5]), int(r[6]), BlockStatus(r[7]), int(r[8]), r[9], r[10], r[11], r[12]
+        )
+
+    def add_block(self, block: BlockRecord) -> bool:
+        cur = self._exec(
+            f"INSERT INTO blocks ({_BLOCK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (hash) DO NOTHING",
+            (
+                block.hash, block.height, block.time, block.worker, block.address, block.reward_sat,
+                block.fees_sat, str(block.status), block.confirmations, block.scheme,
+                block.network_difficulty, block.updated, block.node_result,
+            ),
+        )
+        return bool(cur.rowcount == 1)
+
+    def get_block(self, block_hash: str) -> BlockRecord | None:
+        row = self._one(f"SELECT {_BLOCK_COLS} FROM blocks WHERE hash = ?", (block_hash,))
+        return None if row is None else self._block(row)
+
+    def blocks(self, limit: int, statuses: Sequence[BlockStatus] | None = None) -> list[BlockRecord]:
+        if statuses:
+            marks = ", ".join("?" for _ in statuses)
+            rows = self._all(
+                f"SELECT {_BLOCK_COLS} FROM blocks WHERE status IN ({marks}) ORDER BY height DESC, time DESC LIMIT ?",
+                (*[str(s) for s in statuses], limit),
+            )
+        else:
+            rows = self._all(f"SELECT {_BLOCK_COLS} FROM blocks ORDER BY height DESC, time DESC LIMIT ?", (limit,))
+        return [self._block(r) for r in rows]
+
+    def set_block_status(self, block_hash: str, status: BlockStatus, confirmations: int, now: float) -> None:
+        """Move a block, and with it its credits: pending -> immature, confirmed -> mature, else void."""
+        credit_status = {
+            BlockStatus.PENDING: CreditStatus.IMMATURE,
+            BlockStatus.CONFIRMED: CreditStatus.MATURE,
+            BlockStatus.ORPHANED: CreditStatus.VOID,
+            BlockStatus.REJECTED: CreditStatus.VOID,
+        }[status]
+        with self.transaction():
+            cur = self._exec(
+                "UPDATE blocks SET status = ?, confirmations = ?, updated = ? WHERE hash = ?",
+                (str(status), confirmations, now, block_hash),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"no block {block_hash}")
+            self._exec("UPDATE credits SET status = ? WHERE block_hash = ?", (str(credit_status), block_hash))
+
+    def add_credits(self, credits: Sequence[CreditRecord]) -> None:
+        self._many(
+            "INSERT INTO credits (block_hash, address, amount_sat, kind, status, time) VALUES (?, ?, ?, ?, ?, ?)",
+            [(c.block_hash, c.address, c.amount_sat, str(c.kind), str(c.status), c.time) for c in credits],
+        )
+
+    def credits(self, block_hash: str | None = None, address: str | None = None, limit: int = 1000) -> list[CreditRecord]:
+        sql, args = "", []
+        if block_hash is not None:
+            sql += " AND block_hash = ?"
+            args.append(block_hash)
+        if address is not None:
+            sql += " AND address = ?"
+            args.append(address)
+        rows = self._all(
+            "SELECT address, amount_sat, kind, status, time, block_hash FROM credits"
+            f" WHERE 1 = 1{sql} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [CreditRecord(r[0], int(r[1]), CreditKind(r[2]), CreditStatus(r[3]), r[4], r[5]) for r in rows]
+
+    # --- balances and payouts ------------------------------------------------------------------------
+    def balances(self) -> list[Balance]:
+        acc: dict[str, list[int]] = {}  # address -> [immature, mature, reserved, paid]
+        with self.transaction():
+            for address, status, total in self._all(
+                "SELECT address, status, SUM(amount_sat) FROM credits WHERE status IN (?, ?) GROUP BY address, status",
+                (str(CreditStatus.IMMATURE), str(CreditStatus.MATURE)),
+            ):
+                acc.setdefault(address, [0, 0, 0, 0])[0 if status == CreditStatus.IMMATURE else 1] += int(total)
+            for address, status, total in self._all(
+                "SELECT i.address, b.status, SUM(i.amount_sat) FROM payout_items i"
+                " JOIN payout_batches b ON b.id = i.batch_id WHERE b.status IN (?, ?, ?) GROUP BY i.address, b.status",
+                (str(BatchStatus.INTENT), str(BatchStatus.SENT), str(BatchStatus.CONFIRMED)),
+            ):
+                acc.setdefault(address, [0, 0, 0, 0])[2 if status == BatchStatus.INTENT else 3] += int(total)
+        return [Balance(a, *v) for a, v in sorted(acc.items())]
+
+    def create_batch(self, items: Mapping[str, int], now: float) -> PayoutBatch:
+        if not items or any(v <= 0 for v in items.values()):
+            raise StoreError("a payout batch needs at least one positive amount")
+        with self.transaction():
+            row = self._one(
+                "INSERT INTO payout_batches (created, updated, status) VALUES (?, ?, ?) RETURNING id",
+                (now, now, str(BatchStatus.INTENT)),
+            )
+            batch_id = int(row[0])
+            ordered = tuple(sorted(items.items()))
+            self._many(
+                "INSERT INTO payout_items (batch_id, address, amount_sat) VALUES (?, ?, ?)",
+                [(batch_id, a, v) for a, v in ordered],
+            )
+        return PayoutBatch(batch_id, now, now, BatchStatus.INTENT, None, ordered)
+
+    def batches(self, statuses: Sequence[BatchStatus] | None = None, limit: int = 1000) -> list[PayoutBatch]:
+        with self.transaction():
+            if statuses:
+                marks = ", ".join("?" for _ in statuses)
+                rows = self._all(
+                    "SELECT id, created, updated, status, txid, error FROM payout_batches"
+                    f" WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?",
+                    (*[str(s) for s in statuses], limit),
+                )
+            else:
+                rows = self._all(
+                    "SELECT id, created, updated, status, txid, error FROM payout_batches ORDER BY id DESC LIMIT ?",
+                    (limit,),
+                )
+            out = []
+            for r in rows:
+                items = self._all(
+                    "SELECT address, amount_sat FROM payout_items WHERE batch_id = ? ORDER BY address", (r[0],)
+                )
+                out.append(
+                    PayoutBatch(
+                        int(r[0]), r[1], r[2], BatchStatus(r[3]), r[4], tuple((a, int(v)) for a, v in items), r[5]
+                    )
+                )
+        return out
+
+    def update_batch(
+        self, batch_id: int, status: BatchStatus, now: float, txid: str | None = None, error: str | None = None
+    ) -> None:
+        cur = self._exec(
+            "UPDATE payout_batches SET status = ?, updated = ?, txid = COALESCE(?, txid), error = ? WHERE id = ?",
+            (str(status), now, txid, error, batch_id),
+        )
+        if cur.rowcount != 1:
+            raise StoreError(f"no payout batch {batch_id}")

@@ -1,0 +1,42 @@
+"""The SQLite ledger backend: the embedded default, one file in the data directory (or `:memory:`).
+
+WAL journal so the web API reads while the ledger writes; `BEGIN IMMEDIATE` so a transaction takes the
+write lock up front instead of failing half-way; a busy timeout so a second process waits rather than
+erroring. Everything else is the shared SQL in `pithead.store.sql`. Not for many writers on many hosts:
+that is what the PostgreSQL backend is for.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from pithead.store.base import StoreError
+from pithead.store.sql import SqlStore
+
+# How long a connection waits for another one's write lock before giving up. The ledger is the only
+# writer, so this only covers a second process (a CLI query, a backup) holding the lock briefly.
+BUSY_TIMEOUT_S = 10.0
+
+
+class SqliteStore(SqlStore):
+    placeholder = "?"
+    id_column = "INTEGER PRIMARY KEY"
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        path = str(path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+                # With WAL, NORMAL loses at most the last transactions on power loss, never integrity.
+                conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite ledger {path}: {exc}") from exc
+        super().__init__(conn)
+        self.path = path
+
+    def _begin(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
