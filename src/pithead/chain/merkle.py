@@ -42,14 +42,19 @@ def merkle_root(hashes: Sequence[bytes]) -> bytes:
 
 
 def coinbase_branch(txids: Sequence[bytes]) -> list[bytes]:
-    """The Stratum merkle branch for leaf 0, given the txids of the non-coinbase transactions in order."""
+    """The Stratum merkle branch for leaf 0, given the txids of the non-coinbase transactions in order.
+
+    At each level the coinbase's path is the leftmost node; its sibling is the next node, and the nodes
+    right of that are paired among themselves (the last one duplicated on an odd count, counting the
+    coinbase's slot), so the coinbase's own hash is never needed."""
     branch: list[bytes] = []
-    level: list[bytes | None] = [None, *txids]  # None stands for the coinbase, unknown to the branch
-    while len(level) > 1:
-        branch.append(level[1])  # type: ignore[arg-type]
-        if len(level) & 1:
-            level.append(level[-1])
-        level = [None] + [sha256d(level[i] + level[i + 1]) for i in range(2, len(level), 2)]  # type: ignore[operator]
+    rest = list(txids)  # the level without its leftmost (coinbase-path) node
+    while rest:
+        branch.append(rest[0])
+        rest = rest[1:]
+        if len(rest) & 1:  # with the coinbase-path node the level had an odd count: duplicate the last
+            rest.append(rest[-1])
+        rest = [sha256d(rest[i] + rest[i + 1]) for i in range(0, len(rest), 2)]
     return branch
 
 
