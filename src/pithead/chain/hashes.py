@@ -9,6 +9,8 @@ below, with a vector in the tests. Never write an ad-hoc `[::-1]` elsewhere: cal
 from __future__ import annotations
 
 import hashlib
+import math
+import struct
 
 from pithead.chain.errors import ChainDecodeError
 
@@ -65,6 +67,73 @@ def prevhash_from_stratum(s: str) -> bytes:
     if len(b) != 32:
         raise ChainDecodeError("prevhash must be 32 bytes")
     return b"".join(b[i : i + 4][::-1] for i in range(0, 32, 4))
+
+
+# --- SHA-256 midstate: the state after compressing the first 64-byte block of a header ---
+# ASIC work (BM1397 and friends) and some proxies send the midstate of header[0:64] instead of the header,
+# since those 64 bytes do not change while the nonce is rolled. hashlib does not expose its internal
+# state, so the compression function is written out here (FIPS 180-4 §6.2.2). Its constants are derived
+# rather than typed in: H0 are the first 32 fractional bits of the square roots of the first 8 primes, K
+# those of the cube roots of the first 64 primes (FIPS 180-4 §4.2.2, §5.3.3). Tests check the whole
+# function against hashlib by padding and chaining it.
+
+SHA256_BLOCK_SIZE = 64
+
+
+def _first_primes(n: int) -> list[int]:
+    primes: list[int] = []
+    k = 2
+    while len(primes) < n:
+        if all(k % p for p in primes if p * p <= k):
+            primes.append(k)
+        k += 1
+    return primes
+
+
+def _icbrt(n: int) -> int:
+    """Integer cube root (floor) by Newton's method."""
+    x = 1 << ((n.bit_length() + 2) // 3)
+    while True:
+        y = (2 * x + n // (x * x)) // 3
+        if y >= x:
+            return x
+        x = y
+
+
+_SHA256_H0 = tuple(math.isqrt(p << 64) & 0xFFFFFFFF for p in _first_primes(8))
+_SHA256_K = tuple(_icbrt(p << 96) & 0xFFFFFFFF for p in _first_primes(64))
+
+
+def _rotr(x: int, n: int) -> int:
+    return ((x >> n) | (x << (32 - n))) & 0xFFFFFFFF
+
+
+def sha256_compress(state: tuple[int, ...], block: bytes) -> tuple[int, ...]:
+    """One SHA-256 compression: 8 state words and a 64-byte block → the next 8 state words."""
+    if len(state) != 8 or len(block) != SHA256_BLOCK_SIZE:
+        raise ChainDecodeError("sha256_compress needs 8 state words and a 64-byte block")
+    w = list(struct.unpack(">16I", block))
+    for t in range(16, 64):
+        s0 = _rotr(w[t - 15], 7) ^ _rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
+        s1 = _rotr(w[t - 2], 17) ^ _rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+        w.append((w[t - 16] + s0 + w[t - 7] + s1) & 0xFFFFFFFF)
+    a, b, c, d, e, f, g, h = state
+    for t in range(64):
+        t1 = (h + (_rotr(e, 6) ^ _rotr(e, 11) ^ _rotr(e, 25)) + ((e & f) ^ (~e & g)) + _SHA256_K[t] + w[t])
+        t2 = (_rotr(a, 2) ^ _rotr(a, 13) ^ _rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))
+        h, g, f, e, d, c, b, a = g, f, e, (d + t1) & 0xFFFFFFFF, c, b, a, (t1 + t2) & 0xFFFFFFFF
+    return tuple((x + y) & 0xFFFFFFFF for x, y in zip(state, (a, b, c, d, e, f, g, h), strict=True))
+
+
+SHA256_INITIAL_STATE: tuple[int, ...] = _SHA256_H0
+
+
+def sha256_midstate(first_block: bytes) -> bytes:
+    """SHA-256 state after the first 64 bytes (e.g. header[0:64]), as 8 big-endian words (32 bytes).
+
+    This is the standard word order; ESP-Miner/BM1397 wire formats serialize each word little-endian (and
+    then reverse the whole thing) — convert at that edge, not here."""
+    return struct.pack(">8I", *sha256_compress(SHA256_INITIAL_STATE, first_block))
 
 
 def unhex(s: str, what: str = "hex") -> bytes:
