@@ -12,6 +12,7 @@ Difficulty is relative to the difficulty-1 target 0x00000000FFFF0000...0000 (= 0
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from pithead.chain.errors import CompactError
@@ -86,14 +87,21 @@ def difficulty_to_target(difficulty: float) -> int:
 
     Computed with exact rational arithmetic from the decimal value, so difficulty 1 gives exactly
     DIFF1_TARGET and 0.5 exactly twice it."""
-    if not difficulty > 0:
-        raise CompactError(f"difficulty must be positive, got {difficulty!r}")
+    if not (difficulty > 0 and math.isfinite(difficulty)):
+        raise CompactError(f"difficulty must be positive and finite, got {difficulty!r}")
     target = int(Fraction(DIFF1_TARGET) / Fraction(difficulty))
+    if target == 0:  # a zero target can never be met: refuse rather than hand out impossible work
+        raise CompactError(f"difficulty {difficulty!r} is above the largest meaningful one ({DIFF1_TARGET})")
     return min(target, MAX_TARGET_256)
 
 
 def bits_to_difficulty(bits: int) -> float:
-    """Core's GetDifficulty(blockindex): computed from nBits with doubles, exactly as Core does."""
+    """Core's GetDifficulty(blockindex): computed from nBits with doubles, exactly as Core does.
+
+    Like Core it reads all 24 low bits (sign bit included) as the mantissa, so for a negative nBits it
+    differs from `target_to_difficulty(set_compact(bits))`; such nBits are invalid anyway."""
+    if not 0 <= bits <= 0xFFFFFFFF:
+        raise CompactError(f"nBits out of range: {bits!r}")
     shift = (bits >> 24) & 0xFF
     diff = float(0x0000FFFF) / float(bits & 0x00FFFFFF) if bits & 0x00FFFFFF else float("inf")
     while shift < 29:
