@@ -28,6 +28,8 @@ MIN_EXTRANONCE_SIZE = 2
 MAX_EXTRANONCE_SIZE = 8  # each side; miners (ESP-Miner, cgminer) assume extranonce2_size <= 8
 MAX_COINBASE_SCRIPT = 100  # consensus: coinbase scriptSig length 2..100 (Core: "bad-cb-length")
 MIN_COINBASE_SCRIPT = 2
+MAX_MONEY = 21_000_000 * 100_000_000  # Core's MAX_MONEY (consensus/amount.h): no output may exceed it
+_U32_MAX = 0xFFFFFFFF
 
 
 class CoinbaseError(ChainError):
@@ -90,8 +92,16 @@ def build_coinbase(
             raise CoinbaseError(f"{name} size {size} outside {MIN_EXTRANONCE_SIZE}..{MAX_EXTRANONCE_SIZE}")
     if not outputs:
         raise CoinbaseError("a coinbase needs at least one payout output")
-    if any(o.value < 0 for o in outputs):
-        raise CoinbaseError("negative output value")
+    if any(not 0 <= o.value <= MAX_MONEY for o in outputs):
+        raise CoinbaseError("output value outside 0..MAX_MONEY")
+    if sum(o.value for o in outputs) > MAX_MONEY:
+        raise CoinbaseError("outputs sum to more than MAX_MONEY")
+    if height < 0:
+        raise CoinbaseError(f"negative block height {height}")
+    if not -(1 << 31) <= version <= 0x7FFFFFFF:
+        raise CoinbaseError(f"transaction version {version} does not fit in an int32")
+    if not 0 <= sequence <= _U32_MAX or not 0 <= locktime <= _U32_MAX:
+        raise CoinbaseError("sequence and locktime must be unsigned 32-bit values")
     if witness_commitment is not None and len(witness_commitment) != 32:
         raise CoinbaseError("witness commitment must be 32 bytes")
 
@@ -132,8 +142,8 @@ def split_payouts(total: int, weights: Sequence[tuple[bytes, int]]) -> list[TxOu
     if total < 0:
         raise CoinbaseError("negative total")
     wsum = sum(w for _, w in weights)
-    if not weights or wsum <= 0:
-        raise CoinbaseError("payout weights must be positive")
+    if not weights or wsum <= 0 or any(w < 0 for _, w in weights):
+        raise CoinbaseError("payout weights must be non-negative with a positive sum")
     values = [total * w // wsum for _, w in weights]
     values[0] += total - sum(values)
     return [TxOut(v, s) for (s, _), v in zip(weights, values, strict=True)]

@@ -10,7 +10,7 @@ push such as `03 010000` for height 1 is invalid.
 
 from __future__ import annotations
 
-from pithead.chain.errors import ChainDecodeError
+from pithead.chain.errors import ChainDecodeError, ChainError
 
 OP_0 = 0x00
 OP_PUSHDATA1 = 0x4C
@@ -84,7 +84,7 @@ def push_int(n: int) -> bytes:
 def bip34_height_push(height: int) -> bytes:
     """The BIP34 coinbase scriptSig prefix for a block height."""
     if height < 0:
-        raise ValueError("height must be non-negative")
+        raise ChainError("height must be non-negative")
     return push_int(height)
 
 
@@ -121,9 +121,9 @@ def p2sh_script(script_hash: bytes) -> bytes:
 def witness_program_script(version: int, program: bytes) -> bytes:
     """Segwit output: OP_0 or OP_1..OP_16 then a 2–40 byte program push (BIP141)."""
     if not 0 <= version <= 16:
-        raise ValueError("witness version must be 0..16")
+        raise ChainError("witness version must be 0..16")
     if not 2 <= len(program) <= 40:
-        raise ValueError("witness program must be 2..40 bytes")
+        raise ChainError("witness program must be 2..40 bytes")
     return bytes((OP_0 if version == 0 else OP_1 + version - 1, len(program))) + program
 
 
