@@ -16,7 +16,7 @@ from pithead.chain.errors import ChainError
 from pithead.chain.hashes import from_display_hex, sha256d, unhex
 from pithead.chain.merkle import coinbase_branch
 from pithead.chain.tx import Transaction
-from pithead.chain.witness import witness_commitment
+from pithead.chain.witness import commitment_script, witness_commitment
 
 MAX_TEMPLATE_TXS = 25_000  # a 4 MWU block holds fewer; more means a corrupt or hostile answer
 
@@ -87,17 +87,46 @@ def _req(result: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any
     return value
 
 
+def _hex_u32(result: dict[str, Any], key: str) -> int:
+    """A field GBT sends as exactly 8 hex digits (`bits`); int(x, 16) alone would also take "0x…", "_"
+    and whitespace."""
+    value = _req(result, key, str)
+    try:
+        raw = unhex(value, key)
+    except ChainError as exc:
+        raise TemplateError(f"getblocktemplate: {key} {value!r} is not 8 hex digits") from exc
+    if len(raw) != 4:
+        raise TemplateError(f"getblocktemplate: {key} {value!r} is not 8 hex digits")
+    return int.from_bytes(raw, "big")
+
+
+def _opt_int(result: dict[str, Any], key: str, default: int, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    value = result.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise TemplateError(f"getblocktemplate: {key} must be an integer in {lo}..{hi}")
+    return value
+
+
+def _str_list(result: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = result.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TemplateError(f"getblocktemplate: {key} must be a list of strings")
+    return tuple(value)
+
+
 def _parse_tx(i: int, raw: Any, n_txs: int, verify: bool) -> TemplateTx:
     if not isinstance(raw, dict):
         raise TemplateError(f"getblocktemplate: transactions[{i}] is not an object")
     try:
         data = unhex(_req(raw, "data", str), f"transactions[{i}].data")
         txid = from_display_hex(_req(raw, "txid", str))
-        wtxid = from_display_hex(raw.get("hash", raw["txid"]))
+        wtxid = from_display_hex(_req(raw, "hash", str)) if "hash" in raw else txid
     except ChainError as exc:
         raise TemplateError(f"getblocktemplate: transactions[{i}]: {exc}") from exc
     depends = raw.get("depends", [])
-    if not isinstance(depends, list) or not all(isinstance(d, int) and 1 <= d <= i for d in depends):
+    if not isinstance(depends, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 1 <= d < i for d in depends
+    ):
         raise TemplateError(f"getblocktemplate: transactions[{i}].depends must point to earlier transactions")
     fee = raw.get("fee", 0)
     sigops = raw.get("sigops", 0)
@@ -135,24 +164,23 @@ def parse_gbt(result: Any, *, verify_transactions: bool = True) -> BlockTemplate
     height = _req(result, "height", int)
     if height < 1:
         raise TemplateError("getblocktemplate: height must be >= 1")
-    bits_hex = _req(result, "bits", str)
+    bits = _hex_u32(result, "bits")
     try:
-        bits = int(bits_hex, 16)
-        if len(bits_hex) != 8:
-            raise ValueError
         target = bits_to_target(bits)
-    except (ValueError, ChainError) as exc:
-        raise TemplateError(f"getblocktemplate: bits {bits_hex!r} is not a valid compact target") from exc
+    except ChainError as exc:
+        raise TemplateError(f"getblocktemplate: bits {bits:08x} is not a valid compact target") from exc
     if "target" in result:
+        target_hex = _req(result, "target", str)
         try:
-            if int(_req(result, "target", str), 16) != target:
-                raise TemplateError("getblocktemplate: target does not match bits")
-        except ValueError as exc:
+            target_raw = unhex(target_hex, "target")
+        except ChainError as exc:
             raise TemplateError("getblocktemplate: target is not hex") from exc
+        if len(target_raw) != 32 or int.from_bytes(target_raw, "big") != target:
+            raise TemplateError("getblocktemplate: target does not match bits")
     curtime = _req(result, "curtime", int)
-    mintime = result.get("mintime", 0)
-    if not isinstance(mintime, int) or curtime < 0:
-        raise TemplateError("getblocktemplate: bad curtime/mintime")
+    if not 0 <= curtime <= 0xFFFFFFFF:
+        raise TemplateError("getblocktemplate: curtime must be an unsigned 32-bit time")
+    mintime = _opt_int(result, "mintime", 0, 0, 0xFFFFFFFF)
     coinbase_value = _req(result, "coinbasevalue", int)
     if not 0 <= coinbase_value <= 21_000_000 * 100_000_000:
         raise TemplateError("getblocktemplate: coinbasevalue out of range")
@@ -160,16 +188,20 @@ def parse_gbt(result: Any, *, verify_transactions: bool = True) -> BlockTemplate
     if len(raw_txs) > MAX_TEMPLATE_TXS:
         raise TemplateError(f"getblocktemplate: {len(raw_txs)} transactions is more than a block holds")
     txs = tuple(_parse_tx(i + 1, t, len(raw_txs), verify_transactions) for i, t in enumerate(raw_txs))
-    rules = result.get("rules", [])
-    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-        raise TemplateError("getblocktemplate: rules must be a list of strings")
+    rules = _str_list(result, "rules")
+    mutable = _str_list(result, "mutable")
+    vbavailable = result.get("vbavailable") or {}
+    if not isinstance(vbavailable, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in vbavailable.values()
+    ):
+        raise TemplateError("getblocktemplate: vbavailable must map rule names to bit numbers")
     aux = result.get("coinbaseaux", {}) or {}
     if not isinstance(aux, dict):
         raise TemplateError("getblocktemplate: coinbaseaux must be an object")
     try:
         aux_flags = unhex(aux.get("flags", ""), "coinbaseaux.flags")
         dwc_hex = result.get("default_witness_commitment")
-        dwc = unhex(dwc_hex, "default_witness_commitment") if dwc_hex else None
+        dwc = unhex(dwc_hex, "default_witness_commitment") if dwc_hex is not None else None
     except ChainError as exc:
         raise TemplateError(f"getblocktemplate: {exc}") from exc
     tpl = BlockTemplate(
@@ -182,17 +214,17 @@ def parse_gbt(result: Any, *, verify_transactions: bool = True) -> BlockTemplate
         mintime=mintime,
         coinbase_value=coinbase_value,
         transactions=txs,
-        rules=tuple(rules),
+        rules=rules,
         coinbase_aux_flags=aux_flags,
         default_witness_commitment=dwc,
         longpollid=result.get("longpollid") if isinstance(result.get("longpollid"), str) else None,
-        sigoplimit=int(result.get("sigoplimit", 80_000)),
-        sizelimit=int(result.get("sizelimit", 4_000_000)),
-        weightlimit=int(result.get("weightlimit", 4_000_000)),
-        mutable=tuple(result.get("mutable", ())),
-        vbavailable=tuple(sorted((str(k), int(v)) for k, v in (result.get("vbavailable") or {}).items())),
-        vbrequired=int(result.get("vbrequired", 0)),
+        sigoplimit=_opt_int(result, "sigoplimit", 80_000),
+        sizelimit=_opt_int(result, "sizelimit", 4_000_000),
+        weightlimit=_opt_int(result, "weightlimit", 4_000_000),
+        mutable=mutable,
+        vbavailable=tuple(sorted((str(k), v) for k, v in vbavailable.items())),
+        vbrequired=_opt_int(result, "vbrequired", 0, 0, 0xFFFFFFFF),
     )
-    if dwc is not None and dwc[6:38] != tpl.witness_commitment():
+    if dwc is not None and dwc != commitment_script(tpl.witness_commitment()):
         raise TemplateError("getblocktemplate: default_witness_commitment does not match the transactions")
     return tpl
