@@ -1,0 +1,198 @@
+"""Moving events from the pool to the ledger: the `EventSource` protocol, an in-process bus, the codec
+for events on a wire, and the consumer loop that feeds a `Ledger` exactly once.
+
+Exactly once: a source delivers at least once (Redis redelivers what was not acknowledged); the ledger
+stores the position of the last entry it applied in the same transaction as the entries, and skips
+anything at or before it on redelivery; only then are the entries acknowledged. So a crash anywhere in
+the loop neither loses nor double-counts a share. This needs positions that increase in delivery order
+and one consumer per stream, which is how the ledger is deployed (it is the single writer of the book).
+
+The in-process `MemoryBus` is the one-machine case: `put` never blocks and never waits on the ledger.
+The Redis Streams bus is in `pithead.store.redis_bus`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from pithead.ledger.events import BlockEvent, ShareEvent
+
+log = logging.getLogger(__name__)
+
+Event = ShareEvent | BlockEvent
+
+# Events held in memory between the pool and the ledger. At a few thousand shares a second this is
+# minutes of backlog; beyond it the oldest are dropped and counted rather than growing without bound.
+MEMORY_BUS_MAX = 1_000_000
+# Entries the consumer applies per transaction: large enough to amortise the commit, small enough to
+# keep a transaction (and the write lock) short.
+CONSUME_BATCH = 2000
+CONSUME_BLOCK_S = 1.0  # how long one read waits for new entries before looping (and noticing a stop)
+
+
+class EventDecodeError(ValueError):
+    """Bytes on the bus that are not a ledger event."""
+
+
+class EventSource(Protocol):
+    name: str
+
+    async def read(self, max_count: int, block_s: float) -> list[tuple[str, Event | None]]:
+        """Up to `max_count` (position, event) pairs in position order; event None for undecodable entries."""
+        ...
+
+    async def ack(self, positions: Sequence[str]) -> None: ...
+
+
+def position_key(position: str) -> tuple[int, int]:
+    """Order of a position "<major>-<minor>" (a Redis stream id, or the memory bus's counter)."""
+    major, _, minor = position.partition("-")
+    return int(major), int(minor or 0)
+
+
+# --- wire codec ------------------------------------------------------------------------------------
+_KINDS: dict[str, type] = {"share": ShareEvent, "block": BlockEvent}
+_SHARE_FIELDS = {f for f in ShareEvent.__dataclass_fields__}
+_BLOCK_FIELDS = {f for f in BlockEvent.__dataclass_fields__}
+
+
+def encode_event(event: Event) -> bytes:
+    kind = "share" if isinstance(event, ShareEvent) else "block"
+    return orjson.dumps({"kind": kind, **asdict(event)})
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Parse one encoded event, checking every field's type; unknown fields are ignored (newer pools)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict) or obj.get("kind") not in _KINDS:
+        raise EventDecodeError("missing or unknown event kind")
+    cls = _KINDS[obj["kind"]]
+    fields = _SHARE_FIELDS if cls is ShareEvent else _BLOCK_FIELDS
+    kwargs = {k: v for k, v in obj.items() if k in fields}
+    try:
+        event = cls(**kwargs)
+    except TypeError as exc:
+        raise EventDecodeError(f"bad {obj['kind']} event: {exc}") from exc
+    _check_types(event)
+    return event  # type: ignore[no-any-return]
+
+
+def _check_types(event: Any) -> None:
+    def need(name: str, ok: bool) -> None:
+        if not ok:
+            raise EventDecodeError(f"bad field {name}={getattr(event, name)!r}")
+
+    num = (int, float)
+    need("time", isinstance(event.time, num) and not isinstance(event.time, bool))
+    need("worker", isinstance(event.worker, str))
+    need("address", isinstance(event.address, str))
+    need("height", isinstance(event.height, int) and not isinstance(event.height, bool))
+    need("network_difficulty", isinstance(event.network_difficulty, num))
+    if isinstance(event, ShareEvent):
+        need("difficulty", isinstance(event.difficulty, num) and event.difficulty >= 0)
+        need("share_difficulty", isinstance(event.share_difficulty, num))
+        need("job_id", isinstance(event.job_id, str))
+        need("accepted", isinstance(event.accepted, bool))
+        need("reject_reason", event.reject_reason is None or isinstance(event.reject_reason, str))
+        need("block_value_sat", isinstance(event.block_value_sat, int) and event.block_value_sat >= 0)
+    else:
+        need("block_hash", isinstance(event.block_hash, str))
+        need("reward_sat", isinstance(event.reward_sat, int) and event.reward_sat >= 0)
+        need("fees_sat", isinstance(event.fees_sat, int) and event.fees_sat >= 0)
+        need("accepted_by_node", isinstance(event.accepted_by_node, bool))
+
+
+# --- in-process bus --------------------------------------------------------------------------------
+class MemoryBus:
+    """A `ShareSink` and an `EventSource` in one process: a bounded deque and a wake-up event."""
+
+    def __init__(self, name: str = "memory", maxlen: int = MEMORY_BUS_MAX) -> None:
+        self.name = name
+        self._queue: collections.deque[tuple[str, Event]] = collections.deque()
+        self._maxlen = maxlen
+        self._next = 0
+        self._unacked: dict[str, Event] = {}
+        self._wake: asyncio.Event | None = None
+        self.dropped = 0
+
+    def put(self, event: Event) -> None:
+        if len(self._queue) >= self._maxlen:
+            self._queue.popleft()
+            self.dropped += 1
+        self._next += 1
+        self._queue.append((f"{self._next}-0", event))
+        if self._wake is not None:
+            self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def read(self, max_count: int, block_s: float) -> list[tuple[str, Event | None]]:
+        if self._unacked:  # redeliver what was read but never acknowledged, like a stream's pending list
+            return sorted(self._unacked.items(), key=lambda pe: position_key(pe[0]))[:max_count]  # type: ignore[return-value]
+        if not self._queue and block_s > 0:
+            self._wake = self._wake or asyncio.Event()
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), block_s)
+            except TimeoutError:
+                return []
+        out: list[tuple[str, Event | None]] = []
+        while self._queue and len(out) < max_count:
+            pos, ev = self._queue.popleft()
+            self._unacked[pos] = ev
+            out.append((pos, ev))
+        return out
+
+    async def ack(self, positions: Sequence[str]) -> None:
+        for p in positions:
+            self._unacked.pop(p, None)
+
+
+# --- the consumer loop -----------------------------------------------------------------------------
+@dataclass
+class ConsumeCounters:
+    applied: int = 0
+    skipped_seen: int = 0  # redelivered entries the ledger had already applied
+    undecodable: int = 0
+
+
+async def consume_once(ledger: Any, source: EventSource, counters: ConsumeCounters, block_s: float = 0.0) -> int:
+    """Read one batch from `source`, apply what the ledger has not seen, then acknowledge it all."""
+    entries = await source.read(CONSUME_BATCH, block_s)
+    if not entries:
+        return 0
+    last = ledger.cursor(source.name)
+    last_key = position_key(last) if last is not None else None
+    fresh: list[tuple[str, Event]] = []
+    for pos, ev in entries:
+        if last_key is not None and position_key(pos) <= last_key:
+            counters.skipped_seen += 1
+        elif ev is None:
+            counters.undecodable += 1
+        else:
+            fresh.append((pos, ev))
+    newest = entries[-1][0]
+    if last_key is None or position_key(newest) > last_key:
+        await asyncio.to_thread(ledger.apply, [ev for _, ev in fresh], (source.name, newest))
+    counters.applied += len(fresh)
+    await source.ack([p for p, _ in entries])
+    return len(entries)
+
+
+async def consume(ledger: Any, source: EventSource, stop: asyncio.Event) -> ConsumeCounters:
+    """Feed `ledger` from `source` until `stop` is set."""
+    counters = ConsumeCounters()
+    while not stop.is_set():
+        await consume_once(ledger, source, counters, CONSUME_BLOCK_S)
+    return counters

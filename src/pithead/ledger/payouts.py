@@ -1,0 +1,251 @@
+"""Payouts: payable balances above a threshold, paid in batches with one `sendmany` each, never twice.
+
+The order of operations is the whole point:
+1. record the batch (addresses and amounts) as INTENT, in one transaction; the amounts are now reserved
+   and no later batch can include them;
+2. call the wallet's `sendmany`, tagging the transaction with a comment unique to this ledger and batch;
+3. record the txid (SENT).
+A crash between 2 and 3 leaves an INTENT batch whose transaction exists. Before sending any INTENT batch,
+the processor therefore asks the wallet for a transaction carrying the batch's comment; if there is one,
+it records that txid instead of sending again. SENT batches are then reconciled by txid: confirmed once
+the transaction has the confirmations we want, followed to its replacement if it was fee-bumped, and
+failed (amounts released for a later batch) only when the wallet says it was conflicted and replaced by
+nothing. A wallet error that says the payment was refused (`WalletRejected`) fails the batch at once;
+any other error leaves it INTENT, because we cannot know whether it went out, and the next run finds out.
+
+The wallet is a protocol (`Wallet`) in satoshis; `RpcWallet` adapts Bitcoin Core's wallet RPC (and the
+embedded node's, which speaks the same shapes) to it. This module never builds transactions itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pithead.ledger.schemes import POOL_ACCOUNT
+from pithead.store.base import LedgerStore
+from pithead.store.records import BatchStatus, PayoutBatch
+
+log = logging.getLogger(__name__)
+
+# Outputs per payout transaction: each P2WPKH output is ~31 vbytes, so 500 outputs stay around 16 kvB,
+# far below Bitcoin Core's 100 kvB standardness limit (MAX_STANDARD_TX_WEIGHT) whatever inputs it needs.
+MAX_OUTPUTS_PER_BATCH = 500
+
+# Confirmations after which a payout is final in the book (one block: the wallet can no longer replace it).
+PAYOUT_CONFIRMATIONS = 1
+
+# Wallet transactions scanned when looking for a batch's comment after a crash (Core's listtransactions
+# pages); a crashed batch is at most a few payouts old, so this is generous.
+FIND_SCAN_LIMIT = 10_000
+
+SAT_PER_BTC = 100_000_000
+
+
+class WalletError(RuntimeError):
+    """The wallet could not be asked (connection, timeout): the outcome of a send is unknown."""
+
+
+class WalletRejected(WalletError):
+    """The wallet refused the request (insufficient funds, invalid address): nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class WalletTx:
+    txid: str
+    confirmations: int  # negative when conflicted (Bitcoin Core's convention)
+    replaced_by_txid: str | None = None
+
+
+class Wallet(Protocol):
+    async def getbalance(self) -> int: ...
+    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str: ...
+    async def gettransaction(self, txid: str) -> WalletTx: ...
+    async def find_transaction(self, comment: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutReport:
+    created: tuple[int, ...] = ()
+    sent: tuple[tuple[int, str], ...] = ()  # (batch, txid) sent in this run
+    recovered: tuple[tuple[int, str], ...] = ()  # (batch, txid) found in the wallet after a crash
+    confirmed: tuple[int, ...] = ()
+    failed: tuple[int, ...] = ()
+
+
+def ledger_id(store: LedgerStore) -> str:
+    """A random id for this ledger database, so payout comments from another database never match."""
+    with store.transaction():
+        found = store.get_meta("ledger_id")
+        if found is None:
+            found = secrets.token_hex(8)
+            store.set_meta("ledger_id", found)
+    return found
+
+
+def batch_comment(ledger: str, batch: PayoutBatch) -> str:
+    return f"pithead-payout-{ledger}-{batch.id}"
+
+
+def plan(balances: Mapping[str, int], threshold_sat: int, max_outputs: int = MAX_OUTPUTS_PER_BATCH) -> dict[str, int]:
+    """Which payable balances to pay now (pure): those at or above the threshold, largest first."""
+    due = [(a, v) for a, v in balances.items() if a != POOL_ACCOUNT and not a.startswith("@") and v >= threshold_sat]
+    due.sort(key=lambda av: (-av[1], av[0]))
+    return dict(due[:max_outputs])
+
+
+class PayoutProcessor:
+    def __init__(self, store: LedgerStore, wallet: Wallet, threshold_sat: int) -> None:
+        if threshold_sat <= 0:
+            raise ValueError("payout threshold must be positive")
+        self.store = store
+        self.wallet = wallet
+        self.threshold_sat = threshold_sat
+
+    async def run_once(self, now: float) -> PayoutReport:
+        """Reconcile what is in flight, then pay what is due. Safe to call again after any crash."""
+        lid = await asyncio.to_thread(ledger_id, self.store)
+        sent: list[tuple[int, str]] = []
+        recovered: list[tuple[int, str]] = []
+        confirmed: list[int] = []
+        failed: list[int] = []
+        # 1. INTENT batches from an earlier run: find them in the wallet, or send them now.
+        for batch in sorted(await asyncio.to_thread(self.store.batches, [BatchStatus.INTENT]), key=lambda b: b.id):
+            txid = await self.wallet.find_transaction(batch_comment(lid, batch))
+            if txid is not None:
+                await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, txid)
+                recovered.append((batch.id, txid))
+                log.warning("payout batch %d was sent before a crash: found %s", batch.id, txid)
+            else:
+                result = await self._send(lid, batch, now)
+                if result:
+                    sent.append((batch.id, result))
+                elif result == "":
+                    failed.append(batch.id)
+        # 2. SENT batches: confirmed, replaced, or conflicted.
+        for batch in await asyncio.to_thread(self.store.batches, [BatchStatus.SENT]):
+            assert batch.txid is not None
+            tx = await self.wallet.gettransaction(batch.txid)
+            if tx.replaced_by_txid:
+                await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, tx.replaced_by_txid)
+            elif tx.confirmations >= PAYOUT_CONFIRMATIONS:
+                await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.CONFIRMED, now)
+                confirmed.append(batch.id)
+            elif tx.confirmations < 0:
+                await asyncio.to_thread(
+                    self.store.update_batch, batch.id, BatchStatus.FAILED, now, None, f"conflicted ({tx.txid})"
+                )
+                failed.append(batch.id)
+        # 3. A new batch for what is due now.
+        created: list[int] = []
+        batch = await asyncio.to_thread(self._create, now)
+        if batch is not None:
+            created.append(batch.id)
+            result = await self._send(lid, batch, now)
+            if result:
+                sent.append((batch.id, result))
+            elif result == "":
+                failed.append(batch.id)
+        return PayoutReport(tuple(created), tuple(sent), tuple(recovered), tuple(confirmed), tuple(failed))
+
+    def _create(self, now: float) -> PayoutBatch | None:
+        with self.store.transaction():  # balances and the new batch in one transaction: no double reserve
+            due = plan({b.address: b.payable_sat for b in self.store.balances()}, self.threshold_sat)
+            return self.store.create_batch(due, now) if due else None
+
+    async def _send(self, lid: str, batch: PayoutBatch, now: float) -> str | None:
+        """The txid; "" if the wallet refused (batch failed); None if the outcome is unknown."""
+        try:
+            txid = await self.wallet.sendmany(dict(batch.items), batch_comment(lid, batch))
+        except WalletRejected as exc:
+            # Belt and braces: a refusal should mean nothing was sent, but if the wallet nonetheless holds
+            # a transaction with our comment, it was sent, and marking the batch failed would pay twice.
+            txid = await self.wallet.find_transaction(batch_comment(lid, batch))
+            if txid is not None:
+                await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, txid)
+                return txid
+            await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.FAILED, now, None, str(exc))
+            log.error("payout batch %d refused by the wallet: %s", batch.id, exc)
+            return ""
+        except WalletError as exc:
+            log.error("payout batch %d: wallet unreachable, outcome unknown, will reconcile: %s", batch.id, exc)
+            return None
+        await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, txid)
+        return txid
+
+
+# --- Bitcoin Core wallet RPC -----------------------------------------------------------------------
+RpcCall = Callable[[str, list[Any]], Awaitable[Any]]
+
+# Bitcoin Core RPC error codes (rpc/protocol.h) that mean "refused, nothing sent".
+_REFUSALS = {
+    -3,  # RPC_TYPE_ERROR
+    -5,  # RPC_INVALID_ADDRESS_OR_KEY
+    -6,  # RPC_WALLET_INSUFFICIENT_FUNDS
+    -8,  # RPC_INVALID_PARAMETER
+    -4,  # RPC_WALLET_ERROR (e.g. "Transaction too large", fee estimation failed)
+    -26,  # RPC_VERIFY_REJECTED
+}
+_PAGE = 500  # listtransactions page size
+
+
+def sat_to_btc_str(sat: int) -> str:
+    """Exact decimal BTC for a satoshi amount (Core accepts amounts as strings)."""
+    if sat < 0:
+        raise ValueError("negative amount")
+    return f"{sat // SAT_PER_BTC}.{sat % SAT_PER_BTC:08d}"
+
+
+def btc_to_sat(value: Any) -> int:
+    """Satoshis from a JSON amount in BTC, exactly (via its decimal text, never float arithmetic)."""
+    from decimal import Decimal
+
+    d = Decimal(str(value)) * SAT_PER_BTC
+    if d != d.to_integral_value():
+        raise ValueError(f"amount {value} has more than 8 decimals")
+    return int(d)
+
+
+class RpcWallet:
+    """`Wallet` over a JSON-RPC call function speaking Bitcoin Core's wallet dialect.
+
+    `call(method, params)` must raise an exception with a `code` attribute for RPC errors (Core's error
+    object) and any other exception for transport failures.
+    """
+
+    def __init__(self, call: RpcCall) -> None:
+        self._call = call
+
+    async def _rpc(self, method: str, params: list[Any]) -> Any:
+        try:
+            return await self._call(method, params)
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if code in _REFUSALS:
+                raise WalletRejected(f"{method}: {exc}") from exc
+            raise WalletError(f"{method}: {exc}") from exc
+
+    async def getbalance(self) -> int:
+        return btc_to_sat(await self._rpc("getbalance", []))
+
+    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
+        outs = {a: sat_to_btc_str(v) for a, v in amounts.items()}
+        return str(await self._rpc("sendmany", ["", outs, 1, comment]))
+
+    async def gettransaction(self, txid: str) -> WalletTx:
+        tx = await self._rpc("gettransaction", [txid])
+        return WalletTx(str(tx["txid"]), int(tx.get("confirmations", 0)), tx.get("replaced_by_txid"))
+
+    async def find_transaction(self, comment: str) -> str | None:
+        for skip in range(0, FIND_SCAN_LIMIT, _PAGE):
+            page = await self._rpc("listtransactions", ["*", _PAGE, skip])
+            for entry in page:
+                if entry.get("comment") == comment and entry.get("category") == "send":
+                    return str(entry["txid"])
+            if len(page) < _PAGE:
+                return None
+        return None
