@@ -1,0 +1,140 @@
+"""Audited device actions: reboot, switch pool, set pool list, sleep/wake -- and applying curtailment.
+
+Every action is written to the audit log *before* it is sent (outcome "pending"), then completed with
+"ok", "failed" (device said no, timed out, unreachable) or "invalid" (refused before sending). So a
+crash mid-action still leaves a trace, and the log answers "who rebooted rack 7 at 03:12". Each action
+runs under its own deadline through the device's own API (the driver), never through a side channel.
+
+`apply_decision` executes a curtailment `Decision` with bounded parallelism; a device that cannot sleep
+over its API (stock cgminer, AxeOS) is recorded as failed and left running, never marked curtailed.
+
+This module does NOT decide anything (see `curtailment`), and has no HTTP/CLI surface of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pithead.farm.curtailment import Decision, Machine
+from pithead.farm.drivers.base import Driver, DriverError, PoolSpec, check_pool_list
+from pithead.farm.model import DriverKind, FarmError
+from pithead.farm.protocol.errors import DeviceProtocolError as CodecError
+from pithead.farm.store import DeviceStatus, FarmStore, StoreError
+
+# Deadline per action: a reboot/switch is one or a few requests; set_pools on cgminer is ~2N+2 requests.
+ACTION_DEADLINE_S = 15.0
+# Devices commanded at once when applying a curtailment step (each is a few connections).
+MAX_PARALLEL_ACTIONS = 64
+# Actor names are shown in the audit log; bounded like labels.
+MAX_ACTOR_LEN = 64
+
+
+class ActionError(FarmError):
+    """An action request that is invalid before anything is sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    audit_id: int
+    device_id: str
+    action: str
+    ok: bool
+    error: str | None = None
+
+
+class ActionService:
+    def __init__(self, store: FarmStore, drivers: Mapping[DriverKind, Driver],
+                 deadline_s: float = ACTION_DEADLINE_S, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.drivers = drivers
+        self.deadline_s = deadline_s
+        self.clock = clock
+
+    async def _run(self, actor: str, device_id: str, action: str, params: dict[str, Any],
+                   fn: Callable[[Driver, Any], Any], check: Callable[[], None] | None = None) -> ActionResult:
+        if not actor or len(actor) > MAX_ACTOR_LEN or any(ord(c) < 32 for c in actor):
+            raise ActionError(f"bad actor {actor!r}")
+        audit_id = self.store.audit_begin(actor, device_id, action, params, self.clock())
+        try:
+            device = self.store.device(device_id)
+            if check is not None:
+                check()
+            driver = self.drivers.get(device.address.driver)
+            if driver is None:
+                raise ActionError(f"no driver for {device.address.driver}")
+        except (StoreError, ActionError, DriverError) as exc:
+            self.store.audit_end(audit_id, "invalid", str(exc), self.clock())
+            return ActionResult(audit_id, device_id, action, False, str(exc))
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                await fn(driver, device.address)
+        except TimeoutError:
+            err = f"no answer within {self.deadline_s:g} s"
+        except (DriverError, CodecError, OSError) as exc:
+            err = f"{type(exc).__name__}: {exc}"
+        else:
+            self.store.audit_end(audit_id, "ok", None, self.clock())
+            return ActionResult(audit_id, device_id, action, True)
+        self.store.audit_end(audit_id, "failed", err, self.clock())
+        return ActionResult(audit_id, device_id, action, False, err)
+
+    async def reboot(self, device_id: str, actor: str) -> ActionResult:
+        return await self._run(actor, device_id, "reboot", {}, lambda d, a: d.reboot(a))
+
+    async def switch_pool(self, device_id: str, index: int, actor: str) -> ActionResult:
+        def check() -> None:
+            if index < 0:
+                raise ActionError(f"bad pool index {index}")
+
+        return await self._run(actor, device_id, "switch_pool", {"index": index},
+                               lambda d, a: d.switch_pool(a, index), check)
+
+    async def set_pools(self, device_id: str, pools: Sequence[PoolSpec], actor: str) -> ActionResult:
+        # Passwords are not written to the audit log.
+        params = {"pools": [{"url": p.url, "user": p.user} for p in pools]}
+        def check() -> None:
+            check_pool_list(pools)
+
+        return await self._run(actor, device_id, "set_pools", params, lambda d, a: d.set_pools(a, pools), check)
+
+    async def set_mining(self, device_id: str, on: bool, actor: str) -> ActionResult:
+        return await self._run(actor, device_id, "wake" if on else "sleep", {},
+                               lambda d, a: d.set_mining(a, on))
+
+
+def machines_from_statuses(statuses: Sequence[DeviceStatus], curtailed: Mapping[str, tuple[bool, float]]) -> list[Machine]:
+    """Policy inputs from the store: devices that are up (or curtailed by us), with last known power."""
+    out = []
+    for st in statuses:
+        is_off, since = curtailed.get(st.device.id, (False, 0.0))
+        if not is_off and st.state.value != "ok":
+            continue  # a failing device is not a curtailment candidate; alerts deal with it
+        r = st.reading
+        out.append(Machine(st.device.id, r.efficiency_j_per_th if r else None, r.power_w if r else None,
+                           is_off, since))
+    return out
+
+
+async def apply_decision(decision: Decision, actions: ActionService, actor: str = "curtailment",
+                         parallel: int = MAX_PARALLEL_ACTIONS) -> list[ActionResult]:
+    """Sleep/wake the machines of a decision; record curtailment state for those that obeyed."""
+    sem = asyncio.Semaphore(parallel)
+    results: list[ActionResult] = []
+
+    async def one(device_id: str, on: bool) -> None:
+        async with sem:
+            res = await actions.set_mining(device_id, on, actor)
+        results.append(res)
+        if res.ok:
+            actions.store.set_curtailed(device_id, not on, actions.clock())
+
+    async with asyncio.TaskGroup() as tg:
+        for d in decision.power_down:
+            tg.create_task(one(d, False))
+        for d in decision.power_up:
+            tg.create_task(one(d, True))
+    return results

@@ -1,0 +1,305 @@
+"""`pithead farm ...`: the fleet manager's commands, plus the simulated fleet as `pithead farm sim`.
+
+- scan       discover devices in CIDR ranges and add them to the inventory (with labels)
+- poll       poll the inventory once or every interval; store readings, raise alerts, roll up history
+- status     the latest status of every device
+- alerts     open (or all recent) alerts
+- label      set site/rack/position of a device
+- reboot / switch-pool / set-pools    audited actions through the device's own API
+- audit      the action audit log
+- energy     power, J/TH, cost and revenue per site/rack at a price
+- hashprice  revenue per TH/s per day from difficulty, subsidy, fees and BTC price
+- curtail    show (and with --apply, execute) one curtailment decision at a price
+Each command opens the farm database (`--db`, default pithead-data/farm.sqlite3). This module holds no
+logic of its own beyond argument parsing and printing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pithead.farm.model import DriverKind, Labels
+
+app = typer.Typer(no_args_is_help=True, help="The fleet manager and the simulated fleet.")
+console = Console()
+
+DEFAULT_DB = "pithead-data/farm.sqlite3"
+DbOpt = typer.Option(DEFAULT_DB, "--db", help="Farm database (SQLite).")
+
+
+def _mount_sim() -> None:
+    try:
+        sim = importlib.import_module("pithead.farm.sim.cli")
+    except ImportError as exc:
+        if exc.name and exc.name.startswith("pithead.farm.sim"):
+            return  # the simulator is not built in this tree
+        raise
+    if isinstance(getattr(sim, "app", None), typer.Typer):
+        app.add_typer(sim.app, name="sim", help="The simulated fleet (cgminer API and AxeOS devices).")
+
+
+def _store(db: str):  # type: ignore[no-untyped-def]
+    from pithead.farm.store import FarmStore
+
+    if db != ":memory:":
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    return FarmStore(db)
+
+
+def _ports(spec: list[str]) -> tuple[int, ...]:
+    out: list[int] = []
+    for s in spec:
+        for part in s.split(","):
+            lo, _, hi = part.partition("-")
+            a, b = int(lo), int(hi or lo)
+            if not 0 < a <= b < 65536 or b - a > 65535:
+                raise typer.BadParameter(f"bad port range {part!r}")
+            out.extend(range(a, b + 1))
+    return tuple(out)
+
+
+@app.command()
+def scan(
+    cidrs: list[str] = typer.Argument(..., help="CIDR ranges or addresses, e.g. 10.1.0.0/22."),
+    db: str = DbOpt,
+    cgminer_port: list[str] = typer.Option(["4028"], "--cgminer-port", help="API ports (list/range: 4028,40000-40100)."),
+    axeos_port: list[str] = typer.Option(["80"], "--axeos-port", help="AxeOS web ports."),
+    labels: Path | None = typer.Option(None, "--labels", help="CSV cidr,site,rack."),
+    site: str = typer.Option("", "--site", help="Site label for devices no rule matches."),
+    use_pyasic: bool = typer.Option(False, "--pyasic", help="Identify other makes through pyasic."),
+) -> None:
+    """Discover devices and add them to the inventory."""
+    from pithead.farm.drivers import default_drivers
+    from pithead.farm.inventory import InventoryError, Labeler, Scanner
+
+    try:
+        labeler = Labeler.from_csv(labels.read_text(), site) if labels else Labeler((), site)
+        scanner = Scanner(default_drivers(), {DriverKind.CGMINER: _ports(cgminer_port),
+                                              DriverKind.AXEOS: _ports(axeos_port)},
+                          labeler=labeler, use_pyasic=use_pyasic)
+        report = asyncio.run(scanner.scan(cidrs))
+    except (InventoryError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    with _store(db) as store:
+        new = store.upsert_devices(report.found)
+    console.print(f"scanned {report.hosts} hosts ({report.probes} probes) in {report.finished - report.started:.1f} s: "
+                  f"{report.open_ports} open, {len(report.found)} devices ({new} new), "
+                  f"{len(report.failures)} unidentified")
+
+
+@app.command()
+def poll(
+    db: str = DbOpt,
+    once: bool = typer.Option(False, "--once", help="One sweep, then exit."),
+    interval: float = typer.Option(60.0, "--interval", help="Seconds between sweeps."),
+    concurrency: int = typer.Option(500, "--concurrency", help="Polls in flight at most."),
+    deadline: float = typer.Option(5.0, "--deadline", help="Per-device deadline, seconds."),
+    webhook: str | None = typer.Option(None, "--webhook", help="POST alert changes here."),
+    shard: str = typer.Option("0/1", "--shard", help="Poll only shard i of n (several collectors)."),
+) -> None:
+    """Poll the inventory, store readings, raise alerts and roll up history."""
+    from pithead.farm.alerts import AlertManager, WebhookSink
+    from pithead.farm.drivers import default_drivers
+    from pithead.farm.poller import Poller, select_shard
+
+    idx, _, count = shard.partition("/")
+    shard_i, shard_n = int(idx), int(count or 1)
+
+    async def main() -> None:
+        with _store(db) as store:
+            sinks = []
+            hook = None
+            if webhook:
+                hook = WebhookSink(webhook)
+                hook.start()
+                sinks.append(hook)
+            alerts = AlertManager(store, sinks=sinks)
+            poller = Poller(default_drivers(), max_concurrency=concurrency, deadline_s=deadline)
+
+            def devices():  # type: ignore[no-untyped-def]
+                return select_shard(store.devices(), shard_i, shard_n)
+
+            def after(rep):  # type: ignore[no-untyped-def]
+                now = time.time()
+                events = alerts.run_once(now)
+                store.rollup(now)
+                console.print(f"{rep.devices} devices in {rep.wall_s:.1f} s: {rep.ok} ok, {rep.timeouts} timeout, "
+                              f"{rep.unreachable} unreachable, {rep.errors} error; peak {rep.max_in_flight} "
+                              f"in flight; {len(events)} alert changes")
+
+            try:
+                if once:
+                    rep, _ = await poller.sweep(devices(), store.write_results)
+                    after(rep)
+                else:
+                    await poller.run(devices, interval, store.write_results, after)
+            finally:
+                if hook is not None:
+                    await hook.aclose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def status(db: str = DbOpt) -> None:
+    """Latest status of every device."""
+    with _store(db) as store:
+        t = Table("device", "site/rack/pos", "model", "state", "TH/s", "W", "J/TH", "chip °C", "error")
+        for st in store.statuses():
+            r = st.reading
+            lab = st.device.labels
+            t.add_row(st.device.id, f"{lab.site}/{lab.rack}/{lab.position}", st.device.identity.model,
+                      st.state.value, f"{r.hashrate_ths:.2f}" if r else "-",
+                      f"{r.power_w:.0f}" if r and r.power_w is not None else "-",
+                      f"{r.efficiency_j_per_th:.1f}" if r and r.efficiency_j_per_th else "-",
+                      f"{r.max_chip_temp_c:.0f}" if r and r.max_chip_temp_c is not None else "-",
+                      st.error or "")
+        console.print(t)
+
+
+@app.command()
+def alerts(db: str = DbOpt, all_: bool = typer.Option(False, "--all", help="Include resolved alerts.")) -> None:
+    """Open alerts (or all recent ones)."""
+    with _store(db) as store:
+        rows = store.alerts() if all_ else store.open_alerts()
+        t = Table("id", "opened", "device", "kind", "severity", "message", "resolved")
+        for a in rows:
+            t.add_row(str(a.id), time.strftime("%H:%M:%S", time.localtime(a.opened_at)), a.device_id, a.kind,
+                      a.severity, a.message,
+                      time.strftime("%H:%M:%S", time.localtime(a.resolved_at)) if a.resolved_at else "")
+        console.print(t)
+
+
+@app.command()
+def label(device: str, site: str = "", rack: str = "", position: str = "", db: str = DbOpt) -> None:
+    """Set the site/rack/position of a device."""
+    from pithead.farm.store import StoreError
+
+    with _store(db) as store:
+        try:
+            store.set_labels(device, Labels(site, rack, position))
+        except StoreError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+
+
+def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]
+    from pithead.farm.actions import ActionService
+    from pithead.farm.drivers import default_drivers
+
+    with _store(db) as store:
+        res = asyncio.run(fn(ActionService(store, default_drivers())))
+    console.print(f"{res.action} {res.device_id}: {'ok' if res.ok else 'FAILED: ' + str(res.error)} (audit #{res.audit_id})")
+    if not res.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reboot(device: str, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
+    """Reboot a device (audited)."""
+    _act(db, lambda svc: svc.reboot(device, actor))
+
+
+@app.command("switch-pool")
+def switch_pool(device: str, index: int, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
+    """Switch a device to its pool number INDEX (audited)."""
+    _act(db, lambda svc: svc.switch_pool(device, index, actor))
+
+
+@app.command("set-pools")
+def set_pools(device: str, pools: list[str] = typer.Argument(..., help="URL,USER[,PASS] per pool."),
+              actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
+    """Replace a device's pool list (audited)."""
+    from pithead.farm.drivers.base import DriverError, PoolSpec
+
+    try:
+        specs = [PoolSpec(*p.split(",", 2)) for p in pools]
+    except (DriverError, TypeError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _act(db, lambda svc: svc.set_pools(device, specs, actor))
+
+
+@app.command()
+def audit(db: str = DbOpt, device: str | None = None) -> None:
+    """The action audit log."""
+    with _store(db) as store:
+        t = Table("id", "time", "actor", "device", "action", "params", "outcome", "error")
+        for a in store.audit_log(device):
+            t.add_row(str(a.id), time.strftime("%H:%M:%S", time.localtime(a.time)), a.actor, a.device_id,
+                      a.action, str(a.params), a.outcome, a.error or "")
+        console.print(t)
+
+
+@app.command()
+def hashprice(difficulty: float = typer.Option(..., "--difficulty"), btc_price: float = typer.Option(..., "--btc-price"),
+              height: int = typer.Option(840_000, "--height"), fees_btc: float = typer.Option(0.0, "--fees-btc")) -> None:
+    """Revenue per TH/s per day."""
+    from pithead.farm.energy import SAT_PER_BTC, block_subsidy_sat, hashprice_per_th_day
+
+    hp = hashprice_per_th_day(difficulty, block_subsidy_sat(height) / SAT_PER_BTC, fees_btc, btc_price)
+    console.print(f"hashprice {hp:.6f} per TH/s per day ({hp * 1000:.2f} per PH/s per day)")
+
+
+def _price_now(prices: Path | None, price: float | None) -> float:
+    from pithead.farm.energy import PriceSchedule
+
+    if prices is not None:
+        return PriceSchedule.from_csv(prices.read_text()).price_at(time.time())
+    if price is None:
+        raise typer.BadParameter("give --price or --prices")
+    return price
+
+
+@app.command()
+def energy(db: str = DbOpt, price: float | None = typer.Option(None, "--price", help="Price per MWh."),
+           prices: Path | None = typer.Option(None, "--prices", help="Price schedule CSV (start,price_per_mwh)."),
+           hashprice_th: float | None = typer.Option(None, "--hashprice", help="Revenue per TH/s per day.")) -> None:
+    """Power, J/TH, cost and revenue per site and rack."""
+    from pithead.farm.energy import energy_report
+
+    p = _price_now(prices, price)
+    with _store(db) as store:
+        rep = energy_report(store.statuses(), time.time(), p, hashprice_th)
+    t = Table("group", "devices", "TH/s", "kW", "J/TH", "cost/day", "profit/day")
+    for line in (rep.fleet, *rep.sites, *rep.racks):
+        t.add_row(line.key, str(line.devices), f"{line.hashrate_ths:.1f}", f"{line.power_w / 1000:.2f}",
+                  f"{line.efficiency_j_per_th:.1f}" if line.efficiency_j_per_th else "-",
+                  f"{line.cost_per_day:.2f}", f"{line.profit_per_day:.2f}" if line.profit_per_day is not None else "-")
+    console.print(f"price {p:.2f}/MWh")
+    console.print(t)
+
+
+@app.command()
+def curtail(strike: float = typer.Option(..., "--strike", help="Strike price per MWh."),
+            db: str = DbOpt, price: float | None = typer.Option(None, "--price"),
+            prices: Path | None = typer.Option(None, "--prices"),
+            hashprice_th: float | None = typer.Option(None, "--hashprice"),
+            target_kw: float | None = typer.Option(None, "--target-kw"),
+            apply: bool = typer.Option(False, "--apply", help="Execute the decision (audited).")) -> None:
+    """One curtailment decision at the current price (dry run unless --apply)."""
+    from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
+    from pithead.farm.curtailment import CurtailmentPolicy, decide
+    from pithead.farm.drivers import default_drivers
+
+    p = _price_now(prices, price)
+    with _store(db) as store:
+        machines = machines_from_statuses(store.statuses(), store.curtailment())
+        d = decide(machines, p, time.time(), CurtailmentPolicy(strike, target_kw=target_kw), hashprice_th)
+        console.print(f"{d.reason}: power down {len(d.power_down)}, bring back {len(d.power_up)}")
+        for dev in d.power_down:
+            console.print(f"  down {dev}")
+        for dev in d.power_up:
+            console.print(f"  up   {dev}")
+        if apply and (d.power_down or d.power_up):
+            results = asyncio.run(apply_decision(d, ActionService(store, default_drivers())))
+            failed = [r for r in results if not r.ok]
+            console.print(f"applied: {len(results) - len(failed)} ok, {len(failed)} failed")
+
+
+_mount_sim()

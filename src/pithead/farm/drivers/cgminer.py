@@ -1,0 +1,212 @@
+"""The cgminer/bmminer API driver (TCP 4028), on top of the sans-IO codec `pithead.farm.protocol.cgminer`.
+
+Transport: one request per TCP connection, as the firmware expects; the reply ends at a NUL byte or at
+EOF (real miners send both), and reading stops at `MAX_REPLY_BYTES` from the codec. A poll is ONE
+connection: the joined report command `summary+stats+pools`. Firmware that refuses the join form (pyasic
+notes S19 variants that do) is remembered per address and read with three separate commands instead.
+
+Actions use the privileged commands (`restart`, `switchpool`, `addpool`, `removepool`), which need the
+miner's `W:` api-allow; an access-denied reply becomes `DeviceRefused`. cgminer has no standard sleep
+command, so `set_mining` raises `UnsupportedAction` unless the device's own command set has one
+(`SLEEP_COMMAND`, as LuxOS-style firmware and pithead's simulator accept: `ascset|0,sleep|on`).
+
+The deadline is the poller's (asyncio.timeout); the socket is closed on every path, cancellation included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from pithead.farm.drivers import normalise as norm
+from pithead.farm.drivers.base import (
+    DeviceProtocolError,
+    DeviceRefused,
+    DeviceUnreachable,
+    PoolSpec,
+    UnsupportedAction,
+    check_pool_list,
+)
+from pithead.farm.model import Board, DeviceAddress, Fan, Identity, PoolEntry, Reading
+from pithead.farm.protocol import cgminer as codec
+from pithead.farm.protocol.errors import CgminerCommandError, CgminerReplyError
+
+# Read size per recv; replies are a few KiB.
+READ_CHUNK = 65_536
+# Commands of one poll; joined into a single connection when the firmware allows it.
+POLL_COMMANDS = ("summary", "stats", "pools")
+# Addresses known to refuse the join form; bounded so a churning inventory cannot grow it for ever.
+MAX_NO_JOIN_MEMORY = 1_000_000
+# The sleep/wake command for curtailment (cgminer's ascset, with the parameter LuxOS-style firmware and
+# the simulator understand). Stock bmminer answers it with an error -> UnsupportedAction.
+SLEEP_COMMAND = "ascset"
+
+
+async def call(address: DeviceAddress, command: str | Sequence[str], parameter: str | None = None,
+               **extras: Any) -> dict[str, Any]:
+    """Send one request on a fresh connection and return the decoded reply (status not yet checked)."""
+    try:
+        reader, writer = await asyncio.open_connection(address.host, address.port)
+    except OSError as exc:
+        raise DeviceUnreachable(f"{address.host}:{address.port}: {exc.strerror or exc}") from exc
+    try:
+        writer.write(codec.encode_request(command, parameter, **extras))
+        await writer.drain()
+        buf = bytearray()
+        while True:
+            chunk = await reader.read(READ_CHUNK)
+            if not chunk:
+                break
+            buf += chunk
+            if len(buf) > codec.MAX_REPLY_BYTES:
+                raise DeviceProtocolError(f"reply over {codec.MAX_REPLY_BYTES} bytes")
+            if chunk.endswith(codec.NUL):
+                break
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        raise DeviceUnreachable(f"{address.host}:{address.port}: connection lost: {exc}") from exc
+    finally:
+        # Never wait for the peer to acknowledge a close: a frozen device would hold us here.
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.transport.abort()
+    if not buf:
+        raise DeviceProtocolError("empty reply (connection closed without an answer)")
+    try:
+        return codec.decode_reply(bytes(buf))
+    except CgminerReplyError as exc:
+        raise DeviceProtocolError(str(exc)) from exc
+
+
+async def command(address: DeviceAddress, cmd: str, parameter: str | None = None, **extras: Any) -> dict[str, Any]:
+    """`call` plus a status check: an E/F status becomes DeviceRefused."""
+    reply = await call(address, cmd, parameter, **extras)
+    try:
+        codec.check_status(reply, cmd)
+    except CgminerCommandError as exc:
+        raise DeviceRefused(f"{cmd}: {exc.msg} (code {exc.code})") from exc
+    except CgminerReplyError as exc:
+        raise DeviceProtocolError(f"{cmd}: {exc}") from exc
+    return reply
+
+
+class CgminerDriver:
+    """Antminer-style devices over the cgminer API."""
+
+    kind = "cgminer"
+
+    def __init__(self) -> None:
+        self._no_join: set[tuple[str, int]] = set()
+
+    async def _poll_parts(self, address: DeviceAddress) -> dict[str, dict[str, Any]]:
+        key = (address.host, address.port)
+        if key not in self._no_join:
+            reply = await call(address, POLL_COMMANDS)
+            if "STATUS" not in reply:  # a joined reply: {"summary":[…],"stats":[…],"pools":[…]}
+                try:
+                    return codec.split_joined_reply(reply)
+                except CgminerReplyError as exc:
+                    raise DeviceProtocolError(str(exc)) from exc
+            # a single STATUS at top level: the join form was refused; fall back for good
+            if len(self._no_join) < MAX_NO_JOIN_MEMORY:
+                self._no_join.add(key)
+        parts = await asyncio.gather(*(call(address, c) for c in POLL_COMMANDS))
+        return dict(zip(POLL_COMMANDS, parts, strict=True))
+
+    async def identify(self, address: DeviceAddress) -> Identity:
+        try:
+            version = codec.parse_version(await call(address, "version"))
+            stats = codec.parse_stats(await call(address, "stats"))
+        except CgminerCommandError as exc:
+            raise DeviceRefused(f"identify: {exc.msg}") from exc
+        except CgminerReplyError as exc:
+            raise DeviceProtocolError(f"identify: {exc}") from exc
+        model = version.miner_type or (stats.miner_type or "")
+        if not model:
+            raise DeviceProtocolError("device does not say its model")
+        np = norm.nameplate(model)
+        return Identity(
+            make=norm.make_of(model),
+            model=model,
+            firmware=version.firmware,
+            expected_ths=stats.expected_ghs / 1000.0 if stats.expected_ghs else (np.ths if np else None),
+            expected_boards=np.boards if np else len(stats.chains) or None,
+            expected_fans=np.fans if np else len([f for f in stats.fans_rpm if f > 0]) or None,
+        )
+
+    async def read(self, device_id: str, address: DeviceAddress, now: float) -> Reading:
+        parts = await self._poll_parts(address)
+        try:
+            summary = codec.parse_summary(parts["summary"])
+            stats = codec.parse_stats(parts["stats"])
+            pools = codec.parse_pools(parts["pools"])
+        except KeyError as exc:
+            raise DeviceProtocolError(f"joined reply lacks {exc}") from exc
+        except CgminerCommandError as exc:
+            raise DeviceRefused(f"{exc.command}: {exc.msg} (code {exc.code})") from exc
+        except CgminerReplyError as exc:
+            raise DeviceProtocolError(str(exc)) from exc
+        return reading_from_parsed(device_id, now, summary, stats, pools)
+
+    async def reboot(self, address: DeviceAddress) -> None:
+        await command(address, "restart")
+
+    async def switch_pool(self, address: DeviceAddress, index: int) -> None:
+        if index < 0:
+            raise DeviceRefused(f"bad pool index {index}")
+        await command(address, "switchpool", str(index))
+
+    async def set_pools(self, address: DeviceAddress, pools: Sequence[PoolSpec]) -> None:
+        """Replace the pool list: add the new pools, switch to the first of them, remove the old ones
+        (highest index first, so lower indices do not shift under us)."""
+        specs = check_pool_list(pools)
+        existing = codec.parse_pools(await command(address, "pools"))
+        for p in specs:
+            await command(address, "addpool", f"{p.url},{p.user},{p.password}")
+        await command(address, "switchpool", str(len(existing)))
+        for old in sorted((p.index for p in existing), reverse=True):
+            await command(address, "removepool", str(old))
+
+    async def set_mining(self, address: DeviceAddress, on: bool) -> None:
+        try:
+            await command(address, SLEEP_COMMAND, f"0,sleep|{'off' if on else 'on'}")
+        except DeviceRefused as exc:
+            raise UnsupportedAction(f"device cannot sleep/wake over its API: {exc}") from exc
+
+
+def reading_from_parsed(device_id: str, now: float, summary: codec.ParsedSummary, stats: codec.ParsedStats,
+                        pools: Sequence[codec.ParsedPool]) -> Reading:
+    """Parsed cgminer sections -> canonical Reading, through the normaliser."""
+    np = norm.nameplate(stats.miner_type or "")
+    boards = tuple(
+        Board(
+            index=c.index,
+            hashrate_ths=norm.hashrate_ths(c.hashrate_ghs, "GH") if c.hashrate_ghs is not None else 0.0,
+            chips=c.chips,
+            expected_chips=np.chips_per_board if np else None,
+            board_temp_c=norm.temperature(c.board_temp_c),
+            chip_temp_c=norm.temperature(c.chip_temp_c),
+            serial=c.serial,
+        )
+        for c in stats.chains
+    )
+    fans = tuple(Fan(i, rpm) for i, rpm in enumerate(norm.fans(stats.fans_rpm, np.fans if np else None)))
+    hashrate = norm.hashrate_ths(summary.ghs_5s, "GH")
+    return Reading(
+        device_id=device_id,
+        time=now,
+        hashrate_ths=hashrate,
+        expected_ths=norm.hashrate_ths(stats.expected_ghs, "GH") if stats.expected_ghs else None,
+        boards=boards,
+        fans=fans,
+        power_w=norm.power(stats.power_w),
+        pools=tuple(
+            PoolEntry(index=p.index, url=p.url, user=p.user, alive=p.alive, active=p.active,
+                      accepted=p.accepted, rejected=p.rejected)
+            for p in pools
+        ),
+        errors=(),
+        uptime_s=float(summary.elapsed_s),
+        # stock cgminer has no "asleep" flag: a device at 0 TH/s that we did not curtail is a fault
+        is_mining=True,
+    )

@@ -1,0 +1,248 @@
+"""The farm's HTTP surface: a FastAPI `APIRouter` (JSON endpoints) plus one self-contained HTML page.
+
+`make_router(store, ...)` returns a router with prefix `/farm` that the main web app mounts:
+- GET  /farm/                              the page: rack map with status colours, alerts, energy
+- GET  /farm/api/devices                   latest status of every device
+- GET  /farm/api/devices/{id}/history      raw readings since `since` (UNIX seconds)
+- GET  /farm/api/racks                     the rack map: site -> rack -> positions with a status colour
+- GET  /farm/api/alerts                    open alerts (and recent resolved ones with `all=true`)
+- GET  /farm/api/energy                    power, J/TH, cost and revenue per site/rack (and fleet)
+- GET  /farm/api/audit                     the action audit log
+- POST /farm/api/devices/{id}/reboot       audited actions (JSON body: actor, and index / pools)
+- POST /farm/api/devices/{id}/switch-pool
+- POST /farm/api/devices/{id}/pools
+Device ids contain "://" and ":", so they travel URL-encoded in the path.
+
+The page has no external assets (no CDN): inline CSS and a small script that polls the JSON endpoints.
+This module is NOT the main web app and holds no policy: it reads the store and calls `ActionService`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from pithead.farm.actions import ActionResult, ActionService
+from pithead.farm.drivers.base import DriverError, PoolSpec
+from pithead.farm.energy import EnergyLine, PriceSchedule, energy_report
+from pithead.farm.model import ERROR_STATES, DeviceState
+from pithead.farm.store import DeviceStatus, FarmStore, StoreError
+
+# History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
+MAX_HISTORY_SPAN_S = 7 * 86_400.0
+
+# Status colours of the rack map (also the legend on the page).
+COLOURS = {"ok": "#2e9d4f", "alert": "#e0a100", "error": "#c8312b", "curtailed": "#3a6fd8", "unknown": "#888888"}
+
+
+class ActionBody(BaseModel):
+    actor: str = Field(min_length=1, max_length=64)
+
+
+class SwitchPoolBody(ActionBody):
+    index: int = Field(ge=0, le=16)
+
+
+class PoolBody(BaseModel):
+    url: str = Field(max_length=256)
+    user: str = Field(max_length=256)
+    password: str = Field(default="x", max_length=256)
+
+
+class SetPoolsBody(ActionBody):
+    pools: list[PoolBody] = Field(min_length=1, max_length=3)
+
+
+def colour_of(st: DeviceStatus, alerted: set[str]) -> str:
+    if st.state is DeviceState.CURTAILED:
+        return "curtailed"
+    if st.state in ERROR_STATES:
+        return "error"
+    if st.state is DeviceState.UNKNOWN:
+        return "unknown"
+    return "alert" if st.device.id in alerted else "ok"
+
+
+def _status_json(st: DeviceStatus, alerted: set[str]) -> dict[str, Any]:
+    r = st.reading
+    d = st.device
+    return {
+        "id": d.id, "host": d.address.host, "port": d.address.port, "driver": d.address.driver.value,
+        "make": d.identity.make, "model": d.identity.model, "firmware": d.identity.firmware,
+        "site": d.labels.site, "rack": d.labels.rack, "position": d.labels.position,
+        "state": st.state.value, "colour": colour_of(st, alerted), "since": st.state_since,
+        "last_poll": st.time, "error": st.error, "failures": st.failures,
+        "hashrate_ths": r.hashrate_ths if r else None, "expected_ths": r.expected_ths if r else None,
+        "power_w": r.power_w if r else None, "efficiency_j_per_th": r.efficiency_j_per_th if r else None,
+        "max_chip_temp_c": r.max_chip_temp_c if r else None, "min_fan_rpm": r.min_fan_rpm if r else None,
+        "worker": r.worker if r else None, "boards": len(r.boards) if r else None,
+    }
+
+
+def _line_json(line: EnergyLine) -> dict[str, Any]:
+    return {"key": line.key, "devices": line.devices, "hashing": line.hashing,
+            "hashrate_ths": line.hashrate_ths, "power_w": line.power_w,
+            "efficiency_j_per_th": line.efficiency_j_per_th, "cost_per_day": line.cost_per_day,
+            "revenue_per_day": line.revenue_per_day, "profit_per_day": line.profit_per_day}
+
+
+def _result_json(res: ActionResult) -> dict[str, Any]:
+    return {"audit_id": res.audit_id, "device_id": res.device_id, "action": res.action, "ok": res.ok,
+            "error": res.error}
+
+
+def make_router(store: FarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
+                hashprice: Callable[[], float | None] | None = None,
+                clock: Callable[[], float] = time.time) -> APIRouter:
+    router = APIRouter(prefix="/farm", tags=["farm"])
+
+    def alerted() -> set[str]:
+        return {a.device_id for a in store.open_alerts()}
+
+    @router.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return PAGE
+
+    @router.get("/api/devices")
+    def devices() -> list[dict[str, Any]]:
+        al = alerted()
+        return [_status_json(st, al) for st in store.statuses()]
+
+    @router.get("/api/devices/{device_id:path}/history")
+    def history(device_id: str, since: float = Query(0.0), until: float | None = None) -> list[dict[str, Any]]:
+        end = until if until is not None else clock()
+        start = max(since, end - MAX_HISTORY_SPAN_S)
+        return store.history(device_id, start, end)
+
+    @router.get("/api/racks")
+    def racks() -> dict[str, Any]:
+        al = alerted()
+        sites: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for st in store.statuses():
+            lab = st.device.labels
+            sites.setdefault(lab.site or "-", {}).setdefault(lab.rack or "-", []).append({
+                "id": st.device.id, "position": lab.position, "state": st.state.value,
+                "colour": colour_of(st, al), "model": st.device.identity.model,
+                "hashrate_ths": st.reading.hashrate_ths if st.reading else None,
+            })
+        return {"colours": COLOURS, "sites": sites}
+
+    @router.get("/api/alerts")
+    def alerts(all: bool = False, since: float = 0.0) -> list[dict[str, Any]]:
+        rows = store.alerts(since) if all else store.open_alerts()
+        return [{"id": a.id, "device_id": a.device_id, "kind": a.kind, "severity": a.severity,
+                 "message": a.message, "opened_at": a.opened_at, "resolved_at": a.resolved_at} for a in rows]
+
+    @router.get("/api/energy")
+    def energy() -> dict[str, Any]:
+        now = clock()
+        price = prices.price_at(now) if prices is not None else 0.0
+        hp = hashprice() if hashprice is not None else None
+        rep = energy_report(store.statuses(), now, price, hp)
+        return {"time": rep.time, "price_per_mwh": rep.price_per_mwh, "hashprice_per_th_day": rep.hashprice,
+                "fleet": _line_json(rep.fleet), "sites": [_line_json(x) for x in rep.sites],
+                "racks": [_line_json(x) for x in rep.racks]}
+
+    @router.get("/api/audit")
+    def audit(device_id: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+        return [{"id": a.id, "time": a.time, "actor": a.actor, "device_id": a.device_id, "action": a.action,
+                 "params": a.params, "outcome": a.outcome, "error": a.error, "finished": a.finished}
+                for a in store.audit_log(device_id, limit)]
+
+    def need_actions() -> ActionService:
+        if actions is None:
+            raise HTTPException(503, "actions are not enabled on this server")
+        return actions
+
+    def known(device_id: str) -> None:
+        try:
+            store.device(device_id)
+        except StoreError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    @router.post("/api/devices/{device_id:path}/reboot")
+    async def reboot(device_id: str, body: ActionBody) -> dict[str, Any]:
+        svc = need_actions()
+        known(device_id)
+        return _result_json(await svc.reboot(device_id, body.actor))
+
+    @router.post("/api/devices/{device_id:path}/switch-pool")
+    async def switch_pool(device_id: str, body: SwitchPoolBody) -> dict[str, Any]:
+        svc = need_actions()
+        known(device_id)
+        return _result_json(await svc.switch_pool(device_id, body.index, body.actor))
+
+    @router.post("/api/devices/{device_id:path}/pools")
+    async def set_pools(device_id: str, body: SetPoolsBody) -> dict[str, Any]:
+        svc = need_actions()
+        known(device_id)
+        try:
+            specs = [PoolSpec(p.url, p.user, p.password) for p in body.pools]
+        except DriverError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return _result_json(await svc.set_pools(device_id, specs, body.actor))
+
+    return router
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pithead farm</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font-family:system-ui,sans-serif;margin:1rem;background:#111;color:#ddd}
+h1{font-size:1.3rem}h2{font-size:1.05rem;margin-top:1.4rem}
+.site{margin-bottom:1rem}.rack{display:inline-block;vertical-align:top;margin:.3rem;padding:.3rem;
+border:1px solid #444;border-radius:4px}.rack b{display:block;font-size:.8rem}
+.cell{display:inline-block;width:14px;height:14px;margin:1px;border-radius:2px}
+table{border-collapse:collapse;font-size:.85rem}td,th{padding:.2rem .5rem;border-bottom:1px solid #333;text-align:left}
+.legend span{display:inline-block;margin-right:1rem}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
+</style></head><body>
+<h1>pithead farm</h1>
+<div class="legend" id="legend"></div>
+<h2>Rack map</h2><div id="racks">loading…</div>
+<h2>Open alerts</h2><table id="alerts"></table>
+<h2>Energy and profitability</h2><div id="energy"></div><table id="energy-racks"></table>
+<script>
+const base = location.pathname.replace(/\\/$/, "");
+const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
+const num = (v, d=2) => v === null || v === undefined ? "–" : Number(v).toFixed(d);
+async function get(p){ const r = await fetch(base + p); if(!r.ok) throw new Error(p + " " + r.status); return r.json(); }
+async function refresh(){
+  try {
+    const racks = await get("/api/racks");
+    document.getElementById("legend").innerHTML = Object.entries(racks.colours)
+      .map(([k,c]) => `<span><i style="background:${c}"></i>${esc(k)}</span>`).join("");
+    let html = "";
+    for (const [site, rs] of Object.entries(racks.sites)) {
+      html += `<div class="site"><div>site ${esc(site)}</div>`;
+      for (const [rack, cells] of Object.entries(rs)) {
+        html += `<div class="rack"><b>${esc(rack)} (${cells.length})</b>` + cells.map(c =>
+          `<span class="cell" title="${esc(c.position)} ${esc(c.model)} ${esc(c.state)} ${num(c.hashrate_ths)} TH/s"
+             style="background:${racks.colours[c.colour]}"></span>`).join("") + `</div>`;
+      }
+      html += `</div>`;
+    }
+    document.getElementById("racks").innerHTML = html || "no devices";
+    const alerts = await get("/api/alerts");
+    document.getElementById("alerts").innerHTML = "<tr><th>opened</th><th>device</th><th>kind</th><th>message</th></tr>" +
+      alerts.map(a => `<tr><td>${new Date(a.opened_at*1000).toLocaleTimeString()}</td><td>${esc(a.device_id)}</td>
+        <td>${esc(a.kind)}</td><td>${esc(a.message)}</td></tr>`).join("");
+    const e = await get("/api/energy");
+    document.getElementById("energy").innerHTML =
+      `price ${num(e.price_per_mwh)}/MWh · hashprice ${num(e.hashprice_per_th_day, 4)}/TH/day · fleet
+       ${num(e.fleet.hashrate_ths)} TH/s, ${num(e.fleet.power_w/1000)} kW, ${num(e.fleet.efficiency_j_per_th)} J/TH,
+       cost ${num(e.fleet.cost_per_day)}/day, revenue ${num(e.fleet.revenue_per_day)}/day`;
+    document.getElementById("energy-racks").innerHTML = "<tr><th>rack</th><th>devices</th><th>TH/s</th><th>kW</th><th>J/TH</th><th>cost/day</th><th>profit/day</th></tr>" +
+      e.racks.map(r => `<tr><td>${esc(r.key)}</td><td>${r.devices}</td><td>${num(r.hashrate_ths)}</td>
+        <td>${num(r.power_w/1000)}</td><td>${num(r.efficiency_j_per_th)}</td><td>${num(r.cost_per_day)}</td>
+        <td>${num(r.profit_per_day)}</td></tr>`).join("");
+  } catch (err) { document.getElementById("racks").textContent = "error: " + err; }
+}
+refresh(); setInterval(refresh, 10000);
+</script></body></html>
+"""
