@@ -30,7 +30,10 @@ def set_compact(bits: int) -> tuple[int, bool, bool]:
     size = bits >> 24
     word = bits & 0x007FFFFF
     if size <= 3:
-        value = word >> (8 * (3 - size))
+        # Core shifts nWord itself here, so the flags below see the bytes that survive: 0x01803456 is
+        # "not negative" (the sign byte is shifted out with the mantissa).
+        word >>= 8 * (3 - size)
+        value = word
     else:
         value = word << (8 * (size - 3))
     negative = word != 0 and (bits & 0x00800000) != 0
