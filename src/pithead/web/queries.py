@@ -1,0 +1,206 @@
+"""Builds the API's answers from the ledger store: hashrate windows, workers, address pages, blocks.
+
+Plain synchronous functions over a `StoreReader` and the time passed in (FastAPI runs them in its
+thread pool, so a slow database never blocks the event loop). Hashrate windows are aligned down to the
+ledger's statistics buckets: a bucket is counted whole, so the span used for the rate runs from the start
+of the oldest bucket counted to now, never the nominal window (which would overstate the rate).
+
+This module does not write anything and does not know about HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pithead.store.records import Balance, BlockRecord, CreditRecord, PayoutBatch, ShareRow, WorkerRow
+from pithead.web import hashrate as hr
+from pithead.web.models import (
+    AddressPage,
+    BalanceOut,
+    Block,
+    Credit,
+    Hashrate,
+    HashrateHistory,
+    Payout,
+    PayoutItem,
+    Point,
+    PoolSummary,
+    Rejects,
+    Share,
+    Worker,
+)
+from pithead.web.services import Services, StoreReader
+
+# The hashrate windows the dashboard shows, as in most pools' UIs.
+WINDOWS: tuple[tuple[str, int], ...] = (("1m", 60), ("5m", 300), ("1h", 3600), ("1d", 86400))
+
+# Chart ranges and their point spacing: about 60-300 points per chart keeps it light and readable.
+RANGES: dict[str, tuple[int, int]] = {
+    "1h": (3600, 60),
+    "6h": (6 * 3600, 300),
+    "1d": (86400, 900),
+    "7d": (7 * 86400, 3600),
+}
+
+# A worker counts as online when it sent a share this recently (three vardiff intervals at the default 10 s
+# target is 30 s; a slow CPU miner at minimum difficulty may take minutes, so we allow ten).
+ONLINE_WITHIN_S = 600
+
+# Largest page any list endpoint returns, so one request cannot ask the database for everything.
+MAX_LIMIT = 1000
+
+TOO_FEW = "too few shares to estimate"
+
+
+def _aligned_since(now: float, window_s: int, bucket_s: int) -> float:
+    return math.floor((now - window_s) / bucket_s) * bucket_s
+
+
+def hashrate_windows(
+    store: StoreReader, now: float, bucket_s: int, worker: str | None = None, address: str | None = None
+) -> list[Hashrate]:
+    out = []
+    for name, window_s in WINDOWS:
+        since = _aligned_since(now, window_s, bucket_s)
+        sums = store.work_since(since, worker=worker, address=address)
+        est = hr.estimate(sums.shares, sums.difficulty_sum, now - since, window_s)
+        out.append(
+            Hashrate(
+                window=name,
+                window_s=window_s,
+                span_s=est.span_s,
+                shares=est.shares,
+                difficulty_sum=est.difficulty_sum,
+                hashrate_hps=est.hashrate,
+                low_hps=est.low,
+                high_hps=est.high,
+                enough_shares=est.enough,
+                note=None if est.enough else f"{TOO_FEW} ({est.shares} of {hr.MIN_SHARES_TO_ESTIMATE} needed)",
+            )
+        )
+    return out
+
+
+def history(
+    store: StoreReader, now: float, range_name: str, worker: str | None = None, address: str | None = None
+) -> HashrateHistory:
+    span_s, step = RANGES[range_name]
+    since = math.floor((now - span_s) / step) * step
+    rows = store.work_history(since, step, worker=worker, address=address)
+    by_start = {int(start): sums for start, sums in rows}
+    points = []
+    # Every step gets a point (zero when idle) so the chart shows gaps as drops, not as straight lines.
+    start = int(since)
+    while start <= now:
+        sums = by_start.get(start)
+        # The newest point covers only the part of its step that has elapsed.
+        covered = min(step, now - start)
+        rate = hr.rate_only(sums.difficulty_sum, covered) if sums is not None else 0.0
+        points.append(Point(time=start, hashrate_hps=rate, shares=sums.shares if sums else 0))
+        start += step
+    return HashrateHistory(range=range_name, bucket_s=step, worker=worker, address=address, points=points)
+
+
+def rejects(store: StoreReader, now: float, window_s: int, name: str, **who: str | None) -> Rejects:
+    by_reason = store.rejects_since(now - window_s, worker=who.get("worker"), address=who.get("address"))
+    return Rejects(window=name, total=sum(by_reason.values()), by_reason=by_reason)
+
+
+def worker_out(store: StoreReader, row: WorkerRow, now: float, bucket_s: int) -> Worker:
+    return Worker(
+        worker=row.worker,
+        address=row.address,
+        first_seen=row.first_seen,
+        last_share_time=row.last_share_time,
+        last_difficulty=row.last_difficulty,
+        best_share=row.best_share,
+        accepted=row.accepted,
+        rejected=row.rejected,
+        hashrate=hashrate_windows(store, now, bucket_s, worker=row.worker),
+        online=row.last_share_time is not None and now - row.last_share_time <= ONLINE_WITHIN_S,
+    )
+
+
+def share_out(r: ShareRow) -> Share:
+    return Share(
+        id=r.id, time=r.time, worker=r.worker, address=r.address, difficulty=r.difficulty,
+        share_difficulty=r.share_difficulty, height=r.height,
+    )
+
+
+def block_out(b: BlockRecord) -> Block:
+    return Block(
+        hash=b.hash, height=b.height, time=b.time, worker=b.worker, address=b.address,
+        reward_sat=b.reward_sat, fees_sat=b.fees_sat, status=str(b.status), confirmations=b.confirmations,
+        scheme=b.scheme, network_difficulty=b.network_difficulty, node_result=b.node_result,
+    )
+
+
+def credit_out(c: CreditRecord) -> Credit:
+    return Credit(
+        address=c.address, amount_sat=c.amount_sat, kind=str(c.kind), status=str(c.status), time=c.time,
+        block_hash=c.block_hash,
+    )
+
+
+def balance_out(b: Balance) -> BalanceOut:
+    return BalanceOut(
+        address=b.address, immature_sat=b.immature_sat, mature_sat=b.mature_sat, reserved_sat=b.reserved_sat,
+        paid_sat=b.paid_sat, payable_sat=b.payable_sat,
+    )
+
+
+def payout_out(p: PayoutBatch) -> Payout:
+    return Payout(
+        id=p.id, created=p.created, updated=p.updated, status=str(p.status), txid=p.txid, total_sat=p.total_sat,
+        items=[PayoutItem(address=a, amount_sat=s) for a, s in p.items], error=p.error,
+    )
+
+
+def pool_summary(services: Services, store: StoreReader, now: float, connections: int | None) -> PoolSummary:
+    info = services.info
+    workers = store.workers()
+    blocks = store.blocks(1)
+    all_blocks = store.blocks(MAX_LIMIT)
+    return PoolSummary(
+        name=info.name,
+        mode=info.mode,
+        scheme=info.scheme,
+        fee_percent=info.fee_percent,
+        network=info.network,
+        stratum_url=info.stratum_url,
+        time=now,
+        hashrate=hashrate_windows(store, now, services.bucket_width_s),
+        workers=len(workers),
+        active_workers=sum(1 for w in workers if w.last_share_time is not None and now - w.last_share_time <= 3600),
+        connections=connections,
+        accepted_shares=sum(w.accepted for w in workers),
+        rejected_shares=sum(w.rejected for w in workers),
+        rejects_1h=rejects(store, now, 3600, "1h"),
+        blocks_found=len(all_blocks),
+        last_block_height=blocks[0].height if blocks else None,
+        last_block_time=blocks[0].time if blocks else None,
+        best_share=max((w.best_share for w in workers), default=0.0),
+    )
+
+
+def address_page(services: Services, store: StoreReader, address: str, now: float, limit: int) -> AddressPage:
+    workers = store.workers(address=address)
+    balance = next((b for b in store.balances() if b.address == address), Balance(address, 0, 0, 0, 0))
+    payouts = [p for p in store.batches(limit=MAX_LIMIT) if any(a == address for a, _ in p.items)][:limit]
+    blocks = [b for b in store.blocks(MAX_LIMIT) if b.address == address][:limit]
+    return AddressPage(
+        address=address,
+        known=bool(workers),
+        hashrate=hashrate_windows(store, now, services.bucket_width_s, address=address),
+        workers=[worker_out(store, w, now, services.bucket_width_s) for w in workers],
+        best_share=max((w.best_share for w in workers), default=0.0),
+        accepted_shares=sum(w.accepted for w in workers),
+        rejected_shares=sum(w.rejected for w in workers),
+        rejects_1h=rejects(store, now, 3600, "1h", address=address),
+        balance=balance_out(balance),
+        credits=[credit_out(c) for c in store.credits(address=address, limit=limit)],
+        payouts=[payout_out(p) for p in payouts],
+        blocks=[block_out(b) for b in blocks],
+        recent_shares=[share_out(s) for s in store.recent_shares(limit, address=address)],
+    )

@@ -1,0 +1,84 @@
+"""Serves the web app with uvicorn inside the caller's asyncio loop (no extra process, no signal handlers).
+
+`WebServer.start()` binds (port 0 picks a free port, reported by `.port` afterwards) and returns once
+the socket listens; `stop()` shuts down gracefully, cutting open Server-Sent Event streams after
+`GRACEFUL_S`. Signal handling is left to the owner (`pithead up`), which stops everything together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+# Seconds an in-flight request (or an open live stream) gets to finish once we stop.
+GRACEFUL_S = 2
+# How long start() waits for uvicorn to bind before giving up with a clear error.
+STARTUP_TIMEOUT_S = 10.0
+
+
+class WebServerError(RuntimeError):
+    """The web server could not start (port taken, bad address)."""
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the owner handles signals for every part at once
+        pass
+
+
+class WebServer:
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, log_level: str = "warning") -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_S, loop="none",
+        )
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _serve(self) -> None:
+        try:
+            await self._server.serve()
+        except SystemExit as exc:  # uvicorn exits the process when it cannot bind; we want an error instead
+            raise WebServerError(f"web server could not listen on {self.host}:{self.port}") from exc
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._serve(), name="pithead-web")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_TIMEOUT_S
+        while not self._server.started:
+            if self._task.done():
+                exc = self._task.exception() if not self._task.cancelled() else None
+                raise WebServerError(f"web server did not start on {self.host}:{self.port}: {exc or 'exited'}")
+            if loop.time() > deadline:
+                await self.stop()
+                raise WebServerError(f"web server did not start within {STARTUP_TIMEOUT_S} s")
+            await asyncio.sleep(0.02)
+        for server in self._server.servers:
+            for sock in server.sockets:
+                self.port = int(sock.getsockname()[1])
+                break
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), GRACEFUL_S + 3.0)
+        except (TimeoutError, Exception):
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self._task = None
+
+
+logging.getLogger("uvicorn.error").propagate = True

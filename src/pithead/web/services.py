@@ -1,0 +1,112 @@
+"""What the web app reads, as small Protocols, and the `Services` bundle handed to `create_app`.
+
+The web layer never reaches into the pool, node or ledger objects directly: it sees
+
+* `StoreReader`, the read half of `pithead.store.LedgerStore` (shares, stat buckets, workers, blocks,
+  credits, balances, payout batches), usually a second connection to the ledger's database;
+* `NodeRpc`, anything that answers Bitcoin Core's JSON-RPC methods (`getblockchaininfo`,
+  `getmininginfo`): an HTTP client to bitcoind, or the embedded node's dispatcher;
+* `PoolLive`, a snapshot of the Stratum server's live connections;
+* `last_template_time`, the time the pool last received a block template.
+
+Every part is optional, so the app serves whatever exists (a ledger-only API, a node-less pool...), and
+each endpoint says plainly when its source is absent. This module holds no behaviour.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pithead.store.records import (
+    Balance,
+    BatchStatus,
+    BlockRecord,
+    BlockStatus,
+    CreditRecord,
+    PayoutBatch,
+    ShareRow,
+    WorkerRow,
+    WorkSums,
+)
+
+
+class StoreReader(Protocol):
+    """The read-only part of `LedgerStore` the web app uses."""
+
+    def recent_shares(self, limit: int, worker: str | None = None, address: str | None = None) -> list[ShareRow]: ...
+    def best_shares(self, limit: int) -> list[ShareRow]: ...
+    def share_count(self) -> int: ...
+    def work_since(self, since: float, worker: str | None = None, address: str | None = None) -> WorkSums: ...
+    def rejects_since(self, since: float, worker: str | None = None, address: str | None = None) -> dict[str, int]: ...
+    def work_history(
+        self, since: float, width: int, worker: str | None = None, address: str | None = None
+    ) -> list[tuple[float, WorkSums]]: ...
+    def workers(self, address: str | None = None) -> list[WorkerRow]: ...
+    def worker(self, worker: str) -> WorkerRow | None: ...
+    def get_block(self, block_hash: str) -> BlockRecord | None: ...
+    def blocks(self, limit: int, statuses: Sequence[BlockStatus] | None = None) -> list[BlockRecord]: ...
+    def credits(
+        self, block_hash: str | None = None, address: str | None = None, limit: int = 1000
+    ) -> list[CreditRecord]: ...
+    def balances(self) -> list[Balance]: ...
+    def batches(self, statuses: Sequence[BatchStatus] | None = None, limit: int = 1000) -> list[PayoutBatch]: ...
+
+
+class NodeRpc(Protocol):
+    """Bitcoin Core's JSON-RPC, one call at a time; raises on transport or RPC errors."""
+
+    async def call(self, method: str, params: list[Any] | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConnection:
+    """One Stratum connection as the pool sees it now."""
+
+    remote: str
+    worker: str | None  # None until authorized
+    difficulty: float
+    connected_at: float
+    user_agent: str | None = None
+    last_share_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLiveStatus:
+    connections: int
+    sessions: tuple[LiveConnection, ...] = ()
+    stratum_url: str | None = None
+
+
+class PoolLive(Protocol):
+    def live_status(self) -> PoolLiveStatus: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInfo:
+    """Static facts about this operation shown on the dashboard."""
+
+    name: str = "pithead"
+    mode: str = "solo"  # solo | pool
+    scheme: str = "pplns"
+    fee_percent: float = 0.0
+    network: str = "regtest"
+    stratum_url: str | None = None
+
+
+# The ledger's statistics bucket width in seconds: windows are aligned to it (see queries.window_sums).
+DEFAULT_BUCKET_WIDTH_S = 60
+
+
+@dataclass(frozen=True)
+class Services:
+    store: StoreReader | None = None
+    node: NodeRpc | None = None
+    pool: PoolLive | None = None
+    last_template_time: Callable[[], float | None] | None = None
+    farm_router: Any | None = None  # a fastapi.APIRouter from pithead.farm.web, mounted at /farm
+    info: PoolInfo = field(default_factory=PoolInfo)
+    bucket_width_s: int = DEFAULT_BUCKET_WIDTH_S
+    clock: Callable[[], float] = time.time

@@ -1,0 +1,228 @@
+// pithead dashboard: reads the JSON API, listens to /api/stream (Server-Sent Events) for live updates,
+// draws charts with uPlot. No build step, no framework. The page at /address/<addr> is the same page
+// scoped to one payout address.
+"use strict";
+
+const REFRESH_MS = 10000;        // tables and charts; the summary cards update on every stream event
+const STREAM_RETRY_MS = 15000;   // fall back to polling this long after the stream fails
+const MAX_WORKER_SERIES = 6;     // worker chart lines; more would be unreadable
+const COLORS = ["#f7931a", "#3b82f6", "#10b981", "#ef4444", "#a855f7", "#eab308"];
+
+const m = location.pathname.match(/^\/address\/([A-Za-z0-9]{14,90})$/);
+const ADDRESS = m ? m[1] : null;
+const state = { charts: {}, range: "1h", streamOk: false, loaded: false, errors: [] };
+window.__pithead = state;
+
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+function si(v, unit) {
+  if (v === null || v === undefined || !isFinite(v)) return "–";
+  const p = ["", "k", "M", "G", "T", "P", "E", "Z"];
+  let i = 0;
+  while (Math.abs(v) >= 1000 && i < p.length - 1) { v /= 1000; i++; }
+  return (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) + " " + p[i] + unit;
+}
+const hps = (v) => si(v, "H/s");
+const num = (v) => (v === null || v === undefined) ? "–" : (Math.abs(v) >= 1000 ? si(v, "") : (+v).toPrecision(4).replace(/\.?0+$/, ""));
+const btc = (sat) => (sat / 1e8).toFixed(8) + " BTC";
+function ago(t) {
+  if (!t) return "never";
+  const s = Math.max(0, Date.now() / 1000 - t);
+  if (s < 60) return Math.round(s) + " s ago";
+  if (s < 3600) return Math.round(s / 60) + " min ago";
+  if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
+  return (s / 86400).toFixed(1) + " d ago";
+}
+function rateText(h) {
+  if (!h) return "–";
+  if (!h.enough_shares) return h.note || "too few shares to estimate";
+  return `${hps(h.hashrate_hps)} [${hps(h.low_hps)} – ${hps(h.high_hps)}]`;
+}
+function short(s, n = 10) { s = String(s); return s.length > 2 * n + 1 ? s.slice(0, n) + "…" + s.slice(-n) : s; }
+function addrLink(a) { return a.startsWith("@") ? esc(a) : `<a href="/address/${esc(a)}">${esc(short(a))}</a>`; }
+function rows(id, items, fn, empty) {
+  const tb = $(id).querySelector("tbody");
+  tb.innerHTML = items.length ? items.map(fn).join("") : `<tr><td colspan="9" class="empty">${esc(empty)}</td></tr>`;
+}
+
+async function get(path) {
+  const r = await fetch(path, { headers: { accept: "application/json" } });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+function renderRates(list) {
+  $("rates").innerHTML = list.map((h) => `
+    <div class="card${h.enough_shares ? "" : " few"}" data-window="${esc(h.window)}">
+      <span>${esc(h.window)}</span>
+      <b>${h.enough_shares ? esc(hps(h.hashrate_hps)) : "–"}</b>
+      <small>${h.enough_shares ? "90%: " + esc(hps(h.low_hps)) + " – " + esc(hps(h.high_hps)) : esc(h.note || "too few shares to estimate")}</small>
+      <small class="dim">${h.shares} shares in ${Math.round(h.span_s)} s</small>
+    </div>`).join("");
+}
+
+function renderNetwork(n) {
+  $("net-status").textContent = n.available ? "up" : "down: " + (n.error || "unknown");
+  $("net-status").className = n.available ? "ok" : "bad";
+  $("net-chain").textContent = n.chain ?? "–";
+  $("net-height").textContent = n.height ?? "–";
+  $("net-diff").textContent = num(n.difficulty);
+  $("net-tage").textContent = n.template_age_s === null || n.template_age_s === undefined ? "–" : n.template_age_s.toFixed(1) + " s";
+  $("net-lat").textContent = n.rpc_latency_ms === null || n.rpc_latency_ms === undefined ? "–" : n.rpc_latency_ms.toFixed(2) + " ms";
+  $("net-mempool").textContent = n.mempool_tx ?? "–";
+}
+
+function renderPool(p) {
+  $("pool-name").textContent = p.name;
+  $("pool-mode").textContent = `${p.mode} · ${p.scheme.toUpperCase()} · fee ${p.fee_percent}% · ${p.network}`;
+  $("pool-url").textContent = p.stratum_url || "–";
+  if (ADDRESS) return;
+  renderRates(p.hashrate);
+  $("pool-workers").textContent = `${p.active_workers} active / ${p.workers}`;
+  $("pool-conns").textContent = p.connections ?? "–";
+  $("pool-acc").textContent = p.accepted_shares;
+  $("pool-rej").textContent = p.rejected_shares;
+  $("pool-blocks").textContent = p.blocks_found + (p.last_block_height !== null ? ` (last #${p.last_block_height}, ${ago(p.last_block_time)})` : "");
+  $("pool-best").textContent = num(p.best_share);
+  renderRejects(p.rejects_1h);
+}
+
+function renderRejects(r) {
+  rows("rejects", Object.entries(r.by_reason), ([k, v]) => `<tr><td>${esc(k)}</td><td>${v}</td></tr>`, "no rejected shares in the last hour");
+}
+
+function renderWorkers(ws) {
+  rows("workers", ws, (w) => {
+    const h5 = w.hashrate.find((h) => h.window === "5m"), h1 = w.hashrate.find((h) => h.window === "1h");
+    return `<tr class="${w.online ? "" : "dim"}"><td title="${esc(w.worker)}">${esc(short(w.worker, 14))}</td><td>${esc(rateText(h5))}</td>
+      <td>${esc(rateText(h1))}</td><td>${w.accepted}</td><td>${w.rejected}</td><td>${num(w.best_share)}</td><td>${ago(w.last_share_time)}</td></tr>`;
+  }, "no workers yet");
+}
+
+function renderBlocks(bs) {
+  rows("blocks", bs, (b) => `<tr><td>${b.height}</td><td title="${esc(b.hash)}"><code>${esc(short(b.hash, 8))}</code></td>
+    <td>${addrLink(b.address)}</td><td>${btc(b.reward_sat)}</td><td class="st-${esc(b.status)}">${esc(b.status)} (${b.confirmations})</td><td>${ago(b.time)}</td></tr>`,
+    "no blocks found yet");
+}
+function renderShares(id, ss, best) {
+  rows(id, ss, (s) => best
+    ? `<tr><td>${num(s.share_difficulty)}</td><td title="${esc(s.worker)}">${esc(short(s.worker, 12))}</td><td>${ago(s.time)}</td></tr>`
+    : `<tr><td>${ago(s.time)}</td><td title="${esc(s.worker)}">${esc(short(s.worker, 12))}</td><td>${num(s.difficulty)}</td><td>${num(s.share_difficulty)}</td><td>${s.height}</td></tr>`,
+    "no shares yet");
+}
+function renderBalances(bs) {
+  rows("balances", bs, (b) => `<tr><td>${addrLink(b.address)}</td><td>${btc(b.immature_sat)}</td><td>${btc(b.mature_sat)}</td><td>${btc(b.payable_sat)}</td><td>${btc(b.paid_sat)}</td></tr>`, "no credits yet");
+}
+function renderPayouts(ps) {
+  rows("payouts", ps, (p) => `<tr><td>${p.id}</td><td>${esc(p.status)}</td><td>${btc(p.total_sat)}</td><td><code>${esc(p.txid ? short(p.txid, 8) : "–")}</code></td><td>${ago(p.created)}</td></tr>`, "no payouts yet");
+}
+
+function chart(key, el, xs, series) {
+  const data = [xs, ...series.map((s) => s.values)];
+  const width = Math.max(300, el.clientWidth || 800);
+  const old = state.charts[key];
+  const sameShape = old && old.series.length === series.length + 1 && old.series.slice(1).every((s, i) => s.label === series[i].label);
+  if (sameShape) { old.setData(data); return; }
+  if (old) old.destroy();
+  el.innerHTML = "";
+  state.charts[key] = new uPlot({
+    width, height: 220,
+    series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, fill: i === 0 && series.length === 1 ? "rgba(247,147,26,0.12)" : undefined, value: (u, v) => hps(v) }))],
+    axes: [{ stroke: "#9aa4b2", grid: { stroke: "#222a36" } }, { stroke: "#9aa4b2", grid: { stroke: "#222a36" }, size: 80, values: (u, vs) => vs.map((v) => hps(v)) }],
+    scales: { x: { time: true } },
+    legend: { show: true },
+  }, data, el);
+}
+
+async function refreshCharts() {
+  const scope = ADDRESS ? `&address=${encodeURIComponent(ADDRESS)}` : "";
+  const h = await get(`/api/hashrate?range=${state.range}${scope}`);
+  chart("pool", $("chart-pool"), h.points.map((p) => p.time), [{ label: ADDRESS ? "address" : "pool", values: h.points.map((p) => p.hashrate_hps) }]);
+  const ws = ADDRESS ? state.addressWorkers || [] : state.workers || [];
+  const top = ws.slice(0, MAX_WORKER_SERIES);
+  if (!top.length) { $("chart-workers").innerHTML = '<p class="note">no workers yet</p>'; state.charts.workers?.destroy(); delete state.charts.workers; return; }
+  const hs = await Promise.all(top.map((w) => get(`/api/hashrate?range=${state.range}&worker=${encodeURIComponent(w.worker)}`)));
+  chart("workers", $("chart-workers"), hs[0].points.map((p) => p.time), hs.map((x, i) => ({ label: short(top[i].worker, 8), values: x.points.map((p) => p.hashrate_hps) })));
+}
+
+async function refreshAddress() {
+  const a = await get(`/api/addresses/${encodeURIComponent(ADDRESS)}?limit=50`);
+  state.addressWorkers = a.workers;
+  $("addr-unknown").hidden = a.known;
+  renderRates(a.hashrate);
+  $("bal-immature").textContent = btc(a.balance.immature_sat);
+  $("bal-mature").textContent = btc(a.balance.mature_sat);
+  $("bal-payable").textContent = btc(a.balance.payable_sat);
+  $("bal-paid").textContent = btc(a.balance.paid_sat);
+  $("addr-best").textContent = num(a.best_share);
+  $("addr-shares").textContent = `${a.accepted_shares} accepted / ${a.rejected_shares} rejected`;
+  renderWorkers(a.workers);
+  renderBlocks(a.blocks);
+  renderShares("shares", a.recent_shares, false);
+  renderRejects(a.rejects_1h);
+  renderBalances([a.balance]);
+  renderPayouts(a.payouts);
+  const best = await get("/api/shares/best?limit=200");
+  renderShares("best", best.filter((s) => s.address === ADDRESS).slice(0, 20), true);
+}
+
+async function refreshAll() {
+  try {
+    const [pool, net] = await Promise.all([get("/api/pool"), get("/api/network")]);
+    renderPool(pool); renderNetwork(net);
+    if (ADDRESS) {
+      await refreshAddress();
+    } else {
+      const [ws, bs, ss, best, bal, pay] = await Promise.all([
+        get("/api/workers?limit=200"), get("/api/blocks?limit=20"), get("/api/shares/recent?limit=20"),
+        get("/api/shares/best?limit=10"), get("/api/balances?limit=50"), get("/api/payouts?limit=20")]);
+      state.workers = ws;
+      renderWorkers(ws); renderBlocks(bs); renderShares("shares", ss, false); renderShares("best", best, true);
+      renderBalances(bal); renderPayouts(pay);
+    }
+    await refreshCharts();
+    state.loaded = true;
+    document.body.dataset.ready = "1";
+  } catch (e) {
+    state.errors.push(String(e));
+    console.warn("refresh failed:", e);
+  }
+}
+
+function stream() {
+  if (!window.EventSource) return;
+  const es = new EventSource("/api/stream");
+  es.addEventListener("summary", (ev) => {
+    const d = JSON.parse(ev.data);
+    state.streamOk = true;
+    $("live").className = "live on";
+    if (d.network) renderNetwork(d.network);
+    if (d.pool) renderPool(d.pool);
+  });
+  es.onerror = () => {
+    $("live").className = "live off";
+    state.streamOk = false;
+    es.close();
+    setTimeout(stream, STREAM_RETRY_MS);
+  };
+}
+
+function init() {
+  if (ADDRESS) {
+    $("address-head").hidden = false;
+    $("addr").textContent = ADDRESS;
+    $("lookup-q").value = ADDRESS;
+    $("rate-title").textContent = "Address hashrate";
+    $("pool-kv").hidden = true;
+    $("bal-title").textContent = "Balance";
+    document.title = "pithead · " + short(ADDRESS);
+  }
+  $("range").addEventListener("change", (e) => { state.range = e.target.value; refreshCharts().catch((x) => console.warn(x)); });
+  window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.setSize({ width: Math.max(300, c.root.parentElement.clientWidth), height: 220 })));
+  get("/healthz").then((h) => { if (h.farm) $("farm-link").hidden = false; }).catch(() => {});
+  refreshAll();
+  setInterval(refreshAll, REFRESH_MS);
+  stream();
+}
+init();
