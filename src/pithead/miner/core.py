@@ -89,7 +89,8 @@ def available_paths() -> list[str]:
     return paths
 
 
-def _check_path(name: str) -> str:
+def check_path(name: str) -> str:
+    """Validate a path name for this machine (HashPathUnavailable if unknown or not available)."""
     if name not in ALL_PATHS:
         raise HashPathUnavailable(f"unknown hashing path {name!r}; expected one of {', '.join(ALL_PATHS)}")
     if name not in available_paths():
@@ -101,7 +102,7 @@ def _check_path(name: str) -> str:
 def _default_path() -> str:
     forced = os.environ.get(ENV_PATH, "").strip().lower()
     if forced:
-        return _check_path(forced)
+        return check_path(forced)
     if _native is None:
         _warn_no_native_once()
     return available_paths()[0]
@@ -121,7 +122,7 @@ def active_path() -> str:
 def set_path(name: str | None) -> str:
     """Choose the path for :func:`scan` (``None``: back to the default); returns the path now active."""
     global _active
-    _active = None if name is None else _check_path(name)
+    _active = None if name is None else check_path(name)
     return active_path()
 
 
@@ -167,7 +168,7 @@ def prepare(header76: bytes, target: int, path: str | None = None) -> PreparedHe
         raise HashCoreError(f"header76 must be exactly {HEADER76_LEN} bytes (the header without its nonce)")
     header76 = bytes(header76)
     tbytes = _target_bytes(target)
-    chosen = active_path() if path is None else _check_path(path)
+    chosen = active_path() if path is None else check_path(path)
     if chosen == PATH_PYTHON:
         mid = hashlib.sha256(header76[:64])
         return PreparedHeader(header76, target, chosen, None, mid)

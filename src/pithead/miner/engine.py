@@ -1,0 +1,178 @@
+"""The hashing engine: N threads scanning work units with the native core, reporting hits and hashrate.
+
+What it is: :class:`Engine` owns worker threads. :meth:`Engine.set_work` switches every thread to a new
+:class:`~pithead.stratum.client.work.Work` within one scan chunk; each thread takes distinct units from one
+:class:`~pithead.stratum.client.work.WorkRoller` (version bits, then extranonce2, then ntime, when a unit's
+2^32 nonces are spent) and scans them in chunks sized to about :data:`CHUNK_SECONDS`, so a new job is
+picked up quickly. The core releases the GIL while scanning, so threads scale across cores. Every hit
+is re-hashed with hashlib (the reference) before it is handed to ``on_share``; a mismatch is counted as a
+hardware error and never submitted.
+
+What it is not: Stratum (the engine never sees a socket) or a status display (it exposes counters).
+``on_share`` is called from worker threads; the miner's asyncio side hops to its loop with
+``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from pithead.miner import core
+from pithead.stratum.client.errors import WorkExhausted
+from pithead.stratum.client.work import Share, Work, WorkRoller, WorkUnit
+
+#: Target wall time of one scan call: short enough that a new job reaches every thread within about a
+#: tenth of a second, long enough that the Python overhead per call (~10 us) is noise.
+CHUNK_SECONDS: Final = 0.1
+#: Scan-call bounds in nonces (the first call, before the rate is known, uses the minimum).
+MIN_CHUNK: Final = 1 << 14
+MAX_CHUNK: Final = 1 << 26
+#: Idle threads re-check for work or stop this often.
+IDLE_POLL: Final = 0.5
+#: Hashrate is averaged over this window (seconds).
+RATE_WINDOW: Final = 10.0
+#: At most this many threads (far more than any CPU we run on; guards a typo like -t 10000).
+MAX_THREADS: Final = 1024
+
+
+@dataclass(slots=True)
+class ThreadStats:
+    hashes: int = 0
+    hits: int = 0
+    hw_errors: int = 0
+    # (monotonic time, cumulative hashes) samples for the windowed rate
+    _samples: list[tuple[float, int]] | None = None
+
+    def record(self, now: float) -> None:
+        if self._samples is None:
+            self._samples = []
+        self._samples.append((now, self.hashes))
+        while len(self._samples) > 2 and now - self._samples[1][0] > RATE_WINDOW:
+            self._samples.pop(0)
+
+    def rate(self, now: float) -> float:
+        s = self._samples
+        if not s or len(s) < 2:
+            return 0.0
+        t0, h0 = s[0]
+        t1, h1 = s[-1]
+        return (h1 - h0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class Engine:
+    """Worker threads hashing the newest work; see the module docstring."""
+
+    def __init__(
+        self,
+        threads: int,
+        on_share: Callable[[Share], None],
+        *,
+        path: str | None = None,
+        chunk_seconds: float = CHUNK_SECONDS,
+    ) -> None:
+        if not 1 <= threads <= MAX_THREADS:
+            raise ValueError(f"threads must be in 1..{MAX_THREADS}")
+        self.path = core.active_path() if path is None else core.check_path(path)
+        self.on_share = on_share
+        self.chunk_seconds = chunk_seconds
+        self.stats = [ThreadStats() for _ in range(threads)]
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._work: Work | None = None
+        self._roller: WorkRoller | None = None
+        self._generation = 0
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), name=f"pithead-hash-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        self.exhausted_jobs = 0
+
+    # ------------------------------------------------------------------------------------ control
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout)
+
+    def set_work(self, work: Work | None) -> None:
+        """Mine ``work`` from now on (None: idle)."""
+        with self._wake:
+            self._work = work
+            self._roller = WorkRoller(work) if work is not None else None
+            self._generation += 1
+            self._wake.notify_all()
+
+    @property
+    def work(self) -> Work | None:
+        return self._work
+
+    # ------------------------------------------------------------------------------------ figures
+
+    def rates(self) -> list[float]:
+        now = time.monotonic()
+        return [s.rate(now) for s in self.stats]
+
+    def total_rate(self) -> float:
+        return sum(self.rates())
+
+    @property
+    def total_hashes(self) -> int:
+        return sum(s.hashes for s in self.stats)
+
+    # ------------------------------------------------------------------------------------ workers
+
+    def _next_unit(self) -> tuple[WorkUnit, int] | None:
+        with self._wake:
+            while not self._stop.is_set():
+                if self._roller is not None:
+                    try:
+                        return self._roller.next_unit(), self._generation
+                    except WorkExhausted:
+                        self.exhausted_jobs += 1
+                        self._roller = None
+                self._wake.wait(IDLE_POLL)
+        return None
+
+    def _run(self, index: int) -> None:
+        stats = self.stats[index]
+        stats.record(time.monotonic())
+        chunk = MIN_CHUNK
+        while not self._stop.is_set():
+            got = self._next_unit()
+            if got is None:
+                return
+            unit, generation = got
+            prepared = core.prepare(unit.header76, unit.work.share_target, self.path)
+            nonce = 0
+            while nonce < core.NONCE_SPACE and generation == self._generation and not self._stop.is_set():
+                n = min(chunk, core.NONCE_SPACE - nonce)
+                t0 = time.perf_counter()
+                hits = prepared.scan(nonce, n)
+                elapsed = time.perf_counter() - t0
+                stats.hashes += n
+                stats.record(time.monotonic())
+                if elapsed > 0:
+                    chunk = int(min(MAX_CHUNK, max(MIN_CHUNK, n * self.chunk_seconds / elapsed)))
+                for h in hits:
+                    self._report(stats, unit, h)
+                nonce += n
+
+    def _report(self, stats: ThreadStats, unit: WorkUnit, nonce: int) -> None:
+        share = unit.share(nonce)  # recomputed with hashlib
+        if int.from_bytes(share.hash, "little") > unit.work.share_target:
+            stats.hw_errors += 1  # the fast path and the reference disagree: never submit it
+            return
+        stats.hits += 1
+        self.on_share(share)

@@ -1,0 +1,299 @@
+"""The asyncio shell around :class:`~pithead.stratum.client.session.ClientSession`: pools, failover, backoff.
+
+What it is: :class:`StratumClient` keeps one connection to the first pool that works out of an ordered
+list (``-o`` order), reads with an idle timeout, feeds the sans-IO session, hands events to a callback
+and writes what the session queues. When a connection fails it tries the next pool; once every pool has
+failed in a row it sleeps an exponential backoff (never a busy loop when all pools are down). After a
+session that produced work ends, it starts again from the primary pool. ``client.reconnect`` is honoured
+for the same host (another port) unless redirects to other hosts are allowed.
+
+Reusable by anything that mines through Stratum (the reference miner, simulated devices): give it pools,
+a :class:`ClientConfig` and an event callback; call :meth:`submit` from the event loop.
+
+What it is not: protocol logic (``session.py``), hashing or threads (:mod:`pithead.miner`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from pithead.stratum.client.errors import InvalidPoolUrl, StratumClientError
+from pithead.stratum.client.session import (
+    AuthorizationFailed,
+    ClientConfig,
+    ClientEvent,
+    ClientSession,
+    NewWork,
+    ReconnectRequested,
+)
+from pithead.stratum.client.work import Share
+
+#: Connecting to a pool that does not answer within this is a failure; move on to the next one.
+CONNECT_TIMEOUT: Final = 10.0
+#: Pools send a notify at least every ~30-120 s; five minutes of silence means the connection is dead.
+IDLE_TIMEOUT: Final = 300.0
+#: Backoff after every pool failed in a row: start small, double, cap (a down pool is retried about twice a
+#: minute, not hammered), with +-20 % jitter so a fleet does not reconnect in lockstep.
+BACKOFF_INITIAL: Final = 1.0
+BACKOFF_MAX: Final = 30.0
+BACKOFF_JITTER: Final = 0.2
+#: A session shorter than this that still produced work counts as unstable: back off before reconnecting,
+#: so a pool that accepts, sends a job and drops us at once is not reconnected in a tight loop.
+STABLE_SESSION: Final = 30.0
+#: Bytes per read.
+READ_CHUNK: Final = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class PoolAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"stratum+tcp://{self.host}:{self.port}"
+
+
+def parse_pool_url(url: str) -> PoolAddress:
+    """``stratum+tcp://HOST:PORT`` (also bare ``HOST:PORT``) → PoolAddress."""
+    text = url.strip()
+    if "://" not in text:
+        text = "stratum+tcp://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("stratum+tcp", "stratum", "tcp"):
+        raise InvalidPoolUrl(f"{url!r}: only stratum+tcp:// is supported")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidPoolUrl(f"{url!r}: bad port") from exc
+    if not parts.hostname or port is None:
+        raise InvalidPoolUrl(f"{url!r}: expected stratum+tcp://HOST:PORT")
+    return PoolAddress(parts.hostname, port)
+
+
+class Backoff:
+    """Exponential backoff with jitter (sans-IO: returns delays, never sleeps)."""
+
+    def __init__(
+        self,
+        initial: float = BACKOFF_INITIAL,
+        maximum: float = BACKOFF_MAX,
+        jitter: float = BACKOFF_JITTER,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 0 < initial <= maximum:
+            raise ValueError("backoff needs 0 < initial <= maximum")
+        self.initial, self.maximum, self.jitter = initial, maximum, jitter
+        self._rng = rng or random.Random()
+        self._current = initial
+
+    def next_delay(self) -> float:
+        base = self._current
+        self._current = min(self._current * 2, self.maximum)
+        return base * (1 + self._rng.uniform(-self.jitter, self.jitter))
+
+    def reset(self) -> None:
+        self._current = self.initial
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    pool: PoolAddress
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    pool: PoolAddress
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackingOff:
+    delay: float
+
+
+ShellEvent = Connected | Disconnected | BackingOff
+EventCallback = Callable[[ClientEvent | ShellEvent], Awaitable[None] | None]
+
+
+class StratumClient:
+    """Mine through the first working pool of an ordered list; see the module docstring."""
+
+    def __init__(
+        self,
+        pools: Sequence[PoolAddress],
+        config: ClientConfig,
+        *,
+        backoff: Backoff | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+        stable_session: float = STABLE_SESSION,
+        allow_redirect: bool = False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not pools:
+            raise ValueError("at least one pool is needed")
+        self.pools = list(pools)
+        self.config = config
+        self.backoff = backoff or Backoff()
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.stable_session = stable_session
+        self.allow_redirect = allow_redirect
+        self._sleep = sleep
+        self._session: ClientSession | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._stopping = asyncio.Event()
+        self.current_pool: PoolAddress | None = None
+        self.connect_attempts = 0
+
+    @property
+    def session(self) -> ClientSession | None:
+        """The live session (None while disconnected)."""
+        return self._session
+
+    def submit(self, share: Share) -> bool:
+        """Send a share on the live session; False (dropped) when disconnected or the share is stale."""
+        session, writer = self._session, self._writer
+        if session is None or writer is None or writer.is_closing():
+            return False
+        current = session.current_work
+        if current is None or share.work.extranonce1 != session.extranonce1:
+            return False  # work from an earlier connection: the pool would not know its job
+        try:
+            session.submit(share)
+        except StratumClientError:
+            writer.close()  # too many unanswered: the connection is dead; run() reconnects
+            return False
+        writer.write(session.data_to_send())
+        return True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._writer is not None:
+            self._writer.close()
+
+    async def run(self, on_event: EventCallback) -> None:
+        """Connect, mine, fail over and back off until :meth:`stop`."""
+        index = 0
+        failures_in_row = 0
+        redirect: PoolAddress | None = None
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            pool = redirect or self.pools[index]
+            redirect = None
+            started = loop.time()
+            outcome = await self._one_session(pool, on_event)
+            if self._stopping.is_set():
+                break
+            if isinstance(outcome, ReconnectRequested):
+                target = PoolAddress(outcome.host or pool.host, outcome.port or pool.port)
+                if target.host == pool.host or self.allow_redirect:
+                    redirect = target
+                if outcome.wait:
+                    await self._interruptible_sleep(outcome.wait)
+                continue
+            productive = outcome is True
+            if productive:
+                failures_in_row = 0
+                index = 0
+                if loop.time() - started >= self.stable_session:
+                    self.backoff.reset()
+                    continue
+                delay = self.backoff.next_delay()  # productive but short-lived: do not hammer
+            else:
+                failures_in_row += 1
+                index = (index + 1) % len(self.pools)
+                if failures_in_row < len(self.pools):
+                    continue  # try the next pool at once
+                failures_in_row = 0
+                delay = self.backoff.next_delay()
+            await _call(on_event, BackingOff(delay))
+            await self._interruptible_sleep(delay)
+
+    async def _interruptible_sleep(self, delay: float) -> None:
+        stop = asyncio.ensure_future(self._stopping.wait())
+        nap = asyncio.ensure_future(self._sleep(delay))
+        try:
+            await asyncio.wait({stop, nap}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (stop, nap):
+                t.cancel()
+            for t in (stop, nap):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+    async def _one_session(self, pool: PoolAddress, on_event: EventCallback) -> bool | ReconnectRequested:
+        """One connection. True if it produced work, False if it failed first, or a reconnect request."""
+        self.connect_attempts += 1
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(pool.host, pool.port), timeout=self.connect_timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            await _call(on_event, Disconnected(pool, f"connect failed: {exc or type(exc).__name__}"))
+            return False
+        session = ClientSession(self.config)
+        self._session, self._writer, self.current_pool = session, writer, pool
+        productive = False
+        reason = "closed by pool"
+        outcome: bool | ReconnectRequested = False
+        try:
+            await _call(on_event, Connected(pool))
+            session.start()
+            writer.write(session.data_to_send())
+            while not self._stopping.is_set():
+                try:
+                    data = await asyncio.wait_for(reader.read(READ_CHUNK), timeout=self.idle_timeout)
+                except TimeoutError:
+                    reason = f"no message for {self.idle_timeout:.0f} s"
+                    break
+                if not data:
+                    break
+                events = session.receive_data(data)
+                out = session.data_to_send()
+                if out:
+                    writer.write(out)
+                for event in events:
+                    if isinstance(event, NewWork):
+                        productive = True
+                    await _call(on_event, event)
+                    if isinstance(event, AuthorizationFailed):
+                        reason = f"authorization failed: {event.reason}"
+                        raise _EndSession
+                    if isinstance(event, ReconnectRequested):
+                        reason = "pool asked to reconnect"
+                        outcome = event
+                        raise _EndSession
+                await writer.drain()
+        except _EndSession:
+            pass
+        except StratumClientError as exc:
+            reason = f"protocol error: {exc}"
+        except (OSError, ConnectionError) as exc:
+            reason = f"connection error: {exc}"
+        finally:
+            self._session, self._writer = None, None
+            session.close()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        await _call(on_event, Disconnected(pool, reason))
+        if isinstance(outcome, ReconnectRequested):
+            return outcome
+        return productive
+
+
+class _EndSession(Exception):
+    pass
+
+
+async def _call(callback: EventCallback, event: ClientEvent | ShellEvent) -> None:
+    result = callback(event)
+    if result is not None:
+        await result
