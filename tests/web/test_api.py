@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from webseed import ADDR_A, ADDR_B, BLOCK_HASH, BUCKET, Seed, fixed_clock
 
-from pithead.web import hashrate as hr
+from pithead.ledger import stats
 from pithead.web.app import create_app
 from pithead.web.services import LiveConnection, PoolInfo, PoolLiveStatus, Services
 
@@ -44,11 +44,15 @@ def test_pool_summary_windows_and_counts(seeded: Seed) -> None:
     since = (seeded.now - 3600) // BUCKET * BUCKET
     assert one_hour["span_s"] == pytest.approx(seeded.now - since)
     assert one_hour["enough_shares"] is True
-    expected = one_hour["difficulty_sum"] * 2**32 / one_hour["span_s"]
+    expected = one_hour["difficulty_sum"] * stats.HASHES_PER_DIFF1 / one_hour["span_s"]
     assert one_hour["hashrate_hps"] == pytest.approx(expected)
-    assert one_hour["low_hps"] < one_hour["hashrate_hps"] < one_hour["high_hps"]
+    # The interval is the ledger's exact Poisson interval for the share count, scaled per share.
+    lo_k, hi_k = stats.poisson_interval(one_hour["shares"])
+    per_share = expected / one_hour["shares"]
+    assert one_hour["low_hps"] == pytest.approx(lo_k * per_share)
+    assert one_hour["high_hps"] == pytest.approx(hi_k * per_share)
     # Worker A sends difficulty 2 every 5 s: 2 * 2**32 / 5 H/s, and the estimate's interval must hold it.
-    truth = seeded.a_diff * 2**32 / 5.0
+    truth = seeded.a_diff * stats.HASHES_PER_DIFF1 / 5.0
     assert one_hour["low_hps"] <= truth <= one_hour["high_hps"]
     assert p["workers"] == 2 and p["active_workers"] == 2
     assert p["rejected_shares"] == 4
@@ -137,7 +141,7 @@ def test_hashrate_history_points(seeded: Seed) -> None:
     full = h["points"][1:-1]
     # A full minute holds 12 shares of A at difficulty 2 (plus B's handful near the end).
     a_only = [p for p in full if p["shares"] == 12]
-    assert a_only and a_only[0]["hashrate_hps"] == pytest.approx(12 * 2 * 2**32 / 60)
+    assert a_only and a_only[0]["hashrate_hps"] == pytest.approx(12 * 2 * stats.HASHES_PER_DIFF1 / 60)
     w = c.get(f"/api/hashrate?range=6h&worker={ADDR_B}.cpu").json()
     assert sum(p["shares"] for p in w["points"]) == 4
     assert c.get("/api/hashrate?range=5y").status_code == 422
@@ -188,4 +192,4 @@ def test_dashboard_pages_served(seeded: Seed) -> None:
 def test_min_shares_constant_is_used(seeded: Seed) -> None:
     c = client_for(seeded)
     one_minute = c.get("/api/pool").json()["hashrate"][0]
-    assert one_minute["enough_shares"] == (one_minute["shares"] >= hr.MIN_SHARES_TO_ESTIMATE)
+    assert one_minute["enough_shares"] == (one_minute["shares"] >= stats.MIN_SHARES_RELIABLE)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pithead.ledger.events import ShareEvent
+from pithead.ledger.ledger import FINE_BUCKET_S
 from pithead.store.base import LedgerStore
 from pithead.store.records import (
     BlockRecord,
@@ -15,7 +16,7 @@ from pithead.store.records import (
     CreditStatus,
 )
 
-BUCKET = 60
+BUCKET = FINE_BUCKET_S
 ADDR_A = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 ADDR_B = "bcrt1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3qzf3wm6"
 BLOCK_HASH = "00" * 4 + "ab" * 28

@@ -3,7 +3,9 @@
 Plain synchronous functions over a `StoreReader` and the time passed in (FastAPI runs them in its
 thread pool, so a slow database never blocks the event loop). Hashrate windows are aligned down to the
 ledger's statistics buckets: a bucket is counted whole, so the span used for the rate runs from the start
-of the oldest bucket counted to now, never the nominal window (which would overstate the rate).
+of the oldest bucket counted to now, never the nominal window (which would overstate the rate). The
+estimate and its 90% interval are the ledger's (`pithead.ledger.stats`); below its reliability threshold
+the API gives no number and says "too few shares to estimate".
 
 This module does not write anything and does not know about HTTP.
 """
@@ -12,8 +14,8 @@ from __future__ import annotations
 
 import math
 
+from pithead.ledger import stats
 from pithead.store.records import Balance, BlockRecord, CreditRecord, PayoutBatch, ShareRow, WorkerRow
-from pithead.web import hashrate as hr
 from pithead.web.models import (
     AddressPage,
     BalanceOut,
@@ -63,7 +65,8 @@ def hashrate_windows(
     for name, window_s in WINDOWS:
         since = _aligned_since(now, window_s, bucket_s)
         sums = store.work_since(since, worker=worker, address=address)
-        est = hr.estimate(sums.shares, sums.difficulty_sum, now - since, window_s)
+        est = stats.estimate(sums.shares, sums.difficulty_sum, now - since, window_s, 0.0)
+        ok = est.reliable
         out.append(
             Hashrate(
                 window=name,
@@ -71,14 +74,19 @@ def hashrate_windows(
                 span_s=est.span_s,
                 shares=est.shares,
                 difficulty_sum=est.difficulty_sum,
-                hashrate_hps=est.hashrate,
-                low_hps=est.low,
-                high_hps=est.high,
-                enough_shares=est.enough,
-                note=None if est.enough else f"{TOO_FEW} ({est.shares} of {hr.MIN_SHARES_TO_ESTIMATE} needed)",
+                hashrate_hps=est.hashrate if ok else None,
+                low_hps=est.low if ok else None,
+                high_hps=est.high if ok else None,
+                enough_shares=ok,
+                note=None if ok else f"{TOO_FEW} ({est.shares} of {stats.MIN_SHARES_RELIABLE} needed)",
             )
         )
     return out
+
+
+def rate(difficulty_sum: float, span_s: float) -> float:
+    """Hashes per second for a chart point (charts show the trend; the cards carry the interval)."""
+    return 0.0 if span_s <= 0 else difficulty_sum * stats.HASHES_PER_DIFF1 / span_s
 
 
 def history(
@@ -95,8 +103,8 @@ def history(
         sums = by_start.get(start)
         # The newest point covers only the part of its step that has elapsed.
         covered = min(step, now - start)
-        rate = hr.rate_only(sums.difficulty_sum, covered) if sums is not None else 0.0
-        points.append(Point(time=start, hashrate_hps=rate, shares=sums.shares if sums else 0))
+        value = rate(sums.difficulty_sum, covered) if sums is not None else 0.0
+        points.append(Point(time=start, hashrate_hps=value, shares=sums.shares if sums else 0))
         start += step
     return HashrateHistory(range=range_name, bucket_s=step, worker=worker, address=address, points=points)
 

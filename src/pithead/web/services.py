@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pithead.ledger.ledger import FINE_BUCKET_S
 from pithead.store.records import (
     Balance,
     BatchStatus,
@@ -96,8 +97,8 @@ class PoolInfo:
     stratum_url: str | None = None
 
 
-# The ledger's statistics bucket width in seconds: windows are aligned to it (see queries.window_sums).
-DEFAULT_BUCKET_WIDTH_S = 60
+# The ledger's fine statistics bucket width in seconds: hashrate windows are aligned to it.
+DEFAULT_BUCKET_WIDTH_S = FINE_BUCKET_S
 
 
 @dataclass(frozen=True)
