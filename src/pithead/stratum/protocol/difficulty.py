@@ -1,0 +1,146 @@
+"""Share difficulty: the wire form, and vardiff (per-connection, sans-IO: time is a parameter).
+
+Vardiff aims at one share every `target_interval` seconds per connection. It re-estimates from the shares
+seen since the last retarget, and:
+  * converges fast on a new connection: the first retargets happen after a few shares (or a few seconds)
+    and may move the difficulty by up to 2^8 at once, so a Bitaxe at diff 1 reaches ~500 within seconds
+    instead of ckpool's minutes (ESP-Miner #98);
+  * then moves at most ×4 / ÷4 per retarget and only when the observed rate is outside a hysteresis band
+    (×0.5..×2 of the target), so it does not flap on share-time noise;
+  * lowers the difficulty when a connection stops finding shares (a slow device never gets stuck);
+  * stays within [min, max]; fractional (sub-1) difficulties are allowed for ESP32-class miners, and whole
+    ones are sent as JSON integers (ASIC firmware parses integers; ckpool-lhr §1-2).
+A `fixed` difficulty (password `d=`) disables vardiff for the connection, as rental services need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+FAST_RETARGETS = 3
+"""Retargets in the fast (first-convergence) phase of a new connection."""
+FAST_SHARES = 4
+"""Shares that trigger a retarget in the fast phase (a few shares already estimate the rate within ×2)."""
+FAST_MAX_FACTOR = 256.0
+"""Largest change per retarget in the fast phase: from diff 1 to a 1 TH/s device in two steps."""
+SLOW_SHARES = 24
+"""Shares per retarget once converged: a ±20% rate estimate, so noise rarely crosses the hysteresis band."""
+SLOW_MAX_FACTOR = 4.0
+"""Largest change per retarget once converged."""
+HYSTERESIS = 2.0
+"""No change unless the observed share rate is off target by more than this factor either way."""
+RETARGET_AFTER_INTERVALS = 6.0
+"""Also retarget when this many target intervals passed since the last one (slow or quiet miners)."""
+SIGNIFICANT_DIGITS = 3
+"""Sub-1 difficulties are rounded to this many significant digits (clean set_difficulty values)."""
+
+
+def wire_difficulty(diff: float) -> int | float:
+    """The JSON value to send: an integer for whole difficulties, else the float."""
+    if diff >= 1 and float(diff).is_integer():
+        return int(diff)
+    return diff
+
+
+def round_difficulty(diff: float) -> float:
+    """Whole numbers at or above 1, a few significant digits below."""
+    if diff >= 1:
+        return float(max(1, round(diff)))
+    digits = SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(diff))
+    return round(diff, digits)
+
+
+def clamp(diff: float, lo: float, hi: float) -> float:
+    return min(max(diff, lo), hi)
+
+
+@dataclass(frozen=True, slots=True)
+class VarDiffConfig:
+    target_interval: float = 10.0  # seconds per share per connection
+    min_difficulty: float = 0.001
+    max_difficulty: float = 1e12
+
+    def __post_init__(self) -> None:
+        if not (self.target_interval > 0 and 0 < self.min_difficulty <= self.max_difficulty):
+            raise ValueError("vardiff needs target_interval > 0 and 0 < min <= max difficulty")
+
+
+class VarDiff:
+    """One connection's difficulty controller. Call `on_share(now)` per accepted share and
+    `on_tick(now)` now and then; each returns the new difficulty when it changed, else None."""
+
+    __slots__ = ("_fixed", "_retargets", "_shares", "_since", "cfg", "difficulty", "floor")
+
+    def __init__(self, cfg: VarDiffConfig, start: float, now: float) -> None:
+        self.cfg = cfg
+        self.floor = cfg.min_difficulty
+        self.difficulty = round_difficulty(clamp(start, cfg.min_difficulty, cfg.max_difficulty))
+        self._since = now
+        self._shares = 0
+        self._retargets = 0
+        self._fixed = False
+
+    @property
+    def fixed(self) -> bool:
+        return self._fixed
+
+    def _bound(self, diff: float) -> float:
+        return round_difficulty(clamp(diff, max(self.floor, self.cfg.min_difficulty), self.cfg.max_difficulty))
+
+    def set_floor(self, floor: float, now: float) -> float | None:
+        """BIP310 minimum-difficulty: never go below `floor` (still within the pool bounds)."""
+        self.floor = clamp(floor, self.cfg.min_difficulty, self.cfg.max_difficulty)
+        return self._change(max(self.difficulty, self.floor), now)
+
+    def suggest(self, diff: float, now: float) -> float | None:
+        """mining.suggest_difficulty: start from the miner's value (bounded); treated as converged."""
+        self._retargets = max(self._retargets, FAST_RETARGETS)
+        return self._change(diff, now)
+
+    def fix(self, diff: float, now: float) -> float | None:
+        """Password d=: a fixed difficulty within the bounds; vardiff stops for this connection."""
+        self._fixed = True
+        return self._change(diff, now, force=True)
+
+    def _change(self, diff: float, now: float, force: bool = False) -> float | None:
+        new = self._bound(diff)
+        self._since = now
+        self._shares = 0
+        if new == self.difficulty:
+            return None
+        self.difficulty = new
+        return new
+
+    def on_share(self, now: float) -> float | None:
+        if self._fixed:
+            return None
+        self._shares += 1
+        fast = self._retargets < FAST_RETARGETS
+        needed = FAST_SHARES if fast else SLOW_SHARES
+        if self._shares < needed and now - self._since < RETARGET_AFTER_INTERVALS * self.cfg.target_interval:
+            return None
+        return self._retarget(now, fast)
+
+    def on_tick(self, now: float) -> float | None:
+        """Retarget a quiet connection (no or few shares for a long time)."""
+        if self._fixed:
+            return None
+        if now - self._since < RETARGET_AFTER_INTERVALS * self.cfg.target_interval:
+            return None
+        return self._retarget(now, self._retargets < FAST_RETARGETS)
+
+    def _retarget(self, now: float, fast: bool) -> float | None:
+        elapsed = max(now - self._since, 1e-3)
+        # With no share yet, assume one was just about to arrive: the most optimistic estimate, so the
+        # difficulty falls no faster than the evidence says.
+        shares = max(self._shares, 1)
+        ratio = (self.cfg.target_interval * shares) / elapsed  # > 1: shares come too fast → raise diff
+        self._retargets += 1
+        if 1 / HYSTERESIS <= ratio <= HYSTERESIS:
+            self._since = now
+            self._shares = 0
+            return None
+        limit = FAST_MAX_FACTOR if fast else SLOW_MAX_FACTOR
+        ratio = clamp(ratio, 1 / limit, limit)
+        return self._change(self.difficulty * ratio, now)

@@ -1,0 +1,177 @@
+"""The job book: the pool's current work, the recent jobs by id, and their pre-serialized notify lines.
+
+What it is: pure bookkeeping over `pithead.template.job`. Each template starts a *generation*; in pool
+mode a generation has one job (the coinbase pays the pool), in solo mode one job per payout script, built
+lazily when a miner with that script first needs it. Every job's `mining.notify` line is serialized once,
+in both clean_jobs variants, so notifying 10,000 miners is 10,000 writes of the same bytes. The book also
+holds, per job, the set of share keys already judged (duplicate detection across reconnects), and says
+whether a job is stale (its previous block is no longer the tip). What it is not: it does no I/O and
+reads no clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from pithead.stratum.protocol.codec import encode_notification
+from pithead.stratum.protocol.share import ShareKey
+from pithead.template.block_template import BlockTemplate
+from pithead.template.job import Job, PayoutMode, build_job, payout_outputs
+
+MAX_GENERATIONS = 16
+"""Templates whose jobs stay known. Older ids answer "job not found"; within these, jobs on an old tip
+answer "stale". 16 refreshes cover several minutes of in-flight work on slow devices."""
+
+MAX_SOLO_JOBS_PER_GENERATION = 200_000
+"""Bound on distinct payout scripts per generation in solo mode (one coinbase each)."""
+
+MAX_SEEN_PER_JOB = 1_000_000
+"""Bound on remembered share keys per job (~100 MB worst case); beyond it the oldest job is the risk,
+and a job with a million shares is long replaced by the next template anyway."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedJob:
+    job: Job
+    seq: int  # global issue order: larger is newer
+    generation: int
+    line_clean: bytes  # the notify line with clean_jobs = true
+    line_update: bytes  # and with clean_jobs = false
+
+    def line(self, clean: bool) -> bytes:
+        return self.line_clean if clean else self.line_update
+
+
+def issue(job: Job, seq: int, generation: int) -> IssuedJob:
+    return IssuedJob(
+        job,
+        seq,
+        generation,
+        encode_notification("mining.notify", job.notify_params(True)),
+        encode_notification("mining.notify", job.notify_params(False)),
+    )
+
+
+@dataclass
+class _Generation:
+    number: int
+    template: BlockTemplate
+    clean: bool
+    ntime: int | None
+    jobs: dict[bytes, IssuedJob] = field(default_factory=dict)  # by payout script
+
+
+class JobBook:
+    def __init__(
+        self,
+        *,
+        mode: PayoutMode,
+        pool_script: bytes | None = None,
+        tag: bytes = b"/pithead/",
+        extranonce1_size: int = 4,
+        extranonce2_size: int = 4,
+        max_generations: int = MAX_GENERATIONS,
+    ) -> None:
+        if mode == "pool" and not pool_script:
+            raise ValueError("pool mode needs the pool's payout script")
+        self.mode: PayoutMode = mode
+        self.pool_script = pool_script
+        self.tag = tag
+        self.extranonce1_size = extranonce1_size
+        self.extranonce2_size = extranonce2_size
+        self.max_generations = max_generations
+        self._seq = 0
+        self._generations: OrderedDict[int, _Generation] = OrderedDict()
+        self._by_id: dict[str, IssuedJob] = {}
+        self._seen: dict[str, set[ShareKey]] = {}
+        self._gen_number = 0
+        self.tip: bytes | None = None
+
+    # --- templates -------------------------------------------------------------------------------------
+    @property
+    def current_template(self) -> BlockTemplate | None:
+        if not self._generations:
+            return None
+        return next(reversed(self._generations.values())).template
+
+    @property
+    def current_clean(self) -> bool:
+        """Whether the current generation started a new block (its first notify has clean_jobs)."""
+        return bool(self._generations) and next(reversed(self._generations.values())).clean
+
+    def new_template(self, template: BlockTemplate, new_block: bool | None = None, ntime: int | None = None) -> int:
+        """Start a generation; returns its number. `new_block` defaults to "the tip changed"."""
+        if new_block is None:
+            new_block = template.prev_hash != self.tip
+        self.tip = template.prev_hash
+        self._gen_number += 1
+        gen = _Generation(self._gen_number, template, new_block, ntime)
+        self._generations[gen.number] = gen
+        while len(self._generations) > self.max_generations:
+            _, old = self._generations.popitem(last=False)
+            for ij in old.jobs.values():
+                self._by_id.pop(ij.job.job_id, None)
+                self._seen.pop(ij.job.job_id, None)
+        return gen.number
+
+    def job_for(self, payout_script: bytes | None = None) -> IssuedJob | None:
+        """The current job for a miner (solo: its script; pool: the pool's), built on first use."""
+        if not self._generations:
+            return None
+        gen = next(reversed(self._generations.values()))
+        script = self.pool_script if self.mode == "pool" else payout_script
+        if not script:
+            return None
+        ij = gen.jobs.get(script)
+        if ij is not None:
+            return ij
+        if len(gen.jobs) >= MAX_SOLO_JOBS_PER_GENERATION:
+            raise RuntimeError("too many distinct payout scripts in one generation")
+        self._seq += 1
+        outputs = payout_outputs(
+            self.mode, gen.template, pool_script=self.pool_script, worker_script=script
+        )
+        job = build_job(
+            gen.template,
+            job_id=f"{self._seq:x}",
+            outputs=outputs,
+            tag=self.tag,
+            extranonce1_size=self.extranonce1_size,
+            extranonce2_size=self.extranonce2_size,
+            ntime=gen.ntime,
+        )
+        ij = issue(job, self._seq, gen.number)
+        gen.jobs[script] = ij
+        self._by_id[job.job_id] = ij
+        return ij
+
+    def add_job(self, job: Job) -> IssuedJob:
+        """Register a job built elsewhere (replayed vectors, tests) as part of the current tip."""
+        self._seq += 1
+        ij = issue(job, self._seq, self._gen_number)
+        self._by_id[job.job_id] = ij
+        if self.tip is None:
+            self.tip = job.prev_hash
+        return ij
+
+    # --- shares ----------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> IssuedJob | None:
+        return self._by_id.get(job_id)
+
+    def is_stale(self, ij: IssuedJob) -> bool:
+        return ij.job.prev_hash != self.tip
+
+    def seen(self, job_id: str) -> set[ShareKey]:
+        s = self._seen.get(job_id)
+        if s is None:
+            s = self._seen[job_id] = set()
+        return s
+
+    def remember(self, job_id: str, key: ShareKey) -> None:
+        s = self.seen(job_id)
+        if len(s) < MAX_SEEN_PER_JOB:
+            s.add(key)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
