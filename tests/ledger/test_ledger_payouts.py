@@ -1,0 +1,235 @@
+"""Payouts: threshold batches, one sendmany each, and never paying twice across crashes.
+
+The embedded node's wallet RPC has not landed yet, so the wallet here is `StandInWallet`, an in-memory
+stand-in that keeps what a wallet must for this test to mean something: a balance that sendmany spends,
+transactions with their comment and outputs, confirmations that grow when we "mine", and conflicts.
+It is honest about being a stand-in: it does not sign or broadcast anything. `RpcWallet` (the adapter
+the node's and Core's RPC will be used through) is tested for its amount conversions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pithead.ledger.payouts import (
+    MAX_OUTPUTS_PER_BATCH,
+    PayoutProcessor,
+    WalletError,
+    WalletRejected,
+    WalletTx,
+    btc_to_sat,
+    plan,
+    sat_to_btc_str,
+)
+from pithead.ledger.schemes import POOL_ACCOUNT
+from pithead.store import open_store
+from pithead.store.base import LedgerStore
+from pithead.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
+
+
+class StandInWallet:
+    def __init__(self, balance: int) -> None:
+        self.balance = balance
+        self.txs: dict[str, dict[str, object]] = {}
+        self.calls = 0
+
+    async def getbalance(self) -> int:
+        return self.balance
+
+    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
+        self.calls += 1
+        total = sum(amounts.values())
+        if total > self.balance:
+            raise WalletRejected("Insufficient funds")
+        if any(not a.startswith("bcrt1") for a in amounts):
+            raise WalletRejected("Invalid Bitcoin address")
+        self.balance -= total
+        txid = hashlib.sha256(f"{len(self.txs)}:{comment}".encode()).hexdigest()
+        self.txs[txid] = {"outputs": dict(amounts), "comment": comment, "confirmations": 0, "replaced_by": None}
+        return txid
+
+    async def gettransaction(self, txid: str) -> WalletTx:
+        tx = self.txs[txid]
+        return WalletTx(txid, int(tx["confirmations"]), tx["replaced_by"])  # type: ignore[arg-type, call-overload]
+
+    async def find_transaction(self, comment: str) -> str | None:
+        return next((t for t, tx in self.txs.items() if tx["comment"] == comment), None)
+
+    def mine(self) -> None:
+        for tx in self.txs.values():
+            if int(tx["confirmations"]) >= 0:  # type: ignore[call-overload]
+                tx["confirmations"] = int(tx["confirmations"]) + 1  # type: ignore[call-overload]
+
+    def conflict(self, txid: str) -> None:
+        tx = self.txs[txid]
+        tx["confirmations"] = -1
+        self.balance += sum(tx["outputs"].values())  # type: ignore[attr-defined]
+
+    def paid(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for tx in self.txs.values():
+            if int(tx["confirmations"]) >= 0:  # type: ignore[call-overload]
+                for a, v in tx["outputs"].items():  # type: ignore[attr-defined]
+                    out[a] = out.get(a, 0) + v
+        return out
+
+
+class Crash(Exception):
+    """The process dying at a chosen point (raised through the processor, like a kill would stop it)."""
+
+
+class FaultyWallet:
+    """Wraps a wallet and fails around sendmany: 'before' (nothing sent), 'after' (sent, then the process
+    dies before recording), 'timeout' (sent, but the caller only sees a transport error)."""
+
+    def __init__(self, inner: StandInWallet, mode: str) -> None:
+        self.inner, self.mode = inner, mode
+
+    async def getbalance(self) -> int:
+        return await self.inner.getbalance()
+
+    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
+        if self.mode == "before":
+            raise Crash("died before the wallet call")
+        txid = await self.inner.sendmany(amounts, comment)
+        if self.mode == "after":
+            raise Crash("died after sendmany returned, before recording the txid")
+        if self.mode == "timeout":
+            raise WalletError("read timeout")
+        return txid
+
+    async def gettransaction(self, txid: str) -> WalletTx:
+        return await self.inner.gettransaction(txid)
+
+    async def find_transaction(self, comment: str) -> str | None:
+        return await self.inner.find_transaction(comment)
+
+
+def credit(store: LedgerStore, address: str, sat: int) -> None:
+    store.add_credits([CreditRecord(address, sat, CreditKind.PPS, CreditStatus.MATURE, 0.0)])
+
+
+def paid_in_book(store: LedgerStore) -> dict[str, int]:
+    return {b.address: b.paid_sat for b in store.balances() if b.paid_sat}
+
+
+async def test_pays_due_balances_in_one_batch(store: LedgerStore) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 150_000)
+    credit(store, "bcrt1qb", 99_999)  # below the threshold: waits
+    credit(store, POOL_ACCOUNT, 10**8)  # the pool's own account is never paid out
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(1.0)
+    assert len(report.created) == 1 and len(report.sent) == 1
+    assert wallet.paid() == {"bcrt1qa": 150_000}
+    assert paid_in_book(store) == {"bcrt1qa": 150_000}
+    wallet.mine()
+    again = await PayoutProcessor(store, wallet, 100_000).run_once(2.0)
+    assert again.confirmed == report.created and again.created == ()
+    assert store.batches()[0].status is BatchStatus.CONFIRMED
+
+
+@pytest.mark.parametrize("mode", ["after", "timeout"])
+async def test_crash_after_sendmany_never_pays_twice(store: LedgerStore, mode: str) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    credit(store, "bcrt1qb", 300_000)
+    faulty = FaultyWallet(wallet, mode)
+    if mode == "after":
+        with pytest.raises(Crash):
+            await PayoutProcessor(store, faulty, 100_000).run_once(1.0)
+    else:
+        report = await PayoutProcessor(store, faulty, 100_000).run_once(1.0)
+        assert report.sent == () and report.failed == ()
+    (batch,) = store.batches()
+    assert batch.status is BatchStatus.INTENT and batch.txid is None  # the crash left only the intent
+    assert wallet.paid() == {"bcrt1qa": 500_000, "bcrt1qb": 300_000}  # ...but the money went out
+    calls = wallet.calls
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(2.0)  # restart, healthy wallet
+    assert wallet.calls == calls  # no second sendmany
+    ((batch_id, txid),) = report.recovered
+    assert batch_id == batch.id and txid in wallet.txs
+    assert report.created == ()  # the reserved amounts are not due again
+    assert wallet.paid() == paid_in_book(store) == {"bcrt1qa": 500_000, "bcrt1qb": 300_000}
+
+
+async def test_crash_before_sendmany_sends_on_rerun(store: LedgerStore) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    with pytest.raises(Crash):
+        await PayoutProcessor(store, FaultyWallet(wallet, "before"), 100_000).run_once(1.0)
+    assert wallet.paid() == {}
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(2.0)
+    assert len(report.sent) == 1 and report.created == ()
+    assert wallet.paid() == {"bcrt1qa": 500_000}
+
+
+async def test_refused_and_conflicted_batches_release_their_amounts(store: LedgerStore) -> None:
+    wallet = StandInWallet(100_000)  # not enough for the payout
+    credit(store, "bcrt1qa", 250_000)
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(1.0)
+    assert len(report.failed) == 1 and wallet.paid() == {}
+    assert store.balances()[0].payable_sat == 250_000
+    wallet.balance = 10**9
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(2.0)
+    ((_, txid),) = report.sent
+    wallet.conflict(txid)
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(3.0)
+    assert len(report.failed) == 1  # the conflicted batch failed...
+    assert len(report.sent) == 1  # ...and its amount went into a new batch, paid once
+    assert wallet.paid() == {"bcrt1qa": 250_000} == paid_in_book(store)
+
+
+def test_plan_is_bounded_and_skips_the_pool() -> None:
+    due = plan({f"bcrt1q{i:04d}": 1000 + i for i in range(MAX_OUTPUTS_PER_BATCH + 50)} | {POOL_ACCOUNT: 10**9}, 1000)
+    assert len(due) == MAX_OUTPUTS_PER_BATCH and POOL_ACCOUNT not in due
+    assert min(due.values()) == 1050  # the largest balances go first
+
+
+def test_btc_amount_conversions_are_exact() -> None:
+    for sat in (0, 1, 99_999_999, 100_000_000, 2_099_999_997_690_000, 123_456_789):
+        assert btc_to_sat(sat_to_btc_str(sat)) == sat
+    assert sat_to_btc_str(1) == "0.00000001"
+    assert btc_to_sat(0.1) == 10_000_000  # a JSON float from Core, through its decimal text
+    with pytest.raises(ValueError):
+        btc_to_sat("0.000000001")
+
+
+STEP = st.tuples(
+    st.dictionaries(st.sampled_from(["bcrt1qa", "bcrt1qb", "bcrt1qc"]), st.integers(1, 300_000), max_size=3),
+    st.sampled_from(["ok", "ok", "before", "after", "timeout", "mine"]),
+)
+
+
+@given(st.lists(STEP, min_size=1, max_size=8))
+@settings(max_examples=40, deadline=None)
+async def test_random_crashes_never_pay_twice_and_eventually_pay_all(steps: list[tuple[dict[str, int], str]]) -> None:
+    store = open_store("sqlite://:memory:")
+    wallet = StandInWallet(10**12)
+    credited: dict[str, int] = {}
+    for t, (credits, mode) in enumerate(steps):
+        for a, v in credits.items():
+            credit(store, a, v)
+            credited[a] = credited.get(a, 0) + v
+        if mode == "mine":
+            wallet.mine()
+            continue
+        w = wallet if mode == "ok" else FaultyWallet(wallet, mode)
+        try:
+            await PayoutProcessor(store, w, 100_000).run_once(float(t))
+        except Crash:
+            pass
+        # the wallet never paid anyone more than they were credited
+        assert all(v <= credited.get(a, 0) for a, v in wallet.paid().items())
+    for t in range(2):  # recover with a healthy wallet
+        await PayoutProcessor(store, wallet, 100_000).run_once(100.0 + t)
+    assert wallet.paid() == paid_in_book(store)
+    comments = [tx["comment"] for tx in wallet.txs.values()]
+    assert len(comments) == len(set(comments))  # one transaction per batch
+    for b in store.balances():
+        assert 0 <= b.payable_sat < 100_000 and b.reserved_sat == 0
+    store.close()
