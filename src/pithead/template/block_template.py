@@ -78,12 +78,12 @@ class BlockTemplate:
         return sum(t.fee for t in self.transactions)
 
 
-def _req(result: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+def _req(result: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
     if key not in result:
-        raise TemplateError(f"getblocktemplate: missing field {key!r}")
+        raise TemplateError(f"getblocktemplate: missing field {where}{key!r}")
     value = result[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise TemplateError(f"getblocktemplate: field {key!r} has type {type(value).__name__}")
+        raise TemplateError(f"getblocktemplate: field {where}{key!r} has type {type(value).__name__}")
     return value
 
 
@@ -118,9 +118,10 @@ def _parse_tx(i: int, raw: Any, n_txs: int, verify: bool) -> TemplateTx:
     if not isinstance(raw, dict):
         raise TemplateError(f"getblocktemplate: transactions[{i}] is not an object")
     try:
-        data = unhex(_req(raw, "data", str), f"transactions[{i}].data")
-        txid = from_display_hex(_req(raw, "txid", str))
-        wtxid = from_display_hex(_req(raw, "hash", str)) if "hash" in raw else txid
+        where = f"transactions[{i}]."
+        data = unhex(_req(raw, "data", str, where), f"transactions[{i}].data")
+        txid = from_display_hex(_req(raw, "txid", str, where))
+        wtxid = from_display_hex(_req(raw, "hash", str, where)) if "hash" in raw else txid
     except ChainError as exc:
         raise TemplateError(f"getblocktemplate: transactions[{i}]: {exc}") from exc
     depends = raw.get("depends", [])
@@ -190,12 +191,16 @@ def parse_gbt(result: Any, *, verify_transactions: bool = True) -> BlockTemplate
     txs = tuple(_parse_tx(i + 1, t, len(raw_txs), verify_transactions) for i, t in enumerate(raw_txs))
     rules = _str_list(result, "rules")
     mutable = _str_list(result, "mutable")
-    vbavailable = result.get("vbavailable") or {}
+    vbavailable = result.get("vbavailable", {})
+    if vbavailable is None:
+        vbavailable = {}
     if not isinstance(vbavailable, dict) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in vbavailable.values()
     ):
         raise TemplateError("getblocktemplate: vbavailable must map rule names to bit numbers")
-    aux = result.get("coinbaseaux", {}) or {}
+    aux = result.get("coinbaseaux", {})
+    if aux is None:
+        aux = {}
     if not isinstance(aux, dict):
         raise TemplateError("getblocktemplate: coinbaseaux must be an object")
     try:
