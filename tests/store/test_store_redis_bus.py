@@ -1,0 +1,150 @@
+"""The Redis Streams share bus against the real Redis on 127.0.0.1:6379, one unique stream per test.
+
+Crash scenarios: a ledger that dies after reading but before applying, and one that dies after
+committing but before acknowledging; in both the restarted consumer ends with every share counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from pithead.ledger.bus import ConsumeCounters, consume, consume_once, encode_event
+from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.ledger.ledger import Ledger, LedgerSettings
+from pithead.ledger.schemes import Scheme
+from pithead.store import redis_bus
+from pithead.store.base import LedgerStore
+from pithead.store.redis_bus import RedisEventSource, RedisShareSink
+
+
+@pytest.fixture
+async def rclient() -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    client = aioredis.Redis(host="127.0.0.1", port=6379)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        pytest.skip(f"Redis not available: {exc}")
+    stream = f"pithead-test:{uuid.uuid4().hex}"
+    try:
+        yield client, stream
+    finally:
+        await client.delete(stream)
+        await client.aclose()
+
+
+def share(i: int, address: str = "bcrt1qa") -> ShareEvent:
+    return ShareEvent(1000.0 + i, f"{address}.rig", address, 1.0, f"j{i}", 300, True, share_difficulty=2.0)
+
+
+async def fill(client: aioredis.Redis, stream: str, n: int, start: int = 0) -> None:
+    sink = RedisShareSink(client, stream)
+    for i in range(start, start + n):
+        sink.put(share(i))
+    assert len(sink) == n
+    assert await sink.flush() == n
+    assert len(sink) == 0
+
+
+async def test_sink_to_ledger_with_acknowledgement(rclient: tuple[aioredis.Redis, str], store: LedgerStore) -> None:
+    client, stream = rclient
+    await fill(client, stream, 25)
+    sink = RedisShareSink(client, stream)
+    sink.put(BlockEvent(2000.0, 301, "ab" * 32, "bcrt1qa.rig", "bcrt1qa", 5_000_000_000, 0, True, network_difficulty=1.0))
+    await sink.flush()
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.PPLNS, fee_ppm=0, pplns_n=10.0))
+    source = RedisEventSource(client, stream)
+    counters = ConsumeCounters()
+    while await consume_once(ledger, source, counters):
+        pass
+    assert counters.applied == 26 and store.share_count() == 25
+    assert store.get_block("ab" * 32) is not None
+    pending = await client.xpending(stream, "ledger")
+    assert pending["pending"] == 0  # everything acknowledged
+    assert ledger.cursor(source.name) == (await client.xrevrange(stream, count=1))[0][0].decode()
+
+
+async def test_crash_before_apply_loses_nothing(rclient: tuple[aioredis.Redis, str], store: LedgerStore) -> None:
+    client, stream = rclient
+    await fill(client, stream, 10)
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    crashed = RedisEventSource(client, stream, consumer="ledger-1")
+    got = await crashed.read(6, 0)  # delivered, then the process dies: no apply, no ack
+    assert len(got) == 6
+    restarted = RedisEventSource(client, stream, consumer="ledger-1")
+    counters = ConsumeCounters()
+    while await consume_once(ledger, restarted, counters):
+        pass
+    assert store.share_count() == 10 and counters.applied == 10 and counters.skipped_seen == 0
+
+
+async def test_crash_after_commit_before_ack_counts_once(rclient: tuple[aioredis.Redis, str], store: LedgerStore) -> None:
+    client, stream = rclient
+    await fill(client, stream, 10)
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    crashed = RedisEventSource(client, stream, consumer="ledger-1")
+    got = await crashed.read(7, 0)
+    ledger.apply([e for _, e in got if e is not None], (crashed.name, got[-1][0]))  # committed, never acked
+    assert (await client.xpending(stream, "ledger"))["pending"] == 7
+    restarted = RedisEventSource(client, stream, consumer="ledger-1")
+    counters = ConsumeCounters()
+    while await consume_once(ledger, restarted, counters):
+        pass
+    assert store.share_count() == 10  # not 17
+    assert counters.skipped_seen == 7 and counters.applied == 3
+    assert (await client.xpending(stream, "ledger"))["pending"] == 0
+    w = store.worker("bcrt1qa.rig")
+    assert w is not None and w.accepted == 10
+
+
+async def test_new_consumer_claims_entries_a_dead_one_left(
+    rclient: tuple[aioredis.Redis, str], store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, stream = rclient
+    await fill(client, stream, 5)
+    dead = RedisEventSource(client, stream, consumer="ledger-old")
+    assert len(await dead.read(5, 0)) == 5  # read under another consumer name, then lost
+    monkeypatch.setattr(redis_bus, "CLAIM_IDLE_MS", 0)  # do not wait a minute in a test
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    fresh = RedisEventSource(client, stream, consumer="ledger-new")
+    counters = ConsumeCounters()
+    while await consume_once(ledger, fresh, counters):
+        pass
+    assert store.share_count() == 5 and (await client.xpending(stream, "ledger"))["pending"] == 0
+
+
+async def test_undecodable_entries_are_skipped_not_fatal(rclient: tuple[aioredis.Redis, str], store: LedgerStore) -> None:
+    client, stream = rclient
+    await client.xadd(stream, {b"e": b"{not json"})
+    await client.xadd(stream, {b"e": b'{"kind":"share","time":"yesterday"}'})
+    await client.xadd(stream, {b"e": encode_event(share(1))})
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    source = RedisEventSource(client, stream)
+    counters = ConsumeCounters()
+    while await consume_once(ledger, source, counters):
+        pass
+    assert counters.undecodable == 2 and store.share_count() == 1
+
+
+async def test_running_sink_and_consumer_together(rclient: tuple[aioredis.Redis, str], store: LedgerStore) -> None:
+    client, stream = rclient
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    sink = RedisShareSink(client, stream)
+    source = RedisEventSource(client, stream)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(sink.run(stop)), asyncio.create_task(consume(ledger, source, stop))]
+    for i in range(300):
+        sink.put(share(i, address=f"bcrt1q{i % 4}"))
+    for _ in range(500):
+        if store.share_count() == 300:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert store.share_count() == 300
+    assert sum(w.accepted for w in store.workers()) == 300
