@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import load_vector
 
+from conftest import load_vector
 from pithead.chain.block import Block
 from pithead.chain.coinbase import build_coinbase
 from pithead.chain.compact import (
@@ -32,7 +32,7 @@ from pithead.chain.hashes import (
 from pithead.chain.header import BlockHeader
 from pithead.chain.merkle import coinbase_branch, fold_branch
 from pithead.chain.script import p2pkh_script, parse_bip34_height
-from pithead.chain.tx import Transaction, TxOut
+from pithead.chain.tx import Transaction
 from pithead.chain.witness import find_commitment, witness_commitment
 
 SHARES: list[dict[str, Any]] = load_vector("stratum_shares.json")["vectors"]
@@ -76,7 +76,7 @@ def _by(pred: str) -> list[dict[str, Any]]:
 def test_rolled_share_from_notify_and_submit(v: dict[str, Any]) -> None:
     g, d = v["given"], v["derived"]
     notify = g["mining.notify_expected"]["params"]
-    _job, prevhash, coinb1, coinb2, branch, version, nbits, ntime, _clean = notify
+    _job, prevhash, coinb1, coinb2, branch, version, nbits, _ntime, _clean = notify
     _worker, job_id, en2, s_ntime, s_nonce, *rest = g["mining.submit"]["params"]
     assert job_id == notify[0]
     mask = u32(g["mining.configure_response"]["result"]["version-rolling.mask"])

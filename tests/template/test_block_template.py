@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import FIXTURES
 from pithead.chain.block import Block
 from pithead.chain.coinbase import build_coinbase
 from pithead.chain.compact import bits_to_target
