@@ -128,7 +128,7 @@ function chart(key, el, xs, series) {
   el.innerHTML = "";
   state.charts[key] = new uPlot({
     width, height: 220,
-    series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, fill: i === 0 && series.length === 1 ? "rgba(247,147,26,0.12)" : undefined, value: (u, v) => hps(v) }))],
+    series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, points: { show: false }, fill: i === 0 && series.length === 1 ? "rgba(247,147,26,0.12)" : undefined, value: (u, v) => hps(v) }))],
     axes: [{ stroke: "#9aa4b2", grid: { stroke: "#222a36" } }, { stroke: "#9aa4b2", grid: { stroke: "#222a36" }, size: 80, values: (u, vs) => vs.map((v) => hps(v)) }],
     scales: { x: { time: true } },
     legend: { show: true },
