@@ -148,8 +148,7 @@ class Browser:
 
     async def screenshot(self, path: Path) -> None:
         res = await self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(res["data"]))
+        await asyncio.to_thread(_write, path, base64.b64decode(res["data"]))
 
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
@@ -164,10 +163,15 @@ class Browser:
         if self.proc is not None and self.proc.returncode is None:
             try:
                 await asyncio.wait_for(self.proc.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         self._profile.cleanup()
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def require_chromium() -> str:
