@@ -98,6 +98,8 @@ class Antminer:
         self.peak = max(self.peak, self.in_flight)
         try:
             data = await reader.read(65536)
+            if not data:
+                return  # a scanner's connect probe
             req = cg.parse_request(data)
             self.log.append(req.command if req.parameter is None else f"{req.command}|{req.parameter}")
             if self.delay_s:
@@ -146,7 +148,10 @@ class Servers:
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
-                head = await reader.readuntil(b"\r\n\r\n")
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return  # a scanner's connect probe
                 lines = head.decode().split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
                 length = 0

@@ -6,7 +6,8 @@ measured a /22 taking minutes and *missing* miners at high concurrency with one 
 2. identification of the open ones through the drivers (cgminer `version`+`stats` on the API port,
    AxeOS `GET /api/system/info` on the web port; pyasic, when enabled, for API ports our cgminer driver
    cannot identify -- Whatsminer, Braiins OS, ...).
-A device that answers on both an API port and a web port is one cgminer device (an Antminer has both).
+A device that answers on both an API port and a non-AxeOS web port is one cgminer device (an Antminer
+has both); its web port is not reported as an unidentified device.
 
 Labels come from a `Labeler`: rules `CIDR -> site, rack` (most specific wins), with the position
 defaulting to the host's last octet (and port, when several devices share a host, as in simulation).
@@ -184,8 +185,7 @@ class Scanner:
         await _bounded(pairs, self.probe_concurrency, do_probe)
         open_pairs.sort(key=lambda hp: (ipaddress.ip_address(hp[0]), hp[1]))
         api_hosts = {h for h, p in open_pairs if port_kind[p] is DriverKind.CGMINER}
-        # the web UI of a device that also has the API is the same device: identify it via the API
-        candidates = [(h, p) for h, p in open_pairs if port_kind[p] is DriverKind.CGMINER or h not in api_hosts]
+        candidates = open_pairs
         per_host: dict[str, int] = {}
         for h, _p in candidates:
             per_host[h] = per_host.get(h, 0) + 1
@@ -208,7 +208,10 @@ class Scanner:
                         failures.append((f"{host}:{port}", f"{type(exc2).__name__}: {exc2}"))
                         return
                 else:
-                    failures.append((f"{host}:{port}", f"{type(exc).__name__}: {exc}"))
+                    # A web port that is not AxeOS on a host that has the API is that device's own web UI
+                    # (an Antminer answers 401 digest there): the same device, not a failure.
+                    if not (kind is DriverKind.AXEOS and host in api_hosts):
+                        failures.append((f"{host}:{port}", f"{type(exc).__name__}: {exc}"))
                     return
             found.append(Device(address, ident, self.labeler.labels_for(address, per_host[host] > 1), now, now))
 
