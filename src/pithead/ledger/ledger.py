@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pithead.ledger import schemes
 from pithead.ledger.events import BlockEvent, ShareEvent
@@ -70,17 +71,17 @@ class LedgerSettings:
     payout_threshold_sat: int = 100_000
 
     @classmethod
-    def from_config(cls, cfg: object) -> LedgerSettings:
+    def from_config(cls, cfg: Any) -> LedgerSettings:
         """From `pithead.config.LedgerConfig` (duck-typed so the ledger does not import config)."""
         try:
-            scheme = Scheme(str(getattr(cfg, "scheme")).lower())
+            scheme = Scheme(str(cfg.scheme).lower())
         except ValueError as exc:
-            raise LedgerError(f"unknown reward scheme {getattr(cfg, 'scheme')!r}") from exc
-        threshold = int(getattr(cfg, "payout_threshold_sat"))
-        n = float(getattr(cfg, "pplns_n"))
+            raise LedgerError(f"unknown reward scheme {cfg.scheme!r}") from exc
+        threshold = int(cfg.payout_threshold_sat)
+        n = float(cfg.pplns_n)
         if threshold <= 0 or not n > 0:
             raise LedgerError("payout threshold and PPLNS N must be positive")
-        return cls(scheme, schemes.fee_ppm_from_percent(float(getattr(cfg, "pool_fee_percent"))), n, threshold)
+        return cls(scheme, schemes.fee_ppm_from_percent(float(cfg.pool_fee_percent)), n, threshold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +278,7 @@ class Ledger:
                 window = float("inf")
             work: Iterable[Work] = (Work(r.address, r.difficulty) for r in iter_newest(self.store, SHARE_PAGE))
             if window == float("inf"):
-                weights = {}
+                weights: dict[str, float] = {}
                 for w in work:
                     weights[w.address] = weights.get(w.address, 0.0) + w.difficulty
                 return schemes.prop(reward_sat, weights, finder, s.fee_ppm)

@@ -128,7 +128,9 @@ class PayoutProcessor:
                     failed.append(batch.id)
         # 2. SENT batches: confirmed, replaced, or conflicted.
         for batch in await asyncio.to_thread(self.store.batches, [BatchStatus.SENT]):
-            assert batch.txid is not None
+            if batch.txid is None:  # cannot happen through this module; never guess, leave it to a human
+                log.error("payout batch %d is marked sent without a txid", batch.id)
+                continue
             tx = await self.wallet.gettransaction(batch.txid)
             if tx.replaced_by_txid:
                 await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, tx.replaced_by_txid)
@@ -142,8 +144,9 @@ class PayoutProcessor:
                 failed.append(batch.id)
         # 3. A new batch for what is due now.
         created: list[int] = []
-        batch = await asyncio.to_thread(self._create, now)
-        if batch is not None:
+        new: PayoutBatch | None = await asyncio.to_thread(self._create, now)
+        if new is not None:
+            batch = new
             created.append(batch.id)
             result = await self._send(lid, batch, now)
             if result:
@@ -164,10 +167,10 @@ class PayoutProcessor:
         except WalletRejected as exc:
             # Belt and braces: a refusal should mean nothing was sent, but if the wallet nonetheless holds
             # a transaction with our comment, it was sent, and marking the batch failed would pay twice.
-            txid = await self.wallet.find_transaction(batch_comment(lid, batch))
-            if txid is not None:
-                await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, txid)
-                return txid
+            found = await self.wallet.find_transaction(batch_comment(lid, batch))
+            if found is not None:
+                await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, found)
+                return found
             await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.FAILED, now, None, str(exc))
             log.error("payout batch %d refused by the wallet: %s", batch.id, exc)
             return ""

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from enum import StrEnum
+from fractions import Fraction
 
 PPM = 1_000_000  # fee is expressed in parts per million so that it is an integer, like everything else
 MAX_FEE_PPM = PPM  # a fee of 100 % or more would leave nothing, or less than nothing, to distribute

@@ -134,7 +134,7 @@ class RedisEventSource:
         await self._ensure_group()
         if not self._own_pending_done:
             # Entries delivered to this consumer before a crash and never acknowledged, oldest first.
-            got = await self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=max_count)
+            got: Any = await self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=max_count)
             entries = got[0][1] if got else []
             if entries:
                 return self._decode(entries)
@@ -146,10 +146,10 @@ class RedisEventSource:
         if claimed[1]:
             return self._decode(sorted(claimed[1], key=lambda e: tuple(int(x) for x in _s(e[0]).split("-"))))
         block_ms = int(block_s * 1000) if block_s > 0 else None
-        got = await self.client.xreadgroup(
+        fresh: Any = await self.client.xreadgroup(
             self.group, self.consumer, {self.stream: ">"}, count=max_count, block=block_ms
         )
-        return self._decode(got[0][1]) if got else []
+        return self._decode(fresh[0][1]) if fresh else []
 
     async def ack(self, positions: Sequence[str]) -> None:
         if positions:
