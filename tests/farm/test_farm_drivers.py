@@ -6,7 +6,13 @@ import pytest
 from farm_devices import Antminer, Bitaxe, Servers, chain
 
 from pithead.farm.drivers.axeos import AxeOSDriver
-from pithead.farm.drivers.base import DeviceRefused, DeviceUnreachable, DriverError, PoolSpec, UnsupportedAction
+from pithead.farm.drivers.base import (
+    DeviceRefused,
+    DeviceUnreachable,
+    DriverError,
+    PoolSpec,
+    UnsupportedAction,
+)
 from pithead.farm.drivers.cgminer import CgminerDriver
 from pithead.farm.drivers.normalise import fans, hashrate_ths, temperature
 from pithead.farm.model import DeviceAddress, DriverKind

@@ -44,7 +44,7 @@ async def test_concurrency_bound_holds_on_the_wire(servers: Servers) -> None:
     shared = Antminer(delay_s=0.02)  # every device is served by the same state, so it sees the true peak
     devices = [dev(await servers.antminer(shared)) for _ in range(60)]
     poller = Poller(default_drivers(), max_concurrency=7, deadline_s=5.0)
-    report, results = await poller.sweep(devices)
+    report, _results = await poller.sweep(devices)
     assert report.ok == 60
     assert 1 < shared.peak <= 7
     assert report.max_in_flight <= 7
@@ -62,7 +62,7 @@ async def test_unreachable_and_error_states(servers: Servers) -> None:
     ok_port = await servers.antminer(bad)
     devices = [dev(closed_port), Device(DeviceAddress("127.0.0.1", garbage_port, DriverKind.AXEOS), IDENT),
                dev(ok_port)]
-    report, results = await Poller(default_drivers(), deadline_s=2.0).sweep(devices)
+    _report, results = await Poller(default_drivers(), deadline_s=2.0).sweep(devices)
     by_id = {r.device_id: r.state for r in results}
     states = [by_id[d.id] for d in devices]
     assert states == [DeviceState.UNREACHABLE, DeviceState.ERROR, DeviceState.OK]
@@ -78,7 +78,7 @@ async def test_results_go_to_the_store_in_batches(servers: Servers, store: FarmS
         batches.append(len(rs))
         store.write_results(rs)
 
-    report, kept = await Poller(default_drivers(), deadline_s=0.3).sweep(devices, sink, batch=2)
+    _report, kept = await Poller(default_drivers(), deadline_s=0.3).sweep(devices, sink, batch=2)
     assert kept == [] and sum(batches) == 6 and max(batches) <= 2
     sts = {s.device.id: s for s in store.statuses()}
     assert sts[devices[-1].id].state is DeviceState.TIMEOUT

@@ -1,0 +1,78 @@
+"""`pithead farm` commands end to end on a temporary database and loopback devices."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from farm_devices import Antminer, Servers
+from typer.testing import CliRunner
+
+from pithead.farm.cli import app
+from pithead.farm.store import FarmStore
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def device_port() -> Iterator[tuple[int, Antminer]]:
+    """A loopback Antminer served from a background loop (the CLI runs its own asyncio.run)."""
+    loop = asyncio.new_event_loop()
+    dev = Antminer(power_w=3000.0)
+    servers = Servers()
+    port_box: list[int] = []
+    ready = threading.Event()
+
+    async def start() -> None:
+        port_box.append(await servers.antminer(dev))
+        ready.set()
+
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    asyncio.run_coroutine_threadsafe(start(), loop)
+    assert ready.wait(10)
+    try:
+        yield port_box[0], dev
+    finally:
+        asyncio.run_coroutine_threadsafe(servers.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+        loop.close()
+
+
+def test_scan_poll_status_alerts_actions(tmp_path: Path, device_port: tuple[int, Antminer]) -> None:
+    port, dev = device_port
+    db = str(tmp_path / "farm.sqlite3")
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1",
+                            "--site", "lab"])
+    assert r.exit_code == 0, r.output
+    assert "1 devices (1 new)" in r.output
+    r = runner.invoke(app, ["poll", "--once", "--db", db])
+    assert r.exit_code == 0, r.output
+    assert "1 ok" in r.output
+    with FarmStore(db) as s:
+        st = s.statuses()[0]
+        assert st.reading is not None and st.reading.power_w == 3000.0 and st.device.labels.site == "lab"
+        device_id = st.device.id
+    r = runner.invoke(app, ["status", "--db", db])
+    assert r.exit_code == 0 and "ok" in r.output
+    r = runner.invoke(app, ["reboot", device_id, "--db", db, "--actor", "ops"])
+    assert r.exit_code == 0 and dev.restarts == 1
+    r = runner.invoke(app, ["switch-pool", device_id, "--db", db, "--", "-1"])
+    assert r.exit_code == 1  # refused before sending, and audited
+    r = runner.invoke(app, ["audit", "--db", db])
+    assert "reboot" in r.output and "invalid" in r.output
+    r = runner.invoke(app, ["alerts", "--db", db])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["curtail", "--db", db, "--strike", "80", "--price", "200"])
+    assert r.exit_code == 0 and "power down 1" in r.output and not dev.sleeping  # dry run
+    r = runner.invoke(app, ["energy", "--db", db, "--price", "50"])
+    assert r.exit_code == 0 and "fleet" in r.output
+
+
+def test_hashprice_command() -> None:
+    r = runner.invoke(app, ["hashprice", "--difficulty", "1e14", "--btc-price", "100000", "--height", "840000"])
+    assert r.exit_code == 0 and "62.86 per PH/s" in r.output
