@@ -61,6 +61,8 @@ class CoinbaseParts:
     def transaction(self, extranonce1: bytes, extranonce2: bytes) -> Transaction:
         """The coinbase as it goes into the block: with the witness reserved value when committed."""
         tx = Transaction.parse(self.serialize(extranonce1, extranonce2))
+        if not tx.is_coinbase():
+            raise CoinbaseError("coinb1 + extranonces + coinb2 is not a coinbase transaction")
         if not self.has_witness_commitment:
             return tx
         (cb_in,) = tx.inputs
