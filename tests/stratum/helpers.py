@@ -17,8 +17,8 @@ from pithead.template.job import Job
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
-# Regtest addresses from tests/vectors/addresses.json style (bech32 P2WPKH / P2TR on bcrt)
-SOLO_ADDRESS = "bcrt1q3fqvctqu48wsvggrt09vj0yk2gzzcscdp4h98u"
+# Regtest addresses that tests/vectors/addresses.json lists as valid (P2WSH and P2WPKH on bcrt)
+SOLO_ADDRESS = "bcrt1qan8gntac7z7me2ejt4hpru42ad2f759fmy0m3ejvs98656znv7eqga4uhv"
 POOL_ADDRESS = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"
 
 
@@ -49,13 +49,19 @@ def legacy_tx(seed: int) -> Transaction:
 
 
 def regtest_template(
-    *, n_txs: int = 3, prev: bytes | None = None, height: int = 101, curtime: int = 1_700_000_000
+    *,
+    n_txs: int = 3,
+    prev: bytes | None = None,
+    height: int = 101,
+    curtime: int = 1_700_000_000,
+    bits: int = 0x207FFFFF,
 ) -> BlockTemplate:
+    """A regtest-shaped template. Regtest's own bits make every other hash a block; tests that need
+    shares that are *not* blocks pass harder bits (0x1d00ffff: difficulty 1)."""
     txs = []
     for i in range(n_txs):
         tx = segwit_tx(i) if i % 2 == 0 else legacy_tx(i)
         txs.append(TemplateTx(tx.serialize(), tx.txid(), tx.wtxid(), 1000, 4, tx.weight(), ()))
-    bits = 0x207FFFFF
     return BlockTemplate(
         version=0x20000000,
         prev_hash=prev if prev is not None else sha256d(b"prev" + height.to_bytes(4, "little")),

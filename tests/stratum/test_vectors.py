@@ -207,7 +207,7 @@ def _miningcore() -> tuple[dict, Job, bytes]:
 
 
 def _miningcore_session(now: int) -> tuple[Session, JobBook]:
-    v, job, en1 = _miningcore()
+    _v, job, en1 = _miningcore()
     book = JobBook(mode="pool", pool_script=b"\x51")
     book.add_job(job)
     rules = PoolRules(mode="pool", network=REGTEST, user_rule="any", vardiff=VarDiffConfig(10.0, 0.001, 1e9))

@@ -1,0 +1,219 @@
+"""Units of the protocol core: codec framing and round trips, vardiff behaviour, extranonce allocation,
+and job building (notify fields, solo/pool coinbases, block assembly that Core's rules would accept)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pithead.chain.block import Block
+from pithead.chain.hashes import display_hex, prevhash_from_stratum
+from pithead.chain.params import REGTEST
+from pithead.chain.witness import find_commitment
+from pithead.stratum.protocol.codec import (
+    ClientResponse,
+    LineBuffer,
+    Request,
+    decode,
+    encode_error,
+    encode_notification,
+    encode_result,
+)
+from pithead.stratum.protocol.difficulty import VarDiff, VarDiffConfig, round_difficulty, wire_difficulty
+from pithead.stratum.protocol.errors import DuplicateShare, ProtocolViolation
+from pithead.stratum.protocol.extranonce import ExtranonceAllocator
+from pithead.stratum.protocol.jobs import JobBook
+from pithead.stratum.protocol.share import parse_submit
+from pithead.template.job import JobError, assemble_block, build_job, payout_outputs
+
+from .helpers import POOL_ADDRESS, regtest_template, solo_script
+
+json_ids = st.one_of(st.none(), st.integers(-(2**53), 2**53), st.text(max_size=64))
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=20))
+params_st = st.lists(st.one_of(json_leaf, st.lists(json_leaf, max_size=3)), max_size=6)
+
+
+@given(json_ids, st.text(min_size=1, max_size=64), params_st)
+def test_request_round_trip(msg_id: object, method: str, params: list) -> None:
+    line = orjson.dumps({"id": msg_id, "method": method, "params": params})
+    assert decode(line) == Request(msg_id, method, tuple(params))  # type: ignore[arg-type]
+
+
+@given(json_ids, json_leaf)
+def test_result_lines_always_carry_error_null(msg_id: object, result: object) -> None:
+    obj = orjson.loads(encode_result(msg_id, result))  # type: ignore[arg-type]
+    assert obj == {"id": msg_id, "result": result, "error": None}
+
+
+def test_error_and_notification_shapes() -> None:
+    assert orjson.loads(encode_error(3, DuplicateShare())) == {"id": 3, "result": None,
+                                                                "error": [22, "Duplicate share", None]}
+    assert orjson.loads(encode_notification("mining.set_difficulty", [8])) == {
+        "id": None, "method": "mining.set_difficulty", "params": [8]}
+    assert isinstance(decode(b'{"id":4,"result":true,"error":null}'), ClientResponse)
+
+
+@pytest.mark.parametrize("bad", [b"nope", b"[]", b'{"id":1}', b'{"id":1,"method":5}',
+                                 b'{"id":[1],"method":"m"}', b'{"id":1,"method":"m","params":7}'])
+def test_decode_rejects_junk(bad: bytes) -> None:
+    with pytest.raises(ProtocolViolation):
+        decode(bad)
+
+
+@given(st.lists(st.binary(max_size=50).filter(lambda b: b"\n" not in b and b.strip()), max_size=10),
+       st.integers(1, 40))
+def test_line_buffer_reassembles_any_chunking(lines: list[bytes], chunk: int) -> None:
+    stream = b"".join(x + b"\n" for x in lines)
+    buf = LineBuffer()
+    got = []
+    for i in range(0, len(stream), chunk):
+        got += buf.feed(stream[i : i + chunk])
+    assert got == [x.strip() for x in lines if x.strip()]
+
+
+def test_line_buffer_bounds() -> None:
+    with pytest.raises(ProtocolViolation):
+        LineBuffer(max_line=100).feed(b"a" * 101)
+    with pytest.raises(ProtocolViolation):
+        LineBuffer(max_line=100).feed(b"a" * 150 + b"\n")
+
+
+def test_submit_parsing_pads_and_normalises() -> None:
+    a = parse_submit(("w", "1", "00000001", "6553f100", "a029ed1"))
+    b = parse_submit(("w", "1", "00000001", "6553F100", "0A029ED1"))
+    assert a.nonce == b.nonce == 0x0A029ED1 and a.key(b"x") == b.key(b"x") and a.version_bits is None
+    assert parse_submit(("w", "1", "00", "1", "2", "2000")).version_bits == 0x2000
+    for bad in [("w", "1", "00", "1"), ("w", "1", "0g", "1", "2"), ("w", "1", "00", "123456789", "2"),
+                ("w", 1, "00", "1", "2"), ("w", "1", "00", "1", "2", "xx")]:
+        with pytest.raises(ProtocolViolation):
+            parse_submit(bad)
+
+
+# --- difficulty ------------------------------------------------------------------------------------------
+
+
+def test_wire_difficulty() -> None:
+    assert wire_difficulty(512.0) == 512 and isinstance(wire_difficulty(512.0), int)
+    assert wire_difficulty(0.00015) == 0.00015
+    assert round_difficulty(1234.4) == 1234 and round_difficulty(0.000123456) == 0.000123
+
+
+def _simulate(vd: VarDiff, hashrate: float, seconds: float, t0: float = 0.0) -> float:
+    """Feed a deterministic share stream for a device of `hashrate` H/s; return the end time."""
+    t = t0
+    while t < t0 + seconds:
+        t += vd.difficulty * 2**32 / hashrate
+        vd.on_share(t)
+    return t
+
+
+def test_vardiff_converges_fast_for_a_bitaxe() -> None:
+    cfg = VarDiffConfig(10.0, 0.001, 1e12)
+    vd = VarDiff(cfg, 1.0, 0.0)
+    hashrate = 1.2e12  # ~1.2 TH/s: the right difficulty for 10 s/share is ~2800
+    t = _simulate(vd, hashrate, 30.0)
+    ideal = hashrate * 10 / 2**32
+    assert ideal / 2 <= vd.difficulty <= ideal * 2, (vd.difficulty, ideal)
+    # and then it holds still: no flapping on a steady stream
+    d = vd.difficulty
+    changes = 0
+    for _ in range(500):
+        t += d * 2**32 / hashrate
+        if vd.on_share(t) is not None:
+            changes += 1
+    assert changes == 0
+
+
+def test_vardiff_lowers_for_a_quiet_device_and_respects_bounds() -> None:
+    cfg = VarDiffConfig(10.0, 0.01, 1e6)
+    vd = VarDiff(cfg, 1000.0, 0.0)
+    t = 0.0
+    for _ in range(20):
+        t += 120
+        vd.on_tick(t)
+    assert vd.difficulty == 0.01  # the floor
+    vd2 = VarDiff(cfg, 1.0, 0.0)
+    _simulate(vd2, 1e18, 5.0)
+    assert vd2.difficulty == 1e6  # the ceiling
+
+
+def test_vardiff_fixed_and_minimum() -> None:
+    cfg = VarDiffConfig(10.0, 0.001, 1e9)
+    vd = VarDiff(cfg, 1.0, 0.0)
+    assert vd.fix(5000, 0.0) == 5000 and vd.on_share(1.0) is None and vd.on_tick(1e6) is None
+    vd = VarDiff(cfg, 1.0, 0.0)
+    vd.set_floor(64, 0.0)
+    for i in range(50):
+        vd.on_tick(100.0 * (i + 1))
+    assert vd.difficulty == 64
+
+
+# --- extranonce -------------------------------------------------------------------------------------------
+
+
+def test_extranonce_allocator_unique_and_resumable() -> None:
+    a = ExtranonceAllocator(salt=7)
+    got = {a.allocate() for _ in range(10_000)}
+    assert len(got) == 10_000 and all(len(x) == 4 for x in got)
+    x = next(iter(got))
+    assert a.allocate(x) != x  # in use
+    a.release(x)
+    assert a.allocate(x) == x
+
+
+# --- jobs ------------------------------------------------------------------------------------------------
+
+
+def test_job_notify_fields_and_block_assembly() -> None:
+    tpl = regtest_template(n_txs=5)
+    script = solo_script()
+    job = build_job(tpl, job_id="a1", outputs=payout_outputs("solo", tpl, pool_script=None, worker_script=script),
+                    tag=b"/test/", extranonce1_size=4, extranonce2_size=4)
+    p = job.notify_params(True)
+    assert p[0] == "a1" and prevhash_from_stratum(p[1]) == tpl.prev_hash
+    assert p[4] == [b.hex() for b in tpl.merkle_branch()]
+    assert p[5:9] == ["20000000", "207fffff", f"{tpl.curtime:08x}", True]
+    en1, en2 = b"\x01\x02\x03\x04", b"\xaa\xbb\xcc\xdd"
+    raw = assemble_block(job, en1, en2, tpl.curtime + 5, 12345, 0x20002000)
+    block = Block.parse(raw)
+    root, mutated = block.computed_merkle_root()
+    assert root == block.header.merkle_root and not mutated
+    assert block.header.nonce == 12345 and block.header.version == 0x20002000
+    cb = block.txs[0]
+    assert cb.outputs[0].script_pubkey == script and cb.outputs[0].value == tpl.coinbase_value
+    # segwit: the commitment output is there and the coinbase carries the reserved-value witness
+    assert find_commitment([o.script_pubkey for o in cb.outputs]) == tpl.witness_commitment()
+    assert cb.inputs[0].witness == (bytes(32),)
+    assert [t.serialize() for t in block.txs[1:]] == [t.data for t in tpl.transactions]
+    assert b"/test/" in cb.inputs[0].script_sig
+    assert display_hex(block.hash()) == block.hash_hex()
+
+
+def test_payout_modes() -> None:
+    from pithead.chain.address import address_to_script
+
+    tpl = regtest_template()
+    pool = address_to_script(POOL_ADDRESS, REGTEST)
+    assert payout_outputs("pool", tpl, pool_script=pool, worker_script=b"x")[0].script_pubkey == pool
+    with pytest.raises(JobError):
+        payout_outputs("solo", tpl, pool_script=pool, worker_script=None)
+    with pytest.raises(JobError):
+        build_job(tpl, job_id="x" * 9, outputs=[])
+
+
+def test_job_book_generations_solo_and_stale() -> None:
+    book = JobBook(mode="solo", max_generations=2)
+    book.new_template(regtest_template(height=101))
+    a = book.job_for(b"\x51")
+    b = book.job_for(b"\x52")
+    assert a is not None and b is not None and a.job.job_id != b.job.job_id
+    assert book.job_for(b"\x51") is a  # cached per generation
+    assert a.job.coinbase.coinb2 != b.job.coinbase.coinb2
+    assert orjson.loads(a.line_clean)["params"][8] is True and orjson.loads(a.line_update)["params"][8] is False
+    book.new_template(regtest_template(height=102))
+    assert book.is_stale(a) and book.get(a.job.job_id) is a
+    book.new_template(regtest_template(height=103))
+    assert book.get(a.job.job_id) is None  # beyond max_generations
+    assert book.current_clean

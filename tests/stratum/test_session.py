@@ -1,0 +1,368 @@
+"""The session state machine: every (state, method) pair of the transition table, and the flows real
+miners use (ESP-Miner, old ESP-Miner, cgminer, NerdMiner), difficulty handover, resume, extranonce."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from pithead.chain.compact import difficulty_to_target
+from pithead.chain.params import REGTEST
+from pithead.stratum.protocol.difficulty import VarDiffConfig
+from pithead.stratum.protocol.errors import StratumError
+from pithead.stratum.protocol.extranonce import ExtranonceAllocator
+from pithead.stratum.protocol.jobs import JobBook
+from pithead.stratum.protocol.session import (
+    METHODS,
+    TRANSITIONS,
+    UNKNOWN,
+    Allow,
+    BlockFound,
+    CloseRequested,
+    Ignore,
+    PoolRules,
+    Refuse,
+    Session,
+    ShareJudged,
+    State,
+)
+
+from .helpers import SOLO_ADDRESS, find_nonces, header_for, regtest_template, solo_script
+
+NOW = 1_700_000_000.0
+HARD = 0x1D00FFFF  # difficulty-1 network target: tiny-difficulty shares are not blocks
+
+
+def lines(data: bytes) -> list[dict]:
+    return [orjson.loads(x) for x in data.splitlines() if x]
+
+
+def req(i: object, method: str, params: list) -> bytes:
+    return orjson.dumps({"id": i, "method": method, "params": params}) + b"\n"
+
+
+def make(mode: str = "solo", **rules_kw: object) -> tuple[Session, JobBook]:
+    book = JobBook(mode=mode, pool_script=solo_script() if mode == "pool" else None)  # type: ignore[arg-type]
+    book.new_template(regtest_template(bits=HARD))
+    rules = PoolRules(mode=mode, network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-6, 1e9), **rules_kw)  # type: ignore[arg-type]
+    return Session(rules, book, ExtranonceAllocator(), NOW), book
+
+
+# A representative, valid request for each method (submit uses a job id that does not exist: in READY
+# it must get "job not found", proving the call was allowed).
+SAMPLE = {
+    "mining.configure": [["version-rolling"], {"version-rolling.mask": "ffffffff"}],
+    "mining.subscribe": ["test/1.0"],
+    "mining.authorize": [SOLO_ADDRESS + ".rig", "x"],
+    "mining.suggest_difficulty": [4],
+    "mining.extranonce.subscribe": [],
+    "mining.submit": [SOLO_ADDRESS + ".rig", "zz", "00000000", "6553f100", "00000000"],
+    "mining.ping": [],
+    "client.get_version": [],
+    UNKNOWN: [],
+}
+
+
+def drive_to(state: State) -> Session:
+    s, _ = make()
+    if state in (State.SUBSCRIBED, State.READY):
+        s.receive(req(1, "mining.subscribe", ["t"]), NOW)
+    if state in (State.AUTHORIZED, State.READY):
+        s.receive(req(2, "mining.authorize", [SOLO_ADDRESS + ".rig", "x"]), NOW)
+    if state is State.CLOSED:
+        s.close()
+    s.data_to_send()
+    assert s.state is state
+    return s
+
+
+def test_table_is_complete() -> None:
+    assert set(TRANSITIONS) == {(st, m) for st in State for m in METHODS}
+
+
+@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_state_method_pair(state: State, method: str) -> None:
+    s = drive_to(state)
+    name = "mining.bogus" if method == UNKNOWN else method
+    s.receive(req(7, name, SAMPLE[method]), NOW)
+    out = lines(s.data_to_send())
+    rule = TRANSITIONS[(state, method)]
+    if isinstance(rule, Ignore):
+        assert out == [] and s.state is State.CLOSED
+        return
+    reply = next(o for o in out if o.get("id") == 7)
+    assert "error" in reply and "result" in reply  # both always present
+    if isinstance(rule, Refuse):
+        assert reply["result"] is None
+        assert reply["error"][0] == rule.error.code and reply["error"][2] is None
+        assert s.state is state
+        return
+    assert isinstance(rule, Allow)
+    if method == "mining.submit":  # allowed: judged, and the unknown job is reported as such
+        assert reply["error"][0] == 21
+    else:
+        assert reply["error"] is None, reply
+        assert s.state is (rule.next_state or state)
+
+
+def test_unknown_method_is_answered_never_silent() -> None:
+    s = drive_to(State.READY)
+    s.receive(req(9, "mining.get_transactions", []), NOW)
+    assert lines(s.data_to_send()) == [{"id": 9, "result": None, "error": [20, "Unknown method", None]}]
+
+
+def test_malformed_lines_get_an_error_and_count_towards_a_ban() -> None:
+    s, _ = make()
+    events = s.receive(b"this is not json\n", NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["error"][0] == 20 and not events
+    for _ in range(20):
+        events = s.receive(b"[1,2,3]\n", NOW)
+        if events:
+            break
+    assert any(isinstance(e, CloseRequested) and e.ban for e in events)
+    assert s.state is State.CLOSED
+
+
+def test_over_long_line_closes_without_ban() -> None:
+    s, _ = make()
+    events = s.receive(b"x" * 20_000, NOW)
+    assert [type(e) for e in events] == [CloseRequested] and s.state is State.CLOSED
+
+
+def test_esp_miner_flow_configure_subscribe_authorize_suggest() -> None:
+    s, book = make()
+    s.receive(req(1, "mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
+              + req(2, "mining.subscribe", ["bitaxe/BM1370/v2.4"])
+              + req(3, "mining.authorize", [SOLO_ADDRESS + ".bitaxe", "x"]), NOW)
+    out = lines(s.data_to_send())
+    assert out[0]["result"] == {"version-rolling": True, "version-rolling.mask": "1fffe000"}
+    assert out[1]["result"][2] == 4 and len(out[1]["result"][1]) == 8
+    assert out[2] == {"id": 3, "result": True, "error": None}
+    assert out[3] == {"id": None, "method": "mining.set_difficulty", "params": [1]}
+    notify = out[4]
+    assert notify["method"] == "mining.notify" and notify["params"][8] is True
+    assert len(notify["params"][0]) <= 8 and s.user_agent == "bitaxe/BM1370/v2.4"
+    s.receive(req(4, "mining.suggest_difficulty", [1000]), NOW)
+    out = lines(s.data_to_send())
+    assert out[0] == {"id": 4, "result": True, "error": None}
+    assert out[1] == {"id": None, "method": "mining.set_difficulty", "params": [1000]}
+    assert out[2]["method"] == "mining.notify"  # the job again, so the new difficulty applies
+
+
+def test_old_esp_miner_suggest_before_authorize() -> None:
+    s, _ = make()
+    s.receive(req(1, "mining.subscribe", ["bitaxe 2.1.5"]) + req(2, "mining.suggest_difficulty", [0.25]), NOW)
+    assert lines(s.data_to_send())[1] == {"id": 2, "result": True, "error": None}
+    s.receive(req(3, "mining.authorize", [SOLO_ADDRESS, ""]), NOW)
+    out = lines(s.data_to_send())
+    assert out[1] == {"id": None, "method": "mining.set_difficulty", "params": [0.25]}
+
+
+def test_password_fixed_difficulty_and_bounds() -> None:
+    s, _ = make()
+    s.receive(req(1, "mining.subscribe", []) + req(2, "mining.authorize", [SOLO_ADDRESS, "x,d=65536"]), NOW)
+    out = lines(s.data_to_send())
+    assert {"id": None, "method": "mining.set_difficulty", "params": [65536]} in out
+    assert s.vardiff.fixed
+    s.receive(req(3, "mining.suggest_difficulty", [2]), NOW)  # ignored by a fixed difficulty
+    assert s.difficulty == 65536
+    s2, _ = make()
+    s2.receive(req(1, "mining.subscribe", []) + req(2, "mining.authorize", [SOLO_ADDRESS, "d=1e15"]), NOW)
+    assert s2.difficulty == 1e9  # clamped to the pool's max
+
+
+def test_authorize_rules() -> None:
+    s, _ = make()
+    s.receive(req(1, "mining.authorize", ["not-an-address.rig", "x"]), NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["error"][0] == 24 and s.state is State.NEW
+    s.receive(req(2, "mining.authorize", ["bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "x"]), NOW)
+    assert lines(s.data_to_send())[0]["error"][0] == 24  # mainnet address on a regtest pool
+    p, _ = make("pool", user_rule="any")
+    p.receive(req(1, "mining.authorize", ["alice.rig1", "x"]), NOW)
+    assert lines(p.data_to_send())[0]["result"] is True
+
+
+def test_minimum_difficulty_and_subscribe_extranonce_extensions() -> None:
+    s, _ = make()
+    s.receive(req(1, "mining.configure", [["minimum-difficulty", "subscribe-extranonce", "foo"],
+                                         {"minimum-difficulty.value": 64}]), NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["result"] == {"minimum-difficulty": True, "subscribe-extranonce": True, "foo": False}
+    assert s.difficulty == 64 and s.extranonce_subscribed
+
+
+def _ready(mode: str = "solo", **kw: object) -> tuple[Session, JobBook, dict]:
+    s, book = make(mode, **kw)
+    s.receive(req(1, "mining.configure", [["version-rolling"], {"version-rolling.mask": "1fffe000"}])
+              + req(2, "mining.subscribe", ["t"]) + req(3, "mining.authorize", [SOLO_ADDRESS + ".r", "x"]), NOW)
+    notify = [o for o in lines(s.data_to_send()) if o.get("method") == "mining.notify"][-1]
+    return s, book, notify
+
+
+def _mine(s: Session, book: JobBook, job_id: str, diff: float, count: int, vbits: int = 0,
+          en2: bytes = b"\0\0\0\1", nonce_from: int = 0) -> list[bytes]:
+    ij = book.get(job_id)
+    assert ij is not None and s.extranonce1 is not None
+    version = ij.job.version | vbits
+    h = header_for(ij.job, s.extranonce1, en2, ij.job.ntime, version)
+    nonces = find_nonces(h, difficulty_to_target(diff), count, start=nonce_from)
+    return [
+        req(100 + i, "mining.submit", [SOLO_ADDRESS + ".r", job_id, en2.hex(), f"{ij.job.ntime:08x}",
+                                       f"{n:x}", f"{vbits:08x}"])
+        for i, n in enumerate(nonces)
+    ]
+
+
+def test_valid_shares_unpadded_nonce_and_version_bits() -> None:
+    s, book, notify = _ready()
+    s.receive(req(5, "mining.suggest_difficulty", [1e-5]), NOW)
+    s.data_to_send()
+    msgs = _mine(s, book, notify["params"][0], 1e-5, 3, vbits=0x00002000)
+    assert len(msgs) == 3
+    for m in msgs:
+        events = s.receive(m, NOW)
+        (reply,) = [o for o in lines(s.data_to_send()) if "result" in o]
+        assert reply["result"] is True and reply["error"] is None, reply
+        (j,) = [e for e in events if isinstance(e, ShareJudged)]
+        assert j.accepted and j.share_difficulty >= 1e-5 and not j.is_block
+        assert not any(isinstance(e, BlockFound) for e in events)
+
+
+def test_version_bits_outside_mask_rejected() -> None:
+    s, book, notify = _ready()
+    (m,) = _mine(s, book, notify["params"][0], 1e-6, 1, vbits=0x00001000)
+    s.receive(m, NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["error"][0] == 20 and "mask" in reply["error"][1]
+
+
+def test_wrong_extranonce2_size_and_bad_hex_rejected() -> None:
+    s, _book, notify = _ready()
+    jid = notify["params"][0]
+    s.receive(req(9, "mining.submit", [SOLO_ADDRESS + ".r", jid, "0000", "6553f100", "00000000"]), NOW)
+    assert lines(s.data_to_send())[0]["error"][0] == 20
+    s.receive(req(9, "mining.submit", [SOLO_ADDRESS + ".r", jid, "00000000", "zz", "00000000"]), NOW)
+    assert lines(s.data_to_send())[0]["error"][0] == 20
+    s.receive(req(9, "mining.submit", [SOLO_ADDRESS + ".other", jid, "00000000", "6553f100", "0"]), NOW)
+    assert lines(s.data_to_send())[0]["error"][0] == 24  # worker not authorized on this connection
+
+
+def test_stale_after_new_block_and_clean_jobs() -> None:
+    s, book, notify = _ready()
+    old = notify["params"][0]
+    msgs = _mine(s, book, old, 1e-6, 1)
+    book.new_template(regtest_template(height=102, bits=HARD))
+    ij = s.current_job()
+    assert ij is not None and ij.job.job_id != old
+    line = s.push_job(ij, clean=True)
+    assert orjson.loads(line)["params"][8] is True
+    s.receive(msgs[0], NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["error"][0] == 21
+
+
+def test_no_reject_storm_after_difficulty_change() -> None:
+    """Shares on a job sent at a low difficulty stay acceptable at it after the difficulty is raised;
+    new jobs use the new difficulty."""
+    s, book, notify = _ready()
+    s.receive(req(4, "mining.suggest_difficulty", [1e-5]), NOW)
+    s.data_to_send()
+    jid = notify["params"][0]
+    msgs = _mine(s, book, jid, 1e-5, 1)  # found at 1e-5 on the job sent at 1e-5
+    s.receive(req(5, "mining.suggest_difficulty", [1e6]), NOW)
+    s.data_to_send()
+    assert s.difficulty == 1e6
+    s.receive(msgs[0], NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["result"] is True
+    book.new_template(regtest_template(height=102, bits=HARD))
+    ij = s.current_job()
+    assert ij is not None
+    s.push_job(ij, clean=True)
+    (m,) = _mine(s, book, ij.job.job_id, 1e-5, 1)
+    ev = s.receive(m, NOW)
+    (j,) = [e for e in ev if isinstance(e, ShareJudged)]
+    assert not j.accepted and j.reason == "low-difficulty" and j.difficulty == 1e6
+
+
+def test_lowering_difficulty_applies_immediately() -> None:
+    s, book, notify = _ready()
+    s.receive(req(5, "mining.suggest_difficulty", [1e6]), NOW)
+    s.data_to_send()
+    book.new_template(regtest_template(height=102, bits=HARD))
+    ij = s.current_job()
+    assert ij is not None
+    s.push_job(ij, clean=True)
+    s.receive(req(6, "mining.suggest_difficulty", [1e-5]), NOW)
+    s.data_to_send()
+    (m,) = _mine(s, book, ij.job.job_id, 1e-5, 1)
+    s.receive(m, NOW)
+    assert lines(s.data_to_send())[0]["result"] is True
+
+
+def test_session_resume_and_extranonce_change() -> None:
+    alloc = ExtranonceAllocator()
+    book = JobBook(mode="solo")
+    book.new_template(regtest_template())
+    rules = PoolRules(mode="solo", network=REGTEST)
+    a = Session(rules, book, alloc, NOW)
+    a.receive(req(1, "mining.subscribe", ["m"]), NOW)
+    sid = lines(a.data_to_send())[0]["result"][1]
+    b = Session(rules, book, alloc, NOW)
+    b.receive(req(1, "mining.subscribe", ["m", sid]), NOW)  # still in use → a fresh one
+    assert lines(b.data_to_send())[0]["result"][1] != sid
+    a.close()
+    c = Session(rules, book, alloc, NOW)
+    c.receive(req(1, "mining.subscribe", ["m", sid]), NOW)
+    assert lines(c.data_to_send())[0]["result"][1] == sid
+    # extranonce change: subscribed miners get mining.set_extranonce, others a reconnect
+    c.receive(req(2, "mining.extranonce.subscribe", []) + req(3, "mining.authorize", [SOLO_ADDRESS, ""]), NOW)
+    c.data_to_send()
+    new = alloc.allocate()
+    assert c.set_extranonce(new)
+    out = lines(c.data_to_send())
+    assert out[0] == {"id": None, "method": "mining.set_extranonce", "params": [new.hex(), 4]}
+    assert out[1]["method"] == "mining.notify" and out[1]["params"][8] is True
+    assert not b.set_extranonce(alloc.allocate())
+    assert lines(b.data_to_send())[0]["method"] == "client.reconnect"
+
+
+def test_server_messages() -> None:
+    s, _ = make()
+    s.show_message("block found")
+    s.reconnect("127.0.0.1", 3334, 5)
+    assert lines(s.data_to_send()) == [
+        {"id": None, "method": "client.show_message", "params": ["block found"]},
+        {"id": None, "method": "client.reconnect", "params": ["127.0.0.1", 3334, 5]},
+    ]
+
+
+def test_invalid_share_flood_bans() -> None:
+    s, _book, notify = _ready()
+    events: list = []
+    bad = req(9, "mining.submit", [SOLO_ADDRESS + ".r", notify["params"][0], "00000000", "00000001", "0"])
+    for _ in range(200):
+        events = s.receive(bad, NOW)
+        if s.state is State.CLOSED:
+            break
+    assert any(isinstance(e, CloseRequested) and e.ban for e in events)
+
+
+def test_stale_shares_never_ban() -> None:
+    s, _, _ = _ready()
+    for i in range(300):
+        s.receive(req(i, "mining.submit", [SOLO_ADDRESS + ".r", "ffff", "00000000", "6553f100", "0"]), NOW)
+    assert s.state is State.READY
+
+
+def test_errors_carry_codes() -> None:
+    from pithead.stratum.protocol import errors as e
+
+    codes = {c.code for c in (e.OtherError, e.JobNotFound, e.DuplicateShare, e.LowDifficulty,
+                              e.Unauthorized, e.NotSubscribed)}
+    assert codes == {20, 21, 22, 23, 24, 25}
+    assert e.LowDifficulty().wire() == [23, "Low difficulty share", None]
+    assert issubclass(e.JobNotFound, StratumError)
