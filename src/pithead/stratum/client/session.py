@@ -360,8 +360,9 @@ class ClientSession:
                 port = int(params[1])
             except (TypeError, ValueError) as exc:
                 raise PoolProtocolViolation("client.reconnect: port must be a number") from exc
-            if not 0 < port < 65536:
+            if not 0 <= port < 65536:
                 raise PoolProtocolViolation("client.reconnect: port out of range")
+            port = port or None  # 0 means "the same port", as an empty value does
         wait = 0.0
         if len(params) > 2:
             try:
