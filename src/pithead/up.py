@@ -1,0 +1,458 @@
+"""`pithead up`: the whole operation in one process, on pithead's own `demo` chain.
+
+It starts, in order: the embedded node on the `demo` chain in `<data_dir>/node/` (with the transaction
+generator), the ledger on `<data_dir>/ledger.sqlite3` with its consumer, maturity and payout loops, the
+Stratum pool in pool mode (PPLNS by default) taking templates from the node, a couple of reference
+miners on local threads, a small simulated ASIC fleet with the farm's poller when the farm simulator is
+present, and the web dashboard. It prints the URLs and runs until Ctrl-C (SIGINT/SIGTERM) or for
+`duration` seconds, then stops everything in reverse order. A second run on the same data directory
+resumes the same chain and ledger; the miners keep their payout addresses (kept in `up.json`).
+
+Each part is optional at import time: a part whose module is not built in this tree is reported and
+skipped, so `pithead up` serves whatever exists. This module only wires parts together; it holds no
+mining, ledger or HTTP logic of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pithead import config as config_mod
+
+log = logging.getLogger("pithead.up")
+
+# Local reference miners started by `up`, and hashing threads each: enough to find demo blocks and show
+# several workers, few enough to leave the machine usable.
+DEFAULT_MINERS = 2
+DEFAULT_MINER_THREADS = 1
+# Transactions per second the node generates when the config leaves it at 0 (templates with real fees).
+DEMO_TX_RATE = 0.5
+# Simulated ASICs served on loopback when the farm simulator is present (a small fleet for the page).
+DEFAULT_SIM_DEVICES = 12
+# How often the ledger's background loops run.
+MATURITY_INTERVAL_S = 5.0
+PAYOUT_INTERVAL_S = 30.0
+ROLLUP_INTERVAL_S = 300.0
+# Seconds each part gets to stop before we move on to the next.
+STOP_TIMEOUT_S = 10.0
+
+STATE_FILE = "up.json"
+
+
+class UpError(RuntimeError):
+    """`pithead up` cannot start (a port is taken, the data directory is unusable)."""
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    data_dir: str
+    config_path: str | None = None
+    duration: float | None = None  # stop after this many seconds (tests); None = until Ctrl-C
+    miners: int = DEFAULT_MINERS
+    miner_threads: int = DEFAULT_MINER_THREADS
+    sim_devices: int | None = None  # None: the config's farm.sim_devices, or DEFAULT_SIM_DEVICES if 0
+    # Port overrides (0 = any free port, for tests); None keeps the config's port.
+    node_port: int | None = None
+    pool_port: int | None = None
+    web_port: int | None = None
+    block_interval: float | None = None  # demo chain's target spacing; None keeps the config's
+    print_fn: Callable[[str], None] = print
+
+
+@dataclass
+class Running:
+    """What `up` started, for the ready hook (tests) and the stop sequence."""
+
+    data_dir: Path
+    node_url: str | None = None
+    stratum_url: str | None = None
+    web_url: str | None = None
+    pool_address: str | None = None
+    miner_addresses: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    # (name, stop coroutine factory), stopped in reverse order
+    stoppers: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
+    last_template_time: float | None = None
+    objects: dict[str, Any] = field(default_factory=dict)
+
+
+def _prepare_dir(path: str) -> Path:
+    data_dir = Path(path).resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UpError(f"cannot use data directory {data_dir}: {exc}") from exc
+    return data_dir
+
+
+def _load_state(data_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((data_dir / STATE_FILE).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_state(data_dir: Path, state: Mapping[str, Any]) -> None:
+    tmp = data_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    os.replace(tmp, data_dir / STATE_FILE)
+
+
+def _random_address(network: Any) -> str:
+    """A fresh P2WPKH address nobody holds the key of: a demo miner's payout address."""
+    from pithead.chain.address import script_to_address
+    from pithead.chain.script import witness_program_script
+
+    addr = script_to_address(witness_program_script(0, os.urandom(20)), network)
+    if addr is None:  # pragma: no cover - a v0 20-byte program always has an address
+        raise UpError("cannot make a demo address")
+    return addr
+
+
+async def _skip_missing(running: Running, name: str, start: Callable[[], Awaitable[None]]) -> bool:
+    """Run `start`; a part whose module is not in this tree is skipped with a note, not an error."""
+    try:
+        await start()
+    except ImportError as exc:
+        if exc.name and exc.name.startswith("pithead"):
+            running.skipped[name] = f"not built in this tree ({exc.name})"
+            log.warning("%s skipped: %s", name, running.skipped[name])
+            return False
+        raise
+    running.parts.append(name)
+    return True
+
+
+async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Running], None] | None = None) -> Running:
+    """Start everything, call `on_ready`, wait for `stop` (or the duration), stop everything."""
+    data_dir = await asyncio.to_thread(_prepare_dir, opts.data_dir)
+    cfg = config_mod.load(opts.config_path, data_dir=str(data_dir))
+    running = Running(data_dir)
+    state = _load_state(data_dir)
+    try:
+        await _start_all(opts, cfg, running, state)
+        _save_state(data_dir, state)
+        _print_banner(opts, running)
+        if on_ready is not None:
+            on_ready(running)
+        if opts.duration is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), opts.duration)
+        else:
+            await stop.wait()
+    finally:
+        await _stop_all(running, opts.print_fn)
+    return running
+
+
+async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, state: dict[str, Any]) -> None:
+    # --- node ------------------------------------------------------------------------------------
+    from pithead.node.node import EmbeddedNode, NodeError
+    from pithead.web.network import HttpNodeRpc
+
+    node_cfg = cfg.node
+    node = EmbeddedNode(
+        running.data_dir / "node",
+        chain="demo",
+        rpc_bind=node_cfg.rpc_bind,
+        rpc_port=node_cfg.rpc_port if opts.node_port is None else opts.node_port,
+        tx_rate=node_cfg.tx_rate or DEMO_TX_RATE,
+        block_interval=opts.block_interval or node_cfg.demo_block_interval,
+    )
+    try:
+        await node.start()
+    except NodeError as exc:
+        raise UpError(f"node: {exc}") from exc
+    running.stoppers.append(("node", node.stop))
+    running.parts.append("node")
+    running.node_url = node.rpc_url
+    running.objects["node"] = node
+    user, password = node.auth
+    rpc = HttpNodeRpc(node.rpc_url, user, password)
+    running.stoppers.append(("node rpc client", rpc.aclose))
+    running.objects["rpc"] = rpc
+
+    # --- addresses -------------------------------------------------------------------------------
+    network = node.network
+    pool_address = state.get("pool_address")
+    if not isinstance(pool_address, str):
+        try:
+            pool_address = str(await rpc.call("getnewaddress", ["pool"]))
+        except Exception:  # a node without a wallet: the pool's fees go to an address of its own
+            pool_address = _random_address(network)
+        state["pool_address"] = pool_address
+    miners = state.get("miner_addresses")
+    if not isinstance(miners, list) or len(miners) < opts.miners:
+        miners = list(miners or [])
+        while len(miners) < opts.miners:
+            miners.append(_random_address(network))
+        state["miner_addresses"] = miners
+    running.pool_address = pool_address
+    running.miner_addresses = list(miners[: opts.miners])
+
+    # --- ledger ----------------------------------------------------------------------------------
+    from pithead.ledger.bus import MemoryBus, consume
+    from pithead.ledger.ledger import Ledger, LedgerSettings
+    from pithead.store import open_store
+
+    ledger_url = cfg.ledger.database
+    store = open_store(ledger_url, data_dir=running.data_dir)
+    running.stoppers.append(("ledger store", _async(store.close)))
+    settings = LedgerSettings.from_config(cfg.ledger)
+    ledger = Ledger(store, settings)
+    bus = MemoryBus("up")
+    ledger_stop = asyncio.Event()
+    consumer = asyncio.create_task(consume(ledger, bus, ledger_stop), name="pithead-ledger")
+
+    async def stop_consumer() -> None:
+        ledger_stop.set()
+        await _bounded(consumer)
+
+    running.stoppers.append(("ledger", stop_consumer))
+    running.parts.append("ledger")
+    running.objects.update(ledger=ledger, bus=bus, store=store)
+    loops = _ledger_loops(ledger, store, rpc, settings)
+    running.stoppers.append(("ledger loops", lambda: _cancel_all(loops)))
+
+    # --- pool ------------------------------------------------------------------------------------
+    pool_holder: dict[str, Any] = {}
+
+    async def start_pool() -> None:
+        await _start_pool(opts, cfg, running, node, rpc, bus, pool_address, pool_holder)
+
+    await _skip_missing(running, "pool", start_pool)
+
+    # --- miners ----------------------------------------------------------------------------------
+    if running.stratum_url is not None and opts.miners > 0:
+
+        async def start_miners() -> None:
+            await _start_miners(opts, running)
+
+        await _skip_missing(running, "miners", start_miners)
+
+    # --- farm (simulated fleet) ------------------------------------------------------------------
+    farm_router: Any = None
+
+    async def start_farm() -> None:
+        nonlocal farm_router
+        farm_router = await _start_farm(opts, cfg, running)
+
+    await _skip_missing(running, "farm", start_farm)
+
+    # --- web -------------------------------------------------------------------------------------
+    from pithead.web.app import create_app
+    from pithead.web.server import WebServer, WebServerError
+    from pithead.web.services import PoolInfo, Services
+
+    web_store = open_store(ledger_url, data_dir=running.data_dir, migrate=False)
+    running.stoppers.append(("web ledger connection", _async(web_store.close)))
+    services = Services(
+        store=web_store,
+        node=rpc,
+        pool=pool_holder.get("live"),
+        last_template_time=lambda: running.last_template_time,
+        farm_router=farm_router,
+        info=PoolInfo(
+            name="pithead demo", mode="pool", scheme=str(settings.scheme), fee_percent=cfg.ledger.pool_fee_percent,
+            network=f"demo ({network.name})", stratum_url=running.stratum_url,
+        ),
+    )
+    web = WebServer(create_app(services), cfg.web.bind, cfg.web.port if opts.web_port is None else opts.web_port)
+    try:
+        await web.start()
+    except WebServerError as exc:
+        raise UpError(f"web: {exc}") from exc
+    running.stoppers.append(("web", web.stop))
+    running.parts.append("web")
+    running.web_url = web.url
+
+
+def _async(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        fn()
+
+    return run
+
+
+async def _bounded(task: asyncio.Task[Any]) -> None:
+    try:
+        await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
+    except (TimeoutError, Exception):
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(BaseException):
+            await t
+
+
+class _ChainView:
+    """The maturity tracker's view of the node, over JSON-RPC."""
+
+    def __init__(self, rpc: Any) -> None:
+        self._rpc = rpc
+
+    async def getblockcount(self) -> int:
+        return int(await self._rpc.call("getblockcount", []))
+
+    async def getblockhash(self, height: int) -> str:
+        return str(await self._rpc.call("getblockhash", [height]))
+
+    async def getblockheader(self, block_hash: str) -> Mapping[str, Any]:
+        result = await self._rpc.call("getblockheader", [block_hash, True])
+        return result if isinstance(result, dict) else {}
+
+
+def _ledger_loops(ledger: Any, store: Any, rpc: Any, settings: Any) -> list[asyncio.Task[None]]:
+    from pithead.ledger import maturity
+    from pithead.ledger.payouts import PayoutProcessor, RpcWallet
+
+    chain = _ChainView(rpc)
+    payouts = PayoutProcessor(store, RpcWallet(rpc.call), settings.payout_threshold_sat)
+
+    async def every(name: str, interval: float, step: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one failed pass (node busy, wallet short) is retried next time
+                log.warning("%s: %s", name, exc)
+            await asyncio.sleep(interval)
+
+    async def network_step() -> None:
+        info = await rpc.call("getmininginfo", [])
+        if isinstance(info, dict):
+            ledger.set_network(float(info.get("difficulty") or 0.0), 0)
+
+    async def maturity_step() -> None:
+        await network_step()
+        await maturity.track(store, chain, time.time())
+
+    async def payout_step() -> None:
+        await payouts.run_once(time.time())
+
+    async def rollup_step() -> None:
+        await asyncio.to_thread(ledger.rollup, time.time())
+
+    return [
+        asyncio.create_task(every("maturity", MATURITY_INTERVAL_S, maturity_step), name="pithead-maturity"),
+        asyncio.create_task(every("payouts", PAYOUT_INTERVAL_S, payout_step), name="pithead-payouts"),
+        asyncio.create_task(every("rollup", ROLLUP_INTERVAL_S, rollup_step), name="pithead-rollup"),
+    ]
+
+
+async def _start_pool(
+    opts: UpOptions, cfg: config_mod.Config, running: Running, node: Any, rpc: Any, bus: Any, pool_address: str,
+    holder: dict[str, Any],
+) -> None:
+    raise ImportError("the Stratum server is not wired yet", name="pithead.stratum.server.pool")
+
+
+async def _start_miners(opts: UpOptions, running: Running) -> None:
+    from pithead.miner.runner import Miner, MinerOptions
+    from pithead.stratum.client.connection import parse_pool_url
+
+    assert running.stratum_url is not None
+    pool = parse_pool_url(running.stratum_url)
+    tasks: list[asyncio.Task[Any]] = []
+    miners: list[Any] = []
+    for i in range(opts.miners):
+        address = running.miner_addresses[i]
+        miner = Miner(MinerOptions(pools=(pool,), username=f"{address}.cpu{i + 1}", threads=opts.miner_threads,
+                                   user_agent="pithead-up-miner"))
+        miners.append(miner)
+        tasks.append(asyncio.create_task(miner.run(), name=f"pithead-miner-{i + 1}"))
+    running.objects["miners"] = miners
+    running.stoppers.append(("miners", lambda: _cancel_all(tasks)))
+
+
+async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running) -> Any:
+    raise ImportError("the simulated fleet is not wired yet", name="pithead.farm.sim.server")
+
+
+def _print_banner(opts: UpOptions, running: Running) -> None:
+    p = opts.print_fn
+    p("pithead is up (demo chain). Ctrl-C stops everything.")
+    if running.web_url:
+        p(f"  dashboard    {running.web_url}/")
+        p(f"  REST API     {running.web_url}/docs   (OpenAPI: {running.web_url}/openapi.json)")
+        p(f"  metrics      {running.web_url}/metrics")
+        if "farm" in running.parts:
+            p(f"  farm         {running.web_url}/farm/")
+    if running.stratum_url:
+        p(f"  stratum      {running.stratum_url}   (user: <your regtest address>.<worker>, any password)")
+    if running.node_url:
+        p(f"  node RPC     {running.node_url}   (cookie in {running.data_dir / 'node' / 'demo' / '.cookie'})")
+    for addr in running.miner_addresses:
+        if running.web_url:
+            p(f"  miner        {running.web_url}/address/{addr}")
+    for name, why in running.skipped.items():
+        p(f"  ({name}: {why})")
+    p(f"  data         {running.data_dir}")
+
+
+async def _stop_all(running: Running, print_fn: Callable[[str], None]) -> None:
+    for name, stop in reversed(running.stoppers):
+        try:
+            await asyncio.wait_for(stop(), STOP_TIMEOUT_S)
+        except (TimeoutError, Exception) as exc:
+            log.warning("stopping %s: %s", name, exc or type(exc).__name__)
+    running.stoppers.clear()
+
+
+def run_up(
+    data_dir: str,
+    config_path: str | None,
+    *,
+    duration: float | None = None,
+    on_ready: Callable[[Running], None] | None = None,
+    **overrides: Any,
+) -> None:
+    """The `pithead up` command: run until Ctrl-C (or `duration` seconds), then stop cleanly."""
+    opts = UpOptions(data_dir=data_dir, config_path=config_path, duration=duration, **overrides)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        try:
+            await serve_up(opts, stop, on_ready)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        opts.print_fn("pithead stopped.")
+
+    try:
+        asyncio.run(main())
+    except UpError as exc:
+        opts.print_fn(f"pithead up: {exc}")
+        raise SystemExit(1) from exc
+    except config_mod.ConfigError as exc:
+        opts.print_fn(f"pithead up: {exc}")
+        raise SystemExit(2) from exc
+
+
+__all__ = ["Running", "UpError", "UpOptions", "run_up", "serve_up"]

@@ -1,0 +1,100 @@
+"""`pithead up`, shortened: the whole operation on a demo chain finds blocks, the ledger credits them,
+the API serves them, and a second run resumes the same chain and ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+# Shortened run: a fast demo chain (blocks every second or so) and ephemeral ports everywhere.
+FAST = {"node_port": 0, "pool_port": 0, "web_port": 0, "block_interval": 1.0, "miners": 2, "sim_devices": 3}
+WAIT_S = 60.0
+
+
+async def _until(client: httpx.AsyncClient, path: str, ok: Any, timeout_s: float = WAIT_S) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    last: Any = None
+    while loop.time() < deadline:
+        r = await client.get(path)
+        if r.status_code == 200:
+            last = r.json()
+            if ok(last):
+                return last
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{path} never satisfied the condition; last answer: {str(last)[:2000]}")
+
+
+async def _run(data_dir: Path, check: Any) -> Any:
+    from pithead.up import Running, UpOptions, serve_up
+
+    stop = asyncio.Event()
+    ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
+    lines: list[str] = []
+    opts = UpOptions(data_dir=str(data_dir), print_fn=lines.append, **FAST)
+    task = asyncio.create_task(serve_up(opts, stop, ready.set_result))
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # raises what went wrong
+    running = ready.result()
+    try:
+        assert running.web_url is not None
+        async with httpx.AsyncClient(base_url=running.web_url, timeout=10) as client:
+            result = await check(client, running, lines)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    return running, result
+
+
+async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
+    data = tmp_path / "pithead-data"
+
+    async def first(client: httpx.AsyncClient, running: Any, lines: list[str]) -> dict[str, Any]:
+        assert {"node", "ledger", "pool", "miners", "web"} <= set(running.parts), running.skipped
+        assert any(line.strip().startswith("dashboard") and running.web_url in line for line in lines)
+        assert any("stratum+tcp://" in line for line in lines)
+        blocks = await _until(client, "/api/blocks", lambda b: len(b) >= 2)
+        assert all(b["status"] in ("pending", "confirmed") for b in blocks)
+        miner_addrs = set(running.miner_addresses)
+        assert {b["address"] for b in blocks} <= miner_addrs
+        balances = await _until(
+            client, "/api/balances", lambda bs: sum(b["immature_sat"] + b["mature_sat"] for b in bs) > 0
+        )
+        # PPLNS: the miners' credits plus the pool fee add up to the rewards of the credited blocks.
+        assert any(b["address"] in miner_addrs for b in balances)
+        pool = (await client.get("/api/pool")).json()
+        assert pool["scheme"] == "pplns" and pool["mode"] == "pool"
+        assert pool["accepted_shares"] > 0 and pool["connections"] >= 2
+        assert pool["blocks_found"] >= 2
+        net = (await client.get("/api/network")).json()
+        assert net["available"] and net["chain"] and net["height"] >= blocks[0]["height"]
+        assert net["template_age_s"] is not None
+        addr = running.miner_addresses[0]
+        page = (await client.get(f"/api/addresses/{addr}")).json()
+        assert page["known"] and page["workers"] and page["accepted_shares"] > 0
+        metrics = (await client.get("/metrics")).text
+        assert 'pithead_shares_total{reason="",result="accepted"}' in metrics
+        assert "pithead_node_rpc_latency_seconds_bucket" in metrics
+        assert "pithead_stratum_connections" in metrics
+        dash = await client.get("/")
+        assert dash.status_code == 200
+        return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses}
+
+    _, before = await _run(data, first)
+
+    async def second(client: httpx.AsyncClient, running: Any, lines: list[str]) -> dict[str, Any]:
+        assert running.miner_addresses == before["miners"]  # same payout addresses on resume
+        net = await _until(client, "/api/network", lambda n: n["available"] and n["height"] is not None)
+        assert net["height"] >= before["height"]  # the same chain, not a fresh one
+        blocks = (await client.get("/api/blocks?limit=1000")).json()
+        assert before["blocks"] <= {b["hash"] for b in blocks}  # the same ledger
+        return {}
+
+    await _run(data, second)
