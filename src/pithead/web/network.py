@@ -34,7 +34,11 @@ RPC_TIMEOUT_S = 5.0
 
 
 class NodeRpcError(RuntimeError):
-    """The node answered with a JSON-RPC error, or not at all."""
+    """The node answered with a JSON-RPC error (`code` is Core's error code), or not at all (`code` None)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class HttpNodeRpc:
@@ -59,8 +63,11 @@ class HttpNodeRpc:
             raise NodeRpcError(f"{method}: {exc}") from exc
         if not isinstance(data, dict):
             raise NodeRpcError(f"{method}: malformed reply")
-        if data.get("error"):
-            raise NodeRpcError(f"{method}: {data['error']}")
+        err = data.get("error")
+        if err:
+            code = err.get("code") if isinstance(err, dict) else None
+            text = err.get("message", err) if isinstance(err, dict) else err
+            raise NodeRpcError(f"{method}: {text}", code if isinstance(code, int) else None)
         return data.get("result")
 
     async def aclose(self) -> None:
