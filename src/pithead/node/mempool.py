@@ -1,0 +1,197 @@
+"""The embedded node's mempool: unconfirmed transactions waiting for a block, kept in dependency order.
+
+A transaction enters when its inputs exist (in the UTXO set or as outputs of transactions already in the
+pool), are not spent by another pool transaction (no replacement), coinbase outputs are mature for the next
+block, it is final for the next block, the revealed scripts check out (scripts.py) and it pays at least the
+minimum relay fee. Entry order is a topological order (parents always enter first), which is the order
+templates list them in. After the tip changes, `resync` rebuilds the pool against the new UTXO set,
+putting transactions of disconnected blocks back first, and dropping what no longer fits.
+
+Not here: fee-rate ordering by ancestor package, eviction, replace-by-fee, package relay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pithead.chain.tx import OutPoint, Transaction
+from pithead.node import consensus
+from pithead.node.chainstate import ChainState
+from pithead.node.consensus import BlockInvalid, Coin
+
+MEMPOOL_HEIGHT = 0x7FFFFFFF  # Core's MEMPOOL_HEIGHT: the height unconfirmed coins are reported at
+MIN_RELAY_FEE_PER_KVB = 1000  # satoshis per 1000 vbytes: Core's DEFAULT_MIN_RELAY_TX_FEE
+MAX_STANDARD_TX_WEIGHT = 400_000  # Core policy.h: larger transactions are not relayed ("tx-size")
+MAX_MEMPOOL_TXS = 50_000  # a bound on memory: the generator or a client flooding stops here ("mempool full")
+
+_OP_CHECKSIG, _OP_CHECKSIGVERIFY, _OP_CHECKMULTISIG, _OP_CHECKMULTISIGVERIFY = 0xAC, 0xAD, 0xAE, 0xAF
+MAX_PUBKEYS_PER_MULTISIG = 20  # Core script.h: a bare CHECKMULTISIG counts as 20 sigops
+WITNESS_SCALE_FACTOR = 4
+
+
+class MempoolReject(Exception):
+    """A transaction refused by the mempool; `reason` is Core's reject string (RPC error -26/-25)."""
+
+    def __init__(self, reason: str, *, missing_inputs: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.missing_inputs = missing_inputs
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolEntry:
+    tx: Transaction
+    txid: bytes
+    wtxid: bytes
+    fee: int
+    weight: int
+    sigops: int  # sigop cost (legacy sigops x 4), as GBT reports it
+    time: int
+    height: int  # tip height when it entered
+
+    @property
+    def vsize(self) -> int:
+        return (self.weight + WITNESS_SCALE_FACTOR - 1) // WITNESS_SCALE_FACTOR
+
+
+def legacy_sigops(script: bytes) -> int:
+    """Core's GetSigOpCount(false): walk the opcodes, skipping push data."""
+    n, i = 0, 0
+    while i < len(script):
+        op = script[i]
+        i += 1
+        if 1 <= op <= 75:
+            i += op
+        elif op == 0x4C:
+            i += 1 + (script[i] if i < len(script) else 0)
+        elif op == 0x4D:
+            i += 2 + int.from_bytes(script[i : i + 2], "little")
+        elif op == 0x4E:
+            i += 4 + int.from_bytes(script[i : i + 4], "little")
+        elif op in (_OP_CHECKSIG, _OP_CHECKSIGVERIFY):
+            n += 1
+        elif op in (_OP_CHECKMULTISIG, _OP_CHECKMULTISIGVERIFY):
+            n += MAX_PUBKEYS_PER_MULTISIG
+    return n
+
+
+def sigop_cost(tx: Transaction) -> int:
+    legacy = sum(legacy_sigops(i.script_sig) for i in tx.inputs) + sum(legacy_sigops(o.script_pubkey) for o in tx.outputs)
+    return legacy * WITNESS_SCALE_FACTOR
+
+
+class Mempool:
+    def __init__(self) -> None:
+        self.entries: dict[bytes, MempoolEntry] = {}
+        self.spent_by: dict[OutPoint, bytes] = {}
+        self.transactions_updated = 0  # Core's GetTransactionsUpdated(): part of the GBT longpollid
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, txid: object) -> bool:
+        return txid in self.entries
+
+    def coin(self, op: OutPoint) -> Coin | None:
+        """An output of a pool transaction (whether or not another pool transaction spends it)."""
+        e = self.entries.get(op.txid)
+        if e is None or op.index >= len(e.tx.outputs):
+            return None
+        out = e.tx.outputs[op.index]
+        return Coin(out.value, out.script_pubkey, MEMPOOL_HEIGHT, False)
+
+    def parents(self, e: MempoolEntry) -> list[bytes]:
+        seen: list[bytes] = []
+        for i in e.tx.inputs:
+            if i.prevout.txid in self.entries and i.prevout.txid not in seen:
+                seen.append(i.prevout.txid)
+        return seen
+
+    def children(self, txid: bytes) -> list[bytes]:
+        e = self.entries.get(txid)
+        if e is None:
+            return []
+        out = []
+        for n in range(len(e.tx.outputs)):
+            child = self.spent_by.get(OutPoint(txid, n))
+            if child is not None and child not in out:
+                out.append(child)
+        return out
+
+    def accept(self, tx: Transaction, chain: ChainState, now: int) -> MempoolEntry:
+        txid = tx.txid()
+        if txid in self.entries:
+            raise MempoolReject("txn-already-in-mempool")
+        if len(self.entries) >= MAX_MEMPOOL_TXS:
+            raise MempoolReject("mempool full")
+        try:
+            consensus.check_transaction(tx)
+        except BlockInvalid as exc:
+            raise MempoolReject(exc.reason) from exc
+        if tx.is_coinbase():
+            raise MempoolReject("coinbase")
+        weight = tx.weight()
+        if weight > MAX_STANDARD_TX_WEIGHT:
+            raise MempoolReject("tx-size")
+        tip = chain.tip
+        height = tip.height + 1
+        if not consensus.is_final(tx, height, chain.median_time_past(tip)):
+            raise MempoolReject("non-final")
+        for i in tx.inputs:
+            if i.prevout in self.spent_by:
+                raise MempoolReject("txn-mempool-conflict")
+        if chain.tx_location(txid) is not None and any(
+            chain.coin(OutPoint(txid, n)) is not None for n in range(len(tx.outputs))
+        ):
+            raise MempoolReject("txn-already-known")
+
+        def lookup(op: OutPoint) -> Coin | None:
+            return self.coin(op) or chain.coin(op)
+
+        try:
+            _, fee = consensus.spend_inputs(tx, height=height, lookup=lookup, maturity=chain.network.coinbase_maturity)
+        except BlockInvalid as exc:
+            if exc.reason == "bad-txns-inputs-missingorspent":
+                raise MempoolReject(exc.reason, missing_inputs=True) from exc
+            raise MempoolReject(exc.reason) from exc
+        vsize = (weight + WITNESS_SCALE_FACTOR - 1) // WITNESS_SCALE_FACTOR
+        if fee * 1000 < MIN_RELAY_FEE_PER_KVB * vsize:
+            raise MempoolReject(f"min relay fee not met, {fee} < {MIN_RELAY_FEE_PER_KVB * vsize // 1000}")
+        entry = MempoolEntry(tx, txid, tx.wtxid(), fee, weight, sigop_cost(tx), now, tip.height)
+        self.entries[txid] = entry
+        for i in tx.inputs:
+            self.spent_by[i.prevout] = txid
+        self.transactions_updated += 1
+        return entry
+
+    def select(self, weight_limit: int) -> list[MempoolEntry]:
+        """Entries for a block, in dependency order, within `weight_limit` (a skipped parent skips its
+        descendants)."""
+        chosen: list[MempoolEntry] = []
+        chosen_ids: set[bytes] = set()
+        used = 0
+        for e in self.entries.values():
+            if used + e.weight > weight_limit:
+                continue
+            if any(p not in chosen_ids for p in self.parents(e)):
+                continue
+            chosen.append(e)
+            chosen_ids.add(e.txid)
+            used += e.weight
+        return chosen
+
+    def resync(self, chain: ChainState, now: int, returning: Iterable[Transaction] = ()) -> None:
+        """Rebuild against the current chain: `returning` (transactions of disconnected blocks) first, then
+        the old pool; whatever is now mined, conflicting or invalid is dropped."""
+        old = [e.tx for e in self.entries.values()]
+        self.entries.clear()
+        self.spent_by.clear()
+        for tx in [*returning, *old]:
+            if tx.is_coinbase():
+                continue
+            try:
+                self.accept(tx, chain, now)
+            except MempoolReject:
+                continue
+        self.transactions_updated += 1

@@ -1,0 +1,370 @@
+"""`EmbeddedNode`: pithead's regtest (or demo) node as an asyncio service, in-process or as `pithead node`.
+
+It ties together the chain state (SQLite), mempool, wallet, transaction generator, Bitcoin Core-style
+JSON-RPC server and ZMQ publishers. Start it inside any asyncio program:
+
+    async with EmbeddedNode(datadir, rpc_port=0, zmq_pubhashblock="tcp://127.0.0.1:0") as node:
+        node.rpc_url, node.cookie  # -> "http://127.0.0.1:PORT", ("__cookie__", "…")
+
+Data lives in `<datadir>/<chain>/` (like Core's `<datadir>/regtest/`): `chainstate.sqlite3` and, unless an
+rpc password is given, `.cookie` (`__cookie__:<hex>`, mode 0600, deleted on stop). Everything runs on the
+event loop thread; the SQLite work per block is small, and generate* RPCs mine at regtest difficulty.
+
+This is a mining node, not a full validator (see consensus.py for what is and is not checked), it has no
+peers, and the `demo` chain is pithead's own retargeting variant of regtest (retarget.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+
+from pithead.chain.block import Block
+from pithead.chain.params import REGTEST, Network
+from pithead.chain.tx import Transaction
+from pithead.node.chainstate import AcceptResult, ChainState
+from pithead.node.mempool import Mempool, MempoolEntry
+from pithead.node.mining import assemble_block, longpoll_id, solve
+from pithead.node.rpc.http import HttpRpcServer, basic_credentials
+from pithead.node.txgen import make_transaction
+from pithead.node.wallet import Wallet
+from pithead.node.zmqpub import ZmqPublisher
+
+log = logging.getLogger(__name__)
+
+COOKIE_USER = "__cookie__"  # Core's COOKIEAUTH_USER
+LONGPOLL_MEMPOOL_S = 10.0  # a long-poll returns for mempool changes only after this long (Core: 60 s)
+LONGPOLL_MAX_S = 300.0  # a long-poll answers with the current template after this long regardless
+TXGEN_SCRIPTS_PER_KIND = 4  # generator outputs rotate over this many own scripts of each kind
+BOOTSTRAP_MAX_TRIES = 1_000_000  # per bootstrap block; at the pow limit ~2 tries are needed
+
+
+class NodeError(RuntimeError):
+    """The node cannot start (port taken, data directory of another chain, bad settings)."""
+
+
+class EmbeddedNode:
+    def __init__(
+        self,
+        datadir: str | os.PathLike[str],
+        *,
+        chain: str = "regtest",
+        rpc_bind: str = "127.0.0.1",
+        rpc_port: int = REGTEST.default_rpc_port,
+        rpc_user: str | None = None,
+        rpc_password: str | None = None,
+        zmq_pubhashblock: str | None = None,
+        zmq_pubrawblock: str | None = None,
+        zmq_pubhashtx: str | None = None,
+        zmq_pubrawtx: str | None = None,
+        tx_rate: float = 0.0,
+        block_interval: float = 30.0,
+        bootstrap_blocks: int | None = None,
+        warmup_s: float = 0.0,
+        longpoll_mempool_s: float = LONGPOLL_MEMPOOL_S,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
+        if chain not in ("regtest", "demo"):
+            raise NodeError(f"unknown chain {chain!r}: expected regtest or demo")
+        if (rpc_user is None) != (rpc_password is None):
+            raise NodeError("rpc_user and rpc_password go together")
+        if tx_rate < 0 or block_interval <= 0:
+            raise NodeError("tx_rate must be >= 0 and block_interval > 0")
+        self.datadir = Path(datadir)
+        self.chain_name = chain
+        self.network: Network = REGTEST
+        self.rpc_bind = rpc_bind
+        self.rpc_port = rpc_port
+        self.rpc_user = rpc_user
+        self.rpc_password = rpc_password
+        self.zmq_addresses = {
+            t: a
+            for t, a in (("hashblock", zmq_pubhashblock), ("rawblock", zmq_pubrawblock),
+                         ("hashtx", zmq_pubhashtx), ("rawtx", zmq_pubrawtx))
+            if a
+        }
+        self.tx_rate = tx_rate
+        self.block_interval = block_interval
+        # The generator needs mature coins of its own: by default premine them on a fresh chain.
+        self.bootstrap_blocks = bootstrap_blocks if bootstrap_blocks is not None else (110 if tx_rate > 0 else 0)
+        self.warmup_s = warmup_s
+        self.longpoll_mempool_s = longpoll_mempool_s
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.chain: ChainState | None = None
+        self.mempool = Mempool()
+        self.wallet: Wallet | None = None
+        self.zmq: ZmqPublisher | None = None
+        self.cookie: tuple[str, str] | None = None
+        self._server: HttpRpcServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        self._warm_until = 0.0
+        self._started_at = 0.0
+        self._stopping = asyncio.Event()
+        self._txgen_scripts: list[bytes] = []
+        self.running = False
+
+    # --- lifecycle ---
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.datadir / self.chain_name
+
+    @property
+    def cookie_path(self) -> Path:
+        return self.chain_dir / ".cookie"
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.rpc_bind}:{self.rpc_port}"
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        """The (user, password) a client should use."""
+        if self.rpc_user is not None and self.rpc_password is not None:
+            return self.rpc_user, self.rpc_password
+        assert self.cookie is not None
+        return self.cookie
+
+    @property
+    def zmq_endpoints(self) -> dict[str, str]:
+        return dict(self.zmq.endpoints) if self.zmq else {}
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    async def start(self) -> None:
+        self.chain_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.chain = ChainState(
+                self.chain_dir / "chainstate.sqlite3", self.network, kind=self.chain_name,
+                demo_spacing=self.block_interval,
+            )
+        except Exception as exc:
+            raise NodeError(f"cannot open the chain in {self.chain_dir}: {exc}") from exc
+        self.wallet = Wallet(self.chain.db, self.network)
+        self._started_at = time.monotonic()
+        self._warm_until = self._started_at + self.warmup_s
+        if self.rpc_password is None:
+            self.cookie = (COOKIE_USER, secrets.token_hex(32))
+            fd = os.open(self.cookie_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{self.cookie[0]}:{self.cookie[1]}")
+        from pithead.node.rpc.methods import NodeRPC  # the methods need the node; import late
+
+        self._rpc = NodeRPC(self)
+        self._server = HttpRpcServer(self._rpc.handle, self._authorize, self.rpc_bind, self.rpc_port)
+        try:
+            self.rpc_port = await self._server.start()
+        except OSError as exc:
+            self.chain.close()
+            raise NodeError(f"cannot listen on {self.rpc_bind}:{self.rpc_port}: {exc}") from exc
+        try:
+            self.zmq = ZmqPublisher(self.zmq_addresses) if self.zmq_addresses else None
+        except Exception as exc:
+            await self._server.close()
+            self.chain.close()
+            raise NodeError(f"cannot bind ZMQ publishers {self.zmq_addresses}: {exc}") from exc
+        self.running = True
+        if self.tx_rate > 0:
+            self._prepare_txgen()
+            self._tasks.append(asyncio.create_task(self._txgen_loop(), name="pithead-node-txgen"))
+        log.info("node %s at %s (height %d)", self.chain_name, self.rpc_url, self.chain.height)
+
+    def _prepare_txgen(self) -> None:
+        assert self.wallet is not None and self.chain is not None
+        for kind in ("segwit", "legacy"):
+            for _ in range(TXGEN_SCRIPTS_PER_KIND):
+                self._txgen_scripts.append(self.wallet.new_script(kind, "txgen"))
+        if self.chain.height == 0 and self.bootstrap_blocks > 0:
+            self._bootstrap(self.bootstrap_blocks)
+
+    def _bootstrap(self, n: int) -> None:
+        """Premine `n` blocks to the generator's scripts, timestamped `block_interval` apart ending now, so
+        the demo chain's retargeting sees the intended pace and stays at the easiest difficulty."""
+        assert self.chain is not None
+        start = self.now() - int(n * self.block_interval)
+        for i in range(n):
+            script = self._txgen_scripts[i % len(self._txgen_scripts)]
+            block = assemble_block(self.chain, script, [], max(start + int(i * self.block_interval), 0))
+            solved = solve(block, BOOTSTRAP_MAX_TRIES)
+            if solved is None:
+                raise NodeError("bootstrap block not found within the try limit")
+            self.submit_block(solved)
+
+    async def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._changed.set()  # wake long-polls so they answer before the server closes
+        if self._server is not None:
+            await self._server.close()
+        if self.zmq is not None:
+            self.zmq.close()
+            self.zmq = None
+        if self.chain is not None:
+            self.chain.close()
+        if self.cookie is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.cookie_path.unlink()
+
+    async def __aenter__(self) -> EmbeddedNode:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    def request_stop(self) -> None:
+        """Stop soon (the `stop` RPC answers first)."""
+        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self.stop()))
+
+    # --- auth and warm-up ---
+
+    def _authorize(self, header: str | None) -> bool:
+        creds = basic_credentials(header)
+        if creds is None:
+            return False
+        accepted = [self.cookie] if self.cookie else []
+        if self.rpc_user is not None and self.rpc_password is not None:
+            accepted.append((self.rpc_user, self.rpc_password))
+        return any(
+            hmac.compare_digest(creds[0], u) & hmac.compare_digest(creds[1], p) for u, p in accepted
+        )
+
+    def warming_up(self) -> bool:
+        return time.monotonic() < self._warm_until
+
+    def uptime(self) -> int:
+        return int(time.monotonic() - self._started_at)
+
+    # --- state changes ---
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def submit_block(self, block: Block) -> AcceptResult:
+        """Accept a block; on a tip change resync the mempool, update the wallet, publish, wake long-polls."""
+        assert self.chain is not None and self.wallet is not None
+        result = self.chain.accept_block(block, self.now())
+        if result.connected or result.disconnected:
+            returning: list[Transaction] = []
+            for h in result.disconnected:
+                returning.extend(self.chain.read_block(h).txs[1:])
+            for h in result.connected:
+                for tx in self.chain.read_block(h).txs:
+                    if self.wallet.is_relevant(tx):
+                        self.wallet.record(tx, self.chain.index[h].header.time)
+            self.mempool.resync(self.chain, self.now(), reversed(returning))
+            if self.zmq is not None:
+                self.zmq.block(self.chain.read_block(self.chain.tip.hash))
+            self._notify()
+        return result
+
+    def accept_transaction(self, tx: Transaction) -> MempoolEntry:
+        """Into the mempool (raises MempoolReject); recorded by the wallet when it pays or spends ours."""
+        assert self.chain is not None and self.wallet is not None
+        wallet = self.wallet
+        spends_ours = any(
+            (c := self.mempool.coin(i.prevout) or self.chain.coin(i.prevout)) is not None and wallet.owns(c.script_pubkey)
+            for i in tx.inputs
+        )
+        entry = self.mempool.accept(tx, self.chain, self.now())
+        if spends_ours or wallet.is_relevant(tx):
+            wallet.record(tx, self.now())
+        if self.zmq is not None:
+            self.zmq.transaction(tx)
+        self._notify()
+        return entry
+
+    def mine(self, script_pubkey: bytes, n: int, max_tries: int, txs: Iterable[Transaction] | None = None) -> list[bytes]:
+        """Mine `n` blocks on the tip paying `script_pubkey` (mempool transactions, or exactly `txs`)."""
+        assert self.chain is not None
+        hashes: list[bytes] = []
+        for _ in range(n):
+            if txs is None:
+                entries = self.mempool.select(3_990_000)
+                body: list[Transaction] = [e.tx for e in entries]
+                fees = sum(e.fee for e in entries)
+            else:
+                body = list(txs)
+                fees = sum(self._fee_of(tx) for tx in body)
+            block = assemble_block(self.chain, script_pubkey, body, self.now(), fees=fees)
+            solved = solve(block, max_tries)
+            if solved is None:
+                break
+            result = self.submit_block(solved)
+            if result.reason is not None:
+                raise NodeError(f"mined block refused: {result.reason}")
+            hashes.append(solved.hash())
+        return hashes
+
+    def _fee_of(self, tx: Transaction) -> int:
+        assert self.chain is not None
+        e = self.mempool.entries.get(tx.txid())
+        if e is not None:
+            return e.fee
+        total = 0
+        for i in tx.inputs:
+            coin = self.mempool.coin(i.prevout) or self.chain.coin(i.prevout)
+            total += coin.value if coin else 0
+        return max(0, total - sum(o.value for o in tx.outputs))
+
+    async def wait_for_change(self, longpollid: str) -> None:
+        """Hold a getblocktemplate long-poll until the tip changes, or the mempool changed and
+        `longpoll_mempool_s` passed (Core waits for a new tip, or new transactions after a minute)."""
+        assert self.chain is not None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while self.running:
+            current = longpoll_id(self.chain, self.mempool)
+            waited = loop.time() - start
+            if current[:64] != longpollid[:64]:
+                return
+            if current != longpollid and waited >= self.longpoll_mempool_s:
+                return
+            if waited >= LONGPOLL_MAX_S:
+                return
+            remaining = (self.longpoll_mempool_s if current != longpollid else LONGPOLL_MAX_S) - waited
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(0.01, remaining))
+
+    # --- transaction generator ---
+
+    async def _txgen_loop(self) -> None:
+        assert self.wallet is not None and self.chain is not None
+        interval = 1.0 / self.tx_rate
+        while True:
+            await asyncio.sleep(self.rng.expovariate(1.0 / interval))
+            coins = self.wallet.coins(self.chain, self.mempool)
+            tx = make_transaction(self.wallet, coins, self._txgen_scripts, self.rng)
+            if tx is None:
+                continue
+            try:
+                self.accept_transaction(tx)
+            except Exception as exc:  # a generated transaction the pool refuses is skipped, never fatal
+                log.debug("generated transaction refused: %s", exc)

@@ -1,0 +1,47 @@
+"""Difficulty for the embedded node's two chains, as pure functions of the ancestors' (time, bits).
+
+- `regtest`: Bitcoin Core's regtest never retargets (consensus.fPowNoRetargeting): every block carries
+  the proof-of-work limit's nBits, 0x207fffff.
+- `demo`: pithead's own rule so that a demo on a laptop finds blocks at a human pace whatever hashrate is
+  present. After every block the target is scaled by how fast the last `window` blocks actually came
+  versus `spacing` seconds each (a moving-window version of Core's CalculateNextWorkRequired), with each
+  step clamped to a factor of MAX_STEP so one lucky block cannot swing it wildly, and never easier than
+  the proof-of-work limit. The demo chain is otherwise regtest (same genesis, addresses, halving).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pithead.chain.compact import bits_to_target, target_to_bits
+
+DEMO_WINDOW = 12  # blocks averaged: enough to smooth Poisson noise, short enough to follow a miner joining
+MAX_STEP = 4  # per-block clamp, like Core's factor-of-4 clamp per retarget period
+
+
+def regtest_next_bits(pow_limit: int) -> int:
+    return target_to_bits(pow_limit)
+
+
+def demo_next_bits(
+    ancestors: Sequence[tuple[int, int]],
+    *,
+    spacing: float,
+    pow_limit: int,
+    window: int = DEMO_WINDOW,
+) -> int:
+    """nBits for the block after `ancestors[0]`; `ancestors` are (time, bits) newest first."""
+    if spacing <= 0:
+        raise ValueError("spacing must be positive")
+    limit_bits = target_to_bits(pow_limit)
+    n = min(window, len(ancestors) - 1)
+    if n < 1:
+        return limit_bits
+    recent = ancestors[: n + 1]
+    mean_target = sum(bits_to_target(b) for _, b in recent[:n]) // n
+    span = recent[0][0] - recent[n][0]
+    expected = spacing * n
+    span = min(max(span, expected / MAX_STEP), expected * MAX_STEP)
+    new_target = int(mean_target * span / expected)
+    new_target = max(1, min(new_target, pow_limit))
+    return target_to_bits(new_target)

@@ -1,0 +1,1 @@
+"""Bitcoin Core's JSON-RPC dialect for the embedded node: errors, the HTTP server, the methods."""

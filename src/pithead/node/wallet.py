@@ -1,0 +1,129 @@
+"""The embedded node's minimal wallet: the node's own anyone-can-spend addresses and the coins paid to them.
+
+Enough for a pool's payouts and for the transaction generator, with no keys: every address is P2WSH
+("bech32", the default) or P2SH ("legacy"/"p2sh-segwit") of a distinct `<tag> OP_DROP OP_TRUE` script
+(scripts.py), so the node can always "sign" its own coins. Anyone who learns such a script could spend
+the coin too: this is a regtest/demo wallet, never a place for value.
+
+Kept in the chain state's SQLite file (tables `wallet_scripts`, `wallet_txs`). Coins are read from the
+UTXO set and the mempool, so they follow reorganisations without bookkeeping of their own.
+Not here: encryption, key derivation, labels beyond a string, fee bumping, coin control.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pithead.chain.address import script_to_address
+from pithead.chain.params import Network
+from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
+from pithead.node.chainstate import ChainState
+from pithead.node.consensus import Coin
+from pithead.node.mempool import MEMPOOL_HEIGHT, Mempool
+from pithead.node.scripts import inner_script, legacy_spend, p2sh_of, p2wsh_of, segwit_spend
+
+ADDRESS_TYPES = {"bech32": "segwit", "legacy": "legacy", "p2sh-segwit": "legacy"}
+SEQUENCE_RBF = 0xFFFFFFFD  # BIP125 signal, as Core's wallet sets by default
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS wallet_scripts (
+  script BLOB PRIMARY KEY, inner BLOB NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, tag INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wallet_txs (txid BLOB PRIMARY KEY, raw BLOB NOT NULL, time INTEGER NOT NULL);
+"""
+
+
+class WalletError(ValueError):
+    """A wallet request that cannot be met (unknown address type, insufficient funds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WalletCoin:
+    outpoint: OutPoint
+    coin: Coin
+    confirmations: int  # 0 for a coin in the mempool
+    spendable_now: bool  # mature (coinbase) and not spent by a mempool transaction
+
+
+class Wallet:
+    def __init__(self, db: sqlite3.Connection, network: Network) -> None:
+        self.db = db
+        self.network = network
+        db.executescript(_SCHEMA)
+        self._scripts: dict[bytes, tuple[bytes, str, str]] = {
+            bytes(s): (bytes(i), k, lbl) for s, i, k, lbl in db.execute("SELECT script, inner, kind, label FROM wallet_scripts")
+        }
+
+    def new_script(self, kind: str = "segwit", label: str = "") -> bytes:
+        if kind not in ("segwit", "legacy"):
+            raise WalletError(f"unknown script kind {kind!r}")
+        row = self.db.execute("SELECT COALESCE(MAX(tag), -1) + 1 FROM wallet_scripts").fetchone()
+        tag = int(row[0])
+        inner = inner_script(tag)
+        script = p2wsh_of(inner) if kind == "segwit" else p2sh_of(inner)
+        self.db.execute("INSERT INTO wallet_scripts VALUES (?,?,?,?,?)", (script, inner, kind, label, tag))
+        self._scripts[script] = (inner, kind, label)
+        return script
+
+    def new_address(self, address_type: str = "bech32", label: str = "") -> str:
+        kind = ADDRESS_TYPES.get(address_type)
+        if kind is None:
+            raise WalletError(f"Unknown address type '{address_type}'")
+        address = script_to_address(self.new_script(kind, label), self.network)
+        assert address is not None
+        return address
+
+    def owns(self, script: bytes) -> bool:
+        return script in self._scripts
+
+    def label(self, script: bytes) -> str:
+        return self._scripts[script][2]
+
+    def scripts(self) -> list[bytes]:
+        return list(self._scripts)
+
+    def coins(self, chain: ChainState, mempool: Mempool) -> list[WalletCoin]:
+        """Every coin paid to the wallet: confirmed (UTXO set) and unconfirmed (mempool outputs)."""
+        out: list[WalletCoin] = []
+        tip = chain.height
+        maturity = chain.network.coinbase_maturity
+        for op, coin in chain.coins_for_scripts(self.scripts()):
+            conf = tip - coin.height + 1
+            mature = not coin.is_coinbase or tip + 1 - coin.height >= maturity
+            out.append(WalletCoin(op, coin, conf, mature and op not in mempool.spent_by))
+        for e in mempool.entries.values():
+            for n, o in enumerate(e.tx.outputs):
+                if o.script_pubkey in self._scripts:
+                    op = OutPoint(e.txid, n)
+                    coin = Coin(o.value, o.script_pubkey, MEMPOOL_HEIGHT, False)
+                    out.append(WalletCoin(op, coin, 0, op not in mempool.spent_by))
+        return out
+
+    def sign(self, inputs: Sequence[tuple[OutPoint, Coin]], outputs: Sequence[TxOut], locktime: int = 0) -> Transaction:
+        """A transaction spending wallet coins: each input gets the scriptSig/witness its script needs."""
+        txins = []
+        for op, coin in inputs:
+            entry = self._scripts.get(coin.script_pubkey)
+            if entry is None:
+                raise WalletError("input does not belong to this wallet")
+            inner, kind, _ = entry
+            script_sig, witness = segwit_spend(inner) if kind == "segwit" else legacy_spend(inner)
+            txins.append(TxIn(op, script_sig, SEQUENCE_RBF, witness))
+        return Transaction(2, tuple(txins), tuple(outputs), locktime)
+
+    def record(self, tx: Transaction, time: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO wallet_txs VALUES (?,?,?)", (tx.txid(), tx.serialize(), time))
+
+    def recorded(self, txid: bytes) -> tuple[Transaction, int] | None:
+        row = self.db.execute("SELECT raw, time FROM wallet_txs WHERE txid=?", (txid,)).fetchone()
+        return (Transaction.parse(bytes(row[0])), row[1]) if row else None
+
+    def is_relevant(self, tx: Transaction) -> bool:
+        return any(o.script_pubkey in self._scripts for o in tx.outputs)
+
+
+def estimate_vsize(n_in: int, n_out: int, segwit_inputs: int) -> int:
+    """Rough virtual size for fee estimation of wallet transactions (anyone-can-spend inputs are small)."""
+    return 11 + n_in * 48 + n_out * 43 + (segwit_inputs * 10 + 3) // 4 + 1
