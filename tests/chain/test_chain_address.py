@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chain_vectors import load_vector
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_vector
 from pithead.chain.address import AddressError, address_to_script, is_valid_address, script_to_address
 from pithead.chain.params import MAINNET, NETWORKS, REGTEST, SIGNET, TESTNET, TESTNET4, Network
 from pithead.chain.script import p2pkh_script, p2sh_script, witness_program_script

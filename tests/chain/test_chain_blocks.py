@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 import pytest
+from chain_vectors import VECTORS, load_vector
 
-from conftest import VECTORS, load_vector
 from pithead.chain.block import Block
 from pithead.chain.compact import bits_to_target, target_to_difficulty
 from pithead.chain.hashes import display_hex, from_display_hex, sha256d

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chain_vectors import load_vector
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_vector
 from pithead.chain.block import Block
 from pithead.chain.coinbase import (
     MAX_COINBASE_SCRIPT,

@@ -8,10 +8,10 @@ import math
 from typing import Any
 
 import pytest
+from chain_vectors import load_vector
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_vector
 from pithead.chain.compact import (
     DIFF1_TARGET,
     MAX_TARGET_256,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chain_vectors import load_vector
 
-from conftest import load_vector
 from pithead.chain.block import Block
 from pithead.chain.coinbase import build_coinbase
 from pithead.chain.compact import (

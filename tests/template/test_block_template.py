@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES
 from pithead.chain.block import Block
 from pithead.chain.coinbase import build_coinbase
 from pithead.chain.compact import bits_to_target
@@ -28,7 +27,7 @@ from pithead.chain.tx import Transaction, TxOut
 from pithead.chain.witness import commitment_script, find_commitment, witness_commitment
 from pithead.template.block_template import BlockTemplate, TemplateError, parse_gbt
 
-CORE: Path = FIXTURES / "bitcoin-core"
+CORE: Path = Path(__file__).resolve().parents[1] / "fixtures" / "bitcoin-core"  # copied Core answers
 GBT_FILES = ["gbt-core-regtest-h102-mempool7", "gbt-core-regtest-h105-mempool14"]
 
 
