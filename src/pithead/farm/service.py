@@ -1,0 +1,121 @@
+"""The fleet manager as one long-running service: periodic re-scan, polling, alerts, rollups, curtailment.
+
+`FarmService` wires the parts together for `pithead up` and `pithead farm poll`-style daemons:
+- discovery: `Scanner.run_periodic` over the configured CIDRs every `rescan_interval_s` (apart from polling);
+- polling: `Poller.run` every `poll_interval_s`, results written to the store in batches;
+- after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
+  rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step;
+- `router()` gives the web router for the main app to mount.
+Every loop runs in one TaskGroup; `stop()` ends them all. The service owns no policy of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
+from pithead.farm.alerts import AlertManager, AlertSink, AlertThresholds, ShareActivity, WebhookSink
+from pithead.farm.curtailment import CurtailmentPolicy, decide
+from pithead.farm.drivers import default_drivers
+from pithead.farm.drivers.base import Driver
+from pithead.farm.energy import PriceSchedule
+from pithead.farm.inventory import DEFAULT_PORTS, Labeler, ScanReport, Scanner
+from pithead.farm.model import DriverKind
+from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
+from pithead.farm.store import FarmStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FarmServiceConfig:
+    scan_cidrs: tuple[str, ...] = ()
+    scan_ports: dict[DriverKind, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    rescan_interval_s: float = 900.0  # discovery every 15 min; polling every minute
+    poll_interval_s: float = 60.0
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    deadline_s: float = DEFAULT_DEADLINE_S
+    shard: tuple[int, int] = (0, 1)
+    webhook_url: str | None = None
+    thresholds: AlertThresholds = AlertThresholds()
+    curtailment: CurtailmentPolicy | None = None
+    use_pyasic: bool = False
+
+
+class FarmService:
+    def __init__(self, store: FarmStore, cfg: FarmServiceConfig = FarmServiceConfig(),
+                 drivers: dict[DriverKind, Driver] | None = None, shares: ShareActivity | None = None,
+                 prices: PriceSchedule | None = None, hashprice: Callable[[], float | None] | None = None,
+                 labeler: Labeler = Labeler(), sinks: Sequence[AlertSink] = (),
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.drivers = drivers or default_drivers()
+        self.prices = prices
+        self.hashprice = hashprice
+        self.clock = clock
+        self.poller = Poller(self.drivers, cfg.max_concurrency, cfg.deadline_s, clock)
+        self.scanner = Scanner(self.drivers, cfg.scan_ports, labeler, use_pyasic=cfg.use_pyasic, clock=clock)
+        self.actions = ActionService(store, self.drivers, clock=clock)
+        self._webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
+        all_sinks = list(sinks) + ([self._webhook] if self._webhook else [])
+        self.alerts = AlertManager(store, cfg.thresholds, shares, all_sinks)
+        self._stop = asyncio.Event()
+        self.last_sweep: SweepReport | None = None
+        self.last_scan: ScanReport | None = None
+        self._curtail_lock = asyncio.Lock()
+
+    def router(self):  # type: ignore[no-untyped-def]
+        from pithead.farm.web import make_router
+
+        return make_router(self.store, self.actions, self.prices, self.hashprice, self.clock)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _on_scan(self, rep: ScanReport) -> None:
+        self.last_scan = rep
+        new = self.store.upsert_devices(rep.found)
+        log.info("scan: %d devices (%d new), %d unidentified", len(rep.found), new, len(rep.failures))
+
+    def _after_sweep(self, rep: SweepReport) -> None:
+        self.last_sweep = rep
+        now = self.clock()
+        self.alerts.run_once(now)
+        self.store.rollup(now)
+        self.store.prune(now)
+        if self.cfg.curtailment is not None and self.prices is not None and not self._curtail_lock.locked():
+            asyncio.get_running_loop().create_task(self.curtail_step(now))
+
+    async def curtail_step(self, now: float) -> None:
+        """One curtailment decision at the scheduled price, applied through audited actions."""
+        if self.cfg.curtailment is None or self.prices is None:
+            return
+        async with self._curtail_lock:
+            machines = machines_from_statuses(self.store.statuses(), self.store.curtailment())
+            hp = self.hashprice() if self.hashprice is not None else None
+            d = decide(machines, self.prices.price_at(now), now, self.cfg.curtailment, hp)
+            if d.power_down or d.power_up:
+                log.info("curtailment: %s: down %d, up %d", d.reason, len(d.power_down), len(d.power_up))
+                await apply_decision(d, self.actions)
+
+    async def run(self) -> None:
+        """Run until stop(): scanning (if CIDRs are configured) and polling, each on its own schedule."""
+        if self._webhook is not None:
+            self._webhook.start()
+        i, n = self.cfg.shard
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if self.cfg.scan_cidrs:
+                    tg.create_task(self.scanner.run_periodic(self.cfg.scan_cidrs, self.cfg.rescan_interval_s,
+                                                             self._on_scan, self._stop))
+                tg.create_task(self.poller.run(lambda: select_shard(self.store.devices(), i, n),
+                                               self.cfg.poll_interval_s, self.store.write_results,
+                                               self._after_sweep, self._stop))
+        finally:
+            if self._webhook is not None:
+                await self._webhook.aclose()
