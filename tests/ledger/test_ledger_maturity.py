@@ -9,10 +9,8 @@ RPC client lands, the same tests should run against it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import pytest
+from ledger_standins import TinyChain
 
 from pithead.ledger.events import BlockEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
@@ -26,59 +24,6 @@ from pithead.ledger.maturity import (
 from pithead.ledger.schemes import Scheme
 from pithead.store.base import LedgerStore
 from pithead.store.records import BlockRecord, BlockStatus, CreditStatus
-
-
-class RpcError(Exception):
-    """Shaped like a JSON-RPC error from Bitcoin Core: a message and a numeric code."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class TinyChain:
-    """A stand-in chain: `best` is the list of block hashes by height; side blocks are remembered."""
-
-    def __init__(self, length: int) -> None:
-        self.best = [f"{'main'}{h:060d}" for h in range(length + 1)]
-        self.known: dict[str, int] = {b: h for h, b in enumerate(self.best)}
-        self.down = False
-
-    def extend(self, n: int, tag: str = "main") -> None:
-        for _ in range(n):
-            h = len(self.best)
-            bh = f"{tag}{h:060d}"
-            self.best.append(bh)
-            self.known[bh] = h
-
-    def reorg(self, fork_height: int, new_blocks: int, tag: str) -> None:
-        """Replace everything above `fork_height` with `new_blocks` blocks of another branch."""
-        del self.best[fork_height + 1 :]
-        self.extend(new_blocks, tag)
-
-    def restore(self, blocks: list[str]) -> None:
-        """Make a previously seen branch the best chain again."""
-        first = self.known[blocks[0]]
-        del self.best[first:]
-        self.best.extend(blocks)
-
-    # ChainView
-    async def getblockcount(self) -> int:
-        if self.down:
-            raise ConnectionError("node unreachable")
-        return len(self.best) - 1
-
-    async def getblockhash(self, height: int) -> str:
-        if not 0 <= height < len(self.best):
-            raise RpcError(-8, "Block height out of range")
-        return self.best[height]
-
-    async def getblockheader(self, block_hash: str) -> Mapping[str, Any]:
-        if block_hash not in self.known:
-            raise RpcError(-5, "Block not found")
-        h = self.known[block_hash]
-        on_best = h < len(self.best) and self.best[h] == block_hash
-        return {"hash": block_hash, "height": h, "confirmations": len(self.best) - h if on_best else -1}
 
 
 def found(chain: TinyChain, height: int, address: str = "miner") -> BlockEvent:

@@ -9,18 +9,17 @@ the node's and Core's RPC will be used through) is tested for its amount convers
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ledger_standins import StandInWallet
 
 from pithead.ledger.payouts import (
     MAX_OUTPUTS_PER_BATCH,
     PayoutProcessor,
     WalletError,
-    WalletRejected,
     WalletTx,
     btc_to_sat,
     plan,
@@ -30,53 +29,6 @@ from pithead.ledger.schemes import POOL_ACCOUNT
 from pithead.store import open_store
 from pithead.store.base import LedgerStore
 from pithead.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
-
-
-class StandInWallet:
-    def __init__(self, balance: int) -> None:
-        self.balance = balance
-        self.txs: dict[str, dict[str, object]] = {}
-        self.calls = 0
-
-    async def getbalance(self) -> int:
-        return self.balance
-
-    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
-        self.calls += 1
-        total = sum(amounts.values())
-        if total > self.balance:
-            raise WalletRejected("Insufficient funds")
-        if any(not a.startswith("bcrt1") for a in amounts):
-            raise WalletRejected("Invalid Bitcoin address")
-        self.balance -= total
-        txid = hashlib.sha256(f"{len(self.txs)}:{comment}".encode()).hexdigest()
-        self.txs[txid] = {"outputs": dict(amounts), "comment": comment, "confirmations": 0, "replaced_by": None}
-        return txid
-
-    async def gettransaction(self, txid: str) -> WalletTx:
-        tx = self.txs[txid]
-        return WalletTx(txid, int(tx["confirmations"]), tx["replaced_by"])  # type: ignore[arg-type, call-overload]
-
-    async def find_transaction(self, comment: str) -> str | None:
-        return next((t for t, tx in self.txs.items() if tx["comment"] == comment), None)
-
-    def mine(self) -> None:
-        for tx in self.txs.values():
-            if int(tx["confirmations"]) >= 0:  # type: ignore[call-overload]
-                tx["confirmations"] = int(tx["confirmations"]) + 1  # type: ignore[call-overload]
-
-    def conflict(self, txid: str) -> None:
-        tx = self.txs[txid]
-        tx["confirmations"] = -1
-        self.balance += sum(tx["outputs"].values())  # type: ignore[attr-defined]
-
-    def paid(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for tx in self.txs.values():
-            if int(tx["confirmations"]) >= 0:  # type: ignore[call-overload]
-                for a, v in tx["outputs"].items():  # type: ignore[attr-defined]
-                    out[a] = out.get(a, 0) + v
-        return out
 
 
 class Crash(Exception):

@@ -1,0 +1,120 @@
+"""The ledger's asyncio shell: consume events, and on timers roll up, track maturity and pay out.
+
+`run_ledger` is what `pithead up` / `pithead pool` start next to the Stratum server: one TaskGroup with
+the consumer loop and three periodic jobs. A periodic job that fails (node or wallet unreachable) logs
+and tries again on its next tick; it never takes the consumer down. `open_ledger` builds the `Ledger`
+from the config (store URL relative to the data directory). `RpcChainView` adapts a JSON-RPC call
+function to the `ChainView` the maturity tracker needs.
+
+Everything that decides anything lives in `ledger`, `schemes`, `maturity` and `payouts`; this module only
+schedules them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pithead.ledger.bus import ConsumeCounters, EventSource, consume
+from pithead.ledger.ledger import Ledger, LedgerSettings
+from pithead.ledger.maturity import ChainView, track
+from pithead.ledger.payouts import PayoutProcessor, Wallet
+from pithead.store import open_store
+
+log = logging.getLogger(__name__)
+
+# Default timers. Rollup is cheap but walks the PPLNS window; maturity is one RPC per pending block;
+# payouts are rare on purpose (each is an on-chain transaction with its fee).
+ROLLUP_INTERVAL_S = 300.0
+MATURITY_INTERVAL_S = 30.0
+PAYOUT_INTERVAL_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    rollup_s: float = ROLLUP_INTERVAL_S
+    maturity_s: float = MATURITY_INTERVAL_S
+    payout_s: float = PAYOUT_INTERVAL_S
+
+
+def open_ledger(cfg: Any, data_dir: str | Path | None = None) -> Ledger:
+    """A `Ledger` for `pithead.config.LedgerConfig` (`cfg.database`, `cfg.scheme`, ...)."""
+    store = open_store(cfg.database, data_dir=data_dir)
+    return Ledger(store, LedgerSettings.from_config(cfg))
+
+
+async def _every(interval: float, stop: asyncio.Event, job: Callable[[], Awaitable[Any]], name: str) -> None:
+    while not stop.is_set():
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ledger %s failed; retrying in %.0f s", name, interval)
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass
+
+
+async def run_ledger(
+    ledger: Ledger,
+    source: EventSource,
+    stop: asyncio.Event,
+    node: ChainView | None = None,
+    wallet: Wallet | None = None,
+    timers: Timers = Timers(),
+    clock: Callable[[], float] = time.time,
+) -> ConsumeCounters:
+    """Run until `stop` is set; returns the consumer's counters."""
+    result: list[ConsumeCounters] = []
+
+    async def consumer() -> None:
+        result.append(await consume(ledger, source, stop))
+
+    async def rollup() -> None:
+        await asyncio.to_thread(ledger.rollup, clock())
+
+    async def maturity() -> None:
+        assert node is not None
+        await track(ledger.store, node, clock())
+
+    async def payouts() -> None:
+        assert wallet is not None
+        await PayoutProcessor(ledger.store, wallet, ledger.settings.payout_threshold_sat).run_once(clock())
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consumer())
+        tg.create_task(_every(timers.rollup_s, stop, rollup, "rollup"))
+        if node is not None:
+            tg.create_task(_every(timers.maturity_s, stop, maturity, "maturity tracking"))
+        if wallet is not None:
+            tg.create_task(_every(timers.payout_s, stop, payouts, "payouts"))
+    return result[0]
+
+
+RpcCall = Callable[[str, list[Any]], Awaitable[Any]]
+
+
+class RpcChainView:
+    """`ChainView` over a JSON-RPC call function in Bitcoin Core's dialect (Core or the embedded node)."""
+
+    def __init__(self, call: RpcCall) -> None:
+        self._call = call
+
+    async def getblockcount(self) -> int:
+        return int(await self._call("getblockcount", []))
+
+    async def getblockhash(self, height: int) -> str:
+        return str(await self._call("getblockhash", [height]))
+
+    async def getblockheader(self, block_hash: str) -> Mapping[str, Any]:
+        header = await self._call("getblockheader", [block_hash, True])
+        if not isinstance(header, Mapping):
+            raise TypeError(f"getblockheader returned {type(header).__name__}, not an object")
+        return header

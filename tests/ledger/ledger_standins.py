@@ -1,0 +1,117 @@
+"""Stand-ins the ledger tests drive the ledger with, until pithead.node lands its in-process API.
+
+`TinyChain` is a small block tree with a best chain that can be extended and reorganised, answering
+getblockcount/getblockhash/getblockheader in Bitcoin Core's shapes (confirmations -1 off the best chain,
+RPC error -5 for unknown blocks). `StandInWallet` keeps what a wallet must for the payout tests to mean
+something: a balance that sendmany spends, transactions with comment and outputs, confirmations that grow
+when we "mine", and conflicts. Neither is a node or a wallet: nothing is validated, signed or broadcast.
+Once the embedded node's RPC client lands, the same tests should run against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from pithead.ledger.payouts import WalletRejected, WalletTx
+
+
+class RpcError(Exception):
+    """Shaped like a JSON-RPC error from Bitcoin Core: a message and a numeric code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TinyChain:
+    """A stand-in chain: `best` is the list of block hashes by height; side blocks are remembered."""
+
+    def __init__(self, length: int) -> None:
+        self.best = [f"{'main'}{h:060d}" for h in range(length + 1)]
+        self.known: dict[str, int] = {b: h for h, b in enumerate(self.best)}
+        self.down = False
+
+    def extend(self, n: int, tag: str = "main") -> None:
+        for _ in range(n):
+            h = len(self.best)
+            bh = f"{tag}{h:060d}"
+            self.best.append(bh)
+            self.known[bh] = h
+
+    def reorg(self, fork_height: int, new_blocks: int, tag: str) -> None:
+        """Replace everything above `fork_height` with `new_blocks` blocks of another branch."""
+        del self.best[fork_height + 1 :]
+        self.extend(new_blocks, tag)
+
+    def restore(self, blocks: list[str]) -> None:
+        """Make a previously seen branch the best chain again."""
+        first = self.known[blocks[0]]
+        del self.best[first:]
+        self.best.extend(blocks)
+
+    # ChainView
+    async def getblockcount(self) -> int:
+        if self.down:
+            raise ConnectionError("node unreachable")
+        return len(self.best) - 1
+
+    async def getblockhash(self, height: int) -> str:
+        if not 0 <= height < len(self.best):
+            raise RpcError(-8, "Block height out of range")
+        return self.best[height]
+
+    async def getblockheader(self, block_hash: str) -> Mapping[str, Any]:
+        if block_hash not in self.known:
+            raise RpcError(-5, "Block not found")
+        h = self.known[block_hash]
+        on_best = h < len(self.best) and self.best[h] == block_hash
+        return {"hash": block_hash, "height": h, "confirmations": len(self.best) - h if on_best else -1}
+
+
+class StandInWallet:
+    def __init__(self, balance: int) -> None:
+        self.balance = balance
+        self.txs: dict[str, dict[str, object]] = {}
+        self.calls = 0
+
+    async def getbalance(self) -> int:
+        return self.balance
+
+    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
+        self.calls += 1
+        total = sum(amounts.values())
+        if total > self.balance:
+            raise WalletRejected("Insufficient funds")
+        if any(not a.startswith("bcrt1") for a in amounts):
+            raise WalletRejected("Invalid Bitcoin address")
+        self.balance -= total
+        txid = hashlib.sha256(f"{len(self.txs)}:{comment}".encode()).hexdigest()
+        self.txs[txid] = {"outputs": dict(amounts), "comment": comment, "confirmations": 0, "replaced_by": None}
+        return txid
+
+    async def gettransaction(self, txid: str) -> WalletTx:
+        tx = self.txs[txid]
+        return WalletTx(txid, int(tx["confirmations"]), tx["replaced_by"])  # type: ignore[arg-type, call-overload]
+
+    async def find_transaction(self, comment: str) -> str | None:
+        return next((t for t, tx in self.txs.items() if tx["comment"] == comment), None)
+
+    def mine(self) -> None:
+        for tx in self.txs.values():
+            if int(tx["confirmations"]) >= 0:  # type: ignore[call-overload]
+                tx["confirmations"] = int(tx["confirmations"]) + 1  # type: ignore[call-overload]
+
+    def conflict(self, txid: str) -> None:
+        tx = self.txs[txid]
+        tx["confirmations"] = -1
+        self.balance += sum(tx["outputs"].values())  # type: ignore[attr-defined]
+
+    def paid(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for tx in self.txs.values():
+            if int(tx["confirmations"]) >= 0:  # type: ignore[call-overload]
+                for a, v in tx["outputs"].items():  # type: ignore[attr-defined]
+                    out[a] = out.get(a, 0) + v
+        return out

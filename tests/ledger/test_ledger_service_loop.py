@@ -1,0 +1,94 @@
+"""The ledger's asyncio shell end to end: shares and a block in, maturity on the chain, a payout out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ledger_standins import StandInWallet, TinyChain
+
+from pithead.config import LedgerConfig
+from pithead.ledger.bus import MemoryBus
+from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.ledger.ledger import Ledger, LedgerSettings
+from pithead.ledger.schemes import Scheme
+from pithead.ledger.service import RpcChainView, Timers, open_ledger, run_ledger
+from pithead.store.base import LedgerStore
+from pithead.store.records import BatchStatus, BlockStatus
+
+FAST = Timers(rollup_s=0.02, maturity_s=0.02, payout_s=0.02)
+
+
+async def wait_for(cond, limit_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    for _ in range(int(limit_s / 0.01)):
+        if cond():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_block_found_matures_and_is_paid(store: LedgerStore) -> None:
+    chain = TinyChain(300)
+    wallet = StandInWallet(10**10)
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.PPLNS, fee_ppm=10_000, pplns_n=2.0, payout_threshold_sat=100_000))
+    bus = MemoryBus()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_ledger(ledger, bus, stop, node=chain, wallet=wallet, timers=FAST))
+    for i in range(40):
+        addr = "bcrt1qalice" if i % 4 else "bcrt1qbob"
+        bus.put(ShareEvent(1000.0 + i, f"{addr}.rig", addr, 1.0, "j", 301, True, share_difficulty=1.5))
+    bus.put(ShareEvent(1041.0, "bcrt1qbob.rig", "bcrt1qbob", 1.0, "j", 301, False, "stale"))
+    bus.put(BlockEvent(1042.0, 250, chain.best[250], "bcrt1qbob.rig", "bcrt1qbob", 5_000_000_000, 0, True,
+                       network_difficulty=10.0))
+    assert await wait_for(lambda: store.get_block(chain.best[250]) is not None)
+    assert await wait_for(lambda: store.get_block(chain.best[250]).confirmations == 51)  # type: ignore[union-attr]
+    assert wallet.paid() == {}  # immature: nothing payable yet
+    chain.extend(49)
+    assert await wait_for(lambda: store.get_block(chain.best[250]).status is BlockStatus.CONFIRMED)  # type: ignore[union-attr]
+    assert await wait_for(lambda: bool(store.batches([BatchStatus.SENT])))
+    stop.set()
+    counters = await task
+    assert counters.applied == 42
+    paid = wallet.paid()
+    # PPLNS over the last 20 difficulty: 15 of alice's shares and 5 of bob's; 1 % fee kept by the pool
+    assert paid == {"bcrt1qalice": 3_712_500_000, "bcrt1qbob": 1_237_500_000}
+    assert sum(paid.values()) == 5_000_000_000 - 50_000_000
+
+
+async def test_periodic_failures_do_not_stop_the_consumer(store: LedgerStore) -> None:
+    chain = TinyChain(10)
+    chain.down = True  # every maturity pass fails
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    bus = MemoryBus()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_ledger(ledger, bus, stop, node=chain, timers=FAST))
+    await asyncio.sleep(0.1)
+    bus.put(ShareEvent(time.time(), "a.rig", "a", 1.0, "j", 1, True))  # recent: rollup keeps it
+    assert await wait_for(lambda: store.share_count() == 1)
+    stop.set()
+    await task
+
+
+async def test_rpc_chain_view_speaks_core_method_names() -> None:
+    calls: list[tuple[str, list[object]]] = []
+    chain = TinyChain(5)
+
+    async def call(method: str, params: list[object]) -> object:
+        calls.append((method, params))
+        if method == "getblockheader":
+            return await chain.getblockheader(str(params[0]))
+        return await getattr(chain, method)(*params)
+
+    view = RpcChainView(call)
+    assert await view.getblockcount() == 5
+    h = await view.getblockhash(3)
+    assert (await view.getblockheader(h))["confirmations"] == 3
+    assert [c[0] for c in calls] == ["getblockcount", "getblockhash", "getblockheader"]
+    assert calls[2][1] == [h, True]
+
+
+def test_open_ledger_from_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ledger = open_ledger(LedgerConfig(scheme="prop", database="sqlite:///ledger.sqlite3"), data_dir=tmp_path)
+    assert ledger.settings.scheme is Scheme.PROP
+    assert (tmp_path / "ledger.sqlite3").exists()
+    ledger.store.close()
