@@ -21,7 +21,8 @@ async def test_service_discovers_polls_and_alerts(servers: Servers, store: FarmS
     try:
         async with asyncio.timeout(20):
             while not (svc.last_sweep and svc.last_sweep.devices == 2):
-                await asyncio.sleep(0.05)
+                await svc.swept.wait()
+                svc.swept.clear()
     finally:
         svc.stop()
         await asyncio.wait_for(task, 10)

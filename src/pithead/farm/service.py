@@ -23,7 +23,7 @@ from pithead.farm.curtailment import CurtailmentPolicy, decide
 from pithead.farm.drivers import default_drivers
 from pithead.farm.drivers.base import Driver
 from pithead.farm.energy import PriceSchedule
-from pithead.farm.inventory import DEFAULT_PORTS, Labeler, ScanReport, Scanner
+from pithead.farm.inventory import DEFAULT_PORTS, Labeler, Scanner, ScanReport
 from pithead.farm.model import DriverKind
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
 from pithead.farm.store import FarmStore
@@ -41,7 +41,7 @@ class FarmServiceConfig:
     deadline_s: float = DEFAULT_DEADLINE_S
     shard: tuple[int, int] = (0, 1)
     webhook_url: str | None = None
-    thresholds: AlertThresholds = AlertThresholds()
+    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     curtailment: CurtailmentPolicy | None = None
     use_pyasic: bool = False
 
@@ -67,6 +67,7 @@ class FarmService:
         self._stop = asyncio.Event()
         self.last_sweep: SweepReport | None = None
         self.last_scan: ScanReport | None = None
+        self.swept = asyncio.Event()  # set after every sweep (for callers that wait on progress)
         self._curtail_lock = asyncio.Lock()
 
     def router(self):  # type: ignore[no-untyped-def]
@@ -84,6 +85,7 @@ class FarmService:
 
     def _after_sweep(self, rep: SweepReport) -> None:
         self.last_sweep = rep
+        self.swept.set()
         now = self.clock()
         self.alerts.run_once(now)
         self.store.rollup(now)
