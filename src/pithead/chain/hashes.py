@@ -137,13 +137,17 @@ def sha256_midstate(first_block: bytes) -> bytes:
 
 
 def unhex(s: str, what: str = "hex") -> bytes:
-    """bytes.fromhex with a typed error that names the field."""
+    """bytes.fromhex with a typed error that names the field. Strict, like Core's IsHex: bytes.fromhex
+    alone skips whitespace ("00 11"), which no RPC or Stratum peer of ours should send."""
     if not isinstance(s, str):
         raise ChainDecodeError(f"{what}: expected a hex string, got {type(s).__name__}")
     try:
-        return bytes.fromhex(s)
+        out = bytes.fromhex(s)
     except ValueError as exc:
         raise ChainDecodeError(f"{what}: not valid hex") from exc
+    if 2 * len(out) != len(s):
+        raise ChainDecodeError(f"{what}: not valid hex (whitespace)")
+    return out
 
 
 # --- RIPEMD-160 fallback (only used when OpenSSL lacks it). Straight from the 1996 spec's description. ---
