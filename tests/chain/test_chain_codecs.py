@@ -394,3 +394,10 @@ def test_coinbase_parts_that_are_not_a_coinbase_are_refused() -> None:
         assert parts.serialize(raw[10:14], raw[14:22]) == raw
         with pytest.raises(CoinbaseError, match="not a coinbase"):
             parts.transaction(raw[10:14], raw[14:22])
+
+
+@pytest.mark.parametrize("bad", ["0", "zz", "00 11", " 00", "00\n", "0x00", "\u0660\u0660"])
+def test_unhex_is_strict(bad: str) -> None:
+    with pytest.raises(ChainDecodeError):
+        unhex(bad)
+    assert unhex("00Ff") == b"\x00\xff"
