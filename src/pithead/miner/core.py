@@ -18,6 +18,7 @@ What it is not: a mining loop. Threads, work rolling and Stratum live in :mod:`p
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import sys
 import threading
@@ -49,10 +50,9 @@ class HashPathUnavailable(RuntimeError):
 
 def _load_native() -> Any:
     try:
-        from pithead.miner import _sha256d
+        return importlib.import_module("pithead.miner._sha256d")
     except ImportError:
         return None
-    return _sha256d
 
 
 _native: Any = _load_native()

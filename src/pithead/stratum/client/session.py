@@ -175,9 +175,9 @@ def describe_error(error: Any) -> tuple[int | None, str]:
         msg = error[1] if len(error) > 1 and isinstance(error[1], str) else str(error[0])
         return code, msg
     if isinstance(error, dict):
-        code = error.get("code")
-        msg = error.get("message", error.get("msg", ""))
-        return (code if isinstance(code, int) and not isinstance(code, bool) else None), str(msg)
+        raw_code = error.get("code")
+        text = str(error.get("message", error.get("msg", "")))
+        return (raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None), text
     return None, str(error)
 
 
