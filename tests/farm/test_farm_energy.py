@@ -145,3 +145,18 @@ def test_min_on_time_and_unknown_power() -> None:
     assert d.power_down == ("nopower",)  # ranked at the S19-class stand-in (34 J/TH); "old" is protected
     with pytest.raises(CurtailmentError):
         CurtailmentPolicy(80.0, max_switches_per_step=0)
+
+
+async def test_price_schedule_from_a_loopback_api(servers) -> None:  # type: ignore[no-untyped-def]
+    from pithead.farm.energy import fetch_price_schedule
+
+    async def api(method: str, path: str, body: bytes) -> tuple[int, object]:
+        if path == "/prices":
+            return 200, [{"start": "2026-01-01T00:00:00Z", "price_per_mwh": 33.5}, {"start": 1_767_229_200, "price_per_mwh": 90}]
+        return 404, {"error": "no"}
+
+    port = await servers.http(api)
+    s = await fetch_price_schedule(f"http://127.0.0.1:{port}/prices")
+    assert s.price_at(1_767_225_600 + 60) == 33.5 and s.price_at(1_767_229_200) == 90.0
+    with pytest.raises(EnergyError, match="404"):
+        await fetch_price_schedule(f"http://127.0.0.1:{port}/nope")
