@@ -132,7 +132,7 @@ def test_over_long_line_closes_without_ban() -> None:
 
 
 def test_esp_miner_flow_configure_subscribe_authorize_suggest() -> None:
-    s, book = make()
+    s, _book = make()
     s.receive(req(1, "mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
               + req(2, "mining.subscribe", ["bitaxe/BM1370/v2.4"])
               + req(3, "mining.authorize", [SOLO_ADDRESS + ".bitaxe", "x"]), NOW)
@@ -289,7 +289,7 @@ def test_no_reject_storm_after_difficulty_change() -> None:
 
 
 def test_lowering_difficulty_applies_immediately() -> None:
-    s, book, notify = _ready()
+    s, book, _notify = _ready()
     s.receive(req(5, "mining.suggest_difficulty", [1e6]), NOW)
     s.data_to_send()
     book.new_template(regtest_template(height=102, bits=HARD))

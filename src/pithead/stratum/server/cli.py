@@ -1,0 +1,58 @@
+"""`pithead pool`: run the Stratum V1 pool server.
+
+    pithead pool --bind 127.0.0.1 --port 3333 --mode solo|pool --address ADDR --node URL --config FILE
+
+Flags override the `[pool]` section of the config file; `--node` may be repeated (blocks are submitted to
+every node at once). Defaults are safe: 127.0.0.1:3333, regtest, solo mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import typer
+
+from pithead.config import ConfigError, UpstreamNode, load
+
+app = typer.Typer(invoke_without_command=True, add_completion=False)
+
+
+@app.callback()
+def pool(
+    bind: str | None = typer.Option(None, "--bind", help="Address to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="TCP port (default 3333)."),
+    mode: str | None = typer.Option(None, "--mode", help="solo (coinbase pays each worker) or pool."),
+    address: str | None = typer.Option(None, "--address", help="Pool payout address (pool mode)."),
+    node: list[str] = typer.Option([], "--node", help="Node RPC URL (repeatable), e.g. http://127.0.0.1:18443."),
+    cookie: str | None = typer.Option(None, "--cookie", help="RPC cookie file for --node."),
+    rpc_user: str | None = typer.Option(None, "--rpc-user"),
+    rpc_password: str | None = typer.Option(None, "--rpc-password"),
+    network: str | None = typer.Option(None, "--network", help="regtest (default), testnet, signet, main."),
+    config: str | None = typer.Option(None, "--config", "-c", help="TOML config file."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the Stratum V1 pool server."""
+    from pithead.stratum.server.run import PoolConfigError, run, serve
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load(config).pool
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    changes: dict[str, object] = {
+        k: v for k, v in (("bind", bind), ("port", port), ("mode", mode), ("pool_address", address),
+                          ("network", network)) if v is not None
+    }
+    if node:
+        changes["nodes"] = tuple(UpstreamNode(url=u, cookie_file=cookie, rpc_user=rpc_user,
+                                              rpc_password=rpc_password) for u in node)
+    cfg = dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
+    try:
+        run(serve(cfg))
+    except PoolConfigError as exc:
+        typer.echo(f"pithead pool: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:  # pragma: no cover
+        pass

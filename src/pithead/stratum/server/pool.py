@@ -1,0 +1,389 @@
+"""The asyncio shell around the sans-IO sessions: accept, read, feed, write; templates → jobs → notify.
+
+What it is: `PoolServer` owns the listening socket, one `StratumConnection` (an `asyncio.Protocol`) per
+miner, the `JobBook`, statistics, bans, and three background tasks in one TaskGroup: the template
+consumer (a new block → clean jobs to every miner at once), the refresher (new transactions every
+`refresh_interval` → jobs with clean_jobs=false), and the sweeper (handshake/idle timeouts, vardiff for
+quiet miners). Shares are judged synchronously inside `data_received` by the session; block candidates
+are submitted to every node at once through the `TemplateSource` in their own task, recorded, and
+announced with `client.show_message`. Share and block events go to a `ShareSink` (the ledger's
+in-process queue today).
+
+What it is not: no protocol logic lives here (that is `pithead.stratum.protocol`).
+
+Why Protocol objects and not a task per connection: 100,000 idle miners must fit in one process under
+2 GiB; a Protocol is one small object and no coroutine frame, and the broadcast path is one
+`transport.write` of a pre-serialized line per miner. Bounded everything: line length and buffered
+bytes (LineBuffer), pending replies (reading pauses while the peer does not read our writes; a peer
+that lets MAX_WRITE_BUFFER pile up is dropped), handshake and idle timeouts, connections per IP and in
+total, bans for flooders. One bad client only ever closes its own transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pithead.chain.hashes import display_hex
+from pithead.ledger.events import BlockEvent, ShareEvent, ShareSink
+from pithead.stratum.protocol.extranonce import ExtranonceAllocator
+from pithead.stratum.protocol.jobs import JobBook
+from pithead.stratum.protocol.session import (
+    BlockFound,
+    CloseRequested,
+    Event,
+    PoolRules,
+    Session,
+    ShareJudged,
+    State,
+)
+from pithead.stratum.server.bans import DEFAULT_BAN_SECONDS, Admission
+from pithead.stratum.server.stats import StatsBook
+from pithead.template.block_template import BlockTemplate
+from pithead.template.interface import SubmitResult, TemplateSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_connections: int = 200_000
+    """Whole-process bound; the 100k-idle-miners goal plus headroom."""
+    max_connections_per_ip: int = 1024
+    """A farm behind one NAT has hundreds of devices; more from one IP is likely a flood."""
+    handshake_timeout: float = 30.0
+    """Seconds to subscribe and authorize: real miners do it in one round trip."""
+    idle_timeout: float = 900.0
+    """Seconds without any message: low-difficulty miners submit every ~10 s; 15 minutes means dead."""
+    write_buffer_high: int = 64 * 1024
+    """Above this many unsent bytes we stop reading the peer's requests (backpressure)."""
+    max_write_buffer: int = 1024 * 1024
+    """A peer that does not read 1 MiB of our messages is gone or hostile: drop it."""
+    ban_seconds: float = DEFAULT_BAN_SECONDS
+    sweep_interval: float = 5.0
+    """How often timeouts and quiet-miner vardiff are checked (one pass over all connections)."""
+    max_sink_errors_logged: int = 10
+
+
+@dataclass
+class ServerMetrics:
+    connections: int = 0
+    shares_judged: int = 0
+    blocks_found: int = 0
+    last_broadcast_ms: float = 0.0  # template update → last notify written
+    last_broadcast_miners: int = 0
+    submit_results: list[tuple[str, list[SubmitResult]]] = field(default_factory=list)
+
+
+class StratumConnection(asyncio.Protocol):
+    __slots__ = ("_paused", "ip", "server", "session", "transport")
+
+    def __init__(self, server: PoolServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.ip = ""
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.ip = peer[0] if peer else "?"
+        srv = self.server
+        now = srv.clock()
+        refused = (
+            "server full" if len(srv.connections) >= srv.limits.max_connections else srv.admission.admit(self.ip, now)
+        )
+        if refused is not None:
+            log.debug("refused %s: %s", self.ip, refused)
+            self.ip = ""  # not counted
+            transport.abort()
+            return
+        transport.set_write_buffer_limits(high=srv.limits.write_buffer_high)
+        self.session = Session(srv.rules, srv.jobs, srv.allocator, now, remote=self.ip)
+        srv.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        s = self.session
+        if s is None:
+            return
+        srv = self.server
+        now = srv.clock()
+        events = s.receive(data, now)
+        out = s.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
+        if events:
+            srv.handle_events(self, events, now)
+        if s.state is State.CLOSED and self.transport is not None:
+            self.transport.close()  # flushes what is buffered, then closes
+
+    def write(self, data: bytes) -> None:
+        t = self.transport
+        if t is None or not data:
+            return
+        if t.get_write_buffer_size() > self.server.limits.max_write_buffer:
+            t.abort()
+            return
+        t.write(data)
+
+    def flush_session(self) -> None:
+        if self.session is not None:
+            self.write(self.session.data_to_send())
+
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.server.connections.discard(self)
+            self.server.admission.release(self.ip)
+            self.session = None
+        self.transport = None
+
+
+class PoolServer:
+    def __init__(
+        self,
+        *,
+        rules: PoolRules,
+        source: TemplateSource,
+        sink: ShareSink | None = None,
+        pool_script: bytes | None = None,
+        tag: bytes = b"/pithead/",
+        refresh_interval: float = 30.0,
+        limits: ServerLimits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rules = rules
+        self.source = source
+        self.sink = sink
+        self.limits = limits or ServerLimits()
+        self.clock = clock
+        self.refresh_interval = refresh_interval
+        self.jobs = JobBook(
+            mode="pool" if rules.mode == "pool" else "solo",
+            pool_script=pool_script,
+            tag=tag,
+            extranonce2_size=rules.extranonce2_size,
+        )
+        self.allocator = ExtranonceAllocator(salt=int.from_bytes(os.urandom(4), "big"))
+        self.admission = Admission(self.limits.max_connections_per_ip, self.limits.ban_seconds)
+        self.stats = StatsBook()
+        self.metrics = ServerMetrics()
+        self.connections: set[StratumConnection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._last_template: BlockTemplate | None = None
+        self._submit_tasks: set[asyncio.Task[None]] = set()
+        self._sink_errors = 0
+        self.template_ready = asyncio.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 3333, **kw: Any) -> tuple[str, int]:
+        """Listen and start the background tasks; returns the bound (host, port)."""
+        loop = asyncio.get_running_loop()
+        current = self.source.current()
+        if current is not None:
+            self.on_template(current, new_block=True)
+        self._server = await loop.create_server(
+            lambda: StratumConnection(self), host, port, reuse_address=True, backlog=4096, **kw
+        )
+        self._runner = asyncio.create_task(self._run_background(), name="pool-background")
+        sock = self._server.sockets[0].getsockname()
+        return sock[0], sock[1]
+
+    async def _run_background(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._consume_templates(), name="pool-templates")
+            tg.create_task(self._refresh_loop(), name="pool-refresh")
+            tg.create_task(self._sweep_loop(), name="pool-sweep")
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting, flush and close every connection, stop the tasks; waits for block submits."""
+        if self._server is not None:
+            self._server.close()
+        for c in list(self.connections):
+            if c.transport is not None:
+                c.transport.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._submit_tasks:
+            await asyncio.wait(self._submit_tasks, timeout=grace)
+        if self._server is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), grace)
+
+    # --- templates → jobs → notify ---------------------------------------------------------------------
+    async def _consume_templates(self) -> None:
+        async for update in self.source.updates():
+            if update.template is self._last_template:
+                continue
+            self.on_template(update.template, update.new_block)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_interval)
+            current = self.source.current()
+            if current is not None and current is not self._last_template:
+                self.on_template(current, new_block=None)
+
+    def on_template(self, template: BlockTemplate, new_block: bool | None) -> None:
+        """A new generation of jobs, sent to every ready miner (clean_jobs when the tip changed)."""
+        t0 = time.perf_counter()
+        self._last_template = template
+        self.jobs.new_template(template, new_block, ntime=max(template.curtime, int(self.clock())))
+        clean = self.jobs.current_clean
+        n = 0
+        if self.jobs.mode == "pool":
+            ij = self.jobs.job_for(None)
+            if ij is not None:
+                for c in self.connections:
+                    s = c.session
+                    if s is not None and s.state is State.READY:
+                        c.write(s.push_job(ij, clean))  # the same pre-serialized line for everyone
+                        n += 1
+        else:
+            for c in self.connections:
+                s = c.session
+                if s is not None and s.state is State.READY:
+                    ij = s.current_job()
+                    if ij is not None:
+                        c.write(s.push_job(ij, clean))
+                        n += 1
+        self.metrics.last_broadcast_ms = (time.perf_counter() - t0) * 1000
+        self.metrics.last_broadcast_miners = n
+        self.template_ready.set()
+        log.info(
+            "job for height %d (%s, %d txs) sent to %d miners in %.1f ms",
+            template.height, "new block" if clean else "refresh", len(template.transactions), n,
+            self.metrics.last_broadcast_ms,
+        )
+
+    # --- events ----------------------------------------------------------------------------------------
+    def handle_events(self, conn: StratumConnection, events: list[Event], now: float) -> None:
+        for ev in events:
+            if isinstance(ev, ShareJudged):
+                self._on_share(conn, ev, now)
+            elif isinstance(ev, BlockFound):
+                self._on_block(ev, now)
+            elif isinstance(ev, CloseRequested):
+                if ev.ban:
+                    log.warning("banning %s for %.0f s: %s", conn.ip, self.limits.ban_seconds, ev.reason)
+                    self.admission.ban(conn.ip, now)
+                if conn.transport is not None:
+                    conn.transport.close()
+
+    def _on_share(self, conn: StratumConnection, ev: ShareJudged, now: float) -> None:
+        self.metrics.shares_judged += 1
+        w = ev.worker
+        self.stats.record(now, w.name, w.address, ev.accepted, ev.difficulty, ev.share_difficulty, ev.reason)
+        if self.sink is not None:
+            self._emit(
+                ShareEvent(
+                    time=now, worker=w.name, address=w.address, difficulty=ev.difficulty,
+                    job_id=ev.submission.job_id, height=ev.job.height if ev.job is not None else 0,
+                    accepted=ev.accepted, reject_reason=ev.reason, share_difficulty=ev.share_difficulty,
+                    remote=conn.ip,
+                )
+            )
+
+    def _emit(self, event: ShareEvent | BlockEvent) -> None:
+        assert self.sink is not None
+        try:
+            self.sink.put(event)
+        except Exception:  # a sink failure must never take the pool down
+            self._sink_errors += 1
+            if self._sink_errors <= self.limits.max_sink_errors_logged:
+                log.exception("share sink refused an event")
+
+    def _on_block(self, ev: BlockFound, now: float) -> None:
+        self.metrics.blocks_found += 1
+        self.stats.block(ev.worker.name, ev.worker.address)
+        log.warning("BLOCK candidate %s at height %d by %s", display_hex(ev.block_hash), ev.job.height, ev.worker.name)
+        task = asyncio.get_running_loop().create_task(self._submit_block(ev, now))
+        self._submit_tasks.add(task)
+        task.add_done_callback(self._submit_tasks.discard)
+
+    async def _submit_block(self, ev: BlockFound, now: float) -> None:
+        block_hex = ev.block.hex()
+        try:
+            results = await self.source.submit_block(block_hex)
+        except Exception as exc:  # keep the block on record even when every node is unreachable
+            log.exception("submitblock failed")
+            results = [SubmitResult(node="?", result=f"error: {exc}", accepted=False)]
+        accepted = any(r.accepted for r in results)
+        self.metrics.submit_results.append((display_hex(ev.block_hash), results))
+        del self.metrics.submit_results[:-100]
+        refused = next((r.result for r in results if not r.accepted), None)
+        if self.sink is not None:
+            self._emit(
+                BlockEvent(
+                    time=now, height=ev.job.height, block_hash=display_hex(ev.block_hash),
+                    worker=ev.worker.name, address=ev.worker.address, reward_sat=ev.job.coinbase_value,
+                    fees_sat=ev.job.fees, accepted_by_node=accepted, node_result=None if accepted else refused,
+                )
+            )
+        verdict = "accepted" if accepted else f"refused ({refused})"
+        log.warning("block %s %s", display_hex(ev.block_hash), verdict)
+        if accepted:
+            self.broadcast_message(f"pithead: block {ev.job.height} found by {ev.worker.name}")
+
+    def broadcast_message(self, text: str) -> None:
+        for c in list(self.connections):
+            if c.session is not None and c.session.state is State.READY:
+                c.session.show_message(text)
+                c.flush_session()
+
+    # --- housekeeping ----------------------------------------------------------------------------------
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.sweep_interval)
+            self.sweep(self.clock())
+
+    def sweep(self, now: float) -> None:
+        lim = self.limits
+        for c in list(self.connections):
+            s = c.session
+            if s is None or c.transport is None:
+                continue
+            if s.state is not State.READY and now - s.connected_at > lim.handshake_timeout:
+                c.transport.close()
+            elif now - s.last_activity > lim.idle_timeout:
+                c.transport.close()
+            elif s.state is State.READY:
+                s.tick(now)
+                c.flush_session()
+        self.metrics.connections = len(self.connections)
+
+    def snapshot(self) -> dict[str, object]:
+        now = self.clock()
+        return {
+            "connections": len(self.connections),
+            "shares_judged": self.metrics.shares_judged,
+            "blocks_found": self.metrics.blocks_found,
+            "last_broadcast_ms": self.metrics.last_broadcast_ms,
+            "last_broadcast_miners": self.metrics.last_broadcast_miners,
+            "pool": self.stats.pool.snapshot(now),
+        }

@@ -1,0 +1,116 @@
+"""Wiring a `PoolServer` from the typed config: rules, payout script, template source, ledger sink.
+
+`build_server(cfg, source, sink)` is what `pithead pool` and `pithead up` use; `make_source(cfg)` picks the
+template source for the configured nodes; `serve(cfg)` runs until interrupted, with graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from pithead.chain.address import address_to_script
+from pithead.chain.params import network_by_name
+from pithead.config import PoolConfig
+from pithead.ledger.events import ShareSink
+from pithead.stratum.protocol.difficulty import VarDiffConfig
+from pithead.stratum.protocol.session import PoolRules
+from pithead.stratum.protocol.version import parse_hex32
+from pithead.stratum.server.poll_source import NodeEndpoint, PollingTemplateSource
+from pithead.stratum.server.pool import PoolServer, ServerLimits
+from pithead.template.interface import TemplateSource
+
+log = logging.getLogger(__name__)
+
+
+class PoolConfigError(ValueError):
+    """A pool configuration that cannot run (bad mode, address, mask, sizes)."""
+
+
+def rules_from_config(cfg: PoolConfig) -> PoolRules:
+    if cfg.mode not in ("solo", "pool"):
+        raise PoolConfigError(f"pool.mode must be solo or pool, not {cfg.mode!r}")
+    if cfg.user_rule not in ("address", "any"):
+        raise PoolConfigError("pool.user_rule must be address or any")
+    if not 2 <= cfg.extranonce2_size <= 8:
+        raise PoolConfigError("pool.extranonce2_size must be 2..8 (cgminer-derived firmware needs <= 8)")
+    try:
+        mask = parse_hex32(cfg.version_mask, "pool.version_mask")
+        vardiff = VarDiffConfig(cfg.share_interval, cfg.min_difficulty, cfg.max_difficulty)
+    except ValueError as exc:
+        raise PoolConfigError(str(exc)) from exc
+    return PoolRules(
+        mode=cfg.mode,
+        network=network_by_name(cfg.network),
+        vardiff=vardiff,
+        start_difficulty=cfg.start_difficulty,
+        version_mask=mask,
+        extranonce2_size=cfg.extranonce2_size,
+        user_rule=cfg.user_rule,
+    )
+
+
+def make_source(cfg: PoolConfig) -> TemplateSource:
+    """The template source for the configured nodes (getblocktemplate polling, submit to all)."""
+    nodes = [NodeEndpoint(n.url, n.rpc_user, n.rpc_password, n.cookie_file) for n in cfg.nodes]
+    return PollingTemplateSource(nodes)
+
+
+def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None) -> PoolServer:
+    rules = rules_from_config(cfg)
+    pool_script = None
+    if cfg.mode == "pool":
+        if not cfg.pool_address:
+            raise PoolConfigError("pool mode needs pool.pool_address (--address)")
+        try:
+            pool_script = address_to_script(cfg.pool_address, rules.network)
+        except ValueError as exc:
+            raise PoolConfigError(f"pool.pool_address: {exc}") from exc
+    limits = ServerLimits(
+        max_connections_per_ip=cfg.max_connections_per_ip,
+        handshake_timeout=cfg.handshake_timeout,
+        idle_timeout=cfg.idle_timeout,
+        ban_seconds=cfg.ban_seconds,
+    )
+    return PoolServer(
+        rules=rules, source=source, sink=sink, pool_script=pool_script, tag=cfg.coinbase_tag.encode()[:40],
+        refresh_interval=cfg.refresh_interval, limits=limits,
+    )
+
+
+async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: ShareSink | None = None) -> None:
+    """Run the pool until SIGINT/SIGTERM; then stop accepting, close miners, stop the source."""
+    source = source or make_source(cfg)
+    if sink is None:
+        from pithead.ledger.bus import MemoryBus
+
+        sink = MemoryBus("pool")
+    server = build_server(cfg, source, sink)
+    await source.start()
+    host, port = await server.start(cfg.bind, cfg.port)
+    log.warning("pithead pool (%s mode, %s) listening on %s:%d", cfg.mode, cfg.network, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.warning("shutting down")
+        await server.stop()
+        await source.stop()
+
+
+def run(coro: object) -> None:
+    """asyncio.run with uvloop when it is installed."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        factory = None  # type: ignore[assignment]
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(coro)  # type: ignore[arg-type]

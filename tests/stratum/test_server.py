@@ -1,0 +1,171 @@
+"""The asyncio server over loopback with the raw JSON client: handshake and notify, shares judged and
+recorded, new blocks → clean jobs for everyone, block candidates submitted and announced, bounds
+(line length, junk floods → ban, per-IP limit, handshake timeout), one bad client never affecting
+another, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pithead.chain.address import address_to_script
+from pithead.chain.params import REGTEST
+from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.stratum.protocol.difficulty import VarDiffConfig
+from pithead.stratum.protocol.session import PoolRules
+from pithead.stratum.server.pool import PoolServer, ServerLimits
+from pithead.stratum.server.static_source import StaticTemplateSource
+
+from .client import RawClient
+from .helpers import POOL_ADDRESS, SOLO_ADDRESS, regtest_template
+
+HARD = 0x1D00FFFF  # shares at tiny difficulty are not blocks
+USER = SOLO_ADDRESS + ".rig1"
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.events: list[ShareEvent | BlockEvent] = []
+
+    def put(self, event: ShareEvent | BlockEvent) -> None:
+        self.events.append(event)
+
+
+async def start_pool(mode: str = "solo", bits: int = HARD, limits: ServerLimits | None = None,
+                     start_diff: float = 1e-5) -> tuple[PoolServer, StaticTemplateSource, ListSink, int]:
+    source = StaticTemplateSource(regtest_template(bits=bits))
+    sink = ListSink()
+    rules = PoolRules(mode=mode, network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-6, 1e9),
+                      start_difficulty=start_diff)
+    pool_script = address_to_script(POOL_ADDRESS, REGTEST) if mode == "pool" else None
+    server = PoolServer(rules=rules, source=source, sink=sink, pool_script=pool_script, limits=limits,
+                        refresh_interval=3600)
+    _, port = await server.start("127.0.0.1", 0)
+    return server, source, sink, port
+
+
+async def test_handshake_share_and_new_block() -> None:
+    server, source, sink, port = await start_pool()
+    c = await RawClient.connect("127.0.0.1", port)
+    try:
+        await c.handshake(USER)
+        job = await c.wait_notify(clean=True)
+        r = await c.submit_one(USER, job, version_bits=0x2000)
+        assert r == {"id": r["id"], "result": True, "error": None}
+        (ev,) = [e for e in sink.events if isinstance(e, ShareEvent)]
+        assert ev.accepted and ev.worker == USER and ev.address == SOLO_ADDRESS and ev.remote == "127.0.0.1"
+        assert server.stats.workers[USER].accepted == 1
+        assert server.stats.addresses[SOLO_ADDRESS].hashrate(server.clock())["1m"] > 0
+        # a new block: a clean job, and the old job's shares are now stale (21)
+        source.push(regtest_template(height=102, bits=HARD), new_block=True)
+        new_job = await c.wait_notify(clean=True)
+        assert new_job[0] != job[0] and new_job[1] != job[1]
+        r = await c.submit_one(USER, job)
+        assert r["error"][0] == 21
+        # a refresh of the same tip: clean_jobs false
+        source.push(regtest_template(height=102, n_txs=5, bits=HARD,
+                                     prev=source.current().prev_hash), new_block=False)  # type: ignore[union-attr]
+        refresh = await c.wait_notify(clean=False)
+        assert refresh[1] == new_job[1] and refresh[0] != new_job[0]
+        r = await c.submit_one(USER, new_job)  # the previous job of the same tip still counts
+        assert r["result"] is True
+    finally:
+        await c.close()
+        await server.stop()
+
+
+@pytest.mark.parametrize("mode", ["solo", "pool"])
+async def test_block_found_submitted_recorded_and_announced(mode: str) -> None:
+    server, source, sink, port = await start_pool(mode=mode, bits=0x207FFFFF)
+    c = await RawClient.connect("127.0.0.1", port)
+    other = await RawClient.connect("127.0.0.1", port)
+    try:
+        await c.handshake(USER)
+        await other.handshake(SOLO_ADDRESS + ".other")
+        job = await c.wait_notify()
+        r = await c.submit_one(USER, job, diff=1e-5)
+        assert r["result"] is True
+        msg = await other.wait_method("client.show_message")
+        assert "found by " + USER in msg["params"][0]
+        assert len(source.submitted) == 1
+        (blk,) = [e for e in sink.events if isinstance(e, BlockEvent)]
+        assert blk.accepted_by_node and blk.worker == USER and blk.height == 101
+        from pithead.chain.block import Block
+
+        block = Block.from_hex(source.submitted[0])
+        payee = block.txs[0].outputs[0].script_pubkey
+        expected = SOLO_ADDRESS if mode == "solo" else POOL_ADDRESS
+        assert payee == address_to_script(expected, REGTEST)
+        assert block.computed_merkle_root()[0] == block.header.merkle_root
+        assert block.hash_hex() == blk.block_hash
+    finally:
+        await c.close()
+        await other.close()
+        await server.stop()
+
+
+async def test_junk_flood_is_banned_and_others_unaffected() -> None:
+    server, _, _, port = await start_pool()
+    good = await RawClient.connect("127.0.0.1", port)
+    bad = await RawClient.connect("127.0.0.1", port)
+    try:
+        await good.handshake(USER)
+        job = await good.wait_notify()
+        await bad.send_raw(b"garbage\n" * 50)
+        await asyncio.wait_for(bad._task, 5)  # the server closed it
+        assert server.admission.is_banned("127.0.0.1", server.clock())
+        # the good miner still works
+        r = await good.submit_one(USER, job)
+        assert r["result"] is True
+        # and a new connection from the banned IP is refused
+        again = await RawClient.connect("127.0.0.1", port)
+        await asyncio.wait_for(again._task, 5)
+        await again.close()
+    finally:
+        await good.close()
+        await bad.close()
+        await server.stop()
+
+
+async def test_overlong_line_closes_only_that_connection() -> None:
+    server, _, _, port = await start_pool()
+    good = await RawClient.connect("127.0.0.1", port)
+    bad = await RawClient.connect("127.0.0.1", port)
+    try:
+        await good.handshake(USER)
+        await bad.send_raw(b"{" * 100_000)
+        await asyncio.wait_for(bad._task, 5)
+        r = await good.call("mining.ping", [])
+        assert r["result"] == "pong"
+    finally:
+        await good.close()
+        await bad.close()
+        await server.stop()
+
+
+async def test_per_ip_limit_and_handshake_timeout() -> None:
+    server, _, _, port = await start_pool(limits=ServerLimits(max_connections_per_ip=2, handshake_timeout=0.2))
+    a = await RawClient.connect("127.0.0.1", port)
+    b = await RawClient.connect("127.0.0.1", port)
+    c = await RawClient.connect("127.0.0.1", port)
+    try:
+        await asyncio.wait_for(c._task, 5)  # third from the same IP: refused
+        await asyncio.sleep(0.3)
+        server.sweep(server.clock())  # neither a nor b subscribed in time
+        await asyncio.wait_for(a._task, 5)
+        await asyncio.wait_for(b._task, 5)
+        assert len(server.connections) == 0
+    finally:
+        for x in (a, b, c):
+            await x.close()
+        await server.stop()
+
+
+async def test_graceful_shutdown_closes_clients() -> None:
+    server, _, _, port = await start_pool()
+    c = await RawClient.connect("127.0.0.1", port)
+    await c.handshake(USER)
+    await server.stop()
+    await asyncio.wait_for(c._task, 5)
+    await c.close()
