@@ -57,6 +57,13 @@ class PoolConfig:
     start_difficulty: float = 1.0
     share_interval: float = 10.0  # vardiff target, seconds per share per connection
     refresh_interval: float = 30.0  # new-transaction template refresh
+    user_rule: str = "address"  # pool mode: "address" (username must be a payout address) | "any"
+    version_mask: str = "1fffe000"  # BIP310 bits miners may roll (BIP320 general-purpose bits)
+    extranonce2_size: int = 4  # <= 8: cgminer-derived firmware fills extranonce2 from a uint64
+    max_connections_per_ip: int = 1024  # a farm behind one NAT; more from one IP is likely a flood
+    handshake_timeout: float = 30.0  # seconds to subscribe + authorize
+    idle_timeout: float = 900.0  # seconds without a message before a miner is dropped
+    ban_seconds: float = 600.0  # how long flooders of junk/invalid shares are refused
 
 
 @dataclass(frozen=True)
