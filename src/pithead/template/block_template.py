@@ -19,6 +19,7 @@ from pithead.chain.tx import Transaction
 from pithead.chain.witness import commitment_script, witness_commitment
 
 MAX_TEMPLATE_TXS = 25_000  # a 4 MWU block holds fewer; more means a corrupt or hostile answer
+MAX_GBT_INT = 2**63 - 1  # Core's JSON integers are int64 (UniValue); anything larger is not from Core
 
 
 class TemplateError(ValueError):
@@ -100,7 +101,7 @@ def _hex_u32(result: dict[str, Any], key: str) -> int:
     return int.from_bytes(raw, "big")
 
 
-def _opt_int(result: dict[str, Any], key: str, default: int, lo: int = 0, hi: int = 2**63 - 1) -> int:
+def _opt_int(result: dict[str, Any], key: str, default: int, lo: int = 0, hi: int = MAX_GBT_INT) -> int:
     value = result.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise TemplateError(f"getblocktemplate: {key} must be an integer in {lo}..{hi}")
