@@ -40,8 +40,8 @@ async def rpc(node: EmbeddedNode, method: str, *params: object) -> object:
         return data["result"]
 
 
-async def wait_until(pred, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until(pred, what: str, limit_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + limit_s
     while not await pred():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
