@@ -323,6 +323,15 @@ def test_version_rolling_vectors() -> None:
             assert f"{nv & bip320:08x}" == d["version_bits"]
             assert f"{rolled_version(job, nv & bip320, bip320):08x}" == d["roundtrip"]
             checked += 1
+        if "expected_sequence" in v:
+            # Miner side: step the rolled bits by the mask's lowest bit, carrying only inside the mask.
+            mask, cur, seen = u32(v["mask"]), u32(v["start"]), []
+            low = mask & -mask
+            for _ in v["expected_sequence"]:
+                cur = (cur & ~mask & 0xFFFFFFFF) | (((cur & mask) + low) & mask)
+                seen.append(f"{cur:08x}")
+            assert seen == v["expected_sequence"]
+            checked += 1
         if "expected_mask" in v:
             assert u32(v["notification"]["params"][0]) == u32(v["expected_mask"])
             checked += 1
