@@ -8,6 +8,8 @@ ntime/nbits/nonce are big-endian hex of the u32. The share difficulty is DIFF1 /
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from pithead.chain.hashes import (
     hash_to_int,
     prevhash_from_stratum,
     prevhash_to_stratum,
+    sha256_compress,
     sha256_midstate,
     sha256d,
 )
@@ -297,9 +300,17 @@ def test_header_midstate() -> None:
         # The source's form: each state word serialized little-endian.
         words_le = b"".join(mid[i : i + 4][::-1] for i in range(0, 32, 4))
         assert words_le.hex().upper() == g["expected_midstate_hex"].upper()
-        # The rest of the header (root tail, ntime, nbits, nonce) is what the ASIC hashes on top of it.
-        tail = bytes.fromhex(g["merkle_root_internal_hex"])[28:] + u32(g["ntime"]).to_bytes(4, "little")
-        assert len(tail) == 8
+        # Finishing from the midstate with the header's last 16 bytes (+ padding) gives the real SHA-256.
+        last16 = (
+            bytes.fromhex(g["merkle_root_internal_hex"])[28:]
+            + u32(g["ntime"]).to_bytes(4, "little")
+            + u32(g["nbits"]).to_bytes(4, "little")
+            + bytes(4)  # any nonce
+        )
+        block2 = last16 + b"\x80" + bytes(39) + (80 * 8).to_bytes(8, "big")
+        state = struct.unpack(">8I", mid)
+        first = struct.pack(">8I", *sha256_compress(state, block2))
+        assert first == hashlib.sha256(first64 + last16).digest()
 
 
 # --- version rolling (BIP310/BIP320) ------------------------------------------------------------------
