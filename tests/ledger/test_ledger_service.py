@@ -205,3 +205,55 @@ def test_credits_status_follows_block(store: LedgerStore) -> None:
     ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO, fee_ppm=0))
     ledger.apply([blk(1, "h1", address="x")])
     assert {c.status for c in store.credits(block_hash="h1")} == {CreditStatus.IMMATURE}
+
+
+def test_invalid_events_are_skipped_not_fatal(store: LedgerStore) -> None:
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.PPLNS, fee_ppm=0))
+    bad: list[object] = [
+        sh(1, "a", float("nan")),
+        sh(2, "a", -1.0),
+        sh(3, "a" * 1000, 1.0),
+        sh(float("inf"), "a", 1.0),
+        blk(4, "hbad", reward=-5),
+        blk(5, "", address="x"),
+        "not an event",
+    ]
+    result = ledger.apply([sh(0.5, "good", 1.0), *bad, blk(6, "hgood", address="good")])  # type: ignore[list-item]
+    assert result.invalid == len(bad) and result.shares == 1 and result.blocks == ("hgood",)
+    assert block_credits(store, "hgood") == {"good": REWARD}
+    # a rejected share may carry difficulty 0 (the pool could not judge it)
+    assert ledger.apply([sh(7, "a", 0.0, accepted=False, reject_reason="malformed")]).invalid == 0
+
+
+class FlakySource:
+    """An event source whose first read fails, as Redis does while it restarts."""
+
+    def __init__(self, inner: MemoryBus) -> None:
+        self.inner, self.name, self.failed = inner, inner.name, False
+
+    async def read(self, max_count: int, block_s: float):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("connection reset")
+        return await self.inner.read(max_count, block_s)
+
+    async def ack(self, positions):  # type: ignore[no-untyped-def]
+        await self.inner.ack(positions)
+
+
+async def test_consumer_survives_a_failing_source(store: LedgerStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pithead.ledger import bus as bus_module
+
+    monkeypatch.setattr(bus_module, "CONSUME_RETRY_S", 0.01)
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    bus = MemoryBus()
+    bus.put(sh(1.0, "a", 1.0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(consume(ledger, FlakySource(bus), stop))
+    for _ in range(300):
+        if store.share_count() == 1:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    counters = await task
+    assert store.share_count() == 1 and counters.failures == 1

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.ledger.events import BlockEvent, InvalidEvent, ShareEvent, validate
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,13 @@ MEMORY_BUS_MAX = 1_000_000
 # Entries the consumer applies per transaction: large enough to amortise the commit, small enough to
 # keep a transaction (and the write lock) short.
 CONSUME_BATCH = 2000
-CONSUME_BLOCK_S = 1.0  # how long one read waits for new entries before looping (and noticing a stop)
+CONSUME_BLOCK_S = 0.2  # how long one idle read waits for entries; also how fast the consumer notices a stop
+# After a failed batch (database or Redis away) the consumer waits this long before trying again; the
+# unacknowledged entries are redelivered, so nothing is lost meanwhile.
+CONSUME_RETRY_S = 1.0
 
 
-class EventDecodeError(ValueError):
+class EventDecodeError(InvalidEvent):
     """Bytes on the bus that are not a ledger event."""
 
 
@@ -83,33 +86,11 @@ def decode_event(data: bytes | str) -> Event:
         event = cls(**kwargs)
     except TypeError as exc:
         raise EventDecodeError(f"bad {obj['kind']} event: {exc}") from exc
-    _check_types(event)
+    try:
+        validate(event)
+    except InvalidEvent as exc:
+        raise EventDecodeError(str(exc)) from exc
     return event  # type: ignore[no-any-return]
-
-
-def _check_types(event: Any) -> None:
-    def need(name: str, ok: bool) -> None:
-        if not ok:
-            raise EventDecodeError(f"bad field {name}={getattr(event, name)!r}")
-
-    num = (int, float)
-    need("time", isinstance(event.time, num) and not isinstance(event.time, bool))
-    need("worker", isinstance(event.worker, str))
-    need("address", isinstance(event.address, str))
-    need("height", isinstance(event.height, int) and not isinstance(event.height, bool))
-    need("network_difficulty", isinstance(event.network_difficulty, num))
-    if isinstance(event, ShareEvent):
-        need("difficulty", isinstance(event.difficulty, num) and event.difficulty >= 0)
-        need("share_difficulty", isinstance(event.share_difficulty, num))
-        need("job_id", isinstance(event.job_id, str))
-        need("accepted", isinstance(event.accepted, bool))
-        need("reject_reason", event.reject_reason is None or isinstance(event.reject_reason, str))
-        need("block_value_sat", isinstance(event.block_value_sat, int) and event.block_value_sat >= 0)
-    else:
-        need("block_hash", isinstance(event.block_hash, str))
-        need("reward_sat", isinstance(event.reward_sat, int) and event.reward_sat >= 0)
-        need("fees_sat", isinstance(event.fees_sat, int) and event.fees_sat >= 0)
-        need("accepted_by_node", isinstance(event.accepted_by_node, bool))
 
 
 # --- in-process bus --------------------------------------------------------------------------------
@@ -165,6 +146,7 @@ class ConsumeCounters:
     applied: int = 0
     skipped_seen: int = 0  # redelivered entries the ledger had already applied
     undecodable: int = 0
+    failures: int = 0  # batches that raised (and were retried)
 
 
 async def consume_once(ledger: Any, source: EventSource, counters: ConsumeCounters, block_s: float = 0.0) -> int:
@@ -194,5 +176,15 @@ async def consume(ledger: Any, source: EventSource, stop: asyncio.Event) -> Cons
     """Feed `ledger` from `source` until `stop` is set."""
     counters = ConsumeCounters()
     while not stop.is_set():
-        await consume_once(ledger, source, counters, CONSUME_BLOCK_S)
+        try:
+            await consume_once(ledger, source, counters, CONSUME_BLOCK_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            counters.failures += 1
+            log.exception("ledger consumer: batch failed, retrying in %.0f s (entries stay unacknowledged)", CONSUME_RETRY_S)
+            try:
+                await asyncio.wait_for(stop.wait(), CONSUME_RETRY_S)
+            except TimeoutError:
+                pass
     return counters

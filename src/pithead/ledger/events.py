@@ -7,8 +7,13 @@ the ledger consumes them. Values are frozen; times are UNIX seconds as floats, p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+# Longest worker name, address, job id, hash or reason the ledger stores. Worker names come from miners;
+# this keeps one bad client from writing kilobytes per share into the book.
+MAX_TEXT_LEN = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +56,46 @@ class ShareSink(Protocol):
     """Where the pool puts events. Must not block the pool: implementations queue and return."""
 
     def put(self, event: ShareEvent | BlockEvent) -> None: ...
+
+
+class InvalidEvent(ValueError):
+    """An event the ledger will not record (wrong type or impossible value in some field)."""
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _text(x: Any) -> bool:
+    return isinstance(x, str) and len(x) <= MAX_TEXT_LEN
+
+
+def validate(event: Any) -> None:
+    """Check every field of a share or block event; raise `InvalidEvent` naming the first bad one."""
+
+    def need(name: str, ok: bool) -> None:
+        if not ok:
+            raise InvalidEvent(f"bad {type(event).__name__} field {name}={getattr(event, name, None)!r}")
+
+    if not isinstance(event, ShareEvent | BlockEvent):
+        raise InvalidEvent(f"not a ledger event: {type(event).__name__}")
+    need("time", _finite(event.time) and event.time >= 0)
+    need("worker", _text(event.worker))
+    need("address", _text(event.address))
+    need("height", isinstance(event.height, int) and not isinstance(event.height, bool) and event.height >= 0)
+    need("network_difficulty", _finite(event.network_difficulty) and event.network_difficulty >= 0)
+    if isinstance(event, ShareEvent):
+        need("accepted", isinstance(event.accepted, bool))
+        # an accepted share must prove some work; a rejected one may carry whatever the pool judged
+        need("difficulty", _finite(event.difficulty) and (event.difficulty > 0 or not event.accepted))
+        need("share_difficulty", _finite(event.share_difficulty) and event.share_difficulty >= 0)
+        need("job_id", _text(event.job_id))
+        need("reject_reason", event.reject_reason is None or _text(event.reject_reason))
+        need("remote", event.remote is None or _text(event.remote))
+        need("block_value_sat", isinstance(event.block_value_sat, int) and event.block_value_sat >= 0)
+    else:
+        need("block_hash", _text(event.block_hash) and len(event.block_hash) > 0)
+        need("reward_sat", isinstance(event.reward_sat, int) and not isinstance(event.reward_sat, bool) and event.reward_sat >= 0)
+        need("fees_sat", isinstance(event.fees_sat, int) and not isinstance(event.fees_sat, bool) and event.fees_sat >= 0)
+        need("accepted_by_node", isinstance(event.accepted_by_node, bool))
+        need("node_result", event.node_result is None or _text(event.node_result))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pithead.ledger import schemes
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.ledger.events import BlockEvent, InvalidEvent, ShareEvent, validate
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
 from pithead.ledger.stats import HashrateEstimate, estimate
 from pithead.store.base import LedgerStore, iter_newest
@@ -91,6 +91,7 @@ class ApplyResult:
     blocks: tuple[str, ...] = ()
     pps_credited_sat: int = 0
     pps_unpriced: int = 0  # PPS shares that could not be priced (no network difficulty known)
+    invalid: int = 0  # events refused by `events.validate` (logged and skipped, never fatal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,7 @@ class Ledger:
         self, events: Sequence[ShareEvent | BlockEvent], cursor: tuple[str, str] | None = None
     ) -> ApplyResult:
         """Record a batch of events, in order, in one transaction, together with the source's cursor."""
-        shares = rejects = pps_sat = unpriced = 0
+        shares = rejects = pps_sat = unpriced = invalid = 0
         blocks: list[str] = []
         with self.store.transaction():
             chunk: list[ShareEvent] = []
@@ -192,6 +193,12 @@ class Ledger:
                 chunk.clear()
 
             for ev in events:
+                try:
+                    validate(ev)
+                except InvalidEvent as exc:
+                    log.error("ledger: skipping an invalid event: %s", exc)
+                    invalid += 1
+                    continue
                 if isinstance(ev, ShareEvent):
                     chunk.append(ev)
                     if ev.accepted:
@@ -202,12 +209,10 @@ class Ledger:
                     flush()
                     if self._on_block(ev):
                         blocks.append(ev.block_hash)
-                else:
-                    raise LedgerError(f"not a ledger event: {type(ev).__name__}")
             flush()
             if cursor is not None:
                 self.store.set_meta(f"cursor:{cursor[0]}", cursor[1])
-        return ApplyResult(shares, rejects, tuple(blocks), pps_sat, unpriced)
+        return ApplyResult(shares, rejects, tuple(blocks), pps_sat, unpriced, invalid)
 
     def _credit_pps(self, accepted: Sequence[ShareEvent]) -> tuple[int, int]:
         priced: list[PricedWork] = []
