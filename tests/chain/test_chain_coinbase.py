@@ -18,7 +18,7 @@ from pithead.chain.coinbase import (
     split_payouts,
 )
 from pithead.chain.errors import ChainDecodeError, ChainError
-from pithead.chain.hashes import display_hex, from_display_hex, sha256d
+from pithead.chain.hashes import from_display_hex, sha256d
 from pithead.chain.script import (
     bip34_height_push,
     p2pkh_script,
@@ -257,4 +257,3 @@ def test_push_int_matches_core_cscript() -> None:
     assert push_int(16) == b"\x60"
     assert push_int(-2) == b"\x01\x82"
     assert push_int(255) == b"\x02\xff\x00"
-    assert display_hex(sha256d(b"")) == sha256d(b"")[::-1].hex()
