@@ -29,6 +29,8 @@ class Network:
 
     def subsidy(self, height: int) -> int:
         """Block subsidy in satoshis at this height (GetBlockSubsidy, validation.cpp)."""
+        if height < 0:
+            raise ChainError(f"negative block height {height}")
         halvings = height // self.subsidy_halving_interval
         if halvings >= 64:
             return 0
