@@ -50,3 +50,5 @@ def test_subsidy_schedule() -> None:
     assert MAINNET.subsidy(840_000) == 3_125_000_00
     assert MAINNET.subsidy(64 * 210_000) == 0
     assert REGTEST.subsidy(149) == 50 * 10**8 and REGTEST.subsidy(150) == 25 * 10**8
+    with pytest.raises(ChainError):
+        MAINNET.subsidy(-1)
