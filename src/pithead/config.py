@@ -72,7 +72,10 @@ class LedgerConfig:
     pool_fee_percent: float = 1.0
     pplns_n: float = 2.0  # window = N x network difficulty in share difficulty
     payout_threshold_sat: int = 100_000
-    database: str = "sqlite:///ledger.sqlite3"
+    database: str = "sqlite:///ledger.sqlite3"  # or postgresql://user@host/db?schema=pithead
+    share_bus: str = "memory"  # or redis://127.0.0.1:6379/0?stream=pithead:shares (many pool front-ends)
+    payout_interval: float = 600.0  # seconds between payout runs (each is one on-chain transaction)
+    maturity_interval: float = 30.0  # seconds between block maturity/orphan checks against the node
 
 
 @dataclass(frozen=True)

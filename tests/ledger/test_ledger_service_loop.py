@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from ledger_standins import StandInWallet, TinyChain
 
 from pithead.config import LedgerConfig
@@ -12,7 +13,7 @@ from pithead.ledger.bus import MemoryBus
 from pithead.ledger.events import BlockEvent, ShareEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
-from pithead.ledger.service import RpcChainView, Timers, open_ledger, run_ledger
+from pithead.ledger.service import RpcChainView, Timers, open_bus, open_ledger, run_ledger, timers_from_config
 from pithead.store.base import LedgerStore
 from pithead.store.records import BatchStatus, BlockStatus
 
@@ -92,3 +93,15 @@ def test_open_ledger_from_config(tmp_path) -> None:  # type: ignore[no-untyped-d
     assert ledger.settings.scheme is Scheme.PROP
     assert (tmp_path / "ledger.sqlite3").exists()
     ledger.store.close()
+
+
+async def test_open_bus_from_config_urls() -> None:
+    sink, source = open_bus("memory")
+    assert sink is source
+    sink, source = open_bus("redis://127.0.0.1:6379/0?stream=pithead-test:open-bus&group=g1")
+    assert source.name == "redis:pithead-test:open-bus:g1"
+    await sink.client.aclose()
+    with pytest.raises(ValueError):
+        open_bus("kafka://x")
+    t = timers_from_config(LedgerConfig(payout_interval=60.0))
+    assert t.payout_s == 60.0 and t.maturity_s == LedgerConfig().maturity_interval

@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pithead.ledger.bus import ConsumeCounters, EventSource, consume
+from pithead.ledger.bus import ConsumeCounters, EventSource, MemoryBus, consume
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import ChainView, track
 from pithead.ledger.payouts import PayoutProcessor, Wallet
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 ROLLUP_INTERVAL_S = 300.0
 MATURITY_INTERVAL_S = 30.0
 PAYOUT_INTERVAL_S = 600.0
+DEFAULT_STREAM = "pithead:shares"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,37 @@ class Timers:
     rollup_s: float = ROLLUP_INTERVAL_S
     maturity_s: float = MATURITY_INTERVAL_S
     payout_s: float = PAYOUT_INTERVAL_S
+
+
+def timers_from_config(cfg: Any) -> Timers:
+    """`Timers` from `LedgerConfig` (payout_interval, maturity_interval); rollup keeps its default."""
+    payout, maturity = float(cfg.payout_interval), float(cfg.maturity_interval)
+    if not payout > 0 or not maturity > 0:
+        raise ValueError("ledger intervals must be positive")
+    return Timers(ROLLUP_INTERVAL_S, maturity, payout)
+
+
+def open_bus(url: str) -> tuple[MemoryBus | Any, EventSource]:
+    """(sink for the pool, source for the ledger) for `LedgerConfig.share_bus`.
+
+    "memory": one `MemoryBus` serves as both. "redis://host:port/db?stream=NAME": a `RedisShareSink`
+    (whose `run(stop)` the caller must start, it does the writing) and a `RedisEventSource`.
+    """
+    if url == "memory":
+        bus = MemoryBus()
+        return bus, bus
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"unknown share bus {url!r} (want memory or redis://...)")
+    query = dict(parse_qsl(parts.query))
+    stream = query.pop("stream", DEFAULT_STREAM)
+    group = query.pop("group", "ledger")
+    import redis.asyncio as aioredis
+
+    from pithead.store.redis_bus import RedisEventSource, RedisShareSink
+
+    client = aioredis.from_url(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), "")))
+    return RedisShareSink(client, stream), RedisEventSource(client, stream, group=group)
 
 
 def open_ledger(cfg: Any, data_dir: str | Path | None = None) -> Ledger:

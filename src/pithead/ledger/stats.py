@@ -12,6 +12,7 @@ Pure functions; no clock, no store. The ledger feeds them bucket sums from the s
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -93,6 +94,12 @@ def gamma_ppf(p: float, k: float) -> float:
     return (lo + hi) / 2
 
 
+# Intervals remembered by share count: the dashboard asks for the same small counts over and over, and
+# each exact one costs a few hundred incomplete-gamma evaluations.
+INTERVAL_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=INTERVAL_CACHE_SIZE)
 def poisson_interval(k: int) -> tuple[float, float]:
     """The exact 90 % interval for the mean of a Poisson count k (Garwood)."""
     if k < 0:
