@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +36,9 @@ log = logging.getLogger("pithead.up")
 # several workers, few enough to leave the machine usable.
 DEFAULT_MINERS = 2
 DEFAULT_MINER_THREADS = 1
+# The difficulty our CPU miners ask for (mining.suggest_difficulty): a CPU thread does some MH/s, so a
+# share at difficulty 1 (2**32 hashes) would take minutes; this gives a share every second or so.
+MINER_SUGGEST_DIFFICULTY = 0.002
 # Transactions per second the node generates when the config leaves it at 0 (templates with real fees).
 DEMO_TX_RATE = 0.5
 # Simulated ASICs served on loopback when the farm simulator is present (a small fleet for the page).
@@ -363,7 +367,37 @@ async def _start_pool(
     opts: UpOptions, cfg: config_mod.Config, running: Running, node: Any, rpc: Any, bus: Any, pool_address: str,
     holder: dict[str, Any],
 ) -> None:
-    raise ImportError("the Stratum server is not wired yet", name="pithead.stratum.server.pool")
+    from pithead.stratum.server.run import PoolConfigError, build_server
+    from pithead.template.rpc import RpcClient
+    from pithead.template.source import NodeSource
+    from pithead.web.adapters import PoolServerLive
+
+    user, password = node.auth
+    source = NodeSource(
+        RpcClient(node.rpc_url, user=user, password=password, name="demo-node"),
+        chain="regtest",  # the demo chain answers as regtest (same genesis and addresses)
+        refresh_interval=cfg.pool.refresh_interval,
+    )
+    await source.start()
+    running.stoppers.append(("template source", source.stop))
+    running.last_template_time = time.time()
+
+    async def track_templates() -> None:
+        async for update in source.updates():
+            running.last_template_time = update.received_at
+
+    tracker = asyncio.create_task(track_templates(), name="pithead-template-age")
+    running.stoppers.append(("template tracker", lambda: _cancel_all([tracker])))
+    pool_cfg = dataclasses.replace(cfg.pool, mode="pool", network="regtest", pool_address=pool_address)
+    try:
+        server = build_server(pool_cfg, source, bus)
+        host, port = await server.start(pool_cfg.bind, pool_cfg.port if opts.pool_port is None else opts.pool_port)
+    except (PoolConfigError, OSError) as exc:
+        raise UpError(f"pool: {exc}") from exc
+    running.stoppers.append(("pool", server.stop))
+    running.stratum_url = f"stratum+tcp://{host}:{port}"
+    running.objects["pool"] = server
+    holder["live"] = PoolServerLive(server, running.stratum_url)
 
 
 async def _start_miners(opts: UpOptions, running: Running) -> None:
@@ -377,7 +411,7 @@ async def _start_miners(opts: UpOptions, running: Running) -> None:
     for i in range(opts.miners):
         address = running.miner_addresses[i]
         miner = Miner(MinerOptions(pools=(pool,), username=f"{address}.cpu{i + 1}", threads=opts.miner_threads,
-                                   user_agent="pithead-up-miner"))
+                                   suggest_difficulty=MINER_SUGGEST_DIFFICULTY, user_agent="pithead-up-miner"))
         miners.append(miner)
         tasks.append(asyncio.create_task(miner.run(), name=f"pithead-miner-{i + 1}"))
     running.objects["miners"] = miners

@@ -1,0 +1,44 @@
+"""Adapters from the running parts to the web app's Protocols (see `pithead.web.services`).
+
+`PoolServerLive` reads a `pithead.stratum.server.pool.PoolServer`'s open connections into the frozen
+`PoolLiveStatus` the API and metrics show. It only reads attributes the server keeps for itself (its
+connection set and each connection's sans-IO session) and never touches a transport.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pithead.web.services import LiveConnection, PoolLiveStatus
+
+# Sessions listed per snapshot: the count is always exact, but a page of 100,000 rows helps nobody.
+MAX_LISTED_SESSIONS = 500
+
+
+class PoolServerLive:
+    def __init__(self, server: Any, stratum_url: str | None = None) -> None:
+        self._server = server
+        self._url = stratum_url
+
+    def live_status(self) -> PoolLiveStatus:
+        conns = list(getattr(self._server, "connections", ()))
+        sessions = []
+        for c in conns:
+            s = getattr(c, "session", None)
+            if s is None:
+                continue
+            worker = getattr(s, "primary_worker", None)
+            sessions.append(
+                LiveConnection(
+                    remote=str(getattr(s, "remote", None) or getattr(c, "ip", "?")),
+                    worker=None if worker is None else str(worker.name),
+                    difficulty=float(getattr(s, "difficulty", 0.0)),
+                    connected_at=float(getattr(s, "connected_at", 0.0)),
+                    user_agent=getattr(s, "user_agent", None),
+                    last_share_at=None,
+                )
+            )
+            if len(sessions) >= MAX_LISTED_SESSIONS:
+                break
+        sessions.sort(key=lambda x: x.connected_at)
+        return PoolLiveStatus(connections=len(conns), sessions=tuple(sessions), stratum_url=self._url)
