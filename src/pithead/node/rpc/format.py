@@ -40,7 +40,30 @@ def core_double(x: float) -> float:
     return float(f"{x:.16g}")
 
 
-def script_asm(script: bytes) -> str:
+_SIGHASH_NAMES = {0x01: "ALL", 0x02: "NONE", 0x03: "SINGLE", 0x81: "ALL|ANYONECANPAY",
+                  0x82: "NONE|ANYONECANPAY", 0x83: "SINGLE|ANYONECANPAY"}
+
+
+def is_der_signature(sig: bytes) -> bool:
+    """BIP66 strict DER (Core's IsValidSignatureEncoding), the signature followed by its hash type."""
+    if not 9 <= len(sig) <= 73 or sig[0] != 0x30 or sig[1] != len(sig) - 3:
+        return False
+    len_r = sig[3]
+    if 5 + len_r >= len(sig):
+        return False
+    len_s = sig[5 + len_r]
+    if len_r + len_s + 7 != len(sig) or sig[2] != 0x02 or len_r == 0 or sig[4] & 0x80:
+        return False
+    if len_r > 1 and sig[4] == 0 and not sig[5] & 0x80:
+        return False
+    if sig[len_r + 4] != 0x02 or len_s == 0 or sig[len_r + 6] & 0x80:
+        return False
+    return not (len_s > 1 and sig[len_r + 6] == 0 and not sig[len_r + 7] & 0x80)
+
+
+def script_asm(script: bytes, sighash_decode: bool = False) -> str:
+    """Core's ScriptToAsmStr; `sighash_decode` (used for scriptSigs) shows a signature's hash type as
+    [ALL], [NONE|ANYONECANPAY], ..."""
     out: list[str] = []
     i = 0
     while i < len(script):
@@ -61,7 +84,12 @@ def script_asm(script: bytes) -> str:
                 out.append("[error]")
                 break
             i += n
-            out.append(str(scriptnum_decode(data)) if len(data) <= 4 else data.hex())
+            if len(data) <= 4:
+                out.append(str(scriptnum_decode(data)))
+            elif sighash_decode and is_der_signature(data) and data[-1] in _SIGHASH_NAMES:
+                out.append(f"{data[:-1].hex()}[{_SIGHASH_NAMES[data[-1]]}]")
+            else:
+                out.append(data.hex())
         elif 0x51 <= op <= 0x60:
             out.append(str(op - 0x50))
         else:
@@ -137,7 +165,9 @@ def with_checksum(desc: str) -> str:
 def script_pubkey_json(script: bytes, network: Network) -> dict[str, Any]:
     address = script_to_address(script, network)
     kind = script_type(script)
-    if address is not None and kind != "nulldata":
+    if kind == "witness_v1_taproot":
+        desc = f"rawtr({script[2:].hex()})"  # Core infers rawtr() for a bare output key
+    elif address is not None and kind != "nulldata":
         desc = f"addr({address})"
     elif kind == "pubkey":
         desc = f"pk({script[1:-1].hex()})"
@@ -159,7 +189,7 @@ def tx_json(tx: Transaction, network: Network, *, fee: int | None = None, includ
             item = {
                 "txid": display_hex(txin.prevout.txid),
                 "vout": txin.prevout.index,
-                "scriptSig": {"asm": script_asm(txin.script_sig), "hex": txin.script_sig.hex()},
+                "scriptSig": {"asm": script_asm(txin.script_sig, sighash_decode=True), "hex": txin.script_sig.hex()},
             }
         if txin.witness:
             item["txinwitness"] = [w.hex() for w in txin.witness]
