@@ -148,3 +148,16 @@ async def test_running_sink_and_consumer_together(rclient: tuple[aioredis.Redis,
     await asyncio.gather(*tasks)
     assert store.share_count() == 300
     assert sum(w.accepted for w in store.workers()) == 300
+
+
+async def test_sink_buffer_is_bounded_and_flushes_once(
+    rclient: tuple[aioredis.Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, stream = rclient
+    monkeypatch.setattr(redis_bus, "SINK_BUFFER_MAX", 50)
+    sink = RedisShareSink(client, stream)
+    for i in range(80):
+        sink.put(share(i))
+    assert len(sink) == 50 and sink.dropped == 30
+    await asyncio.gather(sink.flush(), sink.flush())  # concurrent flushes must not write twice
+    assert await client.xlen(stream) == 50

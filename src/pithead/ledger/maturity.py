@@ -103,10 +103,11 @@ async def observe(node: ChainView, block: BlockRecord, tip: int) -> Observation:
             return Observation(None, False, tip)
         raise
     confirmations = int(header.get("confirmations", -1))
+    height = int(header.get("height", block.height))  # the node's word over the pool's report
     in_best = confirmations >= 0
-    if in_best and block.height <= tip:
+    if in_best and height <= tip:
         try:
-            in_best = (await node.getblockhash(block.height)) == block.hash
+            in_best = (await node.getblockhash(height)) == block.hash
         except Exception as exc:
             if not _is_not_found(exc) and getattr(exc, "code", None) != -8:  # -8: height out of range
                 raise

@@ -136,6 +136,17 @@ def prop(reward_sat: int, round_work: Mapping[str, float], finder_address: str, 
     return Split(_with_fee(apportion(dist, weights), fee), fee, dist)
 
 
+# Every finite float is an integer multiple of 2**-1074 (the smallest subnormal), so difficulties summed
+# as integers in that unit are exact, and about ten times faster than summing Fractions.
+_UNIT_EXP = 1074
+
+
+def _units(difficulty: float) -> int:
+    _exact(difficulty)  # validates
+    num, den = difficulty.as_integer_ratio()  # den is a power of two
+    return num << (_UNIT_EXP - (den.bit_length() - 1))
+
+
 def pplns_weights(newest_first: Iterable[Work], window: float) -> dict[str, Fraction]:
     """Each address's counted difficulty in the last `window` units of share difficulty.
 
@@ -143,15 +154,16 @@ def pplns_weights(newest_first: Iterable[Work], window: float) -> dict[str, Frac
     that fits, so the counted work is exactly `window` when there is enough history (and all of it when
     there is not).
     """
-    left = _exact(window)
-    weights: dict[str, Fraction] = {}
+    left = _units(window)
+    units: dict[str, int] = {}
     for work in newest_first:
         if left <= 0:
             break
-        d = min(_exact(work.difficulty), left)
-        weights[work.address] = weights.get(work.address, Fraction(0)) + d
+        d = min(_units(work.difficulty), left)
+        units[work.address] = units.get(work.address, 0) + d
         left -= d
-    return weights
+    scale = 1 << _UNIT_EXP
+    return {a: Fraction(u, scale) for a, u in units.items()}
 
 
 def pplns(

@@ -48,6 +48,7 @@ class RedisShareSink:
         self.stream = stream
         self.maxlen = maxlen
         self._buffer: collections.deque[bytes] = collections.deque()
+        self._flushing = asyncio.Lock()  # two concurrent flushes would write the same events twice
         self.dropped = 0
 
     def put(self, event: Event) -> None:
@@ -62,15 +63,19 @@ class RedisShareSink:
     async def flush(self) -> int:
         """Write everything buffered; on a Redis error the unwritten events stay buffered."""
         written = 0
-        while self._buffer:
-            chunk = [self._buffer[i] for i in range(min(FLUSH_BATCH, len(self._buffer)))]
-            pipe = self.client.pipeline(transaction=False)
-            for data in chunk:
-                pipe.xadd(self.stream, {EVENT_FIELD: data}, maxlen=self.maxlen, approximate=True)
-            await pipe.execute()
-            for _ in chunk:
-                self._buffer.popleft()
-            written += len(chunk)
+        async with self._flushing:
+            while self._buffer:
+                chunk = [self._buffer[i] for i in range(min(FLUSH_BATCH, len(self._buffer)))]
+                # MULTI/EXEC: a chunk is written whole or not at all, so a retry after an error does not
+                # duplicate part of it. (A connection lost after EXEC but before its reply still leaves
+                # the outcome unknown; the chunk is then written again.)
+                pipe = self.client.pipeline(transaction=True)
+                for data in chunk:
+                    pipe.xadd(self.stream, {EVENT_FIELD: data}, maxlen=self.maxlen, approximate=True)
+                await pipe.execute()
+                for _ in chunk:
+                    self._buffer.popleft()
+                written += len(chunk)
         return written
 
     async def run(self, stop: asyncio.Event) -> None:
