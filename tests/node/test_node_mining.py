@@ -8,8 +8,8 @@ from pathlib import Path
 
 import zmq
 import zmq.asyncio
-from conftest import core_fixture
 
+from conftest import core_fixture
 from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex
 from pithead.chain.params import REGTEST
@@ -73,7 +73,7 @@ async def test_block_from_template_with_segwit_transactions_is_accepted(
 
 
 async def test_transaction_generator_fills_templates_with_chains_and_witnesses(tmp_path: Path) -> None:
-    async with running_node(tmp_path / "gen", tx_rate=200.0, seed=7) as (node, rpc):
+    async with running_node(tmp_path / "gen", tx_rate=200.0, seed=7) as (_, rpc):
         assert await rpc.call("getblockcount") == 110  # premined coins for the generator
         for _ in range(200):
             if len(await rpc.call("getrawmempool")) >= 12:

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import core_fixture
 
+from conftest import core_fixture
 from pithead.node.node import EmbeddedNode
 from pithead.template.rpc import RpcClient
 

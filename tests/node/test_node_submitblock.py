@@ -7,8 +7,8 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import core_fixture
 
+from conftest import core_fixture
 from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex, from_display_hex
 from pithead.chain.merkle import merkle_root

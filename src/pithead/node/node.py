@@ -111,7 +111,8 @@ class EmbeddedNode:
         self._changed = asyncio.Event()
         self._warm_until = 0.0
         self._started_at = 0.0
-        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stop_task: asyncio.Task[None] | None = None
         self._txgen_scripts: list[bytes] = []
         self.running = False
 
@@ -207,7 +208,6 @@ class EmbeddedNode:
         if not self.running:
             return
         self.running = False
-        self._stopping.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -225,6 +225,7 @@ class EmbeddedNode:
         if self.cookie is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.cookie_path.unlink()
+        self._stopped.set()
 
     async def __aenter__(self) -> EmbeddedNode:
         await self.start()
@@ -236,11 +237,17 @@ class EmbeddedNode:
         await self.stop()
 
     async def wait_stopped(self) -> None:
-        await self._stopping.wait()
+        """Return once the node has stopped (by `stop()`, the `stop` RPC or a signal)."""
+        await self._stopped.wait()
 
     def request_stop(self) -> None:
-        """Stop soon (the `stop` RPC answers first)."""
-        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self.stop()))
+        """Stop soon, after the `stop` RPC's answer is written."""
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            await self.stop()
+
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(later())
 
     # --- auth and warm-up ---
 

@@ -91,7 +91,9 @@ class Wallet:
         maturity = chain.network.coinbase_maturity
         for op, coin in chain.coins_for_scripts(self.scripts()):
             conf = tip - coin.height + 1
-            mature = not coin.is_coinbase or tip + 1 - coin.height >= maturity
+            # Core's wallet waits for COINBASE_MATURITY + 1 confirmations (GetBlocksToMaturity), one more
+            # than consensus needs, so a wallet spend is valid even after a one-block reorg.
+            mature = not coin.is_coinbase or conf >= maturity + 1
             out.append(WalletCoin(op, coin, conf, mature and op not in mempool.spent_by))
         for e in mempool.entries.values():
             for n, o in enumerate(e.tx.outputs):
