@@ -199,3 +199,21 @@ def test_store_urls(tmp_path) -> None:  # type: ignore[no-untyped-def]
         open_store("mysql://localhost/x")
     with pytest.raises(StoreError):
         open_store("postgresql://postgres@127.0.0.1:5432/test?schema=Robert');DROP")
+
+
+def test_postgres_reconnects_after_the_server_drops_it(store: LedgerStore) -> None:
+    from pithead.store.postgres import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        pytest.skip("PostgreSQL connection handling")
+    import psycopg
+
+    store.add_shares([share(1.0)], W)
+    with psycopg.connect(store.conninfo, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (store.backend_pid(),))
+    with pytest.raises(StoreError):  # the statement that finds the connection dead fails, typed...
+        store.share_count()
+    assert store.share_count() == 1  # ...and the next one runs on a new connection, in the same schema
+    with store.transaction():
+        store.add_shares([share(2.0)], W)
+    assert store.share_count() == 2

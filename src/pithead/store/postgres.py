@@ -8,12 +8,16 @@ in `pithead.store.sql`. It does not pool connections: the ledger is one writer w
 
 from __future__ import annotations
 
+import logging
 import re
+from typing import Any
 
 import psycopg
 
 from pithead.store.base import StoreError
 from pithead.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
 
 # A schema name goes into DDL unquoted-by-parameter (identifiers cannot be bound), so it is restricted
 # to plain identifiers.
@@ -26,21 +30,37 @@ CONNECT_TIMEOUT_S = 10
 class PostgresStore(SqlStore):
     placeholder = "%s"
     id_column = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    db_errors = (psycopg.Error,)
 
     def __init__(self, conninfo: str, schema: str = "pithead") -> None:
         if not _SCHEMA_NAME.match(schema):
             raise StoreError(f"bad PostgreSQL schema name {schema!r}")
+        self.conninfo = conninfo
+        self.schema = schema
+        super().__init__(self._connect())
+
+    def _connect(self) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            conn.execute(f'SET search_path TO "{schema}"')
+            conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            conn.execute(f'SET search_path TO "{self.schema}"')
         except psycopg.Error as exc:
             raise StoreError(f"cannot open PostgreSQL ledger: {exc}") from exc
-        super().__init__(conn)
-        self.schema = schema
+        return conn
+
+    def _ensure(self) -> None:
+        # A connection the server dropped (restart, idle timeout) is replaced before the next statement;
+        # one that dies inside a transaction fails that transaction, and the caller retries it.
+        if self._conn.broken or self._conn.closed:
+            log.warning("PostgreSQL connection lost; reconnecting")
+            self._conn = self._connect()
 
     def _begin(self) -> None:
         self._conn.execute("BEGIN")
+
+    def backend_pid(self) -> int:
+        """The server process serving this store's connection (for operators and tests)."""
+        return int(self._conn.info.backend_pid)
 
     def drop_schema(self) -> None:
         """Remove this store's schema and everything in it (tests; `pithead` never calls this)."""

@@ -15,6 +15,7 @@ This module does not decide what to keep or whom to pay; the ledger does.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ from pithead.store.records import (
     WorkerRow,
     WorkSums,
 )
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
 
@@ -158,6 +161,7 @@ class SqlStore:
 
     placeholder = "?"
     id_column = "INTEGER PRIMARY KEY"
+    db_errors: tuple[type[Exception], ...] = ()  # the driver's error classes, reported as StoreError
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -177,17 +181,29 @@ class SqlStore:
     def _rollback(self) -> None:
         self._conn.execute("ROLLBACK")
 
+    def _ensure(self) -> None:
+        """Called before work outside a transaction: a backend may reconnect here."""
+
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> Any:
         with self._lock:
-            return self._conn.execute(self._sql(sql), args)
+            if not self._depth:
+                self._ensure()
+            try:
+                return self._conn.execute(self._sql(sql), args)
+            except self.db_errors as exc:
+                raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
         with self._lock:
+            if not self._depth:
+                self._ensure()
             cur = self._conn.cursor()
             try:
                 cur.executemany(self._sql(sql), rows)
+            except self.db_errors as exc:
+                raise StoreError(f"{type(exc).__name__}: {exc}") from exc
             finally:
                 cur.close()
 
@@ -210,16 +226,26 @@ class SqlStore:
                 finally:
                     self._depth -= 1
                 return
-            self._begin()
+            self._ensure()
+            try:
+                self._begin()
+            except self.db_errors as exc:
+                raise StoreError(f"cannot begin a transaction: {exc}") from exc
             self._depth = 1
             try:
                 yield
             except BaseException:
                 self._depth = 0
-                self._rollback()
+                try:
+                    self._rollback()
+                except self.db_errors as exc:  # the connection died: the server rolled it back for us
+                    log.warning("rollback failed (%s); the transaction is abandoned", exc)
                 raise
             self._depth = 0
-            self._commit()
+            try:
+                self._commit()
+            except self.db_errors as exc:
+                raise StoreError(f"commit failed, nothing was written: {exc}") from exc
 
     def migrate(self) -> None:
         with self.transaction():

@@ -22,6 +22,7 @@ BUSY_TIMEOUT_S = 10.0
 class SqliteStore(SqlStore):
     placeholder = "?"
     id_column = "INTEGER PRIMARY KEY"
+    db_errors = (sqlite3.Error,)
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         path = str(path)
