@@ -257,3 +257,40 @@ async def test_consumer_survives_a_failing_source(store: LedgerStore, monkeypatc
     stop.set()
     counters = await task
     assert store.share_count() == 1 and counters.failures == 1
+
+
+def test_hashrate_history_for_charts(store: LedgerStore) -> None:
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    # three 10-minute steps: 6, 0 and 3 shares of difficulty 2
+    ledger.apply([sh(6000.0 + i * 100, "a", 2.0) for i in range(6)] + [sh(7200.0 + i * 100, "a", 2.0) for i in range(3)])
+    hist = ledger.hashrate_history(now=7800.0, span_s=1800, step_s=600, address="a")
+    assert [t for t, _ in hist] == [6000.0, 7200.0]
+    assert hist[0][1] == pytest.approx(12.0 * HASHES_PER_DIFF1 / 600)
+    assert hist[1][1] == pytest.approx(6.0 * HASHES_PER_DIFF1 / 600)
+    assert ledger.hashrate_history(now=7800.0, span_s=1800, step_s=600, worker="nobody") == []
+    with pytest.raises(LedgerError):
+        ledger.hashrate_history(now=7800.0, step_s=7)
+    with pytest.raises(LedgerError):
+        ledger.hashrate_history(now=7800.0, span_s=10**9, step_s=600)
+
+
+@given(
+    history=st.lists(st.tuples(st.sampled_from("abc"), st.floats(0.1, 20.0), st.floats(0.0, 50.0)), max_size=60),
+    netdiff=st.floats(1.0, 100.0),
+)
+@settings(max_examples=40, deadline=None)
+def test_rollup_never_changes_what_a_block_would_pay(history: list[tuple[str, float, float]], netdiff: float) -> None:
+    from pithead.store import open_store
+
+    store = open_store("sqlite://:memory:")
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.PPLNS, fee_ppm=0, pplns_n=1.5), network_difficulty=netdiff)
+    t = 0.0
+    for address, d, gap in history:
+        t += gap
+        ledger.apply([sh(t, address, d)])
+    if not history:
+        return
+    before = ledger.split_block(REWARD, "finder", netdiff)
+    ledger.rollup(now=t + RAW_MIN_RETENTION_S + 1)
+    assert ledger.split_block(REWARD, "finder", netdiff) == before
+    store.close()

@@ -21,7 +21,7 @@ from typing import Any
 from pithead.ledger import schemes
 from pithead.ledger.events import BlockEvent, InvalidEvent, ShareEvent, validate
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
-from pithead.ledger.stats import HashrateEstimate, estimate
+from pithead.ledger.stats import HASHES_PER_DIFF1, HashrateEstimate, estimate
 from pithead.store.base import LedgerStore, iter_newest
 from pithead.store.records import (
     Balance,
@@ -57,6 +57,7 @@ ONLINE_S = 600  # a worker with a share in the last 10 minutes is online
 
 # Bounds on what query methods return, so a web request can never ask for the whole table.
 MAX_QUERY_ROWS = 1000
+MAX_HISTORY_POINTS = 2000  # points in one hashrate chart (a week at 5-minute steps)
 
 
 class LedgerError(RuntimeError):
@@ -372,6 +373,25 @@ class Ledger:
             (pool.mature_sat + pool.immature_sat) if pool else 0,
             sum(b.immature_sat for b in miners), sum(max(0, b.payable_sat) for b in miners), sum(b.paid_sat for b in miners),
         )
+
+    def hashrate_history(
+        self, now: float, span_s: float = 86400, step_s: int = 600, worker: str | None = None,
+        address: str | None = None,
+    ) -> list[tuple[float, float]]:
+        """(step start, average hashes/s over the step) for a chart; steps with no shares are omitted.
+
+        Steps are whole multiples of the fine bucket width; past a day, data only exists per hour, so a
+        shorter step there shows the hour's work in the step it starts in.
+        """
+        if step_s <= 0 or step_s % FINE_BUCKET_S or span_s <= 0:
+            raise LedgerError(f"history step must be a positive multiple of {FINE_BUCKET_S} s")
+        if span_s / step_s > MAX_HISTORY_POINTS:
+            raise LedgerError(f"at most {MAX_HISTORY_POINTS} points per chart")
+        since = float(int((now - span_s) // step_s) * step_s)
+        return [
+            (start, sums.difficulty_sum * HASHES_PER_DIFF1 / step_s)
+            for start, sums in self.store.work_history(since, step_s, worker=worker, address=address)
+        ]
 
     def blocks(self, limit: int = 50) -> list[BlockRecord]:
         return self.store.blocks(min(limit, MAX_QUERY_ROWS))
