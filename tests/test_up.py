@@ -85,6 +85,10 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         assert "pithead_stratum_connections" in metrics
         dash = await client.get("/")
         assert dash.status_code == 200
+        if "farm" in running.parts:  # the fleet manager's page and API are mounted in the same app
+            assert (await client.get("/farm/")).status_code == 200
+            assert (await client.get("/farm/api/devices")).status_code == 200
+            assert (await client.get("/healthz")).json()["farm"] is True
         return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses}
 
     _, before = await _run(data, first)

@@ -47,6 +47,11 @@ DEFAULT_SIM_DEVICES = 12
 MATURITY_INTERVAL_S = 5.0
 PAYOUT_INTERVAL_S = 30.0
 ROLLUP_INTERVAL_S = 300.0
+# The farm polls the (small, local) simulated fleet often so the page fills quickly; rescans are rare.
+FARM_POLL_S = 10.0
+FARM_RESCAN_S = 600.0
+# Seconds between the one-line status `up` prints.
+STATUS_INTERVAL_S = 30.0
 # Seconds each part gets to stop before we move on to the next.
 STOP_TIMEOUT_S = 10.0
 
@@ -281,6 +286,44 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.stoppers.append(("web", web.stop))
     running.parts.append("web")
     running.web_url = web.url
+    status = asyncio.create_task(_status_loop(opts, web_store, rpc), name="pithead-status")
+    running.stoppers.append(("status", lambda: _cancel_all([status])))
+
+
+def _si(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("", "k", "M", "G", "T", "P", "E"):
+        if abs(value) < 1000:
+            return f"{value:.3g} {unit}H/s"
+        value /= 1000
+    return f"{value:.3g} ZH/s"
+
+
+async def _status_loop(opts: UpOptions, store: Any, rpc: Any) -> None:
+    """One plain line every STATUS_INTERVAL_S: height, pool hashrate with its interval, blocks, shares."""
+    from pithead.web import queries
+    from pithead.web.services import Services
+
+    services = Services(store=store)
+    while True:
+        await asyncio.sleep(STATUS_INTERVAL_S)
+        try:
+            summary = await asyncio.to_thread(queries.pool_summary, services, store, time.time(), None)
+            height = (await rpc.call("getblockcount", [])) if rpc is not None else None
+        except Exception as exc:  # a status line is never worth stopping for
+            log.warning("status: %s", exc)
+            continue
+        five = next(h for h in summary.hashrate if h.window == "5m")
+        rate = (
+            f"{_si(five.hashrate_hps)} [{_si(five.low_hps)} - {_si(five.high_hps)}]"
+            if five.enough_shares else "too few shares to estimate"
+        )
+        opts.print_fn(
+            f"{time.strftime('%H:%M:%S')} height {height} | pool 5m {rate} | blocks {summary.blocks_found} | "
+            f"shares {summary.accepted_shares} accepted, {summary.rejected_shares} rejected | "
+            f"workers {summary.active_workers}"
+        )
 
 
 def _async(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
@@ -419,7 +462,43 @@ async def _start_miners(opts: UpOptions, running: Running) -> None:
 
 
 async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running) -> Any:
-    raise ImportError("the simulated fleet is not wired yet", name="pithead.farm.sim.server")
+    """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage."""
+    from pithead.farm.service import FarmService, FarmServiceConfig
+    from pithead.farm.store import FarmStore
+
+    farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
+    running.stoppers.append(("farm store", _async(farm_store.close)))
+    cidrs: tuple[str, ...] = ()
+    ports: dict[Any, tuple[int, ...]] | None = None
+    wanted = opts.sim_devices if opts.sim_devices is not None else (cfg.farm.sim_devices or DEFAULT_SIM_DEVICES)
+    if wanted > 0:
+        try:
+            cidrs, ports = await _start_sim_fleet(wanted, running)
+        except ImportError as exc:
+            if not (exc.name and exc.name.startswith("pithead")):
+                raise
+            running.skipped["simulated fleet"] = f"not built in this tree ({exc.name})"
+    svc_cfg = FarmServiceConfig(
+        scan_cidrs=cidrs, rescan_interval_s=FARM_RESCAN_S, poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S),
+        max_concurrency=cfg.farm.max_concurrent_polls,
+    )
+    if ports:
+        svc_cfg = dataclasses.replace(svc_cfg, scan_ports=ports)
+    service = FarmService(farm_store, svc_cfg)
+    task = asyncio.create_task(service.run(), name="pithead-farm")
+
+    async def stop_farm() -> None:
+        service.stop()
+        await _bounded(task)
+
+    running.stoppers.append(("farm", stop_farm))
+    running.objects["farm"] = service
+    return service.router()
+
+
+async def _start_sim_fleet(count: int, running: Running) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
+    """Serve `count` simulated devices on loopback; returns the CIDRs and ports the farm should scan."""
+    raise ImportError("the simulated fleet's server is not in this tree", name="pithead.farm.sim.server")
 
 
 def _print_banner(opts: UpOptions, running: Running) -> None:
@@ -463,6 +542,9 @@ def run_up(
     """The `pithead up` command: run until Ctrl-C (or `duration` seconds), then stop cleanly."""
     opts = UpOptions(data_dir=data_dir, config_path=config_path, duration=duration, **overrides)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The pool logs every block at WARNING; on the demo chain that is every few seconds, and the status
+    # line and the dashboard already show blocks. Keep its errors.
+    logging.getLogger("pithead.stratum.server.pool").setLevel(logging.ERROR)
 
     async def main() -> None:
         stop = asyncio.Event()
