@@ -16,8 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_standins import StandInWallet
 
+from pithead.chain.address import script_to_address
+from pithead.chain.params import MAINNET, REGTEST
 from pithead.ledger.payouts import (
     MAX_OUTPUTS_PER_BATCH,
+    PAYOUT_FEE_RESERVE_SAT,
     PayoutProcessor,
     WalletError,
     WalletTx,
@@ -121,12 +124,13 @@ async def test_crash_before_sendmany_sends_on_rerun(store: LedgerStore) -> None:
 
 
 async def test_refused_and_conflicted_batches_release_their_amounts(store: LedgerStore) -> None:
-    wallet = StandInWallet(100_000)  # not enough for the payout
-    credit(store, "bcrt1qa", 250_000)
+    wallet = StandInWallet(10**9)
+    credit(store, "not-an-address", 250_000)  # the wallet refuses the whole batch
     report = await PayoutProcessor(store, wallet, 100_000).run_once(1.0)
     assert len(report.failed) == 1 and wallet.paid() == {}
-    assert store.balances()[0].payable_sat == 250_000
-    wallet.balance = 10**9
+    assert store.balances()[0].payable_sat == 250_000  # released, not lost
+    credit(store, "bcrt1qa", 250_000)
+    store.add_credits([CreditRecord("not-an-address", -250_000, CreditKind.PPS, CreditStatus.MATURE, 0.0)])
     report = await PayoutProcessor(store, wallet, 100_000).run_once(2.0)
     ((_, txid),) = report.sent
     wallet.conflict(txid)
@@ -136,10 +140,33 @@ async def test_refused_and_conflicted_batches_release_their_amounts(store: Ledge
     assert wallet.paid() == {"bcrt1qa": 250_000} == paid_in_book(store)
 
 
+async def test_no_batch_the_wallet_cannot_fund(store: LedgerStore) -> None:
+    wallet = StandInWallet(PAYOUT_FEE_RESERVE_SAT + 300_000)
+    credit(store, "bcrt1qa", 400_000)  # more than the wallet can spare: waits
+    credit(store, "bcrt1qb", 200_000)  # fits: paid
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(1.0)
+    assert report.failed == () and wallet.paid() == {"bcrt1qb": 200_000}
+    assert {b.address: b.payable_sat for b in store.balances()} == {"bcrt1qa": 400_000, "bcrt1qb": 0}
+
+
+async def test_addresses_invalid_on_the_network_never_block_a_batch(store: LedgerStore) -> None:
+    good = script_to_address(bytes([0, 20]) + bytes(range(20)), REGTEST)
+    mainnet = script_to_address(bytes([0, 20]) + bytes(range(20)), MAINNET)
+    assert good is not None and mainnet is not None
+    wallet = StandInWallet(10**9)
+    credit(store, good, 300_000)
+    credit(store, mainnet, 300_000)  # a mainnet address on a regtest pool: never put in a batch
+    report = await PayoutProcessor(store, wallet, 100_000, network=REGTEST).run_once(1.0)
+    assert len(report.sent) == 1 and wallet.paid() == {good: 300_000}
+    assert {b.address: b.payable_sat for b in store.balances()}[mainnet] == 300_000
+
+
 def test_plan_is_bounded_and_skips_the_pool() -> None:
     due = plan({f"bcrt1q{i:04d}": 1000 + i for i in range(MAX_OUTPUTS_PER_BATCH + 50)} | {POOL_ACCOUNT: 10**9}, 1000)
     assert len(due) == MAX_OUTPUTS_PER_BATCH and POOL_ACCOUNT not in due
     assert min(due.values()) == 1050  # the largest balances go first
+    assert plan({"x": 500, "y": 300, "z": 200}, 100, budget_sat=550) == {"x": 500}
+    assert plan({"x": 500, "y": 300, "z": 200}, 100, budget_sat=520, payable=lambda a: a != "x") == {"y": 300, "z": 200}
 
 
 def test_btc_amount_conversions_are_exact() -> None:

@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pithead.chain.address import is_valid_address
+from pithead.chain.params import Network
 from pithead.ledger.schemes import POOL_ACCOUNT
 from pithead.store.base import LedgerStore
 from pithead.store.records import BatchStatus, PayoutBatch
@@ -44,6 +46,10 @@ PAYOUT_CONFIRMATIONS = 1
 FIND_SCAN_LIMIT = 10_000
 
 SAT_PER_BTC = 100_000_000
+
+# Wallet balance held back from each batch for the transaction's own fee, so a batch is not planned that
+# the wallet must refuse: 0.001 BTC covers a 500-output transaction at ~6 sat/vB.
+PAYOUT_FEE_RESERVE_SAT = 100_000
 
 
 class WalletError(RuntimeError):
@@ -91,20 +97,56 @@ def batch_comment(ledger: str, batch: PayoutBatch) -> str:
     return f"pithead-payout-{ledger}-{batch.id}"
 
 
-def plan(balances: Mapping[str, int], threshold_sat: int, max_outputs: int = MAX_OUTPUTS_PER_BATCH) -> dict[str, int]:
-    """Which payable balances to pay now (pure): those at or above the threshold, largest first."""
-    due = [(a, v) for a, v in balances.items() if a != POOL_ACCOUNT and not a.startswith("@") and v >= threshold_sat]
+def plan(
+    balances: Mapping[str, int],
+    threshold_sat: int,
+    max_outputs: int = MAX_OUTPUTS_PER_BATCH,
+    budget_sat: int | None = None,
+    payable: Callable[[str], bool] | None = None,
+) -> dict[str, int]:
+    """Which payable balances to pay now (pure): at or above the threshold, largest first, within budget.
+
+    `payable(address)` filters out addresses the network cannot pay (they stay in the book, unpaid, and
+    can never block everyone else's payout by making the wallet refuse the whole batch).
+    """
+    due = [
+        (a, v)
+        for a, v in balances.items()
+        if a != POOL_ACCOUNT and not a.startswith("@") and v >= threshold_sat and (payable is None or payable(a))
+    ]
     due.sort(key=lambda av: (-av[1], av[0]))
-    return dict(due[:max_outputs])
+    chosen: dict[str, int] = {}
+    left = budget_sat
+    for a, v in due:
+        if len(chosen) >= max_outputs:
+            break
+        if left is not None:
+            if v > left:
+                continue
+            left -= v
+        chosen[a] = v
+    return chosen
 
 
 class PayoutProcessor:
-    def __init__(self, store: LedgerStore, wallet: Wallet, threshold_sat: int) -> None:
+    def __init__(
+        self, store: LedgerStore, wallet: Wallet, threshold_sat: int, network: Network | None = None
+    ) -> None:
+        """`network`: when given, addresses not valid on it are never put in a batch."""
         if threshold_sat <= 0:
             raise ValueError("payout threshold must be positive")
         self.store = store
         self.wallet = wallet
         self.threshold_sat = threshold_sat
+        self.network = network
+
+    def _payable(self, address: str) -> bool:
+        if self.network is None:
+            return True
+        ok = is_valid_address(address, self.network)
+        if not ok:
+            log.warning("balance of %s cannot be paid: not a valid %s address", address, self.network.name)
+        return ok
 
     async def run_once(self, now: float) -> PayoutReport:
         """Reconcile what is in flight, then pay what is due. Safe to call again after any crash."""
@@ -144,7 +186,12 @@ class PayoutProcessor:
                 failed.append(batch.id)
         # 3. A new batch for what is due now.
         created: list[int] = []
-        new: PayoutBatch | None = await asyncio.to_thread(self._create, now)
+        try:
+            budget = await self.wallet.getbalance() - PAYOUT_FEE_RESERVE_SAT
+        except WalletError as exc:
+            log.error("payouts: cannot read the wallet balance, no new batch this time: %s", exc)
+            return PayoutReport((), tuple(sent), tuple(recovered), tuple(confirmed), tuple(failed))
+        new: PayoutBatch | None = await asyncio.to_thread(self._create, now, budget)
         if new is not None:
             batch = new
             created.append(batch.id)
@@ -155,9 +202,15 @@ class PayoutProcessor:
                 failed.append(batch.id)
         return PayoutReport(tuple(created), tuple(sent), tuple(recovered), tuple(confirmed), tuple(failed))
 
-    def _create(self, now: float) -> PayoutBatch | None:
+    def _create(self, now: float, budget_sat: int) -> PayoutBatch | None:
         with self.store.transaction():  # balances and the new batch in one transaction: no double reserve
-            due = plan({b.address: b.payable_sat for b in self.store.balances()}, self.threshold_sat)
+            balances = {b.address: b.payable_sat for b in self.store.balances()}
+            due = plan(balances, self.threshold_sat, budget_sat=max(0, budget_sat), payable=self._payable)
+            if not due and any(v >= self.threshold_sat for a, v in balances.items() if not a.startswith("@")):
+                log.warning(
+                    "payouts due but none planned: wallet balance less fee reserve is %d sat, or addresses invalid",
+                    budget_sat,
+                )
             return self.store.create_batch(due, now) if due else None
 
     async def _send(self, lid: str, batch: PayoutBatch, now: float) -> str | None:
