@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 from farm_devices import Antminer, Bitaxe, Servers
@@ -17,6 +19,13 @@ from pithead.farm.model import Device, DeviceAddress, DeviceState, DriverKind, I
 from pithead.farm.poller import Poller
 from pithead.farm.store import FarmStore
 from pithead.farm.web import make_router
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def test_actions_are_audited(servers: Servers, store: FarmStore) -> None:
@@ -105,7 +114,7 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
     port = await servers.antminer(dev)
     d = Device(DeviceAddress("127.0.0.1", port, DriverKind.CGMINER), Identity("Antminer", "Antminer S19 XP"),
                Labels("north", "A1", "01"))
-    down = Device(DeviceAddress("127.0.0.2", 4028, DriverKind.CGMINER), Identity("Antminer", "Antminer S19"),
+    down = Device(DeviceAddress("127.0.0.1", closed_port(), DriverKind.CGMINER), Identity("Antminer", "Antminer S19"),
                   Labels("north", "A1", "02"))
     store.upsert_devices([d, down])
     drivers = default_drivers()

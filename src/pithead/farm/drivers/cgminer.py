@@ -6,9 +6,12 @@ connection: the joined report command `summary+stats+pools`. Firmware that refus
 notes S19 variants that do) is remembered per address and read with three separate commands instead.
 
 Actions use the privileged commands (`restart`, `switchpool`, `addpool`, `removepool`), which need the
-miner's `W:` api-allow; an access-denied reply becomes `DeviceRefused`. cgminer has no standard sleep
-command, so `set_mining` raises `UnsupportedAction` unless the device's own command set has one
-(`SLEEP_COMMAND`, as LuxOS-style firmware and pithead's simulator accept: `ascset|0,sleep|on`).
+miner's `W:` api-allow; an access-denied reply becomes `DeviceRefused`. cgminer's API has no standard
+sleep command. `set_mining` therefore goes the way stock Bitmain firmware does it: the web interface
+(port 80, HTTP Digest, root/root by default) -- read `get_miner_conf.cgi`, write it back through
+`set_miner_conf.cgi` with `bitmain-work-mode` 1 (sleep) or 0 (normal). When the device has no such web
+interface it tries `SLEEP_COMMAND` on the API (`ascset|0,sleep|on`, a LuxOS-style extension), and
+raises `UnsupportedAction` when neither works.
 
 The deadline is the poller's (asyncio.timeout); the socket is closed on every path, cancellation included.
 """
@@ -20,6 +23,8 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+
 from pithead.farm.drivers import normalise as norm
 from pithead.farm.drivers.base import (
     DeviceProtocolError,
@@ -30,6 +35,7 @@ from pithead.farm.drivers.base import (
     check_pool_list,
 )
 from pithead.farm.model import Board, DeviceAddress, Fan, Identity, PoolEntry, Reading
+from pithead.farm.protocol import antminer_web as web
 from pithead.farm.protocol import cgminer as codec
 from pithead.farm.protocol.errors import CgminerCommandError, CgminerReplyError
 
@@ -42,6 +48,9 @@ MAX_NO_JOIN_MEMORY = 1_000_000
 # The sleep/wake command for curtailment (cgminer's ascset, with the parameter LuxOS-style firmware and
 # the simulator understand). Stock bmminer answers it with an error -> UnsupportedAction.
 SLEEP_COMMAND = "ascset"
+# The stock web interface (sleep/wake through bitmain-work-mode) and its per-request timeout.
+WEB_PORT = 80
+WEB_TIMEOUT_S = 5.0
 
 
 async def call(address: DeviceAddress, command: str | Sequence[str], parameter: str | None = None,
@@ -91,12 +100,15 @@ async def command(address: DeviceAddress, cmd: str, parameter: str | None = None
 
 
 class CgminerDriver:
-    """Antminer-style devices over the cgminer API."""
+    """Antminer-style devices over the cgminer API (and the stock web interface for sleep/wake)."""
 
     kind = "cgminer"
 
-    def __init__(self) -> None:
+    def __init__(self, web_port: int = WEB_PORT, web_user: str = web.DEFAULT_USER,
+                 web_password: str = web.DEFAULT_PASSWORD) -> None:
         self._no_join: set[tuple[str, int]] = set()
+        self.web_port = web_port
+        self._auth = httpx.DigestAuth(web_user, web_password)
 
     async def _poll_parts(self, address: DeviceAddress) -> dict[str, dict[str, Any]]:
         key = (address.host, address.port)
@@ -167,11 +179,36 @@ class CgminerDriver:
         for old in sorted((p.index for p in existing), reverse=True):
             await command(address, "removepool", str(old))
 
+    async def _web_work_mode(self, address: DeviceAddress, mode: int) -> None:
+        base = f"http://{address.host}:{self.web_port}{web.CGI_PREFIX}"
+        async with httpx.AsyncClient(auth=self._auth, timeout=WEB_TIMEOUT_S) as client:
+            try:
+                got = await client.get(base + "get_miner_conf.cgi")
+                if got.status_code != 200:
+                    raise DeviceRefused(f"get_miner_conf.cgi: HTTP {got.status_code}")
+                conf = got.json()
+                if not isinstance(conf, dict):
+                    raise DeviceProtocolError("get_miner_conf.cgi: not a JSON object")
+                conf["bitmain-work-mode"] = str(mode)
+                put = await client.post(base + "set_miner_conf.cgi", json=conf)
+            except httpx.HTTPError as exc:
+                raise DeviceUnreachable(f"web interface of {address.host}: {exc}") from exc
+            except ValueError as exc:
+                raise DeviceProtocolError(f"get_miner_conf.cgi: {exc}") from exc
+        if put.status_code != 200:
+            raise DeviceRefused(f"set_miner_conf.cgi: HTTP {put.status_code}")
+
     async def set_mining(self, address: DeviceAddress, on: bool) -> None:
+        mode = web.WORK_MODE_NORMAL if on else web.WORK_MODE_SLEEP
+        try:
+            await self._web_work_mode(address, mode)
+            return
+        except (DeviceUnreachable, DeviceRefused, DeviceProtocolError) as web_exc:
+            web_error = web_exc
         try:
             await command(address, SLEEP_COMMAND, f"0,sleep|{'off' if on else 'on'}")
         except DeviceRefused as exc:
-            raise UnsupportedAction(f"device cannot sleep/wake over its API: {exc}") from exc
+            raise UnsupportedAction(f"device cannot sleep/wake: web: {web_error}; API: {exc}") from exc
 
 
 def reading_from_parsed(device_id: str, now: float, summary: codec.ParsedSummary, stats: codec.ParsedStats,
