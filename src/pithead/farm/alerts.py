@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -105,6 +105,17 @@ class MappingShareActivity:
 
     def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]:
         return {w: self._times.get(w) for w in workers}
+
+
+class CallableShareActivity:
+    """A ShareActivity over any function (e.g. a query over the ledger's worker rows), so the ledger plugs
+    in without the farm importing it."""
+
+    def __init__(self, fn: Callable[[Sequence[str]], Mapping[str, float | None]]) -> None:
+        self._fn = fn
+
+    def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]:
+        return self._fn(workers)
 
 
 def evaluate(
