@@ -216,6 +216,7 @@ def test_invalid_events_are_skipped_not_fatal(store: LedgerStore) -> None:
         sh(float("inf"), "a", 1.0),
         blk(4, "hbad", reward=-5),
         blk(5, "", address="x"),
+        sh(5.5, "@pool", 1.0),  # the pool's own account is not a miner
         "not an event",
     ]
     result = ledger.apply([sh(0.5, "good", 1.0), *bad, blk(6, "hgood", address="good")])  # type: ignore[list-item]

@@ -81,7 +81,8 @@ def validate(event: Any) -> None:
         raise InvalidEvent(f"not a ledger event: {type(event).__name__}")
     need("time", _finite(event.time) and event.time >= 0)
     need("worker", _text(event.worker))
-    need("address", _text(event.address))
+    # "@" names the pool's own account in the book (schemes.POOL_ACCOUNT); no real address starts with it
+    need("address", _text(event.address) and not event.address.startswith("@"))
     need("height", isinstance(event.height, int) and not isinstance(event.height, bool) and event.height >= 0)
     need("network_difficulty", _finite(event.network_difficulty) and event.network_difficulty >= 0)
     if isinstance(event, ShareEvent):

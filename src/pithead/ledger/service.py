@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from pithead.chain.params import Network
 from pithead.ledger.bus import ConsumeCounters, EventSource, MemoryBus, consume
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import ChainView, track
@@ -103,8 +104,9 @@ async def run_ledger(
     wallet: Wallet | None = None,
     timers: Timers = Timers(),
     clock: Callable[[], float] = time.time,
+    network: Network | None = None,
 ) -> ConsumeCounters:
-    """Run until `stop` is set; returns the consumer's counters."""
+    """Run until `stop` is set; returns the consumer's counters. `network` checks payout addresses."""
     result: list[ConsumeCounters] = []
 
     async def consumer() -> None:
@@ -119,7 +121,8 @@ async def run_ledger(
 
     async def payouts() -> None:
         assert wallet is not None
-        await PayoutProcessor(ledger.store, wallet, ledger.settings.payout_threshold_sat).run_once(clock())
+        processor = PayoutProcessor(ledger.store, wallet, ledger.settings.payout_threshold_sat, network)
+        await processor.run_once(clock())
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(consumer())
