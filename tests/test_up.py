@@ -60,8 +60,12 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         assert {"node", "ledger", "pool", "miners", "web"} <= set(running.parts), running.skipped
         assert any(line.strip().startswith("dashboard") and running.web_url in line for line in lines)
         assert any("stratum+tcp://" in line for line in lines)
-        blocks = await _until(client, "/api/blocks", lambda b: len(b) >= 2)
-        assert all(b["status"] in ("pending", "confirmed") for b in blocks)
+        blocks = await _until(
+            client, "/api/blocks", lambda bs: sum(b["status"] in ("pending", "confirmed") for b in bs) >= 2
+        )
+        # A candidate can lose a race to the next block (the node refuses it): recorded, never credited.
+        assert all(b["status"] in ("pending", "confirmed", "rejected") for b in blocks)
+        accepted = [b for b in blocks if b["status"] != "rejected"]
         miner_addrs = set(running.miner_addresses)
         assert {b["address"] for b in blocks} <= miner_addrs
         balances = await _until(
@@ -73,8 +77,9 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         assert pool["scheme"] == "pplns" and pool["mode"] == "pool"
         assert pool["accepted_shares"] > 0 and pool["connections"] >= 2
         assert pool["blocks_found"] >= 2
+        assert pool["blocks_found"] >= len(accepted)
         net = (await client.get("/api/network")).json()
-        assert net["available"] and net["chain"] and net["height"] >= blocks[0]["height"]
+        assert net["available"] and net["chain"] and net["height"] >= accepted[0]["height"]
         assert net["template_age_s"] is not None
         addr = running.miner_addresses[0]
         page = (await client.get(f"/api/addresses/{addr}")).json()

@@ -43,7 +43,7 @@ class PoolSummary(BaseModel):
     accepted_shares: int
     rejected_shares: int
     rejects_1h: Rejects
-    blocks_found: int
+    blocks_found: int = Field(description="blocks the node accepted at submission (pending, confirmed, orphaned)")
     last_block_height: int | None
     last_block_time: float | None
     best_share: float

@@ -15,7 +15,15 @@ from __future__ import annotations
 import math
 
 from pithead.ledger import stats
-from pithead.store.records import Balance, BlockRecord, CreditRecord, PayoutBatch, ShareRow, WorkerRow
+from pithead.store.records import (
+    Balance,
+    BlockRecord,
+    BlockStatus,
+    CreditRecord,
+    PayoutBatch,
+    ShareRow,
+    WorkerRow,
+)
 from pithead.web.models import (
     AddressPage,
     BalanceOut,
@@ -52,6 +60,8 @@ ONLINE_WITHIN_S = 600
 MAX_LIMIT = 1000
 
 TOO_FEW = "too few shares to estimate"
+
+FOUND_STATUSES = (BlockStatus.PENDING, BlockStatus.CONFIRMED, BlockStatus.ORPHANED)
 
 
 def _aligned_since(now: float, window_s: int, bucket_s: int) -> float:
@@ -168,8 +178,9 @@ def payout_out(p: PayoutBatch) -> Payout:
 def pool_summary(services: Services, store: StoreReader, now: float, connections: int | None) -> PoolSummary:
     info = services.info
     workers = store.workers()
-    blocks = store.blocks(1)
-    all_blocks = store.blocks(MAX_LIMIT)
+    # "Found" means the node took it at submission: pending, confirmed, or orphaned later; never rejected.
+    found = store.blocks(MAX_LIMIT, statuses=FOUND_STATUSES)
+    blocks = found[:1]
     return PoolSummary(
         name=info.name,
         mode=info.mode,
@@ -185,7 +196,7 @@ def pool_summary(services: Services, store: StoreReader, now: float, connections
         accepted_shares=sum(w.accepted for w in workers),
         rejected_shares=sum(w.rejected for w in workers),
         rejects_1h=rejects(store, now, 3600, "1h"),
-        blocks_found=len(all_blocks),
+        blocks_found=len(found),
         last_block_height=blocks[0].height if blocks else None,
         last_block_time=blocks[0].time if blocks else None,
         best_share=max((w.best_share for w in workers), default=0.0),
