@@ -43,10 +43,8 @@ MINER_SUGGEST_DIFFICULTY = 0.002
 DEMO_TX_RATE = 0.5
 # Simulated ASICs served on loopback when the farm simulator is present (a small fleet for the page).
 DEFAULT_SIM_DEVICES = 12
-# How often the ledger's background loops run.
-MATURITY_INTERVAL_S = 5.0
-PAYOUT_INTERVAL_S = 30.0
-ROLLUP_INTERVAL_S = 300.0
+# How often the ledger learns the network difficulty from the node (it changes every demo block).
+NETWORK_INTERVAL_S = 5.0
 # The farm polls the (small, local) simulated fleet often so the page fills quickly; rescans are rare.
 FARM_POLL_S = 10.0
 FARM_RESCAN_S = 600.0
@@ -212,8 +210,10 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.miner_addresses = list(miners[: opts.miners])
 
     # --- ledger ----------------------------------------------------------------------------------
-    from pithead.ledger.bus import MemoryBus, consume
+    from pithead.ledger.bus import MemoryBus
     from pithead.ledger.ledger import Ledger, LedgerSettings
+    from pithead.ledger.payouts import RpcWallet
+    from pithead.ledger.service import RpcChainView, run_ledger, timers_from_config
     from pithead.store import open_store
 
     ledger_url = cfg.ledger.database
@@ -221,19 +221,23 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.stoppers.append(("ledger store", _async(store.close)))
     settings = LedgerSettings.from_config(cfg.ledger)
     ledger = Ledger(store, settings)
-    bus = MemoryBus("up")
+    bus = MemoryBus("up")  # one process: the in-memory bus (pithead pool + Redis is for many front-ends)
     ledger_stop = asyncio.Event()
-    consumer = asyncio.create_task(consume(ledger, bus, ledger_stop), name="pithead-ledger")
+    ledger_task = asyncio.create_task(
+        run_ledger(ledger, bus, ledger_stop, node=RpcChainView(rpc.call), wallet=RpcWallet(rpc.call),
+                   timers=timers_from_config(cfg.ledger), network=network),
+        name="pithead-ledger",
+    )
 
-    async def stop_consumer() -> None:
+    async def stop_ledger() -> None:
         ledger_stop.set()
-        await _bounded(consumer)
+        await _bounded(ledger_task)
 
-    running.stoppers.append(("ledger", stop_consumer))
+    running.stoppers.append(("ledger", stop_ledger))
     running.parts.append("ledger")
     running.objects.update(ledger=ledger, bus=bus, store=store)
-    loops = _ledger_loops(ledger, store, rpc, settings)
-    running.stoppers.append(("ledger loops", lambda: _cancel_all(loops)))
+    difficulty = asyncio.create_task(_follow_network(ledger, rpc), name="pithead-ledger-network")
+    running.stoppers.append(("ledger network", lambda: _cancel_all([difficulty])))
 
     # --- pool ------------------------------------------------------------------------------------
     pool_holder: dict[str, Any] = {}
@@ -350,60 +354,18 @@ async def _cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
             await t
 
 
-class _ChainView:
-    """The maturity tracker's view of the node, over JSON-RPC."""
-
-    def __init__(self, rpc: Any) -> None:
-        self._rpc = rpc
-
-    async def getblockcount(self) -> int:
-        return int(await self._rpc.call("getblockcount", []))
-
-    async def getblockhash(self, height: int) -> str:
-        return str(await self._rpc.call("getblockhash", [height]))
-
-    async def getblockheader(self, block_hash: str) -> Mapping[str, Any]:
-        result = await self._rpc.call("getblockheader", [block_hash, True])
-        return result if isinstance(result, dict) else {}
-
-
-def _ledger_loops(ledger: Any, store: Any, rpc: Any, settings: Any) -> list[asyncio.Task[None]]:
-    from pithead.ledger import maturity
-    from pithead.ledger.payouts import PayoutProcessor, RpcWallet
-
-    chain = _ChainView(rpc)
-    payouts = PayoutProcessor(store, RpcWallet(rpc.call), settings.payout_threshold_sat)
-
-    async def every(name: str, interval: float, step: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            try:
-                await step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one failed pass (node busy, wallet short) is retried next time
-                log.warning("%s: %s", name, exc)
-            await asyncio.sleep(interval)
-
-    async def network_step() -> None:
-        info = await rpc.call("getmininginfo", [])
-        if isinstance(info, dict):
-            ledger.set_network(float(info.get("difficulty") or 0.0), 0)
-
-    async def maturity_step() -> None:
-        await network_step()
-        await maturity.track(store, chain, time.time())
-
-    async def payout_step() -> None:
-        await payouts.run_once(time.time())
-
-    async def rollup_step() -> None:
-        await asyncio.to_thread(ledger.rollup, time.time())
-
-    return [
-        asyncio.create_task(every("maturity", MATURITY_INTERVAL_S, maturity_step), name="pithead-maturity"),
-        asyncio.create_task(every("payouts", PAYOUT_INTERVAL_S, payout_step), name="pithead-payouts"),
-        asyncio.create_task(every("rollup", ROLLUP_INTERVAL_S, rollup_step), name="pithead-rollup"),
-    ]
+async def _follow_network(ledger: Any, rpc: Any) -> None:
+    """Keep the ledger's network difficulty current (PPLNS window, PPS price) from the node."""
+    while True:
+        try:
+            info = await rpc.call("getmininginfo", [])
+            if isinstance(info, dict):
+                ledger.set_network(float(info.get("difficulty") or 0.0), 0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the node may be busy; the next pass will do
+            log.warning("network difficulty: %s", exc)
+        await asyncio.sleep(NETWORK_INTERVAL_S)
 
 
 async def _start_pool(
