@@ -1,0 +1,326 @@
+"""`pithead bench stratum`: the Stratum pool's load generator. Prints figures; asserts nothing.
+
+It starts the pool in a child process (pool mode, a fixed regtest-shaped template with a difficulty-1
+network target so shares are not blocks) and drives it from this process over loopback:
+
+  1. share throughput: `--share-conns` connections (20 by default) pipeline low-difficulty shares, each
+     with a fresh nonce, so every one is hashed, judged (accepted), counted in the statistics and emitted
+     to the ledger queue. Figure: shares judged per CPU-second of the pool process (utime+stime from
+     /proc), and per wall-second.
+  2. for each N in `--conns` (1,000 and 10,000 by default): N miners subscribe and authorize and stay
+     idle. Figures: connections held, pool RSS growth per connection, and — after the child pushes a new
+     block — the time from the template update to the last miner's receipt of its clean notify (this
+     side's clock, same machine), plus the pool's own time to write all the notifies.
+
+Both processes raise RLIMIT_NOFILE to the hard limit; connections are spread over several 127.0.0.x
+source addresses (`--sources`). The child is controlled through its stdin/stdout with one JSON line per
+command (`stats`, `newblock`, `quit`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+from pithead.chain.address import address_to_script
+from pithead.chain.compact import bits_to_target
+from pithead.chain.hashes import sha256d
+from pithead.chain.params import REGTEST
+from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
+from pithead.template.block_template import BlockTemplate, TemplateTx
+
+POOL_ADDRESS = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"
+BENCH_BITS = 0x1D00FFFF  # difficulty-1 network target: the bench's tiny-difficulty shares are not blocks
+SHARE_DIFFICULTY = 1e-12  # every hash meets it (target capped at 2^256-1): all shares are accepted
+PIPELINE_WINDOW = 256  # outstanding submits per connection in the throughput phase
+CONNECT_BATCH = 500  # concurrent connection attempts while opening N miners
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def bench_template(height: int, n_txs: int = 200) -> BlockTemplate:
+    txs = []
+    for i in range(n_txs):
+        prev = OutPoint(sha256d(b"bench" + height.to_bytes(4, "little") + i.to_bytes(4, "little")), 0)
+        tx = Transaction(2, (TxIn(prev, b"", 0xFFFFFFFD, (b"\x30" * 71, b"\x02" * 33)),),
+                         (TxOut(10_000, bytes.fromhex("0014") + bytes(20)),))
+        txs.append(TemplateTx(tx.serialize(), tx.txid(), tx.wtxid(), 500, 1, tx.weight(), ()))
+    return BlockTemplate(
+        version=0x20000000, prev_hash=sha256d(b"tip" + height.to_bytes(4, "little")), height=height,
+        bits=BENCH_BITS, target=bits_to_target(BENCH_BITS), curtime=int(time.time()), mintime=0,
+        coinbase_value=50 * 100_000_000 + 500 * n_txs, transactions=tuple(txs), rules=("csv", "!segwit"),
+    )
+
+
+# --- the pool side (child process) -----------------------------------------------------------------------
+
+
+def _proc_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _serve(port: int) -> None:
+    from pithead.ledger.bus import MemoryBus
+    from pithead.stratum.protocol.difficulty import VarDiffConfig
+    from pithead.stratum.protocol.session import PoolRules, State
+    from pithead.stratum.server.pool import PoolServer, ServerLimits
+    from pithead.stratum.server.static_source import StaticTemplateSource
+
+    height = 1000
+    source = StaticTemplateSource(bench_template(height))
+    rules = PoolRules(mode="pool", network=REGTEST, user_rule="any",
+                      vardiff=VarDiffConfig(1e9, SHARE_DIFFICULTY, SHARE_DIFFICULTY),
+                      start_difficulty=SHARE_DIFFICULTY)
+    server = PoolServer(
+        rules=rules, source=source, sink=MemoryBus("bench"), pool_script=address_to_script(POOL_ADDRESS, REGTEST),
+        refresh_interval=3600, limits=ServerLimits(max_connections_per_ip=1_000_000, handshake_timeout=3600),
+    )
+    _, bound = await server.start("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout
+
+    def reply(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    reply({"port": bound})
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = line.decode().strip()
+        if cmd == "stats":
+            ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
+            reply({"cpu": _proc_cpu(), "rss": _rss_bytes(), "connections": len(server.connections),
+                   "ready": ready, "shares": server.metrics.shares_judged,
+                   "accepted": server.stats.pool.accepted, "rejected": dict(server.stats.pool.rejected)})
+        elif cmd == "newblock":
+            height += 1
+            tpl = bench_template(height)
+            t_push = time.time()
+            server.on_template(tpl, new_block=True)  # what the template consumer does on an update
+            reply({"t_push": t_push, "broadcast_ms": server.metrics.last_broadcast_ms,
+                   "miners": server.metrics.last_broadcast_miners, "job_height": height})
+        elif cmd == "quit":
+            break
+    await server.stop()
+
+
+# --- the miner side (this process) ----------------------------------------------------------------------
+
+
+class _Miner(asyncio.Protocol):
+    """A minimal miner: counts reply lines, remembers the last notify's job id and when it arrived."""
+
+    __slots__ = ("_tail", "job_id", "notified_at", "replies", "transport", "want_clean")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.replies = 0
+        self.job_id: str | None = None
+        self.notified_at = 0.0
+        self.want_clean = False
+        self._tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if b'"method":"mining.notify"' in data:
+            self.notified_at = time.time()
+            buf = self._tail + data
+            for line in buf.split(b"\n"):
+                if b'"method":"mining.notify"' in line:
+                    with contextlib.suppress(ValueError, KeyError, IndexError):
+                        self.job_id = json.loads(line)["params"][0]
+        self.replies += data.count(b'"result"')
+        nl = data.rfind(b"\n")
+        self._tail = data[nl + 1 :] if nl >= 0 else self._tail + data
+
+
+async def _open(port: int, n: int, sources: list[str], user: str) -> list[_Miner]:
+    loop = asyncio.get_running_loop()
+    hello = (
+        b'{"id":1,"method":"mining.subscribe","params":["pithead-bench/1"]}\n'
+        + b'{"id":2,"method":"mining.authorize","params":["' + user.encode() + b'","x"]}\n'
+    )
+    miners: list[_Miner] = []
+
+    async def one(i: int) -> None:
+        src = sources[i % len(sources)]
+        transport, m = await loop.create_connection(_Miner, "127.0.0.1", port, local_addr=(src, 0))
+        m.transport = transport  # type: ignore[assignment]  # uvloop may call connection_made later
+        transport.write(hello)
+        miners.append(m)
+
+    for start in range(0, n, CONNECT_BATCH):
+        await asyncio.gather(*(one(i) for i in range(start, min(n, start + CONNECT_BATCH))))
+    deadline = time.monotonic() + 60
+    while sum(1 for m in miners if m.job_id) < n and time.monotonic() < deadline:  # noqa: ASYNC110 - polling is the cheap way here
+        await asyncio.sleep(0.05)
+    return miners
+
+
+class _Child:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def ask(self, cmd: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(cmd.encode() + b"\n")
+        await self.proc.stdin.drain()
+        return json.loads(await self.proc.stdout.readline())  # type: ignore[no-any-return]
+
+
+async def _throughput(child: _Child, port: int, conns: int, shares_per_conn: int, sources: list[str]) -> None:
+    miners = await _open(port, conns, sources, "bench.throughput")
+    if not all(m.job_id for m in miners):
+        print("  throughput: not every connection got a job; skipped")
+        return
+    before = await child.ask("stats")
+    t0 = time.perf_counter()
+
+    async def pump(k: int, m: _Miner) -> None:
+        assert m.transport is not None
+        sent = 0
+        base = m.replies
+        jid = m.job_id
+        while sent < shares_per_conn:
+            while sent - (m.replies - base) >= PIPELINE_WINDOW:  # noqa: ASYNC110
+                await asyncio.sleep(0.0005)
+            batch = min(64, shares_per_conn - sent)
+            m.transport.write(b"".join(
+                b'{"id":%d,"method":"mining.submit","params":["bench.throughput","%s","%08x","%08x","%08x"]}\n'
+                % (10 + sent + j, jid.encode(), k, int(time.time()), sent + j)  # type: ignore[union-attr]
+                for j in range(batch)
+            ))
+            sent += batch
+        while m.replies - base < shares_per_conn:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+    await asyncio.gather(*(pump(k, m) for k, m in enumerate(miners)))
+    wall = time.perf_counter() - t0
+    after = await child.ask("stats")
+    judged = after["shares"] - before["shares"]
+    cpu = after["cpu"] - before["cpu"]
+    print(f"  share throughput: {judged} shares from {conns} pipelining connections in {wall:.2f} s wall")
+    print(f"    pool CPU {cpu:.2f} s → {judged / cpu:,.0f} shares judged per CPU-second "
+          f"({judged / wall:,.0f} per wall-second); accepted {after['accepted'] - before['accepted']}, "
+          f"rejected {after['rejected']}")
+    for m in miners:
+        if m.transport is not None:
+            m.transport.close()
+    await asyncio.sleep(0.5)
+
+
+async def _hold_and_notify(child: _Child, port: int, n: int, sources: list[str]) -> None:
+    base = await child.ask("stats")
+    t0 = time.perf_counter()
+    miners = await _open(port, n, sources, "bench.idle")
+    opened = time.perf_counter() - t0
+    await asyncio.sleep(0.5)
+    held = await child.ask("stats")
+    got_job = sum(1 for m in miners if m.job_id)
+    per_conn = (held["rss"] - base["rss"]) / max(1, held["connections"] - base["connections"])
+    print(f"  N={n}: {held['ready']} miners held (ready) after {opened:.1f} s; {got_job} got a job; "
+          f"pool RSS {held['rss'] / 2**20:.0f} MiB, {per_conn / 1024:.1f} KiB per connection")
+    for m in miners:
+        m.notified_at = 0.0
+    info = await child.ask("newblock")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if all(m.notified_at for m in miners):
+            break
+        await asyncio.sleep(0.01)
+    times = sorted(m.notified_at for m in miners if m.notified_at)
+    if times:
+        last = (times[-1] - info["t_push"]) * 1000
+        median = (times[len(times) // 2] - info["t_push"]) * 1000
+        print(f"    new block → last miner's notify: {last:.1f} ms (median {median:.1f} ms) over {len(times)} "
+              f"miners; pool wrote {info['miners']} notifies in {info['broadcast_ms']:.1f} ms")
+    for m in miners:
+        if m.transport is not None:
+            m.transport.close()
+    await asyncio.sleep(1.0)
+
+
+async def _drive(args: argparse.Namespace) -> None:
+    nofile = raise_nofile()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pithead.bench.stratum", "--serve", str(args.port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )
+    child = _Child(proc)
+    assert proc.stdout is not None
+    hello = json.loads(await proc.stdout.readline())
+    port = hello["port"]
+    sources = [f"127.0.0.{i}" for i in range(1, args.sources + 1)]
+    print(f"pithead bench stratum: pool pid {proc.pid} on 127.0.0.1:{port}; RLIMIT_NOFILE {nofile}; "
+          f"{len(sources)} source addresses; CPUs {os.cpu_count()}")
+    try:
+        if args.shares > 0:
+            await _throughput(child, port, args.share_conns, args.shares // args.share_conns, sources)
+        for n in args.conns:
+            if n * 1 + 64 > nofile:
+                print(f"  N={n}: skipped (RLIMIT_NOFILE {nofile} too low for this process)")
+                continue
+            await _hold_and_notify(child, port, n, sources)
+    finally:
+        with contextlib.suppress(Exception):
+            await child.ask("quit")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 10)
+        if proc.returncode is None:
+            proc.kill()
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="pithead bench stratum", description=__doc__.split("\n")[0])
+    p.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--shares", type=int, default=200_000, help="shares in the throughput phase (0: skip)")
+    p.add_argument("--share-conns", type=int, default=20)
+    p.add_argument("--conns", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10000],
+                   help="comma-separated N for the idle/notify phase")
+    p.add_argument("--sources", type=int, default=4, help="127.0.0.x source addresses to spread over")
+    args = p.parse_args(argv)
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        factory = None  # type: ignore[assignment]
+    with asyncio.Runner(loop_factory=factory) as runner:
+        if args.serve is not None:
+            raise_nofile()
+            runner.run(_serve(args.serve))
+        else:
+            runner.run(_drive(args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
