@@ -93,8 +93,8 @@ class StratumConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
+        t = self.transport = cast(asyncio.Transport, transport)
+        peer = t.get_extra_info("peername")
         self.ip = peer[0] if peer else "?"
         srv = self.server
         now = srv.clock()
@@ -104,9 +104,9 @@ class StratumConnection(asyncio.Protocol):
         if refused is not None:
             log.debug("refused %s: %s", self.ip, refused)
             self.ip = ""  # not counted
-            transport.abort()
+            t.abort()
             return
-        transport.set_write_buffer_limits(high=srv.limits.write_buffer_high)
+        t.set_write_buffer_limits(high=srv.limits.write_buffer_high)
         self.session = Session(srv.rules, srv.jobs, srv.allocator, now, remote=self.ip)
         srv.connections.add(self)
 
