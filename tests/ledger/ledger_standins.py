@@ -1,11 +1,12 @@
-"""Stand-ins the ledger tests drive the ledger with, until pithead.node lands its in-process API.
+"""Stand-ins for the ledger's tests that need edges a real node makes hard to reach.
 
-`TinyChain` is a small block tree with a best chain that can be extended and reorganised, answering
-getblockcount/getblockhash/getblockheader in Bitcoin Core's shapes (confirmations -1 off the best chain,
-RPC error -5 for unknown blocks). `StandInWallet` keeps what a wallet must for the payout tests to mean
-something: a balance that sendmany spends, transactions with comment and outputs, confirmations that grow
-when we "mine", and conflicts. Neither is a node or a wallet: nothing is validated, signed or broadcast.
-Once the embedded node's RPC client lands, the same tests should run against it.
+`TinyChain` is a small block tree with a best chain that can be extended and reorganised at will (deep
+reorgs, a node that is down, blocks it never saw), answering getblockcount/getblockhash/getblockheader in
+Bitcoin Core's shapes (confirmations -1 off the best chain, RPC error -5 for unknown blocks).
+`StandInWallet` keeps what a wallet must for the payout property tests to mean something: a balance that
+sendmany spends, transactions with comment and outputs, confirmations that grow when we "mine", and
+conflicts. Neither is a node or a wallet: nothing is validated, signed or broadcast. The real thing,
+pithead's embedded node and its wallet, is exercised in test_ledger_with_node.py.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class StandInWallet:
         tx = self.txs[txid]
         return WalletTx(txid, int(tx["confirmations"]), tx["replaced_by"])  # type: ignore[arg-type, call-overload]
 
-    async def find_transaction(self, comment: str) -> str | None:
+    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
         return next((t for t, tx in self.txs.items() if tx["comment"] == comment), None)
 
     def mine(self) -> None:

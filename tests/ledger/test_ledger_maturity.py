@@ -1,10 +1,8 @@
 """Block maturity and orphan tracking, driven through the `ChainView` protocol.
 
-The embedded node (pithead.node) has not landed with an in-process API yet, so these tests drive the
-tracker with `TinyChain`, a small stand-in of our own: a block tree with a best chain that can be
-extended and reorganised, answering getblockcount/getblockhash/getblockheader in Bitcoin Core's shapes
-(confirmations -1 off the best chain, RPC error -5 for unknown blocks). It is not a node; once the node's
-RPC client lands, the same tests should run against it.
+These drive the tracker with `TinyChain` (tests/ledger/ledger_standins.py), a stand-in block tree that
+makes every edge easy to reach: deep reorgs, blocks the node never saw, a node that is down. The same
+tracker runs against pithead's real embedded node, with a real reorganisation, in test_ledger_with_node.py.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Payouts: threshold batches, one sendmany each, and never paying twice across crashes.
 
-The embedded node's wallet RPC has not landed yet, so the wallet here is `StandInWallet`, an in-memory
-stand-in that keeps what a wallet must for this test to mean something: a balance that sendmany spends,
-transactions with their comment and outputs, confirmations that grow when we "mine", and conflicts.
-It is honest about being a stand-in: it does not sign or broadcast anything. `RpcWallet` (the adapter
-the node's and Core's RPC will be used through) is tested for its amount conversions only.
+The wallet here is `StandInWallet` (tests/ledger/ledger_standins.py), an in-memory stand-in that keeps a
+balance, transactions with comment and outputs, confirmations and conflicts, so crash and conflict paths
+can be driven at random (property test). It signs and broadcasts nothing; the same processor pays through
+pithead's real embedded node wallet in test_ledger_with_node.py.
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ class FaultyWallet:
     async def gettransaction(self, txid: str) -> WalletTx:
         return await self.inner.gettransaction(txid)
 
-    async def find_transaction(self, comment: str) -> str | None:
-        return await self.inner.find_transaction(comment)
+    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
+        return await self.inner.find_transaction(comment, amounts)
 
 
 def credit(store: LedgerStore, address: str, sat: int) -> None:

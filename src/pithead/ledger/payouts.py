@@ -53,7 +53,13 @@ PAYOUT_FEE_RESERVE_SAT = 100_000
 
 
 class WalletError(RuntimeError):
-    """The wallet could not be asked (connection, timeout): the outcome of a send is unknown."""
+    """The wallet could not be asked (connection, timeout): the outcome of a send is unknown.
+
+    `code` is the JSON-RPC error code when the wallet answered with one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class WalletRejected(WalletError):
@@ -71,7 +77,10 @@ class Wallet(Protocol):
     async def getbalance(self) -> int: ...
     async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str: ...
     async def gettransaction(self, txid: str) -> WalletTx: ...
-    async def find_transaction(self, comment: str) -> str | None: ...
+    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
+        """The txid of a payment this wallet sent with `comment` (or, failing comments, paying exactly
+        `amounts`), or None when it sent none."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +166,7 @@ class PayoutProcessor:
         failed: list[int] = []
         # 1. INTENT batches from an earlier run: find them in the wallet, or send them now.
         for batch in sorted(await asyncio.to_thread(self.store.batches, [BatchStatus.INTENT]), key=lambda b: b.id):
-            txid = await self.wallet.find_transaction(batch_comment(lid, batch))
+            txid = await self.wallet.find_transaction(batch_comment(lid, batch), dict(batch.items))
             if txid is not None:
                 await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, txid)
                 recovered.append((batch.id, txid))
@@ -220,7 +229,7 @@ class PayoutProcessor:
         except WalletRejected as exc:
             # Belt and braces: a refusal should mean nothing was sent, but if the wallet nonetheless holds
             # a transaction with our comment, it was sent, and marking the batch failed would pay twice.
-            found = await self.wallet.find_transaction(batch_comment(lid, batch))
+            found = await self.wallet.find_transaction(batch_comment(lid, batch), dict(batch.items))
             if found is not None:
                 await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, found)
                 return found
@@ -246,7 +255,11 @@ _REFUSALS = {
     -4,  # RPC_WALLET_ERROR (e.g. "Transaction too large", fee estimation failed)
     -26,  # RPC_VERIFY_REJECTED
 }
+RPC_METHOD_NOT_FOUND = -32601  # JSON-RPC 2.0; a wallet without listtransactions answers this
 _PAGE = 500  # listtransactions page size
+# Wallet transactions walked (one gettransaction each) when the wallet has no listtransactions and a
+# crashed batch must be found by its outputs: from the unspent coins back through their wallet ancestors.
+FIND_ANCESTRY_LIMIT = 500
 
 
 def sat_to_btc_str(sat: int) -> str:
@@ -270,11 +283,25 @@ class RpcWallet:
     """`Wallet` over a JSON-RPC call function speaking Bitcoin Core's wallet dialect.
 
     `call(method, params)` must raise an exception with a `code` attribute for RPC errors (Core's error
-    object) and any other exception for transport failures.
+    object) and any other exception for transport failures. For a client whose `call` takes the
+    parameters spread out (`pithead.template.rpc.RpcClient`), use `RpcWallet.over(client)`.
+
+    Finding a crashed batch: with `listtransactions` (Bitcoin Core) by the comment sendmany stored; without
+    it (pithead's embedded node), by walking the wallet's transactions from its unspent coins back through
+    their wallet ancestors, looking for a send paying exactly the batch. That second way cannot see a
+    payment that left no change output to the wallet (the inputs summed exactly to outputs plus fee):
+    pool wallets hold coinbase-sized coins, so payouts nearly always have change, but this is a gap.
     """
 
     def __init__(self, call: RpcCall) -> None:
         self._call = call
+
+    @classmethod
+    def over(cls, client: Any) -> RpcWallet:
+        async def call(method: str, params: list[Any]) -> Any:
+            return await client.call(method, *params)
+
+        return cls(call)
 
     async def _rpc(self, method: str, params: list[Any]) -> Any:
         try:
@@ -282,21 +309,31 @@ class RpcWallet:
         except Exception as exc:
             code = getattr(exc, "code", None)
             if code in _REFUSALS:
-                raise WalletRejected(f"{method}: {exc}") from exc
-            raise WalletError(f"{method}: {exc}") from exc
+                raise WalletRejected(f"{method}: {exc}", code) from exc
+            raise WalletError(f"{method}: {exc}", code if isinstance(code, int) else None) from exc
 
     async def getbalance(self) -> int:
         return btc_to_sat(await self._rpc("getbalance", []))
 
     async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
         outs = {a: sat_to_btc_str(v) for a, v in amounts.items()}
-        return str(await self._rpc("sendmany", ["", outs, 1, comment]))
+        # minconf 0: may spend the wallet's own unconfirmed change, as getbalance counts it (Bitcoin Core
+        # ignores this argument and always does; pithead's node honours it)
+        return str(await self._rpc("sendmany", ["", outs, 0, comment]))
 
     async def gettransaction(self, txid: str) -> WalletTx:
         tx = await self._rpc("gettransaction", [txid])
         return WalletTx(str(tx["txid"]), int(tx.get("confirmations", 0)), tx.get("replaced_by_txid"))
 
-    async def find_transaction(self, comment: str) -> str | None:
+    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
+        try:
+            return await self._find_by_comment(comment)
+        except WalletError as exc:
+            if exc.code != RPC_METHOD_NOT_FOUND:
+                raise
+        return await self._find_by_outputs(dict(amounts))
+
+    async def _find_by_comment(self, comment: str) -> str | None:
         for skip in range(0, FIND_SCAN_LIMIT, _PAGE):
             page = await self._rpc("listtransactions", ["*", _PAGE, skip])
             for entry in page:
@@ -304,4 +341,37 @@ class RpcWallet:
                     return str(entry["txid"])
             if len(page) < _PAGE:
                 return None
+        return None
+
+    async def _find_by_outputs(self, amounts: dict[str, int]) -> str | None:
+        from collections import deque
+
+        from pithead.chain.hashes import display_hex
+        from pithead.chain.tx import Transaction
+
+        unspent = await self._rpc("listunspent", [0])
+        frontier = deque(str(u["txid"]) for u in unspent)
+        seen: set[str] = set()
+        while frontier and len(seen) < FIND_ANCESTRY_LIMIT:
+            txid = frontier.popleft()
+            if txid in seen:
+                continue
+            seen.add(txid)
+            try:
+                tx = await self._rpc("gettransaction", [txid])
+            except WalletRejected:  # not a wallet transaction: the walk ends here
+                continue
+            sends = {
+                str(d["address"]): -btc_to_sat(d["amount"])
+                for d in tx.get("details", [])
+                if d.get("category") == "send" and d.get("address")
+            }
+            if sends == amounts:
+                return txid
+            try:
+                parsed = Transaction.parse(bytes.fromhex(str(tx.get("hex", ""))))
+            except Exception:  # malformed hex from the wallet: do not walk further from here
+                continue
+            if not parsed.is_coinbase():
+                frontier.extend(display_hex(i.prevout.txid) for i in parsed.inputs)
         return None

@@ -1,0 +1,159 @@
+"""The ledger against pithead's real embedded node, over its JSON-RPC (as with Bitcoin Core).
+
+Payouts go through the node's wallet (`sendmany` of matured coinbase coins) and are found again after an
+injected crash; block maturity and orphaning are tracked through `getblockcount`/`getblockhash`/
+`getblockheader`, with a real reorganisation built from side-branch blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pithead.chain.address import script_to_address
+from pithead.chain.params import REGTEST
+from pithead.ledger.events import BlockEvent
+from pithead.ledger.ledger import Ledger, LedgerSettings
+from pithead.ledger.maturity import track
+from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletTx
+from pithead.ledger.schemes import Scheme
+from pithead.ledger.service import RpcChainView
+from pithead.node.node import EmbeddedNode
+from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
+from pithead.node.testing import block_from_template, mine_blocks, running_node
+from pithead.store.base import LedgerStore
+from pithead.store.records import BatchStatus, BlockStatus, CreditKind, CreditRecord, CreditStatus
+from pithead.template.rpc import RpcClient
+
+OP_TRUE_P2WSH = p2wsh_of(BARE_OP_TRUE)
+GBT = {"rules": ["segwit"]}
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedNode, RpcClient]]:
+    async with running_node(tmp_path / "node", zmq_pubhashblock=None, zmq_pubrawblock=None) as pair:
+        yield pair
+
+
+def payee(i: int) -> str:
+    """An address outside the node's wallet (a P2WPKH of a made-up key hash)."""
+    address = script_to_address(bytes([0, 20]) + bytes([i]) * 20, REGTEST)
+    assert address is not None
+    return address
+
+
+def credit(store: LedgerStore, address: str, sat: int) -> None:
+    store.add_credits([CreditRecord(address, sat, CreditKind.PPS, CreditStatus.MATURE, 0.0)])
+
+
+class CrashAfterSend:
+    """The real wallet, but the process 'dies' right after sendmany returns, before the txid is recorded."""
+
+    def __init__(self, inner: RpcWallet) -> None:
+        self.inner = inner
+
+    async def getbalance(self) -> int:
+        return await self.inner.getbalance()
+
+    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
+        await self.inner.sendmany(amounts, comment)
+        raise KeyboardInterrupt("simulated crash after sendmany")
+
+    async def gettransaction(self, txid: str) -> WalletTx:
+        return await self.inner.gettransaction(txid)
+
+    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
+        return await self.inner.find_transaction(comment, amounts)
+
+
+async def sends_of(rpc: RpcClient, txid: str) -> dict[str, int]:
+    tx = await rpc.call("gettransaction", txid)
+    return {d["address"]: round(-d["amount"] * 100_000_000) for d in tx["details"] if d["category"] == "send"}
+
+
+async def test_payout_through_the_node_wallet(node: tuple[EmbeddedNode, RpcClient], store: LedgerStore) -> None:
+    _, rpc = node
+    await mine_blocks(rpc, 101)  # one mature coinbase in the wallet
+    wallet = RpcWallet.over(rpc)
+    assert await wallet.getbalance() == 5_000_000_000
+    credit(store, payee(1), 150_000_000)
+    credit(store, payee(2), 20_000_000)
+    credit(store, payee(3), 50_000)  # below the threshold
+    processor = PayoutProcessor(store, wallet, 100_000, network=REGTEST)
+    report = await processor.run_once(1.0)
+    ((_, txid),) = report.sent
+    assert await sends_of(rpc, txid) == {payee(1): 150_000_000, payee(2): 20_000_000}
+    assert txid in await rpc.call("getrawmempool")
+    await mine_blocks(rpc, 1)
+    report = await processor.run_once(2.0)
+    assert len(report.confirmed) == 1 and report.created == ()
+    (batch,) = store.batches()
+    assert batch.status is BatchStatus.CONFIRMED and batch.txid == txid
+
+
+async def test_crash_after_sendmany_is_recovered_not_repaid(
+    node: tuple[EmbeddedNode, RpcClient], store: LedgerStore
+) -> None:
+    _, rpc = node
+    await mine_blocks(rpc, 101)
+    wallet = RpcWallet.over(rpc)
+    credit(store, payee(4), 300_000_000)
+    credit(store, payee(5), 7_000_000)
+    with pytest.raises(KeyboardInterrupt):
+        await PayoutProcessor(store, CrashAfterSend(wallet), 100_000, network=REGTEST).run_once(1.0)
+    (batch,) = store.batches()
+    assert batch.status is BatchStatus.INTENT
+    (sent_txid,) = await rpc.call("getrawmempool")  # the node's wallet did pay
+    report = await PayoutProcessor(store, wallet, 100_000, network=REGTEST).run_once(2.0)
+    assert report.recovered == ((batch.id, sent_txid),)  # found by its outputs (no listtransactions here)
+    assert report.sent == () and report.created == ()
+    assert await rpc.call("getrawmempool") == [sent_txid]  # and nothing was sent a second time
+    # the walk also finds it once its change has been spent by a later payment
+    credit(store, payee(6), 1_000_000)
+    later = await PayoutProcessor(store, wallet, 100_000, network=REGTEST).run_once(3.0)
+    assert len(later.sent) == 1
+    assert await wallet.find_transaction("no-such-comment", dict(batch.items)) == sent_txid
+    assert await wallet.find_transaction("no-such-comment", {payee(9): 1}) is None
+
+
+async def test_block_maturity_and_orphaning_on_the_node(
+    node: tuple[EmbeddedNode, RpcClient], store: LedgerStore
+) -> None:
+    _, rpc = node
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO, fee_ppm=0))
+    view = RpcChainView(lambda m, p: rpc.call(m, *p))
+    await mine_blocks(rpc, 3)
+    fork_parent = await rpc.call("getblockhash", 3)
+    (ours,) = await mine_blocks(rpc, 1)  # "our" block at height 4
+    ledger.apply([BlockEvent(1.0, 4, ours, "m.rig", "m", 5_000_000_000, 0, True)])
+    await track(store, view, 2.0)
+    got = store.get_block(ours)
+    assert got is not None and got.status is BlockStatus.PENDING and got.confirmations == 1
+    # a rival branch from height 3, two blocks long, takes the chain from our block
+    header: dict[str, Any] = await rpc.call("getblockheader", fork_parent)
+    gbt = await rpc.call("getblocktemplate", GBT)
+    base = {**gbt, "transactions": []}
+    base.pop("default_witness_commitment", None)
+    prev = fork_parent
+    for k in range(2):
+        b = block_from_template({**base, "previousblockhash": prev, "height": 4 + k}, OP_TRUE_P2WSH,
+                                time=header["time"] + 1 + k)
+        await rpc.submitblock(b.hex())
+        prev = b.hash_hex()
+    assert await rpc.call("getbestblockhash") == prev
+    (change,) = await track(store, view, 3.0)
+    assert change.new is BlockStatus.ORPHANED
+    assert {c.status for c in store.credits(block_hash=ours)} == {CreditStatus.VOID}
+    # a block that stays on the chain matures at 100 confirmations
+    (kept,) = await mine_blocks(rpc, 1)
+    height = int((await rpc.call("getblockheader", kept))["height"])
+    ledger.apply([BlockEvent(4.0, height, kept, "m.rig", "m", 5_000_000_000, 0, True)])
+    await mine_blocks(rpc, 98)
+    assert await track(store, view, 5.0) == []
+    await mine_blocks(rpc, 1)
+    (matured,) = await track(store, view, 6.0)
+    assert (matured.new, matured.confirmations) == (BlockStatus.CONFIRMED, 100)
+    assert next(b for b in store.balances() if b.address == "m").payable_sat == 5_000_000_000
