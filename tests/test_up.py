@@ -31,6 +31,30 @@ async def _until(client: httpx.AsyncClient, path: str, ok: Any, timeout_s: float
     raise AssertionError(f"{path} never satisfied the condition; last answer: {str(last)[:2000]}")
 
 
+async def _dashboard_in_browser(url: str) -> None:
+    """The live operation's dashboard in headless Chromium: rendered, charts with data, console clean."""
+    from web.cdp import ARTIFACTS, Browser, find_chromium, require_chromium
+
+    if find_chromium() is None:
+        require_chromium()  # fails in CI, skips the whole test elsewhere
+    async with Browser(require_chromium()) as b:
+        await b.navigate(url + "/")
+        await b.wait_for("document.body?.dataset.ready === '1'")
+        await b.wait_for("document.getElementById('live')?.className === 'live on'")
+        pool_points = await b.wait_for(
+            "(window.__pithead.charts.pool?.data[1] || []).filter(v => v > 0).length"
+        )
+        assert pool_points >= 1
+        assert await b.evaluate("Object.keys(window.__pithead.charts).sort().join()") == "pool,workers"
+        height = await b.evaluate("document.getElementById('net-height').innerText")
+        assert height.isdigit() and int(height) > 0
+        shown = await b.evaluate("document.getElementById('net-diff').innerText")
+        assert float(shown) > 0  # e.g. "4.657e-10": a number, however small
+        assert "pending" in await b.evaluate("document.querySelector('#blocks tbody').innerText")
+        await b.screenshot(ARTIFACTS / "up-dashboard.png")
+        assert b.console_errors == [], b.console_errors
+
+
 async def _run(data_dir: Path, check: Any) -> Any:
     from pithead.up import Running, UpOptions, serve_up
 
@@ -94,6 +118,7 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
             assert (await client.get("/farm/")).status_code == 200
             assert (await client.get("/farm/api/devices")).status_code == 200
             assert (await client.get("/healthz")).json()["farm"] is True
+        await _dashboard_in_browser(running.web_url)
         return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses}
 
     _, before = await _run(data, first)

@@ -24,7 +24,14 @@ function si(v, unit) {
   return (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) + " " + p[i] + unit;
 }
 const hps = (v) => si(v, "H/s");
-const num = (v) => (v === null || v === undefined) ? "–" : (Math.abs(v) >= 1000 ? si(v, "") : (+v).toPrecision(4).replace(/\.?0+$/, ""));
+function num(v) {
+  if (v === null || v === undefined || !isFinite(v)) return "–";
+  const a = Math.abs(v);
+  if (a >= 1000) return si(v, "");
+  if (a !== 0 && a < 0.001) return (+v).toExponential(3);
+  const t = (+v).toPrecision(4);
+  return t.includes(".") ? t.replace(/\.?0+$/, "") : t;
+}
 const btc = (sat) => (sat / 1e8).toFixed(8) + " BTC";
 function ago(t) {
   if (!t) return "never";
