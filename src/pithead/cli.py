@@ -45,6 +45,7 @@ def _mount() -> None:
 def up(
     data_dir: str = typer.Option("pithead-data", "--data-dir", "-d", help="Where chain, ledger and logs live."),
     config: str | None = typer.Option(None, "--config", "-c", help="TOML config file."),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (demos, tests)."),
 ) -> None:
     """Start the whole operation: demo-chain node, pool, miners, simulated fleet and dashboard."""
     try:
@@ -52,7 +53,7 @@ def up(
     except ImportError as exc:  # pragma: no cover - until the main job exists
         typer.echo(f"pithead up is not available yet: {exc}", err=True)
         raise typer.Exit(2) from exc
-    run_up(data_dir=data_dir, config_path=config)
+    run_up(data_dir=data_dir, config_path=config, duration=duration)
 
 
 @app.command()
