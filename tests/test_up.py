@@ -4,6 +4,9 @@ the API serves them, and a second run resumes the same chain and ledger."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +135,49 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         return {}
 
     await _run(data, second)
+
+
+CONFIG = """
+[node]
+rpc_port = 0
+demo_block_interval = 1.0
+
+[pool]
+port = 0
+
+[web]
+port = 0
+
+[farm]
+sim_devices = 0
+"""
+
+
+async def test_cli_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """`pithead up` as a user runs it: prints the URLs, and SIGINT (Ctrl-C) stops every part cleanly."""
+    cfg = tmp_path / "pithead.toml"
+    cfg.write_text(CONFIG)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pithead.cli", "up", "--data-dir", str(tmp_path / "data"), "--config", str(cfg),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    out: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while not any(line.strip().startswith("data") for line in out):
+                line = (await proc.stdout.readline()).decode()
+                assert line, f"pithead up exited early: {out}"
+                out.append(line)
+        dashboard = next(line.split()[1] for line in out if line.strip().startswith("dashboard"))
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(dashboard + "api/network")).json()["available"] is True
+        proc.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
+        assert "pithead stopped." in rest.decode()
+        assert "Traceback" not in rest.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -73,7 +73,7 @@ class UpOptions:
     pool_port: int | None = None
     web_port: int | None = None
     block_interval: float | None = None  # demo chain's target spacing; None keeps the config's
-    print_fn: Callable[[str], None] = print
+    print_fn: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
 @dataclass
