@@ -217,3 +217,17 @@ def test_job_book_generations_solo_and_stale() -> None:
     book.new_template(regtest_template(height=103))
     assert book.get(a.job.job_id) is None  # beyond max_generations
     assert book.current_clean
+
+
+def test_a_full_job_takes_no_more_shares(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pithead.stratum.protocol import jobs as jobs_mod
+
+    monkeypatch.setattr(jobs_mod, "MAX_SEEN_PER_JOB", 2)
+    book = JobBook(mode="solo")
+    book.new_template(regtest_template())
+    ij = book.job_for(b"\x51")
+    assert ij is not None
+    book.remember(ij.job.job_id, (b"a", b"b", 1, 1, 0))
+    assert not book.is_full(ij.job.job_id)
+    book.remember(ij.job.job_id, (b"a", b"b", 1, 2, 0))
+    assert book.is_full(ij.job.job_id)

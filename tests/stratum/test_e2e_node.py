@@ -107,3 +107,42 @@ async def test_mine_regtest_blocks_through_the_pool(tmp_path: Path, mode: str) -
             await client.close()
             await server.stop()
             await source.stop()
+
+
+async def test_pithead_pool_command_serves_miners_and_stops_gracefully(tmp_path: Path) -> None:
+    """`pithead pool --port 0 --node URL --cookie FILE` against the embedded node: a miner gets work and
+    an accepted share; SIGTERM stops it cleanly."""
+    import os
+    import re
+    import signal
+    import sys
+
+    async with EmbeddedNode(tmp_path, rpc_port=0) as node:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pithead.cli", "pool", "--port", "0", "--node", node.rpc_url,
+            "--cookie", str(node.cookie_path), "--mode", "solo", "-v",
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stderr is not None
+        try:
+            port = None
+            async with asyncio.timeout(30):
+                while port is None:
+                    line = (await proc.stderr.readline()).decode()
+                    assert line, "pithead pool exited early"
+                    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+                    port = int(m.group(1)) if m else None
+            client = await RawClient.connect("127.0.0.1", port)
+            await client.handshake(SOLO_ADDRESS + ".cli")
+            job = await client.wait_notify(clean=True)
+            r = await client.submit_one(SOLO_ADDRESS + ".cli", job, diff=1e-6)
+            assert r["result"] is True
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(15):
+                assert await proc.wait() == 0
+            await asyncio.wait_for(client._task, 5)  # the pool closed our connection on the way out
+            await client.close()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

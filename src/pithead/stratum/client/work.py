@@ -232,12 +232,15 @@ class WorkRoller:
     Not thread-safe: the engine calls it under its lock. Pure: no clock, the ntime offset is a counter.
     """
 
-    def __init__(self, work: Work, max_ntime_roll: int = MAX_NTIME_ROLL) -> None:
+    def __init__(self, work: Work, max_ntime_roll: int = MAX_NTIME_ROLL, start: int = 0) -> None:
         self.work = work
         self._versions = 1 << bin(work.version_mask).count("1")
         self._en2_space = 256**work.extranonce2_size
         self._limit = self._versions * self._en2_space * (max_ntime_roll + 1)
-        self._next = 0
+        # Pools re-issue the same template under a new job id (a vardiff change, a refresh): starting every
+        # job at unit 0 would hash the very same headers again and submit duplicates. A session-wide
+        # counter carried over (`start`) keeps units distinct; it wraps only if the whole space is used.
+        self._next = start if 0 <= start < self._limit else 0
 
     @property
     def handed_out(self) -> int:

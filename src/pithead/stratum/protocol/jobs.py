@@ -27,8 +27,10 @@ MAX_SOLO_JOBS_PER_GENERATION = 200_000
 """Bound on distinct payout scripts per generation in solo mode (one coinbase each)."""
 
 MAX_SEEN_PER_JOB = 1_000_000
-"""Bound on remembered share keys per job (~100 MB worst case); beyond it the oldest job is the risk,
-and a job with a million shares is long replaced by the next template anyway."""
+"""Bound on remembered share keys per job (~150 MB worst case). A job that reaches it takes no more
+shares (they answer "stale": the miner moves to the newer job it already has), so a duplicate can never
+slip through once the set stops growing; at 20,000 shares/s that is 50 s of one job, longer than the
+template refresh interval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +171,12 @@ class JobBook:
         return s
 
     def remember(self, job_id: str, key: ShareKey) -> None:
-        s = self.seen(job_id)
-        if len(s) < MAX_SEEN_PER_JOB:
-            s.add(key)
+        self.seen(job_id).add(key)
+
+    def is_full(self, job_id: str) -> bool:
+        """True when the job has judged MAX_SEEN_PER_JOB shares and takes no more."""
+        s = self._seen.get(job_id)
+        return s is not None and len(s) >= MAX_SEEN_PER_JOB
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -472,7 +472,7 @@ class Session:
             version_mask=self.version_mask,
             share_target=target,
             now=int(now),
-            stale=ij is not None and self.jobs.is_stale(ij),
+            stale=ij is not None and (self.jobs.is_stale(ij) or self.jobs.is_full(sub.job_id)),
             seen=seen,
         )
         if verdict.hash_int:
