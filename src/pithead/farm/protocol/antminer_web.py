@@ -129,7 +129,8 @@ def parse_miner_conf(d: Any) -> MinerConf:
     fan_ctrl = d.get("bitmain-fan-ctrl", False)
     try:
         fan_pwm = int(d.get("bitmain-fan-pwm", 100) or 0)
-        work_mode = int(d.get("bitmain-work-mode", WORK_MODE_NORMAL) or 0)
+        # reads say "bitmain-work-mode"; writes from newer tools (pyasic) say "miner-mode"
+        work_mode = int(d.get("miner-mode", d.get("bitmain-work-mode", WORK_MODE_NORMAL)) or 0)
     except (TypeError, ValueError) as exc:
         raise AntminerWebPayloadError("fan pwm / work mode must be integers") from exc
     if not 0 <= fan_pwm <= 100:

@@ -1,0 +1,238 @@
+"""A small sans-IO HTTP/1.1 server codec and server-side HTTP Digest auth (RFC 7616, MD5, qop=auth).
+
+Why not uvicorn/starlette here: the simulator serves tens of thousands of *addresses* from one listening
+socket and dispatches on each connection's destination address; an ASGI app per device would cost far
+more memory and CPU than these few hundred lines. What it supports is exactly what farm tools use
+against miners: GET/POST/PATCH with `Content-Length` bodies, keep-alive (httpx reuses the connection
+for the Digest retry), and `Connection: close`.
+
+What it is not: no chunked request bodies (answered 411), no pipelining beyond sequential requests,
+no TLS. Every bound is a named constant; a violation becomes an `HttpError` with the status to send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+# A request head (request line + headers) larger than this is not a farm tool; nginx's default is 8 KiB.
+MAX_HEAD_BYTES = 8192
+# Headers per request: httpx sends ~8; 64 leaves room and bounds the dict we build.
+MAX_HEADERS = 64
+# Largest body we accept (a settings PATCH or set_miner_conf POST is well under 4 KiB); AxeOS's own
+# server refuses bodies over a few KiB too.
+MAX_BODY_BYTES = 64 * 1024
+# Requests served on one keep-alive connection before we close it (bounds one client's hold on us).
+MAX_REQUESTS_PER_CONNECTION = 100
+
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
+
+
+class HttpError(Exception):
+    """A request that cannot be served; `status` is what to answer before closing."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status} {detail}")
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    target: str  # path + query as sent
+    headers: tuple[tuple[str, str], ...]  # names lower-cased
+    body: bytes
+    keep_alive: bool
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+class HttpRequestParser:
+    """Feed bytes, get complete requests. Raises `HttpError` on malformed or oversized input."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[HttpRequest]:
+        self._buf += data
+        out: list[HttpRequest] = []
+        while True:
+            req = self._next()
+            if req is None:
+                break
+            out.append(req)
+        return out
+
+    def _next(self) -> HttpRequest | None:
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > MAX_HEAD_BYTES:
+                raise HttpError(431, "request head too large")
+            return None
+        if end > MAX_HEAD_BYTES:
+            raise HttpError(431, "request head too large")
+        head = bytes(self._buf[:end]).decode("latin-1")
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            raise HttpError(400, "bad request line")
+        method, target, version = parts
+        if not method.isalpha() or not target.startswith("/"):
+            raise HttpError(400, "bad request line")
+        if len(lines) - 1 > MAX_HEADERS:
+            raise HttpError(431, "too many headers")
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise HttpError(400, "bad header line")
+            headers.append((name.lower(), value.strip()))
+        hmap = dict(headers)
+        if "chunked" in hmap.get("transfer-encoding", "").lower():
+            raise HttpError(411, "chunked bodies are not supported")
+        try:
+            length = int(hmap.get("content-length", "0"))
+        except ValueError as exc:
+            raise HttpError(400, "bad content-length") from exc
+        if length < 0:
+            raise HttpError(400, "bad content-length")
+        if length > MAX_BODY_BYTES:
+            raise HttpError(413, "body too large")
+        total = end + 4 + length
+        if len(self._buf) < total:
+            return None
+        body = bytes(self._buf[end + 4 : total])
+        del self._buf[:total]
+        conn = hmap.get("connection", "").lower()
+        keep = (version == "HTTP/1.1" and conn != "close") or (version == "HTTP/1.0" and conn == "keep-alive")
+        return HttpRequest(method.upper(), target, tuple(headers), body, keep)
+
+
+def build_response(
+    status: int,
+    body: bytes = b"",
+    content_type: str = "application/json",
+    extra_headers: tuple[tuple[str, str], ...] = (),
+    keep_alive: bool = True,
+) -> bytes:
+    head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    if body or status not in (204,):
+        head.append(f"Content-Type: {content_type}")
+    head.append(f"Content-Length: {len(body)}")
+    head.append("Connection: keep-alive" if keep_alive else "Connection: close")
+    head.extend(f"{k}: {v}" for k, v in extra_headers)
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+# ---------------------------------------------------------------------------------------------- digest
+
+NONCE_BUCKET_S = 300  # a nonce stays valid for 5–10 minutes (current and previous bucket)
+
+
+class DigestAuthority:
+    """Stateless server side of HTTP Digest (MD5, qop=auth), as stock Antminer lighttpd does it.
+
+    Nonces are an HMAC of a coarse time bucket under a per-process secret, so no per-client state is
+    kept for tens of thousands of devices. Replay protection (nonce-count tracking) is deliberately not
+    implemented: this authenticates simulated devices on loopback, it does not protect anything.
+    """
+
+    __slots__ = ("_ha1", "_realm", "_secret", "_user")
+
+    def __init__(self, realm: str, user: str, password: str, secret: bytes | None = None) -> None:
+        self._realm = realm
+        self._user = user
+        self._secret = secret or os.urandom(16)
+        self._ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
+
+    def _nonce(self, bucket: int) -> str:
+        return hmac.new(self._secret, str(bucket).encode(), hashlib.sha256).hexdigest()[:32]
+
+    def challenge(self, now: float) -> str:
+        nonce = self._nonce(int(now // NONCE_BUCKET_S))
+        return f'Digest realm="{self._realm}", qop="auth", nonce="{nonce}", algorithm=MD5'
+
+    def verify(self, method: str, header: str | None, now: float) -> bool:
+        if not header or not header[:7].lower() == "digest ":
+            return False
+        params = _parse_auth_params(header[7:])
+        if params is None:
+            return False
+        if params.get("username") != self._user or params.get("realm") != self._realm:
+            return False
+        bucket = int(now // NONCE_BUCKET_S)
+        nonce = params.get("nonce", "")
+        if not any(hmac.compare_digest(nonce, self._nonce(b)) for b in (bucket, bucket - 1)):
+            return False
+        uri = params.get("uri", "")
+        ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
+        qop = params.get("qop")
+        if qop == "auth":
+            nc, cnonce = params.get("nc", ""), params.get("cnonce", "")
+            expect = hashlib.md5(f"{self._ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
+        elif qop is None:
+            expect = hashlib.md5(f"{self._ha1}:{nonce}:{ha2}".encode()).hexdigest()
+        else:
+            return False
+        return hmac.compare_digest(params.get("response", ""), expect)
+
+
+def _parse_auth_params(s: str) -> dict[str, str] | None:
+    """Parse `k="v", k2=v2` (quoted strings may contain commas)."""
+    out: dict[str, str] = {}
+    i, n = 0, len(s)
+    while i < n:
+        while i < n and s[i] in " ,":
+            i += 1
+        if i >= n:
+            break
+        eq = s.find("=", i)
+        if eq < 0:
+            return None
+        key = s[i:eq].strip().lower()
+        i = eq + 1
+        if i < n and s[i] == '"':
+            j = i + 1
+            buf = []
+            while j < n and s[j] != '"':
+                if s[j] == "\\" and j + 1 < n:
+                    j += 1
+                buf.append(s[j])
+                j += 1
+            if j >= n:
+                return None
+            out[key] = "".join(buf)
+            i = j + 1
+        else:
+            j = s.find(",", i)
+            j = n if j < 0 else j
+            out[key] = s[i:j].strip()
+            i = j
+        if len(out) > 16:
+            return None
+    return out
