@@ -217,3 +217,27 @@ def test_postgres_reconnects_after_the_server_drops_it(store: LedgerStore) -> No
     with store.transaction():
         store.add_shares([share(2.0)], W)
     assert store.share_count() == 2
+
+
+def test_reads_do_not_wait_for_a_writer(store: LedgerStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A second connection (the web's) reads balances and batches while the ledger holds a write
+    # transaction open: it sees the last committed state and does not block.
+    from pithead.store.postgres import PostgresStore
+
+    store.add_credits([CreditRecord("addrA", 10, CreditKind.PPS, CreditStatus.MATURE, 1.0)])
+    if isinstance(store, PostgresStore):
+        reader: LedgerStore = open_store(f"{store.conninfo}?schema={store.schema}")
+    else:
+        reader = open_store(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    import sqlite3
+
+    if hasattr(reader, "_conn") and isinstance(reader._conn, sqlite3.Connection):  # type: ignore[attr-defined]
+        reader._conn.execute("PRAGMA busy_timeout = 200")  # type: ignore[attr-defined]  # fail fast if it would wait
+    try:
+        with store.transaction():
+            store.add_credits([CreditRecord("addrA", 5, CreditKind.PPS, CreditStatus.MATURE, 2.0)])
+            assert [b.mature_sat for b in reader.balances()] == [10]
+            assert reader.batches() == []
+        assert [b.mature_sat for b in reader.balances()] == [15]
+    finally:
+        reader.close()

@@ -55,8 +55,9 @@ class PostgresStore(SqlStore):
             log.warning("PostgreSQL connection lost; reconnecting")
             self._conn = self._connect()
 
-    def _begin(self) -> None:
-        self._conn.execute("BEGIN")
+    def _begin(self, write: bool) -> None:
+        # a read snapshot needs REPEATABLE READ: under READ COMMITTED each statement sees its own snapshot
+        self._conn.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def backend_pid(self) -> int:
         """The server process serving this store's connection (for operators and tests)."""

@@ -172,7 +172,7 @@ class SqlStore:
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
-    def _begin(self) -> None:
+    def _begin(self, write: bool) -> None:
         raise NotImplementedError
 
     def _commit(self) -> None:
@@ -216,8 +216,12 @@ class SqlStore:
             return self._exec(sql, args).fetchone()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Everything inside commits together or not at all; nested calls join the outer one."""
+    def transaction(self, write: bool = True) -> Iterator[None]:
+        """Everything inside commits together or not at all; nested calls join the outer one.
+
+        `write=False` is a consistent read snapshot that never takes the write lock (so the web's reading
+        connection does not queue behind the ledger's writes); nothing inside it may write.
+        """
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -228,7 +232,7 @@ class SqlStore:
                 return
             self._ensure()
             try:
-                self._begin()
+                self._begin(write)
             except self.db_errors as exc:
                 raise StoreError(f"cannot begin a transaction: {exc}") from exc
             self._depth = 1
@@ -542,7 +546,7 @@ class SqlStore:
     # --- balances and payouts ------------------------------------------------------------------------
     def balances(self) -> list[Balance]:
         acc: dict[str, list[int]] = {}  # address -> [immature, mature, reserved, paid]
-        with self.transaction():
+        with self.transaction(write=False):
             for address, status, total in self._all(
                 "SELECT address, status, SUM(amount_sat) FROM credits WHERE status IN (?, ?) GROUP BY address, status",
                 (str(CreditStatus.IMMATURE), str(CreditStatus.MATURE)),
@@ -573,7 +577,7 @@ class SqlStore:
         return PayoutBatch(batch_id, now, now, BatchStatus.INTENT, None, ordered)
 
     def batches(self, statuses: Sequence[BatchStatus] | None = None, limit: int = 1000) -> list[PayoutBatch]:
-        with self.transaction():
+        with self.transaction(write=False):
             if statuses:
                 marks = ", ".join("?" for _ in statuses)
                 rows = self._all(

@@ -39,5 +39,7 @@ class SqliteStore(SqlStore):
         super().__init__(conn)
         self.path = path
 
-    def _begin(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+    def _begin(self, write: bool) -> None:
+        # IMMEDIATE takes the write lock now rather than failing to upgrade half-way; a read-only one is
+        # DEFERRED, which in WAL mode reads a snapshot without blocking, or being blocked by, the writer.
+        self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
