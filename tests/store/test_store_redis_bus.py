@@ -161,3 +161,34 @@ async def test_sink_buffer_is_bounded_and_flushes_once(
     assert len(sink) == 50 and sink.dropped == 30
     await asyncio.gather(sink.flush(), sink.flush())  # concurrent flushes must not write twice
     assert await client.xlen(stream) == 50
+
+
+async def test_failed_batch_is_retried_before_newer_entries(
+    rclient: tuple[aioredis.Redis, str], tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    # The database refuses a batch (another process holds the write lock); newer entries arrive; once
+    # the database is back, the refused batch must be applied, not skipped behind the newer ones.
+    import sqlite3
+
+    from pithead.store import StoreError, open_store
+
+    client, stream = rclient
+    path = tmp_path / "ledger.sqlite3"
+    store = open_store(f"sqlite:///{path}")
+    store._conn.execute("PRAGMA busy_timeout = 50")  # type: ignore[attr-defined]
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    source = RedisEventSource(client, stream)
+    counters = ConsumeCounters()
+    await fill(client, stream, 10)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreError):
+        await consume_once(ledger, source, counters)
+    await fill(client, stream, 5, start=10)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    while await consume_once(ledger, source, counters):
+        pass
+    assert store.share_count() == 15 and counters.skipped_seen == 0
+    assert (await client.xpending(stream, "ledger"))["pending"] == 0
+    store.close()

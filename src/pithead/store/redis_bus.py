@@ -107,6 +107,10 @@ class RedisEventSource:
         self._ready = False
         self._own_pending_done = False
         self._claim_cursor = "0-0"
+        # Entries handed out and not yet acknowledged. Until they are, every read hands them out again:
+        # if the ledger failed to apply them, newer entries must not be applied first, or the stored
+        # cursor would move past them and they would be skipped as already seen.
+        self._unacked: list[tuple[str, Event | None]] = []
 
     async def _ensure_group(self) -> None:
         if self._ready:
@@ -136,6 +140,12 @@ class RedisEventSource:
         return out
 
     async def read(self, max_count: int, block_s: float) -> list[tuple[str, Event | None]]:
+        if self._unacked:
+            return list(self._unacked)
+        self._unacked = await self._read_new(max_count, block_s)
+        return list(self._unacked)
+
+    async def _read_new(self, max_count: int, block_s: float) -> list[tuple[str, Event | None]]:
         await self._ensure_group()
         if not self._own_pending_done:
             # Entries delivered to this consumer before a crash and never acknowledged, oldest first.
@@ -159,3 +169,5 @@ class RedisEventSource:
     async def ack(self, positions: Sequence[str]) -> None:
         if positions:
             await self.client.xack(self.stream, self.group, *positions)
+            done = set(positions)
+            self._unacked = [(p, e) for p, e in self._unacked if p not in done]
