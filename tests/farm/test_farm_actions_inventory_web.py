@@ -85,18 +85,18 @@ async def test_scan_finds_and_labels_devices(servers: Servers, store: FarmStore)
     a1, a2 = Antminer(model="Antminer S19 XP"), Antminer(model="Antminer S21")
     p1, p2 = await servers.antminer(a1), await servers.antminer(a2)
     bx = await servers.http(Bitaxe().handle)
-    frozen = await servers.frozen()
+    frozen = await servers.frozen("127.0.0.2")  # a hung device on a host of its own
     labeler = Labeler.from_csv("cidr,site,rack\n127.0.0.0/8,lab,R1\n127.0.0.1/32,lab,R9\n")
     scanner = Scanner(default_drivers(), {DriverKind.CGMINER: (p1, p2, frozen), DriverKind.AXEOS: (bx,)},
                       labeler=labeler, identify_timeout_s=0.5)
-    rep = await scanner.scan(["127.0.0.1/32"])
-    assert rep.hosts == 1 and rep.probes == 4 and rep.open_ports == 4
+    rep = await scanner.scan(["127.0.0.1/32", "127.0.0.2"])
+    assert rep.hosts == 2 and rep.probes == 8 and rep.open_ports == 4
     models = {d.address.port: (d.address.driver, d.identity.model, d.labels) for d in rep.found}
     assert models[p1][:2] == (DriverKind.CGMINER, "Antminer S19 XP")
     assert models[p2][:2] == (DriverKind.CGMINER, "Antminer S21")
     assert models[bx][:2] == (DriverKind.AXEOS, "BM1370")
     assert models[p1][2] == Labels("lab", "R9", f"1:{p1}")  # most specific rule; host shared -> port in position
-    assert [f[0] for f in rep.failures] == [f"127.0.0.1:{frozen}"]  # frozen: open but not identified
+    assert [f[0] for f in rep.failures] == [f"127.0.0.2:{frozen}"]  # frozen: open but not identified
     assert store.upsert_devices(rep.found) == 3 and store.upsert_devices(rep.found) == 0
 
 

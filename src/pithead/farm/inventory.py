@@ -7,7 +7,8 @@ measured a /22 taking minutes and *missing* miners at high concurrency with one 
    AxeOS `GET /api/system/info` on the web port; pyasic, when enabled, for API ports our cgminer driver
    cannot identify -- Whatsminer, Braiins OS, ...).
 A device that answers on both an API port and a non-AxeOS web port is one cgminer device (an Antminer
-has both); its web port is not reported as an unidentified device.
+has both); a port that fails identification on a host where another port identified a device is not
+reported as an unidentified device.
 
 Labels come from a `Labeler`: rules `CIDR -> site, rack` (most specific wins), with the position
 defaulting to the host's last octet (and port, when several devices share a host, as in simulation).
@@ -184,12 +185,8 @@ class Scanner:
 
         await _bounded(pairs, self.probe_concurrency, do_probe)
         open_pairs.sort(key=lambda hp: (ipaddress.ip_address(hp[0]), hp[1]))
-        api_hosts = {h for h, p in open_pairs if port_kind[p] is DriverKind.CGMINER}
         candidates = open_pairs
-        per_host: dict[str, int] = {}
-        for h, _p in candidates:
-            per_host[h] = per_host.get(h, 0) + 1
-        found: list[Device] = []
+        identified: list[tuple[DeviceAddress, Identity]] = []
         failures: list[tuple[str, str]] = []
         now = self.clock()
 
@@ -208,15 +205,20 @@ class Scanner:
                         failures.append((f"{host}:{port}", f"{type(exc2).__name__}: {exc2}"))
                         return
                 else:
-                    # A web port that is not AxeOS on a host that has the API is that device's own web UI
-                    # (an Antminer answers 401 digest there): the same device, not a failure.
-                    if not (kind is DriverKind.AXEOS and host in api_hosts):
-                        failures.append((f"{host}:{port}", f"{type(exc).__name__}: {exc}"))
+                    failures.append((f"{host}:{port}", f"{type(exc).__name__}: {exc}"))
                     return
-            found.append(Device(address, ident, self.labeler.labels_for(address, per_host[host] > 1), now, now))
+            identified.append((address, ident))
 
         await _bounded(candidates, self.identify_concurrency, do_identify)
+        per_host: dict[str, int] = {}
+        for a, _ in identified:
+            per_host[a.host] = per_host.get(a.host, 0) + 1
+        found = [Device(a, ident, self.labeler.labels_for(a, per_host[a.host] > 1), now, now)
+                 for a, ident in identified]
         found.sort(key=lambda d: (ipaddress.ip_address(d.address.host), d.address.port))
+        # A port that failed on a host where another port identified a device is that device's other
+        # face (a Bitaxe resets 4028; an Antminer's web UI wants Digest): not an unidentified device.
+        failures = [f for f in failures if f[0].rpartition(":")[0] not in per_host]
         return ScanReport(started, self.clock(), len(hosts), len(pairs), len(open_pairs), tuple(found),
                           tuple(sorted(failures)))
 
