@@ -407,7 +407,14 @@ class SimDevice:
         per_board_ideal = spec.ideal_ghs / spec.boards
         boards = []
         hw_total = 0
-        n_alive = max(1, spec.boards - bin(self.dead_boards).count("1"))
+        rate_5s = rate * (1.0 + noise) if hashing else 0.0
+        weights = [
+            (1.0 + (unit(self.seed, S_NOISE, nb * 8 + b + 1) * 2.0 - 1.0) * NOISE_FRACTION)
+            if self._board_alive(b)
+            else 0.0
+            for b in range(spec.boards)
+        ]
+        w_sum = sum(weights)
         acc = self.accepted()
         for b in range(spec.boards):
             alive = self._board_alive(b)
@@ -417,9 +424,8 @@ class SimDevice:
                 errors.append(f"J{b}:2")
             if not alive and "J0:8" not in errors:
                 errors.append(f"J{b}:8")
-            b_noise = (unit(self.seed, S_NOISE, nb * 8 + b + 1) * 2.0 - 1.0) * NOISE_FRACTION
-            b_rate = rate / n_alive if alive else 0.0
-            b_rate = b_rate * (1.0 + b_noise) if b_rate else 0.0
+            # boards share the 5 s total with their own wobble; they add up to it, as firmware's do
+            b_rate = rate_5s * weights[b] / w_sum if alive and w_sum else 0.0
             tb = chip + (b - 1) * 1.5  # the middle board runs a little hotter than the outer ones
             pcb_in = round(tb - 22)
             pcb_out = round(tb - 8)
@@ -474,7 +480,7 @@ class SimDevice:
             online=online,
             hashing=hashing,
             elapsed_s=max(0, elapsed),
-            rate_5s_ghs=rate * (1.0 + noise) if hashing else 0.0,
+            rate_5s_ghs=rate_5s,
             rate_avg_ghs=avg,
             ideal_ghs=spec.ideal_ghs * (freq / spec.freq_mhz),
             freq_mhz=freq,
@@ -543,7 +549,6 @@ class SimDevice:
             self._pool_accepted = ()
             self.active_pool = 0
             self.disabled_pools = 0
-        self._wake_check(ctx, 2 * self.restarts)
 
     def _wake_check(self, ctx: FleetContext, n: int) -> None:
         """Coming back from a reboot or sleep, a board may not be found (chips not detected) [FA1]."""
@@ -553,8 +558,10 @@ class SimDevice:
                 self.dead_boards |= 1 << alive[draw(self.seed, S_WAKE, n + 1) % len(alive)]
 
     def restart(self, ctx: FleetContext, t: float) -> None:
+        """An operator restart: a power cycle that may not bring every board back [FA1]."""
         self.advance(ctx, t)
         self._reboot(ctx, t, self._boot_time())
+        self._wake_check(ctx, 2 * self.restarts)
 
     def set_pools(self, ctx: FleetContext, t: float, pools: tuple[PoolConf, ...], *, reboot: bool) -> None:
         """Replace the pool list. Stock Antminer firmware reboots (2–3 min) to apply it; AxeOS stores it
@@ -567,6 +574,7 @@ class SimDevice:
             self.pending_pools = pools
             lo, hi = POOL_CHANGE_REBOOT_S
             self._reboot(ctx, t, lo + (hi - lo) * unit(self.seed, S_BOOT, 10_000 + self.restarts))
+            self._wake_check(ctx, 2 * self.restarts)
         else:
             self.pending_pools = pools
 

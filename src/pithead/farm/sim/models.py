@@ -195,18 +195,19 @@ class FailureRates:
     """Per-unit hazard rates (events per hour) before `speedup`.
 
     Defaults: ~5 %/year hashboard deaths per unit (Bitmain's "normal" [FA2]), ~8 %/year fan failures,
-    one spontaneous reboot a month, ~3 %/year chip dropouts, Bitaxe half-hashrate ~6 %/year [S7];
-    `wake_failure` is the chance a unit loses a board when it comes back from sleep or a reboot (XP
-    units often did not come back after curtailment [FA1]). `speedup` multiplies every rate so demos
+    four spontaneous reboots a year, ~3 %/year chip dropouts, Bitaxe half-hashrate ~6 %/year [S7];
+    `wake_failure` is the chance an Antminer loses a board when it comes back from an operator action
+    (sleep → wake, restart, pool-change reboot): XP units often did not come back after curtailment
+    [FA1]. `speedup` multiplies every rate so demos
     and tests see failures in minutes instead of months.
     """
 
     board_per_year: float = 0.05
     fan_per_year: float = 0.08
-    reboot_per_year: float = 12.0
+    reboot_per_year: float = 4.0
     chips_per_year: float = 0.03
     throttle_per_year: float = 0.06
-    wake_failure: float = 0.02
+    wake_failure: float = 0.01
     speedup: float = 1.0
 
     def per_second(self) -> tuple[float, float, float, float, float]:
