@@ -121,6 +121,9 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
             assert (await client.get("/farm/")).status_code == 200
             assert (await client.get("/farm/api/devices")).status_code == 200
             assert (await client.get("/healthz")).json()["farm"] is True
+        if "simulated fleet" in running.parts:  # the farm finds and polls the simulated devices
+            devices = await _until(client, "/farm/api/devices", lambda ds: len(ds) == FAST["sim_devices"])
+            assert all(d["host"].startswith("127.") and d["model"] for d in devices)
         await _dashboard_in_browser(running.web_url)
         return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses}
 

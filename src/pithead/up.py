@@ -45,6 +45,13 @@ DEMO_TX_RATE = 0.5
 DEFAULT_SIM_DEVICES = 12
 # How often the ledger learns the network difficulty from the node (it changes every demo block).
 NETWORK_INTERVAL_S = 5.0
+# The simulated fleet: a mix of Antminers and Bitaxes on its own loopback range (away from the farm
+# simulator's default range, which its own tests use), the same devices on every run.
+SIM_MIX = "s19xp:4,s19:3,s21:2,bitaxe-gamma:1"
+SIM_NETWORK = "127.77.0.0/16"
+SIM_SEED = 7
+# Where the simulated devices stand: two racks of eight addresses (the farm's usual CIDR-per-rack plan).
+SIM_RACKS = "cidr,site,rack\n127.77.0.0/29,demo,rack-1\n127.77.0.8/29,demo,rack-2\n"
 # The farm polls the (small, local) simulated fleet often so the page fills quickly; rescans are rare.
 FARM_POLL_S = 10.0
 FARM_RESCAN_S = 600.0
@@ -446,7 +453,9 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     )
     if ports:
         svc_cfg = dataclasses.replace(svc_cfg, scan_ports=ports)
-    service = FarmService(farm_store, svc_cfg)
+    from pithead.farm.inventory import Labeler
+
+    service = FarmService(farm_store, svc_cfg, labeler=Labeler.from_csv(SIM_RACKS, "demo"))
     task = asyncio.create_task(service.run(), name="pithead-farm")
 
     async def stop_farm() -> None:
@@ -459,8 +468,27 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
 
 
 async def _start_sim_fleet(count: int, running: Running) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
-    """Serve `count` simulated devices on loopback; returns the CIDRs and ports the farm should scan."""
-    raise ImportError("the simulated fleet's server is not in this tree", name="pithead.farm.sim.server")
+    """Serve `count` simulated devices on loopback; returns the addresses and ports the farm should scan.
+
+    The shared bind mode listens once per port (on free ports here, so a second pithead or a test fleet
+    never collides) and answers only connections to the fleet's loopback addresses.
+    """
+    from pithead.farm.model import DriverKind
+    from pithead.farm.sim.clock import SimClock
+    from pithead.farm.sim.fleet import Fleet
+    from pithead.farm.sim.server import FleetServer, SimServerError
+
+    fleet = Fleet.build(count, SIM_MIX, seed=SIM_SEED, network=SIM_NETWORK, clock=SimClock())
+    server = FleetServer(fleet, api_port=0, web_port=0, bind="shared")
+    try:
+        await server.start()
+    except SimServerError as exc:
+        raise UpError(f"simulated fleet: {exc}") from exc
+    running.stoppers.append(("simulated fleet", server.close))
+    running.parts.append("simulated fleet")
+    running.objects["fleet"] = fleet
+    api_port, web_port = server.bound_ports()
+    return tuple(d.ip for d in fleet), {DriverKind.CGMINER: (api_port,), DriverKind.AXEOS: (web_port,)}
 
 
 def _print_banner(opts: UpOptions, running: Running) -> None:
