@@ -33,20 +33,21 @@ class ListSink:
 
 
 async def start_pool(mode: str = "solo", bits: int = HARD, limits: ServerLimits | None = None,
-                     start_diff: float = 1e-5) -> tuple[PoolServer, StaticTemplateSource, ListSink, int]:
+                     start_diff: float = 1e-5, refresh: float = 3600
+                     ) -> tuple[PoolServer, StaticTemplateSource, ListSink, int]:
     source = StaticTemplateSource(regtest_template(bits=bits))
     sink = ListSink()
     rules = PoolRules(mode=mode, network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-6, 1e9),
                       start_difficulty=start_diff)
     pool_script = address_to_script(POOL_ADDRESS, REGTEST) if mode == "pool" else None
     server = PoolServer(rules=rules, source=source, sink=sink, pool_script=pool_script, limits=limits,
-                        refresh_interval=3600)
+                        refresh_interval=refresh)
     _, port = await server.start("127.0.0.1", 0)
     return server, source, sink, port
 
 
 async def test_handshake_share_and_new_block() -> None:
-    server, source, sink, port = await start_pool()
+    server, source, sink, port = await start_pool(refresh=0.3)
     c = await RawClient.connect("127.0.0.1", port)
     try:
         await c.handshake(USER)
@@ -63,11 +64,18 @@ async def test_handshake_share_and_new_block() -> None:
         assert new_job[0] != job[0] and new_job[1] != job[1]
         r = await c.submit_one(USER, job)
         assert r["error"][0] == 21
-        # a refresh of the same tip: clean_jobs false
-        source.push(regtest_template(height=102, n_txs=5, bits=HARD,
-                                     prev=source.current().prev_hash), new_block=False)  # type: ignore[union-attr]
+        # refreshes of the same tip (new transactions): clean_jobs false, at most one per refresh interval
+        prev = source.current().prev_hash  # type: ignore[union-attr]
+        t0 = asyncio.get_running_loop().time()
+        for n in (4, 5, 6, 7):
+            source.push(regtest_template(height=102, n_txs=n, bits=HARD, prev=prev), new_block=False)
+            await asyncio.sleep(0.01)
         refresh = await c.wait_notify(clean=False)
+        assert asyncio.get_running_loop().time() - t0 >= 0.2
         assert refresh[1] == new_job[1] and refresh[0] != new_job[0]
+        assert len(refresh[4]) == 3  # the newest template (7 transactions + coinbase: 3 branch levels)
+        await asyncio.sleep(0.4)
+        assert c.notes.empty()  # one notify for four mempool updates
         r = await c.submit_one(USER, new_job)  # the previous job of the same tip still counts
         assert r["result"] is True
     finally:

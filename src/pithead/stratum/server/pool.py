@@ -194,6 +194,7 @@ class PoolServer:
         self._tasks: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._last_template: BlockTemplate | None = None
+        self._last_generation_at = 0.0  # time.monotonic() of the last job generation
         self._submit_tasks: set[asyncio.Task[None]] = set()
         self._sink_errors = 0
         self.template_ready = asyncio.Event()
@@ -240,11 +241,18 @@ class PoolServer:
         async for update in self.source.updates():
             if update.template is self._last_template:
                 continue
-            self.on_template(update.template, update.new_block)
+            new_block = update.new_block or update.template.prev_hash != self.jobs.tip
+            if not new_block and time.monotonic() - self._last_generation_at < self.refresh_interval:
+                continue  # a mempool refresh: the refresh loop picks it up at its interval
+            self.on_template(update.template, new_block)
 
     async def _refresh_loop(self) -> None:
+        """At most one clean_jobs=false job per `refresh_interval`: a source that reports every new
+        mempool transaction must not turn into a notify flood for the miners."""
         while True:
-            await asyncio.sleep(self.refresh_interval)
+            await asyncio.sleep(max(0.05, self.refresh_interval - (time.monotonic() - self._last_generation_at)))
+            if time.monotonic() - self._last_generation_at < self.refresh_interval:
+                continue
             current = self.source.current()
             if current is not None and current is not self._last_template:
                 self.on_template(current, new_block=None)
@@ -253,6 +261,7 @@ class PoolServer:
         """A new generation of jobs, sent to every ready miner (clean_jobs when the tip changed)."""
         t0 = time.perf_counter()
         self._last_template = template
+        self._last_generation_at = time.monotonic()
         self.jobs.new_template(template, new_block, ntime=max(template.curtime, int(self.clock())))
         clean = self.jobs.current_clean
         n = 0
