@@ -12,5 +12,8 @@ from pithead.farm.drivers.pyasic_driver import PyasicDriver
 from pithead.farm.model import DriverKind
 
 
-def default_drivers() -> dict[DriverKind, Driver]:
-    return {DriverKind.CGMINER: CgminerDriver(), DriverKind.AXEOS: AxeOSDriver(), DriverKind.PYASIC: PyasicDriver()}
+def default_drivers(antminer_web_port: int = 80) -> dict[DriverKind, Driver]:
+    """One driver per kind. `antminer_web_port` is where cgminer-API devices serve their stock web
+    interface (used for sleep/wake); 80 on real hardware, something else only in simulation."""
+    return {DriverKind.CGMINER: CgminerDriver(web_port=antminer_web_port), DriverKind.AXEOS: AxeOSDriver(),
+            DriverKind.PYASIC: PyasicDriver()}
