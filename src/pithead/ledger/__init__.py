@@ -1,1 +1,14 @@
-"""pithead.ledger."""
+"""pithead.ledger: the pool's book — shares, blocks, rewards, maturity, payouts and statistics.
+
+* `events`   the pool → ledger interface (`ShareEvent`, `BlockEvent`, `ShareSink`) and its validation;
+* `schemes`  SOLO / PROP / PPLNS / PPS as pure functions in integer satoshis;
+* `stats`    hashrate from shares with its Poisson 90 % interval;
+* `ledger`   the `Ledger` service: applies event batches, credits blocks, rolls up, answers queries;
+* `bus`      `EventSource`, the in-process `MemoryBus`, the wire codec and the exactly-once consumer;
+* `maturity` pending → confirmed / orphaned against a node (`ChainView`);
+* `payouts`  batches paid with one `sendmany` each, crash-safe (`Wallet`, `RpcWallet`);
+* `service`  the asyncio shell that runs all of it (`run_ledger`, `open_ledger`, `open_bus`).
+
+Storage is `pithead.store` (SQLite or PostgreSQL behind `LedgerStore`, Redis Streams as the share bus).
+Importing this package imports nothing heavy; import the module you need.
+"""

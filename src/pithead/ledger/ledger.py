@@ -181,17 +181,20 @@ class Ledger:
         blocks: list[str] = []
         with self.store.transaction():
             chunk: list[ShareEvent] = []
+            # each accepted share with the network difficulty and block value in force when it arrived
+            priced: list[tuple[ShareEvent, float, int]] = []
 
             def flush() -> None:
                 nonlocal pps_sat, unpriced
                 if not chunk:
                     return
                 self.store.add_shares(chunk, FINE_BUCKET_S)
-                if self.settings.scheme is Scheme.PPS:
-                    paid, skipped = self._credit_pps([e for e in chunk if e.accepted])
+                if self.settings.scheme is Scheme.PPS and priced:
+                    paid, skipped = self._credit_pps(priced)
                     pps_sat += paid
                     unpriced += skipped
                 chunk.clear()
+                priced.clear()
 
             for ev in events:
                 try:
@@ -200,10 +203,13 @@ class Ledger:
                     log.error("ledger: skipping an invalid event: %s", exc)
                     invalid += 1
                     continue
+                # the freshest network figures the pool reports also size the rollup's PPLNS window
+                self.set_network(ev.network_difficulty, ev.block_value_sat if isinstance(ev, ShareEvent) else 0)
                 if isinstance(ev, ShareEvent):
                     chunk.append(ev)
                     if ev.accepted:
                         shares += 1
+                        priced.append((ev, self.network_difficulty, self.block_value_sat))
                     else:
                         rejects += 1
                 elif isinstance(ev, BlockEvent):
@@ -215,12 +221,10 @@ class Ledger:
                 self.store.set_meta(f"cursor:{cursor[0]}", cursor[1])
         return ApplyResult(shares, rejects, tuple(blocks), pps_sat, unpriced, invalid)
 
-    def _credit_pps(self, accepted: Sequence[ShareEvent]) -> tuple[int, int]:
+    def _credit_pps(self, accepted: Sequence[tuple[ShareEvent, float, int]]) -> tuple[int, int]:
         priced: list[PricedWork] = []
         unpriced = 0
-        for ev in accepted:
-            d_net = ev.network_difficulty or self.network_difficulty
-            value = ev.block_value_sat or self.block_value_sat
+        for ev, d_net, value in accepted:
             if d_net <= 0 or value <= 0 or ev.difficulty <= 0:
                 unpriced += 1
                 continue
@@ -235,7 +239,7 @@ class Ledger:
         self.store.set_meta("pps_carry", json.dumps(dict(sorted(result.carry.items()))))
         total = sum(result.credits.values())
         if total:
-            now = max(ev.time for ev in accepted)
+            now = max(ev.time for ev, _, _ in accepted)
             records = [
                 CreditRecord(a, v, CreditKind.PPS, CreditStatus.MATURE, now) for a, v in sorted(result.credits.items())
             ]
