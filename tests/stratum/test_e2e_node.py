@@ -11,12 +11,13 @@ import pytest
 
 from pithead.chain.address import address_to_script
 from pithead.chain.params import REGTEST
+from pithead.config import UpstreamNode
 from pithead.ledger.events import BlockEvent, ShareEvent
 from pithead.node.node import EmbeddedNode
 from pithead.stratum.protocol.difficulty import VarDiffConfig
 from pithead.stratum.protocol.session import PoolRules
-from pithead.stratum.server.poll_source import NodeEndpoint, PollingTemplateSource
 from pithead.stratum.server.pool import PoolServer
+from pithead.template.source import source_from_config
 
 from .client import RawClient
 from .helpers import POOL_ADDRESS, SOLO_ADDRESS
@@ -58,7 +59,9 @@ async def test_mine_regtest_blocks_through_the_pool(tmp_path: Path, mode: str) -
             return len(txs) >= 3 and any(t["txid"] != t["hash"] for t in txs)
 
         await wait_until(mempool_has_segwit, "segwit transactions in the mempool")
-        source = PollingTemplateSource([NodeEndpoint(node.rpc_url, *node.auth)], poll_interval=0.05)
+        # pithead's own node-backed source (long-poll / ZMQ / polling, failover), as `pithead pool` uses
+        source = source_from_config([UpstreamNode(url=node.rpc_url, cookie_file=str(node.cookie_path))],
+                                    chain="regtest", refresh_interval=0.2)
         await source.start()
         sink = ListSink()
         rules = PoolRules(mode=mode, network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-8, 1e9),

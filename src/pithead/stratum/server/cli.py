@@ -33,7 +33,7 @@ def pool(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the Stratum V1 pool server."""
-    from pithead.stratum.server.run import PoolConfigError, run, serve
+    from pithead.stratum.server.run import PoolConfigError, PoolStartError, run, serve
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -51,7 +51,7 @@ def pool(
     cfg = dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
     try:
         run(serve(cfg))
-    except PoolConfigError as exc:
+    except (PoolConfigError, PoolStartError) as exc:
         typer.echo(f"pithead pool: {exc}", err=True)
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:  # pragma: no cover

@@ -18,7 +18,6 @@ from pithead.ledger.events import ShareSink
 from pithead.stratum.protocol.difficulty import VarDiffConfig
 from pithead.stratum.protocol.session import PoolRules
 from pithead.stratum.protocol.version import parse_hex32
-from pithead.stratum.server.poll_source import NodeEndpoint, PollingTemplateSource
 from pithead.stratum.server.pool import PoolServer, ServerLimits
 from pithead.template.interface import TemplateSource
 
@@ -27,6 +26,10 @@ log = logging.getLogger(__name__)
 
 class PoolConfigError(ValueError):
     """A pool configuration that cannot run (bad mode, address, mask, sizes)."""
+
+
+class PoolStartError(RuntimeError):
+    """The pool could not start (no node gave a template, the port is taken)."""
 
 
 def rules_from_config(cfg: PoolConfig) -> PoolRules:
@@ -53,9 +56,16 @@ def rules_from_config(cfg: PoolConfig) -> PoolRules:
 
 
 def make_source(cfg: PoolConfig) -> TemplateSource:
-    """The template source for the configured nodes (getblocktemplate polling, submit to all)."""
-    nodes = [NodeEndpoint(n.url, n.rpc_user, n.rpc_password, n.cookie_file) for n in cfg.nodes]
-    return PollingTemplateSource(nodes)
+    """The template source for the configured nodes: pithead.template's failover source (ZMQ hashblock,
+    GBT long-poll or polling per node; blocks submitted to every node at once)."""
+    from pithead.template.rpc import NodeError
+    from pithead.template.source import source_from_config
+
+    chain = network_by_name(cfg.network).name
+    try:
+        return source_from_config(cfg.nodes, chain=chain, refresh_interval=cfg.refresh_interval)
+    except NodeError as exc:
+        raise PoolConfigError(f"pool.nodes: {exc} (give --cookie or --rpc-user/--rpc-password)") from exc
 
 
 def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None) -> PoolServer:
@@ -82,14 +92,24 @@ def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None
 
 async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: ShareSink | None = None) -> None:
     """Run the pool until SIGINT/SIGTERM; then stop accepting, close miners, stop the source."""
+    rules_from_config(cfg)  # refuse a bad config before touching any node
     source = source or make_source(cfg)
     if sink is None:
         from pithead.ledger.bus import MemoryBus
 
         sink = MemoryBus("pool")
     server = build_server(cfg, source, sink)
-    await source.start()
-    host, port = await server.start(cfg.bind, cfg.port)
+    try:
+        await source.start()
+    except Exception as exc:  # no node answered: say so and exit, rather than a traceback
+        with contextlib.suppress(Exception):
+            await source.stop()
+        raise PoolStartError(f"no template from the configured node(s): {exc}") from exc
+    try:
+        host, port = await server.start(cfg.bind, cfg.port)
+    except OSError as exc:
+        await source.stop()
+        raise PoolStartError(f"cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
     log.warning("pithead pool (%s mode, %s) listening on %s:%d", cfg.mode, cfg.network, host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
