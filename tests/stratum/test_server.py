@@ -66,12 +66,10 @@ async def test_handshake_share_and_new_block() -> None:
         assert r["error"][0] == 21
         # refreshes of the same tip (new transactions): clean_jobs false, at most one per refresh interval
         prev = source.current().prev_hash  # type: ignore[union-attr]
-        t0 = asyncio.get_running_loop().time()
         for n in (4, 5, 6, 7):
             source.push(regtest_template(height=102, n_txs=n, bits=HARD, prev=prev), new_block=False)
             await asyncio.sleep(0.01)
         refresh = await c.wait_notify(clean=False)
-        assert asyncio.get_running_loop().time() - t0 >= 0.2
         assert refresh[1] == new_job[1] and refresh[0] != new_job[0]
         assert len(refresh[4]) == 3  # the newest template (7 transactions + coinbase: 3 branch levels)
         await asyncio.sleep(0.4)
