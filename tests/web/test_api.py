@@ -174,7 +174,10 @@ def test_openapi_documents_endpoints(seeded: Seed) -> None:
                  "/api/payouts", "/api/stream"]:
         assert path in spec["paths"], path
     assert "low_hps" in spec["components"]["schemas"]["Hashrate"]["properties"]
-    assert c.get("/docs").status_code == 200
+    docs = c.get("/docs")
+    assert docs.status_code == 200 and "/static/vendor/swagger-ui/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()  # nothing loaded from outside
+    assert c.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
 
 
 def test_dashboard_pages_served(seeded: Seed) -> None:

@@ -65,7 +65,12 @@ async def test_dashboard_renders_with_data(live_seeded: Seed) -> None:
             rates = await b.evaluate("document.getElementById('rates').innerText")
             assert "too few shares to estimate" in rates
             await b.screenshot(ARTIFACTS / "dashboard-address.png")
-            assert b.console_errors == [], b.console_errors
             assert await b.evaluate("window.__pithead.errors") == []
+
+            # The API explorer at /docs works offline (vendored Swagger UI) and lists the endpoints.
+            await b.navigate(f"{server.url}/docs")
+            ops = await b.wait_for("document.querySelectorAll('.opblock').length")
+            assert ops >= 12
+            assert b.console_errors == [], b.console_errors
     finally:
         await server.stop()

@@ -15,7 +15,8 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +33,8 @@ STATIC_DIR = resources.files("pithead.web") / "static"
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
+        docs_url=None,  # served below from the vendored Swagger UI: the stock page loads it from a CDN
+        redoc_url=None,
         title="pithead",
         version=__version__,
         description=(
@@ -63,6 +66,16 @@ def create_app(services: Services) -> FastAPI:
         metrics.collector.last_network = await monitor.status()
         body = await run_in_threadpool(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="pithead API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},  # never call out to a validator service
+        )
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: 200 while the web app runs")
     async def healthz() -> dict[str, Any]:
