@@ -16,6 +16,7 @@ This module does not decide what to keep or whom to pay; the ledger does.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -143,6 +144,12 @@ _WORKER_COLS = (
     "worker, address, first_seen, last_share_time, last_difficulty, best_share, best_share_time, "
     "accepted, rejected, accepted_difficulty"
 )
+
+
+def _bucket_bound(t: float) -> int:
+    """A time bound on the integer `start` column as an integer (for `start >= t` and `start < t` alike,
+    ceil(t) selects the same buckets), so PostgreSQL compares BIGINT to BIGINT and uses the index."""
+    return math.ceil(t)
 
 
 def _filters(worker: str | None, address: str | None) -> tuple[str, list[Any]]:
@@ -398,6 +405,7 @@ class SqlStore:
     # --- statistics ----------------------------------------------------------------------------------
     def work_since(self, since: float, worker: str | None = None, address: str | None = None) -> WorkSums:
         where, args = _filters(worker, address)
+        since = _bucket_bound(since)
         row = self._one(
             "SELECT COALESCE(SUM(shares), 0), COALESCE(SUM(difficulty_sum), 0), COALESCE(MAX(best), 0)"
             f" FROM stat_buckets WHERE start >= ?{where}",
@@ -407,6 +415,7 @@ class SqlStore:
 
     def rejects_since(self, since: float, worker: str | None = None, address: str | None = None) -> dict[str, int]:
         where, args = _filters(worker, address)
+        since = _bucket_bound(since)
         rows = self._all(
             f"SELECT reason, SUM(count) FROM reject_buckets WHERE start >= ?{where} GROUP BY reason ORDER BY reason",
             (since, *args),
@@ -417,6 +426,7 @@ class SqlStore:
         self, since: float, width: int, worker: str | None = None, address: str | None = None
     ) -> list[tuple[float, WorkSums]]:
         where, args = _filters(worker, address)
+        since = _bucket_bound(since)
         rows = self._all(
             "SELECT (start / ?) * ?, SUM(shares), SUM(difficulty_sum), MAX(best) FROM stat_buckets"
             f" WHERE start >= ?{where} GROUP BY 1 ORDER BY 1",
@@ -427,6 +437,7 @@ class SqlStore:
     def coarsen_buckets(self, before: float, from_width: int, to_width: int) -> int:
         if to_width % from_width:
             raise StoreError(f"bucket width {to_width} is not a multiple of {from_width}")
+        before = _bucket_bound(before)
         with self.transaction():
             self._exec(
                 "INSERT INTO stat_buckets (worker, width, start, address, shares, difficulty_sum, best)"
@@ -451,6 +462,7 @@ class SqlStore:
         return int(n)
 
     def delete_buckets_before(self, before: float, width: int) -> int:
+        before = _bucket_bound(before)
         with self.transaction():
             n = self._exec("DELETE FROM stat_buckets WHERE width = ? AND start < ?", (width, before)).rowcount
             self._exec("DELETE FROM reject_buckets WHERE width = ? AND start < ?", (width, before))
