@@ -7,6 +7,8 @@ network target so shares are not blocks) and drives it from this process over lo
      with a fresh nonce, so every one is hashed, judged (accepted), counted in the statistics and emitted
      to the ledger queue. Figure: shares judged per CPU-second of the pool process (utime+stime from
      /proc), and per wall-second.
+  0. memory of `--sessions` (100,000) READY sessions without sockets, in this process: the Python side of
+     100,000 idle miners, which RLIMIT_NOFILE (20,000 here) does not let us open for real;
   2. for each N in `--conns` (1,000 and 10,000 by default): N miners subscribe and authorize and stay
      idle. Figures: connections held, pool RSS growth per connection, and — after the child pushes a new
      block — the time from the template update to the last miner's receipt of its clean notify (this
@@ -268,6 +270,35 @@ async def _hold_and_notify(child: _Child, port: int, n: int, sources: list[str])
     await asyncio.sleep(1.0)
 
 
+def _sessions_only(n: int) -> None:
+    """Python-side memory of n READY sessions without sockets (RLIMIT_NOFILE caps real connections)."""
+    import gc
+
+    from pithead.stratum.protocol.difficulty import VarDiffConfig
+    from pithead.stratum.protocol.extranonce import ExtranonceAllocator
+    from pithead.stratum.protocol.jobs import JobBook
+    from pithead.stratum.protocol.session import PoolRules, Session
+
+    book = JobBook(mode="pool", pool_script=address_to_script(POOL_ADDRESS, REGTEST))
+    book.new_template(bench_template(1000))
+    rules = PoolRules(mode="pool", network=REGTEST, user_rule="any", vardiff=VarDiffConfig(10.0, 1e-6, 1e9))
+    alloc = ExtranonceAllocator()
+    hello = (b'{"id":1,"method":"mining.subscribe","params":["bench"]}\n'
+             b'{"id":2,"method":"mining.authorize","params":["bench.idle","x"]}\n')
+    gc.collect()
+    before = _rss_bytes()
+    sessions = []
+    for _ in range(n):
+        s = Session(rules, book, alloc, 0.0)
+        s.receive(hello, 0.0)
+        s.data_to_send()
+        sessions.append(s)
+    gc.collect()
+    grown = _rss_bytes() - before
+    print(f"  {n} READY sessions without sockets: {grown / 2**20:.0f} MiB, {grown / n / 1024:.2f} KiB per session "
+          f"(Python side; the kernel's socket buffers are extra)")
+
+
 async def _drive(args: argparse.Namespace) -> None:
     nofile = raise_nofile()
     proc = await asyncio.create_subprocess_exec(
@@ -282,6 +313,8 @@ async def _drive(args: argparse.Namespace) -> None:
     print(f"pithead bench stratum: pool pid {proc.pid} on 127.0.0.1:{port}; RLIMIT_NOFILE {nofile}; "
           f"{len(sources)} source addresses; CPUs {os.cpu_count()}")
     try:
+        if args.sessions > 0:
+            _sessions_only(args.sessions)
         if args.shares > 0:
             await _throughput(child, port, args.share_conns, args.shares // args.share_conns, sources)
         for n in args.conns:
@@ -307,6 +340,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--conns", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10000],
                    help="comma-separated N for the idle/notify phase")
     p.add_argument("--sources", type=int, default=4, help="127.0.0.x source addresses to spread over")
+    p.add_argument("--sessions", type=int, default=100_000,
+                   help="also measure the memory of this many socket-less READY sessions (0: skip)")
     args = p.parse_args(argv)
     try:
         import uvloop
