@@ -231,3 +231,12 @@ def test_a_full_job_takes_no_more_shares(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not book.is_full(ij.job.job_id)
     book.remember(ij.job.job_id, (b"a", b"b", 1, 2, 0))
     assert book.is_full(ij.job.job_id)
+
+
+def test_block_with_bit_31_rolled_serializes() -> None:
+    """Old firmware masks (0x80000000) make nVersion negative as an int32: the block must still build."""
+    tpl = regtest_template(n_txs=1)
+    job = build_job(tpl, job_id="b", outputs=payout_outputs("pool", tpl, pool_script=b"\x51", worker_script=None))
+    raw = assemble_block(job, b"\0" * 4, b"\0" * 4, tpl.curtime, 7, 0xA0000000)
+    assert raw[:4] == (0xA0000000).to_bytes(4, "little")
+    assert Block.parse(raw).header.version == 0xA0000000 - (1 << 32)

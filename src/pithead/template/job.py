@@ -75,7 +75,10 @@ class Job:
         return fold_branch(self.coinbase.txid(extranonce1, extranonce2), self.branch)
 
     def header(self, extranonce1: bytes, extranonce2: bytes, ntime: int, nonce: int, version: int) -> BlockHeader:
-        return BlockHeader(version, self.prev_hash, self.merkle_root(extranonce1, extranonce2), ntime, self.bits, nonce)
+        # nVersion is a signed int32 in the header (BlockHeader packs "<i"); a rolled version with bit 31
+        # set (old firmware masks such as 0x80000000, btcpool #425) is the same 4 bytes read as negative.
+        signed = version - (1 << 32) if version >= 1 << 31 else version
+        return BlockHeader(signed, self.prev_hash, self.merkle_root(extranonce1, extranonce2), ntime, self.bits, nonce)
 
     @classmethod
     def from_parts(

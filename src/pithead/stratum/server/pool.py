@@ -116,7 +116,13 @@ class StratumConnection(asyncio.Protocol):
             return
         srv = self.server
         now = srv.clock()
-        events = s.receive(data, now)
+        try:
+            events = s.receive(data, now)
+        except Exception:  # a bug must cost this one connection, never the server or anyone else
+            log.exception("session error from %s; closing that connection", self.ip)
+            if self.transport is not None:
+                self.transport.abort()
+            return
         out = s.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)
