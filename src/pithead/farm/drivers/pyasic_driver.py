@@ -155,6 +155,12 @@ def reading_from_miner_data(device_id: str, now: float, data: Any) -> Reading:
             accepted=p.accepted,
             rejected=p.rejected,
         ))
+    if not pools and data.config is not None and data.config.pools is not None:
+        # Some pyasic backends (ESP-Miner/Bitaxe) report no pool metrics, only the configured pools: the
+        # first configured pool is the one in use.
+        cfg_pools = [p for g in data.config.pools.groups for p in g.pools]
+        pools = [PoolEntry(index=i, url=str(p.url), user=p.user, alive=None, active=i == 0)
+                 for i, p in enumerate(cfg_pools)]
     errors = tuple(
         str(getattr(e, "error_message", None) or getattr(e, "error_code", "") or e) for e in data.errors or []
     )

@@ -1,0 +1,55 @@
+"""The pyasic adapter reading simulated devices: pyasic identifies them by their own probes (web root on
+:80, `version` on :4028) and the adapter maps `MinerData` onto the canonical reading.
+
+pyasic hard-codes ports 80 and 4028, so the fleet is bound per device on its own loopback addresses; if
+another process holds those ports on the wildcard address, the test is skipped (it says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+pytest.importorskip("pithead.farm.sim.server")
+pytest.importorskip("pyasic")
+
+from pithead.farm.drivers.pyasic_driver import PyasicDriver
+from pithead.farm.model import DeviceAddress, DriverKind
+from pithead.farm.sim.clock import ManualClock
+from pithead.farm.sim.fleet import Fleet
+from pithead.farm.sim.server import FleetServer, SimServerError
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    clock = ManualClock()
+    f = Fleet.build(2, "s19xp:1,bitaxe-gamma:1", seed=3, network="127.78.0.0/29", clock=clock)
+    clock.advance(600.0)
+    server = FleetServer(f, bind="per-device")
+    try:
+        await server.start()
+    except SimServerError as exc:
+        pytest.skip(f"ports 80/4028 unavailable for per-device binding: {exc}")
+    try:
+        yield f
+    finally:
+        await server.close()
+
+
+async def test_pyasic_reads_simulated_antminer_and_bitaxe(fleet: Fleet) -> None:
+    drv = PyasicDriver()
+    for dev in fleet:
+        addr = DeviceAddress(dev.ip, 4028, DriverKind.PYASIC)
+        ident = await drv.identify(addr)
+        r = await drv.read(addr.device_id, addr, fleet.now())
+        snap = fleet.snapshot(dev.ip)
+        assert r.hashrate_ths == pytest.approx(snap.rate_5s_ghs / 1000.0, rel=0.01)
+        assert len(r.boards) == dev.spec.boards
+        assert [b.chips for b in r.boards] == [b.chips for b in snap.boards]
+        assert r.worker == next(p.user for p in snap.pools if p.active)
+        if dev.spec.family.value == "antminer":
+            assert "S19 XP" in ident.model.upper()
+            assert r.power_w is None  # stock S19 XP reports no power, through pyasic too
+        else:
+            assert r.power_w == pytest.approx(snap.power_w, abs=1.0)  # pyasic keeps whole watts
