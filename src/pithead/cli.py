@@ -25,6 +25,7 @@ _AREAS: list[tuple[str, str, str]] = [
     ("pool", "pithead.stratum.server.cli", "The Stratum V1 pool server."),
     ("miner", "pithead.miner.cli", "The reference miner (Stratum client, native hashing core)."),
     ("farm", "pithead.farm.cli", "The fleet manager and the simulated fleet."),
+    ("ledger", "pithead.ledger.cli", "The pool's ledger: shares, blocks, balances, payouts."),
     ("bench", "pithead.bench.cli", "Benchmarks that print figures."),
 ]
 
