@@ -105,6 +105,26 @@ class Job:
                    coinbase_value, 0, tuple(tx_data))
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateDerived:
+    """What every job of one template shares, computed once: the merkle branch, the witness commitment
+    (None when segwit is not active), the fees and the raw transactions."""
+
+    branch: tuple[bytes, ...]
+    witness_commitment: bytes | None
+    fees: int
+    tx_data: tuple[bytes, ...]
+
+
+def derive(template: BlockTemplate) -> TemplateDerived:
+    return TemplateDerived(
+        branch=tuple(template.merkle_branch()),
+        witness_commitment=template.witness_commitment() if template.needs_witness_commitment() else None,
+        fees=template.fees(),
+        tx_data=tuple(tx.data for tx in template.transactions),
+    )
+
+
 def payout_outputs(
     mode: PayoutMode, template: BlockTemplate, *, pool_script: bytes | None, worker_script: bytes | None
 ) -> list[TxOut]:
@@ -130,11 +150,16 @@ def build_job(
     extranonce1_size: int = 4,
     extranonce2_size: int = 4,
     ntime: int | None = None,
+    derived: TemplateDerived | None = None,
 ) -> Job:
-    """A Job for `template` paying `outputs`; ntime defaults to the template's curtime (never below mintime)."""
+    """A Job for `template` paying `outputs`; ntime defaults to the template's curtime (never below mintime).
+
+    `derived` (from `derive(template)`) saves recomputing the merkle branch and witness commitment when
+    many jobs are built from one template (solo mode: one coinbase per payout address)."""
     if not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
         raise JobError(f"job id must be 1..{MAX_JOB_ID_LENGTH} characters")
-    commitment = template.witness_commitment() if template.needs_witness_commitment() else None
+    d = derived if derived is not None else derive(template)
+    commitment = d.witness_commitment
     parts = build_coinbase(
         height=template.height,
         outputs=outputs,
@@ -149,15 +174,15 @@ def build_job(
         job_id=job_id,
         prev_hash=template.prev_hash,
         coinbase=parts,
-        branch=tuple(template.merkle_branch()),
+        branch=d.branch,
         version=template.version,
         bits=template.bits,
         ntime=max(t, template.mintime),
         mintime=template.mintime,
         height=template.height,
         coinbase_value=template.coinbase_value,
-        fees=template.fees(),
-        tx_data=tuple(tx.data for tx in template.transactions),
+        fees=d.fees,
+        tx_data=d.tx_data,
         payout_script=bytes(outputs[0].script_pubkey) if outputs else b"",
     )
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pithead.stratum.protocol.codec import encode_notification
 from pithead.stratum.protocol.share import ShareKey
 from pithead.template.block_template import BlockTemplate
-from pithead.template.job import Job, PayoutMode, build_job, payout_outputs
+from pithead.template.job import Job, PayoutMode, TemplateDerived, build_job, derive, payout_outputs
 
 MAX_GENERATIONS = 16
 """Templates whose jobs stay known. Older ids answer "job not found"; within these, jobs on an old tip
@@ -61,6 +61,7 @@ class _Generation:
     template: BlockTemplate
     clean: bool
     ntime: int | None
+    derived: TemplateDerived
     jobs: dict[bytes, IssuedJob] = field(default_factory=dict)  # by payout script
 
 
@@ -108,7 +109,7 @@ class JobBook:
             new_block = template.prev_hash != self.tip
         self.tip = template.prev_hash
         self._gen_number += 1
-        gen = _Generation(self._gen_number, template, new_block, ntime)
+        gen = _Generation(self._gen_number, template, new_block, ntime, derive(template))
         self._generations[gen.number] = gen
         while len(self._generations) > self.max_generations:
             _, old = self._generations.popitem(last=False)
@@ -142,6 +143,7 @@ class JobBook:
             extranonce1_size=self.extranonce1_size,
             extranonce2_size=self.extranonce2_size,
             ntime=gen.ntime,
+            derived=gen.derived,
         )
         ij = issue(job, self._seq, gen.number)
         gen.jobs[script] = ij
