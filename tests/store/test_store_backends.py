@@ -94,7 +94,8 @@ def test_transaction_is_all_or_nothing(store: LedgerStore) -> None:
 
 def test_delete_shares_respects_both_bounds(store: LedgerStore) -> None:
     store.add_shares([share(float(t)) for t in range(1000, 1010)], W)
-    ids = [r.id for r in iter_newest(store, 3)]
+    ids = [r[0] for r in iter_newest(store, 3)]
+    assert [r[1:] for r in iter_newest(store, 4)] == [(r.address, r.difficulty) for r in store.newest_shares(None, 100)]
     assert len(ids) == 10 and ids == sorted(ids, reverse=True)
     cut = ids[4]  # keep the newest five by id...
     assert store.delete_shares_before(cut, 1003.0) == 3  # ...but only delete those also older than 1003

@@ -286,7 +286,7 @@ class Ledger:
             else:
                 log.warning("no network difficulty known for PPLNS: using every retained share as the window")
                 window = float("inf")
-            work: Iterable[Work] = (Work(r.address, r.difficulty) for r in iter_newest(self.store, SHARE_PAGE))
+            work: Iterable[Work] = (Work(address, d) for _, address, d in iter_newest(self.store, SHARE_PAGE))
             if window == float("inf"):
                 weights: dict[str, float] = {}
                 for w in work:
@@ -303,10 +303,10 @@ class Ledger:
         if self.settings.scheme is Scheme.PPLNS and self.network_difficulty > 0:
             need = RAW_WINDOW_SAFETY * schemes.pplns_window(self.settings.pplns_n, self.network_difficulty)
             seen = 0.0
-            for row in iter_newest(self.store, SHARE_PAGE):
-                seen += row.difficulty
+            for share_id, _, difficulty in iter_newest(self.store, SHARE_PAGE):
+                seen += difficulty
                 if seen >= need:
-                    keep_from = row.id
+                    keep_from = share_id
                     break
             else:
                 keep_from = 0  # the whole history is inside the window: keep it all

@@ -45,6 +45,9 @@ class LedgerStore(Protocol):
     # --- shares ----------------------------------------------------------------------------------
     def add_shares(self, events: Sequence[ShareEvent], bucket_width: int) -> None: ...
     def newest_shares(self, before_id: int | None, limit: int) -> list[ShareRow]: ...
+    def newest_work(self, before_id: int | None, limit: int) -> list[tuple[int, str, float]]:
+        """(id, address, difficulty) newest first: the narrow walk PPLNS and the rollup make."""
+        ...
     def recent_shares(self, limit: int, worker: str | None = None, address: str | None = None) -> list[ShareRow]: ...
     def best_shares(self, limit: int) -> list[ShareRow]: ...
     def delete_shares_before(self, share_id: int, time_before: float) -> int: ...
@@ -80,12 +83,12 @@ class LedgerStore(Protocol):
     ) -> None: ...
 
 
-def iter_newest(store: LedgerStore, page: int) -> Iterator[ShareRow]:
-    """Walk the raw shares newest first, `page` rows per query."""
+def iter_newest(store: LedgerStore, page: int) -> Iterator[tuple[int, str, float]]:
+    """Walk the raw shares newest first as (id, address, difficulty), `page` rows per query."""
     before: int | None = None
     while True:
-        rows = store.newest_shares(before, page)
+        rows = store.newest_work(before, page)
         if not rows:
             return
         yield from rows
-        before = rows[-1].id
+        before = rows[-1][0]

@@ -376,6 +376,15 @@ class SqlStore:
             )
         return [self._share(r) for r in rows]
 
+    def newest_work(self, before_id: int | None, limit: int) -> list[tuple[int, str, float]]:
+        if before_id is None:
+            rows = self._all("SELECT id, address, difficulty FROM shares ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._all(
+                "SELECT id, address, difficulty FROM shares WHERE id < ? ORDER BY id DESC LIMIT ?", (before_id, limit)
+            )
+        return [(int(r[0]), str(r[1]), float(r[2])) for r in rows]
+
     def recent_shares(self, limit: int, worker: str | None = None, address: str | None = None) -> list[ShareRow]:
         where, args = _filters(worker, address)
         rows = self._all(
