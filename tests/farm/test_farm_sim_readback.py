@@ -19,6 +19,7 @@ from pithead.farm.alerts import AlertManager, MappingShareActivity
 from pithead.farm.curtailment import CurtailmentPolicy, decide
 from pithead.farm.drivers import default_drivers
 from pithead.farm.drivers.base import PoolSpec
+from pithead.farm.drivers.normalise import looks_degraded
 from pithead.farm.inventory import Scanner
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.poller import Poller
@@ -150,4 +151,27 @@ async def test_faults_actions_and_curtailment_against_the_simulator(sim: Sim) ->
     ip_of = {x.id: x.address.host for x in found}
     assert all(sim.fleet.device(ip_of[i]).sleeping for i in slept)
     assert all(s.state is DeviceState.CURTAILED for s in store.statuses() if s.device.id in slept)
+    store.close()
+
+
+async def test_degraded_device_reading_carries_the_firmware_diagnosis(sim: Sim) -> None:
+    found = await scan(sim)
+    target = next(d for d in found if d.address.driver is DriverKind.CGMINER)
+    dev = sim.fleet.device(target.address.host)
+    dev.advance(sim.fleet.ctx, sim.clock.now())
+    dev.failed_fans = 1  # fan 0 dies (the simulator's own fault state; its hazard process sets the same)
+    sim.clock.advance(30.0)
+    snap = sim.fleet.snapshot(target.address.host)
+    assert "F:1" in snap.errors
+    store = FarmStore(":memory:")
+    store.upsert_devices(found)
+    await Poller(default_drivers(antminer_web_port=sim.web_port), clock=sim.clock.now).sweep(found, store.write_results)
+    st = next(s for s in store.statuses() if s.device.id == target.id)
+    assert st.reading is not None and "fans: Fan lost" in st.reading.errors
+    # only degraded readings pay for the web lookup, so errors appear on nothing else
+    for s in store.statuses():
+        if s.reading is not None and s.reading.errors:
+            assert looks_degraded(s.reading)
+    events = AlertManager(store).run_once(sim.clock.now())
+    assert (target.id, "fan_failure") in {(e.device_id, e.kind) for e in events}
     store.close()

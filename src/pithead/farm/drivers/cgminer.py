@@ -1,5 +1,9 @@
 """The cgminer/bmminer API driver (TCP 4028), on top of the sans-IO codec `pithead.farm.protocol.cgminer`.
 
+Errors: a healthy poll is one API connection and carries no vendor error codes. When a reading looks
+degraded (`normalise.looks_degraded`: low hashrate, missing chips, a stalled fan, a hot chip), the driver
+also asks the stock web `summary.cgi` for the firmware's own diagnosis and adds it to `Reading.errors`.
+
 Transport: one request per TCP connection, as the firmware expects; the reply ends at a NUL byte or at
 EOF (real miners send both), and reading stops at `MAX_REPLY_BYTES` from the codec. A poll is ONE
 connection: the joined report command `summary+stats+pools`. Firmware that refuses the join form (pyasic
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,11 +35,12 @@ from pithead.farm.drivers.base import (
     DeviceProtocolError,
     DeviceRefused,
     DeviceUnreachable,
+    DriverError,
     PoolSpec,
     UnsupportedAction,
     check_pool_list,
 )
-from pithead.farm.model import Board, DeviceAddress, Fan, Identity, PoolEntry, Reading
+from pithead.farm.model import Board, DeviceAddress, Fan, FarmError, Identity, PoolEntry, Reading
 from pithead.farm.protocol import antminer_web as web
 from pithead.farm.protocol import cgminer as codec
 from pithead.farm.protocol.errors import CgminerCommandError, CgminerReplyError
@@ -51,6 +57,8 @@ SLEEP_COMMAND = "ascset"
 # The stock web interface (sleep/wake through bitmain-work-mode) and its per-request timeout.
 WEB_PORT = 80
 WEB_TIMEOUT_S = 5.0
+# The error lookup on a degraded reading must leave the poller's per-device deadline (5 s) to the API read.
+WEB_ERRORS_TIMEOUT_S = 2.0
 
 
 async def call(address: DeviceAddress, command: str | Sequence[str], parameter: str | None = None,
@@ -105,9 +113,10 @@ class CgminerDriver:
     kind = "cgminer"
 
     def __init__(self, web_port: int = WEB_PORT, web_user: str = web.DEFAULT_USER,
-                 web_password: str = web.DEFAULT_PASSWORD) -> None:
+                 web_password: str = web.DEFAULT_PASSWORD, web_errors: bool = True) -> None:
         self._no_join: set[tuple[str, int]] = set()
         self.web_port = web_port
+        self.web_errors = web_errors
         self._auth = httpx.DigestAuth(web_user, web_password)
 
     async def _poll_parts(self, address: DeviceAddress) -> dict[str, dict[str, Any]]:
@@ -146,7 +155,30 @@ class CgminerDriver:
             expected_fans=np.fans if np else len([f for f in stats.fans_rpm if f > 0]) or None,
         )
 
+    async def _web_errors(self, address: DeviceAddress) -> tuple[str, ...]:
+        """The failing status items of the stock web `summary.cgi` (rate / fans / temp / network)."""
+        url = f"http://{address.host}:{self.web_port}{web.CGI_PREFIX}summary.cgi"
+        async with httpx.AsyncClient(auth=self._auth, timeout=WEB_ERRORS_TIMEOUT_S) as client:
+            resp = await client.get(url)
+        if resp.status_code != 200:
+            return ()
+        return tuple(norm.status_error(i.type, i.msg, i.code) for i in web.parse_summary_errors(resp.json()))
+
     async def read(self, device_id: str, address: DeviceAddress, now: float) -> Reading:
+        reading = await self._read_api(device_id, address, now)
+        if self.web_errors and norm.looks_degraded(reading):
+            # Only a degraded reading pays for the extra digest-auth HTTP round trips: the firmware's own
+            # diagnosis (fan lost, temperature protection, ...) is worth it then, and only then.
+            try:
+                async with asyncio.timeout(WEB_ERRORS_TIMEOUT_S):
+                    errors = await self._web_errors(address)
+            except (TimeoutError, httpx.HTTPError, ValueError, DriverError, FarmError):
+                errors = ()  # enrichment only: the API reading stands without it
+            if errors:
+                reading = dataclasses.replace(reading, errors=reading.errors + errors)
+        return reading
+
+    async def _read_api(self, device_id: str, address: DeviceAddress, now: float) -> Reading:
         parts = await self._poll_parts(address)
         try:
             summary = codec.parse_summary(parts["summary"])

@@ -15,6 +15,7 @@ Quirks handled:
   it; here make/model are derived from it and looked up in the nameplate table below.
 - Stock S19/S19 XP report no power: power stays None (never a nameplate guess), so J/TH stays None.
 - A board with chips == 0 reads as a missing board; expected chips per board come from the nameplate.
+- Stock Antminer web `summary.cgi` status items become "type: msg" strings in Reading.errors.
 
 This module is NOT a parser of wire formats and does no I/O.
 """
@@ -24,6 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from pithead.farm.model import Reading
 
 # Temperatures outside this range are sensor faults or empty slots, not readings (°C).
 MIN_VALID_TEMP_C = 1.0
@@ -122,3 +125,25 @@ def power(v: Any) -> float | None:
     """Watts, or None when not reported; 0 W from a hashing device is "not reported" (some firmware)."""
     f = number(v)
     return f if f is not None and f > 0 else None
+
+
+# A reading is "degraded" (worth asking the firmware why) below this share of its expected hashrate,
+# with a fan below this rpm, or a chip above this temperature. Looser than the alert thresholds on
+# purpose: the lookup should already have happened when an alert fires.
+DEGRADED_HASHRATE_RATIO = 0.9
+DEGRADED_FAN_RPM = 500
+DEGRADED_CHIP_C = 85.0
+
+
+def looks_degraded(r: Reading) -> bool:
+    if r.expected_ths and r.hashrate_ths < DEGRADED_HASHRATE_RATIO * r.expected_ths:
+        return True
+    if any(b.missing for b in r.boards) or any(f.rpm < DEGRADED_FAN_RPM for f in r.fans):
+        return True
+    chip = r.max_chip_temp_c
+    return chip is not None and chip > DEGRADED_CHIP_C
+
+
+def status_error(kind: str, msg: str, code: int) -> str:
+    """Stock web `summary.cgi` status items -> one short string: "fans: Fan lost", "temp: 4"."""
+    return f"{kind}: {msg}" if msg else f"{kind}: {code}"
