@@ -240,3 +240,24 @@ def test_block_with_bit_31_rolled_serializes() -> None:
     raw = assemble_block(job, b"\0" * 4, b"\0" * 4, tpl.curtime, 7, 0xA0000000)
     assert raw[:4] == (0xA0000000).to_bytes(4, "little")
     assert Block.parse(raw).header.version == 0xA0000000 - (1 << 32)
+
+
+@pytest.mark.parametrize("hashrate", [5e5, 5e8, 1.2e12, 2e14])  # NerdMiner, USB stick, Bitaxe, S21
+def test_vardiff_with_random_share_times(hashrate: float) -> None:
+    """Poisson share arrivals (seeded): converges within ×2 of the 10 s/share difficulty and then changes
+    rarely (hysteresis), for devices from an ESP32 to an S21."""
+    import random
+
+    rng = random.Random(int(hashrate))
+    cfg = VarDiffConfig(10.0, 1e-6, 1e12)
+    vd = VarDiff(cfg, 1.0, 0.0)
+    t = 0.0
+    ideal = hashrate * 10 / 2**32
+    changes_after = 0
+    for i in range(2000):
+        t += rng.expovariate(hashrate / (vd.difficulty * 2**32))
+        changed = vd.on_share(t)
+        if i >= 1000 and changed is not None:
+            changes_after += 1
+    assert ideal / 2 <= vd.difficulty <= ideal * 2, (vd.difficulty, ideal)
+    assert changes_after <= 5
