@@ -85,6 +85,10 @@ def test_energy_report_groups_by_site_and_rack() -> None:
     assert racks["north/B"].efficiency_j_per_th is None and racks["south/C"].hashrate_ths == 0.0
     assert racks["north/A"].cost_per_day == pytest.approx(energy_cost(6500.0, 86_400, 50.0))
     assert racks["north/A"].profit_per_day == pytest.approx(300 * 0.05 - energy_cost(6500.0, 86_400, 50.0))
+    # revenue counts every hashing device; profit only those whose power (cost) is known
+    assert rep.fleet.revenue_per_day == pytest.approx(440 * 0.05)
+    assert rep.fleet.profit_per_day == pytest.approx(300 * 0.05 - energy_cost(6500.0, 86_400, 50.0))
+    assert rep.fleet.metered_devices == 2 and racks["north/B"].profit_per_day == pytest.approx(0.0)
     assert {s.key for s in rep.sites} == {"north", "south"}
 
 

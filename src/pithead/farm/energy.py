@@ -216,9 +216,16 @@ class EnergyLine:
     cost_per_day: float
     revenue_per_day: float | None
 
+    hashprice: float | None = None
+    metered_devices: int = 0
+
     @property
     def profit_per_day(self) -> float | None:
-        return None if self.revenue_per_day is None else self.revenue_per_day - self.cost_per_day
+        """Revenue minus power cost over the devices that report power only: a device without a meter
+        has unknown cost, so counting its revenue would overstate profit."""
+        if self.hashprice is None:
+            return None
+        return self.metered_hashrate_ths * self.hashprice - self.cost_per_day
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +241,7 @@ class EnergyReport:
 
 def _line(key: str, sts: Sequence[DeviceStatus], price: float, hashprice: float | None) -> EnergyLine:
     hashrate = power = metered = 0.0
-    hashing = 0
+    hashing = metered_n = 0
     for st in sts:
         r = st.reading
         if r is None or st.state.value != "ok":
@@ -244,12 +251,14 @@ def _line(key: str, sts: Sequence[DeviceStatus], price: float, hashprice: float 
         if r.power_w is not None:
             power += r.power_w
             metered += r.hashrate_ths
+            metered_n += 1
     return EnergyLine(
         key=key, devices=len(sts), hashing=hashing, hashrate_ths=hashrate, power_w=power,
         metered_hashrate_ths=metered,
         efficiency_j_per_th=power / metered if metered > 0 else None,
         cost_per_day=energy_cost(power, SECONDS_PER_DAY, price),
         revenue_per_day=None if hashprice is None else hashrate * hashprice,
+        hashprice=hashprice, metered_devices=metered_n,
     )
 
 

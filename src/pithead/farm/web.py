@@ -88,7 +88,8 @@ def _line_json(line: EnergyLine) -> dict[str, Any]:
     return {"key": line.key, "devices": line.devices, "hashing": line.hashing,
             "hashrate_ths": line.hashrate_ths, "power_w": line.power_w,
             "efficiency_j_per_th": line.efficiency_j_per_th, "cost_per_day": line.cost_per_day,
-            "revenue_per_day": line.revenue_per_day, "profit_per_day": line.profit_per_day}
+            "revenue_per_day": line.revenue_per_day, "profit_per_day": line.profit_per_day,
+            "metered_devices": line.metered_devices}
 
 
 def _result_json(res: ActionResult) -> dict[str, Any]:
@@ -236,10 +237,11 @@ async function refresh(){
     document.getElementById("energy").innerHTML =
       `price ${num(e.price_per_mwh)}/MWh · hashprice ${num(e.hashprice_per_th_day, 4)}/TH/day · fleet
        ${num(e.fleet.hashrate_ths)} TH/s, ${num(e.fleet.power_w/1000)} kW, ${num(e.fleet.efficiency_j_per_th)} J/TH,
-       cost ${num(e.fleet.cost_per_day)}/day, revenue ${num(e.fleet.revenue_per_day)}/day`;
-    document.getElementById("energy-racks").innerHTML = "<tr><th>rack</th><th>devices</th><th>TH/s</th><th>kW</th><th>J/TH</th><th>cost/day</th><th>profit/day</th></tr>" +
+       cost ${num(e.fleet.cost_per_day)}/day, revenue ${num(e.fleet.revenue_per_day)}/day,
+       profit ${num(e.fleet.profit_per_day)}/day over the ${e.fleet.metered_devices} devices that report power`;
+    document.getElementById("energy-racks").innerHTML = "<tr><th>rack</th><th>devices</th><th>TH/s</th><th>kW</th><th>J/TH</th><th>metered</th><th>cost/day</th><th>profit/day (metered)</th></tr>" +
       e.racks.map(r => `<tr><td>${esc(r.key)}</td><td>${r.devices}</td><td>${num(r.hashrate_ths)}</td>
-        <td>${num(r.power_w/1000)}</td><td>${num(r.efficiency_j_per_th)}</td><td>${num(r.cost_per_day)}</td>
+        <td>${num(r.power_w/1000)}</td><td>${num(r.efficiency_j_per_th)}</td><td>${r.metered_devices}/${r.devices}</td><td>${num(r.cost_per_day)}</td>
         <td>${num(r.profit_per_day)}</td></tr>`).join("");
   } catch (err) { document.getElementById("racks").textContent = "error: " + err; }
 }
