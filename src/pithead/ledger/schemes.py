@@ -136,15 +136,12 @@ def prop(reward_sat: int, round_work: Mapping[str, float], finder_address: str, 
     return Split(_with_fee(apportion(dist, weights), fee), fee, dist)
 
 
-# Every finite float is an integer multiple of 2**-1074 (the smallest subnormal), so difficulties summed
-# as integers in that unit are exact, and about ten times faster than summing Fractions.
-_UNIT_EXP = 1074
-
-
-def _units(difficulty: float) -> int:
-    _exact(difficulty)  # validates
-    num, den = difficulty.as_integer_ratio()  # den is a power of two
-    return num << (_UNIT_EXP - (den.bit_length() - 1))
+def _dyadic(difficulty: float) -> tuple[int, int]:
+    """A positive finite float as (n, k) with value n / 2**k, exactly (every float is such a fraction)."""
+    if not 0 < difficulty < float("inf"):  # NaN fails this too
+        raise SchemeError(f"share difficulty must be a positive finite number, got {difficulty}")
+    num, den = float(difficulty).as_integer_ratio()  # den is a power of two
+    return num, den.bit_length() - 1
 
 
 def pplns_weights(newest_first: Iterable[Work], window: float) -> dict[str, Fraction]:
@@ -152,18 +149,24 @@ def pplns_weights(newest_first: Iterable[Work], window: float) -> dict[str, Frac
 
     Shares are walked newest first; the share that straddles the window's edge counts only for the part
     that fits, so the counted work is exactly `window` when there is enough history (and all of it when
-    there is not).
+    there is not). Sums are kept as integers in units of 2**-exp, `exp` growing only when a share needs
+    a finer unit: exact like Fractions, and many times faster.
     """
-    left = _units(window)
+    left, exp = _dyadic(window)
     units: dict[str, int] = {}
     for work in newest_first:
         if left <= 0:
             break
-        d = min(_units(work.difficulty), left)
+        num, k = _dyadic(work.difficulty)
+        if k > exp:  # a finer unit: rescale everything counted so far
+            shift = k - exp
+            left <<= shift
+            units = {a: u << shift for a, u in units.items()}
+            exp = k
+        d = min(num << (exp - k), left)
         units[work.address] = units.get(work.address, 0) + d
         left -= d
-    scale = 1 << _UNIT_EXP
-    return {a: Fraction(u, scale) for a, u in units.items()}
+    return {a: Fraction(u, 1 << exp) for a, u in units.items()}
 
 
 def pplns(
