@@ -144,5 +144,11 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
         assert missing.status_code == 404
         hist = (await c.get(f"/farm/api/devices/{d.id}/history", params={"since": 0})).json()
         assert len(hist) == 1 and hist[0]["state"] == "ok"
+        per_device = (await c.get("/farm/api/energy", params={"devices": "true"})).json()["devices"]
+        assert {x["key"] for x in per_device} == {d.id, down.id}
+        store.rollup(until=hist[0]["time"] + 7200)
+        rolled = (await c.get("/farm/api/rollups", params={"bucket_s": 300, "device_id": d.id})).json()
+        assert len(rolled) == 1 and rolled[0]["samples"] == 1 and rolled[0]["avg_power_w"] == 3000.0
+        assert (await c.get("/farm/api/rollups", params={"bucket_s": 7})).status_code == 422
         audit = (await c.get("/farm/api/audit")).json()
         assert audit[0]["actor"] == "web-user" and audit[0]["outcome"] == "ok"

@@ -92,3 +92,13 @@ def test_shards_partition_the_fleet() -> None:
     assert sum(len(p) for p in parts) == 200
     assert {d.id for p in parts for d in p} == {d.id for d in devices}
     assert all(shard_of(d.id, 4) == i for i, p in enumerate(parts) for d in p)
+
+
+async def test_oversized_reply_is_an_error_not_a_memory_bomb(servers: Servers) -> None:
+    async def flood(method: str, path: str, body: bytes) -> tuple[int, object]:
+        return 200, b"x" * (5 * 1024 * 1024)  # bigger than any AxeOS body
+
+    port = await servers.http(flood)
+    d = Device(DeviceAddress("127.0.0.1", port, DriverKind.AXEOS), IDENT)
+    _, results = await Poller(default_drivers(), deadline_s=5.0).sweep([d])
+    assert results[0].state is DeviceState.ERROR and "bytes" in (results[0].error or "")

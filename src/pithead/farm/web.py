@@ -6,7 +6,9 @@
 - GET  /farm/api/devices/{id}/history      raw readings since `since` (UNIX seconds)
 - GET  /farm/api/racks                     the rack map: site -> rack -> positions with a status colour
 - GET  /farm/api/alerts                    open alerts (and recent resolved ones with `all=true`)
-- GET  /farm/api/energy                    power, J/TH, cost and revenue per site/rack (and fleet)
+- GET  /farm/api/energy                    power, J/TH, cost and revenue per site/rack/fleet (devices=true
+                                           adds one line per device)
+- GET  /farm/api/rollups                   history rollups (bucket_s 300 or 3600, since, device_id)
 - GET  /farm/api/audit                     the action audit log
 - POST /farm/api/devices/{id}/reboot       audited actions (JSON body: actor, and index / pools)
 - POST /farm/api/devices/{id}/switch-pool
@@ -31,10 +33,13 @@ from pithead.farm.actions import ActionResult, ActionService
 from pithead.farm.drivers.base import DriverError, PoolSpec
 from pithead.farm.energy import EnergyLine, PriceSchedule, energy_report
 from pithead.farm.model import ERROR_STATES, DeviceState
-from pithead.farm.store import DeviceStatus, FarmStore, StoreError
+from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, StoreError
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
+
+# Rollup rows per response: a day of 5-min buckets for ~30 devices, or a month of hourly ones for one.
+MAX_ROLLUP_ROWS = 10_000
 
 # Status colours of the rack map (also the legend on the page).
 COLOURS = {"ok": "#2e9d4f", "alert": "#e0a100", "error": "#c8312b", "curtailed": "#3a6fd8", "unknown": "#888888"}
@@ -140,14 +145,26 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
                  "message": a.message, "opened_at": a.opened_at, "resolved_at": a.resolved_at} for a in rows]
 
     @router.get("/api/energy")
-    def energy() -> dict[str, Any]:
+    def energy(devices: bool = False) -> dict[str, Any]:
         now = clock()
         price = prices.price_at(now) if prices is not None else 0.0
         hp = hashprice() if hashprice is not None else None
         rep = energy_report(store.statuses(), now, price, hp)
         return {"time": rep.time, "price_per_mwh": rep.price_per_mwh, "hashprice_per_th_day": rep.hashprice,
                 "fleet": _line_json(rep.fleet), "sites": [_line_json(x) for x in rep.sites],
-                "racks": [_line_json(x) for x in rep.racks]}
+                "racks": [_line_json(x) for x in rep.racks],
+                **({"devices": [_line_json(x) for x in rep.devices]} if devices else {})}
+
+    @router.get("/api/rollups")
+    def rollups(bucket_s: int = Query(300), since: float = Query(0.0),
+                device_id: str | None = None) -> list[dict[str, Any]]:
+        if bucket_s not in ROLLUP_BUCKETS_S:
+            raise HTTPException(422, f"bucket_s must be one of {list(ROLLUP_BUCKETS_S)}")
+        rows = store.rollups(bucket_s, since, device_id)[-MAX_ROLLUP_ROWS:]
+        return [{"device_id": r.device_id, "bucket": r.bucket, "samples": r.samples, "ok_samples": r.ok_samples,
+                 "avg_hashrate_ths": r.avg_hashrate_ths, "max_hashrate_ths": r.max_hashrate_ths,
+                 "avg_power_w": r.avg_power_w, "max_chip_temp": r.max_chip_temp, "energy_wh": r.energy_wh}
+                for r in rows]
 
     @router.get("/api/audit")
     def audit(device_id: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
