@@ -211,3 +211,25 @@ async def test_random_crashes_never_pay_twice_and_eventually_pay_all(steps: list
     for b in store.balances():
         assert 0 <= b.payable_sat < 100_000 and b.reserved_sat == 0
     store.close()
+
+
+async def test_two_runs_at_once_send_a_batch_only_once(store: LedgerStore) -> None:
+    import asyncio
+
+    class SlowWallet(StandInWallet):
+        async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
+            await asyncio.sleep(0.05)  # the first run is still inside sendmany when the second starts
+            return await super().sendmany(amounts, comment)
+
+    wallet = SlowWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    first, second = PayoutProcessor(store, wallet, 100_000), PayoutProcessor(store, wallet, 100_000)
+    a, b = await asyncio.gather(first.run_once(1.0), second.run_once(1.0))
+    assert sorted([a.skipped, b.skipped]) == [False, True]
+    assert wallet.calls == 1 and wallet.paid() == {"bcrt1qa": 500_000}
+    later = await second.run_once(2.0)  # the lease was released: the next run proceeds
+    assert not later.skipped
+    # a lease left by a crashed run expires
+    store.set_meta("payout_lease", "deadbeef@10.0")
+    assert (await first.run_once(5.0)).skipped
+    assert not (await first.run_once(11.0)).skipped

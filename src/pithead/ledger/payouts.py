@@ -47,6 +47,11 @@ FIND_SCAN_LIMIT = 10_000
 
 SAT_PER_BTC = 100_000_000
 
+# The payout lease: how long a run may hold it before another process may assume it died. Longer than
+# any run takes (a few RPCs per batch), short enough that a crashed run does not stall payouts for long.
+PAYOUT_LEASE_S = 300.0
+LEASE_KEY = "payout_lease"
+
 # Wallet balance held back from each batch for the transaction's own fee, so a batch is not planned that
 # the wallet must refuse: 0.001 BTC covers a 500-output transaction at ~6 sat/vB.
 PAYOUT_FEE_RESERVE_SAT = 100_000
@@ -90,6 +95,7 @@ class PayoutReport:
     recovered: tuple[tuple[int, str], ...] = ()  # (batch, txid) found in the wallet after a crash
     confirmed: tuple[int, ...] = ()
     failed: tuple[int, ...] = ()
+    skipped: bool = False  # another payout run held the lease
 
 
 def ledger_id(store: LedgerStore) -> str:
@@ -148,6 +154,7 @@ class PayoutProcessor:
         self.wallet = wallet
         self.threshold_sat = threshold_sat
         self.network = network
+        self._owner = secrets.token_hex(8)  # this processor's name on the payout lease
 
     def _payable(self, address: str) -> bool:
         if self.network is None:
@@ -158,7 +165,36 @@ class PayoutProcessor:
         return ok
 
     async def run_once(self, now: float) -> PayoutReport:
-        """Reconcile what is in flight, then pay what is due. Safe to call again after any crash."""
+        """Reconcile what is in flight, then pay what is due. Safe to call again after any crash.
+
+        Two runs at once (two processes on one database, or overlapping calls) could both send the same
+        INTENT batch, so a run first takes a lease in the store; a run that finds the lease held by another
+        live run does nothing and reports `skipped`.
+        """
+        if not await asyncio.to_thread(self._take_lease, now):
+            return PayoutReport(skipped=True)
+        try:
+            return await self._run(now)
+        finally:
+            await asyncio.to_thread(self._release_lease)
+
+    def _take_lease(self, now: float) -> bool:
+        with self.store.transaction():
+            held = self.store.get_meta(LEASE_KEY)
+            if held:
+                owner, _, until = held.partition("@")
+                if owner != self._owner and float(until) > now:
+                    return False
+            self.store.set_meta(LEASE_KEY, f"{self._owner}@{now + PAYOUT_LEASE_S}")
+        return True
+
+    def _release_lease(self) -> None:
+        with self.store.transaction():
+            held = self.store.get_meta(LEASE_KEY)
+            if held and held.partition("@")[0] == self._owner:
+                self.store.set_meta(LEASE_KEY, "")
+
+    async def _run(self, now: float) -> PayoutReport:
         lid = await asyncio.to_thread(ledger_id, self.store)
         sent: list[tuple[int, str]] = []
         recovered: list[tuple[int, str]] = []
