@@ -74,3 +74,13 @@ async def test_dashboard_renders_with_data(live_seeded: Seed) -> None:
             assert b.console_errors == [], b.console_errors
     finally:
         await server.stop()
+
+
+def test_missing_browser_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no chromium on PATH
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        require_chromium()
