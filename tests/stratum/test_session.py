@@ -366,3 +366,19 @@ def test_errors_carry_codes() -> None:
     assert codes == {20, 21, 22, 23, 24, 25}
     assert e.LowDifficulty().wire() == [23, "Low difficulty share", None]
     assert issubclass(e.JobNotFound, StratumError)
+
+
+def test_two_quick_raises_still_accept_a_share_found_before_both() -> None:
+    """vardiff's fast phase can raise twice before a share found at the first difficulty arrives (found
+    by pithead's own miner in the interop test): it is judged, and credited, at that difficulty."""
+    s, book, notify = _ready()
+    s.receive(req(4, "mining.suggest_difficulty", [1e-5]), NOW)
+    s.data_to_send()
+    (m,) = _mine(s, book, notify["params"][0], 1e-5, 1)
+    for i, d in enumerate((1e-2, 1e3)):
+        s.receive(req(5 + i, "mining.suggest_difficulty", [d]), NOW)
+    s.data_to_send()
+    events = s.receive(m, NOW)
+    assert lines(s.data_to_send())[0]["result"] is True
+    (j,) = [e for e in events if isinstance(e, ShareJudged)]
+    assert j.accepted and j.difficulty == 1e-5

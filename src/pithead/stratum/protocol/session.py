@@ -66,6 +66,9 @@ SCORE_PER_INVALID_SHARE = 1.0
 """A share rejected as invalid (low difficulty, bad ntime/version/extranonce2) costs this much."""
 SCORE_DECAY_PER_SECOND = 1.0
 """Score forgiven per second: an honest miner's occasional reject never adds up; a flood does."""
+MAX_TRACKED_JOBS = 32
+"""Jobs per connection whose share difficulty is remembered (older ones are judged at the current
+difficulty; 32 jobs span several refresh intervals and new blocks)."""
 HONEST_REASONS = frozenset({"stale", "job-not-found", "duplicate"})
 """Reject reasons that do not count towards a ban: they happen to honest miners around new blocks and
 reconnects (in-flight work on an old job; a resubmit after a dropped reply)."""
@@ -271,12 +274,10 @@ class Session:
         self.workers: dict[str, Worker] = {}
         self.vardiff = VarDiff(rules.vardiff, rules.start_difficulty, now)
         self._suggested: float | None = None
-        # share target bookkeeping: jobs sent up to `_diff_mark_seq` were issued under `_prev_diff`
-        self._prev_diff = self.vardiff.difficulty
-        self._sent_diff = self.vardiff.difficulty  # the difficulty in force when the last job was sent
-        self._diff_mark_seq = 0
+        # share target bookkeeping: for each job sent (by seq), the lowest difficulty in force since it
+        # was sent — what a share on it must meet (see `_diff_for`)
+        self._job_diff: dict[int, float] = {}
         self._target_cache: dict[float, int] = {}
-        self._last_job_seq = 0
         self._last_job: IssuedJob | None = None
         self._buffer = LineBuffer()
         self._out: list[bytes] = []
@@ -501,12 +502,25 @@ class Session:
 
     # --- difficulty ------------------------------------------------------------------------------------
     def _diff_for(self, ij: IssuedJob | None) -> float:
-        """The difficulty a share on this job must meet: the one in force when the job was sent, or the
-        current one if that is lower (miners differ on when a set_difficulty takes effect)."""
+        """The difficulty a share on this job must meet: the lowest one in force since the job was sent.
+
+        Miners differ on when a set_difficulty takes effect (cgminer: from the next notify; others: at
+        once), and shares found before a change arrive after it; with several quick changes (vardiff's
+        fast phase) a share may have been found two changes ago. Judging each job at the lowest
+        difficulty it has seen means no reject storm either way (field notes: ESP-Miner #212, PP #39,
+        MC #964); the share is credited at that difficulty, so leniency gains a miner nothing."""
         cur = self.vardiff.difficulty
-        if ij is not None and ij.seq <= self._diff_mark_seq:
-            return min(self._prev_diff, cur)
-        return cur
+        if ij is None:
+            return cur
+        d = self._job_diff.get(ij.seq)
+        return cur if d is None or d > cur else d
+
+    def _note_job(self, ij: IssuedJob) -> None:
+        """Remember a job sent to this miner at the current difficulty (bounded to recent jobs)."""
+        if ij.seq not in self._job_diff:
+            if len(self._job_diff) >= MAX_TRACKED_JOBS:
+                del self._job_diff[min(self._job_diff)]
+            self._job_diff[ij.seq] = self.vardiff.difficulty
 
     def _target(self, diff: float) -> int:
         t = self._target_cache.get(diff)
@@ -517,24 +531,24 @@ class Session:
         return t
 
     def _apply_difficulty(self, new: float | None, events: list[Event]) -> None:
-        """After vardiff/suggest/d= changed the difficulty: remember what older jobs were issued under,
-        and (when the miner already has work) send set_difficulty and the current job again, since most
-        miners apply a new difficulty from the next notify."""
+        """After vardiff/suggest/d= changed the difficulty: lower the remembered difficulty of the jobs
+        already sent if the new one is lower, and (when the miner already has work) send set_difficulty
+        and the current job again, since most miners apply a new difficulty from the next notify."""
         if new is None:
             return
-        self._prev_diff = self._sent_diff  # what the already-sent jobs were issued under
-        self._diff_mark_seq = self._last_job_seq
+        for seq, d in self._job_diff.items():  # a lower difficulty applies to every job sent so far
+            if new < d:
+                self._job_diff[seq] = new
         events.append(DifficultyChanged(new))
         if self.state is State.READY:
             # queued after the reply of the request being handled (see `handle`)
             self._after.append(encode_notification("mining.set_difficulty", [wire_difficulty(new)]))
-            self._sent_diff = new
             if self._last_job is not None:
                 current = self.jobs.job_for(self._payout_script())
                 if current is not None:
                     self._after.append(current.line_update)
                     self._last_job = current
-                    self._last_job_seq = max(self._last_job_seq, current.seq)
+                    self._note_job(current)
 
     # --- server-initiated --------------------------------------------------------------------------------
     def _payout_script(self) -> bytes | None:
@@ -543,8 +557,6 @@ class Session:
 
     def _on_ready(self) -> None:
         self._out.append(encode_notification("mining.set_difficulty", [wire_difficulty(self.difficulty)]))
-        self._sent_diff = self.difficulty
-        self._prev_diff = self.difficulty
         ij = self.jobs.job_for(self._payout_script())
         if ij is not None:
             self._send_job(ij, clean=True)
@@ -552,8 +564,7 @@ class Session:
     def _send_job(self, ij: IssuedJob, clean: bool) -> None:
         self._out.append(ij.line_clean if clean else ij.line_update)
         self._last_job = ij
-        self._last_job_seq = max(self._last_job_seq, ij.seq)
-        self._sent_diff = self.difficulty
+        self._note_job(ij)
 
     def current_job(self) -> IssuedJob | None:
         """The job this session should be working on now (solo: for its payout script)."""
@@ -567,9 +578,7 @@ class Session:
         if self.state is not State.READY:
             return b""
         self._last_job = ij
-        if ij.seq > self._last_job_seq:
-            self._last_job_seq = ij.seq
-        self._sent_diff = self.vardiff.difficulty
+        self._note_job(ij)
         return ij.line_clean if clean else ij.line_update
 
     def tick(self, now: float) -> list[Event]:
