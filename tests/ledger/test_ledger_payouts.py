@@ -230,6 +230,6 @@ async def test_two_runs_at_once_send_a_batch_only_once(store: LedgerStore) -> No
     later = await second.run_once(2.0)  # the lease was released: the next run proceeds
     assert not later.skipped
     # a lease left by a crashed run expires
-    store.set_meta("payout_lease", "deadbeef@10.0")
+    assert store.try_lease("payout_lease", "crashed-run", 5.0, 10.0)
     assert (await first.run_once(5.0)).skipped
     assert not (await first.run_once(11.0)).skipped

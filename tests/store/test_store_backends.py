@@ -242,3 +242,15 @@ def test_reads_do_not_wait_for_a_writer(store: LedgerStore, tmp_path) -> None:  
         assert [b.mature_sat for b in reader.balances()] == [15]
     finally:
         reader.close()
+
+
+def test_leases_have_one_holder(store: LedgerStore) -> None:
+    assert store.try_lease("payouts", "a", now=0.0, until=100.0)
+    assert not store.try_lease("payouts", "b", now=50.0, until=150.0)  # held by a
+    assert store.try_lease("payouts", "a", now=60.0, until=160.0)  # a renews
+    assert store.try_lease("other", "b", now=60.0, until=160.0)  # leases are independent
+    store.release_lease("payouts", "b")  # not b's to release
+    assert not store.try_lease("payouts", "b", now=70.0, until=170.0)
+    store.release_lease("payouts", "a")
+    assert store.try_lease("payouts", "b", now=70.0, until=170.0)
+    assert store.try_lease("payouts", "a", now=170.0, until=270.0)  # b's expired

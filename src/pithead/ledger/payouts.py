@@ -179,20 +179,10 @@ class PayoutProcessor:
             await asyncio.to_thread(self._release_lease)
 
     def _take_lease(self, now: float) -> bool:
-        with self.store.transaction():
-            held = self.store.get_meta(LEASE_KEY)
-            if held:
-                owner, _, until = held.partition("@")
-                if owner != self._owner and float(until) > now:
-                    return False
-            self.store.set_meta(LEASE_KEY, f"{self._owner}@{now + PAYOUT_LEASE_S}")
-        return True
+        return self.store.try_lease(LEASE_KEY, self._owner, now, now + PAYOUT_LEASE_S)
 
     def _release_lease(self) -> None:
-        with self.store.transaction():
-            held = self.store.get_meta(LEASE_KEY)
-            if held and held.partition("@")[0] == self._owner:
-                self.store.set_meta(LEASE_KEY, "")
+        self.store.release_lease(LEASE_KEY, self._owner)
 
     async def _run(self, now: float) -> PayoutReport:
         lid = await asyncio.to_thread(ledger_id, self.store)

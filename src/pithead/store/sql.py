@@ -128,6 +128,10 @@ SCHEMA = [
         txid TEXT,
         error TEXT)""",
     "CREATE INDEX IF NOT EXISTS payout_batches_status ON payout_batches (status)",
+    """CREATE TABLE IF NOT EXISTS leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until DOUBLE PRECISION NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS payout_items (
         batch_id BIGINT NOT NULL,
         address TEXT NOT NULL,
@@ -282,6 +286,21 @@ class SqlStore:
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    # --- leases --------------------------------------------------------------------------------------
+    def try_lease(self, name: str, owner: str, now: float, until: float) -> bool:
+        """Take (or renew) the lease `name` for `owner` until `until`, unless another owner holds it past
+        `now`. One statement, so two connections racing for it cannot both win."""
+        row = self._one(
+            "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+            " owner = excluded.owner, until = excluded.until"
+            " WHERE leases.owner = excluded.owner OR leases.until <= ? RETURNING owner",
+            (name, owner, until, now),
+        )
+        return row is not None
+
+    def release_lease(self, name: str, owner: str) -> None:
+        self._exec("UPDATE leases SET until = 0 WHERE name = ? AND owner = ?", (name, owner))
 
     # --- shares --------------------------------------------------------------------------------------
     def add_shares(self, events: Sequence[ShareEvent], bucket_width: int) -> None:
