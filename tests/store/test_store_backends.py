@@ -254,3 +254,30 @@ def test_leases_have_one_holder(store: LedgerStore) -> None:
     store.release_lease("payouts", "a")
     assert store.try_lease("payouts", "b", now=70.0, until=170.0)
     assert store.try_lease("payouts", "a", now=170.0, until=270.0)  # b's expired
+
+
+def test_racing_connections_never_both_win_a_lease(store: LedgerStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from pithead.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        other: LedgerStore = open_store(f"{store.conninfo}?schema={store.schema}")
+    else:
+        other = open_store(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    rounds = 25
+    wins: list[list[bool]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def race(s: LedgerStore, me: int) -> None:
+        for r in range(rounds):
+            barrier.wait()
+            wins[me].append(s.try_lease(f"lease-{r}", f"owner-{me}", 0.0, 100.0))
+
+    threads = [threading.Thread(target=race, args=(s, i)) for i, s in enumerate((store, other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert all(a != b for a, b in zip(wins[0], wins[1], strict=True))  # exactly one winner per lease
