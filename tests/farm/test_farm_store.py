@@ -133,3 +133,18 @@ def test_store_persists_on_disk(tmp_path) -> None:  # type: ignore[no-untyped-de
         st = s.statuses()[0]
         assert st.state is DeviceState.CURTAILED and st.reading is not None
         assert s.curtailment() == {d.id: (True, 2.0)}
+
+
+def test_status_cache_sees_other_connections(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "farm.sqlite3"
+    d = device(1)
+    with FarmStore(path) as a, FarmStore(path) as b:
+        a.upsert_devices([d])
+        assert b.statuses()[0].state is DeviceState.UNKNOWN  # b has now cached the statuses
+        a.write_results([ok(d, 10.0, ths=123.0)])
+        st = b.statuses()[0]  # another connection committed: b reloads
+        assert st.state is DeviceState.OK and st.reading is not None and st.reading.hashrate_ths == 123.0
+        b.write_results([fail(d, 70.0)])  # b's own write updates its cache the same way as the rows
+        st_b, st_a = b.statuses()[0], a.statuses()[0]
+        assert st_b == st_a
+        assert st_b.state is DeviceState.TIMEOUT and st_b.failures == 1 and st_b.state_since == 70.0
