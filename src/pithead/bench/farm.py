@@ -8,7 +8,8 @@ Figures printed:
 - burst sweep: every device polled once as fast as the concurrency bound allows -> devices polled per
   second (capacity) and poller CPU seconds per 1,000 devices;
 - paced sweep(s): the production schedule (starts spread over 80 % of the interval) -> sweep wall time,
-  CPU per 1,000 devices, and the share of one core the collector needs at that interval.
+  CPU per 1,000 devices, and the share of one core the collector needs at that interval; then the CPU of
+  one alert evaluation over the whole fleet (as the service runs after every sweep).
 CPU is this process's `time.process_time()` (poller + drivers + SQLite writes), measured around sweeps.
 
 Options: --devices N --interval S --sweeps K --concurrency C --deadline S --mix MIX --no-paced --db PATH
@@ -26,6 +27,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from pithead.farm.alerts import AlertManager
 from pithead.farm.drivers import default_drivers
 from pithead.farm.model import Device, DeviceAddress, DriverKind, Identity, Labels
 from pithead.farm.poller import SPREAD_FRACTION, Poller
@@ -75,6 +77,10 @@ async def _run(args: argparse.Namespace, devices: list[Device], db: str) -> dict
     store = FarmStore(db)
     store.upsert_devices(devices)
     poller = Poller(default_drivers(), max_concurrency=args.concurrency, deadline_s=args.deadline)
+    alerts = AlertManager(store)
+    c0 = time.process_time()
+    store.statuses()  # warm the latest-status cache, as a long-running service has it warm
+    print(f"status cache load for {len(devices)} devices: {time.process_time() - c0:.2f} CPU-s", flush=True)
     n = len(devices)
     out: dict[str, Any] = {}
     c0, t0 = time.process_time(), time.perf_counter()
@@ -97,6 +103,10 @@ async def _run(args: argparse.Namespace, devices: list[Device], db: str) -> dict
                   f"ok {rep.ok}, timeout {rep.timeouts}, error {rep.errors + rep.unreachable}; "
                   f"peak in flight {rep.max_in_flight}", flush=True)
             out[f"paced{k}"] = (rep, wall, cpu)
+            c0 = time.process_time()
+            events = alerts.run_once(time.time())
+            print(f"  alert evaluation after the sweep: {time.process_time() - c0:.2f} CPU-s "
+                  f"({len(events)} alert changes)", flush=True)
     c0 = time.process_time()
     store.rollup(time.time() + 3600)
     print(f"rollup of {n * (1 + (args.sweeps if args.paced else 0)):,} readings: "
