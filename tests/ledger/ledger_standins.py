@@ -93,6 +93,8 @@ class StandInWallet:
         return txid
 
     async def gettransaction(self, txid: str) -> WalletTx:
+        if txid not in self.txs:
+            raise WalletRejected("Invalid or non-wallet transaction id")  # Core's -5
         tx = self.txs[txid]
         return WalletTx(txid, int(tx["confirmations"]), tx["replaced_by"])  # type: ignore[arg-type, call-overload]
 

@@ -233,3 +233,18 @@ async def test_two_runs_at_once_send_a_batch_only_once(store: LedgerStore) -> No
     assert store.try_lease("payout_lease", "crashed-run", 5.0, 10.0)
     assert (await first.run_once(5.0)).skipped
     assert not (await first.run_once(11.0)).skipped
+
+
+async def test_a_txid_the_wallet_forgot_is_left_for_an_operator(store: LedgerStore) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    credit(store, "bcrt1qb", 400_000)
+    first = await PayoutProcessor(store, wallet, 100_000).run_once(1.0)
+    ((batch_id, txid),) = first.sent
+    del wallet.txs[txid]  # the node restarted and its wallet lost the unconfirmed transaction
+    credit(store, "bcrt1qc", 300_000)
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(2.0)
+    assert len(report.sent) == 1  # other payouts go on
+    stuck = next(b for b in store.batches() if b.id == batch_id)
+    assert stuck.status is BatchStatus.SENT and stuck.error is not None and "does not know" in stuck.error
+    assert {b.address: b.paid_sat for b in store.balances()}["bcrt1qa"] == 500_000  # never re-paid

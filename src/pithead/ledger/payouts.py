@@ -208,7 +208,17 @@ class PayoutProcessor:
             if batch.txid is None:  # cannot happen through this module; never guess, leave it to a human
                 log.error("payout batch %d is marked sent without a txid", batch.id)
                 continue
-            tx = await self.wallet.gettransaction(batch.txid)
+            try:
+                tx = await self.wallet.gettransaction(batch.txid)
+            except WalletRejected as exc:
+                # The wallet does not know the transaction (a node that lost its mempool on restart, or
+                # a different wallet). Re-paying could pay twice, so the batch stays SENT, with the reason,
+                # for an operator to settle; the other batches go on.
+                log.error("payout batch %d: wallet does not know %s: %s", batch.id, batch.txid, exc)
+                await asyncio.to_thread(
+                    self.store.update_batch, batch.id, BatchStatus.SENT, now, None, f"wallet does not know the txid: {exc}"
+                )
+                continue
             if tx.replaced_by_txid:
                 await asyncio.to_thread(self.store.update_batch, batch.id, BatchStatus.SENT, now, tx.replaced_by_txid)
             elif tx.confirmations >= PAYOUT_CONFIRMATIONS:
