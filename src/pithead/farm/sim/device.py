@@ -98,6 +98,11 @@ class FleetContext:
         swing = -DAILY_SWING_C * math.cos(2 * math.pi * (day_phase - 5 / 24))
         return self.base_ambient(t) + swing + device_offset_c
 
+    def next_change_ms(self, t_ms: int) -> int:
+        """The next operator ambient change after `t_ms` (or "never")."""
+        i = bisect.bisect_right(self._change_ms, t_ms)
+        return self._change_ms[i] if i < len(self._change_ms) else 1 << 62
+
     def next_boundary_ms(self, t_ms: int) -> int:
         """The next ms after `t_ms` at which the ambient temperature can change (bucket edge or change)."""
         step = AMBIENT_BUCKET_S * 1000
@@ -311,7 +316,7 @@ class SimDevice:
         t_ms = _ms(t)
         while True:
             last = self._last_ms
-            b = ctx.next_boundary_ms(last)
+            b = ctx.next_change_ms(last)
             down = _ms(self.down_until)
             if down > last:
                 b = min(b, down)
@@ -320,16 +325,39 @@ class SimDevice:
                 b = min(b, wake)
             ev = _ms(self._next_event)
             if ev <= t_ms and ev <= b:
+                b_amb = self._ambient_boundary(ctx, last)
+                if b_amb < ev:
+                    self._integrate(ctx, b_amb)
+                    continue
                 self._integrate(ctx, ev)
                 n = self._event_no
                 self._apply_event(ctx, ev / 1000.0, n)
                 self._event_no = n + 1
                 self._next_event = _round_ms(ev / 1000.0 + self._interarrival(ctx, n + 1))
                 continue
+            b = min(b, self._ambient_boundary(ctx, last))
             if b > t_ms:
                 self._integrate(ctx, t_ms)
                 return
             self._integrate(ctx, b)
+
+    def _ambient_boundary(self, ctx: FleetContext, last_ms: int) -> int:
+        """The next ambient bucket edge, or "never" while no reachable ambient can change the rate.
+
+        Until the next operator change the base is constant, so the intake temperature stays within
+        base + daily swing + this unit's offset; when even that cannot reach a derating, shutdown or
+        protection threshold, the rate does not depend on ambient and buckets need not split segments
+        (which keeps a year-long advance to a handful of steps).
+        """
+        spec = self.spec
+        extra = FAN_LOST_EXTRA_C if (self.failed_fans and spec.family is Family.BITAXE) else 0.0
+        threshold = min(
+            spec.derate_ambient_c, spec.shutdown_ambient_c, spec.chip_protect_c - spec.chip_rise_c - extra
+        )
+        worst = ctx.base_ambient(last_ms / 1000.0) + DAILY_SWING_C + self.ambient_offset()
+        if worst <= threshold:
+            return 1 << 62
+        return ctx.next_boundary_ms(last_ms)
 
     def _integrate(self, ctx: FleetContext, to_ms: int) -> None:
         if to_ms <= self._last_ms:
