@@ -175,3 +175,31 @@ async def test_graceful_shutdown_closes_clients() -> None:
     await server.stop()
     await asyncio.wait_for(c._task, 5)
     await c.close()
+
+
+async def test_long_pipeline_answered_in_order_while_others_are_served() -> None:
+    server, _, _, port = await start_pool()
+    flooder = await RawClient.connect("127.0.0.1", port)
+    other = await RawClient.connect("127.0.0.1", port)
+    try:
+        await flooder.handshake(USER)
+        await other.handshake(SOLO_ADDRESS + ".other")
+        futs = []
+        arrival: list[int] = []
+        loop = asyncio.get_running_loop()
+        for i in range(1000, 3000):
+            fut = loop.create_future()
+            fut.add_done_callback(lambda f: arrival.append(f.result()["id"]))
+            flooder.pending[i] = fut
+            futs.append(fut)
+        await flooder.send_raw(b"".join(b'{"id":%d,"method":"mining.ping","params":[]}\n' % i for i in range(1000, 3000)))
+        r = await other.call("mining.ping", [])
+        assert r["result"] == "pong"
+        answers = await asyncio.wait_for(asyncio.gather(*futs), 20)
+        assert all(a["result"] == "pong" for a in answers)
+        await asyncio.sleep(0)
+        assert arrival == list(range(1000, 3000))  # replies came back in request order
+    finally:
+        await flooder.close()
+        await other.close()
+        await server.stop()

@@ -382,3 +382,17 @@ def test_two_quick_raises_still_accept_a_share_found_before_both() -> None:
     assert lines(s.data_to_send())[0]["result"] is True
     (j,) = [e for e in events if isinstance(e, ShareJudged)]
     assert j.accepted and j.difficulty == 1e-5
+
+
+def test_pipelined_backlog_is_handled_in_bounded_turns_in_order() -> None:
+    s, _ = make()
+    data = req(1, "mining.subscribe", []) + b"".join(req(i, "mining.ping", []) for i in range(2, 12))
+    s.receive(data, NOW, max_lines=4)
+    assert [o["id"] for o in lines(s.data_to_send())] == [1, 2, 3, 4]
+    assert s.pending_requests == 7
+    s.receive(req(12, "mining.ping", []), NOW, max_lines=4)  # more arrives: queued behind the backlog
+    assert [o["id"] for o in lines(s.data_to_send())] == [5, 6, 7, 8]
+    s.continue_pending(NOW, max_lines=4)
+    s.continue_pending(NOW, max_lines=4)
+    assert [o["id"] for o in lines(s.data_to_send())] == [9, 10, 11, 12]
+    assert s.pending_requests == 0

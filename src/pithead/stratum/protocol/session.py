@@ -280,6 +280,8 @@ class Session:
         self._target_cache: dict[float, int] = {}
         self._last_job: IssuedJob | None = None
         self._buffer = LineBuffer()
+        self._backlog: list[bytes] = []  # complete request lines not handled yet (see `receive`)
+        self._backlog_pos = 0
         self._out: list[bytes] = []
         self._after: list[bytes] = []  # server messages that must follow the current reply
         self._score = 0.0
@@ -303,8 +305,12 @@ class Session:
     def primary_worker(self) -> Worker | None:
         return next(iter(self.workers.values()), None)
 
-    def receive(self, data: bytes, now: float) -> list[Event]:
-        """Feed received bytes; returns the events; replies are queued for `data_to_send`."""
+    def receive(self, data: bytes, now: float, max_lines: int | None = None) -> list[Event]:
+        """Feed received bytes; returns the events; replies are queued for `data_to_send`.
+
+        With `max_lines`, at most that many requests are handled now; the rest wait in order
+        (`pending_requests`) for `continue_pending` — so one pipelining miner cannot hold the event loop
+        while others wait (the shell stops reading that peer until its backlog is handled)."""
         if self.state is State.CLOSED:
             return []
         self.last_activity = now
@@ -314,11 +320,38 @@ class Session:
         except ProtocolViolation as exc:
             self._penalize(SCORE_PER_VIOLATION, now, events)
             return [*events, self._close(f"framing: {exc}", ban=False)]
-        for line in lines:
-            self.receive_line(line, now, events)
+        if self._backlog:
+            self._backlog.extend(lines)
+        else:
+            self._backlog = lines
+        self._run_backlog(now, events, max_lines)
+        return events
+
+    @property
+    def pending_requests(self) -> int:
+        return len(self._backlog) - self._backlog_pos
+
+    def continue_pending(self, now: float, max_lines: int | None = None) -> list[Event]:
+        """Handle the next requests of the backlog left by `receive(..., max_lines)`."""
+        events: list[Event] = []
+        if self.state is not State.CLOSED:
+            self._run_backlog(now, events, max_lines)
+        return events
+
+    def _run_backlog(self, now: float, events: list[Event], max_lines: int | None) -> None:
+        backlog = self._backlog
+        pos = self._backlog_pos
+        end = len(backlog) if max_lines is None else min(len(backlog), pos + max_lines)
+        while pos < end:
+            self.receive_line(backlog[pos], now, events)
+            pos += 1
             if self.state is State.CLOSED:
                 break
-        return events
+        if pos >= len(backlog) or self.state is State.CLOSED:
+            self._backlog = []
+            self._backlog_pos = 0
+        else:
+            self._backlog_pos = pos
 
     def receive_line(self, line: bytes, now: float, events: list[Event]) -> None:
         try:

@@ -51,6 +51,11 @@ from pithead.template.interface import SubmitResult, TemplateSource
 log = logging.getLogger(__name__)
 
 
+MAX_REQUESTS_PER_TURN = 64
+"""Requests of one connection handled per event-loop turn; a longer pipeline waits (reading paused) while
+other connections run. 64 shares are ~2 ms of work, so no miner's reply waits behind a flooder for long."""
+
+
 @dataclass(frozen=True)
 class ServerLimits:
     max_connections: int = 200_000
@@ -82,14 +87,15 @@ class ServerMetrics:
 
 
 class StratumConnection(asyncio.Protocol):
-    __slots__ = ("_paused", "ip", "server", "session", "transport")
+    __slots__ = ("_backlogged", "_paused", "ip", "server", "session", "transport")
 
     def __init__(self, server: PoolServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.ip = ""
-        self._paused = False
+        self._paused = False  # reading paused because the peer does not read our writes
+        self._backlogged = False  # reading paused while a pipelined backlog is handled
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here
@@ -114,22 +120,44 @@ class StratumConnection(asyncio.Protocol):
         s = self.session
         if s is None:
             return
+        self._handle(lambda now: s.receive(data, now, MAX_REQUESTS_PER_TURN))
+
+    def _continue(self) -> None:
+        s = self.session
+        if s is not None:
+            self._handle(lambda now: s.continue_pending(now, MAX_REQUESTS_PER_TURN))
+
+    def _handle(self, step: Callable[[float], list[Event]]) -> None:
+        s = self.session
+        t = self.transport
+        if s is None or t is None:
+            return
         srv = self.server
         now = srv.clock()
         try:
-            events = s.receive(data, now)
+            events = step(now)
         except Exception:  # a bug must cost this one connection, never the server or anyone else
             log.exception("session error from %s; closing that connection", self.ip)
-            if self.transport is not None:
-                self.transport.abort()
+            t.abort()
             return
         out = s.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
+        if out:
+            t.write(out)
         if events:
             srv.handle_events(self, events, now)
-        if s.state is State.CLOSED and self.transport is not None:
-            self.transport.close()  # flushes what is buffered, then closes
+        if s.state is State.CLOSED:
+            t.close()  # flushes what is buffered, then closes
+            return
+        if s.pending_requests:
+            # a pipelined backlog: stop reading this peer, let others run, then take the next batch
+            if not self._backlogged:
+                self._backlogged = True
+                t.pause_reading()
+            asyncio.get_running_loop().call_soon(self._continue)
+        elif self._backlogged:
+            self._backlogged = False
+            if not self._paused:
+                t.resume_reading()
 
     def write(self, data: bytes) -> None:
         t = self.transport
@@ -152,7 +180,8 @@ class StratumConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and self._paused:
             self._paused = False
-            self.transport.resume_reading()
+            if not self._backlogged:
+                self.transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
