@@ -216,7 +216,7 @@ class EmbeddedNode:
         self._tasks.clear()
         self._changed.set()  # wake long-polls so they answer before the server closes
         if self._server is not None:
-            await self._server.close()
+            await self._server.close()  # no new requests once this starts
         if self.zmq is not None:
             self.zmq.close()
             self.zmq = None

@@ -40,6 +40,7 @@ POLL_INTERVAL_S = 0.5  # polling getbestblockhash when the node offers neither Z
 HEALTH_INTERVAL_S = 2.0  # health check (and missed-notification check) when ZMQ or long-poll is in use
 REFRESH_INTERVAL_S = 30.0  # new transactions: Core's own miner and most pools refresh every 30-60 s
 RETRY_INTERVAL_S = 1.0  # a down node is retried this often
+LONGPOLL_MIN_S = 0.25  # a long-poll that returns the same work sooner than this is not reissued at once
 SUBSCRIBER_QUEUE = 64  # updates buffered per consumer; a slower consumer loses the oldest (stale anyway)
 START_TIMEOUT_S = 15.0  # how long FailoverSource.start waits for a first template from any node
 
@@ -260,6 +261,7 @@ class NodeSource:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._longpoll_wakeup.wait(), self.retry_interval)
                 continue
+            started = time.monotonic()
             try:
                 result = await self.client.getblocktemplate(longpollid=template.longpollid)
             except NodeError as exc:
@@ -268,6 +270,11 @@ class NodeSource:
                 continue
             self._last_fetch = self.clock()
             self._accept(result, "longpoll")
+            current = self._template
+            if time.monotonic() - started < LONGPOLL_MIN_S and current is not None and _same_work(template, current):
+                # A node answering long-polls at once with the same work (shutting down, or a broken
+                # implementation) must not turn this loop into a busy loop.
+                await asyncio.sleep(LONGPOLL_MIN_S)
 
     async def _poll_loop(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from pithead.node.rpc.errors import HTTP_BAD_METHOD, HTTP_BAD_REQUEST, HTTP_UNAU
 MAX_HEADER_BYTES = 16 * 1024  # request line + headers; Core's libevent limit is 8 KiB per header line
 MAX_BODY_BYTES = 32 * 1024 * 1024  # Core's MAX_SIZE for HTTP bodies: a 4 MWU block as hex fits easily
 IDLE_TIMEOUT_S = 30.0  # Core's -rpcservertimeout default is 30 s
+CLOSE_GRACE_S = 0.5  # on close, requests in progress get this long to answer before connections drop
 MAX_CONNECTIONS = 64  # Core's -rpcthreads/-rpcworkqueue bound concurrent work; we bound sockets
 
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
@@ -50,7 +51,8 @@ class HttpRpcServer:
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
+        self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._closing = False
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEADER_BYTES)
@@ -58,13 +60,19 @@ class HttpRpcServer:
         return self.port
 
     async def close(self) -> None:
+        """Stop accepting, let requests in progress answer briefly, then drop every connection. Aborting the
+        transports (not only cancelling) ends keep-alive loops even where a cancellation would race with a
+        completed read."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._conns):
+        if self._conns:
+            await asyncio.wait(list(self._conns), timeout=CLOSE_GRACE_S)
+        for task, writer in list(self._conns.items()):
+            writer.transport.abort()
             task.cancel()
-        for task in list(self._conns):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._conns:
+            await asyncio.wait(list(self._conns), timeout=CLOSE_GRACE_S)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -73,12 +81,12 @@ class HttpRpcServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._conns.add(task)
+        self._conns[task] = writer
         try:
-            if len(self._conns) > MAX_CONNECTIONS:
+            if len(self._conns) > MAX_CONNECTIONS or self._closing:
                 await self._reply(writer, 503, b"", close=True)
                 return
-            while await self._one(reader, writer):
+            while not self._closing and await self._one(reader, writer):
                 pass
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             pass
@@ -87,7 +95,7 @@ class HttpRpcServer:
             # otherwise report the cancellation as an error).
             pass
         finally:
-            self._conns.discard(task)
+            self._conns.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -95,7 +103,8 @@ class HttpRpcServer:
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request; False to close the connection."""
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
+            async with asyncio.timeout(IDLE_TIMEOUT_S):
+                head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
             return False
         lines = head.decode("latin-1").split("\r\n")
@@ -117,7 +126,10 @@ class HttpRpcServer:
         if length < 0 or length > MAX_BODY_BYTES:
             await self._reply(writer, 413 if length > 0 else HTTP_BAD_REQUEST, b"", close=True)
             return False
-        body = await asyncio.wait_for(reader.readexactly(length), IDLE_TIMEOUT_S) if length else b""
+        body = b""
+        if length:
+            async with asyncio.timeout(IDLE_TIMEOUT_S):
+                body = await reader.readexactly(length)
         if not self.authorize(headers.get("authorization")):
             await self._reply(writer, HTTP_UNAUTHORIZED, b"", close=not keep_alive,
                               extra=b'WWW-Authenticate: Basic realm="jsonrpc"\r\n')
@@ -126,6 +138,7 @@ class HttpRpcServer:
             await self._reply(writer, HTTP_BAD_METHOD, b"JSONRPC server handles only POST requests", close=True)
             return False
         status, payload = await self.handler(body)
+        keep_alive = keep_alive and not self._closing
         await self._reply(writer, status, payload, close=not keep_alive)
         return keep_alive
 
