@@ -396,3 +396,22 @@ def test_pipelined_backlog_is_handled_in_bounded_turns_in_order() -> None:
     s.continue_pending(NOW, max_lines=4)
     assert [o["id"] for o in lines(s.data_to_send())] == [9, 10, 11, 12]
     assert s.pending_requests == 0
+
+
+def test_signalling_bits_inside_the_mask_are_cleared_so_xor_and_bip310_agree() -> None:
+    """A template with bit 28 set (regtest's testdummy signal, inside 1fffe000): the job goes out as
+    20000000, so ESP-Miner's `rolled ^ job` bits and BIP310's formula give the same nVersion."""
+    import dataclasses
+
+    book = JobBook(mode="solo")
+    book.new_template(dataclasses.replace(regtest_template(bits=HARD), version=0x30000004))
+    s = Session(PoolRules(mode="solo", network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-6, 1e9),
+                          start_difficulty=1e-5), book, ExtranonceAllocator(), NOW)
+    s.receive(req(1, "mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
+              + req(2, "mining.subscribe", ["bitaxe"]) + req(3, "mining.authorize", [SOLO_ADDRESS + ".r", "x"]), NOW)
+    notify = [o for o in lines(s.data_to_send()) if o.get("method") == "mining.notify"][-1]
+    assert notify["params"][5] == "20000004"
+    rolled = 0x20000004 | 0x00a4e000  # what an ASIC hashed
+    (m,) = _mine(s, book, notify["params"][0], 1e-5, 1, vbits=rolled ^ 0x20000004)
+    s.receive(m, NOW)
+    assert lines(s.data_to_send())[0]["result"] is True

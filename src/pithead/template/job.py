@@ -151,11 +151,17 @@ def build_job(
     extranonce2_size: int = 4,
     ntime: int | None = None,
     derived: TemplateDerived | None = None,
+    clear_version_bits: int = 0,
 ) -> Job:
     """A Job for `template` paying `outputs`; ntime defaults to the template's curtime (never below mintime).
 
     `derived` (from `derive(template)`) saves recomputing the merkle branch and witness commitment when
-    many jobs are built from one template (solo mode: one coinbase per payout address)."""
+    many jobs are built from one template (solo mode: one coinbase per payout address).
+
+    `clear_version_bits` are cleared from the template's version: the pool clears the BIP320 bits it lets
+    miners roll, because miners disagree on how rolled bits combine with set ones (BIP310's
+    `(v & ~mask) | (bits & mask)`, ckpool's OR, ESP-Miner/public-pool's XOR) and agree only when the job
+    has zeros there. BIP320 reserves those bits from soft-fork signalling, so nothing is lost."""
     if not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
         raise JobError(f"job id must be 1..{MAX_JOB_ID_LENGTH} characters")
     d = derived if derived is not None else derive(template)
@@ -175,7 +181,7 @@ def build_job(
         prev_hash=template.prev_hash,
         coinbase=parts,
         branch=d.branch,
-        version=template.version,
+        version=template.version & ~clear_version_bits & 0xFFFFFFFF,
         bits=template.bits,
         ntime=max(t, template.mintime),
         mintime=template.mintime,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from pithead.stratum.protocol.codec import encode_notification
 from pithead.stratum.protocol.share import ShareKey
+from pithead.stratum.protocol.version import BIP320_MASK
 from pithead.template.block_template import BlockTemplate
 from pithead.template.job import Job, PayoutMode, TemplateDerived, build_job, derive, payout_outputs
 
@@ -75,6 +76,7 @@ class JobBook:
         extranonce1_size: int = 4,
         extranonce2_size: int = 4,
         max_generations: int = MAX_GENERATIONS,
+        clear_version_bits: int = BIP320_MASK,
     ) -> None:
         if mode == "pool" and not pool_script:
             raise ValueError("pool mode needs the pool's payout script")
@@ -84,6 +86,8 @@ class JobBook:
         self.extranonce1_size = extranonce1_size
         self.extranonce2_size = extranonce2_size
         self.max_generations = max_generations
+        # the rollable BIP320 bits are sent as zeros so every miner's way of combining them agrees
+        self.clear_version_bits = clear_version_bits & BIP320_MASK
         self._seq = 0
         self._generations: OrderedDict[int, _Generation] = OrderedDict()
         self._by_id: dict[str, IssuedJob] = {}
@@ -144,6 +148,7 @@ class JobBook:
             extranonce2_size=self.extranonce2_size,
             ntime=gen.ntime,
             derived=gen.derived,
+            clear_version_bits=self.clear_version_bits,
         )
         ij = issue(job, self._seq, gen.number)
         gen.jobs[script] = ij

@@ -219,6 +219,7 @@ class PoolServer:
             pool_script=pool_script,
             tag=tag,
             extranonce2_size=rules.extranonce2_size,
+            clear_version_bits=rules.version_mask,
         )
         self.allocator = ExtranonceAllocator(salt=int.from_bytes(os.urandom(4), "big"))
         self.admission = Admission(self.limits.max_connections_per_ip, self.limits.ban_seconds)
