@@ -203,3 +203,28 @@ async def test_reorg_away_from_a_block_that_fails_to_connect(node_rpc: tuple[Emb
     b4 = block_from_template({**base, "previousblockhash": b3.hash_hex(), "height": 4}, OP_TRUE_P2WSH,
                              time=header["time"] + 3)
     assert await rpc.submitblock(b4.hex()) == "bad-prevblk"
+
+
+async def test_overweight_block_is_refused(chain101: RpcClient) -> None:
+    rpc = chain101
+    outpoint, value = await op_true_coin(rpc)
+    # Witness bytes weigh 1 WU each: a 4 MB junk witness item pushes the block past 4,000,000 WU while its
+    # stripped size stays tiny (so it is the weight rule, not the size rule, that refuses it).
+    heavy = Transaction(2, (TxIn(outpoint, b"", 0xFFFFFFFF, (b"\x00" * 4_000_000, BARE_OP_TRUE)),),
+                        (TxOut(value - 10_000, OP_TRUE_P2WSH),))
+    gbt = await rpc.call("getblocktemplate", GBT)
+    block = block_from_template(gbt, OP_TRUE_P2WSH, extra_txs=(heavy,))
+    assert block.weight() > 4_000_000
+    assert await rpc.submitblock(block.hex()) == "bad-blk-weight"
+
+
+async def test_block_proposal_mode(chain101: RpcClient) -> None:
+    rpc = chain101
+    gbt = await rpc.call("getblocktemplate", GBT)
+    good = block_from_template(gbt, OP_TRUE_P2WSH)
+    assert await rpc.call("getblocktemplate", {"mode": "proposal", "data": good.hex()}) is None
+    bad = block_from_template({**gbt, "coinbasevalue": gbt["coinbasevalue"] + 1}, OP_TRUE_P2WSH)
+    assert await rpc.call("getblocktemplate", {"mode": "proposal", "data": bad.hex()}) == "bad-cb-amount"
+    assert await rpc.call("getblockcount") == 101  # proposals are never stored
+    assert await rpc.submitblock(good.hex()) is None
+    assert await rpc.call("getblocktemplate", {"mode": "proposal", "data": good.hex()}) == "duplicate"

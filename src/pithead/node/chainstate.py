@@ -221,7 +221,7 @@ class ChainState:
 
     def ancestors_times(self, entry: IndexEntry, count: int) -> list[tuple[int, int]]:
         """(time, bits) of `entry` and its ancestors, newest first, at most `count`."""
-        out = []
+        out: list[tuple[int, int]] = []
         e: IndexEntry | None = entry
         while e is not None and len(out) < count:
             out.append((e.header.time, e.header.bits))

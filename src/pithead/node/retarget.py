@@ -39,9 +39,8 @@ def demo_next_bits(
         return limit_bits
     recent = ancestors[: n + 1]
     mean_target = sum(bits_to_target(b) for _, b in recent[:n]) // n
-    span = recent[0][0] - recent[n][0]
     expected = spacing * n
-    span = min(max(span, expected / MAX_STEP), expected * MAX_STEP)
+    span = min(max(float(recent[0][0] - recent[n][0]), expected / MAX_STEP), expected * MAX_STEP)
     new_target = int(mean_target * span / expected)
     new_target = max(1, min(new_target, pow_limit))
     return target_to_bits(new_target)

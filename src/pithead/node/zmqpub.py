@@ -25,7 +25,7 @@ class ZmqPublisher:
         unknown = set(addresses) - set(TOPICS)
         if unknown:
             raise ValueError(f"unknown ZMQ topics {sorted(unknown)}")
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
         self.endpoints: dict[str, str] = {}
         by_address: dict[str, zmq.Socket[bytes]] = {}
@@ -39,7 +39,7 @@ class ZmqPublisher:
                 sock.bind(bind)
                 by_address[address] = sock
             self._sockets[topic] = sock
-            self.endpoints[topic] = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+            self.endpoints[topic] = str(sock.getsockopt_string(zmq.LAST_ENDPOINT))
         self._seq = dict.fromkeys(TOPICS, 0)
 
     def _send(self, topic: str, body: bytes) -> None:
