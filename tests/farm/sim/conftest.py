@@ -27,6 +27,12 @@ async def api_call(ip: str, port: int, payload: bytes) -> bytes:
             pass
 
 
+@pytest.fixture
+def api():
+    """The raw cgminer client, as a fixture (test modules never import conftest by name)."""
+    return api_call
+
+
 def port_free(ip: str, port: int) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
