@@ -14,7 +14,7 @@ from pithead.stratum.protocol.extranonce import ExtranonceAllocator
 from pithead.stratum.protocol.jobs import JobBook
 from pithead.stratum.protocol.session import METHODS, PoolRules, Session, State
 from pithead.stratum.server.bans import Admission
-from pithead.stratum.server.stats import HASHES_PER_DIFF1, RateWindow, StatsBook
+from pithead.stratum.server.stats import HASHES_PER_DIFF1, DecayingRate, StatsBook
 
 from .helpers import SOLO_ADDRESS, regtest_template
 
@@ -56,19 +56,23 @@ def test_random_messages_only_produce_well_formed_replies(msgs: list[bytes]) -> 
     assert s.state in (State.READY, State.CLOSED)
 
 
-def test_rate_window_and_hashrate() -> None:
-    w = RateWindow(60.0)
+def test_decaying_rate_and_hashrate() -> None:
+    w = DecayingRate(60.0)
+    for t in range(0, 600):
+        w.add(1000.0 + t, 2.0)  # 2 per second for ten minutes
+    assert abs(w.rate(1599.0) - 2.0) < 0.05
+    assert w.rate(1599.0 + 600) < 0.001  # ten quiet minutes later: gone
+    young = DecayingRate(3600.0)
     for t in range(0, 60):
-        w.add(1000.0 + t, 1.0)
-    assert w.total(1059.0) == 60.0
-    assert w.total(1059.0 + 61) == 0.0  # all aged out
+        young.add(t, 1.0)
+    assert abs(young.rate(59.0) - 1.0) < 0.05  # a one-minute-old series is not diluted by the hour
     book = StatsBook()
     for t in range(600):
         book.record(2000.0 + t, "a.rig", "a", True, 100.0, 150.0 + t, None)
     book.record(2600.0, "a.rig", "a", False, 100.0, 0.0, "low-difficulty")
     hr = book.workers["a.rig"].hashrate(2599.0)
     assert abs(hr["1m"] - 100.0 * HASHES_PER_DIFF1 / 1.0) / hr["1m"] < 0.05  # 1 share/s at diff 100
-    assert hr["1h"] < hr["5m"]  # only 10 minutes of shares in the hour window
+    assert abs(hr["1h"] - hr["1m"]) / hr["1m"] < 0.1  # ten minutes old: the hour estimate is corrected
     snap = book.addresses["a"].snapshot(2600.0)
     assert snap["accepted"] == 600 and snap["rejected"] == {"low-difficulty": 1} and snap["best_share"] == 749.0
     assert snap["last_share"] == 2600.0

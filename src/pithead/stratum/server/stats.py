@@ -1,46 +1,53 @@
 """Per-worker and per-address share statistics (pure: time is a parameter).
 
 Accepted/rejected counts by reason, hashrate estimated from accepted share difficulty over 1 m / 5 m /
-1 h / 1 d windows (sum of difficulty × 2^32 / window), best share, last share time. Each window is a
-ring of time buckets, so memory per worker is fixed whatever the share rate.
+1 h / 1 d (difficulty × 2^32 per second), best share, last share time.
+
+Each window is an exponentially decaying sum (as ckpool keeps its dsps1/5/60/1440): two floats per
+window instead of a ring of buckets, so 100,000 workers and their addresses cost a few tens of MB, not
+gigabytes. The estimate is corrected for a worker younger than the window (divide by the part of the
+window it has existed for), so a new miner's hashrate is not under-reported for its first day.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 WINDOWS: tuple[tuple[str, float], ...] = (("1m", 60.0), ("5m", 300.0), ("1h", 3600.0), ("1d", 86400.0))
-BUCKETS_PER_WINDOW = 30
-"""Buckets per window: the estimate's edge error is at most 1/30 of the window."""
 MAX_TRACKED_WORKERS = 1_000_000
 """Bound on distinct worker names tracked; past it the least recently active are dropped."""
 HASHES_PER_DIFF1 = 2**32
 
 
-class RateWindow:
-    """Sum of values over the last `span` seconds, in `BUCKETS_PER_WINDOW` buckets."""
+class DecayingRate:
+    """An exponentially decaying sum with time constant `span`: `rate(now)` ≈ sum per second over the
+    last `span` seconds."""
 
-    __slots__ = ("_buckets", "_starts", "span", "width")
+    __slots__ = ("_at", "_first", "_sum", "span")
 
     def __init__(self, span: float) -> None:
         self.span = span
-        self.width = span / BUCKETS_PER_WINDOW
-        self._buckets = [0.0] * BUCKETS_PER_WINDOW
-        self._starts = [-1] * BUCKETS_PER_WINDOW
+        self._sum = 0.0
+        self._at = 0.0
+        self._first: float | None = None
 
     def add(self, now: float, value: float) -> None:
-        n = int(now // self.width)
-        i = n % BUCKETS_PER_WINDOW
-        if self._starts[i] != n:
-            self._starts[i] = n
-            self._buckets[i] = 0.0
-        self._buckets[i] += value
+        if self._first is None:
+            self._first = self._at = now
+        elif now > self._at:
+            self._sum *= math.exp(-(now - self._at) / self.span)
+            self._at = now
+        self._sum += value
 
-    def total(self, now: float) -> float:
-        n = int(now // self.width)
-        lo = n - BUCKETS_PER_WINDOW + 1
-        return sum(b for b, s in zip(self._buckets, self._starts, strict=True) if lo <= s <= n)
+    def rate(self, now: float) -> float:
+        if self._first is None:
+            return 0.0
+        decayed = self._sum * math.exp(-max(0.0, now - self._at) / self.span)
+        # the part of the window the series has existed for (a new worker's sum has not built up yet)
+        seen = 1.0 - math.exp(-max(now - self._first, 1.0) / self.span)
+        return decayed / (self.span * seen)
 
 
 @dataclass
@@ -51,7 +58,7 @@ class ShareStats:
     best_share: float = 0.0
     last_share: float | None = None
     blocks: int = 0
-    windows: dict[str, RateWindow] = field(default_factory=lambda: {k: RateWindow(s) for k, s in WINDOWS})
+    windows: dict[str, DecayingRate] = field(default_factory=lambda: {k: DecayingRate(s) for k, s in WINDOWS})
 
     def record(self, now: float, accepted: bool, difficulty: float, share_difficulty: float,
                reason: str | None) -> None:
@@ -68,7 +75,7 @@ class ShareStats:
 
     def hashrate(self, now: float) -> dict[str, float]:
         """H/s per window."""
-        return {k: w.total(now) * HASHES_PER_DIFF1 / w.span for k, w in self.windows.items()}
+        return {k: w.rate(now) * HASHES_PER_DIFF1 for k, w in self.windows.items()}
 
     def snapshot(self, now: float) -> dict[str, object]:
         return {
