@@ -69,6 +69,7 @@ class FarmService:
         self.last_scan: ScanReport | None = None
         self.swept = asyncio.Event()  # set after every sweep (for callers that wait on progress)
         self._curtail_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def router(self):  # type: ignore[no-untyped-def]
         from pithead.farm.web import make_router
@@ -91,7 +92,9 @@ class FarmService:
         self.store.rollup(now)
         self.store.prune(now)
         if self.cfg.curtailment is not None and self.prices is not None and not self._curtail_lock.locked():
-            asyncio.get_running_loop().create_task(self.curtail_step(now))
+            task = asyncio.get_running_loop().create_task(self.curtail_step(now))
+            self._tasks.add(task)  # keep a reference until done (the loop only holds weak ones)
+            task.add_done_callback(self._tasks.discard)
 
     async def curtail_step(self, now: float) -> None:
         """One curtailment decision at the scheduled price, applied through audited actions."""
