@@ -228,3 +228,23 @@ async def test_block_proposal_mode(chain101: RpcClient) -> None:
     assert await rpc.call("getblockcount") == 101  # proposals are never stored
     assert await rpc.submitblock(good.hex()) is None
     assert await rpc.call("getblocktemplate", {"mode": "proposal", "data": good.hex()}) == "duplicate"
+
+
+async def test_transactions_of_a_block_reorganised_away_return_to_the_mempool(chain101: RpcClient) -> None:
+    rpc = chain101
+    txid = await rpc.call("sendmany", "", {await rpc.call("getnewaddress"): 2})
+    fork = await rpc.call("getbestblockhash")
+    fork_header = await rpc.call("getblockheader", fork)
+    (mined,) = await mine_blocks(rpc, 1)
+    assert txid in (await rpc.call("getblock", mined))["tx"]
+    assert await rpc.call("getrawmempool") == []
+    gbt = await rpc.call("getblocktemplate", GBT)
+    base = {**gbt, "transactions": [], "previousblockhash": fork, "height": 102}
+    base.pop("default_witness_commitment")
+    b1 = block_from_template(base, OP_TRUE_P2WSH, time=fork_header["time"] + 1)
+    assert await rpc.submitblock(b1.hex()) == "inconclusive"
+    b2 = block_from_template({**base, "previousblockhash": b1.hash_hex(), "height": 103}, OP_TRUE_P2WSH,
+                             time=fork_header["time"] + 2)
+    assert await rpc.submitblock(b2.hex()) is None
+    assert await rpc.call("getrawmempool") == [txid]  # back, waiting for the next block
+    assert (await rpc.call("gettransaction", txid))["confirmations"] == 0

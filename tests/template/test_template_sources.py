@@ -226,6 +226,10 @@ async def test_failover_keeps_work_flowing_and_submits_everywhere(tmp_path: Path
             assert results["backup"].accepted and results["backup"].result is None
             assert not results["primary"].accepted and results["primary"].result.startswith("error")
             assert await rpc_b.call("getbestblockhash") == block.hash_hex()
+            # The primary comes back on its address: it leads again, with its own chain.
+            async with running_node(tmp_path / "primary", rpc_port=a.rpc_port) as (_, rpc_a2):
+                u = await update_with_prev(updates, await rpc_a2.call("getbestblockhash"))
+                assert u.new_block and u.template.height == 4 and failover.active.name == "primary"
         finally:
             await failover.stop()
 

@@ -206,15 +206,6 @@ class ChainState:
         ).fetchone()
         return Coin(row[0], bytes(row[1]), row[2], bool(row[3])) if row else None
 
-    def coins_for_scripts(self, scripts: list[bytes]) -> list[tuple[OutPoint, Coin]]:
-        out: list[tuple[OutPoint, Coin]] = []
-        for s in scripts:
-            for txid, n, value, height, cb in self.db.execute(
-                "SELECT txid, n, value, height, coinbase FROM utxo WHERE script=?", (s,)
-            ):
-                out.append((OutPoint(bytes(txid), n), Coin(value, s, height, bool(cb))))
-        return out
-
     def tx_location(self, txid: bytes) -> tuple[bytes, int] | None:
         row = self.db.execute("SELECT block, pos FROM txindex WHERE txid=?", (txid,)).fetchone()
         return (bytes(row[0]), row[1]) if row else None

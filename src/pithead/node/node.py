@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 COOKIE_USER = "__cookie__"  # Core's COOKIEAUTH_USER
 LONGPOLL_MEMPOOL_S = 10.0  # a long-poll returns for mempool changes only after this long (Core: 60 s)
 LONGPOLL_MAX_S = 300.0  # a long-poll answers with the current template after this long regardless
+TXGEN_LABEL = "txgen"  # wallet label of the generator's scripts
 TXGEN_SCRIPTS_PER_KIND = 4  # generator outputs rotate over this many own scripts of each kind
 BOOTSTRAP_MAX_TRIES = 1_000_000  # per bootstrap block; at the pow limit ~2 tries are needed
 
@@ -187,7 +188,7 @@ class EmbeddedNode:
         assert self.wallet is not None and self.chain is not None
         for kind in ("segwit", "legacy"):
             for _ in range(TXGEN_SCRIPTS_PER_KIND):
-                self._txgen_scripts.append(self.wallet.new_script(kind, "txgen"))
+                self._txgen_scripts.append(self.wallet.new_script(kind, TXGEN_LABEL))
         if self.chain.height == 0 and self.bootstrap_blocks > 0:
             self._bootstrap(self.bootstrap_blocks)
 
@@ -367,7 +368,8 @@ class EmbeddedNode:
         interval = 1.0 / self.tx_rate
         while True:
             await asyncio.sleep(self.rng.expovariate(1.0 / interval))
-            coins = self.wallet.coins(self.chain, self.mempool)
+            # Only the generator's own coins: the wallet's other coins (a pool's payouts) are left alone.
+            coins = self.wallet.coins(self.chain, self.mempool, label=TXGEN_LABEL)
             tx = make_transaction(self.wallet, coins, self._txgen_scripts, self.rng)
             if tx is None:
                 continue

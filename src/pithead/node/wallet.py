@@ -84,12 +84,25 @@ class Wallet:
     def scripts(self) -> list[bytes]:
         return list(self._scripts)
 
-    def coins(self, chain: ChainState, mempool: Mempool) -> list[WalletCoin]:
-        """Every coin paid to the wallet: confirmed (UTXO set) and unconfirmed (mempool outputs)."""
+    def _confirmed(self, label: str | None) -> list[tuple[OutPoint, Coin]]:
+        """Wallet coins in the UTXO set, in one indexed join (the wallet may hold thousands of scripts)."""
+        query = (
+            "SELECT u.txid, u.n, u.value, u.script, u.height, u.coinbase FROM utxo u "
+            "JOIN wallet_scripts w ON u.script = w.script"
+        )
+        rows = self.db.execute(query + " WHERE w.label = ?", (label,)) if label is not None else self.db.execute(query)
+        return [
+            (OutPoint(bytes(txid), n), Coin(value, bytes(script), height, bool(cb)))
+            for txid, n, value, script, height, cb in rows
+        ]
+
+    def coins(self, chain: ChainState, mempool: Mempool, label: str | None = None) -> list[WalletCoin]:
+        """Every coin paid to the wallet (or to its scripts with `label`): confirmed (UTXO set) and
+        unconfirmed (mempool outputs)."""
         out: list[WalletCoin] = []
         tip = chain.height
         maturity = chain.network.coinbase_maturity
-        for op, coin in chain.coins_for_scripts(self.scripts()):
+        for op, coin in self._confirmed(label):
             conf = tip - coin.height + 1
             # Core's wallet waits for COINBASE_MATURITY + 1 confirmations (GetBlocksToMaturity), one more
             # than consensus needs, so a wallet spend is valid even after a one-block reorg.
@@ -97,7 +110,8 @@ class Wallet:
             out.append(WalletCoin(op, coin, conf, mature and op not in mempool.spent_by))
         for e in mempool.entries.values():
             for n, o in enumerate(e.tx.outputs):
-                if o.script_pubkey in self._scripts:
+                entry = self._scripts.get(o.script_pubkey)
+                if entry is not None and (label is None or entry[2] == label):
                     op = OutPoint(e.txid, n)
                     coin = Coin(o.value, o.script_pubkey, MEMPOOL_HEIGHT, False)
                     out.append(WalletCoin(op, coin, 0, op not in mempool.spent_by))
