@@ -299,6 +299,35 @@ def _sessions_only(n: int) -> None:
           f"(Python side; the kernel's socket buffers are extra)")
 
 
+def _send_floor(n: int, size: int = 1000) -> None:
+    """Calibration: the kernel's cost of one send() of a notify-sized line to each of n loopback sockets,
+    from plain Python with nothing else going on: no pool can notify n miners faster than this here."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(n)
+    port = srv.getsockname()[1]
+    pairs = []
+    try:
+        for _ in range(n):
+            c = socket.create_connection(("127.0.0.1", port))
+            a, _ = srv.accept()
+            pairs.append((c, a))
+        line = b"x" * (size - 1) + b"\n"
+        t0 = time.perf_counter()
+        for _, a in pairs:
+            a.send(line)
+        dt = time.perf_counter() - t0
+        print(f"  calibration: one send() of {size} bytes to each of {n} loopback sockets: {dt * 1000:.1f} ms "
+              f"({dt / n * 1e6:.1f} µs per socket) — the kernel floor for notifying {n} miners on this machine")
+    finally:
+        for c, a in pairs:
+            c.close()
+            a.close()
+        srv.close()
+
+
 async def _drive(args: argparse.Namespace) -> None:
     nofile = raise_nofile()
     proc = await asyncio.create_subprocess_exec(
@@ -315,6 +344,7 @@ async def _drive(args: argparse.Namespace) -> None:
     try:
         if args.sessions > 0:
             _sessions_only(args.sessions)
+        _send_floor(min(4000, max(args.conns or [1000])))
         if args.shares > 0:
             await _throughput(child, port, args.share_conns, args.shares // args.share_conns, sources)
         for n in args.conns:
