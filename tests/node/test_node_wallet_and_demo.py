@@ -94,3 +94,13 @@ async def test_demo_chain_starts_easy_and_hardens_when_blocks_come_fast(tmp_path
         assert bits_to_target(int(info["next"]["bits"], 16)) < REGTEST.pow_limit
         tpl = await rpc.call("getblocktemplate", {"rules": ["segwit"]})
         assert tpl["bits"] == info["next"]["bits"]
+
+
+async def test_node_from_config(tmp_path: Path) -> None:
+    from pithead.config import NodeConfig
+
+    node = EmbeddedNode.from_config(NodeConfig(tx_rate=0.0), tmp_path / "cfg", rpc_port=0)
+    async with node:
+        client = RpcClient(node.rpc_url, cookie_file=node.cookie_path)
+        assert (await client.call("getblockchaininfo"))["chain"] == "regtest"
+        await client.close()

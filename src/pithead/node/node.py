@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from pithead.chain.block import Block
 from pithead.chain.params import REGTEST, Network
@@ -116,6 +117,24 @@ class EmbeddedNode:
         self._stop_task: asyncio.Task[None] | None = None
         self._txgen_scripts: list[bytes] = []
         self.running = False
+
+    @classmethod
+    def from_config(cls, cfg: Any, datadir: str | os.PathLike[str], **overrides: Any) -> EmbeddedNode:
+        """From a `pithead.config.NodeConfig` (chain, rpc_bind, rpc_port, rpc_user, rpc_password,
+        zmq_pub_hashblock, zmq_pub_rawblock, tx_rate, demo_block_interval); keyword overrides win."""
+        options: dict[str, Any] = {
+            "chain": cfg.chain,
+            "rpc_bind": cfg.rpc_bind,
+            "rpc_port": cfg.rpc_port,
+            "rpc_user": cfg.rpc_user,
+            "rpc_password": cfg.rpc_password,
+            "zmq_pubhashblock": cfg.zmq_pub_hashblock,
+            "zmq_pubrawblock": cfg.zmq_pub_rawblock,
+            "tx_rate": cfg.tx_rate,
+            "block_interval": cfg.demo_block_interval,
+        }
+        options.update(overrides)
+        return cls(datadir, **options)
 
     # --- lifecycle ---
 
