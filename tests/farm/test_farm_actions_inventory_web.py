@@ -130,6 +130,11 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
         by_id = {x["id"]: x for x in devices}
         assert by_id[d.id]["colour"] == "ok" and by_id[d.id]["power_w"] == 3000.0
         assert by_id[down.id]["colour"] == "error" and by_id[down.id]["state"] == "unreachable"
+        only_down = (await c.get("/farm/api/devices", params={"state": "unreachable"})).json()
+        assert [x["id"] for x in only_down] == [down.id]
+        page2 = (await c.get("/farm/api/devices", params={"site": "north", "offset": 1, "limit": 1})).json()
+        assert [x["position"] for x in page2] == ["02"]
+        assert (await c.get("/farm/api/devices", params={"limit": 0})).status_code == 422
         racks = (await c.get("/farm/api/racks")).json()
         assert [c_["position"] for c_ in racks["sites"]["north"]["A1"]] == ["01", "02"]
         assert (await c.get("/farm/api/alerts")).json()[0]["device_id"] == down.id

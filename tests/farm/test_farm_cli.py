@@ -71,6 +71,11 @@ def test_scan_poll_status_alerts_actions(tmp_path: Path, device_port: tuple[int,
     assert r.exit_code == 0 and "power down 1" in r.output and not dev.sleeping  # dry run
     r = runner.invoke(app, ["energy", "--db", db, "--price", "50"])
     assert r.exit_code == 0 and "fleet" in r.output
+    r = runner.invoke(app, ["forget", device_id, "--db", db])
+    assert r.exit_code == 0
+    with FarmStore(db) as s:
+        assert s.devices() == []
+    assert runner.invoke(app, ["forget", device_id, "--db", db]).exit_code == 2
 
 
 def test_hashprice_command() -> None:

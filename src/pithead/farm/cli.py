@@ -4,7 +4,7 @@
 - poll       poll the inventory once or every interval; store readings, raise alerts, roll up history
 - status     the latest status of every device
 - alerts     open (or all recent) alerts
-- label      set site/rack/position of a device
+- label      set site/rack/position of a device; forget removes one from the inventory
 - reboot / switch-pool / set-pools    audited actions through the device's own API
 - audit      the action audit log
 - energy     power, J/TH, cost and revenue per site/rack at a price
@@ -187,6 +187,19 @@ def label(device: str, site: str = "", rack: str = "", position: str = "", db: s
             store.set_labels(device, Labels(site, rack, position))
         except StoreError as exc:
             raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command()
+def forget(device: str, db: str = DbOpt) -> None:
+    """Remove a device from the inventory (a re-scan that finds it again adds it back)."""
+    from pithead.farm.store import StoreError
+
+    with _store(db) as store:
+        try:
+            store.device(device)
+        except StoreError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        store.remove_device(device)
 
 
 def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 `make_router(store, ...)` returns a router with prefix `/farm` that the main web app mounts:
 - GET  /farm/                              the page: rack map with status colours, alerts, energy
-- GET  /farm/api/devices                   latest status of every device
+- GET  /farm/api/devices                   latest status per device (filters site/rack/state, offset/limit)
 - GET  /farm/api/devices/{id}/history      raw readings since `since` (UNIX seconds)
 - GET  /farm/api/racks                     the rack map: site -> rack -> positions with a status colour
 - GET  /farm/api/alerts                    open alerts (and recent resolved ones with `all=true`)
@@ -38,6 +38,8 @@ from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, StoreE
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
 
+# Device rows per /api/devices response (page with offset): a whole 24,000-device fleet is ~10 MB of JSON.
+MAX_DEVICE_ROWS = 5000
 # Rollup rows per response: a day of 5-min buckets for ~30 devices, or a month of hourly ones for one.
 MAX_ROLLUP_ROWS = 10_000
 
@@ -115,9 +117,14 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
         return PAGE
 
     @router.get("/api/devices")
-    def devices() -> list[dict[str, Any]]:
+    def devices(site: str | None = None, rack: str | None = None, state: str | None = None,
+                offset: int = Query(0, ge=0), limit: int = Query(MAX_DEVICE_ROWS, ge=1, le=MAX_DEVICE_ROWS),
+                ) -> list[dict[str, Any]]:
         al = alerted()
-        return [_status_json(st, al) for st in store.statuses()]
+        sts = [st for st in store.statuses()
+               if (site is None or st.device.labels.site == site) and (rack is None or st.device.labels.rack == rack)
+               and (state is None or st.state.value == state)]
+        return [_status_json(st, al) for st in sts[offset: offset + limit]]
 
     @router.get("/api/devices/{device_id:path}/history")
     def history(device_id: str, since: float = Query(0.0), until: float | None = None) -> list[dict[str, Any]]:
