@@ -267,6 +267,7 @@ class Session:
         self.connected_at = now
         self.last_activity = now
         self.user_agent: str | None = None
+        self.last_share_at: float | None = None  # time of the last accepted share (for status pages)
         self.extranonce1: bytes | None = None
         self.extranonce2_size = rules.extranonce2_size
         self.version_mask = 0  # negotiated (0: no rolling)
@@ -521,6 +522,7 @@ class Session:
                 self._penalize(SCORE_PER_INVALID_SHARE, now, events)
             raise verdict.error
         assert job is not None
+        self.last_share_at = now
         if verdict.is_block:
             block = assemble_block(job, self.extranonce1, sub.extranonce2, sub.ntime, sub.nonce, verdict.version)
             events.append(BlockFound(worker, job, block, block_hash(block)))
