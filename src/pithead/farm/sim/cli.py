@@ -1,0 +1,154 @@
+"""`pithead farm sim`: serve a simulated fleet (stock Antminers and Bitaxes) on loopback addresses.
+
+`pithead farm sim run -n 24000` starts the devices on 127.16.0.1 … (cgminer API on 4028, web on 80),
+optionally lets a fraction of them mine against their configured pool (`--mine 0.01 --pool …`), and
+prints a status line every few seconds with the *simulated* (device-reported) fleet hashrate next to
+the *real* hashing the pool sees — never mixed up. `pithead farm sim models` lists the device models.
+
+This module only parses options and wires `Fleet`, `FleetServer` and `MiningBridge` together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import signal
+
+import typer
+
+from pithead.farm.sim.clock import SimClock
+from pithead.farm.sim.device import PoolConf
+from pithead.farm.sim.fleet import DEFAULT_NETWORK, Fleet, FleetConfigError
+from pithead.farm.sim.models import MODELS, FailureRates
+from pithead.farm.sim.server import FleetServer, SimServerError
+
+app = typer.Typer(no_args_is_help=True, help="The simulated fleet: cgminer-API Antminers and AxeOS Bitaxes.")
+
+
+def _fmt_hps(hps: float) -> str:
+    for div, unit in (
+        (1e18, "EH/s"),
+        (1e15, "PH/s"),
+        (1e12, "TH/s"),
+        (1e9, "GH/s"),
+        (1e6, "MH/s"),
+        (1e3, "kH/s"),
+    ):
+        if hps >= div:
+            return f"{hps / div:.2f} {unit}"
+    return f"{hps:.0f} H/s"
+
+
+@app.command()
+def models() -> None:
+    """List the simulated device models and their nameplate figures."""
+    for m in MODELS.values():
+        power = "reports power" if m.reports_power else "no power reading (stock firmware)"
+        typer.echo(
+            f"{m.key:14} {m.type_string:17} {m.hashrate_ths:8.3f} TH/s {m.power_w:7.1f} W "
+            f"{m.boards}x{m.chips_per_board} chips, {m.fans} fan(s), {power}"
+        )
+
+
+@app.command()
+def run(
+    count: int = typer.Option(100, "--count", "-n", help="Number of devices."),
+    mix: str = typer.Option(
+        "s19xp:4,s19:3,s21:2,bitaxe-gamma:1", help="Model mix, KEY:WEIGHT,... (see `models`)."
+    ),
+    seed: int = typer.Option(1, help="Seed: the same seed and actions replay the same run."),
+    network: str = typer.Option(DEFAULT_NETWORK, help="Loopback network the device addresses come from."),
+    api_port: int = typer.Option(4028, help="cgminer API port (pyasic and farm tools assume 4028)."),
+    web_port: int = typer.Option(80, help="Web UI / AxeOS port (pyasic assumes 80)."),
+    bind: str = typer.Option("shared", help="shared (one socket per port, scales) or per-device."),
+    speed: float = typer.Option(1.0, help="Simulated seconds per real second."),
+    failure_speedup: float = typer.Option(1.0, help="Multiply every failure rate (demos: 1000+)."),
+    ambient: float = typer.Option(25.0, help="Base intake air temperature, °C."),
+    pool: str = typer.Option("stratum+tcp://127.0.0.1:3333", help="Pool every device is configured with."),
+    user: str = typer.Option("pithead", help="Pool user; each device appends .HOSTNAME as its worker."),
+    read_only_api: bool = typer.Option(False, help="Deny privileged cgminer commands (stock api-allow)."),
+    mine: float = typer.Option(0.0, help="Fraction of devices that really mine against their pool (0..1)."),
+    share_difficulty: float = typer.Option(0.001, help="Share difficulty the mining devices ask for."),
+    hash_duty: float = typer.Option(0.25, help="Fraction of one CPU spent hashing for the mining devices."),
+    status_every: float = typer.Option(10.0, help="Seconds between status lines (0: none)."),
+) -> None:
+    """Serve the simulated fleet until Ctrl-C."""
+    if bind not in ("shared", "per-device"):
+        raise typer.BadParameter("--bind is shared or per-device")
+    try:
+        fleet = Fleet.build(
+            count,
+            mix,
+            seed=seed,
+            network=network,
+            clock=SimClock(speed=speed),
+            rates=FailureRates(speedup=failure_speedup),
+            pools=(PoolConf(pool, user),),
+            base_ambient_c=ambient,
+            api_write_allowed=not read_only_api,
+        )
+    except FleetConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        asyncio.run(_serve(fleet, api_port, web_port, bind, mine, share_difficulty, hash_duty, status_every))
+    except SimServerError as exc:
+        typer.echo(f"pithead farm sim: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+async def _serve(
+    fleet: Fleet,
+    api_port: int,
+    web_port: int,
+    bind: str,
+    mine: float,
+    share_difficulty: float,
+    hash_duty: float,
+    status_every: float,
+) -> None:
+    from pithead.farm.sim.mining import MiningBridge, choose_miners
+
+    server = FleetServer(fleet, api_port=api_port, web_port=web_port, bind=bind)  # type: ignore[arg-type]
+    await server.start()
+    first, last = fleet.devices[0].ip, fleet.devices[-1].ip
+    typer.echo(
+        f"serving {len(fleet)} simulated devices {first} … {last} (api :{api_port}, web :{web_port}, "
+        f"{bind} bind)"
+    )
+    bridge = None
+    if mine > 0:
+        miners = choose_miners(fleet, mine)
+        bridge = MiningBridge(fleet, miners, share_difficulty=share_difficulty, hash_duty=hash_duty)
+        await bridge.start()
+        typer.echo(f"{len(miners)} devices mine for real against their configured pool")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), status_every if status_every > 0 else None)
+            if status_every > 0 and not stop.is_set():
+                tot = fleet.totals()
+                rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                line = (
+                    f"simulated (device-reported): {_fmt_hps(tot['hashrate_ths'] * 1e12)}, "
+                    f"{tot['power_kw']:.1f} kW, {tot['hashing']}/{tot['devices']} hashing, "
+                    f"{tot['rebooting']} rebooting | served {server.stats.requests} requests | "
+                    f"max RSS {rss_mb:.0f} MB"
+                )
+                if bridge is not None:
+                    s = bridge.stats
+                    line += (
+                        f" | real hashing towards the pool: {s.connected} connected, "
+                        f"{s.accepted} accepted / {s.rejected} rejected shares, pool-side "
+                        f"{_fmt_hps(s.pool_side_hps())} (local {_fmt_hps(s.local_hps())})"
+                    )
+                typer.echo(line)
+    finally:
+        if bridge is not None:
+            await bridge.close()
+        await server.close()
