@@ -218,3 +218,13 @@ def test_submit_params_carry_version_bits_only_when_negotiated() -> None:
     assert rolled.submit_params("me.w1") == ["me.w1", "abc", "00000007", "5f5e1003", "0000000a", "00004000"]
     plain = Work(job, b"\x00\x01", 4, 1.0, 0).unit(7).share(0xDEADBEEF)
     assert plain.submit_params("me.w1") == ["me.w1", "abc", "00000007", "5f5e1000", "deadbeef"]
+
+
+def test_roller_can_continue_a_counter_so_a_reissued_job_gets_new_headers() -> None:
+    job = Job("j", bytes(32), b"\x01", b"\x02", (), 0x20000000, 0x207FFFFF, 1000, False)
+    first = WorkRoller(Work(job, b"\xaa", 2, 1.0, 0x6000, generation=1))
+    seen = {first.next_unit().header76 for _ in range(10)}
+    # The pool re-sends the same job (say after a difficulty change): same coinbase, same headers space.
+    again = WorkRoller(Work(job, b"\xaa", 2, 2.0, 0x6000, generation=2), start=first.handed_out)
+    assert not seen & {again.next_unit().header76 for _ in range(10)}
+    assert WorkRoller(Work(job, b"\xaa", 0, 1.0, 0), max_ntime_roll=3, start=99).handed_out == 0  # wraps

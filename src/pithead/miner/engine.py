@@ -109,8 +109,21 @@ class Engine:
     def set_work(self, work: Work | None) -> None:
         """Mine ``work`` from now on (None: idle)."""
         with self._wake:
+            previous = self._roller
+            start = 0
+            if (
+                work is not None
+                and previous is not None
+                and previous.work.extranonce1 == work.extranonce1
+                and previous.work.extranonce2_size == work.extranonce2_size
+                and previous.work.version_mask == work.version_mask
+            ):
+                # Same session context: continue the unit counter so a re-issued template (same
+                # coinbase, new job id) never yields the same headers again (the pool calls those
+                # duplicates).
+                start = previous.handed_out
             self._work = work
-            self._roller = WorkRoller(work) if work is not None else None
+            self._roller = WorkRoller(work, start=start) if work is not None else None
             self._generation += 1
             self._wake.notify_all()
 

@@ -46,6 +46,8 @@ BACKOFF_JITTER: Final = 0.2
 #: A session shorter than this that still produced work counts as unstable: back off before reconnecting,
 #: so a pool that accepts, sends a job and drops us at once is not reconnected in a tight loop.
 STABLE_SESSION: Final = 30.0
+#: Seconds to let a closing connection flush before it is aborted.
+CLOSE_TIMEOUT: Final = 2.0
 #: Bytes per read.
 READ_CHUNK: Final = 65536
 
@@ -280,9 +282,7 @@ class StratumClient:
         finally:
             self._session, self._writer = None, None
             session.close()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await _close(writer)
         await _call(on_event, Disconnected(pool, reason))
         if isinstance(outcome, ReconnectRequested):
             return outcome
@@ -291,6 +291,16 @@ class StratumClient:
 
 class _EndSession(Exception):
     pass
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close a connection without ever hanging: a peer that stopped reading would keep unsent bytes (and
+    wait_closed) pending forever, so after CLOSE_TIMEOUT the transport is aborted."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+    except (TimeoutError, OSError, ConnectionError):
+        writer.transport.abort()
 
 
 async def _call(callback: EventCallback, event: ClientEvent | ShellEvent) -> None:
