@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 from pithead.node.rpc.errors import HTTP_BAD_METHOD, HTTP_BAD_REQUEST, HTTP_UNAUTHORIZED
+
+log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024  # request line + headers; Core's libevent limit is 8 KiB per header line
 MAX_BODY_BYTES = 32 * 1024 * 1024  # Core's MAX_SIZE for HTTP bodies: a 4 MWU block as hex fits easily
@@ -94,6 +97,8 @@ class HttpRpcServer:
             # Only close() cancels connection tasks; the task ends here (start_server's callback would
             # otherwise report the cancellation as an error).
             pass
+        except Exception:  # a bug in one request drops that connection, never the server
+            log.exception("HTTP connection failed")
         finally:
             self._conns.pop(task, None)
             writer.close()

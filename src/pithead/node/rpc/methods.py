@@ -217,9 +217,9 @@ class NodeRPC:
             return await func(**kwargs)
         except RPCError:
             raise
-        except Exception as exc:  # an unexpected bug answers -1 and never takes the server down
+        except Exception as exc:  # a bug answers -32603 (internal error) and never takes the server down
             log.exception("RPC %s failed", method)
-            raise RPCError(E.RPC_MISC_ERROR, str(exc)) from exc
+            raise RPCError(E.RPC_INTERNAL_ERROR, f"internal error: {exc}") from exc
 
     @staticmethod
     def _bind(method: str, spec: list[Param], params: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
@@ -704,8 +704,11 @@ class NodeRPC:
         subtract = [scripts[a] for a in (subtractfeefrom or []) if a in scripts]
         rate = WALLET_FEE_RATE
         if fee_rate is not None:
-            rate_dec = Decimal(str(fee_rate))
-            if rate_dec <= 0:
+            try:
+                rate_dec = Decimal(str(fee_rate))
+            except InvalidOperation:
+                raise RPCError(E.RPC_TYPE_ERROR, "Invalid fee_rate") from None
+            if not rate_dec.is_finite() or rate_dec <= 0:
                 raise RPCError(E.RPC_INVALID_PARAMETER, "Invalid fee_rate")
             rate = int(rate_dec.to_integral_value(rounding="ROUND_CEILING"))
         coins = sorted((c for c, safe in self._available(minconf) if safe), key=lambda c: -c.coin.value)
