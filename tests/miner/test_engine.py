@@ -142,7 +142,7 @@ def test_cli_benchmark_and_argument_errors() -> None:
 def test_bench_hash_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
     from pithead.bench import hash as bench_hash
 
-    bench_hash.main(["--seconds", "0.2", "--threads", "1", "--paths", "portable,python"])
+    bench_hash.main(["--seconds", "0.2", "--repeat", "1", "--threads", "1", "--paths", "portable,python"])
     out = capsys.readouterr().out
     lines = [ln.split() for ln in out.splitlines() if ln.startswith(("portable", "python"))]
     assert [ln[0] for ln in lines] == ["portable", "python"]
