@@ -261,3 +261,15 @@ def test_vardiff_with_random_share_times(hashrate: float) -> None:
             changes_after += 1
     assert ideal / 2 <= vd.difficulty <= ideal * 2, (vd.difficulty, ideal)
     assert changes_after <= 5
+
+
+def test_unusable_template_keeps_the_previous_jobs() -> None:
+    import dataclasses
+
+    book = JobBook(mode="solo")
+    book.new_template(regtest_template(height=101))
+    good = book.job_for(b"\x51")
+    bad = dataclasses.replace(regtest_template(height=102), coinbase_aux_flags=b"\x00" * 95)  # no room left
+    with pytest.raises(JobError):
+        book.new_template(bad)
+    assert book.job_for(b"\x51") is good and not book.is_stale(good)  # type: ignore[arg-type]

@@ -203,3 +203,23 @@ async def test_long_pipeline_answered_in_order_while_others_are_served() -> None
         await flooder.close()
         await other.close()
         await server.stop()
+
+
+async def test_unusable_template_is_skipped_and_the_pool_keeps_going() -> None:
+    import dataclasses
+
+    server, source, _, port = await start_pool()
+    c = await RawClient.connect("127.0.0.1", port)
+    try:
+        await c.handshake(USER)
+        job = await c.wait_notify(clean=True)
+        source.push(dataclasses.replace(regtest_template(height=102, bits=HARD), coinbase_aux_flags=b"\0" * 95),
+                    new_block=True)
+        r = await c.submit_one(USER, job)  # still on the old (still current) work
+        assert r["result"] is True
+        source.push(regtest_template(height=103, bits=HARD), new_block=True)
+        new = await c.wait_notify(clean=True)
+        assert new[0] != job[0]
+    finally:
+        await c.close()
+        await server.stop()

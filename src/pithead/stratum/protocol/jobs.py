@@ -18,7 +18,15 @@ from pithead.stratum.protocol.codec import encode_notification
 from pithead.stratum.protocol.share import ShareKey
 from pithead.stratum.protocol.version import BIP320_MASK
 from pithead.template.block_template import BlockTemplate
-from pithead.template.job import Job, PayoutMode, TemplateDerived, build_job, derive, payout_outputs
+from pithead.template.job import (
+    Job,
+    JobError,
+    PayoutMode,
+    TemplateDerived,
+    build_job,
+    derive,
+    payout_outputs,
+)
 
 MAX_GENERATIONS = 16
 """Templates whose jobs stay known. Older ids answer "job not found"; within these, jobs on an old tip
@@ -109,11 +117,19 @@ class JobBook:
 
     def new_template(self, template: BlockTemplate, new_block: bool | None = None, ntime: int | None = None) -> int:
         """Start a generation; returns its number. `new_block` defaults to "the tip changed"."""
+        derived = derive(template)
+        # Build one job now, before anything changes: whatever can fail (coinbase sizes, outputs) fails
+        # here with a JobError and the book keeps serving the previous template, instead of every miner's
+        # next job failing later.
+        try:
+            self._build(template, derived, ntime, self.pool_script or b"\x51", "0")
+        except ValueError as exc:
+            raise JobError(f"no job from the template at height {template.height}: {exc}") from exc
         if new_block is None:
             new_block = template.prev_hash != self.tip
         self.tip = template.prev_hash
         self._gen_number += 1
-        gen = _Generation(self._gen_number, template, new_block, ntime, derive(template))
+        gen = _Generation(self._gen_number, template, new_block, ntime, derived)
         self._generations[gen.number] = gen
         while len(self._generations) > self.max_generations:
             _, old = self._generations.popitem(last=False)
@@ -134,26 +150,28 @@ class JobBook:
         if ij is not None:
             return ij
         if len(gen.jobs) >= MAX_SOLO_JOBS_PER_GENERATION:
-            raise RuntimeError("too many distinct payout scripts in one generation")
+            return None  # bounded: this miner waits for the next template
         self._seq += 1
-        outputs = payout_outputs(
-            self.mode, gen.template, pool_script=self.pool_script, worker_script=script
-        )
-        job = build_job(
-            gen.template,
-            job_id=f"{self._seq:x}",
-            outputs=outputs,
-            tag=self.tag,
-            extranonce1_size=self.extranonce1_size,
-            extranonce2_size=self.extranonce2_size,
-            ntime=gen.ntime,
-            derived=gen.derived,
-            clear_version_bits=self.clear_version_bits,
-        )
+        job = self._build(gen.template, gen.derived, gen.ntime, script, f"{self._seq:x}")
         ij = issue(job, self._seq, gen.number)
         gen.jobs[script] = ij
         self._by_id[job.job_id] = ij
         return ij
+
+    def _build(self, template: BlockTemplate, derived: TemplateDerived, ntime: int | None, script: bytes,
+               job_id: str) -> Job:
+        outputs = payout_outputs(self.mode, template, pool_script=self.pool_script, worker_script=script)
+        return build_job(
+            template,
+            job_id=job_id,
+            outputs=outputs,
+            tag=self.tag,
+            extranonce1_size=self.extranonce1_size,
+            extranonce2_size=self.extranonce2_size,
+            ntime=ntime,
+            derived=derived,
+            clear_version_bits=self.clear_version_bits,
+        )
 
     def add_job(self, job: Job) -> IssuedJob:
         """Register a job built elsewhere (replayed vectors, tests) as part of the current tip."""

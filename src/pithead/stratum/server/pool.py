@@ -280,7 +280,16 @@ class PoolServer:
             new_block = update.new_block or update.template.prev_hash != self.jobs.tip
             if not new_block and time.monotonic() - self._last_generation_at < self.refresh_interval:
                 continue  # a mempool refresh: the refresh loop picks it up at its interval
-            self.on_template(update.template, new_block)
+            self._safe_on_template(update.template, new_block)
+
+    def _safe_on_template(self, template: BlockTemplate, new_block: bool | None) -> None:
+        """on_template for the background loops: a template we cannot build jobs from (a bug, an odd
+        node answer) is logged and skipped — the miners keep the last good work, the loops keep running."""
+        try:
+            self.on_template(template, new_block)
+        except Exception:
+            log.exception("could not make jobs from the template at height %d; keeping the last ones",
+                          template.height)
 
     async def _refresh_loop(self) -> None:
         """At most one clean_jobs=false job per `refresh_interval`: a source that reports every new
@@ -291,7 +300,7 @@ class PoolServer:
                 continue
             current = self.source.current()
             if current is not None and current is not self._last_template:
-                self.on_template(current, new_block=None)
+                self._safe_on_template(current, new_block=None)
 
     def on_template(self, template: BlockTemplate, new_block: bool | None) -> None:
         """A new generation of jobs, sent to every ready miner (clean_jobs when the tip changed)."""
@@ -405,7 +414,10 @@ class PoolServer:
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self.limits.sweep_interval)
-            self.sweep(self.clock())
+            try:
+                self.sweep(self.clock())
+            except Exception:  # never let housekeeping stop: log and try again next interval
+                log.exception("sweep failed")
 
     def sweep(self, now: float) -> None:
         lim = self.limits
