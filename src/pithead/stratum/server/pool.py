@@ -241,7 +241,7 @@ class PoolServer:
         loop = asyncio.get_running_loop()
         current = self.source.current()
         if current is not None:
-            self.on_template(current, new_block=True)
+            self._safe_on_template(current, new_block=True)
         self._server = await loop.create_server(
             lambda: StratumConnection(self), host, port, reuse_address=True, backlog=4096, **kw
         )
