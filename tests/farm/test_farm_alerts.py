@@ -106,8 +106,19 @@ def test_hashing_but_no_shares_at_the_pool() -> None:
     # without ledger data the check is off, not failing for every device
     assert evaluate(st, now, T, last_share=None, share_data=False) == []
     # just rebooted: not hashing for the whole window yet
-    fresh = status(d, reading(d, now, uptime=120.0))
+    fresh = status(d, reading(d, now, uptime=400.0))
     assert evaluate(fresh, now, T, last_share=None, share_data=True) == []
+
+
+def test_boot_grace() -> None:
+    d = device()
+    now = 5000.0
+    booting = reading(d, now, ths=0.0, chips=(0, 0, 0), fans=(0, 0, 0, 0), uptime=60.0)
+    assert evaluate(status(d, booting), now, T) == []  # still starting: not a fault yet
+    hot_booting = reading(d, now, ths=0.0, chip=97.0, uptime=60.0)
+    assert kinds(evaluate(status(d, hot_booting), now, T)) == {AlertKind.OVERHEAT}  # heat never waits
+    came_back_short = reading(d, now, ths=93.0, chips=(110, 0, 110), uptime=T.boot_grace_s + 1)
+    assert kinds(evaluate(status(d, came_back_short), now, T)) == {AlertKind.BOARD_MISSING, AlertKind.LOW_HASHRATE}
 
 
 def test_manager_opens_resolves_and_joins_the_ledger(store: FarmStore) -> None:

@@ -12,6 +12,7 @@ worker, the clock (passed in) and `AlertThresholds`:
                  `no_shares_after_s` -- the cross-check between device telemetry and the pool ledger
                  that single-source monitors miss (a miner "healthy" on its own page for hours while
                  the pool saw nothing).
+Fan, board, hashrate and share checks wait `boot_grace_s` after a (re)boot; heat is judged at once.
 
 The pool side comes in through `ShareActivity`, a one-method protocol (worker names -> last accepted
 share time), so the farm never imports the ledger: `pithead up` plugs the ledger in, tests plug a dict.
@@ -79,6 +80,9 @@ class AlertThresholds:
     low_hashrate_ratio: float = 0.8
     # N minutes without a share at pool difficulty: at vardiff's ~10 s per share, 10 min is ~60 missed.
     no_shares_after_s: float = 600.0
+    # A (re)booting miner reports low hashrate, missing chips and idle fans for its first minutes (stock
+    # Antminer: 2-3 min until hashing); those checks wait this long after boot. Heat is checked at once.
+    boot_grace_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +152,8 @@ def evaluate(
     elif board is not None and board > thresholds.board_temp_max_c:
         out.append(AlertCondition(did, AlertKind.OVERHEAT, Severity.CRITICAL,
                                   f"board {board:.1f} °C > {thresholds.board_temp_max_c:.0f} °C"))
-    if r.is_mining:
+    booting = r.uptime_s is not None and r.uptime_s < thresholds.boot_grace_s
+    if r.is_mining and not booting:
         slow = [f for f in r.fans if f.rpm < thresholds.fan_min_rpm]
         if slow:
             out.append(AlertCondition(did, AlertKind.FAN_FAILURE, Severity.CRITICAL,
