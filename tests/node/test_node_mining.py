@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import zmq
 import zmq.asyncio
 
@@ -19,7 +20,7 @@ from pithead.node.rpc.format import tx_json
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
 from pithead.template.block_template import parse_gbt
-from pithead.template.rpc import RpcClient
+from pithead.template.rpc import RpcClient, RpcError
 
 GBT = {"rules": ["segwit"]}
 PAYOUT = p2wsh_of(BARE_OP_TRUE)
@@ -155,3 +156,24 @@ async def test_chain_survives_restart(tmp_path: Path) -> None:
         assert (await rpc.call("gettransaction", txid))["confirmations"] == 1
         (next_tip,) = await mine_blocks(rpc, 1)
         assert (await rpc.call("getblockheader", next_tip))["previousblockhash"] == tip
+
+
+async def test_generateblock_mines_exactly_the_given_transactions(node_rpc: tuple[EmbeddedNode, RpcClient]) -> None:
+    _, rpc = node_rpc
+    await mine_blocks(rpc, 101)
+    address = await rpc.call("getnewaddress")
+    first = await rpc.call("sendmany", "", {address: 1})
+    second = await rpc.call("sendmany", "", {address: 2})
+    raw_first = await rpc.call("getrawtransaction", first)
+    result = await rpc.call("generateblock", address, [raw_first])
+    block = await rpc.call("getblock", result["hash"])
+    assert block["tx"][1:] == [first]
+    assert await rpc.call("getrawmempool") == [second]
+    result = await rpc.call("generateblock", f"addr({address})", [second], False)
+    assert set(result) == {"hash", "hex"} and await rpc.call("getbestblockhash") != result["hash"]
+    with pytest.raises(RpcError) as err:
+        await rpc.call("generateblock", address, ["ab" * 32])
+    assert err.value.code == -5 and "not in mempool" in err.value.message
+    with pytest.raises(RpcError) as err:
+        await rpc.call("generateblock", address, [raw_first])  # already mined: its inputs are spent
+    assert err.value.code == -25 and err.value.message.startswith("TestBlockValidity failed")

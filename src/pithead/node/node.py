@@ -339,7 +339,7 @@ class EmbeddedNode:
                 fees = sum(e.fee for e in entries)
             else:
                 body = list(txs)
-                fees = sum(self._fee_of(tx) for tx in body)
+                fees = sum(self.fee_of(tx) for tx in body)
             block = assemble_block(self.chain, script_pubkey, body, self.now(), fees=fees)
             solved = solve(block, max_tries)
             if solved is None:
@@ -350,7 +350,8 @@ class EmbeddedNode:
             hashes.append(solved.hash())
         return hashes
 
-    def _fee_of(self, tx: Transaction) -> int:
+    def fee_of(self, tx: Transaction) -> int:
+        """Fee of a transaction whose inputs are in the mempool or the UTXO set (0 where unknown)."""
         assert self.chain is not None
         e = self.mempool.entries.get(tx.txid())
         if e is not None:

@@ -78,6 +78,10 @@ class Wallet:
     def owns(self, script: bytes) -> bool:
         return script in self._scripts
 
+    def inner_script(self, script: bytes) -> bytes:
+        """The anyone-can-spend script behind a wallet output (its redeemScript or witnessScript)."""
+        return self._scripts[script][0]
+
     def label(self, script: bytes) -> str:
         return self._scripts[script][2]
 

@@ -354,7 +354,7 @@ class NodeRPC:
                 ) from None
         from pithead.node.mining import assemble_block, solve
 
-        fees = sum(self.node._fee_of(tx) for tx in txs)
+        fees = sum(self.node.fee_of(tx) for tx in txs)
         block = assemble_block(self.chain, script, txs, self.node.now(), fees=fees)
         solved = solve(block, DEFAULT_MAX_TRIES)
         if solved is None:
@@ -664,7 +664,7 @@ class NodeRPC:
             if wanted is not None and script not in wanted:
                 continue
             address = script_to_address(script, self.node.network)
-            inner = self.wallet._scripts[script][0]
+            inner = self.wallet.inner_script(script)
             item: dict[str, Any] = {
                 "txid": display_hex(c.outpoint.txid),
                 "vout": c.outpoint.index,
@@ -760,7 +760,7 @@ class NodeRPC:
         credit = sum(o.value for o in tx.outputs if self.wallet.owns(o.script_pubkey))
         fee = None
         if spends_ours and not tx.is_coinbase():
-            fee = self.node._fee_of(tx) if h in self.node.mempool else self._confirmed_fee(h, tx)
+            fee = self.node.fee_of(tx) if h in self.node.mempool else self._confirmed_fee(h, tx)
         out: dict[str, Any] = {"amount": btc(credit - debit + (fee or 0))}
         if fee is not None:
             out["fee"] = -btc(fee)
