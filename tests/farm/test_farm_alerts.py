@@ -148,6 +148,9 @@ def test_manager_opens_resolves_and_joins_the_ledger(store: FarmStore) -> None:
     assert [(e.device_id, e.kind, e.action) for e in events] == [(b.id, "overheat", "resolved")]
     assert len(delivered) == 3
     assert {a.kind for a in store.open_alerts()} == {"no_shares"}
+    store.remove_device(c.id)  # forgotten devices do not keep alerts open
+    assert [(e.device_id, e.action) for e in mgr.run_once(t + 180)] == [(c.id, "resolved")]
+    assert store.open_alerts() == []
 
 
 async def test_webhook_delivery_to_a_loopback_server(servers: Servers, store: FarmStore) -> None:

@@ -235,10 +235,11 @@ class AlertManager:
                               share_data=self.shares is not None):
                 wanted[(c.device_id, c.kind.value)] = c
         evaluated = {s.device.id for s in sts}
+        whole_fleet = statuses is None  # then a device missing from the inventory was forgotten
         events: list[AlertEvent] = []
         open_rows = {(a.device_id, a.kind): a for a in self.store.open_alerts()}
         for key, a in open_rows.items():
-            if key not in wanted and a.device_id in evaluated:
+            if key not in wanted and (a.device_id in evaluated or whole_fleet):
                 self.store.resolve_alert(a.id, now)
                 events.append(AlertEvent(a.id, "resolved", a.device_id, a.kind, a.severity, a.message, now))
         for key, c in wanted.items():
