@@ -415,3 +415,14 @@ def test_signalling_bits_inside_the_mask_are_cleared_so_xor_and_bip310_agree() -
     (m,) = _mine(s, book, notify["params"][0], 1e-5, 1, vbits=rolled ^ 0x20000004)
     s.receive(m, NOW)
     assert lines(s.data_to_send())[0]["result"] is True
+
+
+def test_quiet_miner_gets_a_lower_difficulty_on_tick() -> None:
+    s, _book, _notify = _ready()
+    start = s.difficulty
+    assert s.tick(NOW + 5) == []  # too early
+    events = s.tick(NOW + 3600)
+    out = lines(s.data_to_send())
+    assert s.difficulty < start and events
+    assert out[0] == {"id": None, "method": "mining.set_difficulty", "params": [s.difficulty]}
+    assert out[1]["method"] == "mining.notify" and out[1]["params"][8] is False
