@@ -256,3 +256,26 @@ async def test_bad_http_input_never_kills_the_server(served, api) -> None:
     raw = await api(_dev(fleet, "s19").ip, port, b"\xff" * 100)
     assert cg.reply_status(cg.decode_reply(raw)).code == cg.Code.INVCMD
     assert orjson.loads(raw[:-1])["id"] == 1
+
+
+async def test_one_process_serves_24000_devices(api) -> None:
+    """24,000 addresses behind two listening sockets: a sample across the whole range answers as itself."""
+    import random
+
+    fleet = Fleet.build(24_000, seed=8, clock=ManualClock())
+    srv = FleetServer(fleet, api_port=0, web_port=0, bind="shared")
+    await srv.start()
+    try:
+        port, web = srv.bound_ports()
+        sample = [*random.Random(3).sample(fleet.devices, 60), fleet.devices[0], fleet.devices[-1]]
+        async with httpx.AsyncClient() as client:
+            for dev in sample:
+                if dev.spec.family.value == "antminer":
+                    reply = cg.decode_reply(await api(dev.ip, port, cg.encode_request("version")))
+                    assert cg.parse_version(reply).miner_type == dev.spec.type_string
+                else:
+                    info = (await client.get(f"http://{dev.ip}:{web}{axeos.INFO_PATH}")).json()
+                    assert info["hostname"] == dev.hostname and info["macAddr"] == dev.mac()
+        assert srv.stats.resets == 0
+    finally:
+        await srv.close()

@@ -415,6 +415,19 @@ class SimDevice:
     def accepted(self) -> int:
         return int(self._hash_units * 1_000_000 // int(self.pool_diff() * 2**32))
 
+    def quick(self, ctx: FleetContext, t: float) -> tuple[bool, float, float]:
+        """(online, average GH/s, watts) at `t`: the cheap path for fleet-wide totals."""
+        self.advance(ctx, t)
+        if not self._online(t):
+            return False, 0.0, 0.0
+        amb = ctx.ambient(t, self.ambient_offset())
+        rate = self._effective_rate(ctx, t, amb)
+        spec = self.spec
+        if rate > 0.0:
+            fan_w = spec.fans * 4.0 if spec.family is Family.ANTMINER else 0.0
+            return True, rate, spec.power_w * (rate / (spec.ideal_ghs * 0.985)) + fan_w
+        return True, 0.0, 25.0 if spec.family is Family.ANTMINER else 3.0
+
     def snapshot(self, ctx: FleetContext, t: float) -> Snapshot:
         """What the firmware reports at `t` (advances the state to `t` first)."""
         self.advance(ctx, t)

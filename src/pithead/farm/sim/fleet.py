@@ -243,11 +243,11 @@ class Fleet:
         rate = power = 0.0
         hashing = down = 0
         for d in self.devices:
-            s = d.snapshot(self.ctx, t)
-            rate += s.rate_avg_ghs
-            power += s.power_w
-            hashing += s.hashing
-            down += not s.online
+            online, r, w = d.quick(self.ctx, t)
+            rate += r
+            power += w
+            hashing += r > 0.0
+            down += not online
         return {
             "devices": len(self.devices),
             "hashing": hashing,
