@@ -81,3 +81,48 @@ def test_scan_poll_status_alerts_actions(tmp_path: Path, device_port: tuple[int,
 def test_hashprice_command() -> None:
     r = runner.invoke(app, ["hashprice", "--difficulty", "1e14", "--btc-price", "100000", "--height", "840000"])
     assert r.exit_code == 0 and "62.86 per PH/s" in r.output
+
+
+def test_farm_cli_against_the_simulator_cli(tmp_path: Path) -> None:
+    """`pithead farm sim run` in its own process, then scan + poll it with `pithead farm` commands."""
+    pytest.importorskip("pithead.farm.sim.cli")
+    import socket
+    import subprocess
+    import sys
+    import time as _time
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    api, web = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pithead.cli", "farm", "sim", "run", "-n", "12", "--network", "127.81.0.0/24",
+         "--api-port", str(api), "--web-port", str(web)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = _time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.81.0.1", web), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or _time.monotonic() > deadline:
+                    out = proc.stdout.read().decode() if proc.stdout else ""
+                    pytest.fail(f"simulator did not start: {out[-2000:]}")
+                _time.sleep(0.1)
+        db = str(tmp_path / "farm.sqlite3")
+        r = runner.invoke(app, ["scan", "127.81.0.0/28", "--db", db, "--cgminer-port", str(api),
+                                "--axeos-port", str(web)])
+        assert r.exit_code == 0 and "12 devices (12 new)" in r.output, r.output
+        r = runner.invoke(app, ["poll", "--once", "--db", db])
+        assert r.exit_code == 0 and "12 ok" in r.output, r.output
+        with FarmStore(db) as s:
+            models = sorted({st.device.identity.model for st in s.statuses()})
+            assert all(st.reading is not None and st.reading.hashrate_ths > 0 for st in s.statuses())
+        assert models == ["Antminer S19", "Antminer S19 XP", "Antminer S21", "BM1370"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
