@@ -144,3 +144,32 @@ async def test_miner_finds_a_regtest_block_through_the_pool() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.stop()
+
+
+async def test_miner_reconnects_after_the_pool_restarts_and_mines_on() -> None:
+    server, _source, _sink, port = await start_pool(HARD_BITS)
+    miner = Miner(
+        MinerOptions(pools=(PoolAddress("127.0.0.1", port),), username=USER, threads=1, suggest_difficulty=EASY)
+    )
+    task = asyncio.create_task(miner.run())
+    second: PoolServer | None = None
+    try:
+        await wait_for(lambda: miner.status.accepted >= 3)
+        await server.stop()
+        await wait_for(lambda: not miner.status.connected)
+        before = miner.status.accepted
+        # The pool comes back on the same port (a restart): the miner reconnects with backoff and its
+        # shares on the new session are submitted and accepted (none dropped as stale).
+        source2 = StaticTemplateSource(template(101, HARD_BITS))
+        sink2 = Sink()
+        rules = PoolRules(mode="solo", network=REGTEST, vardiff=VarDiffConfig(5.0, 1e-6, 1e9), start_difficulty=EASY)
+        second = PoolServer(rules=rules, source=source2, sink=sink2, refresh_interval=3600)
+        await second.start("127.0.0.1", port)
+        await wait_for(lambda: miner.status.accepted >= before + 3)
+        assert any(isinstance(e, ShareEvent) and e.accepted for e in sink2.events)
+        assert miner.status.rejected == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if second is not None:
+            await second.stop()

@@ -44,6 +44,8 @@ class ThreadStats:
     hashes: int = 0
     hits: int = 0
     hw_errors: int = 0
+    errors: int = 0  # unexpected exceptions in the worker (the thread carries on)
+    last_error: str = ""
     # (monotonic time, cumulative hashes) samples for the windowed rate
     _samples: list[tuple[float, int]] | None = None
 
@@ -160,6 +162,15 @@ class Engine:
 
     def _run(self, index: int) -> None:
         stats = self.stats[index]
+        while not self._stop.is_set():
+            try:
+                self._mine(stats)
+            except Exception as exc:  # a bug must not kill the thread silently, nor spin
+                stats.errors += 1
+                stats.last_error = f"{type(exc).__name__}: {exc}"
+                self._stop.wait(IDLE_POLL)
+
+    def _mine(self, stats: ThreadStats) -> None:
         stats.record(time.monotonic())
         chunk = MIN_CHUNK
         while not self._stop.is_set():

@@ -150,6 +150,8 @@ class Miner:
         elif isinstance(event, DifficultyChanged):
             st.note(f"difficulty {event.difficulty:g} from the next job")
         elif isinstance(event, Connected):
+            # Work generations count per session: a new connection starts again from 1.
+            self._clean_generation = 0
             st.pool, st.connected = str(event.pool), True
             st.note(f"connected to {event.pool}")
         elif isinstance(event, Disconnected):
