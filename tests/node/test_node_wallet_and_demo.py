@@ -104,3 +104,13 @@ async def test_node_from_config(tmp_path: Path) -> None:
         client = RpcClient(node.rpc_url, cookie_file=node.cookie_path)
         assert (await client.call("getblockchaininfo"))["chain"] == "regtest"
         await client.close()
+
+
+async def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    from pithead.node.node import NodeError
+
+    async with running_node(tmp_path / "first") as (node, _):
+        second = EmbeddedNode(tmp_path / "second", rpc_port=node.rpc_port)
+        with pytest.raises(NodeError, match="cannot listen"):
+            await second.start()
+        assert not second.cookie_path.exists()

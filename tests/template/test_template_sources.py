@@ -216,6 +216,9 @@ async def test_failover_keeps_work_flowing_and_submits_everywhere(tmp_path: Path
             await a.stop()  # the primary dies
             u = await update_with_prev(updates, await rpc_b.call("getbestblockhash"))
             assert u.new_block and u.template.height == 2 and failover.active.name == "backup"
+            status = {s["name"]: s for s in failover.status()}
+            assert status["backup"]["active"] and status["backup"]["healthy"] and status["backup"]["height"] == 2
+            assert not status["primary"]["healthy"] and status["primary"]["last_error"]
             await asyncio.sleep(0.3)  # ZMQ's slow joiner on the backup's socket
             (tip,) = await mine_blocks(rpc_b, 1)
             u = await update_with_prev(updates, tip)

@@ -190,12 +190,14 @@ class EmbeddedNode:
             self.rpc_port = await self._server.start()
         except OSError as exc:
             self.chain.close()
+            self._remove_cookie()
             raise NodeError(f"cannot listen on {self.rpc_bind}:{self.rpc_port}: {exc}") from exc
         try:
             self.zmq = ZmqPublisher(self.zmq_addresses) if self.zmq_addresses else None
         except Exception as exc:
             await self._server.close()
             self.chain.close()
+            self._remove_cookie()
             raise NodeError(f"cannot bind ZMQ publishers {self.zmq_addresses}: {exc}") from exc
         self.running = True
         if self.tx_rate > 0:
@@ -242,10 +244,13 @@ class EmbeddedNode:
             self.zmq = None
         if self.chain is not None:
             self.chain.close()
+        self._remove_cookie()
+        self._stopped.set()
+
+    def _remove_cookie(self) -> None:
         if self.cookie is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.cookie_path.unlink()
-        self._stopped.set()
 
     async def __aenter__(self) -> EmbeddedNode:
         await self.start()

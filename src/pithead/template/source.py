@@ -178,6 +178,21 @@ class NodeSource:
             asyncio.get_running_loop().create_task(self._refresh_quietly("submit"))
         return [SubmitResult(self.name, result, result is None)]
 
+    def status(self) -> dict[str, Any]:
+        """For dashboards and logs: how this node is doing."""
+        t = self._template
+        return {
+            "name": self.name,
+            "priority": self.priority,
+            "healthy": self.healthy,
+            "last_error": self.last_error,
+            "rejected": self.rejected,
+            "height": t.height if t else None,
+            "prev_hash": t.prev_hash[::-1].hex() if t else None,
+            "zmq": bool(self.zmq_hashblock),
+            "notifications": dict(self.notifications),
+        }
+
     # --- fetching ---
 
     async def refresh(self, why: str = "refresh") -> None:
@@ -336,6 +351,10 @@ class FailoverSource:
     async def submit_block(self, block_hex: str) -> list[SubmitResult]:
         results = await asyncio.gather(*(s.submit_block(block_hex) for s in self.sources))
         return [r for rs in results for r in rs]
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each node's status, in priority order, with `active` marking the one templates come from."""
+        return [{**s.status(), "active": s is self.active} for s in self.sources]
 
     def _on_change(self, _source: NodeSource) -> None:
         leader = next((s for s in self.sources if s.healthy and s.current() is not None), None)
