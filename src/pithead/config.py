@@ -89,6 +89,14 @@ class FarmConfig:
     sim_devices: int = 0
     poll_interval: float = 60.0
     max_concurrent_polls: int = 500
+    poll_deadline: float = 5.0  # per-device deadline, seconds (a frozen miner costs one slot this long)
+    scan: tuple[str, ...] = ()  # CIDRs `pithead farm run` discovers devices in
+    rescan_interval: float = 900.0  # discovery runs apart from polling
+    labels: str | None = None  # CSV cidr,site,rack
+    site: str = ""  # site label for devices no rule matches
+    webhook_url: str | None = None  # alert changes are POSTed here
+    price_schedule: str | None = None  # CSV start,price_per_mwh (or price_per_kwh)
+    strike_price: float | None = None  # per MWh; with price_schedule, enables curtailment
 
 
 @dataclass(frozen=True)
