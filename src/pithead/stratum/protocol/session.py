@@ -607,6 +607,13 @@ class Session:
             return None
         return self.jobs.job_for(self._payout_script())
 
+    def take_job(self, ij: IssuedJob) -> None:
+        """Record that `ij` was sent to this (READY) session by the broadcast path, which writes the
+        pre-serialized line itself."""
+        self._last_job = ij
+        if ij.seq not in self._job_diff:
+            self._note_job(ij)
+
     def push_job(self, ij: IssuedJob, clean: bool) -> bytes:
         """A new job for a READY session: returns the bytes to write (the pre-serialized notify line),
         without queuing them — the broadcast path writes them straight out."""

@@ -313,11 +313,21 @@ class PoolServer:
         if self.jobs.mode == "pool":
             ij = self.jobs.job_for(None)
             if ij is not None:
+                # the hot loop of a new block: the same pre-serialized line for everyone, nothing else
+                line = ij.line_clean if clean else ij.line_update
+                max_buffer = self.limits.max_write_buffer
+                ready = State.READY
                 for c in self.connections:
                     s = c.session
-                    if s is not None and s.state is State.READY:
-                        c.write(s.push_job(ij, clean))  # the same pre-serialized line for everyone
-                        n += 1
+                    t = c.transport
+                    if s is None or t is None or s.state is not ready:
+                        continue
+                    s.take_job(ij)
+                    if t.get_write_buffer_size() > max_buffer:
+                        t.abort()  # not reading our messages: gone or hostile
+                        continue
+                    t.write(line)
+                    n += 1
         else:
             for c in self.connections:
                 s = c.session
