@@ -78,6 +78,32 @@ def test_scan_poll_status_alerts_actions(tmp_path: Path, device_port: tuple[int,
     assert runner.invoke(app, ["forget", device_id, "--db", db]).exit_code == 2
 
 
+def test_run_service_from_a_config_file(tmp_path: Path, device_port: tuple[int, Antminer]) -> None:
+    port, _dev = device_port
+    labels = tmp_path / "racks.csv"
+    labels.write_text("cidr,site,rack\n127.0.0.0/24,lab,R1\n")
+    prices = tmp_path / "prices.csv"
+    prices.write_text("start,price_per_mwh\n0,40\n")
+    conf = tmp_path / "pithead.toml"
+    conf.write_text(f'[farm]\npoll_interval = 0.2\nlabels = "{labels}"\n'
+                    f'price_schedule = "{prices}"\nstrike_price = 80.0\n')
+    db = str(tmp_path / "farm.sqlite3")
+    # the fixture's device listens on an ephemeral port, which the config cannot name: scan it first
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1",
+                            "--labels", str(labels)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["run", "--config", str(conf), "--db", db, "--duration", "1.5"])
+    assert r.exit_code == 0, r.output
+    assert "1 ok" in r.output
+    with FarmStore(db) as s:
+        st = s.statuses()[0]
+        assert st.state.value == "ok" and st.device.labels.rack == "R1"
+        assert len(s.history(st.device.id, 0.0)) >= 2  # polled every 0.2 s for 1.5 s
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[farm]\nno_such_setting = 1\n")
+    assert runner.invoke(app, ["run", "--config", str(bad), "--db", db]).exit_code == 2
+
+
 def test_hashprice_command() -> None:
     r = runner.invoke(app, ["hashprice", "--difficulty", "1e14", "--btc-price", "100000", "--height", "840000"])
     assert r.exit_code == 0 and "62.86 per PH/s" in r.output

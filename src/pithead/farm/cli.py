@@ -2,6 +2,7 @@
 
 - scan       discover devices in CIDR ranges and add them to the inventory (with labels)
 - poll       poll the inventory once or every interval; store readings, raise alerts, roll up history
+- run        the whole fleet manager as a service from the [farm] config (re-scan, poll, alerts, curtail)
 - status     the latest status of every device
 - alerts     open (or all recent) alerts
 - label      set site/rack/position of a device; forget removes one from the inventory
@@ -143,6 +144,63 @@ def poll(
             finally:
                 if hook is not None:
                     await hook.aclose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def run(
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config ([farm] section)."),
+    db: str = DbOpt,
+    scan_cidr: list[str] = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable)."),
+    webhook: str | None = typer.Option(None, "--webhook", help="POST alert changes here."),
+    shard: str = typer.Option("0/1", "--shard", help="Poll only shard i of n (several collectors)."),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+) -> None:
+    """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail."""
+    # The CLI shell reads pithead's one typed config; the farm's modules themselves never import it.
+    from pithead.config import ConfigError, load
+    from pithead.farm.curtailment import CurtailmentPolicy
+    from pithead.farm.energy import EnergyError, PriceSchedule
+    from pithead.farm.inventory import Labeler
+    from pithead.farm.service import FarmService, FarmServiceConfig
+
+    try:
+        cfg = load(config).farm
+        labeler = Labeler.from_csv(Path(cfg.labels).read_text(), cfg.site) if cfg.labels else Labeler((), cfg.site)
+        prices = PriceSchedule.from_csv(Path(cfg.price_schedule).read_text()) if cfg.price_schedule else None
+    except (ConfigError, EnergyError, OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    idx, _, count = shard.partition("/")
+    svc_cfg = FarmServiceConfig(
+        scan_cidrs=tuple(scan_cidr) or tuple(cfg.scan), rescan_interval_s=cfg.rescan_interval,
+        poll_interval_s=cfg.poll_interval, max_concurrency=cfg.max_concurrent_polls, deadline_s=cfg.poll_deadline,
+        shard=(int(idx), int(count or 1)), webhook_url=webhook or cfg.webhook_url,
+        curtailment=CurtailmentPolicy(cfg.strike_price) if cfg.strike_price is not None and prices else None,
+    )
+
+    async def main() -> None:
+        with _store(db) as store:
+            svc = FarmService(store, svc_cfg, prices=prices, labeler=labeler)
+            task = asyncio.create_task(svc.run())
+            loop = asyncio.get_running_loop()
+            end = loop.time() + duration if duration is not None else None
+            try:
+                while not task.done():
+                    try:
+                        async with asyncio.timeout_at(end):
+                            await svc.swept.wait()
+                    except TimeoutError:
+                        break
+                    svc.swept.clear()
+                    rep = svc.last_sweep
+                    if rep is not None:
+                        console.print(f"{rep.devices} devices in {rep.wall_s:.1f} s: {rep.ok} ok, {rep.timeouts} "
+                                      f"timeout, {rep.unreachable} unreachable, {rep.errors} error; "
+                                      f"{len(store.open_alerts())} open alerts")
+            finally:
+                svc.stop()
+                await task
 
     asyncio.run(main())
 
