@@ -756,7 +756,7 @@ def reply_status(reply: Mapping[str, Any]) -> Status:
         raise CgminerReplyError("reply has no STATUS")
     letter = st.get("STATUS")
     try:
-        sev = Severity(letter)
+        sev = Severity(str(letter))
     except ValueError as exc:
         raise CgminerReplyError(f"unknown STATUS {letter!r}") from exc
     when = st.get("When", st.get("when", 0))
@@ -900,7 +900,7 @@ class ParsedPool:
 
 
 def parse_pools(reply: Mapping[str, Any]) -> tuple[ParsedPool, ...]:
-    out = []
+    out: list[ParsedPool] = []
     for d in _section(reply, "POOLS"):
         out.append(
             ParsedPool(
@@ -1015,7 +1015,7 @@ def parse_stats_new_api(reply: Mapping[str, Any]) -> ParsedStats:
         raise CgminerReplyError("new_api reply has no STATS[0]")
     d = secs[0]
     factor = _rate_unit_factor(d.get("rate_unit"))
-    chains = []
+    chains: list[ParsedChain] = []
     for c in d.get("chain", []) or []:
         if not isinstance(c, dict):
             raise CgminerReplyError("chain entry is not an object")
@@ -1058,7 +1058,7 @@ class ParsedDev:
 
 
 def parse_devs(reply: Mapping[str, Any]) -> tuple[ParsedDev, ...]:
-    out = []
+    out: list[ParsedDev] = []
     for d in _section(reply, "DEVS"):
         idx = d.get("ASC", d.get("PGA", d.get("GPU", d.get("ID", len(out)))))
         out.append(

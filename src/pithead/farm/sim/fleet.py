@@ -43,7 +43,7 @@ class Action:
 
 def parse_mix(text: str) -> tuple[tuple[ModelSpec, float], ...]:
     """`"s19xp:4,s19:3,s21:2,bitaxe-gamma:1"` → specs with weights (weights need not sum to 1)."""
-    out = []
+    out: list[tuple[ModelSpec, float]] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
@@ -72,7 +72,7 @@ def allocate_ips(network: str, count: int) -> list[str]:
         raise FleetConfigError(f"bad network {network!r}") from exc
     if not net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
         raise FleetConfigError("simulated devices live on loopback (127.0.0.0/8) only")
-    out = []
+    out: list[str] = []
     base = int(net.network_address)
     end = int(net.broadcast_address)
     x = base + 1

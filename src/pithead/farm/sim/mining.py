@@ -26,10 +26,15 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pithead.farm.sim.clock import unit
 from pithead.farm.sim.device import SimDevice
 from pithead.farm.sim.fleet import Fleet
+
+if TYPE_CHECKING:
+    from pithead.stratum.client.session import ClientSession
+    from pithead.stratum.client.work import WorkRoller, WorkUnit
 
 # One TCP connection per mining device: under the 20,000-descriptor limit together with the servers'
 # live connections (server.MAX_CONNECTIONS) and the process's own files.
@@ -113,10 +118,10 @@ class _DeviceMiner:
         self.bridge = bridge
         self.dev = dev
         self.stats = MinerStats(dev.ip)
-        self.session = None  # pithead.stratum.client.session.ClientSession while connected
+        self.session: ClientSession | None = None  # while connected
         self.writer: asyncio.StreamWriter | None = None
-        self.roller = None  # WorkRoller of the current job
-        self.unit = None  # WorkUnit being scanned
+        self.roller: WorkRoller | None = None  # of the current job
+        self.unit: WorkUnit | None = None  # being scanned
         self.nonce = 0
 
     def _pool(self) -> tuple[str, str, str] | None:
@@ -231,7 +236,7 @@ class _DeviceMiner:
                 await writer.wait_closed()
         return productive
 
-    def next_batch(self) -> tuple[object, int, int] | None:
+    def next_batch(self) -> tuple[WorkUnit, int, int] | None:
         """(work unit, first nonce, count) to scan next, or None when there is no work."""
         from pithead.stratum.client.errors import WorkExhausted
 
@@ -249,12 +254,12 @@ class _DeviceMiner:
         self.nonce += count
         return self.unit, start, count
 
-    def submit(self, unit_: object, nonces: list[int]) -> None:
+    def submit(self, unit_: WorkUnit, nonces: list[int]) -> None:
         session, writer = self.session, self.writer
         if session is None or writer is None or writer.is_closing() or unit_ is not self.unit:
             return  # the work went stale while it was being scanned
         for n in nonces:
-            share = self.unit.share(n)  # type: ignore[attr-defined]
+            share = unit_.share(n)
             try:
                 session.submit(share)
             except Exception as exc:  # TooManyPending / SessionClosed: drop, the connection will recycle
@@ -325,9 +330,9 @@ class MiningBridge:
                 await asyncio.sleep(0.2)
                 continue
             unit_, start, count = batch
-            target = unit_.work.share_target  # type: ignore[attr-defined]
+            target = unit_.work.share_target
             t0 = time.perf_counter()
-            hits = await asyncio.to_thread(scan, unit_.header76, start, count, target)  # type: ignore[attr-defined]
+            hits = await asyncio.to_thread(scan, unit_.header76, start, count, target)
             spent = time.perf_counter() - t0
             self.stats.hashes += count
             if hits:

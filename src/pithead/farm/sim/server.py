@@ -318,8 +318,8 @@ class FleetServer:
         """(api, web) ports actually bound (useful with port 0 in shared mode)."""
         if self.bind != "shared" or len(self._servers) < 2:
             return self.api_port, self.web_port
-        a = self._servers[0].sockets[0].getsockname()[1]
-        w = self._servers[1].sockets[0].getsockname()[1]
+        a = self._servers[0].sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        w = self._servers[1].sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         return a, w
 
     async def close(self) -> None:
