@@ -233,6 +233,8 @@ async def test_block_proposal_mode(chain101: RpcClient) -> None:
 async def test_transactions_of_a_block_reorganised_away_return_to_the_mempool(chain101: RpcClient) -> None:
     rpc = chain101
     txid = await rpc.call("sendmany", "", {await rpc.call("getnewaddress"): 2})
+    child = await rpc.call("sendmany", "", {await rpc.call("getnewaddress"): 1})  # spends txid's change
+    assert (await rpc.call("getmempoolentry", child))["depends"] == [txid]
     fork = await rpc.call("getbestblockhash")
     fork_header = await rpc.call("getblockheader", fork)
     (mined,) = await mine_blocks(rpc, 1)
@@ -246,5 +248,5 @@ async def test_transactions_of_a_block_reorganised_away_return_to_the_mempool(ch
     b2 = block_from_template({**base, "previousblockhash": b1.hash_hex(), "height": 103}, OP_TRUE_P2WSH,
                              time=fork_header["time"] + 2)
     assert await rpc.submitblock(b2.hex()) is None
-    assert await rpc.call("getrawmempool") == [txid]  # back, waiting for the next block
+    assert await rpc.call("getrawmempool") == [txid, child]  # back, parent first, for the next block
     assert (await rpc.call("gettransaction", txid))["confirmations"] == 0

@@ -37,7 +37,7 @@ from pithead.node.mempool import Mempool, MempoolEntry
 from pithead.node.mining import assemble_block, longpoll_id, solve
 from pithead.node.rpc.http import HttpRpcServer, basic_credentials
 from pithead.node.txgen import make_transaction
-from pithead.node.wallet import Wallet
+from pithead.node.wallet import TXGEN_LABEL, Wallet
 from pithead.node.zmqpub import ZmqPublisher
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 COOKIE_USER = "__cookie__"  # Core's COOKIEAUTH_USER
 LONGPOLL_MEMPOOL_S = 10.0  # a long-poll returns for mempool changes only after this long (Core: 60 s)
 LONGPOLL_MAX_S = 300.0  # a long-poll answers with the current template after this long regardless
-TXGEN_LABEL = "txgen"  # wallet label of the generator's scripts
 TXGEN_SCRIPTS_PER_KIND = 4  # generator outputs rotate over this many own scripts of each kind
 BOOTSTRAP_MAX_TRIES = 1_000_000  # per bootstrap block; at the pow limit ~2 tries are needed
 
@@ -217,10 +216,11 @@ class EmbeddedNode:
         """Premine `n` blocks to the generator's scripts, timestamped `block_interval` apart ending now, so
         the demo chain's retargeting sees the intended pace and stays at the easiest difficulty."""
         assert self.chain is not None
-        start = self.now() - int(n * self.block_interval)
+        spacing = max(1, int(self.block_interval))  # whole seconds: timestamps must strictly increase
+        start = self.now() - n * spacing
         for i in range(n):
             script = self._txgen_scripts[i % len(self._txgen_scripts)]
-            block = assemble_block(self.chain, script, [], max(start + int(i * self.block_interval), 0))
+            block = assemble_block(self.chain, script, [], max(start + i * spacing, 0))
             solved = solve(block, BOOTSTRAP_MAX_TRIES)
             if solved is None:
                 raise NodeError("bootstrap block not found within the try limit")
@@ -304,14 +304,16 @@ class EmbeddedNode:
         assert self.chain is not None and self.wallet is not None
         result = self.chain.accept_block(block, self.now())
         if result.connected or result.disconnected:
+            # Transactions of disconnected blocks go back to the mempool oldest block first, each block in
+            # its own order, so parents are always offered before their children.
             returning: list[Transaction] = []
-            for h in result.disconnected:
+            for h in reversed(result.disconnected):
                 returning.extend(self.chain.read_block(h).txs[1:])
             for h in result.connected:
                 for tx in self.chain.read_block(h).txs:
                     if self.wallet.is_relevant(tx):
                         self.wallet.record(tx, self.chain.index[h].header.time)
-            self.mempool.resync(self.chain, self.now(), reversed(returning))
+            self.mempool.resync(self.chain, self.now(), returning)
             if self.zmq is not None:
                 self.zmq.block(self.chain.read_block(self.chain.tip.hash))
             self._notify()
@@ -322,7 +324,8 @@ class EmbeddedNode:
         assert self.chain is not None and self.wallet is not None
         wallet = self.wallet
         spends_ours = any(
-            (c := self.mempool.coin(i.prevout) or self.chain.coin(i.prevout)) is not None and wallet.owns(c.script_pubkey)
+            (c := self.mempool.coin(i.prevout) or self.chain.coin(i.prevout)) is not None
+            and wallet.tracks(c.script_pubkey)
             for i in tx.inputs
         )
         entry = self.mempool.accept(tx, self.chain, self.now())

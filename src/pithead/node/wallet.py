@@ -24,6 +24,8 @@ from pithead.node.consensus import Coin
 from pithead.node.mempool import MEMPOOL_HEIGHT, Mempool
 from pithead.node.scripts import inner_script, legacy_spend, p2sh_of, p2wsh_of, segwit_spend
 
+TXGEN_LABEL = "txgen"  # the transaction generator's scripts
+QUIET_LABELS = frozenset({TXGEN_LABEL})  # scripts whose transactions are not recorded (see Wallet.tracks)
 ADDRESS_TYPES = {"bech32": "segwit", "legacy": "legacy", "p2sh-segwit": "legacy"}
 SEQUENCE_RBF = 0xFFFFFFFD  # BIP125 signal, as Core's wallet sets by default
 
@@ -140,8 +142,15 @@ class Wallet:
         row = self.db.execute("SELECT raw, time FROM wallet_txs WHERE txid=?", (txid,)).fetchone()
         return (Transaction.parse(bytes(row[0])), row[1]) if row else None
 
+    def tracks(self, script: bytes) -> bool:
+        """Ours and worth a transaction record: the generator's scripts (QUIET_LABELS) are not, or the
+        record table would grow by the generator's rate forever."""
+        entry = self._scripts.get(script)
+        return entry is not None and entry[2] not in QUIET_LABELS
+
     def is_relevant(self, tx: Transaction) -> bool:
-        return any(o.script_pubkey in self._scripts for o in tx.outputs)
+        """Whether `tx` pays the wallet (outside QUIET_LABELS), so it gets a record for gettransaction."""
+        return any(self.tracks(o.script_pubkey) for o in tx.outputs)
 
 
 def estimate_vsize(n_in: int, n_out: int, segwit_inputs: int) -> int:
