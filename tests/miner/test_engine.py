@@ -146,4 +146,4 @@ def test_bench_hash_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     lines = [ln.split() for ln in out.splitlines() if ln.startswith(("portable", "python"))]
     assert [ln[0] for ln in lines] == ["portable", "python"]
-    assert all(float(ln[2]) > 0 for ln in lines)
+    assert all(float(ln[2]) > 0 and float(ln[-1]) > 0 for ln in lines)
