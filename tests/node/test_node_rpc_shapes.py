@@ -104,7 +104,7 @@ async def test_same_shapes_statuses_and_codes_as_core(node_rpc: tuple[EmbeddedNo
     assert header["height"] == 101 and header["previousblockhash"] == hashes[-2]
     assert header["difficulty"] == 4.656542373906925e-10  # Core prints 16 significant digits
     hex0 = await call("getblock0", "getblock", best, 0)
-    assert hex0.startswith(bytes.fromhex(header["versionHex"])[::-1].hex())
+    assert hex0.startswith(int(header["versionHex"], 16).to_bytes(4, "little").hex())
     b1 = await call("getblock1", "getblock", best, 1)
     assert b1["tx"] and b1["nTx"] == 1
     await call("getblock2", "getblock", best, 2)

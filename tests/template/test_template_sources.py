@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pithead.chain.hashes import display_hex
 from pithead.node.node import EmbeddedNode
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
@@ -47,7 +48,7 @@ async def next_update(it: AsyncIterator[TemplateUpdate]) -> TemplateUpdate:
 async def update_with_prev(it: AsyncIterator[TemplateUpdate], prev_display: str) -> TemplateUpdate:
     while True:
         u = await next_update(it)
-        if u.template.prev_hash[::-1].hex() == prev_display:
+        if display_hex(u.template.prev_hash) == prev_display:
             return u
 
 
@@ -134,7 +135,7 @@ async def test_periodic_refresh_brings_new_transactions_without_a_new_block(tmp_
             txid = await rpc.call("sendmany", "", {await rpc.call("getnewaddress"): 1})
             u = await next_update(updates)
             assert not u.new_block and u.template.prev_hash == first.template.prev_hash
-            assert [t.txid[::-1].hex() for t in u.template.transactions] == [txid]
+            assert [display_hex(t.txid) for t in u.template.transactions] == [txid]
             assert u.template.coinbase_value > first.template.coinbase_value
         finally:
             await source.stop()

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pithead.chain.hashes import display_hex
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
 from pithead.template.rpc import RpcClient
@@ -39,7 +40,7 @@ async def _tip_latency(node_dir: Path, mode: str, tips: int) -> list[float]:
                 (tip,) = await mine_blocks(rpc, 1)
                 while True:
                     u = await asyncio.wait_for(updates.__anext__(), 10)
-                    if u.template.prev_hash[::-1].hex() == tip:
+                    if display_hex(u.template.prev_hash) == tip:
                         break
                 out.append(time.perf_counter() - t0)
         finally:

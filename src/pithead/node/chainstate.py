@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pithead.chain.block import Block
 from pithead.chain.compact import bits_to_target, work_from_target
+from pithead.chain.hashes import display_hex
 from pithead.chain.header import BlockHeader
 from pithead.chain.params import Network
 from pithead.chain.tx import OutPoint
@@ -403,7 +404,7 @@ class ChainState:
         block = self.read_block(h)
         row = self.db.execute("SELECT data FROM undo WHERE hash=?", (h,)).fetchone()
         if row is None:
-            raise ChainStateError(f"no undo data for active block {h[::-1].hex()}")
+            raise ChainStateError(f"no undo data for active block {display_hex(h)}")
         for tx in block.txs:
             txid = tx.txid()
             self.db.execute("DELETE FROM utxo WHERE txid=?", (txid,))

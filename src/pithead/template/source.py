@@ -29,6 +29,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import zmq
+
+from pithead.chain.hashes import display_hex
 from pithead.template.block_template import BlockTemplate, TemplateError, parse_gbt
 from pithead.template.interface import SubmitResult, TemplateUpdate
 from pithead.template.rpc import NodeDownError, NodeError, RpcClient, WrongChainError
@@ -128,6 +131,7 @@ class NodeSource:
         self._fanout = _Fanout()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._chain_checked = False
         self._longpoll_wakeup = asyncio.Event()
         self._zmq: HashBlockSubscriber | None = None
@@ -143,13 +147,17 @@ class NodeSource:
             with contextlib.suppress(NodeError):
                 await self._connect()
         if self.zmq_hashblock:
-            self._zmq = HashBlockSubscriber(self.zmq_hashblock)
+            try:
+                self._zmq = HashBlockSubscriber(self.zmq_hashblock)
+            except zmq.ZMQError as exc:
+                raise NodeError(f"cannot subscribe to ZMQ at {self.zmq_hashblock!r}: {exc}", self.name) from exc
             self._tasks.append(asyncio.create_task(self._zmq_loop(), name=f"zmq {self.name}"))
         if self.use_longpoll:
             self._tasks.append(asyncio.create_task(self._longpoll_loop(), name=f"longpoll {self.name}"))
         self._tasks.append(asyncio.create_task(self._poll_loop(), name=f"poll {self.name}"))
 
     async def stop(self) -> None:
+        self._tasks.extend(self._side_tasks)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -174,8 +182,10 @@ class NodeSource:
             if isinstance(exc, NodeDownError):
                 self._set_health(False, str(exc))
             return [SubmitResult(self.name, f"error: {exc}", False)]
-        if result is None:
-            asyncio.get_running_loop().create_task(self._refresh_quietly("submit"))
+        if result is None:  # our block is the new tip: fetch the next template without waiting for ZMQ
+            task = asyncio.get_running_loop().create_task(self._refresh_quietly("submit"))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
         return [SubmitResult(self.name, result, result is None)]
 
     def status(self) -> dict[str, Any]:
@@ -188,7 +198,7 @@ class NodeSource:
             "last_error": self.last_error,
             "rejected": self.rejected,
             "height": t.height if t else None,
-            "prev_hash": t.prev_hash[::-1].hex() if t else None,
+            "prev_hash": display_hex(t.prev_hash) if t else None,
             "zmq": bool(self.zmq_hashblock),
             "notifications": dict(self.notifications),
         }
@@ -302,7 +312,7 @@ class NodeSource:
                     continue
                 best = await self.client.call("getbestblockhash")
                 self._set_health(True, None)
-                if isinstance(best, str) and best != self._template.prev_hash[::-1].hex():
+                if isinstance(best, str) and best != display_hex(self._template.prev_hash):
                     await self.refresh("poll")
                 elif self.clock() - self._last_fetch >= self.refresh_interval:
                     await self.refresh("refresh")
