@@ -11,8 +11,9 @@ submitted by the shell.
 
 Field rules kept here (see notes/stratum-field-notes.md): configure/suggest_difficulty/extranonce.subscribe
 are answered, never ignored, in any state; suggest_difficulty is honoured before or after authorize; the
-share target of a job is the one in force when the job was sent, and never harsher than the current one
-(no reject storm after a difficulty change); whole difficulties go out as integers.
+share target of a job is the lowest difficulty in force since the job was sent (no reject storm after a
+difficulty change, whichever way a miner applies it; the share is credited at that difficulty); whole
+difficulties go out as integers; pipelined requests are handled in bounded turns (`max_lines`).
 """
 
 from __future__ import annotations
