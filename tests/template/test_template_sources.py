@@ -244,3 +244,25 @@ async def test_failover_start_fails_clearly_when_no_node_answers() -> None:
     with pytest.raises(NoNodeError) as err:
         await FailoverSource(sources, start_timeout=0.5).start()
     assert "n0" in str(err.value) and "n1" in str(err.value)
+
+
+async def test_silent_and_garbled_nodes_give_typed_errors() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1000)
+        await asyncio.sleep(5)  # accepts, reads, never answers
+        writer.close()
+
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1000)
+        writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops!")
+        await writer.drain()
+        writer.close()
+
+    for handler, error in ((silent, NodeDownError), (garbled, RpcError)):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = RpcClient(f"http://127.0.0.1:{port}", user="u", password="p", timeout=0.3)
+        with pytest.raises(error):
+            await client.call("getblockcount")
+        await client.close()
+        server.close()

@@ -131,6 +131,9 @@ class HttpRpcServer:
         if length < 0 or length > MAX_BODY_BYTES:
             await self._reply(writer, 413 if length > 0 else HTTP_BAD_REQUEST, b"", close=True)
             return False
+        if headers.get("expect", "").lower() == "100-continue" and length:
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for this before large bodies
+            await writer.drain()
         body = b""
         if length:
             async with asyncio.timeout(IDLE_TIMEOUT_S):
