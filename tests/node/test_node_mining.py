@@ -177,3 +177,22 @@ async def test_generateblock_mines_exactly_the_given_transactions(node_rpc: tupl
     with pytest.raises(RpcError) as err:
         await rpc.call("generateblock", address, [raw_first])  # already mined: its inputs are spent
     assert err.value.code == -25 and err.value.message.startswith("TestBlockValidity failed")
+
+
+async def test_zmq_hashtx_for_mempool_and_block_transactions(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "tx", zmq_pubhashtx="tcp://127.0.0.1:0") as (node, rpc):
+        await mine_blocks(rpc, 101)
+        sub = zmq.asyncio.Context.instance().socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.connect(node.zmq_endpoints["hashtx"])
+        sub.setsockopt(zmq.SUBSCRIBE, b"hashtx")
+        try:
+            await asyncio.sleep(0.2)
+            txid = await rpc.call("sendmany", "", {await rpc.call("getnewaddress"): 1})
+            (block,) = await mine_blocks(rpc, 1)
+            coinbase = (await rpc.call("getblock", block))["tx"][0]
+            got = [await asyncio.wait_for(sub.recv_multipart(), 5) for _ in range(3)]
+        finally:
+            sub.close()
+        assert [f[1].hex() for f in got] == [txid, coinbase, txid]
+        assert [int.from_bytes(f[2], "little") for f in got] == [0, 1, 2]

@@ -313,6 +313,8 @@ class EmbeddedNode:
                 for tx in self.chain.read_block(h).txs:
                     if self.wallet.is_relevant(tx):
                         self.wallet.record(tx, self.chain.index[h].header.time)
+                    if self.zmq is not None:
+                        self.zmq.transaction(tx)  # Core's hashtx/rawtx also fire for transactions in blocks
             self.mempool.resync(self.chain, self.now(), returning)
             if self.zmq is not None:
                 self.zmq.block(self.chain.read_block(self.chain.tip.hash))

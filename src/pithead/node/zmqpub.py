@@ -5,7 +5,8 @@ Each message has three frames, exactly as Core's zmq/zmqpublishnotifier.cpp send
 block/transaction), and a 4-byte little-endian sequence number counted per topic from 0. Several topics
 may share one address (one PUB socket), as in Core. A PUB socket never blocks: a slow subscriber loses
 messages beyond the high-water mark, as with Core. Port 0 in an address means "pick a free port"; the
-bound addresses are in `endpoints`.
+bound addresses are in `endpoints`. As in Core, hashblock/rawblock fire once per new tip (not for each
+block of a reorganisation), and hashtx/rawtx for each transaction entering the mempool or a connected block.
 """
 
 from __future__ import annotations
