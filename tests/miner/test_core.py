@@ -168,7 +168,7 @@ def test_native_scan_releases_the_gil(path: str) -> None:
     ticks = 0
 
     def scanner() -> None:
-        prepared.scan(0, 1 << 23)
+        prepared.scan(0, 1 << 20)
         done.set()
 
     t = threading.Thread(target=scanner)
