@@ -82,3 +82,24 @@ def test_metrics_from_the_ledger(seeded: Seed) -> None:
     assert h < lines['pithead_pool_hashrate_high_hashes_per_second{window="1h"}']
     assert lines["pithead_node_up"] == 0  # no node configured: said plainly, not omitted
     assert "pithead_stratum_connections" not in text  # no pool attached
+
+
+async def test_web_server_port_in_use_is_a_clear_error() -> None:
+    import pytest
+
+    from pithead.web.server import WebServer, WebServerError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        server = WebServer(create_app(Services()), port=port)
+        with pytest.raises(WebServerError, match="cannot listen"):
+            await server.start()
+        await server.stop()
+    ok = WebServer(create_app(Services()), port=0)
+    await ok.start()
+    try:
+        assert ok.port > 0
+    finally:
+        await ok.stop()

@@ -48,7 +48,7 @@ class WebServer:
         try:
             await self._server.serve()
         except SystemExit as exc:  # uvicorn exits the process when it cannot bind; we want an error instead
-            raise WebServerError(f"web server could not listen on {self.host}:{self.port}") from exc
+            raise WebServerError(f"cannot listen on {self.host}:{self.port} (address in use?)") from exc
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._serve(), name="pithead-web")
@@ -57,6 +57,8 @@ class WebServer:
         while not self._server.started:
             if self._task.done():
                 exc = self._task.exception() if not self._task.cancelled() else None
+                if isinstance(exc, WebServerError):
+                    raise exc
                 raise WebServerError(f"web server did not start on {self.host}:{self.port}: {exc or 'exited'}")
             if loop.time() > deadline:
                 await self.stop()
