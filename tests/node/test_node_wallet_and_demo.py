@@ -99,11 +99,19 @@ async def test_demo_chain_starts_easy_and_hardens_when_blocks_come_fast(tmp_path
 async def test_node_from_config(tmp_path: Path) -> None:
     from pithead.config import NodeConfig
 
-    node = EmbeddedNode.from_config(NodeConfig(tx_rate=0.0), tmp_path / "cfg", rpc_port=0)
+    node = EmbeddedNode.from_config(NodeConfig(tx_rate=0.0, zmq_pub_hashblock="tcp://127.0.0.1:0"), tmp_path / "cfg",
+                                    rpc_port=0)
     async with node:
         client = RpcClient(node.rpc_url, cookie_file=node.cookie_path)
         assert (await client.call("getblockchaininfo"))["chain"] == "regtest"
         await client.close()
+        source = node.template_source()
+        await source.start()
+        try:
+            template = source.current()
+            assert template is not None and template.height == 1 and source.zmq_hashblock
+        finally:
+            await source.stop()
 
 
 async def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pithead.chain.block import Block
 from pithead.chain.params import REGTEST, Network
@@ -39,6 +39,9 @@ from pithead.node.rpc.http import HttpRpcServer, basic_credentials
 from pithead.node.txgen import make_transaction
 from pithead.node.wallet import TXGEN_LABEL, Wallet
 from pithead.node.zmqpub import ZmqPublisher
+
+if TYPE_CHECKING:
+    from pithead.template.source import NodeSource
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,18 @@ class EmbeddedNode:
     @property
     def zmq_endpoints(self) -> dict[str, str]:
         return dict(self.zmq.endpoints) if self.zmq else {}
+
+    def template_source(self, **options: Any) -> NodeSource:
+        """A `pithead.template.source.NodeSource` for this node, through its RPC (cookie or user/password)
+        and its ZMQ hashblock publisher when it has one, exactly as for a Bitcoin Core node."""
+        from pithead.template.rpc import RpcClient
+        from pithead.template.source import NodeSource
+
+        user, password = self.auth
+        client = RpcClient(self.rpc_url, user=user, password=password,
+                           cookie_file=self.cookie_path if self.cookie else None, name=options.pop("name", "embedded"))
+        options.setdefault("zmq_hashblock", self.zmq_endpoints.get("hashblock"))
+        return NodeSource(client, chain=self.chain_name, name=client.name, **options)
 
     def now(self) -> int:
         return int(self.clock())
