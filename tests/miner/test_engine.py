@@ -147,3 +147,17 @@ def test_bench_hash_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
     lines = [ln.split() for ln in out.splitlines() if ln.startswith(("portable", "python"))]
     assert [ln[0] for ln in lines] == ["portable", "python"]
     assert all(float(ln[2]) > 0 and float(ln[-1]) > 0 for ln in lines)
+
+
+def test_suggest_difficulty_option() -> None:
+    from pithead.miner.cli import parse_suggest
+
+    one = parse_suggest("auto", 1, core.PATH_SHANI)
+    assert one is not None and 0 < one < 1  # a CPU thread: far below difficulty 1
+    four = parse_suggest("auto", 4, core.PATH_SHANI)
+    assert four is not None and four == pytest.approx(4 * one, rel=0.01)
+    assert parse_suggest("off", 2, core.PATH_SHANI) is None
+    assert parse_suggest("512", 2, core.PATH_SHANI) == 512.0
+    for bad in ("-3", "zero", "nan"):
+        with pytest.raises(ValueError):
+            parse_suggest(bad, 1, core.PATH_SHANI)

@@ -28,7 +28,28 @@ from pithead.stratum.client.errors import InvalidPoolUrl
 STATUS_REFRESH: Final = 1.0
 PLAIN_STATUS_INTERVAL: Final = 10.0
 
+#: Rough per-thread rates (H/s) for --suggest-diff auto; the pool's vardiff corrects them anyway.
+NOMINAL_RATE: Final = {core.PATH_SHANI: 25e6, core.PATH_PORTABLE: 8e6, core.PATH_PYTHON: 1e6}
+#: Seconds per share that --suggest-diff auto aims at (a pool's usual vardiff target).
+SUGGEST_SHARE_SECONDS: Final = 10.0
+#: Difficulty-1 share = 2^32 hashes on average.
+HASHES_PER_DIFF1: Final = 2**32
+
 app = typer.Typer(add_completion=False, invoke_without_command=True, no_args_is_help=False)
+
+
+def parse_suggest(value: str, threads: int, path: str) -> float | None:
+    """``--suggest-diff``: 'off' → None; 'auto' → about one share per SUGGEST_SHARE_SECONDS; else a number."""
+    text = value.strip().lower()
+    if text in ("off", "none", "0"):
+        return None
+    if text == "auto":
+        rate = NOMINAL_RATE.get(path, NOMINAL_RATE[core.PATH_PYTHON]) * threads
+        return float(f"{rate * SUGGEST_SHARE_SECONDS / HASHES_PER_DIFF1:.3g}")
+    diff = float(text)
+    if not diff > 0:
+        raise ValueError("--suggest-diff must be positive, 'auto' or 'off'")
+    return diff
 
 
 def format_rate(hs: float) -> str:
@@ -95,7 +116,11 @@ def miner(
     benchmark: bool = typer.Option(False, "--benchmark", help="Hash synthetic work, no pool."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
     path: str | None = typer.Option(None, "--path", help="Hashing path: shani, portable or python."),
-    suggest_diff: float | None = typer.Option(None, "--suggest-diff", help="Send mining.suggest_difficulty."),
+    suggest_diff: str = typer.Option(
+        "auto",
+        "--suggest-diff",
+        help="mining.suggest_difficulty: a number, 'auto' (about one share per 10 s for these threads) or 'off'.",
+    ),
     no_version_rolling: bool = typer.Option(False, "--no-version-rolling", help="Do not negotiate BIP310."),
     bench_diff: float = typer.Option(1.0, "--bench-diff", help="Share difficulty of --benchmark work."),
 ) -> None:
@@ -110,9 +135,9 @@ def miner(
         raise typer.Exit(2)
     try:
         pools = tuple(parse_pool_url(u) for u in (url or []))
-        if path is not None:
-            core.check_path(path)
-    except (InvalidPoolUrl, core.HashPathUnavailable) as exc:
+        chosen = core.check_path(path) if path is not None else core.active_path()
+        suggested = parse_suggest(suggest_diff, threads, chosen)
+    except (InvalidPoolUrl, core.HashPathUnavailable, ValueError) as exc:
         typer.echo(f"pithead miner: {exc}", err=True)
         raise typer.Exit(2) from exc
     options = MinerOptions(
@@ -121,7 +146,7 @@ def miner(
         password=password,
         threads=threads,
         path=path,
-        suggest_difficulty=suggest_diff,
+        suggest_difficulty=suggested,
         version_rolling=not no_version_rolling,
         benchmark=benchmark,
         benchmark_difficulty=bench_diff,
