@@ -250,3 +250,13 @@ async def test_transactions_of_a_block_reorganised_away_return_to_the_mempool(ch
     assert await rpc.submitblock(b2.hex()) is None
     assert await rpc.call("getrawmempool") == [txid, child]  # back, parent first, for the next block
     assert (await rpc.call("gettransaction", txid))["confirmations"] == 0
+
+
+async def test_context_free_faults_are_reported_before_a_missing_parent(chain101: RpcClient) -> None:
+    """Core runs CheckBlock before looking up the parent: an orphan with a bad merkle root is
+    "bad-txnmrklroot", not "prev-blk-not-found"."""
+    gbt = await chain101.call("getblocktemplate", GBT)
+    orphan = block_from_template({**gbt, "previousblockhash": "22" * 32}, OP_TRUE_P2WSH)
+    broken = solve_block(Block(replace(orphan.header, merkle_root=bytes(32)), orphan.txs))
+    assert await chain101.submitblock(broken.hex()) == "bad-txnmrklroot"
+    assert await chain101.submitblock(orphan.hex()) == "prev-blk-not-found"

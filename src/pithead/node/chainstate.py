@@ -269,7 +269,10 @@ class ChainState:
         if known is not None:
             return AcceptResult("duplicate-invalid" if self._failed(known) else "duplicate")
         try:
+            # Core's ProcessNewBlock runs the context-free CheckBlock (PoW, merkle root, transactions)
+            # before it looks for the parent, so a broken block is reported as broken even when orphaned.
             consensus.check_header_pow(block.header)
+            consensus.check_block(block)
         except BlockInvalid as exc:
             return AcceptResult(exc.reason)
         prev = self.index.get(block.header.prev_hash)
