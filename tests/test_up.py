@@ -184,3 +184,18 @@ async def test_cli_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_taken_port_fails_fast_with_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from pithead.up import UpError, UpOptions, serve_up
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        opts = UpOptions(data_dir=str(tmp_path / "d"), **{**FAST, "web_port": port}, print_fn=lambda _: None)
+        with pytest.raises(UpError, match=f"web: cannot listen on 127.0.0.1:{port}"):
+            await serve_up(opts, asyncio.Event())
+    assert not (tmp_path / "d" / "node").exists()  # nothing was started

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -172,6 +173,14 @@ async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Run
 
 
 async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, state: dict[str, Any]) -> None:
+    # Fail fast, before anything starts mining, when a port we need is taken (e.g. another pithead).
+    for what, host, port in (
+        ("node RPC", cfg.node.rpc_bind, cfg.node.rpc_port if opts.node_port is None else opts.node_port),
+        ("stratum", cfg.pool.bind, cfg.pool.port if opts.pool_port is None else opts.pool_port),
+        ("web", cfg.web.bind, cfg.web.port if opts.web_port is None else opts.web_port),
+    ):
+        _check_port(what, host, port)
+
     # --- node ------------------------------------------------------------------------------------
     from pithead.node.node import EmbeddedNode, NodeError
     from pithead.web.network import HttpNodeRpc
@@ -335,6 +344,18 @@ async def _status_loop(opts: UpOptions, store: Any, rpc: Any) -> None:
             f"shares {summary.accepted_shares} accepted, {summary.rejected_shares} rejected | "
             f"workers {summary.active_workers}"
         )
+
+
+def _check_port(what: str, host: str, port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UpError(f"{what}: cannot listen on {host}:{port} ({exc.strerror}); "
+                          f"is another pithead running? Set other ports with --config") from exc
 
 
 def _async(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
