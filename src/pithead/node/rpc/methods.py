@@ -459,7 +459,8 @@ class NodeRPC:
             "isvalid": True,
             "address": address,
             "scriptPubKey": script.hex(),
-            "isscript": script[:1] == b"\xa9" or (script[:1] == b"\x00" and len(script) == 34),
+            # Core's DescribeAddress: P2SH, P2WSH and P2TR are scripts
+            "isscript": script[:1] == b"\xa9" or (len(script) == 34 and script[:1] in (b"\x00", b"\x51")),
             "iswitness": script[:1] == b"\x00" or 0x51 <= script[0] <= 0x60,
         }
         if out["iswitness"]:
