@@ -87,7 +87,7 @@ def test_different_seeds_give_different_runs() -> None:
 
 def test_failure_rates_match_the_model_over_a_year() -> None:
     """~5 %/year hashboard deaths and ~8 %/year fan failures per unit at speedup 1 (Bitmain's "normal")."""
-    n = 3000
+    n = 2000
     fleet = _fleet(n, seed=9, mix="s19:1")
     t = T0 + 365.25 * 86400
     for d in fleet:
@@ -192,3 +192,34 @@ def test_fleet_layout_and_config_errors() -> None:
         parse_mix("s99:1")
     with pytest.raises(FleetConfigError):
         Fleet.build(0)
+
+
+def test_blocked_airflow_overheats_a_unit_until_repaired() -> None:
+    fleet = _fleet(2, mix="s19:1,s21:1")
+    s19, s21 = fleet.devices
+    t = T0 + 5
+    cool = s21.snapshot(fleet.ctx, t)
+    s19.hot_c = s21.hot_c = 25
+    hot19, hot21 = s19.snapshot(fleet.ctx, t), s21.snapshot(fleet.ctx, t)
+    assert hot21.ambient_c == pytest.approx(cool.ambient_c + 25)
+    assert hot21.ambient_c > 47.0 and "P:1" in hot21.errors and hot21.rate_avg_ghs == 0.0
+    if hot19.ambient_c > 50.0:
+        assert "P:1" in hot19.errors
+    else:
+        assert hot19.freq_mhz == MODELS["s19"].derated_freq_mhz
+    fleet.repair(s21.ip, t)
+    back = s21.snapshot(fleet.ctx, s21.down_until + 1)
+    assert back.hashing and back.errors == () and s21.hot_c == 0
+
+
+def test_every_failure_kind_happens_at_speed() -> None:
+    fleet = _fleet(200, seed=5, speedup=20_000, mix="s19:1,bitaxe-gamma:1")
+    t = T0 + 6 * 3600  # ~14 years of hazard per unit
+    for d in fleet:
+        d.advance(fleet.ctx, t)
+    assert any(d.dead_boards for d in fleet)
+    assert any(d.failed_fans for d in fleet)
+    assert any(d.lost_chips for d in fleet)
+    assert any(d.throttled for d in fleet)
+    assert any(d.hot_c for d in fleet)
+    assert sum(d.restarts for d in fleet) > 100

@@ -198,6 +198,7 @@ class SimDevice:
         "failed_fans",
         "fan_manual_pwm",
         "hostname",
+        "hot_c",
         "index",
         "ip",
         "lost_chips",
@@ -226,6 +227,7 @@ class SimDevice:
         self.failed_fans = 0  # bit mask
         self.lost_chips = 0  # packed: 8 bits per board (chips that dropped off)
         self.throttled = False
+        self.hot_c = 0  # extra intake °C from blocked airflow (a failure; 0 when healthy)
         self.sleeping = False
         self.blink = False
         self.fan_manual_pwm = -1  # -1: automatic
@@ -248,8 +250,8 @@ class SimDevice:
         return round(self.spec.ideal_ghs)
 
     def ambient_offset(self) -> float:
-        """Where the unit sits: hot-aisle / rack position adds −2 … +6 °C, fixed per device."""
-        return -2.0 + 8.0 * unit(self.seed, S_STATIC, 1)
+        """Where the unit sits (hot-aisle / rack position: −2 … +6 °C, fixed) plus blocked airflow."""
+        return -2.0 + 8.0 * unit(self.seed, S_STATIC, 1) + self.hot_c
 
     def mac(self) -> str:
         x = self.index
@@ -275,11 +277,11 @@ class SimDevice:
         return exponential(self.seed, S_EVENT_TIME, n, sum(self._kind_rates(ctx)))
 
     def _kind_rates(self, ctx: FleetContext) -> tuple[float, ...]:
-        board, fan, reboot, chips, throttle = ctx._rates_s
+        board, fan, reboot, chips, throttle, airflow = ctx._rates_s
         if self.spec.family is Family.BITAXE:
             # one chip, one fan: "board" death is a dead ASIC; chip dropouts do not apply
-            return (board / 3.0, fan, reboot, 0.0, throttle)
-        return (board * self.spec.boards / 3.0, fan, reboot, chips, 0.0)
+            return (board / 3.0, fan, reboot, 0.0, throttle, airflow)
+        return (board * self.spec.boards / 3.0, fan, reboot, chips, 0.0, airflow)
 
     def _apply_event(self, ctx: FleetContext, t: float, n: int) -> None:
         rates = self._kind_rates(ctx)
@@ -303,8 +305,10 @@ class SimDevice:
             lost = (self.lost_chips >> (8 * b)) & 0xFF
             lost = min(self.spec.chips_per_board // 2, lost + 1 + (pick >> 8) % 6, 255)
             self.lost_chips = (self.lost_chips & ~(0xFF << (8 * b))) | (lost << (8 * b))
-        else:
+        elif kind == 4:
             self.throttled = True
+        else:
+            self.hot_c = 15 + (pick >> 16) % 11
 
     def advance(self, ctx: FleetContext, t: float) -> None:
         """Replay everything that happened up to simulated time `t` (idempotent, monotonic).
@@ -341,23 +345,43 @@ class SimDevice:
                 return
             self._integrate(ctx, b)
 
-    def _ambient_boundary(self, ctx: FleetContext, last_ms: int) -> int:
-        """The next ambient bucket edge, or "never" while no reachable ambient can change the rate.
+    def _ambient_regime(self, amb: float) -> tuple[bool, bool]:
+        """What the intake temperature does to the rate: (derated, stopped by temperature)."""
+        spec = self.spec
+        extra = FAN_LOST_EXTRA_C if (self.failed_fans and spec.family is Family.BITAXE) else 0.0
+        return (
+            amb > spec.derate_ambient_c,
+            amb > spec.shutdown_ambient_c or amb + spec.chip_rise_c + extra > spec.chip_protect_c,
+        )
 
-        Until the next operator change the base is constant, so the intake temperature stays within
-        base + daily swing + this unit's offset; when even that cannot reach a derating, shutdown or
-        protection threshold, the rate does not depend on ambient and buckets need not split segments
-        (which keeps a year-long advance to a handful of steps).
+    def _ambient_boundary(self, ctx: FleetContext, last_ms: int) -> int:
+        """The next ambient bucket edge at which the temperature changes the rate; "never" if none.
+
+        Until the next operator change the base is constant and the daily swing repeats, so the bucket
+        edges where the regime (derated / temperature-stopped) flips are found within one day ahead;
+        when none flips the rate does not depend on ambient and segments need not be split. A year-long
+        advance is then a few steps per day at most, and none for a unit that stays cool.
         """
         spec = self.spec
         extra = FAN_LOST_EXTRA_C if (self.failed_fans and spec.family is Family.BITAXE) else 0.0
         threshold = min(
             spec.derate_ambient_c, spec.shutdown_ambient_c, spec.chip_protect_c - spec.chip_rise_c - extra
         )
-        worst = ctx.base_ambient(last_ms / 1000.0) + DAILY_SWING_C + self.ambient_offset()
+        offset = self.ambient_offset()
+        worst = ctx.base_ambient(last_ms / 1000.0) + DAILY_SWING_C + offset
         if worst <= threshold:
             return 1 << 62
-        return ctx.next_boundary_ms(last_ms)
+        step = AMBIENT_BUCKET_S * 1000
+        limit = ctx.next_change_ms(last_ms)
+        now_regime = self._ambient_regime(ctx.ambient(last_ms / 1000.0, offset))
+        edge = (last_ms // step + 1) * step
+        for _ in range(86400 // AMBIENT_BUCKET_S + 1):
+            if edge >= limit:
+                return limit
+            if self._ambient_regime(ctx.ambient(edge / 1000.0, offset)) != now_regime:
+                return edge
+            edge += step
+        return limit
 
     def _integrate(self, ctx: FleetContext, to_ms: int) -> None:
         if to_ms <= self._last_ms:
@@ -689,4 +713,5 @@ class SimDevice:
         self.dead_boards = 0
         self.failed_fans = 0
         self.lost_chips = 0
+        self.hot_c = 0
         self._reboot(ctx, t, self._boot_time())

@@ -195,7 +195,9 @@ class FailureRates:
     """Per-unit hazard rates (events per hour) before `speedup`.
 
     Defaults: ~5 %/year hashboard deaths per unit (Bitmain's "normal" [FA2]), ~8 %/year fan failures,
-    four spontaneous reboots a year, ~3 %/year chip dropouts, Bitaxe half-hashrate ~6 %/year [S7];
+    four spontaneous reboots a year, ~3 %/year chip dropouts, Bitaxe half-hashrate ~6 %/year [S7],
+    ~3 %/year blocked airflow (dust, hot-air recirculation: the unit's intake runs 15–25 °C hotter until
+    repaired, so it derates or trips its temperature protection — "a unit overheats");
     `wake_failure` is the chance an Antminer loses a board when it comes back from an operator action
     (sleep → wake, restart, pool-change reboot): XP units often did not come back after curtailment
     [FA1]. `speedup` multiplies every rate so demos
@@ -207,10 +209,11 @@ class FailureRates:
     reboot_per_year: float = 4.0
     chips_per_year: float = 0.03
     throttle_per_year: float = 0.06
+    airflow_per_year: float = 0.03
     wake_failure: float = 0.01
     speedup: float = 1.0
 
-    def per_second(self) -> tuple[float, float, float, float, float]:
+    def per_second(self) -> tuple[float, float, float, float, float, float]:
         k = self.speedup / (HOURS_PER_YEAR * 3600.0)
         return (
             self.board_per_year * k,
@@ -218,4 +221,5 @@ class FailureRates:
             self.reboot_per_year * k,
             self.chips_per_year * k,
             self.throttle_per_year * k,
+            self.airflow_per_year * k,
         )
