@@ -64,6 +64,9 @@ async def test_dashboard_renders_with_data(live_seeded: Seed) -> None:
             assert ADDR_B in head and "9.50000000 BTC" in head  # immature credit of the seeded block
             rates = await b.evaluate("document.getElementById('rates').innerText")
             assert "too few shares to estimate" in rates
+            assert await b.evaluate("document.getElementById('pool-kv').offsetParent === null")  # pool-only
+            best = await b.evaluate("document.querySelector('#best tbody').innerText")
+            assert "1.5" in best  # this address's own best shares, not the pool's
             await b.screenshot(ARTIFACTS / "dashboard-address.png")
             assert await b.evaluate("window.__pithead.errors") == []
 

@@ -170,8 +170,9 @@ async function refreshAddress() {
   renderRejects(a.rejects_1h);
   renderBalances([a.balance]);
   renderPayouts(a.payouts);
-  const best = await get("/api/shares/best?limit=200");
-  renderShares("best", best.filter((s) => s.address === ADDRESS).slice(0, 20), true);
+  // The ledger keeps raw shares for its reward window: the address's best among those.
+  const mine = await get(`/api/shares/recent?limit=1000&address=${encodeURIComponent(ADDRESS)}`);
+  renderShares("best", mine.sort((x, y) => y.share_difficulty - x.share_difficulty).slice(0, 10), true);
 }
 
 async function refreshAll() {
