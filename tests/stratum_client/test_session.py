@@ -286,3 +286,88 @@ def test_closed_session_refuses_everything() -> None:
     s.close()
     with pytest.raises(SessionClosed):
         s.receive_data(line(NOTIFY))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Every (session state, pool message) pair: what the client does with it.
+
+STATES = ["new", "handshake", "subscribed", "mining", "closed"]
+MESSAGES: dict[str, dict[str, Any]] = {
+    "notify": NOTIFY,
+    "set_difficulty": {"id": None, "method": "mining.set_difficulty", "params": [2]},
+    "set_extranonce": {"id": 9, "method": "mining.set_extranonce", "params": ["abcd", 2]},
+    "set_version_mask": {"id": None, "method": "mining.set_version_mask", "params": ["00006000"]},
+    "reconnect": {"id": None, "method": "client.reconnect", "params": ["127.0.0.1", 1, 0]},
+    "show_message": {"id": None, "method": "client.show_message", "params": ["hi"]},
+    "get_version": {"id": 10, "method": "client.get_version", "params": []},
+    "ping": {"id": 11, "method": "mining.ping", "params": []},
+    "unknown_request": {"id": 12, "method": "mining.nope", "params": []},
+    "unknown_notification": {"id": None, "method": "mining.nope", "params": []},
+    "stray_reply": {"id": 999, "result": True, "error": None},
+}
+# (events the message yields, whether the client writes a reply) in an open session; CLOSED refuses all.
+EXPECTED: dict[str, tuple[list[type], bool]] = {
+    "set_difficulty": ([DifficultyChanged], False),
+    "set_extranonce": ([ExtranonceChanged], True),
+    "reconnect": ([ReconnectRequested], False),
+    "show_message": ([PoolMessage], False),
+    "get_version": ([], True),
+    "ping": ([], True),
+    "unknown_request": ([], True),
+    "unknown_notification": ([], False),
+    "stray_reply": ([], False),
+}
+
+
+def session_in(state: str) -> ClientSession:
+    s = ClientSession(ClientConfig(WORKER))
+    if state == "new":
+        return s
+    s.start()
+    reqs = {r["method"]: r["id"] for r in sent(s)}
+    if state in ("subscribed", "mining", "closed"):
+        s.receive_data(line({"id": reqs["mining.configure"], "error": None, "result": {"version-rolling": True, "version-rolling.mask": "1fffe000"}}))
+        s.receive_data(line({"id": reqs["mining.subscribe"], "error": None, "result": [[], "00000001", 4]}))
+    if state in ("mining", "closed"):
+        s.receive_data(line({"id": reqs["mining.authorize"], "error": None, "result": True}))
+    if state == "closed":
+        s.close()
+    sent(s)
+    return s
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_every_state_and_message(state: str, name: str) -> None:
+    s = session_in(state)
+    data = line(MESSAGES[name])
+    if state == "closed":
+        with pytest.raises(SessionClosed):
+            s.receive_data(data)
+        return
+    events = s.receive_data(data)
+    replies = sent(s)
+    subscribed = state in ("subscribed", "mining")
+    if name == "notify":
+        # Before the subscribe result there is no extranonce1: the job is held, not issued.
+        assert [type(e) for e in events] == ([NewWork] if subscribed else [])
+        assert replies == []
+    elif name == "set_version_mask":
+        expected = [VersionRollingNegotiated]
+        assert [type(e) for e in events] == expected and s.version_mask == 0x6000
+    else:
+        kinds, replied = EXPECTED[name]
+        assert [type(e) for e in events] == kinds
+        assert [r.get("id") for r in replies] == ([MESSAGES[name]["id"]] if replied else [])
+    assert s.state is {"new": State.NEW, "handshake": State.HANDSHAKE, "subscribed": State.HANDSHAKE, "mining": State.MINING}[state]
+
+
+def test_a_notify_before_the_subscribe_result_is_issued_once_subscribed() -> None:
+    s = ClientSession(ClientConfig(WORKER, version_rolling=False))
+    s.start()
+    reqs = {r["method"]: r["id"] for r in sent(s)}
+    assert s.receive_data(line(NOTIFY)) == []
+    events = s.receive_data(line({"id": reqs["mining.subscribe"], "error": None, "result": [[], "0a0b0c0d", 4]}))
+    assert [type(e) for e in events] == [Subscribed, NewWork]
+    work = events[1].work
+    assert work.extranonce1 == bytes.fromhex("0a0b0c0d") and work.job.job_id == NOTIFY["params"][0]

@@ -202,6 +202,7 @@ class ClientSession:
     current_work: Work | None = None
     _pending_difficulty: float | None = None
     _pending_extranonce: tuple[bytes, int] | None = None
+    _early_job: Job | None = None  # a notify that arrived before the subscribe result
     _generation: int = 0
     _next_id: int = 1
     _pending: OrderedDict[int, _Pending] = field(default_factory=OrderedDict)
@@ -307,6 +308,13 @@ class ClientSession:
 
     def _on_notify(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
         job = Job.from_notify(params)
+        if not self.subscribed:
+            # No extranonce1 yet, so no header can be built: keep the newest job for when it comes.
+            self._early_job = job
+            return []
+        return self._issue(job)
+
+    def _issue(self, job: Job) -> list[ClientEvent]:
         events: list[ClientEvent] = []
         if self._pending_difficulty is not None:
             self.difficulty = self._pending_difficulty
@@ -439,7 +447,11 @@ class ClientSession:
         self.subscribed = True
         if self.authorized:
             self.state = State.MINING
-        return [Subscribed(en1, size)]
+        events: list[ClientEvent] = [Subscribed(en1, size)]
+        if self._early_job is not None:
+            job, self._early_job = self._early_job, None
+            events.extend(self._issue(job))
+        return events
 
     def _after_authorize(self) -> None:
         if self.config.suggest_difficulty is not None:
