@@ -102,7 +102,7 @@ function renderRejects(r) {
 function renderWorkers(ws) {
   rows("workers", ws, (w) => {
     const h5 = w.hashrate.find((h) => h.window === "5m"), h1 = w.hashrate.find((h) => h.window === "1h");
-    return `<tr class="${w.online ? "" : "dim"}"><td title="${esc(w.worker)}">${esc(short(w.worker, 14))}</td><td>${esc(rateText(h5))}</td>
+    return `<tr class="${w.online ? "" : "dim"}"><td title="${esc(w.worker)}"><a href="/address/${esc(w.address)}">${esc(short(w.worker, 14))}</a></td><td>${esc(rateText(h5))}</td>
       <td>${esc(rateText(h1))}</td><td>${w.accepted}</td><td>${w.rejected}</td><td>${num(w.best_share)}</td><td>${ago(w.last_share_time)}</td></tr>`;
   }, "no workers yet");
 }
