@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pithead.node.node import EmbeddedNode
 from pithead.node.testing import running_node
 from pithead.template.rpc import RpcClient
-
-CORE = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
-
-
-def core_fixture(name: str) -> Any:
-    return json.loads((CORE / name).read_text())
 
 
 @pytest.fixture

@@ -15,9 +15,21 @@ START_TIMEOUT_S = 20.0
 
 def test_pithead_node_runs_and_stops_by_rpc(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from pithead.cli import main; main()", "node", "--datadir", str(tmp_path),
-         "--rpcport", "0", "--zmqpubhashblock", "tcp://127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from pithead.cli import main; main()",
+            "node",
+            "--datadir",
+            str(tmp_path),
+            "--rpcport",
+            "0",
+            "--zmqpubhashblock",
+            "tcp://127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -31,7 +43,9 @@ def test_pithead_node_runs_and_stops_by_rpc(tmp_path: Path) -> None:
         assert url is not None, "pithead node did not print its RPC address"
         cookie = (tmp_path / "regtest" / ".cookie").read_text()
         user, _, password = cookie.partition(":")
-        reply = httpx.post(url, json={"method": "getblockchaininfo", "params": [], "id": 1}, auth=(user, password))
+        reply = httpx.post(
+            url, json={"method": "getblockchaininfo", "params": [], "id": 1}, auth=(user, password)
+        )
         assert reply.json()["result"]["chain"] == "regtest"
         reply = httpx.post(url, json={"method": "stop", "params": [], "id": 2}, auth=(user, password))
         assert reply.status_code == 200

@@ -4,13 +4,14 @@ built from them, ZMQ notifications, long-polls, and a restart that keeps the cha
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
 import zmq.asyncio
 
-from conftest import core_fixture
 from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex
 from pithead.chain.params import REGTEST
@@ -21,6 +22,13 @@ from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
 from pithead.template.block_template import parse_gbt
 from pithead.template.rpc import RpcClient, RpcError
+
+CORE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
+
+
+def core_fixture(name: str) -> Any:
+    return json.loads((CORE_FIXTURES / name).read_text())
+
 
 GBT = {"rules": ["segwit"]}
 PAYOUT = p2wsh_of(BARE_OP_TRUE)
@@ -36,7 +44,9 @@ def test_genesis_is_bitcoin_cores_regtest_genesis() -> None:
 def test_transaction_json_matches_core_on_the_ckpool_block() -> None:
     """Every transaction of the real ckpool-mined block renders exactly as Core's getblock 2 did."""
     core = core_fixture("block-102-ckpool-mined-core-regtest.verbose2.json")
-    raw = (Path(__file__).parent.parent / "fixtures/bitcoin-core/block-102-ckpool-mined-core-regtest.hex").read_text()
+    raw = (
+        Path(__file__).parent.parent / "fixtures/bitcoin-core/block-102-ckpool-mined-core-regtest.hex"
+    ).read_text()
     block = Block.from_hex(raw.strip())
     assert block.hash_hex() == core["hash"]
     for tx, expected in zip(block.txs, core["tx"], strict=True):
@@ -158,7 +168,9 @@ async def test_chain_survives_restart(tmp_path: Path) -> None:
         assert (await rpc.call("getblockheader", next_tip))["previousblockhash"] == tip
 
 
-async def test_generateblock_mines_exactly_the_given_transactions(node_rpc: tuple[EmbeddedNode, RpcClient]) -> None:
+async def test_generateblock_mines_exactly_the_given_transactions(
+    node_rpc: tuple[EmbeddedNode, RpcClient],
+) -> None:
     _, rpc = node_rpc
     await mine_blocks(rpc, 101)
     address = await rpc.call("getnewaddress")

@@ -3,15 +3,23 @@ calls captured from a real Core regtest node (tests/fixtures/bitcoin-core/rpc-sh
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from conftest import core_fixture
 from pithead.node.node import EmbeddedNode
 from pithead.template.rpc import RpcClient
+
+CORE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
+
+
+def core_fixture(name: str) -> Any:
+    return json.loads((CORE_FIXTURES / name).read_text())
+
 
 SHAPES = core_fixture("rpc-shapes-core-regtest.json")
 
@@ -23,7 +31,11 @@ def shape_errors(value: Any, shape: Any, path: str = "$", partial: bool = False)
     if shape == "str":
         return [] if isinstance(value, str) else [f"{path}: {value!r} is not a string"]
     if shape == "int":
-        return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{path}: {value!r} is not an int"]
+        return (
+            []
+            if isinstance(value, int) and not isinstance(value, bool)
+            else [f"{path}: {value!r} is not an int"]
+        )
     if shape == "number":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         return [] if ok else [f"{path}: {value!r} is not a number"]
@@ -139,15 +151,23 @@ async def test_error_messages_match_core(node_rpc: tuple[EmbeddedNode, RpcClient
     assert r["error"] == {"code": -5, "message": "Error: Invalid address"}
 
 
-async def test_jsonrpc_2_batches_named_params_and_parse_errors(node_rpc: tuple[EmbeddedNode, RpcClient]) -> None:
+async def test_jsonrpc_2_batches_named_params_and_parse_errors(
+    node_rpc: tuple[EmbeddedNode, RpcClient],
+) -> None:
     node, _ = node_rpc
     r = await raw(node, {"jsonrpc": "2.0", "method": "nosuch", "id": 7})
     assert r.status_code == 200  # JSON-RPC 2.0 errors travel with HTTP 200 (Core >= 28)
     assert r.json() == {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": 7}
     r = await raw(node, {"jsonrpc": "2.0", "method": "getblockcount"})
     assert r.status_code == 204 and r.content == b""  # a notification
-    r = await raw(node, [{"method": "getblockcount", "id": 1}, {"method": "nosuch", "id": 2},
-                         {"jsonrpc": "2.0", "method": "getblockhash", "params": {"height": 0}, "id": 3}])
+    r = await raw(
+        node,
+        [
+            {"method": "getblockcount", "id": 1},
+            {"method": "nosuch", "id": 2},
+            {"jsonrpc": "2.0", "method": "getblockhash", "params": {"height": 0}, "id": 3},
+        ],
+    )
     assert r.status_code == 200
     replies = {x["id"]: x for x in r.json()}
     assert replies[1]["result"] == 0 and replies[2]["error"]["code"] == -32601

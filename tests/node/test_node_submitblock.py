@@ -3,12 +3,14 @@ getblocktemplate gets Bitcoin Core's BIP22 string, and the honest block is then 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import core_fixture
 from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex, from_display_hex
 from pithead.chain.merkle import merkle_root
@@ -18,13 +20,22 @@ from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, break_pow, mine_blocks, solve_block
 from pithead.template.rpc import RpcClient, RpcError
 
+CORE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
+
+
+def core_fixture(name: str) -> Any:
+    return json.loads((CORE_FIXTURES / name).read_text())
+
+
 OP_TRUE_P2WSH = p2wsh_of(BARE_OP_TRUE)  # anyone-can-spend segwit output: spent with witness [OP_TRUE]
 VERDICTS = core_fixture("rpc-shapes-core-regtest.json")["submitblock"]
 GBT = {"rules": ["segwit"]}
 
 
 def spend_op_true(prevout: OutPoint, value: int, fee: int = 10_000) -> Transaction:
-    return Transaction(2, (TxIn(prevout, b"", 0xFFFFFFFF, (BARE_OP_TRUE,)),), (TxOut(value - fee, OP_TRUE_P2WSH),))
+    return Transaction(
+        2, (TxIn(prevout, b"", 0xFFFFFFFF, (BARE_OP_TRUE,)),), (TxOut(value - fee, OP_TRUE_P2WSH),)
+    )
 
 
 def with_txs(block: Block, txs: tuple[Transaction, ...]) -> Block:
@@ -60,9 +71,20 @@ async def test_good_block_then_duplicate_then_garbage(chain101: RpcClient) -> No
     assert err.value.code == VERDICTS["garbage"]["error_code"] == -22
 
 
-@pytest.mark.parametrize("fault", ["high-hash", "bad-txnmrklroot", "bad-cb-height", "bad-cb-amount",
-                                   "prev-blk-not-found", "time-too-old", "time-too-new", "bad-diffbits",
-                                   "bad-version(0x00000001)"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "high-hash",
+        "bad-txnmrklroot",
+        "bad-cb-height",
+        "bad-cb-amount",
+        "prev-blk-not-found",
+        "time-too-old",
+        "time-too-new",
+        "bad-diffbits",
+        "bad-version(0x00000001)",
+    ],
+)
 async def test_each_broken_block_gets_cores_verdict(chain101: RpcClient, fault: str) -> None:
     rpc = chain101
     gbt = await rpc.call("getblocktemplate", GBT)
@@ -132,7 +154,9 @@ async def test_inputs_must_exist_be_unspent_and_mature(chain101: RpcClient) -> N
     gbt = await rpc.call("getblocktemplate", GBT)
     premature = block_from_template(gbt, OP_TRUE_P2WSH, extra_txs=(spend_op_true(young, value),))
     assert await rpc.submitblock(premature.hex()) == "bad-txns-premature-spend-of-coinbase"
-    missing = block_from_template(gbt, OP_TRUE_P2WSH, extra_txs=(spend_op_true(OutPoint(b"\x42" * 32, 0), value),))
+    missing = block_from_template(
+        gbt, OP_TRUE_P2WSH, extra_txs=(spend_op_true(OutPoint(b"\x42" * 32, 0), value),)
+    )
     assert await rpc.submitblock(missing.hex()) == "bad-txns-inputs-missingorspent"
     await mine_blocks(rpc, 99)
     tx = spend_op_true(young, value)
@@ -147,14 +171,17 @@ async def test_inputs_must_exist_be_unspent_and_mature(chain101: RpcClient) -> N
     assert await rpc.submitblock(block_from_template(gbt, OP_TRUE_P2WSH, extra_txs=(overspend,)).hex()) == (
         "bad-txns-in-belowout"
     )
-    wrong_script = Transaction(2, (TxIn(OutPoint(tx.txid(), 0), b"", 0xFFFFFFFF, (b"\x52",)),),
-                               (TxOut(1000, OP_TRUE_P2WSH),))
-    assert await rpc.submitblock(block_from_template(gbt, OP_TRUE_P2WSH, extra_txs=(wrong_script,)).hex()) == (
-        "mandatory-script-verify-flag-failed"
+    wrong_script = Transaction(
+        2, (TxIn(OutPoint(tx.txid(), 0), b"", 0xFFFFFFFF, (b"\x52",)),), (TxOut(1000, OP_TRUE_P2WSH),)
     )
+    assert await rpc.submitblock(
+        block_from_template(gbt, OP_TRUE_P2WSH, extra_txs=(wrong_script,)).hex()
+    ) == ("mandatory-script-verify-flag-failed")
 
 
-async def test_side_branch_is_inconclusive_and_more_work_reorganises(node_rpc: tuple[EmbeddedNode, RpcClient]) -> None:
+async def test_side_branch_is_inconclusive_and_more_work_reorganises(
+    node_rpc: tuple[EmbeddedNode, RpcClient],
+) -> None:
     _, rpc = node_rpc
     await mine_blocks(rpc, 5)
     fork_point = await rpc.call("getblockhash", 3)
@@ -162,17 +189,25 @@ async def test_side_branch_is_inconclusive_and_more_work_reorganises(node_rpc: t
     header = await rpc.call("getblockheader", fork_point)
     # A branch from height 3: one block is less work than the active chain (height 5).
     gbt = await rpc.call("getblocktemplate", GBT)
-    side_gbt = {**gbt, "previousblockhash": fork_point, "height": 4, "transactions": [],
-                "default_witness_commitment": None, "coinbasevalue": gbt["coinbasevalue"]}
+    side_gbt = {
+        **gbt,
+        "previousblockhash": fork_point,
+        "height": 4,
+        "transactions": [],
+        "default_witness_commitment": None,
+        "coinbasevalue": gbt["coinbasevalue"],
+    }
     side_gbt.pop("default_witness_commitment")
     s1 = block_from_template(side_gbt, OP_TRUE_P2WSH, time=header["time"] + 1)
     assert await rpc.submitblock(s1.hex()) == "inconclusive"
     assert await rpc.call("getbestblockhash") == old_tip
-    s2 = block_from_template({**side_gbt, "previousblockhash": s1.hash_hex(), "height": 5}, OP_TRUE_P2WSH,
-                             time=header["time"] + 2)
+    s2 = block_from_template(
+        {**side_gbt, "previousblockhash": s1.hash_hex(), "height": 5}, OP_TRUE_P2WSH, time=header["time"] + 2
+    )
     assert await rpc.submitblock(s2.hex()) == "inconclusive"  # equal work: the first seen stays
-    s3 = block_from_template({**side_gbt, "previousblockhash": s2.hash_hex(), "height": 6}, OP_TRUE_P2WSH,
-                             time=header["time"] + 3)
+    s3 = block_from_template(
+        {**side_gbt, "previousblockhash": s2.hash_hex(), "height": 6}, OP_TRUE_P2WSH, time=header["time"] + 3
+    )
     assert await rpc.submitblock(s3.hex()) is None  # more work: reorganised onto the branch
     assert await rpc.call("getbestblockhash") == s3.hash_hex()
     assert await rpc.call("getblockhash", 4) == s1.hash_hex()
@@ -181,7 +216,9 @@ async def test_side_branch_is_inconclusive_and_more_work_reorganises(node_rpc: t
     assert from_display_hex(old_tip) != s3.hash() and display_hex(s3.hash()) == s3.hash_hex()
 
 
-async def test_reorg_away_from_a_block_that_fails_to_connect(node_rpc: tuple[EmbeddedNode, RpcClient]) -> None:
+async def test_reorg_away_from_a_block_that_fails_to_connect(
+    node_rpc: tuple[EmbeddedNode, RpcClient],
+) -> None:
     _, rpc = node_rpc
     await mine_blocks(rpc, 2)
     tip = await rpc.call("getbestblockhash")
@@ -191,17 +228,23 @@ async def test_reorg_away_from_a_block_that_fails_to_connect(node_rpc: tuple[Emb
     base.pop("default_witness_commitment")
     # A branch from height 1 whose second block spends a coin that does not exist: it passes the
     # context checks (stored) but fails when the node tries to connect it as the most-work chain.
-    b2 = block_from_template({**base, "previousblockhash": header["hash"], "height": 2}, OP_TRUE_P2WSH,
-                             time=header["time"] + 1)
+    b2 = block_from_template(
+        {**base, "previousblockhash": header["hash"], "height": 2}, OP_TRUE_P2WSH, time=header["time"] + 1
+    )
     assert await rpc.submitblock(b2.hex()) == "inconclusive"
     bad_tx = spend_op_true(OutPoint(b"\x01" * 32, 0), 10_000_000)
-    b3 = block_from_template({**base, "previousblockhash": b2.hash_hex(), "height": 3}, OP_TRUE_P2WSH,
-                             extra_txs=(bad_tx,), time=header["time"] + 2)
+    b3 = block_from_template(
+        {**base, "previousblockhash": b2.hash_hex(), "height": 3},
+        OP_TRUE_P2WSH,
+        extra_txs=(bad_tx,),
+        time=header["time"] + 2,
+    )
     assert await rpc.submitblock(b3.hex()) == "bad-txns-inputs-missingorspent"
     assert await rpc.call("getbestblockhash") == tip  # the old chain was restored
     assert await rpc.submitblock(b3.hex()) == "duplicate-invalid"
-    b4 = block_from_template({**base, "previousblockhash": b3.hash_hex(), "height": 4}, OP_TRUE_P2WSH,
-                             time=header["time"] + 3)
+    b4 = block_from_template(
+        {**base, "previousblockhash": b3.hash_hex(), "height": 4}, OP_TRUE_P2WSH, time=header["time"] + 3
+    )
     assert await rpc.submitblock(b4.hex()) == "bad-prevblk"
 
 
@@ -210,8 +253,11 @@ async def test_overweight_block_is_refused(chain101: RpcClient) -> None:
     outpoint, value = await op_true_coin(rpc)
     # Witness bytes weigh 1 WU each: a 4 MB junk witness item pushes the block past 4,000,000 WU while its
     # stripped size stays tiny (so it is the weight rule, not the size rule, that refuses it).
-    heavy = Transaction(2, (TxIn(outpoint, b"", 0xFFFFFFFF, (b"\x00" * 4_000_000, BARE_OP_TRUE)),),
-                        (TxOut(value - 10_000, OP_TRUE_P2WSH),))
+    heavy = Transaction(
+        2,
+        (TxIn(outpoint, b"", 0xFFFFFFFF, (b"\x00" * 4_000_000, BARE_OP_TRUE)),),
+        (TxOut(value - 10_000, OP_TRUE_P2WSH),),
+    )
     gbt = await rpc.call("getblocktemplate", GBT)
     block = block_from_template(gbt, OP_TRUE_P2WSH, extra_txs=(heavy,))
     assert block.weight() > 4_000_000
@@ -245,8 +291,11 @@ async def test_transactions_of_a_block_reorganised_away_return_to_the_mempool(ch
     base.pop("default_witness_commitment")
     b1 = block_from_template(base, OP_TRUE_P2WSH, time=fork_header["time"] + 1)
     assert await rpc.submitblock(b1.hex()) == "inconclusive"
-    b2 = block_from_template({**base, "previousblockhash": b1.hash_hex(), "height": 103}, OP_TRUE_P2WSH,
-                             time=fork_header["time"] + 2)
+    b2 = block_from_template(
+        {**base, "previousblockhash": b1.hash_hex(), "height": 103},
+        OP_TRUE_P2WSH,
+        time=fork_header["time"] + 2,
+    )
     assert await rpc.submitblock(b2.hex()) is None
     assert await rpc.call("getrawmempool") == [txid, child]  # back, parent first, for the next block
     assert (await rpc.call("gettransaction", txid))["confirmations"] == 0

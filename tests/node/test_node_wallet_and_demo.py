@@ -24,8 +24,16 @@ async def test_wallet_pays_out_with_cores_shapes(node_rpc: tuple[EmbeddedNode, R
     assert await rpc.call("getbalance") == 50.0  # one mature coinbase; 100 are immature
     unspent = await rpc.call("listunspent")
     assert [u["amount"] for u in unspent] == [50.0]
-    assert unspent[0]["address"] == mine_to and unspent[0]["label"] == "pool" and unspent[0]["confirmations"] == 101
-    txid = await rpc.call("sendmany", "", {EXTERNAL: 1.5, "bcrt1qft5p2uhsdcdc3l2ua4ap5qqfg4pjaqlp250x7us7a8qqhrxrxfsqseac85": 0.25})
+    assert (
+        unspent[0]["address"] == mine_to
+        and unspent[0]["label"] == "pool"
+        and unspent[0]["confirmations"] == 101
+    )
+    txid = await rpc.call(
+        "sendmany",
+        "",
+        {EXTERNAL: 1.5, "bcrt1qft5p2uhsdcdc3l2ua4ap5qqfg4pjaqlp250x7us7a8qqhrxrxfsqseac85": 0.25},
+    )
     assert txid in await rpc.call("getrawmempool")
     pending = await rpc.call("gettransaction", txid)
     assert pending["confirmations"] == 0 and pending["fee"] < 0
@@ -80,7 +88,10 @@ def test_demo_retarget_follows_the_observed_pace() -> None:
     assert abs(bits_to_target(demo_next_bits(on_pace, spacing=spacing, pow_limit=limit)) - t0) < t0 // 1000
     # One absurd timestamp cannot move it by more than the clamp, nor past the proof-of-work limit.
     instant = [(1_000_000, start_bits) for _ in range(13)]
-    assert bits_to_target(demo_next_bits(instant, spacing=spacing, pow_limit=limit)) >= t0 // MAX_STEP - t0 // 1000
+    assert (
+        bits_to_target(demo_next_bits(instant, spacing=spacing, pow_limit=limit))
+        >= t0 // MAX_STEP - t0 // 1000
+    )
     ancient = [(1_000_000 - i * 100_000, target_to_bits(limit)) for i in range(13)]
     assert demo_next_bits(ancient, spacing=spacing, pow_limit=limit) == target_to_bits(limit)
     assert demo_next_bits(ancient[:1], spacing=spacing, pow_limit=limit) == target_to_bits(limit)
@@ -99,8 +110,9 @@ async def test_demo_chain_starts_easy_and_hardens_when_blocks_come_fast(tmp_path
 async def test_node_from_config(tmp_path: Path) -> None:
     from pithead.config import NodeConfig
 
-    node = EmbeddedNode.from_config(NodeConfig(tx_rate=0.0, zmq_pub_hashblock="tcp://127.0.0.1:0"), tmp_path / "cfg",
-                                    rpc_port=0)
+    node = EmbeddedNode.from_config(
+        NodeConfig(tx_rate=0.0, zmq_pub_hashblock="tcp://127.0.0.1:0"), tmp_path / "cfg", rpc_port=0
+    )
     async with node:
         client = RpcClient(node.rpc_url, cookie_file=node.cookie_path)
         assert (await client.call("getblockchaininfo"))["chain"] == "regtest"

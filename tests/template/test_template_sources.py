@@ -158,7 +158,13 @@ class HostileNode:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
+                length = int(
+                    next(
+                        h.split(b":")[1]
+                        for h in head.split(b"\r\n")
+                        if h.lower().startswith(b"content-length")
+                    )
+                )
                 req = json.loads(await reader.readexactly(length))
                 if req["method"] == "getblockchaininfo":
                     result: Any = {"chain": "regtest"}
@@ -180,8 +186,12 @@ class HostileNode:
 async def test_malformed_template_is_refused_and_the_last_good_one_stays() -> None:
     hostile = HostileNode()
     await hostile.start()
-    source = NodeSource(RpcClient(f"http://127.0.0.1:{hostile.port}", user="u", password="p"),
-                        use_longpoll=False, health_interval=60.0, refresh_interval=600.0)
+    source = NodeSource(
+        RpcClient(f"http://127.0.0.1:{hostile.port}", user="u", password="p"),
+        use_longpoll=False,
+        health_interval=60.0,
+        refresh_interval=600.0,
+    )
     try:
         await source.start()
         good = source.current()
@@ -199,15 +209,30 @@ async def test_malformed_template_is_refused_and_the_last_good_one_stays() -> No
 
 
 async def test_failover_keeps_work_flowing_and_submits_everywhere(tmp_path: Path) -> None:
-    async with running_node(tmp_path / "primary") as (a, rpc_a), running_node(tmp_path / "backup") as (b, rpc_b):
+    async with (
+        running_node(tmp_path / "primary") as (a, rpc_a),
+        running_node(tmp_path / "backup") as (b, rpc_b),
+    ):
         await mine_blocks(rpc_a, 3)
         await mine_blocks(rpc_b, 1)
-        failover = FailoverSource([
-            NodeSource(client_for(b, name="backup"), zmq_hashblock=b.zmq_endpoints["hashblock"], priority=1,
-                       health_interval=0.2, retry_interval=0.2),
-            NodeSource(client_for(a, name="primary"), zmq_hashblock=a.zmq_endpoints["hashblock"], priority=0,
-                       health_interval=0.2, retry_interval=0.2),
-        ])
+        failover = FailoverSource(
+            [
+                NodeSource(
+                    client_for(b, name="backup"),
+                    zmq_hashblock=b.zmq_endpoints["hashblock"],
+                    priority=1,
+                    health_interval=0.2,
+                    retry_interval=0.2,
+                ),
+                NodeSource(
+                    client_for(a, name="primary"),
+                    zmq_hashblock=a.zmq_endpoints["hashblock"],
+                    priority=0,
+                    health_interval=0.2,
+                    retry_interval=0.2,
+                ),
+            ]
+        )
         updates = failover.updates()
         await failover.start()
         try:
@@ -218,14 +243,17 @@ async def test_failover_keeps_work_flowing_and_submits_everywhere(tmp_path: Path
             u = await update_with_prev(updates, await rpc_b.call("getbestblockhash"))
             assert u.new_block and u.template.height == 2 and failover.active.name == "backup"
             status = {s["name"]: s for s in failover.status()}
-            assert status["backup"]["active"] and status["backup"]["healthy"] and status["backup"]["height"] == 2
+            assert (
+                status["backup"]["active"] and status["backup"]["healthy"] and status["backup"]["height"] == 2
+            )
             assert not status["primary"]["healthy"] and status["primary"]["last_error"]
             await asyncio.sleep(0.3)  # ZMQ's slow joiner on the backup's socket
             (tip,) = await mine_blocks(rpc_b, 1)
             u = await update_with_prev(updates, tip)
             assert u.template.height == 3
-            block = block_from_template(await rpc_b.call("getblocktemplate", {"rules": ["segwit"]}),
-                                        p2wsh_of(BARE_OP_TRUE))
+            block = block_from_template(
+                await rpc_b.call("getblocktemplate", {"rules": ["segwit"]}), p2wsh_of(BARE_OP_TRUE)
+            )
             results = {r.node: r for r in await failover.submit_block(block.hex())}
             assert results["backup"].accepted and results["backup"].result is None
             assert not results["primary"].accepted and results["primary"].result.startswith("error")
@@ -239,8 +267,13 @@ async def test_failover_keeps_work_flowing_and_submits_everywhere(tmp_path: Path
 
 
 async def test_failover_start_fails_clearly_when_no_node_answers() -> None:
-    sources = [NodeSource(RpcClient(f"http://127.0.0.1:{free_port()}", user="u", password="p", name=f"n{i}"),
-                          retry_interval=0.1) for i in range(2)]
+    sources = [
+        NodeSource(
+            RpcClient(f"http://127.0.0.1:{free_port()}", user="u", password="p", name=f"n{i}"),
+            retry_interval=0.1,
+        )
+        for i in range(2)
+    ]
     with pytest.raises(NoNodeError) as err:
         await FailoverSource(sources, start_timeout=0.5).start()
     assert "n0" in str(err.value) and "n1" in str(err.value)
