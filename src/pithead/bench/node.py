@@ -27,7 +27,10 @@ async def _tip_latency(node_dir: Path, mode: str, tips: int) -> list[float]:
         source = NodeSource(
             RpcClient(node.rpc_url, cookie_file=node.cookie_path),
             zmq_hashblock=node.zmq_endpoints["hashblock"] if mode == "zmq" else None,
-            use_longpoll=mode == "longpoll", poll_interval=0.05, health_interval=60.0, refresh_interval=600.0,
+            use_longpoll=mode == "longpoll",
+            poll_interval=0.05,
+            health_interval=60.0,
+            refresh_interval=600.0,
         )
         updates = source.updates()
         await source.start()
@@ -64,7 +67,9 @@ async def _run(blocks: int, txs: int, tips: int) -> None:
             t0 = time.perf_counter()
             for _ in range(txs):
                 await rpc.call("sendmany", "", {address: 0.001})
-            print(f"sendmany: {txs / (time.perf_counter() - t0):,.0f} tx/s ({txs} chained wallet transactions)")
+            print(
+                f"sendmany: {txs / (time.perf_counter() - t0):,.0f} tx/s ({txs} chained wallet transactions)"
+            )
             t0 = time.perf_counter()
             gbt = await rpc.call("getblocktemplate", {"rules": ["segwit"]})
             t1 = time.perf_counter()
@@ -72,12 +77,16 @@ async def _run(blocks: int, txs: int, tips: int) -> None:
             t2 = time.perf_counter()
             verdict = await rpc.submitblock(block.hex())
             t3 = time.perf_counter()
-            print(f"getblocktemplate with {len(gbt['transactions'])} txs: {(t1 - t0) * 1000:.1f} ms; "
-                  f"build+solve {(t2 - t1) * 1000:.1f} ms; submitblock {(t3 - t2) * 1000:.1f} ms -> {verdict}")
+            print(
+                f"getblocktemplate with {len(gbt['transactions'])} txs: {(t1 - t0) * 1000:.1f} ms; "
+                f"build+solve {(t2 - t1) * 1000:.1f} ms; submitblock {(t3 - t2) * 1000:.1f} ms -> {verdict}"
+            )
         for mode in ("zmq", "longpoll", "poll"):
             lat = await _tip_latency(root / mode, mode, tips)
-            print(f"new tip -> NodeSource update by {mode}: median {statistics.median(lat) * 1000:.1f} ms, "
-                  f"max {max(lat) * 1000:.1f} ms (includes generatetoaddress, {tips} tips)")
+            print(
+                f"new tip -> NodeSource update by {mode}: median {statistics.median(lat) * 1000:.1f} ms, "
+                f"max {max(lat) * 1000:.1f} ms (includes generatetoaddress, {tips} tips)"
+            )
 
 
 def main(argv: list[str]) -> None:

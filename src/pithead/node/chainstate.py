@@ -157,7 +157,9 @@ class ChainState:
             self.db.execute("INSERT INTO active VALUES (0, ?)", (genesis.hash(),))
             self.db.execute("COMMIT")
         if self._meta("schema") != str(SCHEMA_VERSION):
-            raise ChainStateError(f"{self.path}: schema {self._meta('schema')}, this pithead reads {SCHEMA_VERSION}")
+            raise ChainStateError(
+                f"{self.path}: schema {self._meta('schema')}, this pithead reads {SCHEMA_VERSION}"
+            )
         if self._meta("kind") != self.kind:
             raise ChainStateError(f"{self.path} holds a {self._meta('kind')} chain, not {self.kind}")
         rows = self.db.execute(
@@ -221,12 +223,16 @@ class ChainState:
         return out
 
     def median_time_past(self, entry: IndexEntry) -> int:
-        return consensus.median_time_past([t for t, _ in self.ancestors_times(entry, consensus.MEDIAN_TIME_SPAN)])
+        return consensus.median_time_past(
+            [t for t, _ in self.ancestors_times(entry, consensus.MEDIAN_TIME_SPAN)]
+        )
 
     def next_bits(self, prev: IndexEntry) -> int:
         if self.kind == "demo":
             return demo_next_bits(
-                self.ancestors_times(prev, DEMO_WINDOW + 1), spacing=self.demo_spacing, pow_limit=self.network.pow_limit
+                self.ancestors_times(prev, DEMO_WINDOW + 1),
+                spacing=self.demo_spacing,
+                pow_limit=self.network.pow_limit,
             )
         return regtest_next_bits(self.network.pow_limit)
 
@@ -258,7 +264,10 @@ class ChainState:
             raise BlockInvalid("inconclusive-not-best-prevblk")
         self.check_block_for(block, self.tip, now)
         consensus.connect_block(
-            block, height=self.height + 1, lookup=self.coin, subsidy=self.network.subsidy(self.height + 1),
+            block,
+            height=self.height + 1,
+            lookup=self.coin,
+            subsidy=self.network.subsidy(self.height + 1),
             maturity=self.network.coinbase_maturity,
         )
 
@@ -301,13 +310,34 @@ class ChainState:
         stripped = len(block.serialize(include_witness=False))
         self.db.execute(
             "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (h, block.header.prev_hash, height, block.header.serialize(), block.serialize(), status, self._seq,
-             len(block.txs), size, stripped, stripped * 3 + size),
+            (
+                h,
+                block.header.prev_hash,
+                height,
+                block.header.serialize(),
+                block.serialize(),
+                status,
+                self._seq,
+                len(block.txs),
+                size,
+                stripped,
+                stripped * 3 + size,
+            ),
         )
         parent = self.index.get(block.header.prev_hash)
         work = (parent.chainwork if parent else 0) + work_from_target(block.header.target())
-        self.index[h] = IndexEntry(h, block.header, height, work, status, self._seq, len(block.txs), size, stripped,
-                                   stripped * 3 + size)
+        self.index[h] = IndexEntry(
+            h,
+            block.header,
+            height,
+            work,
+            status,
+            self._seq,
+            len(block.txs),
+            size,
+            stripped,
+            stripped * 3 + size,
+        )
 
     def _failed(self, entry: IndexEntry) -> bool:
         """True when `entry` or an ancestor off the active chain failed."""
@@ -390,10 +420,15 @@ class ChainState:
             subsidy=self.network.subsidy(entry.height),
             maturity=self.network.coinbase_maturity,
         )
-        self.db.executemany("DELETE FROM utxo WHERE txid=? AND n=?", [(op.txid, op.index) for op, _ in delta.spent])
+        self.db.executemany(
+            "DELETE FROM utxo WHERE txid=? AND n=?", [(op.txid, op.index) for op, _ in delta.spent]
+        )
         self.db.executemany(
             "INSERT INTO utxo VALUES (?,?,?,?,?,?)",
-            [(op.txid, op.index, c.value, c.script_pubkey, c.height, int(c.is_coinbase)) for op, c in delta.created],
+            [
+                (op.txid, op.index, c.value, c.script_pubkey, c.height, int(c.is_coinbase))
+                for op, c in delta.created
+            ],
         )
         self.db.execute("INSERT OR REPLACE INTO undo VALUES (?, ?)", (entry.hash, _encode_undo(delta.spent)))
         self.db.executemany(
@@ -414,8 +449,10 @@ class ChainState:
             self.db.execute("DELETE FROM txindex WHERE txid=? AND block=?", (txid, h))
         self.db.executemany(
             "INSERT INTO utxo VALUES (?,?,?,?,?,?)",
-            [(op.txid, op.index, c.value, c.script_pubkey, c.height, int(c.is_coinbase))
-             for op, c in _decode_undo(bytes(row[0]))],
+            [
+                (op.txid, op.index, c.value, c.script_pubkey, c.height, int(c.is_coinbase))
+                for op, c in _decode_undo(bytes(row[0]))
+            ],
         )
 
     # --- helpers for the RPC layer ---
@@ -449,4 +486,3 @@ class ChainState:
         if self.is_active(entry) and entry.height < self.height:
             return self.active[entry.height + 1]
         return None
-

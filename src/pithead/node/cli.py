@@ -29,8 +29,10 @@ async def _run(node: EmbeddedNode) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, node.request_stop)
     auth = f"cookie {node.cookie_path}" if node.cookie else f"user {node.rpc_user}"
-    typer.echo(f"pithead node ({node.chain_name}) height {node.chain.height if node.chain else 0}: "
-               f"RPC {node.rpc_url} ({auth})")
+    typer.echo(
+        f"pithead node ({node.chain_name}) height {node.chain.height if node.chain else 0}: "
+        f"RPC {node.rpc_url} ({auth})"
+    )
     for topic, endpoint in node.zmq_endpoints.items():
         typer.echo(f"  zmqpub{topic} {endpoint}")
     await node.wait_stopped()
@@ -39,8 +41,12 @@ async def _run(node: EmbeddedNode) -> None:
 
 @app.callback(invoke_without_command=True)
 def node(
-    datadir: str = typer.Option("pithead-node", "--datadir", help="Data directory (the chain lives in <datadir>/<chain>/)."),
-    chain: str = typer.Option("regtest", "--chain", help="regtest (fixed difficulty) or demo (retargets to --block-interval)."),
+    datadir: str = typer.Option(
+        "pithead-node", "--datadir", help="Data directory (the chain lives in <datadir>/<chain>/)."
+    ),
+    chain: str = typer.Option(
+        "regtest", "--chain", help="regtest (fixed difficulty) or demo (retargets to --block-interval)."
+    ),
     tx_rate: float = typer.Option(0.0, "--tx-rate", help="Generated transactions per second (0: none)."),
     rpcport: int = typer.Option(18443, "--rpcport", help="JSON-RPC port (0: any free port)."),
     rpcbind: str = typer.Option("127.0.0.1", "--rpcbind", help="JSON-RPC address."),
@@ -50,18 +56,36 @@ def node(
     zmqpubrawblock: str | None = typer.Option(None, "--zmqpubrawblock"),
     zmqpubhashtx: str | None = typer.Option(None, "--zmqpubhashtx"),
     zmqpubrawtx: str | None = typer.Option(None, "--zmqpubrawtx"),
-    block_interval: float = typer.Option(30.0, "--block-interval", help="demo chain: seconds per block to aim for."),
-    bootstrap: int | None = typer.Option(None, "--bootstrap", help="Blocks to premine on a fresh chain for the "
-                                         "transaction generator (default 110 when --tx-rate > 0)."),
+    block_interval: float = typer.Option(
+        30.0, "--block-interval", help="demo chain: seconds per block to aim for."
+    ),
+    bootstrap: int | None = typer.Option(
+        None,
+        "--bootstrap",
+        help="Blocks to premine on a fresh chain for the "
+        "transaction generator (default 110 when --tx-rate > 0).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the embedded node."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
     try:
         n = EmbeddedNode(
-            datadir, chain=chain, rpc_bind=rpcbind, rpc_port=rpcport, rpc_user=rpcuser, rpc_password=rpcpassword,
-            zmq_pubhashblock=zmqpubhashblock, zmq_pubrawblock=zmqpubrawblock, zmq_pubhashtx=zmqpubhashtx,
-            zmq_pubrawtx=zmqpubrawtx, tx_rate=tx_rate, block_interval=block_interval, bootstrap_blocks=bootstrap,
+            datadir,
+            chain=chain,
+            rpc_bind=rpcbind,
+            rpc_port=rpcport,
+            rpc_user=rpcuser,
+            rpc_password=rpcpassword,
+            zmq_pubhashblock=zmqpubhashblock,
+            zmq_pubrawblock=zmqpubrawblock,
+            zmq_pubhashtx=zmqpubhashtx,
+            zmq_pubrawtx=zmqpubrawtx,
+            tx_rate=tx_rate,
+            block_interval=block_interval,
+            bootstrap_blocks=bootstrap,
         )
         asyncio.run(_run(n))
     except NodeError as exc:

@@ -80,9 +80,7 @@ def check_header_pow(header: BlockHeader) -> None:
         raise BlockInvalid("high-hash", "proof of work failed")
 
 
-def check_header_context(
-    header: BlockHeader, *, height: int, expected_bits: int, mtp: int, now: int
-) -> None:
+def check_header_context(header: BlockHeader, *, height: int, expected_bits: int, mtp: int, now: int) -> None:
     if header.bits != expected_bits:
         raise BlockInvalid("bad-diffbits", f"incorrect proof of work: expected {expected_bits:08x}")
     if header.time <= mtp:
@@ -150,7 +148,9 @@ def is_final(tx: Transaction, height: int, mtp: int) -> bool:
     return all(i.sequence == 0xFFFFFFFF for i in tx.inputs)
 
 
-def check_block_context(block: Block, *, height: int, mtp: int, bip34_active: bool, segwit_active: bool) -> None:
+def check_block_context(
+    block: Block, *, height: int, mtp: int, bip34_active: bool, segwit_active: bool
+) -> None:
     """Core's ContextualCheckBlock: finality, BIP34 height, witness commitment, weight."""
     for tx in block.txs:
         if not is_final(tx, height, mtp):
@@ -197,7 +197,8 @@ def spend_inputs(
             raise BlockInvalid("bad-txns-inputs-missingorspent", "inputs missing/spent")
         if coin.is_coinbase and height - coin.height < maturity:
             raise BlockInvalid(
-                "bad-txns-premature-spend-of-coinbase", f"tried to spend coinbase at depth {height - coin.height}"
+                "bad-txns-premature-spend-of-coinbase",
+                f"tried to spend coinbase at depth {height - coin.height}",
             )
         try:
             check_spend(coin.script_pubkey, txin)
@@ -246,5 +247,7 @@ def connect_block(
             created[op] = coin
     claimed = sum(o.value for o in block.txs[0].outputs)
     if claimed > subsidy + fees:
-        raise BlockInvalid("bad-cb-amount", f"coinbase pays too much (actual={claimed} vs limit={subsidy + fees})")
+        raise BlockInvalid(
+            "bad-cb-amount", f"coinbase pays too much (actual={claimed} vs limit={subsidy + fees})"
+        )
     return BlockDelta(tuple(spent_all), tuple(created.items()), fees)

@@ -23,11 +23,15 @@ REGTEST_GENESIS_NONCE = 2
 
 
 def regtest_genesis() -> Block:
-    script_sig = push_data((486604799).to_bytes(4, "little")) + push_data(b"\x04") + push_data(GENESIS_TIMESTAMP_TEXT)
+    script_sig = (
+        push_data((486604799).to_bytes(4, "little")) + push_data(b"\x04") + push_data(GENESIS_TIMESTAMP_TEXT)
+    )
     coinbase = Transaction(
         version=1,
         inputs=(TxIn(OutPoint(bytes(32), 0xFFFFFFFF), script_sig),),
         outputs=(TxOut(50 * 100_000_000, push_data(GENESIS_PUBKEY) + b"\xac"),),
     )
-    header = BlockHeader(1, bytes(32), coinbase.txid(), REGTEST_GENESIS_TIME, REGTEST_GENESIS_BITS, REGTEST_GENESIS_NONCE)
+    header = BlockHeader(
+        1, bytes(32), coinbase.txid(), REGTEST_GENESIS_TIME, REGTEST_GENESIS_BITS, REGTEST_GENESIS_NONCE
+    )
     return Block(header, (coinbase,))

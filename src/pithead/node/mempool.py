@@ -77,7 +77,9 @@ def legacy_sigops(script: bytes) -> int:
 
 
 def sigop_cost(tx: Transaction) -> int:
-    legacy = sum(legacy_sigops(i.script_sig) for i in tx.inputs) + sum(legacy_sigops(o.script_pubkey) for o in tx.outputs)
+    legacy = sum(legacy_sigops(i.script_sig) for i in tx.inputs) + sum(
+        legacy_sigops(o.script_pubkey) for o in tx.outputs
+    )
     return legacy * WITNESS_SCALE_FACTOR
 
 
@@ -150,7 +152,9 @@ class Mempool:
             return self.coin(op) or chain.coin(op)
 
         try:
-            _, fee = consensus.spend_inputs(tx, height=height, lookup=lookup, maturity=chain.network.coinbase_maturity)
+            _, fee = consensus.spend_inputs(
+                tx, height=height, lookup=lookup, maturity=chain.network.coinbase_maturity
+            )
         except BlockInvalid as exc:
             if exc.reason == "bad-txns-inputs-missingorspent":
                 raise MempoolReject(exc.reason, missing_inputs=True) from exc

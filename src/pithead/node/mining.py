@@ -24,7 +24,9 @@ from pithead.node.chainstate import ChainState
 from pithead.node.mempool import Mempool, MempoolEntry
 
 BLOCK_VERSION = 0x20000000  # BIP9 top bits with no deployment signalled, as Core's regtest miner
-COINBASE_RESERVED_WEIGHT = 4000  # Core's miner keeps room for the coinbase (DEFAULT_BLOCK_RESERVED_WEIGHT 8000/2)
+COINBASE_RESERVED_WEIGHT = (
+    4000  # Core's miner keeps room for the coinbase (DEFAULT_BLOCK_RESERVED_WEIGHT 8000/2)
+)
 MAX_BLOCK_SIGOPS_COST = 80_000  # Core consensus.h
 GBT_RULES = ("csv", "!segwit", "taproot")  # what Core's regtest reports (fixture)
 GBT_MUTABLE = ("time", "transactions", "prevblock")
@@ -88,7 +90,9 @@ def longpoll_id(chain: ChainState, mempool: Mempool) -> str:
     return f"{display_hex(chain.tip.hash)}{mempool.transactions_updated}"
 
 
-def coinbase_tx(height: int, value: int, script_pubkey: bytes, wtxids: Sequence[bytes], segwit: bool) -> Transaction:
+def coinbase_tx(
+    height: int, value: int, script_pubkey: bytes, wtxids: Sequence[bytes], segwit: bool
+) -> Transaction:
     outputs = [TxOut(value, script_pubkey)]
     witness: tuple[bytes, ...] = ()
     if segwit:
@@ -111,11 +115,17 @@ def assemble_block(
     height = tip.height + 1
     body = [t.tx if isinstance(t, MempoolEntry) else t for t in txs]
     segwit = height >= chain.network.segwit_height
-    cb = coinbase_tx(height, chain.network.subsidy(height) + fees, script_pubkey, [t.wtxid() for t in body], segwit)
+    cb = coinbase_tx(
+        height, chain.network.subsidy(height) + fees, script_pubkey, [t.wtxid() for t in body], segwit
+    )
     all_txs = (cb, *body)
     header = BlockHeader(
-        BLOCK_VERSION, tip.hash, merkle_root([t.txid() for t in all_txs]), next_block_time(chain, now),
-        chain.next_bits(tip), 0,
+        BLOCK_VERSION,
+        tip.hash,
+        merkle_root([t.txid() for t in all_txs]),
+        next_block_time(chain, now),
+        chain.next_bits(tip),
+        0,
     )
     return Block(header, all_txs)
 
@@ -125,7 +135,9 @@ def solve(block: Block, max_tries: int) -> Block | None:
     target = bits_to_target(block.header.bits)
     header = block.header
     for nonce in range(min(max_tries, 1 << 32)):
-        candidate = BlockHeader(header.version, header.prev_hash, header.merkle_root, header.time, header.bits, nonce)
+        candidate = BlockHeader(
+            header.version, header.prev_hash, header.merkle_root, header.time, header.bits, nonce
+        )
         if candidate.meets_target(target):
             return Block(candidate, block.txs)
     return None

@@ -93,14 +93,20 @@ class EmbeddedNode:
         self.rpc_password = rpc_password
         self.zmq_addresses = {
             t: a
-            for t, a in (("hashblock", zmq_pubhashblock), ("rawblock", zmq_pubrawblock),
-                         ("hashtx", zmq_pubhashtx), ("rawtx", zmq_pubrawtx))
+            for t, a in (
+                ("hashblock", zmq_pubhashblock),
+                ("rawblock", zmq_pubrawblock),
+                ("hashtx", zmq_pubhashtx),
+                ("rawtx", zmq_pubrawtx),
+            )
             if a
         }
         self.tx_rate = tx_rate
         self.block_interval = block_interval
         # The generator needs mature coins of its own: by default premine them on a fresh chain.
-        self.bootstrap_blocks = bootstrap_blocks if bootstrap_blocks is not None else (110 if tx_rate > 0 else 0)
+        self.bootstrap_blocks = (
+            bootstrap_blocks if bootstrap_blocks is not None else (110 if tx_rate > 0 else 0)
+        )
         self.warmup_s = warmup_s
         self.longpoll_mempool_s = longpoll_mempool_s
         self.clock = clock
@@ -171,8 +177,13 @@ class EmbeddedNode:
         from pithead.template.source import NodeSource
 
         user, password = self.auth
-        client = RpcClient(self.rpc_url, user=user, password=password,
-                           cookie_file=self.cookie_path if self.cookie else None, name=options.pop("name", "embedded"))
+        client = RpcClient(
+            self.rpc_url,
+            user=user,
+            password=password,
+            cookie_file=self.cookie_path if self.cookie else None,
+            name=options.pop("name", "embedded"),
+        )
         options.setdefault("zmq_hashblock", self.zmq_endpoints.get("hashblock"))
         return NodeSource(client, chain=self.chain_name, name=client.name, **options)
 
@@ -183,7 +194,9 @@ class EmbeddedNode:
         self.chain_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.chain = ChainState(
-                self.chain_dir / "chainstate.sqlite3", self.network, kind=self.chain_name,
+                self.chain_dir / "chainstate.sqlite3",
+                self.network,
+                kind=self.chain_name,
                 demo_spacing=self.block_interval,
             )
         except Exception as exc:
@@ -282,6 +295,7 @@ class EmbeddedNode:
 
     def request_stop(self) -> None:
         """Stop soon, after the `stop` RPC's answer is written."""
+
         async def later() -> None:
             await asyncio.sleep(0.05)
             await self.stop()
@@ -298,9 +312,7 @@ class EmbeddedNode:
         accepted = [self.cookie] if self.cookie else []
         if self.rpc_user is not None and self.rpc_password is not None:
             accepted.append((self.rpc_user, self.rpc_password))
-        return any(
-            hmac.compare_digest(creds[0], u) & hmac.compare_digest(creds[1], p) for u, p in accepted
-        )
+        return any(hmac.compare_digest(creds[0], u) & hmac.compare_digest(creds[1], p) for u, p in accepted)
 
     def warming_up(self) -> bool:
         return time.monotonic() < self._warm_until
@@ -353,7 +365,9 @@ class EmbeddedNode:
         self._notify()
         return entry
 
-    def mine(self, script_pubkey: bytes, n: int, max_tries: int, txs: Iterable[Transaction] | None = None) -> list[bytes]:
+    def mine(
+        self, script_pubkey: bytes, n: int, max_tries: int, txs: Iterable[Transaction] | None = None
+    ) -> list[bytes]:
         """Mine `n` blocks on the tip paying `script_pubkey` (mempool transactions, or exactly `txs`)."""
         assert self.chain is not None
         hashes: list[bytes] = []

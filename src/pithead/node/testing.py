@@ -67,8 +67,14 @@ def block_from_template(
     )
     coinbase = parts.transaction(extranonce[:4], extranonce[4:8])
     txs = (coinbase, *txs_after)
-    header = BlockHeader(tpl.version, tpl.prev_hash, merkle_root([t.txid() for t in txs]),
-                         time if time is not None else tpl.curtime, tpl.bits, 0)
+    header = BlockHeader(
+        tpl.version,
+        tpl.prev_hash,
+        merkle_root([t.txid() for t in txs]),
+        time if time is not None else tpl.curtime,
+        tpl.bits,
+        0,
+    )
     block = Block(header, txs)
     return solve_block(block) if solve else block
 
@@ -101,9 +107,14 @@ async def running_node(datadir: str | Path, **options: Any) -> AsyncIterator[tup
     options.setdefault("zmq_pubrawblock", options["zmq_pubhashblock"])
     node = EmbeddedNode(datadir, **options)
     await node.start()
-    client = RpcClient(node.rpc_url, cookie_file=node.cookie_path if node.cookie else None,
-                       user=None if node.cookie else node.rpc_user, password=None if node.cookie else node.rpc_password,
-                       timeout=30.0, name="embedded")
+    client = RpcClient(
+        node.rpc_url,
+        cookie_file=node.cookie_path if node.cookie else None,
+        user=None if node.cookie else node.rpc_user,
+        password=None if node.cookie else node.rpc_password,
+        timeout=30.0,
+        name="embedded",
+    )
     try:
         yield node, client
     finally:

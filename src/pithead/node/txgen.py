@@ -21,7 +21,9 @@ MAX_OUTPUTS = 3
 CHAIN_PREFERENCE = 0.5  # chance to prefer an unconfirmed coin, growing chains of dependent transactions
 
 
-def make_transaction(wallet: Wallet, coins: Sequence[WalletCoin], scripts: Sequence[bytes], rng: random.Random) -> Transaction | None:
+def make_transaction(
+    wallet: Wallet, coins: Sequence[WalletCoin], scripts: Sequence[bytes], rng: random.Random
+) -> Transaction | None:
     """One transaction spending 1-2 of `coins` to 1-3 of `scripts`, or None when nothing is spendable."""
     usable = [c for c in coins if c.spendable_now and c.coin.value > 2 * DUST]
     if not usable or not scripts:

@@ -55,7 +55,8 @@ class Wallet:
         self.network = network
         db.executescript(_SCHEMA)
         self._scripts: dict[bytes, tuple[bytes, str, str]] = {
-            bytes(s): (bytes(i), k, lbl) for s, i, k, lbl in db.execute("SELECT script, inner, kind, label FROM wallet_scripts")
+            bytes(s): (bytes(i), k, lbl)
+            for s, i, k, lbl in db.execute("SELECT script, inner, kind, label FROM wallet_scripts")
         }
 
     def new_script(self, kind: str = "segwit", label: str = "") -> bytes:
@@ -96,7 +97,11 @@ class Wallet:
             "SELECT u.txid, u.n, u.value, u.script, u.height, u.coinbase FROM utxo u "
             "JOIN wallet_scripts w ON u.script = w.script"
         )
-        rows = self.db.execute(query + " WHERE w.label = ?", (label,)) if label is not None else self.db.execute(query)
+        rows = (
+            self.db.execute(query + " WHERE w.label = ?", (label,))
+            if label is not None
+            else self.db.execute(query)
+        )
         return [
             (OutPoint(bytes(txid), n), Coin(value, bytes(script), height, bool(cb)))
             for txid, n, value, script, height, cb in rows
@@ -123,7 +128,9 @@ class Wallet:
                     out.append(WalletCoin(op, coin, 0, op not in mempool.spent_by))
         return out
 
-    def sign(self, inputs: Sequence[tuple[OutPoint, Coin]], outputs: Sequence[TxOut], locktime: int = 0) -> Transaction:
+    def sign(
+        self, inputs: Sequence[tuple[OutPoint, Coin]], outputs: Sequence[TxOut], locktime: int = 0
+    ) -> Transaction:
         """A transaction spending wallet coins: each input gets the scriptSig/witness its script needs."""
         txins = []
         for op, coin in inputs:

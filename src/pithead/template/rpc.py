@@ -105,7 +105,9 @@ class RpcClient:
             try:
                 self.user, self.password = read_cookie(self.cookie_file)
             except OSError as exc:
-                raise NodeDownError(f"cannot read cookie file {self.cookie_file} (is the node running?)", self.name) from exc
+                raise NodeDownError(
+                    f"cannot read cookie file {self.cookie_file} (is the node running?)", self.name
+                ) from exc
         assert self.user is not None and self.password is not None
         return self.user, self.password
 
@@ -124,8 +126,9 @@ class RpcClient:
         t = httpx.Timeout(timeout_s if timeout_s is not None else self.timeout, connect=CONNECT_TIMEOUT_S)
         for attempt in (0, 1):
             try:
-                resp = await self._client.post(self.url, content=body, headers=headers, auth=self._auth(attempt == 1),
-                                               timeout=t)
+                resp = await self._client.post(
+                    self.url, content=body, headers=headers, auth=self._auth(attempt == 1), timeout=t
+                )
             except httpx.TimeoutException as exc:
                 raise NodeDownError(f"timed out ({type(exc).__name__})", self.name) from exc
             except httpx.TransportError as exc:
@@ -158,8 +161,9 @@ class RpcClient:
     async def batch(self, calls: list[tuple[str, list[Any]]], timeout_s: float | None = None) -> list[Any]:
         """Several calls in one request; each item is a result or the RpcError for that call."""
         ids = [next(self._ids) for _ in calls]
-        reply = await self._post([{"method": m, "params": p, "id": i} for (m, p), i in zip(calls, ids, strict=True)],
-                                 timeout_s)
+        reply = await self._post(
+            [{"method": m, "params": p, "id": i} for (m, p), i in zip(calls, ids, strict=True)], timeout_s
+        )
         if not isinstance(reply, list):
             raise RpcError(-1, "batch reply is not an array", self.name)
         by_id = {r.get("id"): r for r in reply if isinstance(r, dict)}
@@ -184,7 +188,10 @@ class RpcClient:
         return info
 
     async def getblocktemplate(self, longpollid: str | None = None) -> Any:
-        request: dict[str, Any] = {"rules": ["segwit"], "capabilities": ["coinbasetxn", "workid", "coinbase/append", "longpoll"]}
+        request: dict[str, Any] = {
+            "rules": ["segwit"],
+            "capabilities": ["coinbasetxn", "workid", "coinbase/append", "longpoll"],
+        }
         if longpollid is None:
             return await self.call("getblocktemplate", request)
         request["longpollid"] = longpollid

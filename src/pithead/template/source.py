@@ -150,7 +150,9 @@ class NodeSource:
             try:
                 self._zmq = HashBlockSubscriber(self.zmq_hashblock)
             except zmq.ZMQError as exc:
-                raise NodeError(f"cannot subscribe to ZMQ at {self.zmq_hashblock!r}: {exc}", self.name) from exc
+                raise NodeError(
+                    f"cannot subscribe to ZMQ at {self.zmq_hashblock!r}: {exc}", self.name
+                ) from exc
             self._tasks.append(asyncio.create_task(self._zmq_loop(), name=f"zmq {self.name}"))
         if self.use_longpoll:
             self._tasks.append(asyncio.create_task(self._longpoll_loop(), name=f"longpoll {self.name}"))
@@ -296,15 +298,25 @@ class NodeSource:
             self._last_fetch = self.clock()
             self._accept(result, "longpoll")
             current = self._template
-            if time.monotonic() - started < LONGPOLL_MIN_S and current is not None and _same_work(template, current):
+            if (
+                time.monotonic() - started < LONGPOLL_MIN_S
+                and current is not None
+                and _same_work(template, current)
+            ):
                 # A node answering long-polls at once with the same work (shutting down, or a broken
                 # implementation) must not turn this loop into a busy loop.
                 await asyncio.sleep(LONGPOLL_MIN_S)
 
     async def _poll_loop(self) -> None:
         while True:
-            fast = not self.zmq_hashblock and not (self.use_longpoll and self._template and self._template.longpollid)
-            interval = self.retry_interval if not self.healthy else (self.poll_interval if fast else self.health_interval)
+            fast = not self.zmq_hashblock and not (
+                self.use_longpoll and self._template and self._template.longpollid
+            )
+            interval = (
+                self.retry_interval
+                if not self.healthy
+                else (self.poll_interval if fast else self.health_interval)
+            )
             await asyncio.sleep(interval)
             try:
                 if not self.healthy or self._template is None:
@@ -325,8 +337,13 @@ class NodeSource:
 class FailoverSource:
     """Several nodes, one template stream: the healthy node with the lowest priority value leads."""
 
-    def __init__(self, sources: Sequence[NodeSource], *, start_timeout: float = START_TIMEOUT_S,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        sources: Sequence[NodeSource],
+        *,
+        start_timeout: float = START_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not sources:
             raise ValueError("FailoverSource needs at least one node")
         self.sources = sorted(sources, key=lambda s: s.priority)  # stable: ties keep the order given
@@ -345,9 +362,13 @@ class FailoverSource:
         try:
             await asyncio.wait_for(self._ready.wait(), self.start_timeout)
         except TimeoutError:
-            reasons = "; ".join(f"{s.name}: {s.last_error or s.rejected or 'no template'}" for s in self.sources)
+            reasons = "; ".join(
+                f"{s.name}: {s.last_error or s.rejected or 'no template'}" for s in self.sources
+            )
             await self.stop()
-            raise NoNodeError(f"no node gave a template within {self.start_timeout:g} s ({reasons})") from None
+            raise NoNodeError(
+                f"no node gave a template within {self.start_timeout:g} s ({reasons})"
+            ) from None
 
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.sources), return_exceptions=True)
@@ -392,6 +413,13 @@ def source_from_config(
     sources = []
     for n in nodes:
         client = RpcClient(n.url, user=n.rpc_user, password=n.rpc_password, cookie_file=n.cookie_file)
-        sources.append(NodeSource(client, chain=chain, zmq_hashblock=n.zmq_hashblock, priority=n.priority,
-                                  refresh_interval=refresh_interval))
+        sources.append(
+            NodeSource(
+                client,
+                chain=chain,
+                zmq_hashblock=n.zmq_hashblock,
+                priority=n.priority,
+                refresh_interval=refresh_interval,
+            )
+        )
     return FailoverSource(sources)

@@ -21,11 +21,31 @@ from pithead.node.chainstate import ChainState, IndexEntry
 COIN = 100_000_000
 
 _OPCODES = {
-    0x00: "0", 0x4F: "-1", 0x61: "OP_NOP", 0x63: "OP_IF", 0x64: "OP_NOTIF", 0x67: "OP_ELSE", 0x68: "OP_ENDIF",
-    0x69: "OP_VERIFY", 0x6A: "OP_RETURN", 0x75: "OP_DROP", 0x76: "OP_DUP", 0x7C: "OP_SWAP", 0x82: "OP_SIZE",
-    0x87: "OP_EQUAL", 0x88: "OP_EQUALVERIFY", 0xA8: "OP_SHA256", 0xA9: "OP_HASH160", 0xAA: "OP_HASH256",
-    0xAC: "OP_CHECKSIG", 0xAD: "OP_CHECKSIGVERIFY", 0xAE: "OP_CHECKMULTISIG", 0xAF: "OP_CHECKMULTISIGVERIFY",
-    0xB1: "OP_CHECKLOCKTIMEVERIFY", 0xB2: "OP_CHECKSEQUENCEVERIFY", 0xBA: "OP_CHECKSIGADD",
+    0x00: "0",
+    0x4F: "-1",
+    0x61: "OP_NOP",
+    0x63: "OP_IF",
+    0x64: "OP_NOTIF",
+    0x67: "OP_ELSE",
+    0x68: "OP_ENDIF",
+    0x69: "OP_VERIFY",
+    0x6A: "OP_RETURN",
+    0x75: "OP_DROP",
+    0x76: "OP_DUP",
+    0x7C: "OP_SWAP",
+    0x82: "OP_SIZE",
+    0x87: "OP_EQUAL",
+    0x88: "OP_EQUALVERIFY",
+    0xA8: "OP_SHA256",
+    0xA9: "OP_HASH160",
+    0xAA: "OP_HASH256",
+    0xAC: "OP_CHECKSIG",
+    0xAD: "OP_CHECKSIGVERIFY",
+    0xAE: "OP_CHECKMULTISIG",
+    0xAF: "OP_CHECKMULTISIGVERIFY",
+    0xB1: "OP_CHECKLOCKTIMEVERIFY",
+    0xB2: "OP_CHECKSEQUENCEVERIFY",
+    0xBA: "OP_CHECKSIGADD",
 }
 
 
@@ -40,8 +60,14 @@ def core_double(x: float) -> float:
     return float(f"{x:.16g}")
 
 
-_SIGHASH_NAMES = {0x01: "ALL", 0x02: "NONE", 0x03: "SINGLE", 0x81: "ALL|ANYONECANPAY",
-                  0x82: "NONE|ANYONECANPAY", 0x83: "SINGLE|ANYONECANPAY"}
+_SIGHASH_NAMES = {
+    0x01: "ALL",
+    0x02: "NONE",
+    0x03: "SINGLE",
+    0x81: "ALL|ANYONECANPAY",
+    0x82: "NONE|ANYONECANPAY",
+    0x83: "SINGLE|ANYONECANPAY",
+}
 
 
 def is_der_signature(sig: bytes) -> bool:
@@ -121,7 +147,9 @@ def script_type(script: bytes) -> str:
     return "nonstandard"
 
 
-_INPUT_CHARSET = "0123456789()[],'/*abcdefgh@:$%{}IJKLMNOPQRSTUVWXYZ&+-.;<=>?!^_|~ijklmnopqrstuvwxyzABCDEFGH`#\"\\ "
+_INPUT_CHARSET = (
+    "0123456789()[],'/*abcdefgh@:$%{}IJKLMNOPQRSTUVWXYZ&+-.;<=>?!^_|~ijklmnopqrstuvwxyzABCDEFGH`#\"\\ "
+)
 _CHECKSUM_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _GENERATOR = (0xF5DEE51989, 0xA9FDCA3312, 0x1BAB10E32D, 0x3706B1677A, 0x644D626FFD)
 
@@ -180,7 +208,9 @@ def script_pubkey_json(script: bytes, network: Network) -> dict[str, Any]:
     return out
 
 
-def tx_json(tx: Transaction, network: Network, *, fee: int | None = None, include_hex: bool = True) -> dict[str, Any]:
+def tx_json(
+    tx: Transaction, network: Network, *, fee: int | None = None, include_hex: bool = True
+) -> dict[str, Any]:
     vin: list[dict[str, Any]] = []
     for txin in tx.inputs:
         if tx.is_coinbase():
@@ -189,7 +219,10 @@ def tx_json(tx: Transaction, network: Network, *, fee: int | None = None, includ
             item = {
                 "txid": display_hex(txin.prevout.txid),
                 "vout": txin.prevout.index,
-                "scriptSig": {"asm": script_asm(txin.script_sig, sighash_decode=True), "hex": txin.script_sig.hex()},
+                "scriptSig": {
+                    "asm": script_asm(txin.script_sig, sighash_decode=True),
+                    "hex": txin.script_sig.hex(),
+                },
             }
         if txin.witness:
             item["txinwitness"] = [w.hex() for w in txin.witness]

@@ -29,9 +29,17 @@ IDLE_TIMEOUT_S = 30.0  # Core's -rpcservertimeout default is 30 s
 CLOSE_GRACE_S = 0.5  # on close, requests in progress get this long to answer before connections drop
 MAX_CONNECTIONS = 64  # Core's -rpcthreads/-rpcworkqueue bound concurrent work; we bound sockets
 
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 Handler = Callable[[bytes], Awaitable[tuple[int, bytes]]]
 
@@ -48,7 +56,9 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
 
 
 class HttpRpcServer:
-    def __init__(self, handler: Handler, authorize: Callable[[str | None], bool], host: str, port: int) -> None:
+    def __init__(
+        self, handler: Handler, authorize: Callable[[str | None], bool], host: str, port: int
+    ) -> None:
         self.handler = handler
         self.authorize = authorize
         self.host = host
@@ -91,7 +101,13 @@ class HttpRpcServer:
                 return
             while not self._closing and await self._one(reader, writer):
                 pass
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, TimeoutError, ValueError):
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ValueError,
+        ):
             pass
         except asyncio.CancelledError:
             # Only close() cancels connection tasks; the task ends here (start_server's callback would
@@ -139,11 +155,18 @@ class HttpRpcServer:
             async with asyncio.timeout(IDLE_TIMEOUT_S):
                 body = await reader.readexactly(length)
         if not self.authorize(headers.get("authorization")):
-            await self._reply(writer, HTTP_UNAUTHORIZED, b"", close=not keep_alive,
-                              extra=b'WWW-Authenticate: Basic realm="jsonrpc"\r\n')
+            await self._reply(
+                writer,
+                HTTP_UNAUTHORIZED,
+                b"",
+                close=not keep_alive,
+                extra=b'WWW-Authenticate: Basic realm="jsonrpc"\r\n',
+            )
             return keep_alive
         if method != "POST":
-            await self._reply(writer, HTTP_BAD_METHOD, b"JSONRPC server handles only POST requests", close=True)
+            await self._reply(
+                writer, HTTP_BAD_METHOD, b"JSONRPC server handles only POST requests", close=True
+            )
             return False
         status, payload = await self.handler(body)
         keep_alive = keep_alive and not self._closing
@@ -151,12 +174,18 @@ class HttpRpcServer:
         return keep_alive
 
     @staticmethod
-    async def _reply(writer: asyncio.StreamWriter, status: int, body: bytes, *, close: bool, extra: bytes = b"") -> None:
+    async def _reply(
+        writer: asyncio.StreamWriter, status: int, body: bytes, *, close: bool, extra: bytes = b""
+    ) -> None:
         head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            + ("Content-Type: application/json\r\n" if body[:1] in (b"{", b"[") else "")
-            + ("Connection: close\r\n" if close else "")
-        ).encode() + extra + b"\r\n"
+            (
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                + ("Content-Type: application/json\r\n" if body[:1] in (b"{", b"[") else "")
+                + ("Connection: close\r\n" if close else "")
+            ).encode()
+            + extra
+            + b"\r\n"
+        )
         writer.write(head + body)
         await writer.drain()

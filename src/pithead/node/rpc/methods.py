@@ -75,22 +75,36 @@ def _jtype(v: Any) -> str:
     return "object"
 
 
-_TYPES = {"num": ("number",), "str": ("string",), "bool": ("bool",), "obj": ("object",), "arr": ("array",),
-          "amount": ("number", "string"), "numbool": ("number", "bool"), "any": ()}
+_TYPES = {
+    "num": ("number",),
+    "str": ("string",),
+    "bool": ("bool",),
+    "obj": ("object",),
+    "arr": ("array",),
+    "amount": ("number", "string"),
+    "numbool": ("number", "bool"),
+    "any": (),
+}
 
 
 def _type_error(value: Any, expected: str) -> RPCError:
-    return RPCError(E.RPC_TYPE_ERROR, f"JSON value of type {_jtype(value)} is not of expected type {expected}")
+    return RPCError(
+        E.RPC_TYPE_ERROR, f"JSON value of type {_jtype(value)} is not of expected type {expected}"
+    )
 
 
 def parse_hash(value: str, name: str) -> bytes:
     """Core's ParseHashV."""
     if len(value) != 64:
-        raise RPCError(E.RPC_INVALID_PARAMETER, f"{name} must be of length 64 (not {len(value)}, for '{value}')")
+        raise RPCError(
+            E.RPC_INVALID_PARAMETER, f"{name} must be of length 64 (not {len(value)}, for '{value}')"
+        )
     try:
         return from_display_hex(value)
     except ChainError:
-        raise RPCError(E.RPC_INVALID_PARAMETER, f"{name} must be hexadecimal string (not '{value}')") from None
+        raise RPCError(
+            E.RPC_INVALID_PARAMETER, f"{name} must be hexadecimal string (not '{value}')"
+        ) from None
 
 
 def parse_amount(value: Any) -> int:
@@ -126,34 +140,75 @@ class NodeRPC:
             "getblockhash": (self.getblockhash, [("height", "num", True)]),
             "getblockheader": (self.getblockheader, [("blockhash", "str", True), ("verbose", "bool", False)]),
             "getblock": (self.getblock, [("blockhash", "str", True), ("verbosity", "numbool", False)]),
-            "getrawmempool": (self.getrawmempool, [("verbose", "bool", False), ("mempool_sequence", "bool", False)]),
+            "getrawmempool": (
+                self.getrawmempool,
+                [("verbose", "bool", False), ("mempool_sequence", "bool", False)],
+            ),
             "getmempoolinfo": (self.getmempoolinfo, []),
             "getmempoolentry": (self.getmempoolentry, [("txid", "str", True)]),
-            "getrawtransaction": (self.getrawtransaction, [("txid", "str", True), ("verbose", "numbool", False),
-                                                           ("blockhash", "str", False)]),
-            "sendrawtransaction": (self.sendrawtransaction, [("hexstring", "str", True), ("maxfeerate", "amount", False),
-                                                             ("maxburnamount", "amount", False)]),
+            "getrawtransaction": (
+                self.getrawtransaction,
+                [("txid", "str", True), ("verbose", "numbool", False), ("blockhash", "str", False)],
+            ),
+            "sendrawtransaction": (
+                self.sendrawtransaction,
+                [
+                    ("hexstring", "str", True),
+                    ("maxfeerate", "amount", False),
+                    ("maxburnamount", "amount", False),
+                ],
+            ),
             "getdifficulty": (self.getdifficulty, []),
             "validateaddress": (self.validateaddress, [("address", "str", True)]),
-            "generatetoaddress": (self.generatetoaddress, [("nblocks", "num", True), ("address", "str", True),
-                                                           ("maxtries", "num", False)]),
-            "generateblock": (self.generateblock, [("output", "str", True), ("transactions", "arr", True),
-                                                   ("submit", "bool", False)]),
+            "generatetoaddress": (
+                self.generatetoaddress,
+                [("nblocks", "num", True), ("address", "str", True), ("maxtries", "num", False)],
+            ),
+            "generateblock": (
+                self.generateblock,
+                [("output", "str", True), ("transactions", "arr", True), ("submit", "bool", False)],
+            ),
             "uptime": (self.uptime, []),
             "stop": (self.stop, [("wait", "num", False)]),
             "getnewaddress": (self.getnewaddress, [("label", "str", False), ("address_type", "str", False)]),
-            "getbalance": (self.getbalance, [("dummy", "str", False), ("minconf", "num", False),
-                                             ("include_watchonly", "bool", False), ("avoid_reuse", "bool", False)]),
-            "listunspent": (self.listunspent, [("minconf", "num", False), ("maxconf", "num", False),
-                                               ("addresses", "arr", False), ("include_unsafe", "bool", False),
-                                               ("query_options", "obj", False)]),
-            "sendmany": (self.sendmany, [("dummy", "str", False), ("amounts", "obj", True), ("minconf", "num", False),
-                                         ("comment", "str", False), ("subtractfeefrom", "arr", False),
-                                         ("replaceable", "bool", False), ("conf_target", "num", False),
-                                         ("estimate_mode", "str", False), ("fee_rate", "amount", False),
-                                         ("verbose", "bool", False)]),
-            "gettransaction": (self.gettransaction, [("txid", "str", True), ("include_watchonly", "bool", False),
-                                                     ("verbose", "bool", False)]),
+            "getbalance": (
+                self.getbalance,
+                [
+                    ("dummy", "str", False),
+                    ("minconf", "num", False),
+                    ("include_watchonly", "bool", False),
+                    ("avoid_reuse", "bool", False),
+                ],
+            ),
+            "listunspent": (
+                self.listunspent,
+                [
+                    ("minconf", "num", False),
+                    ("maxconf", "num", False),
+                    ("addresses", "arr", False),
+                    ("include_unsafe", "bool", False),
+                    ("query_options", "obj", False),
+                ],
+            ),
+            "sendmany": (
+                self.sendmany,
+                [
+                    ("dummy", "str", False),
+                    ("amounts", "obj", True),
+                    ("minconf", "num", False),
+                    ("comment", "str", False),
+                    ("subtractfeefrom", "arr", False),
+                    ("replaceable", "bool", False),
+                    ("conf_target", "num", False),
+                    ("estimate_mode", "str", False),
+                    ("fee_rate", "amount", False),
+                    ("verbose", "bool", False),
+                ],
+            ),
+            "gettransaction": (
+                self.gettransaction,
+                [("txid", "str", True), ("include_watchonly", "bool", False), ("verbose", "bool", False)],
+            ),
         }
 
     # --- dispatch ---
@@ -163,7 +218,9 @@ class NodeRPC:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
             err = RPCError(E.RPC_PARSE_ERROR, "Parse error")
-            return E.HTTP_INTERNAL_SERVER_ERROR, orjson.dumps({"result": None, "error": err.to_json(), "id": None})
+            return E.HTTP_INTERNAL_SERVER_ERROR, orjson.dumps(
+                {"result": None, "error": err.to_json(), "id": None}
+            )
         if isinstance(request, list):
             if len(request) > MAX_BATCH:
                 err = RPCError(E.RPC_INVALID_REQUEST, f"batch of more than {MAX_BATCH} requests")
@@ -198,11 +255,18 @@ class NodeRPC:
             result = await self.call(method, params)
         except RPCError as exc:
             if v2:
-                return (E.HTTP_OK, None) if "id" not in request else (
-                    E.HTTP_OK, {"jsonrpc": "2.0", "error": exc.to_json(), "id": rid})
+                return (
+                    (E.HTTP_OK, None)
+                    if "id" not in request
+                    else (E.HTTP_OK, {"jsonrpc": "2.0", "error": exc.to_json(), "id": rid})
+                )
             return http_status_for(exc.code), {"result": None, "error": exc.to_json(), "id": rid}
         if v2:
-            return (E.HTTP_OK, None) if "id" not in request else (E.HTTP_OK, {"jsonrpc": "2.0", "result": result, "id": rid})
+            return (
+                (E.HTTP_OK, None)
+                if "id" not in request
+                else (E.HTTP_OK, {"jsonrpc": "2.0", "result": result, "id": rid})
+            )
         return E.HTTP_OK, {"result": result, "error": None, "id": rid}
 
     async def call(self, method: str, params: list[Any] | dict[str, Any] | None) -> Any:
@@ -479,8 +543,13 @@ class NodeRPC:
 
     async def getnetworkinfo(self) -> Any:
         networks = [
-            {"name": n, "limited": n != "ipv4" and n != "ipv6", "reachable": n in ("ipv4", "ipv6"), "proxy": "",
-             "proxy_randomize_credentials": False}
+            {
+                "name": n,
+                "limited": n != "ipv4" and n != "ipv6",
+                "reachable": n in ("ipv4", "ipv6"),
+                "proxy": "",
+                "proxy_randomize_credentials": False,
+            }
             for n in ("ipv4", "ipv6", "onion", "i2p", "cjdns")
         ]
         return {
@@ -575,7 +644,9 @@ class NodeRPC:
             raise RPCError(E.RPC_INVALID_ADDRESS_OR_KEY, "Transaction not in mempool")
         return self._mempool_entry_json(h)
 
-    async def getrawtransaction(self, txid: str, verbose: int | bool = 0, blockhash: str | None = None) -> Any:
+    async def getrawtransaction(
+        self, txid: str, verbose: int | bool = 0, blockhash: str | None = None
+    ) -> Any:
         h = parse_hash(txid, "txid")
         e = self.node.mempool.entries.get(h)
         tx: Transaction | None = e.tx if e else None
@@ -596,11 +667,15 @@ class NodeRPC:
             out["time"] = out["blocktime"] = block_entry.header.time
         return out
 
-    async def sendrawtransaction(self, hexstring: str, maxfeerate: Any = None, maxburnamount: Any = None) -> Any:
+    async def sendrawtransaction(
+        self, hexstring: str, maxfeerate: Any = None, maxburnamount: Any = None
+    ) -> Any:
         try:
             tx = Transaction.from_hex(hexstring)
         except ChainError:
-            raise RPCError(E.RPC_DESERIALIZATION_ERROR, "TX decode failed. Make sure the tx has at least one input.") from None
+            raise RPCError(
+                E.RPC_DESERIALIZATION_ERROR, "TX decode failed. Make sure the tx has at least one input."
+            ) from None
         return display_hex(self._broadcast(tx))
 
     def _broadcast(self, tx: Transaction) -> bytes:
@@ -646,14 +721,25 @@ class NodeRPC:
                 out.append((c, safe))
         return out
 
-    async def getbalance(self, dummy: str | None = None, minconf: int = 0, include_watchonly: bool = False,
-                         avoid_reuse: bool = True) -> Any:
+    async def getbalance(
+        self,
+        dummy: str | None = None,
+        minconf: int = 0,
+        include_watchonly: bool = False,
+        avoid_reuse: bool = True,
+    ) -> Any:
         if dummy is not None and dummy != "*":
             raise RPCError(E.RPC_METHOD_DEPRECATED, 'dummy first argument must be excluded or set to "*".')
         return btc(sum(c.coin.value for c, safe in self._available(minconf) if safe))
 
-    async def listunspent(self, minconf: int = 1, maxconf: int = 9_999_999, addresses: list[Any] | None = None,
-                          include_unsafe: bool = True, query_options: dict[str, Any] | None = None) -> Any:
+    async def listunspent(
+        self,
+        minconf: int = 1,
+        maxconf: int = 9_999_999,
+        addresses: list[Any] | None = None,
+        include_unsafe: bool = True,
+        query_options: dict[str, Any] | None = None,
+    ) -> Any:
         wanted = None
         if addresses:
             wanted = {self._script_for(a, f"Invalid Bitcoin address: {a}") for a in addresses}
@@ -679,14 +765,31 @@ class NodeRPC:
                 item["redeemScript"] = inner.hex()
             else:
                 item["witnessScript"] = inner.hex()
-            item.update({"spendable": True, "solvable": True, "desc": script_pubkey_json(script, self.node.network)["desc"],
-                         "parent_descs": [], "safe": safe})
+            item.update(
+                {
+                    "spendable": True,
+                    "solvable": True,
+                    "desc": script_pubkey_json(script, self.node.network)["desc"],
+                    "parent_descs": [],
+                    "safe": safe,
+                }
+            )
             out.append(item)
         return out
 
-    async def sendmany(self, amounts: dict[str, Any], dummy: str | None = None, minconf: int = 0, comment: str = "",
-                       subtractfeefrom: list[Any] | None = None, replaceable: bool = True, conf_target: int = 6,
-                       estimate_mode: str = "unset", fee_rate: Any = None, verbose: bool = False) -> Any:
+    async def sendmany(
+        self,
+        amounts: dict[str, Any],
+        dummy: str | None = None,
+        minconf: int = 0,
+        comment: str = "",
+        subtractfeefrom: list[Any] | None = None,
+        replaceable: bool = True,
+        conf_target: int = 6,
+        estimate_mode: str = "unset",
+        fee_rate: Any = None,
+        verbose: bool = False,
+    ) -> Any:
         if dummy:
             raise RPCError(E.RPC_INVALID_PARAMETER, 'Dummy value must be set to ""')
         if not amounts:
@@ -777,17 +880,38 @@ class NodeRPC:
             out["trusted"] = self._trusted(h)
         else:
             e = self.chain.index[loc[0]]
-            out.update({"blockhash": display_hex(e.hash), "blockheight": e.height, "blockindex": loc[1],
-                        "blocktime": e.header.time})
-        out.update({"txid": tx.txid_hex(), "wtxid": tx.wtxid_hex(), "walletconflicts": [], "mempoolconflicts": [],
-                    "time": received, "timereceived": received,
-                    "bip125-replaceable": "yes" if loc is None and any(i.sequence < 0xFFFFFFFE for i in tx.inputs) else "no"})
+            out.update(
+                {
+                    "blockhash": display_hex(e.hash),
+                    "blockheight": e.height,
+                    "blockindex": loc[1],
+                    "blocktime": e.header.time,
+                }
+            )
+        out.update(
+            {
+                "txid": tx.txid_hex(),
+                "wtxid": tx.wtxid_hex(),
+                "walletconflicts": [],
+                "mempoolconflicts": [],
+                "time": received,
+                "timereceived": received,
+                "bip125-replaceable": "yes"
+                if loc is None and any(i.sequence < 0xFFFFFFFE for i in tx.inputs)
+                else "no",
+            }
+        )
         details = []
         for n, o in enumerate(tx.outputs):
             address = script_to_address(o.script_pubkey, net)
             mine = self.wallet.owns(o.script_pubkey)
             if spends_ours and not mine:
-                d: dict[str, Any] = {"address": address, "category": "send", "amount": -btc(o.value), "vout": n}
+                d: dict[str, Any] = {
+                    "address": address,
+                    "category": "send",
+                    "amount": -btc(o.value),
+                    "vout": n,
+                }
                 if fee is not None:
                     d["fee"] = -btc(fee)
                 d["abandoned"] = False
@@ -795,11 +919,22 @@ class NodeRPC:
             elif mine and not (spends_ours and not tx.is_coinbase()):  # ours, and not change
                 if tx.is_coinbase():
                     maturity = self.node.network.coinbase_maturity
-                    category = "generate" if confirmations >= maturity else ("immature" if confirmations > 0 else "orphan")
+                    category = (
+                        "generate"
+                        if confirmations >= maturity
+                        else ("immature" if confirmations > 0 else "orphan")
+                    )
                 else:
                     category = "receive"
-                details.append({"address": address, "category": category, "amount": btc(o.value),
-                                "label": self.wallet.label(o.script_pubkey), "vout": n})
+                details.append(
+                    {
+                        "address": address,
+                        "category": category,
+                        "amount": btc(o.value),
+                        "label": self.wallet.label(o.script_pubkey),
+                        "vout": n,
+                    }
+                )
         out["details"] = details
         out["hex"] = tx.serialize().hex()
         if verbose:
