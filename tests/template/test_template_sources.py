@@ -299,3 +299,15 @@ async def test_silent_and_garbled_nodes_give_typed_errors() -> None:
             await client.call("getblockcount")
         await client.close()
         server.close()
+
+
+async def test_user_and_password_instead_of_a_cookie(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "up", rpc_user="pool", rpc_password="s3cret") as (node, rpc):
+        assert node.cookie is None and not node.cookie_path.exists()
+        assert await rpc.call("getblockcount") == 0
+        source = node.template_source()
+        await source.start()
+        try:
+            assert source.current() is not None
+        finally:
+            await source.stop()
