@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 16 * 1024  # request line + headers; Core's libevent limit is 8 KiB per header line
 MAX_BODY_BYTES = 32 * 1024 * 1024  # Core's MAX_SIZE for HTTP bodies: a 4 MWU block as hex fits easily
 IDLE_TIMEOUT_S = 30.0  # Core's -rpcservertimeout default is 30 s
+AUTH_FAILURE_DELAY_S = 0.25  # Core sleeps 250 ms after a wrong password to slow down guessing
 CLOSE_GRACE_S = 0.5  # on close, requests in progress get this long to answer before connections drop
 MAX_CONNECTIONS = 64  # Core's -rpcthreads/-rpcworkqueue bound concurrent work; we bound sockets
 
@@ -155,6 +156,8 @@ class HttpRpcServer:
             async with asyncio.timeout(IDLE_TIMEOUT_S):
                 body = await reader.readexactly(length)
         if not self.authorize(headers.get("authorization")):
+            if "authorization" in headers:
+                await asyncio.sleep(AUTH_FAILURE_DELAY_S)
             await self._reply(
                 writer,
                 HTTP_UNAUTHORIZED,
