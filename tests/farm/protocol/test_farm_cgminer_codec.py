@@ -287,3 +287,37 @@ def test_frame_reply_is_nul_terminated_json() -> None:
         "Description": "bmminer 1.0.0",
     }
     assert body["id"] == 1
+
+
+def test_text_reply_round_trip_with_escapes() -> None:
+    reply = cg.build_reply(
+        cg.Status(cg.Severity.SUCCESS, 9, 7, "2 Pool(s)", "bmminer 1.0.0"),
+        "POOLS",
+        [
+            cg.PoolEntry(0, "stratum+tcp://a:1", "w,1|x=y", "Alive", 0, True, accepted=5).to_section(),
+            cg.PoolEntry(1, "stratum+tcp://b:2", "w.2", "Dead", 1, False).to_section(),
+        ],
+    )
+    raw = cg.encode_text_reply(reply)
+    assert raw.startswith(b"STATUS=S,When=9,Code=7,Msg=2 Pool(s),Description=bmminer 1.0.0|POOL=0,")
+    assert raw.endswith(b"|\x00") and b"User=w\\,1\\|x\\=y" in raw
+    pools = cg.parse_pools(cg.decode_text_reply(raw))
+    assert [(p.url, p.user, p.alive, p.active, p.accepted) for p in pools] == [
+        ("stratum+tcp://a:1", "w,1|x=y", True, True, 5),
+        ("stratum+tcp://b:2", "w.2", False, False, 0),
+    ]
+    summ = cg.build_reply(
+        cg.Status(cg.Severity.SUCCESS, 9, 11, "Summary", "bmminer 1.0.0"),
+        "SUMMARY",
+        [
+            cg.SummaryFigures(
+                elapsed=60, ghs_5s=12.5, ghs_av=12.0, ghs_30m=12.0, accepted=1, rejected=0, hardware_errors=0
+            ).to_section()
+        ],
+    )
+    text = cg.encode_text_reply(summ)
+    assert b"|SUMMARY,Elapsed=60,GHS 5s=12.50," in text
+    assert cg.parse_summary(cg.decode_text_reply(text)).ghs_5s == 12.5
+    assert cg.decode_text_reply(cg.encode_text_reply(cg.restart_reply())) == {"STATUS": "RESTART"}
+    with pytest.raises(CgminerReplyError):
+        cg.decode_text_reply(b"garbage|\x00")

@@ -67,8 +67,13 @@ async def test_joined_command_and_text_form(served, api) -> None:
     assert set(parts) == {"version", "summary", "stats", "pools"}
     assert len(cg.parse_stats(parts["stats"]).chains) == 3
     assert cg.parse_pools(parts["pools"])[0].active
-    text = cg.decode_reply(await api(ip, port, b"pools"))
-    assert cg.parse_pools(text)[0].url == "stratum+tcp://127.0.0.1:3333"
+    # the plain-text form gets cgminer's plain-text reply: STATUS=S,…|POOL=0,URL=…|
+    raw_text = await api(ip, port, b"pools")
+    assert raw_text.startswith(b"STATUS=S,When=") and b"|POOL=0,URL=stratum+tcp://127.0.0.1:3333," in raw_text
+    assert cg.parse_pools(cg.decode_text_reply(raw_text))[0].url == "stratum+tcp://127.0.0.1:3333"
+    summ = cg.parse_summary(cg.decode_text_reply(await api(ip, port, b"summary")))
+    assert summ.accepted > 0
+    assert cg.reply_status(cg.decode_text_reply(await api(ip, port, b"summary+pools"))).code == cg.Code.INVCMD
     # a non-joinable command inside a join is denied in its own slot
     mixed = cg.decode_reply(await api(ip, port, b'{"command":"summary+restart"}'))
     assert cg.reply_status(mixed["restart"][0]).code == cg.Code.ACCDENY
@@ -89,7 +94,7 @@ async def test_stats_new_api_and_other_reports(served, api) -> None:
     for cmd, code in (("devdetails", cg.Code.DEVDETAILS), ("config", cg.Code.MINECONFIG)):
         r = cg.decode_reply(await api(ip, port, cg.encode_request(cmd)))
         assert cg.reply_status(r).code == code
-    bad = cg.decode_reply(await api(ip, port, b"nonsense"))
+    bad = cg.decode_text_reply(await api(ip, port, b"nonsense"))
     assert cg.reply_status(bad).code == cg.Code.INVCMD
     badjson = cg.decode_reply(await api(ip, port, b'{"command":"summary",}'))
     assert cg.reply_status(badjson).code == cg.Code.INVJSON
@@ -254,7 +259,9 @@ async def test_bad_http_input_never_kills_the_server(served, api) -> None:
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"http://{ip}:{web}{axeos.INFO_PATH}")).status_code == 200
     raw = await api(_dev(fleet, "s19").ip, port, b"\xff" * 100)
-    assert cg.reply_status(cg.decode_reply(raw)).code == cg.Code.INVCMD
+    assert cg.reply_status(cg.decode_text_reply(raw)).code == cg.Code.INVCMD
+    raw = await api(_dev(fleet, "s19").ip, port, b'{"command": 7}')
+    assert cg.reply_status(cg.decode_reply(raw)).code == cg.Code.MISCMD
     assert orjson.loads(raw[:-1])["id"] == 1
 
 

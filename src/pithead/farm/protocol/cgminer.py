@@ -310,6 +310,96 @@ def frame_reply(reply: Mapping[str, Any]) -> bytes:
     return orjson.dumps(reply) + NUL
 
 
+_TEXT_ESCAPE = str.maketrans({",": "\\,", "|": "\\|", "=": "\\=", "\\": "\\\\"})
+
+
+def _text_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6f}".rstrip("0").rstrip(".") if v != int(v) else f"{v:.0f}"
+    return str(v).translate(_TEXT_ESCAPE)
+
+
+def encode_text_reply(reply: Mapping[str, Any]) -> bytes:
+    """cgminer's answer to a plain-text request, NUL-terminated.
+
+    `STATUS=S,When=…,Code=11,Msg=Summary,Description=…|SUMMARY,Elapsed=…,GHS 5s=…|`: one `|`-terminated
+    record for the status and one per section item; items whose first field names them (`POOL=0,…`)
+    carry no section prefix. Separators inside values are backslash-escaped, as cgminer does. Joined
+    replies do not exist in text mode (cgminer joins only JSON requests).
+    """
+    st = reply.get("STATUS")
+    if isinstance(st, str):
+        return st.encode() + NUL
+    parts: list[str] = []
+    for key, value in reply.items():
+        if key == "id":
+            continue
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            fields = ",".join(
+                f"{k}={_text_value(v)}" for k, v in item.items() if not isinstance(v, list | dict)
+            )
+            first = next(iter(item), "")
+            named = key == "STATUS" or first in (key, key.rstrip("S"))
+            parts.append((fields if named else f"{key},{fields}") + "|")
+    return "".join(parts).encode() + NUL
+
+
+def _split_unescaped(text: str, sep: str, keep_escapes: bool = False) -> list[str]:
+    """Split on `sep` where it is not backslash-escaped; unescape unless `keep_escapes`."""
+    out, cur, i = [], [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            cur.append(text[i : i + 2] if keep_escapes else text[i + 1])
+            i += 2
+            continue
+        if c == sep:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+def decode_text_reply(data: bytes) -> dict[str, Any]:
+    """Parse a plain-text reply back into the JSON shape (values stay strings: text has no types).
+
+    Raises `CgminerReplyError` when there is no STATUS record.
+    """
+    if len(data) > MAX_REPLY_BYTES:
+        raise CgminerReplyError(f"reply of {len(data)} bytes exceeds {MAX_REPLY_BYTES}")
+    text = data.rstrip(b"\x00\r\n").decode("utf-8", errors="replace")
+    if text == "RESTART":
+        return {"STATUS": "RESTART"}
+    records = [r for r in _split_unescaped(text, "|", keep_escapes=True) if r]
+    if not records or not records[0].startswith("STATUS="):
+        raise CgminerReplyError(f"text reply without STATUS: {text[:80]!r}")
+    out: dict[str, Any] = {}
+    for rec in records:
+        tokens = _split_unescaped(rec, ",", keep_escapes=True)
+        section = None
+        if tokens and "=" not in tokens[0]:
+            section, tokens = tokens[0], tokens[1:]
+        item: dict[str, Any] = {}
+        for tok in tokens:
+            k, v = [*_split_unescaped(tok, "=", keep_escapes=True), ""][:2]
+            key = "".join(_split_unescaped(k, "\x00"))
+            item[key] = "".join(_split_unescaped(v, "\x00"))
+        if section is None:
+            first = next(iter(item), "")
+            section = "STATUS" if first == "STATUS" else (first if first.endswith("S") else first + "S")
+        out.setdefault(section, []).append(item)
+    out["id"] = 1
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Section builders (typed values → cgminer field names)
 
@@ -759,15 +849,22 @@ def reply_status(reply: Mapping[str, Any]) -> Status:
         sev = Severity(str(letter))
     except ValueError as exc:
         raise CgminerReplyError(f"unknown STATUS {letter!r}") from exc
-    when = st.get("When", st.get("when", 0))
-    code = st.get("Code", 0)
     return Status(
         sev,
-        int(when) if isinstance(when, int | float) else 0,
-        int(code) if isinstance(code, int | float) else 0,
+        _int_field(st.get("When", st.get("when", 0))),
+        _int_field(st.get("Code", 0)),
         str(st.get("Msg", "")),
         str(st.get("Description", "")),
     )
+
+
+def _int_field(v: Any) -> int:
+    """An integer STATUS field: a JSON number, or a decimal string in text-mode replies; else 0."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return int(v)
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    return 0
 
 
 def check_status(reply: Mapping[str, Any], command: str = "") -> Mapping[str, Any]:
@@ -818,6 +915,13 @@ def _num(v: Any, what: str) -> float:
         except ValueError as exc:
             raise CgminerReplyError(f"{what}: {v!r} is not a number") from exc
     raise CgminerReplyError(f"{what}: missing or not a number")
+
+
+def _bool(v: Any) -> bool:
+    """A boolean field: JSON true/false, or "true"/"false" in text-mode replies."""
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "y", "yes", "1")
+    return bool(v)
 
 
 def _opt_num(d: Mapping[str, Any], key: str) -> float | None:
@@ -908,7 +1012,7 @@ def parse_pools(reply: Mapping[str, Any]) -> tuple[ParsedPool, ...]:
                 url=str(d.get("URL", "")),
                 user=str(d.get("User", "")),
                 alive=d.get("Status") == "Alive",
-                active=bool(d.get("Stratum Active", False)),
+                active=_bool(d.get("Stratum Active", False)),
                 priority=int(_num(d.get("Priority", 0), "Priority")),
                 accepted=int(_num(d.get("Accepted", 0), "Accepted")),
                 rejected=int(_num(d.get("Rejected", 0), "Rejected")),

@@ -270,10 +270,16 @@ def cgminer_reply(fleet: Fleet, dev: SimDevice, req: cg.CgminerRequest, tf: floa
 
 def cgminer_bytes(fleet: Fleet, dev: SimDevice, data: bytes, tf: float) -> bytes:
     """Bytes in, NUL-terminated reply bytes out; malformed input gets cgminer's own error reply."""
+    is_json = data.lstrip()[:1] == b"{"
     try:
         req = cg.parse_request(data)
     except cg.CgminerRequestError as exc:
-        return cg.frame_reply(_err(int(tf), exc.code, exc.msg))
+        err = _err(int(tf), exc.code, exc.msg)
+        return cg.frame_reply(err) if is_json else cg.encode_text_reply(err)
+    if not req.is_json:
+        if req.is_joined:  # cgminer joins report commands only in JSON mode
+            return cg.encode_text_reply(_err(int(tf), cg.Code.INVCMD, "Invalid command"))
+        return cg.encode_text_reply(cgminer_reply(fleet, dev, req, tf))
     return cg.frame_reply(cgminer_reply(fleet, dev, req, tf))
 
 
