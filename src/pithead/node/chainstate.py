@@ -209,6 +209,14 @@ class ChainState:
         ).fetchone()
         return Coin(row[0], bytes(row[1]), row[2], bool(row[3])) if row else None
 
+    def utxo_stats(self) -> tuple[int, int, int, int]:
+        """(outputs, distinct transactions, total satoshis, bogosize) of the UTXO set."""
+        n, txs, total, script_bytes = self.db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT txid), COALESCE(SUM(value), 0), COALESCE(SUM(LENGTH(script)), 0) FROM utxo"
+        ).fetchone()
+        # Core's bogosize: 50 bytes per output plus its script (a stable size measure, not the disk size)
+        return n, txs, total, 50 * n + script_bytes
+
     def tx_location(self, txid: bytes) -> tuple[bytes, int] | None:
         row = self.db.execute("SELECT block, pos FROM txindex WHERE txid=?", (txid,)).fetchone()
         return (bytes(row[0]), row[1]) if row else None

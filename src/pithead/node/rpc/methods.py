@@ -159,6 +159,8 @@ class NodeRPC:
                 ],
             ),
             "getdifficulty": (self.getdifficulty, []),
+            "gettxoutsetinfo": (self.gettxoutsetinfo, [("hash_type", "str", False), ("hash_or_height", "any", False),
+                                                       ("use_index", "bool", False)]),
             "validateaddress": (self.validateaddress, [("address", "str", True)]),
             "generatetoaddress": (
                 self.generatetoaddress,
@@ -510,6 +512,25 @@ class NodeRPC:
         if level <= 0:
             return self.chain.raw_block(e.hash).hex()
         return block_json(self.chain, e, min(level, 2))
+
+    async def gettxoutsetinfo(
+        self, hash_type: str = "none", hash_or_height: Any = None, use_index: bool = True
+    ) -> Any:
+        """Core's UTXO set statistics for the tip (hash_type "none" only: no hash_serialized_3/muhash)."""
+        if hash_type != "none":
+            raise RPCError(E.RPC_INVALID_PARAMETER, f"{hash_type} is not a valid hash_type (this node: none)")
+        if hash_or_height is not None:
+            raise RPCError(E.RPC_INVALID_PARAMETER, "Querying specific block heights requires coinstatsindex")
+        n, txs, total, bogo = self.chain.utxo_stats()
+        return {
+            "height": self.chain.height,
+            "bestblock": display_hex(self.chain.tip.hash),
+            "txouts": n,
+            "bogosize": bogo,
+            "total_amount": btc(total),
+            "transactions": txs,
+            "disk_size": self.chain.size_on_disk(),
+        }
 
     async def getdifficulty(self) -> Any:
         return core_double(bits_to_difficulty(self.chain.tip.header.bits))
