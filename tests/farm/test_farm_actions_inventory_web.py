@@ -88,7 +88,7 @@ async def test_scan_finds_and_labels_devices(servers: Servers, store: FarmStore)
     frozen = await servers.frozen("127.0.0.2")  # a hung device on a host of its own
     labeler = Labeler.from_csv("cidr,site,rack\n127.0.0.0/8,lab,R1\n127.0.0.1/32,lab,R9\n")
     scanner = Scanner(default_drivers(), {DriverKind.CGMINER: (p1, p2, frozen), DriverKind.AXEOS: (bx,)},
-                      labeler=labeler, identify_timeout_s=0.5)
+                      labeler=labeler, identify_timeout_s=2.0)
     rep = await scanner.scan(["127.0.0.1/32", "127.0.0.2"])
     assert rep.hosts == 2 and rep.probes == 8 and rep.open_ports == 4
     models = {d.address.port: (d.address.driver, d.identity.model, d.labels) for d in rep.found}
