@@ -173,3 +173,32 @@ async def test_miner_reconnects_after_the_pool_restarts_and_mines_on() -> None:
         await asyncio.gather(task, return_exceptions=True)
         if second is not None:
             await second.stop()
+
+
+async def test_the_pithead_miner_command_mines_on_the_pool_with_failover() -> None:
+    import re
+    import socket
+    import sys
+
+    server, _source, sink, port = await start_pool(HARD_BITS)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nobody listens there: the first -o fails and the miner moves to the second
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pithead.cli", "miner",
+            "-o", f"stratum+tcp://127.0.0.1:{dead_port}", "-o", f"stratum+tcp://127.0.0.1:{port}",
+            "-u", USER, "-p", "x", "-t", "1", "--suggest-diff", str(EASY), "--duration", "3",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), WAIT_LIMIT)
+        text = out.decode()
+        assert proc.returncode == 0, text
+        done = re.search(r"accepted (\d+), rejected (\d+)", text)
+        assert done is not None, text
+        assert int(done.group(1)) > 0 and int(done.group(2)) == 0
+        # The pool may have judged a last share whose reply the miner did not wait for when it stopped.
+        assert sum(1 for e in sink.events if isinstance(e, ShareEvent) and e.accepted) >= int(done.group(1))
+    finally:
+        await server.stop()
