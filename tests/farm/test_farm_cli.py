@@ -104,6 +104,14 @@ def test_run_service_from_a_config_file(tmp_path: Path, device_port: tuple[int, 
     assert runner.invoke(app, ["run", "--config", str(bad), "--db", db]).exit_code == 2
 
 
+def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.sqlite3")
+    assert runner.invoke(app, ["poll", "--once", "--db", db, "--shard", "x/y"]).exit_code == 2
+    assert runner.invoke(app, ["poll", "--once", "--db", db, "--shard", "4/4"]).exit_code == 2
+    assert runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", "40x"]).exit_code == 2
+    assert runner.invoke(app, ["scan", "10.0.0.0/8", "--db", db]).exit_code == 2  # too many hosts
+
+
 def test_hashprice_command() -> None:
     r = runner.invoke(app, ["hashprice", "--difficulty", "1e14", "--btc-price", "100000", "--height", "840000"])
     assert r.exit_code == 0 and "62.86 per PH/s" in r.output

@@ -54,12 +54,26 @@ def _store(db: str):  # type: ignore[no-untyped-def]
     return FarmStore(db)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    idx, _, count = text.partition("/")
+    try:
+        i, n = int(idx), int(count or 1)
+    except ValueError:
+        raise typer.BadParameter(f"shard must look like 0/4, not {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise typer.BadParameter(f"shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
 def _ports(spec: list[str]) -> tuple[int, ...]:
     out: list[int] = []
     for s in spec:
         for part in s.split(","):
             lo, _, hi = part.partition("-")
-            a, b = int(lo), int(hi or lo)
+            try:
+                a, b = int(lo), int(hi or lo)
+            except ValueError:
+                raise typer.BadParameter(f"bad port {part!r}") from None
             if not 0 < a <= b < 65536 or b - a > 65535:
                 raise typer.BadParameter(f"bad port range {part!r}")
             out.extend(range(a, b + 1))
@@ -110,8 +124,7 @@ def poll(
     from pithead.farm.drivers import default_drivers
     from pithead.farm.poller import Poller, select_shard
 
-    idx, _, count = shard.partition("/")
-    shard_i, shard_n = int(idx), int(count or 1)
+    shard_i, shard_n = _shard(shard)
 
     async def main() -> None:
         with _store(db) as store:
@@ -171,11 +184,11 @@ def run(
         prices = PriceSchedule.from_csv(Path(cfg.price_schedule).read_text()) if cfg.price_schedule else None
     except (ConfigError, EnergyError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    idx, _, count = shard.partition("/")
+    shard_i, shard_n = _shard(shard)
     svc_cfg = FarmServiceConfig(
         scan_cidrs=tuple(scan_cidr) or tuple(cfg.scan), rescan_interval_s=cfg.rescan_interval,
         poll_interval_s=cfg.poll_interval, max_concurrency=cfg.max_concurrent_polls, deadline_s=cfg.poll_deadline,
-        shard=(int(idx), int(count or 1)), webhook_url=webhook or cfg.webhook_url,
+        shard=(shard_i, shard_n), webhook_url=webhook or cfg.webhook_url,
         curtailment=CurtailmentPolicy(cfg.strike_price) if cfg.strike_price is not None and prices else None,
     )
 
