@@ -34,6 +34,16 @@ async def _until(client: httpx.AsyncClient, path: str, ok: Any, timeout_s: float
     raise AssertionError(f"{path} never satisfied the condition; last answer: {str(last)[:2000]}")
 
 
+def _ledger_accepted(data_dir: Path) -> int:
+    from pithead.store import open_store
+
+    store = open_store("sqlite:///ledger.sqlite3", data_dir=data_dir, migrate=False)
+    try:
+        return sum(w.accepted for w in store.workers())
+    finally:
+        store.close()
+
+
 async def _dashboard_in_browser(url: str) -> None:
     """The live operation's dashboard in headless Chromium: rendered, charts with data, console clean."""
     from web.cdp import ARTIFACTS, Browser, find_chromium, require_chromium
@@ -108,7 +118,7 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         net = (await client.get("/api/network")).json()
         assert net["available"] and net["chain"] and net["height"] >= accepted[0]["height"]
         assert net["template_age_s"] is not None
-        addr = running.miner_addresses[0]
+        addr = accepted[0]["address"]  # a miner that found a block has shares on record
         page = (await client.get(f"/api/addresses/{addr}")).json()
         assert page["known"] and page["workers"] and page["accepted_shares"] > 0
         metrics = (await client.get("/metrics")).text
@@ -125,9 +135,14 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
             devices = await _until(client, "/farm/api/devices", lambda ds: len(ds) == FAST["sim_devices"])
             assert all(d["host"].startswith("127.") and d["model"] for d in devices)
         await _dashboard_in_browser(running.web_url)
-        return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses}
+        final = (await client.get("/api/pool")).json()
+        return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses,
+                "accepted": final["accepted_shares"]}
 
-    _, before = await _run(data, first)
+    run1, before = await _run(data, first)
+    # Stopping loses no share: the ledger holds every share the pool accepted in the first run.
+    recorded = _ledger_accepted(data)
+    assert recorded == run1.objects["pool"].stats.pool.accepted > 0
 
     async def second(client: httpx.AsyncClient, running: Any, lines: list[str]) -> dict[str, Any]:
         assert running.miner_addresses == before["miners"]  # same payout addresses on resume
@@ -135,6 +150,13 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         assert net["height"] >= before["height"]  # the same chain, not a fresh one
         blocks = (await client.get("/api/blocks?limit=1000")).json()
         assert before["blocks"] <= {b["hash"] for b in blocks}  # the same ledger
+        # Every new share is recorded from the first one on (none mistaken for one already applied).
+        pool = running.objects["pool"]
+        await _until(
+            client, "/api/workers",
+            lambda ws: pool.stats.pool.accepted >= 3 and sum(w["accepted"] for w in ws) - recorded == pool.stats.pool.accepted,
+            timeout_s=30,
+        )
         return {}
 
     await _run(data, second)

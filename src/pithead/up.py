@@ -58,6 +58,8 @@ FARM_POLL_S = 10.0
 FARM_RESCAN_S = 600.0
 # Seconds between the one-line status `up` prints.
 STATUS_INTERVAL_S = 30.0
+# How often the stop sequence looks whether the ledger has drained the share bus.
+DRAIN_POLL_S = 0.05
 # Seconds each part gets to stop before we move on to the next.
 STOP_TIMEOUT_S = 10.0
 
@@ -237,7 +239,10 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.stoppers.append(("ledger store", _async(store.close)))
     settings = LedgerSettings.from_config(cfg.ledger)
     ledger = Ledger(store, settings)
-    bus = MemoryBus("up")  # one process: the in-memory bus (pithead pool + Redis is for many front-ends)
+    # One process: the in-memory bus (Redis is for many pool front-ends). Its positions restart at 1 in
+    # every process while the ledger keeps each source's cursor, so every run is a source of its own name:
+    # a resumed ledger must never take this run's first events for ones it applied last time.
+    bus = MemoryBus(f"up-{time.time_ns()}")
     ledger_stop = asyncio.Event()
     ledger_task = asyncio.create_task(
         run_ledger(ledger, bus, ledger_stop, node=RpcChainView(rpc.call), wallet=RpcWallet(rpc.call),
@@ -246,6 +251,12 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     )
 
     async def stop_ledger() -> None:
+        # The pool has stopped by now: let the ledger apply what it queued before stopping it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_TIMEOUT_S
+        # The bus has no "drained" event to wait on; a short poll for a bounded time is all we need.
+        while len(bus) and not ledger_task.done() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(DRAIN_POLL_S)
         ledger_stop.set()
         await _bounded(ledger_task)
 
