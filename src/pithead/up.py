@@ -229,15 +229,19 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
 
     # --- ledger ----------------------------------------------------------------------------------
     from pithead.ledger.bus import MemoryBus
-    from pithead.ledger.ledger import Ledger, LedgerSettings
+    from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
     from pithead.ledger.payouts import RpcWallet
     from pithead.ledger.service import RpcChainView, run_ledger, timers_from_config
     from pithead.store import open_store
+    from pithead.store.base import StoreError
 
     ledger_url = cfg.ledger.database
-    store = open_store(ledger_url, data_dir=running.data_dir)
+    try:
+        settings = LedgerSettings.from_config(cfg.ledger)
+        store = open_store(ledger_url, data_dir=running.data_dir)
+    except (StoreError, LedgerError) as exc:
+        raise UpError(f"ledger: {exc}") from exc
     running.stoppers.append(("ledger store", _async(store.close)))
-    settings = LedgerSettings.from_config(cfg.ledger)
     ledger = Ledger(store, settings)
     # One process: the in-memory bus (Redis is for many pool front-ends). Its positions restart at 1 in
     # every process while the ledger keeps each source's cursor, so every run is a source of its own name:
