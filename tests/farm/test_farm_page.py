@@ -1,0 +1,91 @@
+"""The farm page in a real headless Chromium: its script fetches the JSON API and draws the rack map,
+the alerts and the energy table (no external assets, so it works on an air-gapped farm LAN)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from pithead.farm.energy import PriceSchedule
+from pithead.farm.model import (
+    Board,
+    Device,
+    DeviceAddress,
+    DeviceState,
+    DriverKind,
+    Fan,
+    Identity,
+    Labels,
+    PollResult,
+    Reading,
+)
+from pithead.farm.store import FarmStore
+from pithead.farm.web import COLOURS, make_router
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def farm_url(tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    store = FarmStore(tmp_path / "farm.sqlite3")
+    devices = [Device(DeviceAddress(f"10.0.{r}.{i}", 4028, DriverKind.CGMINER), Identity("Antminer", "Antminer S21"),
+                      Labels("north", f"R{r}", f"{i:02d}")) for r in (1, 2) for i in range(1, 7)]
+    store.upsert_devices(devices)
+    results = []
+    for n, d in enumerate(devices):
+        if n == 3:
+            results.append(PollResult(d.id, 1.0, DeviceState.TIMEOUT, error="no answer"))
+        else:
+            r = Reading(d.id, 1.0, 200.0, 200.0, (Board(0, 200.0, 108, 108, 50.0, 65.0),), (Fan(0, 3000),), 3500.0)
+            results.append(PollResult(d.id, 1.0, DeviceState.OK, r))
+    store.write_results(results)
+    store.open_alert(devices[5].id, "overheat", "critical", "chip 97 °C > 90 °C", 1.0)
+    store.set_curtailed(devices[7].id, True, 1.0)
+    app = FastAPI()
+    app.include_router(make_router(store, None, PriceSchedule.flat(45.0), lambda: 0.05))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        threading.Event().wait(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/farm/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+
+
+def test_page_draws_rack_map_alerts_and_energy(farm_url: str) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on this machine")
+    out = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
+         farm_url],
+        capture_output=True, text=True, timeout=60,
+    )
+    dom = out.stdout.split("<script>")[0]  # the rendered document, without the script's own source
+    assert "R1 (6)" in dom and "R2 (6)" in dom  # two racks of six
+    assert dom.count('class="cell"') == 12
+    for name, count in (("ok", 9), ("alert", 1), ("error", 1), ("curtailed", 1)):
+        assert dom.count(f"background:{COLOURS[name]}\"></span>") == count, name
+    assert "chip 97 °C &gt; 90 °C" in dom or "chip 97 °C > 90 °C" in dom
+    assert "price 45.00/MWh" in dom and "north/R1" in dom
