@@ -122,3 +122,33 @@ async def test_pyasic_sees_failures_and_reboots(subnet: str) -> None:
         assert await pyasic.get_miner(s19.ip) is None  # rebooting units cannot be identified [I-46]
     finally:
         await srv.close()
+
+
+async def test_pyasic_identifies_and_reads_whatsminers(subnet: str) -> None:
+    fleet, srv = await _serve(subnet, "m30s:1,m50:1", 2)
+    try:
+        expected = {"m30s": ("M30S V50", 156), "m50": ("M50 VH50", 105)}
+        for dev in fleet:
+            miner = await pyasic.get_miner(dev.ip)
+            assert miner is not None, dev.ip
+            model, chips = expected[dev.spec.key]
+            data = await miner.get_data()
+            snap = dev.snapshot(fleet.ctx, fleet.now())
+            assert data.make == "WhatsMiner"
+            assert data.model == model
+            # btminer reports MH/s; the boards add up to the total
+            assert float(data.hashrate) == pytest.approx(snap.rate_5s_ghs / 1000.0, abs=1e-4)
+            assert float(data.expected_hashrate) == pytest.approx(dev.spec.hashrate_ths)
+            assert [h.chips for h in data.hashboards] == [chips] * 3
+            assert [h.serial_number for h in data.hashboards] == [b.serial for b in snap.boards]
+            assert [f.speed for f in data.fans] == list(snap.fans_rpm)
+            assert data.wattage == round(snap.power_w)  # Whatsminers do report power
+            assert data.env_temp == pytest.approx(snap.ambient_c, abs=0.01)
+            assert data.hostname == dev.hostname and data.mac == dev.mac()
+            assert data.fw_ver == "20230911.12.Rel"
+            assert data.uptime == snap.elapsed_s
+            assert [str(p.url) for p in data.pools] == [snap.pools[0].url]
+            assert data.pools[0].accepted == snap.pools[0].accepted
+            assert data.is_mining is True and data.errors == []
+    finally:
+        await srv.close()

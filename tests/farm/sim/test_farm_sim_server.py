@@ -286,3 +286,30 @@ async def test_one_process_serves_24000_devices(api) -> None:
         assert srv.stats.resets == 0
     finally:
         await srv.close()
+
+
+async def test_whatsminer_btminer_api(api) -> None:
+    fleet = Fleet.build(1, mix="m30s:1", seed=2, network="127.16.1.0/24", clock=ManualClock())
+    srv = FleetServer(fleet, api_port=0, web_port=0, bind="shared")
+    await srv.start()
+    try:
+        port, web = srv.bound_ports()
+        dev = fleet.devices[0]
+        details = await api(dev.ip, port, cg.encode_request("devdetails"))
+        assert b"BTMINER" in details.upper() or b"BITMICRO" in details.upper()  # how pyasic tells the make
+        assert cg.decode_reply(details)["DEVDETAILS"][0]["Model"] == "M30S_V50"
+        version = cg.decode_reply(await api(dev.ip, port, cg.encode_request("get_version")))
+        assert version["STATUS"] == "S" and version["Code"] == 131 and version["Msg"]["fw_ver"]
+        joined = cg.split_joined_reply(
+            cg.decode_reply(await api(dev.ip, port, b'{"command":"summary+devs+pools"}'))
+        )
+        summ = joined["summary"]["SUMMARY"][0]
+        assert summ["Factory GHS"] == 88000 and summ["Power"] > 3000
+        assert [d["Effective Chips"] for d in joined["devs"]["DEVS"]] == [156, 156, 156]
+        locked = cg.decode_reply(await api(dev.ip, port, cg.encode_request("update_pools", "x")))
+        assert locked["STATUS"] == "E" and locked["Msg"] == "can't access write cmd"
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"http://{dev.ip}:{web}/")
+            assert r.status_code == 307 and r.headers["location"].startswith("https://")
+    finally:
+        await srv.close()

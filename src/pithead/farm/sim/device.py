@@ -408,7 +408,7 @@ class SimDevice:
 
     def _fault_stop(self, ctx: FleetContext, t: float, amb: float) -> str | None:
         """Why the unit is not hashing though powered, as a MiningOS-style code; None if it hashes."""
-        if self.spec.family is Family.ANTMINER and self.failed_fans:
+        if self.spec.family is not Family.BITAXE and self.failed_fans:
             return "F:1"  # stock firmware stops on "fan lost"
         if amb > self.spec.shutdown_ambient_c or self._chip_temp(amb, 1.0) > self.spec.chip_protect_c:
             return "P:1"  # high temperature protection
@@ -448,9 +448,9 @@ class SimDevice:
         rate = self._effective_rate(ctx, t, amb)
         spec = self.spec
         if rate > 0.0:
-            fan_w = spec.fans * 4.0 if spec.family is Family.ANTMINER else 0.0
+            fan_w = spec.fans * 4.0 if spec.family is not Family.BITAXE else 0.0
             return True, rate, spec.power_w * (rate / (spec.ideal_ghs * 0.985)) + fan_w
-        return True, 0.0, 25.0 if spec.family is Family.ANTMINER else 3.0
+        return True, 0.0, 25.0 if spec.family is not Family.BITAXE else 3.0
 
     def snapshot(self, ctx: FleetContext, t: float) -> Snapshot:
         """What the firmware reports at `t` (advances the state to `t` first)."""
@@ -518,7 +518,7 @@ class SimDevice:
         else:
             pwm = int(min(100, max(30, 35 + (amb - 20.0) * 2.5 + (8 if self.failed_fans else 0))))
             if not hashing and online:
-                pwm = 30 if spec.family is Family.ANTMINER else 25
+                pwm = 30 if spec.family is not Family.BITAXE else 25
         fans = []
         for f in range(spec.fans):
             if not online or (self.failed_fans >> f) & 1:
@@ -530,10 +530,10 @@ class SimDevice:
         if not online:
             power = 0.0
         elif hashing:
-            fan_w = spec.fans * 4.0 if spec.family is Family.ANTMINER else 0.0
+            fan_w = spec.fans * 4.0 if spec.family is not Family.BITAXE else 0.0
             power = spec.power_w * (rate / (spec.ideal_ghs * 0.985)) * (1.0 + noise * 0.3) + fan_w
         else:
-            power = 25.0 if spec.family is Family.ANTMINER else 3.0
+            power = 25.0 if spec.family is not Family.BITAXE else 3.0
         if hashing and rate < spec.ideal_ghs * 0.985 * 0.85:
             errors.append("R:1")  # low hashrate
         elapsed = int(t - max(self.up_since, self.down_until)) if online else 0
@@ -617,7 +617,7 @@ class SimDevice:
 
     def _wake_check(self, ctx: FleetContext, n: int) -> None:
         """Coming back from a reboot or sleep, a board may not be found (chips not detected) [FA1]."""
-        if self.spec.family is Family.ANTMINER and unit(self.seed, S_WAKE, n) < ctx.rates.wake_failure:
+        if self.spec.family is not Family.BITAXE and unit(self.seed, S_WAKE, n) < ctx.rates.wake_failure:
             alive = [b for b in range(self.spec.boards) if self._board_alive(b)]
             if alive:
                 self.dead_boards |= 1 << alive[draw(self.seed, S_WAKE, n + 1) % len(alive)]

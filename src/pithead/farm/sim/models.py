@@ -9,8 +9,8 @@ farm field notes (section 3) and their sources:
   S21: 200 TH/s, ~3500 W, 3×108 chips, 490 MHz, underclocks to 440 MHz above 40 °C ambient and shuts
   down above 47 °C [S2][T1].
 - Stock S19/S19 XP report no power [T1][I-45]; S21 does.
-- Whatsminer M30S (88 TH/s, 3344 W, 3×148) and M50 (118 TH/s, 3422 W) figures are kept as specs for
-  the fleet manager's energy maths; the simulator serves Antminer and Bitaxe surfaces only.
+- Whatsminer M30S (88 TH/s, 3344 W; V50 variant 3×156 chips) and M50 (118 TH/s, 3422 W; VH50 3×105)
+  [S1][P15w], served over the btminer API v2 (reads only: writes need the encrypted-token flow).
 - Bitaxe: one chip; small cores × MHz = expected MH/s (ESP-Miner); ~15–20 W class [S5][S6][P15].
 - Failure rates: Bitmain considers ~5 %/year "normal"; S19 XP fleets saw ~10 % [FA1][FA2]; an XP with
   one bad board goes down entirely [FA3]; units fail to come back after curtailment [FA1]; Bitaxe has a
@@ -30,7 +30,7 @@ HOURS_PER_YEAR = 8766.0
 class Family(StrEnum):
     ANTMINER = "antminer"  # stock Bitmain firmware: cgminer API on 4028 + digest-auth web CGI on 80
     BITAXE = "bitaxe"  # AxeOS: HTTP JSON API on 80, nothing on 4028
-    WHATSMINER = "whatsminer"  # spec only (not served)
+    WHATSMINER = "whatsminer"  # btminer API v2 on 4028 (reads; writes need the token the API locks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ class ModelSpec:
     chip_protect_c: float  # high-temperature protection (MiningOS P:1)
     one_bad_board_kills_unit: bool  # XP / 2022 S19 without PIC [FA3]
     small_cores: int = 0  # Bitaxe only: small cores per chip
+    variant: str = ""  # Whatsminer only: hardware variant ("V50"), part of DEVDETAILS Model
     voltage_mv: int = 12625  # chain voltage (Antminer) / core voltage (Bitaxe)
 
     @property
@@ -69,6 +70,8 @@ class ModelSpec:
     @property
     def pyasic_model(self) -> str:
         """The key pyasic selects its class by (`MINER_CLASSES[type][model.upper()]`)."""
+        if self.family is Family.WHATSMINER:
+            return f"{self.type_string}{self.variant}".upper()
         return self.type_string.upper()
 
 
@@ -145,49 +148,47 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-# Specs the fleet manager can use for energy maths; not served by the simulator.
-SPEC_ONLY: dict[str, ModelSpec] = {
-    "m30s": ModelSpec(
-        "m30s",
-        Family.WHATSMINER,
-        "M30S",
-        88.0,
-        3344.0,
-        3,
-        148,
-        2,
-        570,
-        True,
-        180.0,
-        6000,
-        45.0,
-        40.0,
-        520,
-        50.0,
-        95.0,
-        False,
-    ),
-    "m50": ModelSpec(
-        "m50",
-        Family.WHATSMINER,
-        "M50",
-        118.0,
-        3422.0,
-        3,
-        156,
-        2,
-        550,
-        True,
-        180.0,
-        6000,
-        45.0,
-        40.0,
-        500,
-        50.0,
-        95.0,
-        False,
-    ),
-}
+
+def _whatsminer(
+    key: str, type_string: str, variant: str, ths: float, watts: float, chips: int, freq: int
+) -> ModelSpec:
+    return ModelSpec(
+        key=key,
+        family=Family.WHATSMINER,
+        type_string=type_string,
+        hashrate_ths=ths,
+        power_w=watts,
+        boards=3,
+        chips_per_board=chips,
+        fans=2,
+        freq_mhz=freq,
+        reports_power=True,
+        boot_s=180.0,
+        max_fan_rpm=7000,
+        chip_rise_c=40.0,
+        derate_ambient_c=40.0,
+        derated_freq_mhz=freq - 50,
+        shutdown_ambient_c=50.0,
+        chip_protect_c=95.0,
+        one_bad_board_kills_unit=False,
+        variant=variant,
+    )
+
+
+MODELS.update(
+    {
+        m.key: m
+        for m in (
+            # btminer API v2 on 4028 (read-only without the token dance); pyasic classes BTMinerM30SV50 /
+            # BTMinerM50VH50 (3×156 and 3×105 chips, 2 fans)
+            _whatsminer("m30s", "M30S", "V50", 88.0, 3344.0, 156, 570),
+            _whatsminer("m50", "M50", "VH50", 118.0, 3422.0, 105, 550),
+        )
+    }
+)
+
+# Kept for callers of the first version of this module: every model is now served.
+SPEC_ONLY: dict[str, ModelSpec] = {}
 
 
 @dataclass(frozen=True, slots=True)

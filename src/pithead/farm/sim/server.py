@@ -62,6 +62,8 @@ MAX_PER_DEVICE_DEVICES = 4000
 LISTEN_BACKLOG = 4096
 
 BindMode = Literal["shared", "per-device"]
+# Makes that answer on the cgminer API port (a Bitaxe has nothing listening there).
+API_FAMILIES = frozenset({Family.ANTMINER, Family.WHATSMINER})
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
@@ -111,7 +113,7 @@ class _Base(asyncio.Protocol):
         self._dev: SimDevice | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    def _accept(self, transport: asyncio.BaseTransport, want: Family | None) -> SimDevice | None:
+    def _accept(self, transport: asyncio.BaseTransport, want: frozenset[Family] | None) -> SimDevice | None:
         srv = self._srv
         srv.stats.connections += 1
         sockname = transport.get_extra_info("sockname")
@@ -125,7 +127,7 @@ class _Base(asyncio.Protocol):
             return None
         dev = srv.fleet.by_ip.get(ip)
         now = srv.fleet.now()
-        if dev is None or (want is not None and dev.spec.family is not want) or now < dev.down_until:
+        if dev is None or (want is not None and dev.spec.family not in want) or now < dev.down_until:
             srv.stats.resets += 1
             _reset(transport)
             return None
@@ -152,7 +154,7 @@ class CgminerProtocol(_Base):
         self._done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._dev = self._accept(transport, Family.ANTMINER)
+        self._dev = self._accept(transport, API_FAMILIES)
         if self._dev is None:
             return
         self._transport = transport  # type: ignore[assignment]
@@ -255,6 +257,10 @@ class HttpProtocol(_Base):
                     self._transport.close()
                 return
             status, body, ctype = surfaces.antminer_web(srv.fleet, dev, req.method, req.path, req.body, now)
+        elif dev.spec.family is Family.WHATSMINER:
+            # the web UI is LuCI over HTTPS: plain HTTP is redirected there (nothing listens on 443 here)
+            status, body, ctype = 307, surfaces.WM_REDIRECT_BODY, "text/html"
+            extra = (("Location", f"https://{dev.ip}/cgi-bin/luci"),)
         else:
             status, body, ctype = surfaces.axeos_web(srv.fleet, dev, req.method, req.path, req.body, now)
         self._transport.write(build_response(status, body, ctype, extra, keep_alive=keep))
@@ -295,7 +301,7 @@ class FleetServer:
                         f"per-device binding is limited to {MAX_PER_DEVICE_DEVICES} devices; use shared"
                     )
                 for dev in self.fleet:
-                    if dev.spec.family is Family.ANTMINER:
+                    if dev.spec.family in API_FAMILIES:
                         self._servers.append(
                             await loop.create_server(
                                 lambda: CgminerProtocol(self),
