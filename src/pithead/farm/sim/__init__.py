@@ -1,10 +1,12 @@
 """The simulated fleet (`pithead farm sim`): thousands of miners on loopback addresses, one process.
 
-- `models`: realistic device figures (S19, S19 XP, S21, Bitaxe Max/Ultra/Supra/Gamma) and failure rates.
+- `models`: realistic device figures (S19, S19 XP, S21, M30S, M50, Bitaxe Max/Ultra/Supra/Gamma) and
+  failure rates.
 - `clock`: simulated time and the counter-based seeded randomness that makes runs replayable.
 - `device`: one device's compact state, advanced lazily; `Snapshot` is what its firmware reports.
 - `fleet`: devices laid out on 127.x.y.z addresses, time-stamped operator actions, replay.
-- `surfaces`: snapshots → cgminer API / Antminer CGI / AxeOS payloads (via `pithead.farm.protocol`).
+- `surfaces`: snapshots → cgminer API / Antminer CGI / AxeOS / btminer payloads (via
+  `pithead.farm.protocol`).
 - `http`: a small sans-IO HTTP/1.1 codec and server-side Digest auth.
 - `server`: the asyncio listeners (one socket per port, dispatch on destination address).
 - `mining`: a fraction of devices mining for real through pithead's Stratum client and hashing core.

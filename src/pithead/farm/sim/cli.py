@@ -1,6 +1,7 @@
 """`pithead farm sim`: serve a simulated fleet (stock Antminers and Bitaxes) on loopback addresses.
 
-`pithead farm sim run -n 24000` starts the devices on 127.16.0.1 … (cgminer API on 4028, web on 80),
+`pithead farm sim run -n 24000` starts the devices on 127.16.0.1 … (cgminer/btminer API on 4028, web on
+80; add Whatsminers with e.g. `--mix s19xp:4,m30s:2,bitaxe-gamma:1`),
 optionally lets a fraction of them mine against their configured pool (`--mine 0.01 --pool …`), and
 prints a status line every few seconds with the *simulated* (device-reported) fleet hashrate next to
 the *real* hashing the pool sees — never mixed up. `pithead farm sim models` lists the device models.

@@ -18,8 +18,9 @@ must coexist with other listeners on the same ports (tests running next to anoth
 0.0.0.0:80): it refuses connections exactly like real hardware, at the cost of descriptors.
 
 Protocol handling: the cgminer API is one request per connection (the reply ends with NUL, then the
-server closes), the web UIs are HTTP/1.1 with keep-alive; stock Antminers require HTTP Digest
-(realm `antMiner Configuration`, root/root), AxeOS has no auth. Payloads come from `surfaces`.
+server closes; Antminers and Whatsminers listen there), the web UIs are HTTP/1.1 with keep-alive;
+stock Antminers require HTTP Digest (realm `antMiner Configuration`, root/root), AxeOS has no auth,
+a Whatsminer redirects to its HTTPS LuCI page. Payloads come from `surfaces`.
 
 Not here: device behaviour (`device`), payload shapes (`surfaces`, `pithead.farm.protocol`).
 """

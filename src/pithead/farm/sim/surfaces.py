@@ -9,6 +9,9 @@ fleet's time-stamped actions so they are logged and replayable.
   `enablepool`, `disablepool`, `removepool`, `restart`), plus the digest-protected web CGI.
 - Bitaxe: AxeOS `/`, `/api/system/info`, `/api/system/asic`, `/api/system/statistics`,
   `PATCH /api/system`, `POST /api/system/restart`.
+- Whatsminer: btminer API v2 reads (`summary`, `devs`, `pools`, `devdetails`, joins, and the `get_*` /
+  `status` family with a STATUS string and a `Msg` object); writes answer "can't access write cmd" as
+  a unit whose API has not been unlocked does.
 
 Not here: sockets, HTTP framing, digest checks (see `server`, `http`).
 """
