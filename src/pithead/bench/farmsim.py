@@ -53,7 +53,7 @@ def _child(conn: Connection, n: int, mix: str) -> None:
         srv = FleetServer(fleet, api_port=0, web_port=0, bind="shared")
         await srv.start()
         api, web = srv.bound_ports()
-        ants = [d.ip for d in fleet if d.spec.family.value == "antminer"]
+        ants = [d.ip for d in fleet if d.spec.family.value in ("antminer", "whatsminer")]
         axes = [d.ip for d in fleet if d.spec.family.value == "bitaxe"]
         conn.send((build_s, api, web, ants, axes))
         loop = asyncio.get_running_loop()
@@ -180,7 +180,7 @@ def main(argv: list[str]) -> None:
     total = done["api"] + done["web"]
     print(
         f"load: {args.seconds:.0f} s, {args.concurrency} connections in flight: "
-        f"{done['api'] / wall:.0f} cgminer summary/s + {done['web'] / wall:.0f} AxeOS info/s = "
+        f"{done['api'] / wall:.0f} API summary/s + {done['web'] / wall:.0f} AxeOS info/s = "
         f"{total / wall:.0f} req/s ({errors} errors)"
     )
     if cpu > 0:
