@@ -15,10 +15,10 @@ protocol/codec/refusal errors -> ERROR; an unexpected exception from a driver bu
 type name) so one bad reply can never end a sweep.
 
 Scaling past one process (500,000 devices). Measured with `pithead bench farm` on this 2-core machine
-(simulator in a second process): one collector polls 24,000 devices every 60 s using 0.31-0.40
-CPU-seconds per 1,000 devices polled (store writes included), i.e. 13-16 % of one core, with up to 500
-polls in flight; the simulator, not the poller, saturated first (~520-550 replies/s, so 0.1-0.2 % of the
-paced polls timed out there). 500,000 devices at one poll a minute is ~8,300 polls/s, ~3 cores of
+(simulator in a second process): one collector polls 24,000 devices every 60 s using 0.31-0.41
+CPU-seconds per 1,000 devices polled (store writes included), i.e. 13-17 % of one core, with up to 500
+polls in flight; in a burst the simulator, not the poller, is the limit (520-910 replies/s depending on
+what else the machine runs; when it was near 520/s, 0.1-0.2 % of the paced polls timed out there). 500,000 devices at one poll a minute is ~8,300 polls/s, ~3 cores of
 poller CPU at that cost for our own cgminer/AxeOS codecs (one connection per poll) -- and several times
 more through pyasic, where a stock Antminer read is 10-15 TCP connections (RPC plus digest-auth HTTP).
 So the work is spread over collector processes and hosts: each collector owns a disjoint shard of the
