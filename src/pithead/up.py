@@ -550,8 +550,10 @@ def _print_banner(opts: UpOptions, running: Running) -> None:
 
 async def _stop_all(running: Running, print_fn: Callable[[str], None]) -> None:
     for name, stop in reversed(running.stoppers):
+        started = time.perf_counter()
         try:
             await asyncio.wait_for(stop(), STOP_TIMEOUT_S)
+            log.info("stopped %s in %.2f s", name, time.perf_counter() - started)
         except (TimeoutError, Exception) as exc:
             log.warning("stopping %s: %s", name, exc or type(exc).__name__)
     running.stoppers.clear()

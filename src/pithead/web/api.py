@@ -67,7 +67,8 @@ def _check_worker(worker: str) -> str:
     return worker
 
 
-def build_router(services: Services, monitor: NodeMonitor) -> APIRouter:
+def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Event | None = None) -> APIRouter:
+    """The /api routes. Live streams end as soon as `shutdown` is set (the server is stopping)."""
     router = APIRouter(prefix="/api", tags=["pool"])
     streams = {"open": 0}
 
@@ -190,7 +191,14 @@ def build_router(services: Services, monitor: NodeMonitor) -> APIRouter:
                         )
                         payload["pool"] = summary.model_dump()
                     yield b"event: summary\ndata: " + orjson.dumps(payload) + b"\n\n"
-                    await asyncio.sleep(STREAM_INTERVAL_S)
+                    if shutdown is None:
+                        await asyncio.sleep(STREAM_INTERVAL_S)
+                        continue
+                    try:
+                        await asyncio.wait_for(shutdown.wait(), STREAM_INTERVAL_S)
+                        return  # stopping: end the stream so the server closes without cutting it
+                    except TimeoutError:
+                        pass
             finally:
                 streams["open"] -= 1
 

@@ -11,6 +11,7 @@ The app owns no services: it reads what `Services` gives it, and whoever built t
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 from typing import Any
 
@@ -55,7 +56,9 @@ def create_app(services: Services) -> FastAPI:
     app.state.monitor = monitor
     app.state.metrics = metrics
 
-    app.include_router(build_router(services, monitor))
+    # Set by `WebServer.stop()` (or whoever serves the app) so live streams end before the server does.
+    app.state.shutdown = asyncio.Event()
+    app.include_router(build_router(services, monitor, app.state.shutdown))
 
     @app.exception_handler(StoreError)
     async def store_error(_request: Request, exc: StoreError) -> JSONResponse:

@@ -36,6 +36,7 @@ class WebServer:
             timeout_graceful_shutdown=GRACEFUL_S, loop="none",
         )
         self._server = _Server(config)
+        self._app = app
         self._task: asyncio.Task[None] | None = None
         self.host = host
         self.port = port
@@ -72,6 +73,9 @@ class WebServer:
     async def stop(self) -> None:
         if self._task is None:
             return
+        shutdown = getattr(self._app.state, "shutdown", None)
+        if isinstance(shutdown, asyncio.Event):
+            shutdown.set()  # live streams end on their own instead of being cut with a traceback
         self._server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(self._task), GRACEFUL_S + 3.0)
