@@ -5,15 +5,19 @@ Enough for a pool's payouts and for the transaction generator, with no keys: eve
 (scripts.py), so the node can always "sign" its own coins. Anyone who learns such a script could spend
 the coin too: this is a regtest/demo wallet, never a place for value.
 
-Kept in the chain state's SQLite file (tables `wallet_scripts`, `wallet_txs`). Coins are read from the
-UTXO set and the mempool, so they follow reorganisations without bookkeeping of their own.
-Not here: encryption, key derivation, labels beyond a string, fee bumping, coin control.
+Kept in the chain state's SQLite file: `wallet_scripts` (every script, with its label), `wallet_change`
+(which of them are change, as Core's "not in the address book"), `wallet_txs` (every transaction paying or
+spending ours, in the order the wallet first saw them, which is the order `listtransactions` walks, as
+Core's nOrderPos) and `wallet_tx_values` (a transaction's string values, Core's mapValue: the `comment`
+sendmany was given). Coins are read from the UTXO set and the mempool, so they follow reorganisations
+without bookkeeping of their own.
+Not here: encryption, key derivation, labels beyond a string, fee bumping, coin control, watch-only.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pithead.chain.address import script_to_address
@@ -34,11 +38,38 @@ CREATE TABLE IF NOT EXISTS wallet_scripts (
   script BLOB PRIMARY KEY, inner BLOB NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, tag INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS wallet_txs (txid BLOB PRIMARY KEY, raw BLOB NOT NULL, time INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS wallet_change (script BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS wallet_tx_values (
+  txid BLOB NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (txid, key)
+);
 """
+# wallet_txs is a rowid table and the wallet never deletes from it, so SQLite's rowid only grows: it is the
+# order in which the wallet first saw each transaction (Core's nOrderPos), kept across restarts.
+
+HISTORY_PAGE = 200  # wallet transactions read per query when walking the history newest first
 
 
 class WalletError(ValueError):
     """A wallet request that cannot be met (unknown address type, insufficient funds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxAmounts:
+    """What a transaction means to the wallet (Core's CachedTxGetAmounts, less watch-only).
+
+    `sent`: (vout, output) of every output that is not change, when the transaction spends ours;
+    `received`: (vout, output) of every output paying ours, change left out when it spends ours. An output
+    paying one of our own non-change addresses from our own coins is both, as in Core."""
+
+    debit: int  # value of the inputs that spend our recorded outputs
+    credit: int  # value of the outputs paying ours (change included)
+    inputs_known: bool  # every input spends one of our recorded outputs: the fee is debit - value out
+    sent: tuple[tuple[int, TxOut], ...]
+    received: tuple[tuple[int, TxOut], ...]
+
+    @property
+    def from_me(self) -> bool:
+        return self.debit > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +89,10 @@ class Wallet:
             bytes(s): (bytes(i), k, lbl)
             for s, i, k, lbl in db.execute("SELECT script, inner, kind, label FROM wallet_scripts")
         }
+        self._change: set[bytes] = {bytes(s) for (s,) in db.execute("SELECT script FROM wallet_change")}
 
-    def new_script(self, kind: str = "segwit", label: str = "") -> bytes:
+    def new_script(self, kind: str = "segwit", label: str = "", change: bool = False) -> bytes:
+        """A fresh script; `change` marks it as the wallet's own change (never shown as received)."""
         if kind not in ("segwit", "legacy"):
             raise WalletError(f"unknown script kind {kind!r}")
         row = self.db.execute("SELECT COALESCE(MAX(tag), -1) + 1 FROM wallet_scripts").fetchone()
@@ -67,8 +100,16 @@ class Wallet:
         inner = inner_script(tag)
         script = p2wsh_of(inner) if kind == "segwit" else p2sh_of(inner)
         self.db.execute("INSERT INTO wallet_scripts VALUES (?,?,?,?,?)", (script, inner, kind, label, tag))
+        if change:
+            self.db.execute("INSERT OR IGNORE INTO wallet_change VALUES (?)", (script,))
+            self._change.add(script)
         self._scripts[script] = (inner, kind, label)
         return script
+
+    def is_change(self, script: bytes) -> bool:
+        """Ours and made as change (Core's OutputIsChange: mine and not in the address book). Change made
+        before the wallet kept this mark reads as an ordinary address of the wallet."""
+        return script in self._change
 
     def new_address(self, address_type: str = "bech32", label: str = "") -> str:
         kind = ADDRESS_TYPES.get(address_type)
@@ -148,6 +189,71 @@ class Wallet:
     def recorded(self, txid: bytes) -> tuple[Transaction, int] | None:
         row = self.db.execute("SELECT raw, time FROM wallet_txs WHERE txid=?", (txid,)).fetchone()
         return (Transaction.parse(bytes(row[0])), row[1]) if row else None
+
+    def history(self) -> Iterator[tuple[Transaction, int]]:
+        """Every recorded transaction with its time, newest first (the reverse of the order the wallet
+        first saw them), read a page at a time so that a caller who stops early reads little."""
+        before: int | None = None
+        while True:
+            rows = (
+                self.db.execute(
+                    "SELECT rowid, raw, time FROM wallet_txs ORDER BY rowid DESC LIMIT ?", (HISTORY_PAGE,)
+                )
+                if before is None
+                else self.db.execute(
+                    "SELECT rowid, raw, time FROM wallet_txs WHERE rowid < ? ORDER BY rowid DESC LIMIT ?",
+                    (before, HISTORY_PAGE),
+                )
+            ).fetchall()
+            for rowid, raw, time in rows:
+                before = int(rowid)
+                yield Transaction.parse(bytes(raw)), int(time)
+            if len(rows) < HISTORY_PAGE:
+                return
+
+    def set_values(self, txid: bytes, values: Mapping[str, str]) -> None:
+        """Attach string values (Core's mapValue, e.g. "comment") to a transaction, before or after it is
+        recorded; a value already there is kept (a transaction's comment never changes)."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO wallet_tx_values VALUES (?,?,?)", [(txid, k, v) for k, v in values.items()]
+        )
+
+    def values(self, txid: bytes) -> dict[str, str]:
+        """A transaction's string values, by key in sorted order (Core keeps them in a sorted map)."""
+        rows = self.db.execute("SELECT key, value FROM wallet_tx_values WHERE txid=? ORDER BY key", (txid,))
+        return {str(k): str(v) for k, v in rows}
+
+    def drop_values(self, txid: bytes) -> None:
+        """Forget the values of a transaction that never became a wallet transaction (refused by the mempool)."""
+        if self.recorded(txid) is None:
+            self.db.execute("DELETE FROM wallet_tx_values WHERE txid=?", (txid,))
+
+    def amounts(self, tx: Transaction) -> TxAmounts:
+        """Debit, credit, sent and received outputs of a transaction, from the wallet's own records."""
+        debit = 0
+        known = not tx.is_coinbase()
+        for i in tx.inputs:
+            prev = None if tx.is_coinbase() else self.recorded(i.prevout.txid)
+            if prev is not None and i.prevout.index < len(prev[0].outputs):
+                o = prev[0].outputs[i.prevout.index]
+                if self.owns(o.script_pubkey):
+                    debit += o.value
+                    continue
+            known = False
+        credit = 0
+        sent: list[tuple[int, TxOut]] = []
+        received: list[tuple[int, TxOut]] = []
+        for n, o in enumerate(tx.outputs):
+            mine = self.owns(o.script_pubkey)
+            if mine:
+                credit += o.value
+            if debit > 0:
+                if self.is_change(o.script_pubkey):
+                    continue
+                sent.append((n, o))
+            if mine:
+                received.append((n, o))
+        return TxAmounts(debit, credit, known, tuple(sent), tuple(received))
 
     def tracks(self, script: bytes) -> bool:
         """Ours and worth a transaction record: the generator's scripts (QUIET_LABELS) are not, or the

@@ -12,12 +12,13 @@ submitblock, getblockchaininfo, getmininginfo, getnetworkinfo, getbestblockhash,
 getblockhash, getblockheader, getblock (verbosity 0/1/2), getrawmempool, getmempoolinfo,
 getmempoolentry, getrawtransaction, sendrawtransaction, getdifficulty, validateaddress,
 generatetoaddress, generateblock, uptime, stop; wallet: getnewaddress, getbalance, listunspent,
-sendmany, gettransaction.
+sendmany (its `comment` kept with the transaction), gettransaction, listtransactions.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ from pithead.node.rpc.format import (
     script_pubkey_json,
     tx_json,
 )
-from pithead.node.wallet import WalletError, estimate_vsize
+from pithead.node.wallet import TxAmounts, WalletError, estimate_vsize
 
 if TYPE_CHECKING:
     from pithead.node.node import EmbeddedNode
@@ -121,6 +122,18 @@ def parse_amount(value: Any) -> int:
     if sats < 0 or sats > 21_000_000 * COIN:
         raise RPCError(E.RPC_TYPE_ERROR, "Amount out of range")
     return int(sats)
+
+
+def _int32(value: Any) -> int:
+    """Core's UniValue getInt<int>: a JSON number that is a whole 32-bit integer, else -1 "JSON integer
+    out of range"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RPCError(E.RPC_MISC_ERROR, "JSON integer out of range")
+    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
+        raise RPCError(E.RPC_MISC_ERROR, "JSON integer out of range")
+    if not -(2**31) <= int(value) < 2**31:
+        raise RPCError(E.RPC_MISC_ERROR, "JSON integer out of range")
+    return int(value)
 
 
 Param = tuple[str, str, bool]  # name, type key, required
@@ -210,6 +223,15 @@ class NodeRPC:
             "gettransaction": (
                 self.gettransaction,
                 [("txid", "str", True), ("include_watchonly", "bool", False), ("verbose", "bool", False)],
+            ),
+            "listtransactions": (
+                self.listtransactions,
+                [
+                    ("label", "str", False),
+                    ("count", "num", False),
+                    ("skip", "num", False),
+                    ("include_watchonly", "bool", False),
+                ],
             ),
         }
 
@@ -861,9 +883,18 @@ class NodeRPC:
                 outputs[idx] = TxOut(o.value - cut, o.script_pubkey)
         change = total - sum(o.value for o in outputs) - fee
         if change > DUST:
-            outputs.append(TxOut(change, self.wallet.new_script("segwit", "")))
+            outputs.append(TxOut(change, self.wallet.new_script("segwit", "", change=True)))
         tx = self.wallet.sign([(c.outpoint, c.coin) for c in chosen], outputs)
-        txid = display_hex(self._broadcast(tx))
+        # The comment goes into the wallet before the transaction goes out (Core stores mapValue with the
+        # transaction in CommitTransaction, then broadcasts): a payer who crashes right after this call can
+        # always find its payment by the comment, whether or not it left change to the wallet.
+        values = {"comment": comment} if comment else {}
+        self.wallet.set_values(tx.txid(), values)
+        try:
+            txid = display_hex(self._broadcast(tx))
+        except RPCError:
+            self.wallet.drop_values(tx.txid())
+            raise
         return {"txid": txid, "fee_reason": "Fallback fee"} if verbose else txid
 
     async def gettransaction(self, txid: str, include_watchonly: bool = True, verbose: bool = False) -> Any:
@@ -872,43 +903,90 @@ class NodeRPC:
         if rec is None:
             raise RPCError(E.RPC_INVALID_ADDRESS_OR_KEY, "Invalid or non-wallet transaction id")
         tx, received = rec
-        net = self.node.network
-        debit = 0
-        spends_ours = False
-        for i in tx.inputs:
-            prev = self.wallet.recorded(i.prevout.txid)
-            if prev is not None and i.prevout.index < len(prev[0].outputs):
-                o = prev[0].outputs[i.prevout.index]
-                if self.wallet.owns(o.script_pubkey):
-                    debit += o.value
-                    spends_ours = True
-        credit = sum(o.value for o in tx.outputs if self.wallet.owns(o.script_pubkey))
-        fee = None
-        if spends_ours and not tx.is_coinbase():
-            fee = self.node.fee_of(tx) if h in self.node.mempool else self._confirmed_fee(h, tx)
-        out: dict[str, Any] = {"amount": btc(credit - debit + (fee or 0))}
+        amounts = self.wallet.amounts(tx)
+        fee = self._wallet_fee(h, tx, amounts)
+        # Core: amount = credit - debit - (value out - debit) when from us, i.e. the net less the fee
+        out: dict[str, Any] = {"amount": btc(amounts.credit - amounts.debit + (fee or 0))}
         if fee is not None:
             out["fee"] = -btc(fee)
+        out.update(self._wallet_tx_json(h, tx, received))
+        out["details"] = self._wallet_entries(h, tx, received, amounts, fee, None, long=False)
+        out["hex"] = tx.serialize().hex()
+        if verbose:
+            out["decoded"] = tx_json(tx, self.node.network, include_hex=False)
+        return out
+
+    async def listtransactions(
+        self, label: str | None = None, count: Any = 10, skip: Any = 0, include_watchonly: bool = True
+    ) -> Any:
+        """Core's listtransactions: the newest `count` entries after skipping the newest `skip`, returned
+        oldest first. The wallet is walked newest transaction first and the walk stops as soon as enough
+        entries are found, as in Core; within one transaction the entries come out in reverse of
+        gettransaction's details (Core reverses the whole list it built newest first)."""
+        label_filter: str | None = None
+        if label is not None and label != "*":
+            if label == "":
+                raise RPCError(E.RPC_INVALID_PARAMETER, 'Label argument must be a valid label name or "*".')
+            label_filter = label
+        n_count = _int32(count)
+        n_skip = _int32(skip)
+        if n_count < 0:
+            raise RPCError(E.RPC_INVALID_PARAMETER, "Negative count")
+        if n_skip < 0:
+            raise RPCError(E.RPC_INVALID_PARAMETER, "Negative from")
+        newest_first: list[dict[str, Any]] = []
+        wanted = n_count + n_skip
+        if n_count > 0:
+            for tx, received in self.wallet.history():
+                h = tx.txid()
+                amounts = self.wallet.amounts(tx)
+                fee = self._wallet_fee(h, tx, amounts)
+                newest_first.extend(self._wallet_entries(h, tx, received, amounts, fee, label_filter, long=True))
+                if len(newest_first) >= wanted:
+                    break
+        page = newest_first[n_skip : n_skip + n_count]
+        page.reverse()
+        return page
+
+    def _wallet_fee(self, h: bytes, tx: Transaction, amounts: TxAmounts) -> int | None:
+        """The fee of a transaction that spends our coins (None for anything else, or when unknowable)."""
+        if not amounts.from_me or tx.is_coinbase():
+            return None
+        if amounts.inputs_known:
+            return int(amounts.debit - sum(o.value for o in tx.outputs))
+        if h in self.node.mempool:
+            return int(self.node.fee_of(tx))
+        return self._confirmed_fee(h, tx)
+
+    def _wallet_depth(self, h: bytes) -> tuple[int, Any, int | None]:
+        """(confirmations, the block's index entry or None, position in the block or None)."""
         loc = self.chain.tx_location(h)
-        confirmations = 0
-        if loc is not None:
-            e = self.chain.index[loc[0]]
-            confirmations = self.chain.confirmations(e)
-        out["confirmations"] = confirmations
+        if loc is None:
+            return 0, None, None
+        e = self.chain.index[loc[0]]
+        confirmations = self.chain.confirmations(e)
+        if confirmations < 1:
+            return 0, None, None
+        return confirmations, e, loc[1]
+
+    def _wallet_tx_json(self, h: bytes, tx: Transaction, received: int) -> dict[str, Any]:
+        """Core's WalletTxToJSON: the fields gettransaction and listtransactions share, in Core's order,
+        ending with the transaction's string values (its sendmany `comment`)."""
+        confirmations, e, index = self._wallet_depth(h)
+        out: dict[str, Any] = {"confirmations": confirmations}
         if tx.is_coinbase():
             out["generated"] = True
-        if loc is None:
-            out["trusted"] = self._trusted(h)
-        else:
-            e = self.chain.index[loc[0]]
+        if e is not None:
             out.update(
                 {
                     "blockhash": display_hex(e.hash),
                     "blockheight": e.height,
-                    "blockindex": loc[1],
+                    "blockindex": index,
                     "blocktime": e.header.time,
                 }
             )
+        else:
+            out["trusted"] = self._trusted(h)
         out.update(
             {
                 "txid": tx.txid_hex(),
@@ -918,49 +996,73 @@ class NodeRPC:
                 "time": received,
                 "timereceived": received,
                 "bip125-replaceable": "yes"
-                if loc is None and any(i.sequence < 0xFFFFFFFE for i in tx.inputs)
+                if confirmations <= 0 and any(i.sequence < 0xFFFFFFFE for i in tx.inputs)
                 else "no",
             }
         )
-        details = []
-        for n, o in enumerate(tx.outputs):
-            address = script_to_address(o.script_pubkey, net)
-            mine = self.wallet.owns(o.script_pubkey)
-            if spends_ours and not mine:
-                d: dict[str, Any] = {
-                    "address": address,
-                    "category": "send",
-                    "amount": -btc(o.value),
-                    "vout": n,
-                }
-                if fee is not None:
-                    d["fee"] = -btc(fee)
-                d["abandoned"] = False
-                details.append(d)
-            elif mine and not (spends_ours and not tx.is_coinbase()):  # ours, and not change
-                if tx.is_coinbase():
-                    maturity = self.node.network.coinbase_maturity
-                    category = (
-                        "generate"
-                        if confirmations >= maturity
-                        else ("immature" if confirmations > 0 else "orphan")
-                    )
-                else:
-                    category = "receive"
-                details.append(
-                    {
-                        "address": address,
-                        "category": category,
-                        "amount": btc(o.value),
-                        "label": self.wallet.label(o.script_pubkey),
-                        "vout": n,
-                    }
-                )
-        out["details"] = details
-        out["hex"] = tx.serialize().hex()
-        if verbose:
-            out["decoded"] = tx_json(tx, net, include_hex=False)
+        out.update(self.wallet.values(h))
         return out
+
+    def _wallet_entries(
+        self,
+        h: bytes,
+        tx: Transaction,
+        received: int,
+        amounts: TxAmounts,
+        fee: int | None,
+        label_filter: str | None,
+        *,
+        long: bool,
+    ) -> list[dict[str, Any]]:
+        """Core's ListTransactions for one transaction: its send entries (none under a label filter), then
+        its receive entries; `long` adds the WalletTxToJSON fields (listtransactions), without them these
+        are gettransaction's details."""
+        net = self.node.network
+        common = self._wallet_tx_json(h, tx, received) if long else {}
+        entries: list[dict[str, Any]] = []
+        if label_filter is None:
+            for n, o in amounts.sent:
+                d: dict[str, Any] = {}
+                address = script_to_address(o.script_pubkey, net)
+                if address is not None:
+                    d["address"] = address
+                d["category"] = "send"
+                d["amount"] = -btc(o.value)
+                if self.wallet.owns(o.script_pubkey):  # one of our own addresses: in the address book
+                    d["label"] = self.wallet.label(o.script_pubkey)
+                d["vout"] = n
+                d["fee"] = -btc(fee or 0)
+                d.update(common)
+                d["abandoned"] = False
+                entries.append(d)
+        confirmations = common["confirmations"] if long else self._wallet_depth(h)[0]
+        for n, o in amounts.received:
+            label = self.wallet.label(o.script_pubkey)
+            if label_filter is not None and label != label_filter:
+                continue
+            r: dict[str, Any] = {}
+            address = script_to_address(o.script_pubkey, net)
+            if address is not None:
+                r["address"] = address
+            r["parent_descs"] = []
+            if tx.is_coinbase():
+                # Core's wallet: orphan off the active chain, immature until COINBASE_MATURITY + 1
+                # confirmations (GetTxBlocksToMaturity), then generate
+                if confirmations < 1:
+                    r["category"] = "orphan"
+                elif confirmations < net.coinbase_maturity + 1:
+                    r["category"] = "immature"
+                else:
+                    r["category"] = "generate"
+            else:
+                r["category"] = "receive"
+            r["amount"] = btc(o.value)
+            r["label"] = label
+            r["vout"] = n
+            r["abandoned"] = False
+            r.update(common)
+            entries.append(r)
+        return entries
 
     def _confirmed_fee(self, txid: bytes, tx: Transaction) -> int | None:
         loc = self.chain.tx_location(txid)
