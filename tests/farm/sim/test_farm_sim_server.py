@@ -313,3 +313,15 @@ async def test_whatsminer_btminer_api(api) -> None:
             assert r.status_code == 307 and r.headers["location"].startswith("https://")
     finally:
         await srv.close()
+
+
+async def test_a_failing_request_gets_500_and_the_server_lives_on(served) -> None:
+    import dataclasses
+
+    fleet, _srv, _port, web, _clock = served
+    dev = _dev(fleet, "bitaxe-gamma")
+    dev.spec = dataclasses.replace(dev.spec, type_string="BM9999")  # no such chip: asic info cannot be built
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"http://{dev.ip}:{web}{axeos.ASIC_PATH}")
+        assert r.status_code == 500
+        assert (await client.get(f"http://{dev.ip}:{web}{axeos.INFO_PATH}")).status_code == 200

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ HTTP_IDLE_TIMEOUT_S = 10.0
 MAX_PER_DEVICE_DEVICES = 4000
 # Listen backlog: the kernel queue of not-yet-accepted connections when a poller bursts.
 LISTEN_BACKLOG = 4096
+
+log = logging.getLogger(__name__)
 
 BindMode = Literal["shared", "per-device"]
 # Makes that answer on the cgminer API port (a Bitaxe has nothing listening there).
@@ -186,7 +189,13 @@ class CgminerProtocol(_Base):
         self._done = True
         srv = self._srv
         srv.stats.api_requests += 1
-        reply = surfaces.cgminer_bytes(srv.fleet, self._dev, data, srv.fleet.now())
+        try:
+            reply = surfaces.cgminer_bytes(srv.fleet, self._dev, data, srv.fleet.now())
+        except Exception:  # a bug in one reply must not take the listener down: answer E and log it
+            log.exception("simulated device %s failed to answer %r", self._dev.ip, data[:80])
+            reply = cg.frame_reply(
+                cg.error_reply(int(srv.fleet.now()), cg.Code.INVCMD, "Invalid command", "")
+            )
         self._transport.write(reply)
         self._transport.close()
 
@@ -246,17 +255,27 @@ class HttpProtocol(_Base):
         if now < dev.down_until:  # rebooted by an earlier request on this connection
             _reset(self._transport)
             return
+        try:
+            status, body, ctype, extra = self._route(req, dev, now)
+        except Exception:  # never let one request's failure reach the event loop
+            log.exception("simulated device %s failed on %s %s", dev.ip, req.method, req.path)
+            status, body, ctype, extra = 500, b"", "text/plain", ()
+        self._transport.write(build_response(status, body, ctype, extra, keep_alive=keep))
+        if not keep:
+            self._transport.close()
+
+    def _route(
+        self, req: HttpRequest, dev: SimDevice, now: float
+    ) -> tuple[int, bytes, str, tuple[tuple[str, str], ...]]:
+        """(status, body, content type, extra headers) for one request to one device."""
+        srv = self._srv
         extra: tuple[tuple[str, str], ...] = ()
         if dev.spec.family is Family.ANTMINER:
             if not srv.digest.verify(req.method, req.header("authorization"), now):
                 body = (
                     b"<html><head><title>401 Unauthorized</title></head><body>401 Unauthorized</body></html>"
                 )
-                extra = (("WWW-Authenticate", srv.digest.challenge(now)),)
-                self._transport.write(build_response(401, body, "text/html", extra, keep_alive=keep))
-                if not keep:
-                    self._transport.close()
-                return
+                return 401, body, "text/html", (("WWW-Authenticate", srv.digest.challenge(now)),)
             status, body, ctype = surfaces.antminer_web(srv.fleet, dev, req.method, req.path, req.body, now)
         elif dev.spec.family is Family.WHATSMINER:
             # the web UI is LuCI over HTTPS: plain HTTP is redirected there (nothing listens on 443 here)
@@ -264,9 +283,7 @@ class HttpProtocol(_Base):
             extra = (("Location", f"https://{dev.ip}/cgi-bin/luci"),)
         else:
             status, body, ctype = surfaces.axeos_web(srv.fleet, dev, req.method, req.path, req.body, now)
-        self._transport.write(build_response(status, body, ctype, extra, keep_alive=keep))
-        if not keep:
-            self._transport.close()
+        return status, body, ctype, extra
 
 
 class FleetServer:
