@@ -103,3 +103,36 @@ async def test_web_server_port_in_use_is_a_clear_error() -> None:
         assert ok.port > 0
     finally:
         await ok.stop()
+
+
+async def test_live_stream_sends_summaries_and_ends_when_the_server_stops(seeded: Seed) -> None:
+    import asyncio
+
+    import httpx
+    import orjson
+
+    from pithead.web.server import WebServer
+
+    server = WebServer(create_app(Services(store=seeded.store, bucket_width_s=BUCKET)), port=0)
+    await server.start()
+    async with httpx.AsyncClient(timeout=10) as client, client.stream("GET", server.url + "/api/stream") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = resp.aiter_lines()
+        event = data = None
+        async for line in lines:
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = orjson.loads(line[6:])
+                break
+        assert event == "summary" and data is not None
+        assert data["pool"]["workers"] == 2 and data["network"]["available"] is False
+        stopping = asyncio.create_task(server.stop())
+        # The stream ends (instead of hanging until the server cuts it): this loop finishes.
+        await asyncio.wait_for(_drain(lines), 10)
+        await asyncio.wait_for(stopping, 10)
+
+
+async def _drain(lines: object) -> None:
+    async for _ in lines:  # type: ignore[attr-defined]
+        pass
