@@ -321,3 +321,17 @@ def test_text_reply_round_trip_with_escapes() -> None:
     assert cg.decode_text_reply(cg.encode_text_reply(cg.restart_reply())) == {"STATUS": "RESTART"}
     with pytest.raises(CgminerReplyError):
         cg.decode_text_reply(b"garbage|\x00")
+
+
+@given(st.lists(st.text(max_size=20), min_size=1, max_size=4))
+def test_text_reply_escaping_round_trips(users: list[str]) -> None:
+    users = [u.replace("\x00", "") for u in users]
+    entries = [
+        cg.PoolEntry(i, f"stratum+tcp://h{i}:3333", u, "Alive", i, i == 0).to_section()
+        for i, u in enumerate(users)
+    ]
+    reply = cg.build_reply(
+        cg.Status(cg.Severity.SUCCESS, 1, 7, f"{len(users)} Pool(s)", "bmminer 1.0.0"), "POOLS", entries
+    )
+    pools = cg.parse_pools(cg.decode_text_reply(cg.encode_text_reply(reply)))
+    assert [p.user for p in pools] == users

@@ -168,7 +168,7 @@ class DigestAuthority:
         self._realm = realm
         self._user = user
         self._secret = secret or os.urandom(16)
-        self._ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
+        self._ha1 = digest_ha1(user, realm, password)
 
     def _nonce(self, bucket: int) -> str:
         return hmac.new(self._secret, str(bucket).encode(), hashlib.sha256).hexdigest()[:32]
@@ -189,17 +189,33 @@ class DigestAuthority:
         nonce = params.get("nonce", "")
         if not any(hmac.compare_digest(nonce, self._nonce(b)) for b in (bucket, bucket - 1)):
             return False
-        uri = params.get("uri", "")
-        ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
         qop = params.get("qop")
-        if qop == "auth":
-            nc, cnonce = params.get("nc", ""), params.get("cnonce", "")
-            expect = hashlib.md5(f"{self._ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
-        elif qop is None:
-            expect = hashlib.md5(f"{self._ha1}:{nonce}:{ha2}".encode()).hexdigest()
-        else:
+        if qop not in (None, "auth"):
             return False
+        expect = digest_response(
+            self._ha1,
+            nonce,
+            method,
+            params.get("uri", ""),
+            qop,
+            params.get("nc", ""),
+            params.get("cnonce", ""),
+        )
         return hmac.compare_digest(params.get("response", ""), expect)
+
+
+def digest_ha1(user: str, realm: str, password: str) -> str:
+    return hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
+
+
+def digest_response(
+    ha1: str, nonce: str, method: str, uri: str, qop: str | None, nc: str, cnonce: str
+) -> str:
+    """RFC 2617 §3.2.2.1 request-digest (MD5): with qop=auth, MD5(HA1:nonce:nc:cnonce:auth:HA2)."""
+    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
+    if qop == "auth":
+        return hashlib.md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
+    return hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
 
 
 def _parse_auth_params(s: str) -> dict[str, str] | None:
