@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import resource
 import signal
+from pathlib import Path
+from typing import Any
 
 import typer
 
-from pithead.farm.sim.clock import SimClock
+from pithead.farm.sim.clock import ManualClock, SimClock
 from pithead.farm.sim.device import PoolConf
-from pithead.farm.sim.fleet import DEFAULT_NETWORK, Fleet, FleetConfigError
+from pithead.farm.sim.fleet import DEFAULT_NETWORK, Action, Fleet, FleetConfigError
 from pithead.farm.sim.models import MODELS, FailureRates
 from pithead.farm.sim.server import FleetServer, SimServerError
 
@@ -73,29 +76,103 @@ def run(
     share_difficulty: float = typer.Option(0.001, help="Share difficulty the mining devices ask for."),
     hash_duty: float = typer.Option(0.25, help="Fraction of one CPU spent hashing for the mining devices."),
     status_every: float = typer.Option(10.0, help="Seconds between status lines (0: none)."),
+    record: Path | None = typer.Option(
+        None,
+        help="Write the fleet description and every operator action "
+        "(JSON lines) here on exit, for `pithead farm sim replay`.",
+    ),
 ) -> None:
     """Serve the simulated fleet until Ctrl-C."""
     if bind not in ("shared", "per-device"):
         raise typer.BadParameter("--bind is shared or per-device")
-    try:
-        fleet = Fleet.build(
-            count,
-            mix,
-            seed=seed,
-            network=network,
-            clock=SimClock(speed=speed),
-            rates=FailureRates(speedup=failure_speedup),
-            pools=(PoolConf(pool, user),),
-            base_ambient_c=ambient,
-            api_write_allowed=not read_only_api,
-        )
-    except FleetConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    clock = SimClock(speed=speed)
+    header: dict[str, Any] = {
+        "count": count,
+        "mix": mix,
+        "seed": seed,
+        "network": network,
+        "start": clock.now(),
+        "failure_speedup": failure_speedup,
+        "ambient": ambient,
+        "pool": pool,
+        "user": user,
+        "read_only_api": read_only_api,
+    }
+    fleet = _build(header, clock)
     try:
         asyncio.run(_serve(fleet, api_port, web_port, bind, mine, share_difficulty, hash_duty, status_every))
     except SimServerError as exc:
         typer.echo(f"pithead farm sim: {exc}", err=True)
         raise typer.Exit(1) from exc
+    finally:
+        if record is not None:
+            with record.open("w") as f:
+                f.write(json.dumps({"fleet": header, "end": fleet.now()}) + "\n")
+                for a in fleet.log:
+                    f.write(json.dumps(a.to_json()) + "\n")
+            typer.echo(f"recorded {len(fleet.log)} actions to {record}")
+
+
+def _build(h: dict[str, Any], clock: SimClock | ManualClock) -> Fleet:
+    try:
+        return Fleet.build(
+            int(h["count"]),
+            str(h["mix"]),
+            seed=int(h["seed"]),
+            network=str(h["network"]),
+            clock=clock,
+            rates=FailureRates(speedup=float(h["failure_speedup"])),
+            pools=(PoolConf(str(h["pool"]), str(h["user"])),),
+            base_ambient_c=float(h["ambient"]),
+            api_write_allowed=not h.get("read_only_api", False),
+        )
+    except (FleetConfigError, KeyError, TypeError, ValueError) as exc:
+        raise typer.BadParameter(f"fleet description: {exc}") from exc
+
+
+@app.command()
+def replay(
+    recording: Path = typer.Argument(..., help="A file written by `run --record`."),
+    at: float | None = typer.Option(
+        None, help="Simulated seconds after the start to report at (default: when the recorded run ended)."
+    ),
+    device: list[str] = typer.Option([], "--device", help="Also print this device's report (repeatable)."),
+) -> None:
+    """Rebuild a recorded run from its seed and actions and print the fleet as it was (exactly)."""
+    try:
+        lines = [json.loads(x) for x in recording.read_text().splitlines() if x.strip()]
+        head = lines[0]["fleet"]
+        end = float(lines[0]["end"])
+        actions = [Action.from_json(x) for x in lines[1:]]
+    except (OSError, ValueError, KeyError, TypeError, IndexError, FleetConfigError) as exc:
+        raise typer.BadParameter(f"{recording}: not a recording ({exc})") from exc
+    start = float(head["start"])
+    fleet = _build(head, ManualClock(start))
+    t = end if at is None else start + at
+    fleet.replay([a for a in actions if a.t <= t])
+    tot = fleet.totals(t)
+    typer.echo(
+        f"at +{t - start:.0f} s: simulated {_fmt_hps(tot['hashrate_ths'] * 1e12)}, {tot['power_kw']:.1f} kW, "
+        f"{tot['hashing']}/{tot['devices']} hashing, {tot['rebooting']} rebooting"
+    )
+    faults = {
+        "dead boards": sum(1 for d in fleet if d.dead_boards),
+        "failed fans": sum(1 for d in fleet if d.failed_fans),
+        "lost chips": sum(1 for d in fleet if d.lost_chips),
+        "blocked airflow": sum(1 for d in fleet if d.hot_c),
+        "half hashrate": sum(1 for d in fleet if d.throttled),
+    }
+    typer.echo("units with " + ", ".join(f"{k}: {v}" for k, v in faults.items()))
+    for ip in device:
+        try:
+            snap = fleet.snapshot(ip, t)
+        except KeyError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        typer.echo(
+            f"{ip}: online={snap.online} hashing={snap.hashing} {snap.rate_avg_ghs / 1000:.2f} TH/s "
+            f"{snap.power_w:.0f} W chips={[b.chips for b in snap.boards]} fans={list(snap.fans_rpm)} "
+            f"errors={list(snap.errors)} accepted={snap.accepted}"
+        )
 
 
 async def _serve(
@@ -113,8 +190,9 @@ async def _serve(
     server = FleetServer(fleet, api_port=api_port, web_port=web_port, bind=bind)  # type: ignore[arg-type]
     await server.start()
     first, last = fleet.devices[0].ip, fleet.devices[-1].ip
+    api_bound, web_bound = server.bound_ports()
     typer.echo(
-        f"serving {len(fleet)} simulated devices {first} … {last} (api :{api_port}, web :{web_port}, "
+        f"serving {len(fleet)} simulated devices {first} … {last} (api :{api_bound}, web :{web_bound}, "
         f"{bind} bind)"
     )
     bridge = None

@@ -40,6 +40,35 @@ class Action:
     kind: str
     args: tuple[object, ...]
 
+    def to_json(self) -> dict[str, object]:
+        args: list[object] = []
+        for a in self.args:
+            if isinstance(a, tuple) and all(isinstance(p, PoolConf) for p in a):
+                args.append([[p.url, p.user, p.password] for p in a])  # type: ignore[union-attr]
+            else:
+                args.append(a)
+        return {"t": self.t, "ip": self.ip, "kind": self.kind, "args": args}
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> Action:
+        """Inverse of `to_json`; raises `FleetConfigError` on a malformed record."""
+        try:
+            t, ip, kind, raw = float(d["t"]), str(d["ip"]), str(d["kind"]), d["args"]  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FleetConfigError(f"bad action record {d!r}") from exc
+        if not isinstance(raw, list):
+            raise FleetConfigError(f"bad action args in {d!r}")
+        args: list[object] = []
+        for a in raw:
+            if kind == "set_pools" and isinstance(a, list):
+                try:
+                    args.append(tuple(PoolConf(str(u), str(n), str(w)) for u, n, w in a))
+                except (TypeError, ValueError) as exc:
+                    raise FleetConfigError(f"bad pool list in {d!r}") from exc
+            else:
+                args.append(a)
+        return cls(t, ip, kind, tuple(args))
+
 
 def parse_mix(text: str) -> tuple[tuple[ModelSpec, float], ...]:
     """`"s19xp:4,s19:3,s21:2,bitaxe-gamma:1"` → specs with weights (weights need not sum to 1)."""
