@@ -322,11 +322,13 @@ class RpcWallet:
     object) and any other exception for transport failures. For a client whose `call` takes the
     parameters spread out (`pithead.template.rpc.RpcClient`), use `RpcWallet.over(client)`.
 
-    Finding a crashed batch: with `listtransactions` (Bitcoin Core) by the comment sendmany stored; without
-    it (pithead's embedded node), by walking the wallet's transactions from its unspent coins back through
-    their wallet ancestors, looking for a send paying exactly the batch. That second way cannot see a
-    payment that left no change output to the wallet (the inputs summed exactly to outputs plus fee):
-    pool wallets hold coinbase-sized coins, so payouts nearly always have change, but this is a gap.
+    Finding a crashed batch: with `listtransactions` (Bitcoin Core, and pithead's embedded node, which
+    keeps sendmany's comment with the transaction across restarts) by that comment, and only by it: a
+    wallet that has listtransactions and shows no send with the comment did not send the batch. Only a
+    wallet without listtransactions (-32601) is searched by outputs, walking its transactions from its
+    unspent coins back through their wallet ancestors for a send paying exactly the batch; that walk cannot
+    see a payment that left no change output to the wallet, and could take an earlier identical payment
+    for this one, which is why the comment comes first.
     """
 
     def __init__(self, call: RpcCall) -> None:
