@@ -83,6 +83,7 @@ class UpOptions:
     pool_port: int | None = None
     web_port: int | None = None
     block_interval: float | None = None  # demo chain's target spacing; None keeps the config's
+    miner_difficulty: float = MINER_SUGGEST_DIFFICULTY  # what the local miners ask the pool for
     print_fn: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -459,7 +460,7 @@ async def _start_miners(opts: UpOptions, running: Running) -> None:
     for i in range(opts.miners):
         address = running.miner_addresses[i]
         miner = Miner(MinerOptions(pools=(pool,), username=f"{address}.cpu{i + 1}", threads=opts.miner_threads,
-                                   suggest_difficulty=MINER_SUGGEST_DIFFICULTY, user_agent="pithead-up-miner"))
+                                   suggest_difficulty=opts.miner_difficulty, user_agent="pithead-up-miner"))
         miners.append(miner)
         tasks.append(asyncio.create_task(miner.run(), name=f"pithead-miner-{i + 1}"))
     running.objects["miners"] = miners
