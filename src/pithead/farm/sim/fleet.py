@@ -240,6 +240,13 @@ class Fleet:
         self._record(t, ip, "fan", manual_pwm)
         self.device(ip).set_fan(self.ctx, t, manual_pwm)
 
+    def set_hostname(self, ip: str, hostname: str, t: float | None = None) -> None:
+        t = self.now() if t is None else t
+        self._record(t, ip, "hostname", hostname)
+        dev = self.device(ip)
+        dev.advance(self.ctx, t)
+        dev.hostname = hostname
+
     def set_ambient(self, celsius: float, t: float | None = None) -> None:
         t = self.now() if t is None else t
         self._record(t, "*", "ambient", celsius)
@@ -259,6 +266,8 @@ class Fleet:
                 self.repair(a.ip, a.t)
             elif a.kind in ("addpool", "switchpool", "enablepool", "disablepool", "removepool"):
                 self.pool_op(a.ip, a.kind, a.args, a.t)
+            elif a.kind == "hostname":
+                self.set_hostname(a.ip, str(a.args[0]), a.t)
             elif a.kind == "fan":
                 self.set_fan(a.ip, int(a.args[0]), a.t)  # type: ignore[call-overload]
             elif a.kind == "ambient":

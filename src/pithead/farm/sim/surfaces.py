@@ -543,7 +543,7 @@ def axeos_web(
             )
             fleet.set_fan(dev.ip, -1 if auto else manual, tf)
         if patch.hostname is not None:
-            dev.hostname = patch.hostname
+            fleet.set_hostname(dev.ip, patch.hostname, tf)
         return 200, b"", JSON_CT
     return 404, b"", "text/plain"
 
