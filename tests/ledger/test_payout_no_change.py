@@ -70,7 +70,9 @@ async def crash_mid_payout(rpc: RpcClient, store: LedgerStore, batch: dict[str, 
     for address, sat in batch.items():
         store.add_credits([CreditRecord(address, sat, CreditKind.PPS, CreditStatus.MATURE, 0.0)])
     with pytest.raises(KeyboardInterrupt):
-        await PayoutProcessor(store, CrashAfterSend(RpcWallet.over(rpc)), THRESHOLD_SAT, REGTEST).run_once(1.0)
+        await PayoutProcessor(store, CrashAfterSend(RpcWallet.over(rpc)), THRESHOLD_SAT, REGTEST).run_once(
+            1.0
+        )
     (intent,) = store.batches()
     assert intent.status is BatchStatus.INTENT and intent.txid is None and dict(intent.items) == batch
     (txid,) = await rpc.call("getrawmempool")  # the wallet did pay

@@ -52,7 +52,9 @@ async def everything(rpc: RpcClient) -> list[dict[str, Any]]:
     return list(await rpc.call("listtransactions", "*", 1_000_000))
 
 
-async def test_entries_have_cores_fields_order_and_categories(node_rpc: tuple[EmbeddedNode, RpcClient]) -> None:
+async def test_entries_have_cores_fields_order_and_categories(
+    node_rpc: tuple[EmbeddedNode, RpcClient],
+) -> None:
     _, rpc = node_rpc
     pool = await rpc.call("getnewaddress", "pool")
     blocks = await mine_blocks(rpc, 101, pool)
@@ -62,11 +64,23 @@ async def test_entries_have_cores_fields_order_and_categories(node_rpc: tuple[Em
     assert [e["txid"] for e in entries] == coinbases
     first = entries[0]
     assert list(first) == [
-        "address", "parent_descs", "category", "amount", "label", "vout", "abandoned", "confirmations",
-        "generated", *COMMON[1:],
+        "address",
+        "parent_descs",
+        "category",
+        "amount",
+        "label",
+        "vout",
+        "abandoned",
+        "confirmations",
+        "generated",
+        *COMMON[1:],
     ]
     assert (first["address"], first["category"], first["amount"], first["label"], first["vout"]) == (
-        pool, "generate", 50.0, "pool", 0,
+        pool,
+        "generate",
+        50.0,
+        "pool",
+        0,
     )
     assert first["confirmations"] == 101 and first["blockhash"] == blocks[0] and first["blockheight"] == 1
     assert first["bip125-replaceable"] == "no" and "comment" not in first
@@ -81,14 +95,24 @@ async def test_entries_have_cores_fields_order_and_categories(node_rpc: tuple[Em
     # newest first), then the self-payment's receive and send
     tail = entries[-4:]
     assert [(e["txid"], e["category"]) for e in tail] == [
-        (txid, "send"), (txid, "send"), (self_pay, "receive"), (self_pay, "send"),
+        (txid, "send"),
+        (txid, "send"),
+        (self_pay, "receive"),
+        (self_pay, "send"),
     ]
     sent = await rpc.call("gettransaction", txid)
     by_vout = {d["vout"]: d for d in sent["details"]}
     assert [tail[0]["vout"], tail[1]["vout"]] == sorted(by_vout, reverse=True)
     for e in tail[:2]:
         assert list(e) == [
-            "address", "category", "amount", "vout", "fee", *UNCONFIRMED_COMMON, "comment", "abandoned",
+            "address",
+            "category",
+            "amount",
+            "vout",
+            "fee",
+            *UNCONFIRMED_COMMON,
+            "comment",
+            "abandoned",
         ]
         assert e["fee"] == sent["fee"] < 0 and e["comment"] == "payout #7"
         assert e["confirmations"] == 0 and e["trusted"] is True and e["bip125-replaceable"] == "yes"
@@ -132,7 +156,7 @@ async def test_count_skip_and_label(node_rpc: tuple[EmbeddedNode, RpcClient]) ->
         body = {"method": "listtransactions", "params": {"count": 1, "skip": 4, "include_watchonly": True}}
         named = (await http.post(node.rpc_url, json={**body, "id": 1})).json()
     assert named["error"] is None and named["result"] == full[:1]
-    for args, code in [
+    bad: list[tuple[list[Any], int]] = [
         (["*", -1], -8),
         (["*", 1, -1], -8),
         ([""], -8),
@@ -141,7 +165,8 @@ async def test_count_skip_and_label(node_rpc: tuple[EmbeddedNode, RpcClient]) ->
         ([7], -3),
         (["*", 1, 0, "yes"], -3),
         (["*", 1, 0, True, 5], -1),
-    ]:
+    ]
+    for args, code in bad:
         with pytest.raises(RpcError) as err:
             await rpc.call("listtransactions", *args)
         assert err.value.code == code, args
@@ -185,7 +210,9 @@ _args = st.lists(
 )
 
 
-async def test_random_arguments_never_raise_an_internal_error(node_rpc: tuple[EmbeddedNode, RpcClient]) -> None:
+async def test_random_arguments_never_raise_an_internal_error(
+    node_rpc: tuple[EmbeddedNode, RpcClient],
+) -> None:
     _, rpc = node_rpc
     await mine_blocks(rpc, 3)
     drawn: list[list[Any]] = []

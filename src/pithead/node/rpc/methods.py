@@ -941,7 +941,9 @@ class NodeRPC:
                 h = tx.txid()
                 amounts = self.wallet.amounts(tx)
                 fee = self._wallet_fee(h, tx, amounts)
-                newest_first.extend(self._wallet_entries(h, tx, received, amounts, fee, label_filter, long=True))
+                newest_first.extend(
+                    self._wallet_entries(h, tx, received, amounts, fee, label_filter, long=True)
+                )
                 if len(newest_first) >= wanted:
                     break
         page = newest_first[n_skip : n_skip + n_count]
