@@ -134,6 +134,82 @@ async def _sweep(targets: list[tuple[str, int, str]]) -> tuple[float, int]:
     return time.perf_counter() - t0, bad
 
 
+async def _mine_bench(n: int, seconds: float, duty: float) -> None:
+    """N simulated devices mine against pithead's own pool (in this process) for `seconds`."""
+    import hashlib
+
+    from pithead.chain.compact import bits_to_target
+    from pithead.chain.params import REGTEST
+    from pithead.farm.sim.clock import SimClock
+    from pithead.farm.sim.device import PoolConf
+    from pithead.farm.sim.fleet import Fleet
+    from pithead.farm.sim.mining import MiningBridge
+    from pithead.miner.core import active_path
+    from pithead.stratum.protocol.difficulty import VarDiffConfig
+    from pithead.stratum.protocol.session import PoolRules
+    from pithead.stratum.server.pool import PoolServer
+    from pithead.stratum.server.static_source import StaticTemplateSource
+    from pithead.template.block_template import BlockTemplate
+
+    bits = 0x1D00FFFF  # shares never make blocks
+    now = int(time.time())
+    tpl = BlockTemplate(
+        version=0x20000000,
+        prev_hash=hashlib.sha256(b"bench").digest(),
+        height=101,
+        bits=bits,
+        target=bits_to_target(bits),
+        curtime=now,
+        mintime=now - 600,
+        coinbase_value=50 * 10**8,
+        transactions=(),
+        rules=("csv", "!segwit", "taproot"),
+    )
+
+    class Sink:
+        def __init__(self) -> None:
+            self.accepted = 0
+            self.remotes: set[str] = set()
+
+        def put(self, ev: object) -> None:
+            if getattr(ev, "accepted", False):
+                self.accepted += 1
+                self.remotes.add(str(getattr(ev, "remote", "")))
+
+    sink = Sink()
+
+    rules = PoolRules(
+        mode="solo", network=REGTEST, vardiff=VarDiffConfig(5.0, 1e-6, 1e9), start_difficulty=1e-3
+    )
+    server = PoolServer(rules=rules, source=StaticTemplateSource(tpl), sink=sink, refresh_interval=3600)
+    _, port = await server.start("127.0.0.1", 0)
+    address = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"
+    fleet = Fleet.build(
+        n,
+        seed=1,
+        network="127.40.0.0/16",
+        clock=SimClock(),
+        pools=(PoolConf(f"stratum+tcp://127.0.0.1:{port}", address),),
+    )
+    bridge = MiningBridge(fleet, fleet.devices, share_difficulty=1e-3, hash_duty=duty)
+    cpu0 = time.process_time()
+    await bridge.start()
+    await asyncio.sleep(seconds)
+    s = bridge.stats
+    print(
+        f"mining: {n} devices for {seconds:.0f} s on the '{active_path()}' hashing path, duty {duty:.2f}: "
+        f"{s.connected} connected, {s.accepted} accepted / {s.rejected} rejected shares "
+        f"(pool accepted {sink.accepted} from {len(sink.remotes)} distinct source addresses)"
+    )
+    print(
+        f"mining: pool-side {s.pool_side_hps() / 1e6:.2f} MH/s, local hashing {s.local_hps() / 1e6:.2f} MH/s; "
+        f"simulated (device-reported) {fleet.totals()['hashrate_ths'] / 1000:.2f} PH/s; "
+        f"process CPU {time.process_time() - cpu0:.1f} s"
+    )
+    await bridge.close()
+    await server.stop()
+
+
 def _run(coro):  # type: ignore[no-untyped-def]
     try:
         import uvloop
@@ -150,7 +226,18 @@ def main(argv: list[str]) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
     p.add_argument("--concurrency", type=int, default=128, help="client connections in flight")
     p.add_argument("--no-sweep", action="store_true", help="skip the full sweep")
+    p.add_argument(
+        "--mine",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N devices mine against pithead's pool for --seconds; print shares and rates",
+    )
+    p.add_argument("--hash-duty", type=float, default=0.5, help="hashing duty cycle for --mine")
     args = p.parse_args(argv)
+    if args.mine:
+        _run(_mine_bench(args.mine, args.seconds, args.hash_duty))
+        return
 
     parent, child = mp.Pipe()
     proc = mp.get_context("fork").Process(target=_child, args=(child, args.devices, args.mix), daemon=True)
