@@ -189,7 +189,6 @@ class SimDevice:
         "_last_ms",
         "_next_event",
         "_pool_accepted",
-        "_units_at_pool_switch",
         "active_pool",
         "blink",
         "dead_boards",
@@ -241,7 +240,6 @@ class SimDevice:
         # work done before t0, so counters start realistic (uptime × ideal rate)
         self._hash_units = round(self._ideal_rate_int() * (t0 - self.up_since) * 1000.0 * 0.985)
         self._pool_accepted: tuple[int, ...] = ()
-        self._units_at_pool_switch = 0
         self._accepted_base = 0
 
     # ------------------------------------------------------------------ static per-device figures
