@@ -143,3 +143,25 @@ async def test_crash_then_node_restart_still_finds_the_payment(tmp_path: Path, s
         (done,) = store.batches()
         assert done.status is BatchStatus.CONFIRMED and done.txid == sent_txid
         await assert_paid_once(rpc, batch, sent_txid)
+
+
+async def test_crash_then_restart_before_confirmation_pays_once(tmp_path: Path, store: LedgerStore) -> None:
+    """The node restarts with the payment still unconfirmed (its mempool is not kept): the wallet offers it
+    to the mempool again, the ledger finds it by comment, and it confirms; nothing is sent twice."""
+    datadir = tmp_path / "node"
+    batch = exact_batch()
+    async with running_node(datadir, zmq_pubhashblock=None, zmq_pubrawblock=None) as (_, rpc):
+        await fund(rpc)
+        batch_id, sent_txid = await crash_mid_payout(rpc, store, batch)
+    async with running_node(datadir, zmq_pubhashblock=None, zmq_pubrawblock=None) as (_, rpc):
+        wallet = RpcWallet.over(rpc)
+        report = await PayoutProcessor(store, wallet, THRESHOLD_SAT, REGTEST).run_once(2.0)
+        assert report.recovered == ((batch_id, sent_txid),)
+        assert report.sent == () and report.created == ()
+        assert await rpc.call("getrawmempool") == [sent_txid]
+        await mine_blocks(rpc, 1, payee(99))
+        report = await PayoutProcessor(store, wallet, THRESHOLD_SAT, REGTEST).run_once(3.0)
+        assert report.confirmed == (batch_id,) and report.sent == () and report.created == ()
+        (done,) = store.batches()
+        assert done.status is BatchStatus.CONFIRMED and done.txid == sent_txid
+        await assert_paid_once(rpc, batch, sent_txid)

@@ -187,6 +187,28 @@ async def test_comment_and_order_survive_a_restart(tmp_path: Path) -> None:
         assert (await rpc.call("gettransaction", txid))["comment"] == "kept across restarts"
 
 
+async def test_unconfirmed_sends_are_offered_to_the_mempool_again_after_a_restart(tmp_path: Path) -> None:
+    """The mempool is not kept across restarts; the wallet's own unconfirmed sends come back (as Core's
+    wallet resubmits them), so a listed payment still confirms and its coins are not spent twice."""
+    datadir = tmp_path / "node"
+    async with running_node(datadir, zmq_pubhashblock=None, zmq_pubrawblock=None) as (_, rpc):
+        await mine_blocks(rpc, 101)
+        parent = await rpc.call("sendmany", "", {EXTERNAL: 1}, 0, "before the restart")
+        child = await rpc.call("sendmany", "", {payee(2): 2})  # spends the parent's change
+        balance = await rpc.call("getbalance")
+    async with running_node(datadir, zmq_pubhashblock=None, zmq_pubrawblock=None) as (_, rpc):
+        assert await rpc.call("getrawmempool") == []  # nothing asked of the wallet yet
+        assert await rpc.call("getbalance") == balance
+        assert await rpc.call("getrawmempool") == [parent, child]
+        (send,) = [e for e in await everything(rpc) if e["txid"] == parent]
+        assert send["comment"] == "before the restart" and send["trusted"] is True
+        with pytest.raises(RpcError) as err:  # the one mature coin is spent by the resubmitted parent
+            await rpc.call("sendmany", "", {payee(3): 48})
+        assert err.value.code == -6
+        (block,) = await mine_blocks(rpc, 1, payee(9))
+        assert {parent, child} <= set((await rpc.call("getblock", block))["tx"])
+
+
 async def test_refused_send_leaves_no_comment_behind(node_rpc: tuple[EmbeddedNode, RpcClient]) -> None:
     node, rpc = node_rpc
     await mine_blocks(rpc, 101)

@@ -211,6 +211,17 @@ class Wallet:
             if len(rows) < HISTORY_PAGE:
                 return
 
+    def unconfirmed(self) -> list[Transaction]:
+        """Recorded transactions that are not in the active chain (the chain state's `txindex`), coinbases
+        left out, in the order the wallet first saw them (parents before children): what Core's wallet
+        offers the mempool again when it loads (ResubmitWalletTransactions)."""
+        rows = self.db.execute(
+            "SELECT w.raw FROM wallet_txs w LEFT JOIN txindex t ON t.txid = w.txid "
+            "WHERE t.txid IS NULL ORDER BY w.rowid"
+        )
+        txs = [Transaction.parse(bytes(raw)) for (raw,) in rows]
+        return [tx for tx in txs if not tx.is_coinbase()]
+
     def set_values(self, txid: bytes, values: Mapping[str, str]) -> None:
         """Attach string values (Core's mapValue, e.g. "comment") to a transaction, before or after it is
         recorded; a value already there is kept (a transaction's comment never changes)."""

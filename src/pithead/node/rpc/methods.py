@@ -138,10 +138,17 @@ def _int32(value: Any) -> int:
 
 Param = tuple[str, str, bool]  # name, type key, required
 
+# Methods that read or change the wallet: the first of them after a start resubmits the wallet's
+# unconfirmed transactions (NodeRPC._resubmit_wallet_transactions).
+WALLET_METHODS = frozenset(
+    {"getnewaddress", "getbalance", "listunspent", "sendmany", "gettransaction", "listtransactions"}
+)
+
 
 class NodeRPC:
     def __init__(self, node: EmbeddedNode) -> None:
         self.node = node
+        self._resubmitted = False  # the wallet's unconfirmed transactions offered to the mempool yet
         self.methods: dict[str, tuple[Callable[..., Awaitable[Any]], list[Param]]] = {
             "getblocktemplate": (self.getblocktemplate, [("template_request", "obj", False)]),
             "submitblock": (self.submitblock, [("hexdata", "str", True), ("dummy", "str", False)]),
@@ -301,6 +308,8 @@ class NodeRPC:
             raise RPCError(E.RPC_METHOD_NOT_FOUND, "Method not found")
         func, spec = entry
         kwargs = self._bind(method, spec, params)
+        if method in WALLET_METHODS and not self._resubmitted:
+            self._resubmit_wallet_transactions()
         try:
             return await func(**kwargs)
         except RPCError:
@@ -308,6 +317,23 @@ class NodeRPC:
         except Exception as exc:  # a bug answers -32603 (internal error) and never takes the server down
             log.exception("RPC %s failed", method)
             raise RPCError(E.RPC_INTERNAL_ERROR, f"internal error: {exc}") from exc
+
+    def _resubmit_wallet_transactions(self) -> None:
+        """Offer the mempool, once per node start and before the wallet answers anything, every wallet
+        transaction that is neither confirmed nor in the mempool (Core's wallet does this when it loads).
+        The mempool is not kept across restarts: without this, a payment sent just before a restart would
+        be listed by the wallet (by its comment) yet never confirm, and its coins would look unspent to the
+        next sendmany. A transaction the mempool refuses (now conflicting) is left as it is."""
+        self._resubmitted = True
+        for tx in self.wallet.unconfirmed():
+            if tx.txid() in self.node.mempool:
+                continue
+            try:
+                self.node.accept_transaction(tx)
+            except MempoolReject as exc:
+                log.info("wallet transaction %s not resubmitted: %s", tx.txid_hex(), exc.reason)
+            except Exception:  # a bug here must not stop the wallet from answering
+                log.exception("wallet transaction %s not resubmitted", tx.txid_hex())
 
     @staticmethod
     def _bind(method: str, spec: list[Param], params: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
