@@ -157,14 +157,14 @@ class Fleet:
             : count - sum(counts)
         ]:
             counts[i] += 1
+        # interleave smoothly (each model placed where it is furthest behind its share), so every
+        # rack-sized slice of addresses has the mix, as real farms do
         kinds: list[ModelSpec] = []
-        # interleave so every rack-sized slice of addresses has a mix, as real farms do
-        remaining = counts[:]
-        while len(kinds) < count:
-            for i, (spec, _) in enumerate(specs):
-                if remaining[i] > 0:
-                    kinds.append(spec)
-                    remaining[i] -= 1
+        placed = [0] * len(specs)
+        for k in range(count):
+            j = max(range(len(specs)), key=lambda i: counts[i] * (k + 1) / count - placed[i])
+            kinds.append(specs[j][0])
+            placed[j] += 1
         t0 = clock.now()
         devices = [SimDevice(i, kinds[i], ips[i], ctx, t0) for i in range(count)]
         return cls(ctx, clock, devices)
