@@ -536,7 +536,9 @@ def _print_banner(opts: UpOptions, running: Running) -> None:
         p(f"  REST API     {running.web_url}/docs   (OpenAPI: {running.web_url}/openapi.json)")
         p(f"  metrics      {running.web_url}/metrics")
         if "farm" in running.parts:
-            p(f"  farm         {running.web_url}/farm/")
+            fleet = running.objects.get("fleet")
+            where = f" ({len(fleet)} simulated devices on {SIM_NETWORK})" if fleet is not None else ""
+            p(f"  farm         {running.web_url}/farm/{where}")
     if running.stratum_url:
         p(f"  stratum      {running.stratum_url}   (user: <your regtest address>.<worker>, any password)")
     if running.node_url:
