@@ -173,7 +173,10 @@ def test_bad_requests_carry_cgminer_codes(data: bytes, code: int) -> None:
 _cmd = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
 
 
-@given(st.lists(_cmd, min_size=1, max_size=5), st.one_of(st.none(), st.text(max_size=40)), st.booleans())
+_wire_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)  # encodable
+
+
+@given(st.lists(_cmd, min_size=1, max_size=5), st.one_of(st.none(), _wire_text), st.booleans())
 def test_request_round_trip(cmds: list[str], param: str | None, new_api: bool) -> None:
     extras = {"new_api": True} if new_api else {}
     req = cg.parse_request(cg.encode_request(cmds, param, **extras))
@@ -183,7 +186,14 @@ def test_request_round_trip(cmds: list[str], param: str | None, new_api: bool) -
 
 
 @given(
-    _cmd, st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_characters="\x00\r\n|"), max_size=40))
+    _cmd,
+    st.one_of(
+        st.none(),
+        st.text(
+            alphabet=st.characters(blacklist_characters="\x00\r\n|", blacklist_categories=("Cs",)),
+            max_size=40,
+        ),
+    ),
 )
 def test_text_request_round_trip(cmd: str, param: str | None) -> None:
     # the text form cannot carry trailing whitespace in the parameter (cgminer strips the line end)
@@ -323,7 +333,11 @@ def test_text_reply_round_trip_with_escapes() -> None:
         cg.decode_text_reply(b"garbage|\x00")
 
 
-@given(st.lists(st.text(max_size=20), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20), min_size=1, max_size=4
+    )
+)
 def test_text_reply_escaping_round_trips(users: list[str]) -> None:
     users = [u.replace("\x00", "") for u in users]
     entries = [
@@ -335,3 +349,10 @@ def test_text_reply_escaping_round_trips(users: list[str]) -> None:
     )
     pools = cg.parse_pools(cg.decode_text_reply(cg.encode_text_reply(reply)))
     assert [p.user for p in pools] == users
+
+
+def test_unencodable_requests_raise_typed_errors() -> None:
+    with pytest.raises(CgminerRequestError):
+        cg.encode_text_request("summary", "\ud800")
+    with pytest.raises(CgminerRequestError):
+        cg.encode_request("summary", "\ud800")

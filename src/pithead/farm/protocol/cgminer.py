@@ -225,13 +225,19 @@ def encode_request(command: str | Sequence[str], parameter: str | int | None = N
     obj: dict[str, Any] = {"command": cmd, **extras}
     if parameter is not None:
         obj["parameter"] = str(parameter)
-    return orjson.dumps(obj)
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate in the parameter
+        raise CgminerRequestError(Code.INVJSON, "Invalid JSON") from exc
 
 
 def encode_text_request(command: str, parameter: str | None = None) -> bytes:
     """Plain text request bytes: `summary` or `switchpool|1`."""
     _split_commands(command)
-    return (command if parameter is None else f"{command}{TEXT_PARAM_SEP}{parameter}").encode()
+    try:
+        return (command if parameter is None else f"{command}{TEXT_PARAM_SEP}{parameter}").encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate cannot go on the wire
+        raise CgminerRequestError(Code.INVCMD, "Invalid command") from exc
 
 
 # --------------------------------------------------------------------------------------------------
