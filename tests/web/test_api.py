@@ -60,6 +60,9 @@ def test_pool_summary_windows_and_counts(seeded: Seed) -> None:
     assert p["blocks_found"] == 1 and p["last_block_height"] == 101
     assert p["connections"] is None  # no pool attached
     assert p["scheme"] == "pplns" and p["mode"] == "pool"
+    # Miners' money from the seeded credits: A 40 BTC + B 9.5 BTC immature; B 0.003 mature, 0.002 reserved.
+    assert p["immature_sat"] == 4_000_000_000 + 950_000_000
+    assert p["payable_sat"] == 100_000 and p["paid_sat"] == 0
 
 
 def test_too_few_shares_says_so(seeded: Seed) -> None:

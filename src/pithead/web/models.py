@@ -47,6 +47,9 @@ class PoolSummary(BaseModel):
     last_block_height: int | None
     last_block_time: float | None
     best_share: float
+    immature_sat: int = Field(description="miners' credits from blocks not yet 100 deep")
+    payable_sat: int = Field(description="miners' confirmed credits not yet paid or reserved")
+    paid_sat: int = Field(description="sent to miners in payout transactions so far")
 
 
 class NetworkStatus(BaseModel):

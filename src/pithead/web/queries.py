@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from pithead.ledger import stats
+from pithead.ledger.schemes import POOL_ACCOUNT
 from pithead.store.records import (
     Balance,
     BlockRecord,
@@ -178,6 +179,8 @@ def payout_out(p: PayoutBatch) -> Payout:
 def pool_summary(services: Services, store: StoreReader, now: float, connections: int | None) -> PoolSummary:
     info = services.info
     workers = store.workers()
+    # Miners' money only: the pool's own account (fees) is not an address and is never paid out.
+    miners = [b for b in store.balances() if b.address != POOL_ACCOUNT]
     # "Found" means the node took it at submission: pending, confirmed, or orphaned later; never rejected.
     found = store.blocks(MAX_LIMIT, statuses=FOUND_STATUSES)
     blocks = found[:1]
@@ -200,6 +203,9 @@ def pool_summary(services: Services, store: StoreReader, now: float, connections
         last_block_height=blocks[0].height if blocks else None,
         last_block_time=blocks[0].time if blocks else None,
         best_share=max((w.best_share for w in workers), default=0.0),
+        immature_sat=sum(b.immature_sat for b in miners),
+        payable_sat=sum(max(0, b.payable_sat) for b in miners),
+        paid_sat=sum(b.paid_sat for b in miners),
     )
 
 

@@ -92,6 +92,9 @@ function renderPool(p) {
   $("pool-rej").textContent = p.rejected_shares;
   $("pool-blocks").textContent = p.blocks_found + (p.last_block_height !== null ? ` (last #${p.last_block_height}, ${ago(p.last_block_time)})` : "");
   $("pool-best").textContent = num(p.best_share);
+  $("pool-immature").textContent = btc(p.immature_sat);
+  $("pool-payable").textContent = btc(p.payable_sat);
+  $("pool-paid").textContent = btc(p.paid_sat);
   renderRejects(p.rejects_1h);
 }
 
