@@ -43,6 +43,8 @@ from pithead.stratum.client.work import Job, Share, Work
 
 #: Recent log lines kept for the status display.
 MAX_LOG_LINES: Final = 20
+#: Seconds the Stratum client gets to close cleanly when the miner stops.
+STOP_GRACE: Final = 5.0
 #: Synthetic benchmark work: nBits of difficulty 1 (never a block), BIP320 rolling mask.
 BENCH_NBITS: Final = 0x1D00FFFF
 BENCH_VERSION: Final = 0x20000000
@@ -178,13 +180,14 @@ class Miner:
             else:
                 task = asyncio.ensure_future(self.client.run(self._on_event))
                 try:
-                    if duration is None:
-                        await task
-                    else:
-                        await asyncio.wait({task}, timeout=duration)
+                    # asyncio.wait, not `await task`: cancelling us must not depend on the client task
+                    # noticing its own cancellation; stop() below ends it either way.
+                    await asyncio.wait({task}, timeout=duration)
+                    if task.done() and not task.cancelled():
+                        task.result()  # re-raise what ended the client, if anything
                 finally:
                     self.client.stop()
-                    await asyncio.wait({task}, timeout=5)
+                    await asyncio.wait({task}, timeout=STOP_GRACE)
                     if not task.done():
                         task.cancel()
         finally:

@@ -234,9 +234,10 @@ class StratumClient:
         """One connection. True if it produced work, False if it failed first, or a reconnect request."""
         self.connect_attempts += 1
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(pool.host, pool.port), timeout=self.connect_timeout
-            )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with
+            # the inner result, and a miner being stopped must stop.
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(pool.host, pool.port)
         except (OSError, TimeoutError) as exc:
             await _call(on_event, Disconnected(pool, f"connect failed: {exc or type(exc).__name__}"))
             return False
@@ -251,7 +252,8 @@ class StratumClient:
             writer.write(session.data_to_send())
             while not self._stopping.is_set():
                 try:
-                    data = await asyncio.wait_for(reader.read(READ_CHUNK), timeout=self.idle_timeout)
+                    async with asyncio.timeout(self.idle_timeout):
+                        data = await reader.read(READ_CHUNK)
                 except TimeoutError:
                     reason = f"no message for {self.idle_timeout:.0f} s"
                     break
@@ -298,7 +300,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     wait_closed) pending forever, so after CLOSE_TIMEOUT the transport is aborted."""
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await writer.wait_closed()
     except (TimeoutError, OSError, ConnectionError):
         writer.transport.abort()
 
