@@ -16,7 +16,6 @@ What it is not: protocol logic (``session.py``), hashing or threads (:mod:`pithe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -226,9 +225,8 @@ class StratumClient:
         finally:
             for t in (stop, nap):
                 t.cancel()
-            for t in (stop, nap):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            # asyncio.wait never raises for its tasks' outcomes, so our own cancellation is not swallowed.
+            await asyncio.wait({stop, nap})
 
     async def _one_session(self, pool: PoolAddress, on_event: EventCallback) -> bool | ReconnectRequested:
         """One connection. True if it produced work, False if it failed first, or a reconnect request."""
