@@ -178,7 +178,7 @@ port = 0
 port = 0
 
 [farm]
-sim_devices = 0
+sim_devices = 2  # a small fleet (0 means "up's default", 12)
 """
 
 

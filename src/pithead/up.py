@@ -77,7 +77,9 @@ class UpOptions:
     duration: float | None = None  # stop after this many seconds (tests); None = until Ctrl-C
     miners: int = DEFAULT_MINERS
     miner_threads: int = DEFAULT_MINER_THREADS
-    sim_devices: int | None = None  # None: the config's farm.sim_devices, or DEFAULT_SIM_DEVICES if 0
+    # Simulated devices. None: the config's farm.sim_devices, whose default 0 means DEFAULT_SIM_DEVICES
+    # here (`up` is the demo; `pithead farm` never simulates unless asked). 0 in UpOptions: no fleet.
+    sim_devices: int | None = None
     # Port overrides (0 = any free port, for tests); None keeps the config's port.
     node_port: int | None = None
     pool_port: int | None = None
