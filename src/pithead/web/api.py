@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -44,6 +45,9 @@ STREAM_INTERVAL_S = 2.0
 # At most this many dashboards stream at once; more get 503 and fall back to polling (each stream holds
 # a connection and costs a summary query per interval).
 MAX_STREAMS = 64
+
+# Many open dashboards and pollers share one pool summary computed at most this often.
+SUMMARY_CACHE_S = 1.0
 
 # Bitcoin addresses are base58 (25-35 chars) or bech32/bech32m (14-90 chars, BIP173), all alphanumeric.
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9]{14,90}$")
@@ -80,9 +84,22 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
     def connections() -> int | None:
         return None if services.pool is None else services.pool.live_status().connections
 
+    cache_lock = threading.Lock()
+    cached: list[tuple[float, PoolSummary]] = []
+
+    def summary() -> PoolSummary:
+        """The pool summary, shared by every dashboard for SUMMARY_CACHE_S (it costs several queries)."""
+        with cache_lock:
+            now = services.clock()
+            if cached and 0 <= now - cached[0][0] < SUMMARY_CACHE_S:
+                return cached[0][1]
+            fresh = queries.pool_summary(services, store(), now, connections())
+            cached[:] = [(now, fresh)]
+            return fresh
+
     @router.get("/pool", response_model=PoolSummary, summary="Pool summary: hashrate windows, workers, blocks")
     def pool() -> PoolSummary:
-        return queries.pool_summary(services, store(), services.clock(), connections())
+        return summary()
 
     @router.get("/network", response_model=NetworkStatus, summary="Node status, height, difficulty, template age")
     async def network() -> NetworkStatus:
@@ -186,10 +203,7 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
                 while not await request.is_disconnected():
                     payload: dict[str, object] = {"network": (await monitor.status()).model_dump()}
                     if services.store is not None:
-                        summary = await run_in_threadpool(
-                            queries.pool_summary, services, services.store, services.clock(), connections()
-                        )
-                        payload["pool"] = summary.model_dump()
+                        payload["pool"] = (await run_in_threadpool(summary)).model_dump()
                     yield b"event: summary\ndata: " + orjson.dumps(payload) + b"\n\n"
                     if shutdown is None:
                         await asyncio.sleep(STREAM_INTERVAL_S)
