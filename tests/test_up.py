@@ -48,7 +48,7 @@ def _ledger_accepted(data_dir: Path) -> int:
         store.close()
 
 
-async def _dashboard_in_browser(url: str) -> None:
+async def _dashboard_in_browser(url: str, fleet: bool) -> None:
     """The live operation's dashboard in headless Chromium: rendered, charts with data, console clean."""
     from web.cdp import ARTIFACTS, Browser, find_chromium, require_chromium
 
@@ -69,6 +69,13 @@ async def _dashboard_in_browser(url: str) -> None:
         assert float(shown) > 0  # e.g. "4.657e-10": a number, however small
         assert "pending" in await b.evaluate("document.querySelector('#blocks tbody').innerText")
         await b.screenshot(ARTIFACTS / "up-dashboard.png")
+        assert b.console_errors == [], b.console_errors
+        # The farm's page, mounted in the same app, loads without errors too.
+        await b.navigate(url + "/farm/")
+        await b.wait_for("document.title === 'pithead farm' && document.readyState === 'complete'")
+        if fleet:  # its script has fetched the devices and drawn the racks
+            await b.wait_for("document.body.innerText.includes('rack-1')")
+        await b.screenshot(ARTIFACTS / "up-farm.png")
         assert b.console_errors == [], b.console_errors
 
 
@@ -138,7 +145,7 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         if "simulated fleet" in running.parts:  # the farm finds and polls the simulated devices
             devices = await _until(client, "/farm/api/devices", lambda ds: len(ds) == FAST["sim_devices"])
             assert all(d["host"].startswith("127.") and d["model"] for d in devices)
-        await _dashboard_in_browser(running.web_url)
+        await _dashboard_in_browser(running.web_url, "simulated fleet" in running.parts)
         final = (await client.get("/api/pool")).json()
         return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses,
                 "accepted": final["accepted_shares"]}

@@ -86,6 +86,11 @@ def create_app(services: Services) -> FastAPI:
                 "node": services.node is not None, "pool": services.pool is not None,
                 "farm": services.farm_router is not None}
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        # Pages that name no icon (the farm's) make browsers ask for this; answer instead of a 404.
+        return Response(status_code=204)
+
     index = STATIC_DIR / "index.html"
 
     @app.get("/", include_in_schema=False)
