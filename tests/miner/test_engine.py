@@ -161,3 +161,24 @@ def test_suggest_difficulty_option() -> None:
     for bad in ("-3", "zero", "nan"):
         with pytest.raises(ValueError):
             parse_suggest(bad, 1, core.PATH_SHANI)
+
+
+def test_hashrate_of_an_idle_engine_decays() -> None:
+    engine = Engine(1, lambda s: None)
+    engine.start()
+    try:
+        engine.set_work(_work("r", 1))
+        deadline = time.monotonic() + 20
+        while engine.total_rate() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        busy = engine.total_rate()
+        assert busy > 0
+        engine.set_work(None)  # disconnected: the threads idle
+        time.sleep(0.5)
+        hashes = engine.total_hashes
+        time.sleep(1.0)
+        assert engine.total_hashes == hashes  # no hashing while idle
+        assert engine.total_rate() < 0.8 * busy
+    finally:
+        engine.stop()

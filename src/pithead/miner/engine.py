@@ -57,12 +57,13 @@ class ThreadStats:
             self._samples.pop(0)
 
     def rate(self, now: float) -> float:
+        """Hashes per second over the window up to ``now`` (so an idle thread decays towards zero)."""
         s = self._samples
         if not s or len(s) < 2:
             return 0.0
         t0, h0 = s[0]
-        t1, h1 = s[-1]
-        return (h1 - h0) / (t1 - t0) if t1 > t0 else 0.0
+        _t1, h1 = s[-1]
+        return (h1 - h0) / (now - t0) if now > t0 else 0.0
 
 
 class Engine:

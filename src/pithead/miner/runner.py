@@ -125,7 +125,10 @@ class Miner:
     def _on_share_threadsafe(self, share: Share) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._on_share, share)
+            try:
+                loop.call_soon_threadsafe(self._on_share, share)
+            except RuntimeError:  # the loop closed between the check and the call: the miner is stopping
+                pass
 
     def _on_share(self, share: Share) -> None:
         self.status.found += 1
