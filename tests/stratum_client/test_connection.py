@@ -225,3 +225,25 @@ async def test_submit_without_a_connection_is_dropped() -> None:
 
     share = Work(Job("j", bytes(32), b"", b"", (), 2, 3, 4, False), b"", 0, 1.0, 0).unit(0).share(0)
     assert client.submit(share) is False
+
+
+async def test_a_pool_that_keeps_asking_to_reconnect_gets_backoff() -> None:
+    async def reconnect_at_once(writer: asyncio.StreamWriter) -> None:
+        writer.write(orjson.dumps({"id": None, "method": "client.reconnect", "params": []}) + b"\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    naps: list[float] = []
+    async with ScriptedPeer(after=reconnect_at_once) as peer:
+        client: StratumClient
+
+        async def fake_sleep(delay: float) -> None:
+            naps.append(delay)
+            if len(naps) == 2:
+                client.stop()
+
+        client = StratumClient([peer.address], ClientConfig("w"), backoff=Backoff(0.5, 4.0, jitter=0.0), sleep=fake_sleep)
+        await asyncio.wait_for(client.run(lambda ev: None), 10)
+    # Three immediate reconnects are honoured as asked (no wait), then each one backs off.
+    assert naps == [0.5, 1.0]
+    assert peer.connections == 5

@@ -45,6 +45,8 @@ BACKOFF_JITTER: Final = 0.2
 #: A session shorter than this that still produced work counts as unstable: back off before reconnecting,
 #: so a pool that accepts, sends a job and drops us at once is not reconnected in a tight loop.
 STABLE_SESSION: Final = 30.0
+#: client.reconnect requests honoured at once in a row (each within STABLE_SESSION) before backoff applies.
+MAX_QUICK_RECONNECTS: Final = 3
 #: Seconds to let a closing connection flush before it is aborted.
 CLOSE_TIMEOUT: Final = 2.0
 #: Bytes per read.
@@ -183,6 +185,7 @@ class StratumClient:
         """Connect, mine, fail over and back off until :meth:`stop`."""
         index = 0
         failures_in_row = 0
+        quick_reconnects = 0
         redirect: PoolAddress | None = None
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
@@ -196,9 +199,17 @@ class StratumClient:
                 target = PoolAddress(outcome.host or pool.host, outcome.port or pool.port)
                 if target.host == pool.host or self.allow_redirect:
                     redirect = target
-                if outcome.wait:
-                    await self._interruptible_sleep(outcome.wait)
+                wait = outcome.wait
+                # A pool that keeps asking us to reconnect at once would make us loop: after a few quick
+                # ones in a row, the backoff applies too.
+                quick_reconnects = quick_reconnects + 1 if loop.time() - started < self.stable_session else 0
+                if quick_reconnects > MAX_QUICK_RECONNECTS:
+                    wait = max(wait, self.backoff.next_delay())
+                    await _call(on_event, BackingOff(wait))
+                if wait:
+                    await self._interruptible_sleep(wait)
                 continue
+            quick_reconnects = 0
             productive = outcome is True
             if productive:
                 failures_in_row = 0
