@@ -213,6 +213,7 @@ async def test_cli_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         assert proc.returncode == 0
         assert "pithead stopped." in rest.decode()
         assert "Traceback" not in rest.decode()
+        assert rest.decode().count("stopping (Ctrl-C again") == 1 and "stopping now" not in rest.decode()
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -64,6 +64,7 @@ DRAIN_POLL_S = 0.05
 STOP_TIMEOUT_S = 10.0
 
 STATE_FILE = "up.json"
+EXIT_FORCED = 130  # the shell's code for "interrupted" (128 + SIGINT), used by a second Ctrl-C
 
 
 class UpError(RuntimeError):
@@ -162,7 +163,16 @@ async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Run
     running = Running(data_dir)
     state = _load_state(data_dir)
     try:
-        await _start_all(opts, cfg, running, state)
+        # Ctrl-C while parts are still starting stops what has started instead of waiting for the rest.
+        starting = asyncio.create_task(_start_all(opts, cfg, running, state), name="pithead-up-start")
+        stopped = asyncio.create_task(stop.wait(), name="pithead-up-stop-request")
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            await asyncio.wait({starting}, timeout=STOP_TIMEOUT_S)
+            return running
+        stopped.cancel()
+        starting.result()  # raises what went wrong
         _save_state(data_dir, state)
         _print_banner(opts, running)
         if on_ready is not None:
@@ -384,20 +394,28 @@ def _async(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
 
 
 async def _bounded(task: asyncio.Task[Any]) -> None:
-    try:
-        await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
-    except (TimeoutError, Exception):
+    """Let `task` finish for STOP_TIMEOUT_S, then cancel it and give it as long again; never hang here.
+
+    (Waiting with `asyncio.wait` rather than awaiting the task keeps our own cancellation, by the stop
+    sequence's timeout, from being swallowed along with the task's.)
+    """
+    await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+    if not task.done():
         task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+    if not task.done():
+        log.warning("%s did not stop", task.get_name())
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and wait (bounded) for them to end; a task that ignores cancellation is reported."""
     for t in tasks:
         t.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
     for t in tasks:
-        with contextlib.suppress(BaseException):
-            await t
+        if not t.done():
+            log.warning("%s did not stop when cancelled", t.get_name())
 
 
 async def _follow_network(ledger: Any, rpc: Any) -> None:
@@ -466,7 +484,14 @@ async def _start_miners(opts: UpOptions, running: Running) -> None:
         miners.append(miner)
         tasks.append(asyncio.create_task(miner.run(), name=f"pithead-miner-{i + 1}"))
     running.objects["miners"] = miners
-    running.stoppers.append(("miners", lambda: _cancel_all(tasks)))
+
+    async def stop_miners() -> None:
+        await _cancel_all(tasks)
+        # Whatever state a miner's client was left in, its hashing threads stop with it.
+        for m in miners:
+            await asyncio.to_thread(m.engine.stop)
+
+    running.stoppers.append(("miners", stop_miners))
 
 
 async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running) -> Any:
@@ -583,9 +608,16 @@ def run_up(
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
+        def on_signal() -> None:
+            if stop.is_set():  # a second Ctrl-C: the user does not want to wait for a clean stop
+                opts.print_fn("pithead up: stopping now, without waiting for every part.")
+                os._exit(EXIT_FORCED)
+            opts.print_fn("pithead up: stopping (Ctrl-C again to stop at once)...")
+            stop.set()
+
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal)
                 installed.append(sig)
         try:
             await serve_up(opts, stop, on_ready)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -25,8 +26,16 @@ class WebServerError(RuntimeError):
 
 
 class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the owner handles signals for every part at once
+    """uvicorn without its signal handling: the owner (`pithead up`) handles signals for every part at
+    once. Left in, uvicorn would stop the web server on the first Ctrl-C by itself and, on exit, raise
+    the captured signal again, which reads as a second Ctrl-C."""
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
         pass
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29
+        yield
 
 
 class WebServer:
