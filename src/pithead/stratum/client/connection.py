@@ -51,6 +51,9 @@ MAX_QUICK_RECONNECTS: Final = 3
 CLOSE_TIMEOUT: Final = 2.0
 #: Bytes per read.
 READ_CHUNK: Final = 65536
+# On stop, how long to wait for the pool's answers to shares already sent: long enough for a loaded pool
+# to answer, short enough that Ctrl-C still feels immediate (the runner's STOP_GRACE is longer).
+STOP_DRAIN: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +166,7 @@ class StratumClient:
     def submit(self, share: Share) -> bool:
         """Send a share on the live session; False (dropped) when disconnected or the share is stale."""
         session, writer = self._session, self._writer
-        if session is None or writer is None or writer.is_closing():
+        if session is None or writer is None or writer.is_closing() or self._stopping.is_set():
             return False
         current = session.current_work
         if current is None or share.work.extranonce1 != session.extranonce1:
@@ -177,9 +180,17 @@ class StratumClient:
         return True
 
     def stop(self) -> None:
+        """Stop mining. Shares already sent are not abandoned: the live session keeps reading until each
+        has its answer (so the miner's accepted/rejected counts agree with the pool's), for at most
+        STOP_DRAIN seconds, then the connection closes."""
         self._stopping.set()
-        if self._writer is not None:
-            self._writer.close()
+        writer, session = self._writer, self._session
+        if writer is None:
+            return
+        if session is None or session.pending_requests == 0:
+            writer.close()
+        else:
+            asyncio.get_running_loop().call_later(STOP_DRAIN, writer.close)
 
     async def run(self, on_event: EventCallback) -> None:
         """Connect, mine, fail over and back off until :meth:`stop`."""
@@ -259,7 +270,7 @@ class StratumClient:
             await _call(on_event, Connected(pool))
             session.start()
             writer.write(session.data_to_send())
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() or session.pending_requests:
                 try:
                     async with asyncio.timeout(self.idle_timeout):
                         data = await reader.read(READ_CHUNK)
