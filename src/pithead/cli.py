@@ -8,7 +8,6 @@ breaks the others.
 from __future__ import annotations
 
 import importlib
-import sys
 
 import typer
 
@@ -71,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()
