@@ -256,10 +256,9 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
         raise UpError(f"ledger: {exc}") from exc
     running.stoppers.append(("ledger store", _async(store.close)))
     ledger = Ledger(store, settings)
-    # One process: the in-memory bus (Redis is for many pool front-ends). Its positions restart at 1 in
-    # every process while the ledger keeps each source's cursor, so every run is a source of its own name:
-    # a resumed ledger must never take this run's first events for ones it applied last time.
-    bus = MemoryBus(f"up-{time.time_ns()}")
+    # One process: the in-memory bus (Redis is for many pool front-ends). Its positions are time-based
+    # like stream ids, so the ledger's cursor from the last run never hides this run's first events.
+    bus = MemoryBus("pool")
     ledger_stop = asyncio.Event()
     ledger_task = asyncio.create_task(
         run_ledger(ledger, bus, ledger_stop, node=RpcChainView(rpc.call), wallet=RpcWallet(rpc.call),

@@ -9,7 +9,7 @@ import pytest
 from ledger_standins import StandInWallet, TinyChain
 
 from pithead.config import LedgerConfig
-from pithead.ledger.bus import MemoryBus
+from pithead.ledger.bus import ConsumeCounters, MemoryBus, consume_once
 from pithead.ledger.events import BlockEvent, ShareEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
@@ -105,3 +105,20 @@ async def test_open_bus_from_config_urls() -> None:
         open_bus("kafka://x")
     t = timers_from_config(LedgerConfig(payout_interval=60.0))
     assert t.payout_s == 60.0 and t.maturity_s == LedgerConfig().maturity_interval
+
+
+async def test_a_resumed_ledger_applies_a_new_process_bus_from_its_first_event(store: LedgerStore) -> None:
+    """The ledger keeps each source's cursor across restarts; a new process's in-memory bus of the same
+    name must not have its first events skipped as already applied."""
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.PPLNS, fee_ppm=0))
+    counters = ConsumeCounters()
+    first = MemoryBus("pool")
+    for i in range(3):
+        first.put(ShareEvent(time.time(), "w.a", "addr", 1.0, f"j{i}", 10, True))
+    assert await consume_once(ledger, first, counters) == 3
+    second = MemoryBus("pool")  # the next run of the same process
+    for i in range(2):
+        second.put(ShareEvent(time.time(), "w.a", "addr", 1.0, f"k{i}", 11, True))
+    assert await consume_once(ledger, second, counters) == 2
+    assert counters.applied == 5 and counters.skipped_seen == 0
+    assert store.share_count() == 5

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -55,7 +56,7 @@ class EventSource(Protocol):
 
 
 def position_key(position: str) -> tuple[int, int]:
-    """Order of a position "<major>-<minor>" (a Redis stream id, or the memory bus's counter)."""
+    """Order of a position "<major>-<minor>" (a Redis stream id, or the memory bus's id of the same form)."""
     major, _, minor = position.partition("-")
     return int(major), int(minor or 0)
 
@@ -95,13 +96,21 @@ def decode_event(data: bytes | str) -> Event:
 
 # --- in-process bus --------------------------------------------------------------------------------
 class MemoryBus:
-    """A `ShareSink` and an `EventSource` in one process: a bounded deque and a wake-up event."""
+    """A `ShareSink` and an `EventSource` in one process: a bounded deque and a wake-up event.
+
+    Positions are "<unix ms>-<seq>", exactly like Redis stream ids, not a counter from 1: the ledger keeps
+    each source's cursor across restarts, so a bus that restarted its numbering would have a resumed
+    ledger skip the new run's first events as "already applied". Time-based ids only ever grow (the
+    millisecond part never goes backwards, even if the wall clock does), so a new process's events always
+    sort after the last run's cursor.
+    """
 
     def __init__(self, name: str = "memory", maxlen: int = MEMORY_BUS_MAX) -> None:
         self.name = name
         self._queue: collections.deque[tuple[str, Event]] = collections.deque()
         self._maxlen = maxlen
-        self._next = 0
+        self._last_ms = 0
+        self._seq = 0
         self._unacked: dict[str, Event] = {}
         self._wake: asyncio.Event | None = None
         self.dropped = 0
@@ -110,8 +119,12 @@ class MemoryBus:
         if len(self._queue) >= self._maxlen:
             self._queue.popleft()
             self.dropped += 1
-        self._next += 1
-        self._queue.append((f"{self._next}-0", event))
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms > self._last_ms:
+            self._last_ms, self._seq = now_ms, 0
+        else:
+            self._seq += 1
+        self._queue.append((f"{self._last_ms}-{self._seq}", event))
         if self._wake is not None:
             self._wake.set()
 
