@@ -18,10 +18,11 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def device_port() -> Iterator[tuple[int, Antminer]]:
-    """A loopback Antminer served from a background loop (the CLI runs its own asyncio.run)."""
+def device_port(request: pytest.FixtureRequest) -> Iterator[tuple[int, Antminer]]:
+    """A loopback Antminer served from a background loop (the CLI runs its own asyncio.run); indirect
+    parametrisation sets its reported power (None: stock firmware, no power reading)."""
     loop = asyncio.new_event_loop()
-    dev = Antminer(power_w=3000.0)
+    dev = Antminer(power_w=getattr(request, "param", 3000.0))
     servers = Servers()
     port_box: list[int] = []
     ready = threading.Event()
@@ -160,3 +161,37 @@ def test_farm_cli_against_the_simulator_cli(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_run_help_names_the_farm_section() -> None:
+    """Rich markup once swallowed "[farm]" from the --config help, leaving "TOML config ( section)"."""
+    r = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    assert "[farm] section" in r.output and "( section)" not in r.output
+
+
+@pytest.mark.parametrize("device_port", [None], indirect=True)
+def test_energy_says_when_devices_report_no_power(tmp_path: Path, device_port: tuple[int, Antminer]) -> None:
+    """A stock Antminer reports no power: the energy table must not present its 0 kW as the fleet's power."""
+    port, _dev = device_port
+    db = str(tmp_path / "farm.sqlite3")
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1"])
+    assert r.exit_code == 0, r.output
+    assert runner.invoke(app, ["poll", "--once", "--db", db]).exit_code == 0
+    r = runner.invoke(app, ["energy", "--db", db, "--price", "50"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "metered" in r.output
+    assert "only 0 of 1 hashing devices report power" in r.output
+
+
+def test_energy_is_quiet_when_every_device_reports_power(tmp_path: Path,
+                                                         device_port: tuple[int, Antminer]) -> None:
+    port, _dev = device_port
+    db = str(tmp_path / "farm.sqlite3")
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1"])
+    assert r.exit_code == 0, r.output
+    assert runner.invoke(app, ["poll", "--once", "--db", db]).exit_code == 0
+    r = runner.invoke(app, ["energy", "--db", db, "--price", "50"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "3.00" in r.output  # 3000 W reported
+    assert "report power" not in r.output

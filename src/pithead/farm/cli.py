@@ -163,7 +163,7 @@ def poll(
 
 @app.command()
 def run(
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config ([farm] section)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section)."),
     db: str = DbOpt,
     scan_cidr: list[str] = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable)."),
     webhook: str | None = typer.Option(None, "--webhook", help="POST alert changes here."),
@@ -350,13 +350,19 @@ def energy(db: str = DbOpt, price: float | None = typer.Option(None, "--price", 
     p = _price_now(prices, price)
     with _store(db) as store:
         rep = energy_report(store.statuses(), time.time(), p, hashprice_th)
-    t = Table("group", "devices", "TH/s", "kW", "J/TH", "cost/day", "profit/day")
+    # "metered": devices that report power. Stock Antminer firmware does not, so kW, J/TH, cost and profit
+    # cover only the metered devices; the column (and the note below) keeps that from passing unseen.
+    t = Table("group", "devices", "metered", "TH/s", "kW", "J/TH", "cost/day", "profit/day")
     for line in (rep.fleet, *rep.sites, *rep.racks):
-        t.add_row(line.key, str(line.devices), f"{line.hashrate_ths:.1f}", f"{line.power_w / 1000:.2f}",
+        t.add_row(line.key, str(line.devices), str(line.metered_devices), f"{line.hashrate_ths:.1f}",
+                  f"{line.power_w / 1000:.2f}",
                   f"{line.efficiency_j_per_th:.1f}" if line.efficiency_j_per_th else "-",
                   f"{line.cost_per_day:.2f}", f"{line.profit_per_day:.2f}" if line.profit_per_day is not None else "-")
     console.print(f"price {p:.2f}/MWh")
     console.print(t)
+    if rep.fleet.metered_devices < rep.fleet.hashing:
+        console.print(f"note: only {rep.fleet.metered_devices} of {rep.fleet.hashing} hashing devices report power; "
+                      "kW, J/TH, cost/day and profit/day count those devices only")
 
 
 @app.command()
