@@ -16,10 +16,15 @@ import time
 from pathlib import Path
 
 from pithead.chain.hashes import display_hex
+from pithead.chain.params import REGTEST
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
 from pithead.template.rpc import RpcClient
 from pithead.template.source import NodeSource
+
+# The node's wallet spends a coinbase only at COINBASE_MATURITY + 1 confirmations (as Core's does): the
+# sendmany phase needs at least this many blocks on the chain, whatever --blocks asks to time.
+WALLET_SPENDABLE_BLOCKS = REGTEST.coinbase_maturity + 1
 
 
 async def _tip_latency(node_dir: Path, mode: str, tips: int) -> list[float]:
@@ -63,6 +68,9 @@ async def _run(blocks: int, txs: int, tips: int) -> None:
             t0 = time.perf_counter()
             await mine_blocks(rpc, blocks)
             print(f"generatetoaddress: {blocks / (time.perf_counter() - t0):,.0f} blocks/s ({blocks} blocks)")
+            if txs > 0 and blocks < WALLET_SPENDABLE_BLOCKS:
+                # untimed: only so the wallet has a mature coinbase to spend
+                await mine_blocks(rpc, WALLET_SPENDABLE_BLOCKS - blocks)
             address = await rpc.call("getnewaddress")
             t0 = time.perf_counter()
             for _ in range(txs):
