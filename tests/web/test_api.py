@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from webseed import ADDR_A, ADDR_B, BLOCK_HASH, BUCKET, Seed, fixed_clock
 
 from pithead.ledger import stats
+from pithead.ledger.events import ShareEvent
 from pithead.web.app import create_app
 from pithead.web.services import LiveConnection, PoolInfo, PoolLiveStatus, Services
 
@@ -199,3 +200,23 @@ def test_min_shares_constant_is_used(seeded: Seed) -> None:
     c = client_for(seeded)
     one_minute = c.get("/api/pool").json()["hashrate"][0]
     assert one_minute["enough_shares"] == (one_minute["shares"] >= stats.MIN_SHARES_RELIABLE)
+
+
+def test_worker_list_and_address_page_agree_with_one_worker_reads(seeded: Seed) -> None:
+    """The list and the address page read every worker's windows in one grouped query; each entry must be
+    exactly what the one-worker endpoint (its own query) says, idle workers included."""
+    idle = f"{ADDR_A}.old"  # last seen two days ago: no statistics bucket inside any window
+    seeded.store.add_shares([ShareEvent(seeded.now - 2 * 86400, idle, ADDR_A, 3.0, "j", 99, True, None, 4.0)], BUCKET)
+    c = client_for(seeded)
+    listed = c.get("/api/workers").json()
+    assert len(listed) == 3
+    for w in listed:
+        assert w == c.get(f"/api/workers/{w['worker']}").json()
+    old = next(w for w in listed if w["worker"] == idle)
+    assert old["online"] is False and all(h["shares"] == 0 and h["hashrate_hps"] is None for h in old["hashrate"])
+    # A page smaller than the worker count names its workers in the query; same answers.
+    assert c.get("/api/workers?limit=1").json() == listed[:1]
+    page = c.get(f"/api/addresses/{ADDR_A}").json()
+    assert sorted(w["worker"] for w in page["workers"]) == sorted([f"{ADDR_A}.rig1", idle])
+    for w in page["workers"]:
+        assert w == c.get(f"/api/workers/{w['worker']}").json()

@@ -22,7 +22,7 @@ from pithead.ledger import schemes
 from pithead.ledger.events import BlockEvent, InvalidEvent, ShareEvent, validate
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
 from pithead.ledger.stats import HASHES_PER_DIFF1, HashrateEstimate, estimate
-from pithead.store.base import LedgerStore, iter_newest
+from pithead.store.base import LedgerStore, StoreReader, iter_newest
 from pithead.store.records import (
     Balance,
     BlockRecord,
@@ -33,6 +33,7 @@ from pithead.store.records import (
     PayoutBatch,
     ShareRow,
     WorkerRow,
+    WorkSums,
 )
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ FINE_RETENTION_S = 26 * 3600  # the longest window (1 d) plus slack for late rol
 COARSE_BUCKET_S = 3600  # hourly history after a day
 COARSE_RETENTION_S = 90 * 86400  # three months of hourly history per worker, then gone
 
-HASHRATE_WINDOWS_S: tuple[int, ...] = (60, 300, 3600, 86400)  # 1m, 5m, 1h, 1d
+# The hashrate windows the ledger reports (and the dashboard shows, as in most pools' UIs), shortest first.
+HASHRATE_WINDOWS: tuple[tuple[str, int], ...] = (("1m", 60), ("5m", 300), ("1h", 3600), ("1d", 86400))
+HASHRATE_WINDOWS_S: tuple[int, ...] = tuple(seconds for _, seconds in HASHRATE_WINDOWS)
 
 # Raw shares are kept for the reward window only. PPLNS needs the last N x D of share difficulty; we keep
 # this multiple of it so that a rise in network difficulty before the next block still finds the shares.
@@ -143,8 +146,46 @@ class PoolSummary:
     extras: dict[str, float] = field(default_factory=dict)
 
 
-def _aligned(now: float, window_s: float) -> float:
-    return float(int((now - window_s) // FINE_BUCKET_S) * FINE_BUCKET_S)
+def window_start(now: float, window_s: float, bucket_s: int = FINE_BUCKET_S) -> float:
+    """Where a window ending `now` starts once aligned down to the statistics buckets: a bucket is counted
+    whole, so the span a rate is computed over runs from there to now, never the nominal window (which
+    would overstate the rate)."""
+    return float(int((now - window_s) // bucket_s) * bucket_s)
+
+
+def window_starts(now: float, bucket_s: int = FINE_BUCKET_S) -> list[float]:
+    """`window_start` of each of HASHRATE_WINDOWS_S, in that order (the bounds for `work_windows`)."""
+    return [window_start(now, w, bucket_s) for w in HASHRATE_WINDOWS_S]
+
+
+def window_estimates(
+    now: float, starts: Sequence[float], sums: Sequence[WorkSums], last_difficulty: float = 0.0
+) -> dict[int, HashrateEstimate]:
+    """Window seconds -> hashrate estimate, from `window_starts` and the store's `work_windows` over them."""
+    return {
+        window: estimate(w.shares, w.difficulty_sum, now - start, window, last_difficulty)
+        for window, start, w in zip(HASHRATE_WINDOWS_S, starts, sums, strict=True)
+    }
+
+
+def windows_by_worker(
+    store: StoreReader, now: float, workers: Sequence[WorkerRow], bucket_s: int = FINE_BUCKET_S
+) -> dict[str, list[WorkSums]]:
+    """Each worker's `work_windows` sums (zeros when idle) in one grouped read instead of one per worker."""
+    starts = window_starts(now, bucket_s)
+    found = store.work_windows_by_worker(starts, workers=[w.worker for w in workers])
+    idle = [WorkSums(0, 0.0, 0.0)] * len(starts)
+    return {w.worker: found.get(w.worker, idle) for w in workers}
+
+
+def _stats(
+    now: float, starts: Sequence[float], sums: Sequence[WorkSums], rejects: dict[str, int], last_difficulty: float,
+    best: float | None, last_share: float | None,
+) -> WorkStats:
+    best_seen = max((w.best_share for w in sums), default=0.0)
+    return WorkStats(
+        window_estimates(now, starts, sums, last_difficulty), rejects, best_seen if best is None else best, last_share
+    )
 
 
 class Ledger:
@@ -316,7 +357,7 @@ class Ledger:
         if keep_from is None:
             keep_from = newest[0].id + 1 if newest else 0
         deleted = self.store.delete_shares_before(keep_from, now - RAW_MIN_RETENTION_S) if keep_from else 0
-        coarsened = self.store.coarsen_buckets(_aligned(now, FINE_RETENTION_S), FINE_BUCKET_S, COARSE_BUCKET_S)
+        coarsened = self.store.coarsen_buckets(window_start(now, FINE_RETENTION_S), FINE_BUCKET_S, COARSE_BUCKET_S)
         dropped = self.store.delete_buckets_before(now - COARSE_RETENTION_S, COARSE_BUCKET_S)
         return RollupResult(deleted, coarsened, dropped)
 
@@ -325,15 +366,10 @@ class Ledger:
         self, now: float, worker: str | None, address: str | None, last_difficulty: float, best: float | None,
         last_share: float | None,
     ) -> WorkStats:
-        rates: dict[int, HashrateEstimate] = {}
-        best_seen = 0.0
-        for window in HASHRATE_WINDOWS_S:
-            since = _aligned(now, window)
-            sums = self.store.work_since(since, worker=worker, address=address)
-            rates[window] = estimate(sums.shares, sums.difficulty_sum, now - since, window, last_difficulty)
-            best_seen = max(best_seen, sums.best_share)
-        rejects = self.store.rejects_since(_aligned(now, max(HASHRATE_WINDOWS_S)), worker=worker, address=address)
-        return WorkStats(rates, rejects, best_seen if best is None else best, last_share)
+        starts = window_starts(now)
+        sums = self.store.work_windows(starts, worker=worker, address=address)
+        rejects = self.store.rejects_since(starts[-1], worker=worker, address=address)
+        return _stats(now, starts, sums, rejects, last_difficulty, best, last_share)
 
     def worker_stats(self, worker: str, now: float) -> WorkerStats | None:
         row = self.store.worker(worker)
@@ -348,8 +384,17 @@ class Ledger:
         balance = next((b for b in self.store.balances() if b.address == address), None)
         if not rows and balance is None:
             return None
+        starts = window_starts(now)
+        sums = windows_by_worker(self.store, now, rows)
+        rejects = self.store.rejects_by_worker(starts[-1], address=address) if rows else {}
         workers = tuple(
-            WorkerStats(r, self._work_stats(now, r.worker, None, r.last_difficulty, r.best_share, r.last_share_time))
+            WorkerStats(
+                r,
+                _stats(
+                    now, starts, sums[r.worker], rejects.get(r.worker, {}), r.last_difficulty, r.best_share,
+                    r.last_share_time,
+                ),
+            )
             for r in rows
         )
         last = max((r.last_share_time for r in rows if r.last_share_time is not None), default=None)

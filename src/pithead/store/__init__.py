@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pithead.store.base import LedgerStore, StoreError
+from pithead.store.base import LedgerStore, StoreError, StoreReader
 
-__all__ = ["LedgerStore", "StoreError", "open_store"]
+__all__ = ["LedgerStore", "StoreError", "StoreReader", "open_store"]
 
 
 def open_store(url: str, data_dir: str | Path | None = None, migrate: bool = True) -> LedgerStore:

@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from pithead.ledger.events import ShareEvent
@@ -167,12 +167,41 @@ def _filters(worker: str | None, address: str | None) -> tuple[str, list[Any]]:
     return sql, args
 
 
+# Host parameters in one statement: SQLite builds before 3.32 allow at most 999, so the grouped reads
+# stay under that everywhere (PostgreSQL allows 65535).
+MAX_PARAMETERS = 999
+
+
+def names_per_statement(windows: int) -> int:
+    """Worker names one grouped statement over `windows` windows can carry: each window's branch repeats
+    its bound and the names."""
+    return max(1, MAX_PARAMETERS // max(1, windows) - 1)
+
+
+def _window_union(bounds: Sequence[int], where: str, args: Sequence[Any], by_worker: bool) -> tuple[str, list[Any]]:
+    """One SELECT per window bound, glued with UNION ALL: each branch reads only its own window's buckets
+    (an index range), where one pass with CASE per window would read the longest window's for all four.
+    Rows are (window index, [worker,] shares, difficulty sum, best)."""
+    branches, params = [], []
+    for i, bound in enumerate(bounds):
+        branches.append(
+            f"SELECT {i}{', worker' if by_worker else ''},"
+            " COALESCE(SUM(shares), 0), COALESCE(SUM(difficulty_sum), 0), COALESCE(MAX(best), 0)"
+            f" FROM stat_buckets WHERE start >= ?{where}{' GROUP BY worker' if by_worker else ''}"
+        )
+        params += [bound, *args]
+    return " UNION ALL ".join(branches), params
+
+
 class SqlStore:
     """`LedgerStore` over a DB-API connection; subclasses open the connection and name the dialect."""
 
     placeholder = "?"
     id_column = "INTEGER PRIMARY KEY"
     db_errors: tuple[type[Exception], ...] = ()  # the driver's error classes, reported as StoreError
+    # Indexes only one engine profits from (each says why), created after SCHEMA; additive, so an existing
+    # ledger gets them at its next migrate without a new schema version.
+    extra_indexes: tuple[str, ...] = ()
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -264,7 +293,7 @@ class SqlStore:
 
     def migrate(self) -> None:
         with self.transaction():
-            for stmt in SCHEMA:
+            for stmt in (*SCHEMA, *self.extra_indexes):
                 self._exec(stmt.replace("{ID}", self.id_column))
             found = self.get_meta("schema_version")
             if found is None:
@@ -440,6 +469,53 @@ class SqlStore:
             (since, *args),
         )
         return WorkSums(int(row[0]), float(row[1]), float(row[2]))
+
+    def work_windows(
+        self, sinces: Sequence[float], worker: str | None = None, address: str | None = None
+    ) -> list[WorkSums]:
+        if not sinces:
+            return []
+        where, args = _filters(worker, address)
+        sql, params = _window_union([_bucket_bound(s) for s in sinces], where, args, by_worker=False)
+        by_index = {int(r[0]): WorkSums(int(r[1]), float(r[2]), float(r[3])) for r in self._all(sql, params)}
+        return [by_index[i] for i in range(len(sinces))]
+
+    def work_windows_by_worker(
+        self, sinces: Sequence[float], workers: Sequence[str] | None = None, address: str | None = None
+    ) -> dict[str, list[WorkSums]]:
+        if not sinces or (workers is not None and not workers):
+            return {}
+        bounds = [_bucket_bound(s) for s in sinces]
+        if workers is None:
+            chunks: list[list[str]] = [[]]
+        else:
+            names, size = sorted(set(workers)), names_per_statement(len(bounds))
+            chunks = [names[i : i + size] for i in range(0, len(names), size)]
+        out: dict[str, list[WorkSums]] = {}
+        # several chunks read one snapshot; a single statement needs no transaction of its own
+        with self.transaction(write=False) if len(chunks) > 1 else nullcontext():
+            for chunk in chunks:
+                where, args = _filters(None, address)
+                if chunk:
+                    where += f" AND worker IN ({', '.join('?' for _ in chunk)})"
+                    args += chunk
+                sql, params = _window_union(bounds, where, args, by_worker=True)
+                for r in self._all(sql, params):
+                    sums = out.setdefault(str(r[1]), [WorkSums(0, 0.0, 0.0)] * len(bounds))
+                    sums[int(r[0])] = WorkSums(int(r[2]), float(r[3]), float(r[4]))
+        return out
+
+    def rejects_by_worker(self, since: float, address: str | None = None) -> dict[str, dict[str, int]]:
+        where, args = _filters(None, address)
+        rows = self._all(
+            "SELECT worker, reason, SUM(count) FROM reject_buckets"
+            f" WHERE start >= ?{where} GROUP BY worker, reason ORDER BY worker, reason",
+            (_bucket_bound(since), *args),
+        )
+        out: dict[str, dict[str, int]] = {}
+        for worker, reason, n in rows:
+            out.setdefault(str(worker), {})[str(reason)] = int(n)
+        return out
 
     def rejects_since(self, since: float, worker: str | None = None, address: str | None = None) -> dict[str, int]:
         where, args = _filters(worker, address)

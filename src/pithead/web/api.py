@@ -126,7 +126,7 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
     def workers(limit: Limit = 200) -> list[Worker]:
         st, now = store(), services.clock()
         rows = sorted(st.workers(), key=lambda w: w.last_share_time or 0.0, reverse=True)[:limit]
-        return [queries.worker_out(st, w, now, services.bucket_width_s) for w in rows]
+        return queries.workers_out(st, rows, now, services.bucket_width_s)
 
     @router.get("/workers/{worker}", response_model=Worker, summary="One worker")
     def worker(worker: Annotated[str, Path()]) -> Worker:

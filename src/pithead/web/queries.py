@@ -1,11 +1,11 @@
 """Builds the API's answers from the ledger store: hashrate windows, workers, address pages, blocks.
 
 Plain synchronous functions over a `StoreReader` and the time passed in (FastAPI runs them in its
-thread pool, so a slow database never blocks the event loop). Hashrate windows are aligned down to the
-ledger's statistics buckets: a bucket is counted whole, so the span used for the rate runs from the start
-of the oldest bucket counted to now, never the nominal window (which would overstate the rate). The
-estimate and its 90% interval are the ledger's (`pithead.ledger.stats`); below its reliability threshold
-the API gives no number and says "too few shares to estimate".
+thread pool, so a slow database never blocks the event loop). Hashrate windows, their alignment to the
+statistics buckets and the estimates with their 90% interval are the ledger's (`pithead.ledger.ledger`,
+`pithead.ledger.stats`), read in one statement per answer (one grouped statement for a list of workers,
+not one per worker); below the reliability threshold the API gives no number and says "too few shares
+to estimate".
 
 This module does not write anything and does not know about HTTP.
 """
@@ -13,8 +13,16 @@ This module does not write anything and does not know about HTTP.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from pithead.ledger import stats
+from pithead.ledger.ledger import (
+    HASHRATE_WINDOWS,
+    ONLINE_S,
+    window_estimates,
+    window_starts,
+    windows_by_worker,
+)
 from pithead.ledger.schemes import POOL_ACCOUNT
 from pithead.store.records import (
     Balance,
@@ -24,6 +32,7 @@ from pithead.store.records import (
     PayoutBatch,
     ShareRow,
     WorkerRow,
+    WorkSums,
 )
 from pithead.web.models import (
     AddressPage,
@@ -42,8 +51,8 @@ from pithead.web.models import (
 )
 from pithead.web.services import Services, StoreReader
 
-# The hashrate windows the dashboard shows, as in most pools' UIs.
-WINDOWS: tuple[tuple[str, int], ...] = (("1m", 60), ("5m", 300), ("1h", 3600), ("1d", 86400))
+# The hashrate windows the dashboard shows: the ledger's.
+WINDOWS: tuple[tuple[str, int], ...] = HASHRATE_WINDOWS
 
 # Chart ranges and their point spacing: about 60-300 points per chart keeps it light and readable.
 RANGES: dict[str, tuple[int, int]] = {
@@ -53,9 +62,9 @@ RANGES: dict[str, tuple[int, int]] = {
     "7d": (7 * 86400, 3600),
 }
 
-# A worker counts as online when it sent a share this recently (three vardiff intervals at the default 10 s
-# target is 30 s; a slow CPU miner at minimum difficulty may take minutes, so we allow ten).
-ONLINE_WITHIN_S = 600
+# A worker counts as online when it sent a share this recently: the ledger's rule (three vardiff intervals
+# at the default 10 s target is 30 s; a slow CPU miner at minimum difficulty may take minutes, so ten).
+ONLINE_WITHIN_S = ONLINE_S
 
 # Largest page any list endpoint returns, so one request cannot ask the database for everything.
 MAX_LIMIT = 1000
@@ -65,18 +74,9 @@ TOO_FEW = "too few shares to estimate"
 FOUND_STATUSES = (BlockStatus.PENDING, BlockStatus.CONFIRMED, BlockStatus.ORPHANED)
 
 
-def _aligned_since(now: float, window_s: int, bucket_s: int) -> float:
-    return math.floor((now - window_s) / bucket_s) * bucket_s
-
-
-def hashrate_windows(
-    store: StoreReader, now: float, bucket_s: int, worker: str | None = None, address: str | None = None
-) -> list[Hashrate]:
+def _hashrates(now: float, starts: Sequence[float], sums: Sequence[WorkSums]) -> list[Hashrate]:
     out = []
-    for name, window_s in WINDOWS:
-        since = _aligned_since(now, window_s, bucket_s)
-        sums = store.work_since(since, worker=worker, address=address)
-        est = stats.estimate(sums.shares, sums.difficulty_sum, now - since, window_s, 0.0)
+    for (name, window_s), est in zip(WINDOWS, window_estimates(now, starts, sums).values(), strict=True):
         ok = est.reliable
         out.append(
             Hashrate(
@@ -93,6 +93,13 @@ def hashrate_windows(
             )
         )
     return out
+
+
+def hashrate_windows(
+    store: StoreReader, now: float, bucket_s: int, worker: str | None = None, address: str | None = None
+) -> list[Hashrate]:
+    starts = window_starts(now, bucket_s)
+    return _hashrates(now, starts, store.work_windows(starts, worker=worker, address=address))
 
 
 def rate(difficulty_sum: float, span_s: float) -> float:
@@ -125,7 +132,20 @@ def rejects(store: StoreReader, now: float, window_s: int, name: str, **who: str
     return Rejects(window=name, total=sum(by_reason.values()), by_reason=by_reason)
 
 
+def workers_out(
+    store: StoreReader, rows: Sequence[WorkerRow], now: float, bucket_s: int
+) -> list[Worker]:
+    """The API's view of `rows`, their hashrate windows read in one grouped statement, not one per worker."""
+    starts = window_starts(now, bucket_s)
+    sums = windows_by_worker(store, now, rows, bucket_s)
+    return [_worker(row, _hashrates(now, starts, sums[row.worker]), now) for row in rows]
+
+
 def worker_out(store: StoreReader, row: WorkerRow, now: float, bucket_s: int) -> Worker:
+    return _worker(row, hashrate_windows(store, now, bucket_s, worker=row.worker), now)
+
+
+def _worker(row: WorkerRow, hashrate: list[Hashrate], now: float) -> Worker:
     return Worker(
         worker=row.worker,
         address=row.address,
@@ -135,7 +155,7 @@ def worker_out(store: StoreReader, row: WorkerRow, now: float, bucket_s: int) ->
         best_share=row.best_share,
         accepted=row.accepted,
         rejected=row.rejected,
-        hashrate=hashrate_windows(store, now, bucket_s, worker=row.worker),
+        hashrate=hashrate,
         online=row.last_share_time is not None and now - row.last_share_time <= ONLINE_WITHIN_S,
     )
 
@@ -218,7 +238,7 @@ def address_page(services: Services, store: StoreReader, address: str, now: floa
         address=address,
         known=bool(workers),
         hashrate=hashrate_windows(store, now, services.bucket_width_s, address=address),
-        workers=[worker_out(store, w, now, services.bucket_width_s) for w in workers],
+        workers=workers_out(store, workers, now, services.bucket_width_s),
         best_share=max((w.best_share for w in workers), default=0.0),
         accepted_shares=sum(w.accepted for w in workers),
         rejected_shares=sum(w.rejected for w in workers),

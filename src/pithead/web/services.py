@@ -3,7 +3,8 @@
 The web layer never reaches into the pool, node or ledger objects directly: it sees
 
 * `StoreReader`, the read half of `pithead.store.LedgerStore` (shares, stat buckets, workers, blocks,
-  credits, balances, payout batches), usually a second connection to the ledger's database;
+  credits, balances, payout batches), usually a second connection to the ledger's database; the protocol
+  is the store's own (`pithead.store.base`), named here too for the web's callers;
 * `NodeRpc`, anything that answers Bitcoin Core's JSON-RPC methods (`getblockchaininfo`,
   `getmininginfo`): an HTTP client to bitcoind, or the embedded node's dispatcher;
 * `PoolLive`, a snapshot of the Stratum server's live connections;
@@ -16,44 +17,23 @@ each endpoint says plainly when its source is absent. This module holds no behav
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pithead.ledger.ledger import FINE_BUCKET_S
-from pithead.store.records import (
-    Balance,
-    BatchStatus,
-    BlockRecord,
-    BlockStatus,
-    CreditRecord,
-    PayoutBatch,
-    ShareRow,
-    WorkerRow,
-    WorkSums,
-)
+from pithead.store.base import StoreReader
 
-
-class StoreReader(Protocol):
-    """The read-only part of `LedgerStore` the web app uses."""
-
-    def recent_shares(self, limit: int, worker: str | None = None, address: str | None = None) -> list[ShareRow]: ...
-    def best_shares(self, limit: int) -> list[ShareRow]: ...
-    def share_count(self) -> int: ...
-    def work_since(self, since: float, worker: str | None = None, address: str | None = None) -> WorkSums: ...
-    def rejects_since(self, since: float, worker: str | None = None, address: str | None = None) -> dict[str, int]: ...
-    def work_history(
-        self, since: float, width: int, worker: str | None = None, address: str | None = None
-    ) -> list[tuple[float, WorkSums]]: ...
-    def workers(self, address: str | None = None) -> list[WorkerRow]: ...
-    def worker(self, worker: str) -> WorkerRow | None: ...
-    def get_block(self, block_hash: str) -> BlockRecord | None: ...
-    def blocks(self, limit: int, statuses: Sequence[BlockStatus] | None = None) -> list[BlockRecord]: ...
-    def credits(
-        self, block_hash: str | None = None, address: str | None = None, limit: int = 1000
-    ) -> list[CreditRecord]: ...
-    def balances(self) -> list[Balance]: ...
-    def batches(self, statuses: Sequence[BatchStatus] | None = None, limit: int = 1000) -> list[PayoutBatch]: ...
+__all__ = [
+    "DEFAULT_BUCKET_WIDTH_S",
+    "LiveConnection",
+    "NodeRpc",
+    "PoolInfo",
+    "PoolLive",
+    "PoolLiveStatus",
+    "Services",
+    "StoreReader",
+]
 
 
 class NodeRpc(Protocol):
