@@ -9,7 +9,8 @@
 
 The database comes from `--database`, else the config's `[ledger] database` (relative SQLite paths are
 under the data directory). Everything except `rollup` only reads. Amounts are printed in satoshis.
-This is not the payout runner (that is `run_ledger`, started by `pithead up` / `pithead pool`).
+This is not the payout runner (that is `run_ledger`, started by `pithead up`; a standalone `pithead pool`
+runs none).
 """
 
 from __future__ import annotations

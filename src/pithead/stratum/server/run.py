@@ -90,10 +90,20 @@ def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None
     )
 
 
+def no_ledger_note(cfg: PoolConfig, sink: ShareSink | None) -> str | None:
+    """What `serve` tells the operator when pool-mode shares have nowhere to go: the standalone pool runs
+    no ledger (that is `pithead up`), so balances and payouts are not kept. None when nothing is lost."""
+    if cfg.mode != "pool" or sink is not None:
+        return None
+    return ("pool mode without a ledger: shares are judged and blocks pay the pool address, but no share "
+            "is recorded for balances or payouts (`pithead up` runs the pool with its ledger)")
+
+
 async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: ShareSink | None = None) -> None:
     """Run the pool until SIGINT/SIGTERM; then stop accepting, close miners, stop the source."""
     rules_from_config(cfg)  # refuse a bad config before touching any node
     source = source or make_source(cfg)
+    note = no_ledger_note(cfg, sink)
     if sink is None:
         from pithead.ledger.bus import MemoryBus
 
@@ -111,6 +121,8 @@ async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: Sha
         await source.stop()
         raise PoolStartError(f"cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
     log.warning("pithead pool (%s mode, %s) listening on %s:%d", cfg.mode, cfg.network, host, port)
+    if note:
+        log.warning("%s", note)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
