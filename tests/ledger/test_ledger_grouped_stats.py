@@ -1,5 +1,6 @@
 """The ledger's grouped statistics reads: an address's per-worker stats (one grouped read for all its
-workers) are exactly each worker's own stats, and hashrate windows align to whole statistics buckets."""
+workers) are exactly each worker's own stats, and hashrate windows align to whole statistics buckets; the
+online and miners'-money rules the web API shares with the ledger."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ from pithead.ledger.ledger import (
     FINE_BUCKET_S,
     HASHRATE_WINDOWS,
     HASHRATE_WINDOWS_S,
+    ONLINE_S,
     Ledger,
     LedgerSettings,
+    MinerMoney,
+    balance_of,
+    is_online,
+    miner_money,
     window_start,
     window_starts,
 )
-from pithead.ledger.schemes import Scheme
+from pithead.ledger.schemes import POOL_ACCOUNT, Scheme
 from pithead.store.base import LedgerStore
+from pithead.store.records import Balance
 
 NOW = 1_000_000.0 + 3.25  # off the bucket grid, as a real clock is
 
@@ -56,3 +63,14 @@ def test_address_workers_match_each_workers_own_stats(store: LedgerStore) -> Non
     for window in HASHRATE_WINDOWS_S:
         total = sum(w.stats.hashrate[window].difficulty_sum for w in addr.workers)
         assert addr.stats.hashrate[window].difficulty_sum == pytest.approx(total)
+
+
+def test_online_and_miners_money_rules() -> None:
+    assert is_online(NOW - ONLINE_S, NOW) and not is_online(NOW - ONLINE_S - 1, NOW) and not is_online(None, NOW)
+    books = [
+        Balance("addrA", 100, 500, 50, 200),  # payable 250
+        Balance("addrB", 0, 10, 30, 0),  # over-reserved: payable -20, counted as 0
+        Balance(POOL_ACCOUNT, 7, 1000, 0, 0),  # the pool's fees: never miners' money
+    ]
+    assert miner_money(books) == MinerMoney(immature_sat=100, payable_sat=250, paid_sat=200)
+    assert balance_of(books, "addrB") == books[1] and balance_of(books, "nobody") is None

@@ -56,7 +56,9 @@ RAW_MIN_RETENTION_S = 3600
 # Rows fetched per query when walking shares newest first (PPLNS window, rollup boundary).
 SHARE_PAGE = 5000
 
-ONLINE_S = 600  # a worker with a share in the last 10 minutes is online
+# A worker with a share this recent is online (the API and metrics say so too). Three vardiff intervals at
+# the default 10 s target is 30 s; a slow CPU miner at minimum difficulty may take minutes, so ten.
+ONLINE_S = 600
 
 # Bounds on what query methods return, so a web request can never ask for the whole table.
 MAX_QUERY_ROWS = 1000
@@ -186,6 +188,32 @@ def _stats(
     return WorkStats(
         window_estimates(now, starts, sums, last_difficulty), rejects, best_seen if best is None else best, last_share
     )
+
+
+def is_online(last_share_time: float | None, now: float) -> bool:
+    """Whether a worker with this last share time counts as online (a share within ONLINE_S)."""
+    return last_share_time is not None and now - last_share_time <= ONLINE_S
+
+
+@dataclass(frozen=True, slots=True)
+class MinerMoney:
+    """Miners' money in the book, the pool's own account (fees, PPS blocks) left out: it is not an address
+    and is never paid out."""
+
+    immature_sat: int
+    payable_sat: int  # per address never below zero (a reservation can exceed what is mature)
+    paid_sat: int
+
+
+def miner_money(balances: Iterable[Balance]) -> MinerMoney:
+    miners = [b for b in balances if b.address != POOL_ACCOUNT]
+    return MinerMoney(
+        sum(b.immature_sat for b in miners), sum(max(0, b.payable_sat) for b in miners), sum(b.paid_sat for b in miners)
+    )
+
+
+def balance_of(balances: Iterable[Balance], address: str) -> Balance | None:
+    return next((b for b in balances if b.address == address), None)
 
 
 class Ledger:
@@ -381,7 +409,7 @@ class Ledger:
 
     def address_stats(self, address: str, now: float) -> AddressStats | None:
         rows = self.store.workers(address)
-        balance = next((b for b in self.store.balances() if b.address == address), None)
+        balance = balance_of(self.store.balances(), address)
         if not rows and balance is None:
             return None
         starts = window_starts(now)
@@ -406,7 +434,7 @@ class Ledger:
     def pool_summary(self, now: float) -> PoolSummary:
         rows = self.store.workers()
         last = max((r.last_share_time for r in rows if r.last_share_time is not None), default=None)
-        online = [r for r in rows if r.last_share_time is not None and r.last_share_time >= now - ONLINE_S]
+        online = [r for r in rows if is_online(r.last_share_time, now)]
         stats = self._work_stats(
             now, None, None, sum(r.last_difficulty for r in online), max((r.best_share for r in rows), default=0.0), last
         )
@@ -414,13 +442,13 @@ class Ledger:
         for b in self.store.blocks(MAX_QUERY_ROWS):
             counts[str(b.status)] = counts.get(str(b.status), 0) + 1
         balances = self.store.balances()
-        pool = next((b for b in balances if b.address == POOL_ACCOUNT), None)
-        miners = [b for b in balances if b.address != POOL_ACCOUNT]
+        pool = balance_of(balances, POOL_ACCOUNT)
+        money = miner_money(balances)
         return PoolSummary(
             str(self.settings.scheme), self.settings.fee_ppm, stats, len(rows), len(online), counts,
             self.network_difficulty, self.store.share_count(),
             (pool.mature_sat + pool.immature_sat) if pool else 0,
-            sum(b.immature_sat for b in miners), sum(max(0, b.payable_sat) for b in miners), sum(b.paid_sat for b in miners),
+            money.immature_sat, money.payable_sat, money.paid_sat,
         )
 
     def hashrate_history(

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pithead.ledger.ledger import is_online
 from pithead.store.records import BlockStatus
 from pithead.web import queries
 
@@ -74,7 +75,7 @@ class PitheadCollector(Collector):
             wg.add_metric(["known"], len(workers))
             wg.add_metric(
                 ["online"],
-                sum(1 for w in workers if w.last_share_time is not None and now - w.last_share_time <= queries.ONLINE_WITHIN_S),
+                sum(1 for w in workers if is_online(w.last_share_time, now)),
             )
             yield wg
             blocks = GaugeMetricFamily("pithead_blocks", "Blocks found by the pool, by status", labels=["status"])

@@ -5,7 +5,10 @@ thread pool, so a slow database never blocks the event loop). Hashrate windows, 
 statistics buckets and the estimates with their 90% interval are the ledger's (`pithead.ledger.ledger`,
 `pithead.ledger.stats`), read in one statement per answer (one grouped statement for a list of workers,
 not one per worker); below the reliability threshold the API gives no number and says "too few shares
-to estimate".
+to estimate". Who counts as online and what miners' money sums to are the ledger's rules too. The web
+reads through a `StoreReader` (a read-only connection), not through a `Ledger`, and its pool summary and
+charts differ from `Ledger.pool_summary` / `Ledger.hashrate_history` on purpose: blocks found leave out
+those the node rejected, and every chart step gets a point (zero when idle).
 
 This module does not write anything and does not know about HTTP.
 """
@@ -18,12 +21,14 @@ from collections.abc import Sequence
 from pithead.ledger import stats
 from pithead.ledger.ledger import (
     HASHRATE_WINDOWS,
-    ONLINE_S,
+    MAX_QUERY_ROWS,
+    balance_of,
+    is_online,
+    miner_money,
     window_estimates,
     window_starts,
     windows_by_worker,
 )
-from pithead.ledger.schemes import POOL_ACCOUNT
 from pithead.store.records import (
     Balance,
     BlockRecord,
@@ -62,12 +67,9 @@ RANGES: dict[str, tuple[int, int]] = {
     "7d": (7 * 86400, 3600),
 }
 
-# A worker counts as online when it sent a share this recently: the ledger's rule (three vardiff intervals
-# at the default 10 s target is 30 s; a slow CPU miner at minimum difficulty may take minutes, so ten).
-ONLINE_WITHIN_S = ONLINE_S
-
-# Largest page any list endpoint returns, so one request cannot ask the database for everything.
-MAX_LIMIT = 1000
+# Largest page any list endpoint returns, so one request cannot ask the database for everything: the
+# ledger's bound on what one query returns.
+MAX_LIMIT = MAX_QUERY_ROWS
 
 TOO_FEW = "too few shares to estimate"
 
@@ -156,7 +158,7 @@ def _worker(row: WorkerRow, hashrate: list[Hashrate], now: float) -> Worker:
         accepted=row.accepted,
         rejected=row.rejected,
         hashrate=hashrate,
-        online=row.last_share_time is not None and now - row.last_share_time <= ONLINE_WITHIN_S,
+        online=is_online(row.last_share_time, now),
     )
 
 
@@ -199,8 +201,7 @@ def payout_out(p: PayoutBatch) -> Payout:
 def pool_summary(services: Services, store: StoreReader, now: float, connections: int | None) -> PoolSummary:
     info = services.info
     workers = store.workers()
-    # Miners' money only: the pool's own account (fees) is not an address and is never paid out.
-    miners = [b for b in store.balances() if b.address != POOL_ACCOUNT]
+    money = miner_money(store.balances())
     # "Found" means the node took it at submission: pending, confirmed, or orphaned later; never rejected.
     found = store.blocks(MAX_LIMIT, statuses=FOUND_STATUSES)
     blocks = found[:1]
@@ -223,15 +224,15 @@ def pool_summary(services: Services, store: StoreReader, now: float, connections
         last_block_height=blocks[0].height if blocks else None,
         last_block_time=blocks[0].time if blocks else None,
         best_share=max((w.best_share for w in workers), default=0.0),
-        immature_sat=sum(b.immature_sat for b in miners),
-        payable_sat=sum(max(0, b.payable_sat) for b in miners),
-        paid_sat=sum(b.paid_sat for b in miners),
+        immature_sat=money.immature_sat,
+        payable_sat=money.payable_sat,
+        paid_sat=money.paid_sat,
     )
 
 
 def address_page(services: Services, store: StoreReader, address: str, now: float, limit: int) -> AddressPage:
     workers = store.workers(address=address)
-    balance = next((b for b in store.balances() if b.address == address), Balance(address, 0, 0, 0, 0))
+    balance = balance_of(store.balances(), address) or Balance(address, 0, 0, 0, 0)
     payouts = [p for p in store.batches(limit=MAX_LIMIT) if any(a == address for a, _ in p.items)][:limit]
     blocks = [b for b in store.blocks(MAX_LIMIT) if b.address == address][:limit]
     return AddressPage(
