@@ -4,6 +4,7 @@ reads they replace, on SQLite and PostgreSQL alike (the `store` fixture runs eac
 from __future__ import annotations
 
 from pithead.ledger.events import ShareEvent
+from pithead.store import open_store
 from pithead.store.base import LedgerStore
 from pithead.store.records import WorkSums
 from pithead.store.sql import names_per_statement
@@ -88,3 +89,19 @@ def test_rejects_by_worker_match_rejects_since(store: LedgerStore) -> None:
             }
             assert got == want
     assert sum(sum(r.values()) for r in store.rejects_by_worker(0.0).values()) == sum(store.rejects_since(0.0).values())
+
+
+def test_sqlite_reads_worker_sums_from_the_index_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite answers a worker's window sums from its covering index, without a table seek per bucket
+    (the reason the worker list is fast); a second migrate keeps it."""
+    store = open_store(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    try:
+        store.migrate()
+        plan = store._all(  # type: ignore[attr-defined]
+            "EXPLAIN QUERY PLAN SELECT worker, SUM(shares), SUM(difficulty_sum), MAX(best) FROM stat_buckets"
+            " WHERE start >= ? AND worker IN (?, ?) GROUP BY worker",
+            (0, "a.x", "b.y"),
+        )
+        assert any("COVERING INDEX stat_buckets_worker_sums" in str(row[-1]) for row in plan), plan
+    finally:
+        store.close()

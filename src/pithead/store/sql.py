@@ -2,8 +2,10 @@
 
 One schema, one set of statements, written in the subset of SQL both engines run identically
 (`INSERT ... ON CONFLICT DO UPDATE`, `RETURNING`, `CASE` instead of `MAX`/`GREATEST`, BIGINT satoshis,
-DOUBLE PRECISION difficulties). A backend supplies only a DB-API connection, its placeholder style and
-its auto-increment column type; see `pithead.store.sqlite` and `pithead.store.postgres`.
+DOUBLE PRECISION difficulties). A backend supplies only a DB-API connection, its placeholder style, its
+auto-increment column type and any index only its engine profits from; see `pithead.store.sqlite` and
+`pithead.store.postgres`. Statistics for several hashrate windows, or for a page of workers, are read in
+one statement (a UNION ALL branch per window, grouped by worker), not one query per window and worker.
 
 Shares are written in batches: the raw accepted shares (kept by the ledger only for its reward window),
 plus, in the same transaction, per-worker statistics buckets, reject counts by reason, per-worker

@@ -2,8 +2,8 @@
 
 WAL journal so the web API reads while the ledger writes; `BEGIN IMMEDIATE` so a transaction takes the
 write lock up front instead of failing half-way; a busy timeout so a second process waits rather than
-erroring. Everything else is the shared SQL in `pithead.store.sql`. Not for many writers on many hosts:
-that is what the PostgreSQL backend is for.
+erroring; one covering index for the per-worker hashrate sums. Everything else is the shared SQL in
+`pithead.store.sql`. Not for many writers on many hosts: that is what the PostgreSQL backend is for.
 """
 
 from __future__ import annotations
