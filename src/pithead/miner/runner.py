@@ -18,10 +18,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from pithead.miner import core
-from pithead.miner.engine import Engine
+from pithead.miner.engine import STOP_TIMEOUT, Engine
 from pithead.stratum.client.connection import (
     BackingOff,
     Connected,
@@ -43,8 +43,13 @@ from pithead.stratum.client.work import Job, Share, Work
 
 #: Recent log lines kept for the status display.
 MAX_LOG_LINES: Final = 20
-#: Seconds the Stratum client gets to close cleanly when the miner stops.
+#: Seconds the Stratum client gets to close cleanly when the miner stops (its own drain of answers to
+#: shares already sent is bounded by STOP_DRAIN plus the close timeout, well inside this).
 STOP_GRACE: Final = 5.0
+#: Seconds a client task that outlived STOP_GRACE (or a second cancellation) gets to unwind once cancelled.
+CANCEL_GRACE: Final = 1.0
+#: Seconds a stopping miner waits for its hashing threads; each ends within one scan chunk (~0.1 s).
+ENGINE_STOP_TIMEOUT: Final = STOP_TIMEOUT
 #: Synthetic benchmark work: nBits of difficulty 1 (never a block), BIP320 rolling mask.
 BENCH_NBITS: Final = 0x1D00FFFF
 BENCH_VERSION: Final = 0x20000000
@@ -171,10 +176,15 @@ class Miner:
             st.note(f"pool says: {event.text}")
 
     async def run(self, duration: float | None = None) -> MinerStatus:
-        """Mine until cancelled or for ``duration`` seconds."""
+        """Mine until cancelled or for ``duration`` seconds.
+
+        However it ends (duration, the client failing, cancellation, even a second cancellation while it
+        stops), the hashing threads have ended when this returns or raises, unless one outlived
+        ENGINE_STOP_TIMEOUT (noted in the status log; see Engine.alive_threads)."""
         self._loop = asyncio.get_running_loop()
-        self.engine.start()
+        task: asyncio.Future[None] | None = None
         try:
+            self.engine.start()
             if self.client is None:
                 work = benchmark_work(self.options.benchmark_difficulty)
                 self.status.pool, self.status.difficulty = "benchmark (no pool)", work.difficulty
@@ -182,20 +192,58 @@ class Miner:
                 await (asyncio.sleep(duration) if duration is not None else asyncio.Event().wait())
             else:
                 task = asyncio.ensure_future(self.client.run(self._on_event))
-                try:
-                    # asyncio.wait, not `await task`: cancelling us must not depend on the client task
-                    # noticing its own cancellation; stop() below ends it either way.
-                    await asyncio.wait({task}, timeout=duration)
-                    if task.done() and not task.cancelled():
-                        task.result()  # re-raise what ended the client, if anything
-                finally:
-                    self.client.stop()
-                    await asyncio.wait({task}, timeout=STOP_GRACE)
-                    if not task.done():
-                        task.cancel()
+                # asyncio.wait, not `await task`: cancelling us must not depend on the client task
+                # noticing its own cancellation; the shutdown below ends it either way.
+                await asyncio.wait({task}, timeout=duration)
+                if task.done() and not task.cancelled():
+                    task.result()  # re-raise what ended the client, if anything
         finally:
-            self.engine.stop()
+            await self._shutdown(task)
         return self.status
+
+    async def _shutdown(self, task: asyncio.Future[None] | None) -> None:
+        """Stop hashing, then the client; finish even if cancelled meanwhile (every step is bounded), then
+        let that cancellation through. A cancellation here also cuts the client's drain short."""
+        # At once, before anything can be awaited: no thread starts another scan call from here on.
+        self.engine.request_stop()
+        hurry = asyncio.Event()
+        steps = asyncio.ensure_future(self._stop_steps(task, hurry))
+        cancelled = False
+        while not steps.done():
+            try:
+                await asyncio.wait({steps})
+            except asyncio.CancelledError:
+                cancelled = True
+                hurry.set()
+        if cancelled:
+            raise asyncio.CancelledError
+        steps.result()
+
+    async def _stop_steps(self, task: asyncio.Future[None] | None, hurry: asyncio.Event) -> None:
+        # 1. The hashing threads, joined off the event loop (the loop keeps serving everything else, and
+        #    the shares they found meanwhile reach the client before it stops, so none is counted stale).
+        try:
+            stopped = await asyncio.to_thread(self.engine.join, ENGINE_STOP_TIMEOUT)
+        except RuntimeError:  # the loop's executor is already shut down (interpreter teardown)
+            stopped = self.engine.join(ENGINE_STOP_TIMEOUT)
+        if not stopped:
+            self.status.note(f"{len(self.engine.alive_threads())} hashing thread(s) still busy after stop")
+        if task is None or self.client is None:
+            return
+        # 2. The client: it waits (bounded by STOP_DRAIN) for answers to shares already sent, unless we
+        #    are cancelled meanwhile; anything still running after STOP_GRACE is cancelled.
+        self.client.stop()
+        hurried = asyncio.ensure_future(hurry.wait())
+        either: set[asyncio.Future[Any]] = {task, hurried}
+        try:
+            await asyncio.wait(either, timeout=STOP_GRACE, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hurried.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_GRACE)
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved (it was raised above if it ended the run); never logged as lost
 
 
 def path_summary() -> str:
