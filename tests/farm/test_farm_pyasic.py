@@ -53,3 +53,27 @@ async def test_pyasic_reads_simulated_antminer_and_bitaxe(fleet: Fleet) -> None:
             assert r.power_w is None  # stock S19 XP reports no power, through pyasic too
         else:
             assert r.power_w == pytest.approx(snap.power_w, abs=1.0)  # pyasic keeps whole watts
+
+
+async def test_pyasic_fallback_does_not_list_a_device_twice() -> None:
+    """Operator QA: `farm scan --pyasic` over the simulator listed each Bitaxe twice (axeos://ip:80 and
+    pyasic://ip:4028, the shared 4028 socket accepting the connection and pyasic reading AxeOS)."""
+    from pithead.farm.drivers import default_drivers
+    from pithead.farm.inventory import Scanner
+
+    clock = ManualClock()
+    f = Fleet.build(2, "s19xp:1,bitaxe-gamma:1", seed=3, network="127.79.0.0/29", clock=clock)
+    clock.advance(600.0)
+    server = FleetServer(f)  # shared bind, as `pithead farm sim run` serves by default
+    try:
+        await server.start()
+    except SimServerError as exc:
+        pytest.skip(f"ports 80/4028 unavailable for shared binding: {exc}")
+    try:
+        report = await Scanner(default_drivers(), use_pyasic=True).scan([f"{dev.ip}/32" for dev in f])
+    finally:
+        await server.close()
+    hosts = [d.address.host for d in report.found]
+    assert sorted(hosts) == sorted(dev.ip for dev in f)  # every device once, none twice
+    kinds = {d.address.host: d.address.driver for d in report.found}
+    assert DriverKind.PYASIC not in kinds.values()  # both were identified by pithead's own drivers

@@ -210,6 +210,11 @@ class Scanner:
             identified.append((address, ident))
 
         await _bounded(candidates, self.identify_concurrency, do_identify)
+        # pyasic identifies a host, not a port (it asks the web UI too): where a native driver already
+        # identified a device on that host, pyasic's answer is the same device again (a Bitaxe's AxeOS
+        # seen through a 4028 that accepted the connection), and listing it twice doubles its hashrate.
+        native_hosts = {a.host for a, _ in identified if a.driver is not DriverKind.PYASIC}
+        identified = [(a, i) for a, i in identified if a.driver is not DriverKind.PYASIC or a.host not in native_hosts]
         per_host: dict[str, int] = {}
         for a, _ in identified:
             per_host[a.host] = per_host.get(a.host, 0) + 1
