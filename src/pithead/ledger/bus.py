@@ -109,8 +109,10 @@ class MemoryBus:
         self.name = name
         self._queue: collections.deque[tuple[str, Event]] = collections.deque()
         self._maxlen = maxlen
-        self._last_ms = 0
-        self._seq = 0
+        # Ids start strictly after the creation millisecond, so even a bus created in the same millisecond
+        # as the previous run's last event sorts after it.
+        self._last_ms = time.time_ns() // 1_000_000 + 1
+        self._seq = -1
         self._unacked: dict[str, Event] = {}
         self._wake: asyncio.Event | None = None
         self.dropped = 0
