@@ -86,14 +86,38 @@ async def _status_loop(miner: Miner, live: bool) -> None:
                 await asyncio.sleep(STATUS_REFRESH)
                 view.update(render())
     else:
-        seen = 0
-        while True:
-            await asyncio.sleep(PLAIN_STATUS_INTERVAL)
-            log = list(miner.status.log)
-            for line in log[seen:] if len(log) >= seen else log:
+        # Event lines (shares, blocks, connection trouble) go out within a second, the status line every
+        # PLAIN_STATUS_INTERVAL, and whatever is left when the miner stops is printed before "done".
+        printed: list[str] = []
+        loop = asyncio.get_running_loop()
+        next_status = loop.time() + PLAIN_STATUS_INTERVAL
+
+        def flush_log() -> None:
+            nonlocal printed
+            current = list(miner.status.log)
+            for line in unprinted(printed, current):
                 print(line, flush=True)
-            seen = len(log)
-            print(status_line(miner), flush=True)
+            printed = current
+
+        try:
+            while True:
+                await asyncio.sleep(STATUS_REFRESH)
+                flush_log()
+                if loop.time() >= next_status:
+                    next_status += PLAIN_STATUS_INTERVAL
+                    print(status_line(miner), flush=True)
+        finally:
+            flush_log()
+
+
+def unprinted(printed: list[str], current: list[str]) -> list[str]:
+    """The lines of the bounded status log `current` that came after the snapshot `printed`: the longest
+    tail of `printed` that starts `current` is what was already shown (the log drops its oldest lines, so
+    its length alone stops telling new lines apart once it is full)."""
+    for k in range(min(len(printed), len(current)), 0, -1):
+        if printed[len(printed) - k:] == current[:k]:
+            return current[k:]
+    return current
 
 
 async def _main(miner: Miner, duration: float | None, live: bool) -> None:
