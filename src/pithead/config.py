@@ -109,6 +109,28 @@ class Config:
     farm: FarmConfig = field(default_factory=FarmConfig)
 
 
+# TOML types a scalar setting accepts, by the field's annotation (fields are annotated as strings: this
+# module uses `from __future__ import annotations`). An int is fine where a float is wanted; a bool is
+# never a number here. Other annotations (tuples, sections) are not checked by this table.
+_SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+                                         "None": (type(None),)}
+
+
+def _check_type(annotation: object, value: Any, name: str) -> None:
+    if not isinstance(annotation, str):
+        return
+    parts = [p.strip() for p in annotation.split("|")]
+    if not all(p in _SCALARS for p in parts):
+        return
+    allowed = tuple(t for p in parts for t in _SCALARS[p])
+    if isinstance(value, bool) and bool not in allowed:
+        ok = False
+    else:
+        ok = isinstance(value, allowed)
+    if not ok:
+        raise ConfigError(f"setting {name} must be {' or '.join(parts)}, not {type(value).__name__} {value!r}")
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     names = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -121,6 +143,8 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             value = _build(type(sub), value, f"{where}{key}.")
         elif key == "nodes" and isinstance(value, list):
             value = tuple(_build(UpstreamNode, v, f"{where}nodes[].") for v in value)
+        else:
+            _check_type(f.type, value, f"{where}{key}")
         kwargs[key] = value
     return cls(**kwargs)
 
