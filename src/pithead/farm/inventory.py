@@ -28,7 +28,7 @@ import io
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pithead.farm.drivers.base import Driver, DriverError
@@ -227,12 +227,16 @@ class Scanner:
         return ScanReport(started, self.clock(), len(hosts), len(pairs), len(open_pairs), tuple(found),
                           tuple(sorted(failures)))
 
-    async def run_periodic(self, cidrs: Sequence[str], interval_s: float, on_found: Callable[[ScanReport], None],
-                           stop: asyncio.Event) -> None:
-        """Re-scan every `interval_s` until `stop` (discovery of new/replaced devices, apart from polling)."""
+    async def run_periodic(self, cidrs: Sequence[str], interval_s: float,
+                           on_found: Callable[[ScanReport], Awaitable[None] | None], stop: asyncio.Event) -> None:
+        """Re-scan every `interval_s` until `stop` (discovery of new/replaced devices, apart from polling).
+        `on_found` may be a coroutine function (e.g. to read new devices at once); it is awaited before
+        the next interval starts."""
         while not stop.is_set():
             try:
-                on_found(await self.scan(cidrs))
+                done = on_found(await self.scan(cidrs))
+                if done is not None:
+                    await done
             except (InventoryError, FarmError):
                 log.exception("scan failed")
             with contextlib.suppress(TimeoutError):

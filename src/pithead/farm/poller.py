@@ -115,10 +115,26 @@ class Poller:
         self.clock = clock
         self.in_flight = 0
         self.max_in_flight = 0
+        # Every poll of this poller takes a slot, so sweeps that overlap (the periodic sweep and the first
+        # read of newly discovered devices) share max_concurrency instead of adding up. Made per event
+        # loop, on first use (an asyncio primitive belongs to one loop).
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+
+    def _slots_here(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(self.max_concurrency), loop
+        return self._slots
 
     async def poll_one(self, device: Device) -> PollResult:
         """One poll with its deadline; every outcome becomes a PollResult (nothing is raised but
-        cancellation of the caller)."""
+        cancellation of the caller). At most max_concurrency polls of this poller are in flight at once,
+        whichever sweeps they belong to; the deadline counts from when the poll gets its slot."""
+        async with self._slots_here():
+            return await self._poll_one(device)
+
+    async def _poll_one(self, device: Device) -> PollResult:
         driver = self.drivers.get(device.address.driver)
         now = self.clock()
         if driver is None:
@@ -148,7 +164,8 @@ class Poller:
 
     async def sweep(self, devices: Sequence[Device], sink: ResultSink | None = None, spread_s: float = 0.0,
                     batch: int = RESULT_BATCH) -> tuple[SweepReport, list[PollResult]]:
-        """Poll every device once. Returns the report and, when no sink is given, every result."""
+        """Poll every device once. Returns the report and, when no sink is given, every result.
+        (Sweeps may overlap; the report's max_in_flight is then the poller's peak while this one ran.)"""
         started, cpu0 = self.clock(), time.process_time()
         loop = asyncio.get_running_loop()
         t0 = loop.time()

@@ -3,6 +3,9 @@
 `FarmService` wires the parts together for `pithead up` and `pithead farm poll`-style daemons:
 - discovery: `Scanner.run_periodic` over the configured CIDRs every `rescan_interval_s` (apart from polling);
 - polling: `Poller.run` every `poll_interval_s`, results written to the store in batches;
+- first read: devices a scan discovers are polled at once (only those, through the same poller, so its
+  concurrency cap and per-device deadline hold across both), so a new device's status is known right
+  after discovery instead of "unknown" until the next sweep;
 - after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
   rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step;
 - `router()` gives the web router for the main app to mount.
@@ -24,7 +27,7 @@ from pithead.farm.drivers import default_drivers
 from pithead.farm.drivers.base import Driver
 from pithead.farm.energy import PriceSchedule
 from pithead.farm.inventory import DEFAULT_PORTS, Labeler, Scanner, ScanReport
-from pithead.farm.model import DriverKind
+from pithead.farm.model import Device, DriverKind
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
 from pithead.farm.store import FarmStore
 
@@ -67,7 +70,10 @@ class FarmService:
         self._stop = asyncio.Event()
         self.last_sweep: SweepReport | None = None
         self.last_scan: ScanReport | None = None
+        self.last_first_poll: SweepReport | None = None  # the read of the devices the last scan discovered
         self.swept = asyncio.Event()  # set after every sweep (for callers that wait on progress)
+        self.scanned = asyncio.Event()  # set after every scan, once its new devices have been read
+        self.first_polled = asyncio.Event()  # set after every read of newly discovered devices
         self._curtail_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -79,10 +85,25 @@ class FarmService:
     def stop(self) -> None:
         self._stop.set()
 
-    def _on_scan(self, rep: ScanReport) -> None:
+    async def _on_scan(self, rep: ScanReport) -> None:
         self.last_scan = rep
+        known = {d.id for d in self.store.devices()}
         new = self.store.upsert_devices(rep.found)
         log.info("scan: %d devices (%d new), %d unidentified", len(rep.found), new, len(rep.failures))
+        i, n = self.cfg.shard
+        discovered = [d for d in select_shard(rep.found, i, n) if d.id not in known]
+        if discovered:
+            await self._first_poll(discovered)
+        self.scanned.set()
+
+    async def _first_poll(self, devices: Sequence[Device]) -> None:
+        """Read just-discovered devices now (not a sweep of the fleet: only these, unpaced, each under the
+        poller's deadline and sharing its concurrency cap with a periodic sweep that may be running)."""
+        report, _ = await self.poller.sweep(devices, self.store.write_results)
+        self.last_first_poll = report
+        self.first_polled.set()
+        log.info("first read of %d new devices: %d ok, %d timeouts, %d unreachable, %d errors",
+                 report.devices, report.ok, report.timeouts, report.unreachable, report.errors)
 
     def _after_sweep(self, rep: SweepReport) -> None:
         self.last_sweep = rep
