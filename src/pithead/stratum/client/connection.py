@@ -45,6 +45,8 @@ BACKOFF_JITTER: Final = 0.2
 #: A session shorter than this that still produced work counts as unstable: back off before reconnecting,
 #: so a pool that accepts, sends a job and drops us at once is not reconnected in a tight loop.
 STABLE_SESSION: Final = 30.0
+#: Disconnected.reason when the miner itself stopped (not "closed by pool", which is what the read sees).
+STOPPED_REASON = "stopped by the miner"
 #: client.reconnect requests honoured at once in a row (each within STABLE_SESSION) before backoff applies.
 MAX_QUICK_RECONNECTS: Final = 3
 #: Seconds to let a closing connection flush before it is aborted.
@@ -305,6 +307,8 @@ class StratumClient:
             self._session, self._writer = None, None
             session.close()
             await _close(writer)
+        if self._stopping.is_set():
+            reason = STOPPED_REASON  # we closed it (stop()), whatever the read loop last saw
         await _call(on_event, Disconnected(pool, reason))
         if isinstance(outcome, ReconnectRequested):
             return outcome
