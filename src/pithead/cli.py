@@ -38,7 +38,13 @@ def _mount() -> None:
                 continue  # area not built yet
             raise
         if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=name, help=help_text)
+            callback = sub.registered_callback.callback if sub.registered_callback else None
+            if callback is not None and not sub.registered_commands and not sub.registered_groups:
+                # An area that is one command (node, pool, miner): mount it as a command, so its usage
+                # reads `pithead node [OPTIONS]` rather than promising a `COMMAND [ARGS]...` it has none of.
+                app.command(name=name, help=help_text)(callback)
+            else:
+                app.add_typer(sub, name=name, help=help_text)
 
 
 @app.command()
