@@ -216,7 +216,8 @@ async def test_benchmark_duration_ends_every_thread() -> None:
 class Pool:
     """Scripted loopback Stratum endpoint; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer_submits: bool = True) -> None:
+        self.answer_submits = answer_submits  # False: shares stay unanswered, so a stopping miner drains
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
         self.engine: Engine | None = None
@@ -240,6 +241,8 @@ class Pool:
         return PoolAddress("127.0.0.1", self.port)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        engine = self.engine  # the engine of the miner connecting now
+        assert engine is not None
         try:
             while True:
                 raw = await reader.readline()
@@ -254,6 +257,8 @@ class Pool:
                 elif req["method"] == "mining.submit":
                     self.submits += 1
                     self.submitted.set()
+                    if not self.answer_submits:
+                        continue
                 writer.write(orjson.dumps({"id": req["id"], "result": result, "error": None}) + b"\n")
                 if req["method"] == "mining.authorize":
                     writer.write(orjson.dumps({"id": None, "method": "mining.set_difficulty",
@@ -264,15 +269,18 @@ class Pool:
             pass
         finally:
             # The miner closed its connection: was it still hashing?
-            assert self.engine is not None
-            self.alive_at_close.append(self.engine.alive_threads())
+            self.alive_at_close.append(engine.alive_threads())
             self.closed.set()
             writer.close()
 
 
-@pytest.mark.parametrize("second_cancel", [False, True])
-async def test_cancelled_miner_stops_hashing_before_its_connection_and_leaves_nothing(second_cancel: bool) -> None:
-    async with Pool() as pool:
+@pytest.mark.parametrize(("second_cancel", "answer_submits"), [(False, True), (False, False), (True, False)])
+async def test_cancelled_miner_stops_hashing_before_its_connection_and_leaves_nothing(
+    second_cancel: bool, answer_submits: bool
+) -> None:
+    # Unanswered shares make the stopping client drain (up to STOP_DRAIN); a second cancellation then
+    # cuts that short, and must still take the client task down with the miner.
+    async with Pool(answer_submits) as pool:
         miner = Miner(MinerOptions(pools=(pool.address,), username="w", threads=2))
         pool.engine = miner.engine
         task = asyncio.create_task(miner.run(), name="test-miner")
@@ -291,7 +299,7 @@ async def test_cancelled_miner_stops_hashing_before_its_connection_and_leaves_no
         assert others == []
         await asyncio.wait_for(pool.closed.wait(), WAIT)
     # The hashing threads had ended before the miner's connection closed: no hashing while it drained.
-    assert pool.alive_at_close == [[]]
+    assert pool.alive_at_close and all(alive == [] for alive in pool.alive_at_close)
     assert miner.status.found > 0
 
 
@@ -303,3 +311,25 @@ async def test_miner_with_a_duration_ends_every_thread() -> None:
         _assert_all_ended(miner.engine)
         await asyncio.wait_for(pool.closed.wait(), WAIT)
     assert pool.alive_at_close == [[]]
+
+
+async def test_cancel_pool_miner_at_random_points() -> None:
+    rng = random.Random(11)
+    async with Pool() as pool:
+        for i in range(8):
+            miner = Miner(MinerOptions(pools=(pool.address,), username="w", threads=2))
+            pool.engine = miner.engine
+            task = asyncio.create_task(miner.run())
+            # From before the engine starts, through connecting and the handshake, to mining.
+            await asyncio.sleep(rng.choice([0, 0.001, 0.005, 0.02, rng.random() * 0.3]))
+            task.cancel()
+            if i % 2:
+                await asyncio.sleep(rng.choice([0, 0.001]))
+                task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=WAIT)
+            assert done and task.cancelled()
+            _assert_all_ended(miner.engine)
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+                      and "_handle" not in repr(t.get_coro())]
+            assert others == []
+    assert all(alive == [] for alive in pool.alive_at_close)
