@@ -3,9 +3,10 @@
 `FarmService` wires the parts together for `pithead up` and `pithead farm poll`-style daemons:
 - discovery: `Scanner.run_periodic` over the configured CIDRs every `rescan_interval_s` (apart from polling);
 - polling: `Poller.run` every `poll_interval_s`, results written to the store in batches;
-- first read: devices a scan discovers are polled at once (only those, through the same poller, so its
-  concurrency cap and per-device deadline hold across both), so a new device's status is known right
-  after discovery instead of "unknown" until the next sweep;
+- first read: devices a scan discovers are polled at once (only those -- new to the inventory, back
+  after removal, or known but never read -- through the same poller, so its concurrency cap and
+  per-device deadline hold across both), so a new device's status is known right after discovery
+  instead of "unknown" until the next sweep;
 - after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
   rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step;
 - `router()` gives the web router for the main app to mount.
@@ -27,7 +28,7 @@ from pithead.farm.drivers import default_drivers
 from pithead.farm.drivers.base import Driver
 from pithead.farm.energy import PriceSchedule
 from pithead.farm.inventory import DEFAULT_PORTS, Labeler, Scanner, ScanReport
-from pithead.farm.model import Device, DriverKind
+from pithead.farm.model import Device, DeviceState, DriverKind
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
 from pithead.farm.store import FarmStore
 
@@ -87,11 +88,13 @@ class FarmService:
 
     async def _on_scan(self, rep: ScanReport) -> None:
         self.last_scan = rep
-        known = {d.id for d in self.store.devices()}
+        # Read at once: devices new to the inventory (or back after removal), and known ones never read
+        # yet (e.g. a first read cut short by a stop). (statuses() is served from the store's cache.)
+        read = {st.device.id for st in self.store.statuses() if st.state is not DeviceState.UNKNOWN}
         new = self.store.upsert_devices(rep.found)
         log.info("scan: %d devices (%d new), %d unidentified", len(rep.found), new, len(rep.failures))
         i, n = self.cfg.shard
-        discovered = [d for d in select_shard(rep.found, i, n) if d.id not in known]
+        discovered = [d for d in select_shard(rep.found, i, n) if d.id not in read]
         if discovered:
             await self._first_poll(discovered)
         self.scanned.set()
