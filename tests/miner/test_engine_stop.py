@@ -301,6 +301,11 @@ async def test_cancelled_miner_stops_hashing_before_its_connection_and_leaves_no
     # The hashing threads had ended before the miner's connection closed: no hashing while it drained.
     assert pool.alive_at_close and all(alive == [] for alive in pool.alive_at_close)
     assert miner.status.found > 0
+    if answer_submits and not second_cancel:
+        # Every share the threads found reached the pool before the client stopped (none was dropped as
+        # stale), and the client waited for every answer: the miner's counts agree with the pool's.
+        assert miner.status.stale == 0
+        assert miner.status.accepted == pool.submits == miner.status.found
 
 
 async def test_miner_with_a_duration_ends_every_thread() -> None:
