@@ -96,6 +96,9 @@ class SweepReport:
     errors: int
     max_in_flight: int
     cpu_s: float  # process CPU time spent during the sweep (all of it: poller, store, anything else)
+    # True when a stop cut the sweep short: `devices` then counts only the devices actually polled (their
+    # results were written); the rest of the sweep's devices were never started.
+    stopped: bool = False
 
     @property
     def wall_s(self) -> float:
@@ -163,9 +166,14 @@ class Poller:
         return PollResult(device.id, now, DeviceState.OK, reading=reading, latency_s=time.perf_counter() - t0)
 
     async def sweep(self, devices: Sequence[Device], sink: ResultSink | None = None, spread_s: float = 0.0,
-                    batch: int = RESULT_BATCH) -> tuple[SweepReport, list[PollResult]]:
+                    batch: int = RESULT_BATCH,
+                    stop: asyncio.Event | None = None) -> tuple[SweepReport, list[PollResult]]:
         """Poll every device once. Returns the report and, when no sink is given, every result.
-        (Sweeps may overlap; the report's max_in_flight is then the poller's peak while this one ran.)"""
+        (Sweeps may overlap; the report's max_in_flight is then the poller's peak while this one ran.)
+
+        When `stop` is set the sweep ends promptly: a worker pacing its next start wakes at once, no poll
+        is started after it, polls already in flight finish (each within the per-device deadline), and
+        every result taken is handed to the sink before returning (report.stopped is then True)."""
         started, cpu0 = self.clock(), time.process_time()
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -190,28 +198,48 @@ class Poller:
             except Exception:  # storage trouble must not stop polling; it is loud in the log
                 log.exception("poll result sink failed; %d results lost", len(out))
 
+        async def paced(delay: float) -> bool:
+            """Sleep until the next start is due; False when a stop came first (or had come already)."""
+            if stop is None:
+                await asyncio.sleep(delay)
+                return True
+            if stop.is_set():
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            return not stop.is_set()
+
         async def worker() -> None:
             for i in indices:
+                if stop is not None and stop.is_set():
+                    return
                 if step:
                     delay = t0 + i * step - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                res = await self.poll_one(devices[i])
+                    if delay > 0 and not await paced(delay):
+                        return
+                async with self._slots_here():
+                    if stop is not None and stop.is_set():  # stopped while waiting for a slot
+                        return
+                    res = await self._poll_one(devices[i])
                 counts[res.state] += 1
                 pending.append(res)
                 if len(pending) >= batch:
                     flush()
 
         workers = min(self.max_concurrency, n)
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(workers):
-                tg.create_task(worker())
-        flush()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(workers):
+                    tg.create_task(worker())
+        finally:
+            flush()  # also when the sweep is cancelled: readings already taken are never dropped
+        polled = sum(counts.values())
         report = SweepReport(
-            started=started, finished=self.clock(), devices=n, ok=counts[DeviceState.OK],
+            started=started, finished=self.clock(), devices=polled, ok=counts[DeviceState.OK],
             timeouts=counts[DeviceState.TIMEOUT], unreachable=counts[DeviceState.UNREACHABLE],
             errors=counts[DeviceState.ERROR], max_in_flight=self.max_in_flight,
-            cpu_s=time.process_time() - cpu0,
+            cpu_s=time.process_time() - cpu0, stopped=polled < n,
         )
         return report, kept
 
@@ -220,12 +248,18 @@ class Poller:
                   stop: asyncio.Event | None = None) -> None:
         """Sweep every `interval_s` until `stop` is set. The device list is re-read each sweep, so the
         inventory (re-scanned separately) changes what is polled without a restart. A sweep that runs
-        over its interval is followed at once by the next (missed ticks are not queued up)."""
+        over its interval is followed at once by the next (missed ticks are not queued up).
+
+        A stop also cuts short the sweep in progress (see `sweep`): it returns within the per-device
+        deadline, with every reading taken written; `after_sweep` is not called for a sweep cut short
+        (alerts and rollups over half a sweep would judge the devices never reached)."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             tick = loop.time()
-            report, _ = await self.sweep(devices(), sink, spread_s=interval_s * SPREAD_FRACTION)
+            report, _ = await self.sweep(devices(), sink, spread_s=interval_s * SPREAD_FRACTION, stop=stop)
+            if report.stopped:
+                break
             if after_sweep is not None:
                 try:
                     after_sweep(report)

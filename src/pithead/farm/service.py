@@ -10,7 +10,9 @@
 - after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
   rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step;
 - `router()` gives the web router for the main app to mount.
-Every loop runs in one TaskGroup; `stop()` ends them all. The service owns no policy of its own.
+Every loop runs in one TaskGroup; `stop()` ends them all promptly: a sweep (or first read) in progress
+starts no further poll, the polls in flight finish within the per-device deadline and their readings are
+written. The service owns no policy of its own.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class FarmService:
     async def _first_poll(self, devices: Sequence[Device]) -> None:
         """Read just-discovered devices now (not a sweep of the fleet: only these, unpaced, each under the
         poller's deadline and sharing its concurrency cap with a periodic sweep that may be running)."""
-        report, _ = await self.poller.sweep(devices, self.store.write_results)
+        report, _ = await self.poller.sweep(devices, self.store.write_results, stop=self._stop)
         self.last_first_poll = report
         self.first_polled.set()
         log.info("first read of %d new devices: %d ok, %d timeouts, %d unreachable, %d errors",
