@@ -366,6 +366,8 @@ async def _status_loop(opts: UpOptions, store: Any, rpc: Any) -> None:
             f"{_si(five.hashrate_hps)} [{_si(five.low_hps)} - {_si(five.high_hps)}]"
             if five.enough_shares else "too few shares to estimate"
         )
+        if five.observed_s < five.span_s:  # the pool is younger than the window: say what the rate is over
+            rate += f" over the first {five.observed_s:.0f} s"
         opts.print_fn(
             f"{time.strftime('%H:%M:%S')} height {height} | pool 5m {rate} | blocks {summary.blocks_found} | "
             f"shares {summary.accepted_shares} accepted, {summary.rejected_shares} rejected | "

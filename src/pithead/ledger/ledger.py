@@ -160,12 +160,44 @@ def window_starts(now: float, bucket_s: int = FINE_BUCKET_S) -> list[float]:
     return [window_start(now, w, bucket_s) for w in HASHRATE_WINDOWS_S]
 
 
+# The shortest exposure a rate is ever divided by: a first share stamped at (or, with clocks a little
+# apart, just after) the moment of the query would otherwise give a zero or negative one. A second is far
+# below any window and only ever applies to a count flagged unreliable anyway.
+MIN_OBSERVED_S = 1.0
+
+
+def observed_since(first_seen: float | None, bucket_s: int = FINE_BUCKET_S) -> float | None:
+    """When observation of a worker, address or pool began, from its first share ever seen: the start of
+    that share's statistics bucket (buckets are counted whole, and the miner was hashing before its first
+    share arrived). None when nothing was ever seen."""
+    if first_seen is None:
+        return None
+    return float(int(first_seen // bucket_s) * bucket_s)
+
+
+def observed_span(now: float, start: float, since: float | None) -> float:
+    """The seconds of the window [start, now] there was anything to observe: all of it when observation
+    began before `start` (an idle worker with older shares reads low over the whole window, as it should),
+    else from `since` (one that appeared mid-window is counted over the time it was there)."""
+    begin = start if since is None else max(start, since)
+    return max(MIN_OBSERVED_S, now - begin)
+
+
 def window_estimates(
-    now: float, starts: Sequence[float], sums: Sequence[WorkSums], last_difficulty: float = 0.0
+    now: float, starts: Sequence[float], sums: Sequence[WorkSums], last_difficulty: float = 0.0,
+    first_seen: float | None = None, bucket_s: int = FINE_BUCKET_S,
 ) -> dict[int, HashrateEstimate]:
-    """Window seconds -> hashrate estimate, from `window_starts` and the store's `work_windows` over them."""
+    """Window seconds -> hashrate estimate, from `window_starts` and the store's `work_windows` over them.
+
+    `first_seen` is the first share ever seen of what is counted (the worker, the address's first worker,
+    the pool's first): each window's rate is over its span clipped to that share's bucket, never before.
+    Never the first share *in the window*: a worker idle for part of the window must read low.
+    """
+    since = observed_since(first_seen, bucket_s)
     return {
-        window: estimate(w.shares, w.difficulty_sum, now - start, window, last_difficulty)
+        window: estimate(
+            w.shares, w.difficulty_sum, now - start, window, last_difficulty, observed_span(now, start, since)
+        )
         for window, start, w in zip(HASHRATE_WINDOWS_S, starts, sums, strict=True)
     }
 
@@ -180,13 +212,19 @@ def windows_by_worker(
     return {w.worker: found.get(w.worker, idle) for w in workers}
 
 
+def first_seen_of(rows: Iterable[WorkerRow]) -> float | None:
+    """The first share ever seen among `rows` (an address's or the pool's workers); None if no rows."""
+    return min((r.first_seen for r in rows), default=None)
+
+
 def _stats(
     now: float, starts: Sequence[float], sums: Sequence[WorkSums], rejects: dict[str, int], last_difficulty: float,
-    best: float | None, last_share: float | None,
+    best: float | None, last_share: float | None, first_seen: float | None,
 ) -> WorkStats:
     best_seen = max((w.best_share for w in sums), default=0.0)
     return WorkStats(
-        window_estimates(now, starts, sums, last_difficulty), rejects, best_seen if best is None else best, last_share
+        window_estimates(now, starts, sums, last_difficulty, first_seen), rejects, best_seen if best is None else best,
+        last_share,
     )
 
 
@@ -392,19 +430,22 @@ class Ledger:
     # --- queries for the web API -------------------------------------------------------------------
     def _work_stats(
         self, now: float, worker: str | None, address: str | None, last_difficulty: float, best: float | None,
-        last_share: float | None,
+        last_share: float | None, first_seen: float | None,
     ) -> WorkStats:
         starts = window_starts(now)
         sums = self.store.work_windows(starts, worker=worker, address=address)
         rejects = self.store.rejects_since(starts[-1], worker=worker, address=address)
-        return _stats(now, starts, sums, rejects, last_difficulty, best, last_share)
+        return _stats(now, starts, sums, rejects, last_difficulty, best, last_share, first_seen)
 
     def worker_stats(self, worker: str, now: float) -> WorkerStats | None:
         row = self.store.worker(worker)
         if row is None:
             return None
         return WorkerStats(
-            row, self._work_stats(now, worker, None, row.last_difficulty, row.best_share, row.last_share_time)
+            row,
+            self._work_stats(
+                now, worker, None, row.last_difficulty, row.best_share, row.last_share_time, row.first_seen
+            ),
         )
 
     def address_stats(self, address: str, now: float) -> AddressStats | None:
@@ -420,14 +461,15 @@ class Ledger:
                 r,
                 _stats(
                     now, starts, sums[r.worker], rejects.get(r.worker, {}), r.last_difficulty, r.best_share,
-                    r.last_share_time,
+                    r.last_share_time, r.first_seen,
                 ),
             )
             for r in rows
         )
         last = max((r.last_share_time for r in rows if r.last_share_time is not None), default=None)
         stats = self._work_stats(
-            now, None, address, sum(r.last_difficulty for r in rows), max((r.best_share for r in rows), default=0.0), last
+            now, None, address, sum(r.last_difficulty for r in rows), max((r.best_share for r in rows), default=0.0), last,
+            first_seen_of(rows),
         )
         return AddressStats(address, stats, workers, balance or Balance(address, 0, 0, 0, 0))
 
@@ -436,7 +478,8 @@ class Ledger:
         last = max((r.last_share_time for r in rows if r.last_share_time is not None), default=None)
         online = [r for r in rows if is_online(r.last_share_time, now)]
         stats = self._work_stats(
-            now, None, None, sum(r.last_difficulty for r in online), max((r.best_share for r in rows), default=0.0), last
+            now, None, None, sum(r.last_difficulty for r in online), max((r.best_share for r in rows), default=0.0), last,
+            first_seen_of(rows),
         )
         counts: dict[str, int] = {}
         for b in self.store.blocks(MAX_QUERY_ROWS):

@@ -2,7 +2,8 @@
 
 Shares arrive as a Poisson process: a worker with hashrate H at share difficulty d finds shares at rate
 H / (d x HASHES_PER_DIFF1). Counting k shares in a span T therefore estimates H = k x d x HASHES_PER_DIFF1 / T
-with the uncertainty of a Poisson count: the exact (Garwood) interval for the mean of a count k is
+with the uncertainty of a Poisson count (T is the exposure: the time there was anything to observe, so a
+worker that connected mid-window is counted over the part it was there, never over the whole window): the exact (Garwood) interval for the mean of a count k is
 [Gamma(k).ppf(a/2), Gamma(k+1).ppf(1-a/2)] (equivalently chi-square with 2k and 2k+2 degrees of freedom,
 halved). With varying share difficulty the count is scaled by the mean difficulty of the shares counted.
 A handful of shares is not a hashrate: estimates from fewer than MIN_SHARES_RELIABLE shares are flagged.
@@ -116,6 +117,9 @@ class HashrateEstimate:
 
     window_s: float  # the window asked for
     span_s: float  # the span actually counted (the window rounded out to whole buckets)
+    # The exposure the rate and its interval are over: `span_s` clipped to when observation began (the
+    # first share ever seen of the worker, address or pool); equal to `span_s` once it began before.
+    observed_s: float
     shares: int
     difficulty_sum: float
     hashrate: float
@@ -124,20 +128,29 @@ class HashrateEstimate:
     reliable: bool
 
 
-def estimate(shares: int, difficulty_sum: float, span_s: float, window_s: float, last_difficulty: float) -> HashrateEstimate:
-    """Hashrate over `span_s` seconds from `shares` accepted shares summing to `difficulty_sum`.
+def estimate(
+    shares: int, difficulty_sum: float, span_s: float, window_s: float, last_difficulty: float,
+    observed_s: float | None = None,
+) -> HashrateEstimate:
+    """Hashrate from `shares` accepted shares summing to `difficulty_sum`, counted over a `span_s` window
+    of which `observed_s` seconds (all of it when None) were observed: the rate and its Poisson interval
+    are over the observed seconds, the exposure in which those shares could have been found.
 
     With no share at all the upper bound still says something: it is what the worker could have been
     doing at its last known difficulty without us seeing a share (0 if it never had one).
     """
     if span_s <= 0:
         raise ValueError(f"span must be positive, got {span_s}")
+    exposure = span_s if observed_s is None else min(observed_s, span_s)
+    if exposure <= 0:
+        raise ValueError(f"observed time must be positive, got {observed_s}")
     low_k, high_k = poisson_interval(shares)
     if shares:
-        per_share = difficulty_sum / shares * HASHES_PER_DIFF1 / span_s
+        per_share = difficulty_sum / shares * HASHES_PER_DIFF1 / exposure
     else:
-        per_share = max(0.0, last_difficulty) * HASHES_PER_DIFF1 / span_s
-    rate = difficulty_sum * HASHES_PER_DIFF1 / span_s
+        per_share = max(0.0, last_difficulty) * HASHES_PER_DIFF1 / exposure
+    rate = difficulty_sum * HASHES_PER_DIFF1 / exposure
     return HashrateEstimate(
-        window_s, span_s, shares, difficulty_sum, rate, low_k * per_share, high_k * per_share, shares >= MIN_SHARES_RELIABLE
+        window_s, span_s, exposure, shares, difficulty_sum, rate, low_k * per_share, high_k * per_share,
+        shares >= MIN_SHARES_RELIABLE,
     )

@@ -150,7 +150,9 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
             _check_worker(worker)
         if address is not None:
             _check_address(address)
-        return queries.history(store(), services.clock(), range, worker=worker, address=address)
+        return queries.history(
+            store(), services.clock(), range, worker=worker, address=address, bucket_s=services.bucket_width_s
+        )
 
     @router.get("/shares/recent", response_model=list[Share], summary="Newest accepted shares")
     def recent_shares(limit: Limit = 50, worker: str | None = None, address: str | None = None) -> list[Share]:

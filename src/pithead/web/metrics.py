@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pithead.ledger.ledger import is_online
+from pithead.ledger.ledger import first_seen_of, is_online
 from pithead.store.records import BlockStatus
 from pithead.web import queries
 
@@ -63,7 +63,13 @@ class PitheadCollector(Collector):
             high = GaugeMetricFamily(
                 "pithead_pool_hashrate_high_hashes_per_second", "Upper bound of the 90% interval", labels=["window"]
             )
-            for h in queries.hashrate_windows(store, now, s.bucket_width_s):
+            observed = GaugeMetricFamily(
+                "pithead_pool_hashrate_observed_seconds",
+                "Seconds of each window the pool hashrate is over: the window, clipped to the pool's first share",
+                labels=["window"],
+            )
+            for h in queries.hashrate_windows(store, now, s.bucket_width_s, first_seen=first_seen_of(workers)):
+                observed.add_metric([h.window], h.observed_s)
                 if h.hashrate_hps is not None and h.low_hps is not None and h.high_hps is not None:
                     rate.add_metric([h.window], h.hashrate_hps)
                     low.add_metric([h.window], h.low_hps)
@@ -71,6 +77,7 @@ class PitheadCollector(Collector):
             yield rate
             yield low
             yield high
+            yield observed
             wg = GaugeMetricFamily("pithead_workers", "Workers known to the ledger, and those online", labels=["state"])
             wg.add_metric(["known"], len(workers))
             wg.add_metric(

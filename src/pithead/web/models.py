@@ -13,6 +13,10 @@ class Hashrate(BaseModel):
     window: str = Field(description="1m, 5m, 1h or 1d")
     window_s: float
     span_s: float = Field(description="seconds the counted shares really cover (windows align to stat buckets)")
+    observed_s: float = Field(
+        description="seconds of span_s the rate and its interval are over: span_s clipped to the first share ever"
+        " seen of this worker, address or pool (less than span_s while it is newer than the window)"
+    )
     shares: int
     difficulty_sum: float
     hashrate_hps: float | None = Field(description="estimate; null when there are too few shares")

@@ -5,7 +5,9 @@ thread pool, so a slow database never blocks the event loop). Hashrate windows, 
 statistics buckets and the estimates with their 90% interval are the ledger's (`pithead.ledger.ledger`,
 `pithead.ledger.stats`), read in one statement per answer (one grouped statement for a list of workers,
 not one per worker); below the reliability threshold the API gives no number and says "too few shares
-to estimate". Who counts as online and what miners' money sums to are the ledger's rules too. The web
+to estimate". Each window's rate is over the part of it observed (`observed_s`: the window clipped to the
+first share ever seen of the worker, address or pool), so a pool minutes old reads its true rate, not the
+rate diluted over a whole hour or day it was not running. Who counts as online and what miners' money sums to are the ledger's rules too. The web
 reads through a `StoreReader` (a read-only connection), not through a `Ledger`, and its pool summary and
 charts differ from `Ledger.pool_summary` / `Ledger.hashrate_history` on purpose: blocks found leave out
 those the node rejected, and every chart step gets a point (zero when idle).
@@ -20,11 +22,14 @@ from collections.abc import Sequence
 
 from pithead.ledger import stats
 from pithead.ledger.ledger import (
+    FINE_BUCKET_S,
     HASHRATE_WINDOWS,
     MAX_QUERY_ROWS,
     balance_of,
+    first_seen_of,
     is_online,
     miner_money,
+    observed_since,
     window_estimates,
     window_starts,
     windows_by_worker,
@@ -76,15 +81,19 @@ TOO_FEW = "too few shares to estimate"
 FOUND_STATUSES = (BlockStatus.PENDING, BlockStatus.CONFIRMED, BlockStatus.ORPHANED)
 
 
-def _hashrates(now: float, starts: Sequence[float], sums: Sequence[WorkSums]) -> list[Hashrate]:
+def _hashrates(
+    now: float, starts: Sequence[float], sums: Sequence[WorkSums], first_seen: float | None, bucket_s: int
+) -> list[Hashrate]:
     out = []
-    for (name, window_s), est in zip(WINDOWS, window_estimates(now, starts, sums).values(), strict=True):
+    estimates = window_estimates(now, starts, sums, first_seen=first_seen, bucket_s=bucket_s)
+    for (name, window_s), est in zip(WINDOWS, estimates.values(), strict=True):
         ok = est.reliable
         out.append(
             Hashrate(
                 window=name,
                 window_s=window_s,
                 span_s=est.span_s,
+                observed_s=est.observed_s,
                 shares=est.shares,
                 difficulty_sum=est.difficulty_sum,
                 hashrate_hps=est.hashrate if ok else None,
@@ -98,10 +107,22 @@ def _hashrates(now: float, starts: Sequence[float], sums: Sequence[WorkSums]) ->
 
 
 def hashrate_windows(
-    store: StoreReader, now: float, bucket_s: int, worker: str | None = None, address: str | None = None
+    store: StoreReader, now: float, bucket_s: int, worker: str | None = None, address: str | None = None, *,
+    first_seen: float | None,
 ) -> list[Hashrate]:
+    """The windows of a worker, an address or the pool; `first_seen` is its first share ever seen (the
+    worker's, or the earliest of the address's or the pool's workers), where observation began."""
     starts = window_starts(now, bucket_s)
-    return _hashrates(now, starts, store.work_windows(starts, worker=worker, address=address))
+    sums = store.work_windows(starts, worker=worker, address=address)
+    return _hashrates(now, starts, sums, first_seen, bucket_s)
+
+
+def first_seen_for(store: StoreReader, worker: str | None = None, address: str | None = None) -> float | None:
+    """The first share ever seen of a worker, an address's workers or (neither given) the pool's."""
+    if worker is not None:
+        row = store.worker(worker)
+        return row.first_seen if row is not None and address in (None, row.address) else None
+    return first_seen_of(store.workers(address=address))
 
 
 def rate(difficulty_sum: float, span_s: float) -> float:
@@ -110,19 +131,23 @@ def rate(difficulty_sum: float, span_s: float) -> float:
 
 
 def history(
-    store: StoreReader, now: float, range_name: str, worker: str | None = None, address: str | None = None
+    store: StoreReader, now: float, range_name: str, worker: str | None = None, address: str | None = None,
+    bucket_s: int = FINE_BUCKET_S,
 ) -> HashrateHistory:
     span_s, step = RANGES[range_name]
     since = math.floor((now - span_s) / step) * step
     rows = store.work_history(since, step, worker=worker, address=address)
     by_start = {int(start): sums for start, sums in rows}
+    observed = observed_since(first_seen_for(store, worker, address), bucket_s)
     points = []
     # Every step gets a point (zero when idle) so the chart shows gaps as drops, not as straight lines.
     start = int(since)
     while start <= now:
         sums = by_start.get(start)
-        # The newest point covers only the part of its step that has elapsed.
-        covered = min(step, now - start)
+        # The newest point covers only the part of its step that has elapsed, the first one only the part
+        # after observation began (the bucket of the first share ever seen), as the hashrate windows do.
+        begin = start if observed is None else max(start, observed)
+        covered = min(start + step, now) - begin
         value = rate(sums.difficulty_sum, covered) if sums is not None else 0.0
         points.append(Point(time=start, hashrate_hps=value, shares=sums.shares if sums else 0))
         start += step
@@ -140,11 +165,11 @@ def workers_out(
     """The API's view of `rows`, their hashrate windows read in one grouped statement, not one per worker."""
     starts = window_starts(now, bucket_s)
     sums = windows_by_worker(store, now, rows, bucket_s)
-    return [_worker(row, _hashrates(now, starts, sums[row.worker]), now) for row in rows]
+    return [_worker(row, _hashrates(now, starts, sums[row.worker], row.first_seen, bucket_s), now) for row in rows]
 
 
 def worker_out(store: StoreReader, row: WorkerRow, now: float, bucket_s: int) -> Worker:
-    return _worker(row, hashrate_windows(store, now, bucket_s, worker=row.worker), now)
+    return _worker(row, hashrate_windows(store, now, bucket_s, worker=row.worker, first_seen=row.first_seen), now)
 
 
 def _worker(row: WorkerRow, hashrate: list[Hashrate], now: float) -> Worker:
@@ -213,7 +238,7 @@ def pool_summary(services: Services, store: StoreReader, now: float, connections
         network=info.network,
         stratum_url=info.stratum_url,
         time=now,
-        hashrate=hashrate_windows(store, now, services.bucket_width_s),
+        hashrate=hashrate_windows(store, now, services.bucket_width_s, first_seen=first_seen_of(workers)),
         workers=len(workers),
         active_workers=sum(1 for w in workers if w.last_share_time is not None and now - w.last_share_time <= 3600),
         connections=connections,
@@ -238,7 +263,9 @@ def address_page(services: Services, store: StoreReader, address: str, now: floa
     return AddressPage(
         address=address,
         known=bool(workers),
-        hashrate=hashrate_windows(store, now, services.bucket_width_s, address=address),
+        hashrate=hashrate_windows(
+            store, now, services.bucket_width_s, address=address, first_seen=first_seen_of(workers)
+        ),
         workers=workers_out(store, workers, now, services.bucket_width_s),
         best_share=max((w.best_share for w in workers), default=0.0),
         accepted_shares=sum(w.accepted for w in workers),
