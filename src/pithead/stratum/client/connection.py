@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from pithead.stratum.client.errors import InvalidPoolUrl, StratumClientError
@@ -184,7 +184,7 @@ class StratumClient:
     def stop(self) -> None:
         """Stop mining. Shares already sent are not abandoned: the live session keeps reading until each
         has its answer (so the miner's accepted/rejected counts agree with the pool's), for at most
-        STOP_DRAIN seconds, then the connection closes."""
+        STOP_DRAIN seconds, then the connection closes. The client can run again afterwards (see run)."""
         self._stopping.set()
         writer, session = self._writer, self._session
         if writer is None:
@@ -194,8 +194,17 @@ class StratumClient:
         else:
             asyncio.get_running_loop().call_later(STOP_DRAIN, writer.close)
 
-    async def run(self, on_event: EventCallback) -> None:
-        """Connect, mine, fail over and back off until :meth:`stop`."""
+    def run(self, on_event: EventCallback) -> Coroutine[Any, Any, None]:
+        """Connect, mine, fail over and back off until :meth:`stop`; returns the coroutine to await.
+
+        A client runs again after it stopped (start, stop, start): the stop flag is cleared here, when
+        run() is *called*, not when its coroutine first runs, so a stop() made between the two (a task
+        created for the run and stopped before it was ever scheduled) still stops that run. One run at a
+        time: await (or cancel and await) the previous run before calling run() again."""
+        self._stopping.clear()
+        return self._run_loop(on_event)
+
+    async def _run_loop(self, on_event: EventCallback) -> None:
         index = 0
         failures_in_row = 0
         quick_reconnects = 0
