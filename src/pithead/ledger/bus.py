@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -95,6 +96,31 @@ def decode_event(data: bytes | str) -> Event:
 
 
 # --- in-process bus --------------------------------------------------------------------------------
+class _MonotonicIds:
+    """Stream-style ids "<unix ms>-<seq>" that only ever grow, shared by every MemoryBus in the process.
+
+    Across processes the millisecond part orders them (a restart takes far longer than a millisecond);
+    within one process this single generator orders them even when two buses of the same name follow each
+    other inside one millisecond, or the wall clock steps back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ms = 0
+        self._seq = 0
+
+    def next(self) -> str:
+        now_ms = time.time_ns() // 1_000_000
+        with self._lock:
+            if now_ms > self._ms:
+                self._ms, self._seq = now_ms, 0
+            else:
+                self._seq += 1
+            return f"{self._ms}-{self._seq}"
+
+
+_ids = _MonotonicIds()
+
+
 class MemoryBus:
     """A `ShareSink` and an `EventSource` in one process: a bounded deque and a wake-up event.
 
@@ -109,10 +135,6 @@ class MemoryBus:
         self.name = name
         self._queue: collections.deque[tuple[str, Event]] = collections.deque()
         self._maxlen = maxlen
-        # Ids start strictly after the creation millisecond, so even a bus created in the same millisecond
-        # as the previous run's last event sorts after it.
-        self._last_ms = time.time_ns() // 1_000_000 + 1
-        self._seq = -1
         self._unacked: dict[str, Event] = {}
         self._wake: asyncio.Event | None = None
         self.dropped = 0
@@ -121,12 +143,7 @@ class MemoryBus:
         if len(self._queue) >= self._maxlen:
             self._queue.popleft()
             self.dropped += 1
-        now_ms = time.time_ns() // 1_000_000
-        if now_ms > self._last_ms:
-            self._last_ms, self._seq = now_ms, 0
-        else:
-            self._seq += 1
-        self._queue.append((f"{self._last_ms}-{self._seq}", event))
+        self._queue.append((_ids.next(), event))
         if self._wake is not None:
             self._wake.set()
 
