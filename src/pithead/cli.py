@@ -8,6 +8,8 @@ breaks the others.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import typer
 
@@ -70,9 +72,68 @@ def version() -> None:
     typer.echo(__version__)
 
 
+#: Exit status after Ctrl-C (128 + SIGINT), the Unix convention; Typer uses it for commands too.
+SIGINT_EXIT = 130
+
+
+def _stdout_to_devnull() -> None:
+    """After a broken pipe, point stdout's descriptor at /dev/null, so the interpreter's final flush of
+    whatever is still buffered cannot fail again (and print "Exception ignored ... BrokenPipeError")."""
+    stream = sys.__stdout__
+    try:
+        fd = stream.fileno() if stream is not None else 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):  # no usable stdout at all: nothing left that could be flushed
+        pass
+
+
+def _fd1_identity() -> tuple[int, int] | None:
+    try:
+        st = os.fstat(1)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _devnull_identity() -> tuple[int, int] | None:
+    try:
+        st = os.stat(os.devnull)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def main() -> None:
-    _mount()
-    app()
+    """The console entry point, for every command: a reader that goes away (`pithead ledger blocks | head`)
+    ends the command quietly with status 0, as for standard Unix filters, and Ctrl-C ends it with status
+    130 and no traceback. (SIGPIPE itself stays ignored, as Python sets it: a server writing to a closed
+    socket must get an error, not be killed.)"""
+    out, fd1 = sys.stdout, _fd1_identity()
+    try:
+        _mount()
+        app()  # standalone mode: always ends in SystemExit
+        code: str | int | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    except BrokenPipeError:  # raised outside the command itself (Click handles it inside)
+        _stdout_to_devnull()
+        sys.exit(0)
+    except KeyboardInterrupt:  # outside the command (e.g. while mounting); Typer maps it to 130 inside
+        sys.exit(SIGINT_EXIT)
+    # A broken pipe inside a command ends it with status 1, hushed: Click/Typer swap sys.stdout for a
+    # wrapper (the only case where they replace it); Rich's Console points descriptor 1 at /dev/null.
+    devnull = _devnull_identity()
+    broken = code == 1 and (sys.stdout is not out or (fd1 != devnull and _fd1_identity() == devnull))
+    try:
+        sys.stdout.flush()  # what is still buffered: the pipe may break only now
+    except BrokenPipeError:
+        broken = True
+    if broken:
+        _stdout_to_devnull()
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
