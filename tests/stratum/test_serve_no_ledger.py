@@ -31,7 +31,7 @@ def test_note_only_for_pool_mode_without_a_sink() -> None:
 async def test_serve_warns_at_start(caplog: pytest.LogCaptureFixture, mode: str, warned: bool) -> None:
     cfg = PoolConfig(mode=mode, pool_address=POOL_ADDRESS, port=0)
     source = StaticTemplateSource(regtest_template())
-    with caplog.at_level(logging.WARNING, logger="pithead.stratum.server.run"):
+    with caplog.at_level(logging.INFO, logger="pithead.stratum.server.run"):
         task = asyncio.create_task(serve(cfg, source=source))
         try:
             for _ in range(200):

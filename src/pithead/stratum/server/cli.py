@@ -50,7 +50,9 @@ def pool(
                                               rpc_password=rpc_password) for u in node)
     cfg = dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
     try:
-        run(serve(cfg))
+        # The start banner is printed, not only logged: normal lifecycle logs at INFO, below the
+        # default level, and an operator needs to see where the pool listens.
+        run(serve(cfg, on_listening=typer.echo))
     except (PoolConfigError, PoolStartError) as exc:
         typer.echo(f"pithead pool: {exc}", err=True)
         raise typer.Exit(2) from exc

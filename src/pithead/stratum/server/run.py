@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from pithead.chain.address import address_to_script
 from pithead.chain.params import network_by_name
@@ -99,8 +100,13 @@ def no_ledger_note(cfg: PoolConfig, sink: ShareSink | None) -> str | None:
             "is recorded for balances or payouts (`pithead up` runs the pool with its ledger)")
 
 
-async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: ShareSink | None = None) -> None:
-    """Run the pool until SIGINT/SIGTERM; then stop accepting, close miners, stop the source."""
+async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: ShareSink | None = None,
+                on_listening: Callable[[str], None] | None = None) -> None:
+    """Run the pool until SIGINT/SIGTERM; then stop accepting, close miners, stop the source.
+
+    Normal start and stop are logged at INFO (WARNING is kept for real problems, such as pool mode with
+    no ledger); `on_listening`, when given, gets the start banner ("... listening on HOST:PORT") once the
+    pool accepts connections, for a CLI to print whatever its log level."""
     rules_from_config(cfg)  # refuse a bad config before touching any node
     source = source or make_source(cfg)
     note = no_ledger_note(cfg, sink)
@@ -120,18 +126,21 @@ async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: Sha
     except OSError as exc:
         await source.stop()
         raise PoolStartError(f"cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
-    log.warning("pithead pool (%s mode, %s) listening on %s:%d", cfg.mode, cfg.network, host, port)
-    if note:
-        log.warning("%s", note)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
+        banner = f"pithead pool ({cfg.mode} mode, {cfg.network}) listening on {host}:{port}"
+        log.info("%s", banner)
+        if on_listening is not None:
+            on_listening(banner)  # announced once a SIGINT/SIGTERM already stops the pool gracefully
+        if note:
+            log.warning("%s", note)
         await stop.wait()
     finally:
-        log.warning("shutting down")
+        log.info("shutting down")
         await server.stop()
         await source.stop()
 
