@@ -21,12 +21,17 @@ import asyncio
 import importlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pithead.farm.model import DriverKind, Labels
+
+if TYPE_CHECKING:
+    from pithead.farm.inventory import ScanReport
+    from pithead.farm.poller import SweepReport
 
 app = typer.Typer(no_args_is_help=True, help="The fleet manager and the simulated fleet.")
 console = Console()
@@ -161,6 +166,27 @@ def poll(
     asyncio.run(main())
 
 
+def sweep_line(rep: SweepReport, open_alerts: int, waiting_for_scan: bool) -> str:
+    """The status line after a periodic sweep. A sweep of an empty inventory is not reported as a sweep
+    of "0 devices": polling does not wait for discovery (a long scan must never delay the readings of
+    known devices), so before the first scan has found anything the line says that instead."""
+    if rep.devices == 0:
+        if waiting_for_scan:
+            return "no devices to poll yet: waiting for the first scan to discover some"
+        return "no devices to poll: the inventory is empty (discover devices with --scan or `pithead farm scan`)"
+    return (f"{rep.devices} devices in {rep.wall_s:.1f} s: {rep.ok} ok, {rep.timeouts} timeout, "
+            f"{rep.unreachable} unreachable, {rep.errors} error; {open_alerts} open alerts")
+
+
+def scan_line(rep: ScanReport, first_read: SweepReport | None) -> str:
+    """The status line after a scan (and the first read of what it discovered)."""
+    line = f"scan of {rep.hosts} hosts: {len(rep.found)} devices, {len(rep.failures)} unidentified"
+    if first_read is not None and first_read.finished >= rep.finished:
+        line += (f"; first read of {first_read.devices} new: {first_read.ok} ok, {first_read.timeouts} timeout, "
+                 f"{first_read.unreachable} unreachable, {first_read.errors} error")
+    return line
+
+
 @app.command()
 def run(
     config: Path | None = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section)."),
@@ -200,17 +226,25 @@ def run(
             end = loop.time() + duration if duration is not None else None
             try:
                 while not task.done():
+                    swept = asyncio.ensure_future(svc.swept.wait())
+                    scanned = asyncio.ensure_future(svc.scanned.wait())
                     try:
-                        async with asyncio.timeout_at(end):
-                            await svc.swept.wait()
-                    except TimeoutError:
-                        break
-                    svc.swept.clear()
-                    rep = svc.last_sweep
-                    if rep is not None:
-                        console.print(f"{rep.devices} devices in {rep.wall_s:.1f} s: {rep.ok} ok, {rep.timeouts} "
-                                      f"timeout, {rep.unreachable} unreachable, {rep.errors} error; "
-                                      f"{len(store.open_alerts())} open alerts")
+                        await asyncio.wait({swept, scanned}, timeout=None if end is None else end - loop.time(),
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        swept.cancel()
+                        scanned.cancel()
+                    if not (svc.swept.is_set() or svc.scanned.is_set()):
+                        break  # --duration is up
+                    if svc.scanned.is_set():
+                        svc.scanned.clear()
+                        if svc.last_scan is not None:
+                            console.print(scan_line(svc.last_scan, svc.last_first_poll))
+                    if svc.swept.is_set():
+                        svc.swept.clear()
+                        if svc.last_sweep is not None:
+                            console.print(sweep_line(svc.last_sweep, len(store.open_alerts()),
+                                                     waiting_for_scan=bool(svc_cfg.scan_cidrs) and svc.last_scan is None))
             finally:
                 svc.stop()
                 await task
