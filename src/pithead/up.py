@@ -56,6 +56,16 @@ SIM_RACKS = "cidr,site,rack\n127.77.0.0/29,demo,rack-1\n127.77.0.8/29,demo,rack-
 # The farm polls the (small, local) simulated fleet often so the page fills quickly; rescans are rare.
 FARM_POLL_S = 10.0
 FARM_RESCAN_S = 600.0
+# The farm's energy panel in the demo: a flat example electricity price (USD/MWh, a typical industrial
+# rate), shown as "demo price" on the page; no tariff is fetched.
+DEMO_PRICE_PER_MWH = 60.0
+# Hashprice inputs for the demo: the demo chain's own difficulty says nothing about real revenue, so the page
+# uses the worked mainnet-like example from the farm field notes (difficulty 1e14, 3.125 BTC subsidy, no fees,
+# BTC at 100,000 USD -> about 62.8 USD per PH/s per day), labelled as example figures; nothing is fetched.
+DEMO_NET_DIFFICULTY = 1e14
+DEMO_NET_SUBSIDY_BTC = 3.125
+DEMO_NET_FEES_BTC = 0.0
+DEMO_BTC_PRICE_USD = 100_000.0
 # Seconds between the one-line status `up` prints.
 STATUS_INTERVAL_S = 30.0
 # How often the stop sequence looks whether the ledger has drained the share bus.
@@ -518,9 +528,12 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     )
     if ports:
         svc_cfg = dataclasses.replace(svc_cfg, scan_ports=ports)
+    from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
     from pithead.farm.inventory import Labeler
 
-    service = FarmService(farm_store, svc_cfg, labeler=Labeler.from_csv(SIM_RACKS, "demo"))
+    hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
+    service = FarmService(farm_store, svc_cfg, labeler=Labeler.from_csv(SIM_RACKS, "demo"),
+                          prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH), hashprice=lambda: hashprice)
     task = asyncio.create_task(service.run(), name="pithead-farm")
 
     async def stop_farm() -> None:
@@ -529,7 +542,13 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
 
     running.stoppers.append(("farm", stop_farm))
     running.objects["farm"] = service
-    return service.router()
+    router = service.router()
+    # Labels the farm page shows next to the figures (it asks for them at /farm/api/notes when present).
+    notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
+             "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"
+                          f" subsidy, BTC at {DEMO_BTC_PRICE_USD:,.0f} USD (not live, not the demo chain)"}
+    router.add_api_route("/api/notes", lambda: notes, methods=["GET"], summary="Demo labels for the farm page")
+    return router
 
 
 async def _start_sim_fleet(count: int, running: Running) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
@@ -567,6 +586,7 @@ def _print_banner(opts: UpOptions, running: Running) -> None:
             fleet = running.objects.get("fleet")
             where = f" ({len(fleet)} simulated devices on {SIM_NETWORK})" if fleet is not None else ""
             p(f"  farm         {running.web_url}/farm/{where}")
+            p(f"               (demo price {DEMO_PRICE_PER_MWH:g} USD/MWh, example mainnet hashprice figures)")
     if running.stratum_url:
         p(f"  stratum      {running.stratum_url}   (user: <your regtest address>.<worker>, any password)")
     if running.node_url:

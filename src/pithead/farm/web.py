@@ -218,57 +218,120 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pithead farm</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
-body{font-family:system-ui,sans-serif;margin:1rem;background:#111;color:#ddd}
-h1{font-size:1.3rem}h2{font-size:1.05rem;margin-top:1.4rem}
-.site{margin-bottom:1rem}.rack{display:inline-block;vertical-align:top;margin:.3rem;padding:.3rem;
-border:1px solid #444;border-radius:4px}.rack b{display:block;font-size:.8rem}
-.cell{display:inline-block;width:14px;height:14px;margin:1px;border-radius:2px}
-table{border-collapse:collapse;font-size:.85rem}td,th{padding:.2rem .5rem;border-bottom:1px solid #333;text-align:left}
-.legend span{display:inline-block;margin-right:1rem}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
+:root{--bg:#0d1117;--panel:#151b24;--line:#222a36;--fg:#e6edf3;--dim:#9aa4b2;--btc:#f7931a;--ok:#10b981;--bad:#ef4444}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif}
+a{color:var(--btc);text-decoration:none}a:hover{text-decoration:underline}
+header{display:flex;gap:12px;align-items:center;padding:10px 18px;border-bottom:1px solid var(--line);
+background:var(--panel);flex-wrap:wrap}
+.brand{font-weight:700;font-size:18px;color:var(--fg)}.tag{color:var(--dim)}
+nav{display:flex;gap:14px}#status{margin-left:auto;color:var(--dim);font-size:12px}#status.bad{color:var(--bad)}
+main{padding:14px 18px;max-width:1400px;margin:0 auto}
+.panel{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:12px 16px;margin-bottom:14px;
+overflow-x:auto;min-width:0}
+h2{margin:0 0 10px;font-size:16px}h2 small{color:var(--dim);font-weight:400}
+.kv{display:flex;flex-wrap:wrap;gap:8px 28px}.kv div{display:flex;flex-direction:column}
+.kv span{color:var(--dim);font-size:12px}.kv b{font-size:15px}
+.line{color:var(--dim);margin:10px 0 6px}.line b{color:var(--fg);font-weight:600}
+.demo{display:inline-block;margin-left:6px;padding:0 6px;border:1px solid var(--btc);border-radius:10px;color:var(--btc);
+font-size:11px;font-weight:600;vertical-align:1px}
+.legend{display:flex;flex-wrap:wrap;gap:6px 18px;margin-bottom:12px;color:var(--dim)}
+.legend i{display:inline-block;width:12px;height:12px;border-radius:3px;margin-right:6px;vertical-align:-1px}
+.legend b{color:var(--fg);margin-left:4px}
+.site{margin-bottom:10px}.site-name{color:var(--dim);font-size:12px;margin-bottom:6px}
+.site-name b{color:var(--fg);font-size:14px}
+.racks{display:flex;flex-wrap:wrap;gap:10px}
+.rack{border:1px solid var(--line);border-radius:6px;padding:8px 10px;background:var(--bg);min-width:140px}
+.rack b{display:block;font-size:13px}.rack small{display:block;color:var(--dim);font-size:11px;margin-bottom:6px}
+.slots{display:grid;grid-template-columns:repeat(8,22px);gap:4px}
+.cell{display:block;width:22px;height:22px;border-radius:4px;box-shadow:inset 0 0 0 1px rgba(255,255,255,.12)}
+.cell:hover{outline:2px solid var(--fg)}
+table{border-collapse:collapse;width:100%}
+td,th{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);white-space:nowrap}
+th{color:var(--dim);font-weight:500;font-size:12px}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.empty{color:var(--dim);font-style:italic}.sev-critical{color:var(--bad)}.sev-warning{color:var(--btc)}
+em{font-style:normal}.neg{color:var(--bad)}.pos{color:var(--ok)}
+.foot{color:var(--dim);text-align:center}
 </style></head><body>
-<h1>pithead farm</h1>
-<div class="legend" id="legend"></div>
-<h2>Rack map</h2><div id="racks">loading…</div>
-<h2>Open alerts</h2><table id="alerts"></table>
-<h2>Energy and profitability</h2><div id="energy"></div><table id="energy-racks"></table>
+<header>
+  <a class="brand" href="/">pithead</a><span class="tag">farm</span>
+  <nav><a href="/">Dashboard</a><a href="/docs">API</a></nav>
+  <span id="status">loading…</span>
+</header>
+<main>
+<section class="panel"><h2>Fleet</h2><div class="kv" id="fleet"></div></section>
+<section class="panel"><h2>Rack map <small>hover a slot for its device</small></h2>
+<div class="legend" id="legend"></div><div id="racks">loading…</div></section>
+<section class="panel"><h2>Open alerts</h2><table id="alerts"></table></section>
+<section class="panel"><h2>Energy and profitability</h2><div class="line" id="energy"></div>
+<table id="energy-racks"></table></section>
+<p class="foot"><a href="/">Dashboard</a> · <a href="/docs">API (OpenAPI)</a></p>
+</main>
 <script>
 const base = location.pathname.replace(/\\/$/, "");
+const $ = id => document.getElementById(id);
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 const num = (v, d=2) => v === null || v === undefined ? "–" : Number(v).toFixed(d);
+const signed = (v, d=2) => v === null || v === undefined ? "–"
+  : `<em class="${v < 0 ? "neg" : "pos"}">${num(v, d)}</em>`;
+let notes = null;  // optional labels a host app adds at api/notes (e.g. `pithead up` marks its demo prices)
 async function get(p){ const r = await fetch(base + p); if(!r.ok) throw new Error(p + " " + r.status); return r.json(); }
+function badge(text){ return text ? `<span class="demo" title="${esc(text)}">${esc(text.split(":")[0])}</span>` : ""; }
+function kv(label, value){ return `<div><span>${esc(label)}</span><b>${value}</b></div>`; }
 async function refresh(){
   try {
     const racks = await get("/api/racks");
-    document.getElementById("legend").innerHTML = Object.entries(racks.colours)
-      .map(([k,c]) => `<span><i style="background:${c}"></i>${esc(k)}</span>`).join("");
+    const counts = {};
+    for (const rs of Object.values(racks.sites)) for (const cells of Object.values(rs))
+      for (const c of cells) counts[c.colour] = (counts[c.colour] || 0) + 1;
+    $("legend").innerHTML = Object.entries(racks.colours)
+      .map(([k,c]) => `<span><i style="background:${c}"></i>${esc(k)}<b>${counts[k] || 0}</b></span>`).join("");
     let html = "";
     for (const [site, rs] of Object.entries(racks.sites)) {
-      html += `<div class="site"><div>site ${esc(site)}</div>`;
+      html += `<div class="site"><div class="site-name">site <b>${esc(site)}</b></div><div class="racks">`;
       for (const [rack, cells] of Object.entries(rs)) {
-        html += `<div class="rack"><b>${esc(rack)} (${cells.length})</b>` + cells.map(c =>
-          `<span class="cell" title="${esc(c.position)} ${esc(c.model)} ${esc(c.state)} ${num(c.hashrate_ths)} TH/s"
-             style="background:${racks.colours[c.colour]}"></span>`).join("") + `</div>`;
+        const ths = cells.reduce((s, c) => s + (c.hashrate_ths || 0), 0);
+        html += `<div class="rack"><b>${esc(rack)} (${cells.length})</b><small>${num(ths, 1)} TH/s</small><div class="slots">`
+          + cells.map(c => `<span class="cell" title="${esc(c.position)} · ${esc(c.model)} · ${esc(c.state)} · ${num(c.hashrate_ths)} TH/s&#10;${esc(c.id)}" style="background:${racks.colours[c.colour]}"></span>`).join("")
+          + `</div></div>`;
       }
-      html += `</div>`;
+      html += `</div></div>`;
     }
-    document.getElementById("racks").innerHTML = html || "no devices";
+    $("racks").innerHTML = html || '<span class="tag">no devices yet</span>';
     const alerts = await get("/api/alerts");
-    document.getElementById("alerts").innerHTML = "<tr><th>opened</th><th>device</th><th>kind</th><th>message</th></tr>" +
-      alerts.map(a => `<tr><td>${new Date(a.opened_at*1000).toLocaleTimeString()}</td><td>${esc(a.device_id)}</td>
-        <td>${esc(a.kind)}</td><td>${esc(a.message)}</td></tr>`).join("");
+    $("alerts").innerHTML = "<tr><th>opened</th><th>severity</th><th>device</th><th>kind</th><th>message</th></tr>" +
+      (alerts.length ? alerts.map(a => `<tr><td>${new Date(a.opened_at*1000).toLocaleTimeString()}</td>
+        <td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.device_id)}</td>
+        <td>${esc(a.kind)}</td><td>${esc(a.message)}</td></tr>`).join("")
+        : '<tr><td class="empty" colspan="5">no open alerts</td></tr>');
     const e = await get("/api/energy");
-    document.getElementById("energy").innerHTML =
-      `price ${num(e.price_per_mwh)}/MWh · hashprice ${num(e.hashprice_per_th_day, 4)}/TH/day · fleet
-       ${num(e.fleet.hashrate_ths)} TH/s, ${num(e.fleet.power_w/1000)} kW, ${num(e.fleet.efficiency_j_per_th)} J/TH,
-       cost ${num(e.fleet.cost_per_day)}/day, revenue ${num(e.fleet.revenue_per_day)}/day,
-       profit ${num(e.fleet.profit_per_day)}/day over the ${e.fleet.metered_devices} devices that report power`;
-    document.getElementById("energy-racks").innerHTML = "<tr><th>rack</th><th>devices</th><th>TH/s</th><th>kW</th><th>J/TH</th><th>metered</th><th>cost/day</th><th>profit/day (metered)</th></tr>" +
-      e.racks.map(r => `<tr><td>${esc(r.key)}</td><td>${r.devices}</td><td>${num(r.hashrate_ths)}</td>
-        <td>${num(r.power_w/1000)}</td><td>${num(r.efficiency_j_per_th)}</td><td>${r.metered_devices}/${r.devices}</td><td>${num(r.cost_per_day)}</td>
-        <td>${num(r.profit_per_day)}</td></tr>`).join("");
-  } catch (err) { document.getElementById("racks").textContent = "error: " + err; }
+    const f = e.fleet;
+    $("fleet").innerHTML = kv("devices", `${f.hashing} hashing / ${f.devices}`) + kv("hashrate", `${num(f.hashrate_ths)} TH/s`)
+      + kv("power", `${num(f.power_w/1000)} kW`) + kv("efficiency", `${num(f.efficiency_j_per_th)} J/TH`)
+      + kv("cost / day", num(f.cost_per_day)) + kv("revenue / day", num(f.revenue_per_day))
+      + kv("profit / day", signed(f.profit_per_day)) + kv("open alerts", String(alerts.length));
+    $("energy").innerHTML =
+      `<b>price ${num(e.price_per_mwh)}/MWh</b>${badge(notes && notes.price)} ·
+       <b>hashprice ${num(e.hashprice_per_th_day, 4)}/TH/day</b>${badge(notes && notes.hashprice)} · over the
+       ${f.metered_devices} of ${f.devices} devices that report power`;
+    $("energy-racks").innerHTML = '<tr><th>rack</th><th class="num">devices</th><th class="num">TH/s</th>'
+      + '<th class="num">kW</th><th class="num">J/TH</th><th class="num">metered</th><th class="num">cost/day</th>'
+      + '<th class="num">revenue/day</th><th class="num">profit/day (metered)</th></tr>' +
+      (e.racks.length ? e.racks.map(r => `<tr><td>${esc(r.key)}</td><td class="num">${r.devices}</td>
+        <td class="num">${num(r.hashrate_ths)}</td><td class="num">${num(r.power_w/1000)}</td>
+        <td class="num">${num(r.efficiency_j_per_th)}</td><td class="num">${r.metered_devices}/${r.devices}</td>
+        <td class="num">${num(r.cost_per_day)}</td><td class="num">${num(r.revenue_per_day)}</td>
+        <td class="num">${signed(r.profit_per_day)}</td></tr>`).join("")
+        : '<tr><td class="empty" colspan="9">no racks yet</td></tr>');
+    $("status").className = ""; $("status").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (err) { $("status").className = "bad"; $("status").textContent = "error: " + err.message; }
 }
-refresh(); setInterval(refresh, 10000);
+async function start(){
+  try { const r = await fetch(base + "/api/notes"); if (r.ok) notes = await r.json(); } catch (err) { notes = null; }
+  refresh(); setInterval(refresh, 10000);
+}
+start();
 </script></body></html>
 """
