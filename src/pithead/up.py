@@ -542,12 +542,11 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
 
     running.stoppers.append(("farm", stop_farm))
     running.objects["farm"] = service
-    router = service.router()
-    # Labels the farm page shows next to the figures (it asks for them at /farm/api/notes when present).
+    # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
              "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"
                           f" subsidy, BTC at {DEMO_BTC_PRICE_USD:,.0f} USD (not live, not the demo chain)"}
-    router.add_api_route("/api/notes", lambda: notes, methods=["GET"], summary="Demo labels for the farm page")
+    router = service.router(notes=notes)
     return router
 
 

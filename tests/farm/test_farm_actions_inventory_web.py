@@ -140,6 +140,8 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
         assert (await c.get("/farm/api/alerts")).json()[0]["device_id"] == down.id
         energy = (await c.get("/farm/api/energy")).json()
         assert energy["price_per_mwh"] == 50.0 and energy["fleet"]["power_w"] == 3000.0
+        # the page always finds its labels endpoint (no 404 in the browser console); empty unless given
+        assert (await c.get("/farm/api/notes")).json() == {}
         # ids contain "://": they pass through the path converter as they are
         r = await c.post(f"/farm/api/devices/{d.id}/reboot", json={"actor": "web-user"})
         assert r.status_code == 200 and r.json()["ok"] and dev.restarts == 1
@@ -157,3 +159,10 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
         assert (await c.get("/farm/api/rollups", params={"bucket_s": 7})).status_code == 422
         audit = (await c.get("/farm/api/audit")).json()
         assert audit[0]["actor"] == "web-user" and audit[0]["outcome"] == "ok"
+
+
+async def test_web_router_serves_the_labels_it_is_given(store: FarmStore) -> None:
+    app = FastAPI()
+    app.include_router(make_router(store, None, PriceSchedule.flat(60.0), lambda: 0.06, notes={"price": "demo price"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/farm/api/notes")).json() == {"price": "demo price"}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
@@ -80,10 +80,10 @@ class FarmService:
         self._curtail_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def router(self):  # type: ignore[no-untyped-def]
+    def router(self, notes: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
         from pithead.farm.web import make_router
 
-        return make_router(self.store, self.actions, self.prices, self.hashprice, self.clock)
+        return make_router(self.store, self.actions, self.prices, self.hashprice, self.clock, notes=notes)
 
     def stop(self) -> None:
         self._stop.set()

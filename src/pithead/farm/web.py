@@ -22,7 +22,7 @@ This module is NOT the main web app and holds no policy: it reads the store and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -106,8 +106,15 @@ def _result_json(res: ActionResult) -> dict[str, Any]:
 
 def make_router(store: FarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
-                clock: Callable[[], float] = time.time) -> APIRouter:
+                clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None) -> APIRouter:
+    """`notes` are labels the page shows beside the price and hashprice (keys "price", "hashprice"), e.g.
+    `pithead up` marks its demo figures; without them the endpoint answers an empty object."""
     router = APIRouter(prefix="/farm", tags=["farm"])
+    page_notes = dict(notes or {})
+
+    @router.get("/api/notes", summary="Labels shown beside the farm's price and hashprice")
+    def notes_endpoint() -> dict[str, str]:
+        return page_notes
 
     def alerted() -> set[str]:
         return {a.device_id for a in store.open_alerts()}
