@@ -64,6 +64,7 @@ class PoolConfig:
     handshake_timeout: float = 30.0  # seconds to subscribe + authorize
     idle_timeout: float = 900.0  # seconds without a message before a miner is dropped
     ban_seconds: float = 600.0  # how long flooders of junk/invalid shares are refused
+    workers: int = 1  # pool processes sharing the port (SO_REUSEPORT); 0 = one per CPU core
 
 
 @dataclass(frozen=True)
