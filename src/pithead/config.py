@@ -98,6 +98,10 @@ class FarmConfig:
     webhook_url: str | None = None  # alert changes are POSTed here
     price_schedule: str | None = None  # CSV start,price_per_mwh (or price_per_kwh)
     strike_price: float | None = None  # per MWh; with price_schedule, enables curtailment
+    # Bearer token for the farm's action endpoints (POST /farm/api/...); PITHEAD_FARM_TOKEN overrides
+    # both. Prefer api_token_file (a file holding only the token) to keep the secret out of the config.
+    api_token: str | None = field(default=None, repr=False)
+    api_token_file: str | None = None
 
 
 @dataclass(frozen=True)
