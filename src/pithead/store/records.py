@@ -73,6 +73,16 @@ class WorkSums:
 
 
 @dataclass(frozen=True, slots=True)
+class UptimeRun:
+    """One run of the process that takes shares (the ledger in `pithead up`): up from `started` until at
+    least `last_seen`, its latest heartbeat (its stop time after a clean stop)."""
+
+    run: str  # unique per process start
+    started: float
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
 class BlockRecord:
     hash: str
     height: int

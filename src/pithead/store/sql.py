@@ -10,7 +10,9 @@ one statement (a UNION ALL branch per window, grouped by worker), not one query 
 Shares are written in batches: the raw accepted shares (kept by the ledger only for its reward window),
 plus, in the same transaction, per-worker statistics buckets, reject counts by reason, per-worker
 totals and the current PROP round's work per address. The buckets are therefore the rolled-up form of
-the shares from the moment they arrive, and pruning raw shares never loses a statistic.
+the shares from the moment they arrive, and pruning raw shares never loses a statistic. The `uptime`
+table holds one row per run of the process that takes shares, (started, last seen), moved on by its
+heartbeat.
 
 This module does not decide what to keep or whom to pay; the ledger does.
 """
@@ -36,12 +38,16 @@ from pithead.store.records import (
     CreditStatus,
     PayoutBatch,
     ShareRow,
+    UptimeRun,
     WorkerRow,
     WorkSums,
 )
 
 log = logging.getLogger(__name__)
 
+# Bumped only for a change an older pithead cannot live with. Additive tables (such as `uptime`) are
+# created by `CREATE TABLE IF NOT EXISTS` at the next migrate of an existing ledger and ignored by an older
+# pithead, so they keep the version.
 SCHEMA_VERSION = "1"
 
 # {ID} is the dialect's auto-increment primary key column type.
@@ -139,6 +145,15 @@ SCHEMA = [
         address TEXT NOT NULL,
         amount_sat BIGINT NOT NULL,
         PRIMARY KEY (batch_id, address))""",
+    # One row per run of the process that takes shares, extended by its heartbeat: when the pool was up,
+    # so a hashrate window spanning an outage is divided by the time it was up (`pithead.ledger.uptime`).
+    # Added after the first release: an older ledger gets the table, empty, at its next migrate.
+    """CREATE TABLE IF NOT EXISTS uptime (
+        run TEXT PRIMARY KEY,
+        started DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS uptime_last_seen ON uptime (last_seen)",
+    "CREATE INDEX IF NOT EXISTS uptime_started ON uptime (started)",
 ]
 
 _BLOCK_COLS = (
@@ -588,6 +603,33 @@ class SqlStore:
     def worker(self, worker: str) -> WorkerRow | None:
         row = self._one(f"SELECT {_WORKER_COLS} FROM workers WHERE worker = ?", (worker,))
         return None if row is None else self._worker(row)
+
+    # --- uptime --------------------------------------------------------------------------------------
+    def record_uptime(self, run: str, started: float, now: float) -> None:
+        if not run:
+            raise StoreError("an uptime run needs a name")
+        if not (math.isfinite(started) and math.isfinite(now)) or now < started:
+            raise StoreError(f"bad uptime heartbeat: started {started}, now {now}")
+        self._exec(
+            "INSERT INTO uptime (run, started, last_seen) VALUES (?, ?, ?) ON CONFLICT (run) DO UPDATE SET"
+            " last_seen = CASE WHEN excluded.last_seen > uptime.last_seen THEN excluded.last_seen"
+            " ELSE uptime.last_seen END",
+            (run, started, now),
+        )
+
+    def uptime_runs(self, since: float) -> list[UptimeRun]:
+        # The earliest run rides along (one statement) so the reader knows where the record begins.
+        rows = self._all(
+            "SELECT run, started, last_seen FROM uptime WHERE last_seen >= ?"
+            " UNION SELECT run, started, last_seen FROM"
+            " (SELECT run, started, last_seen FROM uptime ORDER BY started, run LIMIT 1) AS earliest"
+            " ORDER BY 2, 1",
+            (since,),
+        )
+        return [UptimeRun(str(r[0]), float(r[1]), float(r[2])) for r in rows]
+
+    def delete_uptime_before(self, before: float) -> int:
+        return int(self._exec("DELETE FROM uptime WHERE last_seen < ?", (before,)).rowcount)
 
     # --- blocks and credits --------------------------------------------------------------------------
     @staticmethod
