@@ -18,7 +18,7 @@ from pithead.farm.inventory import InventoryError, Labeler, Scanner, expand_targ
 from pithead.farm.model import Device, DeviceAddress, DeviceState, DriverKind, Identity, Labels
 from pithead.farm.poller import Poller
 from pithead.farm.store import FarmStore
-from pithead.farm.web import make_router
+from pithead.farm.web import FarmAuth, make_router
 
 
 def closed_port() -> int:
@@ -121,8 +121,11 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
     await Poller(drivers, deadline_s=1.0).sweep([d, down], store.write_results)
     store.open_alert(down.id, "offline", "critical", "down", 1.0)
     app = FastAPI()
-    app.include_router(make_router(store, ActionService(store, drivers), PriceSchedule.flat(50.0), lambda: 0.05))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    token = "router-test-token-0123456789"
+    app.include_router(make_router(store, ActionService(store, drivers), PriceSchedule.flat(50.0), lambda: 0.05,
+                                   auth=FarmAuth(token)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                 headers={"Authorization": f"Bearer {token}"}) as c:
         page = await c.get("/farm/")
         assert page.status_code == 200 and "rack map" in page.text.lower()
         assert "http://" not in page.text and "https://" not in page.text  # no CDN or external asset
@@ -159,6 +162,7 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
         assert (await c.get("/farm/api/rollups", params={"bucket_s": 7})).status_code == 422
         audit = (await c.get("/farm/api/audit")).json()
         assert audit[0]["actor"] == "web-user" and audit[0]["outcome"] == "ok"
+        assert audit[0]["params"] == {"auth": "token"}  # what let the action through
 
 
 async def test_web_router_serves_the_labels_it_is_given(store: FarmStore) -> None:

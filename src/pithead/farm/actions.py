@@ -4,6 +4,9 @@ Every action is written to the audit log *before* it is sent (outcome "pending")
 "ok", "failed" (device said no, timed out, unreachable) or "invalid" (refused before sending). So a
 crash mid-action still leaves a trace, and the log answers "who rebooted rack 7 at 03:12". Each action
 runs under its own deadline through the device's own API (the driver), never through a side channel.
+The actor is whatever name the caller gives; `auth`, when the caller passes it, says what let the action
+through (the web router passes "token" or "loopback", the CLI "cli") and is kept in the row's params
+under "auth", so the log also answers "on what authority".
 
 `apply_decision` executes a curtailment `Decision` with bounded parallelism; a device that cannot sleep
 over its API (stock cgminer, AxeOS) is recorded as failed and left running, never marked curtailed.
@@ -55,9 +58,14 @@ class ActionService:
         self.clock = clock
 
     async def _run(self, actor: str, device_id: str, action: str, params: dict[str, Any],
-                   fn: Callable[[Driver, Any], Any], check: Callable[[], None] | None = None) -> ActionResult:
+                   fn: Callable[[Driver, Any], Any], check: Callable[[], None] | None = None,
+                   auth: str | None = None) -> ActionResult:
         if not actor or len(actor) > MAX_ACTOR_LEN or any(ord(c) < 32 for c in actor):
             raise ActionError(f"bad actor {actor!r}")
+        if auth is not None:
+            if not auth or len(auth) > MAX_ACTOR_LEN or any(ord(c) < 32 for c in auth):
+                raise ActionError(f"bad auth {auth!r}")
+            params = {**params, "auth": auth}
         audit_id = self.store.audit_begin(actor, device_id, action, params, self.clock())
         try:
             device = self.store.device(device_id)
@@ -82,28 +90,30 @@ class ActionService:
         self.store.audit_end(audit_id, "failed", err, self.clock())
         return ActionResult(audit_id, device_id, action, False, err)
 
-    async def reboot(self, device_id: str, actor: str) -> ActionResult:
-        return await self._run(actor, device_id, "reboot", {}, lambda d, a: d.reboot(a))
+    async def reboot(self, device_id: str, actor: str, auth: str | None = None) -> ActionResult:
+        return await self._run(actor, device_id, "reboot", {}, lambda d, a: d.reboot(a), auth=auth)
 
-    async def switch_pool(self, device_id: str, index: int, actor: str) -> ActionResult:
+    async def switch_pool(self, device_id: str, index: int, actor: str, auth: str | None = None) -> ActionResult:
         def check() -> None:
             if index < 0:
                 raise ActionError(f"bad pool index {index}")
 
         return await self._run(actor, device_id, "switch_pool", {"index": index},
-                               lambda d, a: d.switch_pool(a, index), check)
+                               lambda d, a: d.switch_pool(a, index), check, auth)
 
-    async def set_pools(self, device_id: str, pools: Sequence[PoolSpec], actor: str) -> ActionResult:
+    async def set_pools(self, device_id: str, pools: Sequence[PoolSpec], actor: str,
+                        auth: str | None = None) -> ActionResult:
         # Passwords are not written to the audit log.
         params = {"pools": [{"url": p.url, "user": p.user} for p in pools]}
         def check() -> None:
             check_pool_list(pools)
 
-        return await self._run(actor, device_id, "set_pools", params, lambda d, a: d.set_pools(a, pools), check)
+        return await self._run(actor, device_id, "set_pools", params, lambda d, a: d.set_pools(a, pools), check,
+                               auth)
 
-    async def set_mining(self, device_id: str, on: bool, actor: str) -> ActionResult:
+    async def set_mining(self, device_id: str, on: bool, actor: str, auth: str | None = None) -> ActionResult:
         return await self._run(actor, device_id, "wake" if on else "sleep", {},
-                               lambda d, a: d.set_mining(a, on))
+                               lambda d, a: d.set_mining(a, on), auth=auth)
 
 
 def machines_from_statuses(statuses: Sequence[DeviceStatus], curtailed: Mapping[str, tuple[bool, float]]) -> list[Machine]:

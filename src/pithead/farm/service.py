@@ -9,7 +9,10 @@
   instead of "unknown" until the next sweep;
 - after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
   rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step;
-- `router()` gives the web router for the main app to mount.
+- `router()` gives the web router for the main app to mount; who may use its action endpoints comes from
+  PITHEAD_FARM_TOKEN (read here, as `pithead up` builds the router through this method) or else the
+  config's `api_token_file` / `api_token`; with none, actions are allowed on loopback connections only
+  (see `pithead.farm.web`).
 Every loop runs in one TaskGroup; `stop()` ends them all promptly: a sweep (or first read) in progress
 starts no further poll, the polls in flight finish within the per-device deadline and their readings are
 written. The service owns no policy of its own.
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import AlertManager, AlertSink, AlertThresholds, ShareActivity, WebhookSink
@@ -33,6 +38,11 @@ from pithead.farm.inventory import DEFAULT_PORTS, Labeler, Scanner, ScanReport
 from pithead.farm.model import Device, DeviceState, DriverKind
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
 from pithead.farm.store import FarmStore
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from pithead.farm.web import FarmAuth
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,8 @@ class FarmServiceConfig:
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     curtailment: CurtailmentPolicy | None = None
     use_pyasic: bool = False
+    api_token: str | None = field(default=None, repr=False)  # for the web router's action endpoints
+    api_token_file: str | None = None
 
 
 class FarmService:
@@ -80,10 +92,15 @@ class FarmService:
         self._curtail_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def router(self, notes: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
-        from pithead.farm.web import make_router
+    def router(self, notes: Mapping[str, str] | None = None, auth: FarmAuth | None = None) -> APIRouter:
+        """The web router. Without `auth`, the token comes from the environment (PITHEAD_FARM_TOKEN) or
+        the config's token settings; a bad one raises `FarmAuthError` here, before anything is served."""
+        from pithead.farm.web import FarmAuth, load_token, make_router
 
-        return make_router(self.store, self.actions, self.prices, self.hashprice, self.clock, notes=notes)
+        if auth is None:
+            auth = FarmAuth(load_token(environ=os.environ, config_token=self.cfg.api_token,
+                                       config_token_file=self.cfg.api_token_file))
+        return make_router(self.store, self.actions, self.prices, self.hashprice, self.clock, notes=notes, auth=auth)
 
     def stop(self) -> None:
         self._stop.set()

@@ -15,24 +15,52 @@
 - POST /farm/api/devices/{id}/pools
 Device ids contain "://" and ":", so they travel URL-encoded in the path.
 
+Who may act (the POST routes; every GET stays open, read-only):
+- A token is configured (`FarmAuth(token)`; the shells take it from PITHEAD_FARM_TOKEN, `[farm]
+  api_token_file` or `api_token`, see `load_token`): every action needs `Authorization: Bearer <token>`,
+  from anywhere, loopback included. Missing or malformed -> 401, wrong -> 401, both with
+  `WWW-Authenticate: Bearer` and a JSON `detail` saying which. The token is compared in constant time
+  (`hmac.compare_digest` over SHA-256 digests, so not even its length leaks).
+- No token is configured: actions are allowed only for a request that is local beyond doubt, so that
+  `pithead up` (web on 127.0.0.1) and local demos work with no setup; anything else -> 403 saying how to
+  configure a token. "Local" is judged per request on the connection itself, not on a bind setting: the
+  client's and the server's socket addresses are both loopback (always so on a server bound to 127.0.0.1;
+  on one bound to 0.0.0.0, LAN clients are refused), there is no proxy header (Forwarded,
+  X-Forwarded-For, X-Forwarded-Host, X-Real-IP: a reverse proxy on this host relays other people),
+  the Host header names a loopback host (a DNS-rebinding page sends its own name) and an Origin header,
+  if any, is a loopback origin too (another site's page open in the operator's browser is refused).
+  A relay that adds none of those headers (socat, an SSH tunnel) makes remote callers look local: put a
+  token on any server reachable that way.
+Body validation comes after authorisation: an unauthorised caller learns nothing about the inventory.
+Each action is audited with the body's `actor` (a name the caller chooses) and, in its params, `auth`:
+"token" or "loopback", what actually let it through.
+
 The page has no external assets (no CDN): inline CSS and a small script that polls the JSON endpoints.
-This module is NOT the main web app and holds no policy: it reads the store and calls `ActionService`.
+This module is NOT the main web app and holds no policy of its own beyond who may act: it reads the
+store and calls `ActionService`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from pithead.farm.actions import ActionResult, ActionService
 from pithead.farm.drivers.base import DriverError, PoolSpec
 from pithead.farm.energy import EnergyLine, PriceSchedule, energy_report
-from pithead.farm.model import ERROR_STATES, DeviceState
+from pithead.farm.model import ERROR_STATES, DeviceState, FarmError
 from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, StoreError
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
@@ -45,6 +73,128 @@ MAX_ROLLUP_ROWS = 10_000
 
 # Status colours of the rack map (also the legend on the page).
 COLOURS = {"ok": "#2e9d4f", "alert": "#e0a100", "error": "#c8312b", "curtailed": "#3a6fd8", "unknown": "#888888"}
+
+# ---- who may act ----------------------------------------------------------------------------------
+# The environment variable the shells read the action token from (it overrides the config file).
+TOKEN_ENV = "PITHEAD_FARM_TOKEN"
+# Shortest token accepted: guessing it over HTTP must be hopeless. A good one:
+#   python -c "import secrets; print(secrets.token_urlsafe(32))"
+MIN_TOKEN_LEN = 16
+# Longest token (bounded like every input; also the most a token file may hold).
+MAX_TOKEN_LEN = 256
+# Headers by which a reverse proxy says it relays someone else: such a request is never "local".
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
+# Host names that always mean this machine (besides loopback addresses).
+LOOPBACK_NAMES = frozenset({"localhost"})
+REALM = "pithead farm"
+HOW_TO_CONFIGURE = (f"set {TOKEN_ENV}, or api_token_file (or api_token) in the [farm] section of the config, "
+                    "restart, and send `Authorization: Bearer <token>`")
+
+
+class FarmAuthError(FarmError):
+    """A token setting that cannot be used (unreadable file, too short, bad characters)."""
+
+
+def check_token(token: str, source: str) -> str:
+    """A usable token (16-256 visible ASCII characters, so it fits in a header as it is), or an error."""
+    if not MIN_TOKEN_LEN <= len(token) <= MAX_TOKEN_LEN or not all(33 <= ord(c) <= 126 for c in token):
+        raise FarmAuthError(f"the farm API token from {source} must be {MIN_TOKEN_LEN}-{MAX_TOKEN_LEN} visible "
+                            f"ASCII characters with no spaces (got {len(token)} characters); make one with "
+                            "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+    return token
+
+
+def _read_token_file(path: str | Path) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(MAX_TOKEN_LEN + 2)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FarmAuthError(f"cannot read the farm API token file {path}: {exc}") from exc
+    return check_token(text.strip(), f"file {path}")
+
+
+def load_token(*, token_file: str | Path | None = None, environ: Mapping[str, str] | None = None,
+               config_token: str | None = None, config_token_file: str | None = None) -> str | None:
+    """The action token from the first source that has one: `token_file` (a command-line option), then
+    `environ[PITHEAD_FARM_TOKEN]`, then the config's `api_token_file`, then its `api_token`; None when
+    none does. The config may name one of its two, not both. A file holds only the token (surrounding
+    whitespace and the final newline are ignored)."""
+    if token_file is not None:
+        return _read_token_file(token_file)
+    env = (environ or {}).get(TOKEN_ENV)
+    if env:
+        return check_token(env.strip(), TOKEN_ENV)
+    if config_token is not None and config_token_file is not None:
+        raise FarmAuthError("[farm] has both api_token and api_token_file: keep one")
+    if config_token_file is not None:
+        return _read_token_file(config_token_file)
+    if config_token is not None:
+        return check_token(config_token, "[farm] api_token")
+    return None
+
+
+@dataclass(frozen=True)
+class FarmAuth:
+    """Who may use the action endpoints: holders of `token`, or (with no token) local requests only."""
+
+    token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.token is not None:
+            check_token(self.token, "FarmAuth")
+
+    def authorise(self, request: Request, presented: str | None) -> str:
+        """What lets this request act ("token" or "loopback"), or the HTTPException refusing it.
+        `presented` is the bearer token of the request's Authorization header, if it has one."""
+        if self.token is not None:
+            if presented is None:
+                raise HTTPException(401, "this action needs the farm API token: send `Authorization: Bearer "
+                                         "<token>`", headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'})
+            want = hashlib.sha256(self.token.encode()).digest()
+            got = hashlib.sha256(presented.encode()).digest()
+            if not hmac.compare_digest(want, got):
+                raise HTTPException(401, "wrong farm API token", headers={
+                    "WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'})
+            return "token"
+        if is_local_request(request):
+            return "loopback"
+        raise HTTPException(403, "actions are refused: no farm API token is configured, and without one they are "
+                                 "allowed only on a loopback connection. To act from elsewhere, "
+                                 + HOW_TO_CONFIGURE)
+
+
+def _loopback_ip(host: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address((host or "").strip("[]"))
+    except ValueError:
+        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
+
+
+def _loopback_host(authority: str) -> bool:
+    """Does a Host header value or an origin ("scheme://host:port") name this machine?"""
+    try:
+        host = urlsplit(authority if "://" in authority else "//" + authority).hostname
+    except ValueError:
+        return False
+    return host is not None and (host in LOOPBACK_NAMES or _loopback_ip(host))
+
+
+def is_local_request(request: Request) -> bool:
+    """A request made on this machine to this machine, by a client that is not a web page of another
+    site (see the module docstring for why each check is there)."""
+    client = request.client
+    server = request.scope.get("server")
+    if client is None or not server or not _loopback_ip(client.host) or not _loopback_ip(str(server[0])):
+        return False
+    headers = request.headers
+    if any(h in headers for h in PROXY_HEADERS):
+        return False
+    if not _loopback_host(headers.get("host", "")):
+        return False
+    origin = headers.get("origin")
+    return origin is None or _loopback_host(origin)
 
 
 class ActionBody(BaseModel):
@@ -106,11 +256,23 @@ def _result_json(res: ActionResult) -> dict[str, Any]:
 
 def make_router(store: FarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
-                clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None) -> APIRouter:
+                clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
+                auth: FarmAuth | None = None) -> APIRouter:
     """`notes` are labels the page shows beside the price and hashprice (keys "price", "hashprice"), e.g.
-    `pithead up` marks its demo figures; without them the endpoint answers an empty object."""
+    `pithead up` marks its demo figures; without them the endpoint answers an empty object.
+    `auth` says who may act (default: no token, so local requests only); this function reads no
+    environment: the caller resolves the token (`load_token`)."""
     router = APIRouter(prefix="/farm", tags=["farm"])
     page_notes = dict(notes or {})
+    gate = auth if auth is not None else FarmAuth()
+    # HTTPBearer (without auto_error) only reads the header, and makes /docs offer an "Authorize" button.
+    bearer = HTTPBearer(auto_error=False, scheme_name="farm token",
+                        description=f"The farm API token ({TOKEN_ENV} or [farm] api_token_file). Without "
+                                    "one configured, actions are allowed on loopback connections only.")
+
+    def authorised(request: Request,
+                   creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        return gate.authorise(request, creds.credentials if creds is not None else None)
 
     @router.get("/api/notes", summary="Labels shown beside the farm's price and hashprice")
     def notes_endpoint() -> dict[str, str]:
@@ -197,27 +359,30 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
         except StoreError as exc:
             raise HTTPException(404, str(exc)) from exc
 
-    @router.post("/api/devices/{device_id:path}/reboot")
-    async def reboot(device_id: str, body: ActionBody) -> dict[str, Any]:
+    refusals: dict[int | str, dict[str, Any]] = {401: {"description": "no or wrong token (a token is configured)"},
+                403: {"description": "no token is configured and the request is not local"}}
+
+    @router.post("/api/devices/{device_id:path}/reboot", responses=refusals)
+    async def reboot(device_id: str, body: ActionBody, how: str = Depends(authorised)) -> dict[str, Any]:
         svc = need_actions()
         known(device_id)
-        return _result_json(await svc.reboot(device_id, body.actor))
+        return _result_json(await svc.reboot(device_id, body.actor, auth=how))
 
-    @router.post("/api/devices/{device_id:path}/switch-pool")
-    async def switch_pool(device_id: str, body: SwitchPoolBody) -> dict[str, Any]:
+    @router.post("/api/devices/{device_id:path}/switch-pool", responses=refusals)
+    async def switch_pool(device_id: str, body: SwitchPoolBody, how: str = Depends(authorised)) -> dict[str, Any]:
         svc = need_actions()
         known(device_id)
-        return _result_json(await svc.switch_pool(device_id, body.index, body.actor))
+        return _result_json(await svc.switch_pool(device_id, body.index, body.actor, auth=how))
 
-    @router.post("/api/devices/{device_id:path}/pools")
-    async def set_pools(device_id: str, body: SetPoolsBody) -> dict[str, Any]:
+    @router.post("/api/devices/{device_id:path}/pools", responses=refusals)
+    async def set_pools(device_id: str, body: SetPoolsBody, how: str = Depends(authorised)) -> dict[str, Any]:
         svc = need_actions()
         known(device_id)
         try:
             specs = [PoolSpec(p.url, p.user, p.password) for p in body.pools]
         except DriverError as exc:
             raise HTTPException(422, str(exc)) from exc
-        return _result_json(await svc.set_pools(device_id, specs, body.actor))
+        return _result_json(await svc.set_pools(device_id, specs, body.actor, auth=how))
 
     return router
 
