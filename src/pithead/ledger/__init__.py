@@ -3,6 +3,7 @@
 * `events`   the pool → ledger interface (`ShareEvent`, `BlockEvent`, `ShareSink`) and its validation;
 * `schemes`  SOLO / PROP / PPLNS / PPS as pure functions in integer satoshis;
 * `stats`    hashrate from shares with its Poisson 90 % interval;
+* `uptime`   when the pool was up (runs kept by a heartbeat): the observed part of a hashrate window;
 * `ledger`   the `Ledger` service: applies event batches, credits blocks, rolls up, answers queries;
 * `bus`      `EventSource`, the in-process `MemoryBus`, the wire codec and the exactly-once consumer;
 * `maturity` pending → confirmed / orphaned against a node (`ChainView`);

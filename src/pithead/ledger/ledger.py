@@ -22,6 +22,7 @@ from pithead.ledger import schemes
 from pithead.ledger.events import BlockEvent, InvalidEvent, ShareEvent, validate
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
 from pithead.ledger.stats import HASHES_PER_DIFF1, HashrateEstimate, estimate
+from pithead.ledger.uptime import Uptime, read_uptime
 from pithead.store.base import LedgerStore, StoreReader, iter_newest
 from pithead.store.records import (
     Balance,
@@ -105,6 +106,7 @@ class RollupResult:
     shares_deleted: int
     buckets_coarsened: int
     buckets_deleted: int
+    uptime_runs_deleted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,28 +177,38 @@ def observed_since(first_seen: float | None, bucket_s: int = FINE_BUCKET_S) -> f
     return float(int(first_seen // bucket_s) * bucket_s)
 
 
-def observed_span(now: float, start: float, since: float | None) -> float:
+def observed_span(now: float, start: float, since: float | None, uptime: Uptime | None = None) -> float:
     """The seconds of the window [start, now] there was anything to observe: all of it when observation
     began before `start` (an idle worker with older shares reads low over the whole window, as it should),
-    else from `since` (one that appeared mid-window is counted over the time it was there)."""
+    else from `since` (one that appeared mid-window is counted over the time it was there); and of that,
+    only the time the pool was up (`uptime`; None: all of it), so an outage is not counted as time with
+    no work."""
     begin = start if since is None else max(start, since)
-    return max(MIN_OBSERVED_S, now - begin)
+    seconds = now - begin if uptime is None else uptime.covered(begin, now)
+    return max(MIN_OBSERVED_S, seconds)
+
+
+def uptime_for_windows(store: StoreReader, now: float, bucket_s: int = FINE_BUCKET_S) -> Uptime:
+    """When the pool was up over the longest hashrate window ending `now` (one store read)."""
+    return read_uptime(store, window_start(now, HASHRATE_WINDOWS_S[-1], bucket_s), now, bucket_s)
 
 
 def window_estimates(
     now: float, starts: Sequence[float], sums: Sequence[WorkSums], last_difficulty: float = 0.0,
-    first_seen: float | None = None, bucket_s: int = FINE_BUCKET_S,
+    first_seen: float | None = None, bucket_s: int = FINE_BUCKET_S, uptime: Uptime | None = None,
 ) -> dict[int, HashrateEstimate]:
     """Window seconds -> hashrate estimate, from `window_starts` and the store's `work_windows` over them.
 
     `first_seen` is the first share ever seen of what is counted (the worker, the address's first worker,
     the pool's first): each window's rate is over its span clipped to that share's bucket, never before.
-    Never the first share *in the window*: a worker idle for part of the window must read low.
+    Never the first share *in the window*: a worker idle for part of the window must read low. Of that,
+    only the time the pool was up counts (`uptime`, from `uptime_for_windows`; None: all of it), so a
+    window spanning an outage is the rate over the time the pool could take shares.
     """
     since = observed_since(first_seen, bucket_s)
     return {
         window: estimate(
-            w.shares, w.difficulty_sum, now - start, window, last_difficulty, observed_span(now, start, since)
+            w.shares, w.difficulty_sum, now - start, window, last_difficulty, observed_span(now, start, since, uptime)
         )
         for window, start, w in zip(HASHRATE_WINDOWS_S, starts, sums, strict=True)
     }
@@ -219,12 +231,12 @@ def first_seen_of(rows: Iterable[WorkerRow]) -> float | None:
 
 def _stats(
     now: float, starts: Sequence[float], sums: Sequence[WorkSums], rejects: dict[str, int], last_difficulty: float,
-    best: float | None, last_share: float | None, first_seen: float | None,
+    best: float | None, last_share: float | None, first_seen: float | None, uptime: Uptime,
 ) -> WorkStats:
     best_seen = max((w.best_share for w in sums), default=0.0)
     return WorkStats(
-        window_estimates(now, starts, sums, last_difficulty, first_seen), rejects, best_seen if best is None else best,
-        last_share,
+        window_estimates(now, starts, sums, last_difficulty, first_seen, uptime=uptime), rejects,
+        best_seen if best is None else best, last_share,
     )
 
 
@@ -403,6 +415,11 @@ class Ledger:
         # PPS: the pool has already paid for the shares; the block is the pool's.
         return schemes.Split({POOL_ACCOUNT: reward_sat} if reward_sat else {}, 0, reward_sat)
 
+    def mark_up(self, run: str, started: float, now: float) -> None:
+        """Record that this ledger's run `run` (begun at `started`) was up, taking shares, at `now`: the
+        heartbeat behind `pithead.ledger.uptime`."""
+        self.store.record_uptime(run, started, now)
+
     # --- housekeeping ----------------------------------------------------------------------------
     def rollup(self, now: float) -> RollupResult:
         """Drop raw shares past the reward window and coarsen or drop old statistics buckets."""
@@ -425,17 +442,21 @@ class Ledger:
         deleted = self.store.delete_shares_before(keep_from, now - RAW_MIN_RETENTION_S) if keep_from else 0
         coarsened = self.store.coarsen_buckets(window_start(now, FINE_RETENTION_S), FINE_BUCKET_S, COARSE_BUCKET_S)
         dropped = self.store.delete_buckets_before(now - COARSE_RETENTION_S, COARSE_BUCKET_S)
-        return RollupResult(deleted, coarsened, dropped)
+        # Runs as old as the oldest statistics: no window or chart reaches them. The running one is never
+        # that old, so the record never empties while the pool runs.
+        runs = self.store.delete_uptime_before(now - COARSE_RETENTION_S)
+        return RollupResult(deleted, coarsened, dropped, runs)
 
     # --- queries for the web API -------------------------------------------------------------------
     def _work_stats(
         self, now: float, worker: str | None, address: str | None, last_difficulty: float, best: float | None,
-        last_share: float | None, first_seen: float | None,
+        last_share: float | None, first_seen: float | None, uptime: Uptime | None = None,
     ) -> WorkStats:
         starts = window_starts(now)
         sums = self.store.work_windows(starts, worker=worker, address=address)
         rejects = self.store.rejects_since(starts[-1], worker=worker, address=address)
-        return _stats(now, starts, sums, rejects, last_difficulty, best, last_share, first_seen)
+        up = uptime_for_windows(self.store, now) if uptime is None else uptime
+        return _stats(now, starts, sums, rejects, last_difficulty, best, last_share, first_seen, up)
 
     def worker_stats(self, worker: str, now: float) -> WorkerStats | None:
         row = self.store.worker(worker)
@@ -456,12 +477,13 @@ class Ledger:
         starts = window_starts(now)
         sums = windows_by_worker(self.store, now, rows)
         rejects = self.store.rejects_by_worker(starts[-1], address=address) if rows else {}
+        uptime = uptime_for_windows(self.store, now)
         workers = tuple(
             WorkerStats(
                 r,
                 _stats(
                     now, starts, sums[r.worker], rejects.get(r.worker, {}), r.last_difficulty, r.best_share,
-                    r.last_share_time, r.first_seen,
+                    r.last_share_time, r.first_seen, uptime,
                 ),
             )
             for r in rows
@@ -469,7 +491,7 @@ class Ledger:
         last = max((r.last_share_time for r in rows if r.last_share_time is not None), default=None)
         stats = self._work_stats(
             now, None, address, sum(r.last_difficulty for r in rows), max((r.best_share for r in rows), default=0.0), last,
-            first_seen_of(rows),
+            first_seen_of(rows), uptime,
         )
         return AddressStats(address, stats, workers, balance or Balance(address, 0, 0, 0, 0))
 
@@ -501,15 +523,17 @@ class Ledger:
         """(step start, average hashes/s over the step) for a chart; steps with no shares are omitted.
 
         Steps are whole multiples of the fine bucket width; past a day, data only exists per hour, so a
-        shorter step there shows the hour's work in the step it starts in.
+        shorter step there shows the hour's work in the step it starts in. A step the pool was down for
+        part of is averaged over the part it was up (`pithead.ledger.uptime`).
         """
         if step_s <= 0 or step_s % FINE_BUCKET_S or span_s <= 0:
             raise LedgerError(f"history step must be a positive multiple of {FINE_BUCKET_S} s")
         if span_s / step_s > MAX_HISTORY_POINTS:
             raise LedgerError(f"at most {MAX_HISTORY_POINTS} points per chart")
         since = float(int((now - span_s) // step_s) * step_s)
+        uptime = read_uptime(self.store, since, now, FINE_BUCKET_S)
         return [
-            (start, sums.difficulty_sum * HASHES_PER_DIFF1 / step_s)
+            (start, sums.difficulty_sum * HASHES_PER_DIFF1 / (uptime.covered(start, start + step_s) or step_s))
             for start, sums in self.store.work_history(since, step_s, worker=worker, address=address)
         ]
 

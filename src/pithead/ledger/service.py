@@ -1,7 +1,9 @@
 """The ledger's asyncio shell: consume events, and on timers roll up, track maturity and pay out.
 
 `run_ledger` is what `pithead up` / `pithead pool` start next to the Stratum server: one TaskGroup with
-the consumer loop and three periodic jobs. A periodic job that fails (node or wallet unreachable) logs
+the consumer loop, three periodic jobs and the uptime heartbeat (each run of the ledger is recorded as
+(started, last seen), so the hashrate windows leave the time the pool was down out of their exposure;
+see `pithead.ledger.uptime`). A periodic job that fails (node or wallet unreachable) logs
 and tries again on its next tick; it never takes the consumer down. `open_ledger` builds the `Ledger`
 from the config (store URL relative to the data directory). `RpcChainView` adapts a JSON-RPC call
 function to the `ChainView` the maturity tracker needs.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from pithead.ledger.bus import ConsumeCounters, EventSource, MemoryBus, consume
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import ChainView, track
 from pithead.ledger.payouts import PayoutProcessor, Wallet
+from pithead.ledger.uptime import HEARTBEAT_S
 from pithead.store import open_store
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ class Timers:
     rollup_s: float = ROLLUP_INTERVAL_S
     maturity_s: float = MATURITY_INTERVAL_S
     payout_s: float = PAYOUT_INTERVAL_S
+    heartbeat_s: float = HEARTBEAT_S
 
 
 def timers_from_config(cfg: Any) -> Timers:
@@ -124,13 +129,26 @@ async def run_ledger(
         processor = PayoutProcessor(ledger.store, wallet, ledger.settings.payout_threshold_sat, network)
         await processor.run_once(clock())
 
+    # This run's row in the uptime record: a name no other run has, begun now.
+    run, started = uuid.uuid4().hex, clock()
+
+    async def heartbeat() -> None:
+        await asyncio.to_thread(ledger.mark_up, run, started, clock())
+
     async with asyncio.TaskGroup() as tg:
+        tg.create_task(_every(timers.heartbeat_s, stop, heartbeat, "uptime heartbeat"))
         tg.create_task(consumer())
         tg.create_task(_every(timers.rollup_s, stop, rollup, "rollup"))
         if node is not None:
             tg.create_task(_every(timers.maturity_s, stop, maturity, "maturity tracking"))
         if wallet is not None:
             tg.create_task(_every(timers.payout_s, stop, payouts, "payouts"))
+    # The last beat is the stop time, so the record says when this run ended (a crash loses at most one
+    # heartbeat interval instead).
+    try:
+        await heartbeat()
+    except Exception:
+        log.exception("ledger: could not record the stop time in the uptime record")
     return result[0]
 
 
