@@ -9,6 +9,10 @@ transport with a LAN client address, which is what uvicorn would put in the scop
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +38,7 @@ from pithead.farm.web import TOKEN_ENV, FarmAuth, FarmAuthError, load_token, mak
 from pithead.web.server import WebServer
 
 TOKEN = "s3cret-token-for-the-farm-0123456789"
-NETWORK = "127.81.0.0/29"  # the simulated devices' own loopback addresses
+NETWORK = "127.83.0.0/29"  # the simulated devices' own loopback addresses
 LAN_CLIENT = ("192.168.1.50", 40_000)  # a caller elsewhere on the farm LAN
 LAN_SERVER = "http://10.1.0.5"  # the farm manager's LAN address, as that caller reaches it
 
@@ -335,3 +339,71 @@ async def test_service_router_takes_the_token_from_env_or_config(
     with pytest.raises(FarmAuthError, match=TOKEN_ENV):
         plain.router()
     assert farm.sim_device.restarts == 2
+
+
+# ---- `pithead farm run --web` ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_farm_run_serves_the_page_with_token_guarded_actions(farm: Farm, tmp_path: Path) -> None:
+    """`pithead farm run --web ... --token-file ...` in its own process, acting on the simulated device."""
+    db = tmp_path / "farm.sqlite3"
+    with FarmStore(db) as s:
+        s.upsert_devices([farm.device])
+    token_file = tmp_path / "farm.token"
+    token_file.write_text(TOKEN + "\n")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pithead.cli", "farm", "run", "--db", str(db), "--web", f"127.0.0.1:{port}",
+        "--token-file", str(token_file), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as c:
+            for _ in range(300):  # wait for it to listen (the sim answers from this loop meanwhile)
+                try:
+                    page = await c.get("/farm/")
+                    break
+                except httpx.TransportError:
+                    assert proc.returncode is None, "farm run exited"
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("farm run --web did not start listening")
+            assert page.status_code == 200 and "rack map" in page.text.lower()
+            assert (await c.get("/")).headers["location"] == "/farm/"
+            url = action_url(farm.device.id, "reboot")
+            refused = await c.post(url, json={"actor": "ops"})
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            ok = await c.post(url, json={"actor": "ops"}, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert ok.status_code == 200 and ok.json()["ok"], ok.text
+            audit = (await c.get("/farm/api/audit")).json()
+        assert farm.sim_device.restarts == 1
+        assert [(a["actor"], a["params"]) for a in audit] == [("ops", {"auth": "token"})]
+    finally:
+        proc.terminate()
+        out, _ = await proc.communicate()
+    assert f"farm web on {base}/farm/ (actions need the bearer token)" in out.decode()
+    assert TOKEN not in out.decode()
+
+
+def test_farm_run_web_options_are_checked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pithead.farm.cli import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "farm.sqlite3")
+    short = tmp_path / "short.token"
+    short.write_text("abc\n")
+    r = runner.invoke(app, ["run", "--db", db, "--token-file", str(short)])
+    assert r.exit_code == 2 and "--web" in r.output
+    r = runner.invoke(app, ["run", "--db", db, "--web", "nonsense"])
+    assert r.exit_code == 2 and "127.0.0.1:8081" in r.output
+    r = runner.invoke(app, ["run", "--db", db, "--web", f"127.0.0.1:{_free_port()}", "--token-file", str(short)],
+                      env={TOKEN_ENV: ""})
+    assert r.exit_code == 2 and "16-256" in r.output

@@ -2,11 +2,15 @@
 
 - scan       discover devices in CIDR ranges and add them to the inventory (with labels)
 - poll       poll the inventory once or every interval; store readings, raise alerts, roll up history
-- run        the whole fleet manager as a service from the [farm] config (re-scan, poll, alerts, curtail)
+- run        the whole fleet manager as a service from the [farm] config (re-scan, poll, alerts, curtail);
+             with --web HOST:PORT it also serves the farm page and API, whose action endpoints take the
+             token from --token-file, PITHEAD_FARM_TOKEN or [farm] api_token_file / api_token (none:
+             actions on loopback connections only, see pithead.farm.web)
 - status     the latest status of every device
 - alerts     open (or all recent) alerts
 - label      set site/rack/position of a device; forget removes one from the inventory
-- reboot / switch-pool / set-pools    audited actions through the device's own API
+- reboot / switch-pool / set-pools    audited actions through the device's own API (audited as auth "cli":
+             whoever can open the database may act)
 - audit      the action audit log
 - energy     power, J/TH, cost and revenue per site/rack at a price
 - hashprice  revenue per TH/s per day from difficulty, subsidy, fees and BTC price
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +38,9 @@ from pithead.farm.model import DriverKind, Labels
 if TYPE_CHECKING:
     from pithead.farm.inventory import ScanReport
     from pithead.farm.poller import SweepReport
+    from pithead.farm.service import FarmService
+    from pithead.farm.web import FarmAuth
+    from pithead.web.server import WebServer
 
 app = typer.Typer(no_args_is_help=True, help="The fleet manager and the simulated fleet.")
 console = Console()
@@ -166,6 +175,58 @@ def poll(
     asyncio.run(main())
 
 
+def _web_address(text: str) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets: [::1]:8081)."""
+    host, sep, port_s = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_s)
+    except ValueError:
+        port = -1
+    if not sep or not host or not 0 <= port < 65536:
+        raise typer.BadParameter(f"--web must look like 127.0.0.1:8081, not {text!r}")
+    return host, port
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) -> WebServer:
+    """Serve the farm page and API (actions guarded by `auth`) beside the service, in its loop."""
+    from fastapi import FastAPI
+    from fastapi.responses import RedirectResponse
+
+    from pithead.farm.web import HOW_TO_CONFIGURE
+    from pithead.web.server import WebServer, WebServerError
+
+    api = FastAPI(title="pithead farm")
+    api.include_router(svc.router(auth=auth))
+
+    @api.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/farm/")
+
+    server = WebServer(api, *addr)
+    try:
+        await server.start()
+    except WebServerError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if auth.token is not None:
+        mode = "actions need the bearer token"
+    elif _is_loopback_host(addr[0]):
+        mode = "no API token: actions allowed on loopback connections only"
+    else:
+        mode = f"no API token: actions from other hosts are refused (403); to allow them, {HOW_TO_CONFIGURE}"
+    console.print(f"farm web on {server.url}/farm/ ({mode})", markup=False)
+    return server
+
+
 def sweep_line(rep: SweepReport, open_alerts: int, waiting_for_scan: bool) -> str:
     """The status line after a periodic sweep. A sweep of an empty inventory is not reported as a sweep
     of "0 devices": polling does not wait for discovery (a long scan must never delay the readings of
@@ -195,6 +256,10 @@ def run(
     webhook: str | None = typer.Option(None, "--webhook", help="POST alert changes here."),
     shard: str = typer.Option("0/1", "--shard", help="Poll only shard i of n (several collectors)."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+    web: str | None = typer.Option(None, "--web", help="Also serve the farm page and API on HOST:PORT, "
+                                   "e.g. 127.0.0.1:8081 (0.0.0.0:8081 for the LAN: give it a token)."),
+    token_file: Path | None = typer.Option(None, "--token-file", help="File holding the bearer token the web "
+                                           "actions need (else PITHEAD_FARM_TOKEN or \\[farm] api_token_file)."),
 ) -> None:
     """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail."""
     # The CLI shell reads pithead's one typed config; the farm's modules themselves never import it.
@@ -203,12 +268,18 @@ def run(
     from pithead.farm.energy import EnergyError, PriceSchedule
     from pithead.farm.inventory import Labeler
     from pithead.farm.service import FarmService, FarmServiceConfig
+    from pithead.farm.web import FarmAuth, FarmAuthError, load_token
 
+    web_addr = _web_address(web) if web is not None else None
+    if token_file is not None and web_addr is None:
+        raise typer.BadParameter("--token-file guards the web endpoints: add --web HOST:PORT")
     try:
         cfg = load(config).farm
         labeler = Labeler.from_csv(Path(cfg.labels).read_text(), cfg.site) if cfg.labels else Labeler((), cfg.site)
         prices = PriceSchedule.from_csv(Path(cfg.price_schedule).read_text()) if cfg.price_schedule else None
-    except (ConfigError, EnergyError, OSError, ValueError) as exc:
+        auth = FarmAuth(load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
+                                   config_token_file=cfg.api_token_file)) if web_addr else None
+    except (ConfigError, EnergyError, FarmAuthError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     shard_i, shard_n = _shard(shard)
     svc_cfg = FarmServiceConfig(
@@ -221,6 +292,7 @@ def run(
     async def main() -> None:
         with _store(db) as store:
             svc = FarmService(store, svc_cfg, prices=prices, labeler=labeler)
+            server = await _serve_web(svc, web_addr, auth) if web_addr is not None and auth is not None else None
             task = asyncio.create_task(svc.run())
             loop = asyncio.get_running_loop()
             end = loop.time() + duration if duration is not None else None
@@ -247,7 +319,11 @@ def run(
                                                      waiting_for_scan=bool(svc_cfg.scan_cidrs) and svc.last_scan is None))
             finally:
                 svc.stop()
-                await task
+                try:
+                    await task
+                finally:
+                    if server is not None:
+                        await server.stop()
 
     asyncio.run(main())
 
@@ -321,13 +397,13 @@ def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]
 @app.command()
 def reboot(device: str, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
     """Reboot a device (audited)."""
-    _act(db, lambda svc: svc.reboot(device, actor))
+    _act(db, lambda svc: svc.reboot(device, actor, auth="cli"))
 
 
 @app.command("switch-pool")
 def switch_pool(device: str, index: int, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
     """Switch a device to its pool number INDEX (audited)."""
-    _act(db, lambda svc: svc.switch_pool(device, index, actor))
+    _act(db, lambda svc: svc.switch_pool(device, index, actor, auth="cli"))
 
 
 @app.command("set-pools")
@@ -340,7 +416,7 @@ def set_pools(device: str, pools: list[str] = typer.Argument(..., help="URL,USER
         specs = [PoolSpec(*p.split(",", 2)) for p in pools]
     except (DriverError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    _act(db, lambda svc: svc.set_pools(device, specs, actor))
+    _act(db, lambda svc: svc.set_pools(device, specs, actor, auth="cli"))
 
 
 @app.command()

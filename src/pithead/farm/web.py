@@ -16,8 +16,9 @@
 Device ids contain "://" and ":", so they travel URL-encoded in the path.
 
 Who may act (the POST routes; every GET stays open, read-only):
-- A token is configured (`FarmAuth(token)`; the shells take it from PITHEAD_FARM_TOKEN, `[farm]
-  api_token_file` or `api_token`, see `load_token`): every action needs `Authorization: Bearer <token>`,
+- A token is configured (`FarmAuth(token)`; the shells take it from `pithead farm run --web ...
+  --token-file`, PITHEAD_FARM_TOKEN, `[farm] api_token_file` or `api_token`, in that order, see
+  `load_token`; `pithead up` through `FarmService.router`): every action needs `Authorization: Bearer <token>`,
   from anywhere, loopback included. Missing or malformed -> 401, wrong -> 401, both with
   `WWW-Authenticate: Bearer` and a JSON `detail` saying which. The token is compared in constant time
   (`hmac.compare_digest` over SHA-256 digests, so not even its length leaks).
@@ -31,11 +32,12 @@ Who may act (the POST routes; every GET stays open, read-only):
   if any, is a loopback origin too (another site's page open in the operator's browser is refused).
   A relay that adds none of those headers (socat, an SSH tunnel) makes remote callers look local: put a
   token on any server reachable that way.
-Body validation comes after authorisation: an unauthorised caller learns nothing about the inventory.
+Authorisation comes first: an unauthorised caller gets 401/403 whatever its body or device id.
 Each action is audited with the body's `actor` (a name the caller chooses) and, in its params, `auth`:
 "token" or "loopback", what actually let it through.
 
 The page has no external assets (no CDN): inline CSS and a small script that polls the JSON endpoints.
+It only reads (it has no action buttons), so it works the same with or without a token.
 This module is NOT the main web app and holds no policy of its own beyond who may act: it reads the
 store and calls `ActionService`.
 """
