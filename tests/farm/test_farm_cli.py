@@ -66,6 +66,8 @@ def test_scan_poll_status_alerts_actions(tmp_path: Path, device_port: tuple[int,
     assert r.exit_code == 1  # refused before sending, and audited
     r = runner.invoke(app, ["audit", "--db", db])
     assert "reboot" in r.output and "invalid" in r.output
+    with FarmStore(db) as s:  # CLI actions say what let them through: access to the database
+        assert [(a.actor, a.params.get("auth")) for a in reversed(s.audit_log())] == [("ops", "cli"), ("cli", "cli")]
     r = runner.invoke(app, ["alerts", "--db", db])
     assert r.exit_code == 0
     r = runner.invoke(app, ["curtail", "--db", db, "--strike", "80", "--price", "200"])
