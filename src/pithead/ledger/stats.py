@@ -3,7 +3,8 @@
 Shares arrive as a Poisson process: a worker with hashrate H at share difficulty d finds shares at rate
 H / (d x HASHES_PER_DIFF1). Counting k shares in a span T therefore estimates H = k x d x HASHES_PER_DIFF1 / T
 with the uncertainty of a Poisson count (T is the exposure: the time there was anything to observe, so a
-worker that connected mid-window is counted over the part it was there, never over the whole window): the exact (Garwood) interval for the mean of a count k is
+worker that connected mid-window is counted over the part it was there, never over the whole window, and
+an outage of the pool is not in it): the exact (Garwood) interval for the mean of a count k is
 [Gamma(k).ppf(a/2), Gamma(k+1).ppf(1-a/2)] (equivalently chi-square with 2k and 2k+2 degrees of freedom,
 halved). With varying share difficulty the count is scaled by the mean difficulty of the shares counted.
 A handful of shares is not a hashrate: estimates from fewer than MIN_SHARES_RELIABLE shares are flagged.
@@ -118,7 +119,8 @@ class HashrateEstimate:
     window_s: float  # the window asked for
     span_s: float  # the span actually counted (the window rounded out to whole buckets)
     # The exposure the rate and its interval are over: `span_s` clipped to when observation began (the
-    # first share ever seen of the worker, address or pool); equal to `span_s` once it began before.
+    # first share ever seen of the worker, address or pool), less any time the pool was down
+    # (`pithead.ledger.uptime`); equal to `span_s` once it began before and the pool stayed up.
     observed_s: float
     shares: int
     difficulty_sum: float

@@ -6,11 +6,14 @@ statistics buckets and the estimates with their 90% interval are the ledger's (`
 `pithead.ledger.stats`), read in one statement per answer (one grouped statement for a list of workers,
 not one per worker); below the reliability threshold the API gives no number and says "too few shares
 to estimate". Each window's rate is over the part of it observed (`observed_s`: the window clipped to the
-first share ever seen of the worker, address or pool), so a pool minutes old reads its true rate, not the
-rate diluted over a whole hour or day it was not running. Who counts as online and what miners' money sums to are the ledger's rules too. The web
-reads through a `StoreReader` (a read-only connection), not through a `Ledger`, and its pool summary and
-charts differ from `Ledger.pool_summary` / `Ledger.hashrate_history` on purpose: blocks found leave out
-those the node rejected, and every chart step gets a point (zero when idle).
+first share ever seen of the worker, address or pool, and of that only the time the pool was up, from the
+uptime its ledger records, `pithead.ledger.uptime`), so a pool minutes old, or one restarted after an
+outage, reads its true rate, not the rate diluted over time it was not running. The charts clip each step
+the same way. A ledger with no uptime on record (older than the record) is read as always up. Who counts
+as online and what miners' money sums to are the ledger's rules too. The web reads through a
+`StoreReader` (a read-only connection), not through a `Ledger`, and its pool summary and charts differ
+from `Ledger.pool_summary` / `Ledger.hashrate_history` on purpose: blocks found leave out those the node
+rejected, and every chart step gets a point (zero when idle or down).
 
 This module does not write anything and does not know about HTTP.
 """
@@ -30,10 +33,12 @@ from pithead.ledger.ledger import (
     is_online,
     miner_money,
     observed_since,
+    uptime_for_windows,
     window_estimates,
     window_starts,
     windows_by_worker,
 )
+from pithead.ledger.uptime import Uptime, read_uptime
 from pithead.store.records import (
     Balance,
     BlockRecord,
@@ -82,10 +87,11 @@ FOUND_STATUSES = (BlockStatus.PENDING, BlockStatus.CONFIRMED, BlockStatus.ORPHAN
 
 
 def _hashrates(
-    now: float, starts: Sequence[float], sums: Sequence[WorkSums], first_seen: float | None, bucket_s: int
+    now: float, starts: Sequence[float], sums: Sequence[WorkSums], first_seen: float | None, bucket_s: int,
+    uptime: Uptime,
 ) -> list[Hashrate]:
     out = []
-    estimates = window_estimates(now, starts, sums, first_seen=first_seen, bucket_s=bucket_s)
+    estimates = window_estimates(now, starts, sums, first_seen=first_seen, bucket_s=bucket_s, uptime=uptime)
     for (name, window_s), est in zip(WINDOWS, estimates.values(), strict=True):
         ok = est.reliable
         out.append(
@@ -108,13 +114,15 @@ def _hashrates(
 
 def hashrate_windows(
     store: StoreReader, now: float, bucket_s: int, worker: str | None = None, address: str | None = None, *,
-    first_seen: float | None,
+    first_seen: float | None, uptime: Uptime | None = None,
 ) -> list[Hashrate]:
     """The windows of a worker, an address or the pool; `first_seen` is its first share ever seen (the
-    worker's, or the earliest of the address's or the pool's workers), where observation began."""
+    worker's, or the earliest of the address's or the pool's workers), where observation began; `uptime`
+    when the pool was up (read from the store when not given)."""
     starts = window_starts(now, bucket_s)
     sums = store.work_windows(starts, worker=worker, address=address)
-    return _hashrates(now, starts, sums, first_seen, bucket_s)
+    up = uptime_for_windows(store, now, bucket_s) if uptime is None else uptime
+    return _hashrates(now, starts, sums, first_seen, bucket_s, up)
 
 
 def first_seen_for(store: StoreReader, worker: str | None = None, address: str | None = None) -> float | None:
@@ -130,6 +138,15 @@ def rate(difficulty_sum: float, span_s: float) -> float:
     return 0.0 if span_s <= 0 else difficulty_sum * stats.HASHES_PER_DIFF1 / span_s
 
 
+def step_exposure(start: float, end: float, observed: float | None, uptime: Uptime) -> float:
+    """The seconds of a chart step [start, end] a point's work is over: from when observation began (the
+    bucket of the first share ever seen), and of that the time the pool was up. Work in a step with no
+    up-time on record (the end of a crashed run, past its last heartbeat) is spread over the step
+    observed, as before uptime was recorded, rather than read as infinite."""
+    begin = start if observed is None else max(start, observed)
+    return uptime.covered(begin, end) or end - begin
+
+
 def history(
     store: StoreReader, now: float, range_name: str, worker: str | None = None, address: str | None = None,
     bucket_s: int = FINE_BUCKET_S,
@@ -139,16 +156,18 @@ def history(
     rows = store.work_history(since, step, worker=worker, address=address)
     by_start = {int(start): sums for start, sums in rows}
     observed = observed_since(first_seen_for(store, worker, address), bucket_s)
+    uptime = read_uptime(store, since, now, bucket_s)
     points = []
-    # Every step gets a point (zero when idle) so the chart shows gaps as drops, not as straight lines.
+    # Every step gets a point (zero when idle or down) so the chart shows gaps as drops, not as lines.
     start = int(since)
     while start <= now:
         sums = by_start.get(start)
         # The newest point covers only the part of its step that has elapsed, the first one only the part
-        # after observation began (the bucket of the first share ever seen), as the hashrate windows do.
-        begin = start if observed is None else max(start, observed)
-        covered = min(start + step, now) - begin
-        value = rate(sums.difficulty_sum, covered) if sums is not None else 0.0
+        # after observation began (the bucket of the first share ever seen), and any of them only the time
+        # the pool was up, as the hashrate windows do.
+        value = 0.0
+        if sums is not None:
+            value = rate(sums.difficulty_sum, step_exposure(start, min(start + step, now), observed, uptime))
         points.append(Point(time=start, hashrate_hps=value, shares=sums.shares if sums else 0))
         start += step
     return HashrateHistory(range=range_name, bucket_s=step, worker=worker, address=address, points=points)
@@ -160,12 +179,14 @@ def rejects(store: StoreReader, now: float, window_s: int, name: str, **who: str
 
 
 def workers_out(
-    store: StoreReader, rows: Sequence[WorkerRow], now: float, bucket_s: int
+    store: StoreReader, rows: Sequence[WorkerRow], now: float, bucket_s: int, uptime: Uptime | None = None
 ) -> list[Worker]:
-    """The API's view of `rows`, their hashrate windows read in one grouped statement, not one per worker."""
+    """The API's view of `rows`, their hashrate windows read in one grouped statement, not one per worker
+    (and the pool's uptime once for all of them, when not given)."""
     starts = window_starts(now, bucket_s)
     sums = windows_by_worker(store, now, rows, bucket_s)
-    return [_worker(row, _hashrates(now, starts, sums[row.worker], row.first_seen, bucket_s), now) for row in rows]
+    up = uptime_for_windows(store, now, bucket_s) if uptime is None else uptime
+    return [_worker(row, _hashrates(now, starts, sums[row.worker], row.first_seen, bucket_s, up), now) for row in rows]
 
 
 def worker_out(store: StoreReader, row: WorkerRow, now: float, bucket_s: int) -> Worker:
@@ -260,13 +281,14 @@ def address_page(services: Services, store: StoreReader, address: str, now: floa
     balance = balance_of(store.balances(), address) or Balance(address, 0, 0, 0, 0)
     payouts = [p for p in store.batches(limit=MAX_LIMIT) if any(a == address for a, _ in p.items)][:limit]
     blocks = [b for b in store.blocks(MAX_LIMIT) if b.address == address][:limit]
+    uptime = uptime_for_windows(store, now, services.bucket_width_s)
     return AddressPage(
         address=address,
         known=bool(workers),
         hashrate=hashrate_windows(
-            store, now, services.bucket_width_s, address=address, first_seen=first_seen_of(workers)
+            store, now, services.bucket_width_s, address=address, first_seen=first_seen_of(workers), uptime=uptime
         ),
-        workers=workers_out(store, workers, now, services.bucket_width_s),
+        workers=workers_out(store, workers, now, services.bucket_width_s, uptime),
         best_share=max((w.best_share for w in workers), default=0.0),
         accepted_shares=sum(w.accepted for w in workers),
         rejected_shares=sum(w.rejected for w in workers),
