@@ -127,6 +127,22 @@ def test_without_a_record_the_outage_still_reads_low(store: LedgerStore) -> None
     assert hour.high < TRUE_RATE and day.high < TRUE_RATE
 
 
+def test_an_upgraded_ledger_does_not_count_its_older_work_over_the_new_record_only(store: LedgerStore) -> None:
+    """A ledger with work from before the uptime record (an older pithead) that is upgraded and restarted:
+    the time before the record is unknown, so it is read as up (as before), never as down, which would
+    divide the older work by the new run's minutes and read many times the true rate."""
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    ledger.apply(steady("addr1.rig", "addr1", T0, T0 + UP_S) + steady("addr1.rig", "addr1", RESTART, NOW))
+    beat(store, "first-after-upgrade", RESTART, NOW - 5)  # only the run after the upgrade is on record
+    ws = ledger.worker_stats("addr1.rig", NOW)
+    assert ws is not None
+    five, hour, day = ws.stats.hashrate[300], ws.stats.hashrate[3600], ws.stats.hashrate[86400]
+    assert five.observed_s == five.span_s and five.low <= TRUE_RATE <= five.high  # on record, and up
+    # the hour and the day reach back before the record: read as before (the outage still dilutes them)
+    assert hour.observed_s == hour.span_s and hour.high < TRUE_RATE
+    assert day.observed_s == NOW - T0 and day.high < TRUE_RATE
+
+
 def test_a_worker_idle_while_the_pool_was_up_still_reads_low(store: LedgerStore) -> None:
     ledger = outage_pool(store)
     # a second worker that hashed through the first run only: the pool was up since, it was not
