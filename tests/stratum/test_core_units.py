@@ -163,6 +163,25 @@ def test_extranonce_allocator_unique_and_resumable() -> None:
     assert a.allocate(x) == x
 
 
+def test_extranonce_shards_are_disjoint_and_keep_resume_inside_their_slice() -> None:
+    """Worker processes of one pool (`--workers 3`) never hand out the same extranonce1."""
+    shards = [ExtranonceAllocator(salt=7, shard=(i, 3)) for i in range(3)]  # same salt: worst case
+    seen: list[set[bytes]] = [{a.allocate() for _ in range(5_000)} for a in shards]
+    assert all(len(s) == 5_000 for s in seen)
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    for i, s in enumerate(seen):  # the top two bits name the worker
+        assert {x[0] >> 6 for x in s} == {i}
+        assert all(shards[i].owns(x) for x in s) and not any(shards[(i + 1) % 3].owns(x) for x in s)
+    foreign = next(iter(seen[1]))
+    shards[1].release(foreign)
+    assert shards[0].allocate(foreign) != foreign  # another worker's id is not resumed here
+    assert shards[1].allocate(foreign) == foreign  # its own worker resumes it
+    with pytest.raises(ValueError):
+        ExtranonceAllocator(shard=(3, 3))
+    with pytest.raises(ValueError):
+        ExtranonceAllocator(size=1, shard=(0, 256))
+
+
 # --- jobs ------------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """`pithead pool`: run the Stratum V1 pool server.
 
     pithead pool --bind 127.0.0.1 --port 3333 --mode solo|pool --address ADDR --node URL --config FILE
+                 --workers N   (N processes share the port, one per core with 0; see workers.py)
 
 Flags override the `[pool]` section of the config file; `--node` may be repeated (blocks are submitted to
 every node at once). Defaults are safe: 127.0.0.1:3333, regtest, solo mode.
@@ -29,6 +30,8 @@ def pool(
     rpc_user: str | None = typer.Option(None, "--rpc-user"),
     rpc_password: str | None = typer.Option(None, "--rpc-password"),
     network: str | None = typer.Option(None, "--network", help="regtest (default), testnet, signet, main."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Pool processes sharing the port (SO_REUSEPORT); 0 = one per CPU core (default 1)."),
     config: str | None = typer.Option(None, "--config", "-c", help="TOML config file."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -43,7 +46,7 @@ def pool(
         raise typer.BadParameter(str(exc)) from exc
     changes: dict[str, object] = {
         k: v for k, v in (("bind", bind), ("port", port), ("mode", mode), ("pool_address", address),
-                          ("network", network)) if v is not None
+                          ("network", network), ("workers", workers)) if v is not None
     }
     if node:
         changes["nodes"] = tuple(UpstreamNode(url=u, cookie_file=cookie, rpc_user=rpc_user,

@@ -83,7 +83,13 @@ class ServerMetrics:
     blocks_found: int = 0
     last_broadcast_ms: float = 0.0  # template update → last notify written
     last_broadcast_miners: int = 0
+    last_broadcast_at: float = 0.0  # time.time() of the last generation of jobs
     submit_results: list[tuple[str, list[SubmitResult]]] = field(default_factory=list)
+
+
+def block_message(height: int, worker: str) -> str:
+    """What miners are shown (`client.show_message`) when the pool's block is accepted."""
+    return f"pithead: block {height} found by {worker}"
 
 
 class StratumConnection(asyncio.Protocol):
@@ -207,7 +213,12 @@ class PoolServer:
         refresh_interval: float = 30.0,
         limits: ServerLimits | None = None,
         clock: Callable[[], float] = time.time,
+        extranonce_shard: tuple[int, int] = (0, 1),
+        on_ban: Callable[[str, float], None] | None = None,
     ) -> None:
+        """`extranonce_shard` (index, count) gives this server its slice of the extranonce1 space when it is
+        one of several worker processes of one pool; `on_ban(ip, now)` is told of every ban this server
+        makes (the workers' supervisor spreads it to the other workers)."""
         self.rules = rules
         self.source = source
         self.sink = sink
@@ -221,7 +232,8 @@ class PoolServer:
             extranonce2_size=rules.extranonce2_size,
             clear_version_bits=rules.version_mask,
         )
-        self.allocator = ExtranonceAllocator(salt=int.from_bytes(os.urandom(4), "big"))
+        self.allocator = ExtranonceAllocator(salt=int.from_bytes(os.urandom(4), "big"), shard=extranonce_shard)
+        self.on_ban = on_ban
         self.admission = Admission(self.limits.max_connections_per_ip, self.limits.ban_seconds)
         self.stats = StatsBook()
         self.metrics = ServerMetrics()
@@ -338,6 +350,7 @@ class PoolServer:
                         n += 1
         self.metrics.last_broadcast_ms = (time.perf_counter() - t0) * 1000
         self.metrics.last_broadcast_miners = n
+        self.metrics.last_broadcast_at = time.time()
         self.template_ready.set()
         log.info(
             "job for height %d (%s, %d txs) sent to %d miners in %.1f ms",
@@ -356,6 +369,8 @@ class PoolServer:
                 if ev.ban:
                     log.warning("banning %s for %.0f s: %s", conn.ip, self.limits.ban_seconds, ev.reason)
                     self.admission.ban(conn.ip, now)
+                    if self.on_ban is not None:
+                        self.on_ban(conn.ip, now)
                 if conn.transport is not None:
                     conn.transport.close()
 
@@ -412,7 +427,7 @@ class PoolServer:
         verdict = "accepted" if accepted else f"refused ({refused})"
         log.warning("block %s %s", display_hex(ev.block_hash), verdict)
         if accepted:
-            self.broadcast_message(f"pithead: block {ev.job.height} found by {ev.worker.name}")
+            self.broadcast_message(block_message(ev.job.height, ev.worker.name))
 
     def broadcast_message(self, text: str) -> None:
         for c in list(self.connections):

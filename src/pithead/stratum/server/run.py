@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pithead.chain.address import address_to_script
 from pithead.chain.params import network_by_name
@@ -21,6 +22,9 @@ from pithead.stratum.protocol.session import PoolRules
 from pithead.stratum.protocol.version import parse_hex32
 from pithead.stratum.server.pool import PoolServer, ServerLimits
 from pithead.template.interface import TemplateSource
+
+if TYPE_CHECKING:
+    from pithead.stratum.server.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,19 @@ def make_source(cfg: PoolConfig) -> TemplateSource:
         raise PoolConfigError(f"pool.nodes: {exc} (give --cookie or --rpc-user/--rpc-password)") from exc
 
 
-def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None) -> PoolServer:
+def pool_workers(cfg: PoolConfig) -> int:
+    """How many pool processes `cfg` asks for (`[pool] workers`; 0 = one per CPU core)."""
+    from pithead.stratum.server.workers import resolve_workers
+
+    try:
+        return resolve_workers(cfg.workers)
+    except ValueError as exc:
+        raise PoolConfigError(str(exc)) from exc
+
+
+def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None, *,
+                 extranonce_shard: tuple[int, int] = (0, 1),
+                 on_ban: Callable[[str, float], None] | None = None) -> PoolServer:
     rules = rules_from_config(cfg)
     pool_script = None
     if cfg.mode == "pool":
@@ -87,7 +103,7 @@ def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None
     )
     return PoolServer(
         rules=rules, source=source, sink=sink, pool_script=pool_script, tag=cfg.coinbase_tag.encode()[:40],
-        refresh_interval=cfg.refresh_interval, limits=limits,
+        refresh_interval=cfg.refresh_interval, limits=limits, extranonce_shard=extranonce_shard, on_ban=on_ban,
     )
 
 
@@ -108,13 +124,20 @@ async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: Sha
     no ledger); `on_listening`, when given, gets the start banner ("... listening on HOST:PORT") once the
     pool accepts connections, for a CLI to print whatever its log level."""
     rules_from_config(cfg)  # refuse a bad config before touching any node
+    workers = pool_workers(cfg)
     source = source or make_source(cfg)
     note = no_ledger_note(cfg, sink)
     if sink is None:
         from pithead.ledger.bus import MemoryBus
 
         sink = MemoryBus("pool")
-    server = build_server(cfg, source, sink)
+    server: PoolServer | WorkerPool
+    if workers > 1:
+        from pithead.stratum.server.workers import WorkerPool
+
+        server = WorkerPool(cfg, source, sink, workers)
+    else:
+        server = build_server(cfg, source, sink)
     try:
         await source.start()
     except Exception as exc:  # no node answered: say so and exit, rather than a traceback
@@ -123,7 +146,7 @@ async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: Sha
         raise PoolStartError(f"no template from the configured node(s): {exc}") from exc
     try:
         host, port = await server.start(cfg.bind, cfg.port)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a worker process that could not start
         await source.stop()
         raise PoolStartError(f"cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
     stop = asyncio.Event()
@@ -132,7 +155,8 @@ async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: Sha
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        banner = f"pithead pool ({cfg.mode} mode, {cfg.network}) listening on {host}:{port}"
+        procs = f", {workers} worker processes" if workers > 1 else ""
+        banner = f"pithead pool ({cfg.mode} mode, {cfg.network}{procs}) listening on {host}:{port}"
         log.info("%s", banner)
         if on_listening is not None:
             on_listening(banner)  # announced once a SIGINT/SIGTERM already stops the pool gracefully

@@ -1,0 +1,553 @@
+"""The pool on several cores: worker processes sharing one Stratum port, and the supervisor that runs them.
+
+Why: one Python process judges ~39,000 shares per CPU-second and writes a new block's notify to ~100
+miners per millisecond, and the kernel's own cost of one loopback `send()` (~6.5 µs here) alone makes
+65 ms for 10,000 miners from one core. A farm of tens of thousands of devices needs every core, so
+`pithead pool --workers N` (or `[pool] workers`, 0 = one per core) runs N worker processes, each a whole
+`PoolServer` over its share of the miners. What it is: each worker binds the same port with SO_REUSEPORT
+and the kernel spreads new connections over them by a hash of the 4-tuple; the supervisor (this process)
+owns everything there must be one of:
+
+- the node connections: it consumes the template source and sends each update to every worker (pickled
+  once), and submits the blocks workers find to every node, answering the worker with the results;
+- the ledger: workers send their share and block events in batches (one frame per event-loop turn), the
+  supervisor puts them into the `ShareSink` and keeps the pool-wide `StatsBook` from them;
+- bans (a ban made by one worker is sent to all) and the block message shown to every miner;
+- the workers' health: one that dies is restarted (its miners reconnect and land on a live worker); when
+  the supervisor goes away the workers see the end of their channel and stop.
+
+Extranonce1 values never collide across workers: worker i of N allocates from its own slice
+(`ExtranonceAllocator(shard=(i, N))`). What it is not: a cluster across machines (that is several pool
+front-ends on the Redis share bus), and the per-IP connection limit is per worker, so the pool-wide bound
+is up to N times `max_connections_per_ip`.
+
+The channel is one Unix socketpair per worker carrying frames of a 4-byte big-endian length and a pickle.
+Pickle is safe here because both ends are this program's own processes (nothing from the network is ever
+unpickled) and it carries the frozen template and event dataclasses unchanged at C speed. Messages:
+
+  supervisor → worker: ("config", PoolConfig, index, count, host, port, log_level), ("template",
+      TemplateUpdate), ("submitted", request_id, [SubmitResult]), ("ban", ip), ("message", text), ("stop",)
+  worker → supervisor: ("ready", pid, port), ("events", [ShareEvent | BlockEvent]), ("submit", request_id,
+      block_hex), ("ban", ip), ("stats", {...})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pithead.chain.hashes import display_hex, sha256d
+from pithead.config import PoolConfig
+from pithead.ledger.events import BlockEvent, ShareEvent, ShareSink
+from pithead.stratum.protocol.session import State
+from pithead.stratum.server.pool import PoolServer, block_message
+from pithead.stratum.server.stats import StatsBook
+from pithead.template.block_template import BlockTemplate
+from pithead.template.interface import SubmitResult, TemplateSource, TemplateUpdate
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 512 * 1024 * 1024
+"""A frame larger than this is a bug (a full block template pickles to a few MB)."""
+MAX_CHANNEL_BACKLOG = 256 * 1024 * 1024
+"""Unsent bytes a worker lets pile up towards a supervisor that does not read (stuck or gone): past this
+its share events are dropped and counted rather than filling the worker's memory."""
+STATS_INTERVAL = 1.0
+"""Seconds between a worker's statistics reports."""
+READY_TIMEOUT = 30.0
+"""Seconds a new worker has to import, bind and report ready."""
+RESTART_BACKOFF = (0.5, 30.0)
+"""First and longest wait before restarting a worker that died (doubling while it keeps dying young)."""
+
+
+class WorkerError(RuntimeError):
+    """A worker could not be started (the port is taken, the process died at start)."""
+
+
+def resolve_workers(n: int) -> int:
+    """The number of worker processes for `[pool] workers`: 0 means one per CPU core."""
+    if n < 0:
+        raise ValueError(f"pool.workers must be 0 (one per core) or more, not {n}")
+    return n or (os.cpu_count() or 1)
+
+
+class Channel:
+    """Length-prefixed pickle frames over one end of a Unix socketpair (asyncio streams)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def open(cls, sock: socket.socket) -> Channel:
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        return cls(reader, writer)
+
+    @staticmethod
+    def encode(msg: tuple[Any, ...]) -> bytes:
+        body = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        return _HEADER.pack(len(body)) + body
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        self.send_frame(self.encode(msg))
+
+    def send_frame(self, frame: bytes) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(frame)
+
+    @property
+    def backlog(self) -> int:
+        transport = self._writer.transport
+        return 0 if transport.is_closing() else transport.get_write_buffer_size()
+
+    async def recv(self) -> tuple[Any, ...]:
+        """The next message; raises EOFError when the other end has gone."""
+        try:
+            (size,) = _HEADER.unpack(await self._reader.readexactly(_HEADER.size))
+            if size > MAX_FRAME:
+                raise EOFError(f"frame of {size} bytes from the other end: closing the channel")
+            msg = pickle.loads(await self._reader.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise EOFError("channel closed") from exc
+        if not isinstance(msg, tuple) or not msg:
+            raise EOFError(f"malformed message {type(msg).__name__} on the channel")
+        return msg
+
+    async def drain(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+# --- the worker side -------------------------------------------------------------------------------------
+
+
+class ChannelSource:
+    """The worker's `TemplateSource`: updates arrive from the supervisor; blocks go back to it to submit."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._current: BlockTemplate | None = None
+        self._subscribers: list[asyncio.Queue[TemplateUpdate]] = []
+        self._pending: dict[int, asyncio.Future[list[SubmitResult]]] = {}
+        self._ids = itertools.count(1)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.fail_pending("the pool is stopping")
+
+    def current(self) -> BlockTemplate | None:
+        return self._current
+
+    def push(self, update: TemplateUpdate) -> None:
+        self._current = update.template
+        for q in self._subscribers:
+            if q.full():  # only the newest template matters
+                q.get_nowait()
+            q.put_nowait(update)
+
+    async def updates(self) -> AsyncIterator[TemplateUpdate]:
+        q: asyncio.Queue[TemplateUpdate] = asyncio.Queue(64)
+        self._subscribers.append(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._subscribers.remove(q)
+
+    async def submit_block(self, block_hex: str) -> list[SubmitResult]:
+        rid = next(self._ids)
+        fut: asyncio.Future[list[SubmitResult]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._channel.send(("submit", rid, block_hex))
+        try:
+            return await fut
+        finally:
+            self._pending.pop(rid, None)
+
+    def submitted(self, rid: int, results: list[SubmitResult]) -> None:
+        fut = self._pending.get(rid)
+        if fut is not None and not fut.done():
+            fut.set_result(results)
+
+    def fail_pending(self, why: str) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError(why))
+
+
+class ChannelSink:
+    """The worker's `ShareSink`: events are batched and sent once per event-loop turn."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._batch: list[ShareEvent | BlockEvent] = []
+        self.dropped = 0
+
+    def put(self, event: ShareEvent | BlockEvent) -> None:
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._batch.append(event)
+
+    def flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        if self._channel.backlog > MAX_CHANNEL_BACKLOG:
+            self.dropped += len(batch)
+            log.error("supervisor not reading: dropped %d share events (%d in all)", len(batch), self.dropped)
+            return
+        self._channel.send(("events", batch))
+
+
+def _worker_stats(server: PoolServer, sink: ChannelSink) -> dict[str, Any]:
+    ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
+    return {
+        "pid": os.getpid(), "connections": len(server.connections), "ready": ready,
+        "shares_judged": server.metrics.shares_judged, "blocks_found": server.metrics.blocks_found,
+        "last_broadcast_ms": server.metrics.last_broadcast_ms,
+        "last_broadcast_miners": server.metrics.last_broadcast_miners,
+        "last_broadcast_at": server.metrics.last_broadcast_at, "dropped_events": sink.dropped,
+    }
+
+
+async def run_worker(fd: int) -> None:
+    """A worker process's life: take the config, serve its share of the miners, obey the supervisor."""
+    from pithead.stratum.server.run import build_server
+
+    channel = await Channel.open(socket.socket(fileno=fd))
+    first = await channel.recv()
+    if first[0] != "config":
+        raise WorkerError(f"worker expected its config first, got {first[0]!r}")
+    _, cfg, index, count, host, port, level = first
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s worker {index}: %(name)s: %(message)s")
+    source = ChannelSource(channel)
+    sink = ChannelSink(channel)
+    server = build_server(cfg, source, sink, extranonce_shard=(index, count),
+                          on_ban=lambda ip, now: channel.send(("ban", ip)))
+    # the current template comes right after the config, so the first miners get work at once
+    msg = await channel.recv()
+    if msg[0] == "template":
+        source.push(msg[1])
+    _, bound = await server.start(host, port, reuse_port=True)
+    channel.send(("ready", os.getpid(), bound))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            channel.send(("stats", _worker_stats(server, sink)))
+
+    async def obey() -> None:
+        try:
+            while True:
+                msg = await channel.recv()
+                kind = msg[0]
+                if kind == "template":
+                    source.push(msg[1])
+                elif kind == "submitted":
+                    source.submitted(msg[1], msg[2])
+                elif kind == "ban":
+                    server.admission.ban(msg[1], server.clock())
+                elif kind == "message":
+                    server.broadcast_message(msg[1])
+                elif kind == "stop":
+                    break
+        except EOFError:
+            log.warning("supervisor gone: stopping")
+        finally:
+            stop.set()
+
+    tasks = [asyncio.create_task(report()), asyncio.create_task(obey())]
+    await stop.wait()
+    source.fail_pending("supervisor gone")
+    await server.stop()
+    sink.flush()
+    channel.send(("stats", _worker_stats(server, sink)))
+    await channel.drain()
+    for t in tasks:
+        t.cancel()
+    channel.close()
+
+
+def worker_main(argv: list[str]) -> None:
+    """Entry of `python -m pithead.stratum.server.workers FD` (started by the supervisor, never by hand)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor stops us
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    from pithead.stratum.server.run import run
+
+    run(run_worker(int(argv[0])))
+
+
+# --- the supervisor side ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    index: int
+    proc: asyncio.subprocess.Process | None = None
+    channel: Channel | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    restarts: int = 0
+    reader: asyncio.Task[None] | None = None
+
+
+@dataclass
+class PoolMetrics:
+    """The pool-wide view, merged from the workers' reports (same names as `ServerMetrics`)."""
+
+    connections: int = 0
+    ready: int = 0
+    shares_judged: int = 0
+    blocks_found: int = 0
+    last_broadcast_ms: float = 0.0  # the slowest worker's template → last notify written
+    last_broadcast_miners: int = 0
+    dropped_events: int = 0
+    worker_restarts: int = 0
+    submit_results: list[tuple[str, list[SubmitResult]]] = field(default_factory=list)
+
+
+class WorkerPool:
+    """`PoolServer`'s twin for many cores: same `start`/`stop`/`snapshot`, the miners served by workers."""
+
+    def __init__(self, cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None,
+                 workers: int = 2, *, restart: bool = True, log_level: int | None = None) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.sink = sink
+        self.count = workers
+        self.restart = restart
+        self.log_level = log_level if log_level is not None else logging.getLogger().getEffectiveLevel()
+        self.stats = StatsBook()
+        self.metrics = PoolMetrics()
+        self.workers = [_Worker(i) for i in range(workers)]
+        self.host = cfg.bind
+        self.port = cfg.port
+        self._reservation: socket.socket | None = None
+        self._feeder: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+        """Reserve the port, start every worker and wait until each listens; returns (host, port)."""
+        self.host = host if host is not None else self.cfg.bind
+        port = self.port if port is None else port
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        res = socket.socket(family, socket.SOCK_STREAM)
+        res.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        res.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            # bound, never listening: holds the port (and picks it when 0) without taking connections
+            res.bind((self.host, port))
+        except OSError:
+            res.close()
+            raise
+        self._reservation = res
+        self.port = res.getsockname()[1]
+        try:
+            await asyncio.gather(*(self._spawn(w) for w in self.workers))
+        except BaseException:
+            await self.stop(grace=1.0)
+            raise
+        self._feeder = asyncio.create_task(self._feed_templates(), name="pool-workers-templates")
+        return self.host, self.port
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop every worker gracefully (each flushes its miners and its last events), then the rest."""
+        self._stopping = True
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+        for w in self.workers:
+            if w.channel is not None:
+                w.channel.send(("stop",))
+        await asyncio.gather(*(self._reap(w, grace + 3.0) for w in self.workers))
+        for t in list(self._tasks):
+            t.cancel()
+        if self._reservation is not None:
+            self._reservation.close()
+            self._reservation = None
+
+    async def _reap(self, w: _Worker, wait_s: float) -> None:
+        proc = w.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                await asyncio.wait_for(proc.wait(), wait_s)
+            except TimeoutError:
+                log.warning("worker %d did not stop in %.0f s: killing it", w.index, wait_s)
+                proc.kill()
+                await proc.wait()
+        if w.reader is not None:  # its last events and statistics are read before we return
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(w.reader, 2.0)
+
+    async def _spawn(self, w: _Worker) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pithead.stratum.server.workers", str(child.fileno()),
+                pass_fds=(child.fileno(),),
+            )
+        finally:
+            child.close()
+        w.proc = proc
+        w.started_at = time.monotonic()
+        channel = w.channel = await Channel.open(parent)
+        channel.send(("config", self.cfg, w.index, self.count, self.host, self.port, self.log_level))
+        current = self.source.current()
+        channel.send(("template", TemplateUpdate(current, True, time.time())) if current is not None
+                     else ("none",))
+        try:
+            ready = await asyncio.wait_for(channel.recv(), READY_TIMEOUT)
+        except (EOFError, TimeoutError) as exc:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            raise WorkerError(f"pool worker {w.index} did not start (exit code {proc.returncode}): "
+                              f"is {self.host}:{self.port} free?") from exc
+        if ready[0] != "ready":
+            raise WorkerError(f"pool worker {w.index} said {ready[0]!r} instead of ready")
+        log.info("pool worker %d (pid %d) listening on %s:%d", w.index, ready[1], self.host, ready[2])
+        w.reader = asyncio.create_task(self._listen(w, channel), name=f"pool-worker-{w.index}")
+
+    # --- what the workers say --------------------------------------------------------------------------
+    async def _listen(self, w: _Worker, channel: Channel) -> None:
+        try:
+            while True:
+                msg = await channel.recv()
+                kind = msg[0]
+                if kind == "events":
+                    self._on_events(w, msg[1])
+                elif kind == "submit":
+                    self._spawn_task(self._submit(channel, msg[1], msg[2]))
+                elif kind == "ban":
+                    for other in self.workers:
+                        if other is not w and other.channel is not None:
+                            other.channel.send(("ban", msg[1]))
+                elif kind == "stats":
+                    w.stats = msg[1]
+                    self._merge_stats()
+        except EOFError:
+            pass
+        finally:
+            channel.close()
+            if w.channel is channel:
+                w.channel = None
+        if not self._stopping:
+            self._spawn_task(self._revive(w))
+
+    def _on_events(self, w: _Worker, events: list[ShareEvent | BlockEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, ShareEvent):
+                self.stats.record(ev.time, ev.worker, ev.address, ev.accepted, ev.difficulty,
+                                  ev.share_difficulty, ev.reject_reason)
+            elif isinstance(ev, BlockEvent):
+                self.stats.block(ev.worker, ev.address)
+                if ev.accepted_by_node:  # the finder's worker told its own miners; tell everyone else's
+                    text = block_message(ev.height, ev.worker)
+                    for other in self.workers:
+                        if other is not w and other.channel is not None:
+                            other.channel.send(("message", text))
+            if self.sink is not None:
+                try:
+                    self.sink.put(ev)
+                except Exception:  # a sink failure must never take the pool down
+                    log.exception("share sink refused an event")
+
+    async def _submit(self, channel: Channel, rid: int, block_hex: str) -> None:
+        try:
+            results = await self.source.submit_block(block_hex)
+        except Exception as exc:  # the worker records the failure with its block; it is never lost in silence
+            log.exception("submitblock failed")
+            results = [SubmitResult(node="?", result=f"error: {exc}", accepted=False)]
+        header = bytes.fromhex(block_hex[:160])
+        self.metrics.submit_results.append((display_hex(sha256d(header)), results))
+        del self.metrics.submit_results[:-100]
+        channel.send(("submitted", rid, results))
+
+    def _merge_stats(self) -> None:
+        m = self.metrics
+        live = [w.stats for w in self.workers if w.stats]
+        m.connections = sum(s["connections"] for s in live)
+        m.ready = sum(s["ready"] for s in live)
+        m.shares_judged = sum(s["shares_judged"] for s in live)
+        m.blocks_found = sum(s["blocks_found"] for s in live)
+        m.dropped_events = sum(s["dropped_events"] for s in live)
+        latest = max((s["last_broadcast_at"] for s in live), default=0.0)
+        same = [s for s in live if s["last_broadcast_at"] and latest - s["last_broadcast_at"] < 1.0]
+        m.last_broadcast_ms = max((s["last_broadcast_ms"] for s in same), default=0.0)
+        m.last_broadcast_miners = sum(s["last_broadcast_miners"] for s in same)
+
+    async def _revive(self, w: _Worker) -> None:
+        proc = w.proc
+        code = await proc.wait() if proc is not None else None
+        if self._stopping or not self.restart:
+            return
+        young = time.monotonic() - w.started_at < 60.0
+        w.restarts = w.restarts + 1 if young else 1
+        self.metrics.worker_restarts += 1
+        delay = min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2 ** (w.restarts - 1))
+        log.error("pool worker %d exited (code %s); its miners reconnect to the others; restarting in %.1f s",
+                  w.index, code, delay)
+        w.stats = {}
+        self._merge_stats()
+        await asyncio.sleep(delay)
+        if self._stopping:
+            return
+        try:
+            await self._spawn(w)
+        except Exception:
+            log.exception("could not restart pool worker %d", w.index)
+            self._spawn_task(self._revive(w))
+
+    # --- templates out ---------------------------------------------------------------------------------
+    async def _feed_templates(self) -> None:
+        async for update in self.source.updates():
+            frame = Channel.encode(("template", update))  # pickled once for every worker
+            for w in self.workers:
+                if w.channel is not None:
+                    w.channel.send_frame(frame)
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def snapshot(self) -> dict[str, object]:
+        m = self.metrics
+        return {
+            "connections": m.connections,
+            "shares_judged": m.shares_judged,
+            "blocks_found": m.blocks_found,
+            "last_broadcast_ms": m.last_broadcast_ms,
+            "last_broadcast_miners": m.last_broadcast_miners,
+            "workers": [{"index": w.index, "pid": w.stats.get("pid"), "connections": w.stats.get("connections", 0),
+                         "restarts": w.restarts} for w in self.workers],
+            "pool": self.stats.pool.snapshot(time.time()),
+        }
+
+
+if __name__ == "__main__":
+    worker_main(sys.argv[1:])

@@ -1,0 +1,319 @@
+"""The pool on several cores (`pithead pool --workers N`): worker processes sharing one port with
+SO_REUSEPORT, one supervisor holding the node, the ledger sink, bans and statistics.
+
+Real processes, real sockets, the embedded node: miners spread over the workers mine regtest blocks that
+the node accepts; extranonce1 never repeats across workers; a ban made by one worker holds on all; a
+worker killed with SIGKILL is restarted while the others keep serving; Ctrl-C/SIGTERM of `pithead pool
+--workers 2` stops every process, and workers stop by themselves when their supervisor dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from pithead.chain.address import address_to_script
+from pithead.chain.hashes import display_hex, prevhash_from_stratum
+from pithead.chain.params import REGTEST
+from pithead.config import PoolConfig, UpstreamNode
+from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.node.node import EmbeddedNode
+from pithead.stratum.server.run import PoolConfigError, pool_workers
+from pithead.stratum.server.static_source import StaticTemplateSource
+from pithead.stratum.server.workers import WorkerPool, resolve_workers
+from pithead.template.source import source_from_config
+
+from .client import RawClient
+from .helpers import POOL_ADDRESS, SOLO_ADDRESS, regtest_template
+from .test_e2e_node import ListSink, rpc, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+USER = SOLO_ADDRESS + ".w"
+
+
+def pool_cfg(**kw: object) -> PoolConfig:
+    base: dict[str, object] = {"port": 0, "mode": "pool", "pool_address": POOL_ADDRESS, "start_difficulty": 1e-6,
+                               "min_difficulty": 1e-8, "refresh_interval": 0.2}
+    base.update(kw)
+    return PoolConfig(**base)  # type: ignore[arg-type]
+
+
+async def connect(port: int, src: str = "127.0.0.1") -> RawClient:
+    r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0))
+    return RawClient(r, w)
+
+
+def shard(client: RawClient, workers: int = 2) -> int:
+    """Which worker serves this miner: the top bits of its extranonce1 name the worker's slice."""
+    bits = (workers - 1).bit_length()
+    return client.extranonce1[0] >> (8 - bits)
+
+
+async def miners_on_every_worker(port: int, n: int, workers: int = 2) -> list[RawClient]:
+    clients = []
+    for i in range(n):
+        c = await connect(port, f"127.0.0.{10 + i % 8}")
+        await c.handshake(f"{USER}{i}")
+        clients.append(c)
+    # SO_REUSEPORT hashes the 4-tuple: with n=16 and 2 workers, all on one worker is a 2^-15 chance
+    assert {shard(c, workers) for c in clients} == set(range(workers))
+    return clients
+
+
+def test_workers_setting() -> None:
+    assert resolve_workers(3) == 3
+    assert resolve_workers(0) == (os.cpu_count() or 1)
+    with pytest.raises(PoolConfigError, match="workers"):
+        pool_workers(PoolConfig(workers=-1))
+
+
+async def test_miners_on_several_workers_mine_blocks_the_node_accepts(tmp_path: Path) -> None:
+    async with EmbeddedNode(tmp_path, rpc_port=0, tx_rate=20.0, seed=11) as node:
+        source = source_from_config([UpstreamNode(url=node.rpc_url, cookie_file=str(node.cookie_path))],
+                                    chain="regtest", refresh_interval=0.2)
+        await source.start()
+        sink = ListSink()
+        pool = WorkerPool(pool_cfg(), source, sink, workers=2)
+        _, port = await pool.start("127.0.0.1", 0)
+        clients: list[RawClient] = []
+        try:
+            clients = await miners_on_every_worker(port, 16)
+            en1 = [c.extranonce1 for c in clients]
+            assert len(set(en1)) == len(en1)  # unique across the whole pool, not only per worker
+            start_height = int(await rpc(node, "getblockcount"))  # type: ignore[arg-type]
+            # one miner of each worker finds a block (every share at 1e-6 meets the regtest target)
+            finders = [next(c for c in clients if shard(c) == k) for k in (0, 1)]
+            found: list[str] = []
+            for k, c in enumerate(finders):
+                tip = await rpc(node, "getbestblockhash")
+
+                async def on_tip(c: RawClient = c, tip: object = tip) -> bool:
+                    return c.job is not None and display_hex(prevhash_from_stratum(c.job[1])) == tip
+
+                await wait_until(on_tip, "a job on the node's tip")
+                job = c.job
+                assert job is not None
+                r = await c.submit_one(f"{USER}{clients.index(c)}", job, diff=1e-6)
+                assert r["result"] is True, r
+
+                async def block_recorded(want: int = k + 1) -> bool:
+                    return sum(isinstance(e, BlockEvent) for e in sink.events) >= want
+
+                await wait_until(block_recorded, "the block event from the worker")
+                ev = [e for e in sink.events if isinstance(e, BlockEvent)][-1]
+                assert ev.accepted_by_node, pool.metrics.submit_results
+                found.append(ev.block_hash)
+                # every miner of the OTHER worker is told too (the supervisor relays the message)
+                other = next(x for x in clients if shard(x) != k)
+                texts: list[str] = []
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(15):
+                        while not texts or not texts[-1].endswith(f"found by {ev.worker}"):
+                            texts.append((await other.wait_method("client.show_message"))["params"][0])
+                assert texts and texts[-1].endswith(f"found by {ev.worker}"), (texts, shard(other), k)
+            assert int(await rpc(node, "getblockcount")) == start_height + 2  # type: ignore[arg-type]
+            for h in found:
+                block = await rpc(node, "getblock", h, 2)
+                coinbase = block["tx"][0]  # type: ignore[index]
+                assert any(o["scriptPubKey"]["hex"] == address_to_script(POOL_ADDRESS, REGTEST).hex()
+                           for o in coinbase["vout"])
+            # the new tip reached miners on both workers as a clean job
+            for c in (clients[0], clients[-1]):
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        await c.wait_notify(wait_s=0.5)
+                job = c.job
+                assert job is not None
+                tip = await rpc(node, "getbestblockhash")
+                assert display_hex(prevhash_from_stratum(job[1])) == tip
+            shares = [e for e in sink.events if isinstance(e, ShareEvent)]
+            assert len(shares) == 2 and all(s.accepted for s in shares)
+            # the supervisor's pool-wide statistics come from the workers' events and reports
+            assert pool.stats.pool.accepted == 2 and pool.stats.pool.blocks == 2
+
+            async def reported() -> bool:
+                return pool.metrics.connections == 16 and pool.metrics.shares_judged == 2
+
+            await wait_until(reported, "the workers' statistics")
+            snap = pool.snapshot()
+            assert sum(w["connections"] for w in snap["workers"]) == 16  # type: ignore[attr-defined]
+        finally:
+            for c in clients:
+                await c.close()
+            await pool.stop()
+            await source.stop()
+
+
+async def test_a_ban_on_one_worker_holds_on_every_worker() -> None:
+    source = StaticTemplateSource(regtest_template())
+    pool = WorkerPool(pool_cfg(ban_seconds=60.0), source, ListSink(), workers=2)
+    _, port = await pool.start("127.0.0.1", 0)
+    good: list[RawClient] = []
+    try:
+        good = await miners_on_every_worker(port, 16)
+        bad = await connect(port, "127.0.0.77")
+        await bad.send_raw(b"garbage\n" * 50)
+        await asyncio.wait_for(bad._task, 10)  # its worker closed it and banned 127.0.0.77
+        await bad.close()
+
+        async def refused_everywhere() -> bool:
+            # 8 fresh connections (different source ports → both workers): every one closed at once
+            results = []
+            for _ in range(8):
+                c = await connect(port, "127.0.0.77")
+                try:
+                    await asyncio.wait_for(c._task, 2)
+                    results.append(True)
+                except TimeoutError:
+                    results.append(False)
+                await c.close()
+            return all(results)
+
+        await wait_until(refused_everywhere, "the ban on every worker", limit_s=20)
+        for c in good[:2]:  # everyone else still served
+            assert c.job is not None
+            r = await c.submit_one(f"{USER}{good.index(c)}", c.job)
+            assert r["result"] is True
+    finally:
+        for c in good:
+            await c.close()
+        await pool.stop()
+
+
+async def test_a_killed_worker_is_restarted_and_the_others_keep_serving() -> None:
+    source = StaticTemplateSource(regtest_template())
+    sink = ListSink()
+    pool = WorkerPool(pool_cfg(), source, sink, workers=2)
+    _, port = await pool.start("127.0.0.1", 0)
+    clients: list[RawClient] = []
+    try:
+        clients = await miners_on_every_worker(port, 16)
+
+        async def pids_known() -> bool:
+            return all(w.stats.get("pid") for w in pool.workers)
+
+        await wait_until(pids_known, "worker reports")
+        victim = pool.workers[0]
+        old_pid = victim.stats["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        survivors = [c for c in clients if shard(c) == 1]
+        casualties = [c for c in clients if shard(c) == 0]
+        for c in casualties:
+            await asyncio.wait_for(c._task, 10)  # disconnected with their worker
+        for c in survivors:  # unaffected: shares still judged and recorded
+            assert c.job is not None
+            r = await c.submit_one(f"{USER}{clients.index(c)}", c.job)
+            assert r["result"] is True
+
+        async def restarted() -> bool:
+            return victim.stats.get("pid") not in (None, old_pid)
+
+        await wait_until(restarted, "the worker's restart", limit_s=30)
+        assert pool.metrics.worker_restarts == 1
+        # the miners reconnect and get work from whichever worker the kernel picks
+        again = [await connect(port, f"127.0.0.{20 + i}") for i in range(6)]
+        for i, c in enumerate(again):
+            await c.handshake(f"{USER}r{i}")
+            job = await c.wait_notify()
+            r = await c.submit_one(f"{USER}r{i}", job)
+            assert r["result"] is True
+        clients += again
+        # a new block reaches miners on the restarted worker too
+        source.push(regtest_template(height=2000), new_block=True)
+        for c in again:
+            job = await c.wait_notify(clean=True)
+            assert job[8] is True
+        accepted = [e for e in sink.events if isinstance(e, ShareEvent) and e.accepted]
+        assert len(accepted) == len(survivors) + len(again)
+    finally:
+        for c in clients:
+            await c.close()
+        await pool.stop()
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(x) for x in f.read().split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def _start_cli(node: EmbeddedNode) -> tuple[asyncio.subprocess.Process, int]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pithead.cli", "pool", "--port", "0", "--node", node.rpc_url,
+        "--cookie", str(node.cookie_path), "--mode", "solo", "--workers", "2", "-v",
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    port = None
+    async with asyncio.timeout(60):
+        while port is None:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "pithead pool exited early"
+            m = re.search(r"2 worker processes\) listening on 127\.0\.0\.1:(\d+)", line)
+            port = int(m.group(1)) if m else None
+    return proc, port
+
+
+async def _drain(stream: asyncio.StreamReader | None) -> None:
+    if stream is not None:
+        while await stream.readline():
+            pass
+
+
+async def test_pool_command_with_workers_serves_and_stops_every_process(tmp_path: Path) -> None:
+    async with EmbeddedNode(tmp_path, rpc_port=0) as node:
+        proc, port = await _start_cli(node)
+        drain = asyncio.create_task(_drain(proc.stderr))
+        try:
+            workers = _children(proc.pid)
+            assert len(workers) == 2
+            client = await connect(port)
+            await client.handshake(SOLO_ADDRESS + ".cli")
+            job = await client.wait_notify(clean=True)
+            r = await client.submit_one(SOLO_ADDRESS + ".cli", job, diff=1e-6)  # a regtest block
+            assert r["result"] is True
+            await client.close()
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+            assert not any(_alive(p) for p in workers)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            await drain
+
+
+async def test_workers_stop_when_their_supervisor_dies(tmp_path: Path) -> None:
+    async with EmbeddedNode(tmp_path, rpc_port=0) as node:
+        proc, _ = await _start_cli(node)
+        drain = asyncio.create_task(_drain(proc.stderr))
+        workers = _children(proc.pid)
+        try:
+            assert len(workers) == 2
+            proc.kill()  # no chance to stop them: they must notice the channel's end
+            await proc.wait()
+            for _ in range(100):
+                if not any(_alive(p) for p in workers):
+                    break
+                await asyncio.sleep(0.1)
+            assert not any(_alive(p) for p in workers)
+        finally:
+            for p in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+            await drain
