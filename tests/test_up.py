@@ -233,3 +233,14 @@ async def test_taken_port_fails_fast_with_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(UpError, match=f"web: cannot listen on 127.0.0.1:{port}"):
             await serve_up(opts, asyncio.Event())
     assert not (tmp_path / "d" / "node").exists()  # nothing was started
+
+
+async def test_a_bad_farm_token_setting_is_a_clear_error(tmp_path: Path) -> None:
+    """`[farm] api_token` reaches `pithead up`; a token too short to be safe stops it with a clear error."""
+    from pithead.up import UpError, UpOptions, serve_up
+
+    conf = tmp_path / "pithead.toml"
+    conf.write_text('[farm]\napi_token = "short"\n')
+    opts = UpOptions(data_dir=str(tmp_path / "d"), config_path=str(conf), **FAST, print_fn=lambda _: None)
+    with pytest.raises(UpError, match="farm: .*token"):
+        await serve_up(opts, asyncio.Event())

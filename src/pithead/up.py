@@ -376,8 +376,8 @@ async def _status_loop(opts: UpOptions, store: Any, rpc: Any) -> None:
             f"{_si(five.hashrate_hps)} [{_si(five.low_hps)} - {_si(five.high_hps)}]"
             if five.enough_shares else "too few shares to estimate"
         )
-        if five.observed_s < five.span_s:  # the pool is younger than the window: say what the rate is over
-            rate += f" over the first {five.observed_s:.0f} s"
+        if five.observed_s < five.span_s:  # the pool is younger than the window, or was down in it
+            rate += f" over {five.observed_s:.0f} s observed"
         opts.print_fn(
             f"{time.strftime('%H:%M:%S')} height {height} | pool 5m {rate} | blocks {summary.blocks_found} | "
             f"shares {summary.accepted_shares} accepted, {summary.rejected_shares} rejected | "
@@ -525,6 +525,7 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     svc_cfg = FarmServiceConfig(
         scan_cidrs=cidrs, rescan_interval_s=FARM_RESCAN_S, poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S),
         max_concurrency=cfg.farm.max_concurrent_polls,
+        api_token=cfg.farm.api_token, api_token_file=cfg.farm.api_token_file,
     )
     if ports:
         svc_cfg = dataclasses.replace(svc_cfg, scan_ports=ports)
@@ -546,7 +547,12 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
              "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"
                           f" subsidy, BTC at {DEMO_BTC_PRICE_USD:,.0f} USD (not live, not the demo chain)"}
-    router = service.router(notes=notes)
+    from pithead.farm.web import FarmAuthError
+
+    try:
+        router = service.router(notes=notes)
+    except FarmAuthError as exc:  # a bad [farm] api_token setting: a clear error, not a traceback
+        raise UpError(f"farm: {exc}") from exc
     return router
 
 

@@ -65,7 +65,8 @@ class PitheadCollector(Collector):
             )
             observed = GaugeMetricFamily(
                 "pithead_pool_hashrate_observed_seconds",
-                "Seconds of each window the pool hashrate is over: the window, clipped to the pool's first share",
+                "Seconds of each window the pool hashrate is over: the window from the pool's first share, counting"
+                " only the time the pool was up",
                 labels=["window"],
             )
             for h in queries.hashrate_windows(store, now, s.bucket_width_s, first_seen=first_seen_of(workers)):

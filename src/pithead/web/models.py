@@ -15,7 +15,8 @@ class Hashrate(BaseModel):
     span_s: float = Field(description="seconds the counted shares really cover (windows align to stat buckets)")
     observed_s: float = Field(
         description="seconds of span_s the rate and its interval are over: span_s clipped to the first share ever"
-        " seen of this worker, address or pool (less than span_s while it is newer than the window)"
+        " seen of this worker, address or pool, counting only the time the pool was up (less than span_s while"
+        " it is newer than the window or was down during it)"
     )
     shares: int
     difficulty_sum: float

@@ -65,7 +65,7 @@ function renderRates(list) {
       <span>${esc(h.window)}</span>
       <b>${h.enough_shares ? esc(hps(h.hashrate_hps)) : "–"}</b>
       <small>${h.enough_shares ? "90%: " + esc(hps(h.low_hps)) + " – " + esc(hps(h.high_hps)) : esc(h.note || "too few shares to estimate")}</small>
-      <small class="dim">${h.shares} shares in ${Math.round(h.observed_s)} s${h.observed_s < h.span_s ? " (observed so far, of " + esc(h.window) + ")" : ""}</small>
+      <small class="dim">${h.shares} shares in ${Math.round(h.observed_s)} s${h.observed_s < h.span_s ? " (observed, of " + esc(h.window) + ")" : ""}</small>
     </div>`).join("");
 }
 
