@@ -242,5 +242,5 @@ async def test_a_bad_farm_token_setting_is_a_clear_error(tmp_path: Path) -> None
     conf = tmp_path / "pithead.toml"
     conf.write_text('[farm]\napi_token = "short"\n')
     opts = UpOptions(data_dir=str(tmp_path / "d"), config_path=str(conf), **FAST, print_fn=lambda _: None)
-    with pytest.raises(UpError, match="farm: .*token"):
+    with pytest.raises(UpError, match=r"farm: .*token"):
         await serve_up(opts, asyncio.Event())
