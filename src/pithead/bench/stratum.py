@@ -306,46 +306,143 @@ async def _throughput(child: _Child, port: int, conns: int, shares_per_conn: int
     await asyncio.sleep(0.5)
 
 
+class _LocalMiners:
+    """A group of idle miners in this process."""
+
+    def __init__(self) -> None:
+        self.miners: list[_Miner] = []
+
+    async def open(self, port: int, n: int, sources: list[str]) -> tuple[int, int]:
+        self.miners = await _open(port, n, sources, "bench.idle")
+        return len(self.miners), sum(1 for m in self.miners if m.job_id)
+
+    async def reset(self) -> None:
+        for m in self.miners:
+            m.notified_at = 0.0
+
+    async def collect(self, wait_s: float = 30.0) -> list[float]:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and not all(m.notified_at for m in self.miners):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        return [m.notified_at for m in self.miners if m.notified_at]
+
+    async def close(self) -> None:
+        for m in self.miners:
+            if m.transport is not None:
+                m.transport.close()
+
+
+class _RemoteMiners:
+    """A group of idle miners in a client process of its own (`--client-procs`): one process may hold at
+    most RLIMIT_NOFILE sockets, and reading 10,000 notifies is work that can be spread over cores too."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def _ask(self, obj: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(obj).encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("bench client process exited")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    async def open(self, port: int, n: int, sources: list[str]) -> tuple[int, int]:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pithead.bench.stratum", "--client",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024,
+        )
+        r = await self._ask({"cmd": "open", "port": port, "n": n, "sources": sources})
+        return r["held"], r["got_job"]
+
+    async def reset(self) -> None:
+        await self._ask({"cmd": "reset"})
+
+    async def collect(self, wait_s: float = 30.0) -> list[float]:
+        return (await self._ask({"cmd": "collect", "wait_s": wait_s}))["times"]  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._ask({"cmd": "quit"})
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.proc.wait(), 30)
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def _client_main() -> None:
+    """A bench client process: holds a group of idle miners and answers the driver on stdin/stdout."""
+    raise_nofile()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    group = _LocalMiners()
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        out: dict[str, Any] = {"ok": True}
+        if cmd["cmd"] == "open":
+            held, got = await group.open(cmd["port"], cmd["n"], cmd["sources"])
+            out = {"held": held, "got_job": got}
+        elif cmd["cmd"] == "reset":
+            await group.reset()
+        elif cmd["cmd"] == "collect":
+            out = {"times": await group.collect(cmd["wait_s"])}
+        elif cmd["cmd"] == "quit":
+            await group.close()
+            await asyncio.sleep(0.5)
+            sys.stdout.write(json.dumps(out) + "\n")
+            sys.stdout.flush()
+            break
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
 async def _hold_and_notify(child: _Child, port: int, n: int, sources: list[str], workers: int,
-                           rounds: int) -> None:
+                           rounds: int, client_procs: int) -> None:
     base = await child.ask("stats")
     t0 = time.perf_counter()
-    miners = await _open(port, n, sources, "bench.idle")
-    opened = time.perf_counter() - t0
-    await asyncio.sleep(0.5)
-    held = await child.ask("stats")
-    got_job = sum(1 for m in miners if m.job_id)
-    per_conn = (held["rss"] - base["rss"]) / max(1, held["connections"] - base["connections"])
-    print(f"  N={n}: {held['ready']} miners held (ready) after {opened:.1f} s; {got_job} got a job; "
-          f"pool RSS {held['rss'] / 2**20:.0f} MiB, {per_conn / 1024:.1f} KiB per connection")
-    lasts: list[float] = []
-    for r in range(rounds):
-        for m in miners:
-            m.notified_at = 0.0
-        info = await child.ask("newblock")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if all(m.notified_at for m in miners):
-                break
-            await asyncio.sleep(0.01)
-        times = sorted(m.notified_at for m in miners if m.notified_at)
-        if not times:
-            continue
-        wrote = await child.ask("stats")
-        last = (times[-1] - info["t_push"]) * 1000
-        median = (times[len(times) // 2] - info["t_push"]) * 1000
-        lasts.append(last)
-        slowest = " (the slowest worker)" if workers > 1 else ""
-        print(f"    block {r + 1}/{rounds}: new block → last miner's notify {last:.1f} ms (median {median:.1f} ms) "
-              f"over {len(times)} miners; pool wrote {wrote['miners']} notifies in {wrote['broadcast_ms']:.1f} ms"
-              f"{slowest}")
-    if lasts:
-        lasts.sort()
-        print(f"    N={n}: last miner's notify over {len(lasts)} blocks: best {lasts[0]:.1f} ms, "
-              f"median {lasts[len(lasts) // 2]:.1f} ms, worst {lasts[-1]:.1f} ms")
-    for m in miners:
-        if m.transport is not None:
-            m.transport.close()
+    groups: list[_LocalMiners | _RemoteMiners] = (
+        [_LocalMiners()] if client_procs <= 1 else [_RemoteMiners() for _ in range(client_procs)]
+    )
+    sizes = [n // len(groups) + (1 if i < n % len(groups) else 0) for i in range(len(groups))]
+    try:
+        opened_counts = await asyncio.gather(*(g.open(port, k, sources) for g, k in zip(groups, sizes, strict=True)))
+        opened = time.perf_counter() - t0
+        await asyncio.sleep(0.5)
+        held = await child.ask("stats")
+        got_job = sum(g for _, g in opened_counts)
+        per_conn = (held["rss"] - base["rss"]) / max(1, held["connections"] - base["connections"])
+        where = f" from {len(groups)} client processes" if len(groups) > 1 else ""
+        print(f"  N={n}: {held['ready']} miners held (ready){where} after {opened:.1f} s; {got_job} got a job; "
+              f"pool RSS {held['rss'] / 2**20:.0f} MiB, {per_conn / 1024:.1f} KiB per connection")
+        lasts: list[float] = []
+        for r in range(rounds):
+            await asyncio.gather(*(g.reset() for g in groups))
+            info = await child.ask("newblock")
+            times = sorted(t for ts in await asyncio.gather(*(g.collect() for g in groups)) for t in ts)
+            if not times:
+                continue
+            wrote = await child.ask("stats")
+            last = (times[-1] - info["t_push"]) * 1000
+            median = (times[len(times) // 2] - info["t_push"]) * 1000
+            lasts.append(last)
+            slowest = " (the slowest worker)" if workers > 1 else ""
+            print(f"    block {r + 1}/{rounds}: new block → last miner's notify {last:.1f} ms (median {median:.1f} ms)"
+                  f" over {len(times)} miners; pool wrote {wrote['miners']} notifies in {wrote['broadcast_ms']:.1f} ms"
+                  f"{slowest}")
+        if lasts:
+            lasts.sort()
+            print(f"    N={n}: last miner's notify over {len(lasts)} blocks: best {lasts[0]:.1f} ms, "
+                  f"median {lasts[len(lasts) // 2]:.1f} ms, worst {lasts[-1]:.1f} ms")
+    finally:
+        await asyncio.gather(*(g.close() for g in groups))
     await asyncio.sleep(1.0)
 
 
@@ -428,10 +525,15 @@ async def _drive(args: argparse.Namespace) -> None:
         if args.shares > 0:
             await _throughput(child, port, args.share_conns, args.shares // args.share_conns, sources)
         for n in args.conns:
-            if n * 1 + 64 > nofile:
-                print(f"  N={n}: skipped (RLIMIT_NOFILE {nofile} too low for this process)")
+            if n // max(1, args.client_procs) + 64 > nofile:
+                print(f"  N={n}: skipped (RLIMIT_NOFILE {nofile} too low for one client process: "
+                      f"use --client-procs {-(-n // (nofile - 1000))} or more)")
                 continue
-            await _hold_and_notify(child, port, n, sources, args.workers, args.rounds)
+            if n // max(1, args.workers) + 64 > nofile:
+                print(f"  N={n}: skipped (RLIMIT_NOFILE {nofile} too low for one pool process: "
+                      f"use --workers {-(-n // (nofile - 3000))} or more)")
+                continue
+            await _hold_and_notify(child, port, n, sources, args.workers, args.rounds, args.client_procs)
     finally:
         with contextlib.suppress(Exception):
             await child.ask("quit")
@@ -450,6 +552,9 @@ def main(argv: list[str]) -> None:
     p.add_argument("--conns", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10000],
                    help="comma-separated N for the idle/notify phase")
     p.add_argument("--sources", type=int, default=4, help="127.0.0.x source addresses to spread over")
+    p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--client-procs", type=int, default=1,
+                   help="spread the idle miners over this many load-generator processes (1: this one)")
     p.add_argument("--rounds", type=int, default=5, help="new blocks pushed to the N idle miners, one at a time")
     p.add_argument("--workers", type=int, default=1,
                    help="pool processes sharing the port, as `pithead pool --workers N` (1: one process)")
@@ -463,7 +568,9 @@ def main(argv: list[str]) -> None:
     except ImportError:  # pragma: no cover
         factory = None  # type: ignore[assignment]
     with asyncio.Runner(loop_factory=factory) as runner:
-        if args.serve is not None:
+        if args.client:
+            runner.run(_client_main())
+        elif args.serve is not None:
             raise_nofile()
             runner.run(_serve(args.serve) if args.workers <= 1 else _serve_workers(args.serve, args.workers))
         else:
