@@ -75,6 +75,41 @@ def test_workers_setting() -> None:
         pool_workers(PoolConfig(workers=-1))
 
 
+async def test_channel_carries_templates_and_events_exactly_and_refuses_garbage() -> None:
+    import socket
+    import struct
+
+    from pithead.stratum.server.workers import _HEADER, Channel, _share_fields
+    from pithead.template.interface import TemplateUpdate
+
+    a, b = socket.socketpair()
+    left, right = await Channel.open(a), await Channel.open(b)
+    tpl = regtest_template(n_txs=50)
+    share = ShareEvent(time=1.5, worker="w.1", address="a", difficulty=0.5, job_id="1f", height=101,
+                       accepted=False, reject_reason="duplicate", share_difficulty=0.1, remote="127.0.0.9")
+    left.send(("template", TemplateUpdate(tpl, True, 2.0)))
+    left.send(("events", [_share_fields(share)], []))
+    kind, update = await right.recv()
+    assert kind == "template" and update.template == tpl and update.new_block is True
+    kind, shares, blocks = await right.recv()
+    assert ShareEvent(*shares[0]) == share and blocks == []
+    left.send_frame(_HEADER.pack(4) + b"junk")  # not a pickle of a message
+    with pytest.raises(EOFError, match="malformed frame"):
+        await right.recv()
+    c, d = socket.socketpair()
+    l2, r2 = await Channel.open(c), await Channel.open(d)
+    l2.send_frame(struct.pack(">I", 2**31))  # a frame too big to be ours
+    with pytest.raises(EOFError, match="frame of"):
+        await r2.recv()
+    l2.send(("ok",))
+    l2.close()
+    left.close()
+    with pytest.raises(EOFError):
+        await right.recv()
+    r2.close()
+    right.close()
+
+
 async def test_miners_on_several_workers_mine_blocks_the_node_accepts(tmp_path: Path) -> None:
     async with EmbeddedNode(tmp_path, rpc_port=0, tx_rate=20.0, seed=11) as node:
         source = source_from_config([UpstreamNode(url=node.rpc_url, cookie_file=str(node.cookie_path))],
