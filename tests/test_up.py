@@ -244,3 +244,38 @@ async def test_a_bad_farm_token_setting_is_a_clear_error(tmp_path: Path) -> None
     opts = UpOptions(data_dir=str(tmp_path / "d"), config_path=str(conf), **FAST, print_fn=lambda _: None)
     with pytest.raises(UpError, match=r"farm: .*token"):
         await serve_up(opts, asyncio.Event())
+
+
+async def test_up_with_a_multi_process_pool_records_every_share(tmp_path: Path) -> None:
+    """`[pool] workers = 2`: the miners are served by two worker processes, the supervisor feeds the
+    ledger; blocks are found and credited, the live view lists the workers' sessions, and stopping loses no
+    share (the workers' last events reach the ledger before it stops)."""
+    from pithead.up import Running, UpOptions, serve_up
+
+    conf = tmp_path / "pithead.toml"
+    conf.write_text("[pool]\nworkers = 2\n")
+    data = tmp_path / "d"
+    stop = asyncio.Event()
+    ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
+    opts = UpOptions(data_dir=str(data), config_path=str(conf), print_fn=lambda _: None,
+                     **{**FAST, "sim_devices": 0})
+    task = asyncio.create_task(serve_up(opts, stop, ready.set_result))
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    running = ready.result()
+    pool = running.objects["pool"]
+    try:
+        assert type(pool).__name__ == "WorkerPool" and len(pool.workers) == 2
+        assert running.web_url is not None
+        async with httpx.AsyncClient(base_url=running.web_url, timeout=10) as client:
+            await _until(client, "/api/blocks", lambda bs: sum(b["status"] in ("pending", "confirmed") for b in bs) >= 1)
+            await _until(client, "/api/balances", lambda bs: sum(b["immature_sat"] + b["mature_sat"] for b in bs) > 0)
+            live = await _until(client, "/api/pool", lambda p: p["connections"] >= 2 and p["accepted_shares"] > 0)
+            assert live["mode"] == "pool"
+            assert pool.metrics.connections >= 2 and pool.stats.pool.accepted > 0
+            assert len(pool.live_sessions()[1]) >= 2  # the miners' sessions, listed by their workers
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    assert _ledger_accepted(data) == pool.stats.pool.accepted > 0

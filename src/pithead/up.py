@@ -447,7 +447,7 @@ async def _start_pool(
     opts: UpOptions, cfg: config_mod.Config, running: Running, node: Any, rpc: Any, bus: Any, pool_address: str,
     holder: dict[str, Any],
 ) -> None:
-    from pithead.stratum.server.run import PoolConfigError, build_server
+    from pithead.stratum.server.run import PoolConfigError, build_server, pool_workers
     from pithead.template.rpc import RpcClient
     from pithead.template.source import NodeSource
     from pithead.web.adapters import PoolServerLive
@@ -469,10 +469,17 @@ async def _start_pool(
     tracker = asyncio.create_task(track_templates(), name="pithead-template-age")
     running.stoppers.append(("template tracker", lambda: _cancel_all([tracker])))
     pool_cfg = dataclasses.replace(cfg.pool, mode="pool", network="regtest", pool_address=pool_address)
+    server: Any
     try:
-        server = build_server(pool_cfg, source, bus)
+        workers = pool_workers(pool_cfg)
+        if workers > 1:  # [pool] workers: the multi-core pool, its supervisor feeding this ledger's bus
+            from pithead.stratum.server.workers import WorkerPool
+
+            server = WorkerPool(pool_cfg, source, bus, workers)
+        else:
+            server = build_server(pool_cfg, source, bus)
         host, port = await server.start(pool_cfg.bind, pool_cfg.port if opts.pool_port is None else opts.pool_port)
-    except (PoolConfigError, OSError) as exc:
+    except (PoolConfigError, OSError, RuntimeError) as exc:  # RuntimeError: a worker that could not start
         raise UpError(f"pool: {exc}") from exc
     running.stoppers.append(("pool", server.stop))
     running.stratum_url = f"stratum+tcp://{host}:{port}"

@@ -1,7 +1,8 @@
 """Adapters from the running parts to the web app's Protocols (see `pithead.web.services`).
 
 `PoolServerLive` reads a `pithead.stratum.server.pool.PoolServer`'s open connections into the frozen
-`PoolLiveStatus` the API and metrics show. It only reads attributes the server keeps for itself (its
+`PoolLiveStatus` the API and metrics show (or, for the multi-process pool, `WorkerPool.live_sessions()`:
+what the workers listed in their last reports). It only reads attributes the server keeps for itself (its
 connection set and each connection's sans-IO session) and never touches a transport.
 """
 
@@ -21,6 +22,8 @@ class PoolServerLive:
         self._url = stratum_url
 
     def live_status(self) -> PoolLiveStatus:
+        if hasattr(self._server, "live_sessions"):  # a multi-process pool: the workers' last reports
+            return self._from_workers()
         conns = list(getattr(self._server, "connections", ()))
         sessions = []
         for c in conns:
@@ -42,3 +45,13 @@ class PoolServerLive:
                 break
         sessions.sort(key=lambda x: x.connected_at)
         return PoolLiveStatus(connections=len(conns), sessions=tuple(sessions), stratum_url=self._url)
+
+    def _from_workers(self) -> PoolLiveStatus:
+        count, rows = self._server.live_sessions()
+        sessions = sorted(
+            (LiveConnection(remote=remote, worker=worker, difficulty=diff, connected_at=at, user_agent=agent,
+                            last_share_at=None)
+             for remote, worker, diff, at, agent in rows[:MAX_LISTED_SESSIONS]),
+            key=lambda x: x.connected_at,
+        )
+        return PoolLiveStatus(connections=count, sessions=tuple(sessions), stratum_url=self._url)

@@ -244,9 +244,29 @@ class ChannelSink:
         self._channel.send(("events", shares, blocks))
 
 
-def _worker_stats(server: PoolServer, sink: ChannelSink) -> dict[str, Any]:
+LISTED_SESSIONS = 500
+"""Sessions a worker lists in each report (the dashboard's live table; the counts are always exact)."""
+
+
+def _sessions(server: PoolServer, limit: int) -> list[tuple[str, str | None, float, float, str | None]]:
+    """(remote, worker, difficulty, connected_at, user_agent) of up to `limit` of the worker's sessions."""
+    out = []
+    for c in server.connections:
+        s = c.session
+        if s is None:
+            continue
+        w = s.primary_worker
+        out.append((str(s.remote or c.ip), None if w is None else w.name, float(s.difficulty), s.connected_at,
+                    s.user_agent))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _worker_stats(server: PoolServer, sink: ChannelSink, listed: int = LISTED_SESSIONS) -> dict[str, Any]:
     ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
     return {
+        "sessions": _sessions(server, listed),
         "pid": os.getpid(), "connections": len(server.connections), "ready": ready,
         "shares_judged": server.metrics.shares_judged, "blocks_found": server.metrics.blocks_found,
         "last_broadcast_ms": server.metrics.last_broadcast_ms,
@@ -563,6 +583,11 @@ class WorkerPool:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def live_sessions(self) -> tuple[int, list[tuple[str, str | None, float, float, str | None]]]:
+        """(open connections, a listing of sessions) over every worker, as of their last reports."""
+        listed = [row for w in self.workers for row in w.stats.get("sessions", ())]
+        return self.metrics.connections, listed
 
     def snapshot(self) -> dict[str, object]:
         m = self.metrics
