@@ -1,7 +1,9 @@
-"""Build the native hashing core (pithead.miner._sha256d) with the package.
+"""Build the native parts with the package: the hashing core (pithead.miner._sha256d) and the pool's
+notify fan-out (pithead.stratum.server._fanout).
 
-The extension is optional: if there is no C compiler, or the build fails, pithead installs without it and
-runs on the pure-Python reference path (pithead.miner.core says so once at run time). SHA-NI is selected at
+Both extensions are optional: if there is no C compiler, or a build fails, pithead installs without it and
+runs on the pure-Python path (pithead.miner.core says so once at run time; the pool then writes notifies
+through its transports). SHA-NI is selected at
 run time inside the extension (cpuid), so one build works on CPUs with and without it. PITHEAD_NO_NATIVE=1
 skips the extension on purpose.
 """
@@ -15,6 +17,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 SRC = os.path.join("src", "pithead", "miner", "_sha256d.c")
+FANOUT_SRC = os.path.join("src", "pithead", "stratum", "server", "_fanout.c")
 
 
 class OptionalBuildExt(build_ext):
@@ -24,13 +27,13 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # pragma: no cover - depends on the machine
-            print(f"pithead: native hashing core not built ({exc}); using the pure-Python path", file=sys.stderr)
+            print(f"pithead: native extensions not built ({exc}); using the pure-Python paths", file=sys.stderr)
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:  # pragma: no cover - depends on the machine
-            print(f"pithead: native hashing core not built ({exc}); using the pure-Python path", file=sys.stderr)
+            print(f"pithead: {ext.name} not built ({exc}); using its pure-Python path", file=sys.stderr)
 
 
 def extensions() -> list[Extension]:
@@ -41,7 +44,11 @@ def extensions() -> list[Extension]:
     args = ["-O3", "-std=c11", "-Wall"]
     if sys.platform == "win32":  # pragma: no cover - MSVC takes its own flags
         args = ["/O2"]
-    return [Extension("pithead.miner._sha256d", sources=[SRC], extra_compile_args=args)]
+    exts = [Extension("pithead.miner._sha256d", sources=[SRC], extra_compile_args=args)]
+    if sys.platform != "win32":  # POSIX sockets and threads
+        exts.append(Extension("pithead.stratum.server._fanout", sources=[FANOUT_SRC],
+                              extra_compile_args=["-O2", "-std=c11", "-Wall", "-pthread"], extra_link_args=["-pthread"]))
+    return exts
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -71,8 +71,9 @@ def bench_template(height: int, n_txs: int = 200) -> BlockTemplate:
 
 
 def _proc_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
+    """This process's CPU seconds, every thread included (the notify fan-out's threads too), in µs."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _rss_bytes() -> int:
@@ -83,13 +84,11 @@ def _rss_bytes() -> int:
     return 0
 
 
-def _pid_cpu_rss(pid: int) -> tuple[float, int]:
-    """utime+stime seconds and RSS bytes of another process, from /proc."""
+def _pid_rss(pid: int) -> int:
+    """RSS bytes of another process, from /proc."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
 
 
 async def _serve_workers(port: int, workers: int) -> None:
@@ -125,15 +124,15 @@ async def _serve_workers(port: int, workers: int) -> None:
         if cmd == "stats":
             await asyncio.sleep(STATS_INTERVAL * 1.5)  # every worker has reported since the last change
             cpu, rss = _proc_cpu(), _rss_bytes()
-            for w in pool.workers:
+            for w in pool.workers:  # each worker's own getrusage, from its report (fresh after the wait)
                 if w.stats.get("pid"):
-                    c, r = _pid_cpu_rss(w.stats["pid"])
-                    cpu += c
-                    rss += r
+                    cpu += w.stats.get("cpu", 0.0)
+                    rss += _pid_rss(w.stats["pid"])
             m = pool.metrics
             reply({"cpu": cpu, "rss": rss, "connections": m.connections, "ready": m.ready,
                    "shares": m.shares_judged, "accepted": pool.stats.pool.accepted,
                    "rejected": dict(pool.stats.pool.rejected), "broadcast_ms": m.last_broadcast_ms,
+                   "broadcast_end": max((w.stats.get("last_broadcast_at", 0.0) for w in pool.workers), default=0.0),
                    "miners": m.last_broadcast_miners})
         elif cmd == "newblock":
             height += 1
@@ -183,7 +182,8 @@ async def _serve(port: int) -> None:
             reply({"cpu": _proc_cpu(), "rss": _rss_bytes(), "connections": len(server.connections),
                    "ready": ready, "shares": server.metrics.shares_judged,
                    "accepted": server.stats.pool.accepted, "rejected": dict(server.stats.pool.rejected),
-                   "broadcast_ms": server.metrics.last_broadcast_ms, "miners": server.metrics.last_broadcast_miners})
+                   "broadcast_ms": server.metrics.last_broadcast_ms, "miners": server.metrics.last_broadcast_miners,
+                   "broadcast_end": server.metrics.last_broadcast_at})
         elif cmd == "newblock":
             height += 1
             tpl = bench_template(height)
@@ -326,6 +326,9 @@ class _LocalMiners:
             await asyncio.sleep(0.01)
         return [m.notified_at for m in self.miners if m.notified_at]
 
+    async def cpu(self) -> float:
+        return _proc_cpu()
+
     async def close(self) -> None:
         for m in self.miners:
             if m.transport is not None:
@@ -362,6 +365,9 @@ class _RemoteMiners:
     async def collect(self, wait_s: float = 30.0) -> list[float]:
         return (await self._ask({"cmd": "collect", "wait_s": wait_s}))["times"]  # type: ignore[no-any-return]
 
+    async def cpu(self) -> float:
+        return (await self._ask({"cmd": "cpu"}))["cpu"]  # type: ignore[no-any-return]
+
     async def close(self) -> None:
         if self.proc is None:
             return
@@ -394,6 +400,8 @@ async def _client_main() -> None:
             await group.reset()
         elif cmd["cmd"] == "collect":
             out = {"times": await group.collect(cmd["wait_s"])}
+        elif cmd["cmd"] == "cpu":
+            out = {"cpu": _proc_cpu()}
         elif cmd["cmd"] == "quit":
             await group.close()
             await asyncio.sleep(0.5)
@@ -404,8 +412,42 @@ async def _client_main() -> None:
         sys.stdout.flush()
 
 
+async def _paused_rounds(child: _Child, groups: list[_LocalMiners | _RemoteMiners], n: int, rounds: int,
+                         workers: int) -> None:
+    """New blocks with every load-generator process stopped (SIGSTOP) until the pool has written all its
+    notifies: the pool alone on the CPUs, as when the miners are other machines. The figure is the pool's
+    own, from the template push to its last notify written (the kernel has queued it for the miner); the
+    miners' receipt times mean nothing here and are not printed."""
+    import signal
+
+    procs = [g.proc for g in groups if isinstance(g, _RemoteMiners) and g.proc is not None]
+    ends: list[float] = []
+    for r in range(rounds):
+        await asyncio.gather(*(g.reset() for g in groups))
+        for p in procs:
+            p.send_signal(signal.SIGSTOP)
+        try:
+            info = await child.ask("newblock")
+            await asyncio.sleep(0.5 + n / 20_000)  # far longer than the pool needs to write them all
+            wrote = await child.ask("stats")
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGCONT)
+        got = sum(len(ts) for ts in await asyncio.gather(*(g.collect() for g in groups)))
+        end = (wrote["broadcast_end"] - info["t_push"]) * 1000
+        ends.append(end)
+        per = " (the slowest worker)" if workers > 1 else ""
+        print(f"    block {r + 1}/{rounds}, miners paused: template push → the pool's last notify written "
+              f"{end:.1f} ms; {wrote['miners']} notifies, {wrote['broadcast_ms']:.1f} ms of writing{per}; "
+              f"{got} received after the miners resumed")
+    if ends:
+        ends.sort()
+        print(f"    N={n}, miners paused: push → last notify written over {len(ends)} blocks: best {ends[0]:.1f} ms, "
+              f"median {ends[len(ends) // 2]:.1f} ms, worst {ends[-1]:.1f} ms")
+
+
 async def _hold_and_notify(child: _Child, port: int, n: int, sources: list[str], workers: int,
-                           rounds: int, client_procs: int) -> None:
+                           rounds: int, client_procs: int, paused: bool = False) -> None:
     base = await child.ask("stats")
     t0 = time.perf_counter()
     groups: list[_LocalMiners | _RemoteMiners] = (
@@ -422,14 +464,22 @@ async def _hold_and_notify(child: _Child, port: int, n: int, sources: list[str],
         where = f" from {len(groups)} client processes" if len(groups) > 1 else ""
         print(f"  N={n}: {held['ready']} miners held (ready){where} after {opened:.1f} s; {got_job} got a job; "
               f"pool RSS {held['rss'] / 2**20:.0f} MiB, {per_conn / 1024:.1f} KiB per connection")
+        if paused:
+            await _paused_rounds(child, groups, n, rounds, workers)
+            return
         lasts: list[float] = []
+        cpu_per_round: list[tuple[float, float]] = []
         for r in range(rounds):
             await asyncio.gather(*(g.reset() for g in groups))
+            pool_cpu0 = (await child.ask("stats"))["cpu"]
+            miners_cpu0 = sum(await asyncio.gather(*(g.cpu() for g in groups)))
             info = await child.ask("newblock")
             times = sorted(t for ts in await asyncio.gather(*(g.collect() for g in groups)) for t in ts)
+            miners_cpu = sum(await asyncio.gather(*(g.cpu() for g in groups))) - miners_cpu0
             if not times:
                 continue
             wrote = await child.ask("stats")
+            cpu_per_round.append((wrote["cpu"] - pool_cpu0, miners_cpu))
             last = (times[-1] - info["t_push"]) * 1000
             median = (times[len(times) // 2] - info["t_push"]) * 1000
             lasts.append(last)
@@ -441,6 +491,15 @@ async def _hold_and_notify(child: _Child, port: int, n: int, sources: list[str],
             lasts.sort()
             print(f"    N={n}: last miner's notify over {len(lasts)} blocks: best {lasts[0]:.1f} ms, "
                   f"median {lasts[len(lasts) // 2]:.1f} ms, worst {lasts[-1]:.1f} ms")
+            pool_cpu = min(c for c, _ in cpu_per_round) * 1000
+            miners_cpu = min(m for _, m in cpu_per_round) * 1000
+            cores = os.cpu_count() or 1
+            # the CPU a round costs, pool and miners (kernel included): here both share this machine's
+            # cores, so no schedule finishes a round faster than their sum over the cores
+            print(f"    CPU per new block (least of {len(cpu_per_round)}): pool {pool_cpu:.0f} ms "
+                  f"({pool_cpu * 1000 / n:.1f} µs per miner), load generator {miners_cpu:.0f} ms; "
+                  f"on {cores} cores shared by both, no round can finish in under "
+                  f"{(pool_cpu + miners_cpu) / cores:.0f} ms")
     finally:
         await asyncio.gather(*(g.close() for g in groups))
     await asyncio.sleep(1.0)
@@ -534,6 +593,9 @@ async def _drive(args: argparse.Namespace) -> None:
                       f"use --workers {-(-n // (nofile - 3000))} or more)")
                 continue
             await _hold_and_notify(child, port, n, sources, args.workers, args.rounds, args.client_procs)
+            if args.paused_miners:
+                await _hold_and_notify(child, port, n, sources, args.workers, args.rounds,
+                                       max(2, args.client_procs), paused=True)
     finally:
         with contextlib.suppress(Exception):
             await child.ask("quit")
@@ -555,6 +617,9 @@ def main(argv: list[str]) -> None:
     p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--client-procs", type=int, default=1,
                    help="spread the idle miners over this many load-generator processes (1: this one)")
+    p.add_argument("--paused-miners", action="store_true",
+                   help="also time each N with the load generator stopped during the broadcast (the pool "
+                        "alone on the CPUs, as with miners on other machines)")
     p.add_argument("--rounds", type=int, default=5, help="new blocks pushed to the N idle miners, one at a time")
     p.add_argument("--workers", type=int, default=1,
                    help="pool processes sharing the port, as `pithead pool --workers N` (1: one process)")

@@ -12,8 +12,9 @@ in-process queue today).
 What it is not: no protocol logic lives here (that is `pithead.stratum.protocol`).
 
 Why Protocol objects and not a task per connection: 100,000 idle miners must fit in one process under
-2 GiB; a Protocol is one small object and no coroutine frame, and the broadcast path is one
-`transport.write` of a pre-serialized line per miner. Bounded everything: line length and buffered
+2 GiB; a Protocol is one small object and no coroutine frame, and the broadcast path writes one
+pre-serialized line per miner: from C (`_fanout`, outside the GIL, on several threads) to every socket
+with nothing queued, through the transport otherwise. Bounded everything: line length and buffered
 bytes (LineBuffer), pending replies (reading pauses while the peer does not read our writes; a peer
 that lets MAX_WRITE_BUFFER pile up is dropped), handshake and idle timeouts, connections per IP and in
 total, bans for flooders. One bad client only ever closes its own transport.
@@ -49,6 +50,12 @@ from pithead.template.block_template import BlockTemplate
 from pithead.template.interface import SubmitResult, TemplateSource
 
 log = logging.getLogger(__name__)
+
+_fanout: Any
+try:  # the native notify fan-out (setup.py builds it; without it every notify goes through the transports)
+    from pithead.stratum.server import _fanout  # type: ignore[attr-defined,no-redef]
+except ImportError:  # pragma: no cover - no C compiler at install time
+    _fanout = None
 
 
 MAX_REQUESTS_PER_TURN = 64
@@ -93,13 +100,14 @@ def block_message(height: int, worker: str) -> str:
 
 
 class StratumConnection(asyncio.Protocol):
-    __slots__ = ("_backlogged", "_paused", "ip", "server", "session", "transport")
+    __slots__ = ("_backlogged", "_paused", "fd", "ip", "server", "session", "transport")
 
     def __init__(self, server: PoolServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.ip = ""
+        self.fd = -1  # the socket's descriptor, for the native notify fan-out (-1: transport writes only)
         self._paused = False  # reading paused because the peer does not read our writes
         self._backlogged = False  # reading paused while a pipelined backlog is handled
 
@@ -119,6 +127,9 @@ class StratumConnection(asyncio.Protocol):
             t.abort()
             return
         t.set_write_buffer_limits(high=srv.limits.write_buffer_high)
+        sock = t.get_extra_info("socket")
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            self.fd = sock.fileno() if sock is not None else -1
         self.session = Session(srv.rules, srv.jobs, srv.allocator, now, remote=self.ip)
         srv.connections.add(self)
 
@@ -199,6 +210,7 @@ class StratumConnection(asyncio.Protocol):
             self.server.admission.release(self.ip)
             self.session = None
         self.transport = None
+        self.fd = -1
 
 
 class PoolServer:
@@ -215,6 +227,7 @@ class PoolServer:
         clock: Callable[[], float] = time.time,
         extranonce_shard: tuple[int, int] = (0, 1),
         on_ban: Callable[[str, float], None] | None = None,
+        broadcast_threads: int | None = None,
     ) -> None:
         """`extranonce_shard` (index, count) gives this server its slice of the extranonce1 space when it is
         one of several worker processes of one pool; `on_ban(ip, now)` is told of every ban this server
@@ -234,6 +247,9 @@ class PoolServer:
         )
         self.allocator = ExtranonceAllocator(salt=int.from_bytes(os.urandom(4), "big"), shard=extranonce_shard)
         self.on_ban = on_ban
+        # Threads for the native notify fan-out: every core when this is the only pool process; 1 when the
+        # pool runs as one worker per core; 0 turns the fan-out off (transport writes only).
+        self.broadcast_threads = min(4, os.cpu_count() or 1) if broadcast_threads is None else broadcast_threads
         self.admission = Admission(self.limits.max_connections_per_ip, self.limits.ban_seconds)
         self.stats = StatsBook()
         self.metrics = ServerMetrics()
@@ -327,19 +343,7 @@ class PoolServer:
             if ij is not None:
                 # the hot loop of a new block: the same pre-serialized line for everyone, nothing else
                 line = ij.line_clean if clean else ij.line_update
-                max_buffer = self.limits.max_write_buffer
-                ready = State.READY
-                for c in self.connections:
-                    s = c.session
-                    t = c.transport
-                    if s is None or t is None or s.state is not ready:
-                        continue
-                    s.take_job(ij)
-                    if t.get_write_buffer_size() > max_buffer:
-                        t.abort()  # not reading our messages: gone or hostile
-                        continue
-                    t.write(line)
-                    n += 1
+                n = self._broadcast(ij, line)
         else:
             for c in self.connections:
                 s = c.session
@@ -357,6 +361,43 @@ class PoolServer:
             template.height, "new block" if clean else "refresh", len(template.transactions), n,
             self.metrics.last_broadcast_ms,
         )
+
+    def _broadcast(self, ij: Any, line: bytes) -> int:
+        """Write `line` to every READY miner (their sessions take `ij`); returns how many.
+
+        With the native fan-out, connections whose transport has nothing queued get the line from C, outside
+        the GIL, over `broadcast_threads` threads; the rest (a queue to keep in order, no native module)
+        go through their transport, as does whatever a full socket buffer did not take."""
+        max_buffer = self.limits.max_write_buffer
+        ready = State.READY
+        fast = _fanout is not None and self.broadcast_threads > 0
+        fds: list[int] = []
+        direct: list[StratumConnection] = []
+        n = 0
+        for c in self.connections:
+            s = c.session
+            t = c.transport
+            if s is None or t is None or s.state is not ready:
+                continue
+            s.take_job(ij)
+            queued = t.get_write_buffer_size()
+            if queued > max_buffer:
+                t.abort()  # not reading our messages: gone or hostile
+                continue
+            n += 1
+            # a closing transport's descriptor may already be closed (and reused): never write to it by fd
+            if fast and not queued and c.fd >= 0 and not t.is_closing():
+                fds.append(c.fd)
+                direct.append(c)
+            else:
+                t.write(line)
+        if fds:
+            assert _fanout is not None
+            for i, sent in _fanout.send_all(fds, line, self.broadcast_threads):
+                t = direct[i].transport
+                if t is not None:  # the transport queues the rest, or meets the error and closes
+                    t.write(line[max(sent, 0):])
+        return n
 
     # --- events ----------------------------------------------------------------------------------------
     def handle_events(self, conn: StratumConnection, events: list[Event], now: float) -> None:

@@ -85,7 +85,8 @@ def pool_workers(cfg: PoolConfig) -> int:
 
 def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None, *,
                  extranonce_shard: tuple[int, int] = (0, 1),
-                 on_ban: Callable[[str, float], None] | None = None) -> PoolServer:
+                 on_ban: Callable[[str, float], None] | None = None,
+                 broadcast_threads: int | None = None) -> PoolServer:
     rules = rules_from_config(cfg)
     pool_script = None
     if cfg.mode == "pool":
@@ -104,6 +105,7 @@ def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None
     return PoolServer(
         rules=rules, source=source, sink=sink, pool_script=pool_script, tag=cfg.coinbase_tag.encode()[:40],
         refresh_interval=cfg.refresh_interval, limits=limits, extranonce_shard=extranonce_shard, on_ban=on_ban,
+        broadcast_threads=broadcast_threads,
     )
 
 

@@ -42,6 +42,7 @@ import logging
 import operator
 import os
 import pickle
+import resource
 import signal
 import socket
 import struct
@@ -265,7 +266,9 @@ def _sessions(server: PoolServer, limit: int) -> list[tuple[str, str | None, flo
 
 def _worker_stats(server: PoolServer, sink: ChannelSink, listed: int = LISTED_SESSIONS) -> dict[str, Any]:
     ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     return {
+        "cpu": ru.ru_utime + ru.ru_stime,
         "sessions": _sessions(server, listed),
         "pid": os.getpid(), "connections": len(server.connections), "ready": ready,
         "shares_judged": server.metrics.shares_judged, "blocks_found": server.metrics.blocks_found,
@@ -288,7 +291,8 @@ async def run_worker(fd: int) -> None:
     source = ChannelSource(channel)
     sink = ChannelSink(channel)
     server = build_server(cfg, source, sink, extranonce_shard=(index, count),
-                          on_ban=lambda ip, now: channel.send(("ban", ip)))
+                          on_ban=lambda ip, now: channel.send(("ban", ip)),
+                          broadcast_threads=max(1, min(4, (os.cpu_count() or 1) // count)))
     # the current template comes right after the config, so the first miners get work at once
     msg = await channel.recv()
     if msg[0] == "template":
