@@ -213,10 +213,26 @@ async def test_a_ban_on_one_worker_holds_on_every_worker() -> None:
             return all(results)
 
         await wait_until(refused_everywhere, "the ban on every worker", limit_s=20)
-        for c in good[:2]:  # everyone else still served
+        # a worker restarted after the ban refuses the flooder too
+        victim = pool.workers[0]
+
+        async def reported() -> bool:
+            return bool(victim.stats.get("pid"))
+
+        await wait_until(reported, "the worker's report")
+        old_pid = victim.stats["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            return victim.stats.get("pid") not in (None, old_pid)
+
+        await wait_until(restarted, "the worker's restart", limit_s=30)
+        assert await refused_everywhere()
+        survivors = [(i, c) for i, c in enumerate(good) if shard(c) == 1]  # worker 0's miners went with it
+        for i, c in survivors[:2]:  # everyone else still served
             assert c.job is not None
-            r = await c.submit_one(f"{USER}{good.index(c)}", c.job)
-            assert r["result"] is True
+            r = await c.submit_one(f"{USER}{i}", c.job)
+            assert r["result"] is True, r
     finally:
         for c in good:
             await c.close()

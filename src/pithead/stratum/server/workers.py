@@ -398,6 +398,7 @@ class WorkerPool:
         self._feeder: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._bans: dict[str, float] = {}  # ip → time.monotonic() the ban ends, for workers (re)started later
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
@@ -470,6 +471,10 @@ class WorkerPool:
         current = self.source.current()
         channel.send(("template", TemplateUpdate(current, True, time.time())) if current is not None
                      else ("none",))
+        now = time.monotonic()
+        for ip, end in self._bans.items():  # a restarted worker keeps refusing the pool's banned flooders
+            if end > now:
+                channel.send(("ban", ip))
         try:
             ready = await asyncio.wait_for(channel.recv(), READY_TIMEOUT)
         except (EOFError, TimeoutError) as exc:
@@ -496,6 +501,10 @@ class WorkerPool:
                 elif kind == "submit":
                     self._spawn_task(self._submit(channel, msg[1], msg[2]))
                 elif kind == "ban":
+                    now = time.monotonic()
+                    self._bans = {ip: end for ip, end in self._bans.items() if end > now}
+                    if len(self._bans) < 100_000:
+                        self._bans[msg[1]] = now + self.cfg.ban_seconds
                     for other in self.workers:
                         if other is not w and other.channel is not None:
                             other.channel.send(("ban", msg[1]))
@@ -577,11 +586,18 @@ class WorkerPool:
 
     # --- templates out ---------------------------------------------------------------------------------
     async def _feed_templates(self) -> None:
-        async for update in self.source.updates():
-            frame = Channel.encode(("template", update))  # pickled once for every worker
-            for w in self.workers:
-                if w.channel is not None:
-                    w.channel.send_frame(frame)
+        while True:  # a source whose update stream fails is subscribed to again: workers must not go stale
+            try:
+                async for update in self.source.updates():
+                    frame = Channel.encode(("template", update))  # pickled once for every worker
+                    for w in self.workers:
+                        if w.channel is not None:
+                            w.channel.send_frame(frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("template updates failed; subscribing again in 1 s")
+            await asyncio.sleep(1.0)
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
