@@ -77,6 +77,10 @@ class LedgerConfig:
     share_bus: str = "memory"  # or redis://127.0.0.1:6379/0?stream=pithead:shares (many pool front-ends)
     payout_interval: float = 600.0  # seconds between payout runs (each is one on-chain transaction)
     maturity_interval: float = 30.0  # seconds between block maturity/orphan checks against the node
+    # Payouts send real money: "off" keeps shares, blocks and balances and sends nothing; "wallet" pays the
+    # balances over the threshold from the first [pool] node's wallet. `pithead serve` honours it (off by
+    # default); `pithead up` always pays on its demo chain, whose coins are worth nothing.
+    payouts: str = "off"  # off | wallet
 
 
 @dataclass(frozen=True)
