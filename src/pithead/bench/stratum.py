@@ -29,6 +29,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pithead.chain.address import address_to_script
@@ -91,22 +92,10 @@ def _pid_rss(pid: int) -> int:
     return int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def _serve_workers(port: int, workers: int) -> None:
-    """The pool as `workers` processes (`pithead pool --workers N`): a supervisor (this process) and its
-    workers sharing the port; CPU and RSS are summed over all of them."""
-    from pithead.config import PoolConfig
-    from pithead.ledger.bus import MemoryBus
-    from pithead.stratum.server.static_source import StaticTemplateSource
-    from pithead.stratum.server.workers import STATS_INTERVAL, WorkerPool
-
-    height = 1000
-    source = StaticTemplateSource(bench_template(height))
-    cfg = PoolConfig(port=port, mode="pool", pool_address=POOL_ADDRESS, user_rule="any", share_interval=1e9,
-                     min_difficulty=SHARE_DIFFICULTY, max_difficulty=SHARE_DIFFICULTY,
-                     start_difficulty=SHARE_DIFFICULTY, refresh_interval=3600, max_connections_per_ip=1_000_000,
-                     handshake_timeout=3600)
-    pool = WorkerPool(cfg, source, MemoryBus("bench"), workers, log_level=30)
-    _, bound = await pool.start("127.0.0.1", port)
+async def _command_loop(bound: int, stats: Callable[[], Awaitable[dict[str, Any]]],
+                        push: Callable[[BlockTemplate], None]) -> None:
+    """The child's side of the driver's protocol: one JSON line per command on stdin (`stats`,
+    `newblock`, `quit`), one JSON answer per line on stdout."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -116,32 +105,58 @@ async def _serve_workers(port: int, workers: int) -> None:
         sys.stdout.flush()
 
     reply({"port": bound})
+    height = 1000
     while True:
         line = await reader.readline()
         if not line:
             break
         cmd = line.decode().strip()
         if cmd == "stats":
-            await asyncio.sleep(STATS_INTERVAL * 1.5)  # every worker has reported since the last change
-            cpu, rss = _proc_cpu(), _rss_bytes()
-            for w in pool.workers:  # each worker's own getrusage, from its report (fresh after the wait)
-                if w.stats.get("pid"):
-                    cpu += w.stats.get("cpu", 0.0)
-                    rss += _pid_rss(w.stats["pid"])
-            m = pool.metrics
-            reply({"cpu": cpu, "rss": rss, "connections": m.connections, "ready": m.ready,
-                   "shares": m.shares_judged, "accepted": pool.stats.pool.accepted,
-                   "rejected": dict(pool.stats.pool.rejected), "broadcast_ms": m.last_broadcast_ms,
-                   "broadcast_end": max((w.stats.get("last_broadcast_at", 0.0) for w in pool.workers), default=0.0),
-                   "miners": m.last_broadcast_miners})
+            reply(await stats())
         elif cmd == "newblock":
             height += 1
             tpl = bench_template(height)
             t_push = time.time()
-            source.push(tpl, new_block=True)  # as a node's new tip reaches the supervisor
+            push(tpl)
             reply({"t_push": t_push, "job_height": height})
         elif cmd == "quit":
             break
+
+
+async def _serve_workers(port: int, workers: int) -> None:
+    """The pool as `workers` processes (`pithead pool --workers N`): a supervisor (this process) and its
+    workers sharing the port; CPU and RSS are summed over all of them."""
+    from pithead.config import PoolConfig
+    from pithead.ledger.bus import MemoryBus
+    from pithead.stratum.server.static_source import StaticTemplateSource
+    from pithead.stratum.server.workers import STATS_INTERVAL, WorkerPool
+
+    source = StaticTemplateSource(bench_template(1000))
+    cfg = PoolConfig(port=port, mode="pool", pool_address=POOL_ADDRESS, user_rule="any", share_interval=1e9,
+                     min_difficulty=SHARE_DIFFICULTY, max_difficulty=SHARE_DIFFICULTY,
+                     start_difficulty=SHARE_DIFFICULTY, refresh_interval=3600, max_connections_per_ip=1_000_000,
+                     handshake_timeout=3600)
+    pool = WorkerPool(cfg, source, MemoryBus("bench"), workers, log_level=30)
+    _, bound = await pool.start("127.0.0.1", port)
+
+    async def stats() -> dict[str, Any]:
+        await asyncio.sleep(STATS_INTERVAL * 1.5)  # every worker has reported since the last change
+        cpu, rss = _proc_cpu(), _rss_bytes()
+        for w in pool.workers:  # each worker's own getrusage, from its report (fresh after the wait)
+            if w.stats.get("pid"):
+                cpu += w.stats.get("cpu", 0.0)
+                rss += _pid_rss(w.stats["pid"])
+        m = pool.metrics
+        return {"cpu": cpu, "rss": rss, "connections": m.connections, "ready": m.ready,
+                "shares": m.shares_judged, "accepted": pool.stats.pool.accepted,
+                "rejected": dict(pool.stats.pool.rejected), "broadcast_ms": m.last_broadcast_ms,
+                "broadcast_end": max((w.stats.get("last_broadcast_at", 0.0) for w in pool.workers), default=0.0),
+                "miners": m.last_broadcast_miners}
+
+    def push(tpl: BlockTemplate) -> None:
+        source.push(tpl, new_block=True)  # as a node's new tip reaches the supervisor
+
+    await _command_loop(bound, stats, push)
     await pool.stop()
 
 
@@ -152,8 +167,7 @@ async def _serve(port: int) -> None:
     from pithead.stratum.server.pool import PoolServer, ServerLimits
     from pithead.stratum.server.static_source import StaticTemplateSource
 
-    height = 1000
-    source = StaticTemplateSource(bench_template(height))
+    source = StaticTemplateSource(bench_template(1000))
     rules = PoolRules(mode="pool", network=REGTEST, user_rule="any",
                       vardiff=VarDiffConfig(1e9, SHARE_DIFFICULTY, SHARE_DIFFICULTY),
                       start_difficulty=SHARE_DIFFICULTY)
@@ -162,37 +176,17 @@ async def _serve(port: int) -> None:
         refresh_interval=3600, limits=ServerLimits(max_connections_per_ip=1_000_000, handshake_timeout=3600),
     )
     _, bound = await server.start("127.0.0.1", port)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    out = sys.stdout
 
-    def reply(obj: dict[str, Any]) -> None:
-        out.write(json.dumps(obj) + "\n")
-        out.flush()
+    async def stats() -> dict[str, Any]:
+        ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
+        m = server.metrics
+        return {"cpu": _proc_cpu(), "rss": _rss_bytes(), "connections": len(server.connections), "ready": ready,
+                "shares": m.shares_judged, "accepted": server.stats.pool.accepted,
+                "rejected": dict(server.stats.pool.rejected), "broadcast_ms": m.last_broadcast_ms,
+                "miners": m.last_broadcast_miners, "broadcast_end": m.last_broadcast_at}
 
-    reply({"port": bound})
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        cmd = line.decode().strip()
-        if cmd == "stats":
-            ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
-            reply({"cpu": _proc_cpu(), "rss": _rss_bytes(), "connections": len(server.connections),
-                   "ready": ready, "shares": server.metrics.shares_judged,
-                   "accepted": server.stats.pool.accepted, "rejected": dict(server.stats.pool.rejected),
-                   "broadcast_ms": server.metrics.last_broadcast_ms, "miners": server.metrics.last_broadcast_miners,
-                   "broadcast_end": server.metrics.last_broadcast_at})
-        elif cmd == "newblock":
-            height += 1
-            tpl = bench_template(height)
-            t_push = time.time()
-            server.on_template(tpl, new_block=True)  # what the template consumer does on an update
-            reply({"t_push": t_push, "broadcast_ms": server.metrics.last_broadcast_ms,
-                   "miners": server.metrics.last_broadcast_miners, "job_height": height})
-        elif cmd == "quit":
-            break
+    # what the template consumer does on an update, called at once
+    await _command_loop(bound, stats, lambda tpl: server.on_template(tpl, new_block=True))
     await server.stop()
 
 

@@ -52,7 +52,7 @@ class NoNodeError(NodeError):
     """No node gave a template (each node's reason is in the message)."""
 
 
-class _Fanout:
+class UpdateFanout:
     """Every subscriber gets every update from the time it subscribed (bounded, dropping the oldest)."""
 
     def __init__(self) -> None:
@@ -128,7 +128,7 @@ class NodeSource:
         self.listeners: list[Callable[[NodeSource], None]] = []
         self._template: BlockTemplate | None = None
         self._last_fetch = 0.0
-        self._fanout = _Fanout()
+        self._fanout = UpdateFanout()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
@@ -351,7 +351,7 @@ class FailoverSource:
         self.clock = clock
         self.active: NodeSource | None = None
         self._emitted: BlockTemplate | None = None
-        self._fanout = _Fanout()
+        self._fanout = UpdateFanout()
         self._ready = asyncio.Event()
 
     async def start(self) -> None:

@@ -7,21 +7,18 @@ a node client — the pool's real sources (Bitcoin Core or the embedded node) li
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
 from pithead.template.block_template import BlockTemplate
 from pithead.template.interface import SubmitResult, TemplateUpdate
-
-MAX_QUEUED_UPDATES = 64
-"""Updates held per slow subscriber; older ones are dropped (only the newest template matters)."""
+from pithead.template.source import UpdateFanout
 
 
 class StaticTemplateSource:
     def __init__(self, template: BlockTemplate | None = None, accept_blocks: bool = True) -> None:
         self._current = template
-        self._subscribers: list[asyncio.Queue[TemplateUpdate]] = []
+        self._fanout = UpdateFanout()
         self.submitted: list[str] = []
         self.accept_blocks = accept_blocks
 
@@ -37,20 +34,11 @@ class StaticTemplateSource:
     def push(self, template: BlockTemplate, new_block: bool) -> TemplateUpdate:
         self._current = template
         update = TemplateUpdate(template, new_block, time.time())
-        for q in self._subscribers:
-            if q.full():
-                q.get_nowait()
-            q.put_nowait(update)
+        self._fanout.publish(update)
         return update
 
-    async def updates(self) -> AsyncIterator[TemplateUpdate]:
-        q: asyncio.Queue[TemplateUpdate] = asyncio.Queue(MAX_QUEUED_UPDATES)
-        self._subscribers.append(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self._subscribers.remove(q)
+    def updates(self) -> AsyncIterator[TemplateUpdate]:
+        return self._fanout.subscribe()
 
     async def submit_block(self, block_hex: str) -> list[SubmitResult]:
         self.submitted.append(block_hex)

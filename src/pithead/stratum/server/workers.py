@@ -60,6 +60,7 @@ from pithead.stratum.server.pool import PoolServer, block_message
 from pithead.stratum.server.stats import StatsBook
 from pithead.template.block_template import BlockTemplate, TemplateTx
 from pithead.template.interface import SubmitResult, TemplateSource, TemplateUpdate
+from pithead.template.source import UpdateFanout
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class ChannelSource:
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
         self._current: BlockTemplate | None = None
-        self._subscribers: list[asyncio.Queue[TemplateUpdate]] = []
+        self._fanout = UpdateFanout()
         self._pending: dict[int, asyncio.Future[list[SubmitResult]]] = {}
         self._ids = itertools.count(1)
 
@@ -166,19 +167,10 @@ class ChannelSource:
 
     def push(self, update: TemplateUpdate) -> None:
         self._current = update.template
-        for q in self._subscribers:
-            if q.full():  # only the newest template matters
-                q.get_nowait()
-            q.put_nowait(update)
+        self._fanout.publish(update)
 
-    async def updates(self) -> AsyncIterator[TemplateUpdate]:
-        q: asyncio.Queue[TemplateUpdate] = asyncio.Queue(64)
-        self._subscribers.append(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self._subscribers.remove(q)
+    def updates(self) -> AsyncIterator[TemplateUpdate]:
+        return self._fanout.subscribe()
 
     async def submit_block(self, block_hex: str) -> list[SubmitResult]:
         rid = next(self._ids)
