@@ -1,4 +1,4 @@
-"""The `pithead` command: `pithead up|node|pool|miner|farm|bench`.
+"""The `pithead` command: `pithead up|serve|node|pool|miner|farm|bench`.
 
 Each area owns its own Typer app in `pithead/<area>/cli.py` (exposing `app`); this module only mounts
 them, importing lazily so `pithead --help` stays fast and one area's missing optional dependency never
@@ -62,6 +62,21 @@ def up(
         typer.echo(f"pithead up is not available yet: {exc}", err=True)
         raise typer.Exit(2) from exc
     run_up(data_dir=data_dir, config_path=config, duration=duration)
+
+
+@app.command()
+def serve(
+    config: str = typer.Option(..., "--config", "-c", help="TOML config: \\[pool] nodes and pool_address, "
+                               "\\[ledger], \\[web], \\[farm]."),
+    data_dir: str | None = typer.Option(None, "--data-dir", "-d", help="Where the ledger lives (default: the "
+                                        "config's data_dir)."),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (tests)."),
+) -> None:
+    r"""Run the operation for real against your Bitcoin node(s): pool, ledger and dashboard (payouts off
+    unless \[ledger] payouts = "wallet"; the farm when \[farm] scan is set)."""
+    from pithead.serve import run_serve
+
+    run_serve(config_path=config, data_dir=data_dir, duration=duration)
 
 
 @app.command()

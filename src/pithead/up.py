@@ -251,52 +251,13 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.miner_addresses = list(miners[: opts.miners])
 
     # --- ledger ----------------------------------------------------------------------------------
-    from pithead.ledger.bus import MemoryBus
-    from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
-    from pithead.ledger.payouts import RpcWallet
-    from pithead.ledger.service import RpcChainView, run_ledger, timers_from_config
-    from pithead.store import open_store
-    from pithead.store.base import StoreError
-
-    ledger_url = cfg.ledger.database
-    try:
-        settings = LedgerSettings.from_config(cfg.ledger)
-        store = open_store(ledger_url, data_dir=running.data_dir)
-    except (StoreError, LedgerError) as exc:
-        raise UpError(f"ledger: {exc}") from exc
-    running.stoppers.append(("ledger store", _async(store.close)))
-    ledger = Ledger(store, settings)
-    # One process: the in-memory bus (Redis is for many pool front-ends). Its positions are time-based
-    # like stream ids, so the ledger's cursor from the last run never hides this run's first events.
-    bus = MemoryBus("pool")
-    ledger_stop = asyncio.Event()
-    ledger_task = asyncio.create_task(
-        run_ledger(ledger, bus, ledger_stop, node=RpcChainView(rpc.call), wallet=RpcWallet(rpc.call),
-                   timers=timers_from_config(cfg.ledger), network=network),
-        name="pithead-ledger",
-    )
-
-    async def stop_ledger() -> None:
-        # The pool has stopped by now: let the ledger apply what it queued before stopping it.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_TIMEOUT_S
-        # The bus has no "drained" event to wait on; a short poll for a bounded time is all we need.
-        while len(bus) and not ledger_task.done() and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(DRAIN_POLL_S)
-        ledger_stop.set()
-        await _bounded(ledger_task)
-
-    running.stoppers.append(("ledger", stop_ledger))
-    running.parts.append("ledger")
-    running.objects.update(ledger=ledger, bus=bus, store=store)
-    difficulty = asyncio.create_task(_follow_network(ledger, rpc), name="pithead-ledger-network")
-    running.stoppers.append(("ledger network", lambda: _cancel_all([difficulty])))
+    # The demo chain's coins are worth nothing: `up` always pays out (the [ledger] payouts switch is for
+    # `pithead serve`, on a real chain).
+    settings, bus = await start_ledger(cfg, running, rpc, network, pay=True)
 
     # --- pool ------------------------------------------------------------------------------------
-    pool_holder: dict[str, Any] = {}
-
     async def start_pool() -> None:
-        await _start_pool(opts, cfg, running, node, rpc, bus, pool_address, pool_holder)
+        await _start_pool(opts, cfg, running, node, bus, pool_address)
 
     await _skip_missing(running, "pool", start_pool)
 
@@ -318,24 +279,89 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     await _skip_missing(running, "farm", start_farm)
 
     # --- web -------------------------------------------------------------------------------------
+    from pithead.web.services import PoolInfo
+
+    info = PoolInfo(
+        name="pithead demo", mode="pool", scheme=str(settings.scheme), fee_percent=cfg.ledger.pool_fee_percent,
+        network=f"demo ({network.name})", stratum_url=running.stratum_url,
+    )
+    await start_web(cfg, running, rpc, info, farm_router, cfg.web.port if opts.web_port is None else opts.web_port,
+                    opts.print_fn)
+
+
+async def start_ledger(
+    cfg: config_mod.Config, running: Running, rpc: Any, network: Any, *, pay: bool,
+) -> tuple[Any, Any]:
+    """The ledger on `[ledger] database` (relative to the data directory) with its consumer on an in-memory
+    bus, maturity tracking against `rpc` (anything with Core's `call(method, params)`), payouts from `rpc`'s
+    wallet only when `pay`, and a task keeping its network difficulty current. Returns (settings, bus): the
+    pool puts its events on the bus. Stoppers are added to `running`; the ledger's drains the bus first."""
+    from pithead.ledger.bus import MemoryBus
+    from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
+    from pithead.ledger.payouts import RpcWallet
+    from pithead.ledger.service import RpcChainView, run_ledger, timers_from_config
+    from pithead.store import open_store
+    from pithead.store.base import StoreError
+
+    try:
+        settings = LedgerSettings.from_config(cfg.ledger)
+        timers = timers_from_config(cfg.ledger)
+        store = open_store(cfg.ledger.database, data_dir=running.data_dir)
+    except (StoreError, LedgerError, ValueError) as exc:
+        raise UpError(f"ledger: {exc}") from exc
+    running.stoppers.append(("ledger store", _async(store.close)))
+    ledger = Ledger(store, settings)
+    # One process: the in-memory bus (Redis is for many pool front-ends). Its positions are time-based
+    # like stream ids, so the ledger's cursor from the last run never hides this run's first events.
+    bus = MemoryBus("pool")
+    ledger_stop = asyncio.Event()
+    ledger_task = asyncio.create_task(
+        run_ledger(ledger, bus, ledger_stop, node=RpcChainView(rpc.call),
+                   wallet=RpcWallet(rpc.call) if pay else None, timers=timers, network=network),
+        name="pithead-ledger",
+    )
+
+    async def stop_ledger() -> None:
+        # The pool has stopped by now: let the ledger apply what it queued before stopping it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_TIMEOUT_S
+        # The bus has no "drained" event to wait on; a short poll for a bounded time is all we need.
+        while len(bus) and not ledger_task.done() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(DRAIN_POLL_S)
+        ledger_stop.set()
+        await _bounded(ledger_task)
+
+    running.stoppers.append(("ledger", stop_ledger))
+    running.parts.append("ledger")
+    running.objects.update(ledger=ledger, bus=bus, store=store)
+    difficulty = asyncio.create_task(_follow_network(ledger, rpc), name="pithead-ledger-network")
+    running.stoppers.append(("ledger network", lambda: _cancel_all([difficulty])))
+    return settings, bus
+
+
+async def start_web(
+    cfg: config_mod.Config, running: Running, rpc: Any, info: Any, farm_router: Any, port: int,
+    print_fn: Callable[[str], None],
+) -> None:
+    """The dashboard, REST API and metrics on `[web] bind` and `port`, reading the ledger's store (its own
+    connection), the node through `rpc`, the live pool from `running.objects["pool_live"]` and mounting
+    `farm_router` when given; then the one-line status every STATUS_INTERVAL_S through `print_fn`."""
+    from pithead.store import open_store
     from pithead.web.app import create_app
     from pithead.web.server import WebServer, WebServerError
-    from pithead.web.services import PoolInfo, Services
+    from pithead.web.services import Services
 
-    web_store = open_store(ledger_url, data_dir=running.data_dir, migrate=False)
+    web_store = open_store(cfg.ledger.database, data_dir=running.data_dir, migrate=False)
     running.stoppers.append(("web ledger connection", _async(web_store.close)))
     services = Services(
         store=web_store,
         node=rpc,
-        pool=pool_holder.get("live"),
+        pool=running.objects.get("pool_live"),
         last_template_time=lambda: running.last_template_time,
         farm_router=farm_router,
-        info=PoolInfo(
-            name="pithead demo", mode="pool", scheme=str(settings.scheme), fee_percent=cfg.ledger.pool_fee_percent,
-            network=f"demo ({network.name})", stratum_url=running.stratum_url,
-        ),
+        info=info,
     )
-    web = WebServer(create_app(services), cfg.web.bind, cfg.web.port if opts.web_port is None else opts.web_port)
+    web = WebServer(create_app(services), cfg.web.bind, port)
     try:
         await web.start()
     except WebServerError as exc:
@@ -343,7 +369,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.stoppers.append(("web", web.stop))
     running.parts.append("web")
     running.web_url = web.url
-    status = asyncio.create_task(_status_loop(opts, web_store, rpc), name="pithead-status")
+    status = asyncio.create_task(_status_loop(print_fn, web_store, rpc), name="pithead-status")
     running.stoppers.append(("status", lambda: _cancel_all([status])))
 
 
@@ -357,7 +383,7 @@ def _si(value: float | None) -> str:
     return f"{value:.3g} ZH/s"
 
 
-async def _status_loop(opts: UpOptions, store: Any, rpc: Any) -> None:
+async def _status_loop(print_fn: Callable[[str], None], store: Any, rpc: Any) -> None:
     """One plain line every STATUS_INTERVAL_S: height, pool hashrate with its interval, blocks, shares."""
     from pithead.web import queries
     from pithead.web.services import Services
@@ -378,14 +404,14 @@ async def _status_loop(opts: UpOptions, store: Any, rpc: Any) -> None:
         )
         if five.observed_s < five.span_s:  # the pool is younger than the window, or was down in it
             rate += f" over {five.observed_s:.0f} s observed"
-        opts.print_fn(
+        print_fn(
             f"{time.strftime('%H:%M:%S')} height {height} | pool 5m {rate} | blocks {summary.blocks_found} | "
             f"shares {summary.accepted_shares} accepted, {summary.rejected_shares} rejected | "
             f"workers {summary.active_workers}"
         )
 
 
-def _check_port(what: str, host: str, port: int) -> None:
+def _check_port(what: str, host: str, port: int, hint: str = "Set other ports with --config") -> None:
     if port == 0:
         return
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -394,7 +420,7 @@ def _check_port(what: str, host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             raise UpError(f"{what}: cannot listen on {host}:{port} ({exc.strerror}); "
-                          f"is another pithead running? Set other ports with --config") from exc
+                          f"is another pithead running? {hint}") from exc
 
 
 def _async(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
@@ -444,13 +470,10 @@ async def _follow_network(ledger: Any, rpc: Any) -> None:
 
 
 async def _start_pool(
-    opts: UpOptions, cfg: config_mod.Config, running: Running, node: Any, rpc: Any, bus: Any, pool_address: str,
-    holder: dict[str, Any],
+    opts: UpOptions, cfg: config_mod.Config, running: Running, node: Any, bus: Any, pool_address: str,
 ) -> None:
-    from pithead.stratum.server.run import PoolConfigError, build_server, pool_workers
     from pithead.template.rpc import RpcClient
     from pithead.template.source import NodeSource
-    from pithead.web.adapters import PoolServerLive
 
     user, password = node.auth
     source = NodeSource(
@@ -460,15 +483,31 @@ async def _start_pool(
     )
     await source.start()
     running.stoppers.append(("template source", source.stop))
+    track_templates(running, source)
+    pool_cfg = dataclasses.replace(cfg.pool, mode="pool", network="regtest", pool_address=pool_address)
+    await start_pool_server(pool_cfg, running, source, bus, pool_cfg.port if opts.pool_port is None else opts.pool_port)
+
+
+def track_templates(running: Running, source: Any) -> None:
+    """Keep `running.last_template_time` (the dashboard's template age) current from a started `source`."""
     running.last_template_time = time.time()
 
-    async def track_templates() -> None:
+    async def track() -> None:
         async for update in source.updates():
             running.last_template_time = update.received_at
 
-    tracker = asyncio.create_task(track_templates(), name="pithead-template-age")
+    tracker = asyncio.create_task(track(), name="pithead-template-age")
     running.stoppers.append(("template tracker", lambda: _cancel_all([tracker])))
-    pool_cfg = dataclasses.replace(cfg.pool, mode="pool", network="regtest", pool_address=pool_address)
+
+
+async def start_pool_server(pool_cfg: Any, running: Running, source: Any, bus: Any, port: int) -> None:
+    """The Stratum pool for `pool_cfg` on its bind and `port`, taking templates from the started `source`
+    and putting shares and blocks on `bus`: one server, or `[pool] workers` processes (`WorkerPool`, its
+    supervisor feeding the bus). Sets `running.stratum_url` and `running.objects["pool_live"]` (the web's
+    live view)."""
+    from pithead.stratum.server.run import PoolConfigError, build_server, pool_workers
+    from pithead.web.adapters import PoolServerLive
+
     server: Any
     try:
         workers = pool_workers(pool_cfg)
@@ -478,13 +517,13 @@ async def _start_pool(
             server = WorkerPool(pool_cfg, source, bus, workers)
         else:
             server = build_server(pool_cfg, source, bus)
-        host, port = await server.start(pool_cfg.bind, pool_cfg.port if opts.pool_port is None else opts.pool_port)
+        host, port = await server.start(pool_cfg.bind, port)
     except (PoolConfigError, OSError, RuntimeError) as exc:  # RuntimeError: a worker that could not start
         raise UpError(f"pool: {exc}") from exc
     running.stoppers.append(("pool", server.stop))
     running.stratum_url = f"stratum+tcp://{host}:{port}"
     running.objects["pool"] = server
-    holder["live"] = PoolServerLive(server, running.stratum_url)
+    running.objects["pool_live"] = PoolServerLive(server, running.stratum_url)
 
 
 async def _start_miners(opts: UpOptions, running: Running) -> None:
@@ -611,8 +650,11 @@ def _print_banner(opts: UpOptions, running: Running) -> None:
     p(f"  data         {running.data_dir}")
 
 
-async def _stop_all(running: Running, print_fn: Callable[[str], None]) -> None:
-    for name, stop in reversed(running.stoppers):
+async def _stop_all(running: Running, print_fn: Callable[[str], None], first: Sequence[str] = ()) -> None:
+    """Stop every part, the ones named in `first` in that order, then the rest in reverse start order."""
+    ahead = [s for name in first for s in running.stoppers if s[0] == name]
+    rest = [s for s in reversed(running.stoppers) if s[0] not in first]
+    for name, stop in ahead + rest:
         started = time.perf_counter()
         try:
             await asyncio.wait_for(stop(), STOP_TIMEOUT_S)
