@@ -426,3 +426,20 @@ def test_quiet_miner_gets_a_lower_difficulty_on_tick() -> None:
     assert s.difficulty < start and events
     assert out[0] == {"id": None, "method": "mining.set_difficulty", "params": [s.difficulty]}
     assert out[1]["method"] == "mining.notify" and out[1]["params"][8] is False
+
+
+def test_rejected_shares_carry_ckpools_reject_reason_and_other_errors_do_not() -> None:
+    """cgminer-derived firmware shows `reject-reason` beside a rejected share; the error array stays the
+    standard one, and failures of other methods keep the plain shape."""
+    s = drive_to(State.READY)
+    s.receive(req(7, "mining.submit", SAMPLE["mining.submit"]), NOW)  # job "zz" does not exist
+    (reply,) = lines(s.data_to_send())
+    assert reply["id"] == 7 and reply["result"] is None
+    assert reply["error"] == [21, "Job not found", None] and reply["reject-reason"] == "Job not found"
+    s2 = drive_to(State.SUBSCRIBED)  # submit before authorize: refused by the transition table
+    s2.receive(req(8, "mining.submit", SAMPLE["mining.submit"]), NOW)
+    (reply,) = lines(s2.data_to_send())
+    assert reply["error"][0] == 24 and reply["reject-reason"] == reply["error"][1]
+    s.receive(req(9, "mining.bogus", []), NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["error"][0] == 20 and "reject-reason" not in reply

@@ -127,7 +127,13 @@ def encode_result(msg_id: JsonId, result: Any) -> bytes:
     return orjson.dumps({"id": msg_id, "result": result, "error": None}) + b"\n"
 
 
-def encode_error(msg_id: JsonId, error: StratumError) -> bytes:
+def encode_error(msg_id: JsonId, error: StratumError, reject_reason: bool = False) -> bytes:
+    """A failure reply. `reject_reason` (rejected shares) adds ckpool's `"reject-reason"` field with the
+    message: cgminer-derived firmware shows it beside the reject (cgminer.c reads it); other miners ignore
+    an extra field."""
+    if reject_reason:
+        return orjson.dumps({"id": msg_id, "result": None, "error": error.wire(),
+                             "reject-reason": error.message}) + b"\n"
     return orjson.dumps({"id": msg_id, "result": None, "error": error.wire()}) + b"\n"
 
 

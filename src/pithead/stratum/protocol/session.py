@@ -373,7 +373,7 @@ class Session:
             return
         if isinstance(rule, Refuse):
             err = rule.error(rule.message) if rule.message else rule.error()
-            self._reply_error(req.id, err)
+            self._reply_error(req.id, err, method == SUBMIT)
             if method == SUBMIT:
                 self._penalize(SCORE_PER_INVALID_SHARE, now, events)
             return
@@ -381,7 +381,7 @@ class Session:
         try:
             result = handler(req, now, events)
         except StratumError as err:
-            self._reply_error(req.id, err)
+            self._reply_error(req.id, err, method == SUBMIT)
             self._flush_after()
             return
         except ProtocolViolation as exc:
@@ -694,8 +694,8 @@ class Session:
             self.allocator.release(self.extranonce1)
         self.state = State.CLOSED
 
-    def _reply_error(self, msg_id: JsonId, err: StratumError) -> None:
-        self._out.append(encode_error(msg_id, err))
+    def _reply_error(self, msg_id: JsonId, err: StratumError, rejected_share: bool = False) -> None:
+        self._out.append(encode_error(msg_id, err, reject_reason=rejected_share))
 
 
 _NO_REPLY = object()
