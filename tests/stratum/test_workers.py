@@ -368,3 +368,28 @@ async def test_workers_stop_when_their_supervisor_dies(tmp_path: Path) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
             await drain
+
+
+async def test_a_stuck_worker_is_killed_and_restarted() -> None:
+    """A worker that stops answering (here: SIGSTOP) is killed after `stall_seconds` and replaced."""
+    source = StaticTemplateSource(regtest_template())
+    pool = WorkerPool(pool_cfg(), source, ListSink(), workers=2, stall_seconds=2.0)
+    await pool.start("127.0.0.1", 0)
+    try:
+        victim = pool.workers[1]
+
+        async def reported() -> bool:
+            return bool(victim.stats.get("pid"))
+
+        await wait_until(reported, "the worker's report")
+        old_pid = victim.stats["pid"]
+        os.kill(old_pid, signal.SIGSTOP)
+
+        async def replaced() -> bool:
+            return victim.stats.get("pid") not in (None, old_pid)
+
+        await wait_until(replaced, "the stuck worker's replacement", limit_s=30)
+        assert pool.metrics.worker_stalls == 1 and pool.metrics.worker_restarts == 1
+        assert not _alive(old_pid)
+    finally:
+        await pool.stop()

@@ -74,6 +74,9 @@ STATS_INTERVAL = 1.0
 """Seconds between a worker's statistics reports."""
 READY_TIMEOUT = 30.0
 """Seconds a new worker has to import, bind and report ready."""
+STALL_SECONDS = 15.0
+"""A worker that has said nothing (its reports come every STATS_INTERVAL) for this long is stuck — a bug
+in a loop, a process stopped by a signal — and is killed, then restarted like one that died."""
 RESTART_BACKOFF = (0.5, 30.0)
 """First and longest wait before restarting a worker that died (doubling while it keeps dying young)."""
 
@@ -353,6 +356,7 @@ class _Worker:
     started_at: float = 0.0
     restarts: int = 0
     reader: asyncio.Task[None] | None = None
+    heard_at: float = 0.0  # time.monotonic() of its last message
 
 
 @dataclass
@@ -367,6 +371,7 @@ class PoolMetrics:
     last_broadcast_miners: int = 0
     dropped_events: int = 0
     worker_restarts: int = 0
+    worker_stalls: int = 0
     submit_results: list[tuple[str, list[SubmitResult]]] = field(default_factory=list)
 
 
@@ -374,12 +379,14 @@ class WorkerPool:
     """`PoolServer`'s twin for many cores: same `start`/`stop`/`snapshot`, the miners served by workers."""
 
     def __init__(self, cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None,
-                 workers: int = 2, *, restart: bool = True, log_level: int | None = None) -> None:
+                 workers: int = 2, *, restart: bool = True, log_level: int | None = None,
+                 stall_seconds: float = STALL_SECONDS) -> None:
         self.cfg = cfg
         self.source = source
         self.sink = sink
         self.count = workers
         self.restart = restart
+        self.stall_seconds = stall_seconds
         self.log_level = log_level if log_level is not None else logging.getLogger().getEffectiveLevel()
         self.stats = StatsBook()
         self.metrics = PoolMetrics()
@@ -415,6 +422,7 @@ class WorkerPool:
             await self.stop(grace=1.0)
             raise
         self._feeder = asyncio.create_task(self._feed_templates(), name="pool-workers-templates")
+        self._spawn_task(self._watchdog())
         return self.host, self.port
 
     async def stop(self, grace: float = 2.0) -> None:
@@ -457,7 +465,7 @@ class WorkerPool:
         finally:
             child.close()
         w.proc = proc
-        w.started_at = time.monotonic()
+        w.started_at = w.heard_at = time.monotonic()
         channel = w.channel = await Channel.open(parent)
         channel.send(("config", self.cfg, w.index, self.count, self.host, self.port, self.log_level))
         current = self.source.current()
@@ -485,6 +493,7 @@ class WorkerPool:
         try:
             while True:
                 msg = await channel.recv()
+                w.heard_at = time.monotonic()
                 kind = msg[0]
                 if kind == "events":
                     self._on_events(w, [ShareEvent(*t) for t in msg[1]])
@@ -553,6 +562,20 @@ class WorkerPool:
         same = [s for s in live if s["last_broadcast_at"] and latest - s["last_broadcast_at"] < 1.0]
         m.last_broadcast_ms = max((s["last_broadcast_ms"] for s in same), default=0.0)
         m.last_broadcast_miners = sum(s["last_broadcast_miners"] for s in same)
+
+    async def _watchdog(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(min(STATS_INTERVAL, self.stall_seconds / 4))
+            now = time.monotonic()
+            for w in self.workers:
+                proc = w.proc
+                if (w.channel is not None and proc is not None and proc.returncode is None
+                        and now - w.heard_at > self.stall_seconds):
+                    log.error("pool worker %d (pid %d) silent for %.0f s: killing it", w.index, proc.pid,
+                              now - w.heard_at)
+                    self.metrics.worker_stalls += 1
+                    proc.kill()  # its channel ends, and the worker is restarted as if it had died
+                    w.heard_at = now
 
     async def _revive(self, w: _Worker) -> None:
         proc = w.proc
