@@ -35,7 +35,8 @@ async def _rpc(node: EmbeddedNode, method: str, *params: Any) -> Any:
 
 
 def _config(path: Path, node: EmbeddedNode | None, *, pool_address: str | None, payouts: str = "off",
-            mode: str = "pool", url: str | None = None, web_port: int = 0, extra: str = "") -> Path:
+            mode: str = "pool", url: str | None = None, web_port: int = 0, pool_extra: str = "",
+            extra: str = "") -> Path:
     nodes = (f'url = "{node.rpc_url}"\ncookie_file = "{node.cookie_path}"\n' if node is not None
              else f'url = "{url}"\nrpc_user = "u"\nrpc_password = "p"\n')
     address = f'pool_address = "{pool_address}"\n' if pool_address else ""
@@ -43,7 +44,7 @@ def _config(path: Path, node: EmbeddedNode | None, *, pool_address: str | None, 
         f'data_dir = "{path.parent / "data"}"\n'
         "[pool]\n"
         f'bind = "127.0.0.1"\nport = 0\nmode = "{mode}"\nnetwork = "regtest"\n{address}'
-        "min_difficulty = 1e-8\nstart_difficulty = 1e-6\nrefresh_interval = 0.5\n"
+        f"min_difficulty = 1e-8\nstart_difficulty = 1e-6\nrefresh_interval = 0.5\n{pool_extra}"
         f"[[pool.nodes]]\n{nodes}"
         "[ledger]\n"
         # Fast timers and a 1-sat threshold: with payouts on, every payable balance would go out at once.
@@ -162,10 +163,39 @@ async def test_serve_mines_credits_keeps_payouts_off_then_pays_when_asked(tmp_pa
         assert any(line.strip().startswith("payouts") and "ON" in line for line in lines), lines
 
 
-async def test_serve_command_banner_and_sigterm(tmp_path: Path) -> None:
+async def test_serve_with_worker_processes_credits_blocks(tmp_path: Path) -> None:
+    """`[pool] workers = 2`: the multi-process pool, its supervisor feeding the ledger, as in `up`."""
     async with EmbeddedNode(tmp_path / "node", rpc_port=0) as node:
         pool_address = str(await _rpc(node, "getnewaddress"))
-        config = _config(tmp_path / "pithead.toml", node, pool_address=pool_address)
+        config = _config(tmp_path / "pithead.toml", node, pool_address=pool_address, pool_extra="workers = 2\n")
+
+        async def check(client: httpx.AsyncClient, running: Any) -> None:
+            pool = running.objects["pool"]
+            assert type(pool).__name__ == "WorkerPool" and len(pool.workers) == 2
+            await _mine(running.stratum_url, SOLO_ADDRESS + ".w", 1)
+            blocks = await _until(client, "/api/blocks", lambda bs: len(bs) >= 1)
+            assert blocks[0]["status"] == "pending" and blocks[0]["address"] == SOLO_ADDRESS
+            assert (await _rpc(node, "getbestblockhash")) == blocks[0]["hash"]
+            await _mine(running.stratum_url, SOLO_ADDRESS + ".w", 3)  # and stop at once
+
+        running, lines = await _serving(config, check)
+        assert any("2 worker processes" in line for line in lines), lines
+        # Stopped pool first, then the ledger once it had drained the bus: no share lost.
+        from pithead.store import open_store
+
+        store = open_store("sqlite:///ledger.sqlite3", data_dir=running.data_dir, migrate=False)
+        try:
+            assert sum(w.accepted for w in store.workers()) == 4
+        finally:
+            store.close()
+
+
+async def test_serve_command_banner_and_sigterm(tmp_path: Path) -> None:
+    """The command as an operator runs it, with a [farm] to manage (an address where no device answers)."""
+    async with EmbeddedNode(tmp_path / "node", rpc_port=0) as node:
+        pool_address = str(await _rpc(node, "getnewaddress"))
+        config = _config(tmp_path / "pithead.toml", node, pool_address=pool_address,
+                         extra='[farm]\nscan = ["127.0.0.250/32"]\n')
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pithead.cli", "serve", "--config", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -183,8 +213,10 @@ async def test_serve_command_banner_and_sigterm(tmp_path: Path) -> None:
             assert "pithead is serving (pool mode, regtest)" in text
             assert "stratum+tcp://127.0.0.1:" in text and node.rpc_url in text and pool_address in text
             web = next(line.split()[1] for line in out if line.strip().startswith("dashboard")).rstrip("/")
+            assert f"farm         {web}/farm/" in text
             async with httpx.AsyncClient(timeout=10) as c:
                 assert (await c.get(web + "/healthz")).status_code == 200
+                assert (await c.get(web + "/farm/")).status_code == 200
                 net = (await c.get(web + "/api/network")).json()
                 assert net["available"] and net["height"] == int(await _rpc(node, "getblockcount"))
             proc.send_signal(signal.SIGTERM)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pithead import config as config_mod
 from pithead.up import (
@@ -298,19 +299,20 @@ async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
 def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Any) -> None:
     p = opts.print_fn
     pool = cfg.pool
-    workers = running.objects.get("pool")
-    procs = getattr(workers, "workers", None)
+    from pithead.stratum.server.run import pool_workers
+
+    procs = pool_workers(pool)
     p(f"pithead is serving ({pool.mode} mode, {network.name}). Ctrl-C or SIGTERM stops it.")
     if running.stratum_url:
         user = "<your payout address>.<worker>" if pool.user_rule == "address" else "<any name>.<worker>"
-        extra = f", {procs} worker processes" if isinstance(procs, int) and procs > 1 else ""
+        extra = f", {procs} worker processes" if procs > 1 else ""
         p(f"  stratum      {running.stratum_url}   (user: {user}, any password{extra})")
     nodes = ", ".join(n.url for n in sorted(pool.nodes, key=lambda n: n.priority))
-    p(f"  nodes        {nodes}   (templates; the ledger and wallet use {running.node_url})")
+    p(f"  nodes        {nodes}   (templates, with failover by priority; the ledger asks {running.node_url})")
     if pool.mode == "pool":
         p(f"  pool address {pool.pool_address}")
     ledger = cfg.ledger
-    p(f"  ledger       {ledger.scheme}, fee {ledger.pool_fee_percent:g}%, {ledger.database} in {running.data_dir}")
+    p(f"  ledger       {ledger.scheme}, fee {ledger.pool_fee_percent:g}%, {_without_password(ledger.database)}")
     if ledger.payouts == "wallet":
         p(f"  payouts      ON: balances over {ledger.payout_threshold_sat} sat are paid from the wallet of "
           f"{running.node_url} every {ledger.payout_interval:g} s")
@@ -325,6 +327,16 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
     for name, why in running.skipped.items():
         p(f"  ({name}: {why})")
     p(f"  data         {running.data_dir}")
+
+
+def _without_password(url: str) -> str:
+    """A database URL fit for a banner: the password, if any, left out."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_serve(config_path: str | None, data_dir: str | None = None, *, duration: float | None = None,
