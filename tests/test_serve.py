@@ -274,3 +274,14 @@ def test_port_taken_is_one_line(tmp_path: Path) -> None:
                          web_port=port)
         code, text = _run(config)
     assert code == 1 and f"web: cannot listen on 127.0.0.1:{port}" in text and "\n" not in text, text
+
+
+def test_node_on_another_chain_is_refused(tmp_path: Path) -> None:
+    async def main() -> tuple[int, str]:
+        async with EmbeddedNode(tmp_path / "node", rpc_port=0) as node:  # regtest
+            config = _config(tmp_path / "c.toml", node, pool_address=None, mode="solo")
+            config.write_text(config.read_text().replace('network = "regtest"', 'network = "signet"'))
+            return await asyncio.to_thread(_run, config)
+
+    code, text = asyncio.run(main())
+    assert code == 2 and "is on regtest but [pool] network is 'signet'" in text and "\n" not in text, text
