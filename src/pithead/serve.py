@@ -311,6 +311,8 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
     p(f"  nodes        {nodes}   (templates, with failover by priority; the ledger asks {running.node_url})")
     if pool.mode == "pool":
         p(f"  pool address {pool.pool_address}")
+    else:
+        p("  solo         each block's coinbase pays its finder; the ledger's balances are records only")
     ledger = cfg.ledger
     p(f"  ledger       {ledger.scheme}, fee {ledger.pool_fee_percent:g}%, {_without_password(ledger.database)}")
     if ledger.payouts == "wallet":
