@@ -35,14 +35,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pithead import config as config_mod
 from pithead.up import (
-    STOP_TIMEOUT_S,
     Running,
     UpError,
     _async,
     _bounded,
     _check_port,
     _prepare_dir,
-    _stop_all,
+    run_parts,
     start_ledger,
     start_pool_server,
     start_web,
@@ -141,27 +140,9 @@ async def serve(opts: ServeOptions, stop: asyncio.Event, on_ready: Callable[[Run
     cfg = config_mod.load(opts.config_path, data_dir=str(data_dir))
     network = check_config(cfg)
     running = Running(data_dir)
-    try:
-        starting = asyncio.create_task(_start_all(opts, cfg, running, network), name="pithead-serve-start")
-        stopped = asyncio.create_task(stop.wait(), name="pithead-serve-stop-request")
-        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():  # Ctrl-C while starting: stop what has started
-            starting.cancel()
-            await asyncio.wait({starting}, timeout=STOP_TIMEOUT_S)
-            return running
-        stopped.cancel()
-        starting.result()  # raises what went wrong
-        _print_banner(opts, cfg, running, network)
-        if on_ready is not None:
-            on_ready(running)
-        if opts.duration is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), opts.duration)
-        else:
-            await stop.wait()
-    finally:
-        await _stop_all(running, opts.print_fn, first=STOP_FIRST)
-    return running
+    return await run_parts(running, _start_all(opts, cfg, running, network), stop,
+                           started=lambda: _print_banner(opts, cfg, running, network), on_ready=on_ready,
+                           duration=opts.duration, print_fn=opts.print_fn, first=STOP_FIRST)
 
 
 async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Any) -> None:

@@ -172,10 +172,24 @@ async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Run
     cfg = config_mod.load(opts.config_path, data_dir=str(data_dir))
     running = Running(data_dir)
     state = _load_state(data_dir)
+
+    def started() -> None:
+        _save_state(data_dir, state)
+        _print_banner(opts, running)
+
+    return await run_parts(running, _start_all(opts, cfg, running, state), stop, started=started,
+                           on_ready=on_ready, duration=opts.duration, print_fn=opts.print_fn)
+
+
+async def run_parts(running: Running, start: Awaitable[None], stop: asyncio.Event, *, started: Callable[[], None],
+                    on_ready: Callable[[Running], None] | None, duration: float | None,
+                    print_fn: Callable[[str], None], first: Sequence[str] = ()) -> Running:
+    """The life of `up` and `serve`: run `start`; then `started()` and `on_ready`; wait for `stop` (or
+    `duration`); always stop every part that started (`first` ahead of the rest, see `_stop_all`)."""
     try:
         # Ctrl-C while parts are still starting stops what has started instead of waiting for the rest.
-        starting = asyncio.create_task(_start_all(opts, cfg, running, state), name="pithead-up-start")
-        stopped = asyncio.create_task(stop.wait(), name="pithead-up-stop-request")
+        starting = asyncio.ensure_future(start)
+        stopped = asyncio.create_task(stop.wait(), name="pithead-stop-request")
         await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
             starting.cancel()
@@ -183,17 +197,16 @@ async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Run
             return running
         stopped.cancel()
         starting.result()  # raises what went wrong
-        _save_state(data_dir, state)
-        _print_banner(opts, running)
+        started()
         if on_ready is not None:
             on_ready(running)
-        if opts.duration is not None:
+        if duration is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), opts.duration)
+                await asyncio.wait_for(stop.wait(), duration)
         else:
             await stop.wait()
     finally:
-        await _stop_all(running, opts.print_fn)
+        await _stop_all(running, print_fn, first=first)
     return running
 
 
