@@ -1,7 +1,7 @@
 """`pithead pool` (serve) says at start when pool-mode shares have no ledger to go to.
 
 Operator QA found the standalone pool in pool mode silently dropping every share into an in-process queue
-while the README promised they were recorded for the ledger; now it says so (and `pithead up` keeps them).
+while the README promised they were recorded for the ledger; now it says so (and `pithead serve` or `pithead up` keep them).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .helpers import POOL_ADDRESS, regtest_template
 def test_note_only_for_pool_mode_without_a_sink() -> None:
     pool = PoolConfig(mode="pool", pool_address=POOL_ADDRESS)
     note = no_ledger_note(pool, None)
-    assert note is not None and "no share is recorded" in note and "pithead up" in note
+    assert note is not None and "no share is recorded" in note and "pithead serve" in note
     assert no_ledger_note(pool, MemoryBus("ledger")) is None  # a caller that keeps the shares
     assert no_ledger_note(PoolConfig(mode="solo"), None) is None  # solo: the coinbase pays each worker
 

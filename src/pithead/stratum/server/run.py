@@ -115,7 +115,7 @@ def no_ledger_note(cfg: PoolConfig, sink: ShareSink | None) -> str | None:
     if cfg.mode != "pool" or sink is not None:
         return None
     return ("pool mode without a ledger: shares are judged and blocks pay the pool address, but no share "
-            "is recorded for balances or payouts (`pithead up` runs the pool with its ledger)")
+            "is recorded for balances or payouts (`pithead serve` runs the pool with its ledger)")
 
 
 async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: ShareSink | None = None,
