@@ -129,7 +129,7 @@ async def _serve_workers(port: int, workers: int) -> None:
     from pithead.config import PoolConfig
     from pithead.ledger.bus import MemoryBus
     from pithead.stratum.server.static_source import StaticTemplateSource
-    from pithead.stratum.server.workers import STATS_INTERVAL, WorkerPool
+    from pithead.stratum.server.workers import WorkerPool
 
     source = StaticTemplateSource(bench_template(1000))
     cfg = PoolConfig(port=port, mode="pool", pool_address=POOL_ADDRESS, user_rule="any", share_interval=1e9,
@@ -140,9 +140,9 @@ async def _serve_workers(port: int, workers: int) -> None:
     _, bound = await pool.start("127.0.0.1", port)
 
     async def stats() -> dict[str, Any]:
-        await asyncio.sleep(STATS_INTERVAL * 1.5)  # every worker has reported since the last change
+        await pool.refresh_stats()  # every worker reports now
         cpu, rss = _proc_cpu(), _rss_bytes()
-        for w in pool.workers:  # each worker's own getrusage, from its report (fresh after the wait)
+        for w in pool.workers:  # each worker's own getrusage, from the report it just sent
             if w.stats.get("pid"):
                 cpu += w.stats.get("cpu", 0.0)
                 rss += _pid_rss(w.stats["pid"])

@@ -26,7 +26,8 @@ Pickle is safe here because both ends are this program's own processes (nothing 
 unpickled) and it carries the frozen template and event dataclasses unchanged at C speed. Messages:
 
   supervisor → worker: ("config", PoolConfig, index, count, host, port, log_level), ("template",
-      TemplateUpdate), ("submitted", request_id, [SubmitResult]), ("ban", ip), ("message", text), ("stop",)
+      TemplateUpdate), ("submitted", request_id, [SubmitResult]), ("ban", ip), ("message", text),
+      ("report",) (send statistics now), ("stop",)
   worker → supervisor: ("ready", pid, port), ("events", [ShareEvent fields as tuples], [BlockEvent]),
       ("submit", request_id, block_hex), ("ban", ip), ("stats", {...})
 """
@@ -316,6 +317,8 @@ async def run_worker(fd: int) -> None:
                     server.admission.ban(msg[1], server.clock())
                 elif kind == "message":
                     server.broadcast_message(msg[1])
+                elif kind == "report":
+                    channel.send(("stats", _worker_stats(server, sink)))
                 elif kind == "stop":
                     break
         except EOFError:
@@ -357,6 +360,7 @@ class _Worker:
     restarts: int = 0
     reader: asyncio.Task[None] | None = None
     heard_at: float = 0.0  # time.monotonic() of its last message
+    reports: int = 0  # statistics reports received from this process
 
 
 @dataclass
@@ -397,6 +401,7 @@ class WorkerPool:
         self._feeder: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._reported = asyncio.Event()  # set on every statistics report (refresh_stats waits on it)
         self._bans: dict[str, float] = {}  # ip → time.monotonic() the ban ends, for workers (re)started later
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -511,7 +516,9 @@ class WorkerPool:
                             other.channel.send(("ban", msg[1]))
                 elif kind == "stats":
                     w.stats = msg[1]
+                    w.reports += 1
                     self._merge_stats()
+                    self._reported.set()
         except EOFError:
             pass
         finally:
@@ -618,6 +625,23 @@ class WorkerPool:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def refresh_stats(self, wait_s: float = 5.0) -> None:
+        """Ask every live worker for its statistics now and wait (at most `wait_s`) for the answers, so
+        `metrics`, `snapshot()` and each worker's `stats` are current, not up to STATS_INTERVAL old."""
+        asked = {w.index: w.reports for w in self.workers if w.channel is not None}
+        for w in self.workers:
+            if w.channel is not None:
+                w.channel.send(("report",))
+
+        def waiting() -> bool:
+            return any(w.reports <= asked[w.index] for w in self.workers if w.index in asked and w.channel is not None)
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                while waiting():
+                    self._reported.clear()
+                    await self._reported.wait()
 
     def live_sessions(self) -> tuple[int, list[tuple[str, str | None, float, float, str | None]]]:
         """(open connections, a listing of sessions) over every worker, as of their last reports."""
