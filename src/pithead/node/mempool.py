@@ -3,11 +3,13 @@
 A transaction enters when its inputs exist (in the UTXO set or as outputs of transactions already in the
 pool), are not spent by another pool transaction (no replacement), coinbase outputs are mature for the next
 block, it is final for the next block, the revealed scripts check out (scripts.py) and it pays at least the
-minimum relay fee. Entry order is a topological order (parents always enter first), which is the order
-templates list them in. After the tip changes, `resync` rebuilds the pool against the new UTXO set,
-putting transactions of disconnected blocks back first, and dropping what no longer fits.
+minimum relay fee. Entry order is a topological order (parents always enter first); templates do NOT
+follow it: `select` picks by ancestor-package fee rate within the block's weight and sigops limits, as
+Bitcoin Core's miner does (assembler.py). After the tip changes, `resync` rebuilds the pool against the
+new UTXO set, putting transactions of disconnected blocks back first, and dropping what no longer fits.
 
-Not here: fee-rate ordering by ancestor package, eviction, replace-by-fee, package relay.
+Not here: eviction by fee rate (a full pool refuses newcomers, "mempool full"), Core's chain limits
+(25 ancestors/descendants), replace-by-fee, package relay.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from pithead.chain.tx import OutPoint, Transaction
 from pithead.node import consensus
+from pithead.node.assembler import policy_vsize, select_packages
 from pithead.node.chainstate import ChainState
 from pithead.node.consensus import BlockInvalid, Coin
 
@@ -52,7 +55,8 @@ class MempoolEntry:
 
     @property
     def vsize(self) -> int:
-        return (self.weight + WITNESS_SCALE_FACTOR - 1) // WITNESS_SCALE_FACTOR
+        """Core's GetTxSize: the virtual size, raised for sigop-heavy transactions (assembler.py)."""
+        return policy_vsize(self.weight, self.sigops)
 
 
 def legacy_sigops(script: bytes) -> int:
@@ -159,31 +163,21 @@ class Mempool:
             if exc.reason == "bad-txns-inputs-missingorspent":
                 raise MempoolReject(exc.reason, missing_inputs=True) from exc
             raise MempoolReject(exc.reason) from exc
-        vsize = (weight + WITNESS_SCALE_FACTOR - 1) // WITNESS_SCALE_FACTOR
+        sigops = sigop_cost(tx)
+        vsize = policy_vsize(weight, sigops)
         if fee * 1000 < MIN_RELAY_FEE_PER_KVB * vsize:
             raise MempoolReject(f"min relay fee not met, {fee} < {MIN_RELAY_FEE_PER_KVB * vsize // 1000}")
-        entry = MempoolEntry(tx, txid, tx.wtxid(), fee, weight, sigop_cost(tx), now, tip.height)
+        entry = MempoolEntry(tx, txid, tx.wtxid(), fee, weight, sigops, now, tip.height)
         self.entries[txid] = entry
         for i in tx.inputs:
             self.spent_by[i.prevout] = txid
         self.transactions_updated += 1
         return entry
 
-    def select(self, weight_limit: int) -> list[MempoolEntry]:
-        """Entries for a block, in dependency order, within `weight_limit` (a skipped parent skips its
-        descendants)."""
-        chosen: list[MempoolEntry] = []
-        chosen_ids: set[bytes] = set()
-        used = 0
-        for e in self.entries.values():
-            if used + e.weight > weight_limit:
-                continue
-            if any(p not in chosen_ids for p in self.parents(e)):
-                continue
-            chosen.append(e)
-            chosen_ids.add(e.txid)
-            used += e.weight
-        return chosen
+    def select(self) -> list[MempoolEntry]:
+        """Entries for the next block, in block order: by ancestor-package fee rate within Core's default
+        weight and sigops limits, parents before children (assembler.select_packages)."""
+        return select_packages(list(self.entries.values()))
 
     def resync(self, chain: ChainState, now: int, returning: Iterable[Transaction] = ()) -> None:
         """Rebuild against the current chain: `returning` (transactions of disconnected blocks) first, then

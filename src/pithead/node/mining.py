@@ -5,6 +5,8 @@ order and units (fixture: tests/fixtures/bitcoin-core/gbt-core-regtest-h102-memp
 `assemble_block`/`solve` make the blocks `generatetoaddress`/`generateblock` mine: a coinbase with the
 BIP34 height and OP_0 (as Core's miner), the witness commitment whenever segwit is active, then a nonce
 search; at regtest's nBits 0x207fffff about two hashes find a block. Pure: the time comes in as `now`.
+Both take the mempool's transactions as Core's miner does, best ancestor-package fee rate first
+(assembler.py), so `coinbasevalue` is the subsidy plus the fees of exactly the transactions listed.
 """
 
 from __future__ import annotations
@@ -20,14 +22,11 @@ from pithead.chain.merkle import merkle_root
 from pithead.chain.script import bip34_height_push
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from pithead.chain.witness import WITNESS_RESERVED_VALUE, commitment_script, witness_commitment
+from pithead.node.assembler import MAX_BLOCK_SIGOPS_COST
 from pithead.node.chainstate import ChainState
 from pithead.node.mempool import Mempool, MempoolEntry
 
 BLOCK_VERSION = 0x20000000  # BIP9 top bits with no deployment signalled, as Core's regtest miner
-COINBASE_RESERVED_WEIGHT = (
-    4000  # Core's miner keeps room for the coinbase (DEFAULT_BLOCK_RESERVED_WEIGHT 8000/2)
-)
-MAX_BLOCK_SIGOPS_COST = 80_000  # Core consensus.h
 GBT_RULES = ("csv", "!segwit", "taproot")  # what Core's regtest reports (fixture)
 GBT_MUTABLE = ("time", "transactions", "prevblock")
 NONCE_RANGE = "00000000ffffffff"
@@ -41,7 +40,7 @@ def next_block_time(chain: ChainState, now: int) -> int:
 def template_result(chain: ChainState, mempool: Mempool, now: int) -> dict[str, Any]:
     tip = chain.tip
     height = tip.height + 1
-    entries = mempool.select(MAX_BLOCK_WEIGHT - COINBASE_RESERVED_WEIGHT)
+    entries = mempool.select()
     position = {e.txid: i + 1 for i, e in enumerate(entries)}
     txs = [
         {

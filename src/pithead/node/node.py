@@ -373,7 +373,7 @@ class EmbeddedNode:
         hashes: list[bytes] = []
         for _ in range(n):
             if txs is None:
-                entries = self.mempool.select(3_990_000)
+                entries = self.mempool.select()
                 body: list[Transaction] = [e.tx for e in entries]
                 fees = sum(e.fee for e in entries)
             else:
