@@ -14,6 +14,14 @@ the balances over the threshold are paid from the first node's wallet, which mus
 address (so the rewards land where the payouts come from); solo mode refuses it, since its coinbase pays
 the finder directly.
 
+Beyond one machine: with `[ledger] share_bus = "redis://HOST:PORT/DB?stream=NAME"` this pool publishes its
+share and block events to that Redis stream and the ledger consumes the stream (through a consumer group,
+exactly once), so it also credits the shares of every `pithead pool --share-bus` front-end publishing there,
+on this machine or others. `no_pool` (`pithead serve --no-pool`) starts no Stratum pool and no template
+source at all: a central machine running the ledger, payouts and dashboard for the front-ends. At stop the
+pool stops first, then the bus writer writes its last events, then the ledger applies what is left in the
+stream (for at most BUS_DRAIN_S) and stops.
+
 Errors an operator can fix (no node answering, a port taken, a bad or missing pool address) end the
 command with one line and no traceback: status 2 for the config, 1 for the rest. The wiring is shared with
 `pithead up` (`pithead.up`'s starters); this module holds no pool, ledger or HTTP logic of its own.
@@ -35,11 +43,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pithead import config as config_mod
 from pithead.up import (
+    DRAIN_POLL_S,
     Running,
     UpError,
     _async,
     _bounded,
+    _cancel_all,
     _check_port,
+    _follow_network,
     _prepare_dir,
     run_parts,
     start_ledger,
@@ -54,9 +65,13 @@ PAYOUT_MODES = ("off", "wallet")
 EXIT_CONFIG = 2  # a config the operator must fix (as a usage error)
 EXIT_FAILED = 1  # could not start: the node, a port, the data directory
 EXIT_FORCED = 130  # a second Ctrl-C (128 + SIGINT)
-# Stop order: the pool first (no new shares), then the ledger (it drains the bus of what the pool put
-# there), then everything else in reverse start order.
-STOP_FIRST = ("pool", "ledger")
+# Stop order: the pool first (no new shares), then the Redis bus writer (its last events into the stream),
+# then the ledger (it drains the bus of what the pool put there), then everything else in reverse start order.
+STOP_FIRST = ("pool", "share bus", "ledger")
+# At stop, the ledger applies what is still in the Redis stream for at most this long (s): front-ends
+# elsewhere may still be publishing, so "empty" may never come. Within up.STOP_TIMEOUT_S, which bounds the
+# whole ledger stop.
+BUS_DRAIN_S = 6.0
 
 
 class ServeError(UpError):
@@ -77,6 +92,9 @@ class ServeOptions:
     data_dir: str | None = None  # None: the config's data_dir
     duration: float | None = None  # stop after this many seconds; None = until Ctrl-C / SIGTERM
     print_fn: Callable[[str], None] = field(default=_print)
+    # No Stratum pool here: only the ledger (on a Redis [ledger] share_bus, fed by `pithead pool
+    # --share-bus` front-ends), payouts and the web.
+    no_pool: bool = False
 
 
 class NodeCall:
@@ -93,12 +111,20 @@ class NodeCall:
         await self.client.close()
 
 
-def check_config(cfg: config_mod.Config) -> Any:
+def check_config(cfg: config_mod.Config, no_pool: bool = False) -> Any:
     """Refuse, before touching any node, what cannot run; returns the pool's network."""
     from pithead.chain.address import address_to_script
+    from pithead.ledger.service import bus_label
     from pithead.stratum.server.run import PoolConfigError, pool_workers, rules_from_config
 
     pool = cfg.pool
+    bus = cfg.ledger.share_bus
+    if bus != "memory" and urlsplit(bus).scheme not in ("redis", "rediss", "unix"):
+        raise config_mod.ConfigError(f"[ledger] share_bus must be \"memory\" or redis://HOST:PORT/DB?stream=NAME, "
+                                     f"not {bus_label(bus)!r}")
+    if no_pool and bus == "memory":
+        raise config_mod.ConfigError("--no-pool runs only the ledger: it needs [ledger] share_bus = "
+                                     "\"redis://...\", the stream `pithead pool --share-bus` front-ends publish to")
     if cfg.ledger.payouts not in PAYOUT_MODES:
         raise config_mod.ConfigError(f"[ledger] payouts must be {' or '.join(PAYOUT_MODES)}, not {cfg.ledger.payouts!r}")
     if not pool.nodes:
@@ -138,7 +164,7 @@ async def serve(opts: ServeOptions, stop: asyncio.Event, on_ready: Callable[[Run
     cfg = config_mod.load(opts.config_path)
     data_dir = await asyncio.to_thread(_prepare_dir, opts.data_dir or cfg.data_dir)
     cfg = config_mod.load(opts.config_path, data_dir=str(data_dir))
-    network = check_config(cfg)
+    network = check_config(cfg, no_pool=opts.no_pool)
     running = Running(data_dir)
     return await run_parts(running, _start_all(opts, cfg, running, network), stop,
                            started=lambda: _print_banner(opts, cfg, running, network), on_ready=on_ready,
@@ -147,11 +173,13 @@ async def serve(opts: ServeOptions, stop: asyncio.Event, on_ready: Callable[[Run
 
 async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Any) -> None:
     from pithead.template.rpc import NodeError, RpcClient
-    from pithead.template.source import source_from_config
     from pithead.web.services import PoolInfo
 
     # Fail fast, before anything starts, when a port we need is taken (e.g. another pithead).
-    for what, host, port in (("stratum", cfg.pool.bind, cfg.pool.port), ("web", cfg.web.bind, cfg.web.port)):
+    ports = [("web", cfg.web.bind, cfg.web.port)]
+    if not opts.no_pool:
+        ports.insert(0, ("stratum", cfg.pool.bind, cfg.pool.port))
+    for what, host, port in ports:
         _check_port(what, host, port, hint=f"Set other ports in {opts.config_path}")
 
     # --- the first node: the ledger's chain view and wallet, the dashboard's node status -------------
@@ -181,24 +209,17 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
         await _check_wallet(rpc, first.url, cfg.pool.pool_address)
 
     # --- ledger ----------------------------------------------------------------------------------
-    if cfg.ledger.share_bus != "memory":
-        running.skipped["share bus"] = (f"[ledger] share_bus {cfg.ledger.share_bus!r} not used: serve runs the "
-                                        f"pool and the ledger in one process, over memory")
-    settings, bus = await start_ledger(cfg, running, rpc, network, pay=pay)
+    if cfg.ledger.share_bus == "memory":  # one process: the pool feeds the ledger in memory
+        settings, bus = await start_ledger(cfg, running, rpc, network, pay=pay)
+    else:  # the Redis stream: this pool and any front-end elsewhere publish, the ledger consumes
+        settings, bus = await _start_stream_ledger(cfg, running, rpc, network, pay=pay)
 
     # --- templates from the configured nodes, and the pool -------------------------------------
-    source = source_from_config(cfg.pool.nodes, chain=network.name, refresh_interval=cfg.pool.refresh_interval)
-    try:
-        await source.start()
-    except NodeError as exc:
-        with contextlib.suppress(Exception):
-            await source.stop()
-        raise ServeError(f"no template from the configured node(s): {exc}") from exc
-    running.stoppers.append(("template source", source.stop))
-    running.objects["source"] = source
-    track_templates(running, source)
-    await start_pool_server(cfg.pool, running, source, bus, cfg.pool.port)
-    running.parts.append("pool")
+    if opts.no_pool:
+        running.skipped["pool"] = ("not started (--no-pool): the ledger credits what `pithead pool --share-bus` "
+                                   "front-ends publish")
+    else:
+        await _start_pool(cfg, running, network, bus)
 
     # --- farm, when there is a fleet to manage -------------------------------------------------------
     farm_router: Any = None
@@ -213,6 +234,102 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
                         fee_percent=cfg.ledger.pool_fee_percent, network=network.name,
                         stratum_url=running.stratum_url)
     await start_web(cfg, running, rpc, info_out, farm_router, cfg.web.port, opts.print_fn)
+
+
+async def _start_pool(cfg: config_mod.Config, running: Running, network: Any, bus: Any) -> None:
+    """Templates from the configured nodes and the Stratum pool, its events on `bus`: the ledger's
+    `MemoryBus`, or the `RedisShareSink` whose writer starts here and stops right after the pool."""
+    from pithead.store.redis_bus import RedisShareSink
+    from pithead.template.rpc import NodeError
+    from pithead.template.source import source_from_config
+
+    source = source_from_config(cfg.pool.nodes, chain=network.name, refresh_interval=cfg.pool.refresh_interval)
+    try:
+        await source.start()
+    except NodeError as exc:
+        with contextlib.suppress(Exception):
+            await source.stop()
+        raise ServeError(f"no template from the configured node(s): {exc}") from exc
+    running.stoppers.append(("template source", source.stop))
+    running.objects["source"] = source
+    track_templates(running, source)
+    if isinstance(bus, RedisShareSink):
+        writer_stop = asyncio.Event()
+        writer = asyncio.create_task(bus.run(writer_stop), name="pithead-share-bus")
+
+        async def stop_writer() -> None:  # after the pool: its last events go into the stream
+            writer_stop.set()
+            await _bounded(writer)
+
+        running.stoppers.append(("share bus", stop_writer))
+    await start_pool_server(cfg.pool, running, source, bus, cfg.pool.port)
+    running.parts.append("pool")
+
+
+async def _start_stream_ledger(
+    cfg: config_mod.Config, running: Running, rpc: Any, network: Any, *, pay: bool,
+) -> tuple[Any, Any]:
+    """`up.start_ledger` over the Redis share bus of `[ledger] share_bus` instead of memory: the ledger
+    consumes the stream through its consumer group (exactly once; see `pithead.store.redis_bus`). Returns
+    (settings, the bus's `RedisShareSink` for this process's pool); at stop the ledger first applies what
+    the stream still holds, for at most BUS_DRAIN_S."""
+    from redis.exceptions import RedisError
+
+    from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
+    from pithead.ledger.payouts import RpcWallet
+    from pithead.ledger.service import RpcChainView, bus_label, open_bus, run_ledger, timers_from_config
+    from pithead.store import open_store
+    from pithead.store.base import StoreError
+    from pithead.store.redis_bus import RedisEventSource, RedisShareSink
+
+    url = cfg.ledger.share_bus
+    try:
+        sink, source = open_bus(url)
+    except ValueError as exc:
+        raise config_mod.ConfigError(f"[ledger] share_bus: {exc}") from exc
+    assert isinstance(sink, RedisShareSink) and isinstance(source, RedisEventSource)
+    try:
+        await sink.ping()
+    except StoreError as exc:
+        await sink.client.aclose()
+        raise ServeError(f"share bus {bus_label(url)}: {exc}") from exc
+    running.stoppers.append(("share bus connection", sink.client.aclose))
+    try:
+        settings = LedgerSettings.from_config(cfg.ledger)
+        timers = timers_from_config(cfg.ledger)
+        store = open_store(cfg.ledger.database, data_dir=running.data_dir)
+    except (StoreError, LedgerError, ValueError) as exc:
+        raise UpError(f"ledger: {exc}") from exc
+    running.stoppers.append(("ledger store", _async(store.close)))
+    ledger = Ledger(store, settings)
+    ledger_stop = asyncio.Event()
+    ledger_task = asyncio.create_task(
+        run_ledger(ledger, source, ledger_stop, node=RpcChainView(rpc.call),
+                   wallet=RpcWallet(rpc.call) if pay else None, timers=timers, network=network),
+        name="pithead-ledger",
+    )
+
+    async def stop_ledger() -> None:
+        # The pool and the bus writer have stopped: apply what the stream still holds, then stop.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUS_DRAIN_S
+        while not ledger_task.done() and loop.time() < deadline:
+            try:
+                if await source.backlog() == 0:
+                    break
+            except (RedisError, OSError, StoreError) as exc:  # Redis gone: the entries wait for the next run
+                log.warning("share bus: cannot see what is left to apply: %s", exc)
+                break
+            await asyncio.sleep(DRAIN_POLL_S)
+        ledger_stop.set()
+        await _bounded(ledger_task)
+
+    running.stoppers.append(("ledger", stop_ledger))
+    running.parts.append("ledger")
+    running.objects.update(ledger=ledger, bus=sink, bus_source=source, store=store)
+    difficulty = asyncio.create_task(_follow_network(ledger, rpc), name="pithead-ledger-network")
+    running.stoppers.append(("ledger network", lambda: _cancel_all([difficulty])))
+    return settings, sink
 
 
 async def _check_wallet(rpc: NodeCall, url: str, pool_address: str | None) -> None:
@@ -284,6 +401,8 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
 
     procs = pool_workers(pool)
     p(f"pithead is serving ({pool.mode} mode, {network.name}). Ctrl-C or SIGTERM stops it.")
+    if ledger_bus := _bus_line(cfg, running):
+        p(ledger_bus)
     if running.stratum_url:
         user = "<your payout address>.<worker>" if pool.user_rule == "address" else "<any name>.<worker>"
         extra = f", {procs} worker processes" if procs > 1 else ""
@@ -312,6 +431,17 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
     p(f"  data         {running.data_dir}")
 
 
+def _bus_line(cfg: config_mod.Config, running: Running) -> str | None:
+    """The banner's share bus line, None on the in-memory bus (nothing to say)."""
+    from pithead.ledger.service import bus_label
+
+    if cfg.ledger.share_bus == "memory":
+        return None
+    who = "this pool and" if "pool" in running.parts else "no pool here (--no-pool):"
+    return (f"  share bus    {bus_label(cfg.ledger.share_bus)}   ({who} every `pithead pool --share-bus` "
+            f"front-end publish there; the ledger credits them all)")
+
+
 def _without_password(url: str) -> str:
     """A database URL fit for a banner: the password, if any, left out."""
     parts = urlsplit(url)
@@ -323,9 +453,11 @@ def _without_password(url: str) -> str:
 
 
 def run_serve(config_path: str | None, data_dir: str | None = None, *, duration: float | None = None,
-              print_fn: Callable[[str], None] = _print, err_fn: Callable[[str], None] = _print_err) -> None:
+              print_fn: Callable[[str], None] = _print, err_fn: Callable[[str], None] = _print_err,
+              no_pool: bool = False) -> None:
     """The `pithead serve` command: run until Ctrl-C/SIGTERM (or `duration` seconds), then stop cleanly."""
-    opts = ServeOptions(config_path=config_path, data_dir=data_dir, duration=duration, print_fn=print_fn)
+    opts = ServeOptions(config_path=config_path, data_dir=data_dir, duration=duration, print_fn=print_fn,
+                        no_pool=no_pool)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def main() -> None:

@@ -7,9 +7,12 @@ committing but before acknowledging; in both the restarted consumer ends with ev
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -18,6 +21,7 @@ from pithead.ledger.bus import ConsumeCounters, consume, consume_once, encode_ev
 from pithead.ledger.events import BlockEvent, ShareEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
+from pithead.ledger.service import open_bus
 from pithead.store import redis_bus
 from pithead.store.base import LedgerStore
 from pithead.store.redis_bus import RedisEventSource, RedisShareSink
@@ -192,3 +196,107 @@ async def test_failed_batch_is_retried_before_newer_entries(
     assert store.share_count() == 15 and counters.skipped_seen == 0
     assert (await client.xpending(stream, "ledger"))["pending"] == 0
     store.close()
+
+
+async def test_sink_run_writes_what_is_buffered_at_stop(rclient: tuple[aioredis.Redis, str]) -> None:
+    # A pool stops right after its last shares: `run`'s last flush, after the stop, writes them.
+    client, stream = rclient
+    sink = RedisShareSink(client, stream)
+    stop = asyncio.Event()
+    stop.set()
+    for i in range(7):
+        sink.put(share(i))
+    await sink.run(stop)
+    assert await client.xlen(stream) == 7 and len(sink) == 0 and sink.written == 7
+
+
+async def test_events_put_during_a_flush_are_neither_lost_nor_duplicated(
+    rclient: tuple[aioredis.Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, stream = rclient
+    monkeypatch.setattr(redis_bus, "SINK_BUFFER_MAX", 10)
+    sink = RedisShareSink(client, stream)
+    for i in range(10):
+        sink.put(share(i))
+    writing = asyncio.create_task(sink.flush())
+    await asyncio.sleep(0)  # the flush has taken its chunk and waits for Redis
+    for i in range(10, 25):  # the pool goes on: 15 more, 5 over the bound (the oldest of them dropped)
+        sink.put(share(i))
+    assert await writing == 20  # its chunk, then the ten still buffered
+    assert len(sink) == 0 and sink.dropped == 5
+    jobs = [orjson.loads(fields[b"e"])["job_id"] for _, fields in await client.xrange(stream)]
+    assert jobs == [f"j{i}" for i in [*range(10), *range(15, 25)]]
+
+
+async def test_sink_with_redis_away_keeps_a_bounded_buffer_logs_drops_and_catches_up(
+    rclient: tuple[aioredis.Redis, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, stream = rclient
+    monkeypatch.setattr(redis_bus, "SINK_BUFFER_MAX", 5)
+    with socket.socket() as s:  # a port nobody listens on: Redis is away
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    sink, _ = open_bus(f"redis://127.0.0.1:{dead_port}/0?stream={stream}")  # as the pool gets it
+    assert isinstance(sink, RedisShareSink)
+    away = sink.client
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="pithead.store.redis_bus")
+    writer = asyncio.create_task(sink.run(stop))
+    try:
+        for i in range(8):
+            sink.put(share(i))  # never blocks, never raises
+        for _ in range(500):
+            if any("3 events dropped" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.01)
+        assert sink.dropped == 3 and len(sink) == 5
+        assert sum("Redis unavailable" in r.getMessage() for r in caplog.records) == 1  # said once, not per try
+        sink.client = client  # Redis is back
+        for _ in range(500):
+            if not len(sink):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await writer
+        await away.aclose()
+    jobs = [orjson.loads(fields[b"e"])["job_id"] for _, fields in await client.xrange(stream)]
+    assert jobs == [f"j{i}" for i in range(3, 8)]  # the newest five, once each
+    assert any("Redis is back" in r.getMessage() for r in caplog.records)
+
+
+async def test_sink_stop_is_bounded_when_redis_does_not_answer(
+    rclient: tuple[aioredis.Redis, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, stream = rclient
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        mute = aioredis.Redis(host="127.0.0.1", port=silent.getsockname()[1])
+        sink = RedisShareSink(mute, stream)
+        sink.put(share(1))
+        stop = asyncio.Event()
+        stop.set()
+        try:
+            await asyncio.wait_for(sink.run(stop, final_flush_s=0.2), 10)  # returns, does not hang
+        finally:
+            await mute.aclose()
+    assert len(sink) == 1 and sink.written == 0  # kept, and said to be unwritten
+    assert any("1 events not written" in r.getMessage() for r in caplog.records)
+
+
+async def test_backlog_counts_what_the_ledger_has_not_acknowledged(
+    rclient: tuple[aioredis.Redis, str], store: LedgerStore
+) -> None:
+    client, stream = rclient
+    source = RedisEventSource(client, stream)
+    assert await source.backlog() == 0
+    await fill(client, stream, 6)
+    assert await source.backlog() == 6
+    got = await source.read(4, 0)  # read, not yet acknowledged: still to be applied
+    assert len(got) == 4 and await source.backlog() == 6
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    counters = ConsumeCounters()
+    while await consume_once(ledger, source, counters):
+        pass
+    assert await source.backlog() == 0 and store.share_count() == 6

@@ -40,6 +40,16 @@ ROLLUP_INTERVAL_S = 300.0
 MATURITY_INTERVAL_S = 30.0
 PAYOUT_INTERVAL_S = 600.0
 DEFAULT_STREAM = "pithead:shares"
+# Seconds a Redis connect or reply may take before it counts as an error: the pool's sink then buffers and
+# retries and the ledger's consumer retries, instead of either waiting forever on a vanished server. Longer
+# than the consumer's blocking read (CONSUME_BLOCK_S).
+REDIS_TIMEOUT_S = 5.0
+# Retries of one Redis command on a connection error, spaced at most REDIS_RETRY_CAP_S: enough to get past a
+# pooled connection that Redis closed (a restart), few enough that "Redis is away" is known in well under a
+# second. redis-py's own default (10 retries with up to 10 s between) would hold a pool's start and its
+# final flush for seconds; the share bus retries on its own schedule instead.
+REDIS_RETRIES = 2
+REDIS_RETRY_CAP_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,24 +71,47 @@ def timers_from_config(cfg: Any) -> Timers:
 def open_bus(url: str) -> tuple[MemoryBus | Any, EventSource]:
     """(sink for the pool, source for the ledger) for `LedgerConfig.share_bus`.
 
-    "memory": one `MemoryBus` serves as both. "redis://host:port/db?stream=NAME": a `RedisShareSink`
-    (whose `run(stop)` the caller must start, it does the writing) and a `RedisEventSource`.
+    "memory": one `MemoryBus` serves as both. "redis://host:port/db?stream=NAME&group=G": a `RedisShareSink`
+    (whose `run(stop)` the caller must start, it does the writing) and a `RedisEventSource` (group G,
+    default "ledger"), sharing one client whose connects and replies time out (REDIS_TIMEOUT_S) rather than
+    hang on a Redis that went away. A URL that is not one of these raises ValueError.
     """
     if url == "memory":
         bus = MemoryBus()
         return bus, bus
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"unknown share bus {url!r} (want memory or redis://...)")
+        raise ValueError(f"unknown share bus {bus_label(url)!r} (want memory or redis://...)")
     query = dict(parse_qsl(parts.query))
     stream = query.pop("stream", DEFAULT_STREAM)
     group = query.pop("group", "ledger")
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
 
     from pithead.store.redis_bus import RedisEventSource, RedisShareSink
 
-    client = aioredis.from_url(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), "")))
+    try:
+        client = aioredis.from_url(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), "")),
+                                   socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S,
+                                   retry=Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP_S, base=0.05), REDIS_RETRIES))
+    except ValueError as exc:  # a bad port or database number
+        raise ValueError(f"share bus {bus_label(url)!r}: {exc}") from exc
     return RedisShareSink(client, stream), RedisEventSource(client, stream, group=group)
+
+
+def bus_label(url: str) -> str:
+    """A share bus URL fit for a banner or a log line: any password left out."""
+    parts = urlsplit(url)
+    try:
+        password = parts.password
+    except ValueError:  # pragma: no cover - urlsplit only checks the port lazily
+        password = None
+    if password is None:
+        return url
+    user = parts.username or ""
+    netloc = f"{user}:***@" + parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_ledger(cfg: Any, data_dir: str | Path | None = None) -> Ledger:

@@ -2,6 +2,8 @@
 
     pithead pool --bind 127.0.0.1 --port 3333 --mode solo|pool --address ADDR --node URL --config FILE
                  --workers N   (N processes share the port, one per core with 0; see workers.py)
+                 --share-bus redis://HOST:PORT/DB?stream=NAME   (publish shares and blocks to that Redis
+                 stream, for the ledger of a `pithead serve` elsewhere; default `[ledger] share_bus`)
 
 Flags override the `[pool]` section of the config file; `--node` may be repeated (blocks are submitted to
 every node at once). Defaults are safe: 127.0.0.1:3333, regtest, solo mode.
@@ -32,6 +34,10 @@ def pool(
     network: str | None = typer.Option(None, "--network", help="regtest (default), testnet, signet, main."),
     workers: int | None = typer.Option(
         None, "--workers", help="Pool processes sharing the port (SO_REUSEPORT); 0 = one per CPU core (default 1)."),
+    share_bus: str | None = typer.Option(
+        None, "--share-bus", help="Publish shares and blocks to this Redis stream, "
+        "redis://HOST:PORT/DB?stream=NAME, for a `pithead serve` ledger to credit (default: [ledger] share_bus "
+        "when it is a redis:// URL; otherwise pool mode records no share)."),
     config: str | None = typer.Option(None, "--config", "-c", help="TOML config file."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -41,9 +47,12 @@ def pool(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load(config).pool
+        full = load(config)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    cfg = full.pool
+    # The flag, else the config's bus; "memory" in the config is the one-process default, no bus at all here.
+    bus = share_bus if share_bus is not None else (None if full.ledger.share_bus == "memory" else full.ledger.share_bus)
     changes: dict[str, object] = {
         k: v for k, v in (("bind", bind), ("port", port), ("mode", mode), ("pool_address", address),
                           ("network", network), ("workers", workers)) if v is not None
@@ -55,7 +64,7 @@ def pool(
     try:
         # The start banner is printed, not only logged: normal lifecycle logs at INFO, below the
         # default level, and an operator needs to see where the pool listens.
-        run(serve(cfg, on_listening=typer.echo))
+        run(serve(cfg, on_listening=typer.echo, share_bus=bus))
     except (PoolConfigError, PoolStartError) as exc:
         typer.echo(f"pithead pool: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -1,7 +1,9 @@
 """Wiring a `PoolServer` from the typed config: rules, payout script, template source, ledger sink.
 
 `build_server(cfg, source, sink)` is what `pithead pool` and `pithead up` use; `make_source(cfg)` picks the
-template source for the configured nodes; `serve(cfg)` runs until interrupted, with graceful shutdown.
+template source for the configured nodes; `serve(cfg)` runs until interrupted, with graceful shutdown,
+publishing its events to a Redis share bus when given one (`open_share_bus`: a front-end of the many that
+feed one `pithead serve` ledger).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pithead.stratum.server.pool import PoolServer, ServerLimits
 from pithead.template.interface import TemplateSource
 
 if TYPE_CHECKING:
+    from pithead.store.redis_bus import RedisShareSink
     from pithead.stratum.server.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -115,18 +118,68 @@ def no_ledger_note(cfg: PoolConfig, sink: ShareSink | None) -> str | None:
     if cfg.mode != "pool" or sink is not None:
         return None
     return ("pool mode without a ledger: shares are judged and blocks pay the pool address, but no share "
-            "is recorded for balances or payouts (`pithead serve` runs the pool with its ledger)")
+            "is recorded for balances or payouts (`pithead serve` runs the pool with its ledger; "
+            "--share-bus redis://... publishes them to the ledger of a `pithead serve` elsewhere)")
+
+
+async def open_share_bus(url: str) -> tuple[RedisShareSink, asyncio.Task[None], asyncio.Event]:
+    """The Redis share bus at `url` (`[ledger] share_bus` / `--share-bus`) as the pool's sink: checked
+    to answer, its writer task started. Returns (sink, writer task, the writer's stop event); raises
+    `PoolConfigError` for a URL that is not a Redis bus and `PoolStartError` when Redis does not answer."""
+    from pithead.ledger.service import bus_label, open_bus
+    from pithead.store.base import StoreError
+    from pithead.store.redis_bus import RedisShareSink
+
+    if url == "memory":
+        raise PoolConfigError("a standalone pool's share bus must be redis://... (memory reaches no ledger)")
+    try:
+        sink, _ = open_bus(url)
+    except ValueError as exc:
+        raise PoolConfigError(str(exc)) from exc
+    assert isinstance(sink, RedisShareSink)  # every URL but "memory" is a Redis one
+    try:
+        await sink.ping()
+    except StoreError as exc:
+        await sink.client.aclose()
+        raise PoolStartError(f"share bus {bus_label(url)}: {exc}") from exc
+    writer_stop = asyncio.Event()
+    writer = asyncio.create_task(sink.run(writer_stop), name="pithead-share-bus")
+    return sink, writer, writer_stop
 
 
 async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: ShareSink | None = None,
-                on_listening: Callable[[str], None] | None = None) -> None:
-    """Run the pool until SIGINT/SIGTERM; then stop accepting, close miners, stop the source.
+                on_listening: Callable[[str], None] | None = None, *, share_bus: str | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the pool until SIGINT/SIGTERM (or `stop` is set); then stop accepting, close miners, stop the
+    source.
+
+    `share_bus`, a redis:// URL, makes the pool publish its share and block events to that Redis stream
+    (the ledger of `pithead serve` consumes it), in place of `sink`: Redis must answer at start, and is
+    written to in the background, so a Redis that goes away later never stops or slows the pool (see
+    `RedisShareSink`); at stop, after the pool has stopped, the last events are written.
 
     Normal start and stop are logged at INFO (WARNING is kept for real problems, such as pool mode with
     no ledger); `on_listening`, when given, gets the start banner ("... listening on HOST:PORT") once the
     pool accepts connections, for a CLI to print whatever its log level."""
     rules_from_config(cfg)  # refuse a bad config before touching any node
     workers = pool_workers(cfg)
+    if share_bus is None:
+        await _serve(cfg, source, sink, workers, on_listening, "", stop)
+        return
+    from pithead.ledger.service import bus_label
+
+    bus, writer, writer_stop = await open_share_bus(share_bus)
+    try:
+        await _serve(cfg, source, bus, workers, on_listening, f"; shares and blocks go to {bus_label(share_bus)}",
+                     stop)
+    finally:  # the pool has stopped: the writer's last flush (bounded) takes every event it put
+        writer_stop.set()
+        await writer
+        await bus.client.aclose()
+
+
+async def _serve(cfg: PoolConfig, source: TemplateSource | None, sink: ShareSink | None, workers: int,
+                 on_listening: Callable[[str], None] | None, bus_note: str, stop: asyncio.Event | None) -> None:
     source = source or make_source(cfg)
     note = no_ledger_note(cfg, sink)
     if sink is None:
@@ -151,14 +204,14 @@ async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: Sha
     except (OSError, RuntimeError) as exc:  # RuntimeError: a worker process that could not start
         await source.stop()
         raise PoolStartError(f"cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
         procs = f", {workers} worker processes" if workers > 1 else ""
-        banner = f"pithead pool ({cfg.mode} mode, {cfg.network}{procs}) listening on {host}:{port}"
+        banner = f"pithead pool ({cfg.mode} mode, {cfg.network}{procs}) listening on {host}:{port}{bus_note}"
         log.info("%s", banner)
         if on_listening is not None:
             on_listening(banner)  # announced once a SIGINT/SIGTERM already stops the pool gracefully
