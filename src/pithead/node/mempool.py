@@ -8,12 +8,19 @@ follow it: `select` picks by ancestor-package fee rate within the block's weight
 Bitcoin Core's miner does (assembler.py). After the tip changes, `resync` rebuilds the pool against the
 new UTXO set, putting transactions of disconnected blocks back first, and dropping what no longer fits.
 
-Not here: eviction by fee rate (a full pool refuses newcomers, "mempool full"), Core's chain limits
-(25 ancestors/descendants), replace-by-fee, package relay.
+A full pool (`max_txs` transactions) makes room for a newcomer by evicting its lowest fee-rate
+transaction among those no other pool transaction spends, when the newcomer pays a higher fee rate;
+otherwise the newcomer is refused ("mempool full"). Core evicts whole descendant packages by descendant
+score and sizes the pool in bytes; evicting childless transactions only never orphans one, and a cheap
+parent kept alive by a rich child is protected as it is in Core.
+
+Not here: Core's chain limits (25 ancestors/descendants), its rising minimum fee after an eviction,
+replace-by-fee, package relay.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -26,7 +33,8 @@ from pithead.node.consensus import BlockInvalid, Coin
 MEMPOOL_HEIGHT = 0x7FFFFFFF  # Core's MEMPOOL_HEIGHT: the height unconfirmed coins are reported at
 MIN_RELAY_FEE_PER_KVB = 1000  # satoshis per 1000 vbytes: Core's DEFAULT_MIN_RELAY_TX_FEE
 MAX_STANDARD_TX_WEIGHT = 400_000  # Core policy.h: larger transactions are not relayed ("tx-size")
-MAX_MEMPOOL_TXS = 50_000  # a bound on memory: the generator or a client flooding stops here ("mempool full")
+MAX_MEMPOOL_TXS = 50_000  # a bound on memory: past it the cheapest childless transaction makes way, or the
+# newcomer is refused ("mempool full"); Core bounds bytes instead (-maxmempool, 300 MB)
 
 _OP_CHECKSIG, _OP_CHECKSIGVERIFY, _OP_CHECKMULTISIG, _OP_CHECKMULTISIGVERIFY = 0xAC, 0xAD, 0xAE, 0xAF
 MAX_PUBKEYS_PER_MULTISIG = 20  # Core script.h: a bare CHECKMULTISIG counts as 20 sigops
@@ -88,10 +96,16 @@ def sigop_cost(tx: Transaction) -> int:
 
 
 class Mempool:
-    def __init__(self) -> None:
+    def __init__(self, max_txs: int = MAX_MEMPOOL_TXS) -> None:
+        if max_txs < 1:
+            raise ValueError("max_txs must be at least 1")
+        self.max_txs = max_txs
         self.entries: dict[bytes, MempoolEntry] = {}
         self.spent_by: dict[OutPoint, bytes] = {}
         self.transactions_updated = 0  # Core's GetTransactionsUpdated(): part of the GBT longpollid
+        # Eviction candidates, cheapest first: (fee rate, txid). Lazy: entries that left the pool are
+        # dropped when met, entries that have children are set aside for that search.
+        self._by_rate: list[tuple[float, bytes]] = []
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -129,8 +143,6 @@ class Mempool:
         txid = tx.txid()
         if txid in self.entries:
             raise MempoolReject("txn-already-in-mempool")
-        if len(self.entries) >= MAX_MEMPOOL_TXS:
-            raise MempoolReject("mempool full")
         try:
             consensus.check_transaction(tx)
         except BlockInvalid as exc:
@@ -167,12 +179,44 @@ class Mempool:
         vsize = policy_vsize(weight, sigops)
         if fee * 1000 < MIN_RELAY_FEE_PER_KVB * vsize:
             raise MempoolReject(f"min relay fee not met, {fee} < {MIN_RELAY_FEE_PER_KVB * vsize // 1000}")
+        if len(self.entries) >= self.max_txs:
+            self._make_room(fee / vsize, {i.prevout.txid for i in tx.inputs})
         entry = MempoolEntry(tx, txid, tx.wtxid(), fee, weight, sigops, now, tip.height)
         self.entries[txid] = entry
         for i in tx.inputs:
             self.spent_by[i.prevout] = txid
+        heapq.heappush(self._by_rate, (fee / vsize, txid))
         self.transactions_updated += 1
         return entry
+
+    def _make_room(self, rate: float, parents: set[bytes]) -> None:
+        """Evict the cheapest childless transaction (not one the newcomer spends) if it pays a lower fee
+        rate than the newcomer's `rate`; otherwise refuse the newcomer."""
+        set_aside: list[tuple[float, bytes]] = []
+        victim: bytes | None = None
+        while self._by_rate:
+            item = heapq.heappop(self._by_rate)
+            if item[1] not in self.entries:
+                continue  # gone already
+            set_aside.append(item)
+            if item[0] >= rate:
+                break
+            if item[1] not in parents and not self.children(item[1]):
+                victim = item[1]
+                set_aside.pop()
+                break
+        for item in set_aside:
+            heapq.heappush(self._by_rate, item)
+        if victim is None:
+            raise MempoolReject("mempool full")
+        self._remove(victim)
+
+    def _remove(self, txid: bytes) -> None:
+        e = self.entries.pop(txid)
+        for i in e.tx.inputs:
+            if self.spent_by.get(i.prevout) == txid:
+                del self.spent_by[i.prevout]
+        self.transactions_updated += 1
 
     def select(self) -> list[MempoolEntry]:
         """Entries for the next block, in block order: by ancestor-package fee rate within Core's default
@@ -185,6 +229,7 @@ class Mempool:
         old = [e.tx for e in self.entries.values()]
         self.entries.clear()
         self.spent_by.clear()
+        self._by_rate.clear()
         for tx in [*returning, *old]:
             if tx.is_coinbase():
                 continue
