@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -326,16 +327,27 @@ async def test_running_pool_keeps_serving_while_redis_is_away(
         assert any("Redis is back" in r.getMessage() for r in caplog.records)
         await submit(1)
         await _until("a share after Redis came back", lambda: stream_has(6))
+        await proxy.down()  # away again; two more shares wait in the sink ...
+        await submit(2)
+        await proxy.up()  # ... and the pool is stopped as soon as Redis is back: its last flush writes them
     finally:
         await client.close()
         stop.set()
         await asyncio.wait_for(pool, WAIT_S)
         await proxy.down()
+    assert await redis.xlen(stream) == 8
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)  # nothing lost, nothing dropped
 
 
 async def _async_true(value: bool) -> bool:
     return value
+
+
+def _xlen_is(redis: aioredis.Redis, stream: str, n: int) -> Any:
+    async def check() -> bool:
+        return bool(await redis.xlen(stream) == n)
+
+    return check
 
 
 @pytest.mark.parametrize(("share_bus", "no_pool", "words"), [
@@ -351,3 +363,66 @@ def test_serve_share_bus_config_errors(tmp_path: Path, share_bus: str, no_pool: 
         run_serve(str(config), print_fn=lines.append, err_fn=lines.append, no_pool=no_pool)
     text = "\n".join(lines)
     assert info.value.code == 2 and words in text and "\n" not in text and "sekret" not in text, text
+
+
+async def test_serve_with_its_own_pool_publishes_and_consumes_the_stream(
+    tmp_path: Path, redis_stream: tuple[aioredis.Redis, str]
+) -> None:
+    """`pithead serve` with a Redis share_bus and its own pool: its blocks go through the stream (each
+    event once) to its ledger; the banner says so; a Redis that stops answering is its start error."""
+    from pithead.serve import ServeOptions, run_serve, serve
+    from pithead.up import Running
+
+    redis, stream = redis_stream
+    bus = f"redis://{REDIS_HOST}:{REDIS_PORT}/0?stream={stream}&group=central"
+    async with EmbeddedNode(tmp_path / "node", rpc_port=0) as node:
+        pool_address = str(await _rpc(node, "getnewaddress", "pool"))
+        config = _config(tmp_path / "serve.toml", node, share_bus=bus, pool_address=pool_address)
+        stop = asyncio.Event()
+        ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
+        lines: list[str] = []
+        task = asyncio.create_task(serve(ServeOptions(str(config), print_fn=lines.append), stop, ready.set_result))
+        done, _ = await asyncio.wait({task, ready}, timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+        running = ready.result()
+        # The ledger's database is busy (another process writes): the ledger cannot apply what it reads.
+        blocker = sqlite3.connect(running.data_dir / "ledger.sqlite3", isolation_level=None)
+        try:
+            assert {"pool", "ledger", "web"} <= set(running.parts)
+            assert any(line.strip().startswith("share bus") and "this pool and" in line for line in lines), lines
+            assert running.stratum_url is not None
+            blocker.execute("BEGIN IMMEDIATE")
+            await _mine_blocks(node, int(running.stratum_url.rsplit(":", 1)[1]), SOLO_ADDRESS + ".own", 2)
+            await _until("both blocks in the stream", _xlen_is(redis, stream, 4))
+        finally:
+            # The database is free again and the stop comes at once: the ledger must still apply all that
+            # is in the stream (not just the batch it was stuck on) before it stops.
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            stop.set()
+            await asyncio.wait_for(task, WAIT_S)
+        assert await redis.xlen(stream) == 4
+        assert [(g["name"], g["pending"], g["lag"]) for g in await redis.xinfo_groups(stream)] == [(b"central", 0, 0)]
+        from pithead.store import open_store
+
+        store = open_store("sqlite:///ledger.sqlite3", data_dir=running.data_dir, migrate=False)
+        try:
+            assert store.share_count() == 2 and len(store.blocks(10)) == 2
+        finally:
+            store.close()
+
+        # Redis not answering at start: one line, status 1, password left out.
+        dead = f"redis://:sekret@127.0.0.1:{_free_port()}/0?stream=x"
+        _config(config, node, share_bus=dead, pool_address=pool_address)
+
+        def run() -> tuple[int, str]:
+            out: list[str] = []
+            with pytest.raises(SystemExit) as info:
+                run_serve(str(config), print_fn=out.append, err_fn=out.append)
+            assert isinstance(info.value.code, int)
+            return info.value.code, "\n".join(out)
+
+        code, text = await asyncio.to_thread(run)
+        assert code == 1 and text.startswith("pithead serve: share bus redis://:***@127.0.0.1:"), text
+        assert "Redis is not answering" in text and "sekret" not in text and "\n" not in text, text
