@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex, from_display_hex
+from pithead.chain.script import push_data
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from pithead.node.assembler import (
     BLOCK_RESERVED_WEIGHT,
@@ -26,9 +28,10 @@ from pithead.node.assembler import (
     policy_vsize,
     select_packages,
 )
-from pithead.node.mempool import MempoolEntry
+from pithead.node.consensus import Coin
+from pithead.node.mempool import MempoolEntry, count_sigops, sigop_cost
 from pithead.node.node import EmbeddedNode
-from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
+from pithead.node.scripts import BARE_OP_TRUE, p2sh_of, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks
 from pithead.template.rpc import RpcClient
 
@@ -200,6 +203,55 @@ def test_core_templates_are_reproduced_from_a_different_arrival_order(name: str)
     assert [display_hex(t) for t in ids(chosen)] == [t["txid"] for t in gbt["transactions"]]
     assert depends(chosen) == [t["depends"] for t in gbt["transactions"]]
     assert gbt["coinbasevalue"] == 50 * 100_000_000 + sum(e.fee for e in chosen)
+
+
+def test_sigop_costs_match_cores_template_where_the_spent_coins_are_known() -> None:
+    """GBT's `sigops` is Core's GetTransactionSigOpCost: legacy x 4, P2SH redeem scripts x 4, witness x 1.
+    The spent coins come from the captured templates and block 102 (coinbases of earlier blocks are not
+    captured: those transactions are left out)."""
+    known: dict[bytes, Transaction] = {}
+    listed: list[tuple[Transaction, int]] = []
+    for name in ("gbt-core-regtest-h102-mempool7.json", "gbt-core-regtest-h105-mempool14.json"):
+        for t in json.loads((CORE_FIXTURES / name).read_text())["transactions"]:
+            tx = Transaction.parse(bytes.fromhex(t["data"]))
+            known[tx.txid()] = tx
+            listed.append((tx, t["sigops"]))
+    block = Block.parse(
+        bytes.fromhex((CORE_FIXTURES / "block-102-ckpool-mined-core-regtest.hex").read_text())
+    )
+    known.update((tx.txid(), tx) for tx in block.txs)
+    checked = set()
+    for tx, expected in listed:
+        if not all(i.prevout.txid in known for i in tx.inputs):
+            continue
+        outs = [known[i.prevout.txid].outputs[i.prevout.index] for i in tx.inputs]
+        spent = [Coin(o.value, o.script_pubkey, 0, False) for o in outs]
+        assert sigop_cost(tx, spent) == expected, tx.txid_hex()
+        checked.add(bytes(outs[0].script_pubkey[:2]))
+    # P2WPKH, P2SH-P2WPKH, P2TR and P2PKH spends (the P2TR one pays P2PKH outputs: legacy sigops x 4)
+    assert checked == {b"\x00\x14", b"\xa9\x14", b"\x51\x20", b"\x76\xa9"}
+    assert len(listed) == 21
+
+
+def test_accurate_multisig_counts_in_redeem_and_witness_scripts() -> None:
+    two_of_three = (
+        bytes([0x52]) + b"".join(push_data(bytes([k]) * 33) for k in (2, 3, 4)) + bytes([0x53, 0xAE])
+    )
+    assert count_sigops(two_of_three) == 20  # bare: Core counts 20 whatever the keys
+    assert count_sigops(two_of_three, accurate=True) == 3
+    p2sh = Coin(10_000, p2sh_of(two_of_three), 0, False)
+    p2wsh = Coin(10_000, p2wsh_of(two_of_three), 0, False)
+    tx = Transaction(
+        2,
+        (
+            TxIn(OutPoint(b"\x01" * 32, 0), b"\x00" + push_data(two_of_three), 0xFFFFFFFF),
+            TxIn(OutPoint(b"\x02" * 32, 0), b"", 0xFFFFFFFF, (b"", two_of_three)),
+        ),
+        (TxOut(1_000, BARE_OP_TRUE),),
+        0,
+    )
+    assert sigop_cost(tx, [p2sh, p2wsh]) == 3 * 4 + 3
+    assert sigop_cost(tx) == 0  # without the spent coins only legacy sigops count
 
 
 # --- against a slow reference on random mempools ---

@@ -21,7 +21,7 @@ replace-by-fee, package relay.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pithead.chain.tx import OutPoint, Transaction
@@ -37,6 +37,7 @@ MAX_MEMPOOL_TXS = 50_000  # a bound on memory: past it the cheapest childless tr
 # newcomer is refused ("mempool full"); Core bounds bytes instead (-maxmempool, 300 MB)
 
 _OP_CHECKSIG, _OP_CHECKSIGVERIFY, _OP_CHECKMULTISIG, _OP_CHECKMULTISIGVERIFY = 0xAC, 0xAD, 0xAE, 0xAF
+_OP_1, _OP_16 = 0x51, 0x60
 MAX_PUBKEYS_PER_MULTISIG = 20  # Core script.h: a bare CHECKMULTISIG counts as 20 sigops
 WITNESS_SCALE_FACTOR = 4
 
@@ -57,7 +58,7 @@ class MempoolEntry:
     wtxid: bytes
     fee: int
     weight: int
-    sigops: int  # sigop cost (legacy sigops x 4), as GBT reports it
+    sigops: int  # sigop cost (Core's GetTransactionSigOpCost), as GBT reports it
     time: int
     height: int  # tip height when it entered
 
@@ -67,32 +68,98 @@ class MempoolEntry:
         return policy_vsize(self.weight, self.sigops)
 
 
-def legacy_sigops(script: bytes) -> int:
-    """Core's GetSigOpCount(false): walk the opcodes, skipping push data."""
-    n, i = 0, 0
+def _script_ops(script: bytes) -> Iterator[tuple[int, bytes]]:
+    """(opcode, pushed data) pairs, as Core's GetOp; stops at a push running past the end."""
+    i = 0
     while i < len(script):
         op = script[i]
         i += 1
+        size = 0
         if 1 <= op <= 75:
-            i += op
-        elif op == 0x4C:
-            i += 1 + (script[i] if i < len(script) else 0)
-        elif op == 0x4D:
-            i += 2 + int.from_bytes(script[i : i + 2], "little")
-        elif op == 0x4E:
-            i += 4 + int.from_bytes(script[i : i + 4], "little")
-        elif op in (_OP_CHECKSIG, _OP_CHECKSIGVERIFY):
+            size = op
+        elif op in (0x4C, 0x4D, 0x4E):
+            width = {0x4C: 1, 0x4D: 2, 0x4E: 4}[op]
+            if i + width > len(script):
+                return
+            size = int.from_bytes(script[i : i + width], "little")
+            i += width
+        if i + size > len(script):
+            return
+        yield op, script[i : i + size]
+        i += size
+
+
+def count_sigops(script: bytes, *, accurate: bool = False) -> int:
+    """Core's CScript::GetSigOpCount: CHECKSIG(VERIFY) counts 1, CHECKMULTISIG(VERIFY) 20, or, when
+    `accurate` (redeem and witness scripts), the key count pushed just before it by OP_1..OP_16."""
+    n, last = 0, -1
+    for op, _ in _script_ops(script):
+        if op in (_OP_CHECKSIG, _OP_CHECKSIGVERIFY):
             n += 1
         elif op in (_OP_CHECKMULTISIG, _OP_CHECKMULTISIGVERIFY):
-            n += MAX_PUBKEYS_PER_MULTISIG
+            n += last - _OP_1 + 1 if accurate and _OP_1 <= last <= _OP_16 else MAX_PUBKEYS_PER_MULTISIG
+        last = op
     return n
 
 
-def sigop_cost(tx: Transaction) -> int:
+def legacy_sigops(script: bytes) -> int:
+    """Core's GetSigOpCount(false)."""
+    return count_sigops(script)
+
+
+def _redeem_script(script_sig: bytes) -> bytes | None:
+    """The last push of a push-only scriptSig (a P2SH redeem script), else None."""
+    data: bytes | None = None
+    for op, pushed in _script_ops(script_sig):
+        if op > _OP_16:
+            return None
+        data = pushed
+    return data
+
+
+def _is_p2sh(script: bytes) -> bool:
+    return len(script) == 23 and script[:2] == b"\xa9\x14" and script[22] == 0x87
+
+
+def _witness_program(script: bytes) -> tuple[int, bytes] | None:
+    """(version, program) of a BIP141 witness program script, else None."""
+    if not 4 <= len(script) <= 42 or script[1] != len(script) - 2:
+        return None
+    if script[0] == 0:
+        return 0, script[2:]
+    if _OP_1 <= script[0] <= _OP_16:
+        return script[0] - _OP_1 + 1, script[2:]
+    return None
+
+
+def _witness_sigops(program: tuple[int, bytes] | None, witness: tuple[bytes, ...]) -> int:
+    """Core's WitnessSigOps: P2WPKH counts 1, P2WSH its witness script's accurate count, others 0."""
+    if program is None or program[0] != 0:
+        return 0
+    if len(program[1]) == 20:
+        return 1
+    if len(program[1]) == 32 and witness:
+        return count_sigops(witness[-1], accurate=True)
+    return 0
+
+
+def sigop_cost(tx: Transaction, spent: Sequence[Coin] = ()) -> int:
+    """Core's GetTransactionSigOpCost: legacy sigops x 4, plus (with the spent coins, in input order)
+    P2SH redeem-script sigops x 4 and BIP141 witness sigops x 1. This is GBT's `sigops`."""
     legacy = sum(legacy_sigops(i.script_sig) for i in tx.inputs) + sum(
         legacy_sigops(o.script_pubkey) for o in tx.outputs
     )
-    return legacy * WITNESS_SCALE_FACTOR
+    cost = legacy * WITNESS_SCALE_FACTOR
+    for txin, coin in zip(tx.inputs, spent, strict=False):
+        spk = coin.script_pubkey
+        if _is_p2sh(spk):
+            redeem = _redeem_script(txin.script_sig)
+            if redeem is not None:
+                cost += count_sigops(redeem, accurate=True) * WITNESS_SCALE_FACTOR
+                cost += _witness_sigops(_witness_program(redeem), txin.witness)
+        else:
+            cost += _witness_sigops(_witness_program(spk), txin.witness)
+    return cost
 
 
 class Mempool:
@@ -168,14 +235,14 @@ class Mempool:
             return self.coin(op) or chain.coin(op)
 
         try:
-            _, fee = consensus.spend_inputs(
+            spent, fee = consensus.spend_inputs(
                 tx, height=height, lookup=lookup, maturity=chain.network.coinbase_maturity
             )
         except BlockInvalid as exc:
             if exc.reason == "bad-txns-inputs-missingorspent":
                 raise MempoolReject(exc.reason, missing_inputs=True) from exc
             raise MempoolReject(exc.reason) from exc
-        sigops = sigop_cost(tx)
+        sigops = sigop_cost(tx, [coin for _, coin in spent])
         vsize = policy_vsize(weight, sigops)
         if fee * 1000 < MIN_RELAY_FEE_PER_KVB * vsize:
             raise MempoolReject(f"min relay fee not met, {fee} < {MIN_RELAY_FEE_PER_KVB * vsize // 1000}")
