@@ -1,8 +1,8 @@
 """Block assembly: which mempool transactions a block template carries, and in what order.
 
-The choice follows Bitcoin Core's BlockAssembler (the ancestor-feerate miner of Core up to v29, the version
-our captured templates come from; Core v30 moved to cluster-mempool "chunks", which choose the same
-packages in the common cases). Written from Core's documented behaviour, not from its code:
+The choice follows Bitcoin Core's BlockAssembler as of v29, the ancestor-feerate miner that built the
+templates captured in tests/fixtures/bitcoin-core/ (later Core versions select cluster-mempool "chunks"
+instead). Written from Core's documented behaviour, not from its code:
 
 - every transaction is scored by its *ancestor package*: itself plus its in-mempool ancestors not yet
   chosen. The score is the lower of the package's fee rate and the transaction's own fee rate (Core's
@@ -23,7 +23,9 @@ Unlike Core's mempool, pithead's does not refuse long unconfirmed chains (Core's
 here a transaction with more than MAX_PACKAGE_COUNT unchosen ancestors waits until enough of them are
 chosen (it still goes in, in the same template, once its ancestors are). For any mempool Core would
 accept this changes nothing, and it keeps assembly linear in the mempool size on a chain of thousands.
-Pure: no clock, no I/O.
+Pure: no clock, no I/O. Not here: prioritisetransaction's modified fees, finality re-checks at assembly
+(the mempool admits only transactions final for the next block), Core's options other than the limits
+`select_packages` takes as parameters.
 """
 
 from __future__ import annotations
