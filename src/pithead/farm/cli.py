@@ -6,6 +6,11 @@
              with --web HOST:PORT it also serves the farm page and API, whose action endpoints take the
              token from --token-file, PITHEAD_FARM_TOKEN or [farm] api_token_file / api_token (none:
              actions on loopback connections only, see pithead.farm.web)
+- collect    a collector: scan and poll shard i/n like `run`, but forward readings and inventory to a
+             central service (`--forward URL`, bearer token from --token-file / PITHEAD_FARM_TOKEN /
+             [farm] api_token_file), through a bounded spool that rides out central outages
+- run --central   the central service: polls nothing, ingests the collectors' batches on its web API
+             (POST /farm/api/ingest) and runs alerts, rollups, energy and curtailment over the whole fleet
 - status     the latest status of every device
 - alerts     open (or all recent) alerts
 - label      set site/rack/position of a device; forget removes one from the inventory
@@ -22,9 +27,13 @@ logic of its own beyond argument parsing and printing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import importlib
 import ipaddress
+import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +45,8 @@ from rich.table import Table
 from pithead.farm.model import DriverKind, Labels
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pithead.farm.inventory import ScanReport
     from pithead.farm.poller import SweepReport
     from pithead.farm.service import FarmService
@@ -260,6 +271,8 @@ def run(
                                    "e.g. 127.0.0.1:8081 (0.0.0.0:8081 for the LAN: give it a token)."),
     token_file: Path | None = typer.Option(None, "--token-file", help="File holding the bearer token the web "
                                            "actions need (else PITHEAD_FARM_TOKEN or \\[farm] api_token_file)."),
+    central: bool = typer.Option(False, "--central", help="Poll nothing: take readings from collectors "
+                                 "(`pithead farm collect --forward`) on the web API; needs --web."),
 ) -> None:
     """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail."""
     # The CLI shell reads pithead's one typed config; the farm's modules themselves never import it.
@@ -267,12 +280,15 @@ def run(
     from pithead.farm.curtailment import CurtailmentPolicy
     from pithead.farm.energy import EnergyError, PriceSchedule
     from pithead.farm.inventory import Labeler
-    from pithead.farm.service import FarmService, FarmServiceConfig
+    from pithead.farm.service import FarmService, FarmServiceConfig, Role
     from pithead.farm.web import FarmAuth, FarmAuthError, load_token
 
     web_addr = _web_address(web) if web is not None else None
     if token_file is not None and web_addr is None:
         raise typer.BadParameter("--token-file guards the web endpoints: add --web HOST:PORT")
+    if central and (web_addr is None or scan_cidr or shard != "0/1"):
+        raise typer.BadParameter("--central takes readings from collectors on its web API: give --web HOST:PORT, "
+                                 "and scan and shard on the collectors (`pithead farm collect`), not here")
     try:
         cfg = load(config).farm
         labeler = Labeler.from_csv(Path(cfg.labels).read_text(), cfg.site) if cfg.labels else Labeler((), cfg.site)
@@ -287,7 +303,10 @@ def run(
         poll_interval_s=cfg.poll_interval, max_concurrency=cfg.max_concurrent_polls, deadline_s=cfg.poll_deadline,
         shard=(shard_i, shard_n), webhook_url=webhook or cfg.webhook_url,
         curtailment=CurtailmentPolicy(cfg.strike_price) if cfg.strike_price is not None and prices else None,
+        role=Role.CENTRAL if central else Role.STANDALONE,
     )
+    if central:
+        svc_cfg = dataclasses.replace(svc_cfg, scan_cidrs=())
 
     async def main() -> None:
         with _store(db) as store:
@@ -300,14 +319,20 @@ def run(
                 while not task.done():
                     swept = asyncio.ensure_future(svc.swept.wait())
                     scanned = asyncio.ensure_future(svc.scanned.wait())
+                    evaluated = asyncio.ensure_future(svc.evaluated.wait())
                     try:
-                        await asyncio.wait({swept, scanned}, timeout=None if end is None else end - loop.time(),
+                        await asyncio.wait({swept, scanned, evaluated, task},
+                                           timeout=None if end is None else end - loop.time(),
                                            return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         swept.cancel()
                         scanned.cancel()
-                    if not (svc.swept.is_set() or svc.scanned.is_set()):
-                        break  # --duration is up
+                        evaluated.cancel()
+                    if not (svc.swept.is_set() or svc.scanned.is_set() or svc.evaluated.is_set()):
+                        break  # --duration is up (or the service ended)
+                    if svc.evaluated.is_set():
+                        svc.evaluated.clear()
+                        console.print(central_line(svc), markup=False)
                     if svc.scanned.is_set():
                         svc.scanned.clear()
                         if svc.last_scan is not None:
@@ -325,7 +350,145 @@ def run(
                     if server is not None:
                         await server.stop()
 
-    asyncio.run(main())
+    with _farm_logging() if central else contextlib.nullcontext():
+        asyncio.run(main())
+
+
+def central_line(svc: FarmService) -> str:
+    """The central service's status line after each evaluation tick."""
+    tot = svc.ingest.total
+    states: dict[str, int] = {}
+    for st in svc.store.statuses():
+        states[st.state.value] = states.get(st.state.value, 0) + 1
+    by_state = ", ".join(f"{v} {k}" for k, v in sorted(states.items())) or "no devices yet"
+    return (f"fleet: {by_state}; from {len(svc.ingest.collectors)} collectors: {tot.batches} batches, "
+            f"{tot.written} readings written, {tot.duplicates} duplicates and {tot.duplicate_batches} resent "
+            f"batches ignored, {tot.refused} refused; {len(svc.store.open_alerts())} open alerts")
+
+
+class _ConsoleLog(logging.Handler):
+    """Log records of the farm's modules as console lines (so the forwarder's warnings reach the operator
+    of `pithead farm collect` and `run --central`, and tests see them in the command's output)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"{record.levelname.lower()}: {record.getMessage()}", markup=False)
+
+
+@contextlib.contextmanager
+def _farm_logging() -> Iterator[None]:
+    logger = logging.getLogger("pithead.farm")
+    handler = _ConsoleLog(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def collector_line(rep: SweepReport, fwd_line: str) -> str:
+    return (f"{rep.devices} devices in {rep.wall_s:.1f} s: {rep.ok} ok, {rep.timeouts} timeout, "
+            f"{rep.unreachable} unreachable, {rep.errors} error; {fwd_line}")
+
+
+@app.command()
+def collect(
+    forward: str = typer.Option(..., "--forward", help="The central service's URL, e.g. http://central:8081 "
+                                "(`pithead farm run --central --web ...` there)."),
+    shard: str = typer.Option("0/1", "--shard", help="Poll shard i of n (each collector its own)."),
+    token_file: Path | None = typer.Option(None, "--token-file", help="File holding the central's bearer token "
+                                           "(else PITHEAD_FARM_TOKEN or \\[farm] api_token_file / api_token)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section)."),
+    db: str = typer.Option(DEFAULT_DB, "--db", help="This collector's inventory (SQLite; readings are not kept)."),
+    spool: str | None = typer.Option(None, "--spool", help="Spool file for batches the central has not taken "
+                                     "yet (default: <db>.spool; ':memory:' keeps it in memory only)."),
+    spool_max: int | None = typer.Option(None, "--spool-max", help="Spool bound in readings (oldest dropped "
+                                         "beyond it; default 1,500,000: an hour of 25,000 devices)."),
+    scan_cidr: list[str] = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable)."),
+    interval: float | None = typer.Option(None, "--interval", help="Seconds between sweeps (else the config's)."),
+    name: str | None = typer.Option(None, "--name", help="Collector name the central shows (default host/iofn)."),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+) -> None:
+    """A collector: poll shard i/n and forward the readings to a central service (spooled while it is down)."""
+    from pithead.config import ConfigError, load
+    from pithead.farm.forward import SPOOL_MAX_ITEMS, Forwarder, ForwardError, Spool
+    from pithead.farm.inventory import Labeler
+    from pithead.farm.service import FarmService, FarmServiceConfig, Role
+    from pithead.farm.web import FarmAuthError, load_token
+
+    shard_i, shard_n = _shard(shard)
+    try:
+        cfg = load(config).farm
+        labeler = Labeler.from_csv(Path(cfg.labels).read_text(), cfg.site) if cfg.labels else Labeler((), cfg.site)
+        token = load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
+                           config_token_file=cfg.api_token_file)
+    except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    who = name or f"{socket.gethostname()[:40]}/{shard_i}of{shard_n}"
+    if not 0 < len(who) <= 64 or not who.isprintable():
+        raise typer.BadParameter("--name must be 1-64 printable characters")
+    spool_path = spool if spool is not None else (db + ".spool" if db != ":memory:" else ":memory:")
+    svc_cfg = FarmServiceConfig(
+        scan_cidrs=tuple(scan_cidr) or tuple(cfg.scan), rescan_interval_s=cfg.rescan_interval,
+        poll_interval_s=interval if interval is not None else cfg.poll_interval,
+        max_concurrency=cfg.max_concurrent_polls, deadline_s=cfg.poll_deadline, shard=(shard_i, shard_n),
+        role=Role.COLLECTOR,
+    )
+
+    async def main() -> None:
+        with _store(db) as store:
+            try:
+                if spool_path != ":memory:":
+                    Path(spool_path).parent.mkdir(parents=True, exist_ok=True)
+                queue = Spool(spool_path, spool_max if spool_max is not None else SPOOL_MAX_ITEMS)
+                fwd = Forwarder(forward, token, queue, who)
+            except (ForwardError, OSError) as exc:
+                raise typer.BadParameter(str(exc)) from exc
+            try:
+                svc = FarmService(store, svc_cfg, labeler=labeler, forwarder=fwd)
+                if queue.batches:
+                    console.print(f"spool {spool_path}: {queue.batches} batches ({queue.items} items) left from "
+                                  "the last run; sending them first", markup=False)
+                console.print(f"collector {who}: shard {shard_i}/{shard_n} of {len(store.devices())} devices in "
+                              f"{db}, forwarding to {fwd.url} ({'with a token' if token else 'no token'}), "
+                              f"spool {spool_path} (bound {queue.max_items} items)", markup=False)
+                task = asyncio.create_task(svc.run())
+                loop = asyncio.get_running_loop()
+                end = loop.time() + duration if duration is not None else None
+                try:
+                    while not task.done():
+                        swept = asyncio.ensure_future(svc.swept.wait())
+                        scanned = asyncio.ensure_future(svc.scanned.wait())
+                        try:
+                            await asyncio.wait({swept, scanned, task},
+                                               timeout=None if end is None else end - loop.time(),
+                                               return_when=asyncio.FIRST_COMPLETED)
+                        finally:
+                            swept.cancel()
+                            scanned.cancel()
+                        if not (svc.swept.is_set() or svc.scanned.is_set()):
+                            break
+                        if svc.scanned.is_set():
+                            svc.scanned.clear()
+                            if svc.last_scan is not None:
+                                console.print(scan_line(svc.last_scan, svc.last_first_poll), markup=False)
+                        if svc.swept.is_set():
+                            svc.swept.clear()
+                            if svc.last_sweep is not None:
+                                console.print(collector_line(svc.last_sweep, fwd.status().line()), markup=False)
+                finally:
+                    svc.stop()
+                    try:
+                        await task
+                    finally:
+                        console.print(f"stopped: {fwd.status().line()}", markup=False)
+            finally:
+                queue.close()
+
+    with _farm_logging():
+        asyncio.run(main())
 
 
 @app.command()

@@ -13,6 +13,18 @@
   PITHEAD_FARM_TOKEN (read here, as `pithead up` builds the router through this method) or else the
   config's `api_token_file` / `api_token`; with none, actions are allowed on loopback connections only
   (see `pithead.farm.web`).
+Roles (`FarmServiceConfig.role`), for fleets spread over several collector processes (see `poller`):
+- STANDALONE (default): all of the above against its own store -- one process, or one shard with its own
+  database.
+- COLLECTOR: scans and polls its shard (`shard`) as above but keeps no readings: every flush of results,
+  and every new or changed device of its shard, goes to a `Forwarder` (`pithead.farm.forward`), which
+  spools and sends them in order to the central service. Its store holds the inventory only. Alerts,
+  rollups and curtailment are the central's job.
+- CENTRAL: polls and scans nothing; collectors' batches arrive through `POST /farm/api/ingest` (the
+  router's `IngestService`). Every `poll_interval_s` it marks devices no collector has reported for
+  `stale_after_s` as unreachable (so a dead collector's shard raises OFFLINE alerts instead of staying
+  green), evaluates alerts, rolls up (re-rolling buckets that got late readings from a drained spool),
+  prunes, and takes a curtailment step -- over the whole fleet.
 Every loop runs in one TaskGroup; `stop()` ends them all promptly: a sweep (or first read) in progress
 starts no further poll, the polls in flight finish within the per-device deadline and their readings are
 written. The service owns no policy of its own.
@@ -21,6 +33,8 @@ written. The service owns no policy of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 import os
 import time
@@ -30,12 +44,14 @@ from typing import TYPE_CHECKING
 
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import AlertManager, AlertSink, AlertThresholds, ShareActivity, WebhookSink
+from pithead.farm.central import IngestService
 from pithead.farm.curtailment import CurtailmentPolicy, decide
 from pithead.farm.drivers import default_drivers
 from pithead.farm.drivers.base import Driver
 from pithead.farm.energy import PriceSchedule
+from pithead.farm.forward import Forwarder
 from pithead.farm.inventory import DEFAULT_PORTS, Labeler, Scanner, ScanReport
-from pithead.farm.model import Device, DeviceState, DriverKind
+from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
 from pithead.farm.store import FarmStore
 
@@ -45,6 +61,21 @@ if TYPE_CHECKING:
     from pithead.farm.web import FarmAuth
 
 log = logging.getLogger(__name__)
+
+
+# Central: a device none of the collectors has reported for this many poll intervals is marked
+# unreachable (its collector is down or cut off). Three intervals: one late sweep is not an outage.
+STALE_INTERVALS = 3.0
+
+
+class Role(enum.StrEnum):
+    STANDALONE = "standalone"
+    COLLECTOR = "collector"
+    CENTRAL = "central"
+
+
+class ServiceError(FarmError):
+    """A service set up in a way that cannot work (a collector without a forwarder, a central that scans)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,8 @@ class FarmServiceConfig:
     use_pyasic: bool = False
     api_token: str | None = field(default=None, repr=False)  # for the web router's action endpoints
     api_token_file: str | None = None
+    role: Role = Role.STANDALONE
+    stale_after_s: float | None = None  # central only; None: STALE_INTERVALS x poll_interval_s
 
 
 class FarmService:
@@ -69,8 +102,18 @@ class FarmService:
                  drivers: dict[DriverKind, Driver] | None = None, shares: ShareActivity | None = None,
                  prices: PriceSchedule | None = None, hashprice: Callable[[], float | None] | None = None,
                  labeler: Labeler = Labeler(), sinks: Sequence[AlertSink] = (),
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, forwarder: Forwarder | None = None) -> None:
+        if (cfg.role is Role.COLLECTOR) != (forwarder is not None):
+            raise ServiceError("a collector needs a forwarder, and only a collector has one")
+        if cfg.role is Role.CENTRAL and cfg.scan_cidrs:
+            raise ServiceError("the central service polls and scans nothing: scan on the collectors")
         self.store = store
+        self.forwarder = forwarder
+        if forwarder is not None:
+            forwarder.on_unknown = self._resend_devices
+        self.ingest = IngestService(store, clock)
+        # collector: the inventory last handed to the forwarder, by id -> (address, identity, labels)
+        self._sent: dict[str, tuple[object, ...]] = {}
         self.cfg = cfg
         self.drivers = drivers or default_drivers()
         self.prices = prices
@@ -89,6 +132,7 @@ class FarmService:
         self.swept = asyncio.Event()  # set after every sweep (for callers that wait on progress)
         self.scanned = asyncio.Event()  # set after every scan, once its new devices have been read
         self.first_polled = asyncio.Event()  # set after every read of newly discovered devices
+        self.evaluated = asyncio.Event()  # central: set after every evaluation tick
         self._curtail_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -100,10 +144,46 @@ class FarmService:
         if auth is None:
             auth = FarmAuth(load_token(environ=os.environ, config_token=self.cfg.api_token,
                                        config_token_file=self.cfg.api_token_file))
-        return make_router(self.store, self.actions, self.prices, self.hashprice, self.clock, notes=notes, auth=auth)
+        return make_router(self.store, self.actions, self.prices, self.hashprice, self.clock, notes=notes, auth=auth,
+                           ingest=self.ingest)
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _sink(self, results: Sequence[PollResult]) -> None:
+        """Where poll results go: the forwarder (collector) or the store."""
+        if self.forwarder is not None:
+            self.forwarder.submit_results(results)
+        else:
+            self.store.write_results(results)
+
+    def _shard_devices(self) -> list[Device]:
+        """This service's shard of the inventory; a collector first forwards what changed in it."""
+        i, n = self.cfg.shard
+        devices = select_shard(self.store.devices(), i, n)
+        if self.forwarder is not None:
+            self._forward_inventory(devices)
+        return devices
+
+    def _forward_inventory(self, devices: Sequence[Device]) -> None:
+        """Hand new devices, and known ones whose identity or labels changed, to the forwarder (before the
+        readings of the sweep that follows, so the central knows a device before its first reading)."""
+        assert self.forwarder is not None
+        changed = [d for d in devices if self._sent.get(d.id) != (d.address, d.identity, d.labels)]
+        if changed:
+            self.forwarder.submit_devices(changed)
+            self._sent.update((d.id, (d.address, d.identity, d.labels)) for d in changed)
+
+    def _resend_devices(self, ids: Sequence[str]) -> None:
+        """The central said it does not know these devices (e.g. its database was replaced): send them again
+        (their readings in that batch were refused; the next sweep's arrive after the devices)."""
+        want = set(ids)
+        for d in self.store.devices():
+            if d.id in want:
+                self._sent.pop(d.id, None)
+        log.warning("central does not know %d of our devices; sending them again", len(want))
+        i, n = self.cfg.shard
+        self._forward_inventory([d for d in select_shard(self.store.devices(), i, n) if d.id in want])
 
     async def _on_scan(self, rep: ScanReport) -> None:
         self.last_scan = rep
@@ -114,6 +194,8 @@ class FarmService:
         log.info("scan: %d devices (%d new), %d unidentified", len(rep.found), new, len(rep.failures))
         i, n = self.cfg.shard
         discovered = [d for d in select_shard(rep.found, i, n) if d.id not in read]
+        if self.forwarder is not None:
+            self._shard_devices()  # forward the scan's new and changed devices before their first read
         if discovered:
             await self._first_poll(discovered)
         self.scanned.set()
@@ -121,7 +203,7 @@ class FarmService:
     async def _first_poll(self, devices: Sequence[Device]) -> None:
         """Read just-discovered devices now (not a sweep of the fleet: only these, unpaced, each under the
         poller's deadline and sharing its concurrency cap with a periodic sweep that may be running)."""
-        report, _ = await self.poller.sweep(devices, self.store.write_results, stop=self._stop)
+        report, _ = await self.poller.sweep(devices, self._sink, stop=self._stop)
         self.last_first_poll = report
         self.first_polled.set()
         log.info("first read of %d new devices: %d ok, %d timeouts, %d unreachable, %d errors",
@@ -130,9 +212,12 @@ class FarmService:
     def _after_sweep(self, rep: SweepReport) -> None:
         self.last_sweep = rep
         self.swept.set()
-        now = self.clock()
+        if self.forwarder is None:  # a collector leaves alerts, history and curtailment to the central
+            self._evaluate(self.clock())
+
+    def _evaluate(self, now: float, redo_since: float | None = None) -> None:
         self.alerts.run_once(now)
-        self.store.rollup(now)
+        self.store.rollup(now, redo_since=redo_since)
         self.store.prune(now)
         if self.cfg.curtailment is not None and self.prices is not None and not self._curtail_lock.locked():
             task = asyncio.get_running_loop().create_task(self.curtail_step(now))
@@ -151,19 +236,57 @@ class FarmService:
                 log.info("curtailment: %s: down %d, up %d", d.reason, len(d.power_down), len(d.power_up))
                 await apply_decision(d, self.actions)
 
+    def central_tick(self) -> list[str]:
+        """Central: one evaluation over the whole fleet (stale marks, alerts, rollups, pruning, curtailment).
+        Returns the devices newly marked stale."""
+        now = self.clock()
+        stale_after = self.cfg.stale_after_s or STALE_INTERVALS * self.cfg.poll_interval_s
+        marked = self.store.mark_stale(now - stale_after, f"no reading forwarded for {stale_after:.0f} s "
+                                                          "(its collector is down or cut off)")
+        if marked:
+            log.warning("%d devices have had no reading forwarded for %.0f s: marked unreachable", len(marked),
+                        stale_after)
+        self._evaluate(now, redo_since=self.ingest.take_redo_since())
+        self.evaluated.set()
+        return marked
+
+    async def _central_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            tick = loop.time()
+            try:
+                self.central_tick()
+            except Exception:
+                log.exception("central evaluation failed")
+            wait = tick + self.cfg.poll_interval_s - loop.time()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._stop.wait()
+
     async def run(self) -> None:
-        """Run until stop(): scanning (if CIDRs are configured) and polling, each on its own schedule."""
+        """Run until stop(): scanning (if CIDRs are configured) and polling, each on its own schedule; or,
+        central, the evaluation tick; a collector's forwarder beside them, stopped last so the results
+        of the polls in flight at the stop are spooled and sent too."""
         if self._webhook is not None:
             self._webhook.start()
-        i, n = self.cfg.shard
+        forwarding = asyncio.Event()  # set: the forwarder stops (after the poller has flushed)
         try:
-            async with asyncio.TaskGroup() as tg:
-                if self.cfg.scan_cidrs:
-                    tg.create_task(self.scanner.run_periodic(self.cfg.scan_cidrs, self.cfg.rescan_interval_s,
-                                                             self._on_scan, self._stop))
-                tg.create_task(self.poller.run(lambda: select_shard(self.store.devices(), i, n),
-                                               self.cfg.poll_interval_s, self.store.write_results,
-                                               self._after_sweep, self._stop))
+            async with asyncio.TaskGroup() as outer:
+                if self.forwarder is not None:
+                    outer.create_task(self.forwarder.run(forwarding))
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        if self.cfg.role is Role.CENTRAL:
+                            tg.create_task(self._central_loop())
+                        else:
+                            if self.cfg.scan_cidrs:
+                                tg.create_task(self.scanner.run_periodic(
+                                    self.cfg.scan_cidrs, self.cfg.rescan_interval_s, self._on_scan, self._stop))
+                            tg.create_task(self.poller.run(self._shard_devices, self.cfg.poll_interval_s,
+                                                           self._sink, self._after_sweep, self._stop))
+                finally:
+                    forwarding.set()
         finally:
             if self._webhook is not None:
                 await self._webhook.aclose()

@@ -52,6 +52,8 @@ ROLLUP_BUCKETS_S: tuple[int, ...] = (300, 3600)
 MAX_LABEL_LEN = 64
 # Audit/alert list queries return at most this many rows per call (the dashboard pages through them).
 MAX_LIST_ROWS = 1000
+# Ids per `IN (...)` query: under SQLite's default host-parameter limit (999 before 3.32).
+_SQL_CHUNK = 900
 
 SCHEMA = """
 PRAGMA journal_mode=WAL;
@@ -94,6 +96,9 @@ CREATE TABLE IF NOT EXISTS curtailment (
   device_id TEXT PRIMARY KEY, curtailed INTEGER NOT NULL, since REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ingest_batches (
+  batch TEXT PRIMARY KEY, collector TEXT NOT NULL, received REAL NOT NULL, results INTEGER NOT NULL
+);
 """
 
 
@@ -113,6 +118,19 @@ class DeviceStatus:
     last_ok: float | None
     error: str | None
     reading: Reading | None  # the last good reading (kept while the device is failing)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What `FarmStore.ingest` did with one batch. `unknown`/`removed`: indexes of refused results."""
+
+    duplicate_batch: bool = False  # this batch id was ingested before: nothing was written
+    devices_new: int = 0
+    written: int = 0  # results written into the history
+    duplicates: int = 0  # results whose (device, time) the history already had
+    unknown: tuple[int, ...] = ()
+    removed: tuple[int, ...] = ()
+    earliest: float | None = None  # time of the oldest result accepted (for rolling up late readings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +202,30 @@ def _device_from_row(row: sqlite3.Row) -> Device:
         first_seen=row["first_seen"],
         last_seen=row["last_seen"],
     )
+
+
+def _result_rows(results: Sequence[PollResult]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]],
+                                                           list[tuple[Any, ...]]]:
+    """History rows, status rows of good polls and status rows of failed polls, for `write_results`'s and
+    `ingest`'s SQL."""
+    hist: list[tuple[Any, ...]] = []
+    ok_rows: list[tuple[Any, ...]] = []
+    bad_rows: list[tuple[Any, ...]] = []
+    for res in results:
+        r = res.reading
+        if r is not None:
+            hist.append((
+                res.device_id, res.time, res.state.value, r.hashrate_ths, r.expected_ths, r.power_w,
+                r.efficiency_j_per_th, r.max_chip_temp_c, r.max_board_temp_c, r.min_fan_rpm,
+                ",".join(r.errors) or None,
+            ))
+            ok_rows.append((res.device_id, res.time, res.state.value, res.time, res.time,
+                            r.hashrate_ths, r.power_w, reading_to_json(r)))
+        else:
+            hist.append((res.device_id, res.time, res.state.value, None, None, None, None, None,
+                         None, None, res.error))
+            bad_rows.append((res.device_id, res.time, res.state.value, res.error, res.time))
+    return hist, ok_rows, bad_rows
 
 
 class FarmStore:
@@ -283,23 +325,7 @@ class FarmStore:
         said) but its history row has NULL measurements, never zeros."""
         if not results:
             return
-        hist: list[tuple[Any, ...]] = []
-        ok_rows: list[tuple[Any, ...]] = []
-        bad_rows: list[tuple[Any, ...]] = []
-        for res in results:
-            r = res.reading
-            if r is not None:
-                hist.append((
-                    res.device_id, res.time, res.state.value, r.hashrate_ths, r.expected_ths, r.power_w,
-                    r.efficiency_j_per_th, r.max_chip_temp_c, r.max_board_temp_c, r.min_fan_rpm,
-                    ",".join(r.errors) or None,
-                ))
-                ok_rows.append((res.device_id, res.time, res.state.value, res.time, res.time,
-                                r.hashrate_ths, r.power_w, reading_to_json(r)))
-            else:
-                hist.append((res.device_id, res.time, res.state.value, None, None, None, None, None,
-                             None, None, res.error))
-                bad_rows.append((res.device_id, res.time, res.state.value, res.error, res.time))
+        hist, ok_rows, bad_rows = _result_rows(results)
         with self._tx():
             self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?)", hist)
             self._db.executemany(
@@ -328,13 +354,16 @@ class FarmStore:
         if self._cache is not None:
             self._apply_to_cache(results)
 
-    def _apply_to_cache(self, results: Sequence[PollResult]) -> None:
-        """Mirror write_results' SQL on the cached statuses (same rules, no JSON round trip)."""
+    def _apply_to_cache(self, results: Sequence[PollResult], newer_only: bool = False) -> None:
+        """Mirror write_results' SQL on the cached statuses (same rules, no JSON round trip); with
+        `newer_only`, ingest's rule too: a result no newer than the latest status leaves it alone."""
         assert self._cache is not None
         for res in results:
             prev = self._cache.get(res.device_id)
             if prev is None:
                 continue  # not in the inventory: nothing to show
+            if newer_only and res.time <= prev.time:
+                continue
             if res.reading is not None:
                 since = prev.state_since if prev.state is res.state else res.time
                 dev = prev.device
@@ -346,6 +375,94 @@ class FarmStore:
                 since = prev.state_since if prev.state in ERROR_STATES else res.time
                 self._cache[res.device_id] = DeviceStatus(prev.device, res.state, res.time, since,
                                                           prev.failures + 1, prev.last_ok, res.error, prev.reading)
+
+    # ---- central ingest (batches forwarded by collectors) ---------------------------------------
+
+    def ingest(self, batch_id: str, collector: str, devices: Sequence[Device], results: Sequence[PollResult],
+               now: float) -> IngestOutcome:
+        """Write one collector batch (validated by `pithead.farm.ingest`) in one transaction, idempotently:
+
+        - a batch id already ingested writes nothing again (a collector resends a batch whose reply it
+          lost to a timeout);
+        - a (device, time) already in the history is not written twice (the same readings in another
+          batch, e.g. after a collector lost its spool mid-send);
+        - the latest status only moves forward in time: a result older than the device's status (readings
+          drained late from a spool, or two collectors briefly polling one device) goes into the history
+          but never overwrites a newer status, so results may arrive in any order;
+        - results of devices the inventory does not have are refused (by index; `unknown` for never seen,
+          the collector sends the device first; `removed` for one removed here on purpose).
+        Devices are upserted before the results, so a batch may carry a new device and its first reading."""
+        with self._tx():
+            if self._db.execute("SELECT 1 FROM ingest_batches WHERE batch=?", (batch_id,)).fetchone():
+                return IngestOutcome(duplicate_batch=True)
+            new = self.upsert_devices(devices) if devices else 0
+            state: dict[str, int] = {}
+            ids = list({r.device_id for r in results})
+            for k in range(0, len(ids), _SQL_CHUNK):
+                chunk = ids[k: k + _SQL_CHUNK]
+                q = f"SELECT id, removed FROM devices WHERE id IN ({','.join('?' * len(chunk))})"
+                state.update((row[0], row[1]) for row in self._db.execute(q, chunk))
+            keep = [r for r in results if state.get(r.device_id) == 0]
+            unknown = tuple(i for i, r in enumerate(results) if r.device_id not in state)
+            removed = tuple(i for i, r in enumerate(results) if state.get(r.device_id) == 1)
+            hist, ok_rows, bad_rows = _result_rows(keep)
+            before = self._db.total_changes
+            self._db.executemany(
+                """INSERT INTO readings SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11
+                   WHERE NOT EXISTS (SELECT 1 FROM readings WHERE device_id=?1 AND time=?2)""", hist)
+            written = self._db.total_changes - before
+            self._db.executemany(
+                """INSERT INTO status (device_id, time, state, error, state_since, failures, last_ok,
+                     hashrate_ths, power_w, reading) VALUES (?,?,?,NULL,?,0,?,?,?,?)
+                   ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
+                     error=NULL, failures=0, last_ok=excluded.last_ok, hashrate_ths=excluded.hashrate_ths,
+                     power_w=excluded.power_w, reading=excluded.reading,
+                     state_since=CASE WHEN status.state = excluded.state THEN status.state_since
+                                      ELSE excluded.state_since END
+                   WHERE excluded.time > status.time""",
+                ok_rows,
+            )
+            self._db.executemany(
+                """INSERT INTO status (device_id, time, state, error, state_since, failures)
+                   VALUES (?,?,?,?,?,1)
+                   ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
+                     error=excluded.error, failures=status.failures + 1,
+                     state_since=CASE WHEN status.state IN ('timeout','unreachable','error')
+                                      THEN status.state_since ELSE excluded.state_since END
+                   WHERE excluded.time > status.time""",
+                bad_rows,
+            )
+            self._db.executemany("UPDATE devices SET last_seen=MAX(last_seen, ?) WHERE id=?",
+                                 [(row[1], row[0]) for row in ok_rows])
+            self._db.execute("INSERT INTO ingest_batches VALUES (?,?,?,?)", (batch_id, collector, now, len(results)))
+        if self._cache is not None:
+            # in time order, so several results of one device in a batch end as SQL left them
+            self._apply_to_cache(sorted(keep, key=lambda r: r.time), newer_only=True)
+        return IngestOutcome(False, new, written, len(keep) - written, unknown, removed,
+                             min((r.time for r in keep), default=None))
+
+    def mark_stale(self, older_than: float, error: str) -> list[str]:
+        """Central only: every device whose latest status is a good reading older than `older_than` (no
+        collector has forwarded anything for it since) becomes UNREACHABLE with `error`, as if its poll had
+        failed since its last reading (state_since = that reading's time), so the OFFLINE alert fires for
+        a shard whose collector died. Its status time is kept, so any newer reading (a collector draining
+        its spool) replaces the mark. Returns the ids marked."""
+        stale = [st for st in self.statuses() if st.state is DeviceState.OK and st.time < older_than]
+        if not stale:
+            return []
+        with self._tx():
+            self._db.executemany(
+                """UPDATE status SET state='unreachable', error=?, state_since=time, failures=failures + 1
+                   WHERE device_id=? AND state='ok' AND time < ?""",
+                [(error, st.device.id, older_than) for st in stale])
+        if self._cache is not None:
+            for st in stale:
+                prev = self._cache.get(st.device.id)
+                if prev is not None and prev.state is DeviceState.OK:
+                    self._cache[st.device.id] = dataclasses.replace(
+                        prev, state=DeviceState.UNREACHABLE, error=error, state_since=prev.time,
+                        failures=prev.failures + 1)
+        return [st.device.id for st in stale]
 
     def statuses(self) -> list[DeviceStatus]:
         """Every device with its latest status (UNKNOWN if never polled), ordered by site/rack/position.
@@ -397,15 +514,19 @@ class FarmStore:
 
     # ---- rollups ---------------------------------------------------------------------------------
 
-    def rollup(self, until: float, buckets: Sequence[int] = ROLLUP_BUCKETS_S) -> int:
+    def rollup(self, until: float, buckets: Sequence[int] = ROLLUP_BUCKETS_S, redo_since: float | None = None) -> int:
         """Fold raw readings into every bucket that ended at or before `until`. Idempotent: a bucket is
-        recomputed from raw rows each time, so calling it twice, or late, gives the same rows."""
+        recomputed from raw rows each time, so calling it twice, or late, gives the same rows.
+        `redo_since`: readings that time or later arrived after their buckets were rolled up (a central
+        store ingesting a collector's spool after an outage); those buckets are recomputed too."""
         written = 0
         with self._tx():
             for b in buckets:
                 key = f"rollup_watermark_{b}"
                 row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
                 start = float(row[0]) if row else 0.0
+                if redo_since is not None and row is not None:
+                    start = min(start, (redo_since // b) * b)
                 end = (until // b) * b
                 if end <= start:
                     continue
@@ -438,6 +559,9 @@ class FarmStore:
             row = self._db.execute("SELECT value FROM meta WHERE key=?", (f"rollup_watermark_{b}",)).fetchone()
             cutoff = min(cutoff, float(row[0]) if row else 0.0)
         with self._tx():
+            # batch ids are kept as long as raw readings: a resend older than that is caught by nothing
+            # anyway (its readings would be pruned again), and the table stays small
+            self._db.execute("DELETE FROM ingest_batches WHERE received < ?", (now - retention_s,))
             return int(self._db.execute("DELETE FROM readings WHERE time < ?", (cutoff,)).rowcount)
 
     # ---- alerts ----------------------------------------------------------------------------------

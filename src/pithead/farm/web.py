@@ -13,6 +13,10 @@
 - POST /farm/api/devices/{id}/reboot       audited actions (JSON body: actor, and index / pools)
 - POST /farm/api/devices/{id}/switch-pool
 - POST /farm/api/devices/{id}/pools
+- POST /farm/api/ingest                    a batch of readings and inventory from a collector (`pithead farm
+                                           collect`; format and validation in `pithead.farm.ingest`); a write,
+                                           so guarded exactly like the actions
+- GET  /farm/api/ingest                    per-collector ingest counts and when each was last heard from
 Device ids contain "://" and ":", so they travel URL-encoded in the path.
 
 Who may act (the POST routes; every GET stays open, read-only):
@@ -60,8 +64,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from pithead.farm.actions import ActionResult, ActionService
+from pithead.farm.central import IngestService
 from pithead.farm.drivers.base import DriverError, PoolSpec
 from pithead.farm.energy import EnergyLine, PriceSchedule, energy_report
+from pithead.farm.ingest import MAX_BODY_BYTES, IngestError
 from pithead.farm.model import ERROR_STATES, DeviceState, FarmError
 from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, StoreError
 
@@ -259,8 +265,9 @@ def _result_json(res: ActionResult) -> dict[str, Any]:
 def make_router(store: FarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
                 clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
-                auth: FarmAuth | None = None) -> APIRouter:
-    """`notes` are labels the page shows beside the price and hashprice (keys "price", "hashprice"), e.g.
+                auth: FarmAuth | None = None, ingest: IngestService | None = None) -> APIRouter:
+    """`ingest` receives collectors' batches (default: a fresh `IngestService` over `store`).
+    `notes` are labels the page shows beside the price and hashprice (keys "price", "hashprice"), e.g.
     `pithead up` marks its demo figures; without them the endpoint answers an empty object.
     `auth` says who may act (default: no token, so local requests only); this function reads no
     environment: the caller resolves the token (`load_token`)."""
@@ -386,7 +393,40 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
             raise HTTPException(422, str(exc)) from exc
         return _result_json(await svc.set_pools(device_id, specs, body.actor, auth=how))
 
+    sink = ingest if ingest is not None else IngestService(store, clock)
+    bad_batch: dict[int | str, dict[str, Any]] = {
+        400: {"description": "not JSON / not gzip"}, 413: {"description": "too large"},
+        415: {"description": "unsupported Content-Encoding"}, 422: {"description": "a batch field is wrong"}}
+
+    @router.post("/api/ingest", responses=refusals | bad_batch)
+    async def ingest_batch(request: Request, how: str = Depends(authorised)) -> dict[str, Any]:
+        """One collector batch (see `pithead.farm.ingest`); bad items are refused one by one, by index."""
+        body = await _bounded_body(request, MAX_BODY_BYTES)
+        try:
+            return sink.handle(body, request.headers.get("content-encoding"))
+        except IngestError as exc:
+            raise HTTPException(exc.status, exc.message) from exc
+
+    @router.get("/api/ingest", summary="Per-collector ingest counts")
+    def ingest_status() -> dict[str, Any]:
+        return sink.status()
+
     return router
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds `limit` bytes (never read in full)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is larger than {limit} bytes; send smaller batches")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is larger than {limit} bytes; send smaller batches")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 PAGE = """<!doctype html>
