@@ -244,7 +244,7 @@ async def test_pool_with_redis_not_answering_stops_with_one_line(tmp_path: Path)
     out, err = await asyncio.wait_for(proc.communicate(), WAIT_S)
     text = err.decode().strip()
     assert proc.returncode == 2, (out, err)
-    assert text.startswith("pithead pool: share bus redis://:***@127.0.0.1:") and "Redis is not answering" in text
+    assert text.startswith("pithead pool: share bus redis://:***@127.0.0.1:") and "cannot use Redis" in text
     assert "\n" not in text and "sekret" not in text and "Traceback" not in text, text
     assert b"listening" not in out
 
@@ -425,4 +425,4 @@ async def test_serve_with_its_own_pool_publishes_and_consumes_the_stream(
 
         code, text = await asyncio.to_thread(run)
         assert code == 1 and text.startswith("pithead serve: share bus redis://:***@127.0.0.1:"), text
-        assert "Redis is not answering" in text and "sekret" not in text and "\n" not in text, text
+        assert "cannot use Redis" in text and "sekret" not in text and "\n" not in text, text

@@ -400,15 +400,19 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
     from pithead.stratum.server.run import pool_workers
 
     procs = pool_workers(pool)
-    p(f"pithead is serving ({pool.mode} mode, {network.name}). Ctrl-C or SIGTERM stops it.")
+    only = "; ledger only, no pool here" if opts.no_pool else ""
+    p(f"pithead is serving ({pool.mode} mode, {network.name}{only}). Ctrl-C or SIGTERM stops it.")
     if ledger_bus := _bus_line(cfg, running):
         p(ledger_bus)
     if running.stratum_url:
         user = "<your payout address>.<worker>" if pool.user_rule == "address" else "<any name>.<worker>"
         extra = f", {procs} worker processes" if procs > 1 else ""
         p(f"  stratum      {running.stratum_url}   (user: {user}, any password{extra})")
-    nodes = ", ".join(n.url for n in sorted(pool.nodes, key=lambda n: n.priority))
-    p(f"  nodes        {nodes}   (templates, with failover by priority; the ledger asks {running.node_url})")
+    if opts.no_pool:
+        p(f"  node         {running.node_url}   (the ledger's maturity checks, and payouts when on)")
+    else:
+        nodes = ", ".join(n.url for n in sorted(pool.nodes, key=lambda n: n.priority))
+        p(f"  nodes        {nodes}   (templates, with failover by priority; the ledger asks {running.node_url})")
     if pool.mode == "pool":
         p(f"  pool address {pool.pool_address}")
     else:
@@ -437,9 +441,9 @@ def _bus_line(cfg: config_mod.Config, running: Running) -> str | None:
 
     if cfg.ledger.share_bus == "memory":
         return None
-    who = "this pool and" if "pool" in running.parts else "no pool here (--no-pool):"
-    return (f"  share bus    {bus_label(cfg.ledger.share_bus)}   ({who} every `pithead pool --share-bus` "
-            f"front-end publish there; the ledger credits them all)")
+    who = "this pool and every" if "pool" in running.parts else "every"
+    return (f"  share bus    {bus_label(cfg.ledger.share_bus)}   ({who} `pithead pool --share-bus` front-end "
+            f"publishing there; the ledger credits them all)")
 
 
 def _without_password(url: str) -> str:

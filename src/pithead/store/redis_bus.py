@@ -84,7 +84,7 @@ class RedisShareSink:
         try:
             await self.client.ping()
         except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis is not answering: {exc}") from exc
+            raise StoreError(f"cannot use Redis: {exc}") from exc
 
     async def flush(self) -> int:
         """Write everything buffered; on a Redis error the unwritten events stay buffered (and it raises)."""
