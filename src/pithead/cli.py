@@ -71,12 +71,15 @@ def serve(
     data_dir: str | None = typer.Option(None, "--data-dir", "-d", help="Where the ledger lives (default: the "
                                         "config's data_dir)."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (tests)."),
+    no_pool: bool = typer.Option(False, "--no-pool", help="No Stratum pool here: only the ledger (on a redis:// "
+                                 "\\[ledger] share_bus fed by `pithead pool --share-bus` front-ends), payouts and "
+                                 "the web."),
 ) -> None:
     r"""Run the operation for real against your Bitcoin node(s): pool, ledger and dashboard (payouts off
     unless \[ledger] payouts = "wallet"; the farm when \[farm] scan is set)."""
     from pithead.serve import run_serve
 
-    run_serve(config_path=config, data_dir=data_dir, duration=duration)
+    run_serve(config_path=config, data_dir=data_dir, duration=duration, no_pool=no_pool)
 
 
 @app.command()

@@ -65,6 +65,9 @@ class PoolConfig:
     idle_timeout: float = 900.0  # seconds without a message before a miner is dropped
     ban_seconds: float = 600.0  # how long flooders of junk/invalid shares are refused
     workers: int = 1  # pool processes sharing the port (SO_REUSEPORT); 0 = one per CPU core
+    # "I/N": this is front-end I of N publishing to one share bus; each gets its own extranonce1 range, so
+    # no miner can get the same coinbase (and have one share credited twice) on two front-ends
+    front_end: str = "0/1"
 
 
 @dataclass(frozen=True)
