@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -393,3 +394,66 @@ async def test_a_stuck_worker_is_killed_and_restarted() -> None:
         assert not _alive(old_pid)
     finally:
         await pool.stop()
+
+
+def test_front_end_and_worker_slices_never_overlap() -> None:
+    """Every worker of every front-end, whatever the mix of counts (powers of two or not, single-process
+    front-ends beside multi-worker ones), allocates from a range no other one touches."""
+    from pithead.stratum.protocol.extranonce import ExtranonceAllocator
+    from pithead.stratum.server.run import front_end_shard
+    from pithead.stratum.server.workers import worker_shard
+
+    def span(shard: tuple[int, int]) -> tuple[int, int]:
+        index, count = shard
+        low = 32 - (count - 1).bit_length()
+        return index << low, (index + 1) << low
+
+    for fronts in (1, 2, 3, 5):
+        for counts in ((1,) * fronts, tuple(range(1, fronts + 1)), (3,) * fronts, (2, 7, 1, 4, 6)[:fronts]):
+            spans = []
+            for first, workers in enumerate(counts):
+                fe = front_end_shard(PoolConfig(front_end=f"{first}/{fronts}"))
+                shards = [fe] if workers == 1 else [worker_shard(fe, i, workers) for i in range(workers)]
+                spans += [span(s) for s in shards]
+                for s in shards:  # the allocator agrees with the span
+                    a = ExtranonceAllocator(salt=first, shard=s)
+                    v = int.from_bytes(a.allocate(), "big")
+                    assert span(s)[0] <= v < span(s)[1]
+            spans.sort()
+            assert all(hi <= lo2 for (_, hi), (lo2, _) in itertools.pairwise(spans)), (fronts, counts)
+    for bad in ("2/2", "1", "x/3", "0/0", "0/999"):
+        with pytest.raises(PoolConfigError, match="front_end"):
+            front_end_shard(PoolConfig(front_end=bad))
+
+
+async def test_a_miner_cannot_resume_its_extranonce_on_another_front_end() -> None:
+    """Front-ends 0/2 and 1/2 (two pools on one share bus): a miner that asks front-end 1 for the
+    extranonce1 it had on front-end 0 gets another one (else it could send every share to both)."""
+    from pithead.stratum.server.run import build_server
+
+    pools = [build_server(pool_cfg(front_end=f"{i}/2"), StaticTemplateSource(regtest_template()), ListSink())
+             for i in range(2)]
+    ports = [(await p.start("127.0.0.1", 0))[1] for p in pools]
+    clients: list[RawClient] = []
+    try:
+        a = await connect(ports[0])
+        clients.append(a)
+        await a.handshake(USER + "a")
+        assert a.extranonce1[0] >> 7 == 0
+        b = await connect(ports[1])
+        clients.append(b)
+        r = await b.call("mining.subscribe", ["cpuminer/2.5.1", a.extranonce1.hex()])
+        got = bytes.fromhex(r["result"][1])
+        assert got != a.extranonce1 and got[0] >> 7 == 1
+        c = await connect(ports[0])  # on its own front-end the id would be resumed once freed
+        clients.append(c)
+        await a.close()
+        clients.remove(a)
+        await asyncio.sleep(0.1)
+        r = await c.call("mining.subscribe", ["cpuminer/2.5.1", a.extranonce1.hex()])
+        assert bytes.fromhex(r["result"][1]) == a.extranonce1
+    finally:
+        for cl in clients:
+            await cl.close()
+        for p in pools:
+            await p.stop()

@@ -38,6 +38,9 @@ def pool(
         None, "--share-bus", help="Publish shares and blocks to this Redis stream, "
         "redis://HOST:PORT/DB?stream=NAME, for a `pithead serve` ledger to credit (default: [ledger] share_bus "
         "when it is a redis:// URL; otherwise pool mode records no share)."),
+    front_end: str | None = typer.Option(
+        None, "--front-end", help="I/N: this is front-end I of N on one share bus; each gets its own "
+        "extranonce1 range, so no share can be credited twice (default 0/1)."),
     config: str | None = typer.Option(None, "--config", "-c", help="TOML config file."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -55,7 +58,8 @@ def pool(
     bus = share_bus if share_bus is not None else (None if full.ledger.share_bus == "memory" else full.ledger.share_bus)
     changes: dict[str, object] = {
         k: v for k, v in (("bind", bind), ("port", port), ("mode", mode), ("pool_address", address),
-                          ("network", network), ("workers", workers)) if v is not None
+                          ("network", network), ("workers", workers),
+                          ("front_end", front_end)) if v is not None
     }
     if node:
         changes["nodes"] = tuple(UpstreamNode(url=u, cookie_file=cookie, rpc_user=rpc_user,

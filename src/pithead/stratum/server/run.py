@@ -80,17 +80,36 @@ def pool_workers(cfg: PoolConfig) -> int:
     """How many pool processes `cfg` asks for (`[pool] workers`; 0 = one per CPU core)."""
     from pithead.stratum.server.workers import resolve_workers
 
+    front_end_shard(cfg)  # refuse a bad front_end with the other settings, before anything starts
     try:
         return resolve_workers(cfg.workers)
     except ValueError as exc:
         raise PoolConfigError(str(exc)) from exc
 
 
+MAX_FRONT_ENDS = 256
+
+
+def front_end_shard(cfg: PoolConfig) -> tuple[int, int]:
+    """(I, N) from `[pool] front_end = "I/N"`: this pool's slice of the extranonce1 space among the N
+    front-ends that publish to one share bus. Disjoint slices mean no miner can hold the same extranonce1
+    (hence the same coinbase and the same share hashes) on two front-ends and be credited twice."""
+    try:
+        first, count = (int(x) for x in cfg.front_end.strip().split("/"))
+    except ValueError:
+        raise PoolConfigError(f"pool.front_end must be I/N (front-end I of N), not {cfg.front_end!r}") from None
+    if not 1 <= count <= MAX_FRONT_ENDS or not 0 <= first < count:
+        raise PoolConfigError(f"pool.front_end {cfg.front_end!r}: want 0 <= I < N <= {MAX_FRONT_ENDS}")
+    return first, count
+
+
 def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None, *,
-                 extranonce_shard: tuple[int, int] = (0, 1),
+                 extranonce_shard: tuple[int, int] | None = None,
                  on_ban: Callable[[str, float], None] | None = None,
                  broadcast_threads: int | None = None) -> PoolServer:
     rules = rules_from_config(cfg)
+    if extranonce_shard is None:  # one process: its front-end's slice (all of it for a lone pool)
+        extranonce_shard = front_end_shard(cfg)
     pool_script = None
     if cfg.mode == "pool":
         if not cfg.pool_address:

@@ -260,6 +260,15 @@ def _sessions(server: PoolServer, limit: int) -> list[tuple[str, str | None, flo
     return out
 
 
+def worker_shard(front_end: tuple[int, int], index: int, count: int) -> tuple[int, int]:
+    """Worker `index` of `count` inside front-end (I, N): the front-end's extranonce1 prefix bits, then the
+    worker's, so every worker's slice lies inside its front-end's slice whatever N and count are (and a
+    single-process front-end's slice, (I, N), is exactly the union of its workers' would be)."""
+    first, fronts = front_end
+    front_bits, worker_bits = (fronts - 1).bit_length(), (count - 1).bit_length()
+    return (first << worker_bits) | index, 1 << (front_bits + worker_bits)
+
+
 def _worker_stats(server: PoolServer, sink: ChannelSink, listed: int = LISTED_SESSIONS) -> dict[str, Any]:
     ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -276,7 +285,7 @@ def _worker_stats(server: PoolServer, sink: ChannelSink, listed: int = LISTED_SE
 
 async def run_worker(fd: int) -> None:
     """A worker process's life: take the config, serve its share of the miners, obey the supervisor."""
-    from pithead.stratum.server.run import build_server
+    from pithead.stratum.server.run import build_server, front_end_shard
 
     channel = await Channel.open(socket.socket(fileno=fd))
     first = await channel.recv()
@@ -286,7 +295,7 @@ async def run_worker(fd: int) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s worker {index}: %(name)s: %(message)s")
     source = ChannelSource(channel)
     sink = ChannelSink(channel)
-    server = build_server(cfg, source, sink, extranonce_shard=(index, count),
+    server = build_server(cfg, source, sink, extranonce_shard=worker_shard(front_end_shard(cfg), index, count),
                           on_ban=lambda ip, now: channel.send(("ban", ip)),
                           broadcast_threads=max(1, min(4, (os.cpu_count() or 1) // count)))
     # the current template comes right after the config, so the first miners get work at once
