@@ -436,11 +436,21 @@ def test_collect_and_run_central_commands_end_to_end(tmp_path: Path) -> None:
         _wait_listening("127.0.0.1", port, central)
         _wait_listening("127.87.0.1", sim_port, fleet)
         outs = []
+        wrong = tmp_path / "wrong-token"
+        wrong.write_text("not-the-central-token-000\n")
         for i in range(2):
             db = str(tmp_path / f"c{i}.sqlite3")
             scan = subprocess.run([*py, "farm", "scan", net, "--cgminer-port", str(sim_port), "--db", db,
                                    "--site", "north"], capture_output=True, text=True, env=env, timeout=120)
             assert scan.returncode == 0, scan.stdout + scan.stderr
+            if i == 0:  # first with a wrong token: refused, said clearly, and the readings stay in the spool file
+                r = subprocess.run([*py, "farm", "collect", "--shard", "0/2", "--forward", f"http://127.0.0.1:{port}",
+                                    "--token-file", str(wrong), "--db", db, "--interval", "0.5", "--duration", "1",
+                                    "--name", "c0"],
+                                   capture_output=True, text=True, env=env, timeout=120)
+                assert r.returncode == 0, r.stdout + r.stderr
+                assert "central REFUSED our token" in r.stdout and "401: wrong farm API token" in r.stdout, r.stdout
+                assert "stopped: central auth refused" in r.stdout and "sent at the next start" in r.stdout
             r = subprocess.run([*py, "farm", "collect", "--shard", f"{i}/2", "--forward", f"http://127.0.0.1:{port}",
                                 "--token-file", str(token), "--db", db, "--interval", "0.5", "--duration", "1.5",
                                 "--name", f"c{i}"],
@@ -457,6 +467,7 @@ def test_collect_and_run_central_commands_end_to_end(tmp_path: Path) -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.communicate(timeout=10)
     assert all("central ok" in o and "sent" in o for o in outs), outs
+    assert "left from the last run; sending them first" in outs[0]
     assert set(ingest["collectors"]) == {"c0", "c1"}
     assert len(devices) == 6 and [d["state"] for d in devices] == ["ok"] * 6, (devices, outs)
 
@@ -472,3 +483,112 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[str]) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on {host}:{port}")
+
+
+# ---- the central's own duties over forwarded readings ----------------------------------------------------
+
+
+def batch_of(results: Sequence[PollResult], devices: Sequence[Device] = ()) -> bytes:
+    return encode_batch(new_batch_id(), "test/c", devices, results)
+
+
+async def test_a_shard_whose_collector_went_quiet_goes_offline_centrally_and_comes_back(sim: Sim) -> None:
+    now = [1_800_000_000.0]
+    store = FarmStore(":memory:")
+    svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL, poll_interval_s=60.0), clock=lambda: now[0])
+    poller = Poller(default_drivers(), clock=lambda: now[0])
+    _, results = await poller.sweep(sim.devices)
+    svc.ingest.handle(batch_of(results, sim.devices), None)
+    assert svc.central_tick() == [] and store.open_alerts() == []
+    now[0] += 200.0  # no collector has said anything for 200 s (> 3 intervals)
+    assert sorted(svc.central_tick()) == sorted(d.id for d in sim.devices)
+    assert all(st.state is DeviceState.UNREACHABLE and "no reading forwarded" in (st.error or "")
+               for st in store.statuses())
+    assert {(a.device_id, a.kind) for a in store.open_alerts()} == {(d.id, "offline") for d in sim.devices}
+    _, fresh = await poller.sweep(sim.devices)  # the collector is back
+    svc.ingest.handle(batch_of(fresh), None)
+    svc.central_tick()
+    assert all(st.state is DeviceState.OK for st in store.statuses())
+    assert store.open_alerts() == []
+    store.close()
+
+
+async def test_readings_drained_late_are_rolled_up_into_their_buckets(sim: Sim) -> None:
+    t0 = 1_800_000_000.0 - 1_800_000_000.0 % 3600
+    now = [t0 + 3600.0]
+    store = FarmStore(":memory:")
+    svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL), clock=lambda: now[0])
+    at = [t0 + 10.0]
+    poller = Poller(default_drivers(), clock=lambda: at[0])
+    _, first = await poller.sweep(sim.devices)
+    svc.ingest.handle(batch_of(first, sim.devices), None)
+    svc.central_tick()
+    assert {r.samples for r in store.rollups(300, t0)} == {1}
+    at[0] = t0 + 70.0  # a reading of the same 5-min bucket, arriving after it was rolled up (a drained spool)
+    _, late = await poller.sweep(sim.devices)
+    svc.ingest.handle(batch_of(late), None)
+    svc.central_tick()
+    rows = store.rollups(300, t0)
+    assert len(rows) == DEVICES and {r.samples for r in rows} == {2}
+    assert {r.samples for r in store.rollups(3600, t0)} == {2}
+    store.close()
+
+
+# ---- the spool's bound, and batches the central will never take -------------------------------------------
+
+
+def test_a_full_spool_drops_the_oldest_batches_and_says_so() -> None:
+    spool = Spool(":memory:", max_items=25)
+    fwd = Forwarder("http://127.0.0.1:9", None, spool, "test/full")
+    devices = [Device(DeviceAddress(f"10.0.0.{i}", 4028, DriverKind.CGMINER), Identity("sim", "s")) for i in range(12)]
+    results = [PollResult(d.id, 1_800_000_000.0 + k, DeviceState.TIMEOUT, error="no answer") for k in range(3)
+               for d in devices]
+    for k in range(3):
+        fwd.submit_results(results[k * 12: (k + 1) * 12])
+    assert (spool.batches, spool.items, spool.dropped_items) == (2, 24, 12)
+    head = spool.head()
+    assert head is not None and orjson.loads(gzip.decompress(head.body))["results"][0]["time"] == 1_800_000_001.0
+    assert "LOST 12 dropped from the full spool" in fwd.status().line()
+    spool.close()
+
+
+async def test_a_batch_the_central_rejects_for_good_is_dropped_and_does_not_block_the_rest(
+        sim: Sim, central: Central, tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path / "s.spool"))
+    fwd = Forwarder(central.url, TOKEN, spool, "test/reject")
+    spool.push(new_batch_id(), 5, 0, b"this is not gzip", 0.0)  # e.g. written by a broken older version
+    fwd.submit_devices(sim.devices)
+    stop = asyncio.Event()
+    task = asyncio.create_task(fwd.run(stop))
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await wait_drained(fwd)
+    finally:
+        stop.set()
+        await task
+    st = fwd.status()
+    spool.close()
+    assert (st.rejected_batches, st.rejected_items, st.sent_batches) == (1, 5, 1)
+    assert "5 in 1 rejected batches" in st.line()
+    assert len(central.store.devices()) == DEVICES
+
+
+async def test_a_central_that_lost_its_inventory_is_sent_the_devices_again(
+        sim: Sim, central: Central, make_collector: MakeCollector) -> None:
+    col = make_collector(central.url, (0, 1))
+    col.start()
+    fresh = FarmStore(":memory:")
+    replacement = Central(FarmService(fresh, FarmServiceConfig(role=Role.CENTRAL)), fresh, "")
+    try:
+        await col.sweeps(1)
+        await col.drained()
+        port = int(central.url.rsplit(":", 1)[1])
+        await central.stop()
+        await replacement.start(port)  # a new, empty central database on the same address
+        await until_attempt(col.fwd, lambda: len(fresh.devices()) == DEVICES and all(
+            st.state is DeviceState.OK for st in fresh.statuses()))
+    finally:
+        await col.stop()
+        await replacement.stop()
+    assert {d.id for d in fresh.devices()} == {d.id for d in sim.devices}
+    fresh.close()

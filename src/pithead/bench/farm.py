@@ -13,6 +13,18 @@ Figures printed:
 CPU is this process's `time.process_time()` (poller + drivers + SQLite writes), measured around sweeps.
 
 Options: --devices N --interval S --sweeps K --concurrency C --deadline S --mix MIX --no-paced --db PATH
+
+With `--collectors N` it measures the collector -> central path instead: one central service process
+(`FarmService` in the CENTRAL role behind its real web API, token-guarded ingest, SQLite store) and N
+collector processes, each polling its shard (`shard_of`) of the simulated fleet and forwarding through the
+real `Forwarder` (spool file, gzip, httpx). Phases, all collectors at once:
+- burst: one unpaced sweep of every shard, forwarded -> readings ingested per second end to end (the
+  simulator usually limits this on a small machine);
+- replay (`--replay R`): every collector re-sends its burst's readings R more times, re-stamped, as fast as
+  the central takes them -> the central's ingest capacity, readings/s and CPU-s per 1,000 readings;
+- paced (`--sweeps K`): the production schedule -> the central's CPU per 1,000 devices per sweep and its
+  share of one core at that interval (ingest plus its evaluation tick: stale marks, alerts, rollups).
+The central's CPU is its own `time.process_time()`, reported over a pipe; the collectors' likewise.
 This module prints figures; it asserts nothing.
 """
 
@@ -115,6 +127,213 @@ async def _run(args: argparse.Namespace, devices: list[Device], db: str) -> dict
     return out
 
 
+# ---- collectors forwarding to one central service --------------------------------------------------------
+
+BENCH_TOKEN = "bench-farm-ingest-token-0123456789"
+# Each collector's spool bound in the bench: all readings of every phase fit, so nothing is dropped.
+BENCH_SPOOL_ITEMS = 10_000_000
+
+
+def _serve_central(db: str, interval: float, conn: Connection) -> None:
+    """Child process: the central service with its web API on 127.0.0.1 (free port); answers "stats" on the
+    pipe with its CPU and ingest counts; "stop" ends it."""
+
+    async def serve() -> None:
+        from fastapi import FastAPI
+
+        from pithead.farm.service import FarmService, FarmServiceConfig, Role
+        from pithead.farm.web import FarmAuth
+        from pithead.web.server import WebServer
+
+        store = FarmStore(db)
+        svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL, poll_interval_s=interval))
+        app = FastAPI()
+        app.include_router(svc.router(auth=FarmAuth(BENCH_TOKEN)))
+        web = WebServer(app, "127.0.0.1", 0)
+        await web.start()
+        task = asyncio.create_task(svc.run())
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_command() -> None:
+            cmd = conn.recv()
+            if cmd == "stop":
+                done.set()
+                return
+            t = svc.ingest.total
+            conn.send({"cpu": time.process_time(), "written": t.written, "duplicates": t.duplicates,
+                       "refused": t.refused, "batches": t.batches, "first_at": t.first_at, "last_at": t.last_at,
+                       "devices": len(store.devices())})
+
+        loop.add_reader(conn.fileno(), on_command)
+        conn.send(("ready", web.url))
+        await done.wait()
+        loop.remove_reader(conn.fileno())
+        svc.stop()
+        await task
+        await web.stop()
+        store.close()
+        conn.send("stopped")
+
+    _run_loop(serve())
+
+
+def _run_loop(coro: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)
+
+
+def _collector(url: str, listing: list[tuple[str, int, str]], shard: tuple[int, int], spool: str,
+               concurrency: int, deadline: float, interval: float, conn: Connection) -> None:
+    """Child process: one collector. Commands on the pipe: ("burst",), ("replay", R), ("paced", K), ("stop",);
+    each answered with a report once everything it made has been delivered to the central."""
+    import dataclasses
+
+    from pithead.farm.forward import Forwarder, Spool, wait_drained
+    from pithead.farm.service import FarmService, FarmServiceConfig, Role
+
+    store = FarmStore(":memory:")
+    store.upsert_devices(_devices(listing))
+    fwd = Forwarder(url, BENCH_TOKEN, Spool(spool, BENCH_SPOOL_ITEMS), f"bench/{shard[0]}of{shard[1]}")
+    svc = FarmService(store, FarmServiceConfig(role=Role.COLLECTOR, shard=shard, max_concurrency=concurrency,
+                                               deadline_s=deadline, poll_interval_s=interval), forwarder=fwd)
+    last: list[Any] = []
+
+    async def phase(cmd: tuple[Any, ...]) -> dict[str, Any]:
+        stop = asyncio.Event()
+        sender = asyncio.create_task(fwd.run(stop))
+        c0, t0 = time.process_time(), time.perf_counter()
+        out: dict[str, Any] = {}
+        devices = svc.shard_devices()  # forwards the shard's inventory first (once)
+        if cmd[0] == "burst":
+            rep, results = await svc.poller.sweep(devices)
+            fwd.submit_results(results)
+            last[:] = results
+            out["ok"], out["polled"] = rep.ok, rep.devices
+        elif cmd[0] == "replay":
+            for k in range(1, cmd[1] + 1):
+                shift = k * 1e-3  # distinct, newer keys: written in full, latest status updated
+                fwd.submit_results([dataclasses.replace(
+                    r, time=r.time + shift,
+                    reading=dataclasses.replace(r.reading, time=r.time + shift) if r.reading else None) for r in last])
+            out["polled"] = 0
+        else:
+            ok = polled = 0
+            for _ in range(cmd[1]):
+                rep, _r = await svc.poller.sweep(devices, fwd.submit_results, spread_s=interval * 0.8)
+                ok, polled = ok + rep.ok, polled + rep.devices
+            out["ok"], out["polled"] = ok, polled
+        await wait_drained(fwd)
+        stop.set()
+        await sender
+        st = fwd.status()
+        out.update(cpu=time.process_time() - c0, wall=time.perf_counter() - t0, sent=st.sent_results,
+                   dropped=st.dropped_items, rejected=st.rejected_items, refused=st.refused_items,
+                   devices=len(devices))
+        return out
+
+    try:
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    try:
+        while True:
+            cmd = conn.recv()
+            if cmd[0] == "stop":
+                break
+            conn.send(loop.run_until_complete(phase(cmd)))
+    finally:
+        loop.close()
+        store.close()
+        fwd.spool.close()
+
+
+def _collectors_bench(args: argparse.Namespace, listing: list[tuple[str, int, str]], tmp: str) -> None:
+    ctx = mp.get_context("spawn")
+    c_parent, c_child = ctx.Pipe()
+    central = ctx.Process(target=_serve_central, args=(os.path.join(tmp, "central.sqlite3"), args.interval, c_child),
+                          daemon=True)
+    central.start()
+    procs: list[Any] = [central]
+    try:
+        if not c_parent.poll(FLEET_START_TIMEOUT_S):
+            raise SystemExit("the central service did not start")
+        _, url = c_parent.recv()
+
+        def stats() -> dict[str, Any]:
+            c_parent.send("stats")
+            out: dict[str, Any] = c_parent.recv()
+            return out
+
+        pipes = []
+        n = args.collectors
+        for i in range(n):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_collector, args=(url, listing, (i, n), os.path.join(tmp, f"spool-{i}.sqlite3"),
+                                                     args.concurrency, args.deadline, args.interval, child),
+                            daemon=True)
+            p.start()
+            procs.append(p)
+            pipes.append(parent)
+        print(f"central: 1 process at {url} (token-guarded ingest, SQLite); collectors: {n} processes, "
+              f"concurrency {args.concurrency} each; forwarding gzip batches of up to 2,000 readings", flush=True)
+
+        def run_phase(cmd: tuple[Any, ...]) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], float]:
+            s0 = stats()
+            t0 = time.perf_counter()
+            for pipe in pipes:
+                pipe.send(cmd)
+            reps = [pipe.recv() for pipe in pipes]
+            wall = time.perf_counter() - t0
+            return reps, s0, stats(), wall
+
+        reps, s0, s1, wall = run_phase(("burst",))
+        got = s1["written"] - s0["written"]
+        ccpu = s1["cpu"] - s0["cpu"]
+        polled = sum(r["polled"] for r in reps)
+        print(f"burst: {polled} devices polled by {n} collectors ({sum(r['ok'] for r in reps)} ok) and "
+              f"{got} readings ingested in {wall:.2f} s = {got / wall:,.0f} readings/s end to end; central CPU "
+              f"{ccpu:.2f} s = {ccpu / max(got, 1) * 1000:.3f} CPU-s per 1,000 readings; collectors' CPU "
+              f"{sum(r['cpu'] for r in reps):.2f} s; central holds {s1['devices']} devices", flush=True)
+        if args.replay:
+            reps, s0, s1, wall = run_phase(("replay", args.replay))
+            got = s1["written"] - s0["written"]
+            ccpu = s1["cpu"] - s0["cpu"]
+            print(f"replay x{args.replay}: {got} readings ingested in {wall:.2f} s = {got / wall:,.0f} readings/s "
+                  f"(central capacity); central CPU {ccpu:.2f} s = {ccpu / max(got, 1) * 1000:.3f} CPU-s per "
+                  f"1,000 readings = {ccpu / wall:.0%} of one core", flush=True)
+        if args.paced and args.sweeps:
+            reps, s0, s1, wall = run_phase(("paced", args.sweeps))
+            got = s1["written"] - s0["written"]
+            ccpu = s1["cpu"] - s0["cpu"]
+            per_sweep = ccpu / args.sweeps
+            devices = sum(r["devices"] for r in reps)
+            print(f"paced x{args.sweeps} (interval {args.interval:g} s): {got} readings ingested over {wall:.1f} s; "
+                  f"central CPU {ccpu:.2f} s = {per_sweep / max(devices, 1) * 1000:.3f} CPU-s per 1,000 devices "
+                  f"per sweep = {per_sweep / args.interval:.1%} of one core (ingest and its evaluation tick); "
+                  f"collectors {sum(r['cpu'] for r in reps) / args.sweeps / max(devices, 1) * 1000:.3f} CPU-s per "
+                  f"1,000 devices per sweep in all", flush=True)
+        lost = sum(r["dropped"] + r["rejected"] + r["refused"] for r in reps)
+        print(f"central: {s1['written']} readings written in all, {s1['duplicates']} duplicates, "
+              f"{s1['refused']} refused; collectors: {lost} lost", flush=True)
+        for pipe in pipes:
+            pipe.send(("stop",))
+        c_parent.send("stop")
+        if c_parent.poll(30):
+            c_parent.recv()
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="pithead bench farm", description=__doc__.split("\n\n")[0])
     ap.add_argument("--devices", type=int, default=24_000)
@@ -125,6 +344,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--mix", default="s19xp:4,s19:3,s21:2,bitaxe-gamma:1")
     ap.add_argument("--no-paced", dest="paced", action="store_false")
     ap.add_argument("--db", default=None, help="SQLite file (default: a temporary file)")
+    ap.add_argument("--collectors", type=int, default=0,
+                    help="N collector processes forwarding to one central service (0: the one-process bench)")
+    ap.add_argument("--replay", type=int, default=3,
+                    help="with --collectors: re-send each burst's readings this many more times (central capacity)")
     args = ap.parse_args(argv)
 
     ctx = mp.get_context("spawn")
@@ -145,6 +368,9 @@ def main(argv: list[str]) -> None:
               f"in a child process; poller: 1 process, concurrency {args.concurrency}, deadline {args.deadline:g} s, "
               f"CPUs on this machine: {os.cpu_count()}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
+            if args.collectors > 0:
+                _collectors_bench(args, payload, tmp)
+                return
             db = args.db or os.path.join(tmp, "bench-farm.sqlite3")
             try:
                 import uvloop

@@ -157,7 +157,7 @@ class FarmService:
         else:
             self.store.write_results(results)
 
-    def _shard_devices(self) -> list[Device]:
+    def shard_devices(self) -> list[Device]:
         """This service's shard of the inventory; a collector first forwards what changed in it."""
         i, n = self.cfg.shard
         devices = select_shard(self.store.devices(), i, n)
@@ -195,7 +195,7 @@ class FarmService:
         i, n = self.cfg.shard
         discovered = [d for d in select_shard(rep.found, i, n) if d.id not in read]
         if self.forwarder is not None:
-            self._shard_devices()  # forward the scan's new and changed devices before their first read
+            self.shard_devices()  # forward the scan's new and changed devices before their first read
         if discovered:
             await self._first_poll(discovered)
         self.scanned.set()
@@ -283,7 +283,7 @@ class FarmService:
                             if self.cfg.scan_cidrs:
                                 tg.create_task(self.scanner.run_periodic(
                                     self.cfg.scan_cidrs, self.cfg.rescan_interval_s, self._on_scan, self._stop))
-                            tg.create_task(self.poller.run(self._shard_devices, self.cfg.poll_interval_s,
+                            tg.create_task(self.poller.run(self.shard_devices, self.cfg.poll_interval_s,
                                                            self._sink, self._after_sweep, self._stop))
                 finally:
                     forwarding.set()
