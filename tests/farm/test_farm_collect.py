@@ -592,3 +592,21 @@ async def test_a_central_that_lost_its_inventory_is_sent_the_devices_again(
         await replacement.stop()
     assert {d.id for d in fresh.devices()} == {d.id for d in sim.devices}
     fresh.close()
+
+
+async def test_a_restarted_central_gives_collectors_time_to_drain_before_judging_them_silent(sim: Sim) -> None:
+    now = [1_800_000_000.0]
+    store = FarmStore(":memory:")
+    svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL, poll_interval_s=60.0), clock=lambda: now[0])
+    _, results = await Poller(default_drivers(), clock=lambda: now[0]).sweep(sim.devices)
+    svc.ingest.handle(batch_of(results, sim.devices), None)
+    now[0] += 1000.0  # the central was down for a while: every stored status is old
+    task = asyncio.create_task(svc.run())
+    async with asyncio.timeout(WAIT_S):
+        await svc.evaluated.wait()  # the tick at start
+    svc.stop()
+    await task
+    assert all(st.state is DeviceState.OK for st in store.statuses()) and store.open_alerts() == []
+    now[0] += 200.0  # still nothing from the collectors after the grace: now they are silent
+    assert len(svc.central_tick()) == DEVICES
+    store.close()

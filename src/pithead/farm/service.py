@@ -23,7 +23,7 @@ Roles (`FarmServiceConfig.role`), for fleets spread over several collector proce
 - CENTRAL: polls and scans nothing; collectors' batches arrive through `POST /farm/api/ingest` (the
   router's `IngestService`). Every `poll_interval_s` it marks devices no collector has reported for
   `stale_after_s` as unreachable (so a dead collector's shard raises OFFLINE alerts instead of staying
-  green), evaluates alerts, rolls up (re-rolling buckets that got late readings from a drained spool),
+  green; not in the first `stale_after_s` after a start, while collectors drain their spools), evaluates alerts, rolls up (re-rolling buckets that got late readings from a drained spool),
   prunes, and takes a curtailment step -- over the whole fleet.
 Every loop runs in one TaskGroup; `stop()` ends them all promptly: a sweep (or first read) in progress
 starts no further poll, the polls in flight finish within the per-device deadline and their readings are
@@ -133,6 +133,7 @@ class FarmService:
         self.scanned = asyncio.Event()  # set after every scan, once its new devices have been read
         self.first_polled = asyncio.Event()  # set after every read of newly discovered devices
         self.evaluated = asyncio.Event()  # central: set after every evaluation tick
+        self._up_since: float | None = None  # central: when run() started (no stale marks before a grace)
         self._curtail_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -241,8 +242,12 @@ class FarmService:
         Returns the devices newly marked stale."""
         now = self.clock()
         stale_after = self.cfg.stale_after_s or STALE_INTERVALS * self.cfg.poll_interval_s
-        marked = self.store.mark_stale(now - stale_after, f"no reading forwarded for {stale_after:.0f} s "
-                                                          "(its collector is down or cut off)")
+        marked: list[str] = []
+        # Just after a (re)start every stored status is as old as the central's own outage: the collectors
+        # get stale_after to deliver their spools before anyone is judged silent (no alert storm).
+        if self._up_since is None or now - self._up_since >= stale_after:
+            marked = self.store.mark_stale(now - stale_after, f"no reading forwarded for {stale_after:.0f} s "
+                                                              "(its collector is down or cut off)")
         if marked:
             log.warning("%d devices have had no reading forwarded for %.0f s: marked unreachable", len(marked),
                         stale_after)
@@ -271,6 +276,7 @@ class FarmService:
         if self._webhook is not None:
             self._webhook.start()
         forwarding = asyncio.Event()  # set: the forwarder stops (after the poller has flushed)
+        self._up_since = self.clock()
         try:
             async with asyncio.TaskGroup() as outer:
                 if self.forwarder is not None:
