@@ -278,10 +278,13 @@ class Forwarder:
             await self._drain_on_stop(client)
 
     async def _drain_on_stop(self, client: httpx.AsyncClient) -> None:
-        end = time.monotonic() + STOP_DRAIN_S
-        while (entry := self.spool.head()) is not None and time.monotonic() < end:
-            if not await self._send(client, entry):
-                break
+        # bounded as a whole, also when a send hangs (a batch cut off mid-send stays spooled; if the central
+        # had taken it after all, its batch id makes the resend harmless)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_DRAIN_S):
+                while (entry := self.spool.head()) is not None:
+                    if not await self._send(client, entry):
+                        break
         if self.spool.batches:
             where = ("kept in " + self.spool.path + " and sent at the next start" if self.spool.path != ":memory:"
                      else "LOST (the spool is in memory)")

@@ -32,7 +32,7 @@ import math
 import re
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,13 +232,24 @@ def _id_of(item: object, kind: str) -> str | None:
 def _obj(v: object, what: str, fields: frozenset[str], required: frozenset[str]) -> dict[str, Any]:
     if not isinstance(v, dict):
         raise ItemError(f"{what}: must be an object")
-    extra = set(v) - fields
-    if extra:
-        raise ItemError(f"{what}: unknown field(s) {', '.join(sorted(map(str, extra)))}")
-    missing = required - set(v)
-    if missing:
-        raise ItemError(f"{what}: missing field(s) {', '.join(sorted(missing))}")
+    keys = v.keys()
+    if not keys <= fields:  # (subset tests allocate nothing on the good path)
+        raise ItemError(f"{what}: unknown field(s) {', '.join(sorted(map(str, keys - fields)))}")
+    if not required <= keys:
+        raise ItemError(f"{what}: missing field(s) {', '.join(sorted(required - keys))}")
     return v
+
+
+def _each(items: list[Any], what: str, check: Callable[[Any], Any]) -> list[Any]:
+    """`check` over a list's items; an error names the item's index (formatted only on the error path:
+    a batch has thousands of boards, fans and pools)."""
+    out = []
+    for k, item in enumerate(items):
+        try:
+            out.append(check(item))
+        except ItemError as exc:
+            raise ItemError(f"{what}[{k}]{exc}") from None
+    return out
 
 
 def _num(v: object, what: str, lo: float = 0.0, hi: float = math.inf, optional: bool = False) -> float | None:
@@ -364,41 +375,47 @@ def result_from_json(d: object, now: float) -> PollResult:
         raise ItemError(str(exc)) from exc
 
 
+def _board(d: object) -> Board:
+    o = _obj(d, "", _BOARD, frozenset({"index", "hashrate_ths"}))
+    return Board(
+        index=_int(o["index"], ".index", 0, 255) or 0,
+        hashrate_ths=_num(o["hashrate_ths"], ".hashrate_ths", 0, _HASHRATE_MAX_THS) or 0.0,
+        chips=_int(o.get("chips"), ".chips", 0, 10_000, True),
+        expected_chips=_int(o.get("expected_chips"), ".expected_chips", 0, 10_000, True),
+        board_temp_c=_num(o.get("board_temp_c"), ".board_temp_c", *_TEMP, optional=True),
+        chip_temp_c=_num(o.get("chip_temp_c"), ".chip_temp_c", *_TEMP, optional=True),
+        serial=_text(o.get("serial"), ".serial", True),
+    )
+
+
+def _fan(d: object) -> Fan:
+    o = _obj(d, "", _FAN, _FAN)
+    return Fan(_int(o["index"], ".index", 0, 255) or 0, _int(o["rpm"], ".rpm", 0, 100_000) or 0)
+
+
+def _pool(d: object) -> PoolEntry:
+    o = _obj(d, "", _POOL, frozenset({"index", "url", "user"}))
+    return PoolEntry(
+        index=_int(o["index"], ".index", 0, 255) or 0, url=_text(o["url"], ".url") or "",
+        user=_text(o["user"], ".user") or "", alive=_bool(o.get("alive"), ".alive", True),
+        active=bool(_bool(o.get("active", False), ".active")),
+        accepted=_int(o.get("accepted"), ".accepted", optional=True),
+        rejected=_int(o.get("rejected"), ".rejected", optional=True),
+    )
+
+
+def _error_text(v: object) -> str:
+    return _text(v, "") or ""
+
+
 def _reading(d: object, device_id: str, now: float) -> Reading:
     r = _obj(d, "reading", _READING, frozenset({"device_id", "time", "hashrate_ths"}))
     if r["device_id"] != device_id:
         raise ItemError(f"reading.device_id {r['device_id']!r} is not the result's device_id")
-    boards = []
-    for k, b in enumerate(_list(r.get("boards", []), "reading.boards", MAX_BOARDS)):
-        w = f"reading.boards[{k}]"
-        o = _obj(b, w, _BOARD, frozenset({"index", "hashrate_ths"}))
-        boards.append(Board(
-            index=_int(o["index"], f"{w}.index", 0, 255) or 0,
-            hashrate_ths=_num(o["hashrate_ths"], f"{w}.hashrate_ths", 0, _HASHRATE_MAX_THS) or 0.0,
-            chips=_int(o.get("chips"), f"{w}.chips", 0, 10_000, True),
-            expected_chips=_int(o.get("expected_chips"), f"{w}.expected_chips", 0, 10_000, True),
-            board_temp_c=_num(o.get("board_temp_c"), f"{w}.board_temp_c", *_TEMP, optional=True),
-            chip_temp_c=_num(o.get("chip_temp_c"), f"{w}.chip_temp_c", *_TEMP, optional=True),
-            serial=_text(o.get("serial"), f"{w}.serial", True),
-        ))
-    fans = []
-    for k, f in enumerate(_list(r.get("fans", []), "reading.fans", MAX_FANS)):
-        o = _obj(f, f"reading.fans[{k}]", _FAN, _FAN)
-        fans.append(Fan(_int(o["index"], f"reading.fans[{k}].index", 0, 255) or 0,
-                        _int(o["rpm"], f"reading.fans[{k}].rpm", 0, 100_000) or 0))
-    pools = []
-    for k, p in enumerate(_list(r.get("pools", []), "reading.pools", MAX_POOLS)):
-        w = f"reading.pools[{k}]"
-        o = _obj(p, w, _POOL, frozenset({"index", "url", "user"}))
-        pools.append(PoolEntry(
-            index=_int(o["index"], f"{w}.index", 0, 255) or 0, url=_text(o["url"], f"{w}.url") or "",
-            user=_text(o["user"], f"{w}.user") or "", alive=_bool(o.get("alive"), f"{w}.alive", True),
-            active=bool(_bool(o.get("active", False), f"{w}.active")),
-            accepted=_int(o.get("accepted"), f"{w}.accepted", optional=True),
-            rejected=_int(o.get("rejected"), f"{w}.rejected", optional=True),
-        ))
-    errors = tuple(_text(e, f"reading.errors[{k}]") or ""
-                   for k, e in enumerate(_list(r.get("errors", []), "reading.errors", MAX_ERRORS)))
+    boards = _each(_list(r.get("boards", []), "reading.boards", MAX_BOARDS), "reading.boards", _board)
+    fans = _each(_list(r.get("fans", []), "reading.fans", MAX_FANS), "reading.fans", _fan)
+    pools = _each(_list(r.get("pools", []), "reading.pools", MAX_POOLS), "reading.pools", _pool)
+    errors = _each(_list(r.get("errors", []), "reading.errors", MAX_ERRORS), "reading.errors", _error_text)
     t = _num(r["time"], "reading.time", 1.0, now + MAX_FUTURE_SKEW_S)
     assert t is not None
     try:
@@ -408,7 +425,7 @@ def _reading(d: object, device_id: str, now: float) -> Reading:
             expected_ths=_num(r.get("expected_ths"), "reading.expected_ths", 0, _HASHRATE_MAX_THS, True),
             boards=tuple(boards), fans=tuple(fans),
             power_w=_num(r.get("power_w"), "reading.power_w", 0, _POWER_MAX_W, True), pools=tuple(pools),
-            errors=errors, uptime_s=_num(r.get("uptime_s"), "reading.uptime_s", 0, 1e10, True),
+            errors=tuple(errors), uptime_s=_num(r.get("uptime_s"), "reading.uptime_s", 0, 1e10, True),
             is_mining=bool(_bool(r.get("is_mining", True), "reading.is_mining")),
         )
     except ModelError as exc:
