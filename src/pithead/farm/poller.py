@@ -31,10 +31,13 @@ with its own file-descriptor budget (500-1,000 polls in flight). Collectors (`Fa
 COLLECTOR role, `pithead farm collect`) forward their results in gzipped batches through a bounded spool
 (`pithead.farm.forward`) to the central service's ingest endpoint (`pithead.farm.ingest`, `central`), which
 keeps latest status, rollups and alerts; alert evaluation runs centrally, where the pool ledger is
-reachable, over the latest status of every shard. Measured with `pithead bench farm --collectors 3` at
-24,000 devices on this 2-core machine: the central ingests ~7,400-9,400 readings/s at 0.09 CPU-s per
-1,000 readings, so 500,000 devices at one poll a minute (~8,300 readings/s) need about one core of
-central ingest (SQLite, one writer). Discovery (CIDR
+reachable, over the latest status of every shard. Measured with `pithead bench farm --collectors 2|3` at
+24,000 devices on this 2-core machine: the central ingests 8,800-10,100 readings/s at 0.08-0.10 CPU-s per
+1,000 readings, and one evaluation tick over 24,000 devices (stale marks, alerts, rollups) costs 1.3-1.7
+CPU-s; 6-7 % of one core in all at one poll a minute. 500,000 devices (~8,300 readings/s) would need
+~0.75 core of ingest plus ~0.5 core of evaluation -- more than the central's one event loop has, so past
+~300,000 devices the evaluation tick belongs in its own process over the same SQLite file (or the interval
+grows). Discovery (CIDR
 scans, minutes to hours) runs apart from polling (every minute), so a /16 scan never delays readings;
 and a collector that dies blinds only its own shard, which the central marks unreachable after three
 intervals without a reading (then OFFLINE), not as a stalled fleet.
