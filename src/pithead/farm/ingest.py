@@ -357,8 +357,11 @@ def _label(v: object, what: str) -> str:
 def result_from_json(d: object, now: float) -> PollResult:
     o = _obj(d, "result", _RESULT, frozenset({"device_id", "time", "state"}))
     device_id = _text(o["device_id"], "device_id") or ""
-    t = _num(o["time"], "time", 1.0, now + MAX_FUTURE_SKEW_S)
+    t = _num(o["time"], "time", 1.0)
     assert t is not None
+    if t > now + MAX_FUTURE_SKEW_S:
+        raise ItemError(f"time: {t - now:.0f} s ahead of the central's clock (more than {MAX_FUTURE_SKEW_S:.0f} s): "
+                        "check the collector's clock (NTP)")
     state_s = _text(o["state"], "state")
     polled = {DeviceState.OK, DeviceState.TIMEOUT, DeviceState.UNREACHABLE, DeviceState.ERROR}
     if state_s not in {s.value for s in polled}:
