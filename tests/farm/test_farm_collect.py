@@ -622,3 +622,35 @@ def test_the_collectors_bench_runs_and_loses_nothing() -> None:
     assert "burst: 40 devices polled by 2 collectors" in out and "central holds 40 devices" in out, out
     assert "replay x1: 40 readings ingested" in out and "paced x1 (interval 1 s): 40 readings ingested" in out
     assert "central: 120 readings written in all, 0 duplicates, 0 refused; collectors: 0 lost" in out
+
+
+async def test_a_batch_whose_reply_was_lost_is_resent_and_not_counted_twice(
+        sim: Sim, make_collector: MakeCollector) -> None:
+    store = FarmStore(":memory:")
+    svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL))
+    app = FastAPI()
+    app.include_router(svc.router(auth=FarmAuth(TOKEN)))
+    held: list[str] = []
+
+    @app.middleware("http")
+    async def lose_the_first_reply(request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)  # the batch is written ...
+        if request.url.path == "/farm/api/ingest" and not held:
+            held.append("once")
+            await asyncio.sleep(2.0)  # ... but its answer comes after the collector gave up waiting
+        return response
+
+    web = WebServer(app, "127.0.0.1", 0)
+    await web.start()
+    col = make_collector(web.url, (0, 1))
+    col.fwd.timeout_s = 0.5
+    col.start()
+    try:
+        await col.sweeps(2)
+        await col.drained()
+    finally:
+        await col.stop()
+        await web.stop()
+    assert held and svc.ingest.total.duplicate_batches >= 1  # the resend was recognised ...
+    assert history_keys(store) == [(r.device_id, r.time) for r in col.fwd.handed]  # ... and written once
+    store.close()
