@@ -654,3 +654,31 @@ async def test_a_batch_whose_reply_was_lost_is_resent_and_not_counted_twice(
     assert held and svc.ingest.total.duplicate_batches >= 1  # the resend was recognised ...
     assert history_keys(store) == [(r.device_id, r.time) for r in col.fwd.handed]  # ... and written once
     store.close()
+
+
+async def test_a_scanning_collector_forwards_what_it_finds_and_reads_new_devices_once(
+        sim: Sim, central: Central, tmp_path: Path) -> None:
+    store = FarmStore(":memory:")  # empty: the collector discovers its devices itself
+    axeos = next(d for d in sim.devices if d.address.driver is DriverKind.AXEOS)
+    ports: dict[DriverKind, tuple[int, ...]] = {DriverKind.CGMINER: (sim.devices[0].address.port,),
+                                                DriverKind.AXEOS: (axeos.address.port,)}
+    fwd = Forwarder(central.url, TOKEN, Spool(str(tmp_path / "scan.spool")), "test/scan")
+    svc = FarmService(store, FarmServiceConfig(role=Role.COLLECTOR, scan_cidrs=(NETWORK,), scan_ports=ports,
+                                               rescan_interval_s=0.2, poll_interval_s=3600.0), forwarder=fwd)
+    task = asyncio.create_task(svc.run())
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await svc.scanned.wait()  # the first scan, and the first read of all it found
+            assert svc.last_first_poll is not None and svc.last_first_poll.ok == DEVICES
+            svc.scanned.clear()
+            svc.first_polled.clear()
+            await svc.scanned.wait()  # the next scan finds nothing new: nothing is read again
+            assert not svc.first_polled.is_set()
+            await wait_drained(fwd)
+    finally:
+        svc.stop()
+        await task
+        fwd.spool.close()
+        store.close()
+    assert {d.id for d in central.store.devices()} == {d.id for d in sim.devices}
+    assert all(st.state is DeviceState.OK for st in central.store.statuses())

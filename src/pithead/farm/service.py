@@ -114,6 +114,7 @@ class FarmService:
         self.ingest = IngestService(store, clock)
         # collector: the inventory last handed to the forwarder, by id -> (address, identity, labels)
         self._sent: dict[str, tuple[object, ...]] = {}
+        self._read: set[str] = set()  # collector: devices whose results it has forwarded
         self.cfg = cfg
         self.drivers = drivers or default_drivers()
         self.prices = prices
@@ -155,6 +156,7 @@ class FarmService:
         """Where poll results go: the forwarder (collector) or the store."""
         if self.forwarder is not None:
             self.forwarder.submit_results(results)
+            self._read.update(r.device_id for r in results)
         else:
             self.store.write_results(results)
 
@@ -179,9 +181,8 @@ class FarmService:
         """The central said it does not know these devices (e.g. its database was replaced): send them again
         (their readings in that batch were refused; the next sweep's arrive after the devices)."""
         want = set(ids)
-        for d in self.store.devices():
-            if d.id in want:
-                self._sent.pop(d.id, None)
+        for device_id in want:
+            self._sent.pop(device_id, None)
         log.warning("central does not know %d of our devices; sending them again", len(want))
         i, n = self.cfg.shard
         self._forward_inventory([d for d in select_shard(self.store.devices(), i, n) if d.id in want])
@@ -190,7 +191,9 @@ class FarmService:
         self.last_scan = rep
         # Read at once: devices new to the inventory (or back after removal), and known ones never read
         # yet (e.g. a first read cut short by a stop). (statuses() is served from the store's cache.)
-        read = {st.device.id for st in self.store.statuses() if st.state is not DeviceState.UNKNOWN}
+        # (A collector keeps no statuses: it remembers which devices it has read.)
+        read = self._read if self.forwarder is not None else {
+            st.device.id for st in self.store.statuses() if st.state is not DeviceState.UNKNOWN}
         new = self.store.upsert_devices(rep.found)
         log.info("scan: %d devices (%d new), %d unidentified", len(rep.found), new, len(rep.failures))
         i, n = self.cfg.shard
