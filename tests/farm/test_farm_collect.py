@@ -682,3 +682,20 @@ async def test_a_scanning_collector_forwards_what_it_finds_and_reads_new_devices
         store.close()
     assert {d.id for d in central.store.devices()} == {d.id for d in sim.devices}
     assert all(st.state is DeviceState.OK for st in central.store.statuses())
+
+
+async def test_a_collector_without_a_token_is_told_to_get_one(
+        sim: Sim, central: Central, caplog: pytest.LogCaptureFixture) -> None:
+    fwd = Forwarder(central.url, None, Spool(":memory:"), "test/none")
+    fwd.submit_devices(sim.devices)
+    stop = asyncio.Event()
+    task = asyncio.create_task(fwd.run(stop))
+    try:
+        await until_attempt(fwd, lambda: fwd.central is CentralState.AUTH_REFUSED)
+    finally:
+        stop.set()
+        await task
+    assert (fwd.detail or "").startswith("401: this action needs the farm API token")
+    assert any("we send no token" in r.getMessage() for r in caplog.records)
+    assert fwd.spool.items == DEVICES  # kept
+    fwd.spool.close()

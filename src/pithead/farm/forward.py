@@ -326,8 +326,9 @@ class Forwarder:
         self.failures += 1
         if state is not self.central or detail != self.detail:
             level = logging.ERROR if state is CentralState.AUTH_REFUSED else logging.WARNING
-            what = ("central REFUSED our token at " if state is CentralState.AUTH_REFUSED
-                    else "central unreachable at ")
+            what = ("central unreachable at " if state is not CentralState.AUTH_REFUSED
+                    else "central REFUSED our token at " if self.token is not None
+                    else "central REFUSED us (we send no token; give the collector the central's) at ")
             log.log(level, "%s%s: %s; keeping %d batches (%d items) spooled and retrying", what, self.url,
                     detail, self.spool.batches, self.spool.items)
         self.central, self.detail = state, detail
