@@ -220,15 +220,18 @@ class Firmware:
         self._changed = asyncio.Event()
 
     async def wait_for(self, pred: Callable[[], bool], what: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
         while not pred():
             if self.error is not None:
                 raise AssertionError(f"{self.name}: receive loop failed: {self.error!r}") from self.error
             if self.closed:
                 raise AssertionError(f"{self.name}: connection closed while waiting for {what}")
-            try:
-                await asyncio.wait_for(self._changed.wait(), WAIT_S)
-            except TimeoutError:
-                raise AssertionError(f"{self.name}: no {what} from the pool") from None
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"{self.name}: timed out waiting for {what}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
 
     def write(self, line: str, msg_id: int | None,
               on_reply: Callable[[dict[str, Any]], None] | None = None) -> asyncio.Future[dict[str, Any]]:

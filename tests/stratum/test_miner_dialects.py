@@ -117,6 +117,9 @@ class Farm:
         self.sink = sink
         self.released = released  # waits until the pool freed an extranonce1 (None: cannot tell)
         self.chain_lock = asyncio.Lock()
+        self.miners = 0
+        self.blocks = 0
+        self.all_blocks = asyncio.Event()
 
     async def best(self) -> str:
         return str(await rpc(self.node, "getbestblockhash"))
@@ -172,12 +175,24 @@ async def start(m: Firmware, farm: Farm, out: Outcome, *, resume_same: bool) -> 
             out.shares.append(inflight)
 
 
+async def keep_mining(m: Firmware, out: Outcome, stop: asyncio.Event) -> None:
+    """Ordinary shares until told to stop: the farm does not pause while someone else finds a block (its
+    shares on the old tip then get 21 and are redone on the new one)."""
+    while not stop.is_set():
+        await accepted_share(m, out)
+
+
 async def mine(m: Firmware, farm: Farm, out: Outcome) -> None:
-    """Phase 3: ordinary shares (concurrently with the farm), then, one miner at a time, a duplicate and a
-    block; last, the share held back from before the block is now stale."""
+    """Phase 3: ordinary shares, then — one miner at a time, mining on while it waits its turn — a
+    duplicate and a block; then the share held back from before its block is stale; then ordinary shares
+    again until every miner's block is in."""
     for _ in range(SHARES):
         await accepted_share(m, out)
+    stop = asyncio.Event()
+    background = asyncio.create_task(keep_mining(m, out, stop))
     async with farm.chain_lock:
+        stop.set()  # one connection, one thing at a time: finish the share in flight first
+        await background
         # the pool must already be on the node's tip: then nothing can change it until we find a block
         best = await farm.best()
         await m.wait_work(lambda w: w.prev_hex == best, "a job on the node's tip")
@@ -190,8 +205,16 @@ async def mine(m: Firmware, farm: Farm, out: Outcome) -> None:
         assert r.ok, (m.name, r.msg)
         out.block = block
         await farm.wait_best(block.block_hash)
+    farm.blocks += 1
+    if farm.blocks == farm.miners:
+        farm.all_blocks.set()
     await m.wait_work(lambda w: w.prev_hex == block.block_hash, "the job on our own block")
     out.stale = await m.submit(held)
+    stop = asyncio.Event()
+    background = asyncio.create_task(keep_mining(m, out, stop))
+    await farm.all_blocks.wait()
+    stop.set()
+    await background
 
 
 def events_for(sink: ListSink, m: Firmware) -> list[ShareEvent]:
@@ -298,6 +321,7 @@ async def run_farm(farm: Farm, miners: list[Firmware], *, resume_same: bool,
 
     await wait_until(has_branch, "transactions in the mempool")
     outcomes = [Outcome(m) for m in miners]
+    farm.miners = len(miners)
     await asyncio.gather(*(start(m, farm, o, resume_same=resume_same)
                            for m, o in zip(miners, outcomes, strict=True)))
     check_handshakes(miners)
