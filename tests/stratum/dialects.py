@@ -530,9 +530,10 @@ class EspMiner(Firmware):
 
     def read_configure(self, r: dict[str, Any]) -> None:
         assert r["error"] is None, r
-        mask = r["result"].get("version-rolling.mask")  # STRATUM_RESULT_VERSION_MASK
-        assert isinstance(mask, str), r
-        self.version_mask = int(mask, 16)
+        mask = r["result"].get("version-rolling.mask")
+        if isinstance(mask, str):  # STRATUM_RESULT_VERSION_MASK
+            self.version_mask = int(mask, 16)
+        # else: "error setting version mask" is logged and mining goes on without rolling
 
     async def handshake(self) -> None:
         # the firmware writes configure, subscribe and authorize, then reads the replies in its main loop

@@ -431,3 +431,55 @@ async def test_mixed_farm_across_worker_processes_in_pool_mode(tmp_path: Path) -
                 await m.close()
             await pool.stop()
             await source.stop()
+
+
+async def test_pool_that_refuses_version_rolling(tmp_path: Path) -> None:
+    """A pool with no version mask answers `"version-rolling": false`. cgminer then sends five submit params
+    (cgminer.c:7158-7163); ESP-Miner still sends six, with version_bits = rolled ^ job = 00000000
+    (asic_result_task.c:78, stratum_api.c:735), which must count as "no rolling", not as an error; BFGMiner
+    never asked. Each gets shares accepted and a block the node takes."""
+    async with EmbeddedNode(tmp_path, rpc_port=0, tx_rate=TX_RATE, seed=23) as node:
+        source = source_from_config([UpstreamNode(url=node.rpc_url, cookie_file=str(node.cookie_path))],
+                                    chain="regtest", refresh_interval=0.2)
+        await source.start()
+        sink = ListSink()
+        rules = PoolRules(mode="solo", network=REGTEST, start_difficulty=START_DIFFICULTY, version_mask=0,
+                          vardiff=VarDiffConfig(SHARE_INTERVAL, START_DIFFICULTY, MAX_DIFFICULTY))
+        server = PoolServer(rules=rules, source=source, sink=sink, refresh_interval=0.2)
+        _, port = await server.start("127.0.0.1", 0)
+        farm = Farm(node, port, sink, None)
+        miners: list[Firmware] = [cls(f"{payout_address(cls.name)}.{cls.name}", "x") for cls in
+                                  (CgMiner, EspMiner, BfgMiner)]
+        farm.miners = len(miners)
+        try:
+            for m in miners:
+                await m.connect("127.0.0.1", port)
+                await m.handshake()
+                assert m.version_mask == 0, m.name
+            cg = miners[0]
+            configure = next(r for r in cg.replies if r["id"] == 1)
+            assert configure["result"] == {"version-rolling": False} and configure["error"] is None
+            outcomes = [Outcome(m) for m in miners]
+            await asyncio.gather(*(mine(m, farm, o) for m, o in zip(miners, outcomes, strict=True)))
+            for out in outcomes:
+                m = out.miner
+                assert out.duplicate is not None and out.duplicate.code == 22
+                assert out.stale is not None and out.stale.code == 21
+                submits = [x["params"] for x in sent(m, "mining.submit")]
+                if isinstance(m, EspMiner):
+                    assert submits and all(len(p) == 6 and p[5] == "00000000" for p in submits)
+                else:
+                    assert submits and all(len(p) == 5 for p in submits), m.name
+                judged = {(e.job_id, e.share_difficulty) for e in events_for(sink, m) if e.accepted}
+                assert all((s.work.job_id, s.difficulty) in judged for s in out.shares), m.name
+                assert out.block is not None and out.block.version == out.block.work.version == 0x20000000
+                block = await rpc(node, "getblock", out.block.block_hash, 2)
+                assert isinstance(block, dict) and block["confirmations"] >= 1
+                script = address_to_script(payout_address(m.name), REGTEST).hex()
+                assert any(o["scriptPubKey"]["hex"] == script for o in block["tx"][0]["vout"])
+                assert not m.violations and m.error is None
+        finally:
+            for m in miners:
+                await m.close()
+            await server.stop()
+            await source.stop()
