@@ -23,7 +23,8 @@ in-flight share still counts.
 Share difficulties stay below regtest's network difficulty (~4.66e-10) so that shares are not blocks unless a
 miner asks its hashing stand-in for one; blocks are found one miner at a time (a farm lock) so no two
 compete for the same height, while ordinary shares run concurrently and may meet a fresh block (they then
-get 21 and are redone on the new tip, as the firmware would).
+get 21 and are redone on the new tip, as the firmware would). A third test runs cgminer, ESP-Miner and
+BFGMiner against a pool that refuses version rolling.
 """
 
 from __future__ import annotations
@@ -332,8 +333,15 @@ async def run_farm(farm: Farm, miners: list[Firmware], *, resume_same: bool,
 
 
 async def test_mixed_farm_of_firmware_dialects_on_one_pool(tmp_path: Path) -> None:
-    """Every dialect at once against one PoolServer (solo: each block pays its finder), with the pool
-    narrowing the version mask and moving ESP-Miner's extranonce mid-run, and cpuminer resuming its session."""
+    """Every dialect at once against one PoolServer (solo: each block pays its finder). Mid-run the pool
+    narrows the version mask — BIP310's mining.set_version_mask "takes effect immediately" (notes §5,
+    Version math); cgminer util.c:2693-2714 and ESP-Miner stratum_api.c:255-262 handle it, BFGMiner has
+    no version rolling (bfgminer #858) — and moves ESP-Miner, the only one that sent
+    mining.extranonce.subscribe (stratum_v1_task.c:494-501), to a new extranonce1 with
+    mining.set_extranonce. cpuminer drops its connection and resumes with params[1] = its session id
+    (pooler/cpuminer util.c:1183; ckpool stratifier.c:4955-4964). ESP-Miner 2.1.5's suggest_difficulty
+    before authorize (ESP-Miner #182) and NerdMiner's 0.00015 (src/mining.h:9) are honoured (clamped to the
+    pool's bounds); NerdMiner's unpadded nonces (src/stratum.cpp:215) are accepted."""
     async with EmbeddedNode(tmp_path, rpc_port=0, tx_rate=TX_RATE, seed=21) as node:
         source = source_from_config([UpstreamNode(url=node.rpc_url, cookie_file=str(node.cookie_path))],
                                     chain="regtest", refresh_interval=0.2)
