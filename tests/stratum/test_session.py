@@ -443,3 +443,22 @@ def test_rejected_shares_carry_ckpools_reject_reason_and_other_errors_do_not() -
     s.receive(req(9, "mining.bogus", []), NOW)
     (reply,) = lines(s.data_to_send())
     assert reply["error"][0] == 20 and "reject-reason" not in reply
+
+
+def test_work_rolled_under_a_narrowed_mask_is_rejected_but_not_held_against_the_miner() -> None:
+    """After mining.set_version_mask narrows the mask, a share still in flight with bits the old mask
+    allowed gets the usual rejection (BIP310: the new mask applies at once) but adds nothing to the ban
+    score; bits no mask ever allowed still count as junk."""
+    s, book, notify = _ready()
+    s.set_version_mask(0x00FFE000)  # the pool narrows 1fffe000 → 00ffe000
+    assert [o["params"] for o in lines(s.data_to_send())] == [["00ffe000"]]
+    base = s.score
+    (m,) = _mine(s, book, notify["params"][0], 1e-6, 1, vbits=0x10000000)  # allowed before, not now
+    s.receive(m, NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["error"][0] == 20 and "mask" in reply["error"][1]
+    assert s.score == base
+    (m,) = _mine(s, book, notify["params"][0], 1e-6, 1, vbits=0x00001000)  # never allowed
+    s.receive(m, NOW)
+    (reply,) = lines(s.data_to_send())
+    assert reply["error"][0] == 20 and s.score > base

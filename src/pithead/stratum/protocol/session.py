@@ -272,6 +272,10 @@ class Session:
         self.extranonce1: bytes | None = None
         self.extranonce2_size = rules.extranonce2_size
         self.version_mask = 0  # negotiated (0: no rolling)
+        # bits a mask the pool has since narrowed (set_version_mask) allowed: work rolled under it may still
+        # be in flight, so such a share is rejected (BIP310: the new mask applies at once) but not held
+        # against the miner as junk
+        self._earlier_masks = 0
         self.extranonce_subscribed = False
         self.workers: dict[str, Worker] = {}
         self.vardiff = VarDiff(rules.vardiff, rules.start_difficulty, now)
@@ -519,7 +523,9 @@ class Session:
         )
         if not verdict.accepted:
             assert verdict.error is not None
-            if verdict.reason not in HONEST_REASONS:
+            in_flight = (verdict.reason == "bad-version-bits" and sub.version_bits is not None
+                         and sub.version_bits & ~(self._earlier_masks | self.version_mask) == 0)
+            if verdict.reason not in HONEST_REASONS and not in_flight:
                 self._penalize(SCORE_PER_INVALID_SHARE, now, events)
             raise verdict.error
         assert job is not None
@@ -636,6 +642,7 @@ class Session:
         """BIP310 mining.set_version_mask: takes effect immediately (only for miners that negotiated)."""
         if self.version_mask == 0:
             return
+        self._earlier_masks |= self.version_mask
         self.version_mask = mask & self.rules.version_mask
         self._out.append(encode_notification("mining.set_version_mask", [f"{self.version_mask:08x}"]))
 
