@@ -52,7 +52,9 @@ class PoolConfig:
     pool_address: str | None = None
     coinbase_tag: str = "/pithead/"
     nodes: tuple[UpstreamNode, ...] = (UpstreamNode(),)
-    min_difficulty: float = 0.001
+    # low enough for the smallest miners' own suggestions (NerdMiner asks 0.00015, ~50 kH/s → a share per
+    # ~13 s); vardiff lifts everything larger within seconds
+    min_difficulty: float = 0.0001
     max_difficulty: float = 1e12
     start_difficulty: float = 1.0
     share_interval: float = 10.0  # vardiff target, seconds per share per connection

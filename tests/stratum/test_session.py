@@ -462,3 +462,17 @@ def test_work_rolled_under_a_narrowed_mask_is_rejected_but_not_held_against_the_
     s.receive(m, NOW)
     (reply,) = lines(s.data_to_send())
     assert reply["error"][0] == 20 and s.score > base
+
+
+def test_default_bounds_honour_a_nerdminers_own_suggestion() -> None:
+    """NerdMiner suggests 0.00015 (NerdMiner src/mining.h); with the default [pool] settings it gets it."""
+    from pithead.config import PoolConfig
+    from pithead.stratum.server.run import rules_from_config
+
+    book = JobBook(mode="solo")
+    book.new_template(regtest_template(bits=HARD))
+    s = Session(rules_from_config(PoolConfig()), book, ExtranonceAllocator(), NOW)
+    s.receive(req(1, "mining.subscribe", ["NerdMinerV2"]) + req(2, "mining.suggest_difficulty", [0.00015])
+              + req(3, "mining.authorize", [SOLO_ADDRESS + ".nerd", "x"]), NOW)
+    diffs = [o["params"][0] for o in lines(s.data_to_send()) if o.get("method") == "mining.set_difficulty"]
+    assert diffs and diffs[-1] == 0.00015
