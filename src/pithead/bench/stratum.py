@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import resource
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -225,6 +226,26 @@ class _Miner(asyncio.Protocol):
         self._tail = data[nl + 1 :] if nl >= 0 else self._tail + data
 
 
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux >= 4.2
+
+
+async def _connected(src: str, port: int) -> socket.socket:
+    """A socket from `src` connected to 127.0.0.1:port. The source port is chosen at connect time
+    (IP_BIND_ADDRESS_NO_PORT), by the whole 4-tuple: a plain bind((src, 0)) must find a port free for every
+    destination and crawls, or fails, once tens of thousands of earlier connections sit in TIME_WAIT."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((src, 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def _open(port: int, n: int, sources: list[str], user: str) -> list[_Miner]:
     loop = asyncio.get_running_loop()
     hello = (
@@ -234,8 +255,7 @@ async def _open(port: int, n: int, sources: list[str], user: str) -> list[_Miner
     miners: list[_Miner] = []
 
     async def one(i: int) -> None:
-        src = sources[i % len(sources)]
-        transport, m = await loop.create_connection(_Miner, "127.0.0.1", port, local_addr=(src, 0))
+        transport, m = await loop.create_connection(_Miner, sock=await _connected(sources[i % len(sources)], port))
         m.transport = transport  # type: ignore[assignment]  # uvloop may call connection_made later
         transport.write(hello)
         miners.append(m)
@@ -531,7 +551,6 @@ def _sessions_only(n: int) -> None:
 def _send_floor(n: int, size: int = 1000) -> None:
     """Calibration: the kernel's cost of one send() of a notify-sized line to each of n loopback sockets,
     from plain Python with nothing else going on: no pool can notify n miners faster than this here."""
-    import socket
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
