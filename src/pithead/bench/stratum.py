@@ -551,7 +551,6 @@ def _sessions_only(n: int) -> None:
 def _send_floor(n: int, size: int = 1000) -> None:
     """Calibration: the kernel's cost of one send() of a notify-sized line to each of n loopback sockets,
     from plain Python with nothing else going on: no pool can notify n miners faster than this here."""
-
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(n)
