@@ -285,3 +285,15 @@ def test_node_on_another_chain_is_refused(tmp_path: Path) -> None:
 
     code, text = asyncio.run(main())
     assert code == 2 and "is on regtest but [pool] network is 'signet'" in text and "\n" not in text, text
+
+
+def test_no_pool_flag_reaches_serve_from_the_command_line(tmp_path: Path) -> None:
+    """`pithead serve --no-pool` without a Redis share bus: the flag arrived (its own one-line refusal)."""
+    import subprocess
+    import sys
+
+    conf = tmp_path / "p.toml"
+    conf.write_text('[pool]\nmode = "pool"\npool_address = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"\n')
+    r = subprocess.run([sys.executable, "-m", "pithead.cli", "serve", "--no-pool", "--config", str(conf),
+                        "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--no-pool runs only the ledger" in r.stderr and "Traceback" not in r.stderr
