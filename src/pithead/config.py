@@ -111,6 +111,11 @@ class FarmConfig:
     # both. Prefer api_token_file (a file holding only the token) to keep the secret out of the config.
     api_token: str | None = field(default=None, repr=False)
     api_token_file: str | None = None
+    # Collector -> central forwarding (`pithead farm collect`; the token is api_token_file / api_token)
+    forward_url: str | None = None  # the central's URL, e.g. "http://central:8081" (--forward overrides)
+    spool: str | None = None  # spool file (default <db>.spool; ":memory:" keeps it in memory only)
+    spool_max_items: int = 1_500_000  # readings kept while the central is unreachable; oldest dropped beyond
+    central: bool = False  # `pithead farm run`: ingest from collectors, poll nothing (as --central)
 
 
 @dataclass(frozen=True)

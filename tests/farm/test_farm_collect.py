@@ -451,10 +451,18 @@ def test_collect_and_run_central_commands_end_to_end(tmp_path: Path) -> None:
                 assert r.returncode == 0, r.stdout + r.stderr
                 assert "central REFUSED our token" in r.stdout and "401: wrong farm API token" in r.stdout, r.stdout
                 assert "stopped: central auth refused" in r.stdout and "sent at the next start" in r.stdout
-            r = subprocess.run([*py, "farm", "collect", "--shard", f"{i}/2", "--forward", f"http://127.0.0.1:{port}",
+            if i == 0:
+                where = ["--forward", f"http://127.0.0.1:{port}"]
+            else:  # the second collector takes the central's URL and its spool bound from [farm] in its config
+                conf = tmp_path / "c1.toml"
+                conf.write_text(f'[farm]\nforward_url = "http://127.0.0.1:{port}"\nspool_max_items = 40000\n')
+                where = ["--config", str(conf)]
+            r = subprocess.run([*py, "farm", "collect", "--shard", f"{i}/2", *where,
                                 "--token-file", str(token), "--db", db, "--interval", "0.5", "--duration", "1.5",
                                 "--name", f"c{i}"],
                                capture_output=True, text=True, env=env, timeout=120)
+            if i == 1:
+                assert f"forwarding to http://127.0.0.1:{port}" in r.stdout and "bound 40000 items" in r.stdout
             assert r.returncode == 0, r.stdout + r.stderr
             outs.append(r.stdout)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
@@ -699,3 +707,9 @@ async def test_a_collector_without_a_token_is_told_to_get_one(
     assert any("we send no token" in r.getMessage() for r in caplog.records)
     assert fwd.spool.items == DEVICES  # kept
     fwd.spool.close()
+
+
+def test_collect_without_a_central_url_is_one_clear_error(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "pithead.cli", "farm", "collect", "--db",
+                        str(tmp_path / "c.sqlite3"), "--duration", "0.1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--forward URL or [farm] forward_url" in r.stderr and "Traceback" not in r.stderr

@@ -286,9 +286,6 @@ def run(
     web_addr = _web_address(web) if web is not None else None
     if token_file is not None and web_addr is None:
         raise typer.BadParameter("--token-file guards the web endpoints: add --web HOST:PORT")
-    if central and (web_addr is None or scan_cidr or shard != "0/1"):
-        raise typer.BadParameter("--central takes readings from collectors on its web API: give --web HOST:PORT, "
-                                 "and scan and shard on the collectors (`pithead farm collect`), not here")
     try:
         cfg = load(config).farm
         labeler = Labeler.from_csv(Path(cfg.labels).read_text(), cfg.site) if cfg.labels else Labeler((), cfg.site)
@@ -297,6 +294,10 @@ def run(
                                    config_token_file=cfg.api_token_file)) if web_addr else None
     except (ConfigError, EnergyError, FarmAuthError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+    central = central or cfg.central
+    if central and (web_addr is None or scan_cidr or shard != "0/1"):
+        raise typer.BadParameter("--central takes readings from collectors on its web API: give --web HOST:PORT, "
+                                 "and scan and shard on the collectors (`pithead farm collect`), not here")
     shard_i, shard_n = _shard(shard)
     svc_cfg = FarmServiceConfig(
         scan_cidrs=tuple(scan_cidr) or tuple(cfg.scan), rescan_interval_s=cfg.rescan_interval,
@@ -395,8 +396,9 @@ def collector_line(rep: SweepReport, fwd_line: str) -> str:
 
 @app.command()
 def collect(
-    forward: str = typer.Option(..., "--forward", help="The central service's URL, e.g. http://central:8081 "
-                                "(`pithead farm run --central --web ...` there)."),
+    forward: str | None = typer.Option(None, "--forward", help="The central service's URL, e.g. "
+                                       "http://central:8081 (`pithead farm run --central --web ...` there); "
+                                       "else \\[farm] forward_url."),
     shard: str = typer.Option("0/1", "--shard", help="Poll shard i of n (each collector its own)."),
     token_file: Path | None = typer.Option(None, "--token-file", help="File holding the central's bearer token "
                                            "(else PITHEAD_FARM_TOKEN or \\[farm] api_token_file / api_token)."),
@@ -426,6 +428,11 @@ def collect(
                            config_token_file=cfg.api_token_file)
     except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+    forward = forward or cfg.forward_url
+    if not forward:
+        raise typer.BadParameter("where to forward: give --forward URL or [farm] forward_url")
+    spool = spool if spool is not None else cfg.spool
+    spool_max = spool_max if spool_max is not None else cfg.spool_max_items
     who = name or f"{socket.gethostname()[:40]}/{shard_i}of{shard_n}"
     if not 0 < len(who) <= 64 or not who.isprintable():
         raise typer.BadParameter("--name must be 1-64 printable characters")
