@@ -43,14 +43,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pithead import config as config_mod
 from pithead.up import (
-    DRAIN_POLL_S,
     Running,
     UpError,
     _async,
     _bounded,
-    _cancel_all,
     _check_port,
-    _follow_network,
     _prepare_dir,
     run_parts,
     start_ledger,
@@ -273,12 +270,7 @@ async def _start_stream_ledger(
     consumes the stream through its consumer group (exactly once; see `pithead.store.redis_bus`). Returns
     (settings, the bus's `RedisShareSink` for this process's pool); at stop the ledger first applies what
     the stream still holds, for at most BUS_DRAIN_S."""
-    from redis.exceptions import RedisError
-
-    from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
-    from pithead.ledger.payouts import RpcWallet
-    from pithead.ledger.service import RpcChainView, bus_label, open_bus, run_ledger, timers_from_config
-    from pithead.store import open_store
+    from pithead.ledger.service import bus_label, open_bus
     from pithead.store.base import StoreError
     from pithead.store.redis_bus import RedisEventSource, RedisShareSink
 
@@ -294,42 +286,8 @@ async def _start_stream_ledger(
         await sink.client.aclose()
         raise ServeError(f"share bus {bus_label(url)}: {exc}") from exc
     running.stoppers.append(("share bus connection", sink.client.aclose))
-    try:
-        settings = LedgerSettings.from_config(cfg.ledger)
-        timers = timers_from_config(cfg.ledger)
-        store = open_store(cfg.ledger.database, data_dir=running.data_dir)
-    except (StoreError, LedgerError, ValueError) as exc:
-        raise UpError(f"ledger: {exc}") from exc
-    running.stoppers.append(("ledger store", _async(store.close)))
-    ledger = Ledger(store, settings)
-    ledger_stop = asyncio.Event()
-    ledger_task = asyncio.create_task(
-        run_ledger(ledger, source, ledger_stop, node=RpcChainView(rpc.call),
-                   wallet=RpcWallet(rpc.call) if pay else None, timers=timers, network=network),
-        name="pithead-ledger",
-    )
-
-    async def stop_ledger() -> None:
-        # The pool and the bus writer have stopped: apply what the stream still holds, then stop.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + BUS_DRAIN_S
-        while not ledger_task.done() and loop.time() < deadline:
-            try:
-                if await source.backlog() == 0:
-                    break
-            except (RedisError, OSError, StoreError) as exc:  # Redis gone: the entries wait for the next run
-                log.warning("share bus: cannot see what is left to apply: %s", exc)
-                break
-            await asyncio.sleep(DRAIN_POLL_S)
-        ledger_stop.set()
-        await _bounded(ledger_task)
-
-    running.stoppers.append(("ledger", stop_ledger))
-    running.parts.append("ledger")
-    running.objects.update(ledger=ledger, bus=sink, bus_source=source, store=store)
-    difficulty = asyncio.create_task(_follow_network(ledger, rpc), name="pithead-ledger-network")
-    running.stoppers.append(("ledger network", lambda: _cancel_all([difficulty])))
-    return settings, sink
+    return await start_ledger(cfg, running, rpc, network, pay=pay, bus=(sink, source), left=source.backlog,
+                              drain_s=BUS_DRAIN_S)
 
 
 async def _check_wallet(rpc: NodeCall, url: str, pool_address: str | None) -> None:

@@ -304,11 +304,14 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
 
 async def start_ledger(
     cfg: config_mod.Config, running: Running, rpc: Any, network: Any, *, pay: bool,
+    bus: tuple[Any, Any] | None = None, left: Callable[[], Awaitable[int]] | None = None,
+    drain_s: float = STOP_TIMEOUT_S,
 ) -> tuple[Any, Any]:
-    """The ledger on `[ledger] database` (relative to the data directory) with its consumer on an in-memory
-    bus, maturity tracking against `rpc` (anything with Core's `call(method, params)`), payouts from `rpc`'s
-    wallet only when `pay`, and a task keeping its network difficulty current. Returns (settings, bus): the
-    pool puts its events on the bus. Stoppers are added to `running`; the ledger's drains the bus first."""
+    """The ledger on `[ledger] database` (relative to the data directory) consuming `bus` = (sink, source)
+    (by default one in-memory bus), maturity tracking against `rpc` (anything with Core's `call(method,
+    params)`), payouts from `rpc`'s wallet only when `pay`, and a task keeping its network difficulty
+    current. Returns (settings, sink): the pool puts its events in the sink. Stoppers are added to `running`;
+    the ledger's first applies what the source still holds (`left()` counts it) for at most `drain_s`."""
     from pithead.ledger.bus import MemoryBus
     from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
     from pithead.ledger.payouts import RpcWallet
@@ -324,32 +327,46 @@ async def start_ledger(
         raise UpError(f"ledger: {exc}") from exc
     running.stoppers.append(("ledger store", _async(store.close)))
     ledger = Ledger(store, settings)
-    # One process: the in-memory bus (Redis is for many pool front-ends). Its positions are time-based
-    # like stream ids, so the ledger's cursor from the last run never hides this run's first events.
-    bus = MemoryBus("pool")
+    if bus is None:
+        # One process: the in-memory bus (Redis is for many pool front-ends). Its positions are time-based
+        # like stream ids, so the ledger's cursor from the last run never hides this run's first events.
+        memory = MemoryBus("pool")
+        bus = (memory, memory)
+
+        async def queued() -> int:
+            return len(memory)
+
+        left = queued
+    sink, source = bus
     ledger_stop = asyncio.Event()
     ledger_task = asyncio.create_task(
-        run_ledger(ledger, bus, ledger_stop, node=RpcChainView(rpc.call),
+        run_ledger(ledger, source, ledger_stop, node=RpcChainView(rpc.call),
                    wallet=RpcWallet(rpc.call) if pay else None, timers=timers, network=network),
         name="pithead-ledger",
     )
 
     async def stop_ledger() -> None:
-        # The pool has stopped by now: let the ledger apply what it queued before stopping it.
+        # The pool has stopped by now: let the ledger apply what is left before stopping it. There is no
+        # "drained" event to wait on; a short poll for a bounded time is all we need.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_TIMEOUT_S
-        # The bus has no "drained" event to wait on; a short poll for a bounded time is all we need.
-        while len(bus) and not ledger_task.done() and loop.time() < deadline:  # noqa: ASYNC110
+        deadline = loop.time() + drain_s
+        while left is not None and not ledger_task.done() and loop.time() < deadline:
+            try:
+                if await left() == 0:
+                    break
+            except Exception as exc:  # e.g. Redis gone: what is left waits in the stream for the next run
+                log.warning("ledger: cannot see what is left to apply: %s", exc)
+                break
             await asyncio.sleep(DRAIN_POLL_S)
         ledger_stop.set()
         await _bounded(ledger_task)
 
     running.stoppers.append(("ledger", stop_ledger))
     running.parts.append("ledger")
-    running.objects.update(ledger=ledger, bus=bus, store=store)
+    running.objects.update(ledger=ledger, bus=sink, bus_source=source, store=store)
     difficulty = asyncio.create_task(_follow_network(ledger, rpc), name="pithead-ledger-network")
     running.stoppers.append(("ledger network", lambda: _cancel_all([difficulty])))
-    return settings, bus
+    return settings, sink
 
 
 async def start_web(
