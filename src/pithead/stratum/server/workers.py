@@ -11,7 +11,7 @@ owns everything there must be one of:
 - the node connections: it consumes the template source and sends each update to every worker (pickled
   once), and submits the blocks workers find to every node, answering the worker with the results;
 - the ledger: workers send their share and block events in batches (one frame per event-loop turn), the
-  supervisor puts them into the `ShareSink` and keeps the pool-wide `StatsBook` from them;
+  supervisor puts them into the `ShareSink` and keeps the pool's totals (`stats.pool`) from them;
 - bans (a ban made by one worker is sent to all) and the block message shown to every miner;
 - the workers' health: one that dies is restarted (its miners reconnect and land on a live worker); when
   the supervisor goes away the workers see the end of their channel and stop.
