@@ -295,3 +295,40 @@ def test_rollup_never_changes_what_a_block_would_pay(history: list[tuple[str, fl
     ledger.rollup(now=t + RAW_MIN_RETENTION_S + 1)
     assert ledger.split_block(REWARD, "finder", netdiff) == before
     store.close()
+
+
+async def test_a_bus_that_stays_down_logs_one_traceback_not_one_per_second(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pithead.ledger import bus as bus_module
+
+    monkeypatch.setattr(bus_module, "CONSUME_RETRY_S", 0.001)
+
+    class DownSource:
+        name = "down"
+        reads = 0
+
+        async def read(self, max_count: int, block_s: float) -> list:  # type: ignore[type-arg]
+            DownSource.reads += 1
+            if DownSource.reads > 50:
+                return []  # back
+            raise ConnectionError("redis is down")
+
+        async def ack(self, positions: list) -> None:  # type: ignore[type-arg]
+            return None
+
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
+    stop = asyncio.Event()
+    with caplog.at_level("WARNING", logger="pithead.ledger.bus"):
+        task = asyncio.create_task(consume(ledger, DownSource(), stop))  # type: ignore[arg-type]
+        for _ in range(500):
+            if DownSource.reads > 52:
+                break
+            await asyncio.sleep(0.005)
+        stop.set()
+        counters = await task
+    assert counters.failures == 50
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "retrying" in tracebacks[0].getMessage()
+    assert any("working again" in r.getMessage() for r in caplog.records)
+    assert len(caplog.records) <= 3

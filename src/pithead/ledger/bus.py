@@ -40,6 +40,8 @@ CONSUME_BLOCK_S = 0.2  # how long one idle read waits for entries; also how fast
 # After a failed batch (database or Redis away) the consumer waits this long before trying again; the
 # unacknowledged entries are redelivered, so nothing is lost meanwhile.
 CONSUME_RETRY_S = 1.0
+FAILURE_LOG_EVERY_S = 60.0
+"""While the bus keeps failing, one log line this often (the first failure carries the traceback)."""
 
 
 class EventDecodeError(InvalidEvent):
@@ -179,6 +181,8 @@ class ConsumeCounters:
     skipped_seen: int = 0  # redelivered entries the ledger had already applied
     undecodable: int = 0
     failures: int = 0  # batches that raised (and were retried)
+    failing_since: float | None = None  # time.monotonic() the current run of failures began
+    last_failure_log: float = 0.0
 
 
 async def consume_once(ledger: Any, source: EventSource, counters: ConsumeCounters, block_s: float = 0.0) -> int:
@@ -210,11 +214,23 @@ async def consume(ledger: Any, source: EventSource, stop: asyncio.Event) -> Cons
     while not stop.is_set():
         try:
             await consume_once(ledger, source, counters, CONSUME_BLOCK_S)
+            if counters.failing_since is not None:
+                log.warning("ledger consumer: working again after %.0f s", time.monotonic() - counters.failing_since)
+                counters.failing_since = None
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             counters.failures += 1
-            log.exception("ledger consumer: batch failed, retrying in %.0f s (entries stay unacknowledged)", CONSUME_RETRY_S)
+            # The first failure of a run of them with its traceback, then one line a minute: a bus that is
+            # down for an hour must not write 3,600 tracebacks.
+            if counters.failing_since is None:
+                log.exception("ledger consumer: batch failed, retrying every %.0f s (entries stay "
+                              "unacknowledged)", CONSUME_RETRY_S)
+                counters.failing_since = counters.last_failure_log = time.monotonic()
+            elif time.monotonic() - counters.last_failure_log >= FAILURE_LOG_EVERY_S:
+                counters.last_failure_log = time.monotonic()
+                log.warning("ledger consumer: still failing for %.0f s: %s", time.monotonic() -
+                            counters.failing_since, exc)
             try:
                 await asyncio.wait_for(stop.wait(), CONSUME_RETRY_S)
             except TimeoutError:
