@@ -311,7 +311,8 @@ async def test_a_bus_that_stays_down_logs_one_traceback_not_one_per_second(
         async def read(self, max_count: int, block_s: float) -> list:  # type: ignore[type-arg]
             DownSource.reads += 1
             if DownSource.reads > 50:
-                return []  # back
+                await asyncio.sleep(0.001)  # back: an empty read waits, as a real one blocks for block_s
+                return []
             raise ConnectionError("redis is down")
 
         async def ack(self, positions: list) -> None:  # type: ignore[type-arg]
