@@ -86,3 +86,13 @@ def test_admission_limits_and_bans() -> None:
     assert a.admit("1.2.3.4", 0) is None
     a.ban("5.6.7.8", 100)
     assert a.admit("5.6.7.8", 105) == "banned" and a.admit("5.6.7.8", 111) is None
+
+
+def test_a_ban_handed_on_keeps_its_end_and_never_shortens_one_in_force() -> None:
+    """A restarted pool worker gets the pool's bans with the time they have left, not fresh ones."""
+    a = Admission(max_per_ip=2, ban_seconds=600)
+    a.ban("9.9.9.9", 1000, seconds=30)  # 30 s were left of it
+    assert a.is_banned("9.9.9.9", 1029) and not a.is_banned("9.9.9.9", 1031)
+    a.ban("8.8.8.8", 1000)  # a full ban
+    a.ban("8.8.8.8", 1000, seconds=5)  # told again with little left: the longer one stands
+    assert a.is_banned("8.8.8.8", 1500)

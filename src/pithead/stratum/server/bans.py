@@ -35,10 +35,12 @@ class Admission:
         if self._count[ip] <= 0:
             del self._count[ip]
 
-    def ban(self, ip: str, now: float) -> None:
+    def ban(self, ip: str, now: float, seconds: float | None = None) -> None:
+        """Refuse `ip` for `seconds` (default `ban_seconds`) from `now`; a longer ban in force is kept."""
         if len(self._banned) >= MAX_BANNED:
             del self._banned[min(self._banned, key=self._banned.__getitem__)]
-        self._banned[ip] = now + self.ban_seconds
+        until = now + (self.ban_seconds if seconds is None else seconds)
+        self._banned[ip] = max(until, self._banned.get(ip, until))
 
     def is_banned(self, ip: str, now: float) -> bool:
         until = self._banned.get(ip)

@@ -322,8 +322,8 @@ async def run_worker(fd: int) -> None:
                     source.push(msg[1])
                 elif kind == "submitted":
                     source.submitted(msg[1], msg[2])
-                elif kind == "ban":
-                    server.admission.ban(msg[1], server.clock())
+                elif kind == "ban":  # ("ban", ip) or ("ban", ip, seconds left) for a ban made earlier
+                    server.admission.ban(msg[1], server.clock(), msg[2] if len(msg) > 2 else None)
                 elif kind == "message":
                     server.broadcast_message(msg[1])
                 elif kind == "report":
@@ -488,7 +488,7 @@ class WorkerPool:
         now = time.monotonic()
         for ip, end in self._bans.items():  # a restarted worker keeps refusing the pool's banned flooders
             if end > now:
-                channel.send(("ban", ip))
+                channel.send(("ban", ip, end - now))  # for what is left of the ban, not a fresh one
         try:
             ready = await asyncio.wait_for(channel.recv(), READY_TIMEOUT)
         except (EOFError, TimeoutError) as exc:
