@@ -328,31 +328,36 @@ class FarmStore:
         hist, ok_rows, bad_rows = _result_rows(results)
         with self._tx():
             self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?)", hist)
-            self._db.executemany(
-                """INSERT INTO status (device_id, time, state, error, state_since, failures, last_ok,
-                     hashrate_ths, power_w, reading) VALUES (?,?,?,NULL,?,0,?,?,?,?)
-                   ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
-                     error=NULL, failures=0, last_ok=excluded.last_ok, hashrate_ths=excluded.hashrate_ths,
-                     power_w=excluded.power_w, reading=excluded.reading,
-                     state_since=CASE WHEN status.state = excluded.state THEN status.state_since
-                                      ELSE excluded.state_since END""",
-                ok_rows,
-            )
-            self._db.executemany(
-                """INSERT INTO status (device_id, time, state, error, state_since, failures)
-                   VALUES (?,?,?,?,?,1)
-                   ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
-                     error=excluded.error, failures=status.failures + 1,
-                     state_since=CASE WHEN status.state IN ('timeout','unreachable','error')
-                                      THEN status.state_since ELSE excluded.state_since END""",
-                bad_rows,
-            )
-            self._db.executemany(
-                "UPDATE devices SET last_seen=MAX(last_seen, ?) WHERE id=?",
-                [(row[1], row[0]) for row in ok_rows],
-            )
+            self._write_status(ok_rows, bad_rows, newer_only=False)
         if self._cache is not None:
             self._apply_to_cache(results)
+
+    def _write_status(self, ok_rows: list[tuple[Any, ...]], bad_rows: list[tuple[Any, ...]], newer_only: bool) -> None:
+        """The latest status of each device from result rows (inside a transaction): a good reading resets
+        the failure count, a failed poll keeps the last good reading and counts; with `newer_only` (central
+        ingest) a row no newer than the status leaves it alone. Also moves the devices' last_seen."""
+        only_newer = "\n                   WHERE excluded.time > status.time" if newer_only else ""
+        self._db.executemany(
+            """INSERT INTO status (device_id, time, state, error, state_since, failures, last_ok,
+                 hashrate_ths, power_w, reading) VALUES (?,?,?,NULL,?,0,?,?,?,?)
+               ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
+                 error=NULL, failures=0, last_ok=excluded.last_ok, hashrate_ths=excluded.hashrate_ths,
+                 power_w=excluded.power_w, reading=excluded.reading,
+                 state_since=CASE WHEN status.state = excluded.state THEN status.state_since
+                                  ELSE excluded.state_since END""" + only_newer,
+            ok_rows,
+        )
+        self._db.executemany(
+            """INSERT INTO status (device_id, time, state, error, state_since, failures)
+               VALUES (?,?,?,?,?,1)
+               ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
+                 error=excluded.error, failures=status.failures + 1,
+                 state_since=CASE WHEN status.state IN ('timeout','unreachable','error')
+                                  THEN status.state_since ELSE excluded.state_since END""" + only_newer,
+            bad_rows,
+        )
+        self._db.executemany("UPDATE devices SET last_seen=MAX(last_seen, ?) WHERE id=?",
+                             [(row[1], row[0]) for row in ok_rows])
 
     def _apply_to_cache(self, results: Sequence[PollResult], newer_only: bool = False) -> None:
         """Mirror write_results' SQL on the cached statuses (same rules, no JSON round trip); with
@@ -411,29 +416,7 @@ class FarmStore:
                 """INSERT INTO readings SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11
                    WHERE NOT EXISTS (SELECT 1 FROM readings WHERE device_id=?1 AND time=?2)""", hist)
             written = self._db.total_changes - before
-            self._db.executemany(
-                """INSERT INTO status (device_id, time, state, error, state_since, failures, last_ok,
-                     hashrate_ths, power_w, reading) VALUES (?,?,?,NULL,?,0,?,?,?,?)
-                   ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
-                     error=NULL, failures=0, last_ok=excluded.last_ok, hashrate_ths=excluded.hashrate_ths,
-                     power_w=excluded.power_w, reading=excluded.reading,
-                     state_since=CASE WHEN status.state = excluded.state THEN status.state_since
-                                      ELSE excluded.state_since END
-                   WHERE excluded.time > status.time""",
-                ok_rows,
-            )
-            self._db.executemany(
-                """INSERT INTO status (device_id, time, state, error, state_since, failures)
-                   VALUES (?,?,?,?,?,1)
-                   ON CONFLICT(device_id) DO UPDATE SET time=excluded.time, state=excluded.state,
-                     error=excluded.error, failures=status.failures + 1,
-                     state_since=CASE WHEN status.state IN ('timeout','unreachable','error')
-                                      THEN status.state_since ELSE excluded.state_since END
-                   WHERE excluded.time > status.time""",
-                bad_rows,
-            )
-            self._db.executemany("UPDATE devices SET last_seen=MAX(last_seen, ?) WHERE id=?",
-                                 [(row[1], row[0]) for row in ok_rows])
+            self._write_status(ok_rows, bad_rows, newer_only=True)
             self._db.execute("INSERT INTO ingest_batches VALUES (?,?,?,?)", (batch_id, collector, now, len(results)))
         if self._cache is not None:
             # in time order, so several results of one device in a batch end as SQL left them
