@@ -49,6 +49,7 @@ from pithead.up import (
     _bounded,
     _check_port,
     _prepare_dir,
+    run_farm_service,
     run_parts,
     start_ledger,
     start_pool_server,
@@ -315,7 +316,6 @@ async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
     from pithead.farm.inventory import Labeler
     from pithead.farm.service import FarmService, FarmServiceConfig
     from pithead.farm.store import FarmStore
-    from pithead.farm.web import FarmAuthError
 
     fc = cfg.farm
 
@@ -336,20 +336,7 @@ async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
     )
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
     running.stoppers.append(("farm store", _async(farm_store.close)))
-    service = FarmService(farm_store, svc_cfg, prices=prices, labeler=labeler)
-    try:
-        router = service.router()
-    except FarmAuthError as exc:  # a bad [farm] api_token setting: a clear error, not a traceback
-        raise ServeError(f"farm: {exc}") from exc
-    task = asyncio.create_task(service.run(), name="pithead-farm")
-
-    async def stop_farm() -> None:
-        service.stop()
-        await _bounded(task)
-
-    running.stoppers.append(("farm", stop_farm))
-    running.objects["farm"] = service
-    return router
+    return run_farm_service(FarmService(farm_store, svc_cfg, prices=prices, labeler=labeler), running)
 
 
 def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Any) -> None:

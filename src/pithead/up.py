@@ -611,6 +611,22 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
     service = FarmService(farm_store, svc_cfg, labeler=Labeler.from_csv(SIM_RACKS, "demo"),
                           prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH), hashprice=lambda: hashprice)
+    # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
+    notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
+             "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"
+                          f" subsidy, BTC at {DEMO_BTC_PRICE_USD:,.0f} USD (not live, not the demo chain)"}
+    return run_farm_service(service, running, notes)
+
+
+def run_farm_service(service: Any, running: Running, notes: Mapping[str, str] | None = None) -> Any:
+    """Start `service` (a `FarmService`) as a task stopped with the rest, and return its web router; a bad
+    `[farm] api_token` setting is a clear `UpError`, not a traceback."""
+    from pithead.farm.web import FarmAuthError
+
+    try:
+        router = service.router(notes=notes) if notes is not None else service.router()
+    except FarmAuthError as exc:
+        raise UpError(f"farm: {exc}") from exc
     task = asyncio.create_task(service.run(), name="pithead-farm")
 
     async def stop_farm() -> None:
@@ -619,16 +635,6 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
 
     running.stoppers.append(("farm", stop_farm))
     running.objects["farm"] = service
-    # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
-    notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
-             "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"
-                          f" subsidy, BTC at {DEMO_BTC_PRICE_USD:,.0f} USD (not live, not the demo chain)"}
-    from pithead.farm.web import FarmAuthError
-
-    try:
-        router = service.router(notes=notes)
-    except FarmAuthError as exc:  # a bad [farm] api_token setting: a clear error, not a traceback
-        raise UpError(f"farm: {exc}") from exc
     return router
 
 
