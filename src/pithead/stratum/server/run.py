@@ -47,6 +47,7 @@ def rules_from_config(cfg: PoolConfig) -> PoolRules:
         raise PoolConfigError("pool.user_rule must be address or any")
     if not 2 <= cfg.extranonce2_size <= 8:
         raise PoolConfigError("pool.extranonce2_size must be 2..8 (cgminer-derived firmware needs <= 8)")
+    front_end_shard(cfg)  # a bad front_end is refused with the other settings, before anything starts
     try:
         mask = parse_hex32(cfg.version_mask, "pool.version_mask")
         vardiff = VarDiffConfig(cfg.share_interval, cfg.min_difficulty, cfg.max_difficulty)
@@ -80,7 +81,6 @@ def pool_workers(cfg: PoolConfig) -> int:
     """How many pool processes `cfg` asks for (`[pool] workers`; 0 = one per CPU core)."""
     from pithead.stratum.server.workers import resolve_workers
 
-    front_end_shard(cfg)  # refuse a bad front_end with the other settings, before anything starts
     try:
         return resolve_workers(cfg.workers)
     except ValueError as exc:
