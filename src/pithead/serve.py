@@ -42,18 +42,18 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pithead import config as config_mod
-from pithead.up import (
+from pithead.parts import (
     Running,
     UpError,
-    _async,
-    _bounded,
-    _check_port,
-    _prepare_dir,
+    bounded,
+    check_port,
+    prepare_dir,
     run_farm_service,
     run_parts,
     start_ledger,
     start_pool_server,
     start_web,
+    stopper,
     track_templates,
 )
 
@@ -67,7 +67,7 @@ EXIT_FORCED = 130  # a second Ctrl-C (128 + SIGINT)
 # then the ledger (it drains the bus of what the pool put there), then everything else in reverse start order.
 STOP_FIRST = ("pool", "share bus", "ledger")
 # At stop, the ledger applies what is still in the Redis stream for at most this long (s): front-ends
-# elsewhere may still be publishing, so "empty" may never come. Within up.STOP_TIMEOUT_S, which bounds the
+# elsewhere may still be publishing, so "empty" may never come. Within parts.STOP_TIMEOUT_S, which bounds the
 # whole ledger stop.
 BUS_DRAIN_S = 6.0
 
@@ -160,7 +160,7 @@ async def serve(opts: ServeOptions, stop: asyncio.Event, on_ready: Callable[[Run
     Raises `config.ConfigError` for a config that cannot run and `UpError` (`ServeError`) for a start that
     failed; what had started is stopped either way."""
     cfg = config_mod.load(opts.config_path)
-    data_dir = await asyncio.to_thread(_prepare_dir, opts.data_dir or cfg.data_dir)
+    data_dir = await asyncio.to_thread(prepare_dir, opts.data_dir or cfg.data_dir)
     cfg = config_mod.load(opts.config_path, data_dir=str(data_dir))
     network = check_config(cfg, no_pool=opts.no_pool)
     running = Running(data_dir)
@@ -178,7 +178,7 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
     if not opts.no_pool:
         ports.insert(0, ("stratum", cfg.pool.bind, cfg.pool.port))
     for what, host, port in ports:
-        _check_port(what, host, port, hint=f"Set other ports in {opts.config_path}")
+        check_port(what, host, port, hint=f"Set other ports in {opts.config_path}")
 
     # --- the first node: the ledger's chain view and wallet, the dashboard's node status -------------
     first = cfg.pool.nodes[0]
@@ -257,7 +257,7 @@ async def _start_pool(cfg: config_mod.Config, running: Running, network: Any, bu
 
         async def stop_writer() -> None:  # after the pool: its last events go into the stream
             writer_stop.set()
-            await _bounded(writer)
+            await bounded(writer)
 
         running.stoppers.append(("share bus", stop_writer))
     await start_pool_server(cfg.pool, running, source, bus, cfg.pool.port)
@@ -335,7 +335,7 @@ async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
         api_token=fc.api_token, api_token_file=fc.api_token_file,
     )
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
-    running.stoppers.append(("farm store", _async(farm_store.close)))
+    running.stoppers.append(("farm store", stopper(farm_store.close)))
     return run_farm_service(FarmService(farm_store, svc_cfg, prices=prices, labeler=labeler), running)
 
 
