@@ -392,13 +392,12 @@ class WorkerPool:
     """`PoolServer`'s twin for many cores: same `start`/`stop`/`snapshot`, the miners served by workers."""
 
     def __init__(self, cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None,
-                 workers: int = 2, *, restart: bool = True, log_level: int | None = None,
+                 workers: int = 2, *, log_level: int | None = None,
                  stall_seconds: float = STALL_SECONDS) -> None:
         self.cfg = cfg
         self.source = source
         self.sink = sink
         self.count = workers
-        self.restart = restart
         self.stall_seconds = stall_seconds
         self.log_level = log_level if log_level is not None else logging.getLogger().getEffectiveLevel()
         self.stats = StatsBook()
@@ -598,7 +597,7 @@ class WorkerPool:
     async def _revive(self, w: _Worker) -> None:
         proc = w.proc
         code = await proc.wait() if proc is not None else None
-        if self._stopping or not self.restart:
+        if self._stopping:
             return
         young = time.monotonic() - w.started_at < 60.0
         w.restarts = w.restarts + 1 if young else 1
