@@ -307,18 +307,11 @@ async def start_pool_server(pool_cfg: Any, running: Running, source: Any, bus: A
     and putting shares and blocks on `bus`: one server, or `[pool] workers` processes (`WorkerPool`, its
     supervisor feeding the bus). Sets `running.stratum_url` and `running.objects["pool_live"]` (the web's
     live view)."""
-    from pithead.stratum.server.run import PoolConfigError, build_server, pool_workers
+    from pithead.stratum.server.run import PoolConfigError, make_pool
     from pithead.web.adapters import PoolServerLive
 
-    server: Any
     try:
-        workers = pool_workers(pool_cfg)
-        if workers > 1:  # [pool] workers: the multi-core pool, its supervisor feeding this ledger's bus
-            from pithead.stratum.server.workers import WorkerPool
-
-            server = WorkerPool(pool_cfg, source, bus, workers)
-        else:
-            server = build_server(pool_cfg, source, bus)
+        server = make_pool(pool_cfg, source, bus)
         host, port = await server.start(pool_cfg.bind, port)
     except (PoolConfigError, OSError, RuntimeError) as exc:  # RuntimeError: a worker that could not start
         raise UpError(f"pool: {exc}") from exc

@@ -131,6 +131,17 @@ def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None
     )
 
 
+def make_pool(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None) -> PoolServer | WorkerPool:
+    """The pool `cfg` asks for, not started: one `PoolServer`, or a `WorkerPool` of `[pool] workers`
+    processes (its supervisor feeding `sink`). Both have the same `start(host, port)` and `stop()`."""
+    workers = pool_workers(cfg)
+    if workers > 1:
+        from pithead.stratum.server.workers import WorkerPool
+
+        return WorkerPool(cfg, source, sink, workers)
+    return build_server(cfg, source, sink)
+
+
 def no_ledger_note(cfg: PoolConfig, sink: ShareSink | None) -> str | None:
     """What `serve` tells the operator when pool-mode shares have nowhere to go: the standalone pool runs
     no ledger (that is `pithead up`), so balances and payouts are not kept. None when nothing is lost."""
@@ -205,13 +216,7 @@ async def _serve(cfg: PoolConfig, source: TemplateSource | None, sink: ShareSink
         from pithead.ledger.bus import MemoryBus
 
         sink = MemoryBus("pool")
-    server: PoolServer | WorkerPool
-    if workers > 1:
-        from pithead.stratum.server.workers import WorkerPool
-
-        server = WorkerPool(cfg, source, sink, workers)
-    else:
-        server = build_server(cfg, source, sink)
+    server = make_pool(cfg, source, sink)
     try:
         await source.start()
     except Exception as exc:  # no node answered: say so and exit, rather than a traceback
