@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from pithead.store import StoreError, open_store
-from pithead.store.base import LedgerStore
+from pithead.ledger.store import StoreError, open_store
+from pithead.ledger.store.base import LedgerStore
 
 VECTORS = Path(__file__).parent / "vectors"
 FIXTURES = Path(__file__).parent / "fixtures"

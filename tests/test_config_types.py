@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pithead.cli import _mount, app
+from pithead.cli.main import _mount, app
 from pithead.config import ConfigError, load
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pithead.bench import chain as bench_chain
-from pithead.bench.cli import available
+from pithead.cli.bench import available
 
 
 def test_bench_chain_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> None:

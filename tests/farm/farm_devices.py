@@ -2,7 +2,7 @@
 device (accepts TCP, never answers) and an HTTP receiver for webhooks.
 
 These are small real servers on 127.0.0.1 (ephemeral ports), built from pithead's own wire codecs; the
-full simulated fleet (`pithead.farm.sim`) is exercised separately in test_sim_readback.py.
+full simulated fleet (`pithead.fleetsim`) is exercised separately in test_sim_readback.py.
 """
 
 from __future__ import annotations

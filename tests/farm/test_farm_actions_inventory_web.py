@@ -18,7 +18,7 @@ from pithead.farm.inventory import InventoryError, Labeler, Scanner, expand_targ
 from pithead.farm.model import Device, DeviceAddress, DeviceState, DriverKind, Identity, Labels
 from pithead.farm.poller import Poller
 from pithead.farm.store import FarmStore
-from pithead.farm.web import FarmAuth, make_router
+from pithead.web.farm import FarmAuth, make_router
 
 
 def closed_port() -> int:

@@ -1,6 +1,6 @@
 """Who may use the farm's action endpoints: bearer token when one is configured, else loopback only.
 
-Actions run against the real simulated fleet (`pithead.farm.sim`) on its own loopback addresses: an action
+Actions run against the real simulated fleet (`pithead.fleetsim`) on its own loopback addresses: an action
 that is let through really reboots or repoints a simulated Antminer, and one that is refused leaves it
 untouched and writes nothing to the audit log. Loopback requests go through a real uvicorn on 127.0.0.1
 (the connection's own addresses are what the rule looks at); non-local ones through httpx's ASGI
@@ -23,18 +23,18 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-pytest.importorskip("pithead.farm.sim.server")
+pytest.importorskip("pithead.fleetsim.server")
 
 from pithead.config import load
 from pithead.farm.actions import ActionService
 from pithead.farm.drivers import default_drivers
 from pithead.farm.model import Device, DeviceAddress, DriverKind, Identity, Labels
 from pithead.farm.service import FarmService, FarmServiceConfig
-from pithead.farm.sim.clock import ManualClock
-from pithead.farm.sim.fleet import Fleet
-from pithead.farm.sim.server import FleetServer
 from pithead.farm.store import FarmStore
-from pithead.farm.web import TOKEN_ENV, FarmAuth, FarmAuthError, load_token, make_router
+from pithead.fleetsim.clock import ManualClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.server import FleetServer
+from pithead.web.farm import TOKEN_ENV, FarmAuth, FarmAuthError, load_token, make_router
 from pithead.web.server import WebServer
 
 TOKEN = "s3cret-token-for-the-farm-0123456789"
@@ -394,7 +394,7 @@ async def test_farm_run_serves_the_page_with_token_guarded_actions(farm: Farm, t
 def test_farm_run_web_options_are_checked(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from pithead.farm.cli import app
+    from pithead.cli.farm import app
 
     runner = CliRunner()
     db = str(tmp_path / "farm.sqlite3")

@@ -11,7 +11,7 @@ import pytest
 from farm_devices import Antminer, Servers
 from typer.testing import CliRunner
 
-from pithead.farm.cli import app
+from pithead.cli.farm import app
 from pithead.farm.store import FarmStore
 
 runner = CliRunner()
@@ -122,7 +122,7 @@ def test_hashprice_command() -> None:
 
 def test_farm_cli_against_the_simulator_cli(tmp_path: Path) -> None:
     """`pithead farm sim run` in its own process, then scan + poll it with `pithead farm` commands."""
-    pytest.importorskip("pithead.farm.sim.cli")
+    pytest.importorskip("pithead.cli.fleetsim")
     import socket
     import subprocess
     import sys

@@ -1,6 +1,6 @@
 """Collectors forwarding to one central service: the whole fleet in one store, outages, tokens, bad batches.
 
-Everything is real and on loopback: the simulated fleet (`pithead.farm.sim`) serves the devices on their own
+Everything is real and on loopback: the simulated fleet (`pithead.fleetsim`) serves the devices on their own
 127.86.0.x addresses, collectors are `FarmService`s in the COLLECTOR role polling their shard through the
 real drivers and forwarding through the real `Forwarder` (spool file, httpx), and the central is a
 `FarmService` in the CENTRAL role whose router is served by a real uvicorn on 127.0.0.1. The central's
@@ -27,7 +27,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-pytest.importorskip("pithead.farm.sim.server")
+pytest.importorskip("pithead.fleetsim.server")
 
 from pithead.farm.alerts import AlertKind
 from pithead.farm.drivers import default_drivers
@@ -36,12 +36,12 @@ from pithead.farm.ingest import MAX_BATCH_RESULTS, compress, encode_batch, new_b
 from pithead.farm.model import Device, DeviceAddress, DeviceState, DriverKind, Identity, Labels, PollResult
 from pithead.farm.poller import Poller, shard_of
 from pithead.farm.service import FarmService, FarmServiceConfig, Role
-from pithead.farm.sim.clock import ManualClock
-from pithead.farm.sim.fleet import Fleet
-from pithead.farm.sim.models import Family
-from pithead.farm.sim.server import FleetServer
 from pithead.farm.store import FarmStore
-from pithead.farm.web import FarmAuth
+from pithead.fleetsim.clock import ManualClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.models import Family
+from pithead.fleetsim.server import FleetServer
+from pithead.web.farm import FarmAuth
 from pithead.web.server import WebServer
 
 TOKEN = "central-ingest-token-0123456789abcdef"

@@ -1,4 +1,4 @@
-"""FarmService reads a device as soon as a scan discovers it, against the simulated fleet (pithead.farm.sim).
+"""FarmService reads a device as soon as a scan discovers it, against the simulated fleet (pithead.fleetsim).
 
 The periodic poll interval here is an hour, and the service's first sweep runs before the first scan has
 found anything: a status known in these tests can only come from the read that follows discovery. The
@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import pytest
 
-pytest.importorskip("pithead.farm.sim.server")
+pytest.importorskip("pithead.fleetsim.server")
 
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.service import FarmService, FarmServiceConfig
-from pithead.farm.sim.clock import ManualClock
-from pithead.farm.sim.fleet import Fleet
-from pithead.farm.sim.server import FleetServer
 from pithead.farm.store import FarmStore
+from pithead.fleetsim.clock import ManualClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.server import FleetServer
 
 COUNT = 12
 NETWORK = "127.16.1.0/28"  # 14 host addresses: 12 devices, the rest empty

@@ -28,7 +28,7 @@ from pithead.farm.model import (
     Reading,
 )
 from pithead.farm.store import FarmStore
-from pithead.farm.web import COLOURS, make_router
+from pithead.web.farm import COLOURS, make_router
 
 pytestmark = pytest.mark.browser
 

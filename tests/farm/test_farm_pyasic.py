@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-pytest.importorskip("pithead.farm.sim.server")
+pytest.importorskip("pithead.fleetsim.server")
 pytest.importorskip("pyasic")
 
 from pithead.farm.drivers.pyasic_driver import PyasicDriver
 from pithead.farm.model import DeviceAddress, DriverKind
-from pithead.farm.sim.clock import ManualClock
-from pithead.farm.sim.fleet import Fleet
-from pithead.farm.sim.server import FleetServer, SimServerError
+from pithead.fleetsim.clock import ManualClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.server import FleetServer, SimServerError
 
 
 @pytest.fixture

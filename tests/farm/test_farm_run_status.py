@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pithead.farm.cli import app, sweep_line
+from pithead.cli.farm import app, sweep_line
 from pithead.farm.poller import SweepReport
 
 runner = CliRunner()

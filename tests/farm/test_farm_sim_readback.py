@@ -1,4 +1,4 @@
-"""The simulator read back by the fleet manager: scan, identify, poll and act on `pithead.farm.sim`.
+"""The simulator read back by the fleet manager: scan, identify, poll and act on `pithead.fleetsim`.
 
 The fleet runs on a manual clock, so every reading can be compared with the simulator's own snapshot of
 the same instant; it is served in shared-bind mode on ephemeral ports, so nothing else on 4028/80 is
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-pytest.importorskip("pithead.farm.sim.server")
+pytest.importorskip("pithead.fleetsim.server")
 
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import AlertManager, MappingShareActivity
@@ -23,11 +23,11 @@ from pithead.farm.drivers.normalise import looks_degraded
 from pithead.farm.inventory import Scanner
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.poller import Poller
-from pithead.farm.sim.clock import ManualClock
-from pithead.farm.sim.fleet import Fleet
-from pithead.farm.sim.models import Family
-from pithead.farm.sim.server import FleetServer
 from pithead.farm.store import FarmStore
+from pithead.fleetsim.clock import ManualClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.models import Family
+from pithead.fleetsim.server import FleetServer
 
 COUNT = 30
 NETWORK = "127.16.0.0/26"  # 62 host addresses: 30 devices, the rest empty

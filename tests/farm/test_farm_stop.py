@@ -1,4 +1,4 @@
-"""FarmService.stop() cuts short a sweep in progress, against the simulated fleet (pithead.farm.sim).
+"""FarmService.stop() cuts short a sweep in progress, against the simulated fleet (pithead.fleetsim).
 
 The poll interval is an hour, so a sweep of 12 devices paces its starts 4 minutes apart: a stop that only
 took effect between sweeps would wait most of an hour. Here the service must end within a bounded wait
@@ -14,17 +14,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-pytest.importorskip("pithead.farm.sim.server")
+pytest.importorskip("pithead.fleetsim.server")
 
 from pithead.farm.drivers import default_drivers
 from pithead.farm.inventory import Scanner
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.poller import SPREAD_FRACTION, Poller
 from pithead.farm.service import FarmService, FarmServiceConfig
-from pithead.farm.sim.clock import ManualClock
-from pithead.farm.sim.fleet import Fleet
-from pithead.farm.sim.server import FleetServer
 from pithead.farm.store import FarmStore
+from pithead.fleetsim.clock import ManualClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.server import FleetServer
 
 COUNT = 12
 NETWORK = "127.16.2.0/28"  # 14 host addresses: 12 devices, the rest empty

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pithead.ledger.cli import app
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.cli.ledger import app
+from pithead.events import BlockEvent, ShareEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
-from pithead.store import open_store
-from pithead.store.records import BlockStatus
+from pithead.ledger.store import open_store
+from pithead.ledger.store.records import BlockStatus
 
 
 def seed(path: Path) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pithead.ledger.events import ShareEvent
+from pithead.events import ShareEvent
 from pithead.ledger.ledger import (
     FINE_BUCKET_S,
     HASHRATE_WINDOWS,
@@ -22,8 +22,8 @@ from pithead.ledger.ledger import (
     window_starts,
 )
 from pithead.ledger.schemes import POOL_ACCOUNT, Scheme
-from pithead.store.base import LedgerStore
-from pithead.store.records import Balance
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import Balance
 
 NOW = 1_000_000.0 + 3.25  # off the bucket grid, as a real clock is
 

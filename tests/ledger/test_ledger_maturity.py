@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from ledger_standins import TinyChain
 
-from pithead.ledger.events import BlockEvent
+from pithead.events import BlockEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import (
     COINBASE_MATURITY,
@@ -20,8 +20,8 @@ from pithead.ledger.maturity import (
     track,
 )
 from pithead.ledger.schemes import Scheme
-from pithead.store.base import LedgerStore
-from pithead.store.records import BlockRecord, BlockStatus, CreditStatus
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BlockRecord, BlockStatus, CreditStatus
 
 
 def found(chain: TinyChain, height: int, address: str = "miner") -> BlockEvent:

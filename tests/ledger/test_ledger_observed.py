@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from pithead.ledger.events import ShareEvent
+from pithead.events import ShareEvent
 from pithead.ledger.ledger import FINE_BUCKET_S, HASHRATE_WINDOWS_S, Ledger, LedgerSettings, WorkStats
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.stats import HASHES_PER_DIFF1, HashrateEstimate, estimate, poisson_interval
-from pithead.store.base import LedgerStore
+from pithead.ledger.store.base import LedgerStore
 
 NOW = 1_000_003.0  # not on a bucket boundary, so the window alignment is exercised
 DIFF = 8.0

@@ -28,9 +28,9 @@ from pithead.ledger.payouts import (
     sat_to_btc_str,
 )
 from pithead.ledger.schemes import POOL_ACCOUNT
-from pithead.store import open_store
-from pithead.store.base import LedgerStore
-from pithead.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
+from pithead.ledger.store import open_store
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
 
 
 class Crash(Exception):

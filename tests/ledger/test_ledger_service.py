@@ -9,14 +9,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pithead.config import LedgerConfig
+from pithead.events import BlockEvent, ShareEvent, decode_event, encode_event
 from pithead.ledger import schemes
-from pithead.ledger.bus import ConsumeCounters, MemoryBus, consume, consume_once, decode_event, encode_event
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.ledger.bus.memory import MemoryBus
+from pithead.ledger.consumer import ConsumeCounters, consume, consume_once
 from pithead.ledger.ledger import HASHRATE_WINDOWS_S, RAW_MIN_RETENTION_S, Ledger, LedgerError, LedgerSettings
 from pithead.ledger.schemes import POOL_ACCOUNT, Scheme, Work
 from pithead.ledger.stats import HASHES_PER_DIFF1
-from pithead.store.base import LedgerStore
-from pithead.store.records import BlockStatus, CreditStatus
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BlockStatus, CreditStatus
 
 REWARD = 312_500_000 + 12_345
 
@@ -243,7 +244,7 @@ class FlakySource:
 
 
 async def test_consumer_survives_a_failing_source(store: LedgerStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pithead.ledger import bus as bus_module
+    from pithead.ledger import consumer as bus_module
 
     monkeypatch.setattr(bus_module, "CONSUME_RETRY_S", 0.01)
     ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
@@ -281,7 +282,7 @@ def test_hashrate_history_for_charts(store: LedgerStore) -> None:
 )
 @settings(max_examples=40, deadline=None)
 def test_rollup_never_changes_what_a_block_would_pay(history: list[tuple[str, float, float]], netdiff: float) -> None:
-    from pithead.store import open_store
+    from pithead.ledger.store import open_store
 
     store = open_store("sqlite://:memory:")
     ledger = Ledger(store, LedgerSettings(scheme=Scheme.PPLNS, fee_ppm=0, pplns_n=1.5), network_difficulty=netdiff)
@@ -300,7 +301,7 @@ def test_rollup_never_changes_what_a_block_would_pay(history: list[tuple[str, fl
 async def test_a_bus_that_stays_down_logs_one_traceback_not_one_per_second(
     store: LedgerStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from pithead.ledger import bus as bus_module
+    from pithead.ledger import consumer as bus_module
 
     monkeypatch.setattr(bus_module, "CONSUME_RETRY_S", 0.001)
 
@@ -320,7 +321,7 @@ async def test_a_bus_that_stays_down_logs_one_traceback_not_one_per_second(
 
     ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO))
     stop = asyncio.Event()
-    with caplog.at_level("WARNING", logger="pithead.ledger.bus"):
+    with caplog.at_level("WARNING", logger="pithead.ledger.consumer"):
         task = asyncio.create_task(consume(ledger, DownSource(), stop))  # type: ignore[arg-type]
         for _ in range(500):
             if DownSource.reads > 52:

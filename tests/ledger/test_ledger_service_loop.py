@@ -9,13 +9,14 @@ import pytest
 from ledger_standins import StandInWallet, TinyChain
 
 from pithead.config import LedgerConfig
-from pithead.ledger.bus import ConsumeCounters, MemoryBus, consume_once
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.events import BlockEvent, ShareEvent
+from pithead.ledger.bus.memory import MemoryBus
+from pithead.ledger.consumer import ConsumeCounters, consume_once
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.service import RpcChainView, Timers, open_bus, open_ledger, run_ledger, timers_from_config
-from pithead.store.base import LedgerStore
-from pithead.store.records import BatchStatus, BlockStatus
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BatchStatus, BlockStatus
 
 FAST = Timers(rollup_s=0.02, maturity_s=0.02, payout_s=0.02)
 

@@ -12,17 +12,17 @@ import asyncio
 
 import pytest
 
-from pithead.ledger.bus import MemoryBus
-from pithead.ledger.events import ShareEvent
+from pithead.events import ShareEvent
+from pithead.ledger.bus.memory import MemoryBus
 from pithead.ledger.ledger import FINE_BUCKET_S, Ledger, LedgerSettings, WorkStats
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.service import Timers, run_ledger
 from pithead.ledger.stats import HASHES_PER_DIFF1
+from pithead.ledger.store import open_store
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import UptimeRun
+from pithead.ledger.store.sqlite import SqliteStore
 from pithead.ledger.uptime import ALWAYS_UP, LIVE_GRACE_S, Uptime, uptime_of
-from pithead.store import open_store
-from pithead.store.base import LedgerStore
-from pithead.store.records import UptimeRun
-from pithead.store.sqlite import SqliteStore
 
 DIFF = 8.0
 TRUE_RATE = DIFF * HASHES_PER_DIFF1  # one share a second at DIFF

@@ -13,20 +13,20 @@ from typing import Any
 
 import pytest
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.params import REGTEST
-from pithead.ledger.events import BlockEvent
+from pithead.events import BlockEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import track
 from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletTx
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.service import RpcChainView
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BatchStatus, BlockStatus, CreditKind, CreditRecord, CreditStatus
 from pithead.node.node import EmbeddedNode
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
-from pithead.store.base import LedgerStore
-from pithead.store.records import BatchStatus, BlockStatus, CreditKind, CreditRecord, CreditStatus
-from pithead.template.rpc import RpcClient
 
 OP_TRUE_P2WSH = p2wsh_of(BARE_OP_TRUE)
 GBT = {"rules": ["segwit"]}

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.params import REGTEST
 from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletTx, batch_comment, ledger_id
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
 from pithead.node.node import EmbeddedNode
 from pithead.node.rpc.methods import WALLET_FEE_RATE
 from pithead.node.testing import mine_blocks, running_node
 from pithead.node.wallet import estimate_vsize
-from pithead.store.base import LedgerStore
-from pithead.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
-from pithead.template.rpc import RpcClient
 
 COIN_SAT = 5_000_000_000  # one regtest coinbase (the wallet's coins are all this size here)
 THRESHOLD_SAT = 100_000

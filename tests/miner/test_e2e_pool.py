@@ -13,15 +13,15 @@ from collections.abc import Callable
 from pithead.chain.compact import bits_to_target
 from pithead.chain.hashes import sha256d
 from pithead.chain.params import REGTEST
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.events import BlockEvent, ShareEvent
 from pithead.miner.runner import Miner, MinerOptions, MinerStatus
 from pithead.stratum.client.connection import PoolAddress
-from pithead.stratum.client.work import Share
-from pithead.stratum.protocol.difficulty import VarDiffConfig
-from pithead.stratum.protocol.session import PoolRules
+from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer
-from pithead.stratum.server.static_source import StaticTemplateSource
+from pithead.stratum.v1.pool import PoolRules
+from pithead.stratum.v1.work import Share
 from pithead.template.block_template import BlockTemplate
+from pithead.template.sources.static import StaticTemplateSource
 
 # A regtest address listed as valid in tests/vectors/addresses.json (P2WPKH on bcrt).
 ADDRESS = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"

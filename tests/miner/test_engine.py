@@ -13,7 +13,7 @@ from pithead.chain.compact import difficulty_to_target
 from pithead.miner import core
 from pithead.miner.engine import Engine
 from pithead.miner.runner import Miner, MinerOptions, benchmark_work
-from pithead.stratum.client.work import Job, Share, Work
+from pithead.stratum.v1.work import Job, Share, Work
 
 #: Easy share difficulty: about one share per 2^18 hashes, so a second of hashing yields dozens.
 EASY = 2**-14
@@ -47,7 +47,7 @@ def _collect(engine_threads: int, work: Work, want: int, path: str | None = None
 
 def _independent_hash(s: Share) -> int:
     """Rebuild the header from the share's submit fields alone and hash it with hashlib."""
-    from pithead.stratum.client.work import coinbase, header76
+    from pithead.stratum.v1.work import coinbase, header76
 
     w = s.work
     cb = coinbase(w.job, w.extranonce1, s.extranonce2)
@@ -124,7 +124,7 @@ def test_benchmark_work_is_random_and_valid() -> None:
 
 
 def test_cli_benchmark_and_argument_errors() -> None:
-    from pithead.cli import _mount, app
+    from pithead.cli.main import _mount, app
 
     _mount()
     runner = CliRunner()
@@ -150,7 +150,7 @@ def test_bench_hash_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_suggest_difficulty_option() -> None:
-    from pithead.miner.cli import parse_suggest
+    from pithead.cli.miner import parse_suggest
 
     one = parse_suggest("auto", 1, core.PATH_SHANI)
     assert one is not None and 0 < one < 1  # a CPU thread: far below difficulty 1

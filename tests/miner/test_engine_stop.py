@@ -25,7 +25,7 @@ from pithead.miner import core
 from pithead.miner.engine import MIN_CHUNK, Engine
 from pithead.miner.runner import Miner, MinerOptions
 from pithead.stratum.client.connection import PoolAddress
-from pithead.stratum.client.work import Job, Share, Work
+from pithead.stratum.v1.work import Job, Share, Work
 
 #: Share difficulty so low that shares keep coming (about one per 2^18 hashes).
 EASY = 2**-14

@@ -13,7 +13,7 @@ from collections import deque
 
 from typer.testing import CliRunner
 
-from pithead.miner.cli import app, unprinted
+from pithead.cli.miner import app, unprinted
 from pithead.miner.runner import MAX_LOG_LINES
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.node.node import EmbeddedNode
 from pithead.node.testing import running_node
-from pithead.template.rpc import RpcClient
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from pithead.bitcoind.rpc import RpcClient, RpcError
 from pithead.chain.hashes import display_hex
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from pithead.node.mempool import Mempool
 from pithead.node.node import EmbeddedNode
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks
-from pithead.template.rpc import RpcClient, RpcError
 
 GBT = {"rules": ["segwit"]}
 OP_TRUE_P2WSH = p2wsh_of(BARE_OP_TRUE)

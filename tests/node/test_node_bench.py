@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pithead.bench import node as bench_node
-from pithead.bench.cli import available
+from pithead.cli.bench import available
 
 
 def test_bench_node_with_fewer_blocks_than_coinbase_maturity(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ def test_pithead_node_runs_and_stops_by_rpc(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from pithead.cli import main; main()",
+            "from pithead.cli.main import main; main()",
             "node",
             "--datadir",
             str(tmp_path),

@@ -12,6 +12,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from pithead.bitcoind.rpc import RpcClient, RpcError
 from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex
 from pithead.chain.params import REGTEST
@@ -21,7 +22,6 @@ from pithead.node.rpc.format import tx_json
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
 from pithead.template.block_template import parse_gbt
-from pithead.template.rpc import RpcClient, RpcError
 
 CORE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.params import REGTEST
 from pithead.node.testing import mine_blocks, running_node
-from pithead.template.rpc import RpcClient
 
 SEEDS = (1, 2)
 STEPS = 12

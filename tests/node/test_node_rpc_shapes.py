@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.node.node import EmbeddedNode
-from pithead.template.rpc import RpcClient
 
 CORE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
 

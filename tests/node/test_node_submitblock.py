@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pithead.bitcoind.rpc import RpcClient, RpcError
 from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex, from_display_hex
 from pithead.chain.merkle import merkle_root
@@ -18,7 +19,6 @@ from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from pithead.node.node import EmbeddedNode
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, break_pow, mine_blocks, solve_block
-from pithead.template.rpc import RpcClient, RpcError
 
 CORE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
 

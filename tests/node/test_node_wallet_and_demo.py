@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from pithead.bitcoind.rpc import NodeWarmingUpError, RpcClient, RpcError
 from pithead.chain.compact import bits_to_target, target_to_bits
 from pithead.chain.params import REGTEST
 from pithead.node.node import EmbeddedNode
 from pithead.node.retarget import MAX_STEP, demo_next_bits
 from pithead.node.testing import mine_blocks, running_node
-from pithead.template.rpc import NodeWarmingUpError, RpcClient, RpcError
 
 EXTERNAL = "bcrt1q0t5p98c42yyh54043ghm6469wrckayf5evk84m"  # a P2WPKH address from the Core fixtures
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex, from_display_hex
 from pithead.chain.script import push_data
@@ -33,7 +34,6 @@ from pithead.node.mempool import MempoolEntry, count_sigops, sigop_cost
 from pithead.node.node import EmbeddedNode
 from pithead.node.scripts import BARE_OP_TRUE, p2sh_of, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks
-from pithead.template.rpc import RpcClient
 
 CORE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
 GBT = {"rules": ["segwit"]}

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pithead.bitcoind.rpc import RpcClient, RpcError
 from pithead.chain.address import script_to_address
 from pithead.chain.params import REGTEST
 from pithead.node.node import EmbeddedNode
 from pithead.node.testing import mine_blocks, running_node
-from pithead.template.rpc import RpcClient, RpcError
 
 EXTERNAL = "bcrt1q0t5p98c42yyh54043ghm6469wrckayf5evk84m"  # a P2WPKH address from the Core fixtures
 COMMON = [  # Core's WalletTxToJSON fields, in its order, for a confirmed transaction

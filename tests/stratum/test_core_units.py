@@ -12,7 +12,12 @@ from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex, prevhash_from_stratum
 from pithead.chain.params import REGTEST
 from pithead.chain.witness import find_commitment
-from pithead.stratum.protocol.codec import (
+from pithead.stratum.difficulty import VarDiff, VarDiffConfig, round_difficulty, wire_difficulty
+from pithead.stratum.extranonce import ExtranonceAllocator
+from pithead.stratum.share import parse_submit
+from pithead.stratum.v1.errors import DuplicateShare, ProtocolViolation
+from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.wire import (
     ClientResponse,
     LineBuffer,
     Request,
@@ -21,11 +26,6 @@ from pithead.stratum.protocol.codec import (
     encode_notification,
     encode_result,
 )
-from pithead.stratum.protocol.difficulty import VarDiff, VarDiffConfig, round_difficulty, wire_difficulty
-from pithead.stratum.protocol.errors import DuplicateShare, ProtocolViolation
-from pithead.stratum.protocol.extranonce import ExtranonceAllocator
-from pithead.stratum.protocol.jobs import JobBook
-from pithead.stratum.protocol.share import parse_submit
 from pithead.template.job import JobError, assemble_block, build_job, payout_outputs
 
 from .helpers import POOL_ADDRESS, regtest_template, solo_script
@@ -239,7 +239,7 @@ def test_job_book_generations_solo_and_stale() -> None:
 
 
 def test_a_full_job_takes_no_more_shares(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pithead.stratum.protocol import jobs as jobs_mod
+    from pithead.stratum.v1 import jobs as jobs_mod
 
     monkeypatch.setattr(jobs_mod, "MAX_SEEN_PER_JOB", 2)
     book = JobBook(mode="solo")

@@ -12,15 +12,15 @@ import pytest
 from pithead.chain.address import address_to_script
 from pithead.chain.params import REGTEST
 from pithead.config import UpstreamNode
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.events import BlockEvent, ShareEvent
 from pithead.node.node import EmbeddedNode
-from pithead.stratum.protocol.difficulty import VarDiffConfig
-from pithead.stratum.protocol.session import PoolRules
+from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer
-from pithead.template.source import source_from_config
+from pithead.stratum.v1.pool import PoolRules
+from pithead.template.sources.failover import source_from_config
 
-from .client import RawClient
 from .helpers import POOL_ADDRESS, SOLO_ADDRESS
+from .rawclient import RawClient
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -17,14 +17,14 @@ import pytest
 
 from pithead.chain.address import address_to_script
 from pithead.chain.params import REGTEST
-from pithead.stratum.protocol.difficulty import VarDiffConfig
-from pithead.stratum.protocol.session import PoolRules
+from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server import pool as pool_mod
 from pithead.stratum.server.pool import PoolServer
-from pithead.stratum.server.static_source import StaticTemplateSource
+from pithead.stratum.v1.pool import PoolRules
+from pithead.template.sources.static import StaticTemplateSource
 
-from .client import RawClient
 from .helpers import POOL_ADDRESS, SOLO_ADDRESS, regtest_template
+from .rawclient import RawClient
 
 _fanout = pool_mod._fanout
 needs_native = pytest.mark.skipif(_fanout is None, reason="the native fan-out is not built")

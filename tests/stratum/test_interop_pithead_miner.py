@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from pithead.chain.params import REGTEST
-from pithead.stratum.protocol.difficulty import VarDiffConfig
-from pithead.stratum.protocol.session import PoolRules
+from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer
-from pithead.stratum.server.static_source import StaticTemplateSource
+from pithead.stratum.v1.pool import PoolRules
+from pithead.template.sources.static import StaticTemplateSource
 
 from .helpers import SOLO_ADDRESS, regtest_template
 

@@ -14,13 +14,13 @@ import signal
 
 import pytest
 
+from pithead.app.pool import serve
 from pithead.config import PoolConfig
-from pithead.stratum.server.run import serve
-from pithead.stratum.server.static_source import StaticTemplateSource
+from pithead.template.sources.static import StaticTemplateSource
 
 from .helpers import POOL_ADDRESS, regtest_template
 
-LOGGER = "pithead.stratum.server.run"
+LOGGER = "pithead.app.pool"
 #: Bounded waits only (a broken build fails instead of hanging); nothing here measures time.
 WAIT = 20.0
 

@@ -41,13 +41,13 @@ from pithead.chain.address import address_to_script, script_to_address
 from pithead.chain.hashes import hash160
 from pithead.chain.params import REGTEST
 from pithead.config import PoolConfig, UpstreamNode
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.events import BlockEvent, ShareEvent
 from pithead.node.node import EmbeddedNode
-from pithead.stratum.protocol.difficulty import VarDiffConfig
-from pithead.stratum.protocol.session import PoolRules
+from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer
 from pithead.stratum.server.workers import WorkerPool
-from pithead.template.source import source_from_config
+from pithead.stratum.v1.pool import PoolRules
+from pithead.template.sources.failover import source_from_config
 
 from .dialects import (
     BfgMiner,

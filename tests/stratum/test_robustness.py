@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pithead.chain.params import REGTEST
-from pithead.stratum.protocol.extranonce import ExtranonceAllocator
-from pithead.stratum.protocol.jobs import JobBook
-from pithead.stratum.protocol.session import METHODS, PoolRules, Session, State
+from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.bans import Admission
 from pithead.stratum.server.stats import HASHES_PER_DIFF1, DecayingRate, StatsBook
+from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.pool import METHODS, PoolRules, Session, State
 
 from .helpers import SOLO_ADDRESS, regtest_template
 

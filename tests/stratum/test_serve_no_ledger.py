@@ -11,10 +11,10 @@ import logging
 
 import pytest
 
+from pithead.app.pool import no_ledger_note, serve
 from pithead.config import PoolConfig
-from pithead.ledger.bus import MemoryBus
-from pithead.stratum.server.run import no_ledger_note, serve
-from pithead.stratum.server.static_source import StaticTemplateSource
+from pithead.ledger.bus.memory import MemoryBus
+from pithead.template.sources.static import StaticTemplateSource
 
 from .helpers import POOL_ADDRESS, regtest_template
 
@@ -31,7 +31,7 @@ def test_note_only_for_pool_mode_without_a_sink() -> None:
 async def test_serve_warns_at_start(caplog: pytest.LogCaptureFixture, mode: str, warned: bool) -> None:
     cfg = PoolConfig(mode=mode, pool_address=POOL_ADDRESS, port=0)
     source = StaticTemplateSource(regtest_template())
-    with caplog.at_level(logging.INFO, logger="pithead.stratum.server.run"):
+    with caplog.at_level(logging.INFO, logger="pithead.app.pool"):
         task = asyncio.create_task(serve(cfg, source=source))
         try:
             for _ in range(200):

@@ -11,14 +11,14 @@ import pytest
 
 from pithead.chain.address import address_to_script
 from pithead.chain.params import REGTEST
-from pithead.ledger.events import BlockEvent, ShareEvent
-from pithead.stratum.protocol.difficulty import VarDiffConfig
-from pithead.stratum.protocol.session import PoolRules
+from pithead.events import BlockEvent, ShareEvent
+from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer, ServerLimits
-from pithead.stratum.server.static_source import StaticTemplateSource
+from pithead.stratum.v1.pool import PoolRules
+from pithead.template.sources.static import StaticTemplateSource
 
-from .client import RawClient
 from .helpers import POOL_ADDRESS, SOLO_ADDRESS, regtest_template
+from .rawclient import RawClient
 
 HARD = 0x1D00FFFF  # shares at tiny difficulty are not blocks
 USER = SOLO_ADDRESS + ".rig1"

@@ -8,11 +8,11 @@ import pytest
 
 from pithead.chain.compact import difficulty_to_target
 from pithead.chain.params import REGTEST
-from pithead.stratum.protocol.difficulty import VarDiffConfig
-from pithead.stratum.protocol.errors import StratumError
-from pithead.stratum.protocol.extranonce import ExtranonceAllocator
-from pithead.stratum.protocol.jobs import JobBook
-from pithead.stratum.protocol.session import (
+from pithead.stratum.difficulty import VarDiffConfig
+from pithead.stratum.extranonce import ExtranonceAllocator
+from pithead.stratum.v1.errors import StratumError
+from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.pool import (
     METHODS,
     TRANSITIONS,
     UNKNOWN,
@@ -359,7 +359,7 @@ def test_stale_shares_never_ban() -> None:
 
 
 def test_errors_carry_codes() -> None:
-    from pithead.stratum.protocol import errors as e
+    from pithead.stratum.v1 import errors as e
 
     codes = {c.code for c in (e.OtherError, e.JobNotFound, e.DuplicateShare, e.LowDifficulty,
                               e.Unauthorized, e.NotSubscribed)}
@@ -467,7 +467,7 @@ def test_work_rolled_under_a_narrowed_mask_is_rejected_but_not_held_against_the_
 def test_default_bounds_honour_a_nerdminers_own_suggestion() -> None:
     """NerdMiner suggests 0.00015 (NerdMiner src/mining.h); with the default [pool] settings it gets it."""
     from pithead.config import PoolConfig
-    from pithead.stratum.server.run import rules_from_config
+    from pithead.stratum.server.build import rules_from_config
 
     book = JobBook(mode="solo")
     book.new_template(regtest_template(bits=HARD))

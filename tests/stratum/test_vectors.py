@@ -16,13 +16,13 @@ from pithead.chain.hashes import display_hex, from_display_hex, prevhash_from_st
 from pithead.chain.merkle import fold_branch
 from pithead.chain.params import REGTEST, TESTNET
 from pithead.chain.tx import TxOut
-from pithead.stratum.protocol.codec import decode
-from pithead.stratum.protocol.difficulty import VarDiffConfig
-from pithead.stratum.protocol.extranonce import ExtranonceAllocator
-from pithead.stratum.protocol.jobs import JobBook
-from pithead.stratum.protocol.session import BlockFound, PoolRules, Session, ShareJudged
-from pithead.stratum.protocol.share import Submission, check_share, parse_submit
-from pithead.stratum.protocol.version import FULL_MASK, negotiate, rolled_version
+from pithead.stratum.difficulty import VarDiffConfig
+from pithead.stratum.extranonce import ExtranonceAllocator
+from pithead.stratum.share import Submission, check_share, parse_submit
+from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.pool import BlockFound, PoolRules, Session, ShareJudged
+from pithead.stratum.v1.wire import decode
+from pithead.stratum.version import FULL_MASK, negotiate, rolled_version
 from pithead.template.block_template import BlockTemplate, TemplateTx
 from pithead.template.job import Job, build_job
 

@@ -24,15 +24,15 @@ from pithead.chain.address import address_to_script
 from pithead.chain.hashes import display_hex, prevhash_from_stratum
 from pithead.chain.params import REGTEST
 from pithead.config import PoolConfig, UpstreamNode
-from pithead.ledger.events import BlockEvent, ShareEvent
+from pithead.events import BlockEvent, ShareEvent
 from pithead.node.node import EmbeddedNode
-from pithead.stratum.server.run import PoolConfigError, pool_workers
-from pithead.stratum.server.static_source import StaticTemplateSource
-from pithead.stratum.server.workers import WorkerPool, resolve_workers
-from pithead.template.source import source_from_config
+from pithead.stratum.server.build import PoolConfigError, pool_workers, resolve_workers
+from pithead.stratum.server.workers import WorkerPool
+from pithead.template.sources.failover import source_from_config
+from pithead.template.sources.static import StaticTemplateSource
 
-from .client import RawClient
 from .helpers import POOL_ADDRESS, SOLO_ADDRESS, regtest_template
+from .rawclient import RawClient
 from .test_e2e_node import ListSink, rpc, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -399,8 +399,8 @@ async def test_a_stuck_worker_is_killed_and_restarted() -> None:
 def test_front_end_and_worker_slices_never_overlap() -> None:
     """Every worker of every front-end, whatever the mix of counts (powers of two or not, single-process
     front-ends beside multi-worker ones), allocates from a range no other one touches."""
-    from pithead.stratum.protocol.extranonce import ExtranonceAllocator
-    from pithead.stratum.server.run import front_end_shard
+    from pithead.stratum.extranonce import ExtranonceAllocator
+    from pithead.stratum.server.build import front_end_shard
     from pithead.stratum.server.workers import worker_shard
 
     def span(shard: tuple[int, int]) -> tuple[int, int]:
@@ -429,7 +429,7 @@ def test_front_end_and_worker_slices_never_overlap() -> None:
 async def test_a_miner_cannot_resume_its_extranonce_on_another_front_end() -> None:
     """Front-ends 0/2 and 1/2 (two pools on one share bus): a miner that asks front-end 1 for the
     extranonce1 it had on front-end 0 gets another one (else it could send every share to both)."""
-    from pithead.stratum.server.run import build_server
+    from pithead.stratum.server.build import build_server
 
     pools = [build_server(pool_cfg(front_end=f"{i}/2"), StaticTemplateSource(regtest_template()), ListSink())
              for i in range(2)]

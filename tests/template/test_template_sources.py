@@ -12,12 +12,7 @@ from typing import Any
 
 import pytest
 
-from pithead.chain.hashes import display_hex
-from pithead.node.node import EmbeddedNode
-from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
-from pithead.node.testing import block_from_template, mine_blocks, running_node
-from pithead.template.interface import TemplateSource, TemplateUpdate
-from pithead.template.rpc import (
+from pithead.bitcoind.rpc import (
     NodeAuthError,
     NodeDownError,
     NodeWarmingUpError,
@@ -25,7 +20,13 @@ from pithead.template.rpc import (
     RpcError,
     WrongChainError,
 )
-from pithead.template.source import FailoverSource, NodeSource, NoNodeError
+from pithead.chain.hashes import display_hex
+from pithead.node.node import EmbeddedNode
+from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
+from pithead.node.testing import block_from_template, mine_blocks, running_node
+from pithead.template.interface import TemplateSource, TemplateUpdate
+from pithead.template.sources.failover import FailoverSource, NoNodeError
+from pithead.template.sources.node import NodeSource
 
 CORE = Path(__file__).parent.parent / "fixtures" / "bitcoin-core"
 WAIT = 10.0  # generous bound for CI machines; the tests never assert how fast

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from webseed import Seed, seed_store
 
-from pithead.store import open_store
+from pithead.ledger.store import open_store
 
 
 @pytest.fixture

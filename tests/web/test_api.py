@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from webseed import ADDR_A, ADDR_B, BLOCK_HASH, BUCKET, Seed, fixed_clock
 
+from pithead.events import ShareEvent
 from pithead.ledger import stats
-from pithead.ledger.events import ShareEvent
 from pithead.web.app import create_app
 from pithead.web.services import LiveConnection, PoolInfo, PoolLiveStatus, Services
 

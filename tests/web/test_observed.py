@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from webseed import ADDR_A, ADDR_B, BUCKET, fixed_clock
 
+from pithead.events import ShareEvent
 from pithead.ledger import stats
-from pithead.ledger.events import ShareEvent
-from pithead.store.base import LedgerStore
+from pithead.ledger.store.base import LedgerStore
 from pithead.web.app import create_app
 from pithead.web.services import Services
 

@@ -15,12 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from webseed import ADDR_A, ADDR_B, BUCKET, fixed_clock
 
+from pithead.events import ShareEvent
 from pithead.ledger import stats
-from pithead.ledger.events import ShareEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
+from pithead.ledger.store.base import LedgerStore
 from pithead.ledger.uptime import HEARTBEAT_S
-from pithead.store.base import LedgerStore
 from pithead.web.app import create_app
 from pithead.web.services import Services
 

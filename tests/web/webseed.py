@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pithead.ledger.events import ShareEvent
+from pithead.events import ShareEvent
 from pithead.ledger.ledger import FINE_BUCKET_S
-from pithead.store.base import LedgerStore
-from pithead.store.records import (
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import (
     BlockRecord,
     BlockStatus,
     CreditKind,

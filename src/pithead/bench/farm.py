@@ -53,10 +53,10 @@ FLEET_START_TIMEOUT_S = 120.0
 def _serve_fleet(count: int, mix: str, conn: Connection) -> None:
     """Child process: serve the simulated fleet on ephemeral ports; report the device list; serve on."""
     try:
-        from pithead.farm.sim.clock import SimClock
-        from pithead.farm.sim.fleet import Fleet
-        from pithead.farm.sim.models import Family
-        from pithead.farm.sim.server import FleetServer
+        from pithead.fleetsim.clock import SimClock
+        from pithead.fleetsim.fleet import Fleet
+        from pithead.fleetsim.models import Family
+        from pithead.fleetsim.server import FleetServer
     except ImportError as exc:
         conn.send(("error", f"the simulator is not available: {exc}"))
         return
@@ -144,7 +144,7 @@ def _serve_central(db: str, interval: float, conn: Connection) -> None:
         from fastapi import FastAPI
 
         from pithead.farm.service import FarmService, FarmServiceConfig, Role
-        from pithead.farm.web import FarmAuth
+        from pithead.web.farm import FarmAuth
         from pithead.web.server import WebServer
 
         store = FarmStore(db)

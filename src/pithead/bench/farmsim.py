@@ -42,9 +42,9 @@ def _cpu_s(pid: int) -> float:
 
 
 def _child(conn: Connection, n: int, mix: str) -> None:
-    from pithead.farm.sim.clock import SimClock
-    from pithead.farm.sim.fleet import Fleet
-    from pithead.farm.sim.server import FleetServer
+    from pithead.fleetsim.clock import SimClock
+    from pithead.fleetsim.fleet import Fleet
+    from pithead.fleetsim.server import FleetServer
 
     async def main() -> None:
         t0 = time.perf_counter()
@@ -140,16 +140,16 @@ async def _mine_bench(n: int, seconds: float, duty: float) -> None:
 
     from pithead.chain.compact import bits_to_target
     from pithead.chain.params import REGTEST
-    from pithead.farm.sim.clock import SimClock
-    from pithead.farm.sim.device import PoolConf
-    from pithead.farm.sim.fleet import Fleet
-    from pithead.farm.sim.mining import MiningBridge
+    from pithead.fleetsim.clock import SimClock
+    from pithead.fleetsim.device import PoolConf
+    from pithead.fleetsim.fleet import Fleet
+    from pithead.fleetsim.mining import MiningBridge
     from pithead.miner.core import active_path
-    from pithead.stratum.protocol.difficulty import VarDiffConfig
-    from pithead.stratum.protocol.session import PoolRules
+    from pithead.stratum.difficulty import VarDiffConfig
     from pithead.stratum.server.pool import PoolServer
-    from pithead.stratum.server.static_source import StaticTemplateSource
+    from pithead.stratum.v1.pool import PoolRules
     from pithead.template.block_template import BlockTemplate
+    from pithead.template.sources.static import StaticTemplateSource
 
     bits = 0x1D00FFFF  # shares never make blocks
     now = int(time.time())

@@ -14,12 +14,12 @@ import time
 import uuid
 from pathlib import Path
 
-from pithead.ledger.bus import CONSUME_BATCH
-from pithead.ledger.events import ShareEvent
+from pithead.events import ShareEvent
+from pithead.ledger.consumer import CONSUME_BATCH
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
-from pithead.store import StoreError, open_store
-from pithead.store.base import LedgerStore
+from pithead.ledger.store import StoreError, open_store
+from pithead.ledger.store.base import LedgerStore
 
 WORKERS = 200  # distinct workers in the synthetic load, 4 per address
 

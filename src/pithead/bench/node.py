@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.hashes import display_hex
 from pithead.chain.params import REGTEST
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
@@ -27,8 +28,7 @@ from pithead.node.mempool import Mempool, MempoolEntry
 from pithead.node.mining import template_result
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
-from pithead.template.rpc import RpcClient
-from pithead.template.source import NodeSource
+from pithead.template.sources.node import NodeSource
 
 # The node's wallet spends a coinbase only at COINBASE_MATURITY + 1 confirmations (as Core's does): the
 # sendmany phase needs at least this many blocks on the chain, whatever --blocks asks to time.

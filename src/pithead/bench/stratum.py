@@ -128,9 +128,9 @@ async def _serve_workers(port: int, workers: int) -> None:
     """The pool as `workers` processes (`pithead pool --workers N`): a supervisor (this process) and its
     workers sharing the port; CPU and RSS are summed over all of them."""
     from pithead.config import PoolConfig
-    from pithead.ledger.bus import MemoryBus
-    from pithead.stratum.server.static_source import StaticTemplateSource
+    from pithead.ledger.bus.memory import MemoryBus
     from pithead.stratum.server.workers import WorkerPool
+    from pithead.template.sources.static import StaticTemplateSource
 
     source = StaticTemplateSource(bench_template(1000))
     cfg = PoolConfig(port=port, mode="pool", pool_address=POOL_ADDRESS, user_rule="any", share_interval=1e9,
@@ -162,11 +162,11 @@ async def _serve_workers(port: int, workers: int) -> None:
 
 
 async def _serve(port: int) -> None:
-    from pithead.ledger.bus import MemoryBus
-    from pithead.stratum.protocol.difficulty import VarDiffConfig
-    from pithead.stratum.protocol.session import PoolRules, State
+    from pithead.ledger.bus.memory import MemoryBus
+    from pithead.stratum.difficulty import VarDiffConfig
     from pithead.stratum.server.pool import PoolServer, ServerLimits
-    from pithead.stratum.server.static_source import StaticTemplateSource
+    from pithead.stratum.v1.pool import PoolRules, State
+    from pithead.template.sources.static import StaticTemplateSource
 
     source = StaticTemplateSource(bench_template(1000))
     rules = PoolRules(mode="pool", network=REGTEST, user_rule="any",
@@ -523,10 +523,10 @@ def _sessions_only(n: int) -> None:
     """Python-side memory of n READY sessions without sockets (RLIMIT_NOFILE caps real connections)."""
     import gc
 
-    from pithead.stratum.protocol.difficulty import VarDiffConfig
-    from pithead.stratum.protocol.extranonce import ExtranonceAllocator
-    from pithead.stratum.protocol.jobs import JobBook
-    from pithead.stratum.protocol.session import PoolRules, Session
+    from pithead.stratum.difficulty import VarDiffConfig
+    from pithead.stratum.extranonce import ExtranonceAllocator
+    from pithead.stratum.v1.jobs import JobBook
+    from pithead.stratum.v1.pool import PoolRules, Session
 
     book = JobBook(mode="pool", pool_script=address_to_script(POOL_ADDRESS, REGTEST))
     book.new_template(bench_template(1000))

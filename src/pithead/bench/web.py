@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from pithead.ledger.events import ShareEvent
+from pithead.events import ShareEvent
 from pithead.ledger.ledger import FINE_BUCKET_S
-from pithead.store import open_store
+from pithead.ledger.store import open_store
 from pithead.web.app import create_app
 from pithead.web.services import Services
 

@@ -1,7 +1,7 @@
 """The central side of collector forwarding: turns POSTed batches into store writes, and keeps the counts.
 
 `IngestService.handle(body, content_encoding)` is what `POST /farm/api/ingest` calls (after the bearer
-token check in `pithead.farm.web`): it decodes and validates the batch (`pithead.farm.ingest`), writes it
+token check in `pithead.web.farm`): it decodes and validates the batch (`pithead.farm.ingest`), writes it
 with `FarmStore.ingest` (idempotent by batch id and by (device, time)), and answers what happened:
 
     {"batch": id, "duplicate_batch": false, "written": n, "duplicates": n, "devices": n, "devices_new": n,

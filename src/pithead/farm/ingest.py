@@ -1,7 +1,7 @@
 """The collector -> central wire format: batches of poll results and inventory, encoded and validated here.
 
 A collector (`pithead farm collect`, `FarmService` in the COLLECTOR role) polls its shard and POSTs its
-results to the central service's `POST /farm/api/ingest` (see `pithead.farm.web`) as one JSON object:
+results to the central service's `POST /farm/api/ingest` (see `pithead.web.farm`) as one JSON object:
 
     {"v": 1, "batch": "<32 hex, unique per batch>", "collector": "<name, e.g. host/0of4>",
      "devices": [Device, ...],          # inventory: new devices and identity/label changes (may be empty)

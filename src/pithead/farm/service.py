@@ -12,7 +12,7 @@
 - `router()` gives the web router for the main app to mount; who may use its action endpoints comes from
   PITHEAD_FARM_TOKEN (read here, as `pithead up` builds the router through this method) or else the
   config's `api_token_file` / `api_token`; with none, actions are allowed on loopback connections only
-  (see `pithead.farm.web`).
+  (see `pithead.web.farm`).
 Roles (`FarmServiceConfig.role`), for fleets spread over several collector processes (see `poller`):
 - STANDALONE (default): all of the above against its own store -- one process, or one shard with its own
   database.
@@ -58,7 +58,7 @@ from pithead.farm.store import FarmStore
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-    from pithead.farm.web import FarmAuth
+    from pithead.web.farm import FarmAuth
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class FarmService:
     def router(self, notes: Mapping[str, str] | None = None, auth: FarmAuth | None = None) -> APIRouter:
         """The web router. Without `auth`, the token comes from the environment (PITHEAD_FARM_TOKEN) or
         the config's token settings; a bad one raises `FarmAuthError` here, before anything is served."""
-        from pithead.farm.web import FarmAuth, load_token, make_router
+        from pithead.web.farm import FarmAuth, load_token, make_router
 
         if auth is None:
             auth = FarmAuth(load_token(environ=os.environ, config_token=self.cfg.api_token,

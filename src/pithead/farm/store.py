@@ -1,7 +1,7 @@
 """The farm's own SQLite storage: inventory, latest status, readings history with rollups, alerts, audit.
 
 The farm depends on nothing else in pithead (DESIGN), so it keeps its own small database instead of
-going through `pithead.store`. One `FarmStore` wraps one `sqlite3` connection in WAL mode and is used
+going through `pithead.ledger.store`. One `FarmStore` wraps one `sqlite3` connection in WAL mode and is used
 from one thread (the event loop's): every write is a short transaction, and poll results are written in
 batches (one transaction per batch; 24,000 rows take tens of milliseconds), so a sweep never waits on
 per-row commits.

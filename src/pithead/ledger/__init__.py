@@ -10,6 +10,6 @@
 * `payouts`  batches paid with one `sendmany` each, crash-safe (`Wallet`, `RpcWallet`);
 * `service`  the asyncio shell that runs all of it (`run_ledger`, `open_ledger`, `open_bus`).
 
-Storage is `pithead.store` (SQLite or PostgreSQL behind `LedgerStore`, Redis Streams as the share bus).
+Storage is `pithead.ledger.store` (SQLite or PostgreSQL behind `LedgerStore`, Redis Streams as the share bus).
 Importing this package imports nothing heavy; import the module you need.
 """

@@ -1,6 +1,6 @@
 """The `Ledger` service: records shares and blocks, credits rewards by scheme, rolls up, answers queries.
 
-It takes batches of `ShareEvent`/`BlockEvent` (from an `EventSource`, see `pithead.ledger.bus`) and
+It takes batches of `ShareEvent`/`BlockEvent` (from an `EventSource`, see `pithead.ledger.bus.source`) and
 writes each batch, with its credits and the source's cursor, in one store transaction, so a crash either
 keeps a whole batch or none of it. Block maturity lives in `pithead.ledger.maturity`, payouts in
 `pithead.ledger.payouts`; both work on the same store.
@@ -18,13 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pithead.events import BlockEvent, InvalidEvent, ShareEvent, validate
 from pithead.ledger import schemes
-from pithead.ledger.events import BlockEvent, InvalidEvent, ShareEvent, validate
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
 from pithead.ledger.stats import HASHES_PER_DIFF1, HashrateEstimate, estimate
-from pithead.ledger.uptime import Uptime, read_uptime
-from pithead.store.base import LedgerStore, StoreReader, iter_newest
-from pithead.store.records import (
+from pithead.ledger.store.base import LedgerStore, StoreReader, iter_newest
+from pithead.ledger.store.records import (
     Balance,
     BlockRecord,
     BlockStatus,
@@ -36,6 +35,7 @@ from pithead.store.records import (
     WorkerRow,
     WorkSums,
 )
+from pithead.ledger.uptime import Uptime, read_uptime
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pithead.store.base import LedgerStore
-from pithead.store.records import BlockRecord, BlockStatus
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BlockRecord, BlockStatus
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any, Protocol
 from pithead.chain.address import is_valid_address
 from pithead.chain.params import Network
 from pithead.ledger.schemes import POOL_ACCOUNT
-from pithead.store.base import LedgerStore
-from pithead.store.records import BatchStatus, PayoutBatch
+from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BatchStatus, PayoutBatch
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ class RpcWallet:
 
     `call(method, params)` must raise an exception with a `code` attribute for RPC errors (Core's error
     object) and any other exception for transport failures. For a client whose `call` takes the
-    parameters spread out (`pithead.template.rpc.RpcClient`), use `RpcWallet.over(client)`.
+    parameters spread out (`pithead.bitcoind.rpc.RpcClient`), use `RpcWallet.over(client)`.
 
     Finding a crashed batch: with `listtransactions` (Bitcoin Core, and pithead's embedded node, which
     keeps sendmany's comment with the transaction across restarts) by that comment, and only by it: a

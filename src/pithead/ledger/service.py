@@ -25,12 +25,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pithead.chain.params import Network
-from pithead.ledger.bus import ConsumeCounters, EventSource, MemoryBus, consume
+from pithead.ledger.bus.memory import MemoryBus
+from pithead.ledger.bus.source import EventSource
+from pithead.ledger.consumer import ConsumeCounters, consume
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import ChainView, track
 from pithead.ledger.payouts import PayoutProcessor, Wallet
+from pithead.ledger.store import open_store
 from pithead.ledger.uptime import HEARTBEAT_S
-from pithead.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ def open_bus(url: str) -> tuple[MemoryBus | Any, EventSource]:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
-    from pithead.store.redis_bus import RedisEventSource, RedisShareSink
+    from pithead.ledger.bus.redis import RedisEventSource, RedisShareSink
 
     try:
         client = aioredis.from_url(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), "")),

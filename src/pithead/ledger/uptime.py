@@ -28,8 +28,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pithead.store.base import StoreReader
-from pithead.store.records import UptimeRun
+from pithead.ledger.store.base import StoreReader
+from pithead.ledger.store.records import UptimeRun
 
 # How often a running ledger records that it is up. The statistics buckets' width: finer would not change
 # any window (they count whole buckets), coarser would lose more of a crashed run's end. One small upsert.

@@ -1,8 +1,8 @@
 """The hashing engine: N threads scanning work units with the native core, reporting hits and hashrate.
 
 What it is: :class:`Engine` owns worker threads. :meth:`Engine.set_work` switches every thread to a new
-:class:`~pithead.stratum.client.work.Work` within one scan chunk; each thread takes distinct units from one
-:class:`~pithead.stratum.client.work.WorkRoller` (version bits, then extranonce2, then ntime, when a unit's
+:class:`~pithead.stratum.v1.work.Work` within one scan chunk; each thread takes distinct units from one
+:class:`~pithead.stratum.v1.work.WorkRoller` (version bits, then extranonce2, then ntime, when a unit's
 2^32 nonces are spent) and scans them in chunks sized to about :data:`CHUNK_SECONDS`, so a new job is
 picked up quickly. The core releases the GIL while scanning, so threads scale across cores. Every hit
 is re-hashed with hashlib (the reference) before it is handed to ``on_share``; a mismatch is counted as a
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from pithead.miner import core
-from pithead.stratum.client.errors import WorkExhausted
-from pithead.stratum.client.work import Share, Work, WorkRoller, WorkUnit
+from pithead.stratum.v1.errors import WorkExhausted
+from pithead.stratum.v1.work import Share, Work, WorkRoller, WorkUnit
 
 #: Target wall time of one scan call: short enough that a new job reaches every thread within about a
 #: tenth of a second, long enough that the Python overhead per call (~10 us) is noise.

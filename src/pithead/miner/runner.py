@@ -29,7 +29,7 @@ from pithead.stratum.client.connection import (
     PoolAddress,
     StratumClient,
 )
-from pithead.stratum.client.session import (
+from pithead.stratum.v1.client import (
     AuthorizationFailed,
     ClientConfig,
     ClientEvent,
@@ -39,7 +39,7 @@ from pithead.stratum.client.session import (
     ShareAccepted,
     ShareRejected,
 )
-from pithead.stratum.client.work import Job, Share, Work
+from pithead.stratum.v1.work import Job, Share, Work
 
 #: Recent log lines kept for the status display.
 MAX_LOG_LINES: Final = 20

@@ -41,7 +41,7 @@ from pithead.node.wallet import TXGEN_LABEL, Wallet
 from pithead.node.zmqpub import ZmqPublisher
 
 if TYPE_CHECKING:
-    from pithead.template.source import NodeSource
+    from pithead.template.sources.node import NodeSource
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +171,10 @@ class EmbeddedNode:
         return dict(self.zmq.endpoints) if self.zmq else {}
 
     def template_source(self, **options: Any) -> NodeSource:
-        """A `pithead.template.source.NodeSource` for this node, through its RPC (cookie or user/password)
+        """A `pithead.template.sources.node.NodeSource` for this node, through its RPC (cookie or user/password)
         and its ZMQ hashblock publisher when it has one, exactly as for a Bitcoin Core node."""
-        from pithead.template.rpc import RpcClient
-        from pithead.template.source import NodeSource
+        from pithead.bitcoind.rpc import RpcClient
+        from pithead.template.sources.node import NodeSource
 
         user, password = self.auth
         client = RpcClient(

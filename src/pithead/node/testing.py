@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.block import Block
 from pithead.chain.coinbase import build_coinbase
 from pithead.chain.compact import bits_to_target
@@ -25,7 +26,6 @@ from pithead.chain.tx import Transaction, TxOut
 from pithead.chain.witness import witness_commitment
 from pithead.node.node import EmbeddedNode
 from pithead.template.block_template import parse_gbt
-from pithead.template.rpc import RpcClient
 
 MAX_NONCE_TRIES = 1 << 20  # at regtest difficulty ~2 tries are needed; this is a runaway guard
 

@@ -234,3 +234,13 @@ def parse_gbt(result: Any, *, verify_transactions: bool = True) -> BlockTemplate
     if dwc is not None and dwc != commitment_script(tpl.witness_commitment()):
         raise TemplateError("getblocktemplate: default_witness_commitment does not match the transactions")
     return tpl
+
+
+def same_work(a: BlockTemplate, b: BlockTemplate) -> bool:
+    """The same work for a miner: same parent, value, bits and transactions (the template's times may differ)."""
+    return (
+        a.prev_hash == b.prev_hash
+        and a.coinbase_value == b.coinbase_value
+        and a.bits == b.bits
+        and a.txids() == b.txids()
+    )

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from pithead import __version__
-from pithead.store.base import StoreError
+from pithead.ledger.store.base import StoreError
 from pithead.web.api import ADDRESS_RE, build_router
 from pithead.web.metrics import Metrics
 from pithead.web.network import NodeMonitor

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pithead.ledger.ledger import first_seen_of, is_online
-from pithead.store.records import BlockStatus
+from pithead.ledger.store.records import BlockStatus
 from pithead.web import queries
 
 if TYPE_CHECKING:

@@ -38,8 +38,7 @@ from pithead.ledger.ledger import (
     window_starts,
     windows_by_worker,
 )
-from pithead.ledger.uptime import Uptime, read_uptime
-from pithead.store.records import (
+from pithead.ledger.store.records import (
     Balance,
     BlockRecord,
     BlockStatus,
@@ -49,6 +48,7 @@ from pithead.store.records import (
     WorkerRow,
     WorkSums,
 )
+from pithead.ledger.uptime import Uptime, read_uptime
 from pithead.web.models import (
     AddressPage,
     BalanceOut,

@@ -2,9 +2,9 @@
 
 The web layer never reaches into the pool, node or ledger objects directly: it sees
 
-* `StoreReader`, the read half of `pithead.store.LedgerStore` (shares, stat buckets, workers, blocks,
+* `StoreReader`, the read half of `pithead.ledger.store.LedgerStore` (shares, stat buckets, workers, blocks,
   credits, balances, payout batches), usually a second connection to the ledger's database; the protocol
-  is the store's own (`pithead.store.base`), named here too for the web's callers;
+  is the store's own (`pithead.ledger.store.base`), named here too for the web's callers;
 * `NodeRpc`, anything that answers Bitcoin Core's JSON-RPC methods (`getblockchaininfo`,
   `getmininginfo`): an HTTP client to bitcoind, or the embedded node's dispatcher;
 * `PoolLive`, a snapshot of the Stratum server's live connections;
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pithead.ledger.ledger import FINE_BUCKET_S
-from pithead.store.base import StoreReader
+from pithead.ledger.store.base import StoreReader
 
 __all__ = [
     "DEFAULT_BUCKET_WIDTH_S",
@@ -87,7 +87,7 @@ class Services:
     node: NodeRpc | None = None
     pool: PoolLive | None = None
     last_template_time: Callable[[], float | None] | None = None
-    farm_router: Any | None = None  # a fastapi.APIRouter from pithead.farm.web, mounted at /farm
+    farm_router: Any | None = None  # a fastapi.APIRouter from pithead.web.farm, mounted at /farm
     info: PoolInfo = field(default_factory=PoolInfo)
     bucket_width_s: int = DEFAULT_BUCKET_WIDTH_S
     clock: Callable[[], float] = time.time

@@ -13,7 +13,7 @@ with realm `antMiner Configuration` (default login root/root). The CGI bodies ar
 - `reboot.cgi`, `set_miner_conf.cgi` (POST, → `{"stats":"success","code":"M000","msg":"OK!"}`),
   `get_network_info.cgi`
 
-What this module is not: the HTTP server and Digest handshake (`pithead.farm.sim.http`) or any device
+What this module is not: the HTTP server and Digest handshake (`pithead.fleetsim.http`) or any device
 behaviour. `/kaonsu/v1/brief` deliberately has no payload here: a JSON reply there makes pyasic label the
 device a Marathon miner, so a stock Antminer must answer it with a 404.
 """

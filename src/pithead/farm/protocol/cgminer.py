@@ -18,7 +18,7 @@ What this module is:
   frozen values for the fleet manager.
 
 What it is not: no sockets, no clock (the `When` timestamp is passed in), no device behaviour (that is
-`pithead.farm.sim`), and no Whatsminer token / LuxOS session handling.
+`pithead.fleetsim`), and no Whatsminer token / LuxOS session handling.
 
 Message codes and their texts follow cgminer's `api.c` table (MSG_POOL 7 "%d Pool(s)", MSG_SUMM 11,
 MSG_INVCMD 14, MSG_VERSION 22, MSG_INVJSON 23, MSG_ACCDENY 45, ..., MSG_MINESTATS 70).

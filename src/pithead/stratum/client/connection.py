@@ -1,4 +1,4 @@
-"""The asyncio shell around :class:`~pithead.stratum.client.session.ClientSession`: pools, failover, backoff.
+"""The asyncio shell around :class:`~pithead.stratum.v1.client.ClientSession`: pools, failover, backoff.
 
 What it is: :class:`StratumClient` keeps one connection to the first pool that works out of an ordered
 list (``-o`` order), reads with an idle timeout, feeds the sans-IO session, hands events to a callback
@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pithead.stratum.client.errors import InvalidPoolUrl, StratumClientError
-from pithead.stratum.client.session import (
+from pithead.stratum.v1.client import (
     AuthorizationFailed,
     ClientConfig,
     ClientEvent,
@@ -31,7 +30,8 @@ from pithead.stratum.client.session import (
     NewWork,
     ReconnectRequested,
 )
-from pithead.stratum.client.work import Share
+from pithead.stratum.v1.errors import InvalidPoolUrl, StratumClientError
+from pithead.stratum.v1.work import Share
 
 #: Connecting to a pool that does not answer within this is a failure; move on to the next one.
 CONNECT_TIMEOUT: Final = 10.0

@@ -9,7 +9,7 @@ are submitted to every node at once through the `TemplateSource` in their own ta
 announced with `client.show_message`. Share and block events go to a `ShareSink` (the ledger's
 in-process queue today).
 
-What it is not: no protocol logic lives here (that is `pithead.stratum.protocol`).
+What it is not: no protocol logic lives here (that is `pithead.stratum.v1`).
 
 Why Protocol objects and not a task per connection: 100,000 idle miners must fit in one process under
 2 GiB; a Protocol is one small object and no coroutine frame, and the broadcast path writes one
@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pithead.chain.hashes import display_hex
-from pithead.ledger.events import BlockEvent, ShareEvent, ShareSink
-from pithead.stratum.protocol.extranonce import ExtranonceAllocator
-from pithead.stratum.protocol.jobs import JobBook
-from pithead.stratum.protocol.session import (
+from pithead.events import BlockEvent, ShareEvent, ShareSink
+from pithead.stratum.extranonce import ExtranonceAllocator
+from pithead.stratum.server.bans import DEFAULT_BAN_SECONDS, Admission
+from pithead.stratum.server.stats import StatsBook
+from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.pool import (
     BlockFound,
     CloseRequested,
     Event,
@@ -44,8 +46,6 @@ from pithead.stratum.protocol.session import (
     ShareJudged,
     State,
 )
-from pithead.stratum.server.bans import DEFAULT_BAN_SECONDS, Admission
-from pithead.stratum.server.stats import StatsBook
 from pithead.template.block_template import BlockTemplate
 from pithead.template.interface import SubmitResult, TemplateSource
 

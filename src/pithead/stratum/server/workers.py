@@ -55,13 +55,15 @@ from typing import Any
 
 from pithead.chain.hashes import display_hex, sha256d
 from pithead.config import PoolConfig
-from pithead.ledger.events import BlockEvent, ShareEvent, ShareSink
-from pithead.stratum.protocol.session import State
+from pithead.events import BlockEvent, ShareEvent, ShareSink
+from pithead.stratum.server.build import build_server, front_end_shard
+from pithead.stratum.server.loop import run
 from pithead.stratum.server.pool import PoolServer, block_message
 from pithead.stratum.server.stats import StatsBook
+from pithead.stratum.v1.pool import State
 from pithead.template.block_template import BlockTemplate, TemplateTx
 from pithead.template.interface import SubmitResult, TemplateSource, TemplateUpdate
-from pithead.template.source import UpdateFanout
+from pithead.template.sources.fanout import UpdateFanout
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +86,6 @@ RESTART_BACKOFF = (0.5, 30.0)
 
 class WorkerError(RuntimeError):
     """A worker could not be started (the port is taken, the process died at start)."""
-
-
-def resolve_workers(n: int) -> int:
-    """The number of worker processes for `[pool] workers`: 0 means one per CPU core."""
-    if n < 0:
-        raise ValueError(f"pool.workers must be 0 (one per core) or more, not {n}")
-    return n or (os.cpu_count() or 1)
 
 
 class Channel:
@@ -285,8 +280,6 @@ def _worker_stats(server: PoolServer, sink: ChannelSink, listed: int = LISTED_SE
 
 async def run_worker(fd: int) -> None:
     """A worker process's life: take the config, serve its share of the miners, obey the supervisor."""
-    from pithead.stratum.server.run import build_server, front_end_shard
-
     channel = await Channel.open(socket.socket(fileno=fd))
     first = await channel.recv()
     if first[0] != "config":
@@ -351,8 +344,6 @@ def worker_main(argv: list[str]) -> None:
     """Entry of `python -m pithead.stratum.server.workers FD` (started by the supervisor, never by hand)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor stops us
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    from pithead.stratum.server.run import run
-
     run(run_worker(int(argv[0])))
 
 

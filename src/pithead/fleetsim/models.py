@@ -1,0 +1,226 @@
+"""Realistic device models for the simulated fleet: nameplate figures, thermal limits, failure rates.
+
+What this module is: frozen `ModelSpec` values for the makes/models the simulator serves (stock Antminer
+S19, S19 XP, S21 over the cgminer API + web CGI; Bitaxe Max/Ultra/Supra/Gamma over AxeOS), and
+`FailureRates`, the per-unit hazard rates that drive the seeded failure process. Figures come from the
+farm field notes (section 3) and their sources:
+
+- S19: 95 TH/s, 3250 W, 3×76 chips, 4 fans [S1][P15]; S19 XP: 140 TH/s, 3010 W, 3×110 chips [S1][T1];
+  S21: 200 TH/s, ~3500 W, 3×108 chips, 490 MHz, underclocks to 440 MHz above 40 °C ambient and shuts
+  down above 47 °C [S2][T1].
+- Stock S19/S19 XP report no power [T1][I-45]; S21 does.
+- Whatsminer M30S (88 TH/s, 3344 W; V50 variant 3×156 chips) and M50 (118 TH/s, 3422 W; VH50 3×105)
+  [S1][P15w], served over the btminer API v2 (reads only: writes need the encrypted-token flow).
+- Bitaxe: one chip; small cores × MHz = expected MH/s (ESP-Miner); ~15–20 W class [S5][S6][P15].
+- Failure rates: Bitmain considers ~5 %/year "normal"; S19 XP fleets saw ~10 % [FA1][FA2]; an XP with
+  one bad board goes down entirely [FA3]; units fail to come back after curtailment [FA1]; Bitaxe has a
+  silent "half hashrate" state [S7].
+
+What it is not: no state and no clock (see `pithead.fleetsim.device`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+HOURS_PER_YEAR = 8766.0
+
+
+class Family(StrEnum):
+    ANTMINER = "antminer"  # stock Bitmain firmware: cgminer API on 4028 + digest-auth web CGI on 80
+    BITAXE = "bitaxe"  # AxeOS: HTTP JSON API on 80, nothing on 4028
+    WHATSMINER = "whatsminer"  # btminer API v2 on 4028 (reads; writes need the token the API locks)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    key: str  # CLI name: "s19xp"
+    family: Family
+    type_string: str  # what firmware reports: "Antminer S19 XP" / ASIC model "BM1370"
+    hashrate_ths: float  # nameplate
+    power_w: float  # nameplate at the wall
+    boards: int
+    chips_per_board: int
+    fans: int
+    freq_mhz: int
+    reports_power: bool
+    boot_s: float  # power-on / reboot until hashing (Antminer 2–3 min incl. pool change [T1])
+    max_fan_rpm: int
+    # thermal: chip temperature above ambient at full load with healthy fans (°C)
+    chip_rise_c: float
+    # ambient derating (S21: 490 → 440 MHz above 40 °C, shutdown above 47 °C [S2])
+    derate_ambient_c: float
+    derated_freq_mhz: int
+    shutdown_ambient_c: float
+    chip_protect_c: float  # high-temperature protection (MiningOS P:1)
+    one_bad_board_kills_unit: bool  # XP / 2022 S19 without PIC [FA3]
+    small_cores: int = 0  # Bitaxe only: small cores per chip
+    variant: str = ""  # Whatsminer only: hardware variant ("V50"), part of DEVDETAILS Model
+    voltage_mv: int = 12625  # chain voltage (Antminer) / core voltage (Bitaxe)
+
+    @property
+    def total_chips(self) -> int:
+        return self.boards * self.chips_per_board
+
+    @property
+    def ideal_ghs(self) -> float:
+        return self.hashrate_ths * 1000.0
+
+    @property
+    def pyasic_model(self) -> str:
+        """The key pyasic selects its class by (`MINER_CLASSES[type][model.upper()]`)."""
+        if self.family is Family.WHATSMINER:
+            return f"{self.type_string}{self.variant}".upper()
+        return self.type_string.upper()
+
+
+def _antminer(
+    key: str,
+    type_string: str,
+    ths: float,
+    watts: float,
+    chips: int,
+    freq: int,
+    power: bool,
+    derate: float,
+    derated_freq: int,
+    shutdown: float,
+    one_bad_board: bool,
+) -> ModelSpec:
+    return ModelSpec(
+        key=key,
+        family=Family.ANTMINER,
+        type_string=type_string,
+        hashrate_ths=ths,
+        power_w=watts,
+        boards=3,
+        chips_per_board=chips,
+        fans=4,
+        freq_mhz=freq,
+        reports_power=power,
+        boot_s=150.0,
+        max_fan_rpm=6000,
+        chip_rise_c=45.0,
+        derate_ambient_c=derate,
+        derated_freq_mhz=derated_freq,
+        shutdown_ambient_c=shutdown,
+        chip_protect_c=95.0,
+        one_bad_board_kills_unit=one_bad_board,
+    )
+
+
+def _bitaxe(key: str, asic: str, cores: int, freq: int, watts: float, core_mv: int) -> ModelSpec:
+    return ModelSpec(
+        key=key,
+        family=Family.BITAXE,
+        type_string=asic,
+        hashrate_ths=cores * freq / 1e6,
+        power_w=watts,
+        boards=1,
+        chips_per_board=1,
+        fans=1,
+        freq_mhz=freq,
+        reports_power=True,
+        boot_s=12.0,
+        max_fan_rpm=7000,
+        chip_rise_c=33.0,
+        derate_ambient_c=45.0,
+        derated_freq_mhz=freq // 2,
+        shutdown_ambient_c=55.0,
+        chip_protect_c=75.0,
+        one_bad_board_kills_unit=True,
+        small_cores=cores,
+        voltage_mv=core_mv,
+    )
+
+
+MODELS: dict[str, ModelSpec] = {
+    m.key: m
+    for m in (
+        _antminer("s19", "Antminer S19", 95.0, 3250.0, 76, 650, False, 40.0, 600, 50.0, False),
+        _antminer("s19xp", "Antminer S19 XP", 140.0, 3010.0, 110, 490, False, 40.0, 450, 50.0, True),
+        _antminer("s21", "Antminer S21", 200.0, 3500.0, 108, 490, True, 40.0, 440, 47.0, False),
+        _bitaxe("bitaxe-max", "BM1397", 672, 425, 13.0, 1400),
+        _bitaxe("bitaxe-ultra", "BM1366", 894, 485, 14.5, 1200),
+        _bitaxe("bitaxe-supra", "BM1368", 1276, 490, 15.0, 1166),
+        _bitaxe("bitaxe-gamma", "BM1370", 2040, 525, 17.5, 1150),
+    )
+}
+
+
+def _whatsminer(
+    key: str, type_string: str, variant: str, ths: float, watts: float, chips: int, freq: int
+) -> ModelSpec:
+    return ModelSpec(
+        key=key,
+        family=Family.WHATSMINER,
+        type_string=type_string,
+        hashrate_ths=ths,
+        power_w=watts,
+        boards=3,
+        chips_per_board=chips,
+        fans=2,
+        freq_mhz=freq,
+        reports_power=True,
+        boot_s=180.0,
+        max_fan_rpm=7000,
+        chip_rise_c=40.0,
+        derate_ambient_c=40.0,
+        derated_freq_mhz=freq - 50,
+        shutdown_ambient_c=50.0,
+        chip_protect_c=95.0,
+        one_bad_board_kills_unit=False,
+        variant=variant,
+    )
+
+
+MODELS.update(
+    {
+        m.key: m
+        for m in (
+            # btminer API v2 on 4028 (read-only without the token dance); pyasic classes BTMinerM30SV50 /
+            # BTMinerM50VH50 (3×156 and 3×105 chips, 2 fans)
+            _whatsminer("m30s", "M30S", "V50", 88.0, 3344.0, 156, 570),
+            _whatsminer("m50", "M50", "VH50", 118.0, 3422.0, 105, 550),
+        )
+    }
+)
+
+# Kept for callers of the first version of this module: every model is now served.
+SPEC_ONLY: dict[str, ModelSpec] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRates:
+    """Per-unit hazard rates (events per hour) before `speedup`.
+
+    Defaults: ~5 %/year hashboard deaths per unit (Bitmain's "normal" [FA2]), ~8 %/year fan failures,
+    four spontaneous reboots a year, ~3 %/year chip dropouts, Bitaxe half-hashrate ~6 %/year [S7],
+    ~3 %/year blocked airflow (dust, hot-air recirculation: the unit's intake runs 15–25 °C hotter until
+    repaired, so it derates or trips its temperature protection — "a unit overheats");
+    `wake_failure` is the chance an Antminer loses a board when it comes back from an operator action
+    (sleep → wake, restart, pool-change reboot): XP units often did not come back after curtailment
+    [FA1]. `speedup` multiplies every rate so demos
+    and tests see failures in minutes instead of months.
+    """
+
+    board_per_year: float = 0.05
+    fan_per_year: float = 0.08
+    reboot_per_year: float = 4.0
+    chips_per_year: float = 0.03
+    throttle_per_year: float = 0.06
+    airflow_per_year: float = 0.03
+    wake_failure: float = 0.01
+    speedup: float = 1.0
+
+    def per_second(self) -> tuple[float, float, float, float, float, float]:
+        k = self.speedup / (HOURS_PER_YEAR * 3600.0)
+        return (
+            self.board_per_year * k,
+            self.fan_per_year * k,
+            self.reboot_per_year * k,
+            self.chips_per_year * k,
+            self.throttle_per_year * k,
+            self.airflow_per_year * k,
+        )

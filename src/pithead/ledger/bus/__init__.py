@@ -1,0 +1,1 @@
+"""pithead.ledger.bus: moving share and block events from the pools to the ledger (memory, redis)."""

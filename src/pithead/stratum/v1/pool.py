@@ -1,0 +1,708 @@
+"""One Stratum V1 connection as a pure state machine: bytes in → events out, replies as bytes.
+
+What it is: `Session.receive(data, now)` frames and decodes lines, checks each request against the
+transition table `TRANSITIONS` (the spec: every (state, method) pair is listed, the illegal ones with the
+error they answer), runs the handler, queues the reply bytes and returns events (`ShareJudged`,
+`BlockFound`, `Authorized`, `CloseRequested`) for the asyncio shell to act on. The shell takes the bytes
+with `data_to_send()`. Server-initiated messages (notify, set_difficulty, set_version_mask,
+set_extranonce, client.reconnect, client.show_message) are methods that queue bytes. What it is not: no
+socket, no clock (`now` is a parameter), no asyncio; the block it builds is handed out as an event and
+submitted by the shell.
+
+Field rules kept here (see notes/stratum-field-notes.md): configure/suggest_difficulty/extranonce.subscribe
+are answered, never ignored, in any state; suggest_difficulty is honoured before or after authorize; the
+share target of a job is the lowest difficulty in force since the job was sent (no reject storm after a
+difficulty change, whichever way a miner applies it; the share is credited at that difficulty); whole
+difficulties go out as integers; pipelined requests are handled in bounded turns (`max_lines`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pithead.chain.address import AddressError, address_to_script
+from pithead.chain.compact import difficulty_to_target
+from pithead.chain.params import Network
+from pithead.stratum.difficulty import VarDiff, VarDiffConfig, wire_difficulty
+from pithead.stratum.extranonce import ExtranonceAllocator
+from pithead.stratum.share import Submission, check_share, parse_submit
+from pithead.stratum.v1.errors import (
+    NotSubscribed,
+    OtherError,
+    ProtocolViolation,
+    StratumError,
+    Unauthorized,
+)
+from pithead.stratum.v1.jobs import IssuedJob, JobBook
+from pithead.stratum.v1.wire import (
+    ClientResponse,
+    JsonId,
+    LineBuffer,
+    Request,
+    decode,
+    encode_error,
+    encode_notification,
+    encode_result,
+)
+from pithead.stratum.version import BIP320_MASK, negotiate, parse_hex32
+from pithead.template.job import Job, assemble_block, block_hash
+
+SERVER_VERSION = "pithead/0.1.0"
+
+MAX_USER_AGENT = 256
+"""User agents are recorded for statistics; longer ones are truncated."""
+MAX_WORKERS_PER_CONNECTION = 64
+"""Distinct worker names one connection may authorize (cgminer proxies authorize a few)."""
+MAX_USERNAME = 128
+"""Longest `ADDRESS[.worker]` accepted (a bech32 address is at most 90 characters)."""
+
+BAN_SCORE = 100.0
+"""Misbehaviour score at which the connection is closed and its IP banned for a while."""
+SCORE_PER_VIOLATION = 10.0
+"""A malformed message (bad JSON, wrong types) costs this much: ten in a row is a flood of junk."""
+SCORE_PER_INVALID_SHARE = 1.0
+"""A share rejected as invalid (low difficulty, bad ntime/version/extranonce2) costs this much."""
+SCORE_DECAY_PER_SECOND = 1.0
+"""Score forgiven per second: an honest miner's occasional reject never adds up; a flood does."""
+MAX_TRACKED_JOBS = 32
+"""Jobs per connection whose share difficulty is remembered (older ones are judged at the current
+difficulty; 32 jobs span several refresh intervals and new blocks)."""
+HONEST_REASONS = frozenset({"stale", "job-not-found", "duplicate"})
+"""Reject reasons that do not count towards a ban: they happen to honest miners around new blocks and
+reconnects (in-flight work on an old job; a resubmit after a dropped reply)."""
+
+
+class State(enum.Enum):
+    NEW = "new"  # connected, nothing yet (configure may come here)
+    SUBSCRIBED = "subscribed"  # subscribed, no worker authorized yet
+    AUTHORIZED = "authorized"  # a worker authorized before subscribing (some miners do this)
+    READY = "ready"  # subscribed and authorized: gets jobs, may submit
+    CLOSED = "closed"  # closing: nothing more is read or answered
+
+
+CONFIGURE = "mining.configure"
+SUBSCRIBE = "mining.subscribe"
+AUTHORIZE = "mining.authorize"
+SUGGEST = "mining.suggest_difficulty"
+EXTRANONCE_SUBSCRIBE = "mining.extranonce.subscribe"
+SUBMIT = "mining.submit"
+PING = "mining.ping"
+GET_VERSION = "client.get_version"
+UNKNOWN = "<unknown>"  # any other method name
+
+METHODS = (CONFIGURE, SUBSCRIBE, AUTHORIZE, SUGGEST, EXTRANONCE_SUBSCRIBE, SUBMIT, PING, GET_VERSION, UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    handler: str  # Session method name
+    next_state: State | None = None  # None: unchanged. Applied only when the handler succeeds.
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    error: type[StratumError]
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """No reply at all (only for a closing connection)."""
+
+
+Rule = Allow | Refuse | Ignore
+
+_ANYTIME: dict[str, Rule] = {
+    CONFIGURE: Allow("_configure"),
+    SUGGEST: Allow("_suggest_difficulty"),
+    EXTRANONCE_SUBSCRIBE: Allow("_extranonce_subscribe"),
+    PING: Allow("_ping"),
+    GET_VERSION: Allow("_get_version"),
+    UNKNOWN: Refuse(OtherError, "Unknown method"),
+}
+
+TRANSITIONS: dict[tuple[State, str], Rule] = {
+    **{(State.NEW, m): r for m, r in _ANYTIME.items()},
+    (State.NEW, SUBSCRIBE): Allow("_subscribe", State.SUBSCRIBED),
+    (State.NEW, AUTHORIZE): Allow("_authorize", State.AUTHORIZED),
+    (State.NEW, SUBMIT): Refuse(NotSubscribed),
+    **{(State.SUBSCRIBED, m): r for m, r in _ANYTIME.items()},
+    (State.SUBSCRIBED, SUBSCRIBE): Refuse(OtherError, "Already subscribed"),
+    (State.SUBSCRIBED, AUTHORIZE): Allow("_authorize", State.READY),
+    (State.SUBSCRIBED, SUBMIT): Refuse(Unauthorized),
+    **{(State.AUTHORIZED, m): r for m, r in _ANYTIME.items()},
+    (State.AUTHORIZED, SUBSCRIBE): Allow("_subscribe", State.READY),
+    (State.AUTHORIZED, AUTHORIZE): Allow("_authorize"),
+    (State.AUTHORIZED, SUBMIT): Refuse(NotSubscribed),
+    **{(State.READY, m): r for m, r in _ANYTIME.items()},
+    (State.READY, SUBSCRIBE): Refuse(OtherError, "Already subscribed"),
+    (State.READY, AUTHORIZE): Allow("_authorize"),
+    (State.READY, SUBMIT): Allow("_submit"),
+    **{(State.CLOSED, m): Ignore() for m in METHODS},
+}
+
+
+# --- pool rules the sessions share ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    name: str  # as authorized: "ADDRESS.rig1"
+    address: str  # the part before the first "."
+    payout_script: bytes | None  # solo mode: where the coinbase pays
+
+
+@dataclass(frozen=True)
+class PoolRules:
+    """Everything a session needs to know about the pool (immutable; one object shared by all)."""
+
+    mode: str  # "solo" | "pool"
+    network: Network
+    vardiff: VarDiffConfig = field(default_factory=VarDiffConfig)
+    start_difficulty: float = 1.0
+    version_mask: int = BIP320_MASK  # what the pool lets miners roll
+    extranonce2_size: int = 4
+    user_rule: str = "address"  # pool mode: "address" (username must be a valid address) or "any"
+    server_version: str = SERVER_VERSION
+
+    def authorize(self, username: object, password: object) -> tuple[Worker, dict[str, str]]:
+        """Check a login; returns the worker and its password options (e.g. {"d": "512"})."""
+        if not isinstance(username, str) or not username or len(username) > MAX_USERNAME:
+            raise Unauthorized("Worker name must be ADDRESS[.worker]")
+        address = username.split(".", 1)[0].strip()
+        script: bytes | None = None
+        if self.mode == "solo" or self.user_rule == "address":
+            try:
+                script = address_to_script(address, self.network)
+            except AddressError as exc:
+                raise Unauthorized(f"Not a {self.network.name} address: {exc}") from None
+        return Worker(username, address, script), parse_password(password)
+
+
+def parse_password(password: object) -> dict[str, str]:
+    """Password options: comma- or space-separated `key=value` items (`d=512`); anything else ignored."""
+    opts: dict[str, str] = {}
+    if not isinstance(password, str):
+        return opts
+    for item in password.replace(" ", ",").split(",")[:16]:
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            opts[key.strip().lower()] = value.strip()
+    return opts
+
+
+# --- events for the shell -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShareJudged:
+    worker: Worker
+    job: Job | None  # None when the job id was unknown
+    submission: Submission
+    accepted: bool
+    reason: str | None
+    difficulty: float  # the share difficulty credited / required
+    share_difficulty: float  # what the hash reached
+    is_block: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BlockFound:
+    worker: Worker
+    job: Job
+    block: bytes  # serialized, ready for submitblock
+    block_hash: bytes  # internal order
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    worker: Worker
+
+
+@dataclass(frozen=True, slots=True)
+class DifficultyChanged:
+    difficulty: float
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequested:
+    reason: str
+    ban: bool
+
+
+Event = ShareJudged | BlockFound | Authorized | DifficultyChanged | CloseRequested
+
+
+def _num(v: object, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ProtocolViolation(f"{what} must be a number")
+    try:
+        f = float(v)
+    except ValueError as exc:
+        raise ProtocolViolation(f"{what} must be a number") from exc
+    if not f > 0 or f == float("inf"):
+        raise ProtocolViolation(f"{what} must be positive")
+    return f
+
+
+class Session:
+    """A connection's protocol state. Not thread-safe; one per connection."""
+
+    def __init__(
+        self,
+        rules: PoolRules,
+        jobs: JobBook,
+        allocator: ExtranonceAllocator,
+        now: float,
+        *,
+        remote: str | None = None,
+    ) -> None:
+        self.rules = rules
+        self.jobs = jobs
+        self.allocator = allocator
+        self.remote = remote
+        self.state = State.NEW
+        self.connected_at = now
+        self.last_activity = now
+        self.user_agent: str | None = None
+        self.last_share_at: float | None = None  # time of the last accepted share (for status pages)
+        self.extranonce1: bytes | None = None
+        self.extranonce2_size = rules.extranonce2_size
+        self.version_mask = 0  # negotiated (0: no rolling)
+        # bits a mask the pool has since narrowed (set_version_mask) allowed: work rolled under it may still
+        # be in flight, so such a share is rejected (BIP310: the new mask applies at once) but not held
+        # against the miner as junk
+        self._earlier_masks = 0
+        self.extranonce_subscribed = False
+        self.workers: dict[str, Worker] = {}
+        self.vardiff = VarDiff(rules.vardiff, rules.start_difficulty, now)
+        self._suggested: float | None = None
+        # share target bookkeeping: for each job sent (by seq), the lowest difficulty in force since it
+        # was sent — what a share on it must meet (see `_diff_for`)
+        self._job_diff: dict[int, float] = {}
+        self._target_cache: dict[float, int] = {}
+        self._last_job: IssuedJob | None = None
+        self._buffer = LineBuffer()
+        self._backlog: list[bytes] = []  # complete request lines not handled yet (see `receive`)
+        self._backlog_pos = 0
+        self._out: list[bytes] = []
+        self._after: list[bytes] = []  # server messages that must follow the current reply
+        self._score = 0.0
+        self._score_at = now
+        self._server_req_id = 0
+        self.close_reason: str | None = None
+
+    # --- I/O boundary ----------------------------------------------------------------------------------
+    def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    @property
+    def difficulty(self) -> float:
+        return self.vardiff.difficulty
+
+    @property
+    def primary_worker(self) -> Worker | None:
+        return next(iter(self.workers.values()), None)
+
+    def receive(self, data: bytes, now: float, max_lines: int | None = None) -> list[Event]:
+        """Feed received bytes; returns the events; replies are queued for `data_to_send`.
+
+        With `max_lines`, at most that many requests are handled now; the rest wait in order
+        (`pending_requests`) for `continue_pending` — so one pipelining miner cannot hold the event loop
+        while others wait (the shell stops reading that peer until its backlog is handled)."""
+        if self.state is State.CLOSED:
+            return []
+        self.last_activity = now
+        events: list[Event] = []
+        try:
+            lines = self._buffer.feed(data)
+        except ProtocolViolation as exc:
+            self._penalize(SCORE_PER_VIOLATION, now, events)
+            return [*events, self._close(f"framing: {exc}", ban=False)]
+        if self._backlog:
+            self._backlog.extend(lines)
+        else:
+            self._backlog = lines
+        self._run_backlog(now, events, max_lines)
+        return events
+
+    @property
+    def pending_requests(self) -> int:
+        return len(self._backlog) - self._backlog_pos
+
+    def continue_pending(self, now: float, max_lines: int | None = None) -> list[Event]:
+        """Handle the next requests of the backlog left by `receive(..., max_lines)`."""
+        events: list[Event] = []
+        if self.state is not State.CLOSED:
+            self._run_backlog(now, events, max_lines)
+        return events
+
+    def _run_backlog(self, now: float, events: list[Event], max_lines: int | None) -> None:
+        backlog = self._backlog
+        pos = self._backlog_pos
+        end = len(backlog) if max_lines is None else min(len(backlog), pos + max_lines)
+        while pos < end:
+            self.receive_line(backlog[pos], now, events)
+            pos += 1
+            if self.state is State.CLOSED:
+                break
+        if pos >= len(backlog) or self.state is State.CLOSED:
+            self._backlog = []
+            self._backlog_pos = 0
+        else:
+            self._backlog_pos = pos
+
+    def receive_line(self, line: bytes, now: float, events: list[Event]) -> None:
+        try:
+            msg = decode(line)
+        except ProtocolViolation as exc:
+            self._out.append(encode_error(None, OtherError(f"Malformed message: {exc}", reason="malformed")))
+            self._penalize(SCORE_PER_VIOLATION, now, events)
+            return
+        if isinstance(msg, ClientResponse):
+            return  # answers to our own requests (client.get_version); nothing to do
+        self.handle(msg, now, events)
+
+    def handle(self, req: Request, now: float, events: list[Event]) -> None:
+        method = req.method if req.method in METHODS else UNKNOWN
+        rule = TRANSITIONS[(self.state, method)]
+        if isinstance(rule, Ignore):
+            return
+        if isinstance(rule, Refuse):
+            err = rule.error(rule.message) if rule.message else rule.error()
+            self._reply_error(req.id, err, method == SUBMIT)
+            if method == SUBMIT:
+                self._penalize(SCORE_PER_INVALID_SHARE, now, events)
+            return
+        handler: Callable[[Request, float, list[Event]], Any] = getattr(self, rule.handler)
+        try:
+            result = handler(req, now, events)
+        except StratumError as err:
+            self._reply_error(req.id, err, method == SUBMIT)
+            self._flush_after()
+            return
+        except ProtocolViolation as exc:
+            self._reply_error(req.id, OtherError(f"Invalid params: {exc}", reason="malformed"))
+            self._flush_after()
+            self._penalize(SCORE_PER_VIOLATION, now, events)
+            return
+        if result is not _NO_REPLY:
+            self._out.append(encode_result(req.id, result))
+        self._flush_after()
+        before = self.state
+        if rule.next_state is not None and self.state is not State.CLOSED:
+            self.state = rule.next_state
+        if before is not State.READY and self.state is State.READY:
+            self._on_ready()
+
+    # --- handlers --------------------------------------------------------------------------------------
+    def _configure(self, req: Request, now: float, events: list[Event]) -> Any:
+        if len(req.params) < 1 or not isinstance(req.params[0], list):
+            raise ProtocolViolation("mining.configure params: [extensions[], options{}]")
+        exts = req.params[0][:16]
+        opts = req.params[1] if len(req.params) > 1 and isinstance(req.params[1], dict) else {}
+        result: dict[str, object] = {}
+        for ext in exts:
+            if not isinstance(ext, str):
+                continue
+            if ext == "version-rolling":
+                miner_mask = opts.get("version-rolling.mask")
+                mask = parse_hex32(miner_mask, "version-rolling.mask") if miner_mask is not None else None
+                mbc = opts.get("version-rolling.min-bit-count", 0)
+                min_bits = int(mbc) if isinstance(mbc, int) and not isinstance(mbc, bool) else 0
+                answer = negotiate(self.rules.version_mask, mask, min_bits)
+                self.version_mask = answer.mask
+                result.update(answer.result_fields())
+            elif ext == "minimum-difficulty":
+                value = opts.get("minimum-difficulty.value")
+                try:
+                    floor = _num(value, "minimum-difficulty.value")
+                except ProtocolViolation:
+                    result["minimum-difficulty"] = False
+                    continue
+                self._apply_difficulty(self.vardiff.set_floor(floor, now), events)
+                result["minimum-difficulty"] = True
+            elif ext == "subscribe-extranonce":
+                self.extranonce_subscribed = True
+                result["subscribe-extranonce"] = True
+            else:
+                result[ext] = False
+        return result
+
+    def _subscribe(self, req: Request, now: float, events: list[Event]) -> Any:
+        agent = req.params[0] if req.params else None
+        if isinstance(agent, str):
+            self.user_agent = agent[:MAX_USER_AGENT]
+        previous: bytes | None = None
+        if len(req.params) > 1 and isinstance(req.params[1], str) and len(req.params[1]) <= 16:
+            try:
+                previous = bytes.fromhex(req.params[1])
+            except ValueError:
+                previous = None
+        self.extranonce1 = self.allocator.allocate(previous)
+        sid = self.extranonce1.hex()
+        return [[["mining.set_difficulty", sid], ["mining.notify", sid]], sid, self.extranonce2_size]
+
+    def _authorize(self, req: Request, now: float, events: list[Event]) -> Any:
+        if not req.params:
+            raise Unauthorized("mining.authorize needs a worker name")
+        username = req.params[0]
+        if isinstance(username, str) and username in self.workers:
+            return True
+        if len(self.workers) >= MAX_WORKERS_PER_CONNECTION:
+            raise Unauthorized("Too many workers on one connection")
+        worker, opts = self.rules.authorize(username, req.params[1] if len(req.params) > 1 else None)
+        if self.workers and self.rules.mode == "solo":
+            first = self.primary_worker
+            assert first is not None
+            if first.payout_script != worker.payout_script:
+                raise Unauthorized("Solo mode: one payout address per connection")
+        self.workers[worker.name] = worker
+        events.append(Authorized(worker))
+        if "d" in opts:
+            try:
+                fixed = _num(opts["d"], "d=")
+            except ProtocolViolation:
+                fixed = None
+            if fixed is not None:
+                self._apply_difficulty(self.vardiff.fix(fixed, now), events)
+        return True
+
+    def _suggest_difficulty(self, req: Request, now: float, events: list[Event]) -> Any:
+        if not req.params:
+            raise ProtocolViolation("mining.suggest_difficulty needs a difficulty")
+        diff = _num(req.params[0], "difficulty")
+        self._suggested = diff
+        if not self.vardiff.fixed:
+            self._apply_difficulty(self.vardiff.suggest(diff, now), events)
+        return True
+
+    def _extranonce_subscribe(self, req: Request, now: float, events: list[Event]) -> Any:
+        self.extranonce_subscribed = True
+        return True
+
+    def _ping(self, req: Request, now: float, events: list[Event]) -> Any:
+        return "pong"
+
+    def _get_version(self, req: Request, now: float, events: list[Event]) -> Any:
+        return self.rules.server_version
+
+    def _submit(self, req: Request, now: float, events: list[Event]) -> Any:
+        sub = parse_submit(req.params)
+        worker = self.workers.get(sub.worker)
+        if worker is None:
+            raise Unauthorized(f"Worker {sub.worker!r} is not authorized on this connection")
+        assert self.extranonce1 is not None
+        ij = self.jobs.get(sub.job_id)
+        diff = self._diff_for(ij)
+        target = self._target(diff)
+        job = ij.job if ij is not None else None
+        seen = self.jobs.seen(sub.job_id) if ij is not None else ()
+        verdict = check_share(
+            job,
+            sub,
+            extranonce1=self.extranonce1,
+            version_mask=self.version_mask,
+            share_target=target,
+            now=int(now),
+            stale=ij is not None and (self.jobs.is_stale(ij) or self.jobs.is_full(sub.job_id)),
+            seen=seen,
+        )
+        if verdict.hash_int:
+            self.jobs.remember(sub.job_id, sub.key(self.extranonce1))
+        events.append(
+            ShareJudged(worker, job, sub, verdict.accepted, verdict.reason, diff,
+                        verdict.share_difficulty, verdict.is_block)
+        )
+        if not verdict.accepted:
+            assert verdict.error is not None
+            in_flight = (verdict.reason == "bad-version-bits" and sub.version_bits is not None
+                         and sub.version_bits & ~(self._earlier_masks | self.version_mask) == 0)
+            if verdict.reason not in HONEST_REASONS and not in_flight:
+                self._penalize(SCORE_PER_INVALID_SHARE, now, events)
+            raise verdict.error
+        assert job is not None
+        self.last_share_at = now
+        if verdict.is_block:
+            block = assemble_block(job, self.extranonce1, sub.extranonce2, sub.ntime, sub.nonce, verdict.version)
+            events.append(BlockFound(worker, job, block, block_hash(block)))
+        self._out.append(encode_result(req.id, True))
+        self._apply_difficulty(self.vardiff.on_share(now), events)
+        return _NO_REPLY
+
+    def _flush_after(self) -> None:
+        if self._after:
+            self._out.extend(self._after)
+            self._after.clear()
+
+    # --- difficulty ------------------------------------------------------------------------------------
+    def _diff_for(self, ij: IssuedJob | None) -> float:
+        """The difficulty a share on this job must meet: the lowest one in force since the job was sent.
+
+        Miners differ on when a set_difficulty takes effect (cgminer: from the next notify; others: at
+        once), and shares found before a change arrive after it; with several quick changes (vardiff's
+        fast phase) a share may have been found two changes ago. Judging each job at the lowest
+        difficulty it has seen means no reject storm either way (field notes: ESP-Miner #212, PP #39,
+        MC #964); the share is credited at that difficulty, so leniency gains a miner nothing."""
+        cur = self.vardiff.difficulty
+        if ij is None:
+            return cur
+        d = self._job_diff.get(ij.seq)
+        return cur if d is None or d > cur else d
+
+    def _note_job(self, ij: IssuedJob) -> None:
+        """Remember a job sent to this miner at the current difficulty (bounded to recent jobs)."""
+        if ij.seq not in self._job_diff:
+            if len(self._job_diff) >= MAX_TRACKED_JOBS:
+                del self._job_diff[min(self._job_diff)]
+            self._job_diff[ij.seq] = self.vardiff.difficulty
+
+    def _target(self, diff: float) -> int:
+        t = self._target_cache.get(diff)
+        if t is None:
+            if len(self._target_cache) > 8:
+                self._target_cache.clear()
+            t = self._target_cache[diff] = difficulty_to_target(diff)
+        return t
+
+    def _apply_difficulty(self, new: float | None, events: list[Event]) -> None:
+        """After vardiff/suggest/d= changed the difficulty: lower the remembered difficulty of the jobs
+        already sent if the new one is lower, and (when the miner already has work) send set_difficulty
+        and the current job again, since most miners apply a new difficulty from the next notify."""
+        if new is None:
+            return
+        for seq, d in self._job_diff.items():  # a lower difficulty applies to every job sent so far
+            if new < d:
+                self._job_diff[seq] = new
+        events.append(DifficultyChanged(new))
+        if self.state is State.READY:
+            # queued after the reply of the request being handled (see `handle`)
+            self._after.append(encode_notification("mining.set_difficulty", [wire_difficulty(new)]))
+            if self._last_job is not None:
+                current = self.jobs.job_for(self._payout_script())
+                if current is not None:
+                    self._after.append(current.line_update)
+                    self._last_job = current
+                    self._note_job(current)
+
+    # --- server-initiated --------------------------------------------------------------------------------
+    def _payout_script(self) -> bytes | None:
+        w = self.primary_worker
+        return w.payout_script if w is not None else None
+
+    def _on_ready(self) -> None:
+        self._out.append(encode_notification("mining.set_difficulty", [wire_difficulty(self.difficulty)]))
+        ij = self.jobs.job_for(self._payout_script())
+        if ij is not None:
+            self._send_job(ij, clean=True)
+
+    def _send_job(self, ij: IssuedJob, clean: bool) -> None:
+        self._out.append(ij.line_clean if clean else ij.line_update)
+        self._last_job = ij
+        self._note_job(ij)
+
+    def current_job(self) -> IssuedJob | None:
+        """The job this session should be working on now (solo: for its payout script)."""
+        if self.state is not State.READY:
+            return None
+        return self.jobs.job_for(self._payout_script())
+
+    def take_job(self, ij: IssuedJob) -> None:
+        """Record that `ij` was sent to this (READY) session by the broadcast path, which writes the
+        pre-serialized line itself."""
+        self._last_job = ij
+        if ij.seq not in self._job_diff:
+            self._note_job(ij)
+
+    def push_job(self, ij: IssuedJob, clean: bool) -> bytes:
+        """A new job for a READY session: returns the bytes to write (the pre-serialized notify line),
+        without queuing them — the broadcast path writes them straight out."""
+        if self.state is not State.READY:
+            return b""
+        self._last_job = ij
+        self._note_job(ij)
+        return ij.line_clean if clean else ij.line_update
+
+    def tick(self, now: float) -> list[Event]:
+        """Periodic housekeeping: vardiff for quiet connections."""
+        events: list[Event] = []
+        if self.state is State.READY:
+            self._apply_difficulty(self.vardiff.on_tick(now), events)
+            self._flush_after()
+        return events
+
+    def set_version_mask(self, mask: int) -> None:
+        """BIP310 mining.set_version_mask: takes effect immediately (only for miners that negotiated)."""
+        if self.version_mask == 0:
+            return
+        self._earlier_masks |= self.version_mask
+        self.version_mask = mask & self.rules.version_mask
+        self._out.append(encode_notification("mining.set_version_mask", [f"{self.version_mask:08x}"]))
+
+    def set_extranonce(self, extranonce1: bytes, extranonce2_size: int | None = None) -> bool:
+        """Change this session's extranonce. Miners that subscribed to extranonce changes get
+        mining.set_extranonce and a clean job; others are asked to reconnect. Returns True if sent."""
+        if extranonce2_size is not None:
+            self.extranonce2_size = extranonce2_size
+        old = self.extranonce1
+        self.extranonce1 = extranonce1
+        if old is not None and old != extranonce1:
+            self.allocator.release(old)
+        if not self.extranonce_subscribed:
+            self.reconnect()
+            return False
+        self._out.append(
+            encode_notification("mining.set_extranonce", [extranonce1.hex(), self.extranonce2_size])
+        )
+        ij = self.current_job()
+        if ij is not None:
+            self._send_job(ij, clean=True)
+        return True
+
+    def reconnect(self, host: str | None = None, port: int | None = None, wait: int = 0) -> None:
+        params: list[object] = [] if host is None else [host, port, wait]
+        self._out.append(encode_notification("client.reconnect", params))
+
+    def show_message(self, text: str) -> None:
+        self._out.append(encode_notification("client.show_message", [text]))
+
+    def request_version(self) -> None:
+        self._server_req_id += 1
+        self._out.append(
+            b'{"id":"s%d","method":"client.get_version","params":[]}\n' % self._server_req_id
+        )
+
+    # --- misbehaviour & close --------------------------------------------------------------------------
+    @property
+    def score(self) -> float:
+        return self._score
+
+    def _penalize(self, amount: float, now: float, events: list[Event]) -> None:
+        self._score = max(0.0, self._score - (now - self._score_at) * SCORE_DECAY_PER_SECOND) + amount
+        self._score_at = now
+        if self._score >= BAN_SCORE and self.state is not State.CLOSED:
+            events.append(self._close("too many invalid messages or shares", ban=True))
+
+    def _close(self, reason: str, ban: bool) -> CloseRequested:
+        self.state = State.CLOSED
+        self.close_reason = reason
+        return CloseRequested(reason, ban)
+
+    def close(self) -> None:
+        """The connection is gone: free the extranonce1 (it may be resumed by a new connection)."""
+        if self.extranonce1 is not None:
+            self.allocator.release(self.extranonce1)
+        self.state = State.CLOSED
+
+    def _reply_error(self, msg_id: JsonId, err: StratumError, rejected_share: bool = False) -> None:
+        self._out.append(encode_error(msg_id, err, reject_reason=rejected_share))
+
+
+_NO_REPLY = object()

@@ -1,0 +1,60 @@
+"""BIP310 version rolling: mask negotiation and the exact nVersion formula (sans-IO, pure).
+
+Negotiation answers `pool_mask & miner_mask` (the miner's mask defaults to ffffffff when omitted, as
+cgminer sends no min-bit-count); when fewer bits than the miner's `min-bit-count` remain, rolling is
+refused (`version-rolling: false`). A share's rolled version is
+`(job_version & ~mask) | (version_bits & mask)` with `version_bits & ~mask == 0` enforced — not the OR
+of ckpool nor the XOR of public-pool, which agree with BIP310 only when the template has zeros in the
+mask bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pithead.stratum.v1.errors import ProtocolViolation
+
+BIP320_MASK = 0x1FFFE000
+"""BIP320 general-purpose bits 13..28: what ASICs (BM136x/BM1370) roll and the pool's default mask."""
+
+FULL_MASK = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRollingAnswer:
+    enabled: bool
+    mask: int  # 0 when not enabled
+
+    def result_fields(self) -> dict[str, object]:
+        if not self.enabled:
+            return {"version-rolling": False}
+        return {"version-rolling": True, "version-rolling.mask": f"{self.mask:08x}"}
+
+
+def parse_hex32(value: object, what: str) -> int:
+    """A big-endian hex u32 as Stratum sends it; short strings are left-padded (NerdMiner sends nonces
+    unpadded), longer than 8 digits or non-hex is a violation."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 8:
+        raise ProtocolViolation(f"{what} must be 1..8 hex digits")
+    try:
+        return int(value, 16)
+    except ValueError as exc:
+        raise ProtocolViolation(f"{what} is not hex") from exc
+
+
+def negotiate(pool_mask: int, miner_mask: int | None, min_bit_count: int = 0) -> VersionRollingAnswer:
+    """Answer a version-rolling request: pool ∧ miner mask, refused if fewer than min-bit-count bits."""
+    mask = pool_mask & (FULL_MASK if miner_mask is None else miner_mask)
+    if mask == 0 or bin(mask).count("1") < min_bit_count:
+        return VersionRollingAnswer(False, 0)
+    return VersionRollingAnswer(True, mask)
+
+
+def bits_allowed(version_bits: int, mask: int) -> bool:
+    """BIP310: the miner may only change bits inside the negotiated mask."""
+    return version_bits & ~mask & FULL_MASK == 0
+
+
+def rolled_version(job_version: int, version_bits: int, mask: int) -> int:
+    """BIP310's nVersion = (job_version & ~mask) | (version_bits & mask)."""
+    return (job_version & ~mask & FULL_MASK) | (version_bits & mask)
