@@ -1,0 +1,257 @@
+"""The architecture is a test (docs/architecture.md): the import-linter contracts in pyproject.toml hold,
+a wrong-way import breaks them (shown on a copy of the tree), and no pithead import hides inside a
+function unless a comment on it says why (an optional dependency, start-up time, a child process)."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "pithead"
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint(cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = None
+    if pythonpath is not None:
+        import os
+
+        env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_the_layers_hold() -> None:
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broken" in result.stdout and "0 broken" in result.stdout
+
+
+def test_the_contracts_cover_every_package() -> None:
+    """Every package and top-level module of pithead is named in the layers contract (exhaustive = true
+    makes import-linter refuse a new package that is not placed in a layer)."""
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in conf["contracts"] if c["id"] == "layers")
+    assert layers["exhaustive"] is True
+    named = {part.strip().strip("()") for layer in layers["layers"] for part in layer.replace(":", "|").split("|")}
+    children = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
+                if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")}
+    assert children <= named, f"not placed in a layer: {sorted(children - named)}"
+
+
+@pytest.fixture
+def tree_copy(tmp_path: Path) -> Path:
+    """src/pithead and the contracts, copied, so a test can break the copy."""
+    shutil.copytree(SRC, tmp_path / "src" / "pithead", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def _append(path: Path, line: str) -> None:
+    path.write_text(path.read_text() + f"\n{line}\n")
+
+
+def test_a_wrong_way_import_breaks_the_layers(tree_copy: Path) -> None:
+    assert _lint(tree_copy, tree_copy / "src").returncode == 0  # the copy is as good as the tree
+    # the chain (the bottom layer) reaching up into the ledger
+    _append(tree_copy / "src/pithead/chain/varint.py", "import pithead.ledger.schemes  # wrong way")
+    result = _lint(tree_copy, tree_copy / "src")
+    assert result.returncode != 0
+    assert "pithead.chain is not allowed to import pithead.ledger" in result.stdout, result.stdout
+    assert "pithead.chain.varint -> pithead.ledger.schemes" in result.stdout
+
+
+def test_siblings_of_one_layer_may_not_import_each_other(tree_copy: Path) -> None:
+    _append(tree_copy / "src/pithead/farm/model.py", "import pithead.ledger.schemes  # a sibling")
+    result = _lint(tree_copy, tree_copy / "src")
+    assert result.returncode != 0
+    assert "pithead.farm is not allowed to import pithead.ledger" in result.stdout, result.stdout
+
+
+def test_a_socket_in_a_sans_io_core_breaks_the_contract(tree_copy: Path) -> None:
+    _append(tree_copy / "src/pithead/stratum/v1/wire.py", "import socket  # I/O in a sans-IO core")
+    result = _lint(tree_copy, tree_copy / "src")
+    assert result.returncode != 0
+    assert "pithead.stratum.v1 is not allowed to import socket" in result.stdout, result.stdout
+
+
+# --- imports inside functions ------------------------------------------------------------------------
+
+#: A pithead import inside a function must say why on its line or the line above, with a comment
+#: starting with one of these words.
+JUSTIFICATIONS = ("# optional", "# start-up", "# child process", "# deferred")
+
+#: Inside-function imports not yet moved to the top of their module (the architecture step empties this).
+KNOWN: set[str] = {
+    'pithead/app/demo.py: from pithead.bitcoind.rpc import RpcClient',
+    'pithead/app/demo.py: from pithead.chain.address import script_to_address',
+    'pithead/app/demo.py: from pithead.chain.script import witness_program_script',
+    'pithead/app/demo.py: from pithead.farm.energy import PriceSchedule, hashprice_per_th_day',
+    'pithead/app/demo.py: from pithead.farm.inventory import Labeler',
+    'pithead/app/demo.py: from pithead.farm.model import DriverKind',
+    'pithead/app/demo.py: from pithead.farm.service import FarmService, FarmServiceConfig',
+    'pithead/app/demo.py: from pithead.farm.store import FarmStore',
+    'pithead/app/demo.py: from pithead.fleetsim.clock import SimClock',
+    'pithead/app/demo.py: from pithead.fleetsim.fleet import Fleet',
+    'pithead/app/demo.py: from pithead.fleetsim.server import FleetServer, SimServerError',
+    'pithead/app/demo.py: from pithead.miner.runner import Miner, MinerOptions',
+    'pithead/app/demo.py: from pithead.node.node import EmbeddedNode, NodeError',
+    'pithead/app/demo.py: from pithead.stratum.client.connection import parse_pool_url',
+    'pithead/app/demo.py: from pithead.template.sources.node import NodeSource',
+    'pithead/app/demo.py: from pithead.web.network import HttpNodeRpc',
+    'pithead/app/demo.py: from pithead.web.services import PoolInfo',
+    'pithead/app/parts.py: from pithead.app.pool import make_pool',
+    'pithead/app/parts.py: from pithead.ledger.bus.memory import MemoryBus',
+    'pithead/app/parts.py: from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings',
+    'pithead/app/parts.py: from pithead.ledger.payouts import RpcWallet',
+    'pithead/app/parts.py: from pithead.ledger.service import RpcChainView, run_ledger, timers_from_config',
+    'pithead/app/parts.py: from pithead.ledger.store import open_store',
+    'pithead/app/parts.py: from pithead.ledger.store.base import StoreError',
+    'pithead/app/parts.py: from pithead.stratum.server.build import PoolConfigError',
+    'pithead/app/parts.py: from pithead.web import queries',
+    'pithead/app/parts.py: from pithead.web.adapters import PoolServerLive',
+    'pithead/app/parts.py: from pithead.web.app import create_app',
+    'pithead/app/parts.py: from pithead.web.farm import FarmAuthError',
+    'pithead/app/parts.py: from pithead.web.server import WebServer, WebServerError',
+    'pithead/app/parts.py: from pithead.web.services import Services',
+    'pithead/app/production.py: from pithead.bitcoind.rpc import NodeError',
+    'pithead/app/production.py: from pithead.bitcoind.rpc import NodeError, RpcClient',
+    'pithead/app/production.py: from pithead.chain.address import address_to_script',
+    'pithead/app/production.py: from pithead.chain.params import network_by_name',
+    'pithead/app/production.py: from pithead.farm.curtailment import CurtailmentPolicy',
+    'pithead/app/production.py: from pithead.farm.energy import EnergyError, PriceSchedule',
+    'pithead/app/production.py: from pithead.farm.inventory import Labeler',
+    'pithead/app/production.py: from pithead.farm.service import FarmService, FarmServiceConfig',
+    'pithead/app/production.py: from pithead.farm.store import FarmStore',
+    'pithead/app/production.py: from pithead.ledger.bus.redis import RedisEventSource, RedisShareSink',
+    'pithead/app/production.py: from pithead.ledger.bus.redis import RedisShareSink',
+    'pithead/app/production.py: from pithead.ledger.service import bus_label',
+    'pithead/app/production.py: from pithead.ledger.service import bus_label, open_bus',
+    'pithead/app/production.py: from pithead.ledger.store.base import StoreError',
+    'pithead/app/production.py: from pithead.stratum.server.build import PoolConfigError, pool_workers, rules_from_config',
+    'pithead/app/production.py: from pithead.stratum.server.build import pool_workers',
+    'pithead/app/production.py: from pithead.template.sources.failover import source_from_config',
+    'pithead/app/production.py: from pithead.web.services import PoolInfo',
+    'pithead/bench/farm.py: from pithead.farm.forward import Forwarder, Spool, wait_drained',
+    'pithead/bench/farm.py: from pithead.farm.service import FarmService, FarmServiceConfig, Role',
+    'pithead/bench/farm.py: from pithead.fleetsim.clock import SimClock',
+    'pithead/bench/farm.py: from pithead.fleetsim.fleet import Fleet',
+    'pithead/bench/farm.py: from pithead.fleetsim.models import Family',
+    'pithead/bench/farm.py: from pithead.fleetsim.server import FleetServer',
+    'pithead/bench/farm.py: from pithead.web.farm import FarmAuth',
+    'pithead/bench/farm.py: from pithead.web.server import WebServer',
+    'pithead/bench/farmsim.py: from pithead.chain.compact import bits_to_target',
+    'pithead/bench/farmsim.py: from pithead.chain.params import REGTEST',
+    'pithead/bench/farmsim.py: from pithead.fleetsim.clock import SimClock',
+    'pithead/bench/farmsim.py: from pithead.fleetsim.device import PoolConf',
+    'pithead/bench/farmsim.py: from pithead.fleetsim.fleet import Fleet',
+    'pithead/bench/farmsim.py: from pithead.fleetsim.mining import MiningBridge',
+    'pithead/bench/farmsim.py: from pithead.fleetsim.server import FleetServer',
+    'pithead/bench/farmsim.py: from pithead.miner.core import active_path',
+    'pithead/bench/farmsim.py: from pithead.stratum.difficulty import VarDiffConfig',
+    'pithead/bench/farmsim.py: from pithead.stratum.server.pool import PoolServer',
+    'pithead/bench/farmsim.py: from pithead.stratum.v1.pool import PoolRules',
+    'pithead/bench/farmsim.py: from pithead.template.block_template import BlockTemplate',
+    'pithead/bench/farmsim.py: from pithead.template.sources.static import StaticTemplateSource',
+    'pithead/bench/stratum.py: from pithead.config import PoolConfig',
+    'pithead/bench/stratum.py: from pithead.ledger.bus.memory import MemoryBus',
+    'pithead/bench/stratum.py: from pithead.stratum.difficulty import VarDiffConfig',
+    'pithead/bench/stratum.py: from pithead.stratum.extranonce import ExtranonceAllocator',
+    'pithead/bench/stratum.py: from pithead.stratum.server.pool import PoolServer, ServerLimits',
+    'pithead/bench/stratum.py: from pithead.stratum.server.workers import WorkerPool',
+    'pithead/bench/stratum.py: from pithead.stratum.v1.jobs import JobBook',
+    'pithead/bench/stratum.py: from pithead.stratum.v1.pool import PoolRules, Session',
+    'pithead/bench/stratum.py: from pithead.stratum.v1.pool import PoolRules, State',
+    'pithead/bench/stratum.py: from pithead.template.sources.static import StaticTemplateSource',
+    'pithead/chain/tx.py: from pithead.chain.hashes import unhex',
+    'pithead/cli/bench.py: import pithead.bench as pkg',
+    'pithead/cli/farm.py: from pithead.config import ConfigError, load',
+    'pithead/cli/farm.py: from pithead.farm.actions import ActionService',
+    'pithead/cli/farm.py: from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses',
+    'pithead/cli/farm.py: from pithead.farm.alerts import AlertManager, WebhookSink',
+    'pithead/cli/farm.py: from pithead.farm.curtailment import CurtailmentPolicy',
+    'pithead/cli/farm.py: from pithead.farm.curtailment import CurtailmentPolicy, decide',
+    'pithead/cli/farm.py: from pithead.farm.drivers import default_drivers',
+    'pithead/cli/farm.py: from pithead.farm.drivers.base import DriverError, PoolSpec',
+    'pithead/cli/farm.py: from pithead.farm.energy import EnergyError, PriceSchedule',
+    'pithead/cli/farm.py: from pithead.farm.energy import PriceSchedule',
+    'pithead/cli/farm.py: from pithead.farm.energy import SAT_PER_BTC, block_subsidy_sat, hashprice_per_th_day',
+    'pithead/cli/farm.py: from pithead.farm.energy import energy_report',
+    'pithead/cli/farm.py: from pithead.farm.forward import SPOOL_MAX_ITEMS, Forwarder, ForwardError, Spool',
+    'pithead/cli/farm.py: from pithead.farm.inventory import InventoryError, Labeler, Scanner',
+    'pithead/cli/farm.py: from pithead.farm.inventory import Labeler',
+    'pithead/cli/farm.py: from pithead.farm.poller import Poller, select_shard',
+    'pithead/cli/farm.py: from pithead.farm.service import FarmService, FarmServiceConfig, Role',
+    'pithead/cli/farm.py: from pithead.farm.store import FarmStore',
+    'pithead/cli/farm.py: from pithead.farm.store import StoreError',
+    'pithead/cli/farm.py: from pithead.web.farm import FarmAuth, FarmAuthError, load_token',
+    'pithead/cli/farm.py: from pithead.web.farm import FarmAuthError, load_token',
+    'pithead/cli/farm.py: from pithead.web.farm import HOW_TO_CONFIGURE',
+    'pithead/cli/farm.py: from pithead.web.server import WebServer, WebServerError',
+    'pithead/cli/fleetsim.py: from pithead.fleetsim.mining import MiningBridge, choose_miners',
+    'pithead/cli/ledger.py: from pithead import config as config_mod',
+    'pithead/cli/main.py: from pithead import __version__',
+    'pithead/cli/main.py: from pithead.app.demo import run_up',
+    'pithead/cli/main.py: from pithead.app.production import run_serve',
+    'pithead/cli/pool.py: from pithead.app.pool import PoolStartError, serve',
+    'pithead/cli/pool.py: from pithead.stratum.server.build import PoolConfigError',
+    'pithead/cli/pool.py: from pithead.stratum.server.loop import run',
+    'pithead/farm/service.py: from pithead.web.farm import FarmAuth, load_token, make_router',
+    'pithead/fleetsim/mining.py: from pithead.miner.core import scan',
+    'pithead/fleetsim/mining.py: from pithead.stratum.client.connection import parse_pool_url',
+    'pithead/fleetsim/mining.py: from pithead.stratum.v1.client import (',
+    'pithead/fleetsim/mining.py: from pithead.stratum.v1.errors import StratumClientError',
+    'pithead/fleetsim/mining.py: from pithead.stratum.v1.errors import WorkExhausted',
+    'pithead/fleetsim/mining.py: from pithead.stratum.v1.work import WorkRoller',
+    'pithead/ledger/payouts.py: from pithead.chain.hashes import display_hex',
+    'pithead/ledger/payouts.py: from pithead.chain.tx import Transaction',
+    'pithead/ledger/service.py: from pithead.ledger.bus.redis import RedisEventSource, RedisShareSink',
+    'pithead/ledger/store/__init__.py: from pithead.ledger.store.postgres import PostgresStore',
+    'pithead/ledger/store/__init__.py: from pithead.ledger.store.sqlite import SqliteStore',
+    'pithead/node/node.py: from pithead.bitcoind.rpc import RpcClient',
+    'pithead/node/node.py: from pithead.node.rpc.methods import NodeRPC  # the methods need the node; import late',
+    'pithead/node/node.py: from pithead.template.sources.node import NodeSource',
+    'pithead/node/rpc/methods.py: from pithead.node.mining import assemble_block, solve',
+}
+
+
+def _inner_imports() -> list[tuple[str, int, str]]:
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+        rel = str(path.relative_to(SRC.parent))
+        for fn in ast.walk(ast.parse(text)):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""] if not node.level else ["pithead"]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    continue
+                if not any(n == "pithead" or n.startswith("pithead.") for n in names):
+                    continue
+                here = lines[node.lineno - 1]
+                above = lines[node.lineno - 2] if node.lineno > 1 else ""
+                if any(j in here or above.strip().startswith(j) for j in JUSTIFICATIONS):
+                    continue
+                found.append((rel, node.lineno, here.strip()))
+    return found
+
+
+def test_no_unexplained_pithead_import_inside_a_function() -> None:
+    found = _inner_imports()
+    keys = {f"{rel}: {code}" for rel, _, code in found}
+    new = sorted(k for k in keys if k not in KNOWN)
+    assert not new, "pithead imports inside functions (move them to the top, or say why):\n" + "\n".join(new)
+    gone = sorted(KNOWN - keys)
+    assert not gone, "fixed, so take them off KNOWN:\n" + "\n".join(gone)
