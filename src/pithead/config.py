@@ -1,55 +1,94 @@
-"""One typed configuration object, loaded from TOML; nothing here is global.
+"""One typed configuration object, loaded from TOML and checked in one place; nothing here is global.
 
-Each section is a frozen dataclass with safe defaults (bind 127.0.0.1, regtest). `load(path)` reads a
-TOML file whose tables are named like the sections (`[node]`, `[pool]`, ...); unknown keys are an error
-so that a typo never silently falls back to a default. Areas add fields to their own section only.
+What it is: each section (`[node]`, `[pool]`, `[ledger]`, `[web]`, `[farm]`) is a frozen dataclass with
+safe defaults (bind 127.0.0.1, regtest); choices are `Literal` types, so a mode, scheme or payout switch
+can only hold a value the code handles. `load(path, overrides=...)` reads a TOML file, applies command-line
+overrides (given by the same key names, so `--rpc-port` and `rpc_port` are one setting), checks every
+value's type against its annotation, and runs `validate`: ranges and settings that depend on each other.
+Every problem is reported at once, as `ConfigError`, each naming its key (`pool.mode`); an unknown key is
+answered with the nearest known one ("did you mean ...?"). `example()` is a complete, commented config
+that `pithead serve --config` accepts as it is (`pithead config example` prints it).
+
+What it is not: a leaf that knows other parts. It imports nothing of pithead, so what needs another part
+to check (a payout address against its network, a database URL's reachability) is checked by that part,
+once, when it is built from this config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
+
+# --- the choices -------------------------------------------------------------------------------------
+
+NodeChain = Literal["regtest", "demo"]
+"""Chains the embedded node runs: Core's regtest, or pithead's `demo` (regtest rules, timed blocks)."""
+NetworkName = Literal["main", "test", "testnet4", "signet", "regtest"]
+"""Bitcoin Core's chain names (`getblockchaininfo`'s `chain`), as the pool must match its node."""
+PoolMode = Literal["solo", "pool"]
+"""solo: each block's coinbase pays the worker's own address; pool: the pool address, shares credited."""
+UserRule = Literal["address", "any"]
+"""pool mode: "address" (the username must be a payout address of the network) or "any" name."""
+SchemeName = Literal["solo", "prop", "pplns", "pps"]
+"""The ledger's reward schemes (`pithead.ledger.schemes`)."""
+PayoutMode = Literal["off", "wallet"]
+"""off: balances are kept and nothing is sent; wallet: balances are paid from the first node's wallet."""
 
 
 class ConfigError(ValueError):
-    """A config file that cannot be used, with the key that is wrong."""
+    """A config that cannot be used; the message names every wrong key and why."""
+
+
+# --- the sections ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class NodeConfig:
-    chain: str = "regtest"  # regtest | demo
+    """`[node]`: the embedded node (`pithead node`, and the node `pithead up` starts)."""
+
+    chain: NodeChain = "regtest"
     rpc_bind: str = "127.0.0.1"
-    rpc_port: int = 18443
-    rpc_user: str | None = None
-    rpc_password: str | None = None
-    zmq_pub_hashblock: str | None = None  # e.g. tcp://127.0.0.1:28332
+    rpc_port: int = 18443  # Core's regtest port; 0 = any free port
+    rpc_user: str | None = None  # None: a cookie file in <datadir>/<chain>/.cookie, as Core does
+    rpc_password: str | None = field(default=None, repr=False)
+    zmq_pub_hashblock: str | None = None  # e.g. tcp://127.0.0.1:28332, as Core's -zmqpubhashblock
     zmq_pub_rawblock: str | None = None
-    tx_rate: float = 0.0  # generated transactions per second
-    demo_block_interval: float = 30.0  # seconds, for chain = "demo"
+    zmq_pub_hashtx: str | None = None
+    zmq_pub_rawtx: str | None = None
+    tx_rate: float = 0.0  # generated transactions per second (0: none)
+    demo_block_interval: float = 30.0  # seconds between blocks on the demo chain
 
 
 @dataclass(frozen=True)
 class UpstreamNode:
-    """A Bitcoin node the pool takes work from (Bitcoin Core or pithead's)."""
+    """`[[pool.nodes]]`: a Bitcoin node the pool takes work from (Bitcoin Core or pithead's)."""
 
     url: str = "http://127.0.0.1:18443"
     cookie_file: str | None = None
     rpc_user: str | None = None
-    rpc_password: str | None = None
+    rpc_password: str | None = field(default=None, repr=False)
     zmq_hashblock: str | None = None
-    priority: int = 0
+    priority: int = 0  # the lowest value leads; ties keep the order given
 
 
 @dataclass(frozen=True)
 class PoolConfig:
+    """`[pool]`: the Stratum pool (`pithead pool`, and the pool of `up` and `serve`)."""
+
     bind: str = "127.0.0.1"
     port: int = 3333
-    mode: str = "solo"  # solo | pool
-    network: str = "regtest"
-    pool_address: str | None = None
+    mode: PoolMode = "solo"
+    network: NetworkName = "regtest"
+    pool_address: str | None = None  # pool mode: where block rewards go (an address of the node's wallet)
     coinbase_tag: str = "/pithead/"
     nodes: tuple[UpstreamNode, ...] = (UpstreamNode(),)
     # low enough for the smallest miners' own suggestions (NerdMiner asks 0.00015, ~50 kH/s → a share per
@@ -59,9 +98,9 @@ class PoolConfig:
     start_difficulty: float = 1.0
     share_interval: float = 10.0  # vardiff target, seconds per share per connection
     refresh_interval: float = 30.0  # new-transaction template refresh
-    user_rule: str = "address"  # pool mode: "address" (username must be a payout address) | "any"
-    version_mask: str = "1fffe000"  # BIP310 bits miners may roll (BIP320 general-purpose bits)
-    extranonce2_size: int = 4  # <= 8: cgminer-derived firmware fills extranonce2 from a uint64
+    user_rule: UserRule = "address"
+    version_mask: str = "1fffe000"  # BIP310 bits miners may roll (BIP320 general-purpose bits), 8 hex digits
+    extranonce2_size: int = 4  # 2..8: cgminer-derived firmware fills extranonce2 from a uint64
     max_connections_per_ip: int = 1024  # a farm behind one NAT; more from one IP is likely a flood
     handshake_timeout: float = 30.0  # seconds to subscribe + authorize
     idle_timeout: float = 900.0  # seconds without a message before a miner is dropped
@@ -71,10 +110,21 @@ class PoolConfig:
     # no miner can get the same coinbase (and have one share credited twice) on two front-ends
     front_end: str = "0/1"
 
+    def front_end_shard(self) -> tuple[int, int]:
+        """(I, N) of `front_end` (checked by `validate`)."""
+        first, count = (int(x) for x in self.front_end.strip().split("/"))
+        return first, count
+
+    def version_mask_bits(self) -> int:
+        """`version_mask` as an integer (checked by `validate`)."""
+        return int(self.version_mask, 16)
+
 
 @dataclass(frozen=True)
 class LedgerConfig:
-    scheme: str = "pplns"  # solo | prop | pplns | pps
+    """`[ledger]`: shares, blocks, balances and payouts."""
+
+    scheme: SchemeName = "pplns"
     pool_fee_percent: float = 1.0
     pplns_n: float = 2.0  # window = N x network difficulty in share difficulty
     payout_threshold_sat: int = 100_000
@@ -85,18 +135,22 @@ class LedgerConfig:
     # Payouts send real money: "off" keeps shares, blocks and balances and sends nothing; "wallet" pays the
     # balances over the threshold from the first [pool] node's wallet. `pithead serve` honours it (off by
     # default); `pithead up` always pays on its demo chain, whose coins are worth nothing.
-    payouts: str = "off"  # off | wallet
+    payouts: PayoutMode = "off"
 
 
 @dataclass(frozen=True)
 class WebConfig:
+    """`[web]`: the dashboard, REST API and metrics."""
+
     bind: str = "127.0.0.1"
     port: int = 8080
 
 
 @dataclass(frozen=True)
 class FarmConfig:
-    sim_devices: int = 0
+    """`[farm]`: the fleet manager (`pithead farm run|collect`, and the farm of `up` and `serve`)."""
+
+    sim_devices: int = 0  # `pithead up`'s simulated fleet; 0 there means its demo default
     poll_interval: float = 60.0
     max_concurrent_polls: int = 500
     poll_deadline: float = 5.0  # per-device deadline, seconds (a frozen miner costs one slot this long)
@@ -112,7 +166,7 @@ class FarmConfig:
     api_token: str | None = field(default=None, repr=False)
     api_token_file: str | None = None
     # Collector -> central forwarding (`pithead farm collect`; the token is api_token_file / api_token)
-    forward_url: str | None = None  # the central's URL, e.g. "http://central:8081" (--forward overrides)
+    forward_url: str | None = None  # the central's URL, e.g. "http://central:8081" (--forward-url overrides)
     spool: str | None = None  # spool file (default <db>.spool; ":memory:" keeps it in memory only)
     spool_max_items: int = 1_500_000  # readings kept while the central is unreachable; oldest dropped beyond
     central: bool = False  # `pithead farm run`: ingest from collectors, poll nothing (as --central)
@@ -128,53 +182,315 @@ class Config:
     farm: FarmConfig = field(default_factory=FarmConfig)
 
 
-# TOML types a scalar setting accepts, by the field's annotation (fields are annotated as strings: this
-# module uses `from __future__ import annotations`). An int is fine where a float is wanted; a bool is
-# never a number here. Other annotations (tuples, sections) are not checked by this table.
-_SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-                                         "None": (type(None),)}
+SECTIONS: dict[str, type] = {"node": NodeConfig, "pool": PoolConfig, "ledger": LedgerConfig, "web": WebConfig,
+                             "farm": FarmConfig}
+
+# --- reading: types ----------------------------------------------------------------------------------
+
+_MAX_PORT = 65535
+MAX_FRONT_ENDS = 256
+"""Front-ends on one share bus: each takes a slice of the 32-bit extranonce1 space (more would leave each
+too few values for its workers and miners)."""
 
 
-def _check_type(annotation: object, value: Any, name: str) -> None:
-    if not isinstance(annotation, str):
-        return
-    parts = [p.strip() for p in annotation.split("|")]
-    if not all(p in _SCALARS for p in parts):
-        return
-    allowed = tuple(t for p in parts for t in _SCALARS[p])
-    if isinstance(value, bool) and bool not in allowed:
-        ok = False
-    else:
-        ok = isinstance(value, allowed)
-    if not ok:
-        raise ConfigError(f"setting {name} must be {' or '.join(parts)}, not {type(value).__name__} {value!r}")
+class _Problems:
+    """Every problem found while reading and checking, reported together (an operator fixes them all in
+    one pass, not one per start)."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: str, why: str) -> None:
+        self.items.append(f"{where}: {why}" if where else why)
+
+    def raise_if_any(self, source: str | None) -> None:
+        if not self.items:
+            return
+        head = f"{source}: " if source else ""
+        if len(self.items) == 1:
+            raise ConfigError(head + self.items[0])
+        raise ConfigError(head + f"{len(self.items)} problems:\n  " + "\n  ".join(self.items))
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    names = {f.name: f for f in dataclasses.fields(cls)}
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is Literal:
+        return " or ".join(repr(a) for a in get_args(hint))
+    if get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in get_args(hint))
+    if hint is type(None):
+        return "none"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Does a TOML value fit the field's annotation? An int is fine where a float is wanted; a bool is
+    never a number."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in get_args(hint))
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(a, value) for a in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        item = get_args(hint)[0]
+        return isinstance(value, list | tuple) and all(_matches(item, v) for v in value)
+    return False
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str, problems: _Problems) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"unknown setting {where}{key!r}")
-        f = names[key]
-        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
-        if dataclasses.is_dataclass(sub) and isinstance(value, dict):
-            value = _build(type(sub), value, f"{where}{key}.")
-        elif key == "nodes" and isinstance(value, list):
-            value = tuple(_build(UpstreamNode, v, f"{where}nodes[].") for v in value)
+        name = f"{where}{key}"
+        if key not in hints:
+            problems.add(name, "unknown setting" + _suggest(key, names))
+            continue
+        hint = hints[key]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                problems.add(name, f"must be a table [{name}], not {type(value).__name__}")
+                continue
+            kwargs[key] = _build(hint, value, f"{name}.", problems)
+        elif get_origin(hint) is tuple and dataclasses.is_dataclass(get_args(hint)[0]):
+            if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+                problems.add(name, f"must be a list of tables [[{name}]]")
+                continue
+            item = get_args(hint)[0]
+            kwargs[key] = tuple(_build(item, v, f"{name}[{i}].", problems) for i, v in enumerate(value))
+        elif not _matches(hint, value):
+            hint_text = ""
+            if get_origin(hint) is Literal and isinstance(value, str):
+                close = [a for a in get_args(hint) if isinstance(a, str) and a.lower() == value.strip().lower()]
+                close = close or difflib.get_close_matches(value, [a for a in get_args(hint) if isinstance(a, str)],
+                                                           n=1, cutoff=0.6)
+                hint_text = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(name, f"must be {_type_name(hint)}, not {type(value).__name__} {value!r}{hint_text}")
         else:
-            _check_type(f.type, value, f"{where}{key}")
-        kwargs[key] = value
+            kwargs[key] = tuple(value) if get_origin(hint) is tuple else value
     return cls(**kwargs)
 
 
-def load(path: str | Path | None = None, **overrides: Any) -> Config:
-    """Read a TOML config (or the defaults) and apply top-level overrides."""
+def _without_none(value: Any) -> Any:
+    """Overrides with the None of an unset flag left out, at every depth (a flag not given changes nothing)."""
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def from_mapping(data: Mapping[str, Any], *, source: str | None = None) -> Config:
+    """A checked `Config` from parsed TOML (or any mapping of the same shape)."""
+    problems = _Problems()
+    cfg: Config = _build(Config, data, "", problems)
+    _collect(problems, cfg)  # a value refused above keeps its default here, so its checks still run
+    problems.raise_if_any(source)
+    return cfg
+
+
+def load(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read a TOML config (or the defaults), apply `overrides` (the same shape as the file: {"pool":
+    {"port": 3334}}, which is how command-line flags reach it) and check it all; raises `ConfigError`."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    cfg: Config = _build(Config, data, "")
-    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+    if overrides:
+        data = _merge(data, _without_none(overrides))
+    return from_mapping(data, source=str(path) if path is not None else None)
+
+
+# --- checking: ranges and settings that depend on each other -------------------------------------------
+
+
+def _positive(p: _Problems, where: str, value: float) -> None:
+    if not value > 0:
+        p.add(where, f"must be more than 0, not {value!r}")
+
+
+def _port(p: _Problems, where: str, value: int) -> None:
+    if not 0 <= value <= _MAX_PORT:
+        p.add(where, f"must be a TCP port 0..{_MAX_PORT} (0: any free port), not {value}")
+
+
+def _check_node(p: _Problems, n: NodeConfig) -> None:
+    _port(p, "node.rpc_port", n.rpc_port)
+    if n.tx_rate < 0:
+        p.add("node.tx_rate", f"must be 0 or more, not {n.tx_rate!r}")
+    _positive(p, "node.demo_block_interval", n.demo_block_interval)
+    if (n.rpc_user is None) != (n.rpc_password is None):
+        p.add("node.rpc_user", "give rpc_user and rpc_password together (or neither: a cookie file)")
+
+
+def _check_pool(p: _Problems, pool: PoolConfig) -> None:
+    _port(p, "pool.port", pool.port)
+    if pool.mode == "pool" and not pool.pool_address:
+        p.add("pool.pool_address", "pool mode needs the address the blocks' rewards go to (an address of the "
+              "node's wallet, so the ledger's payouts can come from it)")
+    if not pool.nodes:
+        p.add("pool.nodes", "is empty: give at least one node")
+    for i, node in enumerate(pool.nodes):
+        if urlsplit(node.url).scheme not in ("http", "https"):
+            p.add(f"pool.nodes[{i}].url", f"must be http://HOST:PORT, not {node.url!r}")
+        if (node.rpc_user is None) != (node.rpc_password is None):
+            p.add(f"pool.nodes[{i}]", "give rpc_user and rpc_password together (or a cookie_file)")
+    for name in ("min_difficulty", "max_difficulty", "start_difficulty", "share_interval", "refresh_interval",
+                 "handshake_timeout", "idle_timeout", "ban_seconds"):
+        _positive(p, f"pool.{name}", getattr(pool, name))
+    if pool.min_difficulty > pool.max_difficulty:
+        p.add("pool.min_difficulty", f"is above max_difficulty ({pool.min_difficulty:g} > {pool.max_difficulty:g})")
+    if not 2 <= pool.extranonce2_size <= 8:
+        p.add("pool.extranonce2_size", f"must be 2..8 (cgminer-derived firmware needs <= 8), not {pool.extranonce2_size}")
+    if pool.max_connections_per_ip < 1:
+        p.add("pool.max_connections_per_ip", f"must be 1 or more, not {pool.max_connections_per_ip}")
+    if pool.workers < 0:
+        p.add("pool.workers", f"must be 0 (one per core) or more, not {pool.workers}")
+    mask = pool.version_mask
+    if not 1 <= len(mask) <= 8 or any(c not in "0123456789abcdefABCDEF" for c in mask):
+        p.add("pool.version_mask", f"must be 1..8 hex digits (BIP310), e.g. \"1fffe000\", not {mask!r}")
+    try:
+        first, count = pool.front_end_shard()
+    except ValueError:
+        p.add("pool.front_end", f"must be I/N (front-end I of N), not {pool.front_end!r}")
+    else:
+        if not 1 <= count <= MAX_FRONT_ENDS or not 0 <= first < count:
+            p.add("pool.front_end", f"{pool.front_end!r}: want 0 <= I < N <= {MAX_FRONT_ENDS}")
+    if len(pool.coinbase_tag.encode()) > 40:
+        p.add("pool.coinbase_tag", "is longer than 40 bytes (the coinbase script has room for 100 in all)")
+
+
+def _check_ledger(p: _Problems, ledger: LedgerConfig) -> None:
+    if not 0 <= ledger.pool_fee_percent < 100:
+        p.add("ledger.pool_fee_percent", f"must be 0 or more and under 100, not {ledger.pool_fee_percent!r}")
+    _positive(p, "ledger.pplns_n", ledger.pplns_n)
+    if ledger.payout_threshold_sat <= 0:
+        p.add("ledger.payout_threshold_sat", f"must be more than 0, not {ledger.payout_threshold_sat}")
+    _positive(p, "ledger.payout_interval", ledger.payout_interval)
+    _positive(p, "ledger.maturity_interval", ledger.maturity_interval)
+    if urlsplit(ledger.database).scheme not in ("sqlite", "postgresql", "postgres"):
+        p.add("ledger.database", f"must be sqlite:///PATH or postgresql://USER@HOST/DB, not {ledger.database!r}")
+    bus = ledger.share_bus
+    if bus != "memory" and urlsplit(bus).scheme not in ("redis", "rediss", "unix"):
+        p.add("ledger.share_bus", "must be \"memory\" or redis://HOST:PORT/DB?stream=NAME")
+
+
+def _check_farm(p: _Problems, farm: FarmConfig) -> None:
+    if farm.sim_devices < 0:
+        p.add("farm.sim_devices", f"must be 0 or more, not {farm.sim_devices}")
+    for name in ("poll_interval", "poll_deadline", "rescan_interval"):
+        _positive(p, f"farm.{name}", getattr(farm, name))
+    if farm.max_concurrent_polls < 1:
+        p.add("farm.max_concurrent_polls", f"must be 1 or more, not {farm.max_concurrent_polls}")
+    if farm.spool_max_items < 1:
+        p.add("farm.spool_max_items", f"must be 1 or more, not {farm.spool_max_items}")
+    if farm.strike_price is not None and farm.price_schedule is None:
+        p.add("farm.strike_price", "curtails above a price, so it needs price_schedule (the prices to compare)")
+    if farm.central and farm.forward_url:
+        p.add("farm.central", "a central takes readings from collectors; forward_url is for a collector")
+
+
+Section = NodeConfig | PoolConfig | LedgerConfig | WebConfig | FarmConfig
+
+
+def validate(cfg: Config | Section, *, source: str | None = None) -> None:
+    """Every range and every setting that depends on another; raises one `ConfigError` listing each
+    problem with its key. `load` calls it on the whole config; a part built from one section it was handed
+    (the pool from a `PoolConfig`) calls it on that section, so a config made in code is checked the same."""
+    p = _Problems()
+    _collect(p, cfg)
+    p.raise_if_any(source)
+
+
+def _check_types(p: _Problems, obj: Any, where: str) -> None:
+    """A config built in code gets the type check a file gets (a `Literal` choice, a number)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint, name = getattr(obj, f.name), hints[f.name], f"{where}{f.name}"
+        if dataclasses.is_dataclass(hint):
+            _check_types(p, value, f"{name}.")
+        elif get_origin(hint) is tuple and dataclasses.is_dataclass(get_args(hint)[0]):
+            for i, item in enumerate(value):
+                _check_types(p, item, f"{name}[{i}].")
+        elif not _matches(hint, value):
+            p.add(name, f"must be {_type_name(hint)}, not {type(value).__name__} {value!r}")
+
+
+_PREFIX = {NodeConfig: "node.", PoolConfig: "pool.", LedgerConfig: "ledger.", WebConfig: "web.", FarmConfig: "farm."}
+
+
+def _collect(p: _Problems, cfg: Config | Section) -> None:
+    before = len(p.items)
+    _check_types(p, cfg, _PREFIX.get(type(cfg), ""))
+    if len(p.items) > before:  # ranges of values of the wrong type mean nothing
+        return
+    if isinstance(cfg, Config):
+        _check_node(p, cfg.node)
+        _check_pool(p, cfg.pool)
+        _check_ledger(p, cfg.ledger)
+        _port(p, "web.port", cfg.web.port)
+        _check_farm(p, cfg.farm)
+        if cfg.pool.mode == "solo" and cfg.ledger.payouts == "wallet":
+            p.add("ledger.payouts", "solo mode pays the block's finder in the coinbase: the ledger keeps "
+                  "records only, so payouts must be \"off\"")
+    elif isinstance(cfg, NodeConfig):
+        _check_node(p, cfg)
+    elif isinstance(cfg, PoolConfig):
+        _check_pool(p, cfg)
+    elif isinstance(cfg, LedgerConfig):
+        _check_ledger(p, cfg)
+    elif isinstance(cfg, WebConfig):
+        _port(p, "web.port", cfg.port)
+    else:
+        _check_farm(p, cfg)
+
+
+# --- the example -------------------------------------------------------------------------------------
+
+
+def example() -> str:
+    """A complete, commented config: every section and key with its default or a safe example value.
+    `pithead serve --config` accepts it as it is (the tests check both)."""
+    return resources.files("pithead").joinpath("config_example.toml").read_text()
+
+
+def keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every key of `cls` as dotted names ("pool.nodes[].url"), for the example's completeness check and
+    the command-line flags' spelling check."""
+    out: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            out.extend(keys(hint, f"{prefix}{f.name}."))  # type: ignore[arg-type]
+        elif get_origin(hint) is tuple and dataclasses.is_dataclass(get_args(hint)[0]):
+            out.extend(keys(get_args(hint)[0], f"{prefix}{f.name}[]."))
+        else:
+            out.append(prefix + f.name)
+    return out

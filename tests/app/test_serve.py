@@ -246,10 +246,10 @@ def _run(config: Path) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [
-    ({"pool_address": None}, "pool mode needs [pool] pool_address"),
+    ({"pool_address": None}, "pool.pool_address: pool mode needs the address"),
     ({"pool_address": "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"}, "is not a regtest address"),
     ({"pool_address": None, "mode": "solo", "payouts": "wallet"}, 'payouts must be "off"'),
-    ({"pool_address": SOLO_ADDRESS, "payouts": "always"}, "payouts must be off or wallet"),
+    ({"pool_address": SOLO_ADDRESS, "payouts": "always"}, "ledger.payouts: must be 'off' or 'wallet'"),
 ])
 def test_config_errors_are_one_line_and_exit_2(tmp_path: Path, kwargs: dict[str, Any], words: str) -> None:
     # Refused before any node is asked: this URL has nobody behind it.

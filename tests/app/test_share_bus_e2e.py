@@ -352,7 +352,7 @@ def _xlen_is(redis: aioredis.Redis, stream: str, n: int) -> Any:
 
 @pytest.mark.parametrize(("share_bus", "no_pool", "words"), [
     ("memory", True, "--no-pool runs only the ledger: it needs [ledger] share_bus"),
-    ("kafka://u:sekret@host/x", False, "[ledger] share_bus must be"),
+    ("kafka://u:sekret@host/x", False, "ledger.share_bus: must be"),
 ])
 def test_serve_share_bus_config_errors(tmp_path: Path, share_bus: str, no_pool: bool, words: str) -> None:
     from pithead.app.production import run_serve

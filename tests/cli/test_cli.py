@@ -34,7 +34,8 @@ def test_config_rejects_unknown_keys(tmp_path) -> None:
 
 def test_config_loads_sections(tmp_path) -> None:
     p = tmp_path / "c.toml"
-    p.write_text('[pool]\nport = 4444\nmode = "pool"\n[[pool.nodes]]\nurl = "http://127.0.0.1:1"\npriority = 2\n')
+    p.write_text('[pool]\nport = 4444\nmode = "pool"\npool_address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"\n'
+                 '[[pool.nodes]]\nurl = "http://127.0.0.1:1"\npriority = 2\n')
     cfg = load(p)
     assert cfg.pool.port == 4444 and cfg.pool.mode == "pool"
     assert cfg.pool.nodes[0].url == "http://127.0.0.1:1" and cfg.pool.nodes[0].priority == 2

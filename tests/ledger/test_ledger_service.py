@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pithead.config import LedgerConfig
+from pithead.config import ConfigError, LedgerConfig
 from pithead.events import BlockEvent, ShareEvent, decode_event, encode_event
 from pithead.ledger import schemes
 from pithead.ledger.bus.memory import MemoryBus
@@ -159,10 +159,10 @@ def test_worker_and_pool_statistics(store: LedgerStore) -> None:
 
 
 def test_settings_from_config() -> None:
-    s = LedgerSettings.from_config(LedgerConfig(scheme="PPS", pool_fee_percent=2.5))
+    s = LedgerSettings.from_config(LedgerConfig(scheme="pps", pool_fee_percent=2.5))
     assert s.scheme is Scheme.PPS and s.fee_ppm == 25_000
-    with pytest.raises(LedgerError):
-        LedgerSettings.from_config(LedgerConfig(scheme="fpps"))
+    with pytest.raises(ConfigError, match=r"ledger\.scheme"):
+        LedgerSettings.from_config(LedgerConfig(scheme="fpps"))  # type: ignore[arg-type]
 
 
 def test_events_round_trip_the_wire_codec() -> None:

@@ -23,10 +23,10 @@ import pytest
 from pithead.chain.address import address_to_script
 from pithead.chain.hashes import display_hex, prevhash_from_stratum
 from pithead.chain.params import REGTEST
-from pithead.config import PoolConfig, UpstreamNode
+from pithead.config import ConfigError, PoolConfig, UpstreamNode
 from pithead.events import BlockEvent, ShareEvent
 from pithead.node.node import EmbeddedNode
-from pithead.stratum.server.build import PoolConfigError, pool_workers, resolve_workers
+from pithead.stratum.server.build import pool_workers
 from pithead.stratum.server.workers import WorkerPool
 from pithead.template.sources.failover import source_from_config
 from pithead.template.sources.static import StaticTemplateSource
@@ -70,9 +70,9 @@ async def miners_on_every_worker(port: int, n: int, workers: int = 2) -> list[Ra
 
 
 def test_workers_setting() -> None:
-    assert resolve_workers(3) == 3
-    assert resolve_workers(0) == (os.cpu_count() or 1)
-    with pytest.raises(PoolConfigError, match="workers"):
+    assert pool_workers(PoolConfig(workers=3)) == 3
+    assert pool_workers(PoolConfig(workers=0)) == (os.cpu_count() or 1)
+    with pytest.raises(ConfigError, match=r"pool\.workers"):
         pool_workers(PoolConfig(workers=-1))
 
 
@@ -422,7 +422,7 @@ def test_front_end_and_worker_slices_never_overlap() -> None:
             spans.sort()
             assert all(hi <= lo2 for (_, hi), (lo2, _) in itertools.pairwise(spans)), (fronts, counts)
     for bad in ("2/2", "1", "x/3", "0/0", "0/999"):
-        with pytest.raises(PoolConfigError, match="front_end"):
+        with pytest.raises(ConfigError, match=r"pool\.front_end"):
             front_end_shard(PoolConfig(front_end=bad))
 
 

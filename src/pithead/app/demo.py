@@ -142,7 +142,7 @@ async def _skip_missing(running: Running, name: str, start: Callable[[], Awaitab
 async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Running], None] | None = None) -> Running:
     """Start everything, call `on_ready`, wait for `stop` (or the duration), stop everything."""
     data_dir = await asyncio.to_thread(prepare_dir, opts.data_dir)
-    cfg = config_mod.load(opts.config_path, data_dir=str(data_dir))
+    cfg = config_mod.load(opts.config_path, overrides={"data_dir": str(data_dir)})
     running = Running(data_dir)
     state = _load_state(data_dir)
 

@@ -308,13 +308,12 @@ async def start_pool_server(pool_cfg: Any, running: Running, source: Any, bus: A
     supervisor feeding the bus). Sets `running.stratum_url` and `running.objects["pool_live"]` (the web's
     live view)."""
     from pithead.app.pool import make_pool
-    from pithead.stratum.server.build import PoolConfigError
     from pithead.web.adapters import PoolServerLive
 
     try:
         server = make_pool(pool_cfg, source, bus)
         host, port = await server.start(pool_cfg.bind, port)
-    except (PoolConfigError, OSError, RuntimeError) as exc:  # RuntimeError: a worker that could not start
+    except (config_mod.ConfigError, OSError, RuntimeError) as exc:  # RuntimeError: a worker that could not start
         raise UpError(f"pool: {exc}") from exc
     running.stoppers.append(("pool", server.stop))
     running.stratum_url = f"stratum+tcp://{host}:{port}"

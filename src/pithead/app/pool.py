@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 from pithead.bitcoind.rpc import NodeError
 from pithead.chain.params import network_by_name
-from pithead.config import PoolConfig
+from pithead.config import ConfigError, PoolConfig
 from pithead.events import ShareSink
 from pithead.ledger.bus.memory import MemoryBus
 from pithead.ledger.bus.redis import RedisShareSink
 from pithead.ledger.service import bus_label, open_bus
 from pithead.ledger.store.base import StoreError
-from pithead.stratum.server.build import PoolConfigError, build_server, pool_workers, rules_from_config
+from pithead.stratum.server.build import build_server, pool_workers, rules_from_config
 from pithead.stratum.server.pool import PoolServer
 from pithead.stratum.server.workers import WorkerPool
 from pithead.template.interface import TemplateSource
@@ -43,7 +43,7 @@ def make_source(cfg: PoolConfig) -> TemplateSource:
     try:
         return source_from_config(cfg.nodes, chain=chain, refresh_interval=cfg.refresh_interval)
     except NodeError as exc:
-        raise PoolConfigError(f"pool.nodes: {exc} (give --cookie or --rpc-user/--rpc-password)") from exc
+        raise ConfigError(f"pool.nodes: {exc} (give --cookie or --rpc-user/--rpc-password)") from exc
 
 
 def make_pool(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None) -> PoolServer | WorkerPool:
@@ -68,13 +68,13 @@ def no_ledger_note(cfg: PoolConfig, sink: ShareSink | None) -> str | None:
 async def open_share_bus(url: str) -> tuple[RedisShareSink, asyncio.Task[None], asyncio.Event]:
     """The Redis share bus at `url` (`[ledger] share_bus` / `--share-bus`) as the pool's sink: checked
     to answer, its writer task started. Returns (sink, writer task, the writer's stop event); raises
-    `PoolConfigError` for a URL that is not a Redis bus and `PoolStartError` when Redis does not answer."""
+    `ConfigError` for a URL that is not a Redis bus and `PoolStartError` when Redis does not answer."""
     if url == "memory":
-        raise PoolConfigError("a standalone pool's share bus must be redis://... (memory reaches no ledger)")
+        raise ConfigError("a standalone pool's share bus must be redis://... (memory reaches no ledger)")
     try:
         sink, _ = open_bus(url)
     except ValueError as exc:
-        raise PoolConfigError(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
     assert isinstance(sink, RedisShareSink)  # every URL but "memory" is a Redis one
     try:
         await sink.ping()

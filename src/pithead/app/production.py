@@ -56,10 +56,10 @@ from pithead.app.parts import (
     stopper,
     track_templates,
 )
+from pithead.stratum.server.build import pool_workers, rules_from_config
 
 log = logging.getLogger("pithead.app.production")
 
-PAYOUT_MODES = ("off", "wallet")
 EXIT_CONFIG = 2  # a config the operator must fix (as a usage error)
 EXIT_FAILED = 1  # could not start: the node, a port, the data directory
 EXIT_FORCED = 130  # a second Ctrl-C (128 + SIGINT)
@@ -110,48 +110,16 @@ class NodeCall:
 
 
 def check_config(cfg: config_mod.Config, no_pool: bool = False) -> Any:
-    """Refuse, before touching any node, what cannot run; returns the pool's network."""
-    from pithead.chain.address import address_to_script
-    from pithead.ledger.service import bus_label
-    from pithead.stratum.server.build import PoolConfigError, pool_workers, rules_from_config
-
-    pool = cfg.pool
-    bus = cfg.ledger.share_bus
-    if bus != "memory" and urlsplit(bus).scheme not in ("redis", "rediss", "unix"):
-        raise config_mod.ConfigError(f"[ledger] share_bus must be \"memory\" or redis://HOST:PORT/DB?stream=NAME, "
-                                     f"not {bus_label(bus)!r}")
-    if no_pool and bus == "memory":
+    """What the production profile needs beyond a valid config (`config.validate` ran at load), refused
+    before touching any node; returns the pool's network."""
+    if no_pool and cfg.ledger.share_bus == "memory":
         raise config_mod.ConfigError("--no-pool runs only the ledger: it needs [ledger] share_bus = "
                                      "\"redis://...\", the stream `pithead pool --share-bus` front-ends publish to")
-    if cfg.ledger.payouts not in PAYOUT_MODES:
-        raise config_mod.ConfigError(f"[ledger] payouts must be {' or '.join(PAYOUT_MODES)}, not {cfg.ledger.payouts!r}")
-    if not pool.nodes:
-        raise config_mod.ConfigError("[pool] nodes is empty: give at least one node (url and cookie_file or "
-                                     "rpc_user/rpc_password)")
-    for i, n in enumerate(pool.nodes):
+    for i, n in enumerate(cfg.pool.nodes):
         if n.cookie_file is None and (n.rpc_user is None or n.rpc_password is None):
-            raise config_mod.ConfigError(f"[pool] nodes[{i}] ({n.url}): give cookie_file, or rpc_user and "
+            raise config_mod.ConfigError(f"pool.nodes[{i}] ({n.url}): give cookie_file, or rpc_user and "
                                          f"rpc_password")
-    try:
-        rules = rules_from_config(pool)
-        pool_workers(pool)
-    except (PoolConfigError, ValueError) as exc:  # ValueError: an unknown network name
-        raise config_mod.ConfigError(f"[pool] {exc}") from exc
-    if pool.mode == "pool":
-        if not pool.pool_address:
-            raise config_mod.ConfigError(
-                "pool mode needs [pool] pool_address: the address the blocks' rewards go to (an address of "
-                "the node's wallet, so the ledger's payouts can come from it)")
-        try:
-            address_to_script(pool.pool_address, rules.network)
-        except ValueError as exc:
-            raise config_mod.ConfigError(
-                f"[pool] pool_address {pool.pool_address!r} is not a {rules.network.name} address: {exc}") from exc
-    elif cfg.ledger.payouts == "wallet":
-        raise config_mod.ConfigError(
-            "solo mode pays the block's finder in the coinbase: the ledger keeps records only, so "
-            "[ledger] payouts must be \"off\"")
-    return rules.network
+    return rules_from_config(cfg.pool).network  # and the pool address is one of that network
 
 
 async def serve(opts: ServeOptions, stop: asyncio.Event, on_ready: Callable[[Running], None] | None = None) -> Running:
@@ -161,7 +129,7 @@ async def serve(opts: ServeOptions, stop: asyncio.Event, on_ready: Callable[[Run
     failed; what had started is stopped either way."""
     cfg = config_mod.load(opts.config_path)
     data_dir = await asyncio.to_thread(prepare_dir, opts.data_dir or cfg.data_dir)
-    cfg = config_mod.load(opts.config_path, data_dir=str(data_dir))
+    cfg = config_mod.load(opts.config_path, overrides={"data_dir": str(data_dir)})
     network = check_config(cfg, no_pool=opts.no_pool)
     running = Running(data_dir)
     return await run_parts(running, _start_all(opts, cfg, running, network), stop,
@@ -342,7 +310,6 @@ async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
 def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Any) -> None:
     p = opts.print_fn
     pool = cfg.pool
-    from pithead.stratum.server.build import pool_workers
 
     procs = pool_workers(pool)
     only = "; ledger only, no pool here" if opts.no_pool else ""

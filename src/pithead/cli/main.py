@@ -27,6 +27,7 @@ _AREAS: list[tuple[str, str, str]] = [
     ("miner", "pithead.cli.miner", "The reference miner (Stratum client, native hashing core)."),
     ("farm", "pithead.cli.farm", "The fleet manager and the simulated fleet."),
     ("ledger", "pithead.cli.ledger", "The pool's ledger: shares, blocks, balances, payouts."),
+    ("config", "pithead.cli.config", "The configuration file: a complete example, and a check."),
     ("bench", "pithead.cli.bench", "Benchmarks that print figures."),
 ]
 

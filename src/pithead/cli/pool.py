@@ -1,22 +1,24 @@
 """`pithead pool`: run the Stratum V1 pool server.
 
-    pithead pool --bind 127.0.0.1 --port 3333 --mode solo|pool --address ADDR --node URL --config FILE
+    pithead pool --bind 127.0.0.1 --port 3333 --mode solo|pool --pool-address ADDR --node URL --config FILE
                  --workers N   (N processes share the port, one per core with 0; see workers.py)
                  --share-bus redis://HOST:PORT/DB?stream=NAME   (publish shares and blocks to that Redis
                  stream, for the ledger of a `pithead serve` elsewhere; default `[ledger] share_bus`)
 
-Flags override the `[pool]` section of the config file; `--node` may be repeated (blocks are submitted to
-every node at once). Defaults are safe: 127.0.0.1:3333, regtest, solo mode.
+Flags are the config's keys spelled with dashes and override them (`--pool-address` is `[pool]
+pool_address`); they are checked like the file, so a bad flag names its key. `--node` may be repeated
+(blocks are submitted to every node at once). Defaults are safe: 127.0.0.1:3333, regtest, solo mode.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import typer
 
-from pithead.config import ConfigError, UpstreamNode, load
+from pithead.app.pool import PoolStartError, serve
+from pithead.config import ConfigError, load
+from pithead.stratum.server.loop import run
 
 app = typer.Typer(invoke_without_command=True, add_completion=False)
 
@@ -26,12 +28,14 @@ def pool(
     bind: str | None = typer.Option(None, "--bind", help="Address to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="TCP port (default 3333)."),
     mode: str | None = typer.Option(None, "--mode", help="solo (coinbase pays each worker) or pool."),
-    address: str | None = typer.Option(None, "--address", help="Pool payout address (pool mode)."),
-    node: list[str] = typer.Option([], "--node", help="Node RPC URL (repeatable), e.g. http://127.0.0.1:18443."),
-    cookie: str | None = typer.Option(None, "--cookie", help="RPC cookie file for --node."),
+    pool_address: str | None = typer.Option(None, "--pool-address", "--address",
+                                            help="Pool payout address (pool mode)."),
+    node: list[str] = typer.Option([], "--node", help="Node RPC URL (repeatable), e.g. http://127.0.0.1:18443: "
+                                   "[[pool.nodes]] url."),
+    cookie_file: str | None = typer.Option(None, "--cookie-file", "--cookie", help="RPC cookie file for --node."),
     rpc_user: str | None = typer.Option(None, "--rpc-user"),
     rpc_password: str | None = typer.Option(None, "--rpc-password"),
-    network: str | None = typer.Option(None, "--network", help="regtest (default), testnet, signet, main."),
+    network: str | None = typer.Option(None, "--network", help="main, test, testnet4, signet or regtest (default)."),
     workers: int | None = typer.Option(
         None, "--workers", help="Pool processes sharing the port (SO_REUSEPORT); 0 = one per CPU core (default 1)."),
     share_bus: str | None = typer.Option(
@@ -45,33 +49,26 @@ def pool(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the Stratum V1 pool server."""
-    from pithead.app.pool import PoolStartError, serve
-    from pithead.stratum.server.build import PoolConfigError
-    from pithead.stratum.server.loop import run
-
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    nodes = [{"url": u, "cookie_file": cookie_file, "rpc_user": rpc_user, "rpc_password": rpc_password}
+             for u in node] or None
     try:
-        full = load(config)
+        full = load(config, overrides={
+            "pool": {"bind": bind, "port": port, "mode": mode, "pool_address": pool_address, "network": network,
+                     "workers": workers, "front_end": front_end, "nodes": nodes},
+            "ledger": {"share_bus": share_bus},
+        })
     except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    cfg = full.pool
-    # The flag, else the config's bus; "memory" in the config is the one-process default, no bus at all here.
-    bus = share_bus if share_bus is not None else (None if full.ledger.share_bus == "memory" else full.ledger.share_bus)
-    changes: dict[str, object] = {
-        k: v for k, v in (("bind", bind), ("port", port), ("mode", mode), ("pool_address", address),
-                          ("network", network), ("workers", workers),
-                          ("front_end", front_end)) if v is not None
-    }
-    if node:
-        changes["nodes"] = tuple(UpstreamNode(url=u, cookie_file=cookie, rpc_user=rpc_user,
-                                              rpc_password=rpc_password) for u in node)
-    cfg = dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
+        typer.echo(f"pithead pool: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    # "memory", the one-process default, reaches no ledger from a standalone pool: no bus at all here.
+    bus = None if full.ledger.share_bus == "memory" else full.ledger.share_bus
     try:
         # The start banner is printed, not only logged: normal lifecycle logs at INFO, below the
         # default level, and an operator needs to see where the pool listens.
-        run(serve(cfg, on_listening=typer.echo, share_bus=bus))
-    except (PoolConfigError, PoolStartError) as exc:
+        run(serve(full.pool, on_listening=typer.echo, share_bus=bus))
+    except (ConfigError, PoolStartError) as exc:
         typer.echo(f"pithead pool: {exc}", err=True)
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:  # pragma: no cover

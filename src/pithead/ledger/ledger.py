@@ -16,8 +16,8 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from pithead import config as config_mod
 from pithead.events import BlockEvent, InvalidEvent, ShareEvent, validate
 from pithead.ledger import schemes
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
@@ -78,17 +78,12 @@ class LedgerSettings:
     payout_threshold_sat: int = 100_000
 
     @classmethod
-    def from_config(cls, cfg: Any) -> LedgerSettings:
-        """From `pithead.config.LedgerConfig` (duck-typed so the ledger does not import config)."""
-        try:
-            scheme = Scheme(str(cfg.scheme).lower())
-        except ValueError as exc:
-            raise LedgerError(f"unknown reward scheme {cfg.scheme!r}") from exc
-        threshold = int(cfg.payout_threshold_sat)
-        n = float(cfg.pplns_n)
-        if threshold <= 0 or not n > 0:
-            raise LedgerError("payout threshold and PPLNS N must be positive")
-        return cls(scheme, schemes.fee_ppm_from_percent(float(cfg.pool_fee_percent)), n, threshold)
+    def from_config(cls, cfg: config_mod.LedgerConfig) -> LedgerSettings:
+        """From `[ledger]` (checked by `pithead.config.validate`: a known scheme, a fee under 100 %, a
+        positive threshold and PPLNS N)."""
+        config_mod.validate(cfg)
+        return cls(Scheme(cfg.scheme), schemes.fee_ppm_from_percent(cfg.pool_fee_percent), cfg.pplns_n,
+                   cfg.payout_threshold_sat)
 
 
 @dataclass(frozen=True, slots=True)
