@@ -77,7 +77,7 @@ async def sends_of(rpc: RpcClient, txid: str) -> dict[str, int]:
 async def test_payout_through_the_node_wallet(node: tuple[EmbeddedNode, RpcClient], store: LedgerStore) -> None:
     _, rpc = node
     await mine_blocks(rpc, 101)  # one mature coinbase in the wallet
-    wallet = RpcWallet.over(rpc)
+    wallet = RpcWallet(rpc)
     assert await wallet.getbalance() == 5_000_000_000
     credit(store, payee(1), 150_000_000)
     credit(store, payee(2), 20_000_000)
@@ -99,7 +99,7 @@ async def test_crash_after_sendmany_is_recovered_not_repaid(
 ) -> None:
     _, rpc = node
     await mine_blocks(rpc, 101)
-    wallet = RpcWallet.over(rpc)
+    wallet = RpcWallet(rpc)
     credit(store, payee(4), 300_000_000)
     credit(store, payee(5), 7_000_000)
     with pytest.raises(KeyboardInterrupt):
@@ -127,7 +127,7 @@ async def test_block_maturity_and_orphaning_on_the_node(
 ) -> None:
     _, rpc = node
     ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO, fee_ppm=0))
-    view = RpcChainView(lambda m, p: rpc.call(m, *p))
+    view = RpcChainView(rpc)
     await mine_blocks(rpc, 3)
     fork_parent = await rpc.call("getblockhash", 3)
     (ours,) = await mine_blocks(rpc, 1)  # "our" block at height 4
