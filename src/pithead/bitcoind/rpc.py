@@ -20,7 +20,7 @@ accepts. Every failure is a `NodeError`, typed so a caller can act on it:
 
 Not here: wallets by path (/wallet/<name>), REST, ZMQ notifications (`pithead.bitcoind.zmq`), the codes
 themselves (`pithead.bitcoind.codes`), the embedded node's server side (`pithead.node.rpc`), and any
-retrying: each caller decides what a failure means to it.
+retrying beyond the one cookie re-read: each caller decides what a failure means to it.
 """
 
 from __future__ import annotations
