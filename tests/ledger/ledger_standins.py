@@ -2,7 +2,8 @@
 
 `TinyChain` is a small block tree with a best chain that can be extended and reorganised at will (deep
 reorgs, a node that is down, blocks it never saw), answering getblockcount/getblockhash/getblockheader in
-Bitcoin Core's shapes (confirmations -1 off the best chain, RPC error -5 for unknown blocks).
+Bitcoin Core's shapes and with the client's errors (confirmations -1 off the best chain, an `RpcError`
+with RPC_INVALID_ADDRESS_OR_KEY for unknown blocks, `NodeDownError` when "down").
 `StandInWallet` keeps what a wallet must for the payout property tests to mean something: a balance that
 sendmany spends, transactions with comment and outputs, confirmations that grow when we "mine", and
 conflicts. Neither is a node or a wallet: nothing is validated, signed or broadcast. The real thing,
@@ -15,15 +16,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from pithead.bitcoind.codes import RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER
+from pithead.bitcoind.rpc import NodeDownError, RpcError
 from pithead.ledger.payouts import WalletRejected, WalletTx
-
-
-class RpcError(Exception):
-    """Shaped like a JSON-RPC error from Bitcoin Core: a message and a numeric code."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class TinyChain:
@@ -55,17 +50,17 @@ class TinyChain:
     # ChainView
     async def getblockcount(self) -> int:
         if self.down:
-            raise ConnectionError("node unreachable")
+            raise NodeDownError("not reachable: connection refused", "tinychain")
         return len(self.best) - 1
 
     async def getblockhash(self, height: int) -> str:
         if not 0 <= height < len(self.best):
-            raise RpcError(-8, "Block height out of range")
+            raise RpcError(RPC_INVALID_PARAMETER, "Block height out of range")
         return self.best[height]
 
     async def getblockheader(self, block_hash: str) -> Mapping[str, Any]:
         if block_hash not in self.known:
-            raise RpcError(-5, "Block not found")
+            raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
         h = self.known[block_hash]
         on_best = h < len(self.best) and self.best[h] == block_hash
         return {"hash": block_hash, "height": h, "confirmations": len(self.best) - h if on_best else -1}

@@ -7,9 +7,14 @@ tracker runs against pithead's real embedded node, with a real reorganisation, i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 from ledger_standins import TinyChain
 
+from pithead.bitcoind.codes import RPC_IN_WARMUP
+from pithead.bitcoind.rpc import NodeDownError, NodeWarmingUpError
 from pithead.events import BlockEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import (
@@ -91,7 +96,26 @@ async def test_unreachable_node_changes_nothing(store: LedgerStore) -> None:
     ev = found(chain, 20)
     ledger.apply([ev])
     chain.down = True
-    with pytest.raises(ConnectionError):
+    with pytest.raises(NodeDownError):
+        await track(store, chain, 1.0)
+    assert statuses(store, ev.block_hash) == (BlockStatus.PENDING, {CreditStatus.IMMATURE})
+
+
+class WarmingChain(TinyChain):
+    """A node that answers getblockcount but is still loading its block index for getblockheader."""
+
+    async def getblockheader(self, block_hash: str) -> Mapping[str, Any]:
+        raise NodeWarmingUpError(RPC_IN_WARMUP, "Loading block index…", "tinychain", "getblockheader")
+
+
+async def test_only_not_found_means_not_found(store: LedgerStore) -> None:
+    """An RPC error other than RPC_INVALID_ADDRESS_OR_KEY (here -28, warm-up) is not "the node does not know
+    the block": it propagates, and nothing changes, however far past the grace the tip is."""
+    chain = WarmingChain(150)
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO, fee_ppm=0))
+    ev = found(chain, 20)
+    ledger.apply([ev])
+    with pytest.raises(NodeWarmingUpError):
         await track(store, chain, 1.0)
     assert statuses(store, ev.block_hash) == (BlockStatus.PENDING, {CreditStatus.IMMATURE})
 

@@ -71,22 +71,28 @@ async def test_periodic_failures_do_not_stop_the_consumer(store: LedgerStore) ->
     await task
 
 
-async def test_rpc_chain_view_speaks_core_method_names() -> None:
-    calls: list[tuple[str, list[object]]] = []
-    chain = TinyChain(5)
+class RecordingClient:
+    """Shaped like `RpcClient` (`call(method, *params)`), answering from a `TinyChain`."""
 
-    async def call(method: str, params: list[object]) -> object:
-        calls.append((method, params))
+    def __init__(self, chain: TinyChain) -> None:
+        self.chain = chain
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    async def call(self, method: str, *params: object, timeout_s: float | None = None) -> object:
+        self.calls.append((method, params))
         if method == "getblockheader":
-            return await chain.getblockheader(str(params[0]))
-        return await getattr(chain, method)(*params)
+            return await self.chain.getblockheader(str(params[0]))
+        return await getattr(self.chain, method)(*params)
 
-    view = RpcChainView(call)
+
+async def test_rpc_chain_view_speaks_core_method_names() -> None:
+    client = RecordingClient(TinyChain(5))
+    view = RpcChainView(client)  # type: ignore[arg-type]
     assert await view.getblockcount() == 5
     h = await view.getblockhash(3)
     assert (await view.getblockheader(h))["confirmations"] == 3
-    assert [c[0] for c in calls] == ["getblockcount", "getblockhash", "getblockheader"]
-    assert calls[2][1] == [h, True]
+    assert [c[0] for c in client.calls] == ["getblockcount", "getblockhash", "getblockheader"]
+    assert client.calls[2][1] == (h, True)
 
 
 def test_open_ledger_from_config(tmp_path) -> None:  # type: ignore[no-untyped-def]

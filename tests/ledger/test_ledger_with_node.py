@@ -7,23 +7,32 @@ injected crash; block maturity and orphaning are tracked through `getblockcount`
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pithead.bitcoind.rpc import RpcClient
+from pithead.bitcoind import codes
+from pithead.bitcoind.rpc import NodeDownError, RpcClient, RpcError
 from pithead.chain.address import script_to_address
 from pithead.chain.params import REGTEST
 from pithead.events import BlockEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
-from pithead.ledger.maturity import track
-from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletTx
+from pithead.ledger.maturity import Observation, observe, track
+from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletError, WalletRejected, WalletTx
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.service import RpcChainView
 from pithead.ledger.store.base import LedgerStore
-from pithead.ledger.store.records import BatchStatus, BlockStatus, CreditKind, CreditRecord, CreditStatus
+from pithead.ledger.store.records import (
+    BatchStatus,
+    BlockRecord,
+    BlockStatus,
+    CreditKind,
+    CreditRecord,
+    CreditStatus,
+)
 from pithead.node.node import EmbeddedNode
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks, running_node
@@ -77,7 +86,7 @@ async def sends_of(rpc: RpcClient, txid: str) -> dict[str, int]:
 async def test_payout_through_the_node_wallet(node: tuple[EmbeddedNode, RpcClient], store: LedgerStore) -> None:
     _, rpc = node
     await mine_blocks(rpc, 101)  # one mature coinbase in the wallet
-    wallet = RpcWallet.over(rpc)
+    wallet = RpcWallet(rpc)
     assert await wallet.getbalance() == 5_000_000_000
     credit(store, payee(1), 150_000_000)
     credit(store, payee(2), 20_000_000)
@@ -99,7 +108,7 @@ async def test_crash_after_sendmany_is_recovered_not_repaid(
 ) -> None:
     _, rpc = node
     await mine_blocks(rpc, 101)
-    wallet = RpcWallet.over(rpc)
+    wallet = RpcWallet(rpc)
     credit(store, payee(4), 300_000_000)
     credit(store, payee(5), 7_000_000)
     with pytest.raises(KeyboardInterrupt):
@@ -127,7 +136,7 @@ async def test_block_maturity_and_orphaning_on_the_node(
 ) -> None:
     _, rpc = node
     ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO, fee_ppm=0))
-    view = RpcChainView(lambda m, p: rpc.call(m, *p))
+    view = RpcChainView(rpc)
     await mine_blocks(rpc, 3)
     fork_parent = await rpc.call("getblockhash", 3)
     (ours,) = await mine_blocks(rpc, 1)  # "our" block at height 4
@@ -160,3 +169,41 @@ async def test_block_maturity_and_orphaning_on_the_node(
     (matured,) = await track(store, view, 6.0)
     assert (matured.new, matured.confirmations) == (BlockStatus.CONFIRMED, 100)
     assert next(b for b in store.balances() if b.address == "m").payable_sat == 5_000_000_000
+
+
+async def test_wallet_errors_are_sorted_by_cores_code(node: tuple[EmbeddedNode, RpcClient]) -> None:
+    """Through the one client: a refusal (Core's code says nothing was sent) is WalletRejected, a node
+    that does not answer is WalletError with no code (outcome unknown, the batch waits)."""
+    _, rpc = node
+    wallet = RpcWallet(rpc)
+    with pytest.raises(WalletRejected) as poor:
+        await wallet.sendmany({payee(1): 100_000}, "nothing to pay with")  # no mature coins yet
+    assert poor.value.code == codes.RPC_WALLET_INSUFFICIENT_FUNDS
+    with pytest.raises(WalletRejected) as unknown:
+        await wallet.gettransaction("00" * 32)
+    assert unknown.value.code == codes.RPC_INVALID_ADDRESS_OR_KEY
+    down = RpcClient(f"http://127.0.0.1:{_closed_port()}", user="u", password="p")
+    try:
+        with pytest.raises(WalletError) as lost:
+            await RpcWallet(down).getbalance()
+        assert type(lost.value) is WalletError and lost.value.code is None
+        assert isinstance(lost.value.__cause__, NodeDownError)
+    finally:
+        await down.close()
+
+
+async def test_chain_view_reads_an_unknown_block_as_not_found(node: tuple[EmbeddedNode, RpcClient]) -> None:
+    _, rpc = node
+    await mine_blocks(rpc, 2)
+    view = RpcChainView(rpc)
+    ghost = BlockRecord("11" * 32, 1, 0.0, "w", "a", 1, 0, BlockStatus.PENDING, 0, "solo", 1.0, 0.0)
+    assert await observe(view, ghost, 2) == Observation(None, False, 2)
+    with pytest.raises(RpcError) as err:
+        await view.getblockhash(99)
+    assert err.value.code == codes.RPC_INVALID_PARAMETER
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -70,7 +70,7 @@ async def crash_mid_payout(rpc: RpcClient, store: LedgerStore, batch: dict[str, 
     for address, sat in batch.items():
         store.add_credits([CreditRecord(address, sat, CreditKind.PPS, CreditStatus.MATURE, 0.0)])
     with pytest.raises(KeyboardInterrupt):
-        await PayoutProcessor(store, CrashAfterSend(RpcWallet.over(rpc)), THRESHOLD_SAT, REGTEST).run_once(
+        await PayoutProcessor(store, CrashAfterSend(RpcWallet(rpc)), THRESHOLD_SAT, REGTEST).run_once(
             1.0
         )
     (intent,) = store.batches()
@@ -102,7 +102,7 @@ async def test_crash_after_a_changeless_sendmany_is_found_by_comment(
     await fund(rpc)
     batch = exact_batch()
     batch_id, sent_txid = await crash_mid_payout(rpc, store, batch)
-    wallet = RpcWallet.over(rpc)
+    wallet = RpcWallet(rpc)
     # the gap this closes: walking back from the wallet's unspent coins never reaches this payment
     assert await wallet._find_by_outputs(batch) is None
     (intent,) = store.batches()
@@ -134,7 +134,7 @@ async def test_crash_then_node_restart_still_finds_the_payment(tmp_path: Path, s
         batch_id, sent_txid = await crash_mid_payout(rpc, store, batch)
         await mine_blocks(rpc, 1, payee(99))  # confirmed before the node goes down
     async with running_node(datadir, zmq_pubhashblock=None, zmq_pubrawblock=None) as (_, rpc):
-        wallet = RpcWallet.over(rpc)
+        wallet = RpcWallet(rpc)
         report = await PayoutProcessor(store, wallet, THRESHOLD_SAT, REGTEST).run_once(2.0)
         assert report.recovered == ((batch_id, sent_txid),)
         assert report.confirmed == (batch_id,)  # found, then reconciled as confirmed in the same run
@@ -154,7 +154,7 @@ async def test_crash_then_restart_before_confirmation_pays_once(tmp_path: Path, 
         await fund(rpc)
         batch_id, sent_txid = await crash_mid_payout(rpc, store, batch)
     async with running_node(datadir, zmq_pubhashblock=None, zmq_pubrawblock=None) as (_, rpc):
-        wallet = RpcWallet.over(rpc)
+        wallet = RpcWallet(rpc)
         report = await PayoutProcessor(store, wallet, THRESHOLD_SAT, REGTEST).run_once(2.0)
         assert report.recovered == ((batch_id, sent_txid),)
         assert report.sent == () and report.created == ()

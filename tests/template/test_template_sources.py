@@ -12,14 +12,7 @@ from typing import Any
 
 import pytest
 
-from pithead.bitcoind.rpc import (
-    NodeAuthError,
-    NodeDownError,
-    NodeWarmingUpError,
-    RpcClient,
-    RpcError,
-    WrongChainError,
-)
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.hashes import display_hex
 from pithead.node.node import EmbeddedNode
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
@@ -51,46 +44,6 @@ async def update_with_prev(it: AsyncIterator[TemplateUpdate], prev_display: str)
         u = await next_update(it)
         if display_hex(u.template.prev_hash) == prev_display:
             return u
-
-
-# --- the client ---
-
-
-async def test_client_errors_are_typed(tmp_path: Path) -> None:
-    down = RpcClient(f"http://127.0.0.1:{free_port()}", user="u", password="p", name="down")
-    with pytest.raises(NodeDownError):
-        await down.call("getblockcount")
-    await down.close()
-    async with running_node(tmp_path / "a", warmup_s=0.0) as (node, rpc):
-        assert await rpc.call("getblockcount") == 0
-        bad = RpcClient(node.rpc_url, user="__cookie__", password="wrong")
-        with pytest.raises(NodeAuthError):
-            await bad.call("getblockcount")
-        await bad.close()
-        with pytest.raises(WrongChainError):
-            await rpc.check_chain("main")
-        assert (await rpc.check_chain("regtest"))["chain"] == "regtest"
-        with pytest.raises(RpcError) as err:
-            await rpc.call("getblockhash", 5)
-        assert err.value.code == -8
-        results = await rpc.batch([("getblockcount", []), ("nosuch", []), ("getblockhash", [0])])
-        assert results[0] == 0 and isinstance(results[1], RpcError) and results[1].code == -32601
-        assert results[2].startswith("0f9188f1")
-    async with running_node(tmp_path / "b", warmup_s=30.0) as (_, rpc):
-        with pytest.raises(NodeWarmingUpError):
-            await rpc.call("getblockcount")
-
-
-async def test_client_rereads_the_cookie_after_a_node_restart(tmp_path: Path) -> None:
-    port = free_port()
-    async with running_node(tmp_path / "c", rpc_port=port):
-        client = RpcClient(f"http://127.0.0.1:{port}", cookie_file=tmp_path / "c" / "regtest" / ".cookie")
-        assert await client.call("getblockcount") == 0
-    with pytest.raises(NodeDownError):
-        await client.call("getblockcount")
-    async with running_node(tmp_path / "c", rpc_port=port):  # a new cookie
-        assert await client.call("getblockcount") == 0
-    await client.close()
 
 
 # --- one node: ZMQ, long-poll, polling, refresh ---
@@ -278,28 +231,6 @@ async def test_failover_start_fails_clearly_when_no_node_answers() -> None:
     with pytest.raises(NoNodeError) as err:
         await FailoverSource(sources, start_timeout=0.5).start()
     assert "n0" in str(err.value) and "n1" in str(err.value)
-
-
-async def test_silent_and_garbled_nodes_give_typed_errors() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1000)
-        await asyncio.sleep(5)  # accepts, reads, never answers
-        writer.close()
-
-    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1000)
-        writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops!")
-        await writer.drain()
-        writer.close()
-
-    for handler, error in ((silent, NodeDownError), (garbled, RpcError)):
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = RpcClient(f"http://127.0.0.1:{port}", user="u", password="p", timeout=0.3)
-        with pytest.raises(error):
-            await client.call("getblockcount")
-        await client.close()
-        server.close()
 
 
 async def test_user_and_password_instead_of_a_cookie(tmp_path: Path) -> None:

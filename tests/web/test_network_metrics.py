@@ -1,17 +1,26 @@
-"""Node status over JSON-RPC (the embedded node, and a node that is down) and the Prometheus metrics."""
+"""Node status over JSON-RPC through the one node client, `RpcClient` (the embedded node, a node that is
+down, refuses us, is still warming up or never answers), and the Prometheus metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
+import httpx
+import pytest
 from fastapi.testclient import TestClient
 from webseed import BUCKET, Seed, fixed_clock
 
+from pithead.bitcoind.codes import RPC_METHOD_NOT_FOUND
+from pithead.bitcoind.rpc import RpcClient, RpcError
 from pithead.node.node import EmbeddedNode
+from pithead.node.testing import running_node
+from pithead.web import network
 from pithead.web.app import create_app
-from pithead.web.network import HttpNodeRpc, NodeMonitor, NodeRpcError
-from pithead.web.services import Services
+from pithead.web.network import NodeMonitor
+from pithead.web.server import WebServer
+from pithead.web.services import NodeRpc, Services
 
 
 def _closed_port() -> int:
@@ -23,10 +32,10 @@ def _closed_port() -> int:
 async def test_status_from_the_embedded_node(tmp_path: Path) -> None:
     async with EmbeddedNode(tmp_path, chain="regtest", rpc_port=0) as node:
         node.mine(bytes([0x51]), 3, 1_000_000)  # OP_TRUE outputs; regtest blocks take a few tries
-        user, password = node.auth
-        rpc = HttpNodeRpc(node.rpc_url, user, password)
+        rpc = RpcClient(node.rpc_url, cookie_file=node.cookie_path, name="embedded")
+        typed: NodeRpc = rpc  # mypy checks the one client against the web's protocol
         seen: list[tuple[str, float]] = []
-        monitor = NodeMonitor(rpc, last_template_time=lambda: 1000.0, clock=lambda: 1012.5,
+        monitor = NodeMonitor(typed, last_template_time=lambda: 1000.0, clock=lambda: 1012.5,
                               on_latency=lambda m, s: seen.append((m, s)))
         try:
             st = await monitor.status()
@@ -39,30 +48,81 @@ async def test_status_from_the_embedded_node(tmp_path: Path) -> None:
             assert [m for m, _ in seen] == ["getblockchaininfo", "getmininginfo"]
             again = await monitor.status()  # served from the cache: no new calls
             assert again.height == 3 and len(seen) == 2
-            try:
-                await rpc.call("nosuchmethod", [])
-            except NodeRpcError as exc:
-                assert exc.code == -32601  # Core's "Method not found"
-            else:
-                raise AssertionError("an unknown method must be an error")
-            bad = HttpNodeRpc(node.rpc_url, "__cookie__", "wrong")
+            with pytest.raises(RpcError) as err:
+                await rpc.call("nosuchmethod")
+            assert err.value.code == RPC_METHOD_NOT_FOUND == -32601  # Core's "Method not found"
+            bad = RpcClient(node.rpc_url, user="__cookie__", password="wrong")
             try:
                 st_bad = await NodeMonitor(bad).status()
-                assert not st_bad.available and st_bad.error
+                assert not st_bad.available and (st_bad.error or "").startswith("NodeAuthError")
             finally:
-                await bad.aclose()
+                await bad.close()
         finally:
-            await rpc.aclose()
+            await rpc.close()
 
 
 async def test_node_down_is_a_status_not_an_error() -> None:
-    rpc = HttpNodeRpc(f"http://127.0.0.1:{_closed_port()}", "u", "p", timeout=2.0)
+    rpc = RpcClient(f"http://127.0.0.1:{_closed_port()}", user="u", password="p", timeout=2.0)
     try:
         st = await NodeMonitor(rpc).status()
-        assert st.available is False and "NodeRpcError" in (st.error or "")
+        assert st.available is False and (st.error or "").startswith("NodeDownError")
         assert st.height is None
     finally:
-        await rpc.aclose()
+        await rpc.close()
+
+
+async def test_missing_cookie_is_a_status_not_an_error(tmp_path: Path) -> None:
+    """A node that is not running has no cookie file: the client says the node is down."""
+    rpc = RpcClient(f"http://127.0.0.1:{_closed_port()}", cookie_file=tmp_path / ".cookie")
+    try:
+        st = await NodeMonitor(rpc).status()
+        assert st.available is False and (st.error or "").startswith("NodeDownError")
+        assert "cookie" in (st.error or "")
+    finally:
+        await rpc.close()
+
+
+async def test_warming_up_node_is_a_status(tmp_path: Path) -> None:
+    async with running_node(tmp_path, warmup_s=30.0) as (_, rpc):
+        st = await NodeMonitor(rpc).status()
+        assert st.available is False and (st.error or "").startswith("NodeWarmingUpError")
+
+
+async def test_silent_node_is_cut_off_and_a_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that accepts and never answers is unavailable after RPC_TIMEOUT_S, not a hung dashboard."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1000)
+        await asyncio.sleep(10)
+        writer.close()
+
+    monkeypatch.setattr(network, "RPC_TIMEOUT_S", 0.3)
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    rpc = RpcClient(f"http://127.0.0.1:{port}", user="u", password="p")  # its own timeout is far longer
+    try:
+        st = await asyncio.wait_for(NodeMonitor(rpc).status(), 5.0)
+        assert st.available is False and st.error
+    finally:
+        await rpc.close()
+        server.close()
+
+
+async def test_network_endpoint_with_a_down_node() -> None:
+    """The API answers a node that is down with a status, through the same client `up` and `serve` use
+    (served on this test's event loop, as the client's connections belong to the loop that made them)."""
+    rpc = RpcClient(f"http://127.0.0.1:{_closed_port()}", user="u", password="p", timeout=2.0)
+    server = WebServer(create_app(Services(node=rpc)), port=0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(timeout=10) as web:
+            body = (await web.get(server.url + "/api/network")).json()
+            assert body["available"] is False and body["error"].startswith("NodeDownError")
+            metrics = (await web.get(server.url + "/metrics")).text
+            assert "pithead_node_up 0.0" in metrics.splitlines()
+    finally:
+        await server.stop()
+        await rpc.close()
 
 
 def test_metrics_from_the_ledger(seeded: Seed) -> None:

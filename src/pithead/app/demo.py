@@ -164,8 +164,8 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
         check_port(what, host, port)
 
     # --- node ------------------------------------------------------------------------------------
+    from pithead.bitcoind.rpc import RpcClient
     from pithead.node.node import EmbeddedNode, NodeError
-    from pithead.web.network import HttpNodeRpc
 
     node_cfg = cfg.node
     node = EmbeddedNode(
@@ -185,8 +185,8 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.node_url = node.rpc_url
     running.objects["node"] = node
     user, password = node.auth
-    rpc = HttpNodeRpc(node.rpc_url, user, password)
-    running.stoppers.append(("node rpc client", rpc.aclose))
+    rpc = RpcClient(node.rpc_url, user=user, password=password, name="demo-node")
+    running.stoppers.append(("node rpc client", rpc.close))
     running.objects["rpc"] = rpc
 
     # --- addresses -------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     pool_address = state.get("pool_address")
     if not isinstance(pool_address, str):
         try:
-            pool_address = str(await rpc.call("getnewaddress", ["pool"]))
+            pool_address = str(await rpc.call("getnewaddress", "pool"))
         except Exception:  # a node without a wallet: the pool's fees go to an address of its own
             pool_address = _random_address(network)
         state["pool_address"] = pool_address

@@ -99,9 +99,9 @@ async def start_ledger(
     drain_s: float = STOP_TIMEOUT_S,
 ) -> tuple[Any, Any]:
     """The ledger on `[ledger] database` (relative to the data directory) consuming `bus` = (sink, source)
-    (by default one in-memory bus), maturity tracking against `rpc` (anything with Core's `call(method,
-    params)`), payouts from `rpc`'s wallet only when `pay`, and a task keeping its network difficulty
-    current. Returns (settings, sink): the pool puts its events in the sink. Stoppers are added to `running`;
+    (by default one in-memory bus), maturity tracking against `rpc` (the node's
+    `pithead.bitcoind.rpc.RpcClient`), payouts from `rpc`'s wallet only when `pay`, and a task keeping its
+    network difficulty current. Returns (settings, sink): the pool puts its events in the sink. Stoppers are added to `running`;
     the ledger's first applies what the source still holds (`left()` counts it) for at most `drain_s`."""
     from pithead.ledger.bus.memory import MemoryBus
     from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
@@ -131,8 +131,8 @@ async def start_ledger(
     sink, source = bus
     ledger_stop = asyncio.Event()
     ledger_task = asyncio.create_task(
-        run_ledger(ledger, source, ledger_stop, node=RpcChainView(rpc.call),
-                   wallet=RpcWallet(rpc.call) if pay else None, timers=timers, network=network),
+        run_ledger(ledger, source, ledger_stop, node=RpcChainView(rpc),
+                   wallet=RpcWallet(rpc) if pay else None, timers=timers, network=network),
         name="pithead-ledger",
     )
 
@@ -214,7 +214,7 @@ async def status_loop(print_fn: Callable[[str], None], store: Any, rpc: Any) -> 
         await asyncio.sleep(STATUS_INTERVAL_S)
         try:
             summary = await asyncio.to_thread(queries.pool_summary, services, store, time.time(), None)
-            height = (await rpc.call("getblockcount", [])) if rpc is not None else None
+            height = (await rpc.call("getblockcount")) if rpc is not None else None
         except Exception as exc:  # a status line is never worth stopping for
             log.warning("status: %s", exc)
             continue
@@ -280,7 +280,7 @@ async def follow_network(ledger: Any, rpc: Any) -> None:
     """Keep the ledger's network difficulty current (PPLNS window, PPS price) from the node."""
     while True:
         try:
-            info = await rpc.call("getmininginfo", [])
+            info = await rpc.call("getmininginfo")
             if isinstance(info, dict):
                 ledger.set_network(float(info.get("difficulty") or 0.0), 0)
         except asyncio.CancelledError:

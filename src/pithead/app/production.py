@@ -56,6 +56,7 @@ from pithead.app.parts import (
     stopper,
     track_templates,
 )
+from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.stratum.server.build import pool_workers, rules_from_config
 
 log = logging.getLogger("pithead.app.production")
@@ -95,20 +96,6 @@ class ServeOptions:
     no_pool: bool = False
 
 
-class NodeCall:
-    """Bitcoin Core's JSON-RPC as `call(method, params)` (what the ledger, its wallet and the web expect)
-    over the template layer's `RpcClient`, which re-reads the node's cookie after a restart."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    async def call(self, method: str, params: list[Any] | None = None) -> Any:
-        return await self.client.call(method, *(params or []))
-
-    async def aclose(self) -> None:
-        await self.client.close()
-
-
 def check_config(cfg: config_mod.Config, no_pool: bool = False) -> Any:
     """What the production profile needs beyond a valid config (`config.validate` ran at load), refused
     before touching any node; returns the pool's network."""
@@ -138,7 +125,6 @@ async def serve(opts: ServeOptions, stop: asyncio.Event, on_ready: Callable[[Run
 
 
 async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Any) -> None:
-    from pithead.bitcoind.rpc import NodeError, RpcClient
     from pithead.web.services import PoolInfo
 
     # Fail fast, before anything starts, when a port we need is taken (e.g. another pithead).
@@ -150,13 +136,13 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
 
     # --- the first node: the ledger's chain view and wallet, the dashboard's node status -------------
     first = cfg.pool.nodes[0]
-    rpc = NodeCall(RpcClient(first.url, user=first.rpc_user, password=first.rpc_password,
-                             cookie_file=first.cookie_file, name=first.url))
-    running.stoppers.append(("node rpc client", rpc.aclose))
+    rpc = RpcClient(first.url, user=first.rpc_user, password=first.rpc_password,
+                    cookie_file=first.cookie_file, name=first.url)
+    running.stoppers.append(("node rpc client", rpc.close))
     running.node_url = first.url
     running.objects["rpc"] = rpc
     try:
-        info = await rpc.call("getblockchaininfo", [])
+        info = await rpc.call("getblockchaininfo")
     except NodeError as exc:
         raise ServeError(f"node {first.url} is not answering: {exc}") from exc
     chain = info.get("chain") if isinstance(info, dict) else None
@@ -205,7 +191,6 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
 async def _start_pool(cfg: config_mod.Config, running: Running, network: Any, bus: Any) -> None:
     """Templates from the configured nodes and the Stratum pool, its events on `bus`: the ledger's
     `MemoryBus`, or the `RedisShareSink` whose writer starts here and stops right after the pool."""
-    from pithead.bitcoind.rpc import NodeError
     from pithead.ledger.bus.redis import RedisShareSink
     from pithead.template.sources.failover import source_from_config
 
@@ -259,15 +244,15 @@ async def _start_stream_ledger(
                               drain_s=BUS_DRAIN_S)
 
 
-async def _check_wallet(rpc: NodeCall, url: str, pool_address: str | None) -> None:
+async def _check_wallet(rpc: RpcClient, url: str, pool_address: str | None) -> None:
     """Payouts come from the first node's wallet: it must have one, and hold the pool address (else the
     blocks' rewards would go elsewhere while the payouts drain whatever else the wallet holds)."""
     try:
-        await rpc.call("getbalance", [])
+        await rpc.call("getbalance")
     except Exception as exc:
         raise ServeError(f"[ledger] payouts = \"wallet\" needs a wallet on node {url}: {exc}") from exc
     try:
-        about = await rpc.call("getaddressinfo", [pool_address])
+        about = await rpc.call("getaddressinfo", pool_address)
     except Exception as exc:  # a node without getaddressinfo: nothing more to check
         log.warning("cannot check that the pool address is the wallet's: %s", exc)
         return
@@ -409,4 +394,4 @@ def run_serve(config_path: str | None, data_dir: str | None = None, *, duration:
         raise SystemExit(EXIT_FAILED) from exc
 
 
-__all__ = ["NodeCall", "ServeError", "ServeOptions", "check_config", "run_serve", "serve"]
+__all__ = ["ServeError", "ServeOptions", "check_config", "run_serve", "serve"]

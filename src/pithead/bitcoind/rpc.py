@@ -1,17 +1,26 @@
-"""An async JSON-RPC client for Bitcoin Core (and pithead's embedded node, which speaks the same dialect).
+"""The one async client of Bitcoin Core's JSON-RPC (and of pithead's embedded node, which speaks the same
+dialect): every part of pithead that asks a node something asks it through `RpcClient`.
 
-Authentication is a cookie file (Core's `<datadir>/<chain>/.cookie`, re-read after a 401 because Core
-writes a new one at every start) or rpcuser/rpcpassword. Requests are JSON-RPC 1.0 as bitcoin-cli sends
-them, which every Core version accepts. Failures are typed so a caller can act on them:
+One call shape, `call(method, *params, timeout_s=None)`, as bitcoin-cli takes them; `batch` sends several
+calls in one request and gives each its result or its `RpcError`. Authentication is a cookie file (Core's
+`<datadir>/<chain>/.cookie`, re-read after a 401 because Core writes a new one at every start) or
+rpcuser/rpcpassword. Requests are JSON-RPC 1.0 as bitcoin-cli sends them, which every Core version
+accepts. Every failure is a `NodeError`, typed so a caller can act on it:
 
-- `NodeDownError`: nothing answers (connection refused, reset, timeout) — try another node;
-- `NodeAuthError`: 401/403 — wrong credentials or cookie;
-- `RpcError(code, message)`: the node answered with an error; `NodeWarmingUpError` is code -28 (Core is
-  still loading: wait and retry);
+- `NodeDownError`: nothing (usable) answered: connection refused or reset, a timeout, an unreadable cookie
+  file, an HTTP exchange that broke off. This is the "nothing answered" error for every caller: the
+  template sources try another node, the ledger's periodic jobs log it and try again on their next tick
+  (the wallet sees it as `WalletError`, outcome unknown), and the web's node monitor shows it as a status;
+- `NodeAuthError`: 401/403 (after one cookie re-read) — wrong credentials or cookie;
+- `RpcError(code, message)`: the node answered with an error, `code` being Core's
+  (`pithead.bitcoind.codes`); `NodeWarmingUpError` is `RPC_IN_WARMUP` (-28: Core is still loading, wait
+  and retry). A reply that is not JSON-RPC at all is an `RpcError` with `RPC_MISC_ERROR`;
 - `WrongChainError`: `check_chain` found another chain than configured (e.g. a mainnet node for a
   regtest pool).
 
-Not here: wallets by path (/wallet/<name>), REST, ZMQ (see zmqsub.py).
+Not here: wallets by path (/wallet/<name>), REST, ZMQ notifications (`pithead.bitcoind.zmq`), the codes
+themselves (`pithead.bitcoind.codes`), the embedded node's server side (`pithead.node.rpc`), and any
+retrying beyond the one cookie re-read: each caller decides what a failure means to it.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from typing import Any
 
 import httpx
 import orjson
+
+from pithead.bitcoind.codes import HTTP_FORBIDDEN, HTTP_UNAUTHORIZED, RPC_IN_WARMUP, RPC_MISC_ERROR
 
 DEFAULT_TIMEOUT_S = 10.0  # an ordinary call; a GBT on a busy mainnet mempool takes well under a second
 CONNECT_TIMEOUT_S = 3.0  # a node on the LAN answers a connect in milliseconds; longer means down
@@ -38,7 +49,8 @@ class NodeError(Exception):
 
 
 class NodeDownError(NodeError):
-    """The node does not answer (connection refused or reset, timeout)."""
+    """Nothing usable answered: connection refused or reset, a timeout, an exchange that broke off, or a
+    cookie file that cannot be read (the node is not running)."""
 
 
 class NodeAuthError(NodeError):
@@ -46,7 +58,7 @@ class NodeAuthError(NodeError):
 
 
 class RpcError(NodeError):
-    """The node answered with a JSON-RPC error."""
+    """The node answered with a JSON-RPC error; `code` is Core's (`pithead.bitcoind.codes`)."""
 
     def __init__(self, code: int, message: str, node: str = "", method: str = "") -> None:
         super().__init__(f"{method}: {message} ({code})" if method else f"{message} ({code})", node)
@@ -56,14 +68,11 @@ class RpcError(NodeError):
 
 
 class NodeWarmingUpError(RpcError):
-    """Code -28: the node is still starting (loading the block index, verifying blocks)."""
+    """`RPC_IN_WARMUP` (-28): the node is still starting (loading the block index, verifying blocks)."""
 
 
 class WrongChainError(NodeError):
     """The node is on another chain than the pool is configured for."""
-
-
-RPC_IN_WARMUP = -28
 
 
 def read_cookie(path: str | Path) -> tuple[str, str]:
@@ -76,6 +85,8 @@ def read_cookie(path: str | Path) -> tuple[str, str]:
 
 
 class RpcClient:
+    """A connection pool to one node; `close()` it when done (or use it as an async context manager)."""
+
     def __init__(
         self,
         url: str,
@@ -133,39 +144,47 @@ class RpcClient:
                 raise NodeDownError(f"timed out ({type(exc).__name__})", self.name) from exc
             except httpx.TransportError as exc:
                 raise NodeDownError(f"not reachable: {exc or type(exc).__name__}", self.name) from exc
-            if resp.status_code in (401, 403):
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a body that does not decode, a bad URL
+                raise NodeDownError(f"no usable answer: {exc or type(exc).__name__}", self.name) from exc
+            if resp.status_code in (HTTP_UNAUTHORIZED, HTTP_FORBIDDEN):
                 if attempt == 0 and self.cookie_file is not None:
                     continue  # the node may have restarted with a new cookie
                 raise NodeAuthError(f"authentication refused (HTTP {resp.status_code})", self.name)
             try:
                 return orjson.loads(resp.content)
             except orjson.JSONDecodeError as exc:
-                raise RpcError(-1, f"HTTP {resp.status_code} with a non-JSON body", self.name) from exc
+                raise RpcError(
+                    RPC_MISC_ERROR, f"HTTP {resp.status_code} with a non-JSON body", self.name
+                ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _unwrap(self, method: str, reply: Any) -> Any:
         if not isinstance(reply, dict):
-            raise RpcError(-1, "reply is not a JSON-RPC object", self.name, method)
+            raise RpcError(RPC_MISC_ERROR, "reply is not a JSON-RPC object", self.name, method)
         err = reply.get("error")
         if err:
-            code = err.get("code", -1) if isinstance(err, dict) else -1
+            found = err.get("code") if isinstance(err, dict) else None
+            code = found if isinstance(found, int) else RPC_MISC_ERROR
             message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
             cls = NodeWarmingUpError if code == RPC_IN_WARMUP else RpcError
             raise cls(code, message, self.name, method)
         return reply.get("result")
 
     async def call(self, method: str, *params: Any, timeout_s: float | None = None) -> Any:
+        """`method(*params)`'s result; raises a `NodeError` (see the module's docstring) on any failure.
+        `timeout_s` replaces the client's timeout for this call (a long-poll)."""
         reply = await self._post({"method": method, "params": list(params), "id": next(self._ids)}, timeout_s)
         return self._unwrap(method, reply)
 
     async def batch(self, calls: list[tuple[str, list[Any]]], timeout_s: float | None = None) -> list[Any]:
-        """Several calls in one request; each item is a result or the RpcError for that call."""
+        """Several calls in one request; each item is a result or the `RpcError` for that call (one failed
+        call never hides the others). A failure of the request itself raises, as `call` does."""
         ids = [next(self._ids) for _ in calls]
         reply = await self._post(
             [{"method": m, "params": p, "id": i} for (m, p), i in zip(calls, ids, strict=True)], timeout_s
         )
         if not isinstance(reply, list):
-            raise RpcError(-1, "batch reply is not an array", self.name)
+            raise RpcError(RPC_MISC_ERROR, "batch reply is not an array", self.name)
         by_id = {r.get("id"): r for r in reply if isinstance(r, dict)}
         out: list[Any] = []
         for (method, _), i in zip(calls, ids, strict=True):

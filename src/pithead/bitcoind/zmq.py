@@ -4,6 +4,11 @@ Messages are three frames: topic, body (the block hash in display byte order), 4
 sequence. A gap in the sequence means messages were lost (the publisher's high-water mark, a reconnect);
 the caller should treat it like a notification and refetch. Uses pyzmq's asyncio sockets; `LINGER 0` so
 closing never blocks.
+
+Not here: anything done about a notification (`pithead.template.sources.node` fetches a template over
+`pithead.bitcoind.rpc` on each one), decoding `rawblock`/`rawtx` bodies, and the publishing side (the
+embedded node's publisher is `pithead.node.zmqpub`). A notification is a hint, never the truth: ZMQ may drop
+messages, so a subscriber's user also polls.
 """
 
 from __future__ import annotations

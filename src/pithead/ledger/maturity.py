@@ -2,9 +2,12 @@
 
 The node is seen through `ChainView`, three read-only calls in Bitcoin Core's RPC shapes
 (`getblockcount`, `getblockhash(height)`, `getblockheader(hash)` with its `confirmations`, which Core
-sets to -1 for a block off the best chain), so Bitcoin Core's RPC client and pithead's embedded node
-both satisfy it. The decision is a pure function (`next_status`); `track` is the thin async shell that
-asks the node and writes the result through the ledger's store.
+sets to -1 for a block off the best chain), which `pithead.ledger.service.RpcChainView` asks of a node
+through `pithead.bitcoind.rpc.RpcClient`. Its failures are the client's: an `RpcError` with Core's code
+for what the node refused (`RPC_INVALID_ADDRESS_OR_KEY` for a block it does not know), any other
+`NodeError` (`NodeDownError` when nothing answered) for the caller to retry. The decision is a pure
+function (`next_status`); `track` is the thin async shell that asks the node and writes the result
+through the ledger's store.
 
 A block's credits follow it: immature while pending, payable once confirmed, void once orphaned, and
 back to immature if a reorganisation returns an orphan to the best chain. Confirmed is final: a reorg
@@ -19,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pithead.bitcoind.codes import RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER
+from pithead.bitcoind.rpc import RpcError
 from pithead.ledger.store.base import LedgerStore
 from pithead.ledger.store.records import BlockRecord, BlockStatus
 
@@ -35,24 +40,16 @@ NOT_FOUND_GRACE_BLOCKS = 6
 # Orphans are re-checked (in case a reorg brings them back) only while they are this close to the tip.
 ORPHAN_RECHECK_DEPTH = COINBASE_MATURITY
 
-# Bitcoin Core's RPC_INVALID_ADDRESS_OR_KEY (rpc/protocol.h), which getblockheader answers for an unknown
-# block ("Block not found").
-RPC_BLOCK_NOT_FOUND = -5
-
 # Blocks looked at per pass, so one pass after a long outage stays a bounded number of RPC calls.
 MAX_BLOCKS_PER_PASS = 500
 
 
 class ChainView(Protocol):
+    """Three of Core's read-only calls; a refusal is an `RpcError` with Core's code."""
+
     async def getblockcount(self) -> int: ...
     async def getblockhash(self, height: int) -> str: ...
     async def getblockheader(self, block_hash: str) -> Mapping[str, Any]: ...
-
-
-class BlockNotFound(LookupError):
-    """What a `ChainView` may raise for a block it does not know (or any error with code -5)."""
-
-    code = RPC_BLOCK_NOT_FOUND
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +85,11 @@ class Change:
     confirmations: int
 
 
-def _is_not_found(exc: BaseException) -> bool:
-    if isinstance(exc, BlockNotFound):
-        return True
-    code = getattr(exc, "code", None)
-    return code == RPC_BLOCK_NOT_FOUND
-
-
 async def observe(node: ChainView, block: BlockRecord, tip: int) -> Observation:
     try:
         header = await node.getblockheader(block.hash)
-    except Exception as exc:
-        if _is_not_found(exc):
+    except RpcError as exc:
+        if exc.code == RPC_INVALID_ADDRESS_OR_KEY:  # getblockheader's "Block not found"
             return Observation(None, False, tip)
         raise
     confirmations = int(header.get("confirmations", -1))
@@ -108,8 +98,9 @@ async def observe(node: ChainView, block: BlockRecord, tip: int) -> Observation:
     if in_best and height <= tip:
         try:
             in_best = (await node.getblockhash(height)) == block.hash
-        except Exception as exc:
-            if not _is_not_found(exc) and getattr(exc, "code", None) != -8:  # -8: height out of range
+        except RpcError as exc:
+            # getblockhash's "Block height out of range" (the tip went back between the two calls)
+            if exc.code not in (RPC_INVALID_PARAMETER, RPC_INVALID_ADDRESS_OR_KEY):
                 raise
             in_best = False
     return Observation(confirmations, in_best, tip)

@@ -13,8 +13,11 @@ failed (amounts released for a later batch) only when the wallet says it was con
 nothing. A wallet error that says the payment was refused (`WalletRejected`) fails the batch at once;
 any other error leaves it INTENT, because we cannot know whether it went out, and the next run finds out.
 
-The wallet is a protocol (`Wallet`) in satoshis; `RpcWallet` adapts Bitcoin Core's wallet RPC (and the
-embedded node's, which speaks the same shapes) to it. This module never builds transactions itself.
+The wallet is a protocol (`Wallet`) in satoshis; `RpcWallet` asks Bitcoin Core's wallet RPC (and the
+embedded node's, which speaks the same shapes) through `pithead.bitcoind.rpc.RpcClient`: an `RpcError`
+whose code says the wallet refused becomes `WalletRejected`, any other failure of the client (a
+`NodeDownError` when nothing answered, warm-up, another error code) `WalletError`. This module never
+builds transactions itself.
 """
 
 from __future__ import annotations
@@ -22,12 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
+from pithead.bitcoind import codes
+from pithead.bitcoind.rpc import NodeError, RpcClient, RpcError
 from pithead.chain.address import is_valid_address
+from pithead.chain.hashes import display_hex
 from pithead.chain.params import Network
+from pithead.chain.tx import Transaction
 from pithead.ledger.schemes import POOL_ACCOUNT
 from pithead.ledger.store.base import LedgerStore
 from pithead.ledger.store.records import BatchStatus, PayoutBatch
@@ -58,9 +67,9 @@ PAYOUT_FEE_RESERVE_SAT = 100_000
 
 
 class WalletError(RuntimeError):
-    """The wallet could not be asked (connection, timeout): the outcome of a send is unknown.
+    """The wallet could not be asked (connection, timeout), or failed: the outcome of a send is unknown.
 
-    `code` is the JSON-RPC error code when the wallet answered with one."""
+    `code` is Core's error code (`pithead.bitcoind.codes`) when the wallet answered with one."""
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
@@ -280,18 +289,15 @@ class PayoutProcessor:
 
 
 # --- Bitcoin Core wallet RPC -----------------------------------------------------------------------
-RpcCall = Callable[[str, list[Any]], Awaitable[Any]]
-
-# Bitcoin Core RPC error codes (rpc/protocol.h) that mean "refused, nothing sent".
-_REFUSALS = {
-    -3,  # RPC_TYPE_ERROR
-    -5,  # RPC_INVALID_ADDRESS_OR_KEY
-    -6,  # RPC_WALLET_INSUFFICIENT_FUNDS
-    -8,  # RPC_INVALID_PARAMETER
-    -4,  # RPC_WALLET_ERROR (e.g. "Transaction too large", fee estimation failed)
-    -26,  # RPC_VERIFY_REJECTED
-}
-RPC_METHOD_NOT_FOUND = -32601  # JSON-RPC 2.0; a wallet without listtransactions answers this
+# The error codes that mean "refused, nothing sent": the batch fails and its amounts are released.
+_REFUSALS = frozenset({
+    codes.RPC_TYPE_ERROR,
+    codes.RPC_INVALID_ADDRESS_OR_KEY,  # an address the node cannot pay; gettransaction: not the wallet's
+    codes.RPC_WALLET_INSUFFICIENT_FUNDS,
+    codes.RPC_INVALID_PARAMETER,
+    codes.RPC_WALLET_ERROR,  # e.g. "Transaction too large", fee estimation failed
+    codes.RPC_VERIFY_REJECTED,
+})
 _PAGE = 500  # listtransactions page size
 # Wallet transactions walked (one gettransaction each) when the wallet has no listtransactions and a
 # crashed batch must be found by its outputs: from the unspent coins back through their wallet ancestors.
@@ -307,8 +313,6 @@ def sat_to_btc_str(sat: int) -> str:
 
 def btc_to_sat(value: Any) -> int:
     """Satoshis from a JSON amount in BTC, exactly (via its decimal text, never float arithmetic)."""
-    from decimal import Decimal
-
     d = Decimal(str(value)) * SAT_PER_BTC
     if d != d.to_integral_value():
         raise ValueError(f"amount {value} has more than 8 decimals")
@@ -316,64 +320,54 @@ def btc_to_sat(value: Any) -> int:
 
 
 class RpcWallet:
-    """`Wallet` over a JSON-RPC call function speaking Bitcoin Core's wallet dialect.
-
-    `call(method, params)` must raise an exception with a `code` attribute for RPC errors (Core's error
-    object) and any other exception for transport failures. For a client whose `call` takes the
-    parameters spread out (`pithead.bitcoind.rpc.RpcClient`), use `RpcWallet.over(client)`.
+    """`Wallet` over a node's wallet in Bitcoin Core's dialect, asked through `RpcClient`.
 
     Finding a crashed batch: with `listtransactions` (Bitcoin Core, and pithead's embedded node, which
     keeps sendmany's comment with the transaction across restarts) by that comment, and only by it: a
     wallet that has listtransactions and shows no send with the comment did not send the batch. Only a
-    wallet without listtransactions (-32601) is searched by outputs, walking its transactions from its
+    wallet without listtransactions (`RPC_METHOD_NOT_FOUND`) is searched by outputs, walking its transactions from its
     unspent coins back through their wallet ancestors for a send paying exactly the batch; that walk cannot
     see a payment that left no change output to the wallet, and could take an earlier identical payment
     for this one, which is why the comment comes first.
     """
 
-    def __init__(self, call: RpcCall) -> None:
-        self._call = call
+    def __init__(self, client: RpcClient) -> None:
+        self._client = client
 
-    @classmethod
-    def over(cls, client: Any) -> RpcWallet:
-        async def call(method: str, params: list[Any]) -> Any:
-            return await client.call(method, *params)
-
-        return cls(call)
-
-    async def _rpc(self, method: str, params: list[Any]) -> Any:
+    async def _rpc(self, method: str, *params: Any) -> Any:
         try:
-            return await self._call(method, params)
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if code in _REFUSALS:
-                raise WalletRejected(f"{method}: {exc}", code) from exc
-            raise WalletError(f"{method}: {exc}", code if isinstance(code, int) else None) from exc
+            return await self._client.call(method, *params)
+        except RpcError as exc:
+            if exc.code in _REFUSALS:
+                raise WalletRejected(f"{method}: {exc}", exc.code) from exc
+            raise WalletError(f"{method}: {exc}", exc.code) from exc
+        except NodeError as exc:  # nothing answered, or not with these credentials: outcome unknown
+            raise WalletError(f"{method}: {exc}") from exc
 
     async def getbalance(self) -> int:
-        return btc_to_sat(await self._rpc("getbalance", []))
+        return btc_to_sat(await self._rpc("getbalance"))
 
     async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
         outs = {a: sat_to_btc_str(v) for a, v in amounts.items()}
         # minconf 0: may spend the wallet's own unconfirmed change, as getbalance counts it (Bitcoin Core
         # ignores this argument and always does; pithead's node honours it)
-        return str(await self._rpc("sendmany", ["", outs, 0, comment]))
+        return str(await self._rpc("sendmany", "", outs, 0, comment))
 
     async def gettransaction(self, txid: str) -> WalletTx:
-        tx = await self._rpc("gettransaction", [txid])
+        tx = await self._rpc("gettransaction", txid)
         return WalletTx(str(tx["txid"]), int(tx.get("confirmations", 0)), tx.get("replaced_by_txid"))
 
     async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
         try:
             return await self._find_by_comment(comment)
         except WalletError as exc:
-            if exc.code != RPC_METHOD_NOT_FOUND:
+            if exc.code != codes.RPC_METHOD_NOT_FOUND:  # only a wallet without listtransactions
                 raise
         return await self._find_by_outputs(dict(amounts))
 
     async def _find_by_comment(self, comment: str) -> str | None:
         for skip in range(0, FIND_SCAN_LIMIT, _PAGE):
-            page = await self._rpc("listtransactions", ["*", _PAGE, skip])
+            page = await self._rpc("listtransactions", "*", _PAGE, skip)
             for entry in page:
                 if entry.get("comment") == comment and entry.get("category") == "send":
                     return str(entry["txid"])
@@ -382,12 +376,7 @@ class RpcWallet:
         return None
 
     async def _find_by_outputs(self, amounts: dict[str, int]) -> str | None:
-        from collections import deque
-
-        from pithead.chain.hashes import display_hex
-        from pithead.chain.tx import Transaction
-
-        unspent = await self._rpc("listunspent", [0])
+        unspent = await self._rpc("listunspent", 0)
         frontier = deque(str(u["txid"]) for u in unspent)
         seen: set[str] = set()
         while frontier and len(seen) < FIND_ANCESTRY_LIMIT:
@@ -396,7 +385,7 @@ class RpcWallet:
                 continue
             seen.add(txid)
             try:
-                tx = await self._rpc("gettransaction", [txid])
+                tx = await self._rpc("gettransaction", txid)
             except WalletRejected:  # not a wallet transaction: the walk ends here
                 continue
             sends = {

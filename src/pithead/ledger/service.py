@@ -5,8 +5,9 @@ the consumer loop, three periodic jobs and the uptime heartbeat (each run of the
 (started, last seen), so the hashrate windows leave the time the pool was down out of their exposure;
 see `pithead.ledger.uptime`). A periodic job that fails (node or wallet unreachable) logs
 and tries again on its next tick; it never takes the consumer down. `open_ledger` builds the `Ledger`
-from the config (store URL relative to the data directory). `RpcChainView` adapts a JSON-RPC call
-function to the `ChainView` the maturity tracker needs.
+from the config (store URL relative to the data directory). `RpcChainView` is the `ChainView` the
+maturity tracker needs, asked of a node through `pithead.bitcoind.rpc.RpcClient` (whose `NodeDownError`,
+when nothing answers, fails that tick of the job and is retried on the next).
 
 Everything that decides anything lives in `ledger`, `schemes`, `maturity` and `payouts`; this module only
 schedules them.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.params import Network
 from pithead.ledger.bus.memory import MemoryBus
 from pithead.ledger.bus.source import EventSource
@@ -91,6 +93,7 @@ def open_bus(url: str) -> tuple[MemoryBus | Any, EventSource]:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
+    # start-up: redis-py takes ~60 ms to import, and only a redis:// share bus needs it
     from pithead.ledger.bus.redis import RedisEventSource, RedisShareSink
 
     try:
@@ -187,23 +190,20 @@ async def run_ledger(
     return result[0]
 
 
-RpcCall = Callable[[str, list[Any]], Awaitable[Any]]
-
-
 class RpcChainView:
-    """`ChainView` over a JSON-RPC call function in Bitcoin Core's dialect (Core or the embedded node)."""
+    """`ChainView` over a node speaking Bitcoin Core's dialect (Core or the embedded node)."""
 
-    def __init__(self, call: RpcCall) -> None:
-        self._call = call
+    def __init__(self, client: RpcClient) -> None:
+        self._client = client
 
     async def getblockcount(self) -> int:
-        return int(await self._call("getblockcount", []))
+        return int(await self._client.call("getblockcount"))
 
     async def getblockhash(self, height: int) -> str:
-        return str(await self._call("getblockhash", [height]))
+        return str(await self._client.call("getblockhash", height))
 
     async def getblockheader(self, block_hash: str) -> Mapping[str, Any]:
-        header = await self._call("getblockheader", [block_hash, True])
+        header = await self._client.call("getblockheader", block_hash, True)
         if not isinstance(header, Mapping):
             raise TypeError(f"getblockheader returned {type(header).__name__}, not an object")
         return header

@@ -2,8 +2,9 @@
 
 - `block_template`: the frozen `BlockTemplate` and `parse_gbt`, which validates a getblocktemplate answer;
 - `interface`: the `TemplateSource` protocol the pool consumes (`TemplateUpdate`, `SubmitResult`);
-- `rpc`: an async JSON-RPC client for Bitcoin Core (cookie or user/password, typed errors);
-- `zmqsub`: a subscriber for Core's `-zmqpubhashblock`;
-- `source`: `NodeSource` (one node: ZMQ, long-poll, polling, refresh) and `FailoverSource` (several nodes
-  with priorities), and `source_from_config`.
+- `job`: the pure translation of a template into Stratum work, and of a winning share into a block;
+- `sources`: `NodeSource` (one node: ZMQ, long-poll, polling, refresh), `FailoverSource` (several nodes
+  with priorities) and `source_from_config`, the fan-out to many consumers, and a static source for tests.
+
+Not here: the node client and the ZMQ subscriber the sources use (`pithead.bitcoind`).
 """

@@ -1,25 +1,24 @@
 """The node's status as the dashboard shows it: asked over JSON-RPC, timed, and cached for a moment.
 
 `NodeMonitor.status()` calls `getblockchaininfo` and `getmininginfo` (Bitcoin Core's methods, which the
-embedded node answers too), measures the round trip, and keeps the answer for `CACHE_S` so that many
-dashboards polling at once cost the node one call. A node that is down or slow gives a status with
-`available=False` and the error text, never an exception. `HttpNodeRpc` is a small JSON-RPC client for a
-node reached over HTTP (bitcoind or `pithead node`).
+embedded node answers too) through the node client (`pithead.bitcoind.rpc.RpcClient`, seen as
+`pithead.web.services.NodeRpc`), measures the round trip, and keeps the answer for `CACHE_S` so that many
+dashboards polling at once cost the node one call. A node that fails is a status with `available=False`
+and the error text, never an exception: every failure of the client is a `NodeError` (`NodeDownError`
+when nothing answered, `NodeAuthError`, `RpcError` with Core's code), and a call slower than
+`RPC_TIMEOUT_S` is cut off here.
 
-This module does not fetch templates; the pool's template source does that.
+This module does not fetch templates (the pool's template source does that) and holds no client of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-import orjson
-
+from pithead.bitcoind.rpc import NodeError
 from pithead.web.models import NetworkStatus
 from pithead.web.services import NodeRpc
 
@@ -31,47 +30,6 @@ CACHE_S = 2.0
 RPC_TIMEOUT_S = 5.0
 
 # Latency samples kept for the metrics histogram are observed as they happen; nothing is stored here.
-
-
-class NodeRpcError(RuntimeError):
-    """The node answered with a JSON-RPC error (`code` is Core's error code), or not at all (`code` None)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class HttpNodeRpc:
-    """A minimal JSON-RPC 1.0 client for Bitcoin Core's dialect over HTTP (basic auth or cookie file)."""
-
-    def __init__(self, url: str, user: str | None = None, password: str | None = None, timeout: float = RPC_TIMEOUT_S):
-        self.url = url
-        headers = {"content-type": "application/json"}
-        if user is not None:
-            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-            headers["authorization"] = f"Basic {token}"
-        self._client = httpx.AsyncClient(timeout=timeout, headers=headers)
-        self._id = 0
-
-    async def call(self, method: str, params: list[Any] | None = None) -> Any:
-        self._id += 1
-        body = orjson.dumps({"jsonrpc": "1.0", "id": self._id, "method": method, "params": params or []})
-        try:
-            resp = await self._client.post(self.url, content=body)
-            data = orjson.loads(resp.content)
-        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
-            raise NodeRpcError(f"{method}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise NodeRpcError(f"{method}: malformed reply")
-        err = data.get("error")
-        if err:
-            code = err.get("code") if isinstance(err, dict) else None
-            text = err.get("message", err) if isinstance(err, dict) else err
-            raise NodeRpcError(f"{method}: {text}", code if isinstance(code, int) else None)
-        return data.get("result")
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 class NodeMonitor:
@@ -101,7 +59,8 @@ class NodeMonitor:
         assert self._node is not None
         start = time.perf_counter()
         try:
-            return await asyncio.wait_for(self._node.call(method, []), RPC_TIMEOUT_S)
+            # The client's own timeout bounds each read; this bounds the whole call (a node trickling bytes).
+            return await asyncio.wait_for(self._node.call(method, timeout_s=RPC_TIMEOUT_S), RPC_TIMEOUT_S)
         finally:
             elapsed = time.perf_counter() - start
             self.last_latency_s = elapsed
@@ -126,9 +85,9 @@ class NodeMonitor:
             chain = await self._timed("getblockchaininfo")
             latency_ms = (time.perf_counter() - start) * 1000.0
             mining = await self._timed("getmininginfo")
-        except (TimeoutError, Exception) as exc:  # any failure of a remote node is a status, not a crash
+        except (NodeError, TimeoutError) as exc:  # any failure of the node is a status, not a crash
             return NetworkStatus(
-                available=False, error=f"{type(exc).__name__}: {exc}" or "node did not answer",
+                available=False, error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                 template_age_s=age, checked_at=now,
             )
         chain = chain if isinstance(chain, dict) else {}

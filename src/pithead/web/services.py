@@ -5,8 +5,8 @@ The web layer never reaches into the pool, node or ledger objects directly: it s
 * `StoreReader`, the read half of `pithead.ledger.store.LedgerStore` (shares, stat buckets, workers, blocks,
   credits, balances, payout batches), usually a second connection to the ledger's database; the protocol
   is the store's own (`pithead.ledger.store.base`), named here too for the web's callers;
-* `NodeRpc`, anything that answers Bitcoin Core's JSON-RPC methods (`getblockchaininfo`,
-  `getmininginfo`): an HTTP client to bitcoind, or the embedded node's dispatcher;
+* `NodeRpc`, the shape of the node client `pithead.bitcoind.rpc.RpcClient` (to bitcoind or to the
+  embedded node), of which the web asks `getblockchaininfo` and `getmininginfo`;
 * `PoolLive`, a snapshot of the Stratum server's live connections;
 * `last_template_time`, the time the pool last received a block template.
 
@@ -37,9 +37,10 @@ __all__ = [
 
 
 class NodeRpc(Protocol):
-    """Bitcoin Core's JSON-RPC, one call at a time; raises on transport or RPC errors."""
+    """Bitcoin Core's JSON-RPC as `pithead.bitcoind.rpc.RpcClient` asks it: one call at a time, whose
+    every failure is a `pithead.bitcoind.rpc.NodeError` (`NodeDownError` when nothing answered)."""
 
-    async def call(self, method: str, params: list[Any] | None = None) -> Any: ...
+    async def call(self, method: str, *params: Any, timeout_s: float | None = None) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)

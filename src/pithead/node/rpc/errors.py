@@ -1,38 +1,23 @@
-"""Bitcoin Core's JSON-RPC error codes (src/rpc/protocol.h) and the typed error that carries one.
+"""The embedded node's typed RPC error, and the HTTP status Core sends with an error reply.
 
-A method raises `RPCError(code, message)`; the server turns it into the `error` object, and for JSON-RPC
-1.0 requests into the HTTP status Core uses (httprpc.cpp JSONErrorReply: 400 for an invalid request, 404
-for an unknown method, 500 for everything else; JSON-RPC 2.0 requests always get 200).
+A method raises `RPCError(code, message)` with one of Core's codes (named once, in
+`pithead.bitcoind.codes`); the server turns it into the `error` object, and for JSON-RPC 1.0 requests into
+the HTTP status Core uses (httprpc.cpp JSONErrorReply: 400 for an invalid request, 404 for an unknown
+method, 500 for everything else; JSON-RPC 2.0 requests always get 200).
+
+This is the server's side. A client of a node (Core's or this one) reads errors through
+`pithead.bitcoind.rpc.RpcError`, never through this class.
 """
 
 from __future__ import annotations
 
-RPC_INVALID_REQUEST = -32600
-RPC_METHOD_NOT_FOUND = -32601
-RPC_INVALID_PARAMS = -32602
-RPC_INTERNAL_ERROR = -32603
-RPC_PARSE_ERROR = -32700
-RPC_MISC_ERROR = -1
-RPC_TYPE_ERROR = -3
-RPC_WALLET_ERROR = -4
-RPC_INVALID_ADDRESS_OR_KEY = -5
-RPC_WALLET_INSUFFICIENT_FUNDS = -6
-RPC_INVALID_PARAMETER = -8
-RPC_DESERIALIZATION_ERROR = -22
-RPC_VERIFY_ERROR = -25
-RPC_VERIFY_REJECTED = -26
-RPC_VERIFY_ALREADY_IN_CHAIN = -27
-RPC_IN_WARMUP = -28
-RPC_METHOD_DEPRECATED = -32
-
-HTTP_OK = 200
-HTTP_NO_CONTENT = 204
-HTTP_BAD_REQUEST = 400
-HTTP_UNAUTHORIZED = 401
-HTTP_NOT_FOUND = 404
-HTTP_BAD_METHOD = 405
-HTTP_INTERNAL_SERVER_ERROR = 500
-HTTP_SERVICE_UNAVAILABLE = 503
+from pithead.bitcoind.codes import (
+    HTTP_BAD_REQUEST,
+    HTTP_INTERNAL_SERVER_ERROR,
+    HTTP_NOT_FOUND,
+    RPC_INVALID_REQUEST,
+    RPC_METHOD_NOT_FOUND,
+)
 
 
 class RPCError(Exception):

@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from pithead.node.rpc.errors import HTTP_BAD_METHOD, HTTP_BAD_REQUEST, HTTP_UNAUTHORIZED
+from pithead.bitcoind.codes import HTTP_BAD_METHOD, HTTP_BAD_REQUEST, HTTP_UNAUTHORIZED
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pithead import __version__
+from pithead.bitcoind import codes as E
 from pithead.chain.address import AddressError, address_to_script, script_to_address
 from pithead.chain.block import Block
 from pithead.chain.compact import bits_to_difficulty, bits_to_target
@@ -35,7 +36,6 @@ from pithead.chain.tx import Transaction, TxOut
 from pithead.node.consensus import BlockInvalid
 from pithead.node.mempool import MempoolReject
 from pithead.node.mining import template_result
-from pithead.node.rpc import errors as E
 from pithead.node.rpc.errors import RPCError, http_status_for
 from pithead.node.rpc.format import (
     COIN,
