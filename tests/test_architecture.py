@@ -102,7 +102,7 @@ KNOWN: set[str] = {
     'pithead/app/demo.py: from pithead.fleetsim.fleet import Fleet',
     'pithead/app/demo.py: from pithead.fleetsim.server import FleetServer, SimServerError',
     'pithead/app/demo.py: from pithead.miner.runner import Miner, MinerOptions',
-    'pithead/app/demo.py: from pithead.node.node import EmbeddedNode, NodeError',
+    'pithead/app/demo.py: from pithead.node.node import EmbeddedNode, EmbeddedNodeError',
     'pithead/app/demo.py: from pithead.stratum.client.connection import parse_pool_url',
     'pithead/app/demo.py: from pithead.template.sources.node import NodeSource',
     'pithead/app/demo.py: from pithead.web.network import HttpNodeRpc',
@@ -215,10 +215,6 @@ KNOWN: set[str] = {
     'pithead/ledger/service.py: from pithead.ledger.bus.redis import RedisEventSource, RedisShareSink',
     'pithead/ledger/store/__init__.py: from pithead.ledger.store.postgres import PostgresStore',
     'pithead/ledger/store/__init__.py: from pithead.ledger.store.sqlite import SqliteStore',
-    'pithead/node/node.py: from pithead.bitcoind.rpc import RpcClient',
-    'pithead/node/node.py: from pithead.node.rpc.methods import NodeRPC  # the methods need the node; import late',
-    'pithead/node/node.py: from pithead.template.sources.node import NodeSource',
-    'pithead/node/rpc/methods.py: from pithead.node.mining import assemble_block, solve',
 }
 
 

@@ -164,7 +164,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
         check_port(what, host, port)
 
     # --- node ------------------------------------------------------------------------------------
-    from pithead.node.node import EmbeddedNode, NodeError
+    from pithead.node.node import EmbeddedNode, EmbeddedNodeError
     from pithead.web.network import HttpNodeRpc
 
     node_cfg = cfg.node
@@ -178,7 +178,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     )
     try:
         await node.start()
-    except NodeError as exc:
+    except EmbeddedNodeError as exc:
         raise UpError(f"node: {exc}") from exc
     running.stoppers.append(("node", node.stop))
     running.parts.append("node")
