@@ -39,7 +39,8 @@ def _lint(root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_module_cycle_inside_the_node_breaks_its_contract(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "src" / "pithead", tmp_path / "src" / "pithead", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.so")
+    shutil.copytree(ROOT / "src" / "pithead", tmp_path / "src" / "pithead", ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     # the two cycles the node once had: the mempool asking the assembler, the RPC methods importing the node
     with open(tmp_path / "src/pithead/node/mempool.py", "a") as f:
@@ -78,6 +79,7 @@ def test_each_handler_takes_exactly_its_declared_arguments(command: Command) -> 
 
 
 def test_usage_line_is_cores() -> None:
-    cmd = Command("getblockheader", blockchain.getblockheader, (Arg("blockhash", "str", True), Arg("verbose", "bool")))
+    args = (Arg("blockhash", "str", True), Arg("verbose", "bool"))
+    cmd = Command("getblockheader", blockchain.getblockheader, args)
     assert cmd.usage() == 'getblockheader "blockhash" ( "verbose" )'
     assert server.TABLE["getblockcount"].usage() == "getblockcount"

@@ -66,8 +66,8 @@ class Command:
 
     def usage(self) -> str:
         """The one-line usage Core answers to a wrong argument count: `name "required" ( "optional" )`."""
-        line = f"{self.name} " + " ".join(f'"{a.name}"' if a.required else f'( "{a.name}" )' for a in self.args)
-        return line.strip()
+        shown = (f'"{a.name}"' if a.required else f'( "{a.name}" )' for a in self.args)
+        return f"{self.name} {' '.join(shown)}".strip()
 
 
 def json_type(value: Any) -> str:
