@@ -90,6 +90,7 @@ JUSTIFICATIONS = ("# optional", "# start-up", "# child process", "# deferred")
 
 #: Inside-function imports not yet moved to the top of their module (the architecture step empties this).
 KNOWN: set[str] = {
+    'pithead/app/demo.py: from pithead.node.node import EmbeddedNode, EmbeddedNodeError',
     'pithead/app/demo.py: from pithead.bitcoind.rpc import RpcClient',
     'pithead/app/demo.py: from pithead.chain.address import script_to_address',
     'pithead/app/demo.py: from pithead.chain.script import witness_program_script',
@@ -102,7 +103,6 @@ KNOWN: set[str] = {
     'pithead/app/demo.py: from pithead.fleetsim.fleet import Fleet',
     'pithead/app/demo.py: from pithead.fleetsim.server import FleetServer, SimServerError',
     'pithead/app/demo.py: from pithead.miner.runner import Miner, MinerOptions',
-    'pithead/app/demo.py: from pithead.node.node import EmbeddedNode, NodeError',
     'pithead/app/demo.py: from pithead.stratum.client.connection import parse_pool_url',
     'pithead/app/demo.py: from pithead.template.sources.node import NodeSource',
     'pithead/app/demo.py: from pithead.web.services import PoolInfo',
@@ -202,10 +202,6 @@ KNOWN: set[str] = {
     'pithead/fleetsim/mining.py: from pithead.stratum.v1.work import WorkRoller',
     'pithead/ledger/store/__init__.py: from pithead.ledger.store.postgres import PostgresStore',
     'pithead/ledger/store/__init__.py: from pithead.ledger.store.sqlite import SqliteStore',
-    'pithead/node/node.py: from pithead.bitcoind.rpc import RpcClient',
-    'pithead/node/node.py: from pithead.node.rpc.methods import NodeRPC  # the methods need the node; import late',
-    'pithead/node/node.py: from pithead.template.sources.node import NodeSource',
-    'pithead/node/rpc/methods.py: from pithead.node.mining import assemble_block, solve',
 }
 
 

@@ -21,7 +21,7 @@ from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletTx, batch_c
 from pithead.ledger.store.base import LedgerStore
 from pithead.ledger.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
 from pithead.node.node import EmbeddedNode
-from pithead.node.rpc.methods import WALLET_FEE_RATE
+from pithead.node.rpc.wallet import WALLET_FEE_RATE
 from pithead.node.testing import mine_blocks, running_node
 from pithead.node.wallet import estimate_vsize
 

@@ -10,7 +10,7 @@ import pytest
 from pithead.bitcoind.rpc import NodeWarmingUpError, RpcClient, RpcError
 from pithead.chain.compact import bits_to_target, target_to_bits
 from pithead.chain.params import REGTEST
-from pithead.node.node import EmbeddedNode
+from pithead.node.node import EmbeddedNode, EmbeddedNodeError
 from pithead.node.retarget import MAX_STEP, demo_next_bits
 from pithead.node.testing import mine_blocks, running_node
 
@@ -127,10 +127,8 @@ async def test_node_from_config(tmp_path: Path) -> None:
 
 
 async def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
-    from pithead.node.node import NodeError
-
     async with running_node(tmp_path / "first") as (node, _):
         second = EmbeddedNode(tmp_path / "second", rpc_port=node.rpc_port)
-        with pytest.raises(NodeError, match="cannot listen"):
+        with pytest.raises(EmbeddedNodeError, match="cannot listen"):
             await second.start()
         assert not second.cookie_path.exists()

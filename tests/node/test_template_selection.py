@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pithead.bitcoind.rpc import RpcClient
-from pithead.chain.block import Block
+from pithead.chain.block import MAX_BLOCK_WEIGHT, Block
 from pithead.chain.hashes import display_hex, from_display_hex
 from pithead.chain.script import push_data
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
@@ -23,15 +23,14 @@ from pithead.node.assembler import (
     BLOCK_RESERVED_WEIGHT,
     COINBASE_RESERVED_SIGOPS,
     MAX_BLOCK_SIGOPS_COST,
-    MAX_BLOCK_WEIGHT,
     MAX_CONSECUTIVE_FAILURES,
     MAX_PACKAGE_COUNT,
-    policy_vsize,
     select_packages,
 )
 from pithead.node.consensus import Coin
 from pithead.node.mempool import MempoolEntry, count_sigops, sigop_cost
 from pithead.node.node import EmbeddedNode
+from pithead.node.policy import policy_vsize
 from pithead.node.scripts import BARE_OP_TRUE, p2sh_of, p2wsh_of
 from pithead.node.testing import block_from_template, mine_blocks
 

@@ -165,7 +165,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
 
     # --- node ------------------------------------------------------------------------------------
     from pithead.bitcoind.rpc import RpcClient
-    from pithead.node.node import EmbeddedNode, NodeError
+    from pithead.node.node import EmbeddedNode, EmbeddedNodeError
 
     node_cfg = cfg.node
     node = EmbeddedNode(
@@ -178,7 +178,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     )
     try:
         await node.start()
-    except NodeError as exc:
+    except EmbeddedNodeError as exc:
         raise UpError(f"node: {exc}") from exc
     running.stoppers.append(("node", node.stop))
     running.parts.append("node")

@@ -17,7 +17,7 @@ import signal
 
 import typer
 
-from pithead.node.node import EmbeddedNode, NodeError
+from pithead.node.node import EmbeddedNode, EmbeddedNodeError
 
 app = typer.Typer(help="The embedded regtest node (Bitcoin Core's JSON-RPC dialect).", add_completion=False)
 
@@ -88,6 +88,6 @@ def node(
             bootstrap_blocks=bootstrap,
         )
         asyncio.run(_run(n))
-    except NodeError as exc:
+    except EmbeddedNodeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

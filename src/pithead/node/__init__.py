@@ -4,6 +4,6 @@
 a mining node, not a full validator: see `pithead.node.consensus` for what it checks.
 """
 
-from pithead.node.node import EmbeddedNode, NodeError
+from pithead.node.node import EmbeddedNode, EmbeddedNodeError
 
-__all__ = ["EmbeddedNode", "NodeError"]
+__all__ = ["EmbeddedNode", "EmbeddedNodeError"]

@@ -17,7 +17,8 @@ instead). Written from Core's documented behaviour, not from its code:
 - assembly stops at the first package paying less than the block minimum fee rate (1 sat/vB), as every
   later one pays less still.
 
-Sizes are Core's GetVirtualTransactionSize: max(weight, sigop cost x 20) / 4 rounded up.
+Sizes are Core's GetVirtualTransactionSize: max(weight, sigop cost x 20) / 4 rounded up (policy.py).
+`select_for_block` reads the mempool as Core's BlockAssembler does; the mempool never calls the assembler.
 
 Unlike Core's mempool, pithead's does not refuse long unconfirmed chains (Core's 25-ancestor limit), so
 here a transaction with more than MAX_PACKAGE_COUNT unchosen ancestors waits until enough of them are
@@ -32,12 +33,14 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pithead.node.mempool import MempoolEntry
+from pithead.chain.block import MAX_BLOCK_WEIGHT
+from pithead.chain.tx import WITNESS_SCALE_FACTOR
+from pithead.node.mempool import Mempool, MempoolEntry
+from pithead.node.policy import policy_vsize
 
-MAX_BLOCK_WEIGHT = 4_000_000  # consensus (BIP141); Core's DEFAULT_BLOCK_MAX_WEIGHT is the same
+# The block weight limit is consensus (BIP141, chain.block.MAX_BLOCK_WEIGHT); Core's
+# DEFAULT_BLOCK_MAX_WEIGHT is the same, so it is select_packages' default.
 BLOCK_RESERVED_WEIGHT = 8_000  # Core policy.h DEFAULT_BLOCK_RESERVED_WEIGHT: header, tx count, coinbase
 MAX_BLOCK_SIGOPS_COST = 80_000  # Core consensus.h
 COINBASE_RESERVED_SIGOPS = 400  # Core DEFAULT_COINBASE_OUTPUT_MAX_ADDITIONAL_SIGOPS
@@ -45,13 +48,6 @@ BLOCK_MIN_TX_FEE_PER_KVB = 1_000  # Core policy.h DEFAULT_BLOCK_MIN_TX_FEE: 1 sa
 MAX_CONSECUTIVE_FAILURES = 1_000  # Core miner.cpp: give up after this many packages in a row do not fit...
 BLOCK_FULL_ENOUGH_WEIGHT_DELTA = 4_000  # ...and the block is within this many weight units of full
 MAX_PACKAGE_COUNT = 25  # Core's DEFAULT_ANCESTOR_LIMIT: the largest package (transaction + ancestors)
-BYTES_PER_SIGOP = 20  # Core policy.h DEFAULT_BYTES_PER_SIGOP: a sigop "costs" this many vbytes
-WITNESS_SCALE_FACTOR = 4
-
-
-def policy_vsize(weight: int, sigop_cost: int) -> int:
-    """Core's GetVirtualTransactionSize(weight, sigop cost, bytes per sigop)."""
-    return (max(weight, sigop_cost * BYTES_PER_SIGOP) + WITNESS_SCALE_FACTOR - 1) // WITNESS_SCALE_FACTOR
 
 
 class _Candidate:
@@ -76,6 +72,12 @@ class _Candidate:
         if mine != theirs:
             return mine > theirs
         return self.txid < other.txid
+
+
+def select_for_block(mempool: Mempool) -> list[MempoolEntry]:
+    """The mempool's transactions for the next block, in block order: by ancestor-package fee rate within
+    Core's default weight and sigops limits, parents before children (`select_packages`)."""
+    return select_packages(list(mempool.entries.values()))
 
 
 def select_packages(

@@ -25,7 +25,7 @@ from pithead.chain.block import MAX_BLOCK_WEIGHT, Block
 from pithead.chain.errors import ChainError
 from pithead.chain.header import BlockHeader
 from pithead.chain.script import parse_bip34_height
-from pithead.chain.tx import OutPoint, Transaction
+from pithead.chain.tx import WITNESS_SCALE_FACTOR, OutPoint, Transaction
 from pithead.chain.witness import find_commitment, witness_commitment
 from pithead.node.scripts import ScriptCheckError, check_spend
 
@@ -35,7 +35,6 @@ MEDIAN_TIME_SPAN = 11  # Core chain.h: median-time-past over the last 11 blocks
 LOCKTIME_THRESHOLD = 500_000_000  # Core script.h: below is a height, at or above a UNIX time
 MIN_COINBASE_SCRIPT, MAX_COINBASE_SCRIPT = 2, 100  # Core CheckTransaction: "bad-cb-length"
 MIN_BLOCK_VERSION = 4  # regtest activates BIP34/66/65 at height 1: versions < 4 are "bad-version"
-WITNESS_SCALE_FACTOR = 4
 
 
 class BlockInvalid(Exception):

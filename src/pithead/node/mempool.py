@@ -4,8 +4,8 @@ A transaction enters when its inputs exist (in the UTXO set or as outputs of tra
 pool), are not spent by another pool transaction (no replacement), coinbase outputs are mature for the next
 block, it is final for the next block, the revealed scripts check out (scripts.py) and it pays at least the
 minimum relay fee. Entry order is a topological order (parents always enter first); templates do NOT
-follow it: `select` picks by ancestor-package fee rate within the block's weight and sigops limits, as
-Bitcoin Core's miner does (assembler.py). After the tip changes, `resync` rebuilds the pool against the
+follow it: the block assembler (assembler.py, which reads this pool as Core's miner reads its mempool)
+picks by ancestor-package fee rate within the block's weight and sigops limits. After the tip changes, `resync` rebuilds the pool against the
 new UTXO set, putting transactions of disconnected blocks back first, and dropping what no longer fits.
 
 A full pool (`max_txs` transactions) makes room for a newcomer by evicting its lowest fee-rate
@@ -24,11 +24,11 @@ import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from pithead.chain.tx import OutPoint, Transaction
+from pithead.chain.tx import WITNESS_SCALE_FACTOR, OutPoint, Transaction
 from pithead.node import consensus
-from pithead.node.assembler import policy_vsize, select_packages
 from pithead.node.chainstate import ChainState
 from pithead.node.consensus import BlockInvalid, Coin
+from pithead.node.policy import policy_vsize
 
 MEMPOOL_HEIGHT = 0x7FFFFFFF  # Core's MEMPOOL_HEIGHT: the height unconfirmed coins are reported at
 MIN_RELAY_FEE_PER_KVB = 1000  # satoshis per 1000 vbytes: Core's DEFAULT_MIN_RELAY_TX_FEE
@@ -39,7 +39,6 @@ MAX_MEMPOOL_TXS = 50_000  # a bound on memory: past it the cheapest childless tr
 _OP_CHECKSIG, _OP_CHECKSIGVERIFY, _OP_CHECKMULTISIG, _OP_CHECKMULTISIGVERIFY = 0xAC, 0xAD, 0xAE, 0xAF
 _OP_1, _OP_16 = 0x51, 0x60
 MAX_PUBKEYS_PER_MULTISIG = 20  # Core script.h: a bare CHECKMULTISIG counts as 20 sigops
-WITNESS_SCALE_FACTOR = 4
 
 
 class MempoolReject(Exception):
@@ -64,7 +63,7 @@ class MempoolEntry:
 
     @property
     def vsize(self) -> int:
-        """Core's GetTxSize: the virtual size, raised for sigop-heavy transactions (assembler.py)."""
+        """Core's GetTxSize: the virtual size, raised for sigop-heavy transactions (policy.py)."""
         return policy_vsize(self.weight, self.sigops)
 
 
@@ -284,11 +283,6 @@ class Mempool:
             if self.spent_by.get(i.prevout) == txid:
                 del self.spent_by[i.prevout]
         self.transactions_updated += 1
-
-    def select(self) -> list[MempoolEntry]:
-        """Entries for the next block, in block order: by ancestor-package fee rate within Core's default
-        weight and sigops limits, parents before children (assembler.select_packages)."""
-        return select_packages(list(self.entries.values()))
 
     def resync(self, chain: ChainState, now: int, returning: Iterable[Transaction] = ()) -> None:
         """Rebuild against the current chain: `returning` (transactions of disconnected blocks) first, then

@@ -22,7 +22,7 @@ from pithead.chain.merkle import merkle_root
 from pithead.chain.script import bip34_height_push
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from pithead.chain.witness import WITNESS_RESERVED_VALUE, commitment_script, witness_commitment
-from pithead.node.assembler import MAX_BLOCK_SIGOPS_COST
+from pithead.node.assembler import MAX_BLOCK_SIGOPS_COST, select_for_block
 from pithead.node.chainstate import ChainState
 from pithead.node.mempool import Mempool, MempoolEntry
 
@@ -40,7 +40,7 @@ def next_block_time(chain: ChainState, now: int) -> int:
 def template_result(chain: ChainState, mempool: Mempool, now: int) -> dict[str, Any]:
     tip = chain.tip
     height = tip.height + 1
-    entries = mempool.select()
+    entries = select_for_block(mempool)
     position = {e.txid: i + 1 for i, e in enumerate(entries)}
     txs = [
         {

@@ -27,21 +27,22 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.block import Block
 from pithead.chain.params import REGTEST, Network
 from pithead.chain.tx import Transaction
+from pithead.node.assembler import select_for_block
 from pithead.node.chainstate import AcceptResult, ChainState
 from pithead.node.mempool import Mempool, MempoolEntry
 from pithead.node.mining import assemble_block, longpoll_id, solve
 from pithead.node.rpc.http import HttpRpcServer, basic_credentials
+from pithead.node.rpc.server import RpcDispatcher
 from pithead.node.txgen import make_transaction
-from pithead.node.wallet import TXGEN_LABEL, Wallet
+from pithead.node.wallet import TXGEN_LABEL, NodeWallet
 from pithead.node.zmqpub import ZmqPublisher
-
-if TYPE_CHECKING:
-    from pithead.template.sources.node import NodeSource
+from pithead.template.sources.node import NodeSource
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ TXGEN_SCRIPTS_PER_KIND = 4  # generator outputs rotate over this many own script
 BOOTSTRAP_MAX_TRIES = 1_000_000  # per bootstrap block; at the pow limit ~2 tries are needed
 
 
-class NodeError(RuntimeError):
+class EmbeddedNodeError(RuntimeError):
     """The node cannot start (port taken, data directory of another chain, bad settings)."""
 
 
@@ -79,11 +80,11 @@ class EmbeddedNode:
         seed: int | None = None,
     ) -> None:
         if chain not in ("regtest", "demo"):
-            raise NodeError(f"unknown chain {chain!r}: expected regtest or demo")
+            raise EmbeddedNodeError(f"unknown chain {chain!r}: expected regtest or demo")
         if (rpc_user is None) != (rpc_password is None):
-            raise NodeError("rpc_user and rpc_password go together")
+            raise EmbeddedNodeError("rpc_user and rpc_password go together")
         if tx_rate < 0 or block_interval <= 0:
-            raise NodeError("tx_rate must be >= 0 and block_interval > 0")
+            raise EmbeddedNodeError("tx_rate must be >= 0 and block_interval > 0")
         self.datadir = Path(datadir)
         self.chain_name = chain
         self.network: Network = REGTEST
@@ -113,7 +114,7 @@ class EmbeddedNode:
         self.rng = random.Random(seed)
         self.chain: ChainState | None = None
         self.mempool = Mempool()
-        self.wallet: Wallet | None = None
+        self.wallet: NodeWallet | None = None
         self.zmq: ZmqPublisher | None = None
         self.cookie: tuple[str, str] | None = None
         self._server: HttpRpcServer | None = None
@@ -173,9 +174,6 @@ class EmbeddedNode:
     def template_source(self, **options: Any) -> NodeSource:
         """A `pithead.template.sources.node.NodeSource` for this node, through its RPC (cookie or user/password)
         and its ZMQ hashblock publisher when it has one, exactly as for a Bitcoin Core node."""
-        from pithead.bitcoind.rpc import RpcClient
-        from pithead.template.sources.node import NodeSource
-
         user, password = self.auth
         client = RpcClient(
             self.rpc_url,
@@ -200,8 +198,8 @@ class EmbeddedNode:
                 demo_spacing=self.block_interval,
             )
         except Exception as exc:
-            raise NodeError(f"cannot open the chain in {self.chain_dir}: {exc}") from exc
-        self.wallet = Wallet(self.chain.db, self.network)
+            raise EmbeddedNodeError(f"cannot open the chain in {self.chain_dir}: {exc}") from exc
+        self.wallet = NodeWallet(self.chain.db, self.network)
         self._started_at = time.monotonic()
         self._warm_until = self._started_at + self.warmup_s
         if self.rpc_password is None:
@@ -209,23 +207,21 @@ class EmbeddedNode:
             fd = os.open(self.cookie_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(f"{self.cookie[0]}:{self.cookie[1]}")
-        from pithead.node.rpc.methods import NodeRPC  # the methods need the node; import late
-
-        self._rpc = NodeRPC(self)
+        self._rpc = RpcDispatcher(self)
         self._server = HttpRpcServer(self._rpc.handle, self._authorize, self.rpc_bind, self.rpc_port)
         try:
             self.rpc_port = await self._server.start()
         except OSError as exc:
             self.chain.close()
             self._remove_cookie()
-            raise NodeError(f"cannot listen on {self.rpc_bind}:{self.rpc_port}: {exc}") from exc
+            raise EmbeddedNodeError(f"cannot listen on {self.rpc_bind}:{self.rpc_port}: {exc}") from exc
         try:
             self.zmq = ZmqPublisher(self.zmq_addresses) if self.zmq_addresses else None
         except Exception as exc:
             await self._server.close()
             self.chain.close()
             self._remove_cookie()
-            raise NodeError(f"cannot bind ZMQ publishers {self.zmq_addresses}: {exc}") from exc
+            raise EmbeddedNodeError(f"cannot bind ZMQ publishers {self.zmq_addresses}: {exc}") from exc
         self.running = True
         if self.tx_rate > 0:
             self._prepare_txgen()
@@ -251,7 +247,7 @@ class EmbeddedNode:
             block = assemble_block(self.chain, script, [], max(start + i * spacing, 0))
             solved = solve(block, BOOTSTRAP_MAX_TRIES)
             if solved is None:
-                raise NodeError("bootstrap block not found within the try limit")
+                raise EmbeddedNodeError("bootstrap block not found within the try limit")
             self.submit_block(solved)
 
     async def stop(self) -> None:
@@ -373,7 +369,7 @@ class EmbeddedNode:
         hashes: list[bytes] = []
         for _ in range(n):
             if txs is None:
-                entries = self.mempool.select()
+                entries = select_for_block(self.mempool)
                 body: list[Transaction] = [e.tx for e in entries]
                 fees = sum(e.fee for e in entries)
             else:
@@ -385,7 +381,7 @@ class EmbeddedNode:
                 break
             result = self.submit_block(solved)
             if result.reason is not None:
-                raise NodeError(f"mined block refused: {result.reason}")
+                raise EmbeddedNodeError(f"mined block refused: {result.reason}")
             hashes.append(solved.hash())
         return hashes
 

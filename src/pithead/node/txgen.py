@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 
 from pithead.chain.tx import Transaction, TxOut
-from pithead.node.wallet import Wallet, WalletCoin, estimate_vsize
+from pithead.node.wallet import NodeWallet, WalletCoin, estimate_vsize
 
 MIN_FEE_RATE, MAX_FEE_RATE = 1, 25  # sat/vB: enough spread for fee-ordered templates to differ
 DUST = 1_000  # satoshis: outputs below this are not created (Core's dust limit is ~294-546 sat)
@@ -22,7 +22,7 @@ CHAIN_PREFERENCE = 0.5  # chance to prefer an unconfirmed coin, growing chains o
 
 
 def make_transaction(
-    wallet: Wallet, coins: Sequence[WalletCoin], scripts: Sequence[bytes], rng: random.Random
+    wallet: NodeWallet, coins: Sequence[WalletCoin], scripts: Sequence[bytes], rng: random.Random
 ) -> Transaction | None:
     """One transaction spending 1-2 of `coins` to 1-3 of `scripts`, or None when nothing is spendable."""
     usable = [c for c in coins if c.spendable_now and c.coin.value > 2 * DUST]

@@ -29,7 +29,7 @@ from pithead.node.mempool import MEMPOOL_HEIGHT, Mempool
 from pithead.node.scripts import inner_script, legacy_spend, p2sh_of, p2wsh_of, segwit_spend
 
 TXGEN_LABEL = "txgen"  # the transaction generator's scripts
-QUIET_LABELS = frozenset({TXGEN_LABEL})  # scripts whose transactions are not recorded (see Wallet.tracks)
+QUIET_LABELS = frozenset({TXGEN_LABEL})  # scripts whose transactions are not recorded (see NodeWallet.tracks)
 ADDRESS_TYPES = {"bech32": "segwit", "legacy": "legacy", "p2sh-segwit": "legacy"}
 SEQUENCE_RBF = 0xFFFFFFFD  # BIP125 signal, as Core's wallet sets by default
 
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS wallet_tx_values (
 HISTORY_PAGE = 200  # wallet transactions read per query when walking the history newest first
 
 
-class WalletError(ValueError):
+class NodeWalletError(ValueError):
     """A wallet request that cannot be met (unknown address type, insufficient funds)."""
 
 
@@ -80,7 +80,7 @@ class WalletCoin:
     spendable_now: bool  # mature (coinbase) and not spent by a mempool transaction
 
 
-class Wallet:
+class NodeWallet:
     def __init__(self, db: sqlite3.Connection, network: Network) -> None:
         self.db = db
         self.network = network
@@ -94,7 +94,7 @@ class Wallet:
     def new_script(self, kind: str = "segwit", label: str = "", change: bool = False) -> bytes:
         """A fresh script; `change` marks it as the wallet's own change (never shown as received)."""
         if kind not in ("segwit", "legacy"):
-            raise WalletError(f"unknown script kind {kind!r}")
+            raise NodeWalletError(f"unknown script kind {kind!r}")
         row = self.db.execute("SELECT COALESCE(MAX(tag), -1) + 1 FROM wallet_scripts").fetchone()
         tag = int(row[0])
         inner = inner_script(tag)
@@ -114,7 +114,7 @@ class Wallet:
     def new_address(self, address_type: str = "bech32", label: str = "") -> str:
         kind = ADDRESS_TYPES.get(address_type)
         if kind is None:
-            raise WalletError(f"Unknown address type '{address_type}'")
+            raise NodeWalletError(f"Unknown address type '{address_type}'")
         address = script_to_address(self.new_script(kind, label), self.network)
         assert address is not None
         return address
@@ -177,7 +177,7 @@ class Wallet:
         for op, coin in inputs:
             entry = self._scripts.get(coin.script_pubkey)
             if entry is None:
-                raise WalletError("input does not belong to this wallet")
+                raise NodeWalletError("input does not belong to this wallet")
             inner, kind, _ = entry
             script_sig, witness = segwit_spend(inner) if kind == "segwit" else legacy_spend(inner)
             txins.append(TxIn(op, script_sig, SEQUENCE_RBF, witness))

@@ -1,0 +1,30 @@
+"""The embedded node's control RPC methods, as Bitcoin Core's src/rpc/server.cpp has them.
+
+uptime (seconds since the node started) and stop (the node stops once the answer is written). Not here:
+help, getmemoryinfo, logging, getrpcinfo (Core's; the embedded node does not offer them), the dispatch
+table (server.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pithead.node.rpc.context import NodeContext
+from pithead.node.rpc.util import Arg, Command
+
+STOPPING = "pithead node stopping"  # stop's answer (Core's: "Bitcoin Core stopping")
+
+
+async def uptime(node: NodeContext) -> Any:
+    return node.uptime()
+
+
+async def stop(node: NodeContext, wait: int | None = None) -> Any:
+    node.request_stop()
+    return STOPPING
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("uptime", uptime),
+    Command("stop", stop, (Arg("wait", "num"),)),
+)
