@@ -26,13 +26,13 @@ from pithead.web import queries
 from pithead.web.models import (
     AddressPage,
     BalanceOut,
-    Block,
+    BlockOut,
     Connections,
     HashrateHistory,
     LiveSession,
     NetworkStatus,
     Payout,
-    PoolSummary,
+    PoolSummaryOut,
     Rejects,
     Share,
     Worker,
@@ -85,9 +85,9 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
         return None if services.pool is None else services.pool.live_status().connections
 
     cache_lock = threading.Lock()
-    cached: list[tuple[float, PoolSummary]] = []
+    cached: list[tuple[float, PoolSummaryOut]] = []
 
-    def summary() -> PoolSummary:
+    def summary() -> PoolSummaryOut:
         """The pool summary, shared by every dashboard for SUMMARY_CACHE_S (it costs several queries)."""
         with cache_lock:
             now = services.clock()
@@ -97,8 +97,8 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
             cached[:] = [(now, fresh)]
             return fresh
 
-    @router.get("/pool", response_model=PoolSummary, summary="Pool summary: hashrate windows, workers, blocks")
-    def pool() -> PoolSummary:
+    @router.get("/pool", response_model=PoolSummaryOut, summary="Pool summary: hashrate windows, workers, blocks")
+    def pool() -> PoolSummaryOut:
         return summary()
 
     @router.get("/network", response_model=NetworkStatus, summary="Node status, height, difficulty, template age")
@@ -173,12 +173,12 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
         seconds = dict(queries.WINDOWS)[window]
         return queries.rejects(store(), services.clock(), seconds, window)
 
-    @router.get("/blocks", response_model=list[Block], summary="Blocks found, newest first")
-    def blocks(limit: Limit = 50) -> list[Block]:
+    @router.get("/blocks", response_model=list[BlockOut], summary="Blocks found, newest first")
+    def blocks(limit: Limit = 50) -> list[BlockOut]:
         return [queries.block_out(b) for b in store().blocks(limit)]
 
-    @router.get("/blocks/{block_hash}", response_model=Block, summary="One block found by the pool")
-    def block(block_hash: Annotated[str, Path(pattern="^[0-9a-fA-F]{64}$")]) -> Block:
+    @router.get("/blocks/{block_hash}", response_model=BlockOut, summary="One block found by the pool")
+    def block(block_hash: Annotated[str, Path(pattern="^[0-9a-fA-F]{64}$")]) -> BlockOut:
         b = store().get_block(block_hash.lower())
         if b is None:
             raise HTTPException(404, f"the pool found no block {block_hash}")

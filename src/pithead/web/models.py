@@ -33,7 +33,7 @@ class Rejects(BaseModel):
     by_reason: dict[str, int]
 
 
-class PoolSummary(BaseModel):
+class PoolSummaryOut(BaseModel):
     name: str
     mode: str
     scheme: str
@@ -108,7 +108,7 @@ class Share(BaseModel):
     height: int
 
 
-class Block(BaseModel):
+class BlockOut(BaseModel):
     hash: str
     height: int
     time: float
@@ -171,7 +171,7 @@ class AddressPage(BaseModel):
     balance: BalanceOut
     credits: list[Credit]
     payouts: list[Payout]
-    blocks: list[Block]
+    blocks: list[BlockOut]
     recent_shares: list[Share]
 
 

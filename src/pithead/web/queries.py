@@ -52,14 +52,14 @@ from pithead.ledger.uptime import Uptime, read_uptime
 from pithead.web.models import (
     AddressPage,
     BalanceOut,
-    Block,
+    BlockOut,
     Credit,
     Hashrate,
     HashrateHistory,
     Payout,
     PayoutItem,
     Point,
-    PoolSummary,
+    PoolSummaryOut,
     Rejects,
     Share,
     Worker,
@@ -215,8 +215,8 @@ def share_out(r: ShareRow) -> Share:
     )
 
 
-def block_out(b: BlockRecord) -> Block:
-    return Block(
+def block_out(b: BlockRecord) -> BlockOut:
+    return BlockOut(
         hash=b.hash, height=b.height, time=b.time, worker=b.worker, address=b.address,
         reward_sat=b.reward_sat, fees_sat=b.fees_sat, status=str(b.status), confirmations=b.confirmations,
         scheme=b.scheme, network_difficulty=b.network_difficulty, node_result=b.node_result,
@@ -244,14 +244,14 @@ def payout_out(p: PayoutBatch) -> Payout:
     )
 
 
-def pool_summary(services: Services, store: StoreReader, now: float, connections: int | None) -> PoolSummary:
+def pool_summary(services: Services, store: StoreReader, now: float, connections: int | None) -> PoolSummaryOut:
     info = services.info
     workers = store.workers()
     money = miner_money(store.balances())
     # "Found" means the node took it at submission: pending, confirmed, or orphaned later; never rejected.
     found = store.blocks(MAX_LIMIT, statuses=FOUND_STATUSES)
     blocks = found[:1]
-    return PoolSummary(
+    return PoolSummaryOut(
         name=info.name,
         mode=info.mode,
         scheme=info.scheme,
