@@ -90,7 +90,6 @@ JUSTIFICATIONS = ("# optional", "# start-up", "# child process", "# deferred")
 
 #: Inside-function imports not yet moved to the top of their module (the architecture step empties this).
 KNOWN: set[str] = {
-    'pithead/app/demo.py: from pithead.node.node import EmbeddedNode, EmbeddedNodeError',
     'pithead/app/demo.py: from pithead.bitcoind.rpc import RpcClient',
     'pithead/app/demo.py: from pithead.chain.address import script_to_address',
     'pithead/app/demo.py: from pithead.chain.script import witness_program_script',
@@ -103,6 +102,7 @@ KNOWN: set[str] = {
     'pithead/app/demo.py: from pithead.fleetsim.fleet import Fleet',
     'pithead/app/demo.py: from pithead.fleetsim.server import FleetServer, SimServerError',
     'pithead/app/demo.py: from pithead.miner.runner import Miner, MinerOptions',
+    'pithead/app/demo.py: from pithead.node.node import EmbeddedNode, EmbeddedNodeError',
     'pithead/app/demo.py: from pithead.stratum.client.connection import parse_pool_url',
     'pithead/app/demo.py: from pithead.template.sources.node import NodeSource',
     'pithead/app/demo.py: from pithead.web.services import PoolInfo',
@@ -163,7 +163,6 @@ KNOWN: set[str] = {
     'pithead/bench/stratum.py: from pithead.stratum.v1.pool import PoolRules, Session',
     'pithead/bench/stratum.py: from pithead.stratum.v1.pool import PoolRules, State',
     'pithead/bench/stratum.py: from pithead.template.sources.static import StaticTemplateSource',
-    'pithead/chain/tx.py: from pithead.chain.hashes import unhex',
     'pithead/cli/bench.py: import pithead.bench as pkg',
     'pithead/cli/farm.py: from pithead.config import ConfigError, load',
     'pithead/cli/farm.py: from pithead.farm.actions import ActionService',
@@ -200,8 +199,6 @@ KNOWN: set[str] = {
     'pithead/fleetsim/mining.py: from pithead.stratum.v1.errors import StratumClientError',
     'pithead/fleetsim/mining.py: from pithead.stratum.v1.errors import WorkExhausted',
     'pithead/fleetsim/mining.py: from pithead.stratum.v1.work import WorkRoller',
-    'pithead/ledger/store/__init__.py: from pithead.ledger.store.postgres import PostgresStore',
-    'pithead/ledger/store/__init__.py: from pithead.ledger.store.sqlite import SqliteStore',
 }
 
 

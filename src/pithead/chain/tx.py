@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pithead.chain.errors import ChainDecodeError
-from pithead.chain.hashes import display_hex, sha256d
+from pithead.chain.hashes import display_hex, sha256d, unhex
 from pithead.chain.varint import Reader, encode_bytes, encode_varint
 
 MAX_TX_IO = 200_000  # more inputs/outputs than fit in a 4 MWU block: a corrupt length, not a transaction
@@ -115,7 +115,6 @@ class Transaction:
 
     @classmethod
     def from_hex(cls, s: str) -> Transaction:
-        from pithead.chain.hashes import unhex
 
         return cls.parse(unhex(s, "transaction"))
 

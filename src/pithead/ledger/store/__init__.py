@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pithead.ledger.store.base import LedgerStore, StoreError, StoreReader
+from pithead.ledger.store.sqlite import SqliteStore
 
 __all__ = ["LedgerStore", "StoreError", "StoreReader", "open_store"]
 
@@ -28,13 +29,12 @@ def open_store(url: str, data_dir: str | Path | None = None, migrate: bool = Tru
             path = raw[1:] if raw.startswith("/") else raw
             if not Path(path).is_absolute() and data_dir is not None:
                 path = str(Path(data_dir) / path)
-        from pithead.ledger.store.sqlite import SqliteStore
-
         store = SqliteStore(path)
     elif parts.scheme in ("postgresql", "postgres"):
         query = dict(parse_qsl(parts.query))
         schema = query.pop("schema", "pithead")
         conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+        # start-up: psycopg takes ~0.3 s to import, and only a postgresql:// ledger needs it
         from pithead.ledger.store.postgres import PostgresStore
 
         store = PostgresStore(conninfo, schema=schema)
