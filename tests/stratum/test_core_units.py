@@ -14,17 +14,18 @@ from pithead.chain.params import REGTEST
 from pithead.chain.witness import find_commitment
 from pithead.stratum.difficulty import VarDiff, VarDiffConfig, round_difficulty, wire_difficulty
 from pithead.stratum.extranonce import ExtranonceAllocator
-from pithead.stratum.share import parse_submit
 from pithead.stratum.v1.errors import DuplicateShare, ProtocolViolation
 from pithead.stratum.v1.jobs import JobBook
 from pithead.stratum.v1.wire import (
-    ClientResponse,
-    LineBuffer,
+    MAX_LINE_FROM_MINER,
+    LineFramer,
     Request,
+    Response,
     decode,
     encode_error,
     encode_notification,
     encode_result,
+    parse_submit,
 )
 from pithead.template.job import JobError, assemble_block, build_job, payout_outputs
 
@@ -52,7 +53,7 @@ def test_error_and_notification_shapes() -> None:
                                                                 "error": [22, "Duplicate share", None]}
     assert orjson.loads(encode_notification("mining.set_difficulty", [8])) == {
         "id": None, "method": "mining.set_difficulty", "params": [8]}
-    assert isinstance(decode(b'{"id":4,"result":true,"error":null}'), ClientResponse)
+    assert isinstance(decode(b'{"id":4,"result":true,"error":null}'), Response)
 
 
 @pytest.mark.parametrize("bad", [b"nope", b"[]", b'{"id":1}', b'{"id":1,"method":5}',
@@ -66,7 +67,7 @@ def test_decode_rejects_junk(bad: bytes) -> None:
        st.integers(1, 40))
 def test_line_buffer_reassembles_any_chunking(lines: list[bytes], chunk: int) -> None:
     stream = b"".join(x + b"\n" for x in lines)
-    buf = LineBuffer()
+    buf = LineFramer(MAX_LINE_FROM_MINER)
     got = []
     for i in range(0, len(stream), chunk):
         got += buf.feed(stream[i : i + chunk])
@@ -75,9 +76,9 @@ def test_line_buffer_reassembles_any_chunking(lines: list[bytes], chunk: int) ->
 
 def test_line_buffer_bounds() -> None:
     with pytest.raises(ProtocolViolation):
-        LineBuffer(max_line=100).feed(b"a" * 101)
+        LineFramer(max_line=100).feed(b"a" * 101)
     with pytest.raises(ProtocolViolation):
-        LineBuffer(max_line=100).feed(b"a" * 150 + b"\n")
+        LineFramer(max_line=100).feed(b"a" * 150 + b"\n")
 
 
 def test_submit_parsing_pads_and_normalises() -> None:

@@ -18,7 +18,7 @@ from pithead.events import ShareSink
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer, ServerLimits
 from pithead.stratum.v1.pool import PoolRules
-from pithead.stratum.version import parse_hex32
+from pithead.stratum.v1.wire import parse_hex32
 from pithead.template.interface import TemplateSource
 
 
