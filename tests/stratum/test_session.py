@@ -440,6 +440,25 @@ def test_errors_carry_codes() -> None:
     assert issubclass(e.JobNotFound, StratumError)
 
 
+def test_every_reject_reason_of_the_share_check_has_its_v1_error() -> None:
+    """The share check says why in version-neutral words; V1 answers each with its code and message."""
+    from pithead.stratum.share import RejectReason
+    from pithead.stratum.v1.errors import rejection
+
+    wire = {r: rejection(r).wire() for r in RejectReason}
+    assert wire == {
+        RejectReason.JOB_NOT_FOUND: [21, "Job not found", None],
+        RejectReason.STALE: [21, "Stale job", None],
+        RejectReason.BAD_EXTRANONCE2: [20, "Incorrect size of extranonce2", None],
+        RejectReason.NTIME_TOO_OLD: [20, "ntime out of range (too old)", None],
+        RejectReason.NTIME_TOO_NEW: [20, "ntime out of range (too new)", None],
+        RejectReason.VERSION_ROLLING_NOT_NEGOTIATED: [20, "Version rolling was not negotiated", None],
+        RejectReason.BAD_VERSION_BITS: [20, "Version bits outside the negotiated mask", None],
+        RejectReason.DUPLICATE: [22, "Duplicate share", None],
+        RejectReason.LOW_DIFFICULTY: [23, "Low difficulty share", None],
+    }
+
+
 def test_two_quick_raises_still_accept_a_share_found_before_both() -> None:
     """vardiff's fast phase can raise twice before a share found at the first difficulty arrives (found
     by pithead's own miner in the interop test): it is judged, and credited, at that difficulty."""

@@ -768,7 +768,8 @@ TRANSITIONS: dict[tuple[PoolState, str], PoolRule] = {
     # SUBSCRIBED: subscribed, no worker yet
     (PoolState.SUBSCRIBED, CONFIGURE): Allow(PoolSession._configure),
     (PoolState.SUBSCRIBED, SUBSCRIBE): _ALREADY_SUBSCRIBED,
-    (PoolState.SUBSCRIBED, AUTHORIZE): Allow(PoolSession._authorize, PoolState.READY, PoolSession._start_work),
+    (PoolState.SUBSCRIBED, AUTHORIZE): Allow(PoolSession._authorize, PoolState.READY,
+                                             then=PoolSession._start_work),
     (PoolState.SUBSCRIBED, SUGGEST_DIFFICULTY): Allow(PoolSession._suggest_difficulty),
     (PoolState.SUBSCRIBED, EXTRANONCE_SUBSCRIBE): Allow(PoolSession._extranonce_subscribe),
     (PoolState.SUBSCRIBED, SUBMIT): Refuse(Unauthorized),
@@ -781,7 +782,8 @@ TRANSITIONS: dict[tuple[PoolState, str], PoolRule] = {
     (PoolState.SUBSCRIBED, LOST): Gone(),
     # AUTHORIZED: a worker authorized, not subscribed yet
     (PoolState.AUTHORIZED, CONFIGURE): Allow(PoolSession._configure),
-    (PoolState.AUTHORIZED, SUBSCRIBE): Allow(PoolSession._subscribe, PoolState.READY, PoolSession._start_work),
+    (PoolState.AUTHORIZED, SUBSCRIBE): Allow(PoolSession._subscribe, PoolState.READY,
+                                             then=PoolSession._start_work),
     (PoolState.AUTHORIZED, AUTHORIZE): Allow(PoolSession._authorize),
     (PoolState.AUTHORIZED, SUGGEST_DIFFICULTY): Allow(PoolSession._suggest_difficulty),
     (PoolState.AUTHORIZED, EXTRANONCE_SUBSCRIBE): Allow(PoolSession._extranonce_subscribe),
