@@ -1,7 +1,7 @@
 """The hashing engine: N threads scanning work units with the native core, reporting hits and hashrate.
 
 What it is: :class:`Engine` owns worker threads. :meth:`Engine.set_work` switches every thread to a new
-:class:`~pithead.stratum.v1.work.Work` within one scan chunk; each thread takes distinct units from one
+:class:`~pithead.stratum.v1.work.MinerWork` within one scan chunk; each thread takes distinct units from one
 :class:`~pithead.stratum.v1.work.WorkRoller` (version bits, then extranonce2, then ntime, when a unit's
 2^32 nonces are spent) and scans them in chunks sized to about :data:`CHUNK_SECONDS`, so a new job is
 picked up quickly. The core releases the GIL while scanning, so threads scale across cores. Every hit

@@ -6,7 +6,7 @@ goes to every thread; hits come back from the threads through ``call_soon_thread
 on the live session, unless a clean job made them stale. ``benchmark=True`` mines synthetic work with no
 pool. :class:`MinerStatus` is the mutable snapshot the status line renders.
 
-What it is not: the CLI (``cli.py``) or the protocol (``pithead.stratum.client``).
+What it is not: the CLI (``cli.py``) or the protocol (``pithead.stratum.v1.client``).
 """
 
 from __future__ import annotations
