@@ -19,7 +19,7 @@ from pithead.stratum.client.connection import PoolAddress
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer
 from pithead.stratum.v1.pool import PoolRules
-from pithead.stratum.v1.work import Share
+from pithead.stratum.v1.work import FoundShare
 from pithead.template.block_template import BlockTemplate
 from pithead.template.sources.static import StaticTemplateSource
 
@@ -111,11 +111,11 @@ async def test_two_threads_over_difficulty_changes_never_submit_duplicates() -> 
     miner = Miner(
         MinerOptions(pools=(PoolAddress("127.0.0.1", port),), username=USER, threads=2, suggest_difficulty=EASY)
     )
-    found: list[Share] = []
+    found: list[FoundShare] = []
     miner.on_share_found = found.append
     task = asyncio.create_task(miner.run())
     try:
-        # A vardiff step re-sends the job (same template, a new notify, so a new Work generation); wait for
+        # A vardiff step re-sends the job (same template, a new notify, so a new MinerWork generation); wait for
         # shares mined after it, then for the pool's verdict on everything submitted.
         await wait_for(lambda: sum(s.work.generation >= 2 for s in found) >= 10)
         await wait_for(lambda: miner.status.accepted + miner.status.rejected >= len(found) - miner.status.stale)

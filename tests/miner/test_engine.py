@@ -13,23 +13,23 @@ from pithead.chain.compact import difficulty_to_target
 from pithead.miner import core
 from pithead.miner.engine import Engine
 from pithead.miner.runner import Miner, MinerOptions, benchmark_work
-from pithead.stratum.v1.work import Job, Share, Work
+from pithead.stratum.v1.work import FoundShare, MinerWork, NotifiedJob
 
 #: Easy share difficulty: about one share per 2^18 hashes, so a second of hashing yields dozens.
 EASY = 2**-14
 
 
-def _work(job_id: str, generation: int, mask: int = 0x1FFFE000, en2_size: int = 4) -> Work:
-    job = Job(job_id, bytes(range(32)), b"\x01\x00\x00\x00cb1", b"cb2", (bytes(32),), 0x20000000, 0x207FFFFF, 1_700_000_000, True)
-    return Work(job, b"\xde\xad\xbe\xef", en2_size, EASY, mask, generation)
+def _work(job_id: str, generation: int, mask: int = 0x1FFFE000, en2_size: int = 4) -> MinerWork:
+    job = NotifiedJob(job_id, bytes(range(32)), b"\x01\x00\x00\x00cb1", b"cb2", (bytes(32),), 0x20000000, 0x207FFFFF, 1_700_000_000, True)
+    return MinerWork(job, b"\xde\xad\xbe\xef", en2_size, EASY, mask, generation)
 
 
-def _collect(engine_threads: int, work: Work, want: int, path: str | None = None) -> tuple[list[Share], Engine]:
-    shares: list[Share] = []
+def _collect(engine_threads: int, work: MinerWork, want: int, path: str | None = None) -> tuple[list[FoundShare], Engine]:
+    shares: list[FoundShare] = []
     got = threading.Event()
     lock = threading.Lock()
 
-    def on_share(s: Share) -> None:
+    def on_share(s: FoundShare) -> None:
         with lock:
             shares.append(s)
             if len(shares) >= want:
@@ -45,7 +45,7 @@ def _collect(engine_threads: int, work: Work, want: int, path: str | None = None
     return shares, engine
 
 
-def _independent_hash(s: Share) -> int:
+def _independent_hash(s: FoundShare) -> int:
     """Rebuild the header from the share's submit fields alone and hash it with hashlib."""
     from pithead.stratum.v1.work import coinbase, header76
 
@@ -73,7 +73,7 @@ def test_engine_threads_find_valid_distinct_shares(path: str) -> None:
 
 
 def test_engine_switches_to_new_work() -> None:
-    shares: list[Share] = []
+    shares: list[FoundShare] = []
     engine = Engine(1, shares.append)
     engine.start()
     try:
@@ -109,7 +109,7 @@ def test_engine_refuses_silly_thread_counts_and_unknown_paths() -> None:
 
 
 async def test_benchmark_miner_finds_shares_without_a_pool() -> None:
-    found: list[Share] = []
+    found: list[FoundShare] = []
     miner = Miner(MinerOptions(pools=(), username="", threads=1, benchmark=True, benchmark_difficulty=EASY))
     miner.on_share_found = found.append
     status = await miner.run(duration=1.0)

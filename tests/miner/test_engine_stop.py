@@ -25,7 +25,7 @@ from pithead.miner import core
 from pithead.miner.engine import MIN_CHUNK, Engine
 from pithead.miner.runner import Miner, MinerOptions
 from pithead.stratum.client.connection import PoolAddress
-from pithead.stratum.v1.work import Job, Share, Work
+from pithead.stratum.v1.work import FoundShare, MinerWork, NotifiedJob
 
 #: Share difficulty so low that shares keep coming (about one per 2^18 hashes).
 EASY = 2**-14
@@ -42,10 +42,10 @@ NOTIFY = next(
 NATIVE = [p for p in core.available_paths() if p != core.PATH_PYTHON]
 
 
-def _work(difficulty: float, job_id: str = "j", generation: int = 1) -> Work:
-    job = Job(job_id, bytes(range(32)), b"\x01\x00\x00\x00cb1", b"cb2", (bytes(32),), 0x20000000, 0x207FFFFF,
+def _work(difficulty: float, job_id: str = "j", generation: int = 1) -> MinerWork:
+    job = NotifiedJob(job_id, bytes(range(32)), b"\x01\x00\x00\x00cb1", b"cb2", (bytes(32),), 0x20000000, 0x207FFFFF,
               1_700_000_000, True)
-    return Work(job, b"\xde\xad\xbe\xef", 4, difficulty, 0x1FFFE000, generation)
+    return MinerWork(job, b"\xde\xad\xbe\xef", 4, difficulty, 0x1FFFE000, generation)
 
 
 def _hash_threads_of(engine: Engine) -> list[threading.Thread]:
@@ -168,7 +168,7 @@ def test_stop_called_from_a_hashing_thread() -> None:
     lock = threading.Lock()
     returned = threading.Event()
 
-    def on_share(share: Share) -> None:
+    def on_share(share: FoundShare) -> None:
         with lock:
             if results:
                 return

@@ -14,17 +14,29 @@ from pithead.chain.params import REGTEST
 from pithead.chain.witness import find_commitment
 from pithead.stratum.difficulty import VarDiff, VarDiffConfig, round_difficulty, wire_difficulty
 from pithead.stratum.extranonce import ExtranonceAllocator
-from pithead.stratum.share import parse_submit
-from pithead.stratum.v1.errors import DuplicateShare, ProtocolViolation
+from pithead.stratum.v1.errors import (
+    DuplicateShare,
+    JobNotFound,
+    LowDifficulty,
+    NotSubscribed,
+    OtherError,
+    ProtocolViolation,
+    StratumError,
+    Unauthorized,
+)
 from pithead.stratum.v1.jobs import JobBook
 from pithead.stratum.v1.wire import (
-    ClientResponse,
-    LineBuffer,
+    MAX_LINE_FROM_MINER,
+    LineFramer,
+    ReplyError,
     Request,
+    Response,
     decode,
     encode_error,
     encode_notification,
+    encode_request,
     encode_result,
+    parse_submit,
 )
 from pithead.template.job import JobError, assemble_block, build_job, payout_outputs
 
@@ -52,7 +64,53 @@ def test_error_and_notification_shapes() -> None:
                                                                 "error": [22, "Duplicate share", None]}
     assert orjson.loads(encode_notification("mining.set_difficulty", [8])) == {
         "id": None, "method": "mining.set_difficulty", "params": [8]}
-    assert isinstance(decode(b'{"id":4,"result":true,"error":null}'), ClientResponse)
+    assert isinstance(decode(b'{"id":4,"result":true,"error":null}'), Response)
+
+
+# --- one wire layer, both directions: what one side encodes, the other decodes -----------------------------
+
+coded_errors = st.sampled_from([OtherError, JobNotFound, DuplicateShare, LowDifficulty, Unauthorized, NotSubscribed])
+
+
+@given(json_ids, st.text(min_size=1, max_size=64), params_st)
+def test_request_encode_decode_round_trip(msg_id: object, method: str, params: list) -> None:
+    assert decode(encode_request(msg_id, method, params)) == Request(msg_id, method, tuple(params))  # type: ignore[arg-type]
+
+
+@given(json_ids, json_leaf)
+def test_result_encode_decode_round_trip(msg_id: object, result: object) -> None:
+    assert decode(encode_result(msg_id, result)) == Response(msg_id, result, None)  # type: ignore[arg-type]
+
+
+@given(json_ids, coded_errors, st.text(max_size=40), st.booleans())
+def test_error_encode_decode_round_trip(msg_id: object, error: type[StratumError], message: str,
+                                       rejected_share: bool) -> None:
+    err = error(message or None)
+    got = decode(encode_error(msg_id, err, rejected_share))  # type: ignore[arg-type]
+    assert got == Response(msg_id, None, ReplyError(err.code, err.message),  # type: ignore[arg-type]
+                           err.message if rejected_share else None)
+    assert not got.ok  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ([23, "Low difficulty share", None], ReplyError(23, "Low difficulty share")),
+        ({"code": 21, "message": "Job not found"}, ReplyError(21, "Job not found")),
+        ({"code": True, "msg": "odd"}, ReplyError(None, "odd")),
+        ("duplicate", ReplyError(None, "duplicate")),
+        ([], ReplyError(None, "[]")),
+        (False, ReplyError(None, "False")),
+    ],
+)
+def test_reply_errors_in_every_form_pools_send_decode_to_one_shape(error: object, expected: ReplyError) -> None:
+    assert decode(orjson.dumps({"id": 1, "result": None, "error": error})) == Response(1, None, expected)
+
+
+def test_ckpools_reject_reason_is_kept_and_a_non_text_one_dropped() -> None:
+    stale = decode(b'{"id":5,"result":false,"error":null,"reject-reason":"Stale"}')
+    assert stale == Response(5, False, None, "Stale") and not stale.ok  # type: ignore[union-attr]
+    assert decode(b'{"id":5,"result":true,"error":null,"reject-reason":7}') == Response(5, True, None)
 
 
 @pytest.mark.parametrize("bad", [b"nope", b"[]", b'{"id":1}', b'{"id":1,"method":5}',
@@ -66,7 +124,7 @@ def test_decode_rejects_junk(bad: bytes) -> None:
        st.integers(1, 40))
 def test_line_buffer_reassembles_any_chunking(lines: list[bytes], chunk: int) -> None:
     stream = b"".join(x + b"\n" for x in lines)
-    buf = LineBuffer()
+    buf = LineFramer(MAX_LINE_FROM_MINER)
     got = []
     for i in range(0, len(stream), chunk):
         got += buf.feed(stream[i : i + chunk])
@@ -75,9 +133,9 @@ def test_line_buffer_reassembles_any_chunking(lines: list[bytes], chunk: int) ->
 
 def test_line_buffer_bounds() -> None:
     with pytest.raises(ProtocolViolation):
-        LineBuffer(max_line=100).feed(b"a" * 101)
+        LineFramer(max_line=100).feed(b"a" * 101)
     with pytest.raises(ProtocolViolation):
-        LineBuffer(max_line=100).feed(b"a" * 150 + b"\n")
+        LineFramer(max_line=100).feed(b"a" * 150 + b"\n")
 
 
 def test_submit_parsing_pads_and_normalises() -> None:

@@ -14,7 +14,7 @@ from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.bans import Admission
 from pithead.stratum.server.stats import HASHES_PER_DIFF1, DecayingRate, StatsBook
 from pithead.stratum.v1.jobs import JobBook
-from pithead.stratum.v1.pool import METHODS, PoolRules, Session, State
+from pithead.stratum.v1.pool import METHODS, PoolRules, PoolSession, PoolState
 
 from .helpers import SOLO_ADDRESS, regtest_template
 
@@ -33,10 +33,10 @@ messages = st.one_of(
 )
 
 
-def _session() -> Session:
+def _session() -> PoolSession:
     book = JobBook(mode="solo")
     book.new_template(regtest_template())
-    return Session(PoolRules(mode="solo", network=REGTEST), book, ExtranonceAllocator(), 1_700_000_000.0)
+    return PoolSession(PoolRules(mode="solo", network=REGTEST), book, ExtranonceAllocator(), 1_700_000_000.0)
 
 
 @settings(max_examples=120, deadline=None)
@@ -53,7 +53,7 @@ def test_random_messages_only_produce_well_formed_replies(msgs: list[bytes]) -> 
         if obj.get("method") is None:
             assert set(obj) == {"id", "result", "error"}
             assert obj["error"] is None or (len(obj["error"]) == 3 and obj["error"][0] in range(20, 26))
-    assert s.state in (State.READY, State.CLOSED)
+    assert s.state in (PoolState.READY, PoolState.CLOSED)
 
 
 def test_decaying_rate_and_hashrate() -> None:

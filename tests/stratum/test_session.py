@@ -1,5 +1,5 @@
-"""The session state machine: every (state, method) pair of the transition table, and the flows real
-miners use (ESP-Miner, old ESP-Miner, cgminer, NerdMiner), difficulty handover, resume, extranonce."""
+"""The pool session's state machine: every (state, input) pair of the transition table, and the flows
+real miners use (ESP-Miner, old ESP-Miner, cgminer, NerdMiner), difficulty handover, resume, extranonce."""
 
 from __future__ import annotations
 
@@ -13,19 +13,28 @@ from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.v1.errors import StratumError
 from pithead.stratum.v1.jobs import JobBook
 from pithead.stratum.v1.pool import (
+    BANNED,
+    INPUTS,
+    LOST,
     METHODS,
+    RESPONSE,
     TRANSITIONS,
+    UNFRAMEABLE,
     UNKNOWN,
     Allow,
     BlockFound,
+    Close,
     CloseRequested,
+    Gone,
     Ignore,
+    PoolEvent,
     PoolRules,
+    PoolSession,
+    PoolState,
     Refuse,
-    Session,
     ShareJudged,
-    State,
 )
+from pithead.stratum.v1.wire import Request, decode
 
 from .helpers import SOLO_ADDRESS, find_nonces, header_for, regtest_template, solo_script
 
@@ -41,11 +50,11 @@ def req(i: object, method: str, params: list) -> bytes:
     return orjson.dumps({"id": i, "method": method, "params": params}) + b"\n"
 
 
-def make(mode: str = "solo", **rules_kw: object) -> tuple[Session, JobBook]:
+def make(mode: str = "solo", **rules_kw: object) -> tuple[PoolSession, JobBook]:
     book = JobBook(mode=mode, pool_script=solo_script() if mode == "pool" else None)  # type: ignore[arg-type]
     book.new_template(regtest_template(bits=HARD))
     rules = PoolRules(mode=mode, network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-6, 1e9), **rules_kw)  # type: ignore[arg-type]
-    return Session(rules, book, ExtranonceAllocator(), NOW), book
+    return PoolSession(rules, book, ExtranonceAllocator(), NOW), book
 
 
 # A representative, valid request for each method (submit uses a job id that does not exist: in READY
@@ -63,13 +72,14 @@ SAMPLE = {
 }
 
 
-def drive_to(state: State) -> Session:
+def drive_to(state: PoolState) -> PoolSession:
+    """A session brought to `state` the way a miner (or the shell) brings it there."""
     s, _ = make()
-    if state in (State.SUBSCRIBED, State.READY):
+    if state in (PoolState.SUBSCRIBED, PoolState.READY, PoolState.CLOSED):
         s.receive(req(1, "mining.subscribe", ["t"]), NOW)
-    if state in (State.AUTHORIZED, State.READY):
+    if state in (PoolState.AUTHORIZED, PoolState.READY):
         s.receive(req(2, "mining.authorize", [SOLO_ADDRESS + ".rig", "x"]), NOW)
-    if state is State.CLOSED:
+    if state is PoolState.CLOSED:
         s.close()
     s.data_to_send()
     assert s.state is state
@@ -77,37 +87,99 @@ def drive_to(state: State) -> Session:
 
 
 def test_table_is_complete() -> None:
-    assert set(TRANSITIONS) == {(st, m) for st in State for m in METHODS}
+    assert set(TRANSITIONS) == {(st, m) for st in PoolState for m in INPUTS}
+    assert len(set(INPUTS)) == len(INPUTS)
 
 
-@pytest.mark.parametrize("state", list(State))
+def test_every_state_is_left_only_through_the_table() -> None:
+    """READY is entered by whichever of subscribe and authorize completes the pair, and then the first
+    work goes out; CLOSED is entered only by the session inputs."""
+    into_ready = {k for k, r in TRANSITIONS.items() if isinstance(r, Allow) and r.next_state is PoolState.READY}
+    assert into_ready == {(PoolState.SUBSCRIBED, "mining.authorize"), (PoolState.AUTHORIZED, "mining.subscribe")}
+    assert all(TRANSITIONS[k].then is PoolSession._start_work for k in into_ready)  # type: ignore[union-attr]
+    into_closed = {k for k, r in TRANSITIONS.items() if isinstance(r, Close | Gone)}
+    assert {m for _, m in into_closed} == {UNFRAMEABLE, BANNED, LOST}
+
+
+@pytest.mark.parametrize("state", list(PoolState))
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_state_method_pair(state: State, method: str) -> None:
+def test_every_state_method_pair(state: PoolState, method: str) -> None:
     s = drive_to(state)
     name = "mining.bogus" if method == UNKNOWN else method
-    s.receive(req(7, name, SAMPLE[method]), NOW)
+    line = req(7, name, SAMPLE[method])
+    if state is PoolState.CLOSED:  # a closed session reads nothing: straight to the table
+        events: list[PoolEvent] = []
+        request = decode(line)
+        assert isinstance(request, Request)
+        s.handle(request, NOW, events)
+    else:
+        events = s.receive(line, NOW)
     out = lines(s.data_to_send())
     rule = TRANSITIONS[(state, method)]
     if isinstance(rule, Ignore):
-        assert out == [] and s.state is State.CLOSED
+        assert out == [] and events == [] and s.state is state
         return
-    reply = next(o for o in out if o.get("id") == 7)
+    reply = out[0]
+    assert reply["id"] == 7
     assert "error" in reply and "result" in reply  # both always present
     if isinstance(rule, Refuse):
         assert reply["result"] is None
         assert reply["error"][0] == rule.error.code and reply["error"][2] is None
-        assert s.state is state
+        assert s.state is state and len(out) == 1
         return
     assert isinstance(rule, Allow)
     if method == "mining.submit":  # allowed: judged, and the unknown job is reported as such
         assert reply["error"][0] == 21
     else:
         assert reply["error"] is None, reply
-        assert s.state is (rule.next_state or state)
+    assert s.state is (rule.next_state or state)
+    if rule.then is not None:  # entering READY: the difficulty, then a clean job, after the reply
+        assert [o.get("method") for o in out[1:]] == ["mining.set_difficulty", "mining.notify"]
+        assert out[2]["params"][8] is True
+
+
+@pytest.mark.parametrize("state", list(PoolState))
+@pytest.mark.parametrize("kind", [RESPONSE, UNFRAMEABLE, BANNED, LOST])
+def test_every_state_session_input_pair(state: PoolState, kind: str) -> None:
+    s = drive_to(state)
+    en1 = s.extranonce1
+    events: list[PoolEvent] = []
+    s.session_input(kind, "why", events)
+    rule = TRANSITIONS[(state, kind)]
+    assert s.data_to_send() == b""  # none of these is answered
+    if isinstance(rule, Ignore):
+        assert events == [] and s.state is state
+    elif isinstance(rule, Close):
+        assert events == [CloseRequested("why", rule.ban)] and s.state is PoolState.CLOSED
+        assert s.close_reason == "why"
+    else:
+        assert isinstance(rule, Gone)
+        assert events == [] and s.state is PoolState.CLOSED
+        assert en1 is None or not s.allocator.in_use(en1)  # free for a resuming miner
+
+
+@pytest.mark.parametrize("state", [st for st in PoolState if st is not PoolState.CLOSED])
+def test_session_inputs_arrive_the_way_the_table_says(state: PoolState) -> None:
+    """The same inputs fed for real: a response line, an over-long line, a flood of junk, a lost
+    connection."""
+    s = drive_to(state)
+    assert s.receive(b'{"id":"s1","result":"pithead-miner/1","error":null}\n', NOW) == []
+    assert s.data_to_send() == b"" and s.state is state
+    assert s.receive(b"x" * 20_000, NOW) == [CloseRequested(f"framing: line longer than {16 * 1024} bytes", False)]
+    assert s.state is PoolState.CLOSED
+    s = drive_to(state)
+    events: list[PoolEvent] = []
+    for _ in range(20):
+        events += s.receive(b"[1,2,3]\n", NOW)
+    assert [e for e in events if isinstance(e, CloseRequested)] == [
+        CloseRequested("too many invalid messages or shares", True)]
+    s = drive_to(state)
+    s.close()
+    assert s.state is PoolState.CLOSED
 
 
 def test_unknown_method_is_answered_never_silent() -> None:
-    s = drive_to(State.READY)
+    s = drive_to(PoolState.READY)
     s.receive(req(9, "mining.get_transactions", []), NOW)
     assert lines(s.data_to_send()) == [{"id": 9, "result": None, "error": [20, "Unknown method", None]}]
 
@@ -122,13 +194,13 @@ def test_malformed_lines_get_an_error_and_count_towards_a_ban() -> None:
         if events:
             break
     assert any(isinstance(e, CloseRequested) and e.ban for e in events)
-    assert s.state is State.CLOSED
+    assert s.state is PoolState.CLOSED
 
 
 def test_over_long_line_closes_without_ban() -> None:
     s, _ = make()
     events = s.receive(b"x" * 20_000, NOW)
-    assert [type(e) for e in events] == [CloseRequested] and s.state is State.CLOSED
+    assert [type(e) for e in events] == [CloseRequested] and s.state is PoolState.CLOSED
 
 
 def test_esp_miner_flow_configure_subscribe_authorize_suggest() -> None:
@@ -177,7 +249,7 @@ def test_authorize_rules() -> None:
     s, _ = make()
     s.receive(req(1, "mining.authorize", ["not-an-address.rig", "x"]), NOW)
     (reply,) = lines(s.data_to_send())
-    assert reply["error"][0] == 24 and s.state is State.NEW
+    assert reply["error"][0] == 24 and s.state is PoolState.NEW
     s.receive(req(2, "mining.authorize", ["bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "x"]), NOW)
     assert lines(s.data_to_send())[0]["error"][0] == 24  # mainnet address on a regtest pool
     p, _ = make("pool", user_rule="any")
@@ -194,7 +266,7 @@ def test_minimum_difficulty_and_subscribe_extranonce_extensions() -> None:
     assert s.difficulty == 64 and s.extranonce_subscribed
 
 
-def _ready(mode: str = "solo", **kw: object) -> tuple[Session, JobBook, dict]:
+def _ready(mode: str = "solo", **kw: object) -> tuple[PoolSession, JobBook, dict]:
     s, book = make(mode, **kw)
     s.receive(req(1, "mining.configure", [["version-rolling"], {"version-rolling.mask": "1fffe000"}])
               + req(2, "mining.subscribe", ["t"]) + req(3, "mining.authorize", [SOLO_ADDRESS + ".r", "x"]), NOW)
@@ -202,7 +274,7 @@ def _ready(mode: str = "solo", **kw: object) -> tuple[Session, JobBook, dict]:
     return s, book, notify
 
 
-def _mine(s: Session, book: JobBook, job_id: str, diff: float, count: int, vbits: int = 0,
+def _mine(s: PoolSession, book: JobBook, job_id: str, diff: float, count: int, vbits: int = 0,
           en2: bytes = b"\0\0\0\1", nonce_from: int = 0) -> list[bytes]:
     ij = book.get(job_id)
     assert ij is not None and s.extranonce1 is not None
@@ -308,14 +380,14 @@ def test_session_resume_and_extranonce_change() -> None:
     book = JobBook(mode="solo")
     book.new_template(regtest_template())
     rules = PoolRules(mode="solo", network=REGTEST)
-    a = Session(rules, book, alloc, NOW)
+    a = PoolSession(rules, book, alloc, NOW)
     a.receive(req(1, "mining.subscribe", ["m"]), NOW)
     sid = lines(a.data_to_send())[0]["result"][1]
-    b = Session(rules, book, alloc, NOW)
+    b = PoolSession(rules, book, alloc, NOW)
     b.receive(req(1, "mining.subscribe", ["m", sid]), NOW)  # still in use → a fresh one
     assert lines(b.data_to_send())[0]["result"][1] != sid
     a.close()
-    c = Session(rules, book, alloc, NOW)
+    c = PoolSession(rules, book, alloc, NOW)
     c.receive(req(1, "mining.subscribe", ["m", sid]), NOW)
     assert lines(c.data_to_send())[0]["result"][1] == sid
     # extranonce change: subscribed miners get mining.set_extranonce, others a reconnect
@@ -346,7 +418,7 @@ def test_invalid_share_flood_bans() -> None:
     bad = req(9, "mining.submit", [SOLO_ADDRESS + ".r", notify["params"][0], "00000000", "00000001", "0"])
     for _ in range(200):
         events = s.receive(bad, NOW)
-        if s.state is State.CLOSED:
+        if s.state is PoolState.CLOSED:
             break
     assert any(isinstance(e, CloseRequested) and e.ban for e in events)
 
@@ -355,7 +427,7 @@ def test_stale_shares_never_ban() -> None:
     s, _, _ = _ready()
     for i in range(300):
         s.receive(req(i, "mining.submit", [SOLO_ADDRESS + ".r", "ffff", "00000000", "6553f100", "0"]), NOW)
-    assert s.state is State.READY
+    assert s.state is PoolState.READY
 
 
 def test_errors_carry_codes() -> None:
@@ -366,6 +438,25 @@ def test_errors_carry_codes() -> None:
     assert codes == {20, 21, 22, 23, 24, 25}
     assert e.LowDifficulty().wire() == [23, "Low difficulty share", None]
     assert issubclass(e.JobNotFound, StratumError)
+
+
+def test_every_reject_reason_of_the_share_check_has_its_v1_error() -> None:
+    """The share check says why in version-neutral words; V1 answers each with its code and message."""
+    from pithead.stratum.share import RejectReason
+    from pithead.stratum.v1.errors import rejection
+
+    wire = {r: rejection(r).wire() for r in RejectReason}
+    assert wire == {
+        RejectReason.JOB_NOT_FOUND: [21, "Job not found", None],
+        RejectReason.STALE: [21, "Stale job", None],
+        RejectReason.BAD_EXTRANONCE2: [20, "Incorrect size of extranonce2", None],
+        RejectReason.NTIME_TOO_OLD: [20, "ntime out of range (too old)", None],
+        RejectReason.NTIME_TOO_NEW: [20, "ntime out of range (too new)", None],
+        RejectReason.VERSION_ROLLING_NOT_NEGOTIATED: [20, "Version rolling was not negotiated", None],
+        RejectReason.BAD_VERSION_BITS: [20, "Version bits outside the negotiated mask", None],
+        RejectReason.DUPLICATE: [22, "Duplicate share", None],
+        RejectReason.LOW_DIFFICULTY: [23, "Low difficulty share", None],
+    }
 
 
 def test_two_quick_raises_still_accept_a_share_found_before_both() -> None:
@@ -405,7 +496,7 @@ def test_signalling_bits_inside_the_mask_are_cleared_so_xor_and_bip310_agree() -
 
     book = JobBook(mode="solo")
     book.new_template(dataclasses.replace(regtest_template(bits=HARD), version=0x30000004))
-    s = Session(PoolRules(mode="solo", network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-6, 1e9),
+    s = PoolSession(PoolRules(mode="solo", network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-6, 1e9),
                           start_difficulty=1e-5), book, ExtranonceAllocator(), NOW)
     s.receive(req(1, "mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
               + req(2, "mining.subscribe", ["bitaxe"]) + req(3, "mining.authorize", [SOLO_ADDRESS + ".r", "x"]), NOW)
@@ -431,12 +522,12 @@ def test_quiet_miner_gets_a_lower_difficulty_on_tick() -> None:
 def test_rejected_shares_carry_ckpools_reject_reason_and_other_errors_do_not() -> None:
     """cgminer-derived firmware shows `reject-reason` beside a rejected share; the error array stays the
     standard one, and failures of other methods keep the plain shape."""
-    s = drive_to(State.READY)
+    s = drive_to(PoolState.READY)
     s.receive(req(7, "mining.submit", SAMPLE["mining.submit"]), NOW)  # job "zz" does not exist
     (reply,) = lines(s.data_to_send())
     assert reply["id"] == 7 and reply["result"] is None
     assert reply["error"] == [21, "Job not found", None] and reply["reject-reason"] == "Job not found"
-    s2 = drive_to(State.SUBSCRIBED)  # submit before authorize: refused by the transition table
+    s2 = drive_to(PoolState.SUBSCRIBED)  # submit before authorize: refused by the transition table
     s2.receive(req(8, "mining.submit", SAMPLE["mining.submit"]), NOW)
     (reply,) = lines(s2.data_to_send())
     assert reply["error"][0] == 24 and reply["reject-reason"] == reply["error"][1]
@@ -471,7 +562,7 @@ def test_default_bounds_honour_a_nerdminers_own_suggestion() -> None:
 
     book = JobBook(mode="solo")
     book.new_template(regtest_template(bits=HARD))
-    s = Session(rules_from_config(PoolConfig()), book, ExtranonceAllocator(), NOW)
+    s = PoolSession(rules_from_config(PoolConfig()), book, ExtranonceAllocator(), NOW)
     s.receive(req(1, "mining.subscribe", ["NerdMinerV2"]) + req(2, "mining.suggest_difficulty", [0.00015])
               + req(3, "mining.authorize", [SOLO_ADDRESS + ".nerd", "x"]), NOW)
     diffs = [o["params"][0] for o in lines(s.data_to_send()) if o.get("method") == "mining.set_difficulty"]

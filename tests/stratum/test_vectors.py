@@ -18,10 +18,11 @@ from pithead.chain.params import REGTEST, TESTNET
 from pithead.chain.tx import TxOut
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator
-from pithead.stratum.share import Submission, check_share, parse_submit
+from pithead.stratum.share import Submission, check_share
+from pithead.stratum.v1.errors import rejection
 from pithead.stratum.v1.jobs import JobBook
-from pithead.stratum.v1.pool import BlockFound, PoolRules, Session, ShareJudged
-from pithead.stratum.v1.wire import decode
+from pithead.stratum.v1.pool import BlockFound, PoolRules, PoolSession, ShareJudged
+from pithead.stratum.v1.wire import decode, parse_submit, version_rolling_result
 from pithead.stratum.version import FULL_MASK, negotiate, rolled_version
 from pithead.template.block_template import BlockTemplate, TemplateTx
 from pithead.template.job import Job, build_job
@@ -109,7 +110,7 @@ def test_public_pool_bitaxe_session_replayed() -> None:
     book.add_job(job)
     rules = PoolRules(mode="solo", network=TESTNET, vardiff=VarDiffConfig(10.0, 0.001, 1e9))
     now = g["getblocktemplate"]["curtime"]
-    s = Session(rules, book, ExtranonceAllocator(), now)
+    s = PoolSession(rules, book, ExtranonceAllocator(), now)
 
     # configure: Bitaxe asks for ffffffff, the pool answers 1fffe000 (the exact line public-pool sent)
     s.receive(_req(g["mining.configure"]), now)
@@ -155,7 +156,7 @@ def test_public_pool_share_header_and_hash() -> None:
     # judged at a difficulty above what it reached → low difficulty (23)
     verdict = check_share(job, sub, extranonce1=en1, version_mask=0x1FFFE000,
                           share_target=difficulty_to_target(1000), now=v["given"]["getblocktemplate"]["curtime"])
-    assert not verdict.accepted and verdict.error is not None and verdict.error.code == 23
+    assert not verdict.accepted and verdict.reason is not None and rejection(verdict.reason).code == 23
     # without negotiated rolling the same bits are refused (never silently ignored)
     verdict = check_share(job, sub, extranonce1=en1, version_mask=0,
                           share_target=difficulty_to_target(1), now=v["given"]["getblocktemplate"]["curtime"])
@@ -206,19 +207,19 @@ def _miningcore() -> tuple[dict, Job, bytes]:
     return v, job, en1
 
 
-def _miningcore_session(now: int) -> tuple[Session, JobBook]:
+def _miningcore_session(now: int) -> tuple[PoolSession, JobBook]:
     _v, job, en1 = _miningcore()
     book = JobBook(mode="pool", pool_script=b"\x51")
     book.add_job(job)
     rules = PoolRules(mode="pool", network=REGTEST, user_rule="any", vardiff=VarDiffConfig(10.0, 0.001, 1e9))
-    s = Session(rules, book, ExtranonceAllocator(), now)
+    s = PoolSession(rules, book, ExtranonceAllocator(), now)
     s.receive(_req({"id": 1, "method": "mining.subscribe", "params": ["test", en1.hex()]}), now)
     s.receive(_req({"id": 2, "method": "mining.authorize", "params": ["worker", "d=0.5"]}), now)
     s.data_to_send()
     return s, book
 
 
-def _submit(s: Session, sub: dict, now: int, msg_id: int = 10) -> tuple[dict, list]:
+def _submit(s: PoolSession, sub: dict, now: int, msg_id: int = 10) -> tuple[dict, list]:
     events = s.receive(
         _req({"id": msg_id, "method": "mining.submit",
               "params": ["worker", "1", sub["extranonce2"], sub["ntime"], sub["nonce"]]}), now
@@ -315,27 +316,27 @@ def test_bip310_configure_example() -> None:
     expected_mask = int(v["response_success"]["result"]["version-rolling.mask"], 16)
     # the BIP's server allows 18000000: answering pool ∧ miner gives the BIP's answer
     ans = negotiate(0x18000000, int(opts["version-rolling.mask"], 16), opts["version-rolling.min-bit-count"])
-    assert ans.result_fields() == v["response_success"]["result"] and ans.mask == expected_mask
+    assert version_rolling_result(ans) == v["response_success"]["result"] and ans.mask == expected_mask
     # a pool mask leaving fewer bits than min-bit-count refuses rolling
-    assert negotiate(0x08000000, 0x1FFFE000, 2).result_fields() == v["response_unknown_extension"]["result"]
+    assert version_rolling_result(negotiate(0x08000000, 0x1FFFE000, 2)) == v["response_unknown_extension"]["result"]
     # through a session: the answer line
     rules = PoolRules(mode="solo", network=REGTEST, version_mask=0x18000000)
-    s = Session(rules, JobBook(mode="solo"), ExtranonceAllocator(), 0)
+    s = PoolSession(rules, JobBook(mode="solo"), ExtranonceAllocator(), 0)
     s.receive(_req(v["request"]), 0)
     assert _lines(s.data_to_send()) == [v["response_success"]]
 
 
 def test_public_pool_configure_line() -> None:
     v = _vr("public-pool: Bitaxe asks for mask ffffffff")
-    s = Session(PoolRules(mode="solo", network=REGTEST), JobBook(mode="solo"), ExtranonceAllocator(), 0)
+    s = PoolSession(PoolRules(mode="solo", network=REGTEST), JobBook(mode="solo"), ExtranonceAllocator(), 0)
     s.receive(_req(v["request"]), 0)
     assert orjson.loads(s.data_to_send()) == orjson.loads(v["expected_response_line"])
 
 
 def test_set_version_mask_notification() -> None:
     v = _vr("BIP310 mining.set_version_mask")
-    s = Session(PoolRules(mode="solo", network=REGTEST, version_mask=FULL_MASK), JobBook(mode="solo"),
-                ExtranonceAllocator(), 0)
+    s = PoolSession(PoolRules(mode="solo", network=REGTEST, version_mask=FULL_MASK), JobBook(mode="solo"),
+                    ExtranonceAllocator(), 0)
     s.receive(_req({"id": 1, "method": "mining.configure", "params": [["version-rolling"], {}]}), 0)
     s.data_to_send()
     s.set_version_mask(int(v["expected_mask"], 16))

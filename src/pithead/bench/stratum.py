@@ -165,7 +165,7 @@ async def _serve(port: int) -> None:
     from pithead.ledger.bus.memory import MemoryBus
     from pithead.stratum.difficulty import VarDiffConfig
     from pithead.stratum.server.pool import PoolServer, ServerLimits
-    from pithead.stratum.v1.pool import PoolRules, State
+    from pithead.stratum.v1.pool import PoolRules, PoolState
     from pithead.template.sources.static import StaticTemplateSource
 
     source = StaticTemplateSource(bench_template(1000))
@@ -179,7 +179,7 @@ async def _serve(port: int) -> None:
     _, bound = await server.start("127.0.0.1", port)
 
     async def stats() -> dict[str, Any]:
-        ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
+        ready = sum(1 for c in server.connections if c.session is not None and c.session.state is PoolState.READY)
         m = server.metrics
         return {"cpu": _proc_cpu(), "rss": _rss_bytes(), "connections": len(server.connections), "ready": ready,
                 "shares": m.shares_judged, "accepted": server.stats.pool.accepted,
@@ -526,7 +526,7 @@ def _sessions_only(n: int) -> None:
     from pithead.stratum.difficulty import VarDiffConfig
     from pithead.stratum.extranonce import ExtranonceAllocator
     from pithead.stratum.v1.jobs import JobBook
-    from pithead.stratum.v1.pool import PoolRules, Session
+    from pithead.stratum.v1.pool import PoolRules, PoolSession
 
     book = JobBook(mode="pool", pool_script=address_to_script(POOL_ADDRESS, REGTEST))
     book.new_template(bench_template(1000))
@@ -538,7 +538,7 @@ def _sessions_only(n: int) -> None:
     before = _rss_bytes()
     sessions = []
     for _ in range(n):
-        s = Session(rules, book, alloc, 0.0)
+        s = PoolSession(rules, book, alloc, 0.0)
         s.receive(hello, 0.0)
         s.data_to_send()
         sessions.append(s)

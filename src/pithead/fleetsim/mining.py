@@ -26,15 +26,21 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from pithead.fleetsim.clock import unit
 from pithead.fleetsim.device import SimDevice
 from pithead.fleetsim.fleet import Fleet
-
-if TYPE_CHECKING:
-    from pithead.stratum.v1.client import ClientSession
-    from pithead.stratum.v1.work import WorkRoller, WorkUnit
+from pithead.miner.core import scan
+from pithead.stratum.client.connection import parse_pool_url
+from pithead.stratum.v1.client import (
+    ClientConfig,
+    ClientSession,
+    NewWork,
+    ShareAccepted,
+    ShareRejected,
+)
+from pithead.stratum.v1.errors import ProtocolViolation, StratumClientError, WorkExhausted
+from pithead.stratum.v1.work import WorkRoller, WorkUnit
 
 # One TCP connection per mining device: under the 20,000-descriptor limit together with the servers'
 # live connections (server.MAX_CONNECTIONS) and the process's own files.
@@ -136,9 +142,6 @@ class _DeviceMiner:
         return None
 
     async def run(self) -> None:
-        from pithead.stratum.client.connection import parse_pool_url
-        from pithead.stratum.v1.errors import StratumClientError
-
         backoff = RETRY_BACKOFF_S[0]
         while True:
             pool = self._pool()
@@ -160,16 +163,6 @@ class _DeviceMiner:
                 backoff = min(RETRY_BACKOFF_S[1], backoff * 2)
 
     async def _session(self, host: str, port: int, url: str, user: str, password: str) -> bool:
-        from pithead.stratum.v1.client import (
-            ClientConfig,
-            ClientSession,
-            NewWork,
-            ShareAccepted,
-            ShareRejected,
-        )
-        from pithead.stratum.v1.errors import StratumClientError
-        from pithead.stratum.v1.work import WorkRoller
-
         cfg = ClientConfig(
             username=user,
             password=password,
@@ -225,7 +218,7 @@ class _DeviceMiner:
                 pool = self._pool()
                 if pool is None or pool[0] != url or pool[1] != user:
                     break  # the unit stopped hashing or now mines elsewhere
-        except (StratumClientError, OSError, ConnectionError) as exc:
+        except (ProtocolViolation, StratumClientError, OSError, ConnectionError) as exc:
             self.stats.last_error = str(exc)
         finally:
             self.session, self.writer, self.roller, self.unit = None, None, None, None
@@ -238,8 +231,6 @@ class _DeviceMiner:
 
     def next_batch(self) -> tuple[WorkUnit, int, int] | None:
         """(work unit, first nonce, count) to scan next, or None when there is no work."""
-        from pithead.stratum.v1.errors import WorkExhausted
-
         if self.roller is None or self.session is None:
             return None
         if self.unit is None or self.nonce >= 1 << 32:
@@ -262,7 +253,7 @@ class _DeviceMiner:
             share = unit_.share(n)
             try:
                 session.submit(share)
-            except Exception as exc:  # TooManyPending / SessionClosed: drop, the connection will recycle
+            except StratumClientError as exc:  # TooManyPending / SessionClosed: drop, the connection will recycle
                 self.stats.last_error = str(exc)
                 return
             self.stats.submitted += 1
@@ -315,8 +306,6 @@ class MiningBridge:
         await self.close()
 
     async def _hash_loop(self) -> None:
-        from pithead.miner.core import scan
-
         i = 0
         while True:
             batch = None

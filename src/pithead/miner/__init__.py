@@ -7,5 +7,6 @@
 - :mod:`.runner`: :class:`~pithead.miner.runner.Miner`, the Stratum client driving the engine.
 - :mod:`.cli`: ``pithead miner``.
 
-Not here: the Stratum protocol itself (:mod:`pithead.stratum.client`).
+Not here: the Stratum protocol itself (:mod:`pithead.stratum.v1.client`, and its asyncio shell
+:mod:`pithead.stratum.client`).
 """

@@ -1,7 +1,7 @@
 """The hashing engine: N threads scanning work units with the native core, reporting hits and hashrate.
 
 What it is: :class:`Engine` owns worker threads. :meth:`Engine.set_work` switches every thread to a new
-:class:`~pithead.stratum.v1.work.Work` within one scan chunk; each thread takes distinct units from one
+:class:`~pithead.stratum.v1.work.MinerWork` within one scan chunk; each thread takes distinct units from one
 :class:`~pithead.stratum.v1.work.WorkRoller` (version bits, then extranonce2, then ntime, when a unit's
 2^32 nonces are spent) and scans them in chunks sized to about :data:`CHUNK_SECONDS`, so a new job is
 picked up quickly. The core releases the GIL while scanning, so threads scale across cores. Every hit
@@ -33,7 +33,7 @@ from typing import Final
 
 from pithead.miner import core
 from pithead.stratum.v1.errors import WorkExhausted
-from pithead.stratum.v1.work import Share, Work, WorkRoller, WorkUnit
+from pithead.stratum.v1.work import FoundShare, MinerWork, WorkRoller, WorkUnit
 
 #: Target wall time of one scan call: short enough that a new job reaches every thread within about a
 #: tenth of a second, long enough that the Python overhead per call (~10 us) is noise.
@@ -89,7 +89,7 @@ class Engine:
     def __init__(
         self,
         threads: int,
-        on_share: Callable[[Share], None],
+        on_share: Callable[[FoundShare], None],
         *,
         path: str | None = None,
         chunk_seconds: float = CHUNK_SECONDS,
@@ -105,7 +105,7 @@ class Engine:
         self.stats = [ThreadStats() for _ in range(threads)]
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._work: Work | None = None
+        self._work: MinerWork | None = None
         self._roller: WorkRoller | None = None
         self._generation = 0
         # start/stop bookkeeping, under _control (never held while joining or hashing):
@@ -186,7 +186,7 @@ class Engine:
         with self._wake:
             self._wake.notify_all()
 
-    def set_work(self, work: Work | None) -> None:
+    def set_work(self, work: MinerWork | None) -> None:
         """Mine ``work`` from now on (None: idle)."""
         with self._wake:
             previous = self._roller
@@ -208,7 +208,7 @@ class Engine:
             self._wake.notify_all()
 
     @property
-    def work(self) -> Work | None:
+    def work(self) -> MinerWork | None:
         return self._work
 
     # ------------------------------------------------------------------------------------ figures

@@ -6,7 +6,7 @@ goes to every thread; hits come back from the threads through ``call_soon_thread
 on the live session, unless a clean job made them stale. ``benchmark=True`` mines synthetic work with no
 pool. :class:`MinerStatus` is the mutable snapshot the status line renders.
 
-What it is not: the CLI (``cli.py``) or the protocol (``pithead.stratum.client``).
+What it is not: the CLI (``cli.py``) or the protocol (``pithead.stratum.v1.client``).
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from pithead.stratum.v1.client import (
     AuthorizationFailed,
     ClientConfig,
     ClientEvent,
-    DifficultyChanged,
+    DifficultySet,
     NewWork,
     PoolMessage,
     ShareAccepted,
     ShareRejected,
 )
-from pithead.stratum.v1.work import Job, Share, Work
+from pithead.stratum.v1.work import FoundShare, MinerWork, NotifiedJob
 
 #: Recent log lines kept for the status display.
 MAX_LOG_LINES: Final = 20
@@ -86,9 +86,9 @@ class MinerStatus:
         self.log.append(f"{time.strftime('%H:%M:%S')} {text}")
 
 
-def benchmark_work(difficulty: float = 1.0) -> Work:
+def benchmark_work(difficulty: float = 1.0) -> MinerWork:
     """Synthetic work with random prevhash and coinbase: what --benchmark hashes."""
-    job = Job(
+    job = NotifiedJob(
         job_id="bench",
         prevhash=os.urandom(32),
         coinb1=b"\x01\x00\x00\x00" + os.urandom(40),
@@ -99,7 +99,7 @@ def benchmark_work(difficulty: float = 1.0) -> Work:
         ntime=int(time.time()) & 0xFFFFFFFF,
         clean_jobs=True,
     )
-    return Work(job, struct.pack(">I", 0), 4, difficulty, BENCH_MASK, 1)
+    return MinerWork(job, struct.pack(">I", 0), 4, difficulty, BENCH_MASK, 1)
 
 
 class Miner:
@@ -121,13 +121,13 @@ class Miner:
             self.client = StratumClient(options.pools, config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clean_generation = 0
-        self.on_share_found: Callable[[Share], None] | None = None
+        self.on_share_found: Callable[[FoundShare], None] | None = None
 
     @property
     def path(self) -> str:
         return self.engine.path
 
-    def _on_share_threadsafe(self, share: Share) -> None:
+    def _on_share_threadsafe(self, share: FoundShare) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
@@ -135,7 +135,7 @@ class Miner:
             except RuntimeError:  # the loop closed between the check and the call: the miner is stopping
                 pass
 
-    def _on_share(self, share: Share) -> None:
+    def _on_share(self, share: FoundShare) -> None:
         self.status.found += 1
         if self.on_share_found is not None:
             self.on_share_found(share)
@@ -157,7 +157,7 @@ class Miner:
         elif isinstance(event, ShareRejected):
             st.rejected += 1
             st.note(f"share rejected: {event.reason}")
-        elif isinstance(event, DifficultyChanged):
+        elif isinstance(event, DifficultySet):
             st.note(f"difficulty {event.difficulty:g} from the next job")
         elif isinstance(event, Connected):
             # Work generations count per session: a new connection starts again from 1.

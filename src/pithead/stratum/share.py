@@ -1,13 +1,16 @@
-"""The share check: one pure function that judges a `mining.submit` against the job it names.
+"""The share check: one pure function that judges a submitted share against the job it names.
 
-What it is: `parse_submit` validates the untrusted params into a `Submission` (5 or 6 params; nonce,
-ntime and version bits are big-endian hex, short ones left-padded as NerdMiner sends them; extranonce2
-must be exactly the negotiated size). `check_share` then applies, in order: job known and not stale,
-ntime within [template mintime, now + 7200 s] (Core's MAX_FUTURE_BLOCK_TIME), version bits inside the
-negotiated mask (BIP310's exact formula), not a duplicate, hash <= the share target (or <= the network
-target: a block is never refused). It returns a verdict
-with the hash, its difficulty and whether it is also a block. What it is not: it keeps no state — the
-caller passes the set of already-seen shares and adds the key on its side — and it reads no clock.
+What it is: `check_share` takes a `Submission` (what a miner submitted, already validated by the
+protocol that carried it) and applies, in order: job known and not stale, extranonce2 of the negotiated
+size, ntime within [template mintime, now + 7200 s] (Core's MAX_FUTURE_BLOCK_TIME), version bits inside
+the negotiated mask (BIP310's exact formula), not a duplicate, hash <= the share target (or <= the
+network target: a block is never refused). It returns a `ShareVerdict` with the hash, its difficulty,
+whether it is also a block and, for a rejected share, a `RejectReason`.
+
+What it is not: protocol-specific. The verdict names a reason, never a reply: Stratum V1 maps it to its
+coded error (`pithead.stratum.v1.errors.rejection`), V2 to its own. Parsing `mining.submit` params is
+V1's (`pithead.stratum.v1.wire.parse_submit`). It keeps no state — the caller passes the set of
+already-seen shares and adds the key on its side — and it reads no clock.
 
 Hashing is hashlib's sha256 (OpenSSL, C): one sha256d of the coinbase, one per branch level, one for the
 header.
@@ -15,37 +18,39 @@ header.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import struct
 from collections.abc import Container
 from dataclasses import dataclass
 
 from pithead.chain.compact import DIFF1_TARGET
-from pithead.stratum.v1.errors import (
-    DuplicateShare,
-    JobNotFound,
-    LowDifficulty,
-    OtherError,
-    ProtocolViolation,
-    StratumError,
-)
-from pithead.stratum.version import bits_allowed, parse_hex32, rolled_version
+from pithead.stratum.version import bits_allowed, rolled_version
 from pithead.template.job import Job
 
 MAX_FUTURE_NTIME = 7200
 """Seconds an ntime may lead the server clock: Core's MAX_FUTURE_BLOCK_TIME (validation.h), as
 Miningcore and NOMP use. A block further ahead is refused by every node."""
 
-MAX_EXTRANONCE2_BYTES = 16
-"""Longest extranonce2 accepted before the size check (cgminer allows 16 at subscribe; ours is <= 8)."""
-
-MAX_WORKER_NAME = 128
-"""Longest worker name accepted in a submit (names are echoed into stats and the ledger)."""
-
 _sha = hashlib.sha256
 _HEADER_TAIL = struct.Struct("<III")
 
 ShareKey = tuple[bytes, bytes, int, int, int]  # (extranonce1, extranonce2, ntime, nonce, version bits)
+
+
+class RejectReason(enum.StrEnum):
+    """Why a share was rejected, in words both protocol versions share (statistics and the ledger record
+    the value; each version maps it to its own reply)."""
+
+    JOB_NOT_FOUND = "job-not-found"
+    STALE = "stale"  # the job's previous block is no longer the tip
+    BAD_EXTRANONCE2 = "bad-extranonce2"  # not the negotiated size
+    NTIME_TOO_OLD = "ntime-too-old"
+    NTIME_TOO_NEW = "ntime-too-new"
+    VERSION_ROLLING_NOT_NEGOTIATED = "version-rolling-not-negotiated"
+    BAD_VERSION_BITS = "bad-version-bits"  # outside the negotiated mask
+    DUPLICATE = "duplicate"
+    LOW_DIFFICULTY = "low-difficulty"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,37 +70,11 @@ class Submission:
 @dataclass(frozen=True, slots=True)
 class ShareVerdict:
     accepted: bool
-    error: StratumError | None
+    reason: RejectReason | None  # None when accepted
     hash_int: int  # 0 when not hashed
     share_difficulty: float  # what the hash achieved (0 when not hashed)
     is_block: bool
     version: int  # the header nVersion used
-
-    @property
-    def reason(self) -> str | None:
-        return None if self.error is None else self.error.reason
-
-
-def parse_submit(params: tuple[object, ...]) -> Submission:
-    """Validate mining.submit params into a Submission, or raise ProtocolViolation naming the field."""
-    if len(params) not in (5, 6):
-        raise ProtocolViolation("mining.submit takes 5 or 6 params")
-    worker, job_id, en2_hex, ntime_hex, nonce_hex = params[:5]
-    if not isinstance(worker, str) or len(worker) > MAX_WORKER_NAME:
-        raise ProtocolViolation("worker name must be a short string")
-    if not isinstance(job_id, str) or not job_id or len(job_id) > 64:
-        raise ProtocolViolation("job id must be a short non-empty string")
-    # the exact size is a share-check rule (a reject, not a violation); here only a sane bound
-    if not isinstance(en2_hex, str) or not 0 < len(en2_hex) <= 2 * MAX_EXTRANONCE2_BYTES:
-        raise ProtocolViolation("extranonce2 must be a short hex string")
-    try:
-        en2 = bytes.fromhex(en2_hex)
-    except ValueError as exc:
-        raise ProtocolViolation("extranonce2 is not hex") from exc
-    ntime = parse_hex32(ntime_hex, "ntime")
-    nonce = parse_hex32(nonce_hex, "nonce")
-    vbits = parse_hex32(params[5], "version bits") if len(params) == 6 else None
-    return Submission(worker, job_id, en2, ntime, nonce, vbits)
 
 
 def share_hash(job: Job, extranonce1: bytes, sub: Submission, version: int) -> int:
@@ -113,9 +92,9 @@ def share_hash(job: Job, extranonce1: bytes, sub: Submission, version: int) -> i
     return int.from_bytes(_sha(_sha(header).digest()).digest(), "little")
 
 
-def _reject(err: StratumError, version: int = 0, hash_int: int = 0) -> ShareVerdict:
+def _reject(reason: RejectReason, version: int = 0, hash_int: int = 0) -> ShareVerdict:
     diff = DIFF1_TARGET / hash_int if hash_int else 0.0
-    return ShareVerdict(False, err, hash_int, diff, False, version)
+    return ShareVerdict(False, reason, hash_int, diff, False, version)
 
 
 def check_share(
@@ -133,30 +112,30 @@ def check_share(
     `share_target` is the target in force for this job on this connection; `seen` holds the keys
     (`Submission.key`) of the shares already judged on this job."""
     if job is None:
-        return _reject(JobNotFound())
+        return _reject(RejectReason.JOB_NOT_FOUND)
     if stale:
-        return _reject(JobNotFound("Stale job", reason="stale"))
+        return _reject(RejectReason.STALE)
     if len(sub.extranonce2) != job.coinbase.extranonce2_size:
-        return _reject(OtherError("Incorrect size of extranonce2", reason="bad-extranonce2"))
+        return _reject(RejectReason.BAD_EXTRANONCE2)
     if sub.ntime < job.mintime:
-        return _reject(OtherError("ntime out of range (too old)", reason="ntime-too-old"))
+        return _reject(RejectReason.NTIME_TOO_OLD)
     if sub.ntime > now + MAX_FUTURE_NTIME:
-        return _reject(OtherError("ntime out of range (too new)", reason="ntime-too-new"))
+        return _reject(RejectReason.NTIME_TOO_NEW)
     if sub.version_bits is None or sub.version_bits == 0:
         version = job.version
     else:
         if version_mask == 0:
-            return _reject(OtherError("Version rolling was not negotiated", reason="version-rolling-not-negotiated"))
+            return _reject(RejectReason.VERSION_ROLLING_NOT_NEGOTIATED)
         if not bits_allowed(sub.version_bits, version_mask):
-            return _reject(OtherError("Version bits outside the negotiated mask", reason="bad-version-bits"))
+            return _reject(RejectReason.BAD_VERSION_BITS)
         version = rolled_version(job.version, sub.version_bits, version_mask)
     if sub.key(extranonce1) in seen:
-        return _reject(DuplicateShare(), version)
+        return _reject(RejectReason.DUPLICATE, version)
     hash_int = share_hash(job, extranonce1, sub, version)
     # A hash that meets the network target is a block and is never refused, even when the share target
     # is harder (regtest's target is easier than difficulty 1; Miningcore's regtest vector relies on it).
     is_block = hash_int <= job.network_target
     if hash_int > share_target and not is_block:
-        return _reject(LowDifficulty(), version, hash_int)
+        return _reject(RejectReason.LOW_DIFFICULTY, version, hash_int)
     diff = DIFF1_TARGET / hash_int if hash_int else float("inf")
     return ShareVerdict(True, None, hash_int, diff, is_block, version)

@@ -6,13 +6,14 @@ refused (`version-rolling: false`). A share's rolled version is
 `(job_version & ~mask) | (version_bits & mask)` with `version_bits & ~mask == 0` enforced — not the OR
 of ckpool nor the XOR of public-pool, which agree with BIP310 only when the template has zeros in the
 mask bits.
+
+What it is not: V1's JSON shapes (the hex fields and the `mining.configure` answer are
+`pithead.stratum.v1.wire`'s); this module is what V1 and V2 judge alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from pithead.stratum.v1.errors import ProtocolViolation
 
 BIP320_MASK = 0x1FFFE000
 """BIP320 general-purpose bits 13..28: what ASICs (BM136x/BM1370) roll and the pool's default mask."""
@@ -24,22 +25,6 @@ FULL_MASK = 0xFFFFFFFF
 class VersionRollingAnswer:
     enabled: bool
     mask: int  # 0 when not enabled
-
-    def result_fields(self) -> dict[str, object]:
-        if not self.enabled:
-            return {"version-rolling": False}
-        return {"version-rolling": True, "version-rolling.mask": f"{self.mask:08x}"}
-
-
-def parse_hex32(value: object, what: str) -> int:
-    """A big-endian hex u32 as Stratum sends it; short strings are left-padded (NerdMiner sends nonces
-    unpadded), longer than 8 digits or non-hex is a violation."""
-    if not isinstance(value, str) or not 1 <= len(value) <= 8:
-        raise ProtocolViolation(f"{what} must be 1..8 hex digits")
-    try:
-        return int(value, 16)
-    except ValueError as exc:
-        raise ProtocolViolation(f"{what} is not hex") from exc
 
 
 def negotiate(pool_mask: int, miner_mask: int | None, min_bit_count: int = 0) -> VersionRollingAnswer:

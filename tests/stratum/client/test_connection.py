@@ -221,9 +221,9 @@ async def test_client_reconnect_to_another_host_is_refused_by_default() -> None:
 
 async def test_submit_without_a_connection_is_dropped() -> None:
     client = StratumClient([PoolAddress("127.0.0.1", 1)], ClientConfig("w"))
-    from pithead.stratum.v1.work import Job, Work
+    from pithead.stratum.v1.work import MinerWork, NotifiedJob
 
-    share = Work(Job("j", bytes(32), b"", b"", (), 2, 3, 4, False), b"", 0, 1.0, 0).unit(0).share(0)
+    share = MinerWork(NotifiedJob("j", bytes(32), b"", b"", (), 2, 3, 4, False), b"", 0, 1.0, 0).unit(0).share(0)
     assert client.submit(share) is False
 
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pithead.stratum.v1.client import ClientConfig, ClientSession
-from pithead.stratum.v1.errors import PoolProtocolViolation
-from pithead.stratum.v1.work import Job, deposit_bits, roll_version
+from pithead.stratum.v1.errors import ProtocolViolation
+from pithead.stratum.v1.work import NotifiedJob, deposit_bits, roll_version
 
 METHODS = [
     "mining.notify",
@@ -41,7 +41,7 @@ def test_any_server_message_is_handled_or_refused_with_a_typed_error(method: str
     s = _session()
     try:
         s.receive_data(json.dumps({"id": rid, "method": method, "params": params}).encode() + b"\n")
-    except PoolProtocolViolation:
+    except ProtocolViolation:
         pass
 
 
@@ -51,7 +51,7 @@ def test_any_reply_to_our_requests_is_handled_or_refused_with_a_typed_error(rid:
     s = _session()
     try:
         s.receive_data(json.dumps({"id": rid, "result": result, "error": error}).encode() + b"\n")
-    except PoolProtocolViolation:
+    except ProtocolViolation:
         pass
 
 
@@ -61,7 +61,7 @@ def test_random_bytes_only_raise_the_typed_error(data: bytes) -> None:
     s = _session()
     try:
         s.receive_data(data + b"\n")
-    except PoolProtocolViolation:
+    except ProtocolViolation:
         pass
 
 
@@ -69,8 +69,8 @@ def test_random_bytes_only_raise_the_typed_error(data: bytes) -> None:
 @given(params=st.lists(json_value, max_size=12))
 def test_notify_params_parse_or_raise_the_typed_error(params: list[Any]) -> None:
     try:
-        Job.from_notify(params)
-    except PoolProtocolViolation:
+        NotifiedJob.from_notify(params)
+    except ProtocolViolation:
         pass
 
 

@@ -10,25 +10,50 @@ import orjson
 import pytest
 
 from pithead.stratum.v1.client import (
-    MAX_LINE_BYTES,
+    AUTHORIZE_GRANTED,
+    AUTHORIZE_REFUSED,
+    CALLS,
+    CLIENT_TRANSITIONS,
+    CLOSE,
+    CONFIGURE_RESULT,
+    EXTRANONCE_SUBSCRIBE_RESULT,
+    INPUTS,
     MAX_PENDING_REQUESTS,
+    METHODS,
+    RESULTS,
+    START,
+    SUBMIT_RESULT,
+    SUBSCRIBE_RESULT,
+    SUGGEST_DIFFICULTY_RESULT,
+    UNKNOWN,
+    Answer,
     AuthorizationFailed,
-    Authorized,
+    AuthorizationGranted,
     ClientConfig,
     ClientSession,
-    DifficultyChanged,
+    ClientState,
+    DifficultySet,
+    Disregard,
     ExtranonceChanged,
+    Misuse,
     NewWork,
+    OnCall,
+    OnMethod,
+    OnResult,
     PoolMessage,
     ReconnectRequested,
     RequestFailed,
+    SentRequest,
     ShareAccepted,
     ShareRejected,
-    State,
     Subscribed,
     VersionRollingNegotiated,
+    Violation,
 )
-from pithead.stratum.v1.errors import PoolProtocolViolation, SessionClosed, TooManyPending
+from pithead.stratum.v1.errors import ProtocolViolation, SessionClosed, TooManyPending
+from pithead.stratum.v1.wire import MAX_LINE_FROM_POOL, ReplyError, Request, Response, decode
+from pithead.stratum.v1.wire import NOTIFY as NOTIFY_METHOD
+from pithead.stratum.v1.work import FoundShare, MinerWork, NotifiedJob
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 PUBLIC_POOL = next(
@@ -81,14 +106,14 @@ def test_full_flow_on_public_pool_material() -> None:
     s, events = handshake()
     assert VersionRollingNegotiated(True, 0x1FFFE000) in events
     assert Subscribed(bytes.fromhex(PUBLIC_POOL["extranonce1"]), 4) in events
-    assert Authorized(WORKER) in events
-    assert s.state is State.MINING
+    assert AuthorizationGranted(WORKER) in events
+    assert s.state is ClientState.MINING
     after = sent(s)
     assert [m["method"] for m in after] == ["mining.suggest_difficulty", "mining.extranonce.subscribe"]
     assert after[0]["params"] == PUBLIC_POOL["mining.suggest_difficulty"]["params"]
 
     events = s.receive_data(line(PUBLIC_POOL["set_difficulty_after_suggest"]) + line(NOTIFY))
-    assert events[0] == DifficultyChanged(512.0)
+    assert events[0] == DifficultySet(512.0)
     work_event = events[1]
     assert isinstance(work_event, NewWork) and work_event.clean is False
     work = work_event.work
@@ -216,7 +241,7 @@ def test_authorization_failure_is_an_event() -> None:
     ids = {m["method"]: m["id"] for m in sent(s)}
     evs = s.receive_data(line({"id": ids["mining.authorize"], "result": False, "error": [24, "Unauthorized worker", None]}))
     assert evs == [AuthorizationFailed("bad.worker", "Unauthorized worker")]
-    assert not s.authorized and s.state is State.HANDSHAKE
+    assert not s.authorized and s.state is ClientState.HANDSHAKE
 
 
 def test_failed_optional_request_is_reported_and_the_session_goes_on() -> None:
@@ -224,7 +249,7 @@ def test_failed_optional_request_is_reported_and_the_session_goes_on() -> None:
     ids = {m["method"]: m["id"] for m in sent(s)}
     ev = s.receive_data(line({"id": ids["mining.extranonce.subscribe"], "result": None, "error": [20, "nope", None]}))
     assert ev == [RequestFailed("mining.extranonce.subscribe", "nope")]
-    assert s.state is State.MINING
+    assert s.state is ClientState.MINING
 
 
 def test_lines_split_across_reads_and_several_per_read() -> None:
@@ -233,7 +258,7 @@ def test_lines_split_across_reads_and_several_per_read() -> None:
     events = []
     for i in range(0, len(data), 7):
         events += s.receive_data(data[i : i + 7])
-    assert [type(e) for e in events] == [DifficultyChanged, NewWork]
+    assert [type(e) for e in events] == [DifficultySet, NewWork]
 
 
 @pytest.mark.parametrize(
@@ -254,7 +279,7 @@ def test_lines_split_across_reads_and_several_per_read() -> None:
 )
 def test_bad_pool_input_is_a_typed_error(data: bytes) -> None:
     s, _ = handshake()
-    with pytest.raises(PoolProtocolViolation):
+    with pytest.raises(ProtocolViolation):
         s.receive_data(data)
 
 
@@ -262,14 +287,14 @@ def test_subscribe_error_is_a_protocol_violation() -> None:
     s = ClientSession(ClientConfig("w", version_rolling=False))
     s.start()
     ids = {m["method"]: m["id"] for m in sent(s)}
-    with pytest.raises(PoolProtocolViolation):
+    with pytest.raises(ProtocolViolation):
         s.receive_data(line({"id": ids["mining.subscribe"], "result": None, "error": [20, "busy", None]}))
 
 
 def test_line_length_is_bounded() -> None:
     s, _ = handshake()
-    with pytest.raises(PoolProtocolViolation):
-        s.receive_data(b"x" * (MAX_LINE_BYTES + 1))
+    with pytest.raises(ProtocolViolation):
+        s.receive_data(b"x" * (MAX_LINE_FROM_POOL + 1))
 
 
 def test_pending_requests_are_bounded() -> None:
@@ -289,9 +314,9 @@ def test_closed_session_refuses_everything() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------
-# Every (session state, pool message) pair: what the client does with it.
+# Every (session state, pool message) pair, fed as bytes: what the client does with it.
 
-STATES = ["new", "handshake", "subscribed", "mining", "closed"]
+STATES = ["new", "handshake", "subscribed", "authorized", "mining", "closed"]
 MESSAGES: dict[str, dict[str, Any]] = {
     "notify": NOTIFY,
     "set_difficulty": {"id": None, "method": "mining.set_difficulty", "params": [2]},
@@ -307,7 +332,7 @@ MESSAGES: dict[str, dict[str, Any]] = {
 }
 # (events the message yields, whether the client writes a reply) in an open session; CLOSED refuses all.
 EXPECTED: dict[str, tuple[list[type], bool]] = {
-    "set_difficulty": ([DifficultyChanged], False),
+    "set_difficulty": ([DifficultySet], False),
     "set_extranonce": ([ExtranonceChanged], True),
     "reconnect": ([ReconnectRequested], False),
     "show_message": ([PoolMessage], False),
@@ -317,22 +342,27 @@ EXPECTED: dict[str, tuple[list[type], bool]] = {
     "unknown_notification": ([], False),
     "stray_reply": ([], False),
 }
+STATE_OF = {"new": ClientState.NEW, "handshake": ClientState.HANDSHAKE, "subscribed": ClientState.SUBSCRIBED,
+            "authorized": ClientState.AUTHORIZED, "mining": ClientState.MINING, "closed": ClientState.CLOSED}
 
 
 def session_in(state: str) -> ClientSession:
+    """A session brought to `state` by the pool's replies (subscribe and authorize in either order)."""
     s = ClientSession(ClientConfig(WORKER))
     if state == "new":
         return s
     s.start()
     reqs = {r["method"]: r["id"] for r in sent(s)}
-    if state in ("subscribed", "mining", "closed"):
+    if state != "handshake":
         s.receive_data(line({"id": reqs["mining.configure"], "error": None, "result": {"version-rolling": True, "version-rolling.mask": "1fffe000"}}))
+    if state in ("subscribed", "mining", "closed"):
         s.receive_data(line({"id": reqs["mining.subscribe"], "error": None, "result": [[], "00000001", 4]}))
-    if state in ("mining", "closed"):
+    if state in ("authorized", "mining", "closed"):
         s.receive_data(line({"id": reqs["mining.authorize"], "error": None, "result": True}))
     if state == "closed":
         s.close()
     sent(s)
+    assert s.state is STATE_OF[state]
     return s
 
 
@@ -347,10 +377,9 @@ def test_every_state_and_message(state: str, name: str) -> None:
         return
     events = s.receive_data(data)
     replies = sent(s)
-    subscribed = state in ("subscribed", "mining")
     if name == "notify":
         # Before the subscribe result there is no extranonce1: the job is held, not issued.
-        assert [type(e) for e in events] == ([NewWork] if subscribed else [])
+        assert [type(e) for e in events] == ([NewWork] if s.subscribed else [])
         assert replies == []
     elif name == "set_version_mask":
         expected = [VersionRollingNegotiated]
@@ -359,7 +388,141 @@ def test_every_state_and_message(state: str, name: str) -> None:
         kinds, replied = EXPECTED[name]
         assert [type(e) for e in events] == kinds
         assert [r.get("id") for r in replies] == ([MESSAGES[name]["id"]] if replied else [])
-    assert s.state is {"new": State.NEW, "handshake": State.HANDSHAKE, "subscribed": State.HANDSHAKE, "mining": State.MINING}[state]
+    assert s.state is STATE_OF[state]
+
+
+def test_authorize_granted_before_the_subscribe_result() -> None:
+    """Some pools answer authorize first: AUTHORIZED, then MINING with the subscribe result, and a notify
+    that came in between is held until the extranonce1 is known."""
+    s = ClientSession(ClientConfig(WORKER, version_rolling=False))
+    s.start()
+    reqs = {r["method"]: r["id"] for r in sent(s)}
+    assert s.receive_data(line({"id": reqs["mining.authorize"], "error": None, "result": True})) == [
+        AuthorizationGranted(WORKER)]
+    assert s.state is ClientState.AUTHORIZED and s.authorized and not s.subscribed
+    assert [m["method"] for m in sent(s)] == ["mining.extranonce.subscribe"]
+    assert s.receive_data(line(NOTIFY)) == []
+    events = s.receive_data(line({"id": reqs["mining.subscribe"], "error": None, "result": [[], "0a0b0c0d", 4]}))
+    assert [type(e) for e in events] == [Subscribed, NewWork] and s.state is ClientState.MINING
+
+
+# ------------------------------------------------------------------------------------------------------
+# The transition table itself: every (state, input) pair, the illegal ones too, through `handle`.
+
+
+def _share() -> FoundShare:
+    work = MinerWork(NotifiedJob.from_notify(NOTIFY["params"]), b"\0\0\0\1", 4, 1.0, 0)
+    return work.unit(0).share(0)
+
+
+def _request(obj: dict[str, Any]) -> Request:
+    msg = decode(line(obj))
+    assert isinstance(msg, Request)
+    return msg
+
+
+REQUEST_MESSAGES: dict[str, Request] = {
+    NOTIFY_METHOD: _request(NOTIFY),
+    "mining.set_difficulty": _request(MESSAGES["set_difficulty"]),
+    "mining.set_extranonce": _request(MESSAGES["set_extranonce"]),
+    "mining.set_version_mask": _request(MESSAGES["set_version_mask"]),
+    "client.reconnect": _request(MESSAGES["reconnect"]),
+    "client.show_message": _request(MESSAGES["show_message"]),
+    "client.get_version": _request(MESSAGES["get_version"]),
+    "mining.ping": _request(MESSAGES["ping"]),
+    UNKNOWN: _request(MESSAGES["unknown_request"]),
+}
+SHARE = _share()
+ANSWERS: dict[str, Answer] = {
+    CONFIGURE_RESULT: Answer(SentRequest("mining.configure"),
+                             Response(1, {"version-rolling": True, "version-rolling.mask": "00006000"}, None)),
+    SUBSCRIBE_RESULT: Answer(SentRequest("mining.subscribe"), Response(2, [[], "0a0b0c0d", 4], None)),
+    AUTHORIZE_GRANTED: Answer(SentRequest("mining.authorize"), Response(3, True, None)),
+    AUTHORIZE_REFUSED: Answer(SentRequest("mining.authorize"), Response(3, False, ReplyError(24, "Unauthorized"))),
+    SUGGEST_DIFFICULTY_RESULT: Answer(SentRequest("mining.suggest_difficulty"), Response(4, True, None)),
+    EXTRANONCE_SUBSCRIBE_RESULT: Answer(SentRequest("mining.extranonce.subscribe"),
+                                        Response(5, None, ReplyError(20, "nope"))),
+    SUBMIT_RESULT: Answer(SentRequest("mining.submit", SHARE), Response(6, True, None)),
+}
+# What a handled input yields: (event types, ids of the replies written, requests sent).
+HANDLED: dict[str, tuple[list[type], list[Any], list[str]]] = {
+    "mining.set_difficulty": ([DifficultySet], [], []),
+    "mining.set_extranonce": ([ExtranonceChanged], [9], []),
+    "mining.set_version_mask": ([VersionRollingNegotiated], [], []),
+    "client.reconnect": ([ReconnectRequested], [], []),
+    "client.show_message": ([PoolMessage], [], []),
+    "client.get_version": ([], [10], []),
+    "mining.ping": ([], [11], []),
+    UNKNOWN: ([], [12], []),
+    CONFIGURE_RESULT: ([VersionRollingNegotiated], [], []),
+    SUBSCRIBE_RESULT: ([Subscribed], [], []),
+    AUTHORIZE_GRANTED: ([AuthorizationGranted], [], ["mining.extranonce.subscribe"]),
+    AUTHORIZE_REFUSED: ([AuthorizationFailed], [], []),
+    SUGGEST_DIFFICULTY_RESULT: ([], [], []),
+    EXTRANONCE_SUBSCRIBE_RESULT: ([RequestFailed], [], []),
+    SUBMIT_RESULT: ([ShareAccepted], [], []),
+    START: ([], [], ["mining.configure", "mining.subscribe", "mining.authorize"]),
+    CLOSE: ([], [], []),
+}
+
+
+def _message(kind: str) -> Request | Answer | None:
+    if kind in REQUEST_MESSAGES:
+        return REQUEST_MESSAGES[kind]
+    return ANSWERS.get(kind)  # STRAY_RESPONSE, START and CLOSE carry none
+
+
+def test_client_table_is_complete() -> None:
+    assert set(CLIENT_TRANSITIONS) == {(st, k) for st in ClientState for k in INPUTS}
+    assert len(set(INPUTS)) == len(INPUTS) and set(METHODS) | set(RESULTS) | set(CALLS) == set(INPUTS)
+
+
+def test_the_handshake_states_are_entered_only_as_the_pools_answers_say() -> None:
+    moves = {k: r.next_state for k, r in CLIENT_TRANSITIONS.items()
+             if isinstance(r, OnMethod | OnResult | OnCall) and r.next_state not in (None, k[0])}
+    assert moves == {
+        (ClientState.NEW, START): ClientState.HANDSHAKE,
+        (ClientState.HANDSHAKE, SUBSCRIBE_RESULT): ClientState.SUBSCRIBED,
+        (ClientState.HANDSHAKE, AUTHORIZE_GRANTED): ClientState.AUTHORIZED,
+        (ClientState.SUBSCRIBED, AUTHORIZE_GRANTED): ClientState.MINING,
+        (ClientState.AUTHORIZED, SUBSCRIBE_RESULT): ClientState.MINING,
+        **{(st, CLOSE): ClientState.CLOSED for st in ClientState if st is not ClientState.CLOSED},
+    }
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("kind", list(INPUTS))
+def test_every_state_and_input_through_the_table(state: str, kind: str) -> None:
+    s = session_in(state)
+    before = s.state
+    rule = CLIENT_TRANSITIONS[(before, kind)]
+    message = _message(kind)
+    if isinstance(rule, Violation):
+        with pytest.raises(ProtocolViolation):
+            s.handle(kind, message)
+        assert s.state is before and s.data_to_send() == b""
+        return
+    if isinstance(rule, Misuse):
+        with pytest.raises(SessionClosed):
+            s.handle(kind, message)
+        assert s.state is before
+        return
+    events = s.handle(kind, message)
+    out = sent(s)
+    if isinstance(rule, Disregard):
+        assert events == [] and out == [] and s.state is before
+        return
+    assert isinstance(rule, OnMethod | OnResult | OnCall)
+    assert s.state is (rule.next_state or before)
+    if kind == NOTIFY_METHOD:  # held before the subscribe result, issued after it
+        assert [type(e) for e in events] == ([NewWork] if before in (ClientState.SUBSCRIBED, ClientState.MINING)
+                                             else [])
+        assert out == []
+        return
+    kinds, reply_ids, requests = HANDLED[kind]
+    assert [type(e) for e in events] == kinds
+    assert [m["id"] for m in out if "method" not in m] == reply_ids
+    assert [m["method"] for m in out if "method" in m] == requests
 
 
 def test_a_notify_before_the_subscribe_result_is_issued_once_subscribed() -> None:

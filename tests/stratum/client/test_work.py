@@ -11,10 +11,10 @@ import pytest
 from pithead.chain.compact import bits_to_target
 from pithead.chain.hashes import display_hex, from_display_hex, prevhash_to_stratum
 from pithead.miner import core
-from pithead.stratum.v1.errors import PoolProtocolViolation, WorkExhausted
+from pithead.stratum.v1.errors import ProtocolViolation, WorkExhausted
 from pithead.stratum.v1.work import (
-    Job,
-    Work,
+    MinerWork,
+    NotifiedJob,
     WorkRoller,
     coinbase,
     deposit_bits,
@@ -52,9 +52,9 @@ def _version_index(bits: int, mask: int) -> int:
 def test_public_pool_bitaxe_share_is_reproduced_end_to_end() -> None:
     vec = _vec("public-pool testnet3")
     given, derived = vec["given"], vec["derived"]
-    job = Job.from_notify(given["mining.notify_expected"]["params"])
+    job = NotifiedJob.from_notify(given["mining.notify_expected"]["params"])
     mask = int(given["mining.configure_response"]["result"]["version-rolling.mask"], 16)
-    work = Work(job, bytes.fromhex(given["extranonce1"]), given["extranonce2_size"], 512.0, mask)
+    work = MinerWork(job, bytes.fromhex(given["extranonce1"]), given["extranonce2_size"], 512.0, mask)
     worker, job_id, en2, ntime, nonce, vbits = given["mining.submit"]["params"]
     assert job.job_id == job_id and display_hex(job.prevhash) == derived["prev_block_hash_display"]
     assert coinbase(job, work.extranonce1, bytes.fromhex(en2)).hex() == derived["coinbase_tx_hex"]
@@ -82,9 +82,9 @@ def test_esp_miner_slush_job_gives_difficulty_683() -> None:
     params = [
         "x", g["prevhash_stratum"], cb.hex(), "", g["merkle_branch"], g["version"], g["nbits"], g["ntime"], False
     ]
-    job = Job.from_notify(params)
+    job = NotifiedJob.from_notify(params)
     assert merkle_root(job, b"", b"").hex() == g["expected_merkle_root_internal_hex"]
-    work = Work(job, b"", 0, 1.0, 0)
+    work = MinerWork(job, b"", 0, 1.0, 0)
     unit = work.unit(0)
     assert unit.header76.hex() == d["header_hex"][:152]
     share = unit.share(int(g["nonce"], 16))
@@ -111,8 +111,8 @@ def test_miningcore_regtest_share_is_the_recorded_block() -> None:
         f"{tpl['CurTime']:08x}",
         True,
     ]
-    job = Job.from_notify(params)
-    work = Work(job, bytes.fromhex(en1), 4, g["worker_difficulty"], 0)
+    job = NotifiedJob.from_notify(params)
+    work = MinerWork(job, bytes.fromhex(en1), 4, g["worker_difficulty"], 0)
     unit = work.unit(int(en2, 16), int(g["submit"]["ntime"], 16) - job.ntime)
     assert unit.header76.hex() == d["header_hex"][:152]
     share = unit.share(int(g["submit"]["nonce"], 16))
@@ -126,14 +126,14 @@ def test_miningcore_regtest_share_is_the_recorded_block() -> None:
 def test_slush_documentation_coinbase_and_merkle_root() -> None:
     vec = _vec("Slush Stratum V1 documentation")
     g, d = vec["given"], vec["derived"]
-    job = Job.from_notify(g["mining.notify"]["params"])
+    job = NotifiedJob.from_notify(g["mining.notify"]["params"])
     cc = g["coinbase_construction"]
     en1, en2 = bytes.fromhex(cc["extranonce1"]), bytes.fromhex(cc["extranonce2"])
     assert coinbase(job, en1, en2).hex() == cc["expected_coinbase_hex"]
     assert merkle_root(job, en1, en2).hex() == d["no_branch_merkle_root_internal_hex"]
     assert display_hex(job.prevhash) == d["prev_block_hash_display"]
     mt = g["merkle_root_test"]
-    branched = Job.from_notify([*g["mining.notify"]["params"][:4], mt["merkle_branch"], *g["mining.notify"]["params"][5:]])
+    branched = NotifiedJob.from_notify([*g["mining.notify"]["params"][:4], mt["merkle_branch"], *g["mining.notify"]["params"][5:]])
     assert merkle_root(branched, en1, en2).hex() == mt["expected_merkle_root_internal_hex"]
 
 
@@ -141,14 +141,14 @@ def test_esp_miner_notify_parse_and_ten_param_variant() -> None:
     vec = _vec("parser tests")
     g = vec["given"]
     params = g["mining.notify"]["params"]
-    job = Job.from_notify(params)
+    job = NotifiedJob.from_notify(params)
     exp = g["expected_parse"]
     assert (job.job_id, job.version, job.nbits, job.ntime, job.clean_jobs, len(job.merkle_branch)) == (
         exp["job_id"], exp["version"], exp["nbits"], exp["ntime"], exp["clean_jobs"], exp["merkle_branch_count"]
     )
     assert display_hex(job.prevhash) == vec["derived"]["prev_block_hash_display"]
     ten = [*params[:7], params[7], params[7], True]
-    assert Job.from_notify(ten).clean_jobs is True
+    assert NotifiedJob.from_notify(ten).clean_jobs is True
 
 
 @pytest.mark.parametrize(
@@ -169,8 +169,8 @@ def test_esp_miner_notify_parse_and_ten_param_variant() -> None:
 )
 def test_malformed_notify_is_a_typed_error(mutate: Any) -> None:
     params = _vec("parser tests")["given"]["mining.notify"]["params"]
-    with pytest.raises(PoolProtocolViolation):
-        Job.from_notify(mutate(list(params)))
+    with pytest.raises(ProtocolViolation):
+        NotifiedJob.from_notify(mutate(list(params)))
 
 
 def test_bip310_version_formula_vectors() -> None:
@@ -191,8 +191,8 @@ def test_bip310_version_formula_vectors() -> None:
 def test_version_rolling_walks_the_mask_like_esp_miner() -> None:
     v = next(x for x in _rolling()["vectors"] if "increment_bitmask" in x["name"])
     start, mask = int(v["start"], 16), int(v["mask"], 16)
-    job = Job("j", bytes(32), b"", b"", (), start, 0x1D00FFFF, 0, False)
-    work = Work(job, b"", 0, 1.0, mask)
+    job = NotifiedJob("j", bytes(32), b"", b"", (), start, 0x1D00FFFF, 0, False)
+    work = MinerWork(job, b"", 0, 1.0, mask)
     got = [f"{work.unit(0, 0, i).version:08x}" for i in range(1, len(v["expected_sequence"]) + 1)]
     assert got == v["expected_sequence"]
     assert work.unit(0, 0, 0).version == start  # index 0 is the job's own version
@@ -200,8 +200,8 @@ def test_version_rolling_walks_the_mask_like_esp_miner() -> None:
 
 
 def test_roller_hands_out_distinct_units_versions_first_then_extranonce2_then_ntime() -> None:
-    job = Job("j", bytes(32), b"\x01", b"\x02", (), 0x20000000, 0x207FFFFF, 1000, False)
-    work = Work(job, b"\xaa", 1, 1.0, 0x00006000)  # 4 version choices, 256 extranonce2 values
+    job = NotifiedJob("j", bytes(32), b"\x01", b"\x02", (), 0x20000000, 0x207FFFFF, 1000, False)
+    work = MinerWork(job, b"\xaa", 1, 1.0, 0x00006000)  # 4 version choices, 256 extranonce2 values
     roller = WorkRoller(work, max_ntime_roll=1)
     units = [roller.next_unit() for _ in range(4 * 256 * 2)]
     assert len({u.header76 for u in units}) == len(units)
@@ -213,18 +213,18 @@ def test_roller_hands_out_distinct_units_versions_first_then_extranonce2_then_nt
 
 
 def test_submit_params_carry_version_bits_only_when_negotiated() -> None:
-    job = Job("abc", bytes(32), b"", b"", (), 0x20000000, 0x207FFFFF, 0x5F5E1000, False)
-    rolled = Work(job, b"\x00\x01", 4, 1.0, 0x1FFFE000).unit(7, 3, 2).share(0x0A)
+    job = NotifiedJob("abc", bytes(32), b"", b"", (), 0x20000000, 0x207FFFFF, 0x5F5E1000, False)
+    rolled = MinerWork(job, b"\x00\x01", 4, 1.0, 0x1FFFE000).unit(7, 3, 2).share(0x0A)
     assert rolled.submit_params("me.w1") == ["me.w1", "abc", "00000007", "5f5e1003", "0000000a", "00004000"]
-    plain = Work(job, b"\x00\x01", 4, 1.0, 0).unit(7).share(0xDEADBEEF)
+    plain = MinerWork(job, b"\x00\x01", 4, 1.0, 0).unit(7).share(0xDEADBEEF)
     assert plain.submit_params("me.w1") == ["me.w1", "abc", "00000007", "5f5e1000", "deadbeef"]
 
 
 def test_roller_can_continue_a_counter_so_a_reissued_job_gets_new_headers() -> None:
-    job = Job("j", bytes(32), b"\x01", b"\x02", (), 0x20000000, 0x207FFFFF, 1000, False)
-    first = WorkRoller(Work(job, b"\xaa", 2, 1.0, 0x6000, generation=1))
+    job = NotifiedJob("j", bytes(32), b"\x01", b"\x02", (), 0x20000000, 0x207FFFFF, 1000, False)
+    first = WorkRoller(MinerWork(job, b"\xaa", 2, 1.0, 0x6000, generation=1))
     seen = {first.next_unit().header76 for _ in range(10)}
     # The pool re-sends the same job (say after a difficulty change): same coinbase, same headers space.
-    again = WorkRoller(Work(job, b"\xaa", 2, 2.0, 0x6000, generation=2), start=first.handed_out)
+    again = WorkRoller(MinerWork(job, b"\xaa", 2, 2.0, 0x6000, generation=2), start=first.handed_out)
     assert not seen & {again.next_unit().header76 for _ in range(10)}
-    assert WorkRoller(Work(job, b"\xaa", 0, 1.0, 0), max_ntime_roll=3, start=99).handed_out == 0  # wraps
+    assert WorkRoller(MinerWork(job, b"\xaa", 0, 1.0, 0), max_ntime_roll=3, start=99).handed_out == 0  # wraps

@@ -1,9 +1,8 @@
-"""pithead.stratum.client: the miner side of Stratum V1.
+"""pithead.stratum.client: the asyncio shells of Stratum V1 client connections.
 
-- :mod:`.work` (pure): notify → Job → Work → header units; hits → submit params; version/extranonce2/ntime
-  rolling.
-- :mod:`.session` (sans-IO): one connection's protocol state; bytes in, events out, bytes to send.
-- :mod:`.connection` (asyncio): :class:`StratumClient`, failover across pools with backoff.
+- :mod:`.connection`: :class:`~.connection.StratumClient`, one connection at a time to the first working
+  pool of a list, failover and backoff, over the sans-IO :class:`~pithead.stratum.v1.client.ClientSession`
+  (the protocol, its transition table and the work it hands out live in :mod:`pithead.stratum.v1`).
 
 Not here: the pool side (:mod:`pithead.stratum.server`) and hashing (:mod:`pithead.miner`).
 """

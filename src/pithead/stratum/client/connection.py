@@ -10,7 +10,7 @@ for the same host (another port) unless redirects to other hosts are allowed.
 Reusable by anything that mines through Stratum (the reference miner, simulated devices): give it pools,
 a :class:`ClientConfig` and an event callback; call :meth:`submit` from the event loop.
 
-What it is not: protocol logic (``session.py``), hashing or threads (:mod:`pithead.miner`).
+What it is not: protocol logic (:mod:`pithead.stratum.v1.client`), hashing or threads (:mod:`pithead.miner`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pithead.stratum.v1.client import (
     NewWork,
     ReconnectRequested,
 )
-from pithead.stratum.v1.errors import InvalidPoolUrl, StratumClientError
-from pithead.stratum.v1.work import Share
+from pithead.stratum.v1.errors import InvalidPoolUrl, ProtocolViolation, StratumClientError
+from pithead.stratum.v1.work import FoundShare
 
 #: Connecting to a pool that does not answer within this is a failure; move on to the next one.
 CONNECT_TIMEOUT: Final = 10.0
@@ -165,7 +165,7 @@ class StratumClient:
         """The live session (None while disconnected)."""
         return self._session
 
-    def submit(self, share: Share) -> bool:
+    def submit(self, share: FoundShare) -> bool:
         """Send a share on the live session; False (dropped) when disconnected or the share is stale."""
         session, writer = self._session, self._writer
         if session is None or writer is None or writer.is_closing() or self._stopping.is_set():
@@ -308,7 +308,7 @@ class StratumClient:
                 await writer.drain()
         except _EndSession:
             pass
-        except StratumClientError as exc:
+        except (ProtocolViolation, StratumClientError) as exc:
             reason = f"protocol error: {exc}"
         except (OSError, ConnectionError) as exc:
             reason = f"connection error: {exc}"

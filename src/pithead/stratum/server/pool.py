@@ -15,7 +15,7 @@ Why Protocol objects and not a task per connection: 100,000 idle miners must fit
 2 GiB; a Protocol is one small object and no coroutine frame, and the broadcast path writes one
 pre-serialized line per miner: from C (`_fanout`, outside the GIL, on several threads) to every socket
 with nothing queued, through the transport otherwise. Bounded everything: line length and buffered
-bytes (LineBuffer), pending replies (reading pauses while the peer does not read our writes; a peer
+bytes (LineFramer), pending replies (reading pauses while the peer does not read our writes; a peer
 that lets MAX_WRITE_BUFFER pile up is dropped), handshake and idle timeouts, connections per IP and in
 total, bans for flooders. One bad client only ever closes its own transport.
 """
@@ -40,11 +40,11 @@ from pithead.stratum.v1.jobs import JobBook
 from pithead.stratum.v1.pool import (
     BlockFound,
     CloseRequested,
-    Event,
+    PoolEvent,
     PoolRules,
-    Session,
+    PoolSession,
+    PoolState,
     ShareJudged,
-    State,
 )
 from pithead.template.block_template import BlockTemplate
 from pithead.template.interface import SubmitResult, TemplateSource
@@ -105,7 +105,7 @@ class StratumConnection(asyncio.Protocol):
     def __init__(self, server: PoolServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.session: Session | None = None
+        self.session: PoolSession | None = None
         self.ip = ""
         self.fd = -1  # the socket's descriptor, for the native notify fan-out (-1: transport writes only)
         self._paused = False  # reading paused because the peer does not read our writes
@@ -130,7 +130,7 @@ class StratumConnection(asyncio.Protocol):
         sock = t.get_extra_info("socket")
         with contextlib.suppress(AttributeError, OSError, ValueError):
             self.fd = sock.fileno() if sock is not None else -1
-        self.session = Session(srv.rules, srv.jobs, srv.allocator, now, remote=self.ip)
+        self.session = PoolSession(srv.rules, srv.jobs, srv.allocator, now, remote=self.ip)
         srv.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -144,7 +144,7 @@ class StratumConnection(asyncio.Protocol):
         if s is not None:
             self._handle(lambda now: s.continue_pending(now, MAX_REQUESTS_PER_TURN))
 
-    def _handle(self, step: Callable[[float], list[Event]]) -> None:
+    def _handle(self, step: Callable[[float], list[PoolEvent]]) -> None:
         s = self.session
         t = self.transport
         if s is None or t is None:
@@ -162,7 +162,7 @@ class StratumConnection(asyncio.Protocol):
             t.write(out)
         if events:
             srv.handle_events(self, events, now)
-        if s.state is State.CLOSED:
+        if s.state is PoolState.CLOSED:
             t.close()  # flushes what is buffered, then closes
             return
         if s.pending_requests:
@@ -347,7 +347,7 @@ class PoolServer:
         else:
             for c in self.connections:
                 s = c.session
-                if s is not None and s.state is State.READY:
+                if s is not None and s.state is PoolState.READY:
                     ij = s.current_job()
                     if ij is not None:
                         c.write(s.push_job(ij, clean))
@@ -369,7 +369,7 @@ class PoolServer:
         the GIL, over `broadcast_threads` threads; the rest (a queue to keep in order, no native module)
         go through their transport, as does whatever a full socket buffer did not take."""
         max_buffer = self.limits.max_write_buffer
-        ready = State.READY
+        ready = PoolState.READY
         fast = _fanout is not None and self.broadcast_threads > 0
         fds: list[int] = []
         direct: list[StratumConnection] = []
@@ -400,7 +400,7 @@ class PoolServer:
         return n
 
     # --- events ----------------------------------------------------------------------------------------
-    def handle_events(self, conn: StratumConnection, events: list[Event], now: float) -> None:
+    def handle_events(self, conn: StratumConnection, events: list[PoolEvent], now: float) -> None:
         for ev in events:
             if isinstance(ev, ShareJudged):
                 self._on_share(conn, ev, now)
@@ -418,13 +418,14 @@ class PoolServer:
     def _on_share(self, conn: StratumConnection, ev: ShareJudged, now: float) -> None:
         self.metrics.shares_judged += 1
         w = ev.worker
-        self.stats.record(now, w.name, w.address, ev.accepted, ev.difficulty, ev.share_difficulty, ev.reason)
+        reason = None if ev.reason is None else ev.reason.value  # plain text from here on (stats, ledger)
+        self.stats.record(now, w.name, w.address, ev.accepted, ev.difficulty, ev.share_difficulty, reason)
         if self.sink is not None:
             self._emit(
                 ShareEvent(
                     time=now, worker=w.name, address=w.address, difficulty=ev.difficulty,
                     job_id=ev.submission.job_id, height=ev.job.height if ev.job is not None else 0,
-                    accepted=ev.accepted, reject_reason=ev.reason, share_difficulty=ev.share_difficulty,
+                    accepted=ev.accepted, reject_reason=reason, share_difficulty=ev.share_difficulty,
                     remote=conn.ip,
                 )
             )
@@ -472,7 +473,7 @@ class PoolServer:
 
     def broadcast_message(self, text: str) -> None:
         for c in list(self.connections):
-            if c.session is not None and c.session.state is State.READY:
+            if c.session is not None and c.session.state is PoolState.READY:
                 c.session.show_message(text)
                 c.flush_session()
 
@@ -491,11 +492,11 @@ class PoolServer:
             s = c.session
             if s is None or c.transport is None:
                 continue
-            if s.state is not State.READY and now - s.connected_at > lim.handshake_timeout:
+            if s.state is not PoolState.READY and now - s.connected_at > lim.handshake_timeout:
                 c.transport.close()
             elif now - s.last_activity > lim.idle_timeout:
                 c.transport.close()
-            elif s.state is State.READY:
+            elif s.state is PoolState.READY:
                 s.tick(now)
                 c.flush_session()
         self.metrics.connections = len(self.connections)

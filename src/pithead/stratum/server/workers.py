@@ -60,7 +60,7 @@ from pithead.stratum.server.build import build_server, front_end_shard
 from pithead.stratum.server.loop import run
 from pithead.stratum.server.pool import PoolServer, block_message
 from pithead.stratum.server.stats import StatsBook
-from pithead.stratum.v1.pool import State
+from pithead.stratum.v1.pool import PoolState
 from pithead.template.block_template import BlockTemplate, TemplateTx
 from pithead.template.interface import SubmitResult, TemplateSource, TemplateUpdate
 from pithead.template.sources.fanout import UpdateFanout
@@ -265,7 +265,7 @@ def worker_shard(front_end: tuple[int, int], index: int, count: int) -> tuple[in
 
 
 def _worker_stats(server: PoolServer, sink: ChannelSink, listed: int = LISTED_SESSIONS) -> dict[str, Any]:
-    ready = sum(1 for c in server.connections if c.session is not None and c.session.state is State.READY)
+    ready = sum(1 for c in server.connections if c.session is not None and c.session.state is PoolState.READY)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "cpu": ru.ru_utime + ru.ru_stime,

@@ -1,44 +1,76 @@
-"""The miner side of one Stratum V1 connection, sans-IO: bytes in, events out, bytes to send.
+"""The miner side of one Stratum V1 connection as a pure state machine: bytes in, events out, bytes to send.
 
-What it is: the protocol state of one connection to a pool. :meth:`ClientSession.start` queues the
+What it is: the protocol state of one connection to a pool (the reference miner's, a simulated device's,
+a proxy's upstream), driven by one transition table, `CLIENT_TRANSITIONS`: every (state, input) pair is
+listed, the illegal ones too. The inputs are the pool's methods (an unknown one as `UNKNOWN`), the pool's
+responses to each kind of request we send (`*_RESULT`; an authorize's as granted or refused; one we are
+not waiting for as `STRAY_RESPONSE`), and our own `START` and `CLOSE`. The states say truthfully where
+the handshake stands: subscribe and authorize may be answered in either order (`SUBSCRIBED` or
+`AUTHORIZED`, then `MINING`), as the pool's table takes them. :meth:`ClientSession.start` queues the
 handshake (``mining.configure`` for BIP310 version rolling, ``mining.subscribe``, ``mining.authorize``;
-after a successful authorize ``mining.suggest_difficulty`` and ``mining.extranonce.subscribe``).
-:meth:`receive_data` parses newline-framed JSON and returns typed events; :meth:`submit` queues a share;
-:meth:`data_to_send` drains what must be written. Semantics kept from the field:
+after a granted authorize ``mining.suggest_difficulty`` and ``mining.extranonce.subscribe``);
+:meth:`receive_data` frames and decodes the pool's lines through :mod:`pithead.stratum.v1.wire` and
+returns typed events; :meth:`submit` queues a share; :meth:`data_to_send` drains what must be written.
+
+Beside the table, not in it: parsing (the wire layer; the params checks below), the requests in flight
+(which request a response answers decides its input), and the work bookkeeping. Semantics kept from the
+field:
 
 - ``mining.set_difficulty`` applies from the *next* ``mining.notify`` (cgminer, docs.miners.tools); every
-  :class:`~pithead.stratum.v1.work.Work` carries the difficulty in force when its job arrived.
+  :class:`~pithead.stratum.v1.work.MinerWork` carries the difficulty in force when its job arrived.
 - ``mining.set_extranonce`` likewise applies to the next job; ``mining.set_version_mask`` applies at once
   (BIP310) and re-issues the current job with the new mask.
+- a notify before the subscribe result is held (no extranonce1 yet) and issued once subscribed.
 - the 6th submit param (version bits) is sent only when version rolling was negotiated.
 - server requests ``mining.ping`` and ``client.get_version`` are answered; unknown requests get error 20.
 
-What it is not: sockets, timers, reconnect policy or hashing (see ``connection.py`` and
-:mod:`pithead.miner`). Nothing here reads the clock.
+What it is not: sockets, timers, reconnect policy or hashing (see :mod:`pithead.stratum.client` and
+:mod:`pithead.miner`). Nothing here reads the clock. A pool's bad input raises
+:class:`~pithead.stratum.v1.errors.ProtocolViolation` (the shell then drops the connection).
 """
 
 from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
-from pithead.stratum.v1.errors import PoolProtocolViolation, SessionClosed, TooManyPending
+from pithead.stratum.v1.errors import OtherError, ProtocolViolation, SessionClosed, TooManyPending
+from pithead.stratum.v1.wire import (
+    AUTHORIZE,
+    CONFIGURE,
+    EXTRANONCE_SUBSCRIBE,
+    GET_VERSION,
+    MAX_LINE_FROM_POOL,
+    NOTIFY,
+    PING,
+    RECONNECT,
+    SET_DIFFICULTY,
+    SET_EXTRANONCE,
+    SET_VERSION_MASK,
+    SHOW_MESSAGE,
+    SUBMIT,
+    SUBSCRIBE,
+    SUGGEST_DIFFICULTY,
+    LineFramer,
+    Request,
+    Response,
+    decode,
+    encode_error,
+    encode_request,
+    encode_result,
+)
 from pithead.stratum.v1.work import (
     MAX_EXTRANONCE1_BYTES,
     MAX_EXTRANONCE2_SIZE,
     U32_MAX,
-    Job,
-    Share,
-    Work,
+    FoundShare,
+    MinerWork,
+    NotifiedJob,
 )
 
-#: One JSON line from the pool. A notify with a large coinbase and a full branch is a few kB; 256 KiB
-#: bounds what a broken or hostile pool can make us buffer before a newline.
-MAX_LINE_BYTES: Final = 256 * 1024
 #: Requests awaiting a reply. Submits are the only steady source; a pool that stops answering 1024 of
 #: them is dead, and the shell reconnects rather than queue without bound.
 MAX_PENDING_REQUESTS: Final = 1024
@@ -51,15 +83,53 @@ DEFAULT_VERSION_MASK: Final = 0x1FFFE000
 MAX_RECONNECT_WAIT: Final = 600.0
 #: show_message text kept for display.
 MAX_MESSAGE_CHARS: Final = 512
-#: Stratum error code "other/unknown" (Miningcore, public-pool, NOMP).
-ERR_OTHER: Final = 20
+#: Largest TCP port number (client.reconnect names one).
+MAX_PORT: Final = 65535
 
 
-class State(enum.Enum):
-    NEW = "new"
-    HANDSHAKE = "handshake"  # configure/subscribe/authorize sent
+class ClientState(enum.Enum):
+    NEW = "new"  # start() not called yet: nothing sent
+    HANDSHAKE = "handshake"  # configure/subscribe/authorize sent; neither subscribe nor authorize answered
+    SUBSCRIBED = "subscribed"  # the subscribe result came (extranonce1 known); authorize not granted yet
+    AUTHORIZED = "authorized"  # authorize granted; the subscribe result not here yet
     MINING = "mining"  # subscribed and authorized
-    CLOSED = "closed"
+    CLOSED = "closed"  # closed by us: nothing more is sent or received
+
+
+# The table's inputs. The pool's methods (NOTIFY ... PING, from the wire layer) and any other one:
+UNKNOWN = "<unknown method>"
+# the pool's responses, by the request they answer:
+CONFIGURE_RESULT = "<mining.configure result>"
+SUBSCRIBE_RESULT = "<mining.subscribe result>"
+AUTHORIZE_GRANTED = "<mining.authorize granted>"  # result true, no error
+AUTHORIZE_REFUSED = "<mining.authorize refused>"  # anything else
+SUGGEST_DIFFICULTY_RESULT = "<mining.suggest_difficulty result>"
+EXTRANONCE_SUBSCRIBE_RESULT = "<mining.extranonce.subscribe result>"
+SUBMIT_RESULT = "<mining.submit result>"
+STRAY_RESPONSE = "<stray response>"  # an id we did not send, or already answered
+# and our own calls:
+START = "<start>"
+CLOSE = "<close>"
+
+METHODS = (NOTIFY, SET_DIFFICULTY, SET_EXTRANONCE, SET_VERSION_MASK, RECONNECT, SHOW_MESSAGE, GET_VERSION, PING,
+           UNKNOWN)
+"""The table's columns for the pool's requests and notifications (a method not listed is UNKNOWN)."""
+RESULTS = (CONFIGURE_RESULT, SUBSCRIBE_RESULT, AUTHORIZE_GRANTED, AUTHORIZE_REFUSED, SUGGEST_DIFFICULTY_RESULT,
+           EXTRANONCE_SUBSCRIBE_RESULT, SUBMIT_RESULT, STRAY_RESPONSE)
+"""The table's columns for the pool's responses."""
+CALLS = (START, CLOSE)
+"""The table's columns for our own calls."""
+INPUTS = (*METHODS, *RESULTS, *CALLS)
+"""Every column of the table."""
+_KNOWN_METHODS = frozenset(METHODS)
+_RESULT_OF = {
+    CONFIGURE: CONFIGURE_RESULT,
+    SUBSCRIBE: SUBSCRIBE_RESULT,
+    SUGGEST_DIFFICULTY: SUGGEST_DIFFICULTY_RESULT,
+    EXTRANONCE_SUBSCRIBE: EXTRANONCE_SUBSCRIBE_RESULT,
+    SUBMIT: SUBMIT_RESULT,
+}
+"""The input a response becomes, by the method of the request it answers (authorize: granted/refused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +161,7 @@ class Subscribed:
 
 
 @dataclass(frozen=True, slots=True)
-class Authorized:
+class AuthorizationGranted:
     worker: str
 
 
@@ -105,13 +175,15 @@ class AuthorizationFailed:
 class NewWork:
     """Mine this now. ``clean``: drop work (and unsent shares) of earlier jobs."""
 
-    work: Work
+    work: MinerWork
     clean: bool
 
 
 @dataclass(frozen=True, slots=True)
-class DifficultyChanged:
-    difficulty: float  # applies from the next job
+class DifficultySet:
+    """The pool's mining.set_difficulty: applies from the next job."""
+
+    difficulty: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +194,12 @@ class ExtranonceChanged:
 
 @dataclass(frozen=True, slots=True)
 class ShareAccepted:
-    share: Share
+    share: FoundShare
 
 
 @dataclass(frozen=True, slots=True)
 class ShareRejected:
-    share: Share
+    share: FoundShare
     code: int | None
     reason: str
 
@@ -155,10 +227,10 @@ class RequestFailed:
 ClientEvent = (
     VersionRollingNegotiated
     | Subscribed
-    | Authorized
+    | AuthorizationGranted
     | AuthorizationFailed
     | NewWork
-    | DifficultyChanged
+    | DifficultySet
     | ExtranonceChanged
     | ShareAccepted
     | ShareRejected
@@ -168,154 +240,329 @@ ClientEvent = (
 )
 
 
-def describe_error(error: Any) -> tuple[int | None, str]:
-    """A Stratum error in any of the forms pools send: ``[code, msg, data]``, ``{code, message}``, text."""
-    if isinstance(error, list) and error:
-        code = error[0] if isinstance(error[0], int) and not isinstance(error[0], bool) else None
-        msg = error[1] if len(error) > 1 and isinstance(error[1], str) else str(error[0])
-        return code, msg
-    if isinstance(error, dict):
-        raw_code = error.get("code")
-        text = str(error.get("message", error.get("msg", "")))
-        return (raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None), text
-    return None, str(error)
+@dataclass(frozen=True, slots=True)
+class SentRequest:
+    """A request of ours awaiting its response."""
 
-
-@dataclass(slots=True)
-class _Pending:
     method: str
-    share: Share | None = None
+    share: FoundShare | None = None  # for a submit
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The pool's response together with the request of ours it answers."""
+
+    sent: SentRequest
+    response: Response
+
+
+# --- the rules a table cell can hold --------------------------------------------------------------------
+
+MethodHandler = Callable[["ClientSession", Request, list[ClientEvent]], None]
+ResultHandler = Callable[["ClientSession", Answer, list[ClientEvent]], None]
+CallHandler = Callable[["ClientSession"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class OnMethod:
+    """A request or notification from the pool: run `handler`; on success move to `next_state`."""
+
+    handler: MethodHandler
+    next_state: ClientState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OnResult:
+    """The pool's response to a request of ours: run `handler`; on success move to `next_state`."""
+
+    handler: ResultHandler
+    next_state: ClientState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OnCall:
+    """One of our own calls (start, close): run `handler` (if any), then move to `next_state`."""
+
+    handler: CallHandler | None
+    next_state: ClientState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """The pool broke the protocol: ProtocolViolation (the shell drops the connection)."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Misuse:
+    """Our side cannot do this now: SessionClosed."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disregard:
+    """Nothing to do, no change."""
+
+
+ClientRule = OnMethod | OnResult | OnCall | Violation | Misuse | Disregard
+
+
 class ClientSession:
-    """One connection's protocol state (see the module docstring)."""
+    """One connection's protocol state (see the module docstring). Not thread-safe."""
 
-    config: ClientConfig
-    state: State = State.NEW
-    extranonce1: bytes = b""
-    extranonce2_size: int = 0
-    difficulty: float = 1.0  # Stratum's default until the first set_difficulty
-    version_mask: int = 0  # negotiated; 0 = no version rolling
-    authorized: bool = False
-    subscribed: bool = False
-    current_work: Work | None = None
-    _pending_difficulty: float | None = None
-    _pending_extranonce: tuple[bytes, int] | None = None
-    _early_job: Job | None = None  # a notify that arrived before the subscribe result
-    _generation: int = 0
-    _next_id: int = 1
-    _pending: OrderedDict[int, _Pending] = field(default_factory=OrderedDict)
-    _inbuf: bytearray = field(default_factory=bytearray)
-    _outbuf: bytearray = field(default_factory=bytearray)
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self.state = ClientState.NEW
+        self.extranonce1 = b""
+        self.extranonce2_size = 0
+        self.difficulty = 1.0  # Stratum's default until the first set_difficulty
+        self.version_mask = 0  # negotiated; 0 = no version rolling
+        self.current_work: MinerWork | None = None
+        self._pending_difficulty: float | None = None
+        self._pending_extranonce: tuple[bytes, int] | None = None
+        self._early_job: NotifiedJob | None = None  # a notify that arrived before the subscribe result
+        self._generation = 0
+        self._next_id = 1
+        self._pending: OrderedDict[int, SentRequest] = OrderedDict()
+        self._framer = LineFramer(MAX_LINE_FROM_POOL)
+        self._outbuf = bytearray()
 
-    # ------------------------------------------------------------------------------------- outgoing
+    @property
+    def subscribed(self) -> bool:
+        return self.state in (ClientState.SUBSCRIBED, ClientState.MINING)
 
-    def _request(self, method: str, params: list[Any], share: Share | None = None) -> int:
-        if self.state is State.CLOSED:
-            raise SessionClosed("the session is closed")
-        if len(self._pending) >= MAX_PENDING_REQUESTS:
-            raise TooManyPending(f"{len(self._pending)} requests unanswered")
-        rid = self._next_id
-        self._next_id += 1
-        self._pending[rid] = _Pending(method, share)
-        self._outbuf += orjson.dumps({"id": rid, "method": method, "params": params}) + b"\n"
-        return rid
+    @property
+    def authorized(self) -> bool:
+        return self.state in (ClientState.AUTHORIZED, ClientState.MINING)
 
-    def _reply(self, rid: Any, result: Any, error: Any = None) -> None:
-        self._outbuf += orjson.dumps({"id": rid, "result": result, "error": error}) + b"\n"
+    @property
+    def pending_requests(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------------------------- our calls
 
     def start(self) -> None:
         """Queue the handshake: configure (BIP310 says first), subscribe, authorize."""
-        if self.state is not State.NEW:
-            raise SessionClosed("start() is called once per session")
-        self.state = State.HANDSHAKE
-        if self.config.version_rolling:
-            self._request(
-                "mining.configure",
-                [["version-rolling"], {"version-rolling.mask": f"{self.config.version_mask & U32_MAX:08x}"}],
-            )
-        self._request("mining.subscribe", [self.config.user_agent])
-        self._request("mining.authorize", [self.config.username, self.config.password])
+        self.handle(START)
 
-    def submit(self, share: Share) -> int:
+    def close(self) -> None:
+        self.handle(CLOSE)
+
+    def submit(self, share: FoundShare) -> int:
         """Queue ``mining.submit`` for a share; returns its request id."""
-        return self._request("mining.submit", share.submit_params(self.config.username), share)
+        return self._request(SUBMIT, share.submit_params(self.config.username), share)
 
     def data_to_send(self) -> bytes:
         out = bytes(self._outbuf)
         self._outbuf.clear()
         return out
 
-    def close(self) -> None:
-        self.state = State.CLOSED
-
-    @property
-    def pending_requests(self) -> int:
-        return len(self._pending)
+    def _request(self, method: str, params: list[Any], share: FoundShare | None = None) -> int:
+        if self.state is ClientState.CLOSED:
+            raise SessionClosed("the session is closed")
+        if len(self._pending) >= MAX_PENDING_REQUESTS:
+            raise TooManyPending(f"{len(self._pending)} requests unanswered")
+        rid = self._next_id
+        self._next_id += 1
+        self._pending[rid] = SentRequest(method, share)
+        self._outbuf += encode_request(rid, method, params)
+        return rid
 
     # ------------------------------------------------------------------------------------- incoming
 
     def receive_data(self, data: bytes) -> list[ClientEvent]:
         """Feed bytes from the pool; returns the events of every complete line.
 
-        Raises PoolProtocolViolation for bad framing or JSON, or malformed params of a message the
-        miner cannot go on without (notify, subscribe result); the shell then drops the connection.
-        """
-        if self.state is State.CLOSED:
+        Raises ProtocolViolation for bad framing or JSON, or for malformed params of a message the miner
+        cannot go on without (notify, subscribe result); the shell then drops the connection."""
+        if self.state is ClientState.CLOSED:
             raise SessionClosed("the session is closed")
-        self._inbuf += data
         events: list[ClientEvent] = []
-        while True:
-            nl = self._inbuf.find(b"\n")
-            if nl < 0:
-                if len(self._inbuf) > MAX_LINE_BYTES:
-                    raise PoolProtocolViolation(f"line longer than {MAX_LINE_BYTES} bytes")
-                return events
-            if nl > MAX_LINE_BYTES:
-                raise PoolProtocolViolation(f"line longer than {MAX_LINE_BYTES} bytes")
-            line = bytes(self._inbuf[:nl]).strip()
-            del self._inbuf[: nl + 1]
-            if line:
-                events.extend(self._handle_line(line))
+        for line in self._framer.feed(data):
+            msg = decode(line)
+            if isinstance(msg, Request):
+                events += self.handle(msg.method if msg.method in _KNOWN_METHODS else UNKNOWN, msg)
+            else:
+                events += self._response(msg)
+        return events
 
-    def _handle_line(self, line: bytes) -> list[ClientEvent]:
-        try:
-            msg = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise PoolProtocolViolation(f"not JSON: {line[:80]!r}") from exc
-        if not isinstance(msg, dict):
-            raise PoolProtocolViolation("a Stratum message is a JSON object")
-        method = msg.get("method")
-        if isinstance(method, str):
-            params = msg.get("params", [])
-            if not isinstance(params, list):
-                raise PoolProtocolViolation(f"{method}: params must be a list")
-            return self._handle_method(msg.get("id"), method, params)
-        if "id" in msg and ("result" in msg or "error" in msg):
-            return self._handle_response(msg.get("id"), msg.get("result"), msg.get("error"), msg)
-        raise PoolProtocolViolation("message is neither a request/notification nor a response")
+    def _response(self, resp: Response) -> list[ClientEvent]:
+        """Which request a response answers decides its input (bookkeeping beside the table)."""
+        rid = resp.id
+        sent = self._pending.pop(rid, None) if isinstance(rid, int) and not isinstance(rid, bool) else None
+        if sent is None:
+            return self.handle(STRAY_RESPONSE)  # not one of ours (ids are ints we chose), late or duplicate
+        if sent.method == AUTHORIZE:
+            kind = AUTHORIZE_GRANTED if resp.ok else AUTHORIZE_REFUSED
+        else:
+            kind = _RESULT_OF[sent.method]
+        return self.handle(kind, Answer(sent, resp))
 
-    # server → client methods
-
-    def _handle_method(self, rid: Any, method: str, params: list[Any]) -> list[ClientEvent]:
-        handler = _METHODS.get(method)
-        if handler is None:
-            if rid is not None:
-                self._reply(rid, None, [ERR_OTHER, f"unsupported method {method[:64]}", None])
-            return []
-        return handler(self, rid, params)
-
-    def _on_notify(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
-        job = Job.from_notify(params)
-        if not self.subscribed:
-            # No extranonce1 yet, so no header can be built: keep the newest job for when it comes.
-            self._early_job = job
-            return []
-        return self._issue(job)
-
-    def _issue(self, job: Job) -> list[ClientEvent]:
+    def handle(self, kind: str, message: Request | Answer | None = None) -> list[ClientEvent]:
+        """One input through the transition table: a pool method (with its Request), a response (with
+        its Answer), or our own call (no message). Returns the events."""
+        rule = CLIENT_TRANSITIONS[(self.state, kind)]
         events: list[ClientEvent] = []
+        if isinstance(rule, OnMethod):
+            if not isinstance(message, Request):
+                raise TypeError(f"{kind} needs the pool's Request")
+            rule.handler(self, message, events)
+        elif isinstance(rule, OnResult):
+            if not isinstance(message, Answer):
+                raise TypeError(f"{kind} needs an Answer")
+            rule.handler(self, message, events)
+        elif isinstance(rule, OnCall):
+            if rule.handler is not None:
+                rule.handler(self)
+        elif isinstance(rule, Violation):
+            raise ProtocolViolation(f"{kind} in state {self.state.value}: {rule.why}")
+        elif isinstance(rule, Misuse):
+            raise SessionClosed(rule.why)
+        else:
+            return events  # Disregard
+        if rule.next_state is not None:
+            self.state = rule.next_state
+        return events
+
+    # --- our calls (referenced by the table) ---------------------------------------------------------
+
+    def _start(self) -> None:
+        if self.config.version_rolling:
+            self._request(
+                CONFIGURE,
+                [["version-rolling"], {"version-rolling.mask": f"{self.config.version_mask & U32_MAX:08x}"}],
+            )
+        self._request(SUBSCRIBE, [self.config.user_agent])
+        self._request(AUTHORIZE, [self.config.username, self.config.password])
+
+    # --- the pool's methods (referenced by the table) ------------------------------------------------
+
+    def _hold_job(self, req: Request, events: list[ClientEvent]) -> None:
+        """A notify before the subscribe result: no extranonce1 yet, so no header can be built; keep the
+        newest job for when it comes."""
+        self._early_job = NotifiedJob.from_notify(req.params)
+
+    def _new_job(self, req: Request, events: list[ClientEvent]) -> None:
+        events += self._issue(NotifiedJob.from_notify(req.params))
+
+    def _set_difficulty(self, req: Request, events: list[ClientEvent]) -> None:
+        diff = _difficulty(req.params[0] if req.params else None)
+        self._pending_difficulty = diff
+        events.append(DifficultySet(diff))
+
+    def _set_extranonce(self, req: Request, events: list[ClientEvent]) -> None:
+        if len(req.params) < 2:
+            raise ProtocolViolation("mining.set_extranonce needs [extranonce1, extranonce2_size]")
+        en1, size = _extranonce(req.params[0], req.params[1])
+        self._pending_extranonce = (en1, size)
+        if req.id is not None:
+            self._outbuf += encode_result(req.id, True)
+        events.append(ExtranonceChanged(en1, size))
+
+    def _set_version_mask(self, req: Request, events: list[ClientEvent]) -> None:
+        mask = _mask(req.params[0] if req.params else None, "mining.set_version_mask")
+        # The pool may only narrow what we offered; never roll bits we did not ask for.
+        self.version_mask = mask & self.config.version_mask if self.config.version_rolling else 0
+        events.append(VersionRollingNegotiated(bool(self.version_mask), self.version_mask))
+        if self.current_work is not None:
+            # BIP310: effective immediately, so re-issue the current job under the new mask.
+            self.current_work = self._make_work(self.current_work.job)
+            events.append(NewWork(self.current_work, False))
+
+    def _reconnect(self, req: Request, events: list[ClientEvent]) -> None:
+        params = req.params
+        host = params[0] if len(params) > 0 and isinstance(params[0], str) and params[0] else None
+        port: int | None = None
+        if len(params) > 1 and params[1] not in (None, ""):
+            try:
+                port = int(params[1])
+            except (TypeError, ValueError) as exc:
+                raise ProtocolViolation("client.reconnect: port must be a number") from exc
+            if not 0 <= port <= MAX_PORT:
+                raise ProtocolViolation("client.reconnect: port out of range")
+            port = port or None  # 0 means "the same port", as an empty value does
+        wait = 0.0
+        if len(params) > 2:
+            try:
+                wait = min(max(float(params[2]), 0.0), MAX_RECONNECT_WAIT)
+            except (TypeError, ValueError) as exc:
+                raise ProtocolViolation("client.reconnect: wait must be a number") from exc
+        events.append(ReconnectRequested(host, port, wait))
+
+    def _show_message(self, req: Request, events: list[ClientEvent]) -> None:
+        text = str(req.params[0]) if req.params else ""
+        events.append(PoolMessage(text[:MAX_MESSAGE_CHARS]))
+
+    def _get_version(self, req: Request, events: list[ClientEvent]) -> None:
+        if req.id is not None:
+            self._outbuf += encode_result(req.id, self.config.user_agent)
+
+    def _ping(self, req: Request, events: list[ClientEvent]) -> None:
+        if req.id is not None:
+            self._outbuf += encode_result(req.id, "pong")
+
+    def _unknown(self, req: Request, events: list[ClientEvent]) -> None:
+        if req.id is not None:  # a request is answered (error 20); a notification needs nothing
+            self._outbuf += encode_error(req.id, OtherError(f"unsupported method {req.method}"))
+
+    # --- the pool's responses (referenced by the table) ----------------------------------------------
+
+    def _configured(self, answer: Answer, events: list[ClientEvent]) -> None:
+        resp = answer.response
+        mask = 0
+        if resp.error is None and isinstance(resp.result, dict) and resp.result.get("version-rolling") is True:
+            try:
+                mask = _mask(resp.result.get("version-rolling.mask"), "version-rolling.mask") & self.config.version_mask
+            except ProtocolViolation:
+                mask = 0
+        self.version_mask = mask
+        events.append(VersionRollingNegotiated(mask != 0, mask))
+
+    def _subscribed(self, answer: Answer, events: list[ClientEvent]) -> None:
+        resp = answer.response
+        if resp.error is not None:
+            raise ProtocolViolation(f"mining.subscribe failed: {resp.error.message}")
+        result = resp.result
+        if not isinstance(result, list) or len(result) < 3:
+            raise ProtocolViolation(f"mining.subscribe failed: {result!r}")
+        self.extranonce1, self.extranonce2_size = _extranonce(result[1], result[2])
+        events.append(Subscribed(self.extranonce1, self.extranonce2_size))
+        if self._early_job is not None:
+            job, self._early_job = self._early_job, None
+            events += self._issue(job)
+
+    def _authorization_granted(self, answer: Answer, events: list[ClientEvent]) -> None:
+        if self.config.suggest_difficulty is not None:
+            self._request(SUGGEST_DIFFICULTY, [self.config.suggest_difficulty])
+        if self.config.extranonce_subscribe:
+            self._request(EXTRANONCE_SUBSCRIBE, [])
+        events.append(AuthorizationGranted(self.config.username))
+
+    def _authorization_refused(self, answer: Answer, events: list[ClientEvent]) -> None:
+        error = answer.response.error
+        events.append(AuthorizationFailed(self.config.username, "refused" if error is None else error.message))
+
+    def _request_answered(self, answer: Answer, events: list[ClientEvent]) -> None:
+        """suggest_difficulty, extranonce.subscribe: a failure is reported and the session goes on."""
+        if answer.response.error is not None:
+            events.append(RequestFailed(answer.sent.method, answer.response.error.message))
+
+    def _share_answered(self, answer: Answer, events: list[ClientEvent]) -> None:
+        share, resp = answer.sent.share, answer.response
+        assert share is not None  # every submit is sent with its share
+        if resp.ok:
+            events.append(ShareAccepted(share))
+            return
+        code, reason = (None, "rejected") if resp.error is None else (resp.error.code, resp.error.message)
+        if resp.reject_reason is not None:  # ckpool's extra field, cgminer reads it
+            reason = resp.reject_reason
+        events.append(ShareRejected(share, code, reason))
+
+    # --- work bookkeeping (beside the table) ---------------------------------------------------------
+
+    def _issue(self, job: NotifiedJob) -> list[ClientEvent]:
         if self._pending_difficulty is not None:
             self.difficulty = self._pending_difficulty
             self._pending_difficulty = None
@@ -328,175 +575,179 @@ class ClientSession:
             self.current_work is not None and self.current_work.extranonce1 != work.extranonce1
         )
         self.current_work = work
-        events.append(NewWork(work, clean))
-        return events
+        return [NewWork(work, clean)]
 
-    def _make_work(self, job: Job) -> Work:
+    def _make_work(self, job: NotifiedJob) -> MinerWork:
         self._generation += 1
-        return Work(job, self.extranonce1, self.extranonce2_size, self.difficulty, self.version_mask, self._generation)
+        return MinerWork(job, self.extranonce1, self.extranonce2_size, self.difficulty, self.version_mask,
+                         self._generation)
 
-    def _on_set_difficulty(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
-        diff = _difficulty(params[0] if params else None)
-        self._pending_difficulty = diff
-        return [DifficultyChanged(diff)]
 
-    def _on_set_extranonce(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
-        if len(params) < 2:
-            raise PoolProtocolViolation("mining.set_extranonce needs [extranonce1, extranonce2_size]")
-        en1, size = _extranonce(params[0], params[1])
-        self._pending_extranonce = (en1, size)
-        if rid is not None:
-            self._reply(rid, True)
-        return [ExtranonceChanged(en1, size)]
-
-    def _on_set_version_mask(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
-        mask = _mask(params[0] if params else None, "mining.set_version_mask")
-        # The pool may only narrow what we offered; never roll bits we did not ask for.
-        self.version_mask = mask & self.config.version_mask if self.config.version_rolling else 0
-        events: list[ClientEvent] = [VersionRollingNegotiated(bool(self.version_mask), self.version_mask)]
-        if self.current_work is not None:
-            # BIP310: effective immediately, so re-issue the current job under the new mask.
-            self.current_work = self._make_work(self.current_work.job)
-            events.append(NewWork(self.current_work, False))
-        return events
-
-    def _on_reconnect(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
-        host = params[0] if len(params) > 0 and isinstance(params[0], str) and params[0] else None
-        port: int | None = None
-        if len(params) > 1 and params[1] not in (None, ""):
-            try:
-                port = int(params[1])
-            except (TypeError, ValueError) as exc:
-                raise PoolProtocolViolation("client.reconnect: port must be a number") from exc
-            if not 0 <= port < 65536:
-                raise PoolProtocolViolation("client.reconnect: port out of range")
-            port = port or None  # 0 means "the same port", as an empty value does
-        wait = 0.0
-        if len(params) > 2:
-            try:
-                wait = min(max(float(params[2]), 0.0), MAX_RECONNECT_WAIT)
-            except (TypeError, ValueError) as exc:
-                raise PoolProtocolViolation("client.reconnect: wait must be a number") from exc
-        return [ReconnectRequested(host, port, wait)]
-
-    def _on_show_message(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
-        text = str(params[0]) if params else ""
-        return [PoolMessage(text[:MAX_MESSAGE_CHARS])]
-
-    def _on_get_version(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
-        if rid is not None:
-            self._reply(rid, self.config.user_agent)
-        return []
-
-    def _on_ping(self, rid: Any, params: list[Any]) -> list[ClientEvent]:
-        if rid is not None:
-            self._reply(rid, "pong")
-        return []
-
-    # responses to our requests
-
-    def _handle_response(self, rid: Any, result: Any, error: Any, msg: dict[str, Any]) -> list[ClientEvent]:
-        if not isinstance(rid, int) or isinstance(rid, bool):
-            return []  # not one of ours (ids are ints we chose)
-        pending = self._pending.pop(rid, None)
-        if pending is None:
-            return []  # late or duplicate reply
-        method = pending.method
-        if method == "mining.submit":
-            assert pending.share is not None
-            if error is None and result is True:
-                return [ShareAccepted(pending.share)]
-            code, reason = describe_error(error) if error is not None else (None, "rejected")
-            if isinstance(msg.get("reject-reason"), str):  # ckpool's extra field, cgminer reads it
-                reason = msg["reject-reason"]
-            return [ShareRejected(pending.share, code, reason)]
-        if method == "mining.configure":
-            return [self._on_configure_result(result, error)]
-        if method == "mining.subscribe":
-            return self._on_subscribe_result(result, error)
-        if method == "mining.authorize":
-            if error is None and result is True:
-                self.authorized = True
-                self._after_authorize()
-                if self.subscribed:
-                    self.state = State.MINING
-                return [Authorized(self.config.username)]
-            _code, reason = describe_error(error) if error is not None else (None, "refused")
-            return [AuthorizationFailed(self.config.username, reason)]
-        if error is not None:
-            return [RequestFailed(method, describe_error(error)[1])]
-        return []
-
-    def _on_configure_result(self, result: Any, error: Any) -> VersionRollingNegotiated:
-        enabled = False
-        mask = 0
-        if error is None and isinstance(result, dict) and result.get("version-rolling") is True:
-            try:
-                mask = _mask(result.get("version-rolling.mask"), "version-rolling.mask") & self.config.version_mask
-            except PoolProtocolViolation:
-                mask = 0
-            enabled = mask != 0
-        self.version_mask = mask
-        return VersionRollingNegotiated(enabled, mask)
-
-    def _on_subscribe_result(self, result: Any, error: Any) -> list[ClientEvent]:
-        if error is not None or not isinstance(result, list) or len(result) < 3:
-            raise PoolProtocolViolation(f"mining.subscribe failed: {describe_error(error)[1] if error else result!r}")
-        en1, size = _extranonce(result[1], result[2])
-        self.extranonce1, self.extranonce2_size = en1, size
-        self.subscribed = True
-        if self.authorized:
-            self.state = State.MINING
-        events: list[ClientEvent] = [Subscribed(en1, size)]
-        if self._early_job is not None:
-            job, self._early_job = self._early_job, None
-            events.extend(self._issue(job))
-        return events
-
-    def _after_authorize(self) -> None:
-        if self.config.suggest_difficulty is not None:
-            self._request("mining.suggest_difficulty", [self.config.suggest_difficulty])
-        if self.config.extranonce_subscribe:
-            self._request("mining.extranonce.subscribe", [])
+# --- params checks (beside the table) -------------------------------------------------------------------
 
 
 def _difficulty(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PoolProtocolViolation(f"difficulty must be a number, got {value!r}")
+        raise ProtocolViolation(f"difficulty must be a number, got {value!r}")
     diff = float(value)
     if not MIN_DIFFICULTY <= diff <= MAX_DIFFICULTY:
-        raise PoolProtocolViolation(f"difficulty {diff!r} out of range")
+        raise ProtocolViolation(f"difficulty {diff!r} out of range")
     return diff
 
 
 def _extranonce(en1: Any, size: Any) -> tuple[bytes, int]:
     if not isinstance(en1, str) or len(en1) > 2 * MAX_EXTRANONCE1_BYTES:
-        raise PoolProtocolViolation("extranonce1 must be a short hex string")
+        raise ProtocolViolation("extranonce1 must be a short hex string")
     try:
         raw = bytes.fromhex(en1)
     except ValueError as exc:
-        raise PoolProtocolViolation("extranonce1 is not hex") from exc
+        raise ProtocolViolation("extranonce1 is not hex") from exc
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_EXTRANONCE2_SIZE:
-        raise PoolProtocolViolation(f"extranonce2_size must be an integer in 0..{MAX_EXTRANONCE2_SIZE}")
+        raise ProtocolViolation(f"extranonce2_size must be an integer in 0..{MAX_EXTRANONCE2_SIZE}")
     return raw, size
 
 
 def _mask(value: Any, what: str) -> int:
     if not isinstance(value, str) or not 0 < len(value) <= 8:
-        raise PoolProtocolViolation(f"{what} must be up to 8 hex digits")
+        raise ProtocolViolation(f"{what} must be up to 8 hex digits")
     try:
         return int(value, 16)
     except ValueError as exc:
-        raise PoolProtocolViolation(f"{what} is not hex") from exc
+        raise ProtocolViolation(f"{what} is not hex") from exc
 
 
-_METHODS = {
-    "mining.notify": ClientSession._on_notify,
-    "mining.set_difficulty": ClientSession._on_set_difficulty,
-    "mining.set_extranonce": ClientSession._on_set_extranonce,
-    "mining.set_version_mask": ClientSession._on_set_version_mask,
-    "client.reconnect": ClientSession._on_reconnect,
-    "client.show_message": ClientSession._on_show_message,
-    "client.get_version": ClientSession._on_get_version,
-    "mining.ping": ClientSession._on_ping,
+# --- the transition table: the spec ----------------------------------------------------------------------
+# Every (state, input) pair, legal or not. The pool's methods are taken in every open state (a notify
+# before the subscribe result is held, after it issued); subscribe and authorize may be answered in either
+# order; a response the session cannot be waiting for in a state (answered twice, or before it was sent)
+# is a violation; a share's result is taken whenever it comes; after close nothing is.
+
+_CLOSED = Misuse("the session is closed")
+_STARTED = Misuse("start() is called once per session")
+_NOT_SENT = Violation("no such request is in flight")
+_ANSWERED = Violation("that request was already answered")
+
+CLIENT_TRANSITIONS: dict[tuple[ClientState, str], ClientRule] = {
+    # NEW: start() not called, nothing sent
+    (ClientState.NEW, NOTIFY): OnMethod(ClientSession._hold_job),
+    (ClientState.NEW, SET_DIFFICULTY): OnMethod(ClientSession._set_difficulty),
+    (ClientState.NEW, SET_EXTRANONCE): OnMethod(ClientSession._set_extranonce),
+    (ClientState.NEW, SET_VERSION_MASK): OnMethod(ClientSession._set_version_mask),
+    (ClientState.NEW, RECONNECT): OnMethod(ClientSession._reconnect),
+    (ClientState.NEW, SHOW_MESSAGE): OnMethod(ClientSession._show_message),
+    (ClientState.NEW, GET_VERSION): OnMethod(ClientSession._get_version),
+    (ClientState.NEW, PING): OnMethod(ClientSession._ping),
+    (ClientState.NEW, UNKNOWN): OnMethod(ClientSession._unknown),
+    (ClientState.NEW, CONFIGURE_RESULT): _NOT_SENT,
+    (ClientState.NEW, SUBSCRIBE_RESULT): _NOT_SENT,
+    (ClientState.NEW, AUTHORIZE_GRANTED): _NOT_SENT,
+    (ClientState.NEW, AUTHORIZE_REFUSED): _NOT_SENT,
+    (ClientState.NEW, SUGGEST_DIFFICULTY_RESULT): _NOT_SENT,
+    (ClientState.NEW, EXTRANONCE_SUBSCRIBE_RESULT): _NOT_SENT,
+    (ClientState.NEW, SUBMIT_RESULT): OnResult(ClientSession._share_answered),
+    (ClientState.NEW, STRAY_RESPONSE): Disregard(),
+    (ClientState.NEW, START): OnCall(ClientSession._start, ClientState.HANDSHAKE),
+    (ClientState.NEW, CLOSE): OnCall(None, ClientState.CLOSED),
+    # HANDSHAKE: configure/subscribe/authorize sent, neither subscribe nor authorize answered
+    (ClientState.HANDSHAKE, NOTIFY): OnMethod(ClientSession._hold_job),
+    (ClientState.HANDSHAKE, SET_DIFFICULTY): OnMethod(ClientSession._set_difficulty),
+    (ClientState.HANDSHAKE, SET_EXTRANONCE): OnMethod(ClientSession._set_extranonce),
+    (ClientState.HANDSHAKE, SET_VERSION_MASK): OnMethod(ClientSession._set_version_mask),
+    (ClientState.HANDSHAKE, RECONNECT): OnMethod(ClientSession._reconnect),
+    (ClientState.HANDSHAKE, SHOW_MESSAGE): OnMethod(ClientSession._show_message),
+    (ClientState.HANDSHAKE, GET_VERSION): OnMethod(ClientSession._get_version),
+    (ClientState.HANDSHAKE, PING): OnMethod(ClientSession._ping),
+    (ClientState.HANDSHAKE, UNKNOWN): OnMethod(ClientSession._unknown),
+    (ClientState.HANDSHAKE, CONFIGURE_RESULT): OnResult(ClientSession._configured),
+    (ClientState.HANDSHAKE, SUBSCRIBE_RESULT): OnResult(ClientSession._subscribed, ClientState.SUBSCRIBED),
+    (ClientState.HANDSHAKE, AUTHORIZE_GRANTED): OnResult(ClientSession._authorization_granted,
+                                                         ClientState.AUTHORIZED),
+    (ClientState.HANDSHAKE, AUTHORIZE_REFUSED): OnResult(ClientSession._authorization_refused),
+    (ClientState.HANDSHAKE, SUGGEST_DIFFICULTY_RESULT): _NOT_SENT,
+    (ClientState.HANDSHAKE, EXTRANONCE_SUBSCRIBE_RESULT): _NOT_SENT,
+    (ClientState.HANDSHAKE, SUBMIT_RESULT): OnResult(ClientSession._share_answered),
+    (ClientState.HANDSHAKE, STRAY_RESPONSE): Disregard(),
+    (ClientState.HANDSHAKE, START): _STARTED,
+    (ClientState.HANDSHAKE, CLOSE): OnCall(None, ClientState.CLOSED),
+    # SUBSCRIBED: extranonce1 known, authorize not granted (yet, or refused)
+    (ClientState.SUBSCRIBED, NOTIFY): OnMethod(ClientSession._new_job),
+    (ClientState.SUBSCRIBED, SET_DIFFICULTY): OnMethod(ClientSession._set_difficulty),
+    (ClientState.SUBSCRIBED, SET_EXTRANONCE): OnMethod(ClientSession._set_extranonce),
+    (ClientState.SUBSCRIBED, SET_VERSION_MASK): OnMethod(ClientSession._set_version_mask),
+    (ClientState.SUBSCRIBED, RECONNECT): OnMethod(ClientSession._reconnect),
+    (ClientState.SUBSCRIBED, SHOW_MESSAGE): OnMethod(ClientSession._show_message),
+    (ClientState.SUBSCRIBED, GET_VERSION): OnMethod(ClientSession._get_version),
+    (ClientState.SUBSCRIBED, PING): OnMethod(ClientSession._ping),
+    (ClientState.SUBSCRIBED, UNKNOWN): OnMethod(ClientSession._unknown),
+    (ClientState.SUBSCRIBED, CONFIGURE_RESULT): OnResult(ClientSession._configured),
+    (ClientState.SUBSCRIBED, SUBSCRIBE_RESULT): _ANSWERED,
+    (ClientState.SUBSCRIBED, AUTHORIZE_GRANTED): OnResult(ClientSession._authorization_granted,
+                                                          ClientState.MINING),
+    (ClientState.SUBSCRIBED, AUTHORIZE_REFUSED): OnResult(ClientSession._authorization_refused),
+    (ClientState.SUBSCRIBED, SUGGEST_DIFFICULTY_RESULT): _NOT_SENT,
+    (ClientState.SUBSCRIBED, EXTRANONCE_SUBSCRIBE_RESULT): _NOT_SENT,
+    (ClientState.SUBSCRIBED, SUBMIT_RESULT): OnResult(ClientSession._share_answered),
+    (ClientState.SUBSCRIBED, STRAY_RESPONSE): Disregard(),
+    (ClientState.SUBSCRIBED, START): _STARTED,
+    (ClientState.SUBSCRIBED, CLOSE): OnCall(None, ClientState.CLOSED),
+    # AUTHORIZED: authorize granted, the subscribe result not here yet
+    (ClientState.AUTHORIZED, NOTIFY): OnMethod(ClientSession._hold_job),
+    (ClientState.AUTHORIZED, SET_DIFFICULTY): OnMethod(ClientSession._set_difficulty),
+    (ClientState.AUTHORIZED, SET_EXTRANONCE): OnMethod(ClientSession._set_extranonce),
+    (ClientState.AUTHORIZED, SET_VERSION_MASK): OnMethod(ClientSession._set_version_mask),
+    (ClientState.AUTHORIZED, RECONNECT): OnMethod(ClientSession._reconnect),
+    (ClientState.AUTHORIZED, SHOW_MESSAGE): OnMethod(ClientSession._show_message),
+    (ClientState.AUTHORIZED, GET_VERSION): OnMethod(ClientSession._get_version),
+    (ClientState.AUTHORIZED, PING): OnMethod(ClientSession._ping),
+    (ClientState.AUTHORIZED, UNKNOWN): OnMethod(ClientSession._unknown),
+    (ClientState.AUTHORIZED, CONFIGURE_RESULT): OnResult(ClientSession._configured),
+    (ClientState.AUTHORIZED, SUBSCRIBE_RESULT): OnResult(ClientSession._subscribed, ClientState.MINING),
+    (ClientState.AUTHORIZED, AUTHORIZE_GRANTED): _ANSWERED,
+    (ClientState.AUTHORIZED, AUTHORIZE_REFUSED): _ANSWERED,
+    (ClientState.AUTHORIZED, SUGGEST_DIFFICULTY_RESULT): OnResult(ClientSession._request_answered),
+    (ClientState.AUTHORIZED, EXTRANONCE_SUBSCRIBE_RESULT): OnResult(ClientSession._request_answered),
+    (ClientState.AUTHORIZED, SUBMIT_RESULT): OnResult(ClientSession._share_answered),
+    (ClientState.AUTHORIZED, STRAY_RESPONSE): Disregard(),
+    (ClientState.AUTHORIZED, START): _STARTED,
+    (ClientState.AUTHORIZED, CLOSE): OnCall(None, ClientState.CLOSED),
+    # MINING: subscribed and authorized
+    (ClientState.MINING, NOTIFY): OnMethod(ClientSession._new_job),
+    (ClientState.MINING, SET_DIFFICULTY): OnMethod(ClientSession._set_difficulty),
+    (ClientState.MINING, SET_EXTRANONCE): OnMethod(ClientSession._set_extranonce),
+    (ClientState.MINING, SET_VERSION_MASK): OnMethod(ClientSession._set_version_mask),
+    (ClientState.MINING, RECONNECT): OnMethod(ClientSession._reconnect),
+    (ClientState.MINING, SHOW_MESSAGE): OnMethod(ClientSession._show_message),
+    (ClientState.MINING, GET_VERSION): OnMethod(ClientSession._get_version),
+    (ClientState.MINING, PING): OnMethod(ClientSession._ping),
+    (ClientState.MINING, UNKNOWN): OnMethod(ClientSession._unknown),
+    (ClientState.MINING, CONFIGURE_RESULT): OnResult(ClientSession._configured),
+    (ClientState.MINING, SUBSCRIBE_RESULT): _ANSWERED,
+    (ClientState.MINING, AUTHORIZE_GRANTED): _ANSWERED,
+    (ClientState.MINING, AUTHORIZE_REFUSED): _ANSWERED,
+    (ClientState.MINING, SUGGEST_DIFFICULTY_RESULT): OnResult(ClientSession._request_answered),
+    (ClientState.MINING, EXTRANONCE_SUBSCRIBE_RESULT): OnResult(ClientSession._request_answered),
+    (ClientState.MINING, SUBMIT_RESULT): OnResult(ClientSession._share_answered),
+    (ClientState.MINING, STRAY_RESPONSE): Disregard(),
+    (ClientState.MINING, START): _STARTED,
+    (ClientState.MINING, CLOSE): OnCall(None, ClientState.CLOSED),
+    # CLOSED: closed by us; closing again is harmless
+    (ClientState.CLOSED, NOTIFY): _CLOSED,
+    (ClientState.CLOSED, SET_DIFFICULTY): _CLOSED,
+    (ClientState.CLOSED, SET_EXTRANONCE): _CLOSED,
+    (ClientState.CLOSED, SET_VERSION_MASK): _CLOSED,
+    (ClientState.CLOSED, RECONNECT): _CLOSED,
+    (ClientState.CLOSED, SHOW_MESSAGE): _CLOSED,
+    (ClientState.CLOSED, GET_VERSION): _CLOSED,
+    (ClientState.CLOSED, PING): _CLOSED,
+    (ClientState.CLOSED, UNKNOWN): _CLOSED,
+    (ClientState.CLOSED, CONFIGURE_RESULT): _CLOSED,
+    (ClientState.CLOSED, SUBSCRIBE_RESULT): _CLOSED,
+    (ClientState.CLOSED, AUTHORIZE_GRANTED): _CLOSED,
+    (ClientState.CLOSED, AUTHORIZE_REFUSED): _CLOSED,
+    (ClientState.CLOSED, SUGGEST_DIFFICULTY_RESULT): _CLOSED,
+    (ClientState.CLOSED, EXTRANONCE_SUBSCRIBE_RESULT): _CLOSED,
+    (ClientState.CLOSED, SUBMIT_RESULT): _CLOSED,
+    (ClientState.CLOSED, STRAY_RESPONSE): _CLOSED,
+    (ClientState.CLOSED, START): _CLOSED,
+    (ClientState.CLOSED, CLOSE): OnCall(None),
 }

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from pithead.stratum.share import ShareKey
-from pithead.stratum.v1.wire import encode_notification
+from pithead.stratum.v1.wire import NOTIFY, encode_notification
 from pithead.stratum.version import BIP320_MASK
 from pithead.template.block_template import BlockTemplate
 from pithead.template.job import (
@@ -59,8 +59,8 @@ def issue(job: Job, seq: int, generation: int) -> IssuedJob:
         job,
         seq,
         generation,
-        encode_notification("mining.notify", job.notify_params(True)),
-        encode_notification("mining.notify", job.notify_params(False)),
+        encode_notification(NOTIFY, job.notify_params(True)),
+        encode_notification(NOTIFY, job.notify_params(False)),
     )
 
 

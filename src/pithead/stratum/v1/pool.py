@@ -1,13 +1,20 @@
-"""One Stratum V1 connection as a pure state machine: bytes in → events out, replies as bytes.
+"""The pool side of one Stratum V1 connection as a pure state machine: bytes in → events out, replies as bytes.
 
-What it is: `Session.receive(data, now)` frames and decodes lines, checks each request against the
-transition table `TRANSITIONS` (the spec: every (state, method) pair is listed, the illegal ones with the
-error they answer), runs the handler, queues the reply bytes and returns events (`ShareJudged`,
-`BlockFound`, `Authorized`, `CloseRequested`) for the asyncio shell to act on. The shell takes the bytes
-with `data_to_send()`. Server-initiated messages (notify, set_difficulty, set_version_mask,
-set_extranonce, client.reconnect, client.show_message) are methods that queue bytes. What it is not: no
-socket, no clock (`now` is a parameter), no asyncio; the block it builds is handed out as an event and
-submitted by the shell.
+What it is: `PoolSession.receive(data, now)` frames and decodes lines (`pithead.stratum.v1.wire`), looks
+each one up in the transition table `TRANSITIONS` — the spec: every (state, input) pair is listed, the
+illegal ones with the error they answer — runs the rule, queues the reply bytes and returns events
+(`ShareJudged`, `BlockFound`, `WorkerAuthorized`, `DifficultyAssigned`, `CloseRequested`) for the asyncio
+shell to act on. The shell takes the bytes with `data_to_send()`. The table's inputs are the miner's
+methods (an unknown one as `UNKNOWN`), its responses to our requests (`RESPONSE`), and what happens to
+the session itself: a stream that can no longer be framed (`UNFRAMEABLE`), a misbehaviour score that
+reached the ban (`BANNED`), a connection that is gone (`LOST`). Every state change is made by the table.
+Server-initiated messages (notify, set_difficulty, set_version_mask, set_extranonce, client.reconnect,
+client.show_message) are methods that queue bytes. What it is not: no socket, no clock (`now` is a
+parameter), no asyncio; the block it builds is handed out as an event and submitted by the shell.
+
+Beside the table, not in it: parsing (the wire layer and the handlers' field checks), the misbehaviour
+score (`_penalize`; reaching `BAN_SCORE` feeds the table `BANNED`) and the share-target bookkeeping
+(`_diff_for`, `_note_job`).
 
 Field rules kept here (see notes/stratum-field-notes.md): configure/suggest_difficulty/extranonce.subscribe
 are answered, never ignored, in any state; suggest_difficulty is honoured before or after authorize; the
@@ -21,33 +28,50 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pithead.chain.address import AddressError, address_to_script
 from pithead.chain.compact import difficulty_to_target
 from pithead.chain.params import Network
 from pithead.stratum.difficulty import VarDiff, VarDiffConfig, wire_difficulty
 from pithead.stratum.extranonce import ExtranonceAllocator
-from pithead.stratum.share import Submission, check_share, parse_submit
+from pithead.stratum.share import RejectReason, Submission, check_share
 from pithead.stratum.v1.errors import (
     NotSubscribed,
     OtherError,
     ProtocolViolation,
     StratumError,
     Unauthorized,
+    rejection,
 )
 from pithead.stratum.v1.jobs import IssuedJob, JobBook
 from pithead.stratum.v1.wire import (
-    ClientResponse,
-    JsonId,
-    LineBuffer,
+    AUTHORIZE,
+    CONFIGURE,
+    EXTRANONCE_SUBSCRIBE,
+    GET_VERSION,
+    MAX_LINE_FROM_MINER,
+    NOTIFY,
+    PING,
+    RECONNECT,
+    SET_DIFFICULTY,
+    SET_EXTRANONCE,
+    SET_VERSION_MASK,
+    SHOW_MESSAGE,
+    SUBMIT,
+    SUBSCRIBE,
+    SUGGEST_DIFFICULTY,
+    LineFramer,
     Request,
     decode,
     encode_error,
     encode_notification,
+    encode_request,
     encode_result,
+    parse_hex32,
+    parse_submit,
+    version_rolling_result,
 )
-from pithead.stratum.version import BIP320_MASK, negotiate, parse_hex32
+from pithead.stratum.version import BIP320_MASK, negotiate
 from pithead.template.job import Job, assemble_block, block_hash
 
 SERVER_VERSION = "pithead/0.1.0"
@@ -58,6 +82,12 @@ MAX_WORKERS_PER_CONNECTION = 64
 """Distinct worker names one connection may authorize (cgminer proxies authorize a few)."""
 MAX_USERNAME = 128
 """Longest `ADDRESS[.worker]` accepted (a bech32 address is at most 90 characters)."""
+MAX_CONFIGURE_EXTENSIONS = 16
+"""Extensions looked at in one mining.configure (BIP310 defines four; the rest are junk)."""
+MAX_PASSWORD_OPTIONS = 16
+"""`key=value` items read from a password (`d=512` is the one we use)."""
+MAX_SESSION_ID_HEX = 16
+"""Longest session id (a previous extranonce1, hex) a resuming subscribe may name; ours are 8 digits."""
 
 BAN_SCORE = 100.0
 """Misbehaviour score at which the connection is closed and its IP banned for a while."""
@@ -70,86 +100,41 @@ SCORE_DECAY_PER_SECOND = 1.0
 MAX_TRACKED_JOBS = 32
 """Jobs per connection whose share difficulty is remembered (older ones are judged at the current
 difficulty; 32 jobs span several refresh intervals and new blocks)."""
-HONEST_REASONS = frozenset({"stale", "job-not-found", "duplicate"})
+MAX_TARGETS_CACHED = 8
+"""Share targets kept per connection (one per difficulty a job was judged at: a few in force at once)."""
+HONEST_REASONS = frozenset({RejectReason.STALE, RejectReason.JOB_NOT_FOUND, RejectReason.DUPLICATE})
 """Reject reasons that do not count towards a ban: they happen to honest miners around new blocks and
 reconnects (in-flight work on an old job; a resubmit after a dropped reply)."""
 
 
-class State(enum.Enum):
+class PoolState(enum.Enum):
     NEW = "new"  # connected, nothing yet (configure may come here)
     SUBSCRIBED = "subscribed"  # subscribed, no worker authorized yet
     AUTHORIZED = "authorized"  # a worker authorized before subscribing (some miners do this)
     READY = "ready"  # subscribed and authorized: gets jobs, may submit
-    CLOSED = "closed"  # closing: nothing more is read or answered
+    CLOSED = "closed"  # closing or gone: nothing more is read or answered
 
 
-CONFIGURE = "mining.configure"
-SUBSCRIBE = "mining.subscribe"
-AUTHORIZE = "mining.authorize"
-SUGGEST = "mining.suggest_difficulty"
-EXTRANONCE_SUBSCRIBE = "mining.extranonce.subscribe"
-SUBMIT = "mining.submit"
-PING = "mining.ping"
-GET_VERSION = "client.get_version"
-UNKNOWN = "<unknown>"  # any other method name
+# The table's inputs: the methods a miner calls, then what else can happen to a session.
+UNKNOWN = "<unknown method>"  # any other method name
+RESPONSE = "<response>"  # the miner's answer to a request of ours (client.get_version)
+UNFRAMEABLE = "<unframeable>"  # an over-long line: the stream can no longer be framed
+BANNED = "<banned>"  # the misbehaviour score reached BAN_SCORE
+LOST = "<connection lost>"  # the shell says the connection is gone
 
-METHODS = (CONFIGURE, SUBSCRIBE, AUTHORIZE, SUGGEST, EXTRANONCE_SUBSCRIBE, SUBMIT, PING, GET_VERSION, UNKNOWN)
-
-
-@dataclass(frozen=True, slots=True)
-class Allow:
-    handler: str  # Session method name
-    next_state: State | None = None  # None: unchanged. Applied only when the handler succeeds.
-
-
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    error: type[StratumError]
-    message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Ignore:
-    """No reply at all (only for a closing connection)."""
-
-
-Rule = Allow | Refuse | Ignore
-
-_ANYTIME: dict[str, Rule] = {
-    CONFIGURE: Allow("_configure"),
-    SUGGEST: Allow("_suggest_difficulty"),
-    EXTRANONCE_SUBSCRIBE: Allow("_extranonce_subscribe"),
-    PING: Allow("_ping"),
-    GET_VERSION: Allow("_get_version"),
-    UNKNOWN: Refuse(OtherError, "Unknown method"),
-}
-
-TRANSITIONS: dict[tuple[State, str], Rule] = {
-    **{(State.NEW, m): r for m, r in _ANYTIME.items()},
-    (State.NEW, SUBSCRIBE): Allow("_subscribe", State.SUBSCRIBED),
-    (State.NEW, AUTHORIZE): Allow("_authorize", State.AUTHORIZED),
-    (State.NEW, SUBMIT): Refuse(NotSubscribed),
-    **{(State.SUBSCRIBED, m): r for m, r in _ANYTIME.items()},
-    (State.SUBSCRIBED, SUBSCRIBE): Refuse(OtherError, "Already subscribed"),
-    (State.SUBSCRIBED, AUTHORIZE): Allow("_authorize", State.READY),
-    (State.SUBSCRIBED, SUBMIT): Refuse(Unauthorized),
-    **{(State.AUTHORIZED, m): r for m, r in _ANYTIME.items()},
-    (State.AUTHORIZED, SUBSCRIBE): Allow("_subscribe", State.READY),
-    (State.AUTHORIZED, AUTHORIZE): Allow("_authorize"),
-    (State.AUTHORIZED, SUBMIT): Refuse(NotSubscribed),
-    **{(State.READY, m): r for m, r in _ANYTIME.items()},
-    (State.READY, SUBSCRIBE): Refuse(OtherError, "Already subscribed"),
-    (State.READY, AUTHORIZE): Allow("_authorize"),
-    (State.READY, SUBMIT): Allow("_submit"),
-    **{(State.CLOSED, m): Ignore() for m in METHODS},
-}
+METHODS = (CONFIGURE, SUBSCRIBE, AUTHORIZE, SUGGEST_DIFFICULTY, EXTRANONCE_SUBSCRIBE, SUBMIT, PING, GET_VERSION,
+           UNKNOWN)
+"""The table's request columns (a method not listed is looked up as UNKNOWN)."""
+INPUTS = (*METHODS, RESPONSE, UNFRAMEABLE, BANNED, LOST)
+"""Every column of the table."""
+_KNOWN_METHODS = frozenset(METHODS)
 
 
 # --- pool rules the sessions share ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Worker:
+class PoolWorker:
     name: str  # as authorized: "ADDRESS.rig1"
     address: str  # the part before the first "."
     payout_script: bytes | None  # solo mode: where the coinbase pays
@@ -168,7 +153,7 @@ class PoolRules:
     user_rule: str = "address"  # pool mode: "address" (username must be a valid address) or "any"
     server_version: str = SERVER_VERSION
 
-    def authorize(self, username: object, password: object) -> tuple[Worker, dict[str, str]]:
+    def authorize(self, username: object, password: object) -> tuple[PoolWorker, dict[str, str]]:
         """Check a login; returns the worker and its password options (e.g. {"d": "512"})."""
         if not isinstance(username, str) or not username or len(username) > MAX_USERNAME:
             raise Unauthorized("Worker name must be ADDRESS[.worker]")
@@ -179,7 +164,7 @@ class PoolRules:
                 script = address_to_script(address, self.network)
             except AddressError as exc:
                 raise Unauthorized(f"Not a {self.network.name} address: {exc}") from None
-        return Worker(username, address, script), parse_password(password)
+        return PoolWorker(username, address, script), parse_password(password)
 
 
 def parse_password(password: object) -> dict[str, str]:
@@ -187,7 +172,7 @@ def parse_password(password: object) -> dict[str, str]:
     opts: dict[str, str] = {}
     if not isinstance(password, str):
         return opts
-    for item in password.replace(" ", ",").split(",")[:16]:
+    for item in password.replace(" ", ",").split(",")[:MAX_PASSWORD_OPTIONS]:
         key, sep, value = item.partition("=")
         if sep and key.strip():
             opts[key.strip().lower()] = value.strip()
@@ -199,11 +184,11 @@ def parse_password(password: object) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class ShareJudged:
-    worker: Worker
+    worker: PoolWorker
     job: Job | None  # None when the job id was unknown
     submission: Submission
     accepted: bool
-    reason: str | None
+    reason: RejectReason | None  # why it was rejected (None when accepted)
     difficulty: float  # the share difficulty credited / required
     share_difficulty: float  # what the hash reached
     is_block: bool
@@ -211,19 +196,21 @@ class ShareJudged:
 
 @dataclass(frozen=True, slots=True)
 class BlockFound:
-    worker: Worker
+    worker: PoolWorker
     job: Job
     block: bytes  # serialized, ready for submitblock
     block_hash: bytes  # internal order
 
 
 @dataclass(frozen=True, slots=True)
-class Authorized:
-    worker: Worker
+class WorkerAuthorized:
+    worker: PoolWorker
 
 
 @dataclass(frozen=True, slots=True)
-class DifficultyChanged:
+class DifficultyAssigned:
+    """The pool changed this miner's share difficulty (vardiff, a suggestion, `d=`, minimum-difficulty)."""
+
     difficulty: float
 
 
@@ -233,7 +220,51 @@ class CloseRequested:
     ban: bool
 
 
-Event = ShareJudged | BlockFound | Authorized | DifficultyChanged | CloseRequested
+PoolEvent = ShareJudged | BlockFound | WorkerAuthorized | DifficultyAssigned | CloseRequested
+
+
+# --- the rules a table cell can hold --------------------------------------------------------------------
+
+PoolHandler = Callable[["PoolSession", Request, float, list[PoolEvent]], object]
+"""Runs an allowed request; returns its result (the reply), or raises the StratumError it answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    """Run `handler` and reply with its result; on success move to `next_state` (None: stay), then run
+    `then` (what entering that state sends, after the reply)."""
+
+    handler: PoolHandler
+    next_state: PoolState | None = None
+    then: Callable[[PoolSession], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Reply with this error; the state stays."""
+
+    error: type[StratumError]
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """No reply, no change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Move to CLOSED and ask the shell to close the connection (and to ban its IP when `ban`)."""
+
+    ban: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """The connection is gone: move to CLOSED and free the extranonce1 (a new connection may resume it)."""
+
+
+PoolRule = Allow | Refuse | Ignore | Close | Gone
 
 
 def _num(v: object, what: str) -> float:
@@ -248,7 +279,7 @@ def _num(v: object, what: str) -> float:
     return f
 
 
-class Session:
+class PoolSession:
     """A connection's protocol state. Not thread-safe; one per connection."""
 
     def __init__(
@@ -264,7 +295,7 @@ class Session:
         self.jobs = jobs
         self.allocator = allocator
         self.remote = remote
-        self.state = State.NEW
+        self.state = PoolState.NEW
         self.connected_at = now
         self.last_activity = now
         self.user_agent: str | None = None
@@ -277,7 +308,7 @@ class Session:
         # against the miner as junk
         self._earlier_masks = 0
         self.extranonce_subscribed = False
-        self.workers: dict[str, Worker] = {}
+        self.workers: dict[str, PoolWorker] = {}
         self.vardiff = VarDiff(rules.vardiff, rules.start_difficulty, now)
         self._suggested: float | None = None
         # share target bookkeeping: for each job sent (by seq), the lowest difficulty in force since it
@@ -285,7 +316,7 @@ class Session:
         self._job_diff: dict[int, float] = {}
         self._target_cache: dict[float, int] = {}
         self._last_job: IssuedJob | None = None
-        self._buffer = LineBuffer()
+        self._framer = LineFramer(MAX_LINE_FROM_MINER)
         self._backlog: list[bytes] = []  # complete request lines not handled yet (see `receive`)
         self._backlog_pos = 0
         self._out: list[bytes] = []
@@ -308,24 +339,28 @@ class Session:
         return self.vardiff.difficulty
 
     @property
-    def primary_worker(self) -> Worker | None:
+    def primary_worker(self) -> PoolWorker | None:
         return next(iter(self.workers.values()), None)
 
-    def receive(self, data: bytes, now: float, max_lines: int | None = None) -> list[Event]:
+    def receive(self, data: bytes, now: float, max_lines: int | None = None) -> list[PoolEvent]:
         """Feed received bytes; returns the events; replies are queued for `data_to_send`.
 
         With `max_lines`, at most that many requests are handled now; the rest wait in order
         (`pending_requests`) for `continue_pending` — so one pipelining miner cannot hold the event loop
         while others wait (the shell stops reading that peer until its backlog is handled)."""
-        if self.state is State.CLOSED:
+        if self.state is PoolState.CLOSED:
             return []
         self.last_activity = now
-        events: list[Event] = []
+        events: list[PoolEvent] = []
         try:
-            lines = self._buffer.feed(data)
+            lines = self._framer.feed(data)
         except ProtocolViolation as exc:
-            self._penalize(SCORE_PER_VIOLATION, now, events)
-            return [*events, self._close(f"framing: {exc}", ban=False)]
+            self._penalize(SCORE_PER_VIOLATION, now)
+            if self._score >= BAN_SCORE:
+                self.session_input(BANNED, "too many invalid messages or shares", events)
+            else:
+                self.session_input(UNFRAMEABLE, f"framing: {exc}", events)
+            return events
         if self._backlog:
             self._backlog.extend(lines)
         else:
@@ -337,76 +372,97 @@ class Session:
     def pending_requests(self) -> int:
         return len(self._backlog) - self._backlog_pos
 
-    def continue_pending(self, now: float, max_lines: int | None = None) -> list[Event]:
+    def continue_pending(self, now: float, max_lines: int | None = None) -> list[PoolEvent]:
         """Handle the next requests of the backlog left by `receive(..., max_lines)`."""
-        events: list[Event] = []
-        if self.state is not State.CLOSED:
+        events: list[PoolEvent] = []
+        if self.state is not PoolState.CLOSED:
             self._run_backlog(now, events, max_lines)
         return events
 
-    def _run_backlog(self, now: float, events: list[Event], max_lines: int | None) -> None:
+    def _run_backlog(self, now: float, events: list[PoolEvent], max_lines: int | None) -> None:
         backlog = self._backlog
         pos = self._backlog_pos
         end = len(backlog) if max_lines is None else min(len(backlog), pos + max_lines)
         while pos < end:
             self.receive_line(backlog[pos], now, events)
             pos += 1
-            if self.state is State.CLOSED:
+            if self.state is PoolState.CLOSED:
                 break
-        if pos >= len(backlog) or self.state is State.CLOSED:
+        if pos >= len(backlog) or self.state is PoolState.CLOSED:
             self._backlog = []
             self._backlog_pos = 0
         else:
             self._backlog_pos = pos
 
-    def receive_line(self, line: bytes, now: float, events: list[Event]) -> None:
+    def receive_line(self, line: bytes, now: float, events: list[PoolEvent]) -> None:
+        """One complete line: decoded, then through the table (a line that is no message is answered
+        with error 20 and counts towards a ban)."""
         try:
             msg = decode(line)
         except ProtocolViolation as exc:
-            self._out.append(encode_error(None, OtherError(f"Malformed message: {exc}", reason="malformed")))
-            self._penalize(SCORE_PER_VIOLATION, now, events)
-            return
-        if isinstance(msg, ClientResponse):
-            return  # answers to our own requests (client.get_version); nothing to do
-        self.handle(msg, now, events)
+            self._out.append(encode_error(None, OtherError(f"Malformed message: {exc}")))
+            self._penalize(SCORE_PER_VIOLATION, now)
+        else:
+            if isinstance(msg, Request):
+                self.handle(msg, now, events)
+            else:
+                self.session_input(RESPONSE, "", events)  # answers to client.get_version: nothing to do
+        if self._score >= BAN_SCORE:
+            self.session_input(BANNED, "too many invalid messages or shares", events)
 
-    def handle(self, req: Request, now: float, events: list[Event]) -> None:
-        method = req.method if req.method in METHODS else UNKNOWN
+    def handle(self, req: Request, now: float, events: list[PoolEvent]) -> None:
+        """One request through the transition table: the rule of (state, method) answers it."""
+        method = req.method if req.method in _KNOWN_METHODS else UNKNOWN
         rule = TRANSITIONS[(self.state, method)]
-        if isinstance(rule, Ignore):
-            return
-        if isinstance(rule, Refuse):
-            err = rule.error(rule.message) if rule.message else rule.error()
-            self._reply_error(req.id, err, method == SUBMIT)
-            if method == SUBMIT:
-                self._penalize(SCORE_PER_INVALID_SHARE, now, events)
-            return
-        handler: Callable[[Request, float, list[Event]], Any] = getattr(self, rule.handler)
-        try:
-            result = handler(req, now, events)
-        except StratumError as err:
-            self._reply_error(req.id, err, method == SUBMIT)
-            self._flush_after()
-            return
-        except ProtocolViolation as exc:
-            self._reply_error(req.id, OtherError(f"Invalid params: {exc}", reason="malformed"))
-            self._flush_after()
-            self._penalize(SCORE_PER_VIOLATION, now, events)
-            return
-        if result is not _NO_REPLY:
+        if isinstance(rule, Allow):
+            try:
+                result = rule.handler(self, req, now, events)
+            except StratumError as err:
+                self._out.append(encode_error(req.id, err, method == SUBMIT))
+                self._flush_after()
+                return
+            except ProtocolViolation as exc:
+                self._out.append(encode_error(req.id, OtherError(f"Invalid params: {exc}")))
+                self._flush_after()
+                self._penalize(SCORE_PER_VIOLATION, now)
+                return
             self._out.append(encode_result(req.id, result))
-        self._flush_after()
-        before = self.state
-        if rule.next_state is not None and self.state is not State.CLOSED:
-            self.state = rule.next_state
-        if before is not State.READY and self.state is State.READY:
-            self._on_ready()
+            self._flush_after()
+            if rule.next_state is not None:
+                self.state = rule.next_state
+            if rule.then is not None:
+                rule.then(self)
+        elif isinstance(rule, Refuse):
+            self._out.append(encode_error(req.id, rule.error(rule.message), method == SUBMIT))
+            if method == SUBMIT:
+                self._penalize(SCORE_PER_INVALID_SHARE, now)
+        elif not isinstance(rule, Ignore):
+            raise AssertionError(f"{rule!r} cannot answer a request ({self.state}, {method})")
 
-    # --- handlers --------------------------------------------------------------------------------------
-    def _configure(self, req: Request, now: float, events: list[Event]) -> Any:
+    def session_input(self, kind: str, reason: str, events: list[PoolEvent]) -> None:
+        """An input that is not a request (RESPONSE, UNFRAMEABLE, BANNED, LOST) through the table;
+        `receive` and `close` feed these, `reason` says why for a close."""
+        rule = TRANSITIONS[(self.state, kind)]
+        if isinstance(rule, Close):
+            self.state = PoolState.CLOSED
+            self.close_reason = reason
+            events.append(CloseRequested(reason, rule.ban))
+        elif isinstance(rule, Gone):
+            self.state = PoolState.CLOSED
+            if self.extranonce1 is not None:
+                self.allocator.release(self.extranonce1)
+        elif not isinstance(rule, Ignore):
+            raise AssertionError(f"{rule!r} needs a request ({self.state}, {kind})")
+
+    def close(self) -> None:
+        """The connection is gone (the shell's connection_lost): the table's LOST input."""
+        self.session_input(LOST, "connection lost", [])
+
+    # --- handlers (referenced by the table) ------------------------------------------------------------
+    def _configure(self, req: Request, now: float, events: list[PoolEvent]) -> object:
         if len(req.params) < 1 or not isinstance(req.params[0], list):
             raise ProtocolViolation("mining.configure params: [extensions[], options{}]")
-        exts = req.params[0][:16]
+        exts = req.params[0][:MAX_CONFIGURE_EXTENSIONS]
         opts = req.params[1] if len(req.params) > 1 and isinstance(req.params[1], dict) else {}
         result: dict[str, object] = {}
         for ext in exts:
@@ -419,7 +475,7 @@ class Session:
                 min_bits = int(mbc) if isinstance(mbc, int) and not isinstance(mbc, bool) else 0
                 answer = negotiate(self.rules.version_mask, mask, min_bits)
                 self.version_mask = answer.mask
-                result.update(answer.result_fields())
+                result.update(version_rolling_result(answer))
             elif ext == "minimum-difficulty":
                 value = opts.get("minimum-difficulty.value")
                 try:
@@ -436,21 +492,21 @@ class Session:
                 result[ext] = False
         return result
 
-    def _subscribe(self, req: Request, now: float, events: list[Event]) -> Any:
+    def _subscribe(self, req: Request, now: float, events: list[PoolEvent]) -> object:
         agent = req.params[0] if req.params else None
         if isinstance(agent, str):
             self.user_agent = agent[:MAX_USER_AGENT]
         previous: bytes | None = None
-        if len(req.params) > 1 and isinstance(req.params[1], str) and len(req.params[1]) <= 16:
+        if len(req.params) > 1 and isinstance(req.params[1], str) and len(req.params[1]) <= MAX_SESSION_ID_HEX:
             try:
                 previous = bytes.fromhex(req.params[1])
             except ValueError:
                 previous = None
         self.extranonce1 = self.allocator.allocate(previous)
         sid = self.extranonce1.hex()
-        return [[["mining.set_difficulty", sid], ["mining.notify", sid]], sid, self.extranonce2_size]
+        return [[[SET_DIFFICULTY, sid], [NOTIFY, sid]], sid, self.extranonce2_size]
 
-    def _authorize(self, req: Request, now: float, events: list[Event]) -> Any:
+    def _authorize(self, req: Request, now: float, events: list[PoolEvent]) -> object:
         if not req.params:
             raise Unauthorized("mining.authorize needs a worker name")
         username = req.params[0]
@@ -465,7 +521,7 @@ class Session:
             if first.payout_script != worker.payout_script:
                 raise Unauthorized("Solo mode: one payout address per connection")
         self.workers[worker.name] = worker
-        events.append(Authorized(worker))
+        events.append(WorkerAuthorized(worker))
         if "d" in opts:
             try:
                 fixed = _num(opts["d"], "d=")
@@ -475,7 +531,7 @@ class Session:
                 self._apply_difficulty(self.vardiff.fix(fixed, now), events)
         return True
 
-    def _suggest_difficulty(self, req: Request, now: float, events: list[Event]) -> Any:
+    def _suggest_difficulty(self, req: Request, now: float, events: list[PoolEvent]) -> object:
         if not req.params:
             raise ProtocolViolation("mining.suggest_difficulty needs a difficulty")
         diff = _num(req.params[0], "difficulty")
@@ -484,17 +540,17 @@ class Session:
             self._apply_difficulty(self.vardiff.suggest(diff, now), events)
         return True
 
-    def _extranonce_subscribe(self, req: Request, now: float, events: list[Event]) -> Any:
+    def _extranonce_subscribe(self, req: Request, now: float, events: list[PoolEvent]) -> object:
         self.extranonce_subscribed = True
         return True
 
-    def _ping(self, req: Request, now: float, events: list[Event]) -> Any:
+    def _ping(self, req: Request, now: float, events: list[PoolEvent]) -> object:
         return "pong"
 
-    def _get_version(self, req: Request, now: float, events: list[Event]) -> Any:
+    def _get_version(self, req: Request, now: float, events: list[PoolEvent]) -> object:
         return self.rules.server_version
 
-    def _submit(self, req: Request, now: float, events: list[Event]) -> Any:
+    def _submit(self, req: Request, now: float, events: list[PoolEvent]) -> object:
         sub = parse_submit(req.params)
         worker = self.workers.get(sub.worker)
         if worker is None:
@@ -521,21 +577,26 @@ class Session:
             ShareJudged(worker, job, sub, verdict.accepted, verdict.reason, diff,
                         verdict.share_difficulty, verdict.is_block)
         )
-        if not verdict.accepted:
-            assert verdict.error is not None
-            in_flight = (verdict.reason == "bad-version-bits" and sub.version_bits is not None
+        if verdict.reason is not None:
+            in_flight = (verdict.reason is RejectReason.BAD_VERSION_BITS and sub.version_bits is not None
                          and sub.version_bits & ~(self._earlier_masks | self.version_mask) == 0)
             if verdict.reason not in HONEST_REASONS and not in_flight:
-                self._penalize(SCORE_PER_INVALID_SHARE, now, events)
-            raise verdict.error
+                self._penalize(SCORE_PER_INVALID_SHARE, now)
+            raise rejection(verdict.reason)
         assert job is not None
         self.last_share_at = now
         if verdict.is_block:
             block = assemble_block(job, self.extranonce1, sub.extranonce2, sub.ntime, sub.nonce, verdict.version)
             events.append(BlockFound(worker, job, block, block_hash(block)))
-        self._out.append(encode_result(req.id, True))
-        self._apply_difficulty(self.vardiff.on_share(now), events)
-        return _NO_REPLY
+        self._apply_difficulty(self.vardiff.on_share(now), events)  # queued after the reply
+        return True
+
+    def _start_work(self) -> None:
+        """Entering READY: the difficulty, then the current job (clean), after the reply that got us here."""
+        self._out.append(encode_notification(SET_DIFFICULTY, [wire_difficulty(self.difficulty)]))
+        ij = self.jobs.job_for(self._payout_script())
+        if ij is not None:
+            self._send_job(ij, clean=True)
 
     def _flush_after(self) -> None:
         if self._after:
@@ -567,12 +628,12 @@ class Session:
     def _target(self, diff: float) -> int:
         t = self._target_cache.get(diff)
         if t is None:
-            if len(self._target_cache) > 8:
+            if len(self._target_cache) > MAX_TARGETS_CACHED:
                 self._target_cache.clear()
             t = self._target_cache[diff] = difficulty_to_target(diff)
         return t
 
-    def _apply_difficulty(self, new: float | None, events: list[Event]) -> None:
+    def _apply_difficulty(self, new: float | None, events: list[PoolEvent]) -> None:
         """After vardiff/suggest/d= changed the difficulty: lower the remembered difficulty of the jobs
         already sent if the new one is lower, and (when the miner already has work) send set_difficulty
         and the current job again, since most miners apply a new difficulty from the next notify."""
@@ -581,10 +642,10 @@ class Session:
         for seq, d in self._job_diff.items():  # a lower difficulty applies to every job sent so far
             if new < d:
                 self._job_diff[seq] = new
-        events.append(DifficultyChanged(new))
-        if self.state is State.READY:
+        events.append(DifficultyAssigned(new))
+        if self.state is PoolState.READY:
             # queued after the reply of the request being handled (see `handle`)
-            self._after.append(encode_notification("mining.set_difficulty", [wire_difficulty(new)]))
+            self._after.append(encode_notification(SET_DIFFICULTY, [wire_difficulty(new)]))
             if self._last_job is not None:
                 current = self.jobs.job_for(self._payout_script())
                 if current is not None:
@@ -597,12 +658,6 @@ class Session:
         w = self.primary_worker
         return w.payout_script if w is not None else None
 
-    def _on_ready(self) -> None:
-        self._out.append(encode_notification("mining.set_difficulty", [wire_difficulty(self.difficulty)]))
-        ij = self.jobs.job_for(self._payout_script())
-        if ij is not None:
-            self._send_job(ij, clean=True)
-
     def _send_job(self, ij: IssuedJob, clean: bool) -> None:
         self._out.append(ij.line_clean if clean else ij.line_update)
         self._last_job = ij
@@ -610,7 +665,7 @@ class Session:
 
     def current_job(self) -> IssuedJob | None:
         """The job this session should be working on now (solo: for its payout script)."""
-        if self.state is not State.READY:
+        if self.state is not PoolState.READY:
             return None
         return self.jobs.job_for(self._payout_script())
 
@@ -624,16 +679,16 @@ class Session:
     def push_job(self, ij: IssuedJob, clean: bool) -> bytes:
         """A new job for a READY session: returns the bytes to write (the pre-serialized notify line),
         without queuing them — the broadcast path writes them straight out."""
-        if self.state is not State.READY:
+        if self.state is not PoolState.READY:
             return b""
         self._last_job = ij
         self._note_job(ij)
         return ij.line_clean if clean else ij.line_update
 
-    def tick(self, now: float) -> list[Event]:
+    def tick(self, now: float) -> list[PoolEvent]:
         """Periodic housekeeping: vardiff for quiet connections."""
-        events: list[Event] = []
-        if self.state is State.READY:
+        events: list[PoolEvent] = []
+        if self.state is PoolState.READY:
             self._apply_difficulty(self.vardiff.on_tick(now), events)
             self._flush_after()
         return events
@@ -644,7 +699,7 @@ class Session:
             return
         self._earlier_masks |= self.version_mask
         self.version_mask = mask & self.rules.version_mask
-        self._out.append(encode_notification("mining.set_version_mask", [f"{self.version_mask:08x}"]))
+        self._out.append(encode_notification(SET_VERSION_MASK, [f"{self.version_mask:08x}"]))
 
     def set_extranonce(self, extranonce1: bytes, extranonce2_size: int | None = None) -> bool:
         """Change this session's extranonce. Miners that subscribed to extranonce changes get
@@ -658,9 +713,7 @@ class Session:
         if not self.extranonce_subscribed:
             self.reconnect()
             return False
-        self._out.append(
-            encode_notification("mining.set_extranonce", [extranonce1.hex(), self.extranonce2_size])
-        )
+        self._out.append(encode_notification(SET_EXTRANONCE, [extranonce1.hex(), self.extranonce2_size]))
         ij = self.current_job()
         if ij is not None:
             self._send_job(ij, clean=True)
@@ -668,41 +721,106 @@ class Session:
 
     def reconnect(self, host: str | None = None, port: int | None = None, wait: int = 0) -> None:
         params: list[object] = [] if host is None else [host, port, wait]
-        self._out.append(encode_notification("client.reconnect", params))
+        self._out.append(encode_notification(RECONNECT, params))
 
     def show_message(self, text: str) -> None:
-        self._out.append(encode_notification("client.show_message", [text]))
+        self._out.append(encode_notification(SHOW_MESSAGE, [text]))
 
     def request_version(self) -> None:
         self._server_req_id += 1
-        self._out.append(
-            b'{"id":"s%d","method":"client.get_version","params":[]}\n' % self._server_req_id
-        )
+        self._out.append(encode_request(f"s{self._server_req_id}", GET_VERSION, []))
 
-    # --- misbehaviour & close --------------------------------------------------------------------------
+    # --- misbehaviour (bookkeeping beside the table) -----------------------------------------------------
     @property
     def score(self) -> float:
         return self._score
 
-    def _penalize(self, amount: float, now: float, events: list[Event]) -> None:
+    def _penalize(self, amount: float, now: float) -> None:
+        """Add to the decaying misbehaviour score; reaching BAN_SCORE feeds the table BANNED (the caller
+        checks once the message is answered, so the miner still gets its reply)."""
         self._score = max(0.0, self._score - (now - self._score_at) * SCORE_DECAY_PER_SECOND) + amount
         self._score_at = now
-        if self._score >= BAN_SCORE and self.state is not State.CLOSED:
-            events.append(self._close("too many invalid messages or shares", ban=True))
-
-    def _close(self, reason: str, ban: bool) -> CloseRequested:
-        self.state = State.CLOSED
-        self.close_reason = reason
-        return CloseRequested(reason, ban)
-
-    def close(self) -> None:
-        """The connection is gone: free the extranonce1 (it may be resumed by a new connection)."""
-        if self.extranonce1 is not None:
-            self.allocator.release(self.extranonce1)
-        self.state = State.CLOSED
-
-    def _reply_error(self, msg_id: JsonId, err: StratumError, rejected_share: bool = False) -> None:
-        self._out.append(encode_error(msg_id, err, reject_reason=rejected_share))
 
 
-_NO_REPLY = object()
+# --- the transition table: the spec ----------------------------------------------------------------------
+# Every (state, input) pair, legal or not. configure, suggest_difficulty, extranonce.subscribe, ping and
+# get_version are answered in every open state (field notes: never ignore them); subscribe and authorize
+# may come in either order, and READY is entered by whichever completes the pair.
+
+_UNKNOWN_METHOD = Refuse(OtherError, "Unknown method")
+_ALREADY_SUBSCRIBED = Refuse(OtherError, "Already subscribed")
+
+TRANSITIONS: dict[tuple[PoolState, str], PoolRule] = {
+    # NEW: connected, nothing yet
+    (PoolState.NEW, CONFIGURE): Allow(PoolSession._configure),
+    (PoolState.NEW, SUBSCRIBE): Allow(PoolSession._subscribe, PoolState.SUBSCRIBED),
+    (PoolState.NEW, AUTHORIZE): Allow(PoolSession._authorize, PoolState.AUTHORIZED),
+    (PoolState.NEW, SUGGEST_DIFFICULTY): Allow(PoolSession._suggest_difficulty),
+    (PoolState.NEW, EXTRANONCE_SUBSCRIBE): Allow(PoolSession._extranonce_subscribe),
+    (PoolState.NEW, SUBMIT): Refuse(NotSubscribed),
+    (PoolState.NEW, PING): Allow(PoolSession._ping),
+    (PoolState.NEW, GET_VERSION): Allow(PoolSession._get_version),
+    (PoolState.NEW, UNKNOWN): _UNKNOWN_METHOD,
+    (PoolState.NEW, RESPONSE): Ignore(),
+    (PoolState.NEW, UNFRAMEABLE): Close(ban=False),
+    (PoolState.NEW, BANNED): Close(ban=True),
+    (PoolState.NEW, LOST): Gone(),
+    # SUBSCRIBED: subscribed, no worker yet
+    (PoolState.SUBSCRIBED, CONFIGURE): Allow(PoolSession._configure),
+    (PoolState.SUBSCRIBED, SUBSCRIBE): _ALREADY_SUBSCRIBED,
+    (PoolState.SUBSCRIBED, AUTHORIZE): Allow(PoolSession._authorize, PoolState.READY,
+                                             then=PoolSession._start_work),
+    (PoolState.SUBSCRIBED, SUGGEST_DIFFICULTY): Allow(PoolSession._suggest_difficulty),
+    (PoolState.SUBSCRIBED, EXTRANONCE_SUBSCRIBE): Allow(PoolSession._extranonce_subscribe),
+    (PoolState.SUBSCRIBED, SUBMIT): Refuse(Unauthorized),
+    (PoolState.SUBSCRIBED, PING): Allow(PoolSession._ping),
+    (PoolState.SUBSCRIBED, GET_VERSION): Allow(PoolSession._get_version),
+    (PoolState.SUBSCRIBED, UNKNOWN): _UNKNOWN_METHOD,
+    (PoolState.SUBSCRIBED, RESPONSE): Ignore(),
+    (PoolState.SUBSCRIBED, UNFRAMEABLE): Close(ban=False),
+    (PoolState.SUBSCRIBED, BANNED): Close(ban=True),
+    (PoolState.SUBSCRIBED, LOST): Gone(),
+    # AUTHORIZED: a worker authorized, not subscribed yet
+    (PoolState.AUTHORIZED, CONFIGURE): Allow(PoolSession._configure),
+    (PoolState.AUTHORIZED, SUBSCRIBE): Allow(PoolSession._subscribe, PoolState.READY,
+                                             then=PoolSession._start_work),
+    (PoolState.AUTHORIZED, AUTHORIZE): Allow(PoolSession._authorize),
+    (PoolState.AUTHORIZED, SUGGEST_DIFFICULTY): Allow(PoolSession._suggest_difficulty),
+    (PoolState.AUTHORIZED, EXTRANONCE_SUBSCRIBE): Allow(PoolSession._extranonce_subscribe),
+    (PoolState.AUTHORIZED, SUBMIT): Refuse(NotSubscribed),
+    (PoolState.AUTHORIZED, PING): Allow(PoolSession._ping),
+    (PoolState.AUTHORIZED, GET_VERSION): Allow(PoolSession._get_version),
+    (PoolState.AUTHORIZED, UNKNOWN): _UNKNOWN_METHOD,
+    (PoolState.AUTHORIZED, RESPONSE): Ignore(),
+    (PoolState.AUTHORIZED, UNFRAMEABLE): Close(ban=False),
+    (PoolState.AUTHORIZED, BANNED): Close(ban=True),
+    (PoolState.AUTHORIZED, LOST): Gone(),
+    # READY: subscribed and authorized — gets jobs, may submit, may authorize more workers
+    (PoolState.READY, CONFIGURE): Allow(PoolSession._configure),
+    (PoolState.READY, SUBSCRIBE): _ALREADY_SUBSCRIBED,
+    (PoolState.READY, AUTHORIZE): Allow(PoolSession._authorize),
+    (PoolState.READY, SUGGEST_DIFFICULTY): Allow(PoolSession._suggest_difficulty),
+    (PoolState.READY, EXTRANONCE_SUBSCRIBE): Allow(PoolSession._extranonce_subscribe),
+    (PoolState.READY, SUBMIT): Allow(PoolSession._submit),
+    (PoolState.READY, PING): Allow(PoolSession._ping),
+    (PoolState.READY, GET_VERSION): Allow(PoolSession._get_version),
+    (PoolState.READY, UNKNOWN): _UNKNOWN_METHOD,
+    (PoolState.READY, RESPONSE): Ignore(),
+    (PoolState.READY, UNFRAMEABLE): Close(ban=False),
+    (PoolState.READY, BANNED): Close(ban=True),
+    (PoolState.READY, LOST): Gone(),
+    # CLOSED: nothing more is read or answered; the connection going away still frees its extranonce1
+    (PoolState.CLOSED, CONFIGURE): Ignore(),
+    (PoolState.CLOSED, SUBSCRIBE): Ignore(),
+    (PoolState.CLOSED, AUTHORIZE): Ignore(),
+    (PoolState.CLOSED, SUGGEST_DIFFICULTY): Ignore(),
+    (PoolState.CLOSED, EXTRANONCE_SUBSCRIBE): Ignore(),
+    (PoolState.CLOSED, SUBMIT): Ignore(),
+    (PoolState.CLOSED, PING): Ignore(),
+    (PoolState.CLOSED, GET_VERSION): Ignore(),
+    (PoolState.CLOSED, UNKNOWN): Ignore(),
+    (PoolState.CLOSED, RESPONSE): Ignore(),
+    (PoolState.CLOSED, UNFRAMEABLE): Ignore(),
+    (PoolState.CLOSED, BANNED): Ignore(),
+    (PoolState.CLOSED, LOST): Gone(),
+}

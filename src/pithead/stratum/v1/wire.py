@@ -1,11 +1,18 @@
-"""Newline-delimited JSON-RPC framing and message shapes for Stratum V1 (sans-IO, orjson).
+"""Stratum V1 on the wire, for both sides: line framing, message shapes, encoders and decoders (sans-IO).
 
-What it is: `LineBuffer` splits a byte stream into bounded lines; `decode` validates one line field by
-field into a `Request` (has a method) or a `ClientResponse` (an answer to something we sent);
-`encode_*` produce the exact bytes we send. What it is not: it knows no Stratum method semantics
-(that is `session`), and it never touches a socket.
+What it is: `LineFramer` splits a byte stream into bounded lines (the bound is a parameter: a pool reads
+miners' short requests, a client reads a pool's long notifies — `MAX_LINE_FROM_MINER`,
+`MAX_LINE_FROM_POOL`). `decode` validates one line field by field into a typed message, whichever side
+reads it: a `Request` (it has a method: a call, or a notification when its id is null) or a `Response`
+(a result or an error for something sent, the error in one shape whatever form the peer used, plus the
+extra field real pools add: ckpool's `reject-reason`). `encode_*` produce the exact bytes either side
+sends: replies always carry `"error": null` on success and `[code, message, null]` on failure. The method
+names, the field decoders of V1's params (`parse_hex32`, `parse_submit`) and the shape of a
+`mining.configure` version-rolling answer are here too, so the pool, the client and a proxy speak one
+vocabulary.
 
-Replies always carry `"error": null` on success and `[code, message, null]` on failure.
+What it is not: a session. It knows no state and no method semantics (those are the transition tables
+of `pithead.stratum.v1.pool` and `pithead.stratum.v1.client`), and it never touches a socket.
 """
 
 from __future__ import annotations
@@ -15,24 +22,62 @@ from typing import Any
 
 import orjson
 
+from pithead.stratum.share import Submission
 from pithead.stratum.v1.errors import ProtocolViolation, StratumError
+from pithead.stratum.version import VersionRollingAnswer
 
-MAX_LINE_BYTES = 16 * 1024
-"""Longest request line accepted. Real requests are < 1 KiB (a submit is ~200 bytes, a configure with
-all extensions ~300); 16 KiB leaves room for odd user agents while bounding memory per connection."""
+MAX_LINE_FROM_MINER = 16 * 1024
+"""Longest line a pool accepts from a miner. Real requests are < 1 KiB (a submit is ~200 bytes, a
+configure with all extensions ~300); 16 KiB leaves room for odd user agents while bounding memory per
+connection."""
 
-MAX_BUFFERED_BYTES = 64 * 1024
-"""Most unparsed bytes held per connection (several pipelined lines); beyond this the peer is flooding."""
+MAX_LINE_FROM_POOL = 256 * 1024
+"""Longest line a client accepts from a pool. A notify with a large coinbase and a full merkle branch is a
+few kB; 256 KiB bounds what a broken or hostile pool can make us buffer before a newline."""
 
 MAX_ID_LENGTH = 64
 """A string request id longer than this is junk, not an id (ids are echoed back, so they are bounded)."""
 
+MAX_METHOD_LENGTH = 64
+"""The longest method name is 27 characters (mining.extranonce.subscribe); a longer one is junk."""
+
+MAX_JOB_ID_LENGTH = 64
+"""Longest job id accepted in a submit: ours are a few hex digits, and ids are echoed into the ledger."""
+
+MAX_EXTRANONCE2_BYTES = 16
+"""Longest extranonce2 accepted before the size check (cgminer allows 16 at subscribe; ours is <= 8)."""
+
+MAX_WORKER_NAME = 128
+"""Longest worker name accepted in a submit (names are echoed into stats and the ledger)."""
+
+# --- method names ---------------------------------------------------------------------------------------
+# miner → pool
+CONFIGURE = "mining.configure"
+SUBSCRIBE = "mining.subscribe"
+AUTHORIZE = "mining.authorize"
+SUGGEST_DIFFICULTY = "mining.suggest_difficulty"
+EXTRANONCE_SUBSCRIBE = "mining.extranonce.subscribe"
+SUBMIT = "mining.submit"
+# pool → miner
+NOTIFY = "mining.notify"
+SET_DIFFICULTY = "mining.set_difficulty"
+SET_EXTRANONCE = "mining.set_extranonce"
+SET_VERSION_MASK = "mining.set_version_mask"
+RECONNECT = "client.reconnect"
+SHOW_MESSAGE = "client.show_message"
+GET_VERSION = "client.get_version"
+# either way
+PING = "mining.ping"
+
 JsonId = int | str | None
+
+
+# --- message shapes ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A client → server call (or notification when id is None)."""
+    """A call with a method (a notification when `id` is None), in either direction."""
 
     id: JsonId
     method: str
@@ -40,26 +85,46 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
-class ClientResponse:
-    """A client's answer to a server request (e.g. client.get_version); carries no method."""
+class ReplyError:
+    """A failure as a peer reported it, in one shape: the standard `[code, message, data]`, the
+    `{code, message}` some pools send, or bare text (then `code` is None)."""
+
+    code: int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The answer to a request we sent: no method, a result, and an error (None on success)."""
 
     id: JsonId
     result: Any
-    error: Any
+    error: ReplyError | None
+    reject_reason: str | None = None  # ckpool's extra field beside a rejected share (cgminer shows it)
+
+    @property
+    def ok(self) -> bool:
+        """`result: true` without an error: how a pool accepts an authorize or a share."""
+        return self.error is None and self.result is True
 
 
-Message = Request | ClientResponse
+Message = Request | Response
 
 
-class LineBuffer:
-    """Accumulates received bytes and yields complete lines, refusing over-long lines and floods."""
+# --- framing ---------------------------------------------------------------------------------------------
 
-    __slots__ = ("_buf", "max_buffered", "max_line")
 
-    def __init__(self, max_line: int = MAX_LINE_BYTES, max_buffered: int = MAX_BUFFERED_BYTES) -> None:
+class LineFramer:
+    """Accumulates received bytes and yields complete lines, refusing any line longer than `max_line`.
+
+    The partial line kept between reads is at most `max_line` bytes too, so this bound is also what the
+    framer holds per connection."""
+
+    __slots__ = ("_buf", "max_line")
+
+    def __init__(self, max_line: int) -> None:
         self._buf = b""
         self.max_line = max_line
-        self.max_buffered = max_buffered
 
     @property
     def pending(self) -> int:
@@ -68,11 +133,9 @@ class LineBuffer:
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the complete lines (without terminators, blank lines dropped).
 
-        Raises ProtocolViolation when a line exceeds `max_line` or the partial tail exceeds the buffer
-        bound; the connection should then be closed (the stream can no longer be framed safely)."""
+        Raises ProtocolViolation when a line, or the partial line held for the next read, exceeds
+        `max_line`; the connection should then be closed (the stream can no longer be framed safely)."""
         buf = self._buf + data if self._buf else data
-        if len(buf) > self.max_buffered and b"\n" not in buf[-self.max_buffered :]:
-            raise ProtocolViolation("too many buffered bytes without a newline")
         parts = buf.split(b"\n")
         tail = parts.pop()
         if len(tail) > self.max_line:
@@ -89,6 +152,9 @@ class LineBuffer:
         return lines
 
 
+# --- decoding --------------------------------------------------------------------------------------------
+
+
 def _check_id(v: Any) -> JsonId:
     if v is None or (isinstance(v, int) and not isinstance(v, bool)):
         return v  # type: ignore[no-any-return]
@@ -97,8 +163,21 @@ def _check_id(v: Any) -> JsonId:
     raise ProtocolViolation("id must be an integer, a short string or null")
 
 
+def _reply_error(error: Any) -> ReplyError:
+    """A failure in any of the forms pools send: ``[code, msg, data]``, ``{code, message}``, text."""
+    if isinstance(error, list) and error:
+        code = error[0] if isinstance(error[0], int) and not isinstance(error[0], bool) else None
+        msg = error[1] if len(error) > 1 and isinstance(error[1], str) else str(error[0])
+        return ReplyError(code, msg)
+    if isinstance(error, dict):
+        raw_code = error.get("code")
+        text = str(error.get("message", error.get("msg", "")))
+        return ReplyError(raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None, text)
+    return ReplyError(None, str(error))
+
+
 def decode(line: bytes | str) -> Message:
-    """One JSON line → Request or ClientResponse, validated field by field."""
+    """One JSON line → Request or Response, validated field by field (ProtocolViolation if malformed)."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -109,9 +188,16 @@ def decode(line: bytes | str) -> Message:
     method = obj.get("method")
     if method is None:
         if "result" in obj or "error" in obj:
-            return ClientResponse(msg_id, obj.get("result"), obj.get("error"))
+            error = obj.get("error")
+            reject_reason = obj.get("reject-reason")
+            return Response(
+                msg_id,
+                obj.get("result"),
+                None if error is None else _reply_error(error),
+                reject_reason if isinstance(reject_reason, str) else None,
+            )
         raise ProtocolViolation("message has neither a method nor a result")
-    if not isinstance(method, str) or not method or len(method) > 64:
+    if not isinstance(method, str) or not method or len(method) > MAX_METHOD_LENGTH:
         raise ProtocolViolation("method must be a short non-empty string")
     params = obj.get("params", [])
     if params is None:
@@ -121,6 +207,52 @@ def decode(line: bytes | str) -> Message:
     if not isinstance(params, list):
         raise ProtocolViolation("params must be a list")
     return Request(msg_id, method, tuple(params))
+
+
+def parse_hex32(value: object, what: str) -> int:
+    """A big-endian hex u32 as Stratum sends it; short strings are left-padded (NerdMiner sends nonces
+    unpadded), longer than 8 digits or non-hex is a violation."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 8:
+        raise ProtocolViolation(f"{what} must be 1..8 hex digits")
+    try:
+        return int(value, 16)
+    except ValueError as exc:
+        raise ProtocolViolation(f"{what} is not hex") from exc
+
+
+def parse_submit(params: tuple[object, ...]) -> Submission:
+    """Validate `mining.submit` params into a Submission, or raise ProtocolViolation naming the field.
+
+    5 or 6 params; nonce, ntime and version bits are big-endian hex, short ones left-padded as NerdMiner
+    sends them. extranonce2 is only bounded here: its exact size is a share-check rule (a reject, not a
+    violation)."""
+    if len(params) not in (5, 6):
+        raise ProtocolViolation("mining.submit takes 5 or 6 params")
+    worker, job_id, en2_hex, ntime_hex, nonce_hex = params[:5]
+    if not isinstance(worker, str) or len(worker) > MAX_WORKER_NAME:
+        raise ProtocolViolation("worker name must be a short string")
+    if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
+        raise ProtocolViolation("job id must be a short non-empty string")
+    if not isinstance(en2_hex, str) or not 0 < len(en2_hex) <= 2 * MAX_EXTRANONCE2_BYTES:
+        raise ProtocolViolation("extranonce2 must be a short hex string")
+    try:
+        en2 = bytes.fromhex(en2_hex)
+    except ValueError as exc:
+        raise ProtocolViolation("extranonce2 is not hex") from exc
+    ntime = parse_hex32(ntime_hex, "ntime")
+    nonce = parse_hex32(nonce_hex, "nonce")
+    vbits = parse_hex32(params[5], "version bits") if len(params) == 6 else None
+    return Submission(worker, job_id, en2, ntime, nonce, vbits)
+
+
+# --- encoding --------------------------------------------------------------------------------------------
+
+
+def version_rolling_result(answer: VersionRollingAnswer) -> dict[str, object]:
+    """The `version-rolling` fields of a `mining.configure` result (BIP310)."""
+    if not answer.enabled:
+        return {"version-rolling": False}
+    return {"version-rolling": True, "version-rolling.mask": f"{answer.mask:08x}"}
 
 
 def encode_result(msg_id: JsonId, result: Any) -> bytes:
@@ -141,5 +273,5 @@ def encode_notification(method: str, params: list[Any] | tuple[Any, ...]) -> byt
     return orjson.dumps({"id": None, "method": method, "params": params}) + b"\n"
 
 
-def encode_request(msg_id: int, method: str, params: list[Any]) -> bytes:
+def encode_request(msg_id: JsonId, method: str, params: list[Any] | tuple[Any, ...]) -> bytes:
     return orjson.dumps({"id": msg_id, "method": method, "params": params}) + b"\n"

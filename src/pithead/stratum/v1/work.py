@@ -1,11 +1,11 @@
 """Miner-side work: a Stratum job turned into block headers to hash, and hits turned into submits.
 
-What it is: pure functions and frozen values. ``mining.notify`` params → :class:`Job`; a job plus the
-session's extranonce1, extranonce2 size, difficulty and version mask → :class:`Work`; a work plus one
-(extranonce2, ntime, version bits) choice → :class:`WorkUnit` whose 76-byte header prefix the hashing core
-scans; a hit nonce → :class:`Share` with the exact ``mining.submit`` params. :class:`WorkRoller` hands
-out distinct units when a unit's 2^32 nonces are spent: version bits first (no merkle work), then
-extranonce2, then ntime.
+What it is: pure functions and frozen values. ``mining.notify`` params → :class:`NotifiedJob`; a job plus
+the session's extranonce1, extranonce2 size, difficulty and version mask → :class:`MinerWork`; a work
+plus one (extranonce2, ntime, version bits) choice → :class:`WorkUnit` whose 76-byte header prefix the
+hashing core scans; a hit nonce → :class:`FoundShare` with the exact ``mining.submit`` params.
+:class:`WorkRoller` hands out distinct units when a unit's 2^32 nonces are spent: version bits first (no
+merkle work), then extranonce2, then ntime. (The pool's side of a job is `pithead.template.job.Job`.)
 
 The chain: coinbase = coinb1 || extranonce1 || extranonce2 || coinb2; merkle root = fold of sha256d
 over the branch starting from sha256d(coinbase); header = version || prevhash || root || ntime || nbits
@@ -25,7 +25,7 @@ from pithead.chain.compact import difficulty_to_target, hash_difficulty
 from pithead.chain.errors import ChainDecodeError
 from pithead.chain.hashes import prevhash_from_stratum, sha256d
 from pithead.chain.merkle import fold_branch
-from pithead.stratum.v1.errors import PoolProtocolViolation, WorkExhausted
+from pithead.stratum.v1.errors import ProtocolViolation, WorkExhausted
 
 #: Job ids are opaque strings; real pools use up to ~40 characters. Anything longer is refused so a
 #: hostile pool cannot make us hold (and echo back) arbitrary amounts of text.
@@ -49,27 +49,27 @@ U32_MAX: Final = 0xFFFFFFFF
 
 def _hex_u32(value: Any, what: str) -> int:
     if not isinstance(value, str) or len(value) != 8:
-        raise PoolProtocolViolation(f"{what} must be 8 hex digits, got {value!r}")
+        raise ProtocolViolation(f"{what} must be 8 hex digits, got {value!r}")
     try:
         return int(value, 16)
     except ValueError as exc:
-        raise PoolProtocolViolation(f"{what} is not hex: {value!r}") from exc
+        raise ProtocolViolation(f"{what} is not hex: {value!r}") from exc
 
 
 def _hex_bytes(value: Any, what: str, max_len: int, exact: int | None = None) -> bytes:
     if not isinstance(value, str) or len(value) > 2 * max_len:
-        raise PoolProtocolViolation(f"{what} must be a hex string of at most {max_len} bytes")
+        raise ProtocolViolation(f"{what} must be a hex string of at most {max_len} bytes")
     try:
         raw = bytes.fromhex(value)
     except ValueError as exc:
-        raise PoolProtocolViolation(f"{what} is not hex") from exc
+        raise ProtocolViolation(f"{what} is not hex") from exc
     if exact is not None and len(raw) != exact:
-        raise PoolProtocolViolation(f"{what} must be {exact} bytes, got {len(raw)}")
+        raise ProtocolViolation(f"{what} must be {exact} bytes, got {len(raw)}")
     return raw
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
+class NotifiedJob:
     """One ``mining.notify``: everything the pool fixed for this template."""
 
     job_id: str
@@ -83,26 +83,26 @@ class Job:
     clean_jobs: bool
 
     @classmethod
-    def from_notify(cls, params: Any) -> Job:
-        """Validate ``mining.notify`` params field by field into a Job (PoolProtocolViolation if bad).
+    def from_notify(cls, params: Any) -> NotifiedJob:
+        """Validate ``mining.notify`` params field by field (ProtocolViolation if bad).
 
         Nine params are standard. Some firmware parsers (ESP-Miner) tolerate extra params and read
         clean_jobs from the last one; so do we, since the first nine are unambiguous.
         """
-        if not isinstance(params, list) or len(params) < 9:
-            raise PoolProtocolViolation("mining.notify needs 9 params")
+        if not isinstance(params, list | tuple) or len(params) < 9:
+            raise ProtocolViolation("mining.notify needs 9 params")
         job_id, prevhash, coinb1, coinb2, branch, version, nbits, ntime = params[:8]
         clean = params[-1]
         if not isinstance(job_id, str) or not 0 < len(job_id) <= MAX_JOB_ID_LEN:
-            raise PoolProtocolViolation(f"job_id must be a string of 1..{MAX_JOB_ID_LEN} characters")
+            raise ProtocolViolation(f"job_id must be a string of 1..{MAX_JOB_ID_LEN} characters")
         if not isinstance(branch, list) or len(branch) > MAX_MERKLE_BRANCH:
-            raise PoolProtocolViolation(f"merkle_branch must be a list of at most {MAX_MERKLE_BRANCH} hashes")
+            raise ProtocolViolation(f"merkle_branch must be a list of at most {MAX_MERKLE_BRANCH} hashes")
         if not isinstance(clean, bool):
-            raise PoolProtocolViolation("clean_jobs must be a boolean")
+            raise ProtocolViolation("clean_jobs must be a boolean")
         try:
             prev = prevhash_from_stratum(prevhash)
         except ChainDecodeError as exc:
-            raise PoolProtocolViolation(f"prevhash: {exc}") from exc
+            raise ProtocolViolation(f"prevhash: {exc}") from exc
         return cls(
             job_id=job_id,
             prevhash=prev,
@@ -116,12 +116,12 @@ class Job:
         )
 
 
-def coinbase(job: Job, extranonce1: bytes, extranonce2: bytes) -> bytes:
+def coinbase(job: NotifiedJob, extranonce1: bytes, extranonce2: bytes) -> bytes:
     """The coinbase transaction (non-witness serialization) for one extranonce2."""
     return job.coinb1 + extranonce1 + extranonce2 + job.coinb2
 
 
-def merkle_root(job: Job, extranonce1: bytes, extranonce2: bytes) -> bytes:
+def merkle_root(job: NotifiedJob, extranonce1: bytes, extranonce2: bytes) -> bytes:
     """The header's merkle root (internal order) for one extranonce2."""
     return fold_branch(sha256d(coinbase(job, extranonce1, extranonce2)), job.merkle_branch)
 
@@ -155,15 +155,15 @@ def header76(version: int, prevhash: bytes, root: bytes, ntime: int, nbits: int)
 
 
 @dataclass(frozen=True, slots=True)
-class Work:
+class MinerWork:
     """A job in the context of the session that received it (all of it fixed when the job arrived)."""
 
-    job: Job
+    job: NotifiedJob
     extranonce1: bytes
     extranonce2_size: int
     difficulty: float
     version_mask: int  # 0 when version rolling was not negotiated
-    generation: int = 0  # increases with every new Work a session hands out
+    generation: int = 0  # increases with every new MinerWork a session hands out
 
     @property
     def share_target(self) -> int:
@@ -182,10 +182,10 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
-class Share:
+class FoundShare:
     """A hit ready for ``mining.submit``."""
 
-    work: Work
+    work: MinerWork
     extranonce2: bytes
     ntime: int
     nonce: int
@@ -214,25 +214,25 @@ class Share:
 class WorkUnit:
     """One header prefix to scan over all 2^32 nonces."""
 
-    work: Work
+    work: MinerWork
     extranonce2: bytes
     ntime: int
     version: int
     header76: bytes
 
-    def share(self, nonce: int) -> Share:
+    def share(self, nonce: int) -> FoundShare:
         """The share for a hit nonce (the hash is recomputed here with hashlib, the reference)."""
         h = sha256d(self.header76 + nonce.to_bytes(4, "little"))
-        return Share(self.work, self.extranonce2, self.ntime, nonce, self.version, h)
+        return FoundShare(self.work, self.extranonce2, self.ntime, nonce, self.version, h)
 
 
 class WorkRoller:
-    """Hands out distinct units of one Work: version bits innermost, then extranonce2, then ntime.
+    """Hands out distinct units of one MinerWork: version bits innermost, then extranonce2, then ntime.
 
     Not thread-safe: the engine calls it under its lock. Pure: no clock, the ntime offset is a counter.
     """
 
-    def __init__(self, work: Work, max_ntime_roll: int = MAX_NTIME_ROLL, start: int = 0) -> None:
+    def __init__(self, work: MinerWork, max_ntime_roll: int = MAX_NTIME_ROLL, start: int = 0) -> None:
         self.work = work
         self._versions = 1 << bin(work.version_mask).count("1")
         self._en2_space = 256**work.extranonce2_size
