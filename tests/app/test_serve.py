@@ -170,7 +170,7 @@ async def test_serve_with_worker_processes_credits_blocks(tmp_path: Path) -> Non
         config = _config(tmp_path / "pithead.toml", node, pool_address=pool_address, pool_extra="workers = 2\n")
 
         async def check(client: httpx.AsyncClient, running: Any) -> None:
-            pool = running.objects["pool"]
+            pool = running.pool
             assert type(pool).__name__ == "WorkerPool" and len(pool.workers) == 2
             await _mine(running.stratum_url, SOLO_ADDRESS + ".w", 1)
             blocks = await _until(client, "/api/blocks", lambda bs: len(bs) >= 1)
@@ -284,7 +284,7 @@ def test_node_on_another_chain_is_refused(tmp_path: Path) -> None:
             return await asyncio.to_thread(_run, config)
 
     code, text = asyncio.run(main())
-    assert code == 2 and "is on regtest but [pool] network is 'signet'" in text and "\n" not in text, text
+    assert code == 2 and "is on regtest but pool.network is 'signet'" in text and "\n" not in text, text
 
 
 def test_no_pool_flag_reaches_serve_from_the_command_line(tmp_path: Path) -> None:

@@ -153,7 +153,7 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
     run1, before = await _run(data, first)
     # Stopping loses no share: the ledger holds every share the pool accepted in the first run.
     recorded = _ledger_accepted(data)
-    assert recorded == run1.objects["pool"].stats.pool.accepted > 0
+    assert recorded == run1.pool.stats.pool.accepted > 0
 
     async def second(client: httpx.AsyncClient, running: Any, lines: list[str]) -> dict[str, Any]:
         assert running.miner_addresses == before["miners"]  # same payout addresses on resume
@@ -162,7 +162,7 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         blocks = (await client.get("/api/blocks?limit=1000")).json()
         assert before["blocks"] <= {b["hash"] for b in blocks}  # the same ledger
         # Every new share is recorded from the first one on (none mistaken for one already applied).
-        pool = running.objects["pool"]
+        pool = running.pool
         await _until(
             client, "/api/workers",
             lambda ws: pool.stats.pool.accepted >= 3 and sum(w["accepted"] for w in ws) - recorded == pool.stats.pool.accepted,
@@ -223,26 +223,26 @@ async def test_cli_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 async def test_taken_port_fails_fast_with_a_clear_error(tmp_path: Path) -> None:
     import socket
 
-    from pithead.app.demo import UpError, UpOptions, serve_up
+    from pithead.app.demo import StartError, UpOptions, serve_up
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
         opts = UpOptions(data_dir=str(tmp_path / "d"), **{**FAST, "web_port": port}, print_fn=lambda _: None)
-        with pytest.raises(UpError, match=f"web: cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(StartError, match=f"web: cannot listen on 127.0.0.1:{port}"):
             await serve_up(opts, asyncio.Event())
     assert not (tmp_path / "d" / "node").exists()  # nothing was started
 
 
 async def test_a_bad_farm_token_setting_is_a_clear_error(tmp_path: Path) -> None:
     """`[farm] api_token` reaches `pithead up`; a token too short to be safe stops it with a clear error."""
-    from pithead.app.demo import UpError, UpOptions, serve_up
+    from pithead.app.demo import StartError, UpOptions, serve_up
 
     conf = tmp_path / "pithead.toml"
     conf.write_text('[farm]\napi_token = "short"\n')
     opts = UpOptions(data_dir=str(tmp_path / "d"), config_path=str(conf), **FAST, print_fn=lambda _: None)
-    with pytest.raises(UpError, match=r"farm: .*token"):
+    with pytest.raises(StartError, match=r"farm: .*token"):
         await serve_up(opts, asyncio.Event())
 
 
@@ -264,7 +264,7 @@ async def test_up_with_a_multi_process_pool_records_every_share(tmp_path: Path) 
     if task in done:
         task.result()
     running = ready.result()
-    pool = running.objects["pool"]
+    pool = running.pool
     try:
         assert type(pool).__name__ == "WorkerPool" and len(pool.workers) == 2
         assert running.web_url is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import signal
 
 import pytest
 
@@ -26,17 +25,19 @@ WAIT = 20.0
 
 
 async def _serve_then_stop(cfg: PoolConfig) -> list[str]:
-    """Run serve() until it listens, stop it as SIGTERM would, and return the banners it announced."""
+    """Run serve() until it listens, stop it as SIGTERM would (the command's lifecycle sets `stop`), and
+    return the banners it announced."""
     banners: list[str] = []
+    stop = asyncio.Event()
     task = asyncio.create_task(serve(cfg, source=StaticTemplateSource(regtest_template()),
-                                     on_listening=banners.append))
+                                     on_listening=banners.append, stop=stop))
     try:
         async with asyncio.timeout(WAIT):
             while True:
                 if banners:
                     break
                 await asyncio.sleep(0.01)
-        signal.raise_signal(signal.SIGTERM)  # serve() installed its own handler: a graceful stop
+        stop.set()  # what SIGTERM does through the command's lifecycle: a graceful stop
         await asyncio.wait_for(task, WAIT)
     finally:
         if not task.done():

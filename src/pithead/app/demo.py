@@ -1,49 +1,63 @@
-"""`pithead up`: the whole operation in one process, on pithead's own `demo` chain.
+"""`pithead up`: the demo profile — the whole operation in one process, on pithead's own `demo` chain.
 
 It starts, in order: the embedded node on the `demo` chain in `<data_dir>/node/` (with the transaction
-generator), the ledger on `<data_dir>/ledger.sqlite3` with its consumer, maturity and payout loops, the
-Stratum pool in pool mode (PPLNS by default) taking templates from the node, a couple of reference
-miners on local threads, a small simulated ASIC fleet with the farm's poller when the farm simulator is
-present, and the web dashboard. It prints the URLs and runs until Ctrl-C (SIGINT/SIGTERM) or for
-`duration` seconds, then stops everything in reverse order. A second run on the same data directory
-resumes the same chain and ledger; the miners keep their payout addresses (kept in `up.json`).
-
-Each part is optional at import time: a part whose module is not built in this tree is reported and
-skipped, so `pithead up` serves whatever exists. This module only wires parts together; it holds no
-mining, ledger or HTTP logic of its own.
+generator), the ledger on `[ledger] database` consuming `[ledger] share_bus`, the Stratum pool in pool mode
+(PPLNS by default) taking templates from the node, a couple of reference miners on local threads, a small
+simulated ASIC fleet with the farm's service managing it, and the web dashboard. It prints the URLs and
+runs until Ctrl-C (SIGINT/SIGTERM) or for `duration` seconds, then stops everything in order. A second run
+on the same data directory resumes the same chain and ledger; the miners keep their payout addresses (kept
+in `up.json`). The parts are started by `pithead.app.parts`, exactly as `pithead serve` starts them; what
+only the demo has is the node, the miners and the simulated fleet. This module holds no mining, ledger or
+HTTP logic of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pithead import config as config_mod
-from pithead.app.parts import (
+from pithead.app.lifecycle import (
     Running,
-    UpError,
+    StartError,
     cancel_all,
     check_port,
     prepare_dir,
-    run_farm_service,
+    run_command,
     run_parts,
-    start_ledger,
-    start_pool_server,
-    start_web,
-    stopper,
-    track_templates,
 )
+from pithead.app.parts import (
+    demo_pool_config,
+    pool_info,
+    run_farm_service,
+    start_ledger,
+    start_pool,
+    start_web,
+)
+from pithead.bitcoind.rpc import NodeError, RpcClient
+from pithead.chain.address import script_to_address
+from pithead.chain.params import Network
+from pithead.chain.script import witness_program_script
+from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
+from pithead.farm.inventory import Labeler
+from pithead.farm.model import DriverKind
+from pithead.farm.service import FarmService, FarmServiceConfig
+from pithead.farm.store import FarmStore
+from pithead.fleetsim.clock import SimClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.server import FleetServer, SimServerError
+from pithead.miner.runner import Miner, MinerOptions
+from pithead.node.node import EmbeddedNode, EmbeddedNodeError
+from pithead.stratum.client.connection import parse_pool_url
 
-log = logging.getLogger("pithead.app.demo")
+log = logging.getLogger(__name__)
 
 # Local reference miners started by `up`, and hashing threads each: enough to find demo blocks and show
 # several workers, few enough to leave the machine usable.
@@ -78,7 +92,6 @@ DEMO_NET_FEES_BTC = 0.0
 DEMO_BTC_PRICE_USD = 100_000.0
 
 STATE_FILE = "up.json"
-EXIT_FORCED = 130  # the shell's code for "interrupted" (128 + SIGINT), used by a second Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,12 @@ class UpOptions:
     miner_difficulty: float = MINER_SUGGEST_DIFFICULTY  # what the local miners ask the pool for
     print_fn: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
+    def overrides(self, data_dir: Path) -> dict[str, Any]:
+        """These options as config overrides (checked like the file)."""
+        return {"data_dir": str(data_dir), "node": {"rpc_port": self.node_port,
+                                                    "demo_block_interval": self.block_interval},
+                "pool": {"port": self.pool_port}, "web": {"port": self.web_port}}
+
 
 def _load_state(data_dir: Path) -> dict[str, Any]:
     try:
@@ -114,35 +133,18 @@ def _save_state(data_dir: Path, state: Mapping[str, Any]) -> None:
     os.replace(tmp, data_dir / STATE_FILE)
 
 
-def _random_address(network: Any) -> str:
+def _random_address(network: Network) -> str:
     """A fresh P2WPKH address nobody holds the key of: a demo miner's payout address."""
-    from pithead.chain.address import script_to_address
-    from pithead.chain.script import witness_program_script
-
     addr = script_to_address(witness_program_script(0, os.urandom(20)), network)
     if addr is None:  # pragma: no cover - a v0 20-byte program always has an address
-        raise UpError("cannot make a demo address")
+        raise StartError("cannot make a demo address")
     return addr
-
-
-async def _skip_missing(running: Running, name: str, start: Callable[[], Awaitable[None]]) -> bool:
-    """Run `start`; a part whose module is not in this tree is skipped with a note, not an error."""
-    try:
-        await start()
-    except ImportError as exc:
-        if exc.name and exc.name.startswith("pithead"):
-            running.skipped[name] = f"not built in this tree ({exc.name})"
-            log.warning("%s skipped: %s", name, running.skipped[name])
-            return False
-        raise
-    running.parts.append(name)
-    return True
 
 
 async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Running], None] | None = None) -> Running:
     """Start everything, call `on_ready`, wait for `stop` (or the duration), stop everything."""
     data_dir = await asyncio.to_thread(prepare_dir, opts.data_dir)
-    cfg = config_mod.load(opts.config_path, overrides={"data_dir": str(data_dir)})
+    cfg = config_mod.load(opts.config_path, overrides=opts.overrides(data_dir))
     running = Running(data_dir)
     state = _load_state(data_dir)
 
@@ -150,44 +152,32 @@ async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Run
         _save_state(data_dir, state)
         _print_banner(opts, running)
 
-    return await run_parts(running, _start_all(opts, cfg, running, state), stop, started=started,
-                           on_ready=on_ready, duration=opts.duration, print_fn=opts.print_fn)
+    return await run_parts(running, lambda: _start_all(opts, cfg, running, state), stop, started=started,
+                           on_ready=on_ready, duration=opts.duration)
 
 
 async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, state: dict[str, Any]) -> None:
     # Fail fast, before anything starts mining, when a port we need is taken (e.g. another pithead).
-    for what, host, port in (
-        ("node RPC", cfg.node.rpc_bind, cfg.node.rpc_port if opts.node_port is None else opts.node_port),
-        ("stratum", cfg.pool.bind, cfg.pool.port if opts.pool_port is None else opts.pool_port),
-        ("web", cfg.web.bind, cfg.web.port if opts.web_port is None else opts.web_port),
-    ):
+    for what, host, port in (("node RPC", cfg.node.rpc_bind, cfg.node.rpc_port), ("stratum", cfg.pool.bind,
+                             cfg.pool.port), ("web", cfg.web.bind, cfg.web.port)):
         check_port(what, host, port)
 
     # --- node ------------------------------------------------------------------------------------
-    from pithead.bitcoind.rpc import RpcClient
-    from pithead.node.node import EmbeddedNode, EmbeddedNodeError
-
-    node_cfg = cfg.node
-    node = EmbeddedNode(
-        running.data_dir / "node",
-        chain="demo",
-        rpc_bind=node_cfg.rpc_bind,
-        rpc_port=node_cfg.rpc_port if opts.node_port is None else opts.node_port,
-        tx_rate=node_cfg.tx_rate or DEMO_TX_RATE,
-        block_interval=opts.block_interval or node_cfg.demo_block_interval,
-    )
+    node = EmbeddedNode(running.data_dir / "node", chain="demo", rpc_bind=cfg.node.rpc_bind,
+                        rpc_port=cfg.node.rpc_port, tx_rate=cfg.node.tx_rate or DEMO_TX_RATE,
+                        block_interval=cfg.node.demo_block_interval)
     try:
         await node.start()
     except EmbeddedNodeError as exc:
-        raise UpError(f"node: {exc}") from exc
-    running.stoppers.append(("node", node.stop))
+        raise StartError(f"node: {exc}") from exc
+    running.on_stop("node", node.stop)
     running.parts.append("node")
     running.node_url = node.rpc_url
-    running.objects["node"] = node
+    running.node = node
     user, password = node.auth
     rpc = RpcClient(node.rpc_url, user=user, password=password, name="demo-node")
-    running.stoppers.append(("node rpc client", rpc.close))
-    running.objects["rpc"] = rpc
+    running.on_stop("node rpc client", rpc.close)
+    running.rpc = rpc
 
     # --- addresses -------------------------------------------------------------------------------
     network = node.network
@@ -195,7 +185,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     if not isinstance(pool_address, str):
         try:
             pool_address = str(await rpc.call("getnewaddress", "pool"))
-        except Exception:  # a node without a wallet: the pool's fees go to an address of its own
+        except NodeError:  # a node without a wallet: the pool's fees go to an address of its own
             pool_address = _random_address(network)
         state["pool_address"] = pool_address
     miners = state.get("miner_addresses")
@@ -207,106 +197,55 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.pool_address = pool_address
     running.miner_addresses = list(miners[: opts.miners])
 
-    # --- ledger ----------------------------------------------------------------------------------
+    # --- ledger and pool: as `serve` starts them -------------------------------------------------
     # The demo chain's coins are worth nothing: `up` always pays out (the [ledger] payouts switch is for
     # `pithead serve`, on a real chain).
-    settings, bus = await start_ledger(cfg, running, rpc, network, pay=True)
+    await start_ledger(cfg, running, rpc, network, pay=True)
+    pool_cfg = demo_pool_config(cfg.pool, node_url=node.rpc_url, user=user, password=password,
+                                pool_address=pool_address, port=cfg.pool.port)
+    await start_pool(pool_cfg, running, running.sink)
 
-    # --- pool ------------------------------------------------------------------------------------
-    async def start_pool() -> None:
-        await _start_pool(opts, cfg, running, node, bus, pool_address)
-
-    await _skip_missing(running, "pool", start_pool)
-
-    # --- miners ----------------------------------------------------------------------------------
-    if running.stratum_url is not None and opts.miners > 0:
-
-        async def start_miners() -> None:
-            await _start_miners(opts, running)
-
-        await _skip_missing(running, "miners", start_miners)
-
-    # --- farm (simulated fleet) ------------------------------------------------------------------
-    farm_router: Any = None
-
-    async def start_farm() -> None:
-        nonlocal farm_router
-        farm_router = await _start_farm(opts, cfg, running)
-
-    await _skip_missing(running, "farm", start_farm)
+    # --- miners, the simulated fleet and the farm --------------------------------------------------
+    if opts.miners > 0:
+        _start_miners(opts, running)
+    farm_router = await _start_farm(opts, cfg, running)
+    running.parts.append("farm")
 
     # --- web -------------------------------------------------------------------------------------
-    from pithead.web.services import PoolInfo
-
-    info = PoolInfo(
-        name="pithead demo", mode="pool", scheme=str(settings.scheme), fee_percent=cfg.ledger.pool_fee_percent,
-        network=f"demo ({network.name})", stratum_url=running.stratum_url,
-    )
-    await start_web(cfg, running, rpc, info, farm_router, cfg.web.port if opts.web_port is None else opts.web_port,
-                    opts.print_fn)
+    info = pool_info("pithead demo", pool_cfg, cfg.ledger, f"demo ({network.name})", running)
+    await start_web(cfg, running, info, farm_router, opts.print_fn)
 
 
-async def _start_pool(
-    opts: UpOptions, cfg: config_mod.Config, running: Running, node: Any, bus: Any, pool_address: str,
-) -> None:
-    from pithead.bitcoind.rpc import RpcClient
-    from pithead.template.sources.node import NodeSource
-
-    user, password = node.auth
-    source = NodeSource(
-        RpcClient(node.rpc_url, user=user, password=password, name="demo-node"),
-        chain="regtest",  # the demo chain answers as regtest (same genesis and addresses)
-        refresh_interval=cfg.pool.refresh_interval,
-    )
-    await source.start()
-    running.stoppers.append(("template source", source.stop))
-    track_templates(running, source)
-    pool_cfg = dataclasses.replace(cfg.pool, mode="pool", network="regtest", pool_address=pool_address)
-    await start_pool_server(pool_cfg, running, source, bus, pool_cfg.port if opts.pool_port is None else opts.pool_port)
-
-
-async def _start_miners(opts: UpOptions, running: Running) -> None:
-    from pithead.miner.runner import Miner, MinerOptions
-    from pithead.stratum.client.connection import parse_pool_url
-
+def _start_miners(opts: UpOptions, running: Running) -> None:
     assert running.stratum_url is not None
     pool = parse_pool_url(running.stratum_url)
     tasks: list[asyncio.Task[Any]] = []
-    miners: list[Any] = []
     for i in range(opts.miners):
         address = running.miner_addresses[i]
         miner = Miner(MinerOptions(pools=(pool,), username=f"{address}.cpu{i + 1}", threads=opts.miner_threads,
                                    suggest_difficulty=opts.miner_difficulty, user_agent="pithead-up-miner"))
-        miners.append(miner)
-        tasks.append(asyncio.create_task(miner.run(), name=f"pithead-miner-{i + 1}"))
-    running.objects["miners"] = miners
+        running.miners.append(miner)
+        tasks.append(running.spawn(f"miner {i + 1}", miner.run()))
 
     async def stop_miners() -> None:
         await cancel_all(tasks)
         # Whatever state a miner's client was left in, its hashing threads stop with it.
-        for m in miners:
+        for m in running.miners:
             await asyncio.to_thread(m.engine.stop)
 
-    running.stoppers.append(("miners", stop_miners))
+    running.on_stop("miners", stop_miners)
+    running.parts.append("miners")
 
 
 async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running) -> Any:
     """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage."""
-    from pithead.farm.service import FarmService, FarmServiceConfig
-    from pithead.farm.store import FarmStore
-
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
-    running.stoppers.append(("farm store", stopper(farm_store.close)))
+    running.on_stop_sync("farm store", farm_store.close)
     cidrs: tuple[str, ...] = ()
     ports: dict[Any, tuple[int, ...]] | None = None
     wanted = opts.sim_devices if opts.sim_devices is not None else (cfg.farm.sim_devices or DEFAULT_SIM_DEVICES)
     if wanted > 0:
-        try:
-            cidrs, ports = await _start_sim_fleet(wanted, running)
-        except ImportError as exc:
-            if not (exc.name and exc.name.startswith("pithead")):
-                raise
-            running.skipped["simulated fleet"] = f"not built in this tree ({exc.name})"
+        cidrs, ports = await _start_sim_fleet(wanted, running)
     svc_cfg = FarmServiceConfig(
         scan_cidrs=cidrs, rescan_interval_s=FARM_RESCAN_S, poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S),
         max_concurrency=cfg.farm.max_concurrent_polls,
@@ -314,9 +253,6 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     )
     if ports:
         svc_cfg = dataclasses.replace(svc_cfg, scan_ports=ports)
-    from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
-    from pithead.farm.inventory import Labeler
-
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
     service = FarmService(farm_store, svc_cfg, labeler=Labeler.from_csv(SIM_RACKS, "demo"),
                           prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH), hashprice=lambda: hashprice)
@@ -333,20 +269,15 @@ async def _start_sim_fleet(count: int, running: Running) -> tuple[tuple[str, ...
     The shared bind mode listens once per port (on free ports here, so a second pithead or a test fleet
     never collides) and answers only connections to the fleet's loopback addresses.
     """
-    from pithead.farm.model import DriverKind
-    from pithead.fleetsim.clock import SimClock
-    from pithead.fleetsim.fleet import Fleet
-    from pithead.fleetsim.server import FleetServer, SimServerError
-
     fleet = Fleet.build(count, SIM_MIX, seed=SIM_SEED, network=SIM_NETWORK, clock=SimClock())
     server = FleetServer(fleet, api_port=0, web_port=0, bind="shared")
     try:
         await server.start()
     except SimServerError as exc:
-        raise UpError(f"simulated fleet: {exc}") from exc
-    running.stoppers.append(("simulated fleet", server.close))
+        raise StartError(f"simulated fleet: {exc}") from exc
+    running.on_stop("simulated fleet", server.close)
     running.parts.append("simulated fleet")
-    running.objects["fleet"] = fleet
+    running.fleet = fleet
     api_port, web_port = server.bound_ports()
     return tuple(d.ip for d in fleet), {DriverKind.CGMINER: (api_port,), DriverKind.AXEOS: (web_port,)}
 
@@ -359,7 +290,7 @@ def _print_banner(opts: UpOptions, running: Running) -> None:
         p(f"  REST API     {running.web_url}/docs   (OpenAPI: {running.web_url}/openapi.json)")
         p(f"  metrics      {running.web_url}/metrics")
         if "farm" in running.parts:
-            fleet = running.objects.get("fleet")
+            fleet = running.fleet
             where = f" ({len(fleet)} simulated devices on {SIM_NETWORK})" if fleet is not None else ""
             p(f"  farm         {running.web_url}/farm/{where}")
             p(f"               (demo price {DEMO_PRICE_PER_MWH:g} USD/MWh, example mainnet hashprice figures)")
@@ -375,51 +306,18 @@ def _print_banner(opts: UpOptions, running: Running) -> None:
     p(f"  data         {running.data_dir}")
 
 
-def run_up(
-    data_dir: str,
-    config_path: str | None,
-    *,
-    duration: float | None = None,
-    on_ready: Callable[[Running], None] | None = None,
-    **overrides: Any,
-) -> None:
+def run_up(data_dir: str, config_path: str | None, *, duration: float | None = None,
+           on_ready: Callable[[Running], None] | None = None, **overrides: Any) -> None:
     """The `pithead up` command: run until Ctrl-C (or `duration` seconds), then stop cleanly."""
     opts = UpOptions(data_dir=data_dir, config_path=config_path, duration=duration, **overrides)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # The pool logs every block at WARNING; on the demo chain that is every few seconds, and the status
     # line and the dashboard already show blocks. Keep its errors.
     logging.getLogger("pithead.stratum.server.pool").setLevel(logging.ERROR)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        def on_signal() -> None:
-            if stop.is_set():  # a second Ctrl-C: the user does not want to wait for a clean stop
-                opts.print_fn("pithead up: stopping now, without waiting for every part.")
-                os._exit(EXIT_FORCED)
-            opts.print_fn("pithead up: stopping (Ctrl-C again to stop at once)...")
-            stop.set()
+    async def main(stop: asyncio.Event) -> None:
+        await serve_up(opts, stop, on_ready)
 
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal)
-                installed.append(sig)
-        try:
-            await serve_up(opts, stop, on_ready)
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-        opts.print_fn("pithead stopped.")
-
-    try:
-        asyncio.run(main())
-    except UpError as exc:
-        opts.print_fn(f"pithead up: {exc}")
-        raise SystemExit(1) from exc
-    except config_mod.ConfigError as exc:
-        opts.print_fn(f"pithead up: {exc}")
-        raise SystemExit(2) from exc
+    run_command("pithead up", main, print_fn=opts.print_fn, err_fn=opts.print_fn)
 
 
-__all__ = ["Running", "UpError", "UpOptions", "run_up", "serve_up"]
+__all__ = ["Running", "StartError", "UpOptions", "run_up", "serve_up"]

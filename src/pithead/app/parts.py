@@ -1,147 +1,143 @@
-"""The parts of a running operation and their life, shared by `pithead up` (the demo on its own chain) and
-`pithead serve` (the production operation against your own nodes): the `Running` record of what started
-and how to stop it, the lifecycle (`run_parts`: start, announce, wait, stop in order), and the starters of
-the parts both commands run the same way — the ledger on its share bus, the pool (one process or worker
-processes), the web dashboard and the farm service. What differs (the demo node, miners and fleet; the
-production checks of the config and the node) stays in `up` and `serve`.
+"""The parts of an operation, each started from the config the same way by every profile.
+
+One starter per part, each taking its config section and the `Running` record it adds itself to (its
+stopper, its background tasks, its typed field): the node's RPC client (`connect_node`), the ledger on its
+share bus (`start_ledger`: the in-memory bus, or the Redis stream of `[ledger] share_bus`), the pool with
+its template source (`start_pool`: one process or `[pool] workers` processes), the web dashboard
+(`start_web`) and the farm's service (`run_farm_service`). The profiles (`pithead.app.demo` for `up`,
+`pithead.app.production` for `serve`, `pithead.app.pool` for `pool`) choose which parts run and with what;
+none of them builds a part by hand.
+
+What it is not: any part's own logic (that is the part's package), or the life of the whole
+(`pithead.app.lifecycle`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pithead import config as config_mod
+from pithead.app.lifecycle import Running, StartError, bounded
+from pithead.bitcoind.rpc import NodeError, RpcClient
+from pithead.chain.params import Network
+from pithead.events import ShareSink
+from pithead.farm.service import FarmService
+from pithead.ledger.bus.memory import MemoryBus
+from pithead.ledger.bus.redis import RedisEventSource, RedisShareSink
+from pithead.ledger.bus.source import EventSource
+from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
+from pithead.ledger.payouts import RpcWallet
+from pithead.ledger.service import RpcChainView, bus_label, open_bus, run_ledger, timers_from_config
+from pithead.ledger.store import open_store
+from pithead.ledger.store.base import StoreError
+from pithead.stratum.server.build import build_server, pool_workers
+from pithead.stratum.server.pool import PoolServer
+from pithead.stratum.server.workers import WorkerPool
+from pithead.template.interface import TemplateSource
+from pithead.template.sources.failover import source_from_config
+from pithead.web import queries
+from pithead.web.adapters import PoolServerLive
+from pithead.web.app import create_app
+from pithead.web.farm import FarmAuthError
+from pithead.web.server import WebServer, WebServerError
+from pithead.web.services import PoolInfo, Services
 
-log = logging.getLogger("pithead.app.parts")
+log = logging.getLogger(__name__)
 
-# How often the ledger learns the network difficulty from the node (it changes every demo block).
 NETWORK_INTERVAL_S = 5.0
-# Seconds between the one-line status `up` prints.
+"""How often the ledger learns the network difficulty from the node (it changes every demo block)."""
 STATUS_INTERVAL_S = 30.0
-# How often the stop sequence looks whether the ledger has drained the share bus.
+"""Seconds between the one-line status an operation prints."""
 DRAIN_POLL_S = 0.05
-# Seconds each part gets to stop before we move on to the next.
-STOP_TIMEOUT_S = 10.0
+"""How often the stop sequence looks whether the ledger has drained the share bus."""
+BUS_DRAIN_S = 6.0
+"""At stop, the ledger applies what is still in a Redis stream for at most this long (s): front-ends
+elsewhere may still be publishing, so "empty" may never come; the in-memory bus gets the same bound. Within
+lifecycle.STOP_TIMEOUT_S, which bounds the whole ledger stop."""
+STOP_FIRST = ("pool", "share bus", "ledger")
+"""Stop order ahead of the rest: the pool first (no new shares), then the Redis bus writer (its last events
+into the stream), then the ledger (it drains the bus of what the pool put there)."""
 
 
-class UpError(RuntimeError):
-    """`pithead up` (or `serve`, whose ServeError is one) cannot start: a port is taken, the data
-    directory is unusable, a part failed to start."""
+# --- the node ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Running:
-    """What `up` or `serve` started, for the ready hook (tests) and the stop sequence."""
-
-    data_dir: Path
-    node_url: str | None = None
-    stratum_url: str | None = None
-    web_url: str | None = None
-    pool_address: str | None = None
-    miner_addresses: list[str] = field(default_factory=list)
-    parts: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    # (name, stop coroutine factory), stopped in reverse order
-    stoppers: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
-    last_template_time: float | None = None
-    objects: dict[str, Any] = field(default_factory=dict)
-
-
-def prepare_dir(path: str) -> Path:
-    data_dir = Path(path).resolve()
+async def connect_node(node: config_mod.UpstreamNode, running: Running, network: Network | None) -> RpcClient:
+    """The RPC client of `node` (the ledger's chain view and wallet, the dashboard's node status): it must
+    answer, and be on `network` when one is given."""
+    rpc = RpcClient.from_config(node)
+    running.on_stop("node rpc client", rpc.close)
+    running.node_url = node.url
+    running.rpc = rpc
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UpError(f"cannot use data directory {data_dir}: {exc}") from exc
-    return data_dir
+        info = await rpc.call("getblockchaininfo")
+    except NodeError as exc:
+        raise StartError(f"node {node.url} is not answering: {exc}") from exc
+    chain = info.get("chain") if isinstance(info, dict) else None
+    if network is not None and isinstance(chain, str) and chain != network.name:
+        raise config_mod.ConfigError(f"node {node.url} is on {chain} but pool.network is {network.name!r}")
+    return rpc
 
 
-async def run_parts(running: Running, start: Awaitable[None], stop: asyncio.Event, *, started: Callable[[], None],
-                    on_ready: Callable[[Running], None] | None, duration: float | None,
-                    print_fn: Callable[[str], None], first: Sequence[str] = ()) -> Running:
-    """The life of `up` and `serve`: run `start`; then `started()` and `on_ready`; wait for `stop` (or
-    `duration`); always stop every part that started (`first` ahead of the rest, see `stop_all`)."""
-    try:
-        # Ctrl-C while parts are still starting stops what has started instead of waiting for the rest.
-        starting = asyncio.ensure_future(start)
-        stopped = asyncio.create_task(stop.wait(), name="pithead-stop-request")
-        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():
-            starting.cancel()
-            await asyncio.wait({starting}, timeout=STOP_TIMEOUT_S)
-            return running
-        stopped.cancel()
-        starting.result()  # raises what went wrong
-        started()
-        if on_ready is not None:
-            on_ready(running)
-        if duration is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration)
-        else:
-            await stop.wait()
-    finally:
-        await stop_all(running, print_fn, first=first)
-    return running
+# --- the ledger ----------------------------------------------------------------------------------------
 
 
-async def start_ledger(
-    cfg: config_mod.Config, running: Running, rpc: Any, network: Any, *, pay: bool,
-    bus: tuple[Any, Any] | None = None, left: Callable[[], Awaitable[int]] | None = None,
-    drain_s: float = STOP_TIMEOUT_S,
-) -> tuple[Any, Any]:
-    """The ledger on `[ledger] database` (relative to the data directory) consuming `bus` = (sink, source)
-    (by default one in-memory bus), maturity tracking against `rpc` (the node's
-    `pithead.bitcoind.rpc.RpcClient`), payouts from `rpc`'s wallet only when `pay`, and a task keeping its
-    network difficulty current. Returns (settings, sink): the pool puts its events in the sink. Stoppers are added to `running`;
-    the ledger's first applies what the source still holds (`left()` counts it) for at most `drain_s`."""
-    from pithead.ledger.bus.memory import MemoryBus
-    from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
-    from pithead.ledger.payouts import RpcWallet
-    from pithead.ledger.service import RpcChainView, run_ledger, timers_from_config
-    from pithead.ledger.store import open_store
-    from pithead.ledger.store.base import StoreError
-
-    try:
-        settings = LedgerSettings.from_config(cfg.ledger)
-        timers = timers_from_config(cfg.ledger)
-        store = open_store(cfg.ledger.database, data_dir=running.data_dir)
-    except (StoreError, LedgerError, ValueError) as exc:
-        raise UpError(f"ledger: {exc}") from exc
-    running.stoppers.append(("ledger store", stopper(store.close)))
-    ledger = Ledger(store, settings)
-    if bus is None:
-        # One process: the in-memory bus (Redis is for many pool front-ends). Its positions are time-based
-        # like stream ids, so the ledger's cursor from the last run never hides this run's first events.
+async def open_share_bus(url: str, running: Running) -> tuple[ShareSink, EventSource, Callable[[], Awaitable[int]],
+                                                                float]:
+    """(sink for the pool, source for the ledger, what is left to apply, how long to drain it at stop) for
+    `[ledger] share_bus`: one in-memory bus, or a Redis stream (which must answer now)."""
+    if url == "memory":
+        # One process: the in-memory bus. Its positions are time-based like stream ids, so the ledger's
+        # cursor from the last run never hides this run's first events.
         memory = MemoryBus("pool")
-        bus = (memory, memory)
 
         async def queued() -> int:
             return len(memory)
 
-        left = queued
-    sink, source = bus
+        return memory, memory, queued, BUS_DRAIN_S
+    sink, source = open_bus(url)
+    assert isinstance(sink, RedisShareSink) and isinstance(source, RedisEventSource)
+    try:
+        await sink.ping()
+    except StoreError as exc:
+        await sink.client.aclose()
+        raise StartError(f"share bus {bus_label(url)}: {exc}") from exc
+    running.on_stop("share bus connection", sink.client.aclose)
+    return sink, source, source.backlog, BUS_DRAIN_S
+
+
+async def start_ledger(cfg: config_mod.Config, running: Running, rpc: RpcClient, network: Network, *,
+                       pay: bool) -> LedgerSettings:
+    """The ledger on `[ledger] database` (relative to the data directory) consuming `[ledger] share_bus`,
+    maturity tracking against `rpc`, payouts from `rpc`'s wallet only when `pay`, and a task keeping its
+    network difficulty current. Sets `running.sink` (where the pool puts its events). At stop, the ledger
+    first applies what the bus still holds (see BUS_DRAIN_S)."""
+    try:
+        settings = LedgerSettings.from_config(cfg.ledger)
+        timers = timers_from_config(cfg.ledger)
+        store = open_store(cfg.ledger.database, data_dir=running.data_dir)
+    except (StoreError, LedgerError) as exc:
+        raise StartError(f"ledger: {exc}") from exc
+    running.on_stop_sync("ledger store", store.close)
+    sink, source, left, drain_s = await open_share_bus(cfg.ledger.share_bus, running)
+    ledger = Ledger(store, settings)
     ledger_stop = asyncio.Event()
-    ledger_task = asyncio.create_task(
-        run_ledger(ledger, source, ledger_stop, node=RpcChainView(rpc),
-                   wallet=RpcWallet(rpc) if pay else None, timers=timers, network=network),
-        name="pithead-ledger",
-    )
+    ledger_task = running.spawn("ledger", run_ledger(
+        ledger, source, ledger_stop, node=RpcChainView(rpc), wallet=RpcWallet(rpc) if pay else None, timers=timers,
+        network=network))
 
     async def stop_ledger() -> None:
         # The pool has stopped by now: let the ledger apply what is left before stopping it. There is no
         # "drained" event to wait on; a short poll for a bounded time is all we need.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_s
-        while left is not None and not ledger_task.done() and loop.time() < deadline:
+        while not ledger_task.done() and loop.time() < deadline:
             try:
                 if await left() == 0:
                     break
@@ -152,46 +148,113 @@ async def start_ledger(
         ledger_stop.set()
         await bounded(ledger_task)
 
-    running.stoppers.append(("ledger", stop_ledger))
+    running.on_stop("ledger", stop_ledger)
     running.parts.append("ledger")
-    running.objects.update(ledger=ledger, bus=sink, bus_source=source, store=store)
-    difficulty = asyncio.create_task(follow_network(ledger, rpc), name="pithead-ledger-network")
-    running.stoppers.append(("ledger network", lambda: cancel_all([difficulty])))
-    return settings, sink
+    running.ledger, running.store, running.sink, running.bus_source = ledger, store, sink, source
+    running.spawn("ledger network", follow_network(ledger, rpc))
+    return settings
 
 
-async def start_web(
-    cfg: config_mod.Config, running: Running, rpc: Any, info: Any, farm_router: Any, port: int,
-    print_fn: Callable[[str], None],
-) -> None:
+async def follow_network(ledger: Ledger, rpc: RpcClient) -> None:
+    """Keep the ledger's network difficulty current (PPLNS window, PPS price) from the node."""
+    while True:
+        try:
+            info = await rpc.call("getmininginfo")
+            if isinstance(info, dict):
+                ledger.set_network(float(info.get("difficulty") or 0.0), 0)
+        except Exception as exc:  # the node may be busy or odd; the next pass will do (never stop for this)
+            log.warning("network difficulty: %s", exc)
+        await asyncio.sleep(NETWORK_INTERVAL_S)
+
+
+# --- the pool ------------------------------------------------------------------------------------------
+
+
+def make_pool(cfg: config_mod.PoolConfig, source: TemplateSource, sink: ShareSink | None) -> PoolServer | WorkerPool:
+    """The pool `cfg` asks for, not started: one `PoolServer`, or a `WorkerPool` of `[pool] workers`
+    processes (its supervisor feeding `sink`). Both have the same `start(host, port)` and `stop()`."""
+    workers = pool_workers(cfg)
+    if workers > 1:
+        return WorkerPool(cfg, source, sink, workers)
+    return build_server(cfg, source, sink)
+
+
+async def start_source(cfg: config_mod.PoolConfig, running: Running,
+                       source: TemplateSource | None = None) -> TemplateSource:
+    """Templates from `[pool] nodes` (failover by chain and priority; blocks submitted to every node), or
+    the given `source`; started, and its updates tracked for the dashboard's template age."""
+    if source is None:
+        source = source_from_config(cfg.nodes, chain=cfg.network, refresh_interval=cfg.refresh_interval)
+    try:
+        await source.start()
+    except NodeError as exc:
+        with contextlib.suppress(Exception):
+            await source.stop()
+        raise StartError(f"no template from the configured node(s): {exc}") from exc
+    running.on_stop("template source", source.stop)
+    running.source = source
+    running.last_template_time = time.time()
+
+    async def track() -> None:
+        async for update in source.updates():
+            running.last_template_time = update.received_at
+
+    running.spawn("template tracker", track())
+    return source
+
+
+async def start_pool(cfg: config_mod.PoolConfig, running: Running, sink: ShareSink | None, *,
+                     source: TemplateSource | None = None) -> None:
+    """The Stratum pool for `cfg` on its bind and port, taking templates from `[pool] nodes` (or `source`)
+    and putting shares and blocks on `sink`: the ledger's bus, or a Redis stream whose writer starts here
+    and stops right after the pool (its last events go into the stream). Sets `running.stratum_url`,
+    `running.pool` and `running.pool_live` (the web's live view)."""
+    started = await start_source(cfg, running, source)
+    if isinstance(sink, RedisShareSink):
+        writer_stop = asyncio.Event()
+        writer = running.spawn("share bus", sink.run(writer_stop))
+
+        async def stop_writer() -> None:  # after the pool: its last events go into the stream
+            writer_stop.set()
+            await bounded(writer)
+
+        running.on_stop("share bus", stop_writer)
+    try:
+        server = make_pool(cfg, started, sink)
+        host, port = await server.start(cfg.bind, cfg.port)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a worker process that could not start
+        raise StartError(f"pool: cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
+    running.on_stop("pool", server.stop)
+    running.stratum_url = f"stratum+tcp://{host}:{port}"
+    running.pool = server
+    running.pool_live = PoolServerLive(server, running.stratum_url)
+    running.parts.append("pool")
+
+
+# --- the web -------------------------------------------------------------------------------------------
+
+
+async def start_web(cfg: config_mod.Config, running: Running, info: PoolInfo, farm_router: Any,
+                    print_fn: Callable[[str], None]) -> None:
     """The dashboard, REST API and metrics on `[web] bind` and `port`, reading the ledger's store (its own
-    connection), the node through `rpc`, the live pool from `running.objects["pool_live"]` and mounting
+    connection), the node through `running.rpc`, the live pool from `running.pool_live` and mounting
     `farm_router` when given; then the one-line status every STATUS_INTERVAL_S through `print_fn`."""
-    from pithead.ledger.store import open_store
-    from pithead.web.app import create_app
-    from pithead.web.server import WebServer, WebServerError
-    from pithead.web.services import Services
-
-    web_store = open_store(cfg.ledger.database, data_dir=running.data_dir, migrate=False)
-    running.stoppers.append(("web ledger connection", stopper(web_store.close)))
-    services = Services(
-        store=web_store,
-        node=rpc,
-        pool=running.objects.get("pool_live"),
-        last_template_time=lambda: running.last_template_time,
-        farm_router=farm_router,
-        info=info,
-    )
-    web = WebServer(create_app(services), cfg.web.bind, port)
+    try:
+        web_store = open_store(cfg.ledger.database, data_dir=running.data_dir, migrate=False)
+    except StoreError as exc:
+        raise StartError(f"web: {exc}") from exc
+    running.on_stop_sync("web ledger connection", web_store.close)
+    services = Services(store=web_store, node=running.rpc, pool=running.pool_live,
+                        last_template_time=lambda: running.last_template_time, farm_router=farm_router, info=info)
+    web = WebServer(create_app(services), cfg.web.bind, cfg.web.port)
     try:
         await web.start()
     except WebServerError as exc:
-        raise UpError(f"web: {exc}") from exc
-    running.stoppers.append(("web", web.stop))
+        raise StartError(f"web: {exc}") from exc
+    running.on_stop("web", web.stop)
     running.parts.append("web")
     running.web_url = web.url
-    status = asyncio.create_task(status_loop(print_fn, web_store, rpc), name="pithead-status")
-    running.stoppers.append(("status", lambda: cancel_all([status])))
+    running.spawn("status", status_loop(print_fn, web_store, running.rpc))
 
 
 def _si(value: float | None) -> str:
@@ -204,18 +267,15 @@ def _si(value: float | None) -> str:
     return f"{value:.3g} ZH/s"
 
 
-async def status_loop(print_fn: Callable[[str], None], store: Any, rpc: Any) -> None:
+async def status_loop(print_fn: Callable[[str], None], store: Any, rpc: RpcClient | None) -> None:
     """One plain line every STATUS_INTERVAL_S: height, pool hashrate with its interval, blocks, shares."""
-    from pithead.web import queries
-    from pithead.web.services import Services
-
     services = Services(store=store)
     while True:
         await asyncio.sleep(STATUS_INTERVAL_S)
         try:
             summary = await asyncio.to_thread(queries.pool_summary, services, store, time.time(), None)
             height = (await rpc.call("getblockcount")) if rpc is not None else None
-        except Exception as exc:  # a status line is never worth stopping for
+        except Exception as exc:  # a status line is never worth stopping the operation for
             log.warning("status: %s", exc)
             continue
         five = next(h for h in summary.hashrate if h.window == "5m")
@@ -232,124 +292,37 @@ async def status_loop(print_fn: Callable[[str], None], store: Any, rpc: Any) -> 
         )
 
 
-def check_port(what: str, host: str, port: int, hint: str = "Set other ports with --config") -> None:
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise UpError(f"{what}: cannot listen on {host}:{port} ({exc.strerror}); "
-                          f"is another pithead running? {hint}") from exc
+# --- the farm ------------------------------------------------------------------------------------------
 
 
-def stopper(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        fn()
-
-    return run
-
-
-async def bounded(task: asyncio.Task[Any]) -> None:
-    """Let `task` finish for STOP_TIMEOUT_S, then cancel it and give it as long again; never hang here.
-
-    (Waiting with `asyncio.wait` rather than awaiting the task keeps our own cancellation, by the stop
-    sequence's timeout, from being swallowed along with the task's.)
-    """
-    await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
-    if not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
-    if not task.done():
-        log.warning("%s did not stop", task.get_name())
-
-
-async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
-    """Cancel `tasks` and wait (bounded) for them to end; a task that ignores cancellation is reported."""
-    for t in tasks:
-        t.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
-    for t in tasks:
-        if not t.done():
-            log.warning("%s did not stop when cancelled", t.get_name())
-
-
-async def follow_network(ledger: Any, rpc: Any) -> None:
-    """Keep the ledger's network difficulty current (PPLNS window, PPS price) from the node."""
-    while True:
-        try:
-            info = await rpc.call("getmininginfo")
-            if isinstance(info, dict):
-                ledger.set_network(float(info.get("difficulty") or 0.0), 0)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the node may be busy; the next pass will do
-            log.warning("network difficulty: %s", exc)
-        await asyncio.sleep(NETWORK_INTERVAL_S)
-
-
-def track_templates(running: Running, source: Any) -> None:
-    """Keep `running.last_template_time` (the dashboard's template age) current from a started `source`."""
-    running.last_template_time = time.time()
-
-    async def track() -> None:
-        async for update in source.updates():
-            running.last_template_time = update.received_at
-
-    tracker = asyncio.create_task(track(), name="pithead-template-age")
-    running.stoppers.append(("template tracker", lambda: cancel_all([tracker])))
-
-
-async def start_pool_server(pool_cfg: Any, running: Running, source: Any, bus: Any, port: int) -> None:
-    """The Stratum pool for `pool_cfg` on its bind and `port`, taking templates from the started `source`
-    and putting shares and blocks on `bus`: one server, or `[pool] workers` processes (`WorkerPool`, its
-    supervisor feeding the bus). Sets `running.stratum_url` and `running.objects["pool_live"]` (the web's
-    live view)."""
-    from pithead.app.pool import make_pool
-    from pithead.web.adapters import PoolServerLive
-
-    try:
-        server = make_pool(pool_cfg, source, bus)
-        host, port = await server.start(pool_cfg.bind, port)
-    except (config_mod.ConfigError, OSError, RuntimeError) as exc:  # RuntimeError: a worker that could not start
-        raise UpError(f"pool: {exc}") from exc
-    running.stoppers.append(("pool", server.stop))
-    running.stratum_url = f"stratum+tcp://{host}:{port}"
-    running.objects["pool"] = server
-    running.objects["pool_live"] = PoolServerLive(server, running.stratum_url)
-
-
-def run_farm_service(service: Any, running: Running, notes: Mapping[str, str] | None = None) -> Any:
-    """Start `service` (a `FarmService`) as a task stopped with the rest, and return its web router; a bad
-    `[farm] api_token` setting is a clear `UpError`, not a traceback."""
-    from pithead.web.farm import FarmAuthError
-
+def run_farm_service(service: FarmService, running: Running, notes: Mapping[str, str] | None = None) -> Any:
+    """Start `service` as a part stopped with the rest, and return its web router; a bad `[farm]
+    api_token` setting is a clear `StartError`, not a traceback."""
     try:
         router = service.router(notes=notes) if notes is not None else service.router()
     except FarmAuthError as exc:
-        raise UpError(f"farm: {exc}") from exc
-    task = asyncio.create_task(service.run(), name="pithead-farm")
+        raise StartError(f"farm: {exc}") from exc
+    task = running.spawn("farm", service.run())
 
     async def stop_farm() -> None:
         service.stop()
         await bounded(task)
 
-    running.stoppers.append(("farm", stop_farm))
-    running.objects["farm"] = service
+    running.on_stop("farm", stop_farm)
+    running.farm = service
     return router
 
 
-async def stop_all(running: Running, print_fn: Callable[[str], None], first: Sequence[str] = ()) -> None:
-    """Stop every part, the ones named in `first` in that order, then the rest in reverse start order."""
-    ahead = [s for name in first for s in running.stoppers if s[0] == name]
-    rest = [s for s in reversed(running.stoppers) if s[0] not in first]
-    for name, stop in ahead + rest:
-        started = time.perf_counter()
-        try:
-            await asyncio.wait_for(stop(), STOP_TIMEOUT_S)
-            log.info("stopped %s in %.2f s", name, time.perf_counter() - started)
-        except (TimeoutError, Exception) as exc:
-            log.warning("stopping %s: %s", name, exc or type(exc).__name__)
-    running.stoppers.clear()
+def pool_info(name: str, pool: config_mod.PoolConfig, ledger: config_mod.LedgerConfig, network: str,
+              running: Running) -> PoolInfo:
+    """What the dashboard says about this pool."""
+    return PoolInfo(name=name, mode=pool.mode, scheme=ledger.scheme, fee_percent=ledger.pool_fee_percent,
+                    network=network, stratum_url=running.stratum_url)
+
+
+def demo_pool_config(cfg: config_mod.PoolConfig, *, node_url: str, user: str, password: str, pool_address: str,
+                     port: int) -> config_mod.PoolConfig:
+    """`[pool]` as `pithead up` runs it: pool mode on its own node (the demo chain answers as regtest)."""
+    node = config_mod.UpstreamNode(url=node_url, rpc_user=user, rpc_password=password)
+    return dataclasses.replace(cfg, mode="pool", network="regtest", pool_address=pool_address, nodes=(node,),
+                               port=port)

@@ -30,11 +30,7 @@ command with one line and no traceback: status 2 for the config, 1 for the rest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,47 +38,36 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pithead import config as config_mod
-from pithead.app.parts import (
+from pithead.app.lifecycle import (
     Running,
-    UpError,
-    bounded,
+    StartError,
     check_port,
     prepare_dir,
-    run_farm_service,
+    print_error,
+    print_line,
+    run_command,
     run_parts,
+)
+from pithead.app.parts import (
+    STOP_FIRST,
+    connect_node,
+    pool_info,
+    run_farm_service,
     start_ledger,
-    start_pool_server,
+    start_pool,
     start_web,
-    stopper,
-    track_templates,
 )
 from pithead.bitcoind.rpc import NodeError, RpcClient
+from pithead.chain.params import Network
+from pithead.farm.curtailment import CurtailmentPolicy
+from pithead.farm.energy import EnergyError, PriceSchedule
+from pithead.farm.inventory import Labeler
+from pithead.farm.service import FarmService, FarmServiceConfig
+from pithead.farm.store import FarmStore
+from pithead.ledger.service import bus_label
 from pithead.stratum.server.build import pool_workers, rules_from_config
 
-log = logging.getLogger("pithead.app.production")
-
-EXIT_CONFIG = 2  # a config the operator must fix (as a usage error)
-EXIT_FAILED = 1  # could not start: the node, a port, the data directory
-EXIT_FORCED = 130  # a second Ctrl-C (128 + SIGINT)
-# Stop order: the pool first (no new shares), then the Redis bus writer (its last events into the stream),
-# then the ledger (it drains the bus of what the pool put there), then everything else in reverse start order.
-STOP_FIRST = ("pool", "share bus", "ledger")
-# At stop, the ledger applies what is still in the Redis stream for at most this long (s): front-ends
-# elsewhere may still be publishing, so "empty" may never come. Within parts.STOP_TIMEOUT_S, which bounds the
-# whole ledger stop.
-BUS_DRAIN_S = 6.0
-
-
-class ServeError(UpError):
-    """`pithead serve` cannot start (a node does not answer, a port is taken, the wallet is missing)."""
-
-
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
-def _print_err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,13 +75,13 @@ class ServeOptions:
     config_path: str | None
     data_dir: str | None = None  # None: the config's data_dir
     duration: float | None = None  # stop after this many seconds; None = until Ctrl-C / SIGTERM
-    print_fn: Callable[[str], None] = field(default=_print)
+    print_fn: Callable[[str], None] = field(default=print_line)
     # No Stratum pool here: only the ledger (on a Redis [ledger] share_bus, fed by `pithead pool
     # --share-bus` front-ends), payouts and the web.
     no_pool: bool = False
 
 
-def check_config(cfg: config_mod.Config, no_pool: bool = False) -> Any:
+def check_config(cfg: config_mod.Config, no_pool: bool = False) -> Network:
     """What the production profile needs beyond a valid config (`config.validate` ran at load), refused
     before touching any node; returns the pool's network."""
     if no_pool and cfg.ledger.share_bus == "memory":
@@ -112,21 +97,19 @@ def check_config(cfg: config_mod.Config, no_pool: bool = False) -> Any:
 async def serve(opts: ServeOptions, stop: asyncio.Event, on_ready: Callable[[Running], None] | None = None) -> Running:
     """Start everything, call `on_ready`, wait for `stop` (or the duration), stop everything.
 
-    Raises `config.ConfigError` for a config that cannot run and `UpError` (`ServeError`) for a start that
-    failed; what had started is stopped either way."""
+    Raises `config.ConfigError` for a config that cannot run and `StartError` for a start that failed (or
+    a part that failed while running); what had started is stopped either way."""
     cfg = config_mod.load(opts.config_path)
     data_dir = await asyncio.to_thread(prepare_dir, opts.data_dir or cfg.data_dir)
     cfg = config_mod.load(opts.config_path, overrides={"data_dir": str(data_dir)})
     network = check_config(cfg, no_pool=opts.no_pool)
     running = Running(data_dir)
-    return await run_parts(running, _start_all(opts, cfg, running, network), stop,
+    return await run_parts(running, lambda: _start_all(opts, cfg, running, network), stop,
                            started=lambda: _print_banner(opts, cfg, running, network), on_ready=on_ready,
-                           duration=opts.duration, print_fn=opts.print_fn, first=STOP_FIRST)
+                           duration=opts.duration, first=STOP_FIRST)
 
 
-async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Any) -> None:
-    from pithead.web.services import PoolInfo
-
+async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Network) -> None:
     # Fail fast, before anything starts, when a port we need is taken (e.g. another pithead).
     ports = [("web", cfg.web.bind, cfg.web.port)]
     if not opts.no_pool:
@@ -136,42 +119,18 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
 
     # --- the first node: the ledger's chain view and wallet, the dashboard's node status -------------
     first = cfg.pool.nodes[0]
-    rpc = RpcClient(first.url, user=first.rpc_user, password=first.rpc_password,
-                    cookie_file=first.cookie_file, name=first.url)
-    running.stoppers.append(("node rpc client", rpc.close))
-    running.node_url = first.url
-    running.objects["rpc"] = rpc
-    try:
-        info = await rpc.call("getblockchaininfo")
-    except NodeError as exc:
-        raise ServeError(f"node {first.url} is not answering: {exc}") from exc
-    chain = info.get("chain") if isinstance(info, dict) else None
-    if isinstance(chain, str):
-        from pithead.chain.params import network_by_name
-
-        try:
-            node_network = network_by_name(chain)
-        except ValueError:
-            node_network = None
-        if node_network is not None and node_network.name != network.name:
-            raise config_mod.ConfigError(
-                f"node {first.url} is on {chain} but [pool] network is {cfg.pool.network!r}")
+    rpc = await connect_node(first, running, network)
     pay = cfg.ledger.payouts == "wallet"
     if pay:
         await _check_wallet(rpc, first.url, cfg.pool.pool_address)
 
-    # --- ledger ----------------------------------------------------------------------------------
-    if cfg.ledger.share_bus == "memory":  # one process: the pool feeds the ledger in memory
-        settings, bus = await start_ledger(cfg, running, rpc, network, pay=pay)
-    else:  # the Redis stream: this pool and any front-end elsewhere publish, the ledger consumes
-        settings, bus = await _start_stream_ledger(cfg, running, rpc, network, pay=pay)
-
-    # --- templates from the configured nodes, and the pool -------------------------------------
+    # --- the ledger on its share bus, then the pool feeding it -------------------------------------
+    await start_ledger(cfg, running, rpc, network, pay=pay)
     if opts.no_pool:
         running.skipped["pool"] = ("not started (--no-pool): the ledger credits what `pithead pool --share-bus` "
                                    "front-ends publish")
     else:
-        await _start_pool(cfg, running, network, bus)
+        await start_pool(cfg.pool, running, running.sink)
 
     # --- farm, when there is a fleet to manage -------------------------------------------------------
     farm_router: Any = None
@@ -182,66 +141,8 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
         running.skipped["farm"] = "not started: [farm] scan names no network to manage"
 
     # --- web -------------------------------------------------------------------------------------
-    info_out = PoolInfo(name="pithead", mode=cfg.pool.mode, scheme=str(settings.scheme),
-                        fee_percent=cfg.ledger.pool_fee_percent, network=network.name,
-                        stratum_url=running.stratum_url)
-    await start_web(cfg, running, rpc, info_out, farm_router, cfg.web.port, opts.print_fn)
-
-
-async def _start_pool(cfg: config_mod.Config, running: Running, network: Any, bus: Any) -> None:
-    """Templates from the configured nodes and the Stratum pool, its events on `bus`: the ledger's
-    `MemoryBus`, or the `RedisShareSink` whose writer starts here and stops right after the pool."""
-    from pithead.ledger.bus.redis import RedisShareSink
-    from pithead.template.sources.failover import source_from_config
-
-    source = source_from_config(cfg.pool.nodes, chain=network.name, refresh_interval=cfg.pool.refresh_interval)
-    try:
-        await source.start()
-    except NodeError as exc:
-        with contextlib.suppress(Exception):
-            await source.stop()
-        raise ServeError(f"no template from the configured node(s): {exc}") from exc
-    running.stoppers.append(("template source", source.stop))
-    running.objects["source"] = source
-    track_templates(running, source)
-    if isinstance(bus, RedisShareSink):
-        writer_stop = asyncio.Event()
-        writer = asyncio.create_task(bus.run(writer_stop), name="pithead-share-bus")
-
-        async def stop_writer() -> None:  # after the pool: its last events go into the stream
-            writer_stop.set()
-            await bounded(writer)
-
-        running.stoppers.append(("share bus", stop_writer))
-    await start_pool_server(cfg.pool, running, source, bus, cfg.pool.port)
-    running.parts.append("pool")
-
-
-async def _start_stream_ledger(
-    cfg: config_mod.Config, running: Running, rpc: Any, network: Any, *, pay: bool,
-) -> tuple[Any, Any]:
-    """`up.start_ledger` over the Redis share bus of `[ledger] share_bus` instead of memory: the ledger
-    consumes the stream through its consumer group (exactly once; see `pithead.ledger.bus.redis`). Returns
-    (settings, the bus's `RedisShareSink` for this process's pool); at stop the ledger first applies what
-    the stream still holds, for at most BUS_DRAIN_S."""
-    from pithead.ledger.bus.redis import RedisEventSource, RedisShareSink
-    from pithead.ledger.service import bus_label, open_bus
-    from pithead.ledger.store.base import StoreError
-
-    url = cfg.ledger.share_bus
-    try:
-        sink, source = open_bus(url)
-    except ValueError as exc:
-        raise config_mod.ConfigError(f"[ledger] share_bus: {exc}") from exc
-    assert isinstance(sink, RedisShareSink) and isinstance(source, RedisEventSource)
-    try:
-        await sink.ping()
-    except StoreError as exc:
-        await sink.client.aclose()
-        raise ServeError(f"share bus {bus_label(url)}: {exc}") from exc
-    running.stoppers.append(("share bus connection", sink.client.aclose))
-    return await start_ledger(cfg, running, rpc, network, pay=pay, bus=(sink, source), left=source.backlog,
-                              drain_s=BUS_DRAIN_S)
+    await start_web(cfg, running, pool_info("pithead", cfg.pool, cfg.ledger, network.name, running), farm_router,
+                    opts.print_fn)
 
 
 async def _check_wallet(rpc: RpcClient, url: str, pool_address: str | None) -> None:
@@ -249,27 +150,21 @@ async def _check_wallet(rpc: RpcClient, url: str, pool_address: str | None) -> N
     blocks' rewards would go elsewhere while the payouts drain whatever else the wallet holds)."""
     try:
         await rpc.call("getbalance")
-    except Exception as exc:
-        raise ServeError(f"[ledger] payouts = \"wallet\" needs a wallet on node {url}: {exc}") from exc
+    except NodeError as exc:
+        raise StartError(f"[ledger] payouts = \"wallet\" needs a wallet on node {url}: {exc}") from exc
     try:
         about = await rpc.call("getaddressinfo", pool_address)
-    except Exception as exc:  # a node without getaddressinfo: nothing more to check
+    except NodeError as exc:  # a node without getaddressinfo: nothing more to check
         log.warning("cannot check that the pool address is the wallet's: %s", exc)
         return
     if isinstance(about, dict) and about.get("ismine") is False:
-        raise ServeError(f"[ledger] payouts = \"wallet\": the pool address {pool_address} is not in the wallet "
+        raise StartError(f"[ledger] payouts = \"wallet\": the pool address {pool_address} is not in the wallet "
                          f"of node {url}, which would pay the miners")
 
 
 async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
     """The farm's fleet manager for `[farm]` (as `pithead farm run` builds it) on `<data_dir>/farm.sqlite3`;
     returns its web router, which the dashboard mounts at /farm/."""
-    from pithead.farm.curtailment import CurtailmentPolicy
-    from pithead.farm.energy import EnergyError, PriceSchedule
-    from pithead.farm.inventory import Labeler
-    from pithead.farm.service import FarmService, FarmServiceConfig
-    from pithead.farm.store import FarmStore
-
     fc = cfg.farm
 
     def read_inputs() -> tuple[Labeler, PriceSchedule | None]:
@@ -288,11 +183,11 @@ async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
         api_token=fc.api_token, api_token_file=fc.api_token_file,
     )
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
-    running.stoppers.append(("farm store", stopper(farm_store.close)))
+    running.on_stop_sync("farm store", farm_store.close)
     return run_farm_service(FarmService(farm_store, svc_cfg, prices=prices, labeler=labeler), running)
 
 
-def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Any) -> None:
+def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Network) -> None:
     p = opts.print_fn
     pool = cfg.pool
 
@@ -334,7 +229,6 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
 
 def _bus_line(cfg: config_mod.Config, running: Running) -> str | None:
     """The banner's share bus line, None on the in-memory bus (nothing to say)."""
-    from pithead.ledger.service import bus_label
 
     if cfg.ledger.share_bus == "memory":
         return None
@@ -354,44 +248,16 @@ def _without_password(url: str) -> str:
 
 
 def run_serve(config_path: str | None, data_dir: str | None = None, *, duration: float | None = None,
-              print_fn: Callable[[str], None] = _print, err_fn: Callable[[str], None] = _print_err,
+              print_fn: Callable[[str], None] = print_line, err_fn: Callable[[str], None] = print_error,
               no_pool: bool = False) -> None:
     """The `pithead serve` command: run until Ctrl-C/SIGTERM (or `duration` seconds), then stop cleanly."""
     opts = ServeOptions(config_path=config_path, data_dir=data_dir, duration=duration, print_fn=print_fn,
                         no_pool=no_pool)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
+    async def main(stop: asyncio.Event) -> None:
+        await serve(opts, stop)
 
-        def on_signal() -> None:
-            if stop.is_set():  # a second Ctrl-C: the operator does not want to wait for a clean stop
-                print_fn("pithead serve: stopping now, without waiting for every part.")
-                os._exit(EXIT_FORCED)
-            print_fn("pithead serve: stopping (Ctrl-C again to stop at once)...")
-            stop.set()
-
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal)
-                installed.append(sig)
-        try:
-            await serve(opts, stop)
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-        print_fn("pithead stopped.")
-
-    try:
-        asyncio.run(main())
-    except config_mod.ConfigError as exc:
-        err_fn(f"pithead serve: {exc}")
-        raise SystemExit(EXIT_CONFIG) from exc
-    except UpError as exc:
-        err_fn(f"pithead serve: {exc}")
-        raise SystemExit(EXIT_FAILED) from exc
+    run_command("pithead serve", main, print_fn=print_fn, err_fn=err_fn)
 
 
-__all__ = ["ServeError", "ServeOptions", "check_config", "run_serve", "serve"]
+__all__ = ["ServeOptions", "check_config", "run_serve", "serve"]

@@ -33,6 +33,7 @@ import httpx
 import orjson
 
 from pithead.bitcoind.codes import HTTP_FORBIDDEN, HTTP_UNAUTHORIZED, RPC_IN_WARMUP, RPC_MISC_ERROR
+from pithead.config import UpstreamNode
 
 DEFAULT_TIMEOUT_S = 10.0  # an ordinary call; a GBT on a busy mainnet mempool takes well under a second
 CONNECT_TIMEOUT_S = 3.0  # a node on the LAN answers a connect in milliseconds; longer means down
@@ -110,6 +111,12 @@ class RpcClient:
             timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
             limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
         )
+
+    @classmethod
+    def from_config(cls, node: UpstreamNode, *, timeout: float = DEFAULT_TIMEOUT_S) -> RpcClient:
+        """A client of one `[[pool.nodes]]` entry: its URL, and its cookie file or user and password."""
+        return cls(node.url, user=node.rpc_user, password=node.rpc_password, cookie_file=node.cookie_file,
+                   timeout=timeout, name=node.url)
 
     def _auth(self, reload: bool = False) -> tuple[str, str]:
         if self.cookie_file is not None and (reload or self.user is None or self.password is None):

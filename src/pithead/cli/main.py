@@ -1,17 +1,21 @@
-"""The `pithead` command: `pithead up|serve|node|pool|miner|farm|bench`.
+"""The `pithead` command: `pithead up|serve|node|pool|miner|farm|ledger|config|bench|version`.
 
-Each area owns its own Typer app in `pithead/<area>/cli.py` (exposing `app`); this module only mounts
-them, importing lazily so `pithead --help` stays fast and one area's missing optional dependency never
-breaks the others.
+Every command lives in `pithead.cli`: each area's Typer app in its own module (`pithead.cli.pool`, ...),
+mounted here, and `up` and `serve` (the two profiles of `pithead.app`) defined here. All are imported at the
+top: a broken module fails the command loudly, with its traceback, instead of hiding an area.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 import typer
+
+from pithead import __version__
+from pithead.app.demo import run_up
+from pithead.app.production import run_serve
+from pithead.cli import bench, config, farm, ledger, miner, node, pool
 
 app = typer.Typer(
     name="pithead",
@@ -20,26 +24,25 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# (command name, module holding a Typer `app`, help)
-_AREAS: list[tuple[str, str, str]] = [
-    ("node", "pithead.cli.node", "The embedded regtest node (Bitcoin Core's JSON-RPC dialect)."),
-    ("pool", "pithead.cli.pool", "The Stratum V1 pool server."),
-    ("miner", "pithead.cli.miner", "The reference miner (Stratum client, native hashing core)."),
-    ("farm", "pithead.cli.farm", "The fleet manager and the simulated fleet."),
-    ("ledger", "pithead.cli.ledger", "The pool's ledger: shares, blocks, balances, payouts."),
-    ("config", "pithead.cli.config", "The configuration file: a complete example, and a check."),
-    ("bench", "pithead.cli.bench", "Benchmarks that print figures."),
+# (command name, the area's Typer app, help)
+_AREAS: list[tuple[str, typer.Typer, str]] = [
+    ("node", node.app, "The embedded regtest node (Bitcoin Core's JSON-RPC dialect)."),
+    ("pool", pool.app, "The Stratum V1 pool server."),
+    ("miner", miner.app, "The reference miner (Stratum client, native hashing core)."),
+    ("farm", farm.app, "The fleet manager and the simulated fleet."),
+    ("ledger", ledger.app, "The pool's ledger: shares, blocks, balances, payouts."),
+    ("config", config.app, "The configuration file: a complete example, and a check."),
+    ("bench", bench.app, "Benchmarks that print figures."),
 ]
+_mounted = False
 
 
 def _mount() -> None:
-    for name, module, help_text in _AREAS:
-        try:
-            sub = importlib.import_module(module).app
-        except ImportError as exc:
-            if exc.name and exc.name.startswith("pithead"):
-                continue  # area not built yet
-            raise
+    global _mounted
+    if _mounted:  # tests call it before each CliRunner; mounting twice would duplicate the commands
+        return
+    _mounted = True
+    for name, sub, help_text in _AREAS:
         if isinstance(sub, typer.Typer):
             callback = sub.registered_callback.callback if sub.registered_callback else None
             if callback is not None and not sub.registered_commands and not sub.registered_groups:
@@ -57,11 +60,6 @@ def up(
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (demos, tests)."),
 ) -> None:
     """Start the whole operation: demo-chain node, pool, miners, simulated fleet and dashboard."""
-    try:
-        from pithead.app.demo import run_up
-    except ImportError as exc:  # pragma: no cover - until the main job exists
-        typer.echo(f"pithead up is not available yet: {exc}", err=True)
-        raise typer.Exit(2) from exc
     run_up(data_dir=data_dir, config_path=config, duration=duration)
 
 
@@ -78,16 +76,12 @@ def serve(
 ) -> None:
     r"""Run the operation for real against your Bitcoin node(s): pool, ledger and dashboard (payouts off
     unless \[ledger] payouts = "wallet"; the farm when \[farm] scan is set)."""
-    from pithead.app.production import run_serve
-
     run_serve(config_path=config, data_dir=data_dir, duration=duration, no_pool=no_pool)
 
 
 @app.command()
 def version() -> None:
     """Print pithead's version."""
-    from pithead import __version__
-
     typer.echo(__version__)
 
 

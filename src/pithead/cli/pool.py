@@ -12,13 +12,14 @@ pool_address`); they are checked like the file, so a bad flag names its key. `--
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import typer
 
-from pithead.app.pool import PoolStartError, serve
+from pithead.app.lifecycle import EXIT_CONFIG, run_command
+from pithead.app.pool import serve
 from pithead.config import ConfigError, load
-from pithead.stratum.server.loop import run
 
 app = typer.Typer(invoke_without_command=True, add_completion=False)
 
@@ -49,8 +50,6 @@ def pool(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the Stratum V1 pool server."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     nodes = [{"url": u, "cookie_file": cookie_file, "rpc_user": rpc_user, "rpc_password": rpc_password}
              for u in node] or None
     try:
@@ -61,15 +60,13 @@ def pool(
         })
     except ConfigError as exc:
         typer.echo(f"pithead pool: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_CONFIG) from exc
     # "memory", the one-process default, reaches no ledger from a standalone pool: no bus at all here.
     bus = None if full.ledger.share_bus == "memory" else full.ledger.share_bus
-    try:
+
+    async def main(stop: asyncio.Event) -> None:
         # The start banner is printed, not only logged: normal lifecycle logs at INFO, below the
         # default level, and an operator needs to see where the pool listens.
-        run(serve(full.pool, on_listening=typer.echo, share_bus=bus))
-    except (ConfigError, PoolStartError) as exc:
-        typer.echo(f"pithead pool: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    except KeyboardInterrupt:  # pragma: no cover
-        pass
+        await serve(full.pool, on_listening=typer.echo, share_bus=bus, stop=stop)
+
+    run_command("pithead pool", main, log_level=logging.INFO if verbose else logging.WARNING, quiet_stop=True)
