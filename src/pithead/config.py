@@ -77,7 +77,7 @@ class UpstreamNode:
     rpc_user: str | None = None
     rpc_password: str | None = field(default=None, repr=False)
     zmq_hashblock: str | None = None
-    priority: int = 0  # the lowest value leads; ties keep the order given
+    priority: int = 0  # among nodes on the same best block the lowest value leads (ties: the order given)
 
 
 @dataclass(frozen=True)

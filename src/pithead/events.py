@@ -49,9 +49,12 @@ class BlockEvent:
     address: str
     reward_sat: int  # coinbase value: subsidy + fees
     fees_sat: int
-    accepted_by_node: bool
-    node_result: str | None = None  # BIP22 result string when refused
+    accepted_by_node: bool  # accepted by a node on the best chain: a found block
+    node_result: str | None = None  # BIP22 result string when refused (or the best chain's node's answer)
     network_difficulty: float = 0.0  # the block's network difficulty (sizes the PPLNS window); 0 = unknown
+    # Accepted only by nodes off the best chain (a node behind, another fork): the best chain does not
+    # contain it. accepted_by_node is then False; the ledger records it orphaned and credits nothing.
+    stale_fork: bool = False
 
 
 Event = ShareEvent | BlockEvent
@@ -105,6 +108,7 @@ def validate(event: Any) -> None:
         need("fees_sat", isinstance(event.fees_sat, int) and not isinstance(event.fees_sat, bool) and event.fees_sat >= 0)
         need("accepted_by_node", isinstance(event.accepted_by_node, bool))
         need("node_result", event.node_result is None or _text(event.node_result))
+        need("stale_fork", isinstance(event.stale_fork, bool) and not (event.stale_fork and event.accepted_by_node))
 
 
 class EventDecodeError(InvalidEvent):

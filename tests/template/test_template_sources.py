@@ -212,10 +212,28 @@ async def test_failover_keeps_work_flowing_and_submits_everywhere(tmp_path: Path
             assert results["backup"].accepted and results["backup"].result is None
             assert not results["primary"].accepted and results["primary"].result.startswith("error")
             assert await rpc_b.call("getbestblockhash") == block.hash_hex()
-            # The primary comes back on its address: it leads again, with its own chain.
+            # The primary comes back on its address with its own chain, as long as the backup's (3 blocks
+            # each, different forks): equal work, so the backup keeps leading (no flapping). Once the
+            # primary's chain has more work it leads again.
             async with running_node(tmp_path / "primary", rpc_port=a.rpc_port) as (_, rpc_a2):
-                u = await update_with_prev(updates, await rpc_a2.call("getbestblockhash"))
-                assert u.new_block and u.template.height == 4 and failover.active.name == "primary"
+
+                async def primary_back() -> bool:
+                    st = {s["name"]: s for s in failover.status()}
+                    return bool(st["primary"]["healthy"]) and st["primary"]["height"] == 4
+
+                deadline = asyncio.get_running_loop().time() + WAIT
+                while not await primary_back():
+                    assert asyncio.get_running_loop().time() < deadline, failover.status()
+                    await asyncio.sleep(0.02)
+                status = {s["name"]: s for s in failover.status()}
+                assert failover.active.name == "backup", status
+                assert status["primary"]["reason"].startswith("standby: equal chain work on another fork")
+                assert "no flapping" in status["backup"]["reason"]
+                (tip,) = await mine_blocks(rpc_a2, 1)
+                u = await update_with_prev(updates, tip)
+                assert u.new_block and u.template.height == 5 and failover.active.name == "primary"
+                status = {s["name"]: s for s in failover.status()}
+                assert status["backup"]["reason"].startswith("behind: less chain work than primary")
         finally:
             await failover.stop()
 

@@ -362,16 +362,30 @@ class Ledger:
         return total, unpriced
 
     def _on_block(self, ev: BlockEvent) -> bool:
+        """Record a block; a found one (accepted on the best chain) ends the round and is credited.
+
+        A block on a stale fork (accepted only by a node off the best chain) is recorded orphaned, with no
+        credits, and the round goes on: its shares stay in the round and are paid by the next found block.
+        Should maturity tracking later see it on the best chain after all, it is followed to confirmation
+        but still credits nothing, so no share is paid twice."""
         d_net = ev.network_difficulty or self.network_difficulty
-        status = BlockStatus.PENDING if ev.accepted_by_node else BlockStatus.REJECTED
+        if ev.accepted_by_node:
+            status, confirmations = BlockStatus.PENDING, 0
+        elif ev.stale_fork:
+            status, confirmations = BlockStatus.ORPHANED, -1  # maturity's "off the best chain"
+        else:
+            status, confirmations = BlockStatus.REJECTED, 0
         record = BlockRecord(
-            ev.block_hash, ev.height, ev.time, ev.worker, ev.address, ev.reward_sat, ev.fees_sat, status, 0,
-            str(self.settings.scheme), d_net, ev.time, ev.node_result,
+            ev.block_hash, ev.height, ev.time, ev.worker, ev.address, ev.reward_sat, ev.fees_sat, status,
+            confirmations, str(self.settings.scheme), d_net, ev.time, ev.node_result,
         )
         if not self.store.add_block(record):
             log.info("block %s already recorded; ignoring the repeat", ev.block_hash)
             return False
         if not ev.accepted_by_node:
+            if ev.stale_fork:
+                log.warning("block %s at %d is on a stale fork: recorded orphaned, nothing credited",
+                            ev.block_hash, ev.height)
             return True
         split = self.split_block(ev.reward_sat, ev.address, d_net)
         self.store.clear_round_work()  # the round ends with any accepted block, whatever the scheme

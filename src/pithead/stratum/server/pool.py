@@ -5,8 +5,9 @@ miner, the `JobBook`, statistics, bans, and three background tasks in one TaskGr
 consumer (a new block → clean jobs to every miner at once), the refresher (new transactions every
 `refresh_interval` → jobs with clean_jobs=false), and the sweeper (handshake/idle timeouts, vardiff for
 quiet miners). Shares are judged synchronously inside `data_received` by the session; block candidates
-are submitted to every node at once through the `TemplateSource` in their own task, recorded, and
-announced with `client.show_message`. Share and block events go to a `ShareSink` (the ledger's
+are submitted to every node at once through the `TemplateSource` in their own task, judged against the
+best chain (`judge_submission`: a block only nodes off the best chain accepted is a stale fork, not a
+found block), recorded, and, when found, announced with `client.show_message`. Share and block events go to a `ShareSink` (the ledger's
 in-process queue today).
 
 What it is not: no protocol logic lives here (that is `pithead.stratum.v1`).
@@ -47,7 +48,7 @@ from pithead.stratum.v1.pool import (
     ShareJudged,
 )
 from pithead.template.block_template import BlockTemplate
-from pithead.template.interface import SubmitResult, TemplateSource
+from pithead.template.interface import BlockOutcome, SubmitResult, TemplateSource, judge_submission
 
 log = logging.getLogger(__name__)
 
@@ -454,20 +455,26 @@ class PoolServer:
         except Exception as exc:  # keep the block on record even when every node is unreachable
             log.exception("submitblock failed")
             results = [SubmitResult(node="?", result=f"error: {exc}", accepted=False)]
-        accepted = any(r.accepted for r in results)
+        verdict = judge_submission(results)
+        accepted = verdict.outcome is BlockOutcome.FOUND
         self.metrics.submit_results.append((display_hex(ev.block_hash), results))
         del self.metrics.submit_results[:-100]
-        refused = next((r.result for r in results if not r.accepted), None)
         if self.sink is not None:
             self._emit(
                 BlockEvent(
                     time=now, height=ev.job.height, block_hash=display_hex(ev.block_hash),
                     worker=ev.worker.name, address=ev.worker.address, reward_sat=ev.job.coinbase_value,
-                    fees_sat=ev.job.fees, accepted_by_node=accepted, node_result=None if accepted else refused,
+                    fees_sat=ev.job.fees, accepted_by_node=accepted, node_result=verdict.node_result,
+                    stale_fork=verdict.outcome is BlockOutcome.STALE_FORK,
                 )
             )
-        verdict = "accepted" if accepted else f"refused ({refused})"
-        log.warning("block %s %s", display_hex(ev.block_hash), verdict)
+        if verdict.outcome is BlockOutcome.STALE_FORK:
+            said = f"; the best chain's node said {verdict.node_result}" if verdict.node_result else ""
+            log.warning("block %s on a stale fork: accepted only by nodes off the best chain (%s)%s",
+                        display_hex(ev.block_hash), ", ".join(verdict.accepted_by), said)
+        else:
+            log.warning("block %s %s", display_hex(ev.block_hash),
+                        "accepted" if accepted else f"refused ({verdict.node_result})")
         if accepted:
             self.broadcast_message(block_message(ev.job.height, ev.worker.name))
 

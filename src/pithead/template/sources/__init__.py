@@ -1,1 +1,2 @@
-"""pithead.template.sources: where templates come from (nodes, failover, a static one for tests)."""
+"""pithead.template.sources: where templates come from (nodes, failover and its leader choice, a static
+one for tests)."""

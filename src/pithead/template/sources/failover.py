@@ -1,14 +1,27 @@
 """Several nodes, one template stream (`FailoverSource`), and the source for `[pool] nodes`.
 
-`FailoverSource` runs several `NodeSource`s and hands out the templates of the healthy node with the
-lowest `priority` value (ties: the order given); when that node fails the next one's template is handed
-out at once, and the preferred node takes over again once it answers. Solved blocks are submitted to
-every node at once. `source_from_config` builds one over the configured nodes.
+`FailoverSource` runs several `NodeSource`s and hands out the templates of the leader, which follows the
+chain (`leader.choose_leader`): among the healthy nodes, the one whose tip has the most chain work leads;
+`priority` (lowest value first, ties: the order given) only decides between nodes on the same tip, and
+between equal-work forks the current leader stays. So a node that is behind is never the source of work,
+whatever its priority, and the preferred node leads again only once its best block is the leader's.
+When the leader fails, the next node's template is handed out at once. Every change of leader is logged
+with its reason, and `status()` says why each node leads or not.
+
+Solved blocks are submitted to every node at once, and each answer is judged against the best chain:
+after the submissions every node is asked for its tip, the leader is chosen again, and
+`SubmitResult.best_chain` says whether that node is on the leader's tip. A block that only nodes off the
+best chain accepted is on a stale fork (`interface.judge_submission`), not found. `source_from_config`
+builds one over the configured nodes.
+
+Not here: the rule itself (`leader`, pure), talking to one node (`node`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -18,6 +31,7 @@ from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.template.block_template import BlockTemplate, same_work
 from pithead.template.interface import SubmitResult, TemplateUpdate
 from pithead.template.sources.fanout import UpdateFanout
+from pithead.template.sources.leader import Leadership, choose_leader
 from pithead.template.sources.node import REFRESH_INTERVAL_S, NodeSource
 
 log = logging.getLogger(__name__)
@@ -30,7 +44,8 @@ class NoNodeError(NodeError):
 
 
 class FailoverSource:
-    """Several nodes, one template stream: the healthy node with the lowest priority value leads."""
+    """Several nodes, one template stream: the healthy node with the most chain work leads; priority
+    decides between nodes on the same tip."""
 
     def __init__(
         self,
@@ -45,15 +60,18 @@ class FailoverSource:
         self.start_timeout = start_timeout
         self.clock = clock
         self.active: NodeSource | None = None
+        self._leadership: Leadership | None = None
         self._emitted: BlockTemplate | None = None
         self._fanout = UpdateFanout()
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
+        # Every node's first answer is in before the first choice of leader, so a node that answers
+        # first but is behind never hands out work, not even for a moment.
+        await asyncio.gather(*(s.start(wait=False) for s in self.sources))
         for s in self.sources:
             s.listeners.append(self._on_change)
-        await asyncio.gather(*(s.start(wait=False) for s in self.sources))
-        self._on_change(self.sources[0])
+        self._on_change(None)
         try:
             await asyncio.wait_for(self._ready.wait(), self.start_timeout)
         except TimeoutError:
@@ -75,19 +93,61 @@ class FailoverSource:
         return self._fanout.subscribe()
 
     async def submit_block(self, block_hex: str) -> list[SubmitResult]:
-        results = await asyncio.gather(*(s.submit_block(block_hex) for s in self.sources))
-        return [r for rs in results for r in rs]
+        """Submit to every node at once, then judge each answer against the best chain: every node that
+        answers is asked for its tip (a node that took the block has a new one), the leader is chosen
+        again, and each result's `best_chain` says whether its node is on the leader's tip."""
+        answers = await asyncio.gather(*(s.submit_block(block_hex) for s in self.sources))
+
+        async def check(s: NodeSource) -> None:
+            with contextlib.suppress(NodeError):  # the node is marked down: off the best chain
+                await s.check_tip("submit")
+
+        await asyncio.gather(*(check(s) for s in self.sources if s.healthy))
+        self._on_change(None)
+        best = self._best_chain_nodes()
+        if not best:  # no node answers now: nothing to judge against, the answers stand as they are
+            return [r for rs in answers for r in rs]
+        return [
+            dataclasses.replace(r, best_chain=s in best)
+            for s, rs in zip(self.sources, answers, strict=True)
+            for r in rs
+        ]
 
     def status(self) -> list[dict[str, Any]]:
-        """Each node's status, in priority order, with `active` marking the one templates come from."""
-        return [{**s.status(), "active": s is self.active} for s in self.sources]
+        """Each node's status, in priority order, with `active` marking the one templates come from and
+        `reason` saying why it leads or not (down, behind, on the same tip but second, another fork)."""
+        reasons = self._leadership.reasons if self._leadership is not None else ()
+        return [
+            {**s.status(), "active": s is self.active, "reason": reasons[i] if i < len(reasons) else ""}
+            for i, s in enumerate(self.sources)
+        ]
 
-    def _on_change(self, _source: NodeSource) -> None:
-        leader = next((s for s in self.sources if s.healthy and s.current() is not None), None)
-        if leader is None:
+    def _best_chain_nodes(self) -> set[NodeSource]:
+        """The healthy nodes whose tip is the leader's (the best chain's)."""
+        tip = self.active.tip if self.active is not None and self.active.healthy else None
+        if tip is None:
+            return set()
+        return {
+            s for s in self.sources if s.healthy and s.tip is not None and s.tip.block_hash == tip.block_hash
+        }
+
+    def _on_change(self, _source: NodeSource | None) -> None:
+        candidates = [s.candidate() for s in self.sources]
+        current = self.sources.index(self.active) if self.active is not None else None
+        decision = choose_leader(candidates, current)
+        self._leadership = decision
+        if decision.leader is None:
             return  # keep handing out the last template until some node answers again
+        leader = self.sources[decision.leader]
         if leader is not self.active:
-            log.info("template source: %s leads now", leader.name)
+            was = (
+                f"; {self.active.name}: {decision.reasons[current]}"
+                if self.active is not None and current is not None
+                else ""
+            )
+            log.info(
+                "template source: %s leads now (%s)%s", leader.name, decision.reasons[decision.leader], was
+            )
             self.active = leader
         template = leader.current()
         assert template is not None

@@ -14,6 +14,10 @@ validated into a frozen `BlockTemplate` (`parse_gbt`); a malformed one is refuse
 `rejected` and the last good template stays current. A node that stops answering is marked unhealthy
 (`healthy`, `last_error`) and retried every `retry_interval`.
 
+It also knows where the node's chain ends (`tip`, a `ChainTip`): the block the template builds on, its
+height and, asked once per new tip with `getblockheader`, its chain work (None from a node that does not
+say). `FailoverSource` compares nodes by it; `check_tip` asks the node for its best block now.
+
 Not here: several nodes with failover (`failover`), job building, coinbase construction (the pool's side).
 """
 
@@ -34,6 +38,7 @@ from pithead.chain.hashes import display_hex
 from pithead.template.block_template import BlockTemplate, TemplateError, parse_gbt, same_work
 from pithead.template.interface import SubmitResult, TemplateUpdate
 from pithead.template.sources.fanout import UpdateFanout
+from pithead.template.sources.leader import Candidate, ChainTip
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,7 @@ class NodeSource:
         self.rejected: str | None = None  # why the last refused template was refused
         self.listeners: list[Callable[[NodeSource], None]] = []
         self._template: BlockTemplate | None = None
+        self._tip: ChainTip | None = None
         self._last_fetch = 0.0
         self._fanout = UpdateFanout()
         self._lock = asyncio.Lock()
@@ -125,6 +131,15 @@ class NodeSource:
     def current(self) -> BlockTemplate | None:
         return self._template
 
+    @property
+    def tip(self) -> ChainTip | None:
+        """The tip the current template builds on (None before the first template)."""
+        return self._tip
+
+    def candidate(self) -> Candidate:
+        """What the leader choice of `FailoverSource` needs to know of this node."""
+        return Candidate(self.name, self.priority, self.healthy, self._tip, self.last_error)
+
     def updates(self) -> AsyncIterator[TemplateUpdate]:
         return self._fanout.subscribe()
 
@@ -144,6 +159,7 @@ class NodeSource:
     def status(self) -> dict[str, Any]:
         """For dashboards and logs: how this node is doing."""
         t = self._template
+        work = self._tip.chainwork if self._tip is not None else None
         return {
             "name": self.name,
             "priority": self.priority,
@@ -152,6 +168,7 @@ class NodeSource:
             "rejected": self.rejected,
             "height": t.height if t else None,
             "prev_hash": display_hex(t.prev_hash) if t else None,
+            "chainwork": f"{work:064x}" if work is not None else None,  # Core's spelling: 64 hex digits
             "zmq": bool(self.zmq_hashblock),
             "notifications": dict(self.notifications),
         }
@@ -167,7 +184,21 @@ class NodeSource:
                 self._set_health(False, str(exc))
                 raise
             self._last_fetch = self.clock()
-            self._accept(result, why)
+            await self._take(result, why)
+
+    async def check_tip(self, why: str = "poll") -> None:
+        """Ask the node for its best block; fetch a template when it moved (raises NodeError, after
+        marking the node down, when the node fails)."""
+        try:
+            best = await self.client.call("getbestblockhash")
+        except NodeError as exc:
+            self._set_health(False, str(exc))
+            raise
+        self._set_health(True, None)
+        if isinstance(best, str) and (
+            self._template is None or best != display_hex(self._template.prev_hash)
+        ):
+            await self.refresh(why)
 
     async def _refresh_quietly(self, why: str) -> None:
         with contextlib.suppress(NodeError):
@@ -183,7 +214,9 @@ class NodeSource:
             raise
         await self.refresh("connect")
 
-    def _accept(self, result: Any, why: str) -> None:
+    async def _take(self, result: Any, why: str) -> None:
+        """Validate a getblocktemplate answer, learn its tip's chain work when the tip is new, accept it.
+        Called with `_lock` held, so that answers are taken one at a time, in the order they came."""
         try:
             template = parse_gbt(result)
         except TemplateError as exc:
@@ -191,6 +224,29 @@ class NodeSource:
             log.warning("%s: template refused, keeping the last good one: %s", self.name, exc)
             self._set_health(True, None)
             return
+        old = self._tip
+        if old is not None and old.block_hash == template.prev_hash and old.chainwork is not None:
+            work: int | None = old.chainwork
+        else:
+            work = await self._chainwork(template.prev_hash)
+        self._tip = ChainTip(template.prev_hash, template.height - 1, work)
+        self._accept(template, why)
+
+    async def _chainwork(self, block_hash: bytes) -> int | None:
+        """Core's `chainwork` of a block (getblockheader), or None when the node does not say: the
+        failover then compares tips by height. A failure here is left to the next call to notice."""
+        try:
+            header = await self.client.call("getblockheader", display_hex(block_hash), True)
+        except NodeError as exc:
+            log.debug("%s: no chain work for %s: %s", self.name, display_hex(block_hash), exc)
+            return None
+        work = header.get("chainwork") if isinstance(header, dict) else None
+        try:
+            return int(work, 16) if isinstance(work, str) else None
+        except ValueError:
+            return None
+
+    def _accept(self, template: BlockTemplate, why: str) -> None:
         old = self._template
         self._set_health(True, None, notify=False)
         if old is not None and same_work(old, template):
@@ -246,8 +302,9 @@ class NodeSource:
                 self._set_health(False, str(exc))
                 await asyncio.sleep(self.retry_interval)
                 continue
-            self._last_fetch = self.clock()
-            self._accept(result, "longpoll")
+            async with self._lock:
+                self._last_fetch = self.clock()
+                await self._take(result, "longpoll")
             current = self._template
             if (
                 time.monotonic() - started < LONGPOLL_MIN_S
@@ -273,11 +330,12 @@ class NodeSource:
                 if not self.healthy or self._template is None:
                     await self._connect()
                     continue
-                best = await self.client.call("getbestblockhash")
-                self._set_health(True, None)
-                if isinstance(best, str) and best != display_hex(self._template.prev_hash):
-                    await self.refresh("poll")
-                elif self.clock() - self._last_fetch >= self.refresh_interval:
+                prev = self._template.prev_hash
+                await self.check_tip("poll")
+                if (
+                    self._template.prev_hash == prev
+                    and self.clock() - self._last_fetch >= self.refresh_interval
+                ):
                     await self.refresh("refresh")
             except WrongChainError as exc:
                 self._set_health(False, str(exc))
