@@ -38,7 +38,16 @@ from pithead.chain.compact import bits_to_target
 from pithead.chain.hashes import sha256d
 from pithead.chain.params import REGTEST
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
+from pithead.config import PoolConfig
+from pithead.ledger.bus.memory import MemoryBus
+from pithead.stratum.difficulty import VarDiffConfig
+from pithead.stratum.extranonce import ExtranonceAllocator
+from pithead.stratum.server.pool import PoolServer, ServerLimits
+from pithead.stratum.server.workers import WorkerPool
+from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.pool import PoolRules, PoolSession, PoolState
 from pithead.template.block_template import BlockTemplate, TemplateTx
+from pithead.template.sources.static import StaticTemplateSource
 
 POOL_ADDRESS = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"
 BENCH_BITS = 0x1D00FFFF  # difficulty-1 network target: the bench's tiny-difficulty shares are not blocks
@@ -127,10 +136,6 @@ async def _command_loop(bound: int, stats: Callable[[], Awaitable[dict[str, Any]
 async def _serve_workers(port: int, workers: int) -> None:
     """The pool as `workers` processes (`pithead pool --workers N`): a supervisor (this process) and its
     workers sharing the port; CPU and RSS are summed over all of them."""
-    from pithead.config import PoolConfig
-    from pithead.ledger.bus.memory import MemoryBus
-    from pithead.stratum.server.workers import WorkerPool
-    from pithead.template.sources.static import StaticTemplateSource
 
     source = StaticTemplateSource(bench_template(1000))
     cfg = PoolConfig(port=port, mode="pool", pool_address=POOL_ADDRESS, user_rule="any", share_interval=1e9,
@@ -162,11 +167,6 @@ async def _serve_workers(port: int, workers: int) -> None:
 
 
 async def _serve(port: int) -> None:
-    from pithead.ledger.bus.memory import MemoryBus
-    from pithead.stratum.difficulty import VarDiffConfig
-    from pithead.stratum.server.pool import PoolServer, ServerLimits
-    from pithead.stratum.v1.pool import PoolRules, PoolState
-    from pithead.template.sources.static import StaticTemplateSource
 
     source = StaticTemplateSource(bench_template(1000))
     rules = PoolRules(mode="pool", network=REGTEST, user_rule="any",
@@ -523,10 +523,6 @@ def _sessions_only(n: int) -> None:
     """Python-side memory of n READY sessions without sockets (RLIMIT_NOFILE caps real connections)."""
     import gc
 
-    from pithead.stratum.difficulty import VarDiffConfig
-    from pithead.stratum.extranonce import ExtranonceAllocator
-    from pithead.stratum.v1.jobs import JobBook
-    from pithead.stratum.v1.pool import PoolRules, PoolSession
 
     book = JobBook(mode="pool", pool_script=address_to_script(POOL_ADDRESS, REGTEST))
     book.new_template(bench_template(1000))

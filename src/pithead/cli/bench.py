@@ -12,13 +12,13 @@ import pkgutil
 
 import typer
 
+import pithead.bench
+
 app = typer.Typer(no_args_is_help=True)
 
 
 def available() -> list[str]:
-    import pithead.bench as pkg
-
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "cli")
+    return sorted(m.name for m in pkgutil.iter_modules(pithead.bench.__path__))
 
 
 def _register(name: str) -> None:
@@ -28,6 +28,7 @@ def _register(name: str) -> None:
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
     )
     def _cmd(ctx: typer.Context) -> None:
+        # start-up: a benchmark module is imported only when it runs (each imports the area it measures)
         importlib.import_module(f"pithead.bench.{name}").main(list(ctx.args))
 
 

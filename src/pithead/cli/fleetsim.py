@@ -15,15 +15,16 @@ import asyncio
 import contextlib
 import json
 import resource
-import signal
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from pithead.app.lifecycle import StartError, run_command
 from pithead.fleetsim.clock import ManualClock, SimClock
 from pithead.fleetsim.device import PoolConf
 from pithead.fleetsim.fleet import DEFAULT_NETWORK, Action, Fleet, FleetConfigError
+from pithead.fleetsim.mining import MiningBridge, choose_miners
 from pithead.fleetsim.models import MODELS, FailureRates
 from pithead.fleetsim.server import FleetServer, SimServerError
 
@@ -99,11 +100,15 @@ def run(
         "read_only_api": read_only_api,
     }
     fleet = _build(header, clock)
+
+    async def main(stop: asyncio.Event) -> None:
+        try:
+            await _serve(fleet, api_port, web_port, bind, mine, share_difficulty, hash_duty, status_every, stop)
+        except SimServerError as exc:
+            raise StartError(str(exc)) from exc
+
     try:
-        asyncio.run(_serve(fleet, api_port, web_port, bind, mine, share_difficulty, hash_duty, status_every))
-    except SimServerError as exc:
-        typer.echo(f"pithead farm sim: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        run_command("pithead farm sim", main, quiet_stop=True)
     finally:
         if record is not None:
             with record.open("w") as f:
@@ -184,9 +189,8 @@ async def _serve(
     share_difficulty: float,
     hash_duty: float,
     status_every: float,
+    stop: asyncio.Event,
 ) -> None:
-    from pithead.fleetsim.mining import MiningBridge, choose_miners
-
     server = FleetServer(fleet, api_port=api_port, web_port=web_port, bind=bind)  # type: ignore[arg-type]
     await server.start()
     first, last = fleet.devices[0].ip, fleet.devices[-1].ip
@@ -201,11 +205,6 @@ async def _serve(
         bridge = MiningBridge(fleet, miners, share_difficulty=share_difficulty, hash_duty=hash_duty)
         await bridge.start()
         typer.echo(f"{len(miners)} devices mine for real against their configured pool")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

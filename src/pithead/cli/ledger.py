@@ -19,6 +19,7 @@ import time
 
 import typer
 
+from pithead import config as config_mod
 from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
 from pithead.ledger.store import StoreError, open_store
 from pithead.ledger.store.base import LedgerStore
@@ -32,8 +33,6 @@ _DATA = typer.Option(None, "--data-dir", "-d", help="Data directory (default: fr
 
 
 def _open(database: str | None, config: str | None, data_dir: str | None) -> tuple[LedgerStore, Ledger]:
-    from pithead import config as config_mod
-
     try:
         cfg = config_mod.load(config)
     except config_mod.ConfigError as exc:

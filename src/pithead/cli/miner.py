@@ -19,6 +19,7 @@ from typing import Final
 
 import typer
 
+from pithead.app.lifecycle import run_command
 from pithead.miner import core
 from pithead.miner.runner import Miner, MinerOptions, MinerStatus, path_summary
 from pithead.stratum.client.connection import parse_pool_url
@@ -120,14 +121,18 @@ def unprinted(printed: list[str], current: list[str]) -> list[str]:
     return current
 
 
-async def _main(miner: Miner, duration: float | None, live: bool) -> None:
+async def _main(miner: Miner, duration: float | None, live: bool, stop: asyncio.Event) -> None:
     status = asyncio.ensure_future(_status_loop(miner, live))
+    mining = asyncio.ensure_future(miner.run(duration))
+    stopped = asyncio.ensure_future(stop.wait())
     try:
-        await miner.run(duration)
+        await asyncio.wait({mining, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        status.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await status
+        for task in (mining, stopped, status):
+            task.cancel()
+        for task in (mining, stopped, status):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @app.callback()
@@ -179,10 +184,11 @@ def miner(
     live = sys.stdout.isatty()
     target = "benchmark" if benchmark else ", ".join(str(p) for p in pools)
     typer.echo(f"pithead miner: {threads} thread(s), {path_summary() if path is None else 'hashing path ' + path}; {target}")
-    try:
-        asyncio.run(_main(m, duration, live))
-    except KeyboardInterrupt:
-        pass
+
+    async def main(stop: asyncio.Event) -> None:
+        await _main(m, duration, live, stop)
+
+    run_command("pithead miner", main, quiet_stop=True)
     st = m.status
     total = m.engine.total_hashes
     elapsed = max(1e-9, time.monotonic() - st.started)
