@@ -10,7 +10,7 @@ pinned in pyproject.toml):
   over *initiator's encoding ‖ responder's encoding ‖ x*: the initiator's encoding always comes first,
   whichever side computes it (libsecp256k1 party A is the initiator).
 - `schnorr_sign`, `schnorr_verify`: BIP340, for the certificate the authority key signs.
-- `xonly_public`, `new_secret`, `check_secret`: keys.
+- `xonly_public`, `xonly_valid`, `new_secret`, `check_secret`: keys.
 
 coincurve's public API covers BIP340 and keys; it has no wrapper for ElligatorSwift, so those three
 functions call the bundled library's `secp256k1_ellswift_*` through coincurve's private cffi module
@@ -72,6 +72,17 @@ def xonly_public(secret: bytes) -> bytes:
     """The BIP340 x-only public key (32 bytes) of `secret`."""
     check_secret(secret)
     return PrivateKey(secret).public_key_xonly.format()
+
+
+def xonly_valid(xonly: bytes) -> bool:
+    """Whether `xonly` (32 bytes) is the x coordinate of a point on the curve (a usable BIP340 key)."""
+    if not isinstance(xonly, bytes) or len(xonly) != XONLY_SIZE:
+        return False
+    try:
+        PublicKeyXOnly(xonly)
+    except ValueError:
+        return False
+    return True
 
 
 def ellswift_create(secret: bytes, aux_rand: bytes | None = None) -> bytes:
