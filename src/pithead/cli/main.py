@@ -1,4 +1,4 @@
-"""The `pithead` command: `pithead up|serve|node|pool|miner|farm|bench`.
+"""The `pithead` command: `pithead up|serve|node|pool|miner|farm|keys|bench`.
 
 Each area owns its own Typer app in `pithead/<area>/cli.py` (exposing `app`); this module only mounts
 them, importing lazily so `pithead --help` stays fast and one area's missing optional dependency never
@@ -27,6 +27,7 @@ _AREAS: list[tuple[str, str, str]] = [
     ("miner", "pithead.cli.miner", "The reference miner (Stratum client, native hashing core)."),
     ("farm", "pithead.cli.farm", "The fleet manager and the simulated fleet."),
     ("ledger", "pithead.cli.ledger", "The pool's ledger: shares, blocks, balances, payouts."),
+    ("keys", "pithead.cli.keys", "The Stratum V2 pool's authority key: make one, show its public key."),
     ("config", "pithead.cli.config", "The configuration file: a complete example, and a check."),
     ("bench", "pithead.cli.bench", "Benchmarks that print figures."),
 ]
