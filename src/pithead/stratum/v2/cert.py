@@ -142,8 +142,10 @@ def encode_public_key(xonly: bytes) -> str:
 def decode_public_key(text: str) -> bytes:
     """The x-only key of an encoded authority public key; refuses a bad checksum, version or point."""
     raw = _b58check(text.strip(), "authority public key")
-    if len(raw) != 2 + secp256k1.XONLY_SIZE or raw[:2] != AUTHORITY_KEY_VERSION:
-        raise KeyEncodingError("not an SV2 authority public key (base58check of 01 00 and 32 bytes)")
+    if len(raw) != 2 + secp256k1.XONLY_SIZE:
+        raise KeyEncodingError(f"an SV2 authority public key holds 34 bytes (01 00 and the key), not {len(raw)}")
+    if raw[:2] != AUTHORITY_KEY_VERSION:
+        raise KeyEncodingError(f"authority key version {int.from_bytes(raw[:2], 'little')}; only 1 is defined")
     xonly = raw[2:]
     if not secp256k1.xonly_valid(xonly):
         raise KeyEncodingError("the authority public key is not a point on secp256k1")

@@ -83,7 +83,7 @@ class UInt(Codec[int]):
         return self._struct.unpack_from(data, pos)[0], end
 
     def encode(self, value: int) -> bytes:
-        if type(value) is not int or not 0 <= value <= self.maximum:  # bool is no integer on the wire
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= self.maximum:
             raise EncodeError(f"{value!r} is not a {self.name} (0..{self.maximum})")
         return self._struct.pack(value)
 
@@ -103,7 +103,7 @@ class U24Codec(Codec[int]):
         return int.from_bytes(data[pos:end], "little"), end
 
     def encode(self, value: int) -> bytes:
-        if type(value) is not int or not 0 <= value <= U24_MAX:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= U24_MAX:
             raise EncodeError(f"{value!r} is not a U24 (0..{U24_MAX})")
         return value.to_bytes(3, "little")
 
