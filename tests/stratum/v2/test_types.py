@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pithead.chain.compact import DIFF1_TARGET
 from pithead.stratum.v2 import types
 from pithead.stratum.v2.errors import DecodeError, EncodeError
+from pithead.stratum.v2.messages.common import MiningSetupFlags
 from stratum.v2.vectors import for_codec, message_vectors
 
 CODECS: list[types.Codec[Any]] = [
@@ -127,3 +128,11 @@ def test_difficulty_1_target_sits_at_bytes_26_and_27() -> None:
     wire = types.u256_from_int(DIFF1_TARGET)
     assert [i for i, b in enumerate(wire) if b] == [26, 27] and wire[26] == wire[27] == 0xFF
     assert types.int_from_u256(wire) == DIFF1_TARGET
+
+
+def test_flag_enums_encode_as_their_integer() -> None:
+    """SetupConnection.flags is built from `MiningSetupFlags` (an int subclass); a bool is still refused."""
+    flags = MiningSetupFlags.REQUIRES_VERSION_ROLLING | MiningSetupFlags.REQUIRES_STANDARD_JOBS
+    assert types.u32.encode(flags) == b"\x05\x00\x00\x00"
+    with pytest.raises(EncodeError):
+        types.u32.encode(True)
