@@ -37,6 +37,7 @@ from pithead.node.assembler import select_for_block
 from pithead.node.chainstate import AcceptResult, ChainState
 from pithead.node.mempool import Mempool, MempoolEntry
 from pithead.node.mining import assemble_block, longpoll_id, solve
+from pithead.node.rpc.context import RpcServerInfo
 from pithead.node.rpc.http import HttpRpcServer, basic_credentials
 from pithead.node.rpc.server import RpcDispatcher
 from pithead.node.txgen import make_transaction
@@ -51,6 +52,7 @@ LONGPOLL_MEMPOOL_S = 10.0  # a long-poll returns for mempool changes only after 
 LONGPOLL_MAX_S = 300.0  # a long-poll answers with the current template after this long regardless
 TXGEN_SCRIPTS_PER_KIND = 4  # generator outputs rotate over this many own scripts of each kind
 BOOTSTRAP_MAX_TRIES = 1_000_000  # per bootstrap block; at the pow limit ~2 tries are needed
+DEFAULT_WALLET_NAME = ""  # Core's default wallet name (the wallet in the wallets directory's root)
 
 
 class EmbeddedNodeError(RuntimeError):
@@ -78,6 +80,7 @@ class EmbeddedNode:
         longpoll_mempool_s: float = LONGPOLL_MEMPOOL_S,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        wallet_name: str = DEFAULT_WALLET_NAME,
     ) -> None:
         if chain not in ("regtest", "demo"):
             raise EmbeddedNodeError(f"unknown chain {chain!r}: expected regtest or demo")
@@ -115,6 +118,8 @@ class EmbeddedNode:
         self.chain: ChainState | None = None
         self.mempool = Mempool()
         self.wallet: NodeWallet | None = None
+        self.wallet_name = wallet_name
+        self.rpc_info = RpcServerInfo()
         self.zmq: ZmqPublisher | None = None
         self.cookie: tuple[str, str] | None = None
         self._server: HttpRpcServer | None = None
@@ -170,6 +175,15 @@ class EmbeddedNode:
     @property
     def zmq_endpoints(self) -> dict[str, str]:
         return dict(self.zmq.endpoints) if self.zmq else {}
+
+    @property
+    def rpc_server(self) -> HttpRpcServer | None:
+        """The RPC server while the node runs (its counters and connection figures are read by tests)."""
+        return self._server
+
+    @property
+    def log_path(self) -> str:
+        return str(self.chain_dir / "debug.log")
 
     def template_source(self, **options: Any) -> NodeSource:
         """A `pithead.template.sources.node.NodeSource` for this node, through its RPC (cookie or user/password)

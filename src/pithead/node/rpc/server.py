@@ -15,6 +15,12 @@ Core's RPCHelpMan (-3 "JSON value of type … is not of expected type …"); unk
 "Method not found"; while the node warms up everything but `stop` is -28; a bug in a method answers
 -32603 and never takes the server down.
 
+Every reply body ends with a newline, as Core's (httprpc.cpp writes `reply.write() + "\n"`): clients
+that read the reply line by line wait for it. A request to `/wallet/NAME` names the wallet its wallet
+methods use (Core's GetWalletForJSONRPCRequest): the node has one wallet, `NodeContext.wallet_name`, and
+any other name is -18 "Requested wallet does not exist or is not loaded"; other methods ignore the name,
+as Core's do. `getrpcinfo` sees the calls in progress through the node's `RpcServerInfo`.
+
 Not here: HTTP (http.py), the methods (the modules above), the answers' JSON shapes (format.py).
 """
 
@@ -45,6 +51,12 @@ from pithead.node.rpc.util import ACCEPTS, Command, json_type, type_error
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000  # requests per batch: bounds the work one HTTP request can queue
+WALLET_NOT_FOUND = "Requested wallet does not exist or is not loaded"  # Core's -18 for /wallet/NAME
+
+
+def reply_body(reply: Any) -> bytes:
+    """A reply as Core writes it: compact JSON and a newline."""
+    return orjson.dumps(reply, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def build_table(*groups: Iterable[Command]) -> Mapping[str, Command]:
@@ -111,31 +123,31 @@ class RpcDispatcher:
         self.table = table
         self._resubmitted = False  # the wallet's unconfirmed transactions offered to the mempool yet
 
-    async def handle(self, body: bytes) -> tuple[int, bytes]:
-        """One HTTP body in, (HTTP status, reply body) out."""
+    async def handle(self, body: bytes, wallet: str | None = None) -> tuple[int, bytes]:
+        """One HTTP body in, (HTTP status, reply body) out; `wallet` is the name a /wallet/NAME URI gave."""
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
             err = RPCError(codes.RPC_PARSE_ERROR, "Parse error")
-            return codes.HTTP_INTERNAL_SERVER_ERROR, orjson.dumps(
+            return codes.HTTP_INTERNAL_SERVER_ERROR, reply_body(
                 {"result": None, "error": err.to_json(), "id": None}
             )
         if isinstance(request, list):
             if len(request) > MAX_BATCH:
                 err = RPCError(codes.RPC_INVALID_REQUEST, f"batch of more than {MAX_BATCH} requests")
-                return codes.HTTP_BAD_REQUEST, orjson.dumps({"result": None, "error": err.to_json(), "id": None})
+                return codes.HTTP_BAD_REQUEST, reply_body({"result": None, "error": err.to_json(), "id": None})
             replies = []
             for item in request:
-                _, reply = await self._one(item)
+                _, reply = await self._one(item, wallet)
                 if reply is not None:
                     replies.append(reply)
-            return codes.HTTP_OK, orjson.dumps(replies)
-        status, reply = await self._one(request)
+            return codes.HTTP_OK, reply_body(replies)
+        status, reply = await self._one(request, wallet)
         if reply is None:
             return codes.HTTP_NO_CONTENT, b""
-        return status, orjson.dumps(reply)
+        return status, reply_body(reply)
 
-    async def _one(self, request: Any) -> tuple[int, dict[str, Any] | None]:
+    async def _one(self, request: Any, wallet: str | None) -> tuple[int, dict[str, Any] | None]:
         if not isinstance(request, dict):
             err = RPCError(codes.RPC_INVALID_REQUEST, "Invalid Request object")
             return codes.HTTP_BAD_REQUEST, {"result": None, "error": err.to_json(), "id": None}
@@ -151,7 +163,7 @@ class RpcDispatcher:
             params = request.get("params")
             if params is not None and not isinstance(params, list | dict):
                 raise RPCError(codes.RPC_INVALID_REQUEST, "Params must be an array or object")
-            result = await self.call(method, params)
+            result = await self.call(method, params, wallet)
         except RPCError as exc:
             if v2:
                 return (
@@ -168,7 +180,9 @@ class RpcDispatcher:
             )
         return codes.HTTP_OK, {"result": result, "error": None, "id": rid}
 
-    async def call(self, method: str, params: list[Any] | dict[str, Any] | None) -> Any:
+    async def call(
+        self, method: str, params: list[Any] | dict[str, Any] | None, wallet_name: str | None = None
+    ) -> Any:
         """One method call: its result, or the RPCError to answer."""
         if method != WARMUP_EXEMPT and self.node.warming_up():
             raise RPCError(codes.RPC_IN_WARMUP, "Loading block index…")
@@ -176,11 +190,15 @@ class RpcDispatcher:
         if command is None:
             raise RPCError(codes.RPC_METHOD_NOT_FOUND, "Method not found")
         kwargs = bind(command, params)
-        if method in WALLET_METHODS and not self._resubmitted:
-            self._resubmitted = True
-            wallet.resubmit_wallet_transactions(self.node)
+        if method in WALLET_METHODS:
+            if wallet_name is not None and wallet_name != self.node.wallet_name:
+                raise RPCError(codes.RPC_WALLET_NOT_FOUND, WALLET_NOT_FOUND)
+            if not self._resubmitted:
+                self._resubmitted = True
+                wallet.resubmit_wallet_transactions(self.node)
         try:
-            return await command.handler(self.node, **kwargs)
+            with self.node.rpc_info.running(method):
+                return await command.handler(self.node, **kwargs)
         except RPCError:
             raise
         except Exception as exc:  # a bug answers -32603 (internal error) and never takes the server down
