@@ -338,8 +338,19 @@ class EmbeddedNode:
 
     def submit_block(self, block: Block) -> AcceptResult:
         """Accept a block; on a tip change resync the mempool, update the wallet, publish, wake long-polls."""
-        assert self.chain is not None and self.wallet is not None
+        assert self.chain is not None
         result = self.chain.accept_block(block, self.now())
+        self._tip_changed(result)
+        return result
+
+    def precious_block(self, block_hash: bytes) -> None:
+        """Prefer a block over others of its work (Core's preciousblock), with a tip change's effects."""
+        assert self.chain is not None
+        connected, disconnected, _ = self.chain.precious_block(block_hash)
+        self._tip_changed(AcceptResult(None, tuple(connected), tuple(disconnected)))
+
+    def _tip_changed(self, result: AcceptResult) -> None:
+        assert self.chain is not None and self.wallet is not None
         if result.connected or result.disconnected:
             # Transactions of disconnected blocks go back to the mempool oldest block first, each block in
             # its own order, so parents are always offered before their children.
@@ -356,7 +367,6 @@ class EmbeddedNode:
             if self.zmq is not None:
                 self.zmq.block(self.chain.read_block(self.chain.tip.hash))
             self._notify()
-        return result
 
     def accept_transaction(self, tx: Transaction) -> MempoolEntry:
         """Into the mempool (raises MempoolReject); recorded by the wallet when it pays or spends ours."""

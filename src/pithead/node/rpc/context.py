@@ -100,6 +100,10 @@ class NodeContext(Protocol):
 
     def submit_block(self, block: Block) -> AcceptResult: ...
 
+    def precious_block(self, block_hash: bytes) -> None:
+        """Prefer a block over the others of its work, and switch to it if it has the tip's work."""
+        ...
+
     def accept_transaction(self, tx: Transaction) -> MempoolEntry:
         """Into the mempool (raises `MempoolReject`), recorded by the wallet when it concerns it."""
         ...
