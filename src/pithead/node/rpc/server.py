@@ -4,8 +4,9 @@ request rules of Core's httprpc.cpp/server.cpp.
 `TABLE` maps each method name to its `Command` (Core's CRPCTable), built from the method modules' own
 tables, one module per Bitcoin Core source file: blockchain.py (rpc/blockchain.cpp), mempool.py
 (rpc/mempool.cpp), mining.py (rpc/mining.cpp), rawtransactions.py (rpc/rawtransaction.cpp), network.py
-(rpc/net.cpp), output_script.py (rpc/output_script.cpp), control.py (rpc/server.cpp) and wallet.py
-(wallet/rpc/*.cpp). A name listed twice fails at import.
+(rpc/net.cpp), output_script.py (rpc/output_script.cpp), fees.py (rpc/fees.cpp), control.py
+(rpc/server.cpp), zmqrpc.py (zmq/zmqrpc.cpp) and wallet.py (wallet/rpc/*.cpp). A name listed twice fails
+at import.
 
 Requests: JSON-RPC 1.0 (no "jsonrpc" member) replies always carry `result`, `error` and `id`, and errors
 set the HTTP status (`errors.http_status_for`); JSON-RPC 2.0 replies carry `jsonrpc`, one of
@@ -37,12 +38,14 @@ from pithead.bitcoind import codes
 from pithead.node.rpc import (
     blockchain,
     control,
+    fees,
     mempool,
     mining,
     network,
     output_script,
     rawtransactions,
     wallet,
+    zmqrpc,
 )
 from pithead.node.rpc.context import NodeContext
 from pithead.node.rpc.errors import RPCError, http_status_for
@@ -77,13 +80,15 @@ TABLE: Mapping[str, Command] = build_table(
     rawtransactions.COMMANDS,
     network.COMMANDS,
     output_script.COMMANDS,
+    fees.COMMANDS,
     control.COMMANDS,
+    zmqrpc.COMMANDS,
     wallet.COMMANDS,
 )
 
 # Methods that read or change the wallet: the first of them after a start resubmits the wallet's
 # unconfirmed transactions (wallet.resubmit_wallet_transactions).
-WALLET_METHODS = frozenset(c.name for c in wallet.COMMANDS)
+WALLET_METHODS = frozenset(c.name for c in wallet.COMMANDS) - wallet.WALLET_FREE
 WARMUP_EXEMPT = "stop"  # the one method Core answers while warming up
 
 
