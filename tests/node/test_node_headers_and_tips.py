@@ -44,7 +44,12 @@ async def test_preciousblock_switches_between_tips_of_equal_work(chain101: RpcCl
     assert await rpc.submitblock(b.hex()) == "inconclusive"  # equal work: the first seen stays the tip
     tips = tips_by_hash(await rpc.call("getchaintips"))
     assert tips[a.hash_hex()] == {"height": 102, "hash": a.hash_hex(), "branchlen": 0, "status": "active"}
-    assert tips[b.hash_hex()] == {"height": 102, "hash": b.hash_hex(), "branchlen": 1, "status": "valid-headers"}
+    assert tips[b.hash_hex()] == {
+        "height": 102,
+        "hash": b.hash_hex(),
+        "branchlen": 1,
+        "status": "valid-headers",
+    }
     assert await rpc.call("preciousblock", b.hash_hex()) is None
     assert await rpc.call("getbestblockhash") == b.hash_hex()
     tips = tips_by_hash(await rpc.call("getchaintips"))
@@ -119,7 +124,9 @@ async def test_submitheader_errors_as_core(chain101: RpcClient) -> None:
         ("00" * 79, -22, "Block header decode failed"),
         ("zz" * 80, -22, "Block header decode failed"),
         (
-            block_from_template({**gbt, "previousblockhash": "33" * 32}, OP_TRUE_P2WSH).header.serialize().hex(),
+            block_from_template({**gbt, "previousblockhash": "33" * 32}, OP_TRUE_P2WSH)
+            .header.serialize()
+            .hex(),
             -25,
             f"Must submit previous header ({'33' * 32}) first",
         ),

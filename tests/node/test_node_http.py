@@ -57,9 +57,7 @@ def ckpool_request(port: int, auth: tuple[str, str], body: bytes) -> bytes:
     )
 
 
-def post(
-    port: int, body: bytes, auth: tuple[str, str] | None, *, path: str = "/", extra: str = ""
-) -> bytes:
+def post(port: int, body: bytes, auth: tuple[str, str] | None, *, path: str = "/", extra: str = "") -> bytes:
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
     if auth is not None:
         head += f"Authorization: {basic(auth)}\r\n"
@@ -174,9 +172,11 @@ async def test_chunked_bodies_and_expect_100_continue(tmp_path: Path) -> None:
         writer.write(head + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, body[:5], len(body) - 5, body[5:]))
         assert (await read_reply(reader)).json()["id"] == 9
         # curl waits for "100 Continue" before it sends a large body
-        writer.write(post(node.rpc_port, b"", node.auth, extra="Expect: 100-continue\r\n").replace(
-            b"Content-Length: 0", f"Content-Length: {len(body)}".encode()
-        ))
+        writer.write(
+            post(node.rpc_port, b"", node.auth, extra="Expect: 100-continue\r\n").replace(
+                b"Content-Length: 0", f"Content-Length: {len(body)}".encode()
+            )
+        )
         interim = await asyncio.wait_for(reader.readuntil(CRLF_END), WAIT_S)
         assert interim.startswith(b"HTTP/1.1 100 ")
         writer.write(body)
@@ -209,7 +209,8 @@ async def test_http_1_0_and_connection_close_are_answered_then_closed(tmp_path: 
             body = call("getblockcount")
             writer.write(
                 f"POST / {version}\r\nHost: x\r\nAuthorization: {basic(node.auth)}\r\n{extra}"
-                f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
             )
             reply = await read_reply(reader)
             assert reply.json()["result"] == 0

@@ -361,6 +361,7 @@ async def test_the_fix_up_needs_a_commitment_and_a_known_parent(chain101: RpcCli
     gbt = await rpc.call("getblocktemplate", GBT)
     bare = block_from_template(gbt, OP_TRUE_P2WSH, commitment=None)
     assert not bare.txs[0].has_witness() and fill_witness_nonce(bare) is bare
-    orphan = without_coinbase_witness(block_from_template({**gbt, "previousblockhash": "22" * 32}, OP_TRUE_P2WSH))
+    orphan_gbt = {**gbt, "previousblockhash": "22" * 32}
+    orphan = without_coinbase_witness(block_from_template(orphan_gbt, OP_TRUE_P2WSH))
     assert await rpc.submitblock(orphan.hex()) == "prev-blk-not-found"
     assert await rpc.submitblock(bare.hex()) is None

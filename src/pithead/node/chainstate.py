@@ -354,10 +354,10 @@ class ChainState:
         except BlockInvalid as exc:
             return exc.reason
         self._seq += 1
-        self.db.execute(
-            "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (h, header.prev_hash, prev.height + 1, header.serialize(), b"", STATUS_HEADER, self._seq, 0, 0, 0, 0),
-        )
+        height = prev.height + 1
+        no_block = (b"", STATUS_HEADER, self._seq, 0, 0, 0, 0)  # no bytes, transactions or sizes yet
+        row = (h, header.prev_hash, height, header.serialize(), *no_block)
+        self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
         work = prev.chainwork + work_from_target(header.target())
         self.index[h] = IndexEntry(h, header, prev.height + 1, work, STATUS_HEADER, self._seq, 0, 0, 0, 0)
         return None

@@ -2,8 +2,8 @@
 
 getblockchaininfo, getbestblockhash, getblockcount, getblockhash, getblockheader, getblock (verbosity
 0/1/2), getdifficulty, getchaintips, preciousblock, gettxoutsetinfo (hash_type "none" only): Core's field
-names, order, types and units, read from the chain state. Not here: the mempool's methods (Core's rpc/mempool.cpp: mempool.py
-here), though `help` files both under "blockchain"; the JSON of headers and blocks (format.py).
+names, order, types and units, read from the chain state. Not here: the mempool's methods (Core's
+rpc/mempool.cpp: mempool.py here), though `help` files both under "blockchain"; the JSON of headers and blocks (format.py).
 """
 
 from __future__ import annotations

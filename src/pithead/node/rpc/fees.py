@@ -24,7 +24,9 @@ NO_ESTIMATE = "Insufficient data or no feerate found"
 async def estimatesmartfee(node: NodeContext, conf_target: Any, estimate_mode: str = "unset") -> Any:
     target = parse_int32(conf_target)
     if not 1 <= target <= MAX_CONF_TARGET:
-        raise RPCError(codes.RPC_INVALID_PARAMETER, f"Invalid conf_target, must be between 1 and {MAX_CONF_TARGET}")
+        raise RPCError(
+            codes.RPC_INVALID_PARAMETER, f"Invalid conf_target, must be between 1 and {MAX_CONF_TARGET}"
+        )
     if estimate_mode.lower() not in ESTIMATE_MODES:
         raise RPCError(
             codes.RPC_INVALID_PARAMETER,
@@ -34,5 +36,7 @@ async def estimatesmartfee(node: NodeContext, conf_target: Any, estimate_mode: s
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("estimatesmartfee", estimatesmartfee, (Arg("conf_target", "num", True), Arg("estimate_mode", "str"))),
+    Command(
+        "estimatesmartfee", estimatesmartfee, (Arg("conf_target", "num", True), Arg("estimate_mode", "str"))
+    ),
 )

@@ -322,7 +322,8 @@ class HttpRpcServer:
         deadline: float,
         chunk: int = READ_CHUNK,
     ) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
-        """The next event (never NEED_DATA: h11's sentinels are types, which mypy cannot narrow by `is`), reading (at most `chunk` bytes at a time) until `deadline` when h11 needs data.
+        """The next event (never NEED_DATA, though h11's sentinels are types that mypy cannot narrow by
+        `is`), reading (at most `chunk` bytes at a time) until `deadline` when h11 needs data.
         Heads are read MAX_HEADER_BYTES at a time: h11 bounds what it buffers of an incomplete head, and a
         small read makes sure a head over the bound is never seen complete."""
         while True:
@@ -477,4 +478,3 @@ class HttpRpcServer:
             writer.write(data)
         async with asyncio.timeout(IDLE_TIMEOUT_S):  # a client that does not read its replies is dropped
             await writer.drain()
-

@@ -30,7 +30,9 @@ OP_RETURN, OP_CHECKSIGADD, MAX_OPCODE = 0x6A, 0xBA, 0xB9  # script.h (MAX_OPCODE
 OP_PUSHDATA1, OP_PUSHDATA2, OP_PUSHDATA4 = 0x4C, 0x4D, 0x4E
 MAX_SCRIPT_SIZE = 10_000  # script.h: a larger script is unspendable
 # Core's Solver types that decodescript may wrap in P2SH (if its opcodes allow), and in P2WSH/P2WPKH
-WRAPPABLE = frozenset({"multisig", "nonstandard", "pubkey", "pubkeyhash", "witness_v0_keyhash", "witness_v0_scripthash"})
+WRAPPABLE = frozenset(
+    {"multisig", "nonstandard", "pubkey", "pubkeyhash", "witness_v0_keyhash", "witness_v0_scripthash"}
+)
 SEGWIT_WRAPPABLE = frozenset({"multisig", "pubkey", "nonstandard", "pubkeyhash"})
 GENESIS_COINBASE_TXID = regtest_genesis().txs[0].txid()  # Core refuses to return it (it is not spendable)
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -57,7 +59,8 @@ async def getrawtransaction(
         tx = next((t for t in chain.read_block(named.hash).txs if t.txid() == h), None)
         if tx is None:
             raise RPCError(
-                codes.RPC_INVALID_ADDRESS_OR_KEY, "No such transaction found in the provided block." + NOT_FOUND_HINT
+                codes.RPC_INVALID_ADDRESS_OR_KEY,
+                "No such transaction found in the provided block." + NOT_FOUND_HINT,
             )
         block_entry = named
     else:
@@ -69,7 +72,9 @@ async def getrawtransaction(
                 block_entry = chain.index[loc[0]]
                 tx = chain.read_block(loc[0]).txs[loc[1]]
     if tx is None:
-        raise RPCError(codes.RPC_INVALID_ADDRESS_OR_KEY, "No such mempool or blockchain transaction." + NOT_FOUND_HINT)
+        raise RPCError(
+            codes.RPC_INVALID_ADDRESS_OR_KEY, "No such mempool or blockchain transaction." + NOT_FOUND_HINT
+        )
     if not verbose:
         return tx.serialize().hex()
     out: dict[str, Any] = {}
@@ -161,7 +166,9 @@ def _can_wrap_segwit(script: bytes, kind: str) -> bool:
 
 async def decodescript(node: NodeContext, hexstring: str) -> Any:
     if len(hexstring) % 2 or not set(hexstring) <= HEX_DIGITS:  # Core's ParseHexV
-        raise RPCError(codes.RPC_INVALID_PARAMETER, f"argument must be hexadecimal string (not '{hexstring}')")
+        raise RPCError(
+            codes.RPC_INVALID_PARAMETER, f"argument must be hexadecimal string (not '{hexstring}')"
+        )
     script = bytes.fromhex(hexstring)
     net = node.network
     out = {k: v for k, v in script_pubkey_json(script, net).items() if k != "hex"}  # no hex, as Core
@@ -193,6 +200,10 @@ COMMANDS: tuple[Command, ...] = (
         getrawtransaction,
         (Arg("txid", "str", True), Arg("verbose", "numbool"), Arg("blockhash", "str")),
     ),
-    Command("decoderawtransaction", decoderawtransaction, (Arg("hexstring", "str", True), Arg("iswitness", "bool"))),
+    Command(
+        "decoderawtransaction",
+        decoderawtransaction,
+        (Arg("hexstring", "str", True), Arg("iswitness", "bool")),
+    ),
     Command("decodescript", decodescript, (Arg("hexstring", "str", True),)),
 )

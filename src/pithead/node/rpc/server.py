@@ -140,7 +140,8 @@ class RpcDispatcher:
         if isinstance(request, list):
             if len(request) > MAX_BATCH:
                 err = RPCError(codes.RPC_INVALID_REQUEST, f"batch of more than {MAX_BATCH} requests")
-                return codes.HTTP_BAD_REQUEST, reply_body({"result": None, "error": err.to_json(), "id": None})
+                refusal = {"result": None, "error": err.to_json(), "id": None}
+                return codes.HTTP_BAD_REQUEST, reply_body(refusal)
             replies = []
             for item in request:
                 _, reply = await self._one(item, wallet)

@@ -350,13 +350,15 @@ async def listwallets(node: NodeContext) -> Any:
 async def walletpassphrase(node: NodeContext, passphrase: str, timeout: int) -> Any:  # noqa: ASYNC109
     # `timeout` is Core's name for the argument (named parameters must match), not an asyncio timeout
     raise RPCError(
-        codes.RPC_WALLET_WRONG_ENC_STATE, "Error: running with an unencrypted wallet, but walletpassphrase was called."
+        codes.RPC_WALLET_WRONG_ENC_STATE,
+        "Error: running with an unencrypted wallet, but walletpassphrase was called.",
     )
 
 
 async def walletlock(node: NodeContext) -> Any:
     raise RPCError(
-        codes.RPC_WALLET_WRONG_ENC_STATE, "Error: running with an unencrypted wallet, but walletlock was called."
+        codes.RPC_WALLET_WRONG_ENC_STATE,
+        "Error: running with an unencrypted wallet, but walletlock was called.",
     )
 
 
@@ -613,7 +615,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("getaddressinfo", getaddressinfo, (Arg("address", "str", True),)),
     Command("getwalletinfo", getwalletinfo),
     Command("listwallets", listwallets),
-    Command("walletpassphrase", walletpassphrase, (Arg("passphrase", "str", True), Arg("timeout", "num", True))),
+    Command(
+        "walletpassphrase", walletpassphrase, (Arg("passphrase", "str", True), Arg("timeout", "num", True))
+    ),
     Command("walletlock", walletlock),
     Command(
         "gettransaction",
