@@ -41,6 +41,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -144,6 +145,7 @@ class _Conn:
     task: asyncio.Task[None]
     writer: asyncio.StreamWriter
     authenticated: bool = False
+    watchdog: asyncio.Timeout | None = None  # armed while the connection waits to read
 
 
 class _Close(Exception):
@@ -173,11 +175,22 @@ def _header(request: h11.Request, name: bytes) -> str | None:
     return None
 
 
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+_REASONS = {int(s): s.phrase.encode() for s in HTTPStatus}
+
+
+class _DateHeader:
+    """The Date header's value, formatted once a second (formatting it for every reply costs more than
+    the rest of a small reply)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def value(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second, self._value = now, formatdate(now, usegmt=True).encode()
+        return self._value
 
 
 class HttpRpcServer:
@@ -209,6 +222,7 @@ class HttpRpcServer:
         self._authenticated: dict[asyncio.Task[None], _Conn] = {}
         self._in_progress = 0
         self._closing = False
+        self._date = _DateHeader()
 
     @property
     def connections(self) -> tuple[int, int]:
@@ -295,30 +309,34 @@ class HttpRpcServer:
         loop = asyncio.get_running_loop()
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         pending_deadline = loop.time() + PENDING_TIMEOUT_S
-        while not self._closing:
-            deadline = loop.time() + IDLE_TIMEOUT_S if conn.authenticated else pending_deadline
-            try:
-                event = await self._next_event(h, reader, writer, deadline, MAX_HEADER_BYTES)
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint
-                if status == 431:  # a head over MAX_HEADER_BYTES: libevent's answer is 413
-                    self.counters.too_large += 1
-                    status = HTTP_PAYLOAD_TOO_LARGE
-                await self._refuse(h, reader, writer, status)
-            if isinstance(event, h11.ConnectionClosed):
-                return
-            if not isinstance(event, h11.Request):
-                raise _Close
-            await self._request(h, reader, writer, conn, event)
-            if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
-                return
-            h.start_next_cycle()
+        # One timeout for the connection's life, armed only while it waits to read (cheaper than a
+        # timeout per read); when it fires, the session ends with TimeoutError.
+        async with asyncio.timeout(None) as conn.watchdog:
+            while not self._closing:
+                deadline = loop.time() + IDLE_TIMEOUT_S if conn.authenticated else pending_deadline
+                try:
+                    event = await self._next_event(h, reader, writer, conn, deadline, MAX_HEADER_BYTES)
+                except h11.RemoteProtocolError as exc:
+                    status = exc.error_status_hint
+                    if status == 431:  # a head over MAX_HEADER_BYTES: libevent's answer is 413
+                        self.counters.too_large += 1
+                        status = HTTP_PAYLOAD_TOO_LARGE
+                    await self._refuse(h, reader, writer, status)
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                if not isinstance(event, h11.Request):
+                    raise _Close
+                await self._request(h, reader, writer, conn, event)
+                if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+                    return
+                h.start_next_cycle()
 
     async def _next_event(
         self,
         h: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        conn: _Conn,
         deadline: float,
         chunk: int = READ_CHUNK,
     ) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
@@ -332,8 +350,10 @@ class HttpRpcServer:
                 return event
             if h.they_are_waiting_for_100_continue:
                 await self._write(writer, h.send(h11.InformationalResponse(status_code=100, headers=[])))
-            async with asyncio.timeout_at(deadline):
-                data = await reader.read(chunk)
+            assert conn.watchdog is not None
+            conn.watchdog.reschedule(deadline)
+            data = await reader.read(chunk)
+            conn.watchdog.reschedule(None)
             self.counters.bytes_received += len(data)
             h.receive_data(data)  # b"" at the end of the stream: h11 turns it into ConnectionClosed
 
@@ -376,21 +396,21 @@ class HttpRpcServer:
             return
         self._in_progress += 1
         try:
-            body = await self._read_body(h, reader, writer)
+            body = await self._read_body(h, reader, writer, conn)
             status, payload = await self.handler(body, endpoint.wallet)
         finally:
             self._in_progress -= 1
         await self._reply(h, writer, status, payload, JSON_CONTENT_TYPE, close=self._closing)
 
     async def _read_body(
-        self, h: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, h: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Conn
     ) -> bytes:
         """The whole body (at most MAX_BODY_BYTES: beyond it 413 and the connection closes)."""
         loop = asyncio.get_running_loop()
         parts: list[bytes] = []
         size = 0
         while True:
-            event = await self._next_event(h, reader, writer, loop.time() + IDLE_TIMEOUT_S)
+            event = await self._next_event(h, reader, writer, conn, loop.time() + IDLE_TIMEOUT_S)
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > MAX_BODY_BYTES:
@@ -461,20 +481,22 @@ class HttpRpcServer:
         headers: list[tuple[bytes, bytes]] = []
         if body:
             headers.append((b"Content-Type", content_type))
-        headers.append((b"Date", formatdate(usegmt=True).encode()))
+        headers.append((b"Date", self._date.value()))
         if status != HTTPStatus.NO_CONTENT:
-            headers.append((b"Content-Length", str(len(body)).encode()))
+            headers.append((b"Content-Length", b"%d" % len(body)))
         if close:
             headers.append((b"Connection", b"close"))
         headers.extend(extra or ())
-        writer.write(h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status))))
+        out = [h.send(h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b"")))]
         if body:
-            writer.write(h.send(h11.Data(data=body)))
-        await self._write(writer, h.send(h11.EndOfMessage()))
+            out.extend(h.send_with_data_passthrough(h11.Data(data=body)) or ())
+        out.append(h.send(h11.EndOfMessage()))
+        await self._write(writer, b"".join(b for b in out if b))  # one write: one segment for small replies
 
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, data: bytes | None) -> None:
         if data:
             writer.write(data)
-        async with asyncio.timeout(IDLE_TIMEOUT_S):  # a client that does not read its replies is dropped
-            await writer.drain()
+        if writer.transport.get_write_buffer_size():  # what the socket did not take at once
+            async with asyncio.timeout(IDLE_TIMEOUT_S):  # a client that does not read its replies is dropped
+                await writer.drain()
