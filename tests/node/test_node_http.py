@@ -374,3 +374,17 @@ async def test_the_work_queue_bounds_requests_in_progress_and_only_counts_authen
             assert r.status_code == 200
     finally:
         await server.close()
+
+
+async def test_a_request_whose_client_closes_at_once_is_still_carried_out(tmp_path: Path) -> None:
+    """ckpool sends preciousblock and sendrawtransaction without reading the answer: the request is
+    carried out though nobody reads the reply."""
+    async with running_node(tmp_path / "n") as (node, rpc):
+        address = await rpc.call("getnewaddress")
+        reader, writer = await connect(node)
+        writer.write(ckpool_request(node.rpc_port, node.auth, call("generatetoaddress", 1, address) + b"\n"))
+        await writer.drain()
+        writer.close()
+        async with asyncio.timeout(WAIT_S):
+            while await rpc.call("getblockcount") != 1:
+                await asyncio.sleep(0.01)
