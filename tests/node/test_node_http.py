@@ -381,10 +381,12 @@ async def test_a_request_whose_client_closes_at_once_is_still_carried_out(tmp_pa
     carried out though nobody reads the reply."""
     async with running_node(tmp_path / "n") as (node, rpc):
         address = await rpc.call("getnewaddress")
-        reader, writer = await connect(node)
+        before = await rpc.call("getblocktemplate", {"rules": ["segwit"]})
+        _, writer = await connect(node)
         writer.write(ckpool_request(node.rpc_port, node.auth, call("generatetoaddress", 1, address) + b"\n"))
         await writer.drain()
         writer.close()
-        async with asyncio.timeout(WAIT_S):
-            while await rpc.call("getblockcount") != 1:
-                await asyncio.sleep(0.01)
+        # a long-poll returns once the tip has changed: the block was mined
+        request = {"rules": ["segwit"], "longpollid": before["longpollid"]}
+        after = await asyncio.wait_for(rpc.call("getblocktemplate", request), WAIT_S)
+        assert after["height"] == 2 and await rpc.call("getblockcount") == 1
