@@ -126,7 +126,7 @@ class Scripted:
             return False
         return True
 
-    async def handle(self, body: bytes) -> tuple[int, bytes]:
+    async def handle(self, body: bytes, wallet: str | None = None) -> tuple[int, bytes]:
         request = orjson.loads(body)
         self.bodies.append(request)
         if self.answer is not None:

@@ -1,5 +1,7 @@
 """submitblock verdicts, driven only through RPC: every broken variant of a block built from
-getblocktemplate gets Bitcoin Core's BIP22 string, and the honest block is then accepted."""
+getblocktemplate gets Bitcoin Core's BIP22 string, and the honest block is then accepted. Core's fix-up
+of a block before validation (the coinbase witness nonce) is applied as Core applies it, checked against
+the block Core stored from ckpool's submission."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pithead.chain.block import Block
 from pithead.chain.hashes import display_hex, from_display_hex
 from pithead.chain.merkle import merkle_root
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
+from pithead.node.consensus import fill_witness_nonce
 from pithead.node.node import EmbeddedNode
 from pithead.node.scripts import BARE_OP_TRUE, p2wsh_of
 from pithead.node.testing import block_from_template, break_pow, mine_blocks, solve_block
@@ -309,3 +312,56 @@ async def test_context_free_faults_are_reported_before_a_missing_parent(chain101
     broken = solve_block(Block(replace(orphan.header, merkle_root=bytes(32)), orphan.txs))
     assert await chain101.submitblock(broken.hex()) == "bad-txnmrklroot"
     assert await chain101.submitblock(orphan.hex()) == "prev-blk-not-found"
+
+
+# --- Core's block fix-up: the coinbase witness nonce (UpdateUncommittedBlockStructures) ----------------
+
+
+def without_coinbase_witness(block: Block) -> Block:
+    """The block as a pool that builds its coinbase from getblocktemplate's parts submits it: the
+    witness commitment in an output, but no witness (so no reserved value) on the coinbase input."""
+    cb = block.txs[0]
+    bare = replace(cb, inputs=(replace(cb.inputs[0], witness=()), *cb.inputs[1:]))
+    return Block(block.header, (bare, *block.txs[1:]))
+
+
+def test_the_fix_up_turns_ckpools_block_into_the_block_core_stored() -> None:
+    """Block 102 of the Core capture was mined by ckpool, which submits its coinbase without a witness;
+    Core filled in the 32-byte reserved value and stored the result. Filling it in here gives Core's
+    stored block byte for byte, and neither the hash nor the merkle root changes."""
+    stored = Block.from_hex((CORE_FIXTURES / "block-102-ckpool-mined-core-regtest.hex").read_text().strip())
+    submitted = without_coinbase_witness(stored)
+    assert not submitted.txs[0].has_witness()
+    filled = fill_witness_nonce(submitted)
+    assert filled.serialize() == stored.serialize()
+    assert filled.hash() == submitted.hash() == stored.hash()
+    assert fill_witness_nonce(stored) is stored  # a coinbase with a witness is left as it is
+
+
+async def test_submitblock_fills_in_the_witness_nonce_as_core_does(chain101: RpcClient) -> None:
+    """Issue 19 (4): a segwit block whose coinbase has no witness was refused "bad-witness-nonce-size";
+    Core accepts it byte for byte, storing it with the reserved value."""
+    rpc = chain101
+    outpoint, value = await op_true_coin(rpc)
+    await rpc.call("sendrawtransaction", spend_op_true(outpoint, value).serialize().hex())  # a witness tx
+    gbt = await rpc.call("getblocktemplate", GBT)
+    complete = block_from_template(gbt, OP_TRUE_P2WSH)
+    assert complete.txs[0].has_witness() and complete.txs[1].has_witness()
+    as_ckpool_sends = without_coinbase_witness(complete)
+    assert await rpc.submitblock(as_ckpool_sends.hex()) is None
+    assert await rpc.call("getbestblockhash") == complete.hash_hex()
+    assert await rpc.call("getblock", complete.hash_hex(), 0) == complete.hex()  # stored as Core stores it
+    assert await rpc.submitblock(as_ckpool_sends.hex()) == "duplicate"
+
+
+async def test_the_fix_up_needs_a_commitment_and_a_known_parent(chain101: RpcClient) -> None:
+    """No commitment: nothing to fill in, and a witness-free block is simply valid. An unknown parent:
+    Core leaves the block alone (it is an orphan either way)."""
+    rpc = chain101
+    gbt = await rpc.call("getblocktemplate", GBT)
+    bare = block_from_template(gbt, OP_TRUE_P2WSH, commitment=None)
+    assert not bare.txs[0].has_witness() and fill_witness_nonce(bare) is bare
+    orphan_gbt = {**gbt, "previousblockhash": "22" * 32}
+    orphan = without_coinbase_witness(block_from_template(orphan_gbt, OP_TRUE_P2WSH))
+    assert await rpc.submitblock(orphan.hex()) == "prev-blk-not-found"
+    assert await rpc.submitblock(bare.hex()) is None

@@ -9,10 +9,15 @@ Accepting a block runs consensus.py's checks in Bitcoin Core's order; a block th
 context-free and contextual checks is stored, and then the chain with the most work becomes active
 (inputs are checked when a block is connected). A block that fails to connect is marked invalid (with its
 descendants), the previous chain is restored and the next-best chain is tried, as Core's
-ActivateBestChain does. Ties in work keep the block seen first. A block failing CheckBlock (a malformed
-or CVE-2012-2459-mutated copy) is never stored, so the honest block with the same hash stays acceptable.
+ActivateBestChain does. Ties in work keep the block seen first, unless `precious_block` (Core's
+preciousblock) names another block of the tip's work. A block failing CheckBlock (a malformed or
+CVE-2012-2459-mutated copy) is never stored, so the honest block with the same hash stays acceptable.
 
-Not here: headers-first sync, pruning, peers.
+Headers alone (submitheader, `accept_header`) are kept as header-only entries (STATUS_HEADER): checked as
+headers, listed by getblockheader and getchaintips, never part of a chain to activate until their block
+and every ancestor's block arrive.
+
+Not here: headers-first sync from peers, pruning.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pithead.node.consensus import BlockDelta, BlockInvalid, Coin
 from pithead.node.genesis import regtest_genesis
 from pithead.node.retarget import DEMO_WINDOW, demo_next_bits, regtest_next_bits
 
+STATUS_HEADER = 0  # header only (submitheader): checked as a header, no block data yet
 STATUS_STORED = 1  # data stored and context-checked; inputs not yet checked (side branch)
 STATUS_VALID = 2  # connected at least once: fully valid as far as this node checks
 STATUS_FAILED = 3  # failed to connect; its descendants are treated as invalid too
@@ -82,7 +88,7 @@ class IndexEntry:
 
 @dataclass(frozen=True, slots=True)
 class AcceptResult:
-    """Outcome of `accept_block`: `reason` is the BIP22 answer (None = accepted and now the tip)."""
+    """Outcome of `accept_block`: `reason` is the BIP22 answer (None = accepted and connected)."""
 
     reason: str | None
     connected: tuple[bytes, ...] = ()  # hashes newly on the active chain, oldest first
@@ -137,6 +143,7 @@ class ChainState:
         self.index: dict[bytes, IndexEntry] = {}
         self.active: list[bytes] = []
         self._seq = 0
+        self._precious_seq = 0  # preciousblock's sequence numbers count down from here (Core: -1, -2, ...)
         self._load()
 
     # --- opening ---
@@ -192,16 +199,17 @@ class ChainState:
         return entry.height < len(self.active) and self.active[entry.height] == entry.hash
 
     def read_block(self, h: bytes) -> Block:
-        row = self.db.execute("SELECT raw FROM blocks WHERE hash=?", (h,)).fetchone()
-        if row is None:
-            raise KeyError(h)
-        return Block.parse(row[0])
+        return Block.parse(self.raw_block(h))
 
     def raw_block(self, h: bytes) -> bytes:
+        """A stored block's bytes; KeyError for an unknown hash or a header-only entry."""
         row = self.db.execute("SELECT raw FROM blocks WHERE hash=?", (h,)).fetchone()
-        if row is None:
+        if row is None or not row[0]:
             raise KeyError(h)
         return bytes(row[0])
+
+    def has_data(self, entry: IndexEntry) -> bool:
+        return entry.status != STATUS_HEADER
 
     def coin(self, op: OutPoint) -> Coin | None:
         row = self.db.execute(
@@ -283,7 +291,7 @@ class ChainState:
         """Check, store and (if it has the most work) activate `block`: BIP22 verdict and changes."""
         h = block.hash()
         known = self.index.get(h)
-        if known is not None:
+        if known is not None and known.status != STATUS_HEADER:
             return AcceptResult("duplicate-invalid" if self._failed(known) else "duplicate")
         try:
             # Core's ProcessNewBlock runs the context-free CheckBlock (PoW, merkle root, transactions)
@@ -307,9 +315,100 @@ class ChainState:
         connected, disconnected, failures = self._activate_best_chain()
         if h in failures:
             return AcceptResult(failures[h], tuple(connected), tuple(disconnected))
-        if self.tip.hash == h:
+        if h in connected:  # Core's BlockChecked fired for it: valid, even where a child is now the tip
             return AcceptResult(None, tuple(connected), tuple(disconnected))
         return AcceptResult("inconclusive", tuple(connected), tuple(disconnected))
+
+    def update_uncommitted_block_structures(self, block: Block) -> Block:
+        """Core's UpdateUncommittedBlockStructures, as submitblock applies it: where the parent is known
+        and segwit is active after it, a committed coinbase without a witness gets the reserved value."""
+        prev = self.index.get(block.header.prev_hash)
+        if prev is None or prev.height + 1 < self.network.segwit_height:
+            return block
+        return consensus.fill_witness_nonce(block)
+
+    def accept_header(self, header: BlockHeader, now: int) -> str | None:
+        """Core's AcceptBlockHeader (submitheader): None when the header is valid (and now known), else
+        the reject reason. A known header is valid again unless it, or an ancestor, failed."""
+        h = header.hash()
+        known = self.index.get(h)
+        if known is not None:
+            return "duplicate-invalid" if self._failed(known) else None
+        try:
+            consensus.check_header_pow(header)
+        except BlockInvalid as exc:
+            return exc.reason
+        prev = self.index.get(header.prev_hash)
+        if prev is None:
+            return "prev-blk-not-found"
+        if self._failed(prev):
+            return "bad-prevblk"
+        try:
+            consensus.check_header_context(
+                header,
+                height=prev.height + 1,
+                expected_bits=self.next_bits(prev),
+                mtp=self.median_time_past(prev),
+                now=now,
+            )
+        except BlockInvalid as exc:
+            return exc.reason
+        self._seq += 1
+        height = prev.height + 1
+        no_block = (b"", STATUS_HEADER, self._seq, 0, 0, 0, 0)  # no bytes, transactions or sizes yet
+        row = (h, header.prev_hash, height, header.serialize(), *no_block)
+        self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+        work = prev.chainwork + work_from_target(header.target())
+        self.index[h] = IndexEntry(h, header, prev.height + 1, work, STATUS_HEADER, self._seq, 0, 0, 0, 0)
+        return None
+
+    def precious_block(self, h: bytes) -> tuple[list[bytes], list[bytes], dict[bytes, str]]:
+        """Core's PreciousBlock: treat block `h` as if it had been seen before any other block of its
+        work, and activate the best chain again (a block with less work than the tip changes nothing).
+        The preference lives in memory only, as Core's nSequenceId does. (connected, disconnected,
+        failures) as `_activate_best_chain` gives them."""
+        entry = self.index[h]
+        if entry.chainwork < self.tip.chainwork:
+            return [], [], {}
+        self._precious_seq -= 1
+        self.index[h] = replace(entry, seq=self._precious_seq)
+        return self._activate_best_chain()
+
+    def activate_best_chain(self) -> AcceptResult:
+        """Activate the most-work chain now (after preciousblock): the changes, reason None."""
+        connected, disconnected, _ = self._activate_best_chain()
+        return AcceptResult(None, tuple(connected), tuple(disconnected))
+
+    def tips(self) -> list[IndexEntry]:
+        """Every block no other block builds on, and the active tip: getchaintips's set, highest first."""
+        parents = {e.prev for e in self.index.values() if e.height > 0}
+        out = [e for e in self.index.values() if e.hash not in parents or e.hash == self.tip.hash]
+        return sorted(out, key=lambda e: (-e.height, e.seq))
+
+    def branch_status(self, entry: IndexEntry) -> str:
+        """Core's getchaintips status of the branch ending at `entry`: active, invalid, headers-only,
+        valid-headers (all blocks stored, not all connected) or valid-fork."""
+        if self.is_active(entry):
+            return "active"
+        if self._failed(entry):
+            return "invalid"
+        statuses = set()
+        e: IndexEntry | None = entry
+        while e is not None and not self.is_active(e):
+            statuses.add(e.status)
+            e = self.index.get(e.prev)
+        if STATUS_HEADER in statuses:
+            return "headers-only"
+        if STATUS_STORED in statuses:
+            return "valid-headers"
+        return "valid-fork"
+
+    def fork_point(self, entry: IndexEntry) -> IndexEntry:
+        """The last block of the active chain on `entry`'s branch."""
+        e = entry
+        while not self.is_active(e):
+            e = self.index[e.prev]
+        return e
 
     def _store(self, block: Block, height: int, status: int) -> None:
         self._seq += 1
@@ -317,7 +416,7 @@ class ChainState:
         size = len(block.serialize())
         stripped = len(block.serialize(include_witness=False))
         self.db.execute(
-            "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 h,
                 block.header.prev_hash,
@@ -356,16 +455,29 @@ class ChainState:
             e = self.index.get(e.prev)
         return False
 
+    def _connectable(self, entry: IndexEntry) -> bool:
+        """True when `entry` and its ancestors off the active chain have data and none failed."""
+        e: IndexEntry | None = entry
+        while e is not None and not self.is_active(e):
+            if e.status in (STATUS_FAILED, STATUS_HEADER):
+                return False
+            e = self.index.get(e.prev)
+        return True
+
     def _best_candidate(self) -> IndexEntry:
-        """The valid-looking block with the most work; the tip wins ties, then the block seen first."""
+        """The connectable block with the most work; the tip wins ties (it was seen first) unless a block
+        of equal work was made precious after it, then the block seen first."""
         tip = self.tip
         best = tip
         for e in self.index.values():
             if e.chainwork < best.chainwork or e.hash == best.hash:
                 continue
-            if e.chainwork == best.chainwork and (best.hash == tip.hash or e.seq > best.seq):
-                continue
-            if not self._failed(e):
+            if e.chainwork == best.chainwork:
+                if best.hash == tip.hash and not (e.seq < 0 and e.seq < tip.seq):
+                    continue
+                if best.hash != tip.hash and e.seq > best.seq:
+                    continue
+            if self._connectable(e):
                 best = e
         return best
 

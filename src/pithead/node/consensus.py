@@ -19,14 +19,14 @@ the one Core would report.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pithead.chain.block import MAX_BLOCK_WEIGHT, Block
 from pithead.chain.errors import ChainError
 from pithead.chain.header import BlockHeader
 from pithead.chain.script import parse_bip34_height
 from pithead.chain.tx import WITNESS_SCALE_FACTOR, OutPoint, Transaction
-from pithead.chain.witness import find_commitment, witness_commitment
+from pithead.chain.witness import WITNESS_RESERVED_VALUE, find_commitment, witness_commitment
 from pithead.node.scripts import ScriptCheckError, check_spend
 
 MAX_MONEY = 21_000_000 * 100_000_000  # Core amount.h: no output or sum may exceed it
@@ -177,6 +177,23 @@ def check_block_context(
         raise BlockInvalid("unexpected-witness", "unexpected witness data found")
     if block.weight() > MAX_BLOCK_WEIGHT:
         raise BlockInvalid("bad-blk-weight", "weight limit failed")
+
+
+def fill_witness_nonce(block: Block) -> Block:
+    """Core's UpdateUncommittedBlockStructures (validation.cpp), which submitblock applies before it
+    validates: a block whose coinbase commits to its transactions' witnesses (BIP141) but carries no
+    witness itself gets the 32-byte witness reserved value (all zeros) as its coinbase witness. Pools that
+    build the coinbase from getblocktemplate's parts (ckpool) submit it that way. Only the coinbase's
+    witness changes, so the block's hash and merkle root do not; any other block is returned as it is.
+    The caller applies it only where segwit is active after the block's (known) parent, as Core does."""
+    coinbase = block.txs[0] if block.txs else None
+    if coinbase is None or coinbase.has_witness():
+        return block
+    if find_commitment([o.script_pubkey for o in coinbase.outputs]) is None:
+        return block
+    first = replace(coinbase.inputs[0], witness=(WITNESS_RESERVED_VALUE,))
+    filled = replace(coinbase, inputs=(first, *coinbase.inputs[1:]))
+    return replace(block, txs=(filled, *block.txs[1:]))
 
 
 # --- ConnectBlock ---

@@ -37,6 +37,7 @@ from pithead.node.assembler import select_for_block
 from pithead.node.chainstate import AcceptResult, ChainState
 from pithead.node.mempool import Mempool, MempoolEntry
 from pithead.node.mining import assemble_block, longpoll_id, solve
+from pithead.node.rpc.context import RpcServerInfo
 from pithead.node.rpc.http import HttpRpcServer, basic_credentials
 from pithead.node.rpc.server import RpcDispatcher
 from pithead.node.txgen import make_transaction
@@ -51,6 +52,7 @@ LONGPOLL_MEMPOOL_S = 10.0  # a long-poll returns for mempool changes only after 
 LONGPOLL_MAX_S = 300.0  # a long-poll answers with the current template after this long regardless
 TXGEN_SCRIPTS_PER_KIND = 4  # generator outputs rotate over this many own scripts of each kind
 BOOTSTRAP_MAX_TRIES = 1_000_000  # per bootstrap block; at the pow limit ~2 tries are needed
+DEFAULT_WALLET_NAME = ""  # Core's default wallet name (the wallet in the wallets directory's root)
 
 
 class EmbeddedNodeError(RuntimeError):
@@ -78,6 +80,7 @@ class EmbeddedNode:
         longpoll_mempool_s: float = LONGPOLL_MEMPOOL_S,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        wallet_name: str = DEFAULT_WALLET_NAME,
     ) -> None:
         if chain not in ("regtest", "demo"):
             raise EmbeddedNodeError(f"unknown chain {chain!r}: expected regtest or demo")
@@ -115,6 +118,8 @@ class EmbeddedNode:
         self.chain: ChainState | None = None
         self.mempool = Mempool()
         self.wallet: NodeWallet | None = None
+        self.wallet_name = wallet_name
+        self.rpc_info = RpcServerInfo()
         self.zmq: ZmqPublisher | None = None
         self.cookie: tuple[str, str] | None = None
         self._server: HttpRpcServer | None = None
@@ -170,6 +175,15 @@ class EmbeddedNode:
     @property
     def zmq_endpoints(self) -> dict[str, str]:
         return dict(self.zmq.endpoints) if self.zmq else {}
+
+    @property
+    def rpc_server(self) -> HttpRpcServer | None:
+        """The RPC server while the node runs (its counters and connection figures are read by tests)."""
+        return self._server
+
+    @property
+    def log_path(self) -> str:
+        return str(self.chain_dir / "debug.log")
 
     def template_source(self, **options: Any) -> NodeSource:
         """A `pithead.template.sources.node.NodeSource` for this node, through its RPC (cookie or user/password)
@@ -324,8 +338,19 @@ class EmbeddedNode:
 
     def submit_block(self, block: Block) -> AcceptResult:
         """Accept a block; on a tip change resync the mempool, update the wallet, publish, wake long-polls."""
-        assert self.chain is not None and self.wallet is not None
+        assert self.chain is not None
         result = self.chain.accept_block(block, self.now())
+        self._tip_changed(result)
+        return result
+
+    def precious_block(self, block_hash: bytes) -> None:
+        """Prefer a block over others of its work (Core's preciousblock), with a tip change's effects."""
+        assert self.chain is not None
+        connected, disconnected, _ = self.chain.precious_block(block_hash)
+        self._tip_changed(AcceptResult(None, tuple(connected), tuple(disconnected)))
+
+    def _tip_changed(self, result: AcceptResult) -> None:
+        assert self.chain is not None and self.wallet is not None
         if result.connected or result.disconnected:
             # Transactions of disconnected blocks go back to the mempool oldest block first, each block in
             # its own order, so parents are always offered before their children.
@@ -342,7 +367,6 @@ class EmbeddedNode:
             if self.zmq is not None:
                 self.zmq.block(self.chain.read_block(self.chain.tip.hash))
             self._notify()
-        return result
 
     def accept_transaction(self, tx: Transaction) -> MempoolEntry:
         """Into the mempool (raises MempoolReject); recorded by the wallet when it pays or spends ours."""

@@ -186,6 +186,11 @@ class NodeWallet:
     def record(self, tx: Transaction, time: int) -> None:
         self.db.execute("INSERT OR IGNORE INTO wallet_txs VALUES (?,?,?)", (tx.txid(), tx.serialize(), time))
 
+    def transaction_count(self) -> int:
+        """How many transactions the wallet has recorded (getwalletinfo's txcount)."""
+        row = self.db.execute("SELECT COUNT(*) FROM wallet_txs").fetchone()
+        return int(row[0])
+
     def recorded(self, txid: bytes) -> tuple[Transaction, int] | None:
         row = self.db.execute("SELECT raw, time FROM wallet_txs WHERE txid=?", (txid,)).fetchone()
         return (Transaction.parse(bytes(row[0])), row[1]) if row else None

@@ -1,9 +1,9 @@
 """The embedded node's blockchain RPC methods, as Bitcoin Core's src/rpc/blockchain.cpp has them.
 
 getblockchaininfo, getbestblockhash, getblockcount, getblockhash, getblockheader, getblock (verbosity
-0/1/2), getdifficulty, gettxoutsetinfo (hash_type "none" only): Core's field names, order, types and
-units, read from the chain state. Not here: the mempool's methods (Core's rpc/mempool.cpp: mempool.py
-here), though `help` files both under "blockchain"; the JSON of headers and blocks (format.py).
+0/1/2), getdifficulty, getchaintips, preciousblock, gettxoutsetinfo (hash_type "none" only): Core's field
+names, order, types and units, read from the chain state. Not here: the mempool's methods (Core's
+rpc/mempool.cpp: mempool.py here), though `help` files both under "blockchain"; the JSON of headers and blocks (format.py).
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ async def getblockheader(node: NodeContext, blockhash: str, verbose: bool = True
 async def getblock(node: NodeContext, blockhash: str, verbosity: int | bool = 1) -> Any:
     e = lookup_block(node, blockhash)
     chain = ensure_chain(node)
+    if not chain.has_data(e):  # a header from submitheader (Core's GetBlockChecked: ReadBlock fails)
+        raise RPCError(codes.RPC_MISC_ERROR, "Block not found on disk")
     level = int(verbosity)
     if level <= 0:
         return chain.raw_block(e.hash).hex()
@@ -83,6 +85,27 @@ async def getblock(node: NodeContext, blockhash: str, verbosity: int | bool = 1)
 
 async def getdifficulty(node: NodeContext) -> Any:
     return core_double(bits_to_difficulty(ensure_chain(node).tip.header.bits))
+
+
+async def getchaintips(node: NodeContext) -> Any:
+    chain = ensure_chain(node)
+    out = []
+    for e in chain.tips():
+        out.append(
+            {
+                "height": e.height,
+                "hash": display_hex(e.hash),
+                "branchlen": e.height - chain.fork_point(e).height,
+                "status": chain.branch_status(e),
+            }
+        )
+    return out
+
+
+async def preciousblock(node: NodeContext, blockhash: str) -> Any:
+    e = lookup_block(node, blockhash)
+    node.precious_block(e.hash)
+    return None
 
 
 async def gettxoutsetinfo(
@@ -114,6 +137,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("getblockheader", getblockheader, (Arg("blockhash", "str", True), Arg("verbose", "bool"))),
     Command("getblock", getblock, (Arg("blockhash", "str", True), Arg("verbosity", "numbool"))),
     Command("getdifficulty", getdifficulty),
+    Command("getchaintips", getchaintips),
+    Command("preciousblock", preciousblock, (Arg("blockhash", "str", True),)),
     Command(
         "gettxoutsetinfo",
         gettxoutsetinfo,

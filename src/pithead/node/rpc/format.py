@@ -2,13 +2,15 @@
 
 Field names, order and units follow Core (core_write.cpp TxToUniv/ScriptToUniv, blockchain.cpp
 blockheaderToJSON/blockToJSON); the fixtures in tests/fixtures/bitcoin-core/ are the reference. Amounts
-are BTC as JSON numbers (Core's ValueFromAmount), built from satoshis so that they print with at most
-eight decimals. The descriptor checksum is BIP380's.
+are BTC as JSON numbers written exactly as Core's ValueFromAmount writes them (eight decimals, from
+satoshis). The descriptor checksum is BIP380's.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 from pithead.chain.address import script_to_address
 from pithead.chain.compact import bits_to_difficulty, bits_to_target
@@ -49,9 +51,13 @@ _OPCODES = {
 }
 
 
-def btc(sats: int) -> float:
-    """Satoshis → BTC as Core prints it (a JSON number with at most 8 decimals)."""
-    return float(f"{sats / COIN:.8f}") if sats % COIN else float(sats // COIN)
+def btc(sats: int) -> orjson.Fragment:
+    """Satoshis → BTC as Core writes it (ValueFromAmount): a JSON number with exactly eight decimals,
+    "50.00000000", "-0.00012345". Clients read the text as well as the value: NOMP's payment processor
+    counts the decimals of getbalance's reply to learn the coin's precision. A Fragment is written into
+    the reply as it is, so it is for JSON replies only, never for arithmetic."""
+    whole, part = divmod(abs(sats), COIN)
+    return orjson.Fragment(f"{'-' if sats < 0 else ''}{whole}.{part:08d}")
 
 
 def core_double(x: float) -> float:
@@ -123,6 +129,39 @@ def script_asm(script: bytes, sighash_decode: bool = False) -> str:
     return " ".join(out)
 
 
+OP_1, OP_16, OP_CHECKMULTISIG = 0x51, 0x60, 0xAE
+COMPRESSED_PUBKEY_SIZE, PUBKEY_SIZE = 33, 65  # Core's CPubKey sizes (ValidSize)
+
+
+def is_valid_pubkey_encoding(key: bytes) -> bool:
+    """Core's CPubKey::ValidSize: a compressed (02/03) or uncompressed/hybrid (04/06/07) key's length."""
+    if len(key) == COMPRESSED_PUBKEY_SIZE:
+        return key[0] in (2, 3)
+    return len(key) == PUBKEY_SIZE and key[0] in (4, 6, 7)
+
+
+def multisig_keys(script: bytes) -> tuple[int, list[bytes]] | None:
+    """(required, keys) of a bare `OP_m <keys> OP_n OP_CHECKMULTISIG` script (Core's MatchMultisig),
+    else None."""
+    if len(script) < 3 or script[-1] != OP_CHECKMULTISIG:
+        return None
+    if not (OP_1 <= script[0] <= OP_16 and OP_1 <= script[-2] <= OP_16):
+        return None
+    keys: list[bytes] = []
+    i = 1
+    while i < len(script) - 2:
+        size = script[i]
+        key = script[i + 1 : i + 1 + size]
+        if size not in (COMPRESSED_PUBKEY_SIZE, PUBKEY_SIZE) or not is_valid_pubkey_encoding(key):
+            return None
+        keys.append(key)
+        i += 1 + size
+    required, total = script[0] - (OP_1 - 1), script[-2] - (OP_1 - 1)
+    if i != len(script) - 2 or total != len(keys) or not 1 <= required <= total:
+        return None
+    return required, keys
+
+
 def script_type(script: bytes) -> str:
     """Core's TxoutType names (GetTxnOutputType)."""
     n = len(script)
@@ -142,8 +181,10 @@ def script_type(script: bytes) -> str:
         return "witness_unknown"
     if n >= 1 and script[0] == 0x6A:
         return "nulldata"
-    if n in (35, 67) and script[0] == n - 2 and script[-1] == 0xAC:
+    if n in (35, 67) and script[0] == n - 2 and script[-1] == 0xAC and is_valid_pubkey_encoding(script[1:-1]):
         return "pubkey"
+    if multisig_keys(script) is not None:
+        return "multisig"
     return "nonstandard"
 
 
@@ -199,6 +240,8 @@ def script_pubkey_json(script: bytes, network: Network) -> dict[str, Any]:
         desc = f"addr({address})"
     elif kind == "pubkey":
         desc = f"pk({script[1:-1].hex()})"
+    elif (multisig := multisig_keys(script)) is not None:
+        desc = f"multi({multisig[0]},{','.join(k.hex() for k in multisig[1])})"
     else:
         desc = f"raw({script.hex()})"
     out: dict[str, Any] = {"asm": script_asm(script), "desc": with_checksum(desc), "hex": script.hex()}

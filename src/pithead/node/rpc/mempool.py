@@ -16,7 +16,7 @@ from pithead.bitcoind import codes
 from pithead.chain.errors import ChainError
 from pithead.chain.hashes import display_hex
 from pithead.chain.tx import Transaction
-from pithead.node.mempool import MempoolReject
+from pithead.node.mempool import MIN_RELAY_FEE_PER_KVB, MempoolReject
 from pithead.node.rpc.context import NodeContext
 from pithead.node.rpc.errors import RPCError
 from pithead.node.rpc.format import btc
@@ -100,9 +100,9 @@ async def getmempoolinfo(node: NodeContext) -> Any:
         "usage": sum(len(e.tx.serialize()) for e in mp.entries.values()),
         "total_fee": btc(sum(e.fee for e in mp.entries.values())),
         "maxmempool": 300_000_000,
-        "mempoolminfee": 0.00001,
-        "minrelaytxfee": 0.00001,
-        "incrementalrelayfee": 0.00001,
+        "mempoolminfee": btc(MIN_RELAY_FEE_PER_KVB),
+        "minrelaytxfee": btc(MIN_RELAY_FEE_PER_KVB),
+        "incrementalrelayfee": btc(MIN_RELAY_FEE_PER_KVB),
         "unbroadcastcount": 0,
         "fullrbf": True,
     }

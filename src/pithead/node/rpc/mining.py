@@ -1,10 +1,11 @@
 """The embedded node's mining RPC methods, as Bitcoin Core's src/rpc/mining.cpp has them.
 
-getblocktemplate (BIP22/23: template mode with long-poll, and proposal mode), submitblock,
-getmininginfo (with Core's GetNetworkHashPS), and the regtest generators generatetoaddress and
-generateblock (descriptor `raw(…)`/`addr(…)` or a plain address; transactions by mempool txid or raw
-hex). Not here: building the template and the blocks (pithead.node.mining, assembler.py), validation
-(consensus.py).
+getblocktemplate (BIP22/23: template mode with long-poll, and proposal mode), submitblock (with Core's
+block fix-up, UpdateUncommittedBlockStructures: the coinbase witness nonce, and Core's BIP22 verdicts),
+submitheader, getmininginfo and getnetworkhashps (Core's GetNetworkHashPS), and the regtest generators
+generatetoaddress and generateblock (descriptor `raw(…)`/`addr(…)` or a plain address; transactions by
+mempool txid or raw hex). Not here: building the template and the blocks (pithead.node.mining,
+assembler.py), validation (consensus.py).
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from pithead.chain.block import Block
 from pithead.chain.compact import bits_to_difficulty, bits_to_target
 from pithead.chain.errors import ChainError
 from pithead.chain.hashes import display_hex, from_display_hex
+from pithead.chain.header import BlockHeader
 from pithead.chain.tx import Transaction
-from pithead.node.chainstate import STATUS_FAILED
+from pithead.node.chainstate import STATUS_FAILED, STATUS_VALID
 from pithead.node.consensus import BlockInvalid
 from pithead.node.mining import assemble_block, solve, template_result
 from pithead.node.rpc.context import NodeContext, ensure_chain
 from pithead.node.rpc.errors import RPCError
 from pithead.node.rpc.format import core_double
-from pithead.node.rpc.util import Arg, Command, script_for_address, type_error
+from pithead.node.rpc.util import Arg, Command, parse_int32, script_for_address, type_error
 
 DEFAULT_MAX_TRIES = 1_000_000  # Core's generatetoaddress default maxtries
 MAX_GENERATE = 10_000  # blocks per generate call: bounds how long one call holds the event loop
 NETWORK_HASHPS_LOOKUP = 120  # Core's getnetworkhashps default nblocks, as getmininginfo uses it
+DIFFICULTY_ADJUSTMENT_INTERVAL = 2016  # regtest's DifficultyAdjustmentInterval (getnetworkhashps -1)
 CURRENT_BLOCK_WEIGHT = 4000  # getmininginfo's currentblockweight as Core's regtest node reports it
 
 
@@ -44,8 +47,10 @@ async def getblocktemplate(node: NodeContext, template_request: dict[str, Any] |
         except ChainError:
             raise RPCError(codes.RPC_DESERIALIZATION_ERROR, "Block decode failed") from None
         known = chain.index.get(block.hash())
-        if known is not None:
-            return "duplicate-invalid" if known.status == STATUS_FAILED else "duplicate"
+        if known is not None:  # Core: fully valid, failed, or anything else it has seen
+            if known.status == STATUS_VALID:
+                return "duplicate"
+            return "duplicate-invalid" if known.status == STATUS_FAILED else "duplicate-inconclusive"
         try:
             chain.test_block_validity(block, node.now())
         except BlockInvalid as exc:
@@ -74,7 +79,25 @@ async def submitblock(node: NodeContext, hexdata: str, dummy: str | None = None)
         raise RPCError(codes.RPC_DESERIALIZATION_ERROR, "Block decode failed") from None
     if not block.txs or not block.txs[0].is_coinbase():
         raise RPCError(codes.RPC_DESERIALIZATION_ERROR, "Block does not start with a coinbase")
+    block = ensure_chain(node).update_uncommitted_block_structures(block)
     return node.submit_block(block).reason
+
+
+async def submitheader(node: NodeContext, hexdata: str) -> Any:
+    """Core's submitheader: null when the header is valid (it is then known, without its block)."""
+    try:
+        header = BlockHeader.from_hex(hexdata)
+    except ChainError:
+        raise RPCError(codes.RPC_DESERIALIZATION_ERROR, "Block header decode failed") from None
+    chain = ensure_chain(node)
+    if header.prev_hash not in chain.index:
+        raise RPCError(
+            codes.RPC_VERIFY_ERROR, f"Must submit previous header ({display_hex(header.prev_hash)}) first"
+        )
+    reason = chain.accept_header(header, node.now())
+    if reason is not None:
+        raise RPCError(codes.RPC_VERIFY_ERROR, reason)
+    return None
 
 
 async def generatetoaddress(
@@ -159,21 +182,36 @@ async def getmininginfo(node: NodeContext) -> Any:
     }
 
 
-def network_hashps(node: NodeContext, lookup: int = NETWORK_HASHPS_LOOKUP) -> float:
-    """Core's GetNetworkHashPS: work over the last `lookup` blocks / their time span."""
+def network_hashps(node: NodeContext, lookup: int = NETWORK_HASHPS_LOOKUP, height: int = -1) -> float:
+    """Core's GetNetworkHashPS: the work of the `lookup` blocks ending at `height` (the tip for -1) over
+    the span between the earliest and latest of their times; -1 blocks means since the last retarget."""
     chain = ensure_chain(node)
-    tip = chain.tip
-    if tip.height == 0:
-        return 0.0
-    first = chain.entry_at(max(0, tip.height - lookup))
-    span = tip.header.time - first.header.time
-    return core_double((tip.chainwork - first.chainwork) / span) if span > 0 else 0.0
+    if lookup < -1 or lookup == 0:
+        raise RPCError(codes.RPC_INVALID_PARAMETER, "Invalid nblocks. Must be a positive number or -1.")
+    if height < -1 or height > chain.height:
+        raise RPCError(codes.RPC_INVALID_PARAMETER, "Block does not exist at specified height")
+    last = chain.tip if height == -1 else chain.entry_at(height)
+    if last.height == 0:
+        return 0
+    if lookup == -1:
+        lookup = last.height % DIFFICULTY_ADJUSTMENT_INTERVAL + 1
+    lookup = min(lookup, last.height)
+    first = chain.entry_at(last.height - lookup)
+    times = [chain.entry_at(h).header.time for h in range(first.height, last.height + 1)]
+    span = max(times) - min(times)
+    return core_double((last.chainwork - first.chainwork) / span) if span > 0 else 0
+
+
+async def getnetworkhashps(node: NodeContext, nblocks: Any = NETWORK_HASHPS_LOOKUP, height: Any = -1) -> Any:
+    return network_hashps(node, parse_int32(nblocks), parse_int32(height))
 
 
 COMMANDS: tuple[Command, ...] = (
     Command("getblocktemplate", getblocktemplate, (Arg("template_request", "obj"),)),
     Command("submitblock", submitblock, (Arg("hexdata", "str", True), Arg("dummy", "str"))),
+    Command("submitheader", submitheader, (Arg("hexdata", "str", True),)),
     Command("getmininginfo", getmininginfo),
+    Command("getnetworkhashps", getnetworkhashps, (Arg("nblocks", "num"), Arg("height", "num"))),
     Command(
         "generatetoaddress",
         generatetoaddress,

@@ -1,8 +1,9 @@
 """The embedded node's network RPC methods, as Bitcoin Core's src/rpc/net.cpp has them.
 
-getnetworkinfo, answered as a Core 29 regtest node with no peers answers it: clients (and pithead's own
-template sources) read `version` and `subversion` from it. Not here: peers, bans, addresses (the
-embedded node has no P2P side).
+getnetworkinfo, getpeerinfo and getconnectioncount, answered as a Core 29 regtest node with no peers
+answers them: clients (and pithead's own template sources) read `version` and `subversion` from
+getnetworkinfo, pools count peers with the other two (an empty list, 0). Not here: bans, addresses,
+adding nodes (the embedded node has no P2P side).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from pithead import __version__
+from pithead.node.mempool import MIN_RELAY_FEE_PER_KVB
 from pithead.node.rpc.context import NodeContext
+from pithead.node.rpc.format import btc
 from pithead.node.rpc.util import Command
 
 PROTOCOL_VERSION = 70016  # Core's PROTOCOL_VERSION (version.h)
@@ -43,11 +46,23 @@ async def getnetworkinfo(node: NodeContext) -> Any:
         "connections_in": 0,
         "connections_out": 0,
         "networks": networks,
-        "relayfee": 0.00001,
-        "incrementalfee": 0.00001,
+        "relayfee": btc(MIN_RELAY_FEE_PER_KVB),
+        "incrementalfee": btc(MIN_RELAY_FEE_PER_KVB),
         "localaddresses": [],
         "warnings": [],
     }
 
 
-COMMANDS: tuple[Command, ...] = (Command("getnetworkinfo", getnetworkinfo),)
+async def getpeerinfo(node: NodeContext) -> Any:
+    return []
+
+
+async def getconnectioncount(node: NodeContext) -> Any:
+    return 0
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("getnetworkinfo", getnetworkinfo),
+    Command("getpeerinfo", getpeerinfo),
+    Command("getconnectioncount", getconnectioncount),
+)

@@ -4,8 +4,9 @@ request rules of Core's httprpc.cpp/server.cpp.
 `TABLE` maps each method name to its `Command` (Core's CRPCTable), built from the method modules' own
 tables, one module per Bitcoin Core source file: blockchain.py (rpc/blockchain.cpp), mempool.py
 (rpc/mempool.cpp), mining.py (rpc/mining.cpp), rawtransactions.py (rpc/rawtransaction.cpp), network.py
-(rpc/net.cpp), output_script.py (rpc/output_script.cpp), control.py (rpc/server.cpp) and wallet.py
-(wallet/rpc/*.cpp). A name listed twice fails at import.
+(rpc/net.cpp), output_script.py (rpc/output_script.cpp), fees.py (rpc/fees.cpp), control.py
+(rpc/server.cpp), zmqrpc.py (zmq/zmqrpc.cpp) and wallet.py (wallet/rpc/*.cpp). A name listed twice fails
+at import.
 
 Requests: JSON-RPC 1.0 (no "jsonrpc" member) replies always carry `result`, `error` and `id`, and errors
 set the HTTP status (`errors.http_status_for`); JSON-RPC 2.0 replies carry `jsonrpc`, one of
@@ -14,6 +15,12 @@ of requests answered with an array (status 200). Params are positional or named;
 Core's RPCHelpMan (-3 "JSON value of type … is not of expected type …"); unknown methods are -32601
 "Method not found"; while the node warms up everything but `stop` is -28; a bug in a method answers
 -32603 and never takes the server down.
+
+Every reply body ends with a newline, as Core's (httprpc.cpp writes `reply.write() + "\n"`): clients
+that read the reply line by line wait for it. A request to `/wallet/NAME` names the wallet its wallet
+methods use (Core's GetWalletForJSONRPCRequest): the node has one wallet, `NodeContext.wallet_name`, and
+any other name is -18 "Requested wallet does not exist or is not loaded"; other methods ignore the name,
+as Core's do. `getrpcinfo` sees the calls in progress through the node's `RpcServerInfo`.
 
 Not here: HTTP (http.py), the methods (the modules above), the answers' JSON shapes (format.py).
 """
@@ -31,12 +38,14 @@ from pithead.bitcoind import codes
 from pithead.node.rpc import (
     blockchain,
     control,
+    fees,
     mempool,
     mining,
     network,
     output_script,
     rawtransactions,
     wallet,
+    zmqrpc,
 )
 from pithead.node.rpc.context import NodeContext
 from pithead.node.rpc.errors import RPCError, http_status_for
@@ -45,6 +54,12 @@ from pithead.node.rpc.util import ACCEPTS, Command, json_type, type_error
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000  # requests per batch: bounds the work one HTTP request can queue
+WALLET_NOT_FOUND = "Requested wallet does not exist or is not loaded"  # Core's -18 for /wallet/NAME
+
+
+def reply_body(reply: Any) -> bytes:
+    """A reply as Core writes it: compact JSON and a newline."""
+    return orjson.dumps(reply, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def build_table(*groups: Iterable[Command]) -> Mapping[str, Command]:
@@ -65,13 +80,15 @@ TABLE: Mapping[str, Command] = build_table(
     rawtransactions.COMMANDS,
     network.COMMANDS,
     output_script.COMMANDS,
+    fees.COMMANDS,
     control.COMMANDS,
+    zmqrpc.COMMANDS,
     wallet.COMMANDS,
 )
 
 # Methods that read or change the wallet: the first of them after a start resubmits the wallet's
 # unconfirmed transactions (wallet.resubmit_wallet_transactions).
-WALLET_METHODS = frozenset(c.name for c in wallet.COMMANDS)
+WALLET_METHODS = frozenset(c.name for c in wallet.COMMANDS) - wallet.WALLET_FREE
 WARMUP_EXEMPT = "stop"  # the one method Core answers while warming up
 
 
@@ -111,31 +128,32 @@ class RpcDispatcher:
         self.table = table
         self._resubmitted = False  # the wallet's unconfirmed transactions offered to the mempool yet
 
-    async def handle(self, body: bytes) -> tuple[int, bytes]:
-        """One HTTP body in, (HTTP status, reply body) out."""
+    async def handle(self, body: bytes, wallet: str | None = None) -> tuple[int, bytes]:
+        """One HTTP body in, (HTTP status, reply body) out; `wallet` is the name a /wallet/NAME URI gave."""
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
             err = RPCError(codes.RPC_PARSE_ERROR, "Parse error")
-            return codes.HTTP_INTERNAL_SERVER_ERROR, orjson.dumps(
+            return codes.HTTP_INTERNAL_SERVER_ERROR, reply_body(
                 {"result": None, "error": err.to_json(), "id": None}
             )
         if isinstance(request, list):
             if len(request) > MAX_BATCH:
                 err = RPCError(codes.RPC_INVALID_REQUEST, f"batch of more than {MAX_BATCH} requests")
-                return codes.HTTP_BAD_REQUEST, orjson.dumps({"result": None, "error": err.to_json(), "id": None})
+                refusal = {"result": None, "error": err.to_json(), "id": None}
+                return codes.HTTP_BAD_REQUEST, reply_body(refusal)
             replies = []
             for item in request:
-                _, reply = await self._one(item)
+                _, reply = await self._one(item, wallet)
                 if reply is not None:
                     replies.append(reply)
-            return codes.HTTP_OK, orjson.dumps(replies)
-        status, reply = await self._one(request)
+            return codes.HTTP_OK, reply_body(replies)
+        status, reply = await self._one(request, wallet)
         if reply is None:
             return codes.HTTP_NO_CONTENT, b""
-        return status, orjson.dumps(reply)
+        return status, reply_body(reply)
 
-    async def _one(self, request: Any) -> tuple[int, dict[str, Any] | None]:
+    async def _one(self, request: Any, wallet: str | None) -> tuple[int, dict[str, Any] | None]:
         if not isinstance(request, dict):
             err = RPCError(codes.RPC_INVALID_REQUEST, "Invalid Request object")
             return codes.HTTP_BAD_REQUEST, {"result": None, "error": err.to_json(), "id": None}
@@ -151,7 +169,7 @@ class RpcDispatcher:
             params = request.get("params")
             if params is not None and not isinstance(params, list | dict):
                 raise RPCError(codes.RPC_INVALID_REQUEST, "Params must be an array or object")
-            result = await self.call(method, params)
+            result = await self.call(method, params, wallet)
         except RPCError as exc:
             if v2:
                 return (
@@ -168,7 +186,9 @@ class RpcDispatcher:
             )
         return codes.HTTP_OK, {"result": result, "error": None, "id": rid}
 
-    async def call(self, method: str, params: list[Any] | dict[str, Any] | None) -> Any:
+    async def call(
+        self, method: str, params: list[Any] | dict[str, Any] | None, wallet_name: str | None = None
+    ) -> Any:
         """One method call: its result, or the RPCError to answer."""
         if method != WARMUP_EXEMPT and self.node.warming_up():
             raise RPCError(codes.RPC_IN_WARMUP, "Loading block index…")
@@ -176,11 +196,15 @@ class RpcDispatcher:
         if command is None:
             raise RPCError(codes.RPC_METHOD_NOT_FOUND, "Method not found")
         kwargs = bind(command, params)
-        if method in WALLET_METHODS and not self._resubmitted:
-            self._resubmitted = True
-            wallet.resubmit_wallet_transactions(self.node)
+        if method in WALLET_METHODS:
+            if wallet_name is not None and wallet_name != self.node.wallet_name:
+                raise RPCError(codes.RPC_WALLET_NOT_FOUND, WALLET_NOT_FOUND)
+            if not self._resubmitted:
+                self._resubmitted = True
+                wallet.resubmit_wallet_transactions(self.node)
         try:
-            return await command.handler(self.node, **kwargs)
+            with self.node.rpc_info.running(method):
+                return await command.handler(self.node, **kwargs)
         except RPCError:
             raise
         except Exception as exc:  # a bug answers -32603 (internal error) and never takes the server down

@@ -1,10 +1,13 @@
 """The embedded node's wallet RPC methods, as Bitcoin Core's src/wallet/rpc/*.cpp have them.
 
-getnewaddress (addresses.cpp), getbalance and listunspent (coins.cpp), sendmany (spend.cpp: its
-`comment` kept with the transaction, as Core's mapValue), gettransaction and listtransactions
-(transactions.cpp, with Core's WalletTxToJSON and ListTransactions shapes and order). The first wallet
-method after a start offers the mempool the wallet's unconfirmed transactions again
-(`resubmit_wallet_transactions`, Core's ResubmitWalletTransactions); the dispatcher calls it.
+getnewaddress and getaddressinfo (addresses.cpp), getbalance and listunspent (coins.cpp), sendmany and
+sendtoaddress (spend.cpp: `comment` and `comment_to` kept with the transaction, as Core's mapValue),
+gettransaction and listtransactions (transactions.cpp, with Core's WalletTxToJSON and ListTransactions
+shapes and order), getwalletinfo and listwallets (wallet.cpp), walletpassphrase and walletlock
+(encrypt.cpp: this wallet is never encrypted, so they answer Core's -15 for an unencrypted wallet, which
+payout software that unlocks before paying expects). The first wallet method after a start offers the
+mempool the wallet's unconfirmed transactions again (`resubmit_wallet_transactions`, Core's
+ResubmitWalletTransactions); the dispatcher calls it.
 Not here: the wallet's records and coins (pithead.node.wallet), broadcasting (mempool.py's `broadcast`).
 """
 
@@ -15,15 +18,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pithead.bitcoind import codes
-from pithead.chain.address import script_to_address
+from pithead.chain.address import AddressError, address_to_script, script_to_address
 from pithead.chain.hashes import display_hex
 from pithead.chain.tx import Transaction, TxOut
 from pithead.node.chainstate import IndexEntry
 from pithead.node.mempool import MempoolReject
 from pithead.node.rpc.context import NodeContext, ensure_chain, ensure_wallet
 from pithead.node.rpc.errors import RPCError
-from pithead.node.rpc.format import btc, script_pubkey_json, tx_json
+from pithead.node.rpc.format import btc, script_pubkey_json, script_type, tx_json
 from pithead.node.rpc.mempool import broadcast
+from pithead.node.rpc.output_script import validateaddress
 from pithead.node.rpc.util import (
     BIP125_FINAL_SEQUENCE,
     Arg,
@@ -41,6 +45,10 @@ WALLET_FEE_RATE = 10  # sat/vB the wallet pays when sendmany gets no fee_rate
 DUST = 546  # satoshis: change below this goes to the fee (Core's P2PKH dust threshold)
 MAX_CONFIRMATIONS = 9_999_999  # listunspent's default maxconf, as Core's
 OP_0, OP_HASH160 = 0x00, 0xA9  # first byte of a segwit v0 output / of a P2SH output
+WALLET_VERSION = 169900  # what Core 29's descriptor wallets report as walletversion (FEATURE_LATEST)
+KEYPOOL_SIZE = 1000  # Core's DEFAULT_KEYPOOL_SIZE: this wallet makes scripts on demand, never runs out
+# Methods that concern the wallets without using one (a /wallet/NAME for an unknown NAME is no error)
+WALLET_FREE = frozenset({"listwallets"})
 
 
 def resubmit_wallet_transactions(node: NodeContext) -> None:
@@ -173,11 +181,45 @@ async def sendmany(
     fee_rate: Any = None,
     verbose: bool = False,
 ) -> Any:
-    wallet = ensure_wallet(node)
     if dummy:
         raise RPCError(codes.RPC_INVALID_PARAMETER, 'Dummy value must be set to ""')
     if not amounts:
         raise RPCError(codes.RPC_INVALID_PARAMETER, "Transaction must have at least one recipient")
+    values = {"comment": comment} if comment else {}
+    return _send(node, amounts, minconf, values, subtractfeefrom or [], fee_rate, verbose)
+
+
+async def sendtoaddress(
+    node: NodeContext,
+    address: str,
+    amount: Any,
+    comment: str = "",
+    comment_to: str = "",
+    subtractfeefromamount: bool = False,
+    replaceable: bool = True,
+    conf_target: int = 6,
+    estimate_mode: str = "unset",
+    avoid_reuse: bool = True,
+    fee_rate: Any = None,
+    verbose: bool = False,
+) -> Any:
+    values = {k: v for k, v in (("comment", comment), ("to", comment_to)) if v}  # Core's mapValue keys
+    subtract = [address] if subtractfeefromamount else []
+    return _send(node, {address: amount}, 0, values, subtract, fee_rate, verbose)
+
+
+def _send(
+    node: NodeContext,
+    amounts: dict[str, Any],
+    minconf: int,
+    values: dict[str, str],
+    subtractfeefrom: list[Any],
+    fee_rate: Any,
+    verbose: bool,
+) -> Any:
+    """Core's SendMoney: pay `amounts` (address → BTC) from the wallet's safe coins, change back to a
+    fresh change script, `values` kept with the transaction; the txid (or {txid, fee_reason})."""
+    wallet = ensure_wallet(node)
     outputs: list[TxOut] = []
     scripts: dict[str, int] = {}
     for address, amount in amounts.items():
@@ -189,7 +231,7 @@ async def sendmany(
             raise RPCError(codes.RPC_TYPE_ERROR, "Invalid amount for send")
         scripts[address] = len(outputs)
         outputs.append(TxOut(value, script))
-    subtract = [scripts[a] for a in (subtractfeefrom or []) if a in scripts]
+    subtract = [scripts[a] for a in subtractfeefrom if a in scripts]
     rate = WALLET_FEE_RATE
     if fee_rate is not None:
         try:
@@ -229,7 +271,6 @@ async def sendmany(
     # The comment goes into the wallet before the transaction goes out (Core stores mapValue with the
     # transaction in CommitTransaction, then broadcasts): a payer who crashes right after this call can
     # always find its payment by the comment, whether or not it left change to the wallet.
-    values = {"comment": comment} if comment else {}
     wallet.set_values(tx.txid(), values)
     try:
         txid = display_hex(broadcast(node, tx))
@@ -237,6 +278,88 @@ async def sendmany(
         wallet.drop_values(tx.txid())
         raise
     return {"txid": txid, "fee_reason": "Fallback fee"} if verbose else txid
+
+
+# --- addresses and the wallet itself -----------------------------------------------------------------
+
+
+async def getaddressinfo(node: NodeContext, address: str) -> Any:
+    """Core's getaddressinfo: what the wallet knows of an address. Its own scripts are solvable (the
+    wallet can always spend them) and described by the witness or redeem script behind them."""
+    wallet = ensure_wallet(node)
+    try:
+        script = address_to_script(address, node.network)
+    except AddressError as exc:
+        raise RPCError(codes.RPC_INVALID_ADDRESS_OR_KEY, str(exc) or "Invalid address") from None
+    mine = wallet.owns(script)
+    out: dict[str, Any] = {"address": address, "scriptPubKey": script.hex(), "ismine": mine, "solvable": mine}
+    if mine:
+        out["desc"] = script_pubkey_json(script, node.network)["desc"]
+    out["iswatchonly"] = False
+    described = await validateaddress(node, address)
+    for key in ("isscript", "iswitness", "witness_version", "witness_program"):
+        if key in described:
+            out[key] = described[key]
+    if mine:
+        inner = wallet.inner_script(script)
+        out["script"] = script_type(inner)  # Core's DescribeWalletAddress for a script it knows
+        out["hex"] = inner.hex()
+    out["ischange"] = wallet.is_change(script)
+    out["labels"] = [wallet.label(script)] if mine and not wallet.is_change(script) else []
+    return out
+
+
+async def getwalletinfo(node: NodeContext) -> Any:
+    wallet = ensure_wallet(node)
+    chain = ensure_chain(node)
+    trusted = untrusted = immature = 0
+    maturity = node.network.coinbase_maturity
+    for c, safe in _available(node, 0, include_unsafe=True):
+        if c.confirmations == 0 and not safe:
+            untrusted += c.coin.value
+        else:
+            trusted += c.coin.value
+    for c in wallet.coins(chain, node.mempool):
+        if c.coin.is_coinbase and c.confirmations < maturity + 1:
+            immature += c.coin.value
+    return {
+        "walletname": node.wallet_name,
+        "walletversion": WALLET_VERSION,
+        "format": "sqlite",
+        "balance": btc(trusted),
+        "unconfirmed_balance": btc(untrusted),
+        "immature_balance": btc(immature),
+        "txcount": wallet.transaction_count(),
+        "keypoolsize": KEYPOOL_SIZE,
+        "keypoolsize_hd_internal": KEYPOOL_SIZE,
+        "paytxfee": btc(0),
+        "private_keys_enabled": True,
+        "avoid_reuse": False,
+        "scanning": False,
+        "descriptors": True,
+        "external_signer": False,
+        "blank": False,
+        "lastprocessedblock": {"hash": display_hex(chain.tip.hash), "height": chain.height},
+    }
+
+
+async def listwallets(node: NodeContext) -> Any:
+    return [node.wallet_name]
+
+
+async def walletpassphrase(node: NodeContext, passphrase: str, timeout: int) -> Any:  # noqa: ASYNC109
+    # `timeout` is Core's name for the argument (named parameters must match), not an asyncio timeout
+    raise RPCError(
+        codes.RPC_WALLET_WRONG_ENC_STATE,
+        "Error: running with an unencrypted wallet, but walletpassphrase was called.",
+    )
+
+
+async def walletlock(node: NodeContext) -> Any:
+    raise RPCError(
+        codes.RPC_WALLET_WRONG_ENC_STATE,
+        "Error: running with an unencrypted wallet, but walletlock was called.",
+    )
 
 
 # --- history -----------------------------------------------------------------------------------------
@@ -256,7 +379,7 @@ async def gettransaction(
     # Core: amount = credit - debit - (value out - debit) when from us, i.e. the net less the fee
     out: dict[str, Any] = {"amount": btc(amounts.credit - amounts.debit + (fee or 0))}
     if fee is not None:
-        out["fee"] = -btc(fee)
+        out["fee"] = btc(-fee)
     out.update(_wallet_tx_json(node, h, tx, received))
     out["details"] = _wallet_entries(node, h, tx, received, amounts, fee, None, long=False)
     out["hex"] = tx.serialize().hex()
@@ -395,11 +518,11 @@ def _wallet_entries(
             if address is not None:
                 d["address"] = address
             d["category"] = "send"
-            d["amount"] = -btc(o.value)
+            d["amount"] = btc(-o.value)
             if wallet.owns(o.script_pubkey):  # one of our own addresses: in the address book
                 d["label"] = wallet.label(o.script_pubkey)
             d["vout"] = n
-            d["fee"] = -btc(fee or 0)
+            d["fee"] = btc(-(fee or 0))
             d.update(common)
             d["abandoned"] = False
             entries.append(d)
@@ -472,6 +595,30 @@ COMMANDS: tuple[Command, ...] = (
             Arg("verbose", "bool"),
         ),
     ),
+    Command(
+        "sendtoaddress",
+        sendtoaddress,
+        (
+            Arg("address", "str", True),
+            Arg("amount", "amount", True),
+            Arg("comment", "str"),
+            Arg("comment_to", "str"),
+            Arg("subtractfeefromamount", "bool"),
+            Arg("replaceable", "bool"),
+            Arg("conf_target", "num"),
+            Arg("estimate_mode", "str"),
+            Arg("avoid_reuse", "bool"),
+            Arg("fee_rate", "amount"),
+            Arg("verbose", "bool"),
+        ),
+    ),
+    Command("getaddressinfo", getaddressinfo, (Arg("address", "str", True),)),
+    Command("getwalletinfo", getwalletinfo),
+    Command("listwallets", listwallets),
+    Command(
+        "walletpassphrase", walletpassphrase, (Arg("passphrase", "str", True), Arg("timeout", "num", True))
+    ),
+    Command("walletlock", walletlock),
     Command(
         "gettransaction",
         gettransaction,
