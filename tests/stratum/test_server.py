@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 from pithead.chain.address import address_to_script
+from pithead.chain.merkle import coinbase_branch
 from pithead.chain.params import REGTEST
 from pithead.events import BlockEvent, ShareEvent
 from pithead.stratum.difficulty import VarDiffConfig
@@ -46,8 +47,15 @@ async def start_pool(mode: str = "solo", bits: int = HARD, limits: ServerLimits 
     return server, source, sink, port
 
 
+#: The refresh interval of the refresh test: long enough that a loaded machine still pushes the four
+#: mempool refreshes inside one interval (the test then waits one interval for the coalesced notify).
+REFRESH_S = 5.0
+#: Bounded waits only (a broken build fails instead of hanging); nothing here measures time.
+WAIT_S = 30.0
+
+
 async def test_handshake_share_and_new_block() -> None:
-    server, source, sink, port = await start_pool(refresh=0.3)
+    server, source, sink, port = await start_pool(refresh=REFRESH_S)
     c = await RawClient.connect("127.0.0.1", port)
     try:
         await c.handshake(USER)
@@ -60,20 +68,21 @@ async def test_handshake_share_and_new_block() -> None:
         assert server.stats.addresses[SOLO_ADDRESS].hashrate(server.clock())["1m"] > 0
         # a new block: a clean job, and the old job's shares are now stale (21)
         source.push(regtest_template(height=102, bits=HARD), new_block=True)
-        new_job = await c.wait_notify(clean=True)
+        new_job = await c.wait_notify(clean=True, wait_s=WAIT_S)
         assert new_job[0] != job[0] and new_job[1] != job[1]
-        r = await c.submit_one(USER, job)
-        assert r["error"][0] == 21
-        # refreshes of the same tip (new transactions): clean_jobs false, at most one per refresh interval
+        # refreshes of the same tip (new transactions), pushed at once within one refresh interval of the
+        # new block: clean_jobs false, one notify for all four, carrying the newest
         prev = source.current().prev_hash  # type: ignore[union-attr]
         for n in (4, 5, 6, 7):
-            source.push(regtest_template(height=102, n_txs=n, bits=HARD, prev=prev), new_block=False)
-            await asyncio.sleep(0.01)
-        refresh = await c.wait_notify(clean=False)
+            newest = regtest_template(height=102, n_txs=n, bits=HARD, prev=prev)
+            source.push(newest, new_block=False)
+        r = await c.submit_one(USER, job)
+        assert r["error"][0] == 21
+        refresh = await c.wait_notify(clean=False, wait_s=WAIT_S)
         assert refresh[1] == new_job[1] and refresh[0] != new_job[0]
-        assert len(refresh[4]) == 3  # the newest template (7 transactions + coinbase: 3 branch levels)
-        await asyncio.sleep(0.4)
-        assert c.notes.empty()  # one notify for four mempool updates
+        assert refresh[4] == [b.hex() for b in coinbase_branch(newest.txids())]  # the newest of the four
+        with pytest.raises(TimeoutError):  # and nothing more while the template stays the same
+            await c.wait_notify(wait_s=REFRESH_S * 1.5)
         r = await c.submit_one(USER, new_job)  # the previous job of the same tip still counts
         assert r["result"] is True
     finally:
