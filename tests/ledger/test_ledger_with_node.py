@@ -77,6 +77,15 @@ class CrashAfterSend:
     async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
         return await self.inner.find_transaction(comment, amounts)
 
+    async def in_mempool(self, txid: str) -> bool:
+        return await self.inner.in_mempool(txid)
+
+    async def resubmit(self, txid: str) -> str | None:
+        return await self.inner.resubmit(txid)
+
+    async def abandon(self, txid: str) -> bool:
+        return await self.inner.abandon(txid)
+
 
 async def sends_of(rpc: RpcClient, txid: str) -> dict[str, int]:
     tx = await rpc.call("gettransaction", txid)

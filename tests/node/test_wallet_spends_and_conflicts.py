@@ -26,7 +26,7 @@ import pytest
 from pithead.bitcoind import codes
 from pithead.bitcoind.rpc import RpcClient, RpcError
 from pithead.chain.address import script_to_address
-from pithead.chain.hashes import display_hex
+from pithead.chain.hashes import display_hex, from_display_hex
 from pithead.chain.params import REGTEST
 from pithead.chain.tx import OutPoint, TxOut
 from pithead.node.mempool import Mempool
@@ -130,7 +130,7 @@ async def test_a_spent_input_conflicts_the_payment_and_its_descendants(
     child = await rpc.call("sendmany", "", {payee(2): 2}, 0, "child")  # spends the parent's change
     raw = await rpc.call("getrawtransaction", parent, True)
     (vin,) = raw["vin"]
-    prevout = OutPoint(bytes.fromhex(vin["txid"])[::-1], vin["vout"])
+    prevout = OutPoint(from_display_hex(vin["txid"]), vin["vout"])
     fork_parent = await rpc.call("getbestblockhash")
     await conflicting_block(node, rpc, prevout)
     assert await rpc.call("getrawmempool") == []  # both left the mempool with their input

@@ -32,8 +32,12 @@ class CreditKind(StrEnum):
 class BatchStatus(StrEnum):
     INTENT = "intent"  # recorded before the wallet call; the amounts are reserved
     SENT = "sent"  # the wallet returned (or we found) its txid
+    # Sent, but its transaction left the mempool unconfirmed (evicted, lost with a node's mempool, an input
+    # spent elsewhere not yet final): it might still confirm, so the amounts stay reserved, neither paid nor
+    # payable, until it confirms after all (CONFIRMED) or can no longer confirm (FAILED). See payouts.py.
+    STUCK = "stuck"
     CONFIRMED = "confirmed"  # the transaction has the confirmations we wait for
-    FAILED = "failed"  # the wallet refused it or it was conflicted; the amounts are released
+    FAILED = "failed"  # the wallet refused it, or it can no longer confirm; the amounts are released
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,7 @@ class Balance:
     address: str
     immature_sat: int  # credited from blocks not yet confirmed
     mature_sat: int  # credited and confirmed, in total since the beginning
-    reserved_sat: int  # in payout batches recorded but not yet sent
+    reserved_sat: int  # in payout batches recorded but not yet sent, or stuck (sent, out of the mempool)
     paid_sat: int  # in payout batches sent or confirmed
 
     @property
@@ -133,6 +137,7 @@ class PayoutBatch:
     txid: str | None
     items: tuple[tuple[str, int], ...]  # (address, sat), sorted by address
     error: str | None = None
+    stuck_since: float | None = None  # when the batch was first found STUCK (None unless it is)
 
     @property
     def total_sat(self) -> int:

@@ -134,7 +134,8 @@ SCHEMA = [
         updated DOUBLE PRECISION NOT NULL,
         status TEXT NOT NULL,
         txid TEXT,
-        error TEXT)""",
+        error TEXT,
+        stuck_since DOUBLE PRECISION)""",
     "CREATE INDEX IF NOT EXISTS payout_batches_status ON payout_batches (status)",
     """CREATE TABLE IF NOT EXISTS leases (
         name TEXT PRIMARY KEY,
@@ -155,6 +156,15 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS uptime_last_seen ON uptime (last_seen)",
     "CREATE INDEX IF NOT EXISTS uptime_started ON uptime (started)",
 ]
+
+# (table, column, type) added to an existing table after the first release; `migrate` adds any missing.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("payout_batches", "stuck_since", "DOUBLE PRECISION"),
+)
+
+# Changes to the data of an existing ledger, each run once (recorded in `meta` as "migrated:<name>"), in
+# the migrating transaction: (name, statements).
+DATA_MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 _BLOCK_COLS = (
     "hash, height, time, worker, address, reward_sat, fees_sat, status, confirmations, scheme, "
@@ -308,6 +318,10 @@ class SqlStore:
             except self.db_errors as exc:
                 raise StoreError(f"commit failed, nothing was written: {exc}") from exc
 
+    def _columns(self, table: str) -> set[str]:
+        """The columns `table` has now (each backend asks its own catalogue)."""
+        raise NotImplementedError
+
     def migrate(self) -> None:
         with self.transaction():
             for stmt in (*SCHEMA, *self.extra_indexes):
@@ -317,6 +331,16 @@ class SqlStore:
                 self.set_meta("schema_version", SCHEMA_VERSION)
             elif found != SCHEMA_VERSION:
                 raise StoreError(f"ledger schema version {found}, this pithead needs {SCHEMA_VERSION}")
+            # Columns added after the first release, to tables an older ledger already has (nullable, so an
+            # older pithead that never names them still reads and writes the table).
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in self._columns(table):
+                    self._exec(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            for name, steps in DATA_MIGRATIONS:
+                if self.get_meta(f"migrated:{name}") is None:
+                    for stmt in steps:
+                        self._exec(stmt)
+                    self.set_meta(f"migrated:{name}", "1")
 
     def close(self) -> None:
         with self._lock:
@@ -347,6 +371,19 @@ class SqlStore:
 
     def release_lease(self, name: str, owner: str) -> None:
         self._exec("UPDATE leases SET until = 0 WHERE name = ? AND owner = ?", (name, owner))
+
+    def lease_holder(self, name: str) -> tuple[str, float] | None:
+        """(owner, until) of the lease `name`, or None when it was never taken."""
+        row = self._one("SELECT owner, until FROM leases WHERE name = ?", (name,))
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def take_over_lease(self, name: str, stale_owner: str, owner: str, until: float) -> bool:
+        """Take the lease `name` from `stale_owner`, a holder known to be dead, whatever its expiry: only if
+        it still holds it (one statement, so a live holder that renewed it, or another taker, wins)."""
+        cur = self._exec(
+            "UPDATE leases SET owner = ?, until = ? WHERE name = ? AND owner = ?", (owner, until, name, stale_owner)
+        )
+        return int(cur.rowcount) == 1
 
     # --- shares --------------------------------------------------------------------------------------
     def add_shares(self, events: Sequence[ShareEvent], bucket_width: int) -> None:
@@ -712,12 +749,14 @@ class SqlStore:
                 (str(CreditStatus.IMMATURE), str(CreditStatus.MATURE)),
             ):
                 acc.setdefault(address, [0, 0, 0, 0])[0 if status == CreditStatus.IMMATURE else 1] += int(total)
+            reserved = (BatchStatus.INTENT, BatchStatus.STUCK)  # held back; the rest here is paid
             for address, status, total in self._all(
                 "SELECT i.address, b.status, SUM(i.amount_sat) FROM payout_items i"
-                " JOIN payout_batches b ON b.id = i.batch_id WHERE b.status IN (?, ?, ?) GROUP BY i.address, b.status",
-                (str(BatchStatus.INTENT), str(BatchStatus.SENT), str(BatchStatus.CONFIRMED)),
+                " JOIN payout_batches b ON b.id = i.batch_id WHERE b.status IN (?, ?, ?, ?)"
+                " GROUP BY i.address, b.status",
+                (str(BatchStatus.INTENT), str(BatchStatus.STUCK), str(BatchStatus.SENT), str(BatchStatus.CONFIRMED)),
             ):
-                acc.setdefault(address, [0, 0, 0, 0])[2 if status == BatchStatus.INTENT else 3] += int(total)
+                acc.setdefault(address, [0, 0, 0, 0])[2 if status in reserved else 3] += int(total)
         return [Balance(a, *v) for a, v in sorted(acc.items())]
 
     def create_batch(self, items: Mapping[str, int], now: float) -> PayoutBatch:
@@ -738,18 +777,15 @@ class SqlStore:
 
     def batches(self, statuses: Sequence[BatchStatus] | None = None, limit: int = 1000) -> list[PayoutBatch]:
         with self.transaction(write=False):
+            cols = "id, created, updated, status, txid, error, stuck_since"
             if statuses:
                 marks = ", ".join("?" for _ in statuses)
                 rows = self._all(
-                    "SELECT id, created, updated, status, txid, error FROM payout_batches"
-                    f" WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?",
+                    f"SELECT {cols} FROM payout_batches WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?",
                     (*[str(s) for s in statuses], limit),
                 )
             else:
-                rows = self._all(
-                    "SELECT id, created, updated, status, txid, error FROM payout_batches ORDER BY id DESC LIMIT ?",
-                    (limit,),
-                )
+                rows = self._all(f"SELECT {cols} FROM payout_batches ORDER BY id DESC LIMIT ?", (limit,))
             out = []
             for r in rows:
                 items = self._all(
@@ -757,7 +793,8 @@ class SqlStore:
                 )
                 out.append(
                     PayoutBatch(
-                        int(r[0]), r[1], r[2], BatchStatus(r[3]), r[4], tuple((a, int(v)) for a, v in items), r[5]
+                        int(r[0]), r[1], r[2], BatchStatus(r[3]), r[4], tuple((a, int(v)) for a, v in items), r[5],
+                        r[6],
                     )
                 )
         return out
@@ -765,9 +802,11 @@ class SqlStore:
     def update_batch(
         self, batch_id: int, status: BatchStatus, now: float, txid: str | None = None, error: str | None = None
     ) -> None:
+        # stuck_since: set the first time the batch becomes STUCK, kept while it stays so, cleared otherwise
         cur = self._exec(
-            "UPDATE payout_batches SET status = ?, updated = ?, txid = COALESCE(?, txid), error = ? WHERE id = ?",
-            (str(status), now, txid, error, batch_id),
+            "UPDATE payout_batches SET status = ?, updated = ?, txid = COALESCE(?, txid), error = ?,"
+            " stuck_since = CASE WHEN ? THEN COALESCE(stuck_since, ?) ELSE NULL END WHERE id = ?",
+            (str(status), now, txid, error, status is BatchStatus.STUCK, now, batch_id),
         )
         if cur.rowcount != 1:
             raise StoreError(f"no payout batch {batch_id}")
