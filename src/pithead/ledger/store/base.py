@@ -24,9 +24,11 @@ from pithead.ledger.store.records import (
     BlockStatus,
     CreditRecord,
     PayoutBatch,
+    RemoteRejects,
     ShareRow,
     UptimeRun,
     WorkerRow,
+    WorkerTotals,
     WorkSums,
 )
 
@@ -61,11 +63,21 @@ class StoreReader(Protocol):
         """`rejects_since` per worker (all, or those of `address`) in one statement; workers without
         rejects are absent."""
         ...
+    def rejects_by_remote(self, since: float, limit: int) -> list[RemoteRejects]:
+        """Rejects of workers that never had an accepted share since `since`, by remote and reason, most
+        first, at most `limit` rows (they are never in `rejects_by_worker`; `rejects_since` of the pool
+        counts them)."""
+        ...
     def work_history(
         self, since: float, width: int, worker: str | None = None, address: str | None = None
     ) -> list[tuple[float, WorkSums]]: ...
-    def workers(self, address: str | None = None) -> list[WorkerRow]: ...
+    def workers(self, address: str | None = None) -> list[WorkerRow]:
+        """Workers that have had an accepted share (no other name is ever in the book)."""
+        ...
     def worker(self, worker: str) -> WorkerRow | None: ...
+    def worker_totals(self, active_since: float) -> WorkerTotals:
+        """Every worker summed in one statement: counts, shares, best share, first and last share time."""
+        ...
 
     # --- uptime: when the process that takes shares was running ----------------------------------
     def uptime_runs(self, since: float) -> list[UptimeRun]:
@@ -124,6 +136,9 @@ class LedgerStore(StoreReader, Protocol):
     # --- statistics buckets ----------------------------------------------------------------------
     def coarsen_buckets(self, before: float, from_width: int, to_width: int) -> int: ...
     def delete_buckets_before(self, before: float, width: int) -> int: ...
+    def delete_reject_stats_before(self, before: float) -> int:
+        """Forget the rejects of never-accepted workers counted before `before`; returns the rows gone."""
+        ...
 
     # --- blocks and credits ----------------------------------------------------------------------
     def add_block(self, block: BlockRecord) -> bool: ...

@@ -68,6 +68,36 @@ class WorkerRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerTotals:
+    """The workers table summed in one statement (what a pool summary needs, without a row per worker).
+
+    `active`/`active_difficulty`: workers with a share at or after the `active_since` asked for, and the sum
+    of their current difficulties. `rejected_unknown`: rejects of workers that never had an accepted share
+    (never in the table; counted pool-wide, see `RemoteRejects`)."""
+
+    workers: int
+    active: int
+    active_difficulty: float
+    accepted: int
+    rejected: int
+    rejected_unknown: int
+    accepted_difficulty: float
+    best_share: float
+    first_seen: float | None
+    last_share_time: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRejects:
+    """Rejected shares of workers that never had an accepted share, by remote and reason, over a span:
+    bounded, expiring statistics in place of a row per worker name."""
+
+    remote: str  # the peer's address; "" when unknown; OTHER_REMOTES beyond the per-bucket cap
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class WorkSums:
     """Accepted work in a span of stat buckets."""
 
