@@ -4,7 +4,8 @@
 reorgs, a node that is down, blocks it never saw), answering getblockcount/getblockhash/getblockheader in
 Bitcoin Core's shapes and with the client's errors (confirmations -1 off the best chain, an `RpcError`
 with RPC_INVALID_ADDRESS_OR_KEY for unknown blocks, `NodeDownError` when "down").
-`StandInWallet` keeps what a wallet must for the payout property tests to mean something: a balance that
+`CrashAfterSend` wraps the real wallet of pithead's node and "dies" right after `sendmany` returns, before
+the ledger records the txid (the crash window of payouts). `StandInWallet` keeps what a wallet must for the payout property tests to mean something: a balance that
 sendmany spends, transactions with comment and outputs, confirmations that grow when we "mine" (only for
 those in the "mempool"), conflicts, evictions (out of the mempool, and refused when offered again, until
 `readmit`), abandoning (Core's rules: only out of mempool and chain; or a wallet without it) and a late
@@ -21,7 +22,7 @@ from typing import Any
 
 from pithead.bitcoind.codes import RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER
 from pithead.bitcoind.rpc import NodeDownError, RpcError
-from pithead.ledger.payouts import WalletRejected, WalletTx
+from pithead.ledger.payouts import RpcWallet, WalletRejected, WalletTx
 
 
 class TinyChain:
@@ -172,3 +173,32 @@ class StandInWallet:
                 for a, v in tx["outputs"].items():  # type: ignore[attr-defined]
                     out[a] = out.get(a, 0) + v
         return out
+
+
+class CrashAfterSend:
+    """The real wallet, but the process 'dies' right after sendmany returns, before the txid is recorded."""
+
+    def __init__(self, inner: RpcWallet) -> None:
+        self.inner = inner
+
+    async def getbalance(self) -> int:
+        return await self.inner.getbalance()
+
+    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
+        await self.inner.sendmany(amounts, comment)
+        raise KeyboardInterrupt("simulated crash after sendmany")
+
+    async def gettransaction(self, txid: str) -> WalletTx:
+        return await self.inner.gettransaction(txid)
+
+    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
+        return await self.inner.find_transaction(comment, amounts)
+
+    async def in_mempool(self, txid: str) -> bool:
+        return await self.inner.in_mempool(txid)
+
+    async def resubmit(self, txid: str) -> str | None:
+        return await self.inner.resubmit(txid)
+
+    async def abandon(self, txid: str) -> bool:
+        return await self.inner.abandon(txid)

@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
+from ledger_standins import CrashAfterSend
 
 from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.hashes import from_display_hex
 from pithead.chain.params import REGTEST
 from pithead.chain.tx import OutPoint, Transaction, TxIn, TxOut
-from pithead.ledger.payouts import PAYOUT_ABANDON_AFTER_S, PayoutProcessor, RpcWallet, WalletTx
+from pithead.ledger.payouts import PAYOUT_ABANDON_AFTER_S, PayoutProcessor, RpcWallet
 from pithead.ledger.store.base import LedgerStore
 from pithead.ledger.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
 from pithead.node.mempool import Mempool
@@ -47,35 +48,6 @@ def payee(i: int) -> str:
 
 def credit(store: LedgerStore, amounts: Mapping[str, int]) -> None:
     store.add_credits([CreditRecord(a, v, CreditKind.PPS, CreditStatus.MATURE, 0.0) for a, v in amounts.items()])
-
-
-class CrashAfterSend:
-    """The real wallet, but the process 'dies' right after sendmany returns, before the txid is recorded."""
-
-    def __init__(self, inner: RpcWallet) -> None:
-        self.inner = inner
-
-    async def getbalance(self) -> int:
-        return await self.inner.getbalance()
-
-    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
-        await self.inner.sendmany(amounts, comment)
-        raise KeyboardInterrupt("simulated crash after sendmany")
-
-    async def gettransaction(self, txid: str) -> WalletTx:
-        return await self.inner.gettransaction(txid)
-
-    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
-        return await self.inner.find_transaction(comment, amounts)
-
-    async def in_mempool(self, txid: str) -> bool:
-        return await self.inner.in_mempool(txid)
-
-    async def resubmit(self, txid: str) -> str | None:
-        return await self.inner.resubmit(txid)
-
-    async def abandon(self, txid: str) -> bool:
-        return await self.inner.abandon(txid)
 
 
 async def paid_on_chain(rpc: RpcClient, payees: set[str]) -> dict[str, int]:
