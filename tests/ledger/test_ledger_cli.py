@@ -12,7 +12,7 @@ from pithead.events import BlockEvent, ShareEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.store import open_store
-from pithead.ledger.store.records import BlockStatus
+from pithead.ledger.store.records import BatchStatus, BlockStatus
 
 
 def seed(path: Path) -> str:
@@ -47,3 +47,18 @@ def test_ledger_commands(tmp_path: Path) -> None:
     assert out.exit_code == 0 and "pruned 0 shares" in out.output
     bad = runner.invoke(app, ["summary", "--database", "mysql://nope"])
     assert bad.exit_code == 1 and "cannot open the ledger" in bad.output
+
+
+def test_a_stuck_payout_is_shown(tmp_path: Path) -> None:
+    url = seed(tmp_path / "l.sqlite3")
+    store = open_store(url)
+    (batch,) = store.batches()
+    store.update_batch(batch.id, BatchStatus.STUCK, time.time(), "cd" * 32, "left the mempool unconfirmed: mempool full")
+    store.close()
+    runner = CliRunner()
+    out = runner.invoke(app, ["payouts", "--database", url])
+    assert out.exit_code == 0 and "stuck" in out.output and "mempool full" in out.output
+    out = runner.invoke(app, ["summary", "--database", url])
+    assert out.exit_code == 0 and "payouts STUCK: 1 batch(es), 1000000 sat held" in out.output
+    out = runner.invoke(app, ["balances", "--database", url])
+    assert out.exit_code == 0 and "reserved      1000000 paid            0" in out.output

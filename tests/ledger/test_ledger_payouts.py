@@ -8,7 +8,11 @@ pithead's real embedded node wallet in test_ledger_with_node.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,19 +21,26 @@ from ledger_standins import StandInWallet
 
 from pithead.chain.address import script_to_address
 from pithead.chain.params import MAINNET, REGTEST
+from pithead.ledger import payouts
 from pithead.ledger.payouts import (
+    LEASE_KEY,
     MAX_OUTPUTS_PER_BATCH,
+    PAYOUT_ABANDON_AFTER_S,
     PAYOUT_FEE_RESERVE_SAT,
+    PAYOUT_LEASE_S,
     PayoutProcessor,
     WalletError,
     WalletTx,
     btc_to_sat,
+    holder_is_dead,
+    lease_owner,
+    machine_identity,
     plan,
     sat_to_btc_str,
 )
 from pithead.ledger.schemes import POOL_ACCOUNT
 from pithead.ledger.store import open_store
-from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.base import LedgerStore, StoreError
 from pithead.ledger.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
 
 
@@ -62,6 +73,15 @@ class FaultyWallet:
 
     async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
         return await self.inner.find_transaction(comment, amounts)
+
+    async def in_mempool(self, txid: str) -> bool:
+        return await self.inner.in_mempool(txid)
+
+    async def resubmit(self, txid: str) -> str | None:
+        return await self.inner.resubmit(txid)
+
+    async def abandon(self, txid: str) -> bool:
+        return await self.inner.abandon(txid)
 
 
 def credit(store: LedgerStore, address: str, sat: int) -> None:
@@ -248,3 +268,228 @@ async def test_a_txid_the_wallet_forgot_is_left_for_an_operator(store: LedgerSto
     stuck = next(b for b in store.batches() if b.id == batch_id)
     assert stuck.status is BatchStatus.SENT and stuck.error is not None and "does not know" in stuck.error
     assert {b.address: b.paid_sat for b in store.balances()}["bcrt1qa"] == 500_000  # never re-paid
+
+
+# --- a sent payment that leaves the mempool: held while it might confirm, released once it cannot ---------
+def reserved_in_book(store: LedgerStore) -> dict[str, int]:
+    return {b.address: b.reserved_sat for b in store.balances() if b.reserved_sat}
+
+
+async def test_evicted_payout_is_held_then_abandoned_and_paid_once(
+    store: LedgerStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    processor = PayoutProcessor(store, wallet, 100_000)
+    ((batch_id, txid),) = (await processor.run_once(1.0)).sent
+    wallet.evict(txid)  # out of the mempool; offered again, the node says no
+    report = await processor.run_once(2.0)
+    assert report.stuck == (batch_id,) and report.failed == () and report.created == ()
+    (batch,) = store.batches()
+    assert batch.status is BatchStatus.STUCK and batch.stuck_since == 2.0 and "mempool full" in (batch.error or "")
+    assert any(r.levelname == "WARNING" and "STUCK" in r.getMessage() for r in caplog.records)
+    # held: neither paid (it may never confirm) nor payable (it may still confirm)
+    assert reserved_in_book(store) == {"bcrt1qa": 500_000} and paid_in_book(store) == {}
+    just_before = 2.0 + PAYOUT_ABANDON_AFTER_S - 1
+    report = await processor.run_once(just_before)
+    assert report.failed == () and report.created == () and not wallet.txs[txid]["abandoned"]
+    assert store.batches()[0].stuck_since == 2.0  # the bound runs from when it was first found out
+    report = await processor.run_once(2.0 + PAYOUT_ABANDON_AFTER_S)
+    assert report.failed == (batch_id,) and wallet.txs[txid]["abandoned"]
+    ((new_id, new_txid),) = report.sent  # released, and paid again in a new batch
+    assert new_id != batch_id and new_txid != txid
+    wallet.mine()
+    await processor.run_once(3.0 + PAYOUT_ABANDON_AFTER_S)
+    assert wallet.confirmed_paid() == paid_in_book(store) == {"bcrt1qa": 500_000}
+    assert {b.id: b.status for b in store.batches()} == {batch_id: BatchStatus.FAILED, new_id: BatchStatus.CONFIRMED}
+
+
+async def test_stuck_payout_that_comes_back_is_never_paid_twice(store: LedgerStore) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    credit(store, "bcrt1qb", 400_000)
+    processor = PayoutProcessor(store, wallet, 100_000)
+    ((first, txid),) = (await processor.run_once(1.0)).sent
+    wallet.evict(txid)
+    assert (await processor.run_once(2.0)).stuck == (first,)
+    wallet.readmit(txid)  # room in the mempool again
+    report = await processor.run_once(3.0)
+    assert report.sent == () and report.created == () and store.batches()[0].status is BatchStatus.SENT
+    assert store.batches()[0].error is None and store.batches()[0].stuck_since is None
+    wallet.evict(txid)
+    assert (await processor.run_once(4.0)).stuck == (first,)
+    wallet.confirm_elsewhere(txid)  # mined from another node's mempool while stuck here
+    report = await processor.run_once(4.0 + 2 * PAYOUT_ABANDON_AFTER_S)
+    assert report.confirmed == (first,) and report.failed == () and report.created == ()
+    assert wallet.calls == 1
+    assert wallet.confirmed_paid() == paid_in_book(store) == {"bcrt1qa": 500_000, "bcrt1qb": 400_000}
+
+
+async def test_a_wallet_that_cannot_abandon_leaves_a_stuck_batch_held(
+    store: LedgerStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    wallet = StandInWallet(10**9, can_abandon=False)
+    credit(store, "bcrt1qa", 500_000)
+    processor = PayoutProcessor(store, wallet, 100_000)
+    ((_, txid),) = (await processor.run_once(1.0)).sent
+    wallet.evict(txid, "bad-txns-inputs-missingorspent")
+    await processor.run_once(2.0)
+    for t in (1, 2):  # however long it stays out
+        report = await processor.run_once(2.0 + t * PAYOUT_ABANDON_AFTER_S)
+        assert report.failed == () and report.created == ()
+    (batch,) = store.batches()
+    assert batch.status is BatchStatus.STUCK and "cannot abandon" in (batch.error or "")
+    assert reserved_in_book(store) == {"bcrt1qa": 500_000} and wallet.calls == 1
+    assert sum("cannot abandon" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") == 1
+
+
+async def test_a_released_payment_that_confirms_after_all_is_booked(
+    store: LedgerStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    processor = PayoutProcessor(store, wallet, 100_000)
+    ((batch_id, txid),) = (await processor.run_once(1.0)).sent
+    wallet.evict(txid)
+    await processor.run_once(2.0)
+    report = await processor.run_once(2.0 + PAYOUT_ABANDON_AFTER_S)
+    assert report.failed == (batch_id,) and len(report.sent) == 1
+    wallet.mine()
+    wallet.confirm_elsewhere(txid)  # another node still had the abandoned one: both are paid
+    report = await processor.run_once(3.0 + PAYOUT_ABANDON_AFTER_S)
+    assert report.confirmed_late == (batch_id,)
+    assert wallet.confirmed_paid() == paid_in_book(store) == {"bcrt1qa": 1_000_000}  # the book tells the truth
+    assert {b.address: b.payable_sat for b in store.balances()} == {"bcrt1qa": -500_000}  # later credits repay it
+    assert any(r.levelname == "ERROR" and "paid twice" in r.getMessage() for r in caplog.records)
+    credit(store, "bcrt1qa", 600_000)
+    later = await processor.run_once(4.0 + PAYOUT_ABANDON_AFTER_S)
+    assert later.created and wallet.txs[later.sent[0][1]]["outputs"] == {"bcrt1qa": 100_000}
+
+
+async def test_a_txid_whose_record_failed_is_found_by_that_txid(store: LedgerStore) -> None:
+    """sendmany returned, recording the txid failed (database away): the same process finds the payment by
+    the txid it was given, even in a wallet that cannot find it by comment."""
+
+    class NoComments(StandInWallet):
+        async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
+            return None
+
+    wallet = NoComments(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    processor = PayoutProcessor(store, wallet, 100_000)
+    real_update = store.update_batch
+    fail_once = [True]
+
+    def flaky_update(*args: Any, **kwargs: Any) -> None:
+        if fail_once and args[1] is BatchStatus.SENT:
+            fail_once.clear()
+            raise StoreError("database went away")
+        real_update(*args, **kwargs)
+
+    store.update_batch = flaky_update  # type: ignore[method-assign]
+    try:
+        with pytest.raises(StoreError):
+            await processor.run_once(1.0)
+    finally:
+        store.update_batch = real_update  # type: ignore[method-assign]
+    (batch,) = store.batches()
+    assert batch.status is BatchStatus.INTENT and wallet.calls == 1
+    (txid,) = wallet.txs
+    report = await processor.run_once(2.0)
+    assert report.recovered == ((batch.id, txid),) and report.sent == () and wallet.calls == 1
+
+
+async def test_a_run_out_of_lease_time_sends_nothing_more(store: LedgerStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    processor = PayoutProcessor(store, wallet, 100_000)
+    monkeypatch.setattr(payouts, "PAYOUT_RUN_BUDGET_S", -1.0)  # every send would start too late
+    report = await processor.run_once(1.0)
+    assert report.created and report.sent == () and wallet.calls == 0
+    assert store.batches()[0].status is BatchStatus.INTENT
+    monkeypatch.setattr(payouts, "PAYOUT_RUN_BUDGET_S", PAYOUT_LEASE_S / 2)
+    report = await processor.run_once(2.0)
+    assert len(report.sent) == 1 and report.created == () and wallet.calls == 1
+
+
+# --- the lease after a kill -9 --------------------------------------------------------------------------
+def dead_pid() -> int:
+    """The pid of a process that has run and exited (and been reaped)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(proc.stdout)
+
+
+async def test_a_restart_takes_over_a_dead_processs_lease_at_once(store: LedgerStore) -> None:
+    wallet = StandInWallet(10**9)
+    credit(store, "bcrt1qa", 500_000)
+    here = machine_identity()
+    if here is None:
+        pytest.skip("no /proc: leases are only ever left to expire here")
+    # held until t=1000 by a process of this machine that was killed mid-run
+    assert store.try_lease(LEASE_KEY, f"{here}|{dead_pid()}|killed", 10.0, 10.0 + PAYOUT_LEASE_S)
+    report = await PayoutProcessor(store, wallet, 100_000).run_once(11.0)
+    assert not report.skipped and len(report.sent) == 1
+    # a live holder (this very test process, another processor) is respected, as is one on another machine
+    for owner in (f"{here}|{os.getpid()}|alive", f"elsewhere/boot/pid:[1]|{dead_pid()}|remote", "crashed-run"):
+        assert store.try_lease(LEASE_KEY, owner, 20.0, 20.0 + PAYOUT_LEASE_S)
+        assert (await PayoutProcessor(store, wallet, 100_000).run_once(21.0)).skipped
+        assert not (await PayoutProcessor(store, wallet, 100_000).run_once(20.0 + PAYOUT_LEASE_S)).skipped
+    assert holder_is_dead(lease_owner()) is False  # a processor of this process is alive
+
+
+STUCK_STEP = st.tuples(
+    st.dictionaries(st.sampled_from(["bcrt1qa", "bcrt1qb", "bcrt1qc"]), st.integers(1, 300_000), max_size=3),
+    st.sampled_from(["ok", "ok", "mine", "evict", "readmit", "wait", "elsewhere", "after"]),
+)
+
+
+@given(st.lists(STUCK_STEP, min_size=1, max_size=10))
+@settings(max_examples=40, deadline=None)
+async def test_random_evictions_never_pay_what_the_book_does_not_say(steps: list[tuple[dict[str, int], str]]) -> None:
+    """Evictions, readmissions, the abandon bound passing, crashes after sendmany and abandoned payments that
+    confirm after all, at random: the book's paid amount always covers what the wallet has paid or still
+    may pay, except a late confirmation of an abandoned payment (which the book then records); in the end
+    the book says exactly what the chain paid."""
+    store = open_store("sqlite://:memory:")
+    wallet = StandInWallet(10**12)
+    processor = PayoutProcessor(store, wallet, 100_000)
+    now = 0.0
+    late = False
+    for credits, mode in steps:
+        now += 1.0
+        for a, v in credits.items():
+            credit(store, a, v)
+        pending = [t for t, tx in wallet.txs.items() if int(tx["confirmations"]) == 0 and not tx["abandoned"]]
+        if mode == "mine":
+            wallet.mine()
+        elif mode == "evict" and pending:
+            wallet.evict(pending[-1])
+        elif mode == "readmit" and pending:
+            wallet.readmit(pending[0])
+        elif mode == "wait":
+            now += PAYOUT_ABANDON_AFTER_S
+        elif mode == "elsewhere":
+            gone = [t for t, tx in wallet.txs.items() if tx["abandoned"]]
+            if gone:
+                wallet.confirm_elsewhere(gone[0])
+                late = True
+        w = FaultyWallet(wallet, "after") if mode == "after" else wallet
+        try:
+            await PayoutProcessor(store, w, 100_000).run_once(now) if mode == "after" else await processor.run_once(now)
+        except Crash:
+            pass
+        held = {a: paid_in_book(store).get(a, 0) + reserved_in_book(store).get(a, 0) for a in wallet.paid()}
+        if not late:
+            assert all(v <= held[a] for a, v in wallet.paid().items())
+    for tx_id, tx in wallet.txs.items():  # let everything settle: room in the mempool, time, blocks
+        if int(tx["confirmations"]) == 0 and not tx["abandoned"]:
+            wallet.readmit(tx_id)
+    for _ in range(3):
+        now += PAYOUT_ABANDON_AFTER_S
+        await processor.run_once(now)
+        wallet.mine()
+        await processor.run_once(now + 1)
+    assert wallet.confirmed_paid() == paid_in_book(store)
+    assert {b.status for b in store.batches()} <= {BatchStatus.CONFIRMED, BatchStatus.FAILED}
+    store.close()

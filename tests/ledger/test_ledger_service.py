@@ -232,6 +232,7 @@ class FlakySource:
 
     def __init__(self, inner: MemoryBus) -> None:
         self.inner, self.name, self.failed = inner, inner.name, False
+        self.volatile = inner.volatile
 
     async def read(self, max_count: int, block_s: float):  # type: ignore[no-untyped-def]
         if not self.failed:
@@ -307,6 +308,7 @@ async def test_a_bus_that_stays_down_logs_one_traceback_not_one_per_second(
 
     class DownSource:
         name = "down"
+        volatile = False
         reads = 0
 
         async def read(self, max_count: int, block_s: float) -> list:  # type: ignore[type-arg]

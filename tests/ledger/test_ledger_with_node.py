@@ -8,11 +8,12 @@ injected crash; block maturity and orphaning are tracked through `getblockcount`
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ledger_standins import CrashAfterSend
 
 from pithead.bitcoind import codes
 from pithead.bitcoind.rpc import NodeDownError, RpcClient, RpcError
@@ -21,7 +22,7 @@ from pithead.chain.params import REGTEST
 from pithead.events import BlockEvent
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import Observation, observe, track
-from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletError, WalletRejected, WalletTx
+from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletError, WalletRejected
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.service import RpcChainView
 from pithead.ledger.store.base import LedgerStore
@@ -56,26 +57,6 @@ def payee(i: int) -> str:
 
 def credit(store: LedgerStore, address: str, sat: int) -> None:
     store.add_credits([CreditRecord(address, sat, CreditKind.PPS, CreditStatus.MATURE, 0.0)])
-
-
-class CrashAfterSend:
-    """The real wallet, but the process 'dies' right after sendmany returns, before the txid is recorded."""
-
-    def __init__(self, inner: RpcWallet) -> None:
-        self.inner = inner
-
-    async def getbalance(self) -> int:
-        return await self.inner.getbalance()
-
-    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
-        await self.inner.sendmany(amounts, comment)
-        raise KeyboardInterrupt("simulated crash after sendmany")
-
-    async def gettransaction(self, txid: str) -> WalletTx:
-        return await self.inner.gettransaction(txid)
-
-    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
-        return await self.inner.find_transaction(comment, amounts)
 
 
 async def sends_of(rpc: RpcClient, txid: str) -> dict[str, int]:

@@ -9,15 +9,16 @@ kept running or was restarted after the payment confirmed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from ledger_standins import CrashAfterSend
 
 from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.params import REGTEST
-from pithead.ledger.payouts import PayoutProcessor, RpcWallet, WalletTx, batch_comment, ledger_id
+from pithead.ledger.payouts import PayoutProcessor, RpcWallet, batch_comment, ledger_id
 from pithead.ledger.store.base import LedgerStore
 from pithead.ledger.store.records import BatchStatus, CreditKind, CreditRecord, CreditStatus
 from pithead.node.node import EmbeddedNode
@@ -34,26 +35,6 @@ def payee(i: int) -> str:
     address = script_to_address(bytes([0, 20]) + bytes([i]) * 20, REGTEST)
     assert address is not None
     return address
-
-
-class CrashAfterSend:
-    """The real wallet, but the process 'dies' right after sendmany returns, before the txid is recorded."""
-
-    def __init__(self, inner: RpcWallet) -> None:
-        self.inner = inner
-
-    async def getbalance(self) -> int:
-        return await self.inner.getbalance()
-
-    async def sendmany(self, amounts: Mapping[str, int], comment: str) -> str:
-        await self.inner.sendmany(amounts, comment)
-        raise KeyboardInterrupt("simulated crash after sendmany")
-
-    async def gettransaction(self, txid: str) -> WalletTx:
-        return await self.inner.gettransaction(txid)
-
-    async def find_transaction(self, comment: str, amounts: Mapping[str, int]) -> str | None:
-        return await self.inner.find_transaction(comment, amounts)
 
 
 def exact_batch() -> dict[str, int]:

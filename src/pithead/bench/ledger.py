@@ -1,6 +1,7 @@
 """`pithead bench ledger [--shares N] [--backend sqlite|postgres|all] [--pg URL]`: ledger figures.
 
-Prints shares per second recorded through `Ledger.apply` (batched as the consumer batches them), the time
+Prints shares per second recorded through `Ledger.apply` (batched as the consumer batches them), how long
+one batch's commit takes (two of them are what a kill -9 can lose, see `pithead.ledger.consumer`), the time
 to split a block under PPLNS over the whole retained window, a rollup pass, and the dashboard's pool
 summary query. SQLite runs on a temporary file (WAL); PostgreSQL, when reachable, in a throwaway schema.
 Figures only; nothing is asserted.
@@ -37,11 +38,17 @@ def _events(n: int, t0: float) -> list[ShareEvent]:
 def _run(name: str, store: LedgerStore, n: int) -> None:
     ledger = Ledger(store, LedgerSettings(scheme=Scheme.PPLNS, pplns_n=2.0), network_difficulty=n * 4.0 / 2)
     events = _events(n, 1_000_000.0)
-    start = time.perf_counter()
+    commits = []
     for i in range(0, n, CONSUME_BATCH):
+        start = time.perf_counter()
         ledger.apply(events[i : i + CONSUME_BATCH])
-    took = time.perf_counter() - start
+        commits.append(time.perf_counter() - start)
+    took = sum(commits)
     print(f"{name:9} record  {n} shares in {took:.2f} s = {n / took:,.0f} shares/s (batches of {CONSUME_BATCH})")
+    commits.sort()
+    # what a kill -9 of the process holding the in-memory bus can lose: the shares of the last two commits
+    print(f"{name:9} commit  a full batch in {commits[len(commits) // 2] * 1000:.1f} ms (median), "
+          f"{commits[-1] * 1000:.1f} ms (slowest): the durability window is two of these")
     start = time.perf_counter()
     split = ledger.split_block(312_500_000, "bcrt1qfinder", ledger.network_difficulty)
     took = time.perf_counter() - start

@@ -23,6 +23,7 @@ from pithead import config as config_mod
 from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
 from pithead.ledger.store import StoreError, open_store
 from pithead.ledger.store.base import LedgerStore
+from pithead.ledger.store.records import BatchStatus
 
 app = typer.Typer(help="Read the pool's ledger (shares, blocks, balances, payouts).", add_completion=False,
                   no_args_is_help=True)
@@ -73,6 +74,10 @@ def summary(database: str | None = _DB, config: str | None = _CONFIG, data_dir: 
         typer.echo(f"blocks {s.blocks or '{}'}; raw shares kept {s.raw_shares}")
         typer.echo(f"immature {s.immature_sat} sat, payable {s.payable_sat} sat, paid {s.paid_sat} sat, "
                    f"pool account {s.pool_account_sat} sat")
+        stuck = store.batches([BatchStatus.STUCK])
+        if stuck:  # sent, out of the mempool, unconfirmed: held until they confirm or can no longer
+            typer.echo(f"payouts STUCK: {len(stuck)} batch(es), {sum(b.total_sat for b in stuck)} sat held "
+                       "(see `pithead ledger payouts`)")
     finally:
         store.close()
 

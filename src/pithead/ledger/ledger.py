@@ -44,6 +44,9 @@ FINE_BUCKET_S = 10  # a 1-minute window is then counted over 60-70 s, not 60-120
 FINE_RETENTION_S = 26 * 3600  # the longest window (1 d) plus slack for late rollups
 COARSE_BUCKET_S = 3600  # hourly history after a day
 COARSE_RETENTION_S = 90 * 86400  # three months of hourly history per worker, then gone
+# Rejects of workers that never had an accepted share (pool-wide, by reason and remote): kept as long as
+# the fine buckets, enough for the longest window a reject count is shown over (1 d), then gone.
+REJECT_STATS_RETENTION_S = FINE_RETENTION_S
 
 # The hashrate windows the ledger reports (and the dashboard shows, as in most pools' UIs), shortest first.
 HASHRATE_WINDOWS: tuple[tuple[str, int], ...] = (("1m", 60), ("5m", 300), ("1h", 3600), ("1d", 86400))
@@ -102,6 +105,7 @@ class RollupResult:
     buckets_coarsened: int
     buckets_deleted: int
     uptime_runs_deleted: int = 0
+    reject_stats_deleted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,7 +458,8 @@ class Ledger:
         # Runs as old as the oldest statistics: no window or chart reaches them. The running one is never
         # that old, so the record never empties while the pool runs.
         runs = self.store.delete_uptime_before(now - COARSE_RETENTION_S)
-        return RollupResult(deleted, coarsened, dropped, runs)
+        strays = self.store.delete_reject_stats_before(now - REJECT_STATS_RETENTION_S)
+        return RollupResult(deleted, coarsened, dropped, runs, strays)
 
     # --- queries for the web API -------------------------------------------------------------------
     def _work_stats(
@@ -505,12 +510,10 @@ class Ledger:
         return AddressStats(address, stats, workers, balance or Balance(address, 0, 0, 0, 0))
 
     def pool_summary(self, now: float) -> PoolSummary:
-        rows = self.store.workers()
-        last = max((r.last_share_time for r in rows if r.last_share_time is not None), default=None)
-        online = [r for r in rows if is_online(r.last_share_time, now)]
+        # one summing statement over the workers, not a row each: its cost does not grow with names
+        totals = self.store.worker_totals(now - ONLINE_S)
         stats = self._work_stats(
-            now, None, None, sum(r.last_difficulty for r in online), max((r.best_share for r in rows), default=0.0), last,
-            first_seen_of(rows),
+            now, None, None, totals.active_difficulty, totals.best_share, totals.last_share_time, totals.first_seen
         )
         counts: dict[str, int] = {}
         for b in self.store.blocks(MAX_QUERY_ROWS):
@@ -519,7 +522,7 @@ class Ledger:
         pool = balance_of(balances, POOL_ACCOUNT)
         money = miner_money(balances)
         return PoolSummary(
-            str(self.settings.scheme), self.settings.fee_ppm, stats, len(rows), len(online), counts,
+            str(self.settings.scheme), self.settings.fee_ppm, stats, totals.workers, totals.active, counts,
             self.network_difficulty, self.store.share_count(),
             (pool.mature_sat + pool.immature_sat) if pool else 0,
             money.immature_sat, money.payable_sat, money.paid_sat,

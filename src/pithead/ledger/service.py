@@ -162,9 +162,15 @@ async def run_ledger(
         assert node is not None
         await track(ledger.store, node, clock())
 
+    # One payout processor for the life of this run: one name on the payout lease, and the memory of a
+    # txid sendmany returned whose record failed (see pithead.ledger.payouts).
+    processor = (
+        PayoutProcessor(ledger.store, wallet, ledger.settings.payout_threshold_sat, network)
+        if wallet is not None else None
+    )
+
     async def payouts() -> None:
-        assert wallet is not None
-        processor = PayoutProcessor(ledger.store, wallet, ledger.settings.payout_threshold_sat, network)
+        assert processor is not None
         await processor.run_once(clock())
 
     # This run's row in the uptime record: a name no other run has, begun now.

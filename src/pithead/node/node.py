@@ -358,11 +358,13 @@ class EmbeddedNode:
             for h in reversed(result.disconnected):
                 returning.extend(self.chain.read_block(h).txs[1:])
             for h in result.connected:
-                for tx in self.chain.read_block(h).txs:
+                block_txs = self.chain.read_block(h).txs
+                for tx in block_txs:
                     if self.wallet.is_relevant(tx):
                         self.wallet.record(tx, self.chain.index[h].header.time)
                     if self.zmq is not None:
                         self.zmq.transaction(tx)  # Core's hashtx/rawtx also fire for transactions in blocks
+                self.wallet.note_block(h, block_txs)  # wallet transactions this block conflicts
             self.mempool.resync(self.chain, self.now(), returning)
             if self.zmq is not None:
                 self.zmq.block(self.chain.read_block(self.chain.tip.hash))
@@ -372,14 +374,10 @@ class EmbeddedNode:
         """Into the mempool (raises MempoolReject); recorded by the wallet when it pays or spends ours."""
         assert self.chain is not None and self.wallet is not None
         wallet = self.wallet
-        spends_ours = any(
-            (c := self.mempool.coin(i.prevout) or self.chain.coin(i.prevout)) is not None
-            and wallet.tracks(c.script_pubkey)
-            for i in tx.inputs
-        )
+        spent = [self.mempool.coin(i.prevout) or self.chain.coin(i.prevout) for i in tx.inputs]
         entry = self.mempool.accept(tx, self.chain, self.now())
-        if spends_ours or wallet.is_relevant(tx):
-            wallet.record(tx, self.now())
+        if wallet.involves(tx, spent):
+            wallet.record(tx, self.now(), spent)
         if self.zmq is not None:
             self.zmq.transaction(tx)
         self._notify()

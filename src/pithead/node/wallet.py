@@ -8,9 +8,18 @@ the coin too: this is a regtest/demo wallet, never a place for value.
 Kept in the chain state's SQLite file: `wallet_scripts` (every script, with its label), `wallet_change`
 (which of them are change, as Core's "not in the address book"), `wallet_txs` (every transaction paying or
 spending ours, in the order the wallet first saw them, which is the order `listtransactions` walks, as
-Core's nOrderPos) and `wallet_tx_values` (a transaction's string values, Core's mapValue: the `comment`
-sendmany was given). Coins are read from the UTXO set and the mempool, so they follow reorganisations
-without bookkeeping of their own.
+Core's nOrderPos), `wallet_tx_values` (a transaction's string values, Core's mapValue: the `comment`
+sendmany was given), `wallet_tx_inputs` (each recorded transaction's inputs, with the coin each spent
+when the wallet knew it: its debit even when the coin came from a transaction the wallet keeps no record
+of, and the index of who spends what, Core's mapTxSpends), `wallet_conflicts` (a block that spent an input
+of a recorded transaction another way) and `wallet_abandoned` (Core's abandontransaction). Coins are read
+from the UTXO set and the mempool, so they follow reorganisations without bookkeeping of their own.
+
+What the wallet records follows Core (CWallet::AddToWalletIfInvolvingMe): every transaction that pays or
+spends its coins, with one exception kept on purpose: the transaction generator's own traffic (its
+scripts paying its scripts, QUIET_LABELS), which would grow the records by the generator's rate forever.
+A payment funded from the generator's coins is a wallet payment like any other: recorded, listed with
+its `send` entries, its debit read from the spent coins kept at record time.
 Not here: encryption, key derivation, labels beyond a string, fee bumping, coin control, watch-only.
 """
 
@@ -42,6 +51,15 @@ CREATE TABLE IF NOT EXISTS wallet_change (script BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS wallet_tx_values (
   txid BLOB NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (txid, key)
 );
+CREATE TABLE IF NOT EXISTS wallet_tx_inputs (
+  txid BLOB NOT NULL, vin INTEGER NOT NULL, prev_txid BLOB NOT NULL, prev_n INTEGER NOT NULL,
+  value INTEGER, script BLOB, PRIMARY KEY (txid, vin)
+);
+CREATE INDEX IF NOT EXISTS wallet_tx_inputs_prevout ON wallet_tx_inputs (prev_txid, prev_n);
+CREATE TABLE IF NOT EXISTS wallet_conflicts (
+  txid BLOB NOT NULL, block BLOB NOT NULL, PRIMARY KEY (txid, block)
+);
+CREATE TABLE IF NOT EXISTS wallet_abandoned (txid BLOB PRIMARY KEY);
 """
 # wallet_txs is a rowid table and the wallet never deletes from it, so SQLite's rowid only grows: it is the
 # order in which the wallet first saw each transaction (Core's nOrderPos), kept across restarts.
@@ -90,6 +108,17 @@ class NodeWallet:
             for s, i, k, lbl in db.execute("SELECT script, inner, kind, label FROM wallet_scripts")
         }
         self._change: set[bytes] = {bytes(s) for (s,) in db.execute("SELECT script FROM wallet_change")}
+        self._backfill_inputs()
+
+    def _backfill_inputs(self) -> None:
+        """Input rows for transactions recorded before the wallet kept them, so that who spends what
+        (conflicts, abandoning, the coins a pending payment holds) covers every record. Their spent coins
+        are not known any more: their debit is read from the recorded parents, as it always was."""
+        rows = self.db.execute(
+            "SELECT w.raw FROM wallet_txs w WHERE NOT EXISTS (SELECT 1 FROM wallet_tx_inputs i WHERE i.txid = w.txid)"
+        ).fetchall()
+        for (raw,) in rows:
+            self._insert_inputs(Transaction.parse(bytes(raw)), ())
 
     def new_script(self, kind: str = "segwit", label: str = "", change: bool = False) -> bytes:
         """A fresh script; `change` marks it as the wallet's own change (never shown as received)."""
@@ -183,8 +212,87 @@ class NodeWallet:
             txins.append(TxIn(op, script_sig, SEQUENCE_RBF, witness))
         return Transaction(2, tuple(txins), tuple(outputs), locktime)
 
-    def record(self, tx: Transaction, time: int) -> None:
-        self.db.execute("INSERT OR IGNORE INTO wallet_txs VALUES (?,?,?)", (tx.txid(), tx.serialize(), time))
+    def record(self, tx: Transaction, time: int, spent: Sequence[Coin | None] = ()) -> None:
+        """Keep `tx` (the first time it is seen; a record never changes) with its inputs and, where the
+        coin an input spends is known and ours (`spent`, one entry per input), that coin's value and script:
+        the debit of a payment funded from coins the wallet keeps no transaction for."""
+        cur = self.db.execute("INSERT OR IGNORE INTO wallet_txs VALUES (?,?,?)", (tx.txid(), tx.serialize(), time))
+        if cur.rowcount:
+            self._insert_inputs(tx, spent)
+
+    def _insert_inputs(self, tx: Transaction, spent: Sequence[Coin | None]) -> None:
+        txid = tx.txid()
+        rows = []
+        for n, i in enumerate(tx.inputs):
+            coin = spent[n] if n < len(spent) else None
+            ours = coin is not None and self.owns(coin.script_pubkey)
+            rows.append((
+                txid, n, i.prevout.txid, i.prevout.index,
+                coin.value if coin is not None and ours else None,
+                coin.script_pubkey if coin is not None and ours else None,
+            ))
+        self.db.executemany("INSERT OR IGNORE INTO wallet_tx_inputs VALUES (?,?,?,?,?,?)", rows)
+
+    def involves(self, tx: Transaction, spent: Sequence[Coin | None]) -> bool:
+        """Whether `tx` gets a record (Core's AddToWalletIfInvolvingMe): it pays the wallet or spends its
+        coins (`spent`: the coin each input spends, None where unknown). Left out: the generator's own
+        traffic, spending only QUIET_LABELS coins to only QUIET_LABELS scripts (see `tracks`)."""
+        ours_in = [c.script_pubkey for c in spent if c is not None and self.owns(c.script_pubkey)]
+        if self.is_relevant(tx) or any(self.tracks(s) for s in ours_in):
+            return True
+        if not ours_in:
+            return False
+        quiet_out = all(self.owns(o.script_pubkey) and not self.tracks(o.script_pubkey) for o in tx.outputs)
+        return not quiet_out
+
+    def spenders(self, prevout: OutPoint) -> list[bytes]:
+        """Recorded transactions spending `prevout` (Core's mapTxSpends)."""
+        rows = self.db.execute(
+            "SELECT txid FROM wallet_tx_inputs WHERE prev_txid=? AND prev_n=?", (prevout.txid, prevout.index)
+        )
+        return [bytes(t) for (t,) in rows]
+
+    def children(self, txid: bytes) -> list[bytes]:
+        """Recorded transactions spending an output of `txid`."""
+        rows = self.db.execute("SELECT DISTINCT txid FROM wallet_tx_inputs WHERE prev_txid=?", (txid,))
+        return [bytes(t) for (t,) in rows]
+
+    def note_block(self, block_hash: bytes, txs: Sequence[Transaction]) -> None:
+        """A block joined the active chain: every recorded transaction that spends an input one of its
+        transactions spends another way is conflicted by it (Core's SyncTransaction, MarkConflicted).
+        The mark names the block, so it only counts while that block is on the active chain."""
+        rows: list[tuple[bytes, bytes]] = []
+        for tx in txs:
+            if tx.is_coinbase():
+                continue
+            h = tx.txid()
+            for i in tx.inputs:
+                rows.extend((other, block_hash) for other in self.spenders(i.prevout) if other != h)
+        if rows:
+            self.db.executemany("INSERT OR IGNORE INTO wallet_conflicts VALUES (?,?)", rows)
+
+    def conflict_blocks(self, txid: bytes) -> list[bytes]:
+        """The blocks that spent an input of `txid` another way (on the active chain or not)."""
+        return [bytes(b) for (b,) in self.db.execute("SELECT block FROM wallet_conflicts WHERE txid=?", (txid,))]
+
+    def abandon(self, txids: Sequence[bytes]) -> None:
+        """Mark transactions abandoned (Core's abandontransaction): never offered to the mempool again, and
+        the coins they spend free for the wallet to spend."""
+        self.db.executemany("INSERT OR IGNORE INTO wallet_abandoned VALUES (?)", [(t,) for t in txids])
+
+    def is_abandoned(self, txid: bytes) -> bool:
+        return self.db.execute("SELECT 1 FROM wallet_abandoned WHERE txid=?", (txid,)).fetchone() is not None
+
+    def pending_spends(self) -> dict[OutPoint, bytes]:
+        """Outpoints spent by recorded transactions that are neither in the active chain nor abandoned, each
+        with its spender: coins a payment of this wallet still holds (Core's IsSpent), whether or not that
+        payment is in the mempool now. A caller leaves out spenders conflicted by a block."""
+        rows = self.db.execute(
+            "SELECT i.prev_txid, i.prev_n, i.txid FROM wallet_tx_inputs i "
+            "LEFT JOIN txindex t ON t.txid = i.txid LEFT JOIN wallet_abandoned a ON a.txid = i.txid "
+            "WHERE t.txid IS NULL AND a.txid IS NULL"
+        )
+        return {OutPoint(bytes(p), int(n)): bytes(t) for p, n, t in rows}
 
     def transaction_count(self) -> int:
         """How many transactions the wallet has recorded (getwalletinfo's txcount)."""
@@ -219,10 +327,10 @@ class NodeWallet:
     def unconfirmed(self) -> list[Transaction]:
         """Recorded transactions that are not in the active chain (the chain state's `txindex`), coinbases
         left out, in the order the wallet first saw them (parents before children): what Core's wallet
-        offers the mempool again when it loads (ResubmitWalletTransactions)."""
+        offers the mempool again when it loads (ResubmitWalletTransactions). Abandoned ones are left out."""
         rows = self.db.execute(
             "SELECT w.raw FROM wallet_txs w LEFT JOIN txindex t ON t.txid = w.txid "
-            "WHERE t.txid IS NULL ORDER BY w.rowid"
+            "LEFT JOIN wallet_abandoned a ON a.txid = w.txid WHERE t.txid IS NULL AND a.txid IS NULL ORDER BY w.rowid"
         )
         txs = [Transaction.parse(bytes(raw)) for (raw,) in rows]
         return [tx for tx in txs if not tx.is_coinbase()]
@@ -248,13 +356,24 @@ class NodeWallet:
         """Debit, credit, sent and received outputs of a transaction, from the wallet's own records."""
         debit = 0
         known = not tx.is_coinbase()
-        for i in tx.inputs:
+        # the coins kept at record time: a parent the wallet never recorded (the generator's) still counts
+        kept = {
+            int(n): (int(v), bytes(sc))
+            for n, v, sc in self.db.execute(
+                "SELECT vin, value, script FROM wallet_tx_inputs WHERE txid=? AND value IS NOT NULL", (tx.txid(),)
+            )
+        }
+        for n, i in enumerate(tx.inputs):
             prev = None if tx.is_coinbase() else self.recorded(i.prevout.txid)
             if prev is not None and i.prevout.index < len(prev[0].outputs):
                 o = prev[0].outputs[i.prevout.index]
                 if self.owns(o.script_pubkey):
                     debit += o.value
                     continue
+            coin = kept.get(n)
+            if coin is not None and self.owns(coin[1]):
+                debit += coin[0]
+                continue
             known = False
         credit = 0
         sent: list[tuple[int, TxOut]] = []
@@ -278,7 +397,8 @@ class NodeWallet:
         return entry is not None and entry[2] not in QUIET_LABELS
 
     def is_relevant(self, tx: Transaction) -> bool:
-        """Whether `tx` pays the wallet (outside QUIET_LABELS), so it gets a record for gettransaction."""
+        """Whether `tx` pays the wallet (outside QUIET_LABELS): enough for a record when the coins it spends
+        are not known (a block's transactions); see `involves` for the whole rule."""
         return any(self.tracks(o.script_pubkey) for o in tx.outputs)
 
 

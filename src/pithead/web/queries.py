@@ -244,9 +244,16 @@ def payout_out(p: PayoutBatch) -> Payout:
     )
 
 
+# A worker with a share this recent counts as active on the pool summary.
+ACTIVE_S = 3600
+
+
 def pool_summary(services: Services, store: StoreReader, now: float, connections: int | None) -> PoolSummaryOut:
+    """The pool's card. Its workers are read as one summing statement (`worker_totals`), never a row per
+    worker, and only workers with an accepted share are in the book: a flood of names sending rejected work
+    adds to the reject counts, not to what this costs."""
     info = services.info
-    workers = store.workers()
+    totals = store.worker_totals(now - ACTIVE_S)
     money = miner_money(store.balances())
     # "Found" means the node took it at submission: pending, confirmed, or orphaned later; never rejected.
     found = store.blocks(MAX_LIMIT, statuses=FOUND_STATUSES)
@@ -259,17 +266,17 @@ def pool_summary(services: Services, store: StoreReader, now: float, connections
         network=info.network,
         stratum_url=info.stratum_url,
         time=now,
-        hashrate=hashrate_windows(store, now, services.bucket_width_s, first_seen=first_seen_of(workers)),
-        workers=len(workers),
-        active_workers=sum(1 for w in workers if w.last_share_time is not None and now - w.last_share_time <= 3600),
+        hashrate=hashrate_windows(store, now, services.bucket_width_s, first_seen=totals.first_seen),
+        workers=totals.workers,
+        active_workers=totals.active,
         connections=connections,
-        accepted_shares=sum(w.accepted for w in workers),
-        rejected_shares=sum(w.rejected for w in workers),
+        accepted_shares=totals.accepted,
+        rejected_shares=totals.rejected + totals.rejected_unknown,
         rejects_1h=rejects(store, now, 3600, "1h"),
         blocks_found=len(found),
         last_block_height=blocks[0].height if blocks else None,
         last_block_time=blocks[0].time if blocks else None,
-        best_share=max((w.best_share for w in workers), default=0.0),
+        best_share=totals.best_share,
         immature_sat=money.immature_sat,
         payable_sat=money.payable_sat,
         paid_sat=money.paid_sat,

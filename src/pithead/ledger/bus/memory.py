@@ -3,6 +3,9 @@
 `put` never blocks and never waits on the ledger; reads and acknowledgements behave like a Redis stream's
 (unacknowledged entries are redelivered), so the ledger's consumer (`pithead.ledger.consumer`) treats both
 alike. The Redis Streams bus, for many pool front-ends, is `pithead.ledger.bus.redis`.
+
+What it holds lives in this process only (`volatile`): a kill -9 loses the events the ledger has not yet
+committed, the window `pithead.ledger.consumer` states and watches.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class MemoryBus:
     millisecond part never goes backwards, even if the wall clock does), so a new process's events always
     sort after the last run's cursor.
     """
+
+    # What it holds lives in this process only: a kill -9 loses what the ledger has not committed yet.
+    volatile = True
 
     def __init__(self, name: str = "memory", maxlen: int = MEMORY_BUS_MAX) -> None:
         self.name = name

@@ -5,7 +5,9 @@ the pool) and `flush`/`run` pipeline the buffer into the stream with XADD. `Redi
 `EventSource` reading the stream through a consumer group: on start it first re-reads its own pending
 entries (read before a crash, never acknowledged), then claims entries another consumer left pending for
 too long, then reads new ones; entries are acknowledged (XACK) only after the ledger has committed them.
-Together with the ledger's stored cursor (see `pithead.ledger.bus.source`) a crash neither loses nor double-counts.
+Together with the ledger's stored cursor (see `pithead.ledger.bus.source`) a crash neither loses nor double-counts
+what reached Redis. What a kill -9 of a pool front-end can lose is what it accepted and had not written yet:
+the shares of its last FLUSH_INTERVAL_S (plus, while Redis is away, its buffer, which it logs).
 
 Not here: the ledger itself, and trimming policy beyond the approximate MAXLEN bound below.
 """
@@ -34,7 +36,11 @@ STREAM_MAXLEN = 1_000_000
 # (and counted), rather than the pool's memory growing without bound.
 SINK_BUFFER_MAX = 200_000
 FLUSH_BATCH = 1000  # XADDs per pipeline round trip
-FLUSH_INTERVAL_S = 0.1  # how often `run` flushes: the share-to-ledger latency we accept
+# How often `run` flushes: the share-to-ledger latency we accept, and what a kill -9 of a pool front-end can
+# lose (the shares it accepted since its last flush; what Redis has is safe). Flushing four times as often
+# as the 0.1 s it once was costs no more per event (~40 us each either way, measured with 5,000 events/s
+# against a local Redis) and nothing when idle (an empty buffer makes no call).
+FLUSH_INTERVAL_S = 0.025
 # The last flush after `run` is asked to stop may take this long (s): a pool's stop must not hang on a Redis
 # that has gone away; what is still buffered then is logged as lost.
 FINAL_FLUSH_S = 5.0
@@ -157,6 +163,8 @@ def _s(value: Any) -> str:
 
 class RedisEventSource:
     """An `EventSource` over a Redis stream and consumer group."""
+
+    volatile = False  # entries stay in Redis until the ledger has committed and acknowledged them
 
     def __init__(self, client: aioredis.Redis, stream: str, group: str = "ledger", consumer: str = "ledger-1") -> None:
         self.client = client

@@ -17,6 +17,9 @@ from pithead.events import Event
 
 class EventSource(Protocol):
     name: str
+    # True when what the source holds dies with this process (the in-memory bus): the consumer then watches
+    # how long events wait to be committed, the window a kill -9 can lose (see pithead.ledger.consumer).
+    volatile: bool
 
     async def read(self, max_count: int, block_s: float) -> list[tuple[str, Event | None]]:
         """Up to `max_count` (position, event) pairs in position order; event None for undecodable entries."""

@@ -24,9 +24,11 @@ from pithead.ledger.store.records import (
     BlockStatus,
     CreditRecord,
     PayoutBatch,
+    RemoteRejects,
     ShareRow,
     UptimeRun,
     WorkerRow,
+    WorkerTotals,
     WorkSums,
 )
 
@@ -61,11 +63,21 @@ class StoreReader(Protocol):
         """`rejects_since` per worker (all, or those of `address`) in one statement; workers without
         rejects are absent."""
         ...
+    def rejects_by_remote(self, since: float, limit: int) -> list[RemoteRejects]:
+        """Rejects of workers that never had an accepted share since `since`, by remote and reason, most
+        first, at most `limit` rows (they are never in `rejects_by_worker`; `rejects_since` of the pool
+        counts them)."""
+        ...
     def work_history(
         self, since: float, width: int, worker: str | None = None, address: str | None = None
     ) -> list[tuple[float, WorkSums]]: ...
-    def workers(self, address: str | None = None) -> list[WorkerRow]: ...
+    def workers(self, address: str | None = None) -> list[WorkerRow]:
+        """Workers that have had an accepted share (no other name is ever in the book)."""
+        ...
     def worker(self, worker: str) -> WorkerRow | None: ...
+    def worker_totals(self, active_since: float) -> WorkerTotals:
+        """Every worker summed in one statement: counts, shares, best share, first and last share time."""
+        ...
 
     # --- uptime: when the process that takes shares was running ----------------------------------
     def uptime_runs(self, since: float) -> list[UptimeRun]:
@@ -96,6 +108,12 @@ class LedgerStore(StoreReader, Protocol):
     # --- leases: one holder at a time across processes (e.g. the payout run) ----------------------
     def try_lease(self, name: str, owner: str, now: float, until: float) -> bool: ...
     def release_lease(self, name: str, owner: str) -> None: ...
+    def lease_holder(self, name: str) -> tuple[str, float] | None:
+        """(owner, until) of the lease, or None when it was never taken."""
+        ...
+    def take_over_lease(self, name: str, stale_owner: str, owner: str, until: float) -> bool:
+        """Take the lease from `stale_owner` (known dead) whatever its expiry, if it still holds it."""
+        ...
 
     # --- shares ----------------------------------------------------------------------------------
     def add_shares(self, events: Sequence[ShareEvent], bucket_width: int) -> None: ...
@@ -118,6 +136,9 @@ class LedgerStore(StoreReader, Protocol):
     # --- statistics buckets ----------------------------------------------------------------------
     def coarsen_buckets(self, before: float, from_width: int, to_width: int) -> int: ...
     def delete_buckets_before(self, before: float, width: int) -> int: ...
+    def delete_reject_stats_before(self, before: float) -> int:
+        """Forget the rejects of never-accepted workers counted before `before`; returns the rows gone."""
+        ...
 
     # --- blocks and credits ----------------------------------------------------------------------
     def add_block(self, block: BlockRecord) -> bool: ...

@@ -55,6 +55,13 @@ class PostgresStore(SqlStore):
             log.warning("PostgreSQL connection lost; reconnecting")
             self._conn = self._connect()
 
+    def _columns(self, table: str) -> set[str]:
+        rows = self._all(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            (self.schema, table),
+        )
+        return {str(r[0]) for r in rows}
+
     def _begin(self, write: bool) -> None:
         # a read snapshot needs REPEATABLE READ: under READ COMMITTED each statement sees its own snapshot
         self._conn.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -32,8 +32,12 @@ class CreditKind(StrEnum):
 class BatchStatus(StrEnum):
     INTENT = "intent"  # recorded before the wallet call; the amounts are reserved
     SENT = "sent"  # the wallet returned (or we found) its txid
+    # Sent, but its transaction left the mempool unconfirmed (evicted, lost with a node's mempool, an input
+    # spent elsewhere not yet final): it might still confirm, so the amounts stay reserved, neither paid nor
+    # payable, until it confirms after all (CONFIRMED) or can no longer confirm (FAILED). See payouts.py.
+    STUCK = "stuck"
     CONFIRMED = "confirmed"  # the transaction has the confirmations we wait for
-    FAILED = "failed"  # the wallet refused it or it was conflicted; the amounts are released
+    FAILED = "failed"  # the wallet refused it, or it can no longer confirm; the amounts are released
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,36 @@ class WorkerRow:
     accepted: int
     rejected: int
     accepted_difficulty: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTotals:
+    """The workers table summed in one statement (what a pool summary needs, without a row per worker).
+
+    `active`/`active_difficulty`: workers with a share at or after the `active_since` asked for, and the sum
+    of their current difficulties. `rejected_unknown`: rejects of workers that never had an accepted share
+    (never in the table; counted pool-wide, see `RemoteRejects`)."""
+
+    workers: int
+    active: int
+    active_difficulty: float
+    accepted: int
+    rejected: int
+    rejected_unknown: int
+    accepted_difficulty: float
+    best_share: float
+    first_seen: float | None
+    last_share_time: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRejects:
+    """Rejected shares of workers that never had an accepted share, by remote and reason, over a span:
+    bounded, expiring statistics in place of a row per worker name."""
+
+    remote: str  # the peer's address; "" when unknown; OTHER_REMOTES beyond the per-bucket cap
+    reason: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +150,7 @@ class Balance:
     address: str
     immature_sat: int  # credited from blocks not yet confirmed
     mature_sat: int  # credited and confirmed, in total since the beginning
-    reserved_sat: int  # in payout batches recorded but not yet sent
+    reserved_sat: int  # in payout batches recorded but not yet sent, or stuck (sent, out of the mempool)
     paid_sat: int  # in payout batches sent or confirmed
 
     @property
@@ -133,6 +167,7 @@ class PayoutBatch:
     txid: str | None
     items: tuple[tuple[str, int], ...]  # (address, sat), sorted by address
     error: str | None = None
+    stuck_since: float | None = None  # when the batch was first found STUCK (None unless it is)
 
     @property
     def total_sat(self) -> int:

@@ -14,6 +14,13 @@ the shares from the moment they arrive, and pruning raw shares never loses a sta
 table holds one row per run of the process that takes shares, (started, last seen), moved on by its
 heartbeat.
 
+A worker (and with it its address) enters the permanent tables (`workers`, its reject buckets) only with
+its first accepted share: a name costs the book nothing until it has done work. Rejects of a worker that
+never had an accepted share are counted pool-wide in `reject_stats`, by REJECT_STATS_BUCKET_S bucket,
+reason and remote (at most MAX_REJECT_REMOTES_PER_BUCKET remotes per bucket, the rest together as
+OTHER_REMOTES), which the ledger's rollup prunes, plus one all-time count (`counters`); so any number of
+names that only ever submit rejected work grow neither the workers table nor what reading it costs.
+
 This module does not decide what to keep or whom to pay; the ledger does.
 """
 
@@ -37,9 +44,11 @@ from pithead.ledger.store.records import (
     CreditRecord,
     CreditStatus,
     PayoutBatch,
+    RemoteRejects,
     ShareRow,
     UptimeRun,
     WorkerRow,
+    WorkerTotals,
     WorkSums,
 )
 
@@ -134,7 +143,8 @@ SCHEMA = [
         updated DOUBLE PRECISION NOT NULL,
         status TEXT NOT NULL,
         txid TEXT,
-        error TEXT)""",
+        error TEXT,
+        stuck_since DOUBLE PRECISION)""",
     "CREATE INDEX IF NOT EXISTS payout_batches_status ON payout_batches (status)",
     """CREATE TABLE IF NOT EXISTS leases (
         name TEXT PRIMARY KEY,
@@ -154,7 +164,52 @@ SCHEMA = [
         last_seen DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS uptime_last_seen ON uptime (last_seen)",
     "CREATE INDEX IF NOT EXISTS uptime_started ON uptime (started)",
+    # Rejects of workers that never had an accepted share: pool-wide, by bucket, reason and remote, pruned
+    # by the rollup (see the module's docstring). Added after the first release, like `uptime`.
+    """CREATE TABLE IF NOT EXISTS reject_stats (
+        width BIGINT NOT NULL,
+        start BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        remote TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (width, start, reason, remote))""",
+    "CREATE INDEX IF NOT EXISTS reject_stats_start ON reject_stats (start)",
+    # All-time counts kept as one row each (e.g. REJECTED_UNKNOWN: rejects of never-accepted workers).
+    """CREATE TABLE IF NOT EXISTS counters (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL)""",
 ]
+
+# The statistics of rejects by workers that never had an accepted share: buckets of this width (a minute is
+# plenty for "who is sending us junk, and why"), at most this many distinct remotes per bucket, the rest
+# counted together under OTHER_REMOTES, so a flood from many addresses stays bounded: at most
+# (cap + 1) x reasons rows per bucket, and the ledger keeps a day of buckets.
+REJECT_STATS_BUCKET_S = 60
+MAX_REJECT_REMOTES_PER_BUCKET = 32
+OTHER_REMOTES = "*"
+REJECTED_UNKNOWN = "rejected_unknown_workers"  # the counters row: all-time rejects of never-accepted workers
+
+# (table, column, type) added to an existing table after the first release; `migrate` adds any missing.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("payout_batches", "stuck_since", "DOUBLE PRECISION"),
+)
+
+# Changes to the data of an existing ledger, each run once (recorded in `meta` as "migrated:<name>"), in
+# the migrating transaction: (name, statements).
+DATA_MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # Workers with no accepted share (rows a ledger once made for every name that only sent rejected work)
+    # leave the book: their rejects become pool-wide statistics (remote unknown) and the all-time count.
+    ("reject_only_workers", (
+        "INSERT INTO reject_stats (width, start, reason, remote, count)"
+        " SELECT r.width, r.start, r.reason, '', SUM(r.count) FROM reject_buckets r"
+        " WHERE r.worker IN (SELECT worker FROM workers WHERE accepted = 0) GROUP BY r.width, r.start, r.reason"
+        " ON CONFLICT (width, start, reason, remote) DO UPDATE SET count = reject_stats.count + excluded.count",
+        f"INSERT INTO counters (name, value) SELECT '{REJECTED_UNKNOWN}', COALESCE(SUM(rejected), 0) FROM workers"
+        " WHERE accepted = 0 ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+        "DELETE FROM reject_buckets WHERE worker IN (SELECT worker FROM workers WHERE accepted = 0)",
+        "DELETE FROM workers WHERE accepted = 0",
+    )),
+)
 
 _BLOCK_COLS = (
     "hash, height, time, worker, address, reward_sat, fees_sat, status, confirmations, scheme, "
@@ -308,6 +363,10 @@ class SqlStore:
             except self.db_errors as exc:
                 raise StoreError(f"commit failed, nothing was written: {exc}") from exc
 
+    def _columns(self, table: str) -> set[str]:
+        """The columns `table` has now (each backend asks its own catalogue)."""
+        raise NotImplementedError
+
     def migrate(self) -> None:
         with self.transaction():
             for stmt in (*SCHEMA, *self.extra_indexes):
@@ -317,6 +376,16 @@ class SqlStore:
                 self.set_meta("schema_version", SCHEMA_VERSION)
             elif found != SCHEMA_VERSION:
                 raise StoreError(f"ledger schema version {found}, this pithead needs {SCHEMA_VERSION}")
+            # Columns added after the first release, to tables an older ledger already has (nullable, so an
+            # older pithead that never names them still reads and writes the table).
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in self._columns(table):
+                    self._exec(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            for name, steps in DATA_MIGRATIONS:
+                if self.get_meta(f"migrated:{name}") is None:
+                    for stmt in steps:
+                        self._exec(stmt)
+                    self.set_meta(f"migrated:{name}", "1")
 
     def close(self) -> None:
         with self._lock:
@@ -348,6 +417,19 @@ class SqlStore:
     def release_lease(self, name: str, owner: str) -> None:
         self._exec("UPDATE leases SET until = 0 WHERE name = ? AND owner = ?", (name, owner))
 
+    def lease_holder(self, name: str) -> tuple[str, float] | None:
+        """(owner, until) of the lease `name`, or None when it was never taken."""
+        row = self._one("SELECT owner, until FROM leases WHERE name = ?", (name,))
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def take_over_lease(self, name: str, stale_owner: str, owner: str, until: float) -> bool:
+        """Take the lease `name` from `stale_owner`, a holder known to be dead, whatever its expiry: only if
+        it still holds it (one statement, so a live holder that renewed it, or another taker, wins)."""
+        cur = self._exec(
+            "UPDATE leases SET owner = ?, until = ? WHERE name = ? AND owner = ?", (owner, until, name, stale_owner)
+        )
+        return int(cur.rowcount) == 1
+
     # --- shares --------------------------------------------------------------------------------------
     def add_shares(self, events: Sequence[ShareEvent], bucket_width: int) -> None:
         if bucket_width <= 0:
@@ -357,34 +439,44 @@ class SqlStore:
         rejects: dict[tuple[str, int, str], list[Any]] = {}
         workers: dict[str, list[Any]] = {}
         round_work: dict[str, float] = {}
-        for ev in events:
-            start = int(ev.time // bucket_width) * bucket_width
-            w = workers.get(ev.worker)
-            if w is None:
-                # address, first_seen, last_share_time, last_diff, best, best_time, acc, rej, acc_diff
-                w = workers[ev.worker] = [ev.address, ev.time, None, ev.difficulty, 0.0, None, 0, 0, 0.0]
-            w[0] = ev.address
-            w[3] = ev.difficulty
-            if ev.accepted:
-                raw.append(
-                    (ev.time, ev.worker, ev.address, ev.difficulty, ev.share_difficulty, ev.job_id, ev.height, ev.remote)
-                )
-                b = buckets.setdefault((ev.worker, start), [ev.address, 0, 0.0, 0.0])
-                b[1] += 1
-                b[2] += ev.difficulty
-                b[3] = max(b[3], ev.share_difficulty)
-                w[2] = ev.time if w[2] is None else max(w[2], ev.time)
-                if ev.share_difficulty > w[4]:
-                    w[4], w[5] = ev.share_difficulty, ev.time
-                w[6] += 1
-                w[8] += ev.difficulty
-                round_work[ev.address] = round_work.get(ev.address, 0.0) + ev.difficulty
-            else:
-                reason = ev.reject_reason or "unknown"
-                r = rejects.setdefault((ev.worker, start, reason), [ev.address, 0])
-                r[1] += 1
-                w[7] += 1
+        stray: dict[tuple[int, str, str], int] = {}  # (start, reason, remote) -> rejects of unknown workers
         with self.transaction():
+            # Who may have rows: workers with an accepted share, in this batch or already in the book.
+            entering = {ev.worker for ev in events if ev.accepted}
+            known = entering | self._known_workers({ev.worker for ev in events if ev.worker not in entering})
+            for ev in events:
+                start = int(ev.time // bucket_width) * bucket_width
+                if ev.worker not in known:  # never accepted: a pool-wide statistic, not a row of its own
+                    reason = ev.reject_reason or "unknown"
+                    key = (int(ev.time // REJECT_STATS_BUCKET_S) * REJECT_STATS_BUCKET_S, reason, ev.remote or "")
+                    stray[key] = stray.get(key, 0) + 1
+                    continue
+                w = workers.get(ev.worker)
+                if w is None:
+                    # address, first_seen, last_share_time, last_diff, best, best_time, acc, rej, acc_diff
+                    w = workers[ev.worker] = [ev.address, ev.time, None, ev.difficulty, 0.0, None, 0, 0, 0.0]
+                w[0] = ev.address
+                w[3] = ev.difficulty
+                if ev.accepted:
+                    raw.append(
+                        (ev.time, ev.worker, ev.address, ev.difficulty, ev.share_difficulty, ev.job_id, ev.height,
+                         ev.remote)
+                    )
+                    b = buckets.setdefault((ev.worker, start), [ev.address, 0, 0.0, 0.0])
+                    b[1] += 1
+                    b[2] += ev.difficulty
+                    b[3] = max(b[3], ev.share_difficulty)
+                    w[2] = ev.time if w[2] is None else max(w[2], ev.time)
+                    if ev.share_difficulty > w[4]:
+                        w[4], w[5] = ev.share_difficulty, ev.time
+                    w[6] += 1
+                    w[8] += ev.difficulty
+                    round_work[ev.address] = round_work.get(ev.address, 0.0) + ev.difficulty
+                else:
+                    reason = ev.reject_reason or "unknown"
+                    r = rejects.setdefault((ev.worker, start, reason), [ev.address, 0])
+                    r[1] += 1
+                    w[7] += 1
             self._many(
                 "INSERT INTO shares (time, worker, address, difficulty, share_difficulty, job_id, height, remote)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -427,6 +519,74 @@ class SqlStore:
                 " DO UPDATE SET difficulty_sum = round_work.difficulty_sum + excluded.difficulty_sum",
                 list(round_work.items()),
             )
+            if stray:
+                self._add_stray_rejects(stray)
+
+    def _known_workers(self, names: set[str]) -> set[str]:
+        """Those of `names` the workers table holds (they had an accepted share once)."""
+        found: set[str] = set()
+        ordered = sorted(names)
+        for i in range(0, len(ordered), MAX_PARAMETERS):
+            chunk = ordered[i : i + MAX_PARAMETERS]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(str(r[0]) for r in self._all(f"SELECT worker FROM workers WHERE worker IN ({marks})", chunk))
+        return found
+
+    def _add_stray_rejects(self, stray: dict[tuple[int, str, str], int]) -> None:
+        """Count rejects of never-accepted workers into `reject_stats`, remotes capped per bucket."""
+        remotes: dict[int, set[str]] = {}
+        for start in {k[0] for k in stray}:
+            rows = self._all(
+                "SELECT DISTINCT remote FROM reject_stats WHERE width = ? AND start = ? AND remote <> ?",
+                (REJECT_STATS_BUCKET_S, start, OTHER_REMOTES),
+            )
+            remotes[start] = {str(r[0]) for r in rows}
+        counted: dict[tuple[int, str, str], int] = {}
+        for (start, reason, remote), n in stray.items():
+            seen = remotes[start]
+            if remote not in seen:
+                if len(seen) < MAX_REJECT_REMOTES_PER_BUCKET:
+                    seen.add(remote)
+                else:
+                    remote = OTHER_REMOTES
+            counted[(start, reason, remote)] = counted.get((start, reason, remote), 0) + n
+        self._many(
+            "INSERT INTO reject_stats (width, start, reason, remote, count) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (width, start, reason, remote) DO UPDATE SET count = reject_stats.count + excluded.count",
+            [(REJECT_STATS_BUCKET_S, st, reason, remote, n) for (st, reason, remote), n in counted.items()],
+        )
+        self._exec(
+            "INSERT INTO counters (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+            (REJECTED_UNKNOWN, sum(stray.values())),
+        )
+
+    def rejects_by_remote(self, since: float, limit: int) -> list[RemoteRejects]:
+        rows = self._all(
+            "SELECT remote, reason, SUM(count) FROM reject_stats WHERE start >= ? GROUP BY remote, reason"
+            " ORDER BY 3 DESC, 1, 2 LIMIT ?",
+            (_bucket_bound(since), limit),
+        )
+        return [RemoteRejects(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def delete_reject_stats_before(self, before: float) -> int:
+        return int(self._exec("DELETE FROM reject_stats WHERE start < ?", (_bucket_bound(before),)).rowcount)
+
+    def worker_totals(self, active_since: float) -> WorkerTotals:
+        with self.transaction(write=False):
+            r = self._one(
+                "SELECT COUNT(*),"
+                " COALESCE(SUM(CASE WHEN last_share_time >= ? THEN 1 ELSE 0 END), 0),"
+                " COALESCE(SUM(CASE WHEN last_share_time >= ? THEN last_difficulty ELSE 0 END), 0),"
+                " COALESCE(SUM(accepted), 0), COALESCE(SUM(rejected), 0), COALESCE(SUM(accepted_difficulty), 0),"
+                " COALESCE(MAX(best_share), 0), MIN(first_seen), MAX(last_share_time) FROM workers",
+                (active_since, active_since),
+            )
+            unknown = self._one("SELECT value FROM counters WHERE name = ?", (REJECTED_UNKNOWN,))
+        return WorkerTotals(
+            int(r[0]), int(r[1]), float(r[2]), int(r[3]), int(r[4]), int(unknown[0]) if unknown else 0,
+            float(r[5]), float(r[6]), None if r[7] is None else float(r[7]), None if r[8] is None else float(r[8]),
+        )
 
     @staticmethod
     def _share(row: Sequence[Any]) -> ShareRow:
@@ -537,10 +697,18 @@ class SqlStore:
     def rejects_since(self, since: float, worker: str | None = None, address: str | None = None) -> dict[str, int]:
         where, args = _filters(worker, address)
         since = _bucket_bound(since)
-        rows = self._all(
-            f"SELECT reason, SUM(count) FROM reject_buckets WHERE start >= ?{where} GROUP BY reason ORDER BY reason",
-            (since, *args),
-        )
+        if worker is None and address is None:  # the pool's: with the rejects of never-accepted workers
+            rows = self._all(
+                "SELECT reason, SUM(n) FROM (SELECT reason, SUM(count) AS n FROM reject_buckets WHERE start >= ?"
+                " GROUP BY reason UNION ALL SELECT reason, SUM(count) AS n FROM reject_stats WHERE start >= ?"
+                " GROUP BY reason) AS r GROUP BY reason ORDER BY reason",
+                (since, since),
+            )
+        else:
+            rows = self._all(
+                f"SELECT reason, SUM(count) FROM reject_buckets WHERE start >= ?{where} GROUP BY reason ORDER BY reason",
+                (since, *args),
+            )
         return {str(r): int(n) for r, n in rows}
 
     def work_history(
@@ -712,12 +880,14 @@ class SqlStore:
                 (str(CreditStatus.IMMATURE), str(CreditStatus.MATURE)),
             ):
                 acc.setdefault(address, [0, 0, 0, 0])[0 if status == CreditStatus.IMMATURE else 1] += int(total)
+            reserved = (BatchStatus.INTENT, BatchStatus.STUCK)  # held back; the rest here is paid
             for address, status, total in self._all(
                 "SELECT i.address, b.status, SUM(i.amount_sat) FROM payout_items i"
-                " JOIN payout_batches b ON b.id = i.batch_id WHERE b.status IN (?, ?, ?) GROUP BY i.address, b.status",
-                (str(BatchStatus.INTENT), str(BatchStatus.SENT), str(BatchStatus.CONFIRMED)),
+                " JOIN payout_batches b ON b.id = i.batch_id WHERE b.status IN (?, ?, ?, ?)"
+                " GROUP BY i.address, b.status",
+                (str(BatchStatus.INTENT), str(BatchStatus.STUCK), str(BatchStatus.SENT), str(BatchStatus.CONFIRMED)),
             ):
-                acc.setdefault(address, [0, 0, 0, 0])[2 if status == BatchStatus.INTENT else 3] += int(total)
+                acc.setdefault(address, [0, 0, 0, 0])[2 if status in reserved else 3] += int(total)
         return [Balance(a, *v) for a, v in sorted(acc.items())]
 
     def create_batch(self, items: Mapping[str, int], now: float) -> PayoutBatch:
@@ -738,18 +908,15 @@ class SqlStore:
 
     def batches(self, statuses: Sequence[BatchStatus] | None = None, limit: int = 1000) -> list[PayoutBatch]:
         with self.transaction(write=False):
+            cols = "id, created, updated, status, txid, error, stuck_since"
             if statuses:
                 marks = ", ".join("?" for _ in statuses)
                 rows = self._all(
-                    "SELECT id, created, updated, status, txid, error FROM payout_batches"
-                    f" WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?",
+                    f"SELECT {cols} FROM payout_batches WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?",
                     (*[str(s) for s in statuses], limit),
                 )
             else:
-                rows = self._all(
-                    "SELECT id, created, updated, status, txid, error FROM payout_batches ORDER BY id DESC LIMIT ?",
-                    (limit,),
-                )
+                rows = self._all(f"SELECT {cols} FROM payout_batches ORDER BY id DESC LIMIT ?", (limit,))
             out = []
             for r in rows:
                 items = self._all(
@@ -757,7 +924,8 @@ class SqlStore:
                 )
                 out.append(
                     PayoutBatch(
-                        int(r[0]), r[1], r[2], BatchStatus(r[3]), r[4], tuple((a, int(v)) for a, v in items), r[5]
+                        int(r[0]), r[1], r[2], BatchStatus(r[3]), r[4], tuple((a, int(v)) for a, v in items), r[5],
+                        r[6],
                     )
                 )
         return out
@@ -765,9 +933,11 @@ class SqlStore:
     def update_batch(
         self, batch_id: int, status: BatchStatus, now: float, txid: str | None = None, error: str | None = None
     ) -> None:
+        # stuck_since: set the first time the batch becomes STUCK, kept while it stays so, cleared otherwise
         cur = self._exec(
-            "UPDATE payout_batches SET status = ?, updated = ?, txid = COALESCE(?, txid), error = ? WHERE id = ?",
-            (str(status), now, txid, error, batch_id),
+            "UPDATE payout_batches SET status = ?, updated = ?, txid = COALESCE(?, txid), error = ?,"
+            " stuck_since = CASE WHEN ? THEN COALESCE(stuck_since, ?) ELSE NULL END WHERE id = ?",
+            (str(status), now, txid, error, status is BatchStatus.STUCK, now, batch_id),
         )
         if cur.rowcount != 1:
             raise StoreError(f"no payout batch {batch_id}")

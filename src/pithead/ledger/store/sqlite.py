@@ -49,6 +49,9 @@ class SqliteStore(SqlStore):
         super().__init__(conn)
         self.path = path
 
+    def _columns(self, table: str) -> set[str]:
+        return {str(r[1]) for r in self._all(f"PRAGMA table_info({table})")}
+
     def _begin(self, write: bool) -> None:
         # IMMEDIATE takes the write lock now rather than failing to upgrade half-way; a read-only one is
         # DEFERRED, which in WAL mode reads a snapshot without blocking, or being blocked by, the writer.

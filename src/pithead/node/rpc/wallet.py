@@ -2,11 +2,16 @@
 
 getnewaddress and getaddressinfo (addresses.cpp), getbalance and listunspent (coins.cpp), sendmany and
 sendtoaddress (spend.cpp: `comment` and `comment_to` kept with the transaction, as Core's mapValue),
-gettransaction and listtransactions (transactions.cpp, with Core's WalletTxToJSON and ListTransactions
-shapes and order), getwalletinfo and listwallets (wallet.cpp), walletpassphrase and walletlock
-(encrypt.cpp: this wallet is never encrypted, so they answer Core's -15 for an unencrypted wallet, which
-payout software that unlocks before paying expects). The first wallet method after a start offers the
-mempool the wallet's unconfirmed transactions again (`resubmit_wallet_transactions`, Core's
+gettransaction, listtransactions and abandontransaction (transactions.cpp, with Core's WalletTxToJSON and
+ListTransactions shapes and order), getwalletinfo and listwallets (wallet.cpp), walletpassphrase and
+walletlock (encrypt.cpp: this wallet is never encrypted, so they answer Core's -15 for an unencrypted
+wallet, which payout software that unlocks before paying expects).
+As in Core: an unconfirmed transaction is trusted (its change spendable) only when it is the wallet's own,
+in the mempool, and its wallet parents are trusted too (CachedTxIsTrusted); a transaction one of whose
+inputs a block spent another way, or a descendant of one, shows minus that block's depth as its
+confirmations (conflicted); the coins a pending payment spends stay spent, in the mempool or not, until it
+is abandoned or conflicted (IsSpent). The first wallet method after a start offers the mempool the wallet's
+unconfirmed, unabandoned transactions again (`resubmit_wallet_transactions`, Core's
 ResubmitWalletTransactions); the dispatcher calls it.
 Not here: the wallet's records and coins (pithead.node.wallet), broadcasting (mempool.py's `broadcast`).
 """
@@ -20,7 +25,7 @@ from typing import Any
 from pithead.bitcoind import codes
 from pithead.chain.address import AddressError, address_to_script, script_to_address
 from pithead.chain.hashes import display_hex
-from pithead.chain.tx import Transaction, TxOut
+from pithead.chain.tx import OutPoint, Transaction, TxOut
 from pithead.node.chainstate import IndexEntry
 from pithead.node.mempool import MempoolReject
 from pithead.node.rpc.context import NodeContext, ensure_chain, ensure_wallet
@@ -71,17 +76,40 @@ def resubmit_wallet_transactions(node: NodeContext) -> None:
 # --- coins -------------------------------------------------------------------------------------------
 
 
-def _trusted(node: NodeContext, txid: bytes) -> bool:
-    """An unconfirmed wallet transaction counts (Core: IsTrusted) when it spends our own coins."""
-    e = node.mempool.entries.get(txid)
-    if e is None:
+def _trusted(node: NodeContext, txid: bytes, trusted_parents: set[bytes] | None = None) -> bool:
+    """Core's CachedTxIsTrusted: confirmed; or a wallet transaction of our own (it spends our coins) that is
+    in the mempool and whose inputs all spend our outputs of wallet transactions that are trusted in turn.
+    A transaction the wallet keeps no record of (the generator's) is not trusted: nothing would bring it
+    back after a restart, so coins it made must not fund a payment until they confirm."""
+    depth = _wallet_depth(node, txid)[0]
+    if depth != 0:
+        return depth > 0
+    wallet = ensure_wallet(node)
+    rec = wallet.recorded(txid)
+    if rec is None or txid not in node.mempool:
         return False
-    chain, wallet = ensure_chain(node), ensure_wallet(node)
-    for i in e.tx.inputs:
-        c = node.mempool.coin(i.prevout) or chain.coin(i.prevout)
-        if c is None or not wallet.owns(c.script_pubkey):
+    tx = rec[0]
+    if not wallet.amounts(tx).from_me:
+        return False
+    seen = set() if trusted_parents is None else trusted_parents
+    for i in tx.inputs:
+        parent = wallet.recorded(i.prevout.txid)
+        if parent is None or i.prevout.index >= len(parent[0].outputs):
             return False
+        if not wallet.owns(parent[0].outputs[i.prevout.index].script_pubkey):
+            return False
+        if i.prevout.txid in seen:
+            continue
+        if not _trusted(node, i.prevout.txid, seen):
+            return False
+        seen.add(i.prevout.txid)
     return True
+
+
+def _held(node: NodeContext) -> set[OutPoint]:
+    """Outpoints a pending payment of the wallet spends (Core's IsSpent): its spender is neither confirmed,
+    abandoned nor conflicted by a block, whether it is in the mempool or not."""
+    return {op for op, spender in ensure_wallet(node).pending_spends().items() if _conflict_depth(node, spender) == 0}
 
 
 def _available(
@@ -90,8 +118,9 @@ def _available(
     """Spendable wallet coins with at least `minconf` confirmations, each with whether it is safe
     (confirmed, or unconfirmed from a trusted transaction); unsafe ones only with `include_unsafe`."""
     out = []
+    held = _held(node)
     for c in ensure_wallet(node).coins(ensure_chain(node), node.mempool):
-        if not c.spendable_now or c.confirmations < minconf:
+        if not c.spendable_now or c.confirmations < minconf or c.outpoint in held:
             continue
         safe = c.confirmations > 0 or _trusted(node, c.outpoint.txid)
         if safe or include_unsafe:
@@ -426,6 +455,31 @@ async def listtransactions(
     return page
 
 
+async def abandontransaction(node: NodeContext, txid: str) -> Any:
+    """Core's abandontransaction: mark a wallet transaction that is neither in a block nor in the mempool,
+    and its wallet descendants, abandoned. It is not offered to the mempool again, and the coins it spent
+    are the wallet's to spend again. Errors as Core's: -5 for a transaction the wallet does not have, and
+    -5 "not eligible" for one that is confirmed, conflicted or in the mempool."""
+    wallet = ensure_wallet(node)
+    h = parse_hash(txid, "txid")
+    if wallet.recorded(h) is None:
+        raise RPCError(codes.RPC_INVALID_ADDRESS_OR_KEY, "Invalid or non-wallet transaction id")
+    if _wallet_depth(node, h)[0] != 0 or h in node.mempool:
+        raise RPCError(codes.RPC_INVALID_ADDRESS_OR_KEY, "Transaction not eligible for abandonment")
+    chain = ensure_chain(node)
+    marked: list[bytes] = []
+    todo = [h]
+    while todo:
+        t = todo.pop()
+        if t in marked or chain.tx_location(t) is not None or t in node.mempool:
+            continue
+        marked.append(t)
+        todo.extend(wallet.children(t))
+    wallet.abandon(marked)
+    log.info("wallet transaction %s abandoned (%d with its descendants)", txid, len(marked))
+    return None
+
+
 def _wallet_fee(node: NodeContext, h: bytes, tx: Transaction, amounts: TxAmounts) -> int | None:
     """The fee of a transaction that spends our coins (None for anything else, or when unknowable)."""
     if not amounts.from_me or tx.is_coinbase():
@@ -446,16 +500,62 @@ def _confirmed_fee(node: NodeContext, txid: bytes) -> int | None:
 
 
 def _wallet_depth(node: NodeContext, h: bytes) -> tuple[int, IndexEntry | None, int | None]:
-    """(confirmations, the block's index entry or None, position in the block or None)."""
+    """(confirmations, the block's index entry or None, position in the block or None). Confirmations are
+    negative for a conflicted transaction, as Core's (GetTxDepthInMainChain): minus the depth of the block
+    that spent one of its inputs, or an input of an unconfirmed wallet ancestor, another way."""
     chain = ensure_chain(node)
     loc = chain.tx_location(h)
     if loc is None:
-        return 0, None, None
+        return -_conflict_depth(node, h), None, None
     e = chain.index[loc[0]]
     confirmations = chain.confirmations(e)
     if confirmations < 1:
         return 0, None, None
     return confirmations, e, loc[1]
+
+
+# Unconfirmed wallet ancestors walked when looking for a conflict: a chain of unconfirmed payments is a few
+# transactions long (Core's mempool allows 25 ancestors); the walk stops there rather than run away.
+MAX_CONFLICT_WALK = 100
+
+
+def _conflict_depth(node: NodeContext, h: bytes) -> int:
+    """The depth of the deepest active block that conflicts unconfirmed wallet transaction `h` or one of its
+    unconfirmed wallet ancestors (Core marks the descendants of a conflicted transaction conflicted too);
+    0 when none does. A conflict by a block that has left the active chain no longer counts."""
+    chain, wallet = ensure_chain(node), ensure_wallet(node)
+    depth = 0
+    todo, seen = [h], set[bytes]()
+    while todo and len(seen) < MAX_CONFLICT_WALK:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        for block in wallet.conflict_blocks(t):
+            e = chain.index.get(block)
+            if e is not None and chain.is_active(e):
+                depth = max(depth, chain.confirmations(e))
+        rec = wallet.recorded(t)
+        if rec is None or rec[0].is_coinbase():
+            continue
+        for i in rec[0].inputs:
+            if wallet.recorded(i.prevout.txid) is not None and chain.tx_location(i.prevout.txid) is None:
+                todo.append(i.prevout.txid)
+    return depth
+
+
+def _wallet_conflicts(node: NodeContext, h: bytes, tx: Transaction) -> list[str]:
+    """Core's walletconflicts: the other wallet transactions spending an input of this one."""
+    wallet = ensure_wallet(node)
+    if tx.is_coinbase():
+        return []
+    others = {other for i in tx.inputs for other in wallet.spenders(i.prevout) if other != h}
+    return sorted(display_hex(o) for o in others)
+
+
+def _abandoned(node: NodeContext, h: bytes, confirmations: int) -> bool:
+    """Abandoned, and still neither confirmed nor in the mempool (where a transaction is, beats its mark)."""
+    return confirmations == 0 and h not in node.mempool and ensure_wallet(node).is_abandoned(h)
 
 
 def _wallet_tx_json(node: NodeContext, h: bytes, tx: Transaction, received: int) -> dict[str, Any]:
@@ -480,7 +580,7 @@ def _wallet_tx_json(node: NodeContext, h: bytes, tx: Transaction, received: int)
         {
             "txid": tx.txid_hex(),
             "wtxid": tx.wtxid_hex(),
-            "walletconflicts": [],
+            "walletconflicts": _wallet_conflicts(node, h, tx),
             "mempoolconflicts": [],
             "time": received,
             "timereceived": received,
@@ -510,6 +610,8 @@ def _wallet_entries(
     wallet = ensure_wallet(node)
     net = node.network
     common = _wallet_tx_json(node, h, tx, received) if long else {}
+    confirmations = common["confirmations"] if long else _wallet_depth(node, h)[0]
+    abandoned = _abandoned(node, h, confirmations)
     entries: list[dict[str, Any]] = []
     if label_filter is None:
         for n, o in amounts.sent:
@@ -524,9 +626,8 @@ def _wallet_entries(
             d["vout"] = n
             d["fee"] = btc(-(fee or 0))
             d.update(common)
-            d["abandoned"] = False
+            d["abandoned"] = abandoned
             entries.append(d)
-    confirmations = common["confirmations"] if long else _wallet_depth(node, h)[0]
     for n, o in amounts.received:
         label = wallet.label(o.script_pubkey)
         if label_filter is not None and label != label_filter:
@@ -550,7 +651,7 @@ def _wallet_entries(
         r["amount"] = btc(o.value)
         r["label"] = label
         r["vout"] = n
-        r["abandoned"] = False
+        r["abandoned"] = abandoned
         r.update(common)
         entries.append(r)
     return entries
@@ -629,4 +730,5 @@ COMMANDS: tuple[Command, ...] = (
         listtransactions,
         (Arg("label", "str"), Arg("count", "num"), Arg("skip", "num"), Arg("include_watchonly", "bool")),
     ),
+    Command("abandontransaction", abandontransaction, (Arg("txid", "str", True),)),
 )
