@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -64,6 +64,40 @@ class ShareSink(Protocol):
     """Where the pool puts events. Must not block the pool: implementations queue and return."""
 
     def put(self, event: ShareEvent | BlockEvent) -> None: ...
+
+
+# --- notices: what an operator is told ------------------------------------------------------------------
+
+NoticeKind = Literal[
+    "block.found", "block.confirmed", "block.orphaned", "block.stale",
+    "payout.sent", "payout.failed", "payout.stuck",
+    "node.down", "node.failover", "node.back",
+    "worker.quiet", "worker.withholding",
+    "farm.alert",
+]
+"""Every kind of notice a part can raise; `pithead.notify` routes them by kind (`[notify]` in the config)."""
+NoticeSeverity = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something an operator should hear about, raised by the part that saw it (the ledger, a template
+    source, the farm) and delivered by `pithead.notify` (which parts never import: they are handed a
+    `NoticeSink`). `key` identifies the condition for deduplication (a block hash, a node URL, a worker):
+    the same kind and key raised again within the notifier's window is one message, not many."""
+
+    kind: NoticeKind
+    severity: NoticeSeverity
+    title: str  # one line, e.g. "Block 812345 found by bc1q...rig1"
+    body: str  # a few lines of detail: the figures, what to look at
+    key: str
+    time: float  # UNIX seconds, passed in
+
+
+class NoticeSink(Protocol):
+    """Where a part raises notices. Must not block the caller: implementations queue and return."""
+
+    def notify(self, notice: Notice) -> None: ...
 
 
 class InvalidEvent(ValueError):
