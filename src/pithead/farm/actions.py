@@ -25,7 +25,7 @@ from typing import Any
 from pithead.farm.curtailment import Decision, Machine
 from pithead.farm.drivers.base import Driver, DriverError, PoolSpec, check_pool_list
 from pithead.farm.model import DriverKind, FarmError
-from pithead.farm.protocol.errors import DeviceProtocolError as CodecError
+from pithead.farm.protocol.errors import CodecError
 from pithead.farm.store import DeviceStatus, FarmStore, StoreError
 
 # Deadline per action: a reboot/switch is one or a few requests; set_pools on cgminer is ~2N+2 requests.

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 from pithead.farm.drivers.base import DeviceUnreachable, Driver, DriverError
 from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
-from pithead.farm.protocol.errors import DeviceProtocolError as CodecError
+from pithead.farm.protocol.errors import CodecError
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pithead.farm.protocol import antminer_web as aw
-from pithead.farm.protocol import cgminer as cg
+from pithead.farm.protocol.cgminer import wire as cg
 from pithead.fleetsim import surfaces
 from pithead.fleetsim.device import SimDevice
 from pithead.fleetsim.fleet import Fleet

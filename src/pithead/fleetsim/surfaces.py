@@ -24,7 +24,9 @@ import orjson
 
 from pithead.farm.protocol import antminer_web as aw
 from pithead.farm.protocol import axeos
-from pithead.farm.protocol import cgminer as cg
+from pithead.farm.protocol.cgminer import build as cgb
+from pithead.farm.protocol.cgminer import sections as cgs
+from pithead.farm.protocol.cgminer import wire as cg
 from pithead.farm.protocol.errors import AntminerWebPayloadError, AxeOSPayloadError
 from pithead.fleetsim.clock import draw
 from pithead.fleetsim.device import PoolConf, SimDevice, Snapshot
@@ -37,9 +39,9 @@ COMPILE_TIME = "Thu Nov 24 15:54:04 CST 2022"
 AXEOS_VERSION = "v2.6.5"
 
 
-def version_info(spec: ModelSpec) -> cg.VersionInfo:
+def version_info(spec: ModelSpec) -> cgs.Version:
     # The Miner field deliberately avoids "rwglr"-style strings: pyasic would take them for MSKMiner.
-    return cg.VersionInfo(
+    return cgs.Version(
         miner_type=spec.type_string,
         bmminer=BMMINER_VERSION,
         api="3.1",
@@ -49,47 +51,45 @@ def version_info(spec: ModelSpec) -> cg.VersionInfo:
 
 
 def _ok(t: int, code: int, msg: str) -> cg.Status:
-    return cg.Status(cg.Severity.SUCCESS, t, code, msg, DESCRIPTION)
+    return cg.Status(cg.ReplySeverity.SUCCESS, t, code, msg, DESCRIPTION)
 
 
-def _err(t: int, code: int, msg: str, severity: cg.Severity = cg.Severity.ERROR) -> dict[str, Any]:
+def _err(t: int, code: int, msg: str, severity: cg.ReplySeverity = cg.ReplySeverity.ERROR) -> dict[str, Any]:
     return cg.error_reply(t, code, msg, DESCRIPTION, severity)
 
 
-def _chains(snap: Snapshot, dev: SimDevice) -> tuple[cg.ChainFigures, ...]:
+def _chains(snap: Snapshot, dev: SimDevice) -> tuple[cgs.Chain, ...]:
     return tuple(
-        cg.ChainFigures(
+        cgs.Chain(
             index=b.index,
-            asic_num=b.chips,
-            rate_real_ghs=b.rate_ghs,
-            rate_ideal_ghs=b.ideal_ghs,
+            chips=b.chips,
+            rate_ghs=b.rate_ghs,
+            ideal_ghs=b.ideal_ghs,
             freq_avg=float(b.freq_mhz),
             temp_pcb=b.temp_pcb,
             temp_chip=b.temp_chip,
             temp_pic=b.temp_pcb,
             hw=b.hw,
-            sn=b.serial,
+            serial=b.serial,
             voltage_mv=dev.spec.voltage_mv,
         )
         for b in snap.boards
     )
 
 
-def stats_figures(snap: Snapshot, dev: SimDevice) -> cg.StatsFigures:
-    return cg.StatsFigures(
+def stats_figures(snap: Snapshot, dev: SimDevice) -> cgs.Stats:
+    return cgs.Stats(
         version=version_info(dev.spec),
-        device_id="BTM_SOC0",
-        elapsed=snap.elapsed_s,
+        elapsed_s=snap.elapsed_s,
         ghs_5s=snap.rate_5s_ghs,
         ghs_av=snap.rate_avg_ghs,
         ghs_30m=snap.rate_avg_ghs,
-        rate_ideal_ghs=snap.ideal_ghs,
-        frequency=snap.freq_mhz,
-        fans=snap.fans_rpm,
-        fan_pwm=snap.fan_pwm,
+        ideal_ghs=snap.ideal_ghs,
+        fans_rpm=snap.fans_rpm,
         chains=_chains(snap, dev),
         state="mining" if snap.hashing else ("sleep" if snap.sleeping else "stopped"),
         power_w=snap.power_w if dev.spec.reports_power else None,
+        frequency=snap.freq_mhz,
         miner_mode=aw.WORK_MODE_SLEEP if snap.sleeping else aw.WORK_MODE_NORMAL,
     )
 
@@ -108,11 +108,11 @@ def _report(
 ) -> dict[str, Any]:
     if cmd == "version":
         return cg.build_reply(
-            _ok(t, cg.Code.VERSION, "CGMiner versions"), "VERSION", [version_info(dev.spec).to_section()]
+            _ok(t, cg.Code.VERSION, "CGMiner versions"), "VERSION", [cgb.version_section(version_info(dev.spec))]
         )
     if cmd == "summary":
-        figs = cg.SummaryFigures(
-            elapsed=snap.elapsed_s,
+        figs = cgs.Summary(
+            elapsed_s=snap.elapsed_s,
             ghs_5s=snap.rate_5s_ghs,
             ghs_av=snap.rate_avg_ghs,
             ghs_30m=snap.rate_avg_ghs,
@@ -125,21 +125,21 @@ def _report(
             last_getwork=t,
             getworks=snap.accepted // 16,
         )
-        return cg.build_reply(_ok(t, cg.Code.SUMM, "Summary"), "SUMMARY", [figs.to_section()])
+        return cg.build_reply(_ok(t, cg.Code.SUMM, "Summary"), "SUMMARY", [cgb.summary_section(figs)])
     if cmd == "stats":
         figs_s = stats_figures(snap, dev)
         if req.extra("new_api") in (True, "true", 1):
-            return figs_s.new_api_reply(t)
-        return cg.build_reply(_ok(t, cg.Code.MINESTATS, "CGMiner stats"), "STATS", figs_s.legacy_section())
+            return cgb.stats_new_api_reply(figs_s, t)
+        return cg.build_reply(_ok(t, cg.Code.MINESTATS, "CGMiner stats"), "STATS", cgb.stats_legacy_section(figs_s))
     if cmd == "pools":
         entries = [
-            cg.PoolEntry(
+            cgb.pool_section(cgs.Pool(
                 index=p.index,
                 url=p.url,
                 user=p.user,
-                status="Alive" if p.alive else "Dead",
+                alive=p.alive,
+                active=p.active and snap.hashing,
                 priority=p.index,
-                stratum_active=p.active and snap.hashing,
                 accepted=p.accepted,
                 rejected=p.rejected,
                 diff=snap.pool_diff,
@@ -148,7 +148,7 @@ def _report(
                 enabled=p.enabled,
                 last_share_time="0:00:03" if p.active and snap.hashing else "0",
                 getworks=p.accepted // 16,
-            ).to_section()
+            ))
             for p in snap.pools
         ]
         if not entries:
@@ -156,21 +156,30 @@ def _report(
         return cg.build_reply(_ok(t, cg.Code.POOL, f"{len(entries)} Pool(s)"), "POOLS", entries)
     if cmd == "devs":
         chains = _chains(snap, dev)
-        per = [snap.accepted // max(1, len(chains))] * len(chains)
-        return cg.build_reply(
-            _ok(t, cg.Code.DEVS, f"{len(chains)} ASC(s)"),
-            "DEVS",
-            cg.devs_section(chains, snap.elapsed_s, per),
-        )
+        per = snap.accepted // max(1, len(chains))
+        devs = [
+            cgs.Dev(
+                index=c.index,
+                alive=c.chips > 0,
+                temperature_c=float(max(c.temp_chip)),
+                mhs_5s=(c.rate_ghs or 0.0) * 1000.0,
+                hardware_errors=c.hw,
+                mhs_av=(c.rate_ghs or 0.0) * 1000.0,
+                accepted=per,
+                elapsed_s=snap.elapsed_s,
+            )
+            for c in chains
+        ]
+        return cg.build_reply(_ok(t, cg.Code.DEVS, f"{len(devs)} ASC(s)"), "DEVS", cgb.devs_section(devs))
     if cmd == "devdetails":
         return cg.build_reply(
-            _ok(t, cg.Code.DEVDETAILS, "Device Details"), "DEVDETAILS", cg.devdetails_section(dev.spec.boards)
+            _ok(t, cg.Code.DEVDETAILS, "Device Details"), "DEVDETAILS", cgb.devdetails_section(dev.spec.boards)
         )
     if cmd == "config":
         return cg.build_reply(
             _ok(t, cg.Code.MINECONFIG, "CGMiner config"),
             "CONFIG",
-            cg.config_section(dev.spec.boards, len(snap.pools)),
+            cgb.config_section(dev.spec.boards, len(snap.pools)),
         )
     return _err(t, cg.Code.INVCMD, "Invalid command")
 
@@ -225,7 +234,7 @@ def _privileged(
         if pools[i].enabled:
             return cg.build_reply(
                 cg.Status(
-                    cg.Severity.INFO, t, cg.Code.ALRENAP, f"Pool {i}:'{url}' already enabled", DESCRIPTION
+                    cg.ReplySeverity.INFO, t, cg.Code.ALRENAP, f"Pool {i}:'{url}' already enabled", DESCRIPTION
                 )
             )
         fleet.pool_op(dev.ip, cmd, (i,), tf)
@@ -234,7 +243,7 @@ def _privileged(
         if not pools[i].enabled:
             return cg.build_reply(
                 cg.Status(
-                    cg.Severity.INFO, t, cg.Code.ALRDISP, f"Pool {i}:'{url}' already disabled", DESCRIPTION
+                    cg.ReplySeverity.INFO, t, cg.Code.ALRDISP, f"Pool {i}:'{url}' already disabled", DESCRIPTION
                 )
             )
         if sum(p.enabled for p in pools) <= 1:
@@ -359,7 +368,7 @@ def antminer_web(
             )
         )
     if name == "stats":
-        return _json(stats_figures(snap, dev).new_api_reply(t))
+        return _json(cgb.stats_new_api_reply(stats_figures(snap, dev), t))
     if name == "pools":
         reply = _report(fleet, dev, "pools", cg.CgminerRequest(("pools",)), snap, t)
         return _json(reply)
@@ -557,7 +566,7 @@ WM_OK = 131  # btminer's "API command OK" code for the get_* family
 
 
 def _wm_ok(t: int, code: int, msg: str) -> cg.Status:
-    return cg.Status(cg.Severity.SUCCESS, t, code, msg, WM_DESCRIPTION)
+    return cg.Status(cg.ReplySeverity.SUCCESS, t, code, msg, WM_DESCRIPTION)
 
 
 def _wm_msg(t: int, msg: dict[str, Any]) -> dict[str, Any]:

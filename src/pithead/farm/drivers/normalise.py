@@ -2,7 +2,7 @@
 
 Every driver hands its vendor's raw figures to these functions, and each quirk is fixed here once, with
 a comment saying which firmware does it. (JSON-level repairs of cgminer replies -- missing commas,
-quoted "inf" -- happen one layer lower, in `pithead.farm.protocol.cgminer.decode_reply`.)
+quoted "inf" -- happen one layer lower, in `pithead.farm.protocol.cgminer.wire.decode_reply`.)
 
 Quirks handled:
 - Hashrate units differ by vendor: bmminer reports GH/s ("GHS 5s", sometimes as a string), cgminer
