@@ -190,7 +190,7 @@ KNOWN: set[str] = {
     'pithead/cli/farm.py: from pithead.farm.poller import Poller, select_shard',
     'pithead/cli/farm.py: from pithead.farm.service import FarmService, FarmServiceConfig, Role',
     'pithead/cli/farm.py: from pithead.farm.store import FarmStore',
-    'pithead/cli/farm.py: from pithead.farm.store import StoreError',
+    'pithead/cli/farm.py: from pithead.farm.store import FarmStoreError',
     'pithead/cli/farm.py: from pithead.web.farm import FarmAuth, FarmAuthError, load_token',
     'pithead/cli/farm.py: from pithead.web.farm import FarmAuthError, load_token',
     'pithead/cli/farm.py: from pithead.web.farm import HOW_TO_CONFIGURE',

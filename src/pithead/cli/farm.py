@@ -531,24 +531,24 @@ def alerts(db: str = DbOpt, all_: bool = typer.Option(False, "--all", help="Incl
 @app.command()
 def label(device: str, site: str = "", rack: str = "", position: str = "", db: str = DbOpt) -> None:
     """Set the site/rack/position of a device."""
-    from pithead.farm.store import StoreError
+    from pithead.farm.store import FarmStoreError
 
     with _store(db) as store:
         try:
             store.set_labels(device, Labels(site, rack, position))
-        except StoreError as exc:
+        except FarmStoreError as exc:
             raise typer.BadParameter(str(exc)) from exc
 
 
 @app.command()
 def forget(device: str, db: str = DbOpt) -> None:
     """Remove a device from the inventory (a re-scan that finds it again adds it back)."""
-    from pithead.farm.store import StoreError
+    from pithead.farm.store import FarmStoreError
 
     with _store(db) as store:
         try:
             store.device(device)
-        except StoreError as exc:
+        except FarmStoreError as exc:
             raise typer.BadParameter(str(exc)) from exc
         store.remove_device(device)
 

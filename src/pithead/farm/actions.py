@@ -26,7 +26,7 @@ from pithead.farm.curtailment import Decision, Machine
 from pithead.farm.drivers.base import Driver, DriverError, PoolSpec, check_pool_list
 from pithead.farm.model import DriverKind, FarmError
 from pithead.farm.protocol.errors import CodecError
-from pithead.farm.store import DeviceStatus, FarmStore, StoreError
+from pithead.farm.store import DeviceStatus, FarmStore, FarmStoreError
 
 # Deadline per action: a reboot/switch is one or a few requests; set_pools on cgminer is ~2N+2 requests.
 ACTION_DEADLINE_S = 15.0
@@ -74,7 +74,7 @@ class ActionService:
             driver = self.drivers.get(device.address.driver)
             if driver is None:
                 raise ActionError(f"no driver for {device.address.driver}")
-        except (StoreError, ActionError, DriverError) as exc:
+        except (FarmStoreError, ActionError, DriverError) as exc:
             self.store.audit_end(audit_id, "invalid", str(exc), self.clock())
             return ActionResult(audit_id, device_id, action, False, str(exc))
         try:

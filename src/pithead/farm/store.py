@@ -102,7 +102,7 @@ CREATE TABLE IF NOT EXISTS ingest_batches (
 """
 
 
-class StoreError(FarmError):
+class FarmStoreError(FarmError):
     """A request the store cannot honour (unknown device, bad label)."""
 
 
@@ -173,7 +173,7 @@ class RollupRow:
 
 def _check_label(value: str, what: str) -> str:
     if len(value) > MAX_LABEL_LEN or any(ord(c) < 32 for c in value):
-        raise StoreError(f"bad {what} label {value!r} (at most {MAX_LABEL_LEN} printable characters)")
+        raise FarmStoreError(f"bad {what} label {value!r} (at most {MAX_LABEL_LEN} printable characters)")
     return value
 
 
@@ -298,7 +298,7 @@ class FarmStore:
                 (labels.site, labels.rack, labels.position, device_id),
             )
             if cur.rowcount == 0:
-                raise StoreError(f"unknown device {device_id!r}")
+                raise FarmStoreError(f"unknown device {device_id!r}")
         self._cache = None
 
     def remove_device(self, device_id: str) -> None:
@@ -313,7 +313,7 @@ class FarmStore:
     def device(self, device_id: str) -> Device:
         row = self._db.execute("SELECT * FROM devices WHERE id=? AND removed=0", (device_id,)).fetchone()
         if row is None:
-            raise StoreError(f"unknown device {device_id!r}")
+            raise FarmStoreError(f"unknown device {device_id!r}")
         return _device_from_row(row)
 
     # ---- poll results ----------------------------------------------------------------------------

@@ -69,7 +69,7 @@ from pithead.farm.drivers.base import DriverError, PoolSpec
 from pithead.farm.energy import EnergyLine, PriceSchedule, energy_report
 from pithead.farm.ingest import MAX_BODY_BYTES, IngestError
 from pithead.farm.model import ERROR_STATES, DeviceState, FarmError
-from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, StoreError
+from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmStoreError
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
@@ -365,7 +365,7 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
     def known(device_id: str) -> None:
         try:
             store.device(device_id)
-        except StoreError as exc:
+        except FarmStoreError as exc:
             raise HTTPException(404, str(exc)) from exc
 
     refusals: dict[int | str, dict[str, Any]] = {401: {"description": "no or wrong token (a token is configured)"},
