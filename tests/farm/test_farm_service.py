@@ -10,6 +10,7 @@ from farm_devices import Antminer, Servers, chain
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.service import FarmService, FarmServiceConfig
 from pithead.farm.store import FarmStore
+from pithead.web.farm import service_router
 
 
 async def test_service_discovers_polls_and_alerts(servers: Servers, store: FarmStore) -> None:
@@ -30,7 +31,7 @@ async def test_service_discovers_polls_and_alerts(servers: Servers, store: FarmS
     states = {s.device.address.port: s.state for s in store.statuses()}
     assert states == {p1: DeviceState.OK, p2: DeviceState.OK}
     assert [(a.kind, a.device_id.endswith(f":{p2}")) for a in store.open_alerts()] == [("overheat", True)]
-    assert svc.router().prefix == "/farm"
+    assert service_router(svc).prefix == "/farm"
 
 
 async def test_service_curtails_when_the_price_is_above_strike(servers: Servers, store: FarmStore) -> None:

@@ -292,7 +292,7 @@ async def _start_miners(opts: UpOptions, running: Running) -> None:
 
 async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running) -> Any:
     """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage."""
-    from pithead.farm.service import FarmService, FarmServiceConfig
+    from pithead.farm.service import FarmService, FarmSetup
     from pithead.farm.store import FarmStore
 
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
@@ -307,19 +307,17 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
             if not (exc.name and exc.name.startswith("pithead")):
                 raise
             running.skipped["simulated fleet"] = f"not built in this tree ({exc.name})"
-    svc_cfg = FarmServiceConfig(
-        scan_cidrs=cidrs, rescan_interval_s=FARM_RESCAN_S, poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S),
-        max_concurrency=cfg.farm.max_concurrent_polls,
-        api_token=cfg.farm.api_token, api_token_file=cfg.farm.api_token_file,
-    )
-    if ports:
-        svc_cfg = dataclasses.replace(svc_cfg, scan_ports=ports)
     from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
     from pithead.farm.inventory import Labeler
 
+    setup = FarmSetup.from_config(
+        cfg.farm, scan_cidrs=cidrs, scan_ports=ports or None, rescan_interval_s=FARM_RESCAN_S,
+        poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S), labeler=Labeler.from_csv(SIM_RACKS, "demo"),
+        prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH),
+    )
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
-    service = FarmService(farm_store, svc_cfg, labeler=Labeler.from_csv(SIM_RACKS, "demo"),
-                          prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH), hashprice=lambda: hashprice)
+    service = FarmService(farm_store, setup.config, labeler=setup.labeler, prices=setup.prices,
+                          hashprice=lambda: hashprice)
     # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
              "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"

@@ -325,10 +325,10 @@ async def start_pool_server(pool_cfg: Any, running: Running, source: Any, bus: A
 def run_farm_service(service: Any, running: Running, notes: Mapping[str, str] | None = None) -> Any:
     """Start `service` (a `FarmService`) as a task stopped with the rest, and return its web router; a bad
     `[farm] api_token` setting is a clear `UpError`, not a traceback."""
-    from pithead.web.farm import FarmAuthError
+    from pithead.web.farm import FarmAuthError, service_router
 
     try:
-        router = service.router(notes=notes) if notes is not None else service.router()
+        router = service_router(service, notes=notes)
     except FarmAuthError as exc:
         raise UpError(f"farm: {exc}") from exc
     task = asyncio.create_task(service.run(), name="pithead-farm")
