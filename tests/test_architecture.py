@@ -176,7 +176,6 @@ KNOWN: set[str] = {
     'pithead/cli/pool.py: from pithead.app.pool import PoolStartError, serve',
     'pithead/cli/pool.py: from pithead.stratum.server.build import PoolConfigError',
     'pithead/cli/pool.py: from pithead.stratum.server.loop import run',
-    'pithead/fleetsim/mining.py: from pithead.miner.core import scan',
     'pithead/fleetsim/mining.py: from pithead.stratum.client.connection import parse_pool_url',
     'pithead/fleetsim/mining.py: from pithead.stratum.v1.client import (',
     'pithead/fleetsim/mining.py: from pithead.stratum.v1.errors import StratumClientError',

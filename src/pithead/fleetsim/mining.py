@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from pithead.fleetsim.clock import unit
 from pithead.fleetsim.device import SimDevice
 from pithead.fleetsim.fleet import Fleet
+from pithead.miner.core import scan
 
 if TYPE_CHECKING:
     from pithead.stratum.v1.client import ClientSession
@@ -315,8 +316,6 @@ class MiningBridge:
         await self.close()
 
     async def _hash_loop(self) -> None:
-        from pithead.miner.core import scan
-
         i = 0
         while True:
             batch = None

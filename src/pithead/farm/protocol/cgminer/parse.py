@@ -38,6 +38,13 @@ LEGACY_CHAIN_GAP = 3
 MAX_LEGACY_FANS = 8
 
 _RATE_UNIT_TO_GH = {"H": 1e-9, "KH": 1e-6, "MH": 1e-3, "GH": 1.0, "TH": 1e3, "PH": 1e6}
+# The flat legacy STATS' per-chain and per-fan field names, made once (parse_stats is on the hot path).
+_LEGACY_CHAIN_KEYS = tuple(
+    (f"chain_acn{n}", f"chain_rate{n}", f"chain_rateideal{n}", f"freq_avg{n}", f"temp{n}", f"temp2_{n}",
+     f"chain_hw{n}", f"chain_vol{n}")
+    for n in range(1, MAX_LEGACY_CHAINS + 1)
+)
+_LEGACY_FAN_KEYS = tuple(f"fan{i}" for i in range(1, MAX_LEGACY_FANS + 1))
 
 
 def _section(reply: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
@@ -48,8 +55,17 @@ def _section(reply: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
     return [s for s in sec if isinstance(s, dict)]
 
 
+# The number readers below are on the farm's hot path (a poll parses ~60 fields): JSON numbers, by far the
+# most common case, are taken on an exact type check before anything slower is tried.
+
+
 def _num(v: Any, what: str) -> float:
     """A numeric field that firmware sends as a number or a numeric string ("140258.58")."""
+    kind = type(v)
+    if kind is float:
+        return v  # type: ignore[no-any-return]
+    if kind is int:
+        return float(v)
     if isinstance(v, bool):
         raise CgminerReplyError(f"{what}: boolean where a number was expected")
     if isinstance(v, int | float):
@@ -65,6 +81,8 @@ def _num(v: Any, what: str) -> float:
 def _int(d: Mapping[str, Any], key: str, default: int = 0) -> int:
     """An integer field; `default` when the firmware leaves it out."""
     v = d.get(key)
+    if type(v) is int:
+        return v
     return default if v is None or v == "" else int(_num(v, key))
 
 
@@ -81,7 +99,12 @@ def _bool(v: Any) -> bool:
 
 
 def _opt_num(d: Mapping[str, Any], key: str) -> float | None:
-    v = d.get(key)
+    v: Any = d.get(key)
+    kind = type(v)
+    if kind is float:
+        return v  # type: ignore[no-any-return]
+    if kind is int:
+        return float(v)
     if v is None or v == "":
         return None
     return _num(v, key)
@@ -209,33 +232,33 @@ def parse_stats(reply: Mapping[str, Any]) -> Stats:
         raise CgminerReplyError("STATS needs an identity entry and a figures entry")
     head, d = secs[0], secs[1]
     fans = []
-    for i in range(1, MAX_LEGACY_FANS + 1):
-        v = d.get(f"fan{i}")
+    for key in _LEGACY_FAN_KEYS:
+        v = d.get(key)
         if v is None:
             break
-        fans.append(int(_num(v, f"fan{i}")))
+        fans.append(int(_num(v, key)))
     n_fans = d.get("fan_num")
     if isinstance(n_fans, int):
         fans = fans[:n_fans]
     chains = []
-    for n in range(1, MAX_LEGACY_CHAINS + 1):
-        if f"chain_acn{n}" not in d:
+    for n, (acn, rate, ideal_n, freq, t_pcb, t_chip, hw, vol) in enumerate(_LEGACY_CHAIN_KEYS, start=1):
+        if acn not in d:
             if n > LEGACY_CHAIN_GAP:
                 break
             continue
-        pcb = _opt_num(d, f"temp{n}")
-        chip = _opt_num(d, f"temp2_{n}")
+        pcb = _opt_num(d, t_pcb)
+        chip = _opt_num(d, t_chip)
         chains.append(
             Chain(
                 index=n - 1,
-                chips=int(_num(d[f"chain_acn{n}"], f"chain_acn{n}")),
-                rate_ghs=_opt_num(d, f"chain_rate{n}"),
-                ideal_ghs=_opt_num(d, f"chain_rateideal{n}"),
-                freq_avg=_opt_num(d, f"freq_avg{n}"),
+                chips=int(_num(d[acn], acn)),
+                rate_ghs=_opt_num(d, rate),
+                ideal_ghs=_opt_num(d, ideal_n),
+                freq_avg=_opt_num(d, freq),
                 temp_pcb=(pcb,) if pcb is not None else (),
                 temp_chip=(chip,) if chip is not None else (),
-                hw=_int(d, f"chain_hw{n}"),
-                voltage_mv=_opt_int(d, f"chain_vol{n}"),
+                hw=_int(d, hw),
+                voltage_mv=_opt_int(d, vol),
             )
         )
     ideal = _opt_num(d, "total_rateideal")

@@ -116,15 +116,15 @@ class Chain:
 
     @property
     def board_temp_c(self) -> float | None:
-        """The hottest PCB sensor (what bmminer reports as `temp{n}`), None when none reads."""
-        readings = [t for t in self.temp_pcb if t]
-        return max(readings) if readings else None
+        """The hottest PCB sensor (what bmminer reports as `temp{n}`), None when none reads above 0."""
+        hottest = max(self.temp_pcb, default=0.0)
+        return hottest if hottest > 0 else None
 
     @property
     def chip_temp_c(self) -> float | None:
-        """The hottest chip sensor (bmminer's `temp2_{n}`), None when none reads."""
-        readings = [t for t in self.temp_chip if t]
-        return max(readings) if readings else None
+        """The hottest chip sensor (bmminer's `temp2_{n}`), None when none reads above 0."""
+        hottest = max(self.temp_chip, default=0.0)
+        return hottest if hottest > 0 else None
 
 
 @dataclass(frozen=True, slots=True)

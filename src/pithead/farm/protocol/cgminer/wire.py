@@ -62,6 +62,7 @@ class ReplySeverity(StrEnum):
 
 
 OK_SEVERITIES = frozenset({ReplySeverity.SUCCESS, ReplySeverity.INFO})
+_OK_LETTERS = frozenset(str(s) for s in OK_SEVERITIES)
 
 
 class Code:
@@ -477,6 +478,12 @@ def _int_field(v: Any) -> int:
 def check_status(reply: Mapping[str, Any], command: str = "") -> Mapping[str, Any]:
     """Raise `CgminerCommandError` unless the reply (or every part of a joined reply) succeeded."""
     if "STATUS" in reply:
+        blocks = reply["STATUS"]
+        # every poll checks three of these: a well-formed success is recognised without building a Status
+        if type(blocks) is list and blocks and type(blocks[0]) is dict:
+            letter = blocks[0].get("STATUS")
+            if type(letter) is str and letter in _OK_LETTERS:
+                return reply
         st = reply_status(reply)
         if not st.ok:
             raise CgminerCommandError(command, str(st.severity), st.code, st.msg)
