@@ -34,7 +34,7 @@ def devices(n: int) -> list[Device]:
             for i in range(n)]
 
 
-class LagProbe:
+class TickProbe:
     """The worst lateness of a task that asks to wake every TICK_S (how long the loop was held)."""
 
     def __init__(self) -> None:
@@ -48,7 +48,7 @@ class LagProbe:
             await asyncio.sleep(TICK_S)
             self.worst = max(self.worst, loop.time() - due)
 
-    async def __aenter__(self) -> LagProbe:
+    async def __aenter__(self) -> TickProbe:
         self._task = asyncio.get_running_loop().create_task(self._run())
         await asyncio.sleep(TICK_S * 2)  # running
         return self
@@ -64,7 +64,7 @@ async def test_a_large_write_does_not_hold_the_event_loop(store: FarmStore) -> N
     store.statuses()  # the status cache warm, as in a running service
     first, second = [ok(d, 100.0) for d in fleet], [ok(d, 200.0) for d in fleet]
     # the control: written on the loop, the same batch holds it for the whole write
-    async with LagProbe() as on_loop:
+    async with TickProbe() as on_loop:
         t0 = time.perf_counter()
         store.write_results(first)
         blocking_s = time.perf_counter() - t0
@@ -72,7 +72,7 @@ async def test_a_large_write_does_not_hold_the_event_loop(store: FarmStore) -> N
     assert on_loop.worst >= 0.5 * blocking_s  # the probe sees a held loop
     # through the store's own thread: the loop keeps ticking while the batch is written
     shared = AsyncFarmStore(store)
-    async with LagProbe() as off_loop:
+    async with TickProbe() as off_loop:
         t0 = time.perf_counter()
         await shared.call(FarmStore.write_results, second)
         write_s = time.perf_counter() - t0
