@@ -334,8 +334,9 @@ def run(
                     if svc.swept.is_set():
                         svc.swept.clear()
                         if svc.last_sweep is not None:
-                            console.print(sweep_line(svc.last_sweep, len(await svc.store.call(FarmStore.open_alerts)),
-                                                     waiting_for_scan=bool(svc_cfg.scan_cidrs) and svc.last_scan is None))
+                            waiting = bool(svc_cfg.scan_cidrs) and svc.last_scan is None  # before the await below
+                            open_alerts = len(await svc.store.call(FarmStore.open_alerts))
+                            console.print(sweep_line(svc.last_sweep, open_alerts, waiting_for_scan=waiting))
             finally:
                 svc.stop()
                 try:
