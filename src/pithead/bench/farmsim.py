@@ -23,19 +23,9 @@ import random
 import time
 from multiprocessing.connection import Connection
 
-from pithead.chain.compact import bits_to_target
-from pithead.chain.params import REGTEST
 from pithead.fleetsim.clock import SimClock
-from pithead.fleetsim.device import PoolConf
 from pithead.fleetsim.fleet import Fleet
-from pithead.fleetsim.mining import MiningBridge
 from pithead.fleetsim.server import FleetServer
-from pithead.miner.core import active_path
-from pithead.stratum.difficulty import VarDiffConfig
-from pithead.stratum.server.pool import PoolServer
-from pithead.stratum.v1.pool import PoolRules
-from pithead.template.block_template import BlockTemplate
-from pithead.template.sources.static import StaticTemplateSource
 
 SWEEP_CONCURRENCY = 256  # like asic-rs' identify concurrency; a poller's typical fan-out
 IO_TIMEOUT_S = 10.0
@@ -147,6 +137,19 @@ async def _sweep(targets: list[tuple[str, int, str]]) -> tuple[float, int]:
 
 async def _mine_bench(n: int, seconds: float, duty: float) -> None:
     """N simulated devices mine against pithead's own pool (in this process) for `seconds`."""
+    # deferred: the fleet's child process imports this module too, and this bench reports its memory; the
+    # pool, template and hashing imports of the mining run stay out of it (each line below says so).
+    from pithead.chain.compact import bits_to_target  # deferred (see above)
+    from pithead.chain.params import REGTEST  # deferred (see above)
+    from pithead.fleetsim.device import PoolConf  # deferred (see above)
+    from pithead.fleetsim.mining import MiningBridge  # deferred (see above)
+    from pithead.miner.core import active_path  # deferred (see above)
+    from pithead.stratum.difficulty import VarDiffConfig  # deferred (see above)
+    from pithead.stratum.server.pool import PoolServer  # deferred (see above)
+    from pithead.stratum.v1.pool import PoolRules  # deferred (see above)
+    from pithead.template.block_template import BlockTemplate  # deferred (see above)
+    from pithead.template.sources.static import StaticTemplateSource  # deferred (see above)
+
     bits = 0x1D00FFFF  # shares never make blocks
     now = int(time.time())
     tpl = BlockTemplate(
