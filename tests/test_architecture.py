@@ -75,6 +75,14 @@ def test_siblings_of_one_layer_may_not_import_each_other(tree_copy: Path) -> Non
     assert "pithead.farm is not allowed to import pithead.ledger" in result.stdout, result.stdout
 
 
+def test_the_farm_manager_may_not_reach_into_the_pool(tree_copy: Path) -> None:
+    """Stratum sits below the farm's layer, yet the farm reads devices through their own APIs only."""
+    _append(tree_copy / "src/pithead/farm/poller.py", "import pithead.stratum.difficulty  # the pool's code")
+    result = _lint(tree_copy, tree_copy / "src")
+    assert result.returncode != 0
+    assert "pithead.farm is not allowed to import pithead.stratum" in result.stdout, result.stdout
+
+
 def test_a_socket_in_a_sans_io_core_breaks_the_contract(tree_copy: Path) -> None:
     _append(tree_copy / "src/pithead/stratum/v1/wire.py", "import socket  # I/O in a sans-IO core")
     result = _lint(tree_copy, tree_copy / "src")
