@@ -135,8 +135,9 @@ class Stats:
     `version` is the identity entry (legacy STATS[0], `new_api` INFO). `ideal_ghs` is the nameplate
     rate the firmware expects; `power_w` is None on firmware that does not report power (stock S19 /
     S19 XP); `state` is bmminer's chain state ("mining", "sleep", ...) and `miner_mode` its work mode
-    (0 normal, 1 sleep, 3 low power), both written, neither read back. The legacy shape has no
-    `ghs_av` under that name and no `miner_mode`; the `new_api` shape no `frequency` or `device_id`.
+    (0 normal, 1 sleep, 3 low power). `state` is written, never read back; the legacy shape carries no
+    `miner_mode` and no `api` in its identity entry, the `new_api` shape no `frequency`, `device_id`,
+    `api` or `bmminer`.
     """
 
     version: Version
