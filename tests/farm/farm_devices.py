@@ -9,21 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from pithead.farm.protocol import axeos as ax
-from pithead.farm.protocol import cgminer as cg
+from pithead.farm.protocol.cgminer import build as cgb
+from pithead.farm.protocol.cgminer import sections as cgs
+from pithead.farm.protocol.cgminer import wire as cg
 
 WHEN = 1_700_000_000
 
 
-def chain(index: int, chips: int = 110, ghs: float = 46_700.0, pcb: int = 55, chip: int = 70) -> cg.ChainFigures:
-    return cg.ChainFigures(index=index, asic_num=chips, rate_real_ghs=ghs if chips else 0.0, rate_ideal_ghs=46_700.0,
-                           freq_avg=525.0, temp_pcb=(pcb, pcb, pcb - 5, pcb - 5),
-                           temp_chip=(chip, chip, chip - 5, chip - 5), temp_pic=(0, 0, 0, 0), hw=3, sn=f"SN{index}")
+def chain(index: int, chips: int = 110, ghs: float = 46_700.0, pcb: int = 55, chip: int = 70) -> cgs.Chain:
+    return cgs.Chain(index=index, chips=chips, rate_ghs=ghs if chips else 0.0, ideal_ghs=46_700.0,
+                     freq_avg=525.0, temp_pcb=(pcb, pcb, pcb - 5, pcb - 5),
+                     temp_chip=(chip, chip, chip - 5, chip - 5), temp_pic=(0, 0, 0, 0), hw=3, serial=f"SN{index}",
+                     voltage_mv=12625)
+
+
+def stock_version(model: str) -> cgs.Version:
+    """What a stock bmminer says about itself (VERSION, and the STATS identity entry)."""
+    return cgs.Version(model, api="3.1", compile_time="Thu Nov 24 15:54:04 CST 2022", bmminer="1.0.0",
+                       miner="uart_trans.1.3")
 
 
 @dataclass
@@ -31,7 +41,7 @@ class Antminer:
     """State of one fake bmminer device; the server answers from it on every connection."""
 
     model: str = "Antminer S19 XP"
-    chains: list[cg.ChainFigures] = field(default_factory=lambda: [chain(0), chain(1), chain(2)])
+    chains: list[cgs.Chain] = field(default_factory=lambda: [chain(0), chain(1), chain(2)])
     fans: tuple[int, ...] = (2800, 2820, 2790, 2810)
     pools: list[tuple[str, str]] = field(default_factory=lambda: [("stratum+tcp://127.0.0.1:3333", "addr.rig1")])
     active_pool: int = 0
@@ -48,25 +58,24 @@ class Antminer:
     delay_s: float = 0.0
 
     def ghs(self) -> float:
-        return 0.0 if self.sleeping else sum(c.rate_real_ghs for c in self.chains)
+        return 0.0 if self.sleeping else sum(c.rate_ghs or 0.0 for c in self.chains)
 
     def reply(self, cmd: str, params: tuple[str, ...]) -> dict[str, Any]:
-        ok = lambda code, msg: cg.Status(cg.Severity.SUCCESS, WHEN, code, msg, "bmminer 1.0.0")  # noqa: E731
+        ok = lambda code, msg: cg.Status(cg.ReplySeverity.SUCCESS, WHEN, code, msg, "bmminer 1.0.0")  # noqa: E731
         if cmd == "version":
-            v = cg.VersionInfo(self.model)
-            return cg.build_reply(ok(cg.Code.VERSION, "CGMiner versions"), "VERSION", [v.to_section()])
+            v = stock_version(self.model)
+            return cg.build_reply(ok(cg.Code.VERSION, "CGMiner versions"), "VERSION", [cgb.version_section(v)])
         if cmd == "summary":
-            s = cg.SummaryFigures(self.elapsed, self.ghs(), self.ghs(), self.ghs(), 100, 1, 5)
-            return cg.build_reply(ok(cg.Code.SUMM, "Summary"), "SUMMARY", [s.to_section()])
+            s = cgs.Summary(self.elapsed, self.ghs(), self.ghs(), 100, 1, 5, ghs_30m=self.ghs(), best_share=0)
+            return cg.build_reply(ok(cg.Code.SUMM, "Summary"), "SUMMARY", [cgb.summary_section(s)])
         if cmd == "stats":
             chains = tuple(self.chains) if not self.sleeping else tuple(
-                cg.ChainFigures(c.index, c.asic_num, 0.0, c.rate_ideal_ghs, c.freq_avg, c.temp_pcb, c.temp_chip,
-                                c.temp_pic, c.hw, c.sn) for c in self.chains)
-            st = cg.StatsFigures(cg.VersionInfo(self.model), "BTM_SOC0", self.elapsed, self.ghs(), self.ghs(),
-                                 self.ghs(), 3 * 46_700.0, 525, self.fans, 80, chains, power_w=self.power_w)
-            return cg.build_reply(ok(cg.Code.MINESTATS, "CGMiner stats"), "STATS", st.legacy_section())
+                dataclasses.replace(c, rate_ghs=0.0) for c in self.chains)
+            st = cgs.Stats(stock_version(self.model), self.elapsed, self.ghs(), self.ghs(), self.ghs(), 3 * 46_700.0,
+                           self.fans, chains, power_w=self.power_w, frequency=525)
+            return cg.build_reply(ok(cg.Code.MINESTATS, "CGMiner stats"), "STATS", cgb.stats_legacy_section(st))
         if cmd == "pools":
-            items = [cg.PoolEntry(i, u, w, "Alive", i, i == self.active_pool).to_section()
+            items = [cgb.pool_section(cgs.Pool(i, u, w, alive=True, active=i == self.active_pool, priority=i))
                      for i, (u, w) in enumerate(self.pools)]
             return cg.build_reply(ok(cg.Code.POOL, f"{len(items)} Pool(s)"), "POOLS", items)
         if cmd in cg.PRIVILEGED_COMMANDS and not self.privileged:

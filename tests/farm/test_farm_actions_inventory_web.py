@@ -18,6 +18,7 @@ from pithead.farm.inventory import InventoryError, Labeler, Scanner, expand_targ
 from pithead.farm.model import Device, DeviceAddress, DeviceState, DriverKind, Identity, Labels
 from pithead.farm.poller import Poller
 from pithead.farm.store import FarmStore
+from pithead.farm.store_async import AsyncFarmStore
 from pithead.web.farm import FarmAuth, make_router
 
 
@@ -33,7 +34,7 @@ async def test_actions_are_audited(servers: Servers, store: FarmStore) -> None:
     port = await servers.antminer(dev)
     d = Device(DeviceAddress("127.0.0.1", port, DriverKind.CGMINER), Identity("Antminer", "Antminer S19 XP"))
     store.upsert_devices([d])
-    svc = ActionService(store, default_drivers(), clock=lambda: 42.0)
+    svc = ActionService(AsyncFarmStore(store), default_drivers(), clock=lambda: 42.0)
     assert (await svc.reboot(d.id, "alice")).ok and dev.restarts == 1
     res = await svc.set_pools(d.id, [PoolSpec("stratum+tcp://10.1.1.1:3333", "acct.w1", "secret")], "bob")
     assert res.ok and dev.pools == [("stratum+tcp://10.1.1.1:3333", "acct.w1")]
@@ -64,7 +65,7 @@ async def test_curtailment_round_trip_on_live_devices(servers: Servers, store: F
     drivers = default_drivers()
     await Poller(drivers).sweep(devs, store.write_results)
     now = 100_000.0
-    svc = ActionService(store, drivers, clock=lambda: now)
+    svc = ActionService(AsyncFarmStore(store), drivers, clock=lambda: now)
     pol = CurtailmentPolicy(strike_price_per_mwh=80.0, max_switches_per_step=2)
     d = decide(machines_from_statuses(store.statuses(), store.curtailment()), 150.0, now, pol)
     assert d.power_down == (devs[1].id, devs[2].id)
@@ -122,7 +123,8 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
     store.open_alert(down.id, "offline", "critical", "down", 1.0)
     app = FastAPI()
     token = "router-test-token-0123456789"
-    app.include_router(make_router(store, ActionService(store, drivers), PriceSchedule.flat(50.0), lambda: 0.05,
+    shared = AsyncFarmStore(store)
+    app.include_router(make_router(shared, ActionService(shared, drivers), PriceSchedule.flat(50.0), lambda: 0.05,
                                    auth=FarmAuth(token)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
                                  headers={"Authorization": f"Bearer {token}"}) as c:
@@ -167,6 +169,7 @@ async def test_web_router(servers: Servers, store: FarmStore) -> None:
 
 async def test_web_router_serves_the_labels_it_is_given(store: FarmStore) -> None:
     app = FastAPI()
-    app.include_router(make_router(store, None, PriceSchedule.flat(60.0), lambda: 0.06, notes={"price": "demo price"}))
+    app.include_router(make_router(AsyncFarmStore(store), None, PriceSchedule.flat(60.0), lambda: 0.06,
+                                   notes={"price": "demo price"}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         assert (await c.get("/farm/api/notes")).json() == {"price": "demo price"}

@@ -137,19 +137,19 @@ def test_manager_opens_resolves_and_joins_the_ledger(store: FarmStore) -> None:
         def deliver(self, events):  # type: ignore[no-untyped-def]
             delivered.extend(events)
 
-    mgr = AlertManager(store, T, ledger, [Collect()])
-    events = mgr.run_once(t)
+    mgr = AlertManager(T, ledger, [Collect()])
+    events = mgr.run_once(store, t)
     assert {(e.device_id, e.kind, e.action) for e in events} == {
         (b.id, "overheat", "opened"), (c.id, "no_shares", "opened")}
-    assert mgr.run_once(t + 60) == []  # still open: nothing new, no duplicates
+    assert mgr.run_once(store, t + 60) == []  # still open: nothing new, no duplicates
     assert len(store.open_alerts()) == 2
     store.write_results([PollResult(b.id, t + 120, DeviceState.OK, reading(b, t + 120, worker="w.b"))])
-    events = mgr.run_once(t + 120)
+    events = mgr.run_once(store, t + 120)
     assert [(e.device_id, e.kind, e.action) for e in events] == [(b.id, "overheat", "resolved")]
     assert len(delivered) == 3
     assert {a.kind for a in store.open_alerts()} == {"no_shares"}
     store.remove_device(c.id)  # forgotten devices do not keep alerts open
-    assert [(e.device_id, e.action) for e in mgr.run_once(t + 180)] == [(c.id, "resolved")]
+    assert [(e.device_id, e.action) for e in mgr.run_once(store, t + 180)] == [(c.id, "resolved")]
     assert store.open_alerts() == []
 
 
@@ -172,8 +172,8 @@ async def test_webhook_delivery_to_a_loopback_server(servers: Servers, store: Fa
         d = device(7)
         store.upsert_devices([d])
         store.write_results([PollResult(d.id, 0.0, DeviceState.TIMEOUT, error="no answer")])
-        mgr = AlertManager(store, T, sinks=[sink])
-        events = mgr.run_once(1000.0)
+        mgr = AlertManager(T, sinks=[sink])
+        events = mgr.run_once(store, 1000.0)
         assert len(events) == 1
         await sink.flush(timeout_s=10)
     finally:

@@ -31,10 +31,11 @@ from pithead.farm.drivers import default_drivers
 from pithead.farm.model import Device, DeviceAddress, DriverKind, Identity, Labels
 from pithead.farm.service import FarmService, FarmServiceConfig
 from pithead.farm.store import FarmStore
+from pithead.farm.store_async import AsyncFarmStore
 from pithead.fleetsim.clock import ManualClock
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.server import FleetServer
-from pithead.web.farm import TOKEN_ENV, FarmAuth, FarmAuthError, load_token, make_router
+from pithead.web.farm import TOKEN_ENV, FarmAuth, FarmAuthError, load_token, make_router, service_router
 from pithead.web.server import WebServer
 
 TOKEN = "s3cret-token-for-the-farm-0123456789"
@@ -60,7 +61,7 @@ class Farm:
         self.clock.advance(600.0)
 
     def router(self, auth: FarmAuth | None = None) -> APIRouter:
-        return make_router(self.store, self.actions, auth=auth)
+        return make_router(self.actions.store, self.actions, auth=auth)
 
     def app(self, auth: FarmAuth | None = None, router: APIRouter | None = None) -> FastAPI:
         app = FastAPI()
@@ -82,7 +83,8 @@ async def farm() -> AsyncIterator[Farm]:
     store = FarmStore(":memory:")
     store.upsert_devices([device])
     try:
-        yield Farm(fleet, clock, store, ActionService(store, default_drivers(), clock=clock.now), device)
+        yield Farm(fleet, clock, store, ActionService(AsyncFarmStore(store), default_drivers(), clock=clock.now),
+                   device)
     finally:
         store.close()
         await server.close()
@@ -311,12 +313,12 @@ def test_the_token_never_shows_in_reprs(tmp_path: Path) -> None:
 
 async def test_service_router_takes_the_token_from_env_or_config(
         farm: Farm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`pithead up` builds the router through FarmService.router(): PITHEAD_FARM_TOKEN reaches it there."""
+    """`pithead up` builds the router through service_router(): PITHEAD_FARM_TOKEN reaches it there."""
     url = action_url(farm.device.id, "reboot")
 
     async def post(svc: FarmService, token: str | None) -> int:
         app = FastAPI()
-        app.include_router(svc.router())
+        app.include_router(service_router(svc))
         async with lan_client(app) as c:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             return (await c.post(url, json={"actor": "ops"}, headers=headers)).status_code
@@ -337,7 +339,7 @@ async def test_service_router_takes_the_token_from_env_or_config(
     assert await post(from_file, "file-token-0123456789abcdef") == 200
     monkeypatch.setenv(TOKEN_ENV, "short")
     with pytest.raises(FarmAuthError, match=TOKEN_ENV):
-        plain.router()
+        service_router(plain)
     assert farm.sim_device.restarts == 2
 
 

@@ -41,7 +41,7 @@ from pithead.fleetsim.clock import ManualClock
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.models import Family
 from pithead.fleetsim.server import FleetServer
-from pithead.web.farm import FarmAuth
+from pithead.web.farm import FarmAuth, service_router
 from pithead.web.server import WebServer
 
 TOKEN = "central-ingest-token-0123456789abcdef"
@@ -83,7 +83,7 @@ class Central:
 
     async def start(self, port: int = 0) -> None:
         app = FastAPI()
-        app.include_router(self.svc.router(auth=FarmAuth(TOKEN)))
+        app.include_router(service_router(self.svc, auth=FarmAuth(TOKEN)))
         self.web = WebServer(app, "127.0.0.1", port)
         await self.web.start()
         self.url = self.web.url
@@ -214,7 +214,7 @@ async def test_two_collectors_give_the_central_the_whole_fleet_and_its_alerts(
     assert all(st.state is DeviceState.OK and st.reading is not None for st in statuses.values())
     assert {st.device.labels.rack for st in statuses.values()} == {"r0", "r1"}  # labels came with the inventory
     assert sorted(history_keys(central.store)) == sorted((r.device_id, r.time) for r in a.fwd.handed + b.fwd.handed)
-    central.svc.central_tick()  # alerts, rollups, energy over the whole fleet
+    await central.svc.central_tick()  # alerts, rollups, energy over the whole fleet
     alerts = {(al.device_id, al.kind) for al in central.store.open_alerts()}
     assert (victim.id, AlertKind.FAN_FAILURE.value) in alerts
     async with httpx.AsyncClient(base_url=central.url) as http:
@@ -329,7 +329,7 @@ async def test_without_a_token_ingest_is_loopback_only(sim: Sim) -> None:
     store = FarmStore(":memory:")
     svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL))
     app = FastAPI()
-    app.include_router(svc.router(auth=FarmAuth()))
+    app.include_router(service_router(svc, auth=FarmAuth()))
     body = encode_batch(new_batch_id(), "lan", sim.devices[:1], ())
     lan = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("192.168.1.50", 40000)),
                             base_url="http://10.1.0.5")
@@ -506,16 +506,16 @@ async def test_a_shard_whose_collector_went_quiet_goes_offline_centrally_and_com
     svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL, poll_interval_s=60.0), clock=lambda: now[0])
     poller = Poller(default_drivers(), clock=lambda: now[0])
     _, results = await poller.sweep(sim.devices)
-    svc.ingest.handle(batch_of(results, sim.devices), None)
-    assert svc.central_tick() == [] and store.open_alerts() == []
+    await svc.ingest.handle(batch_of(results, sim.devices), None)
+    assert await svc.central_tick() == [] and store.open_alerts() == []
     now[0] += 200.0  # no collector has said anything for 200 s (> 3 intervals)
-    assert sorted(svc.central_tick()) == sorted(d.id for d in sim.devices)
+    assert sorted(await svc.central_tick()) == sorted(d.id for d in sim.devices)
     assert all(st.state is DeviceState.UNREACHABLE and "no reading forwarded" in (st.error or "")
                for st in store.statuses())
     assert {(a.device_id, a.kind) for a in store.open_alerts()} == {(d.id, "offline") for d in sim.devices}
     _, fresh = await poller.sweep(sim.devices)  # the collector is back
-    svc.ingest.handle(batch_of(fresh), None)
-    svc.central_tick()
+    await svc.ingest.handle(batch_of(fresh), None)
+    await svc.central_tick()
     assert all(st.state is DeviceState.OK for st in store.statuses())
     assert store.open_alerts() == []
     store.close()
@@ -529,13 +529,13 @@ async def test_readings_drained_late_are_rolled_up_into_their_buckets(sim: Sim) 
     at = [t0 + 10.0]
     poller = Poller(default_drivers(), clock=lambda: at[0])
     _, first = await poller.sweep(sim.devices)
-    svc.ingest.handle(batch_of(first, sim.devices), None)
-    svc.central_tick()
+    await svc.ingest.handle(batch_of(first, sim.devices), None)
+    await svc.central_tick()
     assert {r.samples for r in store.rollups(300, t0)} == {1}
     at[0] = t0 + 70.0  # a reading of the same 5-min bucket, arriving after it was rolled up (a drained spool)
     _, late = await poller.sweep(sim.devices)
-    svc.ingest.handle(batch_of(late), None)
-    svc.central_tick()
+    await svc.ingest.handle(batch_of(late), None)
+    await svc.central_tick()
     rows = store.rollups(300, t0)
     assert len(rows) == DEVICES and {r.samples for r in rows} == {2}
     assert {r.samples for r in store.rollups(3600, t0)} == {2}
@@ -607,7 +607,7 @@ async def test_a_restarted_central_gives_collectors_time_to_drain_before_judging
     store = FarmStore(":memory:")
     svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL, poll_interval_s=60.0), clock=lambda: now[0])
     _, results = await Poller(default_drivers(), clock=lambda: now[0]).sweep(sim.devices)
-    svc.ingest.handle(batch_of(results, sim.devices), None)
+    await svc.ingest.handle(batch_of(results, sim.devices), None)
     now[0] += 1000.0  # the central was down for a while: every stored status is old
     task = asyncio.create_task(svc.run())
     async with asyncio.timeout(WAIT_S):
@@ -616,7 +616,7 @@ async def test_a_restarted_central_gives_collectors_time_to_drain_before_judging
     await task
     assert all(st.state is DeviceState.OK for st in store.statuses()) and store.open_alerts() == []
     now[0] += 200.0  # still nothing from the collectors after the grace: now they are silent
-    assert len(svc.central_tick()) == DEVICES
+    assert len(await svc.central_tick()) == DEVICES
     store.close()
 
 
@@ -637,7 +637,7 @@ async def test_a_batch_whose_reply_was_lost_is_resent_and_not_counted_twice(
     store = FarmStore(":memory:")
     svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL))
     app = FastAPI()
-    app.include_router(svc.router(auth=FarmAuth(TOKEN)))
+    app.include_router(service_router(svc, auth=FarmAuth(TOKEN)))
     held: list[str] = []
 
     @app.middleware("http")

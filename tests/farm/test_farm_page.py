@@ -28,6 +28,7 @@ from pithead.farm.model import (
     Reading,
 )
 from pithead.farm.store import FarmStore
+from pithead.farm.store_async import AsyncFarmStore
 from pithead.web.farm import COLOURS, make_router
 
 pytestmark = pytest.mark.browser
@@ -56,7 +57,7 @@ def farm_url(tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     store.open_alert(devices[5].id, "overheat", "critical", "chip 97 °C > 90 °C", 1.0)
     store.set_curtailed(devices[7].id, True, 1.0)
     app = FastAPI()
-    app.include_router(make_router(store, None, PriceSchedule.flat(45.0), lambda: 0.05))
+    app.include_router(make_router(AsyncFarmStore(store), None, PriceSchedule.flat(45.0), lambda: 0.05))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)

@@ -24,6 +24,7 @@ from pithead.farm.inventory import Scanner
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.poller import Poller
 from pithead.farm.store import FarmStore
+from pithead.farm.store_async import AsyncFarmStore
 from pithead.fleetsim.clock import ManualClock
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.models import Family
@@ -131,11 +132,11 @@ async def test_faults_actions_and_curtailment_against_the_simulator(sim: Sim) ->
     workers = {s.device.id: s.reading.worker for s in store.statuses() if s.reading}
     now = sim.clock.now()
     ledger = MappingShareActivity({w: now - 60 for w in workers.values() if w} | {workers[a1.id]: now - 1200})
-    events = AlertManager(store, shares=ledger).run_once(now)
+    events = AlertManager(shares=ledger).run_once(store, now)
     assert (a1.id, "no_shares") in {(e.device_id, e.kind) for e in events}
 
     # audited actions through the device's own API change the simulated device
-    svc = ActionService(store, drivers, clock=sim.clock.now)
+    svc = ActionService(AsyncFarmStore(store), drivers, clock=sim.clock.now)
     res = await svc.set_pools(a1.id, [PoolSpec("stratum+tcp://10.9.8.7:3333", "ops.a1")], "ops")
     assert res.ok, res.error
     assert [p.user for p in sim.fleet.device(a1.address.host).configured_pools(sim.fleet.ctx)] == ["ops.a1"]
@@ -172,6 +173,6 @@ async def test_degraded_device_reading_carries_the_firmware_diagnosis(sim: Sim) 
     for s in store.statuses():
         if s.reading is not None and s.reading.errors:
             assert looks_degraded(s.reading)
-    events = AlertManager(store).run_once(sim.clock.now())
+    events = AlertManager().run_once(store, sim.clock.now())
     assert (target.id, "fan_failure") in {(e.device_id, e.kind) for e in events}
     store.close()

@@ -17,7 +17,7 @@ from pithead.farm.model import (
     PollResult,
     Reading,
 )
-from pithead.farm.store import FarmStore, StoreError
+from pithead.farm.store import FarmStore, FarmStoreError
 
 
 def device(i: int, site: str = "s1", rack: str = "r1") -> Device:
@@ -58,9 +58,9 @@ def test_inventory_upsert_keeps_labels(store: FarmStore) -> None:
     assert store.upsert_devices([unlabelled]) == 0
     d1 = store.device(device(1).id)
     assert d1.labels == Labels("north", "A7", "3-07") and d1.identity.firmware == "new" and d1.last_seen == 50
-    with pytest.raises(StoreError):
+    with pytest.raises(FarmStoreError):
         store.set_labels("cgminer://10.9.9.9:4028", Labels("x"))
-    with pytest.raises(StoreError):
+    with pytest.raises(FarmStoreError):
         store.set_labels(device(2).id, Labels("x" * 100))
 
 

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from pithead.fleetsim.clock import ManualClock
-from pithead.fleetsim.device import PoolConf
+from pithead.fleetsim.device import FleetContext, PoolConf, SimDevice
 from pithead.fleetsim.fleet import Action, Fleet, FleetConfigError, allocate_ips, parse_mix
-from pithead.fleetsim.models import MODELS, FailureRates
+from pithead.fleetsim.models import BITAXE_BEHAVIOUR, MODELS, MULTI_BOARD_BEHAVIOUR, FailureRates, Family
 
 T0 = 1_760_000_000.0
 
@@ -223,3 +223,55 @@ def test_every_failure_kind_happens_at_speed() -> None:
     assert any(d.throttled for d in fleet)
     assert any(d.hot_c for d in fleet)
     assert sum(d.restarts for d in fleet) > 100
+
+
+# ---------------------------------------------------------------- vendor behaviour is model data
+
+
+def test_the_device_logic_has_no_vendor_branches() -> None:
+    """What differs between families is `Behaviour` data on the model, not branches on `Family`."""
+    import ast
+    from pathlib import Path
+
+    from pithead.fleetsim import device
+
+    names = {n.id for n in ast.walk(ast.parse(Path(device.__file__).read_text())) if isinstance(n, ast.Name)}
+    assert "Family" not in names
+    assert {m.behaviour for m in MODELS.values()} == {MULTI_BOARD_BEHAVIOUR, BITAXE_BEHAVIOUR}
+    assert all((m.behaviour is BITAXE_BEHAVIOUR) == (m.family is Family.BITAXE) for m in MODELS.values())
+
+
+def test_behaviour_data_drives_the_device() -> None:
+    """The same Antminer model given a Bitaxe's behaviour behaves like one: it idles at the Bitaxe's
+    power and fan duty, keeps hashing (hotter) with a dead fan, and never loses a board on wake."""
+    stock = MODELS["s19"]
+    odd = dataclasses.replace(stock, behaviour=BITAXE_BEHAVIOUR)
+    ctx = FleetContext(seed=1)
+    for spec, idle_w, pwm in ((stock, 25.0, 30), (odd, 3.0, 25)):
+        dev = SimDevice(0, spec, "127.16.0.1", ctx, T0)
+        dev.set_sleep(ctx, T0, True)
+        snap = dev.snapshot(ctx, T0 + 1)
+        assert (snap.power_w, snap.fan_pwm) == (idle_w, pwm)
+    cool = FleetContext(seed=1, base_ambient_c=0.0)  # so the hotter chip stays under its protection limit
+    for spec, stops in ((stock, True), (odd, False)):
+        dev = SimDevice(0, spec, "127.16.0.1", cool, T0)
+        healthy = dev.snapshot(cool, T0 + 1)
+        dev.failed_fans = 1
+        snap = dev.snapshot(cool, T0 + 2)
+        assert ("F:1" in snap.errors) is stops and snap.hashing is not stops
+        if not stops:
+            assert snap.chip_temp_c == pytest.approx(healthy.chip_temp_c + BITAXE_BEHAVIOUR.fan_lost_heat_c, abs=1)
+    always = FleetContext(seed=1, rates=FailureRates(wake_failure=1.0))  # every wake loses a board, if it can
+    for spec, loses in ((stock, True), (odd, False)):
+        dev = SimDevice(0, spec, "127.16.0.1", always, T0)
+        dev.restart(always, T0 + 1)
+        assert (dev.dead_boards != 0) is loses
+
+
+def test_every_family_has_its_surfaces() -> None:
+    from pithead.fleetsim.server import API_FAMILIES
+    from pithead.fleetsim.surfaces import SURFACES
+
+    assert set(SURFACES) == set(Family)
+    assert API_FAMILIES == {Family.ANTMINER, Family.WHATSMINER}  # a Bitaxe has nothing on 4028
+    assert [f for f, s in SURFACES.items() if s.web_digest] == [Family.ANTMINER]

@@ -33,7 +33,7 @@ def test_record_then_replay_a_live_run(tmp_path) -> None:
     import subprocess
     import sys
 
-    from pithead.farm.protocol import cgminer as cg
+    from pithead.farm.protocol.cgminer import wire as cg
 
     rec = tmp_path / "run.jsonl"
     proc = subprocess.Popen(

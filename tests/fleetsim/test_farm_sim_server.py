@@ -14,7 +14,8 @@ import orjson
 import pytest
 
 from pithead.farm.protocol import axeos
-from pithead.farm.protocol import cgminer as cg
+from pithead.farm.protocol.cgminer import parse as cgp
+from pithead.farm.protocol.cgminer import wire as cg
 from pithead.fleetsim.clock import ManualClock
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.server import FleetServer
@@ -44,8 +45,8 @@ async def test_dispatch_on_destination_address(served, api) -> None:
     a, b = _dev(fleet, "s19xp"), _dev(fleet, "s19")
     ra = cg.decode_reply(await api(a.ip, port, cg.encode_request("version")))
     rb = cg.decode_reply(await api(b.ip, port, cg.encode_request("version")))
-    assert cg.parse_version(ra).miner_type == "Antminer S19 XP"
-    assert cg.parse_version(rb).miner_type == "Antminer S19"
+    assert cgp.parse_version(ra).miner_type == "Antminer S19 XP"
+    assert cgp.parse_version(rb).miner_type == "Antminer S19"
     assert srv.stats.api_requests == 2
 
 
@@ -53,7 +54,7 @@ async def test_reply_is_nul_terminated_then_closed(served, api) -> None:
     fleet, _srv, port, _web, _clock = served
     raw = await api(_dev(fleet, "s19").ip, port, b'{"command":"summary"}')
     assert raw.endswith(b"\x00") and raw.count(b"\x00") == 1  # read() returned: the server closed
-    s = cg.parse_summary(cg.decode_reply(raw))
+    s = cgp.parse_summary(cg.decode_reply(raw))
     snap = _dev(fleet, "s19").snapshot(fleet.ctx, fleet.now())
     assert s.ghs_5s == pytest.approx(snap.rate_5s_ghs, abs=0.01)
     assert s.accepted == snap.accepted
@@ -65,13 +66,13 @@ async def test_joined_command_and_text_form(served, api) -> None:
     joined = cg.decode_reply(await api(ip, port, cg.encode_request(["version", "summary", "stats", "pools"])))
     parts = cg.split_joined_reply(cg.check_status(joined))
     assert set(parts) == {"version", "summary", "stats", "pools"}
-    assert len(cg.parse_stats(parts["stats"]).chains) == 3
-    assert cg.parse_pools(parts["pools"])[0].active
+    assert len(cgp.parse_stats(parts["stats"]).chains) == 3
+    assert cgp.parse_pools(parts["pools"])[0].active
     # the plain-text form gets cgminer's plain-text reply: STATUS=S,…|POOL=0,URL=…|
     raw_text = await api(ip, port, b"pools")
     assert raw_text.startswith(b"STATUS=S,When=") and b"|POOL=0,URL=stratum+tcp://127.0.0.1:3333," in raw_text
-    assert cg.parse_pools(cg.decode_text_reply(raw_text))[0].url == "stratum+tcp://127.0.0.1:3333"
-    summ = cg.parse_summary(cg.decode_text_reply(await api(ip, port, b"summary")))
+    assert cgp.parse_pools(cg.decode_text_reply(raw_text))[0].url == "stratum+tcp://127.0.0.1:3333"
+    summ = cgp.parse_summary(cg.decode_text_reply(await api(ip, port, b"summary")))
     assert summ.accepted > 0
     assert cg.reply_status(cg.decode_text_reply(await api(ip, port, b"summary+pools"))).code == cg.Code.INVCMD
     # a non-joinable command inside a join is denied in its own slot
@@ -84,12 +85,12 @@ async def test_joined_command_and_text_form(served, api) -> None:
 async def test_stats_new_api_and_other_reports(served, api) -> None:
     fleet, _srv, port, _web, _clock = served
     ip = _dev(fleet, "s19xp").ip
-    new = cg.parse_stats_new_api(
+    new = cgp.parse_stats_new_api(
         cg.decode_reply(await api(ip, port, cg.encode_request("stats", new_api=True)))
     )
     assert [c.chips for c in new.chains] == [110, 110, 110]
     assert all(c.serial for c in new.chains)
-    devs = cg.parse_devs(cg.decode_reply(await api(ip, port, cg.encode_request("devs"))))
+    devs = cgp.parse_devs(cg.decode_reply(await api(ip, port, cg.encode_request("devs"))))
     assert len(devs) == 3 and all(d.alive for d in devs)
     for cmd, code in (("devdetails", cg.Code.DEVDETAILS), ("config", cg.Code.MINECONFIG)):
         r = cg.decode_reply(await api(ip, port, cg.encode_request(cmd)))
@@ -114,16 +115,16 @@ async def test_privileged_pool_commands(served, api) -> None:
     assert cg.reply_status(await call("switchpool", "7")).code == cg.Code.INVPID
     assert cg.reply_status(await call("switchpool")).code == cg.Code.MISPID
     assert cg.reply_status(await call("switchpool", "1")).code == cg.Code.SWITCHP
-    pools = cg.parse_pools(await call("pools"))
+    pools = cgp.parse_pools(await call("pools"))
     assert [p.active for p in pools] == [False, True]
     assert cg.reply_status(await call("removepool", "1")).code == cg.Code.ACTPOOL
     assert cg.reply_status(await call("disablepool", "0")).code == cg.Code.DISPOOL
     r = await call("disablepool", "1")
     assert cg.reply_status(r).code == cg.Code.DISLASTP
-    assert cg.reply_status(await call("enablepool", "1")).severity == cg.Severity.INFO  # already enabled
+    assert cg.reply_status(await call("enablepool", "1")).severity == cg.ReplySeverity.INFO  # already enabled
     assert cg.reply_status(await call("enablepool", "0")).code == cg.Code.ENAPOOL
     assert cg.reply_status(await call("removepool", "0")).code == cg.Code.REMPOOL
-    assert [p.url for p in cg.parse_pools(await call("pools"))] == ["stratum+tcp://127.0.0.9:3334"]
+    assert [p.url for p in cgp.parse_pools(await call("pools"))] == ["stratum+tcp://127.0.0.9:3334"]
     assert [a.kind for a in fleet.log] == ["addpool", "switchpool", "disablepool", "enablepool", "removepool"]
     # restart: the bare RESTART reply, then the unit is gone for its boot time
     clock.advance(1)
@@ -131,7 +132,7 @@ async def test_privileged_pool_commands(served, api) -> None:
     with pytest.raises((ConnectionError, OSError, cg.CgminerReplyError)):
         cg.decode_reply(await api(dev.ip, port, cg.encode_request("summary")))
     clock.advance(dev.down_until - clock.now() + 1)
-    s = cg.parse_summary(cg.decode_reply(await api(dev.ip, port, cg.encode_request("summary"))))
+    s = cgp.parse_summary(cg.decode_reply(await api(dev.ip, port, cg.encode_request("summary"))))
     assert s.elapsed_s == 1
 
 
@@ -140,7 +141,7 @@ async def test_privileged_api_can_be_closed(served, api) -> None:
     fleet.ctx.api_write_allowed = False
     r = cg.decode_reply(await api(_dev(fleet, "s19").ip, port, cg.encode_request("switchpool", 0)))
     st = cg.reply_status(r)
-    assert (st.severity, st.code, st.msg) == (cg.Severity.ERROR, 45, "Access denied to 'switchpool' command")
+    assert (st.severity, st.code, st.msg) == (cg.ReplySeverity.ERROR, 45, "Access denied to 'switchpool' command")
 
 
 async def test_resets_for_bitaxe_on_api_port_and_unknown_addresses(served, api) -> None:
@@ -192,7 +193,7 @@ async def test_antminer_web_digest_and_cgi(served, api) -> None:
         with pytest.raises(ValueError):
             kaonsu.json()  # a JSON body here would make pyasic call this a Marathon miner
         stats = (await client.get(base + "/cgi-bin/stats.cgi", auth=auth)).json()
-        assert len(cg.parse_stats_new_api(stats).chains) == 3
+        assert len(cgp.parse_stats_new_api(stats).chains) == 3
         blink = await client.post(base + "/cgi-bin/blink.cgi", auth=auth, json={"blink": "true"})
         assert blink.json() == {"code": "B000"}
         assert (await client.get(base + "/cgi-bin/get_blink_status.cgi", auth=auth)).json() == {"blink": True}
@@ -279,7 +280,7 @@ async def test_one_process_serves_24000_devices(api) -> None:
             for dev in sample:
                 if dev.spec.family.value == "antminer":
                     reply = cg.decode_reply(await api(dev.ip, port, cg.encode_request("version")))
-                    assert cg.parse_version(reply).miner_type == dev.spec.type_string
+                    assert cgp.parse_version(reply).miner_type == dev.spec.type_string
                 else:
                     info = (await client.get(f"http://{dev.ip}:{web}{axeos.INFO_PATH}")).json()
                     assert info["hostname"] == dev.hostname and info["macAddr"] == dev.mac()

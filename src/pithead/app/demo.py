@@ -14,7 +14,6 @@ HTTP logic of its own.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -48,7 +47,7 @@ from pithead.chain.script import witness_program_script
 from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
 from pithead.farm.inventory import Labeler
 from pithead.farm.model import DriverKind
-from pithead.farm.service import FarmService, FarmServiceConfig
+from pithead.farm.service import FarmService, FarmSetup
 from pithead.farm.store import FarmStore
 from pithead.fleetsim.clock import SimClock
 from pithead.fleetsim.fleet import Fleet
@@ -246,16 +245,14 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     wanted = opts.sim_devices if opts.sim_devices is not None else (cfg.farm.sim_devices or DEFAULT_SIM_DEVICES)
     if wanted > 0:
         cidrs, ports = await _start_sim_fleet(wanted, running)
-    svc_cfg = FarmServiceConfig(
-        scan_cidrs=cidrs, rescan_interval_s=FARM_RESCAN_S, poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S),
-        max_concurrency=cfg.farm.max_concurrent_polls,
-        api_token=cfg.farm.api_token, api_token_file=cfg.farm.api_token_file,
+    setup = FarmSetup.from_config(
+        cfg.farm, scan_cidrs=cidrs, scan_ports=ports or None, rescan_interval_s=FARM_RESCAN_S,
+        poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S), labeler=Labeler.from_csv(SIM_RACKS, "demo"),
+        prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH),
     )
-    if ports:
-        svc_cfg = dataclasses.replace(svc_cfg, scan_ports=ports)
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
-    service = FarmService(farm_store, svc_cfg, labeler=Labeler.from_csv(SIM_RACKS, "demo"),
-                          prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH), hashprice=lambda: hashprice)
+    service = FarmService(farm_store, setup.config, labeler=setup.labeler, prices=setup.prices,
+                          hashprice=lambda: hashprice)
     # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
              "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"

@@ -44,7 +44,7 @@ from pithead.template.sources.failover import source_from_config
 from pithead.web import queries
 from pithead.web.adapters import PoolServerLive
 from pithead.web.app import create_app
-from pithead.web.farm import FarmAuthError
+from pithead.web.farm import FarmAuthError, service_router
 from pithead.web.server import WebServer, WebServerError
 from pithead.web.services import PoolInfo, Services
 
@@ -299,7 +299,7 @@ def run_farm_service(service: FarmService, running: Running, notes: Mapping[str,
     """Start `service` as a part stopped with the rest, and return its web router; a bad `[farm]
     api_token` setting is a clear `StartError`, not a traceback."""
     try:
-        router = service.router(notes=notes) if notes is not None else service.router()
+        router = service_router(service, notes=notes)
     except FarmAuthError as exc:
         raise StartError(f"farm: {exc}") from exc
     task = running.spawn("farm", service.run())

@@ -33,7 +33,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,10 +58,7 @@ from pithead.app.parts import (
 )
 from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.chain.params import Network
-from pithead.farm.curtailment import CurtailmentPolicy
-from pithead.farm.energy import EnergyError, PriceSchedule
-from pithead.farm.inventory import Labeler
-from pithead.farm.service import FarmService, FarmServiceConfig
+from pithead.farm.service import FarmConfigError, FarmService, FarmSetup
 from pithead.farm.store import FarmStore
 from pithead.ledger.service import bus_label
 from pithead.stratum.server.build import pool_workers, rules_from_config
@@ -165,26 +161,13 @@ async def _check_wallet(rpc: RpcClient, url: str, pool_address: str | None) -> N
 async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
     """The farm's fleet manager for `[farm]` (as `pithead farm run` builds it) on `<data_dir>/farm.sqlite3`;
     returns its web router, which the dashboard mounts at /farm/."""
-    fc = cfg.farm
-
-    def read_inputs() -> tuple[Labeler, PriceSchedule | None]:
-        labeler = Labeler.from_csv(Path(fc.labels).read_text(), fc.site) if fc.labels else Labeler((), fc.site)
-        prices = PriceSchedule.from_csv(Path(fc.price_schedule).read_text()) if fc.price_schedule else None
-        return labeler, prices
-
     try:
-        labeler, prices = await asyncio.to_thread(read_inputs)
-    except (EnergyError, OSError, ValueError) as exc:
+        setup = await asyncio.to_thread(FarmSetup.from_config, cfg.farm)
+    except FarmConfigError as exc:
         raise config_mod.ConfigError(f"[farm]: {exc}") from exc
-    svc_cfg = FarmServiceConfig(
-        scan_cidrs=tuple(fc.scan), rescan_interval_s=fc.rescan_interval, poll_interval_s=fc.poll_interval,
-        max_concurrency=fc.max_concurrent_polls, deadline_s=fc.poll_deadline, webhook_url=fc.webhook_url,
-        curtailment=CurtailmentPolicy(fc.strike_price) if fc.strike_price is not None and prices else None,
-        api_token=fc.api_token, api_token_file=fc.api_token_file,
-    )
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
     running.on_stop_sync("farm store", farm_store.close)
-    return run_farm_service(FarmService(farm_store, svc_cfg, prices=prices, labeler=labeler), running)
+    return run_farm_service(FarmService(farm_store, setup.config, prices=setup.prices, labeler=setup.labeler), running)
 
 
 def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Network) -> None:

@@ -6,10 +6,12 @@ its own loopback address (127.16.0.0/12) and the standard ports, exactly as a fa
 
 Figures printed:
 - burst sweep: every device polled once as fast as the concurrency bound allows -> devices polled per
-  second (capacity) and poller CPU seconds per 1,000 devices;
+  second (capacity) and poller CPU seconds per 1,000 devices (results are written as the farm service
+  writes them, on the store's own thread);
 - paced sweep(s): the production schedule (starts spread over 80 % of the interval) -> sweep wall time,
-  CPU per 1,000 devices, and the share of one core the collector needs at that interval; then the CPU of
-  one alert evaluation over the whole fleet (as the service runs after every sweep).
+  CPU per 1,000 devices, the share of one core the collector needs at that interval, and the worst
+  event-loop lag meanwhile (what a pool sharing the loop would see); then the CPU of one alert evaluation
+  over the whole fleet (as the service runs after every sweep, on the store's thread).
 CPU is this process's `time.process_time()` (poller + drivers + SQLite writes), measured around sweeps.
 
 Options: --devices N --interval S --sweeps K --concurrency C --deadline S --mix MIX --no-paced --db PATH
@@ -33,33 +35,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing as mp
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from fastapi import FastAPI
+
 from pithead.farm.alerts import AlertManager
 from pithead.farm.drivers import default_drivers
-from pithead.farm.model import Device, DeviceAddress, DriverKind, Identity, Labels
+from pithead.farm.forward import Forwarder, Spool, wait_drained
+from pithead.farm.model import Device, DeviceAddress, DriverKind, Identity, Labels, PollResult
 from pithead.farm.poller import SPREAD_FRACTION, Poller
+from pithead.farm.service import FarmService, FarmServiceConfig, Role
 from pithead.farm.store import FarmStore
+from pithead.farm.store_async import AsyncFarmStore
+from pithead.fleetsim.clock import SimClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.models import Family
+from pithead.fleetsim.server import FleetServer
+from pithead.web.farm import FarmAuth, service_router
+from pithead.web.server import WebServer
 
 # The bench's fleet must come up within this long (24,000 sim devices build in a few seconds).
 FLEET_START_TIMEOUT_S = 120.0
+# How often the lag probe asks to be woken: short enough to see a stall of a few milliseconds.
+LAG_TICK_S = 0.005
 
 
 def _serve_fleet(count: int, mix: str, conn: Connection) -> None:
     """Child process: serve the simulated fleet on ephemeral ports; report the device list; serve on."""
-    try:
-        from pithead.fleetsim.clock import SimClock
-        from pithead.fleetsim.fleet import Fleet
-        from pithead.fleetsim.models import Family
-        from pithead.fleetsim.server import FleetServer
-    except ImportError as exc:
-        conn.send(("error", f"the simulator is not available: {exc}"))
-        return
 
     async def serve() -> None:
         fleet = Fleet.build(count, mix, clock=SimClock())
@@ -86,18 +95,48 @@ def _devices(listing: list[tuple[str, int, str]]) -> list[Device]:
     return out
 
 
+class LagProbe:
+    """The event loop's worst lag while it runs: a task that asks to wake every `LAG_TICK_S` and records how
+    late it woke (a loop blocked by a store write would show the write's length here)."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_TICK_S
+            await asyncio.sleep(LAG_TICK_S)
+            self.worst = max(self.worst, loop.time() - due)
+
+    def __enter__(self) -> LagProbe:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 async def _run(args: argparse.Namespace, devices: list[Device], db: str) -> dict[str, Any]:
     store = FarmStore(db)
     store.upsert_devices(devices)
     poller = Poller(default_drivers(), max_concurrency=args.concurrency, deadline_s=args.deadline)
-    alerts = AlertManager(store)
+    alerts = AlertManager()
     c0 = time.process_time()
     store.statuses()  # warm the latest-status cache, as a long-running service has it warm
     print(f"status cache load for {len(devices)} devices: {time.process_time() - c0:.2f} CPU-s", flush=True)
+    # written as the farm service writes: on the store's own thread, the loop only awaiting
+    shared = AsyncFarmStore(store)
+
+    async def sink(results: Sequence[PollResult]) -> None:
+        await shared.call(FarmStore.write_results, results)
+
     n = len(devices)
     out: dict[str, Any] = {}
     c0, t0 = time.process_time(), time.perf_counter()
-    rep, _ = await poller.sweep(devices, store.write_results)
+    rep, _ = await poller.sweep(devices, sink)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     out["burst"] = (rep, wall, cpu)
     print(f"burst sweep: {n} devices in {wall:.2f} s = {n / wall:,.0f} devices/s; "
@@ -107,19 +146,21 @@ async def _run(args: argparse.Namespace, devices: list[Device], db: str) -> dict
     if args.paced:
         for k in range(args.sweeps):
             c0, t0 = time.process_time(), time.perf_counter()
-            rep, _ = await poller.sweep(devices, store.write_results, spread_s=args.interval * SPREAD_FRACTION)
+            with LagProbe() as lag:
+                rep, _ = await poller.sweep(devices, sink, spread_s=args.interval * SPREAD_FRACTION)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             # the rest of the interval is idle: CPU share = cpu per sweep / interval
             print(f"paced sweep {k + 1}: {n} devices over {wall:.1f} s (interval {args.interval:g} s) = "
                   f"{n / args.interval:,.0f} devices/s sustained; CPU {cpu:.2f} s = "
                   f"{cpu / n * 1000:.3f} CPU-s per 1,000 devices = {cpu / args.interval:.1%} of one core; "
                   f"ok {rep.ok}, timeout {rep.timeouts}, error {rep.errors + rep.unreachable}; "
-                  f"peak in flight {rep.max_in_flight}", flush=True)
+                  f"peak in flight {rep.max_in_flight}; worst event-loop lag {lag.worst * 1000:.0f} ms", flush=True)
             out[f"paced{k}"] = (rep, wall, cpu)
             c0 = time.process_time()
-            events = alerts.run_once(time.time())
+            events = await shared.call(alerts.run_once, time.time())
             print(f"  alert evaluation after the sweep: {time.process_time() - c0:.2f} CPU-s "
                   f"({len(events)} alert changes)", flush=True)
+    shared.close()
     c0 = time.process_time()
     store.rollup(time.time() + 3600)
     print(f"rollup of {n * (1 + (args.sweeps if args.paced else 0)):,} readings: "
@@ -141,36 +182,35 @@ def _serve_central(db: str, interval: float, conn: Connection) -> None:
     bench measures ingest and evaluation apart); "stop" ends it."""
 
     async def serve() -> None:
-        from fastapi import FastAPI
-
-        from pithead.farm.service import FarmService, FarmServiceConfig, Role
-        from pithead.web.farm import FarmAuth
-        from pithead.web.server import WebServer
-
         store = FarmStore(db)
         svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL, poll_interval_s=interval))
         app = FastAPI()
-        app.include_router(svc.router(auth=FarmAuth(BENCH_TOKEN)))
+        app.include_router(service_router(svc, auth=FarmAuth(BENCH_TOKEN)))
         web = WebServer(app, "127.0.0.1", 0)
         await web.start()
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        async def answer(cmd: str) -> None:
+            if cmd == "tick":  # one evaluation over the whole fleet, as the service runs every interval
+                c0 = time.process_time()
+                await svc.central_tick()
+                conn.send({"tick_cpu": time.process_time() - c0,
+                           "open_alerts": len(await svc.store.call(FarmStore.open_alerts))})
+                return
+            t = svc.ingest.total
+            conn.send({"cpu": time.process_time(), "written": t.written, "duplicates": t.duplicates,
+                       "refused": t.refused, "batches": t.batches, "first_at": t.first_at, "last_at": t.last_at,
+                       "devices": len(await svc.store.call(FarmStore.devices))})
 
         def on_command() -> None:
             cmd = conn.recv()
             if cmd == "stop":
                 done.set()
                 return
-            if cmd == "tick":  # one evaluation over the whole fleet, as the service runs every interval
-                c0 = time.process_time()
-                svc.central_tick()
-                conn.send({"tick_cpu": time.process_time() - c0, "open_alerts": len(store.open_alerts())})
-                return
-            t = svc.ingest.total
-            conn.send({"cpu": time.process_time(), "written": t.written, "duplicates": t.duplicates,
-                       "refused": t.refused, "batches": t.batches, "first_at": t.first_at, "last_at": t.last_at,
-                       "devices": len(store.devices())})
+            answering.append(loop.create_task(answer(cmd)))  # kept until the end (the loop holds weak refs)
 
+        answering: list[asyncio.Task[None]] = []
         loop.add_reader(conn.fileno(), on_command)
         conn.send(("ready", web.url))
         await done.wait()
@@ -195,11 +235,6 @@ def _collector(url: str, listing: list[tuple[str, int, str]], shard: tuple[int, 
                concurrency: int, deadline: float, interval: float, conn: Connection) -> None:
     """Child process: one collector. Commands on the pipe: ("burst",), ("replay", R), ("paced", K), ("stop",);
     each answered with a report once everything it made has been delivered to the central."""
-    import dataclasses
-
-    from pithead.farm.forward import Forwarder, Spool, wait_drained
-    from pithead.farm.service import FarmService, FarmServiceConfig, Role
-
     store = FarmStore(":memory:")
     store.upsert_devices(_devices(listing))
     fwd = Forwarder(url, BENCH_TOKEN, Spool(spool, BENCH_SPOOL_ITEMS), f"bench/{shard[0]}of{shard[1]}")
@@ -212,7 +247,7 @@ def _collector(url: str, listing: list[tuple[str, int, str]], shard: tuple[int, 
         sender = asyncio.create_task(fwd.run(stop))
         c0, t0 = time.process_time(), time.perf_counter()
         out: dict[str, Any] = {}
-        devices = svc.shard_devices()  # forwards the shard's inventory first (once)
+        devices = await svc.shard_devices()  # forwards the shard's inventory first (once)
         if cmd[0] == "burst":
             rep, results = await svc.poller.sweep(devices)
             fwd.submit_results(results)

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import multiprocessing as mp
 import os
 import random
 import time
 from multiprocessing.connection import Connection
+
+from pithead.fleetsim.clock import SimClock
+from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.server import FleetServer
 
 SWEEP_CONCURRENCY = 256  # like asic-rs' identify concurrency; a poller's typical fan-out
 IO_TIMEOUT_S = 10.0
@@ -42,10 +47,6 @@ def _cpu_s(pid: int) -> float:
 
 
 def _child(conn: Connection, n: int, mix: str) -> None:
-    from pithead.fleetsim.clock import SimClock
-    from pithead.fleetsim.fleet import Fleet
-    from pithead.fleetsim.server import FleetServer
-
     async def main() -> None:
         t0 = time.perf_counter()
         fleet = Fleet.build(n, mix, seed=1, clock=SimClock())
@@ -136,20 +137,18 @@ async def _sweep(targets: list[tuple[str, int, str]]) -> tuple[float, int]:
 
 async def _mine_bench(n: int, seconds: float, duty: float) -> None:
     """N simulated devices mine against pithead's own pool (in this process) for `seconds`."""
-    import hashlib
-
-    from pithead.chain.compact import bits_to_target
-    from pithead.chain.params import REGTEST
-    from pithead.fleetsim.clock import SimClock
-    from pithead.fleetsim.device import PoolConf
-    from pithead.fleetsim.fleet import Fleet
-    from pithead.fleetsim.mining import MiningBridge
-    from pithead.miner.core import active_path
-    from pithead.stratum.difficulty import VarDiffConfig
-    from pithead.stratum.server.pool import PoolServer
-    from pithead.stratum.v1.pool import PoolRules
-    from pithead.template.block_template import BlockTemplate
-    from pithead.template.sources.static import StaticTemplateSource
+    # deferred: the fleet's child process imports this module too, and this bench reports its memory; the
+    # pool, template and hashing imports of the mining run stay out of it (each line below says so).
+    from pithead.chain.compact import bits_to_target  # deferred (see above)
+    from pithead.chain.params import REGTEST  # deferred (see above)
+    from pithead.fleetsim.device import PoolConf  # deferred (see above)
+    from pithead.fleetsim.mining import MiningBridge  # deferred (see above)
+    from pithead.miner.core import active_path  # deferred (see above)
+    from pithead.stratum.difficulty import VarDiffConfig  # deferred (see above)
+    from pithead.stratum.server.pool import PoolServer  # deferred (see above)
+    from pithead.stratum.v1.pool import PoolRules  # deferred (see above)
+    from pithead.template.block_template import BlockTemplate  # deferred (see above)
+    from pithead.template.sources.static import StaticTemplateSource  # deferred (see above)
 
     bits = 0x1D00FFFF  # shares never make blocks
     now = int(time.time())

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import importlib
 import ipaddress
 import logging
@@ -43,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pithead.farm.model import DriverKind, Labels
+from pithead.farm.store_async import AsyncFarmStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -159,7 +159,7 @@ def poll(
                 hook = WebhookSink(webhook)
                 hook.start()
                 sinks.append(hook)
-            alerts = AlertManager(store, sinks=sinks)
+            alerts = AlertManager(sinks=sinks)
             poller = Poller(default_drivers(), max_concurrency=concurrency, deadline_s=deadline)
 
             def devices():  # type: ignore[no-untyped-def]
@@ -167,7 +167,7 @@ def poll(
 
             def after(rep):  # type: ignore[no-untyped-def]
                 now = time.time()
-                events = alerts.run_once(now)
+                events = alerts.run_once(store, now)
                 store.rollup(now)
                 console.print(f"{rep.devices} devices in {rep.wall_s:.1f} s: {rep.ok} ok, {rep.timeouts} timeout, "
                               f"{rep.unreachable} unreachable, {rep.errors} error; peak {rep.max_in_flight} "
@@ -213,11 +213,11 @@ async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) ->
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
 
-    from pithead.web.farm import HOW_TO_CONFIGURE
+    from pithead.web.farm import HOW_TO_CONFIGURE, service_router
     from pithead.web.server import WebServer, WebServerError
 
     api = FastAPI(title="pithead farm")
-    api.include_router(svc.router(auth=auth))
+    api.include_router(service_router(svc, auth=auth))
 
     @api.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
@@ -275,12 +275,9 @@ def run(
                                  "(`pithead farm collect --forward`) on the web API; needs --web."),
 ) -> None:
     """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail."""
-    # The CLI shell reads pithead's one typed config; the farm's modules themselves never import it.
     from pithead.config import ConfigError, load
-    from pithead.farm.curtailment import CurtailmentPolicy
-    from pithead.farm.energy import EnergyError, PriceSchedule
-    from pithead.farm.inventory import Labeler
-    from pithead.farm.service import FarmService, FarmServiceConfig, Role
+    from pithead.farm.service import FarmService, FarmSetup, Role
+    from pithead.farm.store import FarmStore
     from pithead.web.farm import FarmAuth, FarmAuthError, load_token
 
     web_addr = _web_address(web) if web is not None else None
@@ -288,30 +285,26 @@ def run(
         raise typer.BadParameter("--token-file guards the web endpoints: add --web HOST:PORT")
     try:
         cfg = load(config).farm
-        labeler = Labeler.from_csv(Path(cfg.labels).read_text(), cfg.site) if cfg.labels else Labeler((), cfg.site)
-        prices = PriceSchedule.from_csv(Path(cfg.price_schedule).read_text()) if cfg.price_schedule else None
         auth = FarmAuth(load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
                                    config_token_file=cfg.api_token_file)) if web_addr else None
-    except (ConfigError, EnergyError, FarmAuthError, OSError, ValueError) as exc:
+    except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     central = central or cfg.central
     if central and (web_addr is None or scan_cidr or shard != "0/1"):
         raise typer.BadParameter("--central takes readings from collectors on its web API: give --web HOST:PORT, "
                                  "and scan and shard on the collectors (`pithead farm collect`), not here")
     shard_i, shard_n = _shard(shard)
-    svc_cfg = FarmServiceConfig(
-        scan_cidrs=tuple(scan_cidr) or tuple(cfg.scan), rescan_interval_s=cfg.rescan_interval,
-        poll_interval_s=cfg.poll_interval, max_concurrency=cfg.max_concurrent_polls, deadline_s=cfg.poll_deadline,
-        shard=(shard_i, shard_n), webhook_url=webhook or cfg.webhook_url,
-        curtailment=CurtailmentPolicy(cfg.strike_price) if cfg.strike_price is not None and prices else None,
-        role=Role.CENTRAL if central else Role.STANDALONE,
-    )
-    if central:
-        svc_cfg = dataclasses.replace(svc_cfg, scan_cidrs=())
+    try:
+        setup = FarmSetup.from_config(cfg, role=Role.CENTRAL if central else Role.STANDALONE,
+                                      scan_cidrs=tuple(scan_cidr) or None, shard=(shard_i, shard_n),
+                                      webhook_url=webhook)
+    except ValueError as exc:  # FarmConfigError: a label or price file that cannot be used
+        raise typer.BadParameter(str(exc)) from exc
+    svc_cfg = setup.config
 
     async def main() -> None:
         with _store(db) as store:
-            svc = FarmService(store, svc_cfg, prices=prices, labeler=labeler)
+            svc = FarmService(store, svc_cfg, prices=setup.prices, labeler=setup.labeler)
             server = await _serve_web(svc, web_addr, auth) if web_addr is not None and auth is not None else None
             task = asyncio.create_task(svc.run())
             loop = asyncio.get_running_loop()
@@ -333,7 +326,7 @@ def run(
                         break  # --duration is up (or the service ended)
                     if svc.evaluated.is_set():
                         svc.evaluated.clear()
-                        console.print(central_line(svc), markup=False)
+                        console.print(await central_line(svc), markup=False)
                     if svc.scanned.is_set():
                         svc.scanned.clear()
                         if svc.last_scan is not None:
@@ -341,8 +334,9 @@ def run(
                     if svc.swept.is_set():
                         svc.swept.clear()
                         if svc.last_sweep is not None:
-                            console.print(sweep_line(svc.last_sweep, len(store.open_alerts()),
-                                                     waiting_for_scan=bool(svc_cfg.scan_cidrs) and svc.last_scan is None))
+                            waiting = bool(svc_cfg.scan_cidrs) and svc.last_scan is None  # before the await below
+                            open_alerts = len(await svc.store.call(FarmStore.open_alerts))
+                            console.print(sweep_line(svc.last_sweep, open_alerts, waiting_for_scan=waiting))
             finally:
                 svc.stop()
                 try:
@@ -355,16 +349,18 @@ def run(
         asyncio.run(main())
 
 
-def central_line(svc: FarmService) -> str:
+async def central_line(svc: FarmService) -> str:
     """The central service's status line after each evaluation tick."""
+    from pithead.farm.store import FarmStore
+
     tot = svc.ingest.total
     states: dict[str, int] = {}
-    for st in svc.store.statuses():
+    for st in await svc.store.call(FarmStore.statuses):
         states[st.state.value] = states.get(st.state.value, 0) + 1
     by_state = ", ".join(f"{v} {k}" for k, v in sorted(states.items())) or "no devices yet"
     return (f"fleet: {by_state}; from {len(svc.ingest.collectors)} collectors: {tot.batches} batches, "
             f"{tot.written} readings written, {tot.duplicates} duplicates and {tot.duplicate_batches} resent "
-            f"batches ignored, {tot.refused} refused; {len(svc.store.open_alerts())} open alerts")
+            f"batches ignored, {tot.refused} refused; {len(await svc.store.call(FarmStore.open_alerts))} open alerts")
 
 
 class _ConsoleLog(logging.Handler):
@@ -416,14 +412,14 @@ def collect(
     """A collector: poll shard i/n and forward the readings to a central service (spooled while it is down)."""
     from pithead.config import ConfigError, load
     from pithead.farm.forward import SPOOL_MAX_ITEMS, Forwarder, ForwardError, Spool
-    from pithead.farm.inventory import Labeler
-    from pithead.farm.service import FarmService, FarmServiceConfig, Role
+    from pithead.farm.service import FarmService, FarmSetup, Role
     from pithead.web.farm import FarmAuthError, load_token
 
     shard_i, shard_n = _shard(shard)
     try:
         cfg = load(config).farm
-        labeler = Labeler.from_csv(Path(cfg.labels).read_text(), cfg.site) if cfg.labels else Labeler((), cfg.site)
+        setup = FarmSetup.from_config(cfg, role=Role.COLLECTOR, scan_cidrs=tuple(scan_cidr) or None,
+                                      shard=(shard_i, shard_n), poll_interval_s=interval)
         token = load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
                            config_token_file=cfg.api_token_file)
     except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
@@ -437,12 +433,6 @@ def collect(
     if not 0 < len(who) <= 64 or not who.isprintable():
         raise typer.BadParameter("--name must be 1-64 printable characters")
     spool_path = spool if spool is not None else (db + ".spool" if db != ":memory:" else ":memory:")
-    svc_cfg = FarmServiceConfig(
-        scan_cidrs=tuple(scan_cidr) or tuple(cfg.scan), rescan_interval_s=cfg.rescan_interval,
-        poll_interval_s=interval if interval is not None else cfg.poll_interval,
-        max_concurrency=cfg.max_concurrent_polls, deadline_s=cfg.poll_deadline, shard=(shard_i, shard_n),
-        role=Role.COLLECTOR,
-    )
 
     async def main() -> None:
         with _store(db) as store:
@@ -454,7 +444,7 @@ def collect(
             except (ForwardError, OSError) as exc:
                 raise typer.BadParameter(str(exc)) from exc
             try:
-                svc = FarmService(store, svc_cfg, labeler=labeler, forwarder=fwd)
+                svc = FarmService(store, setup.config, labeler=setup.labeler, forwarder=fwd)
                 if queue.batches:
                     console.print(f"spool {spool_path}: {queue.batches} batches ({queue.items} items) left from "
                                   "the last run; sending them first", markup=False)
@@ -531,24 +521,24 @@ def alerts(db: str = DbOpt, all_: bool = typer.Option(False, "--all", help="Incl
 @app.command()
 def label(device: str, site: str = "", rack: str = "", position: str = "", db: str = DbOpt) -> None:
     """Set the site/rack/position of a device."""
-    from pithead.farm.store import StoreError
+    from pithead.farm.store import FarmStoreError
 
     with _store(db) as store:
         try:
             store.set_labels(device, Labels(site, rack, position))
-        except StoreError as exc:
+        except FarmStoreError as exc:
             raise typer.BadParameter(str(exc)) from exc
 
 
 @app.command()
 def forget(device: str, db: str = DbOpt) -> None:
     """Remove a device from the inventory (a re-scan that finds it again adds it back)."""
-    from pithead.farm.store import StoreError
+    from pithead.farm.store import FarmStoreError
 
     with _store(db) as store:
         try:
             store.device(device)
-        except StoreError as exc:
+        except FarmStoreError as exc:
             raise typer.BadParameter(str(exc)) from exc
         store.remove_device(device)
 
@@ -558,7 +548,7 @@ def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]
     from pithead.farm.drivers import default_drivers
 
     with _store(db) as store:
-        res = asyncio.run(fn(ActionService(store, default_drivers())))
+        res = asyncio.run(fn(ActionService(AsyncFarmStore(store), default_drivers())))
     console.print(f"{res.action} {res.device_id}: {'ok' if res.ok else 'FAILED: ' + str(res.error)} (audit #{res.audit_id})")
     if not res.ok:
         raise typer.Exit(1)
@@ -667,7 +657,7 @@ def curtail(strike: float = typer.Option(..., "--strike", help="Strike price per
         for dev in d.power_up:
             console.print(f"  up   {dev}")
         if apply and (d.power_down or d.power_up):
-            results = asyncio.run(apply_decision(d, ActionService(store, default_drivers())))
+            results = asyncio.run(apply_decision(d, ActionService(AsyncFarmStore(store), default_drivers())))
             failed = [r for r in results if not r.ok]
             console.print(f"applied: {len(results) - len(failed)} ok, {len(failed)} failed")
 

@@ -25,8 +25,9 @@ from typing import Any
 from pithead.farm.curtailment import Decision, Machine
 from pithead.farm.drivers.base import Driver, DriverError, PoolSpec, check_pool_list
 from pithead.farm.model import DriverKind, FarmError
-from pithead.farm.protocol.errors import DeviceProtocolError as CodecError
-from pithead.farm.store import DeviceStatus, FarmStore, StoreError
+from pithead.farm.protocol.errors import CodecError
+from pithead.farm.store import DeviceStatus, FarmStore, FarmStoreError
+from pithead.farm.store_async import AsyncFarmStore
 
 # Deadline per action: a reboot/switch is one or a few requests; set_pools on cgminer is ~2N+2 requests.
 ACTION_DEADLINE_S = 15.0
@@ -50,7 +51,9 @@ class ActionResult:
 
 
 class ActionService:
-    def __init__(self, store: FarmStore, drivers: Mapping[DriverKind, Driver],
+    """Audited actions; the audit rows are written through `store` (off the event loop, in order)."""
+
+    def __init__(self, store: AsyncFarmStore, drivers: Mapping[DriverKind, Driver],
                  deadline_s: float = ACTION_DEADLINE_S, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.drivers = drivers
@@ -66,16 +69,16 @@ class ActionService:
             if not auth or len(auth) > MAX_ACTOR_LEN or any(ord(c) < 32 for c in auth):
                 raise ActionError(f"bad auth {auth!r}")
             params = {**params, "auth": auth}
-        audit_id = self.store.audit_begin(actor, device_id, action, params, self.clock())
+        audit_id = await self.store.call(FarmStore.audit_begin, actor, device_id, action, params, self.clock())
         try:
-            device = self.store.device(device_id)
+            device = await self.store.call(FarmStore.device, device_id)
             if check is not None:
                 check()
             driver = self.drivers.get(device.address.driver)
             if driver is None:
                 raise ActionError(f"no driver for {device.address.driver}")
-        except (StoreError, ActionError, DriverError) as exc:
-            self.store.audit_end(audit_id, "invalid", str(exc), self.clock())
+        except (FarmStoreError, ActionError, DriverError) as exc:
+            await self.store.call(FarmStore.audit_end, audit_id, "invalid", str(exc), self.clock())
             return ActionResult(audit_id, device_id, action, False, str(exc))
         try:
             async with asyncio.timeout(self.deadline_s):
@@ -85,9 +88,9 @@ class ActionService:
         except (DriverError, CodecError, OSError) as exc:
             err = f"{type(exc).__name__}: {exc}"
         else:
-            self.store.audit_end(audit_id, "ok", None, self.clock())
+            await self.store.call(FarmStore.audit_end, audit_id, "ok", None, self.clock())
             return ActionResult(audit_id, device_id, action, True)
-        self.store.audit_end(audit_id, "failed", err, self.clock())
+        await self.store.call(FarmStore.audit_end, audit_id, "failed", err, self.clock())
         return ActionResult(audit_id, device_id, action, False, err)
 
     async def reboot(self, device_id: str, actor: str, auth: str | None = None) -> ActionResult:
@@ -140,7 +143,7 @@ async def apply_decision(decision: Decision, actions: ActionService, actor: str 
             res = await actions.set_mining(device_id, on, actor)
         results.append(res)
         if res.ok:
-            actions.store.set_curtailed(device_id, not on, actions.clock())
+            await actions.store.call(FarmStore.set_curtailed, device_id, not on, actions.clock())
 
     async with asyncio.TaskGroup() as tg:
         for d in decision.power_down:

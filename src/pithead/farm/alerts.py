@@ -17,9 +17,11 @@ Fan, board, hashrate and share checks wait `boot_grace_s` after a (re)boot; heat
 The pool side comes in through `ShareActivity`, a one-method protocol (worker names -> last accepted
 share time), so the farm never imports the ledger: `pithead up` plugs the ledger in, tests plug a dict.
 
-`AlertManager` is the thin shell: it diffs the conditions against the store's open alerts, opens and
-resolves rows, and hands every change to the sinks (the dashboard reads the store; `WebhookSink` POSTs
-JSON with a bounded queue, a timeout and bounded retries, so a dead webhook never blocks polling).
+`AlertManager` is the thin shell: `evaluate(store, now)` diffs the conditions against the store's open
+alerts and opens and resolves rows (synchronous store work: the farm service runs it on the store's own
+thread, `AsyncFarmStore.call`), and `deliver` hands every change to the sinks on the event loop (the
+dashboard reads the store; `WebhookSink` POSTs JSON with a bounded queue, a timeout and bounded retries, so
+a dead webhook never blocks polling). `run_once` does both, for callers with no event loop to spare.
 
 This module does NOT poll devices and does not decide curtailment.
 """
@@ -96,7 +98,10 @@ class AlertCondition:
 
 
 class ShareActivity(Protocol):
-    """The pool's ledger, seen from the farm: last accepted share time per worker (None = never)."""
+    """The pool's ledger, seen from the farm: last accepted share time per worker (None = never).
+
+    Called from `AlertManager.evaluate`, which the farm service runs on the store's thread: an
+    implementation must be safe to call off the event loop (a snapshot, or its own connection)."""
 
     def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]: ...
 
@@ -215,15 +220,30 @@ class AlertSink(Protocol):
 class AlertManager:
     """Evaluate all devices, open/resolve alerts in the store, and fan changes out to sinks."""
 
-    def __init__(self, store: FarmStore, thresholds: AlertThresholds = AlertThresholds(),
-                 shares: ShareActivity | None = None, sinks: Iterable[AlertSink] = ()) -> None:
-        self.store = store
+    def __init__(self, thresholds: AlertThresholds = AlertThresholds(), shares: ShareActivity | None = None,
+                 sinks: Iterable[AlertSink] = ()) -> None:
         self.thresholds = thresholds
         self.shares = shares
         self.sinks = list(sinks)
 
-    def run_once(self, now: float, statuses: Sequence[DeviceStatus] | None = None) -> list[AlertEvent]:
-        sts = self.store.statuses() if statuses is None else list(statuses)
+    def run_once(self, store: FarmStore, now: float,
+                 statuses: Sequence[DeviceStatus] | None = None) -> list[AlertEvent]:
+        """`evaluate`, then `deliver` what changed."""
+        events = self.evaluate(store, now, statuses)
+        self.deliver(events)
+        return events
+
+    def deliver(self, events: Sequence[AlertEvent]) -> None:
+        """Hand alert changes to every sink (on the event loop: a sink may be an asyncio queue)."""
+        if events:
+            for sink in self.sinks:
+                sink.deliver(events)
+
+    def evaluate(self, store: FarmStore, now: float,
+                 statuses: Sequence[DeviceStatus] | None = None) -> list[AlertEvent]:
+        """Open the alerts whose condition holds, resolve those whose condition is gone; the changes.
+        `statuses`: judge only these devices (default: the whole fleet, from the store)."""
+        sts = store.statuses() if statuses is None else list(statuses)
         share_times: Mapping[str, float | None] = {}
         if self.shares is not None:
             workers = sorted({s.reading.worker for s in sts if s.reading and s.reading.worker})
@@ -237,21 +257,18 @@ class AlertManager:
         evaluated = {s.device.id for s in sts}
         whole_fleet = statuses is None  # then a device missing from the inventory was forgotten
         events: list[AlertEvent] = []
-        open_rows = {(a.device_id, a.kind): a for a in self.store.open_alerts()}
+        open_rows = {(a.device_id, a.kind): a for a in store.open_alerts()}
         for key, a in open_rows.items():
             if key not in wanted and (a.device_id in evaluated or whole_fleet):
-                self.store.resolve_alert(a.id, now)
+                store.resolve_alert(a.id, now)
                 events.append(AlertEvent(a.id, "resolved", a.device_id, a.kind, a.severity, a.message, now))
         for key, c in wanted.items():
             if key in open_rows:
                 continue
-            new_id = self.store.open_alert(c.device_id, c.kind.value, c.severity.value, c.message, now)
+            new_id = store.open_alert(c.device_id, c.kind.value, c.severity.value, c.message, now)
             if new_id is not None:
                 events.append(AlertEvent(new_id, "opened", c.device_id, c.kind.value, c.severity.value,
                                          c.message, now))
-        if events:
-            for sink in self.sinks:
-                sink.deliver(events)
         return events
 
 

@@ -2,7 +2,8 @@
 
 `IngestService.handle(body, content_encoding)` is what `POST /farm/api/ingest` calls (after the bearer
 token check in `pithead.web.farm`): it decodes and validates the batch (`pithead.farm.ingest`), writes it
-with `FarmStore.ingest` (idempotent by batch id and by (device, time)), and answers what happened:
+with `FarmStore.ingest` on the store's thread (idempotent by batch id and by (device, time); batches are
+written in the order they arrive), and answers what happened:
 
     {"batch": id, "duplicate_batch": false, "written": n, "duplicates": n, "devices": n, "devices_new": n,
      "refused": n, "refusals": [{"kind", "index", "device_id", "reason"}, ...], "unknown_devices": [ids]}
@@ -25,6 +26,7 @@ from typing import Any
 
 from pithead.farm.ingest import MAX_REFUSALS_LISTED, IngestError, Refusal, decode_batch
 from pithead.farm.store import FarmStore
+from pithead.farm.store_async import AsyncFarmStore
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class CollectorCounts:
 
 
 class IngestService:
-    def __init__(self, store: FarmStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: AsyncFarmStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
         self.collectors: dict[str, CollectorCounts] = {}
@@ -59,11 +61,12 @@ class IngestService:
         # the oldest reading accepted since the last rollup (None: nothing late); the service resets it
         self.redo_since: float | None = None
 
-    def handle(self, body: bytes, content_encoding: str | None) -> dict[str, Any]:
+    async def handle(self, body: bytes, content_encoding: str | None) -> dict[str, Any]:
         """Ingest one batch; raises IngestError (with its HTTP status) for a batch refused as a whole."""
         now = self.clock()
         batch = decode_batch(body, content_encoding, now)
-        out = self.store.ingest(batch.batch_id, batch.collector, batch.devices, batch.results, now)
+        out = await self.store.call(FarmStore.ingest, batch.batch_id, batch.collector, batch.devices, batch.results,
+                                    now)
         refusals = list(batch.refused)
         unknown: set[str] = set()
         for why, idxs in (("unknown device: not in the central inventory (send the device first)", out.unknown),

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from pithead.farm.drivers.base import Driver, DriverError
 from pithead.farm.model import Device, DeviceAddress, DriverKind, FarmError, Identity, Labels
-from pithead.farm.protocol.errors import DeviceProtocolError as CodecError
+from pithead.farm.protocol.errors import CodecError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,11 @@ deadline, becomes a `PollResult` in state TIMEOUT (an error state, never an empt
 moves on; the rest of the sweep is not held up. Starts are paced evenly over `spread_s` (most of the
 interval), so 24,000 devices at 60 s become a steady ~400 polls/s rather than a burst of 24,000
 connections, which real farm switches and the miners' tiny TCP stacks would drop. Results are handed to a
-sink (normally `FarmStore.write_results`) in batches, so storage cost is per batch, not per device.
+sink in batches, so storage cost is per batch, not per device. A sink (and `run`'s device source and
+after-sweep hook) may be a coroutine function, which the poller awaits: the farm service's sink writes
+through `AsyncFarmStore`, off the event loop, and the worker that filled a batch waits for its write
+(so a slow store slows that worker, never the loop); a plain function (`FarmStore.write_results` in the
+CLI, a list in tests) is called in place.
 
 Driver failures are mapped once, here: DeviceUnreachable/OSError -> UNREACHABLE, timeout -> TIMEOUT,
 protocol/codec/refusal errors -> ERROR; an unexpected exception from a driver bug is also ERROR (with its
@@ -49,15 +53,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pithead.farm.drivers.base import DeviceUnreachable, Driver, DriverError
 from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
-from pithead.farm.protocol.errors import DeviceProtocolError as CodecError
+from pithead.farm.protocol.errors import CodecError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +80,20 @@ SPREAD_FRACTION = 0.8
 # Results are handed to the sink in batches of this many (one storage transaction per batch).
 RESULT_BATCH = 2000
 
-ResultSink = Callable[[Sequence[PollResult]], None]
+T = TypeVar("T")
+# Where a batch of results goes; a coroutine function is awaited (see the module docstring).
+ResultSink = Callable[[Sequence[PollResult]], Awaitable[None] | None]
+# What `run` polls each sweep, read again every time.
+DeviceSource = Callable[[], Sequence[Device] | Awaitable[Sequence[Device]]]
+# Called after every complete sweep of `run`.
+AfterSweep = Callable[["SweepReport"], Awaitable[None] | None]
+
+
+async def _settled(value: T | Awaitable[T]) -> T:
+    """The value a hook returned, awaited if the hook was a coroutine function."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
 
 
 class PollerError(FarmError):
@@ -192,7 +211,7 @@ class Poller:
         kept: list[PollResult] = []
         counts = dict.fromkeys(DeviceState, 0)
 
-        def flush() -> None:
+        async def flush() -> None:
             if not pending:
                 return
             out = pending.copy()
@@ -201,7 +220,7 @@ class Poller:
                 kept.extend(out)
                 return
             try:
-                sink(out)
+                await _settled(sink(out))
             except Exception:  # storage trouble must not stop polling; it is loud in the log
                 log.exception("poll result sink failed; %d results lost", len(out))
 
@@ -232,7 +251,7 @@ class Poller:
                 counts[res.state] += 1
                 pending.append(res)
                 if len(pending) >= batch:
-                    flush()
+                    await flush()
 
         workers = min(self.max_concurrency, n)
         try:
@@ -240,7 +259,7 @@ class Poller:
                 for _ in range(workers):
                     tg.create_task(worker())
         finally:
-            flush()  # also when the sweep is cancelled: readings already taken are never dropped
+            await flush()  # also when the sweep is cancelled: readings already taken are never dropped
         polled = sum(counts.values())
         report = SweepReport(
             started=started, finished=self.clock(), devices=polled, ok=counts[DeviceState.OK],
@@ -250,9 +269,8 @@ class Poller:
         )
         return report, kept
 
-    async def run(self, devices: Callable[[], Sequence[Device]], interval_s: float, sink: ResultSink,
-                  after_sweep: Callable[[SweepReport], None] | None = None,
-                  stop: asyncio.Event | None = None) -> None:
+    async def run(self, devices: DeviceSource, interval_s: float, sink: ResultSink,
+                  after_sweep: AfterSweep | None = None, stop: asyncio.Event | None = None) -> None:
         """Sweep every `interval_s` until `stop` is set. The device list is re-read each sweep, so the
         inventory (re-scanned separately) changes what is polled without a restart. A sweep that runs
         over its interval is followed at once by the next (missed ticks are not queued up).
@@ -264,12 +282,13 @@ class Poller:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             tick = loop.time()
-            report, _ = await self.sweep(devices(), sink, spread_s=interval_s * SPREAD_FRACTION, stop=stop)
+            listed = await _settled(devices())
+            report, _ = await self.sweep(listed, sink, spread_s=interval_s * SPREAD_FRACTION, stop=stop)
             if report.stopped:
                 break
             if after_sweep is not None:
                 try:
-                    after_sweep(report)
+                    await _settled(after_sweep(report))
                 except Exception:
                     log.exception("after-sweep hook failed")
             wait = tick + interval_s - loop.time()

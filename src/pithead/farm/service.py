@@ -8,11 +8,16 @@
   per-device deadline hold across both), so a new device's status is known right after discovery
   instead of "unknown" until the next sweep;
 - after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
-  rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step;
-- `router()` gives the web router for the main app to mount; who may use its action endpoints comes from
-  PITHEAD_FARM_TOKEN (read here, as `pithead up` builds the router through this method) or else the
-  config's `api_token_file` / `api_token`; with none, actions are allowed on loopback connections only
-  (see `pithead.web.farm`).
+  rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step.
+The web router over the service is built by the web layer (`pithead.web.farm.service_router`), which
+reads the token settings of `FarmServiceConfig`; the service knows nothing of HTTP.
+Storage: every store call goes through `self.store`, an `AsyncFarmStore` over the `FarmStore` given,
+so SQLite never runs on the event loop (which in `pithead serve` also runs the pool), and the writes of
+polling, discovery, actions, ingest and evaluation keep the order they were made in. The caller keeps
+the `FarmStore` and closes it once the service (and the web router over it) has stopped.
+Settings: `FarmSetup.from_config` maps pithead's `[farm]` config (and the few things a command line or
+the demo decides) to the service's settings and reads the label and price files it names -- the one
+place that mapping is written.
 Roles (`FarmServiceConfig.role`), for fleets spread over several collector processes (see `poller`):
 - STANDALONE (default): all of the above against its own store -- one process, or one shard with its own
   database.
@@ -36,16 +41,23 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+from pithead.config import FarmConfig
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
-from pithead.farm.alerts import AlertManager, AlertSink, AlertThresholds, ShareActivity, WebhookSink
+from pithead.farm.alerts import (
+    AlertEvent,
+    AlertManager,
+    AlertSink,
+    AlertThresholds,
+    ShareActivity,
+    WebhookSink,
+)
 from pithead.farm.central import IngestService
-from pithead.farm.curtailment import CurtailmentPolicy, decide
+from pithead.farm.curtailment import CurtailmentPolicy, Machine, decide
 from pithead.farm.drivers import default_drivers
 from pithead.farm.drivers.base import Driver
 from pithead.farm.energy import PriceSchedule
@@ -54,11 +66,7 @@ from pithead.farm.inventory import DEFAULT_PORTS, Labeler, Scanner, ScanReport
 from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
 from pithead.farm.store import FarmStore
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
-
-    from pithead.web.farm import FarmAuth
+from pithead.farm.store_async import AsyncFarmStore
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,10 @@ class Role(enum.StrEnum):
 
 class ServiceError(FarmError):
     """A service set up in a way that cannot work (a collector without a forwarder, a central that scans)."""
+
+
+class FarmConfigError(FarmError, ValueError):
+    """A label or price file that `[farm]` names cannot be read or used."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,56 @@ class FarmServiceConfig:
     stale_after_s: float | None = None  # central only; None: STALE_INTERVALS x poll_interval_s
 
 
+@dataclass(frozen=True)
+class FarmSetup:
+    """What `[farm]` sets up: the service's settings, and the inputs read from the files it names."""
+
+    config: FarmServiceConfig
+    labeler: Labeler
+    prices: PriceSchedule | None
+
+    @classmethod
+    def from_config(cls, fc: FarmConfig, *, role: Role = Role.STANDALONE, scan_cidrs: Sequence[str] | None = None,
+                    scan_ports: Mapping[DriverKind, tuple[int, ...]] | None = None, shard: tuple[int, int] = (0, 1),
+                    poll_interval_s: float | None = None, rescan_interval_s: float | None = None,
+                    webhook_url: str | None = None, labeler: Labeler | None = None,
+                    prices: PriceSchedule | None = None) -> FarmSetup:
+        """The service's settings from pithead's `[farm]` config; the keyword arguments are what a command
+        line or the demo decides instead (None: the config's). Reads `fc.labels` and `fc.price_schedule`
+        unless `labeler` / `prices` are given: blocking file I/O, so async callers run this in a thread.
+
+        By role: a CENTRAL scans nothing (collectors do); a COLLECTOR evaluates nothing, so it gets no
+        webhook, no prices and no curtailment. Curtailment needs both `strike_price` and a price schedule.
+        Raises `FarmConfigError` for a label or price file that cannot be read or used."""
+        try:
+            if labeler is None:
+                labeler = Labeler.from_csv(Path(fc.labels).read_text(), fc.site) if fc.labels else Labeler((), fc.site)
+            if prices is None and fc.price_schedule and role is not Role.COLLECTOR:
+                prices = PriceSchedule.from_csv(Path(fc.price_schedule).read_text())
+        except (OSError, ValueError) as exc:  # EnergyError and InventoryError are ValueErrors
+            raise FarmConfigError(str(exc)) from exc
+        evaluates = role is not Role.COLLECTOR
+        config = FarmServiceConfig(
+            scan_cidrs=() if role is Role.CENTRAL else tuple(fc.scan if scan_cidrs is None else scan_cidrs),
+            scan_ports=dict(DEFAULT_PORTS if scan_ports is None else scan_ports),
+            rescan_interval_s=fc.rescan_interval if rescan_interval_s is None else rescan_interval_s,
+            poll_interval_s=fc.poll_interval if poll_interval_s is None else poll_interval_s,
+            max_concurrency=fc.max_concurrent_polls,
+            deadline_s=fc.poll_deadline,
+            shard=shard,
+            webhook_url=(webhook_url or fc.webhook_url) if evaluates else None,
+            curtailment=CurtailmentPolicy(fc.strike_price)
+            if evaluates and fc.strike_price is not None and prices is not None else None,
+            api_token=fc.api_token,
+            api_token_file=fc.api_token_file,
+            role=role,
+        )
+        return cls(config, labeler, prices if evaluates else None)
+
+
 class FarmService:
+    """The fleet manager's loops over one farm database (see the module docstring)."""
+
     def __init__(self, store: FarmStore, cfg: FarmServiceConfig = FarmServiceConfig(),
                  drivers: dict[DriverKind, Driver] | None = None, shares: ShareActivity | None = None,
                  prices: PriceSchedule | None = None, hashprice: Callable[[], float | None] | None = None,
@@ -107,11 +168,11 @@ class FarmService:
             raise ServiceError("a collector needs a forwarder, and only a collector has one")
         if cfg.role is Role.CENTRAL and cfg.scan_cidrs:
             raise ServiceError("the central service polls and scans nothing: scan on the collectors")
-        self.store = store
+        self.store = AsyncFarmStore(store)
         self.forwarder = forwarder
         if forwarder is not None:
             forwarder.on_unknown = self._resend_devices
-        self.ingest = IngestService(store, clock)
+        self.ingest = IngestService(self.store, clock)
         # collector: the inventory last handed to the forwarder, by id -> (address, identity, labels)
         self._sent: dict[str, tuple[object, ...]] = {}
         self._read: set[str] = set()  # collector: devices whose results it has forwarded
@@ -122,10 +183,10 @@ class FarmService:
         self.clock = clock
         self.poller = Poller(self.drivers, cfg.max_concurrency, cfg.deadline_s, clock)
         self.scanner = Scanner(self.drivers, cfg.scan_ports, labeler, use_pyasic=cfg.use_pyasic, clock=clock)
-        self.actions = ActionService(store, self.drivers, clock=clock)
+        self.actions = ActionService(self.store, self.drivers, clock=clock)
         self._webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
         all_sinks = list(sinks) + ([self._webhook] if self._webhook else [])
-        self.alerts = AlertManager(store, cfg.thresholds, shares, all_sinks)
+        self.alerts = AlertManager(cfg.thresholds, shares, all_sinks)
         self._stop = asyncio.Event()
         self.last_sweep: SweepReport | None = None
         self.last_scan: ScanReport | None = None
@@ -138,32 +199,21 @@ class FarmService:
         self._curtail_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def router(self, notes: Mapping[str, str] | None = None, auth: FarmAuth | None = None) -> APIRouter:
-        """The web router. Without `auth`, the token comes from the environment (PITHEAD_FARM_TOKEN) or
-        the config's token settings; a bad one raises `FarmAuthError` here, before anything is served."""
-        from pithead.web.farm import FarmAuth, load_token, make_router
-
-        if auth is None:
-            auth = FarmAuth(load_token(environ=os.environ, config_token=self.cfg.api_token,
-                                       config_token_file=self.cfg.api_token_file))
-        return make_router(self.store, self.actions, self.prices, self.hashprice, self.clock, notes=notes, auth=auth,
-                           ingest=self.ingest)
-
     def stop(self) -> None:
         self._stop.set()
 
-    def _sink(self, results: Sequence[PollResult]) -> None:
+    async def _sink(self, results: Sequence[PollResult]) -> None:
         """Where poll results go: the forwarder (collector) or the store."""
         if self.forwarder is not None:
             self.forwarder.submit_results(results)
             self._read.update(r.device_id for r in results)
         else:
-            self.store.write_results(results)
+            await self.store.call(FarmStore.write_results, results)
 
-    def shard_devices(self) -> list[Device]:
+    async def shard_devices(self) -> list[Device]:
         """This service's shard of the inventory; a collector first forwards what changed in it."""
         i, n = self.cfg.shard
-        devices = select_shard(self.store.devices(), i, n)
+        devices = select_shard(await self.store.call(FarmStore.devices), i, n)
         if self.forwarder is not None:
             self._forward_inventory(devices)
         return devices
@@ -179,29 +229,39 @@ class FarmService:
 
     def _resend_devices(self, ids: Sequence[str]) -> None:
         """The central said it does not know these devices (e.g. its database was replaced): send them again
-        (their readings in that batch were refused; the next sweep's arrive after the devices)."""
+        (their readings in that batch were refused; the next sweep's arrive after the devices). The
+        forwarder calls this in its loop; the inventory is read from the store in a task of its own."""
         want = set(ids)
         for device_id in want:
             self._sent.pop(device_id, None)
         log.warning("central does not know %d of our devices; sending them again", len(want))
+        self._spawn(self._resend(want))
+
+    async def _resend(self, want: set[str]) -> None:
         i, n = self.cfg.shard
-        self._forward_inventory([d for d in select_shard(self.store.devices(), i, n) if d.id in want])
+        devices = await self.store.call(FarmStore.devices)
+        self._forward_inventory([d for d in select_shard(devices, i, n) if d.id in want])
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # keep a reference until done (the loop only holds weak ones)
+        task.add_done_callback(self._tasks.discard)
 
     async def _on_scan(self, rep: ScanReport) -> None:
-        self.last_scan = rep
         # Read at once: devices new to the inventory (or back after removal), and known ones never read
         # yet (e.g. a first read cut short by a stop). (statuses() is served from the store's cache.)
         # (A collector keeps no statuses: it remembers which devices it has read.)
         read = self._read if self.forwarder is not None else {
-            st.device.id for st in self.store.statuses() if st.state is not DeviceState.UNKNOWN}
-        new = self.store.upsert_devices(rep.found)
+            st.device.id for st in await self.store.call(FarmStore.statuses) if st.state is not DeviceState.UNKNOWN}
+        new = await self.store.call(FarmStore.upsert_devices, rep.found)
         log.info("scan: %d devices (%d new), %d unidentified", len(rep.found), new, len(rep.failures))
         i, n = self.cfg.shard
         discovered = [d for d in select_shard(rep.found, i, n) if d.id not in read]
         if self.forwarder is not None:
-            self.shard_devices()  # forward the scan's new and changed devices before their first read
+            await self.shard_devices()  # forward the scan's new and changed devices before their first read
         if discovered:
             await self._first_poll(discovered)
+        self.last_scan = rep  # set with `scanned`: a scan counts once its devices are in the inventory
         self.scanned.set()
 
     async def _first_poll(self, devices: Sequence[Device]) -> None:
@@ -213,34 +273,38 @@ class FarmService:
         log.info("first read of %d new devices: %d ok, %d timeouts, %d unreachable, %d errors",
                  report.devices, report.ok, report.timeouts, report.unreachable, report.errors)
 
-    def _after_sweep(self, rep: SweepReport) -> None:
+    async def _after_sweep(self, rep: SweepReport) -> None:
         self.last_sweep = rep
         self.swept.set()
         if self.forwarder is None:  # a collector leaves alerts, history and curtailment to the central
-            self._evaluate(self.clock())
+            await self._evaluate(self.clock())
 
-    def _evaluate(self, now: float, redo_since: float | None = None) -> None:
-        self.alerts.run_once(now)
-        self.store.rollup(now, redo_since=redo_since)
-        self.store.prune(now)
+    async def _evaluate(self, now: float, redo_since: float | None = None) -> None:
+        """Alerts, rollups and pruning in one call on the store's thread; then the alert changes go to the
+        sinks, and (with a policy and prices) a curtailment step starts."""
+        self.alerts.deliver(await self.store.call(self._evaluate_store, now, redo_since))
         if self.cfg.curtailment is not None and self.prices is not None and not self._curtail_lock.locked():
-            task = asyncio.get_running_loop().create_task(self.curtail_step(now))
-            self._tasks.add(task)  # keep a reference until done (the loop only holds weak ones)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self.curtail_step(now))
+
+    def _evaluate_store(self, store: FarmStore, now: float, redo_since: float | None) -> list[AlertEvent]:
+        events = self.alerts.evaluate(store, now)
+        store.rollup(now, redo_since=redo_since)
+        store.prune(now)
+        return events
 
     async def curtail_step(self, now: float) -> None:
         """One curtailment decision at the scheduled price, applied through audited actions."""
         if self.cfg.curtailment is None or self.prices is None:
             return
         async with self._curtail_lock:
-            machines = machines_from_statuses(self.store.statuses(), self.store.curtailment())
+            machines = await self.store.call(_curtailment_inputs)
             hp = self.hashprice() if self.hashprice is not None else None
             d = decide(machines, self.prices.price_at(now), now, self.cfg.curtailment, hp)
             if d.power_down or d.power_up:
                 log.info("curtailment: %s: down %d, up %d", d.reason, len(d.power_down), len(d.power_up))
                 await apply_decision(d, self.actions)
 
-    def central_tick(self) -> list[str]:
+    async def central_tick(self) -> list[str]:
         """Central: one evaluation over the whole fleet (stale marks, alerts, rollups, pruning, curtailment).
         Returns the devices newly marked stale."""
         now = self.clock()
@@ -249,12 +313,13 @@ class FarmService:
         # Just after a (re)start every stored status is as old as the central's own outage: the collectors
         # get stale_after to deliver their spools before anyone is judged silent (no alert storm).
         if self._up_since is None or now - self._up_since >= stale_after:
-            marked = self.store.mark_stale(now - stale_after, f"no reading forwarded for {stale_after:.0f} s "
-                                                              "(its collector is down or cut off)")
+            marked = await self.store.call(FarmStore.mark_stale, now - stale_after,
+                                           f"no reading forwarded for {stale_after:.0f} s "
+                                           "(its collector is down or cut off)")
         if marked:
             log.warning("%d devices have had no reading forwarded for %.0f s: marked unreachable", len(marked),
                         stale_after)
-        self._evaluate(now, redo_since=self.ingest.take_redo_since())
+        await self._evaluate(now, redo_since=self.ingest.take_redo_since())
         self.evaluated.set()
         return marked
 
@@ -263,7 +328,7 @@ class FarmService:
         while not self._stop.is_set():
             tick = loop.time()
             try:
-                self.central_tick()
+                await self.central_tick()
             except Exception:
                 log.exception("central evaluation failed")
             wait = tick + self.cfg.poll_interval_s - loop.time()
@@ -299,3 +364,7 @@ class FarmService:
         finally:
             if self._webhook is not None:
                 await self._webhook.aclose()
+
+
+def _curtailment_inputs(store: FarmStore) -> list[Machine]:
+    return machines_from_statuses(store.statuses(), store.curtailment())

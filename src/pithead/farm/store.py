@@ -1,10 +1,15 @@
 """The farm's own SQLite storage: inventory, latest status, readings history with rollups, alerts, audit.
 
 The farm depends on nothing else in pithead (DESIGN), so it keeps its own small database instead of
-going through `pithead.ledger.store`. One `FarmStore` wraps one `sqlite3` connection in WAL mode and is used
-from one thread (the event loop's): every write is a short transaction, and poll results are written in
-batches (one transaction per batch; 24,000 rows take tens of milliseconds), so a sweep never waits on
-per-row commits.
+going through `pithead.ledger.store`. One `FarmStore` wraps one `sqlite3` connection in WAL mode: every
+write is a short transaction, and poll results are written in batches (one transaction per batch; 24,000
+rows take tens of milliseconds), so a sweep never waits on per-row commits.
+
+Threads. The API is synchronous (the CLI uses it as it is). Every public method holds the store's lock,
+so the one connection is used by one thread at a time, whichever thread calls (SQLite's rule for a
+connection shared between threads; `check_same_thread` is off for that reason). Async code never calls
+it on the event loop: it goes through `AsyncFarmStore` (`pithead.farm.store_async`), which runs each call
+on the store's own thread, in the order made.
 
 History: raw readings are kept for `RAW_RETENTION_S`; `rollup()` folds them into fixed buckets (5 min and
 1 h by default) that are kept for good, and `prune()` deletes raw rows that are older than the retention
@@ -18,12 +23,14 @@ This module is NOT a general-purpose ORM and holds no policy: what is an alert i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
+import threading
 import time as _time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
@@ -102,7 +109,7 @@ CREATE TABLE IF NOT EXISTS ingest_batches (
 """
 
 
-class StoreError(FarmError):
+class FarmStoreError(FarmError):
     """A request the store cannot honour (unknown device, bad label)."""
 
 
@@ -173,7 +180,7 @@ class RollupRow:
 
 def _check_label(value: str, what: str) -> str:
     if len(value) > MAX_LABEL_LEN or any(ord(c) < 32 for c in value):
-        raise StoreError(f"bad {what} label {value!r} (at most {MAX_LABEL_LEN} printable characters)")
+        raise FarmStoreError(f"bad {what} label {value!r} (at most {MAX_LABEL_LEN} printable characters)")
     return value
 
 
@@ -228,11 +235,27 @@ def _result_rows(results: Sequence[PollResult]) -> tuple[list[tuple[Any, ...]], 
     return hist, ok_rows, bad_rows
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _serialised(method: Callable[Concatenate[FarmStore, P], T]) -> Callable[Concatenate[FarmStore, P], T]:
+    """Run a store method under the store's lock (re-entrant: a method may call another)."""
+
+    @functools.wraps(method)
+    def locked(self: FarmStore, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class FarmStore:
     """SQLite storage for the farm. `path` ":memory:" gives a private in-memory database (tests)."""
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.executescript(SCHEMA)
@@ -241,6 +264,7 @@ class FarmStore:
         self._cache: dict[str, DeviceStatus] | None = None
         self._cache_version = -1
 
+    @_serialised
     def close(self) -> None:
         self._db.close()
 
@@ -255,6 +279,7 @@ class FarmStore:
 
     # ---- inventory -------------------------------------------------------------------------------
 
+    @_serialised
     def upsert_devices(self, devices: Iterable[Device]) -> int:
         """Add new devices, refresh identity/last_seen of known ones. Labels already set are kept unless
         the incoming device carries non-empty labels. Returns how many rows were new."""
@@ -289,6 +314,7 @@ class FarmStore:
         self._cache = None
         return int(after - before)
 
+    @_serialised
     def set_labels(self, device_id: str, labels: Labels) -> None:
         for v, what in ((labels.site, "site"), (labels.rack, "rack"), (labels.position, "position")):
             _check_label(v, what)
@@ -298,26 +324,30 @@ class FarmStore:
                 (labels.site, labels.rack, labels.position, device_id),
             )
             if cur.rowcount == 0:
-                raise StoreError(f"unknown device {device_id!r}")
+                raise FarmStoreError(f"unknown device {device_id!r}")
         self._cache = None
 
+    @_serialised
     def remove_device(self, device_id: str) -> None:
         with self._tx():
             self._db.execute("UPDATE devices SET removed=1 WHERE id=?", (device_id,))
         self._cache = None
 
+    @_serialised
     def devices(self) -> list[Device]:
         rows = self._db.execute("SELECT * FROM devices WHERE removed=0 ORDER BY site, rack, position, id")
         return [_device_from_row(r) for r in rows]
 
+    @_serialised
     def device(self, device_id: str) -> Device:
         row = self._db.execute("SELECT * FROM devices WHERE id=? AND removed=0", (device_id,)).fetchone()
         if row is None:
-            raise StoreError(f"unknown device {device_id!r}")
+            raise FarmStoreError(f"unknown device {device_id!r}")
         return _device_from_row(row)
 
     # ---- poll results ----------------------------------------------------------------------------
 
+    @_serialised
     def write_results(self, results: Sequence[PollResult]) -> None:
         """Record a batch of poll results: one history row each, and the per-device latest status.
 
@@ -383,6 +413,7 @@ class FarmStore:
 
     # ---- central ingest (batches forwarded by collectors) ---------------------------------------
 
+    @_serialised
     def ingest(self, batch_id: str, collector: str, devices: Sequence[Device], results: Sequence[PollResult],
                now: float) -> IngestOutcome:
         """Write one collector batch (validated by `pithead.farm.ingest`) in one transaction, idempotently:
@@ -424,6 +455,7 @@ class FarmStore:
         return IngestOutcome(False, new, written, len(keep) - written, unknown, removed,
                              min((r.time for r in keep), default=None))
 
+    @_serialised
     def mark_stale(self, older_than: float, error: str) -> list[str]:
         """Central only: every device whose latest status is a good reading older than `older_than` (no
         collector has forwarded anything for it since) becomes UNREACHABLE with `error`, as if its poll had
@@ -447,6 +479,7 @@ class FarmStore:
                         failures=prev.failures + 1)
         return [st.device.id for st in stale]
 
+    @_serialised
     def statuses(self) -> list[DeviceStatus]:
         """Every device with its latest status (UNKNOWN if never polled), ordered by site/rack/position.
 
@@ -488,6 +521,7 @@ class FarmStore:
             ))
         return out
 
+    @_serialised
     def history(self, device_id: str, since: float, until: float | None = None) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT * FROM readings WHERE device_id=? AND time>=? AND time<? ORDER BY time LIMIT ?",
@@ -497,6 +531,7 @@ class FarmStore:
 
     # ---- rollups ---------------------------------------------------------------------------------
 
+    @_serialised
     def rollup(self, until: float, buckets: Sequence[int] = ROLLUP_BUCKETS_S, redo_since: float | None = None) -> int:
         """Fold raw readings into every bucket that ended at or before `until`. Idempotent: a bucket is
         recomputed from raw rows each time, so calling it twice, or late, gives the same rows.
@@ -526,6 +561,7 @@ class FarmStore:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, repr(end)))
         return written
 
+    @_serialised
     def rollups(self, bucket_s: int, since: float, device_id: str | None = None) -> list[RollupRow]:
         q = "SELECT * FROM rollups WHERE bucket_s=? AND bucket>=?"
         args: list[Any] = [bucket_s, since]
@@ -535,6 +571,7 @@ class FarmStore:
         q += " ORDER BY bucket, device_id"
         return [RollupRow(**dict(r)) for r in self._db.execute(q, args)]
 
+    @_serialised
     def prune(self, now: float, retention_s: float = RAW_RETENTION_S) -> int:
         """Delete raw readings older than the retention that every rollup has already folded in."""
         cutoff = now - retention_s
@@ -549,10 +586,12 @@ class FarmStore:
 
     # ---- alerts ----------------------------------------------------------------------------------
 
+    @_serialised
     def open_alerts(self) -> list[AlertRow]:
         rows = self._db.execute("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY opened_at, id")
         return [AlertRow(**dict(r)) for r in rows]
 
+    @_serialised
     def alerts(self, since: float = 0.0, limit: int = MAX_LIST_ROWS) -> list[AlertRow]:
         rows = self._db.execute(
             "SELECT * FROM alerts WHERE opened_at >= ? OR resolved_at IS NULL ORDER BY id DESC LIMIT ?",
@@ -560,6 +599,7 @@ class FarmStore:
         )
         return [AlertRow(**dict(r)) for r in rows]
 
+    @_serialised
     def open_alert(self, device_id: str, kind: str, severity: str, message: str, now: float) -> int | None:
         """Open an alert unless one of that kind is already open for the device. Returns the new id."""
         with self._tx():
@@ -570,12 +610,14 @@ class FarmStore:
             )
             return cur.lastrowid if cur.rowcount else None
 
+    @_serialised
     def resolve_alert(self, alert_id: int, now: float) -> None:
         with self._tx():
             self._db.execute("UPDATE alerts SET resolved_at=? WHERE id=? AND resolved_at IS NULL", (now, alert_id))
 
     # ---- audit -----------------------------------------------------------------------------------
 
+    @_serialised
     def audit_begin(self, actor: str, device_id: str, action: str, params: dict[str, Any], now: float) -> int:
         """Record an action before it is sent, so a crash mid-action still leaves a trace."""
         with self._tx():
@@ -586,12 +628,14 @@ class FarmStore:
             assert cur.lastrowid is not None
             return cur.lastrowid
 
+    @_serialised
     def audit_end(self, audit_id: int, outcome: str, error: str | None, now: float) -> None:
         with self._tx():
             self._db.execute(
                 "UPDATE audit SET outcome=?, error=?, finished=? WHERE id=?", (outcome, error, now, audit_id)
             )
 
+    @_serialised
     def audit_log(self, device_id: str | None = None, limit: int = MAX_LIST_ROWS) -> list[AuditRow]:
         q = "SELECT * FROM audit"
         args: list[Any] = []
@@ -609,6 +653,7 @@ class FarmStore:
 
     # ---- curtailment -----------------------------------------------------------------------------
 
+    @_serialised
     def set_curtailed(self, device_id: str, curtailed: bool, now: float) -> None:
         with self._tx():
             self._db.execute(
@@ -617,6 +662,7 @@ class FarmStore:
                 (device_id, int(curtailed), now),
             )
 
+    @_serialised
     def curtailment(self) -> dict[str, tuple[bool, float]]:
         """device id -> (curtailed, since)."""
         return {r[0]: (bool(r[1]), r[2]) for r in self._db.execute("SELECT * FROM curtailment")}

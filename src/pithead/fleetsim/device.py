@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 
 from pithead.fleetsim.clock import draw, exponential, mix64, unit
-from pithead.fleetsim.models import FailureRates, Family, ModelSpec
+from pithead.fleetsim.models import FailureRates, ModelSpec
 
 # Random streams (separate sequences per purpose, so adding one never shifts another).
 S_EVENT_TIME = 1
@@ -44,7 +44,6 @@ NOISE_FRACTION = 0.012  # ±1.2 % short-term hashrate noise (what real 5 s figur
 MAX_INITIAL_UPTIME_S = 30 * 86400  # units start with up to 30 days of uptime
 POOL_CHANGE_REBOOT_S = (120.0, 180.0)  # stock firmware reboots 2–3 min after a pool change [T1]
 SLEEP_WAKE_S = (10.0, 20.0)  # sleep ↔ normal takes 10–20 s [T1]
-FAN_LOST_EXTRA_C = 30.0  # a Bitaxe whose fan stopped heats up by this much
 MAX_POOLS = 8  # cgminer has no hard limit; stock firmware shows 3, we allow a few more via the API
 SHARES_PER_MINUTE = 20.0  # the pool difficulty we assume targets ~20 shares/min, like vardiff pools
 REJECT_EVERY = 1500  # ~0.07 % rejected shares, like the recorded S19 XP (94 of 226146 ≈ 0.04 %)
@@ -275,11 +274,19 @@ class SimDevice:
         return exponential(self.seed, S_EVENT_TIME, n, sum(self._kind_rates(ctx)))
 
     def _kind_rates(self, ctx: FleetContext) -> tuple[float, ...]:
+        """Hazard rates per failure kind; a kind the family does not have (chip dropouts on a one-chip
+        Bitaxe, the silent half-hashrate state on a stock Antminer) has rate 0. On a one-board unit a
+        "board" death is a dead ASIC."""
         board, fan, reboot, chips, throttle, airflow = ctx._rates_s
-        if self.spec.family is Family.BITAXE:
-            # one chip, one fan: "board" death is a dead ASIC; chip dropouts do not apply
-            return (board / 3.0, fan, reboot, 0.0, throttle, airflow)
-        return (board * self.spec.boards / 3.0, fan, reboot, chips, 0.0, airflow)
+        how = self.spec.behaviour
+        return (
+            board * self.spec.boards / 3.0,
+            fan,
+            reboot,
+            chips if how.chip_dropouts else 0.0,
+            throttle if how.silent_throttle else 0.0,
+            airflow,
+        )
 
     def _apply_event(self, ctx: FleetContext, t: float, n: int) -> None:
         rates = self._kind_rates(ctx)
@@ -346,7 +353,7 @@ class SimDevice:
     def _ambient_regime(self, amb: float) -> tuple[bool, bool]:
         """What the intake temperature does to the rate: (derated, stopped by temperature)."""
         spec = self.spec
-        extra = FAN_LOST_EXTRA_C if (self.failed_fans and spec.family is Family.BITAXE) else 0.0
+        extra = self._fan_lost_heat()
         return (
             amb > spec.derate_ambient_c,
             amb > spec.shutdown_ambient_c or amb + spec.chip_rise_c + extra > spec.chip_protect_c,
@@ -361,7 +368,7 @@ class SimDevice:
         advance is then a few steps per day at most, and none for a unit that stays cool.
         """
         spec = self.spec
-        extra = FAN_LOST_EXTRA_C if (self.failed_fans and spec.family is Family.BITAXE) else 0.0
+        extra = self._fan_lost_heat()
         threshold = min(
             spec.derate_ambient_c, spec.shutdown_ambient_c, spec.chip_protect_c - spec.chip_rise_c - extra
         )
@@ -400,13 +407,16 @@ class SimDevice:
     def _freq(self, ambient: float) -> int:
         return self.spec.derated_freq_mhz if ambient > self.spec.derate_ambient_c else self.spec.freq_mhz
 
+    def _fan_lost_heat(self) -> float:
+        """What a stopped fan adds to the chip temperature of a unit that keeps hashing without it."""
+        return self.spec.behaviour.fan_lost_heat_c if self.failed_fans else 0.0
+
     def _chip_temp(self, ambient: float, load: float) -> float:
-        extra = FAN_LOST_EXTRA_C if (self.failed_fans and self.spec.family is Family.BITAXE) else 0.0
-        return ambient + self.spec.chip_rise_c * load + extra
+        return ambient + self.spec.chip_rise_c * load + self._fan_lost_heat()
 
     def _fault_stop(self, ctx: FleetContext, t: float, amb: float) -> str | None:
         """Why the unit is not hashing though powered, as a MiningOS-style code; None if it hashes."""
-        if self.spec.family is not Family.BITAXE and self.failed_fans:
+        if self.spec.behaviour.stops_on_fan_loss and self.failed_fans:
             return "F:1"  # stock firmware stops on "fan lost"
         if amb > self.spec.shutdown_ambient_c or self._chip_temp(amb, 1.0) > self.spec.chip_protect_c:
             return "P:1"  # high temperature protection
@@ -446,9 +456,9 @@ class SimDevice:
         rate = self._effective_rate(ctx, t, amb)
         spec = self.spec
         if rate > 0.0:
-            fan_w = spec.fans * 4.0 if spec.family is not Family.BITAXE else 0.0
+            fan_w = spec.fans * spec.behaviour.fan_w
             return True, rate, spec.power_w * (rate / (spec.ideal_ghs * 0.985)) + fan_w
-        return True, 0.0, 25.0 if spec.family is not Family.BITAXE else 3.0
+        return True, 0.0, spec.behaviour.idle_w
 
     def snapshot(self, ctx: FleetContext, t: float) -> Snapshot:
         """What the firmware reports at `t` (advances the state to `t` first)."""
@@ -516,7 +526,7 @@ class SimDevice:
         else:
             pwm = int(min(100, max(30, 35 + (amb - 20.0) * 2.5 + (8 if self.failed_fans else 0))))
             if not hashing and online:
-                pwm = 30 if spec.family is not Family.BITAXE else 25
+                pwm = spec.behaviour.idle_fan_pwm
         fans = []
         for f in range(spec.fans):
             if not online or (self.failed_fans >> f) & 1:
@@ -528,10 +538,10 @@ class SimDevice:
         if not online:
             power = 0.0
         elif hashing:
-            fan_w = spec.fans * 4.0 if spec.family is not Family.BITAXE else 0.0
+            fan_w = spec.fans * spec.behaviour.fan_w
             power = spec.power_w * (rate / (spec.ideal_ghs * 0.985)) * (1.0 + noise * 0.3) + fan_w
         else:
-            power = 25.0 if spec.family is not Family.BITAXE else 3.0
+            power = spec.behaviour.idle_w
         if hashing and rate < spec.ideal_ghs * 0.985 * 0.85:
             errors.append("R:1")  # low hashrate
         elapsed = int(t - max(self.up_since, self.down_until)) if online else 0
@@ -615,7 +625,7 @@ class SimDevice:
 
     def _wake_check(self, ctx: FleetContext, n: int) -> None:
         """Coming back from a reboot or sleep, a board may not be found (chips not detected) [FA1]."""
-        if self.spec.family is not Family.BITAXE and unit(self.seed, S_WAKE, n) < ctx.rates.wake_failure:
+        if self.spec.behaviour.wake_can_lose_board and unit(self.seed, S_WAKE, n) < ctx.rates.wake_failure:
             alive = [b for b in range(self.spec.boards) if self._board_alive(b)]
             if alive:
                 self.dead_boards |= 1 << alive[draw(self.seed, S_WAKE, n + 1) % len(alive)]

@@ -16,6 +16,10 @@ farm field notes (section 3) and their sources:
   one bad board goes down entirely [FA3]; units fail to come back after curtailment [FA1]; Bitaxe has a
   silent "half hashrate" state [S7].
 
+How a family behaves is data here too (`Behaviour`: `MULTI_BOARD_BEHAVIOUR` for Antminers and
+Whatsminers, `BITAXE_BEHAVIOUR`; each `ModelSpec` carries its family's): which failures it has, what a
+lost fan does, what it draws and how fast its fans spin when idle. The device logic reads those fields and has no vendor branches.
+
 What it is not: no state and no clock (see `pithead.fleetsim.device`).
 """
 
@@ -31,6 +35,20 @@ class Family(StrEnum):
     ANTMINER = "antminer"  # stock Bitmain firmware: cgminer API on 4028 + digest-auth web CGI on 80
     BITAXE = "bitaxe"  # AxeOS: HTTP JSON API on 80, nothing on 4028
     WHATSMINER = "whatsminer"  # btminer API v2 on 4028 (reads; writes need the token the API locks)
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """How the units of one family behave, beyond their nameplate figures."""
+
+    chip_dropouts: bool  # chips drop off a board over time (multi-chip hashboards)
+    silent_throttle: bool  # may fall into a silent half-hashrate state until rebooted
+    stops_on_fan_loss: bool  # the firmware stops hashing on "fan lost" (F:1) instead of running hotter
+    fan_lost_heat_c: float  # chip temperature a stopped fan adds while the unit keeps hashing (°C)
+    fan_w: float  # wall power of each fan while hashing (W), beyond the nameplate
+    idle_w: float  # control board (and fans) while powered but not hashing (W)
+    idle_fan_pwm: int  # automatic fan duty while powered but not hashing (%)
+    wake_can_lose_board: bool  # a board may not be detected coming back from reboot or sleep
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +73,7 @@ class ModelSpec:
     shutdown_ambient_c: float
     chip_protect_c: float  # high-temperature protection (MiningOS P:1)
     one_bad_board_kills_unit: bool  # XP / 2022 S19 without PIC [FA3]
+    behaviour: Behaviour  # how its family behaves (MULTI_BOARD_BEHAVIOUR or BITAXE_BEHAVIOUR)
     small_cores: int = 0  # Bitaxe only: small cores per chip
     variant: str = ""  # Whatsminer only: hardware variant ("V50"), part of DEVDETAILS Model
     voltage_mv: int = 12625  # chain voltage (Antminer) / core voltage (Bitaxe)
@@ -69,10 +88,37 @@ class ModelSpec:
 
     @property
     def pyasic_model(self) -> str:
-        """The key pyasic selects its class by (`MINER_CLASSES[type][model.upper()]`)."""
-        if self.family is Family.WHATSMINER:
-            return f"{self.type_string}{self.variant}".upper()
-        return self.type_string.upper()
+        """The key pyasic selects its class by (`MINER_CLASSES[type][model.upper()]`): the model, with the
+        hardware variant where the make has one ("M30SV50")."""
+        return f"{self.type_string}{self.variant}".upper()
+
+
+# What a stock Antminer and a Whatsminer (multi-board units with stock firmware) do alike: chips drop off
+# boards, a lost fan stops the unit, each fan draws ~4 W at the wall, the control board and fans draw
+# ~25 W when not hashing with fans at 30 %, and a board may not come back after a reboot [FA1].
+MULTI_BOARD_BEHAVIOUR = Behaviour(
+    chip_dropouts=True,
+    silent_throttle=False,
+    stops_on_fan_loss=True,
+    fan_lost_heat_c=0.0,
+    fan_w=4.0,
+    idle_w=25.0,
+    idle_fan_pwm=30,
+    wake_can_lose_board=True,
+)
+# A Bitaxe: one chip (no dropouts), the silent half-hashrate state [S7], no fan-lost stop in AxeOS (a
+# stopped fan heats the chip by ~30 °C), its fan inside the ~15 W nameplate, ~3 W idle with the fan at
+# 25 %, and nothing to lose on wake.
+BITAXE_BEHAVIOUR = Behaviour(
+    chip_dropouts=False,
+    silent_throttle=True,
+    stops_on_fan_loss=False,
+    fan_lost_heat_c=30.0,
+    fan_w=0.0,
+    idle_w=3.0,
+    idle_fan_pwm=25,
+    wake_can_lose_board=False,
+)
 
 
 def _antminer(
@@ -107,6 +153,7 @@ def _antminer(
         shutdown_ambient_c=shutdown,
         chip_protect_c=95.0,
         one_bad_board_kills_unit=one_bad_board,
+        behaviour=MULTI_BOARD_BEHAVIOUR,
     )
 
 
@@ -130,6 +177,7 @@ def _bitaxe(key: str, asic: str, cores: int, freq: int, watts: float, core_mv: i
         shutdown_ambient_c=55.0,
         chip_protect_c=75.0,
         one_bad_board_kills_unit=True,
+        behaviour=BITAXE_BEHAVIOUR,
         small_cores=cores,
         voltage_mv=core_mv,
     )
@@ -171,6 +219,7 @@ def _whatsminer(
         shutdown_ambient_c=50.0,
         chip_protect_c=95.0,
         one_bad_board_kills_unit=False,
+        behaviour=MULTI_BOARD_BEHAVIOUR,
         variant=variant,
     )
 
@@ -186,10 +235,6 @@ MODELS.update(
         )
     }
 )
-
-# Kept for callers of the first version of this module: every model is now served.
-SPEC_ONLY: dict[str, ModelSpec] = {}
-
 
 @dataclass(frozen=True, slots=True)
 class FailureRates:

@@ -20,7 +20,8 @@ must coexist with other listeners on the same ports (tests running next to anoth
 Protocol handling: the cgminer API is one request per connection (the reply ends with NUL, then the
 server closes; Antminers and Whatsminers listen there), the web UIs are HTTP/1.1 with keep-alive;
 stock Antminers require HTTP Digest (realm `antMiner Configuration`, root/root), AxeOS has no auth,
-a Whatsminer redirects to its HTTPS LuCI page. Payloads come from `surfaces`.
+a Whatsminer redirects to its HTTPS LuCI page. Which surfaces a device has, and the payloads, come from
+`surfaces` (`SURFACES`, by device family).
 
 Not here: device behaviour (`device`), payload shapes (`surfaces`, `pithead.farm.protocol`).
 """
@@ -37,8 +38,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pithead.farm.protocol import antminer_web as aw
-from pithead.farm.protocol import cgminer as cg
-from pithead.fleetsim import surfaces
+from pithead.farm.protocol.cgminer import wire as cg
 from pithead.fleetsim.device import SimDevice
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.http import (
@@ -50,6 +50,7 @@ from pithead.fleetsim.http import (
     build_response,
 )
 from pithead.fleetsim.models import Family
+from pithead.fleetsim.surfaces import SURFACES
 
 # Live client connections across all listeners. Under the 20,000-descriptor limit with room for the
 # mining bridge's pool connections and the process's own files.
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 
 BindMode = Literal["shared", "per-device"]
 # Makes that answer on the cgminer API port (a Bitaxe has nothing listening there).
-API_FAMILIES = frozenset({Family.ANTMINER, Family.WHATSMINER})
+API_FAMILIES = frozenset(family for family, s in SURFACES.items() if s.api is not None)
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
@@ -189,8 +190,10 @@ class CgminerProtocol(_Base):
         self._done = True
         srv = self._srv
         srv.stats.api_requests += 1
+        api = SURFACES[self._dev.spec.family].api
+        assert api is not None  # a family without the API is refused at accept (API_FAMILIES)
         try:
-            reply = surfaces.cgminer_bytes(srv.fleet, self._dev, data, srv.fleet.now())
+            reply = api(srv.fleet, self._dev, data, srv.fleet.now())
         except Exception:  # a bug in one reply must not take the listener down: answer E and log it
             log.exception("simulated device %s failed to answer %r", self._dev.ip, data[:80])
             reply = cg.frame_reply(
@@ -201,7 +204,7 @@ class CgminerProtocol(_Base):
 
 
 class HttpProtocol(_Base):
-    """HTTP/1.1 with keep-alive; routes to the Antminer CGI (Digest) or AxeOS surface by device family."""
+    """HTTP/1.1 with keep-alive; routes to the device family's web surface (Digest first where it wants it)."""
 
     __slots__ = ("_count", "_parser")
 
@@ -269,21 +272,11 @@ class HttpProtocol(_Base):
     ) -> tuple[int, bytes, str, tuple[tuple[str, str], ...]]:
         """(status, body, content type, extra headers) for one request to one device."""
         srv = self._srv
-        extra: tuple[tuple[str, str], ...] = ()
-        if dev.spec.family is Family.ANTMINER:
-            if not srv.digest.verify(req.method, req.header("authorization"), now):
-                body = (
-                    b"<html><head><title>401 Unauthorized</title></head><body>401 Unauthorized</body></html>"
-                )
-                return 401, body, "text/html", (("WWW-Authenticate", srv.digest.challenge(now)),)
-            status, body, ctype = surfaces.antminer_web(srv.fleet, dev, req.method, req.path, req.body, now)
-        elif dev.spec.family is Family.WHATSMINER:
-            # the web UI is LuCI over HTTPS: plain HTTP is redirected there (nothing listens on 443 here)
-            status, body, ctype = 307, surfaces.WM_REDIRECT_BODY, "text/html"
-            extra = (("Location", f"https://{dev.ip}/cgi-bin/luci"),)
-        else:
-            status, body, ctype = surfaces.axeos_web(srv.fleet, dev, req.method, req.path, req.body, now)
-        return status, body, ctype, extra
+        surface = SURFACES[dev.spec.family]
+        if surface.web_digest and not srv.digest.verify(req.method, req.header("authorization"), now):
+            body = b"<html><head><title>401 Unauthorized</title></head><body>401 Unauthorized</body></html>"
+            return 401, body, "text/html", (("WWW-Authenticate", srv.digest.challenge(now)),)
+        return surface.web(srv.fleet, dev, req.method, req.path, req.body, now)
 
 
 class FleetServer:

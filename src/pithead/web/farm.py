@@ -1,6 +1,8 @@
 """The farm's HTTP surface: a FastAPI `APIRouter` (JSON endpoints) plus one self-contained HTML page.
 
-`make_router(store, ...)` returns a router with prefix `/farm` that the main web app mounts:
+`service_router(service)` returns the router over a running `FarmService` (its store, actions, ingest,
+prices and token settings) with prefix `/farm`, for the main web app to mount; `make_router(store, ...)`
+builds the same from the parts:
 - GET  /farm/                              the page: rack map with status colours, alerts, energy
 - GET  /farm/api/devices                   latest status per device (filters site/rack/state, offset/limit)
 - GET  /farm/api/devices/{id}/history      raw readings since `since` (UNIX seconds)
@@ -22,7 +24,7 @@ Device ids contain "://" and ":", so they travel URL-encoded in the path.
 Who may act (the POST routes; every GET stays open, read-only):
 - A token is configured (`FarmAuth(token)`; the shells take it from `pithead farm run --web ...
   --token-file`, PITHEAD_FARM_TOKEN, `[farm] api_token_file` or `api_token`, in that order, see
-  `load_token`; `pithead up` through `FarmService.router`): every action needs `Authorization: Bearer <token>`,
+  `load_token`; `pithead up` through `service_router`): every action needs `Authorization: Bearer <token>`,
   from anywhere, loopback included. Missing or malformed -> 401, wrong -> 401, both with
   `WWW-Authenticate: Bearer` and a JSON `detail` saying which. The token is compared in constant time
   (`hmac.compare_digest` over SHA-256 digests, so not even its length leaks).
@@ -42,6 +44,8 @@ Each action is audited with the body's `actor` (a name the caller chooses) and, 
 
 The page has no external assets (no CDN): inline CSS and a small script that polls the JSON endpoints.
 It only reads (it has no action buttons), so it works the same with or without a token.
+Every store read runs on the store's own thread (`AsyncFarmStore.call`), together with the work of
+turning 24,000 statuses into JSON rows, so a dashboard refresh never holds the event loop.
 This module is NOT the main web app and holds no policy of its own beyond who may act: it reads the
 store and calls `ActionService`.
 """
@@ -51,6 +55,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,7 +74,9 @@ from pithead.farm.drivers.base import DriverError, PoolSpec
 from pithead.farm.energy import EnergyLine, PriceSchedule, energy_report
 from pithead.farm.ingest import MAX_BODY_BYTES, IngestError
 from pithead.farm.model import ERROR_STATES, DeviceState, FarmError
-from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, StoreError
+from pithead.farm.service import FarmService
+from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmStoreError
+from pithead.farm.store_async import AsyncFarmStore
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
@@ -262,7 +269,19 @@ def _result_json(res: ActionResult) -> dict[str, Any]:
             "error": res.error}
 
 
-def make_router(store: FarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
+def service_router(service: FarmService, notes: Mapping[str, str] | None = None,
+                   auth: FarmAuth | None = None) -> APIRouter:
+    """The router over a `FarmService`. Without `auth`, the token comes from the environment
+    (PITHEAD_FARM_TOKEN) or the service config's token settings; a bad one raises `FarmAuthError` here,
+    before anything is served."""
+    if auth is None:
+        auth = FarmAuth(load_token(environ=os.environ, config_token=service.cfg.api_token,
+                                   config_token_file=service.cfg.api_token_file))
+    return make_router(service.store, service.actions, service.prices, service.hashprice, service.clock,
+                       notes=notes, auth=auth, ingest=service.ingest)
+
+
+def make_router(store: AsyncFarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
                 clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
                 auth: FarmAuth | None = None, ingest: IngestService | None = None) -> APIRouter:
@@ -287,85 +306,81 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
     def notes_endpoint() -> dict[str, str]:
         return page_notes
 
-    def alerted() -> set[str]:
-        return {a.device_id for a in store.open_alerts()}
-
     @router.get("/", response_class=HTMLResponse)
     def page() -> str:
         return PAGE
 
     @router.get("/api/devices")
-    def devices(site: str | None = None, rack: str | None = None, state: str | None = None,
-                offset: int = Query(0, ge=0), limit: int = Query(MAX_DEVICE_ROWS, ge=1, le=MAX_DEVICE_ROWS),
-                ) -> list[dict[str, Any]]:
-        al = alerted()
-        sts = [st for st in store.statuses()
-               if (site is None or st.device.labels.site == site) and (rack is None or st.device.labels.rack == rack)
-               and (state is None or st.state.value == state)]
-        return [_status_json(st, al) for st in sts[offset: offset + limit]]
+    async def devices(site: str | None = None, rack: str | None = None, state: str | None = None,
+                      offset: int = Query(0, ge=0), limit: int = Query(MAX_DEVICE_ROWS, ge=1, le=MAX_DEVICE_ROWS),
+                      ) -> list[dict[str, Any]]:
+        def rows(s: FarmStore) -> list[dict[str, Any]]:
+            al = _alerted(s)
+            sts = [st for st in s.statuses()
+                   if (site is None or st.device.labels.site == site) and (rack is None or st.device.labels.rack == rack)
+                   and (state is None or st.state.value == state)]
+            return [_status_json(st, al) for st in sts[offset: offset + limit]]
+
+        return await store.call(rows)
 
     @router.get("/api/devices/{device_id:path}/history")
-    def history(device_id: str, since: float = Query(0.0), until: float | None = None) -> list[dict[str, Any]]:
+    async def history(device_id: str, since: float = Query(0.0), until: float | None = None) -> list[dict[str, Any]]:
         end = until if until is not None else clock()
         start = max(since, end - MAX_HISTORY_SPAN_S)
-        return store.history(device_id, start, end)
+        return await store.call(FarmStore.history, device_id, start, end)
 
     @router.get("/api/racks")
-    def racks() -> dict[str, Any]:
-        al = alerted()
-        sites: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for st in store.statuses():
-            lab = st.device.labels
-            sites.setdefault(lab.site or "-", {}).setdefault(lab.rack or "-", []).append({
-                "id": st.device.id, "position": lab.position, "state": st.state.value,
-                "colour": colour_of(st, al), "model": st.device.identity.model,
-                "hashrate_ths": st.reading.hashrate_ths if st.reading else None,
-            })
-        return {"colours": COLOURS, "sites": sites}
+    async def racks() -> dict[str, Any]:
+        return await store.call(_racks_json)
 
     @router.get("/api/alerts")
-    def alerts(all: bool = False, since: float = 0.0) -> list[dict[str, Any]]:
-        rows = store.alerts(since) if all else store.open_alerts()
+    async def alerts(all: bool = False, since: float = 0.0) -> list[dict[str, Any]]:
+        rows = await (store.call(FarmStore.alerts, since) if all else store.call(FarmStore.open_alerts))
         return [{"id": a.id, "device_id": a.device_id, "kind": a.kind, "severity": a.severity,
                  "message": a.message, "opened_at": a.opened_at, "resolved_at": a.resolved_at} for a in rows]
 
     @router.get("/api/energy")
-    def energy(devices: bool = False) -> dict[str, Any]:
+    async def energy(devices: bool = False) -> dict[str, Any]:
         now = clock()
         price = prices.price_at(now) if prices is not None else 0.0
         hp = hashprice() if hashprice is not None else None
-        rep = energy_report(store.statuses(), now, price, hp)
-        return {"time": rep.time, "price_per_mwh": rep.price_per_mwh, "hashprice_per_th_day": rep.hashprice,
-                "fleet": _line_json(rep.fleet), "sites": [_line_json(x) for x in rep.sites],
-                "racks": [_line_json(x) for x in rep.racks],
-                **({"devices": [_line_json(x) for x in rep.devices]} if devices else {})}
+
+        def report(s: FarmStore) -> dict[str, Any]:
+            rep = energy_report(s.statuses(), now, price, hp)
+            return {"time": rep.time, "price_per_mwh": rep.price_per_mwh, "hashprice_per_th_day": rep.hashprice,
+                    "fleet": _line_json(rep.fleet), "sites": [_line_json(x) for x in rep.sites],
+                    "racks": [_line_json(x) for x in rep.racks],
+                    **({"devices": [_line_json(x) for x in rep.devices]} if devices else {})}
+
+        return await store.call(report)
 
     @router.get("/api/rollups")
-    def rollups(bucket_s: int = Query(300), since: float = Query(0.0),
-                device_id: str | None = None) -> list[dict[str, Any]]:
+    async def rollups(bucket_s: int = Query(300), since: float = Query(0.0),
+                      device_id: str | None = None) -> list[dict[str, Any]]:
         if bucket_s not in ROLLUP_BUCKETS_S:
             raise HTTPException(422, f"bucket_s must be one of {list(ROLLUP_BUCKETS_S)}")
-        rows = store.rollups(bucket_s, since, device_id)[-MAX_ROLLUP_ROWS:]
+        rows = (await store.call(FarmStore.rollups, bucket_s, since, device_id))[-MAX_ROLLUP_ROWS:]
         return [{"device_id": r.device_id, "bucket": r.bucket, "samples": r.samples, "ok_samples": r.ok_samples,
                  "avg_hashrate_ths": r.avg_hashrate_ths, "max_hashrate_ths": r.max_hashrate_ths,
                  "avg_power_w": r.avg_power_w, "max_chip_temp": r.max_chip_temp, "energy_wh": r.energy_wh}
                 for r in rows]
 
     @router.get("/api/audit")
-    def audit(device_id: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    async def audit(device_id: str | None = None,
+                    limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
         return [{"id": a.id, "time": a.time, "actor": a.actor, "device_id": a.device_id, "action": a.action,
                  "params": a.params, "outcome": a.outcome, "error": a.error, "finished": a.finished}
-                for a in store.audit_log(device_id, limit)]
+                for a in await store.call(FarmStore.audit_log, device_id, limit)]
 
     def need_actions() -> ActionService:
         if actions is None:
             raise HTTPException(503, "actions are not enabled on this server")
         return actions
 
-    def known(device_id: str) -> None:
+    async def known(device_id: str) -> None:
         try:
-            store.device(device_id)
-        except StoreError as exc:
+            await store.call(FarmStore.device, device_id)
+        except FarmStoreError as exc:
             raise HTTPException(404, str(exc)) from exc
 
     refusals: dict[int | str, dict[str, Any]] = {401: {"description": "no or wrong token (a token is configured)"},
@@ -374,19 +389,19 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
     @router.post("/api/devices/{device_id:path}/reboot", responses=refusals)
     async def reboot(device_id: str, body: ActionBody, how: str = Depends(authorised)) -> dict[str, Any]:
         svc = need_actions()
-        known(device_id)
+        await known(device_id)
         return _result_json(await svc.reboot(device_id, body.actor, auth=how))
 
     @router.post("/api/devices/{device_id:path}/switch-pool", responses=refusals)
     async def switch_pool(device_id: str, body: SwitchPoolBody, how: str = Depends(authorised)) -> dict[str, Any]:
         svc = need_actions()
-        known(device_id)
+        await known(device_id)
         return _result_json(await svc.switch_pool(device_id, body.index, body.actor, auth=how))
 
     @router.post("/api/devices/{device_id:path}/pools", responses=refusals)
     async def set_pools(device_id: str, body: SetPoolsBody, how: str = Depends(authorised)) -> dict[str, Any]:
         svc = need_actions()
-        known(device_id)
+        await known(device_id)
         try:
             specs = [PoolSpec(p.url, p.user, p.password) for p in body.pools]
         except DriverError as exc:
@@ -403,7 +418,7 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
         """One collector batch (see `pithead.farm.ingest`); bad items are refused one by one, by index."""
         body = await _bounded_body(request, MAX_BODY_BYTES)
         try:
-            return sink.handle(body, request.headers.get("content-encoding"))
+            return await sink.handle(body, request.headers.get("content-encoding"))
         except IngestError as exc:
             raise HTTPException(exc.status, exc.message) from exc
 
@@ -412,6 +427,24 @@ def make_router(store: FarmStore, actions: ActionService | None = None, prices: 
         return sink.status()
 
     return router
+
+
+def _alerted(store: FarmStore) -> set[str]:
+    return {a.device_id for a in store.open_alerts()}
+
+
+def _racks_json(store: FarmStore) -> dict[str, Any]:
+    """The rack map: site -> rack -> the devices in it, with their status colours."""
+    al = _alerted(store)
+    sites: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for st in store.statuses():
+        lab = st.device.labels
+        sites.setdefault(lab.site or "-", {}).setdefault(lab.rack or "-", []).append({
+            "id": st.device.id, "position": lab.position, "state": st.state.value,
+            "colour": colour_of(st, al), "model": st.device.identity.model,
+            "hashrate_ths": st.reading.hashrate_ths if st.reading else None,
+        })
+    return {"colours": COLOURS, "sites": sites}
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -1,11 +1,12 @@
-"""The cgminer/bmminer API driver (TCP 4028), on top of the sans-IO codec `pithead.farm.protocol.cgminer`.
+"""The cgminer/bmminer API driver (TCP 4028), on top of the sans-IO codec `pithead.farm.protocol.cgminer`
+(`wire` for requests and the reply envelope, `parse` for the sections).
 
 Errors: a healthy poll is one API connection and carries no vendor error codes. When a reading looks
 degraded (`normalise.looks_degraded`: low hashrate, missing chips, a stalled fan, a hot chip), the driver
 also asks the stock web `summary.cgi` for the firmware's own diagnosis and adds it to `Reading.errors`.
 
 Transport: one request per TCP connection, as the firmware expects; the reply ends at a NUL byte or at
-EOF (real miners send both), and reading stops at `MAX_REPLY_BYTES` from the codec. A poll is ONE
+EOF (real miners send both), and reading stops at `wire.MAX_REPLY_BYTES`. A poll is ONE
 connection: the joined report command `summary+stats+pools`. Firmware that refuses the join form (pyasic
 notes S19 variants that do) is remembered per address and read with three separate commands instead.
 
@@ -42,7 +43,9 @@ from pithead.farm.drivers.base import (
 )
 from pithead.farm.model import Board, DeviceAddress, Fan, FarmError, Identity, PoolEntry, Reading
 from pithead.farm.protocol import antminer_web as web
-from pithead.farm.protocol import cgminer as codec
+from pithead.farm.protocol.cgminer import wire
+from pithead.farm.protocol.cgminer.parse import parse_pools, parse_stats, parse_summary, parse_version
+from pithead.farm.protocol.cgminer.sections import Pool, Stats, Summary
 from pithead.farm.protocol.errors import CgminerCommandError, CgminerReplyError
 
 # Read size per recv; replies are a few KiB.
@@ -69,7 +72,7 @@ async def call(address: DeviceAddress, command: str | Sequence[str], parameter: 
     except OSError as exc:
         raise DeviceUnreachable(f"{address.host}:{address.port}: {exc.strerror or exc}") from exc
     try:
-        writer.write(codec.encode_request(command, parameter, **extras))
+        writer.write(wire.encode_request(command, parameter, **extras))
         await writer.drain()
         buf = bytearray()
         while True:
@@ -77,9 +80,9 @@ async def call(address: DeviceAddress, command: str | Sequence[str], parameter: 
             if not chunk:
                 break
             buf += chunk
-            if len(buf) > codec.MAX_REPLY_BYTES:
-                raise DeviceProtocolError(f"reply over {codec.MAX_REPLY_BYTES} bytes")
-            if chunk.endswith(codec.NUL):
+            if len(buf) > wire.MAX_REPLY_BYTES:
+                raise DeviceProtocolError(f"reply over {wire.MAX_REPLY_BYTES} bytes")
+            if chunk.endswith(wire.NUL):
                 break
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         raise DeviceUnreachable(f"{address.host}:{address.port}: connection lost: {exc}") from exc
@@ -90,7 +93,7 @@ async def call(address: DeviceAddress, command: str | Sequence[str], parameter: 
     if not buf:
         raise DeviceProtocolError("empty reply (connection closed without an answer)")
     try:
-        return codec.decode_reply(bytes(buf))
+        return wire.decode_reply(bytes(buf))
     except CgminerReplyError as exc:
         raise DeviceProtocolError(str(exc)) from exc
 
@@ -99,7 +102,7 @@ async def command(address: DeviceAddress, cmd: str, parameter: str | None = None
     """`call` plus a status check: an E/F status becomes DeviceRefused."""
     reply = await call(address, cmd, parameter, **extras)
     try:
-        codec.check_status(reply, cmd)
+        wire.check_status(reply, cmd)
     except CgminerCommandError as exc:
         raise DeviceRefused(f"{cmd}: {exc.msg} (code {exc.code})") from exc
     except CgminerReplyError as exc:
@@ -125,7 +128,7 @@ class CgminerDriver:
             reply = await call(address, POLL_COMMANDS)
             if "STATUS" not in reply:  # a joined reply: {"summary":[…],"stats":[…],"pools":[…]}
                 try:
-                    return codec.split_joined_reply(reply)
+                    return wire.split_joined_reply(reply)
                 except CgminerReplyError as exc:
                     raise DeviceProtocolError(str(exc)) from exc
             # a single STATUS at top level: the join form was refused; fall back for good
@@ -136,21 +139,21 @@ class CgminerDriver:
 
     async def identify(self, address: DeviceAddress) -> Identity:
         try:
-            version = codec.parse_version(await call(address, "version"))
-            stats = codec.parse_stats(await call(address, "stats"))
+            version = parse_version(await call(address, "version"))
+            stats = parse_stats(await call(address, "stats"))
         except CgminerCommandError as exc:
             raise DeviceRefused(f"identify: {exc.msg}") from exc
         except CgminerReplyError as exc:
             raise DeviceProtocolError(f"identify: {exc}") from exc
-        model = version.miner_type or (stats.miner_type or "")
+        model = version.miner_type or stats.version.miner_type
         if not model:
             raise DeviceProtocolError("device does not say its model")
         np = norm.nameplate(model)
         return Identity(
             make=norm.make_of(model),
             model=model,
-            firmware=version.firmware,
-            expected_ths=stats.expected_ghs / 1000.0 if stats.expected_ghs else (np.ths if np else None),
+            firmware=version.compile_time,
+            expected_ths=stats.ideal_ghs / 1000.0 if stats.ideal_ghs else (np.ths if np else None),
             expected_boards=np.boards if np else len(stats.chains) or None,
             expected_fans=np.fans if np else len([f for f in stats.fans_rpm if f > 0]) or None,
         )
@@ -181,9 +184,9 @@ class CgminerDriver:
     async def _read_api(self, device_id: str, address: DeviceAddress, now: float) -> Reading:
         parts = await self._poll_parts(address)
         try:
-            summary = codec.parse_summary(parts["summary"])
-            stats = codec.parse_stats(parts["stats"])
-            pools = codec.parse_pools(parts["pools"])
+            summary = parse_summary(parts["summary"])
+            stats = parse_stats(parts["stats"])
+            pools = parse_pools(parts["pools"])
         except KeyError as exc:
             raise DeviceProtocolError(f"joined reply lacks {exc}") from exc
         except CgminerCommandError as exc:
@@ -204,7 +207,7 @@ class CgminerDriver:
         """Replace the pool list: add the new pools, switch to the first of them, remove the old ones
         (highest index first, so lower indices do not shift under us)."""
         specs = check_pool_list(pools)
-        existing = codec.parse_pools(await command(address, "pools"))
+        existing = parse_pools(await command(address, "pools"))
         for p in specs:
             await command(address, "addpool", f"{p.url},{p.user},{p.password}")
         await command(address, "switchpool", str(len(existing)))
@@ -243,14 +246,14 @@ class CgminerDriver:
             raise UnsupportedAction(f"device cannot sleep/wake: web: {web_error}; API: {exc}") from exc
 
 
-def reading_from_parsed(device_id: str, now: float, summary: codec.ParsedSummary, stats: codec.ParsedStats,
-                        pools: Sequence[codec.ParsedPool]) -> Reading:
+def reading_from_parsed(device_id: str, now: float, summary: Summary, stats: Stats,
+                        pools: Sequence[Pool]) -> Reading:
     """Parsed cgminer sections -> canonical Reading, through the normaliser."""
-    np = norm.nameplate(stats.miner_type or "")
+    np = norm.nameplate(stats.version.miner_type)
     boards = tuple(
         Board(
             index=c.index,
-            hashrate_ths=norm.hashrate_ths(c.hashrate_ghs, "GH") if c.hashrate_ghs is not None else 0.0,
+            hashrate_ths=norm.hashrate_ths(c.rate_ghs, "GH") if c.rate_ghs is not None else 0.0,
             chips=c.chips,
             expected_chips=np.chips_per_board if np else None,
             board_temp_c=norm.temperature(c.board_temp_c),
@@ -265,7 +268,7 @@ def reading_from_parsed(device_id: str, now: float, summary: codec.ParsedSummary
         device_id=device_id,
         time=now,
         hashrate_ths=hashrate,
-        expected_ths=norm.hashrate_ths(stats.expected_ghs, "GH") if stats.expected_ghs else None,
+        expected_ths=norm.hashrate_ths(stats.ideal_ghs, "GH") if stats.ideal_ghs else None,
         boards=boards,
         fans=fans,
         power_w=norm.power(stats.power_w),

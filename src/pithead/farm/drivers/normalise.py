@@ -2,7 +2,7 @@
 
 Every driver hands its vendor's raw figures to these functions, and each quirk is fixed here once, with
 a comment saying which firmware does it. (JSON-level repairs of cgminer replies -- missing commas,
-quoted "inf" -- happen one layer lower, in `pithead.farm.protocol.cgminer.decode_reply`.)
+quoted "inf" -- happen one layer lower, in `pithead.farm.protocol.cgminer.wire.decode_reply`.)
 
 Quirks handled:
 - Hashrate units differ by vendor: bmminer reports GH/s ("GHS 5s", sometimes as a string), cgminer
@@ -77,6 +77,11 @@ def make_of(model: str) -> str:
 
 def number(v: Any) -> float | None:
     """A figure that may come as int, float or numeric string; "inf"/"nan"/""/None -> None."""
+    kind = type(v)  # a JSON float or int, the common case on every poll, is taken before slower checks
+    if kind is float:
+        return v if math.isfinite(v) else None
+    if kind is int:
+        return float(v)
     if v is None or isinstance(v, bool):
         return None
     if isinstance(v, str):
@@ -96,7 +101,9 @@ def hashrate_ths(value: Any, unit: str) -> float:
     f = number(value)
     if f is None:
         raise ValueError(f"hashrate {value!r} is not a number")
-    factor = _UNIT_TO_THS.get(unit.upper().removesuffix("/S").strip())
+    factor = _UNIT_TO_THS.get(unit)
+    if factor is None:
+        factor = _UNIT_TO_THS.get(unit.upper().removesuffix("/S").strip())
     if factor is None:
         raise ValueError(f"unknown hashrate unit {unit!r}")
     return max(f, 0.0) * factor

@@ -1,7 +1,8 @@
 """Sans-IO wire codecs of real mining devices, shared by the fleet manager's drivers and the simulator.
 
-- `cgminer`: the cgminer/bmminer RPC API on TCP 4028 (requests incl. `cmd1+cmd2`, NUL-terminated replies,
-  STATUS blocks, section builders and typed parsers).
+- `cgminer`: the cgminer/bmminer RPC API on TCP 4028, a package: `wire` (requests incl. `cmd1+cmd2`,
+  NUL-terminated replies, STATUS blocks), `sections` (the typed section values), `build` (server side,
+  what the simulated fleet serves) and `parse` (client side, what the drivers read).
 - `axeos`: the Bitaxe AxeOS HTTP JSON API (system info, asic info, settings PATCH).
 - `antminer_web`: the stock Antminer CGI JSON payloads behind HTTP Digest auth.
 - `errors`: the typed errors all of them raise.
@@ -15,7 +16,7 @@ from pithead.farm.protocol.errors import (
     CgminerCommandError,
     CgminerReplyError,
     CgminerRequestError,
-    DeviceProtocolError,
+    CodecError,
 )
 
 __all__ = [
@@ -24,5 +25,5 @@ __all__ = [
     "CgminerCommandError",
     "CgminerReplyError",
     "CgminerRequestError",
-    "DeviceProtocolError",
+    "CodecError",
 ]

@@ -7,7 +7,7 @@ with realm `antMiner Configuration` (default login root/root). The CGI bodies ar
 - `get_miner_conf.cgi` → `{pools:[{url,user,pass}], "bitmain-fan-ctrl", "bitmain-fan-pwm", "bitmain-work-mode", …}`
 - `summary.cgi` → `{"STATUS":{…}, "SUMMARY":[{…, "status":[{type,status:"s",code,msg}]}]}`;
   any `status` entry that is not `"s"` is an error the UI shows
-- `stats.cgi` → the same body as the RPC `stats` with `new_api` (see `cgminer.StatsFigures`)
+- `stats.cgi` → the same body as the RPC `stats` with `new_api` (see `cgminer.build.stats_new_api_reply`)
 - `get_blink_status.cgi` → `{"blink": false}`; `blink.cgi` (POST `{"blink":"true"}`) → `{"code":"B000"}`
   when switched on, `{"code":"B100"}` when switched off
 - `reboot.cgi`, `set_miner_conf.cgi` (POST, → `{"stats":"success","code":"M000","msg":"OK!"}`),

@@ -12,11 +12,12 @@ asyncio shells and the fleet manager's drivers.
 from __future__ import annotations
 
 
-class DeviceProtocolError(Exception):
-    """Base class of every codec error in `pithead.farm.protocol`."""
+class CodecError(Exception):
+    """Base class of every codec error in `pithead.farm.protocol` (the drivers' `DeviceProtocolError` is
+    what a driver raises once it has given up on a device's answer)."""
 
 
-class CgminerRequestError(DeviceProtocolError):
+class CgminerRequestError(CodecError):
     """A cgminer API request could not be parsed.
 
     `code` and `msg` are what cgminer itself answers in this case (e.g. 23 "Invalid JSON", 14 "Invalid
@@ -29,11 +30,11 @@ class CgminerRequestError(DeviceProtocolError):
         self.msg = msg
 
 
-class CgminerReplyError(DeviceProtocolError):
+class CgminerReplyError(CodecError):
     """A cgminer API reply is not decodable JSON, or lacks the section/field a parser needs."""
 
 
-class CgminerCommandError(DeviceProtocolError):
+class CgminerCommandError(CodecError):
     """A well-formed cgminer reply whose STATUS is not a success (`S`/`I`), e.g. access denied."""
 
     def __init__(self, command: str, severity: str, code: int | None, msg: str) -> None:
@@ -44,9 +45,9 @@ class CgminerCommandError(DeviceProtocolError):
         self.msg = msg
 
 
-class AxeOSPayloadError(DeviceProtocolError):
+class AxeOSPayloadError(CodecError):
     """An AxeOS JSON payload (system info, asic info, settings PATCH) is malformed or out of range."""
 
 
-class AntminerWebPayloadError(DeviceProtocolError):
+class AntminerWebPayloadError(CodecError):
     """A stock Antminer CGI JSON payload is malformed."""
