@@ -163,6 +163,25 @@ async def test_serve_mines_credits_keeps_payouts_off_then_pays_when_asked(tmp_pa
         assert any(line.strip().startswith("payouts") and "ON" in line for line in lines), lines
 
 
+async def test_serve_runs_the_pool_in_its_own_process_beside_the_web(tmp_path: Path) -> None:
+    """The dashboard shares `serve`'s process; the pool must not share its event loop or its GIL (finding:
+    32 API readers on the pool's own loop made share replies 105x slower). With `[pool] workers = 1` the
+    pool still runs in a worker process of its own, and mines."""
+    async with EmbeddedNode(tmp_path / "node", rpc_port=0) as node:
+        pool_address = str(await _rpc(node, "getnewaddress"))
+        config = _config(tmp_path / "pithead.toml", node, pool_address=pool_address)
+
+        async def check(client: httpx.AsyncClient, running: Any) -> None:
+            pool = running.pool
+            assert type(pool).__name__ == "WorkerPool" and len(pool.workers) == 1
+            (worker,) = pool.workers
+            assert worker.proc is not None and worker.proc.pid != os.getpid()
+            await _mine(running.stratum_url, SOLO_ADDRESS + ".w", 1)
+            await _until(client, "/api/blocks", lambda bs: len(bs) >= 1)
+
+        await _serving(config, check)
+
+
 async def test_serve_with_worker_processes_credits_blocks(tmp_path: Path) -> None:
     """`[pool] workers = 2`: the multi-process pool, its supervisor feeding the ledger, as in `up`."""
     async with EmbeddedNode(tmp_path / "node", rpc_port=0) as node:

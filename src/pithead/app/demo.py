@@ -202,7 +202,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     await start_ledger(cfg, running, rpc, network, pay=True)
     pool_cfg = demo_pool_config(cfg.pool, node_url=node.rpc_url, user=user, password=password,
                                 pool_address=pool_address, port=cfg.pool.port)
-    await start_pool(pool_cfg, running, running.sink)
+    await start_pool(pool_cfg, running, running.sink, own_process=True)  # beside the web: see make_pool
 
     # --- miners, the simulated fleet and the farm --------------------------------------------------
     if opts.miners > 0:

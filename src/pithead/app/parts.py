@@ -170,11 +170,17 @@ async def follow_network(ledger: Ledger, rpc: RpcClient) -> None:
 # --- the pool ------------------------------------------------------------------------------------------
 
 
-def make_pool(cfg: config_mod.PoolConfig, source: TemplateSource, sink: ShareSink | None) -> PoolServer | WorkerPool:
-    """The pool `cfg` asks for, not started: one `PoolServer`, or a `WorkerPool` of `[pool] workers`
-    processes (its supervisor feeding `sink`). Both have the same `start(host, port)` and `stop()`."""
+def make_pool(cfg: config_mod.PoolConfig, source: TemplateSource, sink: ShareSink | None, *,
+              own_process: bool = False) -> PoolServer | WorkerPool:
+    """The pool `cfg` asks for, not started: one `PoolServer` in this process, or a `WorkerPool` of `[pool]
+    workers` processes (its supervisor feeding `sink`). Both have the same `start(host, port)` and `stop()`.
+
+    `own_process`: the pool shares this process with other parts (the web, the ledger, the farm), so it runs
+    in worker processes even when `[pool] workers` is 1: a dashboard read by many clients, a ledger commit
+    or a farm sweep then costs the pool some CPU at most, never its event loop or the GIL (finding: 32 API
+    readers on the pool's own loop made share replies 105x slower)."""
     workers = pool_workers(cfg)
-    if workers > 1:
+    if workers > 1 or own_process:
         return WorkerPool(cfg, source, sink, workers)
     return build_server(cfg, source, sink)
 
@@ -204,11 +210,12 @@ async def start_source(cfg: config_mod.PoolConfig, running: Running,
 
 
 async def start_pool(cfg: config_mod.PoolConfig, running: Running, sink: ShareSink | None, *,
-                     source: TemplateSource | None = None) -> None:
+                     source: TemplateSource | None = None, own_process: bool = False) -> None:
     """The Stratum pool for `cfg` on its bind and port, taking templates from `[pool] nodes` (or `source`)
     and putting shares and blocks on `sink`: the ledger's bus, or a Redis stream whose writer starts here
-    and stops right after the pool (its last events go into the stream). Sets `running.stratum_url`,
-    `running.pool` and `running.pool_live` (the web's live view)."""
+    and stops right after the pool (its last events go into the stream); in worker processes when
+    `own_process` (see `make_pool`). Sets `running.stratum_url`, `running.pool` and `running.pool_live` (the
+    web's live view)."""
     started = await start_source(cfg, running, source)
     if isinstance(sink, RedisShareSink):
         writer_stop = asyncio.Event()
@@ -220,7 +227,7 @@ async def start_pool(cfg: config_mod.PoolConfig, running: Running, sink: ShareSi
 
         running.on_stop("share bus", stop_writer)
     try:
-        server = make_pool(cfg, started, sink)
+        server = make_pool(cfg, started, sink, own_process=own_process)
         host, port = await server.start(cfg.bind, cfg.port)
     except (OSError, RuntimeError) as exc:  # RuntimeError: a worker process that could not start
         raise StartError(f"pool: cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc

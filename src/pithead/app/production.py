@@ -126,7 +126,7 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
         running.skipped["pool"] = ("not started (--no-pool): the ledger credits what `pithead pool --share-bus` "
                                    "front-ends publish")
     else:
-        await start_pool(cfg.pool, running, running.sink)
+        await start_pool(cfg.pool, running, running.sink, own_process=True)  # beside the web: see make_pool
 
     # --- farm, when there is a fleet to manage -------------------------------------------------------
     farm_router: Any = None
