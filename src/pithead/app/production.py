@@ -141,8 +141,8 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
         running.skipped["farm"] = "not started: [farm] scan names no network to manage"
 
     # --- web -------------------------------------------------------------------------------------
-    await start_web(cfg, running, pool_info("pithead", cfg.pool, cfg.ledger, network.name, running), farm_router,
-                    opts.print_fn)
+    await start_web(cfg, running, pool_info("pithead", cfg.pool, cfg.ledger, network.name, running, pays=pay),
+                    farm_router, opts.print_fn)
 
 
 async def _check_wallet(rpc: RpcClient, url: str, pool_address: str | None) -> None:
