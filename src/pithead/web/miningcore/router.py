@@ -36,7 +36,9 @@ written by ApiExceptionHandlingMiddleware: the message as the body, content type
 malformed address 404 `Invalid or missing miner address`; a query parameter that does not bind is
 ASP.NET Core's automatic 400 for an [ApiController], a ValidationProblemDetails
 (`{"type", "title", "status", "traceId", "errors": {param: [message]}}`), and so are values out of range,
-which Miningcore itself does not check. A pithead part that is not running (no ledger) is 503 with a
+which Miningcore itself does not check (a negative page is a database error there). The pool history's
+hour range is refused with Miningcore's message, `invalid interval`, as a 400 (Miningcore's exception carries
+no status there, so it answers 200 with that text). A pithead part that is not running (no ledger) is 503 with a
 plain message. Every answer allows any origin (Program.cs: `UseCors(...AllowAnyOrigin()...)`), so a
 front end served from elsewhere can read it.
 """
