@@ -61,6 +61,7 @@ from pithead.web.api import ADDRESS_RE
 from pithead.web.miningcore import models as mc
 from pithead.web.miningcore.queries import (
     FOUND_STATUSES,
+    HISTORY_ROWS,
     MINER_HISTORY,
     POOL_SPANS,
     POOL_STEPS,
@@ -88,10 +89,9 @@ from pithead.web.services import Services, StoreReader
 # Where the whole Miningcore API is served; its paths that are not pithead's own are served as they are too.
 MOUNT_PREFIX = "/miningcore"
 
-# Largest page one request may ask for: the most rows the ledger returns from one query, which is also
-# as far back as paging reaches (pithead.web.miningcore.queries.HISTORY_ROWS). The Miningcore WebUI asks
-# for at most 500 (its payments page).
-MAX_PAGE_SIZE = 1000
+# Largest page one request may ask for: as far back as paging reaches (the ledger's bound on one query).
+# The Miningcore WebUI asks for at most 500 (its payments page).
+MAX_PAGE_SIZE = HISTORY_ROWS
 # Miningcore's default page size (PoolApiController: `pageSize = 15`).
 DEFAULT_PAGE_SIZE = 15
 # Miningcore's default range of the miners lists, in hours (`topMinersRange = 24`).
