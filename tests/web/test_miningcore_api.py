@@ -36,6 +36,9 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from webseed import ADDR_A, ADDR_B, BLOCK_HASH, BUCKET, fixed_clock, seed_store
 
+from pithead import config
+from pithead.app.lifecycle import Running
+from pithead.app.parts import pool_info
 from pithead.ledger import stats
 from pithead.ledger.store import open_store
 from pithead.ledger.store.base import LedgerStore
@@ -492,6 +495,28 @@ def test_the_pool_id_is_the_configured_one(store: LedgerStore) -> None:
     assert c.get(f"/api/pools/{POOL}").status_code == 404
     # Solo mode: no pool address (rewards go to each finder), written as "" so front ends can show it.
     assert get(c, "/api/pools/btc-solo")["pool"]["address"] == ""
+
+
+def test_the_pools_terms_come_from_the_config(store: LedgerStore, tmp_path: Path) -> None:
+    """What `pithead up` and `serve` hand the web (app.parts.pool_info) states the configured pool."""
+    cfg = config.load(None, overrides={
+        "pool": {"mode": "pool", "pool_address": ADDR_B, "start_difficulty": 8.0, "min_difficulty": 0.5,
+                 "share_interval": 15.0, "idle_timeout": 300.0, "refresh_interval": 20.0},
+        "ledger": {"scheme": "prop", "payout_threshold_sat": 250_000, "pool_fee_percent": 2.0},
+        "web": {"miningcore_pool_id": "btc1"},
+    })
+    running = Running(data_dir=tmp_path, stratum_url="stratum+tcp://0.0.0.0:3334")
+    info = pool_info("pithead", cfg.pool, cfg.ledger, "test", running, pays=False, pool_id=cfg.web.miningcore_pool_id)
+    p = get(client(store, info), "/api/pools/btc1")["pool"]
+    assert p["id"] == "btc1" and p["address"] == ADDR_B and p["poolFeePercent"] == 2.0
+    assert p["ports"] == {"3334": {"listenAddress": "0.0.0.0", "difficulty": 8.0, "tls": False, "tlsAuto": False,
+                                   "varDiff": {"minDiff": 0.5, "maxDiff": 1e12, "targetTime": 15.0,
+                                               "retargetTime": 24 * 15.0, "variancePercent": 100.0}}}
+    assert p["paymentProcessing"] == {"enabled": False, "minimumPayment": 0.0025, "payoutScheme": "PROP"}
+    assert p["clientConnectionTimeout"] == 300 and p["jobRebroadcastTimeout"] == 20
+    assert p["addressInfoLink"] == f"https://mempool.space/testnet/address/{ADDR_B}"
+    solo = pool_info("pithead", config.PoolConfig(), cfg.ledger, "regtest", running, pays=False, pool_id="pithead")
+    assert get(client(store, solo), "/api/pools/pithead")["pool"]["address"] == ""  # solo: to each finder
 
 
 def test_help_and_health_check(store: LedgerStore) -> None:

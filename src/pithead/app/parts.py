@@ -245,8 +245,7 @@ async def start_web(cfg: config_mod.Config, running: Running, info: PoolInfo, fa
         raise StartError(f"web: {exc}") from exc
     running.on_stop_sync("web ledger connection", web_store.close)
     services = Services(store=web_store, node=running.rpc, pool=running.pool_live,
-                        last_template_time=lambda: running.last_template_time, farm_router=farm_router,
-                        info=dataclasses.replace(info, pool_id=cfg.web.miningcore_pool_id))
+                        last_template_time=lambda: running.last_template_time, farm_router=farm_router, info=info)
     web = WebServer(create_app(services), cfg.web.bind, cfg.web.port)
     try:
         await web.start()
@@ -315,11 +314,12 @@ def run_farm_service(service: FarmService, running: Running, notes: Mapping[str,
 
 
 def pool_info(name: str, pool: config_mod.PoolConfig, ledger: config_mod.LedgerConfig, network: str,
-              running: Running, *, pays: bool) -> PoolInfo:
-    """What the dashboard (and the Miningcore-compatible API) says about this pool; `pays`: whether the
-    ledger sends payouts (as `start_ledger` was told)."""
+              running: Running, *, pays: bool, pool_id: str) -> PoolInfo:
+    """What the dashboard (and the Miningcore-compatible API, where the pool is `pool_id`: `[web]
+    miningcore_pool_id`) says about this pool; `pays`: whether the ledger sends payouts (as `start_ledger`
+    was told)."""
     return PoolInfo(name=name, mode=pool.mode, scheme=ledger.scheme, fee_percent=ledger.pool_fee_percent,
-                    network=network, stratum_url=running.stratum_url,
+                    network=network, stratum_url=running.stratum_url, pool_id=pool_id,
                     pool_address=pool.pool_address if pool.mode == "pool" else None,
                     start_difficulty=pool.start_difficulty, min_difficulty=pool.min_difficulty,
                     max_difficulty=pool.max_difficulty, share_interval_s=pool.share_interval,
