@@ -33,7 +33,7 @@ This module holds no HTTP: the router turns its answers and errors into response
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -223,8 +223,7 @@ class WindowRates:
     """Each worker's rate over HASHRATE_WINDOW_S, and the pool's."""
 
     pool: Rate
-    pool_shares: int
-    by_worker: dict[str, Rate]  # only workers with a share in the window
+    by_worker: Mapping[str, Rate]  # only workers with a share in the window
 
 
 def window_rates(
@@ -240,7 +239,7 @@ def window_rates(
         for w, sums in by_worker.items() if sums[0].shares > 0
     }
     pool = WorkSums(sum(s[0].shares for s in by_worker.values()), sum(s[0].difficulty_sum for s in by_worker.values()), 0.0)
-    return WindowRates(_rate(pool, now, start, first_seen_of(rows), bucket_s, uptime), pool.shares, rates)
+    return WindowRates(_rate(pool, now, start, first_seen_of(rows), bucket_s, uptime), rates)
 
 
 def miners_by_hashrate(
