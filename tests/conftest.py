@@ -1,12 +1,12 @@
 """Shared test helpers: where the vectors live and loading them; the ledger-store fixture that runs every
 store and ledger test on SQLite and on PostgreSQL (127.0.0.1:5432, db `test`), each PostgreSQL store in a
-schema of its own, unique to the test and dropped afterwards. Without PostgreSQL the PostgreSQL half is
-skipped locally and fails under CI (where .ci/run starts the server)."""
+schema of its own, unique to the test and dropped afterwards; and the hooks of `skips`: a test skipped for
+want of PostgreSQL, Redis or Chromium is listed at the end of the run with its reason, and fails under CI
+(`CI=true`, where .ci/run starts the services)."""
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 
 from pithead.ledger.store import StoreError, open_store
 from pithead.ledger.store.base import LedgerStore
+from skips import missing, pytest_runtest_makereport, pytest_terminal_summary
 
 VECTORS = Path(__file__).parent / "vectors"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,7 +39,11 @@ def core_fixtures() -> Path:
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# The hooks of `skips`, registered by being here (pytest reads a conftest's hook functions by name).
+__all__ = ["pytest_runtest_makereport", "pytest_terminal_summary"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[LedgerStore]:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         s = open_store(f"sqlite:///{tmp_path}/ledger.sqlite3")
@@ -49,9 +54,7 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[LedgerStore]:  #
     try:
         s = open_store(f"{PG_URL}?schema={schema}")
     except StoreError as exc:
-        if os.environ.get("CI"):  # CI starts PostgreSQL (.ci/run): there, a missing server is a failure
-            raise
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        missing("postgresql", str(exc))
     try:
         yield s
     finally:

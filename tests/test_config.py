@@ -72,7 +72,7 @@ def test_every_problem_is_reported_at_once_with_its_key(tmp_path: Path) -> None:
 def test_an_unknown_key_far_from_any_lists_the_known_ones(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text("[web]\nzzz = 1\n")
-    with pytest.raises(ConfigError, match=r"web\.zzz: unknown setting \(known: bind, port\)"):
+    with pytest.raises(ConfigError, match=r"web\.zzz: unknown setting \(known: bind, port, miningcore_pool_id\)"):
         load(p)
 
 
@@ -92,6 +92,7 @@ def test_an_unknown_key_far_from_any_lists_the_known_ones(tmp_path: Path) -> Non
     ("[farm]\nstrike_price = 80.0\n", "farm.strike_price: curtails above a price, so it needs price_schedule"),
     ('[farm]\ncentral = true\nforward_url = "http://c:8081"\n', "farm.central: a central takes readings"),
     ('[node]\nrpc_password = "p"\n', "node.rpc_user: give rpc_user and rpc_password together"),
+    ('[web]\nminingcore_pool_id = "BTC/1"\n', "web.miningcore_pool_id: must be 1-64 lower-case letters"),
 ])
 def test_ranges_and_dependent_settings(tmp_path: Path, toml: str, words: str) -> None:
     p = tmp_path / "c.toml"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 import types
 import typing
@@ -144,6 +145,9 @@ class WebConfig:
 
     bind: str = "127.0.0.1"
     port: int = 8080
+    # The pool's id in the Miningcore-compatible API (/api/pools/{id}); the Miningcore WebUI puts it in its
+    # links in lower case, so lower-case letters, digits, "-" and "_".
+    miningcore_pool_id: str = "pithead"
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,9 @@ SECTIONS: dict[str, type] = {"node": NodeConfig, "pool": PoolConfig, "ledger": L
 # --- reading: types ----------------------------------------------------------------------------------
 
 _MAX_PORT = 65535
+# A Miningcore pool id: lower case (the WebUI lower-cases ids in its links) and nothing its URL hash
+# splits on ("#", "/", "?", "=").
+_POOL_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_FRONT_ENDS = 256
 """Front-ends on one share bus: each takes a slice of the 32-bit extranonce1 space (more would leave each
 too few values for its workers and miners)."""
@@ -401,6 +408,12 @@ def _check_ledger(p: _Problems, ledger: LedgerConfig) -> None:
         p.add("ledger.share_bus", "must be \"memory\" or redis://HOST:PORT/DB?stream=NAME")
 
 
+def _check_web(p: _Problems, web: WebConfig) -> None:
+    _port(p, "web.port", web.port)
+    if not _POOL_ID.fullmatch(web.miningcore_pool_id):
+        p.add("web.miningcore_pool_id", f"must be 1-64 lower-case letters, digits, - or _, not {web.miningcore_pool_id!r}")
+
+
 def _check_farm(p: _Problems, farm: FarmConfig) -> None:
     if farm.sim_devices < 0:
         p.add("farm.sim_devices", f"must be 0 or more, not {farm.sim_devices}")
@@ -454,7 +467,7 @@ def _collect(p: _Problems, cfg: Config | Section) -> None:
         _check_node(p, cfg.node)
         _check_pool(p, cfg.pool)
         _check_ledger(p, cfg.ledger)
-        _port(p, "web.port", cfg.web.port)
+        _check_web(p, cfg.web)
         _check_farm(p, cfg.farm)
         if cfg.pool.mode == "solo" and cfg.ledger.payouts == "wallet":
             p.add("ledger.payouts", "solo mode pays the block's finder in the coinbase: the ledger keeps "
@@ -466,7 +479,7 @@ def _collect(p: _Problems, cfg: Config | Section) -> None:
     elif isinstance(cfg, LedgerConfig):
         _check_ledger(p, cfg)
     elif isinstance(cfg, WebConfig):
-        _port(p, "web.port", cfg.port)
+        _check_web(p, cfg)
     else:
         _check_farm(p, cfg)
 

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import itertools
-import os
 import re
 import shutil
 import tempfile
@@ -16,6 +15,8 @@ from typing import Any
 
 import orjson
 import websockets
+
+from skips import missing
 
 # Debian's package installs /usr/bin/chromium; nothing else is looked for.
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
@@ -175,14 +176,11 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def require_chromium() -> str:
-    """The browser, or a skip (only outside CI: CI=true makes a missing browser a failure)."""
-    import pytest
-
+    """The browser, or a skip listed at the end of the run (only outside CI: CI=true makes a missing
+    browser a failure; .ci/run installs it)."""
     path = find_chromium()
     if path is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("chromium is not installed, and CI must run the browser test (.ci/run installs it)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        missing("chromium", "chromium is not installed (apt-get install chromium)")
     return path
 
 

@@ -211,7 +211,8 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.parts.append("farm")
 
     # --- web -------------------------------------------------------------------------------------
-    info = pool_info("pithead demo", pool_cfg, cfg.ledger, f"demo ({network.name})", running)
+    info = pool_info("pithead demo", pool_cfg, cfg.ledger, f"demo ({network.name})", running, pays=True,
+                     pool_id=cfg.web.miningcore_pool_id)
     await start_web(cfg, running, info, farm_router, opts.print_fn)
 
 

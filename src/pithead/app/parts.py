@@ -321,10 +321,17 @@ def run_farm_service(service: FarmService, running: Running, notes: Mapping[str,
 
 
 def pool_info(name: str, pool: config_mod.PoolConfig, ledger: config_mod.LedgerConfig, network: str,
-              running: Running) -> PoolInfo:
-    """What the dashboard says about this pool."""
+              running: Running, *, pays: bool, pool_id: str) -> PoolInfo:
+    """What the dashboard (and the Miningcore-compatible API, where the pool is `pool_id`: `[web]
+    miningcore_pool_id`) says about this pool; `pays`: whether the ledger sends payouts (as `start_ledger`
+    was told)."""
     return PoolInfo(name=name, mode=pool.mode, scheme=ledger.scheme, fee_percent=ledger.pool_fee_percent,
-                    network=network, stratum_url=running.stratum_url)
+                    network=network, stratum_url=running.stratum_url, pool_id=pool_id,
+                    pool_address=pool.pool_address if pool.mode == "pool" else None,
+                    start_difficulty=pool.start_difficulty, min_difficulty=pool.min_difficulty,
+                    max_difficulty=pool.max_difficulty, share_interval_s=pool.share_interval,
+                    refresh_interval_s=pool.refresh_interval, idle_timeout_s=pool.idle_timeout,
+                    payout_threshold_sat=ledger.payout_threshold_sat, payouts_enabled=pays)
 
 
 def demo_pool_config(cfg: config_mod.PoolConfig, *, node_url: str, user: str, password: str, pool_address: str,

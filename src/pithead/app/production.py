@@ -137,8 +137,9 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
         running.skipped["farm"] = "not started: [farm] scan names no network to manage"
 
     # --- web -------------------------------------------------------------------------------------
-    await start_web(cfg, running, pool_info("pithead", cfg.pool, cfg.ledger, network.name, running), farm_router,
-                    opts.print_fn)
+    info = pool_info("pithead", cfg.pool, cfg.ledger, network.name, running, pays=pay,
+                     pool_id=cfg.web.miningcore_pool_id)
+    await start_web(cfg, running, info, farm_router, opts.print_fn)
 
 
 async def _check_wallet(rpc: RpcClient, url: str, pool_address: str | None) -> None:

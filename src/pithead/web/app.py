@@ -3,8 +3,9 @@
 The dashboard is static HTML/JS/CSS from `pithead/web/static/` (no front-end build; the chart library is
 vendored under `static/vendor/`), reading the JSON API and the `/api/stream` Server-Sent Events. `/` is
 the pool dashboard and `/address/{address}` the same page opened on one miner's address, as on
-public-pool. When the farm's web module is present its router is mounted too (under /farm unless it
-names its own prefix).
+public-pool. The Miningcore-compatible read API (`pithead.web.miningcore`) is served beside pithead's
+own, so Miningcore front ends work unchanged. When the farm's web module is present its router is mounted
+too (under /farm unless it names its own prefix).
 
 The app owns no services: it reads what `Services` gives it, and whoever built them stops them.
 """
@@ -26,6 +27,7 @@ from pithead import __version__
 from pithead.ledger.store.base import StoreError
 from pithead.web.api import ADDRESS_RE, build_router
 from pithead.web.metrics import Metrics
+from pithead.web.miningcore.router import mount as mount_miningcore
 from pithead.web.network import NodeMonitor
 from pithead.web.services import Services
 
@@ -59,6 +61,7 @@ def create_app(services: Services) -> FastAPI:
     # Set by `WebServer.stop()` (or whoever serves the app) so live streams end before the server does.
     app.state.shutdown = asyncio.Event()
     app.include_router(build_router(services, monitor, app.state.shutdown))
+    mount_miningcore(app, services, monitor)
 
     @app.exception_handler(StoreError)
     async def store_error(_request: Request, exc: StoreError) -> JSONResponse:

@@ -76,6 +76,18 @@ class PoolInfo:
     fee_percent: float = 0.0
     network: str = "regtest"
     stratum_url: str | None = None
+    # The pool's terms as the Miningcore-compatible API states them (`pithead.web.miningcore`): its id
+    # there, where rewards go, difficulty, timeouts and payouts, from `[pool]`, `[ledger]` and `[web]`.
+    pool_id: str = "pithead"
+    pool_address: str | None = None  # pool mode's reward address; None in solo mode
+    start_difficulty: float = 1.0
+    min_difficulty: float = 0.0001
+    max_difficulty: float = 1e12
+    share_interval_s: float = 10.0  # vardiff's target seconds per share
+    refresh_interval_s: float = 30.0  # new transactions reach miners this often
+    idle_timeout_s: float = 900.0  # a silent miner is dropped after this long
+    payout_threshold_sat: int = 100_000
+    payouts_enabled: bool = False  # whether the ledger sends payouts (`[ledger] payouts = "wallet"`)
 
 
 # The ledger's fine statistics bucket width in seconds: hashrate windows are aligned to it.

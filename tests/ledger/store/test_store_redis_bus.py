@@ -25,6 +25,7 @@ from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.service import open_bus
 from pithead.ledger.store.base import LedgerStore
+from skips import missing
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ async def rclient() -> AsyncIterator[tuple[aioredis.Redis, str]]:
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
-        pytest.skip(f"Redis not available: {exc}")
+        missing("redis", str(exc))
     stream = f"pithead-test:{uuid.uuid4().hex}"
     try:
         yield client, stream

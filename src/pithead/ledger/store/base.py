@@ -71,6 +71,16 @@ class StoreReader(Protocol):
     def work_history(
         self, since: float, width: int, worker: str | None = None, address: str | None = None
     ) -> list[tuple[float, WorkSums]]: ...
+    def work_history_by_worker(
+        self, since: float, width: int, address: str | None = None
+    ) -> dict[str, list[tuple[float, WorkSums]]]:
+        """`work_history` per worker (all, or those of `address`) in one grouped statement; each worker's
+        steps oldest first, a step without work absent."""
+        ...
+    def active_history(self, since: float, width: int) -> list[tuple[float, int, int]]:
+        """Per step of `width` seconds from `since` (aligned as `work_history` aligns them), oldest first:
+        (step start, workers, addresses) with accepted work in the step; a step without any is absent."""
+        ...
     def workers(self, address: str | None = None) -> list[WorkerRow]:
         """Workers that have had an accepted share (no other name is ever in the book)."""
         ...

@@ -723,6 +723,28 @@ class SqlStore:
         )
         return [(float(r[0]), WorkSums(int(r[1]), float(r[2]), float(r[3]))) for r in rows]
 
+    def work_history_by_worker(
+        self, since: float, width: int, address: str | None = None
+    ) -> dict[str, list[tuple[float, WorkSums]]]:
+        where, args = _filters(None, address)
+        rows = self._all(
+            "SELECT worker, (start / ?) * ?, SUM(shares), SUM(difficulty_sum), MAX(best) FROM stat_buckets"
+            f" WHERE start >= ?{where} GROUP BY worker, 2 ORDER BY worker, 2",
+            (width, width, _bucket_bound(since), *args),
+        )
+        out: dict[str, list[tuple[float, WorkSums]]] = {}
+        for r in rows:
+            out.setdefault(str(r[0]), []).append((float(r[1]), WorkSums(int(r[2]), float(r[3]), float(r[4]))))
+        return out
+
+    def active_history(self, since: float, width: int) -> list[tuple[float, int, int]]:
+        rows = self._all(
+            "SELECT (start / ?) * ?, COUNT(DISTINCT worker), COUNT(DISTINCT address) FROM stat_buckets"
+            " WHERE start >= ? AND shares > 0 GROUP BY 1 ORDER BY 1",
+            (width, width, _bucket_bound(since)),
+        )
+        return [(float(r[0]), int(r[1]), int(r[2])) for r in rows]
+
     def coarsen_buckets(self, before: float, from_width: int, to_width: int) -> int:
         if to_width % from_width:
             raise StoreError(f"bucket width {to_width} is not a multiple of {from_width}")
