@@ -102,9 +102,9 @@ async def test_the_client_shell_mines_through_stratum_ssl(tmp_path: Path) -> Non
 
 
 def test_tls_settings_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="pool.tls_cert_file"):
+    with pytest.raises(ConfigError, match=r"pool\.tls_cert_file"):
         validate(PoolConfig(tls_cert_file="cert.pem"))  # a certificate without its key
-    with pytest.raises(ConfigError, match="pool.tls_cert_file: no such file"):
+    with pytest.raises(ConfigError, match=r"pool\.tls_cert_file: no such file"):
         tls_from_config(str(tmp_path / "missing.pem"), str(tmp_path / "missing.key"))
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match="cannot use certificate"):
