@@ -167,6 +167,8 @@ class StratumConnection(asyncio.Protocol):
             with contextlib.suppress(AttributeError, OSError, ValueError):
                 self.fd = sock.fileno() if sock is not None else -1
         self.session = PoolSession(srv.rules, srv.job_source, srv.allocator, now, remote=self.ip)
+        if srv.version_mask_limit is not None:  # a fresh session only records it, for its mining.configure
+            self.session.set_version_mask(srv.version_mask_limit)
         srv.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -285,8 +287,8 @@ class PoolServer:
         self.limits = limits or ServerLimits()
         self.clock = clock
         self.refresh_interval = refresh_interval
-        self.jobs = JobBook(
-            mode="pool" if rules.mode == "pool" else "solo",
+        self.jobs = JobBook(  # the jobs of the source's templates (empty, unused, when `jobs` is given)
+            mode="pool" if rules.mode == "pool" and jobs is None else "solo",
             pool_script=pool_script,
             tag=tag,
             extranonce2_size=rules.extranonce2_size,
@@ -296,6 +298,7 @@ class PoolServer:
         self.job_source: JobSource = self.jobs if jobs is None else jobs
         self.route = route
         self.ssl = ssl
+        self.version_mask_limit: int | None = None  # see limit_version_mask
         self.allocator = allocator if allocator is not None else ExtranonceAllocator(
             salt=int.from_bytes(os.urandom(4), "big"), shard=extranonce_shard)
         self.on_ban = on_ban
@@ -416,6 +419,16 @@ class PoolServer:
             template.height, "new block" if clean else "refresh", len(template.transactions), n,
             self.metrics.last_broadcast_ms,
         )
+
+    def limit_version_mask(self, mask: int) -> None:
+        """Let miners roll at most `mask` from now on (a proxy's upstream grant): each miner that negotiated
+        rolling gets mining.set_version_mask when its mask changes (BIP310: at once), a new one negotiates
+        within it, and a wider mask later gives back what the miner asked for."""
+        self.version_mask_limit = mask
+        for c in list(self.connections):
+            if c.session is not None:
+                c.session.set_version_mask(mask)
+                c.flush_session()
 
     def publish(self, ij: IssuedJob, clean: bool, only: Callable[[PoolSession], bool] | None = None) -> int:
         """Send a job made elsewhere (a proxy's relayed job) to every READY miner, or to those `only` picks;

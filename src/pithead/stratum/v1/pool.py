@@ -644,10 +644,11 @@ class PoolSession:
             t = self._target_cache[diff] = difficulty_to_target(diff)
         return t
 
-    def _apply_difficulty(self, new: float | None, events: list[PoolEvent]) -> None:
+    def _apply_difficulty(self, new: float | None, events: list[PoolEvent], resend_job: bool = True) -> None:
         """After vardiff/suggest/d= changed the difficulty: lower the remembered difficulty of the jobs
         already sent if the new one is lower, and (when the miner already has work) send set_difficulty
-        and the current job again, since most miners apply a new difficulty from the next notify."""
+        and (`resend_job`) the current job again, since most miners apply a new difficulty from the next
+        notify."""
         if new is None:
             return
         for seq, d in self._job_diff.items():  # a lower difficulty applies to every job sent so far
@@ -657,7 +658,7 @@ class PoolSession:
         if self.state is PoolState.READY:
             # queued after the reply of the request being handled (see `handle`)
             self._after.append(encode_notification(SET_DIFFICULTY, [wire_difficulty(new)]))
-            if self._last_job is not None:
+            if resend_job and self._last_job is not None:
                 current = self.jobs.job_for(self._payout_script(), self.extranonce1)
                 if current is not None:
                     self._after.append(current.line_update)
@@ -721,11 +722,13 @@ class PoolSession:
         self._out.append(encode_notification(SET_VERSION_MASK, [f"{self.version_mask:08x}"]))
 
     def cap_difficulty(self, ceiling: float, now: float) -> list[PoolEvent]:
-        """Keep this miner at or below `ceiling` from now on (a farm proxy's upstream difficulty); when its
-        difficulty is above, it is lowered at once: set_difficulty and the current job again are queued
-        (a READY miner), so no share the upstream would credit goes unreported."""
+        """Keep this miner at or below `ceiling` from now on (a farm proxy's upstream difficulty). When its
+        difficulty is above, it is lowered at once and (a READY miner) set_difficulty is queued, without the
+        current job again: call it right before sending the job the ceiling comes with, so the new
+        difficulty applies from that notify (as most miners apply it) and no share the upstream would
+        credit goes unreported."""
         events: list[PoolEvent] = []
-        self._apply_difficulty(self.vardiff.set_ceiling(ceiling, now), events)
+        self._apply_difficulty(self.vardiff.set_ceiling(ceiling, now), events, resend_job=False)
         self._flush_after()
         return events
 
