@@ -42,6 +42,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from pithead.chain.compact import difficulty_to_target
 from pithead.chain.hashes import display_hex
@@ -517,7 +518,7 @@ class FarmProxy:
             self._logged[kind] = n + 1
             log.warning(msg, *args)
 
-    def upstream_snapshot(self, now: float) -> list[dict[str, object]]:
+    def upstream_snapshot(self, now: float) -> list[dict[str, Any]]:
         out = []
         for up in self.upstreams.values():
             fig = self.figures[up.name]
@@ -549,7 +550,7 @@ class FarmProxy:
             })
         return out
 
-    def machine_snapshot(self, now: float) -> list[dict[str, object]]:
+    def machine_snapshot(self, now: float) -> list[dict[str, Any]]:
         """Per machine (worker name): its sessions, where it mines, its own figures and the pool's."""
         sessions: dict[str, list[PoolSession]] = {}
         for c in self.server.connections:
@@ -580,13 +581,13 @@ class FarmProxy:
             })
         return out
 
-    def snapshot(self, now: float | None = None, *, machines: bool = False) -> dict[str, object]:
+    def snapshot(self, now: float | None = None, *, machines: bool = False) -> dict[str, Any]:
         """Everything the operator API shows (JSON-ready): the choice of pool and why, each upstream, the
         machines in total (and each one, with `machines`)."""
         now = self.clock() if now is None else now
         ready = sum(1 for c in self.server.connections if c.session is not None and c.session.state is PoolState.READY)
         upstream_conns = sum(len(up.ready_connections) for up in self.upstreams.values())
-        out: dict[str, object] = {
+        out: dict[str, Any] = {
             "stratum_url": self.stratum_url, "started_at": self.started_at,
             "active": self.book.active, "pinned": self.failover.pinned,
             "draining": sorted(self.failover.draining), "reason": self.failover.last_reason,
