@@ -52,7 +52,16 @@ from pithead.proxy.failover import Decision, Failover, UpstreamHealth
 from pithead.proxy.figures import MachineBook, UpstreamFigures
 from pithead.proxy.jobs import RelayBook, RelayedJob, Route
 from pithead.proxy.upstream import Forwarded, Upstream, UpstreamConnection
-from pithead.stratum.client.connection import STOPPED_REASON, Connected, Disconnected, PoolAddress, ShellEvent
+from pithead.stratum.client.connection import (
+    BACKOFF_INITIAL,
+    BACKOFF_MAX,
+    STOPPED_REASON,
+    Backoff,
+    Connected,
+    Disconnected,
+    PoolAddress,
+    ShellEvent,
+)
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.pool import PoolServer, ServerLimits
@@ -118,6 +127,9 @@ class ProxySettings:
     answer_timeout: float = 10.0
     upstream_timeout: float = 10.0
     limits: ServerLimits = field(default_factory=ServerLimits)
+    # reconnecting to a pool that is down: the client shell's backoff (first and longest wait, seconds)
+    retry_initial: float = BACKOFF_INITIAL
+    retry_max: float = BACKOFF_MAX
 
 
 class FarmProxy:
@@ -150,7 +162,8 @@ class FarmProxy:
             self.upstreams[spec.name] = Upstream(
                 spec.name, spec.address, cfg, priority=spec.priority, order=order,
                 connections=settings.connections_per_upstream, connect_timeout=settings.upstream_timeout,
-                on_event=self._on_upstream, ssl_context=spec.ssl_context)
+                on_event=self._on_upstream, ssl_context=spec.ssl_context,
+                backoff=lambda: Backoff(settings.retry_initial, settings.retry_max))
             health.append(UpstreamHealth(spec.name, spec.priority, order))
         self.failover = Failover(health, failback_after=settings.failback_after, stale_after=settings.stale_after,
                                  answer_timeout=settings.answer_timeout,

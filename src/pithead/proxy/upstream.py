@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pithead.stratum.client.connection import PoolAddress, ShellEvent, StratumClient
+from pithead.stratum.client.connection import Backoff, PoolAddress, ShellEvent, StratumClient
 from pithead.stratum.v1.client import ClientConfig, ClientEvent
 from pithead.stratum.v1.work import FoundShare
 
@@ -94,7 +94,7 @@ class Upstream:
 
     def __init__(self, name: str, address: PoolAddress, config: ClientConfig, *, priority: int, order: int,
                  connections: int, connect_timeout: float, on_event: UpstreamCallback,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, backoff: Callable[[], Backoff] = Backoff) -> None:
         self.name = name
         self.address = address
         self.config = config
@@ -102,7 +102,7 @@ class Upstream:
         self.order = order
         self._on_event = on_event
         self.connections = [
-            UpstreamConnection(i, StratumClient([address], config, connect_timeout=connect_timeout,
+            UpstreamConnection(i, StratumClient([address], config, backoff=backoff(), connect_timeout=connect_timeout,
                                                 idle_timeout=UPSTREAM_IDLE_TIMEOUT, ssl_context=ssl_context))
             for i in range(connections)
         ]
