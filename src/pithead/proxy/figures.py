@@ -141,6 +141,7 @@ class UpstreamFigures:
     connected_since: float | None = None
     difficulty: float | None = None  # the pool's share difficulty on its latest job
     version_mask: int | None = None  # what the pool granted (None: not negotiated yet)
+    version_note: str | None = None  # why version rolling is off behind this pool (None: it is on)
     connects: int = 0
     disconnects: int = 0
 

@@ -403,15 +403,16 @@ class FarmProxy:
             self.server.limit_version_mask(grant)
 
     def _check_mask(self, up: Upstream, mask: int) -> None:
-        """A pool's grant that leaves the machines nothing to roll is said once, clearly: rolling is off
-        behind it (shares still flow, at the job's version)."""
-        usable = mask & self.settings.version_mask
-        if usable == 0:
-            self._log_once(f"mask:{up.name}", "upstream %s grants version mask %08x: none of it is within the "
-                           "machines' %08x, so version rolling is off for machines on it", up.name, mask,
-                           self.settings.version_mask)
-            self.failover.upstreams[up.name].last_error = (
-                f"version mask {mask:08x} leaves machines nothing to roll within {self.settings.version_mask:08x}")
+        """A pool that refuses version rolling, or grants a mask with none of the bits the machines roll
+        (the client session keeps only the granted bits within what the proxy asked for), is said once,
+        clearly: rolling is off for the machines on it (their shares still flow, at the job's version)."""
+        fig = self.figures[up.name]
+        if mask & self.settings.version_mask:
+            fig.version_note = None
+            return
+        fig.version_note = (f"the pool grants no version-rolling bit within {self.settings.version_mask:08x}: "
+                            "version rolling is off for the machines on it")
+        self._log_once(f"mask:{up.name}", "upstream %s: %s", up.name, fig.version_note)
 
     # --- the machines ------------------------------------------------------------------------------------
     def _on_route(self, route: Route) -> Callable[[PoolSession], bool]:
@@ -557,6 +558,7 @@ class FarmProxy:
                 "connections": conns, "connected_since": fig.connected_since,
                 "difficulty": fig.difficulty,
                 "version_mask": None if fig.version_mask is None else f"{fig.version_mask:08x}",
+                "version_rolling": fig.version_note or "on",
                 "shares": fig.counts.snapshot(), "latency": fig.latency(),
                 "credited": [asdict(w) for w in fig.credited.windows(now, fig.connected_since)],
                 "connects": fig.connects, "disconnects": fig.disconnects,
