@@ -94,6 +94,9 @@ START_GRACE_S = 3.0
 `upstream_timeout`, whichever is shorter)."""
 MAX_DIFFICULTY = 1e15
 """No machine is set above this (a pool's own difficulty is lower by far): vardiff's upper bound."""
+MAX_PENDING_PER_CONNECTION = 65_536
+"""Shares one upstream connection may have in flight: a farm's burst at a low pool difficulty, not a dead
+pool (that is `answer_timeout`'s to catch); bounded, as ~200 bytes each."""
 MAX_LOGGED_PER_KIND = 20
 """Lines logged per kind of repeated problem (a pool rejecting every share must not flood the log)."""
 
@@ -151,14 +154,13 @@ class FarmProxy:
         self.allocator = ExtranonceAllocator(salt=int.from_bytes(os.urandom(4), "big"), size=settings.tag_bytes)
         self.server = PoolServer(rules=self.rules, source=None, jobs=self.book, route=self, allocator=self.allocator,
                                  limits=settings.limits, clock=clock, ssl=ssl_context)
-        client = ClientConfig(username="", user_agent=PROXY_VERSION, version_rolling=True,
-                              version_mask=settings.version_mask, extranonce_subscribe=True)
         self.upstreams: dict[str, Upstream] = {}
         self.specs = {u.name: u for u in upstreams}
         health = []
         for order, spec in enumerate(upstreams):
-            cfg = ClientConfig(username=spec.user, password=spec.password, user_agent=client.user_agent,
-                               version_rolling=True, version_mask=settings.version_mask, extranonce_subscribe=True)
+            cfg = ClientConfig(username=spec.user, password=spec.password, user_agent=PROXY_VERSION,
+                               version_rolling=True, version_mask=settings.version_mask, extranonce_subscribe=True,
+                               max_pending=MAX_PENDING_PER_CONNECTION)
             self.upstreams[spec.name] = Upstream(
                 spec.name, spec.address, cfg, priority=spec.priority, order=order,
                 connections=settings.connections_per_upstream, connect_timeout=settings.upstream_timeout,
