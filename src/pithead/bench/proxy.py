@@ -260,7 +260,7 @@ async def _serve_proxy(upstreams: list[tuple[str, int]]) -> None:
     await proxy.stop()
 
 
-class _Child:
+class _ProxyChild:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
 
@@ -279,7 +279,7 @@ def _best_median(values: list[float], fmt: str, low_is_best: bool = True) -> str
     return f"best {fmt.format(best)}, median {fmt.format(statistics.median(values))} ({len(values)} runs)"
 
 
-async def _throughput(child: _Child, port: int, conns: int, shares: int, sources: list[str]) -> float:
+async def _throughput(child: _ProxyChild, port: int, conns: int, shares: int, sources: list[str]) -> float:
     """Shares judged per CPU-second of the proxy for one run."""
     machines = await _open(port, conns, sources, "bench.shares")
     per = shares // conns
@@ -341,7 +341,7 @@ async def _drive(args: argparse.Namespace) -> None:
     ups = ",".join(f"{name}={p.port}" for name, p in pools.items())
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pithead.bench.proxy", "--child", ups,
                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    child = _Child(proc)
+    child = _ProxyChild(proc)
     assert proc.stdout is not None
     port = json.loads(await asyncio.wait_for(proc.stdout.readline(), WAIT_S))["port"]
     sources = [f"127.0.0.{i}" for i in range(1, args.sources + 1)]

@@ -32,7 +32,7 @@ class ExtranonceTooSmall(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Split:
+class ExtranonceSplit:
     """How one upstream connection's extranonce space is shared (see the module docstring)."""
 
     extranonce1: bytes  # the upstream's, for this connection
@@ -56,7 +56,7 @@ class Split:
         return self.padding + tag + machine_extranonce2
 
 
-def split(extranonce1: bytes, extranonce2_size: int, tag_bytes: int, machine_extranonce2_size: int) -> Split:
+def split(extranonce1: bytes, extranonce2_size: int, tag_bytes: int, machine_extranonce2_size: int) -> ExtranonceSplit:
     """The split of an upstream connection's (extranonce1, extranonce2 size); `ExtranonceTooSmall` when it
     leaves less than `tag_bytes + machine_extranonce2_size` bytes."""
     need = tag_bytes + machine_extranonce2_size
@@ -65,4 +65,4 @@ def split(extranonce1: bytes, extranonce2_size: int, tag_bytes: int, machine_ext
             f"the pool gives extranonce2_size {extranonce2_size}, the proxy needs {need} "
             f"([proxy] tag_bytes {tag_bytes} + extranonce2_size {machine_extranonce2_size}): lower "
             f"[proxy] extranonce2_size (2 at least) or tag_bytes, or use another pool")
-    return Split(extranonce1, extranonce2_size, tag_bytes, machine_extranonce2_size)
+    return ExtranonceSplit(extranonce1, extranonce2_size, tag_bytes, machine_extranonce2_size)

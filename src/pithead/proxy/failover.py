@@ -24,7 +24,7 @@ in-flight shares are still answered: the shell keeps its connections). Nothing i
 good: an upstream that recovers is eligible again (the SV2 translator's `tried_or_flagged` bug, sv2-apps
 #673, is what that avoids).
 
-What it is not: sockets, timers or the machines (the shell acts on `Decision`).
+What it is not: sockets, timers or the machines (the shell acts on `PoolChoice`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class UpstreamHealth:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class PoolChoice:
     active: str | None  # the upstream the machines mine on now
     previous: str | None  # the one before, when this evaluation switched (else None)
     reason: str  # why it switched, or why it stays
@@ -148,7 +148,7 @@ class Failover:
                 u.healthy_since = None
 
     # --- the choice --------------------------------------------------------------------------------------
-    def evaluate(self, now: float) -> Decision:
+    def evaluate(self, now: float) -> PoolChoice:
         """Look at every upstream now; switch when the rules say so. Call it whenever health may have
         changed (a connection up or down, a job, an answer) and once a second for the timeouts."""
         self._update_health(now)
@@ -158,12 +158,12 @@ class Failover:
         current_ok = current is not None and current.healthy_since is not None and current.name not in self.draining
         if not eligible:
             self.last_reason = "no healthy upstream: the machines keep their last work"
-            return Decision(self.active, None, self.last_reason)
+            return PoolChoice(self.active, None, self.last_reason)
         best = eligible[0]
         if current is None:
             if now - self.started_at < self.start_grace and self._better_may_come(best):
                 self.last_reason = "waiting for a better upstream to come up"
-                return Decision(None, None, self.last_reason)
+                return PoolChoice(None, None, self.last_reason)
             return self._switch(best.name, now, f"{best.name} is up")
         if not current_ok:
             why = "drained" if current.name in self.draining else (self.problem(current.name, now) or "unhealthy")
@@ -175,16 +175,16 @@ class Failover:
             if now - best.healthy_since >= self.failback_after:
                 return self._switch(best.name, now, f"{best.name} healthy for {self.failback_after:.0f} s")
             self.last_reason = f"{best.name} is back, waiting {self.failback_after:.0f} s before returning"
-            return Decision(self.active, None, self.last_reason)
+            return PoolChoice(self.active, None, self.last_reason)
         self.last_reason = f"{current.name} is healthy"
-        return Decision(self.active, None, self.last_reason)
+        return PoolChoice(self.active, None, self.last_reason)
 
     def _better_may_come(self, best: UpstreamHealth) -> bool:
         """At start: an upstream ranked above `best` that has not failed yet may still come up."""
         return any(self._rank(u) < self._rank(best) and u.refused is None and u.last_error is None
                    and u.name not in self.draining for u in self.upstreams.values())
 
-    def _switch(self, name: str, now: float, reason: str) -> Decision:
+    def _switch(self, name: str, now: float, reason: str) -> PoolChoice:
         previous = self.active
         self.active = name
         self.switches += previous is not None
@@ -193,4 +193,4 @@ class Failover:
         if previous is not None:
             # the one left behind starts its reject count afresh: it may be tried again once healthy
             self.upstreams[previous].reject_run = 0
-        return Decision(name, previous, reason)
+        return PoolChoice(name, previous, reason)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from pithead.chain.errors import ChainDecodeError
 from pithead.chain.script import parse_bip34_height
-from pithead.proxy.extranonce import Split, split
+from pithead.proxy.extranonce import ExtranonceSplit, split
 from pithead.stratum.share import ShareKey
 from pithead.stratum.v1.jobs import MAX_SEEN_PER_JOB, IssuedJob, issue
 from pithead.stratum.v1.work import MinerWork
@@ -91,7 +91,7 @@ class RelayedJob:
     issued: IssuedJob
     route: Route
     work: MinerWork  # the upstream's job, as that connection's client session issued it
-    split: Split
+    split: ExtranonceSplit
     received_at: float  # when the upstream job arrived
     keepalive: bool = False  # a re-send of the upstream's job with a later ntime
 
@@ -255,7 +255,7 @@ class RelayBook:
         ntime = cur.work.job.ntime + max(0, int(now - cur.received_at))
         return self._issue(route, cur.work, cur.split, ntime, cur.received_at, keepalive=True, at=now)
 
-    def _issue(self, route: Route, work: MinerWork, sp: Split, ntime: int, received_at: float, *,
+    def _issue(self, route: Route, work: MinerWork, sp: ExtranonceSplit, ntime: int, received_at: float, *,
                keepalive: bool, at: float | None = None) -> RelayedJob:
         self._seq += 1
         self._next_id = (self._next_id + 1) % JOB_ID_SPACE

@@ -48,7 +48,7 @@ from pithead.chain.compact import difficulty_to_target
 from pithead.chain.hashes import display_hex
 from pithead.chain.params import network_by_name
 from pithead.proxy.extranonce import ExtranonceTooSmall
-from pithead.proxy.failover import Decision, Failover, UpstreamHealth
+from pithead.proxy.failover import Failover, PoolChoice, UpstreamHealth
 from pithead.proxy.figures import MachineBook, UpstreamFigures
 from pithead.proxy.jobs import RelayBook, RelayedJob, Route
 from pithead.proxy.upstream import Forwarded, Upstream, UpstreamConnection
@@ -379,7 +379,7 @@ class FarmProxy:
         self._switch_to(decision)
         return True
 
-    def _switch_to(self, decision: Decision) -> None:
+    def _switch_to(self, decision: PoolChoice) -> None:
         previous = self.book.active
         self.book.switch(decision.active)
         if previous is None:
@@ -499,7 +499,7 @@ class FarmProxy:
         return t
 
     # --- the operator ------------------------------------------------------------------------------------
-    def switch(self, name: str) -> Decision:
+    def switch(self, name: str) -> PoolChoice:
         """Pin the machines to upstream `name` (it takes them as soon as it is healthy), or "auto" to go back
         to priorities and health. KeyError for an unknown name."""
         if name == "auto":
@@ -508,20 +508,20 @@ class FarmProxy:
             self.failover.pin(name)
         now = self.clock()
         self._decide(now)
-        return Decision(self.book.active, None, self.failover.last_reason)
+        return PoolChoice(self.book.active, None, self.failover.last_reason)
 
-    def drain(self, name: str) -> Decision:
+    def drain(self, name: str) -> PoolChoice:
         """Take upstream `name` out of use: its machines move to the next pool now; shares already sent to it
         are still answered (its connections stay open). KeyError for an unknown name."""
         self.failover.drain(name)
         self._decide(self.clock())
-        return Decision(self.book.active, None, self.failover.last_reason)
+        return PoolChoice(self.book.active, None, self.failover.last_reason)
 
-    def resume(self, name: str) -> Decision:
+    def resume(self, name: str) -> PoolChoice:
         """Put a drained upstream back in use (it takes the machines back by the usual rules)."""
         self.failover.resume(name)
         self._decide(self.clock())
-        return Decision(self.book.active, None, self.failover.last_reason)
+        return PoolChoice(self.book.active, None, self.failover.last_reason)
 
     # --- figures -----------------------------------------------------------------------------------------
     def _note_error(self, up: Upstream, why: str) -> None:
