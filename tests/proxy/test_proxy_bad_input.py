@@ -23,7 +23,7 @@ import pytest
 from pithead.proxy.proxy import FarmProxy
 from stratum.rawclient import RawClient
 
-from .harness import QUICK, FakePool, start_proxy, stop_all, wait_for
+from .harness import QUICK, WAIT_S, FakePool, start_proxy, stop_all, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -206,3 +206,26 @@ async def test_garbage_from_a_pool_never_reaches_a_machine() -> None:
         w.close()
     finally:
         await stop_all(proxy, bad, good)
+
+
+async def test_a_machines_handshake_never_waits_on_a_pool() -> None:
+    """No pool is up: the machine still subscribes and authorizes at once (its tag is the proxy's, not a
+    pool's), is given a difficulty, and gets its first job as soon as a pool comes up."""
+    later = FakePool("good")
+    await later.start()
+    await later.stop()  # its port is known and nobody answers there yet
+    silent = FakePool("silent")
+    await silent.start()
+    proxy = await start_proxy([later.spec("later", 0), silent.spec("silent", 1)])
+    try:
+        m = await RawClient.connect("127.0.0.1", proxy.port)
+        await asyncio.wait_for(m.handshake("rack10.m1"), WAIT_S)  # no pool is up: the proxy alone answers
+        await m.wait_method("mining.set_difficulty")
+        assert m.job is None and proxy.book.active is None
+        await later.start()
+        await next_job_from(proxy, m, "later")
+        reply = await m.submit_one("rack10.m1", m.job)  # type: ignore[arg-type]
+        assert reply["result"] is True, reply
+        await m.close()
+    finally:
+        await stop_all(proxy, later, silent)

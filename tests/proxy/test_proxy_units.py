@@ -160,6 +160,12 @@ def test_a_keepalive_resends_the_job_with_a_later_ntime() -> None:
     assert ka.issued.job.mintime == w.job.ntime and not book.is_stale(rj.issued)
     assert book.routes[("a", 0)].last_job_at == 135.0
     assert book.keepalive(("x", 0), now=1.0) is None
+    # a header judged on one local id is a duplicate on the other: both are the pool's one job
+    key = (b"\x00\x01", b"\x00\x02", w.job.ntime + 40, 7, 0)
+    book.remember(rj.issued.job.job_id, key)
+    assert key in book.seen(ka.issued.job.job_id)
+    other = book.relay(("a", 0), work(upstream_job("other")), clean=False, now=140.0)
+    assert key not in book.seen(other.issued.job.job_id)
 
 
 def test_a_pool_with_too_little_extranonce2_is_refused() -> None:

@@ -15,6 +15,10 @@ upstream stays active; a failover (`switch`) or a lost connection (`close_route`
 pool session asks `job_for(extranonce1=tag)` for its current job, so the same call that routes a machine
 hands it its work.
 
+Duplicates: the shares already judged are remembered per *upstream* job, whatever local ids it went out
+under (a keepalive, or a pool that sends one job twice): a machine that rolls ntime on the old id up to the
+keepalive's cannot get one header forwarded twice.
+
 Staleness: a job is stale once its connection is gone, or once the upstream sent `clean_jobs` after it
 (the pool has abandoned it: sharing on it would only be rejected upstream). Older jobs than the last
 MAX_JOBS_PER_ROUTE of a connection are not found. Keepalive (`keepalive`): when an upstream is quiet, its
@@ -53,6 +57,8 @@ script length (1 byte: a coinbase script is at most 100 bytes)."""
 
 RouteKey = tuple[str, int]
 """(upstream name, connection index)."""
+UpstreamJobKey = tuple[int, str, bytes]
+"""One upstream job on one connection: (id of its Route, the pool's job id, the connection's extranonce1)."""
 
 
 def coinbase_height(coinb1: bytes) -> int:
@@ -96,6 +102,11 @@ class RelayedJob:
     keepalive: bool = False  # a re-send of the upstream's job with a later ntime
 
     @property
+    def origin(self) -> UpstreamJobKey:
+        """The upstream job this relays (what duplicate shares are remembered by)."""
+        return (id(self.route), self.work.job.job_id, self.work.extranonce1)
+
+    @property
     def upstream_difficulty(self) -> float:
         """The upstream's share difficulty for this job: what a share must meet to be forwarded."""
         return self.work.difficulty
@@ -114,7 +125,8 @@ class RelayBook:
         self.routes: dict[RouteKey, Route] = {}
         self.active: str | None = None  # the upstream machines mine on
         self._by_id: dict[str, RelayedJob] = {}
-        self._seen: dict[str, set[ShareKey]] = {}
+        self._seen: dict[UpstreamJobKey, set[ShareKey]] = {}
+        self._seen_refs: dict[UpstreamJobKey, int] = {}  # local ids per upstream job still known
         self._assigned: dict[bytes, Route] = {}
         self._seq = 0
         self._next_id = 0
@@ -137,16 +149,17 @@ class RelayBook:
         return rj is None or not rj.route.alive or ij.seq < rj.route.stale_before
 
     def seen(self, job_id: str) -> MutableSet[ShareKey]:
-        s = self._seen.get(job_id)
-        if s is None:
-            s = self._seen[job_id] = set()
-        return s
+        rj = self._by_id.get(job_id)
+        if rj is None:
+            return set()  # an unknown job's shares are never judged
+        return self._seen.setdefault(rj.origin, set())
 
     def remember(self, job_id: str, key: ShareKey) -> None:
         self.seen(job_id).add(key)
 
     def is_full(self, job_id: str) -> bool:
-        s = self._seen.get(job_id)
+        rj = self._by_id.get(job_id)
+        s = self._seen.get(rj.origin) if rj is not None else None
         return s is not None and len(s) >= MAX_SEEN_PER_JOB
 
     # --- what a share maps back to -------------------------------------------------------------------------
@@ -227,8 +240,7 @@ class RelayBook:
     def _drop(self, route: Route) -> None:
         route.alive = False
         for job_id in route.job_ids:
-            self._by_id.pop(job_id, None)
-            self._seen.pop(job_id, None)
+            self._forget(job_id)
         route.job_ids.clear()
         for tag in [t for t, r in self._assigned.items() if r is route]:
             self.unplace(tag)
@@ -269,15 +281,24 @@ class RelayBook:
         )
         rj = RelayedJob(issue(job, self._seq, 0, max_difficulty=work.difficulty), route, work, sp, received_at,
                         keepalive)
-        stale = self._by_id.pop(job_id, None)  # a wrapped id: whatever had it is long forgotten
-        if stale is not None:
-            self._seen.pop(job_id, None)
+        self._forget(job_id)  # a wrapped id: whatever had it is long forgotten
         self._by_id[job_id] = rj
+        self._seen_refs[rj.origin] = self._seen_refs.get(rj.origin, 0) + 1
         route.job_ids.append(job_id)
         while len(route.job_ids) > self.max_jobs_per_route:
-            old = route.job_ids.popleft()
-            self._by_id.pop(old, None)
-            self._seen.pop(old, None)
+            self._forget(route.job_ids.popleft())
         route.current = rj
         route.last_job_at = received_at if at is None else at
         return rj
+
+    def _forget(self, job_id: str) -> None:
+        """A local id is gone; the upstream job's shares are forgotten with its last local id."""
+        rj = self._by_id.pop(job_id, None)
+        if rj is None:
+            return
+        left = self._seen_refs.get(rj.origin, 1) - 1
+        if left > 0:
+            self._seen_refs[rj.origin] = left
+        else:
+            self._seen_refs.pop(rj.origin, None)
+            self._seen.pop(rj.origin, None)
