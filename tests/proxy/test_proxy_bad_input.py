@@ -95,6 +95,7 @@ async def test_shares_a_dying_pool_never_answered_are_counted_and_the_machines_m
         await next_job_from(proxy, m2, "bad")
         route = proxy.book.route_of(m1.extranonce1)
         assert route is not None
+        m2_before = m2.notes.qsize()
         for _ in range(2):
             reply = await m1.submit_one("rack4.m1", m1.job)  # type: ignore[arg-type]
             assert reply["result"] is True, reply  # the proxy answers on its own judgement
@@ -108,6 +109,8 @@ async def test_shares_a_dying_pool_never_answered_are_counted_and_the_machines_m
         await wait_for(lambda: proxy.book.route_of(m1.extranonce1) not in (None, route), "m1 placed elsewhere")
         job = await next_job_from(proxy, m1, moved_to)
         assert job[8] is True  # a clean job on its new connection, no reconnect
+        if connections == 2 and proxy.book.route_of(m2.extranonce1) is not route:
+            assert m2.notes.qsize() == m2_before  # a machine on the other connection was left alone
         if moved_to == "good":
             await next_job_from(proxy, m2, "good")
             reply = await m2.submit_one("rack4.m2", m2.job)  # type: ignore[arg-type]

@@ -45,6 +45,7 @@ import orjson
 from pithead.proxy.proxy import FarmProxy, ProxySettings, UpstreamSpec
 from pithead.stratum.client.connection import PoolAddress
 from pithead.stratum.server.loop import run
+from pithead.stratum.server.pool import ServerLimits
 
 _NONCES = itertools.count(0x10000000)
 """Latency shares' nonces: never the same twice, so the proxy's duplicate check never refuses one."""
@@ -56,6 +57,9 @@ EASY = 1e-12
 """A difficulty every hash meets (its target is capped at 2^256 - 1): shares need no hashing to be valid."""
 HARD = 1e12
 """A pool difficulty no share of this bench meets: nothing is forwarded."""
+POOL_REFRESH_S = 20.0
+"""The scripted pools send a new job this often, as real pools do every 30-60 s: a pool silent for the
+proxy's `stale_after` counts as unhealthy, and the bench runs for minutes."""
 WAIT_S = 120.0
 """Bound on every wait for the proxy (a stuck run ends with a message, never hangs the bench)."""
 TAG_BYTES = 2
@@ -85,15 +89,30 @@ class _Pool:
         self.writers: set[asyncio.StreamWriter] = set()
         self.arrivals: dict[str, float] = {}  # nonce hex → perf_counter when its submit arrived
         self.submits = 0
+        self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
         self.port = self.server.sockets[0].getsockname()[1]
+        self._refresher = asyncio.create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(POOL_REFRESH_S)
+            n += 1
+            params = _job_params(f"{self.name}{n}")
+            params[8] = False
+            line = orjson.dumps({"id": None, "method": "mining.notify", "params": params}) + b"\n"
+            for w in list(self.writers):
+                w.write(line)
 
     def kill(self) -> None:
         """Gone at once: no more connections, every open one aborted."""
         if self.server is not None:
             self.server.close()
+        if self._refresher is not None:
+            self._refresher.cancel()
         for w in list(self.writers):
             w.transport.abort()
         self.writers.clear()
@@ -190,7 +209,8 @@ async def _open(port: int, n: int, sources: list[str], user: str) -> list[_Machi
 
     for start in range(0, n, CONNECT_BATCH):
         await asyncio.gather(*(one(i) for i in range(start, min(n, start + CONNECT_BATCH))))
-    await _until(lambda: sum(1 for m in machines if m.job_id) >= n, "every machine's first job")
+    # a poll over every machine is slow for thousands: look twice a second
+    await _until(lambda: sum(1 for m in machines if m.job_id) >= n, "every machine's first job", poll=0.5)
     return machines
 
 
@@ -200,12 +220,12 @@ def _close(machines: list[_Machine]) -> None:
             m.transport.close()
 
 
-async def _until(cond: Callable[[], bool], what: str) -> None:
+async def _until(cond: Callable[[], bool], what: str, poll: float = 0.002) -> None:
     deadline = time.monotonic() + WAIT_S
     while not cond():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(poll)
 
 
 # --- the proxy (child process) ---------------------------------------------------------------------------
@@ -232,7 +252,9 @@ async def _serve_proxy(upstreams: list[tuple[str, int]]) -> None:
              for i, (name, port) in enumerate(upstreams)]
     settings = ProxySettings(connections_per_upstream=2, tag_bytes=TAG_BYTES, extranonce2_size=2,
                              start_difficulty=EASY, min_difficulty=EASY, share_interval=1e-9,
-                             failback_after=3600.0, retry_initial=0.05, retry_max=0.5)
+                             failback_after=3600.0, retry_initial=0.05, retry_max=0.5,
+                             # every machine of the bench comes from loopback: no per-IP bound, no idle drop
+                             limits=ServerLimits(max_connections_per_ip=1_000_000, idle_timeout=3600.0))
     proxy = FarmProxy(settings, specs)
     _, port = await proxy.start("127.0.0.1", 0)
     loop = asyncio.get_running_loop()
@@ -329,7 +351,8 @@ async def _failover(machines: list[_Machine], pool: _Pool) -> float:
         m.notified_at = 0.0
     t0 = time.perf_counter()
     pool.kill()
-    await _until(lambda: all(m.notified_at > t0 for m in machines), "every machine's job from the backup")
+    # the figure comes from each machine's own receipt time; the poll only says when to stop waiting
+    await _until(lambda: all(m.notified_at > t0 for m in machines), "every machine's job from the backup", poll=0.1)
     return max(m.notified_at for m in machines) - t0
 
 
@@ -390,7 +413,8 @@ async def _drive(args: argparse.Namespace) -> None:
         for _ in range(args.runs):
             moved = time.perf_counter()
             await child.ask("switch easy")
-            await _until(lambda t=moved: all(m.notified_at > t for m in held), "every machine on easy")  # type: ignore[misc]
+            await _until(lambda t=moved: all(m.notified_at > t for m in held), "every machine on easy",  # type: ignore[misc]
+                         poll=0.2)
             await asyncio.sleep(0.5)  # settled: the figure is the failover alone
             times.append(await _failover(held, pools["easy"]))
             await pools["easy"].start()  # back, on the same port, for the next run

@@ -89,6 +89,9 @@ PROXY_VERSION = "pithead-proxy/0.1.0"
 HOUSEKEEPING_S = 0.25
 """How often timeouts, health, keepalives and the choice of pool are looked at. Lost connections act at
 once; a pool that goes silent is caught within `answer_timeout` plus this."""
+SWEEP_S = 5.0
+"""How often machines that left are taken off their connections' counts (only the balance of new machines
+over connections depends on it)."""
 START_GRACE_S = 3.0
 """At start, how long a lower-priority pool waits for a better one that may still be connecting (within
 `upstream_timeout`, whichever is shorter)."""
@@ -176,6 +179,7 @@ class FarmProxy:
         self._targets: dict[float, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._logged: dict[str, int] = {}
+        self._swept_at = 0.0
         self.host = ""
         self.port = 0
 
@@ -230,8 +234,10 @@ class FarmProxy:
                 rj = self.book.keepalive(route.key, now)
                 if rj is not None:
                     self._send(rj, clean=False, only=self._on_route(route))
-        for tag in [t for t in self.book.placed() if not self.allocator.in_use(t)]:
-            self.book.unplace(tag)
+        if now - self._swept_at >= SWEEP_S:
+            self._swept_at = now
+            for tag in [t for t in self.book.placed() if not self.allocator.in_use(t)]:
+                self.book.unplace(tag)
 
     # --- upstream events ---------------------------------------------------------------------------------
     def _on_upstream(self, up: Upstream, index: int, ev: ClientEvent | ShellEvent) -> None:
@@ -422,19 +428,19 @@ class FarmProxy:
         return lambda s: book.route_of(s.extranonce1) is route
 
     def _place(self, which: Callable[[PoolSession], bool]) -> None:
-        """Place the READY machines `which` picks on connections of the active pool and send each its
-        connection's current job, clean."""
-        routes: dict[int, Route] = {}
+        """Place the READY machines `which` picks on connections of the active pool and send each of them
+        (and no other machine) its connection's current job, clean."""
+        placed: dict[int, tuple[Route, set[bytes]]] = {}
         for c in list(self.server.connections):
             s = c.session
             if s is None or s.state is not PoolState.READY or s.extranonce1 is None or not which(s):
                 continue
             route = self.book.route_for(s.extranonce1)
             if route is not None:
-                routes[id(route)] = route
-        for route in routes.values():
+                placed.setdefault(id(route), (route, set()))[1].add(s.extranonce1)
+        for route, tags in placed.values():
             if route.current is not None:
-                self._send(route.current, clean=True, only=self._on_route(route))
+                self._send(route.current, clean=True, only=_tagged(tags))
 
     def _send(self, rj: RelayedJob, *, clean: bool, only: Callable[[PoolSession], bool]) -> int:
         """One job to the machines `only` picks: first set_difficulty to those above the pool's difficulty,
@@ -620,3 +626,7 @@ class FarmProxy:
             out["machine_list"] = self.machine_snapshot(now)
         return out
 
+
+def _tagged(tags: set[bytes]) -> Callable[[PoolSession], bool]:
+    """Picks the sessions whose extranonce1 (their tag) is in `tags`."""
+    return lambda s: s.extranonce1 in tags
