@@ -1,6 +1,6 @@
 """One typed configuration object, loaded from TOML and checked in one place; nothing here is global.
 
-What it is: each section (`[node]`, `[pool]`, `[ledger]`, `[web]`, `[farm]`) is a frozen dataclass with
+What it is: each section (`[node]`, `[pool]`, `[ledger]`, `[web]`, `[farm]`, `[proxy]`) is a frozen dataclass with
 safe defaults (bind 127.0.0.1, regtest); choices are `Literal` types, so a mode, scheme or payout switch
 can only hold a value the code handles. `load(path, overrides=...)` reads a TOML file, applies command-line
 overrides (given by the same key names, so `--rpc-port` and `rpc_port` are one setting), checks every
@@ -110,6 +110,9 @@ class PoolConfig:
     # "I/N": this is front-end I of N publishing to one share bus; each gets its own extranonce1 range, so
     # no miner can get the same coinbase (and have one share credited twice) on two front-ends
     front_end: str = "0/1"
+    # stratum+ssl: the PEM certificate chain and its key (both, or neither for plain stratum+tcp)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
     def front_end_shard(self) -> tuple[int, int]:
         """(I, N) of `front_end` (checked by `validate`)."""
@@ -177,6 +180,60 @@ class FarmConfig:
 
 
 @dataclass(frozen=True)
+class UpstreamPool:
+    """`[[proxy.upstreams]]`: a pool the farm proxy mines to."""
+
+    url: str = "stratum+tcp://127.0.0.1:3333"  # or stratum+ssl://HOST:PORT
+    user: str = ""  # the account (and worker) every machine's shares are credited to
+    password: str = field(default="x", repr=False)
+    priority: int = 0  # the lowest value leads; ties keep the order given
+    name: str = ""  # for status, metrics and `pithead proxy switch` (default: HOST:PORT)
+    tls_ca_file: str | None = None  # stratum+ssl with a CA of the pool's own (default: the system's CAs)
+
+    def label(self) -> str:
+        """`name`, or HOST:PORT of the url."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url if "://" in self.url else "stratum+tcp://" + self.url)
+        return f"{parts.hostname}:{parts.port}"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """`[proxy]`: the farm proxy (`pithead proxy run`): the farm's machines mine to it, it mines to
+    `[[proxy.upstreams]]` with failover."""
+
+    bind: str = "127.0.0.1"
+    port: int = 3334
+    tls_cert_file: str | None = None  # stratum+ssl for the machines: the PEM chain and its key (or neither)
+    tls_key_file: str | None = None
+    api_bind: str = "127.0.0.1"  # the operator API (`pithead proxy status|switch|drain`) and /metrics
+    api_port: int = 8090
+    api_token_file: str | None = None  # a file holding a token the API's actions then require (Bearer)
+    upstreams: tuple[UpstreamPool, ...] = ()
+    connections_per_upstream: int = 2  # connections to each pool (the machines are spread over them)
+    tag_bytes: int = 2  # extranonce2 bytes the proxy keeps per machine: 2^(8*tag_bytes) machines at once
+    extranonce2_size: int = 2  # what each machine rolls (2..8); each pool must give tag_bytes + this
+    start_difficulty: float = 1.0  # a new machine's share difficulty (never above its pool's)
+    min_difficulty: float = 0.0001
+    share_interval: float = 10.0  # vardiff target, seconds per share per machine
+    version_mask: str = "1fffe000"  # BIP310 bits machines may roll (also within what each pool grants)
+    keepalive_interval: float = 30.0  # a quiet pool's job is re-sent (new ntime) this often
+    failback_after: float = 60.0  # seconds a better pool must stay healthy before the machines go back
+    stale_after: float = 180.0  # a pool with no new job for this long is unhealthy
+    answer_timeout: float = 10.0  # a pool that leaves a share unanswered this long is unhealthy
+    upstream_timeout: float = 10.0  # seconds for a pool to connect and complete its handshake
+    max_connections_per_ip: int = 1024  # a farm behind one NAT is one IP
+    handshake_timeout: float = 30.0  # seconds for a machine to subscribe and authorize
+    idle_timeout: float = 900.0  # seconds without a message before a machine is dropped
+    ban_seconds: float = 600.0  # how long flooders of junk are refused
+
+    def version_mask_bits(self) -> int:
+        """`version_mask` as an integer (checked by `validate`)."""
+        return int(self.version_mask, 16)
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "pithead-data"
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -184,10 +241,11 @@ class Config:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     web: WebConfig = field(default_factory=WebConfig)
     farm: FarmConfig = field(default_factory=FarmConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
 SECTIONS: dict[str, type] = {"node": NodeConfig, "pool": PoolConfig, "ledger": LedgerConfig, "web": WebConfig,
-                             "farm": FarmConfig}
+                             "farm": FarmConfig, "proxy": ProxyConfig}
 
 # --- reading: types ----------------------------------------------------------------------------------
 
@@ -198,6 +256,15 @@ _POOL_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_FRONT_ENDS = 256
 """Front-ends on one share bus: each takes a slice of the 32-bit extranonce1 space (more would leave each
 too few values for its workers and miners)."""
+MAX_PROXY_CONNECTIONS_PER_UPSTREAM = 64
+"""Connections the proxy opens to one pool: a few spread the machines and survive one dropping; pools
+limit connections per IP, so dozens would only get the farm refused."""
+MAX_PROXY_TAG_BYTES = 4
+"""A 4-byte tag already tells 2^32 machines apart; more only eats the machines' own extranonce2."""
+MAX_POOL_EXTRANONCE2 = 16
+"""The most extranonce2 any pool gives (cgminer's bound at subscribe): the tag and the machines' share
+must fit in it."""
+_UPSTREAM_SCHEMES = ("stratum+tcp", "stratum", "tcp", "stratum+ssl", "stratum+tls", "ssl", "tls")
 
 
 class _Problems:
@@ -379,9 +446,8 @@ def _check_pool(p: _Problems, pool: PoolConfig) -> None:
         p.add("pool.max_connections_per_ip", f"must be 1 or more, not {pool.max_connections_per_ip}")
     if pool.workers < 0:
         p.add("pool.workers", f"must be 0 (one per core) or more, not {pool.workers}")
-    mask = pool.version_mask
-    if not 1 <= len(mask) <= 8 or any(c not in "0123456789abcdefABCDEF" for c in mask):
-        p.add("pool.version_mask", f"must be 1..8 hex digits (BIP310), e.g. \"1fffe000\", not {mask!r}")
+    _check_mask(p, "pool.version_mask", pool.version_mask)
+    _check_tls(p, "pool", pool.tls_cert_file, pool.tls_key_file)
     try:
         first, count = pool.front_end_shard()
     except ValueError:
@@ -391,6 +457,60 @@ def _check_pool(p: _Problems, pool: PoolConfig) -> None:
             p.add("pool.front_end", f"{pool.front_end!r}: want 0 <= I < N <= {MAX_FRONT_ENDS}")
     if len(pool.coinbase_tag.encode()) > 40:
         p.add("pool.coinbase_tag", "is longer than 40 bytes (the coinbase script has room for 100 in all)")
+
+
+def _check_mask(p: _Problems, where: str, mask: str) -> None:
+    if not 1 <= len(mask) <= 8 or any(c not in "0123456789abcdefABCDEF" for c in mask):
+        p.add(where, f"must be 1..8 hex digits (BIP310), e.g. \"1fffe000\", not {mask!r}")
+
+
+def _check_tls(p: _Problems, where: str, cert: str | None, key: str | None) -> None:
+    if (cert is None) != (key is None):
+        p.add(f"{where}.tls_cert_file", "give tls_cert_file and tls_key_file together (or neither: plain TCP)")
+
+
+def _check_proxy(p: _Problems, proxy: ProxyConfig) -> None:
+    _port(p, "proxy.port", proxy.port)
+    _port(p, "proxy.api_port", proxy.api_port)
+    _check_tls(p, "proxy", proxy.tls_cert_file, proxy.tls_key_file)
+    names: set[str] = set()
+    for i, up in enumerate(proxy.upstreams):
+        where = f"proxy.upstreams[{i}]"
+        text = up.url.strip()
+        parts = urlsplit(text if "://" in text else "stratum+tcp://" + text)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in _UPSTREAM_SCHEMES or not parts.hostname or port is None:
+            p.add(f"{where}.url", f"must be stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT, not {up.url!r}")
+        if not up.user:
+            p.add(f"{where}.user", "is empty: the pool needs the account the shares are credited to")
+        label = up.label()
+        if label in names:
+            p.add(f"{where}.name", f"{label!r} names two upstreams: give each a distinct name")
+        names.add(label)
+    if not 1 <= proxy.connections_per_upstream <= MAX_PROXY_CONNECTIONS_PER_UPSTREAM:
+        p.add("proxy.connections_per_upstream",
+              f"must be 1..{MAX_PROXY_CONNECTIONS_PER_UPSTREAM}, not {proxy.connections_per_upstream}")
+    if not 1 <= proxy.tag_bytes <= MAX_PROXY_TAG_BYTES:
+        p.add("proxy.tag_bytes", f"must be 1..{MAX_PROXY_TAG_BYTES}, not {proxy.tag_bytes}")
+    if not 2 <= proxy.extranonce2_size <= 8:
+        p.add("proxy.extranonce2_size",
+              f"must be 2..8 (cgminer-derived firmware needs <= 8), not {proxy.extranonce2_size}")
+    elif proxy.tag_bytes + proxy.extranonce2_size > MAX_POOL_EXTRANONCE2:
+        p.add("proxy.extranonce2_size", f"with tag_bytes needs {proxy.tag_bytes + proxy.extranonce2_size} bytes "
+              f"of each pool's extranonce2; no pool gives more than {MAX_POOL_EXTRANONCE2}")
+    for name in ("start_difficulty", "min_difficulty", "share_interval", "keepalive_interval", "failback_after",
+                 "stale_after", "answer_timeout", "upstream_timeout", "handshake_timeout", "idle_timeout",
+                 "ban_seconds"):
+        _positive(p, f"proxy.{name}", getattr(proxy, name))
+    if proxy.min_difficulty > proxy.start_difficulty:
+        p.add("proxy.min_difficulty",
+              f"is above start_difficulty ({proxy.min_difficulty:g} > {proxy.start_difficulty:g})")
+    if proxy.max_connections_per_ip < 1:
+        p.add("proxy.max_connections_per_ip", f"must be 1 or more, not {proxy.max_connections_per_ip}")
+    _check_mask(p, "proxy.version_mask", proxy.version_mask)
 
 
 def _check_ledger(p: _Problems, ledger: LedgerConfig) -> None:
@@ -429,7 +549,7 @@ def _check_farm(p: _Problems, farm: FarmConfig) -> None:
         p.add("farm.central", "a central takes readings from collectors; forward_url is for a collector")
 
 
-Section = NodeConfig | PoolConfig | LedgerConfig | WebConfig | FarmConfig
+Section = NodeConfig | PoolConfig | LedgerConfig | WebConfig | FarmConfig | ProxyConfig
 
 
 def validate(cfg: Config | Section, *, source: str | None = None) -> None:
@@ -455,7 +575,8 @@ def _check_types(p: _Problems, obj: Any, where: str) -> None:
             p.add(name, f"must be {_type_name(hint)}, not {type(value).__name__} {value!r}")
 
 
-_PREFIX = {NodeConfig: "node.", PoolConfig: "pool.", LedgerConfig: "ledger.", WebConfig: "web.", FarmConfig: "farm."}
+_PREFIX = {NodeConfig: "node.", PoolConfig: "pool.", LedgerConfig: "ledger.", WebConfig: "web.", FarmConfig: "farm.",
+           ProxyConfig: "proxy."}
 
 
 def _collect(p: _Problems, cfg: Config | Section) -> None:
@@ -469,6 +590,7 @@ def _collect(p: _Problems, cfg: Config | Section) -> None:
         _check_ledger(p, cfg.ledger)
         _check_web(p, cfg.web)
         _check_farm(p, cfg.farm)
+        _check_proxy(p, cfg.proxy)
         if cfg.pool.mode == "solo" and cfg.ledger.payouts == "wallet":
             p.add("ledger.payouts", "solo mode pays the block's finder in the coinbase: the ledger keeps "
                   "records only, so payouts must be \"off\"")
@@ -480,6 +602,8 @@ def _collect(p: _Problems, cfg: Config | Section) -> None:
         _check_ledger(p, cfg)
     elif isinstance(cfg, WebConfig):
         _check_web(p, cfg)
+    elif isinstance(cfg, ProxyConfig):
+        _check_proxy(p, cfg)
     else:
         _check_farm(p, cfg)
 

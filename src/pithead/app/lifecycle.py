@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the parts' types, for `Running`'s fields only: a command im
     from pithead.ledger.store.base import LedgerStore
     from pithead.miner.runner import Miner
     from pithead.node.node import EmbeddedNode
+    from pithead.proxy.proxy import FarmProxy
     from pithead.stratum.server.pool import PoolServer
     from pithead.stratum.server.workers import WorkerPool
     from pithead.template.interface import TemplateSource
@@ -98,6 +99,7 @@ class Running:
     farm: FarmService | None = None
     fleet: Fleet | None = None
     miners: list[Miner] = field(default_factory=list)
+    proxy: FarmProxy | None = None
     # --- the machinery ---
     stoppers: list[tuple[str, Stopper]] = field(default_factory=list)
     failed: tuple[str, BaseException] | None = None  # the first part whose task failed

@@ -1,4 +1,4 @@
-"""The `pithead` command: `pithead up|serve|node|pool|miner|farm|ledger|keys|config|bench|version`.
+"""The `pithead` command: `pithead up|serve|node|pool|proxy|miner|farm|ledger|keys|config|bench|version`.
 
 Every command lives in `pithead.cli`: each area's Typer app in its own module (`pithead.cli.pool`, ...),
 mounted here, and `up` and `serve` (the two profiles of `pithead.app`) defined here. All are imported at the
@@ -15,7 +15,7 @@ import typer
 from pithead import __version__
 from pithead.app.demo import run_up
 from pithead.app.production import run_serve
-from pithead.cli import bench, config, farm, keys, ledger, miner, node, pool
+from pithead.cli import bench, config, farm, keys, ledger, miner, node, pool, proxy
 
 app = typer.Typer(
     name="pithead",
@@ -28,6 +28,7 @@ app = typer.Typer(
 _AREAS: list[tuple[str, typer.Typer, str]] = [
     ("node", node.app, "The embedded regtest node (Bitcoin Core's JSON-RPC dialect)."),
     ("pool", pool.app, "The Stratum V1 pool server."),
+    ("proxy", proxy.app, "The farm proxy: machines to upstream pools, with failover."),
     ("miner", miner.app, "The reference miner (Stratum client, native hashing core)."),
     ("farm", farm.app, "The fleet manager and the simulated fleet."),
     ("ledger", ledger.app, "The pool's ledger: shares, blocks, balances, payouts."),

@@ -8,7 +8,8 @@ seen since the last retarget, and:
   * then moves at most ×4 / ÷4 per retarget and only when the observed rate is outside a hysteresis band
     (×0.5..×2 of the target), so it does not flap on share-time noise;
   * lowers the difficulty when a connection stops finding shares (a slow device never gets stuck);
-  * stays within [min, max]; fractional (sub-1) difficulties are allowed for ESP32-class miners, and whole
+  * stays within [min, max] (and under a `ceiling` the caller may set: a farm proxy keeps every machine at
+    or below its upstream pool's difficulty, so no share the pool would credit goes unreported); fractional (sub-1) difficulties are allowed for ESP32-class miners, and whole
     ones are sent as JSON integers (ASIC firmware parses integers; ckpool-lhr §1-2).
 A `fixed` difficulty (password `d=`) disables vardiff for the connection, as rental services need.
 """
@@ -75,11 +76,12 @@ class VarDiff:
     """One connection's difficulty controller. Call `on_share(now)` per accepted share and
     `on_tick(now)` now and then; each returns the new difficulty when it changed, else None."""
 
-    __slots__ = ("_fixed", "_retargets", "_shares", "_since", "cfg", "difficulty", "floor")
+    __slots__ = ("_fixed", "_retargets", "_shares", "_since", "ceiling", "cfg", "difficulty", "floor")
 
     def __init__(self, cfg: VarDiffConfig, start: float, now: float) -> None:
         self.cfg = cfg
         self.floor = cfg.min_difficulty
+        self.ceiling = cfg.max_difficulty
         self.difficulty = round_difficulty(clamp(start, cfg.min_difficulty, cfg.max_difficulty))
         self._since = now
         self._shares = 0
@@ -91,7 +93,23 @@ class VarDiff:
         return self._fixed
 
     def _bound(self, diff: float) -> float:
-        return round_difficulty(clamp(diff, max(self.floor, self.cfg.min_difficulty), self.cfg.max_difficulty))
+        hi = min(self.ceiling, self.cfg.max_difficulty)
+        # the ceiling wins over a floor above it: a difficulty above the ceiling loses credited work
+        lo = min(max(self.floor, self.cfg.min_difficulty), hi)
+        bounded = clamp(diff, lo, hi)
+        rounded = round_difficulty(bounded)
+        # rounding must never lift a difficulty over the ceiling (an upstream's 1.5 is not our 2)
+        return rounded if rounded <= hi else bounded
+
+    def set_ceiling(self, ceiling: float, now: float) -> float | None:
+        """Never go above `ceiling` (a farm proxy's upstream difficulty); lowers the difficulty at once when
+        it is above. Returns the new difficulty when it changed."""
+        if not ceiling > 0:
+            raise ValueError(f"a difficulty ceiling must be positive, not {ceiling!r}")
+        self.ceiling = ceiling
+        if self.difficulty <= self._bound(self.difficulty):
+            return None
+        return self._change(self.difficulty, now)
 
     def set_floor(self, floor: float, now: float) -> float | None:
         """BIP310 minimum-difficulty: never go below `floor` (still within the pool bounds)."""

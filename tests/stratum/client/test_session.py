@@ -306,6 +306,17 @@ def test_pending_requests_are_bounded() -> None:
             s.submit(share)
 
 
+def test_a_farm_proxy_sets_its_own_bound_on_pending_requests() -> None:
+    """A proxy forwards a whole farm's shares on one connection: its bound is its own (ClientConfig)."""
+    s, _ = handshake(ClientConfig(WORKER, max_pending=MAX_PENDING_REQUESTS * 4))
+    (nw,) = s.receive_data(line(NOTIFY))
+    share = nw.work.unit(0).share(0)
+    for _ in range(MAX_PENDING_REQUESTS * 4 - s.pending_requests):
+        s.submit(share)
+    with pytest.raises(TooManyPending):
+        s.submit(share)
+
+
 def test_closed_session_refuses_everything() -> None:
     s, _ = handshake()
     s.close()

@@ -5,7 +5,9 @@ list (``-o`` order), reads with an idle timeout, feeds the sans-IO session, hand
 and writes what the session queues. When a connection fails it tries the next pool; once every pool has
 failed in a row it sleeps an exponential backoff (never a busy loop when all pools are down). After a
 session that produced work ends, it starts again from the primary pool. ``client.reconnect`` is honoured
-for the same host (another port) unless redirects to other hosts are allowed.
+for the same host (another port) unless redirects to other hosts are allowed. ``stratum+ssl://`` pools are
+reached over TLS (the certificate is checked against the system's CAs, or the ``ssl`` context given, e.g.
+`tls_context(ca_file)` for a pool with its own CA).
 
 Reusable by anything that mines through Stratum (the reference miner, simulated devices): give it pools,
 a :class:`ClientConfig` and an event callback; call :meth:`submit` from the event loop.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -58,30 +61,45 @@ READ_CHUNK: Final = 65536
 STOP_DRAIN: Final = 2.0
 
 
+#: URL schemes of plain TCP pools and of pools over TLS.
+TCP_SCHEMES: Final = ("stratum+tcp", "stratum", "tcp")
+TLS_SCHEMES: Final = ("stratum+ssl", "stratum+tls", "ssl", "tls")
+
+
 @dataclass(frozen=True, slots=True)
 class PoolAddress:
     host: str
     port: int
+    tls: bool = False  # stratum+ssl://
 
     def __str__(self) -> str:
-        return f"stratum+tcp://{self.host}:{self.port}"
+        return f"stratum+{'ssl' if self.tls else 'tcp'}://{self.host}:{self.port}"
 
 
 def parse_pool_url(url: str) -> PoolAddress:
-    """``stratum+tcp://HOST:PORT`` (also bare ``HOST:PORT``) → PoolAddress."""
+    """``stratum+tcp://HOST:PORT`` (also bare ``HOST:PORT``) or ``stratum+ssl://HOST:PORT`` → PoolAddress."""
     text = url.strip()
     if "://" not in text:
         text = "stratum+tcp://" + text
     parts = urlsplit(text)
-    if parts.scheme not in ("stratum+tcp", "stratum", "tcp"):
-        raise InvalidPoolUrl(f"{url!r}: only stratum+tcp:// is supported")
+    if parts.scheme not in TCP_SCHEMES + TLS_SCHEMES:
+        raise InvalidPoolUrl(f"{url!r}: only stratum+tcp:// and stratum+ssl:// are supported")
     try:
         port = parts.port
     except ValueError as exc:
         raise InvalidPoolUrl(f"{url!r}: bad port") from exc
     if not parts.hostname or port is None:
         raise InvalidPoolUrl(f"{url!r}: expected stratum+tcp://HOST:PORT")
-    return PoolAddress(parts.hostname, port)
+    return PoolAddress(parts.hostname, port, parts.scheme in TLS_SCHEMES)
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A client context that checks the pool's certificate and host name: against the system's CAs, or
+    against `ca_file` (PEM) for a pool with its own CA or a self-signed certificate."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise InvalidPoolUrl(f"cannot use CA file {ca_file}: {exc}") from None
 
 
 class Backoff:
@@ -143,6 +161,7 @@ class StratumClient:
         stable_session: float = STABLE_SESSION,
         allow_redirect: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not pools:
             raise ValueError("at least one pool is needed")
@@ -154,6 +173,7 @@ class StratumClient:
         self.stable_session = stable_session
         self.allow_redirect = allow_redirect
         self._sleep = sleep
+        self.ssl_context = ssl_context  # for stratum+ssl pools (None: the system's CAs)
         self._session: ClientSession | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._stopping = asyncio.Event()
@@ -180,6 +200,13 @@ class StratumClient:
             return False
         writer.write(session.data_to_send())
         return True
+
+    def drop(self) -> None:
+        """Close the live connection now (a pool that stopped answering); :meth:`run` goes on and
+        reconnects as after any lost connection. Nothing happens while disconnected."""
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.close()
 
     def stop(self) -> None:
         """Stop mining. Shares already sent are not abandoned: the live session keeps reading until each
@@ -218,7 +245,7 @@ class StratumClient:
             if self._stopping.is_set():
                 break
             if isinstance(outcome, ReconnectRequested):
-                target = PoolAddress(outcome.host or pool.host, outcome.port or pool.port)
+                target = PoolAddress(outcome.host or pool.host, outcome.port or pool.port, pool.tls)
                 if target.host == pool.host or self.allow_redirect:
                     redirect = target
                 wait = outcome.wait
@@ -268,8 +295,12 @@ class StratumClient:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with
             # the inner result, and a miner being stopped must stop.
             async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_connection(pool.host, pool.port)
-        except (OSError, TimeoutError) as exc:
+                if pool.tls:
+                    reader, writer = await asyncio.open_connection(
+                        pool.host, pool.port, ssl=self.ssl_context or tls_context())
+                else:
+                    reader, writer = await asyncio.open_connection(pool.host, pool.port)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError (a certificate refused) is an OSError
             await _call(on_event, Disconnected(pool, f"connect failed: {exc or type(exc).__name__}"))
             return False
         session = ClientSession(self.config)

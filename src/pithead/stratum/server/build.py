@@ -2,13 +2,15 @@
 
 `rules_from_config` checks the pool's settings (`pithead.config.validate`) and builds the `PoolRules` the sessions share;
 `build_server(cfg, source, sink)` makes one (unstarted) server; `front_end_shard` and `pool_workers` read
-`[pool] front_end` and `[pool] workers`. Config problems are `pithead.config.ConfigError`, naming the key. What it is not: the choice between one process and worker
+`[pool] front_end` and `[pool] workers`; `[pool] tls_cert_file`/`tls_key_file` serve stratum+ssl
+(`tls_from_config`). Config problems are `pithead.config.ConfigError`, naming the key. What it is not: the choice between one process and worker
 processes, the template source or the ledger sink (`pithead.app.pool` assembles those).
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable
 
 from pithead.chain.address import AddressError, address_to_script
@@ -17,6 +19,7 @@ from pithead.config import ConfigError, PoolConfig, validate
 from pithead.events import ShareSink
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer, ServerLimits
+from pithead.stratum.server.tls import TlsError, server_context
 from pithead.stratum.v1.pool import PoolRules
 from pithead.template.interface import TemplateSource
 
@@ -57,6 +60,17 @@ def front_end_shard(cfg: PoolConfig) -> tuple[int, int]:
     return cfg.front_end_shard()
 
 
+def tls_from_config(cert_file: str | None, key_file: str | None, section: str = "pool") -> ssl.SSLContext | None:
+    """The TLS context of `[SECTION] tls_cert_file`/`tls_key_file` (None when neither is set: plain TCP); a
+    file that cannot be used is a `ConfigError` naming the key."""
+    if cert_file is None or key_file is None:
+        return None
+    try:
+        return server_context(cert_file, key_file)
+    except TlsError as exc:
+        raise ConfigError(f"{section}.tls_cert_file: {exc}") from None
+
+
 def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None, *,
                  extranonce_shard: tuple[int, int] | None = None,
                  on_ban: Callable[[str, float], None] | None = None,
@@ -76,5 +90,5 @@ def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None
     return PoolServer(
         rules=rules, source=source, sink=sink, pool_script=pool_script, tag=cfg.coinbase_tag.encode(),
         refresh_interval=cfg.refresh_interval, limits=limits, extranonce_shard=extranonce_shard, on_ban=on_ban,
-        broadcast_threads=broadcast_threads,
+        broadcast_threads=broadcast_threads, ssl=tls_from_config(cfg.tls_cert_file, cfg.tls_key_file),
     )

@@ -10,6 +10,12 @@ best chain (`judge_submission`: a block only nodes off the best chain accepted i
 found block), recorded, and, when found, announced with `client.show_message`. Share and block events go to a `ShareSink` (the ledger's
 in-process queue today).
 
+The same shell serves a farm proxy's machines (`pithead.proxy`): built with no template source, its
+sessions take their jobs from a given `JobSource` (jobs relayed from upstream pools), the proxy publishes
+each job to the machines it routes there (`publish`), and judged shares (and block-solving ones) also go to
+a `ShareRoute` (the proxy forwards them upstream). TLS (`stratum+ssl`): give `ssl` an `SSLContext`
+(`pithead.stratum.server.tls`); the native fan-out then stays off, since it writes plaintext to the socket.
+
 What it is not: no protocol logic lives here (that is `pithead.stratum.v1`).
 
 Why Protocol objects and not a task per connection: 100,000 idle miners must fit in one process under
@@ -27,17 +33,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from pithead.chain.hashes import display_hex
 from pithead.events import BlockEvent, ShareEvent, ShareSink
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.bans import DEFAULT_BAN_SECONDS, Admission
 from pithead.stratum.server.stats import StatsBook
-from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.jobs import IssuedJob, JobBook, JobSource
 from pithead.stratum.v1.pool import (
     BlockFound,
     CloseRequested,
@@ -48,7 +55,13 @@ from pithead.stratum.v1.pool import (
     ShareJudged,
 )
 from pithead.template.block_template import BlockTemplate
-from pithead.template.interface import BlockOutcome, SubmitResult, TemplateSource, judge_submission
+from pithead.template.interface import (
+    BlockOutcome,
+    SubmitResult,
+    TemplateSource,
+    TemplateUpdate,
+    judge_submission,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +108,34 @@ class ServerMetrics:
     submit_results: list[tuple[str, list[SubmitResult]]] = field(default_factory=list)
 
 
+class _NoTemplates:
+    """The template source of a server that is given its jobs (a proxy's): never a template; its jobs build
+    no blocks (`JobSource.builds_blocks`), so nothing is ever submitted through it."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def current(self) -> BlockTemplate | None:
+        return None
+
+    async def updates(self) -> AsyncIterator[TemplateUpdate]:
+        return
+        yield  # an async generator that ends at once
+
+    async def submit_block(self, block_hex: str) -> list[SubmitResult]:
+        raise RuntimeError("this server's jobs build no blocks: the upstream pool submits them")
+
+
+class ShareRoute(Protocol):
+    """Where a server's judged shares go besides its statistics and ledger sink: a farm proxy forwards the
+    ones its upstream credits. Called on the event loop, right after the share was judged; must not block."""
+
+    def share_judged(self, session: PoolSession, event: ShareJudged, now: float) -> None: ...
+
+
 def block_message(height: int, worker: str) -> str:
     """What miners are shown (`client.show_message`) when the pool's block is accepted."""
     return f"pithead: block {height} found by {worker}"
@@ -129,9 +170,12 @@ class StratumConnection(asyncio.Protocol):
             return
         t.set_write_buffer_limits(high=srv.limits.write_buffer_high)
         sock = t.get_extra_info("socket")
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            self.fd = sock.fileno() if sock is not None else -1
-        self.session = PoolSession(srv.rules, srv.jobs, srv.allocator, now, remote=self.ip)
+        if srv.ssl is None:  # a TLS socket must only be written through its transport (the fan-out writes plaintext)
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                self.fd = sock.fileno() if sock is not None else -1
+        self.session = PoolSession(srv.rules, srv.job_source, srv.allocator, now, remote=self.ip)
+        if srv.version_mask_limit is not None:  # a fresh session only records it, for its mining.configure
+            self.session.set_version_mask(srv.version_mask_limit)
         srv.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -219,7 +263,7 @@ class PoolServer:
         self,
         *,
         rules: PoolRules,
-        source: TemplateSource,
+        source: TemplateSource | None,
         sink: ShareSink | None = None,
         pool_script: bytes | None = None,
         tag: bytes = b"/pithead/",
@@ -229,24 +273,41 @@ class PoolServer:
         extranonce_shard: tuple[int, int] = (0, 1),
         on_ban: Callable[[str, float], None] | None = None,
         broadcast_threads: int | None = None,
+        jobs: JobSource | None = None,
+        route: ShareRoute | None = None,
+        allocator: ExtranonceAllocator | None = None,
+        ssl: ssl.SSLContext | None = None,
     ) -> None:
         """`extranonce_shard` (index, count) gives this server its slice of the extranonce1 space when it is
         one of several worker processes of one pool; `on_ban(ip, now)` is told of every ban this server
-        makes (the workers' supervisor spreads it to the other workers)."""
+        makes (the workers' supervisor spreads it to the other workers).
+
+        A farm proxy gives no `source` but its own `jobs` (and publishes them, see `publish`), a `route`
+        for the judged shares and its own `allocator` (its machines' extranonce1 is a tag of its own width).
+        `ssl` serves Stratum over TLS."""
+        if source is None and jobs is None:
+            raise ValueError("a pool server needs a template source or a job source")
         self.rules = rules
-        self.source = source
+        self.serves_templates = source is not None
+        self.source: TemplateSource = source if source is not None else _NoTemplates()
         self.sink = sink
         self.limits = limits or ServerLimits()
         self.clock = clock
         self.refresh_interval = refresh_interval
-        self.jobs = JobBook(
-            mode="pool" if rules.mode == "pool" else "solo",
+        self.jobs = JobBook(  # the jobs of the source's templates (empty, unused, when `jobs` is given)
+            mode="pool" if rules.mode == "pool" and jobs is None else "solo",
             pool_script=pool_script,
             tag=tag,
             extranonce2_size=rules.extranonce2_size,
             clear_version_bits=rules.version_mask,
         )
-        self.allocator = ExtranonceAllocator(salt=int.from_bytes(os.urandom(4), "big"), shard=extranonce_shard)
+        # what the sessions take their jobs from: the book of the source's templates, or the given one
+        self.job_source: JobSource = self.jobs if jobs is None else jobs
+        self.route = route
+        self.ssl = ssl
+        self.version_mask_limit: int | None = None  # see limit_version_mask
+        self.allocator = allocator if allocator is not None else ExtranonceAllocator(
+            salt=int.from_bytes(os.urandom(4), "big"), shard=extranonce_shard)
         self.on_ban = on_ban
         # Threads for the native notify fan-out: every core when this is the only pool process; 1 when the
         # pool runs as one worker per core; 0 turns the fan-out off (transport writes only).
@@ -271,6 +332,8 @@ class PoolServer:
         current = self.source.current()
         if current is not None:
             self._safe_on_template(current, new_block=True)
+        if self.ssl is not None:
+            kw.setdefault("ssl", self.ssl)
         self._server = await loop.create_server(
             lambda: StratumConnection(self), host, port, reuse_address=True, backlog=4096, **kw
         )
@@ -280,8 +343,9 @@ class PoolServer:
 
     async def _run_background(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._consume_templates(), name="pool-templates")
-            tg.create_task(self._refresh_loop(), name="pool-refresh")
+            if self.serves_templates:  # a proxy's jobs are published to it instead
+                tg.create_task(self._consume_templates(), name="pool-templates")
+                tg.create_task(self._refresh_loop(), name="pool-refresh")
             tg.create_task(self._sweep_loop(), name="pool-sweep")
 
     async def stop(self, grace: float = 2.0) -> None:
@@ -363,8 +427,23 @@ class PoolServer:
             self.metrics.last_broadcast_ms,
         )
 
-    def _broadcast(self, ij: Any, line: bytes) -> int:
-        """Write `line` to every READY miner (their sessions take `ij`); returns how many.
+    def limit_version_mask(self, mask: int) -> None:
+        """Let miners roll at most `mask` from now on (a proxy's upstream grant): each miner that negotiated
+        rolling gets mining.set_version_mask when its mask changes (BIP310: at once), a new one negotiates
+        within it, and a wider mask later gives back what the miner asked for."""
+        self.version_mask_limit = mask
+        for c in list(self.connections):
+            if c.session is not None:
+                c.session.set_version_mask(mask)
+                c.flush_session()
+
+    def publish(self, ij: IssuedJob, clean: bool, only: Callable[[PoolSession], bool] | None = None) -> int:
+        """Send a job made elsewhere (a proxy's relayed job) to every READY miner, or to those `only` picks;
+        returns how many. The pre-serialized line goes out as a template's does (`_broadcast`)."""
+        return self._broadcast(ij, ij.line(clean), only)
+
+    def _broadcast(self, ij: Any, line: bytes, only: Callable[[PoolSession], bool] | None = None) -> int:
+        """Write `line` to every READY miner, or those `only` picks (their sessions take `ij`); returns how many.
 
         With the native fan-out, connections whose transport has nothing queued get the line from C, outside
         the GIL, over `broadcast_threads` threads; the rest (a queue to keep in order, no native module)
@@ -378,7 +457,7 @@ class PoolServer:
         for c in self.connections:
             s = c.session
             t = c.transport
-            if s is None or t is None or s.state is not ready:
+            if s is None or t is None or s.state is not ready or (only is not None and not only(s)):
                 continue
             s.take_job(ij)
             queued = t.get_write_buffer_size()
@@ -405,6 +484,8 @@ class PoolServer:
         for ev in events:
             if isinstance(ev, ShareJudged):
                 self._on_share(conn, ev, now)
+                if self.route is not None and conn.session is not None:
+                    self.route.share_judged(conn.session, ev, now)
             elif isinstance(ev, BlockFound):
                 self._on_block(ev, now)
             elif isinstance(ev, CloseRequested):

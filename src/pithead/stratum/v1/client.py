@@ -72,7 +72,8 @@ from pithead.stratum.v1.work import (
 )
 
 #: Requests awaiting a reply. Submits are the only steady source; a pool that stops answering 1024 of
-#: them is dead, and the shell reconnects rather than queue without bound.
+#: them is dead, and the shell reconnects rather than queue without bound. (A farm proxy forwarding a
+#: whole farm's shares on one connection sets its own bound, `ClientConfig.max_pending`.)
 MAX_PENDING_REQUESTS: Final = 1024
 #: Share difficulty bounds we accept from set_difficulty: ESP32 miners use ~1e-4; 2^64 is beyond any pool.
 MIN_DIFFICULTY: Final = 1e-12
@@ -143,6 +144,7 @@ class ClientConfig:
     version_mask: int = DEFAULT_VERSION_MASK
     suggest_difficulty: float | None = None
     extranonce_subscribe: bool = True
+    max_pending: int = MAX_PENDING_REQUESTS  # requests awaiting a reply before the connection counts as dead
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -362,7 +364,7 @@ class ClientSession:
     def _request(self, method: str, params: list[Any], share: FoundShare | None = None) -> int:
         if self.state is ClientState.CLOSED:
             raise SessionClosed("the session is closed")
-        if len(self._pending) >= MAX_PENDING_REQUESTS:
+        if len(self._pending) >= self.config.max_pending:
             raise TooManyPending(f"{len(self._pending)} requests unanswered")
         rid = self._next_id
         self._next_id += 1

@@ -7,12 +7,18 @@ in both clean_jobs variants, so notifying 10,000 miners is 10,000 writes of the 
 holds, per job, the set of share keys already judged (duplicate detection across reconnects), and says
 whether a job is stale (its previous block is no longer the tip). What it is not: it does no I/O and
 reads no clock.
+
+`JobSource` is what a pool session needs of its jobs, whoever makes them: the `JobBook` here (jobs made
+from a node's templates), or a farm proxy's book of jobs relayed from upstream pools
+(`pithead.proxy.jobs`), which routes each machine by its extranonce1 and cannot build blocks itself.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import MutableSet
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pithead.stratum.share import ShareKey
 from pithead.stratum.v1.wire import NOTIFY, encode_notification
@@ -49,19 +55,48 @@ class IssuedJob:
     generation: int
     line_clean: bytes  # the notify line with clean_jobs = true
     line_update: bytes  # and with clean_jobs = false
+    # The hardest share difficulty a miner may be given while on this job (None: the pool's own bounds):
+    # a farm proxy's job carries its upstream's difficulty, so no machine is set above it.
+    max_difficulty: float | None = None
 
     def line(self, clean: bool) -> bytes:
         return self.line_clean if clean else self.line_update
 
 
-def issue(job: Job, seq: int, generation: int) -> IssuedJob:
+def issue(job: Job, seq: int, generation: int, max_difficulty: float | None = None) -> IssuedJob:
     return IssuedJob(
         job,
         seq,
         generation,
         encode_notification(NOTIFY, job.notify_params(True)),
         encode_notification(NOTIFY, job.notify_params(False)),
+        max_difficulty,
     )
+
+
+class JobSource(Protocol):
+    """The jobs a pool session hands out and judges shares against."""
+
+    @property
+    def builds_blocks(self) -> bool:
+        """Whether a block-solving share can be turned into a block here (a `BlockFound` event); a proxy's
+        relayed jobs lack the block's transactions, and the upstream pool builds the block."""
+        ...
+
+    def job_for(self, payout_script: bytes | None = None, extranonce1: bytes | None = None) -> IssuedJob | None:
+        """The current job for a miner: by its payout script (solo), or by its extranonce1 (a proxy routes
+        each machine to one upstream connection by it)."""
+        ...
+
+    def get(self, job_id: str) -> IssuedJob | None: ...
+
+    def is_stale(self, ij: IssuedJob) -> bool: ...
+
+    def seen(self, job_id: str) -> MutableSet[ShareKey]: ...
+
+    def remember(self, job_id: str, key: ShareKey) -> None: ...
+
+    def is_full(self, job_id: str) -> bool: ...
 
 
 @dataclass
@@ -75,6 +110,10 @@ class _Generation:
 
 
 class JobBook:
+    """Jobs made from a node's templates (see the module docstring); a `JobSource`."""
+
+    builds_blocks = True
+
     def __init__(
         self,
         *,
@@ -138,8 +177,9 @@ class JobBook:
                 self._seen.pop(ij.job.job_id, None)
         return gen.number
 
-    def job_for(self, payout_script: bytes | None = None) -> IssuedJob | None:
-        """The current job for a miner (solo: its script; pool: the pool's), built on first use."""
+    def job_for(self, payout_script: bytes | None = None, extranonce1: bytes | None = None) -> IssuedJob | None:
+        """The current job for a miner (solo: its script; pool: the pool's), built on first use. Every miner
+        of a pool is on the same template, so `extranonce1` does not matter here."""
         if not self._generations:
             return None
         gen = next(reversed(self._generations.values()))

@@ -43,7 +43,7 @@ from pithead.stratum.v1.errors import (
     Unauthorized,
     rejection,
 )
-from pithead.stratum.v1.jobs import IssuedJob, JobBook
+from pithead.stratum.v1.jobs import IssuedJob, JobSource
 from pithead.stratum.v1.wire import (
     AUTHORIZE,
     CONFIGURE,
@@ -71,7 +71,7 @@ from pithead.stratum.v1.wire import (
     parse_submit,
     version_rolling_result,
 )
-from pithead.stratum.version import BIP320_MASK, negotiate
+from pithead.stratum.version import BIP320_MASK, FULL_MASK, negotiate
 from pithead.template.job import Job, assemble_block, block_hash
 
 SERVER_VERSION = "pithead/0.1.0"
@@ -192,6 +192,8 @@ class ShareJudged:
     difficulty: float  # the share difficulty credited / required
     share_difficulty: float  # what the hash reached
     is_block: bool
+    hash_int: int = 0  # the header hash (0 when not hashed), for a caller with a target of its own (a proxy's)
+    version: int = 0  # the header nVersion hashed (the job's, or rolled by the miner's version bits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +287,7 @@ class PoolSession:
     def __init__(
         self,
         rules: PoolRules,
-        jobs: JobBook,
+        jobs: JobSource,
         allocator: ExtranonceAllocator,
         now: float,
         *,
@@ -303,6 +305,10 @@ class PoolSession:
         self.extranonce1: bytes | None = None
         self.extranonce2_size = rules.extranonce2_size
         self.version_mask = 0  # negotiated (0: no rolling)
+        self._rolling = False  # whether version rolling was negotiated (the mask may since have been narrowed)
+        self._requested_mask = FULL_MASK  # what the miner asked to roll (BIP310: ffffffff when it named none)
+        # what the pool may let this miner roll beyond its rules (set_version_mask): a proxy's upstream grant
+        self._mask_limit = FULL_MASK
         # bits a mask the pool has since narrowed (set_version_mask) allowed: work rolled under it may still
         # be in flight, so such a share is rejected (BIP310: the new mask applies at once) but not held
         # against the miner as junk
@@ -473,8 +479,10 @@ class PoolSession:
                 mask = parse_hex32(miner_mask, "version-rolling.mask") if miner_mask is not None else None
                 mbc = opts.get("version-rolling.min-bit-count", 0)
                 min_bits = int(mbc) if isinstance(mbc, int) and not isinstance(mbc, bool) else 0
-                answer = negotiate(self.rules.version_mask, mask, min_bits)
+                answer = negotiate(self.rules.version_mask & self._mask_limit, mask, min_bits)
                 self.version_mask = answer.mask
+                self._rolling = answer.enabled
+                self._requested_mask = FULL_MASK if mask is None else mask
                 result.update(version_rolling_result(answer))
             elif ext == "minimum-difficulty":
                 value = opts.get("minimum-difficulty.value")
@@ -575,7 +583,7 @@ class PoolSession:
             self.jobs.remember(sub.job_id, sub.key(self.extranonce1))
         events.append(
             ShareJudged(worker, job, sub, verdict.accepted, verdict.reason, diff,
-                        verdict.share_difficulty, verdict.is_block)
+                        verdict.share_difficulty, verdict.is_block, verdict.hash_int, verdict.version)
         )
         if verdict.reason is not None:
             in_flight = (verdict.reason is RejectReason.BAD_VERSION_BITS and sub.version_bits is not None
@@ -585,16 +593,19 @@ class PoolSession:
             raise rejection(verdict.reason)
         assert job is not None
         self.last_share_at = now
-        if verdict.is_block:
+        if verdict.is_block and self.jobs.builds_blocks:
             block = assemble_block(job, self.extranonce1, sub.extranonce2, sub.ntime, sub.nonce, verdict.version)
             events.append(BlockFound(worker, job, block, block_hash(block)))
         self._apply_difficulty(self.vardiff.on_share(now), events)  # queued after the reply
         return True
 
     def _start_work(self) -> None:
-        """Entering READY: the difficulty, then the current job (clean), after the reply that got us here."""
+        """Entering READY: the difficulty, then the current job (clean), after the reply that got us here.
+        A job with a difficulty ceiling (a proxy's upstream difficulty) lowers the difficulty first."""
+        ij = self.jobs.job_for(self._payout_script(), self.extranonce1)
+        if ij is not None and ij.max_difficulty is not None:
+            self.vardiff.set_ceiling(ij.max_difficulty, self.last_activity)
         self._out.append(encode_notification(SET_DIFFICULTY, [wire_difficulty(self.difficulty)]))
-        ij = self.jobs.job_for(self._payout_script())
         if ij is not None:
             self._send_job(ij, clean=True)
 
@@ -633,10 +644,11 @@ class PoolSession:
             t = self._target_cache[diff] = difficulty_to_target(diff)
         return t
 
-    def _apply_difficulty(self, new: float | None, events: list[PoolEvent]) -> None:
+    def _apply_difficulty(self, new: float | None, events: list[PoolEvent], resend_job: bool = True) -> None:
         """After vardiff/suggest/d= changed the difficulty: lower the remembered difficulty of the jobs
         already sent if the new one is lower, and (when the miner already has work) send set_difficulty
-        and the current job again, since most miners apply a new difficulty from the next notify."""
+        and (`resend_job`) the current job again, since most miners apply a new difficulty from the next
+        notify."""
         if new is None:
             return
         for seq, d in self._job_diff.items():  # a lower difficulty applies to every job sent so far
@@ -646,8 +658,8 @@ class PoolSession:
         if self.state is PoolState.READY:
             # queued after the reply of the request being handled (see `handle`)
             self._after.append(encode_notification(SET_DIFFICULTY, [wire_difficulty(new)]))
-            if self._last_job is not None:
-                current = self.jobs.job_for(self._payout_script())
+            if resend_job and self._last_job is not None:
+                current = self.jobs.job_for(self._payout_script(), self.extranonce1)
                 if current is not None:
                     self._after.append(current.line_update)
                     self._last_job = current
@@ -667,7 +679,7 @@ class PoolSession:
         """The job this session should be working on now (solo: for its payout script)."""
         if self.state is not PoolState.READY:
             return None
-        return self.jobs.job_for(self._payout_script())
+        return self.jobs.job_for(self._payout_script(), self.extranonce1)
 
     def take_job(self, ij: IssuedJob) -> None:
         """Record that `ij` was sent to this (READY) session by the broadcast path, which writes the
@@ -694,12 +706,31 @@ class PoolSession:
         return events
 
     def set_version_mask(self, mask: int) -> None:
-        """BIP310 mining.set_version_mask: takes effect immediately (only for miners that negotiated)."""
-        if self.version_mask == 0:
+        """BIP310 mining.set_version_mask: takes effect immediately (only for miners that negotiated).
+
+        The new mask is `mask` within the pool's rules and within what the miner asked to roll, and it
+        also bounds a later mining.configure. Narrowing to 0 stops rolling; a later, wider mask (a proxy
+        failing over to an upstream that allows rolling again) resumes it."""
+        self._mask_limit = mask & FULL_MASK
+        if not self._rolling:
+            return
+        new = mask & self.rules.version_mask & self._requested_mask
+        if new == self.version_mask:
             return
         self._earlier_masks |= self.version_mask
-        self.version_mask = mask & self.rules.version_mask
+        self.version_mask = new
         self._out.append(encode_notification(SET_VERSION_MASK, [f"{self.version_mask:08x}"]))
+
+    def cap_difficulty(self, ceiling: float, now: float) -> list[PoolEvent]:
+        """Keep this miner at or below `ceiling` from now on (a farm proxy's upstream difficulty). When its
+        difficulty is above, it is lowered at once and (a READY miner) set_difficulty is queued, without the
+        current job again: call it right before sending the job the ceiling comes with, so the new
+        difficulty applies from that notify (as most miners apply it) and no share the upstream would
+        credit goes unreported."""
+        events: list[PoolEvent] = []
+        self._apply_difficulty(self.vardiff.set_ceiling(ceiling, now), events, resend_job=False)
+        self._flush_after()
+        return events
 
     def set_extranonce(self, extranonce1: bytes, extranonce2_size: int | None = None) -> bool:
         """Change this session's extranonce. Miners that subscribed to extranonce changes get
