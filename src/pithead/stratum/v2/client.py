@@ -310,6 +310,11 @@ class MinerConnection:
         self._started = False
 
     @property
+    def handshake_done(self) -> bool:
+        """The pool proved itself (or, with no pinned key, the handshake merely completed)."""
+        return self._transport is not None
+
+    @property
     def pending_shares(self) -> int:
         return len(self._pending)
 
@@ -400,11 +405,11 @@ class MinerConnection:
         self.handle(CLOSE, None, [])
 
     # --- our calls -------------------------------------------------------------------------------------
-    def submit(self, work: ChannelWork, nonce: int, ntime: int, version: int, extranonce: bytes,
-               token: object) -> int:
-        """Queue a share of `work` (the extranonce rolled, for an extended channel); returns its sequence
-        number. `token` comes back in its ShareAcknowledged / ShareDenied."""
-        if self.state is not MinerState.MINING or work.channel_id != self.channel_id:
+    def submit(self, job_id: int, nonce: int, ntime: int, version: int, extranonce: bytes, token: object) -> int:
+        """Queue a share of the channel's job `job_id` (with the extranonce rolled, on an extended channel);
+        returns its sequence number. `token` comes back in its ShareAcknowledged / ShareDenied."""
+        channel_id = self.channel_id
+        if self.state is not MinerState.MINING or channel_id is None:
             raise NotMining(f"no share can be sent in state {self.state.value}")
         if len(self._pending) >= MAX_PENDING_SHARES:
             raise TooManyInFlight(f"{len(self._pending)} shares unanswered")
@@ -412,10 +417,9 @@ class MinerConnection:
         self._next_sequence = seq + 1 if seq < 0xFFFFFFFF else 1
         self._pending[seq] = token
         if self.config.kind is ChannelKind.STANDARD:
-            self._messages.append(SubmitSharesStandard(work.channel_id, seq, work.job_id, nonce, ntime, version))
+            self._messages.append(SubmitSharesStandard(channel_id, seq, job_id, nonce, ntime, version))
         else:
-            self._messages.append(SubmitSharesExtended(work.channel_id, seq, work.job_id, nonce, ntime, version,
-                                                       extranonce))
+            self._messages.append(SubmitSharesExtended(channel_id, seq, job_id, nonce, ntime, version, extranonce))
         return seq
 
     def _start(self) -> None:
