@@ -109,6 +109,12 @@ class PoolConfig:
     # "I/N": this is front-end I of N publishing to one share bus; each gets its own extranonce1 range, so
     # no miner can get the same coinbase (and have one share credited twice) on two front-ends
     front_end: str = "0/1"
+    # Stratum V2 beside V1, on its own port (None: off; 0: any free port). The pool proves itself to miners
+    # with a certificate signed per connection by its authority key (`pithead keys new --out FILE`); miners
+    # pin the public key (`pithead keys show FILE`): stratum2+tcp://HOST:SV2_PORT/KEY
+    sv2_port: int | None = None
+    sv2_authority_secret_key_file: str | None = None
+    sv2_cert_validity: int = 3600  # seconds each connection's certificate is valid (SRI's cert_validity_sec)
 
     def front_end_shard(self) -> tuple[int, int]:
         """(I, N) of `front_end` (checked by `validate`)."""
@@ -191,6 +197,10 @@ _MAX_PORT = 65535
 MAX_FRONT_ENDS = 256
 """Front-ends on one share bus: each takes a slice of the 32-bit extranonce1 space (more would leave each
 too few values for its workers and miners)."""
+MAX_CERT_VALIDITY = 30 * 24 * 3600
+"""Longest validity of the certificate the pool issues per connection (`pool.sv2_cert_validity`): a miner
+checks it once, at the handshake, so a long one only lengthens how long a stolen static key and its
+certificate could impersonate the pool; a month is already generous (SRI pools default to an hour)."""
 
 
 class _Problems:
@@ -384,6 +394,17 @@ def _check_pool(p: _Problems, pool: PoolConfig) -> None:
             p.add("pool.front_end", f"{pool.front_end!r}: want 0 <= I < N <= {MAX_FRONT_ENDS}")
     if len(pool.coinbase_tag.encode()) > 40:
         p.add("pool.coinbase_tag", "is longer than 40 bytes (the coinbase script has room for 100 in all)")
+    if pool.sv2_port is not None:
+        _port(p, "pool.sv2_port", pool.sv2_port)
+        if pool.sv2_port and pool.sv2_port == pool.port:
+            p.add("pool.sv2_port", f"is the V1 port ({pool.port}): Stratum V2 needs a port of its own")
+        if not pool.sv2_authority_secret_key_file:
+            p.add("pool.sv2_authority_secret_key_file", "the Stratum V2 endpoint needs the pool's authority key "
+                  "(`pithead keys new --out FILE` makes one)")
+        if pool.workers != 1:
+            p.add("pool.sv2_port", "the Stratum V2 endpoint runs in the one-process pool: set workers = 1")
+    if not 60 <= pool.sv2_cert_validity <= MAX_CERT_VALIDITY:
+        p.add("pool.sv2_cert_validity", f"must be 60..{MAX_CERT_VALIDITY} seconds, not {pool.sv2_cert_validity}")
 
 
 def _check_ledger(p: _Problems, ledger: LedgerConfig) -> None:

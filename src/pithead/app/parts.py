@@ -38,7 +38,9 @@ from pithead.ledger.store import open_store
 from pithead.ledger.store.base import StoreError
 from pithead.stratum.server.build import build_server, pool_workers
 from pithead.stratum.server.pool import PoolServer
+from pithead.stratum.server.v2 import Sv2Endpoint, read_authority_secret
 from pithead.stratum.server.workers import WorkerPool
+from pithead.stratum.v2.errors import KeyEncodingError
 from pithead.template.interface import TemplateSource
 from pithead.template.sources.failover import source_from_config
 from pithead.web import queries
@@ -207,8 +209,11 @@ async def start_pool(cfg: config_mod.PoolConfig, running: Running, sink: ShareSi
                      source: TemplateSource | None = None) -> None:
     """The Stratum pool for `cfg` on its bind and port, taking templates from `[pool] nodes` (or `source`)
     and putting shares and blocks on `sink`: the ledger's bus, or a Redis stream whose writer starts here
-    and stops right after the pool (its last events go into the stream). Sets `running.stratum_url`,
-    `running.pool` and `running.pool_live` (the web's live view)."""
+    and stops right after the pool (its last events go into the stream). With `[pool] sv2_port`, the
+    Stratum V2 endpoint beside it (the same jobs, share check, ledger events, bans and limits). Sets
+    `running.stratum_url` (and `running.sv2_url`), `running.pool` and `running.pool_live` (the web's live
+    view)."""
+    authority = read_sv2_authority(cfg)  # a bad key file stops the start before any node is asked
     started = await start_source(cfg, running, source)
     if isinstance(sink, RedisShareSink):
         writer_stop = asyncio.Event()
@@ -224,11 +229,40 @@ async def start_pool(cfg: config_mod.PoolConfig, running: Running, sink: ShareSi
         host, port = await server.start(cfg.bind, cfg.port)
     except (OSError, RuntimeError) as exc:  # RuntimeError: a worker process that could not start
         raise StartError(f"pool: cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
-    running.on_stop("pool", server.stop)
+    sv2: Sv2Endpoint | None = None
+
+    async def stop_pool() -> None:  # both endpoints, V2 first: then nothing judges shares any more
+        if sv2 is not None:
+            await sv2.stop()
+        await server.stop()
+
+    running.on_stop("pool", stop_pool)
+    if authority is not None and cfg.sv2_port is not None and isinstance(server, PoolServer):
+        sv2 = Sv2Endpoint(server, authority, cert_validity=cfg.sv2_cert_validity)
+        try:
+            sv2_host, sv2_port = await sv2.start(cfg.bind, cfg.sv2_port)
+        except OSError as exc:
+            raise StartError(f"pool: cannot listen for Stratum V2 on {cfg.bind}:{cfg.sv2_port}: {exc}") from exc
+        running.sv2_url = f"stratum2+tcp://{sv2_host}:{sv2_port}/{sv2.public_key}"
     running.stratum_url = f"stratum+tcp://{host}:{port}"
     running.pool = server
     running.pool_live = PoolServerLive(server, running.stratum_url)
     running.parts.append("pool")
+
+
+def read_sv2_authority(cfg: config_mod.PoolConfig) -> bytes | None:
+    """The authority secret of `[pool] sv2_authority_secret_key_file` when the SV2 endpoint is on (None
+    when it is off); a file that cannot be read or holds no key is a `ConfigError` naming the key."""
+    if cfg.sv2_port is None:
+        return None
+    path = cfg.sv2_authority_secret_key_file or ""
+    try:
+        return read_authority_secret(path)
+    except OSError as exc:
+        raise config_mod.ConfigError(f"pool.sv2_authority_secret_key_file: cannot read {path}: "
+                                     f"{exc.strerror or exc}") from exc
+    except KeyEncodingError as exc:
+        raise config_mod.ConfigError(f"pool.sv2_authority_secret_key_file: {exc}") from exc
 
 
 # --- the web -------------------------------------------------------------------------------------------
