@@ -49,9 +49,7 @@ from pithead.stratum.v2 import cert, secp256k1
 from pithead.stratum.v2.cert import DEFAULT_VALIDITY
 from pithead.stratum.v2.channels import BlockSolved, BookJob, ChannelWorker, ShareJudgement
 from pithead.stratum.v2.errors import KeyEncodingError
-from pithead.stratum.v2.noise import Responder
 from pithead.stratum.v2.pool import (
-    MAX_FRAME_FROM_MINER,
     MAX_FRAMES_PER_TURN,
     ChannelOpened,
     ChannelRules,
@@ -60,6 +58,7 @@ from pithead.stratum.v2.pool import (
     HangUp,
     IdentityRefused,
     PoolConnection,
+    pool_responder,
 )
 
 log = logging.getLogger(__name__)
@@ -156,8 +155,7 @@ class Sv2Connection(asyncio.Protocol):
             t.abort()
             return
         t.set_write_buffer_limits(high=pool.limits.write_buffer_high)
-        responder = Responder.for_connection(ep.authority_secret, int(now), ep.cert_validity,
-                                             max_payload=MAX_FRAME_FROM_MINER)
+        responder = pool_responder(ep.authority_secret, int(now), ep.cert_validity)
         self.connection = PoolConnection(ep.rules, ep.feed, pool.allocator, responder, now,
                                          next_channel_id=ep.channel_ids, remote=self.ip)
         ep.connections.add(self)

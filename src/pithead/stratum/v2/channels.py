@@ -379,9 +379,13 @@ class PoolChannel:
             raise AssertionError(f"{rule!r} cannot answer {type(message).__name__} in {self.state}")
 
     def take_work(self, book: BookJob, now: float, out: list[Message], events: list[ChannelEvent]) -> None:
-        """The pool's job for this channel through the table: `BLOCK` when it builds on another tip than
-        the channel's active job (or the channel has none), else `JOB`."""
-        kind = BLOCK if book.job.prev_hash != self.prev_hash else JOB
+        """The pool's job for this channel: `BLOCK` when it builds on another tip than the channel's active
+        job (or the channel has none), else `JOB`."""
+        self.handle_work(BLOCK if book.job.prev_hash != self.prev_hash else JOB, book, now, out, events)
+
+    def handle_work(self, kind: str, book: BookJob, now: float, out: list[Message],
+                    events: list[ChannelEvent]) -> None:
+        """One of the pool's inputs (`JOB`, `BLOCK`) through the table."""
         rule = CHANNEL_TRANSITIONS[(self.state, kind)]
         if isinstance(rule, OnPoolWork):
             rule.handler(self, book, now, out, events)

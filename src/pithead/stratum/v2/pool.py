@@ -43,6 +43,7 @@ from typing import NoReturn
 
 from pithead.stratum.difficulty import VarDiff, VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator, ExtranonceExhausted
+from pithead.stratum.v2.cert import DEFAULT_VALIDITY
 from pithead.stratum.v2.channels import (
     CLIENT_MESSAGES,
     ChannelEvent,
@@ -131,6 +132,12 @@ ERROR_EXTRANONCE_EXHAUSTED = "extranonce-exhausted"
 """OpenMiningChannel.Error when no extranonce1 is free (only with ~2^32 live sessions)."""
 ERROR_EXTENDED_FOR_STANDARD_JOBS = "extended-channels-not-supported-for-standard-jobs"
 """SRI's code: an extended channel on a connection that required standard jobs."""
+
+
+def pool_responder(authority_secret: bytes, now: int, validity: int = DEFAULT_VALIDITY) -> Responder:
+    """The Noise responder of one connection: a fresh static key, its certificate signed by the authority
+    (valid from `now` for `validity` seconds), frames bounded by MAX_FRAME_FROM_MINER."""
+    return Responder.for_connection(authority_secret, now, validity, max_payload=MAX_FRAME_FROM_MINER)
 
 
 class IdentityRefused(Exception):
@@ -488,7 +495,8 @@ class PoolConnection:
             raise RequestRefused(SetupConnectionError(0, ERROR_PROTOCOL_VERSION_MISMATCH),
                                  f"versions {message.min_version}..{message.max_version} exclude "
                                  f"{PROTOCOL_VERSION}")
-        unsupported = message.flags & ~SUPPORTED_SETUP_FLAGS & 0xFFFFFFFF
+        # int(): `~` of an IntFlag complements only its defined bits, and would let unknown flags through
+        unsupported = message.flags & ~int(SUPPORTED_SETUP_FLAGS) & 0xFFFFFFFF
         if unsupported:
             raise RequestRefused(SetupConnectionError(unsupported, ERROR_UNSUPPORTED_FEATURE_FLAGS),
                                  f"unsupported SetupConnection flags 0x{unsupported:x}")
