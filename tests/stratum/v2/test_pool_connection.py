@@ -138,6 +138,20 @@ def test_channels_per_connection_are_bounded() -> None:
     assert out[-1].error_code == "too-many-channels"  # type: ignore[attr-defined]
 
 
+def test_an_all_ff_max_target_suits_a_pool_whose_hardest_target_is_capped() -> None:
+    """A pool whose difficulties are all below 2^-32 (the bench's 1e-12) has share targets capped at
+    2^256-1: a client leaving the target free (max_target all 0xff) must get its channel, although
+    DIFF1 / (2^256-1) is a larger difficulty than the pool's maximum. (Compared as difficulties, it was
+    refused with max-target-out-of-range.)"""
+    pool = Pool(start_difficulty=1e-12, vardiff=VarDiffConfig(10.0, 1e-12, 1e-12))
+    _, ok, _ = standard(pool)
+    assert int_from_u256(ok.target) == (1 << 256) - 1
+    peer = pool.connect()
+    peer.set_up()
+    _, out = peer.send(open_standard(max_target=u256_from_int(1 << 255)))  # a harder target than any it has
+    assert out[0].error_code == "max-target-out-of-range"  # type: ignore[attr-defined]
+
+
 def test_the_nominal_hashrate_is_the_starting_difficulty_and_max_target_its_floor() -> None:
     pool = Pool(start_difficulty=1.0)
     # 2^32 H/s at one share per 10 s: difficulty 10

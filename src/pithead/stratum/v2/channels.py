@@ -307,6 +307,13 @@ def starting_difficulty(nominal_hash_rate: float, share_interval: float) -> floa
     return nominal_hash_rate * share_interval / HASHES_PER_DIFF1
 
 
+def max_target_in_range(max_target: int, max_difficulty: float) -> bool:
+    """Whether a client's maximum target allows the pool's hardest share target (that of its maximum
+    difficulty). Targets are compared, not difficulties: a tiny maximum difficulty's target is capped at
+    2^256-1, which an all-0xff `max_target` allows although DIFF1 / (2^256-1) is not tiny."""
+    return max_target >= difficulty_to_target(max_difficulty)
+
+
 def floor_difficulty(max_target: int) -> float:
     """The lowest difficulty a client's maximum target allows: DIFF1 / max_target (infinite for zero, which
     no share can meet)."""
@@ -416,10 +423,10 @@ class PoolChannel:
             self._penalize(SCORE_WRONG_MESSAGE, now)
             return
         max_target = int_from_u256(message.maximum_target)
-        floor = floor_difficulty(max_target)
-        if floor > self.vardiff.cfg.max_difficulty:
+        if not max_target_in_range(max_target, self.vardiff.cfg.max_difficulty):
             out.append(UpdateChannelError(self.channel_id, ERROR_MAX_TARGET_OUT_OF_RANGE))
             return
+        floor = floor_difficulty(max_target)
         if start is not None:
             self.vardiff.suggest(start, now)
         self.max_target = max_target

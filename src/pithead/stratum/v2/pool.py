@@ -54,6 +54,7 @@ from pithead.stratum.v2.channels import (
     channel_id_of,
     error_reply,
     floor_difficulty,
+    max_target_in_range,
     starting_difficulty,
 )
 from pithead.stratum.v2.errors import (
@@ -548,10 +549,10 @@ class PoolConnection:
         except ValueError as exc:
             self._refuse_open(rid, str(exc), now)
         max_target = int_from_u256(message.max_target)
-        floor = floor_difficulty(max_target)
-        if floor > self.rules.vardiff.max_difficulty:
+        if not max_target_in_range(max_target, self.rules.vardiff.max_difficulty):
             self._refuse_open(rid, ERROR_MAX_TARGET_OUT_OF_RANGE, now,
                               f"max_target allows no difficulty up to the pool's {self.rules.vardiff.max_difficulty:g}")
+        floor = floor_difficulty(max_target)
         try:
             extranonce1 = self.allocator.allocate()
         except ExtranonceExhausted:
