@@ -22,7 +22,6 @@ What it is not: protocol logic (`stratum.v2.client`), or hashing (`miner`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import OrderedDict
@@ -33,7 +32,6 @@ from urllib.parse import urlsplit
 
 from pithead.chain.compact import DIFF1_TARGET, difficulty_to_target
 from pithead.stratum.client.connection import (
-    CLOSE_TIMEOUT,
     CONNECT_TIMEOUT,
     IDLE_TIMEOUT,
     MAX_QUICK_RECONNECTS,
@@ -45,7 +43,10 @@ from pithead.stratum.client.connection import (
     Backoff,
     Connected,
     Disconnected,
+    EventCallback,
     PoolAddress,
+    close_writer,
+    deliver_event,
 )
 from pithead.stratum.v1.client import (
     AuthorizationFailed,
@@ -127,10 +128,6 @@ def miner_difficulty(target: int) -> float:
     while difficulty_to_target(difficulty) > target:
         difficulty = math.nextafter(difficulty, math.inf)
     return difficulty
-
-
-ShellEvent = Connected | Disconnected | BackingOff
-EventCallback = Callable[[ClientEvent | ShellEvent], Awaitable[None] | None]
 
 
 class Sv2Client:
@@ -222,7 +219,7 @@ class Sv2Client:
                 quick_reconnects = quick_reconnects + 1 if loop.time() - started < self.stable_session else 0
                 if quick_reconnects > MAX_QUICK_RECONNECTS:
                     delay = self.backoff.next_delay()
-                    await _call(on_event, BackingOff(delay))
+                    await deliver_event(on_event, BackingOff(delay))
                     await self._interruptible_sleep(delay)
                 continue
             quick_reconnects = 0
@@ -243,7 +240,7 @@ class Sv2Client:
                     continue  # the loop's top raises PoolRefused
                 failures_in_row = 0
                 delay = self.backoff.next_delay()
-            await _call(on_event, BackingOff(delay))
+            await deliver_event(on_event, BackingOff(delay))
             await self._interruptible_sleep(delay)
 
     async def _interruptible_sleep(self, delay: float) -> None:
@@ -263,7 +260,7 @@ class Sv2Client:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(pool.host, pool.port)
         except (OSError, TimeoutError) as exc:
-            await _call(on_event, Disconnected(pool, f"connect failed: {exc or type(exc).__name__}"))
+            await deliver_event(on_event, Disconnected(pool, f"connect failed: {exc or type(exc).__name__}"))
             return False
         config = replace(self.config, endpoint_host=pool.host, endpoint_port=pool.port)
         connection = MinerConnection(config, pool.authority_key)
@@ -274,7 +271,7 @@ class Sv2Client:
         reason = "closed by pool"
         outcome: bool | ReconnectAsked = False
         try:
-            await _call(on_event, Connected(pool))
+            await deliver_event(on_event, Connected(pool))
             connection.start()
             writer.write(connection.data_to_send())
             while not self._stopping.is_set() or connection.pending_shares:
@@ -306,14 +303,14 @@ class Sv2Client:
                     if isinstance(converted, NewWork):
                         productive = True
                     if converted is not None:
-                        await _call(on_event, converted)
+                        await deliver_event(on_event, converted)
                     if isinstance(event, ReconnectAsked):
                         outcome = event
                     if end is not None:
                         reason = end
-                        raise _EndSession
+                        raise _SessionOver
                 await writer.drain()
-        except _EndSession:
+        except _SessionOver:
             pass
         except Sv2Error as exc:
             reason = f"protocol error: {exc}"
@@ -322,10 +319,10 @@ class Sv2Client:
         finally:
             self._connection, self._writer = None, None
             connection.close()
-            await _close(writer)
+            await close_writer(writer)
         if self._stopping.is_set():
             reason = STOPPED_REASON
-        await _call(on_event, Disconnected(pool, reason))
+        await deliver_event(on_event, Disconnected(pool, reason))
         if isinstance(outcome, ReconnectAsked):
             return outcome
         return productive
@@ -366,22 +363,5 @@ class Sv2Client:
         return mined
 
 
-class _EndSession(Exception):
-    pass
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    """Close without ever hanging: a peer that stopped reading is aborted after CLOSE_TIMEOUT."""
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await writer.wait_closed()
-    except (TimeoutError, OSError, ConnectionError):
-        with contextlib.suppress(Exception):
-            writer.transport.abort()
-
-
-async def _call(callback: EventCallback, event: ClientEvent | ShellEvent) -> None:
-    result = callback(event)
-    if result is not None:
-        await result
+class _SessionOver(Exception):
+    """The session ends (the pool refused us, closed our channel, asked us to reconnect)."""
