@@ -95,7 +95,7 @@ class PoolRefused(Exception):
 class Sv2PoolAddress(PoolAddress):
     """A pool's SV2 address: where, and the authority key (x-only) its certificate must be signed by."""
 
-    authority_key: bytes = b""
+    authority_key: bytes  # x-only, as `parse_sv2_url` decodes it from the URL
 
     def __str__(self) -> str:
         return f"{SCHEME}://{self.host}:{self.port}/{cert.encode_public_key(self.authority_key)}"
