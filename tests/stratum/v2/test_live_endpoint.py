@@ -276,3 +276,37 @@ async def test_pithead_miner_stops_with_the_reason_when_the_key_does_not_match(l
         out, err = await proc.communicate()
     assert proc.returncode == 1, (out, err)
     assert b"refusing every pool" in err and b"not signed by the pinned authority key" in err, err
+
+
+async def test_the_miner_follows_a_reconnect_only_to_a_server_of_the_same_authority(live: LivePool) -> None:
+    authority = live.endpoint.authority_secret
+    same = Sv2Endpoint(live.server, authority)  # another server of the same pool (same key)
+    _, same_port = await same.start("127.0.0.1", 0)
+    other = Sv2Endpoint(live.server, secp256k1.new_secret())  # one that holds another key
+    _, other_port = await other.start("127.0.0.1", 0)
+    client = Sv2Client([Sv2PoolAddress("127.0.0.1", live.port, live.key)], MinerChannelConfig(USER),
+                       backoff=Backoff(initial=0.01, maximum=0.01), connect_timeout=WAIT_S)
+    events: list[object] = []
+    task = asyncio.create_task(client.run(events.append))
+    try:
+        await wait_for(lambda: any(c.connection is not None and c.connection.ready for c in live.endpoint.connections))
+        (first,) = live.endpoint.connections
+        assert first.connection is not None
+        first.connection.reconnect("", same_port)
+        first.flush()
+        await wait_for(lambda: any(c.connection is not None and c.connection.ready for c in same.connections))
+        assert client.current_pool is not None and client.current_pool.port == same_port
+        (second,) = same.connections
+        assert second.connection is not None
+        second.connection.reconnect("127.0.0.1", other_port)  # to a server the pinned key does not vouch for
+        second.flush()
+        await wait_for(lambda: any(p.port == other_port for p in client.refused))
+        assert "not signed by the pinned authority key" in " ".join(client.refused.values())
+        # refused, and back to the pool it was configured with (which the redirect did not discredit)
+        await wait_for(lambda: any(c.connection is not None and c.connection.ready for c in live.endpoint.connections))
+        assert not task.done() and client.current_pool is not None and client.current_pool.port == live.port
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await same.stop()
+        await other.stop()

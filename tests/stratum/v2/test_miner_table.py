@@ -332,3 +332,15 @@ def test_the_certificate_of_the_pinned_authority_opens_the_channel() -> None:
     (setup,) = pool.received()
     assert setup.NAME == "SetupConnection" and setup.flags == 0b101  # type: ignore[attr-defined]
     assert isinstance(pool.send(SetupConnectionSuccess(2, 0), opened(ChannelKind.STANDARD))[0], ChannelGranted)
+
+
+def test_a_new_extranonce_prefix_applies_to_the_jobs_after_it() -> None:
+    pool = drive(ChannelKind.EXTENDED, MinerState.MINING)
+    mined = pool.miner.current_work
+    assert mined is not None and mined.extranonce_prefix == bytes(4)
+    assert pool.send(SetExtranoncePrefix(CID, b"\x0a\x0b\x0c\x0d")) == []
+    (ready,) = pool.send(NewExtendedMiningJob(CID, 40, int(NOW), 0x20000000, True, (), b"\x01" * 42, b"\x02" * 60))
+    assert isinstance(ready, WorkReady) and ready.work.extranonce_prefix == b"\x0a\x0b\x0c\x0d"
+    assert ready.work.extranonce_size == 4
+    with pytest.raises(PeerViolation, match="32 bytes"):
+        pool.send(SetExtranoncePrefix(CID, b"\x01" * 29))

@@ -494,3 +494,40 @@ def test_user_of_the_channel_is_the_worker() -> None:
     peer, ok, _ = standard(pool)
     worker = peer.conn.channels[ok.channel_id].worker
     assert worker.name == USER and peer.conn.channels[ok.channel_id].kind is ChannelKind.STANDARD
+
+
+# --- the pool's own messages -------------------------------------------------------------------------------
+
+
+def test_set_extranonce_prefix_applies_to_later_jobs_and_earlier_ones_keep_theirs() -> None:
+    pool = Pool()
+    peer, ok, old_work = standard(pool)
+    cid = ok.channel_id
+    old = peer.conn.channels[cid].extranonce1
+    new = peer.conn.set_extranonce_prefix(cid, NOW)
+    out = peer.replies()
+    assert names(out) == ["SetExtranoncePrefix", "NewMiningJob"]
+    assert out[0].extranonce_prefix == new + bytes(4)  # type: ignore[attr-defined]  # a standard channel's whole one
+    job = out[1]
+    assert isinstance(job, NewMiningJob) and job.min_ntime == int(NOW)
+    issued = pool.book.job_for(peer.conn.channels[cid].worker.payout_script)
+    assert issued is not None and job.merkle_root == issued.job.merkle_root(new, bytes(4))
+    new_work = Mined(job.job_id, job.version, old_work.ntime, header76(job.version, old_work.header[4:36],
+                     job.merkle_root, old_work.ntime, int.from_bytes(old_work.header[72:76], "little")))
+    for seq, work in enumerate((old_work, new_work), start=1):  # each judged with the extranonce it was sent for
+        (nonce,) = nonces(work.header, share_target())
+        events, out = submit(peer, cid, work, nonce, seq)
+        assert events[0].accepted, events
+    assert pool.allocator.in_use(old) and pool.allocator.in_use(new)  # the old job is still remembered
+    for _ in range(32):  # enough jobs to forget the last one sent for the old extranonce
+        pool.refresh()
+        peer.conn.push_work(NOW)
+    assert not pool.allocator.in_use(old) and pool.allocator.in_use(new)
+    peer.conn.close()
+    assert not pool.allocator.in_use(new)
+
+
+def test_the_pool_can_send_a_client_elsewhere() -> None:
+    peer, _, _ = standard(Pool())
+    peer.conn.reconnect("pool2.example", 3337)
+    assert [m.NAME for m in peer.replies()] == ["Reconnect"]

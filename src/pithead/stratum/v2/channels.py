@@ -35,7 +35,8 @@ way never rejects in-flight work and never credits more than the work proves. Va
 difficulty`) moves the channel's target; each change is a `SetTarget` followed by the current job again
 under a new id at the new target. The client's `max_target` is a floor on the difficulty.
 
-Beside the table, not in it: the job and target bookkeeping, the share batch, the retarget.
+Beside the table, not in it: the job and target bookkeeping, the share batch, the retarget, and the
+pool's own SetExtranoncePrefix (`set_extranonce_prefix`).
 What it is not: the connection (setup, opening, routing by channel id, the Noise transport:
 `stratum.v2.pool`), the job book (reached through `JobFeed`), or I/O of any kind; time is a parameter.
 """
@@ -71,6 +72,7 @@ from pithead.stratum.v2.messages.mining import (
     NewMiningJob,
     SetCustomMiningJob,
     SetCustomMiningJobError,
+    SetExtranoncePrefix,
     SetNewPrevHash,
     SetTarget,
     SubmitSharesError,
@@ -170,12 +172,14 @@ class ShareTarget:
 @dataclass(frozen=True, slots=True)
 class SentJob:
     """A job as this channel sent it: its id on the channel, the book's job, the job with the BIP323 bits
-    cleared (what the miner hashes), and the share target in force when it was sent."""
+    cleared (what the miner hashes), the share target in force when it was sent, and the extranonce1 it
+    was sent for (a SetExtranoncePrefix changes it for later jobs only)."""
 
     job_id: int
     book: BookJob
     job: Job
     level: ShareTarget
+    extranonce1: bytes
 
 
 # --- events for the connection and its shell ------------------------------------------------------------
@@ -355,6 +359,7 @@ class PoolChannel:
         self._batch_count = 0
         self._batch_sum = 0.0
         self._released = False
+        self._retired: list[bytes] = []  # earlier extranonce1 values, kept while a remembered job uses one
 
     @property
     def extranonce_prefix(self) -> bytes:
@@ -456,10 +461,11 @@ class PoolChannel:
     # --- bookkeeping beside the table ----------------------------------------------------------------
     def _send(self, book: BookJob, min_ntime: int | None, out: list[Message]) -> SentJob:
         job = replace(book.job, version=book.job.version & ~BIP323_MASK & 0xFFFFFFFF)
-        sent = SentJob(self._next_job_id, book, job, self.level)
+        sent = SentJob(self._next_job_id, book, job, self.level, self.extranonce1)
         self._next_job_id = self._next_job_id + 1 if self._next_job_id < 0xFFFFFFFF else 1
         if len(self._jobs) >= MAX_JOBS_PER_CHANNEL:
             self._jobs.popitem(last=False)
+            self._release_retired()
         self._jobs[sent.job_id] = sent
         self.current = book
         if self.kind is ChannelKind.STANDARD:
@@ -490,11 +496,35 @@ class PoolChannel:
             self._send(self.current, self.current.job.ntime, out)
 
     def release(self) -> None:
-        """Free the channel's extranonce1 for another channel or V1 session (its close, or its
-        connection's end) — once: freed twice, it could free a value handed out again meanwhile."""
+        """Free the channel's extranonce1 (and any it had before) for another channel or V1 session (its
+        close, or its connection's end) — once: freed twice, it could free a value handed out again."""
         if not self._released:
             self._released = True
             self.allocator.release(self.extranonce1)
+            for value in self._retired:
+                self.allocator.release(value)
+            self._retired.clear()
+
+    def set_extranonce_prefix(self, extranonce1: bytes, now: float, out: list[Message]) -> None:
+        """The pool gives the channel a new extranonce1 (SetExtranoncePrefix, spec §5.3.10): jobs sent
+        after it use it — the current one is sent again at once — while shares of the jobs sent before
+        are judged with the one they were sent for, which stays allocated until no remembered job uses it.
+        (The pool's own decision, outside the table: no client message causes it.)"""
+        if not self.is_open:
+            raise ValueError(f"channel {self.channel_id} is closed")
+        self._retired.append(self.extranonce1)
+        self.extranonce1 = extranonce1
+        out.append(SetExtranoncePrefix(self.channel_id, self.extranonce_prefix))
+        if self.current is not None and self.state in (ChannelState.STANDARD_MINING, ChannelState.EXTENDED_MINING):
+            self._send(self.current, self.current.job.ntime, out)
+
+    def _release_retired(self) -> None:
+        """Free the earlier extranonce1 values no remembered job was sent for any more."""
+        if self._retired:
+            in_use = {sent.extranonce1 for sent in self._jobs.values()}
+            for value in [v for v in self._retired if v not in in_use]:
+                self._retired.remove(value)
+                self.allocator.release(value)
 
     def tick(self, now: float, out: list[Message]) -> None:
         """Housekeeping for a quiet channel: vardiff lowers the target of a miner that stopped finding."""
@@ -524,11 +554,12 @@ class PoolChannel:
             return
         level = sent.level if sent.level.target > self.level.target else self.level  # the easier
         seen = self.feed.seen(sent.book)
-        verdict = check_share(sent.job, sub, extranonce1=self.extranonce1, version_mask=BIP323_MASK,
+        extranonce1 = sent.extranonce1
+        verdict = check_share(sent.job, sub, extranonce1=extranonce1, version_mask=BIP323_MASK,
                               share_target=level.target, now=int(now), stale=standing is RejectReason.STALE,
                               seen=seen)
         if verdict.hash_int:
-            seen.add(sub.key(self.extranonce1))
+            seen.add(sub.key(extranonce1))
         if verdict.reason is not None:
             self._refuse(message, verdict.reason, sent.job, sub, level.difficulty, verdict.share_difficulty, now,
                          out, events)
@@ -540,8 +571,7 @@ class PoolChannel:
         self._batch_count += 1
         self._batch_sum += level.difficulty
         if verdict.is_block:
-            block = assemble_block(sent.job, self.extranonce1, extranonce2, message.ntime, message.nonce,
-                                   verdict.version)
+            block = assemble_block(sent.job, extranonce1, extranonce2, message.ntime, message.nonce, verdict.version)
             events.append(BlockSolved(self.channel_id, self.worker, sent.job, block, block_hash(block)))
         if self._batch_count >= SHARE_BATCH_SIZE:
             self.flush(out)

@@ -14,7 +14,8 @@ does not decode (`MALFORMED`) or belongs to another subprotocol (`WRONG_SUBPROTO
 failed below the messages — a handshake, MAC or framing error (`BROKEN`: a tampered, replayed or
 oversized frame); a misbehaviour score that reached the ban (`BANNED`); the connection gone (`LOST`).
 Every state change is made by the table. The shell takes the bytes with `data_to_send()`, feeds new work
-with `push_work(now)` and housekeeping with `tick(now)`, and acts on the events: `ShareJudgement` and
+with `push_work(now)` and housekeeping with `tick(now)` (and may move a channel to a new extranonce, or the
+client to another server: `set_extranonce_prefix`, `reconnect`), and acts on the events: `ShareJudgement` and
 `BlockSolved` (from the channels), `ChannelOpened`, `HangUp`.
 
 Setup (spec §3.6.1, §5.3.1): the Mining subprotocol, version 2, the client flags REQUIRES_STANDARD_JOBS
@@ -72,6 +73,7 @@ from pithead.stratum.v2.messages.common import (
     ERROR_UNSUPPORTED_PROTOCOL,
     PROTOCOL_VERSION,
     MiningSetupFlags,
+    Reconnect,
     SetupConnection,
     SetupConnectionError,
     SetupConnectionSuccess,
@@ -458,6 +460,23 @@ class PoolConnection:
         self._messages.extend(out)
         events.extend(channel_events)
         return events
+
+    def reconnect(self, host: str = "", port: int = 0) -> None:
+        """Ask the client to reconnect (Reconnect, spec §3.6.5) to `host`:`port` (empty / 0: the same). The
+        new server must prove the same authority: a client never follows one to another pool's key."""
+        if self.state is ConnectionState.SET_UP:
+            self._messages.append(Reconnect(host, port))
+
+    def set_extranonce_prefix(self, channel_id: int, now: float) -> bytes:
+        """Give an open channel a new extranonce1 (SetExtranoncePrefix); returns it. The earlier one is
+        freed once no job the channel remembers was sent for it."""
+        channel = self._channels.get(channel_id)
+        if channel is None or not channel.is_open:
+            raise ValueError(f"no open channel {channel_id} on this connection")
+        out: list[Message] = []
+        channel.set_extranonce_prefix(self.allocator.allocate(), now, out)
+        self._messages.extend(out)
+        return channel.extranonce1
 
     def tick(self, now: float) -> None:
         """Housekeeping: vardiff for quiet channels."""
