@@ -78,6 +78,7 @@ async def test_serve_runs_v1_and_v2_side_by_side_and_the_ledger_credits_both(tmp
             assert running.sv2_url is not None and running.stratum_url is not None and running.web_url is not None
             sv2 = parse_sv2_url(running.sv2_url)
             assert sv2.authority_key == authority_key  # the key of the file, as miners pin it
+            assert f"  stratum v2   {running.sv2_url}" in lines  # the banner says where, and the key
             v1_user, v2_user = f"{SOLO_ADDRESS}.v1", f"{POOL_ADDRESS}.v2"
             v1 = Miner(MinerOptions(pools=(parse_pool_url(running.stratum_url),), username=v1_user, threads=1,
                                     suggest_difficulty=SHARE_DIFF))
