@@ -3,12 +3,14 @@ next to an honest miner that must not notice: a tampered ciphertext, a replayed 
 a message of another subprotocol, a submit on another connection's channel id — each closes that one
 connection with its reason logged, credits nothing, and crashes nothing. On the miner's side: a pool
 certified by another authority, an expired certificate, a port with no SV2 pool behind it — the miner
-refuses the pool once, with the reason, and does not retry (`pithead miner` exits 1). Also: the
+refuses the pool once, with the reason, and does not retry (`pithead miner` exits 1); so it does a genuine
+certificate of the authority captured for another static key. Also: the
 handshake timeout, and a ban earned on V2 refusing the IP on V1 too."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -24,7 +26,7 @@ from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer, ServerLimits
 from pithead.stratum.server.v2 import Sv2Endpoint
 from pithead.stratum.v1.pool import PoolRules
-from pithead.stratum.v2 import cert, secp256k1
+from pithead.stratum.v2 import cert, noise, secp256k1
 from pithead.stratum.v2.client import MinerChannelConfig
 from pithead.stratum.v2.framing import encode_header
 from pithead.stratum.v2.messages.mining import SubmitSharesError, SubmitSharesStandard, SubmitSharesSuccess
@@ -310,3 +312,33 @@ async def test_the_miner_follows_a_reconnect_only_to_a_server_of_the_same_author
         await asyncio.gather(task, return_exceptions=True)
         await same.stop()
         await other.stop()
+
+
+async def test_the_miner_refuses_a_certificate_issued_for_another_static_key(live: LivePool) -> None:
+    """A man in the middle with a genuine certificate of the pool's authority — captured from another
+    connection, so signed for that connection's static key — and a static key of its own: the signature
+    does not cover its key, and the miner refuses it."""
+    authority = live.endpoint.authority_secret
+    captured = cert.issue(authority, secp256k1.xonly_public(secp256k1.new_secret()), int(time.time()),
+                          int(time.time()) + cert.DEFAULT_VALIDITY)
+
+    async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        responder = noise.Responder(secp256k1.new_secret(), captured)
+        step = responder.feed(await reader.readexactly(noise.ACT1_SIZE))
+        writer.write(step.send)
+        with contextlib.suppress(Exception):
+            await reader.read()  # until the miner hangs up
+        writer.close()
+
+    server = await asyncio.start_server(impostor, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = Sv2Client([Sv2PoolAddress("127.0.0.1", port, live.key)], MinerChannelConfig(USER),
+                           backoff=Backoff(initial=0.01, maximum=0.01), connect_timeout=WAIT_S)
+        with pytest.raises(PoolRefused, match="not signed by the pinned authority key for this server's static key"):
+            async with asyncio.timeout(WAIT_S):
+                await client.run(lambda event: None)
+        assert client.connect_attempts == 1
+    finally:
+        server.close()
+        await server.wait_closed()
