@@ -2,10 +2,10 @@
 next to an honest miner that must not notice: a tampered ciphertext, a replayed frame, an oversized frame,
 a message of another subprotocol, a submit on another connection's channel id — each closes that one
 connection with its reason logged, credits nothing, and crashes nothing. On the miner's side: a pool
-certified by another authority, an expired certificate, a port with no SV2 pool behind it — the miner
-refuses the pool once, with the reason, and does not retry (`pithead miner` exits 1); so it does a genuine
-certificate of the authority captured for another static key. Also: the
-handshake timeout, and a ban earned on V2 refusing the IP on V1 too."""
+certified by another authority, an expired certificate, a genuine certificate of the authority captured
+for another static key — the miner refuses the pool once, with the reason, and does not retry (`pithead
+miner` exits 1); a Reconnect is followed only to a server of the same authority. Also: the handshake
+timeout, and a ban earned on V2 refusing the IP on V1 too."""
 
 from __future__ import annotations
 
