@@ -6,6 +6,7 @@ web server's start instead of saying which setting was wrong.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,20 @@ def test_serve_accepts_the_example_as_it_is(tmp_path: Path) -> None:
     text = "\n".join(lines)
     assert info.value.code == 1, text
     assert "node http://127.0.0.1:18443" in text and "cookie" in text, text
+
+
+# --- the pool's Stratum V2 endpoint -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ({"sv2_port": 3336}, "pool.sv2_authority_secret_key_file: the Stratum V2 endpoint needs"),
+    ({"sv2_port": 3333, "sv2_authority_secret_key_file": "k"}, "pool.sv2_port: is the V1 port"),
+    ({"sv2_port": 70000, "sv2_authority_secret_key_file": "k"}, "pool.sv2_port: must be a TCP port"),
+    ({"sv2_cert_validity": 10}, "pool.sv2_cert_validity: must be 60.."),
+])
+def test_the_sv2_settings_are_checked(extra: dict[str, object], problem: str) -> None:
+    from pithead.config import ConfigError, PoolConfig, validate
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        validate(PoolConfig(**extra))  # type: ignore[arg-type]
+    validate(PoolConfig(sv2_port=0, sv2_authority_secret_key_file="k"))  # any free port, with a key: fine

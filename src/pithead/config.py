@@ -114,6 +114,13 @@ class PoolConfig:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 
+    # Stratum V2 beside V1, on its own port (None: off; 0: any free port). The pool proves itself to miners
+    # with a certificate signed per connection by its authority key (`pithead keys new --out FILE`); miners
+    # pin the public key (`pithead keys show FILE`): stratum2+tcp://HOST:SV2_PORT/KEY
+    sv2_port: int | None = None
+    sv2_authority_secret_key_file: str | None = None
+    sv2_cert_validity: int = 3600  # seconds each connection's certificate is valid (SRI's cert_validity_sec)
+
     def front_end_shard(self) -> tuple[int, int]:
         """(I, N) of `front_end` (checked by `validate`)."""
         first, count = (int(x) for x in self.front_end.strip().split("/"))
@@ -265,6 +272,11 @@ MAX_POOL_EXTRANONCE2 = 16
 """The most extranonce2 any pool gives (cgminer's bound at subscribe): the tag and the machines' share
 must fit in it."""
 _UPSTREAM_SCHEMES = ("stratum+tcp", "stratum", "tcp", "stratum+ssl", "stratum+tls", "ssl", "tls")
+
+MAX_CERT_VALIDITY = 30 * 24 * 3600
+"""Longest validity of the certificate the pool issues per connection (`pool.sv2_cert_validity`): a miner
+checks it once, at the handshake, so a long one only lengthens how long a stolen static key and its
+certificate could impersonate the pool; a month is already generous (SRI pools default to an hour)."""
 
 
 class _Problems:
@@ -457,6 +469,15 @@ def _check_pool(p: _Problems, pool: PoolConfig) -> None:
             p.add("pool.front_end", f"{pool.front_end!r}: want 0 <= I < N <= {MAX_FRONT_ENDS}")
     if len(pool.coinbase_tag.encode()) > 40:
         p.add("pool.coinbase_tag", "is longer than 40 bytes (the coinbase script has room for 100 in all)")
+    if pool.sv2_port is not None:
+        _port(p, "pool.sv2_port", pool.sv2_port)
+        if pool.sv2_port and pool.sv2_port == pool.port:
+            p.add("pool.sv2_port", f"is the V1 port ({pool.port}): Stratum V2 needs a port of its own")
+        if not pool.sv2_authority_secret_key_file:
+            p.add("pool.sv2_authority_secret_key_file", "the Stratum V2 endpoint needs the pool's authority key "
+                  "(`pithead keys new --out FILE` makes one)")
+    if not 60 <= pool.sv2_cert_validity <= MAX_CERT_VALIDITY:
+        p.add("pool.sv2_cert_validity", f"must be 60..{MAX_CERT_VALIDITY} seconds, not {pool.sv2_cert_validity}")
 
 
 def _check_mask(p: _Problems, where: str, mask: str) -> None:

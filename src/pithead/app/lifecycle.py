@@ -80,6 +80,7 @@ class Running:
     data_dir: Path
     node_url: str | None = None
     stratum_url: str | None = None
+    sv2_url: str | None = None  # stratum2+tcp://HOST:PORT/AUTHORITY_KEY when the pool serves Stratum V2
     web_url: str | None = None
     pool_address: str | None = None
     miner_addresses: list[str] = field(default_factory=list)

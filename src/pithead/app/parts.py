@@ -38,7 +38,11 @@ from pithead.ledger.store import open_store
 from pithead.ledger.store.base import StoreError
 from pithead.stratum.server.build import build_server, pool_workers
 from pithead.stratum.server.pool import PoolServer
+from pithead.stratum.server.v2 import Sv2Endpoint, read_authority_secret
 from pithead.stratum.server.workers import WorkerPool
+from pithead.stratum.v2.cert import encode_public_key
+from pithead.stratum.v2.errors import KeyEncodingError
+from pithead.stratum.v2.secp256k1 import xonly_public
 from pithead.template.interface import TemplateSource
 from pithead.template.sources.failover import source_from_config
 from pithead.web import queries
@@ -181,7 +185,7 @@ def make_pool(cfg: config_mod.PoolConfig, source: TemplateSource, sink: ShareSin
     readers on the pool's own loop made share replies 105x slower)."""
     workers = pool_workers(cfg)
     if workers > 1 or own_process:
-        return WorkerPool(cfg, source, sink, workers)
+        return WorkerPool(cfg, source, sink, workers, sv2_authority=read_sv2_authority(cfg))
     return build_server(cfg, source, sink)
 
 
@@ -214,8 +218,10 @@ async def start_pool(cfg: config_mod.PoolConfig, running: Running, sink: ShareSi
     """The Stratum pool for `cfg` on its bind and port, taking templates from `[pool] nodes` (or `source`)
     and putting shares and blocks on `sink`: the ledger's bus, or a Redis stream whose writer starts here
     and stops right after the pool (its last events go into the stream); in worker processes when
-    `own_process` (see `make_pool`). Sets `running.stratum_url`, `running.pool` and `running.pool_live` (the
-    web's live view)."""
+    `own_process` (see `make_pool`). With `[pool] sv2_port`, the Stratum V2 endpoint beside it (the same jobs,
+    share check, ledger events, bans and limits). Sets `running.stratum_url` (and `running.sv2_url`),
+    `running.pool` and `running.pool_live` (the web's live view)."""
+    authority = read_sv2_authority(cfg)  # a bad key file stops the start before any node is asked
     started = await start_source(cfg, running, source)
     if isinstance(sink, RedisShareSink):
         writer_stop = asyncio.Event()
@@ -231,11 +237,45 @@ async def start_pool(cfg: config_mod.PoolConfig, running: Running, sink: ShareSi
         host, port = await server.start(cfg.bind, cfg.port)
     except (OSError, RuntimeError) as exc:  # RuntimeError: a worker process that could not start
         raise StartError(f"pool: cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
-    running.on_stop("pool", server.stop)
-    running.stratum_url = f"stratum+tcp://{host}:{port}"
+    sv2: Sv2Endpoint | None = None
+
+    async def stop_pool() -> None:  # both endpoints, V2 first: then nothing judges shares any more
+        if sv2 is not None:
+            await sv2.stop()
+        await server.stop()
+
+    running.on_stop("pool", stop_pool)
+    if authority is not None and cfg.sv2_port is not None:
+        if isinstance(server, PoolServer):
+            sv2 = Sv2Endpoint(server, authority, cert_validity=cfg.sv2_cert_validity)
+            try:
+                sv2_host, sv2_port = await sv2.start(cfg.bind, cfg.sv2_port)
+            except OSError as exc:
+                raise StartError(f"pool: cannot listen for Stratum V2 on {cfg.bind}:{cfg.sv2_port}: {exc}") from exc
+        else:  # each worker process serves V2 beside V1, on the port the supervisor reserved
+            assert server.sv2_port is not None
+            sv2_host, sv2_port = host, server.sv2_port
+        running.sv2_url = f"stratum2+tcp://{sv2_host}:{sv2_port}/{encode_public_key(xonly_public(authority))}"
+    scheme = "stratum+ssl" if cfg.tls_cert_file else "stratum+tcp"
+    running.stratum_url = f"{scheme}://{host}:{port}"
     running.pool = server
     running.pool_live = PoolServerLive(server, running.stratum_url)
     running.parts.append("pool")
+
+
+def read_sv2_authority(cfg: config_mod.PoolConfig) -> bytes | None:
+    """The authority secret of `[pool] sv2_authority_secret_key_file` when the SV2 endpoint is on (None
+    when it is off); a file that cannot be read or holds no key is a `ConfigError` naming the key."""
+    if cfg.sv2_port is None:
+        return None
+    path = cfg.sv2_authority_secret_key_file or ""
+    try:
+        return read_authority_secret(path)
+    except OSError as exc:
+        raise config_mod.ConfigError(f"pool.sv2_authority_secret_key_file: cannot read {path}: "
+                                     f"{exc.strerror or exc}") from exc
+    except KeyEncodingError as exc:
+        raise config_mod.ConfigError(f"pool.sv2_authority_secret_key_file: {exc}") from exc
 
 
 # --- the web -------------------------------------------------------------------------------------------

@@ -79,7 +79,8 @@ async def serve(cfg: PoolConfig, source: TemplateSource | None = None, sink: Sha
     def started() -> None:
         procs = f", {workers} worker processes" if workers > 1 else ""
         host_port = (running.stratum_url or "").removeprefix("stratum+tcp://")
-        banner = f"pithead pool ({cfg.mode} mode, {cfg.network}{procs}) listening on {host_port}{bus_note}"
+        sv2 = f", Stratum V2 on {running.sv2_url}" if running.sv2_url else ""
+        banner = f"pithead pool ({cfg.mode} mode, {cfg.network}{procs}) listening on {host_port}{sv2}{bus_note}"
         log.info("%s", banner)
         if on_listening is not None:
             on_listening(banner)  # announced once a SIGINT/SIGTERM already stops the pool gracefully

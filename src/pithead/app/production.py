@@ -184,6 +184,8 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
         user = "<your payout address>.<worker>" if pool.user_rule == "address" else "<any name>.<worker>"
         extra = f", {procs} worker processes" if procs > 1 else ""
         p(f"  stratum      {running.stratum_url}   (user: {user}, any password{extra})")
+    if running.sv2_url:
+        p(f"  stratum v2   {running.sv2_url}")
     if opts.no_pool:
         p(f"  node         {running.node_url}   (the ledger's maturity checks, and payouts when on)")
     else:

@@ -6,7 +6,12 @@ network target so shares are not blocks) and drives it from this process over lo
   1. share throughput: `--share-conns` connections (20 by default) pipeline low-difficulty shares, each
      with a fresh nonce, so every one is hashed, judged (accepted), counted in the statistics and emitted
      to the ledger queue. Figure: shares judged per CPU-second of the pool process (utime+stime from
-     /proc), and per wall-second.
+     /proc), and per wall-second; and the bytes each share costs on the wire (TCP payload, both ways).
+     Then the same over Stratum V2, in the same run against the same pool: the pool's SV2 endpoint beside
+     its V1 one (one process only), the same number of connections each with a standard channel, shares
+     as encrypted SubmitSharesStandard frames acknowledged in batches. Before that, `--sv2-handshakes`
+     Noise handshakes against the live endpoint (a certificate signed per connection, two ElligatorSwift
+     ECDHs): handshakes per CPU-second of the pool.
   0. memory of `--sessions` (100,000) READY sessions without sockets, in this process: the Python side of
      100,000 idle miners, which RLIMIT_NOFILE (20,000 here) does not let us open for real;
   2. for each N in `--conns` (1,000 and 10,000 by default): N miners subscribe and authorize and stay
@@ -31,6 +36,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pithead.chain.address import address_to_script
@@ -43,9 +49,20 @@ from pithead.ledger.bus.memory import MemoryBus
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.pool import PoolServer, ServerLimits
+from pithead.stratum.server.v2 import Sv2Endpoint
 from pithead.stratum.server.workers import WorkerPool
 from pithead.stratum.v1.jobs import JobBook
 from pithead.stratum.v1.pool import PoolRules, PoolSession, PoolState
+from pithead.stratum.v2 import secp256k1
+from pithead.stratum.v2.cert import decode_public_key
+from pithead.stratum.v2.client import (
+    ChannelWork,
+    MinerChannelConfig,
+    MinerConnection,
+    ShareAcknowledged,
+    ShareDenied,
+    WorkReady,
+)
 from pithead.template.block_template import BlockTemplate, TemplateTx
 from pithead.template.sources.static import StaticTemplateSource
 
@@ -54,6 +71,7 @@ BENCH_BITS = 0x1D00FFFF  # difficulty-1 network target: the bench's tiny-difficu
 SHARE_DIFFICULTY = 1e-12  # every hash meets it (target capped at 2^256-1): all shares are accepted
 PIPELINE_WINDOW = 256  # outstanding submits per connection in the throughput phase
 CONNECT_BATCH = 500  # concurrent connection attempts while opening N miners
+SV2_HANDSHAKE_BATCH = 8  # concurrent SV2 handshakes: enough to keep the pool busy, few enough to measure it
 
 
 def raise_nofile() -> int:
@@ -102,10 +120,10 @@ def _pid_rss(pid: int) -> int:
     return int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def _command_loop(bound: int, stats: Callable[[], Awaitable[dict[str, Any]]],
+async def _command_loop(hello: dict[str, Any], stats: Callable[[], Awaitable[dict[str, Any]]],
                         push: Callable[[BlockTemplate], None]) -> None:
-    """The child's side of the driver's protocol: one JSON line per command on stdin (`stats`,
-    `newblock`, `quit`), one JSON answer per line on stdout."""
+    """The child's side of the driver's protocol: `hello` (where it listens) first, then one JSON line per
+    command on stdin (`stats`, `newblock`, `quit`), one JSON answer per line on stdout."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -114,7 +132,7 @@ async def _command_loop(bound: int, stats: Callable[[], Awaitable[dict[str, Any]
         sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()
 
-    reply({"port": bound})
+    reply(hello)
     height = 1000
     while True:
         line = await reader.readline()
@@ -162,7 +180,7 @@ async def _serve_workers(port: int, workers: int) -> None:
     def push(tpl: BlockTemplate) -> None:
         source.push(tpl, new_block=True)  # as a node's new tip reaches the supervisor
 
-    await _command_loop(bound, stats, push)
+    await _command_loop({"port": bound}, stats, push)  # no SV2 endpoint with worker processes
     await pool.stop()
 
 
@@ -177,6 +195,8 @@ async def _serve(port: int) -> None:
         refresh_interval=3600, limits=ServerLimits(max_connections_per_ip=1_000_000, handshake_timeout=3600),
     )
     _, bound = await server.start("127.0.0.1", port)
+    sv2 = Sv2Endpoint(server, secp256k1.new_secret())
+    _, sv2_port = await sv2.start("127.0.0.1", 0)
 
     async def stats() -> dict[str, Any]:
         ready = sum(1 for c in server.connections if c.session is not None and c.session.state is PoolState.READY)
@@ -184,10 +204,13 @@ async def _serve(port: int) -> None:
         return {"cpu": _proc_cpu(), "rss": _rss_bytes(), "connections": len(server.connections), "ready": ready,
                 "shares": m.shares_judged, "accepted": server.stats.pool.accepted,
                 "rejected": dict(server.stats.pool.rejected), "broadcast_ms": m.last_broadcast_ms,
-                "miners": m.last_broadcast_miners, "broadcast_end": m.last_broadcast_at}
+                "miners": m.last_broadcast_miners, "broadcast_end": m.last_broadcast_at,
+                "sv2_handshakes": sv2.metrics.handshakes}
 
     # what the template consumer does on an update, called at once
-    await _command_loop(bound, stats, lambda tpl: server.on_template(tpl, new_block=True))
+    await _command_loop({"port": bound, "sv2_port": sv2_port, "sv2_key": sv2.public_key}, stats,
+                        lambda tpl: server.on_template(tpl, new_block=True))
+    await sv2.stop()
     await server.stop()
 
 
@@ -197,11 +220,12 @@ async def _serve(port: int) -> None:
 class _Miner(asyncio.Protocol):
     """A minimal miner: counts reply lines, remembers the last notify's job id and when it arrived."""
 
-    __slots__ = ("_tail", "job_id", "notified_at", "replies", "transport", "want_clean")
+    __slots__ = ("_tail", "bytes_in", "job_id", "notified_at", "replies", "transport", "want_clean")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.replies = 0
+        self.bytes_in = 0
         self.job_id: str | None = None
         self.notified_at = 0.0
         self.want_clean = False
@@ -212,6 +236,7 @@ class _Miner(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # kept cheap on purpose (no JSON parse): on 2 cores this process's reading competes with the pool
+        self.bytes_in += len(data)
         at = data.rfind(b'"method":"mining.notify"')
         if at >= 0:
             self.notified_at = time.time()
@@ -279,15 +304,29 @@ class _Child:
         return json.loads(await self.proc.stdout.readline())  # type: ignore[no-any-return]
 
 
-async def _throughput(child: _Child, port: int, conns: int, shares_per_conn: int, sources: list[str]) -> None:
+@dataclass(frozen=True)
+class _WireFigures:
+    """What one protocol's throughput phase measured."""
+
+    shares: int
+    per_cpu_second: float
+    up: float  # bytes the miners sent per share (TCP payload)
+    down: float  # bytes the pool sent back per share
+
+
+async def _throughput(child: _Child, port: int, conns: int, shares_per_conn: int, sources: list[str]
+                      ) -> _WireFigures | None:
     miners = await _open(port, conns, sources, "bench.throughput")
     if not all(m.job_id for m in miners):
         print("  throughput: not every connection got a job; skipped")
-        return
+        return None
     before = await child.ask("stats")
     t0 = time.perf_counter()
+    up = 0
+    down0 = sum(m.bytes_in for m in miners)
 
     async def pump(k: int, m: _Miner) -> None:
+        nonlocal up
         assert m.transport is not None
         sent = 0
         base = m.replies
@@ -296,11 +335,13 @@ async def _throughput(child: _Child, port: int, conns: int, shares_per_conn: int
             while sent - (m.replies - base) >= PIPELINE_WINDOW:  # noqa: ASYNC110
                 await asyncio.sleep(0.0005)
             batch = min(64, shares_per_conn - sent)
-            m.transport.write(b"".join(
+            data = b"".join(
                 b'{"id":%d,"method":"mining.submit","params":["bench.throughput","%s","%08x","%08x","%08x"]}\n'
                 % (10 + sent + j, jid.encode(), k, int(time.time()), sent + j)  # type: ignore[union-attr]
                 for j in range(batch)
-            ))
+            )
+            up += len(data)
+            m.transport.write(data)
             sent += batch
         while m.replies - base < shares_per_conn:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
@@ -310,6 +351,7 @@ async def _throughput(child: _Child, port: int, conns: int, shares_per_conn: int
     after = await child.ask("stats")
     judged = after["shares"] - before["shares"]
     cpu = after["cpu"] - before["cpu"]
+    down = sum(m.bytes_in for m in miners) - down0
     print(f"  share throughput: {judged} shares from {conns} pipelining connections in {wall:.2f} s wall")
     print(f"    pool CPU {cpu:.2f} s → {judged / cpu:,.0f} shares judged per CPU-second "
           f"({judged / wall:,.0f} per wall-second); accepted {after['accepted'] - before['accepted']}, "
@@ -318,6 +360,138 @@ async def _throughput(child: _Child, port: int, conns: int, shares_per_conn: int
         if m.transport is not None:
             m.transport.close()
     await asyncio.sleep(0.5)
+    return _WireFigures(judged, judged / cpu, up / max(1, judged), down / max(1, judged))
+
+
+# --- Stratum V2 ----------------------------------------------------------------------------------------
+
+
+class _Sv2Miner(asyncio.Protocol):
+    """A load-generating SV2 miner: the real miner-side connection (`MinerConnection`: Noise, the table),
+    one standard channel, shares submitted by hand (fresh nonces; at the bench's difficulty all count),
+    bytes counted both ways. With `handshake_only` it hangs up once the pool has proved itself."""
+
+    def __init__(self, key: bytes, handshake_only: bool = False) -> None:
+        self.conn = MinerConnection(MinerChannelConfig("bench.sv2"), key)
+        self.handshake_only = handshake_only
+        self.transport: asyncio.Transport | None = None
+        self.work: ChannelWork | None = None
+        self.acknowledged = 0
+        self.denied = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.done = asyncio.get_running_loop().create_future()  # set at the end of the handshake (or a failure)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.conn.start()
+        self._write()
+
+    def _write(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.bytes_out += len(data)
+            self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        try:
+            events = self.conn.receive(data, time.time())
+        except Exception as exc:  # a bench never hides a failure: the phase reports it
+            if not self.done.done():
+                self.done.set_exception(exc)
+            return
+        if self.conn.handshake_done and not self.done.done():
+            self.done.set_result(None)
+            if self.handshake_only and self.transport is not None:
+                self.transport.close()
+                return
+        for event in events:
+            if isinstance(event, WorkReady):
+                self.work = event.work
+            elif isinstance(event, ShareAcknowledged):
+                self.acknowledged += 1
+            elif isinstance(event, ShareDenied):
+                self.denied += 1
+        self._write()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError("closed during the handshake"))
+
+    def submit(self, first_nonce: int, count: int) -> None:
+        work = self.work
+        assert work is not None
+        for nonce in range(first_nonce, first_nonce + count):
+            self.conn.submit(work.job_id, nonce, work.ntime, work.version, b"", None)
+        self._write()
+
+
+async def _sv2_handshakes(child: _Child, port: int, key: bytes, n: int, sources: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+    before = await child.ask("stats")
+    t0 = time.perf_counter()
+    for start in range(0, n, SV2_HANDSHAKE_BATCH):
+        miners = []
+        for i in range(start, min(n, start + SV2_HANDSHAKE_BATCH)):
+            _, m = await loop.create_connection(lambda: _Sv2Miner(key, handshake_only=True),
+                                                sock=await _connected(sources[i % len(sources)], port))
+            miners.append(m)
+        await asyncio.gather(*(m.done for m in miners))
+    wall = time.perf_counter() - t0
+    await asyncio.sleep(0.2)
+    after = await child.ask("stats")
+    done = after["sv2_handshakes"] - before["sv2_handshakes"]
+    cpu = after["cpu"] - before["cpu"]
+    print(f"  SV2 handshakes: {done} Noise NX handshakes (a certificate signed for each) in {wall:.2f} s wall; "
+          f"pool CPU {cpu:.2f} s → {done / cpu:,.0f} handshakes per CPU-second")
+
+
+async def _sv2_throughput(child: _Child, port: int, key: bytes, conns: int, shares_per_conn: int,
+                          sources: list[str]) -> _WireFigures | None:
+    loop = asyncio.get_running_loop()
+    miners: list[_Sv2Miner] = []
+    for i in range(conns):
+        _, m = await loop.create_connection(lambda: _Sv2Miner(key), sock=await _connected(sources[i % len(sources)],
+                                                                                          port))
+        miners.append(m)
+    deadline = time.monotonic() + 60
+    while not all(m.work for m in miners) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if not all(m.work for m in miners):
+        print("  SV2 throughput: not every channel got a job; skipped")
+        return None
+    before = await child.ask("stats")
+    up0, down0 = sum(m.bytes_out for m in miners), sum(m.bytes_in for m in miners)
+    t0 = time.perf_counter()
+
+    async def pump(m: _Sv2Miner) -> None:
+        sent = 0
+        while sent < shares_per_conn:
+            while sent - (m.acknowledged + m.denied) >= PIPELINE_WINDOW:  # noqa: ASYNC110
+                await asyncio.sleep(0.0005)
+            batch = min(64, shares_per_conn - sent)
+            m.submit(sent, batch)
+            sent += batch
+        while m.acknowledged + m.denied < shares_per_conn:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+    await asyncio.gather(*(pump(m) for m in miners))
+    wall = time.perf_counter() - t0
+    after = await child.ask("stats")
+    judged = after["shares"] - before["shares"]
+    cpu = after["cpu"] - before["cpu"]
+    up = sum(m.bytes_out for m in miners) - up0
+    down = sum(m.bytes_in for m in miners) - down0
+    print(f"  SV2 share throughput: {judged} shares from {conns} pipelining standard channels in {wall:.2f} s wall")
+    print(f"    pool CPU {cpu:.2f} s → {judged / cpu:,.0f} shares judged per CPU-second "
+          f"({judged / wall:,.0f} per wall-second); acknowledged {sum(m.acknowledged for m in miners)}, "
+          f"refused {sum(m.denied for m in miners)}")
+    for m in miners:
+        if m.transport is not None:
+            m.transport.close()
+    await asyncio.sleep(0.5)
+    return _WireFigures(judged, judged / cpu, up / max(1, judged), down / max(1, judged))
 
 
 class _LocalMiners:
@@ -589,8 +763,25 @@ async def _drive(args: argparse.Namespace) -> None:
         if args.sessions > 0:
             _sessions_only(args.sessions)
         _send_floor(min(4000, max(args.conns or [1000])))
+        v1 = v2 = None
         if args.shares > 0:
-            await _throughput(child, port, args.share_conns, args.shares // args.share_conns, sources)
+            v1 = await _throughput(child, port, args.share_conns, args.shares // args.share_conns, sources)
+        sv2_port = hello.get("sv2_port")
+        if sv2_port is None:
+            print("  SV2: not measured (the SV2 endpoint runs in the one-process pool only)")
+        else:
+            key = decode_public_key(hello["sv2_key"])
+            if args.sv2_handshakes > 0:
+                await _sv2_handshakes(child, sv2_port, key, args.sv2_handshakes, sources)
+            if args.shares > 0:
+                v2 = await _sv2_throughput(child, sv2_port, key, args.share_conns, args.shares // args.share_conns,
+                                           sources)
+        if v1 is not None and v2 is not None:
+            print(f"  bytes on the wire per share (TCP payload, miner → pool + pool → miner): "
+                  f"V1 {v1.up:.0f} + {v1.down:.0f} = {v1.up + v1.down:.0f}; "
+                  f"V2 {v2.up:.0f} + {v2.down:.1f} = {v2.up + v2.down:.0f} (encrypted, acknowledged in batches)")
+            print(f"  shares judged per CPU-second: V1 {v1.per_cpu_second:,.0f}, V2 {v2.per_cpu_second:,.0f} "
+                  f"({v2.per_cpu_second / v1.per_cpu_second:.2f}x)")
         for n in args.conns:
             if n // max(1, args.client_procs) + 64 > nofile:
                 print(f"  N={n}: skipped (RLIMIT_NOFILE {nofile} too low for one client process: "
@@ -619,6 +810,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--shares", type=int, default=200_000, help="shares in the throughput phase (0: skip)")
     p.add_argument("--share-conns", type=int, default=20)
+    p.add_argument("--sv2-handshakes", type=int, default=500,
+                   help="Noise handshakes against the SV2 endpoint (0: skip)")
     p.add_argument("--conns", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10000],
                    help="comma-separated N for the idle/notify phase")
     p.add_argument("--sources", type=int, default=4, help="127.0.0.x source addresses to spread over")

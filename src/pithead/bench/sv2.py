@@ -9,8 +9,8 @@ Figures printed (each measured for about `--seconds`, single thread, CPython):
   * Noise NX handshakes/s, both roles in one process (so a server alone does roughly twice as many):
     the ElligatorSwift ECDHs, the certificate signature and its check.
 
-It never asserts anything: it prints. The V1 ↔ V2 comparison (shares judged per CPU-second, bytes per
-share) belongs to `pithead bench stratum` once the V2 pool exists.
+It never asserts anything: it prints. The V1 ↔ V2 comparison against the live pool (handshakes and shares
+judged per CPU-second of the pool, bytes per share on the wire) is `pithead bench stratum`'s.
 """
 
 from __future__ import annotations

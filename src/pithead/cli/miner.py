@@ -1,7 +1,12 @@
-"""`pithead miner`: the reference CPU miner (Stratum V1 client, native sha256d core).
+"""`pithead miner`: the reference CPU miner (Stratum V1 or V2 client, native sha256d core).
 
     pithead miner -o stratum+tcp://HOST:PORT [-o BACKUP ...] -u ADDRESS.worker -p x -t THREADS
+    pithead miner -o stratum2+tcp://HOST:PORT/AUTHORITY_KEY -u ADDRESS.worker [--sv2-channel extended]
     pithead miner --benchmark -t 2 --duration 10
+
+A Stratum V2 pool is pinned by its authority key (`pithead keys show` prints it): a pool whose
+certificate does not verify against it is refused, and when every pool is refused the miner stops with
+the reason (status 1) instead of retrying.
 
 What it is: argument parsing and the status line (rich ``Live`` on a terminal: hashrate per thread and in
 total, accepted/rejected shares, difficulty, pool; a plain line every few seconds otherwise). The mining
@@ -19,11 +24,14 @@ from typing import Final
 
 import typer
 
-from pithead.app.lifecycle import run_command
+from pithead.app.lifecycle import StartError, run_command
 from pithead.miner import core
 from pithead.miner.runner import Miner, MinerOptions, MinerStatus, path_summary
-from pithead.stratum.client.connection import parse_pool_url
+from pithead.stratum.client.connection import PoolAddress, parse_pool_url
+from pithead.stratum.client.v2 import SCHEME as SV2_SCHEME
+from pithead.stratum.client.v2 import PoolRefused, parse_sv2_url
 from pithead.stratum.v1.errors import InvalidPoolUrl
+from pithead.stratum.v2.channels import ChannelKind
 
 #: Status refresh on a terminal (seconds), and the plain-line interval when output is not a terminal.
 STATUS_REFRESH: Final = 1.0
@@ -51,6 +59,19 @@ def parse_suggest(value: str, threads: int, path: str) -> float | None:
     if not diff > 0:
         raise ValueError("--suggest-diff must be positive, 'auto' or 'off'")
     return diff
+
+
+def nominal_hash_rate(suggested: float | None) -> float:
+    """What a Stratum V2 pool is told this miner does (H/s), from the same `--suggest-diff` V1 pools are
+    asked: a difficulty for one share per SUGGEST_SHARE_SECONDS, or 0 ('off': the pool's start difficulty)."""
+    if suggested is None:
+        return 0.0
+    return suggested * HASHES_PER_DIFF1 / SUGGEST_SHARE_SECONDS
+
+
+def parse_url(url: str) -> PoolAddress:
+    """A pool URL of either protocol: `stratum+tcp://HOST:PORT` or `stratum2+tcp://HOST:PORT/KEY`."""
+    return parse_sv2_url(url) if url.strip().startswith(SV2_SCHEME + "://") else parse_pool_url(url)
 
 
 def format_rate(hs: float) -> str:
@@ -138,7 +159,9 @@ async def _main(miner: Miner, duration: float | None, live: bool, stop: asyncio.
 @app.callback()
 def miner(
     ctx: typer.Context,
-    url: list[str] = typer.Option(None, "--url", "-o", help="Pool stratum+tcp://HOST:PORT; repeat for failover, in order."),
+    url: list[str] = typer.Option(
+        None, "--url", "-o",
+        help="Pool stratum+tcp://HOST:PORT or stratum2+tcp://HOST:PORT/AUTHORITY_KEY; repeat for failover, in order."),
     user: str = typer.Option("", "--user", "-u", help="Username, usually ADDRESS.worker."),
     password: str = typer.Option("x", "--pass", "-p", help="Password (most pools ignore it)."),
     threads: int = typer.Option(os.cpu_count() or 1, "--threads", "-t", min=1, help="Hashing threads."),
@@ -152,8 +175,12 @@ def miner(
     ),
     no_version_rolling: bool = typer.Option(False, "--no-version-rolling", help="Do not negotiate BIP310."),
     bench_diff: float = typer.Option(1.0, "--bench-diff", help="Share difficulty of --benchmark work."),
+    sv2_channel: str = typer.Option(
+        "standard", "--sv2-channel",
+        help="Stratum V2: 'standard' (header-only: the pool fixes the merkle root) or 'extended' (the miner "
+             "rolls the coinbase's extranonce)."),
 ) -> None:
-    """Mine on Stratum V1 pools (or --benchmark) with the native hashing core."""
+    """Mine on Stratum V1 or V2 pools (or --benchmark) with the native hashing core."""
     if ctx.invoked_subcommand is not None:
         return
     if not benchmark and not url:
@@ -163,9 +190,10 @@ def miner(
         typer.echo("pithead miner: -u ADDRESS.worker is required when mining on a pool", err=True)
         raise typer.Exit(2)
     try:
-        pools = tuple(parse_pool_url(u) for u in (url or []))
+        pools = tuple(parse_url(u) for u in (url or []))
         chosen = core.check_path(path) if path is not None else core.active_path()
         suggested = parse_suggest(suggest_diff, threads, chosen)
+        kind = ChannelKind(sv2_channel.strip().lower())
     except (InvalidPoolUrl, core.HashPathUnavailable, ValueError) as exc:
         typer.echo(f"pithead miner: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -179,14 +207,23 @@ def miner(
         version_rolling=not no_version_rolling,
         benchmark=benchmark,
         benchmark_difficulty=bench_diff,
+        sv2_channel=kind,
+        nominal_hash_rate=nominal_hash_rate(suggested),
     )
-    m = Miner(options)
+    try:
+        m = Miner(options)
+    except ValueError as exc:  # V1 and V2 pools mixed
+        typer.echo(f"pithead miner: {exc}", err=True)
+        raise typer.Exit(2) from exc
     live = sys.stdout.isatty()
     target = "benchmark" if benchmark else ", ".join(str(p) for p in pools)
     typer.echo(f"pithead miner: {threads} thread(s), {path_summary() if path is None else 'hashing path ' + path}; {target}")
 
     async def main(stop: asyncio.Event) -> None:
-        await _main(m, duration, live, stop)
+        try:
+            await _main(m, duration, live, stop)
+        except PoolRefused as exc:  # no pool proved it holds its key: say so once, and stop
+            raise StartError(f"refusing every pool: {exc}") from exc
 
     run_command("pithead miner", main, quiet_stop=True)
     st = m.status

@@ -1,7 +1,8 @@
-"""`pithead pool`: run the Stratum V1 pool server.
+"""`pithead pool`: run the Stratum pool server (V1, and V2 beside it on its own port).
 
     pithead pool --bind 127.0.0.1 --port 3333 --mode solo|pool --pool-address ADDR --node URL --config FILE
                  --workers N   (N processes share the port, one per core with 0; see workers.py)
+                 --sv2-port 3336 --sv2-authority-secret-key-file KEY   (Stratum V2 too; one process)
                  --share-bus redis://HOST:PORT/DB?stream=NAME   (publish shares and blocks to that Redis
                  stream, for the ledger of a `pithead serve` elsewhere; default `[ledger] share_bus`)
 
@@ -46,16 +47,21 @@ def pool(
     front_end: str | None = typer.Option(
         None, "--front-end", help="I/N: this is front-end I of N on one share bus; each gets its own "
         "extranonce1 range, so no share can be credited twice (default 0/1)."),
+    sv2_port: int | None = typer.Option(
+        None, "--sv2-port", help="Also serve Stratum V2 on this port (0: any free port; default off)."),
+    sv2_authority_secret_key_file: str | None = typer.Option(
+        None, "--sv2-authority-secret-key-file", help="The SV2 authority key (`pithead keys new --out FILE`)."),
     config: str | None = typer.Option(None, "--config", "-c", help="TOML config file."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run the Stratum V1 pool server."""
+    """Run the Stratum pool server (V1; V2 too with --sv2-port)."""
     nodes = [{"url": u, "cookie_file": cookie_file, "rpc_user": rpc_user, "rpc_password": rpc_password}
              for u in node] or None
     try:
         full = load(config, overrides={
             "pool": {"bind": bind, "port": port, "mode": mode, "pool_address": pool_address, "network": network,
-                     "workers": workers, "front_end": front_end, "nodes": nodes},
+                     "workers": workers, "front_end": front_end, "nodes": nodes, "sv2_port": sv2_port,
+                     "sv2_authority_secret_key_file": sv2_authority_secret_key_file},
             "ledger": {"share_bus": share_bus},
         })
     except ConfigError as exc:

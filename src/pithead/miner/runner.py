@@ -1,12 +1,17 @@
 """The reference miner: the Stratum client shell driving the hashing engine, plus a status snapshot.
 
-What it is: :func:`run_miner` wires :class:`~pithead.stratum.client.connection.StratumClient` (pools,
-failover, backoff) to :class:`~pithead.miner.engine.Engine` (threads, native core). New work from the pool
+What it is: :class:`Miner` wires a Stratum client shell (pools, failover, backoff) to
+:class:`~pithead.miner.engine.Engine` (threads, native core): V1's
+:class:`~pithead.stratum.client.connection.StratumClient` for ``stratum+tcp://`` pools, V2's
+:class:`~pithead.stratum.client.v2.Sv2Client` for ``stratum2+tcp://HOST:PORT/AUTHORITY_KEY`` pools (a
+standard channel by default, header-only mining; or an extended one, rolling the coinbase's extranonce);
+both hand the engine the same work and take back the same shares. New work from the pool
 goes to every thread; hits come back from the threads through ``call_soon_threadsafe`` and are submitted
 on the live session, unless a clean job made them stale. ``benchmark=True`` mines synthetic work with no
 pool. :class:`MinerStatus` is the mutable snapshot the status line renders.
 
-What it is not: the CLI (``cli.py``) or the protocol (``pithead.stratum.v1.client``).
+What it is not: the CLI (``pithead.cli.miner``) or the protocols (``pithead.stratum.v1.client``,
+``pithead.stratum.v2.client``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pithead.stratum.client.connection import (
     PoolAddress,
     StratumClient,
 )
+from pithead.stratum.client.v2 import Sv2Client, Sv2PoolAddress
 from pithead.stratum.v1.client import (
     AuthorizationFailed,
     ClientConfig,
@@ -40,6 +46,8 @@ from pithead.stratum.v1.client import (
     ShareRejected,
 )
 from pithead.stratum.v1.work import FoundShare, MinerWork, NotifiedJob
+from pithead.stratum.v2.channels import ChannelKind
+from pithead.stratum.v2.client import MinerChannelConfig
 
 #: Recent log lines kept for the status display.
 MAX_LOG_LINES: Final = 20
@@ -68,6 +76,8 @@ class MinerOptions:
     benchmark: bool = False
     benchmark_difficulty: float = 1.0
     user_agent: str = "pithead-miner"
+    sv2_channel: ChannelKind = ChannelKind.STANDARD  # the channel a Stratum V2 pool is asked for
+    nominal_hash_rate: float = 0.0  # H/s told to a Stratum V2 pool (its starting difficulty); 0: none
 
 
 @dataclass(slots=True)
@@ -109,16 +119,24 @@ class Miner:
         self.options = options
         self.status = status or MinerStatus()
         self.engine = Engine(options.threads, self._on_share_threadsafe, path=options.path)
-        self.client: StratumClient | None = None
+        self.client: StratumClient | Sv2Client | None = None
         if not options.benchmark:
-            config = ClientConfig(
-                username=options.username,
-                password=options.password,
-                user_agent=options.user_agent,
-                version_rolling=options.version_rolling,
-                suggest_difficulty=options.suggest_difficulty,
-            )
-            self.client = StratumClient(options.pools, config)
+            sv2 = [p for p in options.pools if isinstance(p, Sv2PoolAddress)]
+            if sv2 and len(sv2) != len(options.pools):
+                raise ValueError("give Stratum V1 pools or Stratum V2 pools, not both")
+            if sv2:
+                self.client = Sv2Client(sv2, MinerChannelConfig(
+                    user_identity=options.username, kind=options.sv2_channel,
+                    nominal_hash_rate=options.nominal_hash_rate, firmware=options.user_agent))
+            else:
+                config = ClientConfig(
+                    username=options.username,
+                    password=options.password,
+                    user_agent=options.user_agent,
+                    version_rolling=options.version_rolling,
+                    suggest_difficulty=options.suggest_difficulty,
+                )
+                self.client = StratumClient(options.pools, config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clean_generation = 0
         self.on_share_found: Callable[[FoundShare], None] | None = None

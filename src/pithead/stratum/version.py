@@ -7,6 +7,8 @@ refused (`version-rolling: false`). A share's rolled version is
 of ckpool nor the XOR of public-pool, which agree with BIP310 only when the template has zeros in the
 mask bits.
 
+Stratum V2 has no negotiation: its jobs may always roll `BIP323_MASK`.
+
 What it is not: V1's JSON shapes (the hex fields and the `mining.configure` answer are
 `pithead.stratum.v1.wire`'s); this module is what V1 and V2 judge alike.
 """
@@ -17,6 +19,13 @@ from dataclasses import dataclass
 
 BIP320_MASK = 0x1FFFE000
 """BIP320 general-purpose bits 13..28: what ASICs (BM136x/BM1370) roll and the pool's default mask."""
+
+BIP323_MASK = 0x1FFFFFE0
+"""BIP323 general-purpose bits 5..28 (24 bits): what Stratum V2 lets every standard job roll without
+negotiation since spec `e8b7aae` (2026-06; before it, BIP320's 16 bits). pithead's V2 endpoint accepts
+this mask on every channel: a pool still on BIP320's would refuse shares from devices rolling bits 5-12
+(`invalid-non-rollable-version-bit`); SRI `channels-sv2` `VERSION_ROLLING_MASK`, spec §5.3.15. V1 keeps
+BIP310 negotiation and its own mask."""
 
 FULL_MASK = 0xFFFFFFFF
 

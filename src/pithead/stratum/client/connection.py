@@ -254,7 +254,7 @@ class StratumClient:
                 quick_reconnects = quick_reconnects + 1 if loop.time() - started < self.stable_session else 0
                 if quick_reconnects > MAX_QUICK_RECONNECTS:
                     wait = max(wait, self.backoff.next_delay())
-                    await _call(on_event, BackingOff(wait))
+                    await deliver_event(on_event, BackingOff(wait))
                 if wait:
                     await self._interruptible_sleep(wait)
                 continue
@@ -274,7 +274,7 @@ class StratumClient:
                     continue  # try the next pool at once
                 failures_in_row = 0
                 delay = self.backoff.next_delay()
-            await _call(on_event, BackingOff(delay))
+            await deliver_event(on_event, BackingOff(delay))
             await self._interruptible_sleep(delay)
 
     async def _interruptible_sleep(self, delay: float) -> None:
@@ -301,7 +301,7 @@ class StratumClient:
                 else:
                     reader, writer = await asyncio.open_connection(pool.host, pool.port)
         except (OSError, TimeoutError) as exc:  # ssl.SSLError (a certificate refused) is an OSError
-            await _call(on_event, Disconnected(pool, f"connect failed: {exc or type(exc).__name__}"))
+            await deliver_event(on_event, Disconnected(pool, f"connect failed: {exc or type(exc).__name__}"))
             return False
         session = ClientSession(self.config)
         self._session, self._writer, self.current_pool = session, writer, pool
@@ -309,7 +309,7 @@ class StratumClient:
         reason = "closed by pool"
         outcome: bool | ReconnectRequested = False
         try:
-            await _call(on_event, Connected(pool))
+            await deliver_event(on_event, Connected(pool))
             session.start()
             writer.write(session.data_to_send())
             while not self._stopping.is_set() or session.pending_requests:
@@ -328,7 +328,7 @@ class StratumClient:
                 for event in events:
                     if isinstance(event, NewWork):
                         productive = True
-                    await _call(on_event, event)
+                    await deliver_event(on_event, event)
                     if isinstance(event, AuthorizationFailed):
                         reason = f"authorization failed: {event.reason}"
                         raise _EndSession
@@ -346,10 +346,10 @@ class StratumClient:
         finally:
             self._session, self._writer = None, None
             session.close()
-            await _close(writer)
+            await close_writer(writer)
         if self._stopping.is_set():
             reason = STOPPED_REASON  # we closed it (stop()), whatever the read loop last saw
-        await _call(on_event, Disconnected(pool, reason))
+        await deliver_event(on_event, Disconnected(pool, reason))
         if isinstance(outcome, ReconnectRequested):
             return outcome
         return productive
@@ -359,7 +359,7 @@ class _EndSession(Exception):
     pass
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
+async def close_writer(writer: asyncio.StreamWriter) -> None:
     """Close a connection without ever hanging: a peer that stopped reading would keep unsent bytes (and
     wait_closed) pending forever, so after CLOSE_TIMEOUT the transport is aborted."""
     writer.close()
@@ -370,7 +370,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
 
 
-async def _call(callback: EventCallback, event: ClientEvent | ShellEvent) -> None:
+async def deliver_event(callback: EventCallback, event: ClientEvent | ShellEvent) -> None:
+    """Hand `event` to the callback, awaiting it when it is a coroutine function's."""
     result = callback(event)
     if result is not None:
         await result

@@ -324,6 +324,8 @@ class PoolServer:
         self._submit_tasks: set[asyncio.Task[None]] = set()
         self._sink_errors = 0
         self.template_ready = asyncio.Event()
+        self.generation_listeners: list[Callable[[], None]] = []
+        """Called after every new generation of jobs (the SV2 endpoint sends its channels their jobs)."""
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 3333, **kw: Any) -> tuple[str, int]:
@@ -417,6 +419,8 @@ class PoolServer:
                     if ij is not None:
                         c.write(s.push_job(ij, clean))
                         n += 1
+        for listener in self.generation_listeners:
+            listener()
         self.metrics.last_broadcast_ms = (time.perf_counter() - t0) * 1000
         self.metrics.last_broadcast_miners = n
         self.metrics.last_broadcast_at = time.time()
@@ -483,11 +487,11 @@ class PoolServer:
     def handle_events(self, conn: StratumConnection, events: list[PoolEvent], now: float) -> None:
         for ev in events:
             if isinstance(ev, ShareJudged):
-                self._on_share(conn, ev, now)
+                self.record_share(ev, conn.ip, now)
                 if self.route is not None and conn.session is not None:
                     self.route.share_judged(conn.session, ev, now)
             elif isinstance(ev, BlockFound):
-                self._on_block(ev, now)
+                self.found_block(ev, now)
             elif isinstance(ev, CloseRequested):
                 if ev.ban:
                     log.warning("banning %s for %.0f s: %s", conn.ip, self.limits.ban_seconds, ev.reason)
@@ -497,7 +501,9 @@ class PoolServer:
                 if conn.transport is not None:
                     conn.transport.close()
 
-    def _on_share(self, conn: StratumConnection, ev: ShareJudged, now: float) -> None:
+    def record_share(self, ev: ShareJudged, remote: str, now: float) -> None:
+        """A share judged by any endpoint of this pool (a V1 session, or the SV2 endpoint beside it): the
+        statistics, and the ledger's event."""
         self.metrics.shares_judged += 1
         w = ev.worker
         reason = None if ev.reason is None else ev.reason.value  # plain text from here on (stats, ledger)
@@ -508,7 +514,7 @@ class PoolServer:
                     time=now, worker=w.name, address=w.address, difficulty=ev.difficulty,
                     job_id=ev.submission.job_id, height=ev.job.height if ev.job is not None else 0,
                     accepted=ev.accepted, reject_reason=reason, share_difficulty=ev.share_difficulty,
-                    remote=conn.ip,
+                    remote=remote,
                 )
             )
 
@@ -521,7 +527,8 @@ class PoolServer:
             if self._sink_errors <= self.limits.max_sink_errors_logged:
                 log.exception("share sink refused an event")
 
-    def _on_block(self, ev: BlockFound, now: float) -> None:
+    def found_block(self, ev: BlockFound, now: float) -> None:
+        """A block candidate from any endpoint of this pool: counted, submitted to every node, recorded."""
         self.metrics.blocks_found += 1
         self.stats.block(ev.worker.name, ev.worker.address)
         log.warning("BLOCK candidate %s at height %d by %s", display_hex(ev.block_hash), ev.job.height, ev.worker.name)

@@ -60,6 +60,7 @@ from pithead.stratum.server.build import build_server, front_end_shard
 from pithead.stratum.server.loop import run
 from pithead.stratum.server.pool import PoolServer, block_message
 from pithead.stratum.server.stats import StatsBook
+from pithead.stratum.server.v2 import Sv2Endpoint
 from pithead.stratum.v1.pool import PoolState
 from pithead.template.block_template import BlockTemplate, TemplateTx
 from pithead.template.interface import SubmitResult, TemplateSource, TemplateUpdate
@@ -284,7 +285,7 @@ async def run_worker(fd: int) -> None:
     first = await channel.recv()
     if first[0] != "config":
         raise WorkerError(f"worker expected its config first, got {first[0]!r}")
-    _, cfg, index, count, host, port, level = first
+    _, cfg, index, count, host, port, level, sv2_port, sv2_authority = first
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s worker {index}: %(name)s: %(message)s")
     source = ChannelSource(channel)
     sink = ChannelSink(channel)
@@ -296,6 +297,10 @@ async def run_worker(fd: int) -> None:
     if msg[0] == "template":
         source.push(msg[1])
     _, bound = await server.start(host, port, reuse_port=True)
+    sv2: Sv2Endpoint | None = None
+    if sv2_port is not None and sv2_authority is not None:  # Stratum V2 beside V1, on its shared port too
+        sv2 = Sv2Endpoint(server, sv2_authority, cert_validity=cfg.sv2_cert_validity)
+        await sv2.start(host, sv2_port, reuse_port=True)
     channel.send(("ready", os.getpid(), bound))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -331,6 +336,8 @@ async def run_worker(fd: int) -> None:
     tasks = [asyncio.create_task(report()), asyncio.create_task(obey())]
     await stop.wait()
     source.fail_pending("supervisor gone")
+    if sv2 is not None:  # V2 first: then nothing judges shares any more
+        await sv2.stop()
     await server.stop()
     sink.flush()
     channel.send(("stats", _worker_stats(server, sink)))
@@ -379,13 +386,31 @@ class PoolMetrics:
     submit_results: list[tuple[str, list[SubmitResult]]] = field(default_factory=list)
 
 
+def _reserve(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) with SO_REUSEPORT, never listening: it holds the port (and picks it when
+    0) for the workers, which bind it too, without taking connections itself."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    res = socket.socket(family, socket.SOCK_STREAM)
+    res.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    res.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        res.bind((host, port))
+    except OSError:
+        res.close()
+        raise
+    return res
+
+
 class WorkerPool:
     """`PoolServer`'s twin for many cores: same `start`/`stop`/`snapshot`, the miners served by workers."""
 
     def __init__(self, cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None = None,
                  workers: int = 2, *, log_level: int | None = None,
-                 stall_seconds: float = STALL_SECONDS) -> None:
+                 stall_seconds: float = STALL_SECONDS, sv2_authority: bytes | None = None) -> None:
         self.cfg = cfg
+        # the Stratum V2 endpoint of `[pool] sv2_port`, in every worker beside its V1 server (None: off)
+        self.sv2_authority = sv2_authority if cfg.sv2_port is not None else None
+        self.sv2_port: int | None = None
         self.source = source
         self.sink = sink
         self.count = workers
@@ -397,6 +422,7 @@ class WorkerPool:
         self.host = cfg.bind
         self.port = cfg.port
         self._reservation: socket.socket | None = None
+        self._sv2_reservation: socket.socket | None = None
         self._feeder: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -408,18 +434,16 @@ class WorkerPool:
         """Reserve the port, start every worker and wait until each listens; returns (host, port)."""
         self.host = host if host is not None else self.cfg.bind
         port = self.port if port is None else port
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        res = socket.socket(family, socket.SOCK_STREAM)
-        res.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        res.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            # bound, never listening: holds the port (and picks it when 0) without taking connections
-            res.bind((self.host, port))
-        except OSError:
-            res.close()
-            raise
+        res = _reserve(self.host, port)
         self._reservation = res
         self.port = res.getsockname()[1]
+        if self.sv2_authority is not None and self.cfg.sv2_port is not None:
+            try:
+                self._sv2_reservation = _reserve(self.host, self.cfg.sv2_port)
+            except OSError:
+                res.close()
+                raise
+            self.sv2_port = self._sv2_reservation.getsockname()[1]
         try:
             await asyncio.gather(*(self._spawn(w) for w in self.workers))
         except BaseException:
@@ -442,9 +466,10 @@ class WorkerPool:
         await asyncio.gather(*(self._reap(w, grace + 3.0) for w in self.workers))
         for t in list(self._tasks):
             t.cancel()
-        if self._reservation is not None:
-            self._reservation.close()
-            self._reservation = None
+        for reservation in (self._reservation, self._sv2_reservation):
+            if reservation is not None:
+                reservation.close()
+        self._reservation = self._sv2_reservation = None
 
     async def _reap(self, w: _Worker, wait_s: float) -> None:
         proc = w.proc
@@ -471,7 +496,8 @@ class WorkerPool:
         w.proc = proc
         w.started_at = w.heard_at = time.monotonic()
         channel = w.channel = await Channel.open(parent)
-        channel.send(("config", self.cfg, w.index, self.count, self.host, self.port, self.log_level))
+        channel.send(("config", self.cfg, w.index, self.count, self.host, self.port, self.log_level, self.sv2_port,
+                      self.sv2_authority))
         current = self.source.current()
         channel.send(("template", TemplateUpdate(current, True, time.time())) if current is not None
                      else ("none",))

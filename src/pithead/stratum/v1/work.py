@@ -1,7 +1,9 @@
 """Miner-side work: a Stratum job turned into block headers to hash, and hits turned into submits.
 
 What it is: pure functions and frozen values. ``mining.notify`` params → :class:`NotifiedJob`; a job plus
-the session's extranonce1, extranonce2 size, difficulty and version mask → :class:`MinerWork`; a work
+the session's extranonce1, extranonce2 size, difficulty and version mask → :class:`MinerWork` (which
+the Stratum V2 client shell also makes, from a V2 job: a standard channel's carries the merkle root the
+pool fixed); a work
 plus one (extranonce2, ntime, version bits) choice → :class:`WorkUnit` whose 76-byte header prefix the
 hashing core scans; a hit nonce → :class:`FoundShare` with the exact ``mining.submit`` params.
 :class:`WorkRoller` hands out distinct units when a unit's 2^32 nonces are spent: version bits first (no
@@ -164,6 +166,9 @@ class MinerWork:
     difficulty: float
     version_mask: int  # 0 when version rolling was not negotiated
     generation: int = 0  # increases with every new MinerWork a session hands out
+    # Header-only work (a Stratum V2 standard channel): the pool fixed the merkle root, so there is no
+    # coinbase to roll (extranonce2_size 0) and only version bits, nTime and the nonce move.
+    fixed_merkle_root: bytes | None = None
 
     @property
     def share_target(self) -> int:
@@ -177,7 +182,8 @@ class MinerWork:
         bits = (self.job.version & self.version_mask) ^ deposit_bits(version_index, self.version_mask)
         version = roll_version(self.job.version, self.version_mask, bits)
         ntime = (self.job.ntime + ntime_offset) & U32_MAX
-        root = merkle_root(self.job, self.extranonce1, en2)
+        root = self.fixed_merkle_root if self.fixed_merkle_root is not None else merkle_root(self.job, self.extranonce1,
+                                                                                               en2)
         return WorkUnit(self, en2, ntime, version, header76(version, self.job.prevhash, root, ntime, self.job.nbits))
 
 

@@ -10,6 +10,12 @@
   base58check encoding.
 - `secp256k1`: the one module that touches libsecp256k1 (coincurve, partly through its private cffi
   module): ElligatorSwift, BIP324 ECDH, BIP340.
+- `channels`: the pool side of one mining channel (standard or extended) and its transition table: work
+  per channel kind, future jobs and SetNewPrevHash, shares judged by `stratum.share`, targets and vardiff.
+- `pool`: the pool side of one connection and its transition table: the Noise responder, SetupConnection,
+  opening channels, routing channel messages, the misbehaviour score.
+- `client`: the miner side of one connection and its transition table: the Noise initiator checking the
+  pool's certificate, one channel, jobs made mineable, shares and their acknowledgements.
 - `errors`: the typed errors of all of the above.
 
 No sockets, no clock, no asyncio: time comes in as a parameter (`now`), randomness may (for

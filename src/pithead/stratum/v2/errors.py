@@ -19,6 +19,11 @@ of them, never a bare `struct.error`, `IndexError` or `UnicodeDecodeError`:
   `DecryptionError` (a transport frame that fails its MAC: tampered, replayed, reordered or truncated),
   `TransportClosed` (a transport used after it failed).
 - `KeyEncodingError`: an authority key string or key file that is not what the notes' encoding says.
+- `PeerViolation`: a well-formed message the peer may not send now (a job for the other channel kind, a
+  SetNewPrevHash for a job never sent as a future job, a reply to a request never made): the sessions
+  raise it, the shell drops the connection.
+- `NotMining`: our own side asked a session for something it cannot do now (a share on a closed
+  channel); `TooManyInFlight`: more shares unanswered than the session keeps (the pool stopped answering).
 - `Secp256k1Error`: a secret key or curve point libsecp256k1 refuses.
 
 What it is not: a reply. SV2 replies carry free-form error-code strings (`SubmitShares.Error`,
@@ -117,6 +122,18 @@ class TransportClosed(NoiseError):
 
 class KeyEncodingError(Sv2Error, ValueError):
     """An authority key (string or file) that does not follow the notes' base58check encoding."""
+
+
+class PeerViolation(Sv2Error):
+    """The peer sent a well-formed message the protocol does not allow it now; the connection must end."""
+
+
+class NotMining(Sv2Error):
+    """A share (or another call of ours) that the session cannot send now: no channel, or it closed."""
+
+
+class TooManyInFlight(Sv2Error):
+    """More shares unanswered than the session keeps: the pool stopped answering; reconnect."""
 
 
 class Secp256k1Error(Sv2Error, ValueError):

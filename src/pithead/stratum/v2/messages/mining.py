@@ -68,11 +68,6 @@ ERROR_INVALID_SHARE = "invalid-share"
 ERROR_INVALID_NON_ROLLABLE_VERSION_BIT = "invalid-non-rollable-version-bit"
 ERROR_VERSION_ROLLING_NOT_ALLOWED = "version-rolling-not-allowed"
 
-VERSION_ROLLING_MASK = 0x1FFFFFE0
-"""BIP323's general-purpose version bits 5-28, which a standard job always lets the device roll (spec
-§5.3.15 since `e8b7aae`, 2026-06; SRI `channels-sv2` `VERSION_ROLLING_MASK`)."""
-
-
 # --- channels -------------------------------------------------------------------------------------------
 
 
