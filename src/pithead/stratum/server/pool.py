@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from pithead.chain.compact import target_to_difficulty
 from pithead.chain.hashes import display_hex
 from pithead.events import BlockEvent, ShareEvent, ShareSink
 from pithead.stratum.extranonce import ExtranonceAllocator
@@ -428,6 +429,8 @@ class PoolServer:
                     job_id=ev.submission.job_id, height=ev.job.height if ev.job is not None else 0,
                     accepted=ev.accepted, reject_reason=reason, share_difficulty=ev.share_difficulty,
                     remote=conn.ip,
+                    # the job's own network difficulty: the ledger's odds of this share solving a block
+                    network_difficulty=0.0 if ev.job is None else target_to_difficulty(ev.job.network_target),
                 )
             )
 
@@ -465,6 +468,7 @@ class PoolServer:
                     time=now, height=ev.job.height, block_hash=display_hex(ev.block_hash),
                     worker=ev.worker.name, address=ev.worker.address, reward_sat=ev.job.coinbase_value,
                     fees_sat=ev.job.fees, accepted_by_node=accepted, node_result=verdict.node_result,
+                    network_difficulty=target_to_difficulty(ev.job.network_target),
                     stale_fork=verdict.outcome is BlockOutcome.STALE_FORK,
                 )
             )
