@@ -103,7 +103,7 @@ def test_share_by_share_with_the_ledgers_review() -> None:
     runs, flagged = 2000, 0
     for _ in range(runs):
         lam, k, state, ever = 0.0, 0, False, False
-        for batch in range(60):
+        for _batch in range(60):
             for _ in range(20):
                 p = min(1.0, math.exp(rng.uniform(math.log(1 / 200), math.log(1.5))))
                 lam += p
