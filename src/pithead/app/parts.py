@@ -317,7 +317,7 @@ def pool_info(name: str, pool: config_mod.PoolConfig, ledger: config_mod.LedgerC
               running: Running) -> PoolInfo:
     """What the dashboard says about this pool."""
     return PoolInfo(name=name, mode=pool.mode, scheme=ledger.scheme, fee_percent=ledger.pool_fee_percent,
-                    network=network, stratum_url=running.stratum_url)
+                    network=network, stratum_url=running.stratum_url, withholding_level=ledger.withholding_level)
 
 
 def demo_pool_config(cfg: config_mod.PoolConfig, *, node_url: str, user: str, password: str, pool_address: str,

@@ -62,6 +62,7 @@ What this module is not: it reads no store and no clock, and raises no notice (t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -207,6 +208,7 @@ def notice(kind: str, name: str, odds: Odds, level: float, flagged: bool, now: f
     )
 
 
+@functools.lru_cache(maxsize=16)  # a pure function of the level, asked by every withholding report
 def min_expected_blocks(level: float = DEFAULT_LEVEL) -> float:
     """The least work (blocks expected) that can ever be flagged at `level`: a full withholder's, where
     (e^lambda - 1) / lambda = 1 / level (anyone who found a block needs more)."""

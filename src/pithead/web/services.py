@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from pithead.ledger.ledger import FINE_BUCKET_S
 from pithead.ledger.store.base import StoreReader
+from pithead.ledger.withholding import DEFAULT_LEVEL
 
 __all__ = [
     "DEFAULT_BUCKET_WIDTH_S",
@@ -76,6 +77,7 @@ class PoolInfo:
     fee_percent: float = 0.0
     network: str = "regtest"
     stratum_url: str | None = None
+    withholding_level: float = DEFAULT_LEVEL  # the ledger's `[ledger] withholding_level`, shown with its flags
 
 
 # The ledger's fine statistics bucket width in seconds: hashrate windows are aligned to it.

@@ -98,6 +98,9 @@ class StoreReader(Protocol):
         """At most `limit` rows of `kind`, most blocks short of expectation (expected - found) first: where
         the least likely ones are, without reading every row."""
         ...
+    def flagged_counts(self) -> dict[OddsKind, int]:
+        """How many rows of each kind are flagged (kinds with none are absent)."""
+        ...
     def flagged_odds(self, limit: int) -> list[BlockOdds]:
         """Flagged rows (workers and addresses), longest flagged first, at most `limit`."""
         ...

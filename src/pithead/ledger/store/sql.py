@@ -894,6 +894,10 @@ class SqlStore:
         )
         return [self._odds(r) for r in rows]
 
+    def flagged_counts(self) -> dict[OddsKind, int]:
+        rows = self._all("SELECT kind, COUNT(*) FROM block_odds WHERE flagged_since IS NOT NULL GROUP BY kind")
+        return {OddsKind(k): int(n) for k, n in rows}
+
     def flagged_odds(self, limit: int) -> list[BlockOdds]:
         rows = self._all(
             f"SELECT {_ODDS_COLS} FROM block_odds WHERE flagged_since IS NOT NULL"
