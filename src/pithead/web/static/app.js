@@ -77,7 +77,7 @@ function pval(p) {
 function renderLuck(list, roundEffort) {
   $("luck").innerHTML = list.map((l) => `
     <div class="card${l.luck === null ? " few" : ""}" data-span="${esc(l.span)}">
-      <span>luck, ${esc(l.span === "all" ? "all work" : l.span + " blocks")}</span>
+      <span>pool luck, ${esc(l.span === "all" ? "all work" : l.span + " blocks")}</span>
       <b>${l.luck === null ? "–" : (100 * l.luck).toFixed(0) + " %"}</b>
       <small>${l.luck === null ? "no work counted yet" : "90%: " + (100 * l.low).toFixed(0) + " – " + (100 * l.high).toFixed(0) + " %"}</small>
       <small class="dim">${l.blocks} found / ${num(l.expected_blocks)} expected</small>
@@ -103,7 +103,7 @@ function renderWithholding(w) {
   const alert = $("withholding-alert");
   alert.hidden = !w.flagged.length;
   alert.textContent = w.flagged.length
-    ? `⚠ ${w.flagged.length} ${ADDRESS ? "of this address's workers are" : "workers or addresses are"} flagged as possibly withholding blocks: ` +
+    ? `⚠ Flagged as possibly withholding blocks (${w.flagged.length}): ` +
       w.flagged.slice(0, 5).map((s) => `${short(s.name, 12)} (λ ${num(s.odds.expected_blocks)}, k ${s.odds.blocks_found}, P ${pval(s.odds.p_value)})`).join(", ")
     : "";
 }
