@@ -33,7 +33,7 @@ class Rejects(BaseModel):
     by_reason: dict[str, int]
 
 
-class Luck(BaseModel):
+class LuckOut(BaseModel):
     span: str = Field(description="'all': every block since the ledger began counting; 'last N': the last N blocks")
     blocks: int = Field(description="blocks found in the span")
     expected_blocks: float = Field(description="blocks the pool's share work in the span should have found")
@@ -43,7 +43,7 @@ class Luck(BaseModel):
     high: float | None = Field(description="90% confidence interval, upper bound")
 
 
-class Odds(BaseModel):
+class OddsOut(BaseModel):
     """Block withholding evidence for a worker or an address (pithead.ledger.withholding)."""
 
     expected_blocks: float = Field(description="lambda: the sum of min(1, d/D) over its accepted shares (d the share"
@@ -84,7 +84,7 @@ class Suspect(BaseModel):
     kind: str = Field(description="worker or address")
     name: str
     address: str
-    odds: Odds
+    odds: OddsOut
     payouts_held: bool
 
 
@@ -92,7 +92,7 @@ class WithholdingReport(BaseModel):
     level: float = Field(description="the configured level: the chance an honest worker is ever flagged")
     min_expected_blocks: float = Field(description="the least work (blocks expected) that can ever be flagged at"
                                        " this level: a full withholder's")
-    luck: list[Luck]
+    luck: list[LuckOut]
     round_effort: float | None = Field(description="blocks expected of the pool's work since its last block")
     flagged: list[Suspect]
     least_likely: list[Suspect] = Field(description="workers whose block counts are least likely for an honest"
@@ -123,7 +123,7 @@ class PoolSummaryOut(BaseModel):
     immature_sat: int = Field(description="miners' credits from blocks not yet 100 deep")
     payable_sat: int = Field(description="miners' confirmed credits not yet paid or reserved")
     paid_sat: int = Field(description="sent to miners in payout transactions so far")
-    luck: list[Luck] = Field(default_factory=list, description="the pool's luck over all its work and its last blocks")
+    luck: list[LuckOut] = Field(default_factory=list, description="the pool's luck over all its work and its last blocks")
     round_effort: float | None = Field(default=None, description="blocks expected of the pool's work since its"
                                        " last block (1.0 is an average block's worth)")
     withholding_flagged: int = Field(default=0, description="workers and addresses flagged as possibly withholding")
@@ -155,7 +155,7 @@ class Worker(BaseModel):
     rejected: int
     hashrate: list[Hashrate]
     online: bool
-    withholding: Odds | None = Field(default=None, description="block withholding evidence; null before any counted work")
+    withholding: OddsOut | None = Field(default=None, description="block withholding evidence; null before any counted work")
 
 
 class Point(BaseModel):
@@ -249,7 +249,7 @@ class AddressPage(BaseModel):
     payouts: list[Payout]
     blocks: list[BlockOut]
     recent_shares: list[Share]
-    withholding: Odds | None = Field(default=None, description="the address's block withholding evidence")
+    withholding: OddsOut | None = Field(default=None, description="the address's block withholding evidence")
     payout_hold: PayoutHoldOut | None = Field(default=None, description="set when an operator holds its payouts")
 
 

@@ -67,8 +67,8 @@ from pithead.web.models import (
     Hashrate,
     HashrateHistory,
     HoldEntryOut,
-    Luck,
-    Odds,
+    LuckOut,
+    OddsOut,
     Payout,
     PayoutHoldOut,
     PayoutItem,
@@ -216,12 +216,12 @@ def worker_out(store: StoreReader, row: WorkerRow, now: float, bucket_s: int) ->
                    found[0] if found else None)
 
 
-def odds_out(row: BlockOdds | None) -> Odds | None:
+def odds_out(row: BlockOdds | None) -> OddsOut | None:
     """The evidence of one worker or address, its probabilities computed from its two figures."""
     if row is None:
         return None
     odds = withholding.assess(row.expected, row.found)
-    return Odds(
+    return OddsOut(
         expected_blocks=row.expected, blocks_found=row.found, p_value=odds.p_value, anytime_p=odds.anytime_p,
         luck=odds.luck, unpriced_shares=row.unpriced, since=row.since, flagged=row.flagged_since is not None,
         flagged_since=row.flagged_since,
@@ -324,12 +324,12 @@ def pool_summary(services: Services, store: StoreReader, now: float, connections
     )
 
 
-def luck_out(span: str, luck: withholding.Luck) -> Luck:
-    return Luck(span=span, blocks=luck.blocks, expected_blocks=luck.expected, luck=luck.luck, low=luck.low,
+def luck_out(span: str, luck: withholding.Luck) -> LuckOut:
+    return LuckOut(span=span, blocks=luck.blocks, expected_blocks=luck.expected, luck=luck.luck, low=luck.low,
                 high=luck.high)
 
 
-def pool_luck(store: StoreReader) -> tuple[list[Luck], float | None]:
+def pool_luck(store: StoreReader) -> tuple[list[LuckOut], float | None]:
     """The pool's luck over all its counted work and over its last blocks (`withholding.LUCK_BLOCK_SPANS`,
     those with an effort on record), and the current round's effort so far."""
     rows = {(o.kind, o.name): o for o in (*store.block_odds(OddsKind.POOL, [""]), *store.block_odds(OddsKind.ROUND, [""]))}
