@@ -9,6 +9,16 @@ fraction d / D of it, or all of it when the share target is the harder one). Ove
 shares the blocks expected are lambda = sum p_i and the blocks found k; for an honest miner k is a sum of
 Bernoulli(p_i), which is Poisson(lambda) when every p is small and more tightly concentrated otherwise.
 
+D is the network difficulty of the share's own job, which pithead's pool puts on every share event. An
+event without it (0: a pool that does not say) is priced by the ledger at the last D it was told, by an
+event or by the app's poll of its node (`getmininginfo`, every few seconds): right after the difficulty
+rises, such shares are priced at the old, lower D and lambda reads high, which leans towards a false flag
+until the new D arrives (one poll on mainnet, where D moves once in 2016 blocks; on the demo chain, which
+retargets every block, lambda would be off all the time, hence D on every event). A share with no D ever
+told is counted as unpriced and left out of lambda: lambda then reads low, which never flags anyone.
+k counts every block solution a worker submitted, whatever the node then said (a block that lost a race
+to another was still not withheld).
+
 The evidence (all pure functions here; the ledger feeds them the sums it keeps per worker, per address and
 for the pool, `pithead.ledger.store`):
 
