@@ -295,14 +295,17 @@ def tally(shares: Iterable[tuple[float, str, str, float, float]]) -> tuple[dict[
     addresses: dict[str, list[float]] = {}
     pool = [0.0, 0.0, math.inf]
     for t, worker, address, d, d_net in shares:
-        p = share_odds(d, d_net) if d_net > 0 else None
-        for acc in (workers.setdefault(worker, [0.0, 0.0, math.inf]),
-                    addresses.setdefault(address, [0.0, 0.0, math.inf]), pool):
-            if p is None:
-                acc[1] += 1
-            else:
-                acc[0] += p
-            acc[2] = min(acc[2], t)
+        w = workers.get(worker)
+        if w is None:
+            w = workers[worker] = [0.0, 0.0, math.inf]
+        a = addresses.get(address)
+        if a is None:
+            a = addresses[address] = [0.0, 0.0, math.inf]
+        slot, add = (0, share_odds(d, d_net)) if d_net > 0 else (1, 1.0)
+        for acc in (w, a, pool):
+            acc[slot] += add
+            if t < acc[2]:
+                acc[2] = t
 
     def done(acc: list[float]) -> Tally:
         return Tally(acc[0], int(acc[1]), acc[2])
