@@ -6,8 +6,6 @@ loopback, with a raw Stratum client (tests/stratum/rawclient.py)."""
 from __future__ import annotations
 
 import pytest
-from stratum.helpers import SOLO_ADDRESS, regtest_template
-from stratum.rawclient import RawClient
 
 from pithead.chain.compact import bits_to_target, target_to_difficulty
 from pithead.chain.params import REGTEST
@@ -16,6 +14,8 @@ from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer
 from pithead.stratum.v1.pool import PoolRules
 from pithead.template.sources.static import StaticTemplateSource
+from stratum.helpers import SOLO_ADDRESS, regtest_template
+from stratum.rawclient import RawClient
 
 HARD = 0x1D00FFFF  # difficulty 1: tiny shares are never blocks
 REGTEST_BITS = 0x207FFFFF  # every other hash is a block
