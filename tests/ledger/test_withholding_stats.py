@@ -160,6 +160,9 @@ def test_the_config_range_is_the_modules() -> None:
     for bad in (0.0, 0.2, -1.0):
         with pytest.raises(WithholdingError):
             wh.check_level(bad)
+        with pytest.raises(config_mod.ConfigError, match=r"ledger\.withholding_level"):
+            config_mod.validate(config_mod.LedgerConfig(withholding_level=bad))
+    config_mod.validate(config_mod.LedgerConfig(withholding_level=wh.MAX_LEVEL))
 
 
 def test_share_odds_cap_at_one_and_tally_sums() -> None:
