@@ -147,6 +147,14 @@ class LedgerConfig:
     # balances over the threshold from the first [pool] node's wallet. `pithead serve` honours it (off by
     # default); `pithead up` always pays on its demo chain, whose coins are worth nothing.
     payouts: PayoutMode = "off"
+    # Block withholding: the chance an honest worker is ever flagged (pithead.ledger.withholding). A flag is
+    # shown and raised as a notice; payouts are held only when an operator asks (`pithead ledger hold`).
+    withholding_level: float = 0.001
+
+
+# The range `withholding_level` accepts (pithead.ledger.withholding's MIN_LEVEL and MAX_LEVEL, which say why;
+# this module imports no other part, and a test keeps the two equal).
+WITHHOLDING_LEVEL_RANGE = (1e-9, 0.1)
 
 
 @dataclass(frozen=True)
@@ -547,6 +555,9 @@ def _check_ledger(p: _Problems, ledger: LedgerConfig) -> None:
     bus = ledger.share_bus
     if bus != "memory" and urlsplit(bus).scheme not in ("redis", "rediss", "unix"):
         p.add("ledger.share_bus", "must be \"memory\" or redis://HOST:PORT/DB?stream=NAME")
+    low, high = WITHHOLDING_LEVEL_RANGE
+    if not low <= ledger.withholding_level <= high:
+        p.add("ledger.withholding_level", f"must be from {low:g} to {high:g}, not {ledger.withholding_level!r}")
 
 
 def _check_web(p: _Problems, web: WebConfig) -> None:

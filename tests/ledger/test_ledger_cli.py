@@ -62,3 +62,46 @@ def test_a_stuck_payout_is_shown(tmp_path: Path) -> None:
     assert out.exit_code == 0 and "payouts STUCK: 1 batch(es), 1000000 sat held" in out.output
     out = runner.invoke(app, ["balances", "--database", url])
     assert out.exit_code == 0 and "reserved      1000000 paid            0" in out.output
+
+
+def test_withholding_and_an_audited_payout_hold(tmp_path: Path) -> None:
+    """A thief's 12 blocks' worth of work with none found: `withholding` shows it flagged; `hold` refuses in
+    solo mode and for an unflagged worker, holds it in pool mode; `holds` lists the hold and its audit line;
+    `release` lifts it."""
+    url = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    store = open_store(url)
+    ledger = Ledger(store, LedgerSettings())
+    now = time.time()
+    thief, honest = "bcrt1qthief", "bcrt1qhonest"
+    ledger.apply([ShareEvent(now - 200 + i, f"{a}.rig", a, 10.0, "j", 5, True, network_difficulty=100.0)
+                  for i in range(120) for a in (thief, honest) if a == thief or i < 20])
+    store.close()
+    pool_cfg = tmp_path / "pool.toml"
+    pool_cfg.write_text('[pool]\nmode = "pool"\npool_address = "bcrt1qpool"\n')
+    runner = CliRunner()
+    out = runner.invoke(app, ["withholding", "--database", url])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert "flagged after 9.12 blocks" in lines[0]
+    assert any(f"{thief}.rig" in line and "expected      12.00 found      0" in line and "FLAGGED" in line
+               for line in lines), out.output
+    assert any(f"{honest}.rig" in line and line.rstrip().endswith("ok") for line in lines)
+
+    solo = runner.invoke(app, ["hold", f"{thief}.rig", "--reason", "none found", "--database", url])
+    assert solo.exit_code == 1 and "pool mode" in solo.output
+    unflagged = runner.invoke(app, ["hold", f"{honest}.rig", "--reason", "hunch", "--database", url,
+                                    "--config", str(pool_cfg)])
+    assert unflagged.exit_code == 1 and "not flagged" in unflagged.output
+    held = runner.invoke(app, ["hold", f"{thief}.rig", "--reason", "12 expected, none found", "--actor", "alice",
+                               "--database", url, "--config", str(pool_cfg)])
+    assert held.exit_code == 0 and f"payouts of {thief} held (audit #1)" in held.output, held.output
+    listed = runner.invoke(app, ["holds", "--database", url])
+    assert listed.exit_code == 0
+    assert f"HELD {thief}" in listed.output and "by alice" in listed.output
+    assert "#1" in listed.output and "hold" in listed.output and "expected 12.00 found 0" in listed.output
+    assert "payouts HELD" in runner.invoke(app, ["withholding", "--database", url]).output
+    released = runner.invoke(app, ["release", thief, "--reason", "firmware fixed", "--actor", "bob",
+                                   "--database", url])
+    assert released.exit_code == 0 and "released (audit #2)" in released.output
+    listed = runner.invoke(app, ["holds", "--database", url]).output
+    assert "HELD" not in listed and "release" in listed and "by bob (cli): firmware fixed" in listed

@@ -1,12 +1,13 @@
 """The dashboard in headless Chromium (Debian's package, driven over the DevTools Protocol): the page
-renders, the charts have data, live updates arrive, the address view works, and the console stays clean.
-A screenshot is kept under test-artifacts/."""
+renders, the charts have data, live updates arrive, the address view works, the luck and block withholding
+panel shows the flagged worker's evidence (and the address page its payout hold), and the console stays
+clean. A screenshot is kept under test-artifacts/."""
 
 from __future__ import annotations
 
 import pytest
 from cdp import ARTIFACTS, Browser, require_chromium
-from webseed import ADDR_A, ADDR_B, BUCKET, Seed
+from webseed import ADDR_A, ADDR_B, BUCKET, HOLD_REASON, Seed
 
 from pithead.web.app import create_app
 from pithead.web.server import WebServer
@@ -56,6 +57,17 @@ async def test_dashboard_renders_with_data(live_seeded: Seed) -> None:
             blocks = await b.evaluate("document.querySelector('#blocks tbody').innerText")
             assert "101" in blocks and "pending" in blocks
             assert await b.evaluate("document.getElementById('pool-conns').innerText") == "1"
+            # Luck and block withholding: the pool's luck cards, the flagged worker with lambda, k and P, the alert.
+            luck = await b.evaluate("[...document.querySelectorAll('#luck .card')].map(c => c.innerText)")
+            assert len(luck) == 3 and "1 found / 14.5 expected" in luck[0] and "7 %" in luck[0]
+            suspects = await b.evaluate("[...document.querySelectorAll('#suspects tbody tr')].map(r => r.innerText)")
+            flagged_row = next(r for r in suspects if "rig1" in r)
+            assert "14" in flagged_row and "1.2e-5" in flagged_row and "flagged" in flagged_row
+            assert "payouts held" in flagged_row
+            assert await b.evaluate("document.getElementById('wh-flagged').innerText") == "2"
+            alert = await b.evaluate("document.getElementById('withholding-alert').innerText")
+            assert "Flagged as possibly withholding blocks (2)" in alert and "rig1" in alert
+            assert "125 %" in blocks  # the block's effort
             await b.screenshot(ARTIFACTS / "dashboard.png")
 
             await b.navigate(f"{server.url}/address/{ADDR_B}")
@@ -67,7 +79,18 @@ async def test_dashboard_renders_with_data(live_seeded: Seed) -> None:
             assert await b.evaluate("document.getElementById('pool-kv').offsetParent === null")  # pool-only
             best = await b.evaluate("document.querySelector('#best tbody').innerText")
             assert "1.5" in best  # this address's own best shares, not the pool's
+            # B's own evidence: half a block's worth, nothing to say; no hold, no alert
+            assert "this address: λ 0.5, k 0" in await b.evaluate("document.getElementById('wh-title').innerText")
+            assert await b.evaluate("document.getElementById('addr-hold').offsetParent === null")
+            assert await b.evaluate("document.getElementById('withholding-alert').offsetParent === null")
             await b.screenshot(ARTIFACTS / "dashboard-address.png")
+            # A's page: flagged, and its payouts held by the operator, with the reason
+            await b.navigate(f"{server.url}/address/{ADDR_A}")
+            await b.wait_for("document.body?.dataset.ready === '1'")
+            hold = await b.evaluate("document.getElementById('addr-hold').innerText")
+            assert "Payouts held" in hold and HOLD_REASON in hold
+            assert "FLAGGED" in await b.evaluate("document.getElementById('wh-title').innerText")
+            await b.screenshot(ARTIFACTS / "dashboard-address-held.png")
             assert await b.evaluate("window.__pithead.errors") == []
 
             # The API explorer at /docs works offline (vendored Swagger UI) and lists the endpoints.

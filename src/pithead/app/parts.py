@@ -371,7 +371,8 @@ def pool_info(name: str, pool: config_mod.PoolConfig, ledger: config_mod.LedgerC
                     start_difficulty=pool.start_difficulty, min_difficulty=pool.min_difficulty,
                     max_difficulty=pool.max_difficulty, share_interval_s=pool.share_interval,
                     refresh_interval_s=pool.refresh_interval, idle_timeout_s=pool.idle_timeout,
-                    payout_threshold_sat=ledger.payout_threshold_sat, payouts_enabled=pays)
+                    payout_threshold_sat=ledger.payout_threshold_sat, payouts_enabled=pays,
+                    withholding_level=ledger.withholding_level)
 
 
 def demo_pool_config(cfg: config_mod.PoolConfig, *, node_url: str, user: str, password: str, pool_address: str,

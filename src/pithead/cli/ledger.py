@@ -6,24 +6,32 @@
     pithead ledger payouts  [--limit N]
     pithead ledger workers  [--address A]
     pithead ledger rollup
+    pithead ledger withholding          flagged and least likely workers (blocks expected, found, P)
+    pithead ledger hold WORKER --reason R [--actor A]     hold a flagged worker's payouts (pool mode; audited)
+    pithead ledger release WHO --reason R [--actor A]     lift a hold (audited)
+    pithead ledger holds                the holds and their audit log
 
 The database comes from `--database`, else the config's `[ledger] database` (relative SQLite paths are
-under the data directory). Everything except `rollup` only reads. Amounts are printed in satoshis.
+under the data directory). Everything except `rollup`, `hold` and `release` only reads. Amounts are printed in satoshis.
 This is not the payout runner (that is `run_ledger`, started by `pithead up`; a standalone `pithead pool`
 runs none).
 """
 
 from __future__ import annotations
 
+import getpass
+import json
 import time
 
 import typer
 
 from pithead import config as config_mod
-from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
+from pithead.ledger import withholding
+from pithead.ledger.ledger import MAX_QUERY_ROWS, Ledger, LedgerError, LedgerSettings
+from pithead.ledger.payouts import HoldError, hold_payouts, release_payouts
 from pithead.ledger.store import StoreError, open_store
 from pithead.ledger.store.base import LedgerStore
-from pithead.ledger.store.records import BatchStatus
+from pithead.ledger.store.records import BatchStatus, OddsKind
 
 app = typer.Typer(help="Read the pool's ledger (shares, blocks, balances, payouts).", add_completion=False,
                   no_args_is_help=True)
@@ -141,5 +149,98 @@ def rollup(database: str | None = _DB, config: str | None = _CONFIG, data_dir: s
         r = ledger.rollup(time.time())
         typer.echo(f"pruned {r.shares_deleted} shares, coarsened {r.buckets_coarsened} buckets, "
                    f"dropped {r.buckets_deleted}")
+    finally:
+        store.close()
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"
+
+
+@app.command("withholding")
+def withholding_report(limit: int = typer.Option(20, "--limit"), database: str | None = _DB,
+                       config: str | None = _CONFIG, data_dir: str | None = _DATA) -> None:
+    """Flagged workers and addresses, then the workers least likely for an honest miner: blocks expected
+    from their share work, blocks found, P(X <= k), the anytime p that flags, and any payout hold."""
+    store, ledger = _open(database, config, data_dir)
+    try:
+        level = ledger.settings.withholding_level
+        held = {h.address for h in store.payout_holds()}
+        typer.echo(f"level {level:g}: a full withholder is flagged after {withholding.min_expected_blocks(level):.2f} "
+                   "blocks of its own work")
+        flagged = store.flagged_odds(limit)
+        ranked = sorted(store.odds_by_deficit(OddsKind.WORKER, MAX_QUERY_ROWS),
+                        key=lambda r: withholding.poisson_cdf(r.found, r.expected))[:limit]
+        seen: set[tuple[OddsKind, str]] = set()
+        for r in [*flagged, *ranked]:
+            if (r.kind, r.name) in seen:
+                continue
+            seen.add((r.kind, r.name))
+            o = withholding.assess(r.expected, r.found)
+            address = r.name if r.kind is OddsKind.ADDRESS else getattr(store.worker(r.name), "address", "")
+            state = f"FLAGGED since {_when(r.flagged_since)}" if r.flagged_since is not None else "ok"
+            typer.echo(f"{r.kind:<7} {r.name:<72} expected {r.expected:>10.2f} found {r.found:>6} "
+                       f"P {o.p_value:>9.3g} anytime {o.anytime_p:>9.3g}  {state}"
+                       f"{'  payouts HELD' if address in held else ''}")
+    finally:
+        store.close()
+
+
+_REASON = typer.Option(..., "--reason", help="Why (kept in the audit log).")
+_ACTOR = typer.Option(None, "--actor", help="Who is acting (default: your user name); kept in the audit log.")
+
+
+@app.command()
+def hold(worker: str, reason: str = _REASON, actor: str | None = _ACTOR, database: str | None = _DB,
+         config: str | None = _CONFIG, data_dir: str | None = _DATA) -> None:
+    """Hold the payouts of a worker (its address) flagged as withholding blocks. Pool mode only; audited."""
+    try:
+        mode = config_mod.load(config).pool.mode
+    except config_mod.ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    store, _ = _open(database, config, data_dir)
+    try:
+        entry = hold_payouts(store, worker, actor=actor or getpass.getuser(), reason=reason, auth="cli",
+                             now=time.time(), mode=mode)
+    except HoldError as exc:
+        typer.echo(f"not held: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        store.close()
+    typer.echo(f"payouts of {entry.address} held (audit #{entry.id}); release with `pithead ledger release "
+               f"{entry.address} --reason ...`")
+
+
+@app.command()
+def release(who: str, reason: str = _REASON, actor: str | None = _ACTOR, database: str | None = _DB,
+            config: str | None = _CONFIG, data_dir: str | None = _DATA) -> None:
+    """Lift the payout hold of an address (or a worker's address); audited."""
+    store, _ = _open(database, config, data_dir)
+    try:
+        entry = release_payouts(store, who, actor=actor or getpass.getuser(), reason=reason, auth="cli",
+                                now=time.time())
+    except HoldError as exc:
+        typer.echo(f"not released: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        store.close()
+    typer.echo(f"payouts of {entry.address} released (audit #{entry.id}); paid at the next payout run")
+
+
+@app.command()
+def holds(limit: int = typer.Option(20, "--limit"), database: str | None = _DB, config: str | None = _CONFIG,
+          data_dir: str | None = _DATA) -> None:
+    """The addresses whose payouts are held, then the holds' audit log, newest first."""
+    store, _ = _open(database, config, data_dir)
+    try:
+        for h in store.payout_holds():
+            typer.echo(f"HELD {h.address:<64} since {_when(h.since)} by {h.actor} for {h.worker}: {h.reason}")
+        for e in store.payout_hold_log(limit):
+            evidence = json.loads(e.evidence)
+            ev = evidence.get("worker") or evidence.get("address") or {}
+            figures = f"expected {ev.get('expected', 0):.2f} found {ev.get('found', 0)}" if ev else ""
+            typer.echo(f"#{e.id:<5} {_when(e.time)} {e.action:<7} {e.address} by {e.actor} ({e.auth}): {e.reason}"
+                       f"  [{figures}]")
     finally:
         store.close()

@@ -2,8 +2,13 @@
 
 It takes batches of `ShareEvent`/`BlockEvent` (from an `EventSource`, see `pithead.ledger.bus.source`) and
 writes each batch, with its credits and the source's cursor, in one store transaction, so a crash either
-keeps a whole batch or none of it. Block maturity lives in `pithead.ledger.maturity`, payouts in
-`pithead.ledger.payouts`; both work on the same store.
+keeps a whole batch or none of it. In that transaction it also adds each accepted share's chance of
+solving a block, min(1, d/D) with D the network difficulty in force for it (the share's own, else the last
+one the ledger was told), to its worker's, its address's and the pool's blocks expected, counts each block
+as found for its worker, its address and the pool, records each block's effort, and flags (or unflags) the
+workers and addresses whose figures say withholding (`pithead.ledger.withholding`); a change of flag is
+raised as a `Notice` to the `NoticeSink` it was handed, once the transaction has committed. Block maturity
+lives in `pithead.ledger.maturity`, payouts in `pithead.ledger.payouts`; both work on the same store.
 
 Synchronous on purpose: every call is a short database transaction. The asyncio shells (the consumer
 loop, the maturity and payout tasks) run it in a worker thread. Time always comes in as an argument.
@@ -18,18 +23,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pithead import config as config_mod
-from pithead.events import BlockEvent, InvalidEvent, ShareEvent, validate
-from pithead.ledger import schemes
+from pithead.events import BlockEvent, InvalidEvent, Notice, NoticeSink, ShareEvent, validate
+from pithead.ledger import schemes, withholding
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
 from pithead.ledger.stats import HASHES_PER_DIFF1, HashrateEstimate, estimate
 from pithead.ledger.store.base import LedgerStore, StoreReader, iter_newest
 from pithead.ledger.store.records import (
     Balance,
+    BlockOdds,
     BlockRecord,
     BlockStatus,
     CreditKind,
     CreditRecord,
     CreditStatus,
+    OddsDelta,
+    OddsKind,
     PayoutBatch,
     ShareRow,
     WorkerRow,
@@ -79,14 +87,16 @@ class LedgerSettings:
     fee_ppm: int = 10_000
     pplns_n: float = 2.0
     payout_threshold_sat: int = 100_000
+    # The chance an honest worker is ever flagged as withholding (`pithead.ledger.withholding`).
+    withholding_level: float = withholding.DEFAULT_LEVEL
 
     @classmethod
     def from_config(cls, cfg: config_mod.LedgerConfig) -> LedgerSettings:
         """From `[ledger]` (checked by `pithead.config.validate`: a known scheme, a fee under 100 %, a
-        positive threshold and PPLNS N)."""
+        positive threshold and PPLNS N, a withholding level in range)."""
         config_mod.validate(cfg)
         return cls(Scheme(cfg.scheme), schemes.fee_ppm_from_percent(cfg.pool_fee_percent), cfg.pplns_n,
-                   cfg.payout_threshold_sat)
+                   cfg.payout_threshold_sat, withholding.check_level(cfg.withholding_level))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +107,8 @@ class ApplyResult:
     pps_credited_sat: int = 0
     pps_unpriced: int = 0  # PPS shares that could not be priced (no network difficulty known)
     invalid: int = 0  # events refused by `events.validate` (logged and skipped, never fatal)
+    flagged: tuple[str, ...] = ()  # workers and addresses flagged as withholding by this batch
+    unflagged: tuple[str, ...] = ()  # ... and those whose flag this batch lifted
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,11 +286,15 @@ class Ledger:
         settings: LedgerSettings | None = None,
         network_difficulty: float = 0.0,
         block_value_sat: int = 0,
+        notices: NoticeSink | None = None,
     ) -> None:
+        """`notices`: where withholding flags (and their lifting) are raised; None raises nothing (they are
+        still logged, stored and shown)."""
         self.store = store
         self.settings = settings or LedgerSettings()
         self.network_difficulty = network_difficulty
         self.block_value_sat = block_value_sat
+        self.notices = notices
 
     def set_network(self, difficulty: float, block_value_sat: int) -> None:
         """The network difficulty and block value in force (from the node), used when events lack them."""
@@ -297,6 +313,8 @@ class Ledger:
         """Record a batch of events, in order, in one transaction, together with the source's cursor."""
         shares = rejects = pps_sat = unpriced = invalid = 0
         blocks: list[str] = []
+        touched: set[tuple[OddsKind, str]] = set()  # workers and addresses whose odds this batch moved
+        latest = 0.0
         with self.store.transaction():
             chunk: list[ShareEvent] = []
             # each accepted share with the network difficulty and block value in force when it arrived
@@ -307,6 +325,7 @@ class Ledger:
                 if not chunk:
                     return
                 self.store.add_shares(chunk, FINE_BUCKET_S)
+                self._count_work(priced, touched)
                 if self.settings.scheme is Scheme.PPS and priced:
                     paid, skipped = self._credit_pps(priced)
                     pps_sat += paid
@@ -321,6 +340,7 @@ class Ledger:
                     log.error("ledger: skipping an invalid event: %s", exc)
                     invalid += 1
                     continue
+                latest = max(latest, ev.time)
                 # the freshest network figures the pool reports also size the rollup's PPLNS window
                 self.set_network(ev.network_difficulty, ev.block_value_sat if isinstance(ev, ShareEvent) else 0)
                 if isinstance(ev, ShareEvent):
@@ -332,12 +352,77 @@ class Ledger:
                         rejects += 1
                 elif isinstance(ev, BlockEvent):
                     flush()
-                    if self._on_block(ev):
+                    if self._on_block(ev, touched):
                         blocks.append(ev.block_hash)
             flush()
+            changed = self._review(touched, latest)
             if cursor is not None:
                 self.store.set_meta(f"cursor:{cursor[0]}", cursor[1])
-        return ApplyResult(shares, rejects, tuple(blocks), pps_sat, unpriced, invalid)
+        level = self.settings.withholding_level
+        for row, flagged in changed:  # committed: tell the operator
+            self._raise(withholding.notice(str(row.kind), row.name, withholding.assess(row.expected, row.found),
+                                           level, flagged, latest))
+        return ApplyResult(
+            shares, rejects, tuple(blocks), pps_sat, unpriced, invalid,
+            tuple(r.name for r, f in changed if f), tuple(r.name for r, f in changed if not f),
+        )
+
+    # --- withholding evidence (`pithead.ledger.withholding`) ----------------------------------------
+    def _count_work(self, priced: Sequence[tuple[ShareEvent, float, int]], touched: set[tuple[OddsKind, str]]) -> None:
+        """Add the chunk's accepted shares' blocks expected to their workers, addresses, the pool and the
+        round (a share with no network difficulty known counts as unpriced: left out, never guessed)."""
+        if not priced:
+            return
+        workers, addresses, pool = withholding.tally(
+            (ev.time, ev.worker, ev.address, ev.difficulty, d_net) for ev, d_net, _ in priced
+        )
+        deltas = [OddsDelta(OddsKind.WORKER, w, t.first, t.expected, 0, t.unpriced) for w, t in workers.items()]
+        deltas += [OddsDelta(OddsKind.ADDRESS, a, t.first, t.expected, 0, t.unpriced) for a, t in addresses.items()]
+        deltas.append(OddsDelta(OddsKind.POOL, "", pool.first, pool.expected, 0, pool.unpriced))
+        self.store.add_odds(deltas)
+        self.store.add_round_work(pool.expected, pool.unpriced, pool.first)
+        touched.update((OddsKind.WORKER, w) for w in workers)
+        touched.update((OddsKind.ADDRESS, a) for a in addresses)
+
+    def _count_block(self, ev: BlockEvent, touched: set[tuple[OddsKind, str]]) -> None:
+        """A block solution its worker submitted: one found for it, its address and the pool, whatever the
+        node then said (a block that lost a race was still not withheld); the effort's round (the blocks
+        expected since the last block) starts over."""
+        self.store.add_odds([
+            OddsDelta(OddsKind.WORKER, ev.worker, ev.time, found=1),
+            OddsDelta(OddsKind.ADDRESS, ev.address, ev.time, found=1),
+            OddsDelta(OddsKind.POOL, "", ev.time, found=1),
+        ])
+        self.store.reset_odds(OddsKind.ROUND, "", ev.time)
+        touched.update(((OddsKind.WORKER, ev.worker), (OddsKind.ADDRESS, ev.address)))
+
+    def _review(self, touched: set[tuple[OddsKind, str]], now: float) -> list[tuple[BlockOdds, bool]]:
+        """Flag or unflag what this batch moved (`withholding.review`): each row whose flag changed, with
+        its new state, for the notices raised once the transaction has committed."""
+        level = self.settings.withholding_level
+        changed: list[tuple[BlockOdds, bool]] = []
+        for kind in (OddsKind.WORKER, OddsKind.ADDRESS):
+            names = [n for k, n in touched if k is kind]
+            if not names:
+                continue
+            for row in self.store.block_odds(kind, names):
+                was = row.flagged_since is not None
+                if withholding.review(row.expected, row.found, level, was) != was:
+                    changed.append((row, not was))
+        self.store.set_odds_flags([(r.kind, r.name, now if flagged else None) for r, flagged in changed])
+        return changed
+
+    def _raise(self, notice: Notice) -> None:
+        if notice.severity == "info":
+            log.info("%s", notice.title)
+        else:
+            log.warning("%s: %s", notice.title, notice.body)
+        if self.notices is None:
+            return
+        try:
+            self.notices.notify(notice)
+        except Exception:  # a notifier's failure must never fail the book (the flag is stored and shown)
+            log.exception("could not raise a %s notice", notice.kind)
 
     def _credit_pps(self, accepted: Sequence[tuple[ShareEvent, float, int]]) -> tuple[int, int]:
         priced: list[PricedWork] = []
@@ -365,8 +450,12 @@ class Ledger:
             self.store.add_credits(records)
         return total, unpriced
 
-    def _on_block(self, ev: BlockEvent) -> bool:
+    def _on_block(self, ev: BlockEvent, touched: set[tuple[OddsKind, str]]) -> bool:
         """Record a block; a found one (accepted on the best chain) ends the round and is credited.
+
+        Any new block, whatever the node said, is counted as found by its worker (it did not withhold it)
+        and is recorded with its effort, the round's blocks expected since the block before it (None when
+        the ledger did not count the whole round: the first block after an older ledger began counting).
 
         A block on a stale fork (accepted only by a node off the best chain) is recorded orphaned, with no
         credits, and the round goes on: its shares stay in the round and are paid by the next found block.
@@ -379,13 +468,16 @@ class Ledger:
             status, confirmations = BlockStatus.ORPHANED, -1  # maturity's "off the best chain"
         else:
             status, confirmations = BlockStatus.REJECTED, 0
+        rounds = self.store.block_odds(OddsKind.ROUND, [""])
         record = BlockRecord(
             ev.block_hash, ev.height, ev.time, ev.worker, ev.address, ev.reward_sat, ev.fees_sat, status,
             confirmations, str(self.settings.scheme), d_net, ev.time, ev.node_result,
+            rounds[0].expected if rounds else None,
         )
         if not self.store.add_block(record):
             log.info("block %s already recorded; ignoring the repeat", ev.block_hash)
             return False
+        self._count_block(ev, touched)
         if not ev.accepted_by_node:
             if ev.stale_fork:
                 log.warning("block %s at %d is on a stale fork: recorded orphaned, nothing credited",

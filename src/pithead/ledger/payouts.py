@@ -34,6 +34,12 @@ later than PAYOUT_RUN_BUDGET_S after taking it, so no send can outlive the lease
 stalls other processes' payouts for at most PAYOUT_LEASE_S; a process on the same machine (a restart) takes
 over a lease whose holder no longer runs at once.
 
+Holds: in pool mode an operator may hold the payouts of a worker flagged as withholding blocks
+(`pithead.ledger.withholding`), which holds its address: `hold_payouts` / `release_payouts`, each written
+with an audit line (who, why, on what authority, the evidence at that moment) in the transaction that sets
+or lifts it. Nothing here or in the ledger ever holds anything on its own: a flag only tells the operator.
+A held address keeps its balance in the book, payable, and is left out of every batch until released.
+
 The wallet is a protocol (`Wallet`) in satoshis; `RpcWallet` asks Bitcoin Core's wallet RPC (and the
 embedded node's, which speaks the same shapes) through `pithead.bitcoind.rpc.RpcClient`: an `RpcError`
 whose code says the wallet refused becomes `WalletRejected`, any other failure of the client (a
@@ -44,6 +50,7 @@ builds transactions itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -62,9 +69,18 @@ from pithead.chain.address import is_valid_address
 from pithead.chain.hashes import display_hex
 from pithead.chain.params import Network
 from pithead.chain.tx import Transaction
+from pithead.ledger import withholding
 from pithead.ledger.schemes import POOL_ACCOUNT
-from pithead.ledger.store.base import LedgerStore
-from pithead.ledger.store.records import BatchStatus, PayoutBatch
+from pithead.ledger.store.base import LedgerStore, StoreReader
+from pithead.ledger.store.records import (
+    BatchStatus,
+    BlockOdds,
+    HoldAction,
+    HoldEntry,
+    OddsKind,
+    PayoutBatch,
+    PayoutHold,
+)
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +244,88 @@ def plan(
             left -= v
         chosen[a] = v
     return chosen
+
+
+# --- payout holds: an operator's, never automatic -------------------------------------------------------
+# Longest actor name and reason kept in the audit log (they are typed by an operator; bounded like labels).
+MAX_ACTOR_LEN = 64
+MAX_REASON_LEN = 500
+
+
+class HoldError(ValueError):
+    """A hold or release that cannot be done: not pool mode, nothing flagged, already held, not held."""
+
+
+def _evidence(row: BlockOdds | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    odds = withholding.assess(row.expected, row.found)
+    return {"expected": row.expected, "found": row.found, "p_value": odds.p_value, "anytime_p": odds.anytime_p,
+            "flagged_since": row.flagged_since, "since": row.since, "unpriced": row.unpriced}
+
+
+def _one(store: StoreReader, kind: OddsKind, name: str) -> BlockOdds | None:
+    rows = store.block_odds(kind, [name])
+    return rows[0] if rows else None
+
+
+def _who(store: StoreReader, who: str) -> tuple[str, str]:
+    """(worker, address) for a worker name or an address (worker "" for an address given as such)."""
+    row = store.worker(who)
+    if row is not None:
+        return who, row.address
+    if _one(store, OddsKind.ADDRESS, who) is not None or any(w.address == who for w in store.workers(who)):
+        return "", who
+    raise HoldError(f"no worker or address {who!r} in the ledger")
+
+
+def _check_operator(actor: str, reason: str) -> None:
+    if not actor or len(actor) > MAX_ACTOR_LEN:
+        raise HoldError(f"an actor name of 1 to {MAX_ACTOR_LEN} characters is required")
+    if not reason.strip() or len(reason) > MAX_REASON_LEN:
+        raise HoldError(f"a reason of 1 to {MAX_REASON_LEN} characters is required (it goes in the audit log)")
+
+
+def hold_payouts(store: LedgerStore, who: str, *, actor: str, reason: str, auth: str, now: float,
+                 mode: str) -> HoldEntry:
+    """Hold the payouts of `who`, a worker (its address is held) or an address, for an operator (`actor`,
+    who gives a `reason`; `auth` says what let the request through, e.g. "cli"). Only in pool mode (solo
+    blocks pay their finder in the coinbase) and only when the worker or its address is flagged as
+    withholding now: a hold is a response to evidence, and the evidence is kept with it in the audit log."""
+    if mode != "pool":
+        raise HoldError(f"payouts are held only in pool mode (this pool is in {mode} mode)")
+    _check_operator(actor, reason)
+    with store.transaction():
+        worker, address = _who(store, who)
+        w = _one(store, OddsKind.WORKER, worker) if worker else None
+        a = _one(store, OddsKind.ADDRESS, address)
+        flagged = [r for r in (w, a) if r is not None and r.flagged_since is not None]
+        if not flagged:
+            raise HoldError(f"{who} is not flagged as withholding blocks: payouts are held only for flagged workers")
+        evidence = json.dumps({"worker": _evidence(w), "address": _evidence(a)}, sort_keys=True)
+        entry = HoldEntry(0, now, HoldAction.HOLD, address, worker or address, actor, auth, reason, evidence)
+        done = store.add_payout_hold(PayoutHold(address, now, worker or address, actor, reason), entry)
+        if done is None:
+            raise HoldError(f"the payouts of {address} are held already")
+    log.warning("payouts of %s held by %s (%s): %s", address, actor, auth, reason)
+    return done
+
+
+def release_payouts(store: LedgerStore, who: str, *, actor: str, reason: str, auth: str, now: float) -> HoldEntry:
+    """Lift the hold on `who` (a worker's address, or an address), audited like the hold; allowed whether
+    or not it is still flagged (the operator decides)."""
+    _check_operator(actor, reason)
+    with store.transaction():
+        worker, address = _who(store, who)
+        a = _one(store, OddsKind.ADDRESS, address)
+        w = _one(store, OddsKind.WORKER, worker) if worker else None
+        evidence = json.dumps({"worker": _evidence(w), "address": _evidence(a)}, sort_keys=True)
+        entry = HoldEntry(0, now, HoldAction.RELEASE, address, worker or address, actor, auth, reason, evidence)
+        done = store.remove_payout_hold(entry)
+        if done is None:
+            raise HoldError(f"the payouts of {address} are not held")
+    log.warning("payouts of %s released by %s (%s): %s", address, actor, auth, reason)
+    return done
 
 
 # --- who holds the lease ---------------------------------------------------------------------------------
@@ -462,14 +560,17 @@ class PayoutProcessor:
                           batch.id, batch.txid, batch.error)
 
     def _create(self, now: float, budget_sat: int) -> PayoutBatch | None:
-        with self.store.transaction():  # balances and the new batch in one transaction: no double reserve
-            balances = {b.address: b.payable_sat for b in self.store.balances()}
+        with self.store.transaction():  # balances, holds and the new batch in one transaction: no double reserve
+            held = {h.address for h in self.store.payout_holds()}
+            balances = {b.address: b.payable_sat for b in self.store.balances() if b.address not in held}
             due = plan(balances, self.threshold_sat, budget_sat=max(0, budget_sat), payable=self._payable)
             if not due and any(v >= self.threshold_sat for a, v in balances.items() if not a.startswith("@")):
                 log.warning(
                     "payouts due but none planned: wallet balance less fee reserve is %d sat, or addresses invalid",
                     budget_sat,
                 )
+            if held:
+                log.info("payouts of %d address(es) held by an operator (`pithead ledger holds`)", len(held))
             return self.store.create_batch(due, now) if due else None
 
     async def _send_and_note(self, lid: str, batch: PayoutBatch, now: float, run: _Run) -> None:

@@ -39,22 +39,21 @@ _BISECT_STEPS = 200  # halves the bracket to below float resolution for any k up
 _Z95 = 1.6448536269514722
 
 
-def _lower_gamma_p(a: float, x: float) -> float:
-    """Regularised lower incomplete gamma P(a, x) (series below a + 1, continued fraction above)."""
-    if x <= 0:
-        return 0.0
-    log_front = a * math.log(x) - x - math.lgamma(a)
-    if x < a + 1:
-        term = total = 1.0 / a
-        n = a
-        for _ in range(100_000):
-            n += 1
-            term *= x / n
-            total += term
-            if abs(term) < abs(total) * 1e-16:
-                break
-        return min(1.0, total * math.exp(log_front))
-    # Lentz's continued fraction for Q(a, x)
+def _gamma_series(a: float, x: float) -> float:
+    """The series sum behind P(a, x) (converges fast for x < a + 1): P(a, x) = sum x exp(log_front)."""
+    term = total = 1.0 / a
+    n = a
+    for _ in range(100_000):
+        n += 1
+        term *= x / n
+        total += term
+        if abs(term) < abs(total) * 1e-16:
+            break
+    return total
+
+
+def _gamma_fraction(a: float, x: float) -> float:
+    """Lentz's continued fraction behind Q(a, x) (converges fast for x >= a + 1): Q = h x exp(log_front)."""
     tiny = 1e-300
     b = x + 1 - a
     c = 1 / tiny
@@ -72,7 +71,43 @@ def _lower_gamma_p(a: float, x: float) -> float:
         h *= delta
         if abs(delta - 1) < 1e-16:
             break
-    return max(0.0, 1.0 - math.exp(log_front) * h)
+    return h
+
+
+def _log_front(a: float, x: float) -> float:
+    return a * math.log(x) - x - math.lgamma(a)
+
+
+def _lower_gamma_p(a: float, x: float) -> float:
+    """Regularised lower incomplete gamma P(a, x) (series below a + 1, continued fraction above)."""
+    if x <= 0:
+        return 0.0
+    if x < a + 1:
+        return min(1.0, _gamma_series(a, x) * math.exp(_log_front(a, x)))
+    return max(0.0, 1.0 - math.exp(_log_front(a, x)) * _gamma_fraction(a, x))
+
+
+def upper_gamma_q(a: float, x: float) -> float:
+    """Regularised upper incomplete gamma Q(a, x) = 1 - P(a, x), computed directly where it is small (x at or
+    above a + 1), so a tail of 1e-30 comes out as such rather than as 1 - 1 = 0."""
+    if a <= 0:
+        raise ValueError(f"upper_gamma_q needs a > 0, got {a}")
+    if x <= 0:
+        return 1.0
+    if x < a + 1:
+        return max(0.0, 1.0 - min(1.0, _gamma_series(a, x) * math.exp(_log_front(a, x))))
+    return min(1.0, math.exp(_log_front(a, x)) * _gamma_fraction(a, x))
+
+
+def log_lower_gamma_p(a: float, x: float) -> float:
+    """log P(a, x), exact where P is tiny (x well below a, where P itself underflows); -inf at x = 0."""
+    if a <= 0:
+        raise ValueError(f"log_lower_gamma_p needs a > 0, got {a}")
+    if x <= 0:
+        return -math.inf
+    if x < a + 1:
+        return _log_front(a, x) + math.log(_gamma_series(a, x))
+    return math.log1p(-min(1.0, math.exp(_log_front(a, x)) * _gamma_fraction(a, x)))
 
 
 def gamma_ppf(p: float, k: float) -> float:

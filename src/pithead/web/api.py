@@ -5,6 +5,10 @@ slow query never stalls the event loop (and the Stratum server when they share a
 checked at the edge: addresses and worker names by shape and length, limits by range; anything else gets
 a 400 with a clear message. A part that is not running (no ledger, no node) gives a 503 saying which.
 
+`/api/withholding` is the block withholding evidence: flagged workers and addresses, the least likely
+workers, the operator's payout holds and their audit log, and the pool's luck (holds are set and lifted
+with `pithead ledger hold|release`, never through this read-only API).
+
 `/api/stream` is Server-Sent Events: a `summary` event (pool summary + network status) every
 `STREAM_INTERVAL_S`, which the dashboard uses to update without reloading.
 """
@@ -35,6 +39,7 @@ from pithead.web.models import (
     PoolSummaryOut,
     Rejects,
     Share,
+    WithholdingReport,
     Worker,
 )
 from pithead.web.network import NodeMonitor
@@ -192,6 +197,16 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
     @router.get("/payouts", response_model=list[Payout], summary="Payout batches, newest first")
     def payouts(limit: Limit = 50) -> list[Payout]:
         return [queries.payout_out(p) for p in store().batches(limit=limit)]
+
+    @router.get("/withholding", response_model=WithholdingReport,
+                summary="Block withholding evidence: flagged and least likely workers, payout holds, the pool's luck")
+    def withholding(
+        limit: Annotated[int, Query(ge=1, le=queries.MAX_SUSPECTS, description="rows per list at most")] = 20,
+        address: str | None = None,
+    ) -> WithholdingReport:
+        if address is not None:
+            _check_address(address)
+        return queries.withholding_report(services, store(), limit, address)
 
     @router.get("/stream", summary="Server-Sent Events: a `summary` event every few seconds")
     async def stream(request: Request) -> StreamingResponse:

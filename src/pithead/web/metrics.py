@@ -6,6 +6,12 @@ Prometheus scrapes, so they are always the ledger's truth and survive restarts; 
 a histogram observed on every status call the web app makes.
 
 Metric names follow Prometheus conventions (`_total` counters, base units: hashes per second, seconds).
+
+Block withholding: the pool's blocks expected and found (counters, so luck over any range is a PromQL
+ratio of increases), its luck with the 90 % interval, the round's effort, and how many workers and
+addresses are flagged, with one series per flagged one (its blocks expected, found and P(X <= k)), at most
+MAX_FLAGGED_SERIES of them, so a flood of flags cannot blow up the scrape. Alert on
+`pithead_withholding_flagged > 0`.
 """
 
 from __future__ import annotations
@@ -17,17 +23,21 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pithead.ledger import withholding
 from pithead.ledger.ledger import first_seen_of, is_online
-from pithead.ledger.store.records import BlockStatus
+from pithead.ledger.store.records import BlockStatus, OddsKind
 from pithead.web import queries
 
 if TYPE_CHECKING:
     from pithead.web.models import NetworkStatus
     from pithead.web.network import NodeMonitor
-    from pithead.web.services import Services
+    from pithead.web.services import Services, StoreReader
 
 # Node RPC round trips: local calls take well under a millisecond, a loaded remote node seconds.
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Flagged workers and addresses given a series each: flags are rare (an honest worker carries one with
+# probability at most the level), so this is far above any real count and bounds what a scrape returns.
+MAX_FLAGGED_SERIES = 100
 
 
 class PitheadCollector(Collector):
@@ -93,6 +103,7 @@ class PitheadCollector(Collector):
             for st, n in counts.items():
                 blocks.add_metric([str(st)], n)
             yield blocks
+            yield from self._withholding(store)
         if s.pool is not None:
             live = s.pool.live_status()
             conns = GaugeMetricFamily("pithead_stratum_connections", "Open Stratum connections")
@@ -116,6 +127,62 @@ class PitheadCollector(Collector):
                 d = GaugeMetricFamily("pithead_network_difficulty", "Network difficulty reported by the node")
                 d.add_metric([], net.difficulty)
                 yield d
+
+
+    def _withholding(self, store: StoreReader) -> Iterator[Metric]:
+        pools = store.block_odds(OddsKind.POOL, [""])
+        expected = CounterMetricFamily(
+            "pithead_pool_blocks_expected",
+            "Blocks the pool's accepted share work should have found: the sum of min(1, d/D) over its shares",
+        )
+        found = CounterMetricFamily("pithead_pool_blocks_solved", "Blocks whose solution the pool's miners submitted")
+        expected.add_metric([], pools[0].expected if pools else 0.0)
+        found.add_metric([], pools[0].found if pools else 0)
+        yield expected
+        yield found
+        luck, round_effort = queries.pool_luck(store)
+        families = {
+            name: GaugeMetricFamily(f"pithead_pool_luck{suffix}", help_, labels=["span"])
+            for name, suffix, help_ in (
+                ("luck", "", "Blocks found per block expected (1 as expected), over all work or the last N blocks"),
+                ("low", "_low", "Lower bound of the 90% interval of the pool's luck"),
+                ("high", "_high", "Upper bound of the 90% interval of the pool's luck"),
+            )
+        }
+        for item in luck:
+            if item.luck is not None and item.low is not None and item.high is not None:
+                families["luck"].add_metric([item.span], item.luck)
+                families["low"].add_metric([item.span], item.low)
+                families["high"].add_metric([item.span], item.high)
+        yield from families.values()
+        if round_effort is not None:
+            effort = GaugeMetricFamily("pithead_round_effort", "Blocks expected of the pool's work since its last block")
+            effort.add_metric([], round_effort)
+            yield effort
+        flagged = store.flagged_odds(MAX_FLAGGED_SERIES)
+        count = GaugeMetricFamily("pithead_withholding_flagged", "Workers and addresses flagged as possibly"
+                                  " withholding blocks", labels=["kind"])
+        counts = store.flagged_counts()
+        for kind in (OddsKind.WORKER, OddsKind.ADDRESS):
+            count.add_metric([str(kind)], counts.get(kind, 0))
+        yield count
+        per = {
+            name: GaugeMetricFamily(f"pithead_withholding_{name}", help_, labels=["kind", "name"])
+            for name, help_ in (
+                ("expected_blocks", "A flagged worker's or address's blocks expected from its share work"),
+                ("found_blocks", "A flagged worker's or address's blocks found"),
+                ("p_value", "P(X <= found) for X ~ Poisson(expected): how often an honest miner finds this few"),
+            )
+        }
+        for r in flagged:
+            labels = [str(r.kind), r.name]
+            per["expected_blocks"].add_metric(labels, r.expected)
+            per["found_blocks"].add_metric(labels, r.found)
+            per["p_value"].add_metric(labels, withholding.poisson_cdf(r.found, r.expected))
+        yield from per.values()
+        held = GaugeMetricFamily("pithead_payouts_held", "Addresses whose payouts an operator holds")
+        held.add_metric([], len(store.payout_holds()))
+        yield held
 
 
 class Metrics:

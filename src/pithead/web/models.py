@@ -33,6 +33,74 @@ class Rejects(BaseModel):
     by_reason: dict[str, int]
 
 
+class LuckOut(BaseModel):
+    span: str = Field(description="'all': every block since the ledger began counting; 'last N': the last N blocks")
+    blocks: int = Field(description="blocks found in the span")
+    expected_blocks: float = Field(description="blocks the pool's share work in the span should have found")
+    luck: float | None = Field(description="blocks found per block expected (1.0 as expected, above is lucky);"
+                               " null before any work")
+    low: float | None = Field(description="90% confidence interval, lower bound")
+    high: float | None = Field(description="90% confidence interval, upper bound")
+
+
+class OddsOut(BaseModel):
+    """Block withholding evidence for a worker or an address (pithead.ledger.withholding)."""
+
+    expected_blocks: float = Field(description="lambda: the sum of min(1, d/D) over its accepted shares (d the share"
+                                   " difficulty, D the network difficulty of the share's job)")
+    blocks_found: int = Field(description="k: blocks whose solution it submitted")
+    p_value: float = Field(description="P(X <= k) for X ~ Poisson(lambda): how often an honest miner with this much"
+                           " work finds k blocks or fewer")
+    anytime_p: float = Field(description="the same, valid however often it is checked (a mixture likelihood ratio"
+                             " bound): a flag needs this below the level")
+    luck: float | None = Field(description="blocks found per block expected")
+    unpriced_shares: int = Field(description="accepted shares with no network difficulty known, left out of lambda")
+    since: float = Field(description="the first share counted")
+    flagged: bool = Field(description="flagged as possibly withholding blocks (never holds payouts by itself)")
+    flagged_since: float | None
+
+
+class PayoutHoldOut(BaseModel):
+    address: str
+    since: float
+    worker: str = Field(description="the flagged worker the hold was asked for")
+    actor: str
+    reason: str
+
+
+class HoldEntryOut(BaseModel):
+    id: int
+    time: float
+    action: str = Field(description="hold or release")
+    address: str
+    worker: str
+    actor: str
+    auth: str = Field(description="what let the operator through (e.g. cli)")
+    reason: str
+    evidence: dict[str, object] = Field(description="the worker's and the address's figures at that moment")
+
+
+class Suspect(BaseModel):
+    kind: str = Field(description="worker or address")
+    name: str
+    address: str
+    odds: OddsOut
+    payouts_held: bool
+
+
+class WithholdingReport(BaseModel):
+    level: float = Field(description="the configured level: the chance an honest worker is ever flagged")
+    min_expected_blocks: float = Field(description="the least work (blocks expected) that can ever be flagged at"
+                                       " this level: a full withholder's")
+    luck: list[LuckOut]
+    round_effort: float | None = Field(description="blocks expected of the pool's work since its last block")
+    flagged: list[Suspect]
+    least_likely: list[Suspect] = Field(description="workers whose block counts are least likely for an honest"
+                                        " miner (lowest p_value first), flagged or not")
+    holds: list[PayoutHoldOut]
+    hold_log: list[HoldEntryOut]
+
+
 class PoolSummaryOut(BaseModel):
     name: str
     mode: str
@@ -55,6 +123,11 @@ class PoolSummaryOut(BaseModel):
     immature_sat: int = Field(description="miners' credits from blocks not yet 100 deep")
     payable_sat: int = Field(description="miners' confirmed credits not yet paid or reserved")
     paid_sat: int = Field(description="sent to miners in payout transactions so far")
+    luck: list[LuckOut] = Field(default_factory=list, description="the pool's luck over all its work and its last blocks")
+    round_effort: float | None = Field(default=None, description="blocks expected of the pool's work since its"
+                                       " last block (1.0 is an average block's worth)")
+    withholding_flagged: int = Field(default=0, description="workers and addresses flagged as possibly withholding")
+    payouts_held: int = Field(default=0, description="addresses whose payouts an operator holds")
 
 
 class NetworkStatus(BaseModel):
@@ -82,6 +155,7 @@ class Worker(BaseModel):
     rejected: int
     hashrate: list[Hashrate]
     online: bool
+    withholding: OddsOut | None = Field(default=None, description="block withholding evidence; null before any counted work")
 
 
 class Point(BaseModel):
@@ -121,6 +195,8 @@ class BlockOut(BaseModel):
     scheme: str
     network_difficulty: float
     node_result: str | None
+    effort: float | None = Field(default=None, description="blocks expected of the pool's work since the block before"
+                                 " it (1.0 average); null when not counted")
 
 
 class Credit(BaseModel):
@@ -173,6 +249,8 @@ class AddressPage(BaseModel):
     payouts: list[Payout]
     blocks: list[BlockOut]
     recent_shares: list[Share]
+    withholding: OddsOut | None = Field(default=None, description="the address's block withholding evidence")
+    payout_hold: PayoutHoldOut | None = Field(default=None, description="set when an operator holds its payouts")
 
 
 class LiveSession(BaseModel):

@@ -15,15 +15,21 @@ as online and what miners' money sums to are the ledger's rules too. The web rea
 from `Ledger.pool_summary` / `Ledger.hashrate_history` on purpose: blocks found leave out those the node
 rejected, and every chart step gets a point (zero when idle or down).
 
+Block withholding evidence (`pithead.ledger.withholding`) is read as the ledger keeps it (blocks expected
+and found per worker and address, and whether each is flagged: the flag is the ledger's, with its
+hysteresis) and the probabilities are computed here from those two numbers; the pool's luck is over all
+its counted work and over its last blocks' efforts.
+
 This module does not write anything and does not know about HTTP.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
-from pithead.ledger import stats
+from pithead.ledger import stats, withholding
 from pithead.ledger.ledger import (
     FINE_BUCKET_S,
     HASHRATE_WINDOWS,
@@ -40,10 +46,14 @@ from pithead.ledger.ledger import (
 )
 from pithead.ledger.store.records import (
     Balance,
+    BlockOdds,
     BlockRecord,
     BlockStatus,
     CreditRecord,
+    HoldEntry,
+    OddsKind,
     PayoutBatch,
+    PayoutHold,
     ShareRow,
     WorkerRow,
     WorkSums,
@@ -56,12 +66,18 @@ from pithead.web.models import (
     Credit,
     Hashrate,
     HashrateHistory,
+    HoldEntryOut,
+    LuckOut,
+    OddsOut,
     Payout,
+    PayoutHoldOut,
     PayoutItem,
     Point,
     PoolSummaryOut,
     Rejects,
     Share,
+    Suspect,
+    WithholdingReport,
     Worker,
 )
 from pithead.web.services import Services, StoreReader
@@ -182,18 +198,37 @@ def workers_out(
     store: StoreReader, rows: Sequence[WorkerRow], now: float, bucket_s: int, uptime: Uptime | None = None
 ) -> list[Worker]:
     """The API's view of `rows`, their hashrate windows read in one grouped statement, not one per worker
-    (and the pool's uptime once for all of them, when not given)."""
+    (and the pool's uptime once for all of them, when not given), their withholding evidence in another."""
     starts = window_starts(now, bucket_s)
     sums = windows_by_worker(store, now, rows, bucket_s)
     up = uptime_for_windows(store, now, bucket_s) if uptime is None else uptime
-    return [_worker(row, _hashrates(now, starts, sums[row.worker], row.first_seen, bucket_s, up), now) for row in rows]
+    evidence = {o.name: o for o in store.block_odds(OddsKind.WORKER, [r.worker for r in rows])} if rows else {}
+    return [
+        _worker(row, _hashrates(now, starts, sums[row.worker], row.first_seen, bucket_s, up), now,
+                evidence.get(row.worker))
+        for row in rows
+    ]
 
 
 def worker_out(store: StoreReader, row: WorkerRow, now: float, bucket_s: int) -> Worker:
-    return _worker(row, hashrate_windows(store, now, bucket_s, worker=row.worker, first_seen=row.first_seen), now)
+    found = store.block_odds(OddsKind.WORKER, [row.worker])
+    return _worker(row, hashrate_windows(store, now, bucket_s, worker=row.worker, first_seen=row.first_seen), now,
+                   found[0] if found else None)
 
 
-def _worker(row: WorkerRow, hashrate: list[Hashrate], now: float) -> Worker:
+def odds_out(row: BlockOdds | None) -> OddsOut | None:
+    """The evidence of one worker or address, its probabilities computed from its two figures."""
+    if row is None:
+        return None
+    odds = withholding.assess(row.expected, row.found)
+    return OddsOut(
+        expected_blocks=row.expected, blocks_found=row.found, p_value=odds.p_value, anytime_p=odds.anytime_p,
+        luck=odds.luck, unpriced_shares=row.unpriced, since=row.since, flagged=row.flagged_since is not None,
+        flagged_since=row.flagged_since,
+    )
+
+
+def _worker(row: WorkerRow, hashrate: list[Hashrate], now: float, evidence: BlockOdds | None = None) -> Worker:
     return Worker(
         worker=row.worker,
         address=row.address,
@@ -205,6 +240,7 @@ def _worker(row: WorkerRow, hashrate: list[Hashrate], now: float) -> Worker:
         rejected=row.rejected,
         hashrate=hashrate,
         online=is_online(row.last_share_time, now),
+        withholding=odds_out(evidence),
     )
 
 
@@ -219,7 +255,7 @@ def block_out(b: BlockRecord) -> BlockOut:
     return BlockOut(
         hash=b.hash, height=b.height, time=b.time, worker=b.worker, address=b.address,
         reward_sat=b.reward_sat, fees_sat=b.fees_sat, status=str(b.status), confirmations=b.confirmations,
-        scheme=b.scheme, network_difficulty=b.network_difficulty, node_result=b.node_result,
+        scheme=b.scheme, network_difficulty=b.network_difficulty, node_result=b.node_result, effort=b.effort,
     )
 
 
@@ -258,6 +294,7 @@ def pool_summary(services: Services, store: StoreReader, now: float, connections
     # "Found" means the node took it at submission: pending, confirmed, or orphaned later; never rejected.
     found = store.blocks(MAX_LIMIT, statuses=FOUND_STATUSES)
     blocks = found[:1]
+    luck, round_effort = pool_luck(store)
     return PoolSummaryOut(
         name=info.name,
         mode=info.mode,
@@ -280,6 +317,89 @@ def pool_summary(services: Services, store: StoreReader, now: float, connections
         immature_sat=money.immature_sat,
         payable_sat=money.payable_sat,
         paid_sat=money.paid_sat,
+        luck=luck,
+        round_effort=round_effort,
+        withholding_flagged=sum(store.flagged_counts().values()),
+        payouts_held=len(store.payout_holds()),
+    )
+
+
+def luck_out(span: str, luck: withholding.Luck) -> LuckOut:
+    return LuckOut(span=span, blocks=luck.blocks, expected_blocks=luck.expected, luck=luck.luck, low=luck.low,
+                high=luck.high)
+
+
+def pool_luck(store: StoreReader) -> tuple[list[LuckOut], float | None]:
+    """The pool's luck over all its counted work and over its last blocks (`withholding.LUCK_BLOCK_SPANS`,
+    those with an effort on record), and the current round's effort so far."""
+    rows = {(o.kind, o.name): o for o in (*store.block_odds(OddsKind.POOL, [""]), *store.block_odds(OddsKind.ROUND, [""]))}
+    pool, current = rows.get((OddsKind.POOL, "")), rows.get((OddsKind.ROUND, ""))
+    out = [luck_out("all", withholding.luck_over_work(pool.found if pool else 0, pool.expected if pool else 0.0))]
+    efforts = [b.effort for b in store.blocks(max(withholding.LUCK_BLOCK_SPANS))]
+    for n in withholding.LUCK_BLOCK_SPANS:
+        counted = [e for e in efforts[:n] if e is not None]
+        out.append(luck_out(f"last {n}", withholding.luck_over_blocks(counted)))
+    return out, None if current is None else current.expected
+
+
+def hold_out(h: PayoutHold) -> PayoutHoldOut:
+    return PayoutHoldOut(address=h.address, since=h.since, worker=h.worker, actor=h.actor, reason=h.reason)
+
+
+def hold_entry_out(e: HoldEntry) -> HoldEntryOut:
+    try:
+        evidence = json.loads(e.evidence)
+    except ValueError:
+        evidence = {"unreadable": e.evidence}
+    return HoldEntryOut(id=e.id, time=e.time, action=str(e.action), address=e.address, worker=e.worker,
+                        actor=e.actor, auth=e.auth, reason=e.reason,
+                        evidence=evidence if isinstance(evidence, dict) else {"value": evidence})
+
+
+# Rows a withholding report lists at most (flagged ones, and the least likely): each is one worker lookup.
+MAX_SUSPECTS = 200
+
+
+def withholding_report(services: Services, store: StoreReader, limit: int, address: str | None = None) -> WithholdingReport:
+    """Flagged workers and addresses, the least likely workers (flagged or not, lowest p_value first), the
+    holds and their log, and the pool's luck; for one `address`, only its own workers, flags and holds."""
+    limit = min(limit, MAX_SUSPECTS)
+    holds = store.payout_holds()
+    held = {h.address for h in holds}
+    if address is not None:
+        mine = {w.worker: w.address for w in store.workers(address=address)}
+        candidates = store.block_odds(OddsKind.WORKER, list(mine)) if mine else []
+        flagged_rows = [r for r in store.flagged_odds(MAX_LIMIT) if r.name == address or r.name in mine]
+    else:
+        # the least likely are among those furthest short of expectation: read those, rank by p_value
+        candidates = store.odds_by_deficit(OddsKind.WORKER, MAX_LIMIT)
+        flagged_rows = store.flagged_odds(limit)
+    ranked = sorted(candidates, key=lambda r: (withholding.poisson_cdf(r.found, r.expected), r.name))[:limit]
+    addresses: dict[str, str] = {}
+
+    def suspect(row: BlockOdds) -> Suspect:
+        if row.kind is OddsKind.ADDRESS:
+            owner = row.name
+        else:
+            if row.name not in addresses:
+                w = store.worker(row.name)
+                addresses[row.name] = w.address if w is not None else ""
+            owner = addresses[row.name]
+        odds = odds_out(row)
+        assert odds is not None
+        return Suspect(kind=str(row.kind), name=row.name, address=owner, odds=odds, payouts_held=owner in held)
+
+    luck, round_effort = pool_luck(store)
+    level = services.info.withholding_level
+    return WithholdingReport(
+        level=level,
+        min_expected_blocks=withholding.min_expected_blocks(level),
+        luck=luck,
+        round_effort=round_effort,
+        flagged=[suspect(r) for r in flagged_rows[:limit]],
+        least_likely=[suspect(r) for r in ranked],
+        holds=[hold_out(h) for h in holds if address is None or h.address == address],
+        hold_log=[hold_entry_out(e) for e in store.payout_hold_log(limit, address=address)],
     )
 
 
@@ -305,4 +425,6 @@ def address_page(services: Services, store: StoreReader, address: str, now: floa
         payouts=[payout_out(p) for p in payouts],
         blocks=[block_out(b) for b in blocks],
         recent_shares=[share_out(s) for s in store.recent_shares(limit, address=address)],
+        withholding=odds_out(next(iter(store.block_odds(OddsKind.ADDRESS, [address])), None)),
+        payout_hold=next((hold_out(h) for h in store.payout_holds() if h.address == address), None),
     )

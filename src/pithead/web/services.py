@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from pithead.ledger.ledger import FINE_BUCKET_S
 from pithead.ledger.store.base import StoreReader
+from pithead.ledger.withholding import DEFAULT_LEVEL
 
 __all__ = [
     "DEFAULT_BUCKET_WIDTH_S",
@@ -88,6 +89,7 @@ class PoolInfo:
     idle_timeout_s: float = 900.0  # a silent miner is dropped after this long
     payout_threshold_sat: int = 100_000
     payouts_enabled: bool = False  # whether the ledger sends payouts (`[ledger] payouts = "wallet"`)
+    withholding_level: float = DEFAULT_LEVEL  # the ledger's `[ledger] withholding_level`, shown with its flags
 
 
 # The ledger's fine statistics bucket width in seconds: hashrate windows are aligned to it.

@@ -20,10 +20,15 @@ from pithead.events import ShareEvent
 from pithead.ledger.store.records import (
     Balance,
     BatchStatus,
+    BlockOdds,
     BlockRecord,
     BlockStatus,
     CreditRecord,
+    HoldEntry,
+    OddsDelta,
+    OddsKind,
     PayoutBatch,
+    PayoutHold,
     RemoteRejects,
     ShareRow,
     UptimeRun,
@@ -95,6 +100,27 @@ class StoreReader(Protocol):
         (where the record begins), oldest first; empty when no run was ever recorded (an older ledger)."""
         ...
 
+    # --- blocks expected and found (`pithead.ledger.withholding`) ---------------------------------
+    def block_odds(self, kind: OddsKind, names: Sequence[str] | None = None) -> list[BlockOdds]:
+        """The rows of `kind` (all, or those named; a name never counted is absent), by name."""
+        ...
+    def odds_by_deficit(self, kind: OddsKind, limit: int) -> list[BlockOdds]:
+        """At most `limit` rows of `kind`, most blocks short of expectation (expected - found) first: where
+        the least likely ones are, without reading every row."""
+        ...
+    def flagged_counts(self) -> dict[OddsKind, int]:
+        """How many rows of each kind are flagged (kinds with none are absent)."""
+        ...
+    def flagged_odds(self, limit: int) -> list[BlockOdds]:
+        """Flagged rows (workers and addresses), longest flagged first, at most `limit`."""
+        ...
+
+    # --- payout holds ----------------------------------------------------------------------------
+    def payout_holds(self) -> list[PayoutHold]: ...
+    def payout_hold_log(self, limit: int, address: str | None = None) -> list[HoldEntry]:
+        """The holds' audit log (all, or one address's), newest first."""
+        ...
+
     # --- blocks, credits, balances and payouts ---------------------------------------------------
     def get_block(self, block_hash: str) -> BlockRecord | None: ...
     def blocks(self, limit: int, statuses: Sequence[BlockStatus] | None = None) -> list[BlockRecord]: ...
@@ -148,6 +174,30 @@ class LedgerStore(StoreReader, Protocol):
     def delete_buckets_before(self, before: float, width: int) -> int: ...
     def delete_reject_stats_before(self, before: float) -> int:
         """Forget the rejects of never-accepted workers counted before `before`; returns the rows gone."""
+        ...
+
+    # --- blocks expected and found ----------------------------------------------------------------
+    def add_odds(self, deltas: Sequence[OddsDelta]) -> None:
+        """Add each delta to its row (created when new; `since` is the earliest time seen)."""
+        ...
+    def add_round_work(self, expected: float, unpriced: int, time: float) -> None:
+        """Add to the round being counted (none before an older ledger's first block since it began
+        counting: that round is not counted whole)."""
+        ...
+    def reset_odds(self, kind: OddsKind, name: str, since: float) -> None:
+        """Start a row over from zero at `since` (the round, after a block)."""
+        ...
+    def set_odds_flags(self, flags: Sequence[tuple[OddsKind, str, float | None]]) -> None:
+        """Set (a time) or clear (None) the flag of each (kind, name)."""
+        ...
+
+    # --- payout holds: set and lifted by an operator only, each with its audit line ---------------
+    def add_payout_hold(self, hold: PayoutHold, entry: HoldEntry) -> HoldEntry | None:
+        """Hold `hold.address` and log `entry` (its id is assigned), in one transaction; None (nothing
+        written) when the address is held already."""
+        ...
+    def remove_payout_hold(self, entry: HoldEntry) -> HoldEntry | None:
+        """Lift the hold of `entry.address` and log `entry`, in one transaction; None when not held."""
         ...
 
     # --- blocks and credits ----------------------------------------------------------------------

@@ -131,6 +131,77 @@ class BlockRecord:
     network_difficulty: float
     updated: float
     node_result: str | None = None
+    # The expected blocks of the pool's share work since the block before it (1.0: average; 2.0 took twice
+    # the work): `pithead.ledger.withholding`. None for blocks recorded before the pool counted it.
+    effort: float | None = None
+
+
+class OddsKind(StrEnum):
+    """Whose blocks expected and found a `BlockOdds` row counts."""
+
+    WORKER = "worker"
+    ADDRESS = "address"
+    POOL = "pool"  # the whole pool, all time (name "")
+    ROUND = "round"  # the pool since its last block (name ""): the next block's effort
+
+
+@dataclass(frozen=True, slots=True)
+class BlockOdds:
+    """Blocks expected from share work and blocks found, for a worker, an address, the pool or the round:
+    the evidence of block withholding (`pithead.ledger.withholding`)."""
+
+    kind: OddsKind
+    name: str
+    since: float  # the first share (or block) counted
+    expected: float  # lambda: sum of min(1, d/D) over accepted shares
+    found: int  # k: blocks whose solution was submitted (any outcome at the node)
+    unpriced: int  # accepted shares with no network difficulty known, left out of expected
+    flagged_since: float | None = None  # when it was flagged (None: not flagged)
+
+
+@dataclass(frozen=True, slots=True)
+class OddsDelta:
+    """What one batch adds to a `BlockOdds` row (created at `time` when new)."""
+
+    kind: OddsKind
+    name: str
+    time: float
+    expected: float = 0.0
+    found: int = 0
+    unpriced: int = 0
+
+
+class HoldAction(StrEnum):
+    HOLD = "hold"
+    RELEASE = "release"
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutHold:
+    """An address whose payouts an operator holds (never set automatically): its balance stays in the
+    book, payable, and is left out of payout batches until released."""
+
+    address: str
+    since: float
+    worker: str  # the flagged worker the hold was asked for (or the address itself)
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldEntry:
+    """One line of the payout holds' audit log: who held or released which address, when, why, on what
+    authority, and the evidence at that moment (JSON)."""
+
+    id: int
+    time: float
+    action: HoldAction
+    address: str
+    worker: str
+    actor: str
+    auth: str
+    reason: str
+    evidence: str
 
 
 @dataclass(frozen=True, slots=True)

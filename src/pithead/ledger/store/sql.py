@@ -21,6 +21,11 @@ reason and remote (at most MAX_REJECT_REMOTES_PER_BUCKET remotes per bucket, the
 OTHER_REMOTES), which the ledger's rollup prunes, plus one all-time count (`counters`); so any number of
 names that only ever submit rejected work grow neither the workers table nor what reading it costs.
 
+`block_odds` holds the blocks a worker's, an address's and the pool's share work should have found and
+the blocks they did (the ledger adds each batch's in the transaction that records it, so rollups never
+lose them), and whether each is flagged as withholding; `payout_holds` and `payout_hold_log` are the
+operator's holds on payouts and their audit log (`pithead.ledger.withholding`, `pithead.ledger.payouts`).
+
 This module does not decide what to keep or whom to pay; the ledger does.
 """
 
@@ -38,12 +43,18 @@ from pithead.ledger.store.base import StoreError
 from pithead.ledger.store.records import (
     Balance,
     BatchStatus,
+    BlockOdds,
     BlockRecord,
     BlockStatus,
     CreditKind,
     CreditRecord,
     CreditStatus,
+    HoldAction,
+    HoldEntry,
+    OddsDelta,
+    OddsKind,
     PayoutBatch,
+    PayoutHold,
     RemoteRejects,
     ShareRow,
     UptimeRun,
@@ -125,7 +136,8 @@ SCHEMA = [
         scheme TEXT NOT NULL,
         network_difficulty DOUBLE PRECISION NOT NULL,
         updated DOUBLE PRECISION NOT NULL,
-        node_result TEXT)""",
+        node_result TEXT,
+        effort DOUBLE PRECISION)""",
     "CREATE INDEX IF NOT EXISTS blocks_status ON blocks (status, height)",
     """CREATE TABLE IF NOT EXISTS credits (
         id {ID},
@@ -178,6 +190,40 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS counters (
         name TEXT PRIMARY KEY,
         value BIGINT NOT NULL)""",
+    # Blocks expected from share work and blocks found, per worker, per address, for the pool and for the
+    # current round: the evidence of block withholding (`pithead.ledger.withholding`). Added to in the
+    # transaction that records the shares, never rescanned, and never pruned by the rollup (raw shares are).
+    # Added after the first release, like `uptime`: an older ledger starts counting at its next migrate.
+    """CREATE TABLE IF NOT EXISTS block_odds (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        since DOUBLE PRECISION NOT NULL,
+        expected DOUBLE PRECISION NOT NULL,
+        found BIGINT NOT NULL,
+        unpriced BIGINT NOT NULL,
+        flagged_since DOUBLE PRECISION,
+        PRIMARY KEY (kind, name))""",
+    # the flagged few, without reading every worker's row (both engines have partial indexes)
+    "CREATE INDEX IF NOT EXISTS block_odds_flagged ON block_odds (kind, flagged_since)"
+    " WHERE flagged_since IS NOT NULL",
+    # Addresses whose payouts an operator holds, and the audit log of every hold and release.
+    """CREATE TABLE IF NOT EXISTS payout_holds (
+        address TEXT PRIMARY KEY,
+        since DOUBLE PRECISION NOT NULL,
+        worker TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS payout_hold_log (
+        id {ID},
+        time DOUBLE PRECISION NOT NULL,
+        action TEXT NOT NULL,
+        address TEXT NOT NULL,
+        worker TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        evidence TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS payout_hold_log_address ON payout_hold_log (address, id)",
 ]
 
 # The statistics of rejects by workers that never had an accepted share: buckets of this width (a minute is
@@ -192,6 +238,7 @@ REJECTED_UNKNOWN = "rejected_unknown_workers"  # the counters row: all-time reje
 # (table, column, type) added to an existing table after the first release; `migrate` adds any missing.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("payout_batches", "stuck_since", "DOUBLE PRECISION"),
+    ("blocks", "effort", "DOUBLE PRECISION"),
 )
 
 # Changes to the data of an existing ledger, each run once (recorded in `meta` as "migrated:<name>"), in
@@ -209,12 +256,22 @@ DATA_MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "DELETE FROM reject_buckets WHERE worker IN (SELECT worker FROM workers WHERE accepted = 0)",
         "DELETE FROM workers WHERE accepted = 0",
     )),
+    # The round being counted for the next block's effort: a ledger with no block yet counts its first round
+    # whole, from its first share; an older one, with blocks, starts at its next block (until then it has no
+    # round row, and that block's effort is unknown rather than understated).
+    ("block_odds_round", (
+        "INSERT INTO block_odds (kind, name, since, expected, found, unpriced)"
+        " SELECT 'round', '', 0, 0, 0, 0 WHERE NOT EXISTS (SELECT 1 FROM blocks)"
+        " ON CONFLICT (kind, name) DO NOTHING",
+    )),
 )
 
 _BLOCK_COLS = (
     "hash, height, time, worker, address, reward_sat, fees_sat, status, confirmations, scheme, "
-    "network_difficulty, updated, node_result"
+    "network_difficulty, updated, node_result, effort"
 )
+_ODDS_COLS = "kind, name, since, expected, found, unpriced, flagged_since"
+_HOLD_LOG_COLS = "id, time, action, address, worker, actor, auth, reason, evidence"
 _SHARE_COLS = "id, time, worker, address, difficulty, share_difficulty, job_id, height, remote"
 _WORKER_COLS = (
     "worker, address, first_seen, last_share_time, last_difficulty, best_share, best_share_time, "
@@ -794,6 +851,127 @@ class SqlStore:
         row = self._one(f"SELECT {_WORKER_COLS} FROM workers WHERE worker = ?", (worker,))
         return None if row is None else self._worker(row)
 
+    # --- blocks expected and found (withholding evidence) ---------------------------------------------
+    def add_odds(self, deltas: Sequence[OddsDelta]) -> None:
+        self._many(
+            f"INSERT INTO block_odds ({_ODDS_COLS}) VALUES (?, ?, ?, ?, ?, ?, NULL)"
+            " ON CONFLICT (kind, name) DO UPDATE SET"
+            " since = CASE WHEN excluded.since < block_odds.since THEN excluded.since ELSE block_odds.since END,"
+            " expected = block_odds.expected + excluded.expected,"
+            " found = block_odds.found + excluded.found,"
+            " unpriced = block_odds.unpriced + excluded.unpriced",
+            [(str(d.kind), d.name, d.time, d.expected, d.found, d.unpriced) for d in deltas],
+        )
+
+    def add_round_work(self, expected: float, unpriced: int, time: float) -> None:
+        # Only to a round that is being counted (see DATA_MIGRATIONS "block_odds_round"): a round an older
+        # ledger began before it counted has no row until its block, so its effort is never understated.
+        # A fresh ledger's round row starts at `since` 0, "not begun": its first share sets it.
+        self._exec(
+            "UPDATE block_odds SET expected = expected + ?, unpriced = unpriced + ?,"
+            " since = CASE WHEN since <= 0 THEN ? ELSE since END WHERE kind = ? AND name = ''",
+            (expected, unpriced, time, str(OddsKind.ROUND)),
+        )
+
+    def reset_odds(self, kind: OddsKind, name: str, since: float) -> None:
+        self._exec(
+            f"INSERT INTO block_odds ({_ODDS_COLS}) VALUES (?, ?, ?, 0, 0, 0, NULL)"
+            " ON CONFLICT (kind, name) DO UPDATE SET since = excluded.since, expected = 0, found = 0, unpriced = 0",
+            (str(kind), name, since),
+        )
+
+    def set_odds_flags(self, flags: Sequence[tuple[OddsKind, str, float | None]]) -> None:
+        self._many(
+            "UPDATE block_odds SET flagged_since = ? WHERE kind = ? AND name = ?",
+            [(since, str(kind), name) for kind, name, since in flags],
+        )
+
+    @staticmethod
+    def _odds(r: Sequence[Any]) -> BlockOdds:
+        return BlockOdds(OddsKind(r[0]), str(r[1]), float(r[2]), float(r[3]), int(r[4]), int(r[5]),
+                         None if r[6] is None else float(r[6]))
+
+    def block_odds(self, kind: OddsKind, names: Sequence[str] | None = None) -> list[BlockOdds]:
+        if names is None:
+            rows = self._all(f"SELECT {_ODDS_COLS} FROM block_odds WHERE kind = ? ORDER BY name", (str(kind),))
+            return [self._odds(r) for r in rows]
+        ordered = sorted(set(names))
+        out: list[BlockOdds] = []
+        size = MAX_PARAMETERS - 1
+        with self.transaction(write=False) if len(ordered) > size else nullcontext():
+            for i in range(0, len(ordered), size):
+                chunk = ordered[i : i + size]
+                marks = ", ".join("?" for _ in chunk)
+                rows = self._all(
+                    f"SELECT {_ODDS_COLS} FROM block_odds WHERE kind = ? AND name IN ({marks}) ORDER BY name",
+                    (str(kind), *chunk),
+                )
+                out.extend(self._odds(r) for r in rows)
+        return out
+
+    def odds_by_deficit(self, kind: OddsKind, limit: int) -> list[BlockOdds]:
+        rows = self._all(
+            f"SELECT {_ODDS_COLS} FROM block_odds WHERE kind = ? ORDER BY expected - found DESC, name LIMIT ?",
+            (str(kind), limit),
+        )
+        return [self._odds(r) for r in rows]
+
+    def flagged_counts(self) -> dict[OddsKind, int]:
+        rows = self._all("SELECT kind, COUNT(*) FROM block_odds WHERE flagged_since IS NOT NULL GROUP BY kind")
+        return {OddsKind(k): int(n) for k, n in rows}
+
+    def flagged_odds(self, limit: int) -> list[BlockOdds]:
+        rows = self._all(
+            f"SELECT {_ODDS_COLS} FROM block_odds WHERE flagged_since IS NOT NULL"
+            " ORDER BY flagged_since, kind, name LIMIT ?",
+            (limit,),
+        )
+        return [self._odds(r) for r in rows]
+
+    # --- payout holds ---------------------------------------------------------------------------------
+    def _log_hold(self, entry: HoldEntry) -> HoldEntry:
+        row = self._one(
+            "INSERT INTO payout_hold_log (time, action, address, worker, actor, auth, reason, evidence)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (entry.time, str(entry.action), entry.address, entry.worker, entry.actor, entry.auth, entry.reason,
+             entry.evidence),
+        )
+        return HoldEntry(int(row[0]), entry.time, entry.action, entry.address, entry.worker, entry.actor,
+                         entry.auth, entry.reason, entry.evidence)
+
+    def add_payout_hold(self, hold: PayoutHold, entry: HoldEntry) -> HoldEntry | None:
+        with self.transaction():
+            cur = self._exec(
+                "INSERT INTO payout_holds (address, since, worker, actor, reason) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (address) DO NOTHING",
+                (hold.address, hold.since, hold.worker, hold.actor, hold.reason),
+            )
+            if cur.rowcount != 1:
+                return None
+            return self._log_hold(entry)
+
+    def remove_payout_hold(self, entry: HoldEntry) -> HoldEntry | None:
+        with self.transaction():
+            cur = self._exec("DELETE FROM payout_holds WHERE address = ?", (entry.address,))
+            if cur.rowcount != 1:
+                return None
+            return self._log_hold(entry)
+
+    def payout_holds(self) -> list[PayoutHold]:
+        rows = self._all("SELECT address, since, worker, actor, reason FROM payout_holds ORDER BY since, address")
+        return [PayoutHold(str(r[0]), float(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+
+    def payout_hold_log(self, limit: int, address: str | None = None) -> list[HoldEntry]:
+        if address is None:
+            rows = self._all(f"SELECT {_HOLD_LOG_COLS} FROM payout_hold_log ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._all(
+                f"SELECT {_HOLD_LOG_COLS} FROM payout_hold_log WHERE address = ? ORDER BY id DESC LIMIT ?",
+                (address, limit),
+            )
+        return [HoldEntry(int(r[0]), float(r[1]), HoldAction(r[2]), str(r[3]), str(r[4]), str(r[5]), str(r[6]),
+                          str(r[7]), str(r[8])) for r in rows]
+
     # --- uptime --------------------------------------------------------------------------------------
     def record_uptime(self, run: str, started: float, now: float) -> None:
         if not run:
@@ -825,17 +1003,18 @@ class SqlStore:
     @staticmethod
     def _block(r: Sequence[Any]) -> BlockRecord:
         return BlockRecord(
-            r[0], int(r[1]), r[2], r[3], r[4], int(r[5]), int(r[6]), BlockStatus(r[7]), int(r[8]), r[9], r[10], r[11], r[12]
+            r[0], int(r[1]), r[2], r[3], r[4], int(r[5]), int(r[6]), BlockStatus(r[7]), int(r[8]), r[9], r[10], r[11], r[12],
+            None if r[13] is None else float(r[13]),
         )
 
     def add_block(self, block: BlockRecord) -> bool:
         cur = self._exec(
-            f"INSERT INTO blocks ({_BLOCK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO blocks ({_BLOCK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (hash) DO NOTHING",
             (
                 block.hash, block.height, block.time, block.worker, block.address, block.reward_sat,
                 block.fees_sat, str(block.status), block.confirmations, block.scheme,
-                block.network_difficulty, block.updated, block.node_result,
+                block.network_difficulty, block.updated, block.node_result, block.effort,
             ),
         )
         return bool(cur.rowcount == 1)

@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+from pithead.chain.compact import target_to_difficulty
 from pithead.chain.hashes import display_hex
 from pithead.events import BlockEvent, ShareEvent, ShareSink
 from pithead.stratum.extranonce import ExtranonceAllocator
@@ -515,6 +516,8 @@ class PoolServer:
                     job_id=ev.submission.job_id, height=ev.job.height if ev.job is not None else 0,
                     accepted=ev.accepted, reject_reason=reason, share_difficulty=ev.share_difficulty,
                     remote=remote,
+                    # the job's own network difficulty: the ledger's odds of this share solving a block
+                    network_difficulty=0.0 if ev.job is None else target_to_difficulty(ev.job.network_target),
                 )
             )
 
@@ -553,6 +556,7 @@ class PoolServer:
                     time=now, height=ev.job.height, block_hash=display_hex(ev.block_hash),
                     worker=ev.worker.name, address=ev.worker.address, reward_sat=ev.job.coinbase_value,
                     fees_sat=ev.job.fees, accepted_by_node=accepted, node_result=verdict.node_result,
+                    network_difficulty=target_to_difficulty(ev.job.network_target),
                     stale_fork=verdict.outcome is BlockOutcome.STALE_FORK,
                 )
             )

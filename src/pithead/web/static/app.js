@@ -69,6 +69,45 @@ function renderRates(list) {
     </div>`).join("");
 }
 
+function pval(p) {
+  if (p === null || p === undefined || !isFinite(p)) return "–";
+  if (p >= 0.01) return p.toFixed(2);
+  return p === 0 ? "< 1e-300" : p.toExponential(1);
+}
+function renderLuck(list, roundEffort) {
+  $("luck").innerHTML = list.map((l) => `
+    <div class="card${l.luck === null ? " few" : ""}" data-span="${esc(l.span)}">
+      <span>pool luck, ${esc(l.span === "all" ? "all work" : l.span + " blocks")}</span>
+      <b>${l.luck === null ? "–" : (100 * l.luck).toFixed(0) + " %"}</b>
+      <small>${l.luck === null ? "no work counted yet" : "90%: " + (100 * l.low).toFixed(0) + " – " + (100 * l.high).toFixed(0) + " %"}</small>
+      <small class="dim">${l.blocks} found / ${num(l.expected_blocks)} expected</small>
+    </div>`).join("");
+  $("wh-round").textContent = roundEffort === null || roundEffort === undefined ? "–" : (100 * roundEffort).toFixed(0) + " %";
+}
+function renderWithholding(w) {
+  renderLuck(w.luck, w.round_effort);
+  $("wh-level").textContent = w.level;
+  $("wh-min").textContent = num(w.min_expected_blocks) + " blocks";
+  $("wh-flagged").textContent = w.flagged.length;
+  $("wh-flagged").className = w.flagged.length ? "bad" : "ok";
+  $("wh-held").textContent = w.holds.length;
+  const seen = new Set();
+  const list = [...w.flagged, ...w.least_likely].filter((s) => { const k = s.kind + ":" + s.name; if (seen.has(k)) return false; seen.add(k); return true; });
+  rows("suspects", list, (s) => {
+    const o = s.odds;
+    const status = (o.flagged ? `flagged ${ago(o.flagged_since)}` : "ok") + (s.payouts_held ? " · payouts held" : "");
+    const who = s.kind === "address" ? `address ${addrLink(s.name)}` : `<span title="${esc(s.name)}">${esc(short(s.name, 14))}</span>`;
+    return `<tr class="${o.flagged ? "flagged" : ""}"><td>${who}</td><td>${num(o.expected_blocks)}</td><td>${o.blocks_found}</td>
+      <td>${pval(o.p_value)}</td><td>${pval(o.anytime_p)}</td><td>${esc(status)}</td></tr>`;
+  }, "no share work counted yet");
+  const alert = $("withholding-alert");
+  alert.hidden = !w.flagged.length;
+  alert.textContent = w.flagged.length
+    ? `⚠ Flagged as possibly withholding blocks (${w.flagged.length}): ` +
+      w.flagged.slice(0, 5).map((s) => `${short(s.name, 12)} (λ ${num(s.odds.expected_blocks)}, k ${s.odds.blocks_found}, P ${pval(s.odds.p_value)})`).join(", ")
+    : "";
+}
+
 function renderNetwork(n) {
   $("net-status").textContent = n.available ? "up" : "down: " + (n.error || "unknown");
   $("net-status").className = n.available ? "ok" : "bad";
@@ -96,6 +135,7 @@ function renderPool(p) {
   $("pool-payable").textContent = btc(p.payable_sat);
   $("pool-paid").textContent = btc(p.paid_sat);
   renderRejects(p.rejects_1h);
+  if (p.luck) renderLuck(p.luck, p.round_effort);
 }
 
 function renderRejects(r) {
@@ -112,7 +152,7 @@ function renderWorkers(ws) {
 
 function renderBlocks(bs) {
   rows("blocks", bs, (b) => `<tr><td>${b.height}</td><td title="${esc(b.hash)}"><code>${esc(short(b.hash, 8))}</code></td>
-    <td>${addrLink(b.address)}</td><td>${btc(b.reward_sat)}</td><td class="st-${esc(b.status)}">${esc(b.status)} (${b.confirmations})</td><td>${ago(b.time)}</td></tr>`,
+    <td>${addrLink(b.address)}</td><td>${btc(b.reward_sat)}</td><td>${b.effort === null || b.effort === undefined ? "–" : (100 * b.effort).toFixed(0) + " %"}</td><td class="st-${esc(b.status)}">${esc(b.status)} (${b.confirmations})</td><td>${ago(b.time)}</td></tr>`,
     "no blocks found yet");
 }
 function renderShares(id, ss, best) {
@@ -173,6 +213,14 @@ async function refreshAddress() {
   renderRejects(a.rejects_1h);
   renderBalances([a.balance]);
   renderPayouts(a.payouts);
+  const hold = $("addr-hold");
+  hold.hidden = !a.payout_hold;
+  hold.textContent = a.payout_hold ? `Payouts held since ${new Date(a.payout_hold.since * 1000).toISOString()} by the operator: ${a.payout_hold.reason}` : "";
+  renderWithholding(await get(`/api/withholding?limit=20&address=${encodeURIComponent(ADDRESS)}`));
+  if (a.withholding) {
+    const o = a.withholding;
+    $("wh-title").textContent = `Block withholding · this address: λ ${num(o.expected_blocks)}, k ${o.blocks_found}, P(X ≤ k) ${pval(o.p_value)}${o.flagged ? " · FLAGGED" : ""}`;
+  }
   // The ledger keeps raw shares for its reward window: the address's best among those.
   const mine = await get(`/api/shares/recent?limit=1000&address=${encodeURIComponent(ADDRESS)}`);
   renderShares("best", mine.sort((x, y) => y.share_difficulty - x.share_difficulty).slice(0, 10), true);
@@ -185,12 +233,13 @@ async function refreshAll() {
     if (ADDRESS) {
       await refreshAddress();
     } else {
-      const [ws, bs, ss, best, bal, pay] = await Promise.all([
+      const [ws, bs, ss, best, bal, pay, wh] = await Promise.all([
         get("/api/workers?limit=200"), get("/api/blocks?limit=20"), get("/api/shares/recent?limit=20"),
-        get("/api/shares/best?limit=10"), get("/api/balances?limit=50"), get("/api/payouts?limit=20")]);
+        get("/api/shares/best?limit=10"), get("/api/balances?limit=50"), get("/api/payouts?limit=20"),
+        get("/api/withholding?limit=20")]);
       state.workers = ws;
       renderWorkers(ws); renderBlocks(bs); renderShares("shares", ss, false); renderShares("best", best, true);
-      renderBalances(bal); renderPayouts(pay);
+      renderBalances(bal); renderPayouts(pay); renderWithholding(wh);
     }
     await refreshCharts();
     state.loaded = true;
