@@ -18,8 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pithead import config as config_mod
-from pithead.events import BlockEvent, InvalidEvent, ShareEvent, validate
+from pithead.events import BlockEvent, InvalidEvent, NoticeSink, ShareEvent, validate
 from pithead.ledger import schemes
+from pithead.ledger.notices import block_recorded
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
 from pithead.ledger.stats import HASHES_PER_DIFF1, HashrateEstimate, estimate
 from pithead.ledger.store.base import LedgerStore, StoreReader, iter_newest
@@ -274,11 +275,13 @@ class Ledger:
         settings: LedgerSettings | None = None,
         network_difficulty: float = 0.0,
         block_value_sat: int = 0,
+        notices: NoticeSink | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or LedgerSettings()
         self.network_difficulty = network_difficulty
         self.block_value_sat = block_value_sat
+        self.notices = notices  # told of every block recorded, once its batch has committed
 
     def set_network(self, difficulty: float, block_value_sat: int) -> None:
         """The network difficulty and block value in force (from the node), used when events lack them."""
@@ -294,9 +297,11 @@ class Ledger:
     def apply(
         self, events: Sequence[ShareEvent | BlockEvent], cursor: tuple[str, str] | None = None
     ) -> ApplyResult:
-        """Record a batch of events, in order, in one transaction, together with the source's cursor."""
+        """Record a batch of events, in order, in one transaction, together with the source's cursor; then
+        tell `notices` of each block recorded (found, stale or refused)."""
         shares = rejects = pps_sat = unpriced = invalid = 0
         blocks: list[str] = []
+        recorded: list[tuple[BlockEvent, float]] = []  # with the network difficulty it was credited at
         with self.store.transaction():
             chunk: list[ShareEvent] = []
             # each accepted share with the network difficulty and block value in force when it arrived
@@ -334,9 +339,13 @@ class Ledger:
                     flush()
                     if self._on_block(ev):
                         blocks.append(ev.block_hash)
+                        recorded.append((ev, ev.network_difficulty or self.network_difficulty))
             flush()
             if cursor is not None:
                 self.store.set_meta(f"cursor:{cursor[0]}", cursor[1])
+        if self.notices is not None:  # committed: a batch rolled back (and redelivered) tells nothing twice
+            for ev, d_net in recorded:
+                self.notices.notify(block_recorded(ev, str(self.settings.scheme), d_net))
         return ApplyResult(shares, rejects, tuple(blocks), pps_sat, unpriced, invalid)
 
     def _credit_pps(self, accepted: Sequence[tuple[ShareEvent, float, int]]) -> tuple[int, int]:
