@@ -1,5 +1,6 @@
 """Real receivers on loopback for the notifier's tests: an HTTP server for apprise's json:// and form://
-webhooks (which can fail, hang or answer as told) and an SMTP server (aiosmtpd) for mailto://.
+webhooks (which can fail, hang or answer as told) and an SMTP server (aiosmtpd) for mailto://; and a
+`Recorder`, the `NoticeSink` the parts' tests hand them to see what they raise.
 
 The HTTP receiver is a small HTTP/1.1 server on `asyncio.start_server`, on the test's own event loop: it
 reads each request (request line, headers, a Content-Length body), records it, and answers 200 (or 500 for
@@ -20,6 +21,8 @@ from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
 
+from pithead.events import Notice
+
 WAIT_S = 30.0  # generous: two shared cores
 POLL_S = 0.02  # how often `until` looks again
 
@@ -32,6 +35,22 @@ async def until(condition: Any, timeout_s: float = WAIT_S) -> None:
         if loop.time() > deadline:
             raise TimeoutError(f"the condition did not hold within {timeout_s:g} s")
         await asyncio.sleep(POLL_S)
+
+
+class Recorder:
+    """A `NoticeSink` that keeps what it is told (from any thread, as the ledger's worker threads call it)."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+        self._lock = threading.Lock()
+
+    def notify(self, notice: Notice) -> None:
+        with self._lock:
+            self.notices.append(notice)
+
+    def of(self, kind: str) -> list[Notice]:
+        with self._lock:
+            return [n for n in self.notices if n.kind == kind]
 
 
 @dataclass

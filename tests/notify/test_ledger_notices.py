@@ -6,9 +6,8 @@ through its bus, against the ledger tests' stand-in chain and wallet; the sink r
 from __future__ import annotations
 
 import asyncio
-import threading
 
-from receivers import until
+from receivers import Recorder, until
 
 from ledger.ledger_standins import StandInWallet, TinyChain
 from pithead.events import BlockEvent, Notice, ShareEvent
@@ -23,22 +22,6 @@ from pithead.ledger.store.base import LedgerStore
 from pithead.ledger.store.records import CreditKind, CreditRecord, CreditStatus, WorkerRow
 
 FAST = Timers(rollup_s=0.02, maturity_s=0.02, payout_s=0.02)
-
-
-class Recorder:
-    """A `NoticeSink` that keeps what it is told (from any thread, as the ledger's worker threads call it)."""
-
-    def __init__(self) -> None:
-        self.notices: list[Notice] = []
-        self._lock = threading.Lock()
-
-    def notify(self, notice: Notice) -> None:
-        with self._lock:
-            self.notices.append(notice)
-
-    def of(self, kind: str) -> list[Notice]:
-        with self._lock:
-            return [n for n in self.notices if n.kind == kind]
 
 
 def block(height: int, block_hash: str, **kw: object) -> BlockEvent:
