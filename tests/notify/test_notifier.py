@@ -19,7 +19,7 @@ from pithead.events import Notice, NoticeKind, NoticeSeverity
 from pithead.notify.deliver import DestinationError
 from pithead.notify.metrics import NotifierCollector
 from pithead.notify.notifier import Notifier, send_test
-from pithead.notify.routing import Route, RouteError, routes_from_config
+from pithead.notify.routing import NoticeRoute, RouteError, routes_from_config
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -49,7 +49,7 @@ async def http() -> AsyncIterator[HttpReceiver]:
 
 
 async def test_json_webhook_carries_title_body_and_type(http: HttpReceiver) -> None:
-    n = Notifier([Route((http.url("json"),))])
+    n = Notifier([NoticeRoute((http.url("json"),))])
     async with running(n):
         n.notify(notice("block.found", "info", title="Block 812345 found by bc1qminer.rig1", body="Hash 00ab"))
         n.notify(notice("node.down", "critical", key="http://node", title="Node down", body="not answering"))
@@ -64,7 +64,7 @@ async def test_json_webhook_carries_title_body_and_type(http: HttpReceiver) -> N
 
 
 async def test_form_webhook(http: HttpReceiver) -> None:
-    n = Notifier([Route((http.url("form", "/form"),))])
+    n = Notifier([NoticeRoute((http.url("form", "/form"),))])
     async with running(n):
         n.notify(notice("payout.failed", "warning", title="Payout batch 7 failed", body="wallet refused"))
         await http.until(lambda: len(http.answered) == 1)
@@ -77,7 +77,7 @@ async def test_form_webhook(http: HttpReceiver) -> None:
 async def test_email_to_a_local_smtp_server() -> None:
     smtp = SmtpReceiver().start()
     try:
-        n = Notifier([Route((smtp.url(),), kinds=("payout.*",))])
+        n = Notifier([NoticeRoute((smtp.url(),), kinds=("payout.*",))])
         async with running(n):
             n.notify(notice("payout.sent", title="Payout batch 3 sent: 0.5 BTC to 2 addresses",
                             body="txid 11aa\nbcrt1qa 0.25 BTC"))
@@ -94,9 +94,9 @@ async def test_routing_by_kind_and_severity() -> None:
     blocks, urgent, everything = [await HttpReceiver().start() for _ in range(3)]
     try:
         n = Notifier([
-            Route((blocks.url(),), kinds=("block.*",)),
-            Route((urgent.url(),), kinds=("node.*", "payout.failed"), min_severity="warning"),
-            Route((everything.url(), blocks.url()), kinds=("*",), min_severity="critical"),
+            NoticeRoute((blocks.url(),), kinds=("block.*",)),
+            NoticeRoute((urgent.url(),), kinds=("node.*", "payout.failed"), min_severity="warning"),
+            NoticeRoute((everything.url(), blocks.url()), kinds=("*",), min_severity="critical"),
         ])
         async with running(n):
             n.notify(notice("block.found", "info", key="b1", title="found"))
@@ -116,7 +116,7 @@ async def test_routing_by_kind_and_severity() -> None:
 
 
 async def test_a_url_in_two_matching_routes_gets_the_notice_once(http: HttpReceiver) -> None:
-    n = Notifier([Route((http.url(),), kinds=("block.*",)), Route((http.url(),), kinds=("*",))])
+    n = Notifier([NoticeRoute((http.url(),), kinds=("block.*",)), NoticeRoute((http.url(),), kinds=("*",))])
     async with running(n):
         n.notify(notice("block.found"))
         assert await n.flush(WAIT_S)
@@ -125,7 +125,7 @@ async def test_a_url_in_two_matching_routes_gets_the_notice_once(http: HttpRecei
 
 async def test_dedup_folds_repeats_in_the_window_and_says_so_after(http: HttpReceiver) -> None:
     now = [T0]
-    n = Notifier([Route((http.url(),))], window_s=600, clock=lambda: now[0])
+    n = Notifier([NoticeRoute((http.url(),))], window_s=600, clock=lambda: now[0])
     async with running(n):
         for t in (0, 10, 20, 599):  # the first is sent, the three repeats inside 600 s are folded
             now[0] = T0 + t
@@ -147,7 +147,7 @@ async def test_dedup_folds_repeats_in_the_window_and_says_so_after(http: HttpRec
 async def test_retries_after_a_receiver_that_fails_twice() -> None:
     flaky = await HttpReceiver(fail_first=2).start()
     try:
-        n = Notifier([Route((flaky.url(),))], backoff_s=0.05)
+        n = Notifier([NoticeRoute((flaky.url(),))], backoff_s=0.05)
         async with running(n):
             n.notify(notice(title="third time lucky"))
             await flaky.until(lambda: len(flaky.answered) == 1)
@@ -162,7 +162,7 @@ async def test_a_destination_that_fails_every_attempt_is_counted_and_logged_once
         caplog: pytest.LogCaptureFixture) -> None:
     dead = await HttpReceiver(fail_first=10**6).start()
     try:
-        n = Notifier([Route((dead.url(),))], attempts=2, backoff_s=0.01)
+        n = Notifier([NoticeRoute((dead.url(),))], attempts=2, backoff_s=0.01)
         async with running(n):
             for i in range(3):
                 n.notify(notice(key=str(i), title=f"n{i}"))
@@ -191,7 +191,7 @@ async def test_a_hanging_or_refusing_destination_holds_no_one_else(http: HttpRec
 
     tick_task = asyncio.create_task(ticker())
     try:
-        n = Notifier([Route((hanging.url(), refused.url(), http.url()))], backoff_s=0.05, drain_s=0.5)
+        n = Notifier([NoticeRoute((hanging.url(), refused.url(), http.url()))], backoff_s=0.05, drain_s=0.5)
         async with running(n):
             n.notify(notice(title="first"))
             await hanging.until(lambda: hanging.holding == 1)  # its thread is stuck in the request now
@@ -215,7 +215,7 @@ async def test_a_hanging_or_refusing_destination_holds_no_one_else(http: HttpRec
 
 
 async def test_a_flood_drops_the_oldest_and_counts_them(http: HttpReceiver) -> None:
-    n = Notifier([Route((http.url(),))], max_pending=5)
+    n = Notifier([NoticeRoute((http.url(),))], max_pending=5)
     async with running(n):
         for i in range(20):  # from the event loop, without yielding: nothing is routed meanwhile
             n.notify(notice(key=str(i), title=f"n{i}"))
@@ -227,7 +227,7 @@ async def test_a_flood_drops_the_oldest_and_counts_them(http: HttpReceiver) -> N
 
 async def test_a_full_destination_queue_drops_its_oldest(http: HttpReceiver) -> None:
     http.hang = True
-    n = Notifier([Route((http.url(),))], max_pending_per_destination=2, drain_s=0.2)
+    n = Notifier([NoticeRoute((http.url(),))], max_pending_per_destination=2, drain_s=0.2)
     async with running(n):
         n.notify(notice(key="first", title="first"))
         await http.until(lambda: http.holding == 1)  # "first" is being delivered; the queue is empty
@@ -239,7 +239,7 @@ async def test_a_full_destination_queue_drops_its_oldest(http: HttpReceiver) -> 
 
 
 async def test_notices_from_another_thread_are_delivered(http: HttpReceiver) -> None:
-    n = Notifier([Route((http.url(),))])
+    n = Notifier([NoticeRoute((http.url(),))])
     async with running(n):
         await asyncio.to_thread(n.notify, notice(title="from a worker thread"))
         await http.until(lambda: len(http.answered) == 1)
@@ -247,14 +247,14 @@ async def test_notices_from_another_thread_are_delivered(http: HttpReceiver) -> 
 
 
 async def test_notices_raised_before_the_start_go_out_once_it_runs(http: HttpReceiver) -> None:
-    n = Notifier([Route((http.url(),))])
+    n = Notifier([NoticeRoute((http.url(),))])
     n.notify(notice(title="early"))
     async with running(n):
         await http.until(lambda: len(http.answered) == 1)
 
 
 async def test_stop_delivers_what_is_queued(http: HttpReceiver) -> None:
-    n = Notifier([Route((http.url(),))])
+    n = Notifier([NoticeRoute((http.url(),))])
     async with running(n):
         for i in range(3):
             n.notify(notice(key=str(i), title=f"n{i}"))
@@ -263,7 +263,7 @@ async def test_stop_delivers_what_is_queued(http: HttpReceiver) -> None:
 
 
 async def test_the_counts_as_prometheus_metrics(http: HttpReceiver) -> None:
-    n = Notifier([Route((http.url(),))], max_pending=1)
+    n = Notifier([NoticeRoute((http.url(),))], max_pending=1)
     async with running(n):
         n.notify(notice(key="a"))
         n.notify(notice(key="b"))  # drops "a"

@@ -1,4 +1,4 @@
-"""One destination: an apprise URL, and what is sent to it (`Message`) and what it answered (`Outcome`).
+"""One destination: an apprise URL, and what is sent to it (`NoticeMessage`) and what it answered (`Outcome`).
 
 `Destination(url)` checks the URL with apprise at once (a URL apprise cannot use is a `DestinationError`,
 a config error naming the route, never the secret in the URL) and keeps a `label` fit for logs and metrics
@@ -39,7 +39,7 @@ class DestinationError(config_mod.ConfigError):
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class NoticeMessage:
     title: str
     body: str
     severity: NoticeSeverity
@@ -56,7 +56,7 @@ def utc_text(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def render(item: Admitted) -> Message:
+def render(item: Admitted) -> NoticeMessage:
     """The message for a notice: its title; its body, what was folded into it, and a line saying what it is."""
     n = item.notice
     body = n.body.rstrip()
@@ -64,7 +64,7 @@ def render(item: Admitted) -> Message:
         since = f" since {utc_text(item.folded_since)}" if item.folded_since is not None else ""
         body += f"\n\n({item.folded} more like this{since} were folded into this message.)"
     body += f"\n\n{n.kind} · {n.severity} · {utc_text(n.time)}"
-    return Message(n.title, body, n.severity)
+    return NoticeMessage(n.title, body, n.severity)
 
 
 def quiet_apprise() -> None:
@@ -98,7 +98,7 @@ class Destination:
         # apprise's privacy form (secrets elided), without its query of defaults
         self.label: str = str(self._apprise[0].url(privacy=True)).split("?", 1)[0]
 
-    def send(self, message: Message) -> Outcome:
+    def send(self, message: NoticeMessage) -> Outcome:
         """One attempt, bounded by `timeout_s`; never raises (a failure is an `Outcome`)."""
         try:
             result = self._apprise.notify(body=message.body, title=message.title,

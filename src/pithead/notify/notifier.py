@@ -35,8 +35,8 @@ from typing import Any
 from pithead import config as config_mod
 from pithead.events import Notice, NoticeSeverity
 from pithead.notify.dedup import Admitted, Deduplicator
-from pithead.notify.deliver import DELIVERY_TIMEOUT_S, Destination, Message, Outcome, render, utc_text
-from pithead.notify.routing import Route, destinations_for, routes_from_config
+from pithead.notify.deliver import DELIVERY_TIMEOUT_S, Destination, NoticeMessage, Outcome, render, utc_text
+from pithead.notify.routing import NoticeRoute, destinations_for, routes_from_config
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Notifier:
 
     def __init__(
         self,
-        routes: Sequence[Route],
+        routes: Sequence[NoticeRoute],
         *,
         window_s: float = config_mod.NotifyConfig.dedup_window,
         max_pending: int = MAX_PENDING_NOTICES,
@@ -172,7 +172,7 @@ class Notifier:
     # --- the life ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Route and deliver until `stop()`, then drain what is queued (bounded by `drain_s`) and end."""
+        """NoticeRoute and deliver until `stop()`, then drain what is queued (bounded by `drain_s`) and end."""
         if self._loop is not None:
             raise RuntimeError("this notifier is already running")
         with self._lock:
@@ -293,7 +293,7 @@ class Notifier:
                     slot.busy = False
                 self._log_drops()
 
-    async def _deliver(self, slot: _Slot, message: Message) -> None:
+    async def _deliver(self, slot: _Slot, message: NoticeMessage) -> None:
         st = slot.stats
         outcome = Outcome(False, "not tried")
         for attempt in range(1, self.attempts + 1):
@@ -312,7 +312,7 @@ class Notifier:
         st.failed += 1
         self._log_failure(slot, message, outcome.answer)
 
-    async def _attempt(self, slot: _Slot, message: Message) -> Outcome:
+    async def _attempt(self, slot: _Slot, message: NoticeMessage) -> Outcome:
         if slot.inflight is not None and not slot.inflight.done():
             return Outcome(False, "its previous delivery is still hanging")
         slot.inflight = future = slot.executor.submit(slot.destination.send, message)
@@ -322,7 +322,7 @@ class Notifier:
             return Outcome(False, f"no answer within {self.timeout_s + HANG_GRACE_S:.0f} s")
         return waiter.result()
 
-    def _log_failure(self, slot: _Slot, message: Message, answer: str) -> None:
+    def _log_failure(self, slot: _Slot, message: NoticeMessage, answer: str) -> None:
         st, now, label = slot.stats, time.monotonic(), slot.destination.label
         if st.failing_since is None:
             st.failing_since, st.last_log, st.failed_unlogged = now, now, 0
@@ -358,7 +358,7 @@ async def send_test(cfg: config_mod.NotifyConfig, now: float, severity: NoticeSe
         body = (f"A test from `pithead notify test`: this destination gets the notices of route {i + 1} "
                 f"({', '.join(route.kinds)}; {route.min_severity} and above).\n\ntest · {severity} · "
                 f"{utc_text(now)}")
-        outcome = await asyncio.to_thread(dest.send, Message("pithead test notice", body, severity))
+        outcome = await asyncio.to_thread(dest.send, NoticeMessage("pithead test notice", body, severity))
         return TestAnswer(i, dest.label, outcome.ok, outcome.answer)
 
     return list(await asyncio.gather(*(one(i, d) for i, d in targets)))

@@ -29,7 +29,7 @@ class RouteError(config_mod.ConfigError):
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class NoticeRoute:
     """One `[[notify.routes]]`: notices of `kinds` (patterns) at or above `min_severity` go to `urls`."""
 
     urls: tuple[str, ...]
@@ -53,17 +53,17 @@ def check_patterns(kinds: Sequence[str], where: str) -> None:
             raise RouteError(f"{where}.kinds: {pattern!r} names no notice kind{hint}")
 
 
-def routes_from_config(cfg: config_mod.NotifyConfig) -> tuple[Route, ...]:
+def routes_from_config(cfg: config_mod.NotifyConfig) -> tuple[NoticeRoute, ...]:
     """The routes of `[notify]`, each pattern checked against the kinds there are."""
     config_mod.validate(cfg)
     out = []
     for i, r in enumerate(cfg.routes):
         check_patterns(r.kinds, f"notify.routes[{i}]")
-        out.append(Route(tuple(r.urls), tuple(r.kinds), r.min_severity))
+        out.append(NoticeRoute(tuple(r.urls), tuple(r.kinds), r.min_severity))
     return tuple(out)
 
 
-def destinations_for(notice: Notice, routes: Sequence[Route]) -> list[str]:
+def destinations_for(notice: Notice, routes: Sequence[NoticeRoute]) -> list[str]:
     """The URLs `notice` goes to: of every route it matches, each URL once, in the order first named."""
     seen: dict[str, None] = {}
     for route in routes:
