@@ -71,6 +71,7 @@ async def test_a_block_found_on_the_demo_chain_reaches_the_receiver(tmp_path: Pa
 
 
 async def test_a_node_stopped_under_serve_reaches_the_receiver(tmp_path: Path, http: HttpReceiver) -> None:
+    from pithead.app.parts import STOP_FIRST
     from pithead.app.production import ServeOptions, serve
 
     async with EmbeddedNode(tmp_path / "node", rpc_port=0) as node:
@@ -88,6 +89,10 @@ async def test_a_node_stopped_under_serve_reaches_the_receiver(tmp_path: Path, h
 
         async def check(running: Any) -> None:
             assert "notify" in running.parts
+            # stopped last but one (before the node's RPC client): after every part that raises notices
+            names = [name for name, _ in running.stoppers]
+            order = [n for n in STOP_FIRST if n in names] + [n for n in reversed(names) if n not in STOP_FIRST]
+            assert order[-2:] == ["notifier", "node rpc client"], order
             await node.stop()
             await until(lambda: any(r.json()["title"].startswith("Node ") for r in http.answered), WAIT_S)
             async with httpx.AsyncClient(base_url=running.web_url, timeout=10) as client:
