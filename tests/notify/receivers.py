@@ -149,7 +149,7 @@ class _Mailbox:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(msg)  # type: ignore[arg-type]
-        return "250 NoticeMessage accepted for delivery"
+        return "250 Message accepted for delivery"
 
 
 class _AnyPortController(Controller):

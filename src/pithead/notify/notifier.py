@@ -172,7 +172,7 @@ class Notifier:
     # --- the life ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """NoticeRoute and deliver until `stop()`, then drain what is queued (bounded by `drain_s`) and end."""
+        """Route and deliver until `stop()`, then drain what is queued (bounded by `drain_s`) and end."""
         if self._loop is not None:
             raise RuntimeError("this notifier is already running")
         with self._lock:
