@@ -99,8 +99,10 @@ async def test_a_node_stopped_under_serve_reaches_the_receiver(tmp_path: Path, h
                 metrics = (await client.get("/metrics")).text
             assert f'pithead_notifications_total{{destination="{http.url()}",outcome="sent"}} 1.0' in metrics
 
-        await _running(lambda stop, ready: serve(ServeOptions(str(config), print_fn=lambda _: None), stop, ready),
+        lines: list[str] = []
+        await _running(lambda stop, ready: serve(ServeOptions(str(config), print_fn=lines.append), stop, ready),
                        check)
+    assert f"  notify       {http.url()}   (`pithead notify test` to try them)" in lines
     down = http.answered[0].json()
     assert down["title"] == f"Node {node.rpc_url} is down" and down["type"] == "failure"  # the only node: critical
     assert "No node answers" in down["message"] and "node.down · critical" in down["message"]

@@ -5,9 +5,9 @@ stopper, its background tasks, its typed field): the node's RPC client (`connect
 (`start_notifier`: `[notify]`'s routes; its sink, `running.notifier`, is handed to the ledger, the template
 source and the farm), the ledger on its share bus (`start_ledger`: the in-memory bus, or the Redis stream of
 `[ledger] share_bus`), the pool with its template source (`start_pool`: one process or `[pool] workers`
-processes), the web dashboard (`start_web`) and the farm's service (`run_farm_service`). The profiles (`pithead.app.demo` for `up`,
-`pithead.app.production` for `serve`, `pithead.app.pool` for `pool`) choose which parts run and with what;
-none of them builds a part by hand.
+processes), the web dashboard (`start_web`) and the farm's service (`run_farm_service`). The profiles
+(`pithead.app.demo` for `up`, `pithead.app.production` for `serve`, `pithead.app.pool` for `pool`) choose
+which parts run and with what; none of them builds a part by hand.
 
 What it is not: any part's own logic (that is the part's package), or the life of the whole
 (`pithead.app.lifecycle`).

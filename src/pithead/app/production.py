@@ -228,6 +228,8 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
         p(f"  metrics      {running.web_url}/metrics")
         if "farm" in running.parts:
             p(f"  farm         {running.web_url}/farm/   (scanning {', '.join(cfg.farm.scan)})")
+    if running.notifier is not None:  # destinations as their labels: tokens and passwords elided
+        p(f"  notify       {', '.join(running.notifier.stats())}   (`pithead notify test` to try them)")
     for name, why in running.skipped.items():
         p(f"  ({name}: {why})")
     p(f"  data         {running.data_dir}")
