@@ -1,6 +1,6 @@
 """One typed configuration object, loaded from TOML and checked in one place; nothing here is global.
 
-What it is: each section (`[node]`, `[pool]`, `[ledger]`, `[web]`, `[farm]`, `[proxy]`) is a frozen dataclass with
+What it is: each section (`[node]`, `[pool]`, `[ledger]`, `[web]`, `[farm]`, `[proxy]`, `[notify]`) is a frozen dataclass with
 safe defaults (bind 127.0.0.1, regtest); choices are `Literal` types, so a mode, scheme or payout switch
 can only hold a value the code handles. `load(path, overrides=...)` reads a TOML file, applies command-line
 overrides (given by the same key names, so `--rpc-port` and `rpc_port` are one setting), checks every
@@ -43,6 +43,8 @@ SchemeName = Literal["solo", "prop", "pplns", "pps"]
 """The ledger's reward schemes (`pithead.ledger.schemes`)."""
 PayoutMode = Literal["off", "wallet"]
 """off: balances are kept and nothing is sent; wallet: balances are paid from the first node's wallet."""
+NoticeSeverityName = Literal["info", "warning", "critical"]
+"""`[[notify.routes]] min_severity`: the least severe notice a route passes on (`pithead.events`' severities)."""
 
 
 class ConfigError(ValueError):
@@ -249,6 +251,26 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class NotifyRoute:
+    """`[[notify.routes]]`: which notices go to which apprise URLs (`pithead.notify`)."""
+
+    urls: tuple[str, ...] = ()  # apprise URLs: tgram://, discord://, mailto://, json://, ntfy://, ...
+    kinds: tuple[str, ...] = ("*",)  # notice kinds or patterns: "block.found", "payout.*", "*"
+    min_severity: NoticeSeverityName = "info"
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """`[notify]`: notices to an operator's phone through apprise (`pithead serve` and `up`)."""
+
+    routes: tuple[NotifyRoute, ...] = ()  # none: nothing is sent, the notifier does not start
+    # A worker with shares in the last this many minutes that then goes silent this long is "quiet"
+    # (one notice per address); 0: not watched.
+    worker_quiet_minutes: float = 30.0
+    dedup_window: float = 600.0  # seconds: the same notice (kind and subject) again within it is folded
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "pithead-data"
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -257,10 +279,11 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     farm: FarmConfig = field(default_factory=FarmConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
 
 SECTIONS: dict[str, type] = {"node": NodeConfig, "pool": PoolConfig, "ledger": LedgerConfig, "web": WebConfig,
-                             "farm": FarmConfig, "proxy": ProxyConfig}
+                             "farm": FarmConfig, "proxy": ProxyConfig, "notify": NotifyConfig}
 
 # --- reading: types ----------------------------------------------------------------------------------
 
@@ -581,7 +604,31 @@ def _check_farm(p: _Problems, farm: FarmConfig) -> None:
         p.add("farm.central", "a central takes readings from collectors; forward_url is for a collector")
 
 
-Section = NodeConfig | PoolConfig | LedgerConfig | WebConfig | FarmConfig | ProxyConfig
+# A notice kind pattern: a kind ("node.down"), a group ("payout.*") or everything ("*"). Which kinds exist is
+# pithead.events' (this module imports no part): `pithead.notify` checks each pattern names one when it
+# builds its routes.
+_KIND_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz.*")
+
+
+def _check_notify(p: _Problems, notify: NotifyConfig) -> None:
+    for i, route in enumerate(notify.routes):
+        where = f"notify.routes[{i}]"
+        if not route.urls:
+            p.add(f"{where}.urls", "is empty: give at least one apprise URL (e.g. \"tgram://TOKEN/CHAT\")")
+        for j, url in enumerate(route.urls):
+            if "://" not in url:
+                p.add(f"{where}.urls[{j}]", "must be an apprise URL, SCHEME://..., e.g. \"json://host/hook\"")
+        if not route.kinds:
+            p.add(f"{where}.kinds", "is empty: give the kinds to send, e.g. [\"block.*\", \"node.down\"] or [\"*\"]")
+        for kind in route.kinds:
+            if not kind or not set(kind) <= _KIND_PATTERN_CHARS:
+                p.add(f"{where}.kinds", f"{kind!r} is not a notice kind or pattern (e.g. \"payout.*\")")
+    if notify.worker_quiet_minutes < 0:
+        p.add("notify.worker_quiet_minutes", f"must be 0 (off) or more, not {notify.worker_quiet_minutes!r}")
+    _positive(p, "notify.dedup_window", notify.dedup_window)
+
+
+Section = NodeConfig | PoolConfig | LedgerConfig | WebConfig | FarmConfig | ProxyConfig | NotifyConfig
 
 
 def validate(cfg: Config | Section, *, source: str | None = None) -> None:
@@ -608,7 +655,8 @@ def _check_types(p: _Problems, obj: Any, where: str) -> None:
 
 
 _PREFIX = {NodeConfig: "node.", PoolConfig: "pool.", LedgerConfig: "ledger.", WebConfig: "web.", FarmConfig: "farm.",
-           ProxyConfig: "proxy."}
+           ProxyConfig: "proxy.",
+           NotifyConfig: "notify."}
 
 
 def _collect(p: _Problems, cfg: Config | Section) -> None:
@@ -623,6 +671,7 @@ def _collect(p: _Problems, cfg: Config | Section) -> None:
         _check_web(p, cfg.web)
         _check_farm(p, cfg.farm)
         _check_proxy(p, cfg.proxy)
+        _check_notify(p, cfg.notify)
         if cfg.pool.mode == "solo" and cfg.ledger.payouts == "wallet":
             p.add("ledger.payouts", "solo mode pays the block's finder in the coinbase: the ledger keeps "
                   "records only, so payouts must be \"off\"")
@@ -636,6 +685,8 @@ def _collect(p: _Problems, cfg: Config | Section) -> None:
         _check_web(p, cfg)
     elif isinstance(cfg, ProxyConfig):
         _check_proxy(p, cfg)
+    elif isinstance(cfg, NotifyConfig):
+        _check_notify(p, cfg)
     else:
         _check_farm(p, cfg)
 

@@ -20,13 +20,15 @@ D_NET = 100.0  # network difficulty of these tests' jobs: a share at difficulty 
 
 
 class Notices:
-    """A NoticeSink that keeps what it is told (the notify part delivers them; the ledger only raises)."""
+    """A NoticeSink that keeps the withholding notices it is told (the notify part delivers them; the ledger
+    only raises; its block notices are `tests/notify`'s)."""
 
     def __init__(self) -> None:
         self.got: list[Notice] = []
 
     def notify(self, notice: Notice) -> None:
-        self.got.append(notice)
+        if notice.kind == "worker.withholding":
+            self.got.append(notice)
 
 
 class Broken:

@@ -34,9 +34,11 @@ from pithead.app.lifecycle import (
 )
 from pithead.app.parts import (
     demo_pool_config,
+    farm_sinks,
     pool_info,
     run_farm_service,
     start_ledger,
+    start_notifier,
     start_pool,
     start_web,
 )
@@ -178,6 +180,9 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     running.on_stop("node rpc client", rpc.close)
     running.rpc = rpc
 
+    # --- the notifier, before the parts that raise notices (so it stops after them) -------------------
+    await start_notifier(cfg.notify, running)
+
     # --- addresses -------------------------------------------------------------------------------
     network = node.network
     pool_address = state.get("pool_address")
@@ -253,7 +258,7 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     )
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
     service = FarmService(farm_store, setup.config, labeler=setup.labeler, prices=setup.prices,
-                          hashprice=lambda: hashprice)
+                          hashprice=lambda: hashprice, sinks=farm_sinks(running))
     # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
              "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the parts' types, for `Running`'s fields only: a command im
     from pithead.ledger.store.base import LedgerStore
     from pithead.miner.runner import Miner
     from pithead.node.node import EmbeddedNode
+    from pithead.notify.notifier import Notifier
     from pithead.proxy.proxy import FarmProxy
     from pithead.stratum.server.pool import PoolServer
     from pithead.stratum.server.workers import WorkerPool
@@ -99,6 +100,7 @@ class Running:
     pool_live: PoolServerLive | None = None
     farm: FarmService | None = None
     fleet: Fleet | None = None
+    notifier: Notifier | None = None  # the parts' NoticeSink (None: [notify] names no routes)
     miners: list[Miner] = field(default_factory=list)
     proxy: FarmProxy | None = None
     # --- the machinery ---

@@ -1,12 +1,13 @@
 """The parts of an operation, each started from the config the same way by every profile.
 
 One starter per part, each taking its config section and the `Running` record it adds itself to (its
-stopper, its background tasks, its typed field): the node's RPC client (`connect_node`), the ledger on its
-share bus (`start_ledger`: the in-memory bus, or the Redis stream of `[ledger] share_bus`), the pool with
-its template source (`start_pool`: one process or `[pool] workers` processes), the web dashboard
-(`start_web`) and the farm's service (`run_farm_service`). The profiles (`pithead.app.demo` for `up`,
-`pithead.app.production` for `serve`, `pithead.app.pool` for `pool`) choose which parts run and with what;
-none of them builds a part by hand.
+stopper, its background tasks, its typed field): the node's RPC client (`connect_node`), the notifier
+(`start_notifier`: `[notify]`'s routes; its sink, `running.notifier`, is handed to the ledger, the template
+source and the farm), the ledger on its share bus (`start_ledger`: the in-memory bus, or the Redis stream of
+`[ledger] share_bus`), the pool with its template source (`start_pool`: one process or `[pool] workers`
+processes), the web dashboard (`start_web`) and the farm's service (`run_farm_service`). The profiles
+(`pithead.app.demo` for `up`, `pithead.app.production` for `serve`, `pithead.app.pool` for `pool`) choose
+which parts run and with what; none of them builds a part by hand.
 
 What it is not: any part's own logic (that is the part's package), or the life of the whole
 (`pithead.app.lifecycle`).
@@ -27,15 +28,19 @@ from pithead.app.lifecycle import Running, StartError, bounded
 from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.chain.params import Network
 from pithead.events import ShareSink
+from pithead.farm.alerts import AlertSink, NoticeAlertSink
 from pithead.farm.service import FarmService
 from pithead.ledger.bus.memory import MemoryBus
 from pithead.ledger.bus.redis import RedisEventSource, RedisShareSink
 from pithead.ledger.bus.source import EventSource
 from pithead.ledger.ledger import Ledger, LedgerError, LedgerSettings
 from pithead.ledger.payouts import RpcWallet
+from pithead.ledger.quiet import QuietWatcher
 from pithead.ledger.service import RpcChainView, bus_label, open_bus, run_ledger, timers_from_config
 from pithead.ledger.store import open_store
 from pithead.ledger.store.base import StoreError
+from pithead.notify.metrics import NotifierCollector
+from pithead.notify.notifier import Notifier
 from pithead.stratum.server.build import build_server, pool_workers
 from pithead.stratum.server.pool import PoolServer
 from pithead.stratum.server.v2 import Sv2Endpoint, read_authority_secret
@@ -89,6 +94,34 @@ async def connect_node(node: config_mod.UpstreamNode, running: Running, network:
     return rpc
 
 
+# --- the notifier --------------------------------------------------------------------------------------
+
+
+async def start_notifier(cfg: config_mod.NotifyConfig, running: Running) -> None:
+    """The notifier of `[notify]` when it names routes (each URL and kind checked now: a `ConfigError`),
+    else skipped, and said so. Started before the parts that raise notices, so that, stopped in reverse
+    start order, it stops after them and delivers their last notices (for at most its drain time, within
+    the stop bound). Sets `running.notifier`, the sink those parts are handed."""
+    if not cfg.routes:
+        running.skipped["notify"] = "not started: [notify] names no routes"
+        return
+    notifier = Notifier.from_config(cfg)
+    task = running.spawn("notifier", notifier.run())
+
+    async def stop_notifier() -> None:
+        notifier.stop()
+        await bounded(task)
+
+    running.on_stop("notifier", stop_notifier)
+    running.parts.append("notify")
+    running.notifier = notifier
+
+
+def farm_sinks(running: Running) -> list[AlertSink]:
+    """Where the farm's alert manager hands its changes besides the store: the notifier, when one runs."""
+    return [NoticeAlertSink(running.notifier)] if running.notifier is not None else []
+
+
 # --- the ledger ----------------------------------------------------------------------------------------
 
 
@@ -130,11 +163,13 @@ async def start_ledger(cfg: config_mod.Config, running: Running, rpc: RpcClient,
         raise StartError(f"ledger: {exc}") from exc
     running.on_stop_sync("ledger store", store.close)
     sink, source, left, drain_s = await open_share_bus(cfg.ledger.share_bus, running)
-    ledger = Ledger(store, settings)
+    ledger = Ledger(store, settings, notices=running.notifier)
     ledger_stop = asyncio.Event()
+    quiet_s = cfg.notify.worker_quiet_minutes * 60
+    quiet = QuietWatcher(quiet_s) if running.notifier is not None and quiet_s > 0 else None
     ledger_task = running.spawn("ledger", run_ledger(
         ledger, source, ledger_stop, node=RpcChainView(rpc), wallet=RpcWallet(rpc) if pay else None, timers=timers,
-        network=network))
+        network=network, notices=running.notifier, quiet=quiet))
 
     async def stop_ledger() -> None:
         # The pool has stopped by now: let the ledger apply what is left before stopping it. There is no
@@ -194,7 +229,8 @@ async def start_source(cfg: config_mod.PoolConfig, running: Running,
     """Templates from `[pool] nodes` (failover by chain and priority; blocks submitted to every node), or
     the given `source`; started, and its updates tracked for the dashboard's template age."""
     if source is None:
-        source = source_from_config(cfg.nodes, chain=cfg.network, refresh_interval=cfg.refresh_interval)
+        source = source_from_config(cfg.nodes, chain=cfg.network, refresh_interval=cfg.refresh_interval,
+                                    notices=running.notifier)
     try:
         await source.start()
     except NodeError as exc:
@@ -293,7 +329,10 @@ async def start_web(cfg: config_mod.Config, running: Running, info: PoolInfo, fa
     running.on_stop_sync("web ledger connection", web_store.close)
     services = Services(store=web_store, node=running.rpc, pool=running.pool_live,
                         last_template_time=lambda: running.last_template_time, farm_router=farm_router, info=info)
-    web = WebServer(create_app(services), cfg.web.bind, cfg.web.port)
+    app = create_app(services)
+    if running.notifier is not None:  # the notifier's counts on /metrics
+        app.state.metrics.registry.register(NotifierCollector(running.notifier))
+    web = WebServer(app, cfg.web.bind, cfg.web.port)
     try:
         await web.start()
     except WebServerError as exc:

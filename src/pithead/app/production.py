@@ -50,9 +50,11 @@ from pithead.app.lifecycle import (
 from pithead.app.parts import (
     STOP_FIRST,
     connect_node,
+    farm_sinks,
     pool_info,
     run_farm_service,
     start_ledger,
+    start_notifier,
     start_pool,
     start_web,
 )
@@ -120,6 +122,9 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
     if pay:
         await _check_wallet(rpc, first.url, cfg.pool.pool_address)
 
+    # --- the notifier, before the parts that raise notices (so it stops after them) -------------------
+    await start_notifier(cfg.notify, running)
+
     # --- the ledger on its share bus, then the pool feeding it -------------------------------------
     await start_ledger(cfg, running, rpc, network, pay=pay)
     if opts.no_pool:
@@ -168,7 +173,9 @@ async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
         raise config_mod.ConfigError(f"[farm]: {exc}") from exc
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
     running.on_stop_sync("farm store", farm_store.close)
-    return run_farm_service(FarmService(farm_store, setup.config, prices=setup.prices, labeler=setup.labeler), running)
+    service = FarmService(farm_store, setup.config, prices=setup.prices, labeler=setup.labeler,
+                          sinks=farm_sinks(running))
+    return run_farm_service(service, running)
 
 
 def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, network: Network) -> None:
@@ -208,6 +215,8 @@ def _print_banner(opts: ServeOptions, cfg: config_mod.Config, running: Running, 
         p(f"  metrics      {running.web_url}/metrics")
         if "farm" in running.parts:
             p(f"  farm         {running.web_url}/farm/   (scanning {', '.join(cfg.farm.scan)})")
+    if running.notifier is not None:  # destinations as their labels: tokens and passwords elided
+        p(f"  notify       {', '.join(running.notifier.stats())}   (`pithead notify test` to try them)")
     for name, why in running.skipped.items():
         p(f"  ({name}: {why})")
     p(f"  data         {running.data_dir}")

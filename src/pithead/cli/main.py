@@ -1,4 +1,4 @@
-"""The `pithead` command: `pithead up|serve|node|pool|proxy|miner|farm|ledger|keys|config|bench|version`.
+"""The `pithead` command: `pithead up|serve|node|pool|proxy|miner|farm|ledger|notify|keys|config|bench|version`.
 
 Every command lives in `pithead.cli`: each area's Typer app in its own module (`pithead.cli.pool`, ...),
 mounted here, and `up` and `serve` (the two profiles of `pithead.app`) defined here. All are imported at the
@@ -15,7 +15,7 @@ import typer
 from pithead import __version__
 from pithead.app.demo import run_up
 from pithead.app.production import run_serve
-from pithead.cli import bench, config, farm, keys, ledger, miner, node, pool, proxy
+from pithead.cli import bench, config, farm, keys, ledger, miner, node, notify, pool, proxy
 
 app = typer.Typer(
     name="pithead",
@@ -32,6 +32,7 @@ _AREAS: list[tuple[str, typer.Typer, str]] = [
     ("miner", miner.app, "The reference miner (Stratum client, native hashing core)."),
     ("farm", farm.app, "The fleet manager and the simulated fleet."),
     ("ledger", ledger.app, "The pool's ledger: shares, blocks, balances, payouts."),
+    ("notify", notify.app, r"Notifications to an operator's phone: test the \[notify] routes."),
     ("keys", keys.app, "The Stratum V2 pool's authority key: make one, show its public key."),
     ("config", config.app, "The configuration file: a complete example, and a check."),
     ("bench", bench.app, "Benchmarks that print figures."),

@@ -21,7 +21,9 @@ share time), so the farm never imports the ledger: `pithead up` plugs the ledger
 alerts and opens and resolves rows (synchronous store work: the farm service runs it on the store's own
 thread, `AsyncFarmStore.call`), and `deliver` hands every change to the sinks on the event loop (the
 dashboard reads the store; `WebhookSink` POSTs JSON with a bounded queue, a timeout and bounded retries, so
-a dead webhook never blocks polling). `run_once` does both, for callers with no event loop to spare.
+a dead webhook never blocks polling; `NoticeAlertSink` raises `farm.alert` notices for an operator's phone,
+one per kind of change in each batch, so a rack going dark is one message with its count, not one per
+machine). `run_once` does both, for callers with no event loop to spare.
 
 This module does NOT poll devices and does not decide curtailment.
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from pithead.events import Notice, NoticeSeverity, NoticeSink
 from pithead.farm.model import ERROR_STATES, DeviceState
 from pithead.farm.store import DeviceStatus, FarmStore
 
@@ -53,6 +57,8 @@ WEBHOOK_TIMEOUT_S = 5.0
 # Attempts per delivery (first try + retries), with exponential backoff starting at WEBHOOK_BACKOFF_S.
 WEBHOOK_ATTEMPTS = 4
 WEBHOOK_BACKOFF_S = 0.5
+# Machines a farm notice lists by name before "and N more": what a phone screen shows.
+NOTICE_MAX_LISTED = 10
 
 
 class AlertKind(enum.StrEnum):
@@ -354,3 +360,53 @@ class WebhookSink:
                 await self._task
         if self._client is not None:
             await self._client.aclose()
+
+
+# What an operator reads for each kind of alert (a group of machines "...") and what to look at.
+_NOTICE_WORDS: dict[str, tuple[str, str]] = {
+    AlertKind.OFFLINE: ("offline", "power, network and the machines' controllers (a rack or a switch if many)"),
+    AlertKind.OVERHEAT: ("overheating", "airflow, intake temperature and fans; curtail or power down if it rises"),
+    AlertKind.FAN_FAILURE: ("with a fan failure", "the fans and their cables; the chips overheat next"),
+    AlertKind.BOARD_MISSING: ("missing a hashboard", "the hashboards' cables and power; a reboot, or a repair"),
+    AlertKind.LOW_HASHRATE: ("below their expected hashrate", "temperatures, boards and the power target"),
+    AlertKind.NO_SHARES: ("hashing with no shares at the pool", "the pool URL and worker name they mine with"),
+}
+
+
+class NoticeAlertSink:
+    """An `AlertSink` that raises `farm.alert` notices: of each batch of changes the manager hands over,
+    one notice per (opened or resolved, kind), naming the machines (up to NOTICE_MAX_LISTED) and their
+    messages. Opened alerts keep their severity (the worst of the group), resolved ones are info. The key is
+    the group's kind, action and machines, so the notifier folds the same group flapping."""
+
+    def __init__(self, notices: NoticeSink) -> None:
+        self.notices = notices
+
+    def deliver(self, events: Sequence[AlertEvent]) -> None:
+        groups: dict[tuple[str, str], list[AlertEvent]] = {}
+        for e in events:
+            groups.setdefault((e.action, e.kind), []).append(e)
+        for (action, kind), group in groups.items():
+            self.notices.notify(_farm_notice(action, kind, group))
+
+
+def _farm_notice(action: str, kind: str, group: Sequence[AlertEvent]) -> Notice:
+    what, look_at = _NOTICE_WORDS.get(kind, (kind.replace("_", " "), "the farm page"))
+    devices = sorted(group, key=lambda e: e.device_id)
+    n = len(devices)
+    who = devices[0].device_id if n == 1 else f"{n} machines"
+    lines = [f"{e.device_id}: {e.message}" for e in devices[:NOTICE_MAX_LISTED]]
+    if n > NOTICE_MAX_LISTED:
+        lines.append(f"… and {n - NOTICE_MAX_LISTED} more")
+    severity: NoticeSeverity
+    if action == "resolved":
+        title = f"Farm: {who} no longer {what}"
+        severity = "info"
+    else:
+        title = f"Farm: {who} {what}"
+        severity = "critical" if any(e.severity == Severity.CRITICAL for e in devices) else "warning"
+        lines.append(f"Look at: {look_at}.")
+    # the group itself, in a bounded key whatever its size
+    digest = hashlib.sha256("\n".join(e.device_id for e in devices).encode()).hexdigest()[:16]
+    key = f"{action}:{kind}:{n}:{digest}"
+    return Notice("farm.alert", severity, title, "\n".join(lines), key, max(e.time for e in devices))

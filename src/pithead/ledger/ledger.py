@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pithead import config as config_mod
 from pithead.events import BlockEvent, InvalidEvent, Notice, NoticeSink, ShareEvent, validate
 from pithead.ledger import schemes, withholding
+from pithead.ledger.notices import block_recorded
 from pithead.ledger.schemes import POOL_ACCOUNT, PricedWork, Scheme, Work
 from pithead.ledger.stats import HASHES_PER_DIFF1, HashrateEstimate, estimate
 from pithead.ledger.store.base import LedgerStore, StoreReader, iter_newest
@@ -294,7 +295,7 @@ class Ledger:
         self.settings = settings or LedgerSettings()
         self.network_difficulty = network_difficulty
         self.block_value_sat = block_value_sat
-        self.notices = notices
+        self.notices = notices  # told of every block recorded, once its batch has committed
 
     def set_network(self, difficulty: float, block_value_sat: int) -> None:
         """The network difficulty and block value in force (from the node), used when events lack them."""
@@ -310,11 +311,13 @@ class Ledger:
     def apply(
         self, events: Sequence[ShareEvent | BlockEvent], cursor: tuple[str, str] | None = None
     ) -> ApplyResult:
-        """Record a batch of events, in order, in one transaction, together with the source's cursor."""
+        """Record a batch of events, in order, in one transaction, together with the source's cursor; then
+        tell `notices` of each block recorded (found, stale or refused)."""
         shares = rejects = pps_sat = unpriced = invalid = 0
         blocks: list[str] = []
         touched: set[tuple[OddsKind, str]] = set()  # workers and addresses whose odds this batch moved
         latest = 0.0
+        recorded: list[tuple[BlockEvent, float]] = []  # with the network difficulty it was credited at
         with self.store.transaction():
             chunk: list[ShareEvent] = []
             # each accepted share with the network difficulty and block value in force when it arrived
@@ -354,10 +357,13 @@ class Ledger:
                     flush()
                     if self._on_block(ev, touched):
                         blocks.append(ev.block_hash)
+                        recorded.append((ev, ev.network_difficulty or self.network_difficulty))
             flush()
             changed = self._review(touched, latest)
             if cursor is not None:
                 self.store.set_meta(f"cursor:{cursor[0]}", cursor[1])
+        for ev, d_net in recorded:  # committed: a batch rolled back (and redelivered) tells nothing twice
+            self._raise(block_recorded(ev, str(self.settings.scheme), d_net), log_it=False)
         level = self.settings.withholding_level
         for row, flagged in changed:  # committed: tell the operator
             self._raise(withholding.notice(str(row.kind), row.name, withholding.assess(row.expected, row.found),
@@ -412,10 +418,10 @@ class Ledger:
         self.store.set_odds_flags([(r.kind, r.name, now if flagged else None) for r, flagged in changed])
         return changed
 
-    def _raise(self, notice: Notice) -> None:
-        if notice.severity == "info":
+    def _raise(self, notice: Notice, *, log_it: bool = True) -> None:
+        if log_it and notice.severity == "info":
             log.info("%s", notice.title)
-        else:
+        elif log_it:
             log.warning("%s: %s", notice.title, notice.body)
         if self.notices is None:
             return

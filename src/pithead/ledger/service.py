@@ -3,7 +3,8 @@
 `run_ledger` is what `pithead up` / `pithead pool` start next to the Stratum server: one TaskGroup with
 the consumer loop, three periodic jobs and the uptime heartbeat (each run of the ledger is recorded as
 (started, last seen), so the hashrate windows leave the time the pool was down out of their exposure;
-see `pithead.ledger.uptime`). A periodic job that fails (node or wallet unreachable) logs
+see `pithead.ledger.uptime`), and, given a `NoticeSink`, the notices of maturity changes and payout runs
+and a watch for workers gone quiet (`pithead.ledger.quiet`). A periodic job that fails (node or wallet unreachable) logs
 and tries again on its next tick; it never takes the consumer down. `open_ledger` builds the `Ledger`
 from the config (store URL relative to the data directory). `RpcChainView` is the `ChainView` the
 maturity tracker needs, asked of a node through `pithead.bitcoind.rpc.RpcClient` (whose `NodeDownError`,
@@ -27,12 +28,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.params import Network
+from pithead.events import NoticeSink
 from pithead.ledger.bus.memory import MemoryBus
 from pithead.ledger.bus.source import EventSource
 from pithead.ledger.consumer import ConsumeCounters, consume
 from pithead.ledger.ledger import Ledger, LedgerSettings
 from pithead.ledger.maturity import ChainView, track
+from pithead.ledger.notices import block_changed, payout_notices
 from pithead.ledger.payouts import PayoutProcessor, Wallet
+from pithead.ledger.quiet import QuietWatcher, check_interval
 from pithead.ledger.store import open_store
 from pithead.ledger.uptime import HEARTBEAT_S
 
@@ -148,8 +152,13 @@ async def run_ledger(
     timers: Timers = Timers(),
     clock: Callable[[], float] = time.time,
     network: Network | None = None,
+    notices: NoticeSink | None = None,
+    quiet: QuietWatcher | None = None,
 ) -> ConsumeCounters:
-    """Run until `stop` is set; returns the consumer's counters. `network` checks payout addresses."""
+    """Run until `stop` is set; returns the consumer's counters. `network` checks payout addresses.
+    `notices` is told of blocks confirmed or orphaned, payouts sent, failed or stuck, and (with a `quiet`
+    watcher) of workers with shares that then have none for its quiet time. Blocks found are the `Ledger`'s
+    own notices (its `notices`)."""
     result: list[ConsumeCounters] = []
 
     async def consumer() -> None:
@@ -160,7 +169,13 @@ async def run_ledger(
 
     async def maturity() -> None:
         assert node is not None
-        await track(ledger.store, node, clock())
+        changes = await track(ledger.store, node, clock())
+        if notices is None:
+            return
+        for change in changes:
+            block = await asyncio.to_thread(ledger.store.get_block, change.block_hash)
+            if (notice := block_changed(change, block, clock())) is not None:
+                notices.notify(notice)
 
     # One payout processor for the life of this run: one name on the payout lease, and the memory of a
     # txid sendmany returned whose record failed (see pithead.ledger.payouts).
@@ -171,7 +186,18 @@ async def run_ledger(
 
     async def payouts() -> None:
         assert processor is not None
-        await processor.run_once(clock())
+        report = await processor.run_once(clock())
+        if notices is not None and (report.sent or report.recovered or report.failed or report.stuck
+                                    or report.confirmed_late):
+            batches = {b.id: b for b in await asyncio.to_thread(ledger.store.batches)}
+            for notice in payout_notices(report, batches, clock()):
+                notices.notify(notice)
+
+    async def watch_quiet() -> None:
+        assert quiet is not None and notices is not None
+        rows = await asyncio.to_thread(ledger.store.workers)
+        for notice in quiet.observe(rows, clock()):
+            notices.notify(notice)
 
     # This run's row in the uptime record: a name no other run has, begun now.
     run, started = uuid.uuid4().hex, clock()
@@ -187,6 +213,8 @@ async def run_ledger(
             tg.create_task(_every(timers.maturity_s, stop, maturity, "maturity tracking"))
         if wallet is not None:
             tg.create_task(_every(timers.payout_s, stop, payouts, "payouts"))
+        if quiet is not None and notices is not None:
+            tg.create_task(_every(check_interval(quiet.quiet_s), stop, watch_quiet, "quiet-worker watch"))
     # The last beat is the stop time, so the record says when this run ended (a crash loses at most one
     # heartbeat interval instead).
     try:

@@ -6,7 +6,10 @@ chain (`leader.choose_leader`): among the healthy nodes, the one whose tip has t
 between equal-work forks the current leader stays. So a node that is behind is never the source of work,
 whatever its priority, and the preferred node leads again only once its best block is the leader's.
 When the leader fails, the next node's template is handed out at once. Every change of leader is logged
-with its reason, and `status()` says why each node leads or not.
+with its reason, and `status()` says why each node leads or not. Given a `NoticeSink`, it tells an operator
+of a node that stops answering (node.down, also for a node down at the start), one that answers again
+(node.back), and a failover (node.failover: the leader went down and another node leads), each keyed by
+the node's name (its URL), so the notifier folds a flapping node's repeats.
 
 Solved blocks are submitted to every node at once, and each answer is judged against the best chain:
 after the submissions every node is asked for its tip, the leader is chosen again, and
@@ -28,6 +31,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pithead.bitcoind.rpc import NodeError, RpcClient
+from pithead.chain.hashes import display_hex
+from pithead.events import Notice, NoticeSeverity, NoticeSink
 from pithead.template.block_template import BlockTemplate, same_work
 from pithead.template.interface import SubmitResult, TemplateUpdate
 from pithead.template.sources.fanout import UpdateFanout
@@ -53,6 +58,7 @@ class FailoverSource:
         *,
         start_timeout: float = START_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
+        notices: NoticeSink | None = None,
     ) -> None:
         if not sources:
             raise ValueError("FailoverSource needs at least one node")
@@ -64,6 +70,9 @@ class FailoverSource:
         self._emitted: BlockTemplate | None = None
         self._fanout = UpdateFanout()
         self._ready = asyncio.Event()
+        self.notices = notices
+        self._health_told: dict[str, bool] = {}  # node name -> the health last told (or seen at the start)
+        self._stopping = False  # nodes stopped by us are not news
 
     async def start(self) -> None:
         # Every node's first answer is in before the first choice of leader, so a node that answers
@@ -84,6 +93,7 @@ class FailoverSource:
             ) from None
 
     async def stop(self) -> None:
+        self._stopping = True
         await asyncio.gather(*(s.stop() for s in self.sources), return_exceptions=True)
 
     def current(self) -> BlockTemplate | None:
@@ -132,6 +142,12 @@ class FailoverSource:
         }
 
     def _on_change(self, _source: NodeSource | None) -> None:
+        previous = self.active
+        self._choose()
+        if self.notices is not None and not self._stopping:
+            self._tell(previous)
+
+    def _choose(self) -> None:
         candidates = [s.candidate() for s in self.sources]
         current = self.sources.index(self.active) if self.active is not None else None
         decision = choose_leader(candidates, current)
@@ -160,11 +176,68 @@ class FailoverSource:
         self._ready.set()
 
 
+    # --- notices ---
+
+    def _tell(self, previous: NodeSource | None) -> None:
+        """Tell of each node whose health changed since last told (down, back) and of a failover (the
+        leader before this change is down and another node leads now)."""
+        assert self.notices is not None
+        now = self.clock()
+        for s in self.sources:
+            was = self._health_told.get(s.name)
+            self._health_told[s.name] = s.healthy
+            if s.healthy and was is False:
+                self.notices.notify(self._back(s, now))
+            elif not s.healthy and was is not False:
+                self.notices.notify(self._down(s, now, at_start=was is None))
+        leader = self.active
+        if leader is not None and previous is not None and leader is not previous and not previous.healthy:
+            body = (f"{previous.name} stopped answering ({previous.last_error or 'no reason given'}); "
+                    f"{leader.name} leads now ({self._reason(leader)}), at height {self._height(leader)}.\n"
+                    "Miners got its work at once; solved blocks still go to every node that answers.")
+            self.notices.notify(Notice("node.failover", "warning", f"Failover: templates from {leader.name} now",
+                                       body, leader.name, now))
+
+    def _down(self, s: NodeSource, now: float, at_start: bool) -> Notice:
+        others = [o for o in self.sources if o is not s and o.healthy]
+        when = "at the start" if at_start else "now"
+        lines = [f"{s.name} is not answering {when}: {s.last_error or 'no reason given'}."]
+        severity: NoticeSeverity
+        if others:
+            lead = self.active if self.active is not None and self.active.healthy else others[0]
+            lines.append(f"Templates come from {lead.name} (height {self._height(lead)}); "
+                         f"{len(others)} of {len(self.sources)} nodes answer.")
+            severity = "warning"
+        else:
+            lines.append("No node answers: miners keep the last template, whose work is lost once the chain "
+                         "moves on, and a block solved now cannot be submitted.")
+            severity = "critical"
+        lines.append("Look at: the node's process, its RPC port and credentials (cookie file), and its log.")
+        return Notice("node.down", severity, f"Node {s.name} is down", "\n".join(lines), s.name, now)
+
+    def _back(self, s: NodeSource, now: float) -> Notice:
+        leads = (f"It leads: templates come from it again ({self._reason(s)})." if s is self.active
+                 else f"Templates keep coming from {self.active.name}." if self.active is not None else "")
+        body = f"{s.name} answers again, at height {self._height(s)}. {leads}".rstrip()
+        return Notice("node.back", "info", f"Node {s.name} is back", body, s.name, now)
+
+    def _reason(self, s: NodeSource) -> str:
+        reasons = self._leadership.reasons if self._leadership is not None else ()
+        i = self.sources.index(s)
+        return reasons[i] if i < len(reasons) else ""
+
+    @staticmethod
+    def _height(s: NodeSource) -> str:
+        tip = s.tip
+        return f"{tip.height} ({display_hex(tip.block_hash)})" if tip is not None else "unknown"
+
+
 def source_from_config(
-    nodes: Sequence[Any], *, chain: str = "regtest", refresh_interval: float = REFRESH_INTERVAL_S
+    nodes: Sequence[Any], *, chain: str = "regtest", refresh_interval: float = REFRESH_INTERVAL_S,
+    notices: NoticeSink | None = None,
 ) -> FailoverSource:
     """A FailoverSource over `pithead.config.UpstreamNode`s (url, cookie_file or rpc_user/rpc_password,
-    zmq_hashblock, priority)."""
+    zmq_hashblock, priority), telling `notices` of nodes down, back and failed over."""
     sources = []
     for n in nodes:
         client = RpcClient(n.url, user=n.rpc_user, password=n.rpc_password, cookie_file=n.cookie_file)
@@ -177,4 +250,4 @@ def source_from_config(
                 refresh_interval=refresh_interval,
             )
         )
-    return FailoverSource(sources)
+    return FailoverSource(sources, notices=notices)
