@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("pithead.fleetsim.server")
 
+from pithead.farm.inventory import IDENTIFY_TIMEOUT_S
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.service import FarmService, FarmServiceConfig
 from pithead.farm.store import FarmStore
@@ -62,7 +63,8 @@ async def sim() -> AsyncIterator[Sim]:
 
 def _service(store: FarmStore, sim: Sim) -> FarmService:
     cfg = FarmServiceConfig(scan_cidrs=(NETWORK,), scan_ports=sim.ports, rescan_interval_s=HOUR,
-                            poll_interval_s=HOUR, max_concurrency=CONCURRENCY, deadline_s=5.0)
+                            poll_interval_s=HOUR, max_concurrency=CONCURRENCY, deadline_s=5.0,
+                            probe_timeout_s=IDENTIFY_TIMEOUT_S)  # the simulator shares this (loaded) loop
     return FarmService(store, cfg)
 
 
@@ -99,7 +101,8 @@ async def test_devices_found_by_a_scan_are_read_at_once(sim: Sim, store: FarmSto
 
 async def test_rescans_read_only_devices_new_to_the_inventory(sim: Sim, store: FarmStore) -> None:
     cfg = FarmServiceConfig(scan_cidrs=(NETWORK,), scan_ports=sim.ports, rescan_interval_s=RESCAN,
-                            poll_interval_s=HOUR, max_concurrency=CONCURRENCY, deadline_s=5.0)
+                            poll_interval_s=HOUR, max_concurrency=CONCURRENCY, deadline_s=5.0,
+                            probe_timeout_s=IDENTIFY_TIMEOUT_S)
     svc = FarmService(store, cfg)
     task = asyncio.create_task(svc.run())
     try:

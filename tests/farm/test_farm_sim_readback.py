@@ -20,7 +20,7 @@ from pithead.farm.curtailment import CurtailmentPolicy, decide
 from pithead.farm.drivers import default_drivers
 from pithead.farm.drivers.base import PoolSpec
 from pithead.farm.drivers.normalise import looks_degraded
-from pithead.farm.inventory import Scanner
+from pithead.farm.inventory import IDENTIFY_TIMEOUT_S, Scanner
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.poller import Poller
 from pithead.farm.store import FarmStore
@@ -57,8 +57,10 @@ async def sim() -> AsyncIterator[Sim]:
 
 
 async def scan(sim: Sim) -> list:  # type: ignore[type-arg]
+    # The simulator answers from this test's own event loop: on a loaded machine its connects can take
+    # longer than a real LAN's 0.5 s probe budget, so the probe waits as long as the identify step does.
     scanner = Scanner(default_drivers(), {DriverKind.CGMINER: (sim.api_port,), DriverKind.AXEOS: (sim.web_port,)},
-                      clock=sim.clock.now)
+                      clock=sim.clock.now, probe_timeout_s=IDENTIFY_TIMEOUT_S)
     rep = await scanner.scan([NETWORK])
     assert rep.hosts == 62
     return list(rep.found)

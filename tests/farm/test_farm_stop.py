@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("pithead.fleetsim.server")
 
 from pithead.farm.drivers import default_drivers
-from pithead.farm.inventory import Scanner
+from pithead.farm.inventory import IDENTIFY_TIMEOUT_S, Scanner
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.poller import SPREAD_FRACTION, Poller
 from pithead.farm.service import FarmService, FarmServiceConfig
@@ -56,7 +56,8 @@ def _ports(server: FleetServer) -> dict[DriverKind, tuple[int, ...]]:
 
 async def _inventory(store: FarmStore, server: FleetServer) -> None:
     """Fill the inventory by a real scan (the service under test then has no scan of its own)."""
-    report = await Scanner(default_drivers(), _ports(server)).scan([NETWORK])
+    # the simulator answers from this loop: on a loaded machine, probes get the identify step's time
+    report = await Scanner(default_drivers(), _ports(server), probe_timeout_s=IDENTIFY_TIMEOUT_S).scan([NETWORK])
     assert len(report.found) == COUNT
     store.upsert_devices(report.found)
 

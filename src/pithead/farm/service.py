@@ -62,7 +62,7 @@ from pithead.farm.drivers import default_drivers
 from pithead.farm.drivers.base import Driver
 from pithead.farm.energy import PriceSchedule
 from pithead.farm.forward import Forwarder
-from pithead.farm.inventory import DEFAULT_PORTS, Labeler, Scanner, ScanReport
+from pithead.farm.inventory import DEFAULT_PORTS, PROBE_TIMEOUT_S, Labeler, Scanner, ScanReport
 from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
 from pithead.farm.store import FarmStore
@@ -103,6 +103,9 @@ class FarmServiceConfig:
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     curtailment: CurtailmentPolicy | None = None
     use_pyasic: bool = False
+    # discovery's TCP probe budget per (host, port): a LAN answers a connect in milliseconds (asic-rs settled
+    # on 0.5 s); a simulator sharing a loaded machine's event loop may need the identify step's budget
+    probe_timeout_s: float = PROBE_TIMEOUT_S
     api_token: str | None = field(default=None, repr=False)  # for the web router's action endpoints
     api_token_file: str | None = None
     role: Role = Role.STANDALONE
@@ -182,7 +185,8 @@ class FarmService:
         self.hashprice = hashprice
         self.clock = clock
         self.poller = Poller(self.drivers, cfg.max_concurrency, cfg.deadline_s, clock)
-        self.scanner = Scanner(self.drivers, cfg.scan_ports, labeler, use_pyasic=cfg.use_pyasic, clock=clock)
+        self.scanner = Scanner(self.drivers, cfg.scan_ports, labeler, use_pyasic=cfg.use_pyasic, clock=clock,
+                               probe_timeout_s=cfg.probe_timeout_s)
         self.actions = ActionService(self.store, self.drivers, clock=clock)
         self._webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
         all_sinks = list(sinks) + ([self._webhook] if self._webhook else [])
