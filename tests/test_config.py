@@ -212,3 +212,40 @@ def test_the_sv2_settings_are_checked(extra: dict[str, object], problem: str) ->
     with pytest.raises(ConfigError, match=re.escape(problem)):
         validate(PoolConfig(**extra))  # type: ignore[arg-type]
     validate(PoolConfig(sv2_port=0, sv2_authority_secret_key_file="k"))  # any free port, with a key: fine
+
+
+# --- the bad configurations of the reliability issue (finding 10), each one line, never a traceback --------
+
+
+@pytest.mark.parametrize(("toml", "words"), [
+    ('[pool]\nnodes = ["http://127.0.0.1:8332"]\n', "pool.nodes: must be a list of tables [[pool.nodes]]"),
+    ('[pool]\nnodes = "http://127.0.0.1:8332"\n', "pool.nodes: must be a list of tables [[pool.nodes]]"),
+    ("pool = 5\n", "pool: must be a table [pool], not int"),
+    ("[pool]\nnodes = []\n", "pool.nodes: is empty"),
+    ("[pool]\nport = 70000\n", "pool.port: must be a TCP port 0..65535"),
+    ("[pool]\nport = -1\n", "pool.port: must be a TCP port 0..65535"),
+    ("[pool]\nmax_connections_per_ip = 0\n", "pool.max_connections_per_ip: must be 1 or more"),
+    ("[pool]\nhandshake_timeout = -5.0\n", "pool.handshake_timeout: must be more than 0"),
+    ("[pool]\nidle_timeout = -1.0\n", "pool.idle_timeout: must be more than 0"),
+    ('[pool]\ncoinbase_tag = "' + "t" * 300 + '"\n', "pool.coinbase_tag: is longer than 40 bytes"),
+    ('[farm]\nscan = "10.0.0.0/8"\n', "farm.scan: must be a list of str, not str '10.0.0.0/8'"),
+])
+def test_the_issue_s_bad_configs_are_one_line_each(tmp_path: Path, toml: str, words: str) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load(p)
+    assert words in str(info.value), str(info.value)
+
+
+def test_pithead_pool_refuses_a_port_out_of_range_instead_of_wrapping_it(tmp_path: Path) -> None:
+    """`port = 70000` on `pithead pool` used to listen on 4464 (70000 mod 65536)."""
+    import subprocess
+    import sys
+
+    p = tmp_path / "c.toml"
+    p.write_text("[pool]\nport = 70000\n")
+    r = subprocess.run([sys.executable, "-m", "pithead.cli", "pool", "--config", str(p)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "pool.port: must be a TCP port" in r.stderr and "Traceback" not in r.stderr
+    assert "listening" not in r.stdout

@@ -336,6 +336,8 @@ def _type_name(hint: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(hint))
     if hint is type(None):
         return "none"
+    if get_origin(hint) is tuple:
+        return f"a list of {_type_name(get_args(hint)[0])}"
     return getattr(hint, "__name__", str(hint))
 
 
