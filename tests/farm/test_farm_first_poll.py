@@ -82,6 +82,8 @@ async def test_devices_found_by_a_scan_are_read_at_once(sim: Sim, store: FarmSto
     task = asyncio.create_task(svc.run())
     try:
         await _until_known(store, COUNT)
+        # The statuses are written as each read ends; the read's summary once all have: wait for it too.
+        await asyncio.wait_for(svc.first_polled.wait(), WAIT)
     finally:
         svc.stop()
         await asyncio.wait_for(task, WAIT)
@@ -107,6 +109,7 @@ async def test_rescans_read_only_devices_new_to_the_inventory(sim: Sim, store: F
     task = asyncio.create_task(svc.run())
     try:
         await _until_known(store, COUNT)
+        await asyncio.wait_for(svc.first_polled.wait(), WAIT)  # the summary comes after the last status
         first = svc.last_first_poll
         assert first is not None and first.devices == COUNT
         # Three devices leave the inventory; the next scan finds them again: new to the inventory.

@@ -543,6 +543,9 @@ class PoolServer:
         block_hex = ev.block.hex()
         try:
             results = await self.source.submit_block(block_hex)
+        except ConnectionError as exc:  # no node (or supervisor) to take it: said plainly, the block kept
+            log.error("submitblock of %s failed: %s", display_hex(ev.block_hash), exc)
+            results = [SubmitResult(node="?", result=f"error: {exc}", accepted=False)]
         except Exception as exc:  # keep the block on record even when every node is unreachable
             log.exception("submitblock failed")
             results = [SubmitResult(node="?", result=f"error: {exc}", accepted=False)]

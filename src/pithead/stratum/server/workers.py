@@ -76,6 +76,8 @@ MAX_CHANNEL_BACKLOG = 256 * 1024 * 1024
 its share events are dropped and counted rather than filling the worker's memory."""
 STATS_INTERVAL = 1.0
 """Seconds between a worker's statistics reports."""
+PROMPT_REPORT_S = 0.2
+"""A worker whose number of connections changed reports within this many seconds."""
 READY_TIMEOUT = 30.0
 """Seconds a new worker has to import, bind and report ready."""
 STALL_SECONDS = 15.0
@@ -307,9 +309,16 @@ async def run_worker(fd: int) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
     async def report() -> None:
+        # Every STATS_INTERVAL, and sooner (every PROMPT_REPORT_S at most) when miners came or went, so the
+        # dashboard's connection count follows a reconnecting farm within a fraction of a second.
+        last_sent, last_count = 0.0, -1
         while True:
-            await asyncio.sleep(STATS_INTERVAL)
-            channel.send(("stats", _worker_stats(server, sink)))
+            await asyncio.sleep(PROMPT_REPORT_S)
+            now = loop.time()
+            count = len(server.connections)
+            if count != last_count or now - last_sent >= STATS_INTERVAL:
+                channel.send(("stats", _worker_stats(server, sink)))
+                last_sent, last_count = now, count
 
     async def obey() -> None:
         try:
@@ -326,19 +335,20 @@ async def run_worker(fd: int) -> None:
                     server.broadcast_message(msg[1])
                 elif kind == "report":
                     channel.send(("stats", _worker_stats(server, sink)))
-                elif kind == "stop":
-                    break
+                elif kind == "stop":  # keep reading: a block found just before it still gets its verdict
+                    stop.set()
         except EOFError:
             log.warning("supervisor gone: stopping")
+            source.fail_pending("supervisor gone")
         finally:
             stop.set()
 
     tasks = [asyncio.create_task(report()), asyncio.create_task(obey())]
     await stop.wait()
-    source.fail_pending("supervisor gone")
     if sv2 is not None:  # V2 first: then nothing judges shares any more
         await sv2.stop()
-    await server.stop()
+    await server.stop()  # waits (bounded) for the blocks being submitted through the supervisor
+    source.fail_pending("the pool stopped before the node answered")
     sink.flush()
     channel.send(("stats", _worker_stats(server, sink)))
     await channel.drain()
