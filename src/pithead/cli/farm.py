@@ -41,17 +41,34 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pithead.config import ConfigError, load
+from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
+from pithead.farm.alerts import AlertManager, WebhookSink
+from pithead.farm.curtailment import CurtailmentPolicy, decide
+from pithead.farm.drivers import default_drivers
+from pithead.farm.drivers.base import DriverError, PoolSpec
+from pithead.farm.energy import (
+    SAT_PER_BTC,
+    PriceSchedule,
+    block_subsidy_sat,
+    energy_report,
+    hashprice_per_th_day,
+)
+from pithead.farm.forward import SPOOL_MAX_ITEMS, Forwarder, ForwardError, Spool
+from pithead.farm.inventory import InventoryError, Labeler, Scanner
 from pithead.farm.model import DriverKind, Labels
+from pithead.farm.poller import Poller, select_shard
+from pithead.farm.service import FarmService, FarmSetup, Role
+from pithead.farm.store import FarmStore, FarmStoreError
 from pithead.farm.store_async import AsyncFarmStore
+from pithead.web.farm import HOW_TO_CONFIGURE, FarmAuth, FarmAuthError, load_token, service_router
+from pithead.web.server import WebServer, WebServerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from pithead.farm.inventory import ScanReport
     from pithead.farm.poller import SweepReport
-    from pithead.farm.service import FarmService
-    from pithead.web.farm import FarmAuth
-    from pithead.web.server import WebServer
 
 app = typer.Typer(no_args_is_help=True, help="The fleet manager and the simulated fleet.")
 console = Console()
@@ -72,7 +89,6 @@ def _mount_sim() -> None:
 
 
 def _store(db: str):  # type: ignore[no-untyped-def]
-    from pithead.farm.store import FarmStore
 
     if db != ":memory:":
         Path(db).parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +132,6 @@ def scan(
     use_pyasic: bool = typer.Option(False, "--pyasic", help="Identify other makes through pyasic."),
 ) -> None:
     """Discover devices and add them to the inventory."""
-    from pithead.farm.drivers import default_drivers
-    from pithead.farm.inventory import InventoryError, Labeler, Scanner
 
     try:
         labeler = Labeler.from_csv(labels.read_text(), site) if labels else Labeler((), site)
@@ -145,9 +159,6 @@ def poll(
     shard: str = typer.Option("0/1", "--shard", help="Poll only shard i of n (several collectors)."),
 ) -> None:
     """Poll the inventory, store readings, raise alerts and roll up history."""
-    from pithead.farm.alerts import AlertManager, WebhookSink
-    from pithead.farm.drivers import default_drivers
-    from pithead.farm.poller import Poller, select_shard
 
     shard_i, shard_n = _shard(shard)
 
@@ -213,8 +224,6 @@ async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) ->
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
 
-    from pithead.web.farm import HOW_TO_CONFIGURE, service_router
-    from pithead.web.server import WebServer, WebServerError
 
     api = FastAPI(title="pithead farm")
     api.include_router(service_router(svc, auth=auth))
@@ -275,10 +284,6 @@ def run(
                                  "(`pithead farm collect --forward`) on the web API; needs --web."),
 ) -> None:
     """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail."""
-    from pithead.config import ConfigError, load
-    from pithead.farm.service import FarmService, FarmSetup, Role
-    from pithead.farm.store import FarmStore
-    from pithead.web.farm import FarmAuth, FarmAuthError, load_token
 
     web_addr = _web_address(web) if web is not None else None
     if token_file is not None and web_addr is None:
@@ -351,7 +356,6 @@ def run(
 
 async def central_line(svc: FarmService) -> str:
     """The central service's status line after each evaluation tick."""
-    from pithead.farm.store import FarmStore
 
     tot = svc.ingest.total
     states: dict[str, int] = {}
@@ -410,10 +414,6 @@ def collect(
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
 ) -> None:
     """A collector: poll shard i/n and forward the readings to a central service (spooled while it is down)."""
-    from pithead.config import ConfigError, load
-    from pithead.farm.forward import SPOOL_MAX_ITEMS, Forwarder, ForwardError, Spool
-    from pithead.farm.service import FarmService, FarmSetup, Role
-    from pithead.web.farm import FarmAuthError, load_token
 
     shard_i, shard_n = _shard(shard)
     try:
@@ -521,7 +521,6 @@ def alerts(db: str = DbOpt, all_: bool = typer.Option(False, "--all", help="Incl
 @app.command()
 def label(device: str, site: str = "", rack: str = "", position: str = "", db: str = DbOpt) -> None:
     """Set the site/rack/position of a device."""
-    from pithead.farm.store import FarmStoreError
 
     with _store(db) as store:
         try:
@@ -533,7 +532,6 @@ def label(device: str, site: str = "", rack: str = "", position: str = "", db: s
 @app.command()
 def forget(device: str, db: str = DbOpt) -> None:
     """Remove a device from the inventory (a re-scan that finds it again adds it back)."""
-    from pithead.farm.store import FarmStoreError
 
     with _store(db) as store:
         try:
@@ -544,8 +542,6 @@ def forget(device: str, db: str = DbOpt) -> None:
 
 
 def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]
-    from pithead.farm.actions import ActionService
-    from pithead.farm.drivers import default_drivers
 
     with _store(db) as store:
         res = asyncio.run(fn(ActionService(AsyncFarmStore(store), default_drivers())))
@@ -570,7 +566,6 @@ def switch_pool(device: str, index: int, actor: str = typer.Option("cli", "--act
 def set_pools(device: str, pools: list[str] = typer.Argument(..., help="URL,USER[,PASS] per pool."),
               actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
     """Replace a device's pool list (audited)."""
-    from pithead.farm.drivers.base import DriverError, PoolSpec
 
     try:
         specs = [PoolSpec(*p.split(",", 2)) for p in pools]
@@ -594,14 +589,12 @@ def audit(db: str = DbOpt, device: str | None = None) -> None:
 def hashprice(difficulty: float = typer.Option(..., "--difficulty"), btc_price: float = typer.Option(..., "--btc-price"),
               height: int = typer.Option(840_000, "--height"), fees_btc: float = typer.Option(0.0, "--fees-btc")) -> None:
     """Revenue per TH/s per day."""
-    from pithead.farm.energy import SAT_PER_BTC, block_subsidy_sat, hashprice_per_th_day
 
     hp = hashprice_per_th_day(difficulty, block_subsidy_sat(height) / SAT_PER_BTC, fees_btc, btc_price)
     console.print(f"hashprice {hp:.6f} per TH/s per day ({hp * 1000:.2f} per PH/s per day)")
 
 
 def _price_now(prices: Path | None, price: float | None) -> float:
-    from pithead.farm.energy import PriceSchedule
 
     if prices is not None:
         return PriceSchedule.from_csv(prices.read_text()).price_at(time.time())
@@ -615,7 +608,6 @@ def energy(db: str = DbOpt, price: float | None = typer.Option(None, "--price", 
            prices: Path | None = typer.Option(None, "--prices", help="Price schedule CSV (start,price_per_mwh)."),
            hashprice_th: float | None = typer.Option(None, "--hashprice", help="Revenue per TH/s per day.")) -> None:
     """Power, J/TH, cost and revenue per site and rack."""
-    from pithead.farm.energy import energy_report
 
     p = _price_now(prices, price)
     with _store(db) as store:
@@ -643,9 +635,6 @@ def curtail(strike: float = typer.Option(..., "--strike", help="Strike price per
             target_kw: float | None = typer.Option(None, "--target-kw"),
             apply: bool = typer.Option(False, "--apply", help="Execute the decision (audited).")) -> None:
     """One curtailment decision at the current price (dry run unless --apply)."""
-    from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
-    from pithead.farm.curtailment import CurtailmentPolicy, decide
-    from pithead.farm.drivers import default_drivers
 
     p = _price_now(prices, price)
     with _store(db) as store:
