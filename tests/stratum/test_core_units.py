@@ -350,3 +350,58 @@ def test_unusable_template_keeps_the_previous_jobs() -> None:
     with pytest.raises(JobError):
         book.new_template(bad)
     assert book.job_for(b"\x51") is good and not book.is_stale(good)  # type: ignore[arg-type]
+
+
+def _first_convergence(seed: int, hashrate: float, start: float, tick: float = 5.0) -> tuple[float, float]:
+    """Poisson shares (seeded) and the server's periodic ticks: (time of the first share, time vardiff is
+    first within ×2 of the 10 s/share difficulty), in simulated seconds."""
+    import random
+
+    rng = random.Random(seed)
+    vd = VarDiff(VarDiffConfig(10.0, 0.0001, 1e12), start, 0.0)
+    ideal = hashrate * 10 / 2**32
+    t, next_tick, first = 0.0, tick, None
+    next_share = rng.expovariate(hashrate / (vd.difficulty * 2**32))
+    while t < 3600:
+        if next_share < next_tick:
+            t = next_share
+            first = first if first is not None else t
+            vd.on_share(t)
+            next_share = t + rng.expovariate(hashrate / (vd.difficulty * 2**32))
+        else:
+            t, next_tick = next_tick, next_tick + tick
+            if vd.on_tick(t) is not None:  # new work at the new difficulty
+                next_share = t + rng.expovariate(hashrate / (vd.difficulty * 2**32))
+        if first is not None and ideal / 2 <= vd.difficulty <= ideal * 2:
+            return first, t
+    raise AssertionError(f"seed {seed}: never converged (difficulty {vd.difficulty}, ideal {ideal})")
+
+
+def test_vardiff_first_convergence_of_a_cpu_miner_started_far_too_hard() -> None:
+    """Issue 19: a CPU miner (2 MH/s) at the default start difficulty of 1 found no share in 60 s and vardiff
+    was at 0.311 after 30 s (a fixed ÷3 step per 30 s: ~3 minutes to the right difficulty). Quiet steps now
+    grow (÷4, ÷16, ÷64 every 15 s): the first share within a minute, converged soon after, every seed."""
+    for seed in range(20):
+        first, converged = _first_convergence(seed, 2e6, 1.0)
+        assert first <= 60.0, (seed, first)
+        assert converged <= 90.0, (seed, converged)
+
+
+def test_vardiff_an_unlucky_device_is_not_pushed_down_for_good() -> None:
+    """A quiet step on a device that was merely unlucky costs a few easy shares, then the share-based
+    retarget lifts it back: it still converges (a Bitaxe from its own right difficulty)."""
+    for seed in range(20):
+        _, converged = _first_convergence(seed, 1.2e12, 1.2e12 * 10 / 2**32)
+        assert converged <= 60.0, (seed, converged)
+
+
+def test_start_difficulty_by_user_agent() -> None:
+    from pithead.stratum.difficulty import start_difficulty_for
+
+    assert start_difficulty_for("cpuminer/2.5.1", 1.0) == 0.001
+    assert start_difficulty_for("cpuminer-opt/23.15", 1.0) == 0.001
+    assert start_difficulty_for("pithead-miner", 1.0) == 0.001
+    assert start_difficulty_for("NerdMinerV2/1.6.3", 1.0) == 0.0001
+    assert start_difficulty_for("bitaxe/BM1370/v2.9.0", 1.0) == 1.0  # an ASIC climbs from the configured start
+    assert start_difficulty_for(None, 2.0) == 2.0 and start_difficulty_for("", 2.0) == 2.0
+    assert start_difficulty_for("cpuminer/2.5.1", 0.0005) == 0.0005  # never above what the operator set

@@ -227,6 +227,9 @@ async def test_a_block_only_a_lagging_node_accepts_is_reported_as_stale_not_acce
             ev = await miner.mine_one()
             assert not ev.accepted_by_node and ev.stale_fork, (ev, pool.metrics.submit_results)
             assert ev.node_result == "inconclusive"  # the backup's own BIP22 answer for a side-chain block
+            # a candidate, not a block found: the pool's counts and the finder's stats say so (issue 19)
+            assert pool.metrics.block_candidates == 1 and pool.metrics.blocks_found == 0
+            assert pool.stats.pool.blocks == 0 and pool.snapshot()["blocks_found"] == 0
             assert not await in_best_chain(rpc_b, ev.block_hash)
             assert await rpc_p.call("getbestblockhash") == ev.block_hash  # the primary did accept it
             assert failover.active.name == "backup"  # judging the block brought the failover up to date

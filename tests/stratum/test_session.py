@@ -223,6 +223,22 @@ def test_esp_miner_flow_configure_subscribe_authorize_suggest() -> None:
     assert out[2]["method"] == "mining.notify"  # the job again, so the new difficulty applies
 
 
+def test_a_cpu_miner_starts_at_its_class_difficulty() -> None:
+    """Issue 19: cpuminer at the pool's start difficulty of 1 found no share in 60 s. Its subscribe names
+    it: the first set_difficulty is a CPU's (AGENT_STARTS); its own suggestion still wins; an unnamed
+    miner starts where the operator said."""
+    s, _ = make()
+    s.receive(req(1, "mining.subscribe", ["cpuminer/2.5.1"]) + req(2, "mining.authorize", [SOLO_ADDRESS, "x"]), NOW)
+    assert lines(s.data_to_send())[2] == {"id": None, "method": "mining.set_difficulty", "params": [0.001]}
+    s, _ = make()
+    s.receive(req(1, "mining.suggest_difficulty", [0.5]) + req(2, "mining.subscribe", ["cpuminer/2.5.1"])
+              + req(3, "mining.authorize", [SOLO_ADDRESS, "x"]), NOW)
+    assert lines(s.data_to_send())[3] == {"id": None, "method": "mining.set_difficulty", "params": [0.5]}
+    s, _ = make()
+    s.receive(req(1, "mining.subscribe", []) + req(2, "mining.authorize", [SOLO_ADDRESS, "x"]), NOW)
+    assert lines(s.data_to_send())[2] == {"id": None, "method": "mining.set_difficulty", "params": [1]}
+
+
 def test_old_esp_miner_suggest_before_authorize() -> None:
     s, _ = make()
     s.receive(req(1, "mining.subscribe", ["bitaxe 2.1.5"]) + req(2, "mining.suggest_difficulty", [0.25]), NOW)

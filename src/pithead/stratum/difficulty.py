@@ -7,6 +7,8 @@ seen since the last retarget, and:
     instead of ckpool's minutes (ESP-Miner #98);
   * then moves at most ×4 / ÷4 per retarget and only when the observed rate is outside a hysteresis band
     (×0.5..×2 of the target), so it does not flap on share-time noise;
+  * a new connection that finds nothing steps down ever faster (QUIET_STEP), and its start difficulty
+    follows what its user agent says it is (AGENT_STARTS: a CPU miner is not an S21);
   * lowers the difficulty when a connection stops finding shares (a slow device never gets stuck);
   * stays within [min, max] (and under a `ceiling` the caller may set: a farm proxy keeps every machine at
     or below its upstream pool's difficulty, so no share the pool would credit goes unreported); fractional (sub-1) difficulties are allowed for ESP32-class miners, and whole
@@ -20,7 +22,8 @@ import math
 from dataclasses import dataclass
 
 FAST_RETARGETS = 3
-"""Retargets in the fast (first-convergence) phase of a new connection."""
+"""Retargets in the fast (first-convergence) phase of a new connection; only those made from at least
+FAST_SHARES shares count (a quiet window's one or two shares say too little to call it converged)."""
 FAST_SHARES = 4
 """Shares that trigger a retarget in the fast phase (a few shares already estimate the rate within ×2)."""
 FAST_MAX_FACTOR = 256.0
@@ -31,15 +34,48 @@ SLOW_MAX_FACTOR = 4.0
 """Largest change per retarget once converged."""
 HYSTERESIS = 2.0
 """No change unless the observed share rate is off target by more than this factor either way."""
-FAST_AFTER_INTERVALS = 3.0
-"""In the fast phase, also retarget when this many target intervals pass (a device far too slow for the
-starting difficulty finds no share: it must not wait minutes)."""
+FAST_AFTER_INTERVALS = 1.5
+"""In the fast phase, also retarget when this many target intervals pass without the shares for a
+retarget (a device far too slow for the starting difficulty finds no share: it must not wait minutes)."""
+QUIET_STEP = 4.0
+"""A new connection with no share at all after FAST_AFTER_INTERVALS: the difficulty falls by this factor,
+then by its square, its cube... (capped at FAST_MAX_FACTOR) while it stays silent. Zero shares say little
+about how much too hard the work is, so the steps grow: a CPU miner started at difficulty 1 (200× too hard)
+finds shares within a minute instead of the many minutes a fixed step takes; a device that was merely
+unlucky finds its next shares sooner and the share-based retarget lifts it back. Quiet steps are not
+convergence: the fast phase lasts until FAST_RETARGETS retargets made from shares."""
 SLOW_AFTER_INTERVALS = 30.0
 """Once converged, retarget on time only after this many intervals without SLOW_SHARES shares (thirty
 expected): Poisson noise alone moves the difficulty in well under 1% of windows (P(n < 15) ~ 0.2%), while
 a device that slowed down by more than ×2 is caught within five minutes."""
 SIGNIFICANT_DIGITS = 3
 """Sub-1 difficulties are rounded to this many significant digits (clean set_difficulty values)."""
+
+
+#: A new connection's starting difficulty by what its user agent says it is (lowercased substring, start,
+#: what it is): where the configured start is far too hard for it, the first share would take minutes (a
+#: CPU miner at difficulty 1 expects one share per ~20 minutes at 4 MH/s). Each start gives the class's
+#: typical device a share every few seconds; vardiff's fast phase then finds its own rate. Only ever
+#: lowers the configured start: an ASIC started low climbs ×256 per retarget within its first seconds.
+AGENT_STARTS: tuple[tuple[str, float, str], ...] = (
+    ("nerdminer", 0.0001, "ESP32 NerdMiner, ~50 kH/s (it asks 0.00015 itself)"),
+    ("nmminer", 0.0001, "ESP32 NMMiner, ~100 kH/s"),
+    ("cpuminer", 0.001, "cpuminer / cpuminer-opt on a CPU, 1-20 MH/s"),
+    ("minerd", 0.001, "pooler's minerd (cpuminer), 1-20 MH/s"),
+    ("pithead-miner", 0.001, "pithead's reference miner on a CPU, a few MH/s"),
+    ("pithead-up-miner", 0.001, "pithead up's CPU miners"),
+)
+
+
+def start_difficulty_for(user_agent: str | None, configured: float) -> float:
+    """The start difficulty for a connection whose mining.subscribe named `user_agent` (see AGENT_STARTS):
+    the class's start when it is below `configured`, else `configured`."""
+    if user_agent:
+        agent = user_agent.lower()
+        for needle, start, _ in AGENT_STARTS:
+            if needle in agent:
+                return min(start, configured)
+    return configured
 
 
 def wire_difficulty(diff: float) -> int | float:
@@ -76,7 +112,7 @@ class VarDiff:
     """One connection's difficulty controller. Call `on_share(now)` per accepted share and
     `on_tick(now)` now and then; each returns the new difficulty when it changed, else None."""
 
-    __slots__ = ("_fixed", "_retargets", "_shares", "_since", "ceiling", "cfg", "difficulty", "floor")
+    __slots__ = ("_fixed", "_quiet", "_retargets", "_shares", "_since", "ceiling", "cfg", "difficulty", "floor")
 
     def __init__(self, cfg: VarDiffConfig, start: float, now: float) -> None:
         self.cfg = cfg
@@ -86,6 +122,7 @@ class VarDiff:
         self._since = now
         self._shares = 0
         self._retargets = 0
+        self._quiet = 0  # consecutive quiet (share-less) retargets of the fast phase
         self._fixed = False
 
     @property
@@ -115,6 +152,11 @@ class VarDiff:
         """BIP310 minimum-difficulty: never go below `floor` (still within the pool bounds)."""
         self.floor = clamp(floor, self.cfg.min_difficulty, self.cfg.max_difficulty)
         return self._change(max(self.difficulty, self.floor), now)
+
+    def restart(self, start: float, now: float) -> None:
+        """Start again from `start` (bounded) before any work was sent: the subscribe named the device."""
+        self.difficulty = self._bound(start)
+        self._since, self._shares, self._retargets, self._quiet = now, 0, 0, 0
 
     def suggest(self, diff: float, now: float) -> float | None:
         """mining.suggest_difficulty: start from the miner's value (bounded); treated as converged."""
@@ -160,11 +202,17 @@ class VarDiff:
 
     def _retarget(self, now: float, fast: bool) -> float | None:
         elapsed = max(now - self._since, 1e-3)
+        if fast and self._shares == 0:  # silent from the start: step down, faster each time
+            self._quiet += 1
+            step = min(max(QUIET_STEP**self._quiet, elapsed / self.cfg.target_interval), FAST_MAX_FACTOR)
+            return self._change(self.difficulty / step, now)
+        self._quiet = 0
         # With no share yet, assume one was just about to arrive: the most optimistic estimate, so the
         # difficulty falls no faster than the evidence says.
         shares = max(self._shares, 1)
         ratio = (self.cfg.target_interval * shares) / elapsed  # > 1: shares come too fast → raise diff
-        self._retargets += 1
+        if not fast or self._shares >= FAST_SHARES:  # a share or two in a quiet window proves no convergence
+            self._retargets += 1
         if 1 / HYSTERESIS <= ratio <= HYSTERESIS:
             self._since = now
             self._shares = 0

@@ -102,7 +102,8 @@ class ServerLimits:
 class ServerMetrics:
     connections: int = 0
     shares_judged: int = 0
-    blocks_found: int = 0
+    block_candidates: int = 0  # shares that met the network target, submitted to the nodes
+    blocks_found: int = 0  # candidates a node of the best chain accepted (a lost race is no block found)
     last_broadcast_ms: float = 0.0  # template update → last notify written
     last_broadcast_miners: int = 0
     last_broadcast_at: float = 0.0  # time.time() of the last generation of jobs
@@ -532,8 +533,7 @@ class PoolServer:
 
     def found_block(self, ev: BlockFound, now: float) -> None:
         """A block candidate from any endpoint of this pool: counted, submitted to every node, recorded."""
-        self.metrics.blocks_found += 1
-        self.stats.block(ev.worker.name, ev.worker.address)
+        self.metrics.block_candidates += 1
         log.warning("BLOCK candidate %s at height %d by %s", display_hex(ev.block_hash), ev.job.height, ev.worker.name)
         task = asyncio.get_running_loop().create_task(self._submit_block(ev, now))
         self._submit_tasks.add(task)
@@ -570,7 +570,9 @@ class PoolServer:
         else:
             log.warning("block %s %s", display_hex(ev.block_hash),
                         "accepted" if accepted else f"refused ({verdict.node_result})")
-        if accepted:
+        if accepted:  # counted only now: a candidate that lost a race ("inconclusive") found no block
+            self.metrics.blocks_found += 1
+            self.stats.block(ev.worker.name, ev.worker.address)
             self.broadcast_message(block_message(ev.job.height, ev.worker.name))
 
     def broadcast_message(self, text: str) -> None:
@@ -608,6 +610,7 @@ class PoolServer:
         return {
             "connections": len(self.connections),
             "shares_judged": self.metrics.shares_judged,
+            "block_candidates": self.metrics.block_candidates,
             "blocks_found": self.metrics.blocks_found,
             "last_broadcast_ms": self.metrics.last_broadcast_ms,
             "last_broadcast_miners": self.metrics.last_broadcast_miners,

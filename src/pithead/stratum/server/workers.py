@@ -275,6 +275,7 @@ def _worker_stats(server: PoolServer, sink: ChannelSink, listed: int = LISTED_SE
         "sessions": _sessions(server, listed),
         "pid": os.getpid(), "connections": len(server.connections), "ready": ready,
         "shares_judged": server.metrics.shares_judged, "blocks_found": server.metrics.blocks_found,
+        "block_candidates": server.metrics.block_candidates,
         "last_broadcast_ms": server.metrics.last_broadcast_ms,
         "last_broadcast_miners": server.metrics.last_broadcast_miners,
         "last_broadcast_at": server.metrics.last_broadcast_at, "dropped_events": sink.dropped,
@@ -387,6 +388,7 @@ class PoolMetrics:
     connections: int = 0
     ready: int = 0
     shares_judged: int = 0
+    block_candidates: int = 0
     blocks_found: int = 0
     last_broadcast_ms: float = 0.0  # the slowest worker's template → last notify written
     last_broadcast_miners: int = 0
@@ -571,8 +573,8 @@ class WorkerPool:
             if isinstance(ev, ShareEvent):
                 pool.record(ev.time, ev.accepted, ev.difficulty, ev.share_difficulty, ev.reject_reason)
             elif isinstance(ev, BlockEvent):
-                pool.blocks += 1
                 if ev.accepted_by_node:  # the finder's worker told its own miners; tell everyone else's
+                    pool.blocks += 1  # a candidate that lost a race found no block
                     text = block_message(ev.height, ev.worker)
                     for other in self.workers:
                         if other is not w and other.channel is not None:
@@ -601,6 +603,7 @@ class WorkerPool:
         m.ready = sum(s["ready"] for s in live)
         m.shares_judged = sum(s["shares_judged"] for s in live)
         m.blocks_found = sum(s["blocks_found"] for s in live)
+        m.block_candidates = sum(s.get("block_candidates", 0) for s in live)
         m.dropped_events = sum(s["dropped_events"] for s in live)
         latest = max((s["last_broadcast_at"] for s in live), default=0.0)
         same = [s for s in live if s["last_broadcast_at"] and latest - s["last_broadcast_at"] < 1.0]
@@ -690,6 +693,7 @@ class WorkerPool:
         return {
             "connections": m.connections,
             "shares_judged": m.shares_judged,
+            "block_candidates": m.block_candidates,
             "blocks_found": m.blocks_found,
             "last_broadcast_ms": m.last_broadcast_ms,
             "last_broadcast_miners": m.last_broadcast_miners,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pithead.chain.address import AddressError, address_to_script
 from pithead.chain.compact import difficulty_to_target
 from pithead.chain.params import Network
-from pithead.stratum.difficulty import VarDiff, VarDiffConfig, wire_difficulty
+from pithead.stratum.difficulty import VarDiff, VarDiffConfig, start_difficulty_for, wire_difficulty
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.share import RejectReason, Submission, check_share
 from pithead.stratum.v1.errors import (
@@ -504,6 +504,9 @@ class PoolSession:
         agent = req.params[0] if req.params else None
         if isinstance(agent, str):
             self.user_agent = agent[:MAX_USER_AGENT]
+            if self._suggested is None and not self.vardiff.fixed and not self._job_diff:
+                # a CPU miner is not an S21: start where its class finds shares within seconds
+                self.vardiff.restart(start_difficulty_for(self.user_agent, self.rules.start_difficulty), now)
         previous: bytes | None = None
         if len(req.params) > 1 and isinstance(req.params[1], str) and len(req.params[1]) <= MAX_SESSION_ID_HEX:
             try:
