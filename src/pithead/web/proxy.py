@@ -53,6 +53,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 
 from pithead import __version__
+from pithead.farm.store import FarmStore
 from pithead.ledger.stats import estimate
 from pithead.proxy.figures import WindowCount, sum_windows
 from pithead.proxy.proxy import FarmProxy
@@ -180,6 +181,13 @@ class FarmLabels:
                     if w == worker:
                         return place
         return self._by_worker.get(worker)
+
+
+def farm_store_rows(store: FarmStore) -> list[Mapping[str, Any]]:
+    """The farm's devices from its store, as `FarmLabels` reads them (run it on the store's thread)."""
+    return [{"id": st.device.id, "host": st.device.address.host, "site": st.device.labels.site,
+             "rack": st.device.labels.rack, "position": st.device.labels.position,
+             "worker": st.reading.worker if st.reading is not None else None} for st in store.statuses()]
 
 
 def farm_devices_over_http(url: str, token: str | None = None) -> FetchDevices:
