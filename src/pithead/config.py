@@ -227,6 +227,8 @@ class ProxyConfig:
     api_bind: str = "127.0.0.1"  # the operator API (`pithead proxy status|switch|drain`) and /metrics
     api_port: int = 8090
     api_token_file: str | None = None  # a file holding a token the API's actions then require (Bearer)
+    farm_url: str | None = None  # the farm's web (`pithead farm run`): its inventory labels the machines by rack
+    metrics_per_machine: bool = False  # one Prometheus series per machine (per rack always)
     upstreams: tuple[UpstreamPool, ...] = ()
     connections_per_upstream: int = 2  # connections to each pool (the machines are spread over them)
     tag_bytes: int = 2  # extranonce2 bytes the proxy keeps per machine: 2^(8*tag_bytes) machines at once
@@ -527,6 +529,10 @@ def _check_proxy(p: _Problems, proxy: ProxyConfig) -> None:
     _port(p, "proxy.port", proxy.port)
     _port(p, "proxy.api_port", proxy.api_port)
     _check_tls(p, "proxy", proxy.tls_cert_file, proxy.tls_key_file)
+    if proxy.farm_url is not None:
+        farm = urlsplit(proxy.farm_url)
+        if farm.scheme not in ("http", "https") or not farm.hostname:
+            p.add("proxy.farm_url", f"must be http://HOST:PORT (where the farm's web serves /farm/), not {proxy.farm_url!r}")
     names: set[str] = set()
     for i, up in enumerate(proxy.upstreams):
         where = f"proxy.upstreams[{i}]"

@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 # Shortened run: a fast demo chain (blocks every second or so) and ephemeral ports everywhere.
 # The miners ask for the pool's minimum difficulty (0.001, about 4 million hashes a share), so a loaded CI
 # machine still sees shares within seconds.
-FAST = {"node_port": 0, "pool_port": 0, "web_port": 0, "block_interval": 1.0, "miners": 2, "sim_devices": 3,
-        "miner_difficulty": 0.001}
+FAST = {"node_port": 0, "pool_port": 0, "web_port": 0, "proxy_port": 0, "block_interval": 1.0, "miners": 2,
+        "sim_devices": 3, "miner_difficulty": 0.001}
 # Generous waits: CI runs this next to the rest of the suite on two cores.
 WAIT_S = 90.0
 
@@ -77,6 +77,16 @@ async def _dashboard_in_browser(url: str, fleet: bool) -> None:
             await b.wait_for("document.body.innerText.includes('rack-1')")
         await b.screenshot(ARTIFACTS / "up-farm.png")
         assert b.console_errors == [], b.console_errors
+        if fleet:  # the proxy's page, linked from the dashboard: its pool, what the pool credited, the racks
+            await b.navigate(url + "/")
+            await b.wait_for("document.getElementById('proxy-nav')?.hidden === false")
+            await b.navigate(url + "/proxy/")
+            await b.wait_for("document.body?.dataset.ready === '1'")
+            cell = "document.querySelector('#upstreams tr[data-upstream=\"demo pool\"] td.accepted')?.innerText"
+            await b.wait_for(f"Number({cell}) > 0")
+            await b.wait_for("document.querySelector('#racks tbody').innerText.includes('rack-')")
+            await b.screenshot(ARTIFACTS / "up-proxy.png")
+            assert b.console_errors == [], b.console_errors
 
 
 async def _run(data_dir: Path, check: Any) -> Any:
@@ -147,6 +157,20 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         if "simulated fleet" in running.parts:  # the farm finds and polls the simulated devices
             devices = await _until(client, "/farm/api/devices", lambda ds: len(ds) == FAST["sim_devices"])
             assert all(d["host"].startswith("127.") and d["model"] for d in devices)
+            # ... configured to mine to the proxy, part of them really do: their shares reach the pool through it
+            assert "proxy" in running.parts and running.proxy is not None
+            assert any(line.strip().startswith("proxy") and running.proxy.stratum_url in line for line in lines)
+            assert all(d["worker"].startswith("sim.") for d in devices)
+            status = await _until(client, "/proxy/api/status",
+                                  lambda s: s["upstreams"][0]["shares"]["accepted"] > 0)
+            assert status["active"] == "demo pool" and status["machines"]["ready"] >= 1
+            proxy_worker = await _until(client, "/api/workers", lambda ws: any(
+                w["worker"].split(".")[-1] == "proxy" and w["accepted"] > 0 for w in ws))
+            assert proxy_worker
+            racks = await _until(client, "/proxy/api/racks", lambda r: any(
+                k["rack"].startswith("rack-") and k["accepted"] > 0 for k in r["racks"]))
+            assert racks["labels"]["devices"] == FAST["sim_devices"]
+            assert "pithead_proxy_rack_shares_total" in (await client.get("/metrics")).text
         await _dashboard_in_browser(running.web_url, "simulated fleet" in running.parts)
         final = (await client.get("/api/pool")).json()
         return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses,
@@ -184,6 +208,9 @@ demo_block_interval = 1.0
 port = 0
 
 [web]
+port = 0
+
+[proxy]
 port = 0
 
 [farm]

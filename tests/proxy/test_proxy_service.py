@@ -89,7 +89,7 @@ async def test_the_api_and_the_operators_commands(tmp_path: Path) -> None:
     for up in ups:
         await up.start()
     cfg = ProxyConfig(port=0, api_port=0, start_difficulty=1e-6, min_difficulty=1e-9, failback_after=600.0,
-                      upstreams=tuple(UpstreamPool(url=f"stratum+tcp://127.0.0.1:{up.port}", user=PROXY_USER,
+                      metrics_per_machine=True, upstreams=tuple(UpstreamPool(url=f"stratum+tcp://127.0.0.1:{up.port}", user=PROXY_USER,
                                                    name=up.name, priority=i) for i, up in enumerate(ups)))
     task, running, stop = await run_proxy(cfg)
     proxy = running.proxy
@@ -126,7 +126,8 @@ async def test_the_api_and_the_operators_commands(tmp_path: Path) -> None:
             metrics = (await c.get("/metrics")).text
             assert 'pithead_proxy_upstream_shares_total{result="accepted",upstream="main"} 1.0' in metrics
             assert 'pithead_proxy_active_upstream{upstream="main"} 1.0' in metrics
-            assert "pithead_proxy_machine_hashrate_hashes_per_second" in metrics
+            assert "pithead_proxy_machine_hashrate_hashes_per_second" in metrics  # metrics_per_machine
+            assert 'pithead_proxy_rack_machines{rack="",site="",state="known"} 1.0' in metrics  # no farm
             assert (await c.post("/proxy/api/switch", json={"upstream": "nowhere"})).status_code == 404
 
         out = await asyncio.to_thread(cli, "status", "--machines")

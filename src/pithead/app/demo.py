@@ -2,8 +2,11 @@
 
 It starts, in order: the embedded node on the `demo` chain in `<data_dir>/node/` (with the transaction
 generator), the ledger on `[ledger] database` consuming `[ledger] share_bus`, the Stratum pool in pool mode
-(PPLNS by default) taking templates from the node, a couple of reference miners on local threads, a small
-simulated ASIC fleet with the farm's service managing it, and the web dashboard. It prints the URLs and
+(PPLNS by default) taking templates from the node, a couple of reference miners on local threads, a farm
+proxy (`[proxy] bind`/`port`) mining into that pool, a small simulated ASIC fleet configured to mine to the
+proxy (half of it really mines, from its own loopback addresses) with the farm's service managing it (its
+"hashing but no shares" alert judged on the proxy's figures), and the web dashboard with the farm's and the
+proxy's pages (the proxy's machines placed in the farm's racks). It prints the URLs and
 runs until Ctrl-C (SIGINT/SIGTERM) or for `duration` seconds, then stops everything in order. A second run
 on the same data directory resumes the same chain and ledger; the miners keep their payout addresses (kept
 in `up.json`). The parts are started by `pithead.app.parts`, exactly as `pithead serve` starts them; what
@@ -14,6 +17,7 @@ HTTP logic of its own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -42,6 +46,7 @@ from pithead.app.parts import (
     start_pool,
     start_web,
 )
+from pithead.app.proxy import ProxyShareActivity
 from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.params import Network
@@ -52,11 +57,16 @@ from pithead.farm.model import DriverKind
 from pithead.farm.service import FarmService, FarmSetup
 from pithead.farm.store import FarmStore
 from pithead.fleetsim.clock import SimClock
+from pithead.fleetsim.device import PoolConf
 from pithead.fleetsim.fleet import Fleet
+from pithead.fleetsim.mining import MiningBridge
 from pithead.fleetsim.server import FleetServer, SimServerError
 from pithead.miner.runner import Miner, MinerOptions
 from pithead.node.node import EmbeddedNode, EmbeddedNodeError
+from pithead.proxy.build import settings_from_config
+from pithead.proxy.proxy import FarmProxy, UpstreamSpec
 from pithead.stratum.client.connection import parse_pool_url
+from pithead.web.proxy import FarmLabels, ProxyCollector, farm_store_rows, proxy_router
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +102,12 @@ DEMO_NET_SUBSIDY_BTC = 3.125
 DEMO_NET_FEES_BTC = 0.0
 DEMO_BTC_PRICE_USD = 100_000.0
 
+# The farm proxy in the demo: the simulated devices ask it for this share difficulty (their CPU hashing does a
+# few MH/s), and it asks the pool for the same, so their shares reach the pool every second or so.
+DEMO_PROXY_DIFFICULTY = 0.001
+# The part of the simulated fleet that really mines (through the proxy); the rest only says it does.
+SIM_MINING_FRACTION = 0.5
+
 STATE_FILE = "up.json"
 
 
@@ -109,6 +125,7 @@ class UpOptions:
     node_port: int | None = None
     pool_port: int | None = None
     web_port: int | None = None
+    proxy_port: int | None = None
     block_interval: float | None = None  # demo chain's target spacing; None keeps the config's
     miner_difficulty: float = MINER_SUGGEST_DIFFICULTY  # what the local miners ask the pool for
     print_fn: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
@@ -117,7 +134,8 @@ class UpOptions:
         """These options as config overrides (checked like the file)."""
         return {"data_dir": str(data_dir), "node": {"rpc_port": self.node_port,
                                                     "demo_block_interval": self.block_interval},
-                "pool": {"port": self.pool_port}, "web": {"port": self.web_port}}
+                "pool": {"port": self.pool_port}, "web": {"port": self.web_port},
+                "proxy": {"port": self.proxy_port}}
 
 
 def _load_state(data_dir: Path) -> dict[str, Any]:
@@ -160,7 +178,8 @@ async def serve_up(opts: UpOptions, stop: asyncio.Event, on_ready: Callable[[Run
 async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, state: dict[str, Any]) -> None:
     # Fail fast, before anything starts mining, when a port we need is taken (e.g. another pithead).
     for what, host, port in (("node RPC", cfg.node.rpc_bind, cfg.node.rpc_port), ("stratum", cfg.pool.bind,
-                             cfg.pool.port), ("web", cfg.web.bind, cfg.web.port)):
+                             cfg.pool.port), ("web", cfg.web.bind, cfg.web.port),
+                             ("proxy", cfg.proxy.bind, cfg.proxy.port)):
         check_port(what, host, port)
 
     # --- node ------------------------------------------------------------------------------------
@@ -198,6 +217,9 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
         while len(miners) < opts.miners:
             miners.append(_random_address(network))
         state["miner_addresses"] = miners
+    proxy_address = state.get("proxy_address")
+    if not isinstance(proxy_address, str):
+        proxy_address = state["proxy_address"] = _random_address(network)
     running.pool_address = pool_address
     running.miner_addresses = list(miners[: opts.miners])
 
@@ -209,16 +231,24 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
                                 pool_address=pool_address, port=cfg.pool.port)
     await start_pool(pool_cfg, running, running.sink, own_process=True)  # beside the web: see make_pool
 
-    # --- miners, the simulated fleet and the farm --------------------------------------------------
+    # --- miners, the farm proxy, the simulated fleet and the farm ----------------------------------
     if opts.miners > 0:
         _start_miners(opts, running)
-    farm_router = await _start_farm(opts, cfg, running)
+    proxy = await _start_proxy(cfg, running, proxy_address)
+    farm_router = await _start_farm(opts, cfg, running, proxy)
     running.parts.append("farm")
 
     # --- web -------------------------------------------------------------------------------------
     info = pool_info("pithead demo", pool_cfg, cfg.ledger, f"demo ({network.name})", running, pays=True,
                      pool_id=cfg.web.miningcore_pool_id)
-    await start_web(cfg, running, info, farm_router, opts.print_fn)
+    labels = None
+    if running.farm is not None:  # the proxy's machines placed in the farm's racks
+        farm_store = running.farm.store
+        labels = FarmLabels(lambda: farm_store.call(farm_store_rows))
+        running.spawn("proxy labels", labels.run())
+    await start_web(cfg, running, info, farm_router, opts.print_fn,
+                    proxy_router=proxy_router(proxy, labels=labels, dashboard=True),
+                    collectors=[ProxyCollector(proxy, labels, per_machine=cfg.proxy.metrics_per_machine)])
 
 
 def _start_miners(opts: UpOptions, running: Running) -> None:
@@ -242,23 +272,43 @@ def _start_miners(opts: UpOptions, running: Running) -> None:
     running.parts.append("miners")
 
 
-async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running) -> Any:
-    """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage."""
+async def _start_proxy(cfg: config_mod.Config, running: Running, address: str) -> FarmProxy:
+    """The farm proxy on `[proxy] bind`/`port`, mining into the demo's own pool as `<address>.proxy`."""
+    assert running.stratum_url is not None
+    settings = dataclasses.replace(settings_from_config(cfg.proxy), upstream_suggest_difficulty=DEMO_PROXY_DIFFICULTY,
+                                   start_difficulty=DEMO_PROXY_DIFFICULTY)
+    upstream = UpstreamSpec("demo pool", parse_pool_url(running.stratum_url), f"{address}.proxy")
+    proxy = FarmProxy(settings, [upstream])
+    try:
+        await proxy.start(cfg.proxy.bind, cfg.proxy.port)
+    except OSError as exc:
+        raise StartError(f"proxy: cannot listen on {cfg.proxy.bind}:{cfg.proxy.port}: {exc}") from exc
+    running.on_stop("proxy", proxy.stop)
+    running.parts.append("proxy")
+    running.proxy = proxy
+    return proxy
+
+
+async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running, proxy: FarmProxy) -> Any:
+    """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage (its
+    devices configured to mine to `proxy`; the farm's share check asks the proxy)."""
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
     running.on_stop_sync("farm store", farm_store.close)
     cidrs: tuple[str, ...] = ()
     ports: dict[Any, tuple[int, ...]] | None = None
     wanted = opts.sim_devices if opts.sim_devices is not None else (cfg.farm.sim_devices or DEFAULT_SIM_DEVICES)
     if wanted > 0:
-        cidrs, ports = await _start_sim_fleet(wanted, running)
+        cidrs, ports = await _start_sim_fleet(wanted, running, proxy.stratum_url)
     setup = FarmSetup.from_config(
         cfg.farm, scan_cidrs=cidrs, scan_ports=ports or None, rescan_interval_s=FARM_RESCAN_S,
         poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S), labeler=Labeler.from_csv(SIM_RACKS, "demo"),
         prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH),
     )
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
+    shares = ProxyShareActivity(proxy)  # "hashing but no shares", for the machines behind the proxy
+    running.spawn("proxy share snapshot", shares.run())
     service = FarmService(farm_store, setup.config, labeler=setup.labeler, prices=setup.prices,
-                          hashprice=lambda: hashprice, sinks=farm_sinks(running))
+                          hashprice=lambda: hashprice, sinks=farm_sinks(running), shares=shares)
     # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
              "hashprice": f"example mainnet figures: difficulty {DEMO_NET_DIFFICULTY:g}, {DEMO_NET_SUBSIDY_BTC:g} BTC"
@@ -266,13 +316,17 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     return run_farm_service(service, running, notes)
 
 
-async def _start_sim_fleet(count: int, running: Running) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
-    """Serve `count` simulated devices on loopback; returns the addresses and ports the farm should scan.
+async def _start_sim_fleet(count: int, running: Running,
+                           proxy_url: str) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
+    """Serve `count` simulated devices on loopback, configured to mine to `proxy_url` (worker
+    `sim.<hostname>`), SIM_MINING_FRACTION of them (at least one) really mining there; returns the addresses
+    and ports the farm should scan.
 
     The shared bind mode listens once per port (on free ports here, so a second pithead or a test fleet
     never collides) and answers only connections to the fleet's loopback addresses.
     """
-    fleet = Fleet.build(count, SIM_MIX, seed=SIM_SEED, network=SIM_NETWORK, clock=SimClock())
+    fleet = Fleet.build(count, SIM_MIX, seed=SIM_SEED, network=SIM_NETWORK, clock=SimClock(),
+                        pools=(PoolConf(proxy_url, "sim"),))
     server = FleetServer(fleet, api_port=0, web_port=0, bind="shared")
     try:
         await server.start()
@@ -281,6 +335,12 @@ async def _start_sim_fleet(count: int, running: Running) -> tuple[tuple[str, ...
     running.on_stop("simulated fleet", server.close)
     running.parts.append("simulated fleet")
     running.fleet = fleet
+    mining = fleet.devices[: max(1, round(len(fleet) * SIM_MINING_FRACTION))]
+    bridge = MiningBridge(fleet, mining, share_difficulty=DEMO_PROXY_DIFFICULTY)
+    await bridge.start()
+    running.on_stop("simulated mining", bridge.close)
+    running.parts.append("simulated mining")
+    running.sim_mining = bridge
     api_port, web_port = server.bound_ports()
     return tuple(d.ip for d in fleet), {DriverKind.CGMINER: (api_port,), DriverKind.AXEOS: (web_port,)}
 
@@ -299,6 +359,11 @@ def _print_banner(opts: UpOptions, running: Running) -> None:
             p(f"               (demo price {DEMO_PRICE_PER_MWH:g} USD/MWh, example mainnet hashprice figures)")
     if running.stratum_url:
         p(f"  stratum      {running.stratum_url}   (user: <your regtest address>.<worker>, any password)")
+    if running.proxy is not None:
+        bridge = running.sim_mining
+        who = f"{len(bridge.stats.miners)} simulated devices mine through it" if bridge is not None else "no device"
+        page = f"; page {running.web_url}/proxy/" if running.web_url else ""
+        p(f"  proxy        {running.proxy.stratum_url}   (farm proxy into this pool: {who}{page})")
     if running.node_url:
         p(f"  node RPC     {running.node_url}   (cookie in {running.data_dir / 'node' / 'demo' / '.cookie'})")
     for addr in running.miner_addresses:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the parts' types, for `Running`'s fields only: a command im
     from pithead.events import ShareSink
     from pithead.farm.service import FarmService
     from pithead.fleetsim.fleet import Fleet
+    from pithead.fleetsim.mining import MiningBridge
     from pithead.ledger.bus.source import EventSource
     from pithead.ledger.ledger import Ledger
     from pithead.ledger.store.base import LedgerStore
@@ -100,6 +101,7 @@ class Running:
     pool_live: PoolServerLive | None = None
     farm: FarmService | None = None
     fleet: Fleet | None = None
+    sim_mining: MiningBridge | None = None  # the simulated devices that really mine (`up`: through the proxy)
     notifier: Notifier | None = None  # the parts' NoticeSink (None: [notify] names no routes)
     miners: list[Miner] = field(default_factory=list)
     proxy: FarmProxy | None = None

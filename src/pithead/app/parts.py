@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pithead import config as config_mod
@@ -318,18 +318,22 @@ def read_sv2_authority(cfg: config_mod.PoolConfig) -> bytes | None:
 
 
 async def start_web(cfg: config_mod.Config, running: Running, info: PoolInfo, farm_router: Any,
-                    print_fn: Callable[[str], None]) -> None:
+                    print_fn: Callable[[str], None], *, proxy_router: Any = None, collectors: Sequence[Any] = ()) -> None:
     """The dashboard, REST API and metrics on `[web] bind` and `port`, reading the ledger's store (its own
     connection), the node through `running.rpc`, the live pool from `running.pool_live` and mounting
-    `farm_router` when given; then the one-line status every STATUS_INTERVAL_S through `print_fn`."""
+    `farm_router` when given (and `proxy_router`, with the proxy's Prometheus `collectors`); then the one-line
+    status every STATUS_INTERVAL_S through `print_fn`."""
     try:
         web_store = open_store(cfg.ledger.database, data_dir=running.data_dir, migrate=False)
     except StoreError as exc:
         raise StartError(f"web: {exc}") from exc
     running.on_stop_sync("web ledger connection", web_store.close)
     services = Services(store=web_store, node=running.rpc, pool=running.pool_live,
-                        last_template_time=lambda: running.last_template_time, farm_router=farm_router, info=info)
+                        last_template_time=lambda: running.last_template_time, farm_router=farm_router, info=info,
+                        proxy_router=proxy_router)
     app = create_app(services)
+    for collector in collectors:
+        app.state.metrics.registry.register(collector)
     if running.notifier is not None:  # the notifier's counts on /metrics
         app.state.metrics.registry.register(NotifierCollector(running.notifier))
     web = WebServer(app, cfg.web.bind, cfg.web.port)

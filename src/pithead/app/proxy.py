@@ -6,6 +6,9 @@ starts), starts it as every profile starts its parts (`pithead.app.lifecycle.run
 life, ordered stop), and runs until `stop`. At stop the proxy goes first — no more machines or shares, then
 its upstream connections, each waiting briefly for the answers to the shares in flight — then the API.
 `on_listening`, when given, gets the start banner (where machines connect, where the API is, the pools).
+With `[proxy] farm_url`, the machines are placed in the farm's racks by its inventory (read over its API).
+`ProxyShareActivity` is the proxy's figures as the farm's pool-side share source, when both run in one
+process (`pithead up`): the farm's "hashing but no shares" alert for the machines behind the proxy.
 What it is not: the proxy's logic or its HTTP routes.
 """
 
@@ -13,19 +16,53 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pithead.app.lifecycle import Running, StartError, check_port, run_parts
 from pithead.config import ConfigError, ProxyConfig
 from pithead.proxy.build import build_proxy
-from pithead.web.proxy import ProxyTokenError, create_proxy_app, load_token
+from pithead.proxy.proxy import FarmProxy
+from pithead.web.proxy import (
+    FarmLabels,
+    ProxyTokenError,
+    create_proxy_app,
+    farm_devices_over_http,
+    load_token,
+)
 from pithead.web.server import WebServer, WebServerError
 
 log = logging.getLogger(__name__)
 
+SHARE_SNAPSHOT_S = 5.0
+"""How often the farm's copy of the proxy's last-credited times is taken (its alert waits minutes)."""
+
 STOP_FIRST = ("proxy", "proxy api")
 """The proxy stops first (its last answers are counted while the API still shows them), then the API."""
+
+
+class ProxyShareActivity:
+    """The farm's `ShareActivity` over a proxy in this process: for each machine behind the proxy, when the
+    pool last credited a share of it (never credited: since when the proxy has seen it,
+    `FarmProxy.last_credited`); machines the proxy has never seen are left out (the farm then does not judge
+    them on the proxy's word). The farm asks from its store's thread, so the answer is a snapshot taken
+    on the event loop (`take`, every SHARE_SNAPSHOT_S in `run`)."""
+
+    def __init__(self, proxy: FarmProxy) -> None:
+        self.proxy = proxy
+        self._times: dict[str, float] = {}
+
+    def take(self) -> None:
+        self._times = self.proxy.last_credited()
+
+    async def run(self) -> None:
+        while True:
+            self.take()
+            await asyncio.sleep(SHARE_SNAPSHOT_S)
+
+    def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]:
+        times = self._times
+        return {w: times[w] for w in workers if w in times}
 
 
 async def serve(cfg: ProxyConfig, *, on_listening: Callable[[str], None] | None = None,
@@ -50,7 +87,9 @@ async def serve(cfg: ProxyConfig, *, on_listening: Callable[[str], None] | None 
         running.parts.append("proxy")
         running.proxy = proxy
         running.stratum_url = proxy.stratum_url
-        web = WebServer(create_proxy_app(proxy, token), cfg.api_bind, cfg.api_port)
+        labels = FarmLabels(farm_devices_over_http(cfg.farm_url)) if cfg.farm_url is not None else None
+        web = WebServer(create_proxy_app(proxy, token, labels, per_machine=cfg.metrics_per_machine),
+                        cfg.api_bind, cfg.api_port)
         try:
             await web.start()
         except WebServerError as exc:

@@ -175,3 +175,14 @@ class MachineBook:
 
     def __len__(self) -> int:
         return len(self.machines)
+
+
+def sum_windows(groups: list[list[WindowCount]]) -> list[WindowCount]:
+    """Several machines' credited work, window by window, as one (a rack's): shares and difficulty add up;
+    the observed part of a window is the longest of theirs (a rack is watched as long as its oldest machine)."""
+    out = []
+    for name, span in WINDOWS:
+        ws = [w for g in groups for w in g if w.window == name]
+        observed = max((w.observed_s for w in ws), default=span)
+        out.append(WindowCount(name, span, observed, sum(w.shares for w in ws), sum(w.difficulty_sum for w in ws)))
+    return out

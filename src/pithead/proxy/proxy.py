@@ -132,6 +132,8 @@ class ProxySettings:
     stale_after: float = 180.0
     answer_timeout: float = 10.0
     upstream_timeout: float = 10.0
+    # asked of every pool after authorize (mining.suggest_difficulty); None: the pool's own start difficulty
+    upstream_suggest_difficulty: float | None = None
     limits: ServerLimits = field(default_factory=ServerLimits)
     # reconnecting to a pool that is down: the client shell's backoff (first and longest wait, seconds)
     retry_initial: float = BACKOFF_INITIAL
@@ -163,7 +165,8 @@ class FarmProxy:
         for order, spec in enumerate(upstreams):
             cfg = ClientConfig(username=spec.user, password=spec.password, user_agent=PROXY_VERSION,
                                version_rolling=True, version_mask=settings.version_mask, extranonce_subscribe=True,
-                               max_pending=MAX_PENDING_PER_CONNECTION)
+                               max_pending=MAX_PENDING_PER_CONNECTION,
+                               suggest_difficulty=settings.upstream_suggest_difficulty)
             self.upstreams[spec.name] = Upstream(
                 spec.name, spec.address, cfg, priority=spec.priority, order=order,
                 connections=settings.connections_per_upstream, connect_timeout=settings.upstream_timeout,
@@ -574,6 +577,22 @@ class FarmProxy:
                 "credited": [asdict(w) for w in fig.credited.windows(now, fig.connected_since)],
                 "connects": fig.connects, "disconnects": fig.disconnects,
             })
+        return out
+
+    def last_credited(self) -> dict[str, float]:
+        """The machines behind the proxy (connected now, or with pool-side figures) and when the pool last
+        credited a share of theirs; for one never credited, when the proxy first saw it (so a machine that just
+        came is given the whole of the farm's "hashing but no shares" window before it is judged). Call it on
+        the proxy's event loop (it reads the live sessions)."""
+        out: dict[str, float] = {}
+        for c in self.server.connections:
+            s = c.session
+            if s is not None:
+                for name in s.workers:
+                    out[name] = min(out.get(name, s.connected_at), s.connected_at)
+        for name, m in self.machines.machines.items():
+            last = m.credited.last_at
+            out[name] = last if last is not None else min(out.get(name, m.seen_at), m.seen_at)
         return out
 
     def machine_snapshot(self, now: float) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ vendored under `static/vendor/`), reading the JSON API and the `/api/stream` Ser
 the pool dashboard and `/address/{address}` the same page opened on one miner's address, as on
 public-pool. The Miningcore-compatible read API (`pithead.web.miningcore`) is served beside pithead's
 own, so Miningcore front ends work unchanged. When the farm's web module is present its router is mounted
-too (under /farm unless it names its own prefix).
+too (under /farm unless it names its own prefix), and the farm proxy's (under /proxy) when one runs.
 
 The app owns no services: it reads what `Services` gives it, and whoever built them stops them.
 """
@@ -87,7 +87,7 @@ def create_app(services: Services) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "version": __version__, "ledger": services.store is not None,
                 "node": services.node is not None, "pool": services.pool is not None,
-                "farm": services.farm_router is not None}
+                "farm": services.farm_router is not None, "proxy": services.proxy_router is not None}
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
@@ -118,4 +118,6 @@ def create_app(services: Services) -> FastAPI:
     farm = services.farm_router
     if farm is not None:
         app.include_router(farm, prefix="" if getattr(farm, "prefix", "") else "/farm", tags=["farm"])
+    if services.proxy_router is not None:  # the farm proxy's page and API (`pithead up` runs one)
+        app.include_router(services.proxy_router)
     return app

@@ -103,6 +103,7 @@ class Services:
     pool: PoolLive | None = None
     last_template_time: Callable[[], float | None] | None = None
     farm_router: Any | None = None  # a fastapi.APIRouter from pithead.web.farm, mounted at /farm
+    proxy_router: Any | None = None  # a fastapi.APIRouter from pithead.web.proxy (its own /proxy prefix)
     info: PoolInfo = field(default_factory=PoolInfo)
     bucket_width_s: int = DEFAULT_BUCKET_WIDTH_S
     clock: Callable[[], float] = time.time

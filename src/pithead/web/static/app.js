@@ -280,7 +280,7 @@ function init() {
   }
   $("range").addEventListener("change", (e) => { state.range = e.target.value; refreshCharts().catch((x) => console.warn(x)); });
   window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.setSize({ width: Math.max(300, c.root.parentElement.clientWidth), height: 220 })));
-  get("/healthz").then((h) => { if (h.farm) { $("farm-link").hidden = false; $("farm-nav").hidden = false; } }).catch(() => {});
+  get("/healthz").then((h) => { if (h.farm) { $("farm-link").hidden = false; $("farm-nav").hidden = false; } if (h.proxy) $("proxy-nav").hidden = false; }).catch(() => {});
   refreshAll();
   setInterval(refreshAll, REFRESH_MS);
   stream();
