@@ -47,7 +47,10 @@ async def test_down_failover_and_back(tmp_path: Path) -> None:
             assert "primary answers again, at height 2" in back.body
         finally:
             await failover.stop()
-    assert [n.kind for n in told.notices] == ["node.down", "node.failover", "node.back"]
+    assert [n.kind for n in told.notices][:3] == ["node.down", "node.failover", "node.back"]
+    # The primary, back at the same height and first by priority, may lead again before the test stops it
+    # (on a busy machine it has the time): that is the only other thing there may be to say.
+    assert all((n.kind, n.key) == ("node.failover", "primary") for n in told.notices[3:]), told.notices
 
 
 async def test_the_last_node_down_is_critical_and_the_sources_own_stop_is_no_news(tmp_path: Path) -> None:
