@@ -1,13 +1,14 @@
-"""A small sans-IO HTTP/1.1 server codec and server-side HTTP Digest auth (RFC 7616, MD5, qop=auth).
+"""The simulated devices' HTTP/1.1 server codec (h11 frames the requests) and server-side HTTP Digest auth
+(RFC 7616, MD5, qop=auth).
 
 Why not uvicorn/starlette here: the simulator serves tens of thousands of *addresses* from one listening
 socket and dispatches on each connection's destination address; an ASGI app per device would cost far
-more memory and CPU than these few hundred lines. What it supports is exactly what farm tools use
-against miners: GET/POST/PATCH with `Content-Length` bodies, keep-alive (httpx reuses the connection
-for the Digest retry), and `Connection: close`.
+more memory and CPU than this. h11, the sans-IO HTTP/1.1 state machine the embedded node's RPC server uses
+too, does the framing (bare-LF lines, keep-alive, pipelined requests, chunked bodies, the RFC's strictness:
+a HTTP/1.1 request without `Host` is a 400, as on the node); this module adds the bounds a device has and
+hands the device a complete request. Responses are written with `Content-Length` (`build_response`).
 
-What it is not: no chunked request bodies (answered 411), no pipelining beyond sequential requests,
-no TLS. Every bound is a named constant; a violation becomes an `HttpError` with the status to send.
+Every bound is a named constant; a violation becomes an `HttpError` with the status to send.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
+
+import h11
 
 # A request head (request line + headers) larger than this is not a farm tool; nginx's default is 8 KiB.
 MAX_HEAD_BYTES = 8192
@@ -34,7 +37,6 @@ _REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
-    411: "Length Required",
     413: "Payload Too Large",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
@@ -71,66 +73,79 @@ class HttpRequest:
 
 
 class HttpRequestParser:
-    """Feed bytes, get complete requests. Raises `HttpError` on malformed or oversized input."""
+    """Feed bytes, get complete requests. Raises `HttpError` on malformed or oversized input.
 
-    __slots__ = ("_buf",)
+    One h11 connection per request: h11 pauses after a complete request until a response is sent through
+    it, and the simulator writes its own; the bytes h11 held back (a pipelined next request) start the next
+    one, so nothing a client sent is lost or read twice."""
+
+    __slots__ = ("_body", "_conn", "_fresh", "_head")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._conn = _connection()
+        self._fresh = True  # nothing of the next request yet: blank lines before it are skipped
+        self._head: h11.Request | None = None
+        self._body = bytearray()
+
+    def _receive(self, data: bytes) -> None:
+        if self._fresh:  # RFC 9112 §2.2: ignore empty lines before a request line (a CRLF after a body)
+            data = data.lstrip(b"\r\n")
+            self._fresh = not data
+        if data:
+            self._conn.receive_data(data)
 
     def feed(self, data: bytes) -> list[HttpRequest]:
-        self._buf += data
+        self._receive(data)
         out: list[HttpRequest] = []
         while True:
-            req = self._next()
-            if req is None:
-                break
-            out.append(req)
-        return out
+            try:
+                event = self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                hint = exc.error_status_hint
+                raise HttpError(hint if hint in (413, 431) else 400, str(exc) or "bad request") from exc
+            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                return out
+            if event is h11.PAUSED:  # one request done: the next starts in what h11 held back
+                rest, closed = self._conn.trailing_data
+                self._conn, self._fresh = _connection(), True
+                self._receive(bytes(rest))
+                if closed:
+                    self._conn.receive_data(b"")
+            elif isinstance(event, h11.Request):
+                self._start(event)
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) > MAX_BODY_BYTES:
+                    raise HttpError(413, "body too large")
+            elif isinstance(event, h11.EndOfMessage):
+                out.append(self._finish())
 
-    def _next(self) -> HttpRequest | None:
-        end = self._buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buf) > MAX_HEAD_BYTES:
-                raise HttpError(431, "request head too large")
-            return None
-        if end > MAX_HEAD_BYTES:
-            raise HttpError(431, "request head too large")
-        head = bytes(self._buf[:end]).decode("latin-1")
-        lines = head.split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise HttpError(400, "bad request line")
-        method, target, version = parts
-        if not method.isalpha() or not target.startswith("/"):
-            raise HttpError(400, "bad request line")
-        if len(lines) - 1 > MAX_HEADERS:
+    def _start(self, event: h11.Request) -> None:
+        if len(event.headers) > MAX_HEADERS:
             raise HttpError(431, "too many headers")
-        headers = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise HttpError(400, "bad header line")
-            headers.append((name.lower(), value.strip()))
-        hmap = dict(headers)
-        if "chunked" in hmap.get("transfer-encoding", "").lower():
-            raise HttpError(411, "chunked bodies are not supported")
-        try:
-            length = int(hmap.get("content-length", "0"))
-        except ValueError as exc:
-            raise HttpError(400, "bad content-length") from exc
-        if length < 0:
-            raise HttpError(400, "bad content-length")
-        if length > MAX_BODY_BYTES:
-            raise HttpError(413, "body too large")
-        total = end + 4 + length
-        if len(self._buf) < total:
-            return None
-        body = bytes(self._buf[end + 4 : total])
-        del self._buf[:total]
-        conn = hmap.get("connection", "").lower()
-        keep = (version == "HTTP/1.1" and conn != "close") or (version == "HTTP/1.0" and conn == "keep-alive")
-        return HttpRequest(method.upper(), target, tuple(headers), body, keep)
+        target = event.target.decode("latin-1")
+        if not target.startswith("/"):
+            raise HttpError(400, "bad request target")
+        for name, value in event.headers:
+            if name == b"content-length" and int(value) > MAX_BODY_BYTES:
+                raise HttpError(413, "body too large")
+        self._head = event
+        self._body = bytearray()
+
+    def _finish(self) -> HttpRequest:
+        head = self._head
+        assert head is not None  # h11 gives EndOfMessage only after a Request
+        self._head = None
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers)
+        conn = ",".join(v for k, v in headers if k == "connection").lower()
+        version = head.http_version
+        keep = (version == b"1.1" and "close" not in conn) or (version == b"1.0" and "keep-alive" in conn)
+        return HttpRequest(head.method.decode("ascii").upper(), head.target.decode("latin-1"), headers,
+                           bytes(self._body), keep)
+
+
+def _connection() -> h11.Connection:
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
 
 
 def build_response(
