@@ -200,7 +200,7 @@ class FarmConfig:
 class UpstreamPool:
     """`[[proxy.upstreams]]`: a pool the farm proxy mines to."""
 
-    url: str = "stratum+tcp://127.0.0.1:3333"  # or stratum+ssl://HOST:PORT
+    url: str = "stratum+tcp://127.0.0.1:3333"  # or stratum+ssl://HOST:PORT, or stratum2+tcp://HOST:PORT/AUTHORITY_KEY
     user: str = ""  # the account (and worker) every machine's shares are credited to
     password: str = field(default="x", repr=False)
     priority: int = 0  # the lowest value leads; ties keep the order given
@@ -302,7 +302,7 @@ MAX_PROXY_TAG_BYTES = 4
 MAX_POOL_EXTRANONCE2 = 16
 """The most extranonce2 any pool gives (cgminer's bound at subscribe): the tag and the machines' share
 must fit in it."""
-_UPSTREAM_SCHEMES = ("stratum+tcp", "stratum", "tcp", "stratum+ssl", "stratum+tls", "ssl", "tls")
+_UPSTREAM_SCHEMES = ("stratum+tcp", "stratum", "tcp", "stratum+ssl", "stratum+tls", "ssl", "tls", "stratum2+tcp")
 
 MAX_CERT_VALIDITY = 30 * 24 * 3600
 """Longest validity of the certificate the pool issues per connection (`pool.sv2_cert_validity`): a miner
@@ -537,7 +537,11 @@ def _check_proxy(p: _Problems, proxy: ProxyConfig) -> None:
         except ValueError:
             port = None
         if parts.scheme not in _UPSTREAM_SCHEMES or not parts.hostname or port is None:
-            p.add(f"{where}.url", f"must be stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT, not {up.url!r}")
+            p.add(f"{where}.url", f"must be stratum+tcp://HOST:PORT, stratum+ssl://HOST:PORT or "
+                                  f"stratum2+tcp://HOST:PORT/AUTHORITY_KEY, not {up.url!r}")
+        elif parts.scheme == "stratum2+tcp" and not parts.path.strip("/"):
+            p.add(f"{where}.url", f"a Stratum V2 pool is pinned by its authority key: "
+                                  f"stratum2+tcp://HOST:PORT/AUTHORITY_KEY, not {up.url!r}")
         if not up.user:
             p.add(f"{where}.user", "is empty: the pool needs the account the shares are credited to")
         label = up.label()

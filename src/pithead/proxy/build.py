@@ -1,7 +1,8 @@
 """A `FarmProxy` from the typed config: `[proxy]` and its `[[proxy.upstreams]]`.
 
 `build_proxy(cfg)` checks the section (`pithead.config.validate`), insists on at least one upstream, parses
-each upstream's URL (stratum+tcp or stratum+ssl, with its CA file when it names one) and the machines' TLS
+each upstream's URL (stratum+tcp or stratum+ssl, with its CA file when it names one; stratum2+tcp with the
+pool's authority key) and the machines' TLS
 certificate, and returns an unstarted proxy. Problems are `pithead.config.ConfigError`, naming the key.
 What it is not: the process around it (`pithead.app.proxy`).
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 from pithead.config import ConfigError, ProxyConfig, validate
 from pithead.proxy.proxy import FarmProxy, ProxySettings, UpstreamSpec
 from pithead.stratum.client.connection import parse_pool_url, tls_context
+from pithead.stratum.client.v2 import SCHEME as SV2_SCHEME
+from pithead.stratum.client.v2 import parse_sv2_url
 from pithead.stratum.server.build import tls_from_config
 from pithead.stratum.server.pool import ServerLimits
 from pithead.stratum.v1.errors import InvalidPoolUrl
@@ -38,7 +41,8 @@ def upstreams_from_config(cfg: ProxyConfig) -> list[UpstreamSpec]:
     specs = []
     for i, up in enumerate(cfg.upstreams):
         try:
-            address = parse_pool_url(up.url)
+            address = (parse_sv2_url(up.url) if up.url.strip().startswith(SV2_SCHEME + "://")
+                       else parse_pool_url(up.url))
             ctx = tls_context(up.tls_ca_file) if address.tls and up.tls_ca_file else None
         except InvalidPoolUrl as exc:
             raise ConfigError(f"proxy.upstreams[{i}]: {exc}") from None

@@ -18,7 +18,9 @@ What it is: the assembly, and the policy that ties the parts together.
   its tag and the header's version as BIP310 asks the pool to rebuild it. The machine is answered on the
   proxy's own judgement (every aggregating proxy must: the pool's verdict comes later); the pool's answer is
   counted per upstream and per machine (`pithead.proxy.figures`), so its rejects are never hidden.
-- Upstreams: each over `connections_per_upstream` client shells (`pithead.proxy.upstream`), all connected
+- Upstreams: Stratum V1 pools and Stratum V2 ones (`stratum2+tcp://HOST:PORT/AUTHORITY_KEY`: the translator,
+  one extended channel per connection, the machines' extranonce subdivided inside the channel's), mixed
+  freely in one failover; each over `connections_per_upstream` client shells (`pithead.proxy.upstream`), all connected
   all the time (a standby pool's jobs are already here when the active one fails). Health and the choice of
   pool are `pithead.proxy.failover`'s; when the choice changes, every machine is placed on a connection of
   the new pool and gets its job with clean_jobs (and set_version_mask, set_difficulty first when they
@@ -51,7 +53,15 @@ from pithead.proxy.extranonce import ExtranonceTooSmall
 from pithead.proxy.failover import Failover, PoolChoice, UpstreamHealth
 from pithead.proxy.figures import MachineBook, UpstreamFigures
 from pithead.proxy.jobs import RelayBook, RelayedJob, UpstreamRoute
-from pithead.proxy.upstream import Forwarded, Upstream, UpstreamConnection
+from pithead.proxy.upstream import (
+    REFUSED_RETRY_S,
+    UPSTREAM_IDLE_TIMEOUT,
+    Forwarded,
+    Sv2Link,
+    Upstream,
+    UpstreamConnection,
+    UpstreamLink,
+)
 from pithead.stratum.client.connection import (
     BACKOFF_INITIAL,
     BACKOFF_MAX,
@@ -61,7 +71,9 @@ from pithead.stratum.client.connection import (
     Disconnected,
     PoolAddress,
     ShellEvent,
+    StratumClient,
 )
+from pithead.stratum.client.v2 import Sv2Client, Sv2PoolAddress
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.pool import PoolServer, ServerLimits
@@ -80,6 +92,8 @@ from pithead.stratum.v1.client import (
 )
 from pithead.stratum.v1.pool import PoolRules, PoolSession, PoolState, ShareJudged
 from pithead.stratum.v1.work import FoundShare
+from pithead.stratum.v2.channels import ChannelKind
+from pithead.stratum.v2.client import MinerChannelConfig
 from pithead.stratum.version import FULL_MASK
 
 log = logging.getLogger(__name__)
@@ -133,6 +147,11 @@ class ProxySettings:
     answer_timeout: float = 10.0
     upstream_timeout: float = 10.0
     limits: ServerLimits = field(default_factory=ServerLimits)
+    # Stratum V2 upstreams: the hashrate each channel declares when it opens (H/s; the pool's first target
+    # follows it; 0: the pool's start difficulty)
+    sv2_nominal_hash_rate: float = 0.0
+    # a Stratum V2 pool refused for its certificate is tried again after this many seconds
+    sv2_refused_retry: float = REFUSED_RETRY_S
     # reconnecting to a pool that is down: the client shell's backoff (first and longest wait, seconds)
     retry_initial: float = BACKOFF_INITIAL
     retry_max: float = BACKOFF_MAX
@@ -161,14 +180,10 @@ class FarmProxy:
         self.specs = {u.name: u for u in upstreams}
         health = []
         for order, spec in enumerate(upstreams):
-            cfg = ClientConfig(username=spec.user, password=spec.password, user_agent=PROXY_VERSION,
-                               version_rolling=True, version_mask=settings.version_mask, extranonce_subscribe=True,
-                               max_pending=MAX_PENDING_PER_CONNECTION)
             self.upstreams[spec.name] = Upstream(
-                spec.name, spec.address, cfg, priority=spec.priority, order=order,
-                connections=settings.connections_per_upstream, connect_timeout=settings.upstream_timeout,
-                on_event=self._on_upstream, ssl_context=spec.ssl_context,
-                backoff=lambda: Backoff(settings.retry_initial, settings.retry_max))
+                spec.name, spec.address, spec.user, priority=spec.priority, order=order,
+                connections=settings.connections_per_upstream, on_event=self._on_upstream,
+                make_link=self._link_maker(spec))
             health.append(UpstreamHealth(spec.name, spec.priority, order))
         self.failover = Failover(health, failback_after=settings.failback_after, stale_after=settings.stale_after,
                                  answer_timeout=settings.answer_timeout,
@@ -182,6 +197,30 @@ class FarmProxy:
         self._swept_at = 0.0
         self.host = ""
         self.port = 0
+
+    def _link_maker(self, spec: UpstreamSpec) -> Callable[[], UpstreamLink]:
+        """How each connection to `spec` is made: a V1 client shell, or a V2 one opening one extended channel
+        with room for the proxy's tag and the machines' extranonce2 (`pithead.proxy.upstream`)."""
+        s = self.settings
+
+        def backoff() -> Backoff:
+            return Backoff(s.retry_initial, s.retry_max)
+
+        address = spec.address
+        if isinstance(address, Sv2PoolAddress):
+            channel = MinerChannelConfig(
+                user_identity=spec.user, kind=ChannelKind.EXTENDED, nominal_hash_rate=s.sv2_nominal_hash_rate,
+                min_extranonce_size=s.tag_bytes + s.extranonce2_size, vendor="pithead",
+                hardware_version="farm-proxy", firmware=PROXY_VERSION)
+            sv2_address = address
+            return lambda: Sv2Link(Sv2Client([sv2_address], channel, backoff=backoff(),
+                                             connect_timeout=s.upstream_timeout, idle_timeout=UPSTREAM_IDLE_TIMEOUT,
+                                             clock=self.clock), refused_retry=s.sv2_refused_retry)
+        cfg = ClientConfig(username=spec.user, password=spec.password, user_agent=PROXY_VERSION,
+                           version_rolling=True, version_mask=s.version_mask, extranonce_subscribe=True,
+                           max_pending=MAX_PENDING_PER_CONNECTION)
+        return lambda: StratumClient([address], cfg, backoff=backoff(), connect_timeout=s.upstream_timeout,
+                                     idle_timeout=UPSTREAM_IDLE_TIMEOUT, ssl_context=spec.ssl_context)
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 3334) -> tuple[str, int]:
@@ -563,7 +602,8 @@ class FarmProxy:
                     "last_job_age_s": None if c.last_job_at is None else now - c.last_job_at,
                 })
             out.append({
-                "name": up.name, "url": str(up.address), "user": up.config.username, "priority": up.priority,
+                "name": up.name, "url": str(up.address), "user": up.user, "priority": up.priority,
+                "protocol": "sv2" if isinstance(up.address, Sv2PoolAddress) else "sv1",
                 "state": self.failover.state(up.name, now).value,
                 "problem": self.failover.problem(up.name, now), "last_error": health.last_error, "recent_errors": list(health.recent_errors),
                 "connections": conns, "connected_since": fig.connected_since,
