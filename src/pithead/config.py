@@ -224,6 +224,11 @@ class ProxyConfig:
     port: int = 3334
     tls_cert_file: str | None = None  # stratum+ssl for the machines: the PEM chain and its key (or neither)
     tls_key_file: str | None = None
+    # Stratum V2 for the machines too: its own port, the proxy's authority key (`pithead keys new --out FILE`,
+    # as the pool's); machines pin the key printed at start (stratum2+tcp://HOST:PORT/KEY)
+    sv2_port: int | None = None
+    sv2_authority_secret_key_file: str | None = None
+    sv2_cert_validity: int = 3600  # seconds each connection's certificate is valid
     api_bind: str = "127.0.0.1"  # the operator API (`pithead proxy status|switch|drain`) and /metrics
     api_port: int = 8090
     api_token_file: str | None = None  # a file holding a token the API's actions then require (Bearer)
@@ -527,6 +532,15 @@ def _check_proxy(p: _Problems, proxy: ProxyConfig) -> None:
     _port(p, "proxy.port", proxy.port)
     _port(p, "proxy.api_port", proxy.api_port)
     _check_tls(p, "proxy", proxy.tls_cert_file, proxy.tls_key_file)
+    if proxy.sv2_port is not None:
+        _port(p, "proxy.sv2_port", proxy.sv2_port)
+        if proxy.sv2_port and proxy.sv2_port == proxy.port:
+            p.add("proxy.sv2_port", f"is the V1 port ({proxy.port}): Stratum V2 needs a port of its own")
+        if not proxy.sv2_authority_secret_key_file:
+            p.add("proxy.sv2_authority_secret_key_file", "the Stratum V2 side needs the proxy's authority key "
+                  "(`pithead keys new --out FILE`)")
+    if not 60 <= proxy.sv2_cert_validity <= MAX_CERT_VALIDITY:
+        p.add("proxy.sv2_cert_validity", f"must be 60..{MAX_CERT_VALIDITY} seconds, not {proxy.sv2_cert_validity}")
     names: set[str] = set()
     for i, up in enumerate(proxy.upstreams):
         where = f"proxy.upstreams[{i}]"
