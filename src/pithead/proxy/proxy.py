@@ -223,7 +223,7 @@ class FarmProxy:
             channel = MinerChannelConfig(
                 user_identity=spec.user, kind=ChannelKind.EXTENDED, nominal_hash_rate=s.sv2_nominal_hash_rate,
                 min_extranonce_size=s.tag_bytes + s.extranonce2_size, vendor="pithead",
-                hardware_version="farm-proxy", firmware=PROXY_VERSION)
+                hardware_version="farm-proxy", firmware=PROXY_VERSION, max_pending_shares=MAX_PENDING_PER_CONNECTION)
             sv2_address = address
             return lambda: Sv2Link(Sv2Client([sv2_address], channel, backoff=backoff(),
                                              connect_timeout=s.upstream_timeout, idle_timeout=UPSTREAM_IDLE_TIMEOUT,
