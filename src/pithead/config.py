@@ -200,7 +200,7 @@ class FarmConfig:
 class UpstreamPool:
     """`[[proxy.upstreams]]`: a pool the farm proxy mines to."""
 
-    url: str = "stratum+tcp://127.0.0.1:3333"  # or stratum+ssl://HOST:PORT
+    url: str = "stratum+tcp://127.0.0.1:3333"  # or stratum+ssl://HOST:PORT, or stratum2+tcp://HOST:PORT/AUTHORITY_KEY
     user: str = ""  # the account (and worker) every machine's shares are credited to
     password: str = field(default="x", repr=False)
     priority: int = 0  # the lowest value leads; ties keep the order given
@@ -224,6 +224,11 @@ class ProxyConfig:
     port: int = 3334
     tls_cert_file: str | None = None  # stratum+ssl for the machines: the PEM chain and its key (or neither)
     tls_key_file: str | None = None
+    # Stratum V2 for the machines too: its own port, the proxy's authority key (`pithead keys new --out FILE`,
+    # as the pool's); machines pin the key printed at start (stratum2+tcp://HOST:PORT/KEY)
+    sv2_port: int | None = None
+    sv2_authority_secret_key_file: str | None = None
+    sv2_cert_validity: int = 3600  # seconds each connection's certificate is valid
     api_bind: str = "127.0.0.1"  # the operator API (`pithead proxy status|switch|drain`) and /metrics
     api_port: int = 8090
     api_token_file: str | None = None  # a file holding a token the API's actions then require (Bearer)
@@ -304,7 +309,7 @@ MAX_PROXY_TAG_BYTES = 4
 MAX_POOL_EXTRANONCE2 = 16
 """The most extranonce2 any pool gives (cgminer's bound at subscribe): the tag and the machines' share
 must fit in it."""
-_UPSTREAM_SCHEMES = ("stratum+tcp", "stratum", "tcp", "stratum+ssl", "stratum+tls", "ssl", "tls")
+_UPSTREAM_SCHEMES = ("stratum+tcp", "stratum", "tcp", "stratum+ssl", "stratum+tls", "ssl", "tls", "stratum2+tcp")
 
 MAX_CERT_VALIDITY = 30 * 24 * 3600
 """Longest validity of the certificate the pool issues per connection (`pool.sv2_cert_validity`): a miner
@@ -533,6 +538,15 @@ def _check_proxy(p: _Problems, proxy: ProxyConfig) -> None:
         farm = urlsplit(proxy.farm_url)
         if farm.scheme not in ("http", "https") or not farm.hostname:
             p.add("proxy.farm_url", f"must be http://HOST:PORT (where the farm's web serves /farm/), not {proxy.farm_url!r}")
+    if proxy.sv2_port is not None:
+        _port(p, "proxy.sv2_port", proxy.sv2_port)
+        if proxy.sv2_port and proxy.sv2_port == proxy.port:
+            p.add("proxy.sv2_port", f"is the V1 port ({proxy.port}): Stratum V2 needs a port of its own")
+        if not proxy.sv2_authority_secret_key_file:
+            p.add("proxy.sv2_authority_secret_key_file", "the Stratum V2 side needs the proxy's authority key "
+                  "(`pithead keys new --out FILE`)")
+    if not 60 <= proxy.sv2_cert_validity <= MAX_CERT_VALIDITY:
+        p.add("proxy.sv2_cert_validity", f"must be 60..{MAX_CERT_VALIDITY} seconds, not {proxy.sv2_cert_validity}")
     names: set[str] = set()
     for i, up in enumerate(proxy.upstreams):
         where = f"proxy.upstreams[{i}]"
@@ -543,7 +557,11 @@ def _check_proxy(p: _Problems, proxy: ProxyConfig) -> None:
         except ValueError:
             port = None
         if parts.scheme not in _UPSTREAM_SCHEMES or not parts.hostname or port is None:
-            p.add(f"{where}.url", f"must be stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT, not {up.url!r}")
+            p.add(f"{where}.url", f"must be stratum+tcp://HOST:PORT, stratum+ssl://HOST:PORT or "
+                                  f"stratum2+tcp://HOST:PORT/AUTHORITY_KEY, not {up.url!r}")
+        elif parts.scheme == "stratum2+tcp" and not parts.path.strip("/"):
+            p.add(f"{where}.url", f"a Stratum V2 pool is pinned by its authority key: "
+                                  f"stratum2+tcp://HOST:PORT/AUTHORITY_KEY, not {up.url!r}")
         if not up.user:
             p.add(f"{where}.user", "is empty: the pool needs the account the shares are credited to")
         label = up.label()

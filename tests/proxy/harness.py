@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,7 +32,9 @@ from pithead.config import PoolConfig
 from pithead.events import BlockEvent, ShareEvent
 from pithead.proxy.proxy import FarmProxy, ProxySettings, UpstreamSpec
 from pithead.stratum.client.connection import PoolAddress
+from pithead.stratum.client.v2 import Sv2PoolAddress, parse_sv2_url
 from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v2 import cert, noise, secp256k1
 from pithead.template.interface import TemplateSource
 from stratum.helpers import SOLO_ADDRESS, regtest_template, solo_script
 
@@ -71,12 +77,15 @@ class ListSink:
 class Upstream:
     """A pithead pool, as `pithead pool` runs it (see the module docstring)."""
 
-    def __init__(self, name: str, cfg: PoolConfig, source_factory: Callable[[], TemplateSource | None]) -> None:
+    def __init__(self, name: str, cfg: PoolConfig, source_factory: Callable[[], TemplateSource | None], *,
+                 sv2_key_file: Path | None = None) -> None:
+        """`sv2_key_file`: the pool also serves Stratum V2 (on a port of its own), with this authority key."""
         self.name = name
-        self.cfg = cfg
+        self.cfg = cfg if sv2_key_file is None else replace(cfg, sv2_port=0, sv2_authority_secret_key_file=str(sv2_key_file))
         self.source_factory = source_factory
         self.sink = ListSink()
         self.port = 0
+        self.sv2_url: str | None = None
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[Running] | None = None
 
@@ -85,13 +94,18 @@ class Upstream:
         self._stop = asyncio.Event()
         banner: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         cfg = replace(self.cfg, port=self.port)
+        if self.sv2_url is not None:  # a restart: the same SV2 port too
+            cfg = replace(cfg, sv2_port=parse_sv2_url(self.sv2_url).port)
         self._task = asyncio.create_task(serve(cfg, self.source_factory(), self.sink, stop=self._stop,
                                                on_listening=banner.set_result))
         done, _ = await asyncio.wait({self._task, banner}, timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
         if self._task in done:
             self._task.result()  # raises what went wrong
         assert banner in done, f"pool {self.name} did not start"
-        self.port = int(banner.result().split("listening on ")[1].split(";")[0].rsplit(":", 1)[1])
+        text = banner.result()
+        self.port = int(text.split("listening on ")[1].split(";")[0].split(",")[0].rsplit(":", 1)[1])
+        if self.cfg.sv2_port is not None:
+            self.sv2_url = text.split("Stratum V2 on ")[1].split()[0].rstrip(",;")
 
     async def stop(self) -> None:
         assert self._stop is not None and self._task is not None
@@ -100,6 +114,21 @@ class Upstream:
 
     def spec(self, priority: int) -> UpstreamSpec:
         return UpstreamSpec(self.name, PoolAddress("127.0.0.1", self.port), PROXY_USER, "x", priority)
+
+    def sv2_spec(self, priority: int, authority_key: bytes | None = None) -> UpstreamSpec:
+        """The pool's Stratum V2 endpoint as an upstream, pinned to its key (or to `authority_key`)."""
+        assert self.sv2_url is not None, "this pool serves no Stratum V2"
+        address = parse_sv2_url(self.sv2_url)
+        if authority_key is not None:
+            address = replace(address, authority_key=authority_key)
+        return UpstreamSpec(self.name, address, PROXY_USER, "x", priority)
+
+
+def sv2_key_file(path: Path) -> tuple[Path, bytes]:
+    """A new authority key written as `pithead keys new` writes it; returns (its file, its x-only public key)."""
+    secret = secp256k1.new_secret()
+    path.write_text(cert.encode_secret_key(secret) + "\n")
+    return path, secp256k1.xonly_public(secret)
 
 
 def upstream_job_params(clean: bool = True, job_id: str = "f00d") -> list[Any]:
@@ -217,3 +246,61 @@ async def stop_all(*parts: Any) -> None:
         with contextlib.suppress(Exception):
             stop: Callable[[], Awaitable[None]] = part.stop
             await asyncio.wait_for(stop(), WAIT_S)
+
+
+class FakeSv2Pool:
+    """A scripted Stratum V2 "pool" that misbehaves on purpose, after (or instead of) a real Noise handshake
+    as the responder with `authority_secret`'s certificate. `behaviour`:
+
+    - "garbage": completes the handshake, then sends bytes that do not decrypt;
+    - "oversized": completes the handshake, then a frame whose header says 4 MiB (more than any frame a
+      pool may send a miner, `framing.MAX_PAYLOAD_FROM_SERVER`);
+    - "junk-handshake": answers Act 1 with 234 random bytes (no SV2 server behind the port).
+    """
+
+    def __init__(self, behaviour: str, authority_secret: bytes) -> None:
+        self.behaviour = behaviour
+        self.authority_secret = authority_secret
+        self.port = 0
+        self.connections = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._writers):
+            w.close()
+
+    def spec(self, name: str, priority: int) -> UpstreamSpec:
+        address = Sv2PoolAddress("127.0.0.1", self.port, authority_key=secp256k1.xonly_public(self.authority_secret))
+        return UpstreamSpec(name, address, PROXY_USER, "x", priority)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        try:
+            act1 = await reader.readexactly(noise.ACT1_SIZE)
+            if self.behaviour == "junk-handshake":
+                writer.write(os.urandom(234))
+            else:
+                step = noise.Responder.for_connection(self.authority_secret, int(time.time())).feed(act1)
+                assert step.transport is not None
+                writer.write(step.send)
+                if self.behaviour == "garbage":
+                    writer.write(os.urandom(200))
+                elif self.behaviour == "oversized":
+                    size = 4 << 20
+                    header = struct.pack("<HBHB", 0, 0x1F, size & 0xFFFF, size >> 16)
+                    writer.write(step.transport.encrypt(header + bytes(size)))
+            await writer.drain()
+            await reader.read()  # until the proxy hangs up
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()

@@ -79,10 +79,13 @@ async def serve(cfg: ProxyConfig, *, on_listening: Callable[[str], None] | None 
     async def start() -> None:
         check_port("proxy", cfg.bind, cfg.port, "Set another [proxy] port")
         check_port("proxy API", cfg.api_bind, cfg.api_port, "Set another [proxy] api_port")
+        if cfg.sv2_port:
+            check_port("proxy SV2", cfg.bind, cfg.sv2_port, "Set another [proxy] sv2_port")
         try:
-            await proxy.start(cfg.bind, cfg.port)
+            await proxy.start(cfg.bind, cfg.port, cfg.sv2_port)
         except OSError as exc:
-            raise StartError(f"proxy: cannot listen on {cfg.bind}:{cfg.port}: {exc}") from exc
+            raise StartError(f"proxy: cannot listen on {cfg.bind}:{cfg.port} (or sv2_port {cfg.sv2_port}): "
+                             f"{exc}") from exc
         running.on_stop("proxy", proxy.stop)
         running.parts.append("proxy")
         running.proxy = proxy
@@ -100,7 +103,8 @@ async def serve(cfg: ProxyConfig, *, on_listening: Callable[[str], None] | None 
 
     def started() -> None:
         pools = ", ".join(f"{u.name} ({u.address})" for u in proxy.upstreams.values())
-        banner = (f"pithead proxy listening on {proxy.host}:{proxy.port} ({proxy.stratum_url}); "
+        sv2 = f", Stratum V2 on {proxy.sv2_url}" if proxy.sv2_url else ""
+        banner = (f"pithead proxy listening on {proxy.host}:{proxy.port} ({proxy.stratum_url}{sv2}); "
                   f"API {running.web_url}; upstreams: {pools}")
         log.info("%s", banner)
         if on_listening is not None:

@@ -10,11 +10,13 @@ when each arrives) and the machines (`_Machine`, cheap asyncio protocols that co
   2. shares judged per CPU-second of the proxy process (utime+stime from /proc): `--share-conns`
      machines pipeline `--shares` shares at a difficulty every hash meets (each one hashed and judged in
      full), first on a pool whose difficulty none of them meets (judged only), then on a pool whose
-     difficulty all of them meet (judged and forwarded upstream);
+     difficulty all of them meet (judged and forwarded upstream), then on a Stratum V2 pool at that
+     difficulty (`_Sv2Pool`: the translator's path, each share forwarded as SubmitSharesExtended over Noise);
   3. the latency the proxy adds to a share: one machine submits one share at a time, and the pool notes
      when the forwarded share arrives; the same share path straight to the pool, without the proxy, is
      the baseline (median and 90th percentile of `--latency-samples` shares, the difference of medians is
-     what the proxy adds);
+     what the proxy adds); and the same through the proxy to the Stratum V2 pool, against the same straight
+     V1 baseline (what the translator adds to a machine's share);
   4. failover: the pool every machine mines on is killed (its socket and connections closed); the figure is
      the time until the last machine received its new job from the next pool (this process's clock on both
      ends). The pool is then restarted and the machines moved back with `switch`, for the next run.
@@ -42,10 +44,25 @@ from typing import Any
 
 import orjson
 
+from pithead.chain.compact import difficulty_to_target
 from pithead.proxy.proxy import FarmProxy, ProxySettings, UpstreamSpec
 from pithead.stratum.client.connection import PoolAddress
+from pithead.stratum.client.v2 import parse_sv2_url
 from pithead.stratum.server.loop import run
 from pithead.stratum.server.pool import ServerLimits
+from pithead.stratum.v2 import cert, noise, secp256k1
+from pithead.stratum.v2.messages.base import Message, Subprotocol
+from pithead.stratum.v2.messages.common import SetupConnection, SetupConnectionSuccess
+from pithead.stratum.v2.messages.mining import (
+    NewExtendedMiningJob,
+    OpenExtendedMiningChannel,
+    OpenExtendedMiningChannelSuccess,
+    SetNewPrevHash,
+    SubmitSharesExtended,
+    SubmitSharesSuccess,
+)
+from pithead.stratum.v2.messages.registry import decode_frame, encode_frame
+from pithead.stratum.v2.types import u256_from_int
 
 _NONCES = itertools.count(0x10000000)
 """Latency shares' nonces: never the same twice, so the proxy's duplicate check never refuses one."""
@@ -142,6 +159,69 @@ class _Pool:
                                                "params": _job_params(self.name)}) + b"\n")
                 elif rid is not None:
                     writer.write(orjson.dumps({"id": rid, "error": None, "result": True}) + b"\n")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+
+class _Sv2Pool(_Pool):
+    """A scripted Stratum V2 pool: a real Noise handshake (a certificate signed by its own authority key),
+    then SetupConnection and one extended channel per connection answered at once, a future job and its
+    SetNewPrevHash at `difficulty`, a new job every POOL_REFRESH_S, every share acknowledged."""
+
+    def __init__(self, name: str, difficulty: float) -> None:
+        super().__init__(name, difficulty)
+        self.authority_secret = secp256k1.new_secret()
+
+    @property
+    def url_tail(self) -> str:
+        return f"{self.port}/{cert.encode_public_key(secp256k1.xonly_public(self.authority_secret))}"
+
+    async def _refresh(self) -> None:
+        n = 1
+        while True:
+            await asyncio.sleep(POOL_REFRESH_S)
+            n += 1
+            for w in list(self.writers):
+                send = getattr(w, "sv2_send", None)
+                if send is not None:
+                    send(n, int(time.time()))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        channel_id = len(self.writers)
+        coinb1, coinb2 = (bytes.fromhex(h) for h in _job_params(self.name)[2:4])
+        try:
+            step = noise.Responder.for_connection(self.authority_secret, int(time.time())).feed(
+                await reader.readexactly(noise.ACT1_SIZE))
+            transport = step.transport
+            assert transport is not None
+            writer.write(step.send)
+
+            def send(*messages: Message) -> None:
+                writer.write(b"".join(transport.encrypt(encode_frame(m)) for m in messages))
+
+            def job(job_id: int, ntime: int) -> None:
+                send(NewExtendedMiningJob(channel_id, job_id, ntime, 0x20000000, True, (), coinb1, coinb2))
+
+            writer.sv2_send = job  # type: ignore[attr-defined]
+            while data := await reader.read(65536):
+                for frame in transport.feed(data):
+                    msg, _ = decode_frame(frame, protocol=Subprotocol.MINING)
+                    if isinstance(msg, SubmitSharesExtended):
+                        self.arrivals[f"{msg.nonce:08x}"] = time.perf_counter()
+                        self.submits += 1
+                        send(SubmitSharesSuccess(channel_id, msg.sequence_number, 1, 1))
+                    elif isinstance(msg, SetupConnection):
+                        send(SetupConnectionSuccess(2, 0))
+                    elif isinstance(msg, OpenExtendedMiningChannel):
+                        target = u256_from_int(difficulty_to_target(self.difficulty))
+                        send(OpenExtendedMiningChannelSuccess(msg.request_id, channel_id, target, 8,
+                                                              channel_id.to_bytes(4, "big"), 0),
+                             NewExtendedMiningJob(channel_id, 1, None, 0x20000000, True, (), coinb1, coinb2),
+                             SetNewPrevHash(channel_id, 1, bytes(32), int(time.time()), 0x1D00FFFF))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -247,9 +327,10 @@ def _rss() -> int:
     return 0
 
 
-async def _serve_proxy(upstreams: list[tuple[str, int]]) -> None:
-    specs = [UpstreamSpec(name, PoolAddress("127.0.0.1", port), "bench.farm", "x", priority=i)
-             for i, (name, port) in enumerate(upstreams)]
+async def _serve_proxy(upstreams: list[tuple[str, str]]) -> None:
+    specs = [UpstreamSpec(name, parse_sv2_url(f"stratum2+tcp://127.0.0.1:{where}") if "/" in where
+                          else PoolAddress("127.0.0.1", int(where)), "bench.farm", "x", priority=i)
+             for i, (name, where) in enumerate(upstreams)]
     settings = ProxySettings(connections_per_upstream=2, tag_bytes=TAG_BYTES, extranonce2_size=2,
                              start_difficulty=EASY, min_difficulty=EASY, share_interval=1e-9,
                              failback_after=3600.0, retry_initial=0.05, retry_max=0.5,
@@ -359,9 +440,10 @@ async def _failover(machines: list[_Machine], pool: _Pool) -> float:
 async def _drive(args: argparse.Namespace) -> None:
     nofile = raise_nofile()
     pools = {name: _Pool(name, diff) for name, diff in (("hard", HARD), ("easy", EASY), ("spare", EASY))}
+    sv2 = pools["sv2"] = _Sv2Pool("sv2", EASY)
     for p in pools.values():
         await p.start()
-    ups = ",".join(f"{name}={p.port}" for name, p in pools.items())
+    ups = ",".join(f"{name}={p.url_tail if isinstance(p, _Sv2Pool) else p.port}" for name, p in pools.items())
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pithead.bench.proxy", "--child", ups,
                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     child = _ProxyChild(proc)
@@ -388,26 +470,38 @@ async def _drive(args: argparse.Namespace) -> None:
               f"{opened:.1f} s); RSS {st['rss'] / 2**20:.0f} MiB, {(st['rss'] - rss0) / max(1, n) / 1024:.1f} KiB "
               f"per machine")
         # 2. shares judged per CPU-second
-        judged_only, judged_forwarded = [], []
+        judged_only, judged_forwarded, judged_sv2 = [], [], []
         for _ in range(args.runs):
             await child.ask("switch hard")
             judged_only.append(await _throughput(child, port, args.share_conns, args.shares, sources))
             await child.ask("switch easy")
             judged_forwarded.append(await _throughput(child, port, args.share_conns, args.shares, sources))
+            await child.ask("switch sv2")
+            judged_sv2.append(await _throughput(child, port, args.share_conns, args.shares, sources))
         print(f"  shares judged per CPU-second of the proxy: {_best_median(judged_only, '{:,.0f}', False)} "
               "(none forwarded)")
         print(f"    judged and forwarded upstream: {_best_median(judged_forwarded, '{:,.0f}', False)}")
+        print(f"    judged and forwarded to a Stratum V2 pool (the translator: Noise, one extended channel per "
+              f"connection): {_best_median(judged_sv2, '{:,.0f}', False)}")
         # 3. latency added
-        direct_ms, proxied_ms = [], []
+        direct_ms, proxied_ms, sv2_ms = [], [], []
         for _ in range(args.runs):
+            await child.ask("switch easy")
             direct = await _latency(pools["easy"].port, pools["easy"], args.latency_samples, sources[0])
             proxied = await _latency(port, pools["easy"], args.latency_samples, sources[0])
+            await child.ask("switch sv2")
+            translated = await _latency(port, sv2, args.latency_samples, sources[0])
             direct_ms.append(statistics.median(direct) * 1000)
             proxied_ms.append(statistics.median(proxied) * 1000)
+            sv2_ms.append(statistics.median(translated) * 1000)
         added = [p - d for p, d in zip(proxied_ms, direct_ms, strict=True)]
+        added_sv2 = [p - d for p, d in zip(sv2_ms, direct_ms, strict=True)]
         print(f"  share to pool, median: straight {_best_median(direct_ms, '{:.3f} ms')}; through the proxy "
               f"{_best_median(proxied_ms, '{:.3f} ms')}")
         print(f"    added by the proxy: {_best_median(added, '{:.3f} ms')}")
+        print(f"    through the proxy to a Stratum V2 pool (V1 share in, SubmitSharesExtended out): "
+              f"{_best_median(sv2_ms, '{:.3f} ms')}; added over the straight V1 share: "
+              f"{_best_median(added_sv2, '{:.3f} ms')}")
         # 4. failover, with every held machine on the active pool
         times = []
         for _ in range(args.runs):
@@ -446,7 +540,7 @@ def main(argv: list[str]) -> None:
     if args.child is not None:
         raise_nofile()
         logging.basicConfig(level=logging.ERROR)  # the proxy's switches are the bench's doing: not news
-        ups = [(name, int(port)) for name, port in (kv.split("=") for kv in args.child.split(","))]
+        ups = [(name, where) for name, where in (kv.split("=") for kv in args.child.split(","))]
         run(_serve_proxy(ups))
     else:
         run(_drive(args))

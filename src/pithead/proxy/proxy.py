@@ -3,6 +3,9 @@ upstream pools, with failover.
 
 What it is: the assembly, and the policy that ties the parts together.
 
+- Machines over Stratum V2 too (with an authority key of the proxy's own): the pool's SV2 endpoint
+  (`pithead.stratum.server.v2.Sv2Endpoint`) on the same server, standard and extended channels; each
+  channel's extranonce1 is a tag from the same allocator, routed, capped and forwarded as a V1 machine is.
 - Machines: the pool's asyncio shell (`pithead.stratum.server.pool.PoolServer`) and its sans-IO sessions,
   unchanged — every firmware dialect, BIP310, suggest_difficulty, extranonce.subscribe, bounds, bans, the
   notify fan-out, TLS — built with no template source: its sessions take their jobs from the `RelayBook`
@@ -18,7 +21,9 @@ What it is: the assembly, and the policy that ties the parts together.
   its tag and the header's version as BIP310 asks the pool to rebuild it. The machine is answered on the
   proxy's own judgement (every aggregating proxy must: the pool's verdict comes later); the pool's answer is
   counted per upstream and per machine (`pithead.proxy.figures`), so its rejects are never hidden.
-- Upstreams: each over `connections_per_upstream` client shells (`pithead.proxy.upstream`), all connected
+- Upstreams: Stratum V1 pools and Stratum V2 ones (`stratum2+tcp://HOST:PORT/AUTHORITY_KEY`: the translator,
+  one extended channel per connection, the machines' extranonce subdivided inside the channel's), mixed
+  freely in one failover; each over `connections_per_upstream` client shells (`pithead.proxy.upstream`), all connected
   all the time (a standby pool's jobs are already here when the active one fails). Health and the choice of
   pool are `pithead.proxy.failover`'s; when the choice changes, every machine is placed on a connection of
   the new pool and gets its job with clean_jobs (and set_version_mask, set_difficulty first when they
@@ -51,7 +56,15 @@ from pithead.proxy.extranonce import ExtranonceTooSmall
 from pithead.proxy.failover import Failover, PoolChoice, UpstreamHealth
 from pithead.proxy.figures import MachineBook, UpstreamFigures
 from pithead.proxy.jobs import RelayBook, RelayedJob, UpstreamRoute
-from pithead.proxy.upstream import Forwarded, Upstream, UpstreamConnection
+from pithead.proxy.upstream import (
+    REFUSED_RETRY_S,
+    UPSTREAM_IDLE_TIMEOUT,
+    Forwarded,
+    Sv2Link,
+    Upstream,
+    UpstreamConnection,
+    UpstreamLink,
+)
 from pithead.stratum.client.connection import (
     BACKOFF_INITIAL,
     BACKOFF_MAX,
@@ -61,10 +74,13 @@ from pithead.stratum.client.connection import (
     Disconnected,
     PoolAddress,
     ShellEvent,
+    StratumClient,
 )
+from pithead.stratum.client.v2 import Sv2Client, Sv2PoolAddress
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.pool import PoolServer, ServerLimits
+from pithead.stratum.server.v2 import Sv2Endpoint
 from pithead.stratum.v1.client import (
     AuthorizationFailed,
     AuthorizationGranted,
@@ -80,6 +96,9 @@ from pithead.stratum.v1.client import (
 )
 from pithead.stratum.v1.pool import PoolRules, PoolSession, PoolState, ShareJudged
 from pithead.stratum.v1.work import FoundShare
+from pithead.stratum.v2.cert import DEFAULT_VALIDITY
+from pithead.stratum.v2.channels import ChannelKind
+from pithead.stratum.v2.client import MinerChannelConfig
 from pithead.stratum.version import FULL_MASK
 
 log = logging.getLogger(__name__)
@@ -135,6 +154,11 @@ class ProxySettings:
     # asked of every pool after authorize (mining.suggest_difficulty); None: the pool's own start difficulty
     upstream_suggest_difficulty: float | None = None
     limits: ServerLimits = field(default_factory=ServerLimits)
+    # Stratum V2 upstreams: the hashrate each channel declares when it opens (H/s; the pool's first target
+    # follows it; 0: the pool's start difficulty)
+    sv2_nominal_hash_rate: float = 0.0
+    # a Stratum V2 pool refused for its certificate is tried again after this many seconds
+    sv2_refused_retry: float = REFUSED_RETRY_S
     # reconnecting to a pool that is down: the client shell's backoff (first and longest wait, seconds)
     retry_initial: float = BACKOFF_INITIAL
     retry_max: float = BACKOFF_MAX
@@ -144,7 +168,10 @@ class FarmProxy:
     """See the module docstring."""
 
     def __init__(self, settings: ProxySettings, upstreams: Sequence[UpstreamSpec], *,
-                 ssl_context: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time) -> None:
+                 ssl_context: ssl.SSLContext | None = None, sv2_authority: bytes | None = None,
+                 sv2_cert_validity: int = DEFAULT_VALIDITY, clock: Callable[[], float] = time.time) -> None:
+        """`sv2_authority`: the proxy's own authority secret; the machines may then also speak Stratum V2 to
+        it (on the port `start` is given), standard and extended channels, from the pool's SV2 shell."""
         if not upstreams:
             raise ValueError("the proxy needs at least one upstream pool")
         self.settings = settings
@@ -159,19 +186,18 @@ class FarmProxy:
         self.allocator = ExtranonceAllocator(salt=int.from_bytes(os.urandom(4), "big"), size=settings.tag_bytes)
         self.server = PoolServer(rules=self.rules, source=None, jobs=self.book, route=self, allocator=self.allocator,
                                  limits=settings.limits, clock=clock, ssl=ssl_context)
+        self.sv2 = (None if sv2_authority is None
+                    else Sv2Endpoint(self.server, sv2_authority, cert_validity=sv2_cert_validity, clock=clock))
+        self.sv2_host = ""
+        self.sv2_port = 0
         self.upstreams: dict[str, Upstream] = {}
         self.specs = {u.name: u for u in upstreams}
         health = []
         for order, spec in enumerate(upstreams):
-            cfg = ClientConfig(username=spec.user, password=spec.password, user_agent=PROXY_VERSION,
-                               version_rolling=True, version_mask=settings.version_mask, extranonce_subscribe=True,
-                               max_pending=MAX_PENDING_PER_CONNECTION,
-                               suggest_difficulty=settings.upstream_suggest_difficulty)
             self.upstreams[spec.name] = Upstream(
-                spec.name, spec.address, cfg, priority=spec.priority, order=order,
-                connections=settings.connections_per_upstream, connect_timeout=settings.upstream_timeout,
-                on_event=self._on_upstream, ssl_context=spec.ssl_context,
-                backoff=lambda: Backoff(settings.retry_initial, settings.retry_max))
+                spec.name, spec.address, spec.user, priority=spec.priority, order=order,
+                connections=settings.connections_per_upstream, on_event=self._on_upstream,
+                make_link=self._link_maker(spec))
             health.append(UpstreamHealth(spec.name, spec.priority, order))
         self.failover = Failover(health, failback_after=settings.failback_after, stale_after=settings.stale_after,
                                  answer_timeout=settings.answer_timeout,
@@ -186,10 +212,42 @@ class FarmProxy:
         self.host = ""
         self.port = 0
 
+    def _link_maker(self, spec: UpstreamSpec) -> Callable[[], UpstreamLink]:
+        """How each connection to `spec` is made: a V1 client shell, or a V2 one opening one extended channel
+        with room for the proxy's tag and the machines' extranonce2 (`pithead.proxy.upstream`)."""
+        s = self.settings
+
+        def backoff() -> Backoff:
+            return Backoff(s.retry_initial, s.retry_max)
+
+        address = spec.address
+        if isinstance(address, Sv2PoolAddress):
+            channel = MinerChannelConfig(
+                user_identity=spec.user, kind=ChannelKind.EXTENDED, nominal_hash_rate=s.sv2_nominal_hash_rate,
+                min_extranonce_size=s.tag_bytes + s.extranonce2_size, vendor="pithead",
+                hardware_version="farm-proxy", firmware=PROXY_VERSION, max_pending_shares=MAX_PENDING_PER_CONNECTION)
+            sv2_address = address
+            return lambda: Sv2Link(Sv2Client([sv2_address], channel, backoff=backoff(),
+                                             connect_timeout=s.upstream_timeout, idle_timeout=UPSTREAM_IDLE_TIMEOUT,
+                                             clock=self.clock), refused_retry=s.sv2_refused_retry)
+        cfg = ClientConfig(username=spec.user, password=spec.password, user_agent=PROXY_VERSION,
+                           version_rolling=True, version_mask=s.version_mask, extranonce_subscribe=True,
+                           max_pending=MAX_PENDING_PER_CONNECTION,
+                           suggest_difficulty=s.upstream_suggest_difficulty)
+        return lambda: StratumClient([address], cfg, backoff=backoff(), connect_timeout=s.upstream_timeout,
+                                     idle_timeout=UPSTREAM_IDLE_TIMEOUT, ssl_context=spec.ssl_context)
+
     # --- lifecycle ---------------------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 3334) -> tuple[str, int]:
-        """Listen for machines and connect to every upstream; returns the bound (host, port)."""
+    async def start(self, host: str = "127.0.0.1", port: int = 3334, sv2_port: int | None = None) -> tuple[str, int]:
+        """Listen for machines (V1 on `port`; V2 on `sv2_port` too, with an SV2 authority) and connect to
+        every upstream; returns the bound V1 (host, port)."""
         self.host, self.port = await self.server.start(host, port)
+        if self.sv2 is not None and sv2_port is not None:
+            try:
+                self.sv2_host, self.sv2_port = await self.sv2.start(host, sv2_port)
+            except OSError:
+                await self.server.stop()
+                raise
         for up in self.upstreams.values():
             up.start()
         self._task = asyncio.create_task(self._housekeeping(), name="proxy-housekeeping")
@@ -198,6 +256,8 @@ class FarmProxy:
     async def stop(self) -> None:
         """Stop taking machines and shares first, then the upstreams (each waits briefly for the answers to
         what is in flight, so the counts are final)."""
+        if self.sv2 is not None and self.sv2_port:
+            await self.sv2.stop()
         await self.server.stop()
         if self._task is not None:
             self._task.cancel()
@@ -208,6 +268,13 @@ class FarmProxy:
     @property
     def stratum_url(self) -> str:
         return f"stratum+{'ssl' if self.server.ssl is not None else 'tcp'}://{self.host}:{self.port}"
+
+    @property
+    def sv2_url(self) -> str | None:
+        """Where machines reach the proxy over Stratum V2, pinned to its authority key (None: V1 only)."""
+        if self.sv2 is None or not self.sv2_port:
+            return None
+        return f"stratum2+tcp://{self.sv2_host}:{self.sv2_port}/{self.sv2.public_key}"
 
     async def _housekeeping(self) -> None:
         while True:
@@ -444,6 +511,13 @@ class FarmProxy:
         for route, tags in placed.values():
             if route.current is not None:
                 self._send(route.current, clean=True, only=_tagged(tags))
+        self._push_sv2()
+
+    def _push_sv2(self) -> None:
+        """Every SV2 channel gets its connection's current job, if it has not got it yet (each is routed by
+        its tag, as a V1 machine; the ceiling of the job's pool difficulty comes with it)."""
+        if self.sv2 is not None and self.sv2_port:
+            self.sv2.push_work()
 
     def _send(self, rj: RelayedJob, *, clean: bool, only: Callable[[PoolSession], bool]) -> int:
         """One job to the machines `only` picks: first set_difficulty to those above the pool's difficulty,
@@ -455,15 +529,18 @@ class FarmProxy:
             if s is not None and s.state is PoolState.READY and only(s):
                 s.cap_difficulty(ceiling, now)
                 c.flush_session()
-        return self.server.publish(rj.issued, clean, only)
+        sent = self.server.publish(rj.issued, clean, only)
+        self._push_sv2()
+        return sent
 
     # --- shares (the server's ShareRoute) ---------------------------------------------------------------
-    def share_judged(self, session: PoolSession, event: ShareJudged, now: float) -> None:
-        """A machine's share, judged by its session: forward it when the pool would credit it."""
+    def share_judged(self, extranonce1: bytes | None, event: ShareJudged, now: float) -> None:
+        """A machine's share, judged by its session or its SV2 channel: forward it when the pool would
+        credit it."""
         if not event.accepted:
             return
         rj = self.book.lookup(event.submission.job_id)
-        tag = session.extranonce1
+        tag = extranonce1
         if rj is None or tag is None:
             return
         if not (event.is_block or event.hash_int <= self._target(rj.upstream_difficulty)):
@@ -566,7 +643,8 @@ class FarmProxy:
                     "last_job_age_s": None if c.last_job_at is None else now - c.last_job_at,
                 })
             out.append({
-                "name": up.name, "url": str(up.address), "user": up.config.username, "priority": up.priority,
+                "name": up.name, "url": str(up.address), "user": up.user, "priority": up.priority,
+                "protocol": "sv2" if isinstance(up.address, Sv2PoolAddress) else "sv1",
                 "state": self.failover.state(up.name, now).value,
                 "problem": self.failover.problem(up.name, now), "last_error": health.last_error, "recent_errors": list(health.recent_errors),
                 "connections": conns, "connected_since": fig.connected_since,
@@ -638,7 +716,9 @@ class FarmProxy:
             "draining": sorted(self.failover.draining), "reason": self.failover.last_reason,
             "failovers": self.failover.switches, "last_switch_at": self.failover.last_switch_at,
             "machines": {"connected": len(self.server.connections), "ready": ready,
+                         "sv2_connections": 0 if self.sv2 is None else len(self.sv2.connections),
                          "shares_judged": self.server.metrics.shares_judged},
+            "sv2_url": self.sv2_url,
             "upstream_connections": upstream_conns,
             # Braiins Farm Proxy's figure: how much the upstream connections fold the machines' sessions
             "aggregation_percent": 0.0 if not ready else max(0.0, 100.0 - upstream_conns / ready * 100.0),

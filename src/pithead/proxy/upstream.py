@@ -1,9 +1,23 @@
 """The connections to one upstream pool: a few client shells, and the shares in flight on each.
 
-What it is: `Upstream` holds `connections` `UpstreamConnection`s to one pool, each a
-`pithead.stratum.client.connection.StratumClient` (connect, the handshake of the sans-IO client session —
-BIP310 configure with the proxy's mask, subscribe, authorize, extranonce.subscribe —, reconnect with
-backoff; `client.reconnect` honoured for the same host only, as ckpool's proxy does). Every event of a
+What it is: `Upstream` holds `connections` `UpstreamConnection`s to one pool, each an `UpstreamLink` — the
+interface both Stratum versions' client shells offer (`run` with V1-shaped events, `submit`, `drop`,
+`stop`), so failover mixes V1 and V2 pools:
+
+- Stratum V1: `pithead.stratum.client.connection.StratumClient` (connect, the handshake of the sans-IO
+  client session — BIP310 configure with the proxy's mask, subscribe, authorize, extranonce.subscribe —,
+  reconnect with backoff; `client.reconnect` honoured for the same host only, as ckpool's proxy does);
+- Stratum V2 (`stratum2+tcp://HOST:PORT/AUTHORITY_KEY`): `Sv2Link`, the miner's `Sv2Client` opening one
+  *extended* channel per connection (the Noise handshake checks the pool's certificate against the pinned
+  authority key), asking for `min_extranonce_size` = the proxy's tag + the machines' extranonce2, so the
+  machines' extranonce is subdivided inside the channel's extranonce space exactly as inside a V1 pool's
+  extranonce2 (`pithead.proxy.extranonce`); an opened channel reports as V1's subscribe and authorize
+  did, a job as `NewWork`, a SetTarget that makes the job harder as new work at the new target. A pool
+  refused for its certificate (a wrong key, an expired certificate, no SV2 server behind the port) is a
+  clear error and a failover, never the end of the connection's task: the link tries it again after
+  `REFUSED_RETRY_S` (an operator may have fixed the key; nothing is marked failed for good).
+
+Every event of a
 connection goes to the callback the proxy gives, with the connection's index; the proxy decides what it
 means (`pithead.proxy.proxy`). Each connection keeps its forwarded shares until the pool answers them
 (`Forwarded`, in send order), so a connection that dies with shares unanswered reports exactly which
@@ -16,12 +30,20 @@ machines (`pithead.proxy.proxy`).
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from pithead.stratum.client.connection import Backoff, PoolAddress, ShellEvent, StratumClient
-from pithead.stratum.v1.client import ClientConfig, ClientEvent
+from pithead.stratum.client.connection import (
+    BackingOff,
+    EventCallback,
+    PoolAddress,
+    ShellEvent,
+    deliver_event,
+)
+from pithead.stratum.client.v2 import PoolRefused, Sv2Client
+from pithead.stratum.v1.client import ClientEvent
 from pithead.stratum.v1.work import FoundShare
 
 UPSTREAM_IDLE_TIMEOUT = 600.0
@@ -29,7 +51,60 @@ UPSTREAM_IDLE_TIMEOUT = 600.0
 health checks (no new job for `stale_after`, a share unanswered for `answer_timeout`) act much sooner; this
 is the backstop for a pool that keeps the socket open and says nothing."""
 
+REFUSED_RETRY_S = 30.0
+"""How long an SV2 pool refused for its certificate waits before it is tried again (the failover has moved
+the machines on at once; a certificate does not fix itself within seconds, and retrying sooner would only
+hammer a server we must not trust)."""
+
 UpstreamCallback = Callable[["Upstream", int, ClientEvent | ShellEvent], None]
+
+
+class UpstreamLink(Protocol):
+    """One connection's client shell, V1 or V2 (see the module docstring)."""
+
+    def run(self, on_event: EventCallback) -> Coroutine[Any, Any, None]: ...
+
+    def submit(self, share: FoundShare) -> bool: ...
+
+    def drop(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Sv2Link:
+    """`Sv2Client` as an upstream link: one extended channel, and a refused pool retried later rather
+    than the end of the task (see the module docstring)."""
+
+    def __init__(self, client: Sv2Client, *, refused_retry: float = REFUSED_RETRY_S) -> None:
+        self.client = client
+        self.refused_retry = refused_retry
+        self._stopping = asyncio.Event()
+
+    def run(self, on_event: EventCallback) -> Coroutine[Any, Any, None]:
+        self._stopping.clear()
+        return self._run(on_event)
+
+    async def _run(self, on_event: EventCallback) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.client.run(on_event)
+                return
+            except PoolRefused:
+                # the client's Disconnected said why ("refused: ..."): the proxy has noted it and failed over
+                await deliver_event(on_event, BackingOff(self.refused_retry))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.refused_retry)
+            self.client.refused.clear()
+
+    def submit(self, share: FoundShare) -> bool:
+        return self.client.submit(share)
+
+    def drop(self) -> None:
+        self.client.drop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.client.stop()
 
 
 @dataclass(slots=True)
@@ -47,7 +122,7 @@ class Forwarded:
 class UpstreamConnection:
     """One connection to the pool: its client shell, where its handshake stands, its shares in flight."""
 
-    def __init__(self, index: int, client: StratumClient) -> None:
+    def __init__(self, index: int, client: UpstreamLink) -> None:
         self.index = index
         self.client = client
         self.task: asyncio.Task[None] | None = None
@@ -90,22 +165,18 @@ class UpstreamConnection:
 
 
 class Upstream:
-    """One pool over `connections` connections (see the module docstring)."""
+    """One pool over `connections` connections (see the module docstring); `make_link` makes each one's
+    client shell."""
 
-    def __init__(self, name: str, address: PoolAddress, config: ClientConfig, *, priority: int, order: int,
-                 connections: int, connect_timeout: float, on_event: UpstreamCallback,
-                 ssl_context: ssl.SSLContext | None = None, backoff: Callable[[], Backoff] = Backoff) -> None:
+    def __init__(self, name: str, address: PoolAddress, user: str, *, priority: int, order: int,
+                 connections: int, on_event: UpstreamCallback, make_link: Callable[[], UpstreamLink]) -> None:
         self.name = name
         self.address = address
-        self.config = config
+        self.user = user
         self.priority = priority
         self.order = order
         self._on_event = on_event
-        self.connections = [
-            UpstreamConnection(i, StratumClient([address], config, backoff=backoff(), connect_timeout=connect_timeout,
-                                                idle_timeout=UPSTREAM_IDLE_TIMEOUT, ssl_context=ssl_context))
-            for i in range(connections)
-        ]
+        self.connections = [UpstreamConnection(i, make_link()) for i in range(connections)]
 
     def start(self) -> None:
         """Start every connection's client (each reconnects by itself until `stop`)."""

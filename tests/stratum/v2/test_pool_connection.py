@@ -7,6 +7,7 @@ CloseChannel, another connection's channel id, the ban score, extranonces freed 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -213,6 +214,46 @@ def test_a_new_block_is_a_future_job_and_setnewprevhash_a_refresh_an_active_job(
     out = peer.replies()
     assert names(out) == ["NewMiningJob", "SetNewPrevHash"] and out[0].min_ntime is None  # type: ignore[attr-defined]
     assert out[1].job_id == out[0].job_id  # type: ignore[attr-defined]
+
+
+def test_a_channel_is_not_sent_a_job_it_already_has() -> None:
+    """push_work with no new job (a farm proxy pushes whenever any of its upstream connections has one):
+    nothing is sent again."""
+    pool = Pool()
+    peer, _ok, _first = standard(pool)
+    peer.conn.push_work(NOW)
+    assert peer.replies() == []
+    pool.refresh()
+    peer.conn.push_work(NOW)
+    assert names(peer.replies()) == ["NewMiningJob"]
+
+
+class _CappedFeed:
+    """The pool's feed with every job carrying a difficulty ceiling (as a farm proxy's relayed jobs do)."""
+
+    def __init__(self, feed: object, ceiling: float) -> None:
+        self.feed = feed
+        self.ceiling = ceiling
+
+    def current(self, payout_script: bytes | None, extranonce1: bytes | None = None) -> object:
+        book = self.feed.current(payout_script, extranonce1)  # type: ignore[attr-defined]
+        return None if book is None else replace(book, max_difficulty=self.ceiling)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.feed, name)
+
+
+def test_a_job_with_a_ceiling_brings_the_channel_down_to_it_first() -> None:
+    pool = Pool(start_difficulty=1e-6)
+    pool.feed = _CappedFeed(pool.feed, 1e-8)  # type: ignore[assignment]
+    peer = pool.connect()
+    peer.set_up()
+    _, out = peer.send(open_standard())
+    assert names(out) == ["OpenStandardMiningChannel.Success", "SetTarget", "NewMiningJob", "SetNewPrevHash"], out
+    assert int_from_u256(out[1].maximum_target) == difficulty_to_target(1e-8)  # type: ignore[attr-defined]
+    pool.refresh()
+    peer.conn.push_work(NOW)
+    assert names(peer.replies()) == ["NewMiningJob"]  # already at the ceiling: no SetTarget again
 
 
 # --- shares -------------------------------------------------------------------------------------------------

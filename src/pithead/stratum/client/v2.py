@@ -6,8 +6,12 @@ on it (the Noise handshake checking the pool's certificate against the pinned ke
 extended channel), and hands the miner the same events a V1 `StratumClient` does: `NewWork` with a
 `MinerWork` (a standard channel's carries the pool's merkle root; an extended one's the coinbase halves
 around the channel's extranonce prefix), `ShareAccepted` / `ShareRejected`, `DifficultySet`,
-`AuthorizationFailed`, and the shell's `Connected` / `Disconnected` / `BackingOff`. So the reference
-miner mines over either protocol with one engine.
+`AuthorizationFailed`, and the shell's `Connected` / `Disconnected` / `BackingOff`; an opened channel is
+`Subscribed` (its extranonce prefix and the bytes left to roll), `AuthorizationGranted` and
+`VersionRollingNegotiated` (the BIP323 bits every SV2 job may roll), as V1's handshake reports. So the
+reference miner mines over either protocol with one engine, and the farm proxy's upstream connections
+are V1 or V2 behind one interface (`pithead.proxy.upstream`). Extended jobs are BIP141-stripped if a pool
+sent the witness serialization (`stratum.v2.translate`).
 
 A pool whose certificate does not verify against its key — signed by another authority, expired, not
 yet valid, or no SV2 server at all behind the port — is refused for the rest of the run (a wrong key
@@ -50,11 +54,14 @@ from pithead.stratum.client.connection import (
 )
 from pithead.stratum.v1.client import (
     AuthorizationFailed,
+    AuthorizationGranted,
     ClientEvent,
     DifficultySet,
     NewWork,
     ShareAccepted,
     ShareRejected,
+    Subscribed,
+    VersionRollingNegotiated,
 )
 from pithead.stratum.v1.errors import InvalidPoolUrl
 from pithead.stratum.v1.work import FoundShare, MinerWork, NotifiedJob
@@ -62,6 +69,7 @@ from pithead.stratum.v2 import cert
 from pithead.stratum.v2.client import (
     ChannelClosedByPool,
     ChannelDenied,
+    ChannelGranted,
     ChannelWork,
     MinerChannelConfig,
     MinerConnection,
@@ -79,6 +87,7 @@ from pithead.stratum.v2.errors import (
     Sv2Error,
     TooManyInFlight,
 )
+from pithead.stratum.v2.translate import strip_bip141
 from pithead.stratum.version import BIP323_MASK
 
 SCHEME: Final = "stratum2+tcp"
@@ -180,6 +189,13 @@ class Sv2Client:
             return False  # the channel is gone (closed by the pool): the session is ending
         writer.write(connection.data_to_send())
         return True
+
+    def drop(self) -> None:
+        """Close the live connection now (a pool that stopped answering); `run` goes on and reconnects as
+        after any lost connection (V1's `StratumClient.drop`). Nothing happens while disconnected."""
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.close()
 
     def stop(self) -> None:
         """Stop mining; shares already sent keep the connection open until answered, for at most
@@ -300,10 +316,9 @@ class Sv2Client:
                 writer.write(connection.data_to_send())
                 for event in events:
                     converted, end = self._convert(event)
-                    if isinstance(converted, NewWork):
-                        productive = True
-                    if converted is not None:
-                        await deliver_event(on_event, converted)
+                    for ev in converted:
+                        productive = productive or isinstance(ev, NewWork)
+                        await deliver_event(on_event, ev)
                     if isinstance(event, ReconnectAsked):
                         outcome = event
                     if end is not None:
@@ -327,40 +342,55 @@ class Sv2Client:
             return outcome
         return productive
 
-    def _convert(self, event: object) -> tuple[ClientEvent | None, str | None]:
-        """A V2 session event as the miner's (V1-shaped) event, and why the session ends (None: it goes on)."""
+    def _convert(self, event: object) -> tuple[tuple[ClientEvent, ...], str | None]:
+        """A V2 session event as the miner's (V1-shaped) events, and why the session ends (None: it goes on)."""
         user = self.config.user_identity
         if isinstance(event, WorkReady):
-            return NewWork(self._work(event.work, event.clean), event.clean), None
+            return (NewWork(self._work(event.work, event.clean), event.clean),), None
         if isinstance(event, ShareAcknowledged) and isinstance(event.token, FoundShare):
-            return ShareAccepted(event.token), None
+            return (ShareAccepted(event.token),), None
         if isinstance(event, ShareDenied) and isinstance(event.token, FoundShare):
-            return ShareRejected(event.token, None, event.code), None
+            return (ShareRejected(event.token, None, event.code),), None
         if isinstance(event, TargetSet):
-            return DifficultySet(miner_difficulty(event.target)), None
+            return (DifficultySet(miner_difficulty(event.target)),), None
+        if isinstance(event, ChannelGranted):
+            return (Subscribed(event.extranonce_prefix, event.extranonce_size), AuthorizationGranted(user),
+                    VersionRollingNegotiated(True, BIP323_MASK)), None
         if isinstance(event, SetupDenied):
-            return AuthorizationFailed(user, f"SetupConnection refused: {event.code}"), f"setup refused: {event.code}"
+            return (AuthorizationFailed(user, f"SetupConnection refused: {event.code}"),), f"setup refused: {event.code}"
         if isinstance(event, ChannelDenied):
-            return AuthorizationFailed(user, event.code), f"channel refused: {event.code}"
+            return (AuthorizationFailed(user, event.code),), f"channel refused: {event.code}"
         if isinstance(event, ChannelClosedByPool):
-            return None, f"the pool closed the channel: {event.reason}"
+            return (), f"the pool closed the channel: {event.reason}"
         if isinstance(event, ReconnectAsked):
-            return None, "pool asked to reconnect"
-        return None, None
+            return (), "pool asked to reconnect"
+        return (), None
 
     def _work(self, work: ChannelWork, clean: bool) -> MinerWork:
-        """A V2 job as the engine's work: header-only for a standard channel, coinbase rolling for an
-        extended one (its `extranonce2` is the part the channel lets the miner roll)."""
+        """A V2 job as the engine's work, remembered by its generation (see `miner_work`)."""
         self._generation += 1
-        job = NotifiedJob(str(work.job_id), work.prev_hash, work.coinbase_prefix, work.coinbase_suffix,
-                          work.merkle_path, work.version, work.nbits, work.ntime, clean)
-        mask = BIP323_MASK if work.version_rolling else 0
-        mined = MinerWork(job, work.extranonce_prefix, work.extranonce_size, miner_difficulty(work.target), mask,
-                          self._generation, fixed_merkle_root=work.merkle_root)
+        mined = miner_work(work, clean, self._generation)
         if len(self._works) >= MAX_WORKS_KEPT:
             self._works.popitem(last=False)
         self._works[self._generation] = mined
         return mined
+
+
+def miner_work(work: ChannelWork, clean: bool, generation: int) -> MinerWork:
+    """A V2 job as V1-shaped work: header-only for a standard channel, coinbase rolling for an extended one
+    (its `extranonce1` is the channel's extranonce prefix, its `extranonce2` the part the channel lets the
+    miner roll). The SV2 -> SV1 job mapping of SRI's translator (`sv2_to_sv1.rs`): the job id as a decimal
+    string, the coinbase halves BIP141-stripped, the merkle path as the branch, ntime the job's `min_ntime`
+    or the SetNewPrevHash's (`ChannelWork.ntime` is already that). `PeerViolation` for coinbase halves too
+    short to be one."""
+    prefix, suffix = work.coinbase_prefix, work.coinbase_suffix
+    if work.merkle_root is None:
+        prefix, suffix = strip_bip141(prefix, suffix)
+    job = NotifiedJob(str(work.job_id), work.prev_hash, prefix, suffix, work.merkle_path, work.version, work.nbits,
+                      work.ntime, clean)
+    mask = BIP323_MASK if work.version_rolling else 0
+    return MinerWork(job, work.extranonce_prefix, work.extranonce_size, miner_difficulty(work.target), mask,
+                     generation, fixed_merkle_root=work.merkle_root)
 
 
 class _SessionOver(Exception):

@@ -135,7 +135,8 @@ class ShareRoute(Protocol):
     """Where a server's judged shares go besides its statistics and ledger sink: a farm proxy forwards the
     ones its upstream credits. Called on the event loop, right after the share was judged; must not block."""
 
-    def share_judged(self, session: PoolSession, event: ShareJudged, now: float) -> None: ...
+    def share_judged(self, extranonce1: bytes | None, event: ShareJudged, now: float) -> None:
+        """`extranonce1`: the one the share was judged with (a V1 session's, a V2 channel's): a proxy's tag."""
 
 
 def block_message(height: int, worker: str) -> str:
@@ -491,7 +492,7 @@ class PoolServer:
             if isinstance(ev, ShareJudged):
                 self.record_share(ev, conn.ip, now)
                 if self.route is not None and conn.session is not None:
-                    self.route.share_judged(conn.session, ev, now)
+                    self.route.share_judged(conn.session.extranonce1, ev, now)
             elif isinstance(ev, BlockFound):
                 self.found_block(ev, now)
             elif isinstance(ev, CloseRequested):

@@ -5,9 +5,12 @@ per client: read, feed the sans-IO connection (Noise handshake, then the Mining 
 tables), write what it queues, act on its events. It shares everything that makes it the same pool as
 the V1 endpoint of the `PoolServer` it is given:
 
-- the job book (`BookFeed` adapts V1's `JobBook`): the same jobs, built once per template by
+- the job book (`BookFeed` adapts V1's `JobSource`): the same jobs, built once per template by
   `template.job`, the same staleness and the same duplicate sets; each new generation reaches the V2
-  channels through the server's `generation_listeners`;
+  channels through the server's `generation_listeners`. A farm proxy's server has its `RelayBook` as the
+  job source: each channel is routed by its extranonce1 (the proxy's tag) like a V1 machine, its jobs carry
+  the upstream's difficulty as a ceiling, the proxy calls `push_work` when a job is relayed, and every
+  judged share also goes to the server's `ShareRoute` (the proxy forwards what its pool credits);
 - the extranonce1 allocator, so no V1 session and no V2 channel ever share a coinbase;
 - the pool's rules: the user rule authorizes each channel's `user_identity` (`PoolRules.authorize`),
   vardiff and the start difficulty are the same settings;
@@ -43,7 +46,7 @@ from typing import cast
 from pithead.stratum.server.pool import PoolServer
 from pithead.stratum.share import RejectReason, ShareKey
 from pithead.stratum.v1.errors import StratumError
-from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.jobs import JobSource
 from pithead.stratum.v1.pool import BlockFound, PoolWorker, ShareJudged
 from pithead.stratum.v2 import cert, secp256k1
 from pithead.stratum.v2.cert import DEFAULT_VALIDITY
@@ -85,16 +88,17 @@ def read_authority_secret(path: str | Path) -> bytes:
 
 
 class BookFeed:
-    """V1's `JobBook` as the V2 channels' `JobFeed`: the same jobs, staleness and duplicate sets."""
+    """V1's `JobSource` (the pool's `JobBook`, or a farm proxy's `RelayBook`) as the V2 channels' `JobFeed`:
+    the same jobs, staleness and duplicate sets."""
 
     __slots__ = ("book",)
 
-    def __init__(self, book: JobBook) -> None:
+    def __init__(self, book: JobSource) -> None:
         self.book = book
 
-    def current(self, payout_script: bytes | None) -> BookJob | None:
-        issued = self.book.job_for(payout_script)
-        return None if issued is None else BookJob(issued.job, issued.job.job_id)
+    def current(self, payout_script: bytes | None, extranonce1: bytes | None = None) -> BookJob | None:
+        issued = self.book.job_for(payout_script, extranonce1)
+        return None if issued is None else BookJob(issued.job, issued.job.job_id, issued.max_difficulty)
 
     def standing(self, job: BookJob) -> RejectReason | None:
         issued = self.book.get(job.book_id)
@@ -248,10 +252,10 @@ class Sv2Endpoint:
         self.authority_key = secp256k1.xonly_public(authority_secret)
         self.cert_validity = cert_validity
         self.clock = clock or pool.clock
-        self.feed = BookFeed(pool.jobs)
+        self.feed = BookFeed(pool.job_source)
         self.rules = ChannelRules(authorize=self._authorize, vardiff=pool.rules.vardiff,
                                   start_difficulty=pool.rules.start_difficulty,
-                                  extranonce2_size=pool.jobs.extranonce2_size)
+                                  extranonce2_size=pool.rules.extranonce2_size)
         self.channel_ids = ChannelIds()
         self.metrics = Sv2Metrics()
         self.connections: set[Sv2Connection] = set()
@@ -322,10 +326,14 @@ class Sv2Endpoint:
         pool = self.pool
         for ev in events:
             if isinstance(ev, ShareJudgement):
-                pool.record_share(ShareJudged(_pool_worker(ev.worker), ev.job, ev.submission, ev.accepted, ev.reason,
-                                              ev.difficulty, ev.share_difficulty, ev.is_block), c.ip, now)
+                judged = ShareJudged(_pool_worker(ev.worker), ev.job, ev.submission, ev.accepted, ev.reason,
+                                     ev.difficulty, ev.share_difficulty, ev.is_block, ev.hash_int, ev.version)
+                pool.record_share(judged, c.ip, now)
+                if pool.route is not None:
+                    pool.route.share_judged(ev.extranonce1, judged, now)
             elif isinstance(ev, BlockSolved):
-                pool.found_block(BlockFound(_pool_worker(ev.worker), ev.job, ev.block, ev.block_hash), now)
+                if pool.job_source.builds_blocks:  # a proxy's upstream pool builds the block from the share
+                    pool.found_block(BlockFound(_pool_worker(ev.worker), ev.job, ev.block, ev.block_hash), now)
             elif isinstance(ev, ChannelOpened):
                 log.debug("SV2: %s opened %s channel %d for %s", c.ip, ev.kind.value, ev.channel_id, ev.worker.name)
             elif isinstance(ev, HangUp):

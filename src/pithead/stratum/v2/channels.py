@@ -145,13 +145,17 @@ class BookJob:
 
     job: Job
     book_id: str
+    # The hardest difficulty a channel may be set while on this job (None: the pool's own bounds): a farm
+    # proxy's job carries its upstream's difficulty, so no machine is set above it (V1's `IssuedJob` alike).
+    max_difficulty: float | None = None
 
 
 class JobFeed(Protocol):
-    """The pool's job book, as channels use it (the server shell adapts V1's `JobBook`)."""
+    """The pool's job book, as channels use it (the server shell adapts V1's `JobSource`)."""
 
-    def current(self, payout_script: bytes | None) -> BookJob | None:
-        """The newest job for a miner paid to `payout_script` (pool mode: the pool's), or None."""
+    def current(self, payout_script: bytes | None, extranonce1: bytes | None = None) -> BookJob | None:
+        """The newest job for a miner paid to `payout_script` (pool mode: the pool's), or None; a farm
+        proxy routes each channel by its `extranonce1` (its tag) to one upstream connection's jobs."""
 
     def standing(self, job: BookJob) -> RejectReason | None:
         """None while shares on `job` may be judged; `STALE` once its tip is gone (or it took all the
@@ -199,6 +203,9 @@ class ShareJudgement:
     difficulty: float  # the share target's difficulty it was judged (and is credited) at
     share_difficulty: float  # what the hash reached
     is_block: bool
+    hash_int: int = 0  # the header hash (0 when not hashed), for a caller with a target of its own (a proxy's)
+    version: int = 0  # the header nVersion hashed
+    extranonce1: bytes = b""  # the channel's extranonce1 the share was judged with (a proxy's tag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +399,10 @@ class PoolChannel:
 
     def take_work(self, book: BookJob, now: float, out: list[Message], events: list[ChannelEvent]) -> None:
         """The pool's job for this channel: `BLOCK` when it builds on another tip than the channel's active
-        job (or the channel has none), else `JOB`."""
+        job (or the channel has none), else `JOB`. A job with a `max_difficulty` first brings the channel
+        down to it (SetTarget), so the job goes out at a target its pool would credit."""
+        if book.max_difficulty is not None and self.is_open:
+            self._cap(book.max_difficulty, now, out)
         self.handle_work(BLOCK if book.job.prev_hash != self.prev_hash else JOB, book, now, out, events)
 
     def handle_work(self, kind: str, book: BookJob, now: float, out: list[Message],
@@ -495,6 +505,14 @@ class PoolChannel:
                                                        ChannelState.EXTENDED_MINING):
             self._send(self.current, self.current.job.ntime, out)
 
+    def _cap(self, ceiling: float, now: float, out: list[Message]) -> None:
+        """Never above `ceiling` from now on; SetTarget when that lowered the target (the job follows)."""
+        self.vardiff.set_ceiling(ceiling, now)
+        level = self._level(self.vardiff.difficulty)
+        if level.target != self.level.target:
+            self.level = level
+            out.append(SetTarget(self.channel_id, u256_from_int(level.target)))
+
     def release(self) -> None:
         """Free the channel's extranonce1 (and any it had before) for another channel or V1 session (its
         close, or its connection's end) — once: freed twice, it could free a value handed out again."""
@@ -565,7 +583,8 @@ class PoolChannel:
                          out, events)
             return
         events.append(ShareJudgement(self.channel_id, self.worker, sent.job, sub, True, None, level.difficulty,
-                                     verdict.share_difficulty, verdict.is_block))
+                                     verdict.share_difficulty, verdict.is_block, verdict.hash_int, verdict.version,
+                                     extranonce1))
         self.last_share_at = now
         self._batch_last = message.sequence_number
         self._batch_count += 1

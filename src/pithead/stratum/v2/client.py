@@ -108,6 +108,7 @@ class MinerChannelConfig:
     device_id: str = ""
     endpoint_host: str = ""  # the host and port the miner dialled (SetupConnection says so)
     endpoint_port: int = 0
+    max_pending_shares: int = MAX_PENDING_SHARES  # a farm proxy's channel carries a farm's burst: more
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -411,7 +412,7 @@ class MinerConnection:
         channel_id = self.channel_id
         if self.state is not MinerState.MINING or channel_id is None:
             raise NotMining(f"no share can be sent in state {self.state.value}")
-        if len(self._pending) >= MAX_PENDING_SHARES:
+        if len(self._pending) >= self.config.max_pending_shares:
             raise TooManyInFlight(f"{len(self._pending)} shares unanswered")
         seq = self._next_sequence
         self._next_sequence = seq + 1 if seq < 0xFFFFFFFF else 1

@@ -446,7 +446,8 @@ class PoolConnection:
 
     # --- the pool's calls ------------------------------------------------------------------------------
     def push_work(self, now: float) -> list[ConnectionEvent]:
-        """The job book has new work: each open channel gets its newest job (a new tip is activated)."""
+        """The job book has new work: each open channel gets its newest job (a new tip is activated); a
+        channel whose newest job is the one it has already got is left alone."""
         events: list[ConnectionEvent] = []
         if self.state is not ConnectionState.SET_UP:
             return events
@@ -454,8 +455,8 @@ class PoolConnection:
         channel_events: list[ChannelEvent] = []
         for channel in self._channels.values():
             if channel.is_open:
-                book = self.feed.current(channel.worker.payout_script)
-                if book is not None:
+                book = self.feed.current(channel.worker.payout_script, channel.extranonce1)
+                if book is not None and not (channel.current is not None and channel.current.book_id == book.book_id):
                     channel.take_work(book, now, out, channel_events)
         self._messages.extend(out)
         events.extend(channel_events)
@@ -593,7 +594,7 @@ class PoolConnection:
         return channel
 
     def _first_work(self, channel: PoolChannel, now: float, events: list[ConnectionEvent]) -> None:
-        book = self.feed.current(channel.worker.payout_script)
+        book = self.feed.current(channel.worker.payout_script, channel.extranonce1)
         if book is not None:
             out: list[Message] = []
             channel_events: list[ChannelEvent] = []
