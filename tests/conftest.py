@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from pithead.ledger.store import StoreError, open_store
 from pithead.ledger.store.base import LedgerStore
 from skips import missing, pytest_runtest_makereport, pytest_terminal_summary
+
+# Hypothesis checks what an example does, never how long it takes: its default 200 ms deadline (and the
+# too-slow health check) fail a property test on a busy machine, and speed is the benchmarks' business.
+settings.register_profile("pithead", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pithead")
 
 VECTORS = Path(__file__).parent / "vectors"
 FIXTURES = Path(__file__).parent / "fixtures"
