@@ -7,6 +7,7 @@ rolling, mines with the native core, and its shares are judged by the pool's own
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 
@@ -202,3 +203,23 @@ async def test_the_pithead_miner_command_mines_on_the_pool_with_failover() -> No
         assert sum(1 for e in sink.events if isinstance(e, ShareEvent) and e.accepted) >= int(done.group(1))
     finally:
         await server.stop()
+
+
+async def test_pithead_miner_stops_when_the_pool_refuses_its_address_for_good() -> None:
+    """A mainnet address on a regtest pool: the pool refuses it at mining.authorize, and will every time.
+    `pithead miner` asks again once (after a backoff), then exits 1 with the pool's reason instead of
+    saying "all pools down" for ever."""
+    server, _source, sink, port = await start_pool(HARD_BITS)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pithead.cli", "miner", "-o", f"stratum+tcp://127.0.0.1:{port}",
+            "-u", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT.rig", "-t", "1", "--duration", "120",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        async with asyncio.timeout(90):
+            out, err = await proc.communicate()
+    finally:
+        await server.stop()
+    assert proc.returncode == 1, (out, err)
+    assert b"every pool refused user '1BoatSLRHtKNngkdXEeobR76b53LETtpyT.rig' for good" in err, err
+    assert b"Not a regtest address" in err and b"Traceback" not in err, err
+    assert sink.events == []
