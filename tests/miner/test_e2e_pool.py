@@ -23,6 +23,7 @@ from pithead.stratum.v1.pool import PoolRules
 from pithead.stratum.v1.work import FoundShare
 from pithead.template.block_template import BlockTemplate
 from pithead.template.sources.static import StaticTemplateSource
+from pithead.web.adapters import PoolServerLive
 
 # A regtest address listed as valid in tests/vectors/addresses.json (P2WPKH on bcrt).
 ADDRESS = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"
@@ -223,3 +224,22 @@ async def test_pithead_miner_stops_when_the_pool_refuses_its_address_for_good() 
     assert b"every pool refused user '1BoatSLRHtKNngkdXEeobR76b53LETtpyT.rig' for good" in err, err
     assert b"Not a regtest address" in err and b"Traceback" not in err, err
     assert sink.events == []
+
+
+async def test_the_live_connections_carry_user_agent_and_last_share() -> None:
+    """/api/connections reads each session's user agent and the time of its last accepted share."""
+    server, _source, sink, port = await start_pool(HARD_BITS)
+    miner = Miner(MinerOptions(pools=(PoolAddress("127.0.0.1", port),), username=USER, threads=1,
+                               suggest_difficulty=EASY))
+    task = asyncio.create_task(miner.run())
+    try:
+        await wait_for(lambda: any(isinstance(e, ShareEvent) and e.accepted for e in sink.events))
+        live = PoolServerLive(server)
+        await wait_for(lambda: any(s.last_share_at is not None for s in live.live_status().sessions))
+        (session,) = live.live_status().sessions
+        assert session.worker == USER and session.user_agent and session.user_agent.startswith("pithead")
+        assert session.last_share_at is not None and session.last_share_at >= session.connected_at
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
