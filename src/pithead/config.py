@@ -31,8 +31,9 @@ from urllib.parse import urlsplit
 
 # --- the choices -------------------------------------------------------------------------------------
 
-NodeChain = Literal["regtest", "demo"]
-"""Chains the embedded node runs: Core's regtest, or pithead's `demo` (regtest rules, timed blocks)."""
+NodeChain = Literal["regtest", "demo", "signet"]
+"""Chains the embedded node runs: Core's regtest, pithead's `demo` (regtest rules, timed blocks), or a
+custom signet with the OP_TRUE challenge (`signet_challenge = "51"`: signet's rules, real signet difficulty)."""
 NetworkName = Literal["main", "test", "testnet4", "signet", "regtest"]
 """Bitcoin Core's chain names (`getblockchaininfo`'s `chain`), as the pool must match its node."""
 PoolMode = Literal["solo", "pool"]
@@ -69,6 +70,9 @@ class NodeConfig:
     zmq_pub_rawtx: str | None = None
     tx_rate: float = 0.0  # generated transactions per second (0: none)
     demo_block_interval: float = 30.0  # seconds between blocks on the demo chain
+    # chain = "signet": the challenge, as Core's -signetchallenge (hex). The embedded node checks no signatures,
+    # so it runs only "51" (OP_TRUE), which a pool's blocks meet with no signature; anything else is refused.
+    signet_challenge: str = "51"
 
 
 @dataclass(frozen=True)
@@ -471,6 +475,9 @@ def _check_node(p: _Problems, n: NodeConfig) -> None:
     if n.tx_rate < 0:
         p.add("node.tx_rate", f"must be 0 or more, not {n.tx_rate!r}")
     _positive(p, "node.demo_block_interval", n.demo_block_interval)
+    if n.chain == "signet" and n.signet_challenge.lower() != "51":
+        p.add("node.signet_challenge", "the embedded node runs a signet only with challenge \"51\" (OP_TRUE): it "
+              f"checks no signatures, so not {n.signet_challenge!r}; use Bitcoin Core for a signed signet")
     if (n.rpc_user is None) != (n.rpc_password is None):
         p.add("node.rpc_user", "give rpc_user and rpc_password together (or neither: a cookie file)")
 

@@ -316,3 +316,16 @@ def test_no_pool_flag_reaches_serve_from_the_command_line(tmp_path: Path) -> Non
     r = subprocess.run([sys.executable, "-m", "pithead.cli", "serve", "--no-pool", "--config", str(conf),
                         "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--no-pool runs only the ledger" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_wallet_payouts_with_a_pool_address_the_wallet_does_not_hold_refuse_to_start(tmp_path: Path) -> None:
+    """`payouts = "wallet"` pays from the node's wallet; a pool address that wallet does not hold would send
+    the blocks' rewards elsewhere while payouts drain the wallet: refused with one line, not a warning."""
+    async def main() -> tuple[int, str]:
+        async with EmbeddedNode(tmp_path / "node", rpc_port=0) as node:
+            config = _config(tmp_path / "c.toml", node, pool_address=SOLO_ADDRESS, payouts="wallet")
+            return await asyncio.to_thread(_run, config)
+
+    code, text = asyncio.run(main())
+    assert code == 1 and "\n" not in text and "Traceback" not in text, text
+    assert f"the pool address {SOLO_ADDRESS} is not in the wallet of node" in text, text

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from pithead import __version__
 from pithead.cli.main import SIGINT_EXIT, _mount, app
 from pithead.config import ConfigError, load
+from pithead.ledger.store import open_store
 
 
 def test_version_command_prints_package_version() -> None:
@@ -68,6 +69,9 @@ def _into_closed_pipe(args: list[str]) -> subprocess.CompletedProcess[bytes]:
 ])
 def test_a_reader_that_goes_away_ends_the_command_quietly_with_status_0(command: list[str], tmp_path: Path) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    if command[0] == "ledger":  # a ledger to read: `ledger` refuses a data directory without one
+        (tmp_path / "data").mkdir()
+        open_store("sqlite:///ledger.sqlite3", data_dir=tmp_path / "data").close()
     done = _into_closed_pipe(_pithead(*args))
     assert done.stderr == b""
     assert done.returncode == 0

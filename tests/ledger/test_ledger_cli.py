@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from pithead.cli.ledger import app
 from pithead.events import BlockEvent, ShareEvent
-from pithead.ledger.ledger import Ledger, LedgerSettings
+from pithead.ledger.ledger import HASHRATE_WINDOWS_S, Ledger, LedgerSettings
 from pithead.ledger.schemes import Scheme
 from pithead.ledger.store import open_store
 from pithead.ledger.store.records import BatchStatus, BlockStatus
@@ -34,7 +35,7 @@ def test_ledger_commands(tmp_path: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["summary", "--database", url])
     assert out.exit_code == 0, out.output
-    assert "workers 1/1 online" in out.output and "confirmed" in out.output
+    assert "workers online" in out.output and "│ 1/1 " in out.output and "confirmed" in out.output
     out = runner.invoke(app, ["blocks", "--database", url])
     assert out.exit_code == 0 and "ab" * 32 in out.output and "confirmed" in out.output
     out = runner.invoke(app, ["balances", "--database", url])
@@ -105,3 +106,61 @@ def test_withholding_and_an_audited_payout_hold(tmp_path: Path) -> None:
     assert released.exit_code == 0 and "released (audit #2)" in released.output
     listed = runner.invoke(app, ["holds", "--database", url]).output
     assert "HELD" not in listed and "release" in listed and "by bob (cli): firmware fixed" in listed
+
+
+def test_summary_is_a_table_and_json_for_scripts(tmp_path: Path) -> None:
+    """Not a Python dict: a table per topic, and `--json` one object a script can read."""
+    url = seed(tmp_path / "l.sqlite3")
+    runner = CliRunner()
+    out = runner.invoke(app, ["summary", "--database", url])
+    assert out.exit_code == 0, out.output
+    assert "{" not in out.output and "'confirmed'" not in out.output
+    table_line = next(line for line in out.output.splitlines() if "confirmed" in line)
+    assert [c.strip() for c in table_line.split("│") if c.strip()] == ["confirmed", "1"]
+    assert "immature" in out.output and "payable" in out.output
+    js = runner.invoke(app, ["summary", "--database", url, "--json"])
+    assert js.exit_code == 0, js.output
+    data = json.loads(js.output)
+    assert data["blocks"] == {"confirmed": 1} and data["workers"] == 1 and data["payable_sat"] == 4_999_000_000
+    assert set(data["hashrate"]) == {str(w) for w in HASHRATE_WINDOWS_S}
+
+
+def test_a_data_dir_that_does_not_exist_is_said_so_and_nothing_is_created(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = tmp_path / "no-such-dir"
+    for command in (["summary"], ["blocks"], ["balances"], ["payouts"], ["rollup"], ["holds"]):
+        out = runner.invoke(app, [*command, "--data-dir", str(missing)])
+        assert out.exit_code == 1, (command, out.output)
+        assert f"no such data directory: {missing}" in out.output
+    assert not missing.exists()
+    # The directory is there but holds no ledger: said so too, and no empty ledger is left behind.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = runner.invoke(app, ["summary", "--data-dir", str(empty)])
+    assert out.exit_code == 1 and "no ledger at" in out.output
+    assert list(empty.iterdir()) == []
+    # An SQLite URL whose file is missing likewise.
+    out = runner.invoke(app, ["blocks", "--database", f"sqlite:///{tmp_path / 'nope.sqlite3'}"])
+    assert out.exit_code == 1 and "no ledger at" in out.output and not (tmp_path / "nope.sqlite3").exists()
+
+
+def test_a_block_that_lost_a_race_is_stale_not_rejected(tmp_path: Path) -> None:
+    """The node said "inconclusive" (a valid block at a height it already had): recorded "stale", its own
+    status, never credited; a block the node judged invalid stays "rejected"."""
+    url = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    store = open_store(url)
+    ledger = Ledger(store, LedgerSettings(scheme=Scheme.SOLO, fee_ppm=0))
+    now = time.time()
+    ledger.apply([
+        BlockEvent(now, 7, "aa" * 32, "bcrt1qcli.rig", "bcrt1qcli", 5_000_000_000, 0, False,
+                   node_result="inconclusive"),
+        BlockEvent(now, 8, "bb" * 32, "bcrt1qcli.rig", "bcrt1qcli", 5_000_000_000, 0, False,
+                   node_result="bad-txns-inputs-duplicate"),
+    ])
+    by_hash = {b.hash: b for b in store.blocks(10)}
+    assert by_hash["aa" * 32].status is BlockStatus.STALE
+    assert by_hash["bb" * 32].status is BlockStatus.REJECTED
+    assert [b for b in store.balances() if b.immature_sat or b.payable_sat] == []
+    store.close()
+    out = CliRunner().invoke(app, ["summary", "--database", url, "--json"])
+    assert json.loads(out.output)["blocks"] == {"stale": 1, "rejected": 1}

@@ -7,6 +7,7 @@ rolling, mines with the native core, and its shares are judged by the pool's own
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ from pithead.stratum.v1.pool import PoolRules
 from pithead.stratum.v1.work import FoundShare
 from pithead.template.block_template import BlockTemplate
 from pithead.template.sources.static import StaticTemplateSource
+from pithead.web.adapters import PoolServerLive
 
 # A regtest address listed as valid in tests/vectors/addresses.json (P2WPKH on bcrt).
 ADDRESS = "bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9"
@@ -201,4 +203,43 @@ async def test_the_pithead_miner_command_mines_on_the_pool_with_failover() -> No
         # The pool may have judged a last share whose reply the miner did not wait for when it stopped.
         assert sum(1 for e in sink.events if isinstance(e, ShareEvent) and e.accepted) >= int(done.group(1))
     finally:
+        await server.stop()
+
+
+async def test_pithead_miner_stops_when_the_pool_refuses_its_address_for_good() -> None:
+    """A mainnet address on a regtest pool: the pool refuses it at mining.authorize, and will every time.
+    `pithead miner` asks again once (after a backoff), then exits 1 with the pool's reason instead of
+    saying "all pools down" for ever."""
+    server, _source, sink, port = await start_pool(HARD_BITS)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pithead.cli", "miner", "-o", f"stratum+tcp://127.0.0.1:{port}",
+            "-u", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT.rig", "-t", "1", "--duration", "120",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        async with asyncio.timeout(90):
+            out, err = await proc.communicate()
+    finally:
+        await server.stop()
+    assert proc.returncode == 1, (out, err)
+    assert b"every pool refused user '1BoatSLRHtKNngkdXEeobR76b53LETtpyT.rig' for good" in err, err
+    assert b"Not a regtest address" in err and b"Traceback" not in err, err
+    assert sink.events == []
+
+
+async def test_the_live_connections_carry_user_agent_and_last_share() -> None:
+    """/api/connections reads each session's user agent and the time of its last accepted share."""
+    server, _source, sink, port = await start_pool(HARD_BITS)
+    miner = Miner(MinerOptions(pools=(PoolAddress("127.0.0.1", port),), username=USER, threads=1,
+                               suggest_difficulty=EASY))
+    task = asyncio.create_task(miner.run())
+    try:
+        await wait_for(lambda: any(isinstance(e, ShareEvent) and e.accepted for e in sink.events))
+        live = PoolServerLive(server)
+        await wait_for(lambda: any(s.last_share_at is not None for s in live.live_status().sessions))
+        (session,) = live.live_status().sessions
+        assert session.worker == USER and session.user_agent and session.user_agent.startswith("pithead")
+        assert session.last_share_at is not None and session.last_share_at >= session.connected_at
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         await server.stop()

@@ -5,15 +5,31 @@ clean. A screenshot is kept under test-artifacts/."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from cdp import ARTIFACTS, Browser, require_chromium
 from webseed import ADDR_A, ADDR_B, BUCKET, HOLD_REASON, Seed
 
+from pithead.ledger.store.records import BlockRecord, BlockStatus
 from pithead.web.app import create_app
 from pithead.web.server import WebServer
 from pithead.web.services import LiveConnection, PoolInfo, PoolLiveStatus, Services
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+
+class FixedNode:
+    """A node stand-in answering the two calls the dashboard's node monitor makes, with a network difficulty
+    that gives readable odds for the seeded pool (~1.7 GH/s: a block every ~2.9 days)."""
+
+    DIFFICULTY = 100_000.0
+
+    async def call(self, method: str, *params: Any, timeout_s: float | None = None) -> Any:
+        if method == "getblockchaininfo":
+            return {"chain": "regtest", "blocks": 120, "bestblockhash": "00" * 32, "difficulty": self.DIFFICULTY}
+        assert method == "getmininginfo", method
+        return {"difficulty": self.DIFFICULTY, "networkhashps": 7.2e11, "pooledtx": 3}
 
 
 class Snapshot:
@@ -26,9 +42,14 @@ class Snapshot:
 
 async def test_dashboard_renders_with_data(live_seeded: Seed) -> None:
     chromium = require_chromium()
-    live = PoolLiveStatus(1, (LiveConnection("127.0.0.1:40000", f"{ADDR_A}.rig1", 2.0, live_seeded.now - 60),))
+    live = PoolLiveStatus(1, (LiveConnection("127.0.0.1:40000", f"{ADDR_A}.rig1", 2.0, live_seeded.now - 2 * 3600,
+                                             user_agent="bitaxe/BM1366/v2.4.0", last_share_at=live_seeded.now - 3),))
+    # A block that lost a race: the node had another at its height ("inconclusive"): shown as stale.
+    live_seeded.store.add_block(BlockRecord(
+        "ee" * 32, 102, live_seeded.now - 300, f"{ADDR_A}.rig1", ADDR_A, 5_000_000_000, 0, BlockStatus.STALE, 0,
+        "pplns", 4.6e-10, live_seeded.now - 300, node_result="inconclusive"))
     services = Services(
-        store=live_seeded.store, pool=Snapshot(live), bucket_width_s=BUCKET,
+        store=live_seeded.store, pool=Snapshot(live), bucket_width_s=BUCKET, node=FixedNode(),
         info=PoolInfo(mode="pool", scheme="pplns", fee_percent=1.0, stratum_url="stratum+tcp://127.0.0.1:3333"),
     )
     server = WebServer(create_app(services), port=0)
@@ -68,6 +89,29 @@ async def test_dashboard_renders_with_data(live_seeded: Seed) -> None:
             alert = await b.evaluate("document.getElementById('withholding-alert').innerText")
             assert "Flagged as possibly withholding blocks (2)" in alert and "rig1" in alert
             assert "125 %" in blocks  # the block's effort
+            # How far from maturity: 3 of 100 confirmations, ~97 blocks of 10 minutes to go.
+            assert "3/100 · ~16.2 h" in blocks
+            stale = await b.evaluate("document.querySelector('#blocks tbody td.st-stale')?.innerText")
+            assert stale == "stale (0)"  # its own status, not a red "rejected"
+            assert await b.evaluate("document.querySelector('#blocks tbody td.st-rejected')") is None
+            # regtest: no public explorer, so no links on hashes
+            assert await b.evaluate("document.querySelectorAll('#blocks a[target=_blank]').length") == 0
+            # How to connect a miner: the URL, the user format, and settings for the usual miners.
+            assert await b.evaluate("document.getElementById('conn-url').innerText") == "stratum+tcp://127.0.0.1:3333"
+            assert await b.evaluate("document.getElementById('conn-user').innerText") == "ADDRESS.worker"
+            examples = await b.evaluate("document.querySelector('#conn-examples tbody').innerText")
+            assert "cgminer -o stratum+tcp://127.0.0.1:3333 -u ADDRESS.worker -p x" in examples
+            assert "Stratum URL: 127.0.0.1" in examples and "Stratum Port: 3333" in examples  # Bitaxe
+            assert "Antminer" in examples and "Worker: ADDRESS.worker" in examples
+            # The network's figures and the odds of a block from the pool's hashrate.
+            assert await b.evaluate("document.getElementById('net-hash').innerText") == "720 GH/s"
+            eta = await b.evaluate("document.getElementById('odds-pool-eta').innerText")
+            assert eta.startswith("~2.") and eta.endswith("days"), eta  # 1e5 x 2^32 / ~1.7 GH/s
+            day = await b.evaluate("document.getElementById('odds-pool-24h').innerText")
+            assert 25 < float(day.rstrip(" %")) < 35, day  # 1 - exp(-1 d / 2.9 d)
+            # Live connections: the miner's user agent, how long it has been connected, its last share.
+            conns = await b.evaluate("document.querySelector('#connections tbody').innerText")
+            assert "bitaxe/BM1366/v2.4.0" in conns and "2.0 h" in conns and "s ago" in conns
             await b.screenshot(ARTIFACTS / "dashboard.png")
 
             await b.navigate(f"{server.url}/address/{ADDR_B}")
@@ -81,6 +125,8 @@ async def test_dashboard_renders_with_data(live_seeded: Seed) -> None:
             assert "1.5" in best  # this address's own best shares, not the pool's
             # B's own evidence: half a block's worth, nothing to say; no hold, no alert
             assert "this address: λ 0.5, k 0" in await b.evaluate("document.getElementById('wh-title').innerText")
+            # B has too few shares for a hashrate: its odds say so instead of a number
+            assert await b.evaluate("document.getElementById('odds-addr-eta').innerText") == "too few shares to estimate a hashrate"
             assert await b.evaluate("document.getElementById('addr-hold').offsetParent === null")
             assert await b.evaluate("document.getElementById('withholding-alert').offsetParent === null")
             await b.screenshot(ARTIFACTS / "dashboard-address.png")

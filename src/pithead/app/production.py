@@ -149,19 +149,24 @@ async def _start_all(opts: ServeOptions, cfg: config_mod.Config, running: Runnin
 
 async def _check_wallet(rpc: RpcClient, url: str, pool_address: str | None) -> None:
     """Payouts come from the first node's wallet: it must have one, and hold the pool address (else the
-    blocks' rewards would go elsewhere while the payouts drain whatever else the wallet holds)."""
+    blocks' rewards would go elsewhere while the payouts drain whatever else the wallet holds). What cannot
+    be checked is refused too, never a warning: a start that pays from the wrong wallet cannot be undone."""
     try:
         await rpc.call("getbalance")
     except NodeError as exc:
         raise StartError(f"[ledger] payouts = \"wallet\" needs a wallet on node {url}: {exc}") from exc
+    if not pool_address:
+        raise StartError("[ledger] payouts = \"wallet\" needs [pool] pool_address, held by the wallet of node "
+                         f"{url}")
     try:
         about = await rpc.call("getaddressinfo", pool_address)
-    except NodeError as exc:  # a node without getaddressinfo: nothing more to check
-        log.warning("cannot check that the pool address is the wallet's: %s", exc)
-        return
-    if isinstance(about, dict) and about.get("ismine") is False:
+    except NodeError as exc:
+        raise StartError(f"[ledger] payouts = \"wallet\": cannot check that the wallet of node {url} holds the "
+                         f"pool address {pool_address} ({exc}); refusing to pay from it") from exc
+    if not isinstance(about, dict) or about.get("ismine") is not True:
         raise StartError(f"[ledger] payouts = \"wallet\": the pool address {pool_address} is not in the wallet "
-                         f"of node {url}, which would pay the miners")
+                         f"of node {url}, which would pay the miners (import its key there, or set payouts = "
+                         "\"off\")")
 
 
 async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:

@@ -215,7 +215,8 @@ class RpcClient:
 
     async def getblocktemplate(self, longpollid: str | None = None) -> Any:
         request: dict[str, Any] = {
-            "rules": ["segwit"],
+            # "signet": on a signet Core refuses a template without it (and ignores it on other chains)
+            "rules": ["segwit", "signet"],
             "capabilities": ["coinbasetxn", "workid", "coinbase/append", "longpoll"],
         }
         if longpollid is None:

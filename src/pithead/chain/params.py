@@ -68,6 +68,10 @@ TESTNET = Network(
     allow_min_difficulty_blocks=True,
 )
 
+# testnet4 (BIP94): Bitcoin Core's CTestNet4Params (src/kernel/chainparams.cpp, v28): genesis
+# CreateGenesisBlock("03/May/2024 0000...e98e00e", 33 zero bytes OP_CHECKSIG, 1714777860, 393743547,
+# 0x1d00ffff, 1, 50 COIN), which tests/chain/test_chain_params.py rebuilds; BIP34/65/66, CSV and segwit from
+# height 1; mainnet's powLimit; fPowAllowMinDifficultyBlocks with BIP94's timewarp fix (enforce_BIP94).
 TESTNET4 = Network(
     name="testnet4",
     bech32_hrp="tb",
@@ -84,6 +88,9 @@ TESTNET4 = Network(
     allow_min_difficulty_blocks=True,
 )
 
+# signet (BIP325): CSigNetParams. Every signet, the default one and a custom `-signetchallenge`, shares this
+# genesis (1598918400, 52613770, 0x1e0377ae) and powLimit; only the challenge (and so the message start)
+# differs. pithead's embedded node runs a custom signet with the OP_TRUE challenge (pithead.node.signet).
 SIGNET = Network(
     name="signet",
     bech32_hrp="tb",

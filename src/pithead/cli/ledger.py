@@ -1,6 +1,6 @@
 """`pithead ledger`: read the pool's book from the command line, and run its housekeeping by hand.
 
-    pithead ledger summary  [--database URL | --config FILE] [--data-dir D]
+    pithead ledger summary  [--database URL | --config FILE] [--data-dir D] [--json]
     pithead ledger blocks   [--limit N]
     pithead ledger balances
     pithead ledger payouts  [--limit N]
@@ -22,8 +22,13 @@ from __future__ import annotations
 import getpass
 import json
 import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from pithead import config as config_mod
 from pithead.ledger import withholding
@@ -48,8 +53,13 @@ def _open(database: str | None, config: str | None, data_dir: str | None) -> tup
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     url = database or cfg.ledger.database
+    where = data_dir or cfg.data_dir
+    missing = _missing_ledger(url, where, given=data_dir is not None)
+    if missing:  # a read must not leave an empty ledger behind (a mistyped --data-dir looked like "no blocks")
+        typer.echo(missing, err=True)
+        raise typer.Exit(1)
     try:
-        store = open_store(url, data_dir=data_dir or cfg.data_dir)
+        store = open_store(url, data_dir=where)
     except StoreError as exc:
         typer.echo(f"cannot open the ledger: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -62,6 +72,27 @@ def _open(database: str | None, config: str | None, data_dir: str | None) -> tup
     return store, Ledger(store, settings)
 
 
+def _missing_ledger(url: str, data_dir: str, given: bool) -> str | None:
+    """Why there is no ledger to open here, or None. A data directory that does not exist, or an SQLite file
+    that does not, is said so: opening it would create an empty ledger and every read would show nothing.
+    (A PostgreSQL ledger is found by its URL, not in the data directory.)"""
+    if given and not Path(data_dir).is_dir():
+        return f"no such data directory: {data_dir} (pass the directory `pithead up` or `serve` wrote its ledger to)"
+    if urlsplit(url).scheme != "sqlite":
+        return None
+    raw = url[len("sqlite://") :]
+    if raw in ("", "/", ":memory:", "/:memory:"):
+        return None
+    path = Path(raw[1:] if raw.startswith("/") else raw)
+    if not path.is_absolute():
+        path = Path(data_dir) / path
+    if not path.parent.is_dir():
+        return f"no such data directory: {path.parent} (the ledger would be {path})"
+    if not path.exists():
+        return f"no ledger at {path}: nothing has been recorded there (is --data-dir or --database right?)"
+    return None
+
+
 def _rate(hps: float) -> str:
     for unit, scale in (("EH/s", 1e18), ("PH/s", 1e15), ("TH/s", 1e12), ("GH/s", 1e9), ("MH/s", 1e6), ("kH/s", 1e3)):
         if hps >= scale:
@@ -69,25 +100,54 @@ def _rate(hps: float) -> str:
     return f"{hps:.0f} H/s"
 
 
+def _summary_dict(s: Any, stuck: list[Any]) -> dict[str, Any]:
+    return {
+        "scheme": str(s.scheme), "fee_percent": s.fee_ppm / 10_000, "workers": s.workers,
+        "workers_online": s.workers_online,
+        "hashrate": {str(w): {"hashrate": e.hashrate, "low": e.low, "high": e.high, "shares": e.shares,
+                              "reliable": e.reliable} for w, e in s.stats.hashrate.items()},
+        "blocks": {str(k): v for k, v in s.blocks.items()}, "network_difficulty": s.network_difficulty,
+        "raw_shares": s.raw_shares, "immature_sat": s.immature_sat, "payable_sat": s.payable_sat,
+        "paid_sat": s.paid_sat, "pool_account_sat": s.pool_account_sat,
+        "stuck_batches": len(stuck), "stuck_sat": sum(b.total_sat for b in stuck),
+    }
+
+
 @app.command()
-def summary(database: str | None = _DB, config: str | None = _CONFIG, data_dir: str | None = _DATA) -> None:
-    """Pool hashrate (with its 90 % interval), workers, blocks and money."""
+def summary(database: str | None = _DB, config: str | None = _CONFIG, data_dir: str | None = _DATA,
+            as_json: bool = typer.Option(False, "--json", help="One JSON object, for scripts.")) -> None:
+    """Pool hashrate (with its 90 % interval), workers, blocks and money, as tables (`--json` for scripts)."""
     store, ledger = _open(database, config, data_dir)
     try:
         s = ledger.pool_summary(time.time())
-        typer.echo(f"scheme {s.scheme}, fee {s.fee_ppm / 10_000:g} %, workers {s.workers_online}/{s.workers} online")
-        for window, e in s.stats.hashrate.items():
-            flag = "" if e.reliable else f"  (only {e.shares} shares: not a reliable estimate)"
-            typer.echo(f"  {window:>6} s  {_rate(e.hashrate):>12}  [{_rate(e.low)} .. {_rate(e.high)}]{flag}")
-        typer.echo(f"blocks {s.blocks or '{}'}; raw shares kept {s.raw_shares}")
-        typer.echo(f"immature {s.immature_sat} sat, payable {s.payable_sat} sat, paid {s.paid_sat} sat, "
-                   f"pool account {s.pool_account_sat} sat")
         stuck = store.batches([BatchStatus.STUCK])
-        if stuck:  # sent, out of the mempool, unconfirmed: held until they confirm or can no longer
-            typer.echo(f"payouts STUCK: {len(stuck)} batch(es), {sum(b.total_sat for b in stuck)} sat held "
-                       "(see `pithead ledger payouts`)")
     finally:
         store.close()
+    if as_json:
+        typer.echo(json.dumps(_summary_dict(s, stuck), indent=2))
+        return
+    console = Console(width=max(100, Console().width))
+    pool = Table("scheme", "fee", "workers online", "network difficulty", "raw shares kept", title="pool")
+    pool.add_row(str(s.scheme), f"{s.fee_ppm / 10_000:g} %", f"{s.workers_online}/{s.workers}",
+                 f"{s.network_difficulty:,.6g}" if s.network_difficulty else "-", str(s.raw_shares))
+    console.print(pool)
+    rates = Table("window", "hashrate", "90 % interval", "shares", "note", title="hashrate")
+    for window, e in s.stats.hashrate.items():
+        rates.add_row(f"{window} s", _rate(e.hashrate), f"{_rate(e.low)} .. {_rate(e.high)}", str(e.shares),
+                      "" if e.reliable else "too few shares: not a reliable estimate")
+    console.print(rates)
+    blocks_t = Table("status", "blocks", title="blocks")
+    for status, n in sorted(s.blocks.items()):
+        blocks_t.add_row(str(status), str(n))
+    if not s.blocks:
+        blocks_t.add_row("(none yet)", "0")
+    console.print(blocks_t)
+    money = Table("immature", "payable", "paid", "pool account", title="money (sat)")
+    money.add_row(str(s.immature_sat), str(s.payable_sat), str(s.paid_sat), str(s.pool_account_sat))
+    console.print(money)
+    if stuck:  # sent, out of the mempool, unconfirmed: held until they confirm or can no longer
+        typer.echo(f"payouts STUCK: {len(stuck)} batch(es), {sum(b.total_sat for b in stuck)} sat held "
+                   "(see `pithead ledger payouts`)")
 
 
 @app.command()

@@ -27,7 +27,7 @@ import typer
 from pithead.app.lifecycle import StartError, run_command
 from pithead.miner import core
 from pithead.miner.runner import Miner, MinerOptions, MinerStatus, path_summary
-from pithead.stratum.client.connection import PoolAddress, parse_pool_url
+from pithead.stratum.client.connection import AuthorizationRefused, PoolAddress, parse_pool_url
 from pithead.stratum.client.v2 import SCHEME as SV2_SCHEME
 from pithead.stratum.client.v2 import PoolRefused, parse_sv2_url
 from pithead.stratum.v1.errors import InvalidPoolUrl
@@ -224,6 +224,9 @@ def miner(
             await _main(m, duration, live, stop)
         except PoolRefused as exc:  # no pool proved it holds its key: say so once, and stop
             raise StartError(f"refusing every pool: {exc}") from exc
+        except AuthorizationRefused as exc:  # the same refusal again: retrying cannot help
+            raise StartError(f"every pool refused user {user!r} for good ({exc}); check -u: it must be "
+                             "ADDRESS.worker with an address of the pool's network") from exc
 
     run_command("pithead miner", main, quiet_stop=True)
     st = m.status

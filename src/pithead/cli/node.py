@@ -50,7 +50,10 @@ def node(
     data_dir: str = typer.Option("pithead-node", "--data-dir", "--datadir",
                                  help="Data directory (the chain lives in <data-dir>/<chain>/)."),
     chain: str | None = typer.Option(None, "--chain",
-                                     help="regtest (fixed difficulty) or demo (retargets to --demo-block-interval)."),
+                                     help="regtest (fixed difficulty), demo (retargets to --demo-block-interval) "
+                                          "or signet (a custom signet, challenge 51: OP_TRUE)."),
+    signet_challenge: str | None = typer.Option(None, "--signet-challenge", "--signetchallenge",
+                                                help="signet: the challenge, hex (only 51, OP_TRUE)."),
     tx_rate: float | None = typer.Option(None, "--tx-rate", help="Generated transactions per second (0: none)."),
     rpc_port: int | None = typer.Option(None, "--rpc-port", "--rpcport", help="JSON-RPC port (0: any free port)."),
     rpc_bind: str | None = typer.Option(None, "--rpc-bind", "--rpcbind", help="JSON-RPC address."),
@@ -74,7 +77,7 @@ def node(
             "chain": chain, "tx_rate": tx_rate, "rpc_port": rpc_port, "rpc_bind": rpc_bind, "rpc_user": rpc_user,
             "rpc_password": rpc_password, "zmq_pub_hashblock": zmq_pub_hashblock,
             "zmq_pub_rawblock": zmq_pub_rawblock, "zmq_pub_hashtx": zmq_pub_hashtx, "zmq_pub_rawtx": zmq_pub_rawtx,
-            "demo_block_interval": demo_block_interval}}).node
+            "demo_block_interval": demo_block_interval, "signet_challenge": signet_challenge}}).node
     except ConfigError as exc:
         typer.echo(f"pithead node: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from exc

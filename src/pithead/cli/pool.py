@@ -37,7 +37,8 @@ def pool(
     cookie_file: str | None = typer.Option(None, "--cookie-file", "--cookie", help="RPC cookie file for --node."),
     rpc_user: str | None = typer.Option(None, "--rpc-user"),
     rpc_password: str | None = typer.Option(None, "--rpc-password"),
-    network: str | None = typer.Option(None, "--network", help="main, test, testnet4, signet or regtest (default)."),
+    network: str | None = typer.Option(None, "--network", "--chain",
+                                       help="main, test, testnet4, signet or regtest (default): Core's chain names."),
     workers: int | None = typer.Option(
         None, "--workers", help="Pool processes sharing the port (SO_REUSEPORT); 0 = one per CPU core (default 1)."),
     share_bus: str | None = typer.Option(

@@ -43,6 +43,7 @@ from pithead.ledger.store.records import (
     ShareRow,
     WorkerRow,
     WorkSums,
+    lost_a_race,
 )
 from pithead.ledger.uptime import Uptime, read_uptime
 
@@ -472,6 +473,8 @@ class Ledger:
             status, confirmations = BlockStatus.PENDING, 0
         elif ev.stale_fork:
             status, confirmations = BlockStatus.ORPHANED, -1  # maturity's "off the best chain"
+        elif lost_a_race(ev.node_result):
+            status, confirmations = BlockStatus.STALE, 0  # valid, but another block at this height came first
         else:
             status, confirmations = BlockStatus.REJECTED, 0
         rounds = self.store.block_odds(OddsKind.ROUND, [""])

@@ -63,7 +63,7 @@ class Observation:
 
 def next_status(block: BlockRecord, seen: Observation) -> tuple[BlockStatus, int]:
     """The block's status and confirmation count after an observation (pure)."""
-    if block.status in (BlockStatus.CONFIRMED, BlockStatus.REJECTED):
+    if block.status in (BlockStatus.CONFIRMED, BlockStatus.REJECTED, BlockStatus.STALE):
         return block.status, max(block.confirmations, seen.confirmations or 0)
     if seen.confirmations is None:
         if seen.tip_height >= block.height + NOT_FOUND_GRACE_BLOCKS:

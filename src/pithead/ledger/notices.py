@@ -16,15 +16,13 @@ from datetime import UTC, datetime
 from pithead.events import BlockEvent, Notice, NoticeSeverity
 from pithead.ledger.maturity import COINBASE_MATURITY, Change
 from pithead.ledger.payouts import PAYOUT_ABANDON_AFTER_S, SAT_PER_BTC, PayoutReport
-from pithead.ledger.store.records import BlockRecord, BlockStatus, PayoutBatch, WorkerRow
+from pithead.ledger.store.records import BlockRecord, BlockStatus, PayoutBatch, WorkerRow, lost_a_race
 
 MAX_LISTED = 10
 """Lines of a list (payout outputs, quiet workers) a notice shows before "and N more": a phone screen."""
 BLOCK_SPACING_MIN = 10
 """Bitcoin's target block spacing (Core's nPowTargetSpacing, 600 s): how long maturity takes, roughly."""
 
-# BIP22 results (and Bitcoin Core's) that mean a valid block lost a race, not an invalid one.
-_RACE_RESULTS = ("inconclusive", "duplicate", "stale")
 
 
 def btc(sat: int) -> str:
@@ -69,7 +67,7 @@ def block_recorded(ev: BlockEvent, scheme: str, network_difficulty: float) -> No
         return Notice("block.stale", "warning", f"Block {ev.height} is on a stale fork: nothing credited",
                       "\n".join(body), ev.block_hash, ev.time)
     result = ev.node_result or "refused"
-    race = any(word in result for word in _RACE_RESULTS) and not result.startswith("bad-")
+    race = lost_a_race(ev.node_result)
     if race:
         why = ("It lost a race: the node had another block at this height first. Nothing is credited; its "
                "shares stay in the round.")

@@ -136,7 +136,9 @@ class Miner:
                     version_rolling=options.version_rolling,
                     suggest_difficulty=options.suggest_difficulty,
                 )
-                self.client = StratumClient(options.pools, config)
+                # The miner gives up on a pool that refused its address for good (the CLI says why and
+                # exits), rather than saying "all pools down" for ever.
+                self.client = StratumClient(options.pools, config, give_up_on_refusal=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clean_generation = 0
         self.on_share_found: Callable[[FoundShare], None] | None = None

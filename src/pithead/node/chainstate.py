@@ -35,8 +35,15 @@ from pithead.chain.tx import OutPoint
 from pithead.chain.varint import Reader, encode_bytes, encode_varint
 from pithead.node import consensus
 from pithead.node.consensus import BlockDelta, BlockInvalid, Coin
-from pithead.node.genesis import regtest_genesis
-from pithead.node.retarget import DEMO_WINDOW, demo_next_bits, regtest_next_bits
+from pithead.node.genesis import genesis_for
+from pithead.node.retarget import (
+    DEMO_WINDOW,
+    RETARGET_INTERVAL,
+    bitcoin_next_bits,
+    demo_next_bits,
+    regtest_next_bits,
+)
+from pithead.node.signet import OP_TRUE_CHALLENGE, SUPPORTED_CHALLENGES, check_signet_solution
 
 STATUS_HEADER = 0  # header only (submitheader): checked as a header, no block data yet
 STATUS_STORED = 1  # data stored and context-checked; inputs not yet checked (side branch)
@@ -60,6 +67,11 @@ CREATE INDEX IF NOT EXISTS utxo_script ON utxo (script);
 CREATE TABLE IF NOT EXISTS undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS txindex (txid BLOB PRIMARY KEY, block BLOB NOT NULL, pos INTEGER NOT NULL);
 """
+
+
+CHAIN_KINDS = ("regtest", "demo", "signet")
+"""The chains the embedded node keeps: Core's regtest, pithead's demo (regtest with timed blocks), and a
+custom signet with the OP_TRUE challenge (see `consensus.check_signet_solution`)."""
 
 
 class ChainStateError(RuntimeError):
@@ -129,13 +141,20 @@ class ChainState:
         *,
         kind: str = "regtest",
         demo_spacing: float = 30.0,
+        signet_challenge: bytes = OP_TRUE_CHALLENGE,
     ) -> None:
-        if kind not in ("regtest", "demo"):
-            raise ChainStateError(f"unknown chain kind {kind!r}: expected regtest or demo")
+        if kind not in CHAIN_KINDS:
+            raise ChainStateError(f"unknown chain kind {kind!r}: expected one of {', '.join(CHAIN_KINDS)}")
         self.path = path
         self.network = network
         self.kind = kind
         self.demo_spacing = demo_spacing
+        if kind == "signet" and signet_challenge not in SUPPORTED_CHALLENGES:
+            raise ChainStateError(
+                f"signet challenge {signet_challenge.hex()}: the embedded node runs a signet only with the OP_TRUE "
+                "challenge 51 (it checks no signatures); use Bitcoin Core for a signet that signs its blocks"
+            )
+        self.signet_challenge = signet_challenge
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -153,7 +172,7 @@ class ChainState:
         return row[0] if row else None
 
     def _load(self) -> None:
-        genesis = regtest_genesis()
+        genesis = genesis_for(self.kind)
         if self._meta("schema") is None:
             self.db.execute("BEGIN")
             self.db.executemany(
@@ -180,7 +199,7 @@ class ChainState:
             self._seq = max(self._seq, seq)
         self.active = [h for (h,) in self.db.execute("SELECT hash FROM active ORDER BY height")]
         if not self.active or self.active[0] != genesis.hash():
-            raise ChainStateError(f"{self.path}: active chain does not start at the regtest genesis")
+            raise ChainStateError(f"{self.path}: active chain does not start at the {self.kind} genesis")
 
     def close(self) -> None:
         self.db.close()
@@ -250,6 +269,10 @@ class ChainState:
                 spacing=self.demo_spacing,
                 pow_limit=self.network.pow_limit,
             )
+        if self.kind == "signet":
+            retarget = (prev.height + 1) % RETARGET_INTERVAL == 0  # walk back 2016 blocks only then
+            return bitcoin_next_bits(prev.height + 1, self.ancestors_times(prev, RETARGET_INTERVAL if retarget else 1),
+                                     pow_limit=self.network.pow_limit)
         return regtest_next_bits(self.network.pow_limit)
 
     def size_on_disk(self) -> int:
@@ -273,6 +296,8 @@ class ChainState:
             bip34_active=height >= self.network.bip34_height,
             segwit_active=height >= self.network.segwit_height,
         )
+        if self.kind == "signet":  # BIP325: the block answers the network's challenge
+            check_signet_solution(block, self.signet_challenge)
 
     def test_block_validity(self, block: Block, now: int) -> None:
         """Every check of a block on the current tip, without storing it (Core's TestBlockValidity)."""

@@ -1,8 +1,9 @@
-"""Bitcoin Core's regtest genesis block, rebuilt from its published fields (chainparams.cpp,
-CreateGenesisBlock): the 2009 "The Times" coinbase paying 50 BTC to Satoshi's key, time 1296688602,
-nBits 0x207fffff, nonce 2, version 1. Its hash is regtest's genesis hash, which a test checks against
-`pithead.chain.params.REGTEST.genesis_hash`. The genesis coinbase is never spendable (Core never adds it
-to the UTXO set), and this node does the same.
+"""Bitcoin Core's regtest and signet genesis blocks, rebuilt from their published fields (chainparams.cpp,
+CreateGenesisBlock): the 2009 "The Times" coinbase paying 50 BTC to Satoshi's key, version 1, and per chain
+its time, nBits and nonce (regtest: 1296688602, 0x207fffff, 2; signet, every signet whatever its challenge:
+1598918400, 0x1e0377ae, 52613770, from CSigNetParams). Their hashes are the chains' genesis hashes, which a
+test checks against `pithead.chain.params.REGTEST.genesis_hash` and `SIGNET.genesis_hash`. The genesis
+coinbase is never spendable (Core never adds it to the UTXO set), and this node does the same.
 """
 
 from __future__ import annotations
@@ -20,9 +21,25 @@ GENESIS_PUBKEY = bytes.fromhex(
 REGTEST_GENESIS_TIME = 1296688602
 REGTEST_GENESIS_BITS = 0x207FFFFF
 REGTEST_GENESIS_NONCE = 2
+SIGNET_GENESIS_TIME = 1598918400  # CSigNetParams: CreateGenesisBlock(1598918400, 52613770, 0x1e0377ae, 1, 50 * COIN)
+SIGNET_GENESIS_BITS = 0x1E0377AE
+SIGNET_GENESIS_NONCE = 52613770
 
 
 def regtest_genesis() -> Block:
+    return _genesis(REGTEST_GENESIS_TIME, REGTEST_GENESIS_BITS, REGTEST_GENESIS_NONCE)
+
+
+def signet_genesis() -> Block:
+    return _genesis(SIGNET_GENESIS_TIME, SIGNET_GENESIS_BITS, SIGNET_GENESIS_NONCE)
+
+
+def genesis_for(kind: str) -> Block:
+    """The genesis block of one of the embedded node's chains (regtest and demo share regtest's)."""
+    return signet_genesis() if kind == "signet" else regtest_genesis()
+
+
+def _genesis(time: int, bits: int, nonce: int) -> Block:
     script_sig = (
         push_data((486604799).to_bytes(4, "little")) + push_data(b"\x04") + push_data(GENESIS_TIMESTAMP_TEXT)
     )
@@ -31,7 +48,5 @@ def regtest_genesis() -> Block:
         inputs=(TxIn(OutPoint(bytes(32), 0xFFFFFFFF), script_sig),),
         outputs=(TxOut(50 * 100_000_000, push_data(GENESIS_PUBKEY) + b"\xac"),),
     )
-    header = BlockHeader(
-        1, bytes(32), coinbase.txid(), REGTEST_GENESIS_TIME, REGTEST_GENESIS_BITS, REGTEST_GENESIS_NONCE
-    )
+    header = BlockHeader(1, bytes(32), coinbase.txid(), time, bits, nonce)
     return Block(header, (coinbase,))

@@ -58,7 +58,8 @@ def template_result(chain: ChainState, mempool: Mempool, now: int) -> dict[str, 
     result: dict[str, Any] = {
         "capabilities": ["proposal"],
         "version": BLOCK_VERSION,
-        "rules": list(GBT_RULES),
+        # a signet's miner must understand its rule (Core adds "!signet" and the challenge)
+        "rules": [*GBT_RULES, "!signet"] if chain.kind == "signet" else list(GBT_RULES),
         "vbavailable": {},
         "vbrequired": 0,
         "previousblockhash": display_hex(tip.hash),
@@ -77,6 +78,8 @@ def template_result(chain: ChainState, mempool: Mempool, now: int) -> dict[str, 
         "bits": f"{bits:08x}",
         "height": height,
     }
+    if chain.kind == "signet":
+        result["signet_challenge"] = chain.signet_challenge.hex()
     if height >= chain.network.segwit_height:
         result["default_witness_commitment"] = commitment_script(
             witness_commitment([e.wtxid for e in entries])

@@ -1,4 +1,5 @@
-"""`EmbeddedNode`: pithead's regtest (or demo) node as an asyncio service, in-process or as `pithead node`.
+"""`EmbeddedNode`: pithead's regtest (demo, or OP_TRUE signet) node as an asyncio service, in-process or as
+`pithead node`.
 
 It ties together the chain state (SQLite), mempool, wallet, transaction generator, Bitcoin Core-style
 JSON-RPC server and ZMQ publishers. Start it inside any asyncio program:
@@ -11,7 +12,10 @@ rpc password is given, `.cookie` (`__cookie__:<hex>`, mode 0600, deleted on stop
 event loop thread; the SQLite work per block is small, and generate* RPCs mine at regtest difficulty.
 
 This is a mining node, not a full validator (see consensus.py for what is and is not checked), it has no
-peers, and the `demo` chain is pithead's own retargeting variant of regtest (retarget.py).
+peers, and the `demo` chain is pithead's own retargeting variant of regtest (retarget.py). The `signet`
+chain is a custom signet with the OP_TRUE challenge `51` (signet's genesis, proof-of-work limit, retarget
+and addresses; BIP325's block solution checked as signet.py says): real signet difficulty, so its blocks
+are mined by a real miner (the pool and `pithead miner`), not by the generate* RPCs' Python loop.
 """
 
 from __future__ import annotations
@@ -31,15 +35,16 @@ from typing import Any
 
 from pithead.bitcoind.rpc import RpcClient
 from pithead.chain.block import Block
-from pithead.chain.params import REGTEST, Network
+from pithead.chain.params import REGTEST, SIGNET, Network
 from pithead.chain.tx import Transaction
 from pithead.node.assembler import select_for_block
-from pithead.node.chainstate import AcceptResult, ChainState
+from pithead.node.chainstate import CHAIN_KINDS, AcceptResult, ChainState
 from pithead.node.mempool import Mempool, MempoolEntry
 from pithead.node.mining import assemble_block, longpoll_id, solve
 from pithead.node.rpc.context import RpcServerInfo
 from pithead.node.rpc.http import HttpRpcServer, basic_credentials
 from pithead.node.rpc.server import RpcDispatcher
+from pithead.node.signet import OP_TRUE_CHALLENGE, SUPPORTED_CHALLENGES
 from pithead.node.txgen import make_transaction
 from pithead.node.wallet import TXGEN_LABEL, NodeWallet
 from pithead.node.zmqpub import ZmqPublisher
@@ -81,16 +86,26 @@ class EmbeddedNode:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         wallet_name: str = DEFAULT_WALLET_NAME,
+        signet_challenge: str = OP_TRUE_CHALLENGE.hex(),
     ) -> None:
-        if chain not in ("regtest", "demo"):
-            raise EmbeddedNodeError(f"unknown chain {chain!r}: expected regtest or demo")
+        if chain not in CHAIN_KINDS:
+            raise EmbeddedNodeError(f"unknown chain {chain!r}: expected one of {', '.join(CHAIN_KINDS)}")
+        try:
+            challenge = bytes.fromhex(signet_challenge)
+        except ValueError:
+            raise EmbeddedNodeError(f"signet_challenge {signet_challenge!r} is not hex") from None
+        if chain == "signet" and challenge not in SUPPORTED_CHALLENGES:
+            raise EmbeddedNodeError(
+                f"signet_challenge {signet_challenge}: the embedded node runs a signet only with the OP_TRUE "
+                "challenge 51 (it checks no signatures); use Bitcoin Core for a signet that signs its blocks")
         if (rpc_user is None) != (rpc_password is None):
             raise EmbeddedNodeError("rpc_user and rpc_password go together")
         if tx_rate < 0 or block_interval <= 0:
             raise EmbeddedNodeError("tx_rate must be >= 0 and block_interval > 0")
         self.datadir = Path(datadir)
         self.chain_name = chain
-        self.network: Network = REGTEST
+        self.network: Network = SIGNET if chain == "signet" else REGTEST
+        self.signet_challenge = challenge if chain == "signet" else None
         self.rpc_bind = rpc_bind
         self.rpc_port = rpc_port
         self.rpc_user = rpc_user
@@ -146,6 +161,7 @@ class EmbeddedNode:
             "zmq_pubrawblock": cfg.zmq_pub_rawblock,
             "tx_rate": cfg.tx_rate,
             "block_interval": cfg.demo_block_interval,
+            "signet_challenge": cfg.signet_challenge,
         }
         options.update(overrides)
         return cls(datadir, **options)
@@ -210,6 +226,7 @@ class EmbeddedNode:
                 self.network,
                 kind=self.chain_name,
                 demo_spacing=self.block_interval,
+                **({"signet_challenge": self.signet_challenge} if self.signet_challenge is not None else {}),
             )
         except Exception as exc:
             raise EmbeddedNodeError(f"cannot open the chain in {self.chain_dir}: {exc}") from exc

@@ -38,7 +38,7 @@ class PoolServerLive:
                     difficulty=float(getattr(s, "difficulty", 0.0)),
                     connected_at=float(getattr(s, "connected_at", 0.0)),
                     user_agent=getattr(s, "user_agent", None),
-                    last_share_at=None,
+                    last_share_at=getattr(s, "last_share_at", None),
                 )
             )
             if len(sessions) >= MAX_LISTED_SESSIONS:
@@ -50,8 +50,8 @@ class PoolServerLive:
         count, rows = self._server.live_sessions()
         sessions = sorted(
             (LiveConnection(remote=remote, worker=worker, difficulty=diff, connected_at=at, user_agent=agent,
-                            last_share_at=None)
-             for remote, worker, diff, at, agent in rows[:MAX_LISTED_SESSIONS]),
+                            last_share_at=last)
+             for remote, worker, diff, at, agent, last in rows[:MAX_LISTED_SESSIONS]),
             key=lambda x: x.connected_at,
         )
         return PoolLiveStatus(connections=count, sessions=tuple(sessions), stratum_url=self._url)

@@ -27,14 +27,17 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from pithead.web import queries
+from pithead.web.explorers import explorer_for_network
 from pithead.web.models import (
     AddressPage,
     BalanceOut,
     BlockOut,
+    ConnectInfo,
     Connections,
     HashrateHistory,
     LiveSession,
     NetworkStatus,
+    OddsOfABlock,
     Payout,
     PoolSummaryOut,
     Rejects,
@@ -178,16 +181,35 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
         seconds = dict(queries.WINDOWS)[window]
         return queries.rejects(store(), services.clock(), seconds, window)
 
+    explorer = explorer_for_network(services.info.network)
+
+    @router.get("/connect", response_model=ConnectInfo, summary="How to connect a miner: URL, user, examples")
+    def connect() -> ConnectInfo:
+        return queries.connect_info(services.info)
+
+    @router.get("/odds", response_model=OddsOfABlock, summary="Chance of a block and expected time to one")
+    async def odds(address: str | None = None) -> OddsOfABlock:
+        """For the pool, and for `address` when given: from their hashrate and the node's difficulty."""
+        net = await monitor.status()
+        now = services.clock()
+        pool_rates = (await run_in_threadpool(summary)).hashrate
+        mine = None
+        if address is not None:
+            rates = await run_in_threadpool(queries.address_hashrate, services, store(), _check_address(address), now)
+            mine = queries.block_chance(rates, net.difficulty, net.network_hashrate_hps)
+        return OddsOfABlock(network_difficulty=net.difficulty, network_hashrate_hps=net.network_hashrate_hps,
+                    pool=queries.block_chance(pool_rates, net.difficulty, net.network_hashrate_hps), address=mine)
+
     @router.get("/blocks", response_model=list[BlockOut], summary="Blocks found, newest first")
     def blocks(limit: Limit = 50) -> list[BlockOut]:
-        return [queries.block_out(b) for b in store().blocks(limit)]
+        return [queries.block_out(b, explorer) for b in store().blocks(limit)]
 
     @router.get("/blocks/{block_hash}", response_model=BlockOut, summary="One block found by the pool")
     def block(block_hash: Annotated[str, Path(pattern="^[0-9a-fA-F]{64}$")]) -> BlockOut:
         b = store().get_block(block_hash.lower())
         if b is None:
             raise HTTPException(404, f"the pool found no block {block_hash}")
-        return queries.block_out(b)
+        return queries.block_out(b, explorer)
 
     @router.get("/balances", response_model=list[BalanceOut], summary="Balances of every address")
     def balances(limit: Limit = 200) -> list[BalanceOut]:
@@ -196,7 +218,7 @@ def build_router(services: Services, monitor: NodeMonitor, shutdown: asyncio.Eve
 
     @router.get("/payouts", response_model=list[Payout], summary="Payout batches, newest first")
     def payouts(limit: Limit = 50) -> list[Payout]:
-        return [queries.payout_out(p) for p in store().batches(limit=limit)]
+        return [queries.payout_out(p, explorer) for p in store().batches(limit=limit)]
 
     @router.get("/withholding", response_model=WithholdingReport,
                 summary="Block withholding evidence: flagged and least likely workers, payout holds, the pool's luck")

@@ -197,6 +197,11 @@ class BlockOut(BaseModel):
     node_result: str | None
     effort: float | None = Field(default=None, description="blocks expected of the pool's work since the block before"
                                  " it (1.0 average); null when not counted")
+    maturity_progress: float = Field(default=0.0, description="confirmations over the 100 a coinbase needs (0..1)")
+    maturity_eta_s: float | None = Field(default=None, description="about how long until it matures (10 min a"
+                                         " block); null once confirmed, or for a block that will never mature")
+    explorer_url: str | None = Field(default=None, description="the block on a public explorer; null on regtest"
+                                     " and signet")
 
 
 class Credit(BaseModel):
@@ -231,6 +236,8 @@ class Payout(BaseModel):
     total_sat: int
     items: list[PayoutItem]
     error: str | None
+    explorer_url: str | None = Field(default=None, description="the transaction on a public explorer; null on"
+                                     " regtest and signet, or before it is sent")
 
 
 class AddressPage(BaseModel):
@@ -251,6 +258,44 @@ class AddressPage(BaseModel):
     recent_shares: list[Share]
     withholding: OddsOut | None = Field(default=None, description="the address's block withholding evidence")
     payout_hold: PayoutHoldOut | None = Field(default=None, description="set when an operator holds its payouts")
+
+
+class BlockChance(BaseModel):
+    """How likely a hashrate is to find a block at the network's difficulty (blocks are a Poisson process)."""
+
+    hashrate_hps: float | None = Field(description="the hashrate used: the 1h estimate, else the shortest window"
+                                       " with enough shares")
+    window: str | None = Field(description="the window that hashrate is from")
+    network_difficulty: float | None
+    expected_block_s: float | None = Field(description="mean time to a block: difficulty x 2^32 / hashrate")
+    chance_24h: float | None = Field(description="probability of at least one block within 24 hours")
+    chance_per_block: float | None = Field(description="probability that the next network block is this hashrate's"
+                                           " (the share of the network's hashrate, at 10 minutes a block)")
+    note: str | None = Field(default=None, description="why there are no figures")
+
+
+class OddsOfABlock(BaseModel):
+    network_difficulty: float | None
+    network_hashrate_hps: float | None
+    pool: BlockChance
+    address: BlockChance | None = None
+
+
+class MinerExample(BaseModel):
+    miner: str = Field(description="cgminer/bfgminer, Bitaxe (AxeOS), Antminer (stock web UI)")
+    settings: dict[str, str] = Field(description="field name as the miner shows it -> value")
+
+
+class ConnectInfo(BaseModel):
+    """How to point a miner at this pool."""
+
+    stratum_urls: list[str]
+    user: str = Field(description="the user name format: a payout address, a dot, a worker name")
+    password: str = Field(description="ignored by the pool; miners need something there")
+    network: str
+    address_hint: str = Field(description="what a payout address of this network looks like")
+    mode: str
+    examples: list[MinerExample]
 
 
 class LiveSession(BaseModel):

@@ -44,6 +44,7 @@ from pithead.ledger.ledger import (
     window_starts,
     windows_by_worker,
 )
+from pithead.ledger.maturity import COINBASE_MATURITY
 from pithead.ledger.store.records import (
     Balance,
     BlockOdds,
@@ -59,15 +60,19 @@ from pithead.ledger.store.records import (
     WorkSums,
 )
 from pithead.ledger.uptime import Uptime, read_uptime
+from pithead.web.explorers import Explorer, explorer_for_network
 from pithead.web.models import (
     AddressPage,
     BalanceOut,
+    BlockChance,
     BlockOut,
+    ConnectInfo,
     Credit,
     Hashrate,
     HashrateHistory,
     HoldEntryOut,
     LuckOut,
+    MinerExample,
     OddsOut,
     Payout,
     PayoutHoldOut,
@@ -80,7 +85,7 @@ from pithead.web.models import (
     WithholdingReport,
     Worker,
 )
-from pithead.web.services import Services, StoreReader
+from pithead.web.services import PoolInfo, Services, StoreReader
 
 # The hashrate windows the dashboard shows: the ledger's.
 WINDOWS: tuple[tuple[str, int], ...] = HASHRATE_WINDOWS
@@ -251,11 +256,21 @@ def share_out(r: ShareRow) -> Share:
     )
 
 
-def block_out(b: BlockRecord) -> BlockOut:
+# Bitcoin's target block spacing (Core's nPowTargetSpacing): what a maturity ETA counts per block.
+BLOCK_SPACING_S = 600.0
+
+
+def block_out(b: BlockRecord, explorer: Explorer | None = None) -> BlockOut:
+    confirmations = max(0, b.confirmations)
+    maturing = b.status is BlockStatus.PENDING
     return BlockOut(
         hash=b.hash, height=b.height, time=b.time, worker=b.worker, address=b.address,
         reward_sat=b.reward_sat, fees_sat=b.fees_sat, status=str(b.status), confirmations=b.confirmations,
         scheme=b.scheme, network_difficulty=b.network_difficulty, node_result=b.node_result, effort=b.effort,
+        maturity_progress=1.0 if b.status is BlockStatus.CONFIRMED else min(1.0, confirmations / COINBASE_MATURITY),
+        maturity_eta_s=max(0, COINBASE_MATURITY - confirmations) * BLOCK_SPACING_S if maturing else None,
+        # a block the node never took is on no public chain: no link
+        explorer_url=explorer.block_url(b.hash) if explorer and b.status in FOUND_STATUSES else None,
     )
 
 
@@ -273,10 +288,59 @@ def balance_out(b: Balance) -> BalanceOut:
     )
 
 
-def payout_out(p: PayoutBatch) -> Payout:
+def payout_out(p: PayoutBatch, explorer: Explorer | None = None) -> Payout:
     return Payout(
         id=p.id, created=p.created, updated=p.updated, status=str(p.status), txid=p.txid, total_sat=p.total_sat,
         items=[PayoutItem(address=a, amount_sat=s) for a, s in p.items], error=p.error,
+        explorer_url=explorer.tx_url(p.txid) if explorer and p.txid else None,
+    )
+
+
+DAY_S = 86_400.0
+
+
+def block_chance(hashrates: Sequence[Hashrate], network_difficulty: float | None,
+                 network_hashrate_hps: float | None = None) -> BlockChance:
+    """The odds of a block for these hashrate windows at `network_difficulty` (pure). The 1h estimate is
+    used, else the shortest window with enough shares; a block needs difficulty x 2^32 hashes on average
+    (HASHES_PER_DIFF1), and blocks arrive as a Poisson process, so P(>= 1 in 24 h) = 1 - exp(-24 h / mean)."""
+    usable = [h for h in hashrates if h.enough_shares and h.hashrate_hps]
+    chosen = next((h for h in usable if h.window == "1h"), usable[0] if usable else None)
+    if not network_difficulty or network_difficulty <= 0:
+        return BlockChance(hashrate_hps=chosen.hashrate_hps if chosen else None, window=chosen.window if chosen else None,
+                           network_difficulty=None, expected_block_s=None, chance_24h=None, chance_per_block=None,
+                           note="the node's difficulty is not known yet")
+    if chosen is None or not chosen.hashrate_hps:
+        return BlockChance(hashrate_hps=None, window=None, network_difficulty=network_difficulty, expected_block_s=None,
+                           chance_24h=None, chance_per_block=None, note="too few shares to estimate a hashrate")
+    expected = network_difficulty * stats.HASHES_PER_DIFF1 / chosen.hashrate_hps
+    share = None
+    if network_hashrate_hps and network_hashrate_hps > 0:
+        share = min(1.0, chosen.hashrate_hps / network_hashrate_hps)
+    return BlockChance(hashrate_hps=chosen.hashrate_hps, window=chosen.window, network_difficulty=network_difficulty,
+                       expected_block_s=expected, chance_24h=-math.expm1(-DAY_S / expected), chance_per_block=share)
+
+
+def connect_info(info: PoolInfo) -> ConnectInfo:
+    """How to point a miner here: the stratum URL, the user format, and where each go on the usual miners
+    (the field names as each one's own screen shows them)."""
+    urls = [info.stratum_url] if info.stratum_url else []
+    url = urls[0] if urls else "stratum+tcp://HOST:PORT"
+    host_port = url.split("://", 1)[-1]
+    host, _, port = host_port.rpartition(":")
+    user = "ADDRESS.worker"
+    prefix = {"main": "bc1… / 1… / 3…", "regtest": "bcrt1…"}.get(info.network, "tb1… / m… / n… / 2…")
+    return ConnectInfo(
+        stratum_urls=urls, user=user, password="x", network=info.network, mode=info.mode,
+        address_hint=f"a {info.network} address ({prefix})",
+        examples=[
+            MinerExample(miner="cgminer / bfgminer / cpuminer", settings={
+                "command": f"cgminer -o {url} -u {user} -p x"}),
+            MinerExample(miner="Bitaxe (AxeOS: Settings)", settings={
+                "Stratum URL": host, "Stratum Port": port, "Stratum User": user, "Stratum Password": "x"}),
+            MinerExample(miner="Antminer (Miner Configuration)", settings={
+                "Pool URL": url, "Worker": user, "Password": "x"}),
+        ],
     )
 
 
@@ -403,7 +467,15 @@ def withholding_report(services: Services, store: StoreReader, limit: int, addre
     )
 
 
+def address_hashrate(services: Services, store: StoreReader, address: str, now: float) -> list[Hashrate]:
+    """The address's hashrate windows alone (what its block odds need)."""
+    workers = store.workers(address=address)
+    return hashrate_windows(store, now, services.bucket_width_s, address=address, first_seen=first_seen_of(workers),
+                            uptime=uptime_for_windows(store, now, services.bucket_width_s))
+
+
 def address_page(services: Services, store: StoreReader, address: str, now: float, limit: int) -> AddressPage:
+    explorer = explorer_for_network(services.info.network)
     workers = store.workers(address=address)
     balance = balance_of(store.balances(), address) or Balance(address, 0, 0, 0, 0)
     payouts = [p for p in store.batches(limit=MAX_LIMIT) if any(a == address for a, _ in p.items)][:limit]
@@ -422,8 +494,8 @@ def address_page(services: Services, store: StoreReader, address: str, now: floa
         rejects_1h=rejects(store, now, 3600, "1h", address=address),
         balance=balance_out(balance),
         credits=[credit_out(c) for c in store.credits(address=address, limit=limit)],
-        payouts=[payout_out(p) for p in payouts],
-        blocks=[block_out(b) for b in blocks],
+        payouts=[payout_out(p, explorer) for p in payouts],
+        blocks=[block_out(b, explorer) for b in blocks],
         recent_shares=[share_out(s) for s in store.recent_shares(limit, address=address)],
         withholding=odds_out(next(iter(store.block_odds(OddsKind.ADDRESS, [address])), None)),
         payout_hold=next((hold_out(h) for h in store.payout_holds() if h.address == address), None),

@@ -14,7 +14,21 @@ class BlockStatus(StrEnum):
     PENDING = "pending"  # accepted by the node, not yet 100 deep
     CONFIRMED = "confirmed"  # 100 confirmations: the coinbase is spendable, its credits are payable
     ORPHANED = "orphaned"  # left the best chain; its credits are void
-    REJECTED = "rejected"  # the node refused it at submitblock; never credited
+    REJECTED = "rejected"  # the node refused it at submitblock as invalid; never credited
+    # A valid block that lost a race: the node answered that it already had another block at this height
+    # (BIP22 "inconclusive", "duplicate", "stale"). Not an invalid block, so not shown as one; never credited.
+    STALE = "stale"
+
+
+# BIP22 results (and Bitcoin Core's) that mean a valid block lost a race, not an invalid one.
+RACE_RESULTS = ("inconclusive", "duplicate", "stale")
+
+
+def lost_a_race(node_result: str | None) -> bool:
+    """Whether a node's submitblock answer says the block was valid but lost a race (a `bad-...` reason
+    naming "duplicate", as "bad-txns-inputs-duplicate" does, is an invalid block)."""
+    result = (node_result or "").lower()
+    return any(word in result for word in RACE_RESULTS) and not result.startswith("bad-")
 
 
 class CreditStatus(StrEnum):

@@ -1041,6 +1041,7 @@ class SqlStore:
             BlockStatus.CONFIRMED: CreditStatus.MATURE,
             BlockStatus.ORPHANED: CreditStatus.VOID,
             BlockStatus.REJECTED: CreditStatus.VOID,
+            BlockStatus.STALE: CreditStatus.VOID,
         }[status]
         with self.transaction():
             cur = self._exec(

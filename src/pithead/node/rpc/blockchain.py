@@ -32,7 +32,7 @@ async def getblockchaininfo(node: NodeContext) -> Any:
     chain = ensure_chain(node)
     tip = chain.tip
     return {
-        "chain": "regtest",
+        "chain": chain.network.name,
         "blocks": tip.height,
         "headers": max((e.height for e in chain.index.values() if e.status != STATUS_FAILED), default=0),
         "bestblockhash": display_hex(tip.hash),

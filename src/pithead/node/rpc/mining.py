@@ -64,6 +64,11 @@ async def getblocktemplate(node: NodeContext, template_request: dict[str, Any] |
             codes.RPC_INVALID_PARAMETER,
             'getblocktemplate must be called with the segwit rule set (call with {"rules": ["segwit"]})',
         )
+    if chain.kind == "signet" and "signet" not in rules:  # Core refuses, as here (rpc/mining.cpp)
+        raise RPCError(
+            codes.RPC_INVALID_PARAMETER,
+            'getblocktemplate must be called with the signet rule set (call with {"rules": ["segwit", "signet"]})',
+        )
     lpid = req.get("longpollid")
     if lpid is not None:
         if not isinstance(lpid, str):
@@ -171,13 +176,14 @@ async def getmininginfo(node: NodeContext) -> Any:
         "target": f"{bits_to_target(tip.header.bits):064x}",
         "networkhashps": network_hashps(node),
         "pooledtx": len(node.mempool),
-        "chain": "regtest",
+        "chain": chain.network.name,
         "next": {
             "height": tip.height + 1,
             "bits": f"{nxt:08x}",
             "difficulty": core_double(bits_to_difficulty(nxt)),
             "target": f"{bits_to_target(nxt):064x}",
         },
+        **({"signet_challenge": chain.signet_challenge.hex()} if chain.kind == "signet" else {}),
         "warnings": [],
     }
 

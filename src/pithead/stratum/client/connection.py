@@ -52,6 +52,11 @@ STABLE_SESSION: Final = 30.0
 STOPPED_REASON = "stopped by the miner"
 #: client.reconnect requests honoured at once in a row (each within STABLE_SESSION) before backoff applies.
 MAX_QUICK_RECONNECTS: Final = 3
+#: How many times in a row a pool must refuse mining.authorize for the same user before the miner takes it
+#: for good (`AuthorizationRefused`, when the client was asked to give up; see StratumClient): the second
+#: answer alike, after a backoff, shows the refusal is about the user (an address of another network, a
+#: malformed name) and not a passing state of the pool.
+AUTH_REFUSALS_FOR_GOOD: Final = 2
 #: Seconds to let a closing connection flush before it is aborted.
 CLOSE_TIMEOUT: Final = 2.0
 #: Bytes per read.
@@ -147,8 +152,21 @@ ShellEvent = Connected | Disconnected | BackingOff
 EventCallback = Callable[[ClientEvent | ShellEvent], Awaitable[None] | None]
 
 
+class AuthorizationRefused(Exception):
+    """Every pool refused this user's mining.authorize, each AUTH_REFUSALS_FOR_GOOD times in a row, with no
+    work between: retrying cannot help (raised by `run` only for a client made with `give_up_on_refusal`)."""
+
+    def __init__(self, refusals: dict[str, str]) -> None:
+        self.refusals = dict(refusals)  # pool -> the pool's last reason
+        super().__init__("; ".join(f"{pool}: {why}" for pool, why in refusals.items()))
+
+
 class StratumClient:
-    """Mine through the first working pool of an ordered list; see the module docstring."""
+    """Mine through the first working pool of an ordered list; see the module docstring.
+
+    `give_up_on_refusal`: when every pool has refused the user's authorization AUTH_REFUSALS_FOR_GOOD
+    times in a row, `run` raises `AuthorizationRefused` instead of backing off for ever (the reference
+    miner's choice; a simulated device keeps retrying as a real one does)."""
 
     def __init__(
         self,
@@ -162,6 +180,7 @@ class StratumClient:
         allow_redirect: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         ssl_context: ssl.SSLContext | None = None,
+        give_up_on_refusal: bool = False,
     ) -> None:
         if not pools:
             raise ValueError("at least one pool is needed")
@@ -179,6 +198,9 @@ class StratumClient:
         self._stopping = asyncio.Event()
         self.current_pool: PoolAddress | None = None
         self.connect_attempts = 0
+        self.give_up_on_refusal = give_up_on_refusal
+        # pool -> (authorize refusals in a row, the last reason); a session with work clears its pool's entry
+        self._refusals: dict[PoolAddress, tuple[int, str]] = {}
 
     @property
     def session(self) -> ClientSession | None:
@@ -268,6 +290,10 @@ class StratumClient:
                     continue
                 delay = self.backoff.next_delay()  # productive but short-lived: do not hammer
             else:
+                if self.give_up_on_refusal and all(
+                    self._refusals.get(p, (0, ""))[0] >= AUTH_REFUSALS_FOR_GOOD for p in self.pools
+                ):
+                    raise AuthorizationRefused({str(p): self._refusals[p][1] for p in self.pools})
                 failures_in_row += 1
                 index = (index + 1) % len(self.pools)
                 if failures_in_row < len(self.pools):
@@ -305,7 +331,7 @@ class StratumClient:
             return False
         session = ClientSession(self.config)
         self._session, self._writer, self.current_pool = session, writer, pool
-        productive = False
+        productive = refused = False
         reason = "closed by pool"
         outcome: bool | ReconnectRequested = False
         try:
@@ -331,6 +357,8 @@ class StratumClient:
                     await deliver_event(on_event, event)
                     if isinstance(event, AuthorizationFailed):
                         reason = f"authorization failed: {event.reason}"
+                        self._refusals[pool] = (self._refusals.get(pool, (0, ""))[0] + 1, event.reason)
+                        refused = True
                         raise _EndSession
                     if isinstance(event, ReconnectRequested):
                         reason = "pool asked to reconnect"
@@ -350,6 +378,10 @@ class StratumClient:
         if self._stopping.is_set():
             reason = STOPPED_REASON  # we closed it (stop()), whatever the read loop last saw
         await deliver_event(on_event, Disconnected(pool, reason))
+        if refused:
+            productive = False  # a job sent before the refusal was no work we could submit
+        elif productive:
+            self._refusals.pop(pool, None)
         if isinstance(outcome, ReconnectRequested):
             return outcome
         return productive

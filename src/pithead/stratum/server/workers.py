@@ -243,8 +243,12 @@ LISTED_SESSIONS = 500
 """Sessions a worker lists in each report (the dashboard's live table; the counts are always exact)."""
 
 
-def _sessions(server: PoolServer, limit: int) -> list[tuple[str, str | None, float, float, str | None]]:
-    """(remote, worker, difficulty, connected_at, user_agent) of up to `limit` of the worker's sessions."""
+SessionRow = tuple[str, str | None, float, float, str | None, float | None]
+"""(remote, worker, difficulty, connected_at, user_agent, last_share_at) of one session, as a worker reports it."""
+
+
+def _sessions(server: PoolServer, limit: int) -> list[SessionRow]:
+    """The SessionRow of up to `limit` of the worker's sessions."""
     out = []
     for c in server.connections:
         s = c.session
@@ -252,7 +256,7 @@ def _sessions(server: PoolServer, limit: int) -> list[tuple[str, str | None, flo
             continue
         w = s.primary_worker
         out.append((str(s.remote or c.ip), None if w is None else w.name, float(s.difficulty), s.connected_at,
-                    s.user_agent))
+                    s.user_agent, s.last_share_at))
         if len(out) >= limit:
             break
     return out
@@ -683,7 +687,7 @@ class WorkerPool:
                     self._reported.clear()
                     await self._reported.wait()
 
-    def live_sessions(self) -> tuple[int, list[tuple[str, str | None, float, float, str | None]]]:
+    def live_sessions(self) -> tuple[int, list[SessionRow]]:
         """(open connections, a listing of sessions) over every worker, as of their last reports."""
         listed = [row for w in self.workers for row in w.stats.get("sessions", ())]
         return self.metrics.connections, listed

@@ -62,6 +62,8 @@ from pithead.ledger.store.records import (
 )
 from pithead.ledger.uptime import Uptime, read_uptime
 from pithead.stratum.difficulty import HYSTERESIS, SLOW_SHARES
+from pithead.web.explorers import EXPLORERS as _EXPLORERS
+from pithead.web.explorers import Explorer, explorer_for_network
 from pithead.web.miningcore import models as mc
 from pithead.web.models import NetworkStatus
 from pithead.web.queries import step_exposure
@@ -99,26 +101,8 @@ PAYOUT_SCHEMES = {"pplns": "PPLNS", "prop": "PROP", "solo": "SOLO", "pps": "PPS"
 NETWORK_TYPES = {"main": "Main", "test": "TestNet", "testnet4": "TestNet4", "signet": "Signet", "regtest": "RegTest"}
 
 
-@dataclass(frozen=True, slots=True)
-class Explorer:
-    """Block explorer links, as Miningcore's coin templates give them: {hash}, {txid}, {address}."""
-
-    block: str
-    tx: str
-    address: str
-
-
-# Explorers per chain. Mainnet: Miningcore's own bitcoin template (coins.json, "bitcoin"); the public
-# test chains: mempool.space. None for regtest and signet (the public explorer would show another chain
-# than a custom signet's, and a wrong link is worse than none).
-EXPLORERS: dict[str, Explorer] = {
-    "main": Explorer("https://www.blockchain.com/btc/block/{hash}", "https://www.blockchain.com/btc/tx/{txid}",
-                     "https://www.blockchain.com/btc/address/{address}"),
-    "test": Explorer("https://mempool.space/testnet/block/{hash}", "https://mempool.space/testnet/tx/{txid}",
-                     "https://mempool.space/testnet/address/{address}"),
-    "testnet4": Explorer("https://mempool.space/testnet4/block/{hash}", "https://mempool.space/testnet4/tx/{txid}",
-                         "https://mempool.space/testnet4/address/{address}"),
-}
+# Explorers per chain live in pithead.web.explorers (shared with pithead's own API).
+EXPLORERS = _EXPLORERS
 
 # The coin, as Miningcore's bitcoin template describes it (coins.json "bitcoin"; its algorithm is the
 # header hasher's class name, Configuration/ClusterConfigExtensions.cs GetAlgorithmName).
@@ -198,7 +182,7 @@ def worker_name(row_worker: str, address: str) -> str:
 
 def explorer_for(info: PoolInfo) -> Explorer | None:
     """The explorer of the pool's configured network (the node's chain must be that one)."""
-    return EXPLORERS.get(info.network)
+    return explorer_for_network(info.network)
 
 
 # --- rates -------------------------------------------------------------------------------------------

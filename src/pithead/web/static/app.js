@@ -41,6 +41,16 @@ function ago(t) {
   if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
   return (s / 86400).toFixed(1) + " d ago";
 }
+function dur(s) {
+  if (s === null || s === undefined || !isFinite(s)) return "–";
+  if (s < 60) return Math.round(s) + " s";
+  if (s < 3600) return Math.round(s / 60) + " min";
+  if (s < 86400) return (s / 3600).toFixed(1) + " h";
+  if (s < 365 * 86400) return (s / 86400).toFixed(1) + " days";
+  return num(s / (365.25 * 86400)) + " years";
+}
+const pct = (p) => p === null || p === undefined || !isFinite(p) ? "–" : p >= 0.001 ? (100 * p).toPrecision(3) + " %" : (100 * p).toExponential(2) + " %";
+const link = (url, text) => url ? `<a href="${esc(url)}" target="_blank" rel="noopener">${text}</a>` : text;
 function rateText(h) {
   if (!h) return "–";
   if (!h.enough_shares) return h.note || "too few shares to estimate";
@@ -114,6 +124,7 @@ function renderNetwork(n) {
   $("net-chain").textContent = n.chain ?? "–";
   $("net-height").textContent = n.height ?? "–";
   $("net-diff").textContent = num(n.difficulty);
+  $("net-hash").textContent = hps(n.network_hashrate_hps);
   $("net-tage").textContent = n.template_age_s === null || n.template_age_s === undefined ? "–" : n.template_age_s.toFixed(1) + " s";
   $("net-lat").textContent = n.rpc_latency_ms === null || n.rpc_latency_ms === undefined ? "–" : n.rpc_latency_ms.toFixed(2) + " ms";
   $("net-mempool").textContent = n.mempool_tx ?? "–";
@@ -150,10 +161,46 @@ function renderWorkers(ws) {
   }, "no workers yet");
 }
 
+function maturity(b) {
+  if (b.status === "confirmed") return "mature";
+  if (b.status !== "pending") return "never";
+  const c = Math.max(0, b.confirmations);
+  return `${c}/100 · ~${dur(b.maturity_eta_s)}`;
+}
+const STATUS_TITLES = {
+  stale: "valid, but the node already had another block at this height (it lost a race); nothing credited",
+  rejected: "the node judged it invalid; nothing credited",
+  orphaned: "left the best chain; its credits are void",
+};
 function renderBlocks(bs) {
-  rows("blocks", bs, (b) => `<tr><td>${b.height}</td><td title="${esc(b.hash)}"><code>${esc(short(b.hash, 8))}</code></td>
-    <td>${addrLink(b.address)}</td><td>${btc(b.reward_sat)}</td><td>${b.effort === null || b.effort === undefined ? "–" : (100 * b.effort).toFixed(0) + " %"}</td><td class="st-${esc(b.status)}">${esc(b.status)} (${b.confirmations})</td><td>${ago(b.time)}</td></tr>`,
+  rows("blocks", bs, (b) => `<tr><td>${b.height}</td><td title="${esc(b.hash)}">${link(b.explorer_url, `<code>${esc(short(b.hash, 8))}</code>`)}</td>
+    <td>${addrLink(b.address)}</td><td>${btc(b.reward_sat)}</td><td>${b.effort === null || b.effort === undefined ? "–" : (100 * b.effort).toFixed(0) + " %"}</td><td class="st-${esc(b.status)}" title="${esc(STATUS_TITLES[b.status] || b.node_result || "")}">${esc(b.status)} (${b.confirmations})</td>
+    <td class="maturity"><progress max="1" value="${b.maturity_progress ?? 0}"></progress> ${esc(maturity(b))}</td><td>${ago(b.time)}</td></tr>`,
     "no blocks found yet");
+}
+function renderConnect(c) {
+  $("conn-url").textContent = c.stratum_urls.length ? c.stratum_urls.join(" · ") : "–";
+  $("conn-user").textContent = c.user;
+  $("conn-pass").textContent = c.password;
+  $("conn-hint").textContent = `User name: your payout address (${c.address_hint}), a dot, then any name for this machine, e.g. ADDRESS.rig1.` +
+    (c.mode === "solo" ? " Solo mode: a block you find pays your address in its coinbase." : " Pool mode: rewards are shared by work and paid out by the pool.");
+  rows("conn-examples", c.examples, (e) => `<tr><td>${esc(e.miner)}</td><td>${Object.entries(e.settings).map(([k, v]) => `${esc(k)}: <code>${esc(v)}</code>`).join("<br>")}</td></tr>`, "");
+}
+function renderOdds(o) {
+  $("odds-pool-eta").textContent = o.pool.expected_block_s ? "~" + dur(o.pool.expected_block_s) : (o.pool.note || "–");
+  $("odds-pool-24h").textContent = pct(o.pool.chance_24h);
+  if (o.address) {
+    $("odds-addr-eta-box").hidden = false; $("odds-addr-24h-box").hidden = false;
+    $("odds-addr-eta").textContent = o.address.expected_block_s ? "~" + dur(o.address.expected_block_s) : (o.address.note || "–");
+    $("odds-addr-24h").textContent = pct(o.address.chance_24h);
+  }
+}
+function renderConnections(c) {
+  const now = Date.now() / 1000;
+  const list = ADDRESS ? c.sessions.filter((s) => (s.worker || "").split(".")[0] === ADDRESS) : c.sessions;
+  rows("connections", list, (s) => `<tr><td title="${esc(s.worker || "")}">${esc(s.worker ? short(s.worker, 14) : "(not authorized)")}</td>
+    <td>${esc(s.user_agent || "–")}</td><td>${dur(now - s.connected_at)}</td><td>${num(s.difficulty)}</td><td>${ago(s.last_share_at)}</td><td>${esc(s.remote)}</td></tr>`,
+    c.available ? "no miner connected" : "no pool in this process");
 }
 function renderShares(id, ss, best) {
   rows(id, ss, (s) => best
@@ -165,7 +212,7 @@ function renderBalances(bs) {
   rows("balances", bs, (b) => `<tr><td>${addrLink(b.address)}</td><td>${btc(b.immature_sat)}</td><td>${btc(b.mature_sat)}</td><td>${btc(b.payable_sat)}</td><td>${btc(b.paid_sat)}</td></tr>`, "no credits yet");
 }
 function renderPayouts(ps) {
-  rows("payouts", ps, (p) => `<tr><td>${p.id}</td><td>${esc(p.status)}</td><td>${btc(p.total_sat)}</td><td><code>${esc(p.txid ? short(p.txid, 8) : "–")}</code></td><td>${ago(p.created)}</td></tr>`, "no payouts yet");
+  rows("payouts", ps, (p) => `<tr><td>${p.id}</td><td>${esc(p.status)}</td><td>${btc(p.total_sat)}</td><td title="${esc(p.txid || "")}">${link(p.explorer_url, `<code>${esc(p.txid ? short(p.txid, 8) : "–")}</code>`)}</td><td>${ago(p.created)}</td></tr>`, "no payouts yet");
 }
 
 function chart(key, el, xs, series) {
@@ -228,8 +275,10 @@ async function refreshAddress() {
 
 async function refreshAll() {
   try {
-    const [pool, net] = await Promise.all([get("/api/pool"), get("/api/network")]);
-    renderPool(pool); renderNetwork(net);
+    const scope = ADDRESS ? `?address=${encodeURIComponent(ADDRESS)}` : "";
+    const [pool, net, connect, odds, conns] = await Promise.all([get("/api/pool"), get("/api/network"), get("/api/connect"),
+      get("/api/odds" + scope), get("/api/connections")]);
+    renderPool(pool); renderNetwork(net); renderConnect(connect); renderOdds(odds); renderConnections(conns);
     if (ADDRESS) {
       await refreshAddress();
     } else {
