@@ -56,6 +56,7 @@ from pithead.farm.energy import (
 )
 from pithead.farm.forward import SPOOL_MAX_ITEMS, Forwarder, ForwardError, Spool
 from pithead.farm.inventory import InventoryError, Labeler, Scanner
+from pithead.farm.lookup import DeviceLookupError, resolve_device, status_sort_key
 from pithead.farm.model import DriverKind, Labels
 from pithead.farm.poller import Poller, select_shard
 from pithead.farm.service import FarmService, FarmSetup, Role
@@ -490,19 +491,27 @@ def collect(
 
 @app.command()
 def status(db: str = DbOpt) -> None:
-    """Latest status of every device."""
+    """Latest status of every device, in site, rack, position and address order (naturally: 2 before 10)."""
     with _store(db) as store:
-        t = Table("device", "site/rack/pos", "model", "state", "TH/s", "W", "J/TH", "chip °C", "error")
-        for st in store.statuses():
+        t = Table("device", "site", "rack", "pos", "model", "state", "TH/s", "W", "J/TH", "chip °C", "error")
+        for st in sorted(store.statuses(), key=status_sort_key):
             r = st.reading
             lab = st.device.labels
-            t.add_row(st.device.id, f"{lab.site}/{lab.rack}/{lab.position}", st.device.identity.model,
+            t.add_row(st.device.id, lab.site or "-", lab.rack or "-", lab.position or "-", st.device.identity.model,
                       st.state.value, f"{r.hashrate_ths:.2f}" if r else "-",
                       f"{r.power_w:.0f}" if r and r.power_w is not None else "-",
                       f"{r.efficiency_j_per_th:.1f}" if r and r.efficiency_j_per_th else "-",
                       f"{r.max_chip_temp_c:.0f}" if r and r.max_chip_temp_c is not None else "-",
                       st.error or "")
         console.print(t)
+
+
+def _device_id(store: FarmStore, ref: str) -> str:
+    """The id of the device `ref` names (its id, IP or IP:port), or a usage error saying why not."""
+    try:
+        return resolve_device(ref, store.devices())
+    except DeviceLookupError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 @app.command()
@@ -524,7 +533,7 @@ def label(device: str, site: str = "", rack: str = "", position: str = "", db: s
 
     with _store(db) as store:
         try:
-            store.set_labels(device, Labels(site, rack, position))
+            store.set_labels(_device_id(store, device), Labels(site, rack, position))
         except FarmStoreError as exc:
             raise typer.BadParameter(str(exc)) from exc
 
@@ -534,17 +543,14 @@ def forget(device: str, db: str = DbOpt) -> None:
     """Remove a device from the inventory (a re-scan that finds it again adds it back)."""
 
     with _store(db) as store:
-        try:
-            store.device(device)
-        except FarmStoreError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        store.remove_device(device)
+        store.remove_device(_device_id(store, device))
 
 
-def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]
-
+def _act(db: str, device: str, fn) -> None:  # type: ignore[no-untyped-def]
+    """Run the action `fn(service, device_id)` on the device `device` names (its id, IP or IP:port)."""
     with _store(db) as store:
-        res = asyncio.run(fn(ActionService(AsyncFarmStore(store), default_drivers())))
+        device_id = _device_id(store, device)
+        res = asyncio.run(fn(ActionService(AsyncFarmStore(store), default_drivers()), device_id))
     console.print(f"{res.action} {res.device_id}: {'ok' if res.ok else 'FAILED: ' + str(res.error)} (audit #{res.audit_id})")
     if not res.ok:
         raise typer.Exit(1)
@@ -552,34 +558,34 @@ def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]
 
 @app.command()
 def reboot(device: str, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
-    """Reboot a device (audited)."""
-    _act(db, lambda svc: svc.reboot(device, actor, auth="cli"))
+    """Reboot a device (audited). DEVICE: its id, IP, or IP:port."""
+    _act(db, device, lambda svc, dev: svc.reboot(dev, actor, auth="cli"))
 
 
 @app.command("switch-pool")
 def switch_pool(device: str, index: int, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
-    """Switch a device to its pool number INDEX (audited)."""
-    _act(db, lambda svc: svc.switch_pool(device, index, actor, auth="cli"))
+    """Switch a device (its id, IP, or IP:port) to its pool number INDEX (audited)."""
+    _act(db, device, lambda svc, dev: svc.switch_pool(dev, index, actor, auth="cli"))
 
 
 @app.command("set-pools")
 def set_pools(device: str, pools: list[str] = typer.Argument(..., help="URL,USER[,PASS] per pool."),
               actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
-    """Replace a device's pool list (audited)."""
+    """Replace a device's pool list (audited). DEVICE: its id, IP, or IP:port."""
 
     try:
         specs = [PoolSpec(*p.split(",", 2)) for p in pools]
     except (DriverError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    _act(db, lambda svc: svc.set_pools(device, specs, actor, auth="cli"))
+    _act(db, device, lambda svc, dev: svc.set_pools(dev, specs, actor, auth="cli"))
 
 
 @app.command()
 def audit(db: str = DbOpt, device: str | None = None) -> None:
-    """The action audit log."""
+    """The action audit log (of one device with --device: its id, IP, or IP:port)."""
     with _store(db) as store:
         t = Table("id", "time", "actor", "device", "action", "params", "outcome", "error")
-        for a in store.audit_log(device):
+        for a in store.audit_log(_device_id(store, device) if device is not None else None):
             t.add_row(str(a.id), time.strftime("%H:%M:%S", time.localtime(a.time)), a.actor, a.device_id,
                       a.action, str(a.params), a.outcome, a.error or "")
         console.print(t)

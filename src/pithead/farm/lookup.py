@@ -1,0 +1,64 @@
+"""Finding and ordering devices the way an operator names them: natural order, and an IP for an id.
+
+- `natural_key`: "rack-2" before "rack-10", 127.0.0.9 before 127.0.0.10 (digit runs compare as numbers).
+- `status_sort_key`: a device status in site, rack, position, address order, naturally.
+- `resolve_device`: the full id (`cgminer://10.1.0.5:4028`) is what the store knows, but an operator
+  types `10.1.0.5` or `10.1.0.5:4028`; an IP (or host:port) that names exactly one device is that device,
+  and one that names several is refused with the ids to choose from.
+
+Pure: no I/O, no store; the callers hand in the devices.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from pithead.farm.model import Device, FarmError
+from pithead.farm.store import DeviceStatus
+
+_DIGITS = re.compile(r"(\d+)")
+# Ids listed when a reference is ambiguous (a host with many ports is a test rig, not a farm).
+MAX_LISTED_IDS = 10
+
+
+class DeviceLookupError(FarmError, KeyError):
+    """A device reference that names no device, or more than one (the message says which)."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; this is a sentence
+        return str(self.args[0]) if self.args else ""
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key comparing runs of digits as numbers: "10" after "9", "rack-10" after "rack-2"."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part.lower())
+                 for part in _DIGITS.split(text) if part)
+
+
+def status_sort_key(st: DeviceStatus) -> tuple[tuple[tuple[int, int | str], ...], ...]:
+    lab = st.device.labels
+    return (natural_key(lab.site), natural_key(lab.rack), natural_key(lab.position), natural_key(st.device.id))
+
+
+def resolve_device(ref: str, devices: Iterable[Device]) -> str:
+    """The id of the one device `ref` names: its full id, its host, or host:port. Raises
+    `DeviceLookupError` saying what is known, or which ids an ambiguous reference matches."""
+    ref = ref.strip()
+    devs = list(devices)
+    for d in devs:
+        if d.id == ref:
+            return d.id
+    host, sep, port = ref.rpartition(":")
+    if sep and port.isdigit() and "://" not in ref:
+        hits = [d for d in devs if d.address.host == host.strip("[]") and d.address.port == int(port)]
+    else:
+        hits = [d for d in devs if d.address.host == ref]
+    if len(hits) == 1:
+        return hits[0].id
+    if not hits:
+        raise DeviceLookupError(f"unknown device {ref!r}: give its id (e.g. cgminer://10.1.0.5:4028), its IP "
+                                "or IP:port, as `pithead farm status` lists them")
+    ids = sorted((d.id for d in hits), key=natural_key)
+    listed = ", ".join(ids[:MAX_LISTED_IDS]) + (f" and {len(ids) - MAX_LISTED_IDS} more"
+                                               if len(ids) > MAX_LISTED_IDS else "")
+    raise DeviceLookupError(f"{ref!r} names {len(ids)} devices ({listed}): give the full id or IP:port")
