@@ -14,6 +14,7 @@ HTTP logic of its own.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -212,7 +213,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     # --- miners, the simulated fleet and the farm --------------------------------------------------
     if opts.miners > 0:
         _start_miners(opts, running)
-    farm_router = await _start_farm(opts, cfg, running)
+    farm_router = await _start_farm(opts, cfg, running, state)
     running.parts.append("farm")
 
     # --- web -------------------------------------------------------------------------------------
@@ -242,15 +243,24 @@ def _start_miners(opts: UpOptions, running: Running) -> None:
     running.parts.append("miners")
 
 
-async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running) -> Any:
-    """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage."""
+async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running, state: dict[str, Any]) -> Any:
+    """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage.
+
+    The simulated devices keep their ids (`cgminer://127.77.0.1:PORT`) from run to run: the fleet listens
+    on the ports of the last run (kept in `up.json`) when they are free. Devices of an earlier run that
+    this fleet does not serve (its ports were taken, or `sim_devices` shrank) are forgotten before the
+    farm starts, so they neither pile up in the inventory nor raise alerts for machines that do not exist."""
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
     running.on_stop_sync("farm store", farm_store.close)
     cidrs: tuple[str, ...] = ()
     ports: dict[Any, tuple[int, ...]] | None = None
     wanted = opts.sim_devices if opts.sim_devices is not None else (cfg.farm.sim_devices or DEFAULT_SIM_DEVICES)
     if wanted > 0:
-        cidrs, ports = await _start_sim_fleet(wanted, running)
+        cidrs, ports = await _start_sim_fleet(wanted, running, state)
+    served = {(host, port) for host in cidrs for each in (ports or {}).values() for port in each}
+    forgotten = await asyncio.to_thread(forget_stale_sim_devices, farm_store, served)
+    if forgotten:
+        log.info("forgot %d simulated devices of earlier runs that this run does not serve", forgotten)
     setup = FarmSetup.from_config(
         cfg.farm, scan_cidrs=cidrs, scan_ports=ports or None, rescan_interval_s=FARM_RESCAN_S,
         poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S), labeler=Labeler.from_csv(SIM_RACKS, "demo"),
@@ -266,22 +276,52 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running)
     return run_farm_service(service, running, notes)
 
 
-async def _start_sim_fleet(count: int, running: Running) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
+def forget_stale_sim_devices(store: FarmStore, served: set[tuple[str, int]]) -> int:
+    """Forget the inventory's devices on the demo's simulated network (`SIM_NETWORK`) whose address and
+    port this run's fleet does not serve; how many. Devices elsewhere (real ones) are never touched."""
+    net = ipaddress.ip_network(SIM_NETWORK)
+    stale = []
+    for dev in store.devices():
+        try:
+            inside = ipaddress.ip_address(dev.address.host) in net
+        except ValueError:  # a host name: not one of ours
+            inside = False
+        if inside and (dev.address.host, dev.address.port) not in served:
+            stale.append(dev.id)
+    for device_id in stale:
+        store.remove_device(device_id)
+    return len(stale)
+
+
+async def _start_sim_fleet(count: int, running: Running,
+                           state: dict[str, Any]) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
     """Serve `count` simulated devices on loopback; returns the addresses and ports the farm should scan.
 
-    The shared bind mode listens once per port (on free ports here, so a second pithead or a test fleet
-    never collides) and answers only connections to the fleet's loopback addresses.
+    The shared bind mode listens once per port and answers only connections to the fleet's loopback
+    addresses. The ports are the last run's (`state["sim_ports"]`) when they are free, so the devices keep
+    their ids; otherwise (another pithead holds them, or the first run) free ports, remembered for next time.
     """
     fleet = Fleet.build(count, SIM_MIX, seed=SIM_SEED, network=SIM_NETWORK, clock=SimClock())
-    server = FleetServer(fleet, api_port=0, web_port=0, bind="shared")
-    try:
-        await server.start()
-    except SimServerError as exc:
-        raise StartError(f"simulated fleet: {exc}") from exc
+    last = state.get("sim_ports")
+    tries: list[tuple[int, int]] = [(0, 0)]
+    if (isinstance(last, list) and len(last) == 2 and all(isinstance(p, int) and 0 < p < 65536 for p in last)):
+        tries.insert(0, (last[0], last[1]))
+    server: FleetServer | None = None
+    for api, web in tries:
+        server = FleetServer(fleet, api_port=api, web_port=web, bind="shared")
+        try:
+            await server.start()
+            break
+        except SimServerError as exc:
+            if (api, web) == tries[-1]:
+                raise StartError(f"simulated fleet: {exc}") from exc
+            log.info("simulated fleet: the last run's ports are taken (%s); new ports, new device ids", exc)
+    assert server is not None
     running.on_stop("simulated fleet", server.close)
     running.parts.append("simulated fleet")
     running.fleet = fleet
     api_port, web_port = server.bound_ports()
+    state["sim_ports"] = [api_port, web_port]
     return tuple(d.ip for d in fleet), {DriverKind.CGMINER: (api_port,), DriverKind.AXEOS: (web_port,)}
 
 
