@@ -20,8 +20,13 @@
 - energy     power, J/TH, cost and revenue per site/rack at a price
 - hashprice  revenue per TH/s per day from difficulty, subsidy, fees and BTC price
 - curtail    show (and with --apply, execute) one curtailment decision at a price
-Each command opens the farm database (`--db`, default pithead-data/farm.sqlite3). This module holds no
-logic of its own beyond argument parsing and printing.
+Each command opens the farm database (`--db`, default pithead-data/farm.sqlite3). A device is named by its
+id (`cgminer://10.1.0.5:4028`), or by its IP or IP:port when that names one device. The long-running
+commands (`run`, `collect`; `sim run` too) have the app lifecycle (`pithead.app.lifecycle.run_command`):
+Ctrl-C or SIGTERM stops them cleanly, a second Ctrl-C at once (130); a start that fails is one line and
+status 1. Their flags are the `[farm]` keys spelled with dashes (`--poll-interval` is `poll_interval`),
+checked like the file; the older spellings (--webhook, --token-file, --forward, --spool-max, --interval)
+still work. This module holds no logic of its own beyond argument parsing and printing.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pithead.app.lifecycle import StartError, run_command
 from pithead.config import ConfigError, load
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import AlertManager, WebhookSink
@@ -237,7 +243,7 @@ async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) ->
     try:
         await server.start()
     except WebServerError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise StartError(f"farm web: {exc}") from exc
     if auth.token is not None:
         mode = "actions need the bearer token"
     elif _is_loopback_host(addr[0]):
@@ -269,46 +275,100 @@ def scan_line(rep: ScanReport, first_read: SweepReport | None) -> str:
     return line
 
 
+# Flags of the long-running commands are the [farm] config's keys spelled with dashes (`--poll-interval` is
+# `[farm] poll_interval`), override the file and are checked like it, so a bad flag names its key; the
+# older spellings (--webhook, --token-file, --forward, --spool-max, --interval) stay as aliases.
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section).")
+
+
+def _poll_options(poll_interval: float | None, max_concurrent_polls: int | None, poll_deadline: float | None,
+                  scan_cidr: list[str], rescan_interval: float | None, labels: str | None,
+                  site: str | None) -> dict[str, object]:
+    return {"poll_interval": poll_interval, "max_concurrent_polls": max_concurrent_polls,
+            "poll_deadline": poll_deadline, "scan": scan_cidr or None, "rescan_interval": rescan_interval,
+            "labels": labels, "site": site}
+
+
+PollIntervalOpt = typer.Option(None, "--poll-interval", help="Seconds between sweeps (\\[farm] poll_interval).")
+MaxPollsOpt = typer.Option(None, "--max-concurrent-polls", help="Polls in flight at most (max_concurrent_polls).")
+DeadlineOpt = typer.Option(None, "--poll-deadline", help="Per-device deadline, seconds (poll_deadline).")
+ScanOpt = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable; \\[farm] scan).")
+RescanOpt = typer.Option(None, "--rescan-interval", help="Seconds between discovery runs (rescan_interval).")
+LabelsOpt = typer.Option(None, "--labels", help="CSV cidr,site,rack (\\[farm] labels).")
+SiteOpt = typer.Option(None, "--site", help="Site label for devices no rule matches (\\[farm] site).")
+
+
+async def _wait_progress(svc: FarmService, stop: asyncio.Event, task: asyncio.Task[None], end: float | None,
+                         events: tuple[asyncio.Event, ...]) -> bool:
+    """Wait for one of `events` (progress to print), the service's end, `stop` (a signal) or `end`; whether
+    there is progress to print (False: time to stop)."""
+    loop = asyncio.get_running_loop()
+    waits = [asyncio.ensure_future(e.wait()) for e in (*events, stop)]
+    try:
+        await asyncio.wait({*waits, task}, timeout=None if end is None else max(0.0, end - loop.time()),
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return not stop.is_set() and any(e.is_set() for e in events)
+
+
 @app.command()
 def run(
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section)."),
+    config: Path | None = ConfigOpt,
     db: str = DbOpt,
-    scan_cidr: list[str] = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable)."),
-    webhook: str | None = typer.Option(None, "--webhook", help="POST alert changes here."),
+    scan_cidr: list[str] = ScanOpt,
+    webhook_url: str | None = typer.Option(None, "--webhook-url", "--webhook",
+                                           help="POST alert changes here (\\[farm] webhook_url)."),
     shard: str = typer.Option("0/1", "--shard", help="Poll only shard i of n (several collectors)."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
     web: str | None = typer.Option(None, "--web", help="Also serve the farm page and API on HOST:PORT, "
                                    "e.g. 127.0.0.1:8081 (0.0.0.0:8081 for the LAN: give it a token)."),
-    token_file: Path | None = typer.Option(None, "--token-file", help="File holding the bearer token the web "
-                                           "actions need (else PITHEAD_FARM_TOKEN or \\[farm] api_token_file)."),
+    token_file: Path | None = typer.Option(None, "--api-token-file", "--token-file",
+                                           help="File holding the bearer token the web actions need (else "
+                                           "PITHEAD_FARM_TOKEN or \\[farm] api_token_file)."),
     central: bool = typer.Option(False, "--central", help="Poll nothing: take readings from collectors "
-                                 "(`pithead farm collect --forward`) on the web API; needs --web."),
+                                 "(`pithead farm collect --forward-url`) on the web API; needs --web."),
+    poll_interval: float | None = PollIntervalOpt,
+    max_concurrent_polls: int | None = MaxPollsOpt,
+    poll_deadline: float | None = DeadlineOpt,
+    rescan_interval: float | None = RescanOpt,
+    labels: str | None = LabelsOpt,
+    site: str | None = SiteOpt,
+    price_schedule: str | None = typer.Option(None, "--price-schedule", help="CSV start,price_per_mwh "
+                                              "(\\[farm] price_schedule)."),
+    strike_price: float | None = typer.Option(None, "--strike-price", help="Curtail above this price per MWh "
+                                              "(with a price schedule; \\[farm] strike_price)."),
 ) -> None:
-    """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail."""
+    """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail.
+    Ctrl-C (or SIGTERM) stops it cleanly: the polls in flight finish and are written."""
 
     web_addr = _web_address(web) if web is not None else None
     if token_file is not None and web_addr is None:
         raise typer.BadParameter("--token-file guards the web endpoints: add --web HOST:PORT")
     try:
-        cfg = load(config).farm
+        cfg = load(config, overrides={"farm": {
+            **_poll_options(poll_interval, max_concurrent_polls, poll_deadline, scan_cidr, rescan_interval, labels,
+                            site),
+            "webhook_url": webhook_url, "price_schedule": price_schedule, "strike_price": strike_price,
+            "central": central or None}}).farm
         auth = FarmAuth(load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
                                    config_token_file=cfg.api_token_file)) if web_addr else None
     except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    central = central or cfg.central
+    central = cfg.central
     if central and (web_addr is None or scan_cidr or shard != "0/1"):
         raise typer.BadParameter("--central takes readings from collectors on its web API: give --web HOST:PORT, "
                                  "and scan and shard on the collectors (`pithead farm collect`), not here")
     shard_i, shard_n = _shard(shard)
     try:
         setup = FarmSetup.from_config(cfg, role=Role.CENTRAL if central else Role.STANDALONE,
-                                      scan_cidrs=tuple(scan_cidr) or None, shard=(shard_i, shard_n),
-                                      webhook_url=webhook)
+                                      shard=(shard_i, shard_n))
     except ValueError as exc:  # FarmConfigError: a label or price file that cannot be used
         raise typer.BadParameter(str(exc)) from exc
     svc_cfg = setup.config
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         with _store(db) as store:
             svc = FarmService(store, svc_cfg, prices=setup.prices, labeler=setup.labeler)
             server = await _serve_web(svc, web_addr, auth) if web_addr is not None and auth is not None else None
@@ -317,19 +377,8 @@ def run(
             end = loop.time() + duration if duration is not None else None
             try:
                 while not task.done():
-                    swept = asyncio.ensure_future(svc.swept.wait())
-                    scanned = asyncio.ensure_future(svc.scanned.wait())
-                    evaluated = asyncio.ensure_future(svc.evaluated.wait())
-                    try:
-                        await asyncio.wait({swept, scanned, evaluated, task},
-                                           timeout=None if end is None else end - loop.time(),
-                                           return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        swept.cancel()
-                        scanned.cancel()
-                        evaluated.cancel()
-                    if not (svc.swept.is_set() or svc.scanned.is_set() or svc.evaluated.is_set()):
-                        break  # --duration is up (or the service ended)
+                    if not await _wait_progress(svc, stop, task, end, (svc.swept, svc.scanned, svc.evaluated)):
+                        break  # --duration is up, a signal came (or the service ended)
                     if svc.evaluated.is_set():
                         svc.evaluated.clear()
                         console.print(await central_line(svc), markup=False)
@@ -352,7 +401,7 @@ def run(
                         await server.stop()
 
     with _farm_logging() if central else contextlib.nullcontext():
-        asyncio.run(main())
+        run_command("pithead farm run", main, quiet_stop=True)
 
 
 async def central_line(svc: FarmService) -> str:
@@ -380,14 +429,16 @@ class _ConsoleLog(logging.Handler):
 def _farm_logging() -> Iterator[None]:
     logger = logging.getLogger("pithead.farm")
     handler = _ConsoleLog(logging.INFO)
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # run_command's root handler would print every line a second time
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def collector_line(rep: SweepReport, fwd_line: str) -> str:
@@ -397,45 +448,56 @@ def collector_line(rep: SweepReport, fwd_line: str) -> str:
 
 @app.command()
 def collect(
-    forward: str | None = typer.Option(None, "--forward", help="The central service's URL, e.g. "
+    forward: str | None = typer.Option(None, "--forward-url", "--forward", help="The central service's URL, e.g. "
                                        "http://central:8081 (`pithead farm run --central --web ...` there); "
                                        "else \\[farm] forward_url."),
     shard: str = typer.Option("0/1", "--shard", help="Poll shard i of n (each collector its own)."),
-    token_file: Path | None = typer.Option(None, "--token-file", help="File holding the central's bearer token "
+    token_file: Path | None = typer.Option(None, "--api-token-file", "--token-file",
+                                           help="File holding the central's bearer token "
                                            "(else PITHEAD_FARM_TOKEN or \\[farm] api_token_file / api_token)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section)."),
+    config: Path | None = ConfigOpt,
     db: str = typer.Option(DEFAULT_DB, "--db", help="This collector's inventory (SQLite; readings are not kept)."),
     spool: str | None = typer.Option(None, "--spool", help="Spool file for batches the central has not taken "
                                      "yet (default: <db>.spool; ':memory:' keeps it in memory only)."),
-    spool_max: int | None = typer.Option(None, "--spool-max", help="Spool bound in readings (oldest dropped "
-                                         "beyond it; default 1,500,000: an hour of 25,000 devices)."),
-    scan_cidr: list[str] = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable)."),
-    interval: float | None = typer.Option(None, "--interval", help="Seconds between sweeps (else the config's)."),
+    spool_max: int | None = typer.Option(None, "--spool-max-items", "--spool-max", help="Spool bound in readings "
+                                         "(oldest dropped beyond it; default 1,500,000: an hour of 25,000 "
+                                         "devices; \\[farm] spool_max_items)."),
+    scan_cidr: list[str] = ScanOpt,
+    interval: float | None = typer.Option(None, "--poll-interval", "--interval",
+                                          help="Seconds between sweeps (\\[farm] poll_interval)."),
+    max_concurrent_polls: int | None = MaxPollsOpt,
+    poll_deadline: float | None = DeadlineOpt,
+    rescan_interval: float | None = RescanOpt,
+    labels: str | None = LabelsOpt,
+    site: str | None = SiteOpt,
     name: str | None = typer.Option(None, "--name", help="Collector name the central shows (default host/iofn)."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
 ) -> None:
-    """A collector: poll shard i/n and forward the readings to a central service (spooled while it is down)."""
+    """A collector: poll shard i/n and forward the readings to a central service (spooled while it is down).
+    Ctrl-C (or SIGTERM) stops it cleanly: what was read is spooled, and sent at the next start if the central
+    has not taken it."""
 
     shard_i, shard_n = _shard(shard)
     try:
-        cfg = load(config).farm
-        setup = FarmSetup.from_config(cfg, role=Role.COLLECTOR, scan_cidrs=tuple(scan_cidr) or None,
-                                      shard=(shard_i, shard_n), poll_interval_s=interval)
+        cfg = load(config, overrides={"farm": {
+            **_poll_options(interval, max_concurrent_polls, poll_deadline, scan_cidr, rescan_interval, labels, site),
+            "forward_url": forward, "spool": spool, "spool_max_items": spool_max}}).farm
+        setup = FarmSetup.from_config(cfg, role=Role.COLLECTOR, shard=(shard_i, shard_n))
         token = load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
                            config_token_file=cfg.api_token_file)
     except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    forward = forward or cfg.forward_url
+    forward = cfg.forward_url
     if not forward:
-        raise typer.BadParameter("where to forward: give --forward URL or [farm] forward_url")
-    spool = spool if spool is not None else cfg.spool
-    spool_max = spool_max if spool_max is not None else cfg.spool_max_items
+        raise typer.BadParameter("where to forward: give --forward URL or [farm] forward_url (--forward-url)")
+    spool = cfg.spool
+    spool_max = cfg.spool_max_items
     who = name or f"{socket.gethostname()[:40]}/{shard_i}of{shard_n}"
     if not 0 < len(who) <= 64 or not who.isprintable():
         raise typer.BadParameter("--name must be 1-64 printable characters")
     spool_path = spool if spool is not None else (db + ".spool" if db != ":memory:" else ":memory:")
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         with _store(db) as store:
             try:
                 if spool_path != ":memory:":
@@ -457,17 +519,8 @@ def collect(
                 end = loop.time() + duration if duration is not None else None
                 try:
                     while not task.done():
-                        swept = asyncio.ensure_future(svc.swept.wait())
-                        scanned = asyncio.ensure_future(svc.scanned.wait())
-                        try:
-                            await asyncio.wait({swept, scanned, task},
-                                               timeout=None if end is None else end - loop.time(),
-                                               return_when=asyncio.FIRST_COMPLETED)
-                        finally:
-                            swept.cancel()
-                            scanned.cancel()
-                        if not (svc.swept.is_set() or svc.scanned.is_set()):
-                            break
+                        if not await _wait_progress(svc, stop, task, end, (svc.swept, svc.scanned)):
+                            break  # --duration is up, a signal came (or the service ended)
                         if svc.scanned.is_set():
                             svc.scanned.clear()
                             if svc.last_scan is not None:
@@ -486,7 +539,7 @@ def collect(
                 queue.close()
 
     with _farm_logging():
-        asyncio.run(main())
+        run_command("pithead farm collect", main, quiet_stop=True)
 
 
 @app.command()
