@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 from fastapi import FastAPI
 
+from pithead.farm.drivers import default_drivers
 from pithead.farm.inventory import Labeler
 from pithead.farm.model import DeviceState, DriverKind
 from pithead.farm.service import FarmService, FarmServiceConfig
@@ -53,7 +54,8 @@ async def site(tmp_path) -> AsyncIterator[Site]:  # type: ignore[no-untyped-def]
     racks = Labeler.from_csv(f"cidr,site,rack\n{first}.0/29,lab,rack-2\n{first}.8/29,lab,rack-10\n", "lab")
     cfg = FarmServiceConfig(scan_cidrs=(net,), scan_ports={DriverKind.CGMINER: (api,), DriverKind.AXEOS: (web,)},
                             poll_interval_s=1.0, rescan_interval_s=3600.0, deadline_s=5.0, probe_timeout_s=5.0)
-    service = FarmService(store, cfg, labeler=racks)
+    # the simulated Antminers' stock web interface (sleep/wake) is on the fleet's web port
+    service = FarmService(store, cfg, drivers=default_drivers(antminer_web_port=web), labeler=racks)
     task = asyncio.create_task(service.run())
     server = WebServer(_app(service), "127.0.0.1", 0)
     await server.start()
@@ -140,6 +142,15 @@ async def test_table_filter_device_page_and_an_action(site: Site) -> None:
         await b.evaluate(f"document.getElementById('token').value = {TOKEN!r}")
         await b.evaluate("document.getElementById('token-save').click()")
         assert await b.evaluate("sessionStorage.getItem('pithead.farm.token')") == TOKEN
+        # sleep, through the machine's own web interface (the token is now sent): it stops hashing, audited
+        await b.evaluate("document.getElementById('act-sleep').click()")
+        await b.evaluate("document.getElementById('act-sleep').click()")
+        await b.wait_for("document.getElementById('action-result').innerText.includes('sleep: ok')"
+                         " || document.getElementById('action-result').innerText.includes('failed')")
+        assert 'sleep: ok' in await b.evaluate("document.getElementById('action-result').innerText"), \
+            await b.evaluate("document.getElementById('action-result').innerText")
+        assert sim.sleeping
+        # then reboot it
         await b.evaluate("document.getElementById('act-reboot').click()")
         await b.evaluate("document.getElementById('act-reboot').click()")
         await b.wait_for("document.getElementById('action-result').innerText.includes('reboot: ok')")
@@ -152,4 +163,4 @@ async def test_table_filter_device_page_and_an_action(site: Site) -> None:
         expected = [e for e in b.console_errors if "status of 401" in e and e.endswith("/reboot")]
         assert len(expected) == 1 and b.console_errors == expected, b.console_errors
     rows_audit = [(a.actor, a.action, a.outcome, a.params.get("auth")) for a in site.store.audit_log(target)]
-    assert rows_audit == [("web", "reboot", "ok", "token")]
+    assert rows_audit == [("web", "reboot", "ok", "token"), ("web", "sleep", "ok", "token")]

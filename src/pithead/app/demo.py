@@ -47,6 +47,7 @@ from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.params import Network
 from pithead.chain.script import witness_program_script
+from pithead.farm.drivers import default_drivers
 from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
 from pithead.farm.inventory import Labeler
 from pithead.farm.model import DriverKind
@@ -267,7 +268,10 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running,
         prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH),
     )
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
-    service = FarmService(farm_store, setup.config, labeler=setup.labeler, prices=setup.prices,
+    # The simulated Antminers serve their stock web interface (where sleep/wake go) on the fleet's web port.
+    web_port = (ports or {}).get(DriverKind.AXEOS, ())
+    drivers = default_drivers(antminer_web_port=web_port[0]) if web_port else None
+    service = FarmService(farm_store, setup.config, drivers=drivers, labeler=setup.labeler, prices=setup.prices,
                           hashprice=lambda: hashprice, sinks=farm_sinks(running))
     # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
