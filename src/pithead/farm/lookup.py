@@ -11,13 +11,17 @@ Pure: no I/O, no store; the callers hand in the devices.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
 from pithead.farm.model import Device, FarmError
 from pithead.farm.store import DeviceStatus
 
-_DIGITS = re.compile(r"(\d+)")
+_DIGITS = re.compile(r"([0-9]+)")
+# natural_key results kept (LRU): a table or rack-map request sorts the whole fleet, and its ids and labels
+# repeat from request to request. 65,536 covers a 24,000-device fleet's ids and labels (~15 MB at most).
+NATURAL_KEY_CACHE = 65_536
 # Ids listed when a reference is ambiguous (a host with many ports is a test rig, not a farm).
 MAX_LISTED_IDS = 10
 
@@ -29,15 +33,23 @@ class DeviceLookupError(FarmError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """A sort key comparing runs of digits as numbers: "10" after "9", "rack-10" after "rack-2"."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part.lower())
-                 for part in _DIGITS.split(text) if part)
+@functools.lru_cache(maxsize=NATURAL_KEY_CACHE)
+def natural_key(text: str) -> tuple[str | int, ...]:
+    """A sort key comparing runs of digits as numbers: "10" after "9", "rack-10" after "rack-2", case
+    ignored. Splitting on digit runs alternates text (even places) and numbers (odd places), so two keys
+    always compare text with text and numbers with numbers."""
+    parts: list[str | int] = list(_DIGITS.split(text.lower()))
+    parts[1::2] = [int(p) for p in parts[1::2]]
+    return tuple(parts)
 
 
-def status_sort_key(st: DeviceStatus) -> tuple[tuple[tuple[int, int | str], ...], ...]:
-    lab = st.device.labels
-    return (natural_key(lab.site), natural_key(lab.rack), natural_key(lab.position), natural_key(st.device.id))
+def status_sort_key(st: DeviceStatus) -> tuple[tuple[str | int, ...] | int | str, ...]:
+    """Site, rack, position, then address (host naturally, port, driver): a device's place in every list."""
+    d = st.device
+    lab = d.labels
+    a = d.address
+    return (natural_key(lab.site), natural_key(lab.rack), natural_key(lab.position), natural_key(a.host), a.port,
+            a.driver.value)
 
 
 def resolve_device(ref: str, devices: Iterable[Device]) -> str:
