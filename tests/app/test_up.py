@@ -81,8 +81,9 @@ async def _dashboard_in_browser(url: str, fleet: bool) -> None:
         # The farm's page, mounted in the same app, loads without errors too.
         await b.navigate(url + "/farm/")
         await b.wait_for("document.title === 'pithead farm' && document.readyState === 'complete'")
-        if fleet:  # its script has fetched the devices and drawn the racks
+        if fleet:  # its script has fetched the devices, drawn the racks and filled the device table
             await b.wait_for("document.body.innerText.includes('rack-1')")
+            await b.wait_for("document.querySelectorAll('#devices tbody tr[data-id]').length >= 1")
         await b.screenshot(ARTIFACTS / "up-farm.png")
         assert b.console_errors == [], b.console_errors
         if fleet:  # the proxy's page, linked from the dashboard: its pool, what the pool credited, the racks

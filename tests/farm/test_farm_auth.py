@@ -191,7 +191,8 @@ async def test_gets_never_need_a_token(farm: Farm) -> None:
         gets = [r.path for r in router.routes if isinstance(r, APIRoute) and "GET" in (r.methods or set())]
         async with lan_client(farm.app(router=router)) as c:
             for path in gets:
-                r = await c.get(path.replace("{device_id:path}", quote(farm.device.id, safe="")))
+                r = await c.get(path.replace("{device_id:path}", quote(farm.device.id, safe=""))
+                                .replace("{name}", "farm.js"))
                 assert r.status_code == 200, (path, r.status_code, r.text)
     assert len(gets) >= 9
 

@@ -197,3 +197,42 @@ def test_energy_is_quiet_when_every_device_reports_power(tmp_path: Path,
     assert r.exit_code == 0, r.output
     assert "3.00" in r.output  # 3000 W reported
     assert "report power" not in r.output
+
+
+def test_status_sorts_naturally_and_actions_take_an_ip(tmp_path: Path, device_port: tuple[int, Antminer]) -> None:
+    """Issue 15: `farm status` listed 1, 10, 100, 2 and labels as `//1`; `farm reboot 127.0.88.5` said
+    "unknown device" (it wanted the full id). An IP or IP:port that names one device is that device; one
+    that names several is refused with the ids to choose from."""
+    from pithead.farm.model import Device, DeviceAddress, DriverKind, Identity, Labels
+
+    port, dev = device_port
+    db = str(tmp_path / "farm.sqlite3")
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1"])
+    assert r.exit_code == 0, r.output
+    with FarmStore(db) as s:
+        s.upsert_devices([Device(DeviceAddress(f"127.0.88.{n}", 4028, DriverKind.CGMINER), Identity("Antminer", "S19"),
+                                 Labels("", "", str(n))) for n in (100, 10, 2, 1)])
+    r = runner.invoke(app, ["status", "--db", db], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    order = [n for n in ("127.0.88.1:", "127.0.88.2:", "127.0.88.10:", "127.0.88.100:") if n in r.output]
+    assert sorted(order, key=r.output.index) == ["127.0.88.1:", "127.0.88.2:", "127.0.88.10:", "127.0.88.100:"]
+    assert "//" not in r.output.replace("://", "")
+
+    # an IP naming one device is that device
+    r = runner.invoke(app, ["label", "127.0.88.2", "--site", "north", "--rack", "R1", "--position", "2", "--db", db])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["reboot", "127.0.0.1", "--db", db])
+    assert r.exit_code == 0, r.output
+    assert dev.restarts == 1 and f"cgminer://127.0.0.1:{port}" in r.output
+    with FarmStore(db) as s:
+        assert s.device("cgminer://127.0.88.2:4028").labels == Labels("north", "R1", "2")
+        s.upsert_devices([Device(DeviceAddress("127.0.0.1", 1, DriverKind.AXEOS), Identity("Bitaxe", "BM1370"))])
+    # ... an IP naming two is refused, naming both; IP:port picks one
+    r = runner.invoke(app, ["reboot", "127.0.0.1", "--db", db], env={"COLUMNS": "250"})
+    assert r.exit_code == 2 and "names 2 devices" in r.output and "axeos://127.0.0.1:1" in r.output, r.output
+    r = runner.invoke(app, ["reboot", f"127.0.0.1:{port}", "--db", db])
+    assert r.exit_code == 0 and dev.restarts == 2, r.output
+    r = runner.invoke(app, ["reboot", "127.0.88.5", "--db", db], env={"COLUMNS": "250"})
+    assert r.exit_code == 2 and "unknown device '127.0.88.5'" in r.output and "IP" in r.output, r.output
+    r = runner.invoke(app, ["audit", "--db", db, "--device", f"127.0.0.1:{port}"])
+    assert r.exit_code == 0 and r.output.count("reboot") == 2, r.output

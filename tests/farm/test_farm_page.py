@@ -87,6 +87,6 @@ def test_page_draws_rack_map_alerts_and_energy(farm_url: str) -> None:
     assert "R1 (6)" in dom and "R2 (6)" in dom  # two racks of six
     assert dom.count('class="cell"') == 12
     for name, count in (("ok", 9), ("alert", 1), ("error", 1), ("curtailed", 1)):
-        assert dom.count(f"background:{COLOURS[name]}\"></span>") == count, name
+        assert dom.count(f"background:{COLOURS[name]}\"></a>") == count, name
     assert "chip 97 °C &gt; 90 °C" in dom or "chip 97 °C > 90 °C" in dom
     assert "price 45.00/MWh" in dom and "north/R1" in dom

@@ -7,6 +7,7 @@ each device's own 127.x.y.z address with our own codecs and httpx.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 import httpx
@@ -326,3 +327,56 @@ async def test_a_failing_request_gets_500_and_the_server_lives_on(served) -> Non
         r = await client.get(f"http://{dev.ip}:{web}{axeos.ASIC_PATH}")
         assert r.status_code == 500
         assert (await client.get(f"http://{dev.ip}:{web}{axeos.INFO_PATH}")).status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_two_simulators_on_other_networks_share_the_ports(api) -> None:
+    """Issue 15: `pithead farm sim run --network 127.0.88.0/24` beside another simulator failed with
+    "Address already in use", since each listened on every loopback address. A simulator of a few hundred
+    devices now listens on its own network's addresses only (the default bind), so both run on the same
+    ports and each answers as its own devices."""
+    api_port, web_port = _free_port(), _free_port()
+    nets = [f"127.{n}.{os.getpid() % 200 + 20}.0/24" for n in (88, 89)]
+    fleets = [Fleet.build(3, mix="s19:1", seed=k, network=net, clock=ManualClock()) for k, net in enumerate(nets)]
+    servers = [FleetServer(f, api_port=api_port, web_port=web_port) for f in fleets]  # the default bind
+    try:
+        for srv in servers:
+            await srv.start()
+        assert [srv.bind for srv in servers] == ["per-device", "per-device"]
+        for fleet in fleets:
+            for dev in fleet:
+                reply = cg.decode_reply(await api(dev.ip, api_port, cg.encode_request("version")))
+                assert cgp.parse_version(reply).miner_type == dev.spec.type_string
+        assert all(srv.stats.api_requests == 3 for srv in servers)
+    finally:
+        for srv in servers:
+            await srv.close()
+
+
+async def test_a_taken_port_is_named_with_the_reason() -> None:
+    """When a port cannot be had, the error says which port, for what, and why."""
+    from pithead.fleetsim.server import SimServerError
+
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        fleet = Fleet.build(2, mix="s19:1", seed=1, network="127.16.9.0/24", clock=ManualClock())
+        for bind in ("shared", "per-device"):
+            srv = FleetServer(fleet, api_port=taken, web_port=_free_port(), bind=bind)  # type: ignore[arg-type]
+            with pytest.raises(SimServerError) as err:
+                await srv.start()
+            msg = str(err.value)
+            assert f":{taken}, the cgminer API port" in msg and "already" in msg, msg
+            assert ("every address" in msg) if bind == "shared" else ("127.16.9.1" in msg), msg
+            assert srv._servers == []  # nothing is left listening
+    # a big fleet, or port 0, still gets the shared wildcard listener (two descriptors for 24,000 devices)
+    big = Fleet.build(1000, seed=1, clock=ManualClock())
+    assert FleetServer(big, api_port=4028, web_port=80).bind == "shared"
+    assert FleetServer(fleet, api_port=0, web_port=0).bind == "shared"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.params import Network
 from pithead.chain.script import witness_program_script
+from pithead.farm.drivers import default_drivers
 from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
 from pithead.farm.inventory import Labeler
 from pithead.farm.model import DriverKind
@@ -235,7 +237,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     if opts.miners > 0:
         _start_miners(opts, running)
     proxy = await _start_proxy(cfg, running, proxy_address)
-    farm_router = await _start_farm(opts, cfg, running, proxy)
+    farm_router = await _start_farm(opts, cfg, running, proxy, state)
     running.parts.append("farm")
 
     # --- web -------------------------------------------------------------------------------------
@@ -289,16 +291,26 @@ async def _start_proxy(cfg: config_mod.Config, running: Running, address: str) -
     return proxy
 
 
-async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running, proxy: FarmProxy) -> Any:
+async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running, proxy: FarmProxy,
+                      state: dict[str, Any]) -> Any:
     """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage (its
-    devices configured to mine to `proxy`; the farm's share check asks the proxy)."""
+    devices configured to mine to `proxy`; the farm's share check asks the proxy).
+
+    The simulated devices keep their ids (`cgminer://127.77.0.1:PORT`) from run to run: the fleet listens
+    on the ports of the last run (kept in `up.json`) when they are free. Devices of an earlier run that
+    this fleet does not serve (its ports were taken, or `sim_devices` shrank) are forgotten before the
+    farm starts, so they neither pile up in the inventory nor raise alerts for machines that do not exist."""
     farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
     running.on_stop_sync("farm store", farm_store.close)
     cidrs: tuple[str, ...] = ()
     ports: dict[Any, tuple[int, ...]] | None = None
     wanted = opts.sim_devices if opts.sim_devices is not None else (cfg.farm.sim_devices or DEFAULT_SIM_DEVICES)
     if wanted > 0:
-        cidrs, ports = await _start_sim_fleet(wanted, running, proxy.stratum_url)
+        cidrs, ports = await _start_sim_fleet(wanted, running, proxy.stratum_url, state)
+    served = {(host, port) for host in cidrs for each in (ports or {}).values() for port in each}
+    forgotten = await asyncio.to_thread(forget_stale_sim_devices, farm_store, served)
+    if forgotten:
+        log.info("forgot %d simulated devices of earlier runs that this run does not serve", forgotten)
     setup = FarmSetup.from_config(
         cfg.farm, scan_cidrs=cidrs, scan_ports=ports or None, rescan_interval_s=FARM_RESCAN_S,
         poll_interval_s=min(cfg.farm.poll_interval, FARM_POLL_S), labeler=Labeler.from_csv(SIM_RACKS, "demo"),
@@ -307,7 +319,10 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running,
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
     shares = ProxyShareActivity(proxy)  # "hashing but no shares", for the machines behind the proxy
     running.spawn("proxy share snapshot", shares.run())
-    service = FarmService(farm_store, setup.config, labeler=setup.labeler, prices=setup.prices,
+    # The simulated Antminers serve their stock web interface (where sleep/wake go) on the fleet's web port.
+    web_port = (ports or {}).get(DriverKind.AXEOS, ())
+    drivers = default_drivers(antminer_web_port=web_port[0]) if web_port else None
+    service = FarmService(farm_store, setup.config, drivers=drivers, labeler=setup.labeler, prices=setup.prices,
                           hashprice=lambda: hashprice, sinks=farm_sinks(running), shares=shares)
     # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
@@ -316,22 +331,50 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running,
     return run_farm_service(service, running, notes)
 
 
-async def _start_sim_fleet(count: int, running: Running,
-                           proxy_url: str) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
+def forget_stale_sim_devices(store: FarmStore, served: set[tuple[str, int]]) -> int:
+    """Forget the inventory's devices on the demo's simulated network (`SIM_NETWORK`) whose address and
+    port this run's fleet does not serve; how many. Devices elsewhere (real ones) are never touched."""
+    net = ipaddress.ip_network(SIM_NETWORK)
+    stale = []
+    for dev in store.devices():
+        try:
+            inside = ipaddress.ip_address(dev.address.host) in net
+        except ValueError:  # a host name: not one of ours
+            inside = False
+        if inside and (dev.address.host, dev.address.port) not in served:
+            stale.append(dev.id)
+    for device_id in stale:
+        store.remove_device(device_id)
+    return len(stale)
+
+
+async def _start_sim_fleet(count: int, running: Running, proxy_url: str,
+                           state: dict[str, Any]) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
     """Serve `count` simulated devices on loopback, configured to mine to `proxy_url` (worker
     `sim.<hostname>`), SIM_MINING_FRACTION of them (at least one) really mining there; returns the addresses
     and ports the farm should scan.
 
-    The shared bind mode listens once per port (on free ports here, so a second pithead or a test fleet
-    never collides) and answers only connections to the fleet's loopback addresses.
+    The shared bind mode listens once per port and answers only connections to the fleet's loopback
+    addresses. The ports are the last run's (`state["sim_ports"]`) when they are free, so the devices keep
+    their ids; otherwise (another pithead holds them, or the first run) free ports, remembered for next time.
     """
     fleet = Fleet.build(count, SIM_MIX, seed=SIM_SEED, network=SIM_NETWORK, clock=SimClock(),
                         pools=(PoolConf(proxy_url, "sim"),))
-    server = FleetServer(fleet, api_port=0, web_port=0, bind="shared")
-    try:
-        await server.start()
-    except SimServerError as exc:
-        raise StartError(f"simulated fleet: {exc}") from exc
+    last = state.get("sim_ports")
+    tries: list[tuple[int, int]] = [(0, 0)]
+    if (isinstance(last, list) and len(last) == 2 and all(isinstance(p, int) and 0 < p < 65536 for p in last)):
+        tries.insert(0, (last[0], last[1]))
+    server: FleetServer | None = None
+    for api, web in tries:
+        server = FleetServer(fleet, api_port=api, web_port=web, bind="shared")
+        try:
+            await server.start()
+            break
+        except SimServerError as exc:
+            if (api, web) == tries[-1]:
+                raise StartError(f"simulated fleet: {exc}") from exc
+            log.info("simulated fleet: the last run's ports are taken (%s); new ports, new device ids", exc)
+    assert server is not None
     running.on_stop("simulated fleet", server.close)
     running.parts.append("simulated fleet")
     running.fleet = fleet
@@ -342,6 +385,7 @@ async def _start_sim_fleet(count: int, running: Running,
     running.parts.append("simulated mining")
     running.sim_mining = bridge
     api_port, web_port = server.bound_ports()
+    state["sim_ports"] = [api_port, web_port]
     return tuple(d.ip for d in fleet), {DriverKind.CGMINER: (api_port,), DriverKind.AXEOS: (web_port,)}
 
 

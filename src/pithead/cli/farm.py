@@ -20,8 +20,13 @@
 - energy     power, J/TH, cost and revenue per site/rack at a price
 - hashprice  revenue per TH/s per day from difficulty, subsidy, fees and BTC price
 - curtail    show (and with --apply, execute) one curtailment decision at a price
-Each command opens the farm database (`--db`, default pithead-data/farm.sqlite3). This module holds no
-logic of its own beyond argument parsing and printing.
+Each command opens the farm database (`--db`, default pithead-data/farm.sqlite3). A device is named by its
+id (`cgminer://10.1.0.5:4028`), or by its IP or IP:port when that names one device. The long-running
+commands (`run`, `collect`; `sim run` too) have the app lifecycle (`pithead.app.lifecycle.run_command`):
+Ctrl-C or SIGTERM stops them cleanly, a second Ctrl-C at once (130); a start that fails is one line and
+status 1. Their flags are the `[farm]` keys spelled with dashes (`--poll-interval` is `poll_interval`),
+checked like the file; the older spellings (--webhook, --token-file, --forward, --spool-max, --interval)
+still work. This module holds no logic of its own beyond argument parsing and printing.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pithead.app.lifecycle import StartError, run_command
 from pithead.config import ConfigError, load
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import AlertManager, WebhookSink
@@ -56,6 +62,7 @@ from pithead.farm.energy import (
 )
 from pithead.farm.forward import SPOOL_MAX_ITEMS, Forwarder, ForwardError, Spool
 from pithead.farm.inventory import InventoryError, Labeler, Scanner
+from pithead.farm.lookup import DeviceLookupError, resolve_device, status_sort_key
 from pithead.farm.model import DriverKind, Labels
 from pithead.farm.poller import Poller, select_shard
 from pithead.farm.service import FarmService, FarmSetup, Role
@@ -236,7 +243,7 @@ async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) ->
     try:
         await server.start()
     except WebServerError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise StartError(f"farm web: {exc}") from exc
     if auth.token is not None:
         mode = "actions need the bearer token"
     elif _is_loopback_host(addr[0]):
@@ -268,46 +275,100 @@ def scan_line(rep: ScanReport, first_read: SweepReport | None) -> str:
     return line
 
 
+# Flags of the long-running commands are the [farm] config's keys spelled with dashes (`--poll-interval` is
+# `[farm] poll_interval`), override the file and are checked like it, so a bad flag names its key; the
+# older spellings (--webhook, --token-file, --forward, --spool-max, --interval) stay as aliases.
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section).")
+
+
+def _poll_options(poll_interval: float | None, max_concurrent_polls: int | None, poll_deadline: float | None,
+                  scan_cidr: list[str], rescan_interval: float | None, labels: str | None,
+                  site: str | None) -> dict[str, object]:
+    return {"poll_interval": poll_interval, "max_concurrent_polls": max_concurrent_polls,
+            "poll_deadline": poll_deadline, "scan": scan_cidr or None, "rescan_interval": rescan_interval,
+            "labels": labels, "site": site}
+
+
+PollIntervalOpt = typer.Option(None, "--poll-interval", help="Seconds between sweeps (\\[farm] poll_interval).")
+MaxPollsOpt = typer.Option(None, "--max-concurrent-polls", help="Polls in flight at most (max_concurrent_polls).")
+DeadlineOpt = typer.Option(None, "--poll-deadline", help="Per-device deadline, seconds (poll_deadline).")
+ScanOpt = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable; \\[farm] scan).")
+RescanOpt = typer.Option(None, "--rescan-interval", help="Seconds between discovery runs (rescan_interval).")
+LabelsOpt = typer.Option(None, "--labels", help="CSV cidr,site,rack (\\[farm] labels).")
+SiteOpt = typer.Option(None, "--site", help="Site label for devices no rule matches (\\[farm] site).")
+
+
+async def _wait_progress(svc: FarmService, stop: asyncio.Event, task: asyncio.Task[None], end: float | None,
+                         events: tuple[asyncio.Event, ...]) -> bool:
+    """Wait for one of `events` (progress to print), the service's end, `stop` (a signal) or `end`; whether
+    there is progress to print (False: time to stop)."""
+    loop = asyncio.get_running_loop()
+    waits = [asyncio.ensure_future(e.wait()) for e in (*events, stop)]
+    try:
+        await asyncio.wait({*waits, task}, timeout=None if end is None else max(0.0, end - loop.time()),
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return not stop.is_set() and any(e.is_set() for e in events)
+
+
 @app.command()
 def run(
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section)."),
+    config: Path | None = ConfigOpt,
     db: str = DbOpt,
-    scan_cidr: list[str] = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable)."),
-    webhook: str | None = typer.Option(None, "--webhook", help="POST alert changes here."),
+    scan_cidr: list[str] = ScanOpt,
+    webhook_url: str | None = typer.Option(None, "--webhook-url", "--webhook",
+                                           help="POST alert changes here (\\[farm] webhook_url)."),
     shard: str = typer.Option("0/1", "--shard", help="Poll only shard i of n (several collectors)."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
     web: str | None = typer.Option(None, "--web", help="Also serve the farm page and API on HOST:PORT, "
                                    "e.g. 127.0.0.1:8081 (0.0.0.0:8081 for the LAN: give it a token)."),
-    token_file: Path | None = typer.Option(None, "--token-file", help="File holding the bearer token the web "
-                                           "actions need (else PITHEAD_FARM_TOKEN or \\[farm] api_token_file)."),
+    token_file: Path | None = typer.Option(None, "--api-token-file", "--token-file",
+                                           help="File holding the bearer token the web actions need (else "
+                                           "PITHEAD_FARM_TOKEN or \\[farm] api_token_file)."),
     central: bool = typer.Option(False, "--central", help="Poll nothing: take readings from collectors "
-                                 "(`pithead farm collect --forward`) on the web API; needs --web."),
+                                 "(`pithead farm collect --forward-url`) on the web API; needs --web."),
+    poll_interval: float | None = PollIntervalOpt,
+    max_concurrent_polls: int | None = MaxPollsOpt,
+    poll_deadline: float | None = DeadlineOpt,
+    rescan_interval: float | None = RescanOpt,
+    labels: str | None = LabelsOpt,
+    site: str | None = SiteOpt,
+    price_schedule: str | None = typer.Option(None, "--price-schedule", help="CSV start,price_per_mwh "
+                                              "(\\[farm] price_schedule)."),
+    strike_price: float | None = typer.Option(None, "--strike-price", help="Curtail above this price per MWh "
+                                              "(with a price schedule; \\[farm] strike_price)."),
 ) -> None:
-    """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail."""
+    """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail.
+    Ctrl-C (or SIGTERM) stops it cleanly: the polls in flight finish and are written."""
 
     web_addr = _web_address(web) if web is not None else None
     if token_file is not None and web_addr is None:
         raise typer.BadParameter("--token-file guards the web endpoints: add --web HOST:PORT")
     try:
-        cfg = load(config).farm
+        cfg = load(config, overrides={"farm": {
+            **_poll_options(poll_interval, max_concurrent_polls, poll_deadline, scan_cidr, rescan_interval, labels,
+                            site),
+            "webhook_url": webhook_url, "price_schedule": price_schedule, "strike_price": strike_price,
+            "central": central or None}}).farm
         auth = FarmAuth(load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
                                    config_token_file=cfg.api_token_file)) if web_addr else None
     except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    central = central or cfg.central
+    central = cfg.central
     if central and (web_addr is None or scan_cidr or shard != "0/1"):
         raise typer.BadParameter("--central takes readings from collectors on its web API: give --web HOST:PORT, "
                                  "and scan and shard on the collectors (`pithead farm collect`), not here")
     shard_i, shard_n = _shard(shard)
     try:
         setup = FarmSetup.from_config(cfg, role=Role.CENTRAL if central else Role.STANDALONE,
-                                      scan_cidrs=tuple(scan_cidr) or None, shard=(shard_i, shard_n),
-                                      webhook_url=webhook)
+                                      shard=(shard_i, shard_n))
     except ValueError as exc:  # FarmConfigError: a label or price file that cannot be used
         raise typer.BadParameter(str(exc)) from exc
     svc_cfg = setup.config
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         with _store(db) as store:
             svc = FarmService(store, svc_cfg, prices=setup.prices, labeler=setup.labeler)
             server = await _serve_web(svc, web_addr, auth) if web_addr is not None and auth is not None else None
@@ -316,19 +377,8 @@ def run(
             end = loop.time() + duration if duration is not None else None
             try:
                 while not task.done():
-                    swept = asyncio.ensure_future(svc.swept.wait())
-                    scanned = asyncio.ensure_future(svc.scanned.wait())
-                    evaluated = asyncio.ensure_future(svc.evaluated.wait())
-                    try:
-                        await asyncio.wait({swept, scanned, evaluated, task},
-                                           timeout=None if end is None else end - loop.time(),
-                                           return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        swept.cancel()
-                        scanned.cancel()
-                        evaluated.cancel()
-                    if not (svc.swept.is_set() or svc.scanned.is_set() or svc.evaluated.is_set()):
-                        break  # --duration is up (or the service ended)
+                    if not await _wait_progress(svc, stop, task, end, (svc.swept, svc.scanned, svc.evaluated)):
+                        break  # --duration is up, a signal came (or the service ended)
                     if svc.evaluated.is_set():
                         svc.evaluated.clear()
                         console.print(await central_line(svc), markup=False)
@@ -351,7 +401,7 @@ def run(
                         await server.stop()
 
     with _farm_logging() if central else contextlib.nullcontext():
-        asyncio.run(main())
+        run_command("pithead farm run", main, quiet_stop=True)
 
 
 async def central_line(svc: FarmService) -> str:
@@ -379,14 +429,16 @@ class _ConsoleLog(logging.Handler):
 def _farm_logging() -> Iterator[None]:
     logger = logging.getLogger("pithead.farm")
     handler = _ConsoleLog(logging.INFO)
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # run_command's root handler would print every line a second time
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def collector_line(rep: SweepReport, fwd_line: str) -> str:
@@ -396,45 +448,56 @@ def collector_line(rep: SweepReport, fwd_line: str) -> str:
 
 @app.command()
 def collect(
-    forward: str | None = typer.Option(None, "--forward", help="The central service's URL, e.g. "
+    forward: str | None = typer.Option(None, "--forward-url", "--forward", help="The central service's URL, e.g. "
                                        "http://central:8081 (`pithead farm run --central --web ...` there); "
                                        "else \\[farm] forward_url."),
     shard: str = typer.Option("0/1", "--shard", help="Poll shard i of n (each collector its own)."),
-    token_file: Path | None = typer.Option(None, "--token-file", help="File holding the central's bearer token "
+    token_file: Path | None = typer.Option(None, "--api-token-file", "--token-file",
+                                           help="File holding the central's bearer token "
                                            "(else PITHEAD_FARM_TOKEN or \\[farm] api_token_file / api_token)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML config (\\[farm] section)."),
+    config: Path | None = ConfigOpt,
     db: str = typer.Option(DEFAULT_DB, "--db", help="This collector's inventory (SQLite; readings are not kept)."),
     spool: str | None = typer.Option(None, "--spool", help="Spool file for batches the central has not taken "
                                      "yet (default: <db>.spool; ':memory:' keeps it in memory only)."),
-    spool_max: int | None = typer.Option(None, "--spool-max", help="Spool bound in readings (oldest dropped "
-                                         "beyond it; default 1,500,000: an hour of 25,000 devices)."),
-    scan_cidr: list[str] = typer.Option([], "--scan", help="CIDR to discover devices in (repeatable)."),
-    interval: float | None = typer.Option(None, "--interval", help="Seconds between sweeps (else the config's)."),
+    spool_max: int | None = typer.Option(None, "--spool-max-items", "--spool-max", help="Spool bound in readings "
+                                         "(oldest dropped beyond it; default 1,500,000: an hour of 25,000 "
+                                         "devices; \\[farm] spool_max_items)."),
+    scan_cidr: list[str] = ScanOpt,
+    interval: float | None = typer.Option(None, "--poll-interval", "--interval",
+                                          help="Seconds between sweeps (\\[farm] poll_interval)."),
+    max_concurrent_polls: int | None = MaxPollsOpt,
+    poll_deadline: float | None = DeadlineOpt,
+    rescan_interval: float | None = RescanOpt,
+    labels: str | None = LabelsOpt,
+    site: str | None = SiteOpt,
     name: str | None = typer.Option(None, "--name", help="Collector name the central shows (default host/iofn)."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
 ) -> None:
-    """A collector: poll shard i/n and forward the readings to a central service (spooled while it is down)."""
+    """A collector: poll shard i/n and forward the readings to a central service (spooled while it is down).
+    Ctrl-C (or SIGTERM) stops it cleanly: what was read is spooled, and sent at the next start if the central
+    has not taken it."""
 
     shard_i, shard_n = _shard(shard)
     try:
-        cfg = load(config).farm
-        setup = FarmSetup.from_config(cfg, role=Role.COLLECTOR, scan_cidrs=tuple(scan_cidr) or None,
-                                      shard=(shard_i, shard_n), poll_interval_s=interval)
+        cfg = load(config, overrides={"farm": {
+            **_poll_options(interval, max_concurrent_polls, poll_deadline, scan_cidr, rescan_interval, labels, site),
+            "forward_url": forward, "spool": spool, "spool_max_items": spool_max}}).farm
+        setup = FarmSetup.from_config(cfg, role=Role.COLLECTOR, shard=(shard_i, shard_n))
         token = load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
                            config_token_file=cfg.api_token_file)
     except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    forward = forward or cfg.forward_url
+    forward = cfg.forward_url
     if not forward:
-        raise typer.BadParameter("where to forward: give --forward URL or [farm] forward_url")
-    spool = spool if spool is not None else cfg.spool
-    spool_max = spool_max if spool_max is not None else cfg.spool_max_items
+        raise typer.BadParameter("where to forward: give --forward URL or [farm] forward_url (--forward-url)")
+    spool = cfg.spool
+    spool_max = cfg.spool_max_items
     who = name or f"{socket.gethostname()[:40]}/{shard_i}of{shard_n}"
     if not 0 < len(who) <= 64 or not who.isprintable():
         raise typer.BadParameter("--name must be 1-64 printable characters")
     spool_path = spool if spool is not None else (db + ".spool" if db != ":memory:" else ":memory:")
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         with _store(db) as store:
             try:
                 if spool_path != ":memory:":
@@ -456,17 +519,8 @@ def collect(
                 end = loop.time() + duration if duration is not None else None
                 try:
                     while not task.done():
-                        swept = asyncio.ensure_future(svc.swept.wait())
-                        scanned = asyncio.ensure_future(svc.scanned.wait())
-                        try:
-                            await asyncio.wait({swept, scanned, task},
-                                               timeout=None if end is None else end - loop.time(),
-                                               return_when=asyncio.FIRST_COMPLETED)
-                        finally:
-                            swept.cancel()
-                            scanned.cancel()
-                        if not (svc.swept.is_set() or svc.scanned.is_set()):
-                            break
+                        if not await _wait_progress(svc, stop, task, end, (svc.swept, svc.scanned)):
+                            break  # --duration is up, a signal came (or the service ended)
                         if svc.scanned.is_set():
                             svc.scanned.clear()
                             if svc.last_scan is not None:
@@ -485,24 +539,32 @@ def collect(
                 queue.close()
 
     with _farm_logging():
-        asyncio.run(main())
+        run_command("pithead farm collect", main, quiet_stop=True)
 
 
 @app.command()
 def status(db: str = DbOpt) -> None:
-    """Latest status of every device."""
+    """Latest status of every device, in site, rack, position and address order (naturally: 2 before 10)."""
     with _store(db) as store:
-        t = Table("device", "site/rack/pos", "model", "state", "TH/s", "W", "J/TH", "chip °C", "error")
-        for st in store.statuses():
+        t = Table("device", "site", "rack", "pos", "model", "state", "TH/s", "W", "J/TH", "chip °C", "error")
+        for st in sorted(store.statuses(), key=status_sort_key):
             r = st.reading
             lab = st.device.labels
-            t.add_row(st.device.id, f"{lab.site}/{lab.rack}/{lab.position}", st.device.identity.model,
+            t.add_row(st.device.id, lab.site or "-", lab.rack or "-", lab.position or "-", st.device.identity.model,
                       st.state.value, f"{r.hashrate_ths:.2f}" if r else "-",
                       f"{r.power_w:.0f}" if r and r.power_w is not None else "-",
                       f"{r.efficiency_j_per_th:.1f}" if r and r.efficiency_j_per_th else "-",
                       f"{r.max_chip_temp_c:.0f}" if r and r.max_chip_temp_c is not None else "-",
                       st.error or "")
         console.print(t)
+
+
+def _device_id(store: FarmStore, ref: str) -> str:
+    """The id of the device `ref` names (its id, IP or IP:port), or a usage error saying why not."""
+    try:
+        return resolve_device(ref, store.devices())
+    except DeviceLookupError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 @app.command()
@@ -524,7 +586,7 @@ def label(device: str, site: str = "", rack: str = "", position: str = "", db: s
 
     with _store(db) as store:
         try:
-            store.set_labels(device, Labels(site, rack, position))
+            store.set_labels(_device_id(store, device), Labels(site, rack, position))
         except FarmStoreError as exc:
             raise typer.BadParameter(str(exc)) from exc
 
@@ -534,17 +596,14 @@ def forget(device: str, db: str = DbOpt) -> None:
     """Remove a device from the inventory (a re-scan that finds it again adds it back)."""
 
     with _store(db) as store:
-        try:
-            store.device(device)
-        except FarmStoreError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        store.remove_device(device)
+        store.remove_device(_device_id(store, device))
 
 
-def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]
-
+def _act(db: str, device: str, fn) -> None:  # type: ignore[no-untyped-def]
+    """Run the action `fn(service, device_id)` on the device `device` names (its id, IP or IP:port)."""
     with _store(db) as store:
-        res = asyncio.run(fn(ActionService(AsyncFarmStore(store), default_drivers())))
+        device_id = _device_id(store, device)
+        res = asyncio.run(fn(ActionService(AsyncFarmStore(store), default_drivers()), device_id))
     console.print(f"{res.action} {res.device_id}: {'ok' if res.ok else 'FAILED: ' + str(res.error)} (audit #{res.audit_id})")
     if not res.ok:
         raise typer.Exit(1)
@@ -552,34 +611,34 @@ def _act(db: str, fn) -> None:  # type: ignore[no-untyped-def]
 
 @app.command()
 def reboot(device: str, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
-    """Reboot a device (audited)."""
-    _act(db, lambda svc: svc.reboot(device, actor, auth="cli"))
+    """Reboot a device (audited). DEVICE: its id, IP, or IP:port."""
+    _act(db, device, lambda svc, dev: svc.reboot(dev, actor, auth="cli"))
 
 
 @app.command("switch-pool")
 def switch_pool(device: str, index: int, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
-    """Switch a device to its pool number INDEX (audited)."""
-    _act(db, lambda svc: svc.switch_pool(device, index, actor, auth="cli"))
+    """Switch a device (its id, IP, or IP:port) to its pool number INDEX (audited)."""
+    _act(db, device, lambda svc, dev: svc.switch_pool(dev, index, actor, auth="cli"))
 
 
 @app.command("set-pools")
 def set_pools(device: str, pools: list[str] = typer.Argument(..., help="URL,USER[,PASS] per pool."),
               actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
-    """Replace a device's pool list (audited)."""
+    """Replace a device's pool list (audited). DEVICE: its id, IP, or IP:port."""
 
     try:
         specs = [PoolSpec(*p.split(",", 2)) for p in pools]
     except (DriverError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    _act(db, lambda svc: svc.set_pools(device, specs, actor, auth="cli"))
+    _act(db, device, lambda svc, dev: svc.set_pools(dev, specs, actor, auth="cli"))
 
 
 @app.command()
 def audit(db: str = DbOpt, device: str | None = None) -> None:
-    """The action audit log."""
+    """The action audit log (of one device with --device: its id, IP, or IP:port)."""
     with _store(db) as store:
         t = Table("id", "time", "actor", "device", "action", "params", "outcome", "error")
-        for a in store.audit_log(device):
+        for a in store.audit_log(_device_id(store, device) if device is not None else None):
             t.add_row(str(a.id), time.strftime("%H:%M:%S", time.localtime(a.time)), a.actor, a.device_id,
                       a.action, str(a.params), a.outcome, a.error or "")
         console.print(t)

@@ -66,7 +66,9 @@ def run(
     network: str = typer.Option(DEFAULT_NETWORK, help="Loopback network the device addresses come from."),
     api_port: int = typer.Option(4028, help="cgminer API port (pyasic and farm tools assume 4028)."),
     web_port: int = typer.Option(80, help="Web UI / AxeOS port (pyasic assumes 80)."),
-    bind: str = typer.Option("shared", help="shared (one socket per port, scales) or per-device."),
+    bind: str = typer.Option("auto", help="auto (per-device up to 400 devices on fixed ports, else shared), "
+                             "shared (one wildcard socket per port, scales to 24,000) or per-device (one per "
+                             "device address: runs beside other simulators on other networks)."),
     speed: float = typer.Option(1.0, help="Simulated seconds per real second."),
     failure_speedup: float = typer.Option(1.0, help="Multiply every failure rate (demos: 1000+)."),
     ambient: float = typer.Option(25.0, help="Base intake air temperature, °C."),
@@ -84,8 +86,8 @@ def run(
     ),
 ) -> None:
     """Serve the simulated fleet until Ctrl-C."""
-    if bind not in ("shared", "per-device"):
-        raise typer.BadParameter("--bind is shared or per-device")
+    if bind not in ("auto", "shared", "per-device"):
+        raise typer.BadParameter("--bind is auto, shared or per-device")
     clock = SimClock(speed=speed)
     header: dict[str, Any] = {
         "count": count,
@@ -197,7 +199,7 @@ async def _serve(
     api_bound, web_bound = server.bound_ports()
     typer.echo(
         f"serving {len(fleet)} simulated devices {first} … {last} (api :{api_bound}, web :{web_bound}, "
-        f"{bind} bind)"
+        f"{server.bind} bind)"
     )
     bridge = None
     if mine > 0:

@@ -26,7 +26,7 @@ from datetime import datetime
 
 import httpx
 
-from pithead.farm.model import FarmError
+from pithead.farm.model import DeviceState, FarmError, Reading
 from pithead.farm.store import DeviceStatus
 
 SECONDS_PER_DAY = 86_400
@@ -239,12 +239,25 @@ class EnergyReport:
     devices: tuple[EnergyLine, ...]
 
 
-def _line(key: str, sts: Sequence[DeviceStatus], price: float, hashprice: float | None) -> EnergyLine:
+def counted_reading(st: DeviceStatus, now: float | None = None, max_age_s: float | None = None) -> Reading | None:
+    """The reading a total may count: the last poll's, of a device that answered it (state OK), and with
+    `max_age_s`, no older than that at `now`. A failing device keeps its last good reading in its status
+    (to show what it last said), but it is not hashing now, so no sum may count it."""
+    r = st.reading
+    if r is None or st.state is not DeviceState.OK:
+        return None
+    if max_age_s is not None and now is not None and st.time < now - max_age_s:
+        return None
+    return r
+
+
+def _line(key: str, sts: Sequence[DeviceStatus], price: float, hashprice: float | None,
+          now: float | None = None, max_age_s: float | None = None) -> EnergyLine:
     hashrate = power = metered = 0.0
     hashing = metered_n = 0
     for st in sts:
-        r = st.reading
-        if r is None or st.state.value != "ok":
+        r = counted_reading(st, now, max_age_s)
+        if r is None:
             continue
         hashrate += r.hashrate_ths
         hashing += r.hashrate_ths > 0
@@ -263,8 +276,9 @@ def _line(key: str, sts: Sequence[DeviceStatus], price: float, hashprice: float 
 
 
 def energy_report(statuses: Sequence[DeviceStatus], now: float, price_per_mwh: float,
-                  hashprice: float | None = None) -> EnergyReport:
-    """Power, J/TH, cost and revenue per device, rack (site/rack) and site from latest statuses."""
+                  hashprice: float | None = None, max_age_s: float | None = None) -> EnergyReport:
+    """Power, J/TH, cost and revenue per device, rack (site/rack) and site from latest statuses; with
+    `max_age_s`, a reading older than that at `now` is not counted (see `counted_reading`)."""
     sites: dict[str, list[DeviceStatus]] = {}
     racks: dict[str, list[DeviceStatus]] = {}
     for st in statuses:
@@ -273,8 +287,8 @@ def energy_report(statuses: Sequence[DeviceStatus], now: float, price_per_mwh: f
         racks.setdefault(f"{lab.site or '-'}/{lab.rack or '-'}", []).append(st)
     return EnergyReport(
         time=now, price_per_mwh=price_per_mwh, hashprice=hashprice,
-        fleet=_line("fleet", statuses, price_per_mwh, hashprice),
-        sites=tuple(_line(k, v, price_per_mwh, hashprice) for k, v in sorted(sites.items())),
-        racks=tuple(_line(k, v, price_per_mwh, hashprice) for k, v in sorted(racks.items())),
-        devices=tuple(_line(st.device.id, [st], price_per_mwh, hashprice) for st in statuses),
+        fleet=_line("fleet", statuses, price_per_mwh, hashprice, now, max_age_s),
+        sites=tuple(_line(k, v, price_per_mwh, hashprice, now, max_age_s) for k, v in sorted(sites.items())),
+        racks=tuple(_line(k, v, price_per_mwh, hashprice, now, max_age_s) for k, v in sorted(racks.items())),
+        devices=tuple(_line(st.device.id, [st], price_per_mwh, hashprice, now, max_age_s) for st in statuses),
     )

@@ -14,8 +14,16 @@ it in the first place. Descriptors are then spent only on live connections, whic
 a TCP reset, which clients see as they would a closed port.
 
 The **per-device** bind mode (one listener per device address and port) exists for small fleets that
-must coexist with other listeners on the same ports (tests running next to another service on
-0.0.0.0:80): it refuses connections exactly like real hardware, at the cost of descriptors.
+must coexist with other listeners on the same ports (another simulator on another `--network`, tests
+running next to another service on 0.0.0.0:80): it refuses connections exactly like real hardware, at the
+cost of descriptors.
+
+The default, **auto**, picks per-device for fleets of up to `AUTO_PER_DEVICE_MAX` devices on fixed ports
+and shared otherwise (and always for port 0, which only a single wildcard listener can share): a small
+simulator then occupies ports 4028 and 80 only on its own network's addresses, so two simulators on
+different `--network`s run side by side, while 24,000 devices still cost two descriptors. A listener that
+cannot bind says which address and port, what it is for, and why (a wildcard listener blocks the port on
+every loopback address).
 
 Protocol handling: the cgminer API is one request per connection (the reply ends with NUL, then the
 server closes; Antminers and Whatsminers listen there), the web UIs are HTTP/1.1 with keep-alive;
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -63,10 +72,14 @@ HTTP_IDLE_TIMEOUT_S = 10.0
 MAX_PER_DEVICE_DEVICES = 4000
 # Listen backlog: the kernel queue of not-yet-accepted connections when a poller bursts.
 LISTEN_BACKLOG = 4096
+# The auto bind mode listens per device up to this many devices: at most 2 x 400 listeners, under the
+# usual soft limit of 1024 open files, so a `pithead farm sim run` of a few hundred devices never binds
+# ports 4028 and 80 on addresses outside its own network.
+AUTO_PER_DEVICE_MAX = 400
 
 log = logging.getLogger(__name__)
 
-BindMode = Literal["shared", "per-device"]
+BindMode = Literal["auto", "shared", "per-device"]
 # Makes that answer on the cgminer API port (a Bitaxe has nothing listening there).
 API_FAMILIES = frozenset(family for family, s in SURFACES.items() if s.api is not None)
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
@@ -288,13 +301,13 @@ class FleetServer:
         *,
         api_port: int = cg.PORT,
         web_port: int = 80,
-        bind: BindMode = "shared",
+        bind: BindMode = "auto",
         digest_secret: bytes | None = None,
     ) -> None:
         self.fleet = fleet
         self.api_port = api_port
         self.web_port = web_port
-        self.bind = bind
+        self.bind: Literal["shared", "per-device"] = resolve_bind(bind, len(fleet), api_port, web_port)
         self.stats = ServeStats()
         self.digest = DigestAuthority(aw.REALM, aw.DEFAULT_USER, aw.DEFAULT_PASSWORD, digest_secret)
         self._servers: list[asyncio.AbstractServer] = []
@@ -303,8 +316,9 @@ class FleetServer:
         loop = asyncio.get_running_loop()
         try:
             if self.bind == "shared":
-                for port, factory in ((self.api_port, CgminerProtocol), (self.web_port, HttpProtocol)):
-                    sock = _shared_listener(port)
+                for port, factory, what in ((self.api_port, CgminerProtocol, "cgminer API"),
+                                            (self.web_port, HttpProtocol, "web")):
+                    sock = _shared_listener(port, what)
                     self._servers.append(await loop.create_server(lambda f=factory: f(self), sock=sock))  # type: ignore[misc]
             else:
                 if len(self.fleet) > MAX_PER_DEVICE_DEVICES:
@@ -312,21 +326,21 @@ class FleetServer:
                         f"per-device binding is limited to {MAX_PER_DEVICE_DEVICES} devices; use shared"
                     )
                 for dev in self.fleet:
+                    listeners: list[tuple[int, type[_Base], str]] = [(self.web_port, HttpProtocol, "web")]
                     if dev.spec.family in API_FAMILIES:
-                        self._servers.append(
-                            await loop.create_server(
-                                lambda: CgminerProtocol(self),
-                                dev.ip,
-                                self.api_port,
-                                reuse_address=True,
-                                backlog=128,
+                        listeners.insert(0, (self.api_port, CgminerProtocol, "cgminer API"))
+                    for port, proto, what in listeners:
+                        try:
+                            server = await loop.create_server(
+                                lambda f=proto: f(self),  # type: ignore[misc]
+                                dev.ip, port, reuse_address=True, backlog=128,
                             )
-                        )
-                    self._servers.append(
-                        await loop.create_server(
-                            lambda: HttpProtocol(self), dev.ip, self.web_port, reuse_address=True, backlog=128
-                        )
-                    )
+                        except OSError as exc:
+                            raise SimServerError(_bind_error(dev.ip, port, what, exc)) from exc
+                        self._servers.append(server)
+        except SimServerError:
+            await self.close()
+            raise
         except OSError as exc:
             await self.close()
             raise SimServerError(f"cannot listen: {exc}") from exc
@@ -355,7 +369,33 @@ class FleetServer:
         await self.close()
 
 
-def _shared_listener(port: int) -> socket.socket:
+def resolve_bind(bind: BindMode, devices: int, api_port: int, web_port: int) -> Literal["shared", "per-device"]:
+    """The bind mode `auto` stands for (see the module docstring); the others as they are."""
+    if bind != "auto":
+        return bind
+    if devices <= AUTO_PER_DEVICE_MAX and api_port != 0 and web_port != 0:
+        return "per-device"
+    return "shared"
+
+
+def _bind_error(host: str, port: int, what: str, exc: OSError) -> str:
+    """Which port, on which address, for what, and why it could not be had."""
+    where = "every address (the shared bind mode's wildcard listener)" if host == "0.0.0.0" else host
+    line = f"cannot listen on {host}:{port}, the {what} port, on {where}: {exc.strerror or exc}"
+    if exc.errno == errno.EADDRINUSE:
+        if host == "0.0.0.0":
+            line += (f". Something already listens on port {port} (another simulator or service, on any "
+                     "address); the shared bind mode needs the port on every loopback address. Use --bind "
+                     f"per-device (up to {MAX_PER_DEVICE_DEVICES} devices), or other --api-port/--web-port")
+        else:
+            line += (f". Something already listens on port {port} there, or on every address (a simulator in "
+                     "shared bind mode, or another service); stop it, or choose other --api-port/--web-port")
+    elif exc.errno == errno.EACCES:
+        line += f". Port {port} is privileged: run as root, or choose a port above 1023"
+    return line
+
+
+def _shared_listener(port: int, what: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -363,10 +403,13 @@ def _shared_listener(port: int) -> socket.socket:
         # getsockname() check in _accept is the guard either way.
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
-        sock.bind(("0.0.0.0", port))
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise SimServerError(_bind_error("0.0.0.0", port, what, exc)) from exc
         sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
-    except OSError:
+    except (OSError, SimServerError):
         sock.close()
         raise
     return sock

@@ -1,9 +1,11 @@
-"""The farm's HTTP surface: a FastAPI `APIRouter` (JSON endpoints) plus one self-contained HTML page.
+"""The farm's HTTP surface: a FastAPI `APIRouter` (JSON endpoints) plus the farm page.
 
 `service_router(service)` returns the router over a running `FarmService` (its store, actions, ingest,
 prices and token settings) with prefix `/farm`, for the main web app to mount; `make_router(store, ...)`
 builds the same from the parts:
-- GET  /farm/                              the page: rack map with status colours, alerts, energy
+- GET  /farm/                              the page: fleet, rack map, device table, alerts, energy, and a
+                                           device page per device with its charts, audit and action buttons
+                                           (the page, its table and device endpoints: `pithead.web.farm_page`)
 - GET  /farm/api/devices                   latest status per device (filters site/rack/state, offset/limit)
 - GET  /farm/api/devices/{id}/history      raw readings since `since` (UNIX seconds)
 - GET  /farm/api/racks                     the rack map: site -> rack -> positions with a status colour
@@ -15,6 +17,8 @@ builds the same from the parts:
 - POST /farm/api/devices/{id}/reboot       audited actions (JSON body: actor, and index / pools)
 - POST /farm/api/devices/{id}/switch-pool
 - POST /farm/api/devices/{id}/pools
+- POST /farm/api/devices/{id}/sleep        stop hashing / hash again (the audited action curtailment uses)
+- POST /farm/api/devices/{id}/wake
 - POST /farm/api/ingest                    a batch of readings and inventory from a collector (`pithead farm
                                            collect`; format and validation in `pithead.farm.ingest`); a write,
                                            so guarded exactly like the actions
@@ -42,8 +46,9 @@ Authorisation comes first: an unauthorised caller gets 401/403 whatever its body
 Each action is audited with the body's `actor` (a name the caller chooses) and, in its params, `auth`:
 "token" or "loopback", what actually let it through.
 
-The page has no external assets (no CDN): inline CSS and a small script that polls the JSON endpoints.
-It only reads (it has no action buttons), so it works the same with or without a token.
+The page has no external assets (no CDN): static files in `web/static/farm/` and the vendored chart
+library. Its action buttons send the token the operator typed into it (kept in sessionStorage) as the
+bearer header; with no token configured they work on loopback connections only, like every caller.
 Every store read runs on the store's own thread (`AsyncFarmStore.call`), together with the work of
 turning 24,000 statuses into JSON rows, so a dashboard refresh never holds the event loop.
 This module is NOT the main web app and holds no policy of its own beyond who may act: it reads the
@@ -64,7 +69,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -73,10 +77,12 @@ from pithead.farm.central import IngestService
 from pithead.farm.drivers.base import DriverError, PoolSpec
 from pithead.farm.energy import EnergyLine, PriceSchedule, energy_report
 from pithead.farm.ingest import MAX_BODY_BYTES, IngestError
-from pithead.farm.model import ERROR_STATES, DeviceState, FarmError
-from pithead.farm.service import FarmService
+from pithead.farm.model import FarmError
+from pithead.farm.service import STALE_INTERVALS, FarmService
 from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmStoreError
 from pithead.farm.store_async import AsyncFarmStore
+from pithead.web.farm_page import COLOURS as COLOURS  # re-exported: the page's colours, as before
+from pithead.web.farm_page import add_page_routes, alerted, colour_of, racks_json
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
@@ -85,9 +91,6 @@ MAX_HISTORY_SPAN_S = 7 * 86_400.0
 MAX_DEVICE_ROWS = 5000
 # Rollup rows per response: a day of 5-min buckets for ~30 devices, or a month of hourly ones for one.
 MAX_ROLLUP_ROWS = 10_000
-
-# Status colours of the rack map (also the legend on the page).
-COLOURS = {"ok": "#2e9d4f", "alert": "#e0a100", "error": "#c8312b", "curtailed": "#3a6fd8", "unknown": "#888888"}
 
 # ---- who may act ----------------------------------------------------------------------------------
 # The environment variable the shells read the action token from (it overrides the config file).
@@ -230,16 +233,6 @@ class SetPoolsBody(ActionBody):
     pools: list[PoolBody] = Field(min_length=1, max_length=3)
 
 
-def colour_of(st: DeviceStatus, alerted: set[str]) -> str:
-    if st.state is DeviceState.CURTAILED:
-        return "curtailed"
-    if st.state in ERROR_STATES:
-        return "error"
-    if st.state is DeviceState.UNKNOWN:
-        return "unknown"
-    return "alert" if st.device.id in alerted else "ok"
-
-
 def _status_json(st: DeviceStatus, alerted: set[str]) -> dict[str, Any]:
     r = st.reading
     d = st.device
@@ -277,15 +270,19 @@ def service_router(service: FarmService, notes: Mapping[str, str] | None = None,
     if auth is None:
         auth = FarmAuth(load_token(environ=os.environ, config_token=service.cfg.api_token,
                                    config_token_file=service.cfg.api_token_file))
+    stale_after = service.cfg.stale_after_s or STALE_INTERVALS * service.cfg.poll_interval_s
     return make_router(service.store, service.actions, service.prices, service.hashprice, service.clock,
-                       notes=notes, auth=auth, ingest=service.ingest)
+                       notes=notes, auth=auth, ingest=service.ingest, stale_after_s=stale_after)
 
 
 def make_router(store: AsyncFarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
                 clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
-                auth: FarmAuth | None = None, ingest: IngestService | None = None) -> APIRouter:
+                auth: FarmAuth | None = None, ingest: IngestService | None = None,
+                stale_after_s: float | None = None) -> APIRouter:
     """`ingest` receives collectors' batches (default: a fresh `IngestService` over `store`).
+    `stale_after_s`: a good reading older than this is not counted in totals (the rack map's, the device
+    table's figures); None counts every reading of a device that answered its last poll.
     `notes` are labels the page shows beside the price and hashprice (keys "price", "hashprice"), e.g.
     `pithead up` marks its demo figures; without them the endpoint answers an empty object.
     `auth` says who may act (default: no token, so local requests only); this function reads no
@@ -306,16 +303,15 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
     def notes_endpoint() -> dict[str, str]:
         return page_notes
 
-    @router.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return PAGE
+    # ---- the page, the device table and the device page (read side: pithead.web.farm_page) ----------
+    add_page_routes(router, store, clock, token_required=gate.token is not None, stale_after_s=stale_after_s)
 
     @router.get("/api/devices")
     async def devices(site: str | None = None, rack: str | None = None, state: str | None = None,
                       offset: int = Query(0, ge=0), limit: int = Query(MAX_DEVICE_ROWS, ge=1, le=MAX_DEVICE_ROWS),
                       ) -> list[dict[str, Any]]:
         def rows(s: FarmStore) -> list[dict[str, Any]]:
-            al = _alerted(s)
+            al = alerted(s)
             sts = [st for st in s.statuses()
                    if (site is None or st.device.labels.site == site) and (rack is None or st.device.labels.rack == rack)
                    and (state is None or st.state.value == state)]
@@ -331,7 +327,7 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
 
     @router.get("/api/racks")
     async def racks() -> dict[str, Any]:
-        return await store.call(_racks_json)
+        return await store.call(racks_json, clock(), stale_after_s)
 
     @router.get("/api/alerts")
     async def alerts(all: bool = False, since: float = 0.0) -> list[dict[str, Any]]:
@@ -346,7 +342,7 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
         hp = hashprice() if hashprice is not None else None
 
         def report(s: FarmStore) -> dict[str, Any]:
-            rep = energy_report(s.statuses(), now, price, hp)
+            rep = energy_report(s.statuses(), now, price, hp, stale_after_s)
             return {"time": rep.time, "price_per_mwh": rep.price_per_mwh, "hashprice_per_th_day": rep.hashprice,
                     "fleet": _line_json(rep.fleet), "sites": [_line_json(x) for x in rep.sites],
                     "racks": [_line_json(x) for x in rep.racks],
@@ -408,6 +404,19 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
             raise HTTPException(422, str(exc)) from exc
         return _result_json(await svc.set_pools(device_id, specs, body.actor, auth=how))
 
+    # sleep / wake: the page's buttons (curtailment uses the same audited action)
+    @router.post("/api/devices/{device_id:path}/sleep", responses=refusals)
+    async def sleep(device_id: str, body: ActionBody, how: str = Depends(authorised)) -> dict[str, Any]:
+        svc = need_actions()
+        await known(device_id)
+        return _result_json(await svc.set_mining(device_id, False, body.actor, auth=how))
+
+    @router.post("/api/devices/{device_id:path}/wake", responses=refusals)
+    async def wake(device_id: str, body: ActionBody, how: str = Depends(authorised)) -> dict[str, Any]:
+        svc = need_actions()
+        await known(device_id)
+        return _result_json(await svc.set_mining(device_id, True, body.actor, auth=how))
+
     sink = ingest if ingest is not None else IngestService(store, clock)
     bad_batch: dict[int | str, dict[str, Any]] = {
         400: {"description": "not JSON / not gzip"}, 413: {"description": "too large"},
@@ -429,24 +438,6 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
     return router
 
 
-def _alerted(store: FarmStore) -> set[str]:
-    return {a.device_id for a in store.open_alerts()}
-
-
-def _racks_json(store: FarmStore) -> dict[str, Any]:
-    """The rack map: site -> rack -> the devices in it, with their status colours."""
-    al = _alerted(store)
-    sites: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for st in store.statuses():
-        lab = st.device.labels
-        sites.setdefault(lab.site or "-", {}).setdefault(lab.rack or "-", []).append({
-            "id": st.device.id, "position": lab.position, "state": st.state.value,
-            "colour": colour_of(st, al), "model": st.device.identity.model,
-            "hashrate_ths": st.reading.hashrate_ths if st.reading else None,
-        })
-    return {"colours": COLOURS, "sites": sites}
-
-
 async def _bounded_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it exceeds `limit` bytes (never read in full)."""
     declared = request.headers.get("content-length")
@@ -460,125 +451,3 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
             raise HTTPException(413, f"the body is larger than {limit} bytes; send smaller batches")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>pithead farm</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<style>
-:root{--bg:#0d1117;--panel:#151b24;--line:#222a36;--fg:#e6edf3;--dim:#9aa4b2;--btc:#f7931a;--ok:#10b981;--bad:#ef4444}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif}
-a{color:var(--btc);text-decoration:none}a:hover{text-decoration:underline}
-header{display:flex;gap:12px;align-items:center;padding:10px 18px;border-bottom:1px solid var(--line);
-background:var(--panel);flex-wrap:wrap}
-.brand{font-weight:700;font-size:18px;color:var(--fg)}.tag{color:var(--dim)}
-nav{display:flex;gap:14px}#status{margin-left:auto;color:var(--dim);font-size:12px}#status.bad{color:var(--bad)}
-main{padding:14px 18px;max-width:1400px;margin:0 auto}
-.panel{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:12px 16px;margin-bottom:14px;
-overflow-x:auto;min-width:0}
-h2{margin:0 0 10px;font-size:16px}h2 small{color:var(--dim);font-weight:400}
-.kv{display:flex;flex-wrap:wrap;gap:8px 28px}.kv div{display:flex;flex-direction:column}
-.kv span{color:var(--dim);font-size:12px}.kv b{font-size:15px}
-.line{color:var(--dim);margin:10px 0 6px}.line b{color:var(--fg);font-weight:600}
-.demo{display:inline-block;margin-left:6px;padding:0 6px;border:1px solid var(--btc);border-radius:10px;color:var(--btc);
-font-size:11px;font-weight:600;vertical-align:1px}
-.legend{display:flex;flex-wrap:wrap;gap:6px 18px;margin-bottom:12px;color:var(--dim)}
-.legend i{display:inline-block;width:12px;height:12px;border-radius:3px;margin-right:6px;vertical-align:-1px}
-.legend b{color:var(--fg);margin-left:4px}
-.site{margin-bottom:10px}.site-name{color:var(--dim);font-size:12px;margin-bottom:6px}
-.site-name b{color:var(--fg);font-size:14px}
-.racks{display:flex;flex-wrap:wrap;gap:10px}
-.rack{border:1px solid var(--line);border-radius:6px;padding:8px 10px;background:var(--bg);min-width:140px}
-.rack b{display:block;font-size:13px}.rack small{display:block;color:var(--dim);font-size:11px;margin-bottom:6px}
-.slots{display:grid;grid-template-columns:repeat(8,22px);gap:4px}
-.cell{display:block;width:22px;height:22px;border-radius:4px;box-shadow:inset 0 0 0 1px rgba(255,255,255,.12)}
-.cell:hover{outline:2px solid var(--fg)}
-table{border-collapse:collapse;width:100%}
-td,th{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);white-space:nowrap}
-th{color:var(--dim);font-weight:500;font-size:12px}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td.empty{color:var(--dim);font-style:italic}.sev-critical{color:var(--bad)}.sev-warning{color:var(--btc)}
-em{font-style:normal}.neg{color:var(--bad)}.pos{color:var(--ok)}
-.foot{color:var(--dim);text-align:center}
-</style></head><body>
-<header>
-  <a class="brand" href="/">pithead</a><span class="tag">farm</span>
-  <nav><a href="/">Dashboard</a><a href="/docs">API</a></nav>
-  <span id="status">loading…</span>
-</header>
-<main>
-<section class="panel"><h2>Fleet</h2><div class="kv" id="fleet"></div></section>
-<section class="panel"><h2>Rack map <small>hover a slot for its device</small></h2>
-<div class="legend" id="legend"></div><div id="racks">loading…</div></section>
-<section class="panel"><h2>Open alerts</h2><table id="alerts"></table></section>
-<section class="panel"><h2>Energy and profitability</h2><div class="line" id="energy"></div>
-<table id="energy-racks"></table></section>
-<p class="foot"><a href="/">Dashboard</a> · <a href="/docs">API (OpenAPI)</a></p>
-</main>
-<script>
-const base = location.pathname.replace(/\\/$/, "");
-const $ = id => document.getElementById(id);
-const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
-const num = (v, d=2) => v === null || v === undefined ? "–" : Number(v).toFixed(d);
-const signed = (v, d=2) => v === null || v === undefined ? "–"
-  : `<em class="${v < 0 ? "neg" : "pos"}">${num(v, d)}</em>`;
-let notes = null;  // optional labels a host app adds at api/notes (e.g. `pithead up` marks its demo prices)
-async function get(p){ const r = await fetch(base + p); if(!r.ok) throw new Error(p + " " + r.status); return r.json(); }
-function badge(text){ return text ? `<span class="demo" title="${esc(text)}">${esc(text.split(":")[0])}</span>` : ""; }
-function kv(label, value){ return `<div><span>${esc(label)}</span><b>${value}</b></div>`; }
-async function refresh(){
-  try {
-    const racks = await get("/api/racks");
-    const counts = {};
-    for (const rs of Object.values(racks.sites)) for (const cells of Object.values(rs))
-      for (const c of cells) counts[c.colour] = (counts[c.colour] || 0) + 1;
-    $("legend").innerHTML = Object.entries(racks.colours)
-      .map(([k,c]) => `<span><i style="background:${c}"></i>${esc(k)}<b>${counts[k] || 0}</b></span>`).join("");
-    let html = "";
-    for (const [site, rs] of Object.entries(racks.sites)) {
-      html += `<div class="site"><div class="site-name">site <b>${esc(site)}</b></div><div class="racks">`;
-      for (const [rack, cells] of Object.entries(rs)) {
-        const ths = cells.reduce((s, c) => s + (c.hashrate_ths || 0), 0);
-        html += `<div class="rack"><b>${esc(rack)} (${cells.length})</b><small>${num(ths, 1)} TH/s</small><div class="slots">`
-          + cells.map(c => `<span class="cell" title="${esc(c.position)} · ${esc(c.model)} · ${esc(c.state)} · ${num(c.hashrate_ths)} TH/s&#10;${esc(c.id)}" style="background:${racks.colours[c.colour]}"></span>`).join("")
-          + `</div></div>`;
-      }
-      html += `</div></div>`;
-    }
-    $("racks").innerHTML = html || '<span class="tag">no devices yet</span>';
-    const alerts = await get("/api/alerts");
-    $("alerts").innerHTML = "<tr><th>opened</th><th>severity</th><th>device</th><th>kind</th><th>message</th></tr>" +
-      (alerts.length ? alerts.map(a => `<tr><td>${new Date(a.opened_at*1000).toLocaleTimeString()}</td>
-        <td class="sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.device_id)}</td>
-        <td>${esc(a.kind)}</td><td>${esc(a.message)}</td></tr>`).join("")
-        : '<tr><td class="empty" colspan="5">no open alerts</td></tr>');
-    const e = await get("/api/energy");
-    const f = e.fleet;
-    $("fleet").innerHTML = kv("devices", `${f.hashing} hashing / ${f.devices}`) + kv("hashrate", `${num(f.hashrate_ths)} TH/s`)
-      + kv("power", `${num(f.power_w/1000)} kW`) + kv("efficiency", `${num(f.efficiency_j_per_th)} J/TH`)
-      + kv("cost / day", num(f.cost_per_day)) + kv("revenue / day", num(f.revenue_per_day))
-      + kv("profit / day", signed(f.profit_per_day)) + kv("open alerts", String(alerts.length));
-    $("energy").innerHTML =
-      `<b>price ${num(e.price_per_mwh)}/MWh</b>${badge(notes && notes.price)} ·
-       <b>hashprice ${num(e.hashprice_per_th_day, 4)}/TH/day</b>${badge(notes && notes.hashprice)} · over the
-       ${f.metered_devices} of ${f.devices} devices that report power`;
-    $("energy-racks").innerHTML = '<tr><th>rack</th><th class="num">devices</th><th class="num">TH/s</th>'
-      + '<th class="num">kW</th><th class="num">J/TH</th><th class="num">metered</th><th class="num">cost/day</th>'
-      + '<th class="num">revenue/day</th><th class="num">profit/day (metered)</th></tr>' +
-      (e.racks.length ? e.racks.map(r => `<tr><td>${esc(r.key)}</td><td class="num">${r.devices}</td>
-        <td class="num">${num(r.hashrate_ths)}</td><td class="num">${num(r.power_w/1000)}</td>
-        <td class="num">${num(r.efficiency_j_per_th)}</td><td class="num">${r.metered_devices}/${r.devices}</td>
-        <td class="num">${num(r.cost_per_day)}</td><td class="num">${num(r.revenue_per_day)}</td>
-        <td class="num">${signed(r.profit_per_day)}</td></tr>`).join("")
-        : '<tr><td class="empty" colspan="9">no racks yet</td></tr>');
-    $("status").className = ""; $("status").textContent = "updated " + new Date().toLocaleTimeString();
-  } catch (err) { $("status").className = "bad"; $("status").textContent = "error: " + err.message; }
-}
-async function start(){
-  try { const r = await fetch(base + "/api/notes"); if (r.ok) notes = await r.json(); } catch (err) { notes = null; }
-  refresh(); setInterval(refresh, 10000);
-}
-start();
-</script></body></html>
-"""
