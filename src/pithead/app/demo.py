@@ -237,7 +237,7 @@ async def _start_all(opts: UpOptions, cfg: config_mod.Config, running: Running, 
     if opts.miners > 0:
         _start_miners(opts, running)
     proxy = await _start_proxy(cfg, running, proxy_address)
-    farm_router = await _start_farm(opts, cfg, running, proxy, state)
+    farm_router = await _start_farm(opts, cfg, running, state, proxy)
     running.parts.append("farm")
 
     # --- web -------------------------------------------------------------------------------------
@@ -291,10 +291,10 @@ async def _start_proxy(cfg: config_mod.Config, running: Running, address: str) -
     return proxy
 
 
-async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running, proxy: FarmProxy,
-                      state: dict[str, Any]) -> Any:
-    """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage (its
-    devices configured to mine to `proxy`; the farm's share check asks the proxy).
+async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running, state: dict[str, Any],
+                      proxy: FarmProxy | None = None) -> Any:
+    """The fleet manager on `<data_dir>/farm.sqlite3`, its web router, and a simulated fleet to manage (with
+    a `proxy`: its devices configured to mine to it, and the farm's share check asks it).
 
     The simulated devices keep their ids (`cgminer://127.77.0.1:PORT`) from run to run: the fleet listens
     on the ports of the last run (kept in `up.json`) when they are free. Devices of an earlier run that
@@ -306,7 +306,7 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running,
     ports: dict[Any, tuple[int, ...]] | None = None
     wanted = opts.sim_devices if opts.sim_devices is not None else (cfg.farm.sim_devices or DEFAULT_SIM_DEVICES)
     if wanted > 0:
-        cidrs, ports = await _start_sim_fleet(wanted, running, proxy.stratum_url, state)
+        cidrs, ports = await _start_sim_fleet(wanted, running, proxy.stratum_url if proxy else None, state)
     served = {(host, port) for host in cidrs for each in (ports or {}).values() for port in each}
     forgotten = await asyncio.to_thread(forget_stale_sim_devices, farm_store, served)
     if forgotten:
@@ -317,8 +317,10 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running,
         prices=PriceSchedule.flat(DEMO_PRICE_PER_MWH),
     )
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
-    shares = ProxyShareActivity(proxy)  # "hashing but no shares", for the machines behind the proxy
-    running.spawn("proxy share snapshot", shares.run())
+    shares = None
+    if proxy is not None:  # "hashing but no shares", for the machines behind the proxy
+        shares = ProxyShareActivity(proxy)
+        running.spawn("proxy share snapshot", shares.run())
     # The simulated Antminers serve their stock web interface (where sleep/wake go) on the fleet's web port.
     web_port = (ports or {}).get(DriverKind.AXEOS, ())
     drivers = default_drivers(antminer_web_port=web_port[0]) if web_port else None
@@ -348,7 +350,7 @@ def forget_stale_sim_devices(store: FarmStore, served: set[tuple[str, int]]) -> 
     return len(stale)
 
 
-async def _start_sim_fleet(count: int, running: Running, proxy_url: str,
+async def _start_sim_fleet(count: int, running: Running, proxy_url: str | None,
                            state: dict[str, Any]) -> tuple[tuple[str, ...], dict[Any, tuple[int, ...]]]:
     """Serve `count` simulated devices on loopback, configured to mine to `proxy_url` (worker
     `sim.<hostname>`), SIM_MINING_FRACTION of them (at least one) really mining there; returns the addresses
@@ -359,7 +361,7 @@ async def _start_sim_fleet(count: int, running: Running, proxy_url: str,
     their ids; otherwise (another pithead holds them, or the first run) free ports, remembered for next time.
     """
     fleet = Fleet.build(count, SIM_MIX, seed=SIM_SEED, network=SIM_NETWORK, clock=SimClock(),
-                        pools=(PoolConf(proxy_url, "sim"),))
+                        pools=(PoolConf(proxy_url, "sim"),) if proxy_url else None)
     last = state.get("sim_ports")
     tries: list[tuple[int, int]] = [(0, 0)]
     if (isinstance(last, list) and len(last) == 2 and all(isinstance(p, int) and 0 < p < 65536 for p in last)):
@@ -378,12 +380,13 @@ async def _start_sim_fleet(count: int, running: Running, proxy_url: str,
     running.on_stop("simulated fleet", server.close)
     running.parts.append("simulated fleet")
     running.fleet = fleet
-    mining = fleet.devices[: max(1, round(len(fleet) * SIM_MINING_FRACTION))]
-    bridge = MiningBridge(fleet, mining, share_difficulty=DEMO_PROXY_DIFFICULTY)
-    await bridge.start()
-    running.on_stop("simulated mining", bridge.close)
-    running.parts.append("simulated mining")
-    running.sim_mining = bridge
+    if proxy_url:  # part of the fleet really mines, through the proxy
+        mining = fleet.devices[: max(1, round(len(fleet) * SIM_MINING_FRACTION))]
+        bridge = MiningBridge(fleet, mining, share_difficulty=DEMO_PROXY_DIFFICULTY)
+        await bridge.start()
+        running.on_stop("simulated mining", bridge.close)
+        running.parts.append("simulated mining")
+        running.sim_mining = bridge
     api_port, web_port = server.bound_ports()
     state["sim_ports"] = [api_port, web_port]
     return tuple(d.ip for d in fleet), {DriverKind.CGMINER: (api_port,), DriverKind.AXEOS: (web_port,)}
