@@ -158,7 +158,8 @@ class PowerPolicy:
     # Coming back up, add at most this much load per step (None: up to the budget at once). Going down is
     # never limited: a grid program asks for the reduction now.
     max_step_up_w: float | None = None
-    # Do not raise unless the headroom under the budget exceeds this (no chasing noise around the budget).
+    # Do not raise unless the headroom under the budget exceeds this, and shed to half of it under the
+    # budget (no chasing noise around the budget: fans, PSU losses and 5 s figures wobble by ~1 %).
     deadband_w: float = 200.0
 
     def __post_init__(self) -> None:
@@ -223,14 +224,14 @@ def plan_power(machines: Sequence[PowerMachine], budget_kw: float | None, policy
     site = sum(_draw(m) for m in machines)
     budget = None if budget_kw is None else budget_kw * 1000.0
     if budget is not None and site > budget:
-        return _shed(machines, site, budget, policy)
+        return _shed(machines, site, budget, budget - policy.deadband_w / 2, policy)
     headroom = math.inf if budget is None else budget - site
     if headroom <= policy.deadband_w:
         return PowerPlan((), site, site, budget, f"site {site / 1000:.1f} kW within the budget's dead band: hold")
     return _restore(machines, site, budget, headroom, policy)
 
 
-def _shed(machines: Sequence[PowerMachine], site: float, budget: float, p: PowerPolicy) -> PowerPlan:
+def _shed(machines: Sequence[PowerMachine], site: float, budget: float, aim: float, p: PowerPolicy) -> PowerPlan:
     # (cost in TH/s per W, tie-break, machine, kind)
     moves: list[tuple[float, float, str, PowerMachine, str]] = []
     for m in machines:
@@ -248,7 +249,7 @@ def _shed(machines: Sequence[PowerMachine], site: float, budget: float, p: Power
         if floor > m.idle_w:
             moves.append((ths_floor / (floor - m.idle_w), -eff, m.device_id, m, "sleep"))
     moves.sort(key=lambda x: (x[0], x[1], x[2], x[4]))
-    need = site - budget
+    need = site - max(aim, 0.0)
     steps: dict[str, PowerStep] = {}
     for _cost, _eff, dev, m, kind in moves:
         if need <= 0:
@@ -265,8 +266,24 @@ def _shed(machines: Sequence[PowerMachine], site: float, budget: float, p: Power
         else:
             steps[dev] = PowerStep(dev, "sleep", steps[dev].watts if dev in steps else _level(m), m.idle_w)
             need -= now - m.idle_w
+    # The last move usually overshoots (a unit that can only sleep sheds 3 kW at once): hand the surplus
+    # back to the units lowered in this plan, most efficient first, within their range and their draw now.
+    surplus = -need
+    by_id = {m.device_id: m for m in machines}
+    lowered = sorted((s for s in steps.values() if s.action == "set"),
+                     key=lambda s: (_draw(by_id[s.device_id]) / max(_ths(by_id[s.device_id], p), 1e-12), s.device_id))
+    for s in lowered:
+        if surplus <= 0:
+            break
+        m = by_id[s.device_id]
+        up = m.capability.settable(min(_draw(m), s.watts + surplus))
+        if up is not None and up > s.watts:
+            steps[s.device_id] = PowerStep(s.device_id, "set", up, up)
+            surplus -= up - s.watts
+    for dev in [d for d, s in steps.items() if s.action == "set" and s.watts >= _level(by_id[d])]:
+        del steps[dev]  # handed all the way back: no change
     planned = site - sum(_draw(m) - steps[m.device_id].expected_w for m in machines if m.device_id in steps)
-    short = " (cannot reach it: every machine asleep or at its floor)" if need > 0 else ""
+    short = " (cannot reach it: every machine asleep or at its floor)" if planned > budget else ""
     return PowerPlan(tuple(steps.values()), site, planned, budget,
                      f"site {site / 1000:.1f} kW over the budget {budget / 1000:.1f} kW: shed "
                      f"{(site - planned) / 1000:.1f} kW{short}")
