@@ -77,6 +77,7 @@ from pithead.farm.model import ERROR_STATES, DeviceState, FarmError
 from pithead.farm.service import FarmService
 from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmStoreError
 from pithead.farm.store_async import AsyncFarmStore
+from pithead.web.farm_power import add_power_routes
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
@@ -407,6 +408,8 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
         except DriverError as exc:
             raise HTTPException(422, str(exc)) from exc
         return _result_json(await svc.set_pools(device_id, specs, body.actor, auth=how))
+
+    add_power_routes(router, actions, authorised, known, refusals)  # power targets and site power (web.farm_power)
 
     sink = ingest if ingest is not None else IngestService(store, clock)
     bad_batch: dict[int | str, dict[str, Any]] = {
