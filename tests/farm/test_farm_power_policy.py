@@ -32,7 +32,7 @@ def stock(dev: str, watts: float, j_per_th: float | None = None, **kw: object) -
 
 def test_lowers_least_efficient_first_and_sleeps_nothing_while_ranges_remain() -> None:
     ms = [tunable("a-s21", 3500, 17.5), tunable("b-m30s", 3344, 38.0), tunable("c-m50", 3422, 29.0)]
-    plan = plan_power(ms, (3500 + 3344 + 3422 - 1500) / 1000, PowerPolicy(deadband_w=0.0))
+    plan = plan_power(ms, (3500 + 3344 + 3422 - 1500) / 1000, PowerPolicy(deadband_w=0.0, margin_fraction=0.0))
     # 1500 W: the M30S (38 J/TH) goes to its floor (1338 W shed), the M50 gives the rest
     assert [(s.device_id, s.action, s.watts) for s in plan.steps] == [
         ("b-m30s", "set", 2006.0), ("c-m50", "set", 3422.0 - 162.0)]
@@ -54,7 +54,7 @@ def test_a_stock_unit_sleeps_when_that_costs_less_hashrate_per_watt() -> None:
     # lowering the M30S (38 J/TH): 0.78/38 TH per W; sleeping the stock S19 (34 J/TH): ~1/34; lowering the
     # S21 (17.5 J/TH): 0.78/17.5. So: M30S down first, then the S19 to sleep, then the S21.
     ms = [tunable("s21", 3500, 17.5), stock("s19", 3250, 34.0), tunable("m30s", 3344, 38.0)]
-    plan = plan_power(ms, (3500 + 3250 + 3344 - 1338 - 3000) / 1000, PowerPolicy(deadband_w=0.0))
+    plan = plan_power(ms, (3500 + 3250 + 3344 - 1338 - 3000) / 1000, PowerPolicy(deadband_w=0.0, margin_fraction=0.0))
     assert [(s.device_id, s.action) for s in plan.steps] == [("m30s", "set"), ("s19", "sleep")]
     # a stock unit reporting no power counts at its nameplate and the policy's stand-in efficiency
     plan2 = plan_power([stock("s19", 3250)], 1.0, PowerPolicy())

@@ -161,8 +161,13 @@ class PowerPolicy:
     # Do not raise unless the headroom under the budget exceeds this, and shed to half of it under the
     # budget (no chasing noise around the budget: fans, PSU losses and 5 s figures wobble by ~1 %).
     deadband_w: float = 200.0
+    # ... or this fraction of the budget, whichever is more: machines that report no power are counted at
+    # their nameplate, which real units (and their fans) miss by a percent or two.
+    margin_fraction: float = 0.01
 
     def __post_init__(self) -> None:
+        if not 0 <= self.margin_fraction < 0.5:
+            raise CurtailmentError("margin_fraction must be in [0, 0.5)")
         if not 0 < self.curve_k <= 1 or self.max_changes_per_step < 1 or self.deadband_w < 0:
             raise CurtailmentError("curve_k must be in (0, 1], max_changes_per_step >= 1, deadband_w >= 0")
         if self.max_step_up_w is not None and self.max_step_up_w <= 0:
@@ -216,19 +221,21 @@ def plan_power(machines: Sequence[PowerMachine], budget_kw: float | None, policy
     stock unit that can only sleep goes down when sleeping it costs less hashrate per watt than lowering a
     more efficient one. The last lowering is partial: the highest level that still meets the budget.
 
-    Under the budget by more than the dead band, come back up, most hashrate per watt first (waking the
+    Shedding aims a margin under the budget (half the dead band, or `margin_fraction` of the budget);
+    under the budget by more than twice that, come back up, most hashrate per watt first (waking the
     most efficient sleeping machines, raising levels), never past the budget and at most
     `max_step_up_w` per step. Ties are broken by device id, so the plan is deterministic."""
     if budget_kw is not None and (not math.isfinite(budget_kw) or budget_kw < 0):
         raise CurtailmentError(f"bad power budget {budget_kw!r} kW")
     site = sum(_draw(m) for m in machines)
     budget = None if budget_kw is None else budget_kw * 1000.0
+    margin = max(policy.deadband_w / 2, policy.margin_fraction * (budget or 0.0))
     if budget is not None and site > budget:
-        return _shed(machines, site, budget, budget - policy.deadband_w / 2, policy)
+        return _shed(machines, site, budget, budget - margin, policy)
     headroom = math.inf if budget is None else budget - site
-    if headroom <= policy.deadband_w:
+    if headroom <= 2 * margin:
         return PowerPlan((), site, site, budget, f"site {site / 1000:.1f} kW within the budget's dead band: hold")
-    return _restore(machines, site, budget, headroom, policy)
+    return _restore(machines, site, budget, headroom - margin, policy)
 
 
 def _shed(machines: Sequence[PowerMachine], site: float, budget: float, aim: float, p: PowerPolicy) -> PowerPlan:
