@@ -232,3 +232,30 @@ async def test_bring_to_refuses_bad_requests() -> None:
     finally:
         store.close()
         await srv.close()
+
+
+async def test_pyasic_set_power_limit_on_simulated_luxos(subnet: str) -> None:
+    """pyasic 0.79 identifies the simulated LuxOS unit (socket probe: LUXminer), reads it and its config
+    (profiles as presets), and its `set_power_limit` picks the highest profile at or below, through its own
+    session handling; our pyasic driver offers the profiles as levels."""
+    fleet, srv = await _serve(subnet, "s19jpro-lux:1", 1)
+    try:
+        dev = next(iter(fleet))
+        miner = await pyasic.get_miner(dev.ip)
+        assert miner is not None and "LUXMiner" in type(miner).__name__
+        data = await miner.get_data()
+        assert data.wattage == round(fleet.snapshot(dev.ip).power_w)
+        cfg = await miner.get_config()
+        assert cfg.mining_mode.active_preset.name == "default"  # type: ignore[union-attr]
+        assert await miner.set_power_limit(2500) is True
+        assert fleet.device(dev.ip).op_next.label == "445MHz"
+        fleet.sessions.clear()  # pyasic keeps its session open; LuxOS would expire it after a minute
+        drivers = default_drivers()
+        addr = DeviceAddress(dev.ip, 4028, DriverKind.PYASIC)
+        cap = await drivers[DriverKind.PYASIC].power_capability(addr)
+        assert cap.mechanism is PowerMechanism.PROFILE and cap.max_w == 3068.0 and len(cap.levels) == 17
+        target = await drivers[DriverKind.PYASIC].set_power(addr, 2000.0)
+        assert (target.level, target.expected_w) == ("370MHz", 1871.0)
+        assert fleet.device(dev.ip).op_next.label == "370MHz"
+    finally:
+        await srv.close()

@@ -13,13 +13,15 @@ privileged API. `switch_pool` is not in pyasic's common interface (UnsupportedAc
 
 Power: pyasic's `set_power_limit(watts)` for the makes whose class implements it (Whatsminer v2:
 `adjust_power_limit` through the token flow; v3; Braiins OS: power target; LuxOS and Vnish: the highest
-preset at or below; Auradine; Avalon work levels). pyasic reports no range, so the capability is
-nameplate (or the limit/draw the unit reports) down to `MIN_LIMIT_FRACTION` of it; a class that does not
-override `set_power_limit` (pyasic's base answers False) is SLEEP_ONLY.
+preset at or below; Auradine; Avalon work levels). Where pyasic's config lists presets (LuxOS profiles),
+they are the levels; otherwise pyasic reports no range, so the capability is nameplate (or the
+limit/draw the unit reports) down to `MIN_LIMIT_FRACTION` of it; a class that does not override
+`set_power_limit` (pyasic's base answers False) is SLEEP_ONLY.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -163,13 +165,41 @@ class PyasicDriver:
             raise DeviceProtocolError(f"pyasic reports no power for {address.host}")
         if not self._limits_power(m):
             return PowerCapability(PowerMechanism.SLEEP_ONLY, top, top)
+        presets = await self._presets(m)
+        if presets:
+            # preset firmware (LuxOS, Vnish): set_power_limit takes the highest preset at or below; no
+            # overclocking for curtailment, so the range ends at the "default" preset where there is one
+            default = presets.get("default")
+            levels = tuple(sorted({w for w in presets.values() if default is None or w <= default}))
+            steps = [b - a for a, b in itertools.pairwise(levels)]
+            return PowerCapability(PowerMechanism.PROFILE, levels[0], levels[-1], max(min(steps, default=1.0), 1.0),
+                                   levels)
         return PowerCapability(PowerMechanism.POWER_LIMIT, round(top * MIN_LIMIT_FRACTION), top)
+
+    async def _presets(self, m: Any) -> dict[str, float]:
+        """Preset name -> watts, where pyasic's config lists presets (LuxOS profiles, Vnish presets)."""
+        try:
+            cfg = await m.get_config()
+        except Exception:  # pyasic raises many types; a unit without presets is a power-limit unit
+            return {}
+        presets = getattr(getattr(cfg, "mining_mode", None), "available_presets", None) or []
+        out = {}
+        for p in presets:
+            w = norm.number(getattr(p, "power", None))
+            if w and w > 0:
+                out[str(p.name)] = w
+        return out
 
     async def set_power(self, address: DeviceAddress, watts: float) -> PowerTarget:
         m = await self._miner(address)
         if not self._limits_power(m):
             raise UnsupportedAction(f"pyasic cannot set a power limit on {type(m).__name__}")
+        presets = await self._presets(m)
         await self._act(address, "set_power_limit", m.set_power_limit(int(watts)))
+        fitting = {n: w for n, w in presets.items() if w <= int(watts)}
+        if fitting:  # pyasic set the highest preset at or below
+            name = max(fitting, key=lambda n: fitting[n])
+            return PowerTarget(watts, name, fitting[name])
         return PowerTarget(watts, f"{int(watts)}W", float(int(watts)))
 
 

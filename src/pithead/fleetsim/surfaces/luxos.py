@@ -2,8 +2,10 @@
 commands (`logon`, `session`, `logoff`, `profiles`, `profileset`, `curtail`), and its web page.
 
 Reports (`version`, `summary`, `stats`, `pools`, ...) are a stock Antminer's (`antminer_api`) under
-LUXminer's Description, with `LUXminer` in the VERSION section (what pyasic's socket probe looks for) and
-the running profile in CONFIG. Profiles are the firmware's built-in ones: 25 MHz / 0.1 V steps around
+LUXminer's Description, with `LUXminer` in the VERSION section (what pyasic's socket probe looks for);
+LuxOS's own reports (`config` with the running profile, `profiles`, `power`, `atm`, `tempctrl`, `fans`,
+`groups`) are answered alone or joined, enough for pyasic's LuxOS backend to read the unit and set its
+power limit. Profiles are the firmware's built-in ones: 25 MHz / 0.1 V steps around
 the EEPROM default, 16 down and 8 up [L2], each with the watts and TH/s it should give (`device`'s
 f·V² operating point). A profile change ramps in 5 MHz steps (`LUXOS_RAMP_S_PER_STEP` each) before it
 holds. One session per unit; it expires after `SESSION_TTL_S` without use, as LuxOS's does. Pool writes
@@ -40,6 +42,8 @@ RAMP_STEP_MHZ = 5  # profileset reply: FrequencyStep 5
 SID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 LUX_HOME = b"<html><head><title>LuxOS</title></head><body>Luxor Firmware</body></html>"
 SESSION_COMMANDS = frozenset({"logon", "session", "logoff", "profiles", "profileset", "curtail"})
+# LuxOS's own report commands (joinable), beyond the stock ones; pyasic's LuxOS backend reads them.
+LUX_REPORTS = frozenset({"tempctrl", "fans", "groups", "profiles", "power", "atm", "config"})
 
 
 def profile_points(spec: ModelSpec) -> list[OpPoint]:
@@ -71,9 +75,6 @@ def _relabel(reply: dict[str, Any], dev: SimDevice, tf: float) -> dict[str, Any]
         for v in reply["VERSION"]:
             v.pop("BMMiner", None)
             v["LUXminer"] = LUX_VERSION
-    if "CONFIG" in reply:
-        for c in reply["CONFIG"]:
-            c["Profile"] = dev.op(tf).label
     return reply
 
 
@@ -125,10 +126,63 @@ def _session_command(fleet: Fleet, dev: SimDevice, req: cg.CgminerRequest, tf: f
     return lx.profileset_reply(t, name, DESCRIPTION)
 
 
+def _ok(t: int, code: int, msg: str) -> cg.Status:
+    return cg.Status(cg.ReplySeverity.SUCCESS, t, code, msg, DESCRIPTION)
+
+
+def _lux_report(fleet: Fleet, dev: SimDevice, cmd: str, tf: float) -> dict[str, Any]:
+    """LuxOS's report sections (shapes as pyasic's LuxOS backend reads them)."""
+    t = int(tf)
+    snap = dev.snapshot(fleet.ctx, tf)
+    if cmd == "profiles":
+        return lx.profiles_reply(t, profiles(dev.spec), DESCRIPTION)
+    if cmd == "power":
+        return cg.build_reply(_ok(t, 325, "Power"), "POWER", [{"Watts": round(snap.power_w), "PSU": True}])
+    if cmd == "atm":
+        return cg.build_reply(_ok(t, 339, "ATM configuration values"), "ATM",
+                              [{"Enabled": False, "MaxProfile": "default", "MinProfile": "145MHz"}])
+    if cmd == "tempctrl":
+        return cg.build_reply(_ok(t, 331, "Temperature control"), "TEMPCTRL",
+                              [{"Mode": "Auto", "Target": 55, "Hot": 65, "Dangerous": 70}])
+    if cmd == "fans":
+        fans = [{"ID": i, "RPM": rpm, "Speed": snap.fan_pwm} for i, rpm in enumerate(snap.fans_rpm)]
+        reply = cg.build_reply(_ok(t, 202, f"{len(fans)} Fan(s)"), "FANS", fans)
+        reply["FANCTRL"] = [{"MinFans": 1, "Mode": "Auto"}]
+        return reply
+    if cmd == "groups":
+        return cg.build_reply(_ok(t, 120, "1 Group(s)"), "GROUPS", [{"GROUP": 0, "Name": "Default", "Quota": 1}])
+    # config: the stock section plus what LuxOS adds
+    reply = _relabel(antminer_api.cgminer_reply(fleet, dev, cg.CgminerRequest(("config",)), tf), dev, tf)
+    for c in reply.get("CONFIG", []):
+        c.update({"Profile": dev.op(tf).label, "MACAddr": dev.mac().lower(), "RedLed": "on" if dev.blink else "off"})
+    return reply
+
+
+def _with_groups(reply: dict[str, Any]) -> dict[str, Any]:
+    """LuxOS puts every pool in a group (pyasic's LuxOS config reads POOLS[].GROUP)."""
+    for p in reply.get("POOLS", []):
+        p["GROUP"] = 0
+    return reply
+
+
 def luxos_reply(fleet: Fleet, dev: SimDevice, req: cg.CgminerRequest, tf: float) -> dict[str, Any]:
-    if not req.is_joined and req.commands[0] in SESSION_COMMANDS:
-        return _session_command(fleet, dev, req, tf)
-    return _relabel(antminer_api.cgminer_reply(fleet, dev, req, tf), dev, tf)
+    if not req.is_joined:
+        cmd = req.commands[0]
+        if cmd in LUX_REPORTS:
+            return _lux_report(fleet, dev, cmd, tf)
+        if cmd in SESSION_COMMANDS:
+            return _session_command(fleet, dev, req, tf)
+        return _with_groups(_relabel(antminer_api.cgminer_reply(fleet, dev, req, tf), dev, tf))
+    parts = {}
+    for cmd in req.commands:
+        one = cg.CgminerRequest((cmd,), None, req.extras, req.is_json)
+        if cmd in LUX_REPORTS:
+            parts[cmd] = _lux_report(fleet, dev, cmd, tf)
+        elif cmd in antminer_api.REPORT_COMMANDS:
+            parts[cmd] = _with_groups(_relabel(antminer_api.cgminer_reply(fleet, dev, one, tf), dev, tf))
+        else:
+            parts[cmd] = cg.access_denied_reply(int(tf), cmd, DESCRIPTION)
+    return cg.build_joined_reply(parts)
 
 
 def api_bytes(fleet: Fleet, dev: SimDevice, data: bytes, tf: float) -> bytes:
