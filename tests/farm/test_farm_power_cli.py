@@ -75,3 +75,20 @@ def test_power_set_show_and_site(lux_site: tuple[str, Fleet, list[str]]) -> None
     with FarmStore(db) as s:
         log = s.audit_log()
     assert {a.params.get("auth") for a in log} == {"cli"} and any(a.actor == "alice" for a in log)
+
+
+def test_power_follows_a_price_schedule(lux_site: tuple[str, Fleet, list[str]], tmp_path: Path) -> None:
+    db, fleet, _ = lux_site
+    prices = tmp_path / "prices.csv"
+    prices.write_text("start,price_per_mwh\n0,40\n1000000000,180\n4000000000,20\n")  # 180/MWh now
+    r = runner.invoke(app, ["poll", "--once", "--db", db])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["power", "site", "--prices", str(prices), "--tier", "80:8", "--tier", "150:4",
+                            "--dry-run", "--db", db])
+    assert r.exit_code == 0 and "price now 180.00/MWh: budget 4 kW" in text(r), r.output
+    r = runner.invoke(app, ["power", "follow", "--prices", str(prices), "--tier", "80:8", "--tier", "150:4",
+                            "--every", "120", "--rounds", "1", "--db", db, "--actor", "market"])
+    assert r.exit_code == 0 and "price 180.00/MWh -> 4 kW: reached" in text(r), r.output
+    assert fleet.totals()["power_kw"] <= 4.0
+    r = runner.invoke(app, ["power", "follow", "--prices", str(prices), "--tier", "80", "--db", db])
+    assert r.exit_code == 2 and "bad tier" in text(r)

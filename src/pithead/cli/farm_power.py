@@ -8,6 +8,8 @@
                        site until it is there. `--full` brings it back to full power, in steps of
                        `--step-up-kw`. `--prices CSV --tier PRICE:KW ...` takes the budget from the
                        price now (a price schedule), `--dry-run` prints the plan only.
+- follow --prices CSV --tier PRICE:KW ... [--every S]    follow a price schedule: every S seconds, the
+                       budget of the price then (no tier reached: full power, in steps).
 Every action is audited as auth "cli" (whoever can open the database may act). This module holds no
 logic beyond argument parsing and printing (farm.power, farm.curtailment).
 """
@@ -42,6 +44,14 @@ def _open(db: str) -> FarmStore:
     if db != ":memory:":
         Path(db).parent.mkdir(parents=True, exist_ok=True)
     return FarmStore(db)
+
+
+def _budget_now(prices: Path, tiers: list[str], now: float) -> tuple[float, float | None]:
+    try:
+        price = PriceSchedule.from_csv(prices.read_text()).price_at(now)
+        return price, budget_for_price(price, [parse_tier(t) for t in tiers])
+    except (EnergyError, CurtailmentError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def _controller(store: FarmStore, policy: PowerPolicy | None = None) -> PowerController:
@@ -102,11 +112,7 @@ def site(kw: float | None = typer.Option(None, "--kw", help="The site's power bu
     if prices is not None:
         if not tier:
             raise typer.BadParameter("--prices needs at least one --tier PRICE:KW")
-        try:
-            price = PriceSchedule.from_csv(prices.read_text()).price_at(time.time())
-            budget = budget_for_price(price, [parse_tier(t) for t in tier])
-        except (EnergyError, CurtailmentError, OSError) as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        price, budget = _budget_now(prices, tier, time.time())
         console.print(f"price now {price:.2f}/MWh: budget {'none (full power)' if budget is None else f'{budget:g} kW'}")
     policy = PowerPolicy(max_step_up_w=step_up_kw * 1000.0 if step_up_kw else None)
     with _open(db) as store:
@@ -130,3 +136,40 @@ def site(kw: float | None = typer.Option(None, "--kw", help="The site's power bu
         console.print(f"  failed {r.action} {r.device_id}: {r.error}", markup=False)
     if not rep.reached:
         raise typer.Exit(1)
+
+
+@app.command()
+def follow(prices: Path = typer.Option(..., "--prices", help="Price schedule CSV (start,price_per_mwh)."),
+           tier: list[str] = typer.Option(..., "--tier", help="PRICE:KW: from this price on, this budget."),
+           every: float = typer.Option(300.0, "--every", help="Seconds between decisions (and to reach each)."),
+           site_name: str = typer.Option("", "--site", help="Site label (default: every device)."),
+           step_up_kw: float | None = typer.Option(None, "--step-up-kw", help="Coming back up: kW per step."),
+           rounds: int = typer.Option(0, "--rounds", help="Stop after this many decisions (0: run until stopped)."),
+           actor: str = ActorOpt, db: str = DbOpt) -> None:
+    """Follow a price schedule: every --every seconds, bring the site to the budget of the price then."""
+    if not 10.0 <= every <= 3600.0 and rounds != 1:
+        raise typer.BadParameter("--every must be within 10..3600 s")
+    _budget_now(prices, tier, time.time())  # a bad file or tier fails before anything is sent
+    policy = PowerPolicy(max_step_up_w=step_up_kw * 1000.0 if step_up_kw else None)
+
+    async def main() -> None:
+        with _open(db) as store:
+            ctl = _controller(store, policy)
+            n = 0
+            while rounds == 0 or n < rounds:
+                started = time.monotonic()
+                price, budget = _budget_now(prices, tier, time.time())
+                try:
+                    rep = await ctl.bring_to(budget, every, actor, auth="cli", site=site_name)
+                except PowerControlError as exc:
+                    raise typer.BadParameter(str(exc)) from exc
+                what = "full power" if budget is None else f"{budget:g} kW"
+                console.print(f"{time.strftime('%H:%M:%S')} price {price:.2f}/MWh -> {what}: "
+                              f"{'reached' if rep.reached else 'not yet'} ({rep.site_kw:.2f} kW, "
+                              f"{sum(len(p.steps) for p in rep.plans)} commands, {len(rep.failed)} failed)",
+                              markup=False)
+                n += 1
+                if rounds == 0 or n < rounds:
+                    await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
+
+    asyncio.run(main())
