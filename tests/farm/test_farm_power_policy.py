@@ -61,6 +61,17 @@ def test_a_stock_unit_sleeps_when_that_costs_less_hashrate_per_watt() -> None:
     assert [(s.device_id, s.action) for s in plan2.steps] == [("s19", "sleep")]
 
 
+def test_fixed_machines_count_but_are_not_moved() -> None:
+    ms = [tunable("a", 3000, 20.0), tunable("b", 3000, 40.0)]
+    plan = plan_power(ms, 4.5, PowerPolicy(), fixed=frozenset({"b"}))
+    # "b" (40 J/TH) would go first; fixed, only "a" moves: its floor (1.8 kW) sheds 1.2 kW, not enough
+    # with the margin, so it sleeps
+    assert [(s.device_id, s.action) for s in plan.steps] == [("a", "sleep")] and plan.site_w == 6000.0
+    assert plan.planned_w == 3025.0 and "cannot reach" not in plan.reason
+    stuck = plan_power(ms, 2.0, PowerPolicy(), fixed=frozenset({"b"}))
+    assert stuck.planned_w == 3025.0 and "cannot reach it" in stuck.reason
+
+
 def test_discrete_levels_take_the_highest_that_meets_the_budget() -> None:
     cap = PowerCapability(PowerMechanism.PROFILE, 1000, 3000, 500, (1000.0, 1500.0, 2000.0, 2500.0, 3000.0))
     plan = plan_power([PowerMachine("lux", cap, 3000.0, 29.5)], 2.2, PowerPolicy())

@@ -210,7 +210,8 @@ def _ths(m: PowerMachine, p: PowerPolicy) -> float:
     return _draw(m) / eff
 
 
-def plan_power(machines: Sequence[PowerMachine], budget_kw: float | None, policy: PowerPolicy) -> PowerPlan:
+def plan_power(machines: Sequence[PowerMachine], budget_kw: float | None, policy: PowerPolicy,
+               fixed: frozenset[str] = frozenset()) -> PowerPlan:
     """One step towards the budget (`None`: no budget, back to full power).
 
     Over the budget, shed the difference at once, cheapest hashrate first: each possible move (lower a
@@ -224,18 +225,21 @@ def plan_power(machines: Sequence[PowerMachine], budget_kw: float | None, policy
     Shedding aims a margin under the budget (half the dead band, or `margin_fraction` of the budget);
     under the budget by more than twice that, come back up, most hashrate per watt first (waking the
     most efficient sleeping machines, raising levels), never past the budget and at most
-    `max_step_up_w` per step. Ties are broken by device id, so the plan is deterministic."""
+    `max_step_up_w` per step. Machines in `fixed` count towards the site's draw but are not moved (their
+    last command failed: re-sending it every step would only fill the audit log). Ties are broken by
+    device id, so the plan is deterministic."""
     if budget_kw is not None and (not math.isfinite(budget_kw) or budget_kw < 0):
         raise CurtailmentError(f"bad power budget {budget_kw!r} kW")
     site = sum(_draw(m) for m in machines)
     budget = None if budget_kw is None else budget_kw * 1000.0
     margin = max(policy.deadband_w / 2, policy.margin_fraction * (budget or 0.0))
+    movable = [m for m in machines if m.device_id not in fixed] if fixed else machines
     if budget is not None and site > budget:
-        return _shed(machines, site, budget, budget - margin, policy)
+        return _shed(movable, site, budget, budget - margin, policy)
     headroom = math.inf if budget is None else budget - site
     if headroom <= 2 * margin:
         return PowerPlan((), site, site, budget, f"site {site / 1000:.1f} kW within the budget's dead band: hold")
-    return _restore(machines, site, budget, headroom - margin, policy)
+    return _restore(movable, site, budget, headroom - margin, policy)
 
 
 def _shed(machines: Sequence[PowerMachine], site: float, budget: float, aim: float, p: PowerPolicy) -> PowerPlan:

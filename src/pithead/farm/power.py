@@ -136,8 +136,8 @@ class PowerController:
         self.pending = pending
         return [m for m in got if m is not None]
 
-    async def plan(self, budget_kw: float | None, site: str = "") -> PowerPlan:
-        return plan_power(await self.machines(site), budget_kw, self.policy)
+    async def plan(self, budget_kw: float | None, site: str = "", fixed: frozenset[str] = frozenset()) -> PowerPlan:
+        return plan_power(await self.machines(site), budget_kw, self.policy, fixed)
 
     async def apply(self, plan: PowerPlan, actor: str, auth: str | None = None) -> list[ActionResult]:
         """Execute a plan's steps (bounded parallelism), each audited; returns every action's result."""
@@ -190,8 +190,9 @@ class PowerController:
         plans: list[PowerPlan] = []
         failed: list[ActionResult] = []
         rounds = 0
+        stuck: set[str] = set()  # devices whose command failed in this request: not commanded again
         while True:
-            plan = await self.plan(budget_kw, site)
+            plan = await self.plan(budget_kw, site, frozenset(stuck))
             plans.append(plan)
             settled = not plan.steps and not self.pending
             done = settled and (budget_kw is None or plan.site_w <= budget_kw * 1000.0)
@@ -201,7 +202,9 @@ class PowerController:
                                   tuple(failed))
             if plan.steps:
                 rounds += 1
-                failed.extend(r for r in await self.apply(plan, actor, auth) if not r.ok)
+                bad = [r for r in await self.apply(plan, actor, auth) if not r.ok]
+                failed.extend(bad)
+                stuck.update(r.device_id for r in bad)
             await self.sleep(min(settle_poll_s, max(0.0, within_s - (self.clock() - start))))
             await self.refresh(site)
 
