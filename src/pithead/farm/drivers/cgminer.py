@@ -102,12 +102,17 @@ def firmware_of(reply: dict[str, Any]) -> str:
 async def call(address: DeviceAddress, command: str | Sequence[str], parameter: str | None = None,
                **extras: Any) -> dict[str, Any]:
     """Send one request on a fresh connection and return the decoded reply (status not yet checked)."""
+    return await exchange(address, wire.encode_request(command, parameter, **extras))
+
+
+async def exchange(address: DeviceAddress, request: bytes) -> dict[str, Any]:
+    """One request's bytes (built by a codec) on a fresh connection; the decoded reply."""
     try:
         reader, writer = await asyncio.open_connection(address.host, address.port)
     except OSError as exc:
         raise DeviceUnreachable(f"{address.host}:{address.port}: {exc.strerror or exc}") from exc
     try:
-        writer.write(wire.encode_request(command, parameter, **extras))
+        writer.write(request)
         await writer.drain()
         buf = bytearray()
         while True:
@@ -298,34 +303,8 @@ class CgminerDriver:
                 self._firmware[key] = fw
         return fw
 
-    async def _raw(self, address: DeviceAddress, request: bytes) -> dict[str, Any]:
-        """One pre-encoded request on a fresh connection (the codecs build the bytes)."""
-        try:
-            reader, writer = await asyncio.open_connection(address.host, address.port)
-        except OSError as exc:
-            raise DeviceUnreachable(f"{address.host}:{address.port}: {exc.strerror or exc}") from exc
-        try:
-            writer.write(request)
-            await writer.drain()
-            buf = bytearray()
-            while chunk := await reader.read(READ_CHUNK):
-                buf += chunk
-                if len(buf) > wire.MAX_REPLY_BYTES:
-                    raise DeviceProtocolError(f"reply over {wire.MAX_REPLY_BYTES} bytes")
-                if chunk.endswith(wire.NUL):
-                    break
-        except ConnectionError as exc:
-            raise DeviceUnreachable(f"{address.host}:{address.port}: connection lost: {exc}") from exc
-        finally:
-            with contextlib.suppress(OSError, RuntimeError):
-                writer.transport.abort()
-        try:
-            return wire.decode_reply(bytes(buf))
-        except CgminerReplyError as exc:
-            raise DeviceProtocolError(str(exc)) from exc
-
     async def _lux(self, address: DeviceAddress, request: bytes, what: str) -> dict[str, Any]:
-        reply = await self._raw(address, request)
+        reply = await exchange(address, request)
         try:
             wire.check_status(reply, what)
         except CgminerCommandError as exc:
@@ -404,9 +383,9 @@ class CgminerDriver:
             if level is None:
                 raise DeviceRefused(f"{watts:g} W is below this Whatsminer's range ({cap.min_w:g} W)")
             try:
-                token = wmp.parse_token(await self._raw(address, wmp.token_request()))
+                token = wmp.parse_token(await exchange(address, wmp.token_request()))
                 keys = wmp.derive_keys(self.whatsminer_password, token)
-                reply = wmp.decrypt_reply(keys, await self._raw(address, wmp.adjust_power_limit_request(keys, int(level))))
+                reply = wmp.decrypt_reply(keys, await exchange(address, wmp.adjust_power_limit_request(keys, int(level))))
                 wmp.check_ok(reply, "adjust_power_limit")
             except wmp.WhatsminerError as exc:
                 raise DeviceRefused(str(exc)) from exc
