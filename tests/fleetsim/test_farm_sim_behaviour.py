@@ -273,5 +273,5 @@ def test_every_family_has_its_surfaces() -> None:
     from pithead.fleetsim.surfaces import SURFACES
 
     assert set(SURFACES) == set(Family)
-    assert API_FAMILIES == {Family.ANTMINER, Family.WHATSMINER}  # a Bitaxe has nothing on 4028
+    assert API_FAMILIES == {Family.ANTMINER, Family.WHATSMINER, Family.LUXOS}  # a Bitaxe has nothing on 4028
     assert [f for f, s in SURFACES.items() if s.web_digest] == [Family.ANTMINER]

@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pithead.app.lifecycle import StartError, run_command
+from pithead.cli import farm_power
 from pithead.config import ConfigError, load
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import AlertManager, WebhookSink
@@ -711,3 +712,4 @@ def curtail(strike: float = typer.Option(..., "--strike", help="Strike price per
 
 
 _mount_sim()
+app.add_typer(farm_power.app, name="power", help="Power levels per device and site power control (kW).")

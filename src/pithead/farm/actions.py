@@ -8,6 +8,10 @@ The actor is whatever name the caller gives; `auth`, when the caller passes it, 
 through (the web router passes "token" or "loopback", the CLI "cli") and is kept in the row's params
 under "auth", so the log also answers "on what authority".
 
+`set_power` sets a power level through the firmware's own API (LuxOS profile, Whatsminer power limit,
+AxeOS frequency/voltage, pyasic's set_power_limit); the audit row's params keep the watts asked, and the
+result carries the level the firmware took.
+
 `apply_decision` executes a curtailment `Decision` with bounded parallelism; a device that cannot sleep
 over its API (stock cgminer, AxeOS) is recorded as failed and left running, never marked curtailed.
 
@@ -17,6 +21,7 @@ This module does NOT decide anything (see `curtailment`), and has no HTTP/CLI su
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +29,7 @@ from typing import Any
 
 from pithead.farm.curtailment import Decision, Machine
 from pithead.farm.drivers.base import Driver, DriverError, PoolSpec, check_pool_list
-from pithead.farm.model import DriverKind, FarmError
+from pithead.farm.model import DriverKind, FarmError, PowerTarget
 from pithead.farm.protocol.errors import CodecError
 from pithead.farm.store import DeviceStatus, FarmStore, FarmStoreError
 from pithead.farm.store_async import AsyncFarmStore
@@ -35,6 +40,8 @@ ACTION_DEADLINE_S = 15.0
 MAX_PARALLEL_ACTIONS = 64
 # Actor names are shown in the audit log; bounded like labels.
 MAX_ACTOR_LEN = 64
+# No single machine draws more than this; a bigger figure is a typo (kW for W), refused before sending.
+MAX_DEVICE_WATTS = 100_000.0
 
 
 class ActionError(FarmError):
@@ -48,6 +55,7 @@ class ActionResult:
     action: str
     ok: bool
     error: str | None = None
+    power: PowerTarget | None = None  # set_power: the level the firmware took
 
 
 class ActionService:
@@ -113,6 +121,20 @@ class ActionService:
 
         return await self._run(actor, device_id, "set_pools", params, lambda d, a: d.set_pools(a, pools), check,
                                auth)
+
+    async def set_power(self, device_id: str, watts: float, actor: str, auth: str | None = None) -> ActionResult:
+        """Set a device's power level (the highest its firmware offers at or below `watts`), audited."""
+        got: list[PowerTarget] = []
+
+        def check() -> None:
+            if not (0 < watts <= MAX_DEVICE_WATTS):  # NaN fails this too
+                raise ActionError(f"bad power target {watts!r} W (want 0 < W <= {MAX_DEVICE_WATTS:g})")
+
+        async def go(d: Driver, a: Any) -> None:
+            got.append(await d.set_power(a, watts))
+
+        res = await self._run(actor, device_id, "set_power", {"watts": watts}, go, check, auth)
+        return dataclasses.replace(res, power=got[0]) if res.ok and got else res
 
     async def set_mining(self, device_id: str, on: bool, actor: str, auth: str | None = None) -> ActionResult:
         return await self._run(actor, device_id, "wake" if on else "sleep", {},

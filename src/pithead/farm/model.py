@@ -234,3 +234,62 @@ class PollResult:
             raise ModelError(f"poll result {self.state} must carry a reading iff it is OK")
         if self.state in ERROR_STATES and not self.error:
             raise ModelError(f"poll result {self.state} must say what went wrong")
+
+
+class PowerMechanism(enum.StrEnum):
+    """How a device's power draw is set, through its own firmware's API (field notes §2.4, §3)."""
+
+    PROFILE = "profile"  # LuxOS: named profiles (±25 MHz / 0.1 V steps), each with its estimated watts
+    POWER_LIMIT = "power_limit"  # Whatsminer adjust_power_limit, Braiins OS power target, pyasic's set_power_limit
+    FREQUENCY_VOLTAGE = "frequency_voltage"  # AxeOS: PATCH /api/system frequency + coreVoltage, then restart
+    SLEEP_ONLY = "sleep_only"  # stock Antminer firmware: sleep or normal, nothing in between
+
+
+@dataclass(frozen=True, slots=True)
+class PowerCapability:
+    """What a device lets us set. `levels` are the discrete settable draws (W, ascending) where the
+    firmware has them (profiles, frequency/voltage pairs); a power-limit firmware takes any whole watt
+    from `min_w` to `max_w` in `step_w` steps. SLEEP_ONLY: `min_w == max_w` (the nominal draw)."""
+
+    mechanism: PowerMechanism
+    min_w: float
+    max_w: float
+    step_w: float = 1.0
+    levels: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (0 < self.min_w <= self.max_w) or self.step_w <= 0:
+            raise ModelError(f"bad power range {self.min_w}..{self.max_w} step {self.step_w}")
+        if list(self.levels) != sorted(self.levels):
+            raise ModelError("power levels must be ascending")
+
+    @property
+    def adjustable(self) -> bool:
+        return self.mechanism is not PowerMechanism.SLEEP_ONLY and self.max_w > self.min_w
+
+    def settable(self, watts: float) -> float | None:
+        """The highest draw this device can be set to at or below `watts`; None when `watts` is below the
+        bottom of its range (the only way lower is to sleep)."""
+        if watts < self.min_w:
+            return None
+        if self.levels:
+            below = [lv for lv in self.levels if lv <= watts]
+            return below[-1] if below else None
+        if not self.adjustable:
+            return self.max_w if watts >= self.max_w else None
+        capped = min(watts, self.max_w)
+        return self.min_w + ((capped - self.min_w) // self.step_w) * self.step_w
+
+
+@dataclass(frozen=True, slots=True)
+class PowerTarget:
+    """A power level set on a device: the watts asked, the level the firmware took (a profile name, a
+    frequency/voltage pair, or the watts themselves), and the watts that level is expected to draw."""
+
+    watts: float
+    level: str
+    expected_w: float
+
+    def __post_init__(self) -> None:
+        if not (self.watts > 0 and self.expected_w > 0):
+            raise ModelError(f"bad power target {self.watts!r} W (expected {self.expected_w!r} W)")

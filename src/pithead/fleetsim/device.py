@@ -114,6 +114,46 @@ class FleetContext:
 
 
 @dataclass(frozen=True, slots=True)
+class OpPoint:
+    """A unit's operating point relative to nominal: `pf` power factor, `rf` hashrate factor, the
+    frequency and voltage the firmware runs, the level's name (a profile, "3000W", "490MHz/1100mV") and
+    the watts the level draws at full health (nominal × pf)."""
+
+    pf: float
+    rf: float
+    freq_mhz: int
+    voltage_mv: int
+    label: str
+    watts: float
+
+
+_NOMINAL: dict[str, OpPoint] = {}
+
+
+def nominal_op(spec: ModelSpec) -> OpPoint:
+    op = _NOMINAL.get(spec.key)
+    if op is None:
+        op = _NOMINAL[spec.key] = OpPoint(1.0, 1.0, spec.freq_mhz, spec.voltage_mv, "default", spec.power_w)
+    return op
+
+
+def op_for_watts(spec: ModelSpec, watts: float) -> OpPoint:
+    """A power-limit firmware's operating point for `watts` (≤ nominal): hashrate ∝ power^k, and the
+    firmware lowers frequency with it (voltage then follows from P ∝ f·V²)."""
+    pf = min(1.0, watts / spec.power_w)
+    rf = pf**spec.power_k
+    return OpPoint(pf, rf, round(spec.freq_mhz * rf), round(spec.voltage_mv * math.sqrt(pf / rf)),
+                   f"{round(watts)}W", spec.power_w * pf)
+
+
+def op_for_freq_volt(spec: ModelSpec, freq_mhz: int, voltage_mv: int, label: str) -> OpPoint:
+    """A frequency/voltage firmware's (AxeOS, a LuxOS profile) operating point: hashrate ∝ f, power ∝ f·V²."""
+    rf = freq_mhz / spec.freq_mhz
+    pf = rf * (voltage_mv / spec.voltage_mv) ** 2
+    return OpPoint(pf, rf, freq_mhz, voltage_mv, label, spec.power_w * pf)
+
+
+@dataclass(frozen=True, slots=True)
 class BoardSnap:
     index: int
     chips: int
@@ -167,6 +207,7 @@ class Snapshot:
     sleeping: bool
     blink: bool
     throttled: bool
+    op: OpPoint | None = None  # the operating point in force (power level); None: nominal
 
 
 def _ms(t: float) -> int:
@@ -200,6 +241,10 @@ class SimDevice:
         "index",
         "ip",
         "lost_chips",
+        "op_at",
+        "op_next",
+        "op_pending",
+        "op_prev",
         "pending_pools",
         "pools",
         "restarts",
@@ -233,6 +278,11 @@ class SimDevice:
         self.up_since = _round_ms(t0 - unit(self.seed, S_BOOT, 0) * MAX_INITIAL_UPTIME_S)
         self.down_until = self.up_since  # booted at up_since, online since
         self.wake_at = 0.0
+        # power level: op_prev until op_at, then op_next; op_pending applies at the next boot (AxeOS NVS,
+        # a Whatsminer's power limit). Nominal (a shared value) until an operator sets one.
+        self.op_prev = self.op_next = nominal_op(spec)
+        self.op_at = 0.0
+        self.op_pending: OpPoint | None = None
         self._event_no = 0
         self._next_event = _round_ms(t0 + self._interarrival(ctx, 0))
         self._last_ms = _ms(t0)
@@ -332,6 +382,9 @@ class SimDevice:
             wake = _ms(self.wake_at)
             if wake > last:
                 b = min(b, wake)
+            op_at = _ms(self.op_at)
+            if op_at > last:
+                b = min(b, op_at)
             ev = _ms(self._next_event)
             if ev <= t_ms and ev <= b:
                 b_amb = self._ambient_boundary(ctx, last)
@@ -441,8 +494,19 @@ class SimDevice:
             if self._board_alive(b):
                 lost = (self.lost_chips >> (8 * b)) & 0xFF
                 total += per_board * (self.spec.chips_per_board - lost) / self.spec.chips_per_board
-        rate = total * freq_factor * 0.985  # real units run ~1.5 % under nameplate
+        rate = total * freq_factor * self.op(t).rf * 0.985  # real units run ~1.5 % under nameplate
         return rate * 0.5 if self.throttled else rate
+
+    def op(self, t: float) -> OpPoint:
+        """The operating point in force at `t`."""
+        return self.op_next if t >= self.op_at else self.op_prev
+
+    def _hashing_power(self, rate: float, op: OpPoint) -> float:
+        """Wall power while hashing at `rate` GH/s: the level's draw, scaled by the share of the unit that
+        hashes (dead boards and lost chips draw nothing), plus the fans."""
+        spec = self.spec
+        full = spec.ideal_ghs * 0.985 * op.rf
+        return spec.power_w * op.pf * (rate / full if full > 0 else 0.0)
 
     def accepted(self) -> int:
         return int(self._hash_units * 1_000_000 // int(self.pool_diff() * 2**32))
@@ -457,7 +521,7 @@ class SimDevice:
         spec = self.spec
         if rate > 0.0:
             fan_w = spec.fans * spec.behaviour.fan_w
-            return True, rate, spec.power_w * (rate / (spec.ideal_ghs * 0.985)) + fan_w
+            return True, rate, self._hashing_power(rate, self.op(t)) + fan_w
         return True, 0.0, spec.behaviour.idle_w
 
     def snapshot(self, ctx: FleetContext, t: float) -> Snapshot:
@@ -471,9 +535,10 @@ class SimDevice:
         hashing = rate > 0.0
         nb = math.floor(t / NOISE_BUCKET_S)
         noise = (unit(self.seed, S_NOISE, nb) * 2.0 - 1.0) * NOISE_FRACTION
-        load = 1.0 if hashing else (0.05 if online else 0.0)
+        op = self.op(t)
+        load = (op.pf if hashing else (0.05 if online else 0.0))
         chip = self._chip_temp(amb, load)
-        freq = self._freq(amb)
+        freq = round(self._freq(amb) * op.freq_mhz / spec.freq_mhz)
         errors: list[str] = []
         if stop:
             errors.append(stop)
@@ -539,10 +604,10 @@ class SimDevice:
             power = 0.0
         elif hashing:
             fan_w = spec.fans * spec.behaviour.fan_w
-            power = spec.power_w * (rate / (spec.ideal_ghs * 0.985)) * (1.0 + noise * 0.3) + fan_w
+            power = self._hashing_power(rate, op) * (1.0 + noise * 0.3) + fan_w
         else:
             power = spec.behaviour.idle_w
-        if hashing and rate < spec.ideal_ghs * 0.985 * 0.85:
+        if hashing and rate < spec.ideal_ghs * 0.985 * op.rf * 0.85:
             errors.append("R:1")  # low hashrate
         elapsed = int(t - max(self.up_since, self.down_until)) if online else 0
         avg = rate if hashing else 0.0
@@ -572,6 +637,7 @@ class SimDevice:
             sleeping=self.sleeping,
             blink=self.blink,
             throttled=self.throttled,
+            op=op,
         )
 
     def _pool_snaps(self, ctx: FleetContext, acc: int) -> tuple[PoolSnap, ...]:
@@ -616,6 +682,10 @@ class SimDevice:
         self.down_until = _round_ms(t + duration)
         self.up_since = self.down_until
         self.throttled = False
+        if self.op_pending is not None:
+            self.op_prev = self.op_next = self.op_pending
+            self.op_pending = None
+            self.op_at = 0.0
         if self.pending_pools is not None:
             self._flush_pool_counts(ctx)
             self.pools, self.pending_pools = self.pending_pools, None
@@ -710,6 +780,17 @@ class SimDevice:
             n = self.restarts * 2 + 1 + self._event_no * 4
             self.wake_at = _round_ms(t + lo + (hi - lo) * unit(self.seed, S_BOOT, 20_000 + n))
             self._wake_check(ctx, 1_000_000 + n)
+
+    def set_power(self, ctx: FleetContext, t: float, op: OpPoint, delay_s: float, *, at_boot: bool) -> None:
+        """A new power level: it holds `delay_s` after `t` (the firmware's ramp), or, `at_boot`, from the
+        next boot on (stored settings: AxeOS frequency/voltage, a Whatsminer's power limit)."""
+        self.advance(ctx, t)
+        if at_boot:
+            self.op_pending = op
+            return
+        self.op_prev = self.op(t)
+        self.op_next = op
+        self.op_at = _round_ms(t + max(0.0, delay_s))
 
     def set_fan(self, ctx: FleetContext, t: float, manual_pwm: int) -> None:
         self.advance(ctx, t)

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pithead.fleetsim.clock import Clock, ManualClock
-from pithead.fleetsim.device import FleetContext, PoolConf, SimDevice, Snapshot
+from pithead.fleetsim.device import FleetContext, OpPoint, PoolConf, SimDevice, Snapshot
 from pithead.fleetsim.models import MODELS, FailureRates, ModelSpec
 
 # One process serves up to this many devices: 24,000 is the target; the cap keeps a typo in a CLI flag
@@ -121,6 +121,10 @@ class Fleet:
         self.devices = list(devices)
         self.by_ip: dict[str, SimDevice] = {d.ip: d for d in self.devices}
         self.log: deque[Action] = deque(maxlen=MAX_LOG)
+        # firmware session state that is not mining state (so not replayed): LuxOS's one session per
+        # unit (id, expiry), and the Whatsminer tokens each unit has issued (the last few, newest last)
+        self.sessions: dict[str, tuple[str, float]] = {}
+        self.tokens: dict[str, list[tuple[str, str, str]]] = {}
 
     @classmethod
     def build(
@@ -234,6 +238,13 @@ class Fleet:
             raise FleetConfigError(f"unknown pool operation {kind!r}")
         self._record(t, ip, kind, *args)
 
+    def set_power(self, ip: str, op: OpPoint, delay_s: float, *, at_boot: bool, t: float | None = None) -> None:
+        """A new power level on one unit (see `SimDevice.set_power`)."""
+        t = self.now() if t is None else t
+        self._record(t, ip, "power", op.pf, op.rf, op.freq_mhz, op.voltage_mv, op.label, op.watts, delay_s,
+                     at_boot)
+        self.device(ip).set_power(self.ctx, t, op, delay_s, at_boot=at_boot)
+
     def set_fan(self, ip: str, manual_pwm: int, t: float | None = None) -> None:
         """Manual fan PWM (0–100), or -1 for automatic control."""
         t = self.now() if t is None else t
@@ -270,6 +281,10 @@ class Fleet:
                 self.set_hostname(a.ip, str(a.args[0]), a.t)
             elif a.kind == "fan":
                 self.set_fan(a.ip, int(a.args[0]), a.t)  # type: ignore[call-overload]
+            elif a.kind == "power":
+                pf, rf, freq, mv, label, watts, delay, at_boot = a.args
+                op = OpPoint(float(pf), float(rf), int(freq), int(mv), str(label), float(watts))  # type: ignore[arg-type,call-overload]
+                self.set_power(a.ip, op, float(delay), at_boot=bool(at_boot), t=a.t)  # type: ignore[arg-type]
             elif a.kind == "ambient":
                 self.set_ambient(float(a.args[0]), a.t)  # type: ignore[arg-type]
             else:

@@ -20,6 +20,20 @@ How a family behaves is data here too (`Behaviour`: `MULTI_BOARD_BEHAVIOUR` for 
 Whatsminers, `BITAXE_BEHAVIOUR`; each `ModelSpec` carries its family's): which failures it has, what a
 lost fan does, what it draws and how fast its fans spin when idle. The device logic reads those fields and has no vendor branches.
 
+Power control (how each firmware lets a unit draw less, and what that costs in hashrate): `power_k` is
+the exponent of hashrate ∝ power^k below nominal, `power_floor` the bottom of the range as a fraction of
+nominal power. k = 0.78 comes from public figures: LuxOS's built-in profiles step 25 MHz and 0.1 V at
+once around the EEPROM default (S19j Pro: 545 MHz / 13.4 V = 104 TH/s, 505 MHz = 96 TH/s) [L2], hashrate
+follows frequency and a chip's dynamic power goes as f·V², so P ∝ f^1.32 over that range and
+H ∝ P^(1/1.32) ≈ P^0.76–0.79 (fitted over the 16 underclock steps); lower power therefore means better
+J/TH (60 % power keeps 67 % of the hashrate). How fast a new level holds is the firmware's: LuxOS ramps a
+profile in 5 MHz steps (`profileset` reply: FrequencyStep 5) at `LUXOS_RAMP_S_PER_STEP`; a Whatsminer
+restarts to apply a power limit (pyasic's `adjust_power_limit` docstring: "the miner will reboot"); AxeOS
+stores frequency/voltage and applies them at the next restart; stock Antminer firmware has only
+sleep/normal (10–20 s) [T1].
+- LuxOS: Antminer S19j Pro 104T (545 MHz, 13.4 V [L2], 3068 W nameplate, 3×126 chips) and S19 XP on LuxOS,
+  cgminer API plus LuxOS's session-guarded commands on 4028 [L1].
+
 What it is not: no state and no clock (see `pithead.fleetsim.device`).
 """
 
@@ -29,12 +43,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 HOURS_PER_YEAR = 8766.0
+# hashrate ∝ power^k below nominal (see the module docstring for where 0.78 comes from)
+POWER_K = 0.78
+# the lowest power a power-limit firmware is asked for, as a fraction of nominal
+POWER_FLOOR = 0.6
+# LuxOS ramps frequency 5 MHz per step (profileset reply); one step per second is our assumption
+LUXOS_RAMP_S_PER_STEP = 1.0
+LUXOS_FREQ_STEP_MHZ = 25  # built-in profiles: 25 MHz / 0.1 V apart, 16 down and 8 up [L2]
+LUXOS_VOLT_STEP_MV = 100
+LUXOS_STEPS_DOWN = 16
+LUXOS_STEPS_UP = 8
 
 
 class Family(StrEnum):
     ANTMINER = "antminer"  # stock Bitmain firmware: cgminer API on 4028 + digest-auth web CGI on 80
     BITAXE = "bitaxe"  # AxeOS: HTTP JSON API on 80, nothing on 4028
-    WHATSMINER = "whatsminer"  # btminer API v2 on 4028 (reads; writes need the token the API locks)
+    WHATSMINER = "whatsminer"  # btminer API v2 on 4028 (writes through the salted-token / AES flow)
+    LUXOS = "luxos"  # an Antminer on LuxOS: cgminer-style API on 4028 with session-guarded writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +102,8 @@ class ModelSpec:
     small_cores: int = 0  # Bitaxe only: small cores per chip
     variant: str = ""  # Whatsminer only: hardware variant ("V50"), part of DEVDETAILS Model
     voltage_mv: int = 12625  # chain voltage (Antminer) / core voltage (Bitaxe)
+    power_k: float = POWER_K  # hashrate ∝ power^k below nominal
+    power_floor: float = POWER_FLOOR  # bottom of a power-limit range, fraction of nominal
 
     @property
     def total_chips(self) -> int:
@@ -222,6 +249,42 @@ def _whatsminer(
         behaviour=MULTI_BOARD_BEHAVIOUR,
         variant=variant,
     )
+
+
+def _luxos(key: str, type_string: str, ths: float, watts: float, chips: int, freq: int, mv: int) -> ModelSpec:
+    return ModelSpec(
+        key=key,
+        family=Family.LUXOS,
+        type_string=type_string,
+        hashrate_ths=ths,
+        power_w=watts,
+        boards=3,
+        chips_per_board=chips,
+        fans=4,
+        freq_mhz=freq,
+        reports_power=True,  # LuxOS estimates and reports power
+        boot_s=150.0,
+        max_fan_rpm=6000,
+        chip_rise_c=45.0,
+        derate_ambient_c=40.0,
+        derated_freq_mhz=freq - 50,
+        shutdown_ambient_c=50.0,
+        chip_protect_c=95.0,
+        one_bad_board_kills_unit=False,
+        behaviour=MULTI_BOARD_BEHAVIOUR,
+        voltage_mv=mv,
+    )
+
+
+MODELS.update(
+    {
+        m.key: m
+        for m in (
+            _luxos("s19jpro-lux", "Antminer S19j Pro", 104.0, 3068.0, 126, 545, 13400),
+            _luxos("s19xp-lux", "Antminer S19 XP", 140.0, 3010.0, 110, 490, 12625),
+        )
+    }
+)
 
 
 MODELS.update(

@@ -83,6 +83,7 @@ from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmSt
 from pithead.farm.store_async import AsyncFarmStore
 from pithead.web.farm_page import COLOURS as COLOURS  # re-exported: the page's colours, as before
 from pithead.web.farm_page import add_page_routes, alerted, colour_of, racks_json
+from pithead.web.farm_power import add_power_routes
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
@@ -416,6 +417,7 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
         svc = need_actions()
         await known(device_id)
         return _result_json(await svc.set_mining(device_id, True, body.actor, auth=how))
+    add_power_routes(router, actions, authorised, known, refusals)  # power targets and site power (web.farm_power)
 
     sink = ingest if ingest is not None else IngestService(store, clock)
     bad_batch: dict[int | str, dict[str, Any]] = {

@@ -9,7 +9,10 @@ and cookies buy nothing, and the per-request overhead matters at 24,000 devices.
 Actions: `POST /api/system/restart` (reboot), `PATCH /api/system` with stratum fields (pool changes take
 effect on the device's restart, as on real AxeOS, so set_pools/switch_pool also restart it). AxeOS has a
 primary and one fallback pool, so `switch_pool(1)` swaps them. AxeOS has no sleep mode: `set_mining`
-raises UnsupportedAction.
+raises UnsupportedAction. Power: AxeOS sets frequency and core voltage, not watts; the levels are the
+device's own frequency options at or below the default, each with the voltage it needs, and the watts
+each should draw scaled from what the device draws now (`codec.power_levels`). `set_power` PATCHes the
+pair and restarts the device, which is when AxeOS applies it.
 
 The deadline is the poller's; the socket is aborted on every path.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +38,17 @@ from pithead.farm.drivers.base import (
     check_pool_list,
     split_stratum_url,
 )
-from pithead.farm.model import Board, DeviceAddress, Fan, Identity, PoolEntry, Reading
+from pithead.farm.model import (
+    Board,
+    DeviceAddress,
+    Fan,
+    Identity,
+    PoolEntry,
+    PowerCapability,
+    PowerMechanism,
+    PowerTarget,
+    Reading,
+)
 from pithead.farm.protocol import axeos as codec
 from pithead.farm.protocol.errors import AxeOSPayloadError
 
@@ -135,7 +149,10 @@ class AxeOSDriver:
         return reading_from_info(device_id, now, await self._info(address))
 
     async def reboot(self, address: DeviceAddress) -> None:
-        await _json(address, "POST", codec.RESTART_PATH)
+        # AxeOS answers a restart with plain text ("System will restart shortly."), not JSON
+        status, _ = await http(address, "POST", codec.RESTART_PATH)
+        if not 200 <= status < 300:
+            raise DeviceRefused(f"POST {codec.RESTART_PATH}: HTTP {status}")
 
     async def _patch(self, address: DeviceAddress, patch: dict[str, Any]) -> None:
         try:
@@ -174,6 +191,27 @@ class AxeOSDriver:
 
     async def set_mining(self, address: DeviceAddress, on: bool) -> None:
         raise UnsupportedAction("AxeOS has no sleep mode; cut power at the PDU instead")
+
+    async def _levels(self, address: DeviceAddress) -> tuple[codec.PowerLevel, ...]:
+        try:
+            asic = codec.parse_asic_info(await _json(address, "GET", codec.ASIC_PATH))
+            return codec.power_levels(await self._info(address), asic)
+        except AxeOSPayloadError as exc:
+            raise DeviceProtocolError(str(exc)) from exc
+
+    async def power_capability(self, address: DeviceAddress) -> PowerCapability:
+        levels = tuple(lv.watts for lv in await self._levels(address))
+        steps = [b - a for a, b in itertools.pairwise(levels)]
+        return PowerCapability(PowerMechanism.FREQUENCY_VOLTAGE, levels[0], levels[-1],
+                               min(steps, default=levels[-1]), levels)
+
+    async def set_power(self, address: DeviceAddress, watts: float) -> PowerTarget:
+        level = codec.pick_level(await self._levels(address), watts)
+        if level is None:
+            raise DeviceRefused(f"no frequency/voltage pair at or below {watts:g} W")
+        await self._patch(address, {"frequency": level.frequency_mhz, "coreVoltage": level.core_voltage_mv})
+        await self.reboot(address)  # AxeOS applies frequency and voltage when it restarts
+        return PowerTarget(watts, level.label, level.watts)
 
 
 def _expected_ghs(info: codec.SystemInfo) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pithead.farm.model import DeviceAddress, FarmError, Identity, Reading
+from pithead.farm.model import DeviceAddress, FarmError, Identity, PowerCapability, PowerTarget, Reading
 
 # A pool list longer than this is refused before it reaches a device: cgminer-style firmware keeps a
 # handful of pools (Antminer web UI: 3) and AxeOS keeps exactly a primary and one fallback.
@@ -99,4 +99,13 @@ class Driver(Protocol):
 
     async def set_mining(self, address: DeviceAddress, on: bool) -> None:
         """Sleep (on=False) or wake the device, for curtailment. May raise UnsupportedAction."""
+        ...
+
+    async def power_capability(self, address: DeviceAddress) -> PowerCapability:
+        """What power levels the device's firmware lets us set (SLEEP_ONLY where it has none)."""
+        ...
+
+    async def set_power(self, address: DeviceAddress, watts: float) -> PowerTarget:
+        """Set the highest level at or below `watts` through the firmware's own API. Raises
+        UnsupportedAction where the firmware has no such level (stock Antminer: sleep/normal only)."""
         ...

@@ -18,6 +18,12 @@ sleep command. `set_mining` therefore goes the way stock Bitmain firmware does i
 interface it tries `SLEEP_COMMAND` on the API (`ascset|0,sleep|on`, a LuxOS-style extension), and
 raises `UnsupportedAction` when neither works.
 
+Power: what a unit can do depends on its firmware, read once per address from the `version` reply (as
+pyasic's socket probe does): LuxOS (`LUXminer`) sets one of its profiles inside a session (`logon`,
+`profiles`, `profileset`, `logoff`; sleep/wake is `curtail`); a Whatsminer (`btminer`) takes a power
+limit through the encrypted token flow (`adjust_power_limit`, then it restarts); stock bmminer has
+sleep/normal only, so `set_power` raises `UnsupportedAction` and curtailment sleeps it instead.
+
 The deadline is the poller's (asyncio.timeout); the socket is closed on every path, cancellation included.
 """
 
@@ -26,10 +32,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import orjson
 
 from pithead.farm.drivers import normalise as norm
 from pithead.farm.drivers.base import (
@@ -41,12 +49,25 @@ from pithead.farm.drivers.base import (
     UnsupportedAction,
     check_pool_list,
 )
-from pithead.farm.model import Board, DeviceAddress, Fan, FarmError, Identity, PoolEntry, Reading
+from pithead.farm.model import (
+    Board,
+    DeviceAddress,
+    Fan,
+    FarmError,
+    Identity,
+    PoolEntry,
+    PowerCapability,
+    PowerMechanism,
+    PowerTarget,
+    Reading,
+)
 from pithead.farm.protocol import antminer_web as web
+from pithead.farm.protocol import luxos as lx
+from pithead.farm.protocol import whatsminer as wmp
 from pithead.farm.protocol.cgminer import wire
 from pithead.farm.protocol.cgminer.parse import parse_pools, parse_stats, parse_summary, parse_version
 from pithead.farm.protocol.cgminer.sections import Pool, Stats, Summary
-from pithead.farm.protocol.errors import CgminerCommandError, CgminerReplyError
+from pithead.farm.protocol.errors import CgminerCommandError, CgminerReplyError, CodecError
 
 # Read size per recv; replies are a few KiB.
 READ_CHUNK = 65_536
@@ -62,17 +83,36 @@ WEB_PORT = 80
 WEB_TIMEOUT_S = 5.0
 # The error lookup on a degraded reading must leave the poller's per-device deadline (5 s) to the API read.
 WEB_ERRORS_TIMEOUT_S = 2.0
+# Firmware families on the cgminer API port, told apart by their `version` reply.
+FW_STOCK, FW_LUXOS, FW_WHATSMINER = "stock", "luxos", "whatsminer"
+# Ranking stand-in for the nominal draw of a stock unit whose model has no nameplate (S19 class).
+UNKNOWN_NOMINAL_W = 3250.0
+
+
+def firmware_of(reply: dict[str, Any]) -> str:
+    """Which firmware answered a `version` request (LuxOS and btminer name themselves in it)."""
+    text = orjson.dumps(reply).upper()
+    if b"LUXMINER" in text:
+        return FW_LUXOS
+    if b"BTMINER" in text or b"BITMICRO" in text:
+        return FW_WHATSMINER
+    return FW_STOCK
 
 
 async def call(address: DeviceAddress, command: str | Sequence[str], parameter: str | None = None,
                **extras: Any) -> dict[str, Any]:
     """Send one request on a fresh connection and return the decoded reply (status not yet checked)."""
+    return await exchange(address, wire.encode_request(command, parameter, **extras))
+
+
+async def exchange(address: DeviceAddress, request: bytes) -> dict[str, Any]:
+    """One request's bytes (built by a codec) on a fresh connection; the decoded reply."""
     try:
         reader, writer = await asyncio.open_connection(address.host, address.port)
     except OSError as exc:
         raise DeviceUnreachable(f"{address.host}:{address.port}: {exc.strerror or exc}") from exc
     try:
-        writer.write(wire.encode_request(command, parameter, **extras))
+        writer.write(request)
         await writer.drain()
         buf = bytearray()
         while True:
@@ -118,6 +158,8 @@ class CgminerDriver:
     def __init__(self, web_port: int = WEB_PORT, web_user: str = web.DEFAULT_USER,
                  web_password: str = web.DEFAULT_PASSWORD, web_errors: bool = True) -> None:
         self._no_join: set[tuple[str, int]] = set()
+        self._firmware: dict[tuple[str, int], str] = {}
+        self.whatsminer_password = wmp.DEFAULT_PASSWORD
         self.web_port = web_port
         self.web_errors = web_errors
         self._auth = httpx.DigestAuth(web_user, web_password)
@@ -234,6 +276,10 @@ class CgminerDriver:
             raise DeviceRefused(f"set_miner_conf.cgi: HTTP {put.status_code}")
 
     async def set_mining(self, address: DeviceAddress, on: bool) -> None:
+        if await self.firmware(address) == FW_LUXOS:
+            async with self._lux_session(address) as sid:
+                await self._lux(address, lx.curtail_request(sid, not on), "curtail")
+            return
         mode = web.WORK_MODE_NORMAL if on else web.WORK_MODE_SLEEP
         try:
             await self._web_work_mode(address, mode)
@@ -244,6 +290,107 @@ class CgminerDriver:
             await command(address, SLEEP_COMMAND, f"0,sleep|{'off' if on else 'on'}")
         except DeviceRefused as exc:
             raise UnsupportedAction(f"device cannot sleep/wake: web: {web_error}; API: {exc}") from exc
+
+
+    # ------------------------------------------------------------------ power
+
+    async def firmware(self, address: DeviceAddress) -> str:
+        key = (address.host, address.port)
+        fw = self._firmware.get(key)
+        if fw is None:
+            fw = firmware_of(await call(address, "version"))
+            if len(self._firmware) < MAX_NO_JOIN_MEMORY:
+                self._firmware[key] = fw
+        return fw
+
+    async def _lux(self, address: DeviceAddress, request: bytes, what: str) -> dict[str, Any]:
+        reply = await exchange(address, request)
+        try:
+            wire.check_status(reply, what)
+        except CgminerCommandError as exc:
+            raise DeviceRefused(f"LuxOS {what}: {exc.msg} (code {exc.code})") from exc
+        except CgminerReplyError as exc:
+            raise DeviceProtocolError(f"LuxOS {what}: {exc}") from exc
+        return reply
+
+    @contextlib.asynccontextmanager
+    async def _lux_session(self, address: DeviceAddress):  # type: ignore[no-untyped-def]
+        """LuxOS's one session per unit: logon, the caller's writes, logoff (even when they fail)."""
+        reply = await self._lux(address, lx.logon_request(), "logon")
+        try:
+            sid = lx.parse_logon(reply)
+        except CodecError as exc:
+            raise DeviceProtocolError(str(exc)) from exc
+        try:
+            yield sid
+        finally:
+            with contextlib.suppress(DriverError, OSError):
+                await self._lux(address, lx.logoff_request(sid), "logoff")
+
+    async def _lux_profiles(self, address: DeviceAddress) -> tuple[lx.Profile, ...]:
+        try:
+            return lx.parse_profiles(await self._lux(address, lx.profiles_request(), "profiles"))
+        except CodecError as exc:
+            raise DeviceProtocolError(str(exc)) from exc
+
+    async def _nominal_w(self, address: DeviceAddress) -> float:
+        if await self.firmware(address) == FW_WHATSMINER:
+            reply = await call(address, "devdetails")
+            items = reply.get("DEVDETAILS") or [{}]
+            model = str(items[0].get("Model", "")).split("_")[0] if isinstance(items[0], dict) else ""
+        else:
+            model = parse_version(await call(address, "version")).miner_type
+        np = norm.nameplate(model)
+        if np is None or np.watts is None:
+            if await self.firmware(address) == FW_WHATSMINER:
+                raise DeviceProtocolError(f"no nameplate power for Whatsminer model {model!r}")
+            return UNKNOWN_NOMINAL_W
+        return np.watts
+
+    async def power_capability(self, address: DeviceAddress) -> PowerCapability:
+        fw = await self.firmware(address)
+        if fw == FW_LUXOS:
+            profiles = await self._lux_profiles(address)
+            default = next((p.watts for p in profiles if p.name == "default"), None)
+            # no overclocking for curtailment: the range ends at the EEPROM default
+            levels = tuple(sorted({p.watts for p in profiles if default is None or p.watts <= default}))
+            steps = [b - a for a, b in itertools.pairwise(levels)]
+            return PowerCapability(PowerMechanism.PROFILE, levels[0], levels[-1], max(min(steps, default=1.0), 1.0),
+                                   levels)
+        nominal = await self._nominal_w(address)
+        if fw == FW_WHATSMINER:
+            return PowerCapability(PowerMechanism.POWER_LIMIT, round(nominal * wmp.MIN_LIMIT_FRACTION), nominal)
+        return PowerCapability(PowerMechanism.SLEEP_ONLY, nominal, nominal)
+
+    async def set_power(self, address: DeviceAddress, watts: float) -> PowerTarget:
+        fw = await self.firmware(address)
+        if fw == FW_LUXOS:
+            profile = lx.pick_profile(await self._lux_profiles(address), watts)
+            if profile is None:
+                raise DeviceRefused(f"no LuxOS profile at or below {watts:g} W")
+            async with self._lux_session(address) as sid:
+                reply = await self._lux(address, lx.profileset_request(sid, profile.name), "profileset")
+            try:
+                running = lx.parse_profileset(reply)
+            except CodecError as exc:
+                raise DeviceProtocolError(str(exc)) from exc
+            if running != profile.name:
+                raise DeviceRefused(f"asked for profile {profile.name!r}, the unit runs {running!r}")
+            return PowerTarget(watts, profile.name, profile.watts)
+        if fw == FW_WHATSMINER:
+            cap = await self.power_capability(address)
+            level = cap.settable(watts)
+            if level is None:
+                raise DeviceRefused(f"{watts:g} W is below this Whatsminer's range ({cap.min_w:g} W)")
+            try:
+                token = wmp.parse_token(await exchange(address, wmp.token_request()))
+                keys = wmp.derive_keys(self.whatsminer_password, token)
+                reply = wmp.decrypt_reply(keys, await exchange(address, wmp.adjust_power_limit_request(keys, int(level))))
+                wmp.check_ok(reply, "adjust_power_limit")
+            except wmp.WhatsminerError as exc:
+                raise DeviceRefused(str(exc)) from exc
+            return PowerTarget(watts, f"{int(level)}W", float(int(level)))
+        raise UnsupportedAction("stock Antminer firmware has sleep/normal only: sleep the unit instead")
 
 
 def reading_from_parsed(device_id: str, now: float, summary: Summary, stats: Stats,

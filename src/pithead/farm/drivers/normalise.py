@@ -44,13 +44,17 @@ class Nameplate:
     chips_per_board: int
     fans: int
     ths: float
+    watts: float | None = None  # nameplate wall power (field notes §3 [S1][S2])
 
 
 # Keyed by the upper-cased model string as devices report it.
 NAMEPLATES: dict[str, Nameplate] = {
-    "ANTMINER S19": Nameplate("Antminer", 3, 76, 4, 95.0),
-    "ANTMINER S19 XP": Nameplate("Antminer", 3, 110, 4, 140.0),
-    "ANTMINER S21": Nameplate("Antminer", 3, 108, 4, 200.0),
+    "ANTMINER S19": Nameplate("Antminer", 3, 76, 4, 95.0, 3250.0),
+    "ANTMINER S19 XP": Nameplate("Antminer", 3, 110, 4, 140.0, 3010.0),
+    "ANTMINER S19J PRO": Nameplate("Antminer", 3, 126, 4, 104.0, 3068.0),
+    "ANTMINER S21": Nameplate("Antminer", 3, 108, 4, 200.0, 3500.0),
+    "M30S": Nameplate("Whatsminer", 3, 156, 2, 88.0, 3344.0),  # V50 variant's chips [P15w]
+    "M50": Nameplate("Whatsminer", 3, 105, 2, 118.0, 3422.0),  # VH50
     "BM1397": Nameplate("Bitaxe", 1, 1, 1, 0.4),  # Bitaxe Max
     "BM1366": Nameplate("Bitaxe", 1, 1, 1, 0.5),  # Bitaxe Ultra
     "BM1368": Nameplate("Bitaxe", 1, 1, 1, 0.7),  # Bitaxe Supra

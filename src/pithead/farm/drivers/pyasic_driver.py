@@ -10,10 +10,18 @@ Known limits inherited from pyasic (field notes §2.5 and §4): ports cannot be 
 needs its own IP; `get_miner` returns None when nothing answers; Whatsminer writes need the unlocked
 privileged API. `switch_pool` is not in pyasic's common interface (UnsupportedAction); `set_pools` uses
 `send_config` with one pool group.
+
+Power: pyasic's `set_power_limit(watts)` for the makes whose class implements it (Whatsminer v2:
+`adjust_power_limit` through the token flow; v3; Braiins OS: power target; LuxOS and Vnish: the highest
+preset at or below; Auradine; Avalon work levels). Where pyasic's config lists presets (LuxOS profiles),
+they are the levels; otherwise pyasic reports no range, so the capability is nameplate (or the
+limit/draw the unit reports) down to `MIN_LIMIT_FRACTION` of it; a class that does not override
+`set_power_limit` (pyasic's base answers False) is SLEEP_ONLY.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +35,18 @@ from pithead.farm.drivers.base import (
     UnsupportedAction,
     check_pool_list,
 )
-from pithead.farm.model import Board, DeviceAddress, Fan, Identity, PoolEntry, Reading
+from pithead.farm.model import (
+    Board,
+    DeviceAddress,
+    Fan,
+    Identity,
+    PoolEntry,
+    PowerCapability,
+    PowerMechanism,
+    PowerTarget,
+    Reading,
+)
+from pithead.farm.protocol.whatsminer import MIN_LIMIT_FRACTION
 
 # pyasic miner objects kept (one per identified host). Least recently used beyond this are re-identified.
 MAX_CACHED_MINERS = 100_000
@@ -127,6 +146,61 @@ class PyasicDriver:
         m = await self._miner(address)
         await self._act(address, "resume_mining" if on else "stop_mining",
                         m.resume_mining() if on else m.stop_mining())
+
+
+    @staticmethod
+    def _limits_power(m: Any) -> bool:
+        from pyasic.miners.base import MinerProtocol
+
+        return getattr(type(m), "set_power_limit", None) is not MinerProtocol.set_power_limit
+
+    async def power_capability(self, address: DeviceAddress) -> PowerCapability:
+        m = await self._miner(address)
+        data = await self._data(m, address)
+        model = str(data.model or "")
+        np = norm.nameplate(model) or norm.nameplate(model.split(" ")[0])  # "M30S V50" -> "M30S"
+        top = (np.watts if np and np.watts else None) or norm.number(getattr(data, "wattage_limit", None)) \
+            or norm.number(data.wattage)
+        if not top or top <= 0:
+            raise DeviceProtocolError(f"pyasic reports no power for {address.host}")
+        if not self._limits_power(m):
+            return PowerCapability(PowerMechanism.SLEEP_ONLY, top, top)
+        presets = await self._presets(m)
+        if presets:
+            # preset firmware (LuxOS, Vnish): set_power_limit takes the highest preset at or below; no
+            # overclocking for curtailment, so the range ends at the "default" preset where there is one
+            default = presets.get("default")
+            levels = tuple(sorted({w for w in presets.values() if default is None or w <= default}))
+            steps = [b - a for a, b in itertools.pairwise(levels)]
+            return PowerCapability(PowerMechanism.PROFILE, levels[0], levels[-1], max(min(steps, default=1.0), 1.0),
+                                   levels)
+        return PowerCapability(PowerMechanism.POWER_LIMIT, round(top * MIN_LIMIT_FRACTION), top)
+
+    async def _presets(self, m: Any) -> dict[str, float]:
+        """Preset name -> watts, where pyasic's config lists presets (LuxOS profiles, Vnish presets)."""
+        try:
+            cfg = await m.get_config()
+        except Exception:  # pyasic raises many types; a unit without presets is a power-limit unit
+            return {}
+        presets = getattr(getattr(cfg, "mining_mode", None), "available_presets", None) or []
+        out = {}
+        for p in presets:
+            w = norm.number(getattr(p, "power", None))
+            if w and w > 0:
+                out[str(p.name)] = w
+        return out
+
+    async def set_power(self, address: DeviceAddress, watts: float) -> PowerTarget:
+        m = await self._miner(address)
+        if not self._limits_power(m):
+            raise UnsupportedAction(f"pyasic cannot set a power limit on {type(m).__name__}")
+        presets = await self._presets(m)
+        await self._act(address, "set_power_limit", m.set_power_limit(int(watts)))
+        fitting = {n: w for n, w in presets.items() if w <= int(watts)}
+        if fitting:  # pyasic set the highest preset at or below
+            name = max(fitting, key=lambda n: fitting[n])
+            return PowerTarget(watts, name, fitting[name])
+        return PowerTarget(watts, f"{int(watts)}W", float(int(watts)))
 
 
 def reading_from_miner_data(device_id: str, now: float, data: Any) -> Reading:

@@ -390,3 +390,58 @@ ROOT_HTML = (
     b'<base href="/"><meta name="viewport" content="width=device-width, initial-scale=1">'
     b"</head><body><app-root></app-root></body></html>"
 )
+
+
+# --------------------------------------------------------------------------------------------------
+# Power: AxeOS sets frequency and core voltage, not watts. A chip's dynamic power goes as f·V² (the CMOS
+# rule every tuning firmware leans on), and the voltage a frequency needs falls with it: LuxOS's built-in
+# profiles step 0.1 V per 25 MHz around 13.4 V / 545 MHz on an S19j Pro (docs.luxor.tech/firmware/features),
+# i.e. about 0.16 % voltage per 1 % frequency, which is the ratio used here.
+VOLTAGE_PER_FREQUENCY = 0.16
+
+
+@dataclass(frozen=True, slots=True)
+class PowerLevel:
+    """One frequency/voltage pair from the device's own options and the watts it is expected to draw."""
+
+    frequency_mhz: int
+    core_voltage_mv: int
+    watts: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.frequency_mhz}MHz/{self.core_voltage_mv}mV"
+
+
+def power_factor(freq: float, mv: float, ref_freq: float, ref_mv: float) -> float:
+    """Power relative to the reference operating point: (f/f0)·(V/V0)²."""
+    return (freq / ref_freq) * (mv / ref_mv) ** 2
+
+
+def voltage_for(freq: float, ref_freq: float, ref_mv: float) -> float:
+    return ref_mv * (1.0 - VOLTAGE_PER_FREQUENCY * (1.0 - freq / ref_freq))
+
+
+def power_levels(info: SystemInfo, asic: AsicInfo) -> tuple[PowerLevel, ...]:
+    """The levels a Bitaxe can be set to without overclocking: each frequency option at or below the
+    default, with the lowest voltage option that frequency needs, and the watts it should draw, scaled
+    from what the device draws now at its current frequency/voltage. Ascending by watts."""
+    if info.frequency_mhz <= 0 or info.core_voltage_mv <= 0 or info.power_w <= 0:
+        raise AxeOSPayloadError("system info lacks the frequency, core voltage or power to scale from")
+    if not asic.frequency_options or not asic.voltage_options:
+        raise AxeOSPayloadError("asic info lists no frequency or voltage options")
+    f0, v0 = asic.default_frequency or info.frequency_mhz, asic.default_voltage or info.core_voltage_mv
+    p0 = info.power_w / power_factor(info.frequency_mhz, info.core_voltage_mv, f0, v0)
+    volts = sorted(asic.voltage_options)
+    out = {}
+    for f in sorted(x for x in asic.frequency_options if x <= f0):
+        need = voltage_for(f, f0, v0)
+        mv = next((v for v in volts if v >= need), volts[-1])
+        w = round(p0 * power_factor(f, mv, f0, v0), 2)
+        out[w] = PowerLevel(f, mv, w)
+    return tuple(out[w] for w in sorted(out))
+
+
+def pick_level(levels: tuple[PowerLevel, ...], watts: float) -> PowerLevel | None:
+    fitting = [lv for lv in levels if lv.watts <= watts]
+    return fitting[-1] if fitting else None

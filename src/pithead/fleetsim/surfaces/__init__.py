@@ -2,8 +2,10 @@
 
 - `antminer_api`: a stock Antminer's cgminer API (bmminer on TCP 4028).
 - `antminer_web`: a stock Antminer's web CGI (JSON behind HTTP Digest on port 80).
-- `whatsminer`: a Whatsminer's btminer API v2 (reads; writes locked) and its HTTPS redirect.
-- `axeos`: a Bitaxe's AxeOS HTTP API.
+- `whatsminer`: a Whatsminer's btminer API v2 (reads; writes through the token flow: power limit) and its
+  HTTPS redirect.
+- `axeos`: a Bitaxe's AxeOS HTTP API (frequency/voltage through PATCH /api/system).
+- `luxos`: an Antminer on LuxOS (cgminer-style API with session-guarded power profiles).
 - `common`: what they share (content types, JSON replies, the best-share figure).
 
 Each is a set of pure functions from (fleet, device, request, simulated time) to reply bytes or objects,
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pithead.fleetsim.device import SimDevice
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.models import Family
-from pithead.fleetsim.surfaces import antminer_api, antminer_web, axeos, whatsminer
+from pithead.fleetsim.surfaces import antminer_api, antminer_web, axeos, luxos, whatsminer
 from pithead.fleetsim.surfaces.common import WebReply
 
 # (fleet, device, request bytes, simulated time) -> the reply bytes of one cgminer-API connection
@@ -44,4 +46,5 @@ SURFACES: dict[Family, Surfaces] = {
     Family.ANTMINER: Surfaces(antminer_api.api_bytes, antminer_web.web, web_digest=True),
     Family.WHATSMINER: Surfaces(whatsminer.api_bytes, whatsminer.web, web_digest=False),
     Family.BITAXE: Surfaces(None, axeos.web, web_digest=False),
+    Family.LUXOS: Surfaces(luxos.api_bytes, luxos.web, web_digest=False),
 }

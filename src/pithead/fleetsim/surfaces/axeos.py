@@ -1,8 +1,8 @@
 """A Bitaxe's AxeOS HTTP API (port 80, no auth), simulated: snapshots → AxeOS payloads.
 
 `/`, `GET /api/system/info`, `GET /api/system/asic`, `GET /api/system/statistics`, `PATCH /api/system`
-(pool, fallback pool, fan and hostname settings; pool changes are stored and apply at the next
-restart, as AxeOS keeps them in NVS) and `POST /api/system/restart`, shaped by the farm's codec
+(pool, fallback pool, fan, hostname, frequency and core voltage settings; pool and frequency/voltage
+changes are stored and apply at the next restart, as AxeOS keeps them in NVS) and `POST /api/system/restart`, shaped by the farm's codec
 `pithead.farm.protocol.axeos`. Nothing listens on the cgminer API port of a Bitaxe.
 
 Not here: sockets and HTTP framing (`server`, `http`), device behaviour (`device`).
@@ -14,7 +14,7 @@ import orjson
 
 from pithead.farm.protocol import axeos
 from pithead.farm.protocol.errors import AxeOSPayloadError
-from pithead.fleetsim.device import PoolConf, SimDevice, Snapshot
+from pithead.fleetsim.device import PoolConf, SimDevice, Snapshot, op_for_freq_volt
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.surfaces.common import HTML_CT, JSON_CT, WebReply, best_share, json_reply
 
@@ -65,8 +65,8 @@ def axeos_info(fleet: Fleet, dev: SimDevice, snap: Snapshot) -> axeos.SystemInfo
         autofanspeed=0 if dev.fan_manual_pwm >= 0 else 1,
         temptarget=60,
         frequency_mhz=snap.freq_mhz,
-        core_voltage_mv=spec.voltage_mv,
-        core_voltage_actual_mv=spec.voltage_mv - 6,
+        core_voltage_mv=snap.op.voltage_mv if snap.op else spec.voltage_mv,
+        core_voltage_actual_mv=(snap.op.voltage_mv if snap.op else spec.voltage_mv) - 6,
         small_core_count=spec.small_cores,
         asic_count=spec.chips_per_board,
         uptime_s=snap.elapsed_s,
@@ -168,5 +168,12 @@ def web(fleet: Fleet, dev: SimDevice, method: str, path: str, body: bytes, tf: f
             fleet.set_fan(dev.ip, -1 if auto else manual, tf)
         if patch.hostname is not None:
             fleet.set_hostname(dev.ip, patch.hostname, tf)
+        if patch.frequency is not None or patch.coreVoltage is not None:
+            # stored in NVS; the chip runs them from the next restart on, as AxeOS does
+            op_now = dev.op_pending or dev.op(tf)
+            f = patch.frequency if patch.frequency is not None else op_now.freq_mhz
+            mv = patch.coreVoltage if patch.coreVoltage is not None else op_now.voltage_mv
+            op = op_for_freq_volt(dev.spec, f, mv, f"{f}MHz/{mv}mV")
+            fleet.set_power(dev.ip, op, 0.0, at_boot=True, t=tf)
         return 200, b"", JSON_CT, ()
     return 404, b"", "text/plain", ()

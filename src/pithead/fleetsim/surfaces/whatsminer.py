@@ -1,8 +1,11 @@
 """A Whatsminer's btminer API v2 (TCP 4028), simulated: snapshots → btminer replies.
 
 Reads: `summary`, `devs` / `edevs`, `pools`, `devdetails`, their joins, and the `get_*` / `status`
-family with a STATUS string and a `Msg` object. Writes answer "can't access write cmd", as a unit whose
-API has not been unlocked (the salted-token / AES flow) does. The web port redirects to HTTPS LuCI.
+family with a STATUS string and a `Msg` object. Writes go through the salted-token / AES flow
+(`pithead.farm.protocol.whatsminer`, password "admin"): `get_token`, then `{"enc":1,"data":…}` carrying
+`adjust_power_limit`, which stores the limit and restarts the unit to apply it, as the firmware does.
+While the fleet's API is not write-enabled every write answers "can't access write cmd", as a unit whose
+API has not been unlocked does. The web port redirects to HTTPS LuCI.
 
 Not here: sockets (`server`), device behaviour (`device`).
 """
@@ -11,8 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from pithead.farm.protocol import whatsminer as wmp
 from pithead.farm.protocol.cgminer import wire as cg
-from pithead.fleetsim.device import SimDevice, Snapshot
+from pithead.fleetsim.clock import draw
+from pithead.fleetsim.device import SimDevice, Snapshot, op_for_watts
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.surfaces.antminer_api import pools_reply, request_error_bytes
 from pithead.fleetsim.surfaces.common import HTML_CT, WebReply
@@ -21,6 +28,8 @@ WM_DESCRIPTION = "btminer"
 WM_FW_VERSION = "20230911.12.Rel"  # before 2024.11: pyasic picks its API v2 backend, as for real units
 WM_API_VERSION = "2.0.5"
 WM_OK = 131  # btminer's "API command OK" code for the get_* family
+S_TOKEN = 11  # the random stream token salts are drawn from
+MAX_TOKENS = 4  # tokens a unit honours at once (clients such as pyasic keep theirs for 30 minutes)
 
 
 def _wm_ok(t: int, code: int, msg: str) -> cg.Status:
@@ -74,7 +83,7 @@ def _wm_summary(dev: SimDevice, snap: Snapshot) -> dict[str, Any]:
         "Env Temp": round(snap.ambient_c, 2),
         "Power Mode": "Normal",
         "Factory GHS": round(dev.spec.ideal_ghs),
-        "Power Limit": round(dev.spec.power_w * 1.1),
+        "Power Limit": round(snap.op.watts if snap.op else dev.spec.power_w),
         "Chip Temp Min": min(chip_temps, default=0),
         "Chip Temp Max": max(chip_temps, default=0),
         "Chip Temp Avg": round(sum(chip_temps) / len(chip_temps), 2) if chip_temps else 0,
@@ -238,15 +247,72 @@ def whatsminer_reply(fleet: Fleet, dev: SimDevice, req: cg.CgminerRequest, tf: f
         )
     if cmd == "get_error_code":
         return _wm_msg(t, {"error_code": [{str(_wm_error_number(e)): ""} for e in snap.errors]})
+    if cmd == "get_token" and fleet.ctx.api_write_allowed:
+        return _issue_token(fleet, dev, tf)
     if cmd == "get_token" or cmd in cg.PRIVILEGED_COMMANDS or cmd.startswith(("set_", "update_", "power_")):
         # the write API needs the salted-token / AES flow and is locked out of the box
         return _wm_err(t, 45, "can't access write cmd")
     return cg.error_reply(t, cg.Code.INVCMD, "Invalid command", WM_DESCRIPTION)
 
 
+def _salt(dev: SimDevice, n: int) -> str:
+    x = draw(dev.seed, S_TOKEN, n)
+    return "".join(wmp.SALT_CHARS[(x >> (6 * i)) % len(wmp.SALT_CHARS)] for i in range(8))
+
+
+def _issue_token(fleet: Fleet, dev: SimDevice, tf: float) -> dict[str, Any]:
+    issued = fleet.tokens.setdefault(dev.ip, [])
+    n = int(tf * 1000) * 4 + len(issued)
+    token = wmp.Token(str(int(tf)), _salt(dev, 2 * n), _salt(dev, 2 * n + 1))
+    issued.append((token.time, token.salt, token.newsalt))
+    del issued[:-MAX_TOKENS]
+    return wmp.token_reply(int(tf), token)
+
+
+def _privileged(fleet: Fleet, dev: SimDevice, request: dict[str, Any], tf: float) -> dict[str, Any]:
+    """One `{"enc":1,"data":…}` request: decrypt with a token this unit issued, run, seal the reply."""
+    t = int(tf)
+    if not fleet.ctx.api_write_allowed:
+        return _wm_err(t, wmp.CODE_WRITE_DENIED, "can't access write cmd")
+    for time_s, salt, newsalt in reversed(fleet.tokens.get(dev.ip, [])):
+        keys = wmp.derive_keys(wmp.DEFAULT_PASSWORD, wmp.Token(time_s, salt, newsalt))
+        try:
+            cmd = wmp.open_request(keys, request)
+        except wmp.WhatsminerError:
+            continue
+        return wmp.seal_reply(keys, _run_privileged(fleet, dev, cmd, tf))
+    return _wm_err(t, wmp.CODE_BAD_TOKEN, "token error")
+
+
+def _run_privileged(fleet: Fleet, dev: SimDevice, cmd: dict[str, Any], tf: float) -> dict[str, Any]:
+    t = int(tf)
+    if cmd.get("cmd") != "adjust_power_limit":
+        return wmp.status(t, False, cg.Code.INVCMD, "Invalid command")
+    raw = str(cmd.get("power_limit", ""))
+    if not raw.isdigit():
+        return wmp.status(t, False, wmp.CODE_BAD_VALUE, "invalid power_limit")
+    watts = int(raw)
+    spec = dev.spec
+    if watts > spec.power_w:
+        return wmp.status(t, False, wmp.CODE_BAD_VALUE, "power limit above the machine's ordinary power")
+    if watts < spec.power_w * spec.power_floor:
+        return wmp.status(t, False, wmp.CODE_BAD_VALUE, "power limit below the machine's range")
+    # stored, then the unit restarts to apply it
+    fleet.set_power(dev.ip, op_for_watts(spec, watts), 0.0, at_boot=True, t=tf)
+    fleet.restart(dev.ip, tf)
+    return wmp.status(t, True, WM_OK, "API command OK")
+
+
 def api_bytes(fleet: Fleet, dev: SimDevice, data: bytes, tf: float) -> bytes:
     """Bytes in, NUL-terminated JSON reply bytes out (a request that does not parse gets cgminer's own
     error reply, as the btminer API does for the cgminer-compatible commands)."""
+    if data.lstrip()[:1] == b"{" and b'"enc"' in data:
+        try:
+            obj = orjson.loads(data.rstrip(b"\x00\r\n "))
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and "enc" in obj:
+            return cg.frame_reply(_privileged(fleet, dev, obj, tf))
     try:
         req = cg.parse_request(data)
     except cg.CgminerRequestError as exc:

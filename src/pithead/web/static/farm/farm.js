@@ -240,7 +240,7 @@ async function act(action) {
   if (action === "power") {
     const w = Number($("power-target").value);
     if (!(w > 0)) { result("power target: give watts above 0", "bad"); return; }
-    body.target_w = w; body.watts = w;
+    body.watts = w;
   }
   const headers = {"Content-Type": "application/json"};
   if (token()) headers.Authorization = "Bearer " + token();
