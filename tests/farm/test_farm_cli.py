@@ -47,7 +47,7 @@ def device_port(request: pytest.FixtureRequest) -> Iterator[tuple[int, Antminer]
 def test_scan_poll_status_alerts_actions(tmp_path: Path, device_port: tuple[int, Antminer]) -> None:
     port, dev = device_port
     db = str(tmp_path / "farm.sqlite3")
-    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1",
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1", "--probe-timeout", "5",
                             "--site", "lab"])
     assert r.exit_code == 0, r.output
     assert "1 devices (1 new)" in r.output
@@ -92,7 +92,7 @@ def test_run_service_from_a_config_file(tmp_path: Path, device_port: tuple[int, 
                     f'price_schedule = "{prices}"\nstrike_price = 80.0\n')
     db = str(tmp_path / "farm.sqlite3")
     # the fixture's device listens on an ephemeral port, which the config cannot name: scan it first
-    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1",
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1", "--probe-timeout", "5",
                             "--labels", str(labels)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["run", "--config", str(conf), "--db", db, "--duration", "1.5"])
@@ -152,7 +152,7 @@ def test_farm_cli_against_the_simulator_cli(tmp_path: Path) -> None:
                 _time.sleep(0.1)
         db = str(tmp_path / "farm.sqlite3")
         r = runner.invoke(app, ["scan", "127.81.0.0/28", "--db", db, "--cgminer-port", str(api),
-                                "--axeos-port", str(web)])
+                                "--axeos-port", str(web), "--probe-timeout", "5"])  # a busy machine accepts late
         assert r.exit_code == 0 and "12 devices (12 new)" in r.output, r.output
         r = runner.invoke(app, ["poll", "--once", "--db", db])
         assert r.exit_code == 0 and "12 ok" in r.output, r.output
@@ -177,7 +177,7 @@ def test_energy_says_when_devices_report_no_power(tmp_path: Path, device_port: t
     """A stock Antminer reports no power: the energy table must not present its 0 kW as the fleet's power."""
     port, _dev = device_port
     db = str(tmp_path / "farm.sqlite3")
-    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1"])
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1", "--probe-timeout", "5"])
     assert r.exit_code == 0, r.output
     assert runner.invoke(app, ["poll", "--once", "--db", db]).exit_code == 0
     r = runner.invoke(app, ["energy", "--db", db, "--price", "50"], env={"COLUMNS": "200"})
@@ -190,7 +190,7 @@ def test_energy_is_quiet_when_every_device_reports_power(tmp_path: Path,
                                                          device_port: tuple[int, Antminer]) -> None:
     port, _dev = device_port
     db = str(tmp_path / "farm.sqlite3")
-    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1"])
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1", "--probe-timeout", "5"])
     assert r.exit_code == 0, r.output
     assert runner.invoke(app, ["poll", "--once", "--db", db]).exit_code == 0
     r = runner.invoke(app, ["energy", "--db", db, "--price", "50"], env={"COLUMNS": "200"})
@@ -207,7 +207,7 @@ def test_status_sorts_naturally_and_actions_take_an_ip(tmp_path: Path, device_po
 
     port, dev = device_port
     db = str(tmp_path / "farm.sqlite3")
-    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1"])
+    r = runner.invoke(app, ["scan", "127.0.0.1/32", "--db", db, "--cgminer-port", str(port), "--axeos-port", "1", "--probe-timeout", "5"])
     assert r.exit_code == 0, r.output
     with FarmStore(db) as s:
         s.upsert_devices([Device(DeviceAddress(f"127.0.88.{n}", 4028, DriverKind.CGMINER), Identity("Antminer", "S19"),

@@ -441,7 +441,8 @@ def test_collect_and_run_central_commands_end_to_end(tmp_path: Path) -> None:
         for i in range(2):
             db = str(tmp_path / f"c{i}.sqlite3")
             scan = subprocess.run([*py, "farm", "scan", net, "--cgminer-port", str(sim_port), "--db", db,
-                                   "--site", "north"], capture_output=True, text=True, env=env, timeout=120)
+                                   "--site", "north", "--probe-timeout", "5"], capture_output=True, text=True,
+                                  env=env, timeout=120)
             assert scan.returncode == 0, scan.stdout + scan.stderr
             if i == 0:  # first with a wrong token: refused, said clearly, and the readings stay in the spool file
                 r = subprocess.run([*py, "farm", "collect", "--shard", "0/2", "--forward", f"http://127.0.0.1:{port}",

@@ -147,7 +147,7 @@ async def test_device_detail_and_page_info(client: httpx.AsyncClient) -> None:
     missing = await client.get(f"/farm/api/devices/{quote('cgminer://10.9.9.9:4028', safe='')}/detail")
     assert missing.status_code == 404 and "unknown device" in missing.json()["detail"]
     info = (await client.get("/farm/api/page")).json()
-    assert info["token_required"] is False and info["power"] is False  # no power endpoint in this tree yet
+    assert info["token_required"] is False and info["power"] is True  # web.farm_power mounts POST .../power
     assert info["colours"]["ok"].startswith("#")
     page = await client.get("/farm/")
     assert page.status_code == 200 and 'src="assets/farm.js"' in page.text

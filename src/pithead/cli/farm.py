@@ -62,7 +62,7 @@ from pithead.farm.energy import (
     hashprice_per_th_day,
 )
 from pithead.farm.forward import SPOOL_MAX_ITEMS, Forwarder, ForwardError, Spool
-from pithead.farm.inventory import InventoryError, Labeler, Scanner
+from pithead.farm.inventory import PROBE_TIMEOUT_S, InventoryError, Labeler, Scanner
 from pithead.farm.lookup import DeviceLookupError, resolve_device, status_sort_key
 from pithead.farm.model import DriverKind, Labels
 from pithead.farm.poller import Poller, select_shard
@@ -138,6 +138,8 @@ def scan(
     labels: Path | None = typer.Option(None, "--labels", help="CSV cidr,site,rack."),
     site: str = typer.Option("", "--site", help="Site label for devices no rule matches."),
     use_pyasic: bool = typer.Option(False, "--pyasic", help="Identify other makes through pyasic."),
+    probe_timeout: float = typer.Option(PROBE_TIMEOUT_S, "--probe-timeout", min=0.01, max=60.0,
+                                        help="Seconds a port has to accept (raise it on a slow or busy network)."),
 ) -> None:
     """Discover devices and add them to the inventory."""
 
@@ -145,7 +147,7 @@ def scan(
         labeler = Labeler.from_csv(labels.read_text(), site) if labels else Labeler((), site)
         scanner = Scanner(default_drivers(), {DriverKind.CGMINER: _ports(cgminer_port),
                                               DriverKind.AXEOS: _ports(axeos_port)},
-                          labeler=labeler, use_pyasic=use_pyasic)
+                          labeler=labeler, use_pyasic=use_pyasic, probe_timeout_s=probe_timeout)
         report = asyncio.run(scanner.scan(cidrs))
     except (InventoryError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
