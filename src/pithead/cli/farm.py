@@ -59,7 +59,7 @@ from pithead.farm.inventory import InventoryError, Labeler, Scanner
 from pithead.farm.model import DriverKind, Labels
 from pithead.farm.poller import Poller, select_shard
 from pithead.farm.service import FarmService, FarmSetup, Role
-from pithead.farm.store import FarmStore, FarmStoreError
+from pithead.farm.store import FarmStore, FarmStoreError, open_farm_store
 from pithead.farm.store_async import AsyncFarmStore
 from pithead.web.farm import HOW_TO_CONFIGURE, FarmAuth, FarmAuthError, load_token, service_router
 from pithead.web.server import WebServer, WebServerError
@@ -74,7 +74,7 @@ app = typer.Typer(no_args_is_help=True, help="The fleet manager and the simulate
 console = Console()
 
 DEFAULT_DB = "pithead-data/farm.sqlite3"
-DbOpt = typer.Option(DEFAULT_DB, "--db", help="Farm database (SQLite).")
+DbOpt = typer.Option(DEFAULT_DB, "--db", help="Farm database: a SQLite path or postgresql://USER@HOST/DB?schema=S.")
 
 
 def _mount_sim() -> None:
@@ -89,10 +89,7 @@ def _mount_sim() -> None:
 
 
 def _store(db: str):  # type: ignore[no-untyped-def]
-
-    if db != ":memory:":
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
-    return FarmStore(db)
+    return open_farm_store(db)  # a path (SQLite) or a database URL (postgresql://...)
 
 
 def _shard(text: str) -> tuple[int, int]:
