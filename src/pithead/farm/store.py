@@ -37,6 +37,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
+from pithead.farm.alert_groups import rack_partition
 from pithead.farm.model import (
     ERROR_STATES,
     Board,
@@ -95,7 +96,8 @@ SCHEMA: tuple[str, ...] = (
 )""",
     """CREATE TABLE IF NOT EXISTS alerts (
   id {ID}, device_id TEXT NOT NULL, kind TEXT NOT NULL,
-  severity TEXT NOT NULL, message TEXT NOT NULL, opened_at DOUBLE PRECISION NOT NULL, resolved_at DOUBLE PRECISION
+  severity TEXT NOT NULL, message TEXT NOT NULL, opened_at DOUBLE PRECISION NOT NULL, resolved_at DOUBLE PRECISION,
+  machines INTEGER NOT NULL DEFAULT 1, acked_at DOUBLE PRECISION, acked_by TEXT
 )""",
     """CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts(device_id, kind) WHERE resolved_at IS NULL""",
     """CREATE TABLE IF NOT EXISTS audit (
@@ -106,10 +108,25 @@ SCHEMA: tuple[str, ...] = (
   device_id TEXT PRIMARY KEY, curtailed INTEGER NOT NULL, since DOUBLE PRECISION NOT NULL
 )""",
     """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS alert_silences (
+  id {ID}, target TEXT NOT NULL, kind TEXT, until DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+  created_by TEXT NOT NULL, reason TEXT NOT NULL DEFAULT ''
+)""",
     """CREATE TABLE IF NOT EXISTS ingest_batches (
   batch TEXT PRIMARY KEY, collector TEXT NOT NULL, received DOUBLE PRECISION NOT NULL, results INTEGER NOT NULL
 )""",
 )
+# Columns added after a table's first release: (table, column, its definition), added to an existing
+# database when missing (ALTER TABLE ... ADD COLUMN, which both engines run alike).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("alerts", "machines", "INTEGER NOT NULL DEFAULT 1"),  # a group alert (a rack, a site): how many machines
+    ("alerts", "acked_at", "DOUBLE PRECISION"),
+    ("alerts", "acked_by", "TEXT"),
+)
+# Active silences at most (each is checked against every alert change): a bound on what a caller can add.
+MAX_SILENCES = 1000
+# How long one silence may last: a silence is for a maintenance window, not a way to switch alerts off.
+MAX_SILENCE_S = 30 * 86_400.0
 
 
 class FarmStoreError(FarmError):
@@ -152,6 +169,23 @@ class AlertRow:
     message: str
     opened_at: float
     resolved_at: float | None
+    machines: int = 1  # a group alert (device_id "rack:SITE/RACK" or "site:SITE"): the machines in it
+    acked_at: float | None = None
+    acked_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRow:
+    """Alert changes of `target` (a device id, "rack:SITE/RACK", "site:SITE" or "*") and `kind` (None:
+    every kind) are kept in the store but not delivered (webhook, notices) until `until`."""
+
+    id: int
+    target: str
+    kind: str | None
+    until: float
+    created_at: float
+    created_by: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +301,9 @@ class FarmStore:
         self._cache_version = -1
         with self._tx():
             self._db.schema(SCHEMA)
+            for table, column, definition in ADDED_COLUMNS:
+                if column not in self._db.columns(table):
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @_serialised
     def close(self) -> None:
@@ -522,13 +559,33 @@ class FarmStore:
         return [dataclasses.replace(st, state=DeviceState.CURTAILED) if st.device.id in curtailed else st
                 for st in self._cache.values()]
 
-    def _load_statuses(self) -> list[DeviceStatus]:
+    @_serialised
+    def partition_statuses(self, index: int, count: int) -> list[DeviceStatus]:
+        """The statuses of the racks of evaluation partition `index` of `count` (`rack_partition`): read
+        from the database for those racks only (no cache: an evaluator of a big central reads its part,
+        not the fleet), with the curtailment override of `statuses()`."""
+        if count <= 1:
+            return self.statuses()
+        racks = [(r[0], r[1]) for r in self._db.execute("SELECT DISTINCT site, rack FROM devices WHERE removed = 0")
+                 if rack_partition(r[0], r[1], count) == index]
+        out: list[DeviceStatus] = []
+        for k in range(0, len(racks), _SQL_CHUNK // 2):
+            chunk = racks[k: k + _SQL_CHUNK // 2]
+            cond = " OR ".join(["(d.site = ? AND d.rack = ?)"] * len(chunk))
+            out.extend(self._load_statuses(f"AND ({cond})", [v for pair in chunk for v in pair]))
+        out.sort(key=lambda st: (st.device.labels.site, st.device.labels.rack, st.device.labels.position,
+                                 st.device.id))
+        curtailed = {k for k, (on, _since) in self.curtailment().items() if on}
+        return [dataclasses.replace(st, state=DeviceState.CURTAILED) if st.device.id in curtailed else st
+                for st in out]
+
+    def _load_statuses(self, where: str = "", args: Sequence[Any] = ()) -> list[DeviceStatus]:
         rows = self._db.execute(
             """SELECT d.*, s.time AS s_time, s.state AS s_state, s.error AS s_error,
                       s.state_since AS s_since, s.failures AS s_failures, s.last_ok AS s_last_ok,
                       s.reading AS s_reading
                FROM devices d LEFT JOIN status s ON s.device_id = d.id
-               WHERE d.removed = 0 ORDER BY d.site, d.rack, d.position, d.id"""
+               WHERE d.removed = 0 """ + where + " ORDER BY d.site, d.rack, d.position, d.id", args
         )
         out = []
         for row in rows:
@@ -632,15 +689,65 @@ class FarmStore:
         return [AlertRow(**dict(r)) for r in rows]
 
     @_serialised
-    def open_alert(self, device_id: str, kind: str, severity: str, message: str, now: float) -> int | None:
-        """Open an alert unless one of that kind is already open for the device. Returns the new id."""
+    def open_alert(self, device_id: str, kind: str, severity: str, message: str, now: float,
+                   machines: int = 1) -> int | None:
+        """Open an alert unless one of that kind is already open for the device (or group: `device_id`
+        "rack:SITE/RACK" or "site:SITE" with its count of `machines`). Returns the new id."""
         with self._tx():
             row = self._db.execute(
-                """INSERT INTO alerts (device_id, kind, severity, message, opened_at) VALUES (?,?,?,?,?)
-                   ON CONFLICT DO NOTHING RETURNING id""",
-                (device_id, kind, severity, message, now),
+                """INSERT INTO alerts (device_id, kind, severity, message, opened_at, machines)
+                   VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id""",
+                (device_id, kind, severity, message, now, machines),
             ).fetchone()
             return int(row[0]) if row is not None else None
+
+    @_serialised
+    def update_alert(self, alert_id: int, message: str, machines: int) -> None:
+        """A group alert's machines changed (a rack going dark one switch at a time): its count and text."""
+        with self._tx():
+            self._db.execute("UPDATE alerts SET message=?, machines=? WHERE id=? AND resolved_at IS NULL",
+                             (message, machines, alert_id))
+
+    @_serialised
+    def ack_alert(self, alert_id: int, actor: str, now: float) -> AlertRow:
+        """Someone has seen the alert and is on it (shown on the page and in the API; the first ack counts)."""
+        with self._tx():
+            self._db.execute("UPDATE alerts SET acked_at=?, acked_by=? WHERE id=? AND acked_at IS NULL",
+                             (now, actor, alert_id))
+            row = self._db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
+        if row is None:
+            raise FarmStoreError(f"unknown alert {alert_id}")
+        return AlertRow(**dict(row))
+
+    @_serialised
+    def add_silence(self, target: str, kind: str | None, until: float, actor: str, reason: str,
+                    now: float) -> SilenceRow:
+        if not target or len(target) > 2 * MAX_LABEL_LEN + 16 or any(ord(c) < 32 for c in target):
+            raise FarmStoreError(f"bad silence target {target!r} (a device id, rack:SITE/RACK, site:SITE or *)")
+        if not now < until <= now + MAX_SILENCE_S:
+            raise FarmStoreError(f"a silence ends after now and within {MAX_SILENCE_S / 86_400:.0f} days")
+        with self._tx():
+            active = self._db.execute("SELECT COUNT(*) FROM alert_silences WHERE until > ?", (now,)).fetchone()[0]
+            if active >= MAX_SILENCES:
+                raise FarmStoreError(f"{MAX_SILENCES} silences are active already; remove some first")
+            row = self._db.execute(
+                """INSERT INTO alert_silences (target, kind, until, created_at, created_by, reason)
+                   VALUES (?,?,?,?,?,?) RETURNING *""", (target, kind, until, now, actor, reason)).fetchone()
+        return SilenceRow(**dict(row))
+
+    @_serialised
+    def silences(self, now: float) -> list[SilenceRow]:
+        """The silences in force at `now` (ended ones are kept as history, and not returned)."""
+        rows = self._db.execute("SELECT * FROM alert_silences WHERE until > ? ORDER BY id", (now,))
+        return [SilenceRow(**dict(r)) for r in rows]
+
+    @_serialised
+    def end_silence(self, silence_id: int, now: float) -> bool:
+        """End a silence now; False if there is no such silence in force."""
+        with self._tx():
+            cur = self._db.execute("UPDATE alert_silences SET until=? WHERE id=? AND until > ?",
+                                   (now, silence_id, now))
+            return bool(cur.rowcount)
 
     @_serialised
     def resolve_alert(self, alert_id: int, now: float) -> None:

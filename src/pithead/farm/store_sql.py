@@ -103,6 +103,10 @@ class SqlConn:
     def version(self) -> int:
         raise NotImplementedError
 
+    def columns(self, table: str) -> set[str]:
+        """The columns `table` has now (each engine asks its own catalogue)."""
+        raise NotImplementedError
+
     def bump(self) -> int | None:
         """After a commit of this connection: advance the version others see; the new value (None: the
         engine does that itself, and this connection's own commits do not change what it reads)."""
@@ -147,6 +151,9 @@ class SqliteConn(SqlConn):
 
     def version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def columns(self, table: str) -> set[str]:
+        return {str(r[1]) for r in self._db.execute(f"PRAGMA table_info({table})")}
 
     def close(self) -> None:
         self._db.close()
@@ -231,6 +238,11 @@ class PostgresConn(SqlConn):
     def version(self) -> int:
         row = self.execute("SELECT last_value FROM farm_version").fetchone()
         return int(row[0])
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                            "AND table_name = ?", (self.schema_name, table))
+        return {str(r[0]) for r in rows}
 
     def bump(self) -> int | None:
         return int(self.execute("SELECT nextval('farm_version')").fetchone()[0])

@@ -7,7 +7,9 @@ builds the same from the parts:
 - GET  /farm/api/devices                   latest status per device (filters site/rack/state, offset/limit)
 - GET  /farm/api/devices/{id}/history      raw readings since `since` (UNIX seconds)
 - GET  /farm/api/racks                     the rack map: site -> rack -> positions with a status colour
-- GET  /farm/api/alerts                    open alerts (and recent resolved ones with `all=true`)
+- GET  /farm/api/alerts                    open alerts (and recent resolved ones with `all=true`), with a
+                                           group alert's machines, acks and silences (`web.farm_alerts`,
+                                           which also serves ack and silences)
 - GET  /farm/api/energy                    power, J/TH, cost and revenue per site/rack/fleet (devices=true
                                            adds one line per device)
 - GET  /farm/api/rollups                   history rollups (bucket_s 300 or 3600, since, device_id)
@@ -77,6 +79,7 @@ from pithead.farm.model import ERROR_STATES, DeviceState, FarmError
 from pithead.farm.service import FarmService
 from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmStoreError
 from pithead.farm.store_async import AsyncFarmStore
+from pithead.web.farm_alerts import alert_routes, alerts_json
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
@@ -336,8 +339,9 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
     @router.get("/api/alerts")
     async def alerts(all: bool = False, since: float = 0.0) -> list[dict[str, Any]]:
         rows = await (store.call(FarmStore.alerts, since) if all else store.call(FarmStore.open_alerts))
-        return [{"id": a.id, "device_id": a.device_id, "kind": a.kind, "severity": a.severity,
-                 "message": a.message, "opened_at": a.opened_at, "resolved_at": a.resolved_at} for a in rows]
+        return await store.call(alerts_json, rows, clock())
+
+    router.include_router(alert_routes(store, authorised, clock))  # ack, silences (web.farm_alerts)
 
     @router.get("/api/energy")
     async def energy(devices: bool = False) -> dict[str, Any]:
