@@ -117,6 +117,7 @@ class FarmServiceConfig:
     # Central at scale: this process evaluates the racks of partition i of n (`rack_partition`); partition 0
     # also marks silent shards stale, rolls up, prunes and curtails for the whole fleet
     partition: tuple[int, int] = (0, 1)
+    metrics_per_machine: bool = False  # Prometheus: a series per machine too (the web router reads it)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class FarmSetup:
             alert_open_after_s=fc.alert_open_after,
             alert_clear_after_s=fc.alert_clear_after,
             partition=partition,
+            metrics_per_machine=fc.metrics_per_machine,
         )
         return cls(config, labeler, prices if evaluates else None)
 

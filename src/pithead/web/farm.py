@@ -21,6 +21,7 @@ builds the same from the parts:
                                            collect`; format and validation in `pithead.farm.ingest`); a write,
                                            so guarded exactly like the actions
 - GET  /farm/api/ingest                    per-collector ingest counts and when each was last heard from
+- GET  /farm/metrics                       Prometheus series by site, rack, model and state (`web.farm_metrics`)
 Device ids contain "://" and ":", so they travel URL-encoded in the path.
 
 Who may act (the POST routes; every GET stays open, read-only):
@@ -66,8 +67,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from pithead.farm.actions import ActionResult, ActionService
@@ -80,6 +82,7 @@ from pithead.farm.service import FarmService
 from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmStoreError
 from pithead.farm.store_async import AsyncFarmStore
 from pithead.web.farm_alerts import alert_routes, alerts_json
+from pithead.web.farm_metrics import FarmMetrics, farm_metrics_text
 
 # History queries may span at most this long (a week of 1-min rows per device is ~10k rows).
 MAX_HISTORY_SPAN_S = 7 * 86_400.0
@@ -281,13 +284,15 @@ def service_router(service: FarmService, notes: Mapping[str, str] | None = None,
         auth = FarmAuth(load_token(environ=os.environ, config_token=service.cfg.api_token,
                                    config_token_file=service.cfg.api_token_file))
     return make_router(service.store, service.actions, service.prices, service.hashprice, service.clock,
-                       notes=notes, auth=auth, ingest=service.ingest)
+                       notes=notes, auth=auth, ingest=service.ingest,
+                       metrics_per_machine=service.cfg.metrics_per_machine)
 
 
 def make_router(store: AsyncFarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
                 clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
-                auth: FarmAuth | None = None, ingest: IngestService | None = None) -> APIRouter:
+                auth: FarmAuth | None = None, ingest: IngestService | None = None,
+                metrics_per_machine: bool = False) -> APIRouter:
     """`ingest` receives collectors' batches (default: a fresh `IngestService` over `store`).
     `notes` are labels the page shows beside the price and hashprice (keys "price", "hashprice"), e.g.
     `pithead up` marks its demo figures; without them the endpoint answers an empty object.
@@ -342,6 +347,13 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
         return await store.call(alerts_json, rows, clock())
 
     router.include_router(alert_routes(store, authorised, clock))  # ack, silences (web.farm_alerts)
+    farm_metrics = FarmMetrics(metrics_per_machine, clock)
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus series by site, rack, model and state (`web.farm_metrics`)."""
+        body = await store.call(farm_metrics_text, farm_metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/api/energy")
     async def energy(devices: bool = False) -> dict[str, Any]:
