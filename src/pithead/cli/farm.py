@@ -216,7 +216,7 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) -> WebServer:
+async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth, reuse_port: bool = False) -> WebServer:
     """Serve the farm page and API (actions guarded by `auth`) beside the service, in its loop."""
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
@@ -229,7 +229,7 @@ async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) ->
     def root() -> RedirectResponse:
         return RedirectResponse("/farm/")
 
-    server = WebServer(api, *addr)
+    server = WebServer(api, *addr, reuse_port=reuse_port)
     try:
         await server.start()
     except WebServerError as exc:
@@ -279,6 +279,9 @@ def run(
                                            "actions need (else PITHEAD_FARM_TOKEN or \\[farm] api_token_file)."),
     central: bool = typer.Option(False, "--central", help="Poll nothing: take readings from collectors "
                                  "(`pithead farm collect --forward`) on the web API; needs --web."),
+    partition: str = typer.Option("0/1", "--partition", help="Central at scale: one of N processes on one "
+                                  "database (PostgreSQL --db) and one --web port (SO_REUSEPORT): each takes the "
+                                  "ingest that reaches it and evaluates the racks of partition i of N."),
 ) -> None:
     """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail."""
 
@@ -296,10 +299,13 @@ def run(
         raise typer.BadParameter("--central takes readings from collectors on its web API: give --web HOST:PORT, "
                                  "and scan and shard on the collectors (`pithead farm collect`), not here")
     shard_i, shard_n = _shard(shard)
+    part = _shard(partition)
+    if part[1] > 1 and not central:
+        raise typer.BadParameter("--partition splits a central's work: add --central")
     try:
         setup = FarmSetup.from_config(cfg, role=Role.CENTRAL if central else Role.STANDALONE,
                                       scan_cidrs=tuple(scan_cidr) or None, shard=(shard_i, shard_n),
-                                      webhook_url=webhook)
+                                      webhook_url=webhook, partition=part)
     except ValueError as exc:  # FarmConfigError: a label or price file that cannot be used
         raise typer.BadParameter(str(exc)) from exc
     svc_cfg = setup.config
@@ -307,7 +313,8 @@ def run(
     async def main() -> None:
         with _store(db) as store:
             svc = FarmService(store, svc_cfg, prices=setup.prices, labeler=setup.labeler)
-            server = await _serve_web(svc, web_addr, auth) if web_addr is not None and auth is not None else None
+            server = (await _serve_web(svc, web_addr, auth, reuse_port=part[1] > 1)
+                      if web_addr is not None and auth is not None else None)
             task = asyncio.create_task(svc.run())
             loop = asyncio.get_running_loop()
             end = loop.time() + duration if duration is not None else None
