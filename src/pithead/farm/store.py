@@ -318,6 +318,10 @@ class FarmStore:
     def _tx(self) -> _Tx:
         return _Tx(self)
 
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL server process serving this store's connection (None on SQLite): for benches."""
+        return self._db.backend_pid()
+
     @property
     def backend(self) -> str:
         """"sqlite" or "postgresql"."""

@@ -115,6 +115,10 @@ class SqlConn:
     def close(self) -> None:
         raise NotImplementedError
 
+    def backend_pid(self) -> int | None:
+        """The database server process of this connection, where there is one."""
+        return None
+
 
 class SqliteConn(SqlConn):
     name = "sqlite"
@@ -249,6 +253,9 @@ class PostgresConn(SqlConn):
 
     def close(self) -> None:
         self._conn.close()
+
+    def backend_pid(self) -> int | None:
+        return int(self._conn.info.backend_pid)
 
     def drop_schema(self) -> None:
         """Remove this store's schema and everything in it (tests; pithead never calls this)."""
