@@ -197,9 +197,6 @@ class FarmConfig:
     # The farm's database: SQLite in the data directory by default; PostgreSQL for a farm at scale
     # (several ingest workers and evaluators on one database), e.g. "postgresql://farm@db/pithead?schema=farm"
     database: str = "sqlite:///farm.sqlite3"
-    # Central at scale: alert evaluation partitioned by rack over this many evaluators (each its own process
-    # with `pithead farm run --central --partition i/N`); 1: one evaluator judges the whole fleet
-    eval_partitions: int = 1
     # Alerts a big site can read: this many machines of one rack (or every rack of a site) in the same
     # trouble at once are one alert with the count, not one each
     alert_group_min: int = 5
@@ -620,8 +617,6 @@ def _check_farm(p: _Problems, farm: FarmConfig) -> None:
         p.add("farm.strike_price", "curtails above a price, so it needs price_schedule (the prices to compare)")
     if urlsplit(farm.database).scheme not in ("sqlite", "postgresql", "postgres"):
         p.add("farm.database", f"must be sqlite:///PATH or postgresql://USER@HOST/DB, not {farm.database!r}")
-    if farm.eval_partitions < 1:
-        p.add("farm.eval_partitions", f"must be 1 or more, not {farm.eval_partitions}")
     if farm.alert_group_min < 2:
         p.add("farm.alert_group_min", f"must be 2 or more (a group of one is a machine), not {farm.alert_group_min}")
     for name in ("alert_open_after", "alert_clear_after"):

@@ -408,7 +408,8 @@ def _collectors_bench(args: argparse.Namespace, listing: list[tuple[str, int, st
             per_col = polled / max(col_cpu, 1e-9)  # machines polled per collector CPU-second
             ingest_k = (ccpu + dcpu) / sweeps / max(devices, 1) * 1000
             eval_k = tick_cpu / max(devices, 1) * 1000
-            print(f"paced x{sweeps} (interval {args.interval:g} s, {wall:.0f} s): {polled} polls, {got} readings "
+            print(f"paced x{sweeps} (interval {args.interval:g} s, {wall:.0f} s): {polled} polls "
+                  f"({sum(r['ok'] for r in reps)} ok), {got} readings "
                   f"ingested, {polled - got} missing, {lost} lost in the collectors' spools", flush=True)
             print(f"  collectors: {per_col:,.0f} machines per CPU-second per collector "
                   f"({col_cpu / sweeps / n:.2f} CPU-s per collector per sweep of {devices // n} machines)", flush=True)

@@ -29,7 +29,11 @@ Roles (`FarmServiceConfig.role`), for fleets spread over several collector proce
   router's `IngestService`). Every `poll_interval_s` it marks devices no collector has reported for
   `stale_after_s` as unreachable (so a dead collector's shard raises OFFLINE alerts instead of staying
   green; not in the first `stale_after_s` after a start, while collectors drain their spools), evaluates alerts, rolls up (re-rolling buckets that got late readings from a drained spool),
-  prunes, and takes a curtailment step -- over the whole fleet.
+  prunes, and takes a curtailment step -- over the whole fleet. At scale a central is N processes on one
+  PostgreSQL database (`partition` i/N, `pithead farm run --central --partition i/N`, one web port shared
+  with SO_REUSEPORT): each ingests what reaches it and evaluates the alerts of its partition of the racks;
+  partition 0 also marks stale, rolls up, prunes and curtails for the whole fleet (another partition rolls
+  up only the buckets of late readings it took).
 Every loop runs in one TaskGroup; `stop()` ends them all promptly: a sweep (or first read) in progress
 starts no further poll, the polls in flight finish within the per-device deadline and their readings are
 written. The service owns no policy of its own.
