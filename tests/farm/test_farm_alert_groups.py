@@ -8,8 +8,9 @@ import pytest
 from fastapi import FastAPI
 from test_farm_store import device, fail
 
+from pithead.events import Notice
 from pithead.farm.alert_groups import Placement, Wanted, group, rack_partition, silenced
-from pithead.farm.alerts import AlertEvent, AlertManager, AlertThresholds
+from pithead.farm.alerts import AlertEvent, AlertManager, AlertThresholds, NoticeAlertSink
 from pithead.farm.model import Board, Device, DeviceState, Fan, PollResult, Reading
 from pithead.farm.store import FarmStore
 from pithead.farm.store_async import AsyncFarmStore
@@ -71,12 +72,25 @@ def test_a_dark_rack_is_one_alert_with_its_count_and_the_count_follows(store: Fa
     assert [e.device_id for e in told.events[3:]] == ["rack:s1/r1"] and told.events[3].action == "resolved"
 
 
-def test_a_dark_site_is_one_alert(store: FarmStore) -> None:
+class Phone:
+    """A notice sink that keeps the notices."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+
+    def notify(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+
+def test_a_dark_site_is_one_alert_and_one_notice_with_its_count(store: FarmStore) -> None:
     racks = fleet(store, {("north", "a"): 6, ("north", "b"): 6, ("south", "c"): 6})
     north = racks[("north", "a")] + racks[("north", "b")]
     store.write_results([fail(d, 0.0, DeviceState.UNREACHABLE) for d in north])
     store.write_results([ok(d, 0.0) for d in racks[("south", "c")]])
-    AlertManager(T, group_min=5).run_once(store, T.offline_after_s + 1)
+    phone = Phone()
+    AlertManager(T, group_min=5, sinks=[NoticeAlertSink(phone)]).run_once(store, T.offline_after_s + 1)
+    [notice] = phone.notices
+    assert notice.title == "Farm: site:north (12 machines) offline" and notice.severity == "critical"
     assert [(a.device_id, a.kind, a.machines) for a in store.open_alerts()] == [("site:north", "offline", 12)]
     assert store.open_alerts()[0].message.startswith("12 of 12 machines of site north offline")
 

@@ -3,6 +3,7 @@ workers) on one database, and opening a store by URL."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
@@ -93,3 +94,39 @@ def test_open_by_url(tmp_path) -> None:  # type: ignore[no-untyped-def]
         connect("mysql://x/y")
     with pytest.raises(FarmDatabaseError, match="bad PostgreSQL schema name"):
         connect("postgresql://postgres@127.0.0.1:5432/test?schema=Robert';drop")
+
+
+def test_mark_stale_leaves_curtailed_removed_and_fresh_devices_alone(farm_store: FarmStore) -> None:
+    quiet, fresh, curtailed, removed, down = (device(i) for i in range(1, 6))
+    farm_store.upsert_devices([quiet, fresh, curtailed, removed, down])
+    farm_store.write_results([ok(quiet, 10.0), ok(fresh, 300.0), ok(curtailed, 10.0), ok(removed, 10.0),
+                              fail(down, 10.0)])
+    farm_store.statuses()  # cached: the marks must reach the cache too
+    farm_store.set_curtailed(curtailed.id, True, 20.0)
+    farm_store.remove_device(removed.id)
+    assert farm_store.mark_stale(200.0, "no reading forwarded") == [quiet.id]
+    st = {s.device.id: s for s in farm_store.statuses()}
+    assert st[quiet.id].state is DeviceState.UNREACHABLE and st[quiet.id].state_since == 10.0
+    assert st[quiet.id].error == "no reading forwarded" and st[quiet.id].reading is not None
+    assert st[fresh.id].state is DeviceState.OK and st[curtailed.id].state is DeviceState.CURTAILED
+    assert st[down.id].state is DeviceState.TIMEOUT and st[down.id].failures == 1
+    assert farm_store.mark_stale(200.0, "again") == []  # marked once
+    farm_store.write_results([ok(quiet, 400.0)])  # its collector is back: a newer reading replaces the mark
+    assert {s.device.id: s.state for s in farm_store.statuses()}[quiet.id] is DeviceState.OK
+
+
+def test_an_older_sqlite_farm_database_gets_the_new_alert_columns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A farm.sqlite3 written before alerts had machines and acks opens, keeps its alerts, and can ack them."""
+    path = tmp_path / "farm.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute("""CREATE TABLE alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL,
+                       kind TEXT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL, opened_at REAL NOT NULL,
+                       resolved_at REAL)""")
+        old.execute("INSERT INTO alerts (device_id, kind, severity, message, opened_at) VALUES "
+                    "('cgminer://10.0.0.1:4028', 'offline', 'critical', 'down', 5.0)")
+    with FarmStore(path) as s:
+        [a] = s.open_alerts()
+        assert (a.device_id, a.machines, a.acked_at) == ("cgminer://10.0.0.1:4028", 1, None)
+        acked = s.ack_alert(a.id, "carol", 9.0)
+        assert (acked.acked_by, acked.acked_at) == ("carol", 9.0)
+        assert s.ack_alert(a.id, "dave", 10.0).acked_by == "carol"  # the first ack counts

@@ -425,12 +425,17 @@ class NoticeAlertSink:
             self.notices.notify(_farm_notice(action, kind, group))
 
 
+def _who(e: AlertEvent) -> str:
+    return e.device_id if e.machines <= 1 else f"{e.device_id} ({e.machines} machines)"
+
+
 def _farm_notice(action: str, kind: str, group: Sequence[AlertEvent]) -> Notice:
     what, look_at = _NOTICE_WORDS.get(kind, (kind.replace("_", " "), "the farm page"))
     devices = sorted(group, key=lambda e: e.device_id)
     n = len(devices)
-    who = devices[0].device_id if n == 1 else f"{n} machines"
-    lines = [f"{e.device_id}: {e.message}" for e in devices[:NOTICE_MAX_LISTED]]
+    machines = sum(e.machines for e in devices)  # a rack or site alert stands for its machines
+    who = _who(devices[0]) if n == 1 else f"{machines} machines"
+    lines = [f"{_who(e)}: {e.message}" for e in devices[:NOTICE_MAX_LISTED]]
     if n > NOTICE_MAX_LISTED:
         lines.append(f"… and {n - NOTICE_MAX_LISTED} more")
     severity: NoticeSeverity
