@@ -110,7 +110,9 @@ class ShareActivity(Protocol):
     """The pool's ledger, seen from the farm: last accepted share time per worker (None = never).
 
     Called from `AlertManager.evaluate`, which the farm service runs on the store's thread: an
-    implementation must be safe to call off the event loop (a snapshot, or its own connection)."""
+    implementation must be safe to call off the event loop (a snapshot, or its own connection). A worker
+    left out of the answer is one the source knows nothing of (a farm proxy answers for the machines behind
+    it only): NO_SHARES is not judged for it; a worker answered with None has never had a share."""
 
     def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]: ...
 
@@ -275,7 +277,7 @@ class AlertManager:
         for st in sts:
             worker = st.reading.worker if st.reading else None
             for c in evaluate(st, now, self.thresholds, share_times.get(worker) if worker else None,
-                              share_data=self.shares is not None):
+                              share_data=self.shares is not None and worker is not None and worker in share_times):
                 machine_wanted.append(Wanted(c.device_id, c.kind.value, c.severity.value, c.message))
         where = {st.device.id: Placement(st.device.labels.site, st.device.labels.rack) for st in sts}
         racks = Counter((p.site, p.rack) for p in where.values())
