@@ -130,3 +130,24 @@ def test_an_older_sqlite_farm_database_gets_the_new_alert_columns(tmp_path) -> N
         acked = s.ack_alert(a.id, "carol", 9.0)
         assert (acked.acked_by, acked.acked_at) == ("carol", 9.0)
         assert s.ack_alert(a.id, "dave", 10.0).acked_by == "carol"  # the first ack counts
+
+
+def test_workers_starting_together_create_the_schema_once(farm_url: str) -> None:
+    """Central workers start at the same moment on an empty database: each opens its store without error."""
+    n = 4
+    errors: list[BaseException] = []
+    start = threading.Barrier(n)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            open_farm_store(farm_url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == [] and not any(t.is_alive() for t in threads)

@@ -257,6 +257,13 @@ class PostgresConn(SqlConn):
     def backend_pid(self) -> int | None:
         return int(self._conn.info.backend_pid)
 
+    def schema(self, statements: Sequence[str]) -> None:
+        # Several processes (central workers) start on one database at once: CREATE ... IF NOT EXISTS is not
+        # safe against a concurrent creator in PostgreSQL, so creators take turns (a lock held until the
+        # caller's transaction ends).
+        self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"pithead.farm:{self.schema_name}",))
+        super().schema(statements)
+
     def drop_schema(self) -> None:
         """Remove this store's schema and everything in it (tests; pithead never calls this)."""
         self.execute(f'DROP SCHEMA IF EXISTS "{self.schema_name}" CASCADE')
