@@ -130,7 +130,7 @@ class LagProbe:
 
 
 async def _run(args: argparse.Namespace, devices: list[Device], db: str) -> dict[str, Any]:
-    store = FarmStore(db)
+    store = open_farm_store(db)
     store.upsert_devices(devices)
     poller = Poller(default_drivers(), max_concurrency=args.concurrency, deadline_s=args.deadline)
     alerts = AlertManager()
@@ -482,7 +482,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--deadline", type=float, default=5.0)
     ap.add_argument("--mix", default="s19xp:4,s19:3,s21:2,bitaxe-gamma:1")
     ap.add_argument("--no-paced", dest="paced", action="store_false")
-    ap.add_argument("--db", default=None, help="SQLite file (default: a temporary file)")
+    ap.add_argument("--db", default=None,
+                    help="the farm database: a SQLite file or a postgresql://... URL (default: a temporary SQLite file)")
     ap.add_argument("--collectors", type=int, default=0,
                     help="N collector processes forwarding to one central service (0: the one-process bench)")
     ap.add_argument("--replay", type=int, default=3,
