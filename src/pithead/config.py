@@ -197,6 +197,9 @@ class FarmConfig:
     # The farm's database: SQLite in the data directory by default; PostgreSQL for a farm at scale
     # (several ingest workers and evaluators on one database), e.g. "postgresql://farm@db/pithead?schema=farm"
     database: str = "sqlite:///farm.sqlite3"
+    # The page, API and metrics may show the fleet up to this many seconds old instead of re-reading every
+    # machine's status after each commit of another process (a PostgreSQL central with several workers)
+    status_cache: float = 0.0
     # Alerts a big site can read: this many machines of one rack (or every rack of a site) in the same
     # trouble at once are one alert with the count, not one each
     alert_group_min: int = 5
@@ -619,7 +622,7 @@ def _check_farm(p: _Problems, farm: FarmConfig) -> None:
         p.add("farm.database", f"must be sqlite:///PATH or postgresql://USER@HOST/DB, not {farm.database!r}")
     if farm.alert_group_min < 2:
         p.add("farm.alert_group_min", f"must be 2 or more (a group of one is a machine), not {farm.alert_group_min}")
-    for name in ("alert_open_after", "alert_clear_after"):
+    for name in ("alert_open_after", "alert_clear_after", "status_cache"):
         if getattr(farm, name) < 0:
             p.add(f"farm.{name}", f"must be 0 or more, not {getattr(farm, name)}")
     if farm.central and farm.forward_url:

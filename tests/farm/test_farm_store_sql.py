@@ -151,3 +151,19 @@ def test_workers_starting_together_create_the_schema_once(farm_url: str) -> None
     for t in threads:
         t.join(timeout=60)
     assert errors == [] and not any(t.is_alive() for t in threads)
+
+
+def test_a_status_cache_trusted_for_a_while_reads_others_writes_after_it(farm_url: str) -> None:
+    """`status_max_age_s`: the page's store re-reads the fleet at most that often, whatever others commit;
+    its own writes show at once."""
+    a_dev, b_dev = device(1), device(2)
+    with open_farm_store(farm_url) as writer, open_farm_store(farm_url, status_max_age_s=3600.0) as page:
+        writer.upsert_devices([a_dev, b_dev])
+        writer.write_results([ok(a_dev, 10.0)])
+        assert {s.device.id: s.state for s in page.statuses()}[a_dev.id] is DeviceState.OK  # first read: loads
+        writer.write_results([fail(a_dev, 70.0)])
+        assert {s.device.id: s.state for s in page.statuses()}[a_dev.id] is DeviceState.OK  # trusted, not re-read
+        page.write_results([ok(b_dev, 80.0)])
+        assert {s.device.id: s.state for s in page.statuses()}[b_dev.id] is DeviceState.OK  # its own write
+        page.status_max_age_s = 0.0  # the while is over
+        assert {s.device.id: s.state for s in page.statuses()}[a_dev.id] is DeviceState.TIMEOUT

@@ -172,7 +172,7 @@ async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
         setup = await asyncio.to_thread(FarmSetup.from_config, cfg.farm)
     except FarmConfigError as exc:
         raise config_mod.ConfigError(f"[farm]: {exc}") from exc
-    farm_store = await asyncio.to_thread(open_farm_store, cfg.farm.database, running.data_dir)
+    farm_store = await asyncio.to_thread(open_farm_store, cfg.farm.database, running.data_dir, cfg.farm.status_cache)
     running.on_stop_sync("farm store", farm_store.close)
     service = FarmService(farm_store, setup.config, prices=setup.prices, labeler=setup.labeler,
                           sinks=farm_sinks(running))

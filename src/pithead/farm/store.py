@@ -293,7 +293,8 @@ class FarmStore:
     """The farm's storage. `FarmStore(path)`: SQLite (":memory:" gives a private in-memory database, for
     tests); `FarmStore(conn=...)` any `SqlConn` (`open_farm_store(url)` opens one by URL: PostgreSQL)."""
 
-    def __init__(self, path: str | Path = ":memory:", *, conn: SqlConn | None = None) -> None:
+    def __init__(self, path: str | Path = ":memory:", *, conn: SqlConn | None = None,
+                 status_max_age_s: float = 0.0) -> None:
         self._lock = threading.RLock()
         self._db = conn if conn is not None else SqliteConn(path)
         self.path = str(path) if conn is None else getattr(conn, "path", conn.name)
@@ -301,6 +302,8 @@ class FarmStore:
         # valid while the connection's version (moved by commits of *other* connections) is unchanged.
         self._cache: dict[str, DeviceStatus] | None = None
         self._cache_version = -1
+        self._cache_checked = 0.0  # time.monotonic() of the cache's last check against the database
+        self.status_max_age_s = status_max_age_s  # see statuses()
         with self._tx():
             self._db.schema(SCHEMA)
             for table, column, definition in ADDED_COLUMNS:
@@ -555,11 +558,18 @@ class FarmStore:
         Served from an in-memory cache: rebuilding 24,000 statuses from rows and JSON costs ~1 s of CPU,
         and alerts, curtailment and every dashboard refresh ask for them. This connection's own writes
         update the cache as they commit; a commit by another process (another collector on the same
-        file) changes `PRAGMA data_version`, and the cache is rebuilt from the database."""
-        version = self._db.version()
-        if self._cache is None or version != self._cache_version:
-            self._cache = {st.device.id: st for st in self._load_statuses()}
-            self._cache_version = version
+        file, an ingest worker on the same PostgreSQL database) changes the connection's version, and the
+        cache is rebuilt from the database. With `status_max_age_s` the cache is trusted that long after it
+        was last checked: on a PostgreSQL farm at scale other workers commit every moment, and rebuilding
+        500,000 statuses for every page refresh would cost tens of CPU-seconds each."""
+        checked = _time.monotonic()
+        if (self._cache is None or self.status_max_age_s <= 0
+                or checked - self._cache_checked >= self.status_max_age_s):
+            version = self._db.version()
+            if self._cache is None or version != self._cache_version:
+                self._cache = {st.device.id: st for st in self._load_statuses()}
+                self._cache_version = version
+            self._cache_checked = checked
         # curtailed on purpose: shown as CURTAILED whatever the last poll said (neither outage nor fault)
         curtailed = {k for k, (on, _since) in self.curtailment().items() if on}
         if not curtailed:
@@ -843,10 +853,10 @@ class _Tx:
             st._cache_version = v if st._cache_version == v - 1 else -1
 
 
-def open_farm_store(url: str | Path, data_dir: str | Path | None = None) -> FarmStore:
+def open_farm_store(url: str | Path, data_dir: str | Path | None = None, status_max_age_s: float = 0.0) -> FarmStore:
     """The store over the database `url` names (see `pithead.farm.store_sql.connect`); a relative SQLite
-    path is taken inside `data_dir`. The schema is created if missing."""
-    return FarmStore(conn=connect(url, data_dir))
+    path is taken inside `data_dir`. The schema is created if missing. `status_max_age_s`: see statuses()."""
+    return FarmStore(conn=connect(url, data_dir), status_max_age_s=status_max_age_s)
 
 
 def now() -> float:
