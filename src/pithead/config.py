@@ -197,8 +197,9 @@ class FarmConfig:
     # The farm's database: SQLite in the data directory by default; PostgreSQL for a farm at scale
     # (several ingest workers and evaluators on one database), e.g. "postgresql://farm@db/pithead?schema=farm"
     database: str = "sqlite:///farm.sqlite3"
-    # The page, API and metrics may show the fleet up to this many seconds old instead of re-reading every
-    # machine's status after each commit of another process (a PostgreSQL central with several workers)
+    # The page, API and metrics (and an unpartitioned central's alerts) may see the fleet up to this many
+    # seconds old instead of re-reading every machine's status after each commit of another process (a
+    # PostgreSQL central with several workers; a partitioned evaluation always reads its racks afresh)
     status_cache: float = 0.0
     # Alerts a big site can read: this many machines of one rack (or every rack of a site) in the same
     # trouble at once are one alert with the count, not one each
