@@ -202,7 +202,7 @@ class FarmConfig:
     # PostgreSQL central with several workers; a partitioned evaluation always reads its racks afresh)
     status_cache: float = 0.0
     # Alerts a big site can read: this many machines of one rack (or every rack of a site) in the same
-    # trouble at once are one alert with the count, not one each
+    # trouble at once are one alert with the count, not one each (0: every machine its own alert)
     alert_group_min: int = 5
     # Flapping: a condition must hold this long before its alert opens, and be gone this long before it
     # resolves (OFFLINE already waits offline_after itself)
@@ -621,8 +621,9 @@ def _check_farm(p: _Problems, farm: FarmConfig) -> None:
         p.add("farm.strike_price", "curtails above a price, so it needs price_schedule (the prices to compare)")
     if urlsplit(farm.database).scheme not in ("sqlite", "postgresql", "postgres"):
         p.add("farm.database", f"must be sqlite:///PATH or postgresql://USER@HOST/DB, not {farm.database!r}")
-    if farm.alert_group_min < 2:
-        p.add("farm.alert_group_min", f"must be 2 or more (a group of one is a machine), not {farm.alert_group_min}")
+    if farm.alert_group_min != 0 and farm.alert_group_min < 2:
+        p.add("farm.alert_group_min", f"must be 2 or more (a group of one is a machine), or 0 for no groups, "
+                                      f"not {farm.alert_group_min}")
     for name in ("alert_open_after", "alert_clear_after", "status_cache"):
         if getattr(farm, name) < 0:
             p.add(f"farm.{name}", f"must be 0 or more, not {getattr(farm, name)}")
