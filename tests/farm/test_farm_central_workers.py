@@ -4,6 +4,8 @@ collectors' batches between them, each batch written once, and evaluate their pa
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -90,3 +92,13 @@ async def test_a_port_without_reuse_is_refused_clearly() -> None:
             await WebServer(FastAPI(), "127.0.0.1", first.port, reuse_port=True).start()
     finally:
         await first.stop()
+
+
+def test_the_partition_flag_belongs_to_a_central(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`pithead farm run --partition i/N` splits a central's work; without --central it is refused, clearly."""
+    py = [sys.executable, "-m", "pithead.cli", "farm", "run", "--db", str(tmp_path / "f.sqlite3"), "--duration", "0.1"]
+    r = subprocess.run([*py, "--partition", "1/2"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--partition splits a central's work: add --central" in r.stdout + r.stderr
+    r = subprocess.run([*py, "--central", "--web", "127.0.0.1:0", "--partition", "2/2"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "need 0 <= i < n" in r.stdout + r.stderr
