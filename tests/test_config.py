@@ -92,6 +92,10 @@ def test_an_unknown_key_far_from_any_lists_the_known_ones(tmp_path: Path) -> Non
     ('[ledger]\nshare_bus = "kafka://x"\n', 'ledger.share_bus: must be "memory" or redis://'),
     ("[farm]\nstrike_price = 80.0\n", "farm.strike_price: curtails above a price, so it needs price_schedule"),
     ('[farm]\ncentral = true\nforward_url = "http://c:8081"\n', "farm.central: a central takes readings"),
+    ('[farm]\ndatabase = "mysql://db/farm"\n', "farm.database: must be sqlite:///PATH or postgresql://"),
+    ("[farm]\nalert_group_min = 1\n", "farm.alert_group_min: must be 2 or more"),
+    ("[farm]\nalert_clear_after = -1.0\n", "farm.alert_clear_after: must be 0 or more"),
+    ("[farm]\nstatus_cache = -5.0\n", "farm.status_cache: must be 0 or more"),
     ('[node]\nrpc_password = "p"\n', "node.rpc_user: give rpc_user and rpc_password together"),
     ('[web]\nminingcore_pool_id = "BTC/1"\n', "web.miningcore_pool_id: must be 1-64 lower-case letters"),
 ])

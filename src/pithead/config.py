@@ -198,6 +198,23 @@ class FarmConfig:
     spool: str | None = None  # spool file (default <db>.spool; ":memory:" keeps it in memory only)
     spool_max_items: int = 1_500_000  # readings kept while the central is unreachable; oldest dropped beyond
     central: bool = False  # `pithead farm run`: ingest from collectors, poll nothing (as --central)
+    # The farm's database: SQLite in the data directory by default; PostgreSQL for a farm at scale
+    # (several ingest workers and evaluators on one database), e.g. "postgresql://farm@db/pithead?schema=farm"
+    database: str = "sqlite:///farm.sqlite3"
+    # The page, API and metrics (and an unpartitioned central's alerts) may see the fleet up to this many
+    # seconds old instead of re-reading every machine's status after each commit of another process (a
+    # PostgreSQL central with several workers; a partitioned evaluation always reads its racks afresh)
+    status_cache: float = 0.0
+    # Alerts a big site can read: this many machines of one rack (or every rack of a site) in the same
+    # trouble at once are one alert with the count, not one each (0: every machine its own alert)
+    alert_group_min: int = 5
+    # Flapping: a condition must hold this long before its alert opens, and be gone this long before it
+    # resolves (OFFLINE already waits offline_after itself)
+    alert_open_after: float = 120.0
+    alert_clear_after: float = 300.0
+    # Prometheus: per-machine series too (one series per machine and metric: cardinality!); off: by site,
+    # rack, model and state only
+    metrics_per_machine: bool = False
 
 
 @dataclass(frozen=True)
@@ -633,6 +650,14 @@ def _check_farm(p: _Problems, farm: FarmConfig) -> None:
         p.add("farm.spool_max_items", f"must be 1 or more, not {farm.spool_max_items}")
     if farm.strike_price is not None and farm.price_schedule is None:
         p.add("farm.strike_price", "curtails above a price, so it needs price_schedule (the prices to compare)")
+    if urlsplit(farm.database).scheme not in ("sqlite", "postgresql", "postgres"):
+        p.add("farm.database", f"must be sqlite:///PATH or postgresql://USER@HOST/DB, not {farm.database!r}")
+    if farm.alert_group_min != 0 and farm.alert_group_min < 2:
+        p.add("farm.alert_group_min", f"must be 2 or more (a group of one is a machine), or 0 for no groups, "
+                                      f"not {farm.alert_group_min}")
+    for name in ("alert_open_after", "alert_clear_after", "status_cache"):
+        if getattr(farm, name) < 0:
+            p.add(f"farm.{name}", f"must be 0 or more, not {getattr(farm, name)}")
     if farm.central and farm.forward_url:
         p.add("farm.central", "a central takes readings from collectors; forward_url is for a collector")
 

@@ -622,14 +622,20 @@ async def test_a_restarted_central_gives_collectors_time_to_drain_before_judging
 
 
 def test_the_collectors_bench_runs_and_loses_nothing() -> None:
-    """`pithead bench farm --collectors 2` on a tiny fleet: every phase's readings reach the central."""
+    """`pithead bench farm --collectors 2 --central-workers 2` on a tiny fleet: every phase's readings reach
+    the central (two workers on one port and one database), and the paced phase prints its figures."""
     r = subprocess.run([sys.executable, "-m", "pithead.cli", "bench", "farm", "--devices", "40", "--collectors", "2",
-                        "--interval", "1", "--sweeps", "1", "--replay", "1"],
+                        "--central-workers", "2", "--interval", "1", "--sweeps", "1", "--replay", "1"],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
+    assert "central: 2 worker process(es)" in out, out
     assert "burst: 40 devices polled by 2 collectors" in out and "central holds 40 devices" in out, out
-    assert "replay x1: 40 readings ingested" in out and "paced x1 (interval 1 s): 40 readings ingested" in out
+    assert "replay x1: 40 readings ingested" in out, out
+    assert "40 readings ingested, 0 missing, 0 lost in the collectors' spools" in out, out
+    for figure in ("machines per CPU-second per collector", "central ingest:", "central evaluation:",
+                   "for 500,000 machines every 1 s"):
+        assert figure in out, (figure, out)
     assert "central: 120 readings written in all, 0 duplicates, 0 refused; collectors: 0 lost" in out
 
 

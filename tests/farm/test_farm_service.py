@@ -92,7 +92,8 @@ def test_farm_setup_maps_the_config_and_reads_its_files(tmp_path: Path) -> None:
     assert setup.config == FarmServiceConfig(
         scan_cidrs=("10.1.0.0/16",), rescan_interval_s=600.0, poll_interval_s=30.0, max_concurrency=100,
         deadline_s=3.0, webhook_url="http://hooks.example/farm", curtailment=CurtailmentPolicy(50.0),
-        api_token_file="/etc/pithead/farm.token")
+        api_token_file="/etc/pithead/farm.token", alert_group_min=5, alert_open_after_s=120.0,
+        alert_clear_after_s=300.0, metrics_per_machine=False)  # [farm]'s defaults for a big site's alerts
     assert setup.prices is not None and setup.prices.price_at(1e9) == 42.5
     assert setup.labeler.labels_for(DeviceAddress("10.1.2.9", 4028, DriverKind.CGMINER)) == Labels("north", "A7", "9")
     assert setup.labeler.labels_for(DeviceAddress("10.9.0.1", 4028, DriverKind.CGMINER)).site == "yard"

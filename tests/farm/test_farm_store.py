@@ -1,4 +1,5 @@
-"""The farm's SQLite store: inventory, latest status, history with rollups, alerts, audit."""
+"""The farm's store, on SQLite and PostgreSQL alike: inventory, latest status, history with rollups, alerts,
+audit, central ingest."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from pithead.farm.model import (
     Reading,
 )
 from pithead.farm.store import FarmStore, FarmStoreError
+
+
+@pytest.fixture
+def store(farm_store: FarmStore) -> FarmStore:
+    """Every test of this module runs on SQLite and on PostgreSQL (tests/farm/conftest.py)."""
+    return farm_store
 
 
 def device(i: int, site: str = "s1", rack: str = "r1") -> Device:

@@ -61,7 +61,7 @@ from pithead.app.parts import (
 from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.chain.params import Network
 from pithead.farm.service import FarmConfigError, FarmService, FarmSetup
-from pithead.farm.store import FarmStore
+from pithead.farm.store import open_farm_store
 from pithead.ledger.service import bus_label
 from pithead.stratum.server.build import pool_workers, rules_from_config
 
@@ -170,13 +170,14 @@ async def _check_wallet(rpc: RpcClient, url: str, pool_address: str | None) -> N
 
 
 async def _start_farm(cfg: config_mod.Config, running: Running) -> Any:
-    """The farm's fleet manager for `[farm]` (as `pithead farm run` builds it) on `<data_dir>/farm.sqlite3`;
+    """The farm's fleet manager for `[farm]` (as `pithead farm run` builds it) on `[farm] database` (by
+    default `<data_dir>/farm.sqlite3`);
     returns its web router, which the dashboard mounts at /farm/."""
     try:
         setup = await asyncio.to_thread(FarmSetup.from_config, cfg.farm)
     except FarmConfigError as exc:
         raise config_mod.ConfigError(f"[farm]: {exc}") from exc
-    farm_store = await asyncio.to_thread(FarmStore, running.data_dir / "farm.sqlite3")
+    farm_store = await asyncio.to_thread(open_farm_store, cfg.farm.database, running.data_dir, cfg.farm.status_cache)
     running.on_stop_sync("farm store", farm_store.close)
     service = FarmService(farm_store, setup.config, prices=setup.prices, labeler=setup.labeler,
                           sinks=farm_sinks(running))

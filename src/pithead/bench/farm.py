@@ -27,7 +27,15 @@ real `Forwarder` (spool file, gzip, httpx). Phases, all collectors at once:
 - paced (`--sweeps K`): the production schedule -> the central's ingest CPU per 1,000 devices per sweep,
   then the CPU of one evaluation tick over the whole fleet (stale marks, alerts, rollups, pruning), and
   both together as a share of one core at that interval.
-The central's CPU is its own `time.process_time()`, reported over a pipe; the collectors' likewise.
+With `--central-workers W` the central is W processes on one port (SO_REUSEPORT) and one database, each
+ingesting what reaches it and evaluating its partition of the racks (`pithead farm run --central
+--partition i/W`); `--database postgresql://...` puts the central on PostgreSQL (a fresh schema, dropped
+after) and counts its backends' CPU too; `--duration S` runs the paced phase that long (the rehearsal). The
+paced phase then prints machines per CPU-second per collector, the central's ingest and evaluation CPU per
+1,000 machines (workers and database), readings missing or lost, and the arithmetic for `--target`
+machines (default 500,000): collectors and central worker cores, each planned at half a core.
+The central's CPU is its own `time.process_time()`, reported over a pipe (plus, on PostgreSQL, its
+backend's CPU from /proc); the collectors' likewise.
 This module prints figures; it asserts nothing.
 """
 
@@ -36,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import multiprocessing as mp
 import os
 import tempfile
@@ -52,8 +61,9 @@ from pithead.farm.forward import Forwarder, Spool, wait_drained
 from pithead.farm.model import Device, DeviceAddress, DriverKind, Identity, Labels, PollResult
 from pithead.farm.poller import SPREAD_FRACTION, Poller
 from pithead.farm.service import FarmService, FarmServiceConfig, Role
-from pithead.farm.store import FarmStore
+from pithead.farm.store import FarmStore, open_farm_store
 from pithead.farm.store_async import AsyncFarmStore
+from pithead.farm.store_sql import PostgresConn
 from pithead.fleetsim.clock import SimClock
 from pithead.fleetsim.fleet import Fleet
 from pithead.fleetsim.models import Family
@@ -120,7 +130,7 @@ class LagProbe:
 
 
 async def _run(args: argparse.Namespace, devices: list[Device], db: str) -> dict[str, Any]:
-    store = FarmStore(db)
+    store = open_farm_store(db)
     store.upsert_devices(devices)
     poller = Poller(default_drivers(), max_concurrency=args.concurrency, deadline_s=args.deadline)
     alerts = AlertManager()
@@ -176,31 +186,36 @@ BENCH_TOKEN = "bench-farm-ingest-token-0123456789"
 BENCH_SPOOL_ITEMS = 10_000_000
 
 
-def _serve_central(db: str, interval: float, conn: Connection) -> None:
-    """Child process: the central service's web API on 127.0.0.1 (free port); answers "stats" on the pipe
-    with its CPU and ingest counts, runs one evaluation tick on "tick" (instead of on its timer, so the
-    bench measures ingest and evaluation apart); "stop" ends it."""
+def _serve_central(db: str, interval: float, partition: tuple[int, int], port: int, conn: Connection) -> None:
+    """Child process: one central worker's web API on 127.0.0.1 (`port`, 0: a free one; several workers share
+    one with SO_REUSEPORT), evaluating partition i of n of the racks; answers "stats" on the pipe with its
+    CPU (and its PostgreSQL backend's) and ingest counts, runs one evaluation tick on "tick" (instead of on
+    its timer, so the bench measures ingest and evaluation apart); "stop" ends it."""
 
     async def serve() -> None:
-        store = FarmStore(db)
-        svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL, poll_interval_s=interval))
+        store = open_farm_store(db)
+        svc = FarmService(store, FarmServiceConfig(role=Role.CENTRAL, poll_interval_s=interval, partition=partition,
+                                                   alert_group_min=5))
         app = FastAPI()
         app.include_router(service_router(svc, auth=FarmAuth(BENCH_TOKEN)))
-        web = WebServer(app, "127.0.0.1", 0)
+        web = WebServer(app, "127.0.0.1", port, reuse_port=partition[1] > 1)
         await web.start()
+        pg_pid = store.backend_pid()
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
 
         async def answer(cmd: str) -> None:
-            if cmd == "tick":  # one evaluation over the whole fleet, as the service runs every interval
-                c0 = time.process_time()
+            if cmd == "tick":  # one evaluation of this worker's racks, as the service runs every interval
+                c0, d0, t0 = time.process_time(), _proc_cpu(pg_pid), time.perf_counter()
                 await svc.central_tick()
-                conn.send({"tick_cpu": time.process_time() - c0,
+                conn.send({"tick_cpu": time.process_time() - c0, "tick_db_cpu": _proc_cpu(pg_pid) - d0,
+                           "tick_wall": time.perf_counter() - t0,
                            "open_alerts": len(await svc.store.call(FarmStore.open_alerts))})
                 return
             t = svc.ingest.total
-            conn.send({"cpu": time.process_time(), "written": t.written, "duplicates": t.duplicates,
-                       "refused": t.refused, "batches": t.batches, "first_at": t.first_at, "last_at": t.last_at,
+            conn.send({"cpu": time.process_time(), "db_cpu": _proc_cpu(pg_pid), "written": t.written,
+                       "duplicates": t.duplicates, "refused": t.refused, "batches": t.batches,
+                       "first_at": t.first_at, "last_at": t.last_at,
                        "devices": len(await svc.store.call(FarmStore.devices))})
 
         def on_command() -> None:
@@ -220,6 +235,19 @@ def _serve_central(db: str, interval: float, conn: Connection) -> None:
         conn.send("stopped")
 
     _run_loop(serve())
+
+
+def _proc_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) process `pid` has used: a PostgreSQL backend on this machine, whose work
+    for a central worker is not in the worker's own process_time (0 without one, or when unreadable)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _run_loop(coro: Any) -> None:
@@ -295,19 +323,32 @@ def _collector(url: str, listing: list[tuple[str, int, str]], shard: tuple[int, 
 
 def _collectors_bench(args: argparse.Namespace, listing: list[tuple[str, int, str]], tmp: str) -> None:
     ctx = mp.get_context("spawn")
-    c_parent, c_child = ctx.Pipe()
-    central = ctx.Process(target=_serve_central, args=(os.path.join(tmp, "central.sqlite3"), args.interval, c_child),
-                          daemon=True)
-    central.start()
-    procs: list[Any] = [central]
+    db, drop = _bench_database(args.database, tmp)
+    workers = args.central_workers
+    central_pipes: list[Connection] = []
+    procs: list[Any] = []
+    url = ""
     try:
-        if not c_parent.poll(FLEET_START_TIMEOUT_S):
-            raise SystemExit("the central service did not start")
-        _, url = c_parent.recv()
+        for w in range(workers):  # the first picks a free port, the others listen on it too (SO_REUSEPORT)
+            c_parent, c_child = ctx.Pipe()
+            port = int(url.rsplit(":", 1)[1]) if url else 0
+            p = ctx.Process(target=_serve_central, args=(db, args.interval, (w, workers), port, c_child), daemon=True)
+            p.start()
+            procs.append(p)
+            if not c_parent.poll(FLEET_START_TIMEOUT_S):
+                raise SystemExit(f"central worker {w} did not start")
+            _, url = c_parent.recv()
+            central_pipes.append(c_parent)
+
+        def ask(cmd: str) -> list[dict[str, Any]]:
+            for pipe in central_pipes:
+                pipe.send(cmd)
+            return [pipe.recv() for pipe in central_pipes]
 
         def stats() -> dict[str, Any]:
-            c_parent.send("stats")
-            out: dict[str, Any] = c_parent.recv()
+            each = ask("stats")
+            out = {k: sum(e[k] for e in each) for k in ("cpu", "db_cpu", "written", "duplicates", "refused", "batches")}
+            out["devices"] = each[0]["devices"]
             return out
 
         pipes = []
@@ -320,8 +361,10 @@ def _collectors_bench(args: argparse.Namespace, listing: list[tuple[str, int, st
             p.start()
             procs.append(p)
             pipes.append(parent)
-        print(f"central: 1 process at {url} (token-guarded ingest, SQLite); collectors: {n} processes, "
-              f"concurrency {args.concurrency} each; forwarding gzip batches of up to 2,000 readings", flush=True)
+        engine = "PostgreSQL" if db.startswith("postgres") else "SQLite"
+        print(f"central: {workers} worker process(es) at {url} (token-guarded ingest, {engine}, evaluation split "
+              f"by rack); collectors: {n} processes, concurrency {args.concurrency} each; forwarding gzip batches "
+              f"of up to 2,000 readings", flush=True)
 
         def run_phase(cmd: tuple[Any, ...]) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], float]:
             s0 = stats()
@@ -332,50 +375,102 @@ def _collectors_bench(args: argparse.Namespace, listing: list[tuple[str, int, st
             wall = time.perf_counter() - t0
             return reps, s0, stats(), wall
 
+        def cost(s0: dict[str, Any], s1: dict[str, Any]) -> tuple[float, float]:
+            return s1["cpu"] - s0["cpu"], s1["db_cpu"] - s0["db_cpu"]
+
         reps, s0, s1, wall = run_phase(("burst",))
         got = s1["written"] - s0["written"]
-        ccpu = s1["cpu"] - s0["cpu"]
+        ccpu, dcpu = cost(s0, s1)
         polled = sum(r["polled"] for r in reps)
         print(f"burst: {polled} devices polled by {n} collectors ({sum(r['ok'] for r in reps)} ok) and "
               f"{got} readings ingested in {wall:.2f} s = {got / wall:,.0f} readings/s end to end; central CPU "
-              f"{ccpu:.2f} s = {ccpu / max(got, 1) * 1000:.3f} CPU-s per 1,000 readings; collectors' CPU "
-              f"{sum(r['cpu'] for r in reps):.2f} s; central holds {s1['devices']} devices", flush=True)
+              f"{ccpu:.2f} s (+ database {dcpu:.2f} s) = {(ccpu + dcpu) / max(got, 1) * 1000:.3f} CPU-s per 1,000 "
+              f"readings; collectors' CPU {sum(r['cpu'] for r in reps):.2f} s; central holds {s1['devices']} "
+              f"devices", flush=True)
         if args.replay:
             reps, s0, s1, wall = run_phase(("replay", args.replay))
             got = s1["written"] - s0["written"]
-            ccpu = s1["cpu"] - s0["cpu"]
+            ccpu, dcpu = cost(s0, s1)
             print(f"replay x{args.replay}: {got} readings ingested in {wall:.2f} s = {got / wall:,.0f} readings/s "
-                  f"(central capacity); central CPU {ccpu:.2f} s = {ccpu / max(got, 1) * 1000:.3f} CPU-s per "
-                  f"1,000 readings = {ccpu / wall:.0%} of one core", flush=True)
-        if args.paced and args.sweeps:
-            reps, s0, s1, wall = run_phase(("paced", args.sweeps))
+                  f"(central capacity); central CPU {ccpu:.2f} s + database {dcpu:.2f} s = "
+                  f"{(ccpu + dcpu) / max(got, 1) * 1000:.3f} CPU-s per 1,000 readings", flush=True)
+        sweeps = max(1, round(args.duration / args.interval)) if args.duration else args.sweeps
+        if args.paced and sweeps:
+            reps, s0, s1, wall = run_phase(("paced", sweeps))
             got = s1["written"] - s0["written"]
-            ccpu = s1["cpu"] - s0["cpu"]
-            per_sweep = ccpu / args.sweeps
+            ccpu, dcpu = cost(s0, s1)
             devices = sum(r["devices"] for r in reps)
-            c_parent.send("tick")
-            tick = c_parent.recv()
-            print(f"paced x{args.sweeps} (interval {args.interval:g} s): {got} readings ingested over {wall:.1f} s; "
-                  f"central ingest CPU {ccpu:.2f} s = {per_sweep / max(devices, 1) * 1000:.3f} CPU-s per 1,000 "
-                  f"devices per sweep; one evaluation tick over {s1['devices']} devices (stale marks, alerts, "
-                  f"rollups, pruning) {tick['tick_cpu']:.2f} CPU-s; together "
-                  f"{(per_sweep + tick['tick_cpu']) / max(devices, 1) * 1000:.3f} CPU-s per 1,000 devices = "
-                  f"{(per_sweep + tick['tick_cpu']) / args.interval:.1%} of one core; collectors "
-                  f"{sum(r['cpu'] for r in reps) / args.sweeps / max(devices, 1) * 1000:.3f} CPU-s per 1,000 "
-                  f"devices per sweep in all", flush=True)
+            polled = sum(r["polled"] for r in reps)
+            lost = sum(r["dropped"] + r["rejected"] + r["refused"] for r in reps)
+            ticks = ask("tick")
+            tick_cpu = sum(t["tick_cpu"] + t["tick_db_cpu"] for t in ticks)
+            col_cpu = sum(r["cpu"] for r in reps)
+            per_col = polled / max(col_cpu, 1e-9)  # machines polled per collector CPU-second
+            ingest_k = (ccpu + dcpu) / sweeps / max(devices, 1) * 1000
+            eval_k = tick_cpu / max(devices, 1) * 1000
+            print(f"paced x{sweeps} (interval {args.interval:g} s, {wall:.0f} s): {polled} polls "
+                  f"({sum(r['ok'] for r in reps)} ok), {got} readings "
+                  f"ingested, {polled - got} missing, {lost} lost in the collectors' spools", flush=True)
+            print(f"  collectors: {per_col:,.0f} machines per CPU-second per collector "
+                  f"({col_cpu / sweeps / n:.2f} CPU-s per collector per sweep of {devices // n} machines)", flush=True)
+            print(f"  central ingest: {ingest_k:.3f} CPU-s per 1,000 machines per sweep (workers "
+                  f"{ccpu / sweeps / max(devices, 1) * 1000:.3f} + database {dcpu / sweeps / max(devices, 1) * 1000:.3f})",
+                  flush=True)
+            print(f"  central evaluation: {eval_k:.3f} CPU-s per 1,000 machines per tick (stale marks, alerts, "
+                  f"rollups, pruning; {len(ticks)} partitions, slowest {max(t['tick_wall'] for t in ticks):.2f} s wall; "
+                  f"workers {sum(t['tick_cpu'] for t in ticks):.2f} + database {sum(t['tick_db_cpu'] for t in ticks):.2f} "
+                  f"CPU-s)", flush=True)
+            _arithmetic(args.target, args.interval, per_col, ingest_k + eval_k)
         lost = sum(r["dropped"] + r["rejected"] + r["refused"] for r in reps)
+        s1 = stats()
         print(f"central: {s1['written']} readings written in all, {s1['duplicates']} duplicates, "
               f"{s1['refused']} refused; collectors: {lost} lost", flush=True)
         for pipe in pipes:
             pipe.send(("stop",))
-        c_parent.send("stop")
-        if c_parent.poll(30):
-            c_parent.recv()
+        for pipe in central_pipes:
+            pipe.send("stop")
+            if pipe.poll(30):
+                pipe.recv()
     finally:
         for p in procs:
             p.join(10)
             if p.is_alive():
                 p.terminate()
+        drop()
+
+
+# Share of one core a process is planned at in the arithmetic: headroom for bursts, restarts and catch-up.
+PLAN_CORE_SHARE = 0.5
+
+
+def _arithmetic(target: int, interval: float, per_collector: float, central_k: float) -> None:
+    """How many collectors and central workers `target` machines need at one reading per `interval`, from the
+    measured rates, each process planned at PLAN_CORE_SHARE of a core."""
+    per_process = PLAN_CORE_SHARE * interval
+    collectors = math.ceil(target / (per_collector * per_process))
+    central_cpu = central_k * target / 1000  # CPU-s per interval, workers and database together
+    central = math.ceil(central_cpu / per_process)
+    print(f"  for {target:,} machines every {interval:g} s, each process at {PLAN_CORE_SHARE:.0%} of a core: "
+          f"{collectors} collectors ({target / collectors:,.0f} machines each), central {central_cpu:.0f} CPU-s per "
+          f"interval = {central} central worker cores (ingest and evaluation, database included)", flush=True)
+
+
+def _bench_database(url: str | None, tmp: str) -> tuple[str, Any]:
+    """The central's database URL (default a SQLite file in `tmp`); a PostgreSQL URL gets a fresh schema of
+    its own, dropped by the function returned."""
+    if not url:
+        return os.path.join(tmp, "central.sqlite3"), lambda: None
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url, lambda: None
+    schema = f"bench_farm_{os.getpid()}"
+    full = f"{url}{'&' if '?' in url else '?'}schema={schema}"
+    conn = PostgresConn(url.split("?")[0], schema)
+
+    def drop() -> None:
+        conn.drop_schema()
+        conn.close()
+
+    return full, drop
 
 
 def main(argv: list[str]) -> None:
@@ -387,11 +482,20 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--deadline", type=float, default=5.0)
     ap.add_argument("--mix", default="s19xp:4,s19:3,s21:2,bitaxe-gamma:1")
     ap.add_argument("--no-paced", dest="paced", action="store_false")
-    ap.add_argument("--db", default=None, help="SQLite file (default: a temporary file)")
+    ap.add_argument("--db", default=None,
+                    help="the farm database: a SQLite file or a postgresql://... URL (default: a temporary SQLite file)")
     ap.add_argument("--collectors", type=int, default=0,
                     help="N collector processes forwarding to one central service (0: the one-process bench)")
     ap.add_argument("--replay", type=int, default=3,
                     help="with --collectors: re-send each burst's readings this many more times (central capacity)")
+    ap.add_argument("--central-workers", type=int, default=1,
+                    help="with --collectors: central worker processes on one port and database (evaluation by rack)")
+    ap.add_argument("--database", default=None,
+                    help="with --collectors: the central's database URL (postgresql://...: a fresh schema, dropped "
+                         "after; default a temporary SQLite file)")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="with --collectors: the paced phase runs this long (interval-long sweeps) instead of --sweeps")
+    ap.add_argument("--target", type=int, default=500_000, help="machines the printed arithmetic plans for")
     args = ap.parse_args(argv)
 
     ctx = mp.get_context("spawn")

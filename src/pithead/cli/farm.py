@@ -67,7 +67,7 @@ from pithead.farm.lookup import DeviceLookupError, resolve_device, status_sort_k
 from pithead.farm.model import DriverKind, Labels
 from pithead.farm.poller import Poller, select_shard
 from pithead.farm.service import FarmService, FarmSetup, Role
-from pithead.farm.store import FarmStore, FarmStoreError
+from pithead.farm.store import FarmStore, FarmStoreError, open_farm_store
 from pithead.farm.store_async import AsyncFarmStore
 from pithead.web.farm import HOW_TO_CONFIGURE, FarmAuth, FarmAuthError, load_token, service_router
 from pithead.web.server import WebServer, WebServerError
@@ -82,7 +82,7 @@ app = typer.Typer(no_args_is_help=True, help="The fleet manager and the simulate
 console = Console()
 
 DEFAULT_DB = "pithead-data/farm.sqlite3"
-DbOpt = typer.Option(DEFAULT_DB, "--db", help="Farm database (SQLite).")
+DbOpt = typer.Option(DEFAULT_DB, "--db", help="Farm database: a SQLite path or postgresql://USER@HOST/DB?schema=S.")
 
 
 def _mount_sim() -> None:
@@ -97,10 +97,7 @@ def _mount_sim() -> None:
 
 
 def _store(db: str):  # type: ignore[no-untyped-def]
-
-    if db != ":memory:":
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
-    return FarmStore(db)
+    return open_farm_store(db)  # a path (SQLite) or a database URL (postgresql://...)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -229,7 +226,7 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) -> WebServer:
+async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth, reuse_port: bool = False) -> WebServer:
     """Serve the farm page and API (actions guarded by `auth`) beside the service, in its loop."""
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
@@ -242,7 +239,7 @@ async def _serve_web(svc: FarmService, addr: tuple[str, int], auth: FarmAuth) ->
     def root() -> RedirectResponse:
         return RedirectResponse("/farm/")
 
-    server = WebServer(api, *addr)
+    server = WebServer(api, *addr, reuse_port=reuse_port)
     try:
         await server.start()
     except WebServerError as exc:
@@ -342,6 +339,9 @@ def run(
                                               "(\\[farm] price_schedule)."),
     strike_price: float | None = typer.Option(None, "--strike-price", help="Curtail above this price per MWh "
                                               "(with a price schedule; \\[farm] strike_price)."),
+    partition: str = typer.Option("0/1", "--partition", help="Central at scale: one of N processes on one "
+                                  "database (PostgreSQL --db) and one --web port (SO_REUSEPORT): each takes the "
+                                  "ingest that reaches it and evaluates the racks of partition i of N."),
 ) -> None:
     """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail.
     Ctrl-C (or SIGTERM) stops it cleanly: the polls in flight finish and are written."""
@@ -364,9 +364,12 @@ def run(
         raise typer.BadParameter("--central takes readings from collectors on its web API: give --web HOST:PORT, "
                                  "and scan and shard on the collectors (`pithead farm collect`), not here")
     shard_i, shard_n = _shard(shard)
+    part = _shard(partition)
+    if part[1] > 1 and not central:
+        raise typer.BadParameter("--partition splits a central's work: add --central")
     try:
         setup = FarmSetup.from_config(cfg, role=Role.CENTRAL if central else Role.STANDALONE,
-                                      shard=(shard_i, shard_n))
+                                      shard=(shard_i, shard_n), partition=part)
     except ValueError as exc:  # FarmConfigError: a label or price file that cannot be used
         raise typer.BadParameter(str(exc)) from exc
     svc_cfg = setup.config
@@ -374,7 +377,8 @@ def run(
     async def main(stop: asyncio.Event) -> None:
         with _store(db) as store:
             svc = FarmService(store, svc_cfg, prices=setup.prices, labeler=setup.labeler)
-            server = await _serve_web(svc, web_addr, auth) if web_addr is not None and auth is not None else None
+            server = (await _serve_web(svc, web_addr, auth, reuse_port=part[1] > 1)
+                      if web_addr is not None and auth is not None else None)
             task = asyncio.create_task(svc.run())
             loop = asyncio.get_running_loop()
             end = loop.time() + duration if duration is not None else None

@@ -35,6 +35,7 @@ import contextlib
 import enum
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,6 +44,8 @@ import httpx
 import orjson
 
 from pithead.events import Notice, NoticeSeverity, NoticeSink
+from pithead.farm.alert_groups import Damper, Placement, Wanted, rack_key, silenced, site_key
+from pithead.farm.alert_groups import group as group_alerts
 from pithead.farm.model import ERROR_STATES, DeviceState
 from pithead.farm.store import DeviceStatus, FarmStore
 
@@ -213,10 +216,13 @@ class AlertEvent:
     severity: str
     message: str
     time: float
+    machines: int = 1  # a group alert (device_id "rack:SITE/RACK" or "site:SITE"): its machines
+    silenced: bool = False  # covered by a silence: kept in the store, not delivered to the sinks
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "action": self.action, "device_id": self.device_id, "kind": self.kind,
-                "severity": self.severity, "message": self.message, "time": self.time}
+                "severity": self.severity, "message": self.message, "time": self.time,
+                "machines": self.machines}
 
 
 class AlertSink(Protocol):
@@ -226,13 +232,21 @@ class AlertSink(Protocol):
 
 
 class AlertManager:
-    """Evaluate all devices, open/resolve alerts in the store, and fan changes out to sinks."""
+    """Evaluate all devices, open/resolve alerts in the store, and fan changes out to sinks.
+
+    For a big site (`pithead.farm.alert_groups`): `group_min` machines of a rack in the same trouble are
+    one rack alert (every rack of a site: one site alert); a condition opens after holding `open_after_s`
+    and resolves after being gone `clear_after_s`; silenced changes are stored but not delivered. The
+    defaults (no groups, no damping) judge each machine on its own at once."""
 
     def __init__(self, thresholds: AlertThresholds = AlertThresholds(), shares: ShareActivity | None = None,
-                 sinks: Iterable[AlertSink] = ()) -> None:
+                 sinks: Iterable[AlertSink] = (), group_min: int = 0, open_after_s: float = 0.0,
+                 clear_after_s: float = 0.0) -> None:
         self.thresholds = thresholds
         self.shares = shares
         self.sinks = list(sinks)
+        self.group_min = group_min
+        self.damper = Damper(open_after_s, clear_after_s)
 
     def run_once(self, store: FarmStore, now: float,
                  statuses: Sequence[DeviceStatus] | None = None) -> list[AlertEvent]:
@@ -242,7 +256,9 @@ class AlertManager:
         return events
 
     def deliver(self, events: Sequence[AlertEvent]) -> None:
-        """Hand alert changes to every sink (on the event loop: a sink may be an asyncio queue)."""
+        """Hand alert changes to every sink (on the event loop: a sink may be an asyncio queue), but those
+        a silence covers."""
+        events = [e for e in events if not e.silenced]
         if events:
             for sink in self.sinks:
                 sink.deliver(events)
@@ -250,33 +266,52 @@ class AlertManager:
     def evaluate(self, store: FarmStore, now: float,
                  statuses: Sequence[DeviceStatus] | None = None) -> list[AlertEvent]:
         """Open the alerts whose condition holds, resolve those whose condition is gone; the changes.
-        `statuses`: judge only these devices (default: the whole fleet, from the store)."""
+        `statuses`: judge only these devices (default: the whole fleet, from the store), e.g. the racks of
+        one evaluation partition."""
         sts = store.statuses() if statuses is None else list(statuses)
         share_times: Mapping[str, float | None] = {}
         if self.shares is not None:
             workers = sorted({s.reading.worker for s in sts if s.reading and s.reading.worker})
             share_times = self.shares.last_share_times(workers)
-        wanted: dict[tuple[str, str], AlertCondition] = {}
+        machine_wanted: list[Wanted] = []
         for st in sts:
             worker = st.reading.worker if st.reading else None
             for c in evaluate(st, now, self.thresholds, share_times.get(worker) if worker else None,
                               share_data=self.shares is not None and worker is not None and worker in share_times):
-                wanted[(c.device_id, c.kind.value)] = c
-        evaluated = {s.device.id for s in sts}
+                machine_wanted.append(Wanted(c.device_id, c.kind.value, c.severity.value, c.message))
+        where = {st.device.id: Placement(st.device.labels.site, st.device.labels.rack) for st in sts}
+        racks = Counter((p.site, p.rack) for p in where.values())
         whole_fleet = statuses is None  # then a device missing from the inventory was forgotten
-        events: list[AlertEvent] = []
+        judged: set[str] | None = None if whole_fleet else (
+            set(where) | {rack_key(*r) for r in racks} | {site_key(site) for site, _ in racks})
         open_rows = {(a.device_id, a.kind): a for a in store.open_alerts()}
-        for key, a in open_rows.items():
-            if key not in wanted and (a.device_id in evaluated or whole_fleet):
-                store.resolve_alert(a.id, now)
-                events.append(AlertEvent(a.id, "resolved", a.device_id, a.kind, a.severity, a.message, now))
-        for key, c in wanted.items():
-            if key in open_rows:
+        wanted = {(w.key, w.kind): w for w in group_alerts(machine_wanted, where, racks, self.group_min, open_rows,
+                                                                sites=whole_fleet)}
+        ready = self.damper.to_open(wanted, judged, now)
+        silences = [(x.target, x.kind) for x in store.silences(now)]
+
+        def hushed(key: str, kind: str) -> bool:
+            return bool(silences) and silenced(key, kind, where.get(key), silences)
+
+        events: list[AlertEvent] = []
+        gone = [k for k in open_rows if k not in wanted and (judged is None or k[0] in judged)]
+        for key in sorted(self.damper.to_resolve(gone, now)):
+            a = open_rows[key]
+            store.resolve_alert(a.id, now)
+            events.append(AlertEvent(a.id, "resolved", a.device_id, a.kind, a.severity, a.message, now,
+                                     a.machines, hushed(*key)))
+        for key, w in wanted.items():
+            row = open_rows.get(key)
+            if row is not None:
+                if row.machines != w.machines:  # a group grew or shrank: its count, no new notice
+                    store.update_alert(row.id, w.message, w.machines)
                 continue
-            new_id = store.open_alert(c.device_id, c.kind.value, c.severity.value, c.message, now)
+            if key not in ready:
+                continue
+            new_id = store.open_alert(w.key, w.kind, w.severity, w.message, now, w.machines)
             if new_id is not None:
-                events.append(AlertEvent(new_id, "opened", c.device_id, c.kind.value, c.severity.value,
-                                         c.message, now))
+                events.append(AlertEvent(new_id, "opened", w.key, w.kind, w.severity, w.message, now,
+                                         w.machines, hushed(*key)))
         return events
 
 
@@ -392,12 +427,17 @@ class NoticeAlertSink:
             self.notices.notify(_farm_notice(action, kind, group))
 
 
+def _who(e: AlertEvent) -> str:
+    return e.device_id if e.machines <= 1 else f"{e.device_id} ({e.machines} machines)"
+
+
 def _farm_notice(action: str, kind: str, group: Sequence[AlertEvent]) -> Notice:
     what, look_at = _NOTICE_WORDS.get(kind, (kind.replace("_", " "), "the farm page"))
     devices = sorted(group, key=lambda e: e.device_id)
     n = len(devices)
-    who = devices[0].device_id if n == 1 else f"{n} machines"
-    lines = [f"{e.device_id}: {e.message}" for e in devices[:NOTICE_MAX_LISTED]]
+    machines = sum(e.machines for e in devices)  # a rack or site alert stands for its machines
+    who = _who(devices[0]) if n == 1 else f"{machines} machines"
+    lines = [f"{_who(e)}: {e.message}" for e in devices[:NOTICE_MAX_LISTED]]
     if n > NOTICE_MAX_LISTED:
         lines.append(f"… and {n - NOTICE_MAX_LISTED} more")
     severity: NoticeSeverity

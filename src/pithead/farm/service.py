@@ -29,7 +29,11 @@ Roles (`FarmServiceConfig.role`), for fleets spread over several collector proce
   router's `IngestService`). Every `poll_interval_s` it marks devices no collector has reported for
   `stale_after_s` as unreachable (so a dead collector's shard raises OFFLINE alerts instead of staying
   green; not in the first `stale_after_s` after a start, while collectors drain their spools), evaluates alerts, rolls up (re-rolling buckets that got late readings from a drained spool),
-  prunes, and takes a curtailment step -- over the whole fleet.
+  prunes, and takes a curtailment step -- over the whole fleet. At scale a central is N processes on one
+  PostgreSQL database (`partition` i/N, `pithead farm run --central --partition i/N`, one web port shared
+  with SO_REUSEPORT): each ingests what reaches it and evaluates the alerts of its partition of the racks;
+  partition 0 also marks stale, rolls up, prunes and curtails for the whole fleet (another partition rolls
+  up only the buckets of late readings it took).
 Every loop runs in one TaskGroup; `stop()` ends them all promptly: a sweep (or first read) in progress
 starts no further poll, the polls in flight finish within the per-device deadline and their readings are
 written. The service owns no policy of its own.
@@ -110,6 +114,14 @@ class FarmServiceConfig:
     api_token_file: str | None = None
     role: Role = Role.STANDALONE
     stale_after_s: float | None = None  # central only; None: STALE_INTERVALS x poll_interval_s
+    # Alerts for a big site (`pithead.farm.alert_groups`); the defaults judge each machine alone, at once
+    alert_group_min: int = 0
+    alert_open_after_s: float = 0.0
+    alert_clear_after_s: float = 0.0
+    # Central at scale: this process evaluates the racks of partition i of n (`rack_partition`); partition 0
+    # also marks silent shards stale, rolls up, prunes and curtails for the whole fleet
+    partition: tuple[int, int] = (0, 1)
+    metrics_per_machine: bool = False  # Prometheus: a series per machine too (the web router reads it)
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,7 @@ class FarmSetup:
                     scan_ports: Mapping[DriverKind, tuple[int, ...]] | None = None, shard: tuple[int, int] = (0, 1),
                     poll_interval_s: float | None = None, rescan_interval_s: float | None = None,
                     webhook_url: str | None = None, labeler: Labeler | None = None,
-                    prices: PriceSchedule | None = None) -> FarmSetup:
+                    prices: PriceSchedule | None = None, partition: tuple[int, int] = (0, 1)) -> FarmSetup:
         """The service's settings from pithead's `[farm]` config; the keyword arguments are what a command
         line or the demo decides instead (None: the config's). Reads `fc.labels` and `fc.price_schedule`
         unless `labeler` / `prices` are given: blocking file I/O, so async callers run this in a thread.
@@ -155,6 +167,11 @@ class FarmSetup:
             api_token=fc.api_token,
             api_token_file=fc.api_token_file,
             role=role,
+            alert_group_min=fc.alert_group_min,
+            alert_open_after_s=fc.alert_open_after,
+            alert_clear_after_s=fc.alert_clear_after,
+            partition=partition,
+            metrics_per_machine=fc.metrics_per_machine,
         )
         return cls(config, labeler, prices if evaluates else None)
 
@@ -190,7 +207,11 @@ class FarmService:
         self.actions = ActionService(self.store, self.drivers, clock=clock)
         self._webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
         all_sinks = list(sinks) + ([self._webhook] if self._webhook else [])
-        self.alerts = AlertManager(cfg.thresholds, shares, all_sinks)
+        i, n = cfg.partition
+        if not 0 <= i < n:
+            raise ServiceError(f"partition {i}/{n}: want 0 <= i < n")
+        self.alerts = AlertManager(cfg.thresholds, shares, all_sinks, group_min=cfg.alert_group_min,
+                                   open_after_s=cfg.alert_open_after_s, clear_after_s=cfg.alert_clear_after_s)
         self._stop = asyncio.Event()
         self.last_sweep: SweepReport | None = None
         self.last_scan: ScanReport | None = None
@@ -287,13 +308,17 @@ class FarmService:
         """Alerts, rollups and pruning in one call on the store's thread; then the alert changes go to the
         sinks, and (with a policy and prices) a curtailment step starts."""
         self.alerts.deliver(await self.store.call(self._evaluate_store, now, redo_since))
-        if self.cfg.curtailment is not None and self.prices is not None and not self._curtail_lock.locked():
+        if (self.cfg.curtailment is not None and self.prices is not None and not self._curtail_lock.locked()
+                and self.cfg.partition[0] == 0):
             self._spawn(self.curtail_step(now))
 
     def _evaluate_store(self, store: FarmStore, now: float, redo_since: float | None) -> list[AlertEvent]:
-        events = self.alerts.evaluate(store, now)
-        store.rollup(now, redo_since=redo_since)
-        store.prune(now)
+        i, n = self.cfg.partition
+        events = self.alerts.evaluate(store, now, store.partition_statuses(i, n) if n > 1 else None)
+        if i == 0 or redo_since is not None:  # another partition rolls up only the late readings it took
+            store.rollup(now, redo_since=redo_since)
+        if i == 0:
+            store.prune(now)
         return events
 
     async def curtail_step(self, now: float) -> None:
@@ -316,7 +341,7 @@ class FarmService:
         marked: list[str] = []
         # Just after a (re)start every stored status is as old as the central's own outage: the collectors
         # get stale_after to deliver their spools before anyone is judged silent (no alert storm).
-        if self._up_since is None or now - self._up_since >= stale_after:
+        if self.cfg.partition[0] == 0 and (self._up_since is None or now - self._up_since >= stale_after):
             marked = await self.store.call(FarmStore.mark_stale, now - stale_after,
                                            f"no reading forwarded for {stale_after:.0f} s "
                                            "(its collector is down or cut off)")

@@ -9,7 +9,9 @@ builds the same from the parts:
 - GET  /farm/api/devices                   latest status per device (filters site/rack/state, offset/limit)
 - GET  /farm/api/devices/{id}/history      raw readings since `since` (UNIX seconds)
 - GET  /farm/api/racks                     the rack map: site -> rack -> positions with a status colour
-- GET  /farm/api/alerts                    open alerts (and recent resolved ones with `all=true`)
+- GET  /farm/api/alerts                    open alerts (and recent resolved ones with `all=true`), with a
+                                           group alert's machines, acks and silences (`web.farm_alerts`,
+                                           which also serves ack and silences)
 - GET  /farm/api/energy                    power, J/TH, cost and revenue per site/rack/fleet (devices=true
                                            adds one line per device)
 - GET  /farm/api/rollups                   history rollups (bucket_s 300 or 3600, since, device_id)
@@ -23,6 +25,7 @@ builds the same from the parts:
                                            collect`; format and validation in `pithead.farm.ingest`); a write,
                                            so guarded exactly like the actions
 - GET  /farm/api/ingest                    per-collector ingest counts and when each was last heard from
+- GET  /farm/metrics                       Prometheus series by site, rack, model and state (`web.farm_metrics`)
 Device ids contain "://" and ":", so they travel URL-encoded in the path.
 
 Who may act (the POST routes; every GET stays open, read-only):
@@ -69,7 +72,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from pithead.farm.actions import ActionResult, ActionService
@@ -81,6 +86,8 @@ from pithead.farm.model import FarmError
 from pithead.farm.service import STALE_INTERVALS, FarmService
 from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmStoreError
 from pithead.farm.store_async import AsyncFarmStore
+from pithead.web.farm_alerts import alert_routes, alerts_json
+from pithead.web.farm_metrics import FarmMetrics, farm_metrics_text
 from pithead.web.farm_page import COLOURS as COLOURS  # re-exported: the page's colours, as before
 from pithead.web.farm_page import add_page_routes, alerted, colour_of, racks_json
 from pithead.web.farm_power import add_power_routes
@@ -273,14 +280,15 @@ def service_router(service: FarmService, notes: Mapping[str, str] | None = None,
                                    config_token_file=service.cfg.api_token_file))
     stale_after = service.cfg.stale_after_s or STALE_INTERVALS * service.cfg.poll_interval_s
     return make_router(service.store, service.actions, service.prices, service.hashprice, service.clock,
-                       notes=notes, auth=auth, ingest=service.ingest, stale_after_s=stale_after)
+                       notes=notes, auth=auth, ingest=service.ingest, stale_after_s=stale_after,
+                       metrics_per_machine=service.cfg.metrics_per_machine)
 
 
 def make_router(store: AsyncFarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
                 clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
                 auth: FarmAuth | None = None, ingest: IngestService | None = None,
-                stale_after_s: float | None = None) -> APIRouter:
+                stale_after_s: float | None = None, metrics_per_machine: bool = False) -> APIRouter:
     """`ingest` receives collectors' batches (default: a fresh `IngestService` over `store`).
     `stale_after_s`: a good reading older than this is not counted in totals (the rack map's, the device
     table's figures); None counts every reading of a device that answered its last poll.
@@ -333,8 +341,16 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
     @router.get("/api/alerts")
     async def alerts(all: bool = False, since: float = 0.0) -> list[dict[str, Any]]:
         rows = await (store.call(FarmStore.alerts, since) if all else store.call(FarmStore.open_alerts))
-        return [{"id": a.id, "device_id": a.device_id, "kind": a.kind, "severity": a.severity,
-                 "message": a.message, "opened_at": a.opened_at, "resolved_at": a.resolved_at} for a in rows]
+        return await store.call(alerts_json, rows, clock())
+
+    router.include_router(alert_routes(store, authorised, clock))  # ack, silences (web.farm_alerts)
+    farm_metrics = FarmMetrics(metrics_per_machine, clock)
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus series by site, rack, model and state (`web.farm_metrics`)."""
+        body = await store.call(farm_metrics_text, farm_metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/api/energy")
     async def energy(devices: bool = False) -> dict[str, Any]:

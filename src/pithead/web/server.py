@@ -2,7 +2,8 @@
 
 `WebServer.start()` binds (port 0 picks a free port, reported by `.port` afterwards) and returns once
 the socket listens; `stop()` shuts down gracefully, cutting open Server-Sent Event streams after
-`GRACEFUL_S`. Signal handling is left to the owner (`pithead up`), which stops everything together.
+`GRACEFUL_S`. With `reuse_port` several processes listen on one port (SO_REUSEPORT: the kernel spreads
+new connections over them), as the farm central's ingest workers do. Signal handling is left to the owner (`pithead up`), which stops everything together.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -39,7 +41,8 @@ class _Server(uvicorn.Server):
 
 
 class WebServer:
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, log_level: str = "warning") -> None:
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, log_level: str = "warning",
+                 reuse_port: bool = False) -> None:
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off",
             timeout_graceful_shutdown=GRACEFUL_S, loop="none",
@@ -49,6 +52,7 @@ class WebServer:
         self._task: asyncio.Task[None] | None = None
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port
 
     @property
     def url(self) -> str:
@@ -56,9 +60,27 @@ class WebServer:
 
     async def _serve(self) -> None:
         try:
-            await self._server.serve()
+            if self.reuse_port:
+                await self._server.serve(sockets=[self._shared_socket()])
+            else:
+                await self._server.serve()
+        except OSError as exc:
+            raise WebServerError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
         except SystemExit as exc:  # uvicorn exits the process when it cannot bind; we want an error instead
             raise WebServerError(f"cannot listen on {self.host}:{self.port} (address in use?)") from exc
+
+    def _shared_socket(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.set_inheritable(False)
+        return sock
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._serve(), name="pithead-web")
