@@ -393,14 +393,9 @@ class FarmStore:
         self._cache = None
 
     @_serialised
-    def remove_device(self, device_id: str, now: float | None = None) -> None:
-        """Take a device out of the inventory; its open alerts end with it (at `now`, default the clock),
-        at once: no damping waits to say that a machine nobody has any more is fine."""
-        when = _time.time() if now is None else now
+    def remove_device(self, device_id: str) -> None:
         with self._tx():
             self._db.execute("UPDATE devices SET removed=1 WHERE id=?", (device_id,))
-            self._db.execute("UPDATE alerts SET resolved_at=? WHERE device_id=? AND resolved_at IS NULL",
-                             (when, device_id))
         self._cache = None
 
     @_serialised
