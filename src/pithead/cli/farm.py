@@ -79,7 +79,18 @@ if TYPE_CHECKING:
     from pithead.farm.poller import SweepReport
 
 app = typer.Typer(no_args_is_help=True, help="The fleet manager and the simulated fleet.")
-console = Console()
+console = Console(soft_wrap=True)  # a line is never broken by us: a terminal wraps it, a pipe keeps it whole
+
+#: Width of a table written to a pipe or a file: wide enough that no device id is ever cut (a script or an
+#: operator's `> status.txt` reads the ids back), whatever width the terminal it does not have would give.
+PIPE_TABLE_WIDTH = 240
+
+
+def _print_table(t: Table) -> None:
+    if console.is_terminal:
+        console.print(t)
+    else:
+        Console(width=max(console.width, PIPE_TABLE_WIDTH)).print(t)  # sys.stdout now, whatever it is
 
 DEFAULT_DB = "pithead-data/farm.sqlite3"
 DbOpt = typer.Option(DEFAULT_DB, "--db", help="Farm database: a SQLite path or postgresql://USER@HOST/DB?schema=S.")
@@ -563,7 +574,7 @@ def status(db: str = DbOpt) -> None:
                       f"{r.efficiency_j_per_th:.1f}" if r and r.efficiency_j_per_th else "-",
                       f"{r.max_chip_temp_c:.0f}" if r and r.max_chip_temp_c is not None else "-",
                       st.error or "")
-        console.print(t)
+        _print_table(t)
 
 
 def _device_id(store: FarmStore, ref: str) -> str:
@@ -584,7 +595,7 @@ def alerts(db: str = DbOpt, all_: bool = typer.Option(False, "--all", help="Incl
             t.add_row(str(a.id), time.strftime("%H:%M:%S", time.localtime(a.opened_at)), a.device_id, a.kind,
                       a.severity, a.message,
                       time.strftime("%H:%M:%S", time.localtime(a.resolved_at)) if a.resolved_at else "")
-        console.print(t)
+        _print_table(t)
 
 
 @app.command()
@@ -648,7 +659,7 @@ def audit(db: str = DbOpt, device: str | None = None) -> None:
         for a in store.audit_log(_device_id(store, device) if device is not None else None):
             t.add_row(str(a.id), time.strftime("%H:%M:%S", time.localtime(a.time)), a.actor, a.device_id,
                       a.action, str(a.params), a.outcome, a.error or "")
-        console.print(t)
+        _print_table(t)
 
 
 @app.command()
@@ -687,7 +698,7 @@ def energy(db: str = DbOpt, price: float | None = typer.Option(None, "--price", 
                   f"{line.efficiency_j_per_th:.1f}" if line.efficiency_j_per_th else "-",
                   f"{line.cost_per_day:.2f}", f"{line.profit_per_day:.2f}" if line.profit_per_day is not None else "-")
     console.print(f"price {p:.2f}/MWh")
-    console.print(t)
+    _print_table(t)
     if rep.fleet.metered_devices < rep.fleet.hashing:
         console.print(f"note: only {rep.fleet.metered_devices} of {rep.fleet.hashing} hashing devices report power; "
                       "kW, J/TH, cost/day and profit/day count those devices only")

@@ -295,7 +295,9 @@ class AlertManager:
 
         events: list[AlertEvent] = []
         gone = [k for k in open_rows if k not in wanted and (judged is None or k[0] in judged)]
-        for key in sorted(self.damper.to_resolve(gone, now)):
+        # a machine taken out of the inventory: its alerts end now (no damping: nobody has it any more)
+        forgotten = {k for k in gone if whole_fleet and k[0] not in where and not k[0].startswith(("rack:", "site:"))}
+        for key in sorted(set(self.damper.to_resolve([k for k in gone if k not in forgotten], now)) | forgotten):
             a = open_rows[key]
             store.resolve_alert(a.id, now)
             events.append(AlertEvent(a.id, "resolved", a.device_id, a.kind, a.severity, a.message, now,

@@ -67,6 +67,8 @@ class Keys:
 def _crypt_field(secret: str, salt: str) -> str:
     if not salt or len(salt) > 8 or any(c not in SALT_CHARS for c in salt):
         raise WhatsminerError(f"bad md5-crypt salt {salt!r}")
+    if "\x00" in secret:  # md5-crypt (C strings) cannot take it; no firmware's password holds one
+        raise WhatsminerError("a Whatsminer password cannot contain a NUL character")
     return str(md5_crypt.using(salt=salt).hash(secret)).split("$")[3]
 
 
