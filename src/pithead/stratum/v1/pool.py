@@ -564,7 +564,7 @@ class PoolSession:
         if worker is None:
             raise Unauthorized(f"Worker {sub.worker!r} is not authorized on this connection")
         assert self.extranonce1 is not None
-        ij = self.jobs.get(sub.job_id)
+        ij = self.jobs.get(sub.job_id, self._payout_script())
         diff = self._diff_for(ij)
         target = self._target(diff)
         job = ij.job if ij is not None else None
