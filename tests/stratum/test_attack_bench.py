@@ -41,11 +41,12 @@ def test_quick_run_prints_every_row_with_numbers() -> None:
         if load is not None:
             assert re.search(load, m.group(5)) and "pool log +" in m.group(5), m.group(5)
     for what in ("one address", "distinct addresses"):
-        assert re.search(rf"60 idle, {what}: pool worker RSS \+{NUM} MiB, {NUM} KiB per connection", out), out
-        m = re.search(rf"new block with 60 idle, {what}: the pool wrote every notify in {NUM} ms .*"
-                      rf"arrived -?{NUM} ms after the push \((\d+) miners\)", out)
+        assert re.search(rf"60 idle, {what}: pool worker RSS \+-?{NUM} MiB after login \(-?{NUM} KiB per connection\), "
+                         rf"\+-?{NUM} MiB after 2 new blocks \(-?{NUM} KiB per connection\)", out), out
+        m = re.search(rf"new block with 60 idle, {what}: the pool wrote every notify in median {NUM} ms \(max {NUM}\), "
+                      rf"the last miner's arrived median -?{NUM} ms after the push \((\d+) miners, 2 new blocks\)", out)
         assert m, out
-        assert int(m.group(3)) == 60
+        assert int(m.group(4)) == 60
     assert "goal (issue 16): every attack within 2x of the alone median: " in out
 
 
