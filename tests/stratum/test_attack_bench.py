@@ -44,7 +44,8 @@ def test_quick_run_prints_every_row_with_numbers() -> None:
         assert re.search(rf"60 idle, {what}: pool worker RSS \+-?{NUM} MiB after login \(-?{NUM} KiB per connection\), "
                          rf"\+-?{NUM} MiB after 2 new blocks \(-?{NUM} KiB per connection\)", out), out
         m = re.search(rf"new block with 60 idle, {what}: the pool wrote every notify in median {NUM} ms \(max {NUM}\), "
-                      rf"the last miner's arrived median -?{NUM} ms after the push \((\d+) miners, 2 new blocks\)", out)
+                      rf"the last miner's arrived median -?{NUM} ms after the push \((\d+) miners, 2 new blocks\); "
+                      rf"pool CPU per new block median {NUM} ms", out)
         assert m, out
         assert int(m.group(4)) == 60
     assert "goal (issue 16): every attack within 2x of the alone median: " in out

@@ -302,8 +302,9 @@ def test_job_book_generations_solo_and_stale() -> None:
 
 
 def test_solo_notify_lines_are_the_wire_encoding_of_their_jobs() -> None:
-    """The lines made from a generation's pre-serialized shape are byte for byte what encoding the job's
-    notify params gives, in both modes, clean or not."""
+    """The lines made from a generation's pre-serialized shape (and, for a new block, from its coinbase layout
+    without building a job) are byte for byte what encoding the job's notify params gives, in both modes,
+    clean or not."""
     from pithead.stratum.v1.wire import NOTIFY, encode_notification
 
     for book in (JobBook(mode="solo"), JobBook(mode="pool", pool_script=b"\x51")):
@@ -313,6 +314,12 @@ def test_solo_notify_lines_are_the_wire_encoding_of_their_jobs() -> None:
             assert ij is not None
             for clean in (True, False):
                 assert ij.line(clean) == encode_notification(NOTIFY, ij.job.notify_params(clean))
+                made = book.broadcast([script, None, script], clean)  # what a new block sends, no job built
+                assert made is not None
+                first, lines = made
+                assert first.job.job_id == ij.job.job_id and first.seq == ij.seq
+                key = script if book.mode == "solo" else b"\x51"
+                assert lines == {key: ij.line(clean)}
 
 
 def test_solo_miners_on_distinct_addresses_cost_the_book_one_job_each() -> None:
@@ -325,8 +332,11 @@ def test_solo_miners_on_distinct_addresses_cost_the_book_one_job_each() -> None:
         book.new_template(regtest_template(height=height))
         for script in scripts:
             assert book.job_for(script) is not None
-    assert book.jobs_held() == len(scripts)
+    assert book.jobs_held() == len(scripts)  # the current generation's only
     assert len(book) == 16  # one job id per generation remembered
+    book.new_template(regtest_template(height=200))
+    made = book.broadcast(scripts, True)  # a new block's lines for all of them: no job built, none kept
+    assert made is not None and len(made[1]) == len(scripts) and book.jobs_held() == 0
 
 
 def test_a_full_job_takes_no_more_shares(monkeypatch: pytest.MonkeyPatch) -> None:

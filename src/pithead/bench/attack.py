@@ -192,12 +192,14 @@ class Bench:
             pid = pool.workers[0].stats["pid"]
             rss0 = _pid_rss(pid)
             what = "distinct addresses" if distinct else "one address"
-            notify: list[tuple[float, float, int]] = []
+            notify: list[tuple[float, float, int, float]] = []
 
             async def new_blocks(child: Child) -> None:
                 rss1 = _pid_rss(pid)
                 for k in range(a.blocks):
                     await child.ask("mark")
+                    await pool.refresh_stats()
+                    cpu0 = pool.workers[0].stats["cpu"]
                     t_push = time.time()
                     source.push(bench_template(2000 + k), new_block=True)
                     deadline = time.monotonic() + WAIT_S
@@ -207,7 +209,8 @@ class Bench:
                             break
                         await asyncio.sleep(0.05)
                     await pool.refresh_stats()
-                    notify.append((pool.metrics.last_broadcast_ms, (c["last_at"] - t_push) * 1000.0, c["got"]))
+                    cpu = (pool.workers[0].stats["cpu"] - cpu0) * 1000.0
+                    notify.append((pool.metrics.last_broadcast_ms, (c["last_at"] - t_push) * 1000.0, c["got"], cpu))
                 rss2 = _pid_rss(pid)
                 per = max(1, a.idle) * 1024
                 self.notes.append(
@@ -220,7 +223,8 @@ class Bench:
                     f"new block with {a.idle:,} idle, {what}: the pool wrote every notify in median "
                     f"{statistics.median(wrote):,.1f} ms (max {wrote[-1]:,.1f}), the last miner's arrived median "
                     f"{statistics.median(seen):,.1f} ms after the push ({min(n[2] for n in notify):,} miners, "
-                    f"{a.blocks} new blocks)")
+                    f"{a.blocks} new blocks); pool CPU per new block median "
+                    f"{statistics.median(n[3] for n in notify):,.1f} ms")
 
             await self.phase(f"{a.idle:,} idle logged-in conns, {what}", port, "idle" if distinct else "idle-one",
                              "--idle", str(a.idle), during=new_blocks)

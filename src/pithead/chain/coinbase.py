@@ -111,20 +111,27 @@ class CoinbaseLayout:
     extranonce2_size: int
     has_witness_commitment: bool
 
+    def coinb2_paying(self, value: int, script: bytes) -> bytes:
+        """coinb2 of the coinbase paying `value` to `script` alone (then the trailing outputs), unchecked: the
+        caller checked `value` once (`parts` with the same value). Solo mode's notify line for each miner."""
+        return b"".join((self.coinb2_head, encode_varint(1 + self.trailing_count), value.to_bytes(8, "little"),
+                         encode_varint(len(script)), script, self.trailing_outputs, self.locktime))
+
     def parts(self, outputs: Sequence[TxOut]) -> CoinbaseParts:
         """The coinbase paying `outputs` (then the trailing outputs) in this layout."""
         if not outputs:
             raise CoinbaseError("a coinbase needs at least one payout output")
-        if any(not 0 <= o.value <= MAX_MONEY for o in outputs):
-            raise CoinbaseError("output value outside 0..MAX_MONEY")
-        if sum(o.value for o in outputs) > MAX_MONEY:
+        total = 0
+        serialized = [self.coinb2_head, encode_varint(len(outputs) + self.trailing_count)]
+        for o in outputs:  # a plain loop: solo mode runs this once per miner on every new block
+            if not 0 <= o.value <= MAX_MONEY:
+                raise CoinbaseError("output value outside 0..MAX_MONEY")
+            total += o.value
+            serialized += (o.value.to_bytes(8, "little"), encode_varint(len(o.script_pubkey)), o.script_pubkey)
+        if total > MAX_MONEY:
             raise CoinbaseError("outputs sum to more than MAX_MONEY")
-        coinb2 = b"".join(
-            [self.coinb2_head, encode_varint(len(outputs) + self.trailing_count)]
-            + [o.value.to_bytes(8, "little", signed=True) + encode_bytes(o.script_pubkey) for o in outputs]
-            + [self.trailing_outputs, self.locktime]
-        )
-        return CoinbaseParts(self.coinb1, coinb2, self.extranonce1_size, self.extranonce2_size,
+        serialized += (self.trailing_outputs, self.locktime)
+        return CoinbaseParts(self.coinb1, b"".join(serialized), self.extranonce1_size, self.extranonce2_size,
                              self.has_witness_commitment)
 
 

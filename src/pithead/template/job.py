@@ -185,21 +185,11 @@ class JobLayout:
             raise JobError(f"job id must be 1..{MAX_JOB_ID_LENGTH} characters")
         t = self.template
         d = self.derived
-        return Job(
-            job_id=job_id,
-            prev_hash=t.prev_hash,
-            coinbase=self.coinbase.parts(outputs),
-            branch=d.branch,
-            version=self.version,
-            bits=t.bits,
-            ntime=self.ntime,
-            mintime=t.mintime,
-            height=t.height,
-            coinbase_value=t.coinbase_value,
-            fees=d.fees,
-            tx_data=d.tx_data,
-            payout_script=outputs[0].script_pubkey if outputs else b"",
-        )
+        # positional, in the field order (job_id, prev_hash, coinbase, branch, version, bits, ntime, mintime,
+        # height, coinbase_value, fees, tx_data, payout_script): solo mode makes one per miner per new block
+        return Job(job_id, t.prev_hash, self.coinbase.parts(outputs), d.branch, self.version, t.bits, self.ntime,
+                   t.mintime, t.height, t.coinbase_value, d.fees, d.tx_data,
+                   outputs[0].script_pubkey if outputs else b"")
 
 
 def job_layout(

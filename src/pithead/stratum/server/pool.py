@@ -412,20 +412,23 @@ class PoolServer:
                 # the hot loop of a new block: the same pre-serialized line for everyone, nothing else
                 n = self._broadcast(ij, ij.line(clean))
         else:
-            # solo: a job per payout script, its line made once and written to every miner of that script
-            groups: dict[int, tuple[IssuedJob, list[StratumConnection]]] = {}
+            # solo: a line per payout script (no job built: see JobBook.broadcast), written to its miners
+            groups: dict[bytes, list[StratumConnection]] = {}
             for c in self.connections:
                 s = c.session
                 if s is not None and s.state is PoolState.READY:
-                    ij = s.current_job()
-                    if ij is not None:
-                        group = groups.get(id(ij))
+                    script = s.payout_script
+                    if script:
+                        group = groups.get(script)
                         if group is None:
-                            groups[id(ij)] = (ij, [c])
+                            groups[script] = [c]
                         else:
-                            group[1].append(c)
-            for ij, conns in groups.values():
-                n += self._broadcast(ij, ij.line(clean), conns=conns)
+                            group.append(c)
+            made = self.jobs.broadcast(groups, clean)
+            if made is not None:
+                ij, lines = made
+                for script, conns in groups.items():
+                    n += self._broadcast(ij, lines[script], conns=conns)
         for listener in self.generation_listeners:
             listener()
         self.metrics.last_broadcast_ms = (time.perf_counter() - t0) * 1000

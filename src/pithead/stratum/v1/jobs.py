@@ -4,10 +4,11 @@ What it is: pure bookkeeping over `pithead.template.job`. Each template starts a
 mode a generation has one job (the coinbase pays the pool), in solo mode one coinbase per payout script.
 A generation has one job id either way: in solo mode the job a share is judged against is the
 generation's, specialised by the payout script of the connection that sent it (every worker of a solo
-connection has the same script). So a solo miner costs the book nothing per generation: its job is built
-when it is sent (`JobLayout`: a few byte joins over what the generation computed once) and kept only
-while its generation is the current one; a late share on an older generation rebuilds it (a small bounded
-cache of those). 19,000 idle miners on distinct addresses used to cost 16 generations × 19,000 stored
+connection has the same script). So a solo miner costs the book nothing per generation: a new block's
+line for it is made from the generation's coinbase layout without building its job (`broadcast`: a few
+byte joins, nothing kept); its job is built (`JobLayout`) when it is needed — a share, a login, a resend —
+and kept only while its generation is the current one; a late share on an older generation rebuilds it
+(a small bounded cache of those). 19,000 idle miners on distinct addresses used to cost 16 generations × 19,000 stored
 jobs with two pre-serialized notify lines each (~2.6 KB a job, 790 MB) and ~47 µs a job on every new
 block. The notify line of a generation is pre-serialized around its job id and coinb2 (`NotifyShape`), so
 notifying 10,000 pool-mode miners is 10,000 writes of one line made once. The book also holds, per job
@@ -23,7 +24,7 @@ from a node's templates), or a farm proxy's book of jobs relayed from upstream p
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import MutableSet
+from collections.abc import Iterable, MutableSet
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -89,8 +90,11 @@ class NotifyShape:
         return cls(head, middle, tail[: -len(b"true]}\n")])
 
     def line(self, job: Job, clean: bool) -> bytes:
-        return b"".join((self.head, orjson.dumps(job.job_id), self.middle, job.coinbase.coinb2.hex().encode(),
-                         self.tail, b"true]}\n" if clean else b"false]}\n"))
+        return self.render(job.job_id, job.coinbase.coinb2, clean)
+
+    def render(self, job_id: str, coinb2: bytes, clean: bool) -> bytes:
+        return b"".join((self.head, orjson.dumps(job_id), self.middle, coinb2.hex().encode(), self.tail,
+                         b"true]}\n" if clean else b"false]}\n"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,7 @@ class _Generation:
     job_id: str  # the id of its jobs (solo: all of them, one coinbase per payout script)
     layout: JobLayout
     shape: NotifyShape
+    first: IssuedJob  # the job built when the generation started (pool mode: its one job)
     jobs: dict[bytes, IssuedJob] = field(default_factory=dict)  # by payout script (solo: current one only)
 
 
@@ -226,9 +231,11 @@ class JobBook:
             new_block = template.prev_hash != self.tip
         self.tip = template.prev_hash
         self._gen_number += 1
-        gen = _Generation(self._gen_number, template, new_block, self._seq, job_id, layout, NotifyShape.of(first))
+        shape = NotifyShape.of(first)
+        gen = _Generation(self._gen_number, template, new_block, self._seq, job_id, layout, shape,
+                          IssuedJob(first, self._seq, self._gen_number, shape))
         if self.mode == "pool":
-            gen.jobs[first.payout_script] = IssuedJob(first, gen.seq, gen.number, gen.shape)
+            gen.jobs[first.payout_script] = gen.first
         elif self._generations:  # solo: the generation before is no longer current; its jobs go
             next(reversed(self._generations.values())).jobs.clear()
         self._generations[gen.number] = gen
@@ -256,6 +263,26 @@ class JobBook:
             if len(gen.jobs) < MAX_SOLO_JOBS_PER_GENERATION:
                 gen.jobs[script] = ij
         return ij
+
+    def broadcast(self, payout_scripts: Iterable[bytes | None], clean: bool) -> tuple[IssuedJob, dict[bytes, bytes]] | None:
+        """A new generation's notify lines for miners paid to `payout_scripts`, by script, made without building
+        their jobs (solo: each a few byte joins, nothing kept: an idle miner costs the book no job until it
+        sends a share or is sent its job again), and the generation's own job, whose id and seq every one of
+        them shares (the sessions' bookkeeping: `PoolSession.take_job`). Pool mode: one line, under the pool's
+        script. None before the first template."""
+        if not self._generations:
+            return None
+        gen = next(reversed(self._generations.values()))
+        if self.mode == "pool":
+            assert self.pool_script is not None
+            return gen.first, {self.pool_script: gen.first.line(clean)}
+        value = gen.template.coinbase_value  # checked by the generation's first job
+        coinbase = gen.layout.coinbase
+        lines = {}
+        for script in payout_scripts:
+            if script and script not in lines:
+                lines[script] = gen.shape.render(gen.job_id, coinbase.coinb2_paying(value, script), clean)
+        return gen.first, lines
 
     def _layout(self, template: BlockTemplate, derived: TemplateDerived, ntime: int | None) -> JobLayout:
         return job_layout(template, tag=self.tag, extranonce1_size=self.extranonce1_size,
