@@ -322,6 +322,27 @@ def test_solo_notify_lines_are_the_wire_encoding_of_their_jobs() -> None:
                 assert lines == {key: ij.line(clean)}
 
 
+@pytest.mark.parametrize("mode", ["solo", "pool"])
+def test_a_new_block_builds_one_coinbase_whatever_the_number_of_addresses(mode: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coinbases built per new block, counted: the generation's own one, not one per payout address (solo
+    mode's lines come from the layout; pool mode has one job)."""
+    from pithead.template import job as job_mod
+
+    built: list[str] = []
+    real = job_mod.JobLayout.job
+    monkeypatch.setattr(job_mod.JobLayout, "job", lambda self, job_id, outputs: built.append(job_id) or real(
+        self, job_id, outputs))
+    book = JobBook(mode=mode, pool_script=b"\x51" if mode == "pool" else None)  # type: ignore[arg-type]
+    scripts = [bytes.fromhex("0014") + i.to_bytes(20, "big") for i in range(500)]
+    for height in range(101, 104):
+        built.clear()
+        book.new_template(regtest_template(height=height))
+        made = book.broadcast(scripts, True)
+        assert made is not None and len(made[1]) == (len(scripts) if mode == "solo" else 1)
+        assert len(built) == 1
+
+
 def test_solo_miners_on_distinct_addresses_cost_the_book_one_job_each() -> None:
     """Issue 16 finding 8: idle solo miners on distinct payout addresses made the book keep every address's
     job (with two pre-serialized notify lines) for all 16 generations. Now it holds the current
