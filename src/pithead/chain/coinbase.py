@@ -111,11 +111,12 @@ class CoinbaseLayout:
     extranonce2_size: int
     has_witness_commitment: bool
 
-    def coinb2_paying(self, value: int, script: bytes) -> bytes:
-        """coinb2 of the coinbase paying `value` to `script` alone (then the trailing outputs), unchecked: the
-        caller checked `value` once (`parts` with the same value). Solo mode's notify line for each miner."""
-        return b"".join((self.coinb2_head, encode_varint(1 + self.trailing_count), value.to_bytes(8, "little"),
-                         encode_varint(len(script)), script, self.trailing_outputs, self.locktime))
+    def coinb2_around(self, value: int) -> tuple[bytes, bytes]:
+        """coinb2 of a coinbase paying `value` to one script, around that script's length-prefixed bytes:
+        (before, after). Unchecked: the caller checked `value` once (`parts` with the same value). Solo mode
+        makes every miner's notify line from these."""
+        return (self.coinb2_head + encode_varint(1 + self.trailing_count) + value.to_bytes(8, "little"),
+                self.trailing_outputs + self.locktime)
 
     def parts(self, outputs: Sequence[TxOut]) -> CoinbaseParts:
         """The coinbase paying `outputs` (then the trailing outputs) in this layout."""

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import orjson
 
+from pithead.chain.varint import encode_varint
 from pithead.stratum.share import ShareKey
 from pithead.stratum.v1.wire import NOTIFY, encode_notification
 from pithead.stratum.version import BIP320_MASK
@@ -276,12 +277,16 @@ class JobBook:
         if self.mode == "pool":
             assert self.pool_script is not None
             return gen.first, {self.pool_script: gen.first.line(clean)}
-        value = gen.template.coinbase_value  # checked by the generation's first job
-        coinbase = gen.layout.coinbase
+        # every line is `head` + the script, length-prefixed, in hex + `tail`: the rest of coinb2 (the value,
+        # checked by the generation's first job, and the trailing outputs) is the same for everyone
+        before, after = gen.layout.coinbase.coinb2_around(gen.template.coinbase_value)
+        shape = gen.shape
+        head = b"".join((shape.head, orjson.dumps(gen.job_id), shape.middle, before.hex().encode()))
+        tail = b"".join((after.hex().encode(), shape.tail, b"true]}\n" if clean else b"false]}\n"))
         lines = {}
         for script in payout_scripts:
             if script and script not in lines:
-                lines[script] = gen.shape.render(gen.job_id, coinbase.coinb2_paying(value, script), clean)
+                lines[script] = b"".join((head, (encode_varint(len(script)) + script).hex().encode(), tail))
         return gen.first, lines
 
     def _layout(self, template: BlockTemplate, derived: TemplateDerived, ntime: int | None) -> JobLayout:
