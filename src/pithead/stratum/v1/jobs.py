@@ -13,8 +13,9 @@ jobs with two pre-serialized notify lines each (~2.6 KB a job, 790 MB) and ~47 Â
 block. The notify line of a generation is pre-serialized around its job id and coinb2 (`NotifyShape`), so
 notifying 10,000 pool-mode miners is 10,000 writes of one line made once. The book also holds, per job
 id, the set of share keys already judged (duplicate detection across reconnects; a key holds the
-connection's extranonce1, so the miners of one solo generation never collide), and says whether a job is
-stale (its previous block is no longer the tip). What it is not: it does no I/O and reads no clock.
+connection's extranonce1, unique among live connections, so the miners of one solo generation do not
+collide; like pool mode's, the set and its MAX_SEEN_PER_JOB bound are the generation's, all its miners'),
+and says whether a job is stale (its previous block is no longer the tip). What it is not: it does no I/O and reads no clock.
 
 `JobSource` is what a pool session needs of its jobs, whoever makes them: the `JobBook` here (jobs made
 from a node's templates), or a farm proxy's book of jobs relayed from upstream pools
