@@ -1,22 +1,21 @@
 """The job book: the pool's current work, the recent jobs by id, and their pre-serialized notify lines.
 
-What it is: pure bookkeeping over `pithead.template.job`. Each template starts a *generation*; in pool
-mode a generation has one job (the coinbase pays the pool), in solo mode one coinbase per payout script.
-A generation has one job id either way: in solo mode the job a share is judged against is the
-generation's, specialised by the payout script of the connection that sent it (every worker of a solo
-connection has the same script). So a solo miner costs the book nothing per generation: a new block's
-line for it is made from the generation's coinbase layout without building its job (`broadcast`: a few
-byte joins, nothing kept); its job is built (`JobLayout`) when it is needed — a share, a login, a resend —
-and kept only while its generation is the current one; a late share on an older generation rebuilds it
-(a small bounded cache of those). 19,000 idle miners on distinct addresses
-used to cost 16 generations x 19,000 stored jobs, each with two pre-serialized notify lines (~2.6 KB a
-job, 790 MB), and ~24 µs of CPU a job on every new block (issue 16, finding 8). The notify line of a generation is pre-serialized around its job id and coinb2 (`NotifyShape`), so
-notifying 10,000 pool-mode miners is 10,000 writes of one line made once. The book also holds, per job
-id, the set of share keys already judged (duplicate detection across reconnects; a key holds the
-connection's extranonce1, unique among live connections, so the miners of one solo generation do not
-collide; like pool mode's, the set and its MAX_SEEN_PER_JOB bound are the generation's, all its miners'),
-and says whether a job is stale (its previous block is no longer the tip). What it is not: it does no I/O
-and reads no clock.
+What it is: pure bookkeeping over `pithead.template.job`. Each template starts a *generation*; in pool mode a
+generation has one job (the coinbase pays the pool), in solo mode one coinbase per payout script. A generation
+has one job id either way: in solo mode the job a share is judged against is the generation's, specialised by
+the payout script of the connection that sent it (every worker of a solo connection has the same script). So a
+solo miner costs the book nothing per generation: a new block's line for it is made from the generation's
+coinbase layout without building its job (`broadcast`: a few byte joins, nothing kept); its job is built
+(`JobLayout`) when it is needed — a share, a login, a resend — and kept only while its generation is the
+current one; a late share on an older generation rebuilds it (a small bounded cache of those). 19,000 idle
+miners on distinct addresses used to cost 16 generations x 19,000 stored jobs, each with two pre-serialized
+notify lines (~2.6 KB a job, 790 MB), and ~24 µs of CPU a job on every new block (issue 16, finding 8). The
+notify line of a generation is pre-serialized around its job id and coinb2 (`NotifyShape`), so notifying
+10,000 pool-mode miners is 10,000 writes of one line made once. The book also holds, per job id, the set of
+share keys already judged (duplicate detection across reconnects; a key holds the connection's extranonce1,
+unique among live connections, so the miners of one solo generation do not collide; like pool mode's, the set
+and its MAX_SEEN_PER_JOB bound are the generation's, all its miners'), and says whether a job is stale (its
+previous block is no longer the tip). What it is not: it does no I/O and reads no clock.
 
 `JobSource` is what a pool session needs of its jobs, whoever makes them: the `JobBook` here (jobs made
 from a node's templates), or a farm proxy's book of jobs relayed from upstream pools
