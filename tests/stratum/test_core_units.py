@@ -285,15 +285,79 @@ def test_job_book_generations_solo_and_stale() -> None:
     book.new_template(regtest_template(height=101))
     a = book.job_for(b"\x51")
     b = book.job_for(b"\x52")
-    assert a is not None and b is not None and a.job.job_id != b.job.job_id
-    assert book.job_for(b"\x51") is a  # cached per generation
-    assert a.job.coinbase.coinb2 != b.job.coinbase.coinb2
+    # one job id per generation; each payout script its own coinbase (the connection's script picks it)
+    assert a is not None and b is not None and a.job.job_id == b.job.job_id
+    assert book.job_for(b"\x51") is a  # kept while its generation is the current one
+    assert book.get(a.job.job_id, b"\x51") is a and book.get(b.job.job_id, b"\x52") is b
+    assert a.job.coinbase.coinb2 != b.job.coinbase.coinb2 and a.job.coinbase.coinb1 is b.job.coinbase.coinb1
     assert orjson.loads(a.line_clean)["params"][8] is True and orjson.loads(a.line_update)["params"][8] is False
     book.new_template(regtest_template(height=102))
-    assert book.is_stale(a) and book.get(a.job.job_id) is a
+    old = book.get(a.job.job_id, b"\x51")  # an older generation's job is rebuilt for a late share: the same job
+    assert old is not None and book.is_stale(old) and old.job == a.job and old.seq == a.seq
+    assert book.get(a.job.job_id, b"\x51") is old  # and kept for the next late share
+    assert book.get(a.job.job_id) is None  # a solo job is nobody's without its payout script
     book.new_template(regtest_template(height=103))
-    assert book.get(a.job.job_id) is None  # beyond max_generations
+    assert book.get(a.job.job_id, b"\x51") is None  # beyond max_generations
     assert book.current_clean
+
+
+def test_solo_notify_lines_are_the_wire_encoding_of_their_jobs() -> None:
+    """The lines made from a generation's pre-serialized shape (and, for a new block, from its coinbase layout
+    without building a job) are byte for byte what encoding the job's notify params gives, in both modes,
+    clean or not."""
+    from pithead.stratum.v1.wire import NOTIFY, encode_notification
+
+    for book in (JobBook(mode="solo"), JobBook(mode="pool", pool_script=b"\x51")):
+        book.new_template(regtest_template(height=101, n_txs=5))
+        for script in (b"\x52", bytes.fromhex("0014") + bytes(range(20))):
+            ij = book.job_for(script)
+            assert ij is not None
+            for clean in (True, False):
+                assert ij.line(clean) == encode_notification(NOTIFY, ij.job.notify_params(clean))
+                made = book.broadcast([script, None, script], clean)  # what a new block sends, no job built
+                assert made is not None
+                first, lines = made
+                assert first.job.job_id == ij.job.job_id and first.seq == ij.seq
+                key = script if book.mode == "solo" else b"\x51"
+                assert lines == {key: ij.line(clean)}
+
+
+@pytest.mark.parametrize("mode", ["solo", "pool"])
+def test_a_new_block_builds_one_coinbase_whatever_the_number_of_addresses(mode: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coinbases built per new block, counted: the generation's own one, not one per payout address (solo
+    mode's lines come from the layout; pool mode has one job)."""
+    from pithead.template import job as job_mod
+
+    built: list[str] = []
+    real = job_mod.JobLayout.job
+    monkeypatch.setattr(job_mod.JobLayout, "job", lambda self, job_id, outputs: built.append(job_id) or real(
+        self, job_id, outputs))
+    book = JobBook(mode=mode, pool_script=b"\x51" if mode == "pool" else None)  # type: ignore[arg-type]
+    scripts = [bytes.fromhex("0014") + i.to_bytes(20, "big") for i in range(500)]
+    for height in range(101, 104):
+        built.clear()
+        book.new_template(regtest_template(height=height))
+        made = book.broadcast(scripts, True)
+        assert made is not None and len(made[1]) == (len(scripts) if mode == "solo" else 1)
+        assert len(built) == 1
+
+
+def test_solo_miners_on_distinct_addresses_cost_the_book_one_job_each() -> None:
+    """Issue 16 finding 8: idle solo miners on distinct payout addresses made the book keep every address's
+    job (with two pre-serialized notify lines) for all 16 generations. Now it holds the current
+    generation's jobs only, whatever the number of generations; older ones come back on demand."""
+    book = JobBook(mode="solo")
+    scripts = [bytes.fromhex("0014") + i.to_bytes(20, "big") for i in range(300)]
+    for height in range(101, 101 + 20):  # more generations than the book remembers
+        book.new_template(regtest_template(height=height))
+        for script in scripts:
+            assert book.job_for(script) is not None
+    assert book.jobs_held() == len(scripts)  # the current generation's only
+    assert len(book) == 16  # one job id per generation remembered
+    book.new_template(regtest_template(height=200))
+    made = book.broadcast(scripts, True)  # a new block's lines for all of them: no job built, none kept
+    assert made is not None and len(made[1]) == len(scripts) and book.jobs_held() == 0
 
 
 def test_a_full_job_takes_no_more_shares(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -292,7 +292,7 @@ def _ready(mode: str = "solo", **kw: object) -> tuple[PoolSession, JobBook, dict
 
 def _mine(s: PoolSession, book: JobBook, job_id: str, diff: float, count: int, vbits: int = 0,
           en2: bytes = b"\0\0\0\1", nonce_from: int = 0) -> list[bytes]:
-    ij = book.get(job_id)
+    ij = book.get(job_id, solo_script() if book.mode == "solo" else None)
     assert ij is not None and s.extranonce1 is not None
     version = ij.job.version | vbits
     h = header_for(ij.job, s.extranonce1, en2, ij.job.ntime, version)

@@ -38,7 +38,7 @@ class CappedJobs:
         self.asked.append(extranonce1)
         return self.ij
 
-    def get(self, job_id: str) -> IssuedJob | None:
+    def get(self, job_id: str, payout_script: bytes | None = None) -> IssuedJob | None:
         return self.ij if job_id == self.ij.job.job_id else None
 
     def is_stale(self, ij: IssuedJob) -> bool:

@@ -89,15 +89,69 @@ def build_coinbase(
     caller knows coinbasevalue). `witness_commitment` (32 bytes, or None) appends the BIP141 commitment
     output last. `aux_flags` is GBT's coinbaseaux.flags, placed after the height as Core's miner does.
     """
+    return coinbase_layout(
+        height=height, extranonce1_size=extranonce1_size, extranonce2_size=extranonce2_size, tag=tag,
+        aux_flags=aux_flags, witness_commitment=witness_commitment, version=version, sequence=sequence,
+        locktime=locktime,
+    ).parts(outputs)
+
+
+@dataclass(frozen=True, slots=True)
+class CoinbaseLayout:
+    """Everything of a coinbase but its payouts, serialized once: coinb1 whole, coinb2 around the payout
+    outputs. Solo mode builds one coinbase per payout address from each template; with the layout, each
+    is a few byte joins (`parts`) instead of a whole `build_coinbase`, and every one shares one coinb1."""
+
+    coinb1: bytes
+    coinb2_head: bytes  # the rest of the scriptSig (the tag) and the sequence
+    trailing_outputs: bytes  # the outputs after the payouts (the witness commitment), serialized
+    trailing_count: int
+    locktime: bytes
+    extranonce1_size: int
+    extranonce2_size: int
+    has_witness_commitment: bool
+
+    def coinb2_around(self, value: int) -> tuple[bytes, bytes]:
+        """coinb2 of a coinbase paying `value` to one script, around that script's length-prefixed bytes:
+        (before, after). Unchecked: the caller checked `value` once (`parts` with the same value). Solo mode
+        makes every miner's notify line from these."""
+        return (self.coinb2_head + encode_varint(1 + self.trailing_count) + value.to_bytes(8, "little"),
+                self.trailing_outputs + self.locktime)
+
+    def parts(self, outputs: Sequence[TxOut]) -> CoinbaseParts:
+        """The coinbase paying `outputs` (then the trailing outputs) in this layout."""
+        if not outputs:
+            raise CoinbaseError("a coinbase needs at least one payout output")
+        total = 0
+        serialized = [self.coinb2_head, encode_varint(len(outputs) + self.trailing_count)]
+        for o in outputs:  # a plain loop: solo mode runs this once per miner on every new block
+            if not 0 <= o.value <= MAX_MONEY:
+                raise CoinbaseError("output value outside 0..MAX_MONEY")
+            total += o.value
+            serialized += (o.value.to_bytes(8, "little"), encode_varint(len(o.script_pubkey)), o.script_pubkey)
+        if total > MAX_MONEY:
+            raise CoinbaseError("outputs sum to more than MAX_MONEY")
+        serialized += (self.trailing_outputs, self.locktime)
+        return CoinbaseParts(self.coinb1, b"".join(serialized), self.extranonce1_size, self.extranonce2_size,
+                             self.has_witness_commitment)
+
+
+def coinbase_layout(
+    *,
+    height: int,
+    extranonce1_size: int = 4,
+    extranonce2_size: int = 8,
+    tag: bytes = b"/pithead/",
+    aux_flags: bytes = b"",
+    witness_commitment: bytes | None = None,
+    version: int = 2,
+    sequence: int = 0xFFFFFFFF,
+    locktime: int = 0,
+) -> CoinbaseLayout:
+    """The layout of a coinbase (see `build_coinbase` for the arguments), checked once; its `parts` pay."""
     for name, size in (("extranonce1", extranonce1_size), ("extranonce2", extranonce2_size)):
         if not MIN_EXTRANONCE_SIZE <= size <= MAX_EXTRANONCE_SIZE:
             raise CoinbaseError(f"{name} size {size} outside {MIN_EXTRANONCE_SIZE}..{MAX_EXTRANONCE_SIZE}")
-    if not outputs:
-        raise CoinbaseError("a coinbase needs at least one payout output")
-    if any(not 0 <= o.value <= MAX_MONEY for o in outputs):
-        raise CoinbaseError("output value outside 0..MAX_MONEY")
-    if sum(o.value for o in outputs) > MAX_MONEY:
-        raise CoinbaseError("outputs sum to more than MAX_MONEY")
     if height < 0:
         raise CoinbaseError(f"negative block height {height}")
     if not -(1 << 31) <= version <= 0x7FFFFFFF:
@@ -116,10 +170,7 @@ def build_coinbase(
     if script_len < MIN_COINBASE_SCRIPT:  # pragma: no cover - extranonces alone are >= 4 bytes
         raise CoinbaseError("coinbase scriptSig too short")
 
-    all_outputs = list(outputs)
-    if witness_commitment is not None:
-        all_outputs.append(TxOut(0, commitment_script(witness_commitment)))
-
+    trailing = [] if witness_commitment is None else [TxOut(0, commitment_script(witness_commitment))]
     coinb1 = b"".join(
         [
             version.to_bytes(4, "little", signed=True),
@@ -130,12 +181,17 @@ def build_coinbase(
             head,
         ]
     )
-    coinb2 = b"".join(
-        [tag, sequence.to_bytes(4, "little"), encode_varint(len(all_outputs))]
-        + [o.value.to_bytes(8, "little", signed=True) + encode_bytes(o.script_pubkey) for o in all_outputs]
-        + [locktime.to_bytes(4, "little")]
+    return CoinbaseLayout(
+        coinb1=coinb1,
+        coinb2_head=tag + sequence.to_bytes(4, "little"),
+        trailing_outputs=b"".join(o.value.to_bytes(8, "little", signed=True) + encode_bytes(o.script_pubkey)
+                                  for o in trailing),
+        trailing_count=len(trailing),
+        locktime=locktime.to_bytes(4, "little"),
+        extranonce1_size=extranonce1_size,
+        extranonce2_size=extranonce2_size,
+        has_witness_commitment=witness_commitment is not None,
     )
-    return CoinbaseParts(coinb1, coinb2, extranonce1_size, extranonce2_size, witness_commitment is not None)
 
 
 def split_payouts(total: int, weights: Sequence[tuple[bytes, int]]) -> list[TxOut]:

@@ -1,7 +1,8 @@
 """`pithead bench NAME [ARGS]`: run the benchmark module `pithead.bench.NAME` and print its figures.
 
 Each benchmark is a module in this package with `main(argv: list[str]) -> None`, owned by its area
-(chain, hash, stratum, farm, ...); a new module becomes a subcommand with no edit here. Benchmarks print
+(chain, hash, stratum, farm, ...); a new module becomes a subcommand with no edit here (a module named
+`_...` is a benchmark's helper, such as its child processes, not a subcommand). Benchmarks print
 figures; they never assert timings.
 """
 
@@ -18,7 +19,7 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(pithead.bench.__path__))
+    return sorted(m.name for m in pkgutil.iter_modules(pithead.bench.__path__) if not m.name.startswith("_"))
 
 
 def _register(name: str) -> None:

@@ -140,8 +140,8 @@ class RelayBook:
             return None
         return route.current.issued
 
-    def get(self, job_id: str) -> IssuedJob | None:
-        rj = self._by_id.get(job_id)
+    def get(self, job_id: str, payout_script: bytes | None = None) -> IssuedJob | None:
+        rj = self._by_id.get(job_id)  # a relayed job's id is its own: the machine's script does not matter
         return rj.issued if rj is not None else None
 
     def is_stale(self, ij: IssuedJob) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pithead.chain.coinbase import CoinbaseParts, build_coinbase
+from pithead.chain.coinbase import CoinbaseLayout, CoinbaseParts, coinbase_layout
 from pithead.chain.compact import bits_to_target
 from pithead.chain.hashes import prevhash_to_stratum, sha256d
 from pithead.chain.header import BlockHeader
@@ -156,41 +156,65 @@ def build_job(
     """A Job for `template` paying `outputs`; ntime defaults to the template's curtime (never below mintime).
 
     `derived` (from `derive(template)`) saves recomputing the merkle branch and witness commitment when
-    many jobs are built from one template (solo mode: one coinbase per payout address).
+    many jobs are built from one template; `job_layout` saves the rest (solo mode: one coinbase per payout
+    address).
 
     `clear_version_bits` are cleared from the template's version: the pool clears the BIP320 bits it lets
     miners roll, because miners disagree on how rolled bits combine with set ones (BIP310's
     `(v & ~mask) | (bits & mask)`, ckpool's OR, ESP-Miner/public-pool's XOR) and agree only when the job
     has zeros there. BIP320 reserves those bits from soft-fork signalling, so nothing is lost."""
-    if not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
-        raise JobError(f"job id must be 1..{MAX_JOB_ID_LENGTH} characters")
+    layout = job_layout(template, tag=tag, extranonce1_size=extranonce1_size, extranonce2_size=extranonce2_size,
+                        ntime=ntime, derived=derived, clear_version_bits=clear_version_bits)
+    return layout.job(job_id, outputs)
+
+
+@dataclass(frozen=True, slots=True)
+class JobLayout:
+    """What every job of one template shares (the coinbase but its payouts, the branch, the header fields),
+    computed once; `job(job_id, outputs)` is then a few byte joins. Solo mode makes one job per payout
+    address from each template, so this is its per-address cost."""
+
+    template: BlockTemplate
+    coinbase: CoinbaseLayout
+    derived: TemplateDerived
+    version: int
+    ntime: int
+
+    def job(self, job_id: str, outputs: Sequence[TxOut]) -> Job:
+        if not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
+            raise JobError(f"job id must be 1..{MAX_JOB_ID_LENGTH} characters")
+        t = self.template
+        d = self.derived
+        # positional, in the field order (job_id, prev_hash, coinbase, branch, version, bits, ntime, mintime,
+        # height, coinbase_value, fees, tx_data, payout_script): solo mode makes one per miner per new block
+        return Job(job_id, t.prev_hash, self.coinbase.parts(outputs), d.branch, self.version, t.bits, self.ntime,
+                   t.mintime, t.height, t.coinbase_value, d.fees, d.tx_data,
+                   outputs[0].script_pubkey if outputs else b"")
+
+
+def job_layout(
+    template: BlockTemplate,
+    *,
+    tag: bytes = b"/pithead/",
+    extranonce1_size: int = 4,
+    extranonce2_size: int = 4,
+    ntime: int | None = None,
+    derived: TemplateDerived | None = None,
+    clear_version_bits: int = 0,
+) -> JobLayout:
+    """The layout of `template`'s jobs (the arguments as `build_job`'s)."""
     d = derived if derived is not None else derive(template)
-    commitment = d.witness_commitment
-    parts = build_coinbase(
+    layout = coinbase_layout(
         height=template.height,
-        outputs=outputs,
         extranonce1_size=extranonce1_size,
         extranonce2_size=extranonce2_size,
         tag=tag,
         aux_flags=template.coinbase_aux_flags,
-        witness_commitment=commitment,
+        witness_commitment=d.witness_commitment,
     )
     t = template.curtime if ntime is None else ntime
-    return Job(
-        job_id=job_id,
-        prev_hash=template.prev_hash,
-        coinbase=parts,
-        branch=d.branch,
-        version=template.version & ~clear_version_bits & 0xFFFFFFFF,
-        bits=template.bits,
-        ntime=max(t, template.mintime),
-        mintime=template.mintime,
-        height=template.height,
-        coinbase_value=template.coinbase_value,
-        fees=d.fees,
-        tx_data=d.tx_data,
-        payout_script=bytes(outputs[0].script_pubkey) if outputs else b"",
-    )
+    return JobLayout(template, layout, d, template.version & ~clear_version_bits & 0xFFFFFFFF,
+                     max(t, template.mintime))
 
 
 def assemble_block(job: Job, extranonce1: bytes, extranonce2: bytes, ntime: int, nonce: int, version: int) -> bytes:

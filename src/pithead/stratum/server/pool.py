@@ -412,16 +412,25 @@ class PoolServer:
             ij = self.jobs.job_for(None)
             if ij is not None:
                 # the hot loop of a new block: the same pre-serialized line for everyone, nothing else
-                line = ij.line_clean if clean else ij.line_update
-                n = self._broadcast(ij, line)
+                n = self._broadcast(ij, ij.line(clean))
         else:
+            # solo: a line per payout script (no job built: see JobBook.broadcast), written to its miners
+            groups: dict[bytes, list[StratumConnection]] = {}
             for c in self.connections:
                 s = c.session
                 if s is not None and s.state is PoolState.READY:
-                    ij = s.current_job()
-                    if ij is not None:
-                        c.write(s.push_job(ij, clean))
-                        n += 1
+                    script = s.payout_script
+                    if script:
+                        group = groups.get(script)
+                        if group is None:
+                            groups[script] = [c]
+                        else:
+                            group.append(c)
+            made = self.jobs.broadcast(groups, clean)
+            if made is not None:
+                ij, lines = made
+                for script, conns in groups.items():
+                    n += self._broadcast(ij, lines[script], conns=conns)
         for listener in self.generation_listeners:
             listener()
         self.metrics.last_broadcast_ms = (time.perf_counter() - t0) * 1000
@@ -449,8 +458,10 @@ class PoolServer:
         returns how many. The pre-serialized line goes out as a template's does (`_broadcast`)."""
         return self._broadcast(ij, ij.line(clean), only)
 
-    def _broadcast(self, ij: Any, line: bytes, only: Callable[[PoolSession], bool] | None = None) -> int:
-        """Write `line` to every READY miner, or those `only` picks (their sessions take `ij`); returns how many.
+    def _broadcast(self, ij: Any, line: bytes, only: Callable[[PoolSession], bool] | None = None,
+                   conns: list[StratumConnection] | None = None) -> int:
+        """Write `line` to every READY miner (or those of `conns`), or those `only` picks (their sessions
+        take `ij`); returns how many.
 
         With the native fan-out, connections whose transport has nothing queued get the line from C, outside
         the GIL, over `broadcast_threads` threads; the rest (a queue to keep in order, no native module)
@@ -461,7 +472,7 @@ class PoolServer:
         fds: list[int] = []
         direct: list[StratumConnection] = []
         n = 0
-        for c in self.connections:
+        for c in self.connections if conns is None else conns:
             s = c.session
             t = c.transport
             if s is None or t is None or s.state is not ready or (only is not None and not only(s)):

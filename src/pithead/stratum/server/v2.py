@@ -101,7 +101,7 @@ class BookFeed:
         return None if issued is None else BookJob(issued.job, issued.job.job_id, issued.max_difficulty)
 
     def standing(self, job: BookJob) -> RejectReason | None:
-        issued = self.book.get(job.book_id)
+        issued = self.book.get(job.book_id, job.job.payout_script)
         if issued is None:
             return RejectReason.JOB_NOT_FOUND
         if self.book.is_stale(issued) or self.book.is_full(job.book_id):

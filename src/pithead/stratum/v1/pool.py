@@ -348,6 +348,11 @@ class PoolSession:
     def primary_worker(self) -> PoolWorker | None:
         return next(iter(self.workers.values()), None)
 
+    @property
+    def payout_script(self) -> bytes | None:
+        """Where this miner's coinbase pays in solo mode (every worker of a solo connection has the same)."""
+        return self._payout_script()
+
     def receive(self, data: bytes, now: float, max_lines: int | None = None) -> list[PoolEvent]:
         """Feed received bytes; returns the events; replies are queued for `data_to_send`.
 
@@ -567,7 +572,7 @@ class PoolSession:
         if worker is None:
             raise Unauthorized(f"Worker {sub.worker!r} is not authorized on this connection")
         assert self.extranonce1 is not None
-        ij = self.jobs.get(sub.job_id)
+        ij = self.jobs.get(sub.job_id, self._payout_script())
         diff = self._diff_for(ij)
         target = self._target(diff)
         job = ij.job if ij is not None else None
@@ -686,7 +691,8 @@ class PoolSession:
 
     def take_job(self, ij: IssuedJob) -> None:
         """Record that `ij` was sent to this (READY) session by the broadcast path, which writes the
-        pre-serialized line itself."""
+        pre-serialized line itself (solo: this miner's line of the generation `ij` stands for: the same job
+        id and seq, its own coinbase; see `JobBook.broadcast`)."""
         self._last_job = ij
         if ij.seq not in self._job_diff:
             self._note_job(ij)
