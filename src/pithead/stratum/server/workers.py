@@ -56,6 +56,7 @@ from typing import Any
 from pithead.chain.hashes import display_hex, sha256d
 from pithead.config import PoolConfig
 from pithead.events import BlockEvent, ShareEvent, ShareSink
+from pithead.stratum.server.bans import BanTable
 from pithead.stratum.server.build import build_server, front_end_shard
 from pithead.stratum.server.loop import run
 from pithead.stratum.server.pool import PoolServer, block_message
@@ -437,7 +438,8 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._reported = asyncio.Event()  # set on every statistics report (refresh_stats waits on it)
-        self._bans: dict[str, float] = {}  # ip → time.monotonic() the ban ends, for workers (re)started later
+        # the pool's bans (ends in time.monotonic()), handed to workers (re)started later
+        self._bans = BanTable(ipv6_prefix=cfg.ban_ipv6_prefix)
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
@@ -511,10 +513,8 @@ class WorkerPool:
         current = self.source.current()
         channel.send(("template", TemplateUpdate(current, True, time.time())) if current is not None
                      else ("none",))
-        now = time.monotonic()
-        for ip, end in self._bans.items():  # a restarted worker keeps refusing the pool's banned flooders
-            if end > now:
-                channel.send(("ban", ip, end - now))  # for what is left of the ban, not a fresh one
+        for key, left in self._bans.active(time.monotonic()):  # a restarted worker keeps refusing the flooders
+            channel.send(("ban", key, left))  # for what is left of the ban, not a fresh one
         try:
             ready = await asyncio.wait_for(channel.recv(), READY_TIMEOUT)
         except (EOFError, TimeoutError) as exc:
@@ -543,9 +543,7 @@ class WorkerPool:
                     self._spawn_task(self._submit(channel, msg[1], msg[2]))
                 elif kind == "ban":
                     now = time.monotonic()
-                    self._bans = {ip: end for ip, end in self._bans.items() if end > now}
-                    if len(self._bans) < 100_000:
-                        self._bans[msg[1]] = now + self.cfg.ban_seconds
+                    self._bans.ban(msg[1], now + self.cfg.ban_seconds, now)
                     for other in self.workers:
                         if other is not w and other.channel is not None:
                             other.channel.send(("ban", msg[1]))
