@@ -410,7 +410,7 @@ async def test_a_busy_supervisor_does_not_take_its_workers_for_stuck() -> None:
 
         await wait_until(reported, "the workers' reports")
         pids = [w.stats["pid"] for w in pool.workers]
-        time.sleep(5.0)  # blocks the supervisor's loop: the watchdog's next tick comes 5 s late
+        time.sleep(5.0)  # noqa: ASYNC251 - on purpose: the supervisor's loop held up, its next tick 5 s late
         await asyncio.sleep(0.1)
         reports = [w.reports for w in pool.workers]
 
