@@ -138,14 +138,14 @@ class _LineClient:
             elif msg.get("method") == "mining.set_difficulty":
                 self.difficulty = float(msg["params"][0])
 
-    def handshake(self, user: str = USER) -> None:
+    def handshake(self, user: str = USER, password: str = "x") -> None:
         self.notify: list[Any] | None = None
         self.difficulty = 1.0
         r = self.call("mining.configure", [["version-rolling"], {"version-rolling.mask": "1fffe000"}])
         self.mask = int(r["result"]["version-rolling.mask"], 16)
         r = self.call("mining.subscribe", ["pithead-fuzz/1"])
         self.extranonce1, self.extranonce2_size = bytes.fromhex(r["result"][1]), r["result"][2]
-        r = self.call("mining.authorize", [user, "x"])
+        r = self.call("mining.authorize", [user, password])
         if r["result"] is not True:
             raise Finding(f"the honest authorize was refused: {r}")
         while self.notify is None:  # set_difficulty then the job follow the authorize reply
@@ -198,7 +198,9 @@ class LivePool:
         self._sources = (f"127.{a}.{b}.{c}" for a in itertools.cycle(range(1, 255)) for b in range(256)
                          for c in range(1, 255))
         self.honest = _LineClient(self.port, "127.0.0.1")
-        self.honest.handshake(SOLO_ADDRESS + ".honest")
+        # a fixed difficulty (`d=`): vardiff would raise it after a few quick shares and make them slow to find
+        self.honest.handshake(SOLO_ADDRESS + ".honest", "d=0.00001")
+        self._honest_en2 = itertools.count()  # never the same extranonce2 twice: no duplicate shares
 
     def close(self) -> None:
         self.honest.close()
@@ -261,7 +263,9 @@ class LivePool:
             if line is None:
                 return None
             _check_reply(line)
-            if orjson.loads(line).get("id") == rid:
+            msg = orjson.loads(line)
+            # a line that is not JSON (Infinity, say) is answered without its id: {"id": null, "error": ...}
+            if "method" not in msg and (msg.get("id") == rid or (msg.get("id") is None and msg.get("error"))):
                 return line
 
     # --- what must hold after every input ---------------------------------------------------------------
@@ -280,7 +284,7 @@ class LivePool:
         assert h.notify is not None
         work = MinerWork(NotifiedJob.from_notify(h.notify), h.extranonce1, h.extranonce2_size, h.difficulty, h.mask)
         target = difficulty_to_target(h.difficulty)
-        for en2 in itertools.count(self.inputs):
+        for en2 in self._honest_en2:
             unit = work.unit(en2 % (256 ** h.extranonce2_size))
             found = find_nonces(unit.header76, target, 1, limit=1 << 20)
             if found:
