@@ -3,6 +3,7 @@ share statistics windows and per-IP admission/bans."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import orjson
@@ -162,3 +163,13 @@ def test_ban_prefix_setting_is_validated() -> None:
     validate(PoolConfig(ban_ipv6_prefix=56))
     with pytest.raises(ConfigError, match=r"pool\.ban_ipv6_prefix"):
         validate(PoolConfig(ban_ipv6_prefix=16))
+
+
+@given(st.ip_addresses(v=6), st.integers(32, 128))
+def test_the_fast_ipv6_ban_key_is_the_ipaddress_modules_network(addr: ipaddress.IPv6Address, prefix: int) -> None:
+    """`ban_key`'s inet_pton path agrees with the ipaddress module for every IPv6 address and prefix (the
+    IPv4-mapped ones: their IPv4 address), and a key given back gives itself."""
+    expected = (str(addr.ipv4_mapped) if addr.ipv4_mapped is not None
+                else str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False)))
+    assert ban_key(str(addr), prefix) == expected == ban_key(expected, prefix)
+    assert ban_key(addr.exploded, prefix) == expected

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import socket
 from collections import Counter
 from collections.abc import Iterator
 
@@ -34,20 +35,23 @@ def ban_key(ip: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
     back (a network) gives itself; text that is no address (a Unix socket's peer) is its own key."""
     if ":" not in ip:
         return ip  # IPv4 (or no address at all): the common case, without parsing
-    try:
-        if "/" in ip:
-            net = ipaddress.ip_network(ip, strict=False)
-            if not isinstance(net, ipaddress.IPv6Network):
-                return str(net.network_address)
-            return str(net.supernet(new_prefix=ipv6_prefix)) if net.prefixlen > ipv6_prefix else str(net)
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(addr) >> (128 - ipv6_prefix) << (128 - ipv6_prefix), ipv6_prefix)))
-    return str(addr)
+    try:  # inet_pton: a few µs, where the ipaddress module takes ~40
+        n = int.from_bytes(socket.inet_pton(socket.AF_INET6, ip), "big")
+    except OSError:  # a network given back, a scope id ("fe80::1%eth0"), or junk
+        try:
+            net = ipaddress.ip_network(ip.partition("%")[0], strict=False)
+        except ValueError:
+            return ip
+        if not isinstance(net, ipaddress.IPv6Network):
+            return str(net.network_address)
+        n, ipv6_prefix = int(net.network_address), min(ipv6_prefix, net.prefixlen)
+    if n >> 32 == 0xFFFF:  # ::ffff:a.b.c.d
+        return socket.inet_ntop(socket.AF_INET, (n & 0xFFFFFFFF).to_bytes(4, "big"))
+    shift = 128 - ipv6_prefix
+    text = socket.inet_ntop(socket.AF_INET6, (n >> shift << shift).to_bytes(16, "big"))
+    if "." in text:  # inet_ntop writes some networks with a dotted tail ("::1.2.3.0"); one spelling only
+        text = str(ipaddress.IPv6Address(n >> shift << shift))
+    return f"{text}/{ipv6_prefix}"
 
 
 def host_key(ip: str) -> str:
