@@ -112,6 +112,7 @@ class PoolConfig:
     handshake_timeout: float = 30.0  # seconds to subscribe + authorize
     idle_timeout: float = 900.0  # seconds without a message before a miner is dropped
     ban_seconds: float = 600.0  # how long flooders of junk/invalid shares are refused
+    ban_ipv6_prefix: int = 64  # an IPv6 ban covers this prefix (one host usually holds a whole /64)
     workers: int = 1  # pool processes sharing the port (SO_REUSEPORT); 0 = one per CPU core
     # "I/N": this is front-end I of N publishing to one share bus; each gets its own extranonce1 range, so
     # no miner can get the same coinbase (and have one share credited twice) on two front-ends
@@ -272,6 +273,7 @@ class ProxyConfig:
     handshake_timeout: float = 30.0  # seconds for a machine to subscribe and authorize
     idle_timeout: float = 900.0  # seconds without a message before a machine is dropped
     ban_seconds: float = 600.0  # how long flooders of junk are refused
+    ban_ipv6_prefix: int = 64  # an IPv6 ban covers this prefix (one host usually holds a whole /64)
 
     def version_mask_bits(self) -> int:
         """`version_mask` as an integer (checked by `validate`)."""
@@ -522,6 +524,7 @@ def _check_pool(p: _Problems, pool: PoolConfig) -> None:
         p.add("pool.max_connections_per_ip", f"must be 1 or more, not {pool.max_connections_per_ip}")
     if pool.workers < 0:
         p.add("pool.workers", f"must be 0 (one per core) or more, not {pool.workers}")
+    _check_ipv6_prefix(p, "pool.ban_ipv6_prefix", pool.ban_ipv6_prefix)
     _check_mask(p, "pool.version_mask", pool.version_mask)
     _check_tls(p, "pool", pool.tls_cert_file, pool.tls_key_file)
     try:
@@ -542,6 +545,11 @@ def _check_pool(p: _Problems, pool: PoolConfig) -> None:
                   "(`pithead keys new --out FILE` makes one)")
     if not 60 <= pool.sv2_cert_validity <= MAX_CERT_VALIDITY:
         p.add("pool.sv2_cert_validity", f"must be 60..{MAX_CERT_VALIDITY} seconds, not {pool.sv2_cert_validity}")
+
+
+def _check_ipv6_prefix(p: _Problems, where: str, prefix: int) -> None:
+    if not 32 <= prefix <= 128:
+        p.add(where, f"must be 32..128 bits (64: one host's subnet; 128: one address), not {prefix}")
 
 
 def _check_mask(p: _Problems, where: str, mask: str) -> None:
@@ -612,6 +620,7 @@ def _check_proxy(p: _Problems, proxy: ProxyConfig) -> None:
               f"is above start_difficulty ({proxy.min_difficulty:g} > {proxy.start_difficulty:g})")
     if proxy.max_connections_per_ip < 1:
         p.add("proxy.max_connections_per_ip", f"must be 1 or more, not {proxy.max_connections_per_ip}")
+    _check_ipv6_prefix(p, "proxy.ban_ipv6_prefix", proxy.ban_ipv6_prefix)
     _check_mask(p, "proxy.version_mask", proxy.version_mask)
 
 

@@ -11,7 +11,7 @@ from pithead.chain.params import REGTEST
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.v1.errors import StratumError
-from pithead.stratum.v1.jobs import JobBook
+from pithead.stratum.v1.jobs import MAX_GENERATIONS, JobBook
 from pithead.stratum.v1.pool import (
     BANNED,
     INPUTS,
@@ -440,10 +440,58 @@ def test_invalid_share_flood_bans() -> None:
 
 
 def test_stale_shares_never_ban() -> None:
+    """Shares on jobs this miner was sent never count towards a ban: stale ones (the tip moved), and ones
+    whose job has aged out of the pool's book since (job not found) — slow devices do that."""
+    s, book, notify = _ready()
+    job_id = notify["params"][0]
+    for height in range(102, 102 + MAX_GENERATIONS + 1):  # new blocks: the first job is stale, then forgotten
+        book.new_template(regtest_template(height=height, bits=HARD))
+        s.push_job(book.job_for(s._payout_script()), clean=True)  # type: ignore[arg-type]
+        for i in range(20):
+            s.receive(req(i, "mining.submit", [SOLO_ADDRESS + ".r", job_id, "00000000", "6553f100", f"{i:x}"]), NOW)
+    assert book.get(job_id) is None  # aged out: "job not found" by now
+    out = lines(s.data_to_send())
+    assert {o["error"][0] for o in out if o.get("id") is not None} == {21}
+    assert s.state is PoolState.READY and s.score == 0
+
+
+def test_a_few_unknown_job_ids_after_a_restart_pass_a_flood_of_them_bans() -> None:
+    """Job ids this connection was never sent: a miner's in-flight work from before a pool restart (a few
+    shares) is answered "job not found" and forgiven with time; a loop of made-up ids is banned."""
     s, _, _ = _ready()
-    for i in range(300):
-        s.receive(req(i, "mining.submit", [SOLO_ADDRESS + ".r", "ffff", "00000000", "6553f100", "0"]), NOW)
+    for i in range(30):  # an honest reconnect: a burst of in-flight shares on the old connection's jobs
+        s.receive(req(i, "mining.submit", [SOLO_ADDRESS + ".r", f"old{i}", "00000000", "6553f100", "0"]), NOW)
     assert s.state is PoolState.READY
+    later = NOW + 60  # a minute on, the score has decayed
+    events: list = []
+    for i in range(20_000):
+        events = s.receive(req(i, "mining.submit", [SOLO_ADDRESS + ".r", f"{i:x}z", "00000000", "6553f100", "0"]),
+                           later)
+        if s.state is PoolState.CLOSED:
+            break
+    assert s.state is PoolState.CLOSED and i < 200
+    assert any(isinstance(e, CloseRequested) and e.ban for e in events)
+
+
+@pytest.mark.parametrize("spam", [
+    ("mining.no_such_method", []),  # an unknown method
+    ("mining.subscribe", ["again"]),  # a second subscribe
+    ("mining.authorize", ["not-an-address.w", "x"]),  # a failed authorize
+])
+def test_well_formed_spam_is_banned(spam: tuple[str, list]) -> None:
+    """20,000 well-formed but useless requests on one connection: each is answered, and the connection is
+    banned within a bounded number of them; one or two (an honest miner's optional method) never are."""
+    method, params = spam
+    s, _, _ = _ready()
+    s.receive(req(1, method, params) + req(2, method, params), NOW)
+    assert s.state is PoolState.READY
+    events: list = []
+    for i in range(20_000):
+        events = s.receive(req(i, method, params), NOW + 60)
+        if s.state is PoolState.CLOSED:
+            break
+    assert s.state is PoolState.CLOSED and i < 100
+    assert any(isinstance(e, CloseRequested) and e.ban for e in events)
 
 
 def test_errors_carry_codes() -> None:

@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -392,6 +393,65 @@ async def test_a_stuck_worker_is_killed_and_restarted() -> None:
         await wait_until(replaced, "the stuck worker's replacement", limit_s=30)
         assert pool.metrics.worker_stalls == 1 and pool.metrics.worker_restarts == 1
         assert not _alive(old_pid)
+    finally:
+        await pool.stop()
+
+
+async def test_a_busy_supervisor_does_not_take_its_workers_for_stuck() -> None:
+    """The supervisor's own loop held up for several stall periods (a machine busy with something else; here
+    a blocking call on its loop): the workers' beats wait in the socket meanwhile, and none of them is
+    killed for the supervisor's delay. Then a worker that is really stopped still is."""
+    source = StaticTemplateSource(regtest_template())
+    pool = WorkerPool(pool_cfg(), source, ListSink(), workers=2, stall_seconds=2.0)
+    await pool.start("127.0.0.1", 0)
+    try:
+        async def reported() -> bool:
+            return all(w.stats.get("pid") for w in pool.workers)
+
+        await wait_until(reported, "the workers' reports")
+        pids = [w.stats["pid"] for w in pool.workers]
+        time.sleep(5.0)  # noqa: ASYNC251 - on purpose: the supervisor's loop held up, its next tick 5 s late
+        await asyncio.sleep(0.1)
+        reports = [w.reports for w in pool.workers]
+
+        async def reporting_again() -> bool:
+            return all(w.reports > n for w, n in zip(pool.workers, reports, strict=True))
+
+        await wait_until(reporting_again, "the workers' next reports")
+        assert pool.metrics.worker_stalls == 0 and [w.stats["pid"] for w in pool.workers] == pids
+        assert all(_alive(p) for p in pids)
+    finally:
+        await pool.stop()
+
+
+async def test_a_worker_slow_to_start_is_not_taken_for_stuck() -> None:
+    """A replacement worker that takes longer than `stall_seconds` to import and bind (a loaded machine;
+    here: stopped for a while right after it was started) is given READY_TIMEOUT, not killed as silent —
+    before, the watchdog counted its start-up as silence and killed the replacement too."""
+    source = StaticTemplateSource(regtest_template())
+    pool = WorkerPool(pool_cfg(), source, ListSink(), workers=2, stall_seconds=2.0)
+    await pool.start("127.0.0.1", 0)
+    try:
+        victim = pool.workers[1]
+        old_proc = victim.proc
+        assert old_proc is not None
+        old_proc.kill()
+
+        async def respawned() -> bool:
+            return victim.proc is not old_proc
+
+        await wait_until(respawned, "the replacement process")
+        new_proc = victim.proc
+        assert new_proc is not None and not victim.ready  # caught while it imports (~0.3 s of CPU at least)
+        os.kill(new_proc.pid, signal.SIGSTOP)
+        await asyncio.sleep(3.0)  # longer than stall_seconds: the slow start-up
+        os.kill(new_proc.pid, signal.SIGCONT)
+
+        async def serving() -> bool:
+            return victim.ready and victim.stats.get("pid") == new_proc.pid
+
+        await wait_until(serving, "the slow replacement's first report")
+        assert pool.metrics.worker_stalls == 0 and pool.metrics.worker_restarts == 1
     finally:
         await pool.stop()
 

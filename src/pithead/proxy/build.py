@@ -32,7 +32,7 @@ def settings_from_config(cfg: ProxyConfig) -> ProxySettings:
         upstream_timeout=cfg.upstream_timeout,
         limits=ServerLimits(max_connections_per_ip=cfg.max_connections_per_ip,
                             handshake_timeout=cfg.handshake_timeout, idle_timeout=cfg.idle_timeout,
-                            ban_seconds=cfg.ban_seconds),
+                            ban_seconds=cfg.ban_seconds, ban_ipv6_prefix=cfg.ban_ipv6_prefix),
     )
 
 

@@ -1,50 +1,174 @@
-"""Per-IP admission: temporary bans for flooders and a cap on connections per IP (pure, time passed in)."""
+"""Per-IP admission: temporary bans for flooders and a cap on connections per IP (pure, time passed in).
+
+What it is: `BanTable`, the bans (bounded in number, each ban and each check O(log n) at most), and
+`Admission`, which refuses a banned address and caps the connections of one address. `ban_key` says what
+a ban covers: an IPv4 address; an IPv6 address's prefix (/64 by default, `[pool] ban_ipv6_prefix`),
+since one IPv6 host usually holds a whole /64 and could otherwise take a fresh address for every
+connection; an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``, what a dual-stack socket reports for an IPv4
+peer) as the IPv4 address it is. The pool's worker supervisor keeps a `BanTable` too, to hand the bans in
+force to a worker it restarts. What it is not: a firewall; the refused connection was already accepted
+by the kernel.
+"""
 
 from __future__ import annotations
 
+import heapq
+import ipaddress
+import socket
 from collections import Counter
+from collections.abc import Iterator
 
 DEFAULT_BAN_SECONDS = 600.0
 """How long a flooder of junk or invalid shares is refused: long enough to stop a loop, short enough that a
 misconfigured honest rig recovers after it is fixed."""
 MAX_BANNED = 100_000
-"""Bound on remembered bans; the earliest-expiring are forgotten first."""
+"""Bound on remembered bans; the earliest-expiring are forgotten first (a flood of more distinct
+addresses than this is a job for a firewall: the table stays bounded and cheap either way)."""
+DEFAULT_IPV6_PREFIX = 64
+"""IPv6 bans cover this prefix: a /64 is what one site or host is given (RFC 6177), so a host cannot step
+round its ban by taking another address of its own subnet."""
+
+
+def ban_key(ip: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
+    """What a ban of `ip` covers, as text: the IPv4 address itself (an IPv4-mapped IPv6 address counts as
+    its IPv4 address), or the IPv6 network of `ipv6_prefix` bits around it (``2001:db8::/64``). A key given
+    back (a network) gives itself; text that is no address (a Unix socket's peer) is its own key."""
+    if ":" not in ip:
+        return ip  # IPv4 (or no address at all): the common case, without parsing
+    try:  # inet_pton: a few µs, where the ipaddress module takes ~40
+        n = int.from_bytes(socket.inet_pton(socket.AF_INET6, ip), "big")
+    except OSError:  # a network given back, a scope id ("fe80::1%eth0"), or junk
+        try:
+            net = ipaddress.ip_network(ip.partition("%")[0], strict=False)
+        except ValueError:
+            return ip
+        if not isinstance(net, ipaddress.IPv6Network):
+            return str(net.network_address)
+        n, ipv6_prefix = int(net.network_address), min(ipv6_prefix, net.prefixlen)
+    if n >> 32 == 0xFFFF:  # ::ffff:a.b.c.d
+        return socket.inet_ntop(socket.AF_INET, (n & 0xFFFFFFFF).to_bytes(4, "big"))
+    shift = 128 - ipv6_prefix
+    text = socket.inet_ntop(socket.AF_INET6, (n >> shift << shift).to_bytes(16, "big"))
+    if "." in text:  # inet_ntop writes some networks with a dotted tail ("::1.2.3.0"); one spelling only
+        text = str(ipaddress.IPv6Address(n >> shift << shift))
+    return f"{text}/{ipv6_prefix}"
+
+
+def host_key(ip: str) -> str:
+    """The address one host connects from: an IPv4-mapped IPv6 address as its IPv4 address, else `ip`."""
+    if ip.startswith("::ffff:") and "." in ip:
+        return ip[7:]
+    return ip
+
+
+class BanTable:
+    """Bans by `ban_key`, each until a time; at most `max_banned`, the earliest-expiring forgotten first.
+
+    A dict (key → end) answers "is it banned"; a heap of (end, key) finds the next to expire or to evict.
+    An entry is changed by pushing a new one: the heap's old entry (whose end no longer matches the dict)
+    is skipped when it comes to the top, and the heap is rebuilt from the dict when stale entries make up
+    half of it, so it stays within 2 × `max_banned` and each ban costs O(log n), amortised."""
+
+    def __init__(self, max_banned: int = MAX_BANNED, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> None:
+        if max_banned < 1:
+            raise ValueError("a ban table holds at least one ban")
+        if not 1 <= ipv6_prefix <= 128:
+            raise ValueError(f"an IPv6 prefix is 1..128 bits, not {ipv6_prefix}")
+        self.max_banned = max_banned
+        self.ipv6_prefix = ipv6_prefix
+        self._until: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def key(self, ip: str) -> str:
+        return ban_key(ip, self.ipv6_prefix)
+
+    def ban(self, ip: str, until: float, now: float) -> None:
+        """Ban `ip`'s key until `until`; a longer ban in force is kept."""
+        key = self.key(ip)
+        self._expire(now)
+        old = self._until.get(key)
+        if old is not None and old >= until:
+            return
+        if old is None and len(self._until) >= self.max_banned:
+            self._evict()
+        self._until[key] = until
+        heapq.heappush(self._heap, (until, key))
+        if len(self._heap) > 2 * len(self._until) + 16:  # mostly stale entries: rebuild, O(n) once per n pushes
+            self._heap = [(end, k) for k, end in self._until.items()]
+            heapq.heapify(self._heap)
+
+    def until(self, ip: str, now: float) -> float | None:
+        """When `ip`'s ban ends, or None if it is not banned at `now`."""
+        key = self.key(ip)
+        end = self._until.get(key)
+        if end is None:
+            return None
+        if now >= end:
+            del self._until[key]  # its heap entry is now stale and is dropped when it surfaces
+            return None
+        return end
+
+    def is_banned(self, ip: str, now: float) -> bool:
+        return self.until(ip, now) is not None
+
+    def active(self, now: float) -> Iterator[tuple[str, float]]:
+        """(key, seconds left) of every ban in force at `now`."""
+        self._expire(now)
+        for key, end in self._until.items():
+            if end > now:
+                yield key, end - now
+
+    def _expire(self, now: float) -> None:
+        heap, until = self._heap, self._until
+        while heap and heap[0][0] <= now:
+            end, key = heapq.heappop(heap)
+            if until.get(key) == end:
+                del until[key]
+
+    def _evict(self) -> None:
+        """Forget the ban that ends first (skipping stale heap entries)."""
+        heap, until = self._heap, self._until
+        while heap:
+            end, key = heapq.heappop(heap)
+            if until.get(key) == end:
+                del until[key]
+                return
 
 
 class Admission:
-    def __init__(self, max_per_ip: int, ban_seconds: float = DEFAULT_BAN_SECONDS) -> None:
+    def __init__(self, max_per_ip: int, ban_seconds: float = DEFAULT_BAN_SECONDS, *,
+                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX, max_banned: int = MAX_BANNED) -> None:
         self.max_per_ip = max_per_ip
         self.ban_seconds = ban_seconds
-        self._banned: dict[str, float] = {}
+        self.bans = BanTable(max_banned, ipv6_prefix)
         self._count: Counter[str] = Counter()
 
     def admit(self, ip: str, now: float) -> str | None:
         """None if the IP may connect now (and counts it), else the refusal reason."""
-        until = self._banned.get(ip)
-        if until is not None:
-            if now < until:
-                return "banned"
-            del self._banned[ip]
-        if self._count[ip] >= self.max_per_ip:
+        if self.bans.is_banned(ip, now):
+            return "banned"
+        host = host_key(ip)
+        if self._count[host] >= self.max_per_ip:
             return "too many connections from this address"
-        self._count[ip] += 1
+        self._count[host] += 1
         return None
 
     def release(self, ip: str) -> None:
-        self._count[ip] -= 1
-        if self._count[ip] <= 0:
-            del self._count[ip]
+        host = host_key(ip)
+        self._count[host] -= 1
+        if self._count[host] <= 0:
+            del self._count[host]
 
     def ban(self, ip: str, now: float, seconds: float | None = None) -> None:
-        """Refuse `ip` for `seconds` (default `ban_seconds`) from `now`; a longer ban in force is kept."""
-        if len(self._banned) >= MAX_BANNED:
-            del self._banned[min(self._banned, key=self._banned.__getitem__)]
-        until = now + (self.ban_seconds if seconds is None else seconds)
-        self._banned[ip] = max(until, self._banned.get(ip, until))
+        """Refuse `ip` (its `ban_key`) for `seconds` (default `ban_seconds`) from `now`; a longer ban in force
+        is kept."""
+        self.bans.ban(ip, now + (self.ban_seconds if seconds is None else seconds), now)
 
     def is_banned(self, ip: str, now: float) -> bool:
-        until = self._banned.get(ip)
-        return until is not None and now < until
+        return self.bans.is_banned(ip, now)
 
     def connections(self, ip: str) -> int:
-        return self._count.get(ip, 0)
+        return self._count.get(host_key(ip), 0)

@@ -86,6 +86,7 @@ def build_server(cfg: PoolConfig, source: TemplateSource, sink: ShareSink | None
         handshake_timeout=cfg.handshake_timeout,
         idle_timeout=cfg.idle_timeout,
         ban_seconds=cfg.ban_seconds,
+        ban_ipv6_prefix=cfg.ban_ipv6_prefix,
     )
     return PoolServer(
         rules=rules, source=source, sink=sink, pool_script=pool_script, tag=cfg.coinbase_tag.encode(),

@@ -43,7 +43,7 @@ from pithead.chain.compact import target_to_difficulty
 from pithead.chain.hashes import display_hex
 from pithead.events import BlockEvent, ShareEvent, ShareSink
 from pithead.stratum.extranonce import ExtranonceAllocator
-from pithead.stratum.server.bans import DEFAULT_BAN_SECONDS, Admission
+from pithead.stratum.server.bans import DEFAULT_BAN_SECONDS, DEFAULT_IPV6_PREFIX, Admission
 from pithead.stratum.server.stats import StatsBook
 from pithead.stratum.v1.jobs import IssuedJob, JobBook, JobSource
 from pithead.stratum.v1.pool import (
@@ -93,6 +93,8 @@ class ServerLimits:
     max_write_buffer: int = 1024 * 1024
     """A peer that does not read 1 MiB of our messages is gone or hostile: drop it."""
     ban_seconds: float = DEFAULT_BAN_SECONDS
+    ban_ipv6_prefix: int = DEFAULT_IPV6_PREFIX
+    """An IPv6 ban covers this prefix (`pithead.stratum.server.bans`)."""
     sweep_interval: float = 5.0
     """How often timeouts and quiet-miner vardiff are checked (one pass over all connections)."""
     max_sink_errors_logged: int = 10
@@ -315,7 +317,8 @@ class PoolServer:
         # Threads for the native notify fan-out: every core when this is the only pool process; 1 when the
         # pool runs as one worker per core; 0 turns the fan-out off (transport writes only).
         self.broadcast_threads = min(4, os.cpu_count() or 1) if broadcast_threads is None else broadcast_threads
-        self.admission = Admission(self.limits.max_connections_per_ip, self.limits.ban_seconds)
+        self.admission = Admission(self.limits.max_connections_per_ip, self.limits.ban_seconds,
+                                   ipv6_prefix=self.limits.ban_ipv6_prefix)
         self.stats = StatsBook()
         self.metrics = ServerMetrics()
         self.connections: set[StratumConnection] = set()

@@ -25,11 +25,12 @@ The channel is one Unix socketpair per worker carrying frames of a 4-byte big-en
 Pickle is safe here because both ends are this program's own processes (nothing from the network is ever
 unpickled) and it carries the frozen template and event dataclasses unchanged at C speed. Messages:
 
-  supervisor → worker: ("config", PoolConfig, index, count, host, port, log_level), ("template",
+  supervisor → worker: ("config", PoolConfig, index, count, host, port, log_level, sv2_port, sv2_authority,
+      heartbeat seconds), ("template",
       TemplateUpdate), ("submitted", request_id, [SubmitResult]), ("ban", ip), ("message", text),
       ("report",) (send statistics now), ("stop",)
   worker → supervisor: ("ready", pid, port), ("events", [ShareEvent fields as tuples], [BlockEvent]),
-      ("submit", request_id, block_hex), ("ban", ip), ("stats", {...})
+      ("submit", request_id, block_hex), ("ban", ip), ("stats", {...}), ("beat",) (alive: see STALL_SECONDS)
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, SupportsIndex
 
 from pithead.chain.hashes import display_hex, sha256d
 from pithead.config import PoolConfig
 from pithead.events import BlockEvent, ShareEvent, ShareSink
+from pithead.stratum.server.bans import BanTable
 from pithead.stratum.server.build import build_server, front_end_shard
 from pithead.stratum.server.loop import run
 from pithead.stratum.server.pool import PoolServer, block_message
@@ -81,8 +83,15 @@ PROMPT_REPORT_S = 0.2
 READY_TIMEOUT = 30.0
 """Seconds a new worker has to import, bind and report ready."""
 STALL_SECONDS = 15.0
-"""A worker that has said nothing (its reports come every STATS_INTERVAL) for this long is stuck — a bug
-in a loop, a process stopped by a signal — and is killed, then restarted like one that died."""
+"""A worker that has said nothing (it beats at least every `heartbeat_interval(STALL_SECONDS)`) for this
+long is stuck — a bug in a loop, a process stopped by a signal — and is killed, then restarted like one
+that died. "Said nothing" is measured so that a busy machine is not a stuck worker: the time counts from
+the last bytes that reached the supervisor's socket (not from when its reader got round to decoding them),
+only while the worker is up (not while it imports and binds: that has READY_TIMEOUT), and a watchdog tick
+that comes late (the supervisor itself starved of CPU) adds at most two tick lengths."""
+BEATS_PER_STALL = 5
+"""A worker beats this many times per stall period at least, so a stall is several missed beats, never one
+late report."""
 RESTART_BACKOFF = (0.5, 30.0)
 """First and longest wait before restarting a worker that died (doubling while it keeps dying young)."""
 
@@ -91,17 +100,42 @@ class WorkerError(RuntimeError):
     """A worker could not be started (the port is taken, the process died at start)."""
 
 
+def heartbeat_interval(stall_seconds: float) -> float:
+    """How often a worker must say something for a supervisor that kills it after `stall_seconds`."""
+    return max(PROMPT_REPORT_S, min(STATS_INTERVAL, stall_seconds / BEATS_PER_STALL))
+
+
+class _StampedReader(asyncio.StreamReader):
+    """A StreamReader that notes when bytes last arrived: the event loop feeds it as soon as the socket is
+    readable, whether or not the task reading frames has run since (it may be behind on a busy loop)."""
+
+    last_data_at = 0.0  # time.monotonic() of the last bytes received
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        self.last_data_at = time.monotonic()
+        super().feed_data(data)
+
+
 class Channel:
     """Length-prefixed pickle frames over one end of a Unix socketpair (asyncio streams)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: _StampedReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
 
     @classmethod
     async def open(cls, sock: socket.socket) -> Channel:
-        reader, writer = await asyncio.open_unix_connection(sock=sock)
-        return cls(reader, writer)
+        # asyncio.open_unix_connection, with the reader that stamps arrivals
+        loop = asyncio.get_running_loop()
+        reader = _StampedReader(loop=loop)
+        transport, protocol = await loop.create_unix_connection(lambda: asyncio.StreamReaderProtocol(reader),
+                                                                sock=sock)
+        return cls(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
+    @property
+    def last_data_at(self) -> float:
+        """time.monotonic() when bytes last came from the other end (0.0: never)."""
+        return self._reader.last_data_at
 
     @staticmethod
     def encode(msg: tuple[Any, ...]) -> bytes:
@@ -292,7 +326,7 @@ async def run_worker(fd: int) -> None:
     first = await channel.recv()
     if first[0] != "config":
         raise WorkerError(f"worker expected its config first, got {first[0]!r}")
-    _, cfg, index, count, host, port, level, sv2_port, sv2_authority = first
+    _, cfg, index, count, host, port, level, sv2_port, sv2_authority, beat_s = first
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s worker {index}: %(name)s: %(message)s")
     source = ChannelSource(channel)
     sink = ChannelSink(channel)
@@ -315,15 +349,20 @@ async def run_worker(fd: int) -> None:
 
     async def report() -> None:
         # Every STATS_INTERVAL, and sooner (every PROMPT_REPORT_S at most) when miners came or went, so the
-        # dashboard's connection count follows a reconnecting farm within a fraction of a second.
-        last_sent, last_count = 0.0, -1
+        # dashboard's connection count follows a reconnecting farm within a fraction of a second. Between
+        # reports, a beat every `beat_s` (sent from this loop: a worker whose loop is stuck stops beating).
+        last_sent, last_beat, last_count = 0.0, 0.0, -1
         while True:
             await asyncio.sleep(PROMPT_REPORT_S)
             now = loop.time()
             count = len(server.connections)
             if count != last_count or now - last_sent >= STATS_INTERVAL:
                 channel.send(("stats", _worker_stats(server, sink)))
-                last_sent, last_count = now, count
+                last_sent = last_beat = now
+                last_count = count
+            elif now - last_beat >= beat_s:
+                channel.send(("beat",))
+                last_beat = now
 
     async def obey() -> None:
         try:
@@ -381,7 +420,9 @@ class _Worker:
     started_at: float = 0.0
     restarts: int = 0
     reader: asyncio.Task[None] | None = None
-    heard_at: float = 0.0  # time.monotonic() of its last message
+    ready: bool = False  # up and serving (said "ready"); the watchdog watches only such a worker
+    heard_at: float = 0.0  # the channel's last_data_at the watchdog saw last
+    silent_s: float = 0.0  # how long the watchdog has seen nothing from it (see STALL_SECONDS)
     reports: int = 0  # statistics reports received from this process
 
 
@@ -443,7 +484,8 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._reported = asyncio.Event()  # set on every statistics report (refresh_stats waits on it)
-        self._bans: dict[str, float] = {}  # ip → time.monotonic() the ban ends, for workers (re)started later
+        # the pool's bans (ends in time.monotonic()), handed to workers (re)started later
+        self._bans = BanTable(ipv6_prefix=cfg.ban_ipv6_prefix)
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
@@ -510,17 +552,16 @@ class WorkerPool:
         finally:
             child.close()
         w.proc = proc
-        w.started_at = w.heard_at = time.monotonic()
+        w.ready = False
+        w.started_at = time.monotonic()
         channel = w.channel = await Channel.open(parent)
         channel.send(("config", self.cfg, w.index, self.count, self.host, self.port, self.log_level, self.sv2_port,
-                      self.sv2_authority))
+                      self.sv2_authority, heartbeat_interval(self.stall_seconds)))
         current = self.source.current()
         channel.send(("template", TemplateUpdate(current, True, time.time())) if current is not None
                      else ("none",))
-        now = time.monotonic()
-        for ip, end in self._bans.items():  # a restarted worker keeps refusing the pool's banned flooders
-            if end > now:
-                channel.send(("ban", ip, end - now))  # for what is left of the ban, not a fresh one
+        for key, left in self._bans.active(time.monotonic()):  # a restarted worker keeps refusing the flooders
+            channel.send(("ban", key, left))  # for what is left of the ban, not a fresh one
         try:
             ready = await asyncio.wait_for(channel.recv(), READY_TIMEOUT)
         except (EOFError, TimeoutError) as exc:
@@ -532,6 +573,7 @@ class WorkerPool:
         if ready[0] != "ready":
             raise WorkerError(f"pool worker {w.index} said {ready[0]!r} instead of ready")
         log.info("pool worker %d (pid %d) listening on %s:%d", w.index, ready[1], self.host, ready[2])
+        w.heard_at, w.silent_s, w.ready = channel.last_data_at, 0.0, True
         w.reader = asyncio.create_task(self._listen(w, channel), name=f"pool-worker-{w.index}")
 
     # --- what the workers say --------------------------------------------------------------------------
@@ -539,7 +581,6 @@ class WorkerPool:
         try:
             while True:
                 msg = await channel.recv()
-                w.heard_at = time.monotonic()
                 kind = msg[0]
                 if kind == "events":
                     self._on_events(w, [ShareEvent(*t) for t in msg[1]])
@@ -549,9 +590,7 @@ class WorkerPool:
                     self._spawn_task(self._submit(channel, msg[1], msg[2]))
                 elif kind == "ban":
                     now = time.monotonic()
-                    self._bans = {ip: end for ip, end in self._bans.items() if end > now}
-                    if len(self._bans) < 100_000:
-                        self._bans[msg[1]] = now + self.cfg.ban_seconds
+                    self._bans.ban(msg[1], now + self.cfg.ban_seconds, now)
                     for other in self.workers:
                         if other is not w and other.channel is not None:
                             other.channel.send(("ban", msg[1]))
@@ -615,18 +654,30 @@ class WorkerPool:
         m.last_broadcast_miners = sum(s["last_broadcast_miners"] for s in same)
 
     async def _watchdog(self) -> None:
+        """Kill a worker that has been silent for `stall_seconds` (see STALL_SECONDS for how that is measured:
+        bytes waiting for a busy supervisor, a worker starting up or a supervisor that was itself starved of
+        CPU are not a stuck worker)."""
+        tick = min(STATS_INTERVAL, self.stall_seconds / 4)
+        last = time.monotonic()
         while not self._stopping:
-            await asyncio.sleep(min(STATS_INTERVAL, self.stall_seconds / 4))
+            await asyncio.sleep(tick)
             now = time.monotonic()
+            step = min(now - last, 2 * tick)  # a late tick is the supervisor's delay, not the worker's silence
+            last = now
             for w in self.workers:
-                proc = w.proc
-                if (w.channel is not None and proc is not None and proc.returncode is None
-                        and now - w.heard_at > self.stall_seconds):
-                    log.error("pool worker %d (pid %d) silent for %.0f s: killing it", w.index, proc.pid,
-                              now - w.heard_at)
+                proc, channel = w.proc, w.channel
+                if not w.ready or channel is None or proc is None or proc.returncode is not None:
+                    continue
+                if channel.last_data_at != w.heard_at:  # it said something since the last tick
+                    w.heard_at, w.silent_s = channel.last_data_at, 0.0
+                    continue
+                w.silent_s += step
+                if w.silent_s > self.stall_seconds:
+                    log.error("pool worker %d (pid %d) silent for %.1f s: killing it", w.index, proc.pid,
+                              w.silent_s)
                     self.metrics.worker_stalls += 1
-                    proc.kill()  # its channel ends, and the worker is restarted as if it had died
-                    w.heard_at = now
+                    w.ready = False  # once: its channel ends, and it is restarted as if it had died
+                    proc.kill()
 
     async def _revive(self, w: _Worker) -> None:
         proc = w.proc

@@ -61,6 +61,8 @@ from pithead.stratum.v1.wire import (
     encode_error,
     encode_request,
     encode_result,
+    parse_hex32,
+    parse_hex_bytes,
 )
 from pithead.stratum.v1.work import (
     MAX_EXTRANONCE1_BYTES,
@@ -598,24 +600,14 @@ def _difficulty(value: Any) -> float:
 
 
 def _extranonce(en1: Any, size: Any) -> tuple[bytes, int]:
-    if not isinstance(en1, str) or len(en1) > 2 * MAX_EXTRANONCE1_BYTES:
-        raise ProtocolViolation("extranonce1 must be a short hex string")
-    try:
-        raw = bytes.fromhex(en1)
-    except ValueError as exc:
-        raise ProtocolViolation("extranonce1 is not hex") from exc
+    raw = parse_hex_bytes(en1, "extranonce1", MAX_EXTRANONCE1_BYTES)
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_EXTRANONCE2_SIZE:
         raise ProtocolViolation(f"extranonce2_size must be an integer in 0..{MAX_EXTRANONCE2_SIZE}")
     return raw, size
 
 
 def _mask(value: Any, what: str) -> int:
-    if not isinstance(value, str) or not 0 < len(value) <= 8:
-        raise ProtocolViolation(f"{what} must be up to 8 hex digits")
-    try:
-        return int(value, 16)
-    except ValueError as exc:
-        raise ProtocolViolation(f"{what} is not hex") from exc
+    return parse_hex32(value, what)
 
 
 # --- the transition table: the spec ----------------------------------------------------------------------

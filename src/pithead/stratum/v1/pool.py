@@ -13,7 +13,8 @@ client.show_message) are methods that queue bytes. What it is not: no socket, no
 parameter), no asyncio; the block it builds is handed out as an event and submitted by the shell.
 
 Beside the table, not in it: parsing (the wire layer and the handlers' field checks), the misbehaviour
-score (`_penalize`; reaching `BAN_SCORE` feeds the table `BANNED`) and the share-target bookkeeping
+score (`_penalize`; reaching `BAN_SCORE` feeds the table `BANNED`: malformed input, invalid shares, and
+spam that is well formed but useless — unknown methods, refused requests, shares for job ids never sent) and the share-target bookkeeping
 (`_diff_for`, `_note_job`).
 
 Field rules kept here (see notes/stratum-field-notes.md): configure/suggest_difficulty/extranonce.subscribe
@@ -25,6 +26,7 @@ difficulties go out as integers; pipelined requests are handled in bounded turns
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +70,7 @@ from pithead.stratum.v1.wire import (
     encode_request,
     encode_result,
     parse_hex32,
+    parse_hex_bytes,
     parse_submit,
     version_rolling_result,
 )
@@ -95,11 +98,22 @@ SCORE_PER_VIOLATION = 10.0
 """A malformed message (bad JSON, wrong types) costs this much: ten in a row is a flood of junk."""
 SCORE_PER_INVALID_SHARE = 1.0
 """A share rejected as invalid (low difficulty, bad ntime/version/extranonce2) costs this much."""
+SCORE_PER_REFUSED = 2.0
+"""A request refused for what it is (an unknown method, a second subscribe, a failed authorize): honest
+miners make a handful per connection (an optional method this pool lacks, a mistyped address retried every
+few seconds); 20,000 in a row on one connection is spam and reaches the ban within ~50."""
+SCORE_PER_UNKNOWN_JOB = 1.0
+"""A share for a job id this connection was never sent. An honest miner does that only with work still in
+flight from before a reconnect or a pool restart (a few shares, once); a loop of made-up job ids is banned
+after ~100 in quick succession. Shares for jobs this connection was sent that have since aged out of the
+job book stay free (slow devices), like stale and duplicate shares."""
 SCORE_DECAY_PER_SECOND = 1.0
 """Score forgiven per second: an honest miner's occasional reject never adds up; a flood does."""
 MAX_TRACKED_JOBS = 32
 """Jobs per connection whose share difficulty is remembered (older ones are judged at the current
 difficulty; 32 jobs span several refresh intervals and new blocks)."""
+MAX_SENT_JOB_IDS = 2 * MAX_TRACKED_JOBS
+"""Job ids remembered per connection as sent to it (what tells an aged-out job from a made-up one)."""
 MAX_TARGETS_CACHED = 8
 """Share targets kept per connection (one per difficulty a job was judged at: a few in force at once)."""
 HONEST_REASONS = frozenset({RejectReason.STALE, RejectReason.JOB_NOT_FOUND, RejectReason.DUPLICATE})
@@ -320,6 +334,7 @@ class PoolSession:
         # share target bookkeeping: for each job sent (by seq), the lowest difficulty in force since it
         # was sent — what a share on it must meet (see `_diff_for`)
         self._job_diff: dict[int, float] = {}
+        self._sent_ids: dict[str, None] = {}  # ids of the jobs sent to this miner, oldest first (bounded)
         self._target_cache: dict[float, int] = {}
         self._last_job: IssuedJob | None = None
         self._framer = LineFramer(MAX_LINE_FROM_MINER)
@@ -431,6 +446,8 @@ class PoolSession:
             except StratumError as err:
                 self._out.append(encode_error(req.id, err, method == SUBMIT))
                 self._flush_after()
+                if method != SUBMIT:  # a submit's rejects are scored by their reason (`_submit`)
+                    self._penalize(SCORE_PER_REFUSED, now)
                 return
             except ProtocolViolation as exc:
                 self._out.append(encode_error(req.id, OtherError(f"Invalid params: {exc}")))
@@ -445,8 +462,7 @@ class PoolSession:
                 rule.then(self)
         elif isinstance(rule, Refuse):
             self._out.append(encode_error(req.id, rule.error(rule.message), method == SUBMIT))
-            if method == SUBMIT:
-                self._penalize(SCORE_PER_INVALID_SHARE, now)
+            self._penalize(SCORE_PER_INVALID_SHARE if method == SUBMIT else SCORE_PER_REFUSED, now)
         elif not isinstance(rule, Ignore):
             raise AssertionError(f"{rule!r} cannot answer a request ({self.state}, {method})")
 
@@ -513,11 +529,10 @@ class PoolSession:
                 # a CPU miner is not an S21: start where its class finds shares within seconds
                 self.vardiff.restart(start_difficulty_for(self.user_agent, self.rules.start_difficulty), now)
         previous: bytes | None = None
-        if len(req.params) > 1 and isinstance(req.params[1], str) and len(req.params[1]) <= MAX_SESSION_ID_HEX:
-            try:
-                previous = bytes.fromhex(req.params[1])
-            except ValueError:
-                previous = None
+        if len(req.params) > 1 and req.params[1] is not None:
+            # a session id that is not one of ours (not hex, too long) is not resumed: a fresh extranonce1
+            with contextlib.suppress(ProtocolViolation):
+                previous = parse_hex_bytes(req.params[1], "session id", MAX_SESSION_ID_HEX // 2)
         self.extranonce1 = self.allocator.allocate(previous)
         sid = self.extranonce1.hex()
         return [[[SET_DIFFICULTY, sid], [NOTIFY, sid]], sid, self.extranonce2_size]
@@ -570,6 +585,7 @@ class PoolSession:
         sub = parse_submit(req.params)
         worker = self.workers.get(sub.worker)
         if worker is None:
+            self._penalize(SCORE_PER_INVALID_SHARE, now)
             raise Unauthorized(f"Worker {sub.worker!r} is not authorized on this connection")
         assert self.extranonce1 is not None
         ij = self.jobs.get(sub.job_id, self._payout_script())
@@ -596,7 +612,9 @@ class PoolSession:
         if verdict.reason is not None:
             in_flight = (verdict.reason is RejectReason.BAD_VERSION_BITS and sub.version_bits is not None
                          and sub.version_bits & ~(self._earlier_masks | self.version_mask) == 0)
-            if verdict.reason not in HONEST_REASONS and not in_flight:
+            if verdict.reason is RejectReason.JOB_NOT_FOUND and sub.job_id not in self._sent_ids:
+                self._penalize(SCORE_PER_UNKNOWN_JOB, now)  # never sent to this miner: made up, or from before
+            elif verdict.reason not in HONEST_REASONS and not in_flight:
                 self._penalize(SCORE_PER_INVALID_SHARE, now)
             raise rejection(verdict.reason)
         assert job is not None
@@ -643,6 +661,11 @@ class PoolSession:
             if len(self._job_diff) >= MAX_TRACKED_JOBS:
                 del self._job_diff[min(self._job_diff)]
             self._job_diff[ij.seq] = self.vardiff.difficulty
+            job_id = ij.job.job_id
+            if job_id not in self._sent_ids:
+                if len(self._sent_ids) >= MAX_SENT_JOB_IDS:
+                    del self._sent_ids[next(iter(self._sent_ids))]
+                self._sent_ids[job_id] = None
 
     def _target(self, diff: float) -> int:
         t = self._target_cache.get(diff)

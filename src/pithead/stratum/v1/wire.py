@@ -7,7 +7,8 @@ reads it: a `Request` (it has a method: a call, or a notification when its id is
 (a result or an error for something sent, the error in one shape whatever form the peer used, plus the
 extra field real pools add: ckpool's `reject-reason`). `encode_*` produce the exact bytes either side
 sends: replies always carry `"error": null` on success and `[code, message, null]` on failure. The method
-names, the field decoders of V1's params (`parse_hex32`, `parse_submit`) and the shape of a
+names, the field decoders of V1's params (`parse_hex32`, `parse_hex_bytes`, `parse_submit`: strict hex,
+digits only, bounded) and the shape of a
 `mining.configure` version-rolling answer are here too, so the pool, the client and a proxy speak one
 vocabulary.
 
@@ -17,6 +18,7 @@ of `pithead.stratum.v1.pool` and `pithead.stratum.v1.client`), and it never touc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,22 +211,47 @@ def decode(line: bytes | str) -> Message:
     return Request(msg_id, method, tuple(params))
 
 
-def parse_hex32(value: object, what: str) -> int:
-    """A big-endian hex u32 as Stratum sends it; short strings are left-padded (NerdMiner sends nonces
-    unpadded), longer than 8 digits or non-hex is a violation."""
-    if not isinstance(value, str) or not 1 <= len(value) <= 8:
-        raise ProtocolViolation(f"{what} must be 1..8 hex digits")
-    try:
-        return int(value, 16)
-    except ValueError as exc:
-        raise ProtocolViolation(f"{what} is not hex") from exc
+_HEX = re.compile(r"[0-9a-fA-F]*")
+"""Hex digits and nothing else: `int(x, 16)` also takes signs, a 0x prefix, underscores and spaces ("-1",
+"+1", "0x1", " 1", "1_0"), `bytes.fromhex` spaces; no Stratum field has any of them."""
+
+
+def hex_text(value: object, what: str, min_digits: int, max_digits: int) -> str:
+    """`value` if it is a string of `min_digits`..`max_digits` hex digits (only [0-9a-fA-F]), else a
+    ProtocolViolation naming the field."""
+    if not isinstance(value, str) or not min_digits <= len(value) <= max_digits or _HEX.fullmatch(value) is None:
+        span = f"{max_digits}" if min_digits == max_digits else f"{min_digits}..{max_digits}"
+        raise ProtocolViolation(f"{what} must be {span} hex digits, got {_shown(value)}")
+    return value
+
+
+def parse_hex_bytes(value: object, what: str, max_bytes: int, *, min_bytes: int = 0,
+                    exact: int | None = None) -> bytes:
+    """A hex string of whole bytes (an even number of hex digits) → bytes, within the bounds."""
+    lo, hi = (exact, exact) if exact is not None else (min_bytes, max_bytes)
+    text = hex_text(value, what, 2 * lo, 2 * hi)
+    if len(text) % 2:
+        raise ProtocolViolation(f"{what} must be whole bytes (an even number of hex digits), got {_shown(value)}")
+    return bytes.fromhex(text)
+
+
+def parse_hex32(value: object, what: str, *, exact: bool = False) -> int:
+    """A big-endian hex u32 as Stratum sends it: 1..8 hex digits, short strings left-padded (NerdMiner sends
+    nonces unpadded), or exactly 8 with `exact`; anything else (a sign, a prefix, spaces) is a violation."""
+    return int(hex_text(value, what, 8 if exact else 1, 8), 16)
+
+
+def _shown(value: object) -> str:
+    """A field's value in an error message, bounded (errors are echoed to the peer and logged)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_submit(params: tuple[object, ...]) -> Submission:
     """Validate `mining.submit` params into a Submission, or raise ProtocolViolation naming the field.
 
-    5 or 6 params; nonce, ntime and version bits are big-endian hex, short ones left-padded as NerdMiner
-    sends them. extranonce2 is only bounded here: its exact size is a share-check rule (a reject, not a
+    5 or 6 params; nonce, ntime and version bits are big-endian hex (hex digits only: no sign, prefix or
+    space), short ones left-padded as NerdMiner sends them. extranonce2 is only bounded here: its exact size is a share-check rule (a reject, not a
     violation)."""
     if len(params) not in (5, 6):
         raise ProtocolViolation("mining.submit takes 5 or 6 params")
@@ -233,12 +260,7 @@ def parse_submit(params: tuple[object, ...]) -> Submission:
         raise ProtocolViolation("worker name must be a short string")
     if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
         raise ProtocolViolation("job id must be a short non-empty string")
-    if not isinstance(en2_hex, str) or not 0 < len(en2_hex) <= 2 * MAX_EXTRANONCE2_BYTES:
-        raise ProtocolViolation("extranonce2 must be a short hex string")
-    try:
-        en2 = bytes.fromhex(en2_hex)
-    except ValueError as exc:
-        raise ProtocolViolation("extranonce2 is not hex") from exc
+    en2 = parse_hex_bytes(en2_hex, "extranonce2", MAX_EXTRANONCE2_BYTES, min_bytes=1)
     ntime = parse_hex32(ntime_hex, "ntime")
     nonce = parse_hex32(nonce_hex, "nonce")
     vbits = parse_hex32(params[5], "version bits") if len(params) == 6 else None

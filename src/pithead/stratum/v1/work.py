@@ -28,6 +28,7 @@ from pithead.chain.errors import ChainDecodeError
 from pithead.chain.hashes import prevhash_from_stratum, sha256d
 from pithead.chain.merkle import fold_branch
 from pithead.stratum.v1.errors import ProtocolViolation, WorkExhausted
+from pithead.stratum.v1.wire import parse_hex32, parse_hex_bytes
 
 #: Job ids are opaque strings; real pools use up to ~40 characters. Anything longer is refused so a
 #: hostile pool cannot make us hold (and echo back) arbitrary amounts of text.
@@ -50,24 +51,11 @@ U32_MAX: Final = 0xFFFFFFFF
 
 
 def _hex_u32(value: Any, what: str) -> int:
-    if not isinstance(value, str) or len(value) != 8:
-        raise ProtocolViolation(f"{what} must be 8 hex digits, got {value!r}")
-    try:
-        return int(value, 16)
-    except ValueError as exc:
-        raise ProtocolViolation(f"{what} is not hex: {value!r}") from exc
+    return parse_hex32(value, what, exact=True)
 
 
 def _hex_bytes(value: Any, what: str, max_len: int, exact: int | None = None) -> bytes:
-    if not isinstance(value, str) or len(value) > 2 * max_len:
-        raise ProtocolViolation(f"{what} must be a hex string of at most {max_len} bytes")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError as exc:
-        raise ProtocolViolation(f"{what} is not hex") from exc
-    if exact is not None and len(raw) != exact:
-        raise ProtocolViolation(f"{what} must be {exact} bytes, got {len(raw)}")
-    return raw
+    return parse_hex_bytes(value, what, max_len, exact=exact)
 
 
 @dataclass(frozen=True, slots=True)
