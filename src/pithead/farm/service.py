@@ -215,6 +215,7 @@ class FarmService:
         self.scanned = asyncio.Event()  # set after every scan, once its new devices have been read
         self.first_polled = asyncio.Event()  # set after every read of newly discovered devices
         self.evaluated = asyncio.Event()  # central: set after every evaluation tick
+        self.power_stepped = asyncio.Event()  # set after every step of curtailment by power (run or skipped)
         self._up_since: float | None = None  # central: when run() started (no stale marks before a grace)
         self._curtail_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -324,6 +325,8 @@ class FarmService:
                 await self.site_power.step()
             except Exception:
                 log.exception("site power step failed")
+            finally:
+                self.power_stepped.set()
 
     async def curtail_step(self, now: float) -> None:
         """One on/off curtailment decision at the scheduled price, applied through audited actions (not
