@@ -96,6 +96,12 @@ def test_an_unknown_key_far_from_any_lists_the_known_ones(tmp_path: Path) -> Non
     ("[farm]\nalert_group_min = 1\n", "farm.alert_group_min: must be 2 or more"),
     ("[farm]\nalert_clear_after = -1.0\n", "farm.alert_clear_after: must be 0 or more"),
     ("[farm]\nstatus_cache = -5.0\n", "farm.status_cache: must be 0 or more"),
+    ("[farm]\npower_budget_kw = 500.0\n", 'farm.power_budget_kw: curtails by power: it needs curtailment = "power"'),
+    ('[farm]\ncurtailment = "dimmer"\n', "farm.curtailment: must be 'onoff' or 'power'"),
+    ('[farm]\ncurtailment = "power"\npower_budget_kw = -1.0\n', "farm.power_budget_kw: must be from 0 to"),
+    ('[farm]\ncurtailment = "power"\npower_step_up_kw = 0.0\n', "farm.power_step_up_kw: must be more than 0"),
+    ('[farm]\ncurtailment = "power"\nstrike_budget_kw = 5.0\n', "farm.strike_budget_kw: is the budget above strike_price"),
+    ("[farm]\npower_hold_s = 0.0\n", "farm.power_hold_s: must be more than 0"),
     ('[node]\nrpc_password = "p"\n', "node.rpc_user: give rpc_user and rpc_password together"),
     ('[web]\nminingcore_pool_id = "BTC/1"\n', "web.miningcore_pool_id: must be 1-64 lower-case letters"),
 ])

@@ -44,6 +44,9 @@ SchemeName = Literal["solo", "prop", "pplns", "pps"]
 """The ledger's reward schemes (`pithead.ledger.schemes`)."""
 PayoutMode = Literal["off", "wallet"]
 """off: balances are kept and nothing is sent; wallet: balances are paid from the first node's wallet."""
+CurtailMode = Literal["onoff", "power"]
+"""`[farm] curtailment`: "onoff" sleeps whole machines above the strike price; "power" keeps the site under a
+power budget (kW) by lowering power targets first, sleeping machines only past the bottom of their range."""
 NoticeSeverityName = Literal["info", "warning", "critical"]
 """`[[notify.routes]] min_severity`: the least severe notice a route passes on (`pithead.events`' severities)."""
 
@@ -190,6 +193,15 @@ class FarmConfig:
     webhook_url: str | None = None  # alert changes are POSTed here
     price_schedule: str | None = None  # CSV start,price_per_mwh (or price_per_kwh)
     strike_price: float | None = None  # per MWh; with price_schedule, enables curtailment
+    # How the service curtails: "onoff" (sleep whole machines above strike_price) or "power" (keep the site
+    # under a budget by lowering power targets; a budget below, and/or strike_budget_kw above the strike)
+    curtailment: CurtailMode = "onoff"
+    power_budget_kw: float | None = None  # "power": the site's standing budget (a grid connection, a contract)
+    strike_budget_kw: float | None = None  # "power": the budget while the price is above strike_price
+    power_step_up_kw: float | None = None  # "power": coming back up, at most this much per poll (None: at once)
+    # "power": how long an operator's site request (POST /farm/api/power/site) holds against the service's
+    # own budget unless released sooner (DELETE) or the request names its own hold_s
+    power_hold_s: float = 3600.0
     # Bearer token for the farm's action endpoints (POST /farm/api/...); PITHEAD_FARM_TOKEN overrides
     # both. Prefer api_token_file (a file holding only the token) to keep the secret out of the config.
     api_token: str | None = field(default=None, repr=False)
@@ -333,6 +345,12 @@ MAX_POOL_EXTRANONCE2 = 16
 """The most extranonce2 any pool gives (cgminer's bound at subscribe): the tag and the machines' share
 must fit in it."""
 _UPSTREAM_SCHEMES = ("stratum+tcp", "stratum", "tcp", "stratum+ssl", "stratum+tls", "ssl", "tls", "stratum2+tcp")
+
+MAX_SITE_KW = 10_000_000.0
+"""The largest site power budget: 10 GW. A bigger figure is a unit mistake (W for kW)."""
+MAX_POWER_HOLD_S = 7 * 86_400.0
+"""The longest an operator's site power request holds: a grid event lasts hours; a forgotten hold should not
+keep a site curtailed for ever."""
 
 MAX_CERT_VALIDITY = 30 * 24 * 3600
 """Longest validity of the certificate the pool issues per connection (`pool.sv2_cert_validity`): a miner
@@ -669,6 +687,21 @@ def _check_farm(p: _Problems, farm: FarmConfig) -> None:
             p.add(f"farm.{name}", f"must be 0 or more, not {getattr(farm, name)}")
     if farm.central and farm.forward_url:
         p.add("farm.central", "a central takes readings from collectors; forward_url is for a collector")
+    power_keys = ("power_budget_kw", "strike_budget_kw", "power_step_up_kw")
+    if farm.curtailment != "power":
+        for name in power_keys:
+            if getattr(farm, name) is not None:
+                p.add(f"farm.{name}", 'curtails by power: it needs curtailment = "power"')
+    for name in ("power_budget_kw", "strike_budget_kw"):
+        kw = getattr(farm, name)
+        if kw is not None and not 0 <= kw <= MAX_SITE_KW:
+            p.add(f"farm.{name}", f"must be from 0 to {MAX_SITE_KW:g} kW, not {kw!r}")
+    if farm.power_step_up_kw is not None and not 0 < farm.power_step_up_kw <= MAX_SITE_KW:
+        p.add("farm.power_step_up_kw", f"must be more than 0 and at most {MAX_SITE_KW:g} kW, not {farm.power_step_up_kw!r}")
+    if not 0 < farm.power_hold_s <= MAX_POWER_HOLD_S:
+        p.add("farm.power_hold_s", f"must be more than 0 and at most {MAX_POWER_HOLD_S:g} s, not {farm.power_hold_s!r}")
+    if farm.strike_budget_kw is not None and farm.strike_price is None:
+        p.add("farm.strike_budget_kw", "is the budget above strike_price, so it needs strike_price (and price_schedule)")
 
 
 # A notice kind pattern: a kind ("node.down"), a group ("payout.*") or everything ("*"). Which kinds exist is

@@ -14,6 +14,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from pithead.farm.actions import ActionService
+from pithead.farm.curtailment import PowerPlan, PowerStep
 from pithead.farm.energy import PriceSchedule
 from pithead.farm.model import (
     Board,
@@ -27,6 +29,7 @@ from pithead.farm.model import (
     PollResult,
     Reading,
 )
+from pithead.farm.power import Hold, PowerController, SiteBudget, SitePower, SiteState
 from pithead.farm.store import FarmStore
 from pithead.farm.store_async import AsyncFarmStore
 from pithead.web.farm import COLOURS, make_router
@@ -56,8 +59,15 @@ def farm_url(tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     store.write_results(results)
     store.open_alert(devices[5].id, "overheat", "critical", "chip 97 °C > 90 °C", 1.0)
     store.set_curtailed(devices[7].id, True, 1.0)
+    # the site power panel: what the service's last power step saw and planned, and an operator's hold
+    shared = AsyncFarmStore(store)
+    site_power = SitePower(PowerController(ActionService(shared, {})), SiteBudget(budget_kw=40.0))
+    plan = PowerPlan((PowerStep(devices[0].id, "set", 3000.0, 3000.0),), 38_500.0, 38_000.0, 36_000.0,
+                     "site 38.5 kW over the budget 36.0 kW: shed 0.5 kW")
+    site_power.state = SiteState(1.0, 36.0, "hold", 45.0, 12, 38.5, 38.0, 3, 1, 2, plan, 0)
+    site_power.hold = Hold(36.0, "", "grid-op", "token", 1.0, 7201.0, None, 300.0)
     app = FastAPI()
-    app.include_router(make_router(AsyncFarmStore(store), None, PriceSchedule.flat(45.0), lambda: 0.05))
+    app.include_router(make_router(shared, None, PriceSchedule.flat(45.0), lambda: 0.05, site_power=site_power))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -90,3 +100,6 @@ def test_page_draws_rack_map_alerts_and_energy(farm_url: str) -> None:
         assert dom.count(f"background:{COLOURS[name]}\"></a>") == count, name
     assert "chip 97 °C &gt; 90 °C" in dom or "chip 97 °C > 90 °C" in dom
     assert "price 45.00/MWh" in dom and "north/R1" in dom
+    assert "curtailment by power" in dom and "36.0 kW" in dom and "an operator's request" in dom
+    assert "<span>site now</span><b>38.50 kW</b>" in dom and "<span>machines lowered</span><b>3</b>" in dom
+    assert "<span>asleep</span><b>1</b>" in dom and "held by grid-op" in dom and "shed 0.5 kW" in dom

@@ -14,6 +14,7 @@ from pithead.farm.curtailment import CurtailmentPolicy
 from pithead.farm.energy import PriceSchedule
 from pithead.farm.inventory import Labeler
 from pithead.farm.model import DeviceAddress, DeviceState, DriverKind, Labels
+from pithead.farm.power import SiteBudget
 from pithead.farm.service import FarmConfigError, FarmService, FarmServiceConfig, FarmSetup, Role
 from pithead.farm.store import FarmStore
 from pithead.web.farm import service_router
@@ -100,6 +101,19 @@ def test_farm_setup_maps_the_config_and_reads_its_files(tmp_path: Path) -> None:
     # curtailment needs both a strike price and a schedule
     assert FarmSetup.from_config(_farm_config(tmp_path, strike_price=None)).config.curtailment is None
     assert FarmSetup.from_config(_farm_config(tmp_path, price_schedule=None)).config.curtailment is None
+
+
+def test_farm_setup_maps_curtailment_by_power(tmp_path: Path) -> None:
+    fc = _farm_config(tmp_path, curtailment="power", power_budget_kw=500.0, strike_budget_kw=200.0,
+                      power_step_up_kw=25.0, power_hold_s=1800.0)
+    setup = FarmSetup.from_config(fc)
+    assert setup.config.curtailment is None  # not on/off
+    assert setup.config.site_power == SiteBudget(500.0, 50.0, 200.0, 25.0, 1800.0)
+    assert FarmSetup.from_config(fc, role=Role.CENTRAL).config.site_power == setup.config.site_power
+    assert FarmSetup.from_config(fc, role=Role.COLLECTOR).config.site_power is None  # the central's job
+    # power mode with no budget of its own: operators' requests only (the strike price then sets nothing)
+    plain = FarmSetup.from_config(_farm_config(tmp_path, curtailment="power")).config.site_power
+    assert plain == SiteBudget() and FarmSetup.from_config(_farm_config(tmp_path)).config.site_power is None
 
 
 def test_farm_setup_by_role_and_with_what_a_command_line_or_the_demo_decides(tmp_path: Path) -> None:

@@ -8,7 +8,12 @@
   per-device deadline hold across both), so a new device's status is known right after discovery
   instead of "unknown" until the next sweep;
 - after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
-  rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step.
+  rollups, pruning of old raw readings, and one curtailment step: on/off (`cfg.curtailment`, with a price
+  schedule: sleep/wake machines by price), or by power (`cfg.site_power`: `SitePower.step`, a plan towards
+  the site's budget -- lowering power targets first -- from the sweep's readings). `site_power` is also
+  what the API's site requests go through (one lock: never two at once); while an operator's request
+  holds, the service's step keeps the operator's budget (and the on/off step pauses) until it is released
+  or expires, then the site comes back up in steps.
 The web router over the service is built by the web layer (`pithead.web.farm.service_router`), which
 reads the token settings of `FarmServiceConfig`; the service knows nothing of HTTP.
 Storage: every store call goes through `self.store`, an `AsyncFarmStore` over the `FarmStore` given,
@@ -46,7 +51,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +74,7 @@ from pithead.farm.forward import Forwarder
 from pithead.farm.inventory import DEFAULT_PORTS, PROBE_TIMEOUT_S, Labeler, Scanner, ScanReport
 from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
+from pithead.farm.power import PowerController, SiteBudget, SitePower
 from pithead.farm.store import FarmStore
 from pithead.farm.store_async import AsyncFarmStore
 
@@ -105,7 +111,8 @@ class FarmServiceConfig:
     shard: tuple[int, int] = (0, 1)
     webhook_url: str | None = None
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
-    curtailment: CurtailmentPolicy | None = None
+    curtailment: CurtailmentPolicy | None = None  # on/off curtailment (`[farm] curtailment = "onoff"`)
+    site_power: SiteBudget | None = None  # curtailment by power (`[farm] curtailment = "power"`)
     use_pyasic: bool = False
     # discovery's TCP probe budget per (host, port): a LAN answers a connect in milliseconds (asic-rs settled
     # on 0.5 s); a simulator sharing a loaded machine's event loop may need the identify step's budget
@@ -143,7 +150,8 @@ class FarmSetup:
         unless `labeler` / `prices` are given: blocking file I/O, so async callers run this in a thread.
 
         By role: a CENTRAL scans nothing (collectors do); a COLLECTOR evaluates nothing, so it gets no
-        webhook, no prices and no curtailment. Curtailment needs both `strike_price` and a price schedule.
+        webhook, no prices and no curtailment. On/off curtailment needs both `strike_price` and a price
+        schedule; curtailment by power (`curtailment = "power"`) takes its budgets as they are given.
         Raises `FarmConfigError` for a label or price file that cannot be read or used."""
         try:
             if labeler is None:
@@ -163,7 +171,12 @@ class FarmSetup:
             shard=shard,
             webhook_url=(webhook_url or fc.webhook_url) if evaluates else None,
             curtailment=CurtailmentPolicy(fc.strike_price)
-            if evaluates and fc.strike_price is not None and prices is not None else None,
+            if evaluates and fc.curtailment == "onoff" and fc.strike_price is not None and prices is not None
+            else None,
+            site_power=SiteBudget(fc.power_budget_kw,
+                                  fc.strike_price if fc.strike_budget_kw is not None else None,
+                                  fc.strike_budget_kw, fc.power_step_up_kw, fc.power_hold_s)
+            if evaluates and fc.curtailment == "power" else None,
             api_token=fc.api_token,
             api_token_file=fc.api_token_file,
             role=role,
@@ -183,7 +196,8 @@ class FarmService:
                  drivers: dict[DriverKind, Driver] | None = None, shares: ShareActivity | None = None,
                  prices: PriceSchedule | None = None, hashprice: Callable[[], float | None] | None = None,
                  labeler: Labeler = Labeler(), sinks: Sequence[AlertSink] = (),
-                 clock: Callable[[], float] = time.time, forwarder: Forwarder | None = None) -> None:
+                 clock: Callable[[], float] = time.time, forwarder: Forwarder | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         if (cfg.role is Role.COLLECTOR) != (forwarder is not None):
             raise ServiceError("a collector needs a forwarder, and only a collector has one")
         if cfg.role is Role.CENTRAL and cfg.scan_cidrs:
@@ -205,6 +219,8 @@ class FarmService:
         self.scanner = Scanner(self.drivers, cfg.scan_ports, labeler, use_pyasic=cfg.use_pyasic, clock=clock,
                                probe_timeout_s=cfg.probe_timeout_s)
         self.actions = ActionService(self.store, self.drivers, clock=clock)
+        # the site's power: the API's site requests and the curtailment step share this (one lock)
+        self.site_power = SitePower(PowerController(self.actions, clock=clock, sleep=sleep), cfg.site_power, prices)
         self._webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
         all_sinks = list(sinks) + ([self._webhook] if self._webhook else [])
         i, n = cfg.partition
@@ -220,6 +236,7 @@ class FarmService:
         self.scanned = asyncio.Event()  # set after every scan, once its new devices have been read
         self.first_polled = asyncio.Event()  # set after every read of newly discovered devices
         self.evaluated = asyncio.Event()  # central: set after every evaluation tick
+        self.power_stepped = asyncio.Event()  # set after every step of curtailment by power (run or skipped)
         self._up_since: float | None = None  # central: when run() started (no stale marks before a grace)
         self._curtail_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -308,8 +325,11 @@ class FarmService:
         """Alerts, rollups and pruning in one call on the store's thread; then the alert changes go to the
         sinks, and (with a policy and prices) a curtailment step starts."""
         self.alerts.deliver(await self.store.call(self._evaluate_store, now, redo_since))
-        if (self.cfg.curtailment is not None and self.prices is not None and not self._curtail_lock.locked()
-                and self.cfg.partition[0] == 0):
+        if self._curtail_lock.locked() or self.cfg.partition[0] != 0:
+            return  # the last step is still being carried out, or another partition curtails
+        if self.site_power.active:  # by power, or an operator's site request holding (or being released)
+            self._spawn(self.power_step())
+        elif self.cfg.curtailment is not None and self.prices is not None:
             self._spawn(self.curtail_step(now))
 
     def _evaluate_store(self, store: FarmStore, now: float, redo_since: float | None) -> list[AlertEvent]:
@@ -321,9 +341,21 @@ class FarmService:
             store.prune(now)
         return events
 
+    async def power_step(self) -> None:
+        """One step of curtailment by power (`SitePower.step`: an operator's hold, else the service's own
+        budget), applied through audited actions; skipped while an operator's request is running."""
+        async with self._curtail_lock:
+            try:
+                await self.site_power.step()
+            except Exception:
+                log.exception("site power step failed")
+            finally:
+                self.power_stepped.set()
+
     async def curtail_step(self, now: float) -> None:
-        """One curtailment decision at the scheduled price, applied through audited actions."""
-        if self.cfg.curtailment is None or self.prices is None:
+        """One on/off curtailment decision at the scheduled price, applied through audited actions (not
+        while an operator's site power request holds: it would undo it)."""
+        if self.cfg.curtailment is None or self.prices is None or self.site_power.active:
             return
         async with self._curtail_lock:
             machines = await self.store.call(_curtailment_inputs)

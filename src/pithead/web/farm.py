@@ -83,6 +83,7 @@ from pithead.farm.drivers.base import DriverError, PoolSpec
 from pithead.farm.energy import EnergyLine, PriceSchedule, energy_report
 from pithead.farm.ingest import MAX_BODY_BYTES, IngestError
 from pithead.farm.model import FarmError
+from pithead.farm.power import SitePower
 from pithead.farm.service import STALE_INTERVALS, FarmService
 from pithead.farm.store import ROLLUP_BUCKETS_S, DeviceStatus, FarmStore, FarmStoreError
 from pithead.farm.store_async import AsyncFarmStore
@@ -281,21 +282,24 @@ def service_router(service: FarmService, notes: Mapping[str, str] | None = None,
     stale_after = service.cfg.stale_after_s or STALE_INTERVALS * service.cfg.poll_interval_s
     return make_router(service.store, service.actions, service.prices, service.hashprice, service.clock,
                        notes=notes, auth=auth, ingest=service.ingest, stale_after_s=stale_after,
-                       metrics_per_machine=service.cfg.metrics_per_machine)
+                       metrics_per_machine=service.cfg.metrics_per_machine,
+                       site_power=service.site_power)
 
 
 def make_router(store: AsyncFarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
                 clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
                 auth: FarmAuth | None = None, ingest: IngestService | None = None,
-                stale_after_s: float | None = None, metrics_per_machine: bool = False) -> APIRouter:
+                stale_after_s: float | None = None, metrics_per_machine: bool = False,
+                site_power: SitePower | None = None) -> APIRouter:
     """`ingest` receives collectors' batches (default: a fresh `IngestService` over `store`).
     `stale_after_s`: a good reading older than this is not counted in totals (the rack map's, the device
     table's figures); None counts every reading of a device that answered its last poll.
     `notes` are labels the page shows beside the price and hashprice (keys "price", "hashprice"), e.g.
     `pithead up` marks its demo figures; without them the endpoint answers an empty object.
     `auth` says who may act (default: no token, so local requests only); this function reads no
-    environment: the caller resolves the token (`load_token`)."""
+    environment: the caller resolves the token (`load_token`). `site_power`: the service's site power
+    authority, which the power endpoints share with its curtailment step (default: one of their own)."""
     router = APIRouter(prefix="/farm", tags=["farm"])
     page_notes = dict(notes or {})
     gate = auth if auth is not None else FarmAuth()
@@ -433,7 +437,7 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
         svc = need_actions()
         await known(device_id)
         return _result_json(await svc.set_mining(device_id, True, body.actor, auth=how))
-    add_power_routes(router, actions, authorised, known, refusals)  # power targets and site power (web.farm_power)
+    add_power_routes(router, actions, authorised, known, refusals, site_power)  # power targets, site power (web.farm_power)
 
     sink = ingest if ingest is not None else IngestService(store, clock)
     bad_batch: dict[int | str, dict[str, Any]] = {

@@ -130,9 +130,27 @@ $("devices").tBodies[0].addEventListener("click", ev => {
   if (tr && !ev.target.closest("a")) location.hash = devUrl(tr.dataset.id);
 });
 
+// ---- site power: the budget the site is held to (whose), its draw now, machines lowered / asleep -------
+const SOURCES = {hold: "an operator's request", budget: "standing budget", price: "price above strike", none: "none"};
+function drawSitePower(p) {
+  const mode = p.mode === "power" ? "curtailment by power" : p.mode === "onoff" ? "curtailment on/off" : "not available";
+  $("power-mode").textContent = mode;
+  const st = p.state, h = p.hold;
+  const budget = st ? (st.budget_kw === null ? "none (full power)" : `${num(st.budget_kw, 1)} kW`) : "–";
+  $("site-power").innerHTML = kv("budget", budget) + kv("by", st ? esc(SOURCES[st.source] || st.source) : "–")
+    + kv("site now", st ? `${num(st.site_kw)} kW` : "–") + kv("planned", st ? `${num(st.planned_kw)} kW` : "–")
+    + kv("machines lowered", st ? String(st.lowered) : "–") + kv("asleep", st ? String(st.asleep) : "–")
+    + kv("settling", st ? String(st.settling) : "–") + kv("last step", st ? when(st.time) : "–");
+  $("site-power-note").innerHTML = (h ? `<b>held by ${esc(h.actor)}</b> at ${h.kw === null ? "full power" : num(h.kw, 1) + " kW"}
+      until ${when(h.until)}${p.running ? " (getting there)" : ""} · ` : "")
+    + (st ? esc(st.plan.reason) : p.mode ? "no step yet" : "site power control needs the farm service with actions");
+}
+
 async function refreshFleet() {
-  const [racks, alerts, e] = await Promise.all([get("/api/racks"), get("/api/alerts"), get("/api/energy")]);
+  const [racks, alerts, e, power] = await Promise.all([get("/api/racks"), get("/api/alerts"), get("/api/energy"),
+                                                       get("/api/power/site")]);
   drawRacks(racks);
+  drawSitePower(power);
   await loadTable(true);
   $("alerts").innerHTML = "<tr><th>opened</th><th>severity</th><th>device</th><th>kind</th><th>message</th></tr>" +
     (alerts.length ? alerts.map(a => `<tr><td>${new Date(a.opened_at * 1000).toLocaleTimeString()}</td>
