@@ -43,10 +43,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 # The demo chain retargets every block towards this spacing (seconds) whatever hashrate mines it.
 BLOCK_INTERVAL = 1.0
-# One fixed share difficulty for everyone (about 200,000 hashes a share, tens a second per CPU thread): well
-# below the network difficulty the demo chain settles at for a few MH/s, so a block takes many shares and
-# a share's odds d/D are small, as on a real pool.
-SHARE_DIFFICULTY = 5e-5
+# One fixed share difficulty for everyone (about 43,000 hashes a share, tens to hundreds a second per CPU
+# thread): well below the network difficulty the demo chain settles at (hashrate x 1 s / 2^32: ~2e-4 at
+# 1 MH/s), so a block takes many shares and a share's odds d/D are small, as on a real pool. At 5e-5 a
+# starved machine (a loaded CI box: ~0.3 MH/s) kept the chain's difficulty below the share difficulty:
+# every share was a block (d/D = 1), the thief withheld everything it found (no share of its own at all),
+# and the honest miners' thousands of block submissions queued at the node, their verdicts minutes late.
+SHARE_DIFFICULTY = 1e-5
 # How long the withholder may take to be flagged on a loaded two-core machine: it needs 9.12 blocks of
 # its own work, a third of the pool's hashrate, so about 18 block intervals once the chain's difficulty has
 # climbed from the regtest limit (a minute or two of blocks at share rate when the machine is busy).
