@@ -198,6 +198,10 @@ class FarmConfig:
     spool: str | None = None  # spool file (default <db>.spool; ":memory:" keeps it in memory only)
     spool_max_items: int = 1_500_000  # readings kept while the central is unreachable; oldest dropped beyond
     central: bool = False  # `pithead farm run`: ingest from collectors, poll nothing (as --central)
+    # The machines mine through a farm proxy in another process: its API (`[proxy] api_bind`/`api_port`,
+    # e.g. "http://10.0.0.2:8090"); "hashing but no shares" is judged on what its pools credited each machine
+    proxy_url: str | None = None
+    proxy_read_interval: float = 15.0  # seconds between reads of the proxy's figures
 
 
 @dataclass(frozen=True)
@@ -625,8 +629,13 @@ def _check_web(p: _Problems, web: WebConfig) -> None:
 def _check_farm(p: _Problems, farm: FarmConfig) -> None:
     if farm.sim_devices < 0:
         p.add("farm.sim_devices", f"must be 0 or more, not {farm.sim_devices}")
-    for name in ("poll_interval", "poll_deadline", "rescan_interval"):
+    for name in ("poll_interval", "poll_deadline", "rescan_interval", "proxy_read_interval"):
         _positive(p, f"farm.{name}", getattr(farm, name))
+    if farm.proxy_url is not None:
+        where = urlsplit(farm.proxy_url)
+        if where.scheme not in ("http", "https") or not where.hostname:
+            p.add("farm.proxy_url", f"must be http://HOST:PORT (where `pithead proxy run` serves its API), "
+                  f"not {farm.proxy_url!r}")
     if farm.max_concurrent_polls < 1:
         p.add("farm.max_concurrent_polls", f"must be 1 or more, not {farm.max_concurrent_polls}")
     if farm.spool_max_items < 1:

@@ -47,7 +47,7 @@ from pithead.app.parts import (
     start_pool,
     start_web,
 )
-from pithead.app.proxy import ProxyShareActivity
+from pithead.app.proxy import LocalProxyCredits
 from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.params import Network
@@ -56,6 +56,7 @@ from pithead.farm.drivers import default_drivers
 from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
 from pithead.farm.inventory import Labeler
 from pithead.farm.model import DriverKind
+from pithead.farm.proxy_shares import ProxyShareActivity
 from pithead.farm.service import FarmService, FarmSetup
 from pithead.farm.store import FarmStore
 from pithead.fleetsim.clock import SimClock
@@ -319,7 +320,7 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running,
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
     shares = None
     if proxy is not None:  # "hashing but no shares", for the machines behind the proxy
-        shares = ProxyShareActivity(proxy)
+        shares = ProxyShareActivity(LocalProxyCredits(proxy))
         running.spawn("proxy share snapshot", shares.run())
     # The simulated Antminers serve their stock web interface (where sleep/wake go) on the fleet's web port.
     web_port = (ports or {}).get(DriverKind.AXEOS, ())

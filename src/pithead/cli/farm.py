@@ -342,6 +342,9 @@ def run(
                                               "(\\[farm] price_schedule)."),
     strike_price: float | None = typer.Option(None, "--strike-price", help="Curtail above this price per MWh "
                                               "(with a price schedule; \\[farm] strike_price)."),
+    proxy_url: str | None = typer.Option(None, "--proxy-url", help="The farm proxy's API, e.g. "
+                                         "http://10.0.0.2:8090: \"hashing but no shares\" from its figures "
+                                         "(\\[farm] proxy_url)."),
 ) -> None:
     """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail.
     Ctrl-C (or SIGTERM) stops it cleanly: the polls in flight finish and are written."""
@@ -354,7 +357,7 @@ def run(
             **_poll_options(poll_interval, max_concurrent_polls, poll_deadline, scan_cidr, rescan_interval, labels,
                             site),
             "webhook_url": webhook_url, "price_schedule": price_schedule, "strike_price": strike_price,
-            "central": central or None}}).farm
+            "central": central or None, "proxy_url": proxy_url}}).farm
         auth = FarmAuth(load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
                                    config_token_file=cfg.api_token_file)) if web_addr else None
     except (ConfigError, FarmAuthError, OSError, ValueError) as exc:

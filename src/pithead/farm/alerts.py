@@ -103,13 +103,19 @@ class AlertCondition:
     message: str
 
 
+class ShareSourceDown(Exception):
+    """The pool-side source cannot answer now (a farm proxy that is down): its message says why. NO_SHARES
+    is then neither opened nor resolved: the open ones stay as they are, until the source answers again."""
+
+
 class ShareActivity(Protocol):
     """The pool's ledger, seen from the farm: last accepted share time per worker (None = never).
 
     Called from `AlertManager.evaluate`, which the farm service runs on the store's thread: an
     implementation must be safe to call off the event loop (a snapshot, or its own connection). A worker
     left out of the answer is one the source knows nothing of (a farm proxy answers for the machines behind
-    it only): NO_SHARES is not judged for it; a worker answered with None has never had a share."""
+    it only): NO_SHARES is not judged for it; a worker answered with None has never had a share. A source
+    that cannot answer now raises `ShareSourceDown` (never an empty answer that would resolve every alert)."""
 
     def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]: ...
 
@@ -233,6 +239,7 @@ class AlertManager:
         self.thresholds = thresholds
         self.shares = shares
         self.sinks = list(sinks)
+        self.shares_problem: str | None = None  # why the last evaluation could not judge NO_SHARES (None: it did)
 
     def run_once(self, store: FarmStore, now: float,
                  statuses: Sequence[DeviceStatus] | None = None) -> list[AlertEvent]:
@@ -253,9 +260,15 @@ class AlertManager:
         `statuses`: judge only these devices (default: the whole fleet, from the store)."""
         sts = store.statuses() if statuses is None else list(statuses)
         share_times: Mapping[str, float | None] = {}
+        shares_down = False
         if self.shares is not None:
             workers = sorted({s.reading.worker for s in sts if s.reading and s.reading.worker})
-            share_times = self.shares.last_share_times(workers)
+            try:
+                share_times = self.shares.last_share_times(workers)
+                self.shares_problem = None
+            except ShareSourceDown as exc:
+                shares_down = True
+                self.shares_problem = str(exc)
         wanted: dict[tuple[str, str], AlertCondition] = {}
         for st in sts:
             worker = st.reading.worker if st.reading else None
@@ -267,6 +280,8 @@ class AlertManager:
         events: list[AlertEvent] = []
         open_rows = {(a.device_id, a.kind): a for a in store.open_alerts()}
         for key, a in open_rows.items():
+            if shares_down and a.kind == AlertKind.NO_SHARES.value:
+                continue  # cannot be judged now: neither resolved nor re-opened (see ShareSourceDown)
             if key not in wanted and (a.device_id in evaluated or whole_fleet):
                 store.resolve_alert(a.id, now)
                 events.append(AlertEvent(a.id, "resolved", a.device_id, a.kind, a.severity, a.message, now))

@@ -7,7 +7,8 @@
   after removal, or known but never read -- through the same poller, so its concurrency cap and
   per-device deadline hold across both), so a new device's status is known right after discovery
   instead of "unknown" until the next sweep;
-- after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
+- after each sweep: alert evaluation (with the pool's `ShareActivity` when given, or a farm proxy's figures
+  read over its API with `proxy_url`: `pithead.farm.proxy_shares`; webhook sink when given),
   rollups, pruning of old raw readings, and -- with a policy and a price schedule -- one curtailment step.
 The web router over the service is built by the web layer (`pithead.web.farm.service_router`), which
 reads the token settings of `FarmServiceConfig`; the service knows nothing of HTTP.
@@ -65,6 +66,7 @@ from pithead.farm.forward import Forwarder
 from pithead.farm.inventory import DEFAULT_PORTS, PROBE_TIMEOUT_S, Labeler, Scanner, ScanReport
 from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
+from pithead.farm.proxy_shares import REMOTE_SNAPSHOT_S, ProxyApiCredits, ProxyShareActivity
 from pithead.farm.store import FarmStore
 from pithead.farm.store_async import AsyncFarmStore
 
@@ -110,6 +112,9 @@ class FarmServiceConfig:
     api_token_file: str | None = None
     role: Role = Role.STANDALONE
     stale_after_s: float | None = None  # central only; None: STALE_INTERVALS x poll_interval_s
+    # a farm proxy in another process (`pithead proxy run`'s API): "hashing but no shares" from its figures
+    proxy_url: str | None = None
+    proxy_read_interval_s: float = REMOTE_SNAPSHOT_S
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,8 @@ class FarmSetup:
             api_token=fc.api_token,
             api_token_file=fc.api_token_file,
             role=role,
+            proxy_url=fc.proxy_url if evaluates else None,
+            proxy_read_interval_s=fc.proxy_read_interval,
         )
         return cls(config, labeler, prices if evaluates else None)
 
@@ -190,6 +197,12 @@ class FarmService:
         self.actions = ActionService(self.store, self.drivers, clock=clock)
         self._webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
         all_sinks = list(sinks) + ([self._webhook] if self._webhook else [])
+        # a proxy in another process: its figures are read in the background by this service (`run`); a
+        # reader given by the caller (`pithead up`'s proxy in this process) is run by the caller
+        self._own_reader = shares is None and cfg.proxy_url is not None and cfg.role is not Role.COLLECTOR
+        if self._own_reader and cfg.proxy_url is not None:
+            shares = ProxyShareActivity(ProxyApiCredits(cfg.proxy_url), cfg.proxy_read_interval_s, clock)
+        self.share_reader = shares if isinstance(shares, ProxyShareActivity) else None
         self.alerts = AlertManager(cfg.thresholds, shares, all_sinks)
         self._stop = asyncio.Event()
         self.last_sweep: SweepReport | None = None
@@ -205,6 +218,15 @@ class FarmService:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def shares_status(self) -> dict[str, object]:
+        """Where "hashing but no shares" comes from, and why it cannot be judged now (None: it can)."""
+        reader = self.share_reader
+        return {"configured": self.alerts.shares is not None,
+                "source": reader.source.where if reader is not None else None,
+                "problem": self.alerts.shares_problem or (reader.problem if reader is not None else None),
+                "read_at": reader.read_at if reader is not None else None,
+                "machines": reader.status()["machines"] if reader is not None else None}
 
     async def _sink(self, results: Sequence[PollResult]) -> None:
         """Where poll results go: the forwarder (collector) or the store."""
@@ -363,6 +385,8 @@ class FarmService:
                                     self.cfg.scan_cidrs, self.cfg.rescan_interval_s, self._on_scan, self._stop))
                             tg.create_task(self.poller.run(self.shard_devices, self.cfg.poll_interval_s,
                                                            self._sink, self._after_sweep, self._stop))
+                        if self._own_reader and self.share_reader is not None:
+                            tg.create_task(self.share_reader.run(self._stop))
                 finally:
                     forwarding.set()
         finally:

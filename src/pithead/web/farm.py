@@ -14,6 +14,8 @@ builds the same from the parts:
                                            adds one line per device)
 - GET  /farm/api/rollups                   history rollups (bucket_s 300 or 3600, since, device_id)
 - GET  /farm/api/audit                     the action audit log
+- GET  /farm/api/shares                    where "hashing but no shares" comes from (a farm proxy's figures),
+                                           and why it cannot be judged now (`problem`: the proxy is down...)
 - POST /farm/api/devices/{id}/reboot       audited actions (JSON body: actor, and index / pools)
 - POST /farm/api/devices/{id}/switch-pool
 - POST /farm/api/devices/{id}/pools
@@ -273,21 +275,24 @@ def service_router(service: FarmService, notes: Mapping[str, str] | None = None,
                                    config_token_file=service.cfg.api_token_file))
     stale_after = service.cfg.stale_after_s or STALE_INTERVALS * service.cfg.poll_interval_s
     return make_router(service.store, service.actions, service.prices, service.hashprice, service.clock,
-                       notes=notes, auth=auth, ingest=service.ingest, stale_after_s=stale_after)
+                       notes=notes, auth=auth, ingest=service.ingest, stale_after_s=stale_after,
+                       shares_status=service.shares_status)
 
 
 def make_router(store: AsyncFarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
                 hashprice: Callable[[], float | None] | None = None,
                 clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
                 auth: FarmAuth | None = None, ingest: IngestService | None = None,
-                stale_after_s: float | None = None) -> APIRouter:
+                stale_after_s: float | None = None,
+                shares_status: Callable[[], Mapping[str, object]] | None = None) -> APIRouter:
     """`ingest` receives collectors' batches (default: a fresh `IngestService` over `store`).
     `stale_after_s`: a good reading older than this is not counted in totals (the rack map's, the device
     table's figures); None counts every reading of a device that answered its last poll.
     `notes` are labels the page shows beside the price and hashprice (keys "price", "hashprice"), e.g.
     `pithead up` marks its demo figures; without them the endpoint answers an empty object.
     `auth` says who may act (default: no token, so local requests only); this function reads no
-    environment: the caller resolves the token (`load_token`)."""
+    environment: the caller resolves the token (`load_token`). `shares_status` says where the pool-side
+    share times come from and what stops them (`FarmService.shares_status`)."""
     router = APIRouter(prefix="/farm", tags=["farm"])
     page_notes = dict(notes or {})
     gate = auth if auth is not None else FarmAuth()
@@ -368,6 +373,12 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
         return [{"id": a.id, "time": a.time, "actor": a.actor, "device_id": a.device_id, "action": a.action,
                  "params": a.params, "outcome": a.outcome, "error": a.error, "finished": a.finished}
                 for a in await store.call(FarmStore.audit_log, device_id, limit)]
+
+    @router.get("/api/shares")
+    async def shares() -> Mapping[str, object]:
+        if shares_status is None:
+            return {"configured": False, "source": None, "problem": None, "read_at": None, "machines": None}
+        return shares_status()
 
     def need_actions() -> ActionService:
         if actions is None:
