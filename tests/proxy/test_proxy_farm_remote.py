@@ -136,9 +136,9 @@ async def test_a_farm_service_with_proxy_url_reads_the_proxy_and_shows_why_it_ca
 
 
 def test_the_proxy_url_and_its_answer_are_checked() -> None:
-    with pytest.raises(ConfigError, match="farm.proxy_url"):
+    with pytest.raises(ConfigError, match=r"farm\.proxy_url"):
         validate(FarmConfig(proxy_url="stratum+tcp://10.0.0.2:3334"))
-    with pytest.raises(ConfigError, match="farm.proxy_read_interval"):
+    with pytest.raises(ConfigError, match=r"farm\.proxy_read_interval"):
         validate(FarmConfig(proxy_read_interval=0))
     assert parse_credited({"now": 1.0, "machines": {"a.b": 3, "c": 0.5}}) == {"a.b": 3.0, "c": 0.5}
     for bad in ([], {"machines": []}, {"machines": {"a": -1}}, {"machines": {"a": "3"}}, {"machines": {"a": True}},

@@ -47,7 +47,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pithead.config import FarmConfig
+from pithead.config import FarmConfig, PoolPreset
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import (
     AlertEvent,
@@ -115,6 +115,7 @@ class FarmServiceConfig:
     # a farm proxy in another process (`pithead proxy run`'s API): "hashing but no shares" from its figures
     proxy_url: str | None = None
     proxy_read_interval_s: float = REMOTE_SNAPSHOT_S
+    pool_presets: tuple[PoolPreset, ...] = ()  # named pool lists the pool action can put on a device
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class FarmSetup:
             role=role,
             proxy_url=fc.proxy_url if evaluates else None,
             proxy_read_interval_s=fc.proxy_read_interval,
+            pool_presets=fc.pool_presets,
         )
         return cls(config, labeler, prices if evaluates else None)
 
@@ -194,7 +196,7 @@ class FarmService:
         self.poller = Poller(self.drivers, cfg.max_concurrency, cfg.deadline_s, clock)
         self.scanner = Scanner(self.drivers, cfg.scan_ports, labeler, use_pyasic=cfg.use_pyasic, clock=clock,
                                probe_timeout_s=cfg.probe_timeout_s)
-        self.actions = ActionService(self.store, self.drivers, clock=clock)
+        self.actions = ActionService(self.store, self.drivers, clock=clock, presets=cfg.pool_presets)
         self._webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
         all_sinks = list(sinks) + ([self._webhook] if self._webhook else [])
         # a proxy in another process: its figures are read in the background by this service (`run`); a

@@ -18,7 +18,8 @@ builds the same from the parts:
                                            and why it cannot be judged now (`problem`: the proxy is down...)
 - POST /farm/api/devices/{id}/reboot       audited actions (JSON body: actor, and index / pools)
 - POST /farm/api/devices/{id}/switch-pool
-- POST /farm/api/devices/{id}/pools
+- POST /farm/api/devices/{id}/pools        {"pools": [...]} or {"preset": NAME} (`[[farm.pool_presets]]`, e.g.
+                                           the farm proxy: each device keeps its own worker name)
 - POST /farm/api/devices/{id}/sleep        stop hashing / hash again (the audited action curtailment uses)
 - POST /farm/api/devices/{id}/wake
 - POST /farm/api/ingest                    a batch of readings and inventory from a collector (`pithead farm
@@ -233,7 +234,10 @@ class PoolBody(BaseModel):
 
 
 class SetPoolsBody(ActionBody):
-    pools: list[PoolBody] = Field(min_length=1, max_length=3)
+    """Either `pools` (1-3), or `preset`: the name of a `[[farm.pool_presets]]` (e.g. "proxy")."""
+
+    pools: list[PoolBody] | None = Field(default=None, min_length=1, max_length=3)
+    preset: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 def _status_json(st: DeviceStatus, alerted: set[str]) -> dict[str, Any]:
@@ -410,6 +414,12 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
     async def set_pools(device_id: str, body: SetPoolsBody, how: str = Depends(authorised)) -> dict[str, Any]:
         svc = need_actions()
         await known(device_id)
+        if (body.pools is None) == (body.preset is None):
+            raise HTTPException(422, "give either pools (a list of url, user, password) or preset (a name of "
+                                "[[farm.pool_presets]]), not both or neither")
+        if body.preset is not None:
+            return _result_json(await svc.set_preset(device_id, body.preset, body.actor, auth=how))
+        assert body.pools is not None
         try:
             specs = [PoolSpec(p.url, p.user, p.password) for p in body.pools]
         except DriverError as exc:
