@@ -124,6 +124,18 @@ MAX_LOGGED_PER_KIND = 20
 
 
 @dataclass(frozen=True, slots=True)
+class LiveMachine:
+    """A machine connected now: a V1 session's worker, or an SV2 channel's."""
+
+    worker: str
+    remote: str  # the IP it connects from
+    tag: bytes | None  # its extranonce1 (the proxy's tag; None before subscribe)
+    difficulty: float
+    connected_at: float
+    protocol: str  # "sv1" | "sv2"
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamSpec:
     """One pool the proxy mines to (what `[[proxy.upstreams]]` says)."""
 
@@ -657,42 +669,58 @@ class FarmProxy:
             })
         return out
 
-    def last_credited(self) -> dict[str, float]:
-        """The machines behind the proxy (connected now, or with pool-side figures) and when the pool last
-        credited a share of theirs; for one never credited, when the proxy first saw it (so a machine that just
-        came is given the whole of the farm's "hashing but no shares" window before it is judged). Call it on
-        the proxy's event loop (it reads the live sessions)."""
-        out: dict[str, float] = {}
+    def live_machines(self) -> list[LiveMachine]:
+        """Every machine connected now, by worker: each V1 session's authorized workers and each open SV2
+        channel (standard or extended), alike."""
+        out: list[LiveMachine] = []
         for c in self.server.connections:
             s = c.session
             if s is not None:
                 for name in s.workers:
-                    out[name] = min(out.get(name, s.connected_at), s.connected_at)
-        for name, m in self.machines.machines.items():
-            last = m.credited.last_at
-            out[name] = last if last is not None else min(out.get(name, m.seen_at), m.seen_at)
+                    out.append(LiveMachine(name, s.remote or "", s.extranonce1, s.difficulty, s.connected_at, "sv1"))
+        if self.sv2 is not None:
+            for sc in self.sv2.connections:
+                conn = sc.connection
+                if conn is None:
+                    continue
+                for ch in conn.channels.values():
+                    if ch.is_open:
+                        out.append(LiveMachine(ch.worker.name, sc.ip, ch.extranonce1, ch.level.difficulty,
+                                               conn.connected_at, "sv2"))
+        return out
+
+    def last_credited(self) -> dict[str, float]:
+        """The machines behind the proxy (connected now over V1 or V2, or with pool-side figures) and when the
+        pool last credited a share of theirs; for one never credited, when the proxy first saw it (so a machine
+        that just came is given the whole of the farm's "hashing but no shares" window before it is judged).
+        Call it on the proxy's event loop (it reads the live sessions)."""
+        out: dict[str, float] = {}
+        for m in self.live_machines():
+            out[m.worker] = min(out.get(m.worker, m.connected_at), m.connected_at)
+        for name, fig in self.machines.machines.items():
+            last = fig.credited.last_at
+            out[name] = last if last is not None else min(out.get(name, fig.seen_at), fig.seen_at)
         return out
 
     def machine_snapshot(self, now: float) -> list[dict[str, Any]]:
-        """Per machine (worker name): its sessions, where it mines, its own figures and the pool's."""
-        sessions: dict[str, list[PoolSession]] = {}
-        for c in self.server.connections:
-            s = c.session
-            if s is not None:
-                for name in s.workers:
-                    sessions.setdefault(name, []).append(s)
-        names = set(sessions) | set(self.machines.machines)
+        """Per machine (worker name): its sessions (V1) and channels (V2), where it mines, its own figures
+        and the pool's."""
+        live: dict[str, list[LiveMachine]] = {}
+        for m in self.live_machines():
+            live.setdefault(m.worker, []).append(m)
+        names = set(live) | set(self.machines.machines)
         out = []
         for name in sorted(names):
-            live = sessions.get(name, [])
+            mine = live.get(name, [])
             local = self.server.stats.workers.get(name)
             pool = self.machines.machines.get(name)
-            routes = [r for s in live if (r := self.book.route_of(s.extranonce1)) is not None]
+            routes = [r for m in mine if (r := self.book.route_of(m.tag)) is not None]
             out.append({
-                "worker": name, "sessions": len(live),
-                "remote": sorted({s.remote or "" for s in live}),
-                "tags": [s.extranonce1.hex() for s in live if s.extranonce1 is not None],
-                "difficulty": max((s.difficulty for s in live), default=None),
+                "worker": name, "sessions": len(mine),
+                "protocols": sorted({m.protocol for m in mine}),
+                "remote": sorted({m.remote for m in mine}),
+                "tags": [m.tag.hex() for m in mine if m.tag is not None],
+                "difficulty": max((m.difficulty for m in mine), default=None),
                 "upstream": routes[0].upstream if routes else None,
                 "connection": routes[0].key[1] if routes else None,
                 "local": local.snapshot(now) if local is not None else None,
