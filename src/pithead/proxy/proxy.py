@@ -390,6 +390,7 @@ class FarmProxy:
         was_ready = health.ready_connections
         self._update_health(now)
         if up.name == self.book.active:
+            self._limit_masks()  # a job that forbids version rolling narrows the machines' mask before it goes
             self._send(rj, clean=ev.clean, only=self._on_route(rj.route))
             # machines that became ready while no connection of this pool had work get placed now
             self._place(lambda s: self.book.route_of(s.extranonce1) is None)
@@ -478,17 +479,25 @@ class FarmProxy:
         self._place(lambda s: True)
 
     def _limit_masks(self) -> None:
-        """The machines may roll what the active pool granted (every connection of it), within the proxy's
-        own mask; sent to every machine whose mask changes."""
+        """The machines may roll what the active pool granted (every connection of it) and what its current
+        jobs allow, within the proxy's own mask; sent to every machine whose mask changes (BIP310
+        set_version_mask, before the job it comes with). An SV2 pool's job with version_rolling_allowed =
+        false is work with mask 0 (`pithead.stratum.client.v2.miner_work`): the machines get mask 0 and stop
+        rolling, and a rolled share on it is refused to the machine with the session's clear reason (bad
+        version bits), never accepted and then lost upstream (sv2-apps #650); a later job that allows rolling
+        widens the mask again."""
         active = self.book.active
         if active is None:
             return
-        masks = [c.version_mask for c in self.upstreams[active].connections if c.ready]
-        if not masks:
+        ready = [c for c in self.upstreams[active].connections if c.ready]
+        if not ready:
             return
         grant = FULL_MASK
-        for m in masks:
-            grant &= m
+        for c in ready:
+            grant &= c.version_mask
+            route = self.book.routes.get((active, c.index))
+            if route is not None and route.alive and route.current is not None:
+                grant &= route.current.work.version_mask
         if grant != self.server.version_mask_limit:
             self.server.limit_version_mask(grant)
 
