@@ -29,9 +29,17 @@ What it is: the assembly, and the policy that ties the parts together.
   the new pool and gets its job with clean_jobs (and set_version_mask, set_difficulty first when they
   change): no reconnect, no new extranonce (the tag stays; only coinb1 changes). A connection that dies
   moves its machines to a sibling connection the same way, and its unanswered shares are counted as lost.
+- SV2 upstreams follow the farm: each channel opens with `sv2_nominal_hash_rate` (before any machine is
+  behind it); then UpdateChannel declares the hashrate of the machines on it (`channel_hash_rates`: their
+  locally judged shares, or their difficulty at the vardiff target), at most every `sv2_update_interval`
+  and only on a change of UPDATE_CHANNEL_CHANGE, so the pool's target follows the farm. A job that forbids
+  version rolling (`version_rolling_allowed = false`: work with mask 0) narrows the machines' mask to 0
+  before it goes out (`_limit_masks`), so rolled shares are refused to the machine, never lost upstream.
 - Keepalive: a pool that sends no new job for `keepalive_interval` gets its current job re-sent to its
   machines with a later ntime (firmware drops a silent pool after 60-120 s).
-- The operator: `switch` (pin a pool, or `auto`), `drain` and `resume`; `snapshot` for the API.
+- The operator: `switch` (pin a pool, or `auto`), `drain` and `resume`; `snapshot` for the API;
+  `live_machines` (V1 sessions and SV2 channels alike) behind `machine_snapshot` and `last_credited` (the
+  farm's "no shares" alert, in-process or over the API's `/proxy/api/credited`).
 
 What it is not: the protocol (the sessions), HTTP (`pithead.web.proxy`) or the process
 (`pithead.app.proxy`).
@@ -45,6 +53,7 @@ import logging
 import os
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -55,7 +64,7 @@ from pithead.chain.params import network_by_name
 from pithead.proxy.extranonce import ExtranonceTooSmall
 from pithead.proxy.failover import Failover, PoolChoice, UpstreamHealth
 from pithead.proxy.figures import MachineBook, UpstreamFigures
-from pithead.proxy.jobs import RelayBook, RelayedJob, UpstreamRoute
+from pithead.proxy.jobs import RelayBook, RelayedJob, RouteKey, UpstreamRoute
 from pithead.proxy.upstream import (
     REFUSED_RETRY_S,
     UPSTREAM_IDLE_TIMEOUT,
@@ -80,6 +89,7 @@ from pithead.stratum.client.v2 import Sv2Client, Sv2PoolAddress
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.pool import PoolServer, ServerLimits
+from pithead.stratum.server.stats import HASHES_PER_DIFF1
 from pithead.stratum.server.v2 import Sv2Endpoint
 from pithead.stratum.v1.client import (
     AuthorizationFailed,
@@ -119,6 +129,9 @@ MAX_DIFFICULTY = 1e15
 MAX_PENDING_PER_CONNECTION = 65_536
 """Shares one upstream connection may have in flight: a farm's burst at a low pool difficulty, not a dead
 pool (that is `answer_timeout`'s to catch); bounded, as ~200 bytes each."""
+UPDATE_CHANNEL_CHANGE = 0.25
+"""How far (relative) the machines' hashrate on an SV2 channel must move from what it last declared before
+UpdateChannel is sent again: vardiff noise is not news, a rack coming or going is."""
 MAX_LOGGED_PER_KIND = 20
 """Lines logged per kind of repeated problem (a pool rejecting every share must not flood the log)."""
 
@@ -169,6 +182,9 @@ class ProxySettings:
     # Stratum V2 upstreams: the hashrate each channel declares when it opens (H/s; the pool's first target
     # follows it; 0: the pool's start difficulty)
     sv2_nominal_hash_rate: float = 0.0
+    # Stratum V2 upstreams: at most one UpdateChannel per channel this often (seconds), with the hashrate of
+    # the machines on it, when it moved by UPDATE_CHANNEL_CHANGE
+    sv2_update_interval: float = 30.0
     # a Stratum V2 pool refused for its certificate is tried again after this many seconds
     sv2_refused_retry: float = REFUSED_RETRY_S
     # reconnecting to a pool that is down: the client shell's backoff (first and longest wait, seconds)
@@ -310,6 +326,7 @@ class FarmProxy:
                     conn.client.drop()
         self._update_health(now)
         self._decide(now)
+        self._update_channels(now)
         active = self.book.active
         for route in list(self.book.routes.values()):
             if route.upstream == active and route.alive and now - route.last_job_at >= s.keepalive_interval:
@@ -320,6 +337,50 @@ class FarmProxy:
             self._swept_at = now
             for tag in [t for t in self.book.placed() if not self.allocator.in_use(t)]:
                 self.book.unplace(tag)
+
+    def channel_hash_rates(self, now: float) -> dict[RouteKey, float]:
+        """The nominal hashrate of the machines on each upstream connection (H/s): each machine's hashrate as
+        the proxy judged its shares (the last 5 minutes; not what the pool credited, which is capped by the
+        pool's own difficulty), or, for one with no share yet, what its difficulty means at the vardiff
+        target (difficulty x 2^32 / share_interval). A worker on several sessions counts once, split."""
+        live = [m for m in self.live_machines() if m.tag is not None]
+        sessions = Counter(m.worker for m in live)
+        rates: dict[RouteKey, float] = {}
+        stats = self.server.stats.workers
+        for m in live:
+            route = self.book.route_of(m.tag)
+            if route is None:
+                continue
+            st = stats.get(m.worker)
+            rate = st.hashrate(now)["5m"] if st is not None and st.accepted else 0.0
+            if rate <= 0.0:
+                rate = m.difficulty * HASHES_PER_DIFF1 / self.settings.share_interval
+            rates[route.key] = rates.get(route.key, 0.0) + rate / sessions[m.worker]
+        return rates
+
+    def _update_channels(self, now: float) -> None:
+        """SV2 upstreams: tell each channel's pool the hashrate of the machines on it (UpdateChannel), so its
+        target follows the farm (the channel opened with `sv2_nominal_hash_rate`, before any machine came);
+        at most every `sv2_update_interval`, and only when it moved by UPDATE_CHANNEL_CHANGE."""
+        rates: dict[RouteKey, float] | None = None
+        for up in self.upstreams.values():
+            for conn in up.connections:
+                link = conn.client
+                if not conn.ready or not isinstance(link, Sv2Link):
+                    continue
+                if conn.declared_at is not None and now - conn.declared_at < self.settings.sv2_update_interval:
+                    continue
+                if rates is None:
+                    rates = self.channel_hash_rates(now)
+                rate = rates.get((up.name, conn.index), 0.0)
+                if rate <= 0.0:
+                    continue  # no machine on it: the pool keeps what it has (a zero says nothing)
+                declared = conn.declared_rate
+                if declared > 0.0 and abs(rate - declared) <= UPDATE_CHANNEL_CHANGE * declared:
+                    continue
+                if link.update_hash_rate(rate):
+                    conn.declared_rate, conn.declared_at = rate, now
+                    log.info("upstream %s connection %d: UpdateChannel %.3g H/s", up.name, conn.index, rate)
 
     # --- upstream events ---------------------------------------------------------------------------------
     def _on_upstream(self, up: Upstream, index: int, ev: ClientEvent | ShellEvent) -> None:
