@@ -58,12 +58,16 @@ class IssuedJob:
     # The hardest share difficulty a miner may be given while on this job (None: the pool's own bounds):
     # a farm proxy's job carries its upstream's difficulty, so no machine is set above it.
     max_difficulty: float | None = None
+    # The version bits a share on this job may roll (None: the pool's own rules): a farm proxy's job carries
+    # what its upstream allows, which the V2 channels follow per job (V1 sessions follow the server's limit).
+    version_mask: int | None = None
 
     def line(self, clean: bool) -> bytes:
         return self.line_clean if clean else self.line_update
 
 
-def issue(job: Job, seq: int, generation: int, max_difficulty: float | None = None) -> IssuedJob:
+def issue(job: Job, seq: int, generation: int, max_difficulty: float | None = None,
+          version_mask: int | None = None) -> IssuedJob:
     return IssuedJob(
         job,
         seq,
@@ -71,6 +75,7 @@ def issue(job: Job, seq: int, generation: int, max_difficulty: float | None = No
         encode_notification(NOTIFY, job.notify_params(True)),
         encode_notification(NOTIFY, job.notify_params(False)),
         max_difficulty,
+        version_mask,
     )
 
 
