@@ -325,7 +325,12 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running,
     # The simulated Antminers serve their stock web interface (where sleep/wake go) on the fleet's web port.
     web_port = (ports or {}).get(DriverKind.AXEOS, ())
     drivers = default_drivers(antminer_web_port=web_port[0]) if web_port else None
-    service = FarmService(farm_store, setup.config, drivers=drivers, labeler=setup.labeler, prices=setup.prices,
+    farm_cfg = setup.config
+    if proxy is not None and not any(p.name == "proxy" for p in farm_cfg.pool_presets):
+        # the pool action's "proxy" preset points a machine at this proxy (each keeps its worker name)
+        farm_cfg = dataclasses.replace(farm_cfg, pool_presets=(
+            *farm_cfg.pool_presets, config_mod.PoolPreset("proxy", (proxy.stratum_url,))))
+    service = FarmService(farm_store, farm_cfg, drivers=drivers, labeler=setup.labeler, prices=setup.prices,
                           hashprice=lambda: hashprice, sinks=farm_sinks(running), shares=shares)
     # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",
