@@ -135,6 +135,34 @@ async def test_a_farm_service_with_proxy_url_reads_the_proxy_and_shows_why_it_ca
         store.close()
 
 
+async def test_the_farm_page_says_why_no_shares_cannot_be_judged(tmp_path: Path) -> None:
+    """The farm's page, in headless Chromium: with `[farm] proxy_url` on a proxy that does not answer, the
+    alerts panel says "no shares" is not judged, and why."""
+    from web.cdp import Browser, find_chromium, require_chromium
+
+    if find_chromium() is None:
+        require_chromium()  # fails in CI, skips elsewhere
+    store = FarmStore(tmp_path / "farm.sqlite3")
+    svc = FarmService(store, FarmSetup.from_config(FarmConfig(proxy_url="http://127.0.0.1:9")).config)
+    assert svc.share_reader is not None
+    await svc.share_reader.take()
+    app = FastAPI()
+    app.include_router(service_router(svc))
+    web = WebServer(app, "127.0.0.1", 0)
+    await web.start()
+    try:
+        async with Browser(require_chromium()) as b:
+            await b.navigate(web.url + "/farm/")
+            await b.wait_for("document.body?.dataset.ready === '1'")
+            text = await b.wait_for("!document.getElementById('shares-source').hidden && "
+                                    "document.getElementById('shares-source').innerText")
+            assert "not judged" in text and "cannot read the proxy at http://127.0.0.1:9" in text, text
+            assert b.console_errors == [], b.console_errors
+    finally:
+        await web.stop()
+        store.close()
+
+
 def test_the_proxy_url_and_its_answer_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"farm\.proxy_url"):
         validate(FarmConfig(proxy_url="stratum+tcp://10.0.0.2:3334"))

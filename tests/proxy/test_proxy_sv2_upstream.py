@@ -257,6 +257,8 @@ async def test_update_channel_declares_the_machines_hashrate_and_the_pools_targe
                                                                    if r.machines)
         # the machines' own difficulty was never capped below theirs: the figure is not circular
         assert all(s.session is not None and s.session.difficulty == machine_diff for s in proxy.server.connections)
+        shown = {c["index"]: c["declared_hash_rate"] for c in proxy.snapshot()["upstreams"][0]["connections"]}
+        assert {i: v for i, v in shown.items() if v} == {i: v for i, v in declared.items() if v}
         at = {c.index: c.declared_at for c in conns}
         await asyncio.sleep(3 * settings.sv2_update_interval)
         proxy.tick(time.time())

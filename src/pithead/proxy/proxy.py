@@ -722,6 +722,8 @@ class FarmProxy:
                     "difficulty": cur.work.difficulty if cur is not None else None,
                     "version_mask": f"{c.version_mask:08x}", "machines": route.machines if route is not None else 0,
                     "in_flight": len(c.in_flight),
+                    # SV2: the hashrate the channel last declared to the pool (UpdateChannel; None: not yet)
+                    "declared_hash_rate": c.declared_rate if c.declared_at is not None else None,
                     "last_job_age_s": None if c.last_job_at is None else now - c.last_job_at,
                 })
             out.append({
