@@ -237,6 +237,7 @@ class FarmProxy:
         self._task: asyncio.Task[None] | None = None
         self._logged: dict[str, int] = {}
         self._swept_at = 0.0
+        self._channels_checked_at = float("-inf")
         self.host = ""
         self.port = 0
 
@@ -362,6 +363,9 @@ class FarmProxy:
         """SV2 upstreams: tell each channel's pool the hashrate of the machines on it (UpdateChannel), so its
         target follows the farm (the channel opened with `sv2_nominal_hash_rate`, before any machine came);
         at most every `sv2_update_interval`, and only when it moved by UPDATE_CHANNEL_CHANGE."""
+        if now - self._channels_checked_at < self.settings.sv2_update_interval:
+            return  # one look at every machine per interval, not per housekeeping tick (10,000 machines)
+        self._channels_checked_at = now
         rates: dict[RouteKey, float] | None = None
         for up in self.upstreams.values():
             for conn in up.connections:
