@@ -179,6 +179,19 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class PoolPreset:
+    """`[[farm.pool_presets]]`: a named pool list the farm's pool action puts on a device
+    (`pithead farm switch-pool DEVICE --preset NAME`, `POST /farm/api/devices/{id}/pools {"preset": NAME}`)."""
+
+    name: str = ""  # e.g. "proxy": the farm proxy's stratum URL, so machines can be pointed at it
+    urls: tuple[str, ...] = ()  # 1-3 pools in priority order: stratum+tcp://HOST:PORT (or stratum+ssl)
+    # the worker each device mines as; "{worker}" is the device's own current worker name (a proxy then
+    # knows each machine by it, and the farm's "no shares" alert still finds it)
+    user: str = "{worker}"
+    password: str = field(default="x", repr=False)
+
+
+@dataclass(frozen=True)
 class FarmConfig:
     """`[farm]`: the fleet manager (`pithead farm run|collect`, and the farm of `up` and `serve`)."""
 
@@ -228,6 +241,11 @@ class FarmConfig:
     # Prometheus: per-machine series too (one series per machine and metric: cardinality!); off: by site,
     # rack, model and state only
     metrics_per_machine: bool = False
+    # The machines mine through a farm proxy in another process: its API (`[proxy] api_bind`/`api_port`,
+    # e.g. "http://10.0.0.2:8090"); "hashing but no shares" is judged on what its pools credited each machine
+    proxy_url: str | None = None
+    proxy_read_interval: float = 15.0  # seconds between reads of the proxy's figures
+    pool_presets: tuple[PoolPreset, ...] = ()  # named pool lists for the pool action ([[farm.pool_presets]])
 
 
 @dataclass(frozen=True)
@@ -669,8 +687,33 @@ def _check_web(p: _Problems, web: WebConfig) -> None:
 def _check_farm(p: _Problems, farm: FarmConfig) -> None:
     if farm.sim_devices < 0:
         p.add("farm.sim_devices", f"must be 0 or more, not {farm.sim_devices}")
-    for name in ("poll_interval", "poll_deadline", "rescan_interval"):
+    for name in ("poll_interval", "poll_deadline", "rescan_interval", "proxy_read_interval"):
         _positive(p, f"farm.{name}", getattr(farm, name))
+    preset_names: set[str] = set()
+    for i, preset in enumerate(farm.pool_presets):
+        at = f"farm.pool_presets[{i}]"
+        if not preset.name or len(preset.name) > 64 or not preset.name.replace("-", "").replace("_", "").isalnum():
+            p.add(f"{at}.name", f"must be 1-64 letters, digits, - or _, not {preset.name!r}")
+        elif preset.name in preset_names:
+            p.add(f"{at}.name", f"{preset.name!r} names two presets: give each a distinct name")
+        preset_names.add(preset.name)
+        if not 1 <= len(preset.urls) <= 3:
+            p.add(f"{at}.urls", f"must list 1-3 pools (a device keeps at most three), not {len(preset.urls)}")
+        for url in preset.urls:
+            parts = urlsplit(url)
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if parts.scheme not in ("stratum+tcp", "stratum+ssl") or not parts.hostname or port is None:
+                p.add(f"{at}.urls", f"must be stratum+tcp://HOST:PORT (or stratum+ssl), not {url!r}")
+        if not preset.user or "{" in preset.user.replace("{worker}", ""):
+            p.add(f"{at}.user", f"must be a worker name, or contain {{worker}} (the device's own), not {preset.user!r}")
+    if farm.proxy_url is not None:
+        where = urlsplit(farm.proxy_url)
+        if where.scheme not in ("http", "https") or not where.hostname:
+            p.add("farm.proxy_url", f"must be http://HOST:PORT (where `pithead proxy run` serves its API), "
+                  f"not {farm.proxy_url!r}")
     if farm.max_concurrent_polls < 1:
         p.add("farm.max_concurrent_polls", f"must be 1 or more, not {farm.max_concurrent_polls}")
     if farm.spool_max_items < 1:

@@ -181,6 +181,17 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
                 k["rack"].startswith("rack-") and k["accepted"] > 0 for k in r["racks"]))
             assert racks["labels"]["devices"] == FAST["sim_devices"]
             assert "pithead_proxy_rack_shares_total" in (await client.get("/metrics")).text
+            # the farm's "no shares" source is the proxy in this process, read; its "proxy" pool preset points a
+            # device at the proxy with the device's own worker name (audited)
+            shares = await _until(client, "/farm/api/shares", lambda sh: sh["problem"] is None)
+            assert shares["configured"] and shares["source"] == "the proxy in this process"
+            dev = devices[0]
+            moved = (await client.post(f"/farm/api/devices/{dev['id']}/pools",
+                                       json={"actor": "test", "preset": "proxy"})).json()
+            assert moved["ok"], moved
+            audit = (await client.get("/farm/api/audit", params={"device_id": dev["id"]})).json()
+            assert audit[0]["params"]["preset"] == "proxy"
+            assert audit[0]["params"]["pools"] == [{"url": running.proxy.stratum_url, "user": dev["worker"]}]
         await _dashboard_in_browser(running.web_url, "simulated fleet" in running.parts)
         final = (await client.get("/api/pool")).json()
         return {"height": net["height"], "blocks": {b["hash"] for b in blocks}, "miners": running.miner_addresses,

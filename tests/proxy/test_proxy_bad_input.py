@@ -21,6 +21,10 @@ import orjson
 import pytest
 
 from pithead.proxy.proxy import FarmProxy
+from pithead.stratum.client.v2 import miner_work
+from pithead.stratum.v1.client import NewWork
+from pithead.stratum.v2.client import ChannelWork
+from pithead.stratum.version import BIP323_MASK
 from stratum.rawclient import RawClient
 
 from .harness import QUICK, WAIT_S, FakePool, start_proxy, stop_all, wait_for
@@ -232,3 +236,47 @@ async def test_a_machines_handshake_never_waits_on_a_pool() -> None:
         await m.close()
     finally:
         await stop_all(proxy, later, silent)
+
+
+async def test_a_job_that_forbids_version_rolling_stops_the_machines_rolling() -> None:
+    """An SV2 pool's extended job with version_rolling_allowed = false is work with mask 0 (`miner_work`):
+    before it goes out the machines are told mask 00000000, a rolled share on it is refused to the machine
+    with a clear error (not accepted and then lost upstream, sv2-apps #650), a plain one is forwarded and
+    credited; a later job that allows rolling gives the machines their mask back. The job is the pool's
+    own, delivered as the V2 link delivers one (a `NewWork` on the connection)."""
+    for allowed, mask in ((False, 0), (True, BIP323_MASK)):
+        job = ChannelWork(1, 7, b"\0" * 32, 0x20000000, 0x207FFFFF, 0, 1 << 250, allowed, merkle_root=b"\x11" * 32)
+        assert miner_work(job, True, 1).version_mask == mask
+
+    pool = FakePool("good")
+    await pool.start()
+    proxy = await start_proxy([pool.spec("v2ish", 0)])
+    try:
+        m = await machine(proxy, "rack6.m1")
+        await next_job_from(proxy, m, "v2ish")
+        up = proxy.upstreams["v2ish"]
+        route = proxy.book.route_of(m.extranonce1)
+        assert route is not None and route.current is not None
+        work = route.current.work
+        assert work.version_mask & 0x1FFFE000
+
+        proxy._on_upstream(up, route.key[1], NewWork(replace(work, version_mask=0), False))
+        await wait_for(lambda: any(n["method"] == "mining.set_version_mask" for n in list(m.notes._queue)),  # type: ignore[attr-defined]
+                       "the machine told to stop rolling")
+        masks = [n["params"][0] for n in list(m.notes._queue) if n["method"] == "mining.set_version_mask"]  # type: ignore[attr-defined]
+        assert masks == ["00000000"], masks
+        job = await next_job_from(proxy, m, "v2ish")
+        rolled = await m.submit_one("rack6.m1", job, version_bits=0x00002000)
+        assert rolled["result"] is not True and "version" in str(rolled["error"]).lower(), rolled
+        plain = await m.submit_one("rack6.m1", job)
+        assert plain["result"] is True, plain
+        await wait_for(lambda: proxy.figures["v2ish"].counts.accepted == 1, "the plain share credited")
+        assert not proxy.figures["v2ish"].counts.lost
+
+        proxy._on_upstream(up, route.key[1], NewWork(work, False))  # rolling allowed again
+        await wait_for(lambda: [n["params"][0] for n in list(m.notes._queue)  # type: ignore[attr-defined]
+                                if n["method"] == "mining.set_version_mask"][-1:] == ["1fffe000"],
+                       "the machine's mask given back")
+        await m.close()
+    finally:
+        await stop_all(proxy, pool)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pithead.app.proxy import ProxyShareActivity
+from pithead.app.proxy import LocalProxyCredits
 from pithead.config import PoolConfig
 from pithead.farm.alerts import AlertManager, AlertThresholds
 from pithead.farm.model import (
@@ -32,6 +32,7 @@ from pithead.farm.model import (
     PoolEntry,
     Reading,
 )
+from pithead.farm.proxy_shares import ProxyShareActivity
 from pithead.farm.store import FarmStore
 from pithead.farm.store_async import AsyncFarmStore
 from pithead.proxy.figures import WindowCount, sum_windows
@@ -172,8 +173,8 @@ async def test_racks_metrics_and_the_farms_no_shares_alert(tmp_path: Path) -> No
 
         # The farm's alert from the proxy's figures: m3 is connected and hashing but nothing was credited;
         # m1 and m2 were; m4 never came to the proxy (the proxy says nothing of it: not judged on its word).
-        shares = ProxyShareActivity(proxy)
-        shares.take()
+        shares = ProxyShareActivity(LocalProxyCredits(proxy))
+        await shares.take()
         times = shares.last_share_times([*workers, "stray.m5"])
         assert set(times) == {"rackA.m1", "rackB.m2", "rackB.m3", "stray.m5"}
         m3_seen = times["rackB.m3"]  # never credited: since when the proxy has seen it

@@ -27,6 +27,8 @@ from pithead.stratum.client.v2 import Sv2PoolAddress, parse_sv2_url
 from pithead.stratum.v2 import cert, secp256k1
 from pithead.stratum.v2.channels import ChannelKind
 from pithead.template.sources.static import StaticTemplateSource
+from pithead.web.proxy import credited as credited_ages
+from pithead.web.proxy import racks
 from stratum.helpers import regtest_template
 
 from .harness import QUICK, Upstream, stop_all, sv2_key_file, wait_for
@@ -68,6 +70,16 @@ async def test_pithead_miner_over_sv2_mines_through_the_proxy_to_a_v1_pool() -> 
         assert len(targets) == 2
         assert all(DIFF1_TARGET / t <= UPSTREAM_DIFFICULTY * (1 + 1e-9) for t in targets)
         assert proxy.snapshot()["machines"]["sv2_connections"] == 2
+        # the SV2 machines are machines like V1 ones: in the per-machine figures, the racks and the farm's feed
+        snap = {m["worker"]: m for m in proxy.machine_snapshot(time.time())}
+        for k in miners:
+            got = snap[f"rack3.{k.value}"]
+            assert (got["sessions"], got["protocols"], got["remote"], got["upstream"]) == (1, ["sv2"], ["127.0.0.1"], "a")
+            assert got["difficulty"] <= UPSTREAM_DIFFICULTY * (1 + 1e-9) and len(got["tags"]) == 1
+            assert got["pool"]["accepted"] >= 3
+        (rack,) = racks(proxy)
+        assert rack["machines"] == rack["mining"] == 2 and rack["accepted"] >= 6
+        assert set(credited_ages(proxy)["machines"]) == {"rack3.standard", "rack3.extended"}
         for m in miners.values():
             assert m.client is not None
             m.client.stop()

@@ -19,6 +19,7 @@ is no SV2 pool) are a clear error and a failover, never a crash: see the last te
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,9 @@ from pithead.miner.runner import Miner, MinerOptions
 from pithead.node.node import EmbeddedNode
 from pithead.stratum.client.connection import PoolAddress
 from pithead.stratum.v2 import secp256k1
+from pithead.stratum.v2.channels import ChannelKind
+from pithead.stratum.v2.client import MinerChannelConfig, MinerConnection
+from pithead.stratum.v2.errors import NotMining
 from pithead.template.sources.static import StaticTemplateSource
 from stratum.dialects import CgMiner, Firmware
 from stratum.helpers import regtest_template
@@ -210,3 +214,62 @@ async def test_bad_input_from_an_sv2_upstream_is_a_clear_error_and_a_failover(be
     finally:
         await m.close()
         await stop_all(proxy, bad, backup)
+
+
+async def test_update_channel_declares_the_machines_hashrate_and_the_pools_target_follows(tmp_path: Path) -> None:
+    """Each SV2 channel opens before any machine is behind it (nominal hashrate 0: the pool's start
+    difficulty); once machines are on it, the proxy sends UpdateChannel with their hashrate (no share yet:
+    difficulty x 2^32 / share_interval each), and pithead's pool re-bases its vardiff on it: the channel's
+    difficulty becomes that hashrate x the pool's share interval / 2^32, per channel, with the number of
+    machines on it. A second UpdateChannel waits for the interval and a real change."""
+    key_file, _ = sv2_key_file(tmp_path / "a.key")
+    cfg = PoolConfig(port=0, mode="solo", network="regtest", refresh_interval=3600.0, start_difficulty=1e-2,
+                     min_difficulty=1e-6, max_difficulty=1e3, share_interval=1000.0)
+    up = Upstream("a", cfg, lambda: StaticTemplateSource(regtest_template(bits=0x1D00FFFF, height=200,
+                                                                          curtime=int(time.time()))),
+                  sv2_key_file=key_file)
+    await up.start()
+    machine_diff = 1e-3
+    settings = replace(QUICK, start_difficulty=machine_diff, min_difficulty=machine_diff, share_interval=10.0,
+                       sv2_update_interval=0.2)
+    proxy = await start_proxy([up.sv2_spec(0)], settings)
+    ms: list[CgMiner] = []
+    try:
+        await wait_for(lambda: proxy.book.active == "a", "the SV2 pool in use")
+        ms = [CgMiner(f"rack7.m{i}", "x", seed=i) for i in range(3)]
+        for m in ms:
+            await m.connect("127.0.0.1", proxy.port)
+            await m.handshake()
+        routes = [r for r in proxy.book.routes.values() if r.upstream == "a" and r.alive]
+        await wait_for(lambda: sum(r.machines for r in routes) == 3, "the machines placed")
+        per_machine = machine_diff * 2**32 / settings.share_interval
+
+        def followed() -> bool:
+            return all(r.current is not None and math.isclose(r.current.upstream_difficulty,
+                                                              r.machines * per_machine * cfg.share_interval / 2**32,
+                                                              rel_tol=1e-4)
+                       for r in routes if r.machines)
+
+        await wait_for(followed, "each channel's difficulty to follow its machines' hashrate")
+        conns = proxy.upstreams["a"].connections
+        declared = {c.index: c.declared_rate for c in conns}
+        assert sorted(v for v in declared.values() if v) == sorted(r.machines * per_machine for r in routes
+                                                                   if r.machines)
+        # the machines' own difficulty was never capped below theirs: the figure is not circular
+        assert all(s.session is not None and s.session.difficulty == machine_diff for s in proxy.server.connections)
+        shown = {c["index"]: c["declared_hash_rate"] for c in proxy.snapshot()["upstreams"][0]["connections"]}
+        assert {i: v for i, v in shown.items() if v} == {i: v for i, v in declared.items() if v}
+        at = {c.index: c.declared_at for c in conns}
+        await asyncio.sleep(3 * settings.sv2_update_interval)
+        proxy.tick(time.time())
+        assert {c.index: c.declared_at for c in conns} == at  # nothing moved: no second UpdateChannel
+    finally:
+        for m in ms:
+            await m.close()
+        await stop_all(proxy, up)
+
+
+def test_update_channel_needs_an_open_channel() -> None:
+    conn = MinerConnection(MinerChannelConfig("acct.farm", ChannelKind.EXTENDED), None)
+    with pytest.raises(NotMining, match="no channel to update"):
+        conn.update_channel(1e12)

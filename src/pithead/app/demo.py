@@ -47,7 +47,7 @@ from pithead.app.parts import (
     start_pool,
     start_web,
 )
-from pithead.app.proxy import ProxyShareActivity
+from pithead.app.proxy import LocalProxyCredits
 from pithead.bitcoind.rpc import NodeError, RpcClient
 from pithead.chain.address import script_to_address
 from pithead.chain.params import Network
@@ -56,6 +56,7 @@ from pithead.farm.drivers import default_drivers
 from pithead.farm.energy import PriceSchedule, hashprice_per_th_day
 from pithead.farm.inventory import Labeler
 from pithead.farm.model import DriverKind
+from pithead.farm.proxy_shares import ProxyShareActivity
 from pithead.farm.service import FarmService, FarmSetup
 from pithead.farm.store import FarmStore
 from pithead.fleetsim.clock import SimClock
@@ -319,12 +320,17 @@ async def _start_farm(opts: UpOptions, cfg: config_mod.Config, running: Running,
     hashprice = hashprice_per_th_day(DEMO_NET_DIFFICULTY, DEMO_NET_SUBSIDY_BTC, DEMO_NET_FEES_BTC, DEMO_BTC_PRICE_USD)
     shares = None
     if proxy is not None:  # "hashing but no shares", for the machines behind the proxy
-        shares = ProxyShareActivity(proxy)
+        shares = ProxyShareActivity(LocalProxyCredits(proxy))
         running.spawn("proxy share snapshot", shares.run())
     # The simulated Antminers serve their stock web interface (where sleep/wake go) on the fleet's web port.
     web_port = (ports or {}).get(DriverKind.AXEOS, ())
     drivers = default_drivers(antminer_web_port=web_port[0]) if web_port else None
-    service = FarmService(farm_store, setup.config, drivers=drivers, labeler=setup.labeler, prices=setup.prices,
+    farm_cfg = setup.config
+    if proxy is not None and not any(p.name == "proxy" for p in farm_cfg.pool_presets):
+        # the pool action's "proxy" preset points a machine at this proxy (each keeps its worker name)
+        farm_cfg = dataclasses.replace(farm_cfg, pool_presets=(
+            *farm_cfg.pool_presets, config_mod.PoolPreset("proxy", (proxy.stratum_url,))))
+    service = FarmService(farm_store, farm_cfg, drivers=drivers, labeler=setup.labeler, prices=setup.prices,
                           hashprice=lambda: hashprice, sinks=farm_sinks(running), shares=shares)
     # Labels the farm page shows next to the figures, so nobody takes the demo's prices for real ones.
     notes = {"price": f"demo price: a flat example of {DEMO_PRICE_PER_MWH:g} USD/MWh, not a real tariff",

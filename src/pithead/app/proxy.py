@@ -7,8 +7,10 @@ life, ordered stop), and runs until `stop`. At stop the proxy goes first — no 
 its upstream connections, each waiting briefly for the answers to the shares in flight — then the API.
 `on_listening`, when given, gets the start banner (where machines connect, where the API is, the pools).
 With `[proxy] farm_url`, the machines are placed in the farm's racks by its inventory (read over its API).
-`ProxyShareActivity` is the proxy's figures as the farm's pool-side share source, when both run in one
-process (`pithead up`): the farm's "hashing but no shares" alert for the machines behind the proxy.
+`LocalProxyCredits` is the proxy's figures as the source of the farm's pool-side share activity
+(`pithead.farm.proxy_shares.ProxyShareActivity`) when both run in one process (`pithead up`): the farm's
+"hashing but no shares" alert for the machines behind the proxy (in another process the farm reads the
+proxy's `/proxy/api/credited` instead: `ProxyApiCredits`, the other source).
 What it is not: the proxy's logic or its HTTP routes.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pithead.app.lifecycle import Running, StartError, check_port, run_parts
@@ -34,35 +36,23 @@ from pithead.web.server import WebServer, WebServerError
 
 log = logging.getLogger(__name__)
 
-SHARE_SNAPSHOT_S = 5.0
-"""How often the farm's copy of the proxy's last-credited times is taken (its alert waits minutes)."""
-
 STOP_FIRST = ("proxy", "proxy api")
 """The proxy stops first (its last answers are counted while the API still shows them), then the API."""
 
 
-class ProxyShareActivity:
-    """The farm's `ShareActivity` over a proxy in this process: for each machine behind the proxy, when the
-    pool last credited a share of it (never credited: since when the proxy has seen it,
-    `FarmProxy.last_credited`); machines the proxy has never seen are left out (the farm then does not judge
-    them on the proxy's word). The farm asks from its store's thread, so the answer is a snapshot taken
-    on the event loop (`take`, every SHARE_SNAPSHOT_S in `run`)."""
+class LocalProxyCredits:
+    """A `CreditSource` over a proxy in this process (`FarmProxy.last_credited`: read on the event loop, as
+    `ProxyShareActivity.take` runs there)."""
 
     def __init__(self, proxy: FarmProxy) -> None:
         self.proxy = proxy
-        self._times: dict[str, float] = {}
 
-    def take(self) -> None:
-        self._times = self.proxy.last_credited()
+    @property
+    def where(self) -> str:
+        return "the proxy in this process"
 
-    async def run(self) -> None:
-        while True:
-            self.take()
-            await asyncio.sleep(SHARE_SNAPSHOT_S)
-
-    def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]:
-        times = self._times
-        return {w: times[w] for w in workers if w in times}
+    async def read(self) -> Mapping[str, float]:
+        return self.proxy.last_credited()
 
 
 async def serve(cfg: ProxyConfig, *, on_listening: Callable[[str], None] | None = None,

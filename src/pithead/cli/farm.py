@@ -48,7 +48,7 @@ from rich.table import Table
 
 from pithead.app.lifecycle import StartError, run_command
 from pithead.cli import farm_power
-from pithead.config import ConfigError, load
+from pithead.config import ConfigError, PoolPreset, load
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import AlertManager, WebhookSink
 from pithead.farm.curtailment import CurtailmentPolicy, decide
@@ -353,6 +353,9 @@ def run(
     partition: str = typer.Option("0/1", "--partition", help="Central at scale: one of N processes on one "
                                   "database (PostgreSQL --db) and one --web port (SO_REUSEPORT): each takes the "
                                   "ingest that reaches it and evaluates the racks of partition i of N."),
+    proxy_url: str | None = typer.Option(None, "--proxy-url", help="The farm proxy's API, e.g. "
+                                         "http://10.0.0.2:8090: \"hashing but no shares\" from its figures "
+                                         "(\\[farm] proxy_url)."),
 ) -> None:
     """The fleet manager as a service: re-scan, poll, alert, roll up and (with a strike price) curtail.
     Ctrl-C (or SIGTERM) stops it cleanly: the polls in flight finish and are written."""
@@ -365,7 +368,7 @@ def run(
             **_poll_options(poll_interval, max_concurrent_polls, poll_deadline, scan_cidr, rescan_interval, labels,
                             site),
             "webhook_url": webhook_url, "price_schedule": price_schedule, "strike_price": strike_price,
-            "central": central or None}}).farm
+            "central": central or None, "proxy_url": proxy_url}}).farm
         auth = FarmAuth(load_token(token_file=token_file, environ=os.environ, config_token=cfg.api_token,
                                    config_token_file=cfg.api_token_file)) if web_addr else None
     except (ConfigError, FarmAuthError, OSError, ValueError) as exc:
@@ -617,11 +620,11 @@ def forget(device: str, db: str = DbOpt) -> None:
         store.remove_device(_device_id(store, device))
 
 
-def _act(db: str, device: str, fn) -> None:  # type: ignore[no-untyped-def]
+def _act(db: str, device: str, fn, presets: tuple[PoolPreset, ...] = ()) -> None:  # type: ignore[no-untyped-def]
     """Run the action `fn(service, device_id)` on the device `device` names (its id, IP or IP:port)."""
     with _store(db) as store:
         device_id = _device_id(store, device)
-        res = asyncio.run(fn(ActionService(AsyncFarmStore(store), default_drivers()), device_id))
+        res = asyncio.run(fn(ActionService(AsyncFarmStore(store), default_drivers(), presets=presets), device_id))
     console.print(f"{res.action} {res.device_id}: {'ok' if res.ok else 'FAILED: ' + str(res.error)} (audit #{res.audit_id})")
     if not res.ok:
         raise typer.Exit(1)
@@ -634,8 +637,22 @@ def reboot(device: str, actor: str = typer.Option("cli", "--actor"), db: str = D
 
 
 @app.command("switch-pool")
-def switch_pool(device: str, index: int, actor: str = typer.Option("cli", "--actor"), db: str = DbOpt) -> None:
-    """Switch a device (its id, IP, or IP:port) to its pool number INDEX (audited)."""
+def switch_pool(device: str, index: int | None = typer.Argument(None, help="The device's pool number."),
+                preset: str | None = typer.Option(None, "--preset", help="Put this \\[[farm.pool_presets]] on "
+                                                  "the device instead (e.g. proxy)."),
+                config: Path | None = ConfigOpt, actor: str = typer.Option("cli", "--actor"),
+                db: str = DbOpt) -> None:
+    """Switch a device (its id, IP, or IP:port) to its pool number INDEX, or to the pools of a named preset
+    (`--preset proxy`: the farm proxy, each device keeping its worker name). Audited."""
+    if (index is None) == (preset is None):
+        raise typer.BadParameter("give the pool number INDEX or --preset NAME (one of them)")
+    if preset is not None:
+        try:
+            presets = load(config).farm.pool_presets
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        _act(db, device, lambda svc, dev: svc.set_preset(dev, preset, actor, auth="cli"), presets)
+        return
     _act(db, device, lambda svc, dev: svc.switch_pool(dev, index, actor, auth="cli"))
 
 

@@ -1,4 +1,5 @@
-"""Audited device actions: reboot, switch pool, set pool list, sleep/wake -- and applying curtailment.
+"""Audited device actions: reboot, switch pool, set pool list (or a named preset of one, e.g. the farm
+proxy: `set_preset`), sleep/wake -- and applying curtailment.
 
 Every action is written to the audit log *before* it is sent (outcome "pending"), then completed with
 "ok", "failed" (device said no, timed out, unreachable) or "invalid" (refused before sending). So a
@@ -27,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pithead.config import PoolPreset
 from pithead.farm.curtailment import Decision, Machine
 from pithead.farm.drivers.base import Driver, DriverError, PoolSpec, check_pool_list
 from pithead.farm.model import DriverKind, FarmError, PowerTarget
@@ -62,11 +64,13 @@ class ActionService:
     """Audited actions; the audit rows are written through `store` (off the event loop, in order)."""
 
     def __init__(self, store: AsyncFarmStore, drivers: Mapping[DriverKind, Driver],
-                 deadline_s: float = ACTION_DEADLINE_S, clock: Callable[[], float] = time.time) -> None:
+                 deadline_s: float = ACTION_DEADLINE_S, clock: Callable[[], float] = time.time,
+                 presets: Sequence[PoolPreset] = ()) -> None:
         self.store = store
         self.drivers = drivers
         self.deadline_s = deadline_s
         self.clock = clock
+        self.presets = {p.name: p for p in presets}
 
     async def _run(self, actor: str, device_id: str, action: str, params: dict[str, Any],
                    fn: Callable[[Driver, Any], Any], check: Callable[[], None] | None = None,
@@ -122,6 +126,37 @@ class ActionService:
         return await self._run(actor, device_id, "set_pools", params, lambda d, a: d.set_pools(a, pools), check,
                                auth)
 
+    async def set_preset(self, device_id: str, name: str, actor: str, auth: str | None = None) -> ActionResult:
+        """Put the pool list of preset `name` (`[[farm.pool_presets]]`) on a device: audited as set_pools
+        with the preset's name. Its `{worker}` is the device's own current worker name (from its latest
+        reading), so a farm proxy knows each machine by the name the farm knows it by. An unknown preset, or
+        `{worker}` on a device whose worker is not known, is refused before anything is sent (and audited)."""
+        preset = self.presets.get(name)
+        worker = await self.store.call(_worker_of, device_id)
+        pools: list[PoolSpec] = []
+        problem: str | None = None
+        if preset is None:
+            known = ", ".join(sorted(self.presets)) or "none configured: [[farm.pool_presets]]"
+            problem = f"no pool preset named {name!r} (known: {known})"
+        elif "{worker}" in preset.user and not worker:
+            problem = (f"preset {name!r} keeps each device's worker name ({preset.user!r}), and this device's is "
+                       "not known yet (no reading with a pool): give the preset a user, or poll the device first")
+        else:
+            try:
+                user = preset.user.replace("{worker}", worker or "")
+                pools = [PoolSpec(url, user, preset.password) for url in preset.urls]
+            except DriverError as exc:
+                problem = f"preset {name!r}: {exc}"
+        params = {"preset": name, "pools": [{"url": p.url, "user": p.user} for p in pools]}
+
+        def check() -> None:
+            if problem is not None:
+                raise ActionError(problem)
+            check_pool_list(pools)
+
+        return await self._run(actor, device_id, "set_pools", params, lambda d, a: d.set_pools(a, pools), check,
+                               auth)
+
     async def set_power(self, device_id: str, watts: float, actor: str, auth: str | None = None) -> ActionResult:
         """Set a device's power level (the highest its firmware offers at or below `watts`), audited."""
         got: list[PowerTarget] = []
@@ -139,6 +174,14 @@ class ActionService:
     async def set_mining(self, device_id: str, on: bool, actor: str, auth: str | None = None) -> ActionResult:
         return await self._run(actor, device_id, "wake" if on else "sleep", {},
                                lambda d, a: d.set_mining(a, on), auth=auth)
+
+
+def _worker_of(store: FarmStore, device_id: str) -> str | None:
+    """The worker name a device mines as now (its latest reading's), if known."""
+    for st in store.statuses():
+        if st.device.id == device_id:
+            return st.reading.worker if st.reading is not None else None
+    return None
 
 
 def machines_from_statuses(statuses: Sequence[DeviceStatus], curtailed: Mapping[str, tuple[bool, float]]) -> list[Machine]:

@@ -106,13 +106,19 @@ class AlertCondition:
     message: str
 
 
+class ShareSourceDown(Exception):
+    """The pool-side source cannot answer now (a farm proxy that is down): its message says why. NO_SHARES
+    is then neither opened nor resolved: the open ones stay as they are, until the source answers again."""
+
+
 class ShareActivity(Protocol):
     """The pool's ledger, seen from the farm: last accepted share time per worker (None = never).
 
     Called from `AlertManager.evaluate`, which the farm service runs on the store's thread: an
     implementation must be safe to call off the event loop (a snapshot, or its own connection). A worker
     left out of the answer is one the source knows nothing of (a farm proxy answers for the machines behind
-    it only): NO_SHARES is not judged for it; a worker answered with None has never had a share."""
+    it only): NO_SHARES is not judged for it; a worker answered with None has never had a share. A source
+    that cannot answer now raises `ShareSourceDown` (never an empty answer that would resolve every alert)."""
 
     def last_share_times(self, workers: Sequence[str]) -> Mapping[str, float | None]: ...
 
@@ -247,6 +253,7 @@ class AlertManager:
         self.sinks = list(sinks)
         self.group_min = group_min
         self.damper = Damper(open_after_s, clear_after_s)
+        self.shares_problem: str | None = None  # why the last evaluation could not judge NO_SHARES (None: it did)
 
     def run_once(self, store: FarmStore, now: float,
                  statuses: Sequence[DeviceStatus] | None = None) -> list[AlertEvent]:
@@ -270,9 +277,15 @@ class AlertManager:
         one evaluation partition."""
         sts = store.statuses() if statuses is None else list(statuses)
         share_times: Mapping[str, float | None] = {}
+        shares_down = False
         if self.shares is not None:
             workers = sorted({s.reading.worker for s in sts if s.reading and s.reading.worker})
-            share_times = self.shares.last_share_times(workers)
+            try:
+                share_times = self.shares.last_share_times(workers)
+                self.shares_problem = None
+            except ShareSourceDown as exc:
+                shares_down = True
+                self.shares_problem = str(exc)
         machine_wanted: list[Wanted] = []
         for st in sts:
             worker = st.reading.worker if st.reading else None
@@ -294,7 +307,9 @@ class AlertManager:
             return bool(silences) and silenced(key, kind, where.get(key), silences)
 
         events: list[AlertEvent] = []
-        gone = [k for k in open_rows if k not in wanted and (judged is None or k[0] in judged)]
+        gone = [k for k in open_rows if k not in wanted and (judged is None or k[0] in judged)
+                # a share source that cannot answer now: NO_SHARES is neither resolved nor re-opened
+                and not (shares_down and k[1] == AlertKind.NO_SHARES.value)]
         # a machine taken out of the inventory: its alerts end now (no damping: nobody has it any more)
         forgotten = {k for k in gone if whole_fleet and k[0] not in where and not k[0].startswith(("rack:", "site:"))}
         for key in sorted(set(self.damper.to_resolve([k for k in gone if k not in forgotten], now)) | forgotten):

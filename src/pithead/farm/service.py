@@ -7,7 +7,8 @@
   after removal, or known but never read -- through the same poller, so its concurrency cap and
   per-device deadline hold across both), so a new device's status is known right after discovery
   instead of "unknown" until the next sweep;
-- after each sweep: alert evaluation (with the pool's `ShareActivity` when given; webhook sink when given),
+- after each sweep: alert evaluation (with the pool's `ShareActivity` when given, or a farm proxy's figures
+  read over its API with `proxy_url`: `pithead.farm.proxy_shares`; webhook sink when given),
   rollups, pruning of old raw readings, and one curtailment step: on/off (`cfg.curtailment`, with a price
   schedule: sleep/wake machines by price), or by power (`cfg.site_power`: `SitePower.step`, a plan towards
   the site's budget -- lowering power targets first -- from the sweep's readings). `site_power` is also
@@ -55,7 +56,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pithead.config import FarmConfig
+from pithead.config import FarmConfig, PoolPreset
 from pithead.farm.actions import ActionService, apply_decision, machines_from_statuses
 from pithead.farm.alerts import (
     AlertEvent,
@@ -75,6 +76,7 @@ from pithead.farm.inventory import DEFAULT_PORTS, PROBE_TIMEOUT_S, Labeler, Scan
 from pithead.farm.model import Device, DeviceState, DriverKind, FarmError, PollResult
 from pithead.farm.poller import DEFAULT_DEADLINE_S, DEFAULT_MAX_CONCURRENCY, Poller, SweepReport, select_shard
 from pithead.farm.power import PowerController, SiteBudget, SitePower
+from pithead.farm.proxy_shares import REMOTE_SNAPSHOT_S, ProxyApiCredits, ProxyShareActivity
 from pithead.farm.store import FarmStore
 from pithead.farm.store_async import AsyncFarmStore
 
@@ -129,6 +131,10 @@ class FarmServiceConfig:
     # also marks silent shards stale, rolls up, prunes and curtails for the whole fleet
     partition: tuple[int, int] = (0, 1)
     metrics_per_machine: bool = False  # Prometheus: a series per machine too (the web router reads it)
+    # a farm proxy in another process (`pithead proxy run`'s API): "hashing but no shares" from its figures
+    proxy_url: str | None = None
+    proxy_read_interval_s: float = REMOTE_SNAPSHOT_S
+    pool_presets: tuple[PoolPreset, ...] = ()  # named pool lists the pool action can put on a device
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,9 @@ class FarmSetup:
             alert_clear_after_s=fc.alert_clear_after,
             partition=partition,
             metrics_per_machine=fc.metrics_per_machine,
+            proxy_url=fc.proxy_url if evaluates else None,
+            proxy_read_interval_s=fc.proxy_read_interval,
+            pool_presets=fc.pool_presets,
         )
         return cls(config, labeler, prices if evaluates else None)
 
@@ -218,7 +227,7 @@ class FarmService:
         self.poller = Poller(self.drivers, cfg.max_concurrency, cfg.deadline_s, clock)
         self.scanner = Scanner(self.drivers, cfg.scan_ports, labeler, use_pyasic=cfg.use_pyasic, clock=clock,
                                probe_timeout_s=cfg.probe_timeout_s)
-        self.actions = ActionService(self.store, self.drivers, clock=clock)
+        self.actions = ActionService(self.store, self.drivers, clock=clock, presets=cfg.pool_presets)
         # the site's power: the API's site requests and the curtailment step share this (one lock)
         self.site_power = SitePower(PowerController(self.actions, clock=clock, sleep=sleep), cfg.site_power, prices)
         self._webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
@@ -226,6 +235,12 @@ class FarmService:
         i, n = cfg.partition
         if not 0 <= i < n:
             raise ServiceError(f"partition {i}/{n}: want 0 <= i < n")
+        # a proxy in another process: its figures are read in the background by this service (`run`); a
+        # reader given by the caller (`pithead up`'s proxy in this process) is run by the caller
+        self._own_reader = shares is None and cfg.proxy_url is not None and cfg.role is not Role.COLLECTOR
+        if self._own_reader and cfg.proxy_url is not None:
+            shares = ProxyShareActivity(ProxyApiCredits(cfg.proxy_url), cfg.proxy_read_interval_s, clock)
+        self.share_reader = shares if isinstance(shares, ProxyShareActivity) else None
         self.alerts = AlertManager(cfg.thresholds, shares, all_sinks, group_min=cfg.alert_group_min,
                                    open_after_s=cfg.alert_open_after_s, clear_after_s=cfg.alert_clear_after_s)
         self._stop = asyncio.Event()
@@ -243,6 +258,15 @@ class FarmService:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def shares_status(self) -> dict[str, object]:
+        """Where "hashing but no shares" comes from, and why it cannot be judged now (None: it can)."""
+        reader = self.share_reader
+        return {"configured": self.alerts.shares is not None,
+                "source": reader.source.where if reader is not None else None,
+                "problem": self.alerts.shares_problem or (reader.problem if reader is not None else None),
+                "read_at": reader.read_at if reader is not None else None,
+                "machines": reader.status()["machines"] if reader is not None else None}
 
     async def _sink(self, results: Sequence[PollResult]) -> None:
         """Where poll results go: the forwarder (collector) or the store."""
@@ -420,6 +444,8 @@ class FarmService:
                                     self.cfg.scan_cidrs, self.cfg.rescan_interval_s, self._on_scan, self._stop))
                             tg.create_task(self.poller.run(self.shard_devices, self.cfg.poll_interval_s,
                                                            self._sink, self._after_sweep, self._stop))
+                        if self._own_reader and self.share_reader is not None:
+                            tg.create_task(self.share_reader.run(self._stop))
                 finally:
                     forwarding.set()
         finally:

@@ -279,8 +279,8 @@ class RelayBook:
             branch=up.merkle_branch, version=up.version, bits=up.nbits, ntime=ntime & 0xFFFFFFFF,
             mintime=up.ntime, height=coinbase_height(up.coinb1),
         )
-        rj = RelayedJob(issue(job, self._seq, 0, max_difficulty=work.difficulty), route, work, sp, received_at,
-                        keepalive)
+        rj = RelayedJob(issue(job, self._seq, 0, max_difficulty=work.difficulty, version_mask=work.version_mask),
+                        route, work, sp, received_at, keepalive)
         self._forget(job_id)  # a wrapped id: whatever had it is long forgotten
         self._by_id[job_id] = rj
         self._seen_refs[rj.origin] = self._seen_refs.get(rj.origin, 0) + 1

@@ -29,9 +29,17 @@ What it is: the assembly, and the policy that ties the parts together.
   the new pool and gets its job with clean_jobs (and set_version_mask, set_difficulty first when they
   change): no reconnect, no new extranonce (the tag stays; only coinb1 changes). A connection that dies
   moves its machines to a sibling connection the same way, and its unanswered shares are counted as lost.
+- SV2 upstreams follow the farm: each channel opens with `sv2_nominal_hash_rate` (before any machine is
+  behind it); then UpdateChannel declares the hashrate of the machines on it (`channel_hash_rates`: their
+  locally judged shares, or their difficulty at the vardiff target), at most every `sv2_update_interval`
+  and only on a change of UPDATE_CHANNEL_CHANGE, so the pool's target follows the farm. A job that forbids
+  version rolling (`version_rolling_allowed = false`: work with mask 0) narrows the machines' mask to 0
+  before it goes out (`_limit_masks`), so rolled shares are refused to the machine, never lost upstream.
 - Keepalive: a pool that sends no new job for `keepalive_interval` gets its current job re-sent to its
   machines with a later ntime (firmware drops a silent pool after 60-120 s).
-- The operator: `switch` (pin a pool, or `auto`), `drain` and `resume`; `snapshot` for the API.
+- The operator: `switch` (pin a pool, or `auto`), `drain` and `resume`; `snapshot` for the API;
+  `live_machines` (V1 sessions and SV2 channels alike) behind `machine_snapshot` and `last_credited` (the
+  farm's "no shares" alert, in-process or over the API's `/proxy/api/credited`).
 
 What it is not: the protocol (the sessions), HTTP (`pithead.web.proxy`) or the process
 (`pithead.app.proxy`).
@@ -45,6 +53,7 @@ import logging
 import os
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -55,7 +64,7 @@ from pithead.chain.params import network_by_name
 from pithead.proxy.extranonce import ExtranonceTooSmall
 from pithead.proxy.failover import Failover, PoolChoice, UpstreamHealth
 from pithead.proxy.figures import MachineBook, UpstreamFigures
-from pithead.proxy.jobs import RelayBook, RelayedJob, UpstreamRoute
+from pithead.proxy.jobs import RelayBook, RelayedJob, RouteKey, UpstreamRoute
 from pithead.proxy.upstream import (
     REFUSED_RETRY_S,
     UPSTREAM_IDLE_TIMEOUT,
@@ -80,6 +89,7 @@ from pithead.stratum.client.v2 import Sv2Client, Sv2PoolAddress
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.extranonce import ExtranonceAllocator
 from pithead.stratum.server.pool import PoolServer, ServerLimits
+from pithead.stratum.server.stats import HASHES_PER_DIFF1
 from pithead.stratum.server.v2 import Sv2Endpoint
 from pithead.stratum.v1.client import (
     AuthorizationFailed,
@@ -119,8 +129,23 @@ MAX_DIFFICULTY = 1e15
 MAX_PENDING_PER_CONNECTION = 65_536
 """Shares one upstream connection may have in flight: a farm's burst at a low pool difficulty, not a dead
 pool (that is `answer_timeout`'s to catch); bounded, as ~200 bytes each."""
+UPDATE_CHANNEL_CHANGE = 0.25
+"""How far (relative) the machines' hashrate on an SV2 channel must move from what it last declared before
+UpdateChannel is sent again: vardiff noise is not news, a rack coming or going is."""
 MAX_LOGGED_PER_KIND = 20
 """Lines logged per kind of repeated problem (a pool rejecting every share must not flood the log)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMachine:
+    """A machine connected now: a V1 session's worker, or an SV2 channel's."""
+
+    worker: str
+    remote: str  # the IP it connects from
+    tag: bytes | None  # its extranonce1 (the proxy's tag; None before subscribe)
+    difficulty: float
+    connected_at: float
+    protocol: str  # "sv1" | "sv2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +182,9 @@ class ProxySettings:
     # Stratum V2 upstreams: the hashrate each channel declares when it opens (H/s; the pool's first target
     # follows it; 0: the pool's start difficulty)
     sv2_nominal_hash_rate: float = 0.0
+    # Stratum V2 upstreams: at most one UpdateChannel per channel this often (seconds), with the hashrate of
+    # the machines on it, when it moved by UPDATE_CHANNEL_CHANGE
+    sv2_update_interval: float = 30.0
     # a Stratum V2 pool refused for its certificate is tried again after this many seconds
     sv2_refused_retry: float = REFUSED_RETRY_S
     # reconnecting to a pool that is down: the client shell's backoff (first and longest wait, seconds)
@@ -209,6 +237,7 @@ class FarmProxy:
         self._task: asyncio.Task[None] | None = None
         self._logged: dict[str, int] = {}
         self._swept_at = 0.0
+        self._channels_checked_at = float("-inf")
         self.host = ""
         self.port = 0
 
@@ -298,6 +327,7 @@ class FarmProxy:
                     conn.client.drop()
         self._update_health(now)
         self._decide(now)
+        self._update_channels(now)
         active = self.book.active
         for route in list(self.book.routes.values()):
             if route.upstream == active and route.alive and now - route.last_job_at >= s.keepalive_interval:
@@ -308,6 +338,53 @@ class FarmProxy:
             self._swept_at = now
             for tag in [t for t in self.book.placed() if not self.allocator.in_use(t)]:
                 self.book.unplace(tag)
+
+    def channel_hash_rates(self, now: float) -> dict[RouteKey, float]:
+        """The nominal hashrate of the machines on each upstream connection (H/s): each machine's hashrate as
+        the proxy judged its shares (the last 5 minutes; not what the pool credited, which is capped by the
+        pool's own difficulty), or, for one with no share yet, what its difficulty means at the vardiff
+        target (difficulty x 2^32 / share_interval). A worker on several sessions counts once, split."""
+        live = [m for m in self.live_machines() if m.tag is not None]
+        sessions = Counter(m.worker for m in live)
+        rates: dict[RouteKey, float] = {}
+        stats = self.server.stats.workers
+        for m in live:
+            route = self.book.route_of(m.tag)
+            if route is None:
+                continue
+            st = stats.get(m.worker)
+            rate = st.hashrate(now)["5m"] if st is not None and st.accepted else 0.0
+            if rate <= 0.0:
+                rate = m.difficulty * HASHES_PER_DIFF1 / self.settings.share_interval
+            rates[route.key] = rates.get(route.key, 0.0) + rate / sessions[m.worker]
+        return rates
+
+    def _update_channels(self, now: float) -> None:
+        """SV2 upstreams: tell each channel's pool the hashrate of the machines on it (UpdateChannel), so its
+        target follows the farm (the channel opened with `sv2_nominal_hash_rate`, before any machine came);
+        at most every `sv2_update_interval`, and only when it moved by UPDATE_CHANNEL_CHANGE."""
+        if now - self._channels_checked_at < self.settings.sv2_update_interval:
+            return  # one look at every machine per interval, not per housekeeping tick (10,000 machines)
+        self._channels_checked_at = now
+        rates: dict[RouteKey, float] | None = None
+        for up in self.upstreams.values():
+            for conn in up.connections:
+                link = conn.client
+                if not conn.ready or not isinstance(link, Sv2Link):
+                    continue
+                if conn.declared_at is not None and now - conn.declared_at < self.settings.sv2_update_interval:
+                    continue
+                if rates is None:
+                    rates = self.channel_hash_rates(now)
+                rate = rates.get((up.name, conn.index), 0.0)
+                if rate <= 0.0:
+                    continue  # no machine on it: the pool keeps what it has (a zero says nothing)
+                declared = conn.declared_rate
+                if declared > 0.0 and abs(rate - declared) <= UPDATE_CHANNEL_CHANGE * declared:
+                    continue
+                if link.update_hash_rate(rate):
+                    conn.declared_rate, conn.declared_at = rate, now
+                    log.info("upstream %s connection %d: UpdateChannel %.3g H/s", up.name, conn.index, rate)
 
     # --- upstream events ---------------------------------------------------------------------------------
     def _on_upstream(self, up: Upstream, index: int, ev: ClientEvent | ShellEvent) -> None:
@@ -378,6 +455,7 @@ class FarmProxy:
         was_ready = health.ready_connections
         self._update_health(now)
         if up.name == self.book.active:
+            self._limit_masks()  # a job that forbids version rolling narrows the machines' mask before it goes
             self._send(rj, clean=ev.clean, only=self._on_route(rj.route))
             # machines that became ready while no connection of this pool had work get placed now
             self._place(lambda s: self.book.route_of(s.extranonce1) is None)
@@ -466,17 +544,25 @@ class FarmProxy:
         self._place(lambda s: True)
 
     def _limit_masks(self) -> None:
-        """The machines may roll what the active pool granted (every connection of it), within the proxy's
-        own mask; sent to every machine whose mask changes."""
+        """The machines may roll what the active pool granted (every connection of it) and what its current
+        jobs allow, within the proxy's own mask; sent to every machine whose mask changes (BIP310
+        set_version_mask, before the job it comes with). An SV2 pool's job with version_rolling_allowed =
+        false is work with mask 0 (`pithead.stratum.client.v2.miner_work`): the machines get mask 0 and stop
+        rolling, and a rolled share on it is refused to the machine with the session's clear reason (bad
+        version bits), never accepted and then lost upstream (sv2-apps #650); a later job that allows rolling
+        widens the mask again."""
         active = self.book.active
         if active is None:
             return
-        masks = [c.version_mask for c in self.upstreams[active].connections if c.ready]
-        if not masks:
+        ready = [c for c in self.upstreams[active].connections if c.ready]
+        if not ready:
             return
         grant = FULL_MASK
-        for m in masks:
-            grant &= m
+        for c in ready:
+            grant &= c.version_mask
+            route = self.book.routes.get((active, c.index))
+            if route is not None and route.alive and route.current is not None:
+                grant &= route.current.work.version_mask
         if grant != self.server.version_mask_limit:
             self.server.limit_version_mask(grant)
 
@@ -640,6 +726,8 @@ class FarmProxy:
                     "difficulty": cur.work.difficulty if cur is not None else None,
                     "version_mask": f"{c.version_mask:08x}", "machines": route.machines if route is not None else 0,
                     "in_flight": len(c.in_flight),
+                    # SV2: the hashrate the channel last declared to the pool (UpdateChannel; None: not yet)
+                    "declared_hash_rate": c.declared_rate if c.declared_at is not None else None,
                     "last_job_age_s": None if c.last_job_at is None else now - c.last_job_at,
                 })
             out.append({
@@ -657,42 +745,58 @@ class FarmProxy:
             })
         return out
 
-    def last_credited(self) -> dict[str, float]:
-        """The machines behind the proxy (connected now, or with pool-side figures) and when the pool last
-        credited a share of theirs; for one never credited, when the proxy first saw it (so a machine that just
-        came is given the whole of the farm's "hashing but no shares" window before it is judged). Call it on
-        the proxy's event loop (it reads the live sessions)."""
-        out: dict[str, float] = {}
+    def live_machines(self) -> list[LiveMachine]:
+        """Every machine connected now, by worker: each V1 session's authorized workers and each open SV2
+        channel (standard or extended), alike."""
+        out: list[LiveMachine] = []
         for c in self.server.connections:
             s = c.session
             if s is not None:
                 for name in s.workers:
-                    out[name] = min(out.get(name, s.connected_at), s.connected_at)
-        for name, m in self.machines.machines.items():
-            last = m.credited.last_at
-            out[name] = last if last is not None else min(out.get(name, m.seen_at), m.seen_at)
+                    out.append(LiveMachine(name, s.remote or "", s.extranonce1, s.difficulty, s.connected_at, "sv1"))
+        if self.sv2 is not None:
+            for sc in self.sv2.connections:
+                conn = sc.connection
+                if conn is None:
+                    continue
+                for ch in conn.channels.values():
+                    if ch.is_open:
+                        out.append(LiveMachine(ch.worker.name, sc.ip, ch.extranonce1, ch.level.difficulty,
+                                               conn.connected_at, "sv2"))
+        return out
+
+    def last_credited(self) -> dict[str, float]:
+        """The machines behind the proxy (connected now over V1 or V2, or with pool-side figures) and when the
+        pool last credited a share of theirs; for one never credited, when the proxy first saw it (so a machine
+        that just came is given the whole of the farm's "hashing but no shares" window before it is judged).
+        Call it on the proxy's event loop (it reads the live sessions)."""
+        out: dict[str, float] = {}
+        for m in self.live_machines():
+            out[m.worker] = min(out.get(m.worker, m.connected_at), m.connected_at)
+        for name, fig in self.machines.machines.items():
+            last = fig.credited.last_at
+            out[name] = last if last is not None else min(out.get(name, fig.seen_at), fig.seen_at)
         return out
 
     def machine_snapshot(self, now: float) -> list[dict[str, Any]]:
-        """Per machine (worker name): its sessions, where it mines, its own figures and the pool's."""
-        sessions: dict[str, list[PoolSession]] = {}
-        for c in self.server.connections:
-            s = c.session
-            if s is not None:
-                for name in s.workers:
-                    sessions.setdefault(name, []).append(s)
-        names = set(sessions) | set(self.machines.machines)
+        """Per machine (worker name): its sessions (V1) and channels (V2), where it mines, its own figures
+        and the pool's."""
+        live: dict[str, list[LiveMachine]] = {}
+        for m in self.live_machines():
+            live.setdefault(m.worker, []).append(m)
+        names = set(live) | set(self.machines.machines)
         out = []
         for name in sorted(names):
-            live = sessions.get(name, [])
+            mine = live.get(name, [])
             local = self.server.stats.workers.get(name)
             pool = self.machines.machines.get(name)
-            routes = [r for s in live if (r := self.book.route_of(s.extranonce1)) is not None]
+            routes = [r for m in mine if (r := self.book.route_of(m.tag)) is not None]
             out.append({
-                "worker": name, "sessions": len(live),
-                "remote": sorted({s.remote or "" for s in live}),
-                "tags": [s.extranonce1.hex() for s in live if s.extranonce1 is not None],
-                "difficulty": max((s.difficulty for s in live), default=None),
+                "worker": name, "sessions": len(mine),
+                "protocols": sorted({m.protocol for m in mine}),
+                "remote": sorted({m.remote for m in mine}),
+                "tags": [m.tag.hex() for m in mine if m.tag is not None],
+                "difficulty": max((m.difficulty for m in mine), default=None),
                 "upstream": routes[0].upstream if routes else None,
                 "connection": routes[0].key[1] if routes else None,
                 "local": local.snapshot(now) if local is not None else None,

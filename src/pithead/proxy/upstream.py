@@ -99,6 +99,10 @@ class Sv2Link:
     def submit(self, share: FoundShare) -> bool:
         return self.client.submit(share)
 
+    def update_hash_rate(self, nominal_hash_rate: float) -> bool:
+        """UpdateChannel with the hashrate of the machines on this channel (False: no open channel)."""
+        return self.client.update_channel(nominal_hash_rate)
+
     def drop(self) -> None:
         self.client.drop()
 
@@ -132,6 +136,9 @@ class UpstreamConnection:
         self.version_mask = 0
         self.last_job_at: float | None = None  # the last job the pool sent (keepalives not counted)
         self.in_flight: dict[int, Forwarded] = {}  # by id() of the FoundShare, in send order
+        # SV2: the hashrate this connection's channel last declared (UpdateChannel), and when
+        self.declared_rate = 0.0
+        self.declared_at: float | None = None
 
     @property
     def ready(self) -> bool:
@@ -141,6 +148,8 @@ class UpstreamConnection:
         self.connected_at = None
         self.subscribed = self.authorized = False
         self.version_mask = 0
+        self.declared_rate = 0.0  # a new channel opens with the configured nominal hashrate
+        self.declared_at = None
 
     def send(self, record: Forwarded) -> bool:
         """Submit a forwarded share; False when it cannot go (disconnected, or its job is from an earlier

@@ -16,9 +16,12 @@ builds the same from the parts:
                                            adds one line per device)
 - GET  /farm/api/rollups                   history rollups (bucket_s 300 or 3600, since, device_id)
 - GET  /farm/api/audit                     the action audit log
+- GET  /farm/api/shares                    where "hashing but no shares" comes from (a farm proxy's figures),
+                                           and why it cannot be judged now (`problem`: the proxy is down...)
 - POST /farm/api/devices/{id}/reboot       audited actions (JSON body: actor, and index / pools)
 - POST /farm/api/devices/{id}/switch-pool
-- POST /farm/api/devices/{id}/pools
+- POST /farm/api/devices/{id}/pools        {"pools": [...]} or {"preset": NAME} (`[[farm.pool_presets]]`, e.g.
+                                           the farm proxy: each device keeps its own worker name)
 - POST /farm/api/devices/{id}/sleep        stop hashing / hash again (the audited action curtailment uses)
 - POST /farm/api/devices/{id}/wake
 - POST /farm/api/ingest                    a batch of readings and inventory from a collector (`pithead farm
@@ -239,7 +242,10 @@ class PoolBody(BaseModel):
 
 
 class SetPoolsBody(ActionBody):
-    pools: list[PoolBody] = Field(min_length=1, max_length=3)
+    """Either `pools` (1-3), or `preset`: the name of a `[[farm.pool_presets]]` (e.g. "proxy")."""
+
+    pools: list[PoolBody] | None = Field(default=None, min_length=1, max_length=3)
+    preset: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 def _status_json(st: DeviceStatus, alerted: set[str]) -> dict[str, Any]:
@@ -283,7 +289,7 @@ def service_router(service: FarmService, notes: Mapping[str, str] | None = None,
     return make_router(service.store, service.actions, service.prices, service.hashprice, service.clock,
                        notes=notes, auth=auth, ingest=service.ingest, stale_after_s=stale_after,
                        metrics_per_machine=service.cfg.metrics_per_machine,
-                       site_power=service.site_power)
+                       site_power=service.site_power, shares_status=service.shares_status)
 
 
 def make_router(store: AsyncFarmStore, actions: ActionService | None = None, prices: PriceSchedule | None = None,
@@ -291,7 +297,8 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
                 clock: Callable[[], float] = time.time, notes: Mapping[str, str] | None = None,
                 auth: FarmAuth | None = None, ingest: IngestService | None = None,
                 stale_after_s: float | None = None, metrics_per_machine: bool = False,
-                site_power: SitePower | None = None) -> APIRouter:
+                site_power: SitePower | None = None,
+                shares_status: Callable[[], Mapping[str, object]] | None = None) -> APIRouter:
     """`ingest` receives collectors' batches (default: a fresh `IngestService` over `store`).
     `stale_after_s`: a good reading older than this is not counted in totals (the rack map's, the device
     table's figures); None counts every reading of a device that answered its last poll.
@@ -299,7 +306,9 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
     `pithead up` marks its demo figures; without them the endpoint answers an empty object.
     `auth` says who may act (default: no token, so local requests only); this function reads no
     environment: the caller resolves the token (`load_token`). `site_power`: the service's site power
-    authority, which the power endpoints share with its curtailment step (default: one of their own)."""
+    authority, which the power endpoints share with its curtailment step (default: one of their own).
+    `shares_status` says where the pool-side share times come from and what stops them
+    (`FarmService.shares_status`)."""
     router = APIRouter(prefix="/farm", tags=["farm"])
     page_notes = dict(notes or {})
     gate = auth if auth is not None else FarmAuth()
@@ -389,6 +398,12 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
                  "params": a.params, "outcome": a.outcome, "error": a.error, "finished": a.finished}
                 for a in await store.call(FarmStore.audit_log, device_id, limit)]
 
+    @router.get("/api/shares")
+    async def shares() -> Mapping[str, object]:
+        if shares_status is None:
+            return {"configured": False, "source": None, "problem": None, "read_at": None, "machines": None}
+        return shares_status()
+
     def need_actions() -> ActionService:
         if actions is None:
             raise HTTPException(503, "actions are not enabled on this server")
@@ -419,6 +434,12 @@ def make_router(store: AsyncFarmStore, actions: ActionService | None = None, pri
     async def set_pools(device_id: str, body: SetPoolsBody, how: str = Depends(authorised)) -> dict[str, Any]:
         svc = need_actions()
         await known(device_id)
+        if (body.pools is None) == (body.preset is None):
+            raise HTTPException(422, "give either pools (a list of url, user, password) or preset (a name of "
+                                "[[farm.pool_presets]]), not both or neither")
+        if body.preset is not None:
+            return _result_json(await svc.set_preset(device_id, body.preset, body.actor, auth=how))
+        assert body.pools is not None
         try:
             specs = [PoolSpec(p.url, p.user, p.password) for p in body.pools]
         except DriverError as exc:

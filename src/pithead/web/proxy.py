@@ -15,6 +15,10 @@
   `{"upstream": NAME}`: the operator's actions; they answer the new status. With a token configured they
   need `Authorization: Bearer <token>`; without one they are allowed on a loopback connection only (the
   checks of `pithead.web.farm.is_local_request`);
+- `GET /proxy/api/credited`: compact, for the farm's "hashing but no shares" alert in another process
+  (`pithead.farm.proxy_shares.ProxyApiCredits`): `{"now": T, "machines": {worker: age_s}}`, each machine's
+  seconds since the pool last credited a share of it (never credited: since the proxy first saw it), as ages
+  so the farm's clock need not agree with the proxy's;
 - `GET /proxy/api/racks`: the machines per rack (the farm inventory's site and rack, joined by the machine's
   IP, else its worker name; `FarmLabels`), each rack's pool-side figures and credited hashrate with its
   interval; machines the farm does not know are one "unlabelled" row;
@@ -244,6 +248,12 @@ def machines(proxy: FarmProxy, labels: FarmLabels | None = None) -> list[dict[st
     return out
 
 
+def credited(proxy: FarmProxy) -> dict[str, Any]:
+    """`/proxy/api/credited`'s answer (see the module docstring)."""
+    now = proxy.clock()
+    return {"now": now, "machines": {w: max(0.0, now - t) for w, t in proxy.last_credited().items()}}
+
+
 def racks(proxy: FarmProxy, labels: FarmLabels | None = None,
           machine_list: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The machines per (site, rack), each rack's pool-side counts and the hashrate the pool credits it, with
@@ -441,6 +451,10 @@ def proxy_router(proxy: FarmProxy, token: str | None = None, labels: FarmLabels 
     async def get_machines() -> list[dict[str, Any]]:
         await fresh_labels()
         return machines(proxy, labels)
+
+    @router.get("/api/credited", summary="Each machine's seconds since the pool last credited it (the farm's alert)")
+    async def get_credited() -> dict[str, Any]:
+        return credited(proxy)
 
     @router.get("/api/racks")
     async def get_racks() -> dict[str, Any]:

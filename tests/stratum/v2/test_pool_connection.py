@@ -7,6 +7,7 @@ CloseChannel, another connection's channel id, the ban score, extranonces freed 
 from __future__ import annotations
 
 import math
+from collections.abc import MutableSet
 from dataclasses import replace
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from pithead.chain.compact import DIFF1_TARGET, difficulty_to_target
 from pithead.chain.hashes import sha256d
 from pithead.stratum.difficulty import VarDiffConfig
-from pithead.stratum.share import RejectReason
+from pithead.stratum.server.v2 import BookFeed
+from pithead.stratum.share import RejectReason, ShareKey
+from pithead.stratum.v1.jobs import IssuedJob, JobBook
 from pithead.stratum.v2 import noise
 from pithead.stratum.v2.channels import SHARE_BATCH_SIZE, BlockSolved, ChannelKind, ShareJudgement
 from pithead.stratum.v2.framing import encode_header
@@ -572,3 +575,71 @@ def test_the_pool_can_send_a_client_elsewhere() -> None:
     peer, _, _ = standard(Pool())
     peer.conn.reconnect("pool2.example", 3337)
     assert [m.NAME for m in peer.replies()] == ["Reconnect"]
+
+
+class MaskedBook:
+    """The pool's job book with every job carrying `mask` as the bits its shares may roll (a farm proxy's job
+    from an upstream that allows fewer: `IssuedJob.version_mask`)."""
+
+    def __init__(self, book: JobBook, mask: int) -> None:
+        self.book, self.mask = book, mask
+        self.builds_blocks = book.builds_blocks
+
+    def job_for(self, payout_script: bytes | None = None, extranonce1: bytes | None = None) -> IssuedJob | None:
+        ij = self.book.job_for(payout_script, extranonce1)
+        return None if ij is None else replace(ij, version_mask=self.mask)
+
+    def get(self, job_id: str) -> IssuedJob | None:
+        return self.book.get(job_id)
+
+    def is_stale(self, ij: IssuedJob) -> bool:
+        return self.book.is_stale(ij)
+
+    def seen(self, job_id: str) -> MutableSet[ShareKey]:
+        return self.book.seen(job_id)
+
+    def remember(self, job_id: str, key: ShareKey) -> None:
+        self.book.remember(job_id, key)
+
+    def is_full(self, job_id: str) -> bool:
+        return self.book.is_full(job_id)
+
+
+def test_a_job_that_allows_no_rolling_says_so_and_refuses_rolled_shares() -> None:
+    """A job whose shares may roll no bit (a farm proxy's, from an upstream job with version_rolling_allowed =
+    false): an extended channel is told version_rolling_allowed = false with the job's own version; a
+    standard channel (whose job cannot say it) has a rolled share refused with the spec's code."""
+    pool = Pool()
+    pool.feed = BookFeed(MaskedBook(pool.book, 0))
+    peer = pool.connect()
+    peer.set_up()
+    _, (ok, job, _prev) = peer.send(open_extended(min_extranonce_size=4))
+    assert isinstance(job, NewExtendedMiningJob) and not job.version_rolling_allowed
+    issued = pool.book.job_for(peer.conn.channels[ok.channel_id].worker.payout_script)  # type: ignore[attr-defined]
+    assert issued is not None and job.version == issued.job.version
+
+    peer, ok2, work = standard(pool)
+    target = share_target()
+    plain, rolled_nonce = nonces(work.header, target, count=2)
+    rolled = work.version | 0x2000
+    events, out = submit(peer, ok2.channel_id, work, rolled_nonce, 1, version=rolled)
+    assert out == [SubmitSharesError(ok2.channel_id, 1, "version-rolling-not-allowed")]
+    assert [(e.accepted, e.reason) for e in events] == [(False, RejectReason.VERSION_ROLLING_NOT_NEGOTIATED)]
+    events, out = submit(peer, ok2.channel_id, work, plain, 2)
+    assert out == [SubmitSharesSuccess(ok2.channel_id, 2, 1, 0)] and events[0].accepted
+    # the miner could not know (BIP323 bits may always roll on a standard job): refused, never held against it
+    assert peer.conn.score == 0
+
+
+def test_a_job_that_allows_fewer_bits_refuses_the_others() -> None:
+    """A farm proxy's job from a V1 pool that granted BIP320's 16 bits: bits 13-28 roll, bits 5-12 are refused."""
+    pool = Pool()
+    pool.feed = BookFeed(MaskedBook(pool.book, 0x1FFFE000))
+    peer, ok, work = standard(pool)
+    for seq, (bits, accepted) in enumerate(((0x2000, True), (0x20, False)), start=1):
+        version = work.version | bits
+        header = header76(version, work.header[4:36], work.header[36:68], work.ntime,
+                          int.from_bytes(work.header[72:76], "little"))
+        (nonce,) = nonces(header, share_target())
+        events, _ = submit(peer, ok.channel_id, work, nonce, seq, version=version)
+        assert events[0].accepted is accepted, (bits, events)

@@ -58,6 +58,7 @@ from pithead.stratum.v1.client import (
     ClientEvent,
     DifficultySet,
     NewWork,
+    RequestFailed,
     ShareAccepted,
     ShareRejected,
     Subscribed,
@@ -78,6 +79,7 @@ from pithead.stratum.v2.client import (
     ShareAcknowledged,
     ShareDenied,
     TargetSet,
+    UpdateRefused,
     WorkReady,
 )
 from pithead.stratum.v2.errors import (
@@ -187,6 +189,19 @@ class Sv2Client:
             return False
         except Sv2Error:
             return False  # the channel is gone (closed by the pool): the session is ending
+        writer.write(connection.data_to_send())
+        return True
+
+    def update_channel(self, nominal_hash_rate: float) -> bool:
+        """Tell the pool the channel's hashrate changed (UpdateChannel; its target may follow with SetTarget);
+        False when there is no open channel to tell."""
+        connection, writer = self._connection, self._writer
+        if connection is None or writer is None or writer.is_closing() or self._stopping.is_set():
+            return False
+        try:
+            connection.update_channel(nominal_hash_rate)
+        except Sv2Error:
+            return False  # not open yet, or closed
         writer.write(connection.data_to_send())
         return True
 
@@ -364,6 +379,8 @@ class Sv2Client:
             return (), f"the pool closed the channel: {event.reason}"
         if isinstance(event, ReconnectAsked):
             return (), "pool asked to reconnect"
+        if isinstance(event, UpdateRefused):
+            return (RequestFailed("UpdateChannel", event.code),), None
         return (), None
 
     def _work(self, work: ChannelWork, clean: bool) -> MinerWork:

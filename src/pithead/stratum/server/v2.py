@@ -63,6 +63,7 @@ from pithead.stratum.v2.pool import (
     PoolConnection,
     pool_responder,
 )
+from pithead.stratum.version import BIP323_MASK
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,10 @@ class BookFeed:
 
     def current(self, payout_script: bytes | None, extranonce1: bytes | None = None) -> BookJob | None:
         issued = self.book.job_for(payout_script, extranonce1)
-        return None if issued is None else BookJob(issued.job, issued.job.job_id, issued.max_difficulty)
+        if issued is None:
+            return None
+        mask = BIP323_MASK if issued.version_mask is None else issued.version_mask & BIP323_MASK
+        return BookJob(issued.job, issued.job.job_id, issued.max_difficulty, mask)
 
     def standing(self, job: BookJob) -> RejectReason | None:
         issued = self.book.get(job.book_id, job.job.payout_script)

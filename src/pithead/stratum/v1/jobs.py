@@ -108,6 +108,9 @@ class IssuedJob:
     # The hardest share difficulty a miner may be given while on this job (None: the pool's own bounds):
     # a farm proxy's job carries its upstream's difficulty, so no machine is set above it.
     max_difficulty: float | None = None
+    # The version bits a share on this job may roll (None: the pool's own rules): a farm proxy's job carries
+    # what its upstream allows, which the V2 channels follow per job (V1 sessions follow the server's limit).
+    version_mask: int | None = None
 
     def line(self, clean: bool) -> bytes:
         """The `mining.notify` line (made on each call: a pool-mode broadcast makes it once for everyone)."""
@@ -124,8 +127,9 @@ class IssuedJob:
         return self.shape.line(self.job, False)
 
 
-def issue(job: Job, seq: int, generation: int, max_difficulty: float | None = None) -> IssuedJob:
-    return IssuedJob(job, seq, generation, NotifyShape.of(job), max_difficulty)
+def issue(job: Job, seq: int, generation: int, max_difficulty: float | None = None,
+          version_mask: int | None = None) -> IssuedJob:
+    return IssuedJob(job, seq, generation, NotifyShape.of(job), max_difficulty, version_mask)
 
 
 class JobSource(Protocol):

@@ -148,6 +148,10 @@ class BookJob:
     # The hardest difficulty a channel may be set while on this job (None: the pool's own bounds): a farm
     # proxy's job carries its upstream's difficulty, so no machine is set above it (V1's `IssuedJob` alike).
     max_difficulty: float | None = None
+    # The version bits a share on this job may roll: the BIP323 bits, or fewer on a farm proxy's job from an
+    # upstream that allows fewer (0: none — an extended job then says version_rolling_allowed = false; a
+    # standard job cannot say it, so a share rolling a bit outside is refused with invalid-version-bits)
+    version_mask: int = BIP323_MASK
 
 
 class JobFeed(Protocol):
@@ -470,7 +474,7 @@ class PoolChannel:
 
     # --- bookkeeping beside the table ----------------------------------------------------------------
     def _send(self, book: BookJob, min_ntime: int | None, out: list[Message]) -> SentJob:
-        job = replace(book.job, version=book.job.version & ~BIP323_MASK & 0xFFFFFFFF)
+        job = replace(book.job, version=book.job.version & ~book.version_mask & 0xFFFFFFFF)
         sent = SentJob(self._next_job_id, book, job, self.level, self.extranonce1)
         self._next_job_id = self._next_job_id + 1 if self._next_job_id < 0xFFFFFFFF else 1
         if len(self._jobs) >= MAX_JOBS_PER_CHANNEL:
@@ -482,8 +486,9 @@ class PoolChannel:
             root = job.merkle_root(self.extranonce1, self.extranonce2)
             out.append(NewMiningJob(self.channel_id, sent.job_id, min_ntime, job.version, root))
         else:
-            out.append(NewExtendedMiningJob(self.channel_id, sent.job_id, min_ntime, job.version, True,
-                                            job.branch, job.coinbase.coinb1, job.coinbase.coinb2))
+            out.append(NewExtendedMiningJob(self.channel_id, sent.job_id, min_ntime, job.version,
+                                            book.version_mask != 0, job.branch, job.coinbase.coinb1,
+                                            job.coinbase.coinb2))
         return sent
 
     def _level(self, difficulty: float) -> ShareTarget:
@@ -573,14 +578,19 @@ class PoolChannel:
         level = sent.level if sent.level.target > self.level.target else self.level  # the easier
         seen = self.feed.seen(sent.book)
         extranonce1 = sent.extranonce1
-        verdict = check_share(sent.job, sub, extranonce1=extranonce1, version_mask=BIP323_MASK,
+        verdict = check_share(sent.job, sub, extranonce1=extranonce1, version_mask=sent.book.version_mask,
                               share_target=level.target, now=int(now), stale=standing is RejectReason.STALE,
                               seen=seen)
         if verdict.hash_int:
             seen.add(sub.key(extranonce1))
         if verdict.reason is not None:
+            # bits the spec lets every share roll, refused only because this job allows fewer (a farm proxy's,
+            # from an upstream that does): the miner could not know (a standard job cannot say it), no penalty
+            narrowed = (sent.book.version_mask != BIP323_MASK and version_bits & ~BIP323_MASK == 0
+                        and verdict.reason in (RejectReason.BAD_VERSION_BITS,
+                                               RejectReason.VERSION_ROLLING_NOT_NEGOTIATED))
             self._refuse(message, verdict.reason, sent.job, sub, level.difficulty, verdict.share_difficulty, now,
-                         out, events)
+                         out, events, honest=narrowed)
             return
         events.append(ShareJudgement(self.channel_id, self.worker, sent.job, sub, True, None, level.difficulty,
                                      verdict.share_difficulty, verdict.is_block, verdict.hash_int, verdict.version,
@@ -600,11 +610,11 @@ class PoolChannel:
 
     def _refuse(self, message: SubmitSharesStandard | SubmitSharesExtended, reason: RejectReason,
                 job: Job | None, sub: Submission, difficulty: float, share_difficulty: float, now: float,
-                out: list[Message], events: list[ChannelEvent]) -> None:
+                out: list[Message], events: list[ChannelEvent], *, honest: bool = False) -> None:
         events.append(ShareJudgement(self.channel_id, self.worker, job, sub, False, reason, difficulty,
                                      share_difficulty, False))
         out.append(SubmitSharesError(self.channel_id, message.sequence_number, SUBMIT_ERROR_CODES[reason]))
-        if reason not in HONEST_REASONS:
+        if reason not in HONEST_REASONS and not honest:
             self._penalize(SCORE_PER_INVALID_SHARE, now)
 
 

@@ -31,6 +31,7 @@ error): the shell drops the connection. What it is not: sockets, timers, reconne
 from __future__ import annotations
 
 import enum
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -72,6 +73,7 @@ from pithead.stratum.v2.messages.mining import (
     SubmitSharesExtended,
     SubmitSharesStandard,
     SubmitSharesSuccess,
+    UpdateChannel,
     UpdateChannelError,
 )
 from pithead.stratum.v2.messages.registry import decode_frame, encode_frame
@@ -422,6 +424,17 @@ class MinerConnection:
         else:
             self._messages.append(SubmitSharesExtended(channel_id, seq, job_id, nonce, ntime, version, extranonce))
         return seq
+
+    def update_channel(self, nominal_hash_rate: float) -> None:
+        """Queue UpdateChannel (§5.3.7): the channel's hashrate changed (a farm proxy's channel carries the
+        machines behind it), so the pool's target can follow; the maximum target stays the configured one.
+        No reply on success (the pool may answer SetTarget); an `UpdateRefused` event if it refuses."""
+        channel_id = self.channel_id
+        if self.state not in (MinerState.WAITING, MinerState.MINING) or channel_id is None:
+            raise NotMining(f"no channel to update in state {self.state.value}")
+        if not math.isfinite(nominal_hash_rate) or nominal_hash_rate < 0:
+            raise ValueError(f"a nominal hashrate is H/s >= 0, not {nominal_hash_rate!r}")
+        self._messages.append(UpdateChannel(channel_id, nominal_hash_rate, u256_from_int(self.config.max_target)))
 
     def _start(self) -> None:
         cfg = self.config

@@ -147,10 +147,16 @@ function drawSitePower(p) {
 }
 
 async function refreshFleet() {
-  const [racks, alerts, e, power] = await Promise.all([get("/api/racks"), get("/api/alerts"), get("/api/energy"),
-                                                       get("/api/power/site")]);
+  const [racks, alerts, e, power, sh] = await Promise.all([get("/api/racks"), get("/api/alerts"), get("/api/energy"),
+                                                           get("/api/power/site"), get("/api/shares")]);
   drawRacks(racks);
   drawSitePower(power);
+  // where "hashing but no shares" comes from (a farm proxy), and why it cannot be judged now
+  const src = $("shares-source");
+  src.hidden = !sh.configured;
+  src.innerHTML = !sh.configured ? "" : sh.problem
+    ? `<b class="sev-warning">"no shares" not judged:</b> ${esc(sh.problem)} (open ones are kept as they are)`
+    : `"no shares" judged on ${esc(sh.source || "the pool")}${sh.machines != null ? ` (${sh.machines} machines)` : ""}`;
   await loadTable(true);
   $("alerts").innerHTML = "<tr><th>opened</th><th>severity</th><th>device</th><th>kind</th><th>message</th></tr>" +
     (alerts.length ? alerts.map(a => `<tr><td>${new Date(a.opened_at * 1000).toLocaleTimeString()}</td>
