@@ -15,7 +15,9 @@ from pithead.chain.params import REGTEST
 from pithead.events import BlockEvent, ShareEvent
 from pithead.stratum.difficulty import VarDiffConfig
 from pithead.stratum.server.pool import PoolServer, ServerLimits
-from pithead.stratum.v1.pool import PoolRules
+from pithead.stratum.v1.pool import BlockFound, PoolRules, PoolWorker
+from pithead.template.interface import SubmitResult
+from pithead.template.job import Job, build_job, payout_outputs
 from pithead.template.sources.static import StaticTemplateSource
 
 from .helpers import POOL_ADDRESS, SOLO_ADDRESS, regtest_template
@@ -232,3 +234,59 @@ async def test_unusable_template_is_skipped_and_the_pool_keeps_going() -> None:
     finally:
         await c.close()
         await server.stop()
+
+
+class GatedSource(StaticTemplateSource):
+    """Holds every submitblock until the test opens the gate; answers `verdicts` in turn."""
+
+    def __init__(self, verdicts: list[bool]) -> None:
+        super().__init__(regtest_template(bits=HARD))
+        self.gate = asyncio.Event()
+        self.verdicts = verdicts
+
+    async def submit_block(self, block_hex: str) -> list[SubmitResult]:
+        self.submitted.append(block_hex)
+        await self.gate.wait()
+        ok = self.verdicts.pop(0)
+        return [SubmitResult("gated", None if ok else "inconclusive", ok)]
+
+
+def _candidate(job: Job, tag: int) -> BlockFound:
+    worker = PoolWorker(USER, SOLO_ADDRESS, address_to_script(SOLO_ADDRESS, REGTEST))
+    block_hash = bytes([tag]) * 32
+    return BlockFound(worker, job, bytes([tag]) * 80, block_hash)
+
+
+@pytest.mark.parametrize("first_accepted", [True, False])
+async def test_one_candidate_per_parent_at_the_nodes(first_accepted: bool) -> None:
+    """Siblings (candidates on the same parent) wait for the first's verdict: accepted, they are stale without
+    a node hearing of them (a demo chain at low share difficulty once queued thousands at the node, every
+    verdict minutes late); refused, the next one goes. Every candidate is recorded, none lost."""
+    source = GatedSource([first_accepted, True])
+    sink = ListSink()
+    rules = PoolRules(mode="solo", network=REGTEST, vardiff=VarDiffConfig(10.0, 1e-6, 1e9))
+    server = PoolServer(rules=rules, source=source, sink=sink, refresh_interval=3600)
+    tpl = source.current()
+    assert tpl is not None
+    job = build_job(tpl, job_id="j1", outputs=payout_outputs(
+        "solo", tpl, pool_script=None, worker_script=address_to_script(SOLO_ADDRESS, REGTEST)))
+    for tag in (1, 2, 3):
+        server.found_block(_candidate(job, tag), 100.0 + tag)
+    await asyncio.sleep(0.05)
+    assert len(source.submitted) == 1  # the siblings wait
+    source.gate.set()
+    for _ in range(200):
+        if len([e for e in sink.events if isinstance(e, BlockEvent)]) == 3:
+            break
+        await asyncio.sleep(0.01)
+    blocks = [e for e in sink.events if isinstance(e, BlockEvent)]
+    assert len(blocks) == 3
+    if first_accepted:  # the pool's block took the height: both siblings stale, unheard by the node
+        assert len(source.submitted) == 1
+        assert [b.accepted_by_node for b in blocks] == [True, False, False]
+        assert [b.node_result for b in blocks[1:]] == ["stale", "stale"]
+    else:  # refused: the next went, was accepted, and the last is stale
+        assert len(source.submitted) == 2
+        assert [b.accepted_by_node for b in blocks] == [False, True, False] and blocks[2].node_result == "stale"
+    assert server.metrics.block_candidates == 3 and server.metrics.blocks_found == 1
+    await server.stop()

@@ -589,8 +589,8 @@ class MaskedBook:
         ij = self.book.job_for(payout_script, extranonce1)
         return None if ij is None else replace(ij, version_mask=self.mask)
 
-    def get(self, job_id: str) -> IssuedJob | None:
-        return self.book.get(job_id)
+    def get(self, job_id: str, payout_script: bytes | None = None) -> IssuedJob | None:
+        return self.book.get(job_id, payout_script)
 
     def is_stale(self, ij: IssuedJob) -> bool:
         return self.book.is_stale(ij)

@@ -30,6 +30,7 @@ total, bans for flooders. One bad client only ever closes its own transport.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -139,6 +140,10 @@ class ShareRoute(Protocol):
 
     def share_judged(self, extranonce1: bytes | None, event: ShareJudged, now: float) -> None:
         """`extranonce1`: the one the share was judged with (a V1 session's, a V2 channel's): a proxy's tag."""
+
+
+MAX_SOLVED_PARENTS = 64
+"""Parents the pool remembers having solved (a later candidate on one is stale without asking a node)."""
 
 
 def block_message(height: int, worker: str) -> str:
@@ -328,6 +333,10 @@ class PoolServer:
         self._last_template: BlockTemplate | None = None
         self._last_generation_at = 0.0  # time.monotonic() of the last job generation
         self._submit_tasks: set[asyncio.Task[None]] = set()
+        # Block candidates by the block they build on (see `found_block`): the first goes to the nodes, its
+        # siblings wait for its verdict; a parent the pool has already solved takes no more candidates.
+        self._siblings: dict[bytes, list[tuple[BlockFound, float]]] = {}
+        self._solved: collections.OrderedDict[bytes, str] = collections.OrderedDict()
         self._sink_errors = 0
         self.template_ready = asyncio.Event()
         self.generation_listeners: list[Callable[[], None]] = []
@@ -367,6 +376,9 @@ class PoolServer:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+        for parent in list(self._siblings):  # candidates still waiting on a sibling's verdict: send them now
+            for ev, at in self._siblings.pop(parent):
+                self._spawn_submit(ev, at)
         if self._submit_tasks:
             await asyncio.wait(self._submit_tasks, timeout=grace)
         if self._server is not None:
@@ -547,12 +559,62 @@ class PoolServer:
                 log.exception("share sink refused an event")
 
     def found_block(self, ev: BlockFound, now: float) -> None:
-        """A block candidate from any endpoint of this pool: counted, submitted to every node, recorded."""
+        """A block candidate from any endpoint of this pool: counted, submitted to every node, recorded.
+
+        One candidate per parent block is at the nodes at a time. A sibling (another candidate on the same
+        parent, found while the first is being judged) waits for the first's verdict: if the first was
+        accepted the sibling is stale without asking anyone (the pool's own block already took the height),
+        else it is submitted in turn. Without this, low-difficulty work on a fast chain (the demo chain, a
+        test network, a starved machine) sent the node thousands of doomed siblings, whose verdicts then
+        came minutes late for everyone, the pool's next real block included."""
         self.metrics.block_candidates += 1
         log.warning("BLOCK candidate %s at height %d by %s", display_hex(ev.block_hash), ev.job.height, ev.worker.name)
+        parent = ev.job.prev_hash
+        solved_by = self._solved.get(parent)
+        if solved_by is not None:
+            self._stale_sibling(ev, now, solved_by)
+        elif parent in self._siblings:
+            self._siblings[parent].append((ev, now))
+        else:
+            self._siblings[parent] = []
+            self._spawn_submit(ev, now)
+
+    def _spawn_submit(self, ev: BlockFound, now: float) -> None:
         task = asyncio.get_running_loop().create_task(self._submit_block(ev, now))
         self._submit_tasks.add(task)
         task.add_done_callback(self._submit_tasks.discard)
+
+    def _stale_sibling(self, ev: BlockFound, now: float, solved_by: str) -> None:
+        """A candidate on a parent the pool's block `solved_by` already built on: recorded as a lost race
+        (BIP22 "stale"), credited nothing, never sent to a node."""
+        log.warning("block %s stale: the pool's block %s already took height %d", display_hex(ev.block_hash),
+                    solved_by, ev.job.height)
+        if self.sink is not None:
+            self._emit(
+                BlockEvent(
+                    time=now, height=ev.job.height, block_hash=display_hex(ev.block_hash),
+                    worker=ev.worker.name, address=ev.worker.address, reward_sat=ev.job.coinbase_value,
+                    fees_sat=ev.job.fees, accepted_by_node=False, node_result="stale",
+                    network_difficulty=target_to_difficulty(ev.job.network_target),
+                )
+            )
+
+    def _settle_siblings(self, ev: BlockFound, accepted: bool) -> None:
+        """After a candidate's verdict: its waiting siblings are stale (it was accepted), or the next one is
+        submitted (it was not)."""
+        parent = ev.job.prev_hash
+        waiting = self._siblings.get(parent)
+        if accepted:
+            self._solved[parent] = display_hex(ev.block_hash)
+            while len(self._solved) > MAX_SOLVED_PARENTS:
+                self._solved.popitem(last=False)
+            for sibling, at in self._siblings.pop(parent, []):
+                self._stale_sibling(sibling, at, display_hex(ev.block_hash))
+        elif waiting:
+            nxt, at = waiting.pop(0)
+            self._spawn_submit(nxt, at)
+        else:
+            self._siblings.pop(parent, None)
 
     async def _submit_block(self, ev: BlockFound, now: float) -> None:
         block_hex = ev.block.hex()
@@ -585,6 +647,7 @@ class PoolServer:
         else:
             log.warning("block %s %s", display_hex(ev.block_hash),
                         "accepted" if accepted else f"refused ({verdict.node_result})")
+        self._settle_siblings(ev, accepted)
         if accepted:  # counted only now: a candidate that lost a race ("inconclusive") found no block
             self.metrics.blocks_found += 1
             self.stats.block(ev.worker.name, ev.worker.address)
