@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -279,6 +280,10 @@ def balance_of(balances: Iterable[Balance], address: str) -> Balance | None:
     return next((b for b in balances if b.address == address), None)
 
 
+MAX_UNREPORTED_WORKERS = 100_000
+"""Bound on the workers with block-solving shares whose block events are still to come (see `Ledger`)."""
+
+
 class Ledger:
     """The pool's book. One instance per store; not thread-safe beyond what the store guarantees."""
 
@@ -297,6 +302,10 @@ class Ledger:
         self.network_difficulty = network_difficulty
         self.block_value_sat = block_value_sat
         self.notices = notices  # told of every block recorded, once its batch has committed
+        # Per worker: block-solving shares counted found whose block events have not come yet (the pool
+        # emits the share at once and the block after the nodes' verdict). In memory: after a restart a
+        # block whose share came before it is counted twice, which only ever leans away from a false flag.
+        self._solved_unreported: Counter[str] = Counter()
 
     def set_network(self, difficulty: float, block_value_sat: int) -> None:
         """The network difficulty and block value in force (from the node), used when events lack them."""
@@ -383,9 +392,19 @@ class Ledger:
         workers, addresses, pool = withholding.tally(
             (ev.time, ev.worker, ev.address, ev.difficulty, d_net) for ev, d_net, _ in priced
         )
-        deltas = [OddsDelta(OddsKind.WORKER, w, t.first, t.expected, 0, t.unpriced) for w, t in workers.items()]
-        deltas += [OddsDelta(OddsKind.ADDRESS, a, t.first, t.expected, 0, t.unpriced) for a, t in addresses.items()]
-        deltas.append(OddsDelta(OddsKind.POOL, "", pool.first, pool.expected, 0, pool.unpriced))
+        # A share that solved its job's block is a block found as it arrives, like its work is expected as it
+        # arrives: counted at its block's verdict instead, k lagged lambda by the node's answer time, and a
+        # node slow to answer (a starved machine, a fast test chain) had honest miners look like withholders.
+        solved = [ev for ev, _, _ in priced if withholding.solves_block(ev.share_difficulty, ev.network_difficulty)]
+        by_worker = Counter(ev.worker for ev in solved)
+        if solved and len(self._solved_unreported) < MAX_UNREPORTED_WORKERS:
+            self._solved_unreported.update(by_worker)  # their blocks' events will not count them again
+        by_address = Counter(ev.address for ev in solved)
+        deltas = [OddsDelta(OddsKind.WORKER, w, t.first, t.expected, by_worker[w], t.unpriced)
+                  for w, t in workers.items()]
+        deltas += [OddsDelta(OddsKind.ADDRESS, a, t.first, t.expected, by_address[a], t.unpriced)
+                   for a, t in addresses.items()]
+        deltas.append(OddsDelta(OddsKind.POOL, "", pool.first, pool.expected, len(solved), pool.unpriced))
         self.store.add_odds(deltas)
         self.store.add_round_work(pool.expected, pool.unpriced, pool.first)
         touched.update((OddsKind.WORKER, w) for w in workers)
@@ -394,12 +413,18 @@ class Ledger:
     def _count_block(self, ev: BlockEvent, touched: set[tuple[OddsKind, str]]) -> None:
         """A block solution its worker submitted: one found for it, its address and the pool, whatever the
         node then said (a block that lost a race was still not withheld); the effort's round (the blocks
-        expected since the last block) starts over."""
-        self.store.add_odds([
-            OddsDelta(OddsKind.WORKER, ev.worker, ev.time, found=1),
-            OddsDelta(OddsKind.ADDRESS, ev.address, ev.time, found=1),
-            OddsDelta(OddsKind.POOL, "", ev.time, found=1),
-        ])
+        expected since the last block) starts over. A block whose share already showed it solved its job (the
+        share's hash under its network target, `_count_work`) was counted found then: not again here."""
+        if self._solved_unreported[ev.worker] > 0:  # counted found with its share (`_count_work`)
+            self._solved_unreported[ev.worker] -= 1
+            if self._solved_unreported[ev.worker] == 0:
+                del self._solved_unreported[ev.worker]
+        else:
+            self.store.add_odds([
+                OddsDelta(OddsKind.WORKER, ev.worker, ev.time, found=1),
+                OddsDelta(OddsKind.ADDRESS, ev.address, ev.time, found=1),
+                OddsDelta(OddsKind.POOL, "", ev.time, found=1),
+            ])
         self.store.reset_odds(OddsKind.ROUND, "", ev.time)
         touched.update(((OddsKind.WORKER, ev.worker), (OddsKind.ADDRESS, ev.address)))
 

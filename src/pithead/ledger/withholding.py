@@ -17,7 +17,8 @@ until the new D arrives (one poll on mainnet, where D moves once in 2016 blocks;
 retargets every block, lambda would be off all the time, hence D on every event). A share with no D ever
 told is counted as unpriced and left out of lambda: lambda then reads low, which never flags anyone.
 k counts every block solution a worker submitted, whatever the node then said (a block that lost a race
-to another was still not withheld).
+to another was still not withheld), as its share arrives (the share's hash met its job's network target),
+so k never lags lambda by the node's answer time.
 
 The evidence (all pure functions here; the ledger feeds them the sums it keeps per worker, per address and
 for the pool, `pithead.ledger.store`):
@@ -282,6 +283,12 @@ class Tally:
     expected: float = 0.0  # sum of min(1, d/D) over shares with a known network difficulty
     unpriced: int = 0  # accepted shares with no network difficulty known: left out of expected
     first: float = math.inf  # the batch's earliest share time
+
+
+def solves_block(share_difficulty: float, network_difficulty: float) -> bool:
+    """Whether a share whose hash reached `share_difficulty` solved its job's block (network difficulty
+    known, > 0): its hash is at or under the network target."""
+    return network_difficulty > 0 and share_difficulty >= network_difficulty
 
 
 def tally(shares: Iterable[tuple[float, str, str, float, float]]) -> tuple[dict[str, Tally], dict[str, Tally], Tally]:
