@@ -135,7 +135,10 @@ async def test_up_finds_blocks_credits_and_resumes(tmp_path: Path) -> None:
         assert all(b["status"] in ("pending", "confirmed", "stale") for b in blocks), blocks
         accepted = [b for b in blocks if b["status"] != "stale"]
         miner_addrs = set(running.miner_addresses)
-        assert {b["address"] for b in blocks} <= miner_addrs
+        finders = set(miner_addrs)  # the CPU miners, and the proxy the simulated fleet mines through (its user)
+        if running.proxy is not None:
+            finders |= {spec.user.split(".")[0] for spec in running.proxy.specs.values()}
+        assert {b["address"] for b in blocks} <= finders
         balances = await _until(
             client, "/api/balances", lambda bs: sum(b["immature_sat"] + b["mature_sat"] for b in bs) > 0
         )
