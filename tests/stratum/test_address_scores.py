@@ -9,13 +9,18 @@ import asyncio
 import contextlib
 
 import orjson
+import pytest
 
 from pithead.stratum.server.bans import ADDRESS_BAN_SCORE, AddressScores, Admission
+from pithead.stratum.server.workers import WorkerPool
 from pithead.stratum.v1.pool import BAN_SCORE, SCORE_PER_UNKNOWN_JOB
+from pithead.template.sources.static import StaticTemplateSource
 
 from .helpers import regtest_template
 from .rawclient import RawClient
+from .test_e2e_node import ListSink, wait_until
 from .test_server import HARD, USER, start_pool
+from .test_workers import pool_cfg
 
 WAIT_S = 30.0
 
@@ -167,3 +172,29 @@ async def test_a_farm_behind_one_address_with_in_flight_and_stale_work_is_never_
         for c in farm:
             await c.close()
         await server.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_each_worker_of_the_multi_process_pool_scores_what_it_sees_and_its_ban_holds_on_all() -> None:
+    """The same churn against the pool on two worker processes (the kernel spreads the connections): a
+    worker whose share of them reaches the address's score bans it, the supervisor spreads the ban, and
+    every worker refuses the address while a miner from another address keeps mining."""
+    pool = WorkerPool(pool_cfg(ban_seconds=60.0), StaticTemplateSource(regtest_template()), ListSink(), workers=2)
+    _, port = await pool.start("127.0.0.1", 0)
+    honest = await _connect(port, "127.0.0.2")
+    try:
+        await honest.handshake(USER)
+        job = await honest.wait_notify()
+        for _ in range(300):  # 5 points each: ~1,500 over two workers, each bans past ~310 of its own
+            await _junk_connection(port, "127.0.0.79", job[7], 5)
+
+        async def refused_everywhere() -> bool:
+            # fresh connections (different source ports → both workers): every one closed unanswered
+            return not any([await _junk_connection(port, "127.0.0.79", job[7], 1) for _ in range(8)])
+
+        await wait_until(refused_everywhere, "the address's ban on every worker", limit_s=20)
+        assert honest.job is not None
+        assert (await honest.submit_one(USER, honest.job))["result"] is True
+    finally:
+        await honest.close()
+        await pool.stop()
