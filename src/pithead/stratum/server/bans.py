@@ -1,7 +1,9 @@
 """Per-IP admission: temporary bans for flooders and a cap on connections per IP (pure, time passed in).
 
-What it is: `BanTable`, the bans (bounded in number, each ban and each check O(log n) at most), and
-`Admission`, which refuses a banned address and caps the connections of one address. `ban_key` says what
+What it is: `BanTable`, the bans (bounded in number, each ban and each check O(log n) at most),
+`AddressScores`, the misbehaviour score of each ban key summed over all its connections (what bans an
+address that spreads its junk over many connections, each below a connection's own ban score), and
+`Admission`, which refuses a banned address, caps the connections of one address and keeps those scores. `ban_key` says what
 a ban covers: an IPv4 address; an IPv6 address's prefix (/64 by default, `[pool] ban_ipv6_prefix`),
 since one IPv6 host usually holds a whole /64 and could otherwise take a fresh address for every
 connection; an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``, what a dual-stack socket reports for an IPv4
@@ -15,7 +17,7 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import socket
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 
 DEFAULT_BAN_SECONDS = 600.0
@@ -27,6 +29,20 @@ addresses than this is a job for a firewall: the table stays bounded and cheap e
 DEFAULT_IPV6_PREFIX = 64
 """IPv6 bans cover this prefix: a /64 is what one site or host is given (RFC 6177), so a host cannot step
 round its ban by taking another address of its own subnet."""
+ADDRESS_BAN_SCORE = 300.0
+"""Misbehaviour score, summed over every connection of one ban key, at which the key is banned: three
+times a connection's own (`pithead.stratum.v1.pool.BAN_SCORE`), so an address that opens many connections
+and spends less than a connection's ban on each is banned all the same."""
+ADDRESS_SCORE_PER_CONNECTION = 10.0
+"""What each open connection of a key adds to its ban score: a farm of N miners behind one NAT may
+misbehave a little on each connection at once (after a pool restart each reconnecting miner sends a share
+or two of work from before it, for job ids the new connection was never sent) and is not banned for it,
+while an address that churns through connections, or holds them and sends junk on all, still is."""
+ADDRESS_SCORE_DECAY_PER_SECOND = 1.0
+"""Score forgiven per key per second, as for one connection: a NAT's odd reject never adds up; a flood does."""
+MAX_SCORED_ADDRESSES = 100_000
+"""Keys whose score is remembered; the least recently penalised are forgotten first (their score is lost:
+a flood of more distinct addresses than this is a job for a firewall)."""
 
 
 def ban_key(ip: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
@@ -138,12 +154,68 @@ class BanTable:
                 return
 
 
+class AddressScores:
+    """The decaying misbehaviour score of each ban key, fed by the penalties of all its connections.
+
+    A key is banned when its score reaches `ban_score` + `per_connection` × its open connections. Bounded:
+    scores live in an ordered dict, the least recently penalised forgotten past `max_keys` (each penalty
+    O(1)); open connections are counted per key only while there are some."""
+
+    def __init__(self, ban_score: float = ADDRESS_BAN_SCORE, per_connection: float = ADDRESS_SCORE_PER_CONNECTION,
+                 decay_per_second: float = ADDRESS_SCORE_DECAY_PER_SECOND,
+                 max_keys: int = MAX_SCORED_ADDRESSES) -> None:
+        if ban_score <= 0 or per_connection < 0 or decay_per_second < 0 or max_keys < 1:
+            raise ValueError("an address score needs a positive ban score, no negative rates and a key or more")
+        self.ban_score = ban_score
+        self.per_connection = per_connection
+        self.decay_per_second = decay_per_second
+        self.max_keys = max_keys
+        self._scores: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key → (score, when)
+        self._open: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+    def connected(self, key: str) -> None:
+        self._open[key] += 1
+
+    def disconnected(self, key: str) -> None:
+        left = self._open[key] - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            del self._open[key]
+
+    def limit(self, key: str) -> float:
+        """The score at which `key` is banned now."""
+        return self.ban_score + self.per_connection * self._open.get(key, 0)
+
+    def score(self, key: str, now: float) -> float:
+        held = self._scores.get(key)
+        if held is None:
+            return 0.0
+        return max(0.0, held[0] - max(0.0, now - held[1]) * self.decay_per_second)
+
+    def add(self, key: str, amount: float, now: float) -> bool:
+        """Add a penalty to `key`'s score; True when that reaches its ban (the score starts again from 0)."""
+        score = self.score(key, now) + amount
+        self._scores.pop(key, None)
+        if score >= self.limit(key):
+            return True
+        self._scores[key] = (score, now)  # the most recently penalised last
+        if len(self._scores) > self.max_keys:
+            self._scores.popitem(last=False)
+        return False
+
+
 class Admission:
     def __init__(self, max_per_ip: int, ban_seconds: float = DEFAULT_BAN_SECONDS, *,
-                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX, max_banned: int = MAX_BANNED) -> None:
+                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX, max_banned: int = MAX_BANNED,
+                 scores: AddressScores | None = None) -> None:
         self.max_per_ip = max_per_ip
         self.ban_seconds = ban_seconds
         self.bans = BanTable(max_banned, ipv6_prefix)
+        self.scores = scores if scores is not None else AddressScores()
         self._count: Counter[str] = Counter()
 
     def admit(self, ip: str, now: float) -> str | None:
@@ -154,6 +226,7 @@ class Admission:
         if self._count[host] >= self.max_per_ip:
             return "too many connections from this address"
         self._count[host] += 1
+        self.scores.connected(self.bans.key(ip))
         return None
 
     def release(self, ip: str) -> None:
@@ -161,6 +234,12 @@ class Admission:
         self._count[host] -= 1
         if self._count[host] <= 0:
             del self._count[host]
+        self.scores.disconnected(self.bans.key(ip))
+
+    def penalize(self, ip: str, amount: float, now: float) -> bool:
+        """Add a connection's penalty to its address's score (`AddressScores`); True when the address has now
+        earned a ban (the caller bans it, so that the ban is logged and spread like any other)."""
+        return self.scores.add(self.bans.key(ip), amount, now)
 
     def ban(self, ip: str, now: float, seconds: float | None = None) -> None:
         """Refuse `ip` (its `ban_key`) for `seconds` (default `ban_seconds`) from `now`; a longer ban in force

@@ -24,7 +24,9 @@ pre-serialized line per miner: from C (`_fanout`, outside the GIL, on several th
 with nothing queued, through the transport otherwise. Bounded everything: line length and buffered
 bytes (LineFramer), pending replies (reading pauses while the peer does not read our writes; a peer
 that lets MAX_WRITE_BUFFER pile up is dropped), handshake and idle timeouts, connections per IP and in
-total, bans for flooders. One bad client only ever closes its own transport.
+total, bans for flooders (a connection's own misbehaviour score, and its address's: every connection's
+penalties summed per ban key, `bans.AddressScores`, so that junk spread over many connections is banned
+too). One bad client only ever closes its own transport.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from pithead.stratum.server.bans import DEFAULT_BAN_SECONDS, DEFAULT_IPV6_PREFIX
 from pithead.stratum.server.stats import StatsBook
 from pithead.stratum.v1.jobs import IssuedJob, JobBook, JobSource
 from pithead.stratum.v1.pool import (
+    BANNED,
     BlockFound,
     CloseRequested,
     PoolEvent,
@@ -73,6 +76,9 @@ try:  # the native notify fan-out (setup.py builds it; without it every notify g
 except ImportError:  # pragma: no cover - no C compiler at install time
     _fanout = None
 
+
+ADDRESS_BAN_REASON = "too many invalid messages or shares from this address"
+"""Why an address is banned whose connections together reached its score (`bans.AddressScores`)."""
 
 MAX_REQUESTS_PER_TURN = 64
 """Requests of one connection handled per event-loop turn; a longer pipeline waits (reading paused) while
@@ -206,12 +212,21 @@ class StratumConnection(asyncio.Protocol):
             return
         srv = self.server
         now = srv.clock()
+        before = s.penalties
         try:
             events = step(now)
         except Exception:  # a bug must cost this one connection, never the server or anyone else
             log.exception("session error from %s; closing that connection", self.ip)
             t.abort()
             return
+        penalties = s.penalties - before
+        if penalties and srv.admission.penalize(self.ip, penalties, now):
+            # the address's connections together earned a ban (each may be below its own): this one is
+            # closed and the address banned like a connection that earned it alone
+            if s.state is not PoolState.CLOSED:
+                s.session_input(BANNED, ADDRESS_BAN_REASON, events)
+            elif not any(isinstance(ev, CloseRequested) and ev.ban for ev in events):
+                events.append(CloseRequested(ADDRESS_BAN_REASON, True))
         out = s.data_to_send()
         if out:
             t.write(out)

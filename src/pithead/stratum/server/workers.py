@@ -12,7 +12,9 @@ owns everything there must be one of:
   once), and submits the blocks workers find to every node, answering the worker with the results;
 - the ledger: workers send their share and block events in batches (one frame per event-loop turn), the
   supervisor puts them into the `ShareSink` and keeps the pool's totals (`stats.pool`) from them;
-- bans (a ban made by one worker is sent to all) and the block message shown to every miner;
+- bans (a ban made by one worker is sent to all; each worker scores the addresses it sees, `bans.AddressScores`,
+  so an address is banned when the connections one worker holds of it together earn it) and the block
+  message shown to every miner;
 - the workers' health: one that dies is restarted (its miners reconnect and land on a live worker); when
   the supervisor goes away the workers see the end of their channel and stop.
 

@@ -14,7 +14,8 @@ parameter), no asyncio; the block it builds is handed out as an event and submit
 
 Beside the table, not in it: parsing (the wire layer and the handlers' field checks), the misbehaviour
 score (`_penalize`; reaching `BAN_SCORE` feeds the table `BANNED`: malformed input, invalid shares, and
-spam that is well formed but useless — unknown methods, refused requests, shares for job ids never sent) and the share-target bookkeeping
+spam that is well formed but useless — unknown methods, refused requests, shares for job ids never sent;
+their running total `penalties` is what the shell sums per address) and the share-target bookkeeping
 (`_diff_for`, `_note_job`).
 
 Field rules kept here (see notes/stratum-field-notes.md): configure/suggest_difficulty/extranonce.subscribe
@@ -344,6 +345,7 @@ class PoolSession:
         self._after: list[bytes] = []  # server messages that must follow the current reply
         self._score = 0.0
         self._score_at = now
+        self.penalties = 0.0  # every penalty ever added, undecayed: the shell sums them per address
         self._server_req_id = 0
         self.close_reason: str | None = None
 
@@ -803,6 +805,7 @@ class PoolSession:
         checks once the message is answered, so the miner still gets its reply)."""
         self._score = max(0.0, self._score - (now - self._score_at) * SCORE_DECAY_PER_SECOND) + amount
         self._score_at = now
+        self.penalties += amount
 
 
 # --- the transition table: the spec ----------------------------------------------------------------------
