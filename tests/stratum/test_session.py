@@ -631,3 +631,18 @@ def test_default_bounds_honour_a_nerdminers_own_suggestion() -> None:
               + req(3, "mining.authorize", [SOLO_ADDRESS + ".nerd", "x"]), NOW)
     diffs = [o["params"][0] for o in lines(s.data_to_send()) if o.get("method") == "mining.set_difficulty"]
     assert diffs and diffs[-1] == 0.00015
+
+
+def test_a_made_up_job_id_is_answered_and_scored_but_no_share_event() -> None:
+    """Issue 16: a flood of submits for job ids this connection was never sent cost an event to the
+    supervisor and the ledger per line. Such a submit is answered (21, job not found) and scored towards a
+    ban, but it is no share of the connection's work: no ShareJudged. A job id it was sent still is one."""
+    s, _book, notify = _ready()
+    events = s.receive(req(9, "mining.submit", [SOLO_ADDRESS + ".r", "zz99", "00000000", notify["params"][7],
+                                                "00000000"]), NOW)
+    assert not [e for e in events if isinstance(e, ShareJudged)]
+    (reply,) = [o for o in lines(s.data_to_send()) if o.get("id") == 9]
+    assert reply["error"][0] == 21 and s.penalties > 0
+    events = s.receive(req(10, "mining.submit", [SOLO_ADDRESS + ".r", notify["params"][0], "00000000",
+                                                 notify["params"][7], "00000000"]), NOW)
+    assert [e for e in events if isinstance(e, ShareJudged)]  # judged (low difficulty, most likely): an event

@@ -607,14 +607,18 @@ class PoolSession:
         )
         if verdict.hash_int:
             self.jobs.remember(sub.job_id, sub.key(self.extranonce1))
-        events.append(
-            ShareJudged(worker, job, sub, verdict.accepted, verdict.reason, diff,
-                        verdict.share_difficulty, verdict.is_block, verdict.hash_int, verdict.version)
-        )
+        made_up = verdict.reason is RejectReason.JOB_NOT_FOUND and sub.job_id not in self._sent_ids
+        if not made_up:  # a job id this connection was never sent is no share of its work: a violation
+            # (answered, and scored towards a ban below), never a ledger event or a statistic; a flood of
+            # them otherwise cost the pool an event to its supervisor and ledger per line (issue 16)
+            events.append(
+                ShareJudged(worker, job, sub, verdict.accepted, verdict.reason, diff,
+                            verdict.share_difficulty, verdict.is_block, verdict.hash_int, verdict.version)
+            )
         if verdict.reason is not None:
             in_flight = (verdict.reason is RejectReason.BAD_VERSION_BITS and sub.version_bits is not None
                          and sub.version_bits & ~(self._earlier_masks | self.version_mask) == 0)
-            if verdict.reason is RejectReason.JOB_NOT_FOUND and sub.job_id not in self._sent_ids:
+            if made_up:
                 self._penalize(SCORE_PER_UNKNOWN_JOB, now)  # never sent to this miner: made up, or from before
             elif verdict.reason not in HONEST_REASONS and not in_flight:
                 self._penalize(SCORE_PER_INVALID_SHARE, now)
