@@ -126,7 +126,9 @@ async def test_junk_spread_over_many_connections_from_one_address_is_banned() ->
         assert not server.admission.is_banned("127.0.0.2", server.clock())
         first_refused = answered.index(False)
         # banned near its score (a connection's allowance and the decay of a slow run give a little more)
-        assert ADDRESS_BAN_SCORE / submits <= first_refused < 150, first_refused
+        per_connection = submits * SCORE_PER_UNKNOWN_JOB
+        assert ADDRESS_BAN_SCORE / per_connection <= first_refused < 3 * ADDRESS_BAN_SCORE / per_connection, \
+            first_refused
         assert not any(answered[first_refused:])  # refused from then on
         assert (await honest.submit_one(USER, job))["result"] is True
         fresh = await _connect(port, "127.0.0.2")  # and another address still gets in

@@ -103,10 +103,11 @@ SCORE_PER_REFUSED = 2.0
 """A request refused for what it is (an unknown method, a second subscribe, a failed authorize): honest
 miners make a handful per connection (an optional method this pool lacks, a mistyped address retried every
 few seconds); 20,000 in a row on one connection is spam and reaches the ban within ~50."""
-SCORE_PER_UNKNOWN_JOB = 1.0
+SCORE_PER_UNKNOWN_JOB = 3.0
 """A share for a job id this connection was never sent. An honest miner does that only with work still in
-flight from before a reconnect or a pool restart (a few shares, once); a loop of made-up job ids is banned
-after ~100 in quick succession. Shares for jobs this connection was sent that have since aged out of the
+flight from before a reconnect or a pool restart (a few shares, once: an ASIC has under ten in flight); a
+loop of made-up job ids is banned after ~33 in quick succession (at ~100 each attacking connection still
+doubled an honest miner's reply time: `pithead bench attack`). Shares for jobs this connection was sent that have since aged out of the
 job book stay free (slow devices), like stale and duplicate shares."""
 SCORE_DECAY_PER_SECOND = 1.0
 """Score forgiven per second: an honest miner's occasional reject never adds up; a flood does."""
