@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI
 
+from pithead.bench.web import time_gets
 from pithead.farm.energy import PriceSchedule
 from pithead.farm.model import (
     Board,
@@ -67,17 +68,6 @@ def _seed(store: FarmStore, n: int, now: float) -> None:
                          for k, d in enumerate(devices) if k % UNREACHABLE_EVERY == 0])
 
 
-async def _time(client: httpx.AsyncClient, path: str, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        r = await client.get(path)
-        out.append((time.perf_counter() - t0) * 1000.0)
-        if r.status_code != 200:
-            raise SystemExit(f"{path}: HTTP {r.status_code}: {r.text[:200]}")
-    return out
-
-
 async def _run(args: argparse.Namespace) -> None:
     now = time.time()
     with tempfile.TemporaryDirectory(prefix="pithead-bench-farmpage-") as tmp:
@@ -106,7 +96,7 @@ async def _run(args: argparse.Namespace) -> None:
                 await client.get("/farm/api/racks")  # the store's status cache is built once
                 print(f"{'request':70} {'median ms':>10} {'p90 ms':>10}")
                 for p in paths:
-                    ms = sorted(await _time(client, p, args.repeat))
+                    ms = sorted(await time_gets(client, p, args.repeat))
                     p90 = ms[min(len(ms) - 1, int(0.9 * len(ms)))]
                     print(f"{p[:70]:70} {statistics.median(ms):10.1f} {p90:10.1f}")
         finally:

@@ -53,7 +53,8 @@ def _seed(path: Path, workers: int, addresses: int, shares: int, now: float) -> 
         store.close()
 
 
-async def _time(client: httpx.AsyncClient, path: str, repeat: int) -> list[float]:
+async def time_gets(client: httpx.AsyncClient, path: str, repeat: int) -> list[float]:
+    """Milliseconds of `repeat` GETs of `path` (an answer other than 200 ends the bench, saying why)."""
     out = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -88,7 +89,7 @@ async def _run(args: argparse.Namespace) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             print(f"{'endpoint':60} {'median ms':>10} {'p90 ms':>10}")
             for p in paths:
-                ms = sorted(await _time(client, p, args.repeat))
+                ms = sorted(await time_gets(client, p, args.repeat))
                 p90 = ms[min(len(ms) - 1, int(len(ms) * 0.9))]
                 print(f"{p:60} {statistics.median(ms):10.2f} {p90:10.2f}")
         store.close()

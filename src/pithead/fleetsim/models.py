@@ -39,7 +39,7 @@ What it is not: no state and no clock (see `pithead.fleetsim.device`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 HOURS_PER_YEAR = 8766.0
@@ -252,28 +252,10 @@ def _whatsminer(
 
 
 def _luxos(key: str, type_string: str, ths: float, watts: float, chips: int, freq: int, mv: int) -> ModelSpec:
-    return ModelSpec(
-        key=key,
-        family=Family.LUXOS,
-        type_string=type_string,
-        hashrate_ths=ths,
-        power_w=watts,
-        boards=3,
-        chips_per_board=chips,
-        fans=4,
-        freq_mhz=freq,
-        reports_power=True,  # LuxOS estimates and reports power
-        boot_s=150.0,
-        max_fan_rpm=6000,
-        chip_rise_c=45.0,
-        derate_ambient_c=40.0,
-        derated_freq_mhz=freq - 50,
-        shutdown_ambient_c=50.0,
-        chip_protect_c=95.0,
-        one_bad_board_kills_unit=False,
-        behaviour=MULTI_BOARD_BEHAVIOUR,
-        voltage_mv=mv,
-    )
+    """An Antminer running LuxOS: the stock unit's hardware, LuxOS's API, power reported (LuxOS estimates
+    it) and the chips' voltage known (its profiles step frequency and voltage together)."""
+    stock = _antminer(key, type_string, ths, watts, chips, freq, True, 40.0, freq - 50, 50.0, False)
+    return replace(stock, family=Family.LUXOS, voltage_mv=mv)
 
 
 MODELS.update(
