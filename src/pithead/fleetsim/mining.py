@@ -291,12 +291,12 @@ class MiningBridge:
         self._tasks.append(asyncio.create_task(self._hash_loop(), name="mine-hash"))
 
     async def close(self) -> None:
-        for t in self._tasks:
+        tasks, self._tasks = list(self._tasks), []
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        # gather, not a loop that suppresses CancelledError: a close that is itself cancelled (a part's stop
+        # timing out) must end, not swallow that and wait on
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def __aenter__(self) -> MiningBridge:
         await self.start()
